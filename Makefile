@@ -1,0 +1,98 @@
+# calf — one build for the VMM (build/calf) and the image tools
+# (build/calf-img, build/calf-io).  `make test` runs every test under prove,
+# `make run` boots the default guest.  Missing Debian packages are installed
+# by scripts/setup-deps.sh before anything is compiled.
+
+CC      ?= gcc
+BUILD   := build
+OBJ     := $(BUILD)/obj
+PKGS    := zlib libzstd libcrypto
+SANITIZE ?=
+
+ifeq ($(filter clean distclean,$(MAKECMDGOALS)),)
+SETUP_KIND := $(if $(filter test test-% check bench run,$(MAKECMDGOALS)),$(firstword $(filter test bench run,$(patsubst test-%,test,$(MAKECMDGOALS)))),build)
+$(shell scripts/setup-deps.sh $(SETUP_KIND) >&2)
+ifneq ($(.SHELLSTATUS),0)
+$(error package setup failed; see the message above)
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+endif
+
+CFLAGS  := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE \
+           -D_FILE_OFFSET_BITS=64 -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS := $(EXTRA_LDFLAGS)
+LIBS    := $(PKG_LIBS) -lpthread
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+BLOCK_SRCS := $(sort $(wildcard block/*.c))
+IMG_SRCS   := $(sort $(wildcard block/img/*.c))
+IO_SRCS    := $(sort $(wildcard block/io/*.c))
+VMM_SRCS   := $(sort $(wildcard vmm/*.c devices/*.c))
+UNIT_SRCS  := $(sort $(wildcard tests/unit/*.c))
+
+obj = $(patsubst %.c,$(OBJ)/%.o,$(1))
+BLOCK_OBJS := $(call obj,$(BLOCK_SRCS))
+
+PROGS := $(BUILD)/calf-img $(BUILD)/calf-io
+ifneq ($(VMM_SRCS),)
+PROGS += $(BUILD)/calf
+endif
+UNIT_PROGS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+# Things the fragments below add to what `make` and `make test` build.
+EXTRA_ALL  :=
+EXTRA_TEST :=
+
+all: $(PROGS) extra-all
+
+# Rebuild everything when the flags change (e.g. SANITIZE=1).
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $@
+
+$(OBJ)/%.o: %.c $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libcalfblock.a: $(BLOCK_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/calf-img: $(call obj,$(IMG_SRCS)) $(BUILD)/libcalfblock.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/calf-io: $(call obj,$(IO_SRCS)) $(BUILD)/libcalfblock.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/calf: $(call obj,$(VMM_SRCS)) $(BUILD)/libcalfblock.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(BUILD)/libcalfblock.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# Fragments owned by their folders (firmware images, guest tests, fuzzing).
+-include $(sort $(wildcard */*.mk))
+
+extra-all: $(EXTRA_ALL)
+
+TEST_SCRIPTS = $(sort $(wildcard tests/*.t guest-tests/*.t))
+PROVE_JOBS ?= 2
+
+test: all $(UNIT_PROGS) $(EXTRA_TEST)
+	CALF_BUILD=$(abspath $(BUILD)) prove -j$(PROVE_JOBS) $(TEST_SCRIPTS)
+
+bench: all
+	CALF_BUILD=$(abspath $(BUILD)) bench/run
+
+clean:
+	rm -rf $(BUILD)
+
+FORCE:
+.PHONY: all extra-all test bench clean run FORCE
+
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

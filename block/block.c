@@ -1,0 +1,409 @@
+/* The generic block layer: driver lookup and probing, opening backing
+ * chains, request bounds checks, chain-wide status and image creation. */
+#include "block/block.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Deeper chains than this are refused (and catch loops we cannot see
+ * by inode, such as through /proc). */
+#define BLK_MAX_CHAIN 256
+
+static const BlockDriver *const drivers[] = {
+    &blk_qcow2_driver,
+    &blk_raw_driver,
+};
+
+const BlockDriver *blk_find_driver(const char *name)
+{
+    for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+        if (!strcmp(drivers[i]->name, name))
+            return drivers[i];
+    return NULL;
+}
+
+static const BlockDriver *probe_driver(int fd)
+{
+    uint8_t buf[4096];
+    int r = blk_file_pread(fd, buf, sizeof(buf), 0);
+    if (r < 0)
+        return NULL;
+    const BlockDriver *best = &blk_raw_driver;
+    int best_score = 0;
+    for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
+        if (!drivers[i]->probe)
+            continue;
+        int s = drivers[i]->probe(buf, sizeof(buf));
+        if (s > best_score) {
+            best_score = s;
+            best = drivers[i];
+        }
+    }
+    return best;
+}
+
+/* Resolves a backing file name relative to the image that names it. */
+static char *backing_path(const char *image, const char *backing)
+{
+    if (backing[0] == '/' || !strchr(image, '/'))
+        return strdup(backing);
+    const char *slash = strrchr(image, '/');
+    size_t dirlen = slash - image + 1;
+    char *p = malloc(dirlen + strlen(backing) + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, image, dirlen);
+    strcpy(p + dirlen, backing);
+    return p;
+}
+
+struct chain_seen {
+    dev_t dev[BLK_MAX_CHAIN];
+    ino_t ino[BLK_MAX_CHAIN];
+    int n;
+};
+
+static BlockDriverState *open_chain(const char *filename, const char *format, int flags,
+                                    BlockOptions *opts, int depth, struct chain_seen *seen)
+{
+    if (depth >= BLK_MAX_CHAIN) {
+        blk_set_error("%s: backing chain is deeper than %d images", filename, BLK_MAX_CHAIN);
+        return NULL;
+    }
+    const BlockDriver *drv = NULL;
+    if (format) {
+        drv = blk_find_driver(format);
+        if (!drv) {
+            blk_set_error("Unknown driver '%s'", format);
+            return NULL;
+        }
+    }
+    bool rw = flags & BLK_O_RDWR;
+    int oflags = (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+    if (flags & BLK_O_NOCACHE)
+        oflags |= O_DIRECT;
+    int fd = open(filename, oflags);
+    if (fd < 0) {
+        int e = errno;
+        blk_set_error("Could not open '%s': %s", filename, strerror(e));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
+        blk_set_error("Could not open '%s': %s", filename,
+                      S_ISDIR(st.st_mode) ? "Is a directory" : strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    for (int i = 0; i < seen->n; i++) {
+        if (seen->dev[i] == st.st_dev && seen->ino[i] == st.st_ino) {
+            blk_set_error("%s: backing chain loops back to an image already in the chain",
+                          filename);
+            close(fd);
+            return NULL;
+        }
+    }
+    seen->dev[seen->n] = st.st_dev;
+    seen->ino[seen->n] = st.st_ino;
+    seen->n++;
+
+    if (!(flags & BLK_O_SHARE) && blk_lock(fd, rw, filename) < 0) {
+        close(fd);
+        return NULL;
+    }
+    if (!drv)
+        drv = probe_driver(fd);
+
+    BlockDriverState *bs = calloc(1, sizeof(*bs));
+    if (!bs || !(bs->filename = strdup(filename))) {
+        free(bs);
+        close(fd);
+        blk_set_error("out of memory");
+        return NULL;
+    }
+    bs->drv = drv;
+    bs->fd = fd;
+    bs->flags = flags;
+    bs->read_only = !rw;
+    bs->depth = depth;
+    blk_set_error("%s: could not open", filename);
+    int r = drv->open(bs, opts);
+    if (r < 0) {
+        free(bs->filename);
+        free(bs);
+        close(fd);
+        return NULL;
+    }
+    const char *unused = blkopts_first_unused(opts);
+    if (unused) {
+        blk_set_error("Invalid option '%s' for the %s format", unused, drv->name);
+        blk_close(bs);
+        return NULL;
+    }
+    if (bs->backing_file[0]) {
+        bs->full_backing_filename = backing_path(filename, bs->backing_file);
+        if (!bs->full_backing_filename) {
+            blk_set_error("out of memory");
+            blk_close(bs);
+            return NULL;
+        }
+    }
+    if (bs->backing_file[0] && !(flags & BLK_O_NO_BACKING)) {
+        /* A backing file is only ever read: never opened for writing. */
+        int bflags = (flags & ~(BLK_O_RDWR | BLK_O_CHECK)) | BLK_O_NO_REPAIR;
+        const char *bfmt = bs->backing_format[0] ? bs->backing_format : NULL;
+        BlockDriverState *b = open_chain(bs->full_backing_filename, bfmt, bflags, NULL,
+                                         depth + 1, seen);
+        if (!b) {
+            char msg[1024];
+            snprintf(msg, sizeof(msg), "%s", blk_error());
+            blk_set_error("Could not open backing file: %s", msg);
+            blk_close(bs);
+            return NULL;
+        }
+        bs->backing = b;
+    }
+    return bs;
+}
+
+BlockDriverState *blk_open(const char *filename, const char *format, int flags,
+                           BlockOptions *opts)
+{
+    struct chain_seen *seen = calloc(1, sizeof(*seen));
+    if (!seen) {
+        blk_set_error("out of memory");
+        return NULL;
+    }
+    BlockDriverState *bs = open_chain(filename, format, flags, opts, 0, seen);
+    free(seen);
+    return bs;
+}
+
+void blk_close(BlockDriverState *bs)
+{
+    while (bs) {
+        BlockDriverState *next = bs->backing;
+        if (bs->drv->close)
+            bs->drv->close(bs);
+        close(bs->fd);
+        free(bs->filename);
+        free(bs->full_backing_filename);
+        free(bs);
+        bs = next;
+    }
+}
+
+static int check_request(BlockDriverState *bs, uint64_t off, uint64_t len, bool write)
+{
+    if (write && bs->read_only) {
+        blk_set_error("%s: image is opened read-only", bs->filename);
+        return -EACCES;
+    }
+    if (off > bs->size || len > bs->size - off) {
+        blk_set_error("%s: request [%" PRIu64 ", +%" PRIu64 ") is beyond the end of the "
+                      "image (%" PRIu64 " bytes)", bs->filename, off, len, bs->size);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int blk_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
+{
+    int r = check_request(bs, off, len, false);
+    if (r < 0 || len == 0)
+        return r;
+    return bs->drv->pread(bs, off, buf, len);
+}
+
+int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
+{
+    int r = check_request(bs, off, len, true);
+    if (r < 0 || len == 0)
+        return r;
+    return bs->drv->pwrite(bs, off, buf, len);
+}
+
+int blk_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+    for (int i = 0; i < iovcnt; i++) {
+        int r = blk_pread(bs, off, iov[i].iov_base, iov[i].iov_len);
+        if (r < 0)
+            return r;
+        off += iov[i].iov_len;
+    }
+    return 0;
+}
+
+int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+    for (int i = 0; i < iovcnt; i++) {
+        int r = blk_pwrite(bs, off, iov[i].iov_base, iov[i].iov_len);
+        if (r < 0)
+            return r;
+        off += iov[i].iov_len;
+    }
+    return 0;
+}
+
+int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+{
+    int r = check_request(bs, off, len, true);
+    if (r < 0 || len == 0)
+        return r;
+    if (bs->drv->pwrite_zeroes)
+        return bs->drv->pwrite_zeroes(bs, off, len, flags);
+    static const uint8_t zero[65536];
+    while (len) {
+        size_t n = len < sizeof(zero) ? len : sizeof(zero);
+        r = bs->drv->pwrite(bs, off, zero, n);
+        if (r < 0)
+            return r;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int blk_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
+{
+    int r = check_request(bs, off, len, true);
+    if (r < 0 || len == 0)
+        return r;
+    return bs->drv->discard ? bs->drv->discard(bs, off, len) : 0;
+}
+
+int blk_flush(BlockDriverState *bs)
+{
+    if (bs->read_only || !bs->drv->flush)
+        return 0;
+    return bs->drv->flush(bs);
+}
+
+int blk_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                     uint64_t *host_offset)
+{
+    uint64_t dummy;
+    if (!host_offset)
+        host_offset = &dummy;
+    *host_offset = 0;
+    if (off >= bs->size) {
+        *pnum = 0;
+        return 0;
+    }
+    if (len > bs->size - off)
+        len = bs->size - off;
+    if (!bs->drv->block_status) {
+        *pnum = len;
+        return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED;
+    }
+    return bs->drv->block_status(bs, off, len, pnum, host_offset);
+}
+
+int blk_block_status_above(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                           uint64_t *host_offset, int *depth, BlockDriverState **file)
+{
+    uint64_t want = len;
+    int d = 0;
+    for (BlockDriverState *b = bs; b; b = b->backing, d++) {
+        if (off >= b->size) {
+            /* past the end of this layer: zeros, nothing below matters */
+            if (depth)
+                *depth = d;
+            if (file)
+                *file = b;
+            *pnum = want;
+            return BLK_STATUS_ZERO;
+        }
+        uint64_t n;
+        int st = blk_block_status(b, off, want, &n, host_offset);
+        if (st < 0)
+            return st;
+        if (st & BLK_STATUS_ALLOCATED) {
+            if (depth)
+                *depth = d;
+            if (file)
+                *file = b;
+            *pnum = n;
+            return st;
+        }
+        /* unallocated here: the answer for at most n bytes comes below */
+        want = n;
+    }
+    if (depth)
+        *depth = d;
+    if (file)
+        *file = NULL;
+    *pnum = want;
+    return BLK_STATUS_ZERO;
+}
+
+int blk_read_backing(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
+{
+    BlockDriverState *b = bs->backing;
+    size_t avail = 0;
+    if (b && off < b->size)
+        avail = b->size - off < len ? b->size - off : len;
+    if (avail) {
+        int r = blk_pread(b, off, buf, avail);
+        if (r < 0)
+            return r;
+    }
+    memset((uint8_t *)buf + avail, 0, len - avail);
+    return 0;
+}
+
+int blk_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool shrink)
+{
+    if (bs->read_only) {
+        blk_set_error("%s: image is opened read-only", bs->filename);
+        return -EACCES;
+    }
+    if (!bs->drv->truncate) {
+        blk_set_error("%s: the %s format cannot be resized", bs->filename, bs->drv->name);
+        return -ENOTSUP;
+    }
+    return bs->drv->truncate(bs, size, prealloc, shrink);
+}
+
+int blk_get_info(BlockDriverState *bs, BlockInfo *info)
+{
+    memset(info, 0, sizeof(*info));
+    return bs->drv->get_info ? bs->drv->get_info(bs, info) : 0;
+}
+
+void blk_info_free(BlockInfo *info)
+{
+    free(info->snapshots);
+    info->snapshots = NULL;
+}
+
+int64_t blk_allocated_size(BlockDriverState *bs)
+{
+    if (bs->drv->allocated_size)
+        return bs->drv->allocated_size(bs);
+    struct stat st;
+    if (fstat(bs->fd, &st) < 0)
+        return -errno;
+    return (int64_t)st.st_blocks * 512;
+}
+
+int blk_create(const char *format, const char *filename, uint64_t size, BlockOptions *opts)
+{
+    const BlockDriver *drv = blk_find_driver(format);
+    if (!drv) {
+        blk_set_error("Unknown file format '%s'", format);
+        return -EINVAL;
+    }
+    if (!drv->create) {
+        blk_set_error("Format driver '%s' does not support image creation", format);
+        return -ENOTSUP;
+    }
+    return drv->create(filename, size, opts);
+}

@@ -1,0 +1,216 @@
+/* The block layer: one driver interface, format drivers (raw, qcow2) and
+ * backing chains.  Nothing here knows about KVM or devices.
+ *
+ * Conventions: functions return 0 (or a count) on success and a negative
+ * errno on failure.  The failing function records a one-line message with
+ * blk_set_error(); callers print it with blk_error(), adding their own
+ * context ("calf-img: Could not open 'x': <message>").
+ */
+#ifndef CALF_BLOCK_H
+#define CALF_BLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define BLK_SECTOR_SIZE 512
+
+/* blk_open() flags */
+#define BLK_O_RDWR        0x0001 /* open for writing (takes the write lock) */
+#define BLK_O_NO_BACKING  0x0002 /* do not open the backing chain */
+#define BLK_O_SHARE       0x0004 /* -U/--force-share: no lock (read-only) */
+#define BLK_O_NOCACHE     0x0008 /* O_DIRECT on the host file */
+#define BLK_O_UNSAFE      0x0010 /* flush is a no-op (cache=unsafe) */
+#define BLK_O_NO_REPAIR   0x0020 /* do not repair a dirty image on open */
+#define BLK_O_CHECK       0x0040 /* opened to be checked: allow damage */
+
+/* blk_pwrite_zeroes() flags */
+#define BLK_ZERO_MAY_UNMAP 0x1 /* the range may be deallocated */
+
+/* blk_block_status() result bits */
+#define BLK_STATUS_DATA       0x01 /* reads come from data stored here */
+#define BLK_STATUS_ZERO       0x02 /* reads as zeros */
+#define BLK_STATUS_ALLOCATED  0x04 /* this layer decides the content */
+#define BLK_STATUS_OFFSET     0x08 /* *host_offset is valid */
+#define BLK_STATUS_COMPRESSED 0x10 /* stored compressed */
+
+/* preallocation modes (create, truncate) */
+enum blk_prealloc {
+    BLK_PREALLOC_OFF,
+    BLK_PREALLOC_METADATA,
+    BLK_PREALLOC_FALLOC,
+    BLK_PREALLOC_FULL,
+};
+int blk_prealloc_parse(const char *s); /* -EINVAL if unknown */
+const char *blk_prealloc_name(int mode);
+
+/* ---- key=value option lists ("-o a=b,c=d"; ",," escapes a comma) ---- */
+
+typedef struct BlockOpt {
+    char *key;
+    char *value;
+    bool used;
+} BlockOpt;
+
+typedef struct BlockOptions {
+    int n;
+    BlockOpt *opt;
+} BlockOptions;
+
+/* Appends the options of str to o; later keys override earlier ones. */
+int blkopts_parse(BlockOptions *o, const char *str);
+int blkopts_set(BlockOptions *o, const char *key, const char *value);
+/* Lookups mark the option used; NULL / default when absent. */
+const char *blkopts_get(BlockOptions *o, const char *key);
+int blkopts_get_bool(BlockOptions *o, const char *key, bool def, bool *out);
+int blkopts_get_size(BlockOptions *o, const char *key, uint64_t def, uint64_t *out);
+int blkopts_get_uint(BlockOptions *o, const char *key, uint64_t def, uint64_t *out);
+/* The first option nobody asked for, or NULL. */
+const char *blkopts_first_unused(const BlockOptions *o);
+void blkopts_free(BlockOptions *o);
+
+/* Sizes as qemu-img takes them: 512, 64k, 1.5G, 2T (powers of 1024);
+ * a bare number is bytes.  Returns -EINVAL on garbage or overflow. */
+int blk_parse_size(const char *s, uint64_t *out);
+/* "64 MiB", "1.5 GiB", "512 B" (qemu's size_to_str) into buf. */
+char *blk_size_to_str(uint64_t size, char *buf, size_t len);
+
+/* ---- errors ---- */
+void blk_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *blk_error(void);
+
+/* ---- drivers ---- */
+
+typedef struct BlockDriverState BlockDriverState;
+typedef struct BlockDriver BlockDriver;
+
+/* What `info` shows.  Drivers fill what applies; the rest stays zero. */
+typedef struct BlockSnapshotInfo {
+    char id[128];
+    char name[256];
+    uint64_t vm_state_size;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t icount; /* UINT64_MAX: not recorded */
+} BlockSnapshotInfo;
+
+typedef struct BlockInfo {
+    uint64_t cluster_size; /* 0: not applicable */
+    bool encrypted;
+    bool dirty;            /* "dirty-flag" */
+    int nb_snapshots;
+    BlockSnapshotInfo *snapshots; /* malloc'd; blk_info_free() */
+    /* qcow2 format-specific data */
+    bool is_qcow2;
+    int qcow2_version;     /* 2 -> compat "0.10", 3 -> "1.1" */
+    const char *compression_type; /* "zlib" / "zstd" */
+    bool lazy_refcounts;
+    int refcount_bits;
+    bool corrupt;
+    bool extended_l2;
+    char data_file[1024];  /* "" when none */
+    bool data_file_raw;
+} BlockInfo;
+void blk_info_free(BlockInfo *info);
+
+struct BlockDriver {
+    const char *name;
+    /* Score 0..100 for the first bytes of a file; highest wins. */
+    int (*probe)(const uint8_t *buf, size_t len);
+    /* bs->fd, bs->filename and bs->flags are set; the driver fills
+     * bs->size, bs->backing_file and bs->backing_format and may keep its
+     * state in bs->opaque.  Unused options are an error. */
+    int (*open)(BlockDriverState *bs, BlockOptions *opts);
+    void (*close)(BlockDriverState *bs);
+    int (*pread)(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
+    int (*pwrite)(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+    int (*pwrite_zeroes)(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
+    int (*discard)(BlockDriverState *bs, uint64_t off, uint64_t len);
+    int (*flush)(BlockDriverState *bs);
+    /* Status of [off, off+len): returns BLK_STATUS_* bits for the first
+     * *pnum bytes (0 < *pnum <= len), or a negative errno. */
+    int (*block_status)(BlockDriverState *bs, uint64_t off, uint64_t len,
+                        uint64_t *pnum, uint64_t *host_offset);
+    int (*truncate)(BlockDriverState *bs, uint64_t size, int prealloc, bool shrink);
+    int (*get_info)(BlockDriverState *bs, BlockInfo *info);
+    /* Creates filename (which may exist: it is truncated).  opts holds
+     * the -o options; every option it does not know is an error. */
+    int (*create)(const char *filename, uint64_t size, BlockOptions *opts);
+    /* Bytes the host file uses (st_blocks); NULL: the generic one. */
+    int64_t (*allocated_size)(BlockDriverState *bs);
+};
+
+extern const BlockDriver blk_raw_driver;
+extern const BlockDriver blk_qcow2_driver;
+const BlockDriver *blk_find_driver(const char *name);
+
+struct BlockDriverState {
+    const BlockDriver *drv;
+    char *filename;          /* as given by the user */
+    int fd;                  /* the host file */
+    int flags;               /* BLK_O_* */
+    bool read_only;
+    uint64_t size;           /* virtual size in bytes */
+    char backing_file[1024]; /* as stored in the image, "" if none */
+    char backing_format[32]; /* as stored, "" if none */
+    char *full_backing_filename; /* resolved path of backing_file */
+    BlockDriverState *backing;   /* NULL if none or not opened */
+    void *opaque;            /* driver state */
+    int depth;               /* 0 for the top of a chain */
+};
+
+/* Opens filename with the given format (NULL: probe) and its backing
+ * chain (read-only, never written).  opts may be NULL.  Returns NULL and
+ * sets the error message on failure. */
+BlockDriverState *blk_open(const char *filename, const char *format, int flags,
+                           BlockOptions *opts);
+void blk_close(BlockDriverState *bs); /* closes the whole chain */
+
+int blk_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
+int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+int blk_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt);
+int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt);
+int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
+int blk_discard(BlockDriverState *bs, uint64_t off, uint64_t len);
+int blk_flush(BlockDriverState *bs);
+int blk_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,
+                     uint64_t *pnum, uint64_t *host_offset);
+int blk_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool shrink);
+int blk_get_info(BlockDriverState *bs, BlockInfo *info);
+int64_t blk_allocated_size(BlockDriverState *bs);
+
+/* Status through the chain: like blk_block_status on the first layer that
+ * has the range allocated; *depth says which layer (0 = bs).  Ranges no
+ * layer has read as zeros: returns BLK_STATUS_ZERO with *depth = chain
+ * length.  *file, if not NULL, gets the layer. */
+int blk_block_status_above(BlockDriverState *bs, uint64_t off, uint64_t len,
+                           uint64_t *pnum, uint64_t *host_offset, int *depth,
+                           BlockDriverState **file);
+
+/* Reads [off, off+len) of bs's backing chain for bs's driver: zeros where
+ * there is no backing file or past its end. */
+int blk_read_backing(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
+
+/* Creates an image.  size BLK_SIZE_UNSET with a backing file takes the
+ * backing file's size.  opts are the -o options ("backing_file",
+ * "backing_fmt" included). */
+#define BLK_SIZE_UNSET UINT64_MAX
+int blk_create(const char *format, const char *filename, uint64_t size,
+               BlockOptions *opts);
+
+/* ---- host file helpers (full transfers; EINTR and short I/O handled) ---- */
+/* Reads past end of file return zeros. */
+int blk_file_pread(int fd, void *buf, size_t len, uint64_t off);
+int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+int64_t blk_file_size(int fd);
+/* Makes [off, off+len) read as zeros, punching a hole where possible. */
+int blk_file_zero(int fd, uint64_t off, uint64_t len);
+int blk_file_punch(int fd, uint64_t off, uint64_t len); /* best effort */
+
+/* Image locking compatible with QEMU's byte-range scheme (OFD locks):
+ * a writer excludes other writers and readers that did not pass -U. */
+int blk_lock(int fd, bool write, const char *filename);
+
+#endif

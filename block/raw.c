@@ -1,0 +1,191 @@
+/* The raw format: guest offset == file offset. */
+#include "block/block.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int raw_probe(const uint8_t *buf, size_t len)
+{
+    (void)buf;
+    (void)len;
+    return 1; /* anything is a raw image, as a last resort */
+}
+
+static int raw_open(BlockDriverState *bs, BlockOptions *opts)
+{
+    (void)opts;
+    int64_t size = blk_file_size(bs->fd);
+    if (size < 0) {
+        blk_set_error("%s: cannot get the file size: %s", bs->filename, strerror(-size));
+        return size;
+    }
+    struct stat st;
+    if (fstat(bs->fd, &st) == 0 && S_ISBLK(st.st_mode)) {
+        off_t end = lseek(bs->fd, 0, SEEK_END);
+        if (end > 0)
+            size = end;
+    }
+    bs->size = size;
+    return 0;
+}
+
+static int raw_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
+{
+    int r = blk_file_pread(bs->fd, buf, len, off);
+    if (r < 0)
+        blk_set_error("%s: read error: %s", bs->filename, strerror(-r));
+    return r;
+}
+
+static int raw_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
+{
+    int r = blk_file_pwrite(bs->fd, buf, len, off);
+    if (r < 0)
+        blk_set_error("%s: write error: %s", bs->filename, strerror(-r));
+    return r;
+}
+
+static int raw_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+{
+    (void)flags;
+    int r = blk_file_zero(bs->fd, off, len);
+    if (r < 0)
+        blk_set_error("%s: write error: %s", bs->filename, strerror(-r));
+    return r;
+}
+
+static int raw_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
+{
+    blk_file_punch(bs->fd, off, len); /* advisory: failure is fine */
+    (void)bs;
+    return 0;
+}
+
+static int raw_flush(BlockDriverState *bs)
+{
+    if (bs->flags & BLK_O_UNSAFE)
+        return 0;
+    if (fdatasync(bs->fd) < 0) {
+        int e = errno;
+        blk_set_error("%s: flush failed: %s", bs->filename, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+/* Holes in the file read as zeros; SEEK_DATA/SEEK_HOLE find them. */
+static int raw_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                            uint64_t *host_offset)
+{
+    *host_offset = off;
+    int64_t fsize = blk_file_size(bs->fd);
+    if (fsize >= 0 && off >= (uint64_t)fsize) {
+        *pnum = len;
+        return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
+    }
+    off_t data = lseek(bs->fd, off, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) {
+        *pnum = len; /* only a hole up to the end */
+        return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
+    }
+    if (data < 0) {
+        *pnum = len;
+        return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
+    }
+    if ((uint64_t)data > off) {
+        uint64_t n = data - off;
+        *pnum = n < len ? n : len;
+        return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
+    }
+    off_t hole = lseek(bs->fd, off, SEEK_HOLE);
+    uint64_t n = hole > (off_t)off ? (uint64_t)(hole - off) : len;
+    *pnum = n < len ? n : len;
+    return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
+}
+
+static int raw_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool shrink)
+{
+    (void)shrink;
+    uint64_t old = bs->size;
+    if (ftruncate(bs->fd, size) < 0) {
+        int e = errno;
+        blk_set_error("%s: cannot resize: %s", bs->filename, strerror(e));
+        return -e;
+    }
+    if (size > old && prealloc != BLK_PREALLOC_OFF) {
+        if (prealloc == BLK_PREALLOC_FULL) {
+            static const uint8_t zero[65536];
+            for (uint64_t o = old; o < size;) {
+                size_t n = size - o < sizeof(zero) ? size - o : sizeof(zero);
+                int r = blk_file_pwrite(bs->fd, zero, n, o);
+                if (r < 0)
+                    return r;
+                o += n;
+            }
+        } else if (prealloc == BLK_PREALLOC_FALLOC) {
+            int r = posix_fallocate(bs->fd, old, size - old);
+            if (r) {
+                blk_set_error("%s: cannot preallocate: %s", bs->filename, strerror(r));
+                return -r;
+            }
+        }
+    }
+    bs->size = size;
+    return 0;
+}
+
+static int raw_create(const char *filename, uint64_t size, BlockOptions *opts)
+{
+    const char *pa = blkopts_get(opts, "preallocation");
+    int prealloc = blk_prealloc_parse(pa);
+    if (prealloc < 0) {
+        blk_set_error("Invalid parameter '%s' for preallocation", pa);
+        return -EINVAL;
+    }
+    const char *unused = blkopts_first_unused(opts);
+    if (unused) {
+        blk_set_error("Invalid parameter '%s'", unused);
+        return -EINVAL;
+    }
+    if (size == BLK_SIZE_UNSET) {
+        blk_set_error("Image creation needs a size parameter");
+        return -EINVAL;
+    }
+    int fd = open(filename, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        blk_set_error("Could not create '%s': %s", filename, strerror(e));
+        return -e;
+    }
+    BlockDriverState bs = {.fd = fd, .filename = (char *)filename};
+    int r = raw_truncate(&bs, size, prealloc == BLK_PREALLOC_METADATA ? BLK_PREALLOC_OFF : prealloc,
+                         false);
+    close(fd);
+    return r;
+}
+
+static int raw_get_info(BlockDriverState *bs, BlockInfo *info)
+{
+    (void)bs;
+    (void)info;
+    return 0;
+}
+
+const BlockDriver blk_raw_driver = {
+    .name = "raw",
+    .probe = raw_probe,
+    .open = raw_open,
+    .pread = raw_pread,
+    .pwrite = raw_pwrite,
+    .pwrite_zeroes = raw_pwrite_zeroes,
+    .discard = raw_discard,
+    .flush = raw_flush,
+    .block_status = raw_block_status,
+    .truncate = raw_truncate,
+    .get_info = raw_get_info,
+    .create = raw_create,
+};

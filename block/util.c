@@ -1,0 +1,430 @@
+/* Small shared pieces of the block layer: option lists, size parsing,
+ * the error message slot, host file I/O and image locking. */
+#include "block/block.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/falloc.h>
+
+static __thread char blk_errbuf[1024];
+
+void blk_set_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(blk_errbuf, sizeof(blk_errbuf), fmt, ap);
+    va_end(ap);
+}
+
+const char *blk_error(void)
+{
+    return blk_errbuf[0] ? blk_errbuf : "unknown error";
+}
+
+/* ---- option lists ---- */
+
+int blkopts_set(BlockOptions *o, const char *key, const char *value)
+{
+    for (int i = 0; i < o->n; i++) {
+        if (!strcmp(o->opt[i].key, key)) {
+            char *v = strdup(value);
+            if (!v)
+                return -ENOMEM;
+            free(o->opt[i].value);
+            o->opt[i].value = v;
+            o->opt[i].used = false;
+            return 0;
+        }
+    }
+    BlockOpt *n = realloc(o->opt, (o->n + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    o->opt = n;
+    n[o->n].key = strdup(key);
+    n[o->n].value = strdup(value);
+    n[o->n].used = false;
+    if (!n[o->n].key || !n[o->n].value)
+        return -ENOMEM;
+    o->n++;
+    return 0;
+}
+
+int blkopts_parse(BlockOptions *o, const char *str)
+{
+    size_t len = strlen(str);
+    char *buf = malloc(len + 1);
+    if (!buf)
+        return -ENOMEM;
+    const char *p = str;
+    while (*p) {
+        /* key up to '=' or ','; value up to a single ',' (",," is a comma) */
+        size_t k = 0;
+        while (*p && *p != '=' && *p != ',')
+            buf[k++] = *p++;
+        buf[k] = 0;
+        char *key = strdup(buf);
+        if (!key) {
+            free(buf);
+            return -ENOMEM;
+        }
+        size_t v = 0;
+        bool has_value = false;
+        if (*p == '=') {
+            has_value = true;
+            p++;
+            while (*p) {
+                if (*p == ',') {
+                    if (p[1] == ',') {
+                        buf[v++] = ',';
+                        p += 2;
+                        continue;
+                    }
+                    break;
+                }
+                buf[v++] = *p++;
+            }
+        }
+        buf[v] = 0;
+        if (*p == ',')
+            p++;
+        if (!key[0]) {
+            free(key);
+            continue;
+        }
+        /* "help" and bare flags ("-o lazy_refcounts") mean on */
+        int r = blkopts_set(o, key, has_value ? buf : "on");
+        free(key);
+        if (r < 0) {
+            free(buf);
+            return r;
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+static BlockOpt *blkopts_find(BlockOptions *o, const char *key)
+{
+    if (!o)
+        return NULL;
+    for (int i = 0; i < o->n; i++)
+        if (!strcmp(o->opt[i].key, key)) {
+            o->opt[i].used = true;
+            return &o->opt[i];
+        }
+    return NULL;
+}
+
+const char *blkopts_get(BlockOptions *o, const char *key)
+{
+    BlockOpt *opt = blkopts_find(o, key);
+    return opt ? opt->value : NULL;
+}
+
+int blkopts_get_bool(BlockOptions *o, const char *key, bool def, bool *out)
+{
+    const char *v = blkopts_get(o, key);
+    *out = def;
+    if (!v)
+        return 0;
+    if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1")) {
+        *out = true;
+        return 0;
+    }
+    if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0")) {
+        *out = false;
+        return 0;
+    }
+    blk_set_error("Parameter '%s' expects 'on' or 'off'", key);
+    return -EINVAL;
+}
+
+int blkopts_get_size(BlockOptions *o, const char *key, uint64_t def, uint64_t *out)
+{
+    const char *v = blkopts_get(o, key);
+    *out = def;
+    if (!v)
+        return 0;
+    if (blk_parse_size(v, out) < 0) {
+        blk_set_error("Parameter '%s' expects a size (got '%s')", key, v);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int blkopts_get_uint(BlockOptions *o, const char *key, uint64_t def, uint64_t *out)
+{
+    const char *v = blkopts_get(o, key);
+    *out = def;
+    if (!v)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 0);
+    if (errno || end == v || *end || v[0] == '-') {
+        blk_set_error("Parameter '%s' expects a number (got '%s')", key, v);
+        return -EINVAL;
+    }
+    *out = x;
+    return 0;
+}
+
+const char *blkopts_first_unused(const BlockOptions *o)
+{
+    if (!o)
+        return NULL;
+    for (int i = 0; i < o->n; i++)
+        if (!o->opt[i].used)
+            return o->opt[i].key;
+    return NULL;
+}
+
+void blkopts_free(BlockOptions *o)
+{
+    if (!o)
+        return;
+    for (int i = 0; i < o->n; i++) {
+        free(o->opt[i].key);
+        free(o->opt[i].value);
+    }
+    free(o->opt);
+    o->opt = NULL;
+    o->n = 0;
+}
+
+/* ---- sizes ---- */
+
+int blk_parse_size(const char *s, uint64_t *out)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!isdigit((unsigned char)*s) && *s != '.')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    /* integers exactly; fractions ("1.5G") through long double */
+    unsigned long long ival = strtoull(s, &end, 10);
+    long double val = ival;
+    bool frac = false;
+    if (errno)
+        return -EINVAL;
+    if (*end == '.') {
+        val = strtold(s, &end);
+        frac = true;
+    }
+    uint64_t mul = 1;
+    switch (*end) {
+    case 0: break;
+    case 'b': case 'B': mul = 1; end++; break;
+    case 'k': case 'K': mul = 1ULL << 10; end++; break;
+    case 'm': case 'M': mul = 1ULL << 20; end++; break;
+    case 'g': case 'G': mul = 1ULL << 30; end++; break;
+    case 't': case 'T': mul = 1ULL << 40; end++; break;
+    case 'p': case 'P': mul = 1ULL << 50; end++; break;
+    case 'e': case 'E': mul = 1ULL << 60; end++; break;
+    default: return -EINVAL;
+    }
+    if (*end)
+        return -EINVAL;
+    if (frac) {
+        long double r = val * mul;
+        if (r >= 18446744073709551615.0L || r < 0)
+            return -EINVAL;
+        *out = (uint64_t)r;
+        return 0;
+    }
+    if (mul > 1 && ival > UINT64_MAX / mul)
+        return -EINVAL;
+    *out = ival * mul;
+    return 0;
+}
+
+char *blk_size_to_str(uint64_t size, char *buf, size_t len)
+{
+    static const char *suffix[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    int i = 0;
+    long double v = size;
+    while (v >= 1024 && i < 6) {
+        v /= 1024;
+        i++;
+    }
+    if (i == 0)
+        snprintf(buf, len, "%" PRIu64 " B", size);
+    else {
+        /* qemu prints three significant digits ("1.5 GiB", "64 MiB") */
+        char tmp[64];
+        snprintf(tmp, sizeof(tmp), "%.*Lf", v >= 100 ? 0 : v >= 10 ? 1 : 2, v);
+        /* drop trailing zeros of the fraction */
+        char *dot = strchr(tmp, '.');
+        if (dot) {
+            char *e = tmp + strlen(tmp) - 1;
+            while (e > dot && *e == '0')
+                *e-- = 0;
+            if (e == dot)
+                *e = 0;
+        }
+        snprintf(buf, len, "%s %s", tmp, suffix[i]);
+    }
+    return buf;
+}
+
+int blk_prealloc_parse(const char *s)
+{
+    if (!s || !strcmp(s, "off"))
+        return BLK_PREALLOC_OFF;
+    if (!strcmp(s, "metadata"))
+        return BLK_PREALLOC_METADATA;
+    if (!strcmp(s, "falloc"))
+        return BLK_PREALLOC_FALLOC;
+    if (!strcmp(s, "full"))
+        return BLK_PREALLOC_FULL;
+    return -EINVAL;
+}
+
+const char *blk_prealloc_name(int mode)
+{
+    static const char *n[] = {"off", "metadata", "falloc", "full"};
+    return mode >= 0 && mode <= 3 ? n[mode] : "?";
+}
+
+/* ---- host files ---- */
+
+int blk_file_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t r = pread(fd, p, len, off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0) {
+            memset(p, 0, len);
+            return 0;
+        }
+        p += r;
+        len -= r;
+        off += r;
+    }
+    return 0;
+}
+
+int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t r = pwrite(fd, p, len, off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            return -EIO;
+        p += r;
+        len -= r;
+        off += r;
+    }
+    return 0;
+}
+
+int64_t blk_file_size(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    return st.st_size;
+}
+
+int blk_file_punch(int fd, uint64_t off, uint64_t len)
+{
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) < 0)
+        return -errno;
+    return 0;
+}
+
+int blk_file_zero(int fd, uint64_t off, uint64_t len)
+{
+    int64_t size = blk_file_size(fd);
+    if (size < 0)
+        return size;
+    /* Beyond the end of the file everything reads as zeros already. */
+    if (off >= (uint64_t)size)
+        return 0;
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
+        return 0;
+    if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
+        return 0;
+    static const uint8_t zero[65536];
+    while (len) {
+        size_t n = len < sizeof(zero) ? len : sizeof(zero);
+        int r = blk_file_pwrite(fd, zero, n, off);
+        if (r < 0)
+            return r;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* ---- locking ----
+ * QEMU's scheme (file-posix.c): byte 100+i is held (shared) by everyone
+ * that has permission i, byte 200+i by everyone that does not let others
+ * have it.  Permission bits: 0 consistent read, 1 write, 3 resize.  Using
+ * the same bytes makes calf and QEMU see each other's locks. */
+#define LOCK_PERM_BASE 100
+#define LOCK_SHARED_BASE 200
+enum { PERM_READ = 0, PERM_WRITE = 1, PERM_RESIZE = 3 };
+
+static int lock_byte(int fd, int byte)
+{
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+/* true when another open file holds a lock on the byte */
+static bool byte_taken(int fd, int byte)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return false;
+    return fl.l_type != F_UNLCK;
+}
+
+int blk_lock(int fd, bool write, const char *filename)
+{
+    int held[4], nheld = 0, unshared[2] = {PERM_WRITE, PERM_RESIZE};
+    held[nheld++] = PERM_READ;
+    if (write) {
+        held[nheld++] = PERM_WRITE;
+        held[nheld++] = PERM_RESIZE;
+    }
+    for (int i = 0; i < nheld; i++)
+        if (lock_byte(fd, LOCK_PERM_BASE + held[i]) < 0)
+            goto busy;
+    for (int i = 0; i < 2; i++)
+        if (lock_byte(fd, LOCK_SHARED_BASE + unshared[i]) < 0)
+            goto busy;
+    /* Somebody else refuses to share what we hold, or holds what we
+     * refuse to share. */
+    for (int i = 0; i < nheld; i++)
+        if (byte_taken(fd, LOCK_SHARED_BASE + held[i]))
+            goto busy;
+    for (int i = 0; i < 2; i++)
+        if (byte_taken(fd, LOCK_PERM_BASE + unshared[i]))
+            goto busy;
+    return 0;
+busy:
+    blk_set_error("Failed to get \"%s\" lock: is another process using the image [%s]?",
+                  write ? "write" : "consistent read", filename);
+    return -EBUSY;
+}

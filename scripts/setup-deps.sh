@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs the Debian packages calf needs to build and test, when they are
+# missing.  Run by the Makefile before anything else; does nothing when all
+# packages are present.  Not root and something missing: one clear message.
+#   setup-deps.sh build   - what the compiler needs
+#   setup-deps.sh test    - plus the peers the tests compare against
+set -u
+need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev"
+case "${1:-build}" in
+test) need="$need qemu-utils perl" ;;
+run)  need="$need" ;;
+bench) need="$need qemu-utils qemu-system-x86 hyperfine" ;;
+esac
+missing=""
+for p in $need; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "calf: missing Debian packages:$missing" >&2
+    echo "calf: run as root (make installs them) or: sudo apt-get install$missing" >&2
+    exit 1
+fi
+echo "calf: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# A stale package list fails installs of anything new; refresh it once.
+apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1 || {
+    apt-get update -q >/dev/null 2>&1
+    apt-get install -y -q --no-install-recommends $missing >/dev/null || {
+        echo "calf: apt-get install$missing failed" >&2; exit 1; }
+}
