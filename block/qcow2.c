@@ -1,22 +1,1025 @@
-/* qcow2 driver: placeholder until the engine lands. */
-#include "block/block.h"
+/* qcow2 driver: opening (with validation of every header field), the
+ * header and its extensions, flush/close, info, resize and creation.
+ * Guest I/O is in qcow2-cluster.c, refcounts in qcow2-refcount.c. */
+#include "block/qcow2.h"
+
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#define HEADER_V2_LEN 72
+#define HEADER_V3_LEN 112
 
 static int qcow2_probe(const uint8_t *buf, size_t len)
 {
-    return len >= 8 && !memcmp(buf, "QFI\xfb", 4) && buf[7] >= 2 ? 100 : 0;
+    if (len < 8 || qcow2_be32(buf) != QCOW2_MAGIC)
+        return 0;
+    uint32_t v = qcow2_be32(buf + 4);
+    return v >= 2 ? 100 : 0;
+}
+
+static int bad(Qcow2State *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(Qcow2State *s, int err, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    blk_set_error("%s: %s", s->bs->filename, msg);
+    return err;
+}
+
+int qcow2_sync(Qcow2State *s)
+{
+    s->need_sync = s->deps_unsynced = false;
+    if (s->bs->flags & BLK_O_UNSAFE)
+        return 0;
+    if (fdatasync(s->fd) < 0) {
+        int e = errno;
+        blk_set_error("%s: flush failed: %s", s->bs->filename, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+int qcow2_mark_corrupt(Qcow2State *s, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (!s->bs->read_only && !(s->bs->flags & BLK_O_CHECK) && !s->corrupt_marked) {
+        /* Stop writing: later writes could make the damage worse. */
+        s->corrupt_marked = true;
+        s->incompat |= QCOW2_INCOMPAT_CORRUPT;
+        qcow2_update_header(s);
+        qcow2_sync(s);
+        s->bs->read_only = true;
+        blk_set_error("%s: image is corrupt and is now marked so (repair it with "
+                      "'calf-img check -r all'): %s", s->bs->filename, msg);
+    } else {
+        blk_set_error("%s: image is corrupt: %s", s->bs->filename, msg);
+    }
+    return -EIO;
+}
+
+/* ---- header ---- */
+
+static const struct {
+    uint8_t type, bit;
+    const char *name;
+} feature_table[] = {
+    {0, 0, "dirty bit"},
+    {0, 1, "corrupt bit"},
+    {0, 2, "external data file"},
+    {0, 3, "compression type"},
+    {0, 4, "extended L2 entries"},
+    {1, 0, "lazy refcounts"},
+    {2, 0, "bitmaps"},
+    {2, 1, "raw external data"},
+};
+
+static size_t put_ext(uint8_t *buf, size_t pos, size_t cap, uint32_t type, const void *data,
+                      uint32_t len)
+{
+    size_t need = 8 + qcow2_align_up(len, 8);
+    if (pos + need > cap)
+        return 0;
+    qcow2_put32(buf + pos, type);
+    qcow2_put32(buf + pos + 4, len);
+    memcpy(buf + pos + 8, data, len);
+    memset(buf + pos + 8 + len, 0, need - 8 - len);
+    return pos + need;
+}
+
+/* Serializes the whole header cluster (fields, extensions, backing name)
+ * into buf; returns its length or 0 if it does not fit. */
+static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
+{
+    memset(buf, 0, cap);
+    qcow2_put32(buf, QCOW2_MAGIC);
+    qcow2_put32(buf + 4, s->version);
+    qcow2_put32(buf + 20, s->cluster_bits);
+    qcow2_put64(buf + 24, s->bs->size);
+    qcow2_put32(buf + 32, s->crypt_method);
+    qcow2_put32(buf + 36, s->l1_size);
+    qcow2_put64(buf + 40, s->l1_offset);
+    qcow2_put64(buf + 48, s->rt_offset);
+    qcow2_put32(buf + 56, s->rt_clusters);
+    qcow2_put32(buf + 60, s->nb_snapshots);
+    qcow2_put64(buf + 64, s->snapshots_offset);
+    size_t pos = HEADER_V2_LEN;
+    if (s->version >= 3) {
+        qcow2_put64(buf + 72, s->incompat);
+        qcow2_put64(buf + 80, s->compat);
+        qcow2_put64(buf + 88, s->autoclear);
+        qcow2_put32(buf + 96, s->refcount_order);
+        uint32_t hl = HEADER_V3_LEN + s->header_tail_len;
+        qcow2_put32(buf + 100, hl);
+        buf[104] = s->compression_type;
+        memcpy(buf + HEADER_V3_LEN, s->header_tail, s->header_tail_len);
+        pos = hl;
+    }
+    BlockDriverState *bs = s->bs;
+    if (bs->backing_format[0]) {
+        pos = put_ext(buf, pos, cap, QCOW2_EXT_BACKING_FMT, bs->backing_format,
+                      strlen(bs->backing_format));
+        if (!pos)
+            return 0;
+    }
+    for (int i = 0; i < s->nexts; i++) {
+        pos = put_ext(buf, pos, cap, s->exts[i].type, s->exts[i].data, s->exts[i].len);
+        if (!pos)
+            return 0;
+    }
+    if (s->version >= 3) {
+        uint8_t ft[sizeof(feature_table) / sizeof(feature_table[0]) * 48];
+        memset(ft, 0, sizeof(ft));
+        for (size_t i = 0; i < sizeof(feature_table) / sizeof(feature_table[0]); i++) {
+            ft[i * 48] = feature_table[i].type;
+            ft[i * 48 + 1] = feature_table[i].bit;
+            strncpy((char *)ft + i * 48 + 2, feature_table[i].name, 46);
+        }
+        pos = put_ext(buf, pos, cap, QCOW2_EXT_FEATURE_TBL, ft, sizeof(ft));
+        if (!pos)
+            return 0;
+    }
+    pos = put_ext(buf, pos, cap, QCOW2_EXT_END, NULL, 0);
+    if (!pos)
+        return 0;
+    size_t blen = strlen(bs->backing_file);
+    if (blen) {
+        if (pos + blen > cap)
+            return 0;
+        memcpy(buf + pos, bs->backing_file, blen);
+        qcow2_put64(buf + 8, pos);
+        qcow2_put32(buf + 16, (uint32_t)blen);
+        pos += blen;
+    }
+    return pos;
+}
+
+int qcow2_update_header(Qcow2State *s)
+{
+    uint8_t *buf = malloc(s->cluster_size);
+    if (!buf)
+        return -ENOMEM;
+    size_t len = header_serialize(s, buf, s->cluster_size);
+    int r;
+    if (!len) {
+        r = bad(s, -ENOSPC, "the header extensions and backing file name do not fit in "
+                "the first cluster");
+    } else {
+        r = blk_file_pwrite(s->fd, buf, len, 0);
+        if (r < 0)
+            bad(s, r, "cannot write the header: %s", strerror(-r));
+        s->need_sync = true;
+    }
+    free(buf);
+    return r;
+}
+
+/* ---- opening ---- */
+
+static int read_extensions(Qcow2State *s, const uint8_t *hdr, uint64_t start, uint64_t end)
+{
+    BlockDriverState *bs = s->bs;
+    uint64_t pos = start;
+    uint32_t seen_types[64];
+    int nseen = 0;
+    while (pos + 8 <= end) {
+        uint32_t type = qcow2_be32(hdr + pos), len = qcow2_be32(hdr + pos + 4);
+        pos += 8;
+        if (type == QCOW2_EXT_END)
+            return 0;
+        if (len > end - pos)
+            return bad(s, -EINVAL, "header extension 0x%08x is longer (%u bytes) than the "
+                       "space left in the header cluster", type, len);
+        for (int i = 0; i < nseen; i++)
+            if (seen_types[i] == type)
+                return bad(s, -EINVAL, "header extension 0x%08x appears twice", type);
+        if (nseen < 64)
+            seen_types[nseen++] = type;
+        const uint8_t *d = hdr + pos;
+        switch (type) {
+        case QCOW2_EXT_BACKING_FMT:
+            if (len >= sizeof(bs->backing_format))
+                return bad(s, -EINVAL, "backing format name is too long (%u bytes)", len);
+            memcpy(bs->backing_format, d, len);
+            bs->backing_format[len] = 0;
+            break;
+        case QCOW2_EXT_FEATURE_TBL:
+            for (uint32_t i = 0; i + 48 <= len; i += 48) {
+                uint8_t t = d[i], bit = d[i + 1];
+                if (t < 3 && bit < 64) {
+                    memcpy(s->feature_names[t][bit], d + i + 2, 46);
+                    s->feature_names[t][bit][46] = 0;
+                }
+            }
+            break; /* rewritten from our own table */
+        default: {
+            Qcow2Ext *n = realloc(s->exts, (s->nexts + 1) * sizeof(*n));
+            if (!n)
+                return -ENOMEM;
+            s->exts = n;
+            n[s->nexts].type = type;
+            n[s->nexts].len = len;
+            n[s->nexts].data = malloc(len ? len : 1);
+            if (!n[s->nexts].data)
+                return -ENOMEM;
+            memcpy(n[s->nexts].data, d, len);
+            s->nexts++;
+            break;
+        }
+        }
+        pos += qcow2_align_up(len, 8);
+    }
+    return 0;
+}
+
+static int check_table(Qcow2State *s, const char *what, uint64_t offset, uint64_t bytes)
+{
+    if (offset & (s->cluster_size - 1))
+        return bad(s, -EINVAL, "%s offset 0x%" PRIx64 " is not aligned to a cluster", what,
+                   offset);
+    if (bytes && offset == 0)
+        return bad(s, -EINVAL, "%s overlaps the header (offset 0)", what);
+    if (offset > UINT64_MAX - bytes || offset + bytes > s->file_end)
+        return bad(s, -EINVAL, "%s (0x%" PRIx64 ", %" PRIu64 " bytes) is beyond the end of "
+                   "the file", what, offset, bytes);
+    return 0;
+}
+
+static int read_table(Qcow2State *s, const char *what, uint64_t offset, uint64_t n,
+                      uint64_t **out)
+{
+    *out = calloc(n ? n : 1, 8);
+    if (!*out)
+        return bad(s, -ENOMEM, "out of memory for the %s (%" PRIu64 " entries)", what, n);
+    if (!n)
+        return 0;
+    int r = blk_file_pread(s->fd, *out, n * 8, offset);
+    if (r < 0)
+        return bad(s, r, "cannot read the %s: %s", what, strerror(-r));
+    for (uint64_t i = 0; i < n; i++)
+        (*out)[i] = qcow2_be64(&(*out)[i]);
+    return 0;
+}
+
+static void free_snapshots(Qcow2State *s)
+{
+    for (uint32_t i = 0; s->snapshots && i < s->nb_snapshots; i++) {
+        free(s->snapshots[i].id);
+        free(s->snapshots[i].name);
+        free(s->snapshots[i].extra);
+    }
+    free(s->snapshots);
+    s->snapshots = NULL;
+}
+
+static char *dup_field(const uint8_t *p, size_t len)
+{
+    char *c = malloc(len + 1);
+    if (c) {
+        memcpy(c, p, len);
+        c[len] = 0;
+    }
+    return c;
+}
+
+static int read_snapshots(Qcow2State *s)
+{
+    if (!s->nb_snapshots)
+        return 0;
+    if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
+        return bad(s, -EINVAL, "too many snapshots (%u)", s->nb_snapshots);
+    int r = check_table(s, "snapshot table", s->snapshots_offset, 40);
+    if (r < 0)
+        return r;
+    s->snapshots = calloc(s->nb_snapshots, sizeof(*s->snapshots));
+    uint8_t *buf = malloc(QCOW2_MAX_SNAPSHOT_TABLE < 65536 ? 65536 : 65536);
+    if (!s->snapshots || !buf) {
+        free(buf);
+        return -ENOMEM;
+    }
+    uint64_t pos = s->snapshots_offset;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        if (pos - s->snapshots_offset + 40 > QCOW2_MAX_SNAPSHOT_TABLE || pos + 40 > s->file_end) {
+            r = bad(s, -EINVAL, "snapshot table is too large or beyond the end of the file");
+            break;
+        }
+        uint8_t h[40];
+        if ((r = blk_file_pread(s->fd, h, 40, pos)) < 0)
+            break;
+        Qcow2Snapshot *sn = &s->snapshots[i];
+        sn->l1_offset = qcow2_be64(h);
+        sn->l1_size = qcow2_be32(h + 8);
+        uint16_t id_len = qcow2_be16(h + 12), name_len = qcow2_be16(h + 14);
+        sn->date_sec = qcow2_be32(h + 16);
+        sn->date_nsec = qcow2_be32(h + 20);
+        sn->vm_clock_nsec = qcow2_be64(h + 24);
+        sn->vm_state_size = qcow2_be32(h + 32);
+        sn->extra_size = qcow2_be32(h + 36);
+        sn->icount = UINT64_MAX;
+        if (sn->extra_size > 1024) {
+            r = bad(s, -EINVAL, "snapshot %u has too much extra data (%u bytes)", i,
+                    sn->extra_size);
+            break;
+        }
+        uint64_t vlen = (uint64_t)sn->extra_size + id_len + name_len;
+        if (pos + 40 + vlen > s->file_end) {
+            r = bad(s, -EINVAL, "snapshot %u is beyond the end of the file", i);
+            break;
+        }
+        if ((r = blk_file_pread(s->fd, buf, vlen, pos + 40)) < 0)
+            break;
+        sn->extra = malloc(sn->extra_size ? sn->extra_size : 1);
+        sn->id = dup_field(buf + sn->extra_size, id_len);
+        sn->name = dup_field(buf + sn->extra_size + id_len, name_len);
+        if (!sn->extra || !sn->id || !sn->name) {
+            r = -ENOMEM;
+            break;
+        }
+        memcpy(sn->extra, buf, sn->extra_size);
+        if (sn->extra_size >= 8)
+            sn->vm_state_size = qcow2_be64(buf);
+        if (sn->extra_size >= 16)
+            sn->disk_size = qcow2_be64(buf + 8);
+        else
+            sn->disk_size = s->bs->size;
+        if (sn->extra_size >= 24)
+            sn->icount = qcow2_be64(buf + 16);
+        if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
+            r = bad(s, -EINVAL, "snapshot %u has an L1 table that is too large", i);
+            break;
+        }
+        if ((r = check_table(s, "snapshot L1 table", sn->l1_offset, (uint64_t)sn->l1_size * 8)) < 0)
+            break;
+        pos = qcow2_align_up(pos + 40 + vlen, 8);
+    }
+    free(buf);
+    return r;
+}
+
+static void cache_sizes(Qcow2State *s, uint64_t l2_bytes, uint64_t rb_bytes, uint64_t total,
+                        int *l2_n, int *rb_n)
+{
+    uint64_t cs = s->cluster_size;
+    /* enough L2 tables to cover the disk, at most 32 MiB by default */
+    uint64_t need = (uint64_t)s->l1_size * cs;
+    uint64_t l2 = l2_bytes;
+    uint64_t rb = rb_bytes ? rb_bytes : 4 * cs;
+    if (!l2) {
+        l2 = need < (32u << 20) ? need : (32u << 20);
+        if (total)
+            l2 = total > rb ? total - rb : total / 2;
+    } else if (total && !rb_bytes) {
+        rb = total > l2 ? total - l2 : cs;
+    }
+    uint64_t ln = l2 / cs, rn = rb / cs;
+    *l2_n = (int)(ln < 2 ? 2 : ln > 65536 ? 65536 : ln);
+    *rb_n = (int)(rn < 2 ? 2 : rn > 65536 ? 65536 : rn);
+}
+
+static int parse_header(Qcow2State *s, const uint8_t *h, uint64_t hdr_bytes)
+{
+    BlockDriverState *bs = s->bs;
+    if (qcow2_be32(h) != QCOW2_MAGIC)
+        return bad(s, -EINVAL, "not a qcow2 image (bad magic)");
+    s->version = qcow2_be32(h + 4);
+    if (s->version < 2 || s->version > 3)
+        return bad(s, -ENOTSUP, "unsupported qcow2 version %u", s->version);
+    s->cluster_bits = qcow2_be32(h + 20);
+    if (s->cluster_bits < QCOW2_MIN_CLUSTER_BITS || s->cluster_bits > QCOW2_MAX_CLUSTER_BITS)
+        return bad(s, -EINVAL, "cluster size 2^%u is out of range (512 B to 2 MiB)",
+                   s->cluster_bits);
+    s->cluster_size = 1ULL << s->cluster_bits;
+    bs->size = qcow2_be64(h + 24);
+    s->crypt_method = qcow2_be32(h + 32);
+    s->l1_size = qcow2_be32(h + 36);
+    s->l1_offset = qcow2_be64(h + 40);
+    s->rt_offset = qcow2_be64(h + 48);
+    s->rt_clusters = qcow2_be32(h + 56);
+    s->nb_snapshots = qcow2_be32(h + 60);
+    s->snapshots_offset = qcow2_be64(h + 64);
+    s->refcount_order = 4;
+    s->header_length = HEADER_V2_LEN;
+    if (s->version >= 3) {
+        s->incompat = qcow2_be64(h + 72);
+        s->compat = qcow2_be64(h + 80);
+        s->autoclear = qcow2_be64(h + 88);
+        s->refcount_order = qcow2_be32(h + 96);
+        s->header_length = qcow2_be32(h + 100);
+        if (s->header_length < 104 || s->header_length % 8)
+            return bad(s, -EINVAL, "invalid header length %u", s->header_length);
+        if (s->header_length > hdr_bytes)
+            return bad(s, -EINVAL, "header length %u is larger than the cluster",
+                       s->header_length);
+        if (s->header_length > 104)
+            s->compression_type = h[104];
+        if (s->header_length > HEADER_V3_LEN) {
+            s->header_tail_len = s->header_length - HEADER_V3_LEN;
+            if (s->header_tail_len > sizeof(s->header_tail))
+                return bad(s, -EINVAL, "header length %u is too large", s->header_length);
+            memcpy(s->header_tail, h + HEADER_V3_LEN, s->header_tail_len);
+        }
+    }
+    if (s->refcount_order > 6)
+        return bad(s, -EINVAL, "refcount width 2^%u bits is too large", s->refcount_order);
+    return 0;
+}
+
+static int check_features(Qcow2State *s)
+{
+    uint64_t unknown = s->incompat & ~QCOW2_INCOMPAT_KNOWN;
+    if (unknown) {
+        char names[512] = "";
+        for (int b = 0; b < 64; b++) {
+            if (!(unknown & ((uint64_t)1 << b)))
+                continue;
+            size_t l = strlen(names);
+            if (s->feature_names[0][b][0])
+                snprintf(names + l, sizeof(names) - l, "%s%s", l ? ", " : "",
+                         s->feature_names[0][b]);
+            else
+                snprintf(names + l, sizeof(names) - l, "%sUnknown incompatible feature: %" PRIx64,
+                         l ? ", " : "", (uint64_t)1 << b);
+        }
+        return bad(s, -ENOTSUP, "Unsupported qcow2 feature(s): %s", names);
+    }
+    if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
+        return bad(s, -ENOTSUP, "external data files are not supported yet");
+    if (s->crypt_method == 1 || s->crypt_method == 2)
+        return bad(s, -ENOTSUP, "encrypted images (%s) are not supported yet",
+                   s->crypt_method == 1 ? "AES" : "LUKS");
+    if (s->crypt_method)
+        return bad(s, -EINVAL, "invalid encryption method %u", s->crypt_method);
+    bool has_ctype = s->incompat & QCOW2_INCOMPAT_COMPRESSION;
+    if (s->compression_type > 1)
+        return bad(s, -ENOTSUP, "unknown compression type %u", s->compression_type);
+    if (has_ctype != (s->compression_type != 0))
+        return bad(s, -EINVAL, "compression type %u does not match the compression type "
+                   "feature bit", s->compression_type);
+    s->extl2 = s->incompat & QCOW2_INCOMPAT_EXTL2;
+    if (s->extl2 && s->cluster_bits < 14)
+        return bad(s, -EINVAL, "extended L2 entries need clusters of at least 16 KiB");
+    if (s->version < 3 && s->refcount_order != 4)
+        return bad(s, -EINVAL, "version 2 images have 16-bit refcounts");
+    return 0;
+}
+
+static void derive(Qcow2State *s)
+{
+    s->l2_entry_bytes = s->extl2 ? 16 : 8;
+    s->l2_bits = s->cluster_bits - (s->extl2 ? 4 : 3);
+    s->l2_size = 1ULL << s->l2_bits;
+    s->subcluster_size = s->extl2 ? s->cluster_size / 32 : s->cluster_size;
+    s->csize_shift = 62 - (s->cluster_bits - 8);
+    s->csize_mask = (1ULL << (s->cluster_bits - 8)) - 1;
+    s->cluster_offset_mask = (1ULL << s->csize_shift) - 1;
+    s->refcount_bits = 1u << s->refcount_order;
+    s->rb_bits = s->cluster_bits + 3 - s->refcount_order;
+    s->refcount_max = s->refcount_bits == 64 ? UINT64_MAX : (1ULL << s->refcount_bits) - 1;
+}
+
+static int qcow2_rebuild_if_dirty(Qcow2State *s);
+
+static int open_tables(Qcow2State *s, BlockOptions *opts)
+{
+    BlockDriverState *bs = s->bs;
+    uint64_t per_l1 = s->cluster_size * s->l2_size; /* bytes one L1 entry maps */
+    uint64_t need = (bs->size + per_l1 - 1) / per_l1;
+    if (bs->size > (1ULL << 56) - 1 || need > QCOW2_MAX_L1_BYTES / 8)
+        return bad(s, -EFBIG, "virtual size %" PRIu64 " is too large", bs->size);
+    if (s->l1_size > QCOW2_MAX_L1_BYTES / 8)
+        return bad(s, -EFBIG, "active L1 table is too large (%u entries)", s->l1_size);
+    if (s->l1_size < need)
+        return bad(s, -EINVAL, "L1 table is too small (%u entries for %" PRIu64 " needed)",
+                   s->l1_size, need);
+    int r = check_table(s, "L1 table", s->l1_offset, (uint64_t)s->l1_size * 8);
+    if (r < 0)
+        return r;
+    if (s->rt_clusters == 0)
+        return bad(s, -EINVAL, "refcount table is empty");
+    if ((uint64_t)s->rt_clusters << s->cluster_bits > QCOW2_MAX_REFTABLE_BYTES)
+        return bad(s, -EFBIG, "refcount table is too large (%u clusters)", s->rt_clusters);
+    if ((r = check_table(s, "refcount table", s->rt_offset,
+                         (uint64_t)s->rt_clusters << s->cluster_bits)) < 0)
+        return r;
+    s->rt_size = ((uint64_t)s->rt_clusters << s->cluster_bits) / 8;
+    if ((r = read_table(s, "L1 table", s->l1_offset, s->l1_size, &s->l1)) < 0)
+        return r;
+    if ((r = read_table(s, "refcount table", s->rt_offset, s->rt_size, &s->rt)) < 0)
+        return r;
+    if ((r = read_snapshots(s)) < 0)
+        return r;
+    uint64_t l2b = 0, rbb = 0, tot = 0;
+    if ((r = blkopts_get_size(opts, "l2-cache-size", 0, &l2b)) < 0 ||
+        (r = blkopts_get_size(opts, "refcount-cache-size", 0, &rbb)) < 0 ||
+        (r = blkopts_get_size(opts, "cache-size", 0, &tot)) < 0)
+        return r;
+    if (l2b && rbb && tot)
+        return bad(s, -EINVAL, "l2-cache-size, refcount-cache-size and cache-size may not "
+                   "all be set");
+    uint64_t dummy;
+    blkopts_get_size(opts, "l2-cache-entry-size", 0, &dummy);
+    blkopts_get_uint(opts, "cache-clean-interval", 0, &dummy);
+    int l2n, rbn;
+    cache_sizes(s, l2b, rbb, tot, &l2n, &rbn);
+    if (qcow2_cache_init(&s->l2_cache, l2n, s->cluster_size) < 0 ||
+        qcow2_cache_init(&s->rb_cache, rbn, s->cluster_size) < 0)
+        return bad(s, -ENOMEM, "out of memory for the metadata caches");
+    return qcow2_refcount_init(s);
+}
+
+static int read_backing_name(Qcow2State *s, const uint8_t *hdr, uint64_t hdr_bytes)
+{
+    BlockDriverState *bs = s->bs;
+    uint64_t off = qcow2_be64(hdr + 8);
+    uint32_t len = qcow2_be32(hdr + 16);
+    s->backing_offset = off;
+    if (!off)
+        return 0;
+    if (len > 1023)
+        return bad(s, -EINVAL, "backing file name is too long (%u bytes)", len);
+    if (off > hdr_bytes || len > hdr_bytes - off)
+        return bad(s, -EINVAL, "backing file name (offset %" PRIu64 ") is outside the first "
+                   "cluster", off);
+    memcpy(bs->backing_file, hdr + off, len);
+    bs->backing_file[len] = 0;
+    if (strlen(bs->backing_file) != len)
+        return bad(s, -EINVAL, "backing file name contains a NUL byte");
+    return 0;
+}
+
+static void qcow2_free_state(Qcow2State *s)
+{
+    qcow2_cache_destroy(&s->l2_cache);
+    qcow2_cache_destroy(&s->rb_cache);
+    free(s->l1);
+    free(s->rt);
+    for (int i = 0; i < s->nexts; i++)
+        free(s->exts[i].data);
+    free(s->exts);
+    free_snapshots(s);
+    free(s->pending_free);
+    free(s->zero_cluster);
+    free(s->cbuf);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
 }
 
 static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
 {
-    (void)opts;
-    blk_set_error("%s: qcow2 is not supported yet", bs->filename);
-    return -ENOTSUP;
+    Qcow2State *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    pthread_mutex_init(&s->lock, NULL);
+    s->bs = bs;
+    s->fd = bs->fd;
+    bs->opaque = s;
+    int64_t fsize = blk_file_size(bs->fd);
+    uint8_t *hdr = NULL;
+    int r;
+    if (fsize < 0) {
+        r = bad(s, (int)fsize, "cannot get the file size");
+        goto fail;
+    }
+    s->file_end = fsize;
+    uint8_t first[HEADER_V3_LEN];
+    if (fsize < HEADER_V2_LEN) {
+        r = bad(s, -EINVAL, "file is too small to be a qcow2 image");
+        goto fail;
+    }
+    if ((r = blk_file_pread(bs->fd, first, sizeof(first), 0)) < 0) {
+        bad(s, r, "cannot read the header: %s", strerror(-r));
+        goto fail;
+    }
+    if ((r = parse_header(s, first, sizeof(first))) < 0)
+        goto fail;
+    hdr = malloc(s->cluster_size);
+    if (!hdr || (r = blk_file_pread(bs->fd, hdr, s->cluster_size, 0)) < 0) {
+        r = bad(s, hdr ? r : -ENOMEM, "cannot read the header cluster");
+        goto fail;
+    }
+    if ((r = parse_header(s, hdr, s->cluster_size)) < 0)
+        goto fail;
+    uint64_t ext_end = s->backing_offset = qcow2_be64(hdr + 8);
+    if (!ext_end || ext_end > s->cluster_size)
+        ext_end = s->cluster_size;
+    if ((r = read_extensions(s, hdr, s->header_length, ext_end)) < 0 ||
+        (r = check_features(s)) < 0 || (r = read_backing_name(s, hdr, s->cluster_size)) < 0)
+        goto fail;
+    derive(s);
+    if ((r = open_tables(s, opts)) < 0)
+        goto fail;
+    if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !bs->read_only && !(bs->flags & BLK_O_CHECK)) {
+        r = bad(s, -EACCES, "image is corrupt; cannot be opened read/write (repair it with "
+                "'calf-img check -r all')");
+        goto fail;
+    }
+    if (!bs->read_only) {
+        if ((r = qcow2_rebuild_if_dirty(s)) < 0)
+            goto fail;
+        s->lazy = s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS;
+        /* Autoclear bits name features whose data we do not maintain. */
+        if (s->autoclear) {
+            s->autoclear = 0;
+            if ((r = qcow2_update_header(s)) < 0 || (r = qcow2_sync(s)) < 0)
+                goto fail;
+        }
+    }
+    free(hdr);
+    return 0;
+fail:
+    free(hdr);
+    qcow2_free_state(s);
+    bs->opaque = NULL;
+    return r;
+}
+
+static int qcow2_rebuild_if_dirty(Qcow2State *s)
+{
+    if (!(s->incompat & QCOW2_INCOMPAT_DIRTY) || (s->bs->flags & BLK_O_CHECK))
+        return 0;
+    if (s->bs->flags & BLK_O_NO_REPAIR)
+        return bad(s, -EACCES, "image is dirty; it can only be opened read-only");
+    int r = qcow2_repair_refcounts(s);
+    if (r < 0)
+        return r;
+    s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
+    if ((r = qcow2_update_header(s)) < 0)
+        return r;
+    return qcow2_sync(s);
+}
+
+static int qcow2_flush(BlockDriverState *bs)
+{
+    Qcow2State *s = bs->opaque;
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_flush_metadata(s);
+    if (r == 0)
+        r = qcow2_sync(s);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static void qcow2_close(BlockDriverState *bs)
+{
+    Qcow2State *s = bs->opaque;
+    if (!s)
+        return;
+    if (!bs->read_only) {
+        int r = qcow2_flush_metadata(s);
+        if (r == 0)
+            r = qcow2_sync(s);
+        if (r == 0 && s->dirty_set) {
+            s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
+            if (qcow2_update_header(s) == 0)
+                qcow2_sync(s);
+        }
+    }
+    qcow2_free_state(s);
+    bs->opaque = NULL;
+}
+
+static int qcow2_get_info(BlockDriverState *bs, BlockInfo *info)
+{
+    Qcow2State *s = bs->opaque;
+    info->cluster_size = s->cluster_size;
+    info->encrypted = s->crypt_method != 0;
+    info->dirty = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
+    info->is_qcow2 = true;
+    info->qcow2_version = s->version;
+    info->compression_type = s->compression_type == 1 ? "zstd" : "zlib";
+    info->lazy_refcounts = s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS;
+    info->refcount_bits = s->refcount_bits;
+    info->corrupt = (s->incompat & QCOW2_INCOMPAT_CORRUPT) != 0;
+    info->extended_l2 = s->extl2;
+    info->nb_snapshots = s->nb_snapshots;
+    if (s->nb_snapshots) {
+        info->snapshots = calloc(s->nb_snapshots, sizeof(*info->snapshots));
+        if (!info->snapshots)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+            BlockSnapshotInfo *o = &info->snapshots[i];
+            const Qcow2Snapshot *sn = &s->snapshots[i];
+            snprintf(o->id, sizeof(o->id), "%s", sn->id);
+            snprintf(o->name, sizeof(o->name), "%s", sn->name);
+            o->vm_state_size = sn->vm_state_size;
+            o->date_sec = sn->date_sec;
+            o->date_nsec = sn->date_nsec;
+            o->vm_clock_nsec = sn->vm_clock_nsec;
+            o->icount = sn->icount;
+        }
+    }
+    return 0;
+}
+
+static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool shrink)
+{
+    Qcow2State *s = bs->opaque;
+    if (size < bs->size && !shrink) {
+        blk_set_error("Use the --shrink option to perform a shrink operation.");
+        return -EINVAL;
+    }
+    if (size < bs->size) {
+        blk_set_error("%s: shrinking qcow2 images is not supported yet", bs->filename);
+        return -ENOTSUP;
+    }
+    if (size % BLK_SECTOR_SIZE) {
+        blk_set_error("%s: the size must be a multiple of 512 bytes", bs->filename);
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&s->lock);
+    uint64_t per_l1 = s->cluster_size * s->l2_size;
+    uint64_t old = bs->size;
+    int r = qcow2_grow_l1(s, (size + per_l1 - 1) / per_l1);
+    if (r == 0) {
+        bs->size = size;
+        r = qcow2_update_header(s);
+        if (r == 0)
+            r = qcow2_sync(s);
+        if (r < 0)
+            bs->size = old;
+    }
+    if (r == 0 && prealloc != BLK_PREALLOC_OFF)
+        r = qcow2_preallocate(s, old, size, prealloc);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* ---- creation ---- */
+
+struct create_opts {
+    int version;
+    uint32_t cluster_bits;
+    uint32_t refcount_order;
+    bool lazy, extl2;
+    uint8_t ctype;
+    int prealloc;
+    const char *backing, *backing_fmt;
+};
+
+static int parse_create_opts(BlockOptions *o, struct create_opts *c)
+{
+    int r;
+    const char *v = blkopts_get(o, "compat");
+    c->version = 3;
+    if (v && (!strcmp(v, "0.10") || !strcmp(v, "v2")))
+        c->version = 2;
+    else if (v && strcmp(v, "1.1") && strcmp(v, "v3")) {
+        blk_set_error("Invalid parameter '%s' for compat", v);
+        return -EINVAL;
+    }
+    uint64_t cs, rb;
+    if ((r = blkopts_get_size(o, "cluster_size", 65536, &cs)) < 0)
+        return r;
+    if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1))) {
+        blk_set_error("Cluster size must be a power of two between 512 and 2048k");
+        return -EINVAL;
+    }
+    c->cluster_bits = __builtin_ctzll(cs);
+    if ((r = blkopts_get_uint(o, "refcount_bits", 16, &rb)) < 0)
+        return r;
+    if (rb == 0 || rb > 64 || (rb & (rb - 1))) {
+        blk_set_error("Refcount width must be a power of two and may not exceed 64 bits");
+        return -EINVAL;
+    }
+    c->refcount_order = __builtin_ctzll(rb);
+    if (c->version == 2 && rb != 16) {
+        blk_set_error("Different refcount widths than 16 bits require compatibility level "
+                      "1.1 or above (use compat=1.1 or greater)");
+        return -EINVAL;
+    }
+    if ((r = blkopts_get_bool(o, "lazy_refcounts", false, &c->lazy)) < 0 ||
+        (r = blkopts_get_bool(o, "extended_l2", false, &c->extl2)) < 0)
+        return r;
+    if (c->lazy && c->version == 2) {
+        blk_set_error("Lazy refcounts only supported with compatibility level 1.1 and above "
+                      "(use compat=1.1 or greater)");
+        return -EINVAL;
+    }
+    if (c->extl2 && c->version == 2) {
+        blk_set_error("Extended L2 entries are only supported with compatibility level 1.1 "
+                      "and above (use compat=1.1 or greater)");
+        return -EINVAL;
+    }
+    if (c->extl2 && cs < 16384) {
+        blk_set_error("Extended L2 entries are only supported with cluster sizes of at least "
+                      "16384 bytes");
+        return -EINVAL;
+    }
+    v = blkopts_get(o, "compression_type");
+    c->ctype = 0;
+    if (v && !strcmp(v, "zstd"))
+        c->ctype = 1;
+    else if (v && strcmp(v, "zlib")) {
+        blk_set_error("Invalid parameter '%s' for compression_type", v);
+        return -EINVAL;
+    }
+    if (c->ctype && c->version == 2) {
+        blk_set_error("Compression type 'zstd' requires compatibility level 1.1 or above "
+                      "(use compat=1.1 or greater)");
+        return -EINVAL;
+    }
+    v = blkopts_get(o, "preallocation");
+    c->prealloc = blk_prealloc_parse(v);
+    if (c->prealloc < 0) {
+        blk_set_error("Invalid parameter '%s' for preallocation", v);
+        return -EINVAL;
+    }
+    c->backing = blkopts_get(o, "backing_file");
+    c->backing_fmt = blkopts_get(o, "backing_fmt");
+    if (c->backing && strlen(c->backing) > 1023) {
+        blk_set_error("Backing file name too long");
+        return -EINVAL;
+    }
+    if (c->backing_fmt && !blk_find_driver(c->backing_fmt)) {
+        blk_set_error("Unknown backing file format '%s'", c->backing_fmt);
+        return -EINVAL;
+    }
+    if (c->backing && c->prealloc != BLK_PREALLOC_OFF) {
+        blk_set_error("Backing file and preallocation can only be used at the same time if "
+                      "extended_l2 is on");
+        if (!c->extl2)
+            return -EINVAL;
+    }
+    const char *enc = blkopts_get(o, "encryption");
+    const char *encf = blkopts_get(o, "encrypt.format");
+    if ((enc && strcmp(enc, "off")) || encf) {
+        blk_set_error("Encrypted qcow2 images are not supported yet");
+        return -ENOTSUP;
+    }
+    if (blkopts_get(o, "data_file")) {
+        blk_set_error("External data files are not supported yet");
+        return -ENOTSUP;
+    }
+    blkopts_get(o, "nocow");
+    bool dfr;
+    blkopts_get_bool(o, "data_file_raw", false, &dfr);
+    return 0;
+}
+
+/* Size of the backing file for images created without a size. */
+static int backing_size(const char *filename, const struct create_opts *c, uint64_t *size)
+{
+    char path[4096];
+    const char *slash = strrchr(filename, '/');
+    if (c->backing[0] != '/' && slash)
+        snprintf(path, sizeof(path), "%.*s%s", (int)(slash - filename + 1), filename,
+                 c->backing);
+    else
+        snprintf(path, sizeof(path), "%s", c->backing);
+    BlockDriverState *b = blk_open(path, c->backing_fmt, BLK_O_SHARE, NULL);
+    if (!b) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", blk_error());
+        blk_set_error("%s", msg);
+        return -ENOENT;
+    }
+    *size = b->size;
+    blk_close(b);
+    return 0;
+}
+
+static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
+{
+    struct create_opts c;
+    int r = parse_create_opts(opts, &c);
+    if (r < 0)
+        return r;
+    const char *unused = blkopts_first_unused(opts);
+    if (unused) {
+        blk_set_error("Invalid parameter '%s'", unused);
+        return -EINVAL;
+    }
+    if (size == BLK_SIZE_UNSET) {
+        if (!c.backing) {
+            blk_set_error("Image creation needs a size parameter");
+            return -EINVAL;
+        }
+        if ((r = backing_size(filename, &c, &size)) < 0)
+            return r;
+    }
+    if (size % BLK_SECTOR_SIZE) {
+        /* qcow2 sizes are whole sectors, as in QEMU */
+        size = qcow2_align_up(size, BLK_SECTOR_SIZE);
+    }
+    int fd = open(filename, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        blk_set_error("Could not create '%s': %s", filename, strerror(e));
+        return -e;
+    }
+    /* Header, refcount table, one refcount block; then the L1 table is
+     * allocated through the normal allocator, which puts it at cluster 3
+     * as QEMU does. */
+    BlockDriverState bs = {.fd = fd, .filename = (char *)filename, .flags = BLK_O_RDWR};
+    Qcow2State *s = calloc(1, sizeof(*s));
+    if (!s) {
+        close(fd);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    s->bs = &bs;
+    s->fd = fd;
+    bs.opaque = s;
+    bs.size = size;
+    s->version = c.version;
+    s->cluster_bits = c.cluster_bits;
+    s->cluster_size = 1ULL << c.cluster_bits;
+    s->refcount_order = c.refcount_order;
+    s->compression_type = c.ctype;
+    s->extl2 = c.extl2;
+    if (c.ctype)
+        s->incompat |= QCOW2_INCOMPAT_COMPRESSION;
+    if (c.extl2)
+        s->incompat |= QCOW2_INCOMPAT_EXTL2;
+    if (c.lazy)
+        s->compat |= QCOW2_COMPAT_LAZY_REFCOUNTS;
+    if (c.backing)
+        snprintf(bs.backing_file, sizeof(bs.backing_file), "%s", c.backing);
+    if (c.backing_fmt)
+        snprintf(bs.backing_format, sizeof(bs.backing_format), "%s", c.backing_fmt);
+    derive(s);
+    uint64_t cs = s->cluster_size;
+    s->rt_offset = cs;
+    s->rt_clusters = 1;
+    s->rt_size = cs / 8;
+    s->rt = calloc(s->rt_size, 8);
+    uint8_t *blk = calloc(1, cs);
+    r = -ENOMEM;
+    if (!s->rt || !blk || qcow2_cache_init(&s->l2_cache, 2, cs) < 0 ||
+        qcow2_cache_init(&s->rb_cache, 4, cs) < 0)
+        goto out;
+    s->rt[0] = 2 * cs;
+    qcow2_put64(blk, 2 * cs);
+    if ((r = blk_file_pwrite(fd, blk, cs, cs)) < 0)
+        goto io_err;
+    memset(blk, 0, cs);
+    for (int i = 0; i < 3; i++) {
+        /* refcount 1 for clusters 0..2 */
+        uint64_t bit = (uint64_t)i * s->refcount_bits;
+        if (s->refcount_bits >= 8)
+            blk[(bit / 8) + s->refcount_bits / 8 - 1] = 1;
+        else
+            blk[bit / 8] |= (uint8_t)(1u << (bit % 8));
+    }
+    if ((r = blk_file_pwrite(fd, blk, cs, 2 * cs)) < 0)
+        goto io_err;
+    s->file_end = 3 * cs;
+    s->free_hint = 3;
+    uint64_t per_l1 = cs * s->l2_size;
+    uint64_t l1_entries = (size + per_l1 - 1) / per_l1;
+    if (l1_entries * 8 > QCOW2_MAX_L1_BYTES) {
+        blk_set_error("Image size is too large for this cluster size");
+        r = -EFBIG;
+        goto out;
+    }
+    if ((r = qcow2_update_header(s)) < 0)
+        goto out;
+    if ((r = qcow2_grow_l1(s, l1_entries)) < 0)
+        goto out;
+    if ((r = qcow2_update_header(s)) < 0)
+        goto out;
+    if (c.prealloc != BLK_PREALLOC_OFF &&
+        (r = qcow2_preallocate(s, 0, size, c.prealloc)) < 0)
+        goto out;
+    if ((r = qcow2_flush_metadata(s)) < 0)
+        goto out;
+    r = qcow2_sync(s);
+    goto out;
+io_err:
+    blk_set_error("Could not write '%s': %s", filename, strerror(-r));
+out:
+    free(blk);
+    qcow2_free_state(s);
+    close(fd);
+    if (r < 0)
+        unlink(filename);
+    return r;
 }
 
 const BlockDriver blk_qcow2_driver = {
     .name = "qcow2",
     .probe = qcow2_probe,
     .open = qcow2_open,
+    .close = qcow2_close,
+    .pread = qcow2_pread,
+    .pwrite = qcow2_pwrite,
+    .pwrite_zeroes = qcow2_pwrite_zeroes,
+    .discard = qcow2_discard,
+    .flush = qcow2_flush,
+    .block_status = qcow2_block_status,
+    .truncate = qcow2_truncate,
+    .get_info = qcow2_get_info,
+    .create = qcow2_create,
 };

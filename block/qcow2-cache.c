@@ -1,0 +1,160 @@
+/* Cache of whole metadata tables (L2 tables, refcount blocks), least
+ * recently used out.  Dirty tables are written back by their owner's
+ * flush, never silently dropped. */
+#include "block/qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+int qcow2_cache_init(Qcow2Cache *c, int n, size_t table_size)
+{
+    memset(c, 0, sizeof(*c));
+    c->n = n;
+    c->table_size = table_size;
+    c->offset = calloc(n, sizeof(*c->offset));
+    c->lru = calloc(n, sizeof(*c->lru));
+    c->dirty = calloc(n, sizeof(*c->dirty));
+    c->data = malloc((size_t)n * table_size);
+    if (!c->offset || !c->lru || !c->dirty || !c->data) {
+        qcow2_cache_destroy(c);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void qcow2_cache_destroy(Qcow2Cache *c)
+{
+    free(c->offset);
+    free(c->lru);
+    free(c->dirty);
+    free(c->data);
+    memset(c, 0, sizeof(*c));
+}
+
+static int slot_of(const Qcow2Cache *c, const uint8_t *table)
+{
+    return (int)((table - c->data) / c->table_size);
+}
+
+static int cache_write_slot(Qcow2State *s, Qcow2Cache *c, int i)
+{
+    if (!c->dirty[i])
+        return 0;
+    /* Refcount blocks are written before the L2 tables that rely on
+     * them, and the data an L2 entry points to is on disk first. */
+    if (c == &s->l2_cache) {
+        int r = qcow2_cache_flush(s, &s->rb_cache);
+        if (r < 0)
+            return r;
+        if (s->deps_unsynced && (r = qcow2_sync(s)) < 0)
+            return r;
+    }
+    int r = blk_file_pwrite(s->fd, c->data + (size_t)i * c->table_size, c->table_size,
+                            c->offset[i]);
+    if (r < 0) {
+        blk_set_error("%s: cannot write metadata at 0x%" PRIx64 ": %s", s->bs->filename,
+                      c->offset[i], strerror(-r));
+        return r;
+    }
+    c->dirty[i] = false;
+    s->need_sync = true;
+    if (c == &s->rb_cache)
+        s->deps_unsynced = true;
+    return 0;
+}
+
+static int cache_find(Qcow2State *s, Qcow2Cache *c, uint64_t off, bool *hit, int *err)
+{
+    int victim = 0;
+    for (int i = 0; i < c->n; i++) {
+        if (c->offset[i] == off) {
+            *hit = true;
+            c->lru[i] = ++c->clock;
+            return i;
+        }
+        if (c->lru[i] < c->lru[victim])
+            victim = i;
+    }
+    *hit = false;
+    int r = cache_write_slot(s, c, victim);
+    if (r < 0) {
+        *err = r;
+        return -1;
+    }
+    c->offset[victim] = 0;
+    c->lru[victim] = ++c->clock;
+    return victim;
+}
+
+uint8_t *qcow2_cache_get(Qcow2State *s, Qcow2Cache *c, uint64_t off, int *err)
+{
+    bool hit;
+    int i = cache_find(s, c, off, &hit, err);
+    if (i < 0)
+        return NULL;
+    uint8_t *t = c->data + (size_t)i * c->table_size;
+    if (hit)
+        return t;
+    if (off + c->table_size > s->file_end) {
+        *err = qcow2_mark_corrupt(s, "metadata table at 0x%" PRIx64
+                                  " is beyond the end of the file", off);
+        return NULL;
+    }
+    int r = blk_file_pread(s->fd, t, c->table_size, off);
+    if (r < 0) {
+        blk_set_error("%s: cannot read metadata at 0x%" PRIx64 ": %s", s->bs->filename, off,
+                      strerror(-r));
+        *err = r;
+        return NULL;
+    }
+    c->offset[i] = off;
+    return t;
+}
+
+uint8_t *qcow2_cache_get_empty(Qcow2State *s, Qcow2Cache *c, uint64_t off, int *err)
+{
+    bool hit;
+    int i = cache_find(s, c, off, &hit, err);
+    if (i < 0)
+        return NULL;
+    uint8_t *t = c->data + (size_t)i * c->table_size;
+    memset(t, 0, c->table_size);
+    c->offset[i] = off;
+    return t;
+}
+
+void qcow2_cache_mark_dirty(Qcow2Cache *c, const uint8_t *table)
+{
+    c->dirty[slot_of(c, table)] = true;
+}
+
+int qcow2_cache_write_table(Qcow2State *s, Qcow2Cache *c, const uint8_t *table)
+{
+    int i = slot_of(c, table);
+    c->dirty[i] = true;
+    return cache_write_slot(s, c, i);
+}
+
+int qcow2_cache_flush(Qcow2State *s, Qcow2Cache *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        if (c->dirty[i]) {
+            int r = cache_write_slot(s, c, i);
+            if (r < 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+void qcow2_cache_discard(Qcow2Cache *c, uint64_t off)
+{
+    for (int i = 0; i < c->n; i++)
+        if (c->offset[i] == off) {
+            c->offset[i] = 0;
+            c->dirty[i] = false;
+            c->lru[i] = 0;
+        }
+}

@@ -1,0 +1,960 @@
+/* qcow2 guest I/O: mapping guest offsets through L1/L2 (and the
+ * subcluster bitmaps of extended L2 entries), reads, allocating writes
+ * with copy-on-write, zero writes, discard and block status.
+ *
+ * Metadata is touched under s->lock.  Reads and overwrites of clusters the
+ * image owns alone (COPIED) do their data I/O outside it. */
+#include "block/qcow2.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#define SC_COUNT 32
+#define BITMAP_ALL_ALLOC 0x00000000ffffffffULL
+#define BITMAP_ALL_ZERO  0xffffffff00000000ULL
+
+/* What one contiguous run of guest bytes maps to. */
+struct extent {
+    int type;          /* enum qcow2_sc_type */
+    uint64_t host;     /* host offset of the first byte (NORMAL, ZERO_ALLOC) */
+    uint64_t l2e;      /* the L2 entry (COMPRESSED) */
+    uint64_t len;
+};
+
+enum qcow2_cluster_type qcow2_cluster_type(const Qcow2State *s, uint64_t l2e)
+{
+    if (l2e & QCOW_OFLAG_COMPRESSED)
+        return QCOW2_COMPRESSED;
+    if ((l2e & QCOW_OFLAG_ZERO) && !s->extl2)
+        return (l2e & L2E_OFFSET_MASK) ? QCOW2_ZERO_ALLOC : QCOW2_ZERO_PLAIN;
+    if (!(l2e & L2E_OFFSET_MASK))
+        return QCOW2_UNALLOCATED;
+    return QCOW2_NORMAL;
+}
+
+void qcow2_compressed_span(const Qcow2State *s, uint64_t l2e, uint64_t *off, uint64_t *bytes)
+{
+    *off = l2e & s->cluster_offset_mask;
+    uint64_t sectors = ((l2e >> s->csize_shift) & s->csize_mask) + 1;
+    *bytes = sectors * BLK_SECTOR_SIZE - (*off & (BLK_SECTOR_SIZE - 1));
+}
+
+/* Type of subcluster sc of a cluster (sc is 0 without extended L2). */
+static int sc_type(const Qcow2State *s, uint64_t l2e, uint64_t bitmap, int sc)
+{
+    enum qcow2_cluster_type ct = qcow2_cluster_type(s, l2e);
+    if (!s->extl2) {
+        switch (ct) {
+        case QCOW2_UNALLOCATED: return SC_UNALLOCATED_PLAIN;
+        case QCOW2_ZERO_PLAIN: return s->version < 3 ? SC_INVALID : SC_ZERO_PLAIN;
+        case QCOW2_ZERO_ALLOC: return s->version < 3 ? SC_INVALID : SC_ZERO_ALLOC;
+        case QCOW2_NORMAL: return SC_NORMAL;
+        case QCOW2_COMPRESSED: return SC_COMPRESSED;
+        }
+    }
+    if (l2e & QCOW_OFLAG_ZERO)
+        return SC_INVALID;
+    bool alloc = (bitmap >> sc) & 1, zero = (bitmap >> (32 + sc)) & 1;
+    switch (ct) {
+    case QCOW2_COMPRESSED:
+        return bitmap ? SC_INVALID : SC_COMPRESSED;
+    case QCOW2_UNALLOCATED:
+        if (bitmap & BITMAP_ALL_ALLOC)
+            return SC_INVALID;
+        return zero ? SC_ZERO_PLAIN : SC_UNALLOCATED_PLAIN;
+    default:
+        if (alloc && zero)
+            return SC_INVALID;
+        return zero ? SC_ZERO_ALLOC : alloc ? SC_NORMAL : SC_UNALLOCATED_ALLOC;
+    }
+}
+
+static bool sc_has_host(int t)
+{
+    return t == SC_NORMAL || t == SC_ZERO_ALLOC;
+}
+
+/* ---- L2 tables ---- */
+
+static uint64_t l1_index(const Qcow2State *s, uint64_t off)
+{
+    return off >> (s->cluster_bits + s->l2_bits);
+}
+
+static uint64_t l2_index(const Qcow2State *s, uint64_t off)
+{
+    return (off >> s->cluster_bits) & (s->l2_size - 1);
+}
+
+/* The L2 table for guest offset off, or *table = NULL if unallocated. */
+static int l2_load(Qcow2State *s, uint64_t off, uint8_t **table)
+{
+    uint64_t l1i = l1_index(s, off);
+    *table = NULL;
+    if (l1i >= s->l1_size)
+        return qcow2_mark_corrupt(s, "guest offset 0x%" PRIx64 " is beyond the L1 table", off);
+    uint64_t l1e = s->l1[l1i];
+    uint64_t l2_off = l1e & L1E_OFFSET_MASK;
+    if (!l2_off)
+        return 0;
+    if (l2_off & (s->cluster_size - 1))
+        return qcow2_mark_corrupt(s, "L2 table offset 0x%" PRIx64 " in L1 entry %" PRIu64
+                                  " is not aligned to a cluster", l2_off, l1i);
+    int err = 0;
+    *table = qcow2_cache_get(s, &s->l2_cache, l2_off, &err);
+    return *table ? 0 : err;
+}
+
+static void l2_entry(const Qcow2State *s, const uint8_t *table, uint64_t idx, uint64_t *l2e,
+                     uint64_t *bitmap)
+{
+    const uint8_t *p = table + idx * s->l2_entry_bytes;
+    *l2e = qcow2_be64(p);
+    *bitmap = s->extl2 ? qcow2_be64(p + 8) : 0;
+}
+
+static void l2_set(Qcow2State *s, uint8_t *table, uint64_t idx, uint64_t l2e, uint64_t bitmap)
+{
+    uint8_t *p = table + idx * s->l2_entry_bytes;
+    qcow2_put64(p, l2e);
+    if (s->extl2)
+        qcow2_put64(p + 8, bitmap);
+    qcow2_cache_mark_dirty(&s->l2_cache, table);
+}
+
+static int mark_dirty_once(Qcow2State *s)
+{
+    if (!s->lazy || s->dirty_set)
+        return 0;
+    s->incompat |= QCOW2_INCOMPAT_DIRTY;
+    int r = qcow2_update_header(s);
+    if (r == 0)
+        r = qcow2_sync(s);
+    if (r == 0)
+        s->dirty_set = true;
+    return r;
+}
+
+static int write_l1_entry(Qcow2State *s, uint64_t l1i)
+{
+    uint8_t e[8];
+    qcow2_put64(e, s->l1[l1i]);
+    int r = blk_file_pwrite(s->fd, e, 8, s->l1_offset + l1i * 8);
+    if (r < 0)
+        blk_set_error("%s: cannot write the L1 table: %s", s->bs->filename, strerror(-r));
+    s->need_sync = true;
+    return r;
+}
+
+/* Gives guest offset off an L2 table of its own (allocating one, or
+ * copying a table shared with a snapshot) and returns it. */
+static int l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table)
+{
+    uint64_t l1i = l1_index(s, off);
+    int r = l2_load(s, off, table);
+    if (r < 0)
+        return r;
+    uint64_t l1e = s->l1[l1i];
+    if (*table && (l1e & QCOW_OFLAG_COPIED))
+        return 0;
+    uint64_t old = l1e & L1E_OFFSET_MASK;
+    uint8_t *copy = NULL;
+    if (*table) {
+        copy = malloc(s->cluster_size);
+        if (!copy)
+            return -ENOMEM;
+        memcpy(copy, *table, s->cluster_size);
+    }
+    if ((r = mark_dirty_once(s)) < 0) {
+        free(copy);
+        return r;
+    }
+    int64_t new_off = qcow2_alloc_clusters(s, 1);
+    if (new_off < 0) {
+        free(copy);
+        return (int)new_off;
+    }
+    int err = 0;
+    uint8_t *t = qcow2_cache_get_empty(s, &s->l2_cache, new_off, &err);
+    if (!t) {
+        free(copy);
+        return err;
+    }
+    if (copy)
+        memcpy(t, copy, s->cluster_size);
+    free(copy);
+    /* the table is on disk before the L1 entry that points to it */
+    if ((r = qcow2_cache_write_table(s, &s->l2_cache, t)) < 0 || (r = qcow2_sync(s)) < 0)
+        return r;
+    s->l1[l1i] = (uint64_t)new_off | QCOW_OFLAG_COPIED;
+    if ((r = write_l1_entry(s, l1i)) < 0)
+        return r;
+    if (old && (r = qcow2_free_later(s, old, 1, FREE_NORMAL)) < 0)
+        return r;
+    return l2_load(s, off, table);
+}
+
+int qcow2_grow_l1(Qcow2State *s, uint64_t min_size)
+{
+    if (min_size <= s->l1_size)
+        return 0;
+    if (min_size > QCOW2_MAX_L1_BYTES / 8) {
+        blk_set_error("%s: the L1 table would be too large", s->bs->filename);
+        return -EFBIG;
+    }
+    uint64_t bytes = qcow2_align_up(min_size * 8, s->cluster_size);
+    uint8_t *buf = calloc(1, bytes);
+    if (!buf)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < s->l1_size; i++)
+        qcow2_put64(buf + 8 * i, s->l1[i]);
+    uint64_t *nl1 = calloc(min_size, 8);
+    if (!nl1) {
+        free(buf);
+        return -ENOMEM;
+    }
+    memcpy(nl1, s->l1, (size_t)s->l1_size * 8);
+    int64_t off = qcow2_alloc_clusters(s, bytes >> s->cluster_bits);
+    int r = off < 0 ? (int)off : 0;
+    /* only the entries: the rest of the last cluster reads as zeros */
+    if (r == 0 && (r = blk_file_pwrite(s->fd, buf, min_size * 8, off)) < 0)
+        blk_set_error("%s: cannot write the L1 table: %s", s->bs->filename, strerror(-r));
+    s->need_sync = true;
+    if (r == 0)
+        r = qcow2_sync(s);
+    free(buf);
+    if (r < 0) {
+        free(nl1);
+        return r;
+    }
+    uint64_t old_off = s->l1_offset, old_bytes = qcow2_align_up((uint64_t)s->l1_size * 8,
+                                                                s->cluster_size);
+    free(s->l1);
+    s->l1 = nl1;
+    s->l1_offset = off;
+    s->l1_size = (uint32_t)min_size;
+    uint8_t h[12];
+    qcow2_put32(h, s->l1_size);
+    qcow2_put64(h + 4, s->l1_offset);
+    if ((r = blk_file_pwrite(s->fd, h, 12, 36)) < 0) {
+        blk_set_error("%s: cannot update the header: %s", s->bs->filename, strerror(-r));
+        return r;
+    }
+    s->need_sync = true;
+    if ((r = qcow2_sync(s)) < 0)
+        return r;
+    if (old_off && old_bytes)
+        r = qcow2_update_refcount(s, old_off, old_bytes, -1);
+    return r;
+}
+
+/* ---- mapping ---- */
+
+static int get_extent(Qcow2State *s, uint64_t off, uint64_t maxlen, struct extent *e)
+{
+    uint8_t *table;
+    int r = l2_load(s, off, &table);
+    if (r < 0)
+        return r;
+    uint64_t span = s->cluster_size << s->l2_bits;
+    uint64_t to_l1_end = span - (off & (span - 1));
+    if (maxlen > to_l1_end)
+        maxlen = to_l1_end;
+    if (!table) {
+        *e = (struct extent){.type = SC_UNALLOCATED_PLAIN, .len = maxlen};
+        return 0;
+    }
+    uint64_t scs = s->subcluster_size;
+    uint64_t pos = off, first_host = 0;
+    e->len = 0;
+    while (e->len < maxlen) {
+        uint64_t idx = l2_index(s, pos), l2e, bitmap;
+        l2_entry(s, table, idx, &l2e, &bitmap);
+        int sc = s->extl2 ? (int)((pos & (s->cluster_size - 1)) / scs) : 0;
+        int t = sc_type(s, l2e, bitmap, sc);
+        uint64_t host = (l2e & L2E_OFFSET_MASK) + (pos & (s->cluster_size - 1));
+        if (sc_has_host(t) && ((l2e & L2E_OFFSET_MASK) & (s->cluster_size - 1)))
+            return qcow2_mark_corrupt(s, "cluster offset 0x%" PRIx64 " is not aligned",
+                                      l2e & L2E_OFFSET_MASK);
+        if (t == SC_INVALID)
+            return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64 " (bitmap 0x%016"
+                                      PRIx64 ") for guest offset 0x%" PRIx64, l2e, bitmap, pos);
+        if (e->len == 0) {
+            e->type = t;
+            e->l2e = l2e;
+            first_host = host;
+        } else if (t != e->type || (sc_has_host(t) && host != first_host + e->len) ||
+                   t == SC_COMPRESSED) {
+            break;
+        }
+        uint64_t step = scs - (pos & (scs - 1));
+        e->len += step;
+        pos += step;
+    }
+    if (e->len > maxlen)
+        e->len = maxlen;
+    e->host = first_host;
+    return 0;
+}
+
+/* ---- compressed clusters ---- */
+
+static int decompress(Qcow2State *s, const uint8_t *in, size_t in_len, uint8_t *out)
+{
+    size_t cs = s->cluster_size;
+    if (s->compression_type == 1) {
+        ZSTD_DCtx *dctx = ZSTD_createDCtx();
+        if (!dctx)
+            return -ENOMEM;
+        ZSTD_inBuffer ib = {in, in_len, 0};
+        ZSTD_outBuffer ob = {out, cs, 0};
+        int r = 0;
+        while (ob.pos < cs) {
+            size_t z = ZSTD_decompressStream(dctx, &ob, &ib);
+            if (ZSTD_isError(z)) {
+                r = -EIO;
+                break;
+            }
+            if (z == 0 || (ib.pos == ib.size && ob.pos < cs)) {
+                if (ob.pos < cs)
+                    r = -EIO;
+                break;
+            }
+        }
+        ZSTD_freeDCtx(dctx);
+        return r;
+    }
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    if (inflateInit2(&z, -12) != Z_OK)
+        return -ENOMEM;
+    z.next_in = (uint8_t *)in;
+    z.avail_in = in_len;
+    z.next_out = out;
+    z.avail_out = cs;
+    int zr = inflate(&z, Z_FINISH);
+    /* The stored length is rounded up to sectors: trailing bytes are
+     * fine as long as a whole cluster came out. */
+    int r = ((zr == Z_STREAM_END || zr == Z_BUF_ERROR) && z.avail_out == 0) ? 0 : -EIO;
+    inflateEnd(&z);
+    return r;
+}
+
+/* Makes s->cbuf hold the guest data of the compressed cluster l2e. */
+static int load_compressed(Qcow2State *s, uint64_t l2e)
+{
+    if (s->cbuf_valid && s->cbuf_l2e == l2e)
+        return 0;
+    if (!s->cbuf && !(s->cbuf = malloc(s->cluster_size)))
+        return -ENOMEM;
+    uint64_t off, bytes;
+    qcow2_compressed_span(s, l2e, &off, &bytes);
+    if (off + bytes > s->file_end + BLK_SECTOR_SIZE)
+        return qcow2_mark_corrupt(s, "compressed cluster at 0x%" PRIx64 " is beyond the end "
+                                  "of the file", off);
+    uint8_t *in = malloc(bytes);
+    if (!in)
+        return -ENOMEM;
+    int r = blk_file_pread(s->fd, in, bytes, off);
+    s->cbuf_valid = false;
+    if (r == 0 && (r = decompress(s, in, bytes, s->cbuf)) < 0)
+        blk_set_error("%s: cannot decompress the cluster at host offset 0x%" PRIx64,
+                      s->bs->filename, off);
+    free(in);
+    if (r == 0) {
+        s->cbuf_valid = true;
+        s->cbuf_l2e = l2e;
+    }
+    return r;
+}
+
+/* ---- reads ---- */
+
+/* Reads n bytes at guest offset off that map to extent e. Lock held on
+ * entry and exit; dropped around plain data reads. */
+static int read_extent(Qcow2State *s, const struct extent *e, uint64_t off, uint8_t *buf,
+                       uint64_t n)
+{
+    int r = 0;
+    switch (e->type) {
+    case SC_UNALLOCATED_PLAIN:
+    case SC_UNALLOCATED_ALLOC:
+        pthread_mutex_unlock(&s->lock);
+        r = blk_read_backing(s->bs, off, buf, n);
+        pthread_mutex_lock(&s->lock);
+        break;
+    case SC_ZERO_PLAIN:
+    case SC_ZERO_ALLOC:
+        memset(buf, 0, n);
+        break;
+    case SC_NORMAL:
+        pthread_mutex_unlock(&s->lock);
+        r = blk_file_pread(s->fd, buf, n, e->host);
+        pthread_mutex_lock(&s->lock);
+        if (r < 0)
+            blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
+        break;
+    case SC_COMPRESSED:
+        r = load_compressed(s, e->l2e);
+        if (r == 0)
+            memcpy(buf, s->cbuf + (off & (s->cluster_size - 1)), n);
+        break;
+    default:
+        r = -EIO;
+    }
+    return r;
+}
+
+int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
+{
+    Qcow2State *s = bs->opaque;
+    uint8_t *p = buf;
+    int r = 0;
+    pthread_mutex_lock(&s->lock);
+    while (len) {
+        struct extent e;
+        if ((r = get_extent(s, off, len, &e)) < 0)
+            break;
+        if ((r = read_extent(s, &e, off, p, e.len)) < 0)
+            break;
+        off += e.len;
+        p += e.len;
+        len -= e.len;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* Guest bytes [from, to) of the cluster at guest offset cluster_off as
+ * its current L2 entry describes them (for copy-on-write). */
+static int read_old(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uint64_t bitmap,
+                    uint64_t from, uint64_t to, uint8_t *dst)
+{
+    uint64_t scs = s->subcluster_size;
+    while (from < to) {
+        int sc = s->extl2 ? (int)(from / scs) : 0;
+        uint64_t n = (from / scs + 1) * scs - from;
+        if (n > to - from)
+            n = to - from;
+        struct extent e = {.type = sc_type(s, l2e, bitmap, sc),
+                           .host = (l2e & L2E_OFFSET_MASK) + from, .l2e = l2e};
+        if (e.type == SC_INVALID)
+            return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64, l2e);
+        int r = read_extent(s, &e, cluster_off + from, dst, n);
+        if (r < 0)
+            return r;
+        dst += n;
+        from += n;
+    }
+    return 0;
+}
+
+/* ---- writes ---- */
+
+static int zero_cluster_buf(Qcow2State *s)
+{
+    if (!s->zero_cluster && !(s->zero_cluster = calloc(1, s->cluster_size)))
+        return -ENOMEM;
+    return 0;
+}
+
+/* Does [from, to) of the cluster read as zeros before the write? True
+ * for zero subclusters and for unallocated ones with nothing beneath. */
+static bool old_reads_zero(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uint64_t bitmap,
+                           uint64_t from, uint64_t to)
+{
+    uint64_t scs = s->subcluster_size;
+    for (uint64_t p = from; p < to; p = (p / scs + 1) * scs) {
+        int t = sc_type(s, l2e, bitmap, s->extl2 ? (int)(p / scs) : 0);
+        if (t == SC_ZERO_PLAIN || t == SC_ZERO_ALLOC)
+            continue;
+        if ((t == SC_UNALLOCATED_PLAIN || t == SC_UNALLOCATED_ALLOC) &&
+            (!s->bs->backing || cluster_off + p >= s->bs->backing->size))
+            continue;
+        return false;
+    }
+    return true;
+}
+
+/* Writes guest bytes [lo, hi) of a cluster (cluster-relative) to host
+ * cluster `host`: the part [off, off+n) comes from buf, the rest is the
+ * old content.  `fresh` says the host cluster holds nothing (a new
+ * allocation), so zero COW regions need no write when past the end of
+ * the file. */
+static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uint64_t bitmap,
+                          uint64_t host, uint64_t lo, uint64_t hi, uint64_t in, uint64_t n,
+                          const uint8_t *buf, bool fresh)
+{
+    int r;
+    uint8_t *head = NULL, *tail = NULL;
+    uint64_t hlen = in - lo, tlen = hi - (in + n);
+    bool hzero = old_reads_zero(s, cluster_off, l2e, bitmap, lo, in);
+    bool tzero = old_reads_zero(s, cluster_off, l2e, bitmap, in + n, hi);
+    if ((r = zero_cluster_buf(s)) < 0)
+        return r;
+    if (hlen && !hzero) {
+        if (!(head = malloc(hlen)))
+            return -ENOMEM;
+        if ((r = read_old(s, cluster_off, l2e, bitmap, lo, in, head)) < 0)
+            goto out;
+    }
+    if (tlen && !tzero) {
+        if (!(tail = malloc(tlen))) {
+            r = -ENOMEM;
+            goto out;
+        }
+        if ((r = read_old(s, cluster_off, l2e, bitmap, in + n, hi, tail)) < 0)
+            goto out;
+    }
+    struct iovec iov[3];
+    int cnt = 0;
+    uint64_t start = host + lo;
+    bool skip_zero_tail = false;
+    if (fresh && tzero && tlen) {
+        /* Past the end of the file zeros need no writing: extend it. */
+        struct stat st;
+        if (fstat(s->fd, &st) == 0 && (uint64_t)st.st_size <= host + in + n)
+            skip_zero_tail = true;
+    }
+    if (hlen)
+        iov[cnt++] = (struct iovec){head ? head : s->zero_cluster, hlen};
+    iov[cnt++] = (struct iovec){(void *)buf, n};
+    if (tlen && !skip_zero_tail)
+        iov[cnt++] = (struct iovec){tail ? tail : s->zero_cluster, tlen};
+    uint64_t total = 0;
+    for (int i = 0; i < cnt; i++)
+        total += iov[i].iov_len;
+    for (int i = 0; total;) {
+        ssize_t w = pwritev(s->fd, iov + i, cnt - i, start);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            blk_set_error("%s: write error: %s", s->bs->filename, strerror(errno));
+            goto out;
+        }
+        start += w;
+        total -= w;
+        while (w > 0 && i < cnt) {
+            if ((size_t)w >= iov[i].iov_len) {
+                w -= iov[i].iov_len;
+                i++;
+            } else {
+                iov[i].iov_base = (uint8_t *)iov[i].iov_base + w;
+                iov[i].iov_len -= w;
+                w = 0;
+            }
+        }
+    }
+    if (skip_zero_tail && ftruncate(s->fd, host + hi) < 0) {
+        r = -errno;
+        blk_set_error("%s: cannot extend the file: %s", s->bs->filename, strerror(errno));
+        goto out;
+    }
+    s->need_sync = s->deps_unsynced = true;
+    r = 0;
+out:
+    free(head);
+    free(tail);
+    return r;
+}
+
+static uint64_t sc_mask(int first, int last)
+{
+    uint64_t m = 0;
+    for (int i = first; i <= last; i++)
+        m |= 1ULL << i;
+    return m;
+}
+
+/* Writes [off, off+n) inside one cluster.  Lock held. */
+static int write_cluster(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n)
+{
+    uint8_t *table;
+    int r = l2_get_writable(s, off, &table);
+    if (r < 0)
+        return r;
+    uint64_t idx = l2_index(s, off), l2e, bitmap;
+    l2_entry(s, table, idx, &l2e, &bitmap);
+    uint64_t cs = s->cluster_size, in = off & (cs - 1);
+    uint64_t cluster_off = off - in;
+    uint64_t scs = s->subcluster_size;
+    int ct = qcow2_cluster_type(s, l2e);
+    for (int sc = (int)(in / scs); sc <= (int)((in + n - 1) / scs); sc++)
+        if (sc_type(s, l2e, bitmap, s->extl2 ? sc : 0) == SC_INVALID)
+            return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64 " for guest offset "
+                                      "0x%" PRIx64, l2e, off);
+    uint64_t host = l2e & L2E_OFFSET_MASK;
+    bool owned = (l2e & QCOW_OFLAG_COPIED) && host &&
+                 (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
+    if (host && (host & (cs - 1)))
+        return qcow2_mark_corrupt(s, "cluster offset 0x%" PRIx64 " is not aligned", host);
+    if (owned && ct == QCOW2_NORMAL && !s->extl2) {
+        /* plain overwrite */
+        pthread_mutex_unlock(&s->lock);
+        r = blk_file_pwrite(s->fd, buf, n, host + in);
+        pthread_mutex_lock(&s->lock);
+        if (r < 0)
+            blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
+        return r;
+    }
+    if ((r = mark_dirty_once(s)) < 0)
+        return r;
+    /* the range to write: whole subclusters (extended L2) or the cluster */
+    int sc0 = s->extl2 ? (int)(in / scs) : 0, sc1 = s->extl2 ? (int)((in + n - 1) / scs) : 0;
+    uint64_t lo = s->extl2 ? sc0 * scs : 0, hi = s->extl2 ? (sc1 + 1) * scs : cs;
+    bool fresh = false;
+    uint64_t new_l2e, new_bitmap = 0;
+    if (owned) {
+        /* allocated here: fill unallocated/zero subclusters in place */
+        if (s->extl2) {
+            uint64_t touched = sc_mask(sc0, sc1);
+            new_bitmap = (bitmap | touched) & ~(touched << 32);
+        }
+        new_l2e = host | QCOW_OFLAG_COPIED;
+    } else {
+        int64_t nh = qcow2_alloc_clusters(s, 1);
+        if (nh < 0)
+            return (int)nh;
+        fresh = true;
+        if (s->extl2 && ct == QCOW2_UNALLOCATED) {
+            uint64_t touched = sc_mask(sc0, sc1);
+            new_bitmap = (bitmap | touched) & ~(touched << 32);
+        } else if (s->extl2) {
+            /* copy the whole old cluster: every subcluster now lives here */
+            lo = 0;
+            hi = cs;
+            new_bitmap = BITMAP_ALL_ALLOC;
+        }
+        new_l2e = (uint64_t)nh | QCOW_OFLAG_COPIED;
+        host = nh;
+    }
+    if ((r = write_with_cow(s, cluster_off, l2e, bitmap, host, lo, hi, in, n, buf, fresh)) < 0)
+        return r;
+    /* the table may have been evicted while the lock was dropped */
+    if ((r = l2_get_writable(s, off, &table)) < 0)
+        return r;
+    l2_set(s, table, idx, new_l2e, new_bitmap);
+    s->cbuf_valid = false;
+    if (!owned) {
+        if (ct == QCOW2_COMPRESSED)
+            r = qcow2_free_compressed_later(s, l2e);
+        else if (l2e & L2E_OFFSET_MASK)
+            r = qcow2_free_later(s, l2e & L2E_OFFSET_MASK, 1, FREE_NORMAL);
+    }
+    return r;
+}
+
+/* Many whole clusters that hold nothing yet: one allocation, one write. */
+static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t len,
+                              uint64_t *done)
+{
+    uint8_t *table;
+    *done = 0;
+    int r = l2_get_writable(s, off, &table);
+    if (r < 0)
+        return r;
+    uint64_t idx = l2_index(s, off), k = 0, max = len >> s->cluster_bits;
+    while (k < max && idx + k < s->l2_size) {
+        uint64_t l2e, bitmap;
+        l2_entry(s, table, idx + k, &l2e, &bitmap);
+        if (l2e != 0 && !(!s->extl2 && l2e == QCOW_OFLAG_ZERO))
+            break;
+        k++;
+    }
+    if (k < 2)
+        return 0;
+    if ((r = mark_dirty_once(s)) < 0)
+        return r;
+    int64_t host = qcow2_alloc_clusters(s, k);
+    if (host < 0)
+        return (int)host;
+    uint64_t bytes = k << s->cluster_bits;
+    pthread_mutex_unlock(&s->lock);
+    r = blk_file_pwrite(s->fd, buf, bytes, host);
+    pthread_mutex_lock(&s->lock);
+    if (r < 0) {
+        blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
+        return r;
+    }
+    s->need_sync = s->deps_unsynced = true;
+    if ((r = l2_get_writable(s, off, &table)) < 0)
+        return r;
+    for (uint64_t i = 0; i < k; i++)
+        l2_set(s, table, idx + i, ((uint64_t)host + (i << s->cluster_bits)) | QCOW_OFLAG_COPIED,
+               s->extl2 ? BITMAP_ALL_ALLOC : 0);
+    *done = bytes;
+    return 0;
+}
+
+int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
+{
+    Qcow2State *s = bs->opaque;
+    const uint8_t *p = buf;
+    int r = 0;
+    pthread_mutex_lock(&s->lock);
+    while (len) {
+        uint64_t in = off & (s->cluster_size - 1);
+        uint64_t done = 0;
+        if (!in && len >= 2 * s->cluster_size) {
+            if ((r = write_new_clusters(s, off, p, len, &done)) < 0)
+                break;
+        }
+        if (!done) {
+            done = s->cluster_size - in;
+            if (done > len)
+                done = len;
+            if ((r = write_cluster(s, off, p, done)) < 0)
+                break;
+        }
+        off += done;
+        p += done;
+        len -= done;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* ---- zero writes and discard ---- */
+
+/* Sets the entry of one whole cluster (or whole subclusters) to read as
+ * zeros; frees what it no longer needs.  Returns 1 if the caller must
+ * write explicit zeros instead. */
+static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, bool discard)
+{
+    uint64_t cs = s->cluster_size, in = off & (cs - 1), scs = s->subcluster_size;
+    uint8_t *table;
+    int r = l2_get_writable(s, off, &table);
+    if (r < 0)
+        return r;
+    uint64_t idx = l2_index(s, off), l2e, bitmap;
+    l2_entry(s, table, idx, &l2e, &bitmap);
+    int ct = qcow2_cluster_type(s, l2e);
+    uint64_t host = l2e & L2E_OFFSET_MASK;
+    bool whole = (in == 0 && n == cs);
+    bool owned = (l2e & QCOW_OFLAG_COPIED) && host && ct != QCOW2_COMPRESSED;
+    bool has_backing = s->bs->backing != NULL;
+    uint64_t new_l2e = l2e, new_bitmap = bitmap;
+    bool free_old = false;
+    if (s->extl2) {
+        if (ct == QCOW2_COMPRESSED && !whole)
+            return 1;
+        uint64_t m = sc_mask((int)(in / scs), (int)((in + n - 1) / scs));
+        if (whole && (discard || (flags & BLK_ZERO_MAY_UNMAP) || !owned)) {
+            if (discard && !has_backing && ct == QCOW2_UNALLOCATED && !(bitmap >> 32))
+                return 0;
+            new_l2e = 0;
+            new_bitmap = BITMAP_ALL_ZERO;
+            free_old = host || ct == QCOW2_COMPRESSED;
+        } else if (discard && !whole) {
+            return 0; /* partial discards are advisory */
+        } else {
+            new_bitmap = (bitmap & ~m) | (m << 32);
+            if (ct == QCOW2_UNALLOCATED)
+                new_bitmap &= BITMAP_ALL_ZERO;
+        }
+    } else {
+        if (!whole)
+            return discard ? 0 : 1;
+        if (discard) {
+            if (s->version >= 3 && (has_backing || ct != QCOW2_UNALLOCATED))
+                new_l2e = QCOW_OFLAG_ZERO;
+            else if (s->version >= 3 || !has_backing)
+                new_l2e = 0;
+            else
+                new_l2e = 0; /* v2 with backing: content undefined, as QEMU */
+            free_old = host || ct == QCOW2_COMPRESSED;
+        } else if (s->version >= 3) {
+            if (ct == QCOW2_ZERO_PLAIN)
+                return 0;
+            if (owned && !(flags & BLK_ZERO_MAY_UNMAP)) {
+                new_l2e = host | QCOW_OFLAG_COPIED | QCOW_OFLAG_ZERO;
+            } else {
+                new_l2e = QCOW_OFLAG_ZERO;
+                free_old = host || ct == QCOW2_COMPRESSED;
+            }
+        } else if (!has_backing) {
+            new_l2e = 0; /* v2 has no zero flag; unallocated reads zeros */
+            free_old = host || ct == QCOW2_COMPRESSED;
+        } else {
+            return 1;
+        }
+    }
+    if (new_l2e == l2e && new_bitmap == bitmap)
+        return 0;
+    if ((r = mark_dirty_once(s)) < 0)
+        return r;
+    l2_set(s, table, idx, new_l2e, new_bitmap);
+    s->cbuf_valid = false;
+    if (!free_old)
+        return 0;
+    if (ct == QCOW2_COMPRESSED)
+        return qcow2_free_compressed_later(s, l2e);
+    return qcow2_free_later(s, host, 1, FREE_NORMAL);
+}
+
+static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int flags,
+                           bool discard)
+{
+    Qcow2State *s = bs->opaque;
+    int r = 0;
+    pthread_mutex_lock(&s->lock);
+    while (len) {
+        uint64_t in = off & (s->cluster_size - 1);
+        uint64_t n = s->cluster_size - in;
+        if (n > len)
+            n = len;
+        /* explicit zeros for the parts that are not whole subclusters */
+        uint64_t scs = s->subcluster_size;
+        uint64_t a = qcow2_align_up(in, scs), b = (in + n) & ~(scs - 1);
+        if (a >= b) {
+            a = b = in + n;
+        }
+        if (!discard && (a > in || b < in + n)) {
+            if ((r = zero_cluster_buf(s)) < 0)
+                break;
+            uint8_t *table;
+            if ((r = l2_load(s, off, &table)) < 0)
+                break;
+            if (a > in && (r = write_cluster(s, off, s->zero_cluster, (a < in + n ? a : in + n) - in)) < 0)
+                break;
+            if (b < in + n && b >= a && (r = write_cluster(s, off - in + b, s->zero_cluster, in + n - b)) < 0)
+                break;
+        }
+        if (b > a) {
+            r = zero_in_l2(s, off - in + a, b - a, flags, discard);
+            if (r == 1) {
+                if ((r = zero_cluster_buf(s)) < 0 ||
+                    (r = write_cluster(s, off - in + a, s->zero_cluster, b - a)) < 0)
+                    break;
+            }
+            if (r < 0)
+                break;
+        }
+        off += n;
+        len -= n;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+{
+    return zero_or_discard(bs, off, len, flags, false);
+}
+
+int qcow2_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
+{
+    return zero_or_discard(bs, off, len, 0, true);
+}
+
+/* ---- status ---- */
+
+int qcow2_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                       uint64_t *host_offset)
+{
+    Qcow2State *s = bs->opaque;
+    struct extent e;
+    pthread_mutex_lock(&s->lock);
+    int r = get_extent(s, off, len, &e);
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        return r;
+    *pnum = e.len;
+    *host_offset = e.host;
+    switch (e.type) {
+    case SC_ZERO_PLAIN:
+        return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED;
+    case SC_ZERO_ALLOC:
+        return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
+    case SC_COMPRESSED:
+        *host_offset = 0;
+        return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_COMPRESSED;
+    case SC_NORMAL: {
+        /* a hole in the host file (preallocated metadata) reads as zeros */
+        int st = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
+        off_t d = lseek(s->fd, e.host, SEEK_DATA);
+        if (d < 0 || (uint64_t)d > e.host) {
+            uint64_t hole = d < 0 ? e.len : (uint64_t)d - e.host;
+            if (hole < *pnum)
+                *pnum = hole;
+            return st | BLK_STATUS_ZERO;
+        }
+        off_t h = lseek(s->fd, e.host, SEEK_HOLE);
+        if (h > (off_t)e.host && (uint64_t)h - e.host < *pnum)
+            *pnum = (uint64_t)h - e.host;
+        return st;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* ---- preallocation ---- */
+
+int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
+{
+    uint64_t cs = s->cluster_size;
+    int r = 0;
+    for (uint64_t off = start & ~(cs - 1); off < end && r == 0;) {
+        uint8_t *table;
+        if ((r = l2_get_writable(s, off, &table)) < 0)
+            break;
+        uint64_t idx = l2_index(s, off), k = 0;
+        while (idx + k < s->l2_size && off + (k << s->cluster_bits) < end) {
+            uint64_t l2e, bm;
+            l2_entry(s, table, idx + k, &l2e, &bm);
+            if (l2e & L2E_OFFSET_MASK)
+                break;
+            k++;
+        }
+        if (!k) {
+            off += cs;
+            continue;
+        }
+        int64_t host = qcow2_alloc_clusters(s, k);
+        if (host < 0)
+            return (int)host;
+        if ((r = l2_get_writable(s, off, &table)) < 0)
+            break;
+        for (uint64_t i = 0; i < k; i++)
+            l2_set(s, table, idx + i, ((uint64_t)host + (i << s->cluster_bits)) | QCOW_OFLAG_COPIED,
+                   s->extl2 ? BITMAP_ALL_ALLOC : 0);
+        off += k << s->cluster_bits;
+    }
+    if (r < 0)
+        return r;
+    /* the file covers every allocated cluster */
+    uint64_t fend = s->file_end;
+    if (mode == BLK_PREALLOC_FULL || mode == BLK_PREALLOC_FALLOC) {
+        int64_t cur = blk_file_size(s->fd);
+        if (cur < 0)
+            return (int)cur;
+        if (mode == BLK_PREALLOC_FALLOC) {
+            int e = posix_fallocate(s->fd, 0, fend);
+            if (e) {
+                blk_set_error("%s: cannot preallocate: %s", s->bs->filename, strerror(e));
+                return -e;
+            }
+        } else {
+            if ((r = zero_cluster_buf(s)) < 0)
+                return r;
+            for (uint64_t o = (uint64_t)cur; o < fend; o += cs) {
+                uint64_t n = fend - o < cs ? fend - o : cs;
+                if ((r = blk_file_pwrite(s->fd, s->zero_cluster, n, o)) < 0)
+                    return r;
+            }
+        }
+    }
+    int64_t cur = blk_file_size(s->fd);
+    if (cur >= 0 && (uint64_t)cur < fend && ftruncate(s->fd, fend) < 0)
+        return -errno;
+    return 0;
+}

@@ -1,0 +1,481 @@
+/* qcow2 refcounts: reading and updating them, allocating host clusters,
+ * growing the refcount table, and freeing clusters in crash-safe order.
+ *
+ * Ordering rules (the image must survive a kill -9 or power cut at any
+ * instant with at most leaked clusters):
+ *  - a refcount increment reaches the file before any reference to the
+ *    cluster (refcounts are written through unless lazy_refcounts is on,
+ *    in which case the dirty bit covers them);
+ *  - a refcount decrement reaches the file only after the metadata that
+ *    stopped referencing the cluster (frees are deferred until the L2
+ *    tables are written back);
+ *  - a new refcount block is on disk before the table entry pointing to
+ *    it, and a new refcount table before the header pointing to it. */
+#include "block/qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rb_entry_get(const Qcow2State *s, const uint8_t *b, uint64_t i)
+{
+    switch (s->refcount_order) {
+    case 3:
+        return b[i];
+    case 4:
+        return qcow2_be16(b + 2 * i);
+    case 5:
+        return qcow2_be32(b + 4 * i);
+    case 6:
+        return qcow2_be64(b + 8 * i);
+    default: {
+        uint32_t bits = s->refcount_bits;
+        uint64_t bit = i * bits;
+        return (b[bit / 8] >> (bit % 8)) & ((1u << bits) - 1);
+    }
+    }
+}
+
+static void rb_entry_set(const Qcow2State *s, uint8_t *b, uint64_t i, uint64_t v)
+{
+    switch (s->refcount_order) {
+    case 3:
+        b[i] = (uint8_t)v;
+        break;
+    case 4:
+        qcow2_put16(b + 2 * i, (uint16_t)v);
+        break;
+    case 5:
+        qcow2_put32(b + 4 * i, (uint32_t)v);
+        break;
+    case 6:
+        qcow2_put64(b + 8 * i, v);
+        break;
+    default: {
+        uint32_t bits = s->refcount_bits;
+        uint64_t bit = i * bits;
+        uint8_t mask = (uint8_t)(((1u << bits) - 1) << (bit % 8));
+        b[bit / 8] = (uint8_t)((b[bit / 8] & ~mask) | ((v << (bit % 8)) & mask));
+        break;
+    }
+    }
+}
+
+/* Byte range of entry i inside its block. */
+static uint64_t rb_entry_byte(const Qcow2State *s, uint64_t i)
+{
+    return i * s->refcount_bits / 8;
+}
+
+int qcow2_refcount_init(Qcow2State *s)
+{
+    s->free_hint = 0;
+    return 0;
+}
+
+/* The refcount block covering cluster, or NULL (all zero) if none. */
+static int rb_lookup(Qcow2State *s, uint64_t cluster, uint8_t **block, uint64_t *block_off)
+{
+    uint64_t rti = cluster >> s->rb_bits;
+    *block = NULL;
+    *block_off = 0;
+    if (rti >= s->rt_size || !(s->rt[rti] & REFT_OFFSET_MASK))
+        return 0;
+    uint64_t off = s->rt[rti] & REFT_OFFSET_MASK;
+    if (off & (s->cluster_size - 1))
+        return qcow2_mark_corrupt(s, "refcount block offset 0x%" PRIx64 " is not aligned to a "
+                                  "cluster", off);
+    int err = 0;
+    uint8_t *b = qcow2_cache_get(s, &s->rb_cache, off, &err);
+    if (!b)
+        return err;
+    *block = b;
+    *block_off = off;
+    return 0;
+}
+
+int qcow2_get_refcount(Qcow2State *s, uint64_t cluster, uint64_t *ref)
+{
+    uint8_t *b;
+    uint64_t boff;
+    int r = rb_lookup(s, cluster, &b, &boff);
+    if (r < 0)
+        return r;
+    *ref = b ? rb_entry_get(s, b, cluster & ((1ULL << s->rb_bits) - 1)) : 0;
+    return 0;
+}
+
+static int64_t find_free(Qcow2State *s, uint64_t n)
+{
+    uint64_t start = s->free_hint, run = 0;
+    for (uint64_t c = s->free_hint;; c++) {
+        if (c >= (1ULL << (56 - s->cluster_bits))) {
+            blk_set_error("%s: no free host clusters below 2^56 bytes", s->bs->filename);
+            return -ENOSPC;
+        }
+        uint64_t ref;
+        int r = qcow2_get_refcount(s, c, &ref);
+        if (r < 0)
+            return r;
+        if (ref) {
+            run = 0;
+            continue;
+        }
+        if (!run)
+            start = c;
+        if (++run == n)
+            return (int64_t)start;
+    }
+}
+
+static int write_rt_entry(Qcow2State *s, uint64_t rti)
+{
+    uint8_t e[8];
+    qcow2_put64(e, s->rt[rti]);
+    int r = blk_file_pwrite(s->fd, e, 8, s->rt_offset + rti * 8);
+    if (r < 0)
+        blk_set_error("%s: cannot write the refcount table: %s", s->bs->filename, strerror(-r));
+    s->need_sync = true;
+    return r;
+}
+
+static int grow_reftable(Qcow2State *s, uint64_t min_entries);
+
+/* Makes sure refcount block rti exists.  The new block goes to the first
+ * free cluster; when that cluster is described by the new block itself,
+ * the block counts itself. */
+static int create_refblock(Qcow2State *s, uint64_t rti)
+{
+    int r;
+    if (rti >= s->rt_size)
+        return grow_reftable(s, rti + 1);
+    int64_t c = find_free(s, 1);
+    if (c < 0)
+        return (int)c;
+    uint64_t crti = (uint64_t)c >> s->rb_bits;
+    if (crti != rti && (crti >= s->rt_size || !s->rt[crti]))
+        return create_refblock(s, crti); /* caller retries */
+    uint64_t off = (uint64_t)c << s->cluster_bits;
+    if ((r = qcow2_check_overlap(s, off, s->cluster_size)) < 0)
+        return r;
+    int err = 0;
+    uint8_t *b = qcow2_cache_get_empty(s, &s->rb_cache, off, &err);
+    if (!b)
+        return err;
+    if (crti == rti)
+        rb_entry_set(s, b, (uint64_t)c & ((1ULL << s->rb_bits) - 1), 1);
+    if ((r = qcow2_cache_write_table(s, &s->rb_cache, b)) < 0)
+        return r;
+    if (off + s->cluster_size > s->file_end)
+        s->file_end = off + s->cluster_size;
+    if (crti != rti && (r = qcow2_update_refcount(s, off, s->cluster_size, 1)) < 0)
+        return r;
+    if ((r = qcow2_sync(s)) < 0)
+        return r;
+    s->rt[rti] = off;
+    return write_rt_entry(s, rti);
+}
+
+static bool rt_missing(const Qcow2State *s, uint64_t rti)
+{
+    return rti >= s->rt_size || !s->rt[rti];
+}
+
+/* Moves the refcount table to the end of the file with room for at least
+ * min_entries blocks, together with new blocks for the clusters the move
+ * itself uses. */
+static int grow_reftable(Qcow2State *s, uint64_t min_entries)
+{
+    uint64_t cs = s->cluster_size, per_cluster = cs / 8;
+    uint64_t entries = s->rt_size + s->rt_size / 2 + 1;
+    if (entries < min_entries)
+        entries = min_entries;
+    uint64_t start = qcow2_align_up(s->file_end, cs) >> s->cluster_bits;
+    uint64_t tbl_clusters, nb, end;
+    for (;;) {
+        entries = qcow2_align_up(entries, per_cluster);
+        tbl_clusters = entries / per_cluster;
+        nb = 0;
+        for (;;) {
+            end = start + tbl_clusters + nb;
+            uint64_t missing = 0;
+            for (uint64_t i = start >> s->rb_bits; i <= (end - 1) >> s->rb_bits; i++)
+                missing += rt_missing(s, i);
+            if (missing == nb)
+                break;
+            nb = missing;
+        }
+        if (((end - 1) >> s->rb_bits) < entries)
+            break;
+        entries = ((end - 1) >> s->rb_bits) + 1;
+    }
+    if (entries * 8 > QCOW2_MAX_REFTABLE_BYTES) {
+        blk_set_error("%s: the refcount table would exceed %u bytes", s->bs->filename,
+                      QCOW2_MAX_REFTABLE_BYTES);
+        return -EFBIG;
+    }
+    uint64_t *nrt = calloc(entries, 8);
+    uint8_t *buf = calloc(tbl_clusters, cs);
+    if (!nrt || !buf) {
+        free(nrt);
+        free(buf);
+        return -ENOMEM;
+    }
+    memcpy(nrt, s->rt, s->rt_size * 8);
+    int r = 0;
+    uint64_t next_block = start + tbl_clusters;
+    uint64_t first = start >> s->rb_bits, last = (end - 1) >> s->rb_bits;
+    for (uint64_t i = first; i <= last && r == 0; i++) {
+        if (!rt_missing(s, i))
+            continue;
+        uint64_t boff = next_block++ << s->cluster_bits;
+        int err = 0;
+        uint8_t *b = qcow2_cache_get_empty(s, &s->rb_cache, boff, &err);
+        if (!b) {
+            r = err;
+            break;
+        }
+        /* count the new clusters this block describes */
+        for (uint64_t c = start; c < end; c++)
+            if ((c >> s->rb_bits) == i)
+                rb_entry_set(s, b, c & ((1ULL << s->rb_bits) - 1), 1);
+        r = qcow2_cache_write_table(s, &s->rb_cache, b);
+        nrt[i] = boff;
+    }
+    /* new clusters described by blocks that already exist */
+    for (uint64_t c = start; c < end && r == 0; c++)
+        if (!rt_missing(s, c >> s->rb_bits))
+            r = qcow2_update_refcount(s, c << s->cluster_bits, cs, 1);
+    if (r < 0)
+        goto out;
+    for (uint64_t i = 0; i < entries; i++)
+        qcow2_put64(buf + 8 * i, nrt[i]);
+    uint64_t new_off = start << s->cluster_bits;
+    if ((r = blk_file_pwrite(s->fd, buf, tbl_clusters * cs, new_off)) < 0) {
+        blk_set_error("%s: cannot write the refcount table: %s", s->bs->filename, strerror(-r));
+        goto out;
+    }
+    if (end << s->cluster_bits > s->file_end)
+        s->file_end = end << s->cluster_bits;
+    s->need_sync = true;
+    if ((r = qcow2_sync(s)) < 0)
+        goto out;
+    uint64_t old_off = s->rt_offset, old_clusters = s->rt_clusters;
+    s->rt_offset = new_off;
+    s->rt_clusters = (uint32_t)tbl_clusters;
+    uint8_t hdr[12];
+    qcow2_put64(hdr, new_off);
+    qcow2_put32(hdr + 8, (uint32_t)tbl_clusters);
+    if ((r = blk_file_pwrite(s->fd, hdr, 12, 48)) < 0) {
+        blk_set_error("%s: cannot update the header: %s", s->bs->filename, strerror(-r));
+        goto out;
+    }
+    s->need_sync = true;
+    if ((r = qcow2_sync(s)) < 0)
+        goto out;
+    free(s->rt);
+    s->rt = nrt;
+    s->rt_size = entries;
+    nrt = NULL;
+    if (old_off)
+        r = qcow2_update_refcount(s, old_off, old_clusters * cs, -1);
+out:
+    free(nrt);
+    free(buf);
+    return r;
+}
+
+int qcow2_update_refcount(Qcow2State *s, uint64_t offset, uint64_t len, int64_t delta)
+{
+    if (!len)
+        return 0;
+    uint64_t first = offset >> s->cluster_bits;
+    uint64_t last = (offset + len - 1) >> s->cluster_bits;
+    uint64_t per_block = 1ULL << s->rb_bits;
+    for (uint64_t c = first; c <= last;) {
+        uint8_t *b;
+        uint64_t boff;
+        int r = rb_lookup(s, c, &b, &boff);
+        if (r < 0)
+            return r;
+        if (!b) {
+            if (delta < 0)
+                return qcow2_mark_corrupt(s, "freeing cluster 0x%" PRIx64 " that has no "
+                                          "refcount block", c << s->cluster_bits);
+            if ((r = create_refblock(s, c >> s->rb_bits)) < 0)
+                return r;
+            continue; /* look again: the block exists now */
+        }
+        uint64_t block_end = (c | (per_block - 1)) + 1;
+        uint64_t stop = block_end <= last ? block_end : last + 1;
+        uint64_t lo = UINT64_MAX, hi = 0;
+        for (; c < stop; c++) {
+            uint64_t i = c & (per_block - 1);
+            uint64_t v = rb_entry_get(s, b, i);
+            if (delta < 0 && v < (uint64_t)-delta)
+                return qcow2_mark_corrupt(s, "refcount of cluster 0x%" PRIx64 " would drop "
+                                          "below zero", c << s->cluster_bits);
+            if (delta > 0 && s->refcount_max - v < (uint64_t)delta) {
+                blk_set_error("%s: refcount of cluster 0x%" PRIx64 " would exceed its maximum "
+                              "of %" PRIu64, s->bs->filename, c << s->cluster_bits,
+                              s->refcount_max);
+                return -ERANGE;
+            }
+            v += delta;
+            rb_entry_set(s, b, i, v);
+            if (v == 0 && c < s->free_hint)
+                s->free_hint = c;
+            uint64_t byte = rb_entry_byte(s, i);
+            if (byte < lo)
+                lo = byte;
+            if (byte > hi)
+                hi = byte;
+        }
+        if (s->lazy) {
+            qcow2_cache_mark_dirty(&s->rb_cache, b);
+            continue;
+        }
+        lo &= ~(uint64_t)(BLK_SECTOR_SIZE - 1);
+        hi = qcow2_align_up(hi + 1, BLK_SECTOR_SIZE);
+        if (hi > s->cluster_size)
+            hi = s->cluster_size;
+        r = blk_file_pwrite(s->fd, b + lo, hi - lo, boff + lo);
+        if (r < 0) {
+            blk_set_error("%s: cannot write a refcount block: %s", s->bs->filename,
+                          strerror(-r));
+            return r;
+        }
+        s->need_sync = s->deps_unsynced = true;
+    }
+    return 0;
+}
+
+int64_t qcow2_alloc_clusters(Qcow2State *s, uint64_t n)
+{
+    for (;;) {
+        int64_t start = find_free(s, n);
+        if (start < 0)
+            return start;
+        bool created = false;
+        for (uint64_t i = (uint64_t)start >> s->rb_bits;
+             i <= ((uint64_t)start + n - 1) >> s->rb_bits; i++) {
+            if (rt_missing(s, i)) {
+                int r = create_refblock(s, i);
+                if (r < 0)
+                    return r;
+                created = true;
+                break;
+            }
+        }
+        if (created)
+            continue; /* the new block took a cluster: search again */
+        uint64_t off = (uint64_t)start << s->cluster_bits, len = n << s->cluster_bits;
+        int r = qcow2_check_overlap(s, off, len);
+        if (r < 0)
+            return r;
+        if ((r = qcow2_update_refcount(s, off, len, 1)) < 0)
+            return r;
+        s->free_hint = (uint64_t)start + n;
+        if (off + len > s->file_end)
+            s->file_end = off + len;
+        return (int64_t)off;
+    }
+}
+
+int qcow2_free_later(Qcow2State *s, uint64_t offset, uint64_t clusters, int kind)
+{
+    if (s->npending == s->pending_cap) {
+        size_t cap = s->pending_cap ? s->pending_cap * 2 : 64;
+        Qcow2FreeRange *p = realloc(s->pending_free, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        s->pending_free = p;
+        s->pending_cap = cap;
+    }
+    s->pending_free[s->npending++] = (Qcow2FreeRange){offset, clusters, kind};
+    if (s->npending >= 4096)
+        return qcow2_flush_metadata(s);
+    return 0;
+}
+
+int qcow2_free_compressed_later(Qcow2State *s, uint64_t l2e)
+{
+    uint64_t off, bytes;
+    qcow2_compressed_span(s, l2e, &off, &bytes);
+    return qcow2_free_later(s, off, bytes, FREE_COMPRESSED);
+}
+
+static int apply_frees(Qcow2State *s)
+{
+    int ret = 0;
+    for (size_t i = 0; i < s->npending; i++) {
+        Qcow2FreeRange *f = &s->pending_free[i];
+        uint64_t off = f->offset, len;
+        if (f->kind == FREE_COMPRESSED) {
+            /* f->clusters holds the compressed byte count */
+            uint64_t first = off & ~(s->cluster_size - 1);
+            len = qcow2_align_up(off + f->clusters, s->cluster_size) - first;
+            off = first;
+        } else {
+            len = f->clusters << s->cluster_bits;
+        }
+        int r = qcow2_update_refcount(s, off, len, -1);
+        if (r < 0 && !ret)
+            ret = r;
+        if (r < 0)
+            continue;
+        /* give fully freed clusters back to the host file system */
+        for (uint64_t o = off; o < off + len; o += s->cluster_size) {
+            uint64_t ref;
+            if (qcow2_get_refcount(s, o >> s->cluster_bits, &ref) == 0 && ref == 0) {
+                qcow2_cache_discard(&s->l2_cache, o);
+                blk_file_punch(s->fd, o, s->cluster_size);
+            }
+        }
+    }
+    s->npending = 0;
+    return ret;
+}
+
+int qcow2_flush_metadata(Qcow2State *s)
+{
+    int r = qcow2_cache_flush(s, &s->rb_cache);
+    if (r < 0)
+        return r;
+    if (s->deps_unsynced && (r = qcow2_sync(s)) < 0)
+        return r;
+    if ((r = qcow2_cache_flush(s, &s->l2_cache)) < 0)
+        return r;
+    if (s->npending) {
+        /* the L2 tables that dropped the references are on disk first */
+        if ((r = qcow2_sync(s)) < 0)
+            return r;
+        if ((r = apply_frees(s)) < 0)
+            return r;
+    }
+    return qcow2_cache_flush(s, &s->rb_cache);
+}
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return blen && alen && a < b + blen && b < a + alen;
+}
+
+int qcow2_check_overlap(Qcow2State *s, uint64_t offset, uint64_t len)
+{
+    const char *what = NULL;
+    if (overlaps(offset, len, 0, s->cluster_size))
+        what = "the header";
+    else if (overlaps(offset, len, s->l1_offset, (uint64_t)s->l1_size * 8))
+        what = "the active L1 table";
+    else if (overlaps(offset, len, s->rt_offset, (uint64_t)s->rt_clusters << s->cluster_bits))
+        what = "the refcount table";
+    else if (s->nb_snapshots &&
+             overlaps(offset, len, s->snapshots_offset, s->cluster_size))
+        what = "the snapshot table";
+    if (!what)
+        return 0;
+    return qcow2_mark_corrupt(s, "allocation at 0x%" PRIx64 " would overwrite %s (its "
+                              "refcounts are wrong)", offset, what);
+}

@@ -1,0 +1,277 @@
+/* qcow2 driver internals, shared by qcow2*.c (not a public interface).
+ * On-disk format: ../shared/QCOW2-NOTES.md section 1. */
+#ifndef CALF_QCOW2_H
+#define CALF_QCOW2_H
+
+#include "block/block.h"
+
+#include <pthread.h>
+
+#define QCOW2_MAGIC 0x514649fbu
+#define QCOW2_MIN_CLUSTER_BITS 9
+#define QCOW2_MAX_CLUSTER_BITS 21
+#define QCOW2_MAX_L1_BYTES (32u << 20)
+#define QCOW2_MAX_REFTABLE_BYTES (8u << 20)
+#define QCOW2_MAX_SNAPSHOTS 65536
+#define QCOW2_MAX_SNAPSHOT_TABLE (64u << 20)
+
+/* header feature bits */
+#define QCOW2_INCOMPAT_DIRTY       (UINT64_C(1) << 0)
+#define QCOW2_INCOMPAT_CORRUPT     (UINT64_C(1) << 1)
+#define QCOW2_INCOMPAT_DATA_FILE   (UINT64_C(1) << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (UINT64_C(1) << 3)
+#define QCOW2_INCOMPAT_EXTL2       (UINT64_C(1) << 4)
+#define QCOW2_INCOMPAT_KNOWN       0x1fULL
+#define QCOW2_COMPAT_LAZY_REFCOUNTS (UINT64_C(1) << 0)
+
+/* header extension types */
+#define QCOW2_EXT_END          0x00000000u
+#define QCOW2_EXT_BACKING_FMT  0xe2792acau
+#define QCOW2_EXT_FEATURE_TBL  0x6803f857u
+#define QCOW2_EXT_BITMAPS      0x23852875u
+#define QCOW2_EXT_CRYPTO       0x0537be77u
+#define QCOW2_EXT_DATA_FILE    0x44415441u
+
+/* table entry bits */
+#define L1E_OFFSET_MASK   UINT64_C(0x00fffffffffffe00)
+#define L1E_RESERVED_MASK UINT64_C(0x7f000000000001ff)
+#define L2E_OFFSET_MASK   UINT64_C(0x00fffffffffffe00)
+#define L2E_STD_RESERVED  UINT64_C(0x3f000000000001fe)
+#define REFT_OFFSET_MASK  UINT64_C(0xfffffffffffffe00)
+#define QCOW_OFLAG_COPIED     (UINT64_C(1) << 63)
+#define QCOW_OFLAG_COMPRESSED (UINT64_C(1) << 62)
+#define QCOW_OFLAG_ZERO       (UINT64_C(1) << 0)
+
+enum qcow2_cluster_type {
+    QCOW2_UNALLOCATED,
+    QCOW2_ZERO_PLAIN,
+    QCOW2_ZERO_ALLOC,
+    QCOW2_NORMAL,
+    QCOW2_COMPRESSED,
+};
+
+/* subcluster type (extended L2), same names where they mean the same */
+enum qcow2_sc_type {
+    SC_UNALLOCATED_PLAIN, /* cluster unallocated, subcluster -> backing */
+    SC_UNALLOCATED_ALLOC, /* cluster allocated, subcluster -> backing */
+    SC_ZERO_PLAIN,
+    SC_ZERO_ALLOC,
+    SC_NORMAL,
+    SC_COMPRESSED,
+    SC_INVALID,
+};
+
+/* A cache of whole metadata tables (L2 tables or refcount blocks), each
+ * one cluster.  Used only under Qcow2State.lock. */
+typedef struct Qcow2Cache {
+    int n;
+    size_t table_size;
+    uint64_t *offset;   /* host offset of each slot, 0 = empty */
+    uint64_t *lru;
+    bool *dirty;
+    uint8_t *data;
+    uint64_t clock;
+} Qcow2Cache;
+
+typedef struct Qcow2Ext {
+    uint32_t type;
+    uint32_t len;
+    uint8_t *data;
+} Qcow2Ext;
+
+typedef struct Qcow2Snapshot {
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    char *id;
+    char *name;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t vm_state_size;
+    uint64_t disk_size;
+    uint64_t icount;
+    uint32_t extra_size;
+    uint8_t *extra; /* kept as read, for unknown fields */
+} Qcow2Snapshot;
+
+typedef struct Qcow2FreeRange {
+    uint64_t offset;
+    uint64_t clusters;
+    enum { FREE_NORMAL, FREE_COMPRESSED } kind;
+} Qcow2FreeRange;
+
+typedef struct Qcow2State {
+    pthread_mutex_t lock;
+    BlockDriverState *bs;
+    int fd;
+
+    /* header */
+    uint32_t version;
+    uint32_t cluster_bits;
+    uint64_t cluster_size;
+    uint32_t crypt_method;
+    uint64_t incompat, compat, autoclear;
+    uint32_t refcount_order;
+    uint32_t header_length;
+    uint8_t compression_type;
+    uint8_t header_tail[512]; /* fields past 112 we don't know, kept */
+    uint32_t header_tail_len;
+    uint64_t backing_offset;  /* as read; rewritten on header update */
+
+    /* derived */
+    bool extl2;
+    int l2_entry_bytes;       /* 8 or 16 */
+    uint32_t l2_bits;         /* log2(entries per L2 table) */
+    uint64_t l2_size;         /* entries per L2 table */
+    uint64_t subcluster_size;
+    int csize_shift;          /* compressed descriptor: sector count shift */
+    uint64_t csize_mask;
+    uint64_t cluster_offset_mask;
+    uint32_t refcount_bits;
+    uint32_t rb_bits;         /* log2(entries per refcount block) */
+    uint64_t refcount_max;
+
+    /* L1 (active) */
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    uint64_t *l1;             /* host order */
+
+    /* refcount table */
+    uint64_t rt_offset;
+    uint32_t rt_clusters;
+    uint64_t rt_size;         /* entries */
+    uint64_t *rt;             /* host order */
+
+    Qcow2Cache l2_cache;
+    Qcow2Cache rb_cache;
+
+    /* extensions we do not interpret, kept on header rewrite */
+    Qcow2Ext *exts;
+    int nexts;
+    char feature_names[3][64][47]; /* [type][bit] from the feature table */
+
+    /* snapshots */
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    Qcow2Snapshot *snapshots;
+
+    /* allocation */
+    uint64_t free_hint;       /* cluster index to start searching at */
+    uint64_t file_end;        /* bytes: end of the host file as we know it */
+    bool lazy;                /* lazy refcounts active (dirty bit set on first write) */
+    bool dirty_set;
+    bool need_sync;           /* anything written since the last sync */
+    bool deps_unsynced;       /* data or refcounts that L2 entries may
+                                 point to written since the last sync */
+    Qcow2FreeRange *pending_free;
+    size_t npending, pending_cap;
+
+    /* zeros for COW, and the last decompressed cluster */
+    uint8_t *zero_cluster;
+    uint8_t *cbuf;
+    uint64_t cbuf_l2e;
+    bool cbuf_valid;
+
+    /* errors found while running (corrupt image) */
+    bool corrupt_marked;
+} Qcow2State;
+
+static inline uint64_t qcow2_be64(const void *p)
+{
+    const uint8_t *b = p;
+    return ((uint64_t)b[0] << 56) | ((uint64_t)b[1] << 48) | ((uint64_t)b[2] << 40) |
+           ((uint64_t)b[3] << 32) | ((uint64_t)b[4] << 24) | ((uint64_t)b[5] << 16) |
+           ((uint64_t)b[6] << 8) | b[7];
+}
+static inline uint32_t qcow2_be32(const void *p)
+{
+    const uint8_t *b = p;
+    return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3];
+}
+static inline uint16_t qcow2_be16(const void *p)
+{
+    const uint8_t *b = p;
+    return (uint16_t)((b[0] << 8) | b[1]);
+}
+static inline void qcow2_put64(void *p, uint64_t v)
+{
+    uint8_t *b = p;
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        b[i] = (uint8_t)v;
+}
+static inline void qcow2_put32(void *p, uint32_t v)
+{
+    uint8_t *b = p;
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        b[i] = (uint8_t)v;
+}
+static inline void qcow2_put16(void *p, uint16_t v)
+{
+    uint8_t *b = p;
+    b[0] = (uint8_t)(v >> 8);
+    b[1] = (uint8_t)v;
+}
+
+static inline uint64_t qcow2_offset_in_cluster(const Qcow2State *s, uint64_t off)
+{
+    return off & (s->cluster_size - 1);
+}
+static inline uint64_t qcow2_align_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
+
+/* qcow2.c */
+int qcow2_update_header(Qcow2State *s);
+int qcow2_mark_corrupt(Qcow2State *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int qcow2_sync(Qcow2State *s);
+
+/* qcow2-cache.c */
+int qcow2_cache_init(Qcow2Cache *c, int n, size_t table_size);
+void qcow2_cache_destroy(Qcow2Cache *c);
+/* Returns the table at host offset off (read from disk on a miss), or
+ * NULL with *err set.  The pointer stays valid until the next call on the
+ * same cache. */
+uint8_t *qcow2_cache_get(Qcow2State *s, Qcow2Cache *c, uint64_t off, int *err);
+/* Like get, but the table is new: filled with zeros, not read. */
+uint8_t *qcow2_cache_get_empty(Qcow2State *s, Qcow2Cache *c, uint64_t off, int *err);
+void qcow2_cache_mark_dirty(Qcow2Cache *c, const uint8_t *table);
+int qcow2_cache_write_table(Qcow2State *s, Qcow2Cache *c, const uint8_t *table);
+int qcow2_cache_flush(Qcow2State *s, Qcow2Cache *c);
+void qcow2_cache_discard(Qcow2Cache *c, uint64_t off);
+
+/* qcow2-refcount.c */
+int qcow2_refcount_init(Qcow2State *s);
+int qcow2_get_refcount(Qcow2State *s, uint64_t cluster, uint64_t *ref);
+/* Adds delta to the refcount of each cluster of [offset, offset+len). */
+int qcow2_update_refcount(Qcow2State *s, uint64_t offset, uint64_t len, int64_t delta);
+/* Allocates n contiguous clusters; returns the host byte offset or a
+ * negative errno. */
+int64_t qcow2_alloc_clusters(Qcow2State *s, uint64_t n);
+/* Frees host clusters once the metadata that stopped pointing to them is
+ * on disk (see qcow2_flush_metadata). */
+int qcow2_free_later(Qcow2State *s, uint64_t offset, uint64_t clusters, int kind);
+int qcow2_free_compressed_later(Qcow2State *s, uint64_t l2_entry);
+/* Writes back L2 tables and refcounts in crash-safe order and applies
+ * deferred frees. */
+int qcow2_flush_metadata(Qcow2State *s);
+/* Checks a new allocation does not overlap fixed metadata. */
+int qcow2_check_overlap(Qcow2State *s, uint64_t offset, uint64_t len);
+
+/* qcow2-check.c: recomputes every refcount from the metadata and writes
+ * the result (the repair of a dirty image). */
+int qcow2_repair_refcounts(Qcow2State *s);
+
+/* qcow2-cluster.c */
+int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
+int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
+int qcow2_discard(BlockDriverState *bs, uint64_t off, uint64_t len);
+int qcow2_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                       uint64_t *host_offset);
+int qcow2_grow_l1(Qcow2State *s, uint64_t min_size);
+int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode);
+enum qcow2_cluster_type qcow2_cluster_type(const Qcow2State *s, uint64_t l2e);
+/* compressed descriptor -> host offset and byte count to read */
+void qcow2_compressed_span(const Qcow2State *s, uint64_t l2e, uint64_t *off, uint64_t *bytes);
+
+#endif
