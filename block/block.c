@@ -407,3 +407,17 @@ int blk_create(const char *format, const char *filename, uint64_t size, BlockOpt
     }
     return drv->create(filename, size, opts);
 }
+
+int blk_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
+{
+    memset(res, 0, sizeof(*res));
+    if (!bs->drv->check) {
+        blk_set_error("This image format does not support checks");
+        return -ENOTSUP;
+    }
+    if (fix && bs->read_only) {
+        blk_set_error("%s: image is opened read-only", bs->filename);
+        return -EACCES;
+    }
+    return bs->drv->check(bs, res, fix);
+}

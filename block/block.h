@@ -115,6 +115,16 @@ typedef struct BlockInfo {
 } BlockInfo;
 void blk_info_free(BlockInfo *info);
 
+/* What `check` found (qemu-img's ImageCheck). */
+typedef struct BlockCheckResult {
+    int64_t corruptions, leaks, check_errors;
+    int64_t corruptions_fixed, leaks_fixed;
+    int64_t total_clusters, allocated_clusters, fragmented_clusters, compressed_clusters;
+    uint64_t image_end_offset;
+} BlockCheckResult;
+#define BLK_CHECK_FIX_LEAKS  0x1
+#define BLK_CHECK_FIX_ERRORS 0x2
+
 struct BlockDriver {
     const char *name;
     /* Score 0..100 for the first bytes of a file; highest wins. */
@@ -138,6 +148,10 @@ struct BlockDriver {
     /* Creates filename (which may exist: it is truncated).  opts holds
      * the -o options; every option it does not know is an error. */
     int (*create)(const char *filename, uint64_t size, BlockOptions *opts);
+    /* Compares stored refcounts with the references the metadata makes;
+     * prints one line per problem to stderr (as qemu-img does) and
+     * repairs what fix asks for.  NULL: the format cannot be checked. */
+    int (*check)(BlockDriverState *bs, BlockCheckResult *res, int fix);
     /* Bytes the host file uses (st_blocks); NULL: the generic one. */
     int64_t (*allocated_size)(BlockDriverState *bs);
 };
@@ -180,6 +194,8 @@ int blk_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,
 int blk_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool shrink);
 int blk_get_info(BlockDriverState *bs, BlockInfo *info);
 int64_t blk_allocated_size(BlockDriverState *bs);
+/* -ENOTSUP when the format has no checker (qemu-img's exit code 63). */
+int blk_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
 
 /* Status through the chain: like blk_block_status on the first layer that
  * has the range allocated; *depth says which layer (0 = bs).  Ranges no

@@ -1,11 +1,522 @@
-/* qcow2 refcount repair. */
+/* qcow2 consistency check and repair.
+ *
+ * The checker counts every reference the metadata makes (header, L1 and
+ * L2 tables of the active state and of each snapshot, data and compressed
+ * clusters, the refcount table and blocks, the snapshot table) and
+ * compares the counts with the stored refcounts.  Repairs:
+ *  - leaks only: stored refcounts are lowered in place;
+ *  - anything worse: the refcount structure is rebuilt from the counts at
+ *    the end of the file and the header switched to it (the old structure
+ *    becomes free space), then COPIED flags are made to agree.
+ * The same rebuild repairs a dirty image (lazy refcounts) on open. */
 #include "block/qcow2.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* refs per host cluster, as the metadata says */
+struct refmap {
+    uint32_t *r;
+    uint64_t n;
+    uint64_t limit;
+};
+
+struct walk {
+    Qcow2State *s;
+    struct refmap map;
+    BlockCheckResult *res;
+    bool quiet;           /* no per-problem lines (repair on open) */
+    uint64_t next_contig; /* fragmentation counting */
+    uint8_t *l2buf;
+};
+
+static int map_inc(struct walk *w, uint64_t off, uint64_t len)
+{
+    Qcow2State *s = w->s;
+    if (!len)
+        return 0;
+    uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
+    if (last >= w->map.limit) {
+        if (!w->quiet)
+            fprintf(stderr, "ERROR: reference to 0x%" PRIx64 " is beyond any possible end of "
+                    "the image\n", off);
+        w->res->corruptions++;
+        return 0;
+    }
+    if (last >= w->map.n) {
+        uint64_t n = w->map.n * 2 > last + 1 ? w->map.n * 2 : last + 1;
+        uint32_t *r = realloc(w->map.r, n * sizeof(*r));
+        if (!r)
+            return -ENOMEM;
+        memset(r + w->map.n, 0, (n - w->map.n) * sizeof(*r));
+        w->map.r = r;
+        w->map.n = n;
+    }
+    for (uint64_t c = first; c <= last; c++)
+        if (w->map.r[c] != UINT32_MAX)
+            w->map.r[c]++;
+    if (off + len > s->file_end) {
+        if (!w->quiet)
+            fprintf(stderr, "ERROR: cluster at 0x%" PRIx64 " is beyond the end of the file\n",
+                    off);
+        w->res->corruptions++;
+    }
+    return 0;
+}
+
+static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
+{
+    Qcow2State *s = w->s;
+    int err = 0;
+    uint8_t *t = qcow2_cache_get(s, &s->l2_cache, l2_off, &err);
+    if (!t) {
+        if (!w->quiet)
+            fprintf(stderr, "ERROR: cannot read the L2 table at 0x%" PRIx64 "\n", l2_off);
+        w->res->check_errors++;
+        return 0;
+    }
+    memcpy(w->l2buf, t, s->cluster_size);
+    for (uint64_t j = 0; j < s->l2_size; j++) {
+        const uint8_t *p = w->l2buf + j * s->l2_entry_bytes;
+        uint64_t l2e = qcow2_be64(p);
+        int ct = qcow2_cluster_type(s, l2e);
+        int r = 0;
+        if (ct == QCOW2_COMPRESSED) {
+            uint64_t off, bytes;
+            qcow2_compressed_span(s, l2e, &off, &bytes);
+            if (active) {
+                w->res->allocated_clusters++;
+                w->res->compressed_clusters++;
+            }
+            r = map_inc(w, off, bytes);
+        } else if (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC) {
+            uint64_t host = l2e & L2E_OFFSET_MASK;
+            if (host & (s->cluster_size - 1)) {
+                if (!w->quiet)
+                    fprintf(stderr, "ERROR offset=%" PRIx64 ": Cluster is not properly "
+                            "aligned; L2 entry corrupted.\n", host);
+                w->res->corruptions++;
+                continue;
+            }
+            if (active) {
+                w->res->allocated_clusters++;
+                if (w->next_contig && host != w->next_contig)
+                    w->res->fragmented_clusters++;
+                w->next_contig = host + s->cluster_size;
+            }
+            r = map_inc(w, host, s->cluster_size);
+        } else if ((ct == QCOW2_ZERO_PLAIN) && s->version < 3) {
+            if (!w->quiet)
+                fprintf(stderr, "ERROR: zero cluster in a version 2 image (L2 entry "
+                        "0x%016" PRIx64 ")\n", l2e);
+            w->res->corruptions++;
+        }
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int walk_l1(struct walk *w, const uint64_t *l1, uint32_t l1_size, uint64_t l1_off,
+                   bool active)
+{
+    Qcow2State *s = w->s;
+    int r = map_inc(w, l1_off, (uint64_t)l1_size * 8);
+    for (uint32_t i = 0; i < l1_size && r == 0; i++) {
+        uint64_t l2_off = l1[i] & L1E_OFFSET_MASK;
+        if (!l2_off)
+            continue;
+        if (l2_off & (s->cluster_size - 1)) {
+            if (!w->quiet)
+                fprintf(stderr, "ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; "
+                        "L1 entry corrupted\n", l2_off);
+            w->res->corruptions++;
+            continue;
+        }
+        if ((r = map_inc(w, l2_off, s->cluster_size)) < 0)
+            break;
+        if (l2_off + s->cluster_size <= s->file_end)
+            r = walk_l2(w, l2_off, active);
+    }
+    return r;
+}
+
+/* Counts every reference except those of the refcount structure. */
+static int count_refs(struct walk *w)
+{
+    Qcow2State *s = w->s;
+    int r = map_inc(w, 0, s->cluster_size);
+    if (r < 0)
+        return r;
+    if ((r = walk_l1(w, s->l1, s->l1_size, s->l1_offset, true)) < 0)
+        return r;
+    if (s->nb_snapshots) {
+        /* the table itself: entries are variable-sized; re-measure */
+        uint64_t pos = s->snapshots_offset;
+        for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+            const Qcow2Snapshot *sn = &s->snapshots[i];
+            pos = qcow2_align_up(pos + 40 + sn->extra_size + strlen(sn->id) + strlen(sn->name), 8);
+        }
+        if ((r = map_inc(w, s->snapshots_offset, pos - s->snapshots_offset)) < 0)
+            return r;
+        for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+            const Qcow2Snapshot *sn = &s->snapshots[i];
+            uint64_t *l1 = calloc(sn->l1_size ? sn->l1_size : 1, 8);
+            if (!l1)
+                return -ENOMEM;
+            r = blk_file_pread(s->fd, l1, (uint64_t)sn->l1_size * 8, sn->l1_offset);
+            for (uint32_t j = 0; j < sn->l1_size; j++)
+                l1[j] = qcow2_be64(&l1[j]);
+            if (r == 0)
+                r = walk_l1(w, l1, sn->l1_size, sn->l1_offset, false);
+            free(l1);
+            if (r < 0)
+                return r;
+        }
+    }
+    for (int i = 0; i < s->nexts; i++) {
+        /* LUKS header region: referenced by the crypto extension */
+        if (s->exts[i].type == QCOW2_EXT_CRYPTO && s->exts[i].len >= 16)
+            if ((r = map_inc(w, qcow2_be64(s->exts[i].data), qcow2_be64(s->exts[i].data + 8))) < 0)
+                return r;
+    }
+    return 0;
+}
+
+static int count_refcount_structure(struct walk *w)
+{
+    Qcow2State *s = w->s;
+    int r = map_inc(w, s->rt_offset, (uint64_t)s->rt_clusters << s->cluster_bits);
+    for (uint64_t i = 0; i < s->rt_size && r == 0; i++) {
+        uint64_t off = s->rt[i] & REFT_OFFSET_MASK;
+        if (!off)
+            continue;
+        if (off & (s->cluster_size - 1)) {
+            if (!w->quiet)
+                fprintf(stderr, "ERROR refcount block %" PRIu64 " is not cluster aligned; "
+                        "refcount table entry corrupted\n", i);
+            w->res->corruptions++;
+            continue;
+        }
+        r = map_inc(w, off, s->cluster_size);
+    }
+    return r;
+}
+
+/* Writes a fresh refcount table and blocks for w->map after the last
+ * referenced cluster and points the header to them. */
+static int rebuild(struct walk *w)
+{
+    Qcow2State *s = w->s;
+    uint64_t cs = s->cluster_size, per_block = 1ULL << s->rb_bits;
+    uint64_t start = w->map.n;
+    uint64_t fe = qcow2_align_up(s->file_end, cs) >> s->cluster_bits;
+    if (fe > start)
+        start = fe;
+    uint64_t nb = 0, tc = 1;
+    for (;;) {
+        uint64_t end = start + tc + nb;
+        uint64_t nb2 = (end + per_block - 1) / per_block;
+        uint64_t tc2 = qcow2_align_up(nb2 * 8, cs) / cs;
+        if (nb2 == nb && tc2 == tc)
+            break;
+        nb = nb2;
+        tc = tc2;
+    }
+    if (tc * cs > QCOW2_MAX_REFTABLE_BYTES) {
+        blk_set_error("%s: the rebuilt refcount table would be too large", s->bs->filename);
+        return -EFBIG;
+    }
+    uint64_t end = start + tc + nb;
+    int r = map_inc(w, start << s->cluster_bits, (tc + nb) << s->cluster_bits);
+    if (r < 0)
+        return r;
+    uint8_t *tbl = calloc(tc, cs), *blk = malloc(cs);
+    if (!tbl || !blk) {
+        free(tbl);
+        free(blk);
+        return -ENOMEM;
+    }
+    /* temporarily describe entries with the rb helpers via a scratch state */
+    for (uint64_t b = 0; b < nb && r == 0; b++) {
+        memset(blk, 0, cs);
+        for (uint64_t i = 0; i < per_block; i++) {
+            uint64_t c = b * per_block + i;
+            uint64_t v = c < w->map.n ? w->map.r[c] : 0;
+            if (!v)
+                continue;
+            uint32_t bits = s->refcount_bits;
+            if (v > s->refcount_max)
+                v = s->refcount_max;
+            if (bits >= 8) {
+                for (uint32_t k = 0; k < bits / 8; k++)
+                    blk[i * bits / 8 + k] = (uint8_t)(v >> (8 * (bits / 8 - 1 - k)));
+            } else {
+                uint64_t bit = i * bits;
+                blk[bit / 8] |= (uint8_t)(v << (bit % 8));
+            }
+        }
+        uint64_t boff = (start + tc + b) << s->cluster_bits;
+        qcow2_put64(tbl + 8 * b, boff);
+        r = blk_file_pwrite(s->fd, blk, cs, boff);
+    }
+    if (r == 0)
+        r = blk_file_pwrite(s->fd, tbl, tc * cs, start << s->cluster_bits);
+    free(blk);
+    if (r < 0) {
+        free(tbl);
+        blk_set_error("%s: cannot write the rebuilt refcount structure: %s", s->bs->filename,
+                      strerror(-r));
+        return r;
+    }
+    s->need_sync = true;
+    if ((r = qcow2_sync(s)) < 0) {
+        free(tbl);
+        return r;
+    }
+    uint64_t *nrt = calloc(tc * cs / 8, 8);
+    if (!nrt) {
+        free(tbl);
+        return -ENOMEM;
+    }
+    for (uint64_t i = 0; i < tc * cs / 8; i++)
+        nrt[i] = qcow2_be64(tbl + 8 * i);
+    free(tbl);
+    free(s->rt);
+    s->rt = nrt;
+    s->rt_size = tc * cs / 8;
+    s->rt_offset = start << s->cluster_bits;
+    s->rt_clusters = (uint32_t)tc;
+    if (end << s->cluster_bits > s->file_end)
+        s->file_end = end << s->cluster_bits;
+    for (int i = 0; i < s->rb_cache.n; i++) {
+        s->rb_cache.offset[i] = 0;
+        s->rb_cache.dirty[i] = false;
+    }
+    s->free_hint = 0;
+    uint8_t h[12];
+    qcow2_put64(h, s->rt_offset);
+    qcow2_put32(h + 8, s->rt_clusters);
+    if ((r = blk_file_pwrite(s->fd, h, 12, 48)) < 0) {
+        blk_set_error("%s: cannot update the header: %s", s->bs->filename, strerror(-r));
+        return r;
+    }
+    s->need_sync = true;
+    return qcow2_sync(s);
+}
+
+/* Makes COPIED in the active L1 and L2 tables say "refcount is 1". */
+static int check_copied(struct walk *w, int fix)
+{
+    Qcow2State *s = w->s;
+    int r = 0;
+    for (uint32_t i = 0; i < s->l1_size && r == 0; i++) {
+        uint64_t l1e = s->l1[i], l2_off = l1e & L1E_OFFSET_MASK;
+        if (!l2_off || (l2_off & (s->cluster_size - 1)) || l2_off + s->cluster_size > s->file_end)
+            continue;
+        uint64_t ref;
+        if ((r = qcow2_get_refcount(s, l2_off >> s->cluster_bits, &ref)) < 0)
+            return r;
+        if ((ref == 1) != !!(l1e & QCOW_OFLAG_COPIED)) {
+            if (!w->quiet)
+                fprintf(stderr, "%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%" PRIx64
+                        " refcount=%" PRIu64 "\n", fix ? "Repairing" : "ERROR", i, l1e, ref);
+            w->res->corruptions++;
+            if (fix) {
+                s->l1[i] = ref == 1 ? (l1e | QCOW_OFLAG_COPIED) : (l1e & ~QCOW_OFLAG_COPIED);
+                uint8_t e[8];
+                qcow2_put64(e, s->l1[i]);
+                if ((r = blk_file_pwrite(s->fd, e, 8, s->l1_offset + 8ULL * i)) < 0)
+                    return r;
+                w->res->corruptions_fixed++;
+            }
+        }
+        int err = 0;
+        uint8_t *t = qcow2_cache_get(s, &s->l2_cache, l2_off, &err);
+        if (!t)
+            return err;
+        memcpy(w->l2buf, t, s->cluster_size);
+        bool changed = false;
+        for (uint64_t j = 0; j < s->l2_size; j++) {
+            uint8_t *p = w->l2buf + j * s->l2_entry_bytes;
+            uint64_t l2e = qcow2_be64(p);
+            int ct = qcow2_cluster_type(s, l2e);
+            if (ct != QCOW2_NORMAL && ct != QCOW2_ZERO_ALLOC)
+                continue;
+            uint64_t host = l2e & L2E_OFFSET_MASK;
+            if (host & (s->cluster_size - 1))
+                continue;
+            if ((r = qcow2_get_refcount(s, host >> s->cluster_bits, &ref)) < 0)
+                return r;
+            if ((ref == 1) == !!(l2e & QCOW_OFLAG_COPIED))
+                continue;
+            if (!w->quiet)
+                fprintf(stderr, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%"
+                        PRIu64 "\n", fix ? "Repairing" : "ERROR", l2e, ref);
+            w->res->corruptions++;
+            if (fix) {
+                qcow2_put64(p, ref == 1 ? (l2e | QCOW_OFLAG_COPIED) : (l2e & ~QCOW_OFLAG_COPIED));
+                changed = true;
+                w->res->corruptions_fixed++;
+            }
+        }
+        if (changed) {
+            t = qcow2_cache_get(s, &s->l2_cache, l2_off, &err);
+            if (!t)
+                return err;
+            memcpy(t, w->l2buf, s->cluster_size);
+            if ((r = qcow2_cache_write_table(s, &s->l2_cache, t)) < 0)
+                return r;
+        }
+    }
+    return r;
+}
+
+static int walk_init(struct walk *w, Qcow2State *s, BlockCheckResult *res, bool quiet)
+{
+    memset(w, 0, sizeof(*w));
+    w->s = s;
+    w->res = res;
+    w->quiet = quiet;
+    w->map.n = (qcow2_align_up(s->file_end, s->cluster_size) >> s->cluster_bits) + 1;
+    w->map.limit = 1ULL << (56 - s->cluster_bits);
+    if (w->map.limit > (1ULL << 32))
+        w->map.limit = 1ULL << 32;
+    w->map.r = calloc(w->map.n, sizeof(*w->map.r));
+    w->l2buf = malloc(s->cluster_size);
+    if (!w->map.r || !w->l2buf) {
+        free(w->map.r);
+        free(w->l2buf);
+        blk_set_error("%s: out of memory for the refcount check", s->bs->filename);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void walk_free(struct walk *w)
+{
+    free(w->map.r);
+    free(w->l2buf);
+}
 
 int qcow2_repair_refcounts(Qcow2State *s)
 {
-    blk_set_error("%s: image is dirty (not closed cleanly) and its refcounts cannot be "
-                  "repaired yet; open it read-only", s->bs->filename);
-    return -ENOTSUP;
+    BlockCheckResult res = {0};
+    struct walk w;
+    int r = walk_init(&w, s, &res, true);
+    if (r < 0)
+        return r;
+    if ((r = qcow2_flush_metadata(s)) == 0 && (r = count_refs(&w)) == 0 &&
+        (r = rebuild(&w)) == 0)
+        r = check_copied(&w, 1);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    walk_free(&w);
+    return r;
+}
+
+static int set_refcount(Qcow2State *s, uint64_t c, uint64_t from, uint64_t to)
+{
+    return qcow2_update_refcount(s, c << s->cluster_bits, s->cluster_size,
+                                 (int64_t)to - (int64_t)from);
+}
+
+static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
+{
+    struct walk w;
+    int r = walk_init(&w, s, res, false);
+    if (r < 0)
+        return r;
+    if (!s->bs->read_only && (r = qcow2_flush_metadata(s)) < 0)
+        goto out;
+    uint64_t per_l1 = s->cluster_size * s->l2_size;
+    (void)per_l1;
+    res->total_clusters = (int64_t)((s->bs->size + s->cluster_size - 1) >> s->cluster_bits);
+    if ((r = count_refs(&w)) < 0 || (r = count_refcount_structure(&w)) < 0)
+        goto out;
+    int64_t struct_corrupt = res->corruptions;
+    uint64_t n = w.map.n;
+    uint64_t covered = s->rt_size << s->rb_bits;
+    if (covered > n && covered < (1ULL << 32))
+        n = covered > w.map.limit ? w.map.limit : covered;
+    bool need_rebuild = struct_corrupt > 0;
+    for (uint64_t c = 0; c < n; c++) {
+        uint64_t stored;
+        uint64_t want = c < w.map.n ? w.map.r[c] : 0;
+        if ((c >> s->rb_bits) >= s->rt_size || !s->rt[c >> s->rb_bits]) {
+            stored = 0;
+            /* skip whole missing blocks quickly */
+            if (!want && c >= w.map.n)
+                break;
+        } else if (qcow2_get_refcount(s, c, &stored) < 0) {
+            res->check_errors++;
+            need_rebuild = true;
+            continue;
+        }
+        if (stored == want)
+            continue;
+        if (want > stored) {
+            fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
+                    (fix & BLK_CHECK_FIX_ERRORS) ? "Repairing" : "ERROR", c, stored, want);
+            res->corruptions++;
+            need_rebuild = true;
+        } else {
+            fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
+                    (fix & BLK_CHECK_FIX_LEAKS) ? "Repairing" : "Leaked", c, stored, want);
+            res->leaks++;
+            if ((fix & BLK_CHECK_FIX_LEAKS) && !(need_rebuild && (fix & BLK_CHECK_FIX_ERRORS))) {
+                if (set_refcount(s, c, stored, want) == 0)
+                    res->leaks_fixed++;
+            }
+        }
+    }
+    if (need_rebuild && (fix & BLK_CHECK_FIX_ERRORS)) {
+        /* recount without the old refcount structure, then replace it */
+        BlockCheckResult tmp = {0};
+        struct walk w2;
+        if ((r = walk_init(&w2, s, &tmp, true)) < 0)
+            goto out;
+        fprintf(stderr, "Rebuilding refcount structure\n");
+        r = count_refs(&w2);
+        if (r == 0)
+            r = rebuild(&w2);
+        walk_free(&w2);
+        if (r < 0)
+            goto out;
+        res->corruptions_fixed = res->corruptions;
+        res->leaks_fixed = res->leaks;
+    }
+    if ((r = check_copied(&w, (fix & BLK_CHECK_FIX_ERRORS) != 0)) < 0)
+        goto out;
+    if (fix && !s->bs->read_only)
+        r = qcow2_flush_metadata(s);
+    /* image end: the last cluster anything refers to */
+    uint64_t hi = 0;
+    for (uint64_t c = 0; c < w.map.n; c++)
+        if (w.map.r[c])
+            hi = c + 1;
+    res->image_end_offset = hi << s->cluster_bits;
+out:
+    walk_free(&w);
+    return r;
+}
+
+int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
+{
+    Qcow2State *s = bs->opaque;
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_check_locked(s, res, fix);
+    if (r == 0 && fix && (s->incompat & (QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY)) &&
+        res->corruptions == res->corruptions_fixed) {
+        /* repaired: the image may be written again */
+        s->incompat &= ~(QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY);
+        r = qcow2_update_header(s);
+        if (r == 0)
+            r = qcow2_sync(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
 }

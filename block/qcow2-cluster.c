@@ -591,7 +591,7 @@ static int write_cluster(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64
         if (sc_type(s, l2e, bitmap, s->extl2 ? sc : 0) == SC_INVALID)
             return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64 " for guest offset "
                                       "0x%" PRIx64, l2e, off);
-    uint64_t host = l2e & L2E_OFFSET_MASK;
+    uint64_t host = ct == QCOW2_COMPRESSED ? 0 : l2e & L2E_OFFSET_MASK;
     bool owned = (l2e & QCOW_OFLAG_COPIED) && host &&
                  (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
     if (host && (host & (cs - 1)))
@@ -646,7 +646,7 @@ static int write_cluster(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64
     if (!owned) {
         if (ct == QCOW2_COMPRESSED)
             r = qcow2_free_compressed_later(s, l2e);
-        else if (l2e & L2E_OFFSET_MASK)
+        else if (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC)
             r = qcow2_free_later(s, l2e & L2E_OFFSET_MASK, 1, FREE_NORMAL);
     }
     return r;
@@ -737,7 +737,7 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, bool d
     uint64_t idx = l2_index(s, off), l2e, bitmap;
     l2_entry(s, table, idx, &l2e, &bitmap);
     int ct = qcow2_cluster_type(s, l2e);
-    uint64_t host = l2e & L2E_OFFSET_MASK;
+    uint64_t host = ct == QCOW2_COMPRESSED ? 0 : l2e & L2E_OFFSET_MASK;
     bool whole = (in == 0 && n == cs);
     bool owned = (l2e & QCOW_OFLAG_COPIED) && host && ct != QCOW2_COMPRESSED;
     bool has_backing = s->bs->backing != NULL;

@@ -1022,4 +1022,5 @@ const BlockDriver blk_qcow2_driver = {
     .truncate = qcow2_truncate,
     .get_info = qcow2_get_info,
     .create = qcow2_create,
+    .check = qcow2_check,
 };

@@ -260,6 +260,7 @@ int qcow2_check_overlap(Qcow2State *s, uint64_t offset, uint64_t len);
 /* qcow2-check.c: recomputes every refcount from the metadata and writes
  * the result (the repair of a dirty image). */
 int qcow2_repair_refcounts(Qcow2State *s);
+int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
 
 /* qcow2-cluster.c */
 int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
