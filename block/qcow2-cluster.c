@@ -162,8 +162,8 @@ static int l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table)
     if (r < 0)
         return r;
     uint64_t l1e = s->l1[l1i];
-    if (*table && (l1e & QCOW_OFLAG_COPIED))
-        return 0;
+    if (*table && (l1e & QCOW_OFLAG_COPIED)) /* written in place: not over fixed metadata */
+        return qcow2_check_overlap(s, l1e & L1E_OFFSET_MASK, s->cluster_size);
     uint64_t old = l1e & L1E_OFFSET_MASK;
     uint8_t *copy = NULL;
     if (*table) {
@@ -364,9 +364,9 @@ static int load_compressed(Qcow2State *s, uint64_t l2e)
         return -ENOMEM;
     int r = blk_file_pread(s->fd, in, bytes, off);
     s->cbuf_valid = false;
-    if (r == 0 && (r = decompress(s, in, bytes, s->cbuf)) < 0)
-        blk_set_error("%s: cannot decompress the cluster at host offset 0x%" PRIx64,
-                      s->bs->filename, off);
+    if (r == 0 && (r = decompress(s, in, bytes, s->cbuf)) < 0 && r != -ENOMEM)
+        r = qcow2_mark_corrupt(s, "cannot decompress the cluster at host offset 0x%" PRIx64,
+                               off);
     free(in);
     if (r == 0) {
         s->cbuf_valid = true;
@@ -574,8 +574,62 @@ static uint64_t sc_mask(int first, int last)
     return m;
 }
 
-/* Writes [off, off+n) inside one cluster.  Lock held. */
+/* ---- allocations in flight ---- */
+
+static bool inflight_overlaps(const Qcow2State *s, uint64_t first, uint64_t n)
+{
+    for (int i = 0; i < s->ninflight; i++)
+        if (first < s->inflight[i].first + s->inflight[i].n && s->inflight[i].first < first + n)
+            return true;
+    return false;
+}
+
+/* Waits until nobody is allocating guest clusters [first, first+n). */
+static void inflight_wait(Qcow2State *s, uint64_t first, uint64_t n)
+{
+    while (inflight_overlaps(s, first, n))
+        pthread_cond_wait(&s->alloc_cond, &s->lock);
+}
+
+static int inflight_add(Qcow2State *s, uint64_t first, uint64_t n)
+{
+    if (s->ninflight == s->inflight_cap) {
+        int cap = s->inflight_cap ? s->inflight_cap * 2 : 8;
+        void *p = realloc(s->inflight, cap * sizeof(*s->inflight));
+        if (!p)
+            return -ENOMEM;
+        s->inflight = p;
+        s->inflight_cap = cap;
+    }
+    s->inflight[s->ninflight].first = first;
+    s->inflight[s->ninflight].n = n;
+    s->ninflight++;
+    return 0;
+}
+
+static void inflight_del(Qcow2State *s, uint64_t first)
+{
+    for (int i = 0; i < s->ninflight; i++) {
+        if (s->inflight[i].first == first) {
+            s->inflight[i] = s->inflight[--s->ninflight];
+            break;
+        }
+    }
+    pthread_cond_broadcast(&s->alloc_cond);
+}
+
+static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n);
+
+/* Writes [off, off+n) inside one cluster.  Lock held; it is dropped for
+ * data I/O, with the cluster marked in flight while it is being moved. */
 static int write_cluster(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n)
+{
+    uint64_t c = off >> s->cluster_bits;
+    inflight_wait(s, c, 1);
+    return write_cluster_locked(s, off, buf, n);
+}
+
+static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n)
 {
     uint8_t *table;
     int r = l2_get_writable(s, off, &table);
@@ -596,6 +650,12 @@ static int write_cluster(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64
                  (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
     if (host && (host & (cs - 1)))
         return qcow2_mark_corrupt(s, "cluster offset 0x%" PRIx64 " is not aligned", host);
+    /* a cluster we own is inside the file and is not fixed metadata */
+    if (owned && host >= s->file_end)
+        return qcow2_mark_corrupt(s, "cluster offset 0x%" PRIx64 " is beyond the end of the "
+                                  "file", host);
+    if (owned && (r = qcow2_check_overlap(s, host, cs)) < 0)
+        return r;
     if (owned && ct == QCOW2_NORMAL && !s->extl2) {
         /* plain overwrite */
         pthread_mutex_unlock(&s->lock);
@@ -636,7 +696,12 @@ static int write_cluster(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64
         new_l2e = (uint64_t)nh | QCOW_OFLAG_COPIED;
         host = nh;
     }
-    if ((r = write_with_cow(s, cluster_off, l2e, bitmap, host, lo, hi, in, n, buf, fresh)) < 0)
+    uint64_t c = off >> s->cluster_bits;
+    if ((r = inflight_add(s, c, 1)) < 0)
+        return r;
+    r = write_with_cow(s, cluster_off, l2e, bitmap, host, lo, hi, in, n, buf, fresh);
+    inflight_del(s, c);
+    if (r < 0)
         return r;
     /* the table may have been evicted while the lock was dropped */
     if ((r = l2_get_writable(s, off, &table)) < 0)
@@ -662,6 +727,9 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     if (r < 0)
         return r;
     uint64_t idx = l2_index(s, off), k = 0, max = len >> s->cluster_bits;
+    uint64_t c = off >> s->cluster_bits;
+    if (inflight_overlaps(s, c, max))
+        return 0; /* take the cluster-at-a-time path, which waits */
     while (k < max && idx + k < s->l2_size) {
         uint64_t l2e, bitmap;
         l2_entry(s, table, idx + k, &l2e, &bitmap);
@@ -677,9 +745,12 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     if (host < 0)
         return (int)host;
     uint64_t bytes = k << s->cluster_bits;
+    if ((r = inflight_add(s, c, k)) < 0)
+        return r;
     pthread_mutex_unlock(&s->lock);
     r = blk_file_pwrite(s->fd, buf, bytes, host);
     pthread_mutex_lock(&s->lock);
+    inflight_del(s, c);
     if (r < 0) {
         blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
         return r;
@@ -731,6 +802,7 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, bool d
 {
     uint64_t cs = s->cluster_size, in = off & (cs - 1), scs = s->subcluster_size;
     uint8_t *table;
+    inflight_wait(s, off >> s->cluster_bits, 1);
     int r = l2_get_writable(s, off, &table);
     if (r < 0)
         return r;

@@ -572,6 +572,8 @@ static void qcow2_free_state(Qcow2State *s)
     free(s->pending_free);
     free(s->zero_cluster);
     free(s->cbuf);
+    free(s->inflight);
+    pthread_cond_destroy(&s->alloc_cond);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -582,6 +584,7 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
     if (!s)
         return -ENOMEM;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->alloc_cond, NULL);
     s->bs = bs;
     s->fd = bs->fd;
     bs->opaque = s;
@@ -929,6 +932,7 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
         return -ENOMEM;
     }
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->alloc_cond, NULL);
     s->bs = &bs;
     s->fd = fd;
     bs.opaque = s;

@@ -165,6 +165,12 @@ typedef struct Qcow2State {
     Qcow2FreeRange *pending_free;
     size_t npending, pending_cap;
 
+    /* guest clusters whose allocation is under way with the lock dropped:
+     * other writers to them wait on alloc_cond */
+    struct { uint64_t first, n; } *inflight;
+    int ninflight, inflight_cap;
+    pthread_cond_t alloc_cond;
+
     /* zeros for COW, and the last decompressed cluster */
     uint8_t *zero_cluster;
     uint8_t *cbuf;
