@@ -4,7 +4,7 @@
 # by scripts/setup-deps.sh before anything is compiled.
 
 CC      ?= gcc
-BUILD   := build
+BUILD   ?= build
 OBJ     := $(BUILD)/obj
 PKGS    := zlib libzstd libcrypto
 SANITIZE ?=

@@ -20,7 +20,9 @@ static int qcow2_probe(const uint8_t *buf, size_t len)
     if (len < 8 || qcow2_be32(buf) != QCOW2_MAGIC)
         return 0;
     uint32_t v = qcow2_be32(buf + 4);
-    return v >= 2 ? 100 : 0;
+    /* Any other version still is no raw image: open it here to refuse it
+     * by name (a qcow v1 driver, when there is one, scores v1 higher). */
+    return v >= 2 ? 100 : 50;
 }
 
 static int bad(Qcow2State *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -94,7 +96,8 @@ static size_t put_ext(uint8_t *buf, size_t pos, size_t cap, uint32_t type, const
         return 0;
     qcow2_put32(buf + pos, type);
     qcow2_put32(buf + pos + 4, len);
-    memcpy(buf + pos + 8, data, len);
+    if (len)
+        memcpy(buf + pos + 8, data, len);
     memset(buf + pos + 8 + len, 0, need - 8 - len);
     return pos + need;
 }

@@ -113,9 +113,13 @@ int main(int argc, char **argv)
     uint8_t *all = malloc(bs->size);
     if (!all || blk_pread(bs, 0, all, bs->size) < 0 || memcmp(all, expect, bs->size)) {
         fprintf(stderr, "blk-threads: final contents differ\n");
+        free(all);
         return 1;
     }
     blk_close(bs);
+    free(all);
+    free(expect);
+    close(ref);
     printf("blk-threads: %d threads x %" PRIu64 " ops: all reads matched\n", nthreads, nops);
     return 0;
 }
