@@ -33,7 +33,9 @@ struct walk {
     uint8_t *l2buf;
 };
 
-static int map_inc(struct walk *w, uint64_t off, uint64_t len)
+/* Compressed data may end past the end of the file (the descriptor
+ * counts whole sectors): only its start must lie inside. */
+static int map_inc_span(struct walk *w, uint64_t off, uint64_t len, uint64_t must_exist)
 {
     Qcow2State *s = w->s;
     if (!len)
@@ -58,13 +60,18 @@ static int map_inc(struct walk *w, uint64_t off, uint64_t len)
     for (uint64_t c = first; c <= last; c++)
         if (w->map.r[c] != UINT32_MAX)
             w->map.r[c]++;
-    if (off + len > s->file_end) {
+    if (off + must_exist > s->file_end) {
         if (!w->quiet)
             fprintf(stderr, "ERROR: cluster at 0x%" PRIx64 " is beyond the end of the file\n",
                     off);
         w->res->corruptions++;
     }
     return 0;
+}
+
+static int map_inc(struct walk *w, uint64_t off, uint64_t len)
+{
+    return map_inc_span(w, off, len, len);
 }
 
 static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
@@ -88,10 +95,12 @@ static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
             uint64_t off, bytes;
             qcow2_compressed_span(s, l2e, &off, &bytes);
             if (active) {
+                /* compressed clusters count as fragmented, as in QEMU */
                 w->res->allocated_clusters++;
                 w->res->compressed_clusters++;
+                w->res->fragmented_clusters++;
             }
-            r = map_inc(w, off, bytes);
+            r = map_inc_span(w, off, bytes, 1);
         } else if (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC) {
             uint64_t host = l2e & L2E_OFFSET_MASK;
             if (host & (s->cluster_size - 1)) {
@@ -385,6 +394,11 @@ static int walk_init(struct walk *w, Qcow2State *s, BlockCheckResult *res, bool 
     w->map.limit = 1ULL << (56 - s->cluster_bits);
     if (w->map.limit > (1ULL << 32))
         w->map.limit = 1ULL << 32;
+    /* references far past the end of the file are corrupt: counting
+     * them must not grow the map without bound (room stays for a rebuilt
+     * refcount structure, at most 1M blocks plus its table) */
+    if (w->map.limit > w->map.n + (1ULL << 22))
+        w->map.limit = w->map.n + (1ULL << 22);
     w->map.r = calloc(w->map.n, sizeof(*w->map.r));
     w->l2buf = malloc(s->cluster_size);
     if (!w->map.r || !w->l2buf) {
@@ -438,10 +452,8 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
     if ((r = count_refs(&w)) < 0 || (r = count_refcount_structure(&w)) < 0)
         goto out;
     int64_t struct_corrupt = res->corruptions;
+    /* refcounts past the end of the file are not compared, as in QEMU */
     uint64_t n = w.map.n;
-    uint64_t covered = s->rt_size << s->rb_bits;
-    if (covered > n && covered < (1ULL << 32))
-        n = covered > w.map.limit ? w.map.limit : covered;
     bool need_rebuild = struct_corrupt > 0;
     for (uint64_t c = 0; c < n; c++) {
         uint64_t stored;
