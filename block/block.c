@@ -421,3 +421,69 @@ int blk_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
     }
     return bs->drv->check(bs, res, fix);
 }
+
+/* The optional operations: a clear error when the format lacks one. */
+#define OPTIONAL_OP(op, what, ...)                                                    \
+    do {                                                                             \
+        if (bs->read_only) {                                                         \
+            blk_set_error("%s: image is opened read-only", bs->filename);             \
+            return -EACCES;                                                          \
+        }                                                                            \
+        if (!bs->drv->op) {                                                          \
+            blk_set_error("%s: the %s format does not support %s", bs->filename,      \
+                          bs->drv->name, what);                                      \
+            return -ENOTSUP;                                                         \
+        }                                                                            \
+        return bs->drv->op(bs, __VA_ARGS__);                                         \
+    } while (0)
+
+int blk_snapshot_create(BlockDriverState *bs, const char *name)
+{
+    OPTIONAL_OP(snapshot_create, "internal snapshots", name);
+}
+
+int blk_snapshot_apply(BlockDriverState *bs, const char *name_or_id)
+{
+    OPTIONAL_OP(snapshot_apply, "internal snapshots", name_or_id);
+}
+
+int blk_snapshot_delete(BlockDriverState *bs, const char *name_or_id)
+{
+    OPTIONAL_OP(snapshot_delete, "internal snapshots", name_or_id);
+}
+
+int blk_make_empty(BlockDriverState *bs)
+{
+    if (bs->read_only) {
+        blk_set_error("%s: image is opened read-only", bs->filename);
+        return -EACCES;
+    }
+    if (!bs->drv->make_empty) {
+        blk_set_error("%s: the %s format cannot be emptied", bs->filename, bs->drv->name);
+        return -ENOTSUP;
+    }
+    return bs->drv->make_empty(bs);
+}
+
+int blk_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt)
+{
+    OPTIONAL_OP(change_backing_file, "backing files", file, fmt);
+}
+
+int blk_amend(BlockDriverState *bs, BlockOptions *opts, bool force)
+{
+    OPTIONAL_OP(amend, "amend", opts, force);
+}
+
+int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
+{
+    int r = check_request(bs, off, len, true);
+    if (r < 0 || len == 0)
+        return r;
+    if (!bs->drv->pwrite_compressed) {
+        blk_set_error("%s: the %s format does not support compressed writes", bs->filename,
+                      bs->drv->name);
+        return -ENOTSUP;
+    }
+    return bs->drv->pwrite_compressed(bs, off, buf, len);
+}

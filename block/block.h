@@ -152,6 +152,20 @@ struct BlockDriver {
      * prints one line per problem to stderr (as qemu-img does) and
      * repairs what fix asks for.  NULL: the format cannot be checked. */
     int (*check)(BlockDriverState *bs, BlockCheckResult *res, int fix);
+    /* Internal snapshots (listed through get_info).  name_or_id matches a
+     * snapshot's id first, then its name, as qemu-img does. */
+    int (*snapshot_create)(BlockDriverState *bs, const char *name);
+    int (*snapshot_apply)(BlockDriverState *bs, const char *name_or_id);
+    int (*snapshot_delete)(BlockDriverState *bs, const char *name_or_id);
+    /* Drops every cluster of the top layer (commit without -d). */
+    int (*make_empty)(BlockDriverState *bs);
+    /* Rewrites the backing file name and format ("" detaches). */
+    int (*change_backing_file)(BlockDriverState *bs, const char *file, const char *fmt);
+    /* qemu-img amend -o: changes format options in place. */
+    int (*amend)(BlockDriverState *bs, BlockOptions *opts, bool force);
+    /* Writes whole clusters compressed (a tail at the end of the image may
+     * be short); data that does not shrink is stored plain. */
+    int (*pwrite_compressed)(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
     /* Bytes the host file uses (st_blocks); NULL: the generic one. */
     int64_t (*allocated_size)(BlockDriverState *bs);
 };
@@ -194,6 +208,13 @@ int blk_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,
 int blk_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool shrink);
 int blk_get_info(BlockDriverState *bs, BlockInfo *info);
 int64_t blk_allocated_size(BlockDriverState *bs);
+int blk_snapshot_create(BlockDriverState *bs, const char *name);
+int blk_snapshot_apply(BlockDriverState *bs, const char *name_or_id);
+int blk_snapshot_delete(BlockDriverState *bs, const char *name_or_id);
+int blk_make_empty(BlockDriverState *bs);
+int blk_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt);
+int blk_amend(BlockDriverState *bs, BlockOptions *opts, bool force);
+int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
 /* -ENOTSUP when the format has no checker (qemu-img's exit code 63). */
 int blk_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
 

@@ -1030,4 +1030,11 @@ const BlockDriver blk_qcow2_driver = {
     .get_info = qcow2_get_info,
     .create = qcow2_create,
     .check = qcow2_check,
+    .snapshot_create = qcow2_snapshot_create,
+    .snapshot_apply = qcow2_snapshot_apply,
+    .snapshot_delete = qcow2_snapshot_delete,
+    .make_empty = qcow2_make_empty,
+    .change_backing_file = qcow2_change_backing_file,
+    .amend = qcow2_amend,
+    .pwrite_compressed = qcow2_pwrite_compressed,
 };

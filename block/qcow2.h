@@ -268,6 +268,19 @@ int qcow2_check_overlap(Qcow2State *s, uint64_t offset, uint64_t len);
 int qcow2_repair_refcounts(Qcow2State *s);
 int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
 
+/* qcow2-snapshot.c */
+int qcow2_snapshot_create(BlockDriverState *bs, const char *name);
+int qcow2_snapshot_apply(BlockDriverState *bs, const char *name_or_id);
+int qcow2_snapshot_delete(BlockDriverState *bs, const char *name_or_id);
+
+/* qcow2-amend.c */
+int qcow2_make_empty(BlockDriverState *bs);
+int qcow2_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt);
+int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force);
+
+/* qcow2-compress.c */
+int qcow2_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+
 /* qcow2-cluster.c */
 int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
 int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
