@@ -89,6 +89,10 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
     int oflags = (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC;
     if (flags & BLK_O_NOCACHE)
         oflags |= O_DIRECT;
+    /* A backing file name comes from the image: it must not make us wait
+     * for a FIFO's writer, nor read a device that never ends. */
+    if (depth > 0)
+        oflags |= O_NONBLOCK;
     int fd = open(filename, oflags);
     if (fd < 0) {
         int e = errno;
@@ -96,12 +100,20 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
         return NULL;
     }
     struct stat st;
-    if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
-        blk_set_error("Could not open '%s': %s", filename,
-                      S_ISDIR(st.st_mode) ? "Is a directory" : strerror(errno));
+    const char *why = NULL;
+    if (fstat(fd, &st) < 0)
+        why = strerror(errno);
+    else if (S_ISDIR(st.st_mode))
+        why = "Is a directory";
+    else if (depth > 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+        why = "backing file is not a regular file or block device";
+    if (why) {
+        blk_set_error("Could not open '%s': %s", filename, why);
         close(fd);
         return NULL;
     }
+    if (depth > 0)
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     for (int i = 0; i < seen->n; i++) {
         if (seen->dev[i] == st.st_dev && seen->ino[i] == st.st_ino) {
             blk_set_error("%s: backing chain loops back to an image already in the chain",
@@ -309,38 +321,33 @@ int blk_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t 
 int blk_block_status_above(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                            uint64_t *host_offset, int *depth, BlockDriverState **file)
 {
-    uint64_t want = len;
+    uint64_t want = len, dummy;
+    if (!host_offset)
+        host_offset = &dummy;
     int d = 0;
     for (BlockDriverState *b = bs; b; b = b->backing, d++) {
-        if (off >= b->size) {
-            /* past the end of this layer: zeros, nothing below matters */
+        uint64_t n;
+        int st = blk_block_status(b, off, want, &n, host_offset);
+        if (st < 0)
+            return st;
+        want = n;
+        bool below = b->backing && off < b->backing->size;
+        if ((st & BLK_STATUS_ALLOCATED) || !below) {
+            /* This layer decides, or nothing below it reaches here:
+             * then it reads as zeros, as QEMU's generic layer says. */
+            if (!(st & BLK_STATUS_ALLOCATED))
+                st = BLK_STATUS_ZERO | (st & BLK_STATUS_OFFSET);
             if (depth)
                 *depth = d;
             if (file)
                 *file = b;
             *pnum = want;
-            return BLK_STATUS_ZERO;
-        }
-        uint64_t n;
-        int st = blk_block_status(b, off, want, &n, host_offset);
-        if (st < 0)
-            return st;
-        if (st & BLK_STATUS_ALLOCATED) {
-            if (depth)
-                *depth = d;
-            if (file)
-                *file = b;
-            *pnum = n;
             return st;
         }
-        /* unallocated here: the answer for at most n bytes comes below */
-        want = n;
+        if (want > b->backing->size - off)
+            want = b->backing->size - off;
     }
-    if (depth)
-        *depth = d;
-    if (file)
-        *file = NULL;
-    *pnum = want;
+    *pnum = want; /* not reached: the last layer has no backing */
     return BLK_STATUS_ZERO;
 }
 

@@ -218,10 +218,12 @@ int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, s
 /* -ENOTSUP when the format has no checker (qemu-img's exit code 63). */
 int blk_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
 
-/* Status through the chain: like blk_block_status on the first layer that
- * has the range allocated; *depth says which layer (0 = bs).  Ranges no
- * layer has read as zeros: returns BLK_STATUS_ZERO with *depth = chain
- * length.  *file, if not NULL, gets the layer. */
+/* Status through the chain, as qemu-img map walks it: the first layer
+ * that has the range allocated answers, with *depth its index (0 = bs).
+ * A range no layer has reads as zeros: the answer is BLK_STATUS_ZERO (plus
+ * BLK_STATUS_OFFSET if that layer has a host offset for it) from the last
+ * layer that covers it, i.e. the one without a backing file or whose
+ * backing file ends before the range.  *file, if not NULL, gets the layer. */
 int blk_block_status_above(BlockDriverState *bs, uint64_t off, uint64_t len,
                            uint64_t *pnum, uint64_t *host_offset, int *depth,
                            BlockDriverState **file);

@@ -838,10 +838,8 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, bool d
         if (discard) {
             if (s->version >= 3 && (has_backing || ct != QCOW2_UNALLOCATED))
                 new_l2e = QCOW_OFLAG_ZERO;
-            else if (s->version >= 3 || !has_backing)
-                new_l2e = 0;
             else
-                new_l2e = 0; /* v2 with backing: content undefined, as QEMU */
+                new_l2e = 0;
             free_old = host || ct == QCOW2_COMPRESSED;
         } else if (s->version >= 3) {
             if (ct == QCOW2_ZERO_PLAIN)
@@ -924,10 +922,65 @@ int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int fl
 
 int qcow2_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
 {
+    Qcow2State *s = bs->opaque;
+    /* v2 cannot say "zeros": deallocating would expose the backing file,
+     * so QEMU ignores the request there; so do we. */
+    if (s->version < 3 && bs->backing)
+        return 0;
     return zero_or_discard(bs, off, len, 0, true);
 }
 
 /* ---- status ---- */
+
+/* QEMU's heuristic (qcow2_detect_metadata_preallocation): an image with
+ * clearly more clusters in use than the file has blocks was preallocated,
+ * and only then are holes in the file reported as zeros.  Doing the same
+ * keeps map output identical to qemu-img's. */
+static bool looks_preallocated(Qcow2State *s)
+{
+    if (s->prealloc_checked)
+        return s->prealloc_detected;
+    s->prealloc_checked = true;
+    struct stat st;
+    if (fstat(s->fd, &st) < 0)
+        return false;
+    int64_t real = (int64_t)((uint64_t)st.st_blocks * 512 / s->cluster_size);
+    int64_t threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
+    uint64_t end = (st.st_size + s->cluster_size - 1) >> s->cluster_bits;
+    int64_t count = 0;
+    pthread_mutex_lock(&s->lock);
+    for (uint64_t c = 0; c < end && count < threshold; c++) {
+        uint64_t ref;
+        if (qcow2_get_refcount(s, c, &ref) < 0)
+            break;
+        count += ref != 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    s->prealloc_detected = count >= threshold;
+    return s->prealloc_detected;
+}
+
+/* BLK_STATUS_ZERO if host bytes [host, host+*pnum) start in a hole of the
+ * file (clipping *pnum to the hole or to the data run). */
+static int host_hole_status(Qcow2State *s, uint64_t host, uint64_t *pnum)
+{
+    struct stat st;
+    if (fstat(s->fd, &st) < 0)
+        return 0;
+    if (host >= (uint64_t)st.st_size)
+        return BLK_STATUS_ZERO;
+    off_t d = lseek(s->fd, host, SEEK_DATA);
+    if (d < 0 || (uint64_t)d > host) {
+        uint64_t hole = d < 0 ? (uint64_t)st.st_size - host : (uint64_t)d - host;
+        if (hole < *pnum)
+            *pnum = hole;
+        return BLK_STATUS_ZERO;
+    }
+    off_t h = lseek(s->fd, host, SEEK_HOLE);
+    if (h > (off_t)host && (uint64_t)h - host < *pnum)
+        *pnum = (uint64_t)h - host;
+    return 0;
+}
 
 int qcow2_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                        uint64_t *host_offset)
@@ -950,20 +1003,14 @@ int qcow2_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_
         *host_offset = 0;
         return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_COMPRESSED;
     case SC_NORMAL: {
-        /* a hole in the host file (preallocated metadata) reads as zeros */
         int st = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
-        off_t d = lseek(s->fd, e.host, SEEK_DATA);
-        if (d < 0 || (uint64_t)d > e.host) {
-            uint64_t hole = d < 0 ? e.len : (uint64_t)d - e.host;
-            if (hole < *pnum)
-                *pnum = hole;
-            return st | BLK_STATUS_ZERO;
-        }
-        off_t h = lseek(s->fd, e.host, SEEK_HOLE);
-        if (h > (off_t)e.host && (uint64_t)h - e.host < *pnum)
-            *pnum = (uint64_t)h - e.host;
+        if (looks_preallocated(s))
+            st |= host_hole_status(s, e.host, pnum);
         return st;
     }
+    case SC_UNALLOCATED_ALLOC:
+        /* reads from below, but the cluster has its place in the file */
+        return BLK_STATUS_OFFSET;
     default:
         return 0;
     }
@@ -1029,4 +1076,16 @@ int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
     if (cur >= 0 && (uint64_t)cur < fend && ftruncate(s->fd, fend) < 0)
         return -errno;
     return 0;
+}
+
+/* ---- for qcow2-compress.c ---- */
+
+int qcow2_l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table)
+{
+    return l2_get_writable(s, off, table);
+}
+
+void qcow2_inflight_wait(Qcow2State *s, uint64_t first, uint64_t n)
+{
+    inflight_wait(s, first, n);
 }

@@ -142,7 +142,9 @@ static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
         if (!pos)
             return 0;
     }
-    if (s->version >= 3) {
+    /* QEMU leaves the table out of small header clusters (4 KiB and
+     * less); do the same so that images stay byte-identical. */
+    if (s->version >= 3 && s->cluster_size > 4096) {
         uint8_t ft[sizeof(feature_table) / sizeof(feature_table[0]) * 48];
         memset(ft, 0, sizeof(ft));
         for (size_t i = 0; i < sizeof(feature_table) / sizeof(feature_table[0]); i++) {
@@ -297,6 +299,8 @@ static char *dup_field(const uint8_t *p, size_t len)
     return c;
 }
 
+#define SNAPSHOT_MAX_EXTRA 1024
+
 static int read_snapshots(Qcow2State *s)
 {
     if (!s->nb_snapshots)
@@ -307,7 +311,8 @@ static int read_snapshots(Qcow2State *s)
     if (r < 0)
         return r;
     s->snapshots = calloc(s->nb_snapshots, sizeof(*s->snapshots));
-    uint8_t *buf = malloc(QCOW2_MAX_SNAPSHOT_TABLE < 65536 ? 65536 : 65536);
+    /* room for the largest variable part: extra data, id and name */
+    uint8_t *buf = malloc(SNAPSHOT_MAX_EXTRA + 2 * 65535);
     if (!s->snapshots || !buf) {
         free(buf);
         return -ENOMEM;
@@ -331,7 +336,7 @@ static int read_snapshots(Qcow2State *s)
         sn->vm_state_size = qcow2_be32(h + 32);
         sn->extra_size = qcow2_be32(h + 36);
         sn->icount = UINT64_MAX;
-        if (sn->extra_size > 1024) {
+        if (sn->extra_size > SNAPSHOT_MAX_EXTRA) {
             r = bad(s, -EINVAL, "snapshot %u has too much extra data (%u bytes)", i,
                     sn->extra_size);
             break;
@@ -422,7 +427,7 @@ static int parse_header(Qcow2State *s, const uint8_t *h, uint64_t hdr_bytes)
         s->header_length = qcow2_be32(h + 100);
         if (s->header_length < 104 || s->header_length % 8)
             return bad(s, -EINVAL, "invalid header length %u", s->header_length);
-        if (s->header_length > hdr_bytes)
+        if (s->header_length > s->cluster_size)
             return bad(s, -EINVAL, "header length %u is larger than the cluster",
                        s->header_length);
         if (s->header_length > 104)
@@ -431,7 +436,9 @@ static int parse_header(Qcow2State *s, const uint8_t *h, uint64_t hdr_bytes)
             s->header_tail_len = s->header_length - HEADER_V3_LEN;
             if (s->header_tail_len > sizeof(s->header_tail))
                 return bad(s, -EINVAL, "header length %u is too large", s->header_length);
-            memcpy(s->header_tail, h + HEADER_V3_LEN, s->header_tail_len);
+            /* the first pass sees only the standard fields */
+            if (s->header_length <= hdr_bytes)
+                memcpy(s->header_tail, h + HEADER_V3_LEN, s->header_tail_len);
         }
     }
     if (s->refcount_order > 6)
@@ -736,13 +743,21 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
         blk_set_error("Use the --shrink option to perform a shrink operation.");
         return -EINVAL;
     }
-    if (size < bs->size) {
-        blk_set_error("%s: shrinking qcow2 images is not supported yet", bs->filename);
+    if (size % BLK_SECTOR_SIZE) {
+        blk_set_error("The new size must be a multiple of 512");
+        return -EINVAL;
+    }
+    if (s->nb_snapshots && s->version < 3) {
+        /* v2 snapshot entries do not record their disk size */
+        blk_set_error("Can't resize a v2 image which has snapshots");
         return -ENOTSUP;
     }
-    if (size % BLK_SECTOR_SIZE) {
-        blk_set_error("%s: the size must be a multiple of 512 bytes", bs->filename);
-        return -EINVAL;
+    if (size < bs->size) {
+        if (prealloc != BLK_PREALLOC_OFF) {
+            blk_set_error("Preallocation can't be used for shrinking an image");
+            return -ENOTSUP;
+        }
+        return qcow2_shrink(bs, size);
     }
     pthread_mutex_lock(&s->lock);
     uint64_t per_l1 = s->cluster_size * s->l2_size;
@@ -759,6 +774,12 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
     if (r == 0 && prealloc != BLK_PREALLOC_OFF)
         r = qcow2_preallocate(s, old, size, prealloc);
     pthread_mutex_unlock(&s->lock);
+    /* As QEMU does: the new area reads as zeros, not as whatever a longer
+     * backing file holds there. */
+    if (r == 0 && prealloc == BLK_PREALLOC_OFF && bs->backing && bs->backing->size > old) {
+        uint64_t zend = bs->backing->size < size ? bs->backing->size : size;
+        r = qcow2_pwrite_zeroes(bs, old, zend - old, 0);
+    }
     return r;
 }
 

@@ -157,6 +157,8 @@ typedef struct Qcow2State {
     /* allocation */
     uint64_t free_hint;       /* cluster index to start searching at */
     uint64_t file_end;        /* bytes: end of the host file as we know it */
+    uint64_t free_byte_offset; /* compressed writes: next free byte in a
+                                  partly used host cluster, 0 = none */
     bool lazy;                /* lazy refcounts active (dirty bit set on first write) */
     bool dirty_set;
     bool need_sync;           /* anything written since the last sync */
@@ -176,6 +178,8 @@ typedef struct Qcow2State {
     uint8_t *cbuf;
     uint64_t cbuf_l2e;
     bool cbuf_valid;
+
+    bool prealloc_checked, prealloc_detected; /* see looks_preallocated() */
 
     /* errors found while running (corrupt image) */
     bool corrupt_marked;
@@ -277,6 +281,9 @@ int qcow2_snapshot_delete(BlockDriverState *bs, const char *name_or_id);
 int qcow2_make_empty(BlockDriverState *bs);
 int qcow2_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt);
 int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force);
+/* Shrinks the virtual size: clusters past the new end are freed and the
+ * file tail is cut where nothing is left in use. */
+int qcow2_shrink(BlockDriverState *bs, uint64_t size);
 
 /* qcow2-compress.c */
 int qcow2_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
@@ -291,6 +298,10 @@ int qcow2_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_
 int qcow2_grow_l1(Qcow2State *s, uint64_t min_size);
 int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode);
 enum qcow2_cluster_type qcow2_cluster_type(const Qcow2State *s, uint64_t l2e);
+/* For other modules (compressed writes): l2_get_writable() and
+ * inflight_wait() of qcow2-cluster.c. */
+int qcow2_l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table);
+void qcow2_inflight_wait(Qcow2State *s, uint64_t first, uint64_t n);
 /* compressed descriptor -> host offset and byte count to read */
 void qcow2_compressed_span(const Qcow2State *s, uint64_t l2e, uint64_t *off, uint64_t *bytes);
 
