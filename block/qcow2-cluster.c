@@ -1043,9 +1043,11 @@ int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
             return (int)host;
         if ((r = l2_get_writable(s, off, &table)) < 0)
             break;
+        /* with subclusters the space is reserved but nothing is
+         * allocated: reads still go to the backing file (as QEMU) */
         for (uint64_t i = 0; i < k; i++)
             l2_set(s, table, idx + i, ((uint64_t)host + (i << s->cluster_bits)) | QCOW_OFLAG_COPIED,
-                   s->extl2 ? BITMAP_ALL_ALLOC : 0);
+                   0);
         off += k << s->cluster_bits;
     }
     if (r < 0)
