@@ -1018,7 +1018,11 @@ int qcow2_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_
 
 /* ---- preallocation ---- */
 
-int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
+/* Calls fn(s, off, table, idx, k) for each run of k clusters without a
+ * host offset in [start, end), one L2 table at a time. */
+static int for_unallocated_runs(Qcow2State *s, uint64_t start, uint64_t end,
+                                int (*fn)(Qcow2State *, uint64_t, uint64_t, uint64_t, void *),
+                                void *opaque)
 {
     uint64_t cs = s->cluster_size;
     int r = 0;
@@ -1030,7 +1034,7 @@ int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
         while (idx + k < s->l2_size && off + (k << s->cluster_bits) < end) {
             uint64_t l2e, bm;
             l2_entry(s, table, idx + k, &l2e, &bm);
-            if (l2e & L2E_OFFSET_MASK)
+            if ((l2e & L2E_OFFSET_MASK) || (l2e & QCOW_OFLAG_COMPRESSED))
                 break;
             k++;
         }
@@ -1038,18 +1042,61 @@ int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
             off += cs;
             continue;
         }
-        int64_t host = qcow2_alloc_clusters(s, k);
-        if (host < 0)
-            return (int)host;
-        if ((r = l2_get_writable(s, off, &table)) < 0)
-            break;
-        /* with subclusters the space is reserved but nothing is
-         * allocated: reads still go to the backing file (as QEMU) */
-        for (uint64_t i = 0; i < k; i++)
-            l2_set(s, table, idx + i, ((uint64_t)host + (i << s->cluster_bits)) | QCOW_OFLAG_COPIED,
-                   0);
+        r = fn(s, off, idx, k, opaque);
         off += k << s->cluster_bits;
     }
+    return r;
+}
+
+static int count_run(Qcow2State *s, uint64_t off, uint64_t idx, uint64_t k, void *opaque)
+{
+    (void)s, (void)off, (void)idx;
+    *(uint64_t *)opaque += k;
+    return 0;
+}
+
+/* opaque: the next host offset of a run allocated beforehand, or 0 */
+static int map_run(Qcow2State *s, uint64_t off, uint64_t idx, uint64_t k, void *opaque)
+{
+    uint64_t *next = opaque, host;
+    if (*next) {
+        host = *next;
+        *next += k << s->cluster_bits;
+    } else {
+        int64_t h = qcow2_alloc_clusters(s, k);
+        if (h < 0)
+            return (int)h;
+        host = h;
+    }
+    uint8_t *table;
+    int r = l2_get_writable(s, off, &table);
+    if (r < 0)
+        return r;
+    /* with subclusters the space is reserved but nothing is allocated:
+     * reads still go to the backing file (as QEMU) */
+    for (uint64_t i = 0; i < k; i++)
+        l2_set(s, table, idx + i, (host + (i << s->cluster_bits)) | QCOW_OFLAG_COPIED, 0);
+    return 0;
+}
+
+int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
+{
+    uint64_t cs = s->cluster_size, next = 0;
+    int r = 0;
+    if (mode != BLK_PREALLOC_METADATA) {
+        /* falloc/full: the L2 tables first, then the data in one
+         * contiguous run, as QEMU lays it out */
+        uint64_t n = 0;
+        if ((r = for_unallocated_runs(s, start, end, count_run, &n)) < 0)
+            return r;
+        if (n) {
+            int64_t h = qcow2_alloc_clusters(s, n);
+            if (h < 0)
+                return (int)h;
+            next = h;
+        }
+    }
+    r = for_unallocated_runs(s, start, end, map_run, &next);
     if (r < 0)
         return r;
     /* the file covers every allocated cluster */
