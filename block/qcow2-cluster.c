@@ -59,7 +59,8 @@ static int sc_type(const Qcow2State *s, uint64_t l2e, uint64_t bitmap, int sc)
         case QCOW2_COMPRESSED: return SC_COMPRESSED;
         }
     }
-    if (l2e & QCOW_OFLAG_ZERO)
+    /* bit 0 of a compressed descriptor belongs to its host offset */
+    if ((l2e & QCOW_OFLAG_ZERO) && ct != QCOW2_COMPRESSED)
         return SC_INVALID;
     bool alloc = (bitmap >> sc) & 1, zero = (bitmap >> (32 + sc)) & 1;
     switch (ct) {
@@ -516,14 +517,19 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
     struct iovec iov[3];
     int cnt = 0;
     uint64_t start = host + lo;
-    bool skip_zero_tail = false;
-    if (fresh && tzero && tlen) {
-        /* Past the end of the file zeros need no writing: extend it. */
+    bool skip_zero_tail = false, skip_zero_head = false;
+    if (fresh && ((tzero && tlen) || (hzero && hlen))) {
+        /* Past the end of the file zeros need no writing: the data goes
+         * in and the file is extended over the rest. */
         struct stat st;
-        if (fstat(s->fd, &st) == 0 && (uint64_t)st.st_size <= host + in + n)
-            skip_zero_tail = true;
+        if (fstat(s->fd, &st) == 0) {
+            skip_zero_tail = tzero && tlen && (uint64_t)st.st_size <= host + in + n;
+            skip_zero_head = hzero && hlen && (uint64_t)st.st_size <= host + lo;
+        }
     }
-    if (hlen)
+    if (skip_zero_head)
+        start = host + in;
+    else if (hlen)
         iov[cnt++] = (struct iovec){head ? head : s->zero_cluster, hlen};
     iov[cnt++] = (struct iovec){(void *)buf, n};
     if (tlen && !skip_zero_tail)
