@@ -18,6 +18,7 @@
 
 static const BlockDriver *const drivers[] = {
     &blk_qcow2_driver,
+    &blk_qcow_driver,
     &blk_raw_driver,
 };
 
@@ -195,6 +196,39 @@ BlockDriverState *blk_open(const char *filename, const char *format, int flags,
     }
     BlockDriverState *bs = open_chain(filename, format, flags, opts, 0, seen);
     free(seen);
+    return bs;
+}
+
+BlockDriverState *blk_open_snapshot(const char *filename, const char *format, int flags)
+{
+    /* learn the format and size of the base (and that it opens at all) */
+    BlockDriverState *base = blk_open(filename, format, flags & ~BLK_O_RDWR, NULL);
+    if (!base)
+        return NULL;
+    char fmt[32];
+    snprintf(fmt, sizeof(fmt), "%s", base->drv->name);
+    uint64_t size = base->size;
+    blk_close(base);
+    char *abs = realpath(filename, NULL);
+    const char *dir = getenv("TMPDIR");
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s/calf-snapshot-XXXXXX", dir && *dir ? dir : "/var/tmp");
+    int fd = abs ? mkstemp(tmp) : -1;
+    if (fd < 0) {
+        blk_set_error("%s: cannot create a temporary overlay in %s: %s", filename,
+                      dir && *dir ? dir : "/var/tmp", strerror(errno));
+        free(abs);
+        return NULL;
+    }
+    close(fd);
+    BlockOptions o = {0};
+    BlockDriverState *bs = NULL;
+    if (blkopts_set(&o, "backing_file", abs) == 0 && blkopts_set(&o, "backing_fmt", fmt) == 0 &&
+        blk_create("qcow2", tmp, size, &o) == 0)
+        bs = blk_open(tmp, "qcow2", (flags | BLK_O_RDWR) & ~BLK_O_CHECK, NULL);
+    unlink(tmp);
+    blkopts_free(&o);
+    free(abs);
     return bs;
 }
 

@@ -172,6 +172,7 @@ struct BlockDriver {
 
 extern const BlockDriver blk_raw_driver;
 extern const BlockDriver blk_qcow2_driver;
+extern const BlockDriver blk_qcow_driver;
 const BlockDriver *blk_find_driver(const char *name);
 
 struct BlockDriverState {
@@ -195,6 +196,11 @@ struct BlockDriverState {
 BlockDriverState *blk_open(const char *filename, const char *format, int flags,
                            BlockOptions *opts);
 void blk_close(BlockDriverState *bs); /* closes the whole chain */
+/* A throw-away view of filename: a temporary qcow2 overlay (in $TMPDIR,
+ * default /var/tmp) over it, opened read-write and unlinked at once, so
+ * nothing is left behind even after a kill -9.  filename itself is opened
+ * read-only as the backing file and never written. */
+BlockDriverState *blk_open_snapshot(const char *filename, const char *format, int flags);
 
 int blk_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
 int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);

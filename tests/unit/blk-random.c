@@ -1,6 +1,8 @@
 /* Random I/O through the block layer, checked against a shadow raw file.
  *
- *   blk-random [-s seed] [-n ops] [-m maxlen] [-r reopen_every] IMAGE SHADOW
+ *   blk-random [-s seed] [-n ops] [-m maxlen] [-r reopen_every] [-S] IMAGE SHADOW
+ *
+ * -S writes to a throw-away overlay (blk_open_snapshot) instead.
  *
  * SHADOW is a raw file holding what IMAGE must read as (the caller makes it
  * from the backing chain, or zeros).  Every write, zero write and discard
@@ -34,9 +36,12 @@ static void fail(const char *what, uint64_t off, uint64_t len)
     exit(1);
 }
 
+static int snapshot_mode;
+
 static BlockDriverState *open_image(const char *path)
 {
-    BlockDriverState *bs = blk_open(path, NULL, BLK_O_RDWR, NULL);
+    BlockDriverState *bs = snapshot_mode ? blk_open_snapshot(path, NULL, 0)
+                                         : blk_open(path, NULL, BLK_O_RDWR, NULL);
     if (!bs) {
         fprintf(stderr, "blk-random: %s\n", blk_error());
         exit(1);
@@ -65,8 +70,9 @@ int main(int argc, char **argv)
 {
     uint64_t seed = 1, nops = 2000, maxlen = 256 * 1024, reopen = 500;
     int opt;
-    while ((opt = getopt(argc, argv, "s:n:m:r:")) != -1) {
+    while ((opt = getopt(argc, argv, "s:n:m:r:S")) != -1) {
         switch (opt) {
+        case 'S': snapshot_mode = 1; break; /* throw-away overlay; implies -r 0 */
         case 's': seed = strtoull(optarg, NULL, 0); break;
         case 'n': nops = strtoull(optarg, NULL, 0); break;
         case 'm': maxlen = strtoull(optarg, NULL, 0); break;
@@ -79,6 +85,8 @@ int main(int argc, char **argv)
         return 2;
     }
     rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
+    if (snapshot_mode)
+        reopen = 0; /* a reopen would start a fresh overlay */
     const char *path = argv[optind];
     int shadow = open(argv[optind + 1], O_RDWR);
     if (shadow < 0) {
