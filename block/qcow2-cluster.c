@@ -130,19 +130,6 @@ static void l2_set(Qcow2State *s, uint8_t *table, uint64_t idx, uint64_t l2e, ui
     qcow2_cache_mark_dirty(&s->l2_cache, table);
 }
 
-static int mark_dirty_once(Qcow2State *s)
-{
-    if (!s->lazy || s->dirty_set)
-        return 0;
-    s->incompat |= QCOW2_INCOMPAT_DIRTY;
-    int r = qcow2_update_header(s);
-    if (r == 0)
-        r = qcow2_sync(s);
-    if (r == 0)
-        s->dirty_set = true;
-    return r;
-}
-
 static int write_l1_entry(Qcow2State *s, uint64_t l1i)
 {
     uint8_t e[8];
@@ -173,7 +160,7 @@ static int l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table)
             return -ENOMEM;
         memcpy(copy, *table, s->cluster_size);
     }
-    if ((r = mark_dirty_once(s)) < 0) {
+    if ((r = qcow2_mark_dirty(s)) < 0) {
         free(copy);
         return r;
     }
@@ -671,7 +658,7 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
             blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
         return r;
     }
-    if ((r = mark_dirty_once(s)) < 0)
+    if ((r = qcow2_mark_dirty(s)) < 0)
         return r;
     /* the range to write: whole subclusters (extended L2) or the cluster */
     int sc0 = s->extl2 ? (int)(in / scs) : 0, sc1 = s->extl2 ? (int)((in + n - 1) / scs) : 0;
@@ -745,7 +732,7 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     }
     if (k < 2)
         return 0;
-    if ((r = mark_dirty_once(s)) < 0)
+    if ((r = qcow2_mark_dirty(s)) < 0)
         return r;
     int64_t host = qcow2_alloc_clusters(s, k);
     if (host < 0)
@@ -865,7 +852,7 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, bool d
     }
     if (new_l2e == l2e && new_bitmap == bitmap)
         return 0;
-    if ((r = mark_dirty_once(s)) < 0)
+    if ((r = qcow2_mark_dirty(s)) < 0)
         return r;
     l2_set(s, table, idx, new_l2e, new_bitmap);
     s->cbuf_valid = false;

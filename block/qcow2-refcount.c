@@ -286,10 +286,27 @@ out:
     return r;
 }
 
+int qcow2_mark_dirty(Qcow2State *s)
+{
+    if (!s->lazy || s->dirty_set)
+        return 0;
+    s->incompat |= QCOW2_INCOMPAT_DIRTY;
+    int r = qcow2_update_header(s);
+    if (r == 0)
+        r = qcow2_sync(s);
+    if (r == 0)
+        s->dirty_set = true;
+    return r;
+}
+
 int qcow2_update_refcount(Qcow2State *s, uint64_t offset, uint64_t len, int64_t delta)
 {
     if (!len)
         return 0;
+    /* with lazy refcounts the dirty bit covers refcounts not yet written */
+    int dr = qcow2_mark_dirty(s);
+    if (dr < 0)
+        return dr;
     uint64_t first = offset >> s->cluster_bits;
     uint64_t last = (offset + len - 1) >> s->cluster_bits;
     uint64_t per_block = 1ULL << s->rb_bits;
@@ -326,6 +343,9 @@ int qcow2_update_refcount(Qcow2State *s, uint64_t offset, uint64_t len, int64_t 
             rb_entry_set(s, b, i, v);
             if (v == 0 && c < s->free_hint)
                 s->free_hint = c;
+            /* a freed cluster may be reused: no more compressed packing into it */
+            if (v == 0 && s->free_byte_offset && (s->free_byte_offset >> s->cluster_bits) == c)
+                s->free_byte_offset = 0;
             uint64_t byte = rb_entry_byte(s, i);
             if (byte < lo)
                 lo = byte;

@@ -252,6 +252,8 @@ void qcow2_cache_discard(Qcow2Cache *c, uint64_t off);
 /* qcow2-refcount.c */
 int qcow2_refcount_init(Qcow2State *s);
 int qcow2_get_refcount(Qcow2State *s, uint64_t cluster, uint64_t *ref);
+/* Lazy refcounts: sets the dirty bit (once) before refcounts may go stale. */
+int qcow2_mark_dirty(Qcow2State *s);
 /* Adds delta to the refcount of each cluster of [offset, offset+len). */
 int qcow2_update_refcount(Qcow2State *s, uint64_t offset, uint64_t len, int64_t delta);
 /* Allocates n contiguous clusters; returns the host byte offset or a
@@ -271,6 +273,8 @@ int qcow2_check_overlap(Qcow2State *s, uint64_t offset, uint64_t len);
  * the result (the repair of a dirty image). */
 int qcow2_repair_refcounts(Qcow2State *s);
 int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
+/* Rewrites the refcount structure with 2^order-bit entries (amend). */
+int qcow2_change_refcount_order(Qcow2State *s, uint32_t order);
 
 /* qcow2-snapshot.c */
 int qcow2_snapshot_create(BlockDriverState *bs, const char *name);
