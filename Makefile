@@ -93,6 +93,8 @@ clean:
 	rm -rf $(BUILD)
 
 FORCE:
+# Keep intermediate objects (unit-test .o files) so nothing rebuilds twice.
+.SECONDARY:
 .PHONY: all extra-all test bench clean run FORCE
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
