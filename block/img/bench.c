@@ -1,0 +1,240 @@
+/* calf-img bench: qemu-img bench's options and output.  Request i goes
+ * to (offset + i * step) modulo the image size, as in qemu-img; `depth`
+ * requests are in flight at once, one per worker thread (at most 128
+ * threads: deeper queues are served by the same threads). */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "block/img/img.h"
+#include "block/tool-util.h"
+
+#define BENCH_MAX_THREADS 128
+
+typedef struct Bench {
+    BlockDriverState *bs;
+    bool write;
+    uint64_t bufsize, step, offset, image_size;
+    uint64_t count, next;
+    uint64_t flush_interval, done;
+    int pattern;
+    pthread_mutex_t lock;
+    int err;
+} Bench;
+
+static void *bench_worker(void *arg)
+{
+    Bench *b = arg;
+    void *buf = NULL;
+    if (posix_memalign(&buf, 4096, b->bufsize ? b->bufsize : 1) != 0) {
+        pthread_mutex_lock(&b->lock);
+        b->err = -ENOMEM;
+        pthread_mutex_unlock(&b->lock);
+        return NULL;
+    }
+    memset(buf, b->pattern, b->bufsize);
+    for (;;) {
+        pthread_mutex_lock(&b->lock);
+        if (b->err || b->next >= b->count) {
+            pthread_mutex_unlock(&b->lock);
+            break;
+        }
+        uint64_t off = b->offset;
+        b->next++;
+        b->offset = b->image_size ? (b->offset + b->step) % b->image_size : 0;
+        pthread_mutex_unlock(&b->lock);
+        int r = b->write ? blk_pwrite(b->bs, off, buf, b->bufsize)
+                         : blk_pread(b->bs, off, buf, b->bufsize);
+        pthread_mutex_lock(&b->lock);
+        if (r < 0 && !b->err)
+            b->err = r == -EINVAL ? -EIO : r; /* out of range: qemu-img says EIO */
+        bool flush = b->flush_interval && ++b->done % b->flush_interval == 0;
+        pthread_mutex_unlock(&b->lock);
+        if (r == 0 && flush && (r = blk_flush(b->bs)) < 0) {
+            pthread_mutex_lock(&b->lock);
+            if (!b->err)
+                b->err = r;
+            pthread_mutex_unlock(&b->lock);
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+static int parse_num(const char *arg, const char *what, int64_t min, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 0);
+    if (errno || end == arg || *end || v < min || v > INT32_MAX) {
+        img_error("Invalid %s specified", what);
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+int img_bench(int argc, char **argv)
+{
+    enum { OPT_FLUSH_INTERVAL = 256, OPT_NO_DRAIN, OPT_PATTERN, OPT_IMAGE_OPTS, OPT_OBJECT };
+    static const struct option long_options[] = {
+        {"help", no_argument, 0, 'h'},
+        {"flush-interval", required_argument, 0, OPT_FLUSH_INTERVAL},
+        {"image-opts", no_argument, 0, OPT_IMAGE_OPTS},
+        {"object", required_argument, 0, OPT_OBJECT},
+        {"pattern", required_argument, 0, OPT_PATTERN},
+        {"no-drain", no_argument, 0, OPT_NO_DRAIN},
+        {"force-share", no_argument, 0, 'U'},
+        {0, 0, 0, 0},
+    };
+    const char *fmt = NULL, *cache = "writeback";
+    int64_t count = 75000, depth = 64, flush_interval = 0, pattern = 0, v;
+    int64_t bufsize = 4096, step = 0, offset = 0;
+    bool write = false, quiet = false, force_share = false, drain = true;
+    int flags = 0, c;
+    while ((c = getopt_long(argc, argv, ":hc:d:f:ni:o:qs:S:t:wU", long_options, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            img_help();
+        case 'c':
+            if (parse_num(optarg, "request count", 0, &count) < 0)
+                return 1;
+            break;
+        case 'd':
+            if (parse_num(optarg, "queue depth", 1, &depth) < 0)
+                return 1;
+            break;
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'n':
+            flags |= BLK_O_NOCACHE;
+            break;
+        case 'i':
+            if (strcmp(optarg, "threads") && strcmp(optarg, "native") &&
+                strcmp(optarg, "io_uring")) {
+                img_error("Invalid aio option: %s", optarg);
+                return 1;
+            }
+            break;
+        case 'o':
+            if (tool_cvtnum_full("calf-img", "offset", optarg, 0, INT64_MAX, &offset) < 0)
+                return 1;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 's':
+            if (tool_cvtnum_full("calf-img", "buffer size", optarg, 0, INT32_MAX, &bufsize) < 0)
+                return 1;
+            break;
+        case 'S':
+            if (tool_cvtnum_full("calf-img", "step size", optarg, 0, INT32_MAX, &step) < 0)
+                return 1;
+            break;
+        case 't':
+            cache = optarg;
+            break;
+        case 'w':
+            write = true;
+            break;
+        case 'U':
+            force_share = true;
+            break;
+        case OPT_FLUSH_INTERVAL:
+            if (parse_num(optarg, "flush interval", 0, &flush_interval) < 0)
+                return 1;
+            break;
+        case OPT_NO_DRAIN:
+            drain = false;
+            break;
+        case OPT_PATTERN:
+            if (parse_num(optarg, "pattern byte", 0, &v) < 0 || v > 255) {
+                if (v > 255)
+                    img_error("Invalid pattern byte specified");
+                return 1;
+            }
+            pattern = v;
+            break;
+        case OPT_OBJECT:
+            break;
+        case OPT_IMAGE_OPTS:
+            img_error("--image-opts is not supported yet");
+            return 1;
+        default:
+            img_bad_option(c, argv);
+        }
+    }
+    if (optind != argc - 1)
+        img_usage_error("Expecting one image file name");
+    if (!strcmp(cache, "none") || !strcmp(cache, "directsync"))
+        flags |= BLK_O_NOCACHE;
+    else if (!strcmp(cache, "unsafe"))
+        flags |= BLK_O_UNSAFE;
+    else if (strcmp(cache, "writeback") && strcmp(cache, "writethrough")) {
+        img_error("Invalid cache mode");
+        return 1;
+    }
+    if (flush_interval && !write) {
+        img_error("--flush-interval is only available in write tests");
+        return 1;
+    }
+    if (!drain && !flush_interval) {
+        img_error("--no-drain requires --flush-interval");
+        return 1;
+    }
+    if (!step)
+        step = bufsize;
+    if (write)
+        flags |= BLK_O_RDWR;
+    BlockDriverState *bs = img_open(argv[optind], fmt, flags, force_share && !write);
+    if (!bs)
+        return 1;
+    Bench b = {.bs = bs, .write = write, .bufsize = (uint64_t)bufsize, .step = (uint64_t)step,
+               .offset = (uint64_t)offset, .image_size = bs->size, .count = (uint64_t)count,
+               .flush_interval = (uint64_t)flush_interval, .pattern = (int)pattern};
+    pthread_mutex_init(&b.lock, NULL);
+    if (!quiet) {
+        printf("Sending %" PRId64 " %s requests, %" PRId64 " bytes each, %" PRId64
+               " in parallel (starting at offset %" PRId64 ", step size %" PRId64 ")\n",
+               count, write ? "write" : "read", bufsize, depth, offset, step);
+        if (flush_interval)
+            printf("Sending flush every %" PRId64 " requests\n", flush_interval);
+    }
+    int nthreads = (int)(depth < count ? depth : count);
+    if (nthreads > BENCH_MAX_THREADS)
+        nthreads = BENCH_MAX_THREADS;
+    pthread_t t[BENCH_MAX_THREADS];
+    int started = 0;
+    double t1 = tool_now();
+    for (int i = 0; i < nthreads; i++) {
+        if (pthread_create(&t[i], NULL, bench_worker, &b) != 0)
+            break;
+        started++;
+    }
+    if (started == 0 && nthreads > 0)
+        b.err = -EAGAIN;
+    for (int i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    int ret = 0;
+    if (b.err) {
+        img_error("Failed request: %s", strerror(-b.err));
+        ret = 1;
+    } else {
+        if (write && drain && flush_interval && blk_flush(bs) < 0) {
+            img_error("Failed flush request: %s", blk_error());
+            ret = 1;
+        }
+        double t2 = tool_now();
+        if (!quiet && !ret)
+            printf("Run completed in %3.3f seconds.\n", t2 - t1);
+    }
+    pthread_mutex_destroy(&b.lock);
+    blk_close(bs);
+    return ret;
+}

@@ -1,0 +1,156 @@
+/* calf-img commit: copies what FILE (and the layers down to the base)
+ * hold into the base image, grows a smaller base, then empties FILE
+ * unless -d or -b was given.  Messages and output as qemu-img's. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/img/img.h"
+#include "block/img/progress.h"
+#include "block/tool-util.h"
+
+#define COMMIT_CHUNK (1u << 20)
+
+static bool same_file(const char *a, const char *b)
+{
+    char ra[PATH_MAX], rb[PATH_MAX];
+    if (!realpath(a, ra) || !realpath(b, rb))
+        return !strcmp(a, b);
+    return !strcmp(ra, rb);
+}
+
+/* Copies every range allocated above depth base_depth of top into base. */
+static int copy_to_base(BlockDriverState *top, int base_depth, BlockDriverState *base,
+                        ImgProgress *prog)
+{
+    uint8_t *buf = malloc(COMMIT_CHUNK);
+    if (!buf)
+        return -ENOMEM;
+    int r = 0;
+    uint64_t size = top->size;
+    for (uint64_t off = 0; off < size && r == 0;) {
+        uint64_t len = size - off < COMMIT_CHUNK ? size - off : COMMIT_CHUNK, pnum, host;
+        int depth;
+        int st = blk_block_status_above(top, off, len, &pnum, &host, &depth, NULL);
+        if (st < 0) {
+            r = st;
+            break;
+        }
+        if (depth < base_depth && (st & BLK_STATUS_ALLOCATED)) {
+            if ((st & BLK_STATUS_ZERO) && !(st & BLK_STATUS_DATA))
+                r = blk_pwrite_zeroes(base, off, pnum, 0);
+            else if ((r = blk_pread(top, off, buf, pnum)) == 0)
+                r = blk_pwrite(base, off, buf, pnum);
+        }
+        off += pnum;
+        img_progress_set(prog, (double)off, (double)size);
+    }
+    free(buf);
+    return r;
+}
+
+int img_commit(int argc, char **argv)
+{
+    static const struct option lopts[] = {
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *fmt = NULL, *base_name = NULL;
+    bool quiet = false, progress = false, drop = false;
+    int c;
+    while ((c = getopt_long(argc, argv, ":f:ht:b:dpqr:", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            img_help();
+        case 'f':
+            fmt = optarg;
+            break;
+        case 't':
+        case 'r':
+            break; /* cache mode, rate limit: accepted */
+        case 'b':
+            base_name = optarg;
+            drop = true; /* the layers in between would change under their overlays */
+            break;
+        case 'd':
+            drop = true;
+            break;
+        case 'p':
+            progress = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        default:
+            img_bad_option(c, argv);
+        }
+    }
+    if (quiet)
+        progress = false;
+    if (optind != argc - 1)
+        img_usage_error("Expecting one image file name");
+    const char *filename = argv[optind];
+    /* The chain is only read above the base, and the base is opened for
+     * writing on its own: no locks through the chain, FILE's taken here. */
+    BlockDriverState *top = img_open(filename, fmt, BLK_O_RDWR | BLK_O_SHARE, false);
+    if (!top)
+        return 1;
+    int ret = 1;
+    BlockDriverState *base_ro = NULL, *base = NULL;
+    if (blk_lock(top->fd, true, filename) < 0) {
+        img_error("Could not open '%s': %s", filename, blk_error());
+        goto out;
+    }
+    if (!top->backing) {
+        img_error("Image does not have a backing file");
+        goto out;
+    }
+    int base_depth = 1;
+    base_ro = top->backing;
+    if (base_name) {
+        while (base_ro && !same_file(base_ro->filename, base_name))
+            base_ro = base_ro->backing;
+        if (!base_ro) {
+            img_error("Did not find '%s' in the backing chain of '%s'", base_name, filename);
+            goto out;
+        }
+        base_depth = base_ro->depth;
+    }
+    base = blk_open(base_ro->filename, base_ro->drv->name, BLK_O_RDWR, NULL);
+    if (!base) {
+        img_error("Could not open '%s': %s", base_ro->filename, blk_error());
+        goto out;
+    }
+    ImgProgress prog;
+    img_progress_init(&prog, progress);
+    int r = 0;
+    if (base->size < top->size)
+        r = blk_truncate(base, top->size, BLK_PREALLOC_OFF, false);
+    if (r == 0)
+        r = copy_to_base(top, base_depth, base, &prog);
+    if (r == 0)
+        r = blk_flush(base);
+    if (r < 0) {
+        img_error("%s", blk_error());
+        goto out;
+    }
+    if (!drop && (r = blk_make_empty(top)) == 0)
+        r = blk_flush(top);
+    img_progress_end(&prog);
+    if (r < 0) {
+        img_error("Could not empty %s: %s", filename, blk_error());
+        goto out;
+    }
+    if (!quiet)
+        printf("Image committed.\n");
+    ret = 0;
+out:
+    if (base)
+        blk_close(base);
+    blk_close(top);
+    return ret;
+}

@@ -1,0 +1,703 @@
+/* calf-img convert: qemu-img convert's options, messages and exit codes.
+ *
+ * The sources are one concatenated address space, cut into chunks of
+ * 2 MiB (a multiple of every cluster size).  -m N worker threads each take
+ * the next chunk, ask the source chain what it holds (block status), read
+ * only the data ranges, find zero blocks at -S granularity and write the
+ * rest.  Zeros stay unallocated in a target that reads as zeros after
+ * creation.  Without -W (and without -c) chunks are written in order so
+ * that a new qcow2 target is laid out sequentially; reads, decompression
+ * and zero detection still run in parallel.  With -c every thread
+ * compresses its own clusters. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "block/img/img.h"
+#include "block/tool-util.h"
+
+#define CONVERT_CHUNK (2u << 20)
+#define MAX_WORKERS 16
+
+typedef struct Convert {
+    int nsrc;
+    BlockDriverState **src;
+    uint64_t *src_start;       /* offset of each source in the concatenation */
+    uint64_t total;            /* bytes to convert */
+    BlockDriverState *dst;
+    uint64_t dst_cluster;      /* target cluster size (compression unit) */
+    uint64_t min_sparse;       /* -S in bytes; 0 writes everything */
+    bool compressed;
+    bool zero_init;            /* the target reads as zeros where not written */
+    bool target_backing;       /* -B: compare against the target's backing */
+    bool src_has_backing;
+    bool ordered;              /* !-W */
+    bool progress;
+
+    pthread_mutex_t lock;
+    pthread_cond_t turn;
+    uint64_t next_chunk, nchunks, written; /* written: chunks done in order */
+    int err;                   /* first error, reported by the main thread */
+    char errmsg[1024];
+    double last_progress;
+} Convert;
+
+static void convert_fail(Convert *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void convert_fail(Convert *c, int err, const char *fmt, ...)
+{
+    pthread_mutex_lock(&c->lock);
+    if (!c->err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+        va_end(ap);
+        c->err = err ? err : -EIO;
+    }
+    pthread_cond_broadcast(&c->turn);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* The source holding byte off of the concatenation. */
+static int src_index(const Convert *c, uint64_t off)
+{
+    int i = c->nsrc - 1;
+    while (i > 0 && c->src_start[i] > off)
+        i--;
+    return i;
+}
+
+/* Status of [off, off+len) of the concatenation, for the first *pnum
+ * bytes: 1 = data to read, 0 = reads as zeros, 2 = comes from the
+ * source's backing file (only asked for with -B). */
+static int src_status(Convert *c, uint64_t off, uint64_t len, uint64_t *pnum)
+{
+    int i = src_index(c, off);
+    BlockDriverState *bs = c->src[i];
+    uint64_t soff = off - c->src_start[i];
+    uint64_t end = i + 1 < c->nsrc ? c->src_start[i + 1] : c->total;
+    if (len > end - off)
+        len = end - off;
+    if (soff >= bs->size) {
+        *pnum = len; /* the padding to a whole sector */
+        return 0;
+    }
+    if (len > bs->size - soff)
+        len = bs->size - soff;
+    int depth = 0;
+    int st = blk_block_status_above(bs, soff, len, pnum, NULL, &depth, NULL);
+    if (st < 0)
+        return st;
+    if (*pnum == 0 || *pnum > len)
+        *pnum = len;
+    if (c->target_backing && depth > 0 && c->src_has_backing)
+        return 2;
+    if (st & BLK_STATUS_ZERO)
+        return 0;
+    return 1;
+}
+
+static int src_read(Convert *c, uint64_t off, uint8_t *buf, uint64_t len)
+{
+    while (len) {
+        int i = src_index(c, off);
+        BlockDriverState *bs = c->src[i];
+        uint64_t soff = off - c->src_start[i];
+        uint64_t end = i + 1 < c->nsrc ? c->src_start[i + 1] : c->total;
+        uint64_t n = end - off < len ? end - off : len;
+        uint64_t avail = soff < bs->size ? bs->size - soff : 0;
+        if (avail > n)
+            avail = n;
+        int r = avail ? blk_pread(bs, soff, buf, avail) : 0;
+        if (r < 0)
+            return r;
+        memset(buf + avail, 0, n - avail);
+        off += n;
+        buf += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static uint64_t qround_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) / a * a;
+}
+
+static bool buf_is_zero(const uint8_t *p, size_t len)
+{
+    const uint64_t *q = (const uint64_t *)p;
+    size_t n = len / 8;
+    /* 4 words per step: the loop the compiler turns into vector ORs */
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        if (q[i] | q[i + 1] | q[i + 2] | q[i + 3] | q[i + 4] | q[i + 5] | q[i + 6] | q[i + 7])
+            return false;
+    for (; i < n; i++)
+        if (q[i])
+            return false;
+    for (size_t j = n * 8; j < len; j++)
+        if (p[j])
+            return false;
+    return true;
+}
+
+typedef struct Worker {
+    Convert *c;
+    uint8_t *buf, *bbuf;     /* chunk data; the target backing's data (-B) */
+    uint8_t *kind;           /* per -S block (or 512 B): 0 zero, 1 data, 2 skip */
+} Worker;
+
+/* Fills w->buf with the chunk and w->kind per unit of `unit` bytes. */
+static int load_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit)
+{
+    Convert *c = w->c;
+    uint64_t pos = off;
+    while (pos < off + len) {
+        uint64_t n;
+        int st = src_status(c, pos, off + len - pos, &n);
+        if (st < 0) {
+            convert_fail(c, st, "error while reading block status at offset %" PRIu64 ": %s",
+                         pos, blk_error());
+            return st;
+        }
+        uint8_t *p = w->buf + (pos - off);
+        /* -c -B: a cluster may mix both; the backing's part is read too */
+        if (st == 1 || (st == 2 && c->compressed)) {
+            int r = src_read(c, pos, p, n);
+            if (r < 0) {
+                convert_fail(c, r, "error while reading at byte %" PRIu64 ": %s", pos,
+                             strerror(-r));
+                return r;
+            }
+        } else {
+            memset(p, 0, n);
+            /* a unit that mixes backing and other data is written whole:
+             * its backing part must hold the real bytes */
+            uint64_t a = qround_up(pos - off, unit) + off, b = (pos - off + n) / unit * unit + off;
+            int r = 0;
+            if (st == 2 && a > pos)
+                r = src_read(c, pos, p, (a < pos + n ? a : pos + n) - pos);
+            if (st == 2 && r == 0 && b < pos + n && b >= a)
+                r = src_read(c, b, w->buf + (b - off), pos + n - b);
+            if (r < 0) {
+                convert_fail(c, r, "error while reading at byte %" PRIu64 ": %s", pos,
+                             strerror(-r));
+                return r;
+            }
+        }
+        /* units touched: data wins over zero, a mix of skip and others is data */
+        for (uint64_t u = (pos - off) / unit; u <= (pos - off + n - 1) / unit; u++) {
+            uint8_t k = st == 1 ? 1 : st == 2 ? 2 : 0;
+            uint64_t us = off + u * unit, ue = us + unit;
+            bool partial = us < pos || ue > pos + n;
+            if (!partial || w->kind[u] == 0xff)
+                w->kind[u] = k;
+            else if (w->kind[u] != k)
+                w->kind[u] = 1;
+        }
+        pos += n;
+    }
+    return 0;
+}
+
+static int write_data(Convert *c, uint64_t off, const uint8_t *p, uint64_t n)
+{
+    int r = blk_pwrite(c->dst, off, p, n);
+    if (r < 0)
+        convert_fail(c, r, "error while writing at byte %" PRIu64 ": %s", off, strerror(-r));
+    return r;
+}
+
+static int write_zero(Convert *c, uint64_t off, uint64_t n)
+{
+    if (c->zero_init)
+        return 0;
+    int r = blk_pwrite_zeroes(c->dst, off, n, BLK_ZERO_MAY_UNMAP);
+    if (r < 0)
+        convert_fail(c, r, "error while writing at byte %" PRIu64 ": %s", off, strerror(-r));
+    return r;
+}
+
+/* -c: each target cluster is skipped when zero, else written compressed. */
+static int store_compressed(Worker *w, uint64_t off, uint64_t len)
+{
+    Convert *c = w->c;
+    uint64_t cs = c->dst_cluster;
+    for (uint64_t pos = off; pos < off + len; pos += cs) {
+        uint64_t n = off + len - pos < cs ? off + len - pos : cs;
+        const uint8_t *p = w->buf + (pos - off);
+        uint64_t unit = c->min_sparse ? c->min_sparse : BLK_SECTOR_SIZE;
+        bool from_backing = true;
+        for (uint64_t u = (pos - off) / unit; u <= (pos - off + n - 1) / unit; u++)
+            if (w->kind[u] != 2)
+                from_backing = false;
+        if (from_backing)
+            continue;
+        if (buf_is_zero(p, n)) {
+            if (write_zero(c, pos, n) < 0)
+                return -1;
+            continue;
+        }
+        uint64_t wn = n;
+        if (n < cs && pos + n < c->dst->size) {
+            /* the source ends inside the target's last cluster: pad */
+            wn = c->dst->size - pos < cs ? c->dst->size - pos : cs;
+            memset(w->buf + (pos - off) + n, 0, wn - n);
+        }
+        int r = blk_pwrite_compressed(c->dst, pos, p, wn);
+        if (r < 0) {
+            convert_fail(c, r, "error while compressing sector %" PRIu64 ": %s", pos / 512,
+                         strerror(-r));
+            return r;
+        }
+    }
+    return 0;
+}
+
+/* -B: the target's backing supplies what we skip, so only units that
+ * differ from it are written. */
+static void diff_backing(Worker *w, uint64_t off, uint64_t len, uint64_t unit, int nunits)
+{
+    Convert *c = w->c;
+    BlockDriverState *b = c->dst->backing;
+    uint64_t bsize = b ? b->size : 0;
+    for (int u = 0; u < nunits; u++) {
+        if (w->kind[u] == 2)
+            continue;
+        uint64_t us = off + (uint64_t)u * unit, n = off + len - us < unit ? off + len - us : unit;
+        const uint8_t *p = w->buf + (us - off);
+        if (us >= bsize) {
+            if (w->kind[u] == 0 || buf_is_zero(p, n))
+                w->kind[u] = 2;
+            continue;
+        }
+        uint64_t bn = bsize - us < n ? bsize - us : n;
+        if (blk_pread(b, us, w->bbuf, bn) < 0) {
+            w->kind[u] = 1; /* cannot tell: write it */
+            continue;
+        }
+        if (!memcmp(p, w->bbuf, bn) && (bn == n || buf_is_zero(p + bn, n - bn)))
+            w->kind[u] = 2;
+    }
+}
+
+/* Writes the chunk: runs of data units, zero units and skipped units. */
+static int store_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit, int nunits)
+{
+    Convert *c = w->c;
+    for (int u = 0; u < nunits;) {
+        uint8_t k = w->kind[u];
+        int v = u + 1;
+        while (v < nunits && w->kind[v] == k)
+            v++;
+        uint64_t s = off + (uint64_t)u * unit;
+        uint64_t e = off + (uint64_t)v * unit;
+        if (e > off + len)
+            e = off + len;
+        int r = 0;
+        if (k == 1)
+            r = write_data(c, s, w->buf + (s - off), e - s);
+        else if (k == 0)
+            r = write_zero(c, s, e - s);
+        if (r < 0)
+            return r;
+        u = v;
+    }
+    return 0;
+}
+
+static int process_chunk(Worker *w, uint64_t idx)
+{
+    Convert *c = w->c;
+    uint64_t off = idx * CONVERT_CHUNK;
+    uint64_t len = c->total - off < CONVERT_CHUNK ? c->total - off : CONVERT_CHUNK;
+    uint64_t unit = c->min_sparse ? c->min_sparse : BLK_SECTOR_SIZE;
+    int nunits = (int)((len + unit - 1) / unit);
+    memset(w->kind, 0xff, nunits);
+    if (load_chunk(w, off, len, unit) < 0)
+        return -1;
+    if (!c->compressed) {
+        for (int u = 0; u < nunits; u++) {
+            uint64_t us = (uint64_t)u * unit;
+            uint64_t n = len - us < unit ? len - us : unit;
+            if (!c->min_sparse)
+                w->kind[u] = w->kind[u] == 2 ? 2 : 1; /* -S 0: write everything */
+            else if (w->kind[u] == 1 && buf_is_zero(w->buf + us, n))
+                w->kind[u] = 0;
+        }
+        if (c->target_backing)
+            diff_backing(w, off, len, unit, nunits);
+    }
+    if (c->ordered && !c->compressed) {
+        pthread_mutex_lock(&c->lock);
+        while (c->written != idx && !c->err)
+            pthread_cond_wait(&c->turn, &c->lock);
+        pthread_mutex_unlock(&c->lock);
+        if (c->err)
+            return -1;
+    }
+    int r = c->compressed ? store_compressed(w, off, len) : store_chunk(w, off, len, unit, nunits);
+    return r;
+}
+
+static void show_progress(Convert *c, bool force)
+{
+    double pct = c->nchunks ? 100.0 * (double)c->written / (double)c->nchunks : 100.0;
+    if (!force && pct - c->last_progress < 1.0)
+        return;
+    c->last_progress = pct;
+    printf("    (%3.2f/100%%)\r", pct);
+    fflush(stdout);
+}
+
+static void *worker_main(void *arg)
+{
+    Worker *w = arg;
+    Convert *c = w->c;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        if (c->err || c->next_chunk >= c->nchunks) {
+            pthread_mutex_unlock(&c->lock);
+            break;
+        }
+        uint64_t idx = c->next_chunk++;
+        pthread_mutex_unlock(&c->lock);
+        if (process_chunk(w, idx) < 0)
+            break;
+        pthread_mutex_lock(&c->lock);
+        if (c->ordered && !c->compressed)
+            c->written = idx + 1;
+        else
+            c->written++;
+        if (c->progress)
+            show_progress(c, false);
+        pthread_cond_broadcast(&c->turn);
+        pthread_mutex_unlock(&c->lock);
+    }
+    return NULL;
+}
+
+static int run_workers(Convert *c, int nworkers)
+{
+    Worker w[MAX_WORKERS];
+    pthread_t t[MAX_WORKERS];
+    uint64_t unit = c->min_sparse ? c->min_sparse : BLK_SECTOR_SIZE;
+    size_t nunits = CONVERT_CHUNK / unit + 2;
+    int started = 0;
+    c->nchunks = (c->total + CONVERT_CHUNK - 1) / CONVERT_CHUNK;
+    if ((uint64_t)nworkers > c->nchunks)
+        nworkers = c->nchunks ? (int)c->nchunks : 1;
+    for (int i = 0; i < nworkers; i++) {
+        w[i].c = c;
+        w[i].kind = malloc(nunits);
+        w[i].bbuf = c->target_backing ? malloc(unit) : NULL;
+        /* room for padding a short last cluster under -c */
+        if (posix_memalign((void **)&w[i].buf, 4096, CONVERT_CHUNK + c->dst_cluster) != 0)
+            w[i].buf = NULL;
+        if (!w[i].kind || !w[i].buf || (c->target_backing && !w[i].bbuf)) {
+            convert_fail(c, -ENOMEM, "out of memory");
+            nworkers = i + 1;
+            break;
+        }
+    }
+    if (!c->err) {
+        for (int i = 0; i < nworkers; i++) {
+            if (pthread_create(&t[i], NULL, worker_main, &w[i]) != 0) {
+                convert_fail(c, -EAGAIN, "cannot start a worker thread");
+                break;
+            }
+            started++;
+        }
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < nworkers; i++) {
+        free(w[i].kind);
+        free(w[i].bbuf);
+        free(w[i].buf);
+    }
+    return c->err;
+}
+
+static int parse_cache(const char *mode, int *flags)
+{
+    if (!strcmp(mode, "unsafe"))
+        *flags |= BLK_O_UNSAFE;
+    else if (strcmp(mode, "none") && strcmp(mode, "writeback") && strcmp(mode, "directsync") &&
+             strcmp(mode, "writethrough"))
+        return -EINVAL;
+    return 0;
+}
+
+static void convert_usage(void)
+{
+    img_usage_error("Expecting one image file name");
+}
+
+int img_convert(int argc, char **argv)
+{
+    enum { OPT_TARGET_IS_ZERO = 256, OPT_OBJECT, OPT_SALVAGE, OPT_IMAGE_OPTS,
+           OPT_TARGET_IMAGE_OPTS, OPT_BITMAPS, OPT_SKIP_BROKEN };
+    static const struct option long_options[] = {
+        {"help", no_argument, 0, 'h'},
+        {"object", required_argument, 0, OPT_OBJECT},
+        {"image-opts", no_argument, 0, OPT_IMAGE_OPTS},
+        {"force-share", no_argument, 0, 'U'},
+        {"target-image-opts", no_argument, 0, OPT_TARGET_IMAGE_OPTS},
+        {"salvage", no_argument, 0, OPT_SALVAGE},
+        {"target-is-zero", no_argument, 0, OPT_TARGET_IS_ZERO},
+        {"bitmaps", no_argument, 0, OPT_BITMAPS},
+        {"skip-broken-bitmaps", no_argument, 0, OPT_SKIP_BROKEN},
+        {0, 0, 0, 0},
+    };
+    const char *fmt = NULL, *out_fmt = NULL, *base = NULL, *base_fmt = NULL, *snap = NULL;
+    const char *cache = "unsafe";
+    BlockOptions opts = {0};
+    bool compress = false, progress = false, skip_create = false, ooo = false;
+    bool force_share = false, target_is_zero = false, quiet = false;
+    int64_t sparse = 8 * BLK_SECTOR_SIZE, nworkers = 8;
+    int c;
+    while ((c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:", long_options,
+                            NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            img_help();
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'O':
+            out_fmt = optarg;
+            break;
+        case 'B':
+            base = optarg;
+            break;
+        case 'F':
+            base_fmt = optarg;
+            break;
+        case 'C':
+            break; /* copy offloading: plain copies are what we do anyway */
+        case 'c':
+            compress = true;
+            break;
+        case 'o':
+            if (blkopts_parse(&opts, optarg) < 0) {
+                img_error("Invalid option list: %s", optarg);
+                blkopts_free(&opts);
+                return 1;
+            }
+            break;
+        case 'l':
+            snap = optarg;
+            break;
+        case 'S': {
+            uint64_t v;
+            if (tool_strtosz(optarg, &v) < 0 || v % BLK_SECTOR_SIZE || v > (16u << 20)) {
+                img_error("Invalid buffer size for sparse output specified. Valid sizes are "
+                          "multiples of 512 up to 16777216. Select 0 to disable sparse "
+                          "detection (fully allocates output).");
+                blkopts_free(&opts);
+                return 1;
+            }
+            sparse = (int64_t)v;
+            break;
+        }
+        case 'p':
+            progress = true;
+            break;
+        case 't':
+            cache = optarg;
+            break;
+        case 'T':
+            break; /* source cache mode: reads go through the page cache */
+        case 'q':
+            quiet = true;
+            break;
+        case 'n':
+            skip_create = true;
+            break;
+        case 'm': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (end == optarg || *end || v < 1 || v > MAX_WORKERS) {
+                img_error("Invalid number of coroutines. Allowed number of coroutines is "
+                          "between 1 and %d", MAX_WORKERS);
+                blkopts_free(&opts);
+                return 1;
+            }
+            nworkers = v;
+            break;
+        }
+        case 'W':
+            ooo = true;
+            break;
+        case 'U':
+            force_share = true;
+            break;
+        case 'r':
+            break; /* rate limit: accepted, not applied */
+        case OPT_TARGET_IS_ZERO:
+            target_is_zero = true;
+            break;
+        case OPT_OBJECT:
+        case OPT_SALVAGE:
+        case OPT_BITMAPS:
+        case OPT_SKIP_BROKEN:
+            break;
+        case OPT_IMAGE_OPTS:
+        case OPT_TARGET_IMAGE_OPTS:
+            img_error("--image-opts is not supported yet");
+            blkopts_free(&opts);
+            return 1;
+        default:
+            img_bad_option(c, argv);
+        }
+    }
+    if (quiet)
+        progress = false;
+    int ret = 1;
+    Convert cv = {.min_sparse = (uint64_t)sparse, .compressed = compress, .ordered = !ooo,
+                  .progress = progress};
+    pthread_mutex_init(&cv.lock, NULL);
+    pthread_cond_init(&cv.turn, NULL);
+    int nsrc = argc - optind - 1;
+    if (nsrc < 1) {
+        blkopts_free(&opts);
+        if (argc - optind < 1)
+            convert_usage();
+        img_error("Must specify image file name");
+        return 1;
+    }
+    const char *out = argv[argc - 1];
+    if (!out_fmt)
+        out_fmt = "raw";
+    if (target_is_zero && !skip_create) {
+        img_error("--target-is-zero requires use of -n flag");
+        goto out;
+    }
+    if (snap) {
+        img_error("Failed to load snapshot: converting from an internal snapshot (-l) is not "
+                  "supported yet");
+        goto out;
+    }
+    int dst_flags = BLK_O_RDWR;
+    if (parse_cache(cache, &dst_flags) < 0) {
+        img_error("Invalid cache option: %s", cache);
+        goto out;
+    }
+    const BlockDriver *odrv = blk_find_driver(out_fmt);
+    if (!odrv) {
+        img_error("Unknown file format '%s'", out_fmt);
+        goto out;
+    }
+    const char *bo = blkopts_get(&opts, "backing_file");
+    if (base && bo) {
+        img_error("Parameter 'backing_file' specified more than once");
+        goto out;
+    }
+    if (bo)
+        base = bo;
+    const char *bfo = blkopts_get(&opts, "backing_fmt");
+    if (!base_fmt)
+        base_fmt = bfo;
+    if (base && !odrv->change_backing_file && strcmp(out_fmt, "qcow")) {
+        img_error("Backing file not supported for file format '%s'", out_fmt);
+        goto out;
+    }
+    if (compress && !odrv->pwrite_compressed) {
+        img_error("Compression not supported for this file format");
+        goto out;
+    }
+    if (base && !skip_create && !base_fmt) {
+        img_error("Use of backing file requires explicit backing format");
+        goto out;
+    }
+
+    cv.nsrc = nsrc;
+    cv.src = calloc(nsrc, sizeof(*cv.src));
+    cv.src_start = calloc(nsrc, sizeof(*cv.src_start));
+    if (!cv.src || !cv.src_start)
+        goto out;
+    for (int i = 0; i < nsrc; i++) {
+        cv.src[i] = img_open(argv[optind + i], fmt, 0, force_share);
+        if (!cv.src[i])
+            goto out;
+        cv.src_start[i] = cv.total;
+        /* whole sectors, as qemu-img concatenates them */
+        cv.total += (cv.src[i]->size + BLK_SECTOR_SIZE - 1) & ~(uint64_t)(BLK_SECTOR_SIZE - 1);
+        if (cv.src[i]->backing)
+            cv.src_has_backing = true;
+    }
+
+    if (!skip_create) {
+        if (base) {
+            blkopts_set(&opts, "backing_file", base);
+            blkopts_set(&opts, "backing_fmt", base_fmt);
+        }
+        int r = blk_create(out_fmt, out, cv.total, &opts);
+        if (r < 0) {
+            if (!strncmp(blk_error(), "Invalid parameter", 17))
+                img_error("%s", blk_error());
+            else
+                img_error("%s: error while converting %s: %s", out, out_fmt, blk_error());
+            goto out;
+        }
+    }
+    cv.dst = blk_open(out, skip_create ? out_fmt : out_fmt, dst_flags, NULL);
+    if (!cv.dst) {
+        img_error("Could not open '%s': %s", out, blk_error());
+        goto out;
+    }
+    if (skip_create && cv.dst->size < cv.total) {
+        img_error("output file is smaller than input file");
+        goto out;
+    }
+    cv.target_backing = base != NULL && cv.dst->backing != NULL;
+    cv.zero_init = (!skip_create || target_is_zero) && !cv.dst->backing;
+    BlockInfo bi;
+    cv.dst_cluster = BLK_SECTOR_SIZE;
+    if (blk_get_info(cv.dst, &bi) == 0 && bi.cluster_size)
+        cv.dst_cluster = bi.cluster_size;
+    blk_info_free(&bi);
+    if (compress && CONVERT_CHUNK % cv.dst_cluster) {
+        img_error("Compression not supported for this cluster size");
+        goto out;
+    }
+    cv.nchunks = (cv.total + CONVERT_CHUNK - 1) / CONVERT_CHUNK;
+    if (progress)
+        show_progress(&cv, true);
+    if (run_workers(&cv, (int)nworkers) < 0) {
+        img_error("%s", cv.errmsg);
+        goto out;
+    }
+    int r = blk_flush(cv.dst);
+    if (r < 0) {
+        img_error("error while flushing '%s': %s", out, blk_error());
+        goto out;
+    }
+    if (progress) {
+        cv.written = cv.nchunks;
+        show_progress(&cv, true);
+        printf("\n");
+    }
+    ret = 0;
+out:
+    if (cv.dst)
+        blk_close(cv.dst);
+    for (int i = 0; cv.src && i < nsrc; i++)
+        if (cv.src[i])
+            blk_close(cv.src[i]);
+    free(cv.src);
+    free(cv.src_start);
+    blkopts_free(&opts);
+    pthread_mutex_destroy(&cv.lock);
+    pthread_cond_destroy(&cv.turn);
+    return ret;
+}

@@ -1,0 +1,44 @@
+/* calf-img: one function per subcommand plus the helpers they share. */
+#ifndef CALF_IMG_H
+#define CALF_IMG_H
+
+#include <stdbool.h>
+
+#include "block/block.h"
+
+/* Every subcommand: argv[0] is the command name, returns the exit code. */
+int img_check(int argc, char **argv);
+int img_create(int argc, char **argv);
+int img_info(int argc, char **argv);
+int img_map(int argc, char **argv);
+int img_compare(int argc, char **argv);
+int img_dd(int argc, char **argv);
+int img_convert(int argc, char **argv);
+int img_measure(int argc, char **argv);
+int img_bench(int argc, char **argv);
+int img_snapshot(int argc, char **argv);
+int img_resize(int argc, char **argv);
+int img_commit(int argc, char **argv);
+int img_rebase(int argc, char **argv);
+int img_amend(int argc, char **argv);
+
+/* "calf-img: <message>" on stderr. */
+void img_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* An error about the command line: the message, then the --help hint;
+ * exits with status 1 like qemu-img's error_exit(). */
+void img_usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+/* getopt's '?' and ':' results turned into qemu-img's messages. */
+void img_bad_option(int c, char **argv);
+void img_help(void) __attribute__((noreturn));
+
+/* Opens an image for reading as qemu-img does (shared lock unless
+ * force_share); prints "Could not open" and returns NULL on failure. */
+BlockDriverState *img_open(const char *filename, const char *fmt, int flags,
+                           bool force_share);
+
+/* --output=human|json; -1 (after printing the error) if neither. */
+enum { IMG_OUT_HUMAN, IMG_OUT_JSON };
+int img_parse_output(const char *arg);
+
+#endif

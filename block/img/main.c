@@ -1,0 +1,171 @@
+/* calf-img: the image tool, command-line compatible with qemu-img. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/img/img.h"
+#include "block/tool-util.h"
+
+#define CALF_VERSION "0.1"
+
+void img_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("calf-img: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void img_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("calf-img: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'calf-img --help' for more information\n", stderr);
+    exit(1);
+}
+
+void img_bad_option(int c, char **argv)
+{
+    if (c == ':')
+        img_usage_error("missing argument for option '%s'", argv[optind - 1]);
+    img_usage_error("unrecognized option '%s'", argv[optind - 1]);
+}
+
+int img_parse_output(const char *arg)
+{
+    if (!strcmp(arg, "human"))
+        return IMG_OUT_HUMAN;
+    if (!strcmp(arg, "json"))
+        return IMG_OUT_JSON;
+    img_error("--output must be used with human or json as argument.");
+    return -1;
+}
+
+BlockDriverState *img_open(const char *filename, const char *fmt, int flags,
+                           bool force_share)
+{
+    if (force_share)
+        flags |= BLK_O_SHARE;
+    BlockDriverState *bs = blk_open(filename, fmt, flags, NULL);
+    if (!bs)
+        img_error("Could not open '%s': %s", filename, blk_error());
+    return bs;
+}
+
+static const char help_text[] =
+    "usage: calf-img [standard options] command [command options]\n"
+    "calf disk image utility (qemu-img compatible)\n"
+    "\n"
+    "    '-h', '--help'       display this help and exit\n"
+    "    '-V', '--version'    output version information and exit\n"
+    "\n"
+    "Command syntax:\n"
+    "  check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename\n"
+    "  compare [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] filename1 filename2\n"
+    "  create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]\n"
+    "  dd [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output\n"
+    "  info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename\n"
+    "  map [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename\n"
+    "\n"
+    "Not supported yet: amend, bench, commit, convert, measure, rebase, resize, snapshot\n"
+    "\n"
+    "Command parameters:\n"
+    "  'filename' is a disk image filename\n"
+    "  'fmt' is the disk image format (raw, qcow2)\n"
+    "  'size' is the disk image size in bytes. Optional suffixes\n"
+    "    'k' or 'K' (kilobyte, 1024), 'M' (megabyte, 1024k), 'G' (gigabyte, 1024M),\n"
+    "    'T' (terabyte, 1024G), 'P' (petabyte, 1024T) and 'E' (exabyte, 1024P) are\n"
+    "    supported. 'b' is ignored.\n"
+    "  'output_filename' is the destination disk image filename\n"
+    "  'output_fmt' is the destination format\n"
+    "  'options' is a comma separated list of format specific options in a\n"
+    "    name=value format. Use -o help for an overview of the options supported by\n"
+    "    the used format\n"
+    "  '-q' use Quiet mode - do not print any output (except errors)\n"
+    "  '-U' (--force-share) opens images without taking the lock\n"
+    "\n"
+    "Supported formats: raw qcow2\n";
+
+void img_help(void)
+{
+    printf("calf-img version " CALF_VERSION "\n%s", help_text);
+    exit(0);
+}
+
+static const char *const unsupported[] = {
+    "bitmap",
+};
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+} commands[] = {
+    {"amend", img_amend},
+    {"bench", img_bench},
+    {"check", img_check},
+    {"commit", img_commit},
+    {"compare", img_compare},
+    {"convert", img_convert},
+    {"create", img_create},
+    {"dd", img_dd},
+    {"info", img_info},
+    {"map", img_map},
+    {"measure", img_measure},
+    {"rebase", img_rebase},
+    {"resize", img_resize},
+    {"snapshot", img_snapshot},
+};
+
+static int run_command(int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (!strcmp(cmd, commands[i].name)) {
+            optind = 0; /* glibc: restart option scanning from argv[1] */
+            return commands[i].fn(argc, argv);
+        }
+    }
+    for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
+        if (!strcmp(cmd, unsupported[i])) {
+            img_error("Command not supported yet: %s", cmd);
+            return 1;
+        }
+    }
+    img_usage_error("Command not found: %s", cmd);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    /* stdout may be a pipe: keep our lines and stderr's in order */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    tool_progname = "calf-img";
+    while ((c = getopt_long(argc, argv, "+:hVT:", long_options, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            img_help();
+        case 'V':
+            printf("calf-img version " CALF_VERSION "\n");
+            return 0;
+        case 'T':
+            break; /* tracing: accepted and ignored */
+        default:
+            img_bad_option(c, argv);
+        }
+    }
+    if (optind >= argc)
+        img_usage_error("Not enough arguments");
+    return run_command(argc - optind, argv + optind);
+}

@@ -1,0 +1,887 @@
+/* calf-io commands: the same syntax and the same output as qemu-io's. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/io/io.h"
+#include "block/tool-util.h"
+
+/* QEMU's BDRV_REQUEST_MAX_BYTES: the biggest single request */
+#define REQUEST_MAX_BYTES ((int64_t)(INT_MAX & ~(BLK_SECTOR_SIZE - 1)))
+
+typedef struct IoCmd {
+    const char *name, *altname;
+    int (*fn)(BlockDriverState *bs, int argc, char **argv);
+    int argmin, argmax; /* argmax -1: no limit */
+    bool nofile_ok;
+    const char *args, *oneline;
+    bool writes; /* needs a writable image (QEMU's BLK_PERM_WRITE) */
+} IoCmd;
+
+static const IoCmd *current_cmd;
+
+static int usage(void)
+{
+    printf("%s %s -- %s\n", current_cmd->name, current_cmd->args ? current_cmd->args : "",
+           current_cmd->oneline);
+    return -EINVAL;
+}
+
+/* qemu-io's cvtnum(): a size with an optional suffix, at most INT64_MAX. */
+static int parse_num(const char *arg, int64_t *out)
+{
+    uint64_t v;
+    int r = tool_strtosz(arg, &v);
+    if (r == 0 && v > INT64_MAX)
+        r = -ERANGE;
+    if (r < 0) {
+        tool_print_cvtnum_err(r, arg);
+        return r;
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
+static int parse_pattern(const char *arg)
+{
+    char *end;
+    long p = strtol(arg, &end, 0);
+    if (p < 0 || p > UCHAR_MAX || *end) {
+        printf("%s is not a valid pattern byte\n", arg);
+        return -EINVAL;
+    }
+    return (int)p;
+}
+
+/* Buffers are page aligned so that -n (O_DIRECT) works. */
+static void *io_alloc(size_t len, int pattern)
+{
+    void *p;
+    if (posix_memalign(&p, 4096, len ? len : 1))
+        return NULL;
+    memset(p, pattern, len);
+    return p;
+}
+
+static void dump_buffer(const uint8_t *buf, int64_t offset, int64_t len)
+{
+    for (int64_t i = 0; i < len; i += 16) {
+        int n = len - i < 16 ? (int)(len - i) : 16;
+        printf("%08" PRIx64 ":  ", (uint64_t)(offset + i));
+        for (int j = 0; j < n; j++)
+            printf("%02x ", buf[i + j]);
+        printf(" ");
+        for (int j = 0; j < n; j++)
+            putchar(isalnum(buf[i + j]) ? buf[i + j] : '.');
+        printf("\n");
+    }
+}
+
+/* qemu-io's timestr(): "00.01 sec", or h:mm:ss.cc from a second on. */
+static void timestr(double t, bool fixed, char *buf, size_t len)
+{
+    unsigned sec = (unsigned)t, cs = (unsigned)((t - sec) * 100);
+    if (fixed || sec)
+        snprintf(buf, len, "%u:%02u:%02u.%02u", sec / 3600, sec % 3600 / 60, sec % 60, cs);
+    else
+        snprintf(buf, len, "%05.2f sec", t - sec);
+}
+
+static void print_report(const char *op, double t, int64_t offset, int64_t count,
+                         int64_t total, int cnt, bool csv)
+{
+    char s1[64], s2[64], ts[64];
+    timestr(t, csv, ts, sizeof(ts));
+    if (csv) {
+        printf("%" PRId64 ",%d,%s,%.3f,%.3f\n", total, cnt, ts, total / t, cnt / t);
+        return;
+    }
+    tool_cvtstr((double)total, s1, sizeof(s1));
+    tool_cvtstr(total / t, s2, sizeof(s2));
+    printf("%s %" PRId64 "/%" PRId64 " bytes at offset %" PRId64 "\n", op, total, count, offset);
+    printf("%s, %d ops; %s (%s/sec and %.4f ops/sec)\n", s1, cnt, ts, s2, cnt / t);
+}
+
+/* Requests past the end fail with EIO, as in QEMU's block layer. */
+static int check_range(BlockDriverState *bs, int64_t off, int64_t len)
+{
+    if (off < 0 || len < 0 || (uint64_t)off > bs->size || (uint64_t)len > bs->size - off)
+        return -EIO;
+    return 0;
+}
+
+static int parse_off_len(char **argv, int64_t *off, int64_t *len)
+{
+    if (parse_num(argv[0], off) < 0 || parse_num(argv[1], len) < 0)
+        return -EINVAL;
+    if (*len > REQUEST_MAX_BYTES) {
+        printf("length cannot exceed %" PRId64 ", given %s\n", REQUEST_MAX_BYTES, argv[1]);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+typedef struct ReadOpts {
+    bool csv, quiet, verbose, vmstate, has_pattern, has_poff, has_plen;
+    int pattern;
+    int64_t poff, plen;
+} ReadOpts;
+
+static int read_options(int argc, char **argv, ReadOpts *o)
+{
+    int c;
+    while ((c = getopt(argc, argv, "bCpqP:s:l:v")) != -1) {
+        switch (c) {
+        case 'b': o->vmstate = true; break;
+        case 'C': o->csv = true; break;
+        case 'p': break; /* ignored by qemu-io too */
+        case 'q': o->quiet = true; break;
+        case 'v': o->verbose = true; break;
+        case 'P':
+            o->has_pattern = true;
+            if ((o->pattern = parse_pattern(optarg)) < 0)
+                return -EINVAL;
+            break;
+        case 's':
+            o->has_poff = true;
+            if (parse_num(optarg, &o->poff) < 0)
+                return -EINVAL;
+            break;
+        case 'l':
+            o->has_plen = true;
+            if (parse_num(optarg, &o->plen) < 0)
+                return -EINVAL;
+            break;
+        default:
+            return usage();
+        }
+    }
+    if (optind != argc - 2 || (!o->has_pattern && (o->has_poff || o->has_plen)))
+        return usage();
+    return 0;
+}
+
+static int verify_pattern(const uint8_t *buf, int64_t len, int pattern, int64_t report_off)
+{
+    for (int64_t i = 0; i < len; i++) {
+        if (buf[i] != pattern) {
+            printf("Pattern verification failed at offset %" PRId64 ", %" PRId64 " bytes\n",
+                   report_off, len);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int read_f(BlockDriverState *bs, int argc, char **argv)
+{
+    ReadOpts o = {0};
+    int64_t off, count;
+    int r = read_options(argc, argv, &o);
+    if (r < 0 || (r = parse_off_len(argv + optind, &off, &count)) < 0)
+        return r;
+    if (!o.has_plen)
+        o.plen = count - o.poff;
+    if (o.plen < 0 || o.poff < 0 || o.plen + o.poff > count) {
+        printf("pattern verification range exceeds end of read data\n");
+        return -EINVAL;
+    }
+    uint8_t *buf = io_alloc(count, 0xab);
+    if (!buf)
+        return -ENOMEM;
+    double t = tool_now();
+    r = o.vmstate ? -ENOTSUP : check_range(bs, off, count);
+    if (r == 0)
+        r = blk_pread(bs, off, buf, count);
+    t = tool_now() - t;
+    if (r < 0) {
+        printf("read failed: %s\n", strerror(-r));
+    } else {
+        if (o.has_pattern)
+            r = verify_pattern(buf + o.poff, o.plen, o.pattern, off + o.poff);
+        if (!o.quiet) {
+            if (o.verbose)
+                dump_buffer(buf, off, count);
+            print_report("read", t, off, count, count, 1, o.csv);
+        }
+    }
+    free(buf);
+    return r;
+}
+
+typedef struct WriteOpts {
+    bool vmstate, compressed, csv, fua, no_fallback, quiet, unmap, zero, has_pattern, source;
+    int pattern;
+    const char *source_file;
+} WriteOpts;
+
+static int write_option(int c, WriteOpts *o)
+{
+    switch (c) {
+    case 'b': o->vmstate = true; break;
+    case 'c': o->compressed = true; break;
+    case 'C': o->csv = true; break;
+    case 'f': o->fua = true; break;
+    case 'n': o->no_fallback = true; break;
+    case 'p': break;
+    case 'q': o->quiet = true; break;
+    case 'u': o->unmap = true; break;
+    case 'z': o->zero = true; break;
+    case 's':
+        o->source = true;
+        o->source_file = optarg;
+        break;
+    case 'P':
+        o->has_pattern = true;
+        if ((o->pattern = parse_pattern(optarg)) < 0)
+            return -EINVAL;
+        break;
+    default:
+        return usage();
+    }
+    return 0;
+}
+
+static int write_options(int argc, char **argv, WriteOpts *o)
+{
+    int c, r;
+    while ((c = getopt(argc, argv, "bcCfnpP:quzs:")) != -1)
+        if ((r = write_option(c, o)) < 0)
+            return r;
+    const char *err = NULL;
+    if (optind != argc - 2)
+        return usage();
+    if (o->vmstate && o->zero)
+        err = "-b and -z cannot be specified at the same time";
+    else if (o->fua && (o->vmstate || o->compressed))
+        err = "-f and -b or -c cannot be specified at the same time";
+    else if (o->no_fallback && !o->zero)
+        err = "-n requires -z to be specified";
+    else if (o->unmap && !o->zero)
+        err = "-u requires -z to be specified";
+    else if (o->zero + o->has_pattern + o->source > 1)
+        err = "Only one of -z, -P, and -s can be specified at the same time";
+    if (err) {
+        printf("%s\n", err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int do_write(BlockDriverState *bs, const WriteOpts *o, int64_t off, int64_t count,
+                    const uint8_t *buf)
+{
+    if (o->vmstate)
+        return -ENOTSUP;
+    int r = check_range(bs, off, count);
+    if (r < 0)
+        return r;
+    if (o->zero)
+        r = blk_pwrite_zeroes(bs, off, count, o->unmap ? BLK_ZERO_MAY_UNMAP : 0);
+    else if (o->compressed)
+        r = blk_pwrite_compressed(bs, off, buf, count);
+    else
+        r = blk_pwrite(bs, off, buf, count);
+    if (r == 0 && o->fua)
+        r = blk_flush(bs);
+    return r;
+}
+
+/* Compressed and VM state writes go by whole sectors. */
+static int check_aligned(int64_t off, int64_t count)
+{
+    if (off % BLK_SECTOR_SIZE) {
+        printf("%" PRId64 " is not a sector-aligned value for 'offset'\n", off);
+        return -EINVAL;
+    }
+    if (count % BLK_SECTOR_SIZE) {
+        printf("%" PRId64 " is not a sector-aligned value for 'count'\n", count);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* write -s: the file's bytes, repeated to fill len (as qemu-io does). */
+static uint8_t *alloc_from_file(size_t len, const char *name)
+{
+    FILE *f = fopen(name, "r");
+    if (!f) {
+        perror(name);
+        return NULL;
+    }
+    uint8_t *buf = io_alloc(len, 0);
+    size_t got = buf ? fread(buf, 1, len, f) : 0;
+    bool err = ferror(f);
+    fclose(f);
+    if (!buf || err || got == 0) {
+        if (err)
+            perror(name);
+        else if (buf)
+            fprintf(stderr, "%s: file is empty\n", name);
+        free(buf);
+        return NULL;
+    }
+    for (size_t done = got; done < len;) {
+        size_t n = len - done < got ? len - done : got;
+        memcpy(buf + done, buf, n);
+        done += n;
+    }
+    return buf;
+}
+
+static int write_f(BlockDriverState *bs, int argc, char **argv)
+{
+    WriteOpts o = {.pattern = 0xcd};
+    int64_t off, count;
+    int r = write_options(argc, argv, &o);
+    if (r < 0)
+        return r;
+    if (parse_num(argv[optind], &off) < 0 || parse_num(argv[optind + 1], &count) < 0)
+        return -EINVAL;
+    if (count > REQUEST_MAX_BYTES && !o.no_fallback) {
+        printf("length cannot exceed %" PRId64 " without -n, given %s\n", REQUEST_MAX_BYTES,
+               argv[optind + 1]);
+        return -EINVAL;
+    }
+    if ((o.vmstate || o.compressed) && check_aligned(off, count) < 0)
+        return -EINVAL;
+    uint8_t *buf = NULL;
+    if (o.source && !(buf = alloc_from_file(count, o.source_file)))
+        return -EINVAL;
+    if (!o.zero && !o.source && !(buf = io_alloc(count, o.pattern)))
+        return -ENOMEM;
+    double t = tool_now();
+    r = do_write(bs, &o, off, count, buf);
+    t = tool_now() - t;
+    free(buf);
+    if (r < 0) {
+        printf("write failed: %s\n", strerror(-r));
+        return r;
+    }
+    if (!o.quiet)
+        print_report("wrote", t, off, count, count, 1, o.csv);
+    return 0;
+}
+
+typedef struct VecOpts {
+    bool aio, write;    /* which of readv/writev/aio_read/aio_write */
+    bool csv, quiet, verbose, fua, zero, unmap, has_pattern;
+    int pattern;
+} VecOpts;
+
+/* Returns 0, a negative errno, or 1 when "-i" asked for an invalid
+ * request: qemu-io only reports that and the command succeeds. */
+static int vec_option(int c, VecOpts *o)
+{
+    switch (c) {
+    case 'C': o->csv = true; break;
+    case 'q': o->quiet = true; break;
+    case 'v': o->verbose = true; break;
+    case 'f': o->fua = true; break;
+    case 'z': o->zero = true; break;
+    case 'u': o->unmap = true; break;
+    case 'i':
+        printf("injecting invalid %s request\n", o->write ? "write" : "read");
+        return 1;
+    case 'P':
+        if ((o->pattern = parse_pattern(optarg)) < 0)
+            return -EINVAL;
+        /* qemu-io 7.2's aio_write forgets that -P was given */
+        o->has_pattern = !(o->aio && o->write);
+        break;
+    default:
+        return usage();
+    }
+    return 0;
+}
+
+static int vec_options(int argc, char **argv, const char *optstr, VecOpts *o)
+{
+    int c, r;
+    while ((c = getopt(argc, argv, optstr)) != -1)
+        if ((r = vec_option(c, o)) != 0)
+            return r;
+    const char *err = NULL;
+    if (optind > argc - 2)
+        return usage();
+    if (o->zero && optind != argc - 2)
+        err = "-z supports only a single length parameter";
+    else if (o->unmap && !o->zero)
+        err = "-u requires -z to be specified";
+    else if (o->zero && o->has_pattern)
+        err = "-z and -P cannot be specified at the same time";
+    if (err) {
+        printf("%s\n", err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+typedef struct IoVec {
+    struct iovec *iov;
+    int n;
+    int64_t size;
+    uint8_t *buf;
+} IoVec;
+
+/* One buffer cut into the lengths given on the command line. */
+static int build_iovec(char **argv, int n, int pattern, IoVec *v)
+{
+    int64_t len[n > 0 ? n : 1];
+    v->size = 0;
+    for (int i = 0; i < n; i++) {
+        if (parse_num(argv[i], &len[i]) < 0)
+            return -EINVAL;
+        if (len[i] > REQUEST_MAX_BYTES) {
+            printf("Argument '%s' exceeds maximum size %" PRId64 "\n", argv[i],
+                   REQUEST_MAX_BYTES);
+            return -EINVAL;
+        }
+        if (v->size > REQUEST_MAX_BYTES - len[i]) {
+            printf("The total number of bytes exceed the maximum size %" PRId64 "\n",
+                   REQUEST_MAX_BYTES);
+            return -EINVAL;
+        }
+        v->size += len[i];
+    }
+    v->iov = calloc(n, sizeof(*v->iov));
+    v->buf = io_alloc(v->size, pattern);
+    if (!v->iov || !v->buf)
+        return -ENOMEM;
+    uint8_t *p = v->buf;
+    for (int i = 0; i < n; i++) {
+        v->iov[i] = (struct iovec){.iov_base = p, .iov_len = len[i]};
+        p += len[i];
+    }
+    v->n = n;
+    return 0;
+}
+
+static void free_iovec(IoVec *v)
+{
+    free(v->iov);
+    free(v->buf);
+}
+
+/* aio requests complete before we return, so their report comes at once;
+ * like qemu-io, a failed aio request does not fail the command. */
+static int vec_read(BlockDriverState *bs, int argc, char **argv, VecOpts *o,
+                    const char *optstr)
+{
+    IoVec v = {0};
+    int64_t off;
+    int r = vec_options(argc, argv, optstr, o);
+    if (r != 0 || (r = parse_num(argv[optind], &off)) < 0)
+        return r < 0 ? r : 0;
+    if ((r = build_iovec(argv + optind + 1, argc - optind - 1, 0xab, &v)) < 0) {
+        free_iovec(&v);
+        return r;
+    }
+    double t = tool_now();
+    r = check_range(bs, off, v.size);
+    if (r == 0)
+        r = blk_preadv(bs, off, v.iov, v.n);
+    t = tool_now() - t;
+    if (r < 0) {
+        printf("readv failed: %s\n", strerror(-r));
+    } else {
+        if (o->has_pattern)
+            r = verify_pattern(v.buf, v.size, o->pattern, off);
+        if (!o->quiet) {
+            if (o->verbose)
+                dump_buffer(v.buf, off, v.size);
+            print_report("read", t, off, v.size, v.size, 1, o->csv);
+        }
+    }
+    free_iovec(&v);
+    return o->aio ? 0 : r;
+}
+
+static int vec_write(BlockDriverState *bs, int argc, char **argv, VecOpts *o,
+                     const char *optstr)
+{
+    IoVec v = {0};
+    int64_t off;
+    int r = vec_options(argc, argv, optstr, o);
+    if (r != 0 || (r = parse_num(argv[optind], &off)) < 0)
+        return r < 0 ? r : 0;
+    if ((r = build_iovec(argv + optind + 1, argc - optind - 1, o->pattern, &v)) < 0)
+        goto out;
+    double t = tool_now();
+    r = check_range(bs, off, v.size);
+    if (r == 0 && o->zero)
+        r = blk_pwrite_zeroes(bs, off, v.size, o->unmap ? BLK_ZERO_MAY_UNMAP : 0);
+    else if (r == 0)
+        r = blk_pwritev(bs, off, v.iov, v.n);
+    if (r == 0 && o->fua)
+        r = blk_flush(bs);
+    t = tool_now() - t;
+    if (r < 0) {
+        printf("%s failed: %s\n", o->aio ? "aio_write" : "writev", strerror(-r));
+        r = o->aio ? 0 : r;
+    } else if (!o->quiet) {
+        print_report("wrote", t, off, v.size, v.size, 1, o->csv);
+    }
+out:
+    free_iovec(&v);
+    return r;
+}
+
+static int readv_f(BlockDriverState *bs, int argc, char **argv)
+{
+    VecOpts o = {0};
+    return vec_read(bs, argc, argv, &o, "CP:qv");
+}
+
+static int writev_f(BlockDriverState *bs, int argc, char **argv)
+{
+    VecOpts o = {.write = true, .pattern = 0xcd};
+    return vec_write(bs, argc, argv, &o, "CfqP:");
+}
+
+static int aio_read_f(BlockDriverState *bs, int argc, char **argv)
+{
+    VecOpts o = {.aio = true};
+    return vec_read(bs, argc, argv, &o, "CP:qvi");
+}
+
+static int aio_write_f(BlockDriverState *bs, int argc, char **argv)
+{
+    VecOpts o = {.aio = true, .write = true, .pattern = 0xcd};
+    return vec_write(bs, argc, argv, &o, "CfiqP:uz");
+}
+
+static int discard_f(BlockDriverState *bs, int argc, char **argv)
+{
+    bool csv = false, quiet = false;
+    int c;
+    while ((c = getopt(argc, argv, "Cq")) != -1) {
+        if (c == 'C')
+            csv = true;
+        else if (c == 'q')
+            quiet = true;
+        else
+            return usage();
+    }
+    if (optind != argc - 2)
+        return usage();
+    int64_t off, len;
+    int r = parse_off_len(argv + optind, &off, &len);
+    if (r < 0)
+        return r;
+    double t = tool_now();
+    r = check_range(bs, off, len);
+    if (r == 0)
+        r = blk_discard(bs, off, len);
+    t = tool_now() - t;
+    if (r < 0) {
+        printf("discard failed: %s\n", strerror(-r));
+        return r;
+    }
+    if (!quiet)
+        print_report("discard", t, off, len, len, 1, csv);
+    return 0;
+}
+
+static int flush_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return blk_flush(bs);
+}
+
+static int truncate_f(BlockDriverState *bs, int argc, char **argv)
+{
+    int prealloc = BLK_PREALLOC_OFF, c;
+    while ((c = getopt(argc, argv, "m:")) != -1) {
+        if (c != 'm')
+            return usage();
+        if ((prealloc = blk_prealloc_parse(optarg)) < 0) {
+            fprintf(stderr, "calf-io: Invalid preallocation mode '%s'\n", optarg);
+            return -EINVAL;
+        }
+    }
+    if (optind != argc - 1)
+        return usage();
+    int64_t size;
+    if (parse_num(argv[optind], &size) < 0)
+        return -EINVAL;
+    int r = blk_truncate(bs, size, prealloc, true);
+    if (r < 0)
+        fprintf(stderr, "calf-io: %s\n", blk_error());
+    return r;
+}
+
+static int length_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    char s[64];
+    tool_cvtstr((double)bs->size, s, sizeof(s));
+    printf("%s\n", s);
+    return 0;
+}
+
+/* Where qcow2 keeps VM state: right after the guest range the L1 covers. */
+static uint64_t vm_state_offset(const BlockDriverState *bs, const BlockInfo *bi)
+{
+    if (!bi->is_qcow2 || !bi->cluster_size)
+        return 0;
+    uint64_t l2_entries = bi->cluster_size / (bi->extended_l2 ? 16 : 8);
+    uint64_t span = bi->cluster_size * l2_entries;
+    return (bs->size + span - 1) / span * span;
+}
+
+static int info_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    BlockInfo bi;
+    int r = blk_get_info(bs, &bi);
+    if (r < 0)
+        return r;
+    char s1[64], s2[64];
+    tool_cvtstr((double)bi.cluster_size, s1, sizeof(s1));
+    tool_cvtstr((double)vm_state_offset(bs, &bi), s2, sizeof(s2));
+    printf("format name: %s\ncluster size: %s\nvm state offset: %s\n", bs->drv->name, s1, s2);
+    JsonNode *spec = tool_format_specific(&bi);
+    if (spec) {
+        printf("Format specific information:\n");
+        json_dump_human(stdout, json_get(spec, "data"), 1);
+        json_free(spec);
+    }
+    blk_info_free(&bi);
+    return 0;
+}
+
+/* Allocation in this layer only (qemu's bdrv_is_allocated). */
+static int is_allocated(BlockDriverState *bs, int64_t off, int64_t len, int64_t *pnum)
+{
+    uint64_t n;
+    int st = blk_block_status(bs, off, len, &n, NULL);
+    if (st < 0)
+        return st;
+    *pnum = n;
+    return !!(st & BLK_STATUS_ALLOCATED);
+}
+
+/* Grows *pnum over following ranges with the same allocation state. */
+static int map_is_allocated(BlockDriverState *bs, int64_t off, int64_t len, int64_t *pnum)
+{
+    int64_t num;
+    int first = is_allocated(bs, off, len, &num);
+    if (first < 0)
+        return first;
+    *pnum = num;
+    while (len > 0) {
+        off += num;
+        len -= num;
+        int r = is_allocated(bs, off, len, &num);
+        if (r != first || !num)
+            break;
+        *pnum += num;
+    }
+    return first;
+}
+
+static int map_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    int64_t off = 0, len = bs->size, num;
+    while (len) {
+        int r = map_is_allocated(bs, off, len, &num);
+        if (r < 0) {
+            fprintf(stderr, "calf-io: Failed to get allocation status: %s\n", strerror(-r));
+            return r;
+        }
+        if (!num) {
+            fprintf(stderr, "calf-io: Unexpected end of image\n");
+            return -EIO;
+        }
+        char s1[64], s2[64];
+        tool_cvtstr((double)num, s1, sizeof(s1));
+        tool_cvtstr((double)off, s2, sizeof(s2));
+        printf("%s (0x%" PRIx64 ") bytes %s at offset %s (0x%" PRIx64 ")\n", s1, num,
+               r ? "    allocated" : "not allocated", s2, off);
+        off += num;
+        len -= num;
+    }
+    return 0;
+}
+
+static int alloc_f(BlockDriverState *bs, int argc, char **argv)
+{
+    int64_t start, off, count = BLK_SECTOR_SIZE, num, sum = 0;
+    if (parse_num(argv[1], &start) < 0 || (argc == 3 && parse_num(argv[2], &count) < 0))
+        return -EINVAL;
+    off = start;
+    for (int64_t remaining = count; remaining;) {
+        int r = is_allocated(bs, off, remaining, &num);
+        if (r < 0) {
+            printf("is_allocated failed: %s\n", strerror(-r));
+            return r;
+        }
+        off += num;
+        remaining -= num;
+        if (r)
+            sum += num;
+        if (!num) {
+            count -= remaining; /* stopped at the end of the image */
+            remaining = 0;
+        }
+    }
+    char s[64];
+    tool_cvtstr((double)start, s, sizeof(s));
+    printf("%" PRId64 "/%" PRId64 " bytes allocated at offset %s\n", sum, count, s);
+    return 0;
+}
+
+static int help_f(BlockDriverState *bs, int argc, char **argv);
+
+static int quit_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)bs;
+    (void)argc;
+    (void)argv;
+    return 1; /* io_command() turns this into *quit */
+}
+
+static int aio_flush_f(BlockDriverState *bs, int argc, char **argv)
+{
+    return flush_f(bs, argc, argv);
+}
+
+/* Sorted by name, like qemu-io's table; args NULL prints no argument field. */
+static const IoCmd commands[] = {
+    {"aio_flush", NULL, aio_flush_f, 0, 0, false, NULL,
+     "completes all outstanding aio requests", false},
+    {"aio_read", NULL, aio_read_f, 2, -1, false, "[-Ciqv] [-P pattern] off len [len..]",
+     "asynchronously reads a number of bytes", false},
+    {"aio_write", NULL, aio_write_f, 2, -1, false, "[-Cfiquz] [-P pattern] off len [len..]",
+     "asynchronously writes a number of bytes", true},
+    {"alloc", NULL, alloc_f, 1, 2, false, "offset [count]",
+     "checks if offset is allocated in the file", false},
+    {"discard", "d", discard_f, 2, -1, false, "[-Cq] off len",
+     "discards a number of bytes at a specified offset", true},
+    {"flush", "f", flush_f, 0, 0, false, NULL, "flush all in-core file state to disk", false},
+    {"help", "?", help_f, 0, 1, true, "[command]", "help for one or all commands", false},
+    {"info", "i", info_f, 0, 0, false, NULL, "prints information about the current file", false},
+    {"length", "l", length_f, 0, 0, false, NULL, "gets the length of the current file", false},
+    {"map", NULL, map_f, 0, 0, false, "", "prints the allocated areas of a file", false},
+    {"quit", "q", quit_f, 0, 0, true, NULL, "exit the program", false},
+    {"read", "r", read_f, 2, -1, false, "[-abCqv] [-P pattern [-s off] [-l len]] off len",
+     "reads a number of bytes at a specified offset", false},
+    {"readv", NULL, readv_f, 2, -1, false, "[-Cqv] [-P pattern] off len [len..]",
+     "reads a number of bytes at a specified offset", false},
+    {"truncate", "t", truncate_f, 1, 3, false, "[-m prealloc_mode] off",
+     "truncates the current file at the given offset", true},
+    {"write", "w", write_f, 2, -1, false,
+     "[-bcCfnquz] [-P pattern | -s source_file] off len",
+     "writes a number of bytes at a specified offset", true},
+    {"writev", NULL, writev_f, 2, -1, false, "[-Cfq] [-P pattern] off len [len..]",
+     "writes a number of bytes at a specified offset", true},
+};
+#define NCOMMANDS (int)(sizeof(commands) / sizeof(commands[0]))
+
+static const IoCmd *find_command(const char *name)
+{
+    for (int i = 0; i < NCOMMANDS; i++)
+        if (!strcmp(commands[i].name, name) ||
+            (commands[i].altname && !strcmp(commands[i].altname, name)))
+            return &commands[i];
+    return NULL;
+}
+
+static void help_oneline(const IoCmd *ct)
+{
+    printf("%s ", ct->name);
+    if (ct->args)
+        printf("%s ", ct->args);
+    printf("-- %s\n", ct->oneline);
+}
+
+static int help_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)bs;
+    if (argc == 1) {
+        for (int i = 0; i < NCOMMANDS; i++)
+            help_oneline(&commands[i]);
+        printf("\nUse 'help commandname' for extended help.\n");
+        return 0;
+    }
+    const IoCmd *ct = find_command(argv[1]);
+    if (!ct) {
+        printf("command %s not found\n", argv[1]);
+        return -EINVAL;
+    }
+    help_oneline(ct);
+    return 0;
+}
+
+static int check_argc(const IoCmd *ct, int argc, const char *cmd)
+{
+    int n = argc - 1;
+    if (n >= ct->argmin && (ct->argmax == -1 || n <= ct->argmax))
+        return 0;
+    if (ct->argmax == -1)
+        fprintf(stderr, "bad argument count %d to %s, expected at least %d arguments\n", n,
+                cmd, ct->argmin);
+    else if (ct->argmin == ct->argmax)
+        fprintf(stderr, "bad argument count %d to %s, expected %d arguments\n", n, cmd,
+                ct->argmin);
+    else
+        fprintf(stderr, "bad argument count %d to %s, expected between %d and %d arguments\n",
+                n, cmd, ct->argmin, ct->argmax);
+    return -EINVAL;
+}
+
+/* Splits at spaces, as qemu-io does (no quoting). */
+static int split_line(char *line, char **argv, int max)
+{
+    int n = 0;
+    for (char *tok = strtok(line, " "); tok && n < max; tok = strtok(NULL, " "))
+        argv[n++] = tok;
+    argv[n] = NULL;
+    return n;
+}
+
+int io_command(BlockDriverState *bs, const char *line, bool *quit)
+{
+    char *copy = strdup(line);
+    char *argv[256];
+    if (!copy)
+        return -ENOMEM;
+    int argc = split_line(copy, argv, 255), r = 0;
+    const IoCmd *ct = argc ? find_command(argv[0]) : NULL;
+    if (!argc) {
+        r = 0;
+    } else if (!ct) {
+        fprintf(stderr, "command \"%s\" not found\n", argv[0]);
+        r = -EINVAL;
+    } else if (!bs && !ct->nofile_ok) {
+        fprintf(stderr, "no file open, try 'help open'\n");
+        r = -EINVAL;
+    } else if ((r = check_argc(ct, argc, argv[0])) < 0) {
+        ;
+    } else if (ct->writes && bs->read_only) {
+        fprintf(stderr, "calf-io: Block node is read-only\n");
+        r = -EPERM;
+    } else {
+        current_cmd = ct;
+        optind = 0; /* glibc: a fresh getopt scan for every command */
+        r = ct->fn(bs, argc, argv);
+        if (r > 0) {
+            *quit = true;
+            r = 0;
+        }
+    }
+    fflush(stdout);
+    free(copy);
+    return r;
+}

@@ -1,0 +1,188 @@
+/* calf-io: exercises an image from the command line, like qemu-io:
+ *   calf-io [-f fmt] [-r] [-U] [-n] [-t cache] -c CMD [-c CMD ...] FILE */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/io/io.h"
+#include "block/tool-util.h"
+
+#define CALF_VERSION "0.1"
+
+static void usage(void)
+{
+    printf("Usage: calf-io [OPTIONS]... [-c STRING]... [file]\n"
+           "calf disk exerciser (qemu-io compatible)\n"
+           "\n"
+           "  -c, --cmd STRING     execute command with its arguments\n"
+           "                       from the given string\n"
+           "  -f, --format FMT     specifies the block driver to use\n"
+           "  -r, --read-only      export read-only\n"
+           "  -n, --nocache        disable host cache, short for -t none\n"
+           "  -t, --cache=MODE     use the given cache mode for the image\n"
+           "  -U, --force-share    force shared permissions\n"
+           "  -h, --help           display this help and exit\n"
+           "  -V, --version        output version information and exit\n"
+           "\n"
+           "See 'calf-io -c help' for information on available commands.\n");
+}
+
+/* QEMU's cache modes, as far as calf's open flags can express them. */
+static int parse_cache(const char *mode, int *flags)
+{
+    *flags &= ~(BLK_O_NOCACHE | BLK_O_UNSAFE);
+    if (!strcmp(mode, "none") || !strcmp(mode, "off") || !strcmp(mode, "directsync"))
+        *flags |= BLK_O_NOCACHE;
+    else if (!strcmp(mode, "unsafe"))
+        *flags |= BLK_O_UNSAFE;
+    else if (strcmp(mode, "writeback") && strcmp(mode, "writethrough"))
+        return -EINVAL;
+    return 0;
+}
+
+typedef struct IoArgs {
+    const char *fmt;
+    char **cmds;
+    int ncmds;
+    int flags;
+    bool readonly, force_share;
+} IoArgs;
+
+static BlockDriverState *open_image(const char *filename, const IoArgs *a)
+{
+    if (a->force_share && !a->readonly) {
+        fprintf(stderr, "calf-io: can't open device %s: force-share=on can only be used "
+                "with read-only images\n", filename);
+        return NULL;
+    }
+    int flags = a->flags | (a->readonly ? 0 : BLK_O_RDWR) | (a->force_share ? BLK_O_SHARE : 0);
+    BlockDriverState *bs = blk_open(filename, a->fmt, flags, NULL);
+    if (!bs) {
+        fprintf(stderr, "calf-io: can't open device %s: %s\n", filename, blk_error());
+        return NULL;
+    }
+    if (!a->fmt && !a->readonly && !strcmp(bs->drv->name, "raw"))
+        fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing "
+                "guessed raw.\n         Automatically detecting the format is dangerous "
+                "for raw images, write operations on block 0 will be restricted.\n"
+                "         Specify the 'raw' format explicitly to remove the "
+                "restrictions.\n", filename);
+    return bs;
+}
+
+/* Without -c, commands come from standard input, one per line, after a
+ * prompt (qemu-io prompts even when stdin is not a terminal). */
+static int run_stdin(BlockDriverState *bs)
+{
+    char line[4096];
+    int last_error = 0;
+    bool quit = false;
+    while (!quit) {
+        printf("calf-io> ");
+        fflush(stdout);
+        if (!fgets(line, sizeof(line), stdin))
+            break;
+        line[strcspn(line, "\n")] = 0;
+        int r = io_command(bs, line, &quit);
+        if (r < 0)
+            last_error = r;
+    }
+    return last_error;
+}
+
+static int run_commands(BlockDriverState *bs, const IoArgs *a)
+{
+    if (!a->ncmds)
+        return run_stdin(bs);
+    int last_error = 0;
+    bool quit = false;
+    for (int i = 0; i < a->ncmds && !quit; i++) {
+        int r = io_command(bs, a->cmds[i], &quit);
+        if (r < 0)
+            last_error = r;
+    }
+    return last_error;
+}
+
+static void parse_args(int argc, char **argv, IoArgs *a)
+{
+    static const struct option long_options[] = {
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {"cmd", required_argument, 0, 'c'},
+        {"format", required_argument, 0, 'f'},
+        {"read-only", no_argument, 0, 'r'},
+        {"nocache", no_argument, 0, 'n'},
+        {"cache", required_argument, 0, 't'},
+        {"force-share", no_argument, 0, 'U'},
+        {"misalign", no_argument, 0, 'm'},
+        {"native-aio", no_argument, 0, 'k'},
+        {"aio", required_argument, 0, 'i'},
+        {"discard", required_argument, 0, 'd'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "c:d:f:hi:kmnrt:T:UV", long_options, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            a->cmds[a->ncmds++] = optarg;
+            break;
+        case 'f': a->fmt = optarg; break;
+        case 'r': a->readonly = true; break;
+        case 'n': a->flags |= BLK_O_NOCACHE; break;
+        case 't':
+            if (parse_cache(optarg, &a->flags) < 0) {
+                fprintf(stderr, "calf-io: Invalid cache option: %s\n", optarg);
+                exit(1);
+            }
+            break;
+        case 'U': a->force_share = true; break;
+        case 'd': case 'i': case 'k': case 'm': case 'T':
+            break; /* accepted for compatibility; nothing to tune */
+        case 'V':
+            printf("calf-io version " CALF_VERSION "\n");
+            exit(0);
+        case 'h':
+            usage();
+            exit(0);
+        default:
+            usage();
+            exit(1);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    IoArgs a = {.cmds = calloc(argc + 1, sizeof(char *))};
+    if (!a.cmds)
+        return 1;
+    /* keep stdout and stderr lines in order when both go to one pipe */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    tool_progname = "calf-io";
+    parse_args(argc, argv, &a);
+    if (optind < argc - 1) {
+        fprintf(stderr, "calf-io: extra arguments after the image name\n");
+        usage();
+        free(a.cmds);
+        return 1;
+    }
+    BlockDriverState *bs = NULL;
+    if (optind == argc - 1 && !(bs = open_image(argv[optind], &a))) {
+        free(a.cmds);
+        return 1;
+    }
+    int ret = run_commands(bs, &a);
+    if (bs) {
+        int r = blk_flush(bs);
+        if (r < 0) {
+            fprintf(stderr, "calf-io: flush failed: %s\n", blk_error());
+            ret = r;
+        }
+        blk_close(bs);
+    }
+    free(a.cmds);
+    return ret < 0 ? 1 : 0;
+}
