@@ -7,7 +7,7 @@
 set -u
 need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev"
 case "${1:-build}" in
-test) need="$need qemu-utils perl" ;;
+test) need="$need qemu-utils perl linux-source-6.1 bc flex bison libelf-dev cpio xz-utils busybox-static" ;;
 run)  need="$need" ;;
 bench) need="$need qemu-utils qemu-system-x86 hyperfine" ;;
 esac

@@ -1,0 +1,38 @@
+/* Device models.  Each lives in one file, registers its ports on the bus
+ * and keeps its state private; the VMM creates them and may feed console
+ * input to the serial port. */
+#ifndef CALF_DEVICES_H
+#define CALF_DEVICES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/bus.h"
+
+struct serial;
+
+/* Every device's state belongs to the bus and goes with bus_destroy(). */
+
+/* 16550A UART at base (0x3f8 for COM1) on ISA irq. */
+int serial_create(struct bus *bus, uint16_t base, unsigned irq,
+                  struct serial **out);
+/* Bytes typed on the host console; returns how many the receive FIFO took
+ * (the rest should be offered again later).  Takes the bus lock. */
+size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
+
+/* MC146818 CMOS/RTC at 0x70/0x71: host time (UTC) and the memory-size
+ * bytes firmware reads.  low_ram counts RAM below 4 GiB, high_ram above. */
+int rtc_create(struct bus *bus, uint64_t low_ram, uint64_t high_ram);
+
+/* i8042 keyboard controller at 0x60/0x64, enough for probing and for the
+ * reset line (a reset request stops the machine). */
+int i8042_create(struct bus *bus);
+
+/* QEMU's isa-debug-exit at port 0x501: a write of v stops the machine
+ * with exit status (v << 1) | 1. */
+int debug_exit_create(struct bus *bus, uint16_t port);
+
+/* Ports decoded and ignored: POST code port 0x80 and friends. */
+int port80_create(struct bus *bus);
+
+#endif

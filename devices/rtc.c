@@ -1,0 +1,186 @@
+/* MC146818 CMOS/RTC.  The clock registers read the host's UTC time at the
+ * moment of the read, so there is no timer to run; a set-time write is
+ * kept as an offset from host time.  The update-in-progress bit never
+ * shows, which is what a guest polling it wants to see.  The other CMOS
+ * bytes hold the memory sizes that SeaBIOS and older loaders read. */
+#include "devices/devices.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define CMOS_SIZE 128
+
+enum {
+    RTC_SEC = 0x00, RTC_MIN = 0x02, RTC_HOUR = 0x04, RTC_WDAY = 0x06,
+    RTC_MDAY = 0x07, RTC_MONTH = 0x08, RTC_YEAR = 0x09,
+    RTC_REG_A = 0x0a, RTC_REG_B = 0x0b, RTC_REG_C = 0x0c, RTC_REG_D = 0x0d,
+    RTC_CENTURY = 0x32,
+};
+
+#define REG_B_24H    0x02
+#define REG_B_BINARY 0x04
+
+struct rtc {
+    uint8_t index;
+    uint8_t cmos[CMOS_SIZE];
+    time_t offset; /* guest time minus host time, from guest writes */
+};
+
+static uint8_t rtc_encode(struct rtc *rtc, int v)
+{
+    if (rtc->cmos[RTC_REG_B] & REG_B_BINARY)
+        return (uint8_t)v;
+    return (uint8_t)(((v / 10) << 4) | (v % 10));
+}
+
+static int rtc_decode(struct rtc *rtc, uint8_t v)
+{
+    if (rtc->cmos[RTC_REG_B] & REG_B_BINARY)
+        return v;
+    return (v >> 4) * 10 + (v & 0x0f);
+}
+
+static uint8_t rtc_hour(struct rtc *rtc, int hour)
+{
+    int h12;
+
+    if (rtc->cmos[RTC_REG_B] & REG_B_24H)
+        return rtc_encode(rtc, hour);
+    h12 = hour % 12 ? hour % 12 : 12;
+    return rtc_encode(rtc, h12) | (hour >= 12 ? 0x80 : 0);
+}
+
+static bool rtc_clock_reg(unsigned reg, struct tm *tm, int **field)
+{
+    switch (reg) {
+    case RTC_SEC: *field = &tm->tm_sec; return true;
+    case RTC_MIN: *field = &tm->tm_min; return true;
+    case RTC_HOUR: *field = &tm->tm_hour; return true;
+    case RTC_WDAY: *field = &tm->tm_wday; return true;
+    case RTC_MDAY: *field = &tm->tm_mday; return true;
+    case RTC_MONTH: *field = &tm->tm_mon; return true;
+    case RTC_YEAR: *field = &tm->tm_year; return true;
+    default: return false;
+    }
+}
+
+static uint8_t rtc_read_clock(struct rtc *rtc, unsigned reg)
+{
+    time_t now = time(NULL) + rtc->offset;
+    struct tm tm;
+
+    gmtime_r(&now, &tm);
+    switch (reg) {
+    case RTC_SEC: return rtc_encode(rtc, tm.tm_sec);
+    case RTC_MIN: return rtc_encode(rtc, tm.tm_min);
+    case RTC_HOUR: return rtc_hour(rtc, tm.tm_hour);
+    case RTC_WDAY: return rtc_encode(rtc, tm.tm_wday + 1);
+    case RTC_MDAY: return rtc_encode(rtc, tm.tm_mday);
+    case RTC_MONTH: return rtc_encode(rtc, tm.tm_mon + 1);
+    case RTC_YEAR: return rtc_encode(rtc, tm.tm_year % 100);
+    default: return rtc_encode(rtc, (tm.tm_year + 1900) / 100);
+    }
+}
+
+/* A guest setting the clock moves its own view of time only. */
+static void rtc_write_clock(struct rtc *rtc, unsigned reg, uint8_t v)
+{
+    time_t now = time(NULL) + rtc->offset, then;
+    struct tm tm;
+    int *field, val;
+
+    gmtime_r(&now, &tm);
+    if (!rtc_clock_reg(reg, &tm, &field))
+        return;
+    val = rtc_decode(rtc, reg == RTC_HOUR ? (v & 0x7f) : v);
+    if (reg == RTC_HOUR && !(rtc->cmos[RTC_REG_B] & REG_B_24H))
+        val = (val % 12) + ((v & 0x80) ? 12 : 0);
+    if (reg == RTC_MONTH)
+        val -= 1;
+    if (reg == RTC_YEAR)
+        val += tm.tm_year - tm.tm_year % 100;
+    if (reg == RTC_WDAY)
+        return; /* derived from the date */
+    *field = val;
+    then = timegm(&tm);
+    if (then != (time_t)-1)
+        rtc->offset += then - now;
+}
+
+static bool rtc_is_clock(unsigned reg)
+{
+    return reg == RTC_SEC || reg == RTC_MIN || reg == RTC_HOUR ||
+           (reg >= RTC_WDAY && reg <= RTC_YEAR) || reg == RTC_CENTURY;
+}
+
+static void rtc_pio(void *opaque, uint16_t port, uint8_t *data,
+                    unsigned size, bool is_write)
+{
+    struct rtc *rtc = opaque;
+    unsigned reg = rtc->index;
+
+    (void)size;
+    if (port == 0x70) {
+        if (is_write)
+            rtc->index = data[0] & 0x7f; /* bit 7 is the NMI mask */
+        else
+            data[0] = rtc->index;
+        return;
+    }
+    if (!is_write) {
+        if (rtc_is_clock(reg))
+            data[0] = rtc_read_clock(rtc, reg);
+        else
+            data[0] = rtc->cmos[reg];
+        if (reg == RTC_REG_C)
+            rtc->cmos[RTC_REG_C] = 0; /* interrupt flags clear on read */
+        return;
+    }
+    if (rtc_is_clock(reg) && reg != RTC_CENTURY)
+        rtc_write_clock(rtc, reg, data[0]);
+    else if (reg == RTC_REG_A)
+        rtc->cmos[reg] = data[0] & 0x7f; /* UIP is read-only */
+    else if (reg != RTC_REG_C && reg != RTC_REG_D)
+        rtc->cmos[reg] = data[0];
+}
+
+static void rtc_set_memory(struct rtc *rtc, uint64_t low, uint64_t high)
+{
+    uint64_t ext_kb = low > (1 << 20) ? (low - (1 << 20)) >> 10 : 0;
+    uint64_t above16 = low > (16 << 20) ? (low - (16 << 20)) >> 16 : 0;
+    uint64_t above4g = high >> 16;
+
+    if (ext_kb > 0xffff)
+        ext_kb = 0xffff;
+    if (above16 > 0xffff)
+        above16 = 0xffff;
+    rtc->cmos[0x15] = 640 & 0xff;   /* base memory in KiB */
+    rtc->cmos[0x16] = 640 >> 8;
+    rtc->cmos[0x17] = rtc->cmos[0x30] = ext_kb & 0xff;
+    rtc->cmos[0x18] = rtc->cmos[0x31] = ext_kb >> 8;
+    rtc->cmos[0x34] = above16 & 0xff;
+    rtc->cmos[0x35] = above16 >> 8;
+    rtc->cmos[0x5b] = above4g & 0xff;
+    rtc->cmos[0x5c] = (above4g >> 8) & 0xff;
+    rtc->cmos[0x5d] = (above4g >> 16) & 0xff;
+}
+
+int rtc_create(struct bus *bus, uint64_t low_ram, uint64_t high_ram)
+{
+    struct rtc *rtc = calloc(1, sizeof(*rtc));
+    int ret;
+
+    if (!rtc)
+        return -ENOMEM;
+    rtc->cmos[RTC_REG_A] = 0x26; /* 32.768 kHz base, 1024 Hz rate */
+    rtc->cmos[RTC_REG_B] = REG_B_24H;
+    rtc->cmos[RTC_REG_D] = 0x80; /* battery good */
+    rtc_set_memory(rtc, low_ram, high_ram);
+    ret = bus_own(bus, rtc);
+    if (ret) {
+        free(rtc);
+        return ret;
+    }
+    return bus_register_pio(bus, 0x70, 2, rtc_pio, rtc);
+}

@@ -1,0 +1,239 @@
+/* 16550A UART.  Transmission is instantaneous: a byte written to THR goes
+ * straight to the console (which batches host writes), so THR and the
+ * shift register are always empty again by the time the guest looks, and
+ * LSR always shows THRE|TEMT.  The THR-empty interrupt still follows the
+ * 8250 rules (raised when THR empties or when it is enabled while empty,
+ * cleared by a THR write or by reading IIR while it is the reported
+ * source), because Linux's driver depends on them. */
+#include "devices/devices.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#define UART_RX_FIFO 16
+
+enum {
+    REG_RBR_THR = 0, REG_IER = 1, REG_IIR_FCR = 2, REG_LCR = 3,
+    REG_MCR = 4, REG_LSR = 5, REG_MSR = 6, REG_SCR = 7,
+};
+
+#define IER_RDI   0x01
+#define IER_THRI  0x02
+#define IER_RLSI  0x04
+#define IER_MSI   0x08
+#define IIR_NO_INT 0x01
+#define IIR_MSI    0x00
+#define IIR_THRI   0x02
+#define IIR_RDI    0x04
+#define IIR_FIFO   0xc0
+#define FCR_ENABLE 0x01
+#define FCR_CLR_RX 0x02
+#define LCR_DLAB   0x80
+#define MCR_DTR    0x01
+#define MCR_RTS    0x02
+#define MCR_OUT1   0x04
+#define MCR_OUT2   0x08
+#define MCR_LOOP   0x10
+#define LSR_DR     0x01
+#define LSR_THRE   0x20
+#define LSR_TEMT   0x40
+#define MSR_DCTS   0x01
+#define MSR_DDSR   0x02
+#define MSR_TERI   0x04
+#define MSR_DDCD   0x08
+#define MSR_CTS    0x10
+#define MSR_DSR    0x20
+#define MSR_RI     0x40
+#define MSR_DCD    0x80
+
+struct serial {
+    struct bus *bus;
+    unsigned irq;
+    int irq_level;
+    uint8_t ier, lcr, mcr, msr, scr, fcr;
+    uint8_t dll, dlm;
+    bool thri_pending;
+    uint8_t rx[UART_RX_FIFO];
+    unsigned rx_head, rx_count;
+};
+
+static uint8_t serial_iir(struct serial *s)
+{
+    uint8_t fifo = (s->fcr & FCR_ENABLE) ? IIR_FIFO : 0;
+
+    if ((s->ier & IER_RDI) && s->rx_count)
+        return IIR_RDI | fifo;
+    if ((s->ier & IER_THRI) && s->thri_pending)
+        return IIR_THRI | fifo;
+    if ((s->ier & IER_MSI) && (s->msr & 0x0f))
+        return IIR_MSI | fifo;
+    return IIR_NO_INT | fifo;
+}
+
+static void serial_update_irq(struct serial *s)
+{
+    int level = !(serial_iir(s) & IIR_NO_INT);
+
+    if (level != s->irq_level) {
+        s->irq_level = level;
+        bus_set_irq(s->bus, s->irq, level);
+    }
+}
+
+static void serial_rx_push(struct serial *s, uint8_t c)
+{
+    if (s->rx_count == UART_RX_FIFO)
+        return; /* overrun: the byte is lost, as on the real part */
+    s->rx[(s->rx_head + s->rx_count) % UART_RX_FIFO] = c;
+    s->rx_count++;
+}
+
+static uint8_t serial_rx_pop(struct serial *s)
+{
+    uint8_t c;
+
+    if (!s->rx_count)
+        return 0;
+    c = s->rx[s->rx_head];
+    s->rx_head = (s->rx_head + 1) % UART_RX_FIFO;
+    s->rx_count--;
+    return c;
+}
+
+/* In loopback the modem inputs mirror the modem outputs; Linux's probe
+ * checks exactly this mapping to decide a UART is present. */
+static uint8_t serial_msr(struct serial *s)
+{
+    uint8_t m = s->mcr;
+
+    if (!(m & MCR_LOOP))
+        return s->msr;
+    return (s->msr & 0x0f) | ((m & MCR_DTR) ? MSR_DSR : 0) |
+           ((m & MCR_RTS) ? MSR_CTS : 0) | ((m & MCR_OUT1) ? MSR_RI : 0) |
+           ((m & MCR_OUT2) ? MSR_DCD : 0);
+}
+
+static void serial_transmit(struct serial *s, uint8_t c)
+{
+    if (s->mcr & MCR_LOOP)
+        serial_rx_push(s, c);
+    else
+        bus_console_write(s->bus, &c, 1);
+    s->thri_pending = true;
+}
+
+static void serial_write(struct serial *s, unsigned reg, uint8_t v)
+{
+    switch (reg) {
+    case REG_RBR_THR:
+        if (s->lcr & LCR_DLAB) {
+            s->dll = v;
+            break;
+        }
+        s->thri_pending = false;
+        serial_transmit(s, v);
+        break;
+    case REG_IER:
+        if (s->lcr & LCR_DLAB) {
+            s->dlm = v;
+            break;
+        }
+        if ((v & IER_THRI) && !(s->ier & IER_THRI))
+            s->thri_pending = true; /* enabling it while THR is empty */
+        s->ier = v & 0x0f;
+        break;
+    case REG_IIR_FCR:
+        if (v & FCR_CLR_RX)
+            s->rx_count = 0;
+        s->fcr = v & 0xc9;
+        break;
+    case REG_LCR:
+        s->lcr = v;
+        break;
+    case REG_MCR:
+        s->mcr = v & 0x1f;
+        break;
+    case REG_SCR:
+        s->scr = v;
+        break;
+    default: /* LSR and MSR are read-only */
+        break;
+    }
+}
+
+static uint8_t serial_read(struct serial *s, unsigned reg)
+{
+    uint8_t v;
+
+    switch (reg) {
+    case REG_RBR_THR:
+        return (s->lcr & LCR_DLAB) ? s->dll : serial_rx_pop(s);
+    case REG_IER:
+        return (s->lcr & LCR_DLAB) ? s->dlm : s->ier;
+    case REG_IIR_FCR:
+        v = serial_iir(s);
+        if ((v & 0x0f) == IIR_THRI)
+            s->thri_pending = false;
+        return v;
+    case REG_LCR:
+        return s->lcr;
+    case REG_MCR:
+        return s->mcr;
+    case REG_LSR:
+        return LSR_THRE | LSR_TEMT | (s->rx_count ? LSR_DR : 0);
+    case REG_MSR:
+        v = serial_msr(s);
+        s->msr &= 0xf0; /* reading clears the delta bits */
+        return v;
+    default:
+        return s->scr;
+    }
+}
+
+static void serial_pio(void *opaque, uint16_t port, uint8_t *data,
+                       unsigned size, bool is_write)
+{
+    struct serial *s = opaque;
+    unsigned reg = port & 7;
+
+    (void)size; /* only the low byte of a wider access reaches the UART */
+    if (is_write)
+        serial_write(s, reg, data[0]);
+    else
+        data[0] = serial_read(s, reg);
+    serial_update_irq(s);
+}
+
+size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
+{
+    size_t n = 0;
+
+    bus_lock(s->bus);
+    while (n < len && s->rx_count < UART_RX_FIFO)
+        serial_rx_push(s, buf[n++]);
+    serial_update_irq(s);
+    bus_unlock(s->bus);
+    return n;
+}
+
+int serial_create(struct bus *bus, uint16_t base, unsigned irq,
+                  struct serial **out)
+{
+    struct serial *s = calloc(1, sizeof(*s));
+    int ret;
+
+    if (!s)
+        return -ENOMEM;
+    s->bus = bus;
+    s->irq = irq;
+    s->msr = MSR_DCD | MSR_DSR | MSR_CTS;
+    s->mcr = MCR_OUT2;
+    s->dll = 12; /* 9600 baud, what the BIOS leaves */
+    ret = bus_own(bus, s);
+    if (ret) {
+        free(s);
+        return ret;
+    }
+    *out = s;
+    return bus_register_pio(bus, base, 8, serial_pio, s);
+}

@@ -1,0 +1,519 @@
+/* virtio-blk (virtio 1.2, 5.2): one queue served by a dedicated I/O
+ * thread that reads and writes guest memory in place through the block
+ * layer (iovecs point into guest RAM; no bounce buffer). */
+#include "devices/virtio.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "block/block.h"
+
+#define VIRTIO_BLK_F_SIZE_MAX     1
+#define VIRTIO_BLK_F_SEG_MAX      2
+#define VIRTIO_BLK_F_RO           5
+#define VIRTIO_BLK_F_BLK_SIZE     6
+#define VIRTIO_BLK_F_MQ           12
+#define VIRTIO_BLK_F_FLUSH        9
+#define VIRTIO_BLK_F_DISCARD      13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+#define VIRTIO_BLK_T_IN           0
+#define VIRTIO_BLK_T_OUT          1
+#define VIRTIO_BLK_T_FLUSH        4
+#define VIRTIO_BLK_T_GET_ID       8
+#define VIRTIO_BLK_T_DISCARD      11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+#define VIRTIO_BLK_S_OK     0
+#define VIRTIO_BLK_S_IOERR  1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VBLK_QUEUE_SIZE  256
+#define VBLK_SEG_MAX     (VBLK_QUEUE_SIZE - 2) /* header and status */
+#define VBLK_SIZE_MAX    (1u << 20)
+#define VBLK_DISCARD_SEG 32
+#define VBLK_MAX_ZERO_SECTORS (1u << 22) /* 2 GiB per segment */
+#define VBLK_ID_BYTES    20
+#define VBLK_CONFIG_SIZE 0x3c
+
+enum { CACHE_WRITEBACK, CACHE_NONE, CACHE_UNSAFE };
+
+struct vblk_opts {
+    char *file;
+    const char *format;
+    bool readonly, snapshot, unmap;
+    int cache;
+    char serial[VBLK_ID_BYTES + 1];
+};
+
+struct vblk;
+
+/* One virtqueue and the thread that serves it. */
+struct vblk_queue {
+    struct vblk *vb;
+    unsigned index;
+    pthread_t thread;
+    bool started;
+    struct virtq_req req;
+    struct iovec data[VIRTQ_MAX_CHAIN];
+};
+
+struct vblk {
+    struct virtio_pci *vp;
+    BlockDriverState *bs; /* thread-safe: the queues share it */
+    bool readonly, unmap;
+    char serial[VBLK_ID_BYTES];
+    uint8_t config[VBLK_CONFIG_SIZE];
+    atomic_bool stop;
+    unsigned nq;
+    struct vblk_queue q[VIRTIO_MAX_QUEUES];
+    char *name; /* the image, for messages */
+};
+
+struct blk_hdr {
+    uint32_t type, reserved;
+    uint64_t sector;
+};
+
+struct blk_seg {
+    uint64_t sector;
+    uint32_t num_sectors, flags;
+};
+
+/* ---- iovec helpers ---- */
+
+static size_t iov_size(const struct iovec *iov, unsigned n)
+{
+    size_t len = 0;
+
+    for (unsigned i = 0; i < n; i++)
+        len += iov[i].iov_len;
+    return len;
+}
+
+/* The part [skip, skip+len) of iov as a new vector in dst; returns its
+ * count (the caller checked that iov holds that many bytes). */
+static unsigned iov_slice(const struct iovec *iov, unsigned n, size_t skip,
+                          size_t len, struct iovec *dst)
+{
+    unsigned k = 0;
+
+    for (unsigned i = 0; i < n && len; i++) {
+        size_t l = iov[i].iov_len;
+
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        l -= skip;
+        if (l > len)
+            l = len;
+        dst[k++] = (struct iovec){ (uint8_t *)iov[i].iov_base + skip, l };
+        len -= l;
+        skip = 0;
+    }
+    return k;
+}
+
+/* Copies between a flat buffer and [skip, skip+len) of iov. */
+static size_t iov_copy(const struct iovec *iov, unsigned n, size_t skip,
+                       void *buf, size_t len, bool to_iov)
+{
+    struct iovec part[VIRTQ_MAX_CHAIN];
+    unsigned k = iov_slice(iov, n, skip, len, part);
+    size_t done = 0;
+
+    for (unsigned i = 0; i < k; i++) {
+        if (to_iov)
+            memcpy(part[i].iov_base, (uint8_t *)buf + done, part[i].iov_len);
+        else
+            memcpy((uint8_t *)buf + done, part[i].iov_base, part[i].iov_len);
+        done += part[i].iov_len;
+    }
+    return done;
+}
+
+/* ---- requests ---- */
+
+static bool vblk_range_ok(struct vblk *vb, uint64_t sector, uint64_t bytes)
+{
+    uint64_t size = vb->bs->size;
+
+    return sector <= size / BLK_SECTOR_SIZE &&
+           bytes <= size - sector * BLK_SECTOR_SIZE;
+}
+
+static uint8_t vblk_rw(struct vblk_queue *vq, const struct blk_hdr *h,
+                       bool write, const struct iovec *buf, unsigned n,
+                       size_t len)
+{
+    struct vblk *vb = vq->vb;
+    unsigned k;
+    int ret;
+
+    if (write && vb->readonly)
+        return VIRTIO_BLK_S_IOERR;
+    if (len % BLK_SECTOR_SIZE || !vblk_range_ok(vb, h->sector, len))
+        return VIRTIO_BLK_S_IOERR;
+    k = iov_slice(buf, n, write ? sizeof(*h) : 0, len, vq->data);
+    if (!k)
+        return VIRTIO_BLK_S_OK;
+    ret = write ? blk_pwritev(vb->bs, h->sector * BLK_SECTOR_SIZE, vq->data, (int)k)
+                : blk_preadv(vb->bs, h->sector * BLK_SECTOR_SIZE, vq->data, (int)k);
+    return ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+}
+
+static uint8_t vblk_seg(struct vblk *vb, uint32_t type, const struct blk_seg *s)
+{
+    uint64_t off = s->sector * BLK_SECTOR_SIZE, len;
+
+    len = (uint64_t)s->num_sectors * BLK_SECTOR_SIZE;
+    if (vb->readonly)
+        return VIRTIO_BLK_S_IOERR;
+    if (s->num_sectors > VBLK_MAX_ZERO_SECTORS || !vblk_range_ok(vb, s->sector, len))
+        return VIRTIO_BLK_S_IOERR;
+    if (type == VIRTIO_BLK_T_DISCARD) {
+        if (s->flags)
+            return VIRTIO_BLK_S_UNSUPP;
+        /* discard=ignore: the hint is dropped, as QEMU does by default. */
+        if (!vb->unmap || !len)
+            return VIRTIO_BLK_S_OK;
+        return blk_discard(vb->bs, off, len) < 0 ? VIRTIO_BLK_S_IOERR
+                                                 : VIRTIO_BLK_S_OK;
+    }
+    if (s->flags & ~1u)
+        return VIRTIO_BLK_S_UNSUPP;
+    if (!len)
+        return VIRTIO_BLK_S_OK;
+    return blk_pwrite_zeroes(vb->bs, off, len,
+                             (s->flags & 1) && vb->unmap ? BLK_ZERO_MAY_UNMAP : 0) < 0
+               ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+}
+
+static uint8_t vblk_segments(struct vblk *vb, uint32_t type,
+                             const struct iovec *out, unsigned n)
+{
+    size_t bytes = iov_size(out, n) - sizeof(struct blk_hdr);
+    uint8_t st = VIRTIO_BLK_S_OK;
+
+    if (!bytes || bytes % sizeof(struct blk_seg) ||
+        bytes / sizeof(struct blk_seg) > VBLK_DISCARD_SEG)
+        return VIRTIO_BLK_S_UNSUPP;
+    for (size_t i = 0; i < bytes / sizeof(struct blk_seg) && !st; i++) {
+        struct blk_seg s;
+
+        iov_copy(out, n, sizeof(struct blk_hdr) + i * sizeof(s), &s,
+                 sizeof(s), false);
+        st = vblk_seg(vb, type, &s);
+    }
+    return st;
+}
+
+/* Serves one request; returns the bytes written into its in-buffers.
+ * The status byte is the last byte the driver offered for writing. */
+static uint32_t vblk_handle(struct vblk_queue *vq, struct virtq_req *r)
+{
+    struct vblk *vb = vq->vb;
+    const struct iovec *out = r->iov, *in = r->iov + r->n_out;
+    size_t out_len = iov_size(out, r->n_out), in_len = iov_size(in, r->n_in);
+    struct blk_hdr h;
+    uint8_t st;
+    uint32_t used = 1;
+
+    if (!in_len)
+        return 0; /* nowhere to put a status: the driver gets nothing */
+    if (out_len < sizeof(h)) {
+        st = VIRTIO_BLK_S_IOERR;
+    } else {
+        iov_copy(out, r->n_out, 0, &h, sizeof(h), false);
+        switch (h.type) {
+        case VIRTIO_BLK_T_IN:
+            st = vblk_rw(vq, &h, false, in, r->n_in, in_len - 1);
+            if (st == VIRTIO_BLK_S_OK)
+                used = (uint32_t)in_len;
+            break;
+        case VIRTIO_BLK_T_OUT:
+            st = vblk_rw(vq, &h, true, out, r->n_out, out_len - sizeof(h));
+            break;
+        case VIRTIO_BLK_T_FLUSH:
+            st = vb->readonly || blk_flush(vb->bs) == 0 ? VIRTIO_BLK_S_OK
+                                                        : VIRTIO_BLK_S_IOERR;
+            break;
+        case VIRTIO_BLK_T_GET_ID:
+            used += (uint32_t)iov_copy(in, r->n_in, 0, vb->serial,
+                                       in_len - 1 < VBLK_ID_BYTES ? in_len - 1
+                                                                  : VBLK_ID_BYTES,
+                                       true);
+            st = VIRTIO_BLK_S_OK;
+            break;
+        case VIRTIO_BLK_T_DISCARD:
+        case VIRTIO_BLK_T_WRITE_ZEROES:
+            st = vblk_segments(vb, h.type, out, r->n_out);
+            break;
+        default:
+            st = VIRTIO_BLK_S_UNSUPP;
+            break;
+        }
+    }
+    iov_copy(in, r->n_in, in_len - 1, &st, 1, true);
+    return used;
+}
+
+static void *vblk_thread(void *opaque)
+{
+    struct vblk_queue *vq = opaque;
+    struct vblk *vb = vq->vb;
+    unsigned q = vq->index;
+    int fd = virtq_kick_fd(vb->vp, q);
+
+    for (;;) {
+        uint64_t n;
+
+        if (read(fd, &n, sizeof(n)) < 0 && errno != EINTR)
+            break;
+        if (atomic_load(&vb->stop))
+            break;
+        virtq_lock(vb->vp, q);
+        while (virtq_pop(vb->vp, q, &vq->req) > 0) {
+            uint32_t len = vblk_handle(vq, &vq->req);
+
+            virtq_push(vb->vp, q, &vq->req, len);
+        }
+        virtq_notify(vb->vp, q);
+        virtq_unlock(vb->vp, q);
+    }
+    return NULL;
+}
+
+/* ---- device ---- */
+
+static void vblk_config_rw(void *opaque, uint64_t off, uint8_t *data,
+                           unsigned size, bool is_write)
+{
+    struct vblk *vb = opaque;
+
+    if (is_write)
+        return; /* nothing writable without CONFIG_WCE */
+    if (off + size <= sizeof(vb->config))
+        memcpy(data, vb->config + off, size);
+    else
+        memset(data, 0, size);
+}
+
+static void vblk_destroy(void *opaque)
+{
+    struct vblk *vb = opaque;
+
+    atomic_store(&vb->stop, true);
+    for (unsigned q = 0; q < vb->nq; q++) {
+        if (!vb->q[q].started)
+            continue;
+        virtq_kick(vb->vp, q);
+        pthread_join(vb->q[q].thread, NULL);
+    }
+    blk_close(vb->bs);
+    free(vb->name);
+    free(vb);
+}
+
+static const struct virtio_dev_ops vblk_ops = {
+    .config_rw = vblk_config_rw,
+    .destroy = vblk_destroy,
+};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static void vblk_fill_config(struct vblk *vb)
+{
+    uint64_t sectors = vb->bs->size / BLK_SECTOR_SIZE;
+    uint8_t *c = vb->config;
+
+    memcpy(c, &sectors, 8);
+    put32(c + 0x08, VBLK_SIZE_MAX);
+    put32(c + 0x0c, VBLK_SEG_MAX);
+    put32(c + 0x14, BLK_SECTOR_SIZE);
+    put32(c + 0x24, VBLK_MAX_ZERO_SECTORS);  /* max_discard_sectors */
+    put32(c + 0x28, VBLK_DISCARD_SEG);       /* max_discard_seg */
+    put32(c + 0x2c, 8);                      /* discard_sector_alignment */
+    put32(c + 0x30, VBLK_MAX_ZERO_SECTORS);  /* max_write_zeroes_sectors */
+    put32(c + 0x34, VBLK_DISCARD_SEG);       /* max_write_zeroes_seg */
+    c[0x22] = (uint8_t)vb->nq;               /* num_queues */
+    c[0x38] = vb->unmap;                     /* write_zeroes_may_unmap */
+}
+
+/* ---- --disk ---- */
+
+static int opt_bool(const char *v, bool *out)
+{
+    if (!v || !strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "1"))
+        *out = true;
+    else if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "0"))
+        *out = false;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+static int opt_one(struct vblk_opts *o, char *key, const char *v)
+{
+    if (!strcmp(key, "file") && v && *v)
+        o->file = (char *)v;
+    else if (!strcmp(key, "format") && v && *v)
+        o->format = v;
+    else if (!strcmp(key, "if") && v && !strcmp(v, "virtio"))
+        return 0;
+    else if (!strcmp(key, "readonly"))
+        return opt_bool(v, &o->readonly);
+    else if (!strcmp(key, "snapshot"))
+        return opt_bool(v, &o->snapshot);
+    else if (!strcmp(key, "cache") && v && !strcmp(v, "writeback"))
+        o->cache = CACHE_WRITEBACK;
+    else if (!strcmp(key, "cache") && v && !strcmp(v, "none"))
+        o->cache = CACHE_NONE;
+    else if (!strcmp(key, "cache") && v && !strcmp(v, "unsafe"))
+        o->cache = CACHE_UNSAFE;
+    else if (!strcmp(key, "discard") && v && !strcmp(v, "ignore"))
+        o->unmap = false;
+    else if (!strcmp(key, "discard") && v && !strcmp(v, "unmap"))
+        o->unmap = true;
+    else if (!strcmp(key, "serial") && v && strlen(v) <= VBLK_ID_BYTES)
+        strcpy(o->serial, v);
+    else
+        return -EINVAL;
+    return 0;
+}
+
+/* FILE[,key[=value]]...; ",," stands for a comma inside the file name. */
+static int vblk_parse(char *s, struct vblk_opts *o)
+{
+    char *r = s, *w = s;
+
+    o->file = s;
+    for (; *r && !(r[0] == ',' && r[1] != ','); r++, w++) {
+        *w = *r;
+        if (r[0] == ',')
+            r++;
+    }
+    if (*r)
+        r++;
+    *w = 0;
+    while (*r) {
+        char *key = r, *end = strchr(r, ','), *eq;
+
+        if (end)
+            *end = 0;
+        eq = strchr(key, '=');
+        if (eq)
+            *eq++ = 0;
+        if (opt_one(o, key, eq)) {
+            fprintf(stderr, "calf: --disk %s: bad option '%s%s%s'\n", o->file,
+                    key, eq ? "=" : "", eq ? eq : "");
+            return -EINVAL;
+        }
+        r = end ? end + 1 : key + strlen(key);
+    }
+    if (!*o->file) {
+        fprintf(stderr, "calf: --disk: no file given\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static BlockDriverState *vblk_open(const struct vblk_opts *o)
+{
+    int flags = o->cache == CACHE_NONE ? BLK_O_NOCACHE
+              : o->cache == CACHE_UNSAFE ? BLK_O_UNSAFE : 0;
+    const char *format = o->format;
+    char probed[32];
+
+    /* The block layer cannot probe a format through O_DIRECT (its probe
+     * buffer is not aligned): learn the format with a plain shared open. */
+    if (!format && (flags & BLK_O_NOCACHE)) {
+        BlockDriverState *bs = blk_open(o->file, NULL, BLK_O_SHARE, NULL);
+
+        if (!bs)
+            return NULL;
+        snprintf(probed, sizeof(probed), "%s", bs->drv->name);
+        blk_close(bs);
+        format = probed;
+    }
+    if (o->snapshot)
+        return blk_open_snapshot(o->file, format, flags);
+    return blk_open(o->file, format, flags | (o->readonly ? 0 : BLK_O_RDWR),
+                    NULL);
+}
+
+static int vblk_start(struct pci *pci, struct vblk *vb)
+{
+    struct virtio_pci_config vc = {
+        .device_type = 2, .class_code = 0x01, .subclass = 0x80,
+        .features = 1ULL << VIRTIO_BLK_F_SIZE_MAX | 1ULL << VIRTIO_BLK_F_SEG_MAX |
+                    1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH |
+                    1ULL << VIRTIO_BLK_F_DISCARD |
+                    1ULL << VIRTIO_BLK_F_WRITE_ZEROES |
+                    (vb->readonly ? 1ULL << VIRTIO_BLK_F_RO : 0) |
+                    (vb->nq > 1 ? 1ULL << VIRTIO_BLK_F_MQ : 0),
+        .num_queues = vb->nq, .queue_max = VBLK_QUEUE_SIZE,
+    };
+    int ret = virtio_pci_create(pci, &vc, &vblk_ops, vb, &vb->vp);
+
+    if (ret) {
+        if (!vb->vp) /* else the PCI function owns vb */
+            vblk_destroy(vb);
+        return ret;
+    }
+    for (unsigned q = 0; q < vb->nq && !ret; q++) {
+        vb->q[q].vb = vb;
+        vb->q[q].index = q;
+        ret = -pthread_create(&vb->q[q].thread, NULL, vblk_thread, &vb->q[q]);
+        vb->q[q].started = !ret;
+    }
+    return ret;
+}
+
+int virtio_blk_add(struct pci *pci, const char *spec, unsigned nqueues)
+{
+    struct vblk_opts o = { .cache = CACHE_WRITEBACK };
+    char *copy = strdup(spec);
+    struct vblk *vb;
+    int ret;
+
+    if (!copy)
+        return -ENOMEM;
+    ret = vblk_parse(copy, &o);
+    vb = ret ? NULL : calloc(1, sizeof(*vb));
+    if (!ret && !vb)
+        ret = -ENOMEM;
+    if (!ret) {
+        vb->bs = vblk_open(&o);
+        if (!vb->bs) {
+            fprintf(stderr, "calf: --disk %s: %s\n", o.file, blk_error());
+            ret = -EIO;
+        }
+    }
+    if (ret) {
+        free(vb);
+        free(copy);
+        return ret;
+    }
+    vb->readonly = o.readonly || vb->bs->read_only;
+    vb->unmap = o.unmap;
+    vb->nq = nqueues < 1 ? 1 : nqueues > VIRTIO_MAX_QUEUES ? VIRTIO_MAX_QUEUES
+                                                           : nqueues;
+    memcpy(vb->serial, o.serial, VBLK_ID_BYTES);
+    vb->name = copy;
+    vblk_fill_config(vb);
+    ret = vblk_start(pci, vb);
+    if (ret)
+        fprintf(stderr, "calf: --disk %s: cannot attach virtio-blk: %s\n",
+                spec, strerror(-ret));
+    return ret;
+}

@@ -1,0 +1,653 @@
+/* virtio-pci, modern transport (virtio 1.2, 4.1), and split virtqueues
+ * (2.7).  BAR 0 holds the common configuration (0x0000), the ISR byte
+ * (0x1000), the device configuration (0x2000) and the notify area
+ * (0x3000, 4 bytes per queue); BAR 1 holds the MSI-X table and PBA.  The
+ * guest finds them through vendor capabilities in configuration space. */
+#include "devices/virtio.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define BAR0_SIZE    0x4000
+#define BAR1_SIZE    0x1000
+#define OFF_COMMON   0x0000
+#define OFF_ISR      0x1000
+#define OFF_DEVICE   0x2000
+#define OFF_NOTIFY   0x3000
+#define NOTIFY_MULT  4
+
+#define CAP_VENDOR   0x09
+#define CFG_COMMON   1
+#define CFG_NOTIFY   2
+#define CFG_ISR      3
+#define CFG_DEVICE   4
+
+#define DESC_F_NEXT     1
+#define DESC_F_WRITE    2
+#define DESC_F_INDIRECT 4
+#define AVAIL_F_NO_INTERRUPT 1
+
+#define ISR_QUEUE  1
+#define ISR_CONFIG 2
+
+struct vring_desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags, next;
+};
+
+struct virtq {
+    /* Held by the queue's I/O thread while it serves requests, and by
+     * the vCPU that enables or resets the queue. */
+    pthread_mutex_t lock;
+    uint16_t size, vector;
+    bool enabled;
+    uint64_t desc_gpa, avail_gpa, used_gpa;
+    /* Host views of the rings, valid while enabled. */
+    struct vring_desc *desc;
+    uint16_t *avail; /* flags, idx, ring[size], used_event */
+    uint8_t *used;   /* flags, idx, {id, len}[size], avail_event */
+    uint16_t last_avail, used_idx, signalled_used;
+    bool signalled_valid;
+    int kick_fd;
+    bool ioeventfd;
+};
+
+struct virtio_pci {
+    struct pci_dev *dev;
+    const struct virtio_dev_ops *ops;
+    void *opaque;
+    pthread_mutex_t lock;      /* the common configuration (vCPUs) */
+    pthread_mutex_t isr_lock;  /* ISR byte and the INTx level together */
+    uint64_t dev_features, drv_features;
+    uint32_t dfsel, gfsel;
+    _Atomic uint8_t status;    /* also read and set by I/O threads */
+    uint8_t config_gen, isr;
+    uint16_t qsel, config_vector, queue_max;
+    unsigned nq;
+    uint64_t bar0; /* where BAR 0 decodes now, 0: nowhere */
+    struct virtq vq[VIRTIO_MAX_QUEUES];
+};
+
+static uint64_t get_le(const uint8_t *p, unsigned size)
+{
+    uint64_t v = 0;
+
+    for (unsigned i = 0; i < size; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static void put_le(uint8_t *p, unsigned size, uint64_t v)
+{
+    for (unsigned i = 0; i < size; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* ---- interrupts ---- */
+
+static void virtio_irq(struct virtio_pci *vp, uint16_t vector, uint8_t isr)
+{
+    if (pci_msix_enabled(vp->dev)) {
+        pci_msix_notify(vp->dev, vector);
+        return;
+    }
+    pthread_mutex_lock(&vp->isr_lock);
+    vp->isr |= isr;
+    pci_set_intx(vp->dev, 1);
+    pthread_mutex_unlock(&vp->isr_lock);
+}
+
+static uint8_t isr_read(struct virtio_pci *vp)
+{
+    uint8_t v;
+
+    pthread_mutex_lock(&vp->isr_lock);
+    v = vp->isr;
+    vp->isr = 0;
+    pci_set_intx(vp->dev, 0);
+    pthread_mutex_unlock(&vp->isr_lock);
+    return v;
+}
+
+/* The guest broke the queue rules: stop serving until it resets us. */
+static void virtio_set_needs_reset(struct virtio_pci *vp)
+{
+    if (vp->status & VIRTIO_S_NEEDS_RESET)
+        return;
+    vp->status |= VIRTIO_S_NEEDS_RESET;
+    if (vp->status & VIRTIO_S_DRIVER_OK)
+        virtio_irq(vp, vp->config_vector, ISR_CONFIG);
+}
+
+/* ---- the split virtqueue ---- */
+
+static uint16_t load16(const void *p)
+{
+    return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE);
+}
+
+static void store16(void *p, uint16_t v)
+{
+    __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELEASE);
+}
+
+bool virtq_ready(struct virtio_pci *vp, unsigned q)
+{
+    uint8_t st = vp->status;
+
+    return q < vp->nq && vp->vq[q].enabled &&
+           (st & VIRTIO_S_DRIVER_OK) && (st & VIRTIO_S_FEATURES_OK) &&
+           !(st & VIRTIO_S_NEEDS_RESET);
+}
+
+static bool has_feature(const struct virtio_pci *vp, unsigned bit)
+{
+    return vp->drv_features >> bit & 1;
+}
+
+/* Appends one buffer of a chain; device-readable ones must all come
+ * before device-writable ones (2.7.4.2). */
+static int chain_add(struct virtio_pci *vp, struct virtq_req *req,
+                     const struct vring_desc *d)
+{
+    void *p;
+
+    if (!d->len)
+        return 0;
+    if (req->n_out + req->n_in == VIRTQ_MAX_CHAIN)
+        return -E2BIG;
+    p = pci_dma(vp->dev, d->addr, d->len);
+    if (!p)
+        return -EFAULT;
+    if (d->flags & DESC_F_WRITE) {
+        req->iov[req->n_out + req->n_in++] = (struct iovec){ p, d->len };
+    } else {
+        if (req->n_in)
+            return -EINVAL;
+        req->iov[req->n_out++] = (struct iovec){ p, d->len };
+    }
+    return 0;
+}
+
+/* Walks the chain at head into req.  Every index is checked against the
+ * table it indexes, and a chain may visit at most as many descriptors as
+ * its table holds, so a loop ends in an error, not a hang. */
+static int chain_walk(struct virtio_pci *vp, struct virtq *vq, uint16_t head,
+                      struct virtq_req *req)
+{
+    const struct vring_desc *tbl = vq->desc;
+    unsigned n = vq->size, i = head, seen = 0;
+    bool indirect = false;
+    int ret;
+
+    req->head = head;
+    req->n_out = req->n_in = 0;
+    for (;;) {
+        struct vring_desc d;
+
+        if (i >= n || ++seen > n)
+            return -ELOOP;
+        memcpy(&d, &tbl[i], sizeof(d)); /* the guest may change it under us */
+        if (d.flags & DESC_F_INDIRECT) {
+            if (indirect || (d.flags & DESC_F_NEXT) ||
+                !has_feature(vp, VIRTIO_F_INDIRECT_DESC) || !d.len ||
+                d.len % sizeof(d) || d.len / sizeof(d) > VIRTQ_MAX_CHAIN)
+                return -EINVAL;
+            tbl = pci_dma(vp->dev, d.addr, d.len);
+            if (!tbl)
+                return -EFAULT;
+            n = d.len / sizeof(d);
+            i = 0;
+            seen = 0;
+            indirect = true;
+            continue;
+        }
+        ret = chain_add(vp, req, &d);
+        if (ret)
+            return ret;
+        if (!(d.flags & DESC_F_NEXT))
+            return 0;
+        i = d.next;
+    }
+}
+
+int virtq_pop(struct virtio_pci *vp, unsigned q, struct virtq_req *req)
+{
+    struct virtq *vq = &vp->vq[q];
+    uint16_t avail_idx, head;
+    int ret;
+
+    if (!virtq_ready(vp, q))
+        return 0;
+    avail_idx = load16(&vq->avail[1]);
+    if (avail_idx == vq->last_avail && has_feature(vp, VIRTIO_F_EVENT_IDX)) {
+        /* Ask for a kick at the next buffer, then look once more: one
+         * may have come in before the driver saw avail_event. */
+        store16(vq->used + 4 + 8 * vq->size, vq->last_avail);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        avail_idx = load16(&vq->avail[1]);
+    }
+    if (avail_idx == vq->last_avail)
+        return 0;
+    if ((uint16_t)(avail_idx - vq->last_avail) > vq->size) {
+        virtio_set_needs_reset(vp);
+        return -EINVAL;
+    }
+    head = load16(&vq->avail[2 + vq->last_avail % vq->size]);
+    vq->last_avail++;
+    ret = chain_walk(vp, vq, head, req);
+    if (ret) {
+        virtio_set_needs_reset(vp);
+        return ret;
+    }
+    return 1;
+}
+
+void virtq_push(struct virtio_pci *vp, unsigned q, const struct virtq_req *req,
+                uint32_t len)
+{
+    struct virtq *vq = &vp->vq[q];
+    uint8_t *elem = vq->used + 4 + 8 * (vq->used_idx % vq->size);
+    uint32_t id = req->head;
+
+    memcpy(elem, &id, 4);
+    memcpy(elem + 4, &len, 4);
+    vq->used_idx++;
+    store16(vq->used + 2, vq->used_idx);
+}
+
+void virtq_notify(struct virtio_pci *vp, unsigned q)
+{
+    struct virtq *vq = &vp->vq[q];
+    uint16_t old = vq->signalled_used, now = vq->used_idx;
+    bool need;
+
+    /* Nothing pushed since the last look: no interrupt (a wake-up with
+     * an empty ring must not make a spurious one). */
+    if (!virtq_ready(vp, q) || old == now)
+        return;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* used idx before event */
+    if (has_feature(vp, VIRTIO_F_EVENT_IDX)) {
+        uint16_t event = load16(&vq->avail[2 + vq->size]);
+
+        need = !vq->signalled_valid ||
+               (uint16_t)(now - event - 1) < (uint16_t)(now - old);
+    } else {
+        need = !(load16(&vq->avail[0]) & AVAIL_F_NO_INTERRUPT);
+    }
+    vq->signalled_used = now;
+    vq->signalled_valid = true;
+    if (need)
+        virtio_irq(vp, vq->vector, ISR_QUEUE);
+}
+
+/* queue_enable: the rings must be aligned (2.7), of a power-of-2 size,
+ * and lie in guest RAM; else the device needs a reset. */
+static void virtq_enable(struct virtio_pci *vp, struct virtq *vq)
+{
+    unsigned n = vq->size;
+
+    if (!n || n > vp->queue_max || (n & (n - 1)) || vq->desc_gpa % 16 ||
+        vq->avail_gpa % 2 || vq->used_gpa % 4) {
+        virtio_set_needs_reset(vp);
+        return;
+    }
+    vq->desc = pci_dma(vp->dev, vq->desc_gpa, 16ULL * n);
+    vq->avail = pci_dma(vp->dev, vq->avail_gpa, 6 + 2ULL * n);
+    vq->used = pci_dma(vp->dev, vq->used_gpa, 6 + 8ULL * n);
+    if (!vq->desc || !vq->avail || !vq->used) {
+        virtio_set_needs_reset(vp);
+        return;
+    }
+    vq->last_avail = vq->used_idx = vq->signalled_used = 0;
+    vq->signalled_valid = false;
+    vq->enabled = true;
+}
+
+/* ---- the common configuration ---- */
+
+static void virtio_reset(struct virtio_pci *vp)
+{
+    vp->status = 0;
+    vp->drv_features = 0;
+    vp->dfsel = vp->gfsel = 0;
+    vp->qsel = 0;
+    vp->config_vector = PCI_MSIX_NO_VECTOR;
+    for (unsigned q = 0; q < vp->nq; q++) {
+        struct virtq *vq = &vp->vq[q];
+
+        /* Waits for the request the queue's thread is serving. */
+        pthread_mutex_lock(&vq->lock);
+        vq->enabled = false;
+        vq->size = vp->queue_max;
+        vq->vector = PCI_MSIX_NO_VECTOR;
+        vq->desc_gpa = vq->avail_gpa = vq->used_gpa = 0;
+        vq->desc = NULL;
+        vq->avail = NULL;
+        vq->used = NULL;
+        pthread_mutex_unlock(&vq->lock);
+    }
+    isr_read(vp);
+}
+
+static void status_write(struct virtio_pci *vp, uint8_t v)
+{
+    uint64_t needed = 1ULL << VIRTIO_F_VERSION_1;
+
+    if (!v) {
+        virtio_reset(vp);
+        return;
+    }
+    /* FEATURES_OK sticks only for a subset that includes VERSION_1. */
+    if ((v & VIRTIO_S_FEATURES_OK) && !(vp->status & VIRTIO_S_FEATURES_OK) &&
+        ((vp->drv_features & ~vp->dev_features) ||
+         (vp->drv_features & needed) != needed))
+        v &= (uint8_t)~VIRTIO_S_FEATURES_OK;
+    if ((v & VIRTIO_S_DRIVER_OK) && !(vp->status & VIRTIO_S_DRIVER_OK)) {
+        vp->status = (uint8_t)(v | (vp->status & VIRTIO_S_NEEDS_RESET));
+        /* Buffers queued before DRIVER_OK get served now. */
+        for (unsigned q = 0; q < vp->nq; q++)
+            virtq_kick(vp, q);
+        return;
+    }
+    vp->status = (uint8_t)(v | (vp->status & VIRTIO_S_NEEDS_RESET));
+}
+
+/* Reads or writes the field at off; fields are 1, 2, 4 or 8 bytes and
+ * a 64-bit address may be written as two halves. */
+static uint64_t *common_addr(struct virtq *vq, unsigned off)
+{
+    switch (off & ~7u) {
+    case 0x20: return &vq->desc_gpa;
+    case 0x28: return &vq->avail_gpa;
+    case 0x30: return &vq->used_gpa;
+    }
+    return NULL;
+}
+
+static uint64_t common_read(struct virtio_pci *vp, unsigned off)
+{
+    struct virtq *vq = vp->qsel < vp->nq ? &vp->vq[vp->qsel] : NULL;
+    uint64_t *a;
+
+    switch (off) {
+    case 0x00: return vp->dfsel;
+    case 0x04: return vp->dfsel < 2 ? (uint32_t)(vp->dev_features >> (32 * vp->dfsel)) : 0;
+    case 0x08: return vp->gfsel;
+    case 0x0c: return vp->gfsel < 2 ? (uint32_t)(vp->drv_features >> (32 * vp->gfsel)) : 0;
+    case 0x10: return vp->config_vector;
+    case 0x12: return vp->nq;
+    case 0x14: return vp->status;
+    case 0x15: return vp->config_gen;
+    case 0x16: return vp->qsel;
+    case 0x18: return vq ? vq->size : 0;
+    case 0x1a: return vq ? vq->vector : PCI_MSIX_NO_VECTOR;
+    case 0x1c: return vq ? vq->enabled : 0;
+    case 0x1e: return vp->qsel;
+    }
+    a = vq ? common_addr(vq, off) : NULL;
+    return a ? *a >> (8 * (off & 4)) : 0;
+}
+
+static void common_write(struct virtio_pci *vp, unsigned off, uint64_t v,
+                         unsigned size)
+{
+    struct virtq *vq = vp->qsel < vp->nq ? &vp->vq[vp->qsel] : NULL;
+    uint64_t *a;
+
+    switch (off) {
+    case 0x00: vp->dfsel = (uint32_t)v; return;
+    case 0x08: vp->gfsel = (uint32_t)v; return;
+    case 0x0c:
+        if (vp->gfsel < 2 && !(vp->status & VIRTIO_S_FEATURES_OK)) {
+            unsigned sh = 32 * vp->gfsel;
+
+            vp->drv_features = (vp->drv_features & ~(0xffffffffULL << sh)) |
+                               (v & 0xffffffffULL) << sh;
+        }
+        return;
+    case 0x10: vp->config_vector = (uint16_t)v; return;
+    case 0x14: status_write(vp, (uint8_t)v); return;
+    case 0x16: vp->qsel = (uint16_t)v; return;
+    }
+    if (!vq || vq->enabled)
+        return; /* queue fields are frozen while the queue runs */
+    switch (off) {
+    case 0x18: vq->size = (uint16_t)v; return;
+    case 0x1a: vq->vector = (uint16_t)v; return;
+    case 0x1c:
+        if (v == 1) {
+            pthread_mutex_lock(&vq->lock);
+            virtq_enable(vp, vq);
+            pthread_mutex_unlock(&vq->lock);
+        }
+        return;
+    }
+    a = common_addr(vq, off);
+    if (a && size == 8)
+        *a = v;
+    else if (a && (off & 4))
+        *a = (*a & 0xffffffffULL) | v << 32;
+    else if (a)
+        *a = (*a & ~0xffffffffULL) | (v & 0xffffffffULL);
+}
+
+/* Field sizes by offset; an access must be exactly one field (or half of
+ * a 64-bit one). */
+static unsigned common_field_size(unsigned off)
+{
+    if (off < 0x10)
+        return off % 4 ? 0 : 4;
+    if (off == 0x14 || off == 0x15)
+        return 1;
+    if (off < 0x20)
+        return off % 2 ? 0 : 2;
+    if (off < 0x38)
+        return off % 4 ? 0 : 8;
+    return 0;
+}
+
+static void common_rw(struct virtio_pci *vp, unsigned off, uint8_t *data,
+                      unsigned size, bool is_write)
+{
+    unsigned fs = common_field_size(off);
+
+    if (!fs || !(size == fs || (fs == 8 && size == 4))) {
+        if (!is_write)
+            memset(data, 0, size);
+        return;
+    }
+    pthread_mutex_lock(&vp->lock);
+    if (is_write)
+        common_write(vp, off, get_le(data, size), size);
+    else
+        put_le(data, size, common_read(vp, off));
+    pthread_mutex_unlock(&vp->lock);
+}
+
+/* ---- BAR 0 ---- */
+
+static void virtio_bar_rw(void *opaque, int bar, uint64_t off, uint8_t *data,
+                          unsigned size, bool is_write)
+{
+    struct virtio_pci *vp = opaque;
+
+    if (bar != 0)
+        return;
+    if (off < OFF_ISR) {
+        common_rw(vp, (unsigned)off, data, size, is_write);
+    } else if (off < OFF_DEVICE) {
+        if (!is_write)
+            put_le(data, size, off == OFF_ISR ? isr_read(vp) : 0);
+    } else if (off < OFF_NOTIFY) {
+        if (vp->ops->config_rw)
+            vp->ops->config_rw(vp->opaque, off - OFF_DEVICE, data, size,
+                               is_write);
+    } else if (is_write) {
+        unsigned q = (unsigned)(off - OFF_NOTIFY) / NOTIFY_MULT;
+
+        /* Only when KVM did not take it through the ioeventfd. */
+        if (q < vp->nq)
+            virtq_kick(vp, q);
+    } else {
+        memset(data, 0, size);
+    }
+}
+
+static void virtio_bar_moved(void *opaque, int bar, uint64_t addr)
+{
+    struct virtio_pci *vp = opaque;
+    struct bus *bus = pci_dev_bus(vp->dev);
+
+    if (bar != 0)
+        return;
+    for (unsigned q = 0; q < vp->nq; q++) {
+        struct virtq *vq = &vp->vq[q];
+        uint64_t at = OFF_NOTIFY + NOTIFY_MULT * q;
+
+        if (vq->ioeventfd)
+            bus_ioeventfd(bus, vp->bar0 + at, 2, vq->kick_fd, false);
+        /* Without an ioeventfd the notify write exits and kicks. */
+        vq->ioeventfd = addr &&
+                        bus_ioeventfd(bus, addr + at, 2, vq->kick_fd, true) == 0;
+    }
+    vp->bar0 = addr;
+}
+
+static void virtio_destroy(void *opaque)
+{
+    struct virtio_pci *vp = opaque;
+
+    if (vp->ops->destroy)
+        vp->ops->destroy(vp->opaque);
+    for (unsigned q = 0; q < vp->nq; q++) {
+        if (vp->vq[q].kick_fd >= 0)
+            close(vp->vq[q].kick_fd);
+        pthread_mutex_destroy(&vp->vq[q].lock);
+    }
+    pthread_mutex_destroy(&vp->lock);
+    pthread_mutex_destroy(&vp->isr_lock);
+    free(vp);
+}
+
+static const struct pci_func_ops virtio_pci_ops = {
+    .bar_rw = virtio_bar_rw,
+    .bar_moved = virtio_bar_moved,
+    .destroy = virtio_destroy,
+};
+
+/* ---- setup ---- */
+
+static int add_vendor_cap(struct pci_dev *dev, uint8_t type, uint32_t off,
+                          uint32_t len, bool notify)
+{
+    uint8_t cap[20] = { CAP_VENDOR, 0, notify ? 20 : 16, type, 0 };
+
+    put_le(cap + 8, 4, off);
+    put_le(cap + 12, 4, len);
+    if (notify)
+        put_le(cap + 16, 4, NOTIFY_MULT);
+    return pci_add_cap(dev, cap, cap[2]);
+}
+
+int virtio_pci_create(struct pci *pci, const struct virtio_pci_config *cfg,
+                      const struct virtio_dev_ops *ops, void *opaque,
+                      struct virtio_pci **out)
+{
+    struct pci_dev_config pc = {
+        .vendor = 0x1af4, .device = (uint16_t)(0x1040 + cfg->device_type),
+        .subsys_vendor = 0x1af4, .subsys_id = 0x1100,
+        .class_code = cfg->class_code, .subclass = cfg->subclass,
+        .revision = 1, /* modern only (4.1.2.1) */
+        .bar_size = { BAR0_SIZE, BAR1_SIZE },
+        .msix_vectors = cfg->num_queues + 1, .msix_bar = 1, .intx = true,
+    };
+    struct virtio_pci *vp;
+    int ret;
+
+    *out = NULL;
+    if (!cfg->num_queues || cfg->num_queues > VIRTIO_MAX_QUEUES ||
+        !cfg->queue_max || cfg->queue_max > VIRTQ_MAX_SIZE ||
+        (cfg->queue_max & (cfg->queue_max - 1)))
+        return -EINVAL;
+    vp = calloc(1, sizeof(*vp));
+    if (!vp)
+        return -ENOMEM;
+    pthread_mutex_init(&vp->lock, NULL);
+    pthread_mutex_init(&vp->isr_lock, NULL);
+    vp->ops = ops;
+    vp->opaque = opaque;
+    vp->nq = cfg->num_queues;
+    vp->queue_max = cfg->queue_max;
+    vp->dev_features = cfg->features | 1ULL << VIRTIO_F_VERSION_1 |
+                       1ULL << VIRTIO_F_INDIRECT_DESC |
+                       1ULL << VIRTIO_F_EVENT_IDX;
+    for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+        vp->vq[q].kick_fd = -1;
+        pthread_mutex_init(&vp->vq[q].lock, NULL);
+    }
+    for (unsigned q = 0; q < vp->nq; q++) {
+        vp->vq[q].kick_fd = eventfd(0, EFD_CLOEXEC);
+        if (vp->vq[q].kick_fd < 0) {
+            ret = -errno;
+            goto fail;
+        }
+    }
+    ret = pci_add(pci, &pc, &virtio_pci_ops, vp, &vp->dev);
+    if (ret)
+        goto fail;
+    /* From here vp (and opaque, through ops->destroy) belong to the PCI
+     * function: pci_destroy() frees them even if this fails. */
+    *out = vp;
+    virtio_reset(vp);
+    if (add_vendor_cap(vp->dev, CFG_COMMON, OFF_COMMON, 0x38, false) < 0 ||
+        add_vendor_cap(vp->dev, CFG_NOTIFY, OFF_NOTIFY,
+                       NOTIFY_MULT * vp->nq, true) < 0 ||
+        add_vendor_cap(vp->dev, CFG_ISR, OFF_ISR, 1, false) < 0 ||
+        add_vendor_cap(vp->dev, CFG_DEVICE, OFF_DEVICE, 0x1000, false) < 0)
+        return -ENOSPC;
+    return 0;
+fail:
+    for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+        if (vp->vq[q].kick_fd >= 0)
+            close(vp->vq[q].kick_fd);
+        pthread_mutex_destroy(&vp->vq[q].lock);
+    }
+    free(vp);
+    return ret;
+}
+
+int virtq_kick_fd(struct virtio_pci *vp, unsigned q)
+{
+    return q < vp->nq ? vp->vq[q].kick_fd : -1;
+}
+
+void virtq_kick(struct virtio_pci *vp, unsigned q)
+{
+    uint64_t one = 1;
+
+    if (q < vp->nq && write(vp->vq[q].kick_fd, &one, sizeof(one)) < 0) {
+        /* a saturated counter already means "wake up" */
+    }
+}
+
+void virtq_lock(struct virtio_pci *vp, unsigned q)
+{
+    pthread_mutex_lock(&vp->vq[q].lock);
+}
+
+void virtq_unlock(struct virtio_pci *vp, unsigned q)
+{
+    pthread_mutex_unlock(&vp->vq[q].lock);
+}
+
+uint64_t virtio_features(struct virtio_pci *vp)
+{
+    return vp->drv_features;
+}

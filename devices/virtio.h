@@ -1,0 +1,101 @@
+/* virtio 1.x over PCI (the modern transport, devices 1af4:1040+n) and the
+ * split virtqueue, as a library for virtio device models; and the
+ * virtio-blk device.
+ *
+ * Threads: the transport's registers are served on vCPU threads under the
+ * bus lock.  A device serves its queues on its own thread: it waits on a
+ * queue's kick eventfd (signalled by KVM through an ioeventfd on the
+ * notify address), then takes the queue's lock (virtq_lock()) and pops,
+ * serves and pushes requests; queues run in parallel.  Everything a guest put in a queue is validated in
+ * virtq_pop(): descriptor indexes, chain lengths and loops, and that every
+ * buffer lies in guest RAM.  A chain that breaks the rules marks the
+ * device NEEDS_RESET; the VMM keeps running.
+ */
+#ifndef CALF_DEVICES_VIRTIO_H
+#define CALF_DEVICES_VIRTIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vmm/pci.h"
+
+#define VIRTIO_MAX_QUEUES 8
+#define VIRTQ_MAX_SIZE    256
+/* Buffers in one chain, indirect tables included. */
+#define VIRTQ_MAX_CHAIN   512
+
+/* Feature bits (virtio 1.2, 6 and 5.2.3) */
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTIO_F_EVENT_IDX     29
+#define VIRTIO_F_VERSION_1     32
+
+/* device_status bits */
+#define VIRTIO_S_ACKNOWLEDGE 1
+#define VIRTIO_S_DRIVER      2
+#define VIRTIO_S_DRIVER_OK   4
+#define VIRTIO_S_FEATURES_OK 8
+#define VIRTIO_S_NEEDS_RESET 0x40
+#define VIRTIO_S_FAILED      0x80
+
+struct virtio_pci;
+
+/* One request: n_out driver-to-device buffers, then n_in device-to-driver
+ * ones, all pointing into guest RAM. */
+struct virtq_req {
+    uint16_t head;
+    unsigned n_out, n_in;
+    struct iovec iov[VIRTQ_MAX_CHAIN];
+};
+
+struct virtio_dev_ops {
+    /* Device-specific configuration (BAR offset 0 of its region). */
+    void (*config_rw)(void *opaque, uint64_t off, uint8_t *data,
+                      unsigned size, bool is_write);
+    /* Stops the device's threads and frees it (VM teardown). */
+    void (*destroy)(void *opaque);
+};
+
+struct virtio_pci_config {
+    uint16_t device_type;   /* 2: block */
+    uint8_t class_code, subclass;
+    uint64_t features;      /* device features; the transport adds its own */
+    unsigned num_queues;
+    uint16_t queue_max;     /* power of 2, <= VIRTQ_MAX_SIZE */
+};
+
+/* Adds the PCI function.  *out is set as soon as it is registered: from
+ * then on the function owns opaque (ops->destroy frees it), even when
+ * this returns an error. */
+int virtio_pci_create(struct pci *pci, const struct virtio_pci_config *cfg,
+                      const struct virtio_dev_ops *ops, void *opaque,
+                      struct virtio_pci **out);
+/* The eventfd a guest notify on queue q signals (blocking reads). */
+int virtq_kick_fd(struct virtio_pci *vp, unsigned q);
+/* Wakes the thread waiting on queue q's kick fd (teardown). */
+void virtq_kick(struct virtio_pci *vp, unsigned q);
+
+/* A queue's thread holds its lock while it serves it; a reset by the
+ * guest waits for it.  The calls below need it held. */
+void virtq_lock(struct virtio_pci *vp, unsigned q);
+void virtq_unlock(struct virtio_pci *vp, unsigned q);
+uint64_t virtio_features(struct virtio_pci *vp); /* negotiated */
+/* DRIVER_OK, queue enabled, device not broken. */
+bool virtq_ready(struct virtio_pci *vp, unsigned q);
+/* 1: a request, 0: queue empty, <0: the guest broke the rules (the
+ * device is now NEEDS_RESET and the queue stops). */
+int virtq_pop(struct virtio_pci *vp, unsigned q, struct virtq_req *req);
+/* Hands a request back with len bytes written into its in-buffers. */
+void virtq_push(struct virtio_pci *vp, unsigned q, const struct virtq_req *req,
+                uint32_t len);
+/* Interrupts the driver if it wants to hear about what was pushed. */
+void virtq_notify(struct virtio_pci *vp, unsigned q);
+
+/* --disk FILE[,format=F][,if=virtio][,readonly][,snapshot]
+ *   [,cache=writeback|none|unsafe][,discard=ignore|unmap][,serial=S]:
+ * opens the image and adds a virtio-blk function with nqueues queues
+ * (VIRTIO_BLK_F_MQ; one I/O thread each, capped at VIRTIO_MAX_QUEUES).  Messages go to stderr
+ * ("calf: --disk ..."); returns 0 or a negative errno. */
+int virtio_blk_add(struct pci *pci, const char *spec, unsigned nqueues);
+
+#endif

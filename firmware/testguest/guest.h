@@ -1,0 +1,54 @@
+/* The test guest's own tiny runtime: port I/O, serial output, strings. */
+#ifndef CALF_TESTGUEST_H
+#define CALF_TESTGUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+static inline void outb(uint16_t port, uint8_t v)
+{
+    __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint8_t inb(uint16_t port)
+{
+    uint8_t v;
+
+    __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
+static inline void outl(uint16_t port, uint32_t v)
+{
+    __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
+}
+
+void serial_puts(const char *s);
+void serial_put_hex(uint64_t v);
+void serial_put_dec(uint64_t v);
+
+void *memset(void *d, int c, size_t n);
+void *memcpy(void *d, const void *s, size_t n);
+size_t strlen(const char *s);
+
+/* Value of "key=" in the command line, or NULL; *len gets its length. */
+const char *cmdline_get(const char *cmdline, const char *key, size_t *len);
+uint64_t parse_num(const char *s, size_t len, int base);
+
+/* cpus.c: CPUs in the MP table, and how many answered INIT/SIPI. */
+int mp_count_cpus(void);
+/* Enabled CPUs in the ACPI MADT; rsdp 0 means scan the BIOS area. */
+int acpi_count_cpus(uint64_t rsdp);
+int start_aps(int expected);
+
+/* insns.c: each returns 1 when the instruction did what it should. */
+int try_int3(void);
+int try_fwait(void);
+int try_cmpxchg16b(void);
+
+/* virtio-blk.c: drives every virtio-blk function; expects n of them;
+ * hostile: broken requests first; msix: completion interrupts through
+ * MSI-X on the first disk.  Returns the failure count. */
+int virtio_blk_test(unsigned expected, int hostile, int msix);
+
+#endif

@@ -1,0 +1,54 @@
+#!/bin/bash
+# How a run ends: --expect, --timeout, the debug-exit port, a guest reset.
+. "$(dirname "$0")/lib.sh"
+need_kvm
+
+boot exit5 --kernel "$GUEST" --append "ct.exit=5" --timeout 60
+ok $(( status != 11 )) "debug-exit: guest writes 5, status is (5<<1)|1 = 11 (got $status)"
+
+boot exit0 --kernel "$GUEST" --append "ct.exit=0" --timeout 60
+ok $(( status != 1 )) "debug-exit: guest writes 0, status 1 (got $status)"
+
+boot expect --kernel "$GUEST" --append "ct.hang=1" --expect "calf-test: PASS" --timeout 60
+ok $(( status != 0 )) "--expect: status 0 once the text is on the console (got $status)"
+has expect "calf-test: PASS"; ok $? "the expected text was printed"
+
+boot expect_split --kernel "$GUEST" --append "ct.hang=1" --expect "booted via linux64" --timeout 60
+ok $(( status != 0 )) "--expect matches text arriving byte by byte (got $status)"
+
+t0=$(date +%s%N)
+boot timeout --kernel "$GUEST" --append "ct.hang=1" --timeout 1.5 --report "$TMP/t.json"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+ok $(( status != 124 )) "--timeout: status 124 when the guest keeps running (got $status)"
+ok $(( ms < 1400 || ms > 10000 )) "--timeout 1.5 ends the run after about 1.5 s ($ms ms)"
+has_err timeout "timeout"; ok $? "timeout says so on stderr"
+grep -q '"exit_reason": "timeout"' "$TMP/t.json"; ok $? "report says timeout"
+
+boot noexpect --kernel "$GUEST" --append "ct.reset=1" --expect "never printed" --timeout 60
+ok $(( status != 6 )) "guest ends without the --expect text: status 6 (got $status)"
+has_err noexpect "without printing 'never printed'"; ok $? "and says what it missed"
+
+boot reset --kernel "$GUEST" --append "ct.reset=1" --timeout 60 --report "$TMP/r.json"
+ok $(( status != 0 )) "i8042 reset ends the run with status 0 (got $status)"
+grep -q '"exit_reason": "reset"' "$TMP/r.json"; ok $? "report says reset"
+
+boot expect_timeout --kernel "$GUEST" --append "ct.hang=1" --expect "never printed" --timeout 1
+ok $(( status != 124 )) "--expect text never seen and guest hangs: timeout status (got $status)"
+
+for cpus in 1 2; do
+    boot halt$cpus --kernel "$GUEST" --cpus $cpus --append "ct.halt=1" --timeout 60 --report "$TMP/h.json"
+    ok $(( status != 0 )) "--cpus $cpus: every vCPU halted with interrupts off ends the run, status 0 (got $status)"
+    grep -q '"exit_reason": "halt"' "$TMP/h.json"; ok $? "report says halt"
+done
+
+"$CALF" run --kernel "$GUEST" --append "ct.hang=1" --timeout 60 --report "$TMP/s.json" \
+    >"$TMP/sig.out" 2>&1 </dev/null &
+pid=$!
+sleep 0.5
+kill -TERM $pid
+wait $pid
+status=$?
+ok $(( status != 143 )) "SIGTERM ends the run cleanly with status 128+15 (got $status)"
+grep -q '"exit_reason": "signal"' "$TMP/s.json"; ok $? "report says signal"
+
+done_testing

@@ -1,0 +1,203 @@
+/* Port I/O dispatch: a small sorted table of ranges, searched by bisection.
+ * One mutex serialises all port devices: port I/O is rare and slow next to
+ * guest RAM, and a single lock keeps every device model lock-free. */
+#include "vmm/bus.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUS_MAX_RANGES 64
+#define BUS_MAX_OWNED 32
+#define BUS_MAX_MMIO 8
+
+struct pio_range {
+    uint16_t base;
+    uint16_t len;
+    bus_pio_fn fn;
+    void *opaque;
+};
+
+struct mmio_range {
+    uint64_t base, len;
+    bus_mmio_fn fn;
+    void *opaque;
+};
+
+struct bus {
+    pthread_mutex_t lock;
+    const struct bus_host_ops *ops;
+    void *host;
+    unsigned nr;
+    struct pio_range ranges[BUS_MAX_RANGES];
+    unsigned nr_owned;
+    void *owned[BUS_MAX_OWNED];
+    unsigned nr_mmio;
+    struct mmio_range mmio[BUS_MAX_MMIO];
+};
+
+struct bus *bus_create(const struct bus_host_ops *ops, void *host)
+{
+    struct bus *bus = calloc(1, sizeof(*bus));
+
+    if (!bus)
+        return NULL;
+    pthread_mutex_init(&bus->lock, NULL);
+    bus->ops = ops;
+    bus->host = host;
+    return bus;
+}
+
+void bus_destroy(struct bus *bus)
+{
+    if (!bus)
+        return;
+    for (unsigned i = 0; i < bus->nr_owned; i++)
+        free(bus->owned[i]);
+    pthread_mutex_destroy(&bus->lock);
+    free(bus);
+}
+
+int bus_own(struct bus *bus, void *mem)
+{
+    if (bus->nr_owned == BUS_MAX_OWNED)
+        return -ENOSPC;
+    bus->owned[bus->nr_owned++] = mem;
+    return 0;
+}
+
+int bus_register_pio(struct bus *bus, uint16_t base, uint16_t len,
+                     bus_pio_fn fn, void *opaque)
+{
+    unsigned i;
+    uint32_t end = (uint32_t)base + len;
+
+    if (!len || end > 0x10000 || !fn)
+        return -EINVAL;
+    if (bus->nr == BUS_MAX_RANGES)
+        return -ENOSPC;
+    for (i = 0; i < bus->nr; i++) {
+        struct pio_range *r = &bus->ranges[i];
+
+        if (base < r->base + r->len && r->base < end)
+            return -EBUSY;
+        if (r->base > base)
+            break;
+    }
+    memmove(&bus->ranges[i + 1], &bus->ranges[i],
+            (bus->nr - i) * sizeof(bus->ranges[0]));
+    bus->ranges[i] = (struct pio_range){ base, len, fn, opaque };
+    bus->nr++;
+    return 0;
+}
+
+static struct pio_range *bus_find(struct bus *bus, uint16_t port)
+{
+    unsigned lo = 0, hi = bus->nr;
+
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        struct pio_range *r = &bus->ranges[mid];
+
+        if (port < r->base)
+            hi = mid;
+        else if (port >= r->base + r->len)
+            lo = mid + 1;
+        else
+            return r;
+    }
+    return NULL;
+}
+
+bool bus_pio(struct bus *bus, uint16_t port, uint8_t *data, unsigned size,
+             bool is_write)
+{
+    struct pio_range *r;
+
+    if (!is_write)
+        memset(data, 0xff, size);
+    pthread_mutex_lock(&bus->lock);
+    r = bus_find(bus, port);
+    if (r)
+        r->fn(r->opaque, port, data, size, is_write);
+    pthread_mutex_unlock(&bus->lock);
+    return r != NULL;
+}
+
+int bus_register_mmio(struct bus *bus, uint64_t base, uint64_t len,
+                      bus_mmio_fn fn, void *opaque)
+{
+    if (!len || base + len < base || !fn)
+        return -EINVAL;
+    if (bus->nr_mmio == BUS_MAX_MMIO)
+        return -ENOSPC;
+    for (unsigned i = 0; i < bus->nr_mmio; i++)
+        if (base < bus->mmio[i].base + bus->mmio[i].len &&
+            bus->mmio[i].base < base + len)
+            return -EBUSY;
+    bus->mmio[bus->nr_mmio++] = (struct mmio_range){ base, len, fn, opaque };
+    return 0;
+}
+
+bool bus_mmio(struct bus *bus, uint64_t addr, uint8_t *data, unsigned size,
+              bool is_write)
+{
+    struct mmio_range *r = NULL;
+
+    if (!is_write)
+        memset(data, 0xff, size);
+    pthread_mutex_lock(&bus->lock);
+    for (unsigned i = 0; i < bus->nr_mmio; i++)
+        if (addr - bus->mmio[i].base < bus->mmio[i].len)
+            r = &bus->mmio[i];
+    if (r)
+        r->fn(r->opaque, addr, data, size, is_write);
+    pthread_mutex_unlock(&bus->lock);
+    return r != NULL;
+}
+
+void bus_lock(struct bus *bus)
+{
+    pthread_mutex_lock(&bus->lock);
+}
+
+void bus_unlock(struct bus *bus)
+{
+    pthread_mutex_unlock(&bus->lock);
+}
+
+int bus_set_irq(struct bus *bus, unsigned irq, int level)
+{
+    return bus->ops->set_irq(bus->host, irq, level);
+}
+
+void bus_console_write(struct bus *bus, const uint8_t *buf, size_t len)
+{
+    bus->ops->console_write(bus->host, buf, len);
+}
+
+void bus_request_stop(struct bus *bus, enum bus_stop_reason reason,
+                      int status)
+{
+    bus->ops->request_stop(bus->host, reason, status);
+}
+
+void *bus_guest_ram(struct bus *bus, uint64_t gpa, uint64_t len)
+{
+    return bus->ops->guest_ram ? bus->ops->guest_ram(bus->host, gpa, len)
+                               : NULL;
+}
+
+int bus_signal_msi(struct bus *bus, uint64_t addr, uint32_t data)
+{
+    return bus->ops->signal_msi ? bus->ops->signal_msi(bus->host, addr, data)
+                                : -ENOSYS;
+}
+
+int bus_ioeventfd(struct bus *bus, uint64_t addr, unsigned len, int fd,
+                  bool assign)
+{
+    return bus->ops->ioeventfd
+        ? bus->ops->ioeventfd(bus->host, addr, len, fd, assign) : -ENOSYS;
+}

@@ -1,0 +1,95 @@
+/* The interface between the VMM and its device models.
+ *
+ * A device registers the I/O port ranges it decodes and gets its callback
+ * called on the vCPU thread that made the access, with the bus lock held
+ * (so a device needs no lock of its own for state touched only there).
+ * Through the same bus a device can drive an interrupt line, send bytes to
+ * the console, or ask the machine to stop.  Devices never see the VM, the
+ * vCPUs or each other.
+ */
+#ifndef CALF_VMM_BUS_H
+#define CALF_VMM_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct bus;
+
+/* An access of size 1, 2 or 4 bytes; data is little-endian.  On a read
+ * the callback fills data (it arrives preset to all ones, the value of an
+ * undriven ISA bus). */
+typedef void (*bus_pio_fn)(void *opaque, uint16_t port, uint8_t *data,
+                           unsigned size, bool is_write);
+
+/* The same for memory-mapped I/O at guest-physical addr (size 1 to 8). */
+typedef void (*bus_mmio_fn)(void *opaque, uint64_t addr, uint8_t *data,
+                            unsigned size, bool is_write);
+
+/* Why a machine stops; also the "exit_reason" strings of --report. */
+enum bus_stop_reason {
+    BUS_STOP_NONE = 0,
+    BUS_STOP_DEBUG_EXIT,   /* the guest wrote the debug-exit port */
+    BUS_STOP_EXPECT,       /* --expect text seen on the console */
+    BUS_STOP_TIMEOUT,      /* --timeout elapsed */
+    BUS_STOP_RESET,        /* guest asked for a reset (i8042) */
+    BUS_STOP_TRIPLE_FAULT, /* KVM_EXIT_SHUTDOWN: a PC resets on it */
+    BUS_STOP_HALT,         /* every vCPU halted with interrupts off */
+    BUS_STOP_ERROR,        /* internal error or unexpected exit */
+    BUS_STOP_SIGNAL,       /* SIGTERM/SIGINT/SIGHUP */
+    BUS_STOP_QUIT,         /* Ctrl-A x on the console */
+};
+
+/* What the VMM provides behind the bus; devices reach it only through the
+ * bus_* calls below. */
+struct bus_host_ops {
+    int (*set_irq)(void *host, unsigned irq, int level);
+    void (*console_write)(void *host, const uint8_t *buf, size_t len);
+    void (*request_stop)(void *host, enum bus_stop_reason reason, int status);
+    /* For DMA-capable devices (PCI/virtio); may be called from any thread.
+     * guest_ram: host pointer to len bytes of guest RAM at gpa, or NULL.
+     * signal_msi: deliver one MSI (KVM_SIGNAL_MSI).
+     * ioeventfd: (de)assign an eventfd KVM signals on a guest write of len
+     * bytes at MMIO address addr, without an exit to user space. */
+    void *(*guest_ram)(void *host, uint64_t gpa, uint64_t len);
+    int (*signal_msi)(void *host, uint64_t addr, uint32_t data);
+    int (*ioeventfd)(void *host, uint64_t addr, unsigned len, int fd,
+                     bool assign);
+};
+
+struct bus *bus_create(const struct bus_host_ops *ops, void *host);
+void bus_destroy(struct bus *bus);
+
+/* Hands a device's malloc'ed state to the bus, freed by bus_destroy(). */
+int bus_own(struct bus *bus, void *mem);
+
+int bus_register_pio(struct bus *bus, uint16_t base, uint16_t len,
+                     bus_pio_fn fn, void *opaque);
+
+/* Returns false when no device decodes the port (the access is then
+ * ignored, a read returning all ones). */
+bool bus_pio(struct bus *bus, uint16_t port, uint8_t *data, unsigned size,
+             bool is_write);
+
+/* MMIO ranges: few and large (the PCI window), so a short list. */
+int bus_register_mmio(struct bus *bus, uint64_t base, uint64_t len,
+                      bus_mmio_fn fn, void *opaque);
+/* Returns false when nothing decodes addr (reads are all ones). */
+bool bus_mmio(struct bus *bus, uint64_t addr, uint8_t *data, unsigned size,
+              bool is_write);
+
+/* For code that enters a device from outside a port access (console input
+ * on the main thread): takes the same lock the port callbacks run under. */
+void bus_lock(struct bus *bus);
+void bus_unlock(struct bus *bus);
+
+int bus_set_irq(struct bus *bus, unsigned irq, int level);
+void bus_console_write(struct bus *bus, const uint8_t *buf, size_t len);
+void bus_request_stop(struct bus *bus, enum bus_stop_reason reason,
+                      int status);
+void *bus_guest_ram(struct bus *bus, uint64_t gpa, uint64_t len);
+int bus_signal_msi(struct bus *bus, uint64_t addr, uint32_t data);
+int bus_ioeventfd(struct bus *bus, uint64_t addr, unsigned len, int fd,
+                  bool assign);
+
+#endif

@@ -1,0 +1,212 @@
+#include "vmm/console.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define CONSOLE_BUF 4096
+#define ESCAPE_KEY 0x01 /* Ctrl-A, as in QEMU */
+
+struct console {
+    pthread_mutex_t lock;
+    int out_fd;
+    uint8_t buf[CONSOLE_BUF];
+    size_t len;
+    uint64_t bytes, host_writes;
+
+    /* --expect: a KMP matcher fed one byte at a time. */
+    char *expect;
+    size_t expect_len, matched;
+    size_t *fail;
+    bool fired;
+    void (*on_match)(void *);
+    void *opaque;
+
+    int in_fd;
+    bool raw;
+    bool escape;
+    struct termios saved;
+};
+
+static int console_prepare_expect(struct console *c, const char *expect)
+{
+    size_t n = strlen(expect), k = 0;
+
+    c->expect = strdup(expect);
+    c->fail = calloc(n + 1, sizeof(*c->fail));
+    if (!c->expect || !c->fail)
+        return -ENOMEM;
+    c->expect_len = n;
+    for (size_t i = 1; i < n; i++) {
+        while (k && expect[i] != expect[k])
+            k = c->fail[k - 1];
+        if (expect[i] == expect[k])
+            k++;
+        c->fail[i] = k;
+    }
+    return 0;
+}
+
+struct console *console_create(int out_fd, const char *expect,
+                               void (*on_match)(void *), void *opaque)
+{
+    struct console *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return NULL;
+    pthread_mutex_init(&c->lock, NULL);
+    c->out_fd = out_fd;
+    c->in_fd = -1;
+    c->on_match = on_match;
+    c->opaque = opaque;
+    if (expect && *expect && console_prepare_expect(c, expect)) {
+        console_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+void console_destroy(struct console *c)
+{
+    if (!c)
+        return;
+    console_flush(c);
+    if (c->raw)
+        tcsetattr(c->in_fd, TCSAFLUSH, &c->saved);
+    pthread_mutex_destroy(&c->lock);
+    free(c->expect);
+    free(c->fail);
+    free(c);
+}
+
+static void console_flush_locked(struct console *c)
+{
+    size_t done = 0;
+
+    while (done < c->len) {
+        ssize_t n = write(c->out_fd, c->buf + done, c->len - done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* output gone (closed pipe): drop it, keep running */
+        done += (size_t)n;
+        c->host_writes++;
+    }
+    c->len = 0;
+}
+
+static bool console_match(struct console *c, uint8_t ch)
+{
+    if (!c->expect_len || c->fired)
+        return false;
+    while (c->matched && (char)ch != c->expect[c->matched])
+        c->matched = c->fail[c->matched - 1];
+    if ((char)ch == c->expect[c->matched])
+        c->matched++;
+    if (c->matched < c->expect_len)
+        return false;
+    c->fired = true;
+    return true;
+}
+
+void console_write(struct console *c, const uint8_t *buf, size_t len)
+{
+    bool matched = false;
+
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < len; i++) {
+        if (c->len == CONSOLE_BUF)
+            console_flush_locked(c);
+        c->buf[c->len++] = buf[i];
+        matched |= console_match(c, buf[i]);
+    }
+    c->bytes += len;
+    if (matched)
+        console_flush_locked(c); /* the text that ends the run is shown */
+    pthread_mutex_unlock(&c->lock);
+    if (matched && c->on_match)
+        c->on_match(c->opaque);
+}
+
+void console_flush(struct console *c)
+{
+    pthread_mutex_lock(&c->lock);
+    console_flush_locked(c);
+    pthread_mutex_unlock(&c->lock);
+}
+
+bool console_pending(struct console *c)
+{
+    bool pending;
+
+    pthread_mutex_lock(&c->lock);
+    pending = c->len != 0;
+    pthread_mutex_unlock(&c->lock);
+    return pending;
+}
+
+int console_input_start(struct console *c, int in_fd)
+{
+    struct termios raw;
+
+    if (!isatty(in_fd) || tcgetattr(in_fd, &c->saved) < 0)
+        return -ENOTTY;
+    raw = c->saved;
+    /* Raw input (keys go to the guest, Ctrl-C included); output
+     * processing stays on so the host terminal renders as usual. */
+    raw.c_iflag &= ~(unsigned)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR |
+                               IGNCR | ICRNL | IXON);
+    raw.c_lflag &= ~(unsigned)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
+    raw.c_cc[VMIN] = 1;
+    raw.c_cc[VTIME] = 0;
+    if (tcsetattr(in_fd, TCSAFLUSH, &raw) < 0)
+        return -errno;
+    c->in_fd = in_fd;
+    c->raw = true;
+    return 0;
+}
+
+long console_input_read(struct console *c, uint8_t *buf, size_t len,
+                        bool *quit)
+{
+    uint8_t in[64];
+    ssize_t n = read(c->in_fd, in, len < sizeof(in) ? len : sizeof(in));
+    size_t out = 0;
+
+    *quit = false;
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN ? 0 : -errno;
+    if (n == 0)
+        return 0;
+    for (ssize_t i = 0; i < n; i++) {
+        if (c->escape) {
+            c->escape = false;
+            if (in[i] == 'x') {
+                *quit = true;
+                return (long)out;
+            }
+            if (in[i] == ESCAPE_KEY)
+                buf[out++] = ESCAPE_KEY; /* Ctrl-A Ctrl-A sends one */
+            continue;
+        }
+        if (in[i] == ESCAPE_KEY)
+            c->escape = true;
+        else
+            buf[out++] = in[i];
+    }
+    return (long)out;
+}
+
+uint64_t console_bytes(struct console *c)
+{
+    return c->bytes;
+}
+
+uint64_t console_host_writes(struct console *c)
+{
+    return c->host_writes;
+}

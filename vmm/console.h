@@ -1,0 +1,35 @@
+/* The host side of the serial console: guest output is collected and
+ * written to the host in batches (one host write per guest byte is the
+ * boot-time sink to avoid), scanned on the way for the --expect text;
+ * terminal input is read in raw mode, with Ctrl-A x to quit. */
+#ifndef CALF_VMM_CONSOLE_H
+#define CALF_VMM_CONSOLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct console;
+
+/* on_match runs (once, on the writing thread) when expect is seen. */
+struct console *console_create(int out_fd, const char *expect,
+                               void (*on_match)(void *), void *opaque);
+void console_destroy(struct console *c);
+
+void console_write(struct console *c, const uint8_t *buf, size_t len);
+/* Writes out what is buffered; the main loop calls it every few ms. */
+void console_flush(struct console *c);
+bool console_pending(struct console *c);
+
+/* Input: puts the terminal in raw mode when in_fd is one (restored by
+ * console_destroy); returns -ENOTTY when it is not. */
+int console_input_start(struct console *c, int in_fd);
+/* Reads what is there; copies guest-bound bytes into buf.  Sets *quit on
+ * Ctrl-A x.  Returns the byte count, 0 at end of input, or -errno. */
+long console_input_read(struct console *c, uint8_t *buf, size_t len,
+                        bool *quit);
+
+uint64_t console_bytes(struct console *c);
+uint64_t console_host_writes(struct console *c);
+
+#endif

@@ -1,0 +1,395 @@
+/* calf: the command line of `calf run`, the main event loop (console,
+ * timeout, signals) and the end of a run (status, --report). */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "devices/devices.h"
+#include "vmm/boot.h"
+#include "vmm/pci.h"
+#include "vmm/console.h"
+#include "vmm/report.h"
+#include "vmm/vm.h"
+
+#define TICK_MS 10
+#define HALT_PROBE_TICKS 10 /* look for a dead guest every 100 ms */
+
+struct run_opts {
+    uint64_t mem;
+    int cpus;
+    struct boot_config boot;
+    const char *expect;
+    double timeout;
+    const char *report;
+    struct cpu_model cpu;
+    const char *disks[PCI_MAX_DISKS]; /* --disk specs, vmm/pci.c */
+    int ndisks;
+};
+
+static uint64_t process_start_ns;
+static int signal_wake_fd = -1;
+static volatile sig_atomic_t signal_seen;
+
+__attribute__((constructor)) static void note_process_start(void)
+{
+    process_start_ns = vm_now_ns();
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: calf run --kernel FILE [options]\n"
+          "  -k, --kernel FILE    bzImage or ELF vmlinux (64-bit entry)\n"
+          "      --initrd FILE    initial ramdisk\n"
+          "      --append TEXT    kernel command line\n"
+          "  -m, --memory SIZE    guest RAM, e.g. 256M, 2G (default 256M;\n"
+          "                       a bare number is MiB)\n"
+          "  -c, --cpus N         vCPUs (default 1)\n"
+          "      --cpu host,-FEAT,...  hide CPUID features (--help-cpu lists)\n"
+          "      --expect TEXT    exit 0 once the serial console shows TEXT\n"
+          "      --timeout S      give up after S seconds (exit status 124)\n"
+          "      --report FILE    write a JSON summary of the run to FILE\n"
+          "      --no-reboot      a guest reset ends the run (the default)\n"
+          "      --disk FILE[,format=raw|qcow2][,if=virtio][,readonly][,snapshot]\n"
+          "             [,cache=writeback|none|unsafe][,discard=ignore|unmap][,serial=S]\n"
+          "                       a virtio-blk disk (repeatable)\n"
+          "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
+          "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
+          "  text, 124 timeout, 128+n signal n\n"
+          "console: Ctrl-A x quits\n", f);
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    errno = 0;
+    v = strtoull(s, &end, 0);
+    if (errno || end == s)
+        return -EINVAL;
+    switch (*end) {
+    case 'k': case 'K': v <<= 10; end++; break;
+    case 'm': case 'M': case '\0': v <<= 20; end += !!*end; break;
+    case 'g': case 'G': v <<= 30; end++; break;
+    default: return -EINVAL;
+    }
+    if (*end == 'i' && end[1] == 'B')
+        end += 2;
+    else if (*end == 'B')
+        end++;
+    if (*end)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int parse_opts(int argc, char **argv, struct run_opts *o)
+{
+    static const struct option longopts[] = {
+        { "kernel", required_argument, NULL, 'k' },
+        { "initrd", required_argument, NULL, 'i' },
+        { "append", required_argument, NULL, 'a' },
+        { "memory", required_argument, NULL, 'm' },
+        { "cpus", required_argument, NULL, 'c' },
+        { "expect", required_argument, NULL, 'e' },
+        { "timeout", required_argument, NULL, 't' },
+        { "report", required_argument, NULL, 'r' },
+        { "no-reboot", no_argument, NULL, 'n' },
+        { "cpu", required_argument, NULL, 'C' },
+        { "disk", required_argument, NULL, 'D' },
+        { "help-cpu", no_argument, NULL, 'H' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    char *end;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "k:m:c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'k': o->boot.kernel = optarg; break;
+        case 'i': o->boot.initrd = optarg; break;
+        case 'a': o->boot.cmdline = optarg; break;
+        case 'e': o->expect = optarg; break;
+        case 'r': o->report = optarg; break;
+        case 'n': break;
+        case 'D':
+            if (o->ndisks == PCI_MAX_DISKS) {
+                vmm_error("too many --disk (at most %d)", PCI_MAX_DISKS);
+                return -EINVAL;
+            }
+            o->disks[o->ndisks++] = optarg;
+            break;
+        case 'h': usage(stdout); exit(0);
+        case 'H': cpu_model_list(); exit(0);
+        case 'C':
+            if (cpu_model_parse(optarg, &o->cpu))
+                return -EINVAL;
+            break;
+        case 'm':
+            if (parse_size(optarg, &o->mem) || o->mem < (4 << 20) ||
+                o->mem % 4096) {
+                vmm_error("bad --memory '%s' (at least 4M, a page multiple)",
+                          optarg);
+                return -EINVAL;
+            }
+            break;
+        case 'c':
+            o->cpus = (int)strtol(optarg, &end, 10);
+            if (*end || o->cpus < 1 || o->cpus > VM_MAX_CPUS) {
+                vmm_error("bad --cpus '%s' (1 to %d)", optarg, VM_MAX_CPUS);
+                return -EINVAL;
+            }
+            break;
+        case 't':
+            o->timeout = strtod(optarg, &end);
+            if (*end || !(o->timeout > 0)) {
+                vmm_error("bad --timeout '%s' (seconds, > 0)", optarg);
+                return -EINVAL;
+            }
+            break;
+        default:
+            usage(stderr);
+            return -EINVAL;
+        }
+    }
+    if (optind != argc || !o->boot.kernel) {
+        vmm_error(optind != argc ? "unexpected argument '%s'"
+                                 : "no --kernel given%s", optind != argc ? argv[optind] : "");
+        usage(stderr);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The bus's view of the machine. */
+static int host_set_irq(void *host, unsigned irq, int level)
+{
+    struct vm *vm = host;
+    struct kvm_irq_level l = { .irq = irq, .level = (uint32_t)level };
+
+    return ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0 ? -errno : 0;
+}
+
+static void host_console_write(void *host, const uint8_t *buf, size_t len)
+{
+    struct vm *vm = host;
+
+    console_write(vm->console, buf, len);
+}
+
+static void host_request_stop(void *host, enum bus_stop_reason reason,
+                              int status)
+{
+    vm_request_stop(host, reason, status);
+}
+
+static const struct bus_host_ops host_ops = {
+    .set_irq = host_set_irq,
+    .console_write = host_console_write,
+    .request_stop = host_request_stop,
+    .guest_ram = pci_host_guest_ram,
+    .signal_msi = pci_host_signal_msi,
+    .ioeventfd = pci_host_ioeventfd,
+};
+
+static void on_expect(void *opaque)
+{
+    vm_request_stop(opaque, BUS_STOP_EXPECT, CALF_EXIT_OK);
+}
+
+static int create_devices(struct vm *vm)
+{
+    int ret = serial_create(vm->bus, 0x3f8, 4, &vm->serial);
+
+    if (!ret)
+        ret = rtc_create(vm->bus, vm->low_size, vm->ram_size - vm->low_size);
+    if (!ret)
+        ret = i8042_create(vm->bus);
+    if (!ret)
+        ret = debug_exit_create(vm->bus, 0x501);
+    if (!ret)
+        ret = port80_create(vm->bus);
+    if (ret)
+        vmm_error("device setup: %s", strerror(-ret));
+    return ret;
+}
+
+static void on_signal(int sig)
+{
+    uint64_t one = 1;
+    ssize_t n;
+
+    signal_seen = sig;
+    n = write(signal_wake_fd, &one, sizeof(one));
+    (void)n;
+}
+
+static void install_signals(struct vm *vm)
+{
+    struct sigaction sa;
+
+    signal_wake_fd = vm->wake_fd;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* vCPU threads must not take the termination signals: those belong to
+ * the main loop.  They inherit this mask. */
+static int start_vcpus(struct vm *vm)
+{
+    sigset_t block, old;
+    int ret = 0;
+
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (int i = 0; !ret && i < vm->ncpus; i++)
+        ret = vcpu_start(&vm->vcpus[i]);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (ret)
+        vmm_error("cannot start vCPU thread: %s", strerror(-ret));
+    return ret;
+}
+
+static void handle_input(struct vm *vm, int *in_fd)
+{
+    uint8_t buf[64];
+    bool quit;
+    long n = console_input_read(vm->console, buf, sizeof(buf), &quit);
+
+    if (n < 0) {
+        *in_fd = -1;
+        return;
+    }
+    if (n > 0)
+        serial_receive(vm->serial, buf, (size_t)n);
+    if (quit)
+        vm_request_stop(vm, BUS_STOP_QUIT, CALF_EXIT_OK);
+}
+
+static void main_loop(struct vm *vm, const struct run_opts *o)
+{
+    uint64_t deadline = o->timeout > 0
+        ? process_start_ns + (uint64_t)(o->timeout * 1e9) : 0;
+    int in_fd = console_input_start(vm->console, STDIN_FILENO) ? -1
+                                                               : STDIN_FILENO;
+    unsigned tick = 0;
+
+    while (!atomic_load(&vm->stopping)) {
+        struct pollfd pfd[2] = {
+            { .fd = vm->wake_fd, .events = POLLIN },
+            { .fd = in_fd, .events = POLLIN },
+        };
+        uint64_t drain;
+
+        if (poll(pfd, in_fd >= 0 ? 2 : 1, TICK_MS) > 0) {
+            if (pfd[0].revents && read(vm->wake_fd, &drain, sizeof(drain)) < 0)
+                drain = 0;
+            if (in_fd >= 0 && pfd[1].revents)
+                handle_input(vm, &in_fd);
+        }
+        if (signal_seen)
+            vm_request_stop(vm, BUS_STOP_SIGNAL, 128 + signal_seen);
+        if (deadline && vm_now_ns() >= deadline) {
+            vmm_error("timeout: guest still running after %g s", o->timeout);
+            vm_request_stop(vm, BUS_STOP_TIMEOUT, CALF_EXIT_TIMEOUT);
+        }
+        if (++tick % HALT_PROBE_TICKS == 0 && vm_all_dead(vm))
+            vm_request_stop(vm, BUS_STOP_HALT, CALF_EXIT_OK);
+        console_flush(vm->console);
+    }
+}
+
+static int final_status(struct vm *vm, const struct run_opts *o)
+{
+    switch (vm->stop_reason) {
+    case BUS_STOP_RESET:
+    case BUS_STOP_TRIPLE_FAULT:
+    case BUS_STOP_HALT:
+        if (o->expect && *o->expect) {
+            vmm_error("guest ended (%s) without printing '%s'",
+                      vm_stop_reason_name(vm->stop_reason), o->expect);
+            return CALF_EXIT_NO_EXPECT;
+        }
+        return CALF_EXIT_OK;
+    default:
+        return vm->stop_status;
+    }
+}
+
+static int run_vm(struct vm *vm, const struct run_opts *o)
+{
+    int status;
+
+    vm->bus = bus_create(&host_ops, vm);
+    vm->console = console_create(STDOUT_FILENO, o->expect, on_expect, vm);
+    if (!vm->bus || !vm->console || create_devices(vm) ||
+        pci_machine_create(vm, o->disks, o->ndisks) || boot_linux(vm, &o->boot))
+        return CALF_EXIT_SETUP;
+    install_signals(vm);
+    if (start_vcpus(vm))
+        vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
+    main_loop(vm, o);
+    for (int i = 0; i < vm->ncpus; i++)
+        vcpu_kick(&vm->vcpus[i]);
+    for (int i = 0; i < vm->ncpus; i++) {
+        if (vm->vcpus[i].started)
+            pthread_join(vm->vcpus[i].thread, NULL);
+        vm->vcpus[i].started = false;
+    }
+    console_flush(vm->console);
+    if (vm->stop_reason == BUS_STOP_TIMEOUT)
+        for (int i = 0; i < vm->ncpus; i++)
+            vmm_error("vCPU %d was at RIP 0x%llx", i,
+                      (unsigned long long)vm->vcpus[i].last_rip);
+    status = final_status(vm, o);
+    if (o->report && report_write(o->report, vm, status, process_start_ns))
+        status = status ? status : CALF_EXIT_SETUP;
+    return status;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct run_opts o = { .mem = 256ULL << 20, .cpus = 1 };
+    struct vm vm;
+    int status;
+
+    if (parse_opts(argc, argv, &o))
+        return CALF_EXIT_SETUP;
+    memset(&vm, 0, sizeof(vm));
+    vm.cpu_model = o.cpu;
+    if (vm_create(&vm, o.mem, o.cpus))
+        status = CALF_EXIT_SETUP;
+    else
+        status = run_vm(&vm, &o);
+    pci_destroy(vm.pci); /* I/O threads stop before guest RAM goes */
+    vm_destroy(&vm);
+    console_destroy(vm.console);
+    bus_destroy(vm.bus);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "run"))
+        return cmd_run(argc - 1, argv + 1);
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "usage: calf run --kernel FILE [options] (calf run --help)\n");
+    return CALF_EXIT_SETUP;
+}

@@ -1,0 +1,718 @@
+/* PCI bus 0: configuration mechanism #1, BARs, INTx and MSI-X.  See
+ * pci.h for the model; the register layout is the PCI 3.0 type-0 header. */
+#include "vmm/pci.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "devices/virtio.h"
+#include "vmm/vm.h"
+
+#define PCI_SLOTS 32
+#define PCI_CFG_SIZE 256
+
+#define CFG_VENDOR    0x00
+#define CFG_COMMAND   0x04
+#define CFG_STATUS    0x06
+#define CFG_REVISION  0x08
+#define CFG_HEADER    0x0e
+#define CFG_BAR0      0x10
+#define CFG_SUBSYS    0x2c
+#define CFG_CAP_PTR   0x34
+#define CFG_INT_LINE  0x3c
+#define CFG_INT_PIN   0x3d
+#define CFG_CAP_START 0x40
+
+#define CMD_IO        0x0001
+#define CMD_MEM       0x0002
+#define CMD_MASTER    0x0004
+#define CMD_INTX_OFF  0x0400
+#define STATUS_CAPS   0x0010
+#define STATUS_INTX   0x0008
+
+#define CAP_MSIX      0x11
+#define MSIX_ENABLE   0x8000
+#define MSIX_MASKALL  0x4000
+#define MSIX_ENTRY_MASKED 0x1
+
+/* INTA of slot s reaches I/O APIC pin 16 + (s & 3): pins above the ISA
+ * range are free of legacy devices, and level-triggered there is native. */
+#define PCI_INTX_GSI_BASE 16
+#define PCI_INTX_LINES 4
+
+struct msix_entry {
+    uint32_t addr_lo, addr_hi, data, ctrl;
+};
+
+struct pci_dev {
+    struct pci *pci;
+    int slot;
+    char name[16];
+    uint8_t cfg[PCI_CFG_SIZE];
+    uint8_t wmask[PCI_CFG_SIZE];
+    uint8_t cap_end;          /* next free capability offset */
+    uint8_t last_cap;         /* offset of the last capability, 0: none */
+    uint32_t bar_size[PCI_MAX_BARS];
+    uint64_t bar_addr[PCI_MAX_BARS]; /* as decoded now, 0: not decoded */
+    const struct pci_func_ops *ops;
+    void *opaque;
+    /* MSI-X, under pci->irq_lock */
+    unsigned msix_n;
+    int msix_bar;
+    uint8_t msix_cap;
+    uint16_t msix_ctrl;
+    struct msix_entry msix[PCI_MAX_MSIX];
+    uint64_t msix_pending;
+    bool intx;
+    int intx_level;
+};
+
+struct pci {
+    struct bus *bus;
+    uint64_t mmio_base, mmio_next;
+    uint32_t cf8;
+    pthread_mutex_t irq_lock;
+    unsigned intx_count[PCI_INTX_LINES];
+    struct pci_dev *slots[PCI_SLOTS];
+};
+
+static uint32_t get_le(const uint8_t *p, unsigned size)
+{
+    uint32_t v = 0;
+
+    for (unsigned i = 0; i < size && i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+static void put_le(uint8_t *p, unsigned size, uint64_t v)
+{
+    for (unsigned i = 0; i < size; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static unsigned intx_line(const struct pci_dev *d)
+{
+    return (unsigned)d->slot & (PCI_INTX_LINES - 1);
+}
+
+/* ---- interrupts ---- */
+
+static void intx_drive_locked(struct pci_dev *d, int level)
+{
+    struct pci *pci = d->pci;
+    unsigned line = intx_line(d);
+    uint16_t cmd = (uint16_t)get_le(d->cfg + CFG_COMMAND, 2);
+
+    if (cmd & CMD_INTX_OFF)
+        level = 0;
+    if (!!level == !!d->intx_level)
+        return;
+    d->intx_level = !!level;
+    if (level)
+        d->cfg[CFG_STATUS] |= STATUS_INTX;
+    else
+        d->cfg[CFG_STATUS] &= (uint8_t)~STATUS_INTX;
+    if (level && pci->intx_count[line]++ == 0)
+        bus_set_irq(pci->bus, PCI_INTX_GSI_BASE + line, 1);
+    if (!level && --pci->intx_count[line] == 0)
+        bus_set_irq(pci->bus, PCI_INTX_GSI_BASE + line, 0);
+}
+
+void pci_set_intx(struct pci_dev *d, int level)
+{
+    if (!d->intx)
+        return;
+    pthread_mutex_lock(&d->pci->irq_lock);
+    intx_drive_locked(d, level);
+    pthread_mutex_unlock(&d->pci->irq_lock);
+}
+
+bool pci_msix_enabled(struct pci_dev *d)
+{
+    bool on;
+
+    pthread_mutex_lock(&d->pci->irq_lock);
+    on = d->msix_n && (d->msix_ctrl & MSIX_ENABLE);
+    pthread_mutex_unlock(&d->pci->irq_lock);
+    return on;
+}
+
+static bool msix_masked(const struct pci_dev *d, unsigned v)
+{
+    return (d->msix_ctrl & MSIX_MASKALL) ||
+           (d->msix[v].ctrl & MSIX_ENTRY_MASKED);
+}
+
+static int msix_send_locked(struct pci_dev *d, unsigned v)
+{
+    const struct msix_entry *e = &d->msix[v];
+    int ret;
+
+    if (msix_masked(d, v)) {
+        d->msix_pending |= 1ULL << v;
+        return 0;
+    }
+    d->msix_pending &= ~(1ULL << v);
+    ret = bus_signal_msi(d->pci->bus,
+                         e->addr_lo | (uint64_t)e->addr_hi << 32, e->data);
+    return ret < 0 ? ret : 0;
+}
+
+int pci_msix_notify(struct pci_dev *d, unsigned vector)
+{
+    int ret = 0;
+
+    pthread_mutex_lock(&d->pci->irq_lock);
+    if ((d->msix_ctrl & MSIX_ENABLE) && vector < d->msix_n)
+        ret = msix_send_locked(d, vector);
+    pthread_mutex_unlock(&d->pci->irq_lock);
+    return ret;
+}
+
+/* After a mask bit cleared: what was held back goes out now. */
+static void msix_flush_pending_locked(struct pci_dev *d)
+{
+    if (!(d->msix_ctrl & MSIX_ENABLE))
+        return;
+    for (unsigned v = 0; v < d->msix_n; v++)
+        if ((d->msix_pending >> v & 1) && !msix_masked(d, v))
+            msix_send_locked(d, v);
+}
+
+static void msix_table_rw(struct pci_dev *d, uint64_t off, uint8_t *data,
+                          unsigned size, bool is_write)
+{
+    uint64_t half = d->bar_size[d->msix_bar] / 2;
+
+    pthread_mutex_lock(&d->pci->irq_lock);
+    if (off >= half) { /* PBA: read-only */
+        off -= half;
+        if (!is_write && off + size <= 8)
+            put_le(data, size, d->msix_pending >> (8 * off));
+    } else if (off / 16 < d->msix_n && (off & 15) + size <= 16 &&
+               (size == 4 || size == 8) && !(off & 3)) {
+        uint32_t *w = &d->msix[off / 16].addr_lo + (off & 15) / 4;
+
+        for (unsigned i = 0; i < size / 4; i++) {
+            if (is_write)
+                w[i] = get_le(data + 4 * i, 4);
+            else
+                put_le(data + 4 * i, 4, w[i]);
+        }
+        if (is_write)
+            msix_flush_pending_locked(d);
+    } else if (!is_write) {
+        memset(data, 0, size);
+    }
+    pthread_mutex_unlock(&d->pci->irq_lock);
+}
+
+/* ---- BARs ---- */
+
+static bool bar_is_io(const struct pci_dev *d, int bar)
+{
+    return d->cfg[CFG_BAR0 + 4 * bar] & 1;
+}
+
+/* Recomputes where each BAR decodes after a BAR or command write and
+ * tells the function about moves. */
+static void bars_update(struct pci_dev *d)
+{
+    uint16_t cmd = (uint16_t)get_le(d->cfg + CFG_COMMAND, 2);
+
+    for (int b = 0; b < PCI_MAX_BARS; b++) {
+        uint64_t addr = 0;
+
+        if (!d->bar_size[b] || bar_is_io(d, b))
+            continue;
+        if (cmd & CMD_MEM)
+            addr = get_le(d->cfg + CFG_BAR0 + 4 * b, 4) & ~0xfULL;
+        if (addr == d->bar_addr[b])
+            continue;
+        d->bar_addr[b] = addr;
+        if (d->ops && d->ops->bar_moved)
+            d->ops->bar_moved(d->opaque, b, addr);
+    }
+}
+
+static void pci_mmio(void *opaque, uint64_t addr, uint8_t *data,
+                     unsigned size, bool is_write)
+{
+    struct pci *pci = opaque;
+
+    for (int s = 0; s < PCI_SLOTS; s++) {
+        struct pci_dev *d = pci->slots[s];
+
+        for (int b = 0; d && b < PCI_MAX_BARS; b++) {
+            uint64_t off = addr - d->bar_addr[b];
+
+            if (!d->bar_addr[b] || off >= d->bar_size[b])
+                continue;
+            if (off + size > d->bar_size[b])
+                return; /* straddles the end: dropped, reads all ones */
+            if (d->msix_n && b == d->msix_bar)
+                msix_table_rw(d, off, data, size, is_write);
+            else if (d->ops && d->ops->bar_rw)
+                d->ops->bar_rw(d->opaque, b, off, data, size, is_write);
+            return;
+        }
+    }
+}
+
+/* ---- configuration space ---- */
+
+static void msix_ctrl_written(struct pci_dev *d)
+{
+    pthread_mutex_lock(&d->pci->irq_lock);
+    d->msix_ctrl = (uint16_t)get_le(d->cfg + d->msix_cap + 2, 2);
+    /* With MSI-X on, INTx is not used (PCI 3.0 6.8.2). */
+    if (d->msix_ctrl & MSIX_ENABLE)
+        intx_drive_locked(d, 0);
+    msix_flush_pending_locked(d);
+    pthread_mutex_unlock(&d->pci->irq_lock);
+}
+
+static void cfg_write(struct pci_dev *d, unsigned off, const uint8_t *data,
+                      unsigned size)
+{
+    bool bars = false, cmd = false, msix = false;
+
+    for (unsigned i = 0; i < size; i++) {
+        unsigned o = off + i;
+
+        d->cfg[o] = (uint8_t)((d->cfg[o] & ~d->wmask[o]) |
+                              (data[i] & d->wmask[o]));
+        bars |= o >= CFG_BAR0 && o < CFG_BAR0 + 4 * PCI_MAX_BARS;
+        cmd |= o == CFG_COMMAND || o == CFG_COMMAND + 1;
+        msix |= d->msix_n && (o == d->msix_cap + 3u);
+    }
+    if (cmd) {
+        pthread_mutex_lock(&d->pci->irq_lock);
+        if (d->cfg[CFG_COMMAND + 1] & (CMD_INTX_OFF >> 8))
+            intx_drive_locked(d, 0);
+        pthread_mutex_unlock(&d->pci->irq_lock);
+    }
+    if (bars || cmd)
+        bars_update(d);
+    if (msix)
+        msix_ctrl_written(d);
+}
+
+static struct pci_dev *cfg_target(struct pci *pci, unsigned *reg)
+{
+    uint32_t a = pci->cf8;
+
+    if (!(a & 0x80000000u) || ((a >> 16) & 0xff) != 0 || ((a >> 8) & 7) != 0)
+        return NULL; /* bus 0, function 0 only */
+    *reg = a & 0xfc;
+    return pci->slots[(a >> 11) & 0x1f];
+}
+
+static void pci_cfg_pio(void *opaque, uint16_t port, uint8_t *data,
+                        unsigned size, bool is_write)
+{
+    struct pci *pci = opaque;
+    struct pci_dev *d;
+    unsigned reg, off;
+
+    if (port < 0xcfc) {
+        /* Only a dword at 0xCF8 is the address register; 0xCF9 (the PIIX
+         * reset control) and byte accesses are not decoded here. */
+        if (port != 0xcf8 || size != 4)
+            return;
+        if (is_write)
+            pci->cf8 = get_le(data, 4);
+        else
+            put_le(data, 4, pci->cf8);
+        return;
+    }
+    d = cfg_target(pci, &reg);
+    off = reg + (port - 0xcfc);
+    if (!d || off + size > PCI_CFG_SIZE)
+        return;
+    if (is_write)
+        cfg_write(d, off, data, size);
+    else
+        memcpy(data, d->cfg + off, size);
+}
+
+/* ---- setup ---- */
+
+static void cfg_set(struct pci_dev *d, unsigned off, unsigned size,
+                    uint32_t v, uint32_t wmask)
+{
+    put_le(d->cfg + off, size, v);
+    put_le(d->wmask + off, size, wmask);
+}
+
+int pci_add_cap(struct pci_dev *d, const uint8_t *cap, unsigned len)
+{
+    unsigned off = d->cap_end;
+
+    if (len < 2 || off + len > PCI_CFG_SIZE)
+        return -ENOSPC;
+    memcpy(d->cfg + off, cap, len);
+    d->cfg[off + 1] = 0;
+    if (d->last_cap)
+        d->cfg[d->last_cap + 1] = (uint8_t)off;
+    else
+        d->cfg[CFG_CAP_PTR] = (uint8_t)off;
+    d->cfg[CFG_STATUS] |= STATUS_CAPS;
+    d->last_cap = (uint8_t)off;
+    d->cap_end = (uint8_t)((off + len + 3) & ~3u);
+    return (int)off;
+}
+
+static int msix_setup(struct pci_dev *d, const struct pci_dev_config *cfg)
+{
+    uint8_t cap[12] = { CAP_MSIX };
+    uint32_t half;
+    int off;
+
+    if (!cfg->msix_vectors)
+        return 0;
+    if (cfg->msix_vectors > PCI_MAX_MSIX || cfg->msix_bar < 0 ||
+        cfg->msix_bar >= PCI_MAX_BARS ||
+        cfg->bar_size[cfg->msix_bar] / 2 < cfg->msix_vectors * 16)
+        return -EINVAL;
+    half = cfg->bar_size[cfg->msix_bar] / 2;
+    put_le(cap + 2, 2, cfg->msix_vectors - 1);
+    put_le(cap + 4, 4, (uint32_t)cfg->msix_bar);
+    put_le(cap + 8, 4, half | (uint32_t)cfg->msix_bar);
+    off = pci_add_cap(d, cap, sizeof(cap));
+    if (off < 0)
+        return off;
+    d->msix_cap = (uint8_t)off;
+    d->wmask[off + 3] = (MSIX_ENABLE | MSIX_MASKALL) >> 8;
+    d->msix_n = cfg->msix_vectors;
+    d->msix_bar = cfg->msix_bar;
+    for (unsigned v = 0; v < d->msix_n; v++)
+        d->msix[v].ctrl = MSIX_ENTRY_MASKED;
+    return 0;
+}
+
+static int bars_setup(struct pci *pci, struct pci_dev *d,
+                      const struct pci_dev_config *cfg)
+{
+    for (int b = 0; b < PCI_MAX_BARS; b++) {
+        uint32_t size = cfg->bar_size[b];
+        uint64_t addr;
+
+        if (!size)
+            continue;
+        if (size < 4096 || (size & (size - 1)))
+            return -EINVAL;
+        /* Natural alignment, as firmware would place it. */
+        addr = (pci->mmio_next + size - 1) & ~(uint64_t)(size - 1);
+        if (addr + size > PCI_MMIO_END)
+            return -ENOSPC;
+        pci->mmio_next = addr + size;
+        d->bar_size[b] = size;
+        cfg_set(d, CFG_BAR0 + 4 * b, 4, (uint32_t)addr, ~(size - 1));
+    }
+    return 0;
+}
+
+static int pci_add_at(struct pci *pci, int slot, const struct pci_dev_config *cfg,
+                      const struct pci_func_ops *ops, void *opaque,
+                      struct pci_dev **out)
+{
+    struct pci_dev *d = calloc(1, sizeof(*d));
+    int ret;
+
+    if (!d)
+        return -ENOMEM;
+    d->pci = pci;
+    d->slot = slot;
+    d->ops = ops;
+    d->opaque = opaque;
+    d->cap_end = CFG_CAP_START;
+    snprintf(d->name, sizeof(d->name), "00:%02x.0", slot);
+    cfg_set(d, CFG_VENDOR, 2, cfg->vendor, 0);
+    cfg_set(d, CFG_VENDOR + 2, 2, cfg->device, 0);
+    cfg_set(d, CFG_COMMAND, 2, 0,
+            CMD_IO | CMD_MEM | CMD_MASTER | 0x0040 | 0x0100 | CMD_INTX_OFF);
+    cfg_set(d, CFG_REVISION, 4,
+            cfg->revision | (uint32_t)cfg->prog_if << 8 |
+            (uint32_t)cfg->subclass << 16 | (uint32_t)cfg->class_code << 24, 0);
+    cfg_set(d, 0x0c, 2, 0, 0xffff); /* cache line size, latency timer */
+    cfg_set(d, CFG_SUBSYS, 2, cfg->subsys_vendor, 0);
+    cfg_set(d, CFG_SUBSYS + 2, 2, cfg->subsys_id, 0);
+    d->intx = cfg->intx;
+    cfg_set(d, CFG_INT_LINE, 1, cfg->intx ? PCI_INTX_GSI_BASE + intx_line(d)
+                                          : 0xff, 0xff);
+    cfg_set(d, CFG_INT_PIN, 1, cfg->intx ? 1 : 0, 0);
+    ret = bars_setup(pci, d, cfg);
+    if (!ret)
+        ret = msix_setup(d, cfg);
+    if (ret) {
+        free(d);
+        return ret;
+    }
+    pci->slots[slot] = d;
+    if (out)
+        *out = d;
+    return 0;
+}
+
+int pci_add(struct pci *pci, const struct pci_dev_config *cfg,
+            const struct pci_func_ops *ops, void *opaque,
+            struct pci_dev **out)
+{
+    for (int s = 1; s < PCI_SLOTS; s++)
+        if (!pci->slots[s])
+            return pci_add_at(pci, s, cfg, ops, opaque, out);
+    return -ENOSPC;
+}
+
+int pci_create(struct bus *bus, uint64_t mmio_base, struct pci **out)
+{
+    static const struct pci_dev_config host_bridge = {
+        .vendor = 0x8086, .device = 0x1237, .class_code = 0x06,
+        .subclass = 0x00, .revision = 0x02,
+    };
+    struct pci *pci = calloc(1, sizeof(*pci));
+    int ret;
+
+    if (!pci)
+        return -ENOMEM;
+    if (mmio_base >= PCI_MMIO_END) {
+        free(pci);
+        return -EINVAL;
+    }
+    pci->bus = bus;
+    pci->mmio_base = pci->mmio_next = mmio_base;
+    pthread_mutex_init(&pci->irq_lock, NULL);
+    ret = pci_add_at(pci, 0, &host_bridge, NULL, NULL, NULL);
+    if (!ret)
+        ret = bus_register_pio(bus, 0xcf8, 8, pci_cfg_pio, pci);
+    if (!ret)
+        ret = bus_register_mmio(bus, mmio_base, PCI_MMIO_END - mmio_base,
+                                pci_mmio, pci);
+    if (ret) {
+        pci_destroy(pci);
+        return ret;
+    }
+    *out = pci;
+    return 0;
+}
+
+void pci_destroy(struct pci *pci)
+{
+    if (!pci)
+        return;
+    for (int s = 0; s < PCI_SLOTS; s++) {
+        struct pci_dev *d = pci->slots[s];
+
+        if (!d)
+            continue;
+        if (d->ops && d->ops->destroy)
+            d->ops->destroy(d->opaque);
+        free(d);
+    }
+    pthread_mutex_destroy(&pci->irq_lock);
+    free(pci);
+}
+
+void *pci_dma(struct pci_dev *d, uint64_t gpa, uint64_t len)
+{
+    return bus_guest_ram(d->pci->bus, gpa, len);
+}
+
+struct bus *pci_dev_bus(struct pci_dev *d)
+{
+    return d->pci->bus;
+}
+
+const char *pci_dev_name(struct pci_dev *d)
+{
+    return d->name;
+}
+
+/* ---- the machine's side ---- */
+
+void *pci_host_guest_ram(void *host, uint64_t gpa, uint64_t len)
+{
+    return vm_gpa(host, gpa, len);
+}
+
+int pci_host_signal_msi(void *host, uint64_t addr, uint32_t data)
+{
+    struct vm *vm = host;
+    struct kvm_msi msi = {
+        .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),
+        .data = data,
+    };
+
+    return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
+}
+
+int pci_host_ioeventfd(void *host, uint64_t addr, unsigned len, int fd,
+                       bool assign)
+{
+    struct vm *vm = host;
+    struct kvm_ioeventfd io = {
+        .addr = addr, .len = len, .fd = fd,
+        .flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
+    };
+
+    return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+/* BARs go from 3 GiB up, where firmware would put them, even when RAM
+ * ends lower (the guest may still move them anywhere in the window). */
+#define PCI_BAR_ALLOC_BASE 0xc0000000ULL
+
+int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks)
+{
+    int ret = pci_create(vm->bus, vm->low_size, &vm->pci);
+
+    if (ret) {
+        vmm_error("PCI setup: %s", strerror(-ret));
+        return ret;
+    }
+    if (vm->pci->mmio_next < PCI_BAR_ALLOC_BASE)
+        vm->pci->mmio_next = PCI_BAR_ALLOC_BASE;
+    for (int i = 0; i < ndisks && !ret; i++)
+        ret = virtio_blk_add(vm->pci, disks[i], (unsigned)vm->ncpus);
+    return ret;
+}
+
+/* ---- ACPI: \_SB.PCI0 for the DSDT ----
+ * A guest with ACPI finds PCI roots only in the DSDT (Linux does not
+ * probe bus 0 by itself then), so describe the host bridge: its bus
+ * range, the config ports, the I/O and memory windows, and _PRT (INTx of
+ * slot s, pin p on GSI 16 + ((s + p) & 3), as pci_set_intx drives it). */
+
+struct aml {
+    uint8_t *p;
+    size_t len, max;
+};
+
+static void aml_bytes(struct aml *a, const void *b, size_t n)
+{
+    if (a->len + n <= a->max)
+        memcpy(a->p + a->len, b, n);
+    a->len += n;
+}
+
+static void aml_byte(struct aml *a, uint8_t b)
+{
+    aml_bytes(a, &b, 1);
+}
+
+/* Moves the bytes from start on to make room for the PkgLength that
+ * covers them (ACPI 6.4, 20.2.4: the length counts its own bytes). */
+static void aml_pkg_close(struct aml *a, size_t start)
+{
+    size_t body = a->len - start, n = body + 1 < 0x40 ? 1 : body + 2 < 0x1000 ? 2 : 3;
+    size_t total = body + n;
+    uint8_t enc[3];
+
+    if (n == 1) {
+        enc[0] = (uint8_t)total;
+    } else {
+        enc[0] = (uint8_t)((n - 1) << 6 | (total & 0x0f));
+        enc[1] = (uint8_t)(total >> 4);
+        enc[2] = (uint8_t)(total >> 12);
+    }
+    if (a->len + n > a->max) {
+        a->len += n;
+        return;
+    }
+    memmove(a->p + start + n, a->p + start, body);
+    memcpy(a->p + start, enc, n);
+    a->len += n;
+}
+
+static void aml_int(struct aml *a, uint32_t v)
+{
+    if (v <= 1) {
+        aml_byte(a, (uint8_t)v); /* ZeroOp / OneOp */
+    } else if (v <= 0xff) {
+        aml_byte(a, 0x0a);
+        aml_byte(a, (uint8_t)v);
+    } else {
+        aml_byte(a, 0x0c);
+        for (int i = 0; i < 4; i++)
+            aml_byte(a, (uint8_t)(v >> (8 * i)));
+    }
+}
+
+static void aml_crs(struct aml *a)
+{
+    static const uint8_t crs[] = {
+        /* WordBusNumber 0-0xff */
+        0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0, 0, 0x00, 0x00, 0xff, 0x00,
+        0, 0, 0x00, 0x01,
+        /* IO 0xcf8, 8 ports */
+        0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08,
+        /* WordIO 0x0000-0x0cf7 and 0x0d00-0xffff */
+        0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0, 0, 0x00, 0x00, 0xf7, 0x0c,
+        0, 0, 0xf8, 0x0c,
+        0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0, 0, 0x00, 0x0d, 0xff, 0xff,
+        0, 0, 0x00, 0xf3,
+        /* DWordMemory 0xc0000000-0xfebfffff, read-write */
+        0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, 0, 0, 0, 0,
+        0x00, 0x00, 0x00, 0xc0, 0xff, 0xff, 0xbf, 0xfe, 0, 0, 0, 0,
+        0x00, 0x00, 0xc0, 0x3e,
+        0x79, 0x00, /* end tag */
+    };
+    size_t start;
+
+    aml_bytes(a, "\x08_CRS\x11", 6); /* Name(_CRS, Buffer */
+    start = a->len;
+    aml_int(a, sizeof(crs));
+    aml_bytes(a, crs, sizeof(crs));
+    aml_pkg_close(a, start);
+}
+
+static void aml_prt(struct aml *a)
+{
+    size_t start, entry;
+
+    aml_bytes(a, "\x08_PRT\x12", 6); /* Name(_PRT, Package */
+    start = a->len;
+    aml_byte(a, (PCI_SLOTS - 1) * 4);
+    for (unsigned s = 1; s < PCI_SLOTS; s++) {
+        for (unsigned pin = 0; pin < 4; pin++) {
+            aml_byte(a, 0x12);
+            entry = a->len;
+            aml_byte(a, 4);
+            aml_int(a, s << 16 | 0xffff);
+            aml_int(a, pin);
+            aml_int(a, 0); /* no link device: a GSI */
+            aml_int(a, PCI_INTX_GSI_BASE + ((s + pin) & (PCI_INTX_LINES - 1)));
+            aml_pkg_close(a, entry);
+        }
+    }
+    aml_pkg_close(a, start);
+}
+
+size_t pci_acpi_aml(const struct pci *pci, uint8_t *buf, size_t max)
+{
+    struct aml a = { buf, 0, max };
+    size_t scope, dev;
+
+    if (!pci)
+        return 0;
+    aml_byte(&a, 0x10); /* Scope(\_SB) */
+    scope = a.len;
+    aml_bytes(&a, "\\_SB_", 5);
+    aml_bytes(&a, "\x5b\x82", 2); /* Device(PCI0) */
+    dev = a.len;
+    aml_bytes(&a, "PCI0", 4);
+    aml_bytes(&a, "\x08_HID\x0c\x41\xd0\x0a\x03", 10); /* EisaId PNP0A03 */
+    aml_bytes(&a, "\x08_UID\x00", 6);
+    aml_bytes(&a, "\x08_BBN\x00", 6);
+    aml_crs(&a);
+    aml_prt(&a);
+    aml_pkg_close(&a, dev);
+    aml_pkg_close(&a, scope);
+    return a.len <= max ? a.len : 0;
+}

@@ -1,0 +1,108 @@
+/* PCI: one bus (0) behind an i440FX-like host bridge at 00:00.0, reached
+ * through configuration mechanism #1 (ports 0xCF8/0xCFC).  Functions
+ * register here with their IDs, BAR sizes and MSI-X vector count; this
+ * file owns their configuration space (BAR sizing and relocation, the
+ * command register, INTx, the MSI-X capability, table and PBA) and hands
+ * the rest of their BAR accesses to the function's callback.  Adding a
+ * device never touches the bus code: the PCI memory window is one MMIO
+ * range on the bus, decoded here against the BARs as the guest set them.
+ *
+ * Locking: configuration and BAR callbacks run under the bus lock (vCPU
+ * threads).  pci_notify()/pci_set_intx()/pci_dma() may be called from any
+ * thread (a device's I/O thread); they take the PCI irq lock only.
+ */
+#ifndef CALF_VMM_PCI_H
+#define CALF_VMM_PCI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/bus.h"
+
+#define PCI_MAX_BARS 6
+#define PCI_MAX_MSIX 64
+#define PCI_MSIX_NO_VECTOR 0xffff
+
+/* 32-bit memory BARs from the PCI window just below the I/O APIC. */
+#define PCI_MMIO_END 0xfec00000ULL
+
+struct pci;
+struct pci_dev;
+
+struct pci_func_ops {
+    /* An access inside BAR bar at offset off (never straddles its end;
+     * the MSI-X table and PBA are handled by pci.c). */
+    void (*bar_rw)(void *opaque, int bar, uint64_t off, uint8_t *data,
+                   unsigned size, bool is_write);
+    /* The guest-physical address a BAR decodes at changed (0: memory
+     * decoding is off or the BAR is unset): devices with ioeventfds move
+     * them here.  Called under the bus lock. */
+    void (*bar_moved)(void *opaque, int bar, uint64_t addr);
+    /* Stops the function's threads and frees what it holds. */
+    void (*destroy)(void *opaque);
+};
+
+struct pci_dev_config {
+    uint16_t vendor, device;
+    uint16_t subsys_vendor, subsys_id;
+    uint8_t class_code, subclass, prog_if, revision;
+    uint32_t bar_size[PCI_MAX_BARS]; /* 0: none; else a power of 2 >= 4K */
+    unsigned msix_vectors;           /* 0: no MSI-X capability */
+    int msix_bar;                    /* table at 0, PBA at half the BAR */
+    bool intx;                       /* interrupt pin INTA */
+};
+
+/* Registers 0xCF8/0xCFC and the MMIO window [mmio_base, PCI_MMIO_END)
+ * on bus and creates the host bridge. */
+int pci_create(struct bus *bus, uint64_t mmio_base, struct pci **out);
+/* Destroys every function (their destroy op) and the PCI state: call
+ * once the vCPUs are stopped, before guest RAM goes away. */
+void pci_destroy(struct pci *pci);
+
+/* Adds a function at the next free slot of bus 0 and gives its BARs
+ * addresses in the window. */
+int pci_add(struct pci *pci, const struct pci_dev_config *cfg,
+            const struct pci_func_ops *ops, void *opaque,
+            struct pci_dev **out);
+
+/* Appends a capability (cap[0] = ID, cap[1] is filled with the link)
+ * to the function's configuration space; returns its offset or -ENOSPC.
+ * Only before the guest runs; capability bytes are read-only. */
+int pci_add_cap(struct pci_dev *d, const uint8_t *cap, unsigned len);
+
+/* MSI-X enabled by the guest (then interrupts go through vectors). */
+bool pci_msix_enabled(struct pci_dev *d);
+/* Sends MSI-X vector (pending while masked); PCI_MSIX_NO_VECTOR or a
+ * vector past the table is dropped.  Returns 0 or a negative errno. */
+int pci_msix_notify(struct pci_dev *d, unsigned vector);
+/* Drives the function's INTx line (level-triggered, shared lines are
+ * ORed); ignored while the command register disables INTx. */
+void pci_set_intx(struct pci_dev *d, int level);
+
+/* Host pointer for a DMA of len bytes at guest-physical gpa, or NULL
+ * when any byte of it is not guest RAM. */
+void *pci_dma(struct pci_dev *d, uint64_t gpa, uint64_t len);
+
+/* The bus a function sits on: for its bus_ioeventfd(). */
+struct bus *pci_dev_bus(struct pci_dev *d);
+/* "00:03.0" style name for messages. */
+const char *pci_dev_name(struct pci_dev *d);
+
+/* ---- the machine's side (struct vm, KVM), for vmm/main.c ---- */
+struct vm;
+#define PCI_MAX_DISKS 16
+/* bus_host_ops members for DMA devices; host is the struct vm. */
+void *pci_host_guest_ram(void *host, uint64_t gpa, uint64_t len);
+int pci_host_signal_msi(void *host, uint64_t addr, uint32_t data);
+int pci_host_ioeventfd(void *host, uint64_t addr, unsigned len, int fd,
+                       bool assign);
+/* Creates vm->pci (host bridge, window above low RAM) and one virtio-blk
+ * function per --disk spec; prints what went wrong. */
+int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks);
+/* AML for the DSDT describing the host bridge (\_SB.PCI0: windows and
+ * INTx routing) into buf; returns its length, 0 when pci is NULL or
+ * buf is too small. */
+size_t pci_acpi_aml(const struct pci *pci, uint8_t *buf, size_t max);
+
+#endif

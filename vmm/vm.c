@@ -1,0 +1,248 @@
+/* KVM VM setup: the VM, its RAM slots, the in-kernel irqchip and PIT, the
+ * bus, and the stop request every exit path funnels through. */
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmm/console.h"
+#include "vmm/pvm-quirks.h"
+
+void vmm_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("calf: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+uint64_t vm_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+    uint64_t high = vm->ram_size - vm->low_size;
+
+    if (gpa + len < gpa)
+        return NULL;
+    if (gpa + len <= vm->low_size)
+        return vm->ram + gpa;
+    if (gpa >= VM_HIGH_RAM_BASE && gpa + len - VM_HIGH_RAM_BASE <= high)
+        return vm->ram + vm->low_size + (gpa - VM_HIGH_RAM_BASE);
+    return NULL;
+}
+
+static int vm_add_slot(struct vm *vm, int slot, uint64_t gpa, uint64_t size,
+                       void *host)
+{
+    struct kvm_userspace_memory_region r = {
+        .slot = (uint32_t)slot,
+        .guest_phys_addr = gpa,
+        .memory_size = size,
+        .userspace_addr = (uint64_t)(uintptr_t)host,
+    };
+
+    if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+        return -errno;
+    return 0;
+}
+
+static int vm_setup_ram(struct vm *vm, uint64_t ram_size)
+{
+    int ret;
+
+    vm->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (vm->ram == MAP_FAILED) {
+        vm->ram = NULL;
+        vmm_error("cannot allocate %llu MiB of guest RAM: %s",
+                  (unsigned long long)(ram_size >> 20), strerror(errno));
+        return -ENOMEM;
+    }
+    vm->ram_size = ram_size;
+    vm->low_size = ram_size < VM_LOW_RAM_MAX ? ram_size : VM_LOW_RAM_MAX;
+    ret = vm_add_slot(vm, 0, 0, vm->low_size, vm->ram);
+    if (!ret && ram_size > vm->low_size)
+        ret = vm_add_slot(vm, 1, VM_HIGH_RAM_BASE, ram_size - vm->low_size,
+                          vm->ram + vm->low_size);
+    if (ret)
+        vmm_error("KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
+    return ret;
+}
+
+static int vm_setup_irqchip(struct vm *vm)
+{
+    struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+
+    /* KVM on Intel needs a TSS region below 4 GiB for real-mode guests;
+     * put it just under the BIOS area at the top of the 32-bit space. */
+    if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000UL) < 0) {
+        vmm_error("KVM_SET_TSS_ADDR: %s", strerror(errno));
+        return -errno;
+    }
+    if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+        vmm_error("KVM_CREATE_IRQCHIP: %s", strerror(errno));
+        return -errno;
+    }
+    if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+        vmm_error("KVM_CREATE_PIT2: %s", strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+static int vm_get_cpuid(struct vm *vm)
+{
+    int n = 64;
+
+    for (;;) {
+        struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+
+        if (!c)
+            return -ENOMEM;
+        c->nent = (uint32_t)n;
+        if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+            vm->cpuid = c;
+            return 0;
+        }
+        free(c);
+        if (errno != E2BIG || n >= 4096) {
+            vmm_error("KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+            return -errno;
+        }
+        n *= 2;
+    }
+}
+
+static int vm_open_kvm(struct vm *vm)
+{
+    int version;
+
+    vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (vm->kvm_fd < 0) {
+        vmm_error("cannot open /dev/kvm: %s", strerror(errno));
+        return -errno;
+    }
+    version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+    if (version != KVM_API_VERSION) {
+        vmm_error("/dev/kvm speaks API %d, calf needs %d", version,
+                  KVM_API_VERSION);
+        return -ENOTSUP;
+    }
+    vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+    if (vm->vm_fd < 0) {
+        vmm_error("KVM_CREATE_VM: %s", strerror(errno));
+        return -errno;
+    }
+    vm->run_size = (size_t)ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    vm->pvm = pvm_quirks_detect();
+    return 0;
+}
+
+int vm_create(struct vm *vm, uint64_t ram_size, int ncpus)
+{
+    int ret;
+
+    vm->kvm_fd = vm->vm_fd = vm->wake_fd = -1;
+    vm->ncpus = ncpus;
+    pthread_mutex_init(&vm->stop_lock, NULL);
+    vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vm->wake_fd < 0)
+        return -errno;
+    ret = vm_open_kvm(vm);
+    if (!ret)
+        ret = vm_setup_irqchip(vm);
+    if (!ret)
+        ret = vm_setup_ram(vm, ram_size);
+    if (!ret)
+        ret = vm_get_cpuid(vm);
+    for (int i = 0; !ret && i < ncpus; i++)
+        ret = vcpu_create(vm, i);
+    return ret;
+}
+
+void vm_destroy(struct vm *vm)
+{
+    for (int i = 0; i < vm->ncpus; i++)
+        vcpu_destroy(&vm->vcpus[i]);
+    if (vm->ram)
+        munmap(vm->ram, vm->ram_size);
+    free(vm->cpuid);
+    if (vm->vm_fd >= 0)
+        close(vm->vm_fd);
+    if (vm->kvm_fd >= 0)
+        close(vm->kvm_fd);
+    if (vm->wake_fd >= 0)
+        close(vm->wake_fd);
+    pthread_mutex_destroy(&vm->stop_lock);
+}
+
+void vm_request_stop(struct vm *vm, enum bus_stop_reason reason, int status)
+{
+    uint64_t one = 1;
+    ssize_t n;
+
+    pthread_mutex_lock(&vm->stop_lock);
+    if (!atomic_load(&vm->stopping)) {
+        vm->stop_reason = reason;
+        vm->stop_status = status;
+        atomic_store(&vm->stopping, true);
+    }
+    pthread_mutex_unlock(&vm->stop_lock);
+    n = write(vm->wake_fd, &one, sizeof(one));
+    (void)n; /* a full counter already wakes the loop */
+}
+
+const char *vm_stop_reason_name(enum bus_stop_reason reason)
+{
+    static const char *const names[] = {
+        [BUS_STOP_NONE] = "none",
+        [BUS_STOP_DEBUG_EXIT] = "debug-exit",
+        [BUS_STOP_EXPECT] = "expect",
+        [BUS_STOP_TIMEOUT] = "timeout",
+        [BUS_STOP_RESET] = "reset",
+        [BUS_STOP_TRIPLE_FAULT] = "triple-fault",
+        [BUS_STOP_HALT] = "halt",
+        [BUS_STOP_ERROR] = "error",
+        [BUS_STOP_SIGNAL] = "signal",
+        [BUS_STOP_QUIT] = "quit",
+    };
+
+    return (unsigned)reason < sizeof(names) / sizeof(names[0]) ? names[reason]
+                                                                : "unknown";
+}
+
+const char *vm_exit_kind_name(enum vm_exit_kind kind)
+{
+    static const char *const names[VM_EXIT_KINDS] = {
+        [VM_EXIT_IO] = "io",
+        [VM_EXIT_IO_UNHANDLED] = "io_unhandled",
+        [VM_EXIT_MMIO] = "mmio",
+        [VM_EXIT_HLT] = "hlt",
+        [VM_EXIT_SHUTDOWN] = "shutdown",
+        [VM_EXIT_INTERNAL_ERROR] = "internal_error",
+        [VM_EXIT_INTR] = "intr",
+        [VM_EXIT_SYSTEM_EVENT] = "system_event",
+        [VM_EXIT_QUIRK] = "emulator_quirk",
+        [VM_EXIT_OTHER] = "other",
+    };
+
+    return names[kind];
+}

@@ -1,0 +1,109 @@
+/* The virtual machine: KVM handles, guest RAM, vCPUs, the device bus, and
+ * the one place that decides when and why the machine stops. */
+#ifndef CALF_VMM_VM_H
+#define CALF_VMM_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+
+#include "vmm/bus.h"
+#include "vmm/cpu-model.h"
+
+#define VM_MAX_CPUS 64
+
+/* Exit statuses of calf run.  Guest statuses from the debug-exit port are
+ * always odd ((v << 1) | 1); the VMM's own are even so the two never mix. */
+#define CALF_EXIT_OK          0
+#define CALF_EXIT_SETUP       2   /* bad option, bad kernel, KVM failure */
+#define CALF_EXIT_GUEST_ERROR 4   /* internal error, unexpected exit */
+#define CALF_EXIT_NO_EXPECT   6   /* guest ended, --expect text never seen */
+#define CALF_EXIT_TIMEOUT     124 /* --timeout, as timeout(1) */
+
+/* Guest RAM below 4 GiB ends here when RAM is larger (PCI hole above). */
+#define VM_LOW_RAM_MAX  0xc0000000ULL
+#define VM_HIGH_RAM_BASE 0x100000000ULL
+
+enum vm_exit_kind {
+    VM_EXIT_IO, VM_EXIT_IO_UNHANDLED, VM_EXIT_MMIO, VM_EXIT_HLT,
+    VM_EXIT_SHUTDOWN, VM_EXIT_INTERNAL_ERROR, VM_EXIT_INTR,
+    VM_EXIT_SYSTEM_EVENT, VM_EXIT_QUIRK, VM_EXIT_OTHER, VM_EXIT_KINDS
+};
+
+struct vm;
+
+struct vcpu {
+    struct vm *vm;
+    int id;
+    int fd;
+    struct kvm_run *run;
+    pthread_t thread;
+    bool started;
+    _Atomic uint64_t exits[VM_EXIT_KINDS];
+    /* Halt detection: the main loop sets probe and kicks; the vCPU
+     * answers with dead = halted with interrupts off (or never started)
+     * and clears probe. */
+    atomic_bool probe;
+    atomic_bool dead;
+    uint64_t last_rip;        /* where the vCPU was when the run ended */
+};
+
+struct vm {
+    int kvm_fd;
+    int vm_fd;
+    size_t run_size;
+    bool pvm;                 /* the kvm_pvm software backend (quirks on) */
+
+    uint8_t *ram;
+    uint64_t ram_size;
+    uint64_t low_size;        /* RAM mapped at 0; the rest sits at 4 GiB */
+
+    int ncpus;
+    struct vcpu vcpus[VM_MAX_CPUS];
+    struct kvm_cpuid2 *cpuid; /* what KVM supports, filtered per vCPU */
+    struct cpu_model cpu_model;
+
+    struct bus *bus;
+    struct pci *pci;          /* vmm/pci.c */
+    struct serial *serial;
+    struct console *console;
+
+    pthread_mutex_t stop_lock;
+    atomic_bool stopping;
+    enum bus_stop_reason stop_reason;
+    int stop_status;
+    int wake_fd;              /* eventfd: wakes the main loop */
+
+    _Atomic uint64_t t_first_run_ns;
+};
+
+/* vm->cpu_model must be set before: vCPUs are created here. */
+int vm_create(struct vm *vm, uint64_t ram_size, int ncpus);
+void vm_destroy(struct vm *vm);
+
+/* Host pointer to len bytes of guest RAM at gpa, or NULL when any of
+ * them is not RAM (the range may not cross the 4 GiB hole). */
+void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);
+
+/* First caller wins; later requests are ignored. */
+void vm_request_stop(struct vm *vm, enum bus_stop_reason reason, int status);
+const char *vm_stop_reason_name(enum bus_stop_reason reason);
+const char *vm_exit_kind_name(enum vm_exit_kind kind);
+
+uint64_t vm_now_ns(void);
+
+/* vcpu.c */
+int vcpu_create(struct vm *vm, int id);
+void vcpu_destroy(struct vcpu *vcpu);
+int vcpu_start(struct vcpu *vcpu);
+void vcpu_kick(struct vcpu *vcpu);
+/* True once every vCPU halted with interrupts off (none can wake up but
+ * by NMI/INIT, which nothing here sends); starts the next probe. */
+bool vm_all_dead(struct vm *vm);
+
+/* Prints "calf: " and the message to stderr. */
+void vmm_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
