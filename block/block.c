@@ -90,10 +90,10 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
     int oflags = (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC;
     if (flags & BLK_O_NOCACHE)
         oflags |= O_DIRECT;
-    /* A backing file name comes from the image: it must not make us wait
-     * for a FIFO's writer, nor read a device that never ends. */
-    if (depth > 0)
-        oflags |= O_NONBLOCK;
+    /* Never wait in open() for a FIFO's writer (backing file names come
+     * from images, and `info --backing-chain` opens them at depth 0); a
+     * backing file must not be a FIFO or a device that never ends. */
+    oflags |= O_NONBLOCK;
     int fd = open(filename, oflags);
     if (fd < 0) {
         int e = errno;
@@ -113,8 +113,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
         close(fd);
         return NULL;
     }
-    if (depth > 0)
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     for (int i = 0; i < seen->n; i++) {
         if (seen->dev[i] == st.st_dev && seen->ino[i] == st.st_ino) {
             blk_set_error("%s: backing chain loops back to an image already in the chain",
@@ -131,8 +130,11 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
         close(fd);
         return NULL;
     }
-    if (!drv)
-        drv = probe_driver(fd);
+    if (!drv && !(drv = probe_driver(fd))) {
+        blk_set_error("%s: cannot read the file to probe its format", filename);
+        close(fd);
+        return NULL;
+    }
 
     BlockDriverState *bs = calloc(1, sizeof(*bs));
     if (!bs || !(bs->filename = strdup(filename))) {

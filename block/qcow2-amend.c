@@ -2,28 +2,500 @@
 #include "block/qcow2.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-static int not_yet(BlockDriverState *bs, const char *what)
+/* ---- shrinking (qcow2_truncate) ---- */
+
+/* Drops the L2 tables of L1 entries [first, l1_size): the L1 stops
+ * pointing to them on disk before any refcount goes down. */
+static int drop_l1_tail(Qcow2State *s, uint64_t first)
 {
-    blk_set_error("%s: %s is not supported yet", bs->filename, what);
-    return -ENOTSUP;
+    uint64_t n = 0;
+    uint64_t *dropped = calloc(s->l1_size > first ? s->l1_size - first : 1, 8);
+    if (!dropped)
+        return -ENOMEM;
+    for (uint64_t i = first; i < s->l1_size; i++) {
+        uint64_t l2_off = s->l1[i] & L1E_OFFSET_MASK;
+        if (!l2_off)
+            continue;
+        dropped[n++] = l2_off;
+        s->l1[i] = 0;
+    }
+    int r = 0;
+    if (n) {
+        uint8_t *buf = malloc((size_t)s->l1_size * 8);
+        if (!buf) {
+            free(dropped);
+            return -ENOMEM;
+        }
+        for (uint32_t i = 0; i < s->l1_size; i++)
+            qcow2_put64(buf + 8 * i, s->l1[i]);
+        r = blk_file_pwrite(s->fd, buf, (uint64_t)s->l1_size * 8, s->l1_offset);
+        free(buf);
+        if (r < 0)
+            blk_set_error("%s: cannot write the L1 table: %s", s->bs->filename, strerror(-r));
+        s->need_sync = true;
+        if (r == 0)
+            r = qcow2_sync(s);
+    }
+    uint8_t *t2 = malloc(s->cluster_size);
+    if (!t2)
+        r = r < 0 ? r : -ENOMEM;
+    /* Every path L1 -> L2 -> cluster is one reference (a table shared
+     * with a snapshot counts its clusters once per L1 reaching it), so the
+     * clusters of a dropped table lose one whether or not it is shared. */
+    for (uint64_t k = 0; k < n && r == 0; k++) {
+        int err = 0;
+        uint8_t *t = qcow2_cache_get(s, &s->l2_cache, dropped[k], &err);
+        if (!t) {
+            r = err;
+            break;
+        }
+        memcpy(t2, t, s->cluster_size);
+        for (uint64_t j = 0; j < s->l2_size && r == 0; j++) {
+            uint64_t l2e = qcow2_be64(t2 + j * s->l2_entry_bytes);
+            int ct = qcow2_cluster_type(s, l2e);
+            if (ct == QCOW2_COMPRESSED)
+                r = qcow2_free_compressed_later(s, l2e);
+            else if (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC)
+                r = qcow2_free_later(s, l2e & L2E_OFFSET_MASK, 1, FREE_NORMAL);
+        }
+        if (r == 0)
+            r = qcow2_free_later(s, dropped[k], 1, FREE_NORMAL);
+    }
+    free(t2);
+    free(dropped);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    return r;
 }
+
+/* Drops refcount blocks that describe only free clusters (and maybe
+ * themselves), as QEMU's qcow2_shrink_reftable does, so that a block
+ * allocated at the end of the file does not keep the file long.  The
+ * table entry is cleared on disk before the block's own refcount goes. */
+static int shrink_reftable(Qcow2State *s)
+{
+    uint64_t per_block = 1ULL << s->rb_bits;
+    int r = qcow2_flush_metadata(s);
+    for (uint64_t i = 1; i < s->rt_size && r == 0; i++) {
+        uint64_t off = s->rt[i] & REFT_OFFSET_MASK;
+        if (!off)
+            continue;
+        uint64_t self = off >> s->cluster_bits;
+        bool self_inside = (self >> s->rb_bits) == i, empty = true;
+        for (uint64_t c = i * per_block; c < (i + 1) * per_block && empty; c++) {
+            uint64_t ref;
+            if ((r = qcow2_get_refcount(s, c, &ref)) < 0)
+                return r;
+            if (ref && !(c == self && ref == 1))
+                empty = false;
+        }
+        if (!empty)
+            continue;
+        s->rt[i] = 0;
+        uint8_t e[8] = {0};
+        if ((r = blk_file_pwrite(s->fd, e, 8, s->rt_offset + i * 8)) < 0) {
+            blk_set_error("%s: cannot write the refcount table: %s", s->bs->filename,
+                          strerror(-r));
+            return r;
+        }
+        s->need_sync = true;
+        if ((r = qcow2_sync(s)) < 0)
+            return r;
+        qcow2_cache_discard(&s->rb_cache, off);
+        if (!self_inside)
+            r = qcow2_update_refcount(s, off, s->cluster_size, -1);
+        blk_file_punch(s->fd, off, s->cluster_size);
+    }
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
+    return r;
+}
+
+/* Cuts the host file after the last cluster in use. */
+static int truncate_file_tail(Qcow2State *s)
+{
+    uint64_t c = qcow2_align_up(s->file_end, s->cluster_size) >> s->cluster_bits;
+    while (c > 1) {
+        uint64_t ref;
+        int r = qcow2_get_refcount(s, c - 1, &ref);
+        if (r < 0)
+            return r;
+        if (ref)
+            break;
+        c--;
+    }
+    uint64_t end = c << s->cluster_bits;
+    int64_t fsize = blk_file_size(s->fd);
+    if (fsize >= 0 && (uint64_t)fsize > end) {
+        if (ftruncate(s->fd, end) < 0) {
+            int e = errno;
+            blk_set_error("%s: cannot truncate the file: %s", s->bs->filename, strerror(e));
+            return -e;
+        }
+        s->file_end = end;
+    }
+    return 0;
+}
+
+int qcow2_shrink(BlockDriverState *bs, uint64_t size)
+{
+    Qcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size, per_l1 = cs * s->l2_size;
+    pthread_mutex_lock(&s->lock);
+    uint64_t old = bs->size;
+    int r = qcow2_flush_metadata(s);
+    /* the guest never sees a half-discarded tail: the size goes first */
+    if (r == 0) {
+        bs->size = size;
+        if ((r = qcow2_update_header(s)) < 0 || (r = qcow2_sync(s)) < 0)
+            bs->size = old;
+    }
+    uint64_t first_l1 = qcow2_align_up(size, per_l1) / per_l1;
+    uint64_t cut = qcow2_align_up(size, cs);
+    uint64_t bend = first_l1 * per_l1 < old ? first_l1 * per_l1 : old;
+    bool partial = r == 0 && cut < bend && (s->l1[cut / per_l1] & L1E_OFFSET_MASK);
+    pthread_mutex_unlock(&s->lock);
+    if (partial)
+        r = qcow2_discard(bs, cut, bend - cut);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&s->lock);
+    r = drop_l1_tail(s, first_l1);
+    if (r == 0)
+        r = qcow2_sync(s);
+    if (r == 0)
+        r = shrink_reftable(s);
+    if (r == 0)
+        r = truncate_file_tail(s);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* ---- emptying, the backing link ---- */
 
 int qcow2_make_empty(BlockDriverState *bs)
 {
-    return not_yet(bs, "emptying a qcow2 image");
+    Qcow2State *s = bs->opaque;
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_flush_metadata(s);
+    if (r == 0)
+        r = drop_l1_tail(s, 0);
+    if (r == 0)
+        r = qcow2_sync(s);
+    if (r == 0)
+        r = shrink_reftable(s);
+    if (r == 0)
+        r = truncate_file_tail(s);
+    s->cbuf_valid = false;
+    pthread_mutex_unlock(&s->lock);
+    return r;
 }
 
 int qcow2_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt)
 {
-    (void)file;
-    (void)fmt;
-    return not_yet(bs, "changing the backing file");
+    Qcow2State *s = bs->opaque;
+    if (!file)
+        file = "";
+    if (!fmt || !file[0])
+        fmt = "";
+    if (strlen(file) >= sizeof(bs->backing_file) || strlen(fmt) >= sizeof(bs->backing_format)) {
+        blk_set_error("%s: backing file name or format is too long", bs->filename);
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&s->lock);
+    char old_file[sizeof(bs->backing_file)], old_fmt[sizeof(bs->backing_format)];
+    memcpy(old_file, bs->backing_file, sizeof(old_file));
+    memcpy(old_fmt, bs->backing_format, sizeof(old_fmt));
+    snprintf(bs->backing_file, sizeof(bs->backing_file), "%s", file);
+    snprintf(bs->backing_format, sizeof(bs->backing_format), "%s", fmt);
+    /* the whole header is one write inside cluster 0 */
+    int r = qcow2_update_header(s);
+    if (r == 0)
+        r = qcow2_sync(s);
+    if (r < 0) {
+        memcpy(bs->backing_file, old_file, sizeof(old_file));
+        memcpy(bs->backing_format, old_fmt, sizeof(old_fmt));
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
 }
+
+/* ---- amend ---- */
+
+static int zero_buf(Qcow2State *s)
+{
+    if (!s->zero_cluster && !(s->zero_cluster = calloc(1, s->cluster_size)))
+        return -ENOMEM;
+    return 0;
+}
+
+/* Zero clusters of one L2 table become clusters holding zeros (version 2
+ * has no zero flag).  A new cluster gets as many references as the table
+ * has, and holds its zeros on disk before the entry points to it. */
+static int expand_zeros_in_l2(Qcow2State *s, uint64_t l2_off, bool active_copied)
+{
+    uint64_t cs = s->cluster_size, l2ref;
+    int r = qcow2_get_refcount(s, l2_off >> s->cluster_bits, &l2ref);
+    if (r < 0)
+        return r;
+    if ((r = zero_buf(s)) < 0)
+        return r;
+    for (uint64_t j = 0; j < s->l2_size; j++) {
+        int err = 0;
+        uint8_t *t = qcow2_cache_get(s, &s->l2_cache, l2_off, &err);
+        if (!t)
+            return err;
+        uint64_t l2e = qcow2_be64(t + j * s->l2_entry_bytes);
+        int ct = qcow2_cluster_type(s, l2e);
+        uint64_t ne;
+        if (ct == QCOW2_ZERO_PLAIN && !s->bs->backing_file[0]) {
+            ne = 0; /* nothing below: unallocated reads as zeros */
+        } else if (ct == QCOW2_ZERO_PLAIN || ct == QCOW2_ZERO_ALLOC) {
+            uint64_t host = l2e & L2E_OFFSET_MASK;
+            if (ct == QCOW2_ZERO_PLAIN) {
+                int64_t h = qcow2_alloc_clusters(s, 1);
+                if (h < 0)
+                    return (int)h;
+                host = (uint64_t)h;
+                if (l2ref > 1 && (r = qcow2_update_refcount(s, host, cs, (int64_t)l2ref - 1)) < 0)
+                    return r;
+            } else if ((r = qcow2_check_overlap(s, host, cs)) < 0) {
+                return r;
+            }
+            if ((r = blk_file_pwrite(s->fd, s->zero_cluster, cs, host)) < 0) {
+                blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
+                return r;
+            }
+            if ((r = qcow2_sync(s)) < 0)
+                return r;
+            if (ct == QCOW2_ZERO_ALLOC)
+                ne = host | (l2e & QCOW_OFLAG_COPIED);
+            else
+                ne = host | ((l2ref == 1 && active_copied) ? QCOW_OFLAG_COPIED : 0);
+        } else {
+            continue;
+        }
+        t = qcow2_cache_get(s, &s->l2_cache, l2_off, &err);
+        if (!t)
+            return err;
+        qcow2_put64(t + j * s->l2_entry_bytes, ne);
+        qcow2_cache_mark_dirty(&s->l2_cache, t);
+    }
+    return qcow2_flush_metadata(s);
+}
+
+static int expand_zeros_in_l1(Qcow2State *s, const uint64_t *l1, uint32_t n, bool active)
+{
+    int r = 0;
+    for (uint32_t i = 0; i < n && r == 0; i++) {
+        uint64_t l2_off = l1[i] & L1E_OFFSET_MASK;
+        if (!l2_off)
+            continue;
+        if ((l2_off & (s->cluster_size - 1)) || l2_off >= s->file_end)
+            return qcow2_mark_corrupt(s, "L2 table offset 0x%" PRIx64 " is invalid", l2_off);
+        r = expand_zeros_in_l2(s, l2_off, active && (l1[i] & QCOW_OFLAG_COPIED));
+    }
+    return r;
+}
+
+static int downgrade(Qcow2State *s)
+{
+    int r;
+    if (s->incompat & ~(QCOW2_INCOMPAT_DIRTY)) {
+        blk_set_error("Cannot downgrade an image with incompatible features %#" PRIx64 " set",
+                      s->incompat & ~QCOW2_INCOMPAT_DIRTY);
+        return -ENOTSUP;
+    }
+    if (s->refcount_order != 4) {
+        blk_set_error("compat=0.10 requires refcount_bits=16");
+        return -ENOTSUP;
+    }
+    if ((r = expand_zeros_in_l1(s, s->l1, s->l1_size, true)) < 0)
+        return r;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const Qcow2Snapshot *sn = &s->snapshots[i];
+        uint64_t *l1 = calloc(sn->l1_size ? sn->l1_size : 1, 8);
+        if (!l1)
+            return -ENOMEM;
+        r = blk_file_pread(s->fd, l1, (uint64_t)sn->l1_size * 8, sn->l1_offset);
+        for (uint32_t j = 0; j < sn->l1_size; j++)
+            l1[j] = qcow2_be64(&l1[j]);
+        if (r == 0)
+            r = expand_zeros_in_l1(s, l1, sn->l1_size, false);
+        free(l1);
+        if (r < 0)
+            return r;
+    }
+    if ((r = qcow2_flush_metadata(s)) < 0 || (r = qcow2_sync(s)) < 0)
+        return r;
+    /* no zero flag is left on disk: the header may say version 2 */
+    uint32_t old_version = s->version;
+    uint64_t old_incompat = s->incompat, old_compat = s->compat, old_auto = s->autoclear;
+    s->version = 2;
+    s->incompat = s->compat = s->autoclear = 0;
+    if ((r = qcow2_update_header(s)) < 0 || (r = qcow2_sync(s)) < 0) {
+        s->version = old_version;
+        s->incompat = old_incompat;
+        s->compat = old_compat;
+        s->autoclear = old_auto;
+        return r;
+    }
+    s->lazy = false;
+    s->dirty_set = false;
+    return 0;
+}
+
+static int set_header(Qcow2State *s, uint32_t version, uint64_t compat)
+{
+    uint32_t ov = s->version;
+    uint64_t oc = s->compat;
+    s->version = version;
+    s->compat = compat;
+    int r = qcow2_update_header(s);
+    if (r == 0)
+        r = qcow2_sync(s);
+    if (r < 0) {
+        s->version = ov;
+        s->compat = oc;
+    }
+    return r;
+}
+
+/* lazy_refcounts=off: everything the dirty bit covered goes to disk first */
+static int lazy_off(Qcow2State *s)
+{
+    int r = qcow2_flush_metadata(s);
+    if (r == 0)
+        r = qcow2_sync(s);
+    if (r < 0)
+        return r;
+    s->lazy = false;
+    if (s->dirty_set) {
+        s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
+        s->dirty_set = false;
+    }
+    return set_header(s, s->version, s->compat & ~QCOW2_COMPAT_LAZY_REFCOUNTS);
+}
+
+static const char *const creation_only[] = {
+    "cluster_size", "encryption", "encrypt.format", "encrypt.key-secret", "encrypt.cipher-alg",
+    "encrypt.cipher-mode", "encrypt.ivgen-alg", "encrypt.ivgen-hash-alg", "encrypt.hash-alg",
+    "encrypt.iter-time", "preallocation", "extended_l2", "compression_type", "nocow",
+};
 
 int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force)
 {
-    (void)opts;
+    Qcow2State *s = bs->opaque;
     (void)force;
-    return not_yet(bs, "amend");
+    for (int i = 0; i < opts->n; i++) {
+        for (size_t k = 0; k < sizeof(creation_only) / sizeof(creation_only[0]); k++) {
+            if (!strcmp(opts->opt[i].key, creation_only[k])) {
+                blk_set_error("Invalid parameter '%s'\nThis option is only supported for image "
+                              "creation", opts->opt[i].key);
+                return -ENOTSUP;
+            }
+        }
+    }
+    const char *compat = blkopts_get(opts, "compat");
+    const char *bfile = blkopts_get(opts, "backing_file");
+    const char *bfmt = blkopts_get(opts, "backing_fmt");
+    const char *lazy_s = blkopts_get(opts, "lazy_refcounts");
+    const char *rb_s = blkopts_get(opts, "refcount_bits");
+    const char *size_s = blkopts_get(opts, "size");
+    if (blkopts_get(opts, "data_file")) {
+        blk_set_error("data-file can only be set for images that use an external data file");
+        return -EINVAL;
+    }
+    if (blkopts_get(opts, "data_file_raw")) {
+        blk_set_error("data-file-raw can only be set for images that use an external data "
+                      "file");
+        return -EINVAL;
+    }
+    const char *unused = blkopts_first_unused(opts);
+    if (unused) {
+        blk_set_error("Invalid parameter '%s'", unused);
+        return -EINVAL;
+    }
+    uint32_t new_version = s->version;
+    if (compat) {
+        if (!strcmp(compat, "0.10") || !strcmp(compat, "v2"))
+            new_version = 2;
+        else if (!strcmp(compat, "1.1") || !strcmp(compat, "v3"))
+            new_version = 3;
+        else {
+            blk_set_error("Unknown compatibility level %s", compat);
+            return -EINVAL;
+        }
+    }
+    bool lazy = s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS;
+    int r;
+    if (lazy_s && (r = blkopts_get_bool(opts, "lazy_refcounts", false, &lazy)) < 0)
+        return r;
+    uint64_t rbits = s->refcount_bits, size = bs->size;
+    if (rb_s) {
+        if ((r = blkopts_get_uint(opts, "refcount_bits", 16, &rbits)) < 0)
+            return r;
+        if (rbits == 0 || rbits > 64 || (rbits & (rbits - 1))) {
+            blk_set_error("Refcount width must be a power of two and may not exceed 64 bits");
+            return -EINVAL;
+        }
+    }
+    if (size_s && (r = blkopts_get_size(opts, "size", bs->size, &size)) < 0) {
+        blk_set_error("Parameter 'size' expects a non-negative number below 2^64\nOptional "
+                      "suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand "
+                      "exabytes, respectively.");
+        return r;
+    }
+    if (lazy_s && lazy && new_version < 3) {
+        blk_set_error("Lazy refcounts only supported with compatibility level 1.1 and above "
+                      "(use compat=1.1 or greater)");
+        return -EINVAL;
+    }
+    if (new_version < 3 && rbits != 16) {
+        blk_set_error(rb_s ? "Refcount widths other than 16 bits require compatibility level "
+                      "1.1 or above (use compat=1.1 or greater)"
+                           : "compat=0.10 requires refcount_bits=16");
+        return -EINVAL;
+    }
+
+    /* QEMU 7.2 refuses this too: rebase -u is the way */
+    if ((bfile && strcmp(bfile, bs->backing_file)) || (bfmt && strcmp(bfmt, bs->backing_format))) {
+        blk_set_error("Cannot amend the backing file\nYou can use 'calf-img rebase' instead.");
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&s->lock);
+    r = qcow2_flush_metadata(s);
+    if (r == 0 && new_version > s->version)
+        r = set_header(s, new_version, s->compat);
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_lock(&s->lock);
+    if (r == 0 && lazy_s && lazy != !!(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) {
+        if (lazy) {
+            r = set_header(s, s->version, s->compat | QCOW2_COMPAT_LAZY_REFCOUNTS);
+            if (r == 0)
+                s->lazy = true;
+        } else {
+            r = lazy_off(s);
+        }
+    }
+    if (r == 0 && rbits != s->refcount_bits)
+        r = qcow2_change_refcount_order(s, (uint32_t)__builtin_ctzll(rbits));
+    pthread_mutex_unlock(&s->lock);
+    if (r == 0 && size != bs->size)
+        r = bs->drv->truncate(bs, size, BLK_PREALLOC_OFF, true);
+    pthread_mutex_lock(&s->lock);
+    if (r == 0 && new_version < s->version) {
+        if ((s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS) && (r = lazy_off(s)) < 0)
+            goto out;
+        r = downgrade(s);
+    }
+out:
+    pthread_mutex_unlock(&s->lock);
+    return r;
 }

@@ -164,12 +164,16 @@ static int count_refs(struct walk *w)
         return r;
     if (s->nb_snapshots) {
         /* the table itself: entries are variable-sized; re-measure */
-        uint64_t pos = s->snapshots_offset;
+        uint64_t pos = s->snapshots_offset, end = pos;
         for (uint32_t i = 0; i < s->nb_snapshots; i++) {
             const Qcow2Snapshot *sn = &s->snapshots[i];
-            pos = qcow2_align_up(pos + 40 + sn->extra_size + strlen(sn->id) + strlen(sn->name), 8);
+            end = pos + 40 + sn->extra_size + strlen(sn->id) + strlen(sn->name);
+            pos = qcow2_align_up(end, 8);
         }
-        if ((r = map_inc(w, s->snapshots_offset, pos - s->snapshots_offset)) < 0)
+        /* QEMU does not write the padding after the last entry: a table at
+         * the end of the file may end unaligned */
+        if ((r = map_inc_span(w, s->snapshots_offset, pos - s->snapshots_offset,
+                              end - s->snapshots_offset)) < 0)
             return r;
         for (uint32_t i = 0; i < s->nb_snapshots; i++) {
             const Qcow2Snapshot *sn = &s->snapshots[i];
@@ -216,8 +220,9 @@ static int count_refcount_structure(struct walk *w)
 }
 
 /* Writes a fresh refcount table and blocks for w->map after the last
- * referenced cluster and points the header to them. */
-static int rebuild(struct walk *w)
+ * referenced cluster, in s->refcount_order's width, and makes them the
+ * in-memory structure; the caller points the header to them. */
+static int rebuild_structure(struct walk *w)
 {
     Qcow2State *s = w->s;
     uint64_t cs = s->cluster_size, per_block = 1ULL << s->rb_bits;
@@ -306,6 +311,16 @@ static int rebuild(struct walk *w)
         s->rb_cache.dirty[i] = false;
     }
     s->free_hint = 0;
+    return 0;
+}
+
+/* rebuild_structure, then the header points to the new structure. */
+static int rebuild(struct walk *w)
+{
+    Qcow2State *s = w->s;
+    int r = rebuild_structure(w);
+    if (r < 0)
+        return r;
     uint8_t h[12];
     qcow2_put64(h, s->rt_offset);
     qcow2_put32(h + 8, s->rt_clusters);
@@ -423,8 +438,16 @@ int qcow2_repair_refcounts(Qcow2State *s)
     int r = walk_init(&w, s, &res, true);
     if (r < 0)
         return r;
-    if ((r = qcow2_flush_metadata(s)) == 0 && (r = count_refs(&w)) == 0 &&
-        (r = rebuild(&w)) == 0)
+    if ((r = qcow2_flush_metadata(s)) == 0 && (r = count_refs(&w)) == 0 && res.corruptions) {
+        /* damaged metadata (say, references far past the end of the
+         * file) is no lazy-refcount leftover: rebuilding around it would
+         * write a refcount structure wherever the damage points */
+        blk_set_error("%s: image is dirty and its metadata is damaged (%" PRId64 " errors); "
+                      "repair it with 'calf-img check -r all'", s->bs->filename,
+                      (int64_t)res.corruptions);
+        r = -EIO;
+    }
+    if (r == 0 && (r = rebuild(&w)) == 0)
         r = check_copied(&w, 1);
     if (r == 0)
         r = qcow2_flush_metadata(s);
@@ -530,5 +553,54 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
             r = qcow2_sync(s);
     }
     pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int qcow2_change_refcount_order(Qcow2State *s, uint32_t order)
+{
+    BlockCheckResult res = {0};
+    struct walk w;
+    int r = walk_init(&w, s, &res, true);
+    if (r < 0)
+        return r;
+    if ((r = qcow2_flush_metadata(s)) < 0 || (r = count_refs(&w)) < 0)
+        goto out;
+    if (res.corruptions) {
+        /* refuse rather than write a structure for damaged metadata */
+        blk_set_error("%s: the image has corruptions; repair it with 'check -r all' first",
+                      s->bs->filename);
+        r = -EIO;
+        goto out;
+    }
+    uint64_t new_max = order == 6 ? UINT64_MAX : (1ULL << (1u << order)) - 1;
+    for (uint64_t c = 0; c < w.map.n; c++) {
+        if (w.map.r[c] > new_max) {
+            blk_set_error("Cannot decrease refcount entry width to %u bits: Cluster at offset "
+                          "%#" PRIx64 " has a refcount of %u", 1u << order,
+                          c << s->cluster_bits, w.map.r[c]);
+            r = -EINVAL;
+            goto out;
+        }
+    }
+    uint32_t old_order = s->refcount_order, old_bits = s->refcount_bits, old_rb = s->rb_bits;
+    uint64_t old_max = s->refcount_max;
+    s->refcount_order = order;
+    s->refcount_bits = 1u << order;
+    s->rb_bits = s->cluster_bits + 3 - order;
+    s->refcount_max = new_max;
+    /* the old structure is not counted: it becomes free space once the
+     * header (offset, size and width in one sector) names the new one */
+    r = rebuild_structure(&w);
+    if (r < 0) {
+        /* nothing switched: the old structure is still the one in use */
+        s->refcount_order = old_order;
+        s->refcount_bits = old_bits;
+        s->rb_bits = old_rb;
+        s->refcount_max = old_max;
+    } else if ((r = qcow2_update_header(s)) == 0) {
+        r = qcow2_sync(s);
+    }
+out:
+    walk_free(&w);
     return r;
 }

@@ -208,7 +208,8 @@ int qcow2_grow_l1(Qcow2State *s, uint64_t min_size)
         free(buf);
         return -ENOMEM;
     }
-    memcpy(nl1, s->l1, (size_t)s->l1_size * 8);
+    if (s->l1_size) /* s->l1 is NULL while an image is being created */
+        memcpy(nl1, s->l1, (size_t)s->l1_size * 8);
     int64_t off = qcow2_alloc_clusters(s, bytes >> s->cluster_bits);
     int r = off < 0 ? (int)off : 0;
     /* only the entries: the rest of the last cluster reads as zeros */
