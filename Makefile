@@ -10,7 +10,16 @@ PKGS    := zlib libzstd libcrypto
 SANITIZE ?=
 
 ifeq ($(filter clean distclean,$(MAKECMDGOALS)),)
-SETUP_KIND := $(if $(filter test test-% check bench run,$(MAKECMDGOALS)),$(firstword $(filter test bench run,$(patsubst test-%,test,$(MAKECMDGOALS)))),build)
+SETUP_KIND := build
+ifneq ($(filter test check,$(MAKECMDGOALS)),)
+SETUP_KIND := test
+endif
+ifneq ($(filter bench,$(MAKECMDGOALS)),)
+SETUP_KIND := bench
+endif
+ifneq ($(filter test-slow run-linux,$(MAKECMDGOALS)),)
+SETUP_KIND := linux
+endif
 $(shell scripts/setup-deps.sh $(SETUP_KIND) >&2)
 ifneq ($(.SHELLSTATUS),0)
 $(error package setup failed; see the message above)

@@ -279,7 +279,8 @@ static int get_extent(Qcow2State *s, uint64_t off, uint64_t maxlen, struct exten
             e->type = t;
             e->l2e = l2e;
             first_host = host;
-        } else if (t != e->type || (sc_has_host(t) && host != first_host + e->len) ||
+        } else if (t != e->type ||
+                   ((sc_has_host(t) || t == SC_UNALLOCATED_ALLOC) && host != first_host + e->len) ||
                    t == SC_COMPRESSED) {
             break;
         }

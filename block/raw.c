@@ -29,7 +29,8 @@ static int raw_open(BlockDriverState *bs, BlockOptions *opts)
         if (end > 0)
             size = end;
     }
-    bs->size = size;
+    /* QEMU counts whole sectors: the tail of the last one reads as zeros */
+    bs->size = (size + BLK_SECTOR_SIZE - 1) & ~(int64_t)(BLK_SECTOR_SIZE - 1);
     return 0;
 }
 
@@ -155,6 +156,7 @@ static int raw_create(const char *filename, uint64_t size, BlockOptions *opts)
         blk_set_error("Image creation needs a size parameter");
         return -EINVAL;
     }
+    size = (size + BLK_SECTOR_SIZE - 1) & ~(uint64_t)(BLK_SECTOR_SIZE - 1);
     int fd = open(filename, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         int e = errno;

@@ -2,14 +2,18 @@
 # Installs the Debian packages calf needs to build and test, when they are
 # missing.  Run by the Makefile before anything else; does nothing when all
 # packages are present.  Not root and something missing: one clear message.
-#   setup-deps.sh build   - what the compiler needs
+#   setup-deps.sh build   - what the compiler needs (also `make run`)
 #   setup-deps.sh test    - plus the peers the tests compare against
+#   setup-deps.sh linux   - plus what building the small Linux guest needs
+#                           (make test-slow, make run-linux)
+#   setup-deps.sh bench   - plus the benchmark peers
 set -u
 need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev"
+peers="qemu-utils perl qemu-system-x86"
 case "${1:-build}" in
-test) need="$need qemu-utils perl linux-source-6.1 bc flex bison libelf-dev cpio xz-utils busybox-static" ;;
-run)  need="$need" ;;
-bench) need="$need qemu-utils qemu-system-x86 hyperfine" ;;
+test)  need="$need $peers" ;;
+linux) need="$need $peers linux-source-6.1 bc flex bison libelf-dev cpio xz-utils busybox-static" ;;
+bench) need="$need $peers hyperfine" ;;
 esac
 missing=""
 for p in $need; do
