@@ -526,6 +526,23 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
     uint64_t total = 0;
     for (int i = 0; i < cnt; i++)
         total += iov[i].iov_len;
+    if (s->bs->flags & BLK_O_NOCACHE) {
+        /* O_DIRECT: one buffer, aligned by blk_file_pwrite as needed */
+        uint8_t *flat = malloc(total);
+        if (!flat) {
+            r = -ENOMEM;
+            goto out;
+        }
+        for (int i = 0, pos = 0; i < cnt; pos += iov[i].iov_len, i++)
+            memcpy(flat + pos, iov[i].iov_base, iov[i].iov_len);
+        r = blk_file_pwrite(s->fd, flat, total, start);
+        free(flat);
+        if (r < 0) {
+            blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
+            goto out;
+        }
+        total = 0;
+    }
     for (int i = 0; total;) {
         ssize_t w = pwritev(s->fd, iov + i, cnt - i, start);
         if (w < 0) {

@@ -297,7 +297,21 @@ const char *blk_prealloc_name(int mode)
 
 /* ---- host files ---- */
 
-int blk_file_pread(int fd, void *buf, size_t len, uint64_t off)
+/* O_DIRECT (cache=none) needs buffers, offsets and lengths aligned to
+ * the device's block: requests that are not (metadata entries, unaligned
+ * guest requests) go through an aligned bounce buffer, read-modify-write
+ * for writes.  Two unaligned writers inside one block must not race:
+ * callers serialize metadata under their lock, and guests that share a
+ * block between concurrent requests get what real disks give them. */
+#define DIRECT_ALIGN 4096
+
+static bool is_direct(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl >= 0 && (fl & O_DIRECT);
+}
+
+static int plain_pread(int fd, void *buf, size_t len, uint64_t off)
 {
     uint8_t *p = buf;
     while (len) {
@@ -318,7 +332,7 @@ int blk_file_pread(int fd, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+static int plain_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
     const uint8_t *p = buf;
     while (len) {
@@ -335,6 +349,43 @@ int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
         off += r;
     }
     return 0;
+}
+
+static int bounce(int fd, void *rbuf, const void *wbuf, size_t len, uint64_t off)
+{
+    uint64_t a0 = off & ~(uint64_t)(DIRECT_ALIGN - 1);
+    uint64_t a1 = (off + len + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1);
+    uint8_t *b = aligned_alloc(DIRECT_ALIGN, a1 - a0);
+    if (!b)
+        return -ENOMEM;
+    int r = plain_pread(fd, b, a1 - a0, a0);
+    if (r == 0 && rbuf)
+        memcpy(rbuf, b + (off - a0), len);
+    if (r == 0 && wbuf) {
+        memcpy(b + (off - a0), wbuf, len);
+        r = plain_pwrite(fd, b, a1 - a0, a0);
+    }
+    free(b);
+    return r;
+}
+
+static bool unaligned(const void *buf, size_t len, uint64_t off)
+{
+    return ((uintptr_t)buf | len | off) & (DIRECT_ALIGN - 1);
+}
+
+int blk_file_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+    if (unaligned(buf, len, off) && is_direct(fd))
+        return bounce(fd, buf, NULL, len, off);
+    return plain_pread(fd, buf, len, off);
+}
+
+int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+    if (unaligned(buf, len, off) && is_direct(fd))
+        return bounce(fd, NULL, buf, len, off);
+    return plain_pwrite(fd, buf, len, off);
 }
 
 int64_t blk_file_size(int fd)

@@ -30,11 +30,11 @@ configs=(
   "compat=1.1,lazy_refcounts=on"
   "compat=1.1,lazy_refcounts=on,extended_l2=on,refcount_bits=2"
 )
-echo "1..$(( ${#configs[@]} * 2 * 3 + 6 ))"
+echo "1..$(( ${#configs[@]} * 2 * 3 + 12 ))"
 
-run_case() { # name image shadow
-  local name=$1 img=$2 sh=$3 seed=$4
-  if out=$("$B/tests/blk-random" -s "$seed" -n 1500 -m 200000 -r 400 "$img" "$sh" 2>&1); then
+run_case() { # name image shadow seed [blk-random flags]
+  local name=$1 img=$2 sh=$3 seed=$4 flags=$5
+  if out=$("$B/tests/blk-random" $flags -s "$seed" -n 1500 -m 200000 -r 400 "$img" "$sh" 2>&1); then
     ok "$name: random I/O matches the shadow file"
   else
     notok "$name: random I/O: $out"
@@ -82,5 +82,13 @@ run_case "depth-3 chain (raw, qcow2, raw, qcow2) grown to 10M" "$T/top.qcow2" "$
 qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 "$T/g.qcow2" 64M
 rm -f "$T/shadow.raw"; truncate -s 64M "$T/shadow.raw"
 run_case "refcount table growth (512 B clusters, 64-bit refcounts, 64M)" "$T/g.qcow2" "$T/shadow.raw" 7
+
+# O_DIRECT (cache=none): unaligned requests and metadata go through bounce
+# buffers
+for cfg in "compat=1.1" "compat=1.1,cluster_size=512,refcount_bits=64"; do
+  qemu-img create -q -f qcow2 -o "$cfg" -b "$T/base.raw" -F raw "$T/d.qcow2" $SIZE
+  qemu-img convert -O raw "$T/d.qcow2" "$T/shadow.raw"
+  run_case "$cfg, O_DIRECT" "$T/d.qcow2" "$T/shadow.raw" 11 -N
+done
 
 exit $(( failed > 0 ))

@@ -2,7 +2,8 @@
  *
  *   blk-random [-s seed] [-n ops] [-m maxlen] [-r reopen_every] [-S] IMAGE SHADOW
  *
- * -S writes to a throw-away overlay (blk_open_snapshot) instead.
+ * -S writes to a throw-away overlay (blk_open_snapshot) instead; -N opens
+ * the image with O_DIRECT (cache=none).
  *
  * SHADOW is a raw file holding what IMAGE must read as (the caller makes it
  * from the backing chain, or zeros).  Every write, zero write and discard
@@ -36,12 +37,12 @@ static void fail(const char *what, uint64_t off, uint64_t len)
     exit(1);
 }
 
-static int snapshot_mode;
+static int snapshot_mode, open_flags;
 
 static BlockDriverState *open_image(const char *path)
 {
     BlockDriverState *bs = snapshot_mode ? blk_open_snapshot(path, NULL, 0)
-                                         : blk_open(path, NULL, BLK_O_RDWR, NULL);
+                                         : blk_open(path, NULL, BLK_O_RDWR | open_flags, NULL);
     if (!bs) {
         fprintf(stderr, "blk-random: %s\n", blk_error());
         exit(1);
@@ -70,8 +71,9 @@ int main(int argc, char **argv)
 {
     uint64_t seed = 1, nops = 2000, maxlen = 256 * 1024, reopen = 500;
     int opt;
-    while ((opt = getopt(argc, argv, "s:n:m:r:S")) != -1) {
+    while ((opt = getopt(argc, argv, "s:n:m:r:SN")) != -1) {
         switch (opt) {
+        case 'N': open_flags |= BLK_O_NOCACHE; break; /* O_DIRECT, cache=none */
         case 'S': snapshot_mode = 1; break; /* throw-away overlay; implies -r 0 */
         case 's': seed = strtoull(optarg, NULL, 0); break;
         case 'n': nops = strtoull(optarg, NULL, 0); break;
