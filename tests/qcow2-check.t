@@ -10,7 +10,7 @@ n=0; failed=0
 ok() { n=$((n+1)); echo "ok $n - $*"; }
 notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
 if ! command -v qemu-img >/dev/null; then echo "1..0 # skip qemu-img is not installed"; exit 0; fi
-KILLS=${CALF_KILLS:-24}
+KILLS=${CALF_KILLS:-50}
 echo "1..$(( 7 * 4 + KILLS * 2 ))"
 
 poke() { # file offset hexbytes...
