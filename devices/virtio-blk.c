@@ -413,6 +413,11 @@ static int vblk_parse(char *s, struct vblk_opts *o)
         eq = strchr(key, '=');
         if (eq)
             *eq++ = 0;
+        if (!strcmp(key, "if") && eq && !strcmp(eq, "ide")) {
+            fprintf(stderr, "calf: --disk %s: if=ide is not supported yet "
+                    "(only if=virtio)\n", o->file);
+            return -ENOTSUP;
+        }
         if (opt_one(o, key, eq)) {
             fprintf(stderr, "calf: --disk %s: bad option '%s%s%s'\n", o->file,
                     key, eq ? "=" : "", eq ? eq : "");

@@ -118,10 +118,12 @@ static uint8_t isr_read(struct virtio_pci *vp)
 /* The guest broke the queue rules: stop serving until it resets us. */
 static void virtio_set_needs_reset(struct virtio_pci *vp)
 {
-    if (vp->status & VIRTIO_S_NEEDS_RESET)
+    /* Queue threads may get here at once: one of them tells the guest. */
+    uint8_t old = atomic_fetch_or(&vp->status, VIRTIO_S_NEEDS_RESET);
+
+    if (old & VIRTIO_S_NEEDS_RESET)
         return;
-    vp->status |= VIRTIO_S_NEEDS_RESET;
-    if (vp->status & VIRTIO_S_DRIVER_OK)
+    if (old & VIRTIO_S_DRIVER_OK)
         virtio_irq(vp, vp->config_vector, ISR_CONFIG);
 }
 
@@ -349,14 +351,16 @@ static void status_write(struct virtio_pci *vp, uint8_t v)
         ((vp->drv_features & ~vp->dev_features) ||
          (vp->drv_features & needed) != needed))
         v &= (uint8_t)~VIRTIO_S_FEATURES_OK;
+    /* Bits only come and go together with a reset (the driver must not
+     * clear them, 2.1.2): features stay frozen while queues run. */
     if ((v & VIRTIO_S_DRIVER_OK) && !(vp->status & VIRTIO_S_DRIVER_OK)) {
-        vp->status = (uint8_t)(v | (vp->status & VIRTIO_S_NEEDS_RESET));
+        vp->status |= v;
         /* Buffers queued before DRIVER_OK get served now. */
         for (unsigned q = 0; q < vp->nq; q++)
             virtq_kick(vp, q);
         return;
     }
-    vp->status = (uint8_t)(v | (vp->status & VIRTIO_S_NEEDS_RESET));
+    vp->status |= v;
 }
 
 /* Reads or writes the field at off; fields are 1, 2, 4 or 8 bytes and

@@ -51,7 +51,8 @@ has() { grep -qF -- "$2" "$TMP/$1.out"; }
 has_err() { grep -qF -- "$2" "$TMP/$1.err"; }
 
 show() {  # show NAME: its output as TAP comments, for a failing case
-    sed 's/^/#   /' "$TMP/$1.out" "$TMP/$1.err"
+    # (a run stopped by --expect may end mid-line: add the newline)
+    { cat "$TMP/$1.out"; echo; cat "$TMP/$1.err"; } | tr -d '\r' | sed 's/^/#   /'
 }
 
 crc32_of() {

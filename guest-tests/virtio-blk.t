@@ -44,9 +44,10 @@ has qcow2 "virtio-blk 1: ok"; ok $? "the device sits at slot 1 behind the host b
 qemu-img check -q "$TMP/a.qcow2"; ok $? "qemu-img check: the image is clean"
 guest_data_ok "$TMP/a.qcow2" qcow2; ok $? "qemu-io finds the guest's pattern and its zeroed range"
 
-# ---- completion interrupts through MSI-X ----
+# ---- completion interrupts: INTx through the I/O APIC, then MSI-X ----
 boot msix --kernel "$GUEST" --disk "$TMP/a.qcow2" --append "ct.virtio=1 ct.vmsix=1" --timeout 60
 passed msix; r=$?; ok $r "MSI-X: the guest takes its completion interrupts on vector 0 (status $status)"; [ $r = 0 ] || show msix
+has msix "INTx completion through the I/O APIC ok"; ok $? "INTx: one level-triggered interrupt on the pin of the Interrupt Line register"
 has msix "MSI-X completion, masking and PBA ok"; ok $? "a masked vector stays pending in the PBA and fires on unmask"
 
 # ---- a raw disk, with discard=unmap and cache=unsafe ----
@@ -55,6 +56,12 @@ boot raw --kernel "$GUEST" --disk "$TMP/b.raw,format=raw,discard=unmap,cache=uns
     --append "ct.virtio=1" --timeout 60
 passed raw; r=$?; ok $r "raw disk (discard=unmap, cache=unsafe): checks pass (status $status)"; [ $r = 0 ] || show raw
 guest_data_ok "$TMP/b.raw" raw; ok $? "qemu-io finds the guest's data in the raw file"
+
+# ---- a qcow (version 1) disk ----
+qemu-img create -q -f qcow "$TMP/v1.qcow" 64M
+boot qcow1 --kernel "$GUEST" --disk "$TMP/v1.qcow,format=qcow" --append "ct.virtio=1" --timeout 60
+passed qcow1; r=$?; ok $r "qcow (v1) disk: checks pass (status $status)"; [ $r = 0 ] || show qcow1
+guest_data_ok "$TMP/v1.qcow" qcow; ok $? "qemu-io finds the guest's data in the qcow image"
 
 # ---- cache=none (O_DIRECT) ----
 truncate -s 16M "$TMP/n.raw"
@@ -167,6 +174,8 @@ if QEMU=$(command -v qemu-system-x86_64); then
     echo "# qemu: status $status after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     passed qemu; r=$?; ok $r "QEMU's virtio-blk-pci passes the same guest checks (status $status)"; [ $r = 0 ] || show qemu
     guest_data_ok "$TMP/q.qcow2" qcow2; ok $? "and leaves the same data in its image"
+    has qemu "INTx completion through the I/O APIC ok" && has qemu "MSI-X completion, masking and PBA ok"
+    ok $? "QEMU's device passes the INTx and MSI-X checks too"
 else
     echo "# qemu-system-x86_64 not installed: no cross-check of the guest driver"
 fi
@@ -175,6 +184,12 @@ fi
 boot badopt --kernel "$GUEST" --disk "$TMP/a.qcow2,cache=sometimes" --timeout 60
 ok $(( status != 2 )) "an unknown --disk option is a setup error (status $status)"
 has_err badopt "bad option 'cache=sometimes'"; ok $? "naming the option"
+truncate -s 8M "$TMP/a,b.raw"
+boot comma --kernel "$GUEST" --disk "$TMP/a,,b.raw,format=raw,serial=with-comma" --append "ct.virtio=1" --timeout 60
+passed comma && has comma "serial 'with-comma'"; ok $? "',,' stands for a comma in the file name (status $status)"
+boot ide --kernel "$GUEST" --disk "$TMP/a.qcow2,if=ide" --timeout 60
+ok $(( status != 2 )) "if=ide is refused for now (status $status)"
+has_err ide "if=ide is not supported yet"; ok $? "saying so"
 boot nofile --kernel "$GUEST" --disk "$TMP/missing.qcow2" --timeout 60
 ok $(( status != 2 )) "a missing image is a setup error (status $status)"
 has_err nofile "missing.qcow2"; ok $? "naming the file"

@@ -46,9 +46,11 @@ int try_int3(void);
 int try_fwait(void);
 int try_cmpxchg16b(void);
 
-/* virtio-blk.c: drives every virtio-blk function; expects n of them;
- * hostile: broken requests first; msix: completion interrupts through
- * MSI-X on the first disk.  Returns the failure count. */
-int virtio_blk_test(unsigned expected, int hostile, int msix);
+/* virtio-blk.c: drives every virtio-blk function; expects n of them.
+ * Returns the failure count. */
+#define VBLK_TEST_HOSTILE 1 /* broken requests first (first disk) */
+#define VBLK_TEST_MSIX    2 /* completion interrupts through MSI-X */
+#define VBLK_TEST_BENCH   4 /* only time requests on the first disk */
+int virtio_blk_test(unsigned expected, unsigned flags);
 
 #endif

@@ -17,7 +17,8 @@
  *   ct.int3=1 ct.fwait=1 ct.cx16=1   run int3 (with a #BP handler), fwait,
  *                   lock cmpxchg16b: the instructions kvm_pvm cannot emulate
  *   ct.virtio=N     drive the N virtio-blk disks (virtio-blk.c);
- *   ct.vhostile=1   with broken requests first; ct.vmsix=1: and MSI-X
+ *   ct.vhostile=1   with broken requests first; ct.vmsix=1: and MSI-X;
+ *   ct.vbench=1     time virtio-blk requests instead (bench/virtio-blk)
  */
 #include "guest.h"
 
@@ -323,8 +324,9 @@ void guest_main(uint32_t mode, uint64_t info)
 
         if (present)
             failures += virtio_blk_test((unsigned)n,
-                                        has_key(bi.cmdline, "ct.vhostile="),
-                                        has_key(bi.cmdline, "ct.vmsix="));
+                (has_key(bi.cmdline, "ct.vhostile=") ? VBLK_TEST_HOSTILE : 0) |
+                (has_key(bi.cmdline, "ct.vmsix=") ? VBLK_TEST_MSIX : 0) |
+                (has_key(bi.cmdline, "ct.vbench=") ? VBLK_TEST_BENCH : 0));
     }
     finish(bi.cmdline);
 }

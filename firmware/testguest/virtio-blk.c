@@ -403,10 +403,61 @@ static void test_hostile(struct vdev *d)
     }
 }
 
+/* ---- ct.vbench=1: guest-side throughput, in TSC cycles ----
+ * 32 sequential 1 MiB writes, the same read back, 256 random 4 KiB reads,
+ * all from 16 MiB up in guest RAM (no .bss: nothing to zero).  The host
+ * turns cycles into MB/s and compares runs (bench/virtio-blk). */
+
+#define BENCH_BUF 0x1000000ULL
+#define MIB_SECTORS 2048
+
+static inline uint64_t rdtsc(void)
+{
+    uint32_t lo, hi;
+
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return lo | (uint64_t)hi << 32;
+}
+
+static void bench_report(const char *what, uint64_t cycles)
+{
+    serial_puts("calf-test: bench ");
+    serial_puts(what);
+    serial_puts(" tsc ");
+    serial_put_dec(cycles);
+    serial_puts("\n");
+}
+
+static void bench(struct vdev *d)
+{
+    void *big = (void *)BENCH_BUF;
+    uint64_t t, x = 12345;
+    int bad = 0;
+
+    t = rdtsc();
+    for (int i = 0; i < 32; i++)
+        bad |= request(d, T_OUT, (uint64_t)i * MIB_SECTORS, big, 1 << 20, 8, 1);
+    bench_report("seq-write-1M x32", rdtsc() - t);
+    t = rdtsc();
+    for (int i = 0; i < 32; i++)
+        bad |= request(d, T_IN, (uint64_t)i * MIB_SECTORS, big, 1 << 20, 8, 0);
+    bench_report("seq-read-1M x32", rdtsc() - t);
+    t = rdtsc();
+    for (int i = 0; i < 256; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        bad |= request(d, T_IN, (x >> 33) % (32 * 256) * 8, big, 4096, 1, 0);
+    }
+    bench_report("rand-read-4K x256", rdtsc() - t);
+    if (bad)
+        vfail(d, "a benchmark request failed");
+}
+
 /* ---- MSI-X: queue 0 on vector 0 -> IDT vector 0x40 of the BSP ---- */
 
 #define MSI_VECTOR 0x40
+#define INTX_VECTOR 0x41
 #define LAPIC 0xfee00000UL
+#define IOAPIC 0xfec00000UL
 
 struct idt_gate {
     uint16_t off_lo, sel;
@@ -415,8 +466,33 @@ struct idt_gate {
     uint32_t off_hi, zero;
 } __attribute__((packed));
 
-static struct idt_gate msi_idt[MSI_VECTOR + 1] __attribute__((aligned(16)));
+static struct idt_gate msi_idt[INTX_VECTOR + 1] __attribute__((aligned(16)));
 volatile int msi_hits;
+static volatile int intx_hits, intx_isr;
+static volatile uint8_t *intx_isr_reg;
+
+struct intr_frame;
+
+/* INTx is level-triggered: reading the ISR lowers the line before the
+ * EOI, or the I/O APIC would deliver it again. */
+__attribute__((interrupt)) static void intx_handler(struct intr_frame *f)
+{
+    (void)f;
+    intx_isr = *intx_isr_reg;
+    intx_hits++;
+    *(volatile uint32_t *)(LAPIC + 0xb0) = 0;
+}
+
+static void idt_set(unsigned vec, uint64_t h)
+{
+    uint16_t cs;
+
+    __asm__ volatile("mov %%cs, %0" : "=r"(cs));
+    msi_idt[vec] = (struct idt_gate){
+        .off_lo = (uint16_t)h, .sel = cs, .type = 0x8e,
+        .off_mid = (uint16_t)(h >> 16), .off_hi = (uint32_t)(h >> 32),
+    };
+}
 
 void msi_handler(void);
 __asm__(".text\n"
@@ -431,14 +507,9 @@ __asm__(".text\n"
 static void msi_idt_load(void)
 {
     struct { uint16_t limit; uint64_t base; } __attribute__((packed)) idtr;
-    uint64_t h = (uint64_t)msi_handler;
-    uint16_t cs;
 
-    __asm__ volatile("mov %%cs, %0" : "=r"(cs));
-    msi_idt[MSI_VECTOR] = (struct idt_gate){
-        .off_lo = (uint16_t)h, .sel = cs, .type = 0x8e,
-        .off_mid = (uint16_t)(h >> 16), .off_hi = (uint32_t)(h >> 32),
-    };
+    idt_set(MSI_VECTOR, (uint64_t)msi_handler);
+    idt_set(INTX_VECTOR, (uint64_t)intx_handler);
     idtr.limit = sizeof(msi_idt) - 1;
     idtr.base = (uint64_t)msi_idt;
     __asm__ volatile("lidt %0" : : "m"(idtr));
@@ -469,6 +540,40 @@ static int msix_setup(struct vdev *d)
     d->msix_cap = cap;
     d->msix = 1;
     return 0;
+}
+
+static void ioapic_write(unsigned reg, uint32_t v)
+{
+    *(volatile uint32_t *)IOAPIC = reg;
+    *(volatile uint32_t *)(IOAPIC + 0x10) = v;
+}
+
+/* INTx before MSI-X is on: the pin the Interrupt Line register names,
+ * level-triggered, active high, to the BSP. */
+static void test_intx(struct vdev *d)
+{
+    unsigned gsi = pci_read8(d->slot, 0x3c);
+
+    if (negotiate(d)) {
+        vfail(d, "setup for the INTx test");
+        return;
+    }
+    intx_isr_reg = d->isr;
+    (void)r8(d->isr, 0); /* start with the line low */
+    ioapic_write(0x11 + 2 * gsi, 0);
+    ioapic_write(0x10 + 2 * gsi, INTX_VECTOR | 1u << 15);
+    __asm__ volatile("sti");
+    if (request(d, T_IN, 0, buf, 512, 1, 0) != 0)
+        vfail(d, "read for the INTx test");
+    for (int i = 0; i < 200000 && !intx_hits; i++)
+        ;
+    __asm__ volatile("cli");
+    ioapic_write(0x10 + 2 * gsi, 1u << 16); /* masked again */
+    if (intx_hits != 1 || !(intx_isr & 1))
+        vfail(d, "no INTx interrupt through the I/O APIC (or more than one)");
+    else
+        serial_puts("calf-test: virtio-blk: INTx completion through the I/O APIC ok\n");
+    w8(d->common, 0x14, 0);
 }
 
 static int wait_msi(int want)
@@ -517,8 +622,17 @@ static void test_disk(struct vdev *d, int hostile)
         vfail(d, "virtio capabilities missing");
         return;
     }
+    if (hostile == -2) { /* benchmark only */
+        if (negotiate(d))
+            vfail(d, "setup for the benchmark");
+        else
+            bench(d);
+        w8(d->common, 0x14, 0);
+        return;
+    }
     if (hostile < 0) { /* MSI-X test */
         msi_idt_load();
+        test_intx(d);
         if (msix_setup(d) || negotiate(d))
             vfail(d, "MSI-X setup");
         else
@@ -565,8 +679,10 @@ static void test_disk(struct vdev *d, int hostile)
     w8(d->common, 0x14, 0); /* reset: the device lets go of our queue */
 }
 
-int virtio_blk_test(unsigned expected, int hostile, int msix)
+int virtio_blk_test(unsigned expected, unsigned flags)
 {
+    int hostile = flags & VBLK_TEST_HOSTILE, msix = flags & VBLK_TEST_MSIX;
+
     unsigned found = 0;
     int slot = 0;
 
@@ -576,7 +692,12 @@ int virtio_blk_test(unsigned expected, int hostile, int msix)
 
         /* Hostile requests on the first disk only: the others must keep
          * working regardless. */
-        test_disk(&d, hostile && !found);
+        if (flags & VBLK_TEST_BENCH) {
+            if (!found)
+                test_disk(&d, -2);
+        } else {
+            test_disk(&d, hostile && !found);
+        }
         if (msix && !found)
             test_disk(&d, -1);
         if (failures == before) {

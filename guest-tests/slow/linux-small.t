@@ -35,7 +35,7 @@ linux() {
     boot "$name" --kernel "$KERNEL" --initrd "$INITRD" --cpus "$cpus" -m 256M \
         --append "$APPEND" --expect "$marker" --timeout $limit --report "$TMP/$name.json"
     echo "# $name: how far it got (last console lines):"
-    tail -4 "$TMP/$name.out" | tr -d '\r' | sed 's/^/#   /'
+    { tail -4 "$TMP/$name.out"; echo; } | tr -d '\r' | grep -v '^$' | sed 's/^/#   /'
     sed 's/^/#   /' "$TMP/$name.err"
     ok $(( status != 0 )) "$cpus vCPU(s): Linux reaches '$marker' (status $status)"
     if [ "$cpus" = 1 ]; then
