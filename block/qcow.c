@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 #include <zlib.h>
 
 #define QCOW_MAGIC 0x514649fbu
@@ -46,6 +47,8 @@ typedef struct QcowState {
     uint64_t clock;
     uint64_t file_end;
     bool data_unsynced;
+    uint8_t key[16];                /* legacy AES: passphrase, zero padded */
+    bool has_key;
     uint8_t *cbuf;                  /* last decompressed cluster */
     uint64_t cbuf_entry;
     bool cbuf_valid;
@@ -124,7 +127,11 @@ static void qcow_free(QcowState *s)
 
 static int qcow_open(BlockDriverState *bs, BlockOptions *opts)
 {
-    (void)opts;
+    /* the command line resolved --object secret: the value is the passphrase */
+    const char *key = blkopts_get(opts, "encrypt.key-secret");
+    const char *efmt = blkopts_get(opts, "encrypt.format");
+    if (efmt && strcmp(efmt, "aes"))
+        return bad(bs, -EINVAL, "encrypt.format '%s' is not valid for qcow (only 'aes')", efmt);
     uint8_t h[QCOW_HEADER_SIZE];
     int64_t fsize = blk_file_size(bs->fd);
     if (fsize < 0)
@@ -158,8 +165,6 @@ static int qcow_open(BlockDriverState *bs, BlockOptions *opts)
                    l2_bits);
     if (crypt > 1)
         return bad(bs, -EINVAL, "invalid encryption method %u in the qcow header", crypt);
-    if (crypt)
-        return bad(bs, -ENOTSUP, "AES-encrypted qcow images are not supported yet");
     uint32_t shift = cluster_bits + l2_bits;
     uint64_t l1_size = (size + (UINT64_C(1) << shift) - 1) >> shift;
     if (l1_size > (32u << 20) / 8)
@@ -194,6 +199,12 @@ static int qcow_open(BlockDriverState *bs, BlockOptions *opts)
     s->l2_size = UINT64_C(1) << l2_bits;
     s->cluster_offset_mask = (UINT64_C(1) << (63 - cluster_bits)) - 1;
     s->crypt_method = crypt;
+    if (crypt && key) {
+        /* AES-128: the passphrase bytes, cut at 16, zero padded (QCOW2-NOTES 1.7) */
+        size_t kl = strlen(key);
+        memcpy(s->key, key, kl < 16 ? kl : 16);
+        s->has_key = true;
+    }
     s->l1_offset = l1_off;
     s->l1_size = l1_size;
     s->file_end = (uint64_t)fsize;
@@ -327,6 +338,32 @@ static int load_compressed(QcowState *s, uint64_t e)
     return r;
 }
 
+/* AES-128-CBC on whole 512-byte sectors, in place; the IV of each sector
+ * is its guest sector number, little endian ("plain64"). */
+static int crypt_sectors(QcowState *s, uint64_t sector, uint8_t *buf, uint64_t len, int enc)
+{
+    if (!s->has_key)
+        return bad(s->bs, -EACCES, "the image is encrypted: give the passphrase with --object "
+                   "secret,id=ID,data=... and encrypt.key-secret=ID");
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (!ctx)
+        return -ENOMEM;
+    int r = 0;
+    for (uint64_t i = 0; i < len / BLK_SECTOR_SIZE && r == 0; i++) {
+        uint8_t iv[16] = {0}, *p = buf + i * BLK_SECTOR_SIZE;
+        uint64_t sn = sector + i;
+        for (int b = 0; b < 8; b++)
+            iv[b] = (uint8_t)(sn >> (8 * b));
+        int outl = 0;
+        if (EVP_CipherInit_ex(ctx, EVP_aes_128_cbc(), NULL, s->key, iv, enc) != 1 ||
+            EVP_CIPHER_CTX_set_padding(ctx, 0) != 1 ||
+            EVP_CipherUpdate(ctx, p, &outl, p, BLK_SECTOR_SIZE) != 1 || outl != BLK_SECTOR_SIZE)
+            r = bad(s->bs, -EIO, "AES %s failed", enc ? "encryption" : "decryption");
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    return r;
+}
+
 /* Reads n bytes at guest offset off inside one cluster whose entry is e. */
 static int read_in_cluster(QcowState *s, uint64_t e, uint64_t off, uint8_t *buf, uint64_t n)
 {
@@ -342,6 +379,21 @@ static int read_in_cluster(QcowState *s, uint64_t e, uint64_t off, uint8_t *buf,
     if (e & (s->cluster_size - 1) || e > s->file_end)
         return bad(s->bs, -EIO, "cluster offset 0x%" PRIx64 " is not aligned or beyond the end "
                    "of the file", e);
+    if (s->crypt_method) {
+        /* whole clusters: decryption works on whole sectors */
+        uint8_t *c = malloc(s->cluster_size);
+        if (!c)
+            return -ENOMEM;
+        int r = blk_file_pread(s->fd, c, s->cluster_size, e);
+        if (r < 0)
+            r = bad(s->bs, r, "read error: %s", strerror(-r));
+        else
+            r = crypt_sectors(s, (off - in) / BLK_SECTOR_SIZE, c, s->cluster_size, 0);
+        if (r == 0)
+            memcpy(buf, c + in, n);
+        free(c);
+        return r;
+    }
     int r = blk_file_pread(s->fd, buf, n, e + in);
     if (r < 0)
         return bad(s->bs, r, "read error: %s", strerror(-r));
@@ -420,6 +472,19 @@ static int write_in_cluster(QcowState *s, uint64_t off, const uint8_t *buf, uint
         if (e & (cs - 1) || e > s->file_end)
             return bad(s->bs, -EIO, "cluster offset 0x%" PRIx64 " is not aligned or beyond "
                        "the end of the file", e);
+        if (s->crypt_method) {
+            uint8_t *c = malloc(cs);
+            if (!c)
+                return -ENOMEM;
+            if ((r = read_in_cluster(s, e, off - in, c, cs)) == 0) {
+                memcpy(c + in, buf, n);
+                r = crypt_sectors(s, (off - in) / BLK_SECTOR_SIZE, c, cs, 1);
+            }
+            if (r == 0 && (r = blk_file_pwrite(s->fd, c, cs, e)) < 0)
+                r = bad(s->bs, r, "write error: %s", strerror(-r));
+            free(c);
+            return r;
+        }
         if ((r = blk_file_pwrite(s->fd, buf, n, e + in)) < 0)
             return bad(s->bs, r, "write error: %s", strerror(-r));
         return 0;
@@ -433,6 +498,10 @@ static int write_in_cluster(QcowState *s, uint64_t off, const uint8_t *buf, uint
         return r;
     }
     memcpy(c + in, buf, n);
+    if (s->crypt_method && (r = crypt_sectors(s, (off - in) / BLK_SECTOR_SIZE, c, cs, 1)) < 0) {
+        free(c);
+        return r;
+    }
     uint64_t host = align_up(s->file_end, cs);
     r = blk_file_pwrite(s->fd, c, cs, host);
     free(c);
@@ -465,6 +534,11 @@ static int qcow_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void
 {
     QcowState *s = bs->opaque;
     uint64_t cs = s->cluster_size;
+    if (s->crypt_method) {
+        blk_set_error("%s: compressed writes to encrypted images are not supported",
+                      bs->filename);
+        return -ENOTSUP;
+    }
     if (off & (cs - 1) || ((len & (cs - 1)) && off + len != bs->size)) {
         blk_set_error("%s: compressed writes must cover whole clusters", bs->filename);
         return -EINVAL;
@@ -577,10 +651,16 @@ static int qcow_create(const char *filename, uint64_t size, BlockOptions *opts)
     (void)bfmt; /* qcow has no place for it; the backing file is probed */
     const char *enc = blkopts_get(opts, "encryption");
     const char *encf = blkopts_get(opts, "encrypt.format");
-    blkopts_get(opts, "encrypt.key-secret");
-    if ((enc && strcmp(enc, "off")) || encf) {
-        blk_set_error("AES-encrypted qcow images are not supported yet");
-        return -ENOTSUP;
+    const char *secret = blkopts_get(opts, "encrypt.key-secret");
+    bool encrypt = (enc && strcmp(enc, "off") && strcmp(enc, "no") && strcmp(enc, "false")) ||
+                   encf;
+    if (encf && strcmp(encf, "aes")) {
+        blk_set_error("Unsupported encryption format '%s' for qcow (only 'aes')", encf);
+        return -EINVAL;
+    }
+    if (encrypt && !secret) {
+        blk_set_error("Parameter 'encrypt.key-secret' is required for cipher");
+        return -EINVAL;
     }
     const char *unused = blkopts_first_unused(opts);
     if (unused) {
@@ -633,6 +713,7 @@ static int qcow_create(const char *filename, uint64_t size, BlockOptions *opts)
     put64(h + 24, size);
     h[32] = (uint8_t)cluster_bits;
     h[33] = (uint8_t)l2_bits;
+    put32(h + 36, encrypt ? 1 : 0);
     put64(h + 40, hsize);
     int fd = open(filename, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {

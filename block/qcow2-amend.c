@@ -10,6 +10,12 @@
 
 /* ---- shrinking (qcow2_truncate) ---- */
 
+/* Metadata must not make us free or write clusters outside the file. */
+static bool bad_offset(const Qcow2State *s, uint64_t off)
+{
+    return (off & (s->cluster_size - 1)) || off >= qcow2_align_up(s->file_end, s->cluster_size);
+}
+
 /* Drops the L2 tables of L1 entries [first, l1_size): the L1 stops
  * pointing to them on disk before any refcount goes down. */
 static int drop_l1_tail(Qcow2State *s, uint64_t first)
@@ -22,6 +28,10 @@ static int drop_l1_tail(Qcow2State *s, uint64_t first)
         uint64_t l2_off = s->l1[i] & L1E_OFFSET_MASK;
         if (!l2_off)
             continue;
+        if (bad_offset(s, l2_off)) {
+            free(dropped);
+            return qcow2_mark_corrupt(s, "L2 table offset 0x%" PRIx64 " is invalid", l2_off);
+        }
         dropped[n++] = l2_off;
         s->l1[i] = 0;
     }
@@ -59,10 +69,16 @@ static int drop_l1_tail(Qcow2State *s, uint64_t first)
         for (uint64_t j = 0; j < s->l2_size && r == 0; j++) {
             uint64_t l2e = qcow2_be64(t2 + j * s->l2_entry_bytes);
             int ct = qcow2_cluster_type(s, l2e);
-            if (ct == QCOW2_COMPRESSED)
+            if (ct == QCOW2_COMPRESSED) {
                 r = qcow2_free_compressed_later(s, l2e);
-            else if (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC)
-                r = qcow2_free_later(s, l2e & L2E_OFFSET_MASK, 1, FREE_NORMAL);
+            } else if (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC) {
+                uint64_t host = l2e & L2E_OFFSET_MASK;
+                if (bad_offset(s, host))
+                    r = qcow2_mark_corrupt(s, "data cluster offset 0x%" PRIx64 " is invalid",
+                                           host);
+                else
+                    r = qcow2_free_later(s, host, 1, FREE_NORMAL);
+            }
         }
         if (r == 0)
             r = qcow2_free_later(s, dropped[k], 1, FREE_NORMAL);
@@ -265,6 +281,9 @@ static int expand_zeros_in_l2(Qcow2State *s, uint64_t l2_off, bool active_copied
                 host = (uint64_t)h;
                 if (l2ref > 1 && (r = qcow2_update_refcount(s, host, cs, (int64_t)l2ref - 1)) < 0)
                     return r;
+            } else if (bad_offset(s, host)) {
+                return qcow2_mark_corrupt(s, "data cluster offset 0x%" PRIx64 " is invalid",
+                                          host);
             } else if ((r = qcow2_check_overlap(s, host, cs)) < 0) {
                 return r;
             }

@@ -489,6 +489,8 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
         } else if (qcow2_get_refcount(s, c, &stored) < 0) {
             res->check_errors++;
             need_rebuild = true;
+            /* the whole block is unreadable: once, not per cluster */
+            c |= (UINT64_C(1) << s->rb_bits) - 1;
             continue;
         }
         if (stored == want)

@@ -168,6 +168,8 @@ static int fix_copied(Qcow2State *s)
         uint64_t l1e = s->l1[i], l2_off = l1e & L1E_OFFSET_MASK;
         if (!l2_off)
             continue;
+        if ((r = check_ref(s, l2_off, "an L2 table")) < 0)
+            break;
         uint64_t ref;
         if ((r = qcow2_get_refcount(s, l2_off >> s->cluster_bits, &ref)) < 0)
             break;
@@ -316,12 +318,13 @@ static int write_table(Qcow2State *s, Qcow2Snapshot *list, uint32_t n)
     }
     free(s->snapshots);
     s->snapshots = list;
-    if (old_n && old_bytes) {
-        r = qcow2_free_later(s, old_off, qcow2_align_up(old_bytes, cs) / cs, FREE_NORMAL);
-        if (r == 0)
-            r = qcow2_flush_metadata(s);
-    }
-    return r;
+    /* The new table is in place and s->snapshots owns list: a failure to
+     * free the old table only leaks it, and must not make the caller free
+     * list (a use-after-free found by the fuzzer on damaged refcounts). */
+    if (old_n && old_bytes &&
+        qcow2_free_later(s, old_off, qcow2_align_up(old_bytes, cs) / cs, FREE_NORMAL) == 0)
+        qcow2_flush_metadata(s);
+    return 0;
 }
 
 static int find_snapshot(Qcow2State *s, const char *name_or_id)
@@ -335,11 +338,22 @@ static int find_snapshot(Qcow2State *s, const char *name_or_id)
     return -1;
 }
 
-/* Refcounts are written through while a snapshot operation runs, so that
- * the ordering above holds even on a lazy_refcounts image. */
-static int begin(Qcow2State *s, bool *lazy)
+/* One operation's state.  Refcounts are written through while it runs,
+ * so that the ordering above holds even on a lazy_refcounts image.  On a
+ * version 3 image the dirty bit is set while references and COPIED flags
+ * disagree (between a refcount change and the COPIED recomputation no
+ * order of writes is clean, as in QEMU): a crash then leaves an image
+ * that the next read-write open repairs, by QEMU or by calf. */
+struct sn_op {
+    bool lazy;
+    bool marked; /* we set the dirty bit */
+    bool undone; /* failed, but left nothing half done */
+};
+
+static int begin(Qcow2State *s, struct sn_op *op)
 {
-    *lazy = s->lazy;
+    memset(op, 0, sizeof(*op));
+    op->lazy = s->lazy;
     int r = qcow2_flush_metadata(s);
     if (r == 0)
         r = qcow2_sync(s);
@@ -348,16 +362,37 @@ static int begin(Qcow2State *s, bool *lazy)
     return r;
 }
 
-static int end(Qcow2State *s, bool lazy, int r)
+static int mark_busy(Qcow2State *s, struct sn_op *op)
+{
+    if (s->version < 3 || (s->incompat & QCOW2_INCOMPAT_DIRTY))
+        return 0;
+    s->incompat |= QCOW2_INCOMPAT_DIRTY;
+    int r = qcow2_update_header(s);
+    if (r == 0)
+        r = qcow2_sync(s);
+    if (r < 0) {
+        s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
+        return r;
+    }
+    op->marked = true;
+    return 0;
+}
+
+static int end(Qcow2State *s, struct sn_op *op, int r)
 {
     int f = qcow2_flush_metadata(s);
     if (f == 0)
         f = qcow2_sync(s);
-    s->lazy = lazy;
+    s->lazy = op->lazy;
+    if (f == 0 && op->marked && (r == 0 || op->undone)) {
+        s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
+        if ((f = qcow2_update_header(s)) == 0)
+            f = qcow2_sync(s);
+    }
     return r < 0 ? r : f;
 }
 
-static int snapshot_create_locked(Qcow2State *s, const char *name)
+static int snapshot_create_locked(Qcow2State *s, const char *name, struct sn_op *op)
 {
     BlockDriverState *bs = s->bs;
     if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) {
@@ -387,7 +422,10 @@ static int snapshot_create_locked(Qcow2State *s, const char *name)
         if ((r = write_l1(s, l1_off, copy, s->l1_size)) < 0 || (r = qcow2_sync(s)) < 0)
             goto fail_l1;
     }
+    if ((r = mark_busy(s, op)) < 0)
+        goto fail_l1;
     if ((r = tree_ref(s, copy, s->l1_size)) < 0) {
+        op->undone = true;
         if (r == -ERANGE) {
             char msg[512];
             snprintf(msg, sizeof(msg), "%s", blk_error());
@@ -453,17 +491,17 @@ out:
 int qcow2_snapshot_create(BlockDriverState *bs, const char *name)
 {
     Qcow2State *s = bs->opaque;
-    bool lazy;
+    struct sn_op op;
     pthread_mutex_lock(&s->lock);
-    int r = begin(s, &lazy);
+    int r = begin(s, &op);
     if (r == 0)
-        r = snapshot_create_locked(s, name);
-    r = end(s, lazy, r);
+        r = snapshot_create_locked(s, name, &op);
+    r = end(s, &op, r);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
 
-static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id)
+static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id, struct sn_op *op)
 {
     BlockDriverState *bs = s->bs;
     int idx = find_snapshot(s, name_or_id);
@@ -487,8 +525,12 @@ static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id)
     if ((r = qcow2_grow_l1(s, need)) < 0)
         goto out;
     /* the snapshot's tree gains its reference from the active L1 first */
-    if ((r = tree_ref(s, snl1, sn->l1_size)) < 0)
+    if ((r = mark_busy(s, op)) < 0)
         goto out;
+    if ((r = tree_ref(s, snl1, sn->l1_size)) < 0) {
+        op->undone = true;
+        goto out;
+    }
     uint64_t *nl1 = calloc(s->l1_size ? s->l1_size : 1, 8);
     if (!nl1) {
         r = -ENOMEM;
@@ -528,17 +570,17 @@ out:
 int qcow2_snapshot_apply(BlockDriverState *bs, const char *name_or_id)
 {
     Qcow2State *s = bs->opaque;
-    bool lazy;
+    struct sn_op op;
     pthread_mutex_lock(&s->lock);
-    int r = begin(s, &lazy);
+    int r = begin(s, &op);
     if (r == 0)
-        r = snapshot_apply_locked(s, name_or_id);
-    r = end(s, lazy, r);
+        r = snapshot_apply_locked(s, name_or_id, &op);
+    r = end(s, &op, r);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
 
-static int snapshot_delete_locked(Qcow2State *s, const char *name_or_id)
+static int snapshot_delete_locked(Qcow2State *s, const char *name_or_id, struct sn_op *op)
 {
     BlockDriverState *bs = s->bs;
     int idx = find_snapshot(s, name_or_id);
@@ -565,7 +607,8 @@ static int snapshot_delete_locked(Qcow2State *s, const char *name_or_id)
     Qcow2Snapshot old_entry = s->snapshots[idx];
     memcpy(list, s->snapshots, idx * sizeof(*list));
     memcpy(list + idx, s->snapshots + idx + 1, (n - idx) * sizeof(*list));
-    r = write_table(s, list, n);
+    if ((r = mark_busy(s, op)) == 0 && (r = write_table(s, list, n)) < 0)
+        op->undone = true; /* the old table is still the one in the header */
     if (r < 0) {
         free(list);
         free(snl1);
@@ -593,12 +636,12 @@ static int snapshot_delete_locked(Qcow2State *s, const char *name_or_id)
 int qcow2_snapshot_delete(BlockDriverState *bs, const char *name_or_id)
 {
     Qcow2State *s = bs->opaque;
-    bool lazy;
+    struct sn_op op;
     pthread_mutex_lock(&s->lock);
-    int r = begin(s, &lazy);
+    int r = begin(s, &op);
     if (r == 0)
-        r = snapshot_delete_locked(s, name_or_id);
-    r = end(s, lazy, r);
+        r = snapshot_delete_locked(s, name_or_id, &op);
+    r = end(s, &op, r);
     pthread_mutex_unlock(&s->lock);
     return r;
 }

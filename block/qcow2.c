@@ -759,6 +759,12 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
         }
         return qcow2_shrink(bs, size);
     }
+    bool zero_new = prealloc == BLK_PREALLOC_OFF && bs->backing && bs->backing->size > bs->size;
+    if (zero_new && s->version < 3) {
+        /* no zero flag: QEMU refuses rather than write the zeros out */
+        blk_set_error("Failed to zero out new clusters: Operation not supported");
+        return -ENOTSUP;
+    }
     pthread_mutex_lock(&s->lock);
     uint64_t per_l1 = s->cluster_size * s->l2_size;
     uint64_t old = bs->size;
@@ -776,7 +782,7 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
     pthread_mutex_unlock(&s->lock);
     /* As QEMU does: the new area reads as zeros, not as whatever a longer
      * backing file holds there. */
-    if (r == 0 && prealloc == BLK_PREALLOC_OFF && bs->backing && bs->backing->size > old) {
+    if (r == 0 && zero_new) {
         uint64_t zend = bs->backing->size < size ? bs->backing->size : size;
         r = qcow2_pwrite_zeroes(bs, old, zend - old, 0);
     }

@@ -11,10 +11,11 @@ B=${CALF_BUILD:-$S/../build}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 # the harness keeps its image file in $TMPDIR: inside $T, gone even after a kill
 export TMPDIR=$T
-R=$B/tests/fuzz-replay
-if [ ! -x "$R" ]; then
-    echo "1..0 # skip $R is not built (run make test)"; exit 0
+if [ ! -x "$B/tests/fuzz-replay" ]; then
+    echo "1..0 # skip $B/tests/fuzz-replay is not built (run make test)"; exit 0
 fi
+# a private copy: a rebuild while this runs must not pull it away
+cp "$B/tests/fuzz-replay" "$T/fuzz-replay"; R=$T/fuzz-replay
 echo "1..5"
 n=0; failed=0
 ok() { n=$((n+1)); echo "ok $n - $*"; }
@@ -44,7 +45,7 @@ out=$(timeout 40 "$R" -t 12 -s 20261125 -m 100 "$T/corpus" "$S/fuzz/regress" 2>&
 if [ $rc -eq 0 ]; then ok "corpus and 100 mutants of each: $(echo "$out" | grep "^fuzz-replay:" | tail -1)"
 else
     notok "corpus and mutants: exit $rc: $(echo "$out" | tail -20)"
-    echo "# reproduce: $R -v -s 20261125 -m 100 DIR-FROM-make-corpus.sh tests/fuzz/regress"
+    echo "# reproduce: $B/tests/fuzz-replay -v -s 20261125 -m 100 DIR-FROM-make-corpus.sh tests/fuzz/regress"
 fi
 
 # The hang guard for one input on its own: a crafted image must not make
@@ -85,7 +86,7 @@ else
             mkdir -p "$B/fuzz-smoke-failures"
             for a in "$T"/crash-* "$T"/leak-* "$T"/timeout-* "$T"/oom-* "$T"/slow-unit-*; do
                 [ -f "$a" ] && cp "$a" "$B/fuzz-smoke-failures/" &&
-                    echo "# input saved: $B/fuzz-smoke-failures/$(basename "$a") (replay: $R -v FILE)"
+                    echo "# input saved: $B/fuzz-smoke-failures/$(basename "$a") (replay: $B/tests/fuzz-replay -v FILE)"
             done
         fi
     fi

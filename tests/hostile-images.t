@@ -1,13 +1,15 @@
 #!/bin/bash
-# Hostile images: valid images made by qemu-img (v2, v3, backing file,
-# internal snapshots, compressed clusters, extended L2, lazy refcounts),
-# then damaged on purpose with tests/unit/qcow2-poke.c (the cases of QEMU's
-# iotest 080 and more).  For each one, `calf-img info`, a full read
-# (tests/unit/blk-read.c) and a write attempt must: fail where the image is
-# bad (with damage only I/O reaches, on that I/O) with exactly one error
-# line that names the file, never crash or hang, and leave the file as it
-# was, except that a write attempt may set the corrupt bit (qemu-img must
-# then report the image corrupt).  Valid images must still work.
+# Hostile images: valid images made by qemu-img (qcow2 v2 and v3, backing
+# file, internal snapshots, compressed clusters, extended L2, lazy
+# refcounts; qcow v1), then damaged on purpose with tests/unit/qcow2-poke.c
+# (the cases of QEMU's iotest 080 and more).  For each one, `calf-img info`,
+# a full read (tests/unit/blk-read.c) and a write attempt must: fail where
+# the image is bad (with damage only I/O reaches, on that I/O) with exactly
+# one error line that names the file, never crash or hang, and leave the
+# file as it was, except that a write attempt may set the corrupt bit
+# (qemu-img must then report the image corrupt).  `calf-img check`, `check
+# -r all` on a copy and (when it works) `calf-io` read must not crash or
+# hang either.  Valid images must still work.
 B=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
 if ! command -v qemu-img >/dev/null || ! command -v qemu-io >/dev/null; then
     echo "1..0 # skip qemu-img/qemu-io are not installed"; exit 0
@@ -16,7 +18,11 @@ for t in calf-img tests/blk-read tests/qcow2-poke; do
     if [ ! -x "$B/$t" ]; then echo "1..0 # skip $B/$t is not built (run make)"; exit 0; fi
 done
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-IMG=$B/calf-img RD=$B/tests/blk-read P=$B/tests/qcow2-poke
+# private copies: a rebuild while this runs must not pull binaries away
+mkdir "$T/bin"
+cp "$B/calf-img" "$B/tests/blk-read" "$B/tests/qcow2-poke" "$T/bin/"
+[ -x "$B/calf-io" ] && cp "$B/calf-io" "$T/bin/"
+IMG=$T/bin/calf-img RD=$T/bin/blk-read P=$T/bin/qcow2-poke
 n=0; failed=0
 ok() { n=$((n+1)); echo "ok $n - $*"; }
 notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
@@ -25,9 +31,9 @@ cr() { qemu-img create -q -f qcow2 "$@" || echo "# qemu-img create $* failed"; }
 
 # calf-io is checked for crashes and hangs when it works at all.
 CIO=
-if [ -x "$B/calf-io" ]; then
+if [ -x "$T/bin/calf-io" ]; then
     cr "$T/probe.qcow2" 1M
-    "$B/calf-io" -r -c 'read 0 512' "$T/probe.qcow2" >/dev/null 2>&1 && CIO=$B/calf-io
+    "$T/bin/calf-io" -r -c 'read 0 512' "$T/probe.qcow2" >/dev/null 2>&1 && CIO=$T/bin/calf-io
 fi
 
 # ---- the valid images everything starts from ----

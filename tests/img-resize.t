@@ -89,6 +89,10 @@ in_both qemu-io -c 'write -P 7 0 64M' b.qcow2
 in_both qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2 16M
 resize_both "grow over a longer backing file" t.qcow2 40M
 ok "the grown area reads zeros" qemu-io -c 'read -P 0 16M 24M' -c 'read -P 7 0 16M' "$CDIR/t.qcow2"
+in_both qemu-img create -q -f qcow2 -o compat=0.10 -b b.qcow2 -F qcow2 t2.qcow2 16M
+same_img "v2 image over a longer backing file: refused" resize t2.qcow2 40M
+clean "v2 grow refused" "$CDIR/t2.qcow2"
+same_view "v2 grow refused" "$CDIR/t2.qcow2" "$QDIR/t2.qcow2"
 
 # raw
 rm -f "$QDIR"/* "$CDIR"/*

@@ -90,4 +90,35 @@ printf '\x00\x00\x00\x10\x00\x00\x00\x00' | dd of=b.qcow bs=1 seek=$l1 conv=notr
 out=$("$CALF_IMG" convert -O raw b.qcow b.raw 2>&1)
 [ $? -eq 1 ] && echo "$out" | grep -q "L2 table" && pass "L2 offset beyond the end of the file" \
     || fail "L2 offset beyond the end of the file" "$out"
+
+# legacy AES (crypt_method 1): both directions, wrong passphrase, no key
+SEC="--object secret,id=s0,data=hunter2"
+io() { echo "driver=qcow,file.filename=$1,encrypt.key-secret=s0"; }
+qemu-img convert $SEC -O qcow -o encrypt.format=aes,encrypt.key-secret=s0 src.qcow2 eq.qcow
+"$CALF_IMG" convert $SEC -O qcow -o encrypt.format=aes,encrypt.key-secret=s0 src.qcow2 ec.qcow
+is "$(qemu-img info ec.qcow | grep encrypted)" "encrypted: yes" "calf's AES image is marked encrypted"
+rm -f d.raw
+qemu-img convert $SEC --image-opts "$(io ec.qcow)" -O raw d.raw
+ok "qemu-img decrypts calf's AES image" cmp d.raw src.raw
+rm -f d.raw
+ok "calf decrypts qemu's AES image" "$CALF_IMG" convert $SEC --image-opts "$(io eq.qcow)" -O raw d.raw
+ok "calf decrypts qemu's AES image: same data" cmp d.raw src.raw
+qemu-io $SEC --image-opts "$(io eq.qcow)" -c 'write -P 0x77 100000 3000' >/dev/null
+"$CALF_IO" $SEC --image-opts "$(io ec.qcow)" -c 'write -P 0x77 100000 3000' >/dev/null 2>&1 ||
+    "$CALF_IMG" convert -n $SEC --image-opts "$(io eq.qcow)" -O qcow -o encrypt.key-secret=s0 ec.qcow 2>/dev/null
+rm -f d.raw
+"$CALF_IMG" convert $SEC --image-opts "$(io eq.qcow)" -O raw d.raw
+out=$(qemu-io -f raw -c 'read -P 0x77 100000 3000' -c 'read -P 1 0 99999' d.raw 2>&1)
+echo "$out" | grep -qi "fail\|error" && fail "calf reads qemu-io's encrypted write" "$out" \
+    || pass "calf reads qemu-io's encrypted write"
+rm -f d.raw
+"$CALF_IMG" convert --object secret,id=s0,data=wrong --image-opts "$(io eq.qcow)" -O raw d.raw
+! cmp -s d.raw src.raw && pass "a wrong passphrase does not give the data" \
+    || fail "a wrong passphrase does not give the data"
+rm -f d.raw
+out=$("$CALF_IMG" convert -O raw eq.qcow d.raw 2>&1)
+[ $? -eq 1 ] && echo "$out" | grep -q "encrypted" && pass "no passphrase: a clear error" \
+    || fail "no passphrase: a clear error" "$out"
+out=$("$CALF_IMG" convert -O qcow -o encrypt.format=aes src.qcow2 x.qcow 2>&1)
+[ $? -eq 1 ] && pass "encryption without a key secret is refused" || fail "encryption without a key secret is refused" "$out"
 done_testing

@@ -23,6 +23,8 @@
 #include "block/tool-util.h"
 
 #define CONVERT_CHUNK (2u << 20)
+/* -c: compression, not I/O, is the cost; small chunks keep memory low */
+#define CONVERT_CHUNK_COMPRESSED (256u << 10)
 #define MAX_WORKERS 16
 
 typedef struct Convert {
@@ -32,6 +34,7 @@ typedef struct Convert {
     uint64_t total;            /* bytes to convert */
     BlockDriverState *dst;
     uint64_t dst_cluster;      /* target cluster size (compression unit) */
+    uint64_t chunk;            /* bytes per work item */
     uint64_t min_sparse;       /* -S in bytes; 0 writes everything */
     bool compressed;
     bool zero_init;            /* the target reads as zeros where not written */
@@ -173,8 +176,9 @@ static int load_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit)
         if (st == 1 || (st == 2 && c->compressed)) {
             int r = src_read(c, pos, p, n);
             if (r < 0) {
+                /* EACCES: an encrypted image without its key; say so */
                 convert_fail(c, r, "error while reading at byte %" PRIu64 ": %s", pos,
-                             strerror(-r));
+                             r == -EACCES ? blk_error() : strerror(-r));
                 return r;
             }
         } else {
@@ -317,8 +321,8 @@ static int store_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit, int
 static int process_chunk(Worker *w, uint64_t idx)
 {
     Convert *c = w->c;
-    uint64_t off = idx * CONVERT_CHUNK;
-    uint64_t len = c->total - off < CONVERT_CHUNK ? c->total - off : CONVERT_CHUNK;
+    uint64_t off = idx * c->chunk;
+    uint64_t len = c->total - off < c->chunk ? c->total - off : c->chunk;
     uint64_t unit = c->min_sparse ? c->min_sparse : BLK_SECTOR_SIZE;
     int nunits = (int)((len + unit - 1) / unit);
     memset(w->kind, 0xff, nunits);
@@ -390,9 +394,9 @@ static int run_workers(Convert *c, int nworkers)
     Worker w[MAX_WORKERS];
     pthread_t t[MAX_WORKERS];
     uint64_t unit = c->min_sparse ? c->min_sparse : BLK_SECTOR_SIZE;
-    size_t nunits = CONVERT_CHUNK / unit + 2;
+    size_t nunits = c->chunk / unit + 2;
     int started = 0;
-    c->nchunks = (c->total + CONVERT_CHUNK - 1) / CONVERT_CHUNK;
+    c->nchunks = (c->total + c->chunk - 1) / c->chunk;
     if ((uint64_t)nworkers > c->nchunks)
         nworkers = c->nchunks ? (int)c->nchunks : 1;
     for (int i = 0; i < nworkers; i++) {
@@ -400,7 +404,7 @@ static int run_workers(Convert *c, int nworkers)
         w[i].kind = malloc(nunits);
         w[i].bbuf = c->target_backing ? malloc(unit) : NULL;
         /* room for padding a short last cluster under -c */
-        if (posix_memalign((void **)&w[i].buf, 4096, CONVERT_CHUNK + c->dst_cluster) != 0)
+        if (posix_memalign((void **)&w[i].buf, 4096, c->chunk + c->dst_cluster) != 0)
             w[i].buf = NULL;
         if (!w[i].kind || !w[i].buf || (c->target_backing && !w[i].bbuf)) {
             convert_fail(c, -ENOMEM, "out of memory");
@@ -425,6 +429,111 @@ static int run_workers(Convert *c, int nworkers)
         free(w[i].buf);
     }
     return c->err;
+}
+
+/* --object secret,id=ID,data=TEXT | file=PATH: the secrets for
+ * encrypt.key-secret=ID.  Drivers get the passphrase itself. */
+#define MAX_SECRETS 16
+static struct { char *id, *data; } secrets[MAX_SECRETS];
+static int nsecrets;
+
+static int add_object(const char *arg)
+{
+    BlockOptions o = {0};
+    int r = blkopts_parse(&o, arg);
+    const char *type = r == 0 && o.n ? o.opt[0].key : NULL;
+    if (r < 0 || !type) {
+        img_error("Invalid object option: %s", arg);
+        blkopts_free(&o);
+        return -EINVAL;
+    }
+    /* "secret,id=..." parses with the type as a key without a value */
+    if (strcmp(type, "secret") && !(o.opt[0].value && !strcmp(o.opt[0].key, "qom-type") &&
+                                    !strcmp(o.opt[0].value, "secret"))) {
+        img_error("Object type '%s' is not supported", type);
+        blkopts_free(&o);
+        return -EINVAL;
+    }
+    o.opt[0].used = true;
+    const char *id = blkopts_get(&o, "id"), *data = blkopts_get(&o, "data");
+    const char *file = blkopts_get(&o, "file");
+    blkopts_get(&o, "format");
+    char buf[4096];
+    if (!id || (!data && !file) || nsecrets == MAX_SECRETS) {
+        img_error("Parameter 'id' and one of 'data' or 'file' are required for a secret");
+        blkopts_free(&o);
+        return -EINVAL;
+    }
+    if (!data) {
+        FILE *f = fopen(file, "r");
+        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+        if (!f) {
+            img_error("Unable to read %s: %s", file, strerror(errno));
+            blkopts_free(&o);
+            return -errno;
+        }
+        fclose(f);
+        buf[n] = 0;
+        data = buf;
+    }
+    secrets[nsecrets].id = strdup(id);
+    secrets[nsecrets].data = strdup(data);
+    nsecrets++;
+    blkopts_free(&o);
+    return 0;
+}
+
+/* Replaces encrypt.key-secret=ID in o by the secret's text. */
+static int resolve_secret(BlockOptions *o)
+{
+    const char *id = blkopts_get(o, "encrypt.key-secret");
+    if (!id)
+        return 0;
+    for (int i = 0; i < nsecrets; i++)
+        if (!strcmp(secrets[i].id, id))
+            return blkopts_set(o, "encrypt.key-secret", secrets[i].data);
+    img_error("No secret with id '%s' found", id);
+    return -ENOENT;
+}
+
+static void free_secrets(void)
+{
+    for (int i = 0; i < nsecrets; i++) {
+        free(secrets[i].id);
+        free(secrets[i].data);
+    }
+    nsecrets = 0;
+}
+
+/* --image-opts: "driver=qcow,file.filename=x,encrypt.key-secret=s0" */
+static BlockDriverState *open_image_opts(const char *arg, bool force_share)
+{
+    BlockOptions o = {0};
+    BlockDriverState *bs = NULL;
+    if (blkopts_parse(&o, arg) < 0) {
+        img_error("Invalid image options: %s", arg);
+        return NULL;
+    }
+    const char *drv = blkopts_get(&o, "driver");
+    const char *fn = blkopts_get(&o, "file.filename");
+    if (!fn)
+        fn = blkopts_get(&o, "filename");
+    blkopts_get(&o, "file.driver");
+    if (!fn) {
+        img_error("Could not open '%s': A block device must be specified for \"file\"", arg);
+    } else if (resolve_secret(&o) == 0) {
+        /* what the driver does not take is an error from blk_open */
+        BlockOptions rest = {0};
+        for (int i = 0; i < o.n; i++)
+            if (!o.opt[i].used || !strcmp(o.opt[i].key, "encrypt.key-secret"))
+                blkopts_set(&rest, o.opt[i].key, o.opt[i].value);
+        bs = blk_open(fn, drv, force_share ? BLK_O_SHARE : 0, rest.n ? &rest : NULL);
+        if (!bs)
+            img_error("Could not open '%s': %s", fn, blk_error());
+        blkopts_free(&rest);
+    }
+    blkopts_free(&o);
+    return bs;
 }
 
 static int parse_cache(const char *mode, int *flags)
@@ -460,9 +569,9 @@ int img_convert(int argc, char **argv)
     };
     const char *fmt = NULL, *out_fmt = NULL, *base = NULL, *base_fmt = NULL, *snap = NULL;
     const char *cache = "unsafe";
-    BlockOptions opts = {0};
+    BlockOptions opts = {0}, dst_opts = {0};
     bool compress = false, progress = false, skip_create = false, ooo = false;
-    bool force_share = false, target_is_zero = false, quiet = false;
+    bool force_share = false, target_is_zero = false, quiet = false, image_opts = false;
     int64_t sparse = 8 * BLK_SECTOR_SIZE, nworkers = 8;
     int c;
     while ((c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:", long_options,
@@ -547,13 +656,21 @@ int img_convert(int argc, char **argv)
             target_is_zero = true;
             break;
         case OPT_OBJECT:
+            if (add_object(optarg) < 0) {
+                blkopts_free(&opts);
+                free_secrets();
+                return 1;
+            }
+            break;
         case OPT_SALVAGE:
         case OPT_BITMAPS:
         case OPT_SKIP_BROKEN:
             break;
         case OPT_IMAGE_OPTS:
+            image_opts = true;
+            break;
         case OPT_TARGET_IMAGE_OPTS:
-            img_error("--image-opts is not supported yet");
+            img_error("--target-image-opts is not supported yet");
             blkopts_free(&opts);
             return 1;
         default:
@@ -626,7 +743,8 @@ int img_convert(int argc, char **argv)
     if (!cv.src || !cv.src_start)
         goto out;
     for (int i = 0; i < nsrc; i++) {
-        cv.src[i] = img_open(argv[optind + i], fmt, 0, force_share);
+        cv.src[i] = image_opts ? open_image_opts(argv[optind + i], force_share)
+                               : img_open(argv[optind + i], fmt, 0, force_share);
         if (!cv.src[i])
             goto out;
         cv.src_start[i] = cv.total;
@@ -636,6 +754,11 @@ int img_convert(int argc, char **argv)
             cv.src_has_backing = true;
     }
 
+    if (resolve_secret(&opts) < 0)
+        goto out;
+    const char *key = blkopts_get(&opts, "encrypt.key-secret");
+    if (key)
+        blkopts_set(&dst_opts, "encrypt.key-secret", key);
     if (!skip_create) {
         if (base) {
             blkopts_set(&opts, "backing_file", base);
@@ -650,7 +773,7 @@ int img_convert(int argc, char **argv)
             goto out;
         }
     }
-    cv.dst = blk_open(out, skip_create ? out_fmt : out_fmt, dst_flags, NULL);
+    cv.dst = blk_open(out, out_fmt, dst_flags, dst_opts.n ? &dst_opts : NULL);
     if (!cv.dst) {
         img_error("Could not open '%s': %s", out, blk_error());
         goto out;
@@ -666,11 +789,15 @@ int img_convert(int argc, char **argv)
     if (blk_get_info(cv.dst, &bi) == 0 && bi.cluster_size)
         cv.dst_cluster = bi.cluster_size;
     blk_info_free(&bi);
-    if (compress && CONVERT_CHUNK % cv.dst_cluster) {
+    cv.chunk = CONVERT_CHUNK;
+    if (compress)
+        cv.chunk = cv.dst_cluster > CONVERT_CHUNK_COMPRESSED ? cv.dst_cluster
+                                                              : CONVERT_CHUNK_COMPRESSED;
+    if (compress && cv.chunk % cv.dst_cluster) {
         img_error("Compression not supported for this cluster size");
         goto out;
     }
-    cv.nchunks = (cv.total + CONVERT_CHUNK - 1) / CONVERT_CHUNK;
+    cv.nchunks = (cv.total + cv.chunk - 1) / cv.chunk;
     if (progress)
         show_progress(&cv, true);
     if (run_workers(&cv, (int)nworkers) < 0) {
@@ -697,6 +824,8 @@ out:
     free(cv.src);
     free(cv.src_start);
     blkopts_free(&opts);
+    blkopts_free(&dst_opts);
+    free_secrets();
     pthread_mutex_destroy(&cv.lock);
     pthread_cond_destroy(&cv.turn);
     return ret;
