@@ -52,9 +52,7 @@ done
 for f in f.raw r1 r2 r3 r4 r5 r6 r7 r10 r11; do
     is "$(stat -c %s "$CDIR/$f" 2>&1)" "$(stat -c %s "$QDIR/$f" 2>&1)" "size of $f"
 done
-TODO="raw create does not round the size up to 512 bytes like QEMU"
 is "$(stat -c %s "$CDIR/r8" 2>&1)" "$(stat -c %s "$QDIR/r8" 2>&1)" "size of r8 (16 bytes asked)"
-TODO=
 is "$(stat -c %s "$CDIR/r9")" "1099511627776" "1T sparse image has the right size"
 ok "preallocation=full allocates the file" test "$(stat -c %b "$CDIR/r2")" -ge 2048
 

@@ -80,7 +80,5 @@ is "$(cd "$CDIR" && printf '%s' "$script" | "$CALF_IO" -f raw s.img 2>&1 | filte
    "commands from standard input" < /dev/null
 same_io "missing image" -c 'read 0 1' nonexist
 same_io "no image" -c 'length'
-TODO="the O_DIRECT block layer does not bounce unaligned requests"
 io_case "-n unaligned" "-f raw -n" 'read 1 511'
-TODO=
 done_testing
