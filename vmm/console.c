@@ -25,6 +25,8 @@ struct console {
     void (*on_match)(void *);
     void *opaque;
 
+    uint8_t last; /* the last byte the guest sent */
+
     int in_fd;
     bool raw;
     bool escape;
@@ -74,6 +76,9 @@ void console_destroy(struct console *c)
     if (!c)
         return;
     console_flush(c);
+    /* leave a terminal's prompt on a line of its own */
+    if (c->last && c->last != '\n' && isatty(c->out_fd) && write(c->out_fd, "\r\n", 2) < 0)
+        c->last = 0;
     if (c->raw)
         tcsetattr(c->in_fd, TCSAFLUSH, &c->saved);
     pthread_mutex_destroy(&c->lock);
@@ -125,6 +130,8 @@ void console_write(struct console *c, const uint8_t *buf, size_t len)
         matched |= console_match(c, buf[i]);
     }
     c->bytes += len;
+    if (len)
+        c->last = buf[len - 1];
     if (matched)
         console_flush_locked(c); /* the text that ends the run is shown */
     pthread_mutex_unlock(&c->lock);
