@@ -31,6 +31,19 @@ struct walk {
     bool quiet;           /* no per-problem lines (repair on open) */
     uint64_t next_contig; /* fragmentation counting */
     uint8_t *l2buf;
+    /* every L2 table any L1 points to, with how many times: each distinct
+     * table is read once and its references counted that many times, so
+     * a hostile image pointing thousands of L1 entries at one table costs
+     * no more than a sane one */
+    struct l2ref *l2refs;
+    size_t nl2refs, l2refs_cap;
+    uint32_t times;       /* multiplier for map increments */
+};
+
+struct l2ref {
+    uint64_t off;
+    uint32_t count;
+    bool walked;
 };
 
 /* Compressed data may end past the end of the file (the descriptor
@@ -57,9 +70,9 @@ static int map_inc_span(struct walk *w, uint64_t off, uint64_t len, uint64_t mus
         w->map.r = r;
         w->map.n = n;
     }
+    uint32_t times = w->times ? w->times : 1;
     for (uint64_t c = first; c <= last; c++)
-        if (w->map.r[c] != UINT32_MAX)
-            w->map.r[c]++;
+        w->map.r[c] = w->map.r[c] > UINT32_MAX - times ? UINT32_MAX : w->map.r[c] + times;
     if (off + must_exist > s->file_end) {
         if (!w->quiet)
             fprintf(stderr, "ERROR: cluster at 0x%" PRIx64 " is beyond the end of the file\n",
@@ -129,6 +142,56 @@ static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
     return 0;
 }
 
+static int l2ref_cmp(const void *a, const void *b)
+{
+    const struct l2ref *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static struct l2ref *l2ref_find(struct walk *w, uint64_t off)
+{
+    struct l2ref key = {.off = off};
+    return bsearch(&key, w->l2refs, w->nl2refs, sizeof(key), l2ref_cmp);
+}
+
+/* Pass 1: note every L2 table an L1 table points to. */
+static int collect_l1(struct walk *w, const uint64_t *l1, uint32_t l1_size)
+{
+    for (uint32_t i = 0; i < l1_size; i++) {
+        uint64_t l2_off = l1[i] & L1E_OFFSET_MASK;
+        if (!l2_off || (l2_off & (w->s->cluster_size - 1)))
+            continue;
+        if (w->nl2refs == w->l2refs_cap) {
+            size_t cap = w->l2refs_cap ? w->l2refs_cap * 2 : 256;
+            struct l2ref *n = realloc(w->l2refs, cap * sizeof(*n));
+            if (!n)
+                return -ENOMEM;
+            w->l2refs = n;
+            w->l2refs_cap = cap;
+        }
+        w->l2refs[w->nl2refs++] = (struct l2ref){l2_off, 1, false};
+    }
+    return 0;
+}
+
+/* Sorts the references and folds duplicates into counts. */
+static void fold_l2refs(struct walk *w)
+{
+    if (!w->nl2refs)
+        return;
+    qsort(w->l2refs, w->nl2refs, sizeof(*w->l2refs), l2ref_cmp);
+    size_t out = 0;
+    for (size_t i = 1; i < w->nl2refs; i++) {
+        if (w->l2refs[i].off == w->l2refs[out].off)
+            w->l2refs[out].count += w->l2refs[out].count < UINT32_MAX;
+        else
+            w->l2refs[++out] = w->l2refs[i];
+    }
+    w->nl2refs = out + 1;
+}
+
+/* Pass 2: the L1 table's own clusters, and each L2 table it reaches that
+ * was not read yet, counted for all its references at once. */
 static int walk_l1(struct walk *w, const uint64_t *l1, uint32_t l1_size, uint64_t l1_off,
                    bool active)
 {
@@ -145,10 +208,15 @@ static int walk_l1(struct walk *w, const uint64_t *l1, uint32_t l1_size, uint64_
             w->res->corruptions++;
             continue;
         }
-        if ((r = map_inc(w, l2_off, s->cluster_size)) < 0)
-            break;
-        if (l2_off + s->cluster_size <= s->file_end)
+        struct l2ref *ref = l2ref_find(w, l2_off);
+        if (!ref || ref->walked)
+            continue;
+        ref->walked = true;
+        w->times = ref->count;
+        if ((r = map_inc(w, l2_off, s->cluster_size)) == 0 &&
+            l2_off + s->cluster_size <= s->file_end)
             r = walk_l2(w, l2_off, active);
+        w->times = 1;
     }
     return r;
 }
@@ -160,7 +228,31 @@ static int count_refs(struct walk *w)
     int r = map_inc(w, 0, s->cluster_size);
     if (r < 0)
         return r;
-    if ((r = walk_l1(w, s->l1, s->l1_size, s->l1_offset, true)) < 0)
+    uint64_t **snap_l1 = calloc(s->nb_snapshots ? s->nb_snapshots : 1, sizeof(*snap_l1));
+    if (!snap_l1)
+        return -ENOMEM;
+    r = collect_l1(w, s->l1, s->l1_size);
+    for (uint32_t i = 0; i < s->nb_snapshots && r == 0; i++) {
+        const Qcow2Snapshot *sn = &s->snapshots[i];
+        if (!(snap_l1[i] = calloc(sn->l1_size ? sn->l1_size : 1, 8))) {
+            r = -ENOMEM;
+            break;
+        }
+        r = blk_file_pread(s->fd, snap_l1[i], (uint64_t)sn->l1_size * 8, sn->l1_offset);
+        for (uint32_t j = 0; j < sn->l1_size; j++)
+            snap_l1[i][j] = qcow2_be64(&snap_l1[i][j]);
+        if (r == 0)
+            r = collect_l1(w, snap_l1[i], sn->l1_size);
+    }
+    fold_l2refs(w);
+    if (r == 0)
+        r = walk_l1(w, s->l1, s->l1_size, s->l1_offset, true);
+    for (uint32_t i = 0; i < s->nb_snapshots && r == 0; i++)
+        r = walk_l1(w, snap_l1[i], s->snapshots[i].l1_size, s->snapshots[i].l1_offset, false);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        free(snap_l1[i]);
+    free(snap_l1);
+    if (r < 0)
         return r;
     if (s->nb_snapshots) {
         /* the table itself: entries are variable-sized; re-measure */
@@ -175,20 +267,6 @@ static int count_refs(struct walk *w)
         if ((r = map_inc_span(w, s->snapshots_offset, pos - s->snapshots_offset,
                               end - s->snapshots_offset)) < 0)
             return r;
-        for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-            const Qcow2Snapshot *sn = &s->snapshots[i];
-            uint64_t *l1 = calloc(sn->l1_size ? sn->l1_size : 1, 8);
-            if (!l1)
-                return -ENOMEM;
-            r = blk_file_pread(s->fd, l1, (uint64_t)sn->l1_size * 8, sn->l1_offset);
-            for (uint32_t j = 0; j < sn->l1_size; j++)
-                l1[j] = qcow2_be64(&l1[j]);
-            if (r == 0)
-                r = walk_l1(w, l1, sn->l1_size, sn->l1_offset, false);
-            free(l1);
-            if (r < 0)
-                return r;
-        }
     }
     for (int i = 0; i < s->nexts; i++) {
         /* LUKS header region: referenced by the crypto extension */
@@ -429,6 +507,7 @@ static void walk_free(struct walk *w)
 {
     free(w->map.r);
     free(w->l2buf);
+    free(w->l2refs);
 }
 
 int qcow2_repair_refcounts(Qcow2State *s)
