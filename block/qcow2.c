@@ -127,7 +127,8 @@ static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
         uint32_t hl = HEADER_V3_LEN + s->header_tail_len;
         qcow2_put32(buf + 100, hl);
         buf[104] = s->compression_type;
-        memcpy(buf + HEADER_V3_LEN, s->header_tail, s->header_tail_len);
+        if (s->header_tail_len)
+            memcpy(buf + HEADER_V3_LEN, s->header_tail, s->header_tail_len);
         pos = hl;
     }
     BlockDriverState *bs = s->bs;
@@ -432,13 +433,13 @@ static int parse_header(Qcow2State *s, const uint8_t *h, uint64_t hdr_bytes)
                        s->header_length);
         if (s->header_length > 104)
             s->compression_type = h[104];
-        if (s->header_length > HEADER_V3_LEN) {
+        if (s->header_length > HEADER_V3_LEN && s->header_length <= hdr_bytes) {
+            /* header_length <= cluster size, checked above */
             s->header_tail_len = s->header_length - HEADER_V3_LEN;
-            if (s->header_tail_len > sizeof(s->header_tail))
-                return bad(s, -EINVAL, "header length %u is too large", s->header_length);
-            /* the first pass sees only the standard fields */
-            if (s->header_length <= hdr_bytes)
-                memcpy(s->header_tail, h + HEADER_V3_LEN, s->header_tail_len);
+            free(s->header_tail);
+            if (!(s->header_tail = malloc(s->header_tail_len)))
+                return bad(s, -ENOMEM, "out of memory for the header");
+            memcpy(s->header_tail, h + HEADER_V3_LEN, s->header_tail_len);
         }
     }
     if (s->refcount_order > 6)
@@ -582,6 +583,7 @@ static void qcow2_free_state(Qcow2State *s)
     free(s->pending_free);
     free(s->zero_cluster);
     free(s->cbuf);
+    free(s->header_tail);
     free(s->inflight);
     pthread_cond_destroy(&s->alloc_cond);
     pthread_mutex_destroy(&s->lock);

@@ -113,7 +113,7 @@ typedef struct Qcow2State {
     uint32_t refcount_order;
     uint32_t header_length;
     uint8_t compression_type;
-    uint8_t header_tail[512]; /* fields past 112 we don't know, kept */
+    uint8_t *header_tail;     /* fields past 112 we don't know, kept */
     uint32_t header_tail_len;
     uint64_t backing_offset;  /* as read; rewritten on header update */
 
