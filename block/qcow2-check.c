@@ -283,6 +283,12 @@ static int count_refcount_structure(struct walk *w)
     int r = map_inc(w, s->rt_offset, (uint64_t)s->rt_clusters << s->cluster_bits);
     for (uint64_t i = 0; i < s->rt_size && r == 0; i++) {
         uint64_t off = s->rt[i] & REFT_OFFSET_MASK;
+        if (s->rt[i] & ~REFT_OFFSET_MASK) {
+            if (!w->quiet)
+                fprintf(stderr, "ERROR refcount table entry %" PRIu64 " has reserved bits "
+                        "set\n", i);
+            w->res->corruptions++;
+        }
         if (!off)
             continue;
         if (off & (s->cluster_size - 1)) {
@@ -420,8 +426,8 @@ static int check_copied(struct walk *w, int fix)
         if (!l2_off || (l2_off & (s->cluster_size - 1)) || l2_off + s->cluster_size > s->file_end)
             continue;
         uint64_t ref;
-        if ((r = qcow2_get_refcount(s, l2_off >> s->cluster_bits, &ref)) < 0)
-            return r;
+        if (qcow2_get_refcount(s, l2_off >> s->cluster_bits, &ref) < 0)
+            continue; /* refcount block damaged: counted already */
         if ((ref == 1) != !!(l1e & QCOW_OFLAG_COPIED)) {
             if (!w->quiet)
                 fprintf(stderr, "%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%" PRIx64
@@ -451,8 +457,8 @@ static int check_copied(struct walk *w, int fix)
             uint64_t host = l2e & L2E_OFFSET_MASK;
             if (host & (s->cluster_size - 1))
                 continue;
-            if ((r = qcow2_get_refcount(s, host >> s->cluster_bits, &ref)) < 0)
-                return r;
+            if (qcow2_get_refcount(s, host >> s->cluster_bits, &ref) < 0)
+                continue;
             if ((ref == 1) == !!(l2e & QCOW_OFLAG_COPIED))
                 continue;
             if (!w->quiet)
@@ -566,7 +572,8 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
             if (!want && c >= w.map.n)
                 break;
         } else if (qcow2_get_refcount(s, c, &stored) < 0) {
-            res->check_errors++;
+            /* an unaligned block or one past the end of the file: already
+             * counted as a corruption of the refcount structure */
             need_rebuild = true;
             /* the whole block is unreadable: once, not per cluster */
             c |= (UINT64_C(1) << s->rb_bits) - 1;
