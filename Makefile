@@ -92,8 +92,12 @@ extra-all: $(EXTRA_ALL)
 TEST_SCRIPTS = $(sort $(wildcard tests/*.t guest-tests/*.t))
 PROVE_JOBS ?= 2
 
+# A sanitizer report must never pass for a guest's own status 1 (the
+# debug-exit "pass" code): sanitizers exit with 86.
+SAN_ENV := ASAN_OPTIONS=exitcode=86 UBSAN_OPTIONS=halt_on_error=1:exitcode=86:print_stacktrace=1
+
 test: all $(UNIT_PROGS) $(EXTRA_TEST)
-	CALF_BUILD=$(abspath $(BUILD)) prove -j$(PROVE_JOBS) $(TEST_SCRIPTS)
+	$(SAN_ENV) CALF_BUILD=$(abspath $(BUILD)) prove -j$(PROVE_JOBS) $(TEST_SCRIPTS)
 
 bench: all
 	CALF_BUILD=$(abspath $(BUILD)) bench/run
