@@ -48,21 +48,6 @@ static ssize_t compress_cluster(int type, uint8_t *dst, size_t dst_len, const ui
     return r;
 }
 
-/* Same as mark_dirty_once() in qcow2-cluster.c: with lazy refcounts the
- * dirty bit is on disk before the first refcount goes stale. */
-static int set_dirty(Qcow2State *s)
-{
-    if (!s->lazy || s->dirty_set)
-        return 0;
-    s->incompat |= QCOW2_INCOMPAT_DIRTY;
-    int r = qcow2_update_header(s);
-    if (r == 0)
-        r = qcow2_sync(s);
-    if (r == 0)
-        s->dirty_set = true;
-    return r;
-}
-
 /* Host bytes for a compressed chunk of size bytes, with one reference
  * counted on every host cluster it touches (QEMU's qcow2_alloc_bytes). */
 static int64_t alloc_bytes(Qcow2State *s, uint64_t size)
@@ -113,7 +98,7 @@ static int store_compressed(Qcow2State *s, uint64_t off, const uint8_t *data, si
                       "offset 0x%" PRIx64, bs->filename, off);
         return -EIO;
     }
-    if ((r = set_dirty(s)) < 0)
+    if ((r = qcow2_mark_dirty(s)) < 0)
         return r;
     int64_t host = alloc_bytes(s, clen);
     if (host < 0)
