@@ -129,7 +129,9 @@ qemu-img create -q -f qcow2 "$TMP/l.qcow2" 64M
 "$CALF" run --kernel "$GUEST" --disk "$TMP/l.qcow2" --append "ct.virtio=1 ct.hang=1" \
     --timeout 60 >"$TMP/w1.out" 2>"$TMP/w1.err" </dev/null &
 p1=$!
-for _ in $(seq 100); do grep -q "calf-test: PASS" "$TMP/w1.out" && break; sleep 0.1; done
+# the first VM holds the image once its guest has run (generous: a loaded
+# machine can take many seconds to get there)
+for _ in $(seq 600); do grep -q "calf-test: PASS" "$TMP/w1.out" && break; sleep 0.1; done
 boot w2 --kernel "$GUEST" --disk "$TMP/l.qcow2" --append "ct.virtio=1" --timeout 60
 ok $(( status != 2 )) "a second writable VM on an image in use is refused with status 2 (got $status)"
 grep -qi "lock" "$TMP/w2.err"; ok $? "it says the image is locked: $(head -1 "$TMP/w2.err" | cut -c1-140)"

@@ -35,7 +35,7 @@ for m in "${modes[@]}"; do for o in "${opts[@]}"; do
 done; done
 
 wait_locked() { # file: wait until somebody holds the write lock
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do # up to 30 s on a loaded machine
     qemu-img info "$1" >/dev/null 2>&1 || return 0
     sleep 0.05
   done
