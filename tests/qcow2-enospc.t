@@ -1,0 +1,46 @@
+#!/bin/bash
+# A disk that fills up in the middle of an allocation: images on a small
+# tmpfs are written (flush after every operation) until ENOSPC.  The writer
+# must stop with a clear error, every flushed operation must read back,
+# and qemu-img check must find no corruption (leaks are allowed), for
+# several fill levels so the failure lands in data, L2 tables and
+# refcount blocks.  Needs root for the tmpfs mount; skips otherwise.
+B=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
+T=$(mktemp -d)
+M="$T/mnt"; mkdir "$M"
+trap 'umount "$M" 2>/dev/null; rm -rf "$T"' EXIT
+n=0; failed=0
+ok() { n=$((n+1)); echo "ok $n - $*"; }
+notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
+if ! command -v qemu-img >/dev/null; then echo "1..0 # skip qemu-img is not installed"; exit 0; fi
+if ! mount -t tmpfs -o size=1M tmpfs "$M" 2>/dev/null; then
+  echo "1..0 # skip cannot mount a small tmpfs (needs root)"; exit 0
+fi
+umount "$M"
+# fill levels a few KiB apart, so that over the cases the disk fills up
+# during every kind of write (data, L2 table, refcount block, table growth)
+cfgs=("cluster_size=512,refcount_bits=64" "cluster_size=4k" "cluster_size=64k"
+      "lazy_refcounts=on,cluster_size=1k" "extended_l2=on,cluster_size=16k" "compat=0.10,cluster_size=2k")
+cases=()
+for k in $(seq 0 23); do cases+=("$((2048 + k * 67))k ${cfgs[$((k % ${#cfgs[@]}))]}"); done
+echo "1..$(( ${#cases[@]} * 3 ))"
+i=0
+for c in "${cases[@]}"; do
+  i=$((i+1)); fs=${c%% *}; cfg=${c#* }
+  mount -t tmpfs -o size=$fs tmpfs "$M"
+  qemu-img create -q -f qcow2 -o "$cfg" "$M/f.qcow2" 64M
+  truncate -s 64M "$T/init.raw"
+  "$B/tests/blk-crash" write $i "$M/f.qcow2" "$T/progress" >/dev/null 2>"$T/err"
+  if grep -q "No space left" "$T/err"; then ok "$fs fs, $cfg: the writer stops with: $(head -1 "$T/err" | cut -c1-120)"
+  else notok "$fs fs, $cfg: unexpected end: $(head -2 "$T/err")"; fi
+  cp "$M/f.qcow2" "$T/f.qcow2"; umount "$M"
+  if out=$("$B/tests/blk-crash" verify $i "$T/f.qcow2" "$T/init.raw" "$T/progress" 2>&1); then
+    ok "$fs fs, $cfg: $out"
+  else notok "$fs fs, $cfg: $out"; fi
+  qemu-img check --output=json "$T/f.qcow2" >"$T/j" 2>&1
+  if ! grep -q '"corruptions"\|"check-errors": [1-9]' "$T/j" || grep -q '"corrupt": true' <(qemu-img info --output=json -U "$T/f.qcow2"); then
+    ok "$fs fs, $cfg: no corruption (or marked corrupt)"
+  else notok "$fs fs, $cfg: $(tr -d '\n' < "$T/j")"; fi
+  rm -f "$T/progress"
+done
+exit $(( failed > 0 ))
