@@ -188,7 +188,16 @@ struct BlockDriverState {
     BlockDriverState *backing;   /* NULL if none or not opened */
     void *opaque;            /* driver state */
     int depth;               /* 0 for the top of a chain */
+    /* Long operations (amend) report how far they are, if set. */
+    void (*progress)(void *progress_opaque, uint64_t done, uint64_t total);
+    void *progress_opaque;
 };
+
+static inline void blk_progress(BlockDriverState *bs, uint64_t done, uint64_t total)
+{
+    if (bs->progress)
+        bs->progress(bs->progress_opaque, done, total);
+}
 
 /* Opens filename with the given format (NULL: probe) and its backing
  * chain (read-only, never written).  opts may be NULL.  Returns NULL and

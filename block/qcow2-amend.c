@@ -309,10 +309,13 @@ static int expand_zeros_in_l2(Qcow2State *s, uint64_t l2_off, bool active_copied
     return qcow2_flush_metadata(s);
 }
 
-static int expand_zeros_in_l1(Qcow2State *s, const uint64_t *l1, uint32_t n, bool active)
+/* *done/total: L1 entries visited over all tables, for progress */
+static int expand_zeros_in_l1(Qcow2State *s, const uint64_t *l1, uint32_t n, bool active,
+                              uint64_t *done, uint64_t total)
 {
     int r = 0;
     for (uint32_t i = 0; i < n && r == 0; i++) {
+        blk_progress(s->bs, ++*done, total);
         uint64_t l2_off = l1[i] & L1E_OFFSET_MASK;
         if (!l2_off)
             continue;
@@ -335,7 +338,10 @@ static int downgrade(Qcow2State *s)
         blk_set_error("compat=0.10 requires refcount_bits=16");
         return -ENOTSUP;
     }
-    if ((r = expand_zeros_in_l1(s, s->l1, s->l1_size, true)) < 0)
+    uint64_t done = 0, total = s->l1_size;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        total += s->snapshots[i].l1_size;
+    if ((r = expand_zeros_in_l1(s, s->l1, s->l1_size, true, &done, total)) < 0)
         return r;
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const Qcow2Snapshot *sn = &s->snapshots[i];
@@ -346,7 +352,7 @@ static int downgrade(Qcow2State *s)
         for (uint32_t j = 0; j < sn->l1_size; j++)
             l1[j] = qcow2_be64(&l1[j]);
         if (r == 0)
-            r = expand_zeros_in_l1(s, l1, sn->l1_size, false);
+            r = expand_zeros_in_l1(s, l1, sn->l1_size, false, &done, total);
         free(l1);
         if (r < 0)
             return r;

@@ -21,6 +21,11 @@ static const char amend_help[] =
     "  refcount_bits=<num>    - Width of a reference count entry in bits\n"
     "  size=<size>            - Virtual disk size\n";
 
+static void amend_progress(void *opaque, uint64_t done, uint64_t total)
+{
+    img_progress_set(opaque, (double)done, (double)total);
+}
+
 int img_amend(int argc, char **argv)
 {
     static const struct option lopts[] = {
@@ -100,6 +105,8 @@ int img_amend(int argc, char **argv)
     }
     ImgProgress prog;
     img_progress_init(&prog, progress);
+    bs->progress = amend_progress;
+    bs->progress_opaque = &prog;
     int r = blk_amend(bs, &opts, force);
     if (r == 0)
         r = blk_flush(bs);
