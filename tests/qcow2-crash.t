@@ -10,7 +10,20 @@ n=0; failed=0
 ok() { n=$((n+1)); echo "ok $n - $*"; }
 notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
 if ! command -v qemu-img >/dev/null; then echo "1..0 # skip qemu-img is not installed"; exit 0; fi
-KILLS=${CALF_CRASH_KILLS:-16}
+
+# No corruption: qemu-img check finds none, leaks allowed.  An image with
+# lazy refcounts is dirty after a crash and its refcounts may be stale, as
+# in QEMU (iotest 039): then calf-img check -r all must make it clean.
+consistent() {
+  local j; j=$(qemu-img check --output=json "$1" 2>&1)
+  if ! grep -q '"corruptions"\|"check-errors": [1-9]' <<<"$j"; then why="leaks allowed"; return 0; fi
+  if qemu-img info -U --output=json "$1" | grep -q '"dirty-flag": true' &&
+     "$B/calf-img" check -r all "$1" >/dev/null 2>&1 && qemu-img check "$1" >/dev/null 2>&1; then
+    why="dirty image, stale refcounts repaired"; return 0
+  fi
+  why=$(tr -d '\n' <<<"$j" | cut -c1-300); return 1
+}
+KILLS=${CALF_CRASH_KILLS:-50}
 echo "1..$(( KILLS * 2 ))"
 head -c 16M /dev/urandom > "$T/base.raw"
 cfgs=("cluster_size=64k" "lazy_refcounts=on" "extended_l2=on" "cluster_size=4k,refcount_bits=64"
@@ -34,8 +47,7 @@ for i in $(seq 1 $KILLS); do
   if out=$("$B/tests/blk-crash" verify $i "$T/c.qcow2" "$T/init.raw" "$T/progress" 2>&1); then
     ok "kill $i ($what): $out"
   else notok "kill $i ($what): $out"; fi
-  qemu-img check --output=json "$T/c.qcow2" >"$T/j" 2>&1
-  if ! grep -q '"corruptions"\|"check-errors": [1-9]' "$T/j"; then ok "kill $i: no corruption (leaks allowed)"
-  else notok "kill $i: $(tr -d '\n' < "$T/j")"; fi
+  if consistent "$T/c.qcow2"; then ok "kill $i: no corruption ($why)"
+  else notok "kill $i: $why"; fi
 done
 exit $(( failed > 0 ))

@@ -3,12 +3,14 @@
  *   blk-crash write  SEED IMAGE PROGRESS           (runs until killed)
  *   blk-crash verify SEED IMAGE INITIAL.raw PROGRESS
  *
- * "write" applies an endless, deterministic sequence of writes and zero
- * writes, flushes after each one and then records in PROGRESS how many
- * are done.  After a kill -9 at any moment, "verify" replays the first
- * PROGRESS operations over INITIAL (what the image held before) and checks
- * that the image holds exactly that, except inside the one operation that
- * may have been in flight, where each byte may be old or new. */
+ * "write" applies an endless, deterministic sequence of writes, zero
+ * writes and discards, flushes after each one and then records in PROGRESS
+ * how many are done.  After a kill -9 at any moment, "verify" replays the
+ * first PROGRESS operations over INITIAL (what the image held before) and
+ * checks that the image holds exactly that, except inside the one
+ * operation that may have been in flight, where each byte may be old or
+ * new, and in discarded ranges not written since (their content is the
+ * format's business). */
 #include "block/block.h"
 
 #include <fcntl.h>
@@ -19,7 +21,7 @@
 #include <unistd.h>
 
 struct op {
-    int kind; /* 0 write, 1 zero write, 2 zero write that may unmap */
+    int kind; /* 0 write, 1 zero write, 2 zero write that may unmap, 3 discard */
     uint64_t off, len;
     uint8_t pattern;
 };
@@ -37,7 +39,7 @@ static struct op op_of(uint64_t seed, uint64_t i, uint64_t size)
 {
     uint64_t h = mix(seed * 1000003 + i), h2 = mix(h);
     struct op o;
-    o.kind = h % 10 < 7 ? 0 : h % 10 < 9 ? 1 : 2;
+    o.kind = h % 10 < 6 ? 0 : h % 10 < 7 ? 1 : h % 10 < 8 ? 2 : 3;
     o.len = 1 + (h2 >> 8) % (256 * 1024);
     if (h2 & 1)
         o.len = (o.len + 4095) & ~4095ULL;
@@ -71,6 +73,8 @@ static int do_write(uint64_t seed, const char *image, const char *progress)
         if (o.kind == 0) {
             fill(&o, buf);
             r = blk_pwrite(bs, o.off, buf, o.len);
+        } else if (o.kind == 3) {
+            r = blk_discard(bs, o.off, o.len);
         } else {
             r = blk_pwrite_zeroes(bs, o.off, o.len, o.kind == 2 ? BLK_ZERO_MAY_UNMAP : 0);
         }
@@ -103,16 +107,25 @@ static int do_verify(uint64_t seed, const char *image, const char *initial, cons
         fprintf(stderr, "blk-crash: cannot read: %s\n", blk_error());
         return 1;
     }
+    /* undefined: discarded and not written since */
+    uint8_t *undef = calloc(size, 1);
+    if (!undef)
+        return 1;
     for (uint64_t i = 0; i < done; i++) {
         struct op o = op_of(seed, i, size);
+        if (o.kind == 3) {
+            memset(undef + o.off, 1, o.len);
+            continue;
+        }
         fill(&o, want + o.off);
+        memset(undef + o.off, 0, o.len);
     }
     struct op torn = op_of(seed, done, size);
     fill(&torn, buf);
     for (uint64_t p = 0; p < size; p++) {
-        if (got[p] == want[p])
+        if (got[p] == want[p] || undef[p])
             continue;
-        if (p >= torn.off && p < torn.off + torn.len && got[p] == buf[p - torn.off])
+        if (p >= torn.off && p < torn.off + torn.len && (torn.kind == 3 || got[p] == buf[p - torn.off]))
             continue;
         fprintf(stderr, "blk-crash: after %" PRIu64 " flushed operations, offset %" PRIu64
                 " reads 0x%02x, expected 0x%02x\n", done, p, got[p], want[p]);
@@ -120,6 +133,7 @@ static int do_verify(uint64_t seed, const char *image, const char *initial, cons
     }
     printf("blk-crash: %" PRIu64 " flushed operations all read back\n", done);
     blk_close(bs);
+    free(undef);
     free(want);
     free(got);
     free(buf);
