@@ -3,12 +3,7 @@
 # go to an unlinked temporary qcow2 over the base, every read is right, the
 # base image is never modified, several writers share one base at once,
 # and nothing is left in $TMPDIR, even after kill -9.
-B=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-n=0; failed=0
-ok() { n=$((n+1)); echo "ok $n - $*"; }
-notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
-if ! command -v qemu-img >/dev/null; then echo "1..0 # skip qemu-img is not installed"; exit 0; fi
+. "$(dirname "$0")/blk-lib.sh" qemu-img
 echo "1..6"
 mkdir "$T/tmp"
 export TMPDIR="$T/tmp"
@@ -35,4 +30,4 @@ else
 fi
 if "$B/tests/blk-random" -S -n 10 "$T/missing.qcow2" "$T/sh1.raw" 2>"$T/e"; then notok "a missing base opened"
 else grep -q "missing.qcow2" "$T/e" && ok "a missing base is a clear error: $(head -1 "$T/e")" || notok "unclear error: $(cat "$T/e")"; fi
-exit $(( failed > 0 ))
+finish

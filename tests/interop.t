@@ -6,12 +6,7 @@
 #  - calf-io writes the same script, qemu-io verifies every pattern,
 #    qemu-img check finds no errors and no leaks, and qemu-img compare
 #    says calf's image and qemu's image hold the same guest data.
-B=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-n=0; failed=0
-ok() { n=$((n+1)); echo "ok $n - $*"; }
-notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
-if ! command -v qemu-io >/dev/null; then echo "1..0 # skip qemu-io is not installed"; exit 0; fi
+. "$(dirname "$0")/blk-lib.sh" qemu-io
 
 configs=(
   "compat=1.1"
@@ -96,4 +91,4 @@ for cfg in "${configs[@]}"; do
     rm -f "$T"/*.qcow2 "$T"/*.raw
   done
 done
-exit $(( failed > 0 ))
+finish

@@ -4,12 +4,7 @@
 # nothing and the guest data is unchanged.  Then writers are killed with
 # SIGKILL at random moments: the image never has corruptions (leaks are
 # allowed) and calf repairs it.
-B=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-n=0; failed=0
-ok() { n=$((n+1)); echo "ok $n - $*"; }
-notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
-if ! command -v qemu-img >/dev/null; then echo "1..0 # skip qemu-img is not installed"; exit 0; fi
+. "$(dirname "$0")/blk-lib.sh" qemu-img
 KILLS=${CALF_KILLS:-50}
 echo "1..$(( 7 * 4 + KILLS * 2 ))"
 
@@ -79,4 +74,4 @@ for i in $(seq 1 $KILLS); do
   if qemu-img check "$T/k.qcow2" >/dev/null 2>&1; then ok "kill $i: clean after calf-img check -r all"
   else notok "kill $i: $(qemu-img check "$T/k.qcow2" 2>&1 | tail -3)"; fi
 done
-exit $(( failed > 0 ))
+finish

@@ -4,12 +4,7 @@
 # small and large chunks; then calf overwrites, zeroes and discards parts
 # of them (copy-on-write out of compressed clusters) and qemu-img check and
 # compare judge the result.
-B=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-n=0; failed=0
-ok() { n=$((n+1)); echo "ok $n - $*"; }
-notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
-if ! command -v qemu-img >/dev/null; then echo "1..0 # skip qemu-img is not installed"; exit 0; fi
+. "$(dirname "$0")/blk-lib.sh" qemu-img
 
 # 20M source: random data, compressible text, zeros and holes
 qemu-img create -q -f raw "$T/src.raw" 20M
@@ -47,4 +42,4 @@ for o in "${cases[@]}"; do
   else notok "$o: qemu-img check: $(echo "$chk" | head -3)"; fi
   seed=$((seed+1))
 done
-exit $(( failed > 0 ))
+finish

@@ -4,25 +4,8 @@
 # then every flushed operation must read back exactly (the one in flight
 # may be half done), and qemu-img check must find no corruption.  Over
 # lazy refcounts, extended L2, small clusters and backing files.
-B=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-n=0; failed=0
-ok() { n=$((n+1)); echo "ok $n - $*"; }
-notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
-if ! command -v qemu-img >/dev/null; then echo "1..0 # skip qemu-img is not installed"; exit 0; fi
+. "$(dirname "$0")/blk-lib.sh" qemu-img
 
-# No corruption: qemu-img check finds none, leaks allowed.  An image with
-# lazy refcounts is dirty after a crash and its refcounts may be stale, as
-# in QEMU (iotest 039): then calf-img check -r all must make it clean.
-consistent() {
-  local j; j=$(qemu-img check --output=json "$1" 2>&1)
-  if ! grep -q '"corruptions"\|"check-errors": [1-9]' <<<"$j"; then why="leaks allowed"; return 0; fi
-  if qemu-img info -U --output=json "$1" | grep -q '"dirty-flag": true' &&
-     "$B/calf-img" check -r all "$1" >/dev/null 2>&1 && qemu-img check "$1" >/dev/null 2>&1; then
-    why="dirty image, stale refcounts repaired"; return 0
-  fi
-  why=$(tr -d '\n' <<<"$j" | cut -c1-300); return 1
-}
 KILLS=${CALF_CRASH_KILLS:-50}
 echo "1..$(( KILLS * 2 ))"
 head -c 16M /dev/urandom > "$T/base.raw"
@@ -50,4 +33,4 @@ for i in $(seq 1 $KILLS); do
   if consistent "$T/c.qcow2"; then ok "kill $i: no corruption ($why)"
   else notok "kill $i: $why"; fi
 done
-exit $(( failed > 0 ))
+finish

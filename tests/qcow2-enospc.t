@@ -5,27 +5,10 @@
 # and qemu-img check must find no corruption (leaks are allowed), for
 # several fill levels so the failure lands in data, L2 tables and
 # refcount blocks.  Needs root for the tmpfs mount; skips otherwise.
-B=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
-T=$(mktemp -d)
+. "$(dirname "$0")/blk-lib.sh" qemu-img
 M="$T/mnt"; mkdir "$M"
 trap 'umount "$M" 2>/dev/null; rm -rf "$T"' EXIT
-n=0; failed=0
-ok() { n=$((n+1)); echo "ok $n - $*"; }
-notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
-if ! command -v qemu-img >/dev/null; then echo "1..0 # skip qemu-img is not installed"; exit 0; fi
 
-# No corruption: qemu-img check finds none, leaks allowed.  An image with
-# lazy refcounts is dirty after a crash and its refcounts may be stale, as
-# in QEMU (iotest 039): then calf-img check -r all must make it clean.
-consistent() {
-  local j; j=$(qemu-img check --output=json "$1" 2>&1)
-  if ! grep -q '"corruptions"\|"check-errors": [1-9]' <<<"$j"; then why="leaks allowed"; return 0; fi
-  if qemu-img info -U --output=json "$1" | grep -q '"dirty-flag": true' &&
-     "$B/calf-img" check -r all "$1" >/dev/null 2>&1 && qemu-img check "$1" >/dev/null 2>&1; then
-    why="dirty image, stale refcounts repaired"; return 0
-  fi
-  why=$(tr -d '\n' <<<"$j" | cut -c1-300); return 1
-}
 if ! mount -t tmpfs -o size=1M tmpfs "$M" 2>/dev/null; then
   echo "1..0 # skip cannot mount a small tmpfs (needs root)"; exit 0
 fi
@@ -54,4 +37,4 @@ for c in "${cases[@]}"; do
   else notok "$fs fs, $cfg: $why"; fi
   rm -f "$T/progress"
 done
-exit $(( failed > 0 ))
+finish

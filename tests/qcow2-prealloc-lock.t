@@ -4,15 +4,10 @@
 # writer is refused (calf vs qemu-io, qemu-io vs calf, calf vs calf), -U
 # lets readers in, and a base image in use as a backing file cannot be
 # written by anybody while two overlays read it.
-B=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
-T=$(mktemp -d)
+. "$(dirname "$0")/blk-lib.sh" qemu-io
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
 trap cleanup EXIT
-n=0; failed=0
-ok() { n=$((n+1)); echo "ok $n - $*"; }
-notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
-if ! command -v qemu-io >/dev/null; then echo "1..0 # skip qemu-io is not installed"; exit 0; fi
 modes=(metadata falloc full)
 opts=("" ",compat=0.10" ",cluster_size=4k" ",extended_l2=on")
 echo "1..$(( ${#modes[@]} * ${#opts[@]} * 2 + 11 ))"
@@ -87,4 +82,4 @@ if "$B/calf-io" -c "write 0 4k" "$T/base.qcow2" >/dev/null 2>&1; then notok "cal
 else ok "calf-io cannot write a base image in use"; fi
 kill -9 "${pids[-1]}" "${pids[-2]}"; wait 2>/dev/null
 [ "$before" = "$(md5sum < "$T/base.qcow2")" ] && ok "the base image is unchanged" || notok "the base image changed"
-exit $(( failed > 0 ))
+finish

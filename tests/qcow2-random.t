@@ -4,12 +4,7 @@
 # qemu-img check (no errors, no leaks) and qemu-img compare judge the image.
 # A matrix over versions, cluster sizes, refcount widths, extended L2, lazy
 # refcounts and backing chains.
-B=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-n=0; failed=0
-ok() { n=$((n+1)); echo "ok $n - $*"; }
-notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
-if ! command -v qemu-img >/dev/null; then echo "1..0 # skip qemu-img is not installed"; exit 0; fi
+. "$(dirname "$0")/blk-lib.sh" qemu-img
 
 SIZE=16M
 configs=(
@@ -91,4 +86,4 @@ for cfg in "compat=1.1" "compat=1.1,cluster_size=512,refcount_bits=64"; do
   run_case "$cfg, O_DIRECT" "$T/d.qcow2" "$T/shadow.raw" 11 -N
 done
 
-exit $(( failed > 0 ))
+finish

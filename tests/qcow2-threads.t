@@ -2,12 +2,7 @@
 # Eight threads write, zero and read one image at once, sharing clusters
 # (and so racing to allocate them), over a backing file and without one;
 # every read is checked, then qemu-img check and compare judge the image.
-B=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-n=0; failed=0
-ok() { n=$((n+1)); echo "ok $n - $*"; }
-notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
-if ! command -v qemu-img >/dev/null; then echo "1..0 # skip qemu-img is not installed"; exit 0; fi
+. "$(dirname "$0")/blk-lib.sh" qemu-img
 cfgs=("cluster_size=64k" "cluster_size=4k" "extended_l2=on" "lazy_refcounts=on" "compat=0.10")
 echo "1..$(( ${#cfgs[@]} * 4 ))"
 head -c 16M /dev/urandom > "$T/base.raw"
@@ -26,4 +21,4 @@ for cfg in "${cfgs[@]}"; do
     else notok "$cfg, backing $backing: $(echo "$chk" | head -3)"; fi
   done
 done
-exit $(( failed > 0 ))
+finish
