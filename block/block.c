@@ -51,8 +51,7 @@ static const BlockDriver *probe_driver(int fd)
     return best;
 }
 
-/* Resolves a backing file name relative to the image that names it. */
-static char *backing_path(const char *image, const char *backing)
+char *blk_backing_path(const char *image, const char *backing)
 {
     if (backing[0] == '/' || !strchr(image, '/'))
         return strdup(backing);
@@ -164,7 +163,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
         return NULL;
     }
     if (bs->backing_file[0]) {
-        bs->full_backing_filename = backing_path(filename, bs->backing_file);
+        bs->full_backing_filename = blk_backing_path(filename, bs->backing_file);
         if (!bs->full_backing_filename) {
             blk_set_error("out of memory");
             blk_close(bs);

@@ -199,6 +199,10 @@ static inline void blk_progress(BlockDriverState *bs, uint64_t done, uint64_t to
         bs->progress(bs->progress_opaque, done, total);
 }
 
+/* The path of backing file `backing` named by `image`: relative names are
+ * relative to the image's directory, as in QEMU.  malloc'd; NULL on ENOMEM. */
+char *blk_backing_path(const char *image, const char *backing);
+
 /* Opens filename with the given format (NULL: probe) and its backing
  * chain (read-only, never written).  opts may be NULL.  Returns NULL and
  * sets the error message on failure. */

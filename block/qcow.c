@@ -676,14 +676,9 @@ static int qcow_create(const char *filename, uint64_t size, BlockOptions *opts)
             blk_set_error("Image creation needs a size parameter");
             return -EINVAL;
         }
-        char path[4096];
-        const char *slash = strrchr(filename, '/');
-        if (backing[0] != '/' && slash)
-            snprintf(path, sizeof(path), "%.*s%s", (int)(slash - filename + 1), filename,
-                     backing);
-        else
-            snprintf(path, sizeof(path), "%s", backing);
-        BlockDriverState *b = blk_open(path, bfmt, BLK_O_SHARE, NULL);
+        char *path = blk_backing_path(filename, backing);
+        BlockDriverState *b = path ? blk_open(path, bfmt, BLK_O_SHARE, NULL) : NULL;
+        free(path);
         if (!b)
             return -ENOENT;
         size = b->size;

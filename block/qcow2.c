@@ -906,14 +906,11 @@ static int parse_create_opts(BlockOptions *o, struct create_opts *c)
 /* Size of the backing file for images created without a size. */
 static int backing_size(const char *filename, const struct create_opts *c, uint64_t *size)
 {
-    char path[4096];
-    const char *slash = strrchr(filename, '/');
-    if (c->backing[0] != '/' && slash)
-        snprintf(path, sizeof(path), "%.*s%s", (int)(slash - filename + 1), filename,
-                 c->backing);
-    else
-        snprintf(path, sizeof(path), "%s", c->backing);
+    char *path = blk_backing_path(filename, c->backing);
+    if (!path)
+        return -ENOMEM;
     BlockDriverState *b = blk_open(path, c->backing_fmt, BLK_O_SHARE, NULL);
+    free(path);
     if (!b) {
         char msg[1024];
         snprintf(msg, sizeof(msg), "%s", blk_error());

@@ -264,24 +264,11 @@ static void print_formatting(const CreateArgs *a, const CreateOpt *list)
     fflush(stdout);
 }
 
-/* The backing file's name is relative to the new image's directory. */
-static char *full_backing_path(const char *image, const char *backing)
-{
-    const char *slash = strrchr(image, '/');
-    size_t dirlen = (backing[0] == '/' || !slash) ? 0 : (size_t)(slash - image + 1);
-    char *p = malloc(dirlen + strlen(backing) + 1);
-    if (p) {
-        memcpy(p, image, dirlen);
-        strcpy(p + dirlen, backing);
-    }
-    return p;
-}
-
 /* Opens the backing file like qemu-img: to check it and to take its
  * size when none was given. */
 static int probe_backing(CreateArgs *a, const char *backing, const char *bfmt)
 {
-    char *full = full_backing_path(a->filename, backing);
+    char *full = blk_backing_path(a->filename, backing);
     if (!full)
         return -ENOMEM;
     BlockDriverState *bs = blk_open(full, bfmt, BLK_O_SHARE, NULL);

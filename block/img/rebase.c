@@ -69,20 +69,6 @@ static int copy_differences(BlockDriverState *bs, BlockDriverState *nb, ImgProgr
     return r;
 }
 
-static char *new_backing_path(const char *image, const char *backing)
-{
-    const char *slash = strrchr(image, '/');
-    if (backing[0] == '/' || !slash)
-        return strdup(backing);
-    size_t dirlen = slash - image + 1;
-    char *p = malloc(dirlen + strlen(backing) + 1);
-    if (p) {
-        memcpy(p, image, dirlen);
-        strcpy(p + dirlen, backing);
-    }
-    return p;
-}
-
 int img_rebase(int argc, char **argv)
 {
     static const struct option lopts[] = {
@@ -157,7 +143,7 @@ int img_rebase(int argc, char **argv)
     img_progress_init(&prog, progress);
     if (!unsafe) {
         if (out_base[0]) {
-            char *path = new_backing_path(filename, out_base);
+            char *path = blk_backing_path(filename, out_base);
             nb = path ? blk_open(path, out_fmt, 0, NULL) : NULL;
             if (!nb) {
                 img_error("Could not open new backing file '%s': %s", path ? path : out_base,
