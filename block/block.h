@@ -258,6 +258,15 @@ int blk_read_backing(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
 int blk_create(const char *format, const char *filename, uint64_t size,
                BlockOptions *opts);
 
+/* ---- cluster compression (type 0 deflate, 1 zstd) ---- */
+/* Compresses cs bytes of src into at most dst_len bytes of dst: the
+ * compressed size, -ENOSPC when it does not fit, or a negative errno. */
+ssize_t blk_compress_cluster(int type, uint8_t *dst, size_t dst_len, const uint8_t *src,
+                             size_t cs);
+/* Fills out with exactly cs bytes from in; trailing input (the stored
+ * length is rounded up to sectors) is fine.  -EIO on bad data. */
+int blk_decompress_cluster(int type, const uint8_t *in, size_t in_len, uint8_t *out, size_t cs);
+
 /* ---- host file helpers (full transfers; EINTR and short I/O handled) ---- */
 /* Reads past end of file return zeros. */
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off);

@@ -23,7 +23,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <openssl/evp.h>
-#include <zlib.h>
 
 #define QCOW_MAGIC 0x514649fbu
 #define QCOW_HEADER_SIZE 48
@@ -314,22 +313,8 @@ static int load_compressed(QcowState *s, uint64_t e)
         return -ENOMEM;
     int r = blk_file_pread(s->fd, in, len, off);
     s->cbuf_valid = false;
-    if (r == 0) {
-        z_stream z;
-        memset(&z, 0, sizeof(z));
-        if (inflateInit2(&z, -12) != Z_OK) {
-            free(in);
-            return -ENOMEM;
-        }
-        z.next_in = in;
-        z.avail_in = len;
-        z.next_out = s->cbuf;
-        z.avail_out = s->cluster_size;
-        int zr = inflate(&z, Z_FINISH);
-        if ((zr != Z_STREAM_END && zr != Z_BUF_ERROR) || z.avail_out)
-            r = bad(s->bs, -EIO, "cannot decompress the cluster at host offset 0x%" PRIx64, off);
-        inflateEnd(&z);
-    }
+    if (r == 0 && blk_decompress_cluster(0, in, len, s->cbuf, s->cluster_size) < 0)
+        r = bad(s->bs, -EIO, "cannot decompress the cluster at host offset 0x%" PRIx64, off);
     free(in);
     if (r == 0) {
         s->cbuf_valid = true;
@@ -550,21 +535,12 @@ static int qcow_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void
         size_t n = len < cs ? len : cs;
         memcpy(in, p, n);
         memset(in + n, 0, cs - n);
-        z_stream z;
-        memset(&z, 0, sizeof(z));
-        if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) !=
-            Z_OK) {
-            r = -ENOMEM;
+        ssize_t clen = blk_compress_cluster(0, out, cs - 1, in, cs);
+        if (clen < 0 && clen != -ENOSPC) {
+            r = (int)clen;
             break;
         }
-        z.next_in = in;
-        z.avail_in = cs;
-        z.next_out = out;
-        z.avail_out = cs - 1;
-        int zr = deflate(&z, Z_FINISH);
-        uint64_t clen = cs - 1 - z.avail_out;
-        deflateEnd(&z);
-        if (zr != Z_STREAM_END) {
+        if (clen == -ENOSPC) {
             r = qcow_pwrite(bs, off, p, n); /* does not shrink: plain */
         } else {
             pthread_mutex_lock(&s->lock);
@@ -579,7 +555,7 @@ static int qcow_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void
                 s->file_end = host + clen;
                 s->data_unsynced = true;
                 r = set_entry(s, off, host | QCOW_OFLAG_COMPRESSED |
-                                          (clen << (63 - s->cluster_bits)));
+                                          ((uint64_t)clen << (63 - s->cluster_bits)));
             }
             pthread_mutex_unlock(&s->lock);
         }

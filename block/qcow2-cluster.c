@@ -13,8 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
-#include <zstd.h>
 
 #define SC_COUNT 32
 #define BITMAP_ALL_ALLOC 0x00000000ffffffffULL
@@ -296,47 +294,6 @@ static int get_extent(Qcow2State *s, uint64_t off, uint64_t maxlen, struct exten
 
 /* ---- compressed clusters ---- */
 
-static int decompress(Qcow2State *s, const uint8_t *in, size_t in_len, uint8_t *out)
-{
-    size_t cs = s->cluster_size;
-    if (s->compression_type == 1) {
-        ZSTD_DCtx *dctx = ZSTD_createDCtx();
-        if (!dctx)
-            return -ENOMEM;
-        ZSTD_inBuffer ib = {in, in_len, 0};
-        ZSTD_outBuffer ob = {out, cs, 0};
-        int r = 0;
-        while (ob.pos < cs) {
-            size_t z = ZSTD_decompressStream(dctx, &ob, &ib);
-            if (ZSTD_isError(z)) {
-                r = -EIO;
-                break;
-            }
-            if (z == 0 || (ib.pos == ib.size && ob.pos < cs)) {
-                if (ob.pos < cs)
-                    r = -EIO;
-                break;
-            }
-        }
-        ZSTD_freeDCtx(dctx);
-        return r;
-    }
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    if (inflateInit2(&z, -12) != Z_OK)
-        return -ENOMEM;
-    z.next_in = (uint8_t *)in;
-    z.avail_in = in_len;
-    z.next_out = out;
-    z.avail_out = cs;
-    int zr = inflate(&z, Z_FINISH);
-    /* The stored length is rounded up to sectors: trailing bytes are
-     * fine as long as a whole cluster came out. */
-    int r = ((zr == Z_STREAM_END || zr == Z_BUF_ERROR) && z.avail_out == 0) ? 0 : -EIO;
-    inflateEnd(&z);
-    return r;
-}
-
 /* Makes s->cbuf hold the guest data of the compressed cluster l2e. */
 static int load_compressed(Qcow2State *s, uint64_t l2e)
 {
@@ -354,7 +311,7 @@ static int load_compressed(Qcow2State *s, uint64_t l2e)
         return -ENOMEM;
     int r = blk_file_pread(s->fd, in, bytes, off);
     s->cbuf_valid = false;
-    if (r == 0 && (r = decompress(s, in, bytes, s->cbuf)) < 0 && r != -ENOMEM)
+    if (r == 0 && (r = blk_decompress_cluster(s->compression_type, in, bytes, s->cbuf, s->cluster_size)) < 0 && r != -ENOMEM)
         r = qcow2_mark_corrupt(s, "cannot decompress the cluster at host offset 0x%" PRIx64,
                                off);
     free(in);

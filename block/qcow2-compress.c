@@ -17,36 +17,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
-#include <zstd.h>
-#include <zstd_errors.h>
-
-/* Compresses cs bytes of src into dst (at most cs - 1 bytes).  Returns
- * the compressed size, -ENOSPC when the data does not shrink, or
- * another negative errno. */
-static ssize_t compress_cluster(int type, uint8_t *dst, size_t dst_len, const uint8_t *src,
-                                size_t cs)
-{
-    if (type == 1) {
-        size_t n = ZSTD_compress(dst, dst_len, src, cs, ZSTD_CLEVEL_DEFAULT);
-        if (ZSTD_isError(n))
-            return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EIO;
-        return (ssize_t)n;
-    }
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
-        return -ENOMEM;
-    z.next_in = (uint8_t *)src;
-    z.avail_in = cs;
-    z.next_out = dst;
-    z.avail_out = dst_len;
-    int zr = deflate(&z, Z_FINISH);
-    ssize_t r = zr == Z_STREAM_END ? (ssize_t)(dst_len - z.avail_out)
-                                   : zr == Z_OK || zr == Z_BUF_ERROR ? -ENOSPC : -EIO;
-    deflateEnd(&z);
-    return r;
-}
 
 /* Host bytes for a compressed chunk of size bytes, with one reference
  * counted on every host cluster it touches (QEMU's qcow2_alloc_bytes). */
@@ -141,7 +111,7 @@ static int write_one(BlockDriverState *bs, uint64_t off, const uint8_t *src, siz
         memset(in + n, 0, cs - n);
         src = in;
     }
-    ssize_t clen = compress_cluster(s->compression_type, out, cs - 1, src, cs);
+    ssize_t clen = blk_compress_cluster(s->compression_type, out, cs - 1, src, cs);
     if (clen == -ENOSPC)
         return bs->drv->pwrite(bs, off, src, n); /* does not shrink: plain */
     if (clen < 0) {
