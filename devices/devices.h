@@ -32,6 +32,14 @@ int i8042_create(struct bus *bus);
  * with exit status (v << 1) | 1. */
 int debug_exit_create(struct bus *bus, uint16_t port);
 
+/* PIIX3 PCI-to-ISA bridge at 00:01.0 with its PIRQ route registers. */
+struct pci;
+struct piix3;
+int piix3_create(struct pci *pci, struct bus *bus, struct piix3 **out);
+/* A pci_intx_route_fn (vmm/pci.h) reading the PIRQ registers, for
+ * machines whose firmware programs them; opaque is the struct piix3. */
+int piix3_route_intx(void *opaque, int slot, int pin);
+
 /* Ports decoded and ignored: POST code port 0x80 and friends. */
 int port80_create(struct bus *bus);
 

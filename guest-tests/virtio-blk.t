@@ -40,7 +40,7 @@ boot qcow2 --kernel "$GUEST" --disk "$TMP/a.qcow2,format=qcow2,serial=calf-disk-
 passed qcow2; r=$?; ok $r "qcow2 disk: the guest's virtio-blk checks pass (status $status)"; [ $r = 0 ] || show qcow2
 has qcow2 "sector 0 byte 0x11"; ok $? "the guest reads what the host wrote at sector 0"
 has qcow2 "serial 'calf-disk-0'"; ok $? "GET_ID returns serial=calf-disk-0"
-has qcow2 "virtio-blk 1: ok"; ok $? "the device sits at slot 1 behind the host bridge"
+has qcow2 "virtio-blk 2: ok"; ok $? "the device sits at slot 2, after the host bridge and the PIIX3 ISA bridge"
 qemu-img check -q "$TMP/a.qcow2"; ok $? "qemu-img check: the image is clean"
 guest_data_ok "$TMP/a.qcow2" qcow2; ok $? "qemu-io finds the guest's pattern and its zeroed range"
 

@@ -201,3 +201,16 @@ int bus_ioeventfd(struct bus *bus, uint64_t addr, unsigned len, int fd,
     return bus->ops->ioeventfd
         ? bus->ops->ioeventfd(bus->host, addr, len, fd, assign) : -ENOSYS;
 }
+
+int bus_map_ram(struct bus *bus, uint64_t gpa, uint64_t size, void *mem,
+                bool readonly)
+{
+    return bus->ops->map_ram
+        ? bus->ops->map_ram(bus->host, gpa, size, mem, readonly) : -ENOSYS;
+}
+
+void bus_unmap_ram(struct bus *bus, int handle)
+{
+    if (bus->ops->unmap_ram && handle >= 0)
+        bus->ops->unmap_ram(bus->host, handle);
+}

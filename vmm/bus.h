@@ -55,6 +55,12 @@ struct bus_host_ops {
     int (*signal_msi)(void *host, uint64_t addr, uint32_t data);
     int (*ioeventfd)(void *host, uint64_t addr, unsigned len, int fd,
                      bool assign);
+    /* Maps size bytes of host memory mem (page aligned) at guest-physical
+     * gpa as RAM (readonly: guest writes become MMIO exits to the bus):
+     * returns a handle >= 0 for unmap_ram, or a negative errno. */
+    int (*map_ram)(void *host, uint64_t gpa, uint64_t size, void *mem,
+                   bool readonly);
+    void (*unmap_ram)(void *host, int handle);
 };
 
 struct bus *bus_create(const struct bus_host_ops *ops, void *host);
@@ -91,5 +97,9 @@ void *bus_guest_ram(struct bus *bus, uint64_t gpa, uint64_t len);
 int bus_signal_msi(struct bus *bus, uint64_t addr, uint32_t data);
 int bus_ioeventfd(struct bus *bus, uint64_t addr, unsigned len, int fd,
                   bool assign);
+/* RAM-backed regions: framebuffers, ROMs.  Not inside guest RAM. */
+int bus_map_ram(struct bus *bus, uint64_t gpa, uint64_t size, void *mem,
+                bool readonly);
+void bus_unmap_ram(struct bus *bus, int handle);
 
 #endif

@@ -9,11 +9,14 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "devices/devices.h"
 #include "devices/virtio.h"
 #include "vmm/vm.h"
 
 #define PCI_SLOTS 32
+#define PCI_DEVFNS (PCI_SLOTS * 8)
 #define PCI_CFG_SIZE 256
+#define PCI_ISA_IRQS 24
 
 #define CFG_VENDOR    0x00
 #define CFG_COMMAND   0x04
@@ -50,7 +53,7 @@ struct msix_entry {
 
 struct pci_dev {
     struct pci *pci;
-    int slot;
+    int slot, fn;
     char name[16];
     uint8_t cfg[PCI_CFG_SIZE];
     uint8_t wmask[PCI_CFG_SIZE];
@@ -58,6 +61,7 @@ struct pci_dev {
     uint8_t last_cap;         /* offset of the last capability, 0: none */
     uint32_t bar_size[PCI_MAX_BARS];
     uint64_t bar_addr[PCI_MAX_BARS]; /* as decoded now, 0: not decoded */
+    uint8_t bar_io;           /* bit b: BAR b is an I/O BAR */
     const struct pci_func_ops *ops;
     void *opaque;
     /* MSI-X, under pci->irq_lock */
@@ -69,15 +73,20 @@ struct pci_dev {
     uint64_t msix_pending;
     bool intx;
     int intx_level;
+    int intx_gsi;             /* where the asserted level went, -1: none */
 };
 
 struct pci {
     struct bus *bus;
     uint64_t mmio_base, mmio_next;
+    uint32_t io_next;
     uint32_t cf8;
     pthread_mutex_t irq_lock;
-    unsigned intx_count[PCI_INTX_LINES];
-    struct pci_dev *slots[PCI_SLOTS];
+    unsigned intx_count[PCI_ISA_IRQS];
+    pci_intx_route_fn route;
+    void *route_opaque;
+    struct pci_dev *host_bridge;
+    struct pci_dev *devs[PCI_DEVFNS]; /* by devfn: slot << 3 | function */
 };
 
 static uint32_t get_le(const uint8_t *p, unsigned size)
@@ -95,9 +104,20 @@ static void put_le(uint8_t *p, unsigned size, uint64_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static unsigned intx_line(const struct pci_dev *d)
+/* Without a router: INTA of slot s reaches I/O APIC pin 16 + (s & 3),
+ * what the ACPI _PRT and the MP table say. */
+static int intx_default_gsi(int slot, int pin)
 {
-    return (unsigned)d->slot & (PCI_INTX_LINES - 1);
+    return PCI_INTX_GSI_BASE + ((slot + pin) & (PCI_INTX_LINES - 1));
+}
+
+static int intx_gsi(const struct pci_dev *d)
+{
+    struct pci *pci = d->pci;
+
+    if (pci->route)
+        return pci->route(pci->route_opaque, d->slot, 0);
+    return intx_default_gsi(d->slot, 0);
 }
 
 /* ---- interrupts ---- */
@@ -105,8 +125,8 @@ static unsigned intx_line(const struct pci_dev *d)
 static void intx_drive_locked(struct pci_dev *d, int level)
 {
     struct pci *pci = d->pci;
-    unsigned line = intx_line(d);
     uint16_t cmd = (uint16_t)get_le(d->cfg + CFG_COMMAND, 2);
+    int gsi;
 
     if (cmd & CMD_INTX_OFF)
         level = 0;
@@ -117,10 +137,21 @@ static void intx_drive_locked(struct pci_dev *d, int level)
         d->cfg[CFG_STATUS] |= STATUS_INTX;
     else
         d->cfg[CFG_STATUS] &= (uint8_t)~STATUS_INTX;
-    if (level && pci->intx_count[line]++ == 0)
-        bus_set_irq(pci->bus, PCI_INTX_GSI_BASE + line, 1);
-    if (!level && --pci->intx_count[line] == 0)
-        bus_set_irq(pci->bus, PCI_INTX_GSI_BASE + line, 0);
+    if (level) {
+        /* The route is read when the line rises and remembered, so the
+         * same pin is lowered even if the guest re-routes meanwhile. */
+        gsi = intx_gsi(d);
+        if (gsi < 0 || gsi >= PCI_ISA_IRQS)
+            gsi = -1;
+        d->intx_gsi = gsi;
+        if (gsi >= 0 && pci->intx_count[gsi]++ == 0)
+            bus_set_irq(pci->bus, (unsigned)gsi, 1);
+    } else {
+        gsi = d->intx_gsi;
+        d->intx_gsi = -1;
+        if (gsi >= 0 && --pci->intx_count[gsi] == 0)
+            bus_set_irq(pci->bus, (unsigned)gsi, 0);
+    }
 }
 
 void pci_set_intx(struct pci_dev *d, int level)
@@ -216,7 +247,7 @@ static void msix_table_rw(struct pci_dev *d, uint64_t off, uint8_t *data,
 
 static bool bar_is_io(const struct pci_dev *d, int bar)
 {
-    return d->cfg[CFG_BAR0 + 4 * bar] & 1;
+    return d->bar_io >> bar & 1;
 }
 
 /* Recomputes where each BAR decodes after a BAR or command write and
@@ -228,10 +259,11 @@ static void bars_update(struct pci_dev *d)
     for (int b = 0; b < PCI_MAX_BARS; b++) {
         uint64_t addr = 0;
 
-        if (!d->bar_size[b] || bar_is_io(d, b))
+        if (!d->bar_size[b])
             continue;
-        if (cmd & CMD_MEM)
-            addr = get_le(d->cfg + CFG_BAR0 + 4 * b, 4) & ~0xfULL;
+        if (bar_is_io(d, b) ? (cmd & CMD_IO) : (cmd & CMD_MEM))
+            addr = get_le(d->cfg + CFG_BAR0 + 4 * b, 4) &
+                   (bar_is_io(d, b) ? 0xfffcULL : ~0xfULL);
         if (addr == d->bar_addr[b])
             continue;
         d->bar_addr[b] = addr;
@@ -245,19 +277,40 @@ static void pci_mmio(void *opaque, uint64_t addr, uint8_t *data,
 {
     struct pci *pci = opaque;
 
-    for (int s = 0; s < PCI_SLOTS; s++) {
-        struct pci_dev *d = pci->slots[s];
+    for (int s = 0; s < PCI_DEVFNS; s++) {
+        struct pci_dev *d = pci->devs[s];
 
         for (int b = 0; d && b < PCI_MAX_BARS; b++) {
             uint64_t off = addr - d->bar_addr[b];
 
-            if (!d->bar_addr[b] || off >= d->bar_size[b])
+            if (!d->bar_addr[b] || bar_is_io(d, b) || off >= d->bar_size[b])
                 continue;
             if (off + size > d->bar_size[b])
                 return; /* straddles the end: dropped, reads all ones */
             if (d->msix_n && b == d->msix_bar)
                 msix_table_rw(d, off, data, size, is_write);
             else if (d->ops && d->ops->bar_rw)
+                d->ops->bar_rw(d->opaque, b, off, data, size, is_write);
+            return;
+        }
+    }
+}
+
+/* Ports no ISA device claimed: the I/O BARs as the guest set them. */
+static void pci_io_bars(void *opaque, uint16_t port, uint8_t *data,
+                        unsigned size, bool is_write)
+{
+    struct pci *pci = opaque;
+
+    for (int s = 0; s < PCI_DEVFNS; s++) {
+        struct pci_dev *d = pci->devs[s];
+
+        for (int b = 0; d && b < PCI_MAX_BARS; b++) {
+            uint64_t off = (uint64_t)port - d->bar_addr[b];
+
+            if (!d->bar_addr[b] || !bar_is_io(d, b) || off >= d->bar_size[b])
+                continue;
+            if (off + size <= d->bar_size[b] && d->ops && d->ops->bar_rw)
                 d->ops->bar_rw(d->opaque, b, off, data, size, is_write);
             return;
         }
@@ -280,7 +333,7 @@ static void msix_ctrl_written(struct pci_dev *d)
 static void cfg_write(struct pci_dev *d, unsigned off, const uint8_t *data,
                       unsigned size)
 {
-    bool bars = false, cmd = false, msix = false;
+    bool bars = false, cmd = false, msix = false, own = false;
 
     for (unsigned i = 0; i < size; i++) {
         unsigned o = off + i;
@@ -290,6 +343,7 @@ static void cfg_write(struct pci_dev *d, unsigned off, const uint8_t *data,
         bars |= o >= CFG_BAR0 && o < CFG_BAR0 + 4 * PCI_MAX_BARS;
         cmd |= o == CFG_COMMAND || o == CFG_COMMAND + 1;
         msix |= d->msix_n && (o == d->msix_cap + 3u);
+        own |= o >= CFG_CAP_START && d->wmask[o];
     }
     if (cmd) {
         pthread_mutex_lock(&d->pci->irq_lock);
@@ -301,16 +355,18 @@ static void cfg_write(struct pci_dev *d, unsigned off, const uint8_t *data,
         bars_update(d);
     if (msix)
         msix_ctrl_written(d);
+    if (own && d->ops && d->ops->cfg_written)
+        d->ops->cfg_written(d->opaque, off, size);
 }
 
 static struct pci_dev *cfg_target(struct pci *pci, unsigned *reg)
 {
     uint32_t a = pci->cf8;
 
-    if (!(a & 0x80000000u) || ((a >> 16) & 0xff) != 0 || ((a >> 8) & 7) != 0)
-        return NULL; /* bus 0, function 0 only */
+    if (!(a & 0x80000000u) || ((a >> 16) & 0xff) != 0)
+        return NULL; /* bus 0 only */
     *reg = a & 0xfc;
-    return pci->slots[(a >> 11) & 0x1f];
+    return pci->devs[(a >> 8) & 0xff];
 }
 
 static void pci_cfg_pio(void *opaque, uint16_t port, uint8_t *data,
@@ -401,38 +457,60 @@ static int bars_setup(struct pci *pci, struct pci_dev *d,
 {
     for (int b = 0; b < PCI_MAX_BARS; b++) {
         uint32_t size = cfg->bar_size[b];
+        bool io = cfg->bar_io >> b & 1;
         uint64_t addr;
 
         if (!size)
             continue;
-        if (size < 4096 || (size & (size - 1)))
+        if (size & (size - 1) || size < (io ? 4u : 4096u) ||
+            (io && size > 256))
             return -EINVAL;
         /* Natural alignment, as firmware would place it. */
-        addr = (pci->mmio_next + size - 1) & ~(uint64_t)(size - 1);
-        if (addr + size > PCI_MMIO_END)
-            return -ENOSPC;
-        pci->mmio_next = addr + size;
+        if (io) {
+            addr = (pci->io_next + size - 1) & ~(uint64_t)(size - 1);
+            if (addr + size > 0x10000)
+                return -ENOSPC;
+            pci->io_next = (uint32_t)(addr + size);
+            d->bar_io |= (uint8_t)(1u << b);
+            cfg_set(d, CFG_BAR0 + 4 * b, 4, (uint32_t)addr | 1,
+                    ~(size - 1) & 0xfffc);
+        } else {
+            addr = (pci->mmio_next + size - 1) & ~(uint64_t)(size - 1);
+            if (addr + size > PCI_MMIO_END)
+                return -ENOSPC;
+            pci->mmio_next = addr + size;
+            cfg_set(d, CFG_BAR0 + 4 * b, 4, (uint32_t)addr, ~(size - 1));
+        }
         d->bar_size[b] = size;
-        cfg_set(d, CFG_BAR0 + 4 * b, 4, (uint32_t)addr, ~(size - 1));
     }
     return 0;
 }
 
-static int pci_add_at(struct pci *pci, int slot, const struct pci_dev_config *cfg,
-                      const struct pci_func_ops *ops, void *opaque,
-                      struct pci_dev **out)
+int pci_add_fn(struct pci *pci, int slot, int fn,
+               const struct pci_dev_config *cfg,
+               const struct pci_func_ops *ops, void *opaque,
+               struct pci_dev **out)
 {
-    struct pci_dev *d = calloc(1, sizeof(*d));
+    struct pci_dev *d;
     int ret;
 
+    if (slot < 0 || slot >= PCI_SLOTS || fn < 0 || fn > 7)
+        return -EINVAL;
+    if (pci->devs[slot << 3 | fn])
+        return -EBUSY;
+    if (fn && !pci->devs[slot << 3])
+        return -ENOENT; /* function 0 first: scans stop without it */
+    d = calloc(1, sizeof(*d));
     if (!d)
         return -ENOMEM;
     d->pci = pci;
     d->slot = slot;
+    d->fn = fn;
     d->ops = ops;
     d->opaque = opaque;
     d->cap_end = CFG_CAP_START;
-    snprintf(d->name, sizeof(d->name), "00:%02x.0", slot);
+    d->intx_gsi = -1;
+    snprintf(d->name, sizeof(d->name), "00:%02x.%d", slot, fn);
     cfg_set(d, CFG_VENDOR, 2, cfg->vendor, 0);
     cfg_set(d, CFG_VENDOR + 2, 2, cfg->device, 0);
     cfg_set(d, CFG_COMMAND, 2, 0,
@@ -444,7 +522,7 @@ static int pci_add_at(struct pci *pci, int slot, const struct pci_dev_config *cf
     cfg_set(d, CFG_SUBSYS, 2, cfg->subsys_vendor, 0);
     cfg_set(d, CFG_SUBSYS + 2, 2, cfg->subsys_id, 0);
     d->intx = cfg->intx;
-    cfg_set(d, CFG_INT_LINE, 1, cfg->intx ? PCI_INTX_GSI_BASE + intx_line(d)
+    cfg_set(d, CFG_INT_LINE, 1, cfg->intx ? intx_default_gsi(slot, 0)
                                           : 0xff, 0xff);
     cfg_set(d, CFG_INT_PIN, 1, cfg->intx ? 1 : 0, 0);
     ret = bars_setup(pci, d, cfg);
@@ -454,7 +532,11 @@ static int pci_add_at(struct pci *pci, int slot, const struct pci_dev_config *cf
         free(d);
         return ret;
     }
-    pci->slots[slot] = d;
+    if (cfg->multifunction)
+        d->cfg[CFG_HEADER] |= 0x80;
+    pci->devs[slot << 3 | fn] = d;
+    if (fn)
+        pci->devs[slot << 3]->cfg[CFG_HEADER] |= 0x80; /* multi-function */
     if (out)
         *out = d;
     return 0;
@@ -465,8 +547,8 @@ int pci_add(struct pci *pci, const struct pci_dev_config *cfg,
             struct pci_dev **out)
 {
     for (int s = 1; s < PCI_SLOTS; s++)
-        if (!pci->slots[s])
-            return pci_add_at(pci, s, cfg, ops, opaque, out);
+        if (!pci->devs[s << 3])
+            return pci_add_fn(pci, s, 0, cfg, ops, opaque, out);
     return -ENOSPC;
 }
 
@@ -487,10 +569,15 @@ int pci_create(struct bus *bus, uint64_t mmio_base, struct pci **out)
     }
     pci->bus = bus;
     pci->mmio_base = pci->mmio_next = mmio_base;
+    pci->io_next = PCI_IO_BAR_BASE;
     pthread_mutex_init(&pci->irq_lock, NULL);
-    ret = pci_add_at(pci, 0, &host_bridge, NULL, NULL, NULL);
+    ret = pci_add_fn(pci, 0, 0, &host_bridge, NULL, NULL, &pci->host_bridge);
     if (!ret)
         ret = bus_register_pio(bus, 0xcf8, 8, pci_cfg_pio, pci);
+    if (!ret)
+        ret = bus_register_pio(bus, PCI_IO_BAR_BASE,
+                               (uint16_t)(0x10000 - PCI_IO_BAR_BASE),
+                               pci_io_bars, pci);
     if (!ret)
         ret = bus_register_mmio(bus, mmio_base, PCI_MMIO_END - mmio_base,
                                 pci_mmio, pci);
@@ -506,8 +593,8 @@ void pci_destroy(struct pci *pci)
 {
     if (!pci)
         return;
-    for (int s = 0; s < PCI_SLOTS; s++) {
-        struct pci_dev *d = pci->slots[s];
+    for (int s = 0; s < PCI_DEVFNS; s++) {
+        struct pci_dev *d = pci->devs[s];
 
         if (!d)
             continue;
@@ -521,7 +608,45 @@ void pci_destroy(struct pci *pci)
 
 void *pci_dma(struct pci_dev *d, uint64_t gpa, uint64_t len)
 {
+    /* A function the guest did not make bus master cannot reach RAM. */
+    if (!(d->cfg[CFG_COMMAND] & CMD_MASTER))
+        return NULL;
     return bus_guest_ram(d->pci->bus, gpa, len);
+}
+
+void pci_cfg_init(struct pci_dev *d, unsigned off, unsigned size,
+                  uint32_t value, uint32_t wmask)
+{
+    if (off >= CFG_CAP_START && size <= 4 && off + size <= PCI_CFG_SIZE)
+        cfg_set(d, off, size, value, wmask);
+}
+
+uint32_t pci_cfg_read(struct pci_dev *d, unsigned off, unsigned size)
+{
+    if (size > 4 || off + size > PCI_CFG_SIZE)
+        return 0;
+    return get_le(d->cfg + off, size);
+}
+
+void pci_cfg_write_ro(struct pci_dev *d, unsigned off, unsigned size,
+                      uint32_t value)
+{
+    if (off >= CFG_CAP_START && size <= 4 && off + size <= PCI_CFG_SIZE)
+        put_le(d->cfg + off, size, value);
+}
+
+struct pci_dev *pci_host_bridge(struct pci *pci)
+{
+    return pci->host_bridge;
+}
+
+void pci_set_intx_router(struct pci *pci, pci_intx_route_fn route,
+                         void *opaque)
+{
+    pthread_mutex_lock(&pci->irq_lock);
+    pci->route = route;
+    pci->route_opaque = opaque;
+    pthread_mutex_unlock(&pci->irq_lock);
 }
 
 struct bus *pci_dev_bus(struct pci_dev *d)
@@ -578,6 +703,7 @@ int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks)
     }
     if (vm->pci->mmio_next < PCI_BAR_ALLOC_BASE)
         vm->pci->mmio_next = PCI_BAR_ALLOC_BASE;
+    ret = piix3_create(vm->pci, vm->bus, &vm->piix3);
     for (int i = 0; i < ndisks && !ret; i++)
         ret = virtio_blk_add(vm->pci, disks[i], (unsigned)vm->ncpus);
     return ret;

@@ -26,6 +26,9 @@
 
 /* 32-bit memory BARs from the PCI window just below the I/O APIC. */
 #define PCI_MMIO_END 0xfec00000ULL
+/* I/O BARs are decoded in [PCI_IO_BAR_BASE, 0x10000), where SeaBIOS puts
+ * them too; a guest that moves one below it is not decoded. */
+#define PCI_IO_BAR_BASE 0xc000
 
 struct pci;
 struct pci_dev;
@@ -39,6 +42,11 @@ struct pci_func_ops {
      * decoding is off or the BAR is unset): devices with ioeventfds move
      * them here.  Called under the bus lock. */
     void (*bar_moved)(void *opaque, int bar, uint64_t addr);
+    /* The guest wrote [off, off+size) and some of those bytes are
+     * device-specific registers set up writable with pci_cfg_init() (at
+     * 0x40 or above); the new values are already in place
+     * (pci_cfg_read()).  Called under the bus lock. */
+    void (*cfg_written)(void *opaque, unsigned off, unsigned size);
     /* Stops the function's threads and frees what it holds. */
     void (*destroy)(void *opaque);
 };
@@ -47,10 +55,13 @@ struct pci_dev_config {
     uint16_t vendor, device;
     uint16_t subsys_vendor, subsys_id;
     uint8_t class_code, subclass, prog_if, revision;
-    uint32_t bar_size[PCI_MAX_BARS]; /* 0: none; else a power of 2 >= 4K */
+    uint32_t bar_size[PCI_MAX_BARS]; /* 0: none; else a power of 2 >= 4K,
+                                        for I/O BARs 4 to 256 */
+    uint8_t bar_io;                  /* bit b set: BAR b is an I/O BAR */
     unsigned msix_vectors;           /* 0: no MSI-X capability */
     int msix_bar;                    /* table at 0, PBA at half the BAR */
     bool intx;                       /* interrupt pin INTA */
+    bool multifunction;              /* header type bit 7 from the start */
 };
 
 /* Registers 0xCF8/0xCFC and the MMIO window [mmio_base, PCI_MMIO_END)
@@ -65,6 +76,35 @@ void pci_destroy(struct pci *pci);
 int pci_add(struct pci *pci, const struct pci_dev_config *cfg,
             const struct pci_func_ops *ops, void *opaque,
             struct pci_dev **out);
+/* The same at a fixed slot and function (function 0 of the slot must
+ * exist first; it is then marked multi-function). -EBUSY when taken. */
+int pci_add_fn(struct pci *pci, int slot, int fn,
+               const struct pci_dev_config *cfg,
+               const struct pci_func_ops *ops, void *opaque,
+               struct pci_dev **out);
+
+/* Device-specific configuration registers (offset >= 0x40, not inside a
+ * capability): initial value and which bits the guest may write; writes
+ * are reported through ops->cfg_written.  Before the guest runs. */
+void pci_cfg_init(struct pci_dev *d, unsigned off, unsigned size,
+                  uint32_t value, uint32_t wmask);
+/* Reads the function's configuration space as the guest sees it. */
+uint32_t pci_cfg_read(struct pci_dev *d, unsigned off, unsigned size);
+/* Sets device-specific bytes (offset >= 0x40) the guest sees, whatever
+ * their write mask: status bits a device updates itself. */
+void pci_cfg_write_ro(struct pci_dev *d, unsigned off, unsigned size,
+                      uint32_t value);
+/* The host bridge at 00:00.0, for its chipset registers (PAM, SMRAM). */
+struct pci_dev *pci_host_bridge(struct pci *pci);
+
+/* Where INTx goes.  By default INTA of slot s reaches GSI 16 + (s & 3),
+ * as the VMM's own ACPI _PRT and MP table say.  Under firmware the PIIX3
+ * PIRQ registers decide: route returns the ISA IRQ/GSI (0..23) for pin
+ * (0 = INTA) of slot, or -1 when the guest disabled that route.  It runs
+ * under the PCI irq lock and must not call back into pci_*. */
+typedef int (*pci_intx_route_fn)(void *opaque, int slot, int pin);
+void pci_set_intx_router(struct pci *pci, pci_intx_route_fn route,
+                         void *opaque);
 
 /* Appends a capability (cap[0] = ID, cap[1] is filled with the link)
  * to the function's configuration space; returns its offset or -ENOSPC.
@@ -81,7 +121,8 @@ int pci_msix_notify(struct pci_dev *d, unsigned vector);
 void pci_set_intx(struct pci_dev *d, int level);
 
 /* Host pointer for a DMA of len bytes at guest-physical gpa, or NULL
- * when any byte of it is not guest RAM. */
+ * when any byte of it is not guest RAM or the guest has not set the
+ * function's bus-master bit. */
 void *pci_dma(struct pci_dev *d, uint64_t gpa, uint64_t len);
 
 /* The bus a function sits on: for its bus_ioeventfd(). */

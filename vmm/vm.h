@@ -13,6 +13,8 @@
 #include "vmm/cpu-model.h"
 
 #define VM_MAX_CPUS 64
+#define VM_FIRST_EXTRA_SLOT 2  /* 0: RAM below 4 GiB, 1: RAM above */
+#define VM_MAX_SLOTS 32
 
 /* Exit statuses of calf run.  Guest statuses from the debug-exit port are
  * always odd ((v << 1) | 1); the VMM's own are even so the two never mix. */
@@ -67,6 +69,7 @@ struct vm {
 
     struct bus *bus;
     struct pci *pci;          /* vmm/pci.c */
+    struct piix3 *piix3;      /* ISA bridge at 00:01.0 */
     struct serial *serial;
     struct console *console;
 
@@ -77,11 +80,18 @@ struct vm {
     int wake_fd;              /* eventfd: wakes the main loop */
 
     _Atomic uint64_t t_first_run_ns;
+    bool slot_used[VM_MAX_SLOTS]; /* extra memory slots (vm_map_ram) */
 };
 
 /* vm->cpu_model must be set before: vCPUs are created here. */
 int vm_create(struct vm *vm, uint64_t ram_size, int ncpus);
 void vm_destroy(struct vm *vm);
+
+/* RAM-backed regions outside guest RAM (framebuffers, ROMs): the
+ * bus_host_ops map_ram/unmap_ram members; host is the struct vm. */
+int vm_map_ram(void *host, uint64_t gpa, uint64_t size, void *mem,
+               bool readonly);
+void vm_unmap_ram(void *host, int slot);
 
 /* Host pointer to len bytes of guest RAM at gpa, or NULL when any of
  * them is not RAM (the range may not cross the 4 GiB hole). */
