@@ -74,7 +74,7 @@ $(BUILD)/libcalfblock.a: $(BLOCK_OBJS)
 $(BUILD)/calf-img: $(call obj,$(IMG_SRCS)) $(BUILD)/libcalfblock.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/calf-io: $(call obj,$(IO_SRCS)) $(BUILD)/libcalfblock.a
+$(BUILD)/calf-io: $(call obj,$(IO_SRCS)) $(OBJ)/block/img/object.o $(BUILD)/libcalfblock.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/calf: $(call obj,$(VMM_SRCS)) $(BUILD)/libcalfblock.a

@@ -86,6 +86,23 @@ const char *blk_error(void);
 typedef struct BlockDriverState BlockDriverState;
 typedef struct BlockDriver BlockDriver;
 
+/* A LUKS header as `info` shows it (QAPI QCryptoBlockInfoLUKS). */
+typedef struct BlockLuksInfo {
+    char cipher_alg[16];      /* "aes-256" */
+    char cipher_mode[8];      /* "xts" */
+    char ivgen_alg[8];        /* "plain64" */
+    char ivgen_hash_alg[16];  /* "" unless essiv */
+    char hash_alg[32];        /* "sha256" */
+    char uuid[40];
+    uint64_t payload_offset;  /* bytes */
+    uint64_t master_key_iters;
+    struct {
+        bool active;
+        uint32_t iters, stripes; /* shown for active slots only */
+        uint64_t key_offset;     /* bytes */
+    } slots[8];
+} BlockLuksInfo;
+
 /* What `info` shows.  Drivers fill what applies; the rest stays zero. */
 typedef struct BlockSnapshotInfo {
     char id[128];
@@ -112,6 +129,8 @@ typedef struct BlockInfo {
     bool extended_l2;
     char data_file[1024];  /* "" when none */
     bool data_file_raw;
+    const char *encrypt_format; /* "aes" / "luks" when encrypted, else NULL */
+    BlockLuksInfo luks;         /* when encrypt_format is "luks" */
 } BlockInfo;
 void blk_info_free(BlockInfo *info);
 

@@ -343,10 +343,14 @@ static int read_extent(Qcow2State *s, const struct extent *e, uint64_t off, uint
         break;
     case SC_NORMAL:
         pthread_mutex_unlock(&s->lock);
-        r = blk_file_pread(s->fd, buf, n, e->host);
+        if (s->crypt_method) {
+            r = qcow2_crypt_read(s, off, e->host, buf, n);
+        } else {
+            r = blk_file_pread(s->fd, buf, n, e->host);
+            if (r < 0)
+                blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
+        }
         pthread_mutex_lock(&s->lock);
-        if (r < 0)
-            blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
         break;
     case SC_COMPRESSED:
         r = load_compressed(s, e->l2e);
@@ -464,7 +468,8 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
     int cnt = 0;
     uint64_t start = host + lo;
     bool skip_zero_tail = false, skip_zero_head = false;
-    if (fresh && ((tzero && tlen) || (hzero && hlen))) {
+    /* encrypted zeros are not zero bytes: the file must hold them */
+    if (fresh && !s->crypt_method && ((tzero && tlen) || (hzero && hlen))) {
         /* Past the end of the file zeros need no writing: the data goes
          * in and the file is extended over the rest. */
         struct stat st;
@@ -483,8 +488,9 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
     uint64_t total = 0;
     for (int i = 0; i < cnt; i++)
         total += iov[i].iov_len;
-    if (s->bs->flags & BLK_O_NOCACHE) {
-        /* O_DIRECT: one buffer, aligned by blk_file_pwrite as needed */
+    if ((s->bs->flags & BLK_O_NOCACHE) || s->crypt_method) {
+        /* O_DIRECT: one buffer, aligned by blk_file_pwrite as needed;
+         * encryption: one buffer encrypted for where it lands */
         uint8_t *flat = malloc(total);
         if (!flat) {
             r = -ENOMEM;
@@ -492,7 +498,13 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
         }
         for (int i = 0, pos = 0; i < cnt; pos += iov[i].iov_len, i++)
             memcpy(flat + pos, iov[i].iov_base, iov[i].iov_len);
-        r = blk_file_pwrite(s->fd, flat, total, start);
+        r = 0;
+        if (s->crypt_method)
+            r = qcow2_crypt(s, cluster_off + (start - host), start, flat, total, true);
+        if (r == 0)
+            r = blk_file_pwrite(s->fd, flat, total, start);
+        else
+            total = 0;
         free(flat);
         if (r < 0) {
             blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
@@ -627,9 +639,13 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
         return r;
     if (owned && ct == QCOW2_NORMAL && !s->extl2) {
         /* plain overwrite */
+        uint8_t *enc = NULL;
+        if (s->crypt_method && (r = qcow2_crypt_copy(s, off, host + in, buf, n, &enc)) < 0)
+            return r;
         pthread_mutex_unlock(&s->lock);
-        r = blk_file_pwrite(s->fd, buf, n, host + in);
+        r = blk_file_pwrite(s->fd, enc ? enc : buf, n, host + in);
         pthread_mutex_lock(&s->lock);
+        free(enc);
         if (r < 0)
             blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
         return r;
@@ -717,7 +733,12 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     if ((r = inflight_add(s, c, k)) < 0)
         return r;
     pthread_mutex_unlock(&s->lock);
-    r = blk_file_pwrite(s->fd, buf, bytes, host);
+    uint8_t *enc = NULL;
+    if (s->crypt_method)
+        r = qcow2_crypt_copy(s, off, (uint64_t)host, buf, bytes, &enc);
+    if (r == 0)
+        r = blk_file_pwrite(s->fd, enc ? enc : buf, bytes, host);
+    free(enc);
     pthread_mutex_lock(&s->lock);
     inflight_del(s, c);
     if (r < 0) {
@@ -739,6 +760,8 @@ int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len
     Qcow2State *s = bs->opaque;
     const uint8_t *p = buf;
     int r = 0;
+    if (s->crypt_method && ((off | len) & (BLK_SECTOR_SIZE - 1)))
+        return qcow2_crypto_pwrite_split(bs, off, buf, len, 0);
     pthread_mutex_lock(&s->lock);
     while (len) {
         uint64_t in = off & (s->cluster_size - 1);
@@ -886,6 +909,9 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
 
 int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
 {
+    Qcow2State *s = bs->opaque;
+    if (s->crypt_method && ((off | len) & (BLK_SECTOR_SIZE - 1)))
+        return qcow2_crypto_pwrite_split(bs, off, NULL, len, flags);
     return zero_or_discard(bs, off, len, flags, false);
 }
 
@@ -973,7 +999,8 @@ int qcow2_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_
         return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_COMPRESSED;
     case SC_NORMAL: {
         int st = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
-        if (looks_preallocated(s))
+        /* a hole under encrypted data does not read as zeros */
+        if (!s->crypt_method && looks_preallocated(s))
             st |= host_hole_status(s, e.host, pnum);
         return st;
     }

@@ -467,10 +467,7 @@ static int check_features(Qcow2State *s)
     }
     if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
         return bad(s, -ENOTSUP, "external data files are not supported yet");
-    if (s->crypt_method == 1 || s->crypt_method == 2)
-        return bad(s, -ENOTSUP, "encrypted images (%s) are not supported yet",
-                   s->crypt_method == 1 ? "AES" : "LUKS");
-    if (s->crypt_method)
+    if (s->crypt_method > 2)
         return bad(s, -EINVAL, "invalid encryption method %u", s->crypt_method);
     bool has_ctype = s->incompat & QCOW2_INCOMPAT_COMPRESSION;
     if (s->compression_type > 1)
@@ -585,6 +582,7 @@ static void qcow2_free_state(Qcow2State *s)
     free(s->cbuf);
     free(s->header_tail);
     free(s->inflight);
+    qcow2_crypto_close(s);
     pthread_cond_destroy(&s->alloc_cond);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -633,7 +631,7 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
         (r = check_features(s)) < 0 || (r = read_backing_name(s, hdr, s->cluster_size)) < 0)
         goto fail;
     derive(s);
-    if ((r = open_tables(s, opts)) < 0)
+    if ((r = qcow2_crypto_open(s, opts)) < 0 || (r = open_tables(s, opts)) < 0)
         goto fail;
     if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !bs->read_only && !(bs->flags & BLK_O_CHECK)) {
         r = bad(s, -EACCES, "image is corrupt; cannot be opened read/write (repair it with "
@@ -710,6 +708,7 @@ static int qcow2_get_info(BlockDriverState *bs, BlockInfo *info)
     Qcow2State *s = bs->opaque;
     info->cluster_size = s->cluster_size;
     info->encrypted = s->crypt_method != 0;
+    qcow2_crypto_info(s, info);
     info->dirty = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
     info->is_qcow2 = true;
     info->qcow2_version = s->version;
@@ -752,6 +751,10 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
     if (s->nb_snapshots && s->version < 3) {
         /* v2 snapshot entries do not record their disk size */
         blk_set_error("Can't resize a v2 image which has snapshots");
+        return -ENOTSUP;
+    }
+    if (s->crypt_method && prealloc != BLK_PREALLOC_OFF) {
+        blk_set_error("Preallocation is not supported with encryption");
         return -ENOTSUP;
     }
     if (size < bs->size) {
@@ -801,6 +804,7 @@ struct create_opts {
     uint8_t ctype;
     int prealloc;
     const char *backing, *backing_fmt;
+    struct qcow2_crypto_create crypt;
 };
 
 static int parse_create_opts(BlockOptions *o, struct create_opts *c)
@@ -887,10 +891,11 @@ static int parse_create_opts(BlockOptions *o, struct create_opts *c)
         if (!c->extl2)
             return -EINVAL;
     }
-    const char *enc = blkopts_get(o, "encryption");
-    const char *encf = blkopts_get(o, "encrypt.format");
-    if ((enc && strcmp(enc, "off")) || encf) {
-        blk_set_error("Encrypted qcow2 images are not supported yet");
+    if ((r = qcow2_crypto_parse_create(o, &c->crypt)) < 0)
+        return r;
+    if (c->crypt.method && c->prealloc != BLK_PREALLOC_OFF) {
+        /* preallocated clusters hold plain zeros, which do not decrypt to zeros */
+        blk_set_error("Preallocation is not supported with encryption");
         return -ENOTSUP;
     }
     if (blkopts_get(o, "data_file")) {
@@ -1022,6 +1027,8 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
     if ((r = qcow2_grow_l1(s, l1_entries)) < 0)
         goto out;
     if ((r = qcow2_update_header(s)) < 0)
+        goto out;
+    if ((r = qcow2_crypto_create(s, &c.crypt)) < 0)
         goto out;
     if (c.prealloc != BLK_PREALLOC_OFF &&
         (r = qcow2_preallocate(s, 0, size, c.prealloc)) < 0)

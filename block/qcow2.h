@@ -4,6 +4,8 @@
 #define CALF_QCOW2_H
 
 #include "block/block.h"
+#include "block/crypto.h"
+#include "block/luks.h"
 
 #include <pthread.h>
 
@@ -183,6 +185,11 @@ typedef struct Qcow2State {
 
     /* errors found while running (corrupt image) */
     bool corrupt_marked;
+
+    /* encryption (qcow2-crypto.c): NULL cipher = no key given */
+    BlkCipher *crypto;
+    bool crypt_physical;      /* IV from the host offset (LUKS) */
+    LuksHeader *luks;
 } Qcow2State;
 
 static inline uint64_t qcow2_be64(const void *p)
@@ -291,6 +298,32 @@ int qcow2_shrink(BlockDriverState *bs, uint64_t size);
 
 /* qcow2-compress.c */
 int qcow2_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+
+/* qcow2-crypto.c */
+struct qcow2_crypto_create {
+    int method;               /* crypt_method: 0, 1 AES, 2 LUKS */
+    const char *secret;       /* the passphrase */
+    LuksCreateOpts luks;
+};
+int qcow2_crypto_open(Qcow2State *s, BlockOptions *opts);
+void qcow2_crypto_close(Qcow2State *s);
+/* En/decrypts whole sectors of guest data stored at host offset host;
+ * -EACCES when the image was opened without its key. */
+int qcow2_crypt(Qcow2State *s, uint64_t guest, uint64_t host, uint8_t *buf, size_t len,
+                bool encrypt);
+/* An encrypted, malloc'd copy of buf for writing at host. */
+int qcow2_crypt_copy(Qcow2State *s, uint64_t guest, uint64_t host, const void *buf, size_t len,
+                     uint8_t **out);
+/* Reads n decrypted bytes (any alignment) of guest data stored at host. */
+int qcow2_crypt_read(Qcow2State *s, uint64_t guest, uint64_t host, uint8_t *buf, size_t n);
+/* A write (buf) or zero write (buf NULL) of an encrypted image that
+ * does not cover whole sectors. */
+int qcow2_crypto_pwrite_split(BlockDriverState *bs, uint64_t off, const uint8_t *buf,
+                              uint64_t len, int zflags);
+int qcow2_crypto_parse_create(BlockOptions *o, struct qcow2_crypto_create *c);
+/* Sets up encryption on an image being created (after its L1 table). */
+int qcow2_crypto_create(Qcow2State *s, const struct qcow2_crypto_create *c);
+void qcow2_crypto_info(Qcow2State *s, BlockInfo *info);
 
 /* qcow2-cluster.c */
 int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);

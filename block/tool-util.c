@@ -419,6 +419,38 @@ JsonNode *json_get_child(const JsonNode *n, int i)
     return n && i >= 0 && i < n->n ? n->child[i] : NULL;
 }
 
+/* QAPI QCryptoBlockInfo: {"format": "aes"} or the LUKS header. */
+static JsonNode *encrypt_info(const BlockInfo *bi)
+{
+    JsonNode *enc = json_new_object();
+    json_add(enc, "format", json_str(bi->encrypt_format));
+    if (strcmp(bi->encrypt_format, "luks"))
+        return enc;
+    const BlockLuksInfo *l = &bi->luks;
+    json_add(enc, "cipher-alg", json_str(l->cipher_alg));
+    json_add(enc, "cipher-mode", json_str(l->cipher_mode));
+    json_add(enc, "ivgen-alg", json_str(l->ivgen_alg));
+    if (l->ivgen_hash_alg[0])
+        json_add(enc, "ivgen-hash-alg", json_str(l->ivgen_hash_alg));
+    json_add(enc, "hash-alg", json_str(l->hash_alg));
+    json_add(enc, "payload-offset", json_int((int64_t)l->payload_offset));
+    json_add(enc, "master-key-iters", json_int((int64_t)l->master_key_iters));
+    json_add(enc, "uuid", json_str(l->uuid));
+    JsonNode *slots = json_new_array();
+    for (int i = 0; i < 8; i++) {
+        JsonNode *sl = json_new_object();
+        json_add(sl, "active", json_bool(l->slots[i].active));
+        if (l->slots[i].active) {
+            json_add(sl, "iters", json_int(l->slots[i].iters));
+            json_add(sl, "stripes", json_int(l->slots[i].stripes));
+        }
+        json_add(sl, "key-offset", json_int((int64_t)l->slots[i].key_offset));
+        json_add(slots, NULL, sl);
+    }
+    json_add(enc, "slots", slots);
+    return enc;
+}
+
 /* The QAPI ImageInfoSpecificQCow2 members, in QAPI order. */
 JsonNode *tool_format_specific(const BlockInfo *bi)
 {
@@ -437,12 +469,8 @@ JsonNode *tool_format_specific(const BlockInfo *bi)
         json_add(data, "corrupt", json_bool(bi->corrupt));
     }
     json_add(data, "refcount-bits", json_int(bi->refcount_bits));
-    if (bi->encrypted) {
-        /* calf only knows qcow2's legacy AES (BlockInfo has no LUKS details) */
-        JsonNode *enc = json_new_object();
-        json_add(enc, "format", json_str("aes"));
-        json_add(data, "encrypt", enc);
-    }
+    if (bi->encrypted && bi->encrypt_format)
+        json_add(data, "encrypt", encrypt_info(bi));
     json_add(data, "compression-type",
              json_str(bi->compression_type ? bi->compression_type : "zlib"));
     JsonNode *spec = json_new_object();

@@ -30,6 +30,7 @@ int img_amend(int argc, char **argv)
 {
     static const struct option lopts[] = {
         {"help", no_argument, 0, 'h'},
+        IMG_COMMON_LONG_OPTIONS,
         {"force", no_argument, 0, OPT_FORCE},
         {0, 0, 0, 0},
     };
@@ -66,6 +67,11 @@ int img_amend(int argc, char **argv)
             break;
         case OPT_FORCE:
             force = true;
+            break;
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                return 1;
             break;
         default:
             img_bad_option(c, argv);

@@ -81,12 +81,11 @@ static int parse_num(const char *arg, const char *what, int64_t min, int64_t *ou
 
 int img_bench(int argc, char **argv)
 {
-    enum { OPT_FLUSH_INTERVAL = 256, OPT_NO_DRAIN, OPT_PATTERN, OPT_IMAGE_OPTS, OPT_OBJECT };
+    enum { OPT_FLUSH_INTERVAL = 256, OPT_NO_DRAIN, OPT_PATTERN };
     static const struct option long_options[] = {
         {"help", no_argument, 0, 'h'},
         {"flush-interval", required_argument, 0, OPT_FLUSH_INTERVAL},
-        {"image-opts", no_argument, 0, OPT_IMAGE_OPTS},
-        {"object", required_argument, 0, OPT_OBJECT},
+        IMG_COMMON_LONG_OPTIONS,
         {"pattern", required_argument, 0, OPT_PATTERN},
         {"no-drain", no_argument, 0, OPT_NO_DRAIN},
         {"force-share", no_argument, 0, 'U'},
@@ -161,11 +160,11 @@ int img_bench(int argc, char **argv)
             }
             pattern = v;
             break;
-        case OPT_OBJECT:
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                return 1;
             break;
-        case OPT_IMAGE_OPTS:
-            img_error("--image-opts is not supported yet");
-            return 1;
         default:
             img_bad_option(c, argv);
         }

@@ -70,6 +70,7 @@ int img_check(int argc, char **argv)
 {
     static const struct option lopts[] = {
         {"help", no_argument, 0, 'h'},
+        IMG_COMMON_LONG_OPTIONS,
         {"format", required_argument, 0, 'f'},
         {"repair", required_argument, 0, 'r'},
         {"output", required_argument, 0, 'O'},
@@ -97,6 +98,11 @@ int img_check(int argc, char **argv)
         case 'T': break; /* cache mode: the checker reads through its own caches */
         case 'q': quiet = true; break;
         case 'U': force_share = true; break;
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                return 1;
+            break;
         default:
             img_bad_option(c, argv);
         }

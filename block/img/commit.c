@@ -57,6 +57,7 @@ int img_commit(int argc, char **argv)
 {
     static const struct option lopts[] = {
         {"help", no_argument, 0, 'h'},
+        IMG_COMMON_LONG_OPTIONS,
         {0, 0, 0, 0},
     };
     const char *fmt = NULL, *base_name = NULL;
@@ -84,6 +85,11 @@ int img_commit(int argc, char **argv)
             break;
         case 'q':
             quiet = true;
+            break;
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                return 1;
             break;
         default:
             img_bad_option(c, argv);

@@ -193,11 +193,9 @@ static int open_both(CompareState *s, const char *fmt[2], bool force_share)
 
 int img_compare(int argc, char **argv)
 {
-    enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS };
     static const struct option long_options[] = {
         {"help", no_argument, 0, 'h'},
-        {"object", required_argument, 0, OPT_OBJECT},
-        {"image-opts", no_argument, 0, OPT_IMAGE_OPTS},
+        IMG_COMMON_LONG_OPTIONS,
         {"force-share", no_argument, 0, 'U'},
         {0, 0, 0, 0},
     };
@@ -215,10 +213,11 @@ int img_compare(int argc, char **argv)
         case 'q': s.quiet = true; break;
         case 's': s.strict = true; break;
         case 'U': force_share = true; break;
-        case OPT_OBJECT: break;
-        case OPT_IMAGE_OPTS:
-            img_error("--image-opts is not supported");
-            return 2;
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                return 2;
+            break;
         default: img_bad_option(c, argv);
         }
     }

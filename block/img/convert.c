@@ -431,111 +431,6 @@ static int run_workers(Convert *c, int nworkers)
     return c->err;
 }
 
-/* --object secret,id=ID,data=TEXT | file=PATH: the secrets for
- * encrypt.key-secret=ID.  Drivers get the passphrase itself. */
-#define MAX_SECRETS 16
-static struct { char *id, *data; } secrets[MAX_SECRETS];
-static int nsecrets;
-
-static int add_object(const char *arg)
-{
-    BlockOptions o = {0};
-    int r = blkopts_parse(&o, arg);
-    const char *type = r == 0 && o.n ? o.opt[0].key : NULL;
-    if (r < 0 || !type) {
-        img_error("Invalid object option: %s", arg);
-        blkopts_free(&o);
-        return -EINVAL;
-    }
-    /* "secret,id=..." parses with the type as a key without a value */
-    if (strcmp(type, "secret") && !(o.opt[0].value && !strcmp(o.opt[0].key, "qom-type") &&
-                                    !strcmp(o.opt[0].value, "secret"))) {
-        img_error("Object type '%s' is not supported", type);
-        blkopts_free(&o);
-        return -EINVAL;
-    }
-    o.opt[0].used = true;
-    const char *id = blkopts_get(&o, "id"), *data = blkopts_get(&o, "data");
-    const char *file = blkopts_get(&o, "file");
-    blkopts_get(&o, "format");
-    char buf[4096];
-    if (!id || (!data && !file) || nsecrets == MAX_SECRETS) {
-        img_error("Parameter 'id' and one of 'data' or 'file' are required for a secret");
-        blkopts_free(&o);
-        return -EINVAL;
-    }
-    if (!data) {
-        FILE *f = fopen(file, "r");
-        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-        if (!f) {
-            img_error("Unable to read %s: %s", file, strerror(errno));
-            blkopts_free(&o);
-            return -errno;
-        }
-        fclose(f);
-        buf[n] = 0;
-        data = buf;
-    }
-    secrets[nsecrets].id = strdup(id);
-    secrets[nsecrets].data = strdup(data);
-    nsecrets++;
-    blkopts_free(&o);
-    return 0;
-}
-
-/* Replaces encrypt.key-secret=ID in o by the secret's text. */
-static int resolve_secret(BlockOptions *o)
-{
-    const char *id = blkopts_get(o, "encrypt.key-secret");
-    if (!id)
-        return 0;
-    for (int i = 0; i < nsecrets; i++)
-        if (!strcmp(secrets[i].id, id))
-            return blkopts_set(o, "encrypt.key-secret", secrets[i].data);
-    img_error("No secret with id '%s' found", id);
-    return -ENOENT;
-}
-
-static void free_secrets(void)
-{
-    for (int i = 0; i < nsecrets; i++) {
-        free(secrets[i].id);
-        free(secrets[i].data);
-    }
-    nsecrets = 0;
-}
-
-/* --image-opts: "driver=qcow,file.filename=x,encrypt.key-secret=s0" */
-static BlockDriverState *open_image_opts(const char *arg, bool force_share)
-{
-    BlockOptions o = {0};
-    BlockDriverState *bs = NULL;
-    if (blkopts_parse(&o, arg) < 0) {
-        img_error("Invalid image options: %s", arg);
-        return NULL;
-    }
-    const char *drv = blkopts_get(&o, "driver");
-    const char *fn = blkopts_get(&o, "file.filename");
-    if (!fn)
-        fn = blkopts_get(&o, "filename");
-    blkopts_get(&o, "file.driver");
-    if (!fn) {
-        img_error("Could not open '%s': A block device must be specified for \"file\"", arg);
-    } else if (resolve_secret(&o) == 0) {
-        /* what the driver does not take is an error from blk_open */
-        BlockOptions rest = {0};
-        for (int i = 0; i < o.n; i++)
-            if (!o.opt[i].used || !strcmp(o.opt[i].key, "encrypt.key-secret"))
-                blkopts_set(&rest, o.opt[i].key, o.opt[i].value);
-        bs = blk_open(fn, drv, force_share ? BLK_O_SHARE : 0, rest.n ? &rest : NULL);
-        if (!bs)
-            img_error("Could not open '%s': %s", fn, blk_error());
-        blkopts_free(&rest);
-    }
-    blkopts_free(&o);
-    return bs;
-}
-
 static int parse_cache(const char *mode, int *flags)
 {
     if (!strcmp(mode, "unsafe"))
@@ -656,9 +551,8 @@ int img_convert(int argc, char **argv)
             target_is_zero = true;
             break;
         case OPT_OBJECT:
-            if (add_object(optarg) < 0) {
+            if (img_object_add(optarg) < 0) {
                 blkopts_free(&opts);
-                free_secrets();
                 return 1;
             }
             break;
@@ -743,7 +637,8 @@ int img_convert(int argc, char **argv)
     if (!cv.src || !cv.src_start)
         goto out;
     for (int i = 0; i < nsrc; i++) {
-        cv.src[i] = image_opts ? open_image_opts(argv[optind + i], force_share)
+        cv.src[i] = image_opts ? img_open_image_opts(argv[optind + i],
+                                                     force_share ? BLK_O_SHARE : 0)
                                : img_open(argv[optind + i], fmt, 0, force_share);
         if (!cv.src[i])
             goto out;
@@ -754,7 +649,7 @@ int img_convert(int argc, char **argv)
             cv.src_has_backing = true;
     }
 
-    if (resolve_secret(&opts) < 0)
+    if (img_secret_resolve(&opts) < 0)
         goto out;
     const char *key = blkopts_get(&opts, "encrypt.key-secret");
     if (key)
@@ -825,7 +720,6 @@ out:
     free(cv.src_start);
     blkopts_free(&opts);
     blkopts_free(&dst_opts);
-    free_secrets();
     pthread_mutex_destroy(&cv.lock);
     pthread_cond_destroy(&cv.turn);
     return ret;

@@ -355,6 +355,10 @@ static int make_image(CreateArgs *a)
         if (strcmp(a->opts.opt[i].key, "size") && strcmp(a->opts.opt[i].key, "nocow") &&
             strcmp(a->opts.opt[i].key, "extent_size_hint"))
             r = blkopts_set(&dopts, a->opts.opt[i].key, a->opts.opt[i].value);
+    if (r == 0 && (r = img_secret_resolve(&dopts)) < 0) {
+        blkopts_free(&dopts);
+        return r;
+    }
     if (r == 0) {
         blk_set_error("%s", strerror(EINVAL));
         r = blk_create(a->fmt, a->filename, a->size, &dopts);
@@ -405,7 +409,7 @@ int img_create(int argc, char **argv)
 {
     static const struct option long_options[] = {
         {"help", no_argument, 0, 'h'},
-        {"object", required_argument, 0, 'O'},
+        {"object", required_argument, 0, IMG_OPT_OBJECT},
         {0, 0, 0, 0},
     };
     CreateArgs a = {.fmt = "raw", .size = BLK_SIZE_UNSET};
@@ -418,7 +422,10 @@ int img_create(int argc, char **argv)
         case 'f': a.fmt = optarg; break;
         case 'q': a.quiet = true; break;
         case 'u': a.no_backing_open = true; break;
-        case 'O': break; /* --object: nothing calf needs yet */
+        case IMG_OPT_OBJECT:
+            if (img_object_add(optarg) < 0)
+                goto out;
+            break;
         case 'o':
             if (blkopts_parse(&a.opts, optarg) < 0) {
                 img_error("Invalid option list: %s", optarg);

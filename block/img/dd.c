@@ -129,11 +129,9 @@ static int do_dd(const DdArgs *a)
 
 int img_dd(int argc, char **argv)
 {
-    enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS };
     static const struct option long_options[] = {
         {"help", no_argument, 0, 'h'},
-        {"object", required_argument, 0, OPT_OBJECT},
-        {"image-opts", no_argument, 0, OPT_IMAGE_OPTS},
+        IMG_COMMON_LONG_OPTIONS,
         {"force-share", no_argument, 0, 'U'},
         {0, 0, 0, 0},
     };
@@ -145,10 +143,11 @@ int img_dd(int argc, char **argv)
         case 'f': a.fmt = optarg; break;
         case 'O': a.out_fmt = optarg; break;
         case 'U': a.force_share = true; break;
-        case OPT_OBJECT: break;
-        case OPT_IMAGE_OPTS:
-            img_error("--image-opts is not supported");
-            return 1;
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                return 1;
+            break;
         default: img_bad_option(c, argv);
         }
     }

@@ -37,6 +37,24 @@ void img_help(void) __attribute__((noreturn));
 BlockDriverState *img_open(const char *filename, const char *fmt, int flags,
                            bool force_share);
 
+/* --object and --image-opts (object.c), the same in every subcommand:
+ * add IMG_COMMON_LONG_OPTIONS to the long options and hand both option
+ * codes to img_common_option() (-errno after printing the error). */
+enum { IMG_OPT_OBJECT = 0x1000, IMG_OPT_IMAGE_OPTS };
+#define IMG_COMMON_LONG_OPTIONS                              \
+    {"object", required_argument, 0, IMG_OPT_OBJECT},        \
+    {"image-opts", no_argument, 0, IMG_OPT_IMAGE_OPTS}
+int img_common_option(int c, const char *arg);
+/* --object secret,id=ID,data=TEXT|file=PATH[,format=raw|base64] */
+int img_object_add(const char *arg);
+/* Replaces encrypt.key-secret=ID in o by the secret's text. */
+int img_secret_resolve(BlockOptions *o);
+void img_objects_free(void);
+/* --image-opts was given: img_open() takes its file names as option
+ * lists ("driver=qcow2,file.filename=x,encrypt.key-secret=s0"). */
+extern bool img_image_opts;
+BlockDriverState *img_open_image_opts(const char *arg, int flags);
+
 /* --output=human|json; -1 (after printing the error) if neither. */
 enum { IMG_OUT_HUMAN, IMG_OUT_JSON };
 int img_parse_output(const char *arg);

@@ -236,8 +236,7 @@ int img_info(int argc, char **argv)
         {"format", required_argument, 0, 'f'},
         {"output", required_argument, 0, 'o'},
         {"backing-chain", no_argument, 0, 'c'},
-        {"object", required_argument, 0, 'O'},
-        {"image-opts", no_argument, 0, 'I'},
+        IMG_COMMON_LONG_OPTIONS,
         {"force-share", no_argument, 0, 'U'},
         {0, 0, 0, 0},
     };
@@ -251,10 +250,11 @@ int img_info(int argc, char **argv)
         case 'o': output = optarg; break;
         case 'c': a.chain = true; break;
         case 'U': a.force_share = true; break;
-        case 'O': break;
-        case 'I':
-            img_error("--image-opts is not supported");
-            return 1;
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                return 1;
+            break;
         default: img_bad_option(c, argv);
         }
     }

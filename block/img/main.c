@@ -53,6 +53,8 @@ BlockDriverState *img_open(const char *filename, const char *fmt, int flags,
 {
     if (force_share)
         flags |= BLK_O_SHARE;
+    if (img_image_opts)
+        return img_open_image_opts(filename, flags);
     BlockDriverState *bs = blk_open(filename, fmt, flags, NULL);
     if (!bs)
         img_error("Could not open '%s': %s", filename, blk_error());
@@ -142,7 +144,9 @@ static int run_command(int argc, char **argv)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (!strcmp(cmd, commands[i].name)) {
             optind = 0; /* glibc: restart option scanning from argv[1] */
-            return commands[i].fn(argc, argv);
+            int r = commands[i].fn(argc, argv);
+            img_objects_free();
+            return r;
         }
     }
     for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {

@@ -133,13 +133,12 @@ static int map_image(BlockDriverState *bs, int output, int64_t start, int64_t ma
 
 int img_map(int argc, char **argv)
 {
-    enum { OPT_OUTPUT = 256, OPT_START, OPT_MAXLEN, OPT_OBJECT, OPT_IMAGE_OPTS };
+    enum { OPT_OUTPUT = 256, OPT_START, OPT_MAXLEN };
     static const struct option long_options[] = {
         {"help", no_argument, 0, 'h'},
         {"format", required_argument, 0, 'f'},
         {"output", required_argument, 0, OPT_OUTPUT},
-        {"object", required_argument, 0, OPT_OBJECT},
-        {"image-opts", no_argument, 0, OPT_IMAGE_OPTS},
+        IMG_COMMON_LONG_OPTIONS,
         {"force-share", no_argument, 0, 'U'},
         {"start-offset", required_argument, 0, OPT_START},
         {"max-length", required_argument, 0, OPT_MAXLEN},
@@ -155,10 +154,11 @@ int img_map(int argc, char **argv)
         case 'f': fmt = optarg; break;
         case 'U': force_share = true; break;
         case OPT_OUTPUT: output = optarg; break;
-        case OPT_OBJECT: break;
-        case OPT_IMAGE_OPTS:
-            img_error("--image-opts is not supported");
-            return 1;
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                return 1;
+            break;
         case OPT_START:
             if (tool_cvtnum_full("calf-img", "start offset", optarg, 0, INT64_MAX, &start) < 0)
                 return 1;

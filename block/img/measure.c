@@ -180,11 +180,10 @@ static void print_info(const MeasureInfo *mi, int output)
 
 int img_measure(int argc, char **argv)
 {
-    enum { OPT_SIZE = 256, OPT_OUTPUT, OPT_OBJECT, OPT_IMAGE_OPTS };
+    enum { OPT_SIZE = 256, OPT_OUTPUT };
     static const struct option long_options[] = {
         {"help", no_argument, 0, 'h'},
-        {"image-opts", no_argument, 0, OPT_IMAGE_OPTS},
-        {"object", required_argument, 0, OPT_OBJECT},
+        IMG_COMMON_LONG_OPTIONS,
         {"output", required_argument, 0, OPT_OUTPUT},
         {"size", required_argument, 0, OPT_SIZE},
         {"force-share", no_argument, 0, 'U'},
@@ -218,10 +217,11 @@ int img_measure(int argc, char **argv)
         case 'U':
             force_share = true;
             break;
-        case OPT_OBJECT:
-            break;
-        case OPT_IMAGE_OPTS:
-            image_opts = true;
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                goto out;
+            image_opts = img_image_opts;
             break;
         case OPT_OUTPUT:
             if ((output = img_parse_output(optarg)) < 0)
@@ -249,10 +249,6 @@ int img_measure(int argc, char **argv)
     }
     if (!filename && (image_opts || fmt || snap)) {
         img_error("--image-opts, -f, and -l require a filename argument.");
-        goto out;
-    }
-    if (image_opts) {
-        img_error("--image-opts is not supported yet");
         goto out;
     }
     if (filename) {

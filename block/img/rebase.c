@@ -73,6 +73,7 @@ int img_rebase(int argc, char **argv)
 {
     static const struct option lopts[] = {
         {"help", no_argument, 0, 'h'},
+        IMG_COMMON_LONG_OPTIONS,
         {"force-share", no_argument, 0, 'U'},
         {0, 0, 0, 0},
     };
@@ -108,6 +109,11 @@ int img_rebase(int argc, char **argv)
         case 'T':
         case 'c':
             break; /* cache modes; compression of copied data: accepted */
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                return 1;
+            break;
         default:
             img_bad_option(c, argv);
         }

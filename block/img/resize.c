@@ -14,6 +14,7 @@ int img_resize(int argc, char **argv)
 {
     static const struct option lopts[] = {
         {"help", no_argument, 0, 'h'},
+        IMG_COMMON_LONG_OPTIONS,
         {"shrink", no_argument, 0, OPT_SHRINK},
         {"preallocation", required_argument, 0, OPT_PREALLOC},
         {0, 0, 0, 0},
@@ -46,6 +47,11 @@ int img_resize(int argc, char **argv)
                 img_error("Invalid preallocation mode '%s'", optarg);
                 return 1;
             }
+            break;
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                return 1;
             break;
         default:
             img_bad_option(c, argv);

@@ -61,6 +61,7 @@ int img_snapshot(int argc, char **argv)
 {
     static const struct option lopts[] = {
         {"help", no_argument, 0, 'h'},
+        IMG_COMMON_LONG_OPTIONS,
         {"force-share", no_argument, 0, 'U'},
         {0, 0, 0, 0},
     };
@@ -92,6 +93,11 @@ int img_snapshot(int argc, char **argv)
             break;
         case 'd':
             a = SN_DELETE;
+            break;
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                return 1;
             break;
         default:
             img_bad_option(c, argv);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/img/img.h"
 #include "block/io/io.h"
 #include "block/tool-util.h"
 
@@ -23,6 +24,9 @@ static void usage(void)
            "  -n, --nocache        disable host cache, short for -t none\n"
            "  -t, --cache=MODE     use the given cache mode for the image\n"
            "  -U, --force-share    force shared permissions\n"
+           "  --object secret,id=ID,data=TEXT|file=PATH  define a secret (passphrase)\n"
+           "  --image-opts         the file is an option list: driver=qcow2,\n"
+           "                       file.filename=F,encrypt.key-secret=ID\n"
            "  -h, --help           display this help and exit\n"
            "  -V, --version        output version information and exit\n"
            "\n"
@@ -58,6 +62,8 @@ static BlockDriverState *open_image(const char *filename, const IoArgs *a)
         return NULL;
     }
     int flags = a->flags | (a->readonly ? 0 : BLK_O_RDWR) | (a->force_share ? BLK_O_SHARE : 0);
+    if (img_image_opts)
+        return img_open_image_opts(filename, flags);
     BlockDriverState *bs = blk_open(filename, a->fmt, flags, NULL);
     if (!bs) {
         fprintf(stderr, "calf-io: can't open device %s: %s\n", filename, blk_error());
@@ -121,6 +127,7 @@ static void parse_args(int argc, char **argv, IoArgs *a)
         {"native-aio", no_argument, 0, 'k'},
         {"aio", required_argument, 0, 'i'},
         {"discard", required_argument, 0, 'd'},
+        IMG_COMMON_LONG_OPTIONS,
         {0, 0, 0, 0},
     };
     int c;
@@ -139,6 +146,11 @@ static void parse_args(int argc, char **argv, IoArgs *a)
             }
             break;
         case 'U': a->force_share = true; break;
+        case IMG_OPT_OBJECT:
+        case IMG_OPT_IMAGE_OPTS:
+            if (img_common_option(c, optarg) < 0)
+                exit(1);
+            break;
         case 'd': case 'i': case 'k': case 'm': case 'T':
             break; /* accepted for compatibility; nothing to tune */
         case 'V':
@@ -184,5 +196,6 @@ int main(int argc, char **argv)
         blk_close(bs);
     }
     free(a.cmds);
+    img_objects_free();
     return ret < 0 ? 1 : 0;
 }

@@ -1,0 +1,201 @@
+/* --object secret,... and --image-opts, shared by every calf-img
+ * subcommand and by calf-io (which links this file).  Secrets are looked up by id when an
+ * option list names one (encrypt.key-secret=ID); the drivers get the
+ * passphrase itself. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "block/img/img.h"
+#include "block/tool-util.h"
+
+#define MAX_SECRETS 16
+static struct {
+    char *id, *data;
+} secrets[MAX_SECRETS];
+static int nsecrets;
+
+bool img_image_opts;
+
+/* calf-io links this file too: errors carry the running tool's name */
+static void obj_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void obj_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", tool_progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* format=base64: the decoded bytes (a passphrase is text: no NULs) */
+static char *decode_base64(const char *in)
+{
+    size_t n = strlen(in);
+    char *out = malloc(n / 4 * 3 + 4);
+    if (!out || n % 4)
+        goto bad;
+    int len = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)in, (int)n);
+    if (len < 0)
+        goto bad;
+    /* EVP_DecodeBlock counts the padding as zero bytes */
+    for (size_t i = n; i > 0 && in[i - 1] == '='; i--)
+        len--;
+    out[len] = 0;
+    if ((int)strlen(out) != len)
+        goto bad;
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+static char *read_secret_file(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        obj_error("Unable to read %s: %s", file, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(4096);
+    size_t n = buf ? fread(buf, 1, 4095, f) : 0;
+    fclose(f);
+    if (buf)
+        buf[n] = 0;
+    return buf;
+}
+
+static bool is_secret_type(const BlockOptions *o)
+{
+    const BlockOpt *t = &o->opt[0];
+    /* a bare word parses as "word=on" */
+    if (!t->value || !strcmp(t->value, "on"))
+        return !strcmp(t->key, "secret");
+    return !strcmp(t->key, "qom-type") && !strcmp(t->value, "secret");
+}
+
+int img_object_add(const char *arg)
+{
+    BlockOptions o = {0};
+    char *data = NULL;
+    int r = blkopts_parse(&o, arg);
+    if (r < 0 || !o.n) {
+        obj_error("Invalid object option: %s", arg);
+        goto fail;
+    }
+    if (!is_secret_type(&o)) {
+        obj_error("Object type '%s' is not supported", o.opt[0].value ? o.opt[0].value
+                                                                     : o.opt[0].key);
+        goto fail;
+    }
+    o.opt[0].used = true;
+    const char *id = blkopts_get(&o, "id"), *text = blkopts_get(&o, "data");
+    const char *file = blkopts_get(&o, "file"), *fmt = blkopts_get(&o, "format");
+    if (!id || !!text == !!file) {
+        obj_error("Parameter 'id' and exactly one of 'data' or 'file' are required for a "
+                  "secret");
+        goto fail;
+    }
+    if (fmt && strcmp(fmt, "raw") && strcmp(fmt, "base64")) {
+        obj_error("Invalid parameter '%s' for format", fmt);
+        goto fail;
+    }
+    if (blkopts_first_unused(&o)) {
+        obj_error("Invalid parameter '%s'", blkopts_first_unused(&o));
+        goto fail;
+    }
+    for (int i = 0; i < nsecrets; i++) {
+        if (!strcmp(secrets[i].id, id)) {
+            obj_error("attempt to add duplicate property '%s' to object", id);
+            goto fail;
+        }
+    }
+    if (nsecrets == MAX_SECRETS) {
+        obj_error("Too many secrets");
+        goto fail;
+    }
+    data = text ? strdup(text) : read_secret_file(file);
+    if (!data)
+        goto fail;
+    if (fmt && !strcmp(fmt, "base64")) {
+        char *d = decode_base64(data);
+        free(data);
+        if (!(data = d)) {
+            obj_error("Invalid base64 data in secret '%s'", id);
+            goto fail;
+        }
+    }
+    secrets[nsecrets].id = strdup(id);
+    secrets[nsecrets].data = data;
+    nsecrets++;
+    blkopts_free(&o);
+    return 0;
+fail:
+    blkopts_free(&o);
+    return -EINVAL;
+}
+
+int img_common_option(int c, const char *arg)
+{
+    if (c == IMG_OPT_IMAGE_OPTS) {
+        img_image_opts = true;
+        return 0;
+    }
+    return img_object_add(arg);
+}
+
+int img_secret_resolve(BlockOptions *o)
+{
+    const char *id = blkopts_get(o, "encrypt.key-secret");
+    if (!id)
+        return 0;
+    for (int i = 0; i < nsecrets; i++)
+        if (!strcmp(secrets[i].id, id))
+            return blkopts_set(o, "encrypt.key-secret", secrets[i].data);
+    obj_error("No secret with id '%s' found", id);
+    return -ENOENT;
+}
+
+void img_objects_free(void)
+{
+    for (int i = 0; i < nsecrets; i++) {
+        free(secrets[i].id);
+        free(secrets[i].data);
+    }
+    nsecrets = 0;
+}
+
+BlockDriverState *img_open_image_opts(const char *arg, int flags)
+{
+    BlockOptions o = {0};
+    BlockDriverState *bs = NULL;
+    if (blkopts_parse(&o, arg) < 0) {
+        obj_error("Invalid image options: %s", arg);
+        return NULL;
+    }
+    const char *drv = blkopts_get(&o, "driver");
+    const char *fn = blkopts_get(&o, "file.filename");
+    if (!fn)
+        fn = blkopts_get(&o, "filename");
+    blkopts_get(&o, "file.driver");
+    if (!fn) {
+        obj_error("Could not open '%s': A block device must be specified for \"file\"", arg);
+    } else if (img_secret_resolve(&o) == 0) {
+        /* what the driver does not take is an error from blk_open */
+        BlockOptions rest = {0};
+        for (int i = 0; i < o.n; i++)
+            if (!o.opt[i].used || !strcmp(o.opt[i].key, "encrypt.key-secret"))
+                blkopts_set(&rest, o.opt[i].key, o.opt[i].value);
+        bs = blk_open(fn, drv, flags, rest.n ? &rest : NULL);
+        if (!bs)
+            obj_error("Could not open '%s': %s", arg, blk_error());
+        blkopts_free(&rest);
+    }
+    blkopts_free(&o);
+    return bs;
+}

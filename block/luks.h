@@ -1,0 +1,68 @@
+/* LUKS1 headers as QEMU stores them inside qcow2 (the region the
+ * full-disk-encryption header extension 0x0537be77 points to): a 592-byte
+ * header, then 8 key slots of anti-forensically split key material.  The
+ * header is untrusted input: luks_parse() validates every field. */
+#ifndef CALF_LUKS_H
+#define CALF_LUKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "block/block.h"
+#include "block/crypto.h"
+
+#define LUKS_HEADER_SIZE 592
+#define LUKS_NUM_SLOTS 8
+#define LUKS_STRIPES 4000
+#define LUKS_SALT_LEN 32
+#define LUKS_DIGEST_LEN 20
+/* PBKDF2 iteration counts above this are refused: QEMU's default (2 s of
+ * CPU at create time) gives a few million here and ~20 million on a fast
+ * core; 2^27 is ~30 s of SHA-256 even on a fast core, so a hostile header
+ * cannot make an open spin for hours (at most 8 slots + the digest). */
+#define LUKS_MAX_ITERS (UINT32_C(1) << 27)
+/* The region never needs more: 4 KiB + 8 slots of 64 * 4000 bytes. */
+#define LUKS_MAX_REGION (16u << 20)
+
+typedef struct LuksHeader {
+    BlkCipherSpec spec;
+    char cipher_name[32], cipher_mode[32], hash[32];
+    char uuid[40];
+    uint32_t payload_sector;
+    uint32_t key_bytes;
+    uint8_t mk_digest[LUKS_DIGEST_LEN];
+    uint8_t mk_salt[LUKS_SALT_LEN];
+    uint32_t mk_iters;
+    struct {
+        bool active;
+        uint32_t iters;
+        uint8_t salt[LUKS_SALT_LEN];
+        uint32_t key_sector;
+        uint32_t stripes;
+    } slot[LUKS_NUM_SLOTS];
+} LuksHeader;
+
+/* What `create -o encrypt.*` asks for. */
+typedef struct LuksCreateOpts {
+    const char *cipher_alg, *cipher_mode, *ivgen_alg, *ivgen_hash_alg, *hash_alg;
+    uint64_t iter_time_ms;
+} LuksCreateOpts;
+
+/* Parses and checks the header at the start of a region of region_len
+ * bytes.  -EINVAL with a message naming the field. */
+int luks_parse(const uint8_t *buf, size_t len, uint64_t region_len, LuksHeader *h);
+/* Tries the passphrase on each active slot; region holds the whole
+ * header region.  *out is the data cipher.  -EACCES: "Invalid password,
+ * cannot unlock any keyslot". */
+int luks_unlock(const LuksHeader *h, const uint8_t *region, size_t region_len,
+                const char *passphrase, BlkCipher **out);
+/* Bytes of the header region for these options (for measure), or
+ * -EINVAL. */
+int64_t luks_region_size(const LuksCreateOpts *o);
+/* Builds a new header region (malloc'd, *len bytes) with slot 0 holding
+ * a fresh random master key under passphrase. */
+int luks_create(const LuksCreateOpts *o, const char *passphrase, uint8_t **region,
+                size_t *len, BlkCipher **out);
+void luks_get_info(const LuksHeader *h, BlockLuksInfo *info);
+
+#endif
