@@ -12,6 +12,7 @@
  *
  * Every operation runs under one lock, except compression itself. */
 #include "block/block.h"
+#include "block/crypto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <openssl/evp.h>
 
 #define QCOW_MAGIC 0x514649fbu
 #define QCOW_HEADER_SIZE 48
@@ -46,8 +46,7 @@ typedef struct QcowState {
     uint64_t clock;
     uint64_t file_end;
     bool data_unsynced;
-    uint8_t key[16];                /* legacy AES: passphrase, zero padded */
-    bool has_key;
+    BlkCipher *cipher;              /* legacy AES; NULL: no key given */
     uint8_t *cbuf;                  /* last decompressed cluster */
     uint64_t cbuf_entry;
     bool cbuf_valid;
@@ -116,6 +115,7 @@ static int qcow_sync(QcowState *s)
 
 static void qcow_free(QcowState *s)
 {
+    blk_cipher_free(s->cipher);
     free(s->l1);
     for (int i = 0; i < QCOW_L2_CACHE; i++)
         free(s->l2[i]);
@@ -198,11 +198,9 @@ static int qcow_open(BlockDriverState *bs, BlockOptions *opts)
     s->l2_size = UINT64_C(1) << l2_bits;
     s->cluster_offset_mask = (UINT64_C(1) << (63 - cluster_bits)) - 1;
     s->crypt_method = crypt;
-    if (crypt && key) {
-        /* AES-128: the passphrase bytes, cut at 16, zero padded (QCOW2-NOTES 1.7) */
-        size_t kl = strlen(key);
-        memcpy(s->key, key, kl < 16 ? kl : 16);
-        s->has_key = true;
+    if (crypt && key && !(s->cipher = blk_cipher_new_legacy_aes(key))) {
+        qcow_free(s);
+        return -EIO;
     }
     s->l1_offset = l1_off;
     s->l1_size = l1_size;
@@ -324,29 +322,16 @@ static int load_compressed(QcowState *s, uint64_t e)
 }
 
 /* AES-128-CBC on whole 512-byte sectors, in place; the IV of each sector
- * is its guest sector number, little endian ("plain64"). */
+ * is its guest sector number ("plain64"). */
 static int crypt_sectors(QcowState *s, uint64_t sector, uint8_t *buf, uint64_t len, int enc)
 {
-    if (!s->has_key)
-        return bad(s->bs, -EACCES, "the image is encrypted: give the passphrase with --object "
-                   "secret,id=ID,data=... and encrypt.key-secret=ID");
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (!ctx)
-        return -ENOMEM;
-    int r = 0;
-    for (uint64_t i = 0; i < len / BLK_SECTOR_SIZE && r == 0; i++) {
-        uint8_t iv[16] = {0}, *p = buf + i * BLK_SECTOR_SIZE;
-        uint64_t sn = sector + i;
-        for (int b = 0; b < 8; b++)
-            iv[b] = (uint8_t)(sn >> (8 * b));
-        int outl = 0;
-        if (EVP_CipherInit_ex(ctx, EVP_aes_128_cbc(), NULL, s->key, iv, enc) != 1 ||
-            EVP_CIPHER_CTX_set_padding(ctx, 0) != 1 ||
-            EVP_CipherUpdate(ctx, p, &outl, p, BLK_SECTOR_SIZE) != 1 || outl != BLK_SECTOR_SIZE)
-            r = bad(s->bs, -EIO, "AES %s failed", enc ? "encryption" : "decryption");
-    }
-    EVP_CIPHER_CTX_free(ctx);
-    return r;
+    if (!s->cipher)
+        return bad(s->bs, -EACCES, "the image is encrypted and no key was given "
+                   "(Parameter 'encrypt.key-secret' is required for cipher)");
+    int r = blk_cipher_crypt(s->cipher, sector, buf, len, enc);
+    if (r < 0)
+        return bad(s->bs, r, "AES %s failed", enc ? "encryption" : "decryption");
+    return 0;
 }
 
 /* Reads n bytes at guest offset off inside one cluster whose entry is e. */

@@ -123,8 +123,8 @@ int qcow2_crypt(Qcow2State *s, uint64_t guest, uint64_t host, uint8_t *buf, size
                 bool encrypt)
 {
     if (!s->crypto) {
-        blk_set_error("%s: Parameter 'encrypt.key-secret' is required for cipher",
-                      s->bs->filename);
+        blk_set_error("%s: the image is encrypted and no key was given (Parameter "
+                      "'encrypt.key-secret' is required for cipher)", s->bs->filename);
         return -EACCES;
     }
     if ((guest | host | len) & (SECTOR - 1)) {
