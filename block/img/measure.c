@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "block/img/img.h"
+#include "block/luks.h"
 #include "block/tool-util.h"
 
 #define QCOW_MAX_L1_SIZE (32u << 20)
@@ -73,6 +74,33 @@ static bool known_opt(const char *const *list, const char *key)
         if (!strcmp(*list, key))
             return true;
     return false;
+}
+
+/* encrypt.format=luks: the LUKS header region, in whole clusters */
+static int luks_measure(BlockOptions *o, uint64_t cs, uint64_t *bytes)
+{
+    const char *fmt = blkopts_get(o, "encrypt.format");
+    *bytes = 0;
+    if (!fmt || strcmp(fmt, "luks"))
+        return 0;
+    if (!blkopts_get(o, "encrypt.key-secret")) {
+        img_error("Parameter 'encrypt.key-secret' is required for cipher");
+        return -EINVAL;
+    }
+    LuksCreateOpts l = {
+        .cipher_alg = blkopts_get(o, "encrypt.cipher-alg"),
+        .cipher_mode = blkopts_get(o, "encrypt.cipher-mode"),
+        .ivgen_alg = blkopts_get(o, "encrypt.ivgen-alg"),
+        .ivgen_hash_alg = blkopts_get(o, "encrypt.ivgen-hash-alg"),
+        .hash_alg = blkopts_get(o, "encrypt.hash-alg"),
+    };
+    int64_t n = luks_region_size(&l);
+    if (n < 0) {
+        img_error("%s", blk_error());
+        return -EINVAL;
+    }
+    *bytes = round_up((uint64_t)n, cs);
+    return 0;
 }
 
 static int qcow2_measure(BlockOptions *o, uint64_t size, BlockDriverState *in, MeasureInfo *mi)
@@ -152,7 +180,11 @@ static int qcow2_measure(BlockOptions *o, uint64_t size, BlockDriverState *in, M
     }
     if (prealloc == BLK_PREALLOC_FULL || prealloc == BLK_PREALLOC_FALLOC)
         required = vsize;
-    mi->fully_allocated = calc_prealloc_size(vsize, cs, __builtin_ctzll(rb), extl2);
+    uint64_t luks;
+    int r = luks_measure(o, cs, &luks);
+    if (r < 0)
+        return r;
+    mi->fully_allocated = calc_prealloc_size(vsize, cs, __builtin_ctzll(rb), extl2) + luks;
     mi->required = mi->fully_allocated - vsize + required;
     mi->has_bitmaps = version >= 3 && in && !strcmp(in->drv->name, "qcow2");
     mi->bitmaps = 0; /* calf keeps no persistent bitmaps */
