@@ -1,9 +1,10 @@
 /* Random I/O through the block layer, checked against a shadow raw file.
  *
- *   blk-random [-s seed] [-n ops] [-m maxlen] [-r reopen_every] [-S] IMAGE SHADOW
+ *   blk-random [-s seed] [-n ops] [-m maxlen] [-r reopen_every] [-S] [-k key] IMAGE SHADOW
  *
  * -S writes to a throw-away overlay (blk_open_snapshot) instead; -N opens
- * the image with O_DIRECT (cache=none).
+ * the image with O_DIRECT (cache=none); -k gives the passphrase of an
+ * encrypted image.
  *
  * SHADOW is a raw file holding what IMAGE must read as (the caller makes it
  * from the backing chain, or zeros).  Every write, zero write and discard
@@ -38,11 +39,17 @@ static void fail(const char *what, uint64_t off, uint64_t len)
 }
 
 static int snapshot_mode, open_flags;
+static const char *key;
 
 static BlockDriverState *open_image(const char *path)
 {
+    BlockOptions opts = {0};
+    if (key)
+        blkopts_set(&opts, "encrypt.key-secret", key);
     BlockDriverState *bs = snapshot_mode ? blk_open_snapshot(path, NULL, 0)
-                                         : blk_open(path, NULL, BLK_O_RDWR | open_flags, NULL);
+                                         : blk_open(path, NULL, BLK_O_RDWR | open_flags,
+                                                    key ? &opts : NULL);
+    blkopts_free(&opts);
     if (!bs) {
         fprintf(stderr, "blk-random: %s\n", blk_error());
         exit(1);
@@ -71,8 +78,9 @@ int main(int argc, char **argv)
 {
     uint64_t seed = 1, nops = 2000, maxlen = 256 * 1024, reopen = 500;
     int opt;
-    while ((opt = getopt(argc, argv, "s:n:m:r:SN")) != -1) {
+    while ((opt = getopt(argc, argv, "s:n:m:r:SNk:")) != -1) {
         switch (opt) {
+        case 'k': key = optarg; break;
         case 'N': open_flags |= BLK_O_NOCACHE; break; /* O_DIRECT, cache=none */
         case 'S': snapshot_mode = 1; break; /* throw-away overlay; implies -r 0 */
         case 's': seed = strtoull(optarg, NULL, 0); break;
