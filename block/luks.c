@@ -21,6 +21,8 @@ static const uint8_t luks_magic[6] = {'L', 'U', 'K', 'S', 0xba, 0xbe};
 #define KEY_SLOT_OFFSET 4096 /* key material starts here, 4 KiB aligned */
 #define MIN_ITERS 1000
 
+uint32_t luks_max_iters = LUKS_MAX_ITERS;
+
 static uint32_t get32(const uint8_t *p)
 {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
@@ -113,14 +115,15 @@ static int check_slots(const LuksHeader *h, uint64_t region_len)
             return bad("key slot %d overlaps the header", i);
         if (a + n > h->payload_sector)
             return bad("key slot %d overlaps the encrypted payload", i);
-        if ((a + n) * BLK_CRYPTO_SECTOR > region_len)
+        /* only active slots are ever read (QEMU checks no more) */
+        if (h->slot[i].active && (a + n) * BLK_CRYPTO_SECTOR > region_len)
             return bad("key slot %d lies outside the header region", i);
         for (int j = 0; j < i; j++) {
             uint64_t b = h->slot[j].key_sector;
             if (a < b + n && b < a + n)
                 return bad("key slot %d overlaps another key slot", i);
         }
-        if (h->slot[i].active && (h->slot[i].iters < 1 || h->slot[i].iters > LUKS_MAX_ITERS))
+        if (h->slot[i].active && (h->slot[i].iters < 1 || h->slot[i].iters > luks_max_iters))
             return bad("key slot %d has an iteration count out of range", i);
     }
     return 0;
@@ -152,7 +155,7 @@ int luks_parse(const uint8_t *buf, size_t len, uint64_t region_len, LuksHeader *
         return bad("hash '%s' is not supported", h->hash);
     if ((r = parse_cipher(h)) < 0)
         return r;
-    if (h->mk_iters < 1 || h->mk_iters > LUKS_MAX_ITERS)
+    if (h->mk_iters < 1 || h->mk_iters > luks_max_iters)
         return bad("master key iteration count %" PRIu32 " is out of range", h->mk_iters);
     for (int i = 0; i < LUKS_NUM_SLOTS; i++) {
         const uint8_t *s = buf + 208 + 48 * i;

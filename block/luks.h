@@ -21,6 +21,9 @@
  * core; 2^27 is ~30 s of SHA-256 even on a fast core, so a hostile header
  * cannot make an open spin for hours (at most 8 slots + the digest). */
 #define LUKS_MAX_ITERS (UINT32_C(1) << 27)
+/* The cap in force: LUKS_MAX_ITERS; the fuzz harness lowers it so that
+ * each input stays fast. */
+extern uint32_t luks_max_iters;
 /* The region never needs more: 4 KiB + 8 slots of 64 * 4000 bytes. */
 #define LUKS_MAX_REGION (16u << 20)
 

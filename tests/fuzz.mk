@@ -14,9 +14,11 @@ FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_CFLAGS  := -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
                 -I. $(PKG_CFLAGS) -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+# -max_len fits a LUKS header region with the key material of one slot
+# (aes-256-xts: 4 KiB + 256000 bytes).
 # -close_fd_mask=3 silences what the block layer prints (check reports);
 # sanitizer and crash reports still come through.
-FUZZ_OPTS    ?= -max_len=131072 -timeout=60 -rss_limit_mb=2048 -close_fd_mask=3
+FUZZ_OPTS    ?= -max_len=262144 -timeout=60 -rss_limit_mb=2048 -close_fd_mask=3
 
 $(FUZZ_DIR)/fuzz-qcow2-open: tests/fuzz/fuzz-qcow2-open.c $(BLOCK_SRCS) $(wildcard block/*.h)
 	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { \

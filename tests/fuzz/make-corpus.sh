@@ -62,4 +62,30 @@ cp "$T/v1.qcow" "$out/v1.qcow"
 # (qemu-img 7.2 exits 1 after writing it, without a message: keep what it wrote)
 qemu-img convert -c -f raw -O qcow "$T/raw" "$out/v1-comp.qcow" 2>/dev/null || true
 qemu-img create -q -f qcow -u -b missing.raw -F raw "$out/v1-backing.qcow" 64k
+# encryption (passphrase "fuzz", as the harness gives it): a legacy AES
+# image, and bare LUKS header regions (header and the key material of
+# slot 0) cut from qcow2 images, which are too large themselves
+S="--object secret,id=s0,data=fuzz"
+mk_enc() { # name opts
+    local i
+    for i in 1 2 3 4 5; do # qemu's PBKDF2 timing sometimes fails here: retry
+        qemu-img create -q -f qcow2 $S -o "$2" "$T/$1" 1M 2>/dev/null && return 0
+    done
+    return 1
+}
+if mk_enc aes-512.qcow2 encrypt.format=aes,encrypt.key-secret=s0,cluster_size=512; then
+    qemu-io $S --image-opts "driver=qcow2,file.filename=$T/aes-512.qcow2,encrypt.key-secret=s0" \
+        -c 'write -P 0xd1 0 3k' -c 'write -P 0xd2 100k 700' >/dev/null
+    cp "$T/aes-512.qcow2" "$out/aes-512.qcow2"
+fi
+for c in "aes-128 cbc plain64 sha256" "aes-128 xts plain64 sha1" "aes-256 cbc essiv sha256"; do
+    set -- $c
+    name=luks-$1-$2-$3.luks
+    if mk_enc "$name.qcow2" "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=1,encrypt.cipher-alg=$1,encrypt.cipher-mode=$2,encrypt.ivgen-alg=$3,encrypt.hash-alg=$4,cluster_size=512"; then
+        off=$(LC_ALL=C grep -obUaP 'LUKS\xba\xbe' "$T/$name.qcow2" | head -1 | cut -d: -f1)
+        keybytes=$(( ${1#aes-} / 8 ))
+        [ "$2" = xts ] && keybytes=$((keybytes * 2))
+        dd if="$T/$name.qcow2" of="$out/$name" bs=1 skip="$off" count=$((4096 + keybytes * 4000)) status=none
+    fi
+done
 echo "make-corpus.sh: $(ls "$out" | wc -l) seed images in $out"
