@@ -640,14 +640,13 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
     if (owned && ct == QCOW2_NORMAL && !s->extl2) {
         /* plain overwrite */
         uint8_t *enc = NULL;
-        if (s->crypt_method && (r = qcow2_crypt_copy(s, off, host + in, buf, n, &enc)) < 0)
-            return r;
         pthread_mutex_unlock(&s->lock);
-        r = blk_file_pwrite(s->fd, enc ? enc : buf, n, host + in);
+        if (s->crypt_method)
+            r = qcow2_crypt_copy(s, off, host + in, buf, n, &enc);
+        if (r == 0 && (r = blk_file_pwrite(s->fd, enc ? enc : buf, n, host + in)) < 0)
+            blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
         pthread_mutex_lock(&s->lock);
         free(enc);
-        if (r < 0)
-            blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
         return r;
     }
     if ((r = qcow2_mark_dirty(s)) < 0)
@@ -989,16 +988,18 @@ int qcow2_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_
         return r;
     *pnum = e.len;
     *host_offset = e.host;
+    /* as QEMU: encrypted data has no offset a reader could use */
+    int offset_valid = s->crypt_method ? 0 : BLK_STATUS_OFFSET;
     switch (e.type) {
     case SC_ZERO_PLAIN:
         return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED;
     case SC_ZERO_ALLOC:
-        return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
+        return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | offset_valid;
     case SC_COMPRESSED:
         *host_offset = 0;
         return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_COMPRESSED;
     case SC_NORMAL: {
-        int st = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
+        int st = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | offset_valid;
         /* a hole under encrypted data does not read as zeros */
         if (!s->crypt_method && looks_preallocated(s))
             st |= host_hole_status(s, e.host, pnum);
@@ -1006,7 +1007,7 @@ int qcow2_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_
     }
     case SC_UNALLOCATED_ALLOC:
         /* reads from below, but the cluster has its place in the file */
-        return BLK_STATUS_OFFSET;
+        return offset_valid;
     default:
         return 0;
     }

@@ -89,8 +89,15 @@ done
 is "$("$CALF_IMG" check $S --image-opts "$(io l.qcow2)")" \
    "$(qemu-img check $S --image-opts "$(io l.qcow2)")" "LUKS: check counts the header clusters"
 
-# ---- wrong and missing passphrases ----
 "$CALF_IO" $S --image-opts "$(io l.qcow2)" -c "write -P 0x5a 0 64k" >/dev/null
+out=$("$CALF_IMG" map $S --image-opts "$(io l.qcow2)" 2>&1)
+is "$? $out" "1 Offset          Length          Mapped to       File
+calf-img: File contains external, encrypted or compressed clusters." \
+   "map: encrypted clusters have no host offset to show, as in qemu-img"
+is "$("$CALF_IMG" map --output=json $S --image-opts "$(io c.qcow2)")" \
+   "$(qemu-img map --output=json $S --image-opts "$(io c.qcow2)")" "map --output=json as qemu-img's"
+
+# ---- wrong and missing passphrases ----
 out=$("$CALF_IMG" convert $BAD --image-opts "$(io l.qcow2)" -O raw w.raw 2>&1)
 rc=$?
 is "$rc: $out" "1: calf-img: Could not open '$(io l.qcow2)': Invalid password, cannot unlock any keyslot" \
