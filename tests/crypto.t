@@ -191,5 +191,9 @@ out=$(qemu-io $S --image-opts "$(io ov.qcow2)" -c "read -P 0x11 70000 500" \
 grep -q "failed\|error" <<<"$out" && fail "copy on write re-encrypts for the new host offset" "$out" ||
     pass "copy on write re-encrypts for the new host offset"
 ok "qemu-img check is clean after the COW" qemu-img check $S --image-opts "$(io ov.qcow2)"
+qemu-img convert $S --image-opts "$(io ov.qcow2)" -O raw ov.raw
+ok "commit of the encrypted overlay into its plain base" \
+    "$CALF_IMG" commit $S --image-opts "$(io ov.qcow2)"
+ok "the base now holds the overlay's data" cmp ov.raw base.raw
 
 done_testing
