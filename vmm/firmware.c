@@ -255,6 +255,10 @@ static int bootorder_write(struct vm *vm)
             continue;
         len += boot_item_paths(fw, it, used, buf + len, sizeof(buf) - len);
     }
+    /* Lines are separators, as in QEMU's file: no newline after the
+     * last one (SeaBIOS would read an empty entry). */
+    if (len)
+        buf[--len] = '\0';
     return fw_cfg_add_file(vm->fw_cfg, "bootorder", buf, (uint32_t)len);
 }
 
