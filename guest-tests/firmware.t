@@ -6,7 +6,8 @@
 # (sercon puts them on the serial console); the host sums the same bytes
 # and they must agree.  --boot picks the disk, a disk without a boot
 # sector ends with SeaBIOS's "No bootable device" and calf exits, and a
-# bad --firmware is one clear error.
+# bad --firmware is one clear error.  The boot sector also pokes fw_cfg
+# the way a careless guest would.
 . "$(dirname "$0")/lib.sh"
 need_kvm
 BOOTSECTOR=$CALF_BUILD/firmware/bootsector.bin
@@ -61,11 +62,15 @@ has one "SeaBIOS (version"; ok $? "the SeaBIOS banner is on the serial console (
 has one "Press ESC for boot menu."; ok $? "the boot menu prompt is on the serial console"
 has one "Booting from Hard Disk..."; ok $? "SeaBIOS says it boots from the hard disk"
 has one "calf-boot: geometry heads"; ok $? "int 13h AH=08h reports a geometry (the CHS reads cross a track)"
+has one "calf-boot: fw_cfg ok"
+ok $? "fw_cfg from the guest: signature, DMA into RAM; DMA outside RAM gets the error bit, a request block outside RAM is ignored"
 grep -q '"exit_reason": "debug-exit"' "$TMP/one.json"; ok $? "the run ended through the debug-exit port"
 
 # ---- the boot order ----
-boot first --disk "$TMP/a.qcow2" --disk "$TMP/b.qcow2" --timeout 120
+boot first --disk "$TMP/a.qcow2" --disk "$TMP/b.qcow2" --timeout 120 --bios-log "$TMP/bios.log"
 booted first "$SUM_a"; r=$?; ok $r "two disks, no --boot: the first disk boots"; [ $r = 0 ] || show first
+grep -q "^SeaBIOS (version" "$TMP/bios.log" && grep -q "found virtio-blk at 00:03.0" "$TMP/bios.log"
+ok $? "--bios-log: SeaBIOS's debug log (port 0x402) lands in the file"
 boot second --disk "$TMP/a.qcow2" --disk "$TMP/b.qcow2" --boot disk1 --timeout 120
 booted second "$SUM_b"; r=$?; ok $r "--boot disk1: the second disk boots (sum $SUM_b)"; [ $r = 0 ] || show second
 

@@ -8,18 +8,23 @@
  * little-endian words, prints both sums through int 10h teletype
  * (AH=0Eh; SeaBIOS's sercon puts it on the serial port) and ends the
  * VM through the debug-exit port 0x501: 0 when both reads agree.
- * The test compares the printed sums with the host's sum of the same
+ * Before that it pokes fw_cfg the way a careless guest would
+ * (fw_cfg_check).  The test compares the printed sums with the host's sum of the same
  * bytes, so a read that returns the wrong data cannot pass.
  *
  * Exit codes (written to 0x501): 0 pass, 2 the two reads differ, 3 stage
  * 2 did not load, 4 no LBA extensions, 5 extended read failed, 6 CHS
- * read failed, 7 no geometry. */
+ * read failed, 7 no geometry, 8 fw_cfg misbehaved. */
 
 #define PAT_LBA      64
 #define PAT_SECTORS  64          /* 32 KiB: crosses a 63-sector track */
 #define LBA_BUF_SEG  0x1000      /* 0x10000: the extended read's copy */
 #define CHS_BUF_SEG  0x2000      /* 0x20000: the CHS reads' copy */
 #define DEBUG_EXIT   0x501
+#define FW_CFG_SEL   0x510
+#define FW_CFG_DATA  0x511
+#define FW_CFG_DMA_HI 0x514
+#define FW_CFG_DMA_LO 0x518
 
     .code16
     .section .text
@@ -102,6 +107,7 @@ msg_crlf:  .asciz "\r\n"
 stage2:
     mov $msg_stage2, %si
     call puts
+    call fw_cfg_check
     /* Extensions present and the packet interface (CX bit 0) on? */
     mov $0x41, %ah
     mov $0x55aa, %bx
@@ -210,6 +216,60 @@ fail7:
     mov $7, %al
     jmp fail
 
+/* The VMM's fw_cfg as a guest may misuse it: the signature through the
+ * data port, a DMA read into RAM, a DMA read aimed outside RAM (must
+ * come back with the error bit), a request block outside RAM (must be
+ * ignored, the device still working afterwards). */
+fw_cfg_check:
+    mov $FW_CFG_SEL, %dx
+    xor %ax, %ax                 /* FW_CFG_SIGNATURE */
+    out %ax, %dx
+    mov $FW_CFG_DATA, %dx
+    mov $4, %cx
+    mov $sigbuf, %di
+1:  in %dx, %al
+    stosb
+    loop 1b
+    cmpl $0x554d4551, sigbuf     /* "QEMU" */
+    jne fw_cfg_bad
+    mov $0xf0000000, %eax        /* not RAM: the PCI hole */
+    call fw_cfg_dma_dir
+    testb $1, dma_req + 3        /* be32 control: error bit in byte 3 */
+    jz fw_cfg_bad
+    xor %eax, %eax               /* request block outside RAM: ignored */
+    mov $FW_CFG_DMA_HI, %dx
+    out %eax, %dx
+    mov $0x000000f0, %eax        /* be32 0xf0000000 */
+    mov $FW_CFG_DMA_LO, %dx
+    out %eax, %dx
+    mov $dirbuf, %eax
+    call fw_cfg_dma_dir
+    cmpl $0, dma_req             /* done: control cleared */
+    jne fw_cfg_bad
+    cmpl $0, dirbuf              /* be32 file count, not zero */
+    je fw_cfg_bad
+    mov $msg_fwcfg, %si
+    jmp puts
+fw_cfg_bad:
+    mov $8, %al
+    jmp fail
+
+/* eax: where a DMA read of the first 16 bytes of the file directory goes */
+fw_cfg_dma_dir:
+    bswap %eax
+    mov %eax, dma_req + 12
+    movl $0, dma_req + 8
+    movl $0x10000000, dma_req + 4          /* be32 16 */
+    movl $0x0a001900, dma_req              /* be32 0x0019000a: select, read */
+    xor %eax, %eax
+    mov $FW_CFG_DMA_HI, %dx
+    out %eax, %dx
+    mov $dma_req, %eax
+    bswap %eax
+    mov $FW_CFG_DMA_LO, %dx
+    out %eax, %dx
+    ret
+
 /* ax: segment of PAT_SECTORS sectors; returns their 32-bit sum in eax */
 sum_buffer:
     push %es
@@ -250,6 +310,9 @@ dap:                             /* the disk address packet */
     .word PAT_SECTORS
     .word 0, LBA_BUF_SEG         /* offset, segment */
     .quad PAT_LBA
+dma_req: .long 0, 0, 0, 0       /* be32 control, be32 length, be64 address */
+sigbuf:  .long 0
+dirbuf:  .long 0, 0, 0, 0
 lba_sum: .long 0
 chs_sum: .long 0
 spt:     .word 0
@@ -262,6 +325,7 @@ msg_spt:    .asciz " sectors "
 msg_lba:    .asciz "calf-boot: lba sum "
 msg_chs:    .asciz " chs sum "
 msg_pass:   .asciz "calf-boot: PASS\r\n"
+msg_fwcfg:  .asciz "calf-boot: fw_cfg ok\r\n"
     .balign 512
 stage2_end:
 
