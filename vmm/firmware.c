@@ -376,6 +376,8 @@ int firmware_setup(struct vm *vm, const struct firmware_config *cfg)
         vmm_error("--bios-log '%s': %s", cfg->bios_log, strerror(-ret));
         return ret;
     }
+    if (fw->log)
+        setvbuf(fw->log, NULL, _IOLBF, 0); /* whole lines, even if calf dies */
     ret = rom_read(path, &fw->rom, &fw->rom_size);
     if (!ret)
         ret = rom_map(vm, fw);
