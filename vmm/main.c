@@ -360,13 +360,13 @@ static int run_vm(struct vm *vm, const struct run_opts *o)
 
     vm->bus = bus_create(&host_ops, vm);
     vm->console = console_create(STDOUT_FILENO, o->expect, on_expect, vm);
-    if (!vm->bus || !vm->console || create_devices(vm))
-        return CALF_EXIT_SETUP;
-    if (o->boot.kernel ? pci_machine_create(vm, o->disks, o->ndisks) ||
-                         boot_linux(vm, &o->boot)
-                       : firmware_setup(vm, &o->fw) ||
-                         pci_machine_create(vm, o->disks, o->ndisks) ||
-                         firmware_finish(vm, o->disks, o->ndisks))
+    /* Under firmware, vm->fw_cfg exists before any device: devices add
+     * their files (option ROMs, boot paths) as they are created. */
+    if (!vm->bus || !vm->console ||
+        (!o->boot.kernel && firmware_setup(vm, &o->fw)) ||
+        create_devices(vm) || pci_machine_create(vm, o->disks, o->ndisks) ||
+        (o->boot.kernel ? boot_linux(vm, &o->boot)
+                        : firmware_finish(vm, o->disks, o->ndisks)))
         return CALF_EXIT_SETUP;
     install_signals(vm);
     if (start_vcpus(vm))
