@@ -71,6 +71,18 @@ struct chain_seen {
     int n;
 };
 
+/* "backing.encrypt.key-secret=..." (QEMU's --image-opts syntax) is an
+ * option of the backing file: moved from opts to bopts. */
+static void backing_opts(BlockOptions *opts, BlockOptions *bopts)
+{
+    for (int i = 0; opts && i < opts->n; i++) {
+        if (!strncmp(opts->opt[i].key, "backing.", 8)) {
+            opts->opt[i].used = true;
+            blkopts_set(bopts, opts->opt[i].key + 8, opts->opt[i].value);
+        }
+    }
+}
+
 static BlockDriverState *open_chain(const char *filename, const char *format, int flags,
                                     BlockOptions *opts, int depth, struct chain_seen *seen)
 {
@@ -148,9 +160,12 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
     bs->flags = flags;
     bs->read_only = !rw;
     bs->depth = depth;
+    BlockOptions bopts = {0};
+    backing_opts(opts, &bopts);
     blk_set_error("%s: could not open", filename);
     int r = drv->open(bs, opts);
     if (r < 0) {
+        blkopts_free(&bopts);
         free(bs->filename);
         free(bs);
         close(fd);
@@ -159,6 +174,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
     const char *unused = blkopts_first_unused(opts);
     if (unused) {
         blk_set_error("Invalid option '%s' for the %s format", unused, drv->name);
+        blkopts_free(&bopts);
         blk_close(bs);
         return NULL;
     }
@@ -166,6 +182,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
         bs->full_backing_filename = blk_backing_path(filename, bs->backing_file);
         if (!bs->full_backing_filename) {
             blk_set_error("out of memory");
+            blkopts_free(&bopts);
             blk_close(bs);
             return NULL;
         }
@@ -174,9 +191,10 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
         /* A backing file is only ever read: never opened for writing. */
         int bflags = (flags & ~(BLK_O_RDWR | BLK_O_CHECK)) | BLK_O_NO_REPAIR;
         const char *bfmt = bs->backing_format[0] ? bs->backing_format : NULL;
-        BlockDriverState *b = open_chain(bs->full_backing_filename, bfmt, bflags, NULL,
-                                         depth + 1, seen);
+        BlockDriverState *b = open_chain(bs->full_backing_filename, bfmt, bflags,
+                                         bopts.n ? &bopts : NULL, depth + 1, seen);
         if (!b) {
+            blkopts_free(&bopts);
             char msg[1024];
             snprintf(msg, sizeof(msg), "%s", blk_error());
             blk_set_error("Could not open backing file: %s", msg);
@@ -185,6 +203,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
         }
         bs->backing = b;
     }
+    blkopts_free(&bopts);
     return bs;
 }
 

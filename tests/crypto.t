@@ -196,4 +196,22 @@ ok "commit of the encrypted overlay into its plain base" \
     "$CALF_IMG" commit $S --image-opts "$(io ov.qcow2)"
 ok "the base now holds the overlay's data" cmp ov.raw base.raw
 
+# ---- an encrypted backing file: its key as backing.encrypt.key-secret ----
+S2="$S --object secret,id=s1,data=other"
+"$CALF_IMG" create -q -f qcow2 --object secret,id=s1,data=other \
+    -o encrypt.format=luks,encrypt.key-secret=s1,encrypt.iter-time=10 eb.qcow2 4M
+"$CALF_IO" $S2 --image-opts "driver=qcow2,file.filename=eb.qcow2,encrypt.key-secret=s1" \
+    -c "write -P 0x61 0 1M" >/dev/null
+"$CALF_IMG" create -q -f qcow2 $S -o "$AES" -u -b eb.qcow2 -F qcow2 eo.qcow2 4M
+EO="driver=qcow2,file.filename=eo.qcow2,encrypt.key-secret=s0,backing.encrypt.key-secret=s1"
+"$CALF_IO" $S2 --image-opts "$EO" -c "write -P 0x62 1000 2000" >/dev/null
+qemu-img convert $S2 --image-opts "$EO" -O raw eo-q.raw
+ok "encrypted overlay on an encrypted base: calf reads the chain" \
+    "$CALF_IMG" convert $S2 --image-opts "$EO" -O raw eo-c.raw
+ok "encrypted overlay on an encrypted base: as qemu-img reads it" cmp eo-q.raw eo-c.raw
+out=$("$CALF_IMG" convert $S --image-opts "$(io eo.qcow2)" -O raw x.raw 2>&1)
+[ $? -eq 1 ] && grep -q "eb.qcow2: .*encrypt.key-secret' is required" <<<"$out" &&
+    pass "no key for the base: a clear error naming it" ||
+    fail "no key for the base: a clear error naming it" "$out"
+
 done_testing

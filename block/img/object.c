@@ -149,16 +149,33 @@ int img_common_option(int c, const char *arg)
     return img_object_add(arg);
 }
 
+/* encrypt.key-secret, and backing.encrypt.key-secret for a backing file */
+static bool is_secret_key(const char *key)
+{
+    static const char k[] = "encrypt.key-secret";
+    size_t n = strlen(key), kn = sizeof(k) - 1;
+    return n >= kn && !strcmp(key + n - kn, k) && (n == kn || key[n - kn - 1] == '.');
+}
+
 int img_secret_resolve(BlockOptions *o)
 {
-    const char *id = blkopts_get(o, "encrypt.key-secret");
-    if (!id)
-        return 0;
-    for (int i = 0; i < nsecrets; i++)
-        if (!strcmp(secrets[i].id, id))
-            return blkopts_set(o, "encrypt.key-secret", secrets[i].data);
-    obj_error("No secret with id '%s' found", id);
-    return -ENOENT;
+    for (int i = 0; i < o->n; i++) {
+        if (!is_secret_key(o->opt[i].key) || !o->opt[i].value)
+            continue;
+        int j = 0;
+        while (j < nsecrets && strcmp(secrets[j].id, o->opt[i].value))
+            j++;
+        if (j == nsecrets) {
+            obj_error("No secret with id '%s' found", o->opt[i].value);
+            return -ENOENT;
+        }
+        char *v = strdup(secrets[j].data);
+        if (!v)
+            return -ENOMEM;
+        free(o->opt[i].value);
+        o->opt[i].value = v;
+    }
+    return 0;
 }
 
 void img_objects_free(void)
@@ -189,7 +206,7 @@ BlockDriverState *img_open_image_opts(const char *arg, int flags)
         /* what the driver does not take is an error from blk_open */
         BlockOptions rest = {0};
         for (int i = 0; i < o.n; i++)
-            if (!o.opt[i].used || !strcmp(o.opt[i].key, "encrypt.key-secret"))
+            if (!o.opt[i].used)
                 blkopts_set(&rest, o.opt[i].key, o.opt[i].value);
         bs = blk_open(fn, drv, flags, rest.n ? &rest : NULL);
         if (!bs)
