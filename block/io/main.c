@@ -69,6 +69,16 @@ static BlockDriverState *open_image(const char *filename, const IoArgs *a)
         fprintf(stderr, "calf-io: can't open device %s: %s\n", filename, blk_error());
         return NULL;
     }
+    /* as qemu-io: an encrypted image needs its key (--image-opts) */
+    BlockInfo info = {0};
+    bool encrypted = blk_get_info(bs, &info) == 0 && info.encrypted;
+    blk_info_free(&info);
+    if (encrypted) {
+        fprintf(stderr, "calf-io: can't open device %s: Parameter 'encrypt.key-secret' is "
+                "required for cipher\n", filename);
+        blk_close(bs);
+        return NULL;
+    }
     if (!a->fmt && !a->readonly && !strcmp(bs->drv->name, "raw"))
         fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing "
                 "guessed raw.\n         Automatically detecting the format is dangerous "
