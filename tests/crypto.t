@@ -113,8 +113,8 @@ out=$("$CALF_IMG" convert $S --image-opts "driver=qcow2,file.filename=l.qcow2,en
 [ $? -eq 1 ] && grep -q "No secret with id 's9'" <<<"$out" &&
     pass "an unknown secret id is an error" || fail "an unknown secret id is an error" "$out"
 is "$("$CALF_IMG" info l.qcow2 | grep encrypted)" "encrypted: yes" "info needs no key"
-is "$("$CALF_IO" -c "read 0 512" l.qcow2 2>&1; echo "exit $?")" \
-   "$(qemu-io -c "read 0 512" l.qcow2 2>&1 | filter_names; echo "exit $?")" \
+is "$("$CALF_IO" -c "read 0 512" l.qcow2 2>&1 | filter_names; echo "exit ${PIPESTATUS[0]}")" \
+   "$(qemu-io -c "read 0 512" l.qcow2 2>&1; echo "exit $?")" \
    "calf-io without the key: qemu-io's error"
 "$CALF_IMG" create -q -f qcow2 $S -o "$AES" a.qcow2 1M
 "$CALF_IO" $S --image-opts "$(io a.qcow2)" -c "write -P 0x5a 0 64k" >/dev/null
