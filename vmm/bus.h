@@ -38,6 +38,7 @@ enum bus_stop_reason {
     BUS_STOP_ERROR,        /* internal error or unexpected exit */
     BUS_STOP_SIGNAL,       /* SIGTERM/SIGINT/SIGHUP */
     BUS_STOP_QUIT,         /* Ctrl-A x on the console */
+    BUS_STOP_POWEROFF,     /* ACPI S5 (the guest powered off) */
 };
 
 /* What the VMM provides behind the bus; devices reach it only through the

@@ -343,6 +343,7 @@ static int final_status(struct vm *vm, const struct run_opts *o)
     case BUS_STOP_RESET:
     case BUS_STOP_TRIPLE_FAULT:
     case BUS_STOP_HALT:
+    case BUS_STOP_POWEROFF:
         if (o->expect && *o->expect) {
             vmm_error("guest ended (%s) without printing '%s'",
                       vm_stop_reason_name(vm->stop_reason), o->expect);

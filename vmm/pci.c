@@ -704,6 +704,9 @@ int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks)
     if (vm->pci->mmio_next < PCI_BAR_ALLOC_BASE)
         vm->pci->mmio_next = PCI_BAR_ALLOC_BASE;
     ret = piix3_create(vm->pci, vm->bus, &vm->piix3);
+    if (!ret)
+        ret = acpi_pm_create(vm->pci, vm->bus, vm->firmware != NULL,
+                             &vm->acpi_pm);
     for (int i = 0; i < ndisks && !ret; i++)
         ret = virtio_blk_add(vm->pci, disks[i], (unsigned)vm->ncpus);
     return ret;

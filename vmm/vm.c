@@ -267,6 +267,7 @@ const char *vm_stop_reason_name(enum bus_stop_reason reason)
         [BUS_STOP_ERROR] = "error",
         [BUS_STOP_SIGNAL] = "signal",
         [BUS_STOP_QUIT] = "quit",
+        [BUS_STOP_POWEROFF] = "poweroff",
     };
 
     return (unsigned)reason < sizeof(names) / sizeof(names[0]) ? names[reason]
