@@ -27,6 +27,7 @@ struct run_opts {
     const char *expect;
     double timeout;
     const char *report;
+    bool no_reboot;
     struct cpu_model cpu;
     const char *disks[PCI_MAX_DISKS]; /* --disk specs, vmm/pci.c */
     int ndisks;
@@ -54,7 +55,7 @@ static void usage(FILE *f)
           "      --expect TEXT    exit 0 once the serial console shows TEXT\n"
           "      --timeout S      give up after S seconds (exit status 124)\n"
           "      --report FILE    write a JSON summary of the run to FILE\n"
-          "      --no-reboot      a guest reset ends the run (the default)\n"
+          "      --no-reboot      a guest reset ends the run (default: restart)\n"
           "      --disk FILE[,format=raw|qcow2][,if=virtio][,readonly][,snapshot]\n"
           "             [,cache=writeback|none|unsafe][,discard=ignore|unmap][,serial=S]\n"
           "                       a virtio-blk disk (repeatable)\n"
@@ -117,7 +118,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         case 'a': o->boot.cmdline = optarg; break;
         case 'e': o->expect = optarg; break;
         case 'r': o->report = optarg; break;
-        case 'n': break;
+        case 'n': o->no_reboot = true; break;
         case 'D':
             if (o->ndisks == PCI_MAX_DISKS) {
                 vmm_error("too many --disk (at most %d)", PCI_MAX_DISKS);
@@ -266,6 +267,33 @@ static int start_vcpus(struct vm *vm)
     return ret;
 }
 
+static void stop_vcpus(struct vm *vm)
+{
+    for (int i = 0; i < vm->ncpus; i++)
+        vcpu_kick(&vm->vcpus[i]);
+    for (int i = 0; i < vm->ncpus; i++) {
+        if (vm->vcpus[i].started)
+            pthread_join(vm->vcpus[i].thread, NULL);
+        vm->vcpus[i].started = false;
+    }
+}
+
+/* A guest reset: same process, disks and console; the machine starts
+ * over from its power-on state.  --timeout still bounds a reset loop. */
+static void restart_vm(struct vm *vm)
+{
+    stop_vcpus(vm);
+    console_flush(vm->console);
+    if (vm_reset(vm)) {
+        vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
+        return;
+    }
+    vm->resets++;
+    atomic_store(&vm->reset_pending, false);
+    if (start_vcpus(vm))
+        vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
+}
+
 static void handle_input(struct vm *vm, int *in_fd)
 {
     uint8_t buf[64];
@@ -309,6 +337,8 @@ static void main_loop(struct vm *vm, const struct run_opts *o)
             vmm_error("timeout: guest still running after %g s", o->timeout);
             vm_request_stop(vm, BUS_STOP_TIMEOUT, CALF_EXIT_TIMEOUT);
         }
+        if (atomic_load(&vm->reset_pending) && !atomic_load(&vm->stopping))
+            restart_vm(vm);
         if (++tick % HALT_PROBE_TICKS == 0 && vm_all_dead(vm))
             vm_request_stop(vm, BUS_STOP_HALT, CALF_EXIT_OK);
         console_flush(vm->console);
@@ -339,19 +369,14 @@ static int run_vm(struct vm *vm, const struct run_opts *o)
     vm->bus = bus_create(&host_ops, vm);
     vm->console = console_create(STDOUT_FILENO, o->expect, on_expect, vm);
     if (!vm->bus || !vm->console || create_devices(vm) ||
-        pci_machine_create(vm, o->disks, o->ndisks) || boot_linux(vm, &o->boot))
+        pci_machine_create(vm, o->disks, o->ndisks) ||
+        vm->load(vm, vm->load_cfg))
         return CALF_EXIT_SETUP;
     install_signals(vm);
     if (start_vcpus(vm))
         vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
     main_loop(vm, o);
-    for (int i = 0; i < vm->ncpus; i++)
-        vcpu_kick(&vm->vcpus[i]);
-    for (int i = 0; i < vm->ncpus; i++) {
-        if (vm->vcpus[i].started)
-            pthread_join(vm->vcpus[i].thread, NULL);
-        vm->vcpus[i].started = false;
-    }
+    stop_vcpus(vm);
     console_flush(vm->console);
     if (vm->stop_reason == BUS_STOP_TIMEOUT)
         for (int i = 0; i < vm->ncpus; i++)
@@ -361,6 +386,12 @@ static int run_vm(struct vm *vm, const struct run_opts *o)
     if (o->report && report_write(o->report, vm, status, process_start_ns))
         status = status ? status : CALF_EXIT_SETUP;
     return status;
+}
+
+/* The boot method (vm_load_fn): direct Linux boot. */
+static int load_linux(struct vm *vm, const void *cfg)
+{
+    return boot_linux(vm, cfg);
 }
 
 static int cmd_run(int argc, char **argv)
@@ -373,6 +404,9 @@ static int cmd_run(int argc, char **argv)
         return CALF_EXIT_SETUP;
     memset(&vm, 0, sizeof(vm));
     vm.cpu_model = o.cpu;
+    vm.no_reboot = o.no_reboot;
+    vm.load = load_linux;
+    vm.load_cfg = &o.boot;
     if (vm_create(&vm, o.mem, o.cpus))
         status = CALF_EXIT_SETUP;
     else

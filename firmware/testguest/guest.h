@@ -46,6 +46,16 @@ int try_int3(void);
 int try_fwait(void);
 int try_cmpxchg16b(void);
 
+/* reset.c (ct.reset): note_boot says whether this boot follows the
+ * guest's own reset; check runs on that second boot (failure count);
+ * reset_now spoils what the VMM must reload and resets (i8042 pulse, or
+ * a triple fault). */
+int reset_note_boot(void);
+int reset_check(void);
+void reset_now(int triple, char *cmdline, uint8_t *initrd,
+               uint64_t initrd_size, uint8_t *e820_count)
+    __attribute__((noreturn));
+
 /* virtio-blk.c: drives every virtio-blk function; expects n of them.
  * Returns the failure count. */
 #define VBLK_TEST_HOSTILE 1 /* broken requests first (first disk) */
