@@ -35,24 +35,10 @@
 
 static void vcpu_filter_cpuid(struct vcpu *v, struct kvm_cpuid_entry2 *e)
 {
-    int n = v->vm->ncpus;
-
-    switch (e->function) {
-    case 1:
-        /* Initial APIC ID and logical processor count, hypervisor bit. */
-        e->ebx = (e->ebx & 0x0000ffff) | ((uint32_t)v->id << 24) |
-                 ((uint32_t)(n > 255 ? 255 : n) << 16);
-        e->ecx |= 1u << 31;
-        if (n > 1)
-            e->edx |= 1u << 28; /* HTT: the count above is valid */
-        break;
-    case 0xb:
-    case 0x1f:
-        e->edx = (uint32_t)v->id; /* x2APIC ID */
-        break;
-    default:
-        break;
-    }
+    /* The vCPU index is its APIC ID (KVM_CREATE_VCPU), as in the tables. */
+    cpu_model_topology(e, v->id, v->vm->ncpus, cpu_model_is_amd(v->vm->cpuid));
+    if (e->function == 1)
+        e->ecx |= 1u << 31; /* hypervisor */
     cpu_model_filter(&v->vm->cpu_model, e);
     if (v->vm->pvm)
         pvm_quirks_filter_cpuid(e);
@@ -62,12 +48,14 @@ static int vcpu_setup_cpuid(struct vcpu *v)
 {
     const struct kvm_cpuid2 *src = v->vm->cpuid;
     size_t sz = sizeof(*src) + src->nent * sizeof(src->entries[0]);
-    struct kvm_cpuid2 *c = malloc(sz);
+    uint32_t room = src->nent + CPU_MODEL_TOPOLOGY_EXTRA;
+    struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + room * sizeof(c->entries[0]));
     int ret = 0;
 
     if (!c)
         return -ENOMEM;
     memcpy(c, src, sz);
+    cpu_model_add_topology_leaves(c, room);
     for (uint32_t i = 0; i < c->nent; i++)
         vcpu_filter_cpuid(v, &c->entries[i]);
     if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {

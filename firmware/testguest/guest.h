@@ -40,6 +40,9 @@ int mp_count_cpus(void);
 /* Enabled CPUs in the ACPI MADT; rsdp 0 means scan the BIOS area. */
 int acpi_count_cpus(uint64_t rsdp);
 int start_aps(int expected);
+/* ct.topo=1, after start_aps(): CPUID topology leaves of every CPU
+ * against n and the APIC IDs of the MP table and MADT; failure count. */
+int check_topology(uint64_t rsdp, int n);
 
 /* insns.c: each returns 1 when the instruction did what it should. */
 int try_int3(void);

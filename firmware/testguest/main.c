@@ -8,6 +8,8 @@
  * Command line keys:
  *   ct.mem=MIB      total e820 RAM must be within 2 MiB below MIB
  *   ct.cpus=N       MP table and started CPUs must both be N
+ *   ct.topo=1       CPUID topology leaves on every CPU agree with the
+ *                   CPU count and the tables' APIC IDs (cpus.c)
  *   ct.initrd=HEX   CRC-32 the initrd must have
  *   ct.exit=V       write V to the debug-exit port instead of the verdict
  *   ct.hang=1       spin forever after the checks (timeout tests)
@@ -208,6 +210,13 @@ static void put_count(const char *what, int n)
         serial_put_dec((uint64_t)n);
 }
 
+static int has_key(const char *cmdline, const char *key)
+{
+    size_t len;
+
+    return cmdline_get(cmdline, key, &len) != 0;
+}
+
 /* The MP table and the ACPI MADT must agree where both exist, and every
  * CPU they list must answer INIT/SIPI. */
 static void check_cpus(const struct boot_info *bi)
@@ -230,13 +239,8 @@ static void check_cpus(const struct boot_info *bi)
         fail("not every listed CPU started");
     if (present && ((uint64_t)listed != want || (uint64_t)started != want))
         fail("CPU count is not ct.cpus");
-}
-
-static int has_key(const char *cmdline, const char *key)
-{
-    size_t len;
-
-    return cmdline_get(cmdline, key, &len) != 0;
+    if (has_key(bi->cmdline, "ct.topo=") && listed > 0)
+        failures += check_topology(bi->rsdp, listed);
 }
 
 static void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
