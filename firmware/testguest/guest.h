@@ -59,6 +59,9 @@ void reset_now(int triple, char *cmdline, uint8_t *initrd,
                uint64_t initrd_size, uint8_t *e820_count)
     __attribute__((noreturn));
 
+/* echo.c (ct.echo=1): echoes COM1 input until a line "end". */
+void echo_run(void);
+
 /* virtio-blk.c: drives every virtio-blk function; expects n of them.
  * Returns the failure count. */
 #define VBLK_TEST_HOSTILE 1 /* broken requests first (first disk) */

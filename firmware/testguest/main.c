@@ -18,6 +18,7 @@
  *                   a triple fault), and on the boot after it check that
  *                   the VMM reloaded everything, then exit (reset.c);
  *                   ct.reset=loop: reset after every boot
+ *   ct.echo=1       echo COM1 input back until a line "end" (echo.c)
  *   ct.cpuid=1      print CPUID leaves 1 and 7 (feature hiding tests)
  *   ct.int3=1 ct.fwait=1 ct.cx16=1   run int3 (with a #BP handler), fwait,
  *                   lock cmpxchg16b: the instructions kvm_pvm cannot emulate
@@ -270,6 +271,8 @@ static void check_insns(const char *cmdline)
 {
     if (has_key(cmdline, "ct.cpuid="))
         report_cpuid();
+    if (has_key(cmdline, "ct.echo="))
+        echo_run();
     if (has_key(cmdline, "ct.int3=")) {
         if (try_int3())
             serial_puts("calf-test: int3 trapped\n");
