@@ -69,4 +69,6 @@ else
     done
 fi
 
+! grep -qE "Sanitizer|runtime error" "$TMP"/*.err; ok $? "no sanitizer report on any run's stderr"
+
 done_testing

@@ -58,4 +58,6 @@ ok $(( status != 124 )) "a guest that resets forever is stopped by --timeout (st
 n=$(json loop resets)
 ok $(( ${n:-0} < 2 )) "report counts its resets ($n)"
 
+! grep -qE "Sanitizer|runtime error" "$TMP"/*.err; ok $? "no sanitizer report on any run's stderr"
+
 done_testing
