@@ -410,6 +410,8 @@ static void pci_cfg_pio(void *opaque, uint16_t port, uint8_t *data,
 
 static void pci_dev_reset(struct pci_dev *d)
 {
+    if (d->ops && d->ops->reset)
+        d->ops->reset(d->opaque); /* quiet first: no interrupt after */
     pthread_mutex_lock(&d->pci->irq_lock);
     intx_drive_locked(d, 0);
     d->msix_ctrl = 0;
@@ -425,8 +427,6 @@ static void pci_dev_reset(struct pci_dev *d)
     if (d->ops && d->ops->cfg_written)
         d->ops->cfg_written(d->opaque, CFG_CAP_START,
                             PCI_CFG_SIZE - CFG_CAP_START);
-    if (d->ops && d->ops->reset)
-        d->ops->reset(d->opaque);
 }
 
 /* A bus reset hook (vmm/bus.h): bus lock held, vCPUs stopped. */
