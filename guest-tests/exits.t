@@ -1,5 +1,6 @@
 #!/bin/bash
-# How a run ends: --expect, --timeout, the debug-exit port, a guest reset.
+# How a run ends: --expect, --timeout, the debug-exit port, a guest reset
+# under --no-reboot (restarts: reset.t).
 . "$(dirname "$0")/lib.sh"
 need_kvm
 
@@ -24,12 +25,12 @@ ok $(( ms < 1400 || ms > 10000 )) "--timeout 1.5 ends the run after about 1.5 s 
 has_err timeout "timeout"; ok $? "timeout says so on stderr"
 grep -q '"exit_reason": "timeout"' "$TMP/t.json"; ok $? "report says timeout"
 
-boot noexpect --kernel "$GUEST" --append "ct.reset=1" --expect "never printed" --timeout 60
+boot noexpect --kernel "$GUEST" --append "ct.reset=1" --no-reboot --expect "never printed" --timeout 60
 ok $(( status != 6 )) "guest ends without the --expect text: status 6 (got $status)"
 has_err noexpect "without printing 'never printed'"; ok $? "and says what it missed"
 
-boot reset --kernel "$GUEST" --append "ct.reset=1" --timeout 60 --report "$TMP/r.json"
-ok $(( status != 0 )) "i8042 reset ends the run with status 0 (got $status)"
+boot reset --kernel "$GUEST" --append "ct.reset=1" --no-reboot --timeout 60 --report "$TMP/r.json"
+ok $(( status != 0 )) "--no-reboot: i8042 reset ends the run with status 0 (got $status)"
 grep -q '"exit_reason": "reset"' "$TMP/r.json"; ok $? "report says reset"
 
 boot expect_timeout --kernel "$GUEST" --append "ct.hang=1" --expect "never printed" --timeout 1
