@@ -102,7 +102,7 @@ static void pm_pio(void *opaque, uint16_t port, uint8_t *data, unsigned size,
         data[i] = (uint8_t)(v >> (8 * i));
 }
 
-void acpi_pm_reset(void *opaque)
+static void acpi_pm_reset(void *opaque)
 {
     struct acpi_pm *pm = opaque;
 
@@ -143,6 +143,8 @@ int acpi_pm_create(struct pci *pci, struct bus *bus, bool firmware,
      * SMI to answer on port 0xB3; so the bit reads as set. */
     pci_cfg_init(pm->dev, PM_CFG_DEVACTB, 4, DEVACTB_APMC_EN, 0);
     ret = bus_register_pio(bus, ACPI_PM_BASE, PM_LEN, pm_pio, pm);
+    if (!ret)
+        ret = bus_register_reset(bus, acpi_pm_reset, pm);
     if (!ret && out)
         *out = pm;
     return ret;

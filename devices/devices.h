@@ -88,14 +88,13 @@ int debugcon_create(struct bus *bus, uint16_t port, FILE *out);
 /* PIIX4 ACPI power management at 00:01.3: PM1 event/control and the PM
  * timer at ACPI_PM_BASE; S5 (sleep type ACPI_PM_S5_TYP) powers off.
  * Under firmware boot the firmware enables it; otherwise it starts
- * enabled at ACPI_PM_BASE.  acpi_pm_reset() puts it back to power-on. */
+ * enabled at ACPI_PM_BASE. */
 #define ACPI_PM_BASE 0x600
 #define ACPI_PM_S5_TYP 0
 #define ACPI_PM_SCI_IRQ 9
 struct acpi_pm;
 int acpi_pm_create(struct pci *pci, struct bus *bus, bool firmware,
                    struct acpi_pm **out);
-void acpi_pm_reset(void *opaque);
 
 /* Ports decoded and ignored: POST code port 0x80 and friends. */
 int port80_create(struct bus *bus);

@@ -1,6 +1,6 @@
 #!/bin/bash
 # How a run ends: --expect, --timeout, the debug-exit port, a guest reset
-# under --no-reboot (restarts: reset.t).
+# under --no-reboot (restarts: reset.t), ACPI power-off.
 . "$(dirname "$0")/lib.sh"
 need_kvm
 
@@ -32,6 +32,12 @@ has_err noexpect "without printing 'never printed'"; ok $? "and says what it mis
 boot reset --kernel "$GUEST" --append "ct.reset=1" --no-reboot --timeout 60 --report "$TMP/r.json"
 ok $(( status != 0 )) "--no-reboot: i8042 reset ends the run with status 0 (got $status)"
 grep -q '"exit_reason": "reset"' "$TMP/r.json"; ok $? "report says reset"
+
+boot poweroff --kernel "$GUEST" --append "ct.poweroff=1" --timeout 60 --report "$TMP/p.json"
+ok $(( status != 0 )) "ACPI S5 through the FADT's PM1a control ends the run with status 0 (got $status)"
+has poweroff "poweroff via S5"; ok $? "the guest found a full FADT, a FACS and a counting PM timer"
+grep -q '"exit_reason": "poweroff"' "$TMP/p.json"; ok $? "report says poweroff"
+[ $status = 0 ] || show poweroff
 
 boot expect_timeout --kernel "$GUEST" --append "ct.hang=1" --expect "never printed" --timeout 1
 ok $(( status != 124 )) "--expect text never seen and guest hangs: timeout status (got $status)"

@@ -166,7 +166,7 @@ static uint64_t acpi_fadt(struct acpi_area *a, uint64_t dsdt, uint64_t facs)
     memcpy(t + 109, &iapc, 2);
     memcpy(t + 112, &flags, 4);
     t[131] = 1;                 /* FADT minor version: 6.1 */
-    memcpy(t + 132, &facs, 8);  /* X_FIRMWARE_CTRL */
+    /* X_FIRMWARE_CTRL (132) stays 0: only one FACS pointer may be set. */
     memcpy(t + 140, &dsdt, 8);  /* X_DSDT */
     acpi_gas_io(t + 148, 32, ACPI_PM_BASE);       /* X_PM1a_EVT_BLK */
     acpi_gas_io(t + 172, 16, ACPI_PM_BASE + 4);   /* X_PM1a_CNT_BLK */

@@ -166,7 +166,7 @@ int acpi_count_cpus(uint64_t rsdp_addr)
     return madt_cpus(rsdp_addr, 0);
 }
 
-static int madt_cpus(uint64_t rsdp_addr, uint32_t *ids)
+const uint8_t *acpi_find_table(uint64_t rsdp_addr, const char *sig)
 {
     const uint8_t *rsdp, *sdt;
     int xsdt, entries;
@@ -174,7 +174,7 @@ static int madt_cpus(uint64_t rsdp_addr, uint32_t *ids)
     if (!rsdp_addr)
         rsdp_addr = acpi_find_rsdp();
     if (!rsdp_addr)
-        return -1;
+        return 0;
     rsdp = (const uint8_t *)rsdp_addr;
     xsdt = rsdp[15] >= 2 && *(const uint64_t *)(rsdp + 24);
     sdt = (const uint8_t *)(xsdt ? *(const uint64_t *)(rsdp + 24)
@@ -185,11 +185,17 @@ static int madt_cpus(uint64_t rsdp_addr, uint32_t *ids)
             ? *(const uint64_t *)(sdt + 36 + 8 * i)
             : (uint64_t)*(const uint32_t *)(sdt + 36 + 4 * i));
 
-        if (sig_is(t, "APIC", 4))
-            return mp_checksum_ok(t, *(const uint32_t *)(t + 4))
-                ? madt_count(t, ids) : -1;
+        if (sig_is(t, sig, 4))
+            return mp_checksum_ok(t, *(const uint32_t *)(t + 4)) ? t : 0;
     }
-    return -1;
+    return 0;
+}
+
+static int madt_cpus(uint64_t rsdp_addr, uint32_t *ids)
+{
+    const uint8_t *t = acpi_find_table(rsdp_addr, "APIC");
+
+    return t ? madt_count(t, ids) : -1;
 }
 
 /* ---- ct.topo=1: CPUID topology on every CPU ---- */

@@ -39,6 +39,11 @@ uint64_t parse_num(const char *s, size_t len, int base);
 int mp_count_cpus(void);
 /* Enabled CPUs in the ACPI MADT; rsdp 0 means scan the BIOS area. */
 int acpi_count_cpus(uint64_t rsdp);
+/* The ACPI table with signature sig (checksum verified), or NULL. */
+const uint8_t *acpi_find_table(uint64_t rsdp, const char *sig);
+/* acpi-pm.c (ct.poweroff): checks the FADT's PM block and powers off
+ * through S5; returns only on failure (the failure count). */
+int acpi_poweroff(uint64_t rsdp);
 int start_aps(int expected);
 /* ct.topo=1, after start_aps(): CPUID topology leaves of every CPU
  * against n and the APIC IDs of the MP table and MADT; failure count. */

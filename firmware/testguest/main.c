@@ -18,6 +18,8 @@
  *                   a triple fault), and on the boot after it check that
  *                   the VMM reloaded everything, then exit (reset.c);
  *                   ct.reset=loop: reset after every boot
+ *   ct.poweroff=1   power off through the FADT's PM1a control (S5)
+ *                   after the checks (acpi-pm.c)
  *   ct.echo=1       echo COM1 input back until a line "end" (echo.c)
  *   ct.cpuid=1      print CPUID leaves 1 and 7 (feature hiding tests)
  *   ct.int3=1 ct.fwait=1 ct.cx16=1   run int3 (with a #BP handler), fwait,
@@ -300,6 +302,8 @@ static void finish(const struct boot_info *bi, int after_reset)
     if (how && after_reset)
         failures += reset_check();
 
+    if (has_key(cmdline, "ct.poweroff=") && !failures)
+        failures += acpi_poweroff(bi->rsdp);
     serial_puts(failures ? "calf-test: FAIL\n" : "calf-test: PASS\n");
     if (has_key(cmdline, "ct.hang="))
         for (;;)
