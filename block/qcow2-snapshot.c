@@ -645,3 +645,41 @@ int qcow2_snapshot_delete(BlockDriverState *bs, const char *name_or_id)
     pthread_mutex_unlock(&s->lock);
     return r;
 }
+
+/* convert -l: the snapshot's L1 replaces the active one in memory only.
+ * The image is read-only, so nothing is written and the active state on
+ * disk stays as it is.  Guest offsets past the snapshot's L1 read as
+ * unallocated, as in QEMU, so the L1 is padded to the active size. */
+int qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name)
+{
+    Qcow2State *s = bs->opaque;
+    int r = -ENOENT;
+    pthread_mutex_lock(&s->lock);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        Qcow2Snapshot *sn = &s->snapshots[i];
+        if ((id && strcmp(sn->id, id)) || (name && strcmp(sn->name, name)) || (!id && !name))
+            continue;
+        uint64_t *snl1;
+        if ((r = read_l1(s, sn->l1_offset, sn->l1_size, &snl1)) < 0)
+            break;
+        uint32_t n = sn->l1_size > s->l1_size ? sn->l1_size : s->l1_size;
+        uint64_t *l1 = calloc(n ? n : 1, 8);
+        if (!l1) {
+            free(snl1);
+            r = -ENOMEM;
+            break;
+        }
+        memcpy(l1, snl1, (size_t)sn->l1_size * 8);
+        free(snl1);
+        free(s->l1);
+        s->l1 = l1;
+        s->l1_size = n;
+        s->l1_offset = sn->l1_offset;
+        s->cbuf_valid = false;
+        break;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (r == -ENOENT)
+        blk_set_error("Can't find snapshot");
+    return r;
+}

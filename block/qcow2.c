@@ -1059,6 +1059,7 @@ const BlockDriver blk_qcow2_driver = {
     .snapshot_create = qcow2_snapshot_create,
     .snapshot_apply = qcow2_snapshot_apply,
     .snapshot_delete = qcow2_snapshot_delete,
+    .snapshot_load_tmp = qcow2_snapshot_load_tmp,
     .make_empty = qcow2_make_empty,
     .change_backing_file = qcow2_change_backing_file,
     .amend = qcow2_amend,

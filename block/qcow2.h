@@ -280,6 +280,7 @@ int qcow2_change_refcount_order(Qcow2State *s, uint32_t order);
 int qcow2_snapshot_create(BlockDriverState *bs, const char *name);
 int qcow2_snapshot_apply(BlockDriverState *bs, const char *name_or_id);
 int qcow2_snapshot_delete(BlockDriverState *bs, const char *name_or_id);
+int qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name);
 
 /* qcow2-amend.c */
 int qcow2_make_empty(BlockDriverState *bs);
