@@ -717,6 +717,10 @@ int img_convert(int argc, char **argv)
     pthread_mutex_init(&cv.lock, NULL);
     pthread_cond_init(&cv.turn, NULL);
     int nsrc = argc - optind - 1;
+    if (img_has_help_option(&opts)) {
+        ret = img_print_create_help(nsrc >= 1 ? argv[argc - 1] : NULL, out_fmt ? out_fmt : "raw");
+        goto out;
+    }
     if (nsrc < 1) {
         blkopts_free(&opts);
         if (argc - optind < 1)
