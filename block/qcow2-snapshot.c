@@ -380,6 +380,16 @@ static int mark_busy(Qcow2State *s, struct sn_op *op)
 
 static int end(Qcow2State *s, struct sn_op *op, int r)
 {
+    /* A failed step may have left refcounts changed (a refcount block
+     * write that failed still updated the cached block): make COPIED
+     * agree with them, so that what is left is a leak, not a flag that
+     * allows writes in place into a shared cluster. */
+    if (r < 0) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", blk_error());
+        fix_copied(s);
+        blk_set_error("%s", msg);
+    }
     int f = qcow2_flush_metadata(s);
     if (f == 0)
         f = qcow2_sync(s);
