@@ -208,7 +208,7 @@ int qcow2_make_empty(BlockDriverState *bs)
         r = shrink_reftable(s);
     if (r == 0)
         r = truncate_file_tail(s);
-    s->cbuf_valid = false;
+    qcow2_cbuf_invalidate(s);
     pthread_mutex_unlock(&s->lock);
     return r;
 }

@@ -208,7 +208,7 @@ static int fix_copied(Qcow2State *s)
         r = write_l1(s, s->l1_offset, s->l1, s->l1_size);
     if (r == 0)
         r = qcow2_sync(s);
-    s->cbuf_valid = false;
+    qcow2_cbuf_invalidate(s);
     return r;
 }
 
@@ -554,7 +554,7 @@ static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id, struct s
     }
     uint64_t *old = s->l1;
     s->l1 = nl1;
-    s->cbuf_valid = false;
+    qcow2_cbuf_invalidate(s);
     if (new_size != bs->size) {
         uint64_t old_size = bs->size;
         bs->size = new_size;
@@ -685,7 +685,7 @@ int qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *na
         s->l1 = l1;
         s->l1_size = n;
         s->l1_offset = sn->l1_offset;
-        s->cbuf_valid = false;
+        qcow2_cbuf_invalidate(s);
         break;
     }
     pthread_mutex_unlock(&s->lock);

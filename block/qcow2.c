@@ -582,7 +582,6 @@ static void qcow2_free_state(Qcow2State *s)
     free_snapshots(s);
     free(s->pending_free);
     free(s->zero_cluster);
-    free(s->cbuf);
     free(s->header_tail);
     free(s->inflight);
     pthread_cond_destroy(&s->alloc_cond);
