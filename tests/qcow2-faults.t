@@ -56,6 +56,7 @@ for cfg in "${cfgs[@]}"; do
   fresh "$cfg"
   plan=$("$B/tests/blk-fault" $seed "$img" w 0 once)
   total=$(sed -n 's/^calls //p' <<<"$plan")
+  if [ -z "$total" ]; then notok "$cfg: the workload without faults failed: $plan"; continue; fi
   points=()
   # the first and last calls of each metadata-heavy op, and three inside
   while read -r _ i _ kind _ a z; do
@@ -80,6 +81,7 @@ for cfg in "${cfgs[@]}"; do
   unset seen
   fresh "$cfg"
   reads=$("$B/tests/blk-fault" $seed "$img" r 0 once | sed -n 's/^calls //p')
+  if [ -z "$reads" ]; then notok "$cfg: the read-back without faults failed"; continue; fi
   for k in $(seq 1 $SPREAD); do
     p=$(( (reads * k - RANDOM % reads) / SPREAD + 1 ))
     judge "$cfg: read fault at call $p/$reads of the read-back" r $p once

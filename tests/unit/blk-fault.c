@@ -151,9 +151,13 @@ enum { OP_OK, OP_FAILED, OP_NOT_RUN };
 static int workload(uint64_t seed, const char *image, uint8_t *st)
 {
     BlockDriverState *bs = blk_open(image, "qcow2", BLK_O_RDWR, NULL);
-    uint8_t *buf = malloc(MAXLEN);
-    if (!bs || !buf) {
+    if (!bs) {
         fprintf(stderr, "blk-fault: %s\n", blk_error());
+        return -1;
+    }
+    uint8_t *buf = malloc(MAXLEN);
+    if (!buf) {
+        blk_close(bs);
         return -1;
     }
     fault_fd = bs->fd;
@@ -241,23 +245,12 @@ static int verify(const char *image, const uint8_t *want, const uint8_t *undef, 
     return r;
 }
 
-int main(int argc, char **argv)
+/* One run; the caller owns the two image-sized buffers. */
+static int run(uint64_t seed, const char *image, uint64_t n, uint8_t *want, uint8_t *undef)
 {
-    if (argc != 6 || (strcmp(argv[3], "w") && strcmp(argv[3], "r")) ||
-        (strcmp(argv[5], "once") && strcmp(argv[5], "persist"))) {
-        fprintf(stderr, "usage: blk-fault SEED IMAGE w|r N once|persist\n");
-        return 2;
-    }
-    uint64_t seed = strtoull(argv[1], NULL, 0);
-    fault_class = argv[3][0];
-    fault_persist = !strcmp(argv[5], "persist");
-    uint64_t n = strtoull(argv[4], NULL, 0);
     uint8_t st[NOPS] = {0};
-    uint8_t *want = malloc(SIZE), *undef = malloc(SIZE);
-    if (!want || !undef)
-        return 1;
     fault_at = fault_class == 'w' ? n : 0;
-    int nfail = workload(seed, argv[2], st);
+    int nfail = workload(seed, image, st);
     if (nfail < 0)
         return 1;
     if (fault_class == 'w' && n && !fault_fired) {
@@ -272,12 +265,28 @@ int main(int argc, char **argv)
     calls = 0;
     fault_at = fault_class == 'r' ? n : 0;
     int errors;
-    if (verify(argv[2], want, undef, &errors) < 0)
+    if (verify(image, want, undef, &errors) < 0)
         return 1;
-    if (fault_class == 'r' && !n) {
+    if (fault_class == 'r' && !n)
         printf("calls %" PRIu64 "\n", calls);
-        return 0;
-    }
-    printf("%d failed ops, %d read errors, everything else reads back\n", nfail, errors);
+    else
+        printf("%d failed ops, %d read errors, everything else reads back\n", nfail, errors);
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 6 || (strcmp(argv[3], "w") && strcmp(argv[3], "r")) ||
+        (strcmp(argv[5], "once") && strcmp(argv[5], "persist"))) {
+        fprintf(stderr, "usage: blk-fault SEED IMAGE w|r N once|persist\n");
+        return 2;
+    }
+    fault_class = argv[3][0];
+    fault_persist = !strcmp(argv[5], "persist");
+    uint8_t *want = malloc(SIZE), *undef = malloc(SIZE);
+    int r = want && undef ? run(strtoull(argv[1], NULL, 0), argv[2],
+                                strtoull(argv[4], NULL, 0), want, undef) : 1;
+    free(want);
+    free(undef);
+    return r;
 }
