@@ -10,6 +10,8 @@
 #include <sys/ioctl.h>
 
 #include "devices/devices.h"
+#include "devices/disk.h"
+#include "devices/ide.h"
 #include "devices/virtio.h"
 #include "vmm/vm.h"
 
@@ -695,6 +697,7 @@ int pci_host_ioeventfd(void *host, uint64_t addr, unsigned len, int fd,
 
 int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks)
 {
+    struct ide_config ide = { 0 };
     int ret = pci_create(vm->bus, vm->low_size, &vm->pci);
 
     if (ret) {
@@ -704,8 +707,24 @@ int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks)
     if (vm->pci->mmio_next < PCI_BAR_ALLOC_BASE)
         vm->pci->mmio_next = PCI_BAR_ALLOC_BASE;
     ret = piix3_create(vm->pci, vm->bus, &vm->piix3);
-    for (int i = 0; i < ndisks && !ret; i++)
-        ret = virtio_blk_add(vm->pci, disks[i], (unsigned)vm->ncpus);
+    for (int i = 0; i < ndisks && !ret; i++) {
+        struct disk_opts o;
+
+        ret = disk_parse(disks[i], &o);
+        if (ret)
+            break;
+        if (o.iface == DISK_IF_IDE) {
+            ret = ide_config_add(&ide, &o);
+            continue;
+        }
+        ret = virtio_blk_add(vm->pci, &o, (unsigned)vm->ncpus);
+        disk_opts_free(&o);
+    }
+    /* The IDE function only when a drive needs it: an empty controller
+     * costs a guest's driver probe time (slow where ring 0 is emulated). */
+    if (!ret && ide_config_any(&ide))
+        ret = ide_create(vm->pci, vm->bus, &ide);
+    ide_config_free(&ide);
     return ret;
 }
 
