@@ -807,7 +807,7 @@ int ide_config_add(struct ide_config *c, struct disk_opts *o)
     c->drive[slot] = *o;
     c->used[slot] = true;
     *o = (struct disk_opts){ 0 };
-    return 0;
+    return slot;
 }
 
 bool ide_config_any(const struct ide_config *c)

@@ -21,7 +21,8 @@ struct ide_config {
 
 /* Takes over o (an if=ide --disk): its index=N slot, else a CD-ROM goes
  * to the secondary master first (as on QEMU) and a disk to the first
- * free slot.  Prints why and returns -ENOSPC/-EBUSY when it cannot. */
+ * free slot.  Returns the slot (channel * 2 + unit); prints why and
+ * returns -ENOSPC/-EBUSY when it cannot. */
 int ide_config_add(struct ide_config *c, struct disk_opts *o);
 bool ide_config_any(const struct ide_config *c);
 void ide_config_free(struct ide_config *c);

@@ -720,6 +720,7 @@ int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks)
             break;
         if (o.iface == DISK_IF_IDE) {
             ret = ide_config_add(&ide, &o);
+            ret = ret < 0 ? ret : 0;
             continue;
         }
         ret = virtio_blk_add(vm->pci, &o, (unsigned)vm->ncpus);
