@@ -158,6 +158,9 @@ void ide_dma_stop_thread(struct ide_channel *ch);
 /* The ATA side of a finished DMA command (ide.c). */
 void ide_ata_dma_done(struct ide_drive *d, int error);
 
+/* ide-identify.c: the 256 words of IDENTIFY DEVICE for a disk. */
+void ata_identify(struct ide_drive *d, uint16_t *w);
+
 /* ATA strings: space-padded, two characters per word, first in the high byte. */
 void ide_put_string(uint16_t *w, const char *s, unsigned words);
 
