@@ -32,19 +32,33 @@ passed() {  # passed NAME TEXT: status 1 (the guest wrote 0), TEXT seen
 }
 
 # ---- an IDE qcow2 disk with the boot sector ----
+# make_disk NAME: a qcow2 disk with the boot sector and its own random
+# pattern (64 sectors at LBA 64, boot.S); sets SUM_NAME.
+make_disk() {
+    truncate -s 8M "$TMP/$1.raw"
+    dd if="$BOOTSECTOR" of="$TMP/$1.raw" conv=notrunc status=none
+    head -c 32768 /dev/urandom >"$TMP/$1.pat"
+    dd if="$TMP/$1.pat" of="$TMP/$1.raw" bs=512 seek=64 conv=notrunc status=none
+    qemu-img convert -f raw -O qcow2 "$TMP/$1.raw" "$TMP/$1.qcow2"
+    eval "sum_$1=$(sum32 "$TMP/$1.pat")"
+}
+
 if [ -e "$BOOTSECTOR" ]; then
-    truncate -s 8M "$TMP/d.raw"
-    dd if="$BOOTSECTOR" of="$TMP/d.raw" conv=notrunc status=none
-    head -c 32768 /dev/urandom >"$TMP/d.pat"
-    dd if="$TMP/d.pat" of="$TMP/d.raw" bs=512 seek=64 conv=notrunc status=none
-    qemu-img convert -f raw -O qcow2 "$TMP/d.raw" "$TMP/d.qcow2"
-    sum_d=$(sum32 "$TMP/d.pat")
+    make_disk d
+    make_disk e
     boot disk --disk "$TMP/d.qcow2,if=ide" --timeout 120 --bios-log "$TMP/disk.log"
     passed disk "calf-boot: lba sum $sum_d chs sum $sum_d"; r=$?
     ok $r "SeaBIOS boots an IDE qcow2 disk; int 13h CHS and LBA reads return the host's pattern ($sum_d)"
     [ $r = 0 ] || show disk
     grep -q "ata0-0: CALF HARDDISK" "$TMP/disk.log"; ok $? "SeaBIOS's ATA driver finds the primary master"
     qemu-img check -q "$TMP/d.qcow2"; ok $? "the image is clean"
+    # "c" boots disks in --disk order, whichever bus they are on
+    boot mixed1 --disk "$TMP/e.qcow2" --disk "$TMP/d.qcow2,if=ide" --timeout 120
+    passed mixed1 "calf-boot: lba sum $sum_e"; r=$?
+    ok $r "a virtio disk, then an IDE disk, no --boot: the virtio disk boots"; [ $r = 0 ] || show mixed1
+    boot mixed2 --disk "$TMP/d.qcow2,if=ide" --disk "$TMP/e.qcow2" --timeout 120
+    passed mixed2 "calf-boot: lba sum $sum_d"; r=$?
+    ok $r "an IDE disk, then a virtio disk, no --boot: the IDE disk boots"; [ $r = 0 ] || show mixed2
 else
     echo "# $BOOTSECTOR not built: no IDE disk boot case"
 fi
