@@ -27,7 +27,7 @@ qemu-img create -q -f qcow2 "$TMP/hda.qcow2" 64M
 head -c $((1024 * 2048)) /dev/zero >"$TMP/cd.iso"
 boot linux --kernel "$KERNEL" -m 256M --disk "$TMP/hda.qcow2,if=ide" --cdrom "$TMP/cd.iso" \
     --append "$APPEND" --expect "CD-ROM            CALF" --timeout 1200
-echo "# how far it got:"; grep -aE "ata|scsi|ACPI: .*FADT" "$TMP/linux.out" | tr -d '\r' | tail -12 | sed 's/^/#   /'
+echo "# how far it got:"; grep -aE "ata[0-9]|ata_piix|scsi" "$TMP/linux.out" | tr -d '\r' | tail -12 | sed 's/^/#   /'
 sed 's/^/#   /' "$TMP/linux.err"
 todo=""
 # a TODO failure is reported, not counted
