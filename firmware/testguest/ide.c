@@ -486,10 +486,15 @@ static int signature_is(struct chan *c, uint8_t mid, uint8_t high)
 
 static void channel_reset(struct chan *c, uint8_t mid, uint8_t high)
 {
+    /* The master selected around the pulse: an absent slave's status
+     * reads 0, which would end the wait before the reset (QEMU resets
+     * asynchronously and keeps the selection). */
+    outb(c->cmd + 6, 0xa0);
     outb(c->ctl, 0x04);
     outb(c->ctl, 0x00);
     wait_idle(c);
-    outb(c->cmd + 6, 0xa0); /* the master's signature (QEMU keeps the selection) */
+    outb(c->cmd + 6, 0xa0);
+    wait_idle(c);
     if (!signature_is(c, mid, high) || inb(c->cmd + 1) != 0x01) {
         serial_puts("calf-test: ide: after SRST: error/count/lba ");
         for (int r = 1; r <= 5; r++) {
