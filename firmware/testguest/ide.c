@@ -100,6 +100,11 @@ static void insw(uint16_t port, void *p, size_t words)
     __asm__ volatile("rep insw" : "+D"(p), "+c"(words) : "d"(port) : "memory");
 }
 
+static void insl(uint16_t port, void *p, size_t dwords)
+{
+    __asm__ volatile("rep insl" : "+D"(p), "+c"(dwords) : "d"(port) : "memory");
+}
+
 static void outsw(uint16_t port, const void *p, size_t words)
 {
     __asm__ volatile("rep outsw" : "+S"(p), "+c"(words) : "d"(port) : "memory");
@@ -337,6 +342,16 @@ static void disk_pio(void)
     fill(buf, 0, 4096);
     check(!pio_in(&pri, 0, 0xc4, 2048, 8, 0, 4, buf) && all(buf, 0x5a, 4096),
           "READ MULTIPLE reads back what WRITE SECTORS wrote");
+    /* 32-bit data port accesses (PIIX3 passes them as two words) */
+    fill(buf, 0, 1024);
+    issue(&pri, 0, 2056, 2, 0, 0, 0x20);
+    for (int i = 0; i < 2; i++) {
+        check((wait_idle(&pri) & (ST_ERR | ST_DRQ)) == ST_DRQ, "DRQ for a 32-bit PIO read");
+        insl(pri.cmd, buf + 512 * i, 128);
+    }
+    check(!(wait_idle(&pri) & (ST_DRQ | ST_ERR)) && all(buf, 0x6b, 1024),
+          "READ SECTORS through 32-bit data port reads");
+    inb(pri.cmd + 7);
     /* sector 0 through CHS 0/0/1: the host wrote 0x11 there */
     outb(pri.cmd + 6, 0xa0); /* CHS: LBA bit off, master, head 0 */
     outb(pri.cmd + 2, 1);
@@ -782,6 +797,24 @@ static void hostile_dma(void)
     prd_set(&p[0], buf, 4096, 1);
     check(!dma_cmd(&pri, 0, 0xc8, 2048, 8, 0, 1, p) && all(buf, 0x5a, 4096),
           "DMA works again afterwards");
+    /* a command written while a DMA command waits for the start bit
+     * (BSY) is ignored: the DMA then moves the first command's data */
+    fill(buf, 0, 4096);
+    outb(pri.bm, 0);
+    outb(pri.bm + 2, BM_ERR | BM_INT);
+    outl(pri.bm + 4, (uint32_t)(uint64_t)p);
+    outb(pri.bm, BM_TO_MEM);
+    issue(&pri, 0, 2048, 8, 0, 0, 0xc8);
+    check(inb(pri.ctl) & ST_BSY, "BSY while a DMA command waits for the engine");
+    issue(&pri, 0, 4096, 8, 0, 0, 0x20);
+    outb(pri.bm, BM_TO_MEM | BM_START);
+    for (int i = 0; i < WAIT_LOOPS && !(inb(pri.bm + 2) & BM_INT); i++)
+        ;
+    check(!(wait_idle(&pri) & (ST_ERR | ST_DRQ)) && all(buf, 0x5a, 4096),
+          "a command written during BSY is ignored");
+    outb(pri.bm, 0);
+    outb(pri.bm + 2, BM_ERR | BM_INT);
+    inb(pri.cmd + 7);
 }
 
 static void hostile_state(void)
