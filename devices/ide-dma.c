@@ -30,7 +30,7 @@ static void dma_kick(struct ide_channel *ch)
         return;
     ch->dma_pending = false;
     ch->dma_running = true;
-    pthread_cond_signal(&ch->cond);
+    pthread_cond_broadcast(&ch->cond);
 }
 
 static void bm_cmd_write(struct ide_channel *ch, uint8_t v)
@@ -115,6 +115,16 @@ void ide_dma_cancel(struct ide_channel *ch)
     ch->gen++;
     ch->dma_pending = false;
     ch->bm_status &= (uint8_t)~BM_ST_ACTIVE;
+}
+
+void ide_dma_drain(struct ide_channel *ch)
+{
+    ide_dma_cancel(ch);
+    while (ch->dma_running)
+        pthread_cond_wait(&ch->cond, &ch->lock);
+    ch->bm_cmd = 0;
+    ch->bm_status = 0;
+    ch->prd_addr = 0;
 }
 
 /* ---- the transfer, on the channel's thread ---- */
@@ -213,6 +223,7 @@ static void *dma_thread(void *opaque)
         ch->dma_running = false;
         if (r.gen == ch->gen) /* else a reset came in between */
             dma_complete(ch, &r, err);
+        pthread_cond_broadcast(&ch->cond); /* ide_dma_drain() waits */
         dma_kick(ch);
     }
     pthread_mutex_unlock(&ch->lock);

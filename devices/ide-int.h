@@ -153,6 +153,9 @@ void ide_bm_rw(struct ide *ide, uint64_t off, uint8_t *data, unsigned size,
 void ide_dma_submit(struct ide_drive *d, bool to_mem, uint64_t off,
                     uint64_t bytes, bool from_disk);
 void ide_dma_cancel(struct ide_channel *ch);
+/* Machine reset: waits out a transfer in flight (its completion is
+ * dropped) and clears the bus-master registers.  ch->lock held. */
+void ide_dma_drain(struct ide_channel *ch);
 int ide_dma_start_thread(struct ide_channel *ch);
 void ide_dma_stop_thread(struct ide_channel *ch);
 /* The ATA side of a finished DMA command (ide.c). */

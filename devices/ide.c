@@ -607,8 +607,44 @@ static void ide_destroy(void *opaque)
     free(ide);
 }
 
+/* Power-on state of a drive: what SET FEATURES, SET MULTIPLE MODE and
+ * the tray changed is forgotten too. */
+static void drive_power_on(struct ide_drive *d)
+{
+    d->wcache = true;
+    d->mult = IDE_MAX_MULT;
+    d->xfer_mode = 0;
+    d->sense_key = d->asc = d->ascq = 0;
+    d->ejected = d->locked = false;
+    d->dma = false;
+    drive_reset(d);
+}
+
+static void ide_machine_reset(void *opaque)
+{
+    struct ide *ide = opaque;
+
+    for (int c = 0; c < 2; c++) {
+        struct ide_channel *ch = &ide->ch[c];
+
+        pthread_mutex_lock(&ch->lock);
+        ide_dma_drain(ch);
+        for (int u = 0; u < 2; u++)
+            if (ch->drive[u].present)
+                drive_power_on(&ch->drive[u]);
+        ch->feature = ch->hob_feature = ch->hob_count = 0;
+        ch->hob_lba_low = ch->hob_lba_mid = ch->hob_lba_high = 0;
+        ch->control = 0;
+        ch->device = 0;
+        ide_set_signature(ch, &ch->drive[0]);
+        ide_lower_irq(ch);
+        pthread_mutex_unlock(&ch->lock);
+    }
+}
+
 static const struct pci_func_ops ide_ops = {
     .bar_rw = ide_bar_rw,
+    .reset = ide_machine_reset,
     .destroy = ide_destroy,
 };
 
@@ -635,15 +671,13 @@ static int drive_open(struct ide_drive *d, const struct disk_opts *o, int slot)
     d->present = true;
     d->atapi = o->cdrom;
     d->readonly = o->readonly || d->bs->read_only;
-    d->wcache = true;
-    d->mult = IDE_MAX_MULT;
     if (o->serial[0])
         snprintf(d->serial, sizeof(d->serial), "%s", o->serial);
     else
         snprintf(d->serial, sizeof(d->serial), "CALF%04d", slot);
     d->sectors = d->bs->size / (d->atapi ? CD_BLOCK : BLK_SECTOR_SIZE);
     drive_geometry(d);
-    drive_reset(d);
+    drive_power_on(d);
     return 0;
 }
 

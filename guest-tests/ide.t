@@ -67,6 +67,18 @@ guest_data_ok "$TMP/a.qcow2" qcow2; ok $? "qemu-io finds the guest's PIO, MULTIP
 [ "$(sha256sum <"$TMP/ro.raw")" = "$sum_ro" ]; ok $? "the read-only image is unchanged"
 [ "$(sha256sum <"$TMP/cd.iso")" = "$sum_iso" ]; ok $? "the ISO is unchanged"
 
+# ---- a guest reset: the drives come back in their power-on state ----
+# The first boot leaves 4 heads and 17 sectors (INITIALIZE DEVICE
+# PARAMETERS), MULTIPLE 4 and MWDMA2 set; the second boot's checks assume
+# the defaults again.
+qemu-img create -q -f qcow2 "$TMP/r.qcow2" 64M
+seed "$TMP/r.qcow2" qcow2
+boot reset --kernel "$GUEST" --disk "$TMP/r.qcow2,if=ide" --cdrom "$TMP/cd.iso" \
+    --append "ct.ide=1 ct.idesize=131072 ct.idecd=512 ct.reset=1" --timeout 120
+passed reset && has reset "calf-test: reset: second boot" && ! has reset "check failed"
+r=$?; ok $r "after a guest reset the IDE drives are in their power-on state (status $status)"
+[ $r = 0 ] || show reset
+
 # ---- LBA48: a sparse 200 GiB qcow2 ----
 qemu-img create -q -f qcow2 "$TMP/big.qcow2" 200G
 seed "$TMP/big.qcow2" qcow2

@@ -896,6 +896,11 @@ int ide_test(const char *cmdline)
     if ((v = cmdline_get(cmdline, "ct.idecd=", &len)))
         cd = parse_num(v, len, 10);
     if (cmdline_get(cmdline, "ct.ide=", &len)) {
+        /* the power-on state (also after a machine reset: ct.reset=1) */
+        if (!identify(&pri, 0, 0xec)) {
+            check((ident[59] & 0x1ff) == 0x110, "power-on state: MULTIPLE 16 in effect");
+            check(peer || !(ident[63] & 0x0700), "power-on state: no DMA mode selected");
+        }
         channel_reset(&pri, 0, 0);
         disk_identify(size);
         disk_pio();
