@@ -7,10 +7,10 @@
 # small kernel has no sd/sr drivers, so no data is read (guest-tests/ide.t
 # covers reads and writes).  About 6 minutes of guest time here.
 #
-# Linux requests ISA IRQ 14/15 for a legacy-mode controller; with a
-# hardware-reduced FADT (vmm/acpi.c sets that flag) it has no legacy IRQs
-# and the probe fails with -22 (i8042 fails the same way): reported as a
-# TODO until the ACPI tables change.
+# Linux requests ISA IRQ 14/15 for a legacy-mode controller: under a
+# hardware-reduced FADT it has no legacy IRQs and the probe fails with
+# -22 (i8042 the same); should the ACPI tables go back to that, the
+# failure is reported as a TODO naming the cause.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
 KERNEL=$CALF_BUILD/linux/vmlinux
@@ -33,7 +33,7 @@ todo=""
 # a TODO failure is reported, not counted
 tok() { ok "$@"; [ -n "$todo" ] && [ "$1" != 0 ] && t_fail=$((t_fail - 1)); }
 grep -aq "ata_piix: probe of 0000:00:01.1 failed with error -22" "$TMP/linux.out" &&
-    todo=" # TODO ata_piix gets no ISA IRQ 14 under a hardware-reduced FADT (vmm/acpi.c)"
+    todo=" # TODO ata_piix got no ISA IRQ 14 (a hardware-reduced FADT?)"
 tok $(( status != 0 )) "ata_piix probes the controller and the kernel sees the CD-ROM (status $status)$todo"
 grep -aq "ata1.00: ATA-7: CALF HARDDISK" "$TMP/linux.out" &&
     grep -aq "ata1.00: 131072 sectors, multi 16: LBA48" "$TMP/linux.out"
