@@ -11,7 +11,7 @@
 set -u
 need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev seabios"
 peers="qemu-utils perl qemu-system-x86"
-# guest-tests/firmware-grub.t: grub-mkrescue builds a bootable GRUB image
+# guest-tests/firmware-grub.t (grub-mkrescue) and the IDE CD tests (xorriso)
 bootloader="grub-pc-bin grub-common xorriso mtools"
 case "${1:-build}" in
 test)  need="$need $peers $bootloader" ;;

@@ -209,7 +209,14 @@ int firmware_add_boot_device(struct vm *vm, enum firmware_boot_kind kind,
         return 0; /* direct kernel boot: no firmware to tell */
     if (fw->ndevs == MAX_BOOT_DEVS || strlen(ofw_path) >= OFW_PATH_MAX)
         return -ENOSPC;
-    d = &fw->devs[fw->ndevs++];
+    /* Kept in --disk order whoever adds them when (IDE drives come in
+     * before the virtio disks are found): "c" boots the first --disk. */
+    d = &fw->devs[fw->ndevs];
+    while (d > fw->devs && d[-1].disk_index > disk_index) {
+        d[0] = d[-1];
+        d--;
+    }
+    fw->ndevs++;
     d->kind = kind;
     d->disk_index = disk_index;
     snprintf(d->path, sizeof(d->path), "%s", ofw_path);
