@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "block/block.h"
+#include "devices/disk.h"
 
 #define VIRTIO_BLK_F_SIZE_MAX     1
 #define VIRTIO_BLK_F_SEG_MAX      2
@@ -40,16 +41,6 @@
 #define VBLK_MAX_ZERO_SECTORS (1u << 22) /* 2 GiB per segment */
 #define VBLK_ID_BYTES    20
 #define VBLK_CONFIG_SIZE 0x3c
-
-enum { CACHE_WRITEBACK, CACHE_NONE, CACHE_UNSAFE };
-
-struct vblk_opts {
-    char *file;
-    const char *format;
-    bool readonly, snapshot, unmap;
-    int cache;
-    char serial[VBLK_ID_BYTES + 1];
-};
 
 struct vblk;
 
@@ -349,113 +340,6 @@ static void vblk_fill_config(struct vblk *vb)
     c[0x38] = vb->unmap;                     /* write_zeroes_may_unmap */
 }
 
-/* ---- --disk ---- */
-
-static int opt_bool(const char *v, bool *out)
-{
-    if (!v || !strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "1"))
-        *out = true;
-    else if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "0"))
-        *out = false;
-    else
-        return -EINVAL;
-    return 0;
-}
-
-static int opt_one(struct vblk_opts *o, char *key, const char *v)
-{
-    if (!strcmp(key, "file") && v && *v)
-        o->file = (char *)v;
-    else if (!strcmp(key, "format") && v && *v)
-        o->format = v;
-    else if (!strcmp(key, "if") && v && !strcmp(v, "virtio"))
-        return 0;
-    else if (!strcmp(key, "readonly"))
-        return opt_bool(v, &o->readonly);
-    else if (!strcmp(key, "snapshot"))
-        return opt_bool(v, &o->snapshot);
-    else if (!strcmp(key, "cache") && v && !strcmp(v, "writeback"))
-        o->cache = CACHE_WRITEBACK;
-    else if (!strcmp(key, "cache") && v && !strcmp(v, "none"))
-        o->cache = CACHE_NONE;
-    else if (!strcmp(key, "cache") && v && !strcmp(v, "unsafe"))
-        o->cache = CACHE_UNSAFE;
-    else if (!strcmp(key, "discard") && v && !strcmp(v, "ignore"))
-        o->unmap = false;
-    else if (!strcmp(key, "discard") && v && !strcmp(v, "unmap"))
-        o->unmap = true;
-    else if (!strcmp(key, "serial") && v && strlen(v) <= VBLK_ID_BYTES)
-        strcpy(o->serial, v);
-    else
-        return -EINVAL;
-    return 0;
-}
-
-/* FILE[,key[=value]]...; ",," stands for a comma inside the file name. */
-static int vblk_parse(char *s, struct vblk_opts *o)
-{
-    char *r = s, *w = s;
-
-    o->file = s;
-    for (; *r && !(r[0] == ',' && r[1] != ','); r++, w++) {
-        *w = *r;
-        if (r[0] == ',')
-            r++;
-    }
-    if (*r)
-        r++;
-    *w = 0;
-    while (*r) {
-        char *key = r, *end = strchr(r, ','), *eq;
-
-        if (end)
-            *end = 0;
-        eq = strchr(key, '=');
-        if (eq)
-            *eq++ = 0;
-        if (!strcmp(key, "if") && eq && !strcmp(eq, "ide")) {
-            fprintf(stderr, "calf: --disk %s: if=ide is not supported yet "
-                    "(only if=virtio)\n", o->file);
-            return -ENOTSUP;
-        }
-        if (opt_one(o, key, eq)) {
-            fprintf(stderr, "calf: --disk %s: bad option '%s%s%s'\n", o->file,
-                    key, eq ? "=" : "", eq ? eq : "");
-            return -EINVAL;
-        }
-        r = end ? end + 1 : key + strlen(key);
-    }
-    if (!*o->file) {
-        fprintf(stderr, "calf: --disk: no file given\n");
-        return -EINVAL;
-    }
-    return 0;
-}
-
-static BlockDriverState *vblk_open(const struct vblk_opts *o)
-{
-    int flags = o->cache == CACHE_NONE ? BLK_O_NOCACHE
-              : o->cache == CACHE_UNSAFE ? BLK_O_UNSAFE : 0;
-    const char *format = o->format;
-    char probed[32];
-
-    /* The block layer cannot probe a format through O_DIRECT (its probe
-     * buffer is not aligned): learn the format with a plain shared open. */
-    if (!format && (flags & BLK_O_NOCACHE)) {
-        BlockDriverState *bs = blk_open(o->file, NULL, BLK_O_SHARE, NULL);
-
-        if (!bs)
-            return NULL;
-        snprintf(probed, sizeof(probed), "%s", bs->drv->name);
-        blk_close(bs);
-        format = probed;
-    }
-    if (o->snapshot)
-        return blk_open_snapshot(o->file, format, flags);
-    return blk_open(o->file, format, flags | (o->readonly ? 0 : BLK_O_RDWR),
-                    NULL);
-}
-
 static int vblk_start(struct pci *pci, struct vblk *vb)
 {
     struct virtio_pci_config vc = {
@@ -484,41 +368,31 @@ static int vblk_start(struct pci *pci, struct vblk *vb)
     return ret;
 }
 
-int virtio_blk_add(struct pci *pci, const char *spec, unsigned nqueues)
+int virtio_blk_add(struct pci *pci, const struct disk_opts *o,
+                   unsigned nqueues)
 {
-    struct vblk_opts o = { .cache = CACHE_WRITEBACK };
-    char *copy = strdup(spec);
-    struct vblk *vb;
+    struct vblk *vb = calloc(1, sizeof(*vb));
     int ret;
 
-    if (!copy)
+    if (!vb)
         return -ENOMEM;
-    ret = vblk_parse(copy, &o);
-    vb = ret ? NULL : calloc(1, sizeof(*vb));
-    if (!ret && !vb)
-        ret = -ENOMEM;
-    if (!ret) {
-        vb->bs = vblk_open(&o);
-        if (!vb->bs) {
-            fprintf(stderr, "calf: --disk %s: %s\n", o.file, blk_error());
-            ret = -EIO;
-        }
-    }
-    if (ret) {
+    vb->name = strdup(o->file);
+    vb->bs = vb->name ? disk_open(o) : NULL;
+    if (!vb->bs) {
+        ret = vb->name ? -EIO : -ENOMEM;
+        free(vb->name);
         free(vb);
-        free(copy);
         return ret;
     }
-    vb->readonly = o.readonly || vb->bs->read_only;
-    vb->unmap = o.unmap;
+    vb->readonly = o->readonly || vb->bs->read_only;
+    vb->unmap = o->unmap;
     vb->nq = nqueues < 1 ? 1 : nqueues > VIRTIO_MAX_QUEUES ? VIRTIO_MAX_QUEUES
                                                            : nqueues;
-    memcpy(vb->serial, o.serial, VBLK_ID_BYTES);
-    vb->name = copy;
+    memcpy(vb->serial, o->serial, VBLK_ID_BYTES);
     vblk_fill_config(vb);
     ret = vblk_start(pci, vb);
     if (ret)
         fprintf(stderr, "calf: --disk %s: cannot attach virtio-blk: %s\n",
-                spec, strerror(-ret));
+                o->file, strerror(-ret));
     return ret;
 }

@@ -91,11 +91,12 @@ void virtq_push(struct virtio_pci *vp, unsigned q, const struct virtq_req *req,
 /* Interrupts the driver if it wants to hear about what was pushed. */
 void virtq_notify(struct virtio_pci *vp, unsigned q);
 
-/* --disk FILE[,format=F][,if=virtio][,readonly][,snapshot]
- *   [,cache=writeback|none|unsafe][,discard=ignore|unmap][,serial=S]:
- * opens the image and adds a virtio-blk function with nqueues queues
- * (VIRTIO_BLK_F_MQ; one I/O thread each, capped at VIRTIO_MAX_QUEUES).  Messages go to stderr
+/* Opens the image of a parsed --disk (devices/disk.h) and adds a
+ * virtio-blk function with nqueues queues (VIRTIO_BLK_F_MQ; one I/O
+ * thread each, capped at VIRTIO_MAX_QUEUES).  Messages go to stderr
  * ("calf: --disk ..."); returns 0 or a negative errno. */
-int virtio_blk_add(struct pci *pci, const char *spec, unsigned nqueues);
+struct disk_opts;
+int virtio_blk_add(struct pci *pci, const struct disk_opts *o,
+                   unsigned nqueues);
 
 #endif

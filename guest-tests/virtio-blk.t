@@ -189,9 +189,9 @@ has_err badopt "bad option 'cache=sometimes'"; ok $? "naming the option"
 truncate -s 8M "$TMP/a,b.raw"
 boot comma --kernel "$GUEST" --disk "$TMP/a,,b.raw,format=raw,serial=with-comma" --append "ct.virtio=1" --timeout 60
 passed comma && has comma "serial 'with-comma'"; ok $? "',,' stands for a comma in the file name (status $status)"
-boot ide --kernel "$GUEST" --disk "$TMP/a.qcow2,if=ide" --timeout 60
-ok $(( status != 2 )) "if=ide is refused for now (status $status)"
-has_err ide "if=ide is not supported yet"; ok $? "saying so"
+boot scsi --kernel "$GUEST" --disk "$TMP/a.qcow2,if=scsi" --timeout 60
+ok $(( status != 2 )) "an interface calf does not have (if=scsi) is refused (status $status)"
+has_err scsi "bad option 'if=scsi'"; ok $? "naming the option"
 boot nofile --kernel "$GUEST" --disk "$TMP/missing.qcow2" --timeout 60
 ok $(( status != 2 )) "a missing image is a setup error (status $status)"
 has_err nofile "missing.qcow2"; ok $? "naming the file"

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "devices/devices.h"
+#include "devices/disk.h"
 #include "vmm/boot.h"
 #include "vmm/firmware.h"
 #include "vmm/pci.h"
@@ -33,6 +34,8 @@ struct run_opts {
     struct cpu_model cpu;
     const char *disks[PCI_MAX_DISKS]; /* --disk specs, vmm/pci.c */
     int ndisks;
+    char *cdrom_specs[PCI_MAX_DISKS]; /* --cdrom as --disk specs, owned */
+    int ncdroms;
 };
 
 static uint64_t process_start_ns;
@@ -64,9 +67,14 @@ static void usage(FILE *f)
           "      --timeout S      give up after S seconds (exit status 124)\n"
           "      --report FILE    write a JSON summary of the run to FILE\n"
           "      --no-reboot      a guest reset ends the run (default: restart)\n"
-          "      --disk FILE[,format=raw|qcow2][,if=virtio][,readonly][,snapshot]\n"
-          "             [,cache=writeback|none|unsafe][,discard=ignore|unmap][,serial=S]\n"
-          "                       a virtio-blk disk (repeatable)\n"
+          "      --disk FILE[,format=raw|qcow2|qcow][,if=virtio|ide][,readonly]\n"
+          "             [,snapshot][,cache=writeback|none|unsafe][,discard=ignore|unmap]\n"
+          "             [,serial=S][,index=0-3][,media=disk|cdrom]\n"
+          "                       a virtio-blk disk; with if=ide a drive on the PIIX3\n"
+          "                       IDE controller (primary master first, or index=N;\n"
+          "                       media=cdrom: ATAPI) (repeatable)\n"
+          "      --cdrom FILE     an ATAPI CD-ROM with image FILE (read-only;\n"
+          "                       secondary master first)\n"
           "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
           "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
           "  text, 124 timeout, 128+n signal n\n"
@@ -113,6 +121,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         { "no-reboot", no_argument, NULL, 'n' },
         { "cpu", required_argument, NULL, 'C' },
         { "disk", required_argument, NULL, 'D' },
+        { "cdrom", required_argument, NULL, 'R' },
         { "help-cpu", no_argument, NULL, 'H' },
         { "firmware", required_argument, NULL, 'F' },
         { "boot", required_argument, NULL, 'B' },
@@ -144,6 +153,16 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
                 return -EINVAL;
             }
             o->disks[o->ndisks++] = optarg;
+            break;
+        case 'R':
+            if (o->ndisks == PCI_MAX_DISKS) {
+                vmm_error("too many --disk/--cdrom (at most %d)", PCI_MAX_DISKS);
+                return -EINVAL;
+            }
+            o->cdrom_specs[o->ncdroms] = disk_cdrom_spec(optarg);
+            if (!o->cdrom_specs[o->ncdroms])
+                return -ENOMEM;
+            o->disks[o->ndisks++] = o->cdrom_specs[o->ncdroms++];
             break;
         case 'h': usage(stdout); exit(0);
         case 'H': cpu_model_list(); exit(0);
@@ -468,6 +487,8 @@ static int cmd_run(int argc, char **argv)
     vm_destroy(&vm);
     console_destroy(vm.console);
     bus_destroy(vm.bus);
+    for (int i = 0; i < o.ncdroms; i++)
+        free(o.cdrom_specs[i]);
     return status;
 }
 

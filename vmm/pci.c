@@ -10,7 +10,10 @@
 #include <sys/ioctl.h>
 
 #include "devices/devices.h"
+#include "devices/disk.h"
+#include "devices/ide.h"
 #include "devices/virtio.h"
+#include "vmm/firmware.h"
 #include "vmm/vm.h"
 
 #define PCI_SLOTS 32
@@ -515,8 +518,13 @@ static int bars_setup(struct pci *pci, struct pci_dev *d,
                 return -ENOSPC;
             pci->io_next = (uint32_t)(addr + size);
             d->bar_io |= (uint8_t)(1u << b);
+            /* All 32 address bits writable, as on QEMU: SeaBIOS sizes
+             * an I/O BAR as ~(readback & ~3) + 1 over 32 bits, so upper
+             * bits reading back 0 make it 4 GiB - 64 KiB and it gives up
+             * ("PCI: out of I/O address space").  Decoding uses the low
+             * 16 bits (bars_update). */
             cfg_set(d, CFG_BAR0 + 4 * b, 4, (uint32_t)addr | 1,
-                    ~(size - 1) & 0xfffc);
+                    ~(size - 1) & ~3u);
         } else {
             addr = (pci->mmio_next + size - 1) & ~(uint64_t)(size - 1);
             if (addr + size > PCI_MMIO_END)
@@ -738,8 +746,57 @@ int pci_host_ioeventfd(void *host, uint64_t addr, unsigned len, int fd,
  * ends lower (the guest may still move them anywhere in the window). */
 #define PCI_BAR_ALLOC_BASE 0xc0000000ULL
 
+/* Tells the firmware where each IDE drive sits, as the OpenFirmware
+ * path SeaBIOS matches against "bootorder": channel, then unit. */
+static int ide_boot_devices(struct vm *vm, const struct ide_config *ide,
+                            const int *arg)
+{
+    int ret = 0;
+
+    for (int s = 0; s < IDE_DRIVES && !ret; s++) {
+        char path[64];
+
+        if (!ide->used[s])
+            continue;
+        snprintf(path, sizeof(path), "/pci@i0cf8/ide@1,1/drive@%d/disk@%d",
+                 s / 2, s % 2);
+        ret = firmware_add_boot_device(vm, ide->drive[s].cdrom ? FIRMWARE_BOOT_CDROM
+                                                               : FIRMWARE_BOOT_DISK,
+                                       arg[s], path);
+    }
+    return ret;
+}
+
+/* Each --disk: virtio-blk functions at once, IDE drives into ide (arg:
+ * which --disk each IDE slot came from). */
+static int disks_add(struct vm *vm, const char *const *disks, int ndisks,
+                     struct ide_config *ide, int *arg)
+{
+    int ret = 0;
+
+    for (int i = 0; i < ndisks && !ret; i++) {
+        struct disk_opts o;
+
+        ret = disk_parse(disks[i], &o);
+        if (ret)
+            break;
+        if (o.iface == DISK_IF_IDE) {
+            ret = ide_config_add(ide, &o);
+            if (ret >= 0)
+                arg[ret] = i;
+            ret = ret < 0 ? ret : 0;
+            continue;
+        }
+        ret = virtio_blk_add(vm->pci, &o, (unsigned)vm->ncpus);
+        disk_opts_free(&o);
+    }
+    return ret;
+}
+
 int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks)
 {
+    struct ide_config ide = { 0 };
+    int ide_arg[IDE_DRIVES] = { 0 };
     int ret = pci_create(vm->bus, vm->low_size, &vm->pci);
 
     if (ret) {
@@ -752,8 +809,15 @@ int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks)
     if (!ret)
         ret = acpi_pm_create(vm->pci, vm->bus, vm->firmware != NULL,
                              &vm->acpi_pm);
-    for (int i = 0; i < ndisks && !ret; i++)
-        ret = virtio_blk_add(vm->pci, disks[i], (unsigned)vm->ncpus);
+    if (!ret)
+        ret = disks_add(vm, disks, ndisks, &ide, ide_arg);
+    /* The IDE function only when a drive needs it: an empty controller
+     * costs a guest's driver probe time (slow where ring 0 is emulated). */
+    if (!ret && ide_config_any(&ide))
+        ret = ide_create(vm->pci, vm->bus, &ide);
+    if (!ret)
+        ret = ide_boot_devices(vm, &ide, ide_arg);
+    ide_config_free(&ide);
     return ret;
 }
 

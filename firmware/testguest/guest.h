@@ -74,4 +74,8 @@ void echo_run(void);
 #define VBLK_TEST_BENCH   4 /* only time requests on the first disk */
 int virtio_blk_test(unsigned expected, unsigned flags);
 
+/* ide.c: drives the PIIX3 IDE function as the ct.ide* keys say.
+ * Returns the failure count. */
+int ide_test(const char *cmdline);
+
 #endif

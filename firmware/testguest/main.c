@@ -27,6 +27,8 @@
  *   ct.virtio=N     drive the N virtio-blk disks (virtio-blk.c);
  *   ct.vhostile=1   with broken requests first; ct.vmsix=1: and MSI-X;
  *   ct.vbench=1     time virtio-blk requests instead (bench/virtio-blk)
+ *   ct.ide=1, ct.idecd=N, ct.idero=1, ... drive the IDE controller
+ *                   (ide.c lists the keys)
  */
 #include "guest.h"
 
@@ -354,5 +356,7 @@ void guest_main(uint32_t mode, uint64_t info)
                 (has_key(bi.cmdline, "ct.vmsix=") ? VBLK_TEST_MSIX : 0) |
                 (has_key(bi.cmdline, "ct.vbench=") ? VBLK_TEST_BENCH : 0));
     }
+    if (has_key(bi.cmdline, "ct.ide"))
+        failures += ide_test(bi.cmdline);
     finish(&bi, after_reset);
 }

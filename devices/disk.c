@@ -1,0 +1,209 @@
+/* --disk FILE[,key=value...]: see disk.h. */
+#include "devices/disk.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int opt_bool(const char *v, bool *out)
+{
+    if (!v || !strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "1"))
+        *out = true;
+    else if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "0"))
+        *out = false;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+static int opt_index(const char *v, int *out)
+{
+    char *end;
+    long n;
+
+    if (!v || !*v)
+        return -EINVAL;
+    n = strtol(v, &end, 10);
+    if (*end || n < 0 || n > 3)
+        return -EINVAL;
+    *out = (int)n;
+    return 0;
+}
+
+static int opt_choice(const char *v, const char *const *names, int n, int *out)
+{
+    for (int i = 0; v && i < n; i++)
+        if (!strcmp(v, names[i])) {
+            *out = i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+static int opt_one(struct disk_opts *o, const char *key, const char *v)
+{
+    static const char *const ifs[] = { "virtio", "ide" };
+    static const char *const caches[] = { "writeback", "none", "unsafe" };
+    static const char *const discards[] = { "ignore", "unmap" };
+    static const char *const media[] = { "disk", "cdrom" };
+    int i;
+
+    if (!strcmp(key, "format") && v && *v) {
+        o->format = v;
+        return 0;
+    }
+    if (!strcmp(key, "readonly"))
+        return opt_bool(v, &o->readonly);
+    if (!strcmp(key, "snapshot"))
+        return opt_bool(v, &o->snapshot);
+    if (!strcmp(key, "index"))
+        return opt_index(v, &o->index);
+    if (!strcmp(key, "serial") && v && strlen(v) <= DISK_SERIAL_MAX) {
+        strcpy(o->serial, v);
+        return 0;
+    }
+    if (!strcmp(key, "if"))
+        return opt_choice(v, ifs, 2, &o->iface);
+    if (!strcmp(key, "cache"))
+        return opt_choice(v, caches, 3, &o->cache);
+    if (!strcmp(key, "discard") && !opt_choice(v, discards, 2, &i)) {
+        o->unmap = i;
+        return 0;
+    }
+    if (!strcmp(key, "media") && !opt_choice(v, media, 2, &i)) {
+        o->cdrom = i;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* Splits off FILE (",," unescaped in place); returns the option list. */
+static char *split_file(char *s)
+{
+    char *r = s, *w = s;
+
+    for (; *r && !(r[0] == ',' && r[1] != ','); r++, w++) {
+        *w = *r;
+        if (r[0] == ',')
+            r++;
+    }
+    if (*r)
+        r++;
+    *w = 0;
+    return r;
+}
+
+static int parse_options(struct disk_opts *o, char *r)
+{
+    while (*r) {
+        char *key = r, *end = strchr(r, ','), *eq;
+
+        if (end)
+            *end = 0;
+        eq = strchr(key, '=');
+        if (eq)
+            *eq++ = 0;
+        if (opt_one(o, key, eq)) {
+            fprintf(stderr, "calf: --disk %s: bad option '%s%s%s'\n", o->file,
+                    key, eq ? "=" : "", eq ? eq : "");
+            return -EINVAL;
+        }
+        r = end ? end + 1 : key + strlen(key);
+    }
+    return 0;
+}
+
+static int check_combination(const struct disk_opts *o)
+{
+    if (o->cdrom && o->iface != DISK_IF_IDE) {
+        fprintf(stderr, "calf: --disk %s: media=cdrom needs if=ide\n", o->file);
+        return -EINVAL;
+    }
+    if (o->index >= 0 && o->iface != DISK_IF_IDE) {
+        fprintf(stderr, "calf: --disk %s: index= is for if=ide\n", o->file);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int disk_parse(const char *spec, struct disk_opts *o)
+{
+    int ret;
+
+    *o = (struct disk_opts){ .index = -1, .cache = DISK_CACHE_WRITEBACK };
+    o->spec = strdup(spec);
+    if (!o->spec)
+        return -ENOMEM;
+    o->file = o->spec;
+    ret = parse_options(o, split_file(o->spec));
+    if (!ret && !*o->file) {
+        fprintf(stderr, "calf: --disk: no file given\n");
+        ret = -EINVAL;
+    }
+    if (!ret)
+        ret = check_combination(o);
+    if (o->cdrom)
+        o->readonly = true; /* a CD is read-only media */
+    if (ret)
+        disk_opts_free(o);
+    return ret;
+}
+
+void disk_opts_free(struct disk_opts *o)
+{
+    free(o->spec);
+    o->spec = NULL;
+    o->file = NULL;
+}
+
+BlockDriverState *disk_open(const struct disk_opts *o)
+{
+    int flags = o->cache == DISK_CACHE_NONE ? BLK_O_NOCACHE
+              : o->cache == DISK_CACHE_UNSAFE ? BLK_O_UNSAFE : 0;
+    const char *format = o->format;
+    BlockDriverState *bs;
+    char probed[32];
+
+    /* The block layer cannot probe a format through O_DIRECT (its probe
+     * buffer is not aligned): learn the format with a plain shared open. */
+    if (!format && (flags & BLK_O_NOCACHE)) {
+        bs = blk_open(o->file, NULL, BLK_O_SHARE, NULL);
+        if (!bs)
+            goto fail;
+        snprintf(probed, sizeof(probed), "%s", bs->drv->name);
+        blk_close(bs);
+        format = probed;
+    }
+    if (o->snapshot)
+        bs = blk_open_snapshot(o->file, format, flags);
+    else
+        bs = blk_open(o->file, format, flags | (o->readonly ? 0 : BLK_O_RDWR),
+                      NULL);
+    if (bs)
+        return bs;
+fail:
+    fprintf(stderr, "calf: --disk %s: %s\n", o->file, blk_error());
+    return NULL;
+}
+
+char *disk_cdrom_spec(const char *file)
+{
+    static const char tail[] = ",if=ide,media=cdrom";
+    size_t n = strlen(file), commas = 0;
+    char *s, *w;
+
+    for (size_t i = 0; i < n; i++)
+        commas += file[i] == ',';
+    s = malloc(n + commas + sizeof(tail));
+    if (!s)
+        return NULL;
+    w = s;
+    for (size_t i = 0; i < n; i++) {
+        *w++ = file[i];
+        if (file[i] == ',')
+            *w++ = ',';
+    }
+    memcpy(w, tail, sizeof(tail));
+    return s;
+}

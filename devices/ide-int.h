@@ -1,0 +1,170 @@
+/* Inside the PIIX3 IDE model: state shared by ide.c (registers, ATA,
+ * PIO), ide-atapi.c (PACKET commands) and ide-dma.c (bus master).
+ *
+ * Locking: every register access runs on a vCPU thread under the bus
+ * lock and takes its channel's lock; a channel's DMA thread takes the
+ * same lock to pick up a request and to complete it, and drops it while
+ * it moves data.  While a DMA request is out the drive shows BSY, so the
+ * guest cannot change what the thread is using. */
+#ifndef CALF_DEVICES_IDE_INT_H
+#define CALF_DEVICES_IDE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/block.h"
+
+/* status register */
+#define ST_ERR  0x01
+#define ST_DRQ  0x08
+#define ST_DSC  0x10
+#define ST_DF   0x20
+#define ST_DRDY 0x40
+#define ST_BSY  0x80
+/* error register */
+#define ER_AMNF 0x01
+#define ER_ABRT 0x04
+#define ER_IDNF 0x10
+#define ER_UNC  0x40
+/* device control */
+#define CTL_NIEN 0x02
+#define CTL_SRST 0x04
+#define CTL_HOB  0x80
+/* device register */
+#define DEV_LBA  0x40
+#define DEV_SLAVE 0x10
+
+/* ATAPI interrupt reason (sector count register) */
+#define IR_CD 0x01
+#define IR_IO 0x02
+
+#define CD_BLOCK 2048
+#define IDE_BUF_SIZE (64 * 1024)
+#define IDE_MAX_MULT 16
+
+/* What finishing the data in the buffer means. */
+enum ide_pio {
+    PIO_NONE,
+    PIO_DONE,        /* the last data-in block: back to idle */
+    PIO_ATA_READ,    /* read the next block of a read command */
+    PIO_ATA_WRITE,   /* write the block the host just sent */
+    PIO_ATAPI_CDB,   /* the 12 command bytes of a PACKET */
+    PIO_ATAPI_DATA,  /* the next chunk of a PACKET's data-in */
+};
+
+struct ide_channel;
+
+struct ide_drive {
+    struct ide_channel *ch;
+    int unit;                 /* 0 master, 1 slave */
+    bool present, atapi, readonly;
+    BlockDriverState *bs;
+    char *name;               /* the image, for messages */
+    uint64_t sectors;         /* 512-byte sectors (ATA), 2048-byte blocks (ATAPI) */
+    char serial[21];
+    uint16_t cyls, heads, spt;   /* default geometry */
+    uint16_t lheads, lspt;       /* INITIALIZE DEVICE PARAMETERS */
+    uint8_t status, error;
+    unsigned mult;            /* SET MULTIPLE MODE, 0: off */
+    bool wcache;
+    uint8_t xfer_mode;        /* SET FEATURES 03h value */
+    /* PIO */
+    uint8_t *buf;
+    unsigned pos, end;        /* the DRQ block in buf */
+    int pio;                  /* enum ide_pio */
+    uint64_t lba;             /* next sector (ATA) or byte offset (ATAPI) */
+    uint64_t left;            /* sectors (ATA) or bytes (ATAPI) still to go */
+    unsigned block;           /* sectors per DRQ block (ATA) */
+    bool from_disk;           /* ATAPI data-in comes from the image */
+    bool dma;                 /* ATAPI: the PACKET asked for DMA */
+    unsigned limit;           /* ATAPI byte count limit */
+    /* ATAPI */
+    uint8_t cdb[12];
+    uint8_t sense_key, asc, ascq;
+    bool ejected, locked;
+};
+
+struct ide_dma_req {
+    struct ide_drive *d;
+    bool to_mem;              /* device to memory (a read) */
+    uint64_t off, bytes;      /* in the image, or in d->buf if !from_disk */
+    bool from_disk;
+    unsigned gen;
+};
+
+struct ide_channel {
+    struct ide *ide;
+    int index;
+    uint16_t cmd_base, ctl_port;
+    unsigned irq;
+    struct ide_drive drive[2];
+    /* task file, shared by both drives as on the cable */
+    uint8_t feature, count, lba_low, lba_mid, lba_high;
+    uint8_t hob_feature, hob_count, hob_lba_low, hob_lba_mid, hob_lba_high;
+    uint8_t device, control;
+    bool intrq;
+    int irq_level;
+    /* bus master */
+    uint8_t bm_cmd, bm_status;
+    uint32_t prd_addr;
+    /* DMA: a command waits in req until the start bit (dma_pending); the
+     * thread owns it while dma_running */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t thread;
+    bool thread_started, stop;
+    bool dma_pending, dma_running;
+    struct ide_dma_req req;
+    unsigned gen;             /* bumped by resets: stale completions drop */
+    struct iovec *iov;
+};
+
+struct ide {
+    struct pci_dev *dev;
+    struct bus *bus;
+    struct ide_channel ch[2];
+};
+
+static inline struct ide_drive *ide_selected(struct ide_channel *ch)
+{
+    return &ch->drive[ch->device & DEV_SLAVE ? 1 : 0];
+}
+
+/* ide.c */
+void ide_raise_irq(struct ide_channel *ch);
+void ide_lower_irq(struct ide_channel *ch);
+void ide_abort(struct ide_drive *d, uint8_t error);
+/* Starts a DRQ data phase of [0, len) of d->buf; next says what ends it. */
+void ide_pio_start(struct ide_drive *d, unsigned len, int next, bool irq);
+
+/* ide-atapi.c */
+void atapi_packet(struct ide_drive *d);          /* PACKET: ask for the CDB */
+void atapi_cdb_received(struct ide_drive *d);
+void atapi_next_chunk(struct ide_drive *d);
+void atapi_identify(struct ide_drive *d, uint16_t *w);
+/* A DMA data-in of an ATAPI command finished (error: -errno). */
+void atapi_dma_done(struct ide_drive *d, int error);
+
+/* ide-dma.c */
+void ide_bm_rw(struct ide *ide, uint64_t off, uint8_t *data, unsigned size,
+               bool is_write);
+/* Hands a transfer to the channel's thread once the start bit is set. */
+void ide_dma_submit(struct ide_drive *d, bool to_mem, uint64_t off,
+                    uint64_t bytes, bool from_disk);
+void ide_dma_cancel(struct ide_channel *ch);
+/* Machine reset: waits out a transfer in flight (its completion is
+ * dropped) and clears the bus-master registers.  ch->lock held. */
+void ide_dma_drain(struct ide_channel *ch);
+int ide_dma_start_thread(struct ide_channel *ch);
+void ide_dma_stop_thread(struct ide_channel *ch);
+/* The ATA side of a finished DMA command (ide.c). */
+void ide_ata_dma_done(struct ide_drive *d, int error);
+
+/* ide-identify.c: the 256 words of IDENTIFY DEVICE for a disk. */
+void ata_identify(struct ide_drive *d, uint16_t *w);
+
+/* ATA strings: space-padded, two characters per word, first in the high byte. */
+void ide_put_string(uint16_t *w, const char *s, unsigned words);
+
+#endif

@@ -1,0 +1,34 @@
+/* The PIIX3 IDE function (8086:7010) at 00:01.1: two legacy channels
+ * (0x1F0/0x3F6 on ISA IRQ 14, 0x170/0x376 on IRQ 15), master and slave
+ * on each, ATA disks and ATAPI CD-ROMs, bus-master DMA through BAR4. */
+#ifndef CALF_DEVICES_IDE_H
+#define CALF_DEVICES_IDE_H
+
+#include <stdbool.h>
+
+#include "devices/disk.h"
+
+#define IDE_DRIVES 4 /* primary master, primary slave, secondary master, slave */
+
+struct pci;
+struct bus;
+
+/* The drives the command line asked for, by slot. */
+struct ide_config {
+    struct disk_opts drive[IDE_DRIVES];
+    bool used[IDE_DRIVES];
+};
+
+/* Takes over o (an if=ide --disk): its index=N slot, else a CD-ROM goes
+ * to the secondary master first (as on QEMU) and a disk to the first
+ * free slot.  Returns the slot (channel * 2 + unit); prints why and
+ * returns -ENOSPC/-EBUSY when it cannot. */
+int ide_config_add(struct ide_config *c, struct disk_opts *o);
+bool ide_config_any(const struct ide_config *c);
+void ide_config_free(struct ide_config *c);
+
+/* Opens the drives' images and adds the function at 00:01.1 (the PIIX3
+ * ISA bridge must exist).  Messages go to stderr. */
+int ide_create(struct pci *pci, struct bus *bus, const struct ide_config *c);
+
+#endif
