@@ -196,6 +196,8 @@ static const struct bus_host_ops host_ops = {
     .guest_ram = pci_host_guest_ram,
     .signal_msi = pci_host_signal_msi,
     .ioeventfd = pci_host_ioeventfd,
+    .msi_routes = pci_host_msi_routes,
+    .irqfd = pci_host_irqfd,
     .map_ram = vm_map_ram,
     .unmap_ram = vm_unmap_ram,
 };
