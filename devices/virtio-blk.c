@@ -47,6 +47,7 @@ struct vblk_opts {
     char *file;
     const char *format;
     bool readonly, snapshot, unmap;
+    bool modern; /* disable-legacy: 1af4:1042 only, no legacy interface */
     int cache;
     char serial[VBLK_ID_BYTES + 1];
 };
@@ -374,6 +375,8 @@ static int opt_one(struct vblk_opts *o, char *key, const char *v)
         return opt_bool(v, &o->readonly);
     else if (!strcmp(key, "snapshot"))
         return opt_bool(v, &o->snapshot);
+    else if (!strcmp(key, "disable-legacy"))
+        return opt_bool(v, &o->modern);
     else if (!strcmp(key, "cache") && v && !strcmp(v, "writeback"))
         o->cache = CACHE_WRITEBACK;
     else if (!strcmp(key, "cache") && v && !strcmp(v, "none"))
@@ -456,7 +459,7 @@ static BlockDriverState *vblk_open(const struct vblk_opts *o)
                     NULL);
 }
 
-static int vblk_start(struct pci *pci, struct vblk *vb)
+static int vblk_start(struct pci *pci, struct vblk *vb, bool modern)
 {
     struct virtio_pci_config vc = {
         .device_type = 2, .class_code = 0x01, .subclass = 0x80,
@@ -467,6 +470,7 @@ static int vblk_start(struct pci *pci, struct vblk *vb)
                     (vb->readonly ? 1ULL << VIRTIO_BLK_F_RO : 0) |
                     (vb->nq > 1 ? 1ULL << VIRTIO_BLK_F_MQ : 0),
         .num_queues = vb->nq, .queue_max = VBLK_QUEUE_SIZE,
+        .transitional = !modern, .config_size = VBLK_CONFIG_SIZE,
     };
     int ret = virtio_pci_create(pci, &vc, &vblk_ops, vb, &vb->vp);
 
@@ -516,7 +520,7 @@ int virtio_blk_add(struct pci *pci, const char *spec, unsigned nqueues)
     memcpy(vb->serial, o.serial, VBLK_ID_BYTES);
     vb->name = copy;
     vblk_fill_config(vb);
-    ret = vblk_start(pci, vb);
+    ret = vblk_start(pci, vb, o.modern);
     if (ret)
         fprintf(stderr, "calf: --disk %s: cannot attach virtio-blk: %s\n",
                 spec, strerror(-ret));

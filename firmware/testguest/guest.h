@@ -41,6 +41,12 @@ int mp_count_cpus(void);
 int acpi_count_cpus(uint64_t rsdp);
 int start_aps(int expected);
 
+/* mptable.c: the I/O APIC pin the MP table gives INTx pin (0 = INTA) of
+ * PCI slot (bus 0), or one of these. */
+#define MP_NO_TABLE -1
+#define MP_NO_ENTRY -2
+int mp_pci_irq(unsigned slot, unsigned pin);
+
 /* insns.c: each returns 1 when the instruction did what it should. */
 int try_int3(void);
 int try_fwait(void);
@@ -51,6 +57,7 @@ int try_cmpxchg16b(void);
 #define VBLK_TEST_HOSTILE 1 /* broken requests first (first disk) */
 #define VBLK_TEST_MSIX    2 /* completion interrupts through MSI-X */
 #define VBLK_TEST_BENCH   4 /* only time requests on the first disk */
+#define VBLK_TEST_LEGACY  8 /* through the legacy interface (I/O BAR 0) */
 int virtio_blk_test(unsigned expected, unsigned flags);
 
 #endif

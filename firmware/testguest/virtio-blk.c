@@ -1,7 +1,12 @@
 /* A minimal virtio-blk driver (virtio 1.x over PCI, one split queue of 16,
  * polled) that tests calf's device: feature negotiation, reads and
  * multi-segment writes, flush, write-zeroes, discard, GET_ID, a read-only
- * disk, out-of-range and unknown requests, BAR sizing and relocation.
+ * disk, out-of-range and unknown requests, BAR sizing and relocation, the
+ * PCI_CFG window, the MP table's entry for the slot.
+ *
+ * ct.vlegacy=1 drives transitional devices (1af4:1001) through the legacy
+ * interface instead: I/O BAR 0, no VERSION_1, a 256-entry queue in the
+ * legacy layout (used ring at the next 4 KiB), the same requests.
  * Ring-0 code is emulated here (~2 M instructions/s), so every loop is
  * short and data is compared a word at a time.
  *
@@ -64,6 +69,16 @@ struct vq {
 
 struct vdev {
     unsigned slot;
+    int transitional;      /* 1af4:1001: the legacy interface is there too */
+    int legacy;            /* drive it through I/O BAR 0 */
+    int bench_msix;        /* benchmark with MSI-X completions (masked IF) */
+    uint16_t iobase;
+    uint64_t base;         /* where the modern BAR is */
+    /* the queue the requests go to, either layout */
+    struct desc *desc;
+    volatile uint16_t *avail;  /* flags, idx, ring[qsz], used_event */
+    volatile uint16_t *used;   /* flags, idx, ... */
+    uint16_t qsz;
     unsigned bar;          /* the BAR of the virtio structures */
     uint32_t notify_mult;
     volatile uint8_t *qnotify; /* queue 0's notify address */
@@ -77,6 +92,17 @@ struct vdev {
 };
 
 static struct vq vq __attribute__((aligned(4096)));
+
+/* The legacy layout for the device's fixed 256 entries. */
+#define LQSZ 256
+static struct lvq {
+    struct desc desc[LQSZ];
+    uint16_t avail_flags, avail_idx, avail_ring[LQSZ], used_event;
+    uint8_t pad[8192 - 16 * LQSZ - 6 - 2 * LQSZ];
+    uint16_t used_flags, used_idx;
+    struct { uint32_t id, len; } used_ring[LQSZ];
+    uint16_t avail_event;
+} lvq __attribute__((aligned(4096)));
 static uint8_t buf[BUF_SIZE] __attribute__((aligned(4096)));
 static struct { uint32_t type, reserved; uint64_t sector; } hdr;
 static struct { uint64_t sector; uint32_t num, flags; } seg;
@@ -116,6 +142,67 @@ static void w64(volatile uint8_t *p, unsigned off, uint64_t v)
 {
     w32(p, off, (uint32_t)v);
     w32(p, off + 4, (uint32_t)(v >> 32));
+}
+
+static inline void io_outw(uint16_t port, uint16_t v)
+{
+    __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint16_t io_inw(uint16_t port)
+{
+    uint16_t v;
+
+    __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
+static inline uint32_t io_inl(uint16_t port)
+{
+    uint32_t v;
+
+    __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
+/* Legacy registers (I/O BAR 0); the device configuration follows at
+ * 0x14 while MSI-X is off. */
+#define L_HOST_F   0x00
+#define L_GUEST_F  0x04
+#define L_PFN      0x08
+#define L_QNUM     0x0c
+#define L_QSEL     0x0e
+#define L_NOTIFY   0x10
+#define L_STATUS   0x12
+#define L_ISR      0x13
+#define L_CONFIG   0x14
+
+/* The same device fields whichever interface drives the device. */
+static uint32_t cfg32(struct vdev *d, unsigned off)
+{
+    return d->legacy ? io_inl((uint16_t)(d->iobase + L_CONFIG + off))
+                     : r32(d->devcfg, off);
+}
+
+static uint8_t isr8(struct vdev *d)
+{
+    return d->legacy ? inb((uint16_t)(d->iobase + L_ISR)) : r8(d->isr, 0);
+}
+
+static void dev_reset(struct vdev *d)
+{
+    if (d->legacy)
+        outb((uint16_t)(d->iobase + L_STATUS), 0);
+    else
+        w8(d->common, 0x14, 0);
+}
+
+static void kick(struct vdev *d)
+{
+    if (d->legacy)
+        io_outw((uint16_t)(d->iobase + L_NOTIFY), 0);
+    else
+        w16(d->qnotify, 0, 0);
 }
 
 /* Finds the four virtio structures through the vendor capabilities. */
@@ -229,6 +316,10 @@ static int negotiate_size(struct vdev *d, uint16_t qsz)
         return -1;
     memset(&vq, 0, sizeof(vq));
     d->last_used = 0;
+    d->desc = vq.desc;
+    d->avail = &vq.avail_flags;
+    d->used = &vq.used_flags;
+    d->qsz = QSZ;
     w16(d->common, 0x18, qsz);
     w64(d->common, 0x20, (uint64_t)vq.desc);
     w64(d->common, 0x28, (uint64_t)&vq.avail_flags);
@@ -239,30 +330,63 @@ static int negotiate_size(struct vdev *d, uint16_t qsz)
     return r8(d->common, 0x14) & S_NEEDS_RESET ? -1 : 0;
 }
 
+/* The legacy handshake: no FEATURES_OK, the queue placed by its page
+ * frame number at the device's size. */
+static int negotiate_legacy(struct vdev *d)
+{
+    uint16_t io = d->iobase;
+    uint32_t want = 1u << F_FLUSH | 1u << F_DISCARD | 1u << F_WRITE_ZEROES |
+                    1u << F_BLK_SIZE | 1u << F_SEG_MAX | 1u << F_SIZE_MAX |
+                    1u << F_RO | 1u << F_EVENT_IDX;
+
+    outb((uint16_t)(io + L_STATUS), 0);
+    if (inb((uint16_t)(io + L_STATUS)) != 0)
+        return -1;
+    outb((uint16_t)(io + L_STATUS), S_ACK | S_DRIVER);
+    d->features = io_inl((uint16_t)(io + L_HOST_F)) & want;
+    outl((uint16_t)(io + L_GUEST_F), (uint32_t)d->features);
+    if (io_inl((uint16_t)(io + L_GUEST_F)) != d->features)
+        return -1;
+    io_outw((uint16_t)(io + L_QSEL), 0);
+    if (io_inw((uint16_t)(io + L_QNUM)) != LQSZ)
+        return -1;
+    memset(&lvq, 0, sizeof(lvq));
+    d->last_used = 0;
+    d->desc = lvq.desc;
+    d->avail = &lvq.avail_flags;
+    d->used = &lvq.used_flags;
+    d->qsz = LQSZ;
+    outl((uint16_t)(io + L_PFN), (uint32_t)((uint64_t)&lvq >> 12));
+    if (io_inl((uint16_t)(io + L_PFN)) != (uint32_t)((uint64_t)&lvq >> 12))
+        return -1;
+    outb((uint16_t)(io + L_STATUS), S_ACK | S_DRIVER | S_DRIVER_OK);
+    return inb((uint16_t)(io + L_STATUS)) & S_NEEDS_RESET ? -1 : 0;
+}
+
 /* One request: header, the data in nseg equal descriptors, status.
  * Returns the status byte, or -1 when the device never answered. */
 static int request(struct vdev *d, uint32_t type, uint64_t sector,
                    void *data, uint32_t len, int nseg, int to_device)
 {
+    volatile uint16_t *avail = d->avail;
     unsigned n = 0;
 
     hdr.type = type;
     hdr.sector = sector;
-    vq.desc[n++] = (struct desc){ (uint64_t)&hdr, sizeof(hdr), D_NEXT, 1 };
+    d->desc[n++] = (struct desc){ (uint64_t)&hdr, sizeof(hdr), D_NEXT, 1 };
     for (int i = 0; i < nseg && len; i++, n++)
-        vq.desc[n] = (struct desc){ (uint64_t)data + i * (len / nseg), len / nseg,
+        d->desc[n] = (struct desc){ (uint64_t)data + i * (len / nseg), len / nseg,
                                     (uint16_t)(D_NEXT | (to_device ? 0 : D_WRITE)),
                                     (uint16_t)(n + 1) };
     status = 0xff;
-    vq.desc[n++] = (struct desc){ (uint64_t)&status, 1, D_WRITE, 0 };
-    vq.avail_ring[vq.avail_idx % QSZ] = 0;
-    vq.used_event = d->last_used; /* EVENT_IDX: interrupt for this one */
+    d->desc[n++] = (struct desc){ (uint64_t)&status, 1, D_WRITE, 0 };
+    avail[2 + avail[1] % d->qsz] = 0;
+    avail[2 + d->qsz] = d->last_used; /* EVENT_IDX: interrupt for this one */
     __asm__ volatile("mfence" ::: "memory");
-    vq.avail_idx++;
+    avail[1]++;
     __asm__ volatile("mfence" ::: "memory");
-    w16(d->qnotify, 0, 0);
-    for (uint32_t spin = 0; *(volatile uint16_t *)&vq.used_idx == d->last_used;
-         spin++)
+    kick(d);
+    for (uint32_t spin = 0; d->used[1] == d->last_used; spin++)
         if (spin > 4000000)
             return -1;
     d->last_used++;
@@ -296,7 +420,7 @@ static void fill(uint64_t word)
 
 static void test_rw(struct vdev *d)
 {
-    uint64_t cap = r32(d->devcfg, 0) | (uint64_t)r32(d->devcfg, 4) << 32;
+    uint64_t cap = cfg32(d, 0) | (uint64_t)cfg32(d, 4) << 32;
     uint32_t i;
 
     fill(PAT);
@@ -323,7 +447,7 @@ static void test_rw(struct vdev *d)
            "a read past the end is an I/O error");
     expect(d, request(d, 99, 0, buf, 512, 1, 0), 2,
            "an unknown request is unsupported");
-    i = r8(d->isr, 0);
+    i = isr8(d);
     if (!(i & 1))
         vfail(d, "ISR queue bit not set (INTx path)");
 }
@@ -352,7 +476,34 @@ static const char *const hostile_names[] = {
     "a buffer outside guest RAM", "a loop in a chain",
     "a buffer of 4 GiB - 512", "a next index past the queue",
     "an avail index 1000 ahead", "a queue size of 15",
+    "bus mastering turned off",
 };
+#define HOSTILE_CASES 7
+
+/* The driver takes bus mastering away and then notifies: the device may
+ * not touch the ring, so it reports an error and completes nothing. */
+static void hostile_no_master(struct vdev *d)
+{
+    uint16_t cmd = pci_read16(d->slot, 0x04);
+
+    if (negotiate(d)) {
+        vfail(d, "setup before a hostile request");
+        return;
+    }
+    pci_write16(d->slot, 0x04, (uint16_t)(cmd & ~4u));
+    hdr.type = T_IN;
+    hdr.sector = 0;
+    vq.desc[0] = (struct desc){ (uint64_t)&hdr, sizeof(hdr), D_NEXT, 1 };
+    vq.desc[1] = (struct desc){ (uint64_t)buf, 512, D_NEXT | D_WRITE, 2 };
+    vq.desc[2] = (struct desc){ (uint64_t)&status, 1, D_WRITE, 0 };
+    status = 0xff;
+    submit_head(d, 0, 1);
+    if (wait_needs_reset(d))
+        vfail(d, hostile_names[6]);
+    else if (*(volatile uint16_t *)&vq.used_idx != 0 || status != 0xff)
+        vfail(d, "a request completed while bus mastering was off");
+    pci_write16(d->slot, 0x04, cmd);
+}
 
 static void hostile_case(struct vdev *d, int c)
 {
@@ -363,6 +514,10 @@ static void hostile_case(struct vdev *d, int c)
     if (c == 5) {
         if (negotiate_size(d, 15) == 0)
             vfail(d, "a queue size of 15 was accepted");
+        return;
+    }
+    if (c == 6) {
+        hostile_no_master(d);
         return;
     }
     if (negotiate(d)) {
@@ -387,7 +542,7 @@ static void hostile_case(struct vdev *d, int c)
 
 static void test_hostile(struct vdev *d)
 {
-    for (int c = 0; c < 6; c++) {
+    for (int c = 0; c < HOSTILE_CASES; c++) {
         int before = failures;
 
         hostile_case(d, c);
@@ -607,27 +762,126 @@ static void test_msix(struct vdev *d)
         serial_puts("calf-test: virtio-blk: MSI-X completion, masking and PBA ok\n");
 }
 
+static void test_io(struct vdev *d, int hostile);
+
+/* IDs and BAR 0 of a transitional device; I/O decoding and mastering. */
+static int setup_legacy(struct vdev *d)
+{
+    uint32_t bar0 = pci_read32(d->slot, 0x10);
+
+    if (!d->transitional) {
+        vfail(d, "ct.vlegacy: the device is not transitional (1af4:1001)");
+        return -1;
+    }
+    if (pci_read16(d->slot, 0x2e) != 2 || pci_read8(d->slot, 0x08) != 0 ||
+        !(bar0 & 1)) {
+        vfail(d, "legacy interface: subsystem id 2, revision 0, I/O BAR 0");
+        return -1;
+    }
+    d->iobase = (uint16_t)(bar0 & 0xfffc);
+    pci_write16(d->slot, 0x04, 0x0005); /* I/O, bus master */
+    d->legacy = 1;
+    serial_puts("calf-test: virtio-blk: legacy interface at I/O ");
+    serial_put_hex(d->iobase);
+    serial_puts("\n");
+    return 0;
+}
+
+/* The PCI_CFG capability: BAR fields read and written through
+ * configuration space must be the same as through the BAR. */
+static uint32_t pcicfg(struct vdev *d, unsigned cap, uint32_t off,
+                       uint32_t len, const uint32_t *wr)
+{
+    pci_write32(d->slot, cap + 4, d->bar);
+    pci_write32(d->slot, cap + 8, off);
+    pci_write32(d->slot, cap + 12, len);
+    if (wr) {
+        pci_write32(d->slot, cap + 16, *wr);
+        return 0;
+    }
+    return pci_read32(d->slot, cap + 16) & (len == 4 ? ~0u : (1u << 8 * len) - 1);
+}
+
+static void test_pcicfg(struct vdev *d)
+{
+    unsigned cap = pci_read8(d->slot, 0x34);
+    uint32_t one = 1, devcfg = (uint32_t)((uint64_t)d->devcfg - d->base);
+
+    for (int n = 0; cap && n < 16; n++, cap = pci_read8(d->slot, cap + 1))
+        if ((pci_read32(d->slot, cap) & 0xff000000u) == 0x05000000u &&
+            pci_read8(d->slot, cap) == 0x09)
+            break;
+    if (!cap) {
+        vfail(d, "no VIRTIO_PCI_CAP_PCI_CFG capability");
+        return;
+    }
+    w32(d->common, 0x00, 0);
+    if (pcicfg(d, cap, 0x12, 2, 0) != r16(d->common, 0x12) ||
+        pcicfg(d, cap, devcfg, 4, 0) != r32(d->devcfg, 0) ||
+        pcicfg(d, cap, devcfg + 0x14, 4, 0) != r32(d->devcfg, 0x14)) {
+        vfail(d, "PCI_CFG window reads differ from the BAR");
+        return;
+    }
+    pcicfg(d, cap, 0x00, 4, &one); /* device_feature_select = 1 */
+    if (r32(d->common, 0x00) != 1 ||
+        pcicfg(d, cap, 0x04, 4, 0) != r32(d->common, 0x04) ||
+        !(r32(d->common, 0x04) & 1)) {
+        vfail(d, "PCI_CFG window write of device_feature_select");
+        return;
+    }
+    w32(d->common, 0x00, 0);
+    serial_puts("calf-test: virtio-blk: PCI_CFG window agrees with the BAR\n");
+}
+
+/* A guest without ACPI routes INTx by the MP table: its entry for this
+ * slot's pin must name the pin the Interrupt Line register does. */
+static void test_mptable(struct vdev *d)
+{
+    unsigned line = pci_read8(d->slot, 0x3c), pin = pci_read8(d->slot, 0x3d);
+    int irq = pin ? mp_pci_irq(d->slot, pin - 1) : MP_NO_ENTRY;
+
+    if (irq == MP_NO_TABLE)
+        return; /* ACPI only: nothing to compare */
+    if (irq != (int)line) {
+        vfail(d, "the MP table has no PCI interrupt entry matching Interrupt Line");
+        return;
+    }
+    serial_puts("calf-test: virtio-blk: MP table sends INT");
+    serial_puts(pin == 1 ? "A" : pin == 2 ? "B" : pin == 3 ? "C" : "D");
+    serial_puts(" of the slot to I/O APIC pin ");
+    serial_put_dec((uint64_t)irq);
+    serial_puts(", as Interrupt Line says\n");
+}
+
 static void test_disk(struct vdev *d, int hostile)
 {
-    uint64_t base;
-    char id[21];
-    int st;
-
+    if (d->legacy) {
+        if (!setup_legacy(d))
+            test_io(d, 0);
+        return;
+    }
     if (find_bar(d)) {
         vfail(d, "no virtio common configuration capability");
         return;
     }
-    base = setup_bar(d);
-    if (find_caps(d, base)) {
+    d->base = setup_bar(d);
+    if (find_caps(d, d->base)) {
         vfail(d, "virtio capabilities missing");
         return;
     }
     if (hostile == -2) { /* benchmark only */
+        if (d->bench_msix) {
+            msi_idt_load(); /* interrupts stay off: they just pile up */
+            if (msix_setup(d))
+                vfail(d, "MSI-X setup for the benchmark");
+        }
         if (negotiate(d))
             vfail(d, "setup for the benchmark");
         else
             bench(d);
         w8(d->common, 0x14, 0);
+        if (d->msix)
+            pci_write16(d->slot, d->msix_cap + 2, 0);
         return;
     }
     if (hostile < 0) { /* MSI-X test */
@@ -642,7 +896,19 @@ static void test_disk(struct vdev *d, int hostile)
         d->msix = 0;
         return;
     }
-    if (negotiate(d)) {
+    if (!hostile)
+        test_pcicfg(d);
+    test_mptable(d);
+    test_io(d, hostile);
+}
+
+/* Negotiation, then the requests and what they must leave behind. */
+static void test_io(struct vdev *d, int hostile)
+{
+    char id[21];
+    int st;
+
+    if (d->legacy ? negotiate_legacy(d) : negotiate(d)) {
         vfail(d, "feature negotiation / queue setup");
         return;
     }
@@ -661,7 +927,7 @@ static void test_disk(struct vdev *d, int hostile)
     serial_puts("calf-test: virtio-blk ");
     serial_put_dec(d->slot);
     serial_puts(": ");
-    serial_put_dec(r32(d->devcfg, 0) / 2048);
+    serial_put_dec(cfg32(d, 0) / 2048);
     serial_puts(" MiB, sector 0 byte ");
     serial_put_hex(buf[0]);
     serial_puts(d->features >> F_RO & 1 ? ", read-only" : "");
@@ -676,7 +942,19 @@ static void test_disk(struct vdev *d, int hostile)
     } else {
         test_rw(d);
     }
-    w8(d->common, 0x14, 0); /* reset: the device lets go of our queue */
+    dev_reset(d); /* the device lets go of our queue */
+}
+
+/* Modern-only (1042) or transitional (1001) virtio-blk functions. */
+static int find_vblk(int from)
+{
+    for (int slot = from; slot < 32; slot++) {
+        uint32_t id = pci_read32((unsigned)slot, 0);
+
+        if (id == 0x10421af4u || id == 0x10011af4u)
+            return slot;
+    }
+    return -1;
 }
 
 int virtio_blk_test(unsigned expected, unsigned flags)
@@ -686,8 +964,16 @@ int virtio_blk_test(unsigned expected, unsigned flags)
     unsigned found = 0;
     int slot = 0;
 
-    while ((slot = pci_find(0x1af4, 0x1042, slot)) >= 0) {
+    while ((slot = find_vblk(slot)) >= 0) {
         struct vdev d = { .slot = (unsigned)slot };
+
+        d.transitional = pci_read16(d.slot, 0x02) == 0x1001;
+        serial_puts("calf-test: virtio-blk ");
+        serial_put_dec(d.slot);
+        serial_puts(d.transitional ? ": 1af4:1001 (transitional)\n"
+                                   : ": 1af4:1042 (modern only)\n");
+        d.legacy = !!(flags & VBLK_TEST_LEGACY);
+        d.bench_msix = msix;
         int before = failures;
 
         /* Hostile requests on the first disk only: the others must keep
@@ -698,7 +984,7 @@ int virtio_blk_test(unsigned expected, unsigned flags)
         } else {
             test_disk(&d, hostile && !found);
         }
-        if (msix && !found)
+        if (msix && !found && !d.legacy && !(flags & VBLK_TEST_BENCH))
             test_disk(&d, -1);
         if (failures == before) {
             serial_puts("calf-test: virtio-blk ");
