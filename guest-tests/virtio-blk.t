@@ -79,6 +79,7 @@ for mode in irqfd signal; do
     passed msix; r=$?; ok $r "MSI-X ($mode): the guest takes its completion interrupts on vector 0 (status $status)"; [ $r = 0 ] || show msix
     has msix "INTx completion through the I/O APIC ok"; ok $? "INTx ($mode): one level-triggered interrupt on the pin of the Interrupt Line register"
     has msix "MSI-X completion, masking and PBA ok"; ok $? "MSI-X ($mode): a masked vector stays pending in the PBA and fires on unmask"
+    has msix "MSI-X entry rewritten: the interrupt follows it"; ok $? "MSI-X ($mode): a rewritten table entry moves the interrupt (the route follows)"
 done
 # Which path the interrupts took: KVM_IRQFD and no KVM_SIGNAL_MSI ioctl
 # from the I/O thread while the vector is unmasked (the one held back
@@ -223,6 +224,7 @@ if QEMU=$(command -v qemu-system-x86_64); then
     guest_data_ok "$TMP/q.qcow2" qcow2; ok $? "and leaves the same data in its image"
     has qemu "INTx completion through the I/O APIC ok" && has qemu "MSI-X completion, masking and PBA ok"
     ok $? "QEMU's device passes the INTx and MSI-X checks too"
+    has qemu "MSI-X entry rewritten: the interrupt follows it"; ok $? "and the rewritten-entry check"
     has qemu "PCI_CFG window agrees with the BAR"; ok $? "and the PCI_CFG window check"
     # QEMU's default virtio-blk-pci is transitional: the guest's legacy
     # driver against it, as against calf's.
