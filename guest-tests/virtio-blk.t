@@ -60,6 +60,11 @@ has legacy "legacy interface at I/O 0xc000" && has legacy "sector 0 byte 0x11" &
 ok $? "through I/O BAR 0: reads the host's data and GET_ID"
 qemu-img check -q "$TMP/leg.qcow2"; ok $? "qemu-img check: clean after the legacy driver"
 guest_data_ok "$TMP/leg.qcow2" qcow2; ok $? "qemu-io finds the legacy driver's pattern and zeroed range"
+qemu-img create -q -f qcow2 "$TMP/legm.qcow2" 64M
+boot legmsix --kernel "$GUEST" --disk "$TMP/legm.qcow2" --append "ct.virtio=1 ct.vlegacy=1 ct.vmsix=1" --timeout 60
+passed legmsix && has legmsix "legacy MSI-X: completion on vector 0, configuration at 0x18"
+r=$?; ok $r "legacy driver with MSI-X: vectors through the legacy registers, configuration at 0x18 (status $status)"; [ $r = 0 ] || show legmsix
+guest_data_ok "$TMP/legm.qcow2" qcow2; ok $? "and its data is in the image"
 
 # ---- disable-legacy: modern only ----
 qemu-img create -q -f qcow2 "$TMP/mod.qcow2" 64M
@@ -231,12 +236,12 @@ if QEMU=$(command -v qemu-system-x86_64); then
     qemu-img create -q -f qcow2 "$TMP/ql.qcow2" 64M
     timeout 120 "$QEMU" -enable-kvm -M pc -m 256 -nodefaults -no-user-config -nographic \
         -no-reboot -serial stdio -monitor none -device isa-debug-exit,iobase=0x501,iosize=2 \
-        -kernel "$GUEST_ELF" -append "ct.virtio=1 ct.vlegacy=1" \
+        -kernel "$GUEST_ELF" -append "ct.virtio=1 ct.vlegacy=1 ct.vmsix=1" \
         -drive "file=$TMP/ql.qcow2,if=none,id=d0,format=qcow2" \
         -device virtio-blk-pci,drive=d0,serial=qemu-disk \
         >"$TMP/qemul.out" 2>"$TMP/qemul.err" </dev/null
     status=$?
-    passed qemul && has qemul "1af4:1001 (transitional)"; r=$?
+    passed qemul && has qemul "1af4:1001 (transitional)" && has qemul "legacy MSI-X: completion on vector 0"; r=$?
     ok $r "QEMU's transitional virtio-blk-pci passes the guest's legacy driver checks (status $status)"; [ $r = 0 ] || show qemul
     guest_data_ok "$TMP/ql.qcow2" qcow2; ok $? "and leaves the same data in its image"
 else
