@@ -82,6 +82,7 @@ struct virtq {
     bool signalled_valid;
     int kick_fd;
     bool ioeventfd;
+    bool ioeventfd_pio;  /* on the legacy notify port */
 };
 
 struct virtio_pci {
@@ -97,6 +98,7 @@ struct virtio_pci {
     uint16_t qsel, config_vector, queue_max;
     unsigned nq;
     uint64_t bar0; /* where the modern BAR decodes now, 0: nowhere */
+    uint16_t iobar; /* where the legacy block decodes now, 0: nowhere */
     int mbar;      /* the modern BAR's number */
     bool transitional;
     /* The driver speaks the legacy interface (since its last reset). */
@@ -666,7 +668,7 @@ static void legacy_rw(struct virtio_pci *vp, unsigned off, uint8_t *data,
         return;
     }
     if (off == LEG_QUEUE_NOTIFY) {
-        /* an exit to user space: no ioeventfd on I/O ports here */
+        /* Only when KVM did not take it through an ioeventfd. */
         if (is_write && get_le(data, 2) < vp->nq)
             virtq_kick(vp, (unsigned)get_le(data, 2));
         return;
@@ -741,11 +743,35 @@ static void virtio_cfg_read(void *opaque, unsigned off, unsigned size)
         pcicfg_access(vp, false);
 }
 
+/* The legacy notify port: one ioeventfd per queue, told apart by the
+ * queue number the driver writes. */
+static void legacy_bar_moved(struct virtio_pci *vp, uint16_t port)
+{
+    struct bus *bus = pci_dev_bus(vp->dev);
+
+    for (unsigned q = 0; q < vp->nq; q++) {
+        struct virtq *vq = &vp->vq[q];
+
+        if (vq->ioeventfd_pio)
+            bus_ioeventfd_pio(bus, (uint16_t)(vp->iobar + LEG_QUEUE_NOTIFY),
+                              2, q, vq->kick_fd, false);
+        vq->ioeventfd_pio =
+            port >= PCI_IO_BAR_BASE &&
+            bus_ioeventfd_pio(bus, (uint16_t)(port + LEG_QUEUE_NOTIFY), 2, q,
+                              vq->kick_fd, true) == 0;
+    }
+    vp->iobar = port;
+}
+
 static void virtio_bar_moved(void *opaque, int bar, uint64_t addr)
 {
     struct virtio_pci *vp = opaque;
     struct bus *bus = pci_dev_bus(vp->dev);
 
+    if (bar == 0 && vp->transitional) {
+        legacy_bar_moved(vp, (uint16_t)addr);
+        return;
+    }
     if (bar != vp->mbar)
         return;
     for (unsigned q = 0; q < vp->nq; q++) {

@@ -215,6 +215,14 @@ int bus_irqfd(struct bus *bus, int fd, unsigned gsi, bool assign)
                            : -ENOSYS;
 }
 
+int bus_ioeventfd_pio(struct bus *bus, uint16_t port, unsigned len,
+                      uint32_t value, int fd, bool assign)
+{
+    return bus->ops->ioeventfd_pio
+        ? bus->ops->ioeventfd_pio(bus->host, port, len, value, fd, assign)
+        : -ENOSYS;
+}
+
 int bus_map_ram(struct bus *bus, uint64_t gpa, uint64_t size, void *mem,
                 bool readonly)
 {

@@ -76,6 +76,10 @@ struct bus_host_ops {
     int (*msi_routes)(void *host, const struct bus_msi_route *routes,
                       unsigned n);
     int (*irqfd)(void *host, int fd, unsigned gsi, bool assign);
+    /* An ioeventfd on a guest write of value of len bytes to I/O port
+     * port (one notify port shared by several queues). */
+    int (*ioeventfd_pio)(void *host, uint16_t port, unsigned len,
+                         uint32_t value, int fd, bool assign);
 };
 
 struct bus *bus_create(const struct bus_host_ops *ops, void *host);
@@ -115,6 +119,8 @@ int bus_ioeventfd(struct bus *bus, uint64_t addr, unsigned len, int fd,
 int bus_msi_routes(struct bus *bus, const struct bus_msi_route *routes,
                    unsigned n);
 int bus_irqfd(struct bus *bus, int fd, unsigned gsi, bool assign);
+int bus_ioeventfd_pio(struct bus *bus, uint16_t port, unsigned len,
+                      uint32_t value, int fd, bool assign);
 /* RAM-backed regions: framebuffers, ROMs.  Not inside guest RAM. */
 int bus_map_ram(struct bus *bus, uint64_t gpa, uint64_t size, void *mem,
                 bool readonly);

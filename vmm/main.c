@@ -200,6 +200,7 @@ static const struct bus_host_ops host_ops = {
     .ioeventfd = pci_host_ioeventfd,
     .msi_routes = pci_host_msi_routes,
     .irqfd = pci_host_irqfd,
+    .ioeventfd_pio = pci_host_ioeventfd_pio,
     .map_ram = vm_map_ram,
     .unmap_ram = vm_unmap_ram,
 };

@@ -825,6 +825,19 @@ int pci_host_msi_routes(void *host, const struct bus_msi_route *routes,
     return ret;
 }
 
+int pci_host_ioeventfd_pio(void *host, uint16_t port, unsigned len,
+                           uint32_t value, int fd, bool assign)
+{
+    struct vm *vm = host;
+    struct kvm_ioeventfd io = {
+        .datamatch = value, .addr = port, .len = len, .fd = fd,
+        .flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH |
+                 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+    };
+
+    return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
 int pci_host_irqfd(void *host, int fd, unsigned gsi, bool assign)
 {
     struct vm *vm = host;

@@ -153,6 +153,8 @@ int pci_host_ioeventfd(void *host, uint64_t addr, unsigned len, int fd,
 int pci_host_msi_routes(void *host, const struct bus_msi_route *routes,
                         unsigned n);
 int pci_host_irqfd(void *host, int fd, unsigned gsi, bool assign);
+int pci_host_ioeventfd_pio(void *host, uint16_t port, unsigned len,
+                           uint32_t value, int fd, bool assign);
 /* Creates vm->pci (host bridge, window above low RAM) and one virtio-blk
  * function per --disk spec; prints what went wrong. */
 int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks);
