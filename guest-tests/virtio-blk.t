@@ -137,6 +137,7 @@ boot two --kernel "$GUEST" --cpus 2 --disk "$TMP/c.qcow2" --disk "$TMP/ro.raw,fo
     --append "ct.virtio=2 ct.cpus=2" --timeout 60
 passed two; r=$?; ok $r "two disks (2 vCPUs: 2 queues each), the second read-only: checks pass (status $status)"; [ $r = 0 ] || show two
 has two "read-only disk refused a write"; ok $? "the read-only disk answers a write with an I/O error"
+[ "$(grep -c "queue 1 of 2 served" "$TMP/two.out")" = 2 ]; ok $? "VIRTIO_BLK_F_MQ: both disks serve a read on queue 1 of 2 (one I/O thread per queue)"
 has two "sector 0 byte 0x22, read-only"; ok $? "the read-only disk offers VIRTIO_BLK_F_RO and reads"
 [ "$(sha256sum <"$TMP/ro.raw")" = "$sum_ro" ]; ok $? "the read-only image is unchanged"
 

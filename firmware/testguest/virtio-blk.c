@@ -82,6 +82,8 @@ struct vdev {
     unsigned bar;          /* the BAR of the virtio structures */
     uint32_t notify_mult;
     volatile uint8_t *qnotify; /* queue 0's notify address */
+    volatile uint8_t *qnotify1; /* queue 1's, with several queues */
+    unsigned nq;
     volatile uint8_t *msix_pba;
     int msix;   /* queue 0 on MSI-X vector 0 */
     unsigned msix_cap;
@@ -89,9 +91,11 @@ struct vdev {
     volatile uint8_t *common, *isr, *devcfg, *notify;
     uint64_t features;
     uint16_t last_used;
+    uint8_t sector0;       /* first byte of sector 0 as queue 0 read it */
 };
 
 static struct vq vq __attribute__((aligned(4096)));
+static struct vq vq1 __attribute__((aligned(4096))); /* queue 1 (MQ) */
 
 /* The legacy layout for the device's fixed 256 entries. */
 #define LQSZ 256
@@ -330,6 +334,19 @@ static int negotiate_size(struct vdev *d, uint16_t qsz)
     w64(d->common, 0x30, (uint64_t)&vq.used_flags);
     d->qnotify = d->notify + r16(d->common, 0x1e) * d->notify_mult;
     w16(d->common, 0x1c, 1);
+    d->nq = r16(d->common, 0x12);
+    if (d->nq > 1) { /* queue 1 too, polled, on its own I/O thread */
+        w16(d->common, 0x16, 1);
+        memset(&vq1, 0, sizeof(vq1));
+        w16(d->common, 0x18, QSZ);
+        w16(d->common, 0x1a, 0xffff);
+        w64(d->common, 0x20, (uint64_t)vq1.desc);
+        w64(d->common, 0x28, (uint64_t)&vq1.avail_flags);
+        w64(d->common, 0x30, (uint64_t)&vq1.used_flags);
+        d->qnotify1 = d->notify + r16(d->common, 0x1e) * d->notify_mult;
+        w16(d->common, 0x1c, 1);
+        w16(d->common, 0x16, 0);
+    }
     w8(d->common, 0x14, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
     return r8(d->common, 0x14) & S_NEEDS_RESET ? -1 : 0;
 }
@@ -973,6 +990,28 @@ static void test_legacy_msix(struct vdev *d)
         serial_puts("calf-test: virtio-blk: legacy MSI-X: completion on vector 0, configuration at 0x18\n");
 }
 
+/* With VIRTIO_BLK_F_MQ: a read on queue 1 (another I/O thread). */
+static void test_queue1(struct vdev *d)
+{
+    struct vdev q1 = *d;
+
+    q1.desc = vq1.desc;
+    q1.avail = &vq1.avail_flags;
+    q1.used = &vq1.used_flags;
+    q1.qnotify = d->qnotify1;
+    q1.last_used = 0;
+    fill(0);
+    if (request(&q1, T_IN, 0, buf, 512, 1, 0) != 0 || buf[0] != d->sector0) {
+        vfail(d, "a read on queue 1");
+        return;
+    }
+    serial_puts("calf-test: virtio-blk ");
+    serial_put_dec(d->slot);
+    serial_puts(": queue 1 of ");
+    serial_put_dec(d->nq);
+    serial_puts(" served\n");
+}
+
 /* Negotiation, then the requests and what they must leave behind. */
 static void test_io(struct vdev *d, int hostile)
 {
@@ -993,6 +1032,9 @@ static void test_io(struct vdev *d, int hostile)
     memset(buf, 0, 512);
     if (expect(d, request(d, T_IN, 0, buf, 512, 1, 0), 0, "read sector 0"))
         return;
+    d->sector0 = buf[0];
+    if (!d->legacy && d->nq > 1)
+        test_queue1(d);
     memset(id, 0, sizeof(id));
     expect(d, request(d, T_GET_ID, 0, id, 20, 1, 0), 0, "GET_ID");
     serial_puts("calf-test: virtio-blk ");
