@@ -103,7 +103,7 @@ struct virtio_pci {
     bool transitional;
     /* The driver speaks the legacy interface (since its last reset). */
     _Atomic bool legacy;
-    unsigned legacy_size, config_size;
+    unsigned legacy_size;
     uint8_t pcicfg_cap; /* offset of the PCI_CFG capability */
     struct virtq vq[VIRTIO_MAX_QUEUES];
 };
@@ -398,7 +398,8 @@ static void status_write(struct virtio_pci *vp, uint8_t v)
     }
     /* FEATURES_OK sticks only for a subset that includes VERSION_1 (a
      * legacy driver never sets it; its features are masked on write). */
-    if (!vp->legacy && (v & VIRTIO_S_FEATURES_OK) && !(vp->status & VIRTIO_S_FEATURES_OK) &&
+    if (!vp->legacy && (v & VIRTIO_S_FEATURES_OK) &&
+        !(vp->status & VIRTIO_S_FEATURES_OK) &&
         ((vp->drv_features & ~vp->dev_features) ||
          (vp->drv_features & needed) != needed))
         v &= (uint8_t)~VIRTIO_S_FEATURES_OK;
@@ -914,7 +915,6 @@ int virtio_pci_create(struct pci *pci, const struct virtio_pci_config *cfg,
     vp->queue_max = cfg->queue_max;
     vp->transitional = cfg->transitional;
     vp->mbar = cfg->transitional ? MODERN_BAR_TRANSITIONAL : 0;
-    vp->config_size = cfg->config_size;
     vp->legacy_size = legacy_bar_size(cfg->config_size);
     pci_config_fill(cfg, &pc, vp->legacy_size);
     vp->dev_features = cfg->features | 1ULL << VIRTIO_F_VERSION_1 |
