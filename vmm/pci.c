@@ -554,8 +554,13 @@ static int bars_setup(struct pci *pci, struct pci_dev *d,
                 return -ENOSPC;
             pci->io_next = (uint32_t)(addr + size);
             d->bar_io |= (uint8_t)(1u << b);
+            /* All 32 address bits writable, as on QEMU: SeaBIOS sizes
+             * an I/O BAR as ~(readback & ~3) + 1 over 32 bits, so upper
+             * bits reading back 0 make it 4 GiB - 64 KiB and it gives up
+             * ("PCI: out of I/O address space").  Decoding uses the low
+             * 16 bits (bars_update). */
             cfg_set(d, CFG_BAR0 + 4 * b, 4, (uint32_t)addr | 1,
-                    ~(size - 1) & 0xfffc);
+                    ~(size - 1) & ~3u);
         } else {
             addr = (pci->mmio_next + size - 1) & ~(uint64_t)(size - 1);
             if (addr + size > PCI_MMIO_END)
