@@ -12,6 +12,7 @@
 
 #include "devices/devices.h"
 #include "vmm/boot.h"
+#include "vmm/firmware.h"
 #include "vmm/pci.h"
 #include "vmm/console.h"
 #include "vmm/report.h"
@@ -24,6 +25,7 @@ struct run_opts {
     uint64_t mem;
     int cpus;
     struct boot_config boot;
+    struct firmware_config fw;  /* used without --kernel */
     const char *expect;
     double timeout;
     const char *report;
@@ -43,10 +45,16 @@ __attribute__((constructor)) static void note_process_start(void)
 
 static void usage(FILE *f)
 {
-    fputs("usage: calf run --kernel FILE [options]\n"
+    fputs("usage: calf run [--kernel FILE | --disk FILE...] [options]\n"
           "  -k, --kernel FILE    bzImage or ELF vmlinux (64-bit entry)\n"
           "      --initrd FILE    initial ramdisk\n"
           "      --append TEXT    kernel command line\n"
+          "  without --kernel the machine boots firmware (SeaBIOS), whose\n"
+          "  screen is on the serial console:\n"
+          "      --firmware FILE  BIOS ROM (default " FIRMWARE_DEFAULT ")\n"
+          "      --boot ORDER     c: disks, d: CD-ROMs, diskN: the N-th --disk\n"
+          "                       (from 0), order=cd, menu=on|off; comma-separated\n"
+          "      --bios-log FILE  the firmware's debug log (port 0x402)\n"
           "  -m, --memory SIZE    guest RAM, e.g. 256M, 2G (default 256M;\n"
           "                       a bare number is MiB)\n"
           "  -c, --cpus N         vCPUs (default 1)\n"
@@ -106,6 +114,9 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         { "cpu", required_argument, NULL, 'C' },
         { "disk", required_argument, NULL, 'D' },
         { "help-cpu", no_argument, NULL, 'H' },
+        { "firmware", required_argument, NULL, 'F' },
+        { "boot", required_argument, NULL, 'B' },
+        { "bios-log", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -120,6 +131,13 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         case 'e': o->expect = optarg; break;
         case 'r': o->report = optarg; break;
         case 'n': break;
+        case 'F': o->fw.rom = optarg; break;
+        case 'B':
+            if (firmware_check_boot_spec(optarg))
+                return -EINVAL;
+            o->fw.boot = optarg;
+            break;
+        case 'L': o->fw.bios_log = optarg; break;
         case 'D':
             if (o->ndisks == PCI_MAX_DISKS) {
                 vmm_error("too many --disk (at most %d)", PCI_MAX_DISKS);
@@ -160,10 +178,14 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
             return -EINVAL;
         }
     }
-    if (optind != argc || !o->boot.kernel) {
-        vmm_error(optind != argc ? "unexpected argument '%s'"
-                                 : "no --kernel given%s", optind != argc ? argv[optind] : "");
+    if (optind != argc) {
+        vmm_error("unexpected argument '%s'", argv[optind]);
         usage(stderr);
+        return -EINVAL;
+    }
+    if (o->boot.kernel && (o->fw.rom || o->fw.boot || o->fw.bios_log)) {
+        vmm_error("--firmware, --boot and --bios-log need a firmware boot "
+                  "(no --kernel)");
         return -EINVAL;
     }
     return 0;
@@ -343,8 +365,13 @@ static int run_vm(struct vm *vm, const struct run_opts *o)
 
     vm->bus = bus_create(&host_ops, vm);
     vm->console = console_create(STDOUT_FILENO, o->expect, on_expect, vm);
-    if (!vm->bus || !vm->console || create_devices(vm) ||
-        pci_machine_create(vm, o->disks, o->ndisks) || boot_linux(vm, &o->boot))
+    /* Under firmware, vm->fw_cfg exists before any device: devices add
+     * their files (option ROMs, boot paths) as they are created. */
+    if (!vm->bus || !vm->console ||
+        (!o->boot.kernel && firmware_setup(vm, &o->fw)) ||
+        create_devices(vm) || pci_machine_create(vm, o->disks, o->ndisks) ||
+        (o->boot.kernel ? boot_linux(vm, &o->boot)
+                        : firmware_finish(vm, o->disks, o->ndisks)))
         return CALF_EXIT_SETUP;
     install_signals(vm);
     if (start_vcpus(vm))
@@ -383,6 +410,7 @@ static int cmd_run(int argc, char **argv)
     else
         status = run_vm(&vm, &o);
     pci_destroy(vm.pci); /* I/O threads stop before guest RAM goes */
+    firmware_destroy(&vm);
     vm_destroy(&vm);
     console_destroy(vm.console);
     bus_destroy(vm.bus);
@@ -397,6 +425,6 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "usage: calf run --kernel FILE [options] (calf run --help)\n");
+    fprintf(stderr, "usage: calf run [--kernel FILE] [options] (calf run --help)\n");
     return CALF_EXIT_SETUP;
 }
