@@ -51,6 +51,11 @@ struct pci_func_ops {
      * is computed on access (a data window) can be set now with
      * pci_cfg_write_ro().  Called under the bus lock. */
     void (*cfg_read)(void *opaque, unsigned off, unsigned size);
+    /* Machine reset: back to the power-on state, with any work in flight
+     * finished (no interrupt may follow).  pci.c then resets the
+     * configuration space, BARs (calling bar_moved), INTx and MSI-X.
+     * Called under the bus lock with the vCPUs stopped. */
+    void (*reset)(void *opaque);
     /* Stops the function's threads and frees what it holds. */
     void (*destroy)(void *opaque);
 };
