@@ -57,6 +57,8 @@ static int opt_one(struct disk_opts *o, const char *key, const char *v)
         return opt_bool(v, &o->readonly);
     if (!strcmp(key, "snapshot"))
         return opt_bool(v, &o->snapshot);
+    if (!strcmp(key, "disable-legacy"))
+        return opt_bool(v, &o->modern);
     if (!strcmp(key, "index"))
         return opt_index(v, &o->index);
     if (!strcmp(key, "serial") && v && strlen(v) <= DISK_SERIAL_MAX) {
@@ -122,6 +124,11 @@ static int check_combination(const struct disk_opts *o)
     }
     if (o->index >= 0 && o->iface != DISK_IF_IDE) {
         fprintf(stderr, "calf: --disk %s: index= is for if=ide\n", o->file);
+        return -EINVAL;
+    }
+    if (o->modern && o->iface == DISK_IF_IDE) {
+        fprintf(stderr, "calf: --disk %s: disable-legacy is for if=virtio\n",
+                o->file);
         return -EINVAL;
     }
     return 0;

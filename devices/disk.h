@@ -22,13 +22,14 @@ struct disk_opts {
     int index;             /* IDE slot 0-3 (index=N), -1: next free */
     bool cdrom;            /* media=cdrom: an ATAPI drive, read-only */
     bool readonly, snapshot, unmap;
+    bool modern;           /* disable-legacy: virtio 1af4:1042 only */
     int cache;             /* enum disk_cache */
     char serial[DISK_SERIAL_MAX + 1];
 };
 
 /* FILE[,format=F][,if=virtio|ide][,index=N][,media=disk|cdrom][,readonly]
  * [,snapshot][,cache=writeback|none|unsafe][,discard=ignore|unmap]
- * [,serial=S]; ",," is a comma inside FILE.  Prints "calf: --disk ..."
+ * [,serial=S][,disable-legacy[=on|off]] (virtio only); ",," is a comma inside FILE.  Prints "calf: --disk ..."
  * on a bad spec; returns 0 or a negative errno.  disk_opts_free() after. */
 int disk_parse(const char *spec, struct disk_opts *o);
 void disk_opts_free(struct disk_opts *o);

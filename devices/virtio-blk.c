@@ -340,7 +340,7 @@ static void vblk_fill_config(struct vblk *vb)
     c[0x38] = vb->unmap;                     /* write_zeroes_may_unmap */
 }
 
-static int vblk_start(struct pci *pci, struct vblk *vb)
+static int vblk_start(struct pci *pci, struct vblk *vb, bool modern)
 {
     struct virtio_pci_config vc = {
         .device_type = 2, .class_code = 0x01, .subclass = 0x80,
@@ -351,6 +351,7 @@ static int vblk_start(struct pci *pci, struct vblk *vb)
                     (vb->readonly ? 1ULL << VIRTIO_BLK_F_RO : 0) |
                     (vb->nq > 1 ? 1ULL << VIRTIO_BLK_F_MQ : 0),
         .num_queues = vb->nq, .queue_max = VBLK_QUEUE_SIZE,
+        .transitional = !modern, .config_size = VBLK_CONFIG_SIZE,
     };
     int ret = virtio_pci_create(pci, &vc, &vblk_ops, vb, &vb->vp);
 
@@ -390,7 +391,7 @@ int virtio_blk_add(struct pci *pci, const struct disk_opts *o,
                                                            : nqueues;
     memcpy(vb->serial, o->serial, VBLK_ID_BYTES);
     vblk_fill_config(vb);
-    ret = vblk_start(pci, vb);
+    ret = vblk_start(pci, vb, o->modern);
     if (ret)
         fprintf(stderr, "calf: --disk %s: cannot attach virtio-blk: %s\n",
                 o->file, strerror(-ret));

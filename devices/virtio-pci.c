@@ -1,8 +1,16 @@
-/* virtio-pci, modern transport (virtio 1.2, 4.1), and split virtqueues
- * (2.7).  BAR 0 holds the common configuration (0x0000), the ISR byte
- * (0x1000), the device configuration (0x2000) and the notify area
- * (0x3000, 4 bytes per queue); BAR 1 holds the MSI-X table and PBA.  The
- * guest finds them through vendor capabilities in configuration space. */
+/* virtio-pci (virtio 1.2, 4.1) and split virtqueues (2.7).  The modern
+ * BAR holds the common configuration (0x0000), the ISR byte (0x1000), the
+ * device configuration (0x2000) and the notify area (0x3000, 4 bytes per
+ * queue); BAR 1 holds the MSI-X table and PBA.  The guest finds them
+ * through vendor capabilities in configuration space, and can reach any
+ * of it through the PCI_CFG capability's window too (4.1.4.9).
+ *
+ * Modern-only (1af4:1040+n, revision 1): the modern BAR is BAR 0.
+ * Transitional (1af4:1000+n-1, subsystem id n, revision 0; QEMU's default
+ * on a PCI bus): BAR 0 is the legacy register block in I/O space (4.1.4.8)
+ * and the modern BAR is BAR 4.  A driver that goes through the legacy
+ * block negotiates without VERSION_1 and places the rings itself (one
+ * page frame number, legacy layout with the used ring 4096-aligned). */
 #include "devices/virtio.h"
 
 #include <errno.h>
@@ -13,8 +21,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define BAR0_SIZE    0x4000
+#define BAR0_SIZE    0x4000  /* the modern BAR, whichever number it has */
 #define BAR1_SIZE    0x1000
+#define MODERN_BAR_TRANSITIONAL 4
 #define OFF_COMMON   0x0000
 #define OFF_ISR      0x1000
 #define OFF_DEVICE   0x2000
@@ -26,6 +35,23 @@
 #define CFG_NOTIFY   2
 #define CFG_ISR      3
 #define CFG_DEVICE   4
+#define CFG_PCI      5
+#define PCICFG_CAP_LEN 20
+
+/* The legacy register block (virtio 0.9.5 / 1.2 4.1.4.8) */
+#define LEG_HOST_FEATURES  0x00
+#define LEG_GUEST_FEATURES 0x04
+#define LEG_QUEUE_PFN      0x08
+#define LEG_QUEUE_NUM      0x0c
+#define LEG_QUEUE_SEL      0x0e
+#define LEG_QUEUE_NOTIFY   0x10
+#define LEG_STATUS         0x12
+#define LEG_ISR            0x13
+#define LEG_CONFIG_VECTOR  0x14 /* these two only while MSI-X is on */
+#define LEG_QUEUE_VECTOR   0x16
+#define LEG_CONFIG         0x14 /* 0x18 while MSI-X is on */
+#define LEG_CONFIG_MSIX    0x18
+#define LEG_ALIGN          4096
 
 #define DESC_F_NEXT     1
 #define DESC_F_WRITE    2
@@ -56,6 +82,7 @@ struct virtq {
     bool signalled_valid;
     int kick_fd;
     bool ioeventfd;
+    bool ioeventfd_pio;  /* on the legacy notify port */
 };
 
 struct virtio_pci {
@@ -70,7 +97,14 @@ struct virtio_pci {
     uint8_t config_gen, isr;
     uint16_t qsel, config_vector, queue_max;
     unsigned nq;
-    uint64_t bar0; /* where BAR 0 decodes now, 0: nowhere */
+    uint64_t bar0; /* where the modern BAR decodes now, 0: nowhere */
+    uint16_t iobar; /* where the legacy block decodes now, 0: nowhere */
+    int mbar;      /* the modern BAR's number */
+    bool transitional;
+    /* The driver speaks the legacy interface (since its last reset). */
+    _Atomic bool legacy;
+    unsigned legacy_size;
+    uint8_t pcicfg_cap; /* offset of the PCI_CFG capability */
     struct virtq vq[VIRTIO_MAX_QUEUES];
 };
 
@@ -143,8 +177,10 @@ bool virtq_ready(struct virtio_pci *vp, unsigned q)
 {
     uint8_t st = vp->status;
 
+    /* A legacy driver has no FEATURES_OK: DRIVER_OK is its last word. */
     return q < vp->nq && vp->vq[q].enabled &&
-           (st & VIRTIO_S_DRIVER_OK) && (st & VIRTIO_S_FEATURES_OK) &&
+           (st & VIRTIO_S_DRIVER_OK) &&
+           ((st & VIRTIO_S_FEATURES_OK) || vp->legacy) &&
            !(st & VIRTIO_S_NEEDS_RESET);
 }
 
@@ -227,6 +263,12 @@ int virtq_pop(struct virtio_pci *vp, unsigned q, struct virtq_req *req)
 
     if (!virtq_ready(vp, q))
         return 0;
+    /* Without bus mastering the device may not even read the ring: a
+     * device error the driver sees as NEEDS_RESET. */
+    if (!pci_bus_master(vp->dev)) {
+        virtio_set_needs_reset(vp);
+        return -EIO;
+    }
     avail_idx = load16(&vq->avail[1]);
     if (avail_idx == vq->last_avail && has_feature(vp, VIRTIO_F_EVENT_IDX)) {
         /* Ask for a kick at the next buffer, then look once more: one
@@ -255,9 +297,16 @@ void virtq_push(struct virtio_pci *vp, unsigned q, const struct virtq_req *req,
                 uint32_t len)
 {
     struct virtq *vq = &vp->vq[q];
-    uint8_t *elem = vq->used + 4 + 8 * (vq->used_idx % vq->size);
+    uint8_t *elem;
     uint32_t id = req->head;
 
+    /* Bus mastering went off while the request was served: it is not
+     * completed (the driver must reset the device). */
+    if (!pci_bus_master(vp->dev)) {
+        virtio_set_needs_reset(vp);
+        return;
+    }
+    elem = vq->used + 4 + 8 * (vq->used_idx % vq->size);
     memcpy(elem, &id, 4);
     memcpy(elem + 4, &len, 4);
     vq->used_idx++;
@@ -317,6 +366,7 @@ static void virtq_enable(struct virtio_pci *vp, struct virtq *vq)
 static void virtio_reset(struct virtio_pci *vp)
 {
     vp->status = 0;
+    vp->legacy = false;
     vp->drv_features = 0;
     vp->dfsel = vp->gfsel = 0;
     vp->qsel = 0;
@@ -346,8 +396,10 @@ static void status_write(struct virtio_pci *vp, uint8_t v)
         virtio_reset(vp);
         return;
     }
-    /* FEATURES_OK sticks only for a subset that includes VERSION_1. */
-    if ((v & VIRTIO_S_FEATURES_OK) && !(vp->status & VIRTIO_S_FEATURES_OK) &&
+    /* FEATURES_OK sticks only for a subset that includes VERSION_1 (a
+     * legacy driver never sets it; its features are masked on write). */
+    if (!vp->legacy && (v & VIRTIO_S_FEATURES_OK) &&
+        !(vp->status & VIRTIO_S_FEATURES_OK) &&
         ((vp->drv_features & ~vp->dev_features) ||
          (vp->drv_features & needed) != needed))
         v &= (uint8_t)~VIRTIO_S_FEATURES_OK;
@@ -475,15 +527,11 @@ static void common_rw(struct virtio_pci *vp, unsigned off, uint8_t *data,
     pthread_mutex_unlock(&vp->lock);
 }
 
-/* ---- BAR 0 ---- */
+/* ---- the modern BAR ---- */
 
-static void virtio_bar_rw(void *opaque, int bar, uint64_t off, uint8_t *data,
-                          unsigned size, bool is_write)
+static void modern_rw(struct virtio_pci *vp, uint64_t off, uint8_t *data,
+                      unsigned size, bool is_write)
 {
-    struct virtio_pci *vp = opaque;
-
-    if (bar != 0)
-        return;
     if (off < OFF_ISR) {
         common_rw(vp, (unsigned)off, data, size, is_write);
     } else if (off < OFF_DEVICE) {
@@ -504,12 +552,228 @@ static void virtio_bar_rw(void *opaque, int bar, uint64_t off, uint8_t *data,
     }
 }
 
+/* ---- the legacy register block (transitional devices) ---- */
+
+/* A legacy driver gives one page frame: the descriptor table there, the
+ * available ring right after it, the used ring at the next 4 KiB
+ * boundary; the queue size is the device's.  0 stops the queue. */
+static void legacy_queue_pfn(struct virtio_pci *vp, struct virtq *vq,
+                             uint32_t pfn)
+{
+    uint64_t n = vp->queue_max;
+
+    pthread_mutex_lock(&vq->lock);
+    vq->enabled = false;
+    vq->desc = NULL;
+    vq->avail = NULL;
+    vq->used = NULL;
+    vq->desc_gpa = (uint64_t)pfn * LEG_ALIGN;
+    vq->avail_gpa = vq->desc_gpa + 16 * n;
+    vq->used_gpa = (vq->avail_gpa + 6 + 2 * n + LEG_ALIGN - 1) &
+                   ~(uint64_t)(LEG_ALIGN - 1);
+    vq->size = (uint16_t)n;
+    if (pfn)
+        virtq_enable(vp, vq);
+    pthread_mutex_unlock(&vq->lock);
+}
+
+static unsigned legacy_config_off(struct virtio_pci *vp)
+{
+    return pci_msix_enabled(vp->dev) ? LEG_CONFIG_MSIX : LEG_CONFIG;
+}
+
+static unsigned legacy_field_size(struct virtio_pci *vp, unsigned off)
+{
+    switch (off) {
+    case LEG_HOST_FEATURES: case LEG_GUEST_FEATURES: case LEG_QUEUE_PFN:
+        return 4;
+    case LEG_QUEUE_NUM: case LEG_QUEUE_SEL: case LEG_QUEUE_NOTIFY:
+        return 2;
+    case LEG_STATUS: case LEG_ISR:
+        return 1;
+    case LEG_CONFIG_VECTOR: case LEG_QUEUE_VECTOR:
+        return legacy_config_off(vp) == LEG_CONFIG_MSIX ? 2 : 0;
+    }
+    return 0;
+}
+
+static uint64_t legacy_read(struct virtio_pci *vp, unsigned off)
+{
+    struct virtq *vq = vp->qsel < vp->nq ? &vp->vq[vp->qsel] : NULL;
+
+    switch (off) {
+    case LEG_HOST_FEATURES: return (uint32_t)vp->dev_features;
+    case LEG_GUEST_FEATURES: return (uint32_t)vp->drv_features;
+    case LEG_QUEUE_PFN: return vq && vq->enabled ? vq->desc_gpa / LEG_ALIGN : 0;
+    case LEG_QUEUE_NUM: return vq ? vp->queue_max : 0;
+    case LEG_QUEUE_SEL: return vp->qsel;
+    case LEG_STATUS: return vp->status;
+    case LEG_CONFIG_VECTOR: return vp->config_vector;
+    case LEG_QUEUE_VECTOR: return vq ? vq->vector : PCI_MSIX_NO_VECTOR;
+    }
+    return 0;
+}
+
+static void legacy_write(struct virtio_pci *vp, unsigned off, uint32_t v)
+{
+    struct virtq *vq = vp->qsel < vp->nq ? &vp->vq[vp->qsel] : NULL;
+
+    switch (off) {
+    case LEG_GUEST_FEATURES:
+        /* No FEATURES_OK to refuse with: what the device lacks is
+         * dropped, and VERSION_1 cannot be asked for from here. */
+        if (!(vp->status & VIRTIO_S_DRIVER_OK)) {
+            vp->legacy = true;
+            vp->drv_features = v & vp->dev_features & 0xffffffffULL;
+        }
+        return;
+    case LEG_QUEUE_PFN:
+        if (vq) {
+            vp->legacy = true;
+            legacy_queue_pfn(vp, vq, v);
+        }
+        return;
+    case LEG_QUEUE_SEL: vp->qsel = (uint16_t)v; return;
+    case LEG_STATUS:
+        if (v)
+            vp->legacy = true;
+        status_write(vp, (uint8_t)v);
+        return;
+    case LEG_CONFIG_VECTOR: vp->config_vector = (uint16_t)v; return;
+    case LEG_QUEUE_VECTOR:
+        if (vq)
+            vq->vector = (uint16_t)v;
+        return;
+    }
+}
+
+static void legacy_rw(struct virtio_pci *vp, unsigned off, uint8_t *data,
+                      unsigned size, bool is_write)
+{
+    unsigned cfg = legacy_config_off(vp);
+
+    if (off >= cfg) {
+        /* native endian, which is little endian on x86 */
+        if (vp->ops->config_rw)
+            vp->ops->config_rw(vp->opaque, off - cfg, data, size, is_write);
+        return;
+    }
+    if (legacy_field_size(vp, off) != size) {
+        if (!is_write)
+            memset(data, 0, size);
+        return;
+    }
+    if (off == LEG_ISR) {
+        if (!is_write)
+            put_le(data, 1, isr_read(vp));
+        return;
+    }
+    if (off == LEG_QUEUE_NOTIFY) {
+        /* Only when KVM did not take it through an ioeventfd. */
+        if (is_write && get_le(data, 2) < vp->nq)
+            virtq_kick(vp, (unsigned)get_le(data, 2));
+        return;
+    }
+    pthread_mutex_lock(&vp->lock);
+    if (is_write)
+        legacy_write(vp, off, (uint32_t)get_le(data, size));
+    else
+        put_le(data, size, legacy_read(vp, off));
+    pthread_mutex_unlock(&vp->lock);
+}
+
+static void virtio_bar_rw(void *opaque, int bar, uint64_t off, uint8_t *data,
+                          unsigned size, bool is_write)
+{
+    struct virtio_pci *vp = opaque;
+
+    if (bar == vp->mbar)
+        modern_rw(vp, off, data, size, is_write);
+    else if (bar == 0 && vp->transitional)
+        legacy_rw(vp, (unsigned)off, data, size, is_write);
+    else if (!is_write)
+        memset(data, 0, size);
+}
+
+/* ---- the PCI_CFG capability: a window on the BARs through
+ * configuration space, for drivers that cannot map them (4.1.4.9) ---- */
+
+static void pcicfg_access(struct virtio_pci *vp, bool is_write)
+{
+    unsigned c = vp->pcicfg_cap;
+    unsigned bar = pci_cfg_read(vp->dev, c + 4, 1);
+    uint32_t off = pci_cfg_read(vp->dev, c + 8, 4);
+    uint32_t len = pci_cfg_read(vp->dev, c + 12, 4);
+    uint64_t bar_size = bar == (unsigned)vp->mbar ? BAR0_SIZE
+                      : bar == 0 && vp->transitional ? vp->legacy_size : 0;
+    uint8_t data[4] = { 0 };
+
+    /* The driver must use an aligned access of 1, 2 or 4 bytes inside
+     * the BAR; anything else does nothing (and reads as zero). */
+    if ((len == 1 || len == 2 || len == 4) && !(off % len) &&
+        off + (uint64_t)len <= bar_size) {
+        if (is_write)
+            put_le(data, 4, pci_cfg_read(vp->dev, c + 16, 4));
+        virtio_bar_rw(vp, (int)bar, off, data, len, is_write);
+    }
+    if (!is_write)
+        pci_cfg_write_ro(vp->dev, c + 16, 4, (uint32_t)get_le(data, 4));
+}
+
+static bool pcicfg_data_hit(struct virtio_pci *vp, unsigned off,
+                            unsigned size)
+{
+    unsigned data = vp->pcicfg_cap + 16u;
+
+    return vp->pcicfg_cap && off < data + 4 && off + size > data;
+}
+
+static void virtio_cfg_written(void *opaque, unsigned off, unsigned size)
+{
+    struct virtio_pci *vp = opaque;
+
+    if (pcicfg_data_hit(vp, off, size))
+        pcicfg_access(vp, true);
+}
+
+static void virtio_cfg_read(void *opaque, unsigned off, unsigned size)
+{
+    struct virtio_pci *vp = opaque;
+
+    if (pcicfg_data_hit(vp, off, size))
+        pcicfg_access(vp, false);
+}
+
+/* The legacy notify port: one ioeventfd per queue, told apart by the
+ * queue number the driver writes. */
+static void legacy_bar_moved(struct virtio_pci *vp, uint16_t port)
+{
+    struct bus *bus = pci_dev_bus(vp->dev);
+
+    for (unsigned q = 0; q < vp->nq; q++) {
+        struct virtq *vq = &vp->vq[q];
+
+        if (vq->ioeventfd_pio)
+            bus_ioeventfd_pio(bus, (uint16_t)(vp->iobar + LEG_QUEUE_NOTIFY),
+                              2, q, vq->kick_fd, false);
+        vq->ioeventfd_pio =
+            port >= PCI_IO_BAR_BASE &&
+            bus_ioeventfd_pio(bus, (uint16_t)(port + LEG_QUEUE_NOTIFY), 2, q,
+                              vq->kick_fd, true) == 0;
+    }
+    vp->iobar = port;
+}
+
 static void virtio_bar_moved(void *opaque, int bar, uint64_t addr)
 {
     struct virtio_pci *vp = opaque;
     struct bus *bus = pci_dev_bus(vp->dev);
 
-    if (bar != 0)
+    if (bar == 0 && vp->transitional) {
+        legacy_bar_moved(vp, (uint16_t)addr);
+        return;
+    }
+    if (bar != vp->mbar)
         return;
     for (unsigned q = 0; q < vp->nq; q++) {
         struct virtq *vq = &vp->vq[q];
@@ -556,29 +820,61 @@ static void virtio_destroy(void *opaque)
 static const struct pci_func_ops virtio_pci_ops = {
     .bar_rw = virtio_bar_rw,
     .bar_moved = virtio_bar_moved,
+    .cfg_written = virtio_cfg_written,
+    .cfg_read = virtio_cfg_read,
     .reset = virtio_machine_reset,
     .destroy = virtio_destroy,
 };
 
 /* ---- setup ---- */
 
-static int add_vendor_cap(struct pci_dev *dev, uint8_t type, uint32_t off,
+static int add_vendor_cap(struct virtio_pci *vp, uint8_t type, uint32_t off,
                           uint32_t len, bool notify)
 {
-    uint8_t cap[20] = { CAP_VENDOR, 0, notify ? 20 : 16, type, 0 };
+    uint8_t cap[20] = { CAP_VENDOR, 0, notify ? 20 : 16, type,
+                        (uint8_t)vp->mbar };
 
     put_le(cap + 8, 4, off);
     put_le(cap + 12, 4, len);
     if (notify)
         put_le(cap + 16, 4, NOTIFY_MULT);
-    return pci_add_cap(dev, cap, cap[2]);
+    return pci_add_cap(vp->dev, cap, cap[2]);
 }
 
-int virtio_pci_create(struct pci *pci, const struct virtio_pci_config *cfg,
-                      const struct virtio_dev_ops *ops, void *opaque,
-                      struct virtio_pci **out)
+/* bar, offset, length and pci_cfg_data are the driver's to write. */
+static int add_pcicfg_cap(struct virtio_pci *vp)
 {
-    struct pci_dev_config pc = {
+    uint8_t cap[PCICFG_CAP_LEN] = { CAP_VENDOR, 0, PCICFG_CAP_LEN, CFG_PCI };
+    int off = pci_add_cap(vp->dev, cap, sizeof(cap));
+
+    if (off < 0)
+        return off;
+    pci_cfg_init(vp->dev, (unsigned)off + 4, 1, 0, 0xff);
+    pci_cfg_init(vp->dev, (unsigned)off + 8, 4, 0, 0xffffffffu);
+    pci_cfg_init(vp->dev, (unsigned)off + 12, 4, 0, 0xffffffffu);
+    pci_cfg_init(vp->dev, (unsigned)off + 16, 4, 0, 0xffffffffu);
+    vp->pcicfg_cap = (uint8_t)off;
+    return 0;
+}
+
+static int add_caps(struct virtio_pci *vp)
+{
+    if (add_vendor_cap(vp, CFG_COMMON, OFF_COMMON, 0x38, false) < 0 ||
+        add_vendor_cap(vp, CFG_NOTIFY, OFF_NOTIFY, NOTIFY_MULT * vp->nq,
+                       true) < 0 ||
+        add_vendor_cap(vp, CFG_ISR, OFF_ISR, 1, false) < 0 ||
+        add_vendor_cap(vp, CFG_DEVICE, OFF_DEVICE, 0x1000, false) < 0 ||
+        add_pcicfg_cap(vp) < 0)
+        return -ENOSPC;
+    return 0;
+}
+
+/* IDs and BARs: modern-only, or transitional as QEMU lays it out on a
+ * PCI bus (legacy I/O BAR 0, MSI-X BAR 1, modern BAR 4). */
+static void pci_config_fill(const struct virtio_pci_config *cfg,
+                            struct pci_dev_config *pc, unsigned legacy_size)
+{
+    *pc = (struct pci_dev_config){
         .vendor = 0x1af4, .device = (uint16_t)(0x1040 + cfg->device_type),
         .subsys_vendor = 0x1af4, .subsys_id = 0x1100,
         .class_code = cfg->class_code, .subclass = cfg->subclass,
@@ -586,13 +882,41 @@ int virtio_pci_create(struct pci *pci, const struct virtio_pci_config *cfg,
         .bar_size = { BAR0_SIZE, BAR1_SIZE },
         .msix_vectors = cfg->num_queues + 1, .msix_bar = 1, .intx = true,
     };
+    if (!cfg->transitional)
+        return;
+    pc->device = (uint16_t)(0x1000 + cfg->device_type - 1);
+    pc->subsys_id = cfg->device_type; /* legacy drivers match on it */
+    pc->revision = 0;
+    pc->bar_size[0] = legacy_size;
+    pc->bar_io = 1;
+    pc->bar_size[MODERN_BAR_TRANSITIONAL] = BAR0_SIZE;
+}
+
+/* The legacy block: 20 bytes of registers, 4 more with MSI-X, then the
+ * device configuration, in a power-of-2 I/O BAR. */
+static unsigned legacy_bar_size(unsigned config_size)
+{
+    unsigned size = 32;
+
+    while (size < LEG_CONFIG_MSIX + config_size)
+        size *= 2;
+    return size;
+}
+
+int virtio_pci_create(struct pci *pci, const struct virtio_pci_config *cfg,
+                      const struct virtio_dev_ops *ops, void *opaque,
+                      struct virtio_pci **out)
+{
+    struct pci_dev_config pc;
     struct virtio_pci *vp;
     int ret;
 
     *out = NULL;
     if (!cfg->num_queues || cfg->num_queues > VIRTIO_MAX_QUEUES ||
         !cfg->queue_max || cfg->queue_max > VIRTQ_MAX_SIZE ||
-        (cfg->queue_max & (cfg->queue_max - 1)))
+        (cfg->queue_max & (cfg->queue_max - 1)) ||
+        (cfg->transitional && (!cfg->device_type ||
+                               LEG_CONFIG_MSIX + cfg->config_size > 256)))
         return -EINVAL;
     vp = calloc(1, sizeof(*vp));
     if (!vp)
@@ -603,6 +927,10 @@ int virtio_pci_create(struct pci *pci, const struct virtio_pci_config *cfg,
     vp->opaque = opaque;
     vp->nq = cfg->num_queues;
     vp->queue_max = cfg->queue_max;
+    vp->transitional = cfg->transitional;
+    vp->mbar = cfg->transitional ? MODERN_BAR_TRANSITIONAL : 0;
+    vp->legacy_size = legacy_bar_size(cfg->config_size);
+    pci_config_fill(cfg, &pc, vp->legacy_size);
     vp->dev_features = cfg->features | 1ULL << VIRTIO_F_VERSION_1 |
                        1ULL << VIRTIO_F_INDIRECT_DESC |
                        1ULL << VIRTIO_F_EVENT_IDX;
@@ -624,13 +952,7 @@ int virtio_pci_create(struct pci *pci, const struct virtio_pci_config *cfg,
      * function: pci_destroy() frees them even if this fails. */
     *out = vp;
     virtio_reset(vp);
-    if (add_vendor_cap(vp->dev, CFG_COMMON, OFF_COMMON, 0x38, false) < 0 ||
-        add_vendor_cap(vp->dev, CFG_NOTIFY, OFF_NOTIFY,
-                       NOTIFY_MULT * vp->nq, true) < 0 ||
-        add_vendor_cap(vp->dev, CFG_ISR, OFF_ISR, 1, false) < 0 ||
-        add_vendor_cap(vp->dev, CFG_DEVICE, OFF_DEVICE, 0x1000, false) < 0)
-        return -ENOSPC;
-    return 0;
+    return add_caps(vp);
 fail:
     for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
         if (vp->vq[q].kick_fd >= 0)

@@ -1,6 +1,7 @@
-/* virtio 1.x over PCI (the modern transport, devices 1af4:1040+n) and the
- * split virtqueue, as a library for virtio device models; and the
- * virtio-blk device.
+/* virtio 1.x over PCI (the modern transport, devices 1af4:1040+n; by
+ * default transitional, 1af4:1000+n-1, with the legacy register block in
+ * an I/O BAR 0 for drivers without VERSION_1) and the split virtqueue, as
+ * a library for virtio device models; and the virtio-blk device.
  *
  * Threads: the transport's registers are served on vCPU threads under the
  * bus lock.  A device serves its queues on its own thread: it waits on a
@@ -62,6 +63,8 @@ struct virtio_pci_config {
     uint64_t features;      /* device features; the transport adds its own */
     unsigned num_queues;
     uint16_t queue_max;     /* power of 2, <= VIRTQ_MAX_SIZE */
+    bool transitional;      /* the legacy interface too (as QEMU's default) */
+    unsigned config_size;   /* device configuration bytes (<= 232) */
 };
 
 /* Adds the PCI function.  *out is set as soon as it is registered: from
@@ -92,8 +95,9 @@ void virtq_push(struct virtio_pci *vp, unsigned q, const struct virtq_req *req,
 void virtq_notify(struct virtio_pci *vp, unsigned q);
 
 /* Opens the image of a parsed --disk (devices/disk.h) and adds a
- * virtio-blk function with nqueues queues (VIRTIO_BLK_F_MQ; one I/O
- * thread each, capped at VIRTIO_MAX_QUEUES).  Messages go to stderr
+ * virtio-blk function (transitional, 1af4:1001, as QEMU's default;
+ * modern-only 1af4:1042 with disable-legacy) with nqueues queues
+ * (VIRTIO_BLK_F_MQ; one I/O thread each, capped at VIRTIO_MAX_QUEUES).  Messages go to stderr
  * ("calf: --disk ..."); returns 0 or a negative errno. */
 struct disk_opts;
 int virtio_blk_add(struct pci *pci, const struct disk_opts *o,

@@ -1,7 +1,9 @@
 #!/bin/bash
 # virtio-blk end to end: the test guest drives calf's virtio-pci device
 # (firmware/testguest/virtio-blk.c: patterns written and read back, flush,
-# write-zeroes, discard, GET_ID, read-only refusal, BAR sizing and move);
+# write-zeroes, discard, GET_ID, read-only refusal, BAR sizing and move,
+# the PCI_CFG window, the MP table's INTx entry; the same through the
+# legacy interface of the transitional device);
 # the host then checks the image with qemu-img check and the data with
 # qemu-io.  Throw-away VMs (,snapshot) leave their base untouched, two at
 # once share one base, and a second writer on an image is refused.
@@ -41,14 +43,62 @@ passed qcow2; r=$?; ok $r "qcow2 disk: the guest's virtio-blk checks pass (statu
 has qcow2 "sector 0 byte 0x11"; ok $? "the guest reads what the host wrote at sector 0"
 has qcow2 "serial 'calf-disk-0'"; ok $? "GET_ID returns serial=calf-disk-0"
 has qcow2 "virtio-blk 2: ok"; ok $? "the device sits at slot 2, after the host bridge and the PIIX3 ISA bridge"
+has qcow2 "virtio-blk 2: 1af4:1001 (transitional)"; ok $? "by default the device is transitional (1af4:1001), as QEMU's"
+has qcow2 "PCI_CFG window agrees with the BAR"; ok $? "VIRTIO_PCI_CAP_PCI_CFG: common and device configuration read and written through configuration space match the BAR"
+has qcow2 "MP table sends INTA of the slot to I/O APIC pin 18, as Interrupt Line says"
+ok $? "the MP table has the PCI interrupt entry for slot 2 (INTA -> I/O APIC pin 18), as Interrupt Line and _PRT"
 qemu-img check -q "$TMP/a.qcow2"; ok $? "qemu-img check: the image is clean"
 guest_data_ok "$TMP/a.qcow2" qcow2; ok $? "qemu-io finds the guest's pattern and its zeroed range"
 
+# ---- the legacy interface (I/O BAR 0, no VERSION_1, legacy ring layout) ----
+qemu-img create -q -f qcow2 "$TMP/leg.qcow2" 64M
+qemu-io -f qcow2 -c 'write -P 0x11 0 4K' "$TMP/leg.qcow2" >/dev/null
+boot legacy --kernel "$GUEST" --cpus 2 --disk "$TMP/leg.qcow2,serial=legacy-0" \
+    --append "ct.virtio=1 ct.vlegacy=1" --timeout 60
+passed legacy; r=$?; ok $r "legacy driver (2 queues offered, queue 0 used): the guest's checks pass (status $status)"; [ $r = 0 ] || show legacy
+has legacy "legacy interface at I/O 0xc000" && has legacy "sector 0 byte 0x11" && has legacy "serial 'legacy-0'"
+ok $? "through I/O BAR 0: reads the host's data and GET_ID"
+qemu-img check -q "$TMP/leg.qcow2"; ok $? "qemu-img check: clean after the legacy driver"
+guest_data_ok "$TMP/leg.qcow2" qcow2; ok $? "qemu-io finds the legacy driver's pattern and zeroed range"
+qemu-img create -q -f qcow2 "$TMP/legm.qcow2" 64M
+boot legmsix --kernel "$GUEST" --disk "$TMP/legm.qcow2" --append "ct.virtio=1 ct.vlegacy=1 ct.vmsix=1" --timeout 60
+passed legmsix && has legmsix "legacy MSI-X: completion on vector 0, configuration at 0x18"
+r=$?; ok $r "legacy driver with MSI-X: vectors through the legacy registers, configuration at 0x18 (status $status)"; [ $r = 0 ] || show legmsix
+guest_data_ok "$TMP/legm.qcow2" qcow2; ok $? "and its data is in the image"
+
+# ---- disable-legacy: modern only ----
+qemu-img create -q -f qcow2 "$TMP/mod.qcow2" 64M
+boot modern --kernel "$GUEST" --disk "$TMP/mod.qcow2,disable-legacy" --append "ct.virtio=1" --timeout 60
+passed modern && has modern "virtio-blk 2: 1af4:1042 (modern only)"
+r=$?; ok $r "disable-legacy: a modern-only 1af4:1042 function passes the checks (status $status)"; [ $r = 0 ] || show modern
+guest_data_ok "$TMP/mod.qcow2" qcow2; ok $? "and its data is in the image"
+boot modleg --kernel "$GUEST" --disk "$TMP/mod.qcow2,disable-legacy=on" --append "ct.virtio=1 ct.vlegacy=1" --timeout 60
+has modleg "the device is not transitional"; ok $? "disable-legacy=on: no legacy interface for a legacy driver (status $status)"
+
 # ---- completion interrupts: INTx through the I/O APIC, then MSI-X ----
-boot msix --kernel "$GUEST" --disk "$TMP/a.qcow2" --append "ct.virtio=1 ct.vmsix=1" --timeout 60
-passed msix; r=$?; ok $r "MSI-X: the guest takes its completion interrupts on vector 0 (status $status)"; [ $r = 0 ] || show msix
-has msix "INTx completion through the I/O APIC ok"; ok $? "INTx: one level-triggered interrupt on the pin of the Interrupt Line register"
-has msix "MSI-X completion, masking and PBA ok"; ok $? "a masked vector stays pending in the PBA and fires on unmask"
+# With irqfds (calf's default where KVM has them) and with KVM_SIGNAL_MSI.
+for mode in irqfd signal; do
+    if [ $mode = signal ]; then export CALF_NO_IRQFD=1; fi
+    boot msix --kernel "$GUEST" --disk "$TMP/a.qcow2" --append "ct.virtio=1 ct.vmsix=1" --timeout 60
+    unset CALF_NO_IRQFD
+    passed msix; r=$?; ok $r "MSI-X ($mode): the guest takes its completion interrupts on vector 0 (status $status)"; [ $r = 0 ] || show msix
+    has msix "INTx completion through the I/O APIC ok"; ok $? "INTx ($mode): one level-triggered interrupt on the pin of the Interrupt Line register"
+    has msix "MSI-X completion, masking and PBA ok"; ok $? "MSI-X ($mode): a masked vector stays pending in the PBA and fires on unmask"
+    has msix "MSI-X entry rewritten: the interrupt follows it"; ok $? "MSI-X ($mode): a rewritten table entry moves the interrupt (the route follows)"
+done
+# Which path the interrupts took: KVM_IRQFD and no KVM_SIGNAL_MSI ioctl
+# from the I/O thread while the vector is unmasked (the one held back
+# while masked goes out when the vCPU unmasks it: at most that one).
+if command -v strace >/dev/null; then
+    strace -f -e trace=ioctl -o "$TMP/strace.out" "$CALF" run --kernel "$GUEST" --disk "$TMP/a.qcow2" \
+        --append "ct.virtio=1 ct.vmsix=1" --timeout 60 >"$TMP/st.out" 2>&1 </dev/null
+    n=$(grep -c KVM_SIGNAL_MSI "$TMP/strace.out")
+    grep -q "KVM_IRQFD" "$TMP/strace.out" && grep -q "KVM_SET_GSI_ROUTING" "$TMP/strace.out" && [ "$n" -le 1 ] &&
+        grep -q "MSI-X completion, masking and PBA ok" "$TMP/st.out"
+    ok $? "MSI-X completions go through an irqfd with an MSI route ($n KVM_SIGNAL_MSI calls)"
+else
+    echo "# skip: strace not installed, the irqfd path is not told apart from KVM_SIGNAL_MSI"
+fi
 
 # ---- a raw disk, with discard=unmap and cache=unsafe ----
 truncate -s 16M "$TMP/b.raw"
@@ -87,6 +137,7 @@ boot two --kernel "$GUEST" --cpus 2 --disk "$TMP/c.qcow2" --disk "$TMP/ro.raw,fo
     --append "ct.virtio=2 ct.cpus=2" --timeout 60
 passed two; r=$?; ok $r "two disks (2 vCPUs: 2 queues each), the second read-only: checks pass (status $status)"; [ $r = 0 ] || show two
 has two "read-only disk refused a write"; ok $? "the read-only disk answers a write with an I/O error"
+[ "$(grep -c "queue 1 of 2 served" "$TMP/two.out")" = 2 ]; ok $? "VIRTIO_BLK_F_MQ: both disks serve a read on queue 1 of 2 (one I/O thread per queue)"
 has two "sector 0 byte 0x22, read-only"; ok $? "the read-only disk offers VIRTIO_BLK_F_RO and reads"
 [ "$(sha256sum <"$TMP/ro.raw")" = "$sum_ro" ]; ok $? "the read-only image is unchanged"
 
@@ -153,7 +204,8 @@ boot hostile --kernel "$GUEST" --disk "$TMP/h.qcow2" --disk "$TMP/h.raw,format=r
     --append "ct.virtio=2 ct.vhostile=1" --timeout 60
 passed hostile; r=$?; ok $r "hostile chains on disk 1, then both disks work (status $status)"; [ $r = 0 ] || show hostile
 for what in "a buffer outside guest RAM" "a loop in a chain" "a buffer of 4 GiB - 512" \
-            "a next index past the queue" "an avail index 1000 ahead" "a queue size of 15"; do
+            "a next index past the queue" "an avail index 1000 ahead" "a queue size of 15" \
+            "bus mastering turned off"; do
     has hostile "NEEDS_RESET on $what, then served again"
     ok $? "$what: the device asks for a reset, calf keeps running and serves again"
 done
@@ -178,6 +230,21 @@ if QEMU=$(command -v qemu-system-x86_64); then
     guest_data_ok "$TMP/q.qcow2" qcow2; ok $? "and leaves the same data in its image"
     has qemu "INTx completion through the I/O APIC ok" && has qemu "MSI-X completion, masking and PBA ok"
     ok $? "QEMU's device passes the INTx and MSI-X checks too"
+    has qemu "MSI-X entry rewritten: the interrupt follows it"; ok $? "and the rewritten-entry check"
+    has qemu "PCI_CFG window agrees with the BAR"; ok $? "and the PCI_CFG window check"
+    # QEMU's default virtio-blk-pci is transitional: the guest's legacy
+    # driver against it, as against calf's.
+    qemu-img create -q -f qcow2 "$TMP/ql.qcow2" 64M
+    timeout 120 "$QEMU" -enable-kvm -M pc -m 256 -nodefaults -no-user-config -nographic \
+        -no-reboot -serial stdio -monitor none -device isa-debug-exit,iobase=0x501,iosize=2 \
+        -kernel "$GUEST_ELF" -append "ct.virtio=1 ct.vlegacy=1 ct.vmsix=1" \
+        -drive "file=$TMP/ql.qcow2,if=none,id=d0,format=qcow2" \
+        -device virtio-blk-pci,drive=d0,serial=qemu-disk \
+        >"$TMP/qemul.out" 2>"$TMP/qemul.err" </dev/null
+    status=$?
+    passed qemul && has qemul "1af4:1001 (transitional)" && has qemul "legacy MSI-X: completion on vector 0"; r=$?
+    ok $r "QEMU's transitional virtio-blk-pci passes the guest's legacy driver checks (status $status)"; [ $r = 0 ] || show qemul
+    guest_data_ok "$TMP/ql.qcow2" qcow2; ok $? "and leaves the same data in its image"
 else
     echo "# qemu-system-x86_64 not installed: no cross-check of the guest driver"
 fi

@@ -225,6 +225,27 @@ int bus_ioeventfd(struct bus *bus, uint64_t addr, unsigned len, int fd,
         ? bus->ops->ioeventfd(bus->host, addr, len, fd, assign) : -ENOSYS;
 }
 
+int bus_msi_routes(struct bus *bus, const struct bus_msi_route *routes,
+                   unsigned n)
+{
+    return bus->ops->msi_routes
+        ? bus->ops->msi_routes(bus->host, routes, n) : -ENOSYS;
+}
+
+int bus_irqfd(struct bus *bus, int fd, unsigned gsi, bool assign)
+{
+    return bus->ops->irqfd ? bus->ops->irqfd(bus->host, fd, gsi, assign)
+                           : -ENOSYS;
+}
+
+int bus_ioeventfd_pio(struct bus *bus, uint16_t port, unsigned len,
+                      uint32_t value, int fd, bool assign)
+{
+    return bus->ops->ioeventfd_pio
+        ? bus->ops->ioeventfd_pio(bus->host, port, len, value, fd, assign)
+        : -ENOSYS;
+}
+
 int bus_map_ram(struct bus *bus, uint64_t gpa, uint64_t size, void *mem,
                 bool readonly)
 {

@@ -43,6 +43,15 @@ enum bus_stop_reason {
 
 /* What the VMM provides behind the bus; devices reach it only through the
  * bus_* calls below. */
+/* An MSI route: a guest write of data at addr, raised by signalling the
+ * irqfd of gsi (GSIs from BUS_MSI_GSI_BASE up; below are the irqchips'). */
+struct bus_msi_route {
+    unsigned gsi;
+    uint64_t addr;
+    uint32_t data;
+};
+#define BUS_MSI_GSI_BASE 24
+
 struct bus_host_ops {
     int (*set_irq)(void *host, unsigned irq, int level);
     void (*console_write)(void *host, const uint8_t *buf, size_t len);
@@ -62,6 +71,16 @@ struct bus_host_ops {
     int (*map_ram)(void *host, uint64_t gpa, uint64_t size, void *mem,
                    bool readonly);
     void (*unmap_ram)(void *host, int handle);
+    /* irqfds for MSI: msi_routes replaces the machine's MSI routes with
+     * these n (the irqchip pins keep their routes); irqfd (de)assigns
+     * eventfd fd to gsi (KVM_IRQFD). */
+    int (*msi_routes)(void *host, const struct bus_msi_route *routes,
+                      unsigned n);
+    int (*irqfd)(void *host, int fd, unsigned gsi, bool assign);
+    /* An ioeventfd on a guest write of value of len bytes to I/O port
+     * port (one notify port shared by several queues). */
+    int (*ioeventfd_pio)(void *host, uint16_t port, unsigned len,
+                         uint32_t value, int fd, bool assign);
 };
 
 struct bus *bus_create(const struct bus_host_ops *ops, void *host);
@@ -107,6 +126,11 @@ void *bus_guest_ram(struct bus *bus, uint64_t gpa, uint64_t len);
 int bus_signal_msi(struct bus *bus, uint64_t addr, uint32_t data);
 int bus_ioeventfd(struct bus *bus, uint64_t addr, unsigned len, int fd,
                   bool assign);
+int bus_msi_routes(struct bus *bus, const struct bus_msi_route *routes,
+                   unsigned n);
+int bus_irqfd(struct bus *bus, int fd, unsigned gsi, bool assign);
+int bus_ioeventfd_pio(struct bus *bus, uint16_t port, unsigned len,
+                      uint32_t value, int fd, bool assign);
 /* RAM-backed regions: framebuffers, ROMs.  Not inside guest RAM. */
 int bus_map_ram(struct bus *bus, uint64_t gpa, uint64_t size, void *mem,
                 bool readonly);

@@ -69,10 +69,11 @@ static void usage(FILE *f)
           "      --no-reboot      a guest reset ends the run (default: restart)\n"
           "      --disk FILE[,format=raw|qcow2|qcow][,if=virtio|ide][,readonly]\n"
           "             [,snapshot][,cache=writeback|none|unsafe][,discard=ignore|unmap]\n"
-          "             [,serial=S][,index=0-3][,media=disk|cdrom]\n"
-          "                       a virtio-blk disk; with if=ide a drive on the PIIX3\n"
-          "                       IDE controller (primary master first, or index=N;\n"
-          "                       media=cdrom: ATAPI) (repeatable)\n"
+          "             [,serial=S][,index=0-3][,media=disk|cdrom][,disable-legacy]\n"
+          "                       a virtio-blk disk, transitional (1af4:1001) unless\n"
+          "                       disable-legacy (1af4:1042); with if=ide a drive on\n"
+          "                       the PIIX3 IDE controller (primary master first, or\n"
+          "                       index=N; media=cdrom: ATAPI) (repeatable)\n"
           "      --cdrom FILE     an ATAPI CD-ROM with image FILE (read-only;\n"
           "                       secondary master first)\n"
           "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
@@ -239,6 +240,9 @@ static const struct bus_host_ops host_ops = {
     .guest_ram = pci_host_guest_ram,
     .signal_msi = pci_host_signal_msi,
     .ioeventfd = pci_host_ioeventfd,
+    .msi_routes = pci_host_msi_routes,
+    .irqfd = pci_host_irqfd,
+    .ioeventfd_pio = pci_host_ioeventfd_pio,
     .map_ram = vm_map_ram,
     .unmap_ram = vm_unmap_ram,
 };

@@ -1,7 +1,10 @@
 /* Intel MultiProcessor Specification 1.4 tables in the BIOS area: how a
  * guest without ACPI (and the test guest) learns how many CPUs there are
  * and where the I/O APIC is.  ISA IRQ n goes to I/O APIC pin n, as KVM's
- * default GSI routing has it. */
+ * default GSI routing has it.  PCI bus 0 gets one entry per slot and pin:
+ * INTx of slot s, pin p reaches pin 16 + ((s + p) & 3), level-triggered,
+ * as vmm/pci.c drives it and the ACPI _PRT says, so a guest booted with
+ * acpi=off finds its PCI interrupts too. */
 #include "vmm/boot.h"
 
 #include <errno.h>
@@ -13,6 +16,13 @@
 #define APIC_VERSION   0x14
 #define IOAPIC_VERSION 0x11
 #define ISA_IRQS 16
+#define MP_BUS_PCI 0
+#define MP_BUS_ISA 1
+#define PCI_SLOTS 32
+#define PCI_PINS 4
+#define PCI_INTX_GSI_BASE 16
+/* active high (KVM's I/O APIC has the line high while asserted), level */
+#define MP_IRQ_PCI_FLAGS 0x0d
 
 struct mpf_intel {
     char signature[4];
@@ -79,15 +89,35 @@ static void cpu_signature(struct vm *vm, uint32_t *sig, uint32_t *features)
 }
 
 static uint8_t *mp_add_intsrc(uint8_t *p, uint8_t type, uint8_t irqtype,
-                              uint8_t srcirq, uint8_t dstapic, uint8_t dstirq)
+                              uint8_t srcbus, uint8_t srcirq, uint8_t dstapic,
+                              uint8_t dstirq)
 {
     struct mpc_intsrc e = {
-        .type = type, .irqtype = irqtype, .srcbus = 0,
+        .type = type, .irqtype = irqtype, .srcbus = srcbus,
         .srcbusirq = srcirq, .dstapic = dstapic, .dstirq = dstirq,
     };
 
     memcpy(p, &e, sizeof(e));
     return p + sizeof(e);
+}
+
+/* PCI source IRQ: slot in bits 2-6, pin (0 = INTA) in bits 0-1. */
+static uint8_t *mp_add_pci_intsrc(uint8_t *p, uint8_t ioapic_id)
+{
+    for (unsigned s = 1; s < PCI_SLOTS; s++) {
+        for (unsigned pin = 0; pin < PCI_PINS; pin++) {
+            struct mpc_intsrc e = {
+                .type = MP_INTSRC, .irqtype = MP_IRQ_INT,
+                .irqflag = MP_IRQ_PCI_FLAGS, .srcbus = MP_BUS_PCI,
+                .srcbusirq = (uint8_t)(s << 2 | pin), .dstapic = ioapic_id,
+                .dstirq = (uint8_t)(PCI_INTX_GSI_BASE + ((s + pin) & 3)),
+            };
+
+            memcpy(p, &e, sizeof(e));
+            p += sizeof(e);
+        }
+    }
+    return p;
 }
 
 static uint8_t *mp_add_cpus(struct vm *vm, uint8_t *p)
@@ -113,7 +143,10 @@ int boot_write_mptable(struct vm *vm)
     uint8_t *base = vm_gpa(vm, BOOT_BIOS, 0x10000), *p;
     struct mpf_intel *mpf = (struct mpf_intel *)base;
     struct mpc_table *mpc = (struct mpc_table *)(base + sizeof(*mpf));
-    struct mpc_bus bus = { .type = MP_BUS, .bustype = "ISA   " };
+    struct mpc_bus pci = { .type = MP_BUS, .busid = MP_BUS_PCI,
+                           .bustype = "PCI   " };
+    struct mpc_bus isa = { .type = MP_BUS, .busid = MP_BUS_ISA,
+                           .bustype = "ISA   " };
     uint8_t ioapic_id = (uint8_t)vm->ncpus;
     struct mpc_ioapic io = {
         .type = MP_IOAPIC, .apicid = ioapic_id, .apicver = IOAPIC_VERSION,
@@ -124,21 +157,26 @@ int boot_write_mptable(struct vm *vm)
         return -ENOMEM;
     memset(base, 0, 0x8000); /* ACPI tables take the upper half */
     p = mp_add_cpus(vm, (uint8_t *)(mpc + 1));
-    memcpy(p, &bus, sizeof(bus));
-    p += sizeof(bus);
+    memcpy(p, &pci, sizeof(pci));
+    p += sizeof(pci);
+    memcpy(p, &isa, sizeof(isa));
+    p += sizeof(isa);
     memcpy(p, &io, sizeof(io));
     p += sizeof(io);
     for (uint8_t irq = 0; irq < ISA_IRQS; irq++)
-        p = mp_add_intsrc(p, MP_INTSRC, MP_IRQ_INT, irq, ioapic_id, irq);
-    p = mp_add_intsrc(p, MP_LINTSRC, MP_IRQ_EXTINT, 0, 0xff, 0);
-    p = mp_add_intsrc(p, MP_LINTSRC, MP_IRQ_NMI, 0, 0xff, 1);
+        p = mp_add_intsrc(p, MP_INTSRC, MP_IRQ_INT, MP_BUS_ISA, irq,
+                          ioapic_id, irq);
+    p = mp_add_pci_intsrc(p, ioapic_id);
+    p = mp_add_intsrc(p, MP_LINTSRC, MP_IRQ_EXTINT, MP_BUS_ISA, 0, 0xff, 0);
+    p = mp_add_intsrc(p, MP_LINTSRC, MP_IRQ_NMI, MP_BUS_ISA, 0, 0xff, 1);
 
     memcpy(mpc->signature, "PCMP", 4);
     mpc->length = (uint16_t)(p - (uint8_t *)mpc);
     mpc->spec = 4;
     memcpy(mpc->oem, "CALF    ", 8);
     memcpy(mpc->productid, "CALF VM     ", 12);
-    mpc->oemcount = (uint16_t)(vm->ncpus + 1 + 1 + ISA_IRQS + 2);
+    mpc->oemcount = (uint16_t)(vm->ncpus + 2 + 1 + ISA_IRQS +
+                               (PCI_SLOTS - 1) * PCI_PINS + 2);
     mpc->lapic = APIC_DEFAULT_ADDR;
     mpc->checksum = mp_checksum((uint8_t *)mpc, mpc->length);
 

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "devices/devices.h"
 #include "devices/disk.h"
@@ -49,6 +51,9 @@
  * range are free of legacy devices, and level-triggered there is native. */
 #define PCI_INTX_GSI_BASE 16
 #define PCI_INTX_LINES 4
+/* MSI routes, one per (function, vector) that fired: KVM allows 1024 GSIs
+ * or more; past this the vectors use KVM_SIGNAL_MSI. */
+#define PCI_MSIX_GSI_MAX 512
 
 struct msix_entry {
     uint32_t addr_lo, addr_hi, data, ctrl;
@@ -78,6 +83,8 @@ struct pci_dev {
     uint16_t msix_ctrl;
     struct msix_entry msix[PCI_MAX_MSIX];
     uint64_t msix_pending;
+    int msix_efd[PCI_MAX_MSIX];    /* irqfd per vector, -1: none yet */
+    unsigned msix_gsi[PCI_MAX_MSIX];
     bool intx;
     int intx_level;
     int intx_gsi;             /* where the asserted level went, -1: none */
@@ -92,6 +99,10 @@ struct pci {
     unsigned intx_count[PCI_ISA_IRQS];
     pci_intx_route_fn route;
     void *route_opaque;
+    /* MSI routes of the irqfds, under irq_lock */
+    unsigned next_gsi;
+    bool routes_stale;        /* a table entry with a route changed */
+    bool irqfd_off;           /* KVM_SIGNAL_MSI only */
     struct pci_dev *host_bridge;
     struct pci_dev *devs[PCI_DEVFNS]; /* by devfn: slot << 3 | function */
 };
@@ -186,16 +197,75 @@ static bool msix_masked(const struct pci_dev *d, unsigned v)
            (d->msix[v].ctrl & MSIX_ENTRY_MASKED);
 }
 
+/* Every vector with a GSI, as the guest's table has it now. */
+static int msix_routes_update_locked(struct pci *pci)
+{
+    struct bus_msi_route r[PCI_MSIX_GSI_MAX]; /* 12 KiB of stack */
+    unsigned n = 0;
+
+    for (int s = 0; s < PCI_DEVFNS; s++) {
+        struct pci_dev *d = pci->devs[s];
+
+        for (unsigned v = 0; d && v < d->msix_n; v++) {
+            if (d->msix_efd[v] < 0 || n == PCI_MSIX_GSI_MAX)
+                continue;
+            r[n++] = (struct bus_msi_route){
+                d->msix_gsi[v],
+                d->msix[v].addr_lo | (uint64_t)d->msix[v].addr_hi << 32,
+                d->msix[v].data };
+        }
+    }
+    pci->routes_stale = false;
+    return bus_msi_routes(pci->bus, r, n);
+}
+
+/* The eventfd that raises vector v, made on first use; -1 where irqfds
+ * do not work (then KVM_SIGNAL_MSI does the job). */
+static int msix_irqfd_locked(struct pci_dev *d, unsigned v)
+{
+    struct pci *pci = d->pci;
+    int fd = d->msix_efd[v];
+
+    if (pci->irqfd_off)
+        return -1;
+    if (fd < 0) {
+        if (pci->next_gsi >= BUS_MSI_GSI_BASE + PCI_MSIX_GSI_MAX)
+            return -1;
+        fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (fd < 0)
+            return -1;
+        d->msix_efd[v] = fd;
+        d->msix_gsi[v] = pci->next_gsi++;
+        /* The route first: KVM looks it up when the irqfd fires. */
+        if (msix_routes_update_locked(pci) ||
+            bus_irqfd(pci->bus, fd, d->msix_gsi[v], true)) {
+            close(fd);
+            d->msix_efd[v] = -1;
+            pci->irqfd_off = true;
+            return -1;
+        }
+    }
+    if (pci->routes_stale && msix_routes_update_locked(pci)) {
+        pci->irqfd_off = true;
+        return -1;
+    }
+    return fd;
+}
+
 static int msix_send_locked(struct pci_dev *d, unsigned v)
 {
     const struct msix_entry *e = &d->msix[v];
-    int ret;
+    uint64_t one = 1;
+    int ret, fd;
 
     if (msix_masked(d, v)) {
         d->msix_pending |= 1ULL << v;
         return 0;
     }
     d->msix_pending &= ~(1ULL << v);
+    fd = msix_irqfd_locked(d, v);
+    if (fd >= 0 && write(fd, &one, sizeof(one)) == sizeof(one))
+        return 0;
     ret = bus_signal_msi(d->pci->bus,
                          e->addr_lo | (uint64_t)e->addr_hi << 32, e->data);
     return ret < 0 ? ret : 0;
@@ -234,11 +304,20 @@ static void msix_table_rw(struct pci_dev *d, uint64_t off, uint8_t *data,
             put_le(data, size, d->msix_pending >> (8 * off));
     } else if (off / 16 < d->msix_n && (off & 15) + size <= 16 &&
                (size == 4 || size == 8) && !(off & 3)) {
-        uint32_t *w = &d->msix[off / 16].addr_lo + (off & 15) / 4;
+        unsigned v = (unsigned)(off / 16);
+        uint32_t *w = &d->msix[v].addr_lo + (off & 15) / 4;
 
         for (unsigned i = 0; i < size / 4; i++) {
+            uint32_t nv = get_le(data + 4 * i, 4);
+
+            /* A new address or data moves the vector's route before
+             * its next interrupt (not now: Linux writes an entry as
+             * three dwords, each would cost a routing update). */
+            if (is_write && w + i != &d->msix[v].ctrl && w[i] != nv &&
+                d->msix_efd[v] >= 0)
+                d->pci->routes_stale = true;
             if (is_write)
-                w[i] = get_le(data + 4 * i, 4);
+                w[i] = nv;
             else
                 put_le(data + 4 * i, 4, w[i]);
         }
@@ -403,10 +482,13 @@ static void pci_cfg_pio(void *opaque, uint16_t port, uint8_t *data,
     off = reg + (port - 0xcfc);
     if (!d || off + size > PCI_CFG_SIZE)
         return;
-    if (is_write)
+    if (is_write) {
         cfg_write(d, off, data, size);
-    else
-        memcpy(data, d->cfg + off, size);
+        return;
+    }
+    if (d->ops && d->ops->cfg_read)
+        d->ops->cfg_read(d->opaque, off, size);
+    memcpy(data, d->cfg + off, size);
 }
 
 /* ---- machine reset ---- */
@@ -421,6 +503,7 @@ static void pci_dev_reset(struct pci_dev *d)
     d->msix_pending = 0;
     for (unsigned v = 0; v < d->msix_n; v++)
         d->msix[v] = (struct msix_entry){ .ctrl = MSIX_ENTRY_MASKED };
+    d->pci->routes_stale = true; /* the irqfds' routes follow the table */
     pthread_mutex_unlock(&d->pci->irq_lock);
     if (d->reset_saved)
         memcpy(d->cfg, d->reset_cfg, sizeof(d->cfg));
@@ -561,6 +644,8 @@ int pci_add_fn(struct pci *pci, int slot, int fn,
     d->opaque = opaque;
     d->cap_end = CFG_CAP_START;
     d->intx_gsi = -1;
+    for (unsigned v = 0; v < PCI_MAX_MSIX; v++)
+        d->msix_efd[v] = -1;
     snprintf(d->name, sizeof(d->name), "00:%02x.%d", slot, fn);
     cfg_set(d, CFG_VENDOR, 2, cfg->vendor, 0);
     cfg_set(d, CFG_VENDOR + 2, 2, cfg->device, 0);
@@ -621,6 +706,8 @@ int pci_create(struct bus *bus, uint64_t mmio_base, struct pci **out)
     pci->bus = bus;
     pci->mmio_base = pci->mmio_next = mmio_base;
     pci->io_next = PCI_IO_BAR_BASE;
+    pci->next_gsi = BUS_MSI_GSI_BASE;
+    pci->irqfd_off = getenv("CALF_NO_IRQFD") != NULL;
     pthread_mutex_init(&pci->irq_lock, NULL);
     ret = pci_add_fn(pci, 0, 0, &host_bridge, NULL, NULL, &pci->host_bridge);
     if (!ret)
@@ -653,16 +740,26 @@ void pci_destroy(struct pci *pci)
             continue;
         if (d->ops && d->ops->destroy)
             d->ops->destroy(d->opaque);
+        /* KVM drops an irqfd whose eventfd closes. */
+        for (unsigned v = 0; v < d->msix_n; v++)
+            if (d->msix_efd[v] >= 0)
+                close(d->msix_efd[v]);
         free(d);
     }
     pthread_mutex_destroy(&pci->irq_lock);
     free(pci);
 }
 
+bool pci_bus_master(struct pci_dev *d)
+{
+    return __atomic_load_n(&d->cfg[CFG_COMMAND], __ATOMIC_RELAXED) &
+           CMD_MASTER;
+}
+
 void *pci_dma(struct pci_dev *d, uint64_t gpa, uint64_t len)
 {
     /* A function the guest did not make bus master cannot reach RAM. */
-    if (!(d->cfg[CFG_COMMAND] & CMD_MASTER))
+    if (!pci_bus_master(d))
         return NULL;
     return bus_guest_ram(d->pci->bus, gpa, len);
 }
@@ -740,6 +837,70 @@ int pci_host_ioeventfd(void *host, uint64_t addr, unsigned len, int fd,
     };
 
     return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+/* KVM_SET_GSI_ROUTING replaces the whole table: the irqchip routes KVM
+ * sets up by default (GSI n on I/O APIC pin n, and on the PICs for n < 16)
+ * go in again with the MSI routes. */
+int pci_host_msi_routes(void *host, const struct bus_msi_route *routes,
+                        unsigned n)
+{
+    struct vm *vm = host;
+    unsigned max = 24 + 16 + n, k = 0;
+    struct kvm_irq_routing *t = calloc(1, sizeof(*t) +
+                                       max * sizeof(t->entries[0]));
+    int ret;
+
+    if (!t)
+        return -ENOMEM;
+    for (unsigned gsi = 0; gsi < 24; gsi++) {
+        t->entries[k].gsi = gsi;
+        t->entries[k].type = KVM_IRQ_ROUTING_IRQCHIP;
+        t->entries[k].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+        t->entries[k++].u.irqchip.pin = gsi;
+        if (gsi >= 16)
+            continue;
+        t->entries[k].gsi = gsi;
+        t->entries[k].type = KVM_IRQ_ROUTING_IRQCHIP;
+        t->entries[k].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
+                                                  : KVM_IRQCHIP_PIC_SLAVE;
+        t->entries[k++].u.irqchip.pin = gsi % 8;
+    }
+    for (unsigned i = 0; i < n; i++, k++) {
+        t->entries[k].gsi = routes[i].gsi;
+        t->entries[k].type = KVM_IRQ_ROUTING_MSI;
+        t->entries[k].u.msi.address_lo = (uint32_t)routes[i].addr;
+        t->entries[k].u.msi.address_hi = (uint32_t)(routes[i].addr >> 32);
+        t->entries[k].u.msi.data = routes[i].data;
+    }
+    t->nr = k;
+    ret = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, t) < 0 ? -errno : 0;
+    free(t);
+    return ret;
+}
+
+int pci_host_ioeventfd_pio(void *host, uint16_t port, unsigned len,
+                           uint32_t value, int fd, bool assign)
+{
+    struct vm *vm = host;
+    struct kvm_ioeventfd io = {
+        .datamatch = value, .addr = port, .len = len, .fd = fd,
+        .flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH |
+                 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+    };
+
+    return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+int pci_host_irqfd(void *host, int fd, unsigned gsi, bool assign)
+{
+    struct vm *vm = host;
+    struct kvm_irqfd irqfd = {
+        .fd = (uint32_t)fd, .gsi = gsi,
+        .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN,
+    };
+
+    return ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0 ? -errno : 0;
 }
 
 /* BARs go from 3 GiB up, where firmware would put them, even when RAM

@@ -47,6 +47,10 @@ struct pci_func_ops {
      * 0x40 or above); the new values are already in place
      * (pci_cfg_read()).  Called under the bus lock. */
     void (*cfg_written)(void *opaque, unsigned off, unsigned size);
+    /* The guest is about to read [off, off+size): a register whose value
+     * is computed on access (a data window) can be set now with
+     * pci_cfg_write_ro().  Called under the bus lock. */
+    void (*cfg_read)(void *opaque, unsigned off, unsigned size);
     /* Machine reset: back to the power-on state, with any work in flight
      * finished (no interrupt may follow).  pci.c then resets the
      * configuration space, BARs (calling bar_moved), INTx and MSI-X.
@@ -88,9 +92,10 @@ int pci_add_fn(struct pci *pci, int slot, int fn,
                const struct pci_func_ops *ops, void *opaque,
                struct pci_dev **out);
 
-/* Device-specific configuration registers (offset >= 0x40, not inside a
- * capability): initial value and which bits the guest may write; writes
- * are reported through ops->cfg_written.  Before the guest runs. */
+/* Device-specific configuration registers (offset >= 0x40, also fields
+ * of a capability the function added itself): initial value and which
+ * bits the guest may write; writes are reported through ops->cfg_written.
+ * Before the guest runs. */
 void pci_cfg_init(struct pci_dev *d, unsigned off, unsigned size,
                   uint32_t value, uint32_t wmask);
 /* Reads the function's configuration space as the guest sees it. */
@@ -119,8 +124,15 @@ int pci_add_cap(struct pci_dev *d, const uint8_t *cap, unsigned len);
 /* MSI-X enabled by the guest (then interrupts go through vectors). */
 bool pci_msix_enabled(struct pci_dev *d);
 /* Sends MSI-X vector (pending while masked); PCI_MSIX_NO_VECTOR or a
- * vector past the table is dropped.  Returns 0 or a negative errno. */
+ * vector past the table is dropped.  Returns 0 or a negative errno.
+ * An unmasked vector goes out through an irqfd (an eventfd write, no
+ * ioctl): each (function, vector) gets its own GSI with an MSI route that
+ * follows the guest's table entry.  Where KVM has no irqfd, or with
+ * CALF_NO_IRQFD set in the environment (to compare), KVM_SIGNAL_MSI. */
 int pci_msix_notify(struct pci_dev *d, unsigned vector);
+/* The guest set the bus-master bit: the function may do DMA (and
+ * pci_dma() answers). */
+bool pci_bus_master(struct pci_dev *d);
 /* Drives the function's INTx line (level-triggered, shared lines are
  * ORed); ignored while the command register disables INTx. */
 void pci_set_intx(struct pci_dev *d, int level);
@@ -143,6 +155,11 @@ void *pci_host_guest_ram(void *host, uint64_t gpa, uint64_t len);
 int pci_host_signal_msi(void *host, uint64_t addr, uint32_t data);
 int pci_host_ioeventfd(void *host, uint64_t addr, unsigned len, int fd,
                        bool assign);
+int pci_host_msi_routes(void *host, const struct bus_msi_route *routes,
+                        unsigned n);
+int pci_host_irqfd(void *host, int fd, unsigned gsi, bool assign);
+int pci_host_ioeventfd_pio(void *host, uint16_t port, unsigned len,
+                           uint32_t value, int fd, bool assign);
 /* Creates vm->pci (host bridge, window above low RAM) and one virtio-blk
  * function per --disk spec; prints what went wrong. */
 int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks);

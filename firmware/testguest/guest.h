@@ -49,6 +49,12 @@ int start_aps(int expected);
  * against n and the APIC IDs of the MP table and MADT; failure count. */
 int check_topology(uint64_t rsdp, int n);
 
+/* mptable.c: the I/O APIC pin the MP table gives INTx pin (0 = INTA) of
+ * PCI slot (bus 0), or one of these. */
+#define MP_NO_TABLE -1
+#define MP_NO_ENTRY -2
+int mp_pci_irq(unsigned slot, unsigned pin);
+
 /* insns.c: each returns 1 when the instruction did what it should. */
 int try_int3(void);
 int try_fwait(void);
@@ -72,6 +78,7 @@ void echo_run(void);
 #define VBLK_TEST_HOSTILE 1 /* broken requests first (first disk) */
 #define VBLK_TEST_MSIX    2 /* completion interrupts through MSI-X */
 #define VBLK_TEST_BENCH   4 /* only time requests on the first disk */
+#define VBLK_TEST_LEGACY  8 /* through the legacy interface (I/O BAR 0) */
 int virtio_blk_test(unsigned expected, unsigned flags);
 
 /* ide.c: drives the PIIX3 IDE function as the ct.ide* keys say.

@@ -5,7 +5,10 @@
 #    PCI enumeration from the ACPI DSDT, virtio-pci and the qcow2 engine);
 #  - an ext2 filesystem on a second disk mounted as root read-write
 #    (root=/dev/vdb rw, no initramfs): ext2 writes its superblock on mount,
-#    so the host must see the mount count go up, and qemu-img check clean.
+#    so the host must see the mount count go up, and qemu-img check clean;
+#  - Linux's legacy virtio-pci driver on the transitional device, booted
+#    without ACPI and without MSI: the partition scan needs the INTx pin
+#    the MP table gives the slot.
 # Guest userspace cannot run on the kvm_pvm backend (shared/PLATFORM.md),
 # so the kernel panics for want of /sbin/init afterwards: that is fine.
 # About 70 s of guest time on an idle machine here; the timeout is generous
@@ -56,4 +59,18 @@ after=$(count)
 ok $(( ${after:-0} <= ${before:-0} )) "the host sees the superblock's mount count go up ($before -> $after)"
 qemu-img check -q "$TMP/vdb.qcow2"; ok $? "qemu-img check: the root image is clean"
 qemu-img check -q "$TMP/vda.qcow2"; ok $? "and so is the partitioned one"
+
+# virtio_pci.force_legacy=1: I/O BAR 0, no VERSION_1; acpi=off: the I/O
+# APIC pin of the slot's INTA comes from the MP table only; pci=nomsi:
+# completions ride that pin.  A wrong pin leaves the scan waiting forever.
+# The legacy driver touches no MMIO at all (the modern one would), which
+# tells the two apart: Linux falls back to modern silently.
+boot legacy --kernel "$KERNEL" -m 256M --disk "$TMP/vda.qcow2" \
+    --append "$APPEND acpi=off pci=nomsi virtio_pci.force_legacy=1" \
+    --expect "vda: vda1 vda2" --timeout 900 --report "$TMP/legacy.json"
+echo "# how far it got:"; grep -aE "virtio|vda|PCI|IRQ|MP" "$TMP/legacy.out" | tr -d '\r' | tail -12 | sed 's/^/#   /'
+sed 's/^/#   /' "$TMP/legacy.err"
+ok $(( status != 0 )) "acpi=off pci=nomsi, Linux's legacy virtio driver: the partition scan finds vda1 and vda2 (status $status)"
+mmio=$(grep -o '"mmio": [0-9]*' "$TMP/legacy.json" | awk '{ print $2 }')
+[ "${mmio:-x}" = 0 ]; ok $? "and it went through the legacy I/O BAR ($mmio MMIO exits)"
 done_testing
