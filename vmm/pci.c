@@ -95,6 +95,7 @@ struct pci {
     uint64_t mmio_base, mmio_next;
     uint32_t io_next;
     uint32_t cf8;
+    uint8_t rcr;              /* 0xCF9, PIIX3 reset control */
     pthread_mutex_t irq_lock;
     unsigned intx_count[PCI_ISA_IRQS];
     pci_intx_route_fn route;
@@ -468,8 +469,20 @@ static void pci_cfg_pio(void *opaque, uint16_t port, uint8_t *data,
     unsigned reg, off;
 
     if (port < 0xcfc) {
-        /* Only a dword at 0xCF8 is the address register; 0xCF9 (the PIIX
-         * reset control) and byte accesses are not decoded here. */
+        /* A byte at 0xCF9 is the PIIX3 reset control register: RST_CPU
+         * (bit 2) resets the machine, as SeaBIOS and Linux's reboot=pci
+         * expect; SYS_RST (bit 1) is kept. */
+        if (port == 0xcf9 && size == 1) {
+            if (!is_write) {
+                data[0] = pci->rcr;
+            } else {
+                pci->rcr = data[0] & 0x02;
+                if (data[0] & 0x04)
+                    bus_request_stop(pci->bus, BUS_STOP_RESET, 0);
+            }
+            return;
+        }
+        /* Only a dword at 0xCF8 is the address register. */
         if (port != 0xcf8 || size != 4)
             return;
         if (is_write)
