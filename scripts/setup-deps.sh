@@ -8,7 +8,7 @@
 #                           (make test-slow, make run-linux)
 #   setup-deps.sh bench   - plus the benchmark peers
 set -u
-need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev"
+need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev"
 peers="qemu-utils perl qemu-system-x86"
 case "${1:-build}" in
 test)  need="$need $peers" ;;

@@ -11,9 +11,11 @@
 #include <unistd.h>
 
 #include "devices/devices.h"
+#include "devices/vga.h"
 #include "vmm/boot.h"
 #include "vmm/pci.h"
 #include "vmm/console.h"
+#include "vmm/display.h"
 #include "vmm/report.h"
 #include "vmm/vm.h"
 
@@ -30,6 +32,16 @@ struct run_opts {
     struct cpu_model cpu;
     const char *disks[PCI_MAX_DISKS]; /* --disk specs, vmm/pci.c */
     int ndisks;
+    const char *display;   /* "none" or "sdl" */
+    const char *vga;       /* "std", "none" or NULL: std with a display */
+    const char *screenshot;
+};
+
+/* The screen and keyboard of a run, when it has a VGA. */
+struct run_screen {
+    struct vga *vga;
+    struct i8042 *kbd;
+    struct display *win;
 };
 
 static uint64_t process_start_ns;
@@ -58,6 +70,11 @@ static void usage(FILE *f)
           "      --disk FILE[,format=raw|qcow2][,if=virtio][,readonly][,snapshot]\n"
           "             [,cache=writeback|none|unsafe][,discard=ignore|unmap][,serial=S]\n"
           "                       a virtio-blk disk (repeatable)\n"
+          "      --display none|sdl  none (the default): the serial console only;\n"
+          "                       sdl: a window with the VGA screen and keyboard\n"
+          "      --vga std|none   the std VGA (Bochs VBE, PCI 1234:1111); by default\n"
+          "                       there is one with --display sdl or --screenshot\n"
+          "      --screenshot FILE.png  write the screen as PNG when the run ends\n"
           "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
           "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
           "  text, 124 timeout, 128+n signal n\n"
@@ -104,6 +121,9 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         { "cpu", required_argument, NULL, 'C' },
         { "disk", required_argument, NULL, 'D' },
         { "help-cpu", no_argument, NULL, 'H' },
+        { "display", required_argument, NULL, 'd' },
+        { "vga", required_argument, NULL, 'V' },
+        { "screenshot", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -118,6 +138,9 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         case 'e': o->expect = optarg; break;
         case 'r': o->report = optarg; break;
         case 'n': break;
+        case 'd': o->display = optarg; break;
+        case 'V': o->vga = optarg; break;
+        case 'S': o->screenshot = optarg; break;
         case 'D':
             if (o->ndisks == PCI_MAX_DISKS) {
                 vmm_error("too many --disk (at most %d)", PCI_MAX_DISKS);
@@ -157,6 +180,20 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
             usage(stderr);
             return -EINVAL;
         }
+    }
+    if (strcmp(o->display, "none") && strcmp(o->display, "sdl")) {
+        vmm_error("bad --display '%s' (none or sdl)", o->display);
+        return -EINVAL;
+    }
+    if (o->vga && strcmp(o->vga, "std") && strcmp(o->vga, "none")) {
+        vmm_error("bad --vga '%s' (std or none)", o->vga);
+        return -EINVAL;
+    }
+    if (o->vga && !strcmp(o->vga, "none") &&
+        (!strcmp(o->display, "sdl") || o->screenshot)) {
+        vmm_error("--vga none leaves nothing to %s",
+                  o->screenshot ? "take a screenshot of" : "display");
+        return -EINVAL;
     }
     if (optind != argc || !o->boot.kernel) {
         vmm_error(optind != argc ? "unexpected argument '%s'"
@@ -205,14 +242,14 @@ static void on_expect(void *opaque)
     vm_request_stop(opaque, BUS_STOP_EXPECT, CALF_EXIT_OK);
 }
 
-static int create_devices(struct vm *vm)
+static int create_devices(struct vm *vm, struct run_screen *scr)
 {
     int ret = serial_create(vm->bus, 0x3f8, 4, &vm->serial);
 
     if (!ret)
         ret = rtc_create(vm->bus, vm->low_size, vm->ram_size - vm->low_size);
     if (!ret)
-        ret = i8042_create(vm->bus);
+        ret = i8042_create(vm->bus, &scr->kbd);
     if (!ret)
         ret = debug_exit_create(vm->bus, 0x501);
     if (!ret)
@@ -282,7 +319,38 @@ static void handle_input(struct vm *vm, int *in_fd)
         vm_request_stop(vm, BUS_STOP_QUIT, CALF_EXIT_OK);
 }
 
-static void main_loop(struct vm *vm, const struct run_opts *o)
+/* QEMU gives every PC a VGA; here it comes with a use for it, so that
+ * a serial-only run stays as small as before (--vga std forces one). */
+static bool want_vga(const struct run_opts *o)
+{
+    if (o->vga)
+        return !strcmp(o->vga, "std");
+    return !strcmp(o->display, "sdl") || o->screenshot;
+}
+
+static int create_screen(struct vm *vm, const struct run_opts *o,
+                         struct run_screen *scr)
+{
+    int ret;
+
+    if (!want_vga(o))
+        return 0;
+    ret = vga_create(vm->pci, vm->bus, &scr->vga);
+    if (ret) {
+        vmm_error("VGA setup: %s", strerror(-ret));
+        return ret;
+    }
+    if (strcmp(o->display, "sdl"))
+        return 0;
+    ret = display_sdl_open(scr->vga, scr->kbd, &scr->win);
+    if (ret == -ENOTSUP)
+        vmm_error("--display sdl: this calf was built without SDL2 "
+                  "(install libsdl2-dev and rebuild)");
+    return ret;
+}
+
+static void main_loop(struct vm *vm, const struct run_opts *o,
+                      struct run_screen *scr)
 {
     uint64_t deadline = o->timeout > 0
         ? process_start_ns + (uint64_t)(o->timeout * 1e9) : 0;
@@ -312,6 +380,8 @@ static void main_loop(struct vm *vm, const struct run_opts *o)
         if (++tick % HALT_PROBE_TICKS == 0 && vm_all_dead(vm))
             vm_request_stop(vm, BUS_STOP_HALT, CALF_EXIT_OK);
         console_flush(vm->console);
+        if (scr->win && !display_tick(scr->win))
+            vm_request_stop(vm, BUS_STOP_QUIT, CALF_EXIT_OK);
     }
 }
 
@@ -332,19 +402,21 @@ static int final_status(struct vm *vm, const struct run_opts *o)
     }
 }
 
-static int run_vm(struct vm *vm, const struct run_opts *o)
+static int run_vm(struct vm *vm, const struct run_opts *o,
+                  struct run_screen *scr)
 {
     int status;
 
     vm->bus = bus_create(&host_ops, vm);
     vm->console = console_create(STDOUT_FILENO, o->expect, on_expect, vm);
-    if (!vm->bus || !vm->console || create_devices(vm) ||
-        pci_machine_create(vm, o->disks, o->ndisks) || boot_linux(vm, &o->boot))
+    if (!vm->bus || !vm->console || create_devices(vm, scr) ||
+        pci_machine_create(vm, o->disks, o->ndisks) ||
+        create_screen(vm, o, scr) || boot_linux(vm, &o->boot))
         return CALF_EXIT_SETUP;
     install_signals(vm);
     if (start_vcpus(vm))
         vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
-    main_loop(vm, o);
+    main_loop(vm, o, scr);
     for (int i = 0; i < vm->ncpus; i++)
         vcpu_kick(&vm->vcpus[i]);
     for (int i = 0; i < vm->ncpus; i++) {
@@ -358,6 +430,8 @@ static int run_vm(struct vm *vm, const struct run_opts *o)
             vmm_error("vCPU %d was at RIP 0x%llx", i,
                       (unsigned long long)vm->vcpus[i].last_rip);
     status = final_status(vm, o);
+    if (o->screenshot && scr->vga && screenshot_write(scr->vga, o->screenshot))
+        status = status ? status : CALF_EXIT_SETUP;
     if (o->report && report_write(o->report, vm, status, process_start_ns))
         status = status ? status : CALF_EXIT_SETUP;
     return status;
@@ -365,7 +439,8 @@ static int run_vm(struct vm *vm, const struct run_opts *o)
 
 static int cmd_run(int argc, char **argv)
 {
-    struct run_opts o = { .mem = 256ULL << 20, .cpus = 1 };
+    struct run_opts o = { .mem = 256ULL << 20, .cpus = 1, .display = "none" };
+    struct run_screen scr = { 0 };
     struct vm vm;
     int status;
 
@@ -376,7 +451,9 @@ static int cmd_run(int argc, char **argv)
     if (vm_create(&vm, o.mem, o.cpus))
         status = CALF_EXIT_SETUP;
     else
-        status = run_vm(&vm, &o);
+        status = run_vm(&vm, &o, &scr);
+    if (scr.win)
+        display_close(scr.win);
     pci_destroy(vm.pci); /* I/O threads stop before guest RAM goes */
     vm_destroy(&vm);
     console_destroy(vm.console);

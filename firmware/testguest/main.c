@@ -19,6 +19,7 @@
  *   ct.virtio=N     drive the N virtio-blk disks (virtio-blk.c);
  *   ct.vhostile=1   with broken requests first; ct.vmsix=1: and MSI-X;
  *   ct.vbench=1     time virtio-blk requests instead (bench/virtio-blk)
+ *   ct.vga=WHAT     drive the std VGA (text, lfb) or the i8042 (kbd): vga.c
  */
 #include "guest.h"
 
@@ -327,6 +328,13 @@ void guest_main(uint32_t mode, uint64_t info)
                 (has_key(bi.cmdline, "ct.vhostile=") ? VBLK_TEST_HOSTILE : 0) |
                 (has_key(bi.cmdline, "ct.vmsix=") ? VBLK_TEST_MSIX : 0) |
                 (has_key(bi.cmdline, "ct.vbench=") ? VBLK_TEST_BENCH : 0));
+    }
+    {
+        size_t len;
+        const char *v = cmdline_get(bi.cmdline, "ct.vga=", &len);
+
+        if (v)
+            failures += vga_test(v, len);
     }
     finish(bi.cmdline);
 }
