@@ -9,7 +9,7 @@
 #   setup-deps.sh bench   - plus the benchmark peers
 set -u
 need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev"
-peers="qemu-utils perl qemu-system-x86"
+peers="qemu-utils perl qemu-system-x86 xvfb xdotool"
 case "${1:-build}" in
 test)  need="$need $peers" ;;
 linux) need="$need $peers linux-source-6.1 bc flex bison libelf-dev cpio xz-utils busybox-static" ;;

@@ -53,7 +53,7 @@ int try_cmpxchg16b(void);
 #define VBLK_TEST_BENCH   4 /* only time requests on the first disk */
 int virtio_blk_test(unsigned expected, unsigned flags);
 
-/* vga.c: ct.vga=text|lfb|kbd (what is the value of ct.vga); returns the
+/* vga.c: ct.vga=text|lfb|kbd|keys (what is the value of ct.vga); returns the
  * failure count. */
 int vga_test(const char *what, size_t len);
 

@@ -19,7 +19,8 @@
  *   ct.virtio=N     drive the N virtio-blk disks (virtio-blk.c);
  *   ct.vhostile=1   with broken requests first; ct.vmsix=1: and MSI-X;
  *   ct.vbench=1     time virtio-blk requests instead (bench/virtio-blk)
- *   ct.vga=WHAT     drive the std VGA (text, lfb) or the i8042 (kbd): vga.c
+ *   ct.vga=WHAT     drive the std VGA (text, lfb) or the i8042 (kbd, keys):
+ *                   vga.c
  */
 #include "guest.h"
 

@@ -9,7 +9,9 @@
  *         pixels must follow it), DISPI read back through BAR2;
  *   kbd:  the controller and keyboard command protocol: self test,
  *         command byte, reset, identify, echo, LEDs, scan code sets with
- *         and without translation, the output buffer and IRQ 1. */
+ *         and without translation, the output buffer and IRQ 1;
+ *   keys: prints the scan codes of the first four key events the host
+ *         sends (guest-tests/vga-sdl.t types them into the window). */
 #include "guest.h"
 #include "pci.h"
 
@@ -279,6 +281,29 @@ static int word_is(const char *s, size_t len, const char *word)
     return len == strlen(word) && !memcmp_(s, word, len);
 }
 
+/* Host keys through --display sdl: prints the first four bytes the
+ * keyboard sends (set 1, translated by the controller). */
+static void vga_keys(void)
+{
+    static const char hex[] = "0123456789abcdef";
+    char line[] = "calf-test: key xx\n";
+
+    ctr_write(0x45);
+    kbd_drain();
+    serial_puts("calf-test: keyboard ready\n");
+    for (int n = 0; n < 4;) {
+        int v;
+
+        if (!(inb(0x64) & 0x01))
+            continue;
+        v = inb(0x60);
+        line[15] = hex[v >> 4];
+        line[16] = hex[v & 15];
+        serial_puts(line);
+        n++;
+    }
+}
+
 int vga_test(const char *what, size_t len)
 {
     if (word_is(what, len, "text"))
@@ -287,7 +312,9 @@ int vga_test(const char *what, size_t len)
         vga_lfb();
     else if (word_is(what, len, "kbd"))
         vga_kbd();
+    else if (word_is(what, len, "keys"))
+        vga_keys();
     else
-        check(0, "ct.vga= is text, lfb or kbd");
+        check(0, "ct.vga= is text, lfb, kbd or keys");
     return failures;
 }
