@@ -6,6 +6,10 @@
 # the guest.
 . "$(dirname "$0")/lib.sh"
 need_kvm
+# Under ASan, SDL's video drivers (X11, D-Bus) leak at SDL_Quit from
+# libraries they unload again, where no suppression can name them; leak
+# checks of calf's own code run in guest-tests/vga.t.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 CHECK=$CALF_BUILD/tests/png-check
 [ -x "$CHECK" ] || { echo "1..0 # SKIP $CHECK not built (make test builds it)"; exit 0; }
 if SDL_VIDEODRIVER=dummy "$CALF" run --kernel "$GUEST" --display sdl --timeout 30 2>&1 >/dev/null |
