@@ -51,6 +51,18 @@ png_ok lfb pixel 320,240 abcdef; ok $? "lfb: a pixel written after BAR0 moved re
 boot kbd --kernel "$GUEST" --append "ct.vga=kbd"
 passed kbd; r=$?; ok $r "i8042: self test, command byte, reset, identify, echo, LEDs, scan code sets, IRQ 1 (status $status)"; [ $r = 0 ] || show kbd
 
+# ---- a hostile guest: absurd modes are drawn bounded, never read past ----
+boot hdispi --kernel "$GUEST" --append "ct.vga=hdispi" --screenshot "$TMP/hdispi.png" --timeout 60
+passed hdispi; ok $? "hostile DISPI values (a mode larger than video memory, offsets past its end): calf runs on"
+png_ok hdispi size 2560x1600 rect 0,0,2560,1600 000000
+ok $? "and draws that mode black instead of reading past the framebuffer"
+boot htext --kernel "$GUEST" --append "ct.vga=htext" --screenshot "$TMP/htext.png" --timeout 60
+passed htext; ok $? "hostile CRTC values in text mode: calf runs on"
+png_ok htext size 2048x512; ok $? "and draws 256 columns of double-scanned 1-line cells"
+boot hchain4 --kernel "$GUEST" --append "ct.vga=hchain4" --screenshot "$TMP/hchain4.png" --timeout 60
+passed hchain4; ok $? "hostile CRTC values in a chain-4 mode: calf runs on"
+png_ok hchain4 size 1024x1024; ok $? "and draws the largest chain-4 screen the CRTC can describe"
+
 # ---- options ----
 boot novga --kernel "$GUEST" --append "ct.vga=lfb" --timeout 60
 [ "$status" = 3 ] && has novga "no PCI function 1234:1111"

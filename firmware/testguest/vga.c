@@ -11,7 +11,8 @@
  *         command byte, reset, identify, echo, LEDs, scan code sets with
  *         and without translation, the output buffer and IRQ 1;
  *   keys: prints the scan codes of the first four key events the host
- *         sends (guest-tests/vga-sdl.t types them into the window). */
+ *         sends (guest-tests/vga-sdl.t types them into the window);
+ *   hdispi, htext, hchain4: hostile register values for the renderer. */
 #include "guest.h"
 #include "pci.h"
 
@@ -276,6 +277,48 @@ static void vga_kbd(void)
     serial_puts("calf-test: i8042 protocol done\n");
 }
 
+/* Hostile register values: calf must draw something bounded (or
+ * nothing) and never read past its memory.  Each leaves one state for
+ * the screenshot at exit. */
+static void vga_hostile_dispi(void)
+{
+    dispi_write(4, 0);
+    dispi_write(1, 2560);
+    dispi_write(2, 1600);
+    dispi_write(3, 32);
+    dispi_write(4, 0xc1);                   /* 16.4 MB: more than there is */
+    dispi_write(6, 1);                      /* narrower than XRES */
+    dispi_write(8, 0xffff);
+    dispi_write(9, 0xffff);
+    dispi_write(3, 7);                      /* no such depth */
+    dispi_write(0xffff, 0x1234);
+    (void)dispi_read(0xffff);
+    serial_puts("calf-test: hostile DISPI values written\n");
+}
+
+static void vga_hostile_crtc(int chain4)
+{
+    crtc_write(0x11, 0x00);                 /* unlock CR0-7 */
+    for (uint8_t i = 0; i < 0x19; i++)
+        crtc_write(i, 0xff);
+    crtc_write(0x09, chain4 ? 0x00 : 0x80); /* 1-line cells, or doubled */
+    if (chain4) {
+        outb(0x3c4, 4);
+        outb(0x3c5, 0x08);
+        outb(0x3ce, 5);
+        outb(0x3cf, 0x40);
+        outb(0x3ce, 6);
+        outb(0x3cf, 0x01);
+    } else {
+        outb(0x3ce, 6);
+        outb(0x3cf, 0x00);                  /* text at 0xA0000, 128K */
+    }
+    outb(0x3c6, 0x00);                      /* PEL mask */
+    for (int i = 0; i < 1000; i++)
+        outb(0x3c9, (uint8_t)i);            /* DAC index wraps */
+    serial_puts("calf-test: hostile CRTC values written\n");
+}
+
 static int word_is(const char *s, size_t len, const char *word)
 {
     return len == strlen(word) && !memcmp_(s, word, len);
@@ -314,7 +357,13 @@ int vga_test(const char *what, size_t len)
         vga_kbd();
     else if (word_is(what, len, "keys"))
         vga_keys();
+    else if (word_is(what, len, "hdispi"))
+        vga_hostile_dispi();
+    else if (word_is(what, len, "htext"))
+        vga_hostile_crtc(0);
+    else if (word_is(what, len, "hchain4"))
+        vga_hostile_crtc(1);
     else
-        check(0, "ct.vga= is text, lfb, kbd or keys");
+        check(0, "ct.vga= is text, lfb, kbd, keys, hdispi, htext or hchain4");
     return failures;
 }
