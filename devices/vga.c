@@ -642,13 +642,11 @@ static int render_dispi(struct vga *v, const struct vga_regs *r,
 
 int vga_render(struct vga *v, struct vga_image *img, int cursor_on)
 {
-    struct vga_regs *r = malloc(sizeof(*r));
+    struct vga_regs copy, *r = &copy;
     int ret;
 
-    if (!r)
-        return -ENOMEM;
     bus_lock(v->bus);
-    *r = v->r;
+    copy = v->r;
     bus_unlock(v->bus);
     if (r->dispi[DISPI_ENABLE] & DISPI_ENABLED)
         ret = render_dispi(v, r, img);
@@ -660,6 +658,5 @@ int vga_render(struct vga *v, struct vga_image *img, int cursor_on)
         ret = render_chain4(v, r, img);
     else
         ret = image_size(img, (r->crtc[1] + 1u) * 8, crtc_lines(r));
-    free(r);
     return ret;
 }
