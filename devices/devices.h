@@ -5,6 +5,7 @@
 #define CALF_DEVICES_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "vmm/bus.h"
@@ -44,11 +45,54 @@ int debug_exit_create(struct bus *bus, uint16_t port);
 
 /* PIIX3 PCI-to-ISA bridge at 00:01.0 with its PIRQ route registers. */
 struct pci;
+struct pci_dev;
 struct piix3;
 int piix3_create(struct pci *pci, struct bus *bus, struct piix3 **out);
 /* A pci_intx_route_fn (vmm/pci.h) reading the PIRQ registers, for
  * machines whose firmware programs them; opaque is the struct piix3. */
 int piix3_route_intx(void *opaque, int slot, int pin);
+
+/* QEMU's fw_cfg (ports 0x510/0x511, DMA at 0x514): what firmware reads
+ * about the machine.  Items are copied; call before the guest runs. */
+struct fw_cfg;
+int fw_cfg_create(struct bus *bus, struct fw_cfg **out);
+/* Not bus-owned (its items are separate allocations): the VMM frees it
+ * once the vCPUs are stopped. */
+void fw_cfg_destroy(struct fw_cfg *f);
+/* A named file, listed in the directory; names as QEMU's ("etc/e820",
+ * "vgaroms/vgabios-stdvga.bin", at most 55 bytes).  Adding a name again
+ * replaces its contents. */
+int fw_cfg_add_file(struct fw_cfg *f, const char *name, const void *data,
+                    uint32_t len);
+/* A file holding a little-endian integer of size bytes, the form
+ * SeaBIOS's romfile_loadint() reads ("etc/boot-fail-wait"). */
+int fw_cfg_add_file_int(struct fw_cfg *f, const char *name, uint64_t v,
+                        unsigned size);
+/* Numbered items (FW_CFG_NB_CPUS 0x05 ...), little-endian. */
+int fw_cfg_add_bytes(struct fw_cfg *f, uint16_t key, const void *data,
+                     uint32_t len);
+int fw_cfg_add_u16(struct fw_cfg *f, uint16_t key, uint16_t v);
+int fw_cfg_add_u32(struct fw_cfg *f, uint16_t key, uint32_t v);
+int fw_cfg_add_u64(struct fw_cfg *f, uint16_t key, uint64_t v);
+#define FW_CFG_RAM_SIZE   0x03
+#define FW_CFG_NOGRAPHIC  0x04
+#define FW_CFG_NB_CPUS    0x05
+#define FW_CFG_MAX_CPUS   0x0f
+#define FW_CFG_BOOT_MENU  0x0e
+#define FW_CFG_IRQ0_OVERRIDE 0x8002
+
+/* i440FX host bridge chipset registers on 00:00.0: PAM 0x59-0x5f and
+ * SMRAM 0x72, stored and read back (guest RAM stays RAM under them). */
+int i440fx_init(struct pci_dev *host_bridge);
+
+/* System control port A (0x92): fast A20 and the fast reset bit. */
+int piix3_port92_create(struct bus *bus);
+
+/* QEMU's debugcon at port (0x402 for SeaBIOS): reads answer 0xe9 and
+ * the bytes go to out when out is not NULL; else the port reads 0xff
+ * and the firmware keeps its log to itself. */
+struct debugcon;
+int debugcon_create(struct bus *bus, uint16_t port, FILE *out);
 
 /* Ports decoded and ignored: POST code port 0x80 and friends. */
 int port80_create(struct bus *bus);

@@ -62,3 +62,48 @@ int piix3_create(struct pci *pci, struct bus *bus, struct piix3 **out)
         *out = p;
     return 0;
 }
+
+/* System control port A (0x92).  Bit 1 gates A20, which calf never
+ * masks (KVM has no A20 gate); it is kept so the firmware reads back
+ * what it wrote.  Bit 0 is the fast reset: a PC restarts, and calf ends
+ * the run the way the i8042 reset line does. */
+#define PORT92_RESET 0x01
+#define PORT92_A20   0x02
+
+struct port92 {
+    struct bus *bus;
+    uint8_t value;
+};
+
+static void port92_pio(void *opaque, uint16_t port, uint8_t *data,
+                       unsigned size, bool is_write)
+{
+    struct port92 *p = opaque;
+
+    (void)port;
+    (void)size;
+    if (!is_write) {
+        data[0] = p->value;
+        return;
+    }
+    p->value = data[0] & PORT92_A20;
+    if (data[0] & PORT92_RESET)
+        bus_request_stop(p->bus, BUS_STOP_RESET, 0);
+}
+
+int piix3_port92_create(struct bus *bus)
+{
+    struct port92 *p = calloc(1, sizeof(*p));
+    int ret;
+
+    if (!p)
+        return -ENOMEM;
+    p->bus = bus;
+    p->value = PORT92_A20;
+    ret = bus_own(bus, p);
+    if (ret) {
+        free(p);
+        return ret;
+    }
+    return bus_register_pio(bus, 0x92, 1, port92_pio, p);
+}

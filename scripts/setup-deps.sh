@@ -2,13 +2,14 @@
 # Installs the Debian packages calf needs to build and test, when they are
 # missing.  Run by the Makefile before anything else; does nothing when all
 # packages are present.  Not root and something missing: one clear message.
-#   setup-deps.sh build   - what the compiler needs (also `make run`)
+#   setup-deps.sh build   - what the compiler needs (also `make run`), and
+#                           seabios: `calf run` without --kernel boots it
 #   setup-deps.sh test    - plus the peers the tests compare against
 #   setup-deps.sh linux   - plus what building the small Linux guest needs
 #                           (make test-slow, make run-linux)
 #   setup-deps.sh bench   - plus the benchmark peers
 set -u
-need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev"
+need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev seabios"
 peers="qemu-utils perl qemu-system-x86 xvfb xdotool"
 case "${1:-build}" in
 test)  need="$need $peers" ;;

@@ -39,7 +39,7 @@ wait_locked() { # file: wait until somebody holds the write lock
 
 # qemu-io holds the image for writing
 qemu-img create -q -f qcow2 "$T/l.qcow2" 64M
-qemu-io -c "sleep 30000" "$T/l.qcow2" >/dev/null 2>&1 & pids+=($!)
+qemu-io -c "sleep 600000" "$T/l.qcow2" >/dev/null 2>&1 & pids+=($!)
 wait_locked "$T/l.qcow2"
 if out=$("$B/calf-io" -c "write 0 4k" "$T/l.qcow2" 2>&1); then notok "calf-io wrote while qemu-io held the image"
 else grep -q "lock" <<<"$out" && ok "calf-io is refused while qemu-io writes: $(head -1 <<<"$out")" || notok "calf-io failed without a lock message: $out"; fi

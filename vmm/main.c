@@ -13,12 +13,14 @@
 #include "devices/devices.h"
 #include "devices/vga.h"
 #include "vmm/boot.h"
+#include "vmm/firmware.h"
 #include "vmm/pci.h"
 #include "vmm/console.h"
 #include "vmm/display.h"
 #include "vmm/report.h"
 #include "vmm/vm.h"
 
+#define VGA_BIOS "/usr/share/seabios/vgabios-stdvga.bin"
 #define TICK_MS 10
 #define HALT_PROBE_TICKS 10 /* look for a dead guest every 100 ms */
 
@@ -26,6 +28,7 @@ struct run_opts {
     uint64_t mem;
     int cpus;
     struct boot_config boot;
+    struct firmware_config fw;  /* used without --kernel */
     const char *expect;
     double timeout;
     const char *report;
@@ -55,10 +58,16 @@ __attribute__((constructor)) static void note_process_start(void)
 
 static void usage(FILE *f)
 {
-    fputs("usage: calf run --kernel FILE [options]\n"
+    fputs("usage: calf run [--kernel FILE | --disk FILE...] [options]\n"
           "  -k, --kernel FILE    bzImage or ELF vmlinux (64-bit entry)\n"
           "      --initrd FILE    initial ramdisk\n"
           "      --append TEXT    kernel command line\n"
+          "  without --kernel the machine boots firmware (SeaBIOS), whose\n"
+          "  screen is on the serial console (and the VGA, with one):\n"
+          "      --firmware FILE  BIOS ROM (default " FIRMWARE_DEFAULT ")\n"
+          "      --boot ORDER     c: disks, d: CD-ROMs, diskN: the N-th --disk\n"
+          "                       (from 0), order=cd, menu=on|off; comma-separated\n"
+          "      --bios-log FILE  the firmware's debug log (port 0x402)\n"
           "  -m, --memory SIZE    guest RAM, e.g. 256M, 2G (default 256M;\n"
           "                       a bare number is MiB)\n"
           "  -c, --cpus N         vCPUs (default 1)\n"
@@ -124,6 +133,9 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         { "display", required_argument, NULL, 'd' },
         { "vga", required_argument, NULL, 'V' },
         { "screenshot", required_argument, NULL, 'S' },
+        { "firmware", required_argument, NULL, 'F' },
+        { "boot", required_argument, NULL, 'B' },
+        { "bios-log", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -141,6 +153,13 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         case 'd': o->display = optarg; break;
         case 'V': o->vga = optarg; break;
         case 'S': o->screenshot = optarg; break;
+        case 'F': o->fw.rom = optarg; break;
+        case 'B':
+            if (firmware_check_boot_spec(optarg))
+                return -EINVAL;
+            o->fw.boot = optarg;
+            break;
+        case 'L': o->fw.bios_log = optarg; break;
         case 'D':
             if (o->ndisks == PCI_MAX_DISKS) {
                 vmm_error("too many --disk (at most %d)", PCI_MAX_DISKS);
@@ -195,10 +214,14 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
                   o->screenshot ? "take a screenshot of" : "display");
         return -EINVAL;
     }
-    if (optind != argc || !o->boot.kernel) {
-        vmm_error(optind != argc ? "unexpected argument '%s'"
-                                 : "no --kernel given%s", optind != argc ? argv[optind] : "");
+    if (optind != argc) {
+        vmm_error("unexpected argument '%s'", argv[optind]);
         usage(stderr);
+        return -EINVAL;
+    }
+    if (o->boot.kernel && (o->fw.rom || o->fw.boot || o->fw.bios_log)) {
+        vmm_error("--firmware, --boot and --bios-log need a firmware boot "
+                  "(no --kernel)");
         return -EINVAL;
     }
     return 0;
@@ -328,6 +351,30 @@ static bool want_vga(const struct run_opts *o)
     return !strcmp(o->display, "sdl") || o->screenshot;
 }
 
+/* The VGA BIOS for a firmware boot.  SeaBIOS runs a fw_cfg file named
+ * "pciVVVV,DDDD.rom" as the option ROM of that PCI function and hands it
+ * the function's address, which vgabios-stdvga needs to find its
+ * framebuffer BAR ("vgaroms/" files run without one). */
+static int add_vga_bios(struct vm *vm)
+{
+    static uint8_t rom[256 << 10];
+    FILE *f = fopen(VGA_BIOS, "rb");
+    size_t n = f ? fread(rom, 1, sizeof(rom), f) : 0;
+    int ret;
+
+    if (f)
+        fclose(f);
+    if (!n) {
+        vmm_error("cannot read the VGA BIOS %s (Debian package seabios)",
+                  VGA_BIOS);
+        return -ENOENT;
+    }
+    ret = fw_cfg_add_file(vm->fw_cfg, "pci1234,1111.rom", rom, (uint32_t)n);
+    if (ret)
+        vmm_error("VGA BIOS: %s", strerror(-ret));
+    return ret;
+}
+
 static int create_screen(struct vm *vm, const struct run_opts *o,
                          struct run_screen *scr)
 {
@@ -340,6 +387,8 @@ static int create_screen(struct vm *vm, const struct run_opts *o,
         vmm_error("VGA setup: %s", strerror(-ret));
         return ret;
     }
+    if (vm->fw_cfg && (ret = add_vga_bios(vm)))
+        return ret;
     if (strcmp(o->display, "sdl"))
         return 0;
     ret = display_sdl_open(scr->vga, scr->kbd, &scr->win);
@@ -409,9 +458,14 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
 
     vm->bus = bus_create(&host_ops, vm);
     vm->console = console_create(STDOUT_FILENO, o->expect, on_expect, vm);
-    if (!vm->bus || !vm->console || create_devices(vm, scr) ||
-        pci_machine_create(vm, o->disks, o->ndisks) ||
-        create_screen(vm, o, scr) || boot_linux(vm, &o->boot))
+    /* Under firmware, vm->fw_cfg exists before any device: devices add
+     * their files (option ROMs, boot paths) as they are created. */
+    if (!vm->bus || !vm->console ||
+        (!o->boot.kernel && firmware_setup(vm, &o->fw)) ||
+        create_devices(vm, scr) || pci_machine_create(vm, o->disks, o->ndisks) ||
+        create_screen(vm, o, scr) ||
+        (o->boot.kernel ? boot_linux(vm, &o->boot)
+                        : firmware_finish(vm, o->disks, o->ndisks)))
         return CALF_EXIT_SETUP;
     install_signals(vm);
     if (start_vcpus(vm))
@@ -455,6 +509,7 @@ static int cmd_run(int argc, char **argv)
     if (scr.win)
         display_close(scr.win);
     pci_destroy(vm.pci); /* I/O threads stop before guest RAM goes */
+    firmware_destroy(&vm);
     vm_destroy(&vm);
     console_destroy(vm.console);
     bus_destroy(vm.bus);
@@ -469,6 +524,6 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "usage: calf run --kernel FILE [options] (calf run --help)\n");
+    fprintf(stderr, "usage: calf run [--kernel FILE] [options] (calf run --help)\n");
     return CALF_EXIT_SETUP;
 }

@@ -70,6 +70,8 @@ struct vm {
     struct bus *bus;
     struct pci *pci;          /* vmm/pci.c */
     struct piix3 *piix3;      /* ISA bridge at 00:01.0 */
+    struct fw_cfg *fw_cfg;    /* firmware boot only, NULL under --kernel */
+    struct firmware *firmware; /* vmm/firmware.c, NULL under --kernel */
     struct serial *serial;
     struct console *console;
 

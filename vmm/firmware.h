@@ -1,0 +1,45 @@
+/* Firmware boot: without --kernel, the vCPUs start at the reset vector of
+ * a BIOS ROM (SeaBIOS) mapped below 4 GiB, and the firmware learns about
+ * the machine through fw_cfg, the CMOS and the chipset registers. */
+#ifndef CALF_VMM_FIRMWARE_H
+#define CALF_VMM_FIRMWARE_H
+
+#include <stdbool.h>
+
+#include "vmm/vm.h"
+
+#define FIRMWARE_DEFAULT "/usr/share/seabios/bios-256k.bin"
+
+struct firmware_config {
+    const char *rom;       /* NULL: FIRMWARE_DEFAULT */
+    const char *boot;      /* --boot spec, NULL: disks, then CD-ROMs */
+    const char *bios_log;  /* --bios-log: the firmware's debugcon output */
+};
+
+/* Checks a --boot spec ("c", "d", "order=cd", "disk1", "menu=off",
+ * comma-separated); prints what is wrong. */
+int firmware_check_boot_spec(const char *spec);
+
+/* Before the devices: loads and maps the ROM, creates vm->fw_cfg (so
+ * devices can add their files, e.g. a VGA option ROM) and the chipset
+ * registers.  Prints what went wrong. */
+int firmware_setup(struct vm *vm, const struct firmware_config *cfg);
+
+/* Boot devices, for the firmware's "bootorder" file.  disk_index is the
+ * position of the --disk option (from 0), ofw_path the OpenFirmware path
+ * SeaBIOS matches, e.g. "/pci@i0cf8/ide@1,1/drive@0/disk@0" for the IDE
+ * primary master, "/pci@i0cf8/scsi@3/disk@0,0" for virtio-blk at slot 3.
+ * Call between firmware_setup() and firmware_finish(). */
+enum firmware_boot_kind { FIRMWARE_BOOT_DISK, FIRMWARE_BOOT_CDROM };
+int firmware_add_boot_device(struct vm *vm, enum firmware_boot_kind kind,
+                             int disk_index, const char *ofw_path);
+
+/* After every device exists: finds the virtio-blk disks, writes the
+ * "bootorder" file from the --boot spec, routes INTx through the PIIX3
+ * PIRQ registers.  The vCPUs then start in their reset state. */
+int firmware_finish(struct vm *vm, const char *const *disks, int ndisks);
+
+/* Once the vCPUs are stopped: fw_cfg, the ROM, the log file. */
+void firmware_destroy(struct vm *vm);
+
+#endif
