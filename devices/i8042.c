@@ -33,6 +33,10 @@
 #define KBD_ECHO     0xee
 
 #define OUTQ_SIZE 64
+/* A keyboard buffers 16 bytes while nobody reads them and then drops
+ * keys; drivers rely on it (SeaBIOS and Linux flush at most 16 bytes,
+ * and give up on the controller when more keep coming). */
+#define KBD_BUFFER 16
 
 struct i8042 {
     struct bus *bus;
@@ -250,7 +254,7 @@ void i8042_key_event(struct i8042 *k, const uint8_t *set2, size_t n)
     bus_lock(k->bus);
     /* A key press takes room for the whole sequence or nothing. */
     if (k->scanning && !(k->ctr & CTR_KBDOFF) &&
-        k->out_count + n <= OUTQ_SIZE) {
+        k->out_count + n <= KBD_BUFFER) {
         for (size_t i = 0; i < n; i++) {
             if (k->kbd_set != 1)
                 kbd_send(k, set2[i]);

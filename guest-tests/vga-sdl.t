@@ -68,14 +68,17 @@ if [ -e /usr/share/seabios/vgabios-stdvga.bin ] && "$CALF" run --help | grep -q 
     calf=$!
     wid=$(timeout 20 xdotool search --sync --name '^calf$' | head -1)
     timeout 10 xdotool windowfocus --sync "$wid"
+    # SeaBIOS empties the controller, prints the prompt and waits 2.5 s
+    # for ESC (keys typed before would fill the keyboard's buffer while
+    # nobody reads it, and SeaBIOS gives up on a controller it cannot
+    # flush): ESC five times a second once the prompt shows.  Repeats in
+    # the menu are ignored for 1.5 s; a later one boots the same disk as
+    # '1' does.
     for i in $(seq 600); do has menu "Press ESC for boot menu" && break; sleep 0.1; done
-    # SeaBIOS waits for the key a few seconds: ESC until the menu shows
-    # (it ignores repeats for 1.5 s; a late one boots the same disk).
-    for i in $(seq 40); do
-        has menu "Select boot device" && break
-        timeout 10 xdotool key Escape
-        sleep 0.3
-    done
+    xdotool key --delay 200 $(for i in $(seq 50); do echo Escape; done) &
+    keys=$!
+    for i in $(seq 300); do has menu "Select boot device" && break; sleep 0.1; done
+    kill $keys 2>/dev/null; wait $keys 2>/dev/null
     timeout 10 xdotool key 1
     wait $calf; status=$?
     echo "# menu: status $status after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
