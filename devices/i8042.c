@@ -33,10 +33,12 @@
 #define KBD_ECHO     0xee
 
 #define OUTQ_SIZE 64
-/* A keyboard buffers 16 bytes while nobody reads them and then drops
- * keys; drivers rely on it (SeaBIOS and Linux flush at most 16 bytes,
- * and give up on the controller when more keep coming). */
-#define KBD_BUFFER 16
+/* Key bytes wait here while nobody reads them, up to what a keyboard's
+ * buffer and the controller's output register hold; then keys are
+ * dropped.  Drivers flush a bounded number of bytes and give up on a
+ * controller that keeps more: SeaBIOS reads 16 and needs the buffer
+ * empty by then (keys typed during POST cost the keyboard otherwise). */
+#define KBD_BUFFER 15
 
 struct i8042 {
     struct bus *bus;
