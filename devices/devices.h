@@ -4,6 +4,7 @@
 #ifndef CALF_DEVICES_H
 #define CALF_DEVICES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -93,6 +94,17 @@ int piix3_port92_create(struct bus *bus);
  * and the firmware keeps its log to itself. */
 struct debugcon;
 int debugcon_create(struct bus *bus, uint16_t port, FILE *out);
+
+/* PIIX4 ACPI power management at 00:01.3: PM1 event/control and the PM
+ * timer at ACPI_PM_BASE; S5 (sleep type ACPI_PM_S5_TYP) powers off.
+ * Under firmware boot the firmware enables it; otherwise it starts
+ * enabled at ACPI_PM_BASE. */
+#define ACPI_PM_BASE 0x600
+#define ACPI_PM_S5_TYP 0
+#define ACPI_PM_SCI_IRQ 9
+struct acpi_pm;
+int acpi_pm_create(struct pci *pci, struct bus *bus, bool firmware,
+                   struct acpi_pm **out);
 
 /* Ports decoded and ignored: POST code port 0x80 and friends. */
 int port80_create(struct bus *bus);

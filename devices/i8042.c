@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define I8042_DATA 0x60
 #define I8042_CMD  0x64
@@ -268,6 +269,21 @@ void i8042_key_event(struct i8042 *k, const uint8_t *set2, size_t n)
     bus_unlock(k->bus);
 }
 
+/* Power-on state, also on a machine reset (bus lock held). */
+static void i8042_reset(void *opaque)
+{
+    struct i8042 *k = opaque;
+    struct bus *bus = k->bus;
+
+    if (k->irq_level)
+        bus_set_irq(bus, 1, 0);
+    memset(k, 0, sizeof(*k));
+    k->bus = bus;
+    k->ctr = CTR_XLATE | CTR_SYS;
+    k->scanning = true;
+    kbd_defaults(k);
+}
+
 int i8042_create(struct bus *bus, struct i8042 **out)
 {
     struct i8042 *k = calloc(1, sizeof(*k));
@@ -276,9 +292,7 @@ int i8042_create(struct bus *bus, struct i8042 **out)
     if (!k)
         return -ENOMEM;
     k->bus = bus;
-    k->ctr = CTR_XLATE | CTR_SYS;
-    k->scanning = true;
-    kbd_defaults(k);
+    i8042_reset(k);
     ret = bus_own(bus, k);
     if (ret) {
         free(k);
@@ -287,6 +301,8 @@ int i8042_create(struct bus *bus, struct i8042 **out)
     ret = bus_register_pio(bus, I8042_DATA, 1, i8042_pio, k);
     if (!ret)
         ret = bus_register_pio(bus, I8042_CMD, 1, i8042_pio, k);
+    if (!ret)
+        ret = bus_register_reset(bus, i8042_reset, k);
     if (!ret && out)
         *out = k;
     return ret;

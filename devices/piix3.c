@@ -65,8 +65,8 @@ int piix3_create(struct pci *pci, struct bus *bus, struct piix3 **out)
 
 /* System control port A (0x92).  Bit 1 gates A20, which calf never
  * masks (KVM has no A20 gate); it is kept so the firmware reads back
- * what it wrote.  Bit 0 is the fast reset: a PC restarts, and calf ends
- * the run the way the i8042 reset line does. */
+ * what it wrote.  Bit 0 is the fast reset: the machine restarts (or the
+ * run ends under --no-reboot), as with the i8042 reset line. */
 #define PORT92_RESET 0x01
 #define PORT92_A20   0x02
 

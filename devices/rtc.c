@@ -18,6 +18,10 @@ enum {
     RTC_CENTURY = 0x32,
 };
 
+#define REG_B_SQWE   0x08
+#define REG_B_UIE    0x10
+#define REG_B_AIE    0x20
+#define REG_B_PIE    0x40
 #define REG_B_24H    0x02
 #define REG_B_BINARY 0x04
 
@@ -166,6 +170,18 @@ static void rtc_set_memory(struct rtc *rtc, uint64_t low, uint64_t high)
     rtc->cmos[0x5d] = (above4g >> 16) & 0xff;
 }
 
+/* The RTC is battery-backed: a machine reset keeps its clock (and the
+ * guest's offset to it) and the CMOS bytes; the chip's RESET pin only
+ * clears the interrupt enables and flags (MC146818 datasheet). */
+static void rtc_reset(void *opaque)
+{
+    struct rtc *rtc = opaque;
+
+    rtc->cmos[RTC_REG_B] &= (uint8_t)~(REG_B_PIE | REG_B_AIE | REG_B_UIE |
+                                       REG_B_SQWE);
+    rtc->cmos[RTC_REG_C] = 0;
+}
+
 int rtc_create(struct bus *bus, uint64_t low_ram, uint64_t high_ram)
 {
     struct rtc *rtc = calloc(1, sizeof(*rtc));
@@ -182,5 +198,6 @@ int rtc_create(struct bus *bus, uint64_t low_ram, uint64_t high_ram)
         free(rtc);
         return ret;
     }
-    return bus_register_pio(bus, 0x70, 2, rtc_pio, rtc);
+    ret = bus_register_reset(bus, rtc_reset, rtc);
+    return ret ? ret : bus_register_pio(bus, 0x70, 2, rtc_pio, rtc);
 }

@@ -216,6 +216,21 @@ size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
     return n;
 }
 
+/* Power-on state, also after a machine reset: bytes still in the
+ * receive FIFO are dropped with the rest. */
+static void serial_reset(void *opaque)
+{
+    struct serial *s = opaque;
+
+    s->ier = s->lcr = s->scr = s->fcr = s->dlm = 0;
+    s->thri_pending = false;
+    s->rx_head = s->rx_count = 0;
+    s->msr = MSR_DCD | MSR_DSR | MSR_CTS;
+    s->mcr = MCR_OUT2;
+    s->dll = 12; /* 9600 baud, what the BIOS leaves */
+    serial_update_irq(s);
+}
+
 int serial_create(struct bus *bus, uint16_t base, unsigned irq,
                   struct serial **out)
 {
@@ -226,14 +241,13 @@ int serial_create(struct bus *bus, uint16_t base, unsigned irq,
         return -ENOMEM;
     s->bus = bus;
     s->irq = irq;
-    s->msr = MSR_DCD | MSR_DSR | MSR_CTS;
-    s->mcr = MCR_OUT2;
-    s->dll = 12; /* 9600 baud, what the BIOS leaves */
+    serial_reset(s);
     ret = bus_own(bus, s);
     if (ret) {
         free(s);
         return ret;
     }
     *out = s;
-    return bus_register_pio(bus, base, 8, serial_pio, s);
+    ret = bus_register_reset(bus, serial_reset, s);
+    return ret ? ret : bus_register_pio(bus, base, 8, serial_pio, s);
 }

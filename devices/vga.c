@@ -377,6 +377,15 @@ static void vga_bar_moved(void *opaque, int bar, uint64_t addr)
     }
 }
 
+/* Machine reset: mode 3 registers again; pci.c unmaps BAR0 (bar_moved)
+ * and the framebuffer keeps its bytes, as video memory does. */
+static void vga_reset(void *opaque)
+{
+    struct vga *v = opaque;
+
+    vga_reset_regs(&v->r);
+}
+
 static void vga_destroy(void *opaque)
 {
     struct vga *v = opaque;
@@ -390,6 +399,7 @@ static void vga_destroy(void *opaque)
 static const struct pci_func_ops vga_pci_ops = {
     .bar_rw = vga_bar_rw,
     .bar_moved = vga_bar_moved,
+    .reset = vga_reset,
     .destroy = vga_destroy,
 };
 

@@ -524,6 +524,19 @@ static void virtio_bar_moved(void *opaque, int bar, uint64_t addr)
     vp->bar0 = addr;
 }
 
+/* Machine reset: the device forgets the driver, as on a status write of
+ * 0.  virtio_reset() takes each queue's lock, so a request the queue's
+ * I/O thread is serving completes first and no later one starts. */
+static void virtio_machine_reset(void *opaque)
+{
+    struct virtio_pci *vp = opaque;
+
+    pthread_mutex_lock(&vp->lock);
+    virtio_reset(vp);
+    vp->config_gen++;
+    pthread_mutex_unlock(&vp->lock);
+}
+
 static void virtio_destroy(void *opaque)
 {
     struct virtio_pci *vp = opaque;
@@ -543,6 +556,7 @@ static void virtio_destroy(void *opaque)
 static const struct pci_func_ops virtio_pci_ops = {
     .bar_rw = virtio_bar_rw,
     .bar_moved = virtio_bar_moved,
+    .reset = virtio_machine_reset,
     .destroy = virtio_destroy,
 };
 

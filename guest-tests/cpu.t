@@ -1,4 +1,9 @@
 #!/bin/bash
+# CPUID topology: with --cpus N every vCPU reports one package of N cores
+# (QEMU 7.2's layout of -smp N), its own APIC ID as listed in the MP table
+# and MADT (leaves 1, 4, 0xB/0x1F, AMD's 0x80000008 and 0x8000001E; the
+# test guest's ct.topo=1 checks them on every CPU), and QEMU's guest sees
+# the same.
 # --cpu hides CPUID features.  kvm_pvm answers most CPUID leaves from the
 # host CPU whatever the VMM sets (shared/PLATFORM.md), so there only the
 # CX16 hiding calf does for that backend is visible to the guest.
@@ -21,6 +26,28 @@ if [ -e /sys/module/kvm_pvm ]; then
 else
     ! bit_set "$ebx7" 5 && ! bit_set "$ebx7" 7
     ok $? "guest sees neither AVX2 nor SMEP (leaf 7 EBX $ebx7)"
+fi
+
+for n in 1 2 3 4; do
+    boot topo$n --kernel "$GUEST" --cpus $n --append "ct.topo=1 ct.cpus=$n" --timeout 60
+    ok $(( status != 1 )) "--cpus $n: every vCPU's CPUID topology agrees with the count and the tables (status $status)"
+    [ $status = 1 ] || show topo$n
+    ok $(( $(grep -c "^calf-test: cpu [0-9]*: leaf1 count $n" "$TMP/topo$n.out") != n )) "--cpus $n: $n CPUs reported their leaves"
+done
+grep "^calf-test: cpu " "$TMP/topo3.out" | sed 's/^/# /'
+
+QEMU=$(command -v qemu-system-x86_64)
+if [ -n "$QEMU" ]; then
+    timeout 60 "$QEMU" -enable-kvm -M microvm -m 256 -smp 3 -nodefaults \
+        -no-user-config -nographic -no-reboot -serial stdio -monitor none \
+        -device isa-debug-exit,iobase=0x501,iosize=2 -kernel "$GUEST_ELF" \
+        -append "ct.topo=1 ct.cpus=3" >"$TMP/qemu.out" 2>"$TMP/qemu.err" </dev/null
+    qstatus=$?
+    ok $(( qstatus != 1 )) "QEMU -smp 3: the same checks pass there (status $qstatus)"
+    diff <(grep "^calf-test: cpu " "$TMP/topo3.out" | tr -d '\r') <(grep "^calf-test: cpu " "$TMP/qemu.out" | tr -d '\r') >/dev/null
+    ok $? "calf --cpus 3 and QEMU -smp 3 report the same topology on every CPU"
+else
+    t_num=$((t_num + 1)); echo "ok $t_num # SKIP qemu-system-x86_64 not installed"
 fi
 
 boot badcpu --kernel "$GUEST" --cpu host,-nosuchfeature --timeout 60

@@ -1,5 +1,6 @@
 #!/bin/bash
-# How a run ends: --expect, --timeout, the debug-exit port, a guest reset.
+# How a run ends: --expect, --timeout, the debug-exit port, a guest reset
+# under --no-reboot (restarts: reset.t), ACPI power-off.
 . "$(dirname "$0")/lib.sh"
 need_kvm
 
@@ -24,13 +25,19 @@ ok $(( ms < 1400 || ms > 10000 )) "--timeout 1.5 ends the run after about 1.5 s 
 has_err timeout "timeout"; ok $? "timeout says so on stderr"
 grep -q '"exit_reason": "timeout"' "$TMP/t.json"; ok $? "report says timeout"
 
-boot noexpect --kernel "$GUEST" --append "ct.reset=1" --expect "never printed" --timeout 60
+boot noexpect --kernel "$GUEST" --append "ct.reset=1" --no-reboot --expect "never printed" --timeout 60
 ok $(( status != 6 )) "guest ends without the --expect text: status 6 (got $status)"
 has_err noexpect "without printing 'never printed'"; ok $? "and says what it missed"
 
-boot reset --kernel "$GUEST" --append "ct.reset=1" --timeout 60 --report "$TMP/r.json"
-ok $(( status != 0 )) "i8042 reset ends the run with status 0 (got $status)"
+boot reset --kernel "$GUEST" --append "ct.reset=1" --no-reboot --timeout 60 --report "$TMP/r.json"
+ok $(( status != 0 )) "--no-reboot: i8042 reset ends the run with status 0 (got $status)"
 grep -q '"exit_reason": "reset"' "$TMP/r.json"; ok $? "report says reset"
+
+boot poweroff --kernel "$GUEST" --append "ct.poweroff=1" --timeout 60 --report "$TMP/p.json"
+ok $(( status != 0 )) "ACPI S5 through the FADT's PM1a control ends the run with status 0 (got $status)"
+has poweroff "poweroff via S5"; ok $? "the guest found a full FADT, a FACS and a counting PM timer"
+grep -q '"exit_reason": "poweroff"' "$TMP/p.json"; ok $? "report says poweroff"
+[ $status = 0 ] || show poweroff
 
 boot expect_timeout --kernel "$GUEST" --append "ct.hang=1" --expect "never printed" --timeout 1
 ok $(( status != 124 )) "--expect text never seen and guest hangs: timeout status (got $status)"

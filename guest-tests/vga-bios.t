@@ -17,7 +17,7 @@ done
 
 # ---- the BIOS banner on the text screen ----
 truncate -s 1M "$TMP/empty.raw"
-boot banner --disk "$TMP/empty.raw,format=raw" --screenshot "$TMP/banner.png" --timeout 120
+boot banner --disk "$TMP/empty.raw,format=raw" --no-reboot --screenshot "$TMP/banner.png" --timeout 120
 [ "$status" = 0 ] && has banner "No bootable device"
 r=$?; ok $r "SeaBIOS with the VGA BIOS runs to 'No bootable device' (status $status)"; [ $r = 0 ] || show banner
 # "SeaBIOS" in light grey on black at the top left, glyph by glyph

@@ -63,7 +63,7 @@ passed x11; ok $? "and the guest ends normally (status $status)"
 if [ -e /usr/share/seabios/vgabios-stdvga.bin ] && "$CALF" run --help | grep -q -- "--firmware"; then
     truncate -s 1M "$TMP/empty.raw"
     t0=$(date +%s%N)
-    SDL_VIDEODRIVER=x11 "$CALF" run --disk "$TMP/empty.raw,format=raw" --display sdl \
+    SDL_VIDEODRIVER=x11 "$CALF" run --disk "$TMP/empty.raw,format=raw" --no-reboot --display sdl \
         --timeout 120 >"$TMP/menu.out" 2>"$TMP/menu.err" </dev/null &
     calf=$!
     wid=$(timeout 20 xdotool search --sync --name '^calf$' | head -1)

@@ -11,6 +11,7 @@
 #define BUS_MAX_RANGES 64
 #define BUS_MAX_OWNED 32
 #define BUS_MAX_MMIO 8
+#define BUS_MAX_RESETS 32
 
 struct pio_range {
     uint16_t base;
@@ -35,6 +36,8 @@ struct bus {
     void *owned[BUS_MAX_OWNED];
     unsigned nr_mmio;
     struct mmio_range mmio[BUS_MAX_MMIO];
+    unsigned nr_resets;
+    struct { bus_reset_fn fn; void *opaque; } resets[BUS_MAX_RESETS];
 };
 
 struct bus *bus_create(const struct bus_host_ops *ops, void *host)
@@ -155,6 +158,26 @@ bool bus_mmio(struct bus *bus, uint64_t addr, uint8_t *data, unsigned size,
         r->fn(r->opaque, addr, data, size, is_write);
     pthread_mutex_unlock(&bus->lock);
     return r != NULL;
+}
+
+int bus_register_reset(struct bus *bus, bus_reset_fn fn, void *opaque)
+{
+    if (!fn)
+        return -EINVAL;
+    if (bus->nr_resets == BUS_MAX_RESETS)
+        return -ENOSPC;
+    bus->resets[bus->nr_resets].fn = fn;
+    bus->resets[bus->nr_resets].opaque = opaque;
+    bus->nr_resets++;
+    return 0;
+}
+
+void bus_reset(struct bus *bus)
+{
+    pthread_mutex_lock(&bus->lock);
+    for (unsigned i = 0; i < bus->nr_resets; i++)
+        bus->resets[i].fn(bus->resets[i].opaque);
+    pthread_mutex_unlock(&bus->lock);
 }
 
 void bus_lock(struct bus *bus)

@@ -38,6 +38,7 @@ enum bus_stop_reason {
     BUS_STOP_ERROR,        /* internal error or unexpected exit */
     BUS_STOP_SIGNAL,       /* SIGTERM/SIGINT/SIGHUP */
     BUS_STOP_QUIT,         /* Ctrl-A x on the console */
+    BUS_STOP_POWEROFF,     /* ACPI S5 (the guest powered off) */
 };
 
 /* What the VMM provides behind the bus; devices reach it only through the
@@ -83,6 +84,15 @@ int bus_register_mmio(struct bus *bus, uint64_t base, uint64_t len,
 /* Returns false when nothing decodes addr (reads are all ones). */
 bool bus_mmio(struct bus *bus, uint64_t addr, uint8_t *data, unsigned size,
               bool is_write);
+
+/* Machine reset (a guest reboot that restarts the VM): fn runs with the
+ * bus lock held, on the main thread, while every vCPU is stopped; it puts
+ * the device back in its power-on state (what survives a PC reset, such
+ * as the RTC's clock and CMOS bytes, survives here too).  Hooks run in
+ * registration order. */
+typedef void (*bus_reset_fn)(void *opaque);
+int bus_register_reset(struct bus *bus, bus_reset_fn fn, void *opaque);
+void bus_reset(struct bus *bus);
 
 /* For code that enters a device from outside a port access (console input
  * on the main thread): takes the same lock the port callbacks run under. */

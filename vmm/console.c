@@ -1,6 +1,7 @@
 #include "vmm/console.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,9 +160,13 @@ bool console_pending(struct console *c)
 int console_input_start(struct console *c, int in_fd)
 {
     struct termios raw;
+    int fl = fcntl(in_fd, F_GETFL);
 
+    if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY)
+        return -EBADF;
+    c->in_fd = in_fd;
     if (!isatty(in_fd) || tcgetattr(in_fd, &c->saved) < 0)
-        return -ENOTTY;
+        return 0; /* a pipe or a file: bytes go through as they are */
     raw = c->saved;
     /* Raw input (keys go to the guest, Ctrl-C included); output
      * processing stays on so the host terminal renders as usual. */
@@ -172,7 +177,6 @@ int console_input_start(struct console *c, int in_fd)
     raw.c_cc[VTIME] = 0;
     if (tcsetattr(in_fd, TCSAFLUSH, &raw) < 0)
         return -errno;
-    c->in_fd = in_fd;
     c->raw = true;
     return 0;
 }
@@ -188,7 +192,11 @@ long console_input_read(struct console *c, uint8_t *buf, size_t len,
     if (n < 0)
         return errno == EINTR || errno == EAGAIN ? 0 : -errno;
     if (n == 0)
-        return 0;
+        return -ENODATA;
+    if (!c->raw) { /* not a terminal: no escape key */
+        memcpy(buf, in, (size_t)n);
+        return (long)n;
+    }
     for (ssize_t i = 0; i < n; i++) {
         if (c->escape) {
             c->escape = false;

@@ -1,7 +1,8 @@
 /* The host side of the serial console: guest output is collected and
  * written to the host in batches (one host write per guest byte is the
  * boot-time sink to avoid), scanned on the way for the --expect text;
- * terminal input is read in raw mode, with Ctrl-A x to quit. */
+ * terminal input is read in raw mode, with Ctrl-A x to quit; input from
+ * a pipe or file goes to the guest untouched. */
 #ifndef CALF_VMM_CONSOLE_H
 #define CALF_VMM_CONSOLE_H
 
@@ -21,11 +22,15 @@ void console_write(struct console *c, const uint8_t *buf, size_t len);
 void console_flush(struct console *c);
 bool console_pending(struct console *c);
 
-/* Input: puts the terminal in raw mode when in_fd is one (restored by
- * console_destroy); returns -ENOTTY when it is not. */
+/* Input from in_fd: a terminal is put in raw mode (restored by
+ * console_destroy) and Ctrl-A x quits; anything else (a pipe, a file)
+ * is read as it is, every byte for the guest.  Returns -EBADF when in_fd
+ * is not open for reading. */
 int console_input_start(struct console *c, int in_fd);
 /* Reads what is there; copies guest-bound bytes into buf.  Sets *quit on
- * Ctrl-A x.  Returns the byte count, 0 at end of input, or -errno. */
+ * Ctrl-A x (terminal only).  Returns the byte count (0 when nothing was
+ * for the guest), -ENODATA at end of input (the VM keeps running), or
+ * another -errno. */
 long console_input_read(struct console *c, uint8_t *buf, size_t len,
                         bool *quit);
 

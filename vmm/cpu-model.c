@@ -97,6 +97,142 @@ void cpu_model_filter(const struct cpu_model *m, struct kvm_cpuid_entry2 *e)
     }
 }
 
+/* ---- topology ---- */
+
+static unsigned order_of(unsigned n) /* bits for IDs 0..n-1 */
+{
+    unsigned b = 0;
+
+    while ((1u << b) < n)
+        b++;
+    return b;
+}
+
+/* Leaves 0xB/0x1F: level 0 is SMT (one thread per core), level 1 the
+ * cores; the shift at each level takes an x2APIC ID to the next one up. */
+static void topology_x2apic(struct kvm_cpuid_entry2 *e, int id, int n)
+{
+    uint32_t sub = e->index;
+
+    e->edx = (uint32_t)id;
+    switch (sub) {
+    case 0:
+        e->eax = 0;
+        e->ebx = 1;
+        e->ecx = sub | 1u << 8;
+        break;
+    case 1:
+        e->eax = order_of((unsigned)n);
+        e->ebx = (uint32_t)n;
+        e->ecx = sub | 2u << 8;
+        break;
+    default:
+        e->eax = e->ebx = 0;
+        e->ecx = sub; /* level type 0: no more levels */
+        break;
+    }
+}
+
+/* Leaf 4 and 0x8000001D: EAX[25:14] is how many logical CPUs share the
+ * cache, minus one (L1/L2: a core's own; L3: the package), and leaf 4's
+ * EAX[31:26] the cores in the package, minus one. */
+static void topology_cache(struct kvm_cpuid_entry2 *e, int n, bool leaf4)
+{
+    unsigned level = (e->eax >> 5) & 7;
+    uint32_t sharing = level >= 3 ? (uint32_t)n - 1 : 0;
+
+    if (!(e->eax & 0x1f))
+        return; /* no cache at this index */
+    e->eax = (e->eax & ~(0xfffu << 14)) | sharing << 14;
+    if (leaf4)
+        e->eax = (e->eax & 0x03ffffff) | ((uint32_t)n - 1) << 26;
+}
+
+void cpu_model_topology(struct kvm_cpuid_entry2 *e, int id, int n, bool amd)
+{
+    switch (e->function) {
+    case 1:
+        e->ebx = (e->ebx & 0x0000ffff) | (uint32_t)id << 24 |
+                 (uint32_t)(n > 255 ? 255 : n) << 16;
+        if (n > 1)
+            e->edx |= 1u << 28; /* HTT: the count above is valid */
+        else
+            e->edx &= ~(1u << 28);
+        break;
+    case 4:
+        topology_cache(e, n, true);
+        break;
+    case 0xb:
+    case 0x1f:
+        topology_x2apic(e, id, n);
+        break;
+    case 0x80000001:
+        if (amd && n > 1)
+            e->ecx |= 1u << 1; /* CmpLegacy: cores, not HTT siblings */
+        else if (amd)
+            e->ecx &= ~(1u << 1);
+        break;
+    case 0x80000008:
+        if (amd) /* NC = cores - 1; ApicIdCoreIdSize */
+            e->ecx = (e->ecx & ~0xf0ffu) | ((uint32_t)n - 1) |
+                     order_of((unsigned)n) << 12;
+        break;
+    case 0x8000001d:
+        if (amd)
+            topology_cache(e, n, false);
+        break;
+    case 0x8000001e:
+        if (amd) { /* extended APIC ID; core ID, 1 thread; node 0 */
+            e->eax = (uint32_t)id;
+            e->ebx = (uint32_t)id & 0xff;
+            e->ecx = 0;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static bool cpuid_has(const struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx)
+{
+    for (uint32_t i = 0; i < c->nent; i++)
+        if (c->entries[i].function == fn && c->entries[i].index == idx)
+            return true;
+    return false;
+}
+
+void cpu_model_add_topology_leaves(struct kvm_cpuid2 *c, uint32_t room)
+{
+    static const uint32_t leaves[] = { 0xb, 0x1f };
+
+    for (unsigned l = 0; l < 2; l++) {
+        if (!cpuid_has(c, leaves[l], 0))
+            continue;
+        for (uint32_t idx = 1; idx <= 2; idx++) {
+            if (cpuid_has(c, leaves[l], idx) || c->nent >= room)
+                continue;
+            c->entries[c->nent++] = (struct kvm_cpuid_entry2){
+                .function = leaves[l], .index = idx,
+                .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+            };
+        }
+    }
+}
+
+bool cpu_model_is_amd(const struct kvm_cpuid2 *cpuid)
+{
+    for (uint32_t i = 0; i < cpuid->nent; i++) {
+        const struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+
+        if (e->function == 0)
+            return (e->ebx == 0x68747541 && e->edx == 0x69746e65 &&
+                    e->ecx == 0x444d4163) || /* AuthenticAMD */
+                   (e->ebx == 0x6f677948 && e->edx == 0x6e65476e &&
+                    e->ecx == 0x656e6975);   /* HygonGenuine */
+    }
+    return false;
+}
+
 void cpu_model_list(void)
 {
     for (unsigned i = 0; i < NFEATURES; i++)

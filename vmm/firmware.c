@@ -11,7 +11,8 @@
  * CPU count, the boot order, the serial console port (SeaBIOS's sercon
  * puts its screen and the boot loader's int 10h text on COM1 when there
  * is no display), and how long to wait after a failed boot (not at all:
- * the firmware resets, which ends the run). */
+ * the firmware resets: a restart, or the end of the run under
+ * --no-reboot). */
 #include "vmm/firmware.h"
 
 #include <errno.h>
@@ -112,7 +113,6 @@ static int rom_read(const char *path, void **mem, size_t *size)
 static int rom_map(struct vm *vm, struct firmware *fw)
 {
     uint64_t gpa = 0x100000000ULL - fw->rom_size;
-    size_t tail = fw->rom_size < ROM_LOW_ALIAS ? fw->rom_size : ROM_LOW_ALIAS;
     bool ro = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) > 0;
     int slot = bus_map_ram(vm->bus, gpa, fw->rom_size, fw->rom, ro);
 
@@ -122,6 +122,18 @@ static int rom_map(struct vm *vm, struct firmware *fw)
         return slot;
     }
     fw->rom_slot = slot;
+    return 0; /* the low copy: firmware_load(), the boot method */
+}
+
+/* The BIOS area is RAM here (see the top), so a reset, where a PC's
+ * chipset would show the ROM there again, copies it back: SeaBIOS has
+ * written its shadow copy over it. */
+int firmware_load(struct vm *vm, const void *cfg)
+{
+    struct firmware *fw = fw_of(vm);
+    size_t tail = fw->rom_size < ROM_LOW_ALIAS ? fw->rom_size : ROM_LOW_ALIAS;
+
+    (void)cfg;
     memcpy(vm_gpa(vm, 0x100000 - tail, tail),
            (uint8_t *)fw->rom + fw->rom_size - tail, tail);
     return 0;
@@ -180,7 +192,7 @@ static int fw_cfg_fill(struct vm *vm, const struct firmware_config *cfg)
     if (!ret)
         ret = fw_cfg_add_file_int(f, "etc/show-boot-menu", menu, 2);
     /* SeaBIOS waits this many ms for a key after a failed boot; 0 makes
-     * it reset at once, and a reset ends the run. */
+     * it reset at once (which --no-reboot turns into the end of the run). */
     if (!ret)
         ret = fw_cfg_add_file_int(f, "etc/boot-fail-wait", 0, 4);
     return ret;

@@ -39,6 +39,11 @@ int firmware_add_boot_device(struct vm *vm, enum firmware_boot_kind kind,
  * PIRQ registers.  The vCPUs then start in their reset state. */
 int firmware_finish(struct vm *vm, const char *const *disks, int ndisks);
 
+/* The boot method (vm->load, cfg unused), run after firmware_finish()
+ * and after every reset: puts the ROM's last 128 KiB below 1 MiB; the
+ * vCPUs then start in their reset state. */
+int firmware_load(struct vm *vm, const void *cfg);
+
 /* Once the vCPUs are stopped: fw_cfg, the ROM, the log file. */
 void firmware_destroy(struct vm *vm);
 

@@ -22,7 +22,7 @@
 
 #define VGA_BIOS "/usr/share/seabios/vgabios-stdvga.bin"
 #define TICK_MS 10
-#define HALT_PROBE_TICKS 10 /* look for a dead guest every 100 ms */
+#define HALT_PROBE_MS 100 /* how often to look for a dead guest */
 
 struct run_opts {
     uint64_t mem;
@@ -32,6 +32,7 @@ struct run_opts {
     const char *expect;
     double timeout;
     const char *report;
+    bool no_reboot;
     struct cpu_model cpu;
     const char *disks[PCI_MAX_DISKS]; /* --disk specs, vmm/pci.c */
     int ndisks;
@@ -75,7 +76,7 @@ static void usage(FILE *f)
           "      --expect TEXT    exit 0 once the serial console shows TEXT\n"
           "      --timeout S      give up after S seconds (exit status 124)\n"
           "      --report FILE    write a JSON summary of the run to FILE\n"
-          "      --no-reboot      a guest reset ends the run (the default)\n"
+          "      --no-reboot      a guest reset ends the run (default: restart)\n"
           "      --disk FILE[,format=raw|qcow2][,if=virtio][,readonly][,snapshot]\n"
           "             [,cache=writeback|none|unsafe][,discard=ignore|unmap][,serial=S]\n"
           "                       a virtio-blk disk (repeatable)\n"
@@ -87,7 +88,8 @@ static void usage(FILE *f)
           "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
           "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
           "  text, 124 timeout, 128+n signal n\n"
-          "console: Ctrl-A x quits\n", f);
+          "console: the serial port; Ctrl-A x quits (on a terminal; input\n"
+          "  from a pipe or file goes to the guest as it is)\n", f);
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -149,7 +151,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         case 'a': o->boot.cmdline = optarg; break;
         case 'e': o->expect = optarg; break;
         case 'r': o->report = optarg; break;
-        case 'n': break;
+        case 'n': o->no_reboot = true; break;
         case 'd': o->display = optarg; break;
         case 'V': o->vga = optarg; break;
         case 'S': o->screenshot = optarg; break;
@@ -326,18 +328,64 @@ static int start_vcpus(struct vm *vm)
     return ret;
 }
 
-static void handle_input(struct vm *vm, int *in_fd)
+static void stop_vcpus(struct vm *vm)
 {
-    uint8_t buf[64];
-    bool quit;
-    long n = console_input_read(vm->console, buf, sizeof(buf), &quit);
+    for (int i = 0; i < vm->ncpus; i++)
+        vcpu_kick(&vm->vcpus[i]);
+    for (int i = 0; i < vm->ncpus; i++) {
+        if (vm->vcpus[i].started)
+            pthread_join(vm->vcpus[i].thread, NULL);
+        vm->vcpus[i].started = false;
+    }
+}
 
-    if (n < 0) {
-        *in_fd = -1;
+/* A guest reset: same process, disks and console; the machine starts
+ * over from its power-on state.  --timeout still bounds a reset loop. */
+static void restart_vm(struct vm *vm)
+{
+    stop_vcpus(vm);
+    console_flush(vm->console);
+    if (vm_reset(vm)) {
+        vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
         return;
     }
-    if (n > 0)
-        serial_receive(vm->serial, buf, (size_t)n);
+    vm->resets++;
+    atomic_store(&vm->reset_pending, false);
+    if (start_vcpus(vm))
+        vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
+}
+
+/* Console input waiting for room in the UART's receive FIFO: stdin is
+ * read again only once all of it went in, so a pipe never loses bytes. */
+struct input_pending {
+    uint8_t buf[64];
+    size_t off, len;
+    int wait_ms; /* 1 ms while the guest drains the FIFO, backing off to
+                    TICK_MS while it does not read */
+};
+
+static void handle_input(struct vm *vm, int *in_fd, struct input_pending *in,
+                         bool readable)
+{
+    bool quit = false;
+
+    if (in->off == in->len && readable) {
+        long n = console_input_read(vm->console, in->buf, sizeof(in->buf),
+                                    &quit);
+
+        in->off = 0;
+        in->len = n > 0 ? (size_t)n : 0;
+        if (n < 0)
+            *in_fd = -1; /* end of input: the guest keeps running */
+    }
+    if (in->off < in->len) {
+        size_t took = serial_receive(vm->serial, in->buf + in->off,
+                                     in->len - in->off);
+
+        in->off += took;
+        in->wait_ms = took ? 1 : in->wait_ms * 2 > TICK_MS ? TICK_MS
+                                                            : in->wait_ms * 2;
+    }
     if (quit)
         vm_request_stop(vm, BUS_STOP_QUIT, CALF_EXIT_OK);
 }
@@ -398,36 +446,41 @@ static int create_screen(struct vm *vm, const struct run_opts *o,
     return ret;
 }
 
-static void main_loop(struct vm *vm, const struct run_opts *o,
+static void main_loop(struct vm *vm, const struct run_opts *o, int in_fd,
                       struct run_screen *scr)
 {
     uint64_t deadline = o->timeout > 0
         ? process_start_ns + (uint64_t)(o->timeout * 1e9) : 0;
-    int in_fd = console_input_start(vm->console, STDIN_FILENO) ? -1
-                                                               : STDIN_FILENO;
-    unsigned tick = 0;
+    struct input_pending in = { .off = 0, .len = 0, .wait_ms = 1 };
+    uint64_t next_probe = vm_now_ns() + HALT_PROBE_MS * 1000000ULL;
 
     while (!atomic_load(&vm->stopping)) {
+        bool waiting = in.off < in.len; /* poll the FIFO, not stdin */
         struct pollfd pfd[2] = {
             { .fd = vm->wake_fd, .events = POLLIN },
-            { .fd = in_fd, .events = POLLIN },
+            { .fd = waiting ? -1 : in_fd, .events = POLLIN },
         };
-        uint64_t drain;
+        uint64_t drain, now;
 
-        if (poll(pfd, in_fd >= 0 ? 2 : 1, TICK_MS) > 0) {
-            if (pfd[0].revents && read(vm->wake_fd, &drain, sizeof(drain)) < 0)
-                drain = 0;
-            if (in_fd >= 0 && pfd[1].revents)
-                handle_input(vm, &in_fd);
-        }
+        if (poll(pfd, in_fd >= 0 ? 2 : 1, waiting ? in.wait_ms : TICK_MS) > 0 &&
+            pfd[0].revents && read(vm->wake_fd, &drain, sizeof(drain)) < 0)
+            drain = 0;
+        if (in_fd >= 0 || waiting)
+            handle_input(vm, &in_fd, &in, in_fd >= 0 && pfd[1].revents);
         if (signal_seen)
             vm_request_stop(vm, BUS_STOP_SIGNAL, 128 + signal_seen);
-        if (deadline && vm_now_ns() >= deadline) {
+        now = vm_now_ns();
+        if (deadline && now >= deadline) {
             vmm_error("timeout: guest still running after %g s", o->timeout);
             vm_request_stop(vm, BUS_STOP_TIMEOUT, CALF_EXIT_TIMEOUT);
         }
-        if (++tick % HALT_PROBE_TICKS == 0 && vm_all_dead(vm))
-            vm_request_stop(vm, BUS_STOP_HALT, CALF_EXIT_OK);
+        if (atomic_load(&vm->reset_pending) && !atomic_load(&vm->stopping))
+            restart_vm(vm);
+        if (now >= next_probe) {
+            next_probe = now + HALT_PROBE_MS * 1000000ULL;
+            if (vm_all_dead(vm))
+                vm_request_stop(vm, BUS_STOP_HALT, CALF_EXIT_OK);
+        }
         console_flush(vm->console);
         if (scr->win && !display_tick(scr->win))
             vm_request_stop(vm, BUS_STOP_QUIT, CALF_EXIT_OK);
@@ -440,6 +493,7 @@ static int final_status(struct vm *vm, const struct run_opts *o)
     case BUS_STOP_RESET:
     case BUS_STOP_TRIPLE_FAULT:
     case BUS_STOP_HALT:
+    case BUS_STOP_POWEROFF:
         if (o->expect && *o->expect) {
             vmm_error("guest ended (%s) without printing '%s'",
                       vm_stop_reason_name(vm->stop_reason), o->expect);
@@ -454,7 +508,7 @@ static int final_status(struct vm *vm, const struct run_opts *o)
 static int run_vm(struct vm *vm, const struct run_opts *o,
                   struct run_screen *scr)
 {
-    int status;
+    int status, in_fd;
 
     vm->bus = bus_create(&host_ops, vm);
     vm->console = console_create(STDOUT_FILENO, o->expect, on_expect, vm);
@@ -464,20 +518,16 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
         (!o->boot.kernel && firmware_setup(vm, &o->fw)) ||
         create_devices(vm, scr) || pci_machine_create(vm, o->disks, o->ndisks) ||
         create_screen(vm, o, scr) ||
-        (o->boot.kernel ? boot_linux(vm, &o->boot)
-                        : firmware_finish(vm, o->disks, o->ndisks)))
+        (!o->boot.kernel && firmware_finish(vm, o->disks, o->ndisks)) ||
+        vm->load(vm, vm->load_cfg))
         return CALF_EXIT_SETUP;
     install_signals(vm);
+    /* Raw mode before the guest runs: nothing typed early is flushed. */
+    in_fd = console_input_start(vm->console, STDIN_FILENO) ? -1 : STDIN_FILENO;
     if (start_vcpus(vm))
         vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
-    main_loop(vm, o, scr);
-    for (int i = 0; i < vm->ncpus; i++)
-        vcpu_kick(&vm->vcpus[i]);
-    for (int i = 0; i < vm->ncpus; i++) {
-        if (vm->vcpus[i].started)
-            pthread_join(vm->vcpus[i].thread, NULL);
-        vm->vcpus[i].started = false;
-    }
+    main_loop(vm, o, in_fd, scr);
+    stop_vcpus(vm);
     console_flush(vm->console);
     if (vm->stop_reason == BUS_STOP_TIMEOUT)
         for (int i = 0; i < vm->ncpus; i++)
@@ -491,6 +541,12 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
     return status;
 }
 
+/* The boot method (vm_load_fn): direct Linux boot. */
+static int load_linux(struct vm *vm, const void *cfg)
+{
+    return boot_linux(vm, cfg);
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct run_opts o = { .mem = 256ULL << 20, .cpus = 1, .display = "none" };
@@ -502,6 +558,9 @@ static int cmd_run(int argc, char **argv)
         return CALF_EXIT_SETUP;
     memset(&vm, 0, sizeof(vm));
     vm.cpu_model = o.cpu;
+    vm.no_reboot = o.no_reboot;
+    vm.load = o.boot.kernel ? load_linux : firmware_load;
+    vm.load_cfg = &o.boot;
     if (vm_create(&vm, o.mem, o.cpus))
         status = CALF_EXIT_SETUP;
     else

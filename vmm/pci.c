@@ -57,6 +57,10 @@ struct pci_dev {
     char name[16];
     uint8_t cfg[PCI_CFG_SIZE];
     uint8_t wmask[PCI_CFG_SIZE];
+    /* The configuration space as the guest first found it, taken at its
+     * first configuration write: what a machine reset restores. */
+    uint8_t reset_cfg[PCI_CFG_SIZE];
+    bool reset_saved;
     uint8_t cap_end;          /* next free capability offset */
     uint8_t last_cap;         /* offset of the last capability, 0: none */
     uint32_t bar_size[PCI_MAX_BARS];
@@ -335,6 +339,11 @@ static void cfg_write(struct pci_dev *d, unsigned off, const uint8_t *data,
 {
     bool bars = false, cmd = false, msix = false, own = false;
 
+    if (!d->reset_saved) {
+        memcpy(d->reset_cfg, d->cfg, sizeof(d->cfg));
+        d->reset_saved = true;
+    }
+
     for (unsigned i = 0; i < size; i++) {
         unsigned o = off + i;
 
@@ -395,6 +404,40 @@ static void pci_cfg_pio(void *opaque, uint16_t port, uint8_t *data,
         cfg_write(d, off, data, size);
     else
         memcpy(data, d->cfg + off, size);
+}
+
+/* ---- machine reset ---- */
+
+static void pci_dev_reset(struct pci_dev *d)
+{
+    if (d->ops && d->ops->reset)
+        d->ops->reset(d->opaque); /* quiet first: no interrupt after */
+    pthread_mutex_lock(&d->pci->irq_lock);
+    intx_drive_locked(d, 0);
+    d->msix_ctrl = 0;
+    d->msix_pending = 0;
+    for (unsigned v = 0; v < d->msix_n; v++)
+        d->msix[v] = (struct msix_entry){ .ctrl = MSIX_ENTRY_MASKED };
+    pthread_mutex_unlock(&d->pci->irq_lock);
+    if (d->reset_saved)
+        memcpy(d->cfg, d->reset_cfg, sizeof(d->cfg));
+    bars_update(d);
+    /* Device-specific registers went back too: let the function follow
+     * them (PAM, PIRQ routes) as after a guest write. */
+    if (d->ops && d->ops->cfg_written)
+        d->ops->cfg_written(d->opaque, CFG_CAP_START,
+                            PCI_CFG_SIZE - CFG_CAP_START);
+}
+
+/* A bus reset hook (vmm/bus.h): bus lock held, vCPUs stopped. */
+static void pci_reset(void *opaque)
+{
+    struct pci *pci = opaque;
+
+    pci->cf8 = 0;
+    for (int s = 0; s < PCI_DEVFNS; s++)
+        if (pci->devs[s])
+            pci_dev_reset(pci->devs[s]);
 }
 
 /* ---- setup ---- */
@@ -575,6 +618,8 @@ int pci_create(struct bus *bus, uint64_t mmio_base, struct pci **out)
     if (!ret)
         ret = bus_register_pio(bus, 0xcf8, 8, pci_cfg_pio, pci);
     if (!ret)
+        ret = bus_register_reset(bus, pci_reset, pci);
+    if (!ret)
         ret = bus_register_pio(bus, PCI_IO_BAR_BASE,
                                (uint16_t)(0x10000 - PCI_IO_BAR_BASE),
                                pci_io_bars, pci);
@@ -704,6 +749,9 @@ int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks)
     if (vm->pci->mmio_next < PCI_BAR_ALLOC_BASE)
         vm->pci->mmio_next = PCI_BAR_ALLOC_BASE;
     ret = piix3_create(vm->pci, vm->bus, &vm->piix3);
+    if (!ret)
+        ret = acpi_pm_create(vm->pci, vm->bus, vm->firmware != NULL,
+                             &vm->acpi_pm);
     for (int i = 0; i < ndisks && !ret; i++)
         ret = virtio_blk_add(vm->pci, disks[i], (unsigned)vm->ncpus);
     return ret;

@@ -47,6 +47,11 @@ struct pci_func_ops {
      * 0x40 or above); the new values are already in place
      * (pci_cfg_read()).  Called under the bus lock. */
     void (*cfg_written)(void *opaque, unsigned off, unsigned size);
+    /* Machine reset: back to the power-on state, with any work in flight
+     * finished (no interrupt may follow).  pci.c then resets the
+     * configuration space, BARs (calling bar_moved), INTx and MSI-X.
+     * Called under the bus lock with the vCPUs stopped. */
+    void (*reset)(void *opaque);
     /* Stops the function's threads and frees what it holds. */
     void (*destroy)(void *opaque);
 };

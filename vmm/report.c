@@ -49,6 +49,7 @@ int report_write(const char *path, struct vm *vm, int status,
     else
         fputs("  \"wall_ms_to_first_instruction\": null,\n", f);
     fprintf(f, "  \"wall_ms_total\": %.3f,\n", ms_since(process_start_ns, now));
+    fprintf(f, "  \"resets\": %u,\n", vm->resets);
     fprintf(f, "  \"cpus\": %d,\n  \"memory_mib\": %llu,\n", vm->ncpus,
             (unsigned long long)(vm->ram_size >> 20));
     fprintf(f, "  \"console_bytes\": %llu,\n  \"console_host_writes\": %llu,\n",

@@ -35,24 +35,10 @@
 
 static void vcpu_filter_cpuid(struct vcpu *v, struct kvm_cpuid_entry2 *e)
 {
-    int n = v->vm->ncpus;
-
-    switch (e->function) {
-    case 1:
-        /* Initial APIC ID and logical processor count, hypervisor bit. */
-        e->ebx = (e->ebx & 0x0000ffff) | ((uint32_t)v->id << 24) |
-                 ((uint32_t)(n > 255 ? 255 : n) << 16);
-        e->ecx |= 1u << 31;
-        if (n > 1)
-            e->edx |= 1u << 28; /* HTT: the count above is valid */
-        break;
-    case 0xb:
-    case 0x1f:
-        e->edx = (uint32_t)v->id; /* x2APIC ID */
-        break;
-    default:
-        break;
-    }
+    /* The vCPU index is its APIC ID (KVM_CREATE_VCPU), as in the tables. */
+    cpu_model_topology(e, v->id, v->vm->ncpus, cpu_model_is_amd(v->vm->cpuid));
+    if (e->function == 1)
+        e->ecx |= 1u << 31; /* hypervisor */
     cpu_model_filter(&v->vm->cpu_model, e);
     if (v->vm->pvm)
         pvm_quirks_filter_cpuid(e);
@@ -62,12 +48,14 @@ static int vcpu_setup_cpuid(struct vcpu *v)
 {
     const struct kvm_cpuid2 *src = v->vm->cpuid;
     size_t sz = sizeof(*src) + src->nent * sizeof(src->entries[0]);
-    struct kvm_cpuid2 *c = malloc(sz);
+    uint32_t room = src->nent + CPU_MODEL_TOPOLOGY_EXTRA;
+    struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + room * sizeof(c->entries[0]));
     int ret = 0;
 
     if (!c)
         return -ENOMEM;
     memcpy(c, src, sz);
+    cpu_model_add_topology_leaves(c, room);
     for (uint32_t i = 0; i < c->nent; i++)
         vcpu_filter_cpuid(v, &c->entries[i]);
     if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
@@ -140,6 +128,143 @@ static int vcpu_setup_fpu(struct vcpu *v)
     return ioctl(v->fd, KVM_SET_FPU, &fpu) < 0 ? -errno : 0;
 }
 
+/* ---- reset state ---- */
+
+#define MSR_IA32_TSC        0x10
+#define MSR_IA32_TSC_ADJUST 0x3b
+
+/* The guest's clock keeps running across a reset (as kvmtool and
+ * Firecracker leave it); every other MSR KVM knows goes back, which
+ * also turns off paravirtual MSRs (kvmclock, async PF, steal time) that
+ * would otherwise keep writing into the rebooted guest's RAM. */
+static bool msr_reset_skipped(uint32_t index)
+{
+    return index == MSR_IA32_TSC || index == MSR_IA32_TSC_ADJUST;
+}
+
+static struct kvm_msr_list *msr_index_list(int kvm_fd)
+{
+    struct kvm_msr_list probe = { .nmsrs = 0 }, *l;
+
+    if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
+        return NULL;
+    l = calloc(1, sizeof(*l) + probe.nmsrs * sizeof(l->indices[0]));
+    if (!l)
+        return NULL;
+    l->nmsrs = probe.nmsrs;
+    if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, l) < 0) {
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+/* Reads every listed MSR the vCPU answers for: KVM_GET_MSRS stops at the
+ * first it cannot read, so that one is dropped and the rest retried. */
+static struct kvm_msrs *msrs_save(struct vcpu *v)
+{
+    struct kvm_msr_list *list = msr_index_list(v->vm->kvm_fd);
+    struct kvm_msrs *m = NULL, *tmp = NULL;
+    uint32_t n = 0;
+
+    if (list) {
+        size_t sz = sizeof(*m) + list->nmsrs * sizeof(m->entries[0]);
+
+        m = calloc(1, sz);
+        tmp = calloc(1, sz);
+    }
+    for (uint32_t i = 0; m && tmp && i < list->nmsrs;) {
+        int got;
+
+        tmp->nmsrs = 0;
+        for (uint32_t j = i; j < list->nmsrs; j++)
+            if (!msr_reset_skipped(list->indices[j]))
+                tmp->entries[tmp->nmsrs++].index = list->indices[j];
+        if (!tmp->nmsrs)
+            break;
+        got = ioctl(v->fd, KVM_GET_MSRS, tmp);
+        got = got < 0 ? 0 : got;
+        memcpy(&m->entries[n], tmp->entries, (size_t)got * sizeof(m->entries[0]));
+        n += (uint32_t)got;
+        /* past what was read and the one that failed */
+        for (uint32_t seen = 0; i < list->nmsrs && seen <= (uint32_t)got; i++)
+            seen += !msr_reset_skipped(list->indices[i]);
+    }
+    if (m)
+        m->nmsrs = n;
+    free(tmp);
+    free(list);
+    return m;
+}
+
+static int vcpu_save_reset_state(struct vcpu *v)
+{
+    struct vcpu_reset_state *r = &v->reset;
+
+    if (ioctl(v->fd, KVM_GET_REGS, &r->regs) < 0 ||
+        ioctl(v->fd, KVM_GET_SREGS, &r->sregs) < 0 ||
+        ioctl(v->fd, KVM_GET_FPU, &r->fpu) < 0 ||
+        ioctl(v->fd, KVM_GET_LAPIC, &r->lapic) < 0 ||
+        ioctl(v->fd, KVM_GET_MP_STATE, &r->mp) < 0) {
+        vmm_error("vCPU %d: cannot read its initial state: %s", v->id,
+                  strerror(errno));
+        return -errno;
+    }
+    r->has_events = ioctl(v->fd, KVM_GET_VCPU_EVENTS, &r->events) == 0;
+    r->has_debugregs = ioctl(v->fd, KVM_GET_DEBUGREGS, &r->debugregs) == 0;
+    r->has_xcrs = ioctl(v->fd, KVM_GET_XCRS, &r->xcrs) == 0;
+    r->msrs = msrs_save(v);
+    return 0;
+}
+
+/* Writes back up to n MSRs, skipping any the backend refuses. */
+static void msrs_restore(struct vcpu *v, const struct kvm_msrs *m)
+{
+    uint32_t done = 0;
+    size_t sz = sizeof(*m) + m->nmsrs * sizeof(m->entries[0]);
+    struct kvm_msrs *tmp = malloc(sz);
+
+    while (tmp && done < m->nmsrs) {
+        int put;
+
+        tmp->nmsrs = m->nmsrs - done;
+        tmp->pad = 0;
+        memcpy(tmp->entries, &m->entries[done],
+               tmp->nmsrs * sizeof(m->entries[0]));
+        put = ioctl(v->fd, KVM_SET_MSRS, tmp);
+        done += (put > 0 ? (uint32_t)put : 0) + 1; /* past the refused one */
+    }
+    free(tmp);
+}
+
+int vcpu_reset(struct vcpu *v)
+{
+    struct vcpu_reset_state *r = &v->reset;
+
+    if (ioctl(v->fd, KVM_SET_SREGS, &r->sregs) < 0 ||
+        ioctl(v->fd, KVM_SET_REGS, &r->regs) < 0 ||
+        ioctl(v->fd, KVM_SET_FPU, &r->fpu) < 0)
+        goto fail;
+    if (r->has_xcrs && ioctl(v->fd, KVM_SET_XCRS, &r->xcrs) < 0)
+        goto fail;
+    if (r->msrs)
+        msrs_restore(v, r->msrs);
+    if (ioctl(v->fd, KVM_SET_MP_STATE, &r->mp) < 0 ||
+        ioctl(v->fd, KVM_SET_LAPIC, &r->lapic) < 0)
+        goto fail;
+    if (r->has_events && ioctl(v->fd, KVM_SET_VCPU_EVENTS, &r->events) < 0)
+        goto fail;
+    if (r->has_debugregs &&
+        ioctl(v->fd, KVM_SET_DEBUGREGS, &r->debugregs) < 0)
+        goto fail;
+    atomic_store(&v->probe, false);
+    atomic_store(&v->dead, false);
+    return 0;
+fail:
+    vmm_error("vCPU %d: reset: %s", v->id, strerror(errno));
+    return -errno;
+}
+
 int vcpu_create(struct vm *vm, int id)
 {
     struct vcpu *v = &vm->vcpus[id];
@@ -165,6 +290,8 @@ int vcpu_create(struct vm *vm, int id)
         vmm_error("vCPU %d: LAPIC setup: %s", id, strerror(-ret));
     if (!ret && (ret = vcpu_setup_fpu(v)))
         vmm_error("vCPU %d: KVM_SET_FPU: %s", id, strerror(-ret));
+    if (!ret)
+        ret = vcpu_save_reset_state(v);
     return ret;
 }
 
@@ -176,6 +303,7 @@ void vcpu_destroy(struct vcpu *v)
         munmap(v->run, v->vm->run_size);
     if (v->fd > 0)
         close(v->fd);
+    free(v->reset.msrs);
 }
 
 size_t vcpu_read_code(struct vcpu *v, uint64_t rip, uint8_t *buf, size_t len)
@@ -377,7 +505,7 @@ static void *vcpu_thread(void *arg)
     if (v->id == 0)
         atomic_compare_exchange_strong(&vm->t_first_run_ns, &zero,
                                        vm_now_ns());
-    while (!atomic_load(&vm->stopping)) {
+    while (!atomic_load(&vm->stopping) && !atomic_load(&vm->reset_pending)) {
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 v->exits[VM_EXIT_INTR]++;

@@ -149,7 +149,46 @@ static int vm_setup_irqchip(struct vm *vm)
         vmm_error("KVM_CREATE_PIT2: %s", strerror(errno));
         return -errno;
     }
+    vm->has_irqchip_reset = true;
+    for (unsigned i = 0; i < 3; i++) {
+        vm->irqchip_reset[i].chip_id = i; /* PIC master, slave, I/O APIC */
+        if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &vm->irqchip_reset[i]) < 0)
+            vm->has_irqchip_reset = false;
+    }
+    vm->has_pit_reset = ioctl(vm->vm_fd, KVM_GET_PIT2, &vm->pit_reset) == 0;
     return 0;
+}
+
+/* The interrupt controllers and the PIT are in the kernel: put back
+ * what they held when created (masked, unprogrammed). */
+static int vm_reset_irqchip(struct vm *vm)
+{
+    for (unsigned i = 0; vm->has_irqchip_reset && i < 3; i++)
+        if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &vm->irqchip_reset[i]) < 0)
+            return -errno;
+    if (vm->has_pit_reset && ioctl(vm->vm_fd, KVM_SET_PIT2, &vm->pit_reset) < 0)
+        return -errno;
+    return 0;
+}
+
+int vm_reset(struct vm *vm)
+{
+    int ret = vm_reset_irqchip(vm);
+
+    if (ret) {
+        vmm_error("reset: interrupt controllers: %s", strerror(-ret));
+        return ret;
+    }
+    bus_reset(vm->bus);
+    for (int i = 0; i < vm->ncpus; i++) {
+        ret = vcpu_reset(&vm->vcpus[i]);
+        if (ret)
+            return ret;
+    }
+    ret = vm->load(vm, vm->load_cfg);
+    if (ret)
+        vmm_error("reset: the guest could not be loaded again");
+    return ret;
 }
 
 static int vm_get_cpuid(struct vm *vm)
@@ -238,13 +277,23 @@ void vm_destroy(struct vm *vm)
     pthread_mutex_destroy(&vm->stop_lock);
 }
 
+static bool vm_is_reset(enum bus_stop_reason reason)
+{
+    return reason == BUS_STOP_RESET || reason == BUS_STOP_TRIPLE_FAULT;
+}
+
 void vm_request_stop(struct vm *vm, enum bus_stop_reason reason, int status)
 {
     uint64_t one = 1;
     ssize_t n;
 
     pthread_mutex_lock(&vm->stop_lock);
-    if (!atomic_load(&vm->stopping)) {
+    if (vm_is_reset(reason) && !vm->no_reboot) {
+        if (!atomic_load(&vm->reset_pending)) {
+            vm->reset_reason = reason;
+            atomic_store(&vm->reset_pending, true);
+        }
+    } else if (!atomic_load(&vm->stopping)) {
         vm->stop_reason = reason;
         vm->stop_status = status;
         atomic_store(&vm->stopping, true);
@@ -267,6 +316,7 @@ const char *vm_stop_reason_name(enum bus_stop_reason reason)
         [BUS_STOP_ERROR] = "error",
         [BUS_STOP_SIGNAL] = "signal",
         [BUS_STOP_QUIT] = "quit",
+        [BUS_STOP_POWEROFF] = "poweroff",
     };
 
     return (unsigned)reason < sizeof(names) / sizeof(names[0]) ? names[reason]

@@ -36,6 +36,22 @@ enum vm_exit_kind {
 
 struct vm;
 
+/* A vCPU's architectural state right after creation and setup: what a
+ * machine reset puts back before the boot method runs again.  The
+ * optional parts are NULL/false where the backend lacks the ioctl. */
+struct vcpu_reset_state {
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    struct kvm_fpu fpu;
+    struct kvm_lapic_state lapic;
+    struct kvm_mp_state mp;
+    struct kvm_vcpu_events events;
+    struct kvm_debugregs debugregs;
+    struct kvm_xcrs xcrs;
+    struct kvm_msrs *msrs;     /* every MSR KVM lists that could be read */
+    bool has_events, has_debugregs, has_xcrs;
+};
+
 struct vcpu {
     struct vm *vm;
     int id;
@@ -50,7 +66,14 @@ struct vcpu {
     atomic_bool probe;
     atomic_bool dead;
     uint64_t last_rip;        /* where the vCPU was when the run ended */
+    struct vcpu_reset_state reset;
 };
+
+/* How the machine is booted: loads what the guest starts from (kernel,
+ * boot tables, firmware) into RAM and sets the boot vCPU's registers.
+ * Runs at start and again after every reset, with devices and vCPUs
+ * back in their power-on state; prints its own errors. */
+typedef int (*vm_load_fn)(struct vm *vm, const void *cfg);
 
 struct vm {
     int kvm_fd;
@@ -70,16 +93,31 @@ struct vm {
     struct bus *bus;
     struct pci *pci;          /* vmm/pci.c */
     struct piix3 *piix3;      /* ISA bridge at 00:01.0 */
+    struct acpi_pm *acpi_pm;  /* PIIX4 power management at 00:01.3 */
     struct fw_cfg *fw_cfg;    /* firmware boot only, NULL under --kernel */
     struct firmware *firmware; /* vmm/firmware.c, NULL under --kernel */
     struct serial *serial;
     struct console *console;
 
+    vm_load_fn load;
+    const void *load_cfg;
+    bool no_reboot;           /* a guest reset ends the run */
+
     pthread_mutex_t stop_lock;
     atomic_bool stopping;
+    /* A guest reset to carry out: vCPU threads leave, the main loop
+     * resets the machine and starts them again. */
+    atomic_bool reset_pending;
+    enum bus_stop_reason reset_reason;
+    unsigned resets;          /* restarts done */
     enum bus_stop_reason stop_reason;
     int stop_status;
     int wake_fd;              /* eventfd: wakes the main loop */
+
+    /* The in-kernel PIC, I/O APIC and PIT as created, for a reset. */
+    struct kvm_irqchip irqchip_reset[3];
+    struct kvm_pit_state2 pit_reset;
+    bool has_irqchip_reset, has_pit_reset;
 
     _Atomic uint64_t t_first_run_ns;
     bool slot_used[VM_MAX_SLOTS]; /* extra memory slots (vm_map_ram) */
@@ -99,8 +137,13 @@ void vm_unmap_ram(void *host, int slot);
  * them is not RAM (the range may not cross the 4 GiB hole). */
 void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len);
 
-/* First caller wins; later requests are ignored. */
+/* First caller wins; later requests are ignored.  A guest reset
+ * (BUS_STOP_RESET, BUS_STOP_TRIPLE_FAULT) becomes a restart unless
+ * no_reboot is set. */
 void vm_request_stop(struct vm *vm, enum bus_stop_reason reason, int status);
+/* Main thread, vCPU threads joined: devices and vCPUs back to power-on
+ * state, then vm->load again.  Returns 0 or -errno (the run must end). */
+int vm_reset(struct vm *vm);
 const char *vm_stop_reason_name(enum bus_stop_reason reason);
 const char *vm_exit_kind_name(enum vm_exit_kind kind);
 
@@ -110,6 +153,8 @@ uint64_t vm_now_ns(void);
 int vcpu_create(struct vm *vm, int id);
 void vcpu_destroy(struct vcpu *vcpu);
 int vcpu_start(struct vcpu *vcpu);
+/* Back to the state saved at creation (vCPU thread not running). */
+int vcpu_reset(struct vcpu *vcpu);
 void vcpu_kick(struct vcpu *vcpu);
 /* True once every vCPU halted with interrupts off (none can wake up but
  * by NMI/INIT, which nothing here sends); starts the next probe. */

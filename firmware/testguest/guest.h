@@ -39,12 +39,33 @@ uint64_t parse_num(const char *s, size_t len, int base);
 int mp_count_cpus(void);
 /* Enabled CPUs in the ACPI MADT; rsdp 0 means scan the BIOS area. */
 int acpi_count_cpus(uint64_t rsdp);
+/* The ACPI table with signature sig (checksum verified), or NULL. */
+const uint8_t *acpi_find_table(uint64_t rsdp, const char *sig);
+/* acpi-pm.c (ct.poweroff): checks the FADT's PM block and powers off
+ * through S5; returns only on failure (the failure count). */
+int acpi_poweroff(uint64_t rsdp);
 int start_aps(int expected);
+/* ct.topo=1, after start_aps(): CPUID topology leaves of every CPU
+ * against n and the APIC IDs of the MP table and MADT; failure count. */
+int check_topology(uint64_t rsdp, int n);
 
 /* insns.c: each returns 1 when the instruction did what it should. */
 int try_int3(void);
 int try_fwait(void);
 int try_cmpxchg16b(void);
+
+/* reset.c (ct.reset): note_boot says whether this boot follows the
+ * guest's own reset; check runs on that second boot (failure count);
+ * reset_now spoils what the VMM must reload and resets (i8042 pulse, or
+ * a triple fault). */
+int reset_note_boot(void);
+int reset_check(void);
+void reset_now(int triple, char *cmdline, uint8_t *initrd,
+               uint64_t initrd_size, uint8_t *e820_count)
+    __attribute__((noreturn));
+
+/* echo.c (ct.echo=1): echoes COM1 input until a line "end". */
+void echo_run(void);
 
 /* virtio-blk.c: drives every virtio-blk function; expects n of them.
  * Returns the failure count. */

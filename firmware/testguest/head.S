@@ -112,26 +112,6 @@ zero_bss:
 	rep stosb
 	ret
 
-/* Copied to a page below 1 MiB and started by INIT/SIPI: each AP marks
- * its byte (indexed by initial APIC ID) and halts for good. */
-	.section .rodata
-	.code16
-	.globl ap_tramp, ap_tramp_end, ap_tramp_flags
-ap_tramp:
-	cli
-	movl	$1, %eax
-	cpuid
-	shrl	$24, %ebx
-	movw	%cs, %ax
-	movw	%ax, %ds
-	movb	$1, (ap_tramp_flags - ap_tramp)(%bx)
-1:	hlt
-	jmp	1b
-	.balign 16
-ap_tramp_flags:
-	.space 256
-ap_tramp_end:
-
 	.section .data
 	.balign 8
 gdt:

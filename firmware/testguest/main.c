@@ -8,11 +8,19 @@
  * Command line keys:
  *   ct.mem=MIB      total e820 RAM must be within 2 MiB below MIB
  *   ct.cpus=N       MP table and started CPUs must both be N
+ *   ct.topo=1       CPUID topology leaves on every CPU agree with the
+ *                   CPU count and the tables' APIC IDs (cpus.c)
  *   ct.initrd=HEX   CRC-32 the initrd must have
  *   ct.exit=V       write V to the debug-exit port instead of the verdict
  *   ct.hang=1       spin forever after the checks (timeout tests)
  *   ct.halt=1       cli; hlt after the checks
- *   ct.reset=1      pulse the i8042 reset line after the checks
+ *   ct.reset=1      reset after the checks (i8042 pulse; ct.reset=triple:
+ *                   a triple fault), and on the boot after it check that
+ *                   the VMM reloaded everything, then exit (reset.c);
+ *                   ct.reset=loop: reset after every boot
+ *   ct.poweroff=1   power off through the FADT's PM1a control (S5)
+ *                   after the checks (acpi-pm.c)
+ *   ct.echo=1       echo COM1 input back until a line "end" (echo.c)
  *   ct.cpuid=1      print CPUID leaves 1 and 7 (feature hiding tests)
  *   ct.int3=1 ct.fwait=1 ct.cx16=1   run int3 (with a #BP handler), fwait,
  *                   lock cmpxchg16b: the instructions kvm_pvm cannot emulate
@@ -41,6 +49,7 @@ struct boot_info {
     struct mem_region map[MAX_E820];
     unsigned nmap;
     uint64_t rsdp; /* from PVH, else found by scanning */
+    uint8_t *e820_count; /* in the zero page, Linux boot only */
 };
 
 static int failures;
@@ -69,6 +78,7 @@ static void info_from_linux(uint64_t bp, struct boot_info *bi)
         bi->map[i] = (struct mem_region){ rd64(e), rd64(e + 8), rd32(e + 16) };
     }
     bi->nmap = n < MAX_E820 ? n : MAX_E820;
+    bi->e820_count = (uint8_t *)(bp + 0x1e8);
 }
 
 static void info_from_pvh(uint64_t si, struct boot_info *bi)
@@ -205,6 +215,13 @@ static void put_count(const char *what, int n)
         serial_put_dec((uint64_t)n);
 }
 
+static int has_key(const char *cmdline, const char *key)
+{
+    size_t len;
+
+    return cmdline_get(cmdline, key, &len) != 0;
+}
+
 /* The MP table and the ACPI MADT must agree where both exist, and every
  * CPU they list must answer INIT/SIPI. */
 static void check_cpus(const struct boot_info *bi)
@@ -227,13 +244,8 @@ static void check_cpus(const struct boot_info *bi)
         fail("not every listed CPU started");
     if (present && ((uint64_t)listed != want || (uint64_t)started != want))
         fail("CPU count is not ct.cpus");
-}
-
-static int has_key(const char *cmdline, const char *key)
-{
-    size_t len;
-
-    return cmdline_get(cmdline, key, &len) != 0;
+    if (has_key(bi->cmdline, "ct.topo=") && listed > 0)
+        failures += check_topology(bi->rsdp, listed);
 }
 
 static void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
@@ -263,6 +275,8 @@ static void check_insns(const char *cmdline)
 {
     if (has_key(cmdline, "ct.cpuid="))
         report_cpuid();
+    if (has_key(cmdline, "ct.echo="))
+        echo_run();
     if (has_key(cmdline, "ct.int3=")) {
         if (try_int3())
             serial_puts("calf-test: int3 trapped\n");
@@ -279,11 +293,19 @@ static void check_insns(const char *cmdline)
     }
 }
 
-static void finish(const char *cmdline)
+static void finish(const struct boot_info *bi, int after_reset)
 {
+    const char *cmdline = bi->cmdline;
     int present;
     uint64_t v;
+    size_t len;
+    const char *how = cmdline_get(cmdline, "ct.reset=", &len);
 
+    if (how && after_reset)
+        failures += reset_check();
+
+    if (has_key(cmdline, "ct.poweroff=") && !failures)
+        failures += acpi_poweroff(bi->rsdp);
     serial_puts(failures ? "calf-test: FAIL\n" : "calf-test: PASS\n");
     if (has_key(cmdline, "ct.hang="))
         for (;;)
@@ -291,8 +313,11 @@ static void finish(const char *cmdline)
     if (has_key(cmdline, "ct.halt="))
         for (;;)
             __asm__ volatile("cli; hlt");
-    if (has_key(cmdline, "ct.reset="))
-        outb(0x64, 0xfe);
+    if (how && len == 4 && how[0] == 'l')
+        reset_now(0, 0, 0, 0, 0);
+    if (how && !after_reset)
+        reset_now(len == 6 && how[0] == 't', (char *)cmdline,
+                  (uint8_t *)bi->initrd, bi->initrd_size, bi->e820_count);
     v = key_num(cmdline, "ct.exit=", 10, &present);
     outl(0x501, present ? (uint32_t)v : (failures ? 1 : 0));
 }
@@ -303,6 +328,7 @@ void guest_main(uint32_t mode, uint64_t info)
 {
     static const char *const paths[] = { "linux64", "linux32", "pvh" };
     static struct boot_info bi;
+    int after_reset = reset_note_boot();
 
     serial_puts("\ncalf-test: booted via ");
     serial_puts(mode < 3 ? paths[mode] : "?");
@@ -337,5 +363,5 @@ void guest_main(uint32_t mode, uint64_t info)
         if (v)
             failures += vga_test(v, len);
     }
-    finish(bi.cmdline);
+    finish(&bi, after_reset);
 }

@@ -1,0 +1,74 @@
+#!/bin/bash
+# Console input: bytes piped or redirected into calf run reach the guest's
+# COM1 (the test guest's ct.echo=1 sends them back until a line "end"),
+# none lost when there are more than the UART's 16-byte FIFO holds; end
+# of input does not end the VM; Ctrl-A x quits only on a terminal (on a
+# pipe it is two bytes for the guest).
+. "$(dirname "$0")/lib.sh"
+need_kvm
+
+# echoed NAME: what the guest sent back, between its two markers
+echoed() {
+    perl -0777 -ne 'print $1 if /echo: ready\r\n(.*?)calf-test: echo: \d+ bytes/s' "$TMP/$1.out"
+}
+
+# run_echo NAME INPUT-FILE [calf args]: calf with the file on stdin
+run_echo() {
+    local name=$1 input=$2 t0 t1
+    shift 2
+    t0=$(date +%s%N)
+    "$CALF" run --kernel "$GUEST" --append "ct.echo=1" "$@" \
+        <"$input" >"$TMP/$name.out" 2>"$TMP/$name.err"
+    status=$?
+    t1=$(date +%s%N)
+    echo "# $name: status $status after $(( (t1 - t0) / 1000000 )) ms"
+}
+
+printf 'hello calf\n\001x is not an escape on a pipe\nend\n' >"$TMP/short.in"
+cat "$TMP/short.in" | "$CALF" run --kernel "$GUEST" --append "ct.echo=1" \
+    --timeout 60 --report "$TMP/pipe.json" >"$TMP/pipe.out" 2>"$TMP/pipe.err"
+status=$?
+ok $(( status != 1 )) "piped input reaches the guest, which ends the run itself (status $status)"
+[ $status = 1 ] || show pipe
+echoed pipe | cmp -s - "$TMP/short.in"; ok $? "the guest echoed every byte, Ctrl-A x included, unchanged"
+grep -q '"exit_reason": "debug-exit"' "$TMP/pipe.json"; ok $? "Ctrl-A x on a pipe did not quit"
+
+perl -e 'srand(3); for (1..100) { print join("", map { chr(32 + int(rand(95))) } 1..40), "\n" } print "end\n"' >"$TMP/long.in"
+run_echo long "$TMP/long.in" --timeout 120
+ok $(( status != 1 )) "a 4 KiB file on stdin (256 times the FIFO) goes through (status $status)"
+echoed long | cmp -s - "$TMP/long.in"; ok $? "byte for byte, in order"
+has long "echo: $(wc -c <"$TMP/long.in") bytes"; ok $? "the guest counted them all"
+
+printf 'no end line' >"$TMP/eof.in"
+run_echo eof "$TMP/eof.in" --timeout 3
+ok $(( status != 124 )) "end of input does not end the VM: it runs on to --timeout (status $status)"
+has eof "no end line"; ok $? "and the bytes before the end of input arrived"
+
+# A terminal: script(1) gives calf a pty.  Input is sent only once the
+# guest is ready, so no timing is assumed.
+if command -v script >/dev/null && command -v mkfifo >/dev/null; then
+    mkfifo "$TMP/tty.in"
+    script -qec "'$CALF' run --kernel '$GUEST' --append ct.echo=1 --timeout 60 --report '$TMP/tty.json'" \
+        /dev/null <"$TMP/tty.in" >"$TMP/tty.out" 2>"$TMP/tty.err" &
+    pid=$!
+    exec 3>"$TMP/tty.in"
+    wait_for() { for i in $(seq 600); do grep -q "$1" "$TMP/tty.out" && return 0; sleep 0.1; done; return 1; }
+    wait_for "echo: ready"
+    printf 'typed on a tty\r' >&3
+    wait_for "typed on a tty"
+    printf '\001x' >&3
+    wait $pid
+    status=$?
+    exec 3>&-
+    ok $(( status != 0 )) "on a terminal, Ctrl-A x quits with status 0 (got $status)"
+    grep -q '"exit_reason": "quit"' "$TMP/tty.json"; ok $? "report says quit"
+    has tty "typed on a tty"; ok $? "what was typed before reached the guest"
+else
+    for what in "Ctrl-A x quits on a terminal" "report says quit" "typed text reached the guest"; do
+        t_num=$((t_num + 1)); echo "ok $t_num # SKIP $what: script(1) or mkfifo missing"
+    done
+fi
+
+! grep -qE "Sanitizer|runtime error" "$TMP"/*.err; ok $? "no sanitizer report on any run's stderr"
+
+done_testing
