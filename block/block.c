@@ -567,6 +567,28 @@ int blk_snapshot_delete(BlockDriverState *bs, const char *name_or_id)
     OPTIONAL_OP(snapshot_delete, "internal snapshots", name_or_id);
 }
 
+int blk_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name)
+{
+    if (!bs->read_only) {
+        blk_set_error("%s: a snapshot can only be loaded read-only", bs->filename);
+        return -EINVAL;
+    }
+    if (!bs->drv->snapshot_load_tmp) {
+        blk_set_error("Block format '%s' used by device '' does not support temporarily "
+                      "loading internal snapshots", bs->drv->name);
+        return -ENOTSUP;
+    }
+    return bs->drv->snapshot_load_tmp(bs, id, name);
+}
+
+int blk_snapshot_load_tmp_by_id_or_name(BlockDriverState *bs, const char *name_or_id)
+{
+    int r = blk_snapshot_load_tmp(bs, name_or_id, NULL);
+    if (r == -ENOENT)
+        r = blk_snapshot_load_tmp(bs, NULL, name_or_id);
+    return r;
+}
+
 int blk_make_empty(BlockDriverState *bs)
 {
     if (bs->read_only) {

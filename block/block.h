@@ -157,6 +157,9 @@ struct BlockDriver {
     int (*snapshot_create)(BlockDriverState *bs, const char *name);
     int (*snapshot_apply)(BlockDriverState *bs, const char *name_or_id);
     int (*snapshot_delete)(BlockDriverState *bs, const char *name_or_id);
+    /* Read-only: makes reads see the snapshot matching id and name (NULL:
+     * either may be anything) instead of the active state; -ENOENT if none. */
+    int (*snapshot_load_tmp)(BlockDriverState *bs, const char *id, const char *name);
     /* Drops every cluster of the top layer (commit without -d). */
     int (*make_empty)(BlockDriverState *bs);
     /* Rewrites the backing file name and format ("" detaches). */
@@ -230,6 +233,9 @@ int64_t blk_allocated_size(BlockDriverState *bs);
 int blk_snapshot_create(BlockDriverState *bs, const char *name);
 int blk_snapshot_apply(BlockDriverState *bs, const char *name_or_id);
 int blk_snapshot_delete(BlockDriverState *bs, const char *name_or_id);
+/* qemu-img convert -l: id and/or name, or name_or_id (id first). */
+int blk_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name);
+int blk_snapshot_load_tmp_by_id_or_name(BlockDriverState *bs, const char *name_or_id);
 int blk_make_empty(BlockDriverState *bs);
 int blk_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt);
 int blk_amend(BlockDriverState *bs, BlockOptions *opts, bool force);

@@ -208,7 +208,7 @@ int qcow2_make_empty(BlockDriverState *bs)
         r = shrink_reftable(s);
     if (r == 0)
         r = truncate_file_tail(s);
-    s->cbuf_valid = false;
+    qcow2_cbuf_invalidate(s);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -414,6 +414,14 @@ static const char *const creation_only[] = {
     "encrypt.iter-time", "preallocation", "extended_l2", "compression_type", "nocow",
 };
 
+/* g_strcmp0() == 0 where the image's "" means absent */
+static bool same_or_null(const char *given, const char *stored)
+{
+    if (!given || !stored[0])
+        return !given && !stored[0];
+    return !strcmp(given, stored);
+}
+
 int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force)
 {
     Qcow2State *s = bs->opaque;
@@ -489,8 +497,11 @@ int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force)
         return -EINVAL;
     }
 
-    /* QEMU 7.2 refuses this too: rebase -u is the way */
-    if ((bfile && strcmp(bfile, bs->backing_file)) || (bfmt && strcmp(bfmt, bs->backing_format))) {
+    /* QEMU 7.2 refuses any change, and a name or format given alone
+     * counts as a change when the image has the other (rebase -u is the
+     * way); giving both as they are is accepted */
+    if ((bfile || bfmt) && (!same_or_null(bfile, bs->backing_file) ||
+                            !same_or_null(bfmt, bs->backing_format))) {
         blk_set_error("Cannot amend the backing file\nYou can use 'calf-img rebase' instead.");
         return -EINVAL;
     }

@@ -38,6 +38,10 @@ struct walk {
     struct l2ref *l2refs;
     size_t nl2refs, l2refs_cap;
     uint32_t times;       /* multiplier for map increments */
+    /* amend -p: counting is the first half of the work (one step per L2
+     * table), writing the new refcount blocks the second */
+    bool progress;
+    uint64_t walked;
 };
 
 struct l2ref {
@@ -217,6 +221,8 @@ static int walk_l1(struct walk *w, const uint64_t *l1, uint32_t l1_size, uint64_
             l2_off + s->cluster_size <= s->file_end)
             r = walk_l2(w, l2_off, active);
         w->times = 1;
+        if (w->progress)
+            blk_progress(s->bs, 500 * ++w->walked / w->nl2refs, 1000);
     }
     return r;
 }
@@ -360,6 +366,8 @@ static int rebuild_structure(struct walk *w)
         uint64_t boff = (start + tc + b) << s->cluster_bits;
         qcow2_put64(tbl + 8 * b, boff);
         r = blk_file_pwrite(s->fd, blk, cs, boff);
+        if (w->progress)
+            blk_progress(s->bs, 500 + 500 * (b + 1) / nb, 1000);
     }
     if (r == 0)
         r = blk_file_pwrite(s->fd, tbl, tc * cs, start << s->cluster_bits);
@@ -651,6 +659,7 @@ int qcow2_change_refcount_order(Qcow2State *s, uint32_t order)
     int r = walk_init(&w, s, &res, true);
     if (r < 0)
         return r;
+    w.progress = true;
     if ((r = qcow2_flush_metadata(s)) < 0 || (r = count_refs(&w)) < 0)
         goto out;
     if (res.corruptions) {

@@ -7,6 +7,7 @@
 #include "block/qcow2.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -294,32 +295,112 @@ static int get_extent(Qcow2State *s, uint64_t off, uint64_t maxlen, struct exten
 
 /* ---- compressed clusters ---- */
 
-/* Makes s->cbuf hold the guest data of the compressed cluster l2e. */
-static int load_compressed(Qcow2State *s, uint64_t l2e)
+/* Compressed reads decompress outside the image lock, into a buffer of
+ * the reading thread, so that threads decompress in parallel.  The buffer
+ * keeps the last cluster the thread decompressed, for small reads inside
+ * one cluster; it is valid while its image's cbuf_gen is unchanged. */
+struct cbuf {
+    uint8_t *data, *in;
+    size_t cap, in_cap;
+    const Qcow2State *s;
+    uint64_t gen, l2e;
+};
+
+static pthread_key_t cbuf_key;
+static pthread_once_t cbuf_once = PTHREAD_ONCE_INIT;
+static uint64_t cbuf_clock;
+
+static void cbuf_free(void *p)
 {
-    if (s->cbuf_valid && s->cbuf_l2e == l2e)
-        return 0;
-    if (!s->cbuf && !(s->cbuf = malloc(s->cluster_size)))
-        return -ENOMEM;
+    struct cbuf *b = p;
+    free(b->data);
+    free(b->in);
+    free(b);
+}
+
+static void cbuf_key_init(void)
+{
+    pthread_key_create(&cbuf_key, cbuf_free);
+}
+
+void qcow2_cbuf_invalidate(Qcow2State *s)
+{
+    s->cbuf_gen = __atomic_add_fetch(&cbuf_clock, 1, __ATOMIC_RELAXED);
+}
+
+static struct cbuf *cbuf_get(size_t cs, size_t in_bytes)
+{
+    pthread_once(&cbuf_once, cbuf_key_init);
+    struct cbuf *b = pthread_getspecific(cbuf_key);
+    if (!b) {
+        if (!(b = calloc(1, sizeof(*b))) || pthread_setspecific(cbuf_key, b) != 0) {
+            free(b);
+            return NULL;
+        }
+    }
+    if (b->cap < cs) {
+        free(b->data);
+        b->s = NULL;
+        b->cap = 0;
+        if (!(b->data = malloc(cs)))
+            return NULL;
+        b->cap = cs;
+    }
+    if (b->in_cap < in_bytes) {
+        free(b->in);
+        b->in_cap = 0;
+        if (!(b->in = malloc(in_bytes)))
+            return NULL;
+        b->in_cap = in_bytes;
+    }
+    return b;
+}
+
+/* The guest data of the compressed cluster l2e, in this thread's buffer.
+ * Lock held on entry and exit; the compressed bytes are read under it
+ * (their host cluster cannot be freed and reused meanwhile), and the lock
+ * is dropped while they are decompressed. */
+static int load_compressed(Qcow2State *s, uint64_t l2e, const uint8_t **data)
+{
+    if (!s->cbuf_gen)
+        qcow2_cbuf_invalidate(s);
     uint64_t off, bytes;
     qcow2_compressed_span(s, l2e, &off, &bytes);
+    struct cbuf *b = cbuf_get(s->cluster_size, bytes);
+    if (!b)
+        return -ENOMEM;
+    if (b->s == s && b->gen == s->cbuf_gen && b->l2e == l2e) {
+        *data = b->data;
+        return 0;
+    }
+    b->s = NULL;
     if (off + bytes > s->file_end + BLK_SECTOR_SIZE)
         return qcow2_mark_corrupt(s, "compressed cluster at 0x%" PRIx64 " is beyond the end "
                                   "of the file", off);
-    uint8_t *in = malloc(bytes);
-    if (!in)
-        return -ENOMEM;
-    int r = blk_file_pread(s->fd, in, bytes, off);
-    s->cbuf_valid = false;
-    if (r == 0 && (r = blk_decompress_cluster(s->compression_type, in, bytes, s->cbuf, s->cluster_size)) < 0 && r != -ENOMEM)
-        r = qcow2_mark_corrupt(s, "cannot decompress the cluster at host offset 0x%" PRIx64,
-                               off);
-    free(in);
-    if (r == 0) {
-        s->cbuf_valid = true;
-        s->cbuf_l2e = l2e;
+    int r = blk_file_pread(s->fd, b->in, bytes, off);
+    if (r < 0) {
+        blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
+        return r;
     }
-    return r;
+    uint64_t gen = s->cbuf_gen;
+    int type = s->compression_type;
+    pthread_mutex_unlock(&s->lock);
+    r = blk_decompress_cluster(type, b->in, bytes, b->data, s->cluster_size);
+    pthread_mutex_lock(&s->lock);
+    if (r < 0 && r != -ENOMEM)
+        return qcow2_mark_corrupt(s, "cannot decompress the cluster at host offset 0x%" PRIx64,
+                                  off);
+    if (r < 0)
+        return r;
+    /* kept only if nothing changed the mapping while the lock was dropped;
+     * the data itself is what l2e pointed to when it was read */
+    if (gen == s->cbuf_gen) {
+        b->s = s;
+        b->gen = gen;
+        b->l2e = l2e;
+    }
+    *data = b->data;
+    return 0;
 }
 
 /* ---- reads ---- */
@@ -348,11 +429,13 @@ static int read_extent(Qcow2State *s, const struct extent *e, uint64_t off, uint
         if (r < 0)
             blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
         break;
-    case SC_COMPRESSED:
-        r = load_compressed(s, e->l2e);
+    case SC_COMPRESSED: {
+        const uint8_t *data = NULL;
+        r = load_compressed(s, e->l2e, &data);
         if (r == 0)
-            memcpy(buf, s->cbuf + (off & (s->cluster_size - 1)), n);
+            memcpy(buf, data + (off & (s->cluster_size - 1)), n);
         break;
+    }
     default:
         r = -EIO;
     }
@@ -676,7 +759,7 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
     if ((r = l2_get_writable(s, off, &table)) < 0)
         return r;
     l2_set(s, table, idx, new_l2e, new_bitmap);
-    s->cbuf_valid = false;
+    qcow2_cbuf_invalidate(s);
     if (!owned) {
         if (ct == QCOW2_COMPRESSED)
             r = qcow2_free_compressed_later(s, l2e);
@@ -831,7 +914,7 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, bool d
     if ((r = qcow2_mark_dirty(s)) < 0)
         return r;
     l2_set(s, table, idx, new_l2e, new_bitmap);
-    s->cbuf_valid = false;
+    qcow2_cbuf_invalidate(s);
     if (!free_old)
         return 0;
     if (ct == QCOW2_COMPRESSED)

@@ -97,7 +97,7 @@ static int store_compressed(Qcow2State *s, uint64_t off, const uint8_t *data, si
     if (s->extl2)
         qcow2_put64(e + 8, 0);
     qcow2_cache_mark_dirty(&s->l2_cache, table);
-    s->cbuf_valid = false;
+    qcow2_cbuf_invalidate(s);
     return 0;
 }
 

@@ -208,7 +208,7 @@ static int fix_copied(Qcow2State *s)
         r = write_l1(s, s->l1_offset, s->l1, s->l1_size);
     if (r == 0)
         r = qcow2_sync(s);
-    s->cbuf_valid = false;
+    qcow2_cbuf_invalidate(s);
     return r;
 }
 
@@ -380,6 +380,16 @@ static int mark_busy(Qcow2State *s, struct sn_op *op)
 
 static int end(Qcow2State *s, struct sn_op *op, int r)
 {
+    /* A failed step may have left refcounts changed (a refcount block
+     * write that failed still updated the cached block): make COPIED
+     * agree with them, so that what is left is a leak, not a flag that
+     * allows writes in place into a shared cluster. */
+    if (r < 0) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", blk_error());
+        fix_copied(s);
+        blk_set_error("%s", msg);
+    }
     int f = qcow2_flush_metadata(s);
     if (f == 0)
         f = qcow2_sync(s);
@@ -544,7 +554,7 @@ static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id, struct s
     }
     uint64_t *old = s->l1;
     s->l1 = nl1;
-    s->cbuf_valid = false;
+    qcow2_cbuf_invalidate(s);
     if (new_size != bs->size) {
         uint64_t old_size = bs->size;
         bs->size = new_size;
@@ -643,5 +653,43 @@ int qcow2_snapshot_delete(BlockDriverState *bs, const char *name_or_id)
         r = snapshot_delete_locked(s, name_or_id, &op);
     r = end(s, &op, r);
     pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* convert -l: the snapshot's L1 replaces the active one in memory only.
+ * The image is read-only, so nothing is written and the active state on
+ * disk stays as it is.  Guest offsets past the snapshot's L1 read as
+ * unallocated, as in QEMU, so the L1 is padded to the active size. */
+int qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name)
+{
+    Qcow2State *s = bs->opaque;
+    int r = -ENOENT;
+    pthread_mutex_lock(&s->lock);
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        Qcow2Snapshot *sn = &s->snapshots[i];
+        if ((id && strcmp(sn->id, id)) || (name && strcmp(sn->name, name)) || (!id && !name))
+            continue;
+        uint64_t *snl1;
+        if ((r = read_l1(s, sn->l1_offset, sn->l1_size, &snl1)) < 0)
+            break;
+        uint32_t n = sn->l1_size > s->l1_size ? sn->l1_size : s->l1_size;
+        uint64_t *l1 = calloc(n ? n : 1, 8);
+        if (!l1) {
+            free(snl1);
+            r = -ENOMEM;
+            break;
+        }
+        memcpy(l1, snl1, (size_t)sn->l1_size * 8);
+        free(snl1);
+        free(s->l1);
+        s->l1 = l1;
+        s->l1_size = n;
+        s->l1_offset = sn->l1_offset;
+        qcow2_cbuf_invalidate(s);
+        break;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (r == -ENOENT)
+        blk_set_error("Can't find snapshot");
     return r;
 }

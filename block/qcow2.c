@@ -582,7 +582,6 @@ static void qcow2_free_state(Qcow2State *s)
     free_snapshots(s);
     free(s->pending_free);
     free(s->zero_cluster);
-    free(s->cbuf);
     free(s->header_tail);
     free(s->inflight);
     pthread_cond_destroy(&s->alloc_cond);
@@ -1059,6 +1058,7 @@ const BlockDriver blk_qcow2_driver = {
     .snapshot_create = qcow2_snapshot_create,
     .snapshot_apply = qcow2_snapshot_apply,
     .snapshot_delete = qcow2_snapshot_delete,
+    .snapshot_load_tmp = qcow2_snapshot_load_tmp,
     .make_empty = qcow2_make_empty,
     .change_backing_file = qcow2_change_backing_file,
     .amend = qcow2_amend,

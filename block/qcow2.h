@@ -173,11 +173,13 @@ typedef struct Qcow2State {
     int ninflight, inflight_cap;
     pthread_cond_t alloc_cond;
 
-    /* zeros for COW, and the last decompressed cluster */
+    /* zeros for COW */
     uint8_t *zero_cluster;
-    uint8_t *cbuf;
-    uint64_t cbuf_l2e;
-    bool cbuf_valid;
+    /* Each thread keeps the last cluster it decompressed (qcow2-cluster.c);
+     * this changes whenever an L2 entry may have changed, so that a kept
+     * cluster is used only while the mapping it came from still holds.
+     * 0: not set yet.  Values are unique in the process. */
+    uint64_t cbuf_gen;
 
     bool prealloc_checked, prealloc_detected; /* see looks_preallocated() */
 
@@ -280,6 +282,7 @@ int qcow2_change_refcount_order(Qcow2State *s, uint32_t order);
 int qcow2_snapshot_create(BlockDriverState *bs, const char *name);
 int qcow2_snapshot_apply(BlockDriverState *bs, const char *name_or_id);
 int qcow2_snapshot_delete(BlockDriverState *bs, const char *name_or_id);
+int qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name);
 
 /* qcow2-amend.c */
 int qcow2_make_empty(BlockDriverState *bs);
@@ -306,6 +309,8 @@ enum qcow2_cluster_type qcow2_cluster_type(const Qcow2State *s, uint64_t l2e);
  * inflight_wait() of qcow2-cluster.c. */
 int qcow2_l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table);
 void qcow2_inflight_wait(Qcow2State *s, uint64_t first, uint64_t n);
+/* Compressed clusters decompressed before may be stale now (lock held). */
+void qcow2_cbuf_invalidate(Qcow2State *s);
 /* compressed descriptor -> host offset and byte count to read */
 void qcow2_compressed_span(const Qcow2State *s, uint64_t l2e, uint64_t *off, uint64_t *bytes);
 

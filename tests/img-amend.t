@@ -108,4 +108,34 @@ out=$("$CALF_IMG" amend -p -o compat=0.10 "$CDIR/t.qcow2" | od -An -c | tr -d ' 
 case $out in "(0.00/100%)\r"*"(100.00/100%)\r\n") pass "amend -p progress" ;;
 *) fail "amend -p progress" "$out" ;; esac
 
+# refcount_bits with -p: real steps while the refcounts are counted and the
+# new structure is written, rising to 100
+in_both qemu-img create -q -f qcow2 -o cluster_size=4k p.qcow2 64M
+in_both qemu-io -c 'write -P 3 0 64M' p.qcow2
+steps=$("$CALF_IMG" amend -p -o refcount_bits=8 "$CDIR/p.qcow2" | tr '\r' '\n' |
+        sed -n 's/^ *(\([0-9.]*\)\/100%)$/\1/p')
+nsteps=$(sort -un <<<"$steps" | wc -l)
+if [ "$nsteps" -ge 10 ] && [ "$(sort -n <<<"$steps")" = "$steps" ] &&
+   [ "$(tail -n1 <<<"$steps")" = 100.00 ]; then
+    pass "refcount_bits -p: $nsteps rising steps to 100%"
+else
+    fail "refcount_bits -p: rising steps to 100%" "$steps"
+fi
+clean "refcount_bits -p" "$CDIR/p.qcow2"
+in_both qemu-img amend -o refcount_bits=8 p.qcow2
+is "$(fmtinfo "$CDIR/p.qcow2")" "$(fmtinfo "$QDIR/p.qcow2")" "refcount_bits -p: same format options"
+
+# backing_file/backing_fmt: qemu-img 7.2 refuses every change (also a name
+# or a format given alone) and accepts both given as they are
+mkimg ""
+for o in backing_file=base.qcow2 backing_fmt=qcow2 backing_file=base.qcow2,backing_fmt=qcow2 \
+         backing_file=base.qcow2,backing_fmt=raw backing_file=other.qcow2,backing_fmt=qcow2 \
+         backing_file= backing_file=,backing_fmt= backing_fmt=raw; do
+    same_img "amend -o $o, on a backing file" amend -o "$o" t.qcow2
+    same_img "amend -o $o, standalone" amend -o "$o" a.qcow2
+done
+binfo() { qemu-img info -U "$1" | grep backing | sed 's/ (actual path.*//'; }
+is "$(binfo "$CDIR/t.qcow2")" "$(binfo "$QDIR/t.qcow2")" "backing link as qemu-img leaves it"
+clean "after the backing amends" "$CDIR/t.qcow2"
+
 done_testing

@@ -12,14 +12,40 @@
 
 enum { OPT_FORCE = 256 };
 
-static const char amend_help[] =
-    "Amend options for 'qcow2':\n"
+/* qemu-img 7.2's list for qcow2, the only format calf amends; options
+ * calf cannot change (data_file, the LUKS keyslots) get a clear error
+ * from the driver. */
+static const char qcow2_amend_help[] =
     "  backing_file=<str>     - File name of a base image\n"
     "  backing_fmt=<str>      - Image format of the base image\n"
     "  compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])\n"
+    "  data_file=<str>        - File name of an external data file\n"
+    "  data_file_raw=<bool (on/off)> - The external data file must stay valid as a raw image\n"
+    "  encrypt.iter-time=<num> - Time to spend in PBKDF in milliseconds\n"
+    "  encrypt.keyslot=<num>  - Select a single keyslot to modify explicitly\n"
+    "  encrypt.new-secret=<str> - New secret to set in the matching keyslots. "
+    "Empty string to erase\n"
+    "  encrypt.old-secret=<str> - Select all keyslots that match this password\n"
+    "  encrypt.state=<str>    - Select new state of affected keyslots (active/inactive)\n"
     "  lazy_refcounts=<bool (on/off)> - Postpone refcount updates\n"
     "  refcount_bits=<num>    - Width of a reference count entry in bits\n"
     "  size=<size>            - Virtual disk size\n";
+
+/* qemu-img's print_amend_option_help() */
+static int print_amend_help(const char *fmt)
+{
+    const BlockDriver *drv = blk_find_driver(fmt);
+    if (!drv) {
+        img_error("Unknown file format '%s'", fmt);
+        return 1;
+    }
+    if (!drv->amend) {
+        img_error("Format driver '%s' does not support option amendment", fmt);
+        return 1;
+    }
+    printf("Amend options for '%s':\n%s", fmt, qcow2_amend_help);
+    return 0;
+}
 
 static void amend_progress(void *opaque, uint64_t done, uint64_t total)
 {
@@ -75,17 +101,6 @@ int img_amend(int argc, char **argv)
         img_usage_error("Must specify options (-o)");
     if (quiet)
         progress = false;
-    if (!strcmp(options, "help") || !strcmp(options, "?")) {
-        printf("%s", amend_help);
-        free(options);
-        return 0;
-    }
-    if (optind != argc - 1) {
-        img_error("Expecting one image file name"); /* qemu-img: no --help hint here */
-        free(options);
-        return 1;
-    }
-    const char *filename = argv[optind];
     BlockOptions opts = {0};
     if (blkopts_parse(&opts, options) < 0) {
         img_error("Invalid options for amend: %s", blk_error());
@@ -94,10 +109,27 @@ int img_amend(int argc, char **argv)
     }
     free(options);
     int ret = 1;
-    BlockDriverState *bs = img_open(filename, fmt, BLK_O_RDWR, false);
+    bool help = img_has_help_option(&opts);
+    if (fmt && help) {
+        ret = print_amend_help(fmt);
+        blkopts_free(&opts);
+        return ret;
+    }
+    if (optind != argc - 1) {
+        img_error("Expecting one image file name"); /* qemu-img: no --help hint here */
+        blkopts_free(&opts);
+        return 1;
+    }
+    const char *filename = argv[optind];
+    /* help for the format the image turns out to have: no write lock */
+    BlockDriverState *bs = img_open(filename, fmt, help ? 0 : BLK_O_RDWR, false);
     if (!bs) {
         blkopts_free(&opts);
         return 1;
+    }
+    if (help) {
+        ret = print_amend_help(bs->drv->name);
+        goto out;
     }
     if (!bs->drv->amend) {
         img_error("Format driver '%s' does not support option amendment", bs->drv->name);

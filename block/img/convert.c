@@ -536,6 +536,38 @@ static BlockDriverState *open_image_opts(const char *arg, bool force_share)
     return bs;
 }
 
+/* -l snapshot.id=ID,snapshot.name=NAME: the keys qemu-img knows. */
+static int parse_snapshot_opts(const char *arg, BlockOptions *o)
+{
+    if (blkopts_parse(o, arg) == 0) {
+        blkopts_get(o, "snapshot.id");
+        blkopts_get(o, "snapshot.name");
+        const char *bad = blkopts_first_unused(o);
+        if (!bad)
+            return 0;
+        img_error("Invalid parameter '%s'", bad);
+    }
+    img_error("Failed in parsing snapshot param '%s'", arg);
+    blkopts_free(o);
+    return -EINVAL;
+}
+
+/* The source then reads as the internal snapshot; its size stays the
+ * active image's, as in qemu-img. */
+static int load_snapshot(BlockDriverState *bs, const char *arg, BlockOptions *o)
+{
+    int r;
+    if (o->n)
+        r = blk_snapshot_load_tmp(bs, blkopts_get(o, "snapshot.id"),
+                                  blkopts_get(o, "snapshot.name"));
+    else
+        r = blk_snapshot_load_tmp_by_id_or_name(bs, arg);
+    blkopts_free(o);
+    if (r < 0)
+        img_error("Failed to load snapshot: %s", blk_error());
+    return r;
+}
+
 static int parse_cache(const char *mode, int *flags)
 {
     if (!strcmp(mode, "unsafe"))
@@ -569,7 +601,7 @@ int img_convert(int argc, char **argv)
     };
     const char *fmt = NULL, *out_fmt = NULL, *base = NULL, *base_fmt = NULL, *snap = NULL;
     const char *cache = "unsafe";
-    BlockOptions opts = {0}, dst_opts = {0};
+    BlockOptions opts = {0}, dst_opts = {0}, snap_opts = {0};
     bool compress = false, progress = false, skip_create = false, ooo = false;
     bool force_share = false, target_is_zero = false, quiet = false, image_opts = false;
     int64_t sparse = 8 * BLK_SECTOR_SIZE, nworkers = 8;
@@ -685,6 +717,10 @@ int img_convert(int argc, char **argv)
     pthread_mutex_init(&cv.lock, NULL);
     pthread_cond_init(&cv.turn, NULL);
     int nsrc = argc - optind - 1;
+    if (img_has_help_option(&opts)) {
+        ret = img_print_create_help(nsrc >= 1 ? argv[argc - 1] : NULL, out_fmt ? out_fmt : "raw");
+        goto out;
+    }
     if (nsrc < 1) {
         blkopts_free(&opts);
         if (argc - optind < 1)
@@ -699,11 +735,8 @@ int img_convert(int argc, char **argv)
         img_error("--target-is-zero requires use of -n flag");
         goto out;
     }
-    if (snap) {
-        img_error("Failed to load snapshot: converting from an internal snapshot (-l) is not "
-                  "supported yet");
+    if (snap && !strncmp(snap, "snapshot.", 9) && parse_snapshot_opts(snap, &snap_opts) < 0)
         goto out;
-    }
     int dst_flags = BLK_O_RDWR;
     if (parse_cache(cache, &dst_flags) < 0) {
         img_error("Invalid cache option: %s", cache);
@@ -754,6 +787,12 @@ int img_convert(int argc, char **argv)
             cv.src_has_backing = true;
     }
 
+    if (snap && nsrc > 1) {
+        img_error("No support for concatenating multiple snapshot");
+        goto out;
+    }
+    if (snap && load_snapshot(cv.src[0], snap, &snap_opts) < 0)
+        goto out;
     if (resolve_secret(&opts) < 0)
         goto out;
     const char *key = blkopts_get(&opts, "encrypt.key-secret");
@@ -825,6 +864,7 @@ out:
     free(cv.src_start);
     blkopts_free(&opts);
     blkopts_free(&dst_opts);
+    blkopts_free(&snap_opts);
     free_secrets();
     pthread_mutex_destroy(&cv.lock);
     pthread_cond_destroy(&cv.turn);

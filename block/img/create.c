@@ -119,7 +119,7 @@ static int cmp_opt_name(const void *a, const void *b)
 
 /* qemu-img's print_block_option_help(): with a file name the host-file
  * options are merged in, sorted by name. */
-static int print_option_help(const char *filename, const char *fmt)
+int img_print_create_help(const char *filename, const char *fmt)
 {
     const CreateOpt *list = format_opts(fmt);
     if (!list) {
@@ -147,7 +147,7 @@ static int print_option_help(const char *filename, const char *fmt)
     return 0;
 }
 
-static bool has_help_option(const BlockOptions *o)
+bool img_has_help_option(const BlockOptions *o)
 {
     for (int i = 0; i < o->n; i++)
         if (!strcmp(o->opt[i].key, "help") || !strcmp(o->opt[i].key, "?"))
@@ -429,8 +429,8 @@ int img_create(int argc, char **argv)
         }
     }
     const char *filename = optind < argc ? argv[optind] : NULL;
-    if (has_help_option(&a.opts)) {
-        ret = print_option_help(filename, a.fmt);
+    if (img_has_help_option(&a.opts)) {
+        ret = img_print_create_help(filename, a.fmt);
         goto out;
     }
     if (!filename)

@@ -37,6 +37,11 @@ void img_help(void) __attribute__((noreturn));
 BlockDriverState *img_open(const char *filename, const char *fmt, int flags,
                            bool force_share);
 
+/* -o help / -o ?: is it asked for, and qemu-img's answer for creating
+ * an image of format fmt (filename may be NULL); returns the exit code. */
+bool img_has_help_option(const BlockOptions *o);
+int img_print_create_help(const char *filename, const char *fmt);
+
 /* --output=human|json; -1 (after printing the error) if neither. */
 enum { IMG_OUT_HUMAN, IMG_OUT_JSON };
 int img_parse_output(const char *arg);

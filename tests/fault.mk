@@ -1,0 +1,5 @@
+# blk-fault injects I/O errors by wrapping the libc calls the block layer
+# makes on the image file (tests/unit/blk-fault.c).  "private": the
+# library it links must not inherit the flag, or the flags stamp would
+# rebuild everything.
+$(BUILD)/tests/blk-fault: private LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64,--wrap=pwritev64,--wrap=fdatasync
