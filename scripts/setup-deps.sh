@@ -11,8 +11,10 @@
 set -u
 need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev seabios"
 peers="qemu-utils perl qemu-system-x86 xvfb xdotool"
+# guest-tests/firmware-grub.t: grub-mkrescue builds a bootable GRUB image
+bootloader="grub-pc-bin grub-common xorriso mtools"
 case "${1:-build}" in
-test)  need="$need $peers" ;;
+test)  need="$need $peers $bootloader" ;;
 linux) need="$need $peers linux-source-6.1 bc flex bison libelf-dev cpio xz-utils busybox-static" ;;
 bench) need="$need $peers hyperfine" ;;
 esac

@@ -57,11 +57,6 @@ struct firmware {
     struct boot_dev devs[MAX_BOOT_DEVS];
 };
 
-static struct firmware *fw_of(struct vm *vm)
-{
-    return vm->firmware;
-}
-
 /* ---- the ROM ---- */
 
 static int rom_read(const char *path, void **mem, size_t *size)
@@ -79,8 +74,12 @@ static int rom_read(const char *path, void **mem, size_t *size)
                         "--firmware FILE or --kernel FILE)" : "");
         return -err;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-        st.st_size < ROM_MIN || st.st_size > ROM_MAX ||
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        vmm_error("firmware '%s': not a regular file", path);
+        close(fd);
+        return -EINVAL;
+    }
+    if (st.st_size < ROM_MIN || st.st_size > ROM_MAX ||
         st.st_size % ROM_ALIGN) {
         vmm_error("firmware '%s': size %lld is not a BIOS ROM (a multiple "
                   "of 64 KiB, 64 KiB to 256 KiB)", path,
@@ -130,7 +129,7 @@ static int rom_map(struct vm *vm, struct firmware *fw)
  * written its shadow copy over it. */
 int firmware_load(struct vm *vm, const void *cfg)
 {
-    struct firmware *fw = fw_of(vm);
+    struct firmware *fw = vm->firmware;
     size_t tail = fw->rom_size < ROM_LOW_ALIAS ? fw->rom_size : ROM_LOW_ALIAS;
 
     (void)cfg;
@@ -203,7 +202,7 @@ static int fw_cfg_fill(struct vm *vm, const struct firmware_config *cfg)
 int firmware_add_boot_device(struct vm *vm, enum firmware_boot_kind kind,
                              int disk_index, const char *ofw_path)
 {
-    struct firmware *fw = fw_of(vm);
+    struct firmware *fw = vm->firmware;
     struct boot_dev *d;
 
     if (!fw)
@@ -252,7 +251,7 @@ static size_t boot_item_paths(struct firmware *fw, const char *item,
  * Devices the spec does not name still boot after those it does. */
 static int bootorder_write(struct vm *vm)
 {
-    struct firmware *fw = fw_of(vm);
+    struct firmware *fw = vm->firmware;
     char buf[MAX_BOOT_DEVS * (OFW_PATH_MAX + 1) + 1] = "";
     bool used[MAX_BOOT_DEVS] = { false };
     char spec[256], *save = NULL;
@@ -323,9 +322,12 @@ static uint32_t cfg_read32(struct vm *vm, int slot, int fn, unsigned reg)
            (uint32_t)b[3] << 24;
 }
 
+/* The interface option of a --disk spec (after the file name). */
 static bool disk_is_virtio(const char *spec)
 {
-    return !strstr(spec, "if=") || strstr(spec, "if=virtio");
+    const char *opt = strstr(spec, ",if=");
+
+    return !opt || !strncmp(opt + 4, "virtio", 6);
 }
 
 static int add_virtio_disks(struct vm *vm, const char *const *disks,
@@ -423,7 +425,7 @@ int firmware_finish(struct vm *vm, const char *const *disks, int ndisks)
 
 void firmware_destroy(struct vm *vm)
 {
-    struct firmware *fw = fw_of(vm);
+    struct firmware *fw = vm->firmware;
 
     fw_cfg_destroy(vm->fw_cfg);
     vm->fw_cfg = NULL;
