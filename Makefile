@@ -26,6 +26,10 @@ $(error package setup failed; see the message above)
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+# SDL2 (calf run --display sdl) is optional: without it the build goes on
+# and --display sdl says so.
+SDL_LIBS   := $(shell pkg-config --libs sdl2 2>/dev/null)
+SDL_CFLAGS := $(if $(SDL_LIBS),$(shell pkg-config --cflags sdl2) -DCALF_HAVE_SDL2)
 endif
 
 CFLAGS  := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE \
@@ -77,8 +81,10 @@ $(BUILD)/calf-img: $(call obj,$(IMG_SRCS)) $(BUILD)/libcalfblock.a
 $(BUILD)/calf-io: $(call obj,$(IO_SRCS)) $(OBJ)/block/img/object.o $(BUILD)/libcalfblock.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+$(OBJ)/vmm/display-sdl.o: CFLAGS += $(SDL_CFLAGS)
+
 $(BUILD)/calf: $(call obj,$(VMM_SRCS)) $(BUILD)/libcalfblock.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SDL_LIBS)
 
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(BUILD)/libcalfblock.a
 	@mkdir -p $(dir $@)

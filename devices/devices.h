@@ -26,9 +26,19 @@ size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
  * bytes firmware reads.  low_ram counts RAM below 4 GiB, high_ram above. */
 int rtc_create(struct bus *bus, uint64_t low_ram, uint64_t high_ram);
 
-/* i8042 keyboard controller at 0x60/0x64, enough for probing and for the
- * reset line (a reset request stops the machine). */
-int i8042_create(struct bus *bus);
+/* i8042 keyboard controller at 0x60/0x64 with a PS/2 keyboard (no
+ * mouse); its reset line stops the machine.  *out (may be NULL) is for
+ * i8042_key_event(). */
+struct i8042;
+int i8042_create(struct bus *bus, struct i8042 **out);
+/* A key press or release from the host in scan code set 2 (the bytes of
+ * one key); the keyboard converts them to the set the guest chose, the
+ * controller translates when its command byte says so.  Dropped while
+ * the guest disabled the keyboard.  Takes the bus lock. */
+void i8042_key_event(struct i8042 *k, const uint8_t *set2, size_t n);
+/* The controller's set 2 -> set 1 translation of one byte (i8042-keys.c);
+ * an F0 break prefix is the caller's business. */
+uint8_t i8042_set2_to_set1(uint8_t code);
 
 /* QEMU's isa-debug-exit at port 0x501: a write of v stops the machine
  * with exit status (v << 1) | 1. */

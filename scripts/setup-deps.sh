@@ -9,8 +9,8 @@
 #                           (make test-slow, make run-linux)
 #   setup-deps.sh bench   - plus the benchmark peers
 set -u
-need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev seabios"
-peers="qemu-utils perl qemu-system-x86"
+need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev seabios"
+peers="qemu-utils perl qemu-system-x86 xvfb xdotool"
 # guest-tests/firmware-grub.t (grub-mkrescue) and the IDE CD tests (xorriso)
 bootloader="grub-pc-bin grub-common xorriso mtools"
 case "${1:-build}" in

@@ -12,13 +12,16 @@
 
 #include "devices/devices.h"
 #include "devices/disk.h"
+#include "devices/vga.h"
 #include "vmm/boot.h"
 #include "vmm/firmware.h"
 #include "vmm/pci.h"
 #include "vmm/console.h"
+#include "vmm/display.h"
 #include "vmm/report.h"
 #include "vmm/vm.h"
 
+#define VGA_BIOS "/usr/share/seabios/vgabios-stdvga.bin"
 #define TICK_MS 10
 #define HALT_PROBE_MS 100 /* how often to look for a dead guest */
 
@@ -36,6 +39,16 @@ struct run_opts {
     int ndisks;
     char *cdrom_specs[PCI_MAX_DISKS]; /* --cdrom as --disk specs, owned */
     int ncdroms;
+    const char *display;   /* "none" or "sdl" */
+    const char *vga;       /* "std", "none" or NULL: std with a display */
+    const char *screenshot;
+};
+
+/* The screen and keyboard of a run, when it has a VGA. */
+struct run_screen {
+    struct vga *vga;
+    struct i8042 *kbd;
+    struct display *win;
 };
 
 static uint64_t process_start_ns;
@@ -54,7 +67,7 @@ static void usage(FILE *f)
           "      --initrd FILE    initial ramdisk\n"
           "      --append TEXT    kernel command line\n"
           "  without --kernel the machine boots firmware (SeaBIOS), whose\n"
-          "  screen is on the serial console:\n"
+          "  screen is on the serial console (and the VGA, with one):\n"
           "      --firmware FILE  BIOS ROM (default " FIRMWARE_DEFAULT ")\n"
           "      --boot ORDER     c: disks, d: CD-ROMs, diskN: the N-th --disk\n"
           "                       (from 0), order=cd, menu=on|off; comma-separated\n"
@@ -76,6 +89,11 @@ static void usage(FILE *f)
           "                       index=N; media=cdrom: ATAPI) (repeatable)\n"
           "      --cdrom FILE     an ATAPI CD-ROM with image FILE (read-only;\n"
           "                       secondary master first)\n"
+          "      --display none|sdl  none (the default): the serial console only;\n"
+          "                       sdl: a window with the VGA screen and keyboard\n"
+          "      --vga std|none   the std VGA (Bochs VBE, PCI 1234:1111); by default\n"
+          "                       there is one with --display sdl or --screenshot\n"
+          "      --screenshot FILE.png  write the screen as PNG when the run ends\n"
           "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
           "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
           "  text, 124 timeout, 128+n signal n\n"
@@ -124,6 +142,9 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         { "disk", required_argument, NULL, 'D' },
         { "cdrom", required_argument, NULL, 'R' },
         { "help-cpu", no_argument, NULL, 'H' },
+        { "display", required_argument, NULL, 'd' },
+        { "vga", required_argument, NULL, 'V' },
+        { "screenshot", required_argument, NULL, 'S' },
         { "firmware", required_argument, NULL, 'F' },
         { "boot", required_argument, NULL, 'B' },
         { "bios-log", required_argument, NULL, 'L' },
@@ -141,6 +162,9 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         case 'e': o->expect = optarg; break;
         case 'r': o->report = optarg; break;
         case 'n': o->no_reboot = true; break;
+        case 'd': o->display = optarg; break;
+        case 'V': o->vga = optarg; break;
+        case 'S': o->screenshot = optarg; break;
         case 'F': o->fw.rom = optarg; break;
         case 'B':
             if (firmware_check_boot_spec(optarg))
@@ -198,6 +222,20 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
             return -EINVAL;
         }
     }
+    if (strcmp(o->display, "none") && strcmp(o->display, "sdl")) {
+        vmm_error("bad --display '%s' (none or sdl)", o->display);
+        return -EINVAL;
+    }
+    if (o->vga && strcmp(o->vga, "std") && strcmp(o->vga, "none")) {
+        vmm_error("bad --vga '%s' (std or none)", o->vga);
+        return -EINVAL;
+    }
+    if (o->vga && !strcmp(o->vga, "none") &&
+        (!strcmp(o->display, "sdl") || o->screenshot)) {
+        vmm_error("--vga none leaves nothing to %s",
+                  o->screenshot ? "take a screenshot of" : "display");
+        return -EINVAL;
+    }
     if (optind != argc) {
         vmm_error("unexpected argument '%s'", argv[optind]);
         usage(stderr);
@@ -252,14 +290,14 @@ static void on_expect(void *opaque)
     vm_request_stop(opaque, BUS_STOP_EXPECT, CALF_EXIT_OK);
 }
 
-static int create_devices(struct vm *vm)
+static int create_devices(struct vm *vm, struct run_screen *scr)
 {
     int ret = serial_create(vm->bus, 0x3f8, 4, &vm->serial);
 
     if (!ret)
         ret = rtc_create(vm->bus, vm->low_size, vm->ram_size - vm->low_size);
     if (!ret)
-        ret = i8042_create(vm->bus);
+        ret = i8042_create(vm->bus, &scr->kbd);
     if (!ret)
         ret = debug_exit_create(vm->bus, 0x501);
     if (!ret)
@@ -375,7 +413,64 @@ static void handle_input(struct vm *vm, int *in_fd, struct input_pending *in,
         vm_request_stop(vm, BUS_STOP_QUIT, CALF_EXIT_OK);
 }
 
-static void main_loop(struct vm *vm, const struct run_opts *o, int in_fd)
+/* QEMU gives every PC a VGA; here it comes with a use for it, so that
+ * a serial-only run stays as small as before (--vga std forces one). */
+static bool want_vga(const struct run_opts *o)
+{
+    if (o->vga)
+        return !strcmp(o->vga, "std");
+    return !strcmp(o->display, "sdl") || o->screenshot;
+}
+
+/* The VGA BIOS for a firmware boot.  SeaBIOS runs a fw_cfg file named
+ * "pciVVVV,DDDD.rom" as the option ROM of that PCI function and hands it
+ * the function's address, which vgabios-stdvga needs to find its
+ * framebuffer BAR ("vgaroms/" files run without one). */
+static int add_vga_bios(struct vm *vm)
+{
+    static uint8_t rom[256 << 10];
+    FILE *f = fopen(VGA_BIOS, "rb");
+    size_t n = f ? fread(rom, 1, sizeof(rom), f) : 0;
+    int ret;
+
+    if (f)
+        fclose(f);
+    if (!n) {
+        vmm_error("cannot read the VGA BIOS %s (Debian package seabios)",
+                  VGA_BIOS);
+        return -ENOENT;
+    }
+    ret = fw_cfg_add_file(vm->fw_cfg, "pci1234,1111.rom", rom, (uint32_t)n);
+    if (ret)
+        vmm_error("VGA BIOS: %s", strerror(-ret));
+    return ret;
+}
+
+static int create_screen(struct vm *vm, const struct run_opts *o,
+                         struct run_screen *scr)
+{
+    int ret;
+
+    if (!want_vga(o))
+        return 0;
+    ret = vga_create(vm->pci, vm->bus, &scr->vga);
+    if (ret) {
+        vmm_error("VGA setup: %s", strerror(-ret));
+        return ret;
+    }
+    if (vm->fw_cfg && (ret = add_vga_bios(vm)))
+        return ret;
+    if (strcmp(o->display, "sdl"))
+        return 0;
+    ret = display_sdl_open(scr->vga, scr->kbd, &scr->win);
+    if (ret == -ENOTSUP)
+        vmm_error("--display sdl: this calf was built without SDL2 "
+                  "(install libsdl2-dev and rebuild)");
+    return ret;
+}
+
+static void main_loop(struct vm *vm, const struct run_opts *o, int in_fd,
+                      struct run_screen *scr)
 {
     uint64_t deadline = o->timeout > 0
         ? process_start_ns + (uint64_t)(o->timeout * 1e9) : 0;
@@ -410,6 +505,8 @@ static void main_loop(struct vm *vm, const struct run_opts *o, int in_fd)
                 vm_request_stop(vm, BUS_STOP_HALT, CALF_EXIT_OK);
         }
         console_flush(vm->console);
+        if (scr->win && !display_tick(scr->win))
+            vm_request_stop(vm, BUS_STOP_QUIT, CALF_EXIT_OK);
     }
 }
 
@@ -431,7 +528,8 @@ static int final_status(struct vm *vm, const struct run_opts *o)
     }
 }
 
-static int run_vm(struct vm *vm, const struct run_opts *o)
+static int run_vm(struct vm *vm, const struct run_opts *o,
+                  struct run_screen *scr)
 {
     int status, in_fd;
 
@@ -441,7 +539,8 @@ static int run_vm(struct vm *vm, const struct run_opts *o)
      * their files (option ROMs, boot paths) as they are created. */
     if (!vm->bus || !vm->console ||
         (!o->boot.kernel && firmware_setup(vm, &o->fw)) ||
-        create_devices(vm) || pci_machine_create(vm, o->disks, o->ndisks) ||
+        create_devices(vm, scr) || pci_machine_create(vm, o->disks, o->ndisks) ||
+        create_screen(vm, o, scr) ||
         (!o->boot.kernel && firmware_finish(vm, o->disks, o->ndisks)) ||
         vm->load(vm, vm->load_cfg))
         return CALF_EXIT_SETUP;
@@ -450,7 +549,7 @@ static int run_vm(struct vm *vm, const struct run_opts *o)
     in_fd = console_input_start(vm->console, STDIN_FILENO) ? -1 : STDIN_FILENO;
     if (start_vcpus(vm))
         vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
-    main_loop(vm, o, in_fd);
+    main_loop(vm, o, in_fd, scr);
     stop_vcpus(vm);
     console_flush(vm->console);
     if (vm->stop_reason == BUS_STOP_TIMEOUT)
@@ -458,6 +557,8 @@ static int run_vm(struct vm *vm, const struct run_opts *o)
             vmm_error("vCPU %d was at RIP 0x%llx", i,
                       (unsigned long long)vm->vcpus[i].last_rip);
     status = final_status(vm, o);
+    if (o->screenshot && scr->vga && screenshot_write(scr->vga, o->screenshot))
+        status = status ? status : CALF_EXIT_SETUP;
     if (o->report && report_write(o->report, vm, status, process_start_ns))
         status = status ? status : CALF_EXIT_SETUP;
     return status;
@@ -471,7 +572,8 @@ static int load_linux(struct vm *vm, const void *cfg)
 
 static int cmd_run(int argc, char **argv)
 {
-    struct run_opts o = { .mem = 256ULL << 20, .cpus = 1 };
+    struct run_opts o = { .mem = 256ULL << 20, .cpus = 1, .display = "none" };
+    struct run_screen scr = { 0 };
     struct vm vm;
     int status;
 
@@ -485,7 +587,9 @@ static int cmd_run(int argc, char **argv)
     if (vm_create(&vm, o.mem, o.cpus))
         status = CALF_EXIT_SETUP;
     else
-        status = run_vm(&vm, &o);
+        status = run_vm(&vm, &o, &scr);
+    if (scr.win)
+        display_close(scr.win);
     pci_destroy(vm.pci); /* I/O threads stop before guest RAM goes */
     firmware_destroy(&vm);
     vm_destroy(&vm);

@@ -84,5 +84,8 @@ int virtio_blk_test(unsigned expected, unsigned flags);
 /* ide.c: drives the PIIX3 IDE function as the ct.ide* keys say.
  * Returns the failure count. */
 int ide_test(const char *cmdline);
+/* vga.c: ct.vga=text|lfb|kbd|keys (what is the value of ct.vga); returns the
+ * failure count. */
+int vga_test(const char *what, size_t len);
 
 #endif

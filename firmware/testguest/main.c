@@ -30,6 +30,8 @@
  *   ct.vlegacy=1    drive them through the legacy virtio interface
  *   ct.ide=1, ct.idecd=N, ct.idero=1, ... drive the IDE controller
  *                   (ide.c lists the keys)
+ *   ct.vga=WHAT     drive the std VGA (text, lfb) or the i8042 (kbd, keys):
+ *                   vga.c
  */
 #include "guest.h"
 
@@ -360,5 +362,12 @@ void guest_main(uint32_t mode, uint64_t info)
     }
     if (has_key(bi.cmdline, "ct.ide"))
         failures += ide_test(bi.cmdline);
+    {
+        size_t len;
+        const char *v = cmdline_get(bi.cmdline, "ct.vga=", &len);
+
+        if (v)
+            failures += vga_test(v, len);
+    }
     finish(&bi, after_reset);
 }

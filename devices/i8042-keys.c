@@ -1,0 +1,48 @@
+/* The i8042's scan code translation (set 2 from the keyboard to set 1
+ * for the guest): IBM's fixed table, the same in every PC.  Key names
+ * in the comments are those that produce the set-2 code; the other
+ * entries are what the table holds for codes no key of a 102-key
+ * keyboard sends.  Bytes from 0x85 up (ACK, BAT, echo, resend, the E0/E1
+ * prefixes) pass unchanged. */
+#include "devices/devices.h"
+
+static const uint8_t set2_to_set1[0x85] = {
+    /* 00 */ 0xff, 0x43 /* F9 */, 0x41, 0x3f /* F5 */, 0x3d /* F3 */,
+    0x3b /* F1 */, 0x3c /* F2 */, 0x58 /* F12 */, 0x64 /* F13 */,
+    0x44 /* F10 */, 0x42 /* F8 */, 0x40 /* F6 */, 0x3e /* F4 */,
+    0x0f /* Tab */, 0x29 /* ` */, 0x59 /* KP= */,
+    /* 10 */ 0x65 /* F14 */, 0x38 /* LAlt */, 0x2a /* LShift */,
+    0x70 /* Katakana */, 0x1d /* LCtrl */, 0x10 /* Q */, 0x02 /* 1 */,
+    0x5a, 0x66 /* F15 */, 0x71, 0x2c /* Z */, 0x1f /* S */, 0x1e /* A */,
+    0x11 /* W */, 0x03 /* 2 */, 0x5b /* (E0) LGUI */,
+    /* 20 */ 0x67 /* F16 */, 0x2e /* C */, 0x2d /* X */, 0x20 /* D */,
+    0x12 /* E */, 0x05 /* 4 */, 0x04 /* 3 */, 0x5c /* (E0) RGUI */,
+    0x68 /* F17 */, 0x39 /* Space */, 0x2f /* V */, 0x21 /* F */,
+    0x14 /* T */, 0x13 /* R */, 0x06 /* 5 */, 0x5d /* (E0) Menu */,
+    /* 30 */ 0x69 /* F18 */, 0x31 /* N */, 0x30 /* B */, 0x23 /* H */,
+    0x22 /* G */, 0x15 /* Y */, 0x07 /* 6 */, 0x5e /* (E0) Power */,
+    0x6a /* F19 */, 0x72, 0x32 /* M */, 0x24 /* J */, 0x16 /* U */,
+    0x08 /* 7 */, 0x09 /* 8 */, 0x5f /* (E0) Sleep */,
+    /* 40 */ 0x6b /* F20 */, 0x33 /* , */, 0x25 /* K */, 0x17 /* I */,
+    0x18 /* O */, 0x0b /* 0 */, 0x0a /* 9 */, 0x60, 0x6c /* F21 */,
+    0x34 /* . */, 0x35 /* / */, 0x26 /* L */, 0x27 /* ; */, 0x19 /* P */,
+    0x0c /* - */, 0x61,
+    /* 50 */ 0x6d /* F22 */, 0x73 /* Ro */, 0x28 /* ' */, 0x74,
+    0x1a /* [ */, 0x0d /* = */, 0x62, 0x6e /* F23 */, 0x3a /* CapsLock */,
+    0x36 /* RShift */, 0x1c /* Enter */, 0x1b /* ] */, 0x75,
+    0x2b /* \ */, 0x63 /* (E0) Wake */, 0x76 /* F24 */,
+    /* 60 */ 0x55, 0x56 /* 102nd key */, 0x77, 0x78, 0x79 /* Henkan */,
+    0x7a, 0x0e /* Backspace */, 0x7b /* Muhenkan */, 0x7c,
+    0x4f /* KP1 */, 0x7d /* Yen */, 0x4b /* KP4 */, 0x47 /* KP7 */,
+    0x7e /* KP, */, 0x7f, 0x6f,
+    /* 70 */ 0x52 /* KP0 */, 0x53 /* KP. */, 0x50 /* KP2 */, 0x4c /* KP5 */,
+    0x4d /* KP6 */, 0x48 /* KP8 */, 0x01 /* Esc */, 0x45 /* NumLock */,
+    0x57 /* F11 */, 0x4e /* KP+ */, 0x51 /* KP3 */, 0x4a /* KP- */,
+    0x37 /* KP* */, 0x49 /* KP9 */, 0x46 /* ScrollLock */, 0x54,
+    /* 80 */ 0x80, 0x81, 0x82, 0x41 /* F7 */, 0x54 /* SysRq */,
+};
+
+uint8_t i8042_set2_to_set1(uint8_t code)
+{
+    return code < sizeof(set2_to_set1) ? set2_to_set1[code] : code;
+}
