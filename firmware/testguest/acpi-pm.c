@@ -7,19 +7,6 @@
 #define FADT_HW_REDUCED (1u << 20)
 #define SLP_EN          0x2000
 
-static inline uint32_t inl(uint16_t port)
-{
-    uint32_t v;
-
-    __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
-static inline void outw(uint16_t port, uint16_t v)
-{
-    __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port));
-}
-
 static int bad(const char *why)
 {
     serial_puts("calf-test: poweroff: ");

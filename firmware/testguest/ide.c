@@ -79,22 +79,6 @@ static void say(const char *s)
     serial_puts("\n");
 }
 
-static inline uint32_t inl(uint16_t port)
-{
-    uint32_t v;
-
-    __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
-static inline uint16_t inw(uint16_t port)
-{
-    uint16_t v;
-
-    __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
 static void insw(uint16_t port, void *p, size_t words)
 {
     __asm__ volatile("rep insw" : "+D"(p), "+c"(words) : "d"(port) : "memory");

@@ -36,19 +36,6 @@ static int memcmp_(const char *a, const char *b, size_t n)
     return 0;
 }
 
-static inline void outw(uint16_t port, uint16_t v)
-{
-    __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline uint16_t inw(uint16_t port)
-{
-    uint16_t v;
-
-    __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
 /* ---- text mode ---- */
 
 static void text_put(unsigned row, unsigned col, const char *s, uint8_t attr)
