@@ -6,8 +6,10 @@
  * IDE controller then cannot get IRQ 14.  Writing SLP_EN with the S5
  * sleep type (0, as the DSDT's _S5 says) powers the machine off.
  *
- * The I/O block is decoded at 0x600 only: a guest that moves PMBA
- * elsewhere loses it (nothing here does). */
+ * The I/O block is decoded where PMBA points, as long as that is 0x600
+ * (QEMU's place, used under direct boot) or 0xB000 (SeaBIOS's own
+ * default, which it keeps when the host bridge does not look like
+ * QEMU's); the bus has no movable port ranges. */
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
@@ -33,6 +35,7 @@
 #define PM1_CNT_SLP_EN  0x2000
 
 #define PM_TIMER_HZ     3579545ULL
+#define PM_SEABIOS_BASE 0xb000
 
 struct acpi_pm {
     struct bus *bus;
@@ -51,10 +54,15 @@ static uint32_t pm_timer_now(void)
     return (uint32_t)ticks & 0xffffff;
 }
 
-static bool pm_decoding(struct acpi_pm *pm)
+/* The block's base when port falls inside it and it is enabled, else 0. */
+static unsigned pm_base_of(struct acpi_pm *pm, uint16_t port)
 {
-    return (pci_cfg_read(pm->dev, PM_CFG_MISC, 1) & 1) &&
-           (pci_cfg_read(pm->dev, PM_CFG_PMBA, 4) & 0xffc0) == ACPI_PM_BASE;
+    unsigned base = pci_cfg_read(pm->dev, PM_CFG_PMBA, 4) & 0xffc0;
+
+    if (!(pci_cfg_read(pm->dev, PM_CFG_MISC, 1) & 1) || port < base ||
+        port >= base + PM_LEN)
+        return 0;
+    return base;
 }
 
 static void pm_write_cnt(struct acpi_pm *pm, uint16_t v)
@@ -71,10 +79,10 @@ static void pm_pio(void *opaque, uint16_t port, uint8_t *data, unsigned size,
                    bool is_write)
 {
     struct acpi_pm *pm = opaque;
-    unsigned off = port - ACPI_PM_BASE;
+    unsigned base = pm_base_of(pm, port), off = port - base;
     uint32_t v = 0;
 
-    if (!pm_decoding(pm))
+    if (!base)
         return;
     for (unsigned i = 0; is_write && i < size; i++)
         v |= (uint32_t)data[i] << (8 * i);
@@ -143,6 +151,8 @@ int acpi_pm_create(struct pci *pci, struct bus *bus, bool firmware,
      * SMI to answer on port 0xB3; so the bit reads as set. */
     pci_cfg_init(pm->dev, PM_CFG_DEVACTB, 4, DEVACTB_APMC_EN, 0);
     ret = bus_register_pio(bus, ACPI_PM_BASE, PM_LEN, pm_pio, pm);
+    if (!ret)
+        ret = bus_register_pio(bus, PM_SEABIOS_BASE, PM_LEN, pm_pio, pm);
     if (!ret)
         ret = bus_register_reset(bus, acpi_pm_reset, pm);
     if (!ret && out)
