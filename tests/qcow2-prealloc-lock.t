@@ -80,6 +80,6 @@ if qemu-io -c "write 0 4k" "$T/base.qcow2" >/dev/null 2>&1; then notok "qemu-io 
 else ok "qemu-io cannot write a base image in use"; fi
 if "$B/calf-io" -c "write 0 4k" "$T/base.qcow2" >/dev/null 2>&1; then notok "calf-io wrote to a base image in use"
 else ok "calf-io cannot write a base image in use"; fi
-kill -9 "${pids[-1]}" "${pids[-2]}"; wait 2>/dev/null
+{ kill -9 "${pids[-1]}" "${pids[-2]}"; wait; } 2>/dev/null
 [ "$before" = "$(md5sum < "$T/base.qcow2")" ] && ok "the base image is unchanged" || notok "the base image changed"
 finish
