@@ -174,7 +174,14 @@ static int create_refblock(Qcow2State *s, uint64_t rti)
     if ((r = qcow2_sync(s)) < 0)
         return r;
     s->rt[rti] = off;
-    return write_rt_entry(s, rti);
+    if ((r = write_rt_entry(s, rti)) < 0) {
+        /* The table on disk does not point at the block: neither may the
+         * one in memory, or later refcounts would go where no check or
+         * reopen finds them (the block is only leaked). */
+        s->rt[rti] = 0;
+        qcow2_cache_discard(&s->rb_cache, off);
+    }
+    return r;
 }
 
 static bool rt_missing(const Qcow2State *s, uint64_t rti)
@@ -262,8 +269,6 @@ static int grow_reftable(Qcow2State *s, uint64_t min_entries)
     if ((r = qcow2_sync(s)) < 0)
         goto out;
     uint64_t old_off = s->rt_offset, old_clusters = s->rt_clusters;
-    s->rt_offset = new_off;
-    s->rt_clusters = (uint32_t)tbl_clusters;
     uint8_t hdr[12];
     qcow2_put64(hdr, new_off);
     qcow2_put32(hdr + 8, (uint32_t)tbl_clusters);
@@ -274,6 +279,8 @@ static int grow_reftable(Qcow2State *s, uint64_t min_entries)
     s->need_sync = true;
     if ((r = qcow2_sync(s)) < 0)
         goto out;
+    s->rt_offset = new_off;
+    s->rt_clusters = (uint32_t)tbl_clusters;
     free(s->rt);
     s->rt = nrt;
     s->rt_size = entries;
@@ -281,6 +288,14 @@ static int grow_reftable(Qcow2State *s, uint64_t min_entries)
     if (old_off)
         r = qcow2_update_refcount(s, old_off, old_clusters * cs, -1);
 out:
+    if (nrt) {
+        /* Failed before the switch: the new blocks are not reachable from
+         * the table on disk, so they must not stay cached as if they were
+         * (what they count is leaked, never lost). */
+        for (uint64_t i = first; i <= last; i++)
+            if (rt_missing(s, i) && nrt[i])
+                qcow2_cache_discard(&s->rb_cache, nrt[i]);
+    }
     free(nrt);
     free(buf);
     return r;

@@ -71,6 +71,11 @@ for cfg in "${cfgs[@]}"; do
     in=$(awk -v p=$p '$1 == "op" && p >= $6 && p <= $7 { print "in op " $2 " kind " $4 }' <<<"$plan")
     points+=("$p:spread${in:+, $in}")
   done
+  # call 424 of the v2 workload wrote a new refcount block's table entry:
+  # when that write failed once, the table in memory still pointed at the
+  # block and later refcounts went where the file did not (refcount 0,
+  # 3 references).  Kept as a fixed point.
+  [ "$cfg" = "compat=0.10,cluster_size=512" ] && points+=("424:regression, a refcount table entry")
   declare -A seen=()
   for pt in "${points[@]}"; do
     p=${pt%%:*}; [ -n "${seen[$p]:-}" ] && continue; seen[$p]=1
