@@ -153,27 +153,6 @@ static void w64(volatile uint8_t *p, unsigned off, uint64_t v)
     w32(p, off + 4, (uint32_t)(v >> 32));
 }
 
-static inline void io_outw(uint16_t port, uint16_t v)
-{
-    __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline uint16_t io_inw(uint16_t port)
-{
-    uint16_t v;
-
-    __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
-static inline uint32_t io_inl(uint16_t port)
-{
-    uint32_t v;
-
-    __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-
 /* Legacy registers (I/O BAR 0); the device configuration follows at
  * 0x14 while MSI-X is off. */
 #define L_HOST_F   0x00
@@ -192,7 +171,7 @@ static inline uint32_t io_inl(uint16_t port)
 static uint32_t cfg32(struct vdev *d, unsigned off)
 {
     /* the legacy MSI-X vector registers push the configuration by 4 */
-    return d->legacy ? io_inl((uint16_t)(d->iobase + L_CONFIG +
+    return d->legacy ? inl((uint16_t)(d->iobase + L_CONFIG +
                                           (d->msix ? 4 : 0) + off))
                      : r32(d->devcfg, off);
 }
@@ -213,7 +192,7 @@ static void dev_reset(struct vdev *d)
 static void kick(struct vdev *d)
 {
     if (d->legacy)
-        io_outw((uint16_t)(d->iobase + L_NOTIFY), 0);
+        outw((uint16_t)(d->iobase + L_NOTIFY), 0);
     else
         w16(d->qnotify, 0, 0);
 }
@@ -369,12 +348,12 @@ static int negotiate_legacy(struct vdev *d)
     if (inb((uint16_t)(io + L_STATUS)) != 0)
         return -1;
     outb((uint16_t)(io + L_STATUS), S_ACK | S_DRIVER);
-    d->features = io_inl((uint16_t)(io + L_HOST_F)) & want;
+    d->features = inl((uint16_t)(io + L_HOST_F)) & want;
     outl((uint16_t)(io + L_GUEST_F), (uint32_t)d->features);
-    if (io_inl((uint16_t)(io + L_GUEST_F)) != d->features)
+    if (inl((uint16_t)(io + L_GUEST_F)) != d->features)
         return -1;
-    io_outw((uint16_t)(io + L_QSEL), 0);
-    if (io_inw((uint16_t)(io + L_QNUM)) != LQSZ)
+    outw((uint16_t)(io + L_QSEL), 0);
+    if (inw((uint16_t)(io + L_QNUM)) != LQSZ)
         return -1;
     memset(&lvq, 0, sizeof(lvq));
     d->last_used = 0;
@@ -383,13 +362,13 @@ static int negotiate_legacy(struct vdev *d)
     d->used = &lvq.used_flags;
     d->qsz = LQSZ;
     outl((uint16_t)(io + L_PFN), (uint32_t)((uint64_t)&lvq >> 12));
-    if (io_inl((uint16_t)(io + L_PFN)) != (uint32_t)((uint64_t)&lvq >> 12))
+    if (inl((uint16_t)(io + L_PFN)) != (uint32_t)((uint64_t)&lvq >> 12))
         return -1;
     if (d->msix) { /* config changes on no vector, queue 0 on vector 0 */
-        io_outw((uint16_t)(io + L_CONFIG_VECTOR), 0xffff);
-        io_outw((uint16_t)(io + L_QUEUE_VECTOR), 0);
-        if (io_inw((uint16_t)(io + L_QUEUE_VECTOR)) != 0 ||
-            io_inw((uint16_t)(io + L_CONFIG_VECTOR)) != 0xffff)
+        outw((uint16_t)(io + L_CONFIG_VECTOR), 0xffff);
+        outw((uint16_t)(io + L_QUEUE_VECTOR), 0);
+        if (inw((uint16_t)(io + L_QUEUE_VECTOR)) != 0 ||
+            inw((uint16_t)(io + L_CONFIG_VECTOR)) != 0xffff)
             return -1;
     }
     outb((uint16_t)(io + L_STATUS), S_ACK | S_DRIVER | S_DRIVER_OK);
