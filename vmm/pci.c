@@ -106,6 +106,10 @@ struct pci {
     bool irqfd_off;           /* KVM_SIGNAL_MSI only */
     struct pci_dev *host_bridge;
     struct pci_dev *devs[PCI_DEVFNS]; /* by devfn: slot << 3 | function */
+    /* The same functions packed, for decoding BAR accesses on every
+     * MMIO/PIO exit without walking 256 mostly empty devfns. */
+    struct pci_dev *present[PCI_DEVFNS];
+    unsigned npresent;
 };
 
 static uint32_t get_le(const uint8_t *p, unsigned size)
@@ -364,8 +368,8 @@ static void pci_mmio(void *opaque, uint64_t addr, uint8_t *data,
 {
     struct pci *pci = opaque;
 
-    for (int s = 0; s < PCI_DEVFNS; s++) {
-        struct pci_dev *d = pci->devs[s];
+    for (unsigned s = 0; s < pci->npresent; s++) {
+        struct pci_dev *d = pci->present[s];
 
         for (int b = 0; d && b < PCI_MAX_BARS; b++) {
             uint64_t off = addr - d->bar_addr[b];
@@ -389,8 +393,8 @@ static void pci_io_bars(void *opaque, uint16_t port, uint8_t *data,
 {
     struct pci *pci = opaque;
 
-    for (int s = 0; s < PCI_DEVFNS; s++) {
-        struct pci_dev *d = pci->devs[s];
+    for (unsigned s = 0; s < pci->npresent; s++) {
+        struct pci_dev *d = pci->present[s];
 
         for (int b = 0; d && b < PCI_MAX_BARS; b++) {
             uint64_t off = (uint64_t)port - d->bar_addr[b];
@@ -684,6 +688,7 @@ int pci_add_fn(struct pci *pci, int slot, int fn,
     if (cfg->multifunction)
         d->cfg[CFG_HEADER] |= 0x80;
     pci->devs[slot << 3 | fn] = d;
+    pci->present[pci->npresent++] = d;
     if (fn)
         pci->devs[slot << 3]->cfg[CFG_HEADER] |= 0x80; /* multi-function */
     if (out)
