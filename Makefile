@@ -26,8 +26,8 @@ $(error package setup failed; see the message above)
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
-# SDL2 (calf run --display sdl) is optional: without it the build goes on
-# and --display sdl says so.
+# SDL2 (calf run --display sdl) is optional: without its headers the build
+# goes on and --display sdl says so; the library is dlopened at run time.
 SDL_LIBS   := $(shell pkg-config --libs sdl2 2>/dev/null)
 SDL_CFLAGS := $(if $(SDL_LIBS),$(shell pkg-config --cflags sdl2) -DCALF_HAVE_SDL2)
 endif
@@ -84,7 +84,7 @@ $(BUILD)/calf-io: $(call obj,$(IO_SRCS)) $(OBJ)/block/img/object.o $(BUILD)/libc
 $(OBJ)/vmm/display-sdl.o: CFLAGS += $(SDL_CFLAGS)
 
 $(BUILD)/calf: $(call obj,$(VMM_SRCS)) $(BUILD)/libcalfblock.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SDL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -ldl
 
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(BUILD)/libcalfblock.a
 	@mkdir -p $(dir $@)
