@@ -14,11 +14,14 @@ SETUP_KIND := build
 ifneq ($(filter test check,$(MAKECMDGOALS)),)
 SETUP_KIND := test
 endif
+ifneq ($(filter run run-linux,$(MAKECMDGOALS)),)
+SETUP_KIND := linux
+endif
 ifneq ($(filter bench,$(MAKECMDGOALS)),)
 SETUP_KIND := bench
 endif
-ifneq ($(filter test-slow run-linux,$(MAKECMDGOALS)),)
-SETUP_KIND := linux
+ifneq ($(filter test-slow,$(MAKECMDGOALS)),)
+SETUP_KIND := test
 endif
 $(shell scripts/setup-deps.sh $(SETUP_KIND) >&2)
 ifneq ($(.SHELLSTATUS),0)
@@ -95,7 +98,13 @@ $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(BUILD)/libcalfblock.a
 
 extra-all: $(EXTRA_ALL)
 
-TEST_SCRIPTS = $(sort $(wildcard tests/*.t guest-tests/*.t))
+# The Linux guest tests come first and last: linux.t builds the kernel
+# (minutes, once) while the other prove job works through the rest, and
+# linux-virtio.t, which needs that kernel too, starts when it is there.
+LINUX_TESTS  := guest-tests/linux.t guest-tests/linux-virtio.t
+TEST_SCRIPTS = guest-tests/linux.t \
+    $(filter-out $(LINUX_TESTS),$(sort $(wildcard tests/*.t guest-tests/*.t))) \
+    guest-tests/linux-virtio.t
 PROVE_JOBS ?= 2
 
 # A sanitizer report must never pass for a guest's own status 1 (the
