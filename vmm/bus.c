@@ -246,6 +246,12 @@ int bus_ioeventfd_pio(struct bus *bus, uint16_t port, unsigned len,
         : -ENOSYS;
 }
 
+int bus_coalesce_pio(struct bus *bus, uint16_t port, unsigned len, bool on)
+{
+    return bus->ops->coalesce_pio
+        ? bus->ops->coalesce_pio(bus->host, port, len, on) : -ENOTSUP;
+}
+
 int bus_map_ram(struct bus *bus, uint64_t gpa, uint64_t size, void *mem,
                 bool readonly)
 {
