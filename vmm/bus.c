@@ -38,6 +38,8 @@ struct bus {
     struct mmio_range mmio[BUS_MAX_MMIO];
     unsigned nr_resets;
     struct { bus_reset_fn fn; void *opaque; } resets[BUS_MAX_RESETS];
+    unsigned nr_shutdowns;
+    struct { bus_shutdown_fn fn; void *opaque; } shutdowns[BUS_MAX_RESETS];
 };
 
 struct bus *bus_create(const struct bus_host_ops *ops, void *host)
@@ -158,6 +160,25 @@ bool bus_mmio(struct bus *bus, uint64_t addr, uint8_t *data, unsigned size,
         r->fn(r->opaque, addr, data, size, is_write);
     pthread_mutex_unlock(&bus->lock);
     return r != NULL;
+}
+
+int bus_register_shutdown(struct bus *bus, bus_shutdown_fn fn, void *opaque)
+{
+    if (bus->nr_shutdowns == BUS_MAX_RESETS)
+        return -ENOSPC;
+    bus->shutdowns[bus->nr_shutdowns].fn = fn;
+    bus->shutdowns[bus->nr_shutdowns].opaque = opaque;
+    bus->nr_shutdowns++;
+    return 0;
+}
+
+void bus_shutdown(struct bus *bus)
+{
+    if (!bus)
+        return;
+    for (unsigned i = 0; i < bus->nr_shutdowns; i++)
+        bus->shutdowns[i].fn(bus->shutdowns[i].opaque);
+    bus->nr_shutdowns = 0;
 }
 
 int bus_register_reset(struct bus *bus, bus_reset_fn fn, void *opaque)

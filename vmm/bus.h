@@ -118,6 +118,13 @@ typedef void (*bus_reset_fn)(void *opaque);
 int bus_register_reset(struct bus *bus, bus_reset_fn fn, void *opaque);
 void bus_reset(struct bus *bus);
 
+/* Devices with threads of their own (timers) stop them in a shutdown hook:
+ * bus_shutdown runs the hooks on the main thread, bus lock not held,
+ * before the VM's memory and file descriptors go. */
+typedef void (*bus_shutdown_fn)(void *opaque);
+int bus_register_shutdown(struct bus *bus, bus_shutdown_fn fn, void *opaque);
+void bus_shutdown(struct bus *bus);
+
 /* For code that enters a device from outside a port access (console input
  * on the main thread): takes the same lock the port callbacks run under. */
 void bus_lock(struct bus *bus);

@@ -594,6 +594,7 @@ static int cmd_run(int argc, char **argv)
         status = run_vm(&vm, &o, &scr);
     if (scr.win)
         display_close(scr.win);
+    bus_shutdown(vm.bus); /* device threads (the RTC's timer) stop first */
     pci_destroy(vm.pci); /* I/O threads stop before guest RAM goes */
     firmware_destroy(&vm);
     vm_destroy(&vm);
