@@ -3,10 +3,80 @@
 #include "block/block.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <zlib.h>
 #include <zstd.h>
 #include <zstd_errors.h>
+
+/* Deflate spends as long on data that never shrinks (random, encrypted,
+ * already compressed) as on text, about 1 ms per 64 KiB here, and such
+ * clusters are stored plain anyway.  Two cheap bounds tell them apart
+ * first.  Huffman coding cannot beat the byte entropy, so a cluster whose
+ * bytes are near uniform (>= 7.9 bits each) can shrink by at most ~1.25%
+ * through literals; LZ matches are the only other saving, and a scan for
+ * repeated 4-byte strings within deflate's 4 KiB window bounds those.
+ * Only when both say "at most ~2%" is the cluster declared hopeless:
+ * qemu-img would then store it compressed at best a few percent smaller. */
+#define HOPELESS_MIN_ENTROPY 7.9
+#define HOPELESS_MAX_REPEAT_SHARE 200 /* repeats cover < 1/200 of the bytes */
+
+static double byte_entropy(const uint8_t *p, size_t n)
+{
+    /* four tables: consecutive bytes do not wait on the same counter */
+    uint32_t h[4][256];
+    memset(h, 0, sizeof(h));
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        h[0][p[i]]++;
+        h[1][p[i + 1]]++;
+        h[2][p[i + 2]]++;
+        h[3][p[i + 3]]++;
+    }
+    for (; i < n; i++)
+        h[0][p[i]]++;
+    double e = 0;
+    for (int b = 0; b < 256; b++) {
+        uint32_t c = h[0][b] + h[1][b] + h[2][b] + h[3][b];
+        if (c) {
+            double q = (double)c / (double)n;
+            e -= q * log2(q);
+        }
+    }
+    return e;
+}
+
+/* Bytes covered by strings of >= 4 bytes seen earlier within 4 KiB. */
+static size_t repeated_bytes(const uint8_t *p, size_t n)
+{
+    uint32_t last[4096]; /* position + 1 of the last 4-byte string per hash */
+    memset(last, 0, sizeof(last));
+    size_t m = 0;
+    for (size_t i = 0; i + 4 <= n;) {
+        uint32_t v;
+        memcpy(&v, p + i, 4);
+        uint32_t h = (v * 2654435761u) >> 20, j = last[h];
+        last[h] = (uint32_t)i + 1;
+        if (j && i + 1 - j <= 4096 && !memcmp(p + j - 1, p + i, 4)) {
+            size_t l = 4;
+            while (i + l < n && p[j - 1 + l] == p[i + l])
+                l++;
+            m += l;
+            i += l;
+        } else {
+            i++;
+        }
+    }
+    return m;
+}
+
+bool blk_compress_hopeless(const uint8_t *src, size_t cs)
+{
+    if (cs < 4096 || cs > UINT32_MAX / 2)
+        return false; /* small clusters: deflate is cheap, let it decide */
+    return byte_entropy(src, cs) >= HOPELESS_MIN_ENTROPY &&
+           repeated_bytes(src, cs) < cs / HOPELESS_MAX_REPEAT_SHARE;
+}
 
 /* Compresses cs bytes of src into dst (at most cs - 1 bytes).  Returns
  * the compressed size, -ENOSPC when the data does not shrink, or
@@ -20,6 +90,8 @@ ssize_t blk_compress_cluster(int type, uint8_t *dst, size_t dst_len, const uint8
             return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EIO;
         return (ssize_t)n;
     }
+    if (blk_compress_hopeless(src, cs))
+        return -ENOSPC;
     z_stream z;
     memset(&z, 0, sizeof(z));
     if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
