@@ -46,18 +46,21 @@ static double byte_entropy(const uint8_t *p, size_t n)
     return e;
 }
 
-/* Bytes covered by strings of >= 4 bytes seen earlier within 4 KiB. */
+/* Bytes covered by strings of >= 4 bytes seen earlier within 4 KiB.  The
+ * table keeps each string beside its position, so that on data without
+ * repeats the one branch is never taken and never mispredicted. */
 static size_t repeated_bytes(const uint8_t *p, size_t n)
 {
-    uint32_t last[4096]; /* position + 1 of the last 4-byte string per hash */
+    struct { uint32_t pos, val; } last[4096]; /* pos: position + 1, 0 = none */
     memset(last, 0, sizeof(last));
     size_t m = 0;
     for (size_t i = 0; i + 4 <= n;) {
         uint32_t v;
         memcpy(&v, p + i, 4);
-        uint32_t h = (v * 2654435761u) >> 20, j = last[h];
-        last[h] = (uint32_t)i + 1;
-        if (j && i + 1 - j <= 4096 && !memcmp(p + j - 1, p + i, 4)) {
+        uint32_t h = (v * 2654435761u) >> 20, j = last[h].pos, w = last[h].val;
+        last[h].pos = (uint32_t)i + 1;
+        last[h].val = v;
+        if (__builtin_expect((w == v) & (j != 0) & (i + 1 - j <= 4096), 0)) {
             size_t l = 4;
             while (i + l < n && p[j - 1 + l] == p[i + l])
                 l++;
