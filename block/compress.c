@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -81,59 +83,116 @@ bool blk_compress_hopeless(const uint8_t *src, size_t cs)
            repeated_bytes(src, cs) < cs / HOPELESS_MAX_REPEAT_SHARE;
 }
 
+/* Per-thread compression contexts, kept between clusters: a fresh zstd
+ * context per cluster cost more than compressing random data (50 us
+ * against 13 us per 64 KiB) and a third of decompressing one; a fresh
+ * deflate stream allocates ~270 KiB and clears a 128 KiB hash table. */
+typedef struct CompressCtx {
+    z_stream def;
+    bool def_ready;
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+} CompressCtx;
+
+static pthread_key_t ctx_key;
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+static bool ctx_key_ok;
+
+static void ctx_free(void *p)
+{
+    CompressCtx *x = p;
+    if (x->def_ready)
+        deflateEnd(&x->def);
+    ZSTD_freeCCtx(x->cctx);
+    ZSTD_freeDCtx(x->dctx);
+    free(x);
+}
+
+static void ctx_key_init(void)
+{
+    ctx_key_ok = pthread_key_create(&ctx_key, ctx_free) == 0;
+}
+
+/* This thread's contexts (freed when it exits), or NULL without memory. */
+static CompressCtx *ctx_get(void)
+{
+    pthread_once(&ctx_once, ctx_key_init);
+    if (!ctx_key_ok)
+        return NULL;
+    CompressCtx *x = pthread_getspecific(ctx_key);
+    if (x)
+        return x;
+    x = calloc(1, sizeof(*x));
+    if (x && pthread_setspecific(ctx_key, x) != 0) {
+        free(x);
+        x = NULL;
+    }
+    return x;
+}
+
+static ssize_t compress_zstd(CompressCtx *x, uint8_t *dst, size_t dst_len, const uint8_t *src,
+                             size_t cs)
+{
+    if (!x->cctx && !(x->cctx = ZSTD_createCCtx()))
+        return -ENOMEM;
+    size_t n = ZSTD_compressCCtx(x->cctx, dst, dst_len, src, cs, ZSTD_CLEVEL_DEFAULT);
+    if (ZSTD_isError(n))
+        return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EIO;
+    return (ssize_t)n;
+}
+
 /* Compresses cs bytes of src into dst (at most cs - 1 bytes).  Returns
  * the compressed size, -ENOSPC when the data does not shrink, or
  * another negative errno. */
 ssize_t blk_compress_cluster(int type, uint8_t *dst, size_t dst_len, const uint8_t *src,
                                 size_t cs)
 {
-    if (type == 1) {
-        size_t n = ZSTD_compress(dst, dst_len, src, cs, ZSTD_CLEVEL_DEFAULT);
-        if (ZSTD_isError(n))
-            return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EIO;
-        return (ssize_t)n;
-    }
+    CompressCtx *x = ctx_get();
+    if (!x)
+        return -ENOMEM;
+    if (type == 1)
+        return compress_zstd(x, dst, dst_len, src, cs);
     if (blk_compress_hopeless(src, cs))
         return -ENOSPC;
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+    z_stream *z = &x->def;
+    if (!x->def_ready) {
+        if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+            return -ENOMEM;
+        x->def_ready = true;
+    } else if (deflateReset(z) != Z_OK) {
+        return -EIO;
+    }
+    z->next_in = (uint8_t *)src;
+    z->avail_in = cs;
+    z->next_out = dst;
+    z->avail_out = dst_len;
+    int zr = deflate(z, Z_FINISH);
+    return zr == Z_STREAM_END ? (ssize_t)(dst_len - z->avail_out)
+                              : zr == Z_OK || zr == Z_BUF_ERROR ? -ENOSPC : -EIO;
+}
+
+static int decompress_zstd(const uint8_t *in, size_t in_len, uint8_t *out, size_t cs)
+{
+    CompressCtx *x = ctx_get();
+    if (!x || (!x->dctx && !(x->dctx = ZSTD_createDCtx())))
         return -ENOMEM;
-    z.next_in = (uint8_t *)src;
-    z.avail_in = cs;
-    z.next_out = dst;
-    z.avail_out = dst_len;
-    int zr = deflate(&z, Z_FINISH);
-    ssize_t r = zr == Z_STREAM_END ? (ssize_t)(dst_len - z.avail_out)
-                                   : zr == Z_OK || zr == Z_BUF_ERROR ? -ENOSPC : -EIO;
-    deflateEnd(&z);
-    return r;
+    ZSTD_DCtx_reset(x->dctx, ZSTD_reset_session_only); /* after an error, too */
+    ZSTD_inBuffer ib = {in, in_len, 0};
+    ZSTD_outBuffer ob = {out, cs, 0};
+    while (ob.pos < cs) {
+        size_t z = ZSTD_decompressStream(x->dctx, &ob, &ib);
+        if (ZSTD_isError(z))
+            return -EIO;
+        if (z == 0 || (ib.pos == ib.size && ob.pos < cs))
+            return ob.pos < cs ? -EIO : 0;
+    }
+    return 0;
 }
 
 int blk_decompress_cluster(int type, const uint8_t *in, size_t in_len, uint8_t *out, size_t cs)
 {
-    if (type == 1) {
-        ZSTD_DCtx *dctx = ZSTD_createDCtx();
-        if (!dctx)
-            return -ENOMEM;
-        ZSTD_inBuffer ib = {in, in_len, 0};
-        ZSTD_outBuffer ob = {out, cs, 0};
-        int r = 0;
-        while (ob.pos < cs) {
-            size_t z = ZSTD_decompressStream(dctx, &ob, &ib);
-            if (ZSTD_isError(z)) {
-                r = -EIO;
-                break;
-            }
-            if (z == 0 || (ib.pos == ib.size && ob.pos < cs)) {
-                if (ob.pos < cs)
-                    r = -EIO;
-                break;
-            }
-        }
-        ZSTD_freeDCtx(dctx);
-        return r;
-    }
+    if (type == 1)
+        return decompress_zstd(in, in_len, out, cs);
     z_stream z;
     memset(&z, 0, sizeof(z));
     if (inflateInit2(&z, -12) != Z_OK)
