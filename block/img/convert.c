@@ -191,10 +191,18 @@ static int load_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit)
                 return r;
             }
         } else {
-            memset(p, 0, n);
+            /* Zeros.  A unit wholly inside the range is never written
+             * from the buffer (unless -S 0, -c or -B read it), so only the
+             * ends that share a unit with data need the bytes. */
+            uint64_t a = qround_up(pos - off, unit) + off, b = (pos - off + n) / unit * unit + off;
+            if (!c->min_sparse || c->compressed || c->target_backing || a >= b) {
+                memset(p, 0, n);
+            } else {
+                memset(p, 0, a - pos);
+                memset(w->buf + (b - off), 0, pos + n - b);
+            }
             /* a unit that mixes backing and other data is written whole:
              * its backing part must hold the real bytes */
-            uint64_t a = qround_up(pos - off, unit) + off, b = (pos - off + n) / unit * unit + off;
             int r = 0;
             if (st == 2 && a > pos)
                 r = src_read(c, pos, p, (a < pos + n ? a : pos + n) - pos);
