@@ -288,9 +288,6 @@ int blk_create(const char *format, const char *filename, uint64_t size,
  * compressed size, -ENOSPC when it does not fit, or a negative errno. */
 ssize_t blk_compress_cluster(int type, uint8_t *dst, size_t dst_len, const uint8_t *src,
                              size_t cs);
-/* True when deflate cannot shrink src by more than ~2%: such a cluster is
- * stored plain without spending a full deflate on it. */
-bool blk_compress_hopeless(const uint8_t *src, size_t cs);
 /* Fills out with exactly cs bytes from in; trailing input (the stored
  * length is rounded up to sectors) is fine.  -EIO on bad data. */
 int blk_decompress_cluster(int type, const uint8_t *in, size_t in_len, uint8_t *out, size_t cs);

@@ -75,7 +75,8 @@ static size_t repeated_bytes(const uint8_t *p, size_t n)
     return m;
 }
 
-bool blk_compress_hopeless(const uint8_t *src, size_t cs)
+/* True when deflate cannot shrink src by more than ~2%. */
+static bool compress_hopeless(const uint8_t *src, size_t cs)
 {
     if (cs < 4096 || cs > UINT32_MAX / 2)
         return false; /* small clusters: deflate is cheap, let it decide */
@@ -152,7 +153,7 @@ ssize_t blk_compress_cluster(int type, uint8_t *dst, size_t dst_len, const uint8
         return -ENOMEM;
     if (type == 1)
         return compress_zstd(x, dst, dst_len, src, cs);
-    if (blk_compress_hopeless(src, cs))
+    if (compress_hopeless(src, cs))
         return -ENOSPC;
     z_stream *z = &x->def;
     if (!x->def_ready) {
