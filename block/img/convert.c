@@ -9,8 +9,8 @@
  * that a new qcow2 target is laid out sequentially; reads, decompression
  * and zero detection still run in parallel.  (Writing a raw target from
  * all workers at once gains nothing: buffered writes to one file take
- * the inode lock in turn, and contending for it cost 30% more CPU.)
- * With -c every thread compresses its own clusters. */
+ * the inode lock in turn, and contending for it cost more CPU than it
+ * saved.)  With -c every thread compresses its own clusters. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
