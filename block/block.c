@@ -343,6 +343,25 @@ static uint8_t *gather_buffer(size_t len)
     return g->buf;
 }
 
+/* Segments that follow each other in host memory (a buffer contiguous in
+ * guest RAM, cut at the guest's segment size) as one: the count, or -1
+ * past max.  A request that merges into one needs neither a copy nor a
+ * vectored driver path. */
+static int iov_merge(const struct iovec *iov, int iovcnt, struct iovec *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (n && (uint8_t *)out[n - 1].iov_base + out[n - 1].iov_len == (uint8_t *)iov[i].iov_base) {
+            out[n - 1].iov_len += iov[i].iov_len;
+            continue;
+        }
+        if (n == max)
+            return -1;
+        out[n++] = iov[i];
+    }
+    return n;
+}
+
 static size_t iov_total(const struct iovec *iov, int iovcnt)
 {
     size_t n = 0;
@@ -354,6 +373,17 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
 int blk_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
     size_t total = iov_total(iov, iovcnt);
+    struct iovec m[1];
+    if (iovcnt > 1 && iov_merge(iov, iovcnt, m, 1) == 1)
+        return blk_pread(bs, off, m[0].iov_base, m[0].iov_len);
+    if (iovcnt > 1 && bs->drv->preadv) {
+        int r = check_request(bs, off, total, false);
+        if (r < 0)
+            return r;
+        r = bs->drv->preadv(bs, off, iov, iovcnt);
+        if (r != -ENOTSUP)
+            return r;
+    }
     uint8_t *g = iovcnt > 1 && total <= GATHER_MAX ? gather_buffer(total) : NULL;
     if (g) {
         int r = blk_pread(bs, off, g, total);
@@ -375,6 +405,17 @@ int blk_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int 
 int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
     size_t total = iov_total(iov, iovcnt);
+    struct iovec m[1];
+    if (iovcnt > 1 && iov_merge(iov, iovcnt, m, 1) == 1)
+        return blk_pwrite(bs, off, m[0].iov_base, m[0].iov_len);
+    if (iovcnt > 1 && bs->drv->pwritev) {
+        int r = check_request(bs, off, total, true);
+        if (r < 0)
+            return r;
+        r = bs->drv->pwritev(bs, off, iov, iovcnt);
+        if (r != -ENOTSUP)
+            return r;
+    }
     uint8_t *g = iovcnt > 1 && total <= GATHER_MAX ? gather_buffer(total) : NULL;
     if (g) {
         uint8_t *p = g;

@@ -155,6 +155,10 @@ struct BlockDriver {
     void (*close)(BlockDriverState *bs);
     int (*pread)(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
     int (*pwrite)(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+    /* Optional: a scattered request without a copy; -ENOTSUP sends it
+     * through the gather buffer and pread/pwrite instead. */
+    int (*preadv)(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt);
+    int (*pwritev)(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt);
     int (*pwrite_zeroes)(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
     int (*discard)(BlockDriverState *bs, uint64_t off, uint64_t len);
     int (*flush)(BlockDriverState *bs);
@@ -295,6 +299,8 @@ int blk_decompress_cluster(int type, const uint8_t *in, size_t in_len, uint8_t *
 /* ---- host file helpers (full transfers; EINTR and short I/O handled) ---- */
 /* Reads past end of file return zeros. */
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off);
+int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
+int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 int64_t blk_file_size(int fd);
 /* Makes [off, off+len) read as zeros, punching a hole where possible. */

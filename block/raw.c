@@ -50,6 +50,22 @@ static int raw_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_
     return r;
 }
 
+static int raw_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+    int r = blk_file_preadv(bs->fd, iov, iovcnt, off);
+    if (r < 0 && r != -ENOTSUP)
+        blk_set_error("%s: read error: %s", bs->filename, strerror(-r));
+    return r;
+}
+
+static int raw_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+    int r = blk_file_pwritev(bs->fd, iov, iovcnt, off);
+    if (r < 0 && r != -ENOTSUP)
+        blk_set_error("%s: write error: %s", bs->filename, strerror(-r));
+    return r;
+}
+
 static int raw_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
 {
     (void)flags;
@@ -183,6 +199,8 @@ const BlockDriver blk_raw_driver = {
     .open = raw_open,
     .pread = raw_pread,
     .pwrite = raw_pwrite,
+    .preadv = raw_preadv,
+    .pwritev = raw_pwritev,
     .pwrite_zeroes = raw_pwrite_zeroes,
     .discard = raw_discard,
     .flush = raw_flush,

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -372,6 +373,49 @@ static int bounce(int fd, void *rbuf, const void *wbuf, size_t len, uint64_t off
 static bool unaligned(const void *buf, size_t len, uint64_t off)
 {
     return ((uintptr_t)buf | len | off) & (DIRECT_ALIGN - 1);
+}
+
+/* One preadv/pwritev for a scattered request; a short one (end of file,
+ * a signal) is redone segment by segment.  -ENOTSUP under O_DIRECT,
+ * where guest segments are rarely aligned: the caller gathers instead. */
+int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    size_t total = 0;
+    ssize_t r;
+
+    if (is_direct(fd) || iovcnt > IOV_MAX)
+        return -ENOTSUP;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    r = preadv(fd, iov, iovcnt, (off_t)off);
+    if (r >= 0 && (size_t)r == total)
+        return 0;
+    for (int i = 0; i < iovcnt; off += iov[i].iov_len, i++) {
+        int e = plain_pread(fd, iov[i].iov_base, iov[i].iov_len, off);
+        if (e < 0)
+            return e;
+    }
+    return 0;
+}
+
+int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    size_t total = 0;
+    ssize_t r;
+
+    if (is_direct(fd) || iovcnt > IOV_MAX)
+        return -ENOTSUP;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    r = pwritev(fd, iov, iovcnt, (off_t)off);
+    if (r >= 0 && (size_t)r == total)
+        return 0;
+    for (int i = 0; i < iovcnt; off += iov[i].iov_len, i++) {
+        int e = plain_pwrite(fd, iov[i].iov_base, iov[i].iov_len, off);
+        if (e < 0)
+            return e;
+    }
+    return 0;
 }
 
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off)

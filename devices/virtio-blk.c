@@ -1,6 +1,8 @@
 /* virtio-blk (virtio 1.2, 5.2): one queue served by a dedicated I/O
- * thread that reads and writes guest memory in place through the block
- * layer (iovecs point into guest RAM; no bounce buffer). */
+ * thread that reads and writes guest memory through the block layer
+ * (iovecs point into guest RAM: segments contiguous in it go as one
+ * request, raw files take scattered ones in one preadv/pwritev, and the
+ * other formats gather them in a per-thread buffer, see blk_preadv). */
 #include "devices/virtio.h"
 
 #include <errno.h>
