@@ -178,6 +178,28 @@ int img_secret_resolve(BlockOptions *o)
     return 0;
 }
 
+int img_secret_resolve_key(BlockOptions *o, const char *key)
+{
+    for (int i = 0; i < o->n; i++) {
+        if (strcmp(o->opt[i].key, key) || !o->opt[i].value)
+            continue;
+        int j = 0;
+        while (j < nsecrets && strcmp(secrets[j].id, o->opt[i].value))
+            j++;
+        if (j == nsecrets) {
+            /* QEMU's words for a secret looked up by the crypto layer */
+            obj_error("No secret with id '%s'", o->opt[i].value);
+            return -ENOENT;
+        }
+        char *v = strdup(secrets[j].data);
+        if (!v)
+            return -ENOMEM;
+        free(o->opt[i].value);
+        o->opt[i].value = v;
+    }
+    return 0;
+}
+
 void img_objects_free(void)
 {
     for (int i = 0; i < nsecrets; i++) {
