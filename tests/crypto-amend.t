@@ -176,6 +176,43 @@ is "$(slots one.qcow2)" "false false false false false false false false " "qemu
 ok "a plain amend with the key still works" "$CALF_IMG" amend $S --image-opts "$(io q.qcow2 s1)" -o size=8M
 data_ok "the data reads back after a resize" q.qcow2 s1
 
+# ---- a disk that fails during the amend ----
+# Every write-side call of an add and of an erase fails in turn, and all
+# after it (the disk is gone): the old key must still open the image, the
+# change must be there when the amend said so, and qemu-img check must
+# stay clean.
+FAULT=$CALF_BUILD/tests/luks-fault
+if [ -x "$FAULT" ]; then
+    # f0: the old key in slot 0; f1: and the new one in slot 1
+    "$CALF_IMG" create -q -f qcow2 $S -o "$LUKS" f0.qcow2 1M
+    cp f0.qcow2 f1.qcow2
+    n_add=$("$FAULT" f1.qcow2 old add new 0 | sed -n 's/^calls //p')
+    cp f1.qcow2 tmp.qcow2
+    n_erase=$("$FAULT" tmp.qcow2 old erase 1 0 | sed -n 's/^calls //p')
+    bad=""
+    for ((n = 1; n <= n_add + 1; n++)); do
+        cp f0.qcow2 t1.qcow2
+        out=$("$FAULT" t1.qcow2 old add new $n | tr '\n' ' ')
+        grep -q "OLD opens" <<<"$out" || bad+="add at $n: $out; "
+        grep -q "amend ok" <<<"$out" && ! grep -q "NEW opens" <<<"$out" && bad+="add at $n: $out; "
+        qemu-img check -q $S --image-opts "$(io t1.qcow2)" >/dev/null 2>&1 || bad+="add at $n: check; "
+    done
+    for ((n = 1; n <= n_erase + 1; n++)); do
+        cp f1.qcow2 t1.qcow2
+        out=$("$FAULT" t1.qcow2 old erase 1 $n | tr '\n' ' ')
+        grep -q "OLD opens" <<<"$out" || bad+="erase at $n: $out; "
+        grep -q "amend ok" <<<"$out" && [ "$(slots t1.qcow2)" != "true false false false false false false false " ] &&
+            bad+="erase at $n: $out $(slots t1.qcow2); "
+        qemu-img check -q $S --image-opts "$(io t1.qcow2)" >/dev/null 2>&1 || bad+="erase at $n: check; "
+    done
+    [ "${n_add:-0}" -ge 4 ] && [ "${n_erase:-0}" -ge 4 ] && [ -z "$bad" ] &&
+        pass "a failing disk never loses the old key ($n_add + $n_erase fault points)" ||
+        fail "a failing disk never loses the old key" "add $n_add erase $n_erase: $bad"
+    locked_out "qemu-io: the erase that went through took the key" t1.qcow2 s1
+else
+    skip "luks-fault is not built (make test builds it)"
+fi
+
 # ---- convert -n --target-image-opts into an encrypted image ----
 qemu-img create -q -f raw src.raw 4M
 qemu-io -f raw -c "write -P 0x5c 0 100k" -c "write -P 0xc5 3M 64k" src.raw >/dev/null
