@@ -606,10 +606,8 @@ int luks_amend_select(const LuksHeader *h, const uint8_t *region, size_t region_
     return r;
 }
 
-int luks_slot_fill(LuksHeader *h, uint8_t *region, int i, const char *pass,
-                   uint64_t iter_time_ms)
+int luks_slot_iters(const LuksHeader *h, int i, uint64_t iter_time_ms, uint32_t *iters)
 {
-    uint8_t salt[LUKS_SALT_LEN];
     /* QEMU's scaling: iterations per second times the time asked for */
     uint64_t per_second = blk_pbkdf2_iters_for(h->hash, 1000);
     if (!per_second) {
@@ -621,8 +619,14 @@ int luks_slot_fill(LuksHeader *h, uint8_t *region, int i, const char *pass,
                       "to keyslot %d", per_second, strerror(ERANGE), i);
         return -ERANGE;
     }
-    uint32_t iters = clamp_iters(per_second * iter_time_ms / 1000);
-    int r = blk_random_bytes(salt, sizeof(salt));
+    *iters = clamp_iters(per_second * iter_time_ms / 1000);
+    return 0;
+}
+
+int luks_slot_fill(LuksHeader *h, uint8_t *region, int i, const char *pass, uint32_t iters)
+{
+    uint8_t salt[LUKS_SALT_LEN];
+    int r = h->unlocked ? blk_random_bytes(salt, sizeof(salt)) : -EINVAL;
     if (r == 0)
         r = slot_seal(&h->spec, h->hash, iters, salt, h->master_key, pass,
                       region + luks_slot_material_offset(h, i));

@@ -85,12 +85,15 @@ typedef struct LuksAmendOpts {
  * every active slot.  -EINVAL with QEMU's message. */
 int luks_amend_select(const LuksHeader *h, const uint8_t *region, size_t region_len,
                       const LuksAmendOpts *o, bool force, unsigned *slots);
+/* PBKDF2 iterations that take iter_time_ms here (measured, as QEMU;
+ * clamped as luks_create does).  -ERANGE with QEMU's message when the
+ * product overflows. */
+int luks_slot_iters(const LuksHeader *h, int i, uint64_t iter_time_ms, uint32_t *iters);
 /* Puts the master key (h must be unlocked) under pass into slot i's key
  * material in region and the slot's new salt and iterations into h; the
  * slot stays inactive, so the caller can write the material before the
  * header entry that activates it. */
-int luks_slot_fill(LuksHeader *h, uint8_t *region, int i, const char *pass,
-                   uint64_t iter_time_ms);
+int luks_slot_fill(LuksHeader *h, uint8_t *region, int i, const char *pass, uint32_t iters);
 /* Marks slot i inactive in h, as QEMU leaves an erased slot. */
 void luks_slot_clear(LuksHeader *h, int i);
 /* Slot i's 48-byte entry as the header stores it, and where it lies in

@@ -419,8 +419,11 @@ static int amend_add(Qcow2State *s, uint8_t *region, uint64_t off, int i,
         luks_slot_clear(h, i);
         r = amend_write_entry(s, off, i);
     }
+    uint32_t iters = 0;
     if (r == 0)
-        r = luks_slot_fill(h, region, i, o->new_secret, o->iter_time_ms);
+        r = luks_slot_iters(h, i, o->iter_time_ms, &iters);
+    if (r == 0)
+        r = luks_slot_fill(h, region, i, o->new_secret, iters);
     if (r == 0)
         r = amend_write_material(s, off, region, i);
     if (r == 0) {
