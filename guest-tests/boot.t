@@ -57,6 +57,12 @@ perl -MJSON::PP -e '
            defined $r->{wall_ms_to_first_instruction} &&
            $r->{console_host_writes} < $r->{console_bytes} / 10)' "$TMP/report.json"
 ok $? "--report writes one JSON object with exit reason, times, exit counts"
+# The VMM's own memory (RSS less resident guest memory; bench/boot holds
+# it against issue 3's 8 MiB): a number, and not guest RAM counted in.
+perl -MJSON::PP -e '
+    local $/; open my $f, "<", $ARGV[0] or die; my $r = decode_json(<$f>);
+    exit !($r->{vmm_rss_kib} > 0 && $r->{vmm_rss_kib} < $r->{memory_mib} * 1024 / 4)' "$TMP/report.json"
+ok $? "--report: vmm_rss_kib is the VMM's own resident memory"
 sed 's/^/#   /' "$TMP/report.json"
 
 done_testing

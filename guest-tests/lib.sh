@@ -63,3 +63,39 @@ done_testing() {
     echo "1..$t_num"
     [ "$t_fail" = 0 ]
 }
+
+# need_linux: the small Linux guest (guest-tests/linux/): sets
+# LINUX_KERNEL (built on first use by build-kernel.sh, then cached, so
+# the first run of the suite pays a few minutes of compiling) and
+# LINUX_APPEND (console, panic, and the parameters this host's KVM
+# needs: guest-tests/linux/cmdline.sh).  Skips the file when the
+# kernel source is not installed; a failed build is a failed test.
+LINUX_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/linux
+need_linux() {
+    local t0=$(date +%s) log=$CALF_BUILD/linux/build.log
+    LINUX_KERNEL=$CALF_BUILD/linux/vmlinux
+    LINUX_APPEND=$("$LINUX_DIR/cmdline.sh" console=ttyS0 panic=-1)
+    if ! ls /usr/src/linux-source-6.1.tar.* >/dev/null 2>&1; then
+        echo "1..0 # SKIP Debian's linux-source-6.1 is not installed (make test installs it as root)"
+        exit 0
+    fi
+    for tool in bc flex bison; do
+        command -v $tool >/dev/null ||
+            { echo "1..0 # SKIP $tool is not installed (needed to build the kernel)"; exit 0; }
+    done
+    mkdir -p "$CALF_BUILD/linux"
+    if ! "$LINUX_DIR/build-kernel.sh" "$CALF_BUILD/linux" 2>"$log"; then
+        echo "not ok 1 - the small Linux kernel builds"
+        tail -20 "$log" | sed 's/^/#   /'
+        echo "1..1"
+        exit 1
+    fi
+    echo "# kernel ready after $(( $(date +%s) - t0 )) s: $(tr '\n' ' ' <"$log")"
+}
+
+# need_initramfs: LINUX_INITRD, a busybox initramfs made for this run.
+need_initramfs() {
+    LINUX_INITRD=$TMP/initramfs.cpio
+    "$LINUX_DIR/make-initramfs.sh" "$LINUX_INITRD" 2>"$TMP/initramfs.err" || {
+        echo "1..0 # SKIP no initramfs: $(cat "$TMP/initramfs.err")"; exit 0; }
+}

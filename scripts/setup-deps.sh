@@ -2,20 +2,23 @@
 # Installs the Debian packages calf needs to build and test, when they are
 # missing.  Run by the Makefile before anything else; does nothing when all
 # packages are present.  Not root and something missing: one clear message.
-#   setup-deps.sh build   - what the compiler needs (also `make run`), and
-#                           seabios: `calf run` without --kernel boots it
-#   setup-deps.sh test    - plus the peers the tests compare against
-#   setup-deps.sh linux   - plus what building the small Linux guest needs
-#                           (make test-slow, make run-linux)
+#   setup-deps.sh build   - what the compiler needs, and seabios: `calf
+#                           run` without --kernel boots it
+#   setup-deps.sh linux   - plus what building the small Linux guest and
+#                           its initramfs needs (make run)
+#   setup-deps.sh test    - plus that and the peers the tests compare
+#                           against (make test, make test-slow)
 #   setup-deps.sh bench   - plus the benchmark peers
 set -u
 need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev seabios"
 peers="qemu-utils perl qemu-system-x86 xvfb xdotool"
 # guest-tests/firmware-grub.t (grub-mkrescue) and the IDE CD tests (xorriso)
 bootloader="grub-pc-bin grub-common xorriso mtools"
+# guest-tests/linux/build-kernel.sh and make-initramfs.sh
+linux="linux-source-6.1 bc flex bison libelf-dev cpio xz-utils busybox-static e2fsprogs"
 case "${1:-build}" in
-test)  need="$need $peers $bootloader" ;;
-linux) need="$need $peers linux-source-6.1 bc flex bison libelf-dev cpio xz-utils busybox-static" ;;
+test)  need="$need $peers $bootloader $linux" ;;
+linux) need="$need $linux" ;;
 bench) need="$need $peers hyperfine" ;;
 esac
 missing=""

@@ -88,6 +88,8 @@ int vm_map_ram(void *host, uint64_t gpa, uint64_t size, void *mem,
                           readonly ? KVM_MEM_READONLY : 0);
         if (!ret) {
             vm->slot_used[s] = true;
+            vm->slot_mem[s] = mem;
+            vm->slot_size[s] = size;
             ret = s;
         }
         break;

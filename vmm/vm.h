@@ -121,6 +121,8 @@ struct vm {
 
     _Atomic uint64_t t_first_run_ns;
     bool slot_used[VM_MAX_SLOTS]; /* extra memory slots (vm_map_ram) */
+    void *slot_mem[VM_MAX_SLOTS];  /* their host memory, for the report */
+    uint64_t slot_size[VM_MAX_SLOTS];
 };
 
 /* vm->cpu_model must be set before: vCPUs are created here. */

@@ -1,6 +1,8 @@
 #!/bin/bash
-# A busybox initramfs whose /init prints a marker and powers off.  Not
-# compressed: inflating it would cost the emulating backend many seconds.
+# A busybox initramfs whose /init prints a marker and powers off, or,
+# with `calf.shell` on the kernel command line (make run), opens a shell
+# on the console first.  Not compressed: inflating it would cost the
+# emulating backend many seconds.
 #   make-initramfs.sh OUT.cpio
 set -euo pipefail
 bb=/bin/busybox
@@ -8,12 +10,21 @@ bb=/bin/busybox
     { echo "make-initramfs: need a static /bin/busybox (Debian busybox-static)" >&2; exit 1; }
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,dev,proc,sys}
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp}
 cp "$bb" "$root/bin/busybox"
 cat >"$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 echo "calf-linux: userspace up, $(/bin/busybox nproc) cpus, $(/bin/busybox awk '/MemTotal/ {print $2}' /proc/meminfo) kB"
+case " $(/bin/busybox cat /proc/cmdline) " in
+*" calf.shell "*)
+    /bin/busybox --install -s
+    mount -t sysfs sysfs /sys
+    mount -t devtmpfs devtmpfs /dev
+    echo "calf-linux: a busybox shell; exit or poweroff -f ends the VM (Ctrl-A x at any time)"
+    setsid cttyhack sh -l
+    ;;
+esac
 /bin/busybox poweroff -f
 INIT
 chmod +x "$root/init"

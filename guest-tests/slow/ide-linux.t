@@ -13,15 +13,10 @@
 # failure is reported as a TODO naming the cause.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-KERNEL=$CALF_BUILD/linux/vmlinux
-[ -e "$KERNEL" ] || { echo "1..0 # SKIP $KERNEL not built (make linux-guest)"; exit 0; }
 command -v qemu-img >/dev/null || { echo "1..0 # SKIP qemu-img not installed"; exit 0; }
-
-APPEND="console=ttyS0 panic=-1"
-if [ -e /sys/module/kvm_pvm ]; then
-    khz=$(awk '/^cpu MHz/ { printf "%d", $4 * 1000; exit }' /proc/cpuinfo)
-    APPEND="$APPEND clearcpuid=154,308,151,156,293,304,153,129,147,148,137,140,150,157,158 nofsgsbase tsc_early_khz=$khz"
-fi
+need_linux
+KERNEL=$LINUX_KERNEL
+APPEND=$LINUX_APPEND
 
 qemu-img create -q -f qcow2 "$TMP/hda.qcow2" 64M
 head -c $((1024 * 2048)) /dev/zero >"$TMP/cd.iso"

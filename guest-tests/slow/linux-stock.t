@@ -43,13 +43,8 @@ fi
 [ -s "$KERNEL" ]; ok $? "the ELF vmlinux of $pkg extracted from its bzImage"
 [ -s "$KERNEL" ] || { done_testing; exit 1; }
 
-APPEND="console=ttyS0 panic=-1 nowatchdog cryptomgr.notests"
-if [ -e /sys/module/kvm_pvm ]; then
-    # The workarounds of shared/PLATFORM.md, as in linux-small.t.
-    khz=$(awk '/^cpu MHz/ { printf "%d", $4 * 1000; exit }' /proc/cpuinfo)
-    APPEND="$APPEND clearcpuid=154,308,151,156,293,304,153,129,147,148,137,140,150,157,158 nofsgsbase tsc_early_khz=$khz"
-    echo "# backend: kvm_pvm (software): 5 to 20 minutes, depending on host load"
-fi
+APPEND=$("$(dirname "$0")/../linux/cmdline.sh" console=ttyS0 panic=-1 nowatchdog cryptomgr.notests)
+[ -e /sys/module/kvm_pvm ] && echo "# backend: kvm_pvm (software): 5 to 20 minutes, depending on host load"
 truncate -s 64M "$TMP/disk.raw"
 marker="[1af4:1042]"
 
