@@ -1,11 +1,17 @@
 /* MC146818 CMOS/RTC.  The clock registers read the host's UTC time at the
- * moment of the read, so there is no timer to run; a set-time write is
- * kept as an offset from host time.  The update-in-progress bit never
- * shows, which is what a guest polling it wants to see.  The other CMOS
- * bytes hold the memory sizes that SeaBIOS and older loaders read. */
+ * moment of the read; a set-time write is kept as an offset from host
+ * time.  The update-in-progress bit never shows, which is what a guest
+ * polling it wants to see.  The periodic interrupt (register A's rate,
+ * register B's PIE, IRQ 8 until register C is read) runs on a timer
+ * thread, started the first time a guest enables it: SeaBIOS's int 15h
+ * AH=86h wait counts its ticks.  A guest polling register C without PIE
+ * sees the periodic flag once a period has passed since its last read.
+ * The other CMOS bytes hold the memory sizes that SeaBIOS and older
+ * loaders read. */
 #include "devices/devices.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -24,12 +30,145 @@ enum {
 #define REG_B_PIE    0x40
 #define REG_B_24H    0x02
 #define REG_B_BINARY 0x04
+#define REG_C_PF     0x40
+#define REG_C_IRQF   0x80
+#define RTC_IRQ      8
 
 struct rtc {
+    struct bus *bus;
     uint8_t index;
     uint8_t cmos[CMOS_SIZE];
     time_t offset; /* guest time minus host time, from guest writes */
+    bool irq_high;
+    uint64_t last_c_read_ns;
+    /* the periodic timer: period_ns 0 while PIE is off */
+    pthread_t thread;
+    bool thread_started, stop;
+    pthread_mutex_t tlock; /* taken inside the bus lock, never around it */
+    pthread_cond_t tcond;
+    uint64_t period_ns;
 };
+
+static uint64_t rtc_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Register A: divider bits 010 (the 32.768 kHz time base) and a rate of
+ * 1..15; rates 1 and 2 give 256 and 128 Hz, as on the real part. */
+static uint64_t rtc_period_ns(const struct rtc *rtc)
+{
+    unsigned a = rtc->cmos[RTC_REG_A], rate = a & 0x0f;
+
+    if (((a >> 4) & 7) != 2 || !rate)
+        return 0;
+    if (rate < 3)
+        rate += 7;
+    return (1000000000ULL << (rate - 1)) / 32768;
+}
+
+static void rtc_set_irq(struct rtc *rtc, bool high)
+{
+    if (high != rtc->irq_high) {
+        rtc->irq_high = high;
+        bus_set_irq(rtc->bus, RTC_IRQ, high);
+    }
+}
+
+/* Bus lock held: one period has passed. */
+static void rtc_tick(struct rtc *rtc)
+{
+    if (!(rtc->cmos[RTC_REG_B] & REG_B_PIE))
+        return;
+    rtc->cmos[RTC_REG_C] |= REG_C_PF | REG_C_IRQF;
+    rtc_set_irq(rtc, true);
+}
+
+static void *rtc_thread(void *arg)
+{
+    struct rtc *rtc = arg;
+    uint64_t next = 0;
+
+    pthread_mutex_lock(&rtc->tlock);
+    while (!rtc->stop) {
+        uint64_t period = rtc->period_ns, now = rtc_now_ns();
+        struct timespec ts;
+
+        if (!period) {
+            pthread_cond_wait(&rtc->tcond, &rtc->tlock);
+            next = 0;
+            continue;
+        }
+        if (!next)
+            next = now + period;
+        if (now < next) {
+            ts.tv_sec = (time_t)(next / 1000000000ULL);
+            ts.tv_nsec = (long)(next % 1000000000ULL);
+            pthread_cond_timedwait(&rtc->tcond, &rtc->tlock, &ts);
+            continue;
+        }
+        pthread_mutex_unlock(&rtc->tlock);
+        bus_lock(rtc->bus);
+        rtc_tick(rtc);
+        bus_unlock(rtc->bus);
+        pthread_mutex_lock(&rtc->tlock);
+        /* a late thread does not make up for lost ticks: the flag and
+         * the line were set once, as a real RTC would have left them */
+        next = now - next >= period ? now + period : next + period;
+    }
+    pthread_mutex_unlock(&rtc->tlock);
+    return NULL;
+}
+
+/* Bus lock held: after a write to register A or B, or a reset. */
+static void rtc_update_timer(struct rtc *rtc)
+{
+    uint64_t period = (rtc->cmos[RTC_REG_B] & REG_B_PIE) ? rtc_period_ns(rtc) : 0;
+
+    if (!(rtc->cmos[RTC_REG_B] & REG_B_PIE)) {
+        rtc->cmos[RTC_REG_C] &= (uint8_t)~REG_C_IRQF;
+        rtc_set_irq(rtc, false);
+    }
+    if (period && !rtc->thread_started)
+        rtc->thread_started = !pthread_create(&rtc->thread, NULL, rtc_thread, rtc);
+    pthread_mutex_lock(&rtc->tlock);
+    if (period != rtc->period_ns) {
+        rtc->period_ns = period;
+        pthread_cond_signal(&rtc->tcond);
+    }
+    pthread_mutex_unlock(&rtc->tlock);
+}
+
+static void rtc_shutdown(void *opaque)
+{
+    struct rtc *rtc = opaque;
+
+    if (!rtc->thread_started)
+        return;
+    pthread_mutex_lock(&rtc->tlock);
+    rtc->stop = true;
+    pthread_cond_signal(&rtc->tcond);
+    pthread_mutex_unlock(&rtc->tlock);
+    pthread_join(rtc->thread, NULL);
+    rtc->thread_started = false;
+}
+
+/* Register C: the flags, cleared by the read, which also releases IRQ 8. */
+static uint8_t rtc_read_c(struct rtc *rtc)
+{
+    uint64_t now = rtc_now_ns(), period = rtc_period_ns(rtc);
+    uint8_t c = rtc->cmos[RTC_REG_C];
+
+    if (period && now - rtc->last_c_read_ns >= period)
+        c |= REG_C_PF;
+    rtc->last_c_read_ns = now;
+    rtc->cmos[RTC_REG_C] = 0;
+    rtc_set_irq(rtc, false);
+    return c;
+}
 
 static uint8_t rtc_encode(struct rtc *rtc, int v)
 {
@@ -135,10 +274,10 @@ static void rtc_pio(void *opaque, uint16_t port, uint8_t *data,
     if (!is_write) {
         if (rtc_is_clock(reg))
             data[0] = rtc_read_clock(rtc, reg);
+        else if (reg == RTC_REG_C)
+            data[0] = rtc_read_c(rtc);
         else
             data[0] = rtc->cmos[reg];
-        if (reg == RTC_REG_C)
-            rtc->cmos[RTC_REG_C] = 0; /* interrupt flags clear on read */
         return;
     }
     if (rtc_is_clock(reg) && reg != RTC_CENTURY)
@@ -147,6 +286,8 @@ static void rtc_pio(void *opaque, uint16_t port, uint8_t *data,
         rtc->cmos[reg] = data[0] & 0x7f; /* UIP is read-only */
     else if (reg != RTC_REG_C && reg != RTC_REG_D)
         rtc->cmos[reg] = data[0];
+    if (reg == RTC_REG_A || reg == RTC_REG_B)
+        rtc_update_timer(rtc);
 }
 
 static void rtc_set_memory(struct rtc *rtc, uint64_t low, uint64_t high)
@@ -180,6 +321,7 @@ static void rtc_reset(void *opaque)
     rtc->cmos[RTC_REG_B] &= (uint8_t)~(REG_B_PIE | REG_B_AIE | REG_B_UIE |
                                        REG_B_SQWE);
     rtc->cmos[RTC_REG_C] = 0;
+    rtc_update_timer(rtc);
 }
 
 int rtc_create(struct bus *bus, uint64_t low_ram, uint64_t high_ram)
@@ -189,6 +331,16 @@ int rtc_create(struct bus *bus, uint64_t low_ram, uint64_t high_ram)
 
     if (!rtc)
         return -ENOMEM;
+    rtc->bus = bus;
+    pthread_mutex_init(&rtc->tlock, NULL);
+    {
+        pthread_condattr_t attr;
+
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&rtc->tcond, &attr);
+        pthread_condattr_destroy(&attr);
+    }
     rtc->cmos[RTC_REG_A] = 0x26; /* 32.768 kHz base, 1024 Hz rate */
     rtc->cmos[RTC_REG_B] = REG_B_24H;
     rtc->cmos[RTC_REG_D] = 0x80; /* battery good */
@@ -199,5 +351,7 @@ int rtc_create(struct bus *bus, uint64_t low_ram, uint64_t high_ram)
         return ret;
     }
     ret = bus_register_reset(bus, rtc_reset, rtc);
+    if (!ret)
+        ret = bus_register_shutdown(bus, rtc_shutdown, rtc);
     return ret ? ret : bus_register_pio(bus, 0x70, 2, rtc_pio, rtc);
 }

@@ -48,6 +48,8 @@ enum {
 
 struct serial {
     struct bus *bus;
+    uint16_t base;
+    bool thr_coalesced; /* THR writes buffered by KVM (serial_coalesce) */
     unsigned irq;
     int irq_level;
     uint8_t ier, lcr, mcr, msr, scr, fcr;
@@ -122,6 +124,22 @@ static void serial_transmit(struct serial *s, uint8_t c)
     s->thri_pending = true;
 }
 
+/* Printing through a polled UART costs two exits a byte: the LSR read
+ * and the THR write.  While no THR-empty interrupt is enabled, a THR
+ * write has no effect the guest can see before its next access to the
+ * UART (which exits, and KVM's buffer is handed over first), so KVM may
+ * buffer those writes.  With THRI on, the interrupt must follow each
+ * write at once, so they exit again.  (DLL shares the port: buffered
+ * divisor writes arrive in order too.) */
+static void serial_coalesce(struct serial *s)
+{
+    bool want = !(s->ier & IER_THRI);
+
+    if (want != s->thr_coalesced &&
+        !bus_coalesce_pio(s->bus, s->base + REG_RBR_THR, 1, want))
+        s->thr_coalesced = want;
+}
+
 static void serial_write(struct serial *s, unsigned reg, uint8_t v)
 {
     switch (reg) {
@@ -141,6 +159,7 @@ static void serial_write(struct serial *s, unsigned reg, uint8_t v)
         if ((v & IER_THRI) && !(s->ier & IER_THRI))
             s->thri_pending = true; /* enabling it while THR is empty */
         s->ier = v & 0x0f;
+        serial_coalesce(s);
         break;
     case REG_IIR_FCR:
         if (v & FCR_CLR_RX)
@@ -229,6 +248,7 @@ static void serial_reset(void *opaque)
     s->mcr = MCR_OUT2;
     s->dll = 12; /* 9600 baud, what the BIOS leaves */
     serial_update_irq(s);
+    serial_coalesce(s);
 }
 
 int serial_create(struct bus *bus, uint16_t base, unsigned irq,
@@ -240,6 +260,7 @@ int serial_create(struct bus *bus, uint16_t base, unsigned irq,
     if (!s)
         return -ENOMEM;
     s->bus = bus;
+    s->base = base;
     s->irq = irq;
     serial_reset(s);
     ret = bus_own(bus, s);

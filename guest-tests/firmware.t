@@ -65,6 +65,8 @@ has one "Booting from Hard Disk..."; ok $? "SeaBIOS says it boots from the hard 
 has one "calf-boot: geometry heads"; ok $? "int 13h AH=08h reports a geometry (the CHS reads cross a track)"
 has one "calf-boot: fw_cfg ok"
 ok $? "fw_cfg from the guest: signature, DMA into RAM; DMA outside RAM gets the error bit, a request block outside RAM is ignored"
+has one "calf-boot: int 15h wait ok"
+ok $? "int 15h AH=86h waits 20 ms and returns (SeaBIOS counts the RTC's periodic interrupts on IRQ 8)"
 grep -q '"exit_reason": "debug-exit"' "$TMP/one.json"; ok $? "the run ended through the debug-exit port"
 
 # ---- the boot order ----

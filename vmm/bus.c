@@ -38,6 +38,8 @@ struct bus {
     struct mmio_range mmio[BUS_MAX_MMIO];
     unsigned nr_resets;
     struct { bus_reset_fn fn; void *opaque; } resets[BUS_MAX_RESETS];
+    unsigned nr_shutdowns;
+    struct { bus_shutdown_fn fn; void *opaque; } shutdowns[BUS_MAX_RESETS];
 };
 
 struct bus *bus_create(const struct bus_host_ops *ops, void *host)
@@ -160,6 +162,25 @@ bool bus_mmio(struct bus *bus, uint64_t addr, uint8_t *data, unsigned size,
     return r != NULL;
 }
 
+int bus_register_shutdown(struct bus *bus, bus_shutdown_fn fn, void *opaque)
+{
+    if (bus->nr_shutdowns == BUS_MAX_RESETS)
+        return -ENOSPC;
+    bus->shutdowns[bus->nr_shutdowns].fn = fn;
+    bus->shutdowns[bus->nr_shutdowns].opaque = opaque;
+    bus->nr_shutdowns++;
+    return 0;
+}
+
+void bus_shutdown(struct bus *bus)
+{
+    if (!bus)
+        return;
+    for (unsigned i = 0; i < bus->nr_shutdowns; i++)
+        bus->shutdowns[i].fn(bus->shutdowns[i].opaque);
+    bus->nr_shutdowns = 0;
+}
+
 int bus_register_reset(struct bus *bus, bus_reset_fn fn, void *opaque)
 {
     if (!fn)
@@ -244,6 +265,12 @@ int bus_ioeventfd_pio(struct bus *bus, uint16_t port, unsigned len,
     return bus->ops->ioeventfd_pio
         ? bus->ops->ioeventfd_pio(bus->host, port, len, value, fd, assign)
         : -ENOSYS;
+}
+
+int bus_coalesce_pio(struct bus *bus, uint16_t port, unsigned len, bool on)
+{
+    return bus->ops->coalesce_pio
+        ? bus->ops->coalesce_pio(bus->host, port, len, on) : -ENOTSUP;
 }
 
 int bus_map_ram(struct bus *bus, uint64_t gpa, uint64_t size, void *mem,

@@ -81,6 +81,11 @@ struct bus_host_ops {
      * port (one notify port shared by several queues). */
     int (*ioeventfd_pio)(void *host, uint16_t port, unsigned len,
                          uint32_t value, int fd, bool assign);
+    /* Guest writes to ports [port, port+len) are buffered by KVM instead
+     * of exiting (on), and reach the device later, in order, before any
+     * other access is handled; for write-only side effects (a UART's
+     * THR while no THR interrupt is wanted). */
+    int (*coalesce_pio)(void *host, uint16_t port, unsigned len, bool on);
 };
 
 struct bus *bus_create(const struct bus_host_ops *ops, void *host);
@@ -113,6 +118,13 @@ typedef void (*bus_reset_fn)(void *opaque);
 int bus_register_reset(struct bus *bus, bus_reset_fn fn, void *opaque);
 void bus_reset(struct bus *bus);
 
+/* Devices with threads of their own (timers) stop them in a shutdown hook:
+ * bus_shutdown runs the hooks on the main thread, bus lock not held,
+ * before the VM's memory and file descriptors go. */
+typedef void (*bus_shutdown_fn)(void *opaque);
+int bus_register_shutdown(struct bus *bus, bus_shutdown_fn fn, void *opaque);
+void bus_shutdown(struct bus *bus);
+
 /* For code that enters a device from outside a port access (console input
  * on the main thread): takes the same lock the port callbacks run under. */
 void bus_lock(struct bus *bus);
@@ -131,6 +143,8 @@ int bus_msi_routes(struct bus *bus, const struct bus_msi_route *routes,
 int bus_irqfd(struct bus *bus, int fd, unsigned gsi, bool assign);
 int bus_ioeventfd_pio(struct bus *bus, uint16_t port, unsigned len,
                       uint32_t value, int fd, bool assign);
+/* -ENOTSUP where the host cannot buffer writes (they then exit as usual). */
+int bus_coalesce_pio(struct bus *bus, uint16_t port, unsigned len, bool on);
 /* RAM-backed regions: framebuffers, ROMs.  Not inside guest RAM. */
 int bus_map_ram(struct bus *bus, uint64_t gpa, uint64_t size, void *mem,
                 bool readonly);

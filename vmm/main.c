@@ -281,6 +281,7 @@ static const struct bus_host_ops host_ops = {
     .msi_routes = pci_host_msi_routes,
     .irqfd = pci_host_irqfd,
     .ioeventfd_pio = pci_host_ioeventfd_pio,
+    .coalesce_pio = vm_coalesce_pio,
     .map_ram = vm_map_ram,
     .unmap_ram = vm_unmap_ram,
 };
@@ -367,6 +368,7 @@ static void stop_vcpus(struct vm *vm)
 static void restart_vm(struct vm *vm)
 {
     stop_vcpus(vm);
+    vm_coalesced_drain(vm);
     console_flush(vm->console);
     if (vm_reset(vm)) {
         vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
@@ -504,6 +506,7 @@ static void main_loop(struct vm *vm, const struct run_opts *o, int in_fd,
             if (vm_all_dead(vm))
                 vm_request_stop(vm, BUS_STOP_HALT, CALF_EXIT_OK);
         }
+        vm_coalesced_drain(vm);
         console_flush(vm->console);
         if (scr->win && !display_tick(scr->win))
             vm_request_stop(vm, BUS_STOP_QUIT, CALF_EXIT_OK);
@@ -551,6 +554,7 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
         vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
     main_loop(vm, o, in_fd, scr);
     stop_vcpus(vm);
+    vm_coalesced_drain(vm);
     console_flush(vm->console);
     if (vm->stop_reason == BUS_STOP_TIMEOUT)
         for (int i = 0; i < vm->ncpus; i++)
@@ -590,6 +594,7 @@ static int cmd_run(int argc, char **argv)
         status = run_vm(&vm, &o, &scr);
     if (scr.win)
         display_close(scr.win);
+    bus_shutdown(vm.bus); /* device threads (the RTC's timer) stop first */
     pci_destroy(vm.pci); /* I/O threads stop before guest RAM goes */
     firmware_destroy(&vm);
     vm_destroy(&vm);

@@ -518,6 +518,7 @@ static void *vcpu_thread(void *arg)
             vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_GUEST_ERROR);
             break;
         }
+        vm_coalesced_drain(vm);
         vcpu_handle_exit(v);
     }
     if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)

@@ -241,6 +241,63 @@ static int vm_open_kvm(struct vm *vm)
     return 0;
 }
 
+int vm_coalesce_pio(void *host, uint16_t port, unsigned len, bool on)
+{
+    struct vm *vm = host;
+    struct kvm_coalesced_mmio_zone zone = { .addr = port, .size = len,
+                                            .pio = 1 };
+
+    if (!vm->coalesced)
+        return -ENOTSUP;
+    if (ioctl(vm->vm_fd, on ? KVM_REGISTER_COALESCED_MMIO
+                            : KVM_UNREGISTER_COALESCED_MMIO, &zone) < 0)
+        return -errno;
+    return 0;
+}
+
+void vm_coalesced_drain(struct vm *vm)
+{
+    struct kvm_coalesced_mmio_ring *ring = vm->coalesced;
+    uint32_t first;
+
+    if (!ring || __atomic_load_n(&ring->first, __ATOMIC_RELAXED) ==
+                 __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
+        return;
+    pthread_mutex_lock(&vm->coalesced_lock);
+    first = ring->first;
+    while (first != __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE) &&
+           first < vm->coalesced_max) {
+        struct kvm_coalesced_mmio *e = &ring->coalesced_mmio[first];
+        uint8_t data[8];
+        unsigned len = e->len <= 8 ? e->len : 8;
+
+        memcpy(data, e->data, len);
+        if (e->pio)
+            bus_pio(vm->bus, (uint16_t)e->phys_addr, data, len, true);
+        else
+            bus_mmio(vm->bus, e->phys_addr, data, len, true);
+        first = (first + 1) % vm->coalesced_max;
+        __atomic_store_n(&ring->first, first, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&vm->coalesced_lock);
+}
+
+/* The ring is a page of the vCPU mapping, at the page the capability
+ * names; one ring serves every vCPU. */
+static void vm_setup_coalesced(struct vm *vm)
+{
+    int page = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) > 0
+        ? ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO) : 0;
+    long psize = sysconf(_SC_PAGESIZE);
+
+    if (page <= 0 || (size_t)(page + 1) * (size_t)psize > vm->run_size ||
+        getenv("CALF_NO_COALESCED"))
+        return;
+    vm->coalesced = (void *)((uint8_t *)vm->vcpus[0].run + page * psize);
+    vm->coalesced_max = (unsigned)((psize - sizeof(*vm->coalesced)) /
+                                   sizeof(struct kvm_coalesced_mmio));
+}
+
 int vm_create(struct vm *vm, uint64_t ram_size, int ncpus)
 {
     int ret;
@@ -248,6 +305,7 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus)
     vm->kvm_fd = vm->vm_fd = vm->wake_fd = -1;
     vm->ncpus = ncpus;
     pthread_mutex_init(&vm->stop_lock, NULL);
+    pthread_mutex_init(&vm->coalesced_lock, NULL);
     vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (vm->wake_fd < 0)
         return -errno;
@@ -260,11 +318,14 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus)
         ret = vm_get_cpuid(vm);
     for (int i = 0; !ret && i < ncpus; i++)
         ret = vcpu_create(vm, i);
+    if (!ret)
+        vm_setup_coalesced(vm);
     return ret;
 }
 
 void vm_destroy(struct vm *vm)
 {
+    vm->coalesced = NULL;
     for (int i = 0; i < vm->ncpus; i++)
         vcpu_destroy(&vm->vcpus[i]);
     if (vm->ram)
@@ -277,6 +338,7 @@ void vm_destroy(struct vm *vm)
     if (vm->wake_fd >= 0)
         close(vm->wake_fd);
     pthread_mutex_destroy(&vm->stop_lock);
+    pthread_mutex_destroy(&vm->coalesced_lock);
 }
 
 static bool vm_is_reset(enum bus_stop_reason reason)

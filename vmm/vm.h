@@ -104,6 +104,12 @@ struct vm {
     bool no_reboot;           /* a guest reset ends the run */
 
     pthread_mutex_t stop_lock;
+    /* KVM's coalesced I/O ring (writes KVM buffers instead of exiting;
+     * NULL without the capability), drained under coalesced_lock before
+     * any exit is handled, so devices see accesses in guest order. */
+    struct kvm_coalesced_mmio_ring *coalesced;
+    unsigned coalesced_max;
+    pthread_mutex_t coalesced_lock;
     atomic_bool stopping;
     /* A guest reset to carry out: vCPU threads leave, the main loop
      * resets the machine and starts them again. */
@@ -127,6 +133,12 @@ struct vm {
 
 /* vm->cpu_model must be set before: vCPUs are created here. */
 int vm_create(struct vm *vm, uint64_t ram_size, int ncpus);
+
+/* bus_host_ops.coalesce_pio: buffer (on) or stop buffering guest writes
+ * to ports [port, port+len) in the coalesced ring. */
+int vm_coalesce_pio(void *host, uint16_t port, unsigned len, bool on);
+/* Hands the writes KVM buffered to the bus, oldest first. */
+void vm_coalesced_drain(struct vm *vm);
 void vm_destroy(struct vm *vm);
 
 /* RAM-backed regions outside guest RAM (framebuffers, ROMs): the

@@ -14,7 +14,9 @@
  *
  * Exit codes (written to 0x501): 0 pass, 2 the two reads differ, 3 stage
  * 2 did not load, 4 no LBA extensions, 5 extended read failed, 6 CHS
- * read failed, 7 no geometry, 8 fw_cfg misbehaved. */
+ * read failed, 7 no geometry, 8 fw_cfg misbehaved, 9 int 15h AH=86h
+ * refused to wait.  (The wait, 20 ms, needs the RTC's periodic
+ * interrupt: SeaBIOS counts its ticks; without them it never returns.) */
 
 #define PAT_LBA      64
 #define PAT_SECTORS  64          /* 32 KiB: crosses a 63-sector track */
@@ -108,6 +110,7 @@ stage2:
     mov $msg_stage2, %si
     call puts
     call fw_cfg_check
+    call wait_check
     /* Extensions present and the packet interface (CX bit 0) on? */
     mov $0x41, %ah
     mov $0x55aa, %bx
@@ -254,6 +257,17 @@ fw_cfg_bad:
     mov $8, %al
     jmp fail
 
+/* int 15h AH=86h: wait CX:DX microseconds. */
+wait_check:
+    mov $0x86, %ah
+    xor %cx, %cx
+    mov $20000, %dx
+    int $0x15
+    mov $9, %al
+    jc fail
+    mov $msg_wait, %si
+    jmp puts
+
 /* eax: where a DMA read of the first 16 bytes of the file directory goes */
 fw_cfg_dma_dir:
     bswap %eax
@@ -326,6 +340,7 @@ msg_lba:    .asciz "calf-boot: lba sum "
 msg_chs:    .asciz " chs sum "
 msg_pass:   .asciz "calf-boot: PASS\r\n"
 msg_fwcfg:  .asciz "calf-boot: fw_cfg ok\r\n"
+msg_wait:   .asciz "calf-boot: int 15h wait ok\r\n"
     .balign 512
 stage2_end:
 

@@ -93,6 +93,8 @@ void reset_now(int triple, char *cmdline, uint8_t *initrd,
 
 /* echo.c (ct.echo=1): echoes COM1 input until a line "end". */
 void echo_run(void);
+/* echo.c (ct.uart=1): UART register checks (LSR, DLAB, loopback, IIR). */
+int uart_check(void);
 
 /* virtio-blk.c: drives every virtio-blk function; expects n of them.
  * Returns the failure count. */

@@ -21,6 +21,7 @@
  *   ct.poweroff=1   power off through the FADT's PM1a control (S5)
  *                   after the checks (acpi-pm.c)
  *   ct.echo=1       echo COM1 input back until a line "end" (echo.c)
+ *   ct.uart=1       check UART register semantics (echo.c)
  *   ct.cpuid=1      print CPUID leaves 1 and 7 (feature hiding tests)
  *   ct.int3=1 ct.fwait=1 ct.cx16=1   run int3 (with a #BP handler), fwait,
  *                   lock cmpxchg16b: the instructions kvm_pvm cannot emulate
@@ -280,6 +281,8 @@ static void check_insns(const char *cmdline)
         report_cpuid();
     if (has_key(cmdline, "ct.echo="))
         echo_run();
+    if (has_key(cmdline, "ct.uart="))
+        failures += uart_check();
     if (has_key(cmdline, "ct.int3=")) {
         if (try_int3())
             serial_puts("calf-test: int3 trapped\n");
