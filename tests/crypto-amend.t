@@ -17,11 +17,11 @@ io() { echo "driver=qcow2,file.filename=$1,encrypt.key-secret=${2:-s0}"; }
 add() { echo "encrypt.state=active,encrypt.new-secret=$1,encrypt.iter-time=10${2:+,$2}"; }
 
 # qemu-img's LUKS code times PBKDF2 with the thread's CPU clock and
-# sometimes gives up ("Unable to get accurate CPU usage") before it
-# writes anything: retry.
+# sometimes gives up ("Unable to get accurate CPU usage", more often on
+# a busy host) before it writes anything: retry.
 qemu_retry() {
     local i
-    for i in 1 2 3 4 5; do
+    for i in $(seq 20); do
         "$@" 2>/dev/null && return 0
     done
     "$@"
