@@ -38,7 +38,7 @@ endif
 CFLAGS  := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE \
            -D_FILE_OFFSET_BITS=64 -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(EXTRA_LDFLAGS)
-LIBS    := $(PKG_LIBS) -lpthread
+LIBS    := $(PKG_LIBS) -lpthread -lm
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined

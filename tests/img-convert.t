@@ -63,6 +63,14 @@ conv "random data -c (stored plain)" raw rnd qcow2 -c
 conv "odd size raw->qcow2 -c" raw odd.raw qcow2 -c
 conv "odd size raw->qcow2" raw odd.raw qcow2
 conv "-S 64k" qcow2 src.qcow2 qcow2 -S 64k
+# a sparse raw source whose 4k data blocks share 64k units with holes,
+# after chunks full of data: the buffers' old bytes must not leak in
+head -c 20M /dev/zero | tr '\0' '\252' > sp.raw
+truncate -s 40M sp.raw
+cmds=(); for i in $(seq 0 79); do cmds+=(-c "write -P 7 $((20971520 + i * 262144 + 8192)) 4k"); done
+qemu-io -f raw "${cmds[@]}" sp.raw >/dev/null
+conv "sparse raw -S 64k" raw sp.raw qcow2 -S 64k
+conv "sparse raw -S 64k to raw" raw sp.raw raw -S 64k
 
 # the file is as sparse as qemu-img's
 "$CALF_IMG" convert -O raw src.qcow2 c.raw
@@ -83,6 +91,12 @@ cp c.n q.n
 qemu-img convert -n -O qcow2 src.qcow2 q.n
 ok "-n: same as qemu-img" qemu-img compare c.n q.n
 ok "-n: qemu-img check" qemu-img check -q c.n
+# a raw target is written by all workers at once: stale data, 35 chunks
+head -c 70M /dev/zero | tr '\0' '\252' > c.nr
+cp c.nr q.nr
+"$CALF_IMG" convert -n -O raw src.qcow2 c.nr
+qemu-img convert -n -O raw src.qcow2 q.nr
+ok "-n raw: same bytes as qemu-img" cmp c.nr q.nr
 
 # -B: only what differs from the backing file is written
 qemu-img create -q -f qcow2 base.qcow2 65M

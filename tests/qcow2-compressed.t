@@ -3,7 +3,10 @@
 # size, v2 and v3, extended L2) are read back by calf byte for byte, in
 # small and large chunks; then calf overwrites, zeroes and discards parts
 # of them (copy-on-write out of compressed clusters) and qemu-img check and
-# compare judge the result.
+# compare judge the result.  Then calf's own convert -c on single
+# clusters of data deflate cannot shrink (stored plain without a full
+# deflate) and of near-random data that it can (must stay compressed),
+# each judged against qemu-img's own choice for the same cluster.
 . "$(dirname "$0")/blk-lib.sh" qemu-img
 
 # 20M source: random data, compressible text, zeros and holes
@@ -19,7 +22,8 @@ for ct in zlib zstd; do for cs in 512 4k 64k 2M; do for compat in 0.10 1.1; do
   cases+=("compression_type=$ct,cluster_size=$cs,compat=$compat")
 done; done; done
 cases+=("compression_type=zlib,cluster_size=64k,extended_l2=on" "compression_type=zstd,cluster_size=32k,extended_l2=on")
-echo "1..$(( ${#cases[@]} * 4 ))"
+kinds=(random text repeat3k halfrep hole8k bits7 tokens4)
+echo "1..$(( ${#cases[@]} * 4 + ${#kinds[@]} * 3 ))"
 
 seed=1
 for o in "${cases[@]}"; do
@@ -41,5 +45,49 @@ for o in "${cases[@]}"; do
   if chk=$(qemu-img check "$T/c.qcow2" 2>&1); then ok "$o: qemu-img check clean after writes"
   else notok "$o: qemu-img check: $(echo "$chk" | head -3)"; fi
   seed=$((seed+1))
+done
+
+# One 64 KiB cluster of each kind.  Only "random" does not shrink; the
+# others have near-uniform bytes too but repeats (repeat1k: 1 KiB of
+# 3 KiB of random data over and over; halfrep: every 2 KiB of random data
+# twice; tokens4: 4-byte words from a dictionary of 1024), a zero run
+# (hole8k) or 7-bit bytes (bits7) that deflate exploits.
+make_kind() {
+  case $1 in
+  random)  head -c 64k /dev/urandom ;;
+  text)    yes "some compressible text, text, text" | head -c 64k ;;
+  repeat3k) head -c 3k /dev/urandom > "$T/k1"; for i in $(seq 22); do cat "$T/k1"; done | head -c 64k ;;
+  halfrep) for i in $(seq 16); do head -c 2k /dev/urandom > "$T/k1"; cat "$T/k1" "$T/k1"; done ;;
+  hole8k)  head -c 28k /dev/urandom; head -c 8k /dev/zero; head -c 28k /dev/urandom ;;
+  bits7)   head -c 64k /dev/urandom | tr '\200-\377' '\000-\177' ;;
+  tokens4) perl -e 'srand(7); my @d = map { pack("L", int(rand(2**32))) } 1..1024;
+                    print join("", map { $d[int(rand(1024))] } 1..16384)' ;;
+  esac
+}
+# "compressed" or "plain", from qemu-img check's count of compressed clusters
+stored_as() {
+  if qemu-img check "$1" 2>&1 | grep -q ' 0.00% compressed clusters'; then echo plain
+  else echo compressed; fi
+}
+for k in "${kinds[@]}"; do
+  make_kind $k > "$T/k.raw"
+  rm -f "$T/kc.qcow2" "$T/kq.qcow2" "$T/kc.qcow"
+  "$B/calf-img" convert -c -f raw -O qcow2 "$T/k.raw" "$T/kc.qcow2" 2>"$T/err"
+  qemu-img convert -c -f raw -O qcow2 "$T/k.raw" "$T/kq.qcow2"
+  if qemu-img compare -q -f raw -F qcow2 "$T/k.raw" "$T/kc.qcow2" && qemu-img check -q "$T/kc.qcow2"; then
+    ok "$k: calf-img convert -c reads back right through qemu-img, check clean"
+  else
+    notok "$k: calf-img convert -c: $(cat "$T/err")"
+  fi
+  c=$(stored_as "$T/kc.qcow2") q=$(stored_as "$T/kq.qcow2")
+  want=compressed; [ $k = random ] && want=plain
+  if [ "$c" = "$q" ] && [ "$c" = $want ]; then ok "$k: stored $c, as qemu-img stores it"
+  else notok "$k: calf stored it $c, qemu-img $q (expected $want)"; fi
+  if "$B/calf-img" convert -c -f raw -O qcow "$T/k.raw" "$T/kc.qcow" 2>"$T/err" &&
+     qemu-img compare -q -f raw -F qcow "$T/k.raw" "$T/kc.qcow"; then
+    ok "$k: qcow v1 convert -c reads back right through qemu-img"
+  else
+    notok "$k: qcow v1 convert -c: $(cat "$T/err")"
+  fi
 done
 finish

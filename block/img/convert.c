@@ -7,8 +7,10 @@
  * rest.  Zeros stay unallocated in a target that reads as zeros after
  * creation.  Without -W (and without -c) chunks are written in order so
  * that a new qcow2 target is laid out sequentially; reads, decompression
- * and zero detection still run in parallel.  With -c every thread
- * compresses its own clusters. */
+ * and zero detection still run in parallel.  (Writing a raw target from
+ * all workers at once gains nothing: buffered writes to one file take
+ * the inode lock in turn, and contending for it cost more CPU than it
+ * saved.)  With -c every thread compresses its own clusters. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -44,7 +46,11 @@ typedef struct Convert {
     bool progress;
 
     pthread_mutex_t lock;
-    pthread_cond_t turn;
+    /* In order: the worker waiting to write chunk i sleeps on waiter[i %
+     * nworkers] (the chunks in flight are consecutive and one per worker),
+     * so that each write wakes only the next writer, not every worker. */
+    pthread_cond_t *waiter[MAX_WORKERS];
+    int nworkers;
     uint64_t next_chunk, nchunks, written; /* written: chunks done in order */
     int err;                   /* first error, reported by the main thread */
     char errmsg[1024];
@@ -64,7 +70,9 @@ static void convert_fail(Convert *c, int err, const char *fmt, ...)
         va_end(ap);
         c->err = err ? err : -EIO;
     }
-    pthread_cond_broadcast(&c->turn);
+    for (int i = 0; i < c->nworkers; i++)
+        if (c->waiter[i])
+            pthread_cond_signal(c->waiter[i]);
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -154,6 +162,7 @@ static bool buf_is_zero(const uint8_t *p, size_t len)
 
 typedef struct Worker {
     Convert *c;
+    pthread_cond_t turn;     /* signalled when the chunk before ours is written */
     uint8_t *buf, *bbuf;     /* chunk data; the target backing's data (-B) */
     uint8_t *kind;           /* per -S block (or 512 B): 0 zero, 1 data, 2 skip */
 } Worker;
@@ -182,10 +191,18 @@ static int load_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit)
                 return r;
             }
         } else {
-            memset(p, 0, n);
+            /* Zeros.  A unit wholly inside the range is never written
+             * from the buffer (unless -S 0, -c or -B read it), so only the
+             * ends that share a unit with data need the bytes. */
+            uint64_t a = qround_up(pos - off, unit) + off, b = (pos - off + n) / unit * unit + off;
+            if (!c->min_sparse || c->compressed || c->target_backing || a >= b) {
+                memset(p, 0, n);
+            } else {
+                memset(p, 0, a - pos);
+                memset(w->buf + (b - off), 0, pos + n - b);
+            }
             /* a unit that mixes backing and other data is written whole:
              * its backing part must hold the real bytes */
-            uint64_t a = qround_up(pos - off, unit) + off, b = (pos - off + n) / unit * unit + off;
             int r = 0;
             if (st == 2 && a > pos)
                 r = src_read(c, pos, p, (a < pos + n ? a : pos + n) - pos);
@@ -342,8 +359,10 @@ static int process_chunk(Worker *w, uint64_t idx)
     }
     if (c->ordered && !c->compressed) {
         pthread_mutex_lock(&c->lock);
+        c->waiter[idx % c->nworkers] = &w->turn;
         while (c->written != idx && !c->err)
-            pthread_cond_wait(&c->turn, &c->lock);
+            pthread_cond_wait(&w->turn, &c->lock);
+        c->waiter[idx % c->nworkers] = NULL;
         pthread_mutex_unlock(&c->lock);
         if (c->err)
             return -1;
@@ -377,13 +396,16 @@ static void *worker_main(void *arg)
         if (process_chunk(w, idx) < 0)
             break;
         pthread_mutex_lock(&c->lock);
-        if (c->ordered && !c->compressed)
+        if (c->ordered && !c->compressed) {
             c->written = idx + 1;
-        else
+            pthread_cond_t *next = c->waiter[(idx + 1) % c->nworkers];
+            if (next)
+                pthread_cond_signal(next);
+        } else {
             c->written++;
+        }
         if (c->progress)
             show_progress(c, false);
-        pthread_cond_broadcast(&c->turn);
         pthread_mutex_unlock(&c->lock);
     }
     return NULL;
@@ -399,8 +421,10 @@ static int run_workers(Convert *c, int nworkers)
     c->nchunks = (c->total + c->chunk - 1) / c->chunk;
     if ((uint64_t)nworkers > c->nchunks)
         nworkers = c->nchunks ? (int)c->nchunks : 1;
+    c->nworkers = nworkers;
     for (int i = 0; i < nworkers; i++) {
         w[i].c = c;
+        pthread_cond_init(&w[i].turn, NULL);
         w[i].kind = malloc(nunits);
         w[i].bbuf = c->target_backing ? malloc(unit) : NULL;
         /* room for padding a short last cluster under -c */
@@ -424,6 +448,7 @@ static int run_workers(Convert *c, int nworkers)
     for (int i = 0; i < started; i++)
         pthread_join(t[i], NULL);
     for (int i = 0; i < nworkers; i++) {
+        pthread_cond_destroy(&w[i].turn);
         free(w[i].kind);
         free(w[i].bbuf);
         free(w[i].buf);
@@ -630,7 +655,6 @@ int img_convert(int argc, char **argv)
     Convert cv = {.min_sparse = (uint64_t)sparse, .compressed = compress, .ordered = !ooo,
                   .progress = progress};
     pthread_mutex_init(&cv.lock, NULL);
-    pthread_cond_init(&cv.turn, NULL);
     int nsrc = argc - optind - 1;
     /* qemu-img's order of these refusals */
     const char *refusal = NULL;
@@ -809,6 +833,5 @@ out:
     blkopts_free(&dst_opts);
     blkopts_free(&snap_opts);
     pthread_mutex_destroy(&cv.lock);
-    pthread_cond_destroy(&cv.turn);
     return ret;
 }
