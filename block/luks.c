@@ -259,25 +259,41 @@ static int slot_master_key(const LuksHeader *h, int i, const uint8_t *region, co
     return r;
 }
 
-int luks_unlock(const LuksHeader *h, const uint8_t *region, size_t region_len,
+/* 1 if pass opens active slot i (mk then holds the master key), 0 if
+ * not, or -errno. */
+static int slot_try(const LuksHeader *h, int i, const uint8_t *region, const char *pass,
+                    uint8_t *mk)
+{
+    uint8_t digest[LUKS_DIGEST_LEN];
+    if (!h->slot[i].active)
+        return 0;
+    int r = slot_master_key(h, i, region, pass, mk);
+    if (r == 0)
+        r = blk_pbkdf2(h->hash, mk, h->key_bytes, h->mk_salt, LUKS_SALT_LEN, h->mk_iters,
+                       digest, sizeof(digest));
+    if (r < 0) {
+        blk_set_error("LUKS: cannot derive the key of slot %d", i);
+        return r;
+    }
+    return CRYPTO_memcmp(digest, h->mk_digest, sizeof(digest)) == 0;
+}
+
+int luks_unlock(LuksHeader *h, const uint8_t *region, size_t region_len,
                 const char *passphrase, BlkCipher **out)
 {
     (void)region_len; /* luks_parse() checked every slot against it */
-    uint8_t mk[BLK_CRYPTO_MAX_KEY], digest[LUKS_DIGEST_LEN];
+    uint8_t mk[BLK_CRYPTO_MAX_KEY];
     *out = NULL;
     for (int i = 0; i < LUKS_NUM_SLOTS; i++) {
-        if (!h->slot[i].active)
-            continue;
-        int r = slot_master_key(h, i, region, passphrase, mk);
-        if (r == 0)
-            r = blk_pbkdf2(h->hash, mk, h->key_bytes, h->mk_salt, LUKS_SALT_LEN, h->mk_iters,
-                           digest, sizeof(digest));
+        int r = slot_try(h, i, region, passphrase, mk);
         if (r < 0) {
-            blk_set_error("LUKS: cannot derive the key of slot %d", i);
+            OPENSSL_cleanse(mk, sizeof(mk));
             return r;
         }
-        if (CRYPTO_memcmp(digest, h->mk_digest, sizeof(digest)) == 0) {
+        if (r) {
             *out = blk_cipher_new(&h->spec, mk);
+            memcpy(h->master_key, mk, sizeof(mk));
+            h->unlocked = *out != NULL;
             OPENSSL_cleanse(mk, sizeof(mk));
             return *out ? 0 : -EIO;
         }
@@ -345,8 +361,8 @@ static void make_uuid(char *out)
             u[14], u[15]);
 }
 
-/* Slot 0 gets the master key encrypted under passphrase at its offset. */
-static int write_slot0(const BlkCipherSpec *spec, const char *hash, uint32_t iters,
+/* The master key split and encrypted under pass, as a key slot holds it. */
+static int slot_seal(const BlkCipherSpec *spec, const char *hash, uint32_t iters,
                        const uint8_t *salt, const uint8_t *mk, const char *pass, uint8_t *dst)
 {
     size_t kb = blk_cipher_key_bytes(spec), splitlen = kb * LUKS_STRIPES;
@@ -406,7 +422,7 @@ int luks_create(const LuksCreateOpts *o, const char *passphrase, uint8_t **regio
         put32(s + 40, (uint32_t)(first + i * stride));
         put32(s + 44, LUKS_STRIPES);
     }
-    r = write_slot0(&spec, hash, slot_iters, salt[1], mk, passphrase,
+    r = slot_seal(&spec, hash, slot_iters, salt[1], mk, passphrase,
                     buf + first * BLK_CRYPTO_SECTOR);
     if (r == 0 && !(*out = blk_cipher_new(&spec, mk)))
         r = -EIO;
@@ -441,4 +457,215 @@ void luks_get_info(const LuksHeader *h, BlockLuksInfo *info)
         info->slots[i].stripes = h->slot[i].stripes;
         info->slots[i].key_offset = (uint64_t)h->slot[i].key_sector * BLK_CRYPTO_SECTOR;
     }
+}
+
+/* ---- amend: key slots added and erased in place ---- */
+
+static int amend_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int amend_fail(const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    blk_set_error("%s", msg);
+    return -EINVAL;
+}
+
+static int count_active(const LuksHeader *h)
+{
+    int n = 0;
+    for (int i = 0; i < LUKS_NUM_SLOTS; i++)
+        n += h->slot[i].active;
+    return n;
+}
+
+/* QEMU keeps keyslot in an int: larger numbers wrap */
+static int32_t keyslot_index(uint64_t v)
+{
+    return (int32_t)(uint32_t)(v & 0xffffffffu);
+}
+
+/* An inactive slot of a hostile header may point past the region. */
+static int slot_in_region(const LuksHeader *h, int i, size_t region_len)
+{
+    if (luks_slot_material_offset(h, i) + luks_slot_material_len(h) > region_len)
+        return bad("key slot %d lies outside the header region", i);
+    return 0;
+}
+
+static int select_add(const LuksHeader *h, size_t region_len, const LuksAmendOpts *o,
+                      bool force, unsigned *slots)
+{
+    if (!o->new_secret)
+        return amend_fail("'new-secret' is required to activate a keyslot");
+    if (o->old_secret)
+        return amend_fail("'old-secret' must not be given when activating keyslots");
+    int32_t k = 0;
+    if (o->has_keyslot) {
+        k = keyslot_index(o->keyslot);
+        if (k < 0 || k >= LUKS_NUM_SLOTS)
+            return amend_fail("Invalid keyslot %u specified, must be between 0 and %u",
+                              (uint32_t)k, LUKS_NUM_SLOTS - 1);
+    } else {
+        while (k < LUKS_NUM_SLOTS && h->slot[k].active)
+            k++;
+        if (k == LUKS_NUM_SLOTS)
+            return amend_fail("Can't add a keyslot - all keyslots are in use");
+    }
+    if (!force && h->slot[k].active)
+        return amend_fail("Refusing to overwrite active keyslot %d - please erase it first", k);
+    if (!h->unlocked)
+        return amend_fail("Parameter 'encrypt.key-secret' is required for cipher");
+    *slots = 1u << k;
+    return slot_in_region(h, k, region_len);
+}
+
+static int select_erase_slot(const LuksHeader *h, const uint8_t *region, const LuksAmendOpts *o,
+                             bool force, unsigned *slots)
+{
+    int32_t k = keyslot_index(o->keyslot);
+    uint8_t mk[BLK_CRYPTO_MAX_KEY];
+    if (k < 0 || k >= LUKS_NUM_SLOTS)
+        return amend_fail("Invalid keyslot %d specified, must be between 0 and %d", k,
+                          LUKS_NUM_SLOTS - 1);
+    if (o->old_secret) {
+        int r = slot_try(h, k, region, o->old_secret, mk);
+        OPENSSL_cleanse(mk, sizeof(mk));
+        if (r < 0)
+            return r;
+        if (r == 0)
+            return amend_fail("Given keyslot %d doesn't contain the given old password for "
+                              "erase operation", k);
+    }
+    if (!force && !h->slot[k].active)
+        return amend_fail("Given keyslot %d is already erased (inactive) ", k);
+    if (!force && count_active(h) == 1)
+        return amend_fail("Attempt to erase the only active keyslot %d which will erase all "
+                          "the data in the image irreversibly - refusing operation", k);
+    *slots = 1u << k;
+    return 0;
+}
+
+static int select_erase_matching(const LuksHeader *h, const uint8_t *region, const char *pass,
+                                 bool force, unsigned *slots)
+{
+    uint8_t mk[BLK_CRYPTO_MAX_KEY];
+    int n = 0;
+    for (int i = 0; i < LUKS_NUM_SLOTS; i++) {
+        int r = slot_try(h, i, region, pass, mk);
+        if (r < 0) {
+            OPENSSL_cleanse(mk, sizeof(mk));
+            return r;
+        }
+        if (r) {
+            *slots |= 1u << i;
+            n++;
+        }
+    }
+    OPENSSL_cleanse(mk, sizeof(mk));
+    if (!n)
+        return amend_fail("No keyslots match given (old) password for erase operation");
+    if (!force && n == count_active(h))
+        return amend_fail("All the active keyslots match the (old) password that was given "
+                          "and erasing them will erase all the data in the image "
+                          "irreversibly - refusing operation");
+    return 0;
+}
+
+static int select_erase(const LuksHeader *h, const uint8_t *region, size_t region_len,
+                        const LuksAmendOpts *o, bool force, unsigned *slots)
+{
+    if (o->new_secret)
+        return amend_fail("'new-secret' must not be given when erasing keyslots");
+    if (o->has_iter_time)
+        return amend_fail("'iter-time' must not be given when erasing keyslots");
+    int r;
+    if (o->has_keyslot)
+        r = select_erase_slot(h, region, o, force, slots);
+    else if (o->old_secret)
+        r = select_erase_matching(h, region, o->old_secret, force, slots);
+    else
+        r = amend_fail("To erase keyslot(s), either explicit keyslot index or the password "
+                       "currently contained in them must be given");
+    for (int i = 0; r == 0 && i < LUKS_NUM_SLOTS; i++)
+        if (*slots & (1u << i))
+            r = slot_in_region(h, i, region_len);
+    return r;
+}
+
+int luks_amend_select(const LuksHeader *h, const uint8_t *region, size_t region_len,
+                      const LuksAmendOpts *o, bool force, unsigned *slots)
+{
+    *slots = 0;
+    int r = o->activate ? select_add(h, region_len, o, force, slots)
+                        : select_erase(h, region, region_len, o, force, slots);
+    if (r < 0)
+        *slots = 0;
+    return r;
+}
+
+int luks_slot_iters(const LuksHeader *h, int i, uint64_t iter_time_ms, uint32_t *iters)
+{
+    /* QEMU's scaling: iterations per second times the time asked for */
+    uint64_t per_second = blk_pbkdf2_iters_for(h->hash, 1000);
+    if (!per_second) {
+        blk_set_error("Unable to get accurate CPU usage");
+        return -EIO;
+    }
+    if (iter_time_ms && per_second > UINT64_MAX / iter_time_ms) {
+        blk_set_error("PBKDF iterations %" PRIu64 " too large to scale: %s\nFailed to write "
+                      "to keyslot %d", per_second, strerror(ERANGE), i);
+        return -ERANGE;
+    }
+    *iters = clamp_iters(per_second * iter_time_ms / 1000);
+    return 0;
+}
+
+int luks_slot_fill(LuksHeader *h, uint8_t *region, int i, const char *pass, uint32_t iters)
+{
+    uint8_t salt[LUKS_SALT_LEN];
+    int r = h->unlocked ? blk_random_bytes(salt, sizeof(salt)) : -EINVAL;
+    if (r == 0)
+        r = slot_seal(&h->spec, h->hash, iters, salt, h->master_key, pass,
+                      region + luks_slot_material_offset(h, i));
+    if (r < 0) {
+        blk_set_error("Failed to write to keyslot %d: %s", i, strerror(-r));
+        return r;
+    }
+    h->slot[i].iters = iters;
+    memcpy(h->slot[i].salt, salt, sizeof(salt));
+    return 0;
+}
+
+void luks_slot_clear(LuksHeader *h, int i)
+{
+    h->slot[i].active = false;
+    h->slot[i].iters = 0;
+    memset(h->slot[i].salt, 0, LUKS_SALT_LEN);
+}
+
+void luks_slot_encode(const LuksHeader *h, int i, uint8_t out[48])
+{
+    put32(out, h->slot[i].active ? SLOT_ENABLED : SLOT_DISABLED);
+    put32(out + 4, h->slot[i].iters);
+    memcpy(out + 8, h->slot[i].salt, LUKS_SALT_LEN);
+    put32(out + 40, h->slot[i].key_sector);
+    put32(out + 44, h->slot[i].stripes);
+}
+
+size_t luks_slot_entry_offset(int i)
+{
+    return 208 + 48 * (size_t)i;
+}
+
+uint64_t luks_slot_material_offset(const LuksHeader *h, int i)
+{
+    return (uint64_t)h->slot[i].key_sector * BLK_CRYPTO_SECTOR;
+}
+
+size_t luks_slot_material_len(const LuksHeader *h)
+{
+    return (size_t)h->key_bytes * LUKS_STRIPES;
 }

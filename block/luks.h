@@ -43,6 +43,9 @@ typedef struct LuksHeader {
         uint32_t key_sector;
         uint32_t stripes;
     } slot[LUKS_NUM_SLOTS];
+    /* set by luks_unlock(): a new key slot needs the master key */
+    bool unlocked;
+    uint8_t master_key[BLK_CRYPTO_MAX_KEY];
 } LuksHeader;
 
 /* What `create -o encrypt.*` asks for. */
@@ -57,7 +60,7 @@ int luks_parse(const uint8_t *buf, size_t len, uint64_t region_len, LuksHeader *
 /* Tries the passphrase on each active slot; region holds the whole
  * header region.  *out is the data cipher.  -EACCES: "Invalid password,
  * cannot unlock any keyslot". */
-int luks_unlock(const LuksHeader *h, const uint8_t *region, size_t region_len,
+int luks_unlock(LuksHeader *h, const uint8_t *region, size_t region_len,
                 const char *passphrase, BlkCipher **out);
 /* Bytes of the header region for these options (for measure), or
  * -EINVAL. */
@@ -67,5 +70,38 @@ int64_t luks_region_size(const LuksCreateOpts *o);
 int luks_create(const LuksCreateOpts *o, const char *passphrase, uint8_t **region,
                 size_t *len, BlkCipher **out);
 void luks_get_info(const LuksHeader *h, BlockLuksInfo *info);
+
+/* What `amend -o encrypt.*` asks for (QEMU's QCryptoBlockAmendOptionsLUKS);
+ * the secrets are the passphrases themselves, NULL when not given. */
+typedef struct LuksAmendOpts {
+    bool activate;              /* encrypt.state=active, else inactive */
+    bool has_keyslot, has_iter_time;
+    uint64_t keyslot, iter_time_ms;
+    const char *new_secret, *old_secret;
+} LuksAmendOpts;
+
+/* Checks an amend against the header as qemu-img 7.2 does and picks the
+ * slots it changes (bit i: slot i).  Erasing by password runs PBKDF2 on
+ * every active slot.  -EINVAL with QEMU's message. */
+int luks_amend_select(const LuksHeader *h, const uint8_t *region, size_t region_len,
+                      const LuksAmendOpts *o, bool force, unsigned *slots);
+/* PBKDF2 iterations that take iter_time_ms here (measured, as QEMU;
+ * clamped as luks_create does).  -ERANGE with QEMU's message when the
+ * product overflows. */
+int luks_slot_iters(const LuksHeader *h, int i, uint64_t iter_time_ms, uint32_t *iters);
+/* Puts the master key (h must be unlocked) under pass into slot i's key
+ * material in region and the slot's new salt and iterations into h; the
+ * slot stays inactive, so the caller can write the material before the
+ * header entry that activates it. */
+int luks_slot_fill(LuksHeader *h, uint8_t *region, int i, const char *pass, uint32_t iters);
+/* Marks slot i inactive in h, as QEMU leaves an erased slot. */
+void luks_slot_clear(LuksHeader *h, int i);
+/* Slot i's 48-byte entry as the header stores it, and where it lies in
+ * the region. */
+void luks_slot_encode(const LuksHeader *h, int i, uint8_t out[48]);
+size_t luks_slot_entry_offset(int i);
+/* Where slot i's key material lies in the region, and its length. */
+uint64_t luks_slot_material_offset(const LuksHeader *h, int i);
+size_t luks_slot_material_len(const LuksHeader *h);
 
 #endif

@@ -411,7 +411,7 @@ static int lazy_off(Qcow2State *s)
 static const char *const creation_only[] = {
     "cluster_size", "encryption", "encrypt.format", "encrypt.key-secret", "encrypt.cipher-alg",
     "encrypt.cipher-mode", "encrypt.ivgen-alg", "encrypt.ivgen-hash-alg", "encrypt.hash-alg",
-    "encrypt.iter-time", "preallocation", "extended_l2", "compression_type", "nocow",
+    "preallocation", "extended_l2", "compression_type", "nocow",
 };
 
 /* g_strcmp0() == 0 where the image's "" means absent */
@@ -425,7 +425,11 @@ static bool same_or_null(const char *given, const char *stored)
 int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force)
 {
     Qcow2State *s = bs->opaque;
-    (void)force;
+    /* qemu-img opens the image with its key to amend anything */
+    if (s->crypt_method && !s->crypto) {
+        blk_set_error("Parameter 'encrypt.key-secret' is required for cipher");
+        return -ENOKEY;
+    }
     for (int i = 0; i < opts->n; i++) {
         for (size_t k = 0; k < sizeof(creation_only) / sizeof(creation_only[0]); k++) {
             if (!strcmp(opts->opt[i].key, creation_only[k])) {
@@ -450,6 +454,10 @@ int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force)
                       "file");
         return -EINVAL;
     }
+    struct qcow2_crypto_amend crypt;
+    int r = qcow2_crypto_amend_parse(s, opts, &crypt);
+    if (r < 0)
+        return r;
     const char *unused = blkopts_first_unused(opts);
     if (unused) {
         blk_set_error("Invalid parameter '%s'", unused);
@@ -467,7 +475,6 @@ int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force)
         }
     }
     bool lazy = s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS;
-    int r;
     if (lazy_s && (r = blkopts_get_bool(opts, "lazy_refcounts", false, &lazy)) < 0)
         return r;
     uint64_t rbits = s->refcount_bits, size = bs->size;
@@ -509,6 +516,8 @@ int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force)
     r = qcow2_flush_metadata(s);
     if (r == 0 && new_version > s->version)
         r = set_header(s, new_version, s->compat);
+    if (r == 0)
+        r = qcow2_crypto_amend(s, &crypt, force);
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_lock(&s->lock);
     if (r == 0 && lazy_s && lazy != !!(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) {

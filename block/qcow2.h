@@ -327,6 +327,14 @@ int qcow2_crypto_parse_create(BlockOptions *o, struct qcow2_crypto_create *c);
 /* Sets up encryption on an image being created (after its L1 table). */
 int qcow2_crypto_create(Qcow2State *s, const struct qcow2_crypto_create *c);
 void qcow2_crypto_info(Qcow2State *s, BlockInfo *info);
+/* amend -o encrypt.state=...: LUKS key slots added or erased */
+struct qcow2_crypto_amend {
+    bool wanted;
+    LuksAmendOpts luks;
+};
+/* Takes the encrypt.* amend options out of opts and checks them. */
+int qcow2_crypto_amend_parse(Qcow2State *s, BlockOptions *opts, struct qcow2_crypto_amend *a);
+int qcow2_crypto_amend(Qcow2State *s, const struct qcow2_crypto_amend *a, bool force);
 
 /* qcow2-cluster.c */
 int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);

@@ -3,3 +3,4 @@
 # library it links must not inherit the flag, or the flags stamp would
 # rebuild everything.
 $(BUILD)/tests/blk-fault: private LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64,--wrap=pwritev64,--wrap=fdatasync
+$(BUILD)/tests/luks-fault: private LDFLAGS += -Wl,--wrap=pwrite64,--wrap=pwritev64,--wrap=fdatasync

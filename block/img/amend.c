@@ -13,8 +13,7 @@
 enum { OPT_FORCE = 256 };
 
 /* qemu-img 7.2's list for qcow2, the only format calf amends; options
- * calf cannot change (data_file, the LUKS keyslots) get a clear error
- * from the driver. */
+ * calf cannot change (data_file) get a clear error from the driver. */
 static const char qcow2_amend_help[] =
     "  backing_file=<str>     - File name of a base image\n"
     "  backing_fmt=<str>      - Image format of the base image\n"
@@ -141,6 +140,10 @@ int img_amend(int argc, char **argv)
         img_error("Format driver '%s' does not support option amendment", bs->drv->name);
         goto out;
     }
+    /* LUKS key slot changes name their passphrases by secret id */
+    if (img_secret_resolve_key(&opts, "encrypt.new-secret") < 0 ||
+        img_secret_resolve_key(&opts, "encrypt.old-secret") < 0)
+        goto out;
     ImgProgress prog;
     img_progress_init(&prog, progress);
     bs->progress = amend_progress;
@@ -149,6 +152,11 @@ int img_amend(int argc, char **argv)
     if (r == 0)
         r = blk_flush(bs);
     img_progress_end(&prog);
+    if (r == -ENOKEY) {
+        /* qemu-img's open asks for the key before amend sees the options */
+        img_error("Could not open '%s': %s", filename, blk_error());
+        goto out;
+    }
     if (r < 0) {
         img_error("%s", blk_error());
         goto out;

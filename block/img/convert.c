@@ -498,6 +498,26 @@ static int parse_cache(const char *mode, int *flags)
     return 0;
 }
 
+/* qemu-img opens an encrypted target only with its key: refused at the
+ * open, not at the first write. */
+static int check_target_key(BlockDriverState *dst, const char *out, bool tgt_image_opts,
+                            BlockOptions *dst_opts)
+{
+    bool have_key = blkopts_get(dst_opts, "encrypt.key-secret") != NULL;
+    if (tgt_image_opts) {
+        BlockOptions t = {0};
+        have_key = blkopts_parse(&t, out) == 0 && blkopts_get(&t, "encrypt.key-secret");
+        blkopts_free(&t);
+    }
+    BlockInfo bi;
+    bool encrypted = blk_get_info(dst, &bi) == 0 && bi.encrypted;
+    blk_info_free(&bi);
+    if (!encrypted || have_key)
+        return 0;
+    img_error("Could not open '%s': Parameter 'encrypt.key-secret' is required for cipher", out);
+    return -EACCES;
+}
+
 static void convert_usage(void)
 {
     img_usage_error("Expecting one image file name");
@@ -524,6 +544,7 @@ int img_convert(int argc, char **argv)
     BlockOptions opts = {0}, dst_opts = {0}, snap_opts = {0};
     bool compress = false, progress = false, skip_create = false, ooo = false;
     bool force_share = false, target_is_zero = false, quiet = false, image_opts = false;
+    bool tgt_image_opts = false, have_options = false;
     int64_t sparse = 8 * BLK_SECTOR_SIZE, nworkers = 8;
     int c;
     while ((c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:", long_options,
@@ -549,6 +570,7 @@ int img_convert(int argc, char **argv)
             compress = true;
             break;
         case 'o':
+            have_options = true;
             if (blkopts_parse(&opts, optarg) < 0) {
                 img_error("Invalid option list: %s", optarg);
                 blkopts_free(&opts);
@@ -621,9 +643,8 @@ int img_convert(int argc, char **argv)
             image_opts = true;
             break;
         case OPT_TARGET_IMAGE_OPTS:
-            img_error("--target-image-opts is not supported yet");
-            blkopts_free(&opts);
-            return 1;
+            tgt_image_opts = true;
+            break;
         default:
             img_bad_option(c, argv);
         }
@@ -635,6 +656,18 @@ int img_convert(int argc, char **argv)
                   .progress = progress};
     pthread_mutex_init(&cv.lock, NULL);
     int nsrc = argc - optind - 1;
+    /* qemu-img's order of these refusals */
+    const char *refusal = NULL;
+    if (tgt_image_opts && !skip_create)
+        refusal = "--target-image-opts requires use of -n flag";
+    else if (skip_create && have_options)
+        refusal = "-o has no effect when skipping image creation";
+    else if (target_is_zero && !skip_create)
+        refusal = "--target-is-zero requires use of -n flag";
+    if (refusal) {
+        img_error("%s", refusal);
+        goto out;
+    }
     if (img_has_help_option(&opts)) {
         ret = img_print_create_help(nsrc >= 1 ? argv[argc - 1] : NULL, out_fmt ? out_fmt : "raw");
         goto out;
@@ -647,12 +680,8 @@ int img_convert(int argc, char **argv)
         return 1;
     }
     const char *out = argv[argc - 1];
-    if (!out_fmt)
+    if (!out_fmt && !tgt_image_opts)
         out_fmt = "raw";
-    if (target_is_zero && !skip_create) {
-        img_error("--target-is-zero requires use of -n flag");
-        goto out;
-    }
     if (snap && !strncmp(snap, "snapshot.", 9) && parse_snapshot_opts(snap, &snap_opts) < 0)
         goto out;
     int dst_flags = BLK_O_RDWR;
@@ -660,8 +689,13 @@ int img_convert(int argc, char **argv)
         img_error("Invalid cache option: %s", cache);
         goto out;
     }
-    const BlockDriver *odrv = blk_find_driver(out_fmt);
-    if (!odrv) {
+    if (tgt_image_opts && out_fmt) {
+        img_error("--image-opts and --format are mutually exclusive");
+        goto out;
+    }
+    /* --target-image-opts: the option string names the driver */
+    const BlockDriver *odrv = out_fmt ? blk_find_driver(out_fmt) : NULL;
+    if (out_fmt && !odrv) {
         img_error("Unknown file format '%s'", out_fmt);
         goto out;
     }
@@ -675,12 +709,18 @@ int img_convert(int argc, char **argv)
     const char *bfo = blkopts_get(&opts, "backing_fmt");
     if (!base_fmt)
         base_fmt = bfo;
-    if (base && !odrv->change_backing_file && strcmp(out_fmt, "qcow")) {
+    if (base && odrv && !odrv->change_backing_file && strcmp(out_fmt, "qcow")) {
         img_error("Backing file not supported for file format '%s'", out_fmt);
         goto out;
     }
-    if (compress && !odrv->pwrite_compressed) {
+    if (compress && odrv && !odrv->pwrite_compressed) {
         img_error("Compression not supported for this file format");
+        goto out;
+    }
+    bool legacy_enc = false;
+    blkopts_get_bool(&opts, "encryption", false, &legacy_enc); /* create checks the value */
+    if (compress && !skip_create && (blkopts_get(&opts, "encrypt.format") || legacy_enc)) {
+        img_error("Compression and encryption not supported at the same time");
         goto out;
     }
     if (base && !skip_create && !base_fmt) {
@@ -731,9 +771,17 @@ int img_convert(int argc, char **argv)
             goto out;
         }
     }
-    cv.dst = blk_open(out, out_fmt, dst_flags, dst_opts.n ? &dst_opts : NULL);
-    if (!cv.dst) {
+    if (tgt_image_opts) {
+        if (!(cv.dst = img_open_image_opts(out, dst_flags)))
+            goto out;
+    } else if (!(cv.dst = blk_open(out, out_fmt, dst_flags, dst_opts.n ? &dst_opts : NULL))) {
         img_error("Could not open '%s': %s", out, blk_error());
+        goto out;
+    }
+    if (check_target_key(cv.dst, out, tgt_image_opts, &dst_opts) < 0)
+        goto out;
+    if (compress && !cv.dst->drv->pwrite_compressed) {
+        img_error("Compression not supported for this file format");
         goto out;
     }
     if (skip_create && cv.dst->size < cv.total) {

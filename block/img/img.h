@@ -49,6 +49,9 @@ int img_common_option(int c, const char *arg);
 int img_object_add(const char *arg);
 /* Replaces encrypt.key-secret=ID in o by the secret's text. */
 int img_secret_resolve(BlockOptions *o);
+/* Replaces the value of key (an id, as amend's encrypt.new-secret) in o
+ * by the secret's text. */
+int img_secret_resolve_key(BlockOptions *o, const char *key);
 void img_objects_free(void);
 /* --image-opts was given: img_open() takes its file names as option
  * lists ("driver=qcow2,file.filename=x,encrypt.key-secret=s0"). */

@@ -178,6 +178,28 @@ int img_secret_resolve(BlockOptions *o)
     return 0;
 }
 
+int img_secret_resolve_key(BlockOptions *o, const char *key)
+{
+    for (int i = 0; i < o->n; i++) {
+        if (strcmp(o->opt[i].key, key) || !o->opt[i].value)
+            continue;
+        int j = 0;
+        while (j < nsecrets && strcmp(secrets[j].id, o->opt[i].value))
+            j++;
+        if (j == nsecrets) {
+            /* QEMU's words for a secret looked up by the crypto layer */
+            obj_error("No secret with id '%s'", o->opt[i].value);
+            return -ENOENT;
+        }
+        char *v = strdup(secrets[j].data);
+        if (!v)
+            return -ENOMEM;
+        free(o->opt[i].value);
+        o->opt[i].value = v;
+    }
+    return 0;
+}
+
 void img_objects_free(void)
 {
     for (int i = 0; i < nsecrets; i++) {
@@ -197,10 +219,14 @@ BlockDriverState *img_open_image_opts(const char *arg, int flags)
     }
     const char *drv = blkopts_get(&o, "driver");
     const char *fn = blkopts_get(&o, "file.filename");
-    if (!fn)
-        fn = blkopts_get(&o, "filename");
     blkopts_get(&o, "file.driver");
-    if (!fn) {
+    if (!strchr(arg, '=')) {
+        /* QEMU takes a bare word for the name of a node that does not exist */
+        obj_error("Could not open '%s': Cannot find device='%s' nor node-name='%s'", arg, arg,
+                  arg);
+    } else if (!fn && !drv) {
+        obj_error("Could not open '%s': Must specify either driver or file", arg);
+    } else if (!fn) {
         obj_error("Could not open '%s': A block device must be specified for \"file\"", arg);
     } else if (img_secret_resolve(&o) == 0) {
         /* what the driver does not take is an error from blk_open */

@@ -11,7 +11,8 @@
  * qcow (v1) inputs go through the qcow driver the same way.  Every open
  * passes the passphrase "fuzz" (encrypted seeds use it), so encrypted
  * inputs are unlocked and decrypted.  An input that starts with the LUKS
- * magic is a bare LUKS header region: parsed, shown, unlocked.
+ * magic is a bare LUKS header region: parsed, shown, unlocked, and
+ * given to amend's key slot code.
  *
  * Built by `make fuzz` with clang -fsanitize=fuzzer,address,undefined, and
  * by tests/unit/fuzz-replay.c (gcc, with its own main) for `make test`.
@@ -175,6 +176,40 @@ static const char *fuzz_format(const uint8_t *data, size_t size)
     return "qcow2";
 }
 
+/* amend's key slot choices on the parsed header (erase by slot and by
+ * password, add to a free slot), and, once unlocked, a new key put over
+ * slot 0 of a private copy of the region, which must then parse and open
+ * with the new passphrase to the same master key. */
+static void fuzz_luks_amend(LuksHeader *h, const uint8_t *data, size_t size)
+{
+    unsigned slots;
+    LuksAmendOpts erase = {.has_keyslot = true, .keyslot = data[size - 1] % 9};
+    LuksAmendOpts by_pass = {.old_secret = "fuzz"};
+    LuksAmendOpts add = {.activate = true, .new_secret = "fuzz2"};
+    LuksAmendOpts over = {.activate = true, .new_secret = "fuzz2", .has_keyslot = true};
+    luks_amend_select(h, data, size, &erase, false, &slots);
+    luks_amend_select(h, data, size, &by_pass, true, &slots);
+    luks_amend_select(h, data, size, &add, false, &slots);
+    if (!h->unlocked || luks_amend_select(h, data, size, &over, true, &slots) < 0)
+        return;
+    uint8_t *copy = malloc(size), entry[48];
+    if (!copy)
+        return;
+    memcpy(copy, data, size);
+    if (luks_slot_fill(h, copy, 0, "fuzz2", 1000) == 0) {
+        h->slot[0].active = true;
+        luks_slot_encode(h, 0, entry);
+        memcpy(copy + luks_slot_entry_offset(0), entry, sizeof(entry));
+        LuksHeader h2;
+        BlkCipher *c = NULL;
+        if (luks_parse(copy, size, size, &h2) < 0 || luks_unlock(&h2, copy, size, "fuzz2", &c) < 0 ||
+            memcmp(h2.master_key, h->master_key, h->key_bytes))
+            abort(); /* a key slot written by amend that does not open */
+        blk_cipher_free(c);
+    }
+    free(copy);
+}
+
 /* A LUKS header region on its own (the qcow2 images that hold one are
  * larger than the fuzzer's inputs). */
 static void fuzz_luks(const uint8_t *data, size_t size)
@@ -191,6 +226,7 @@ static void fuzz_luks(const uint8_t *data, size_t size)
         blk_cipher_crypt(c, 12345, fuzz_buf, 4096, false);
         blk_cipher_free(c);
     }
+    fuzz_luks_amend(&h, data, size);
 }
 
 static BlockOptions fuzz_opts;
