@@ -72,7 +72,7 @@ done_testing() {
 # kernel source is not installed; a failed build is a failed test.
 LINUX_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/linux
 need_linux() {
-    local t0=$(date +%s) log=$CALF_BUILD/linux/build.log
+    local t0=$(date +%s) log=$TMP/kernel-build.log
     LINUX_KERNEL=$CALF_BUILD/linux/vmlinux
     LINUX_APPEND=$("$LINUX_DIR/cmdline.sh" console=ttyS0 panic=-1)
     if ! ls /usr/src/linux-source-6.1.tar.* >/dev/null 2>&1; then
@@ -90,7 +90,8 @@ need_linux() {
         echo "1..1"
         exit 1
     fi
-    echo "# kernel ready after $(( $(date +%s) - t0 )) s: $(tr '\n' ' ' <"$log")"
+    echo "# kernel ready after $(( $(date +%s) - t0 )) s"
+    grep -v warning "$log" | sed 's/^/#   /'
 }
 
 # need_initramfs: LINUX_INITRD, a busybox initramfs made for this run.
