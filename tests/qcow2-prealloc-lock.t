@@ -39,8 +39,15 @@ wait_locked() { # file: wait until somebody holds the write lock
 
 # qemu-io holds the image for writing
 qemu-img create -q -f qcow2 "$T/l.qcow2" 64M
-qemu-io -c "sleep 600000" "$T/l.qcow2" >/dev/null 2>&1 & pids+=($!)
-wait_locked "$T/l.qcow2"
+# (a make test SANITIZE=1 run once saw this qemu-io gone before the checks:
+# its stderr is kept, and it is started again once if it is not running)
+hold_qemu_io() {
+  qemu-io -c "sleep 600000" "$T/l.qcow2" >/dev/null 2>"$T/qio.err" & pids+=($!)
+  wait_locked "$T/l.qcow2"
+  sleep 0.1
+  kill -0 "${pids[-1]}" 2>/dev/null
+}
+hold_qemu_io || { echo "# qemu-io exited early: $(tr '\n' ' ' <"$T/qio.err")"; hold_qemu_io; }
 if out=$("$B/calf-io" -c "write 0 4k" "$T/l.qcow2" 2>&1); then notok "calf-io wrote while qemu-io held the image"
 else grep -q "lock" <<<"$out" && ok "calf-io is refused while qemu-io writes: $(head -1 <<<"$out")" || notok "calf-io failed without a lock message: $out"; fi
 if "$B/calf-img" info "$T/l.qcow2" >/dev/null 2>&1; then notok "calf-img info without -U opened an image in use"
