@@ -110,18 +110,31 @@ void vm_unmap_ram(void *host, int slot)
     pthread_mutex_unlock(&vm->stop_lock);
 }
 
+#define VM_HUGE_ALIGN (2u << 20)
+
 static int vm_setup_ram(struct vm *vm, uint64_t ram_size)
 {
     int ret;
 
-    vm->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (vm->ram == MAP_FAILED) {
-        vm->ram = NULL;
+    uint8_t *map = mmap(NULL, ram_size + VM_HUGE_ALIGN, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    uintptr_t head;
+
+    if (map == MAP_FAILED) {
         vmm_error("cannot allocate %llu MiB of guest RAM: %s",
                   (unsigned long long)(ram_size >> 20), strerror(errno));
         return -ENOMEM;
     }
+    /* 2 MiB aligned and eligible for transparent huge pages (as QEMU
+     * does): fewer host page faults and TLB misses when devices copy
+     * into guest memory, and large EPT/NPT mappings on hardware KVM. */
+    head = (VM_HUGE_ALIGN - ((uintptr_t)map & (VM_HUGE_ALIGN - 1))) & (VM_HUGE_ALIGN - 1);
+    if (head)
+        munmap(map, head);
+    if (VM_HUGE_ALIGN - head)
+        munmap(map + head + ram_size, VM_HUGE_ALIGN - head);
+    vm->ram = map + head;
+    madvise(vm->ram, ram_size, MADV_HUGEPAGE);
     vm->ram_size = ram_size;
     vm->low_size = ram_size < VM_LOW_RAM_MAX ? ram_size : VM_LOW_RAM_MAX;
     ret = vm_add_slot(vm, 0, 0, vm->low_size, vm->ram);
