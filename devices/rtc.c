@@ -90,7 +90,7 @@ static void rtc_tick(struct rtc *rtc)
 static void *rtc_thread(void *arg)
 {
     struct rtc *rtc = arg;
-    uint64_t next = 0;
+    uint64_t next = 0, cur = 0;
 
     pthread_mutex_lock(&rtc->tlock);
     while (!rtc->stop) {
@@ -98,12 +98,14 @@ static void *rtc_thread(void *arg)
         struct timespec ts;
 
         if (!period) {
+            cur = 0;
             pthread_cond_wait(&rtc->tcond, &rtc->tlock);
-            next = 0;
             continue;
         }
-        if (!next)
+        if (period != cur) { /* started, or a new rate: count from now */
+            cur = period;
             next = now + period;
+        }
         if (now < next) {
             ts.tv_sec = (time_t)(next / 1000000000ULL);
             ts.tv_nsec = (long)(next % 1000000000ULL);
