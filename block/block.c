@@ -370,20 +370,32 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
     return n;
 }
 
+/* A scattered request without the gather copy: segments contiguous in
+ * memory as one plain request, else the driver's vectored path if it has
+ * one.  -ENOTSUP: neither applies, gather. */
+static int iov_no_copy(BlockDriverState *bs, uint64_t off, const struct iovec *iov,
+                       int iovcnt, size_t total, bool write)
+{
+    struct iovec m[1];
+    if (iovcnt < 2)
+        return -ENOTSUP;
+    if (iov_merge(iov, iovcnt, m, 1) == 1)
+        return write ? blk_pwrite(bs, off, m[0].iov_base, m[0].iov_len)
+                     : blk_pread(bs, off, m[0].iov_base, m[0].iov_len);
+    if (!(write ? bs->drv->pwritev : bs->drv->preadv))
+        return -ENOTSUP;
+    int r = check_request(bs, off, total, write);
+    if (r < 0)
+        return r;
+    return write ? bs->drv->pwritev(bs, off, iov, iovcnt) : bs->drv->preadv(bs, off, iov, iovcnt);
+}
+
 int blk_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
     size_t total = iov_total(iov, iovcnt);
-    struct iovec m[1];
-    if (iovcnt > 1 && iov_merge(iov, iovcnt, m, 1) == 1)
-        return blk_pread(bs, off, m[0].iov_base, m[0].iov_len);
-    if (iovcnt > 1 && bs->drv->preadv) {
-        int r = check_request(bs, off, total, false);
-        if (r < 0)
-            return r;
-        r = bs->drv->preadv(bs, off, iov, iovcnt);
-        if (r != -ENOTSUP)
-            return r;
-    }
+    int d = iov_no_copy(bs, off, iov, iovcnt, total, false);
+    if (d != -ENOTSUP)
+        return d;
     uint8_t *g = iovcnt > 1 && total <= GATHER_MAX ? gather_buffer(total) : NULL;
     if (g) {
         int r = blk_pread(bs, off, g, total);
@@ -405,17 +417,9 @@ int blk_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int 
 int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
     size_t total = iov_total(iov, iovcnt);
-    struct iovec m[1];
-    if (iovcnt > 1 && iov_merge(iov, iovcnt, m, 1) == 1)
-        return blk_pwrite(bs, off, m[0].iov_base, m[0].iov_len);
-    if (iovcnt > 1 && bs->drv->pwritev) {
-        int r = check_request(bs, off, total, true);
-        if (r < 0)
-            return r;
-        r = bs->drv->pwritev(bs, off, iov, iovcnt);
-        if (r != -ENOTSUP)
-            return r;
-    }
+    int d = iov_no_copy(bs, off, iov, iovcnt, total, true);
+    if (d != -ENOTSUP)
+        return d;
     uint8_t *g = iovcnt > 1 && total <= GATHER_MAX ? gather_buffer(total) : NULL;
     if (g) {
         uint8_t *p = g;

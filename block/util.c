@@ -378,7 +378,7 @@ static bool unaligned(const void *buf, size_t len, uint64_t off)
 /* One preadv/pwritev for a scattered request; a short one (end of file,
  * a signal) is redone segment by segment.  -ENOTSUP under O_DIRECT,
  * where guest segments are rarely aligned: the caller gathers instead. */
-int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+static int file_rwv(int fd, const struct iovec *iov, int iovcnt, uint64_t off, bool write)
 {
     size_t total = 0;
     ssize_t r;
@@ -387,35 +387,26 @@ int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
         return -ENOTSUP;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
-    r = preadv(fd, iov, iovcnt, (off_t)off);
+    r = write ? pwritev(fd, iov, iovcnt, (off_t)off) : preadv(fd, iov, iovcnt, (off_t)off);
     if (r >= 0 && (size_t)r == total)
         return 0;
     for (int i = 0; i < iovcnt; off += iov[i].iov_len, i++) {
-        int e = plain_pread(fd, iov[i].iov_base, iov[i].iov_len, off);
+        int e = write ? plain_pwrite(fd, iov[i].iov_base, iov[i].iov_len, off)
+                      : plain_pread(fd, iov[i].iov_base, iov[i].iov_len, off);
         if (e < 0)
             return e;
     }
     return 0;
 }
 
+int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    return file_rwv(fd, iov, iovcnt, off, false);
+}
+
 int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
-    size_t total = 0;
-    ssize_t r;
-
-    if (is_direct(fd) || iovcnt > IOV_MAX)
-        return -ENOTSUP;
-    for (int i = 0; i < iovcnt; i++)
-        total += iov[i].iov_len;
-    r = pwritev(fd, iov, iovcnt, (off_t)off);
-    if (r >= 0 && (size_t)r == total)
-        return 0;
-    for (int i = 0; i < iovcnt; off += iov[i].iov_len, i++) {
-        int e = plain_pwrite(fd, iov[i].iov_base, iov[i].iov_len, off);
-        if (e < 0)
-            return e;
-    }
-    return 0;
+    return file_rwv(fd, iov, iovcnt, off, true);
 }
 
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off)
