@@ -100,3 +100,16 @@ need_initramfs() {
     "$LINUX_DIR/make-initramfs.sh" "$LINUX_INITRD" 2>"$TMP/initramfs.err" || {
         echo "1..0 # SKIP no initramfs: $(cat "$TMP/initramfs.err")"; exit 0; }
 }
+
+# make_mbr_disk QCOW2 RAW: a 32 MiB raw base and a qcow2 over it whose
+# MBR (two Linux partitions, vda1 at 1 MiB for 8 MiB and vda2 after it)
+# is written into the qcow2 layer only; Linux's partition scan then
+# prints "vda: vda1 vda2".  Needs qemu-img, qemu-io and perl.
+make_mbr_disk() {
+    perl -e 'my $m = "\0" x 446;
+             $m .= pack("CA3CA3VV", 0, "\xff" x 3, 0x83, "\xff" x 3, @$_) for [2048, 16384], [18432, 47104];
+             $m .= "\0" x 32 . "\x55\xaa"; print $m' >"$TMP/mbr.bin"
+    truncate -s 32M "$2"
+    qemu-img create -q -f qcow2 -b "$2" -F raw "$1"
+    qemu-io -f qcow2 -c "write -s $TMP/mbr.bin 0 512" "$1" >/dev/null
+}

@@ -18,13 +18,8 @@ for tool in qemu-img qemu-io mke2fs dumpe2fs perl; do
 done
 need_linux
 
-# The MBR: two Linux partitions, written into the qcow2 layer only.
-perl -e 'my $m = "\0" x 446;
-         $m .= pack("CA3CA3VV", 0, "\xff" x 3, 0x83, "\xff" x 3, @$_) for [2048, 16384], [18432, 47104];
-         $m .= "\0" x 32 . "\x55\xaa"; print $m' >"$TMP/mbr.bin"
-truncate -s 32M "$TMP/base.raw"
-qemu-img create -q -f qcow2 -b "$TMP/base.raw" -F raw "$TMP/vda.qcow2"
-qemu-io -f qcow2 -c "write -s $TMP/mbr.bin 0 512" "$TMP/vda.qcow2" >/dev/null
+# vda: 32 MiB of raw base under a qcow2 layer that alone holds the MBR
+make_mbr_disk "$TMP/vda.qcow2" "$TMP/base.raw"
 
 # The root filesystem, converted to qcow2.
 truncate -s 16M "$TMP/root.raw"

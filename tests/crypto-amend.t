@@ -16,16 +16,6 @@ LUKS="encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10"
 io() { echo "driver=qcow2,file.filename=$1,encrypt.key-secret=${2:-s0}"; }
 add() { echo "encrypt.state=active,encrypt.new-secret=$1,encrypt.iter-time=10${2:+,$2}"; }
 
-# qemu-img's LUKS code times PBKDF2 with the thread's CPU clock and
-# sometimes gives up ("Unable to get accurate CPU usage", more often on
-# a busy host) before it writes anything: retry.
-qemu_retry() {
-    local i
-    for i in $(seq 20); do
-        "$@" 2>/dev/null && return 0
-    done
-    "$@"
-}
 
 PATTERN=(-c "write -P 0x11 0 4k" -c "write -P 0x22 65000 3000" -c "write -P 0x33 1M 130k")
 VERIFY=(-c "read -P 0x11 0 4k" -c "read -P 0x22 65000 3000" -c "read -P 0x33 1M 130k"

@@ -17,17 +17,6 @@ LUKS="encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10"
 AES="encrypt.format=aes,encrypt.key-secret=s0"
 io() { echo "driver=${2:-qcow2},file.filename=$1,encrypt.key-secret=s0"; }
 
-# qemu-img's LUKS create times PBKDF2 with the thread's CPU clock, whose
-# tick is coarse here: when a timing round reads 0 ms it gives up ("Unable
-# to get accurate CPU usage"), on a busy host often several times in a
-# row: retry.
-qemu_retry() {
-    local i
-    for i in $(seq 20); do
-        "$@" 2>/dev/null && return 0
-    done
-    "$@"
-}
 qemu_create() { qemu_retry qemu-img create -q "$@"; }
 
 # A pattern with data inside clusters, across cluster ends, unaligned.

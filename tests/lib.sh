@@ -133,3 +133,16 @@ driver_works() {
     rm -f "$probe"
     return $r
 }
+
+# qemu_retry CMD...: qemu-img's LUKS code times PBKDF2 with the thread's
+# CPU clock, whose tick is coarse here: when a timing round reads 0 ms it
+# gives up ("Unable to get accurate CPU usage") before writing anything,
+# on a busy host often several times in a row.  Retried quietly; the last
+# try shows its error.
+qemu_retry() {
+    local i
+    for i in $(seq 20); do
+        "$@" 2>/dev/null && return 0
+    done
+    "$@"
+}

@@ -157,23 +157,34 @@ static bool is_secret_key(const char *key)
     return n >= kn && !strcmp(key + n - kn, k) && (n == kn || key[n - kn - 1] == '.');
 }
 
+/* Option i of o names a secret: its value becomes the secret's data.
+ * notfound: the message for an unknown id (qemu words it differently
+ * for img options and for the crypto layer's keys). */
+static int secret_replace(BlockOptions *o, int i, const char *notfound)
+{
+    int j = 0;
+    while (j < nsecrets && strcmp(secrets[j].id, o->opt[i].value))
+        j++;
+    if (j == nsecrets) {
+        obj_error(notfound, o->opt[i].value);
+        return -ENOENT;
+    }
+    char *v = strdup(secrets[j].data);
+    if (!v)
+        return -ENOMEM;
+    free(o->opt[i].value);
+    o->opt[i].value = v;
+    return 0;
+}
+
 int img_secret_resolve(BlockOptions *o)
 {
     for (int i = 0; i < o->n; i++) {
         if (!is_secret_key(o->opt[i].key) || !o->opt[i].value)
             continue;
-        int j = 0;
-        while (j < nsecrets && strcmp(secrets[j].id, o->opt[i].value))
-            j++;
-        if (j == nsecrets) {
-            obj_error("No secret with id '%s' found", o->opt[i].value);
-            return -ENOENT;
-        }
-        char *v = strdup(secrets[j].data);
-        if (!v)
-            return -ENOMEM;
-        free(o->opt[i].value);
-        o->opt[i].value = v;
+        int r = secret_replace(o, i, "No secret with id '%s' found");
+        if (r < 0)
+            return r;
     }
     return 0;
 }
@@ -183,19 +194,10 @@ int img_secret_resolve_key(BlockOptions *o, const char *key)
     for (int i = 0; i < o->n; i++) {
         if (strcmp(o->opt[i].key, key) || !o->opt[i].value)
             continue;
-        int j = 0;
-        while (j < nsecrets && strcmp(secrets[j].id, o->opt[i].value))
-            j++;
-        if (j == nsecrets) {
-            /* QEMU's words for a secret looked up by the crypto layer */
-            obj_error("No secret with id '%s'", o->opt[i].value);
-            return -ENOENT;
-        }
-        char *v = strdup(secrets[j].data);
-        if (!v)
-            return -ENOMEM;
-        free(o->opt[i].value);
-        o->opt[i].value = v;
+        /* QEMU's words for a secret looked up by the crypto layer */
+        int r = secret_replace(o, i, "No secret with id '%s'");
+        if (r < 0)
+            return r;
     }
     return 0;
 }
