@@ -75,6 +75,12 @@ need_linux() {
     local t0=$(date +%s) log=$TMP/kernel-build.log
     LINUX_KERNEL=$CALF_BUILD/linux/vmlinux
     LINUX_APPEND=$("$LINUX_DIR/cmdline.sh" console=ttyS0 panic=-1)
+    if [ -n "${CALF_LINUX_KERNEL:-}" ]; then   # a kernel built elsewhere
+        LINUX_KERNEL=$CALF_LINUX_KERNEL
+        [ -r "$LINUX_KERNEL" ] || { echo "not ok 1 - CALF_LINUX_KERNEL=$LINUX_KERNEL is readable"; echo "1..1"; exit 1; }
+        echo "# kernel: $LINUX_KERNEL (CALF_LINUX_KERNEL)"
+        return
+    fi
     if ! ls /usr/src/linux-source-6.1.tar.* >/dev/null 2>&1; then
         echo "1..0 # SKIP Debian's linux-source-6.1 is not installed (make test installs it as root)"
         exit 0
@@ -94,9 +100,13 @@ need_linux() {
     grep -v warning "$log" | sed 's/^/#   /'
 }
 
-# need_initramfs: LINUX_INITRD, a busybox initramfs made for this run.
+# need_initramfs: LINUX_INITRD, a busybox initramfs made for this run
+# (or $CALF_LINUX_INITRD, one made by make-initramfs.sh elsewhere from
+# the busybox $CALF_LINUX_BUSYBOX), and LINUX_BUSYBOX, the busybox in it.
 need_initramfs() {
-    LINUX_INITRD=$TMP/initramfs.cpio
+    LINUX_INITRD=${CALF_LINUX_INITRD:-$TMP/initramfs.cpio}
+    LINUX_BUSYBOX=${CALF_LINUX_BUSYBOX:-/bin/busybox}
+    [ -n "${CALF_LINUX_INITRD:-}" ] && return
     "$LINUX_DIR/make-initramfs.sh" "$LINUX_INITRD" 2>"$TMP/initramfs.err" || {
         echo "1..0 # SKIP no initramfs: $(cat "$TMP/initramfs.err")"; exit 0; }
 }

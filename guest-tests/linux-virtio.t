@@ -57,7 +57,7 @@ else
     has dd "calf-linux: dd done" && [ $status = 0 ]
     ok $? "/init writes /dev/vda with dd and powers off (status $status)"
     qemu-img convert -f qcow2 -O raw "$TMP/vda.qcow2" "$TMP/vda.raw"
-    cmp -s <(tail -c +$((1048576 + 1)) "$TMP/vda.raw" | head -c 65536) <(head -c 65536 /bin/busybox)
+    cmp -s <(tail -c +$((1048576 + 1)) "$TMP/vda.raw" | head -c 65536) <(head -c 65536 "$LINUX_BUSYBOX")
     ok $? "the host reads the guest's bytes out of the qcow2 image"
     qemu-img check -q "$TMP/vda.qcow2"; ok $? "qemu-img check: clean after the guest's write"
 fi

@@ -49,8 +49,9 @@ linux() {
 
 linux linux1 1
 # kvm_pvm emulates each vCPU on a host thread: on a 16-core host 2 vCPUs
-# reach /init in ~55 s, on a 2-core host they starve each other (RCU
-# stalls after "Brought up 1 node, 2 CPUs", no /init within minutes).
+# reached /init in 38 s (4 in 53 s, 8 in 60 s, each brought up), on a
+# 2-core host they starve each other (RCU stalls after "Brought up 1
+# node, 2 CPUs", no /init within minutes).
 if [ -e /sys/module/kvm_pvm ] && [ "$(nproc)" -lt 4 ]; then
     for what in "reaches '$marker'" "brought up 2 CPUs" "sees 256 MiB of RAM"; do
         t_num=$((t_num + 1))

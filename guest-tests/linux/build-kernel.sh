@@ -1,7 +1,8 @@
 #!/bin/bash
-# Builds the small Linux guest (an ELF vmlinux) from Debian's
-# linux-source-6.1 with kernel.config, once: the result is kept in
-# OUT/vmlinux and in a per-user cache ($CALF_CACHE, default
+# Builds the small Linux guest from Debian's linux-source-6.1 with
+# kernel.config, once: an ELF vmlinux (what the tests boot) and a
+# bzImage of the same build (what QEMU's -kernel needs for bench/boot:
+# the config has no PVH note).  Both are kept in OUT/ and in a per-user cache ($CALF_CACHE, default
 # ~/.cache/calf), keyed by kernel.config and the source tarball, so a
 # fresh clone or `make clean` does not pay the build again.  Concurrent
 # callers (make test runs two Linux test files) wait for one build.
@@ -16,11 +17,13 @@ cache=${CALF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/calf}/linux-$stamp
 
 exec 9>"$out/.lock"
 flock 9
-if [ -f "$out/vmlinux" ] && [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ]; then
+if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ] && [ "$(cat "$out/stamp" 2>/dev/null)" = "$stamp" ]; then
     exit 0
 fi
-if [ -f "$cache/vmlinux" ] && cp "$cache/vmlinux" "$out/vmlinux.new" 2>/dev/null; then
+if [ -f "$cache/vmlinux" ] && [ -f "$cache/bzImage" ] &&
+   cp "$cache/vmlinux" "$out/vmlinux.new" 2>/dev/null && cp "$cache/bzImage" "$out/bzImage.new" 2>/dev/null; then
     mv "$out/vmlinux.new" "$out/vmlinux"
+    mv "$out/bzImage.new" "$out/bzImage"
     echo "$stamp" >"$out/stamp"
     echo "build-kernel: taken from the cache $cache" >&2
     exit 0
@@ -37,12 +40,16 @@ echo "build-kernel: configuring (tinyconfig + kernel.config)" >&2
 make -s ARCH=x86_64 tinyconfig >/dev/null
 scripts/kconfig/merge_config.sh -m .config "$here/kernel.config" >/dev/null 2>&1
 make -s ARCH=x86_64 olddefconfig >/dev/null
-echo "build-kernel: building vmlinux with $(nproc) jobs (a few minutes)" >&2
+echo "build-kernel: building vmlinux and bzImage with $(nproc) jobs (a few minutes)" >&2
 start=$(date +%s)
-make -s ARCH=x86_64 -j"$(nproc)" vmlinux >/dev/null
-cp vmlinux "$out/vmlinux.new" && mv "$out/vmlinux.new" "$out/vmlinux"
+make -s ARCH=x86_64 -j"$(nproc)" vmlinux bzImage >/dev/null
+for f in vmlinux arch/x86/boot/bzImage; do
+    cp "$f" "$out/${f##*/}.new" && mv "$out/${f##*/}.new" "$out/${f##*/}"
+done
 echo "$stamp" >"$out/stamp"
 echo "build-kernel: done in $(( $(date +%s) - start )) s" >&2
-if mkdir -p "$cache" 2>/dev/null && cp vmlinux "$cache/vmlinux.new" 2>/dev/null; then
+if mkdir -p "$cache" 2>/dev/null && cp arch/x86/boot/bzImage "$cache/bzImage.new" 2>/dev/null &&
+   cp vmlinux "$cache/vmlinux.new" 2>/dev/null; then
+    mv "$cache/bzImage.new" "$cache/bzImage"
     mv "$cache/vmlinux.new" "$cache/vmlinux"
 fi
