@@ -15,7 +15,7 @@ FW_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -ffreestanding -fno-pic \
 FW_LDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,noexecstack \
               -Wl,--no-warn-rwx-segments
 
-$(FW_DIR)/obj/%.c.o: firmware/testguest/%.c firmware/testguest/guest.h
+$(FW_DIR)/obj/%.c.o: firmware/testguest/%.c $(wildcard firmware/testguest/*.h)
 	@mkdir -p $(dir $@)
 	$(FW_CC) $(FW_CFLAGS) -c $< -o $@
 

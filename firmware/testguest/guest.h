@@ -44,6 +44,12 @@ static inline uint32_t inl(uint16_t port)
     return v;
 }
 
+/* The virtio-blk and IDE tests' large buffers: zeroed by iobss_zero()
+ * when such a test starts, not by every boot (at the emulating backend's
+ * speed zeroing them cost ~20 ms of each boot). */
+#define IOBSS __attribute__((section(".bss.io")))
+void iobss_zero(void);
+void serial_init(void);
 void serial_puts(const char *s);
 void serial_put_hex(uint64_t v);
 void serial_put_dec(uint64_t v);

@@ -53,8 +53,8 @@ struct prd {
 static struct chan pri = { 0x1f0, 0x3f6, 0, 0x40, "primary" };
 static struct chan sec = { 0x170, 0x376, 0, 0x80, "secondary" };
 /* A PRD table owns a 64 KiB region: the endless-table case fills it. */
-static struct prd prds[8192] __attribute__((aligned(65536)));
-static uint8_t buf[65536] __attribute__((aligned(4096)));
+static struct prd prds[8192] IOBSS __attribute__((aligned(65536)));
+static uint8_t buf[65536] IOBSS __attribute__((aligned(4096)));
 static uint16_t ident[256];
 static int failures;
 
@@ -872,6 +872,7 @@ int ide_test(const char *cmdline)
     const char *v;
     uint64_t size = 0, cd = 0;
 
+    iobss_zero();
     if (find_controller())
         return failures;
     peer = cmdline_get(cmdline, "ct.idepeer=", &len) != 0;

@@ -26,11 +26,41 @@ size_t strlen(const char *s)
     return n;
 }
 
+void iobss_zero(void)
+{
+    extern uint64_t __iobss_start[], __iobss_end[];
+    static int done;                        /* per boot: .bss is zeroed at each */
+
+    if (done)
+        return;
+    done = 1;
+    __asm__ volatile("rep stosq" : : "D"(__iobss_start), "c"((uint64_t)(__iobss_end - __iobss_start)),
+                     "a"(0) : "memory");
+}
+
+static unsigned tx_burst = 1, tx_room;
+
+/* Turns the 16550A's FIFOs on.  With them on, THRE means the transmit
+ * FIFO is empty, so up to 16 bytes may follow each THRE, as Linux's 8250
+ * driver writes them: one LSR read (one VM exit) per 16 bytes instead of
+ * one per byte.  A UART without FIFOs (IIR bits 7:6 clear) gets a byte
+ * per THRE. */
+void serial_init(void)
+{
+    outb(COM1 + 2, 0x01);                   /* FCR: FIFOs on */
+    tx_burst = (inb(COM1 + 2) & 0xc0) == 0xc0 ? 16 : 1;
+    tx_room = 0;
+}
+
 static void serial_putc(char c)
 {
     /* Polls THRE like a real driver, so the VMM's LSR is exercised. */
-    while (!(inb(COM1 + 5) & LSR_THRE))
-        ;
+    if (!tx_room) {
+        while (!(inb(COM1 + 5) & LSR_THRE))
+            ;
+        tx_room = tx_burst;
+    }
+    tx_room--;
     outb(COM1, (uint8_t)c);
 }
 

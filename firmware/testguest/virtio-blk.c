@@ -99,8 +99,8 @@ struct vdev {
     uint8_t sector0;       /* first byte of sector 0 as queue 0 read it */
 };
 
-static struct vq vq __attribute__((aligned(4096)));
-static struct vq vq1 __attribute__((aligned(4096))); /* queue 1 (MQ) */
+static struct vq vq IOBSS __attribute__((aligned(4096)));
+static struct vq vq1 IOBSS __attribute__((aligned(4096))); /* queue 1 (MQ) */
 
 /* The legacy layout for the device's fixed 256 entries. */
 #define LQSZ 256
@@ -111,8 +111,8 @@ static struct lvq {
     uint16_t used_flags, used_idx;
     struct { uint32_t id, len; } used_ring[LQSZ];
     uint16_t avail_event;
-} lvq __attribute__((aligned(4096)));
-static uint8_t buf[BUF_SIZE] __attribute__((aligned(4096)));
+} lvq IOBSS __attribute__((aligned(4096)));
+static uint8_t buf[BUF_SIZE] IOBSS __attribute__((aligned(4096)));
 static struct { uint32_t type, reserved; uint64_t sector; } hdr;
 static struct { uint64_t sector; uint32_t num, flags; } seg;
 static volatile uint8_t status;
@@ -1078,6 +1078,7 @@ int virtio_blk_test(unsigned expected, unsigned flags)
     unsigned found = 0;
     int slot = 0;
 
+    iobss_zero();
     while ((slot = find_vblk(slot)) >= 0) {
         struct vdev d = { .slot = (unsigned)slot };
 
