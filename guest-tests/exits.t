@@ -58,4 +58,30 @@ status=$?
 ok $(( status != 143 )) "SIGTERM ends the run cleanly with status 128+15 (got $status)"
 grep -q '"exit_reason": "signal"' "$TMP/s.json"; ok $? "report says signal"
 
+# The kernel destroys the VM after calf has exited, in a child that keeps
+# only KVM's descriptors (vm_teardown_detached): the image's lock must be
+# free the moment calf returns, and the child must go away by itself.
+# CALF_SYNC_TEARDOWN=1 keeps the destruction in calf's own exit.
+if command -v qemu-io >/dev/null; then
+    qemu-img create -q -f qcow2 "$TMP/d.qcow2" 1M
+    for sync in 0 1; do
+        tag="ct.tag=$$-$sync-$RANDOM"
+        CALF_SYNC_TEARDOWN=$sync "$CALF" run --kernel "$GUEST" --disk "$TMP/d.qcow2" \
+            --append "ct.exit=0 $tag" --timeout 60 </dev/null >"$TMP/td.out" 2>&1
+        status=$?
+        ok $(( status != 1 )) "CALF_SYNC_TEARDOWN=$sync: the guest passes with a disk attached (status $status)"
+        qemu-io -f qcow2 -c "write -P 0x5a 0 4k" "$TMP/d.qcow2" >"$TMP/td.io" 2>&1
+        ok $? "CALF_SYNC_TEARDOWN=$sync: qemu-io takes the image's write lock as soon as calf returns"
+        for ((i = 0; i < 100; i++)); do
+            pgrep -f -- "$tag" >/dev/null || break
+            sleep 0.1
+        done
+        ok $(( i == 100 )) "CALF_SYNC_TEARDOWN=$sync: no process of the run is left after it ($((i * 100)) ms)"
+    done
+else
+    for what in "the image lock is free as soon as calf returns" "no process of the run is left"; do
+        t_num=$((t_num + 1)); echo "ok $t_num # SKIP $what: qemu-io is not installed"
+    done
+fi
+
 done_testing

@@ -597,11 +597,12 @@ static int cmd_run(int argc, char **argv)
     bus_shutdown(vm.bus); /* device threads (the RTC's timer) stop first */
     pci_destroy(vm.pci); /* I/O threads stop before guest RAM goes */
     firmware_destroy(&vm);
-    vm_destroy(&vm);
     console_destroy(vm.console);
     bus_destroy(vm.bus);
     for (int i = 0; i < o.ncdroms; i++)
         free(o.cdrom_specs[i]);
+    vm_teardown_detached(&vm);  /* the kernel's part happens after calf's exit */
+    vm_destroy(&vm);
     return status;
 }
 

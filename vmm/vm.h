@@ -139,6 +139,7 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus);
 int vm_coalesce_pio(void *host, uint16_t port, unsigned len, bool on);
 /* Hands the writes KVM buffered to the bus, oldest first. */
 void vm_coalesced_drain(struct vm *vm);
+int vm_teardown_detached(struct vm *vm);
 void vm_destroy(struct vm *vm);
 
 /* RAM-backed regions outside guest RAM (framebuffers, ROMs): the
