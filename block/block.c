@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -257,6 +258,8 @@ void blk_close(BlockDriverState *bs)
 {
     while (bs) {
         BlockDriverState *next = bs->backing;
+        if (bs->map)
+            munmap((void *)bs->map, bs->map_size);
         if (bs->drv->close)
             bs->drv->close(bs);
         close(bs->fd);
@@ -488,6 +491,73 @@ int blk_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t 
         return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED;
     }
     return bs->drv->block_status(bs, off, len, pnum, host_offset);
+}
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
+/* The whole host file of b, mapped once (its size when first asked).
+ * NULL when it cannot be. */
+static const uint8_t *map_file(BlockDriverState *b)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    const uint8_t *m = __atomic_load_n(&b->map, __ATOMIC_ACQUIRE);
+    if (m || (b->flags & BLK_O_NOCACHE))
+        return m;
+    pthread_mutex_lock(&lock);
+    struct stat st;
+    if (!b->map && !fstat(b->fd, &st) && S_ISREG(st.st_mode) && st.st_size > 0) {
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, b->fd, 0);
+        if (p != MAP_FAILED) {
+            b->map_size = (uint64_t)st.st_size;
+            __atomic_store_n(&b->map, (const uint8_t *)p, __ATOMIC_RELEASE);
+        }
+    }
+    m = b->map;
+    pthread_mutex_unlock(&lock);
+    return m;
+}
+
+const uint8_t *blk_map_read(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum)
+{
+    uint64_t host = 0;
+    BlockDriverState *file = NULL;
+    int depth;
+    *pnum = 0;
+    int st = blk_block_status_above(bs, off, len, pnum, &host, &depth, &file);
+    if (st < 0)
+        *pnum = 0;
+    if (st < 0 || !file || (st & (BLK_STATUS_ZERO | BLK_STATUS_COMPRESSED)) ||
+        (st & (BLK_STATUS_DATA | BLK_STATUS_OFFSET)) != (BLK_STATUS_DATA | BLK_STATUS_OFFSET))
+        return NULL;
+    const uint8_t *m = map_file(file);
+    if (!m || host > file->map_size || *pnum > file->map_size - host)
+        return NULL;
+    /* Fault the pages in now: this fails (instead of a SIGBUS later) where
+     * the file has shrunk since.  Kernels before 5.14 lack it (EINVAL). */
+    long pg = sysconf(_SC_PAGESIZE);
+    uint64_t a = host & ~(uint64_t)(pg - 1);
+    if (madvise((void *)(m + a), host + *pnum - a, MADV_POPULATE_READ) < 0 && errno != EINVAL)
+        return NULL;
+    return m + host;
+}
+
+void blk_map_done(BlockDriverState *bs, const uint8_t *p, uint64_t len)
+{
+    /* 64 KiB: the kernel's fault-around window (fault_around_bytes) */
+    const uintptr_t win = 64 << 10;
+    for (; bs; bs = bs->backing) {
+        uintptr_t m = (uintptr_t)bs->map, e = m + bs->map_size;
+        if (!bs->map || (uintptr_t)p < m || (uintptr_t)p >= e)
+            continue;
+        uintptr_t a = (uintptr_t)p & ~(win - 1), b = ((uintptr_t)p + len + win - 1) & ~(win - 1);
+        a = a < m ? m : a;
+        b = b > e ? e : b;
+        /* on a shared file mapping this only drops page table entries */
+        madvise((void *)a, b - a, MADV_DONTNEED);
+        return;
+    }
 }
 
 int blk_block_status_above(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,

@@ -214,6 +214,9 @@ struct BlockDriverState {
     BlockDriverState *backing;   /* NULL if none or not opened */
     void *opaque;            /* driver state */
     int depth;               /* 0 for the top of a chain */
+    /* blk_map_read()'s read-only mapping of the host file, if made */
+    const uint8_t *map;
+    uint64_t map_size;
     /* Long operations (amend) report how far they are, if set. */
     void (*progress)(void *progress_opaque, uint64_t done, uint64_t total);
     void *progress_opaque;
@@ -275,6 +278,23 @@ int blk_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
 int blk_block_status_above(BlockDriverState *bs, uint64_t off, uint64_t len,
                            uint64_t *pnum, uint64_t *host_offset, int *depth,
                            BlockDriverState **file);
+
+/* The bytes of [off, off+len) of bs, read through the chain, without a
+ * copy: where the first bytes are stored as they are and contiguous in a
+ * host file (a raw file, or uncompressed, unencrypted clusters of a qcow2
+ * or qcow layer), a pointer into a read-only shared mapping of that file,
+ * with *pnum (<= len) the bytes it covers; NULL where they are not (or
+ * the file cannot be mapped, or is opened with O_DIRECT), with *pnum the
+ * bytes that are not (0 if even their status cannot be read): read those
+ * with blk_pread.  The pages are faulted in before it returns.  The
+ * mapping lives until blk_close(); a file truncated under it meanwhile
+ * raises SIGBUS on access, which the caller may want to catch. */
+const uint8_t *blk_map_read(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum);
+/* Done with [p, p+len), which blk_map_read(bs, ...) gave, for now: those
+ * pages, and the neighbours the kernel mapped with them (fault-around),
+ * leave this process's resident set.  They stay in the page cache; a
+ * later access maps them again. */
+void blk_map_done(BlockDriverState *bs, const uint8_t *p, uint64_t len);
 
 /* Reads [off, off+len) of bs's backing chain for bs's driver: zeros where
  * there is no backing file or past its end. */

@@ -585,6 +585,9 @@ static int qcow_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, u
         return r;
     *pnum = done;
     *host_offset = first_host;
+    /* as QEMU: encrypted data has no offset a reader could use */
+    if (s->crypt_method)
+        st &= ~BLK_STATUS_OFFSET;
     return st;
 }
 

@@ -16,9 +16,12 @@
 #include <stdarg.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "block/img/img.h"
@@ -44,6 +47,7 @@ typedef struct Convert {
     bool src_has_backing;
     bool ordered;              /* !-W */
     bool progress;
+    bool use_map;              /* read data through blk_map_read (no -c, no -B) */
 
     pthread_mutex_t lock;
     /* In order: the worker waiting to write chunk i sleeps on waiter[i %
@@ -165,7 +169,82 @@ typedef struct Worker {
     pthread_cond_t turn;     /* signalled when the chunk before ours is written */
     uint8_t *buf, *bbuf;     /* chunk data; the target backing's data (-B) */
     uint8_t *kind;           /* per -S block (or 512 B): 0 zero, 1 data, 2 skip */
+    /* The parts of the chunk read through the source's mapping, in order
+     * (whole units each); the rest of the chunk is in buf. */
+    struct seg { uint64_t rel, len; const uint8_t *p; int src; } *seg;
+    int nseg;
+    struct iovec *iov;       /* for writing a run that spans parts */
+    /* per unit: the buffer has held data there (its pages are resident);
+     * such units are read into it again rather than mapped, so that a
+     * worker keeps about one chunk resident, not a buffer and a mapping */
+    uint8_t *touched;
 } Worker;
+
+/* Marks the units of the buffer that [rel, rel+len) of the chunk wrote:
+ * those pages are resident from now on. */
+static void touch(Worker *w, uint64_t rel, uint64_t len, uint64_t unit)
+{
+    if (len)
+        memset(w->touched + rel / unit, 1, (rel + len - 1) / unit - rel / unit + 1);
+}
+
+/* Where the bytes of the chunk at chunk offset rel are (a whole unit is
+ * in one place). */
+static const uint8_t *chunk_ptr(const Worker *w, uint64_t rel)
+{
+    for (int i = 0; i < w->nseg; i++)
+        if (rel >= w->seg[i].rel && rel < w->seg[i].rel + w->seg[i].len)
+            return w->seg[i].p + (rel - w->seg[i].rel);
+    return w->buf + rel;
+}
+
+/* Reads the data [pos, pos+n) of the chunk at off (one source's):
+ * whole units that a source file holds as they are come straight from
+ * its mapping (blk_map_read: no copy through this buffer, and the write
+ * copies from the page cache itself); the rest is read into w->buf. */
+static int read_data(Worker *w, uint64_t off, uint64_t chunk_end, uint64_t unit,
+                     uint64_t pos, uint64_t n)
+{
+    Convert *c = w->c;
+    uint64_t end = pos + n;
+    while (pos < end) {
+        uint64_t rel = pos - off, m = end - pos;
+        const uint8_t *p = NULL;
+        int i = 0;
+        if (rel % unit) {
+            if (qround_up(rel, unit) - rel < m)
+                m = qround_up(rel, unit) - rel; /* to the next unit */
+        } else if (w->touched[rel / unit]) {
+            uint64_t u = rel / unit + 1;        /* the run of such units */
+            while (u * unit < end - off && w->touched[u])
+                u++;
+            if (u * unit - rel < m)
+                m = u * unit - rel;
+        } else {
+            i = src_index(c, pos);
+            p = blk_map_read(c->src[i], pos - c->src_start[i], m, &m);
+            if (m == 0 || m > end - pos)
+                m = end - pos;
+            if (p && pos + m != chunk_end) {
+                uint64_t t = (rel + m) % unit; /* a unit cut short stays in buf */
+                if (t == m)
+                    p = NULL;
+                else
+                    m -= t;
+            }
+        }
+        if (p) {
+            w->seg[w->nseg++] = (struct seg){ rel, m, p, i };
+        } else {
+            int r = src_read(c, pos, w->buf + rel, m);
+            if (r < 0)
+                return r;
+            touch(w, rel, m, unit);
+        }
+        pos += m;
+    }
+    return 0;
+}
 
 /* Fills w->buf with the chunk and w->kind per unit of `unit` bytes. */
 static int load_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit)
@@ -183,7 +262,8 @@ static int load_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit)
         uint8_t *p = w->buf + (pos - off);
         /* -c -B: a cluster may mix both; the backing's part is read too */
         if (st == 1 || (st == 2 && c->compressed)) {
-            int r = src_read(c, pos, p, n);
+            int r = c->use_map && st == 1 ? read_data(w, off, off + len, unit, pos, n)
+                                          : src_read(c, pos, p, n);
             if (r < 0) {
                 /* EACCES: an encrypted image without its key; say so */
                 convert_fail(c, r, "error while reading at byte %" PRIu64 ": %s", pos,
@@ -197,9 +277,12 @@ static int load_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit)
             uint64_t a = qround_up(pos - off, unit) + off, b = (pos - off + n) / unit * unit + off;
             if (!c->min_sparse || c->compressed || c->target_backing || a >= b) {
                 memset(p, 0, n);
+                touch(w, pos - off, n, unit);
             } else {
                 memset(p, 0, a - pos);
                 memset(w->buf + (b - off), 0, pos + n - b);
+                touch(w, pos - off, a - pos, unit);
+                touch(w, b - off, pos + n - b, unit);
             }
             /* a unit that mixes backing and other data is written whole:
              * its backing part must hold the real bytes */
@@ -232,6 +315,29 @@ static int load_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit)
 static int write_data(Convert *c, uint64_t off, const uint8_t *p, uint64_t n)
 {
     int r = blk_pwrite(c->dst, off, p, n);
+    if (r < 0)
+        convert_fail(c, r, "error while writing at byte %" PRIu64 ": %s", off, strerror(-r));
+    return r;
+}
+
+/* Writes the data units [s, e) of the chunk at off, wherever they are:
+ * one request, the mapped parts and the buffer's as one vector. */
+static int write_units(Worker *w, uint64_t off, uint64_t s, uint64_t e, uint64_t unit)
+{
+    Convert *c = w->c;
+    if (!w->nseg)
+        return write_data(c, s, w->buf + (s - off), e - s);
+    int n = 0;
+    for (uint64_t pos = s; pos < e;) {
+        uint64_t len = e - pos < unit ? e - pos : unit;
+        uint8_t *p = (uint8_t *)chunk_ptr(w, pos - off);
+        if (n && (uint8_t *)w->iov[n - 1].iov_base + w->iov[n - 1].iov_len == p)
+            w->iov[n - 1].iov_len += len;
+        else
+            w->iov[n++] = (struct iovec){ p, len };
+        pos += len;
+    }
+    int r = blk_pwritev(c->dst, s, w->iov, n);
     if (r < 0)
         convert_fail(c, r, "error while writing at byte %" PRIu64 ": %s", off, strerror(-r));
     return r;
@@ -325,7 +431,7 @@ static int store_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit, int
             e = off + len;
         int r = 0;
         if (k == 1)
-            r = write_data(c, s, w->buf + (s - off), e - s);
+            r = write_units(w, off, s, e, unit);
         else if (k == 0)
             r = write_zero(c, s, e - s);
         if (r < 0)
@@ -343,6 +449,7 @@ static int process_chunk(Worker *w, uint64_t idx)
     uint64_t unit = c->min_sparse ? c->min_sparse : BLK_SECTOR_SIZE;
     int nunits = (int)((len + unit - 1) / unit);
     memset(w->kind, 0xff, nunits);
+    w->nseg = 0;
     if (load_chunk(w, off, len, unit) < 0)
         return -1;
     if (!c->compressed) {
@@ -351,7 +458,7 @@ static int process_chunk(Worker *w, uint64_t idx)
             uint64_t n = len - us < unit ? len - us : unit;
             if (!c->min_sparse)
                 w->kind[u] = w->kind[u] == 2 ? 2 : 1; /* -S 0: write everything */
-            else if (w->kind[u] == 1 && buf_is_zero(w->buf + us, n))
+            else if (w->kind[u] == 1 && buf_is_zero(chunk_ptr(w, us), n))
                 w->kind[u] = 0;
         }
         if (c->target_backing)
@@ -368,6 +475,9 @@ static int process_chunk(Worker *w, uint64_t idx)
             return -1;
     }
     int r = c->compressed ? store_compressed(w, off, len) : store_chunk(w, off, len, unit, nunits);
+    /* the mapped source pages leave the resident set with the chunk */
+    for (int i = 0; i < w->nseg; i++)
+        blk_map_done(c->src[w->seg[i].src], w->seg[i].p, w->seg[i].len);
     return r;
 }
 
@@ -426,11 +536,14 @@ static int run_workers(Convert *c, int nworkers)
         w[i].c = c;
         pthread_cond_init(&w[i].turn, NULL);
         w[i].kind = malloc(nunits);
+        w[i].seg = malloc(nunits * sizeof(*w[i].seg));
+        w[i].touched = calloc(nunits, 1);
+        w[i].iov = malloc(nunits * sizeof(*w[i].iov));
         w[i].bbuf = c->target_backing ? malloc(unit) : NULL;
         /* room for padding a short last cluster under -c */
         if (posix_memalign((void **)&w[i].buf, 4096, c->chunk + c->dst_cluster) != 0)
             w[i].buf = NULL;
-        if (!w[i].kind || !w[i].buf || (c->target_backing && !w[i].bbuf)) {
+        if (!w[i].kind || !w[i].seg || !w[i].iov || !w[i].touched || !w[i].buf || (c->target_backing && !w[i].bbuf)) {
             convert_fail(c, -ENOMEM, "out of memory");
             nworkers = i + 1;
             break;
@@ -450,10 +563,23 @@ static int run_workers(Convert *c, int nworkers)
     for (int i = 0; i < nworkers; i++) {
         pthread_cond_destroy(&w[i].turn);
         free(w[i].kind);
+        free(w[i].seg);
+        free(w[i].touched);
+        free(w[i].iov);
         free(w[i].bbuf);
         free(w[i].buf);
     }
     return c->err;
+}
+
+static void on_sigbus(int sig)
+{
+    static const char msg[] = "calf-img: convert: a source image shrank while it was being read\n";
+    (void)sig;
+    if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+        /* nothing more to say */
+    }
+    _exit(1);
 }
 
 /* -l snapshot.id=ID,snapshot.name=NAME: the keys qemu-img knows. */
@@ -804,6 +930,12 @@ int img_convert(int argc, char **argv)
         goto out;
     }
     cv.nchunks = (cv.total + cv.chunk - 1) / cv.chunk;
+    /* -c and -B look at every byte in the buffer; otherwise data comes
+     * from the sources' mappings, and a source truncated meanwhile
+     * (SIGBUS) ends the run with one message */
+    cv.use_map = !compress && !cv.target_backing;
+    if (cv.use_map)
+        signal(SIGBUS, on_sigbus);
     if (progress)
         show_progress(&cv, true);
     if (run_workers(&cv, (int)nworkers) < 0) {
