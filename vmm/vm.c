@@ -339,20 +339,17 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus)
     return ret;
 }
 
-static int cmp_int(const void *a, const void *b)
-{
-    return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
-}
-
 /* Calf's exit does not wait for the kernel to destroy the VM.  Closing
  * the last reference to a VM makes the kernel tear it down, which on this
  * host's backend takes 10-20 ms once the guest has run (a third of the
- * test guest's whole boot); calf's caller has nothing to gain from it.  A child forked at
- * the very end keeps only the KVM descriptors (every disk and the
- * terminal are closed by then: no image lock and no pipe outlives calf),
+ * test guest's whole boot); calf's caller has nothing to gain from it.
+ * A child forked at the very end (every other thread has been joined)
+ * keeps only the KVM descriptors (every disk and the terminal are closed
+ * by then: no image lock and no pipe outlives calf) and guest RAM's pages,
  * waits for calf to be gone, and drops them.  CALF_SYNC_TEARDOWN=1 keeps
  * the destruction in calf's own exit.  Returns 0 when a child took it
- * over; vm_destroy() then only drops calf's own references. */
+ * over; vm_destroy() then only drops calf's own references.  The child
+ * makes async-signal-safe calls only. */
 int vm_teardown_detached(struct vm *vm)
 {
     int keep[VM_MAX_CPUS + 3], n = 0, lo = 0, p[2];
@@ -378,7 +375,12 @@ int vm_teardown_detached(struct vm *vm)
     for (int i = 0; i < vm->ncpus; i++)
         if (vm->vcpus[i].fd >= 0)
             keep[n++] = vm->vcpus[i].fd;
-    qsort(keep, (size_t)n, sizeof(keep[0]), cmp_int);
+    for (int i = 1; i < n; i++)     /* ascending, for close_range */
+        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
     for (int i = 0; i < n; lo = keep[i++] + 1)
         if (keep[i] > lo)
             close_range((unsigned)lo, (unsigned)keep[i] - 1, 0);

@@ -139,6 +139,8 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus);
 int vm_coalesce_pio(void *host, uint16_t port, unsigned len, bool on);
 /* Hands the writes KVM buffered to the bus, oldest first. */
 void vm_coalesced_drain(struct vm *vm);
+/* Leaves the kernel's destruction of the VM to a child that outlives
+ * calf (vm.c); 0 when it did.  Call it last, then vm_destroy(). */
 int vm_teardown_detached(struct vm *vm);
 void vm_destroy(struct vm *vm);
 

@@ -339,7 +339,7 @@ static int write_units(Worker *w, uint64_t off, uint64_t s, uint64_t e, uint64_t
     }
     int r = blk_pwritev(c->dst, s, w->iov, n);
     if (r < 0)
-        convert_fail(c, r, "error while writing at byte %" PRIu64 ": %s", off, strerror(-r));
+        convert_fail(c, r, "error while writing at byte %" PRIu64 ": %s", s, strerror(-r));
     return r;
 }
 
@@ -543,7 +543,8 @@ static int run_workers(Convert *c, int nworkers)
         /* room for padding a short last cluster under -c */
         if (posix_memalign((void **)&w[i].buf, 4096, c->chunk + c->dst_cluster) != 0)
             w[i].buf = NULL;
-        if (!w[i].kind || !w[i].seg || !w[i].iov || !w[i].touched || !w[i].buf || (c->target_backing && !w[i].bbuf)) {
+        if (!w[i].kind || !w[i].seg || !w[i].iov || !w[i].touched || !w[i].buf ||
+            (c->target_backing && !w[i].bbuf)) {
             convert_fail(c, -ENOMEM, "out of memory");
             nworkers = i + 1;
             break;
