@@ -30,12 +30,12 @@ void iobss_zero(void)
 {
     extern uint64_t __iobss_start[], __iobss_end[];
     static int done;                        /* per boot: .bss is zeroed at each */
+    uint64_t *d = __iobss_start, n = (uint64_t)(__iobss_end - __iobss_start);
 
     if (done)
         return;
     done = 1;
-    __asm__ volatile("rep stosq" : : "D"(__iobss_start), "c"((uint64_t)(__iobss_end - __iobss_start)),
-                     "a"(0) : "memory");
+    __asm__ volatile("rep stosq" : "+D"(d), "+c"(n) : "a"(0ULL) : "memory");
 }
 
 static unsigned tx_burst = 1, tx_room;
