@@ -519,7 +519,8 @@ static const uint8_t *map_file(BlockDriverState *b)
     return m;
 }
 
-const uint8_t *blk_map_read(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum)
+const uint8_t *blk_map_read(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                            int flags)
 {
     uint64_t host = 0;
     BlockDriverState *file = NULL;
@@ -534,6 +535,8 @@ const uint8_t *blk_map_read(BlockDriverState *bs, uint64_t off, uint64_t len, ui
     const uint8_t *m = map_file(file);
     if (!m || host > file->map_size || *pnum > file->map_size - host)
         return NULL;
+    if (flags & BLK_MAP_LAZY)
+        return m + host;
     /* Fault the pages in now: this fails (instead of a SIGBUS later) where
      * the file has shrunk since.  Kernels before 5.14 lack it (EINVAL). */
     long pg = sysconf(_SC_PAGESIZE);
@@ -541,6 +544,27 @@ const uint8_t *blk_map_read(BlockDriverState *bs, uint64_t off, uint64_t len, ui
     if (madvise((void *)(m + a), host + *pnum - a, MADV_POPULATE_READ) < 0 && errno != EINVAL)
         return NULL;
     return m + host;
+}
+
+int blk_map_source(BlockDriverState *bs, const uint8_t *p, uint64_t *host)
+{
+    for (; bs; bs = bs->backing)
+        if (bs->map && p >= bs->map && p < bs->map + bs->map_size) {
+            *host = (uint64_t)(p - bs->map);
+            return bs->fd;
+        }
+    return -1;
+}
+
+int blk_copy_mapped(BlockDriverState *bs, uint64_t off, BlockDriverState *src, const uint8_t *p,
+                    uint64_t len)
+{
+    uint64_t host;
+    int fd = blk_map_source(src, p, &host);
+    if (fd < 0 || !bs->drv->copy_from_file || bs->read_only)
+        return -ENOTSUP;
+    int r = check_request(bs, off, len, true);
+    return r < 0 ? r : bs->drv->copy_from_file(bs, off, fd, host, len);
 }
 
 void blk_map_done(BlockDriverState *bs, const uint8_t *p, uint64_t len)

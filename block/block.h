@@ -194,6 +194,11 @@ struct BlockDriver {
     int (*pwrite_compressed)(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
     /* Bytes the host file uses (st_blocks); NULL: the generic one. */
     int64_t (*allocated_size)(BlockDriverState *bs);
+    /* Optional: [off, off+len) of the image shares len bytes of host file
+     * src_fd from src_off (a reflink: nothing is copied); -ENOTSUP where
+     * it never can, -EINVAL where not this range (then write the bytes). */
+    int (*copy_from_file)(BlockDriverState *bs, uint64_t off, int src_fd, uint64_t src_off,
+                          uint64_t len);
 };
 
 extern const BlockDriver blk_raw_driver;
@@ -286,10 +291,24 @@ int blk_block_status_above(BlockDriverState *bs, uint64_t off, uint64_t len,
  * with *pnum (<= len) the bytes it covers; NULL where they are not (or
  * the file cannot be mapped, or is opened with O_DIRECT), with *pnum the
  * bytes that are not (0 if even their status cannot be read): read those
- * with blk_pread.  The pages are faulted in before it returns.  The
- * mapping lives until blk_close(); a file truncated under it meanwhile
- * raises SIGBUS on access, which the caller may want to catch. */
-const uint8_t *blk_map_read(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum);
+ * with blk_pread.  The pages are faulted in before it returns, unless
+ * flags has BLK_MAP_LAZY (for bytes only the kernel will touch, by
+ * blk_copy_mapped or a write from them).  The mapping lives until
+ * blk_close(); a file truncated under it meanwhile raises SIGBUS on
+ * access, which the caller may want to catch. */
+#define BLK_MAP_LAZY 1
+const uint8_t *blk_map_read(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                            int flags);
+/* The host file and offset of p, which blk_map_read(bs, ...) gave: -1 if
+ * no layer of bs's chain has p mapped. */
+int blk_map_source(BlockDriverState *bs, const uint8_t *p, uint64_t *host);
+/* Copy offload (the driver's copy_from_file): [off, off+len) of bs gets
+ * the bytes at p, which blk_map_read(src, ...) gave, without their being
+ * copied; -ENOTSUP where bs or the files never can, -EINVAL where not
+ * this range (the caller then writes p itself). */
+int blk_copy_mapped(BlockDriverState *bs, uint64_t off, BlockDriverState *src, const uint8_t *p,
+                    uint64_t len);
+
 /* Done with [p, p+len), which blk_map_read(bs, ...) gave, for now: those
  * pages, and the neighbours the kernel mapped with them (fault-around),
  * leave this process's resident set.  They stay in the page cache; a

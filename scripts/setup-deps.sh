@@ -12,12 +12,14 @@
 set -u
 need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev seabios"
 peers="qemu-utils perl qemu-system-x86 xvfb xdotool"
+# tests/img-convert-offload.t: convert's reflinks, on a loop-mounted XFS
+reflink="xfsprogs"
 # guest-tests/firmware-grub.t (grub-mkrescue) and the IDE CD tests (xorriso)
 bootloader="grub-pc-bin grub-common xorriso mtools"
 # guest-tests/linux/build-kernel.sh and make-initramfs.sh
 linux="linux-source-6.1 bc flex bison libelf-dev cpio xz-utils busybox-static e2fsprogs"
 case "${1:-build}" in
-test)  need="$need $peers $bootloader $linux" ;;
+test)  need="$need $peers $bootloader $linux $reflink" ;;
 linux) need="$need $linux" ;;
 bench) need="$need $peers hyperfine" ;;
 esac

@@ -48,6 +48,8 @@ typedef struct Convert {
     bool ordered;              /* !-W */
     bool progress;
     bool use_map;              /* read data through blk_map_read (no -c, no -B) */
+    bool offload;              /* the target takes mapped data by copy offload */
+    bool no_scan;              /* -C: data is copied as it is, zeros and all */
 
     pthread_mutex_t lock;
     /* In order: the worker waiting to write chunk i sleeps on waiter[i %
@@ -222,7 +224,8 @@ static int read_data(Worker *w, uint64_t off, uint64_t chunk_end, uint64_t unit,
                 m = u * unit - rel;
         } else {
             i = src_index(c, pos);
-            p = blk_map_read(c->src[i], pos - c->src_start[i], m, &m);
+            p = blk_map_read(c->src[i], pos - c->src_start[i], m, &m,
+                             c->no_scan ? BLK_MAP_LAZY : 0);
             if (m == 0 || m > end - pos)
                 m = end - pos;
             if (p && pos + m != chunk_end) {
@@ -320,24 +323,56 @@ static int write_data(Convert *c, uint64_t off, const uint8_t *p, uint64_t n)
     return r;
 }
 
-/* Writes the data units [s, e) of the chunk at off, wherever they are:
- * one request, the mapped parts and the buffer's as one vector. */
-static int write_units(Worker *w, uint64_t off, uint64_t s, uint64_t e, uint64_t unit)
+/* Writes the data [s, e) of the chunk at off, wherever it is: a mapped
+ * part by copy offload where the target takes it (a raw file on a
+ * filesystem that shares blocks: a reflink, nothing copied), the rest
+ * gathered into one vectored write. */
+static int write_units(Worker *w, uint64_t off, uint64_t s, uint64_t e)
 {
     Convert *c = w->c;
     if (!w->nseg)
         return write_data(c, s, w->buf + (s - off), e - s);
-    int n = 0;
-    for (uint64_t pos = s; pos < e;) {
-        uint64_t len = e - pos < unit ? e - pos : unit;
-        uint8_t *p = (uint8_t *)chunk_ptr(w, pos - off);
+    int n = 0, r = 0;
+    uint64_t vs = s;                       /* where the gathered vector starts */
+    for (uint64_t pos = s; pos < e && r == 0;) {
+        uint64_t rel = pos - off, pe = e;
+        const uint8_t *p = w->buf + rel;
+        int k = -1;
+        for (int i = 0; i < w->nseg; i++) {
+            const struct seg *g = &w->seg[i];
+            if (rel >= g->rel && rel < g->rel + g->len) {
+                k = i;
+                p = g->p + (rel - g->rel);
+                pe = off + g->rel + g->len < e ? off + g->rel + g->len : e;
+                break;
+            }
+            if (g->rel > rel && off + g->rel < pe)
+                pe = off + g->rel;         /* the buffer's part ends here */
+        }
+        if (k >= 0 && __atomic_load_n(&c->offload, __ATOMIC_RELAXED)) {
+            if (n && (r = blk_pwritev(c->dst, vs, w->iov, n)) < 0)
+                break;
+            n = 0;
+            vs = pos;
+            r = blk_copy_mapped(c->dst, pos, c->src[w->seg[k].src], p, pe - pos);
+            if (r == 0) {
+                pos = vs = pe;
+                continue;
+            }
+            if (r != -ENOTSUP && r != -EINVAL)
+                break;
+            if (r == -ENOTSUP)
+                __atomic_store_n(&c->offload, false, __ATOMIC_RELAXED);
+            r = 0;
+        }
         if (n && (uint8_t *)w->iov[n - 1].iov_base + w->iov[n - 1].iov_len == p)
-            w->iov[n - 1].iov_len += len;
+            w->iov[n - 1].iov_len += pe - pos;
         else
-            w->iov[n++] = (struct iovec){ p, len };
-        pos += len;
+            w->iov[n++] = (struct iovec){ (uint8_t *)p, pe - pos };
+        pos = pe;
     }
-    int r = blk_pwritev(c->dst, s, w->iov, n);
+    if (r == 0 && n)
+        r = blk_pwritev(c->dst, vs, w->iov, n);
     if (r < 0)
         convert_fail(c, r, "error while writing at byte %" PRIu64 ": %s", s, strerror(-r));
     return r;
@@ -431,7 +466,7 @@ static int store_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit, int
             e = off + len;
         int r = 0;
         if (k == 1)
-            r = write_units(w, off, s, e, unit);
+            r = write_units(w, off, s, e);
         else if (k == 0)
             r = write_zero(c, s, e - s);
         if (r < 0)
@@ -458,7 +493,7 @@ static int process_chunk(Worker *w, uint64_t idx)
             uint64_t n = len - us < unit ? len - us : unit;
             if (!c->min_sparse)
                 w->kind[u] = w->kind[u] == 2 ? 2 : 1; /* -S 0: write everything */
-            else if (w->kind[u] == 1 && buf_is_zero(chunk_ptr(w, us), n))
+            else if (w->kind[u] == 1 && !c->no_scan && buf_is_zero(chunk_ptr(w, us), n))
                 w->kind[u] = 0;
         }
         if (c->target_backing)
@@ -670,6 +705,7 @@ int img_convert(int argc, char **argv)
     const char *cache = "unsafe";
     BlockOptions opts = {0}, dst_opts = {0}, snap_opts = {0};
     bool compress = false, progress = false, skip_create = false, ooo = false;
+    bool copy_range = false, sparse_given = false, salvage = false;
     bool force_share = false, target_is_zero = false, quiet = false, image_opts = false;
     bool tgt_image_opts = false, have_options = false;
     int64_t sparse = 8 * BLK_SECTOR_SIZE, nworkers = 8;
@@ -692,7 +728,8 @@ int img_convert(int argc, char **argv)
             base_fmt = optarg;
             break;
         case 'C':
-            break; /* copy offloading: plain copies are what we do anyway */
+            copy_range = true;
+            break;
         case 'c':
             compress = true;
             break;
@@ -717,6 +754,7 @@ int img_convert(int argc, char **argv)
                 return 1;
             }
             sparse = (int64_t)v;
+            sparse_given = true;
             break;
         }
         case 'p':
@@ -763,6 +801,8 @@ int img_convert(int argc, char **argv)
             }
             break;
         case OPT_SALVAGE:
+            salvage = true;
+            break;
         case OPT_BITMAPS:
         case OPT_SKIP_BROKEN:
             break;
@@ -780,12 +820,18 @@ int img_convert(int argc, char **argv)
         progress = false;
     int ret = 1;
     Convert cv = {.min_sparse = (uint64_t)sparse, .compressed = compress, .ordered = !ooo,
-                  .progress = progress};
+                  .progress = progress, .no_scan = copy_range};
     pthread_mutex_init(&cv.lock, NULL);
     int nsrc = argc - optind - 1;
     /* qemu-img's order of these refusals */
     const char *refusal = NULL;
-    if (tgt_image_opts && !skip_create)
+    if (compress && copy_range)
+        refusal = "Cannot enable copy offloading when -c is used";
+    else if (sparse_given && copy_range)
+        refusal = "Cannot enable copy offloading when -S is used";
+    else if (copy_range && salvage)
+        refusal = "Cannot use copy offloading in salvaging mode";
+    else if (tgt_image_opts && !skip_create)
         refusal = "--target-image-opts requires use of -n flag";
     else if (skip_create && have_options)
         refusal = "-o has no effect when skipping image creation";
@@ -935,6 +981,7 @@ int img_convert(int argc, char **argv)
      * from the sources' mappings, and a source truncated meanwhile
      * (SIGBUS) ends the run with one message */
     cv.use_map = !compress && !cv.target_backing;
+    cv.offload = cv.use_map; /* until the target says it cannot */
     if (cv.use_map)
         signal(SIGBUS, on_sigbus);
     if (progress)

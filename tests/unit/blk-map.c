@@ -20,7 +20,7 @@ static int64_t walk(BlockDriverState *bs, const char *what, uint64_t cut, uint64
     *unmapped = 0;
     for (uint64_t off = 0; off < bs->size;) {
         uint64_t want = bs->size - off < sizeof(buf) ? bs->size - off : sizeof(buf), n = 0;
-        const uint8_t *p = blk_map_read(bs, off, want, &n);
+        const uint8_t *p = blk_map_read(bs, off, want, &n, 0);
         if (!p && n == 0 && cut) {
             /* the cut took metadata too: this and the rest are unreadable */
             *unmapped += bs->size - off;
