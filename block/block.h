@@ -195,8 +195,10 @@ struct BlockDriver {
     /* Bytes the host file uses (st_blocks); NULL: the generic one. */
     int64_t (*allocated_size)(BlockDriverState *bs);
     /* Optional: [off, off+len) of the image shares len bytes of host file
-     * src_fd from src_off (a reflink: nothing is copied); -ENOTSUP where
-     * it never can, -EINVAL where not this range (then write the bytes). */
+     * src_fd from src_off (a reflink: nothing is copied).  0 when shared,
+     * 1 when the kernel had to copy them instead (done, but not worth
+     * asking again), -ENOTSUP where it never can, -EINVAL where not this
+     * range (then write the bytes). */
     int (*copy_from_file)(BlockDriverState *bs, uint64_t off, int src_fd, uint64_t src_off,
                           uint64_t len);
 };
@@ -304,8 +306,9 @@ const uint8_t *blk_map_read(BlockDriverState *bs, uint64_t off, uint64_t len, ui
 int blk_map_source(BlockDriverState *bs, const uint8_t *p, uint64_t *host);
 /* Copy offload (the driver's copy_from_file): [off, off+len) of bs gets
  * the bytes at p, which blk_map_read(src, ...) gave, without their being
- * copied; -ENOTSUP where bs or the files never can, -EINVAL where not
- * this range (the caller then writes p itself). */
+ * copied: 0, or 1 if they were copied after all (by the kernel); -ENOTSUP
+ * where bs or the files never can, -EINVAL where not this range (the
+ * caller then writes p itself). */
 int blk_copy_mapped(BlockDriverState *bs, uint64_t off, BlockDriverState *src, const uint8_t *p,
                     uint64_t len);
 

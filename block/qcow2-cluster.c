@@ -12,6 +12,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -784,9 +786,40 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
     return r;
 }
 
-/* Many whole clusters that hold nothing yet: one allocation, one write. */
+/* Where write_new_clusters takes its data when not from a buffer: len
+ * bytes of host file fd from off, shared by a reflink (or, where the
+ * filesystem has none, copied by the kernel: then copied is set). */
+struct clone_src {
+    int fd;
+    uint64_t off;
+    bool copied;
+};
+
+/* Shares [src->off, +n) of src->fd at host of the image file; where the
+ * filesystem cannot, the kernel copies it. */
+static int clone_or_copy(Qcow2State *s, struct clone_src *src, uint64_t host, uint64_t n)
+{
+    struct file_clone_range fcr = { .src_fd = src->fd, .src_offset = src->off,
+                                    .src_length = n, .dest_offset = host };
+    if (ioctl(s->fd, FICLONERANGE, &fcr) == 0)
+        return 0;
+    src->copied = true;
+    loff_t in = (loff_t)src->off, out = (loff_t)host;
+    while (n) {
+        ssize_t k = copy_file_range(src->fd, &in, s->fd, &out, n, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return k < 0 ? -errno : -EIO;
+        n -= (uint64_t)k;
+    }
+    return 0;
+}
+
+/* Many whole clusters that hold nothing yet: one allocation, one write
+ * (of buf, or from src where buf is NULL). */
 static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t len,
-                              uint64_t *done)
+                              uint64_t *done, struct clone_src *src)
 {
     uint8_t *table;
     *done = 0;
@@ -804,8 +837,10 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
             break;
         k++;
     }
-    if (k < 2)
+    if (k < 2 && !src)
         return 0;
+    if (src && k != max)
+        return 0; /* the caller writes the bytes instead */
     if ((r = qcow2_mark_dirty(s)) < 0)
         return r;
     int64_t host = qcow2_alloc_clusters(s, k);
@@ -816,9 +851,11 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
         return r;
     pthread_mutex_unlock(&s->lock);
     uint8_t *enc = NULL;
-    if (s->crypt_method)
+    if (src)
+        r = clone_or_copy(s, src, (uint64_t)host, bytes);
+    else if (s->crypt_method)
         r = qcow2_crypt_copy(s, off, (uint64_t)host, buf, bytes, &enc);
-    if (r == 0)
+    if (r == 0 && !src)
         r = blk_file_pwrite(s->fd, enc ? enc : buf, bytes, host);
     free(enc);
     pthread_mutex_lock(&s->lock);
@@ -849,7 +886,7 @@ int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len
         uint64_t in = off & (s->cluster_size - 1);
         uint64_t done = 0;
         if (!in && len >= 2 * s->cluster_size) {
-            if ((r = write_new_clusters(s, off, p, len, &done)) < 0)
+            if ((r = write_new_clusters(s, off, p, len, &done, NULL)) < 0)
                 break;
         }
         if (!done) {
@@ -865,6 +902,43 @@ int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len
     }
     pthread_mutex_unlock(&s->lock);
     return r;
+}
+
+/* Copy offload into clusters that hold nothing yet (whole ones, in a
+ * plain image): they share the source's blocks where the filesystem
+ * can (qemu-img's copy_range_to does the same with copy_file_range).
+ * Returns 0, 1 when the kernel had to copy instead (not worth asking
+ * again), -EINVAL when this range is not such clusters (write it), or
+ * -ENOTSUP. */
+int qcow2_copy_from_file(BlockDriverState *bs, uint64_t off, int src_fd, uint64_t src_off,
+                         uint64_t len)
+{
+    Qcow2State *s = bs->opaque;
+    if (s->crypt_method)
+        return -ENOTSUP;
+    if (!len || ((off | len) & (s->cluster_size - 1)))
+        return -EINVAL;
+    struct clone_src src = { .fd = src_fd, .off = src_off };
+    uint64_t done = 0;
+    int r = 0;
+    pthread_mutex_lock(&s->lock);
+    while (len && r == 0) {
+        /* one L2 table's worth at a time */
+        uint64_t n = (s->l2_size - l2_index(s, off)) << s->cluster_bits;
+        n = n < len ? n : len;
+        r = write_new_clusters(s, off, NULL, n, &done, &src);
+        /* not all new clusters: the caller writes the whole range, also
+         * over what an earlier table already shared (correct, if wasted) */
+        if (r == 0 && done != n)
+            r = -EINVAL;
+        off += n;
+        len -= n;
+        src.off += n;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0 && r != -EINVAL)
+        blk_set_error("%s: write error: %s", bs->filename, strerror(-r));
+    return r < 0 ? r : src.copied;
 }
 
 /* ---- zero writes and discard ---- */

@@ -1054,6 +1054,7 @@ const BlockDriver blk_qcow2_driver = {
     .close = qcow2_close,
     .pread = qcow2_pread,
     .pwrite = qcow2_pwrite,
+    .copy_from_file = qcow2_copy_from_file,
     .pwrite_zeroes = qcow2_pwrite_zeroes,
     .discard = qcow2_discard,
     .flush = qcow2_flush,

@@ -339,6 +339,8 @@ int qcow2_crypto_amend(Qcow2State *s, const struct qcow2_crypto_amend *a, bool f
 /* qcow2-cluster.c */
 int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
 int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+int qcow2_copy_from_file(BlockDriverState *bs, uint64_t off, int src_fd, uint64_t src_off,
+                         uint64_t len);
 int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
 int qcow2_discard(BlockDriverState *bs, uint64_t off, uint64_t len);
 int qcow2_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,

@@ -3,8 +3,9 @@
 # refusals (with -c, -S, --salvage), the guest view and the allocation map
 # of each target; and reflinks: on a filesystem that shares blocks (an XFS
 # made on a loop device, where the machine allows one), data a source file
-# holds as it is lands in a raw target as shared blocks, with or without
-# -C, and the target reads as the source.
+# holds as it is lands in a raw target, or in the new clusters of a qcow2
+# one, as shared blocks, with or without -C, and the target reads as the
+# source (qemu-img check clean).
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
 cd "$TMP" || exit 1
@@ -60,7 +61,8 @@ if [ -z "$why" ]; then
     fi
 fi
 if [ -n "$why" ]; then
-    for what in "convert to raw on XFS: reflinks" "convert -C to raw on XFS: reflinks"; do
+    for what in "convert to raw on XFS: reflinks" "convert -C to raw on XFS: reflinks" \
+                "convert to qcow2 on XFS: reflinks"; do
         skip "$what" "$what: $why"
     done
 else
@@ -80,6 +82,24 @@ else
                 sh -c "filefrag -v '$mnt/out' | grep -q shared"
         done
     done
+    # a new qcow2 target: its new clusters share the source's blocks
+    qemu-img convert -O raw src.qcow2 "$mnt/src.raw"
+    for src in "-f qcow2 $mnt/src.qcow2" "-f raw $mnt/src.raw"; do
+        rm -f "$mnt/out.qcow2"
+        "$CALF_IMG" convert -O qcow2 $src "$mnt/out.qcow2"
+        ok "convert ${src%% /*} to a new qcow2 on XFS: reads as the source" \
+            qemu-img compare -F qcow2 $src "$mnt/out.qcow2"
+        ok "convert ${src%% /*} to a new qcow2 on XFS: qemu-img check" qemu-img check -q "$mnt/out.qcow2"
+        ok "convert ${src%% /*} to a new qcow2 on XFS: its clusters are the source's blocks (reflinks)" \
+            sh -c "filefrag -v '$mnt/out.qcow2' | grep -q shared"
+    done
+    # -n into clusters already there: written over, not shared
+    qemu-img create -q -f qcow2 "$mnt/old.qcow2" 16M
+    qemu-io -c 'write -P 0x55 0 16M' "$mnt/old.qcow2" >/dev/null
+    "$CALF_IMG" convert -n -O qcow2 "$mnt/src.qcow2" "$mnt/old.qcow2"
+    ok "convert -n over allocated qcow2 clusters on XFS: reads as the source" \
+        qemu-img compare "$mnt/src.qcow2" "$mnt/old.qcow2"
+    ok "convert -n over allocated qcow2 clusters on XFS: qemu-img check" qemu-img check -q "$mnt/old.qcow2"
     umount "$mnt"
 fi
 

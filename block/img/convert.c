@@ -324,9 +324,9 @@ static int write_data(Convert *c, uint64_t off, const uint8_t *p, uint64_t n)
 }
 
 /* Writes the data [s, e) of the chunk at off, wherever it is: a mapped
- * part by copy offload where the target takes it (a raw file on a
- * filesystem that shares blocks: a reflink, nothing copied), the rest
- * gathered into one vectored write. */
+ * part by copy offload where the target takes it (a raw file, or new
+ * whole clusters of a plain qcow2, on a filesystem that shares blocks: a
+ * reflink, nothing copied), the rest gathered into one vectored write. */
 static int write_units(Worker *w, uint64_t off, uint64_t s, uint64_t e)
 {
     Convert *c = w->c;
@@ -355,7 +355,10 @@ static int write_units(Worker *w, uint64_t off, uint64_t s, uint64_t e)
             n = 0;
             vs = pos;
             r = blk_copy_mapped(c->dst, pos, c->src[w->seg[k].src], p, pe - pos);
-            if (r == 0) {
+            if (r >= 0) {
+                if (r == 1) /* copied, not shared: writing is cheaper */
+                    __atomic_store_n(&c->offload, false, __ATOMIC_RELAXED);
+                r = 0;
                 pos = vs = pe;
                 continue;
             }
