@@ -525,15 +525,16 @@ const uint8_t *blk_map_read(BlockDriverState *bs, uint64_t off, uint64_t len, ui
     uint64_t host = 0;
     BlockDriverState *file = NULL;
     int depth;
-    *pnum = 0;
     int st = blk_block_status_above(bs, off, len, pnum, &host, &depth, &file);
     if (st < 0)
         *pnum = 0;
-    if (st < 0 || !file || (st & (BLK_STATUS_ZERO | BLK_STATUS_COMPRESSED)) ||
-        (st & (BLK_STATUS_DATA | BLK_STATUS_OFFSET)) != (BLK_STATUS_DATA | BLK_STATUS_OFFSET))
-        return NULL;
+    return blk_status_mappable(st) && file ? blk_map_host(file, host, *pnum, flags) : NULL;
+}
+
+const uint8_t *blk_map_host(BlockDriverState *file, uint64_t host, uint64_t len, int flags)
+{
     const uint8_t *m = map_file(file);
-    if (!m || host > file->map_size || *pnum > file->map_size - host)
+    if (!m || host > file->map_size || len > file->map_size - host)
         return NULL;
     if (flags & BLK_MAP_LAZY)
         return m + host;
@@ -541,19 +542,27 @@ const uint8_t *blk_map_read(BlockDriverState *bs, uint64_t off, uint64_t len, ui
      * the file has shrunk since.  Kernels before 5.14 lack it (EINVAL). */
     long pg = sysconf(_SC_PAGESIZE);
     uint64_t a = host & ~(uint64_t)(pg - 1);
-    if (madvise((void *)(m + a), host + *pnum - a, MADV_POPULATE_READ) < 0 && errno != EINVAL)
+    if (madvise((void *)(m + a), host + len - a, MADV_POPULATE_READ) < 0 && errno != EINVAL)
         return NULL;
     return m + host;
 }
 
-int blk_map_source(BlockDriverState *bs, const uint8_t *p, uint64_t *host)
+/* The layer of bs's chain whose mapping holds p, or NULL. */
+static BlockDriverState *map_owner(BlockDriverState *bs, const uint8_t *p)
 {
     for (; bs; bs = bs->backing)
-        if (bs->map && p >= bs->map && p < bs->map + bs->map_size) {
-            *host = (uint64_t)(p - bs->map);
-            return bs->fd;
-        }
-    return -1;
+        if (bs->map && p >= bs->map && p < bs->map + bs->map_size)
+            return bs;
+    return NULL;
+}
+
+int blk_map_source(BlockDriverState *bs, const uint8_t *p, uint64_t *host)
+{
+    BlockDriverState *b = map_owner(bs, p);
+    if (!b)
+        return -1;
+    *host = (uint64_t)(p - b->map);
+    return b->fd;
 }
 
 int blk_copy_mapped(BlockDriverState *bs, uint64_t off, BlockDriverState *src, const uint8_t *p,
@@ -571,17 +580,15 @@ void blk_map_done(BlockDriverState *bs, const uint8_t *p, uint64_t len)
 {
     /* 64 KiB: the kernel's fault-around window (fault_around_bytes) */
     const uintptr_t win = 64 << 10;
-    for (; bs; bs = bs->backing) {
-        uintptr_t m = (uintptr_t)bs->map, e = m + bs->map_size;
-        if (!bs->map || (uintptr_t)p < m || (uintptr_t)p >= e)
-            continue;
-        uintptr_t a = (uintptr_t)p & ~(win - 1), b = ((uintptr_t)p + len + win - 1) & ~(win - 1);
-        a = a < m ? m : a;
-        b = b > e ? e : b;
-        /* on a shared file mapping this only drops page table entries */
-        madvise((void *)a, b - a, MADV_DONTNEED);
+    BlockDriverState *o = map_owner(bs, p);
+    if (!o)
         return;
-    }
+    uintptr_t m = (uintptr_t)o->map, e = m + o->map_size;
+    uintptr_t a = (uintptr_t)p & ~(win - 1), b = ((uintptr_t)p + len + win - 1) & ~(win - 1);
+    a = a < m ? m : a;
+    b = b > e ? e : b;
+    /* on a shared file mapping this only drops page table entries */
+    madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 int blk_block_status_above(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,

@@ -301,6 +301,16 @@ int blk_block_status_above(BlockDriverState *bs, uint64_t off, uint64_t len,
 #define BLK_MAP_LAZY 1
 const uint8_t *blk_map_read(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                             int flags);
+/* The same for a host range already known from blk_block_status_above:
+ * [host, host+len) of layer file's host file, or NULL. */
+const uint8_t *blk_map_host(BlockDriverState *file, uint64_t host, uint64_t len, int flags);
+/* What blk_block_status_above said that blk_map_host can map: data stored
+ * as it is, at a host offset. */
+static inline bool blk_status_mappable(int st)
+{
+    return st >= 0 && (st & (BLK_STATUS_DATA | BLK_STATUS_OFFSET | BLK_STATUS_ZERO |
+                             BLK_STATUS_COMPRESSED)) == (BLK_STATUS_DATA | BLK_STATUS_OFFSET);
+}
 /* The host file and offset of p, which blk_map_read(bs, ...) gave: -1 if
  * no layer of bs's chain has p mapped. */
 int blk_map_source(BlockDriverState *bs, const uint8_t *p, uint64_t *host);
@@ -344,6 +354,11 @@ int blk_file_pread(int fd, void *buf, size_t len, uint64_t off);
 int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+/* [off, off+len) of fd shares the blocks of src_fd at src_off (a reflink,
+ * FICLONERANGE): 0, or -errno (-EOPNOTSUPP/-EXDEV where the filesystem
+ * has none, -EINVAL for ranges not in whole blocks or a file that is not
+ * a regular one). */
+int blk_file_clone(int fd, uint64_t off, int src_fd, uint64_t src_off, uint64_t len);
 int64_t blk_file_size(int fd);
 /* Makes [off, off+len) read as zeros, punching a hole where possible. */
 int blk_file_zero(int fd, uint64_t off, uint64_t len);

@@ -12,8 +12,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -799,9 +797,7 @@ struct clone_src {
  * filesystem cannot, the kernel copies it. */
 static int clone_or_copy(Qcow2State *s, struct clone_src *src, uint64_t host, uint64_t n)
 {
-    struct file_clone_range fcr = { .src_fd = src->fd, .src_offset = src->off,
-                                    .src_length = n, .dest_offset = host };
-    if (ioctl(s->fd, FICLONERANGE, &fcr) == 0)
+    if (blk_file_clone(s->fd, host, src->fd, src->off, n) == 0)
         return 0;
     src->copied = true;
     loff_t in = (loff_t)src->off, out = (loff_t)host;

@@ -5,8 +5,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -68,28 +66,24 @@ static int raw_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *i
     return r;
 }
 
-/* A reflink (FICLONERANGE): the range shares the source's blocks, no
- * byte is copied.  Where the filesystem has none (ext4), -ENOTSUP: the
- * kernel's own copy (copy_file_range) was tried there and cost more than
- * writing from the mapping.  -EINVAL: not this range (the filesystem
- * wants whole blocks). */
+/* A reflink: the range shares the source's blocks, no byte is copied.
+ * Where the filesystem has none (ext4), -ENOTSUP: the kernel's own copy
+ * (copy_file_range) was tried there and cost more than writing from the
+ * mapping.  -EINVAL: not this range (the filesystem wants whole blocks). */
 static int raw_copy_from_file(BlockDriverState *bs, uint64_t off, int src_fd, uint64_t src_off,
                               uint64_t len)
 {
+    int r = blk_file_clone(bs->fd, off, src_fd, src_off, len);
     struct stat st;
-    if ((bs->flags & BLK_O_NOCACHE) || fstat(bs->fd, &st) < 0 || !S_ISREG(st.st_mode))
-        return -ENOTSUP;
-    struct file_clone_range r = { .src_fd = src_fd, .src_offset = src_off, .src_length = len,
-                                  .dest_offset = off };
-    if (ioctl(bs->fd, FICLONERANGE, &r) == 0)
+    if (r == 0)
         return 0;
-    if (errno == EINVAL)
-        return -EINVAL;
-    if (errno == EOPNOTSUPP || errno == EXDEV || errno == ENOTTY || errno == ENOSYS ||
-        errno == EBADF || errno == EPERM || errno == ETXTBSY)
+    if (r == -EINVAL) /* a block device target says so too: never, then */
+        return fstat(bs->fd, &st) == 0 && S_ISREG(st.st_mode) ? -EINVAL : -ENOTSUP;
+    if (r == -EOPNOTSUPP || r == -EXDEV || r == -ENOTTY || r == -ENOSYS || r == -EBADF ||
+        r == -EPERM || r == -ETXTBSY)
         return -ENOTSUP;
-    blk_set_error("%s: write error: %s", bs->filename, strerror(errno));
-    return -errno;
+    blk_set_error("%s: write error: %s", bs->filename, strerror(-r));
+    return r;
 }
 
 static int raw_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)

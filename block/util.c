@@ -6,9 +6,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/fs.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -407,6 +409,13 @@ int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
     return file_rwv(fd, iov, iovcnt, off, true);
+}
+
+int blk_file_clone(int fd, uint64_t off, int src_fd, uint64_t src_off, uint64_t len)
+{
+    struct file_clone_range r = { .src_fd = src_fd, .src_offset = src_off, .src_length = len,
+                                  .dest_offset = off };
+    return ioctl(fd, FICLONERANGE, &r) == 0 ? 0 : -errno;
 }
 
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off)

@@ -47,7 +47,7 @@ typedef struct Convert {
     bool src_has_backing;
     bool ordered;              /* !-W */
     bool progress;
-    bool use_map;              /* read data through blk_map_read (no -c, no -B) */
+    bool use_map;              /* read data through blk_map_host (no -c, no -B) */
     bool offload;              /* the target takes mapped data by copy offload */
     bool no_scan;              /* -C: data is copied as it is, zeros and all */
 
@@ -93,9 +93,12 @@ static int src_index(const Convert *c, uint64_t off)
 
 /* Status of [off, off+len) of the concatenation, for the first *pnum
  * bytes: 1 = data to read, 0 = reads as zeros, 2 = comes from the
- * source's backing file (only asked for with -B). */
-static int src_status(Convert *c, uint64_t off, uint64_t len, uint64_t *pnum)
+ * source's backing file (only asked for with -B).  Data a host file holds
+ * as it is sets *file (else NULL) and *host, for blk_map_host. */
+static int src_status(Convert *c, uint64_t off, uint64_t len, uint64_t *pnum,
+                      BlockDriverState **file, uint64_t *host)
 {
+    *file = NULL;
     int i = src_index(c, off);
     BlockDriverState *bs = c->src[i];
     uint64_t soff = off - c->src_start[i];
@@ -109,9 +112,12 @@ static int src_status(Convert *c, uint64_t off, uint64_t len, uint64_t *pnum)
     if (len > bs->size - soff)
         len = bs->size - soff;
     int depth = 0;
-    int st = blk_block_status_above(bs, soff, len, pnum, NULL, &depth, NULL);
+    BlockDriverState *layer = NULL;
+    int st = blk_block_status_above(bs, soff, len, pnum, host, &depth, &layer);
     if (st < 0)
         return st;
+    if (blk_status_mappable(st))
+        *file = layer;
     if (*pnum == 0 || *pnum > len)
         *pnum = len;
     if (c->target_backing && depth > 0 && c->src_has_backing)
@@ -190,30 +196,47 @@ static void touch(Worker *w, uint64_t rel, uint64_t len, uint64_t unit)
         memset(w->touched + rel / unit, 1, (rel + len - 1) / unit - rel / unit + 1);
 }
 
+/* The mapped part that holds chunk offset rel, or -1 (then it is in the
+ * buffer) with *next the chunk offset where the next mapped part starts
+ * (or UINT64_MAX). */
+static int seg_at(const Worker *w, uint64_t rel, uint64_t *next)
+{
+    *next = UINT64_MAX;
+    for (int i = 0; i < w->nseg; i++) {
+        if (rel >= w->seg[i].rel && rel < w->seg[i].rel + w->seg[i].len)
+            return i;
+        if (w->seg[i].rel > rel && w->seg[i].rel < *next)
+            *next = w->seg[i].rel;
+    }
+    return -1;
+}
+
 /* Where the bytes of the chunk at chunk offset rel are (a whole unit is
  * in one place). */
 static const uint8_t *chunk_ptr(const Worker *w, uint64_t rel)
 {
-    for (int i = 0; i < w->nseg; i++)
-        if (rel >= w->seg[i].rel && rel < w->seg[i].rel + w->seg[i].len)
-            return w->seg[i].p + (rel - w->seg[i].rel);
-    return w->buf + rel;
+    uint64_t next;
+    int k = seg_at(w, rel, &next);
+    return k < 0 ? w->buf + rel : w->seg[k].p + (rel - w->seg[k].rel);
 }
 
-/* Reads the data [pos, pos+n) of the chunk at off (one source's):
- * whole units that a source file holds as they are come straight from
- * its mapping (blk_map_read: no copy through this buffer, and the write
- * copies from the page cache itself); the rest is read into w->buf. */
+/* Reads the data [pos, pos+n) of the chunk at off (one source's, which
+ * [host, host+n) of layer file's host file holds as it is, if file):
+ * whole units come straight from that file's mapping (blk_map_host: no
+ * copy through this buffer, and the write copies from the page cache
+ * itself); the rest is read into w->buf. */
 static int read_data(Worker *w, uint64_t off, uint64_t chunk_end, uint64_t unit,
-                     uint64_t pos, uint64_t n)
+                     uint64_t pos, uint64_t n, BlockDriverState *file, uint64_t host)
 {
     Convert *c = w->c;
-    uint64_t end = pos + n;
+    uint64_t start = pos, end = pos + n;
     while (pos < end) {
         uint64_t rel = pos - off, m = end - pos;
         const uint8_t *p = NULL;
         int i = 0;
-        if (rel % unit) {
+        if (!file) {
+            /* not stored as it is: all through the buffer */
+        } else if (rel % unit) {
             if (qround_up(rel, unit) - rel < m)
                 m = qround_up(rel, unit) - rel; /* to the next unit */
         } else if (w->touched[rel / unit]) {
@@ -224,10 +247,7 @@ static int read_data(Worker *w, uint64_t off, uint64_t chunk_end, uint64_t unit,
                 m = u * unit - rel;
         } else {
             i = src_index(c, pos);
-            p = blk_map_read(c->src[i], pos - c->src_start[i], m, &m,
-                             c->no_scan ? BLK_MAP_LAZY : 0);
-            if (m == 0 || m > end - pos)
-                m = end - pos;
+            p = blk_map_host(file, host + (pos - start), m, c->no_scan ? BLK_MAP_LAZY : 0);
             if (p && pos + m != chunk_end) {
                 uint64_t t = (rel + m) % unit; /* a unit cut short stays in buf */
                 if (t == m)
@@ -255,8 +275,9 @@ static int load_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit)
     Convert *c = w->c;
     uint64_t pos = off;
     while (pos < off + len) {
-        uint64_t n;
-        int st = src_status(c, pos, off + len - pos, &n);
+        uint64_t n, host = 0;
+        BlockDriverState *file;
+        int st = src_status(c, pos, off + len - pos, &n, &file, &host);
         if (st < 0) {
             convert_fail(c, st, "error while reading block status at offset %" PRIu64 ": %s",
                          pos, blk_error());
@@ -265,7 +286,7 @@ static int load_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit)
         uint8_t *p = w->buf + (pos - off);
         /* -c -B: a cluster may mix both; the backing's part is read too */
         if (st == 1 || (st == 2 && c->compressed)) {
-            int r = c->use_map && st == 1 ? read_data(w, off, off + len, unit, pos, n)
+            int r = c->use_map && st == 1 ? read_data(w, off, off + len, unit, pos, n, file, host)
                                           : src_read(c, pos, p, n);
             if (r < 0) {
                 /* EACCES: an encrypted image without its key; say so */
@@ -335,20 +356,12 @@ static int write_units(Worker *w, uint64_t off, uint64_t s, uint64_t e)
     int n = 0, r = 0;
     uint64_t vs = s;                       /* where the gathered vector starts */
     for (uint64_t pos = s; pos < e && r == 0;) {
-        uint64_t rel = pos - off, pe = e;
-        const uint8_t *p = w->buf + rel;
-        int k = -1;
-        for (int i = 0; i < w->nseg; i++) {
-            const struct seg *g = &w->seg[i];
-            if (rel >= g->rel && rel < g->rel + g->len) {
-                k = i;
-                p = g->p + (rel - g->rel);
-                pe = off + g->rel + g->len < e ? off + g->rel + g->len : e;
-                break;
-            }
-            if (g->rel > rel && off + g->rel < pe)
-                pe = off + g->rel;         /* the buffer's part ends here */
-        }
+        uint64_t rel = pos - off, next;
+        int k = seg_at(w, rel, &next);
+        const uint8_t *p = k < 0 ? w->buf + rel : w->seg[k].p + (rel - w->seg[k].rel);
+        /* to the end of this mapped part, or of the buffer's part */
+        uint64_t pe = k < 0 ? next : w->seg[k].rel + w->seg[k].len;
+        pe = pe < e - off ? off + pe : e;
         if (k >= 0 && __atomic_load_n(&c->offload, __ATOMIC_RELAXED)) {
             if (n && (r = blk_pwritev(c->dst, vs, w->iov, n)) < 0)
                 break;
@@ -368,10 +381,8 @@ static int write_units(Worker *w, uint64_t off, uint64_t s, uint64_t e)
                 __atomic_store_n(&c->offload, false, __ATOMIC_RELAXED);
             r = 0;
         }
-        if (n && (uint8_t *)w->iov[n - 1].iov_base + w->iov[n - 1].iov_len == p)
-            w->iov[n - 1].iov_len += pe - pos;
-        else
-            w->iov[n++] = (struct iovec){ (uint8_t *)p, pe - pos };
+        /* (blk_pwritev joins parts that follow each other in memory) */
+        w->iov[n++] = (struct iovec){ (uint8_t *)p, pe - pos };
         pos = pe;
     }
     if (r == 0 && n)
