@@ -131,8 +131,7 @@ static int vm_setup_ram(struct vm *vm, uint64_t ram_size)
     head = (VM_HUGE_ALIGN - ((uintptr_t)map & (VM_HUGE_ALIGN - 1))) & (VM_HUGE_ALIGN - 1);
     if (head)
         munmap(map, head);
-    if (VM_HUGE_ALIGN - head)
-        munmap(map + head + ram_size, VM_HUGE_ALIGN - head);
+    munmap(map + head + ram_size, VM_HUGE_ALIGN - head);
     vm->ram = map + head;
     madvise(vm->ram, ram_size, MADV_HUGEPAGE);
     vm->ram_size = ram_size;
@@ -344,7 +343,7 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus)
  * host's backend takes 10-20 ms once the guest has run (a third of the
  * test guest's whole boot); calf's caller has nothing to gain from it.
  * A child forked at the very end (every other thread has been joined)
- * keeps only the KVM descriptors (every disk and the terminal are closed
+ * keeps only the VM's descriptor (every disk and the terminal are closed
  * by then: no image lock and no pipe outlives calf) and guest RAM's pages,
  * waits for calf to be gone, and drops them.  CALF_SYNC_TEARDOWN=1 keeps
  * the destruction in calf's own exit.  Returns 0 when a child took it
@@ -352,7 +351,7 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus)
  * makes async-signal-safe calls only. */
 int vm_teardown_detached(struct vm *vm)
 {
-    int keep[VM_MAX_CPUS + 3], n = 0, lo = 0, p[2];
+    int p[2];
     pid_t pid;
     const char *sync = getenv("CALF_SYNC_TEARDOWN");
 
@@ -368,23 +367,14 @@ int vm_teardown_detached(struct vm *vm)
         close(p[0]);
         return 0;           /* p[1] goes with calf's exit */
     }
-    keep[n++] = vm->vm_fd;
-    keep[n++] = p[0];
-    if (vm->kvm_fd >= 0)
-        keep[n++] = vm->kvm_fd;
-    for (int i = 0; i < vm->ncpus; i++)
-        if (vm->vcpus[i].fd >= 0)
-            keep[n++] = vm->vcpus[i].fd;
-    for (int i = 1; i < n; i++)     /* ascending, for close_range */
-        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
-            int t = keep[j];
-            keep[j] = keep[j - 1];
-            keep[j - 1] = t;
-        }
-    for (int i = 0; i < n; lo = keep[i++] + 1)
-        if (keep[i] > lo)
-            close_range((unsigned)lo, (unsigned)keep[i] - 1, 0);
-    close_range((unsigned)lo, ~0U, 0);
+    /* The VM's own descriptor holds it (the vCPUs' and /dev/kvm's need
+     * not: they only keep references to it) */
+    int a = vm->vm_fd < p[0] ? vm->vm_fd : p[0], b = vm->vm_fd < p[0] ? p[0] : vm->vm_fd;
+    if (a > 0)
+        close_range(0, (unsigned)a - 1, 0);
+    if (b > a + 1)
+        close_range((unsigned)a + 1, (unsigned)b - 1, 0);
+    close_range((unsigned)b + 1, ~0U, 0);
     setsid();               /* no terminal signals for it */
     for (char c; read(p[0], &c, 1) < 0 && errno == EINTR;)
         ;
