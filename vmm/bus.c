@@ -26,6 +26,12 @@ struct mmio_range {
     void *opaque;
 };
 
+/* Functions run on a reset, or once at shutdown, in registration order. */
+struct hooks {
+    unsigned n;
+    struct { void (*fn)(void *opaque); void *opaque; } hook[BUS_MAX_RESETS];
+};
+
 struct bus {
     pthread_mutex_t lock;
     const struct bus_host_ops *ops;
@@ -36,11 +42,26 @@ struct bus {
     void *owned[BUS_MAX_OWNED];
     unsigned nr_mmio;
     struct mmio_range mmio[BUS_MAX_MMIO];
-    unsigned nr_resets;
-    struct { bus_reset_fn fn; void *opaque; } resets[BUS_MAX_RESETS];
-    unsigned nr_shutdowns;
-    struct { bus_shutdown_fn fn; void *opaque; } shutdowns[BUS_MAX_RESETS];
+    struct hooks resets, shutdowns;
 };
+
+static int hooks_add(struct hooks *h, void (*fn)(void *), void *opaque)
+{
+    if (!fn)
+        return -EINVAL;
+    if (h->n == BUS_MAX_RESETS)
+        return -ENOSPC;
+    h->hook[h->n].fn = fn;
+    h->hook[h->n].opaque = opaque;
+    h->n++;
+    return 0;
+}
+
+static void hooks_run(const struct hooks *h)
+{
+    for (unsigned i = 0; i < h->n; i++)
+        h->hook[i].fn(h->hook[i].opaque);
+}
 
 struct bus *bus_create(const struct bus_host_ops *ops, void *host)
 {
@@ -164,40 +185,26 @@ bool bus_mmio(struct bus *bus, uint64_t addr, uint8_t *data, unsigned size,
 
 int bus_register_shutdown(struct bus *bus, bus_shutdown_fn fn, void *opaque)
 {
-    if (bus->nr_shutdowns == BUS_MAX_RESETS)
-        return -ENOSPC;
-    bus->shutdowns[bus->nr_shutdowns].fn = fn;
-    bus->shutdowns[bus->nr_shutdowns].opaque = opaque;
-    bus->nr_shutdowns++;
-    return 0;
+    return hooks_add(&bus->shutdowns, fn, opaque);
 }
 
 void bus_shutdown(struct bus *bus)
 {
     if (!bus)
         return;
-    for (unsigned i = 0; i < bus->nr_shutdowns; i++)
-        bus->shutdowns[i].fn(bus->shutdowns[i].opaque);
-    bus->nr_shutdowns = 0;
+    hooks_run(&bus->shutdowns);
+    bus->shutdowns.n = 0;
 }
 
 int bus_register_reset(struct bus *bus, bus_reset_fn fn, void *opaque)
 {
-    if (!fn)
-        return -EINVAL;
-    if (bus->nr_resets == BUS_MAX_RESETS)
-        return -ENOSPC;
-    bus->resets[bus->nr_resets].fn = fn;
-    bus->resets[bus->nr_resets].opaque = opaque;
-    bus->nr_resets++;
-    return 0;
+    return hooks_add(&bus->resets, fn, opaque);
 }
 
 void bus_reset(struct bus *bus)
 {
     pthread_mutex_lock(&bus->lock);
-    for (unsigned i = 0; i < bus->nr_resets; i++)
-        bus->resets[i].fn(bus->resets[i].opaque);
+    hooks_run(&bus->resets);
     pthread_mutex_unlock(&bus->lock);
 }
 
