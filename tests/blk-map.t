@@ -48,14 +48,8 @@ ok "plain clusters are" test $? = 1
 
 # convert DESC SRC OUTFMT ARGS...: calf and qemu-img, same guest view
 conv() {
-    local desc=$1 src=$2 of=$3; shift 3
-    rm -f c.out q.out
-    if ! out=$("$CALF_IMG" convert -O "$of" "$@" c.out 2>&1); then
-        fail "$desc: calf convert" "$out"
-        return
-    fi
-    qemu-img convert -O "$of" "$@" q.out
-    ok "$desc: same as qemu-img" qemu-img compare -f "$of" -F "$of" c.out q.out
+    local desc=$1 of=$3; shift 3
+    convert_like_qemu "$desc" "$of" "$@" || return
     [ "$of" = qcow2 ] && ok "$desc: qemu-img check" qemu-img check -q c.out
 }
 for s in 4k 512 0 8k; do

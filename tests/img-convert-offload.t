@@ -27,13 +27,7 @@ done
 
 # conv DESC SRC OUTFMT: -C by both tools, same guest view and map
 conv() {
-    rm -f c.out q.out
-    if ! out=$("$CALF_IMG" convert -C -O "$3" "$2" c.out 2>&1); then
-        fail "$1: calf convert -C" "$out"
-        return
-    fi
-    qemu-img convert -C -O "$3" "$2" q.out
-    ok "$1: same as qemu-img -C" qemu-img compare -f "$3" -F "$3" c.out q.out
+    convert_like_qemu "$1" "$3" -C "$2" || return
     if [ "$3" = raw ]; then
         is "$(qemu-img map --output=json -f raw c.out)" "$(qemu-img map --output=json -f raw q.out)" \
             "$1: the same blocks allocated as by qemu-img -C"

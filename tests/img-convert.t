@@ -31,13 +31,7 @@ check_target() { # desc fmt file
 # convert DESC SRCFMT SRC OUTFMT ARGS...: calf and qemu-img, same guest view
 conv() {
     local desc=$1 sf=$2 src=$3 of=$4; shift 4
-    rm -f c.out q.out
-    if ! out=$("$CALF_IMG" convert -f "$sf" -O "$of" "$@" "$src" c.out 2>&1); then
-        fail "$desc: calf convert" "$out"
-        return
-    fi
-    qemu-img convert -f "$sf" -O "$of" "$@" "$src" q.out
-    ok "$desc: same as qemu-img" qemu-img compare -f "$of" -F "$of" c.out q.out
+    convert_like_qemu "$desc" "$of" -f "$sf" "$@" "$src" || return
     ok "$desc: same as the source" qemu-img compare -f "$sf" -F "$of" "$src" c.out
     check_target "$desc" "$of" c.out
 }

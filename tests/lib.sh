@@ -103,6 +103,22 @@ same_io() {
     is "$(run_capture "$CDIR" "$CALF_IO" "$@")" "$(run_capture "$QDIR" qemu-io "$@")" "$desc"
 }
 
+# convert_like_qemu DESC OUTFMT ARGS...: calf-img and qemu-img convert
+# -O OUTFMT ARGS... into c.out and q.out (in the current directory); the
+# two must read the same.  Returns non-zero, after a failed check, when
+# calf-img's convert itself failed (the caller then skips its own checks).
+convert_like_qemu() {
+    local desc=$1 of=$2 out
+    shift 2
+    rm -f c.out q.out
+    if ! out=$("$CALF_IMG" convert -O "$of" "$@" c.out 2>&1); then
+        fail "$desc: calf convert" "$out"
+        return 1
+    fi
+    qemu-img convert -O "$of" "$@" q.out
+    ok "$desc: same as qemu-img" qemu-img compare -f "$of" -F "$of" c.out q.out
+}
+
 # in_both CMD...: runs a setup command (e.g. qemu-img create) in both dirs.
 in_both() {
     (cd "$QDIR" && "$@") >/dev/null 2>&1 && (cd "$CDIR" && "$@") >/dev/null 2>&1
