@@ -161,6 +161,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
     bs->flags = flags;
     bs->read_only = !rw;
     bs->depth = depth;
+    bs->fill = (flags & BLK_O_FILL) && rw && blk_file_fill_pays(fd);
     BlockOptions bopts = {0};
     backing_opts(opts, &bopts);
     blk_set_error("%s: could not open", filename);
@@ -415,6 +416,21 @@ int blk_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int 
         off += iov[i].iov_len;
     }
     return 0;
+}
+
+/* Runs shorter than this are written as they are: the allocation would
+ * cost about what it saves. */
+#define FILL_MIN (64u << 10)
+
+void blk_fill(BlockDriverState *bs, uint64_t off, uint64_t n)
+{
+    if (n < FILL_MIN || !__atomic_load_n(&bs->fill, __ATOMIC_RELAXED))
+        return;
+    /* no space is for the write to report; a refusal (an ext3 file
+     * without extents) is for good */
+    int r = blk_file_fill(bs->fd, off, n);
+    if (r == -EOPNOTSUPP || r == -ENOSYS)
+        __atomic_store_n(&bs->fill, false, __ATOMIC_RELAXED);
 }
 
 int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)

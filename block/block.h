@@ -25,6 +25,8 @@
 #define BLK_O_UNSAFE      0x0010 /* flush is a no-op (cache=unsafe) */
 #define BLK_O_NO_REPAIR   0x0020 /* do not repair a dirty image on open */
 #define BLK_O_CHECK       0x0040 /* opened to be checked: allow damage */
+#define BLK_O_FILL        0x0080 /* written in long runs into ranges that hold
+                                    nothing yet (convert's target) */
 
 /* blk_pwrite_zeroes() flags */
 #define BLK_ZERO_MAY_UNMAP 0x1 /* the range may be deallocated */
@@ -224,6 +226,9 @@ struct BlockDriverState {
     /* blk_map_read()'s read-only mapping of the host file, if made */
     const uint8_t *map;
     uint64_t map_size;
+    /* BLK_O_FILL on a filesystem where allocating a run's blocks before
+     * writing it pays (blk_file_fill); cleared where fallocate is refused */
+    bool fill;
     /* Long operations (amend) report how far they are, if set. */
     void (*progress)(void *progress_opaque, uint64_t done, uint64_t total);
     void *progress_opaque;
@@ -363,6 +368,13 @@ int64_t blk_file_size(int fd);
 /* Makes [off, off+len) read as zeros, punching a hole where possible. */
 int blk_file_zero(int fd, uint64_t off, uint64_t len);
 int blk_file_punch(int fd, uint64_t off, uint64_t len); /* best effort */
+/* Long writes into holes: whether allocating first pays on fd's
+ * filesystem, and the allocation (0, or -errno where it is refused). */
+bool blk_file_fill_pays(int fd);
+int blk_file_fill(int fd, uint64_t off, uint64_t len);
+/* What a driver calls before writing the n bytes at off of its host file
+ * into a range that holds nothing yet (a no-op unless bs->fill). */
+void blk_fill(BlockDriverState *bs, uint64_t off, uint64_t n);
 
 /* Image locking compatible with QEMU's byte-range scheme (OFD locks):
  * a writer excludes other writers and readers that did not pass -U. */

@@ -800,6 +800,7 @@ static int clone_or_copy(Qcow2State *s, struct clone_src *src, uint64_t host, ui
     if (blk_file_clone(s->fd, host, src->fd, src->off, n) == 0)
         return 0;
     src->copied = true;
+    blk_fill(s->bs, host, n);
     loff_t in = (loff_t)src->off, out = (loff_t)host;
     while (n) {
         ssize_t k = copy_file_range(src->fd, &in, s->fd, &out, n, 0);
@@ -851,8 +852,10 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
         r = clone_or_copy(s, src, (uint64_t)host, bytes);
     else if (s->crypt_method)
         r = qcow2_crypt_copy(s, off, (uint64_t)host, buf, bytes, &enc);
-    if (r == 0 && !src)
+    if (r == 0 && !src) {
+        blk_fill(s->bs, (uint64_t)host, bytes);
         r = blk_file_pwrite(s->fd, enc ? enc : buf, bytes, host);
+    }
     free(enc);
     pthread_mutex_lock(&s->lock);
     inflight_del(s, c);

@@ -44,6 +44,7 @@ static int raw_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
 
 static int raw_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
 {
+    blk_fill(bs, off, len);
     int r = blk_file_pwrite(bs->fd, buf, len, off);
     if (r < 0)
         blk_set_error("%s: write error: %s", bs->filename, strerror(-r));
@@ -60,6 +61,10 @@ static int raw_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *io
 
 static int raw_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
+    size_t n = 0;
+    for (int i = 0; i < iovcnt; i++)
+        n += iov[i].iov_len;
+    blk_fill(bs, off, n);
     int r = blk_file_pwritev(bs->fd, iov, iovcnt, off);
     if (r < 0 && r != -ENOTSUP)
         blk_set_error("%s: write error: %s", bs->filename, strerror(-r));

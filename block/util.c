@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 #include <linux/falloc.h>
 
@@ -445,6 +447,24 @@ int blk_file_punch(int fd, uint64_t off, uint64_t len)
     if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) < 0)
         return -errno;
     return 0;
+}
+
+/* ext4 handles a buffered write into a hole block by block: each 4 KiB
+ * is looked up, reserved (quota included) and entered as a delayed
+ * extent, about a quarter of convert's time into a new raw file.  One
+ * fallocate of the run first leaves it a single unwritten extent to
+ * fill: writing 550 MB of new data took 0.07 s instead of 0.105 s here.
+ * XFS gains nothing (its delayed allocation is per extent) and tmpfs
+ * loses (it zeroes the pages it allocates), so ext4 only. */
+bool blk_file_fill_pays(int fd)
+{
+    struct statfs f;
+    return fstatfs(fd, &f) == 0 && f.f_type == EXT4_SUPER_MAGIC;
+}
+
+int blk_file_fill(int fd, uint64_t off, uint64_t len)
+{
+    return fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0 ? 0 : -errno;
 }
 
 int blk_file_zero(int fd, uint64_t off, uint64_t len)

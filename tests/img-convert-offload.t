@@ -5,7 +5,11 @@
 # made on a loop device, where the machine allows one), data a source file
 # holds as it is lands in a raw target, or in the new clusters of a qcow2
 # one, as shared blocks, with or without -C, and the target reads as the
-# source (qemu-img check clean).
+# source (qemu-img check clean).  On ext4, where convert allocates each
+# long run of the target before writing it (BLK_O_FILL), the target's
+# data is never left to delayed allocation, and it has the same blocks
+# as qemu-img's; where the filesystem refuses to allocate (an ext2 made
+# without extents), convert writes as before.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
 cd "$TMP" || exit 1
@@ -40,27 +44,38 @@ conv "-C raw -> raw" src.raw raw
 conv "-C 512-byte clusters -> raw" small.qcow2 raw
 conv "-C qcow2 -> qcow2" src.qcow2 qcow2
 
-# Reflinks on XFS
-why=""
-if [ "$(id -u)" != 0 ]; then why="not root (mounting a loop device)"
-elif ! command -v mkfs.xfs >/dev/null; then why="mkfs.xfs is not installed (xfsprogs)"
-elif ! command -v filefrag >/dev/null; then why="filefrag is not installed (e2fsprogs)"
-fi
-mnt=$TMP/xfs
-if [ -z "$why" ]; then
-    truncate -s 320M xfs.img
-    mkdir -p "$mnt"
-    if ! mkfs.xfs -q -m reflink=1 xfs.img 2>xfs.err || ! mount -o loop xfs.img "$mnt" 2>>xfs.err; then
-        why="cannot make and mount an XFS on a loop device here: $(head -1 xfs.err)"
+# loopfs NAME MOUNT-TYPE MKFS...: makes the filesystem in NAME.img (320 MiB)
+# and mounts it on $TMP/NAME; sets $why where it cannot.
+mounted=""
+trap 'for m in $mounted; do umount "$m" 2>/dev/null; done; rm -rf "$TMP"' EXIT
+loopfs() {
+    local name=$1 type=$2
+    shift 2
+    why=""
+    if [ "$(id -u)" != 0 ]; then why="not root (mounting a loop device)"
+    elif ! command -v "$1" >/dev/null; then why="$1 is not installed"
+    elif ! command -v filefrag >/dev/null; then why="filefrag is not installed (e2fsprogs)"
     fi
-fi
+    [ -n "$why" ] && return 1
+    truncate -s 320M "$name.img"
+    mkdir -p "$TMP/$name"
+    if ! "$@" "$name.img" >"$name.err" 2>&1 ||
+        ! mount -t "$type" -o loop "$name.img" "$TMP/$name" 2>>"$name.err"; then
+        why="cannot make and mount $name on a loop device here: $(head -1 "$name.err")"
+        return 1
+    fi
+    mounted="$mounted $TMP/$name"
+}
+
+# Reflinks on XFS
+mnt=$TMP/xfs
+loopfs xfs xfs mkfs.xfs -q -m reflink=1
 if [ -n "$why" ]; then
     for what in "convert to raw on XFS: reflinks" "convert -C to raw on XFS: reflinks" \
                 "convert to qcow2 on XFS: reflinks"; do
         skip "$what" "$what: $why"
     done
 else
-    trap 'umount "$mnt" 2>/dev/null; rm -rf "$TMP"' EXIT
     cp src.qcow2 small.qcow2 "$mnt/"
     for C in "" -C; do
         for s in src small; do
@@ -95,6 +110,52 @@ else
         qemu-img compare "$mnt/src.qcow2" "$mnt/old.qcow2"
     ok "convert -n over allocated qcow2 clusters on XFS: qemu-img check" qemu-img check -q "$mnt/old.qcow2"
     umount "$mnt"
+fi
+
+# ext4: each long run of a new target is allocated before it is written.
+# filefrag (no sync) shows a run that waits for delayed allocation as
+# "delalloc"; one allocated first is "unwritten" until written back: the
+# target's data, 1 MiB and 320 KiB, must be that (4 KiB blocks).
+qemu-img create -q -f qcow2 fill.qcow2 16M
+qemu-io -c 'write -P 1 0 1M' -c 'write -P 7 6M 320k' -c 'write -P 9 12345678 5000' \
+    fill.qcow2 >/dev/null
+unwritten_blocks() { filefrag -v "$1" | awk '/unwritten/ { n += $6 } END { print n + 0 }'; }
+# fill_checks DIR FS-DESC FILLED: raw and qcow2 targets in DIR
+fill_checks() {
+    local d=$1 fs=$2 filled=$3
+    cp fill.qcow2 "$d/"
+    for of in raw qcow2; do
+        rm -f "$d/c.out" "$d/q.out"
+        "$CALF_IMG" convert -O $of "$d/fill.qcow2" "$d/c.out"
+        qemu-img convert -O $of "$d/fill.qcow2" "$d/q.out"
+        ok "convert to $of on $fs: reads as the source" \
+            qemu-img compare -F $of "$d/fill.qcow2" "$d/c.out"
+        if [ $of = raw ]; then
+            # qemu-img writes the first block itself (its alignment probe)
+            is "$(qemu-img map --output=json -f raw "$d/c.out" | sed 1d)" \
+                "$(qemu-img map --output=json -f raw "$d/q.out" | sed 1d)" \
+                "convert to raw on $fs: the same blocks allocated as by qemu-img"
+        else
+            ok "convert to qcow2 on $fs: qemu-img check" qemu-img check -q "$d/c.out"
+        fi
+        if [ "$filled" = yes ]; then
+            local n=$(unwritten_blocks "$d/c.out")
+            [ "$n" -ge $(((1024 + 320) / 4)) ] && pass "convert to $of on $fs: its long runs allocated before they were written" ||
+                fail "convert to $of on $fs: its long runs allocated before they were written" \
+                    "$n unwritten blocks: $(filefrag -v "$d/c.out")"
+        fi
+    done
+}
+if loopfs ext4 ext4 mkfs.ext4 -q -F -b 4096; then
+    fill_checks "$TMP/ext4" ext4 yes
+else
+    skip "convert on ext4" "convert on ext4: $why"
+fi
+# an ext2 without extents, mounted by the ext4 driver: fallocate is refused
+if loopfs ext2 ext4 mkfs.ext2 -q -F -b 4096; then
+    fill_checks "$TMP/ext2" "ext2 (no fallocate)" no
+else
+    skip "convert on ext2" "convert on ext2: $why"
 fi
 
 done_testing

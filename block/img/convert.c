@@ -871,7 +871,7 @@ int img_convert(int argc, char **argv)
         out_fmt = "raw";
     if (snap && !strncmp(snap, "snapshot.", 9) && parse_snapshot_opts(snap, &snap_opts) < 0)
         goto out;
-    int dst_flags = BLK_O_RDWR;
+    int dst_flags = BLK_O_RDWR | BLK_O_FILL;
     if (parse_cache(cache, &dst_flags) < 0) {
         img_error("Invalid cache option: %s", cache);
         goto out;
