@@ -67,12 +67,18 @@ static int cache_write_slot(Qcow2State *s, Qcow2Cache *c, int i)
 
 static int cache_find(Qcow2State *s, Qcow2Cache *c, uint64_t off, bool *hit, int *err)
 {
+    /* requests come in runs on one table: ask the last one found first */
+    if (c->n && c->offset[c->last] == off && off) {
+        *hit = true;
+        c->lru[c->last] = ++c->clock;
+        return c->last;
+    }
     int victim = 0;
     for (int i = 0; i < c->n; i++) {
         if (c->offset[i] == off) {
             *hit = true;
             c->lru[i] = ++c->clock;
-            return i;
+            return c->last = i;
         }
         if (c->lru[i] < c->lru[victim])
             victim = i;
@@ -85,7 +91,7 @@ static int cache_find(Qcow2State *s, Qcow2Cache *c, uint64_t off, bool *hit, int
     }
     c->offset[victim] = 0;
     c->lru[victim] = ++c->clock;
-    return victim;
+    return c->last = victim;
 }
 
 uint8_t *qcow2_cache_get(Qcow2State *s, Qcow2Cache *c, uint64_t off, int *err)

@@ -456,6 +456,14 @@ int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
         struct extent e;
         if ((r = get_extent(s, off, len, &e)) < 0)
             break;
+        if (e.len == len && e.type == SC_NORMAL && !s->crypt_method) {
+            /* the last piece, plain data: read it without taking the
+             * lock again only to drop it (most small reads are this) */
+            pthread_mutex_unlock(&s->lock);
+            if ((r = blk_file_pread(s->fd, p, len, e.host)) < 0)
+                blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
+            return r;
+        }
         if ((r = read_extent(s, &e, off, p, e.len)) < 0)
             break;
         off += e.len;

@@ -73,6 +73,7 @@ typedef struct Qcow2Cache {
     bool *dirty;
     uint8_t *data;
     uint64_t clock;
+    int last;           /* the slot found last: looked at first */
 } Qcow2Cache;
 
 typedef struct Qcow2Ext {
