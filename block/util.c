@@ -500,6 +500,8 @@ int blk_file_zero(int fd, uint64_t off, uint64_t len)
 #define LOCK_SHARED_BASE 200
 enum { PERM_READ = 0, PERM_WRITE = 1, PERM_RESIZE = 3 };
 
+static const char *const perm_names[] = {"consistent read", "write", "write unchanged", "resize"};
+
 static int lock_byte(int fd, int byte)
 {
     struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
@@ -515,6 +517,8 @@ static bool byte_taken(int fd, int byte)
     return fl.l_type != F_UNLCK;
 }
 
+/* The refusals read as QEMU's (raw_check_lock_bytes): what could not be
+ * had, then the question on a line of its own. */
 int blk_lock(int fd, bool write, const char *filename)
 {
     int held[4], nheld = 0, unshared[2] = {PERM_WRITE, PERM_RESIZE};
@@ -523,23 +527,32 @@ int blk_lock(int fd, bool write, const char *filename)
         held[nheld++] = PERM_WRITE;
         held[nheld++] = PERM_RESIZE;
     }
+    char what[64];
     for (int i = 0; i < nheld; i++)
-        if (lock_byte(fd, LOCK_PERM_BASE + held[i]) < 0)
+        if (lock_byte(fd, LOCK_PERM_BASE + held[i]) < 0) {
+            snprintf(what, sizeof(what), "Failed to lock byte %d", LOCK_PERM_BASE + held[i]);
             goto busy;
+        }
     for (int i = 0; i < 2; i++)
-        if (lock_byte(fd, LOCK_SHARED_BASE + unshared[i]) < 0)
+        if (lock_byte(fd, LOCK_SHARED_BASE + unshared[i]) < 0) {
+            snprintf(what, sizeof(what), "Failed to lock byte %d", LOCK_SHARED_BASE + unshared[i]);
             goto busy;
+        }
     /* Somebody else refuses to share what we hold, or holds what we
      * refuse to share. */
     for (int i = 0; i < nheld; i++)
-        if (byte_taken(fd, LOCK_SHARED_BASE + held[i]))
+        if (byte_taken(fd, LOCK_SHARED_BASE + held[i])) {
+            snprintf(what, sizeof(what), "Failed to get \"%s\" lock", perm_names[held[i]]);
             goto busy;
+        }
     for (int i = 0; i < 2; i++)
-        if (byte_taken(fd, LOCK_PERM_BASE + unshared[i]))
+        if (byte_taken(fd, LOCK_PERM_BASE + unshared[i])) {
+            snprintf(what, sizeof(what), "Failed to get shared \"%s\" lock",
+                     perm_names[unshared[i]]);
             goto busy;
+        }
     return 0;
 busy:
-    blk_set_error("Failed to get \"%s\" lock: is another process using the image [%s]?",
-                  write ? "write" : "consistent read", filename);
+    blk_set_error("%s\nIs another process using the image [%s]?", what, filename);
     return -EBUSY;
 }

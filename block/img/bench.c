@@ -38,29 +38,36 @@ static void *bench_worker(void *arg)
         return NULL;
     }
     memset(buf, b->pattern, b->bufsize);
+    /* one turn of the lock per request: the last one's result in, the
+     * next one out (64 threads on few cores queue on it) */
+    int r = 0;
+    bool first = true;
     for (;;) {
         pthread_mutex_lock(&b->lock);
-        if (b->err || b->next >= b->count) {
-            pthread_mutex_unlock(&b->lock);
-            break;
+        bool flush = false;
+        if (!first) {
+            if (r < 0 && !b->err)
+                b->err = r == -EINVAL ? -EIO : r; /* out of range: qemu-img says EIO */
+            flush = b->flush_interval && ++b->done % b->flush_interval == 0 && r == 0;
         }
+        first = false;
+        bool stop = b->err || b->next >= b->count;
         uint64_t off = b->offset;
-        b->next++;
-        b->offset = b->image_size ? (b->offset + b->step) % b->image_size : 0;
+        if (!stop) {
+            b->next++;
+            b->offset = b->image_size ? (b->offset + b->step) % b->image_size : 0;
+        }
         pthread_mutex_unlock(&b->lock);
-        int r = b->write ? blk_pwrite(b->bs, off, buf, b->bufsize)
-                         : blk_pread(b->bs, off, buf, b->bufsize);
-        pthread_mutex_lock(&b->lock);
-        if (r < 0 && !b->err)
-            b->err = r == -EINVAL ? -EIO : r; /* out of range: qemu-img says EIO */
-        bool flush = b->flush_interval && ++b->done % b->flush_interval == 0;
-        pthread_mutex_unlock(&b->lock);
-        if (r == 0 && flush && (r = blk_flush(b->bs)) < 0) {
+        if (flush && (r = blk_flush(b->bs)) < 0) {
             pthread_mutex_lock(&b->lock);
             if (!b->err)
                 b->err = r;
             pthread_mutex_unlock(&b->lock);
+            break;
         }
+        if (stop)
+            break;
+        r = b->write ? blk_pwrite(b->bs, off, buf, b->bufsize) : blk_pread(b->bs, off, buf, b->bufsize);
     }
     free(buf);
     return NULL;
@@ -183,15 +190,20 @@ int img_bench(int argc, char **argv)
         img_error("--flush-interval is only available in write tests");
         return 1;
     }
-    if (!drain && !flush_interval) {
-        img_error("--no-drain requires --flush-interval");
+    if (flush_interval && flush_interval < depth) {
+        img_error("Flush interval can't be smaller than depth");
         return 1;
     }
     if (!step)
         step = bufsize;
     if (write)
         flags |= BLK_O_RDWR;
-    BlockDriverState *bs = img_open(argv[optind], fmt, flags, force_share && !write);
+    if (write && force_share) {
+        img_error("Could not open '%s': force-share=on can only be used with read-only images",
+                  argv[optind]);
+        return 1;
+    }
+    BlockDriverState *bs = img_open(argv[optind], fmt, flags, force_share);
     if (!bs)
         return 1;
     Bench b = {.bs = bs, .write = write, .bufsize = (uint64_t)bufsize, .step = (uint64_t)step,
