@@ -67,10 +67,11 @@ static int cache_write_slot(Qcow2State *s, Qcow2Cache *c, int i)
 
 static int cache_find(Qcow2State *s, Qcow2Cache *c, uint64_t off, bool *hit, int *err)
 {
-    /* requests come in runs on one table: ask the last one found first */
+    /* requests come in runs on one table: ask the last one found first.
+     * It is the most recent already, so nothing is written: a store here
+     * would move this cache line between the CPUs on every lookup. */
     if (c->n && c->offset[c->last] == off && off) {
         *hit = true;
-        c->lru[c->last] = ++c->clock;
         return c->last;
     }
     int victim = 0;

@@ -1,5 +1,6 @@
-/* calf-img bench: qemu-img bench's options and output.  Request i goes
- * to (offset + i * step) modulo the image size, as in qemu-img; `depth`
+/* calf-img bench: qemu-img bench's options and output.  Request 0 goes
+ * to offset, request i to (offset + i * step) modulo the image size, as
+ * in qemu-img; `depth`
  * requests are in flight at once, one per worker thread (at most 128
  * threads: deeper queues are served by the same threads). */
 #include <errno.h>
@@ -23,51 +24,54 @@ typedef struct Bench {
     uint64_t count, next;
     uint64_t flush_interval, done;
     int pattern;
-    pthread_mutex_t lock;
-    int err;
+    int err; /* the first failure */
 } Bench;
 
+/* Where request k goes: the offset given, then (offset + k * step)
+ * modulo the image size, which is what qemu-img's running sum gives. */
+static uint64_t request_offset(const Bench *b, uint64_t k)
+{
+    if (k == 0)
+        return b->offset;
+    if (!b->image_size)
+        return 0;
+    return (uint64_t)(((unsigned __int128)b->offset + (unsigned __int128)k * b->step) %
+                      b->image_size);
+}
+
+static void set_err(Bench *b, int r)
+{
+    int none = 0;
+    __atomic_compare_exchange_n(&b->err, &none, r, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
+/* No lock per request: 64 threads on a few cores would queue on it. */
 static void *bench_worker(void *arg)
 {
     Bench *b = arg;
     void *buf = NULL;
     if (posix_memalign(&buf, 4096, b->bufsize ? b->bufsize : 1) != 0) {
-        pthread_mutex_lock(&b->lock);
-        b->err = -ENOMEM;
-        pthread_mutex_unlock(&b->lock);
+        set_err(b, -ENOMEM);
         return NULL;
     }
     memset(buf, b->pattern, b->bufsize);
-    /* one turn of the lock per request: the last one's result in, the
-     * next one out (64 threads on few cores queue on it) */
-    int r = 0;
-    bool first = true;
-    for (;;) {
-        pthread_mutex_lock(&b->lock);
-        bool flush = false;
-        if (!first) {
-            if (r < 0 && !b->err)
-                b->err = r == -EINVAL ? -EIO : r; /* out of range: qemu-img says EIO */
-            flush = b->flush_interval && ++b->done % b->flush_interval == 0 && r == 0;
-        }
-        first = false;
-        bool stop = b->err || b->next >= b->count;
-        uint64_t off = b->offset;
-        if (!stop) {
-            b->next++;
-            b->offset = b->image_size ? (b->offset + b->step) % b->image_size : 0;
-        }
-        pthread_mutex_unlock(&b->lock);
-        if (flush && (r = blk_flush(b->bs)) < 0) {
-            pthread_mutex_lock(&b->lock);
-            if (!b->err)
-                b->err = r;
-            pthread_mutex_unlock(&b->lock);
+    while (!__atomic_load_n(&b->err, __ATOMIC_RELAXED)) {
+        uint64_t k = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (k >= b->count)
+            break;
+        uint64_t off = request_offset(b, k);
+        int r = b->write ? blk_pwrite(b->bs, off, buf, b->bufsize)
+                         : blk_pread(b->bs, off, buf, b->bufsize);
+        if (r < 0) {
+            set_err(b, r == -EINVAL ? -EIO : r); /* out of range: qemu-img says EIO */
             break;
         }
-        if (stop)
+        if (b->flush_interval &&
+            (__atomic_add_fetch(&b->done, 1, __ATOMIC_RELAXED) % b->flush_interval) == 0 &&
+            (r = blk_flush(b->bs)) < 0) {
+            set_err(b, r);
             break;
-        r = b->write ? blk_pwrite(b->bs, off, buf, b->bufsize) : blk_pread(b->bs, off, buf, b->bufsize);
+        }
     }
     free(buf);
     return NULL;
@@ -209,7 +213,6 @@ int img_bench(int argc, char **argv)
     Bench b = {.bs = bs, .write = write, .bufsize = (uint64_t)bufsize, .step = (uint64_t)step,
                .offset = (uint64_t)offset, .image_size = bs->size, .count = (uint64_t)count,
                .flush_interval = (uint64_t)flush_interval, .pattern = (int)pattern};
-    pthread_mutex_init(&b.lock, NULL);
     if (!quiet) {
         printf("Sending %" PRId64 " %s requests, %" PRId64 " bytes each, %" PRId64
                " in parallel (starting at offset %" PRId64 ", step size %" PRId64 ")\n",
@@ -245,7 +248,6 @@ int img_bench(int argc, char **argv)
         if (!quiet && !ret)
             printf("Run completed in %3.3f seconds.\n", t2 - t1);
     }
-    pthread_mutex_destroy(&b.lock);
     blk_close(bs);
     return ret;
 }
