@@ -164,6 +164,32 @@ void disk_opts_free(struct disk_opts *o)
     o->file = NULL;
 }
 
+/* calf run takes no passphrase: an encrypted image anywhere in the
+ * chain would give the guest nothing but I/O errors.  It is refused
+ * before the guest runs, as QEMU refuses a drive without its key. */
+static bool chain_encrypted(BlockDriverState *bs, const char *file)
+{
+    for (BlockDriverState *b = bs; b; b = b->backing) {
+        BlockInfo info;
+        if (blk_get_info(b, &info) < 0)
+            continue;
+        char how[16];
+        snprintf(how, sizeof(how), "%s", info.encrypt_format ? info.encrypt_format : "aes");
+        bool enc = info.encrypted;
+        blk_info_free(&info);
+        if (!enc)
+            continue;
+        fprintf(stderr, "calf: --disk %s: %s is encrypted (%s) and calf run takes no key "
+                "(Parameter 'encrypt.key-secret' is required for cipher): make a plain "
+                "copy first, with calf-img convert --object secret,id=s0,... --image-opts "
+                "driver=%s,file.filename=%s,encrypt.key-secret=s0 -O %s COPY\n",
+                file, b == bs ? "the image" : b->filename, how, b->drv->name, b->filename,
+                b->drv->name);
+        return true;
+    }
+    return false;
+}
+
 BlockDriverState *disk_open(const struct disk_opts *o)
 {
     int flags = o->cache == DISK_CACHE_NONE ? BLK_O_NOCACHE
@@ -187,6 +213,10 @@ BlockDriverState *disk_open(const struct disk_opts *o)
     else
         bs = blk_open(o->file, format, flags | (o->readonly ? 0 : BLK_O_RDWR),
                       NULL);
+    if (bs && chain_encrypted(bs, o->file)) {
+        blk_close(bs);
+        return NULL;
+    }
     if (bs)
         return bs;
 fail:

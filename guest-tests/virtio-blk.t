@@ -262,5 +262,16 @@ has_err scsi "bad option 'if=scsi'"; ok $? "naming the option"
 boot nofile --kernel "$GUEST" --disk "$TMP/missing.qcow2" --timeout 60
 ok $(( status != 2 )) "a missing image is a setup error (status $status)"
 has_err nofile "missing.qcow2"; ok $? "naming the file"
+# calf run takes no passphrase: an encrypted image, or an overlay on one,
+# would give the guest only I/O errors, so it is refused up front
+"$CALF_BUILD/calf-img" create -q -f qcow2 --object secret,id=s0,data=calf \
+    -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 "$TMP/enc.qcow2" 8M
+qemu-img create -q -f qcow2 -u -b "$TMP/enc.qcow2" -F qcow2 "$TMP/over-enc.qcow2" 8M
+for img in enc over-enc; do
+    boot $img --kernel "$GUEST" --disk "$TMP/$img.qcow2" --timeout 60
+    ok $(( status != 2 )) "$img.qcow2: an encrypted chain is refused before the guest runs (status $status)"
+    has_err $img "is encrypted (luks) and calf run takes no key"; ok $? "$img.qcow2: saying it needs a key"
+done
+has_err over-enc "over-enc.qcow2: $TMP/enc.qcow2 is encrypted"; ok $? "over-enc.qcow2: naming the backing file that is"
 
 done_testing
