@@ -28,7 +28,9 @@ ifneq ($(.SHELLSTATUS),0)
 $(error package setup failed; see the message above)
 endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+# libcrypto's headers only: block/ossl.c loads the library when an
+# encrypted image first needs it
+PKG_LIBS   := $(shell pkg-config --libs $(filter-out libcrypto,$(PKGS)))
 # SDL2 (calf run --display sdl) is optional: without its headers the build
 # goes on and --display sdl says so; the library is dlopened at run time.
 SDL_LIBS   := $(shell pkg-config --libs sdl2 2>/dev/null)
@@ -38,7 +40,7 @@ endif
 CFLAGS  := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE \
            -D_FILE_OFFSET_BITS=64 -I. $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(EXTRA_LDFLAGS)
-LIBS    := $(PKG_LIBS) -lpthread -lm
+LIBS    := $(PKG_LIBS) -lpthread -lm -ldl
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
@@ -87,7 +89,7 @@ $(BUILD)/calf-io: $(call obj,$(IO_SRCS)) $(OBJ)/block/img/object.o $(BUILD)/libc
 $(OBJ)/vmm/display-sdl.o: CFLAGS += $(SDL_CFLAGS)
 
 $(BUILD)/calf: $(call obj,$(VMM_SRCS)) $(BUILD)/libcalfblock.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -ldl
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(BUILD)/libcalfblock.a
 	@mkdir -p $(dir $@)

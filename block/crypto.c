@@ -9,6 +9,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include "block/ossl.h"
 
 #include "block/block.h"
 
@@ -89,6 +90,8 @@ int blk_cipher_spec_parse(BlkCipherSpec *spec, const char *alg, const char *mode
 
 BlkCipher *blk_cipher_new(const BlkCipherSpec *spec, const uint8_t *key)
 {
+    if (!calf_ossl_ready())
+        return NULL;
     BlkCipher *c = calloc(1, sizeof(*c));
     if (!c) {
         blk_set_error("out of memory");
@@ -220,5 +223,7 @@ uint64_t blk_pbkdf2_iters_for(const char *hash, uint64_t ms)
 
 int blk_random_bytes(uint8_t *buf, size_t len)
 {
+    if (!calf_ossl_ready())
+        return -ENOTSUP;
     return RAND_bytes(buf, (int)len) == 1 ? 0 : -EIO;
 }

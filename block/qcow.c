@@ -13,6 +13,7 @@
  * Every operation runs under one lock, except compression itself. */
 #include "block/block.h"
 #include "block/crypto.h"
+#include "block/ossl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -198,6 +199,10 @@ static int qcow_open(BlockDriverState *bs, BlockOptions *opts)
     s->l2_size = UINT64_C(1) << l2_bits;
     s->cluster_offset_mask = (UINT64_C(1) << (63 - cluster_bits)) - 1;
     s->crypt_method = crypt;
+    if (crypt && !calf_ossl_ready()) {
+        qcow_free(s);
+        return -ENOTSUP;
+    }
     if (crypt && key && !(s->cipher = blk_cipher_new_legacy_aes(key))) {
         qcow_free(s);
         return -EIO;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include "block/ossl.h"
 
 #include "block/luks.h"
 #include "block/qcow2.h"
@@ -108,6 +109,8 @@ int qcow2_crypto_open(Qcow2State *s, BlockOptions *opts)
                       fmt);
         return -EINVAL;
     }
+    if (s->crypt_method && !calf_ossl_ready())
+        return -ENOTSUP;
     if (s->crypt_method == 1) {
         if (key && !(s->crypto = blk_cipher_new_legacy_aes(key)))
             return -EIO;
@@ -262,6 +265,8 @@ int qcow2_crypto_parse_create(BlockOptions *o, struct qcow2_crypto_create *c)
         blk_set_error("Parameter 'encrypt.key-secret' is required for cipher");
         return -EINVAL;
     }
+    if (c->method && !calf_ossl_ready())
+        return -ENOTSUP;
     if (c->method == 2 && luks_region_size(l) < 0)
         return -EINVAL;
     return 0;

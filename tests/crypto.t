@@ -208,4 +208,35 @@ out=$("$CALF_IMG" convert $S --image-opts "$(io eo.qcow2)" -O raw x.raw 2>&1)
     pass "no key for the base: a clear error naming it" ||
     fail "no key for the base: a clear error naming it" "$out"
 
+# ---- libcrypto is loaded when an encrypted image needs it, not at start ----
+for p in "$CALF_IMG" "$CALF_IO" "$CALF_BUILD/calf"; do
+    [ -x "$p" ] || continue
+    ldd "$p" | grep -q libcrypto && fail "$(basename "$p") does not link libcrypto" "$(ldd "$p")" ||
+        pass "$(basename "$p") does not link libcrypto"
+done
+# a libcrypto.so.3 that is not OpenSSL, first in the search path: plain
+# images are unaffected, encryption fails with one clear error
+if command -v cc >/dev/null && mkdir -p fakessl && echo 'int not_openssl;' >fakessl/x.c &&
+    cc -shared -fPIC -o fakessl/libcrypto.so.3 fakessl/x.c 2>/dev/null; then
+    qemu-img create -q -f qcow2 plain.qcow2 1M
+    ok "without libcrypto: a plain image opens" \
+        env LD_LIBRARY_PATH=$PWD/fakessl "$CALF_IO" -c 'write -P 3 0 4k' -c 'read -P 3 0 4k' plain.qcow2
+    "$CALF_IMG" create -q -f qcow2 $S -o "$LUKS" lazy.qcow2 1M
+    # no_crypto DESC CMD...: CMD fails with one clear error
+    no_crypto() {
+        local desc="without libcrypto, $1 of a LUKS image: one clear error" out rc
+        shift
+        out=$(env LD_LIBRARY_PATH="$PWD/fakessl" "$@" 2>&1); rc=$?
+        [ $rc -eq 1 ] && grep -q "libcrypto.so.3 has no EVP_.*: not the OpenSSL calf was built for" <<<"$out" &&
+            pass "$desc" || fail "$desc" "exit $rc: $out"
+    }
+    no_crypto info "$CALF_IMG" info lazy.qcow2
+    no_crypto "calf-io with the key" "$CALF_IO" $S --image-opts "$(io lazy.qcow2)" -c 'read 0 512'
+    no_crypto create "$CALF_IMG" create -q -f qcow2 $S -o "$LUKS" lazy2.qcow2 1M
+    ok "and with it, calf-io reads that image" \
+        "$CALF_IO" $S --image-opts "$(io lazy.qcow2)" -c 'read -P 0 0 512'
+else
+    skip "without libcrypto" "without libcrypto: no C compiler to make a stand-in library"
+fi
+
 done_testing

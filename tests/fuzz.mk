@@ -25,7 +25,7 @@ $(FUZZ_DIR)/fuzz-qcow2-open: tests/fuzz/fuzz-qcow2-open.c $(BLOCK_SRCS) $(wildca
 	  echo "make fuzz: '$(FUZZ_CC)' not found: the fuzz harness needs clang with libFuzzer" \
 	       "(Debian: apt-get install clang), or set FUZZ_CC" >&2; exit 1; }
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz-qcow2-open.c $(BLOCK_SRCS) $(PKG_LIBS) -lpthread
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz-qcow2-open.c $(BLOCK_SRCS) $(PKG_LIBS) -lpthread -ldl
 
 $(FUZZ_DIR)/corpus/.stamp: tests/fuzz/make-corpus.sh
 	rm -rf $(FUZZ_DIR)/corpus

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include "block/ossl.h"
 
 #include "block/img/img.h"
 #include "block/tool-util.h"
@@ -123,6 +124,11 @@ int img_object_add(const char *arg)
     if (!data)
         goto fail;
     if (fmt && !strcmp(fmt, "base64")) {
+        if (!calf_ossl_ready()) {
+            obj_error("%s", blk_error());
+            free(data);
+            goto fail;
+        }
         char *d = decode_base64(data);
         free(data);
         if (!(data = d)) {
