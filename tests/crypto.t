@@ -100,9 +100,22 @@ out=$("$CALF_IMG" convert -O raw l.qcow2 w.raw 2>&1)
 rc=$?
 [ $rc -eq 1 ] && grep -q "encrypt.key-secret' is required" <<<"$out" &&
     pass "LUKS: no key: a clear error" || fail "LUKS: no key: a clear error" "$rc $out"
-out=$("$CALF_IMG" convert $S --image-opts "driver=qcow2,file.filename=l.qcow2,encrypt.key-secret=s9" -O raw w.raw 2>&1)
-[ $? -eq 1 ] && grep -q "No secret with id 's9'" <<<"$out" &&
-    pass "an unknown secret id is an error" || fail "an unknown secret id is an error" "$out"
+# open errors in each tool's words, and an unknown secret id where it is named
+cp l.qcow2 "$CDIR/" && cp l.qcow2 "$QDIR/" && qemu-img create -q -f qcow2 "$CDIR/p.qcow2" 1M &&
+    cp "$CDIR/p.qcow2" "$QDIR/"
+same_io "calf-io --image-opts, a wrong passphrase: qemu-io's words" \
+    $BAD --image-opts "$(io l.qcow2)" -c 'read 0 512'
+same_io "calf-io --image-opts without a file: qemu-io's words" --image-opts driver=qcow2 -c 'read 0 512'
+same_io "calf-io --image-opts, a missing file: qemu-io's words" \
+    --image-opts driver=qcow2,file.filename=nothere.qcow2 -c 'read 0 512'
+S9="driver=qcow2,file.filename=l.qcow2,encrypt.key-secret=s9"
+same_io "calf-io, an unknown secret id: qemu-io's words" $S --image-opts "$S9" -c 'read 0 512'
+same_img "convert from an unknown secret id: qemu-img's words" \
+    convert $S --image-opts "$S9" -O raw w.raw
+same_img "convert to an unknown secret id: qemu-img's words" \
+    convert -O qcow2 -o encrypt.format=luks,encrypt.key-secret=s9 p.qcow2 w.qcow2
+same_img "create with an unknown secret id: qemu-img's words" \
+    create -q -f qcow2 -o encrypt.format=luks,encrypt.key-secret=s9 w2.qcow2 1M
 is "$("$CALF_IMG" info l.qcow2 | grep encrypted)" "encrypted: yes" "info needs no key"
 is "$("$CALF_IO" -c "read 0 512" l.qcow2 2>&1 | filter_names; echo "exit ${PIPESTATUS[0]}")" \
    "$(qemu-io -c "read 0 512" l.qcow2 2>&1; echo "exit $?")" \

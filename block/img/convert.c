@@ -939,8 +939,10 @@ int img_convert(int argc, char **argv)
     }
     if (snap && load_snapshot(cv.src[0], snap, &snap_opts) < 0)
         goto out;
-    if (img_secret_resolve(&opts) < 0)
+    if (img_secret_resolve(&opts) < 0) {
+        img_error("%s: error while converting %s: %s", out, out_fmt, blk_error());
         goto out;
+    }
     const char *key = blkopts_get(&opts, "encrypt.key-secret");
     if (key)
         blkopts_set(&dst_opts, "encrypt.key-secret", key);

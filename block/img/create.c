@@ -356,6 +356,7 @@ static int make_image(CreateArgs *a)
             strcmp(a->opts.opt[i].key, "extent_size_hint"))
             r = blkopts_set(&dopts, a->opts.opt[i].key, a->opts.opt[i].value);
     if (r == 0 && (r = img_secret_resolve(&dopts)) < 0) {
+        create_error(a, "%s", blk_error());
         blkopts_free(&dopts);
         return r;
     }

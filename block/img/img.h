@@ -47,7 +47,9 @@ enum { IMG_OPT_OBJECT = 0x1000, IMG_OPT_IMAGE_OPTS };
 int img_common_option(int c, const char *arg);
 /* --object secret,id=ID,data=TEXT|file=PATH[,format=raw|base64] */
 int img_object_add(const char *arg);
-/* Replaces encrypt.key-secret=ID in o by the secret's text. */
+/* Replaces encrypt.key-secret=ID in o by the secret's text; an unknown
+ * ID is -ENOENT with the block layer's error set, for the caller to say
+ * in its own words. */
 int img_secret_resolve(BlockOptions *o);
 /* Replaces the value of key (an id, as amend's encrypt.new-secret) in o
  * by the secret's text. */
@@ -57,6 +59,8 @@ void img_objects_free(void);
  * lists ("driver=qcow2,file.filename=x,encrypt.key-secret=s0"). */
 extern bool img_image_opts;
 BlockDriverState *img_open_image_opts(const char *arg, int flags);
+/* set by calf-io: open errors of --image-opts read as qemu-io's ("can't open: ...") */
+extern bool img_opts_io_words;
 
 /* -o help / -o ?: is it asked for, and qemu-img's answer for creating
  * an image of format fmt (filename may be NULL); returns the exit code. */

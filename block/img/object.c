@@ -164,15 +164,15 @@ static bool is_secret_key(const char *key)
 }
 
 /* Option i of o names a secret: its value becomes the secret's data.
- * notfound: the message for an unknown id (qemu words it differently
- * for img options and for the crypto layer's keys). */
-static int secret_replace(BlockOptions *o, int i, const char *notfound)
+ * An unknown id is the block layer's error, for the caller to word as
+ * qemu-img does there ("Could not open 'OPTIONS': ", "FILE: ", ...). */
+static int secret_replace(BlockOptions *o, int i)
 {
     int j = 0;
     while (j < nsecrets && strcmp(secrets[j].id, o->opt[i].value))
         j++;
     if (j == nsecrets) {
-        obj_error(notfound, o->opt[i].value);
+        blk_set_error("No secret with id '%s'", o->opt[i].value);
         return -ENOENT;
     }
     char *v = strdup(secrets[j].data);
@@ -188,7 +188,7 @@ int img_secret_resolve(BlockOptions *o)
     for (int i = 0; i < o->n; i++) {
         if (!is_secret_key(o->opt[i].key) || !o->opt[i].value)
             continue;
-        int r = secret_replace(o, i, "No secret with id '%s' found");
+        int r = secret_replace(o, i);
         if (r < 0)
             return r;
     }
@@ -200,10 +200,11 @@ int img_secret_resolve_key(BlockOptions *o, const char *key)
     for (int i = 0; i < o->n; i++) {
         if (strcmp(o->opt[i].key, key) || !o->opt[i].value)
             continue;
-        /* QEMU's words for a secret looked up by the crypto layer */
-        int r = secret_replace(o, i, "No secret with id '%s'");
-        if (r < 0)
+        int r = secret_replace(o, i);
+        if (r < 0) {
+            obj_error("%s", blk_error());
             return r;
+        }
     }
     return 0;
 }
@@ -215,6 +216,23 @@ void img_objects_free(void)
         free(secrets[i].data);
     }
     nsecrets = 0;
+}
+
+bool img_opts_io_words;
+
+/* qemu-img says "Could not open 'OPTIONS': why", qemu-io "can't open: why" */
+static void open_error(const char *arg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void open_error(const char *arg, const char *fmt, ...)
+{
+    char why[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (img_opts_io_words)
+        obj_error("can't open: %s", why);
+    else
+        obj_error("Could not open '%s': %s", arg, why);
 }
 
 BlockDriverState *img_open_image_opts(const char *arg, int flags)
@@ -230,13 +248,14 @@ BlockDriverState *img_open_image_opts(const char *arg, int flags)
     blkopts_get(&o, "file.driver");
     if (!strchr(arg, '=')) {
         /* QEMU takes a bare word for the name of a node that does not exist */
-        obj_error("Could not open '%s': Cannot find device='%s' nor node-name='%s'", arg, arg,
-                  arg);
+        open_error(arg, "Cannot find device='%s' nor node-name='%s'", arg, arg);
     } else if (!fn && !drv) {
-        obj_error("Could not open '%s': Must specify either driver or file", arg);
+        open_error(arg, "Must specify either driver or file");
     } else if (!fn) {
-        obj_error("Could not open '%s': A block device must be specified for \"file\"", arg);
-    } else if (img_secret_resolve(&o) == 0) {
+        open_error(arg, "A block device must be specified for \"file\"");
+    } else if (img_secret_resolve(&o) < 0) {
+        open_error(arg, "%s", blk_error());
+    } else {
         /* what the driver does not take is an error from blk_open */
         BlockOptions rest = {0};
         for (int i = 0; i < o.n; i++)
@@ -244,7 +263,7 @@ BlockDriverState *img_open_image_opts(const char *arg, int flags)
                 blkopts_set(&rest, o.opt[i].key, o.opt[i].value);
         bs = blk_open(fn, drv, flags, rest.n ? &rest : NULL);
         if (!bs)
-            obj_error("Could not open '%s': %s", arg, blk_error());
+            open_error(arg, "%s", blk_error());
         blkopts_free(&rest);
     }
     blkopts_free(&o);

@@ -184,6 +184,7 @@ int main(int argc, char **argv)
     /* keep stdout and stderr lines in order when both go to one pipe */
     setvbuf(stdout, NULL, _IOLBF, 0);
     tool_progname = "calf-io";
+    img_opts_io_words = true;
     parse_args(argc, argv, &a);
     if (optind < argc - 1) {
         fprintf(stderr, "calf-io: extra arguments after the image name\n");
