@@ -27,6 +27,8 @@
 #define BLK_O_CHECK       0x0040 /* opened to be checked: allow damage */
 #define BLK_O_FILL        0x0080 /* written in long runs into ranges that hold
                                     nothing yet (convert's target) */
+#define BLK_O_NO_IO       0x0100 /* metadata only (info): an encrypted image
+                                    is not unlocked, its key not needed */
 
 /* blk_pwrite_zeroes() flags */
 #define BLK_ZERO_MAY_UNMAP 0x1 /* the range may be deallocated */

@@ -203,7 +203,8 @@ static int qcow_open(BlockDriverState *bs, BlockOptions *opts)
         qcow_free(s);
         return -ENOTSUP;
     }
-    if (crypt && key && !(s->cipher = blk_cipher_new_legacy_aes(key))) {
+    if (crypt && key && !(bs->flags & BLK_O_NO_IO) &&
+        !(s->cipher = blk_cipher_new_legacy_aes(key))) {
         qcow_free(s);
         return -EIO;
     }

@@ -111,6 +111,8 @@ int qcow2_crypto_open(Qcow2State *s, BlockOptions *opts)
     }
     if (s->crypt_method && !calf_ossl_ready())
         return -ENOTSUP;
+    if (s->bs->flags & BLK_O_NO_IO)
+        key = NULL; /* as QEMU's info: the header is read, nothing unlocked */
     if (s->crypt_method == 1) {
         if (key && !(s->crypto = blk_cipher_new_legacy_aes(key)))
             return -EIO;

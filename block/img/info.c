@@ -132,7 +132,8 @@ typedef struct InfoArgs {
 static JsonNode *collect_one(FILE *out, const char *filename, const char *fmt,
                              const InfoArgs *a, char **next, char **next_fmt)
 {
-    BlockDriverState *bs = img_open(filename, fmt, BLK_O_NO_BACKING, a->force_share);
+    BlockDriverState *bs = img_open(filename, fmt, BLK_O_NO_BACKING | BLK_O_NO_IO,
+                                    a->force_share);
     if (!bs)
         return NULL;
     BlockInfo bi;

@@ -253,7 +253,8 @@ BlockDriverState *img_open_image_opts(const char *arg, int flags)
         open_error(arg, "Must specify either driver or file");
     } else if (!fn) {
         open_error(arg, "A block device must be specified for \"file\"");
-    } else if (img_secret_resolve(&o) < 0) {
+    } else if (img_secret_resolve(&o) < 0 && !(flags & BLK_O_NO_IO)) {
+        /* (info unlocks nothing: it does not look its secrets up either) */
         open_error(arg, "%s", blk_error());
     } else {
         /* what the driver does not take is an error from blk_open */
