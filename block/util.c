@@ -517,8 +517,10 @@ static bool byte_taken(int fd, int byte)
     return fl.l_type != F_UNLCK;
 }
 
-/* The refusals read as QEMU's (raw_check_lock_bytes): what could not be
- * had, then the question on a line of its own. */
+/* The refusals read as QEMU's (raw_apply_lock_bytes and
+ * raw_check_lock_bytes): a byte that cannot be locked, with the reason
+ * unless another lock is it; a permission somebody else holds or will
+ * not share, then the question on a line of its own. */
 int blk_lock(int fd, bool write, const char *filename)
 {
     int held[4], nheld = 0, unshared[2] = {PERM_WRITE, PERM_RESIZE};
@@ -527,19 +529,22 @@ int blk_lock(int fd, bool write, const char *filename)
         held[nheld++] = PERM_WRITE;
         held[nheld++] = PERM_RESIZE;
     }
-    char what[64];
+    int bytes[6], nbytes = 0, r;
     for (int i = 0; i < nheld; i++)
-        if (lock_byte(fd, LOCK_PERM_BASE + held[i]) < 0) {
-            snprintf(what, sizeof(what), "Failed to lock byte %d", LOCK_PERM_BASE + held[i]);
-            goto busy;
-        }
+        bytes[nbytes++] = LOCK_PERM_BASE + held[i];
     for (int i = 0; i < 2; i++)
-        if (lock_byte(fd, LOCK_SHARED_BASE + unshared[i]) < 0) {
-            snprintf(what, sizeof(what), "Failed to lock byte %d", LOCK_SHARED_BASE + unshared[i]);
-            goto busy;
+        bytes[nbytes++] = LOCK_SHARED_BASE + unshared[i];
+    for (int i = 0; i < nbytes; i++)
+        if ((r = lock_byte(fd, bytes[i])) < 0) {
+            if (r == -EAGAIN || r == -EACCES)
+                blk_set_error("Failed to lock byte %d", bytes[i]);
+            else
+                blk_set_error("Failed to lock byte %d: %s", bytes[i], strerror(-r));
+            return r == -EAGAIN || r == -EACCES ? -EBUSY : r;
         }
     /* Somebody else refuses to share what we hold, or holds what we
      * refuse to share. */
+    char what[64];
     for (int i = 0; i < nheld; i++)
         if (byte_taken(fd, LOCK_SHARED_BASE + held[i])) {
             snprintf(what, sizeof(what), "Failed to get \"%s\" lock", perm_names[held[i]]);

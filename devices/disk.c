@@ -171,8 +171,10 @@ static bool chain_encrypted(BlockDriverState *bs, const char *file)
 {
     for (BlockDriverState *b = bs; b; b = b->backing) {
         BlockInfo info;
-        if (blk_get_info(b, &info) < 0)
-            continue;
+        if (blk_get_info(b, &info) < 0) {
+            fprintf(stderr, "calf: --disk %s: %s: %s\n", file, b->filename, blk_error());
+            return true;
+        }
         char how[16];
         snprintf(how, sizeof(how), "%s", info.encrypt_format ? info.encrypt_format : "aes");
         bool enc = info.encrypted;
@@ -198,25 +200,25 @@ BlockDriverState *disk_open(const struct disk_opts *o)
     BlockDriverState *bs;
     char probed[32];
 
-    /* The block layer cannot probe a format through O_DIRECT (its probe
-     * buffer is not aligned): learn the format with a plain shared open. */
-    if (!format && (flags & BLK_O_NOCACHE)) {
-        bs = blk_open(o->file, NULL, BLK_O_SHARE, NULL);
-        if (!bs)
-            goto fail;
-        snprintf(probed, sizeof(probed), "%s", bs->drv->name);
-        blk_close(bs);
+    /* First a look that changes nothing (read-only, no locks, no repair,
+     * no key): an encrypted chain is refused before a writable open could
+     * touch its header.  Its format also serves where the block layer
+     * cannot probe one: through O_DIRECT (the probe buffer is unaligned). */
+    bs = blk_open(o->file, format, BLK_O_SHARE | BLK_O_NO_IO | BLK_O_NO_REPAIR, NULL);
+    if (!bs)
+        goto fail;
+    snprintf(probed, sizeof(probed), "%s", bs->drv->name);
+    bool refused = chain_encrypted(bs, o->file);
+    blk_close(bs);
+    if (refused)
+        return NULL;
+    if (!format)
         format = probed;
-    }
     if (o->snapshot)
         bs = blk_open_snapshot(o->file, format, flags);
     else
         bs = blk_open(o->file, format, flags | (o->readonly ? 0 : BLK_O_RDWR),
                       NULL);
-    if (bs && chain_encrypted(bs, o->file)) {
-        blk_close(bs);
-        return NULL;
-    }
     if (bs)
         return bs;
 fail:

@@ -49,6 +49,9 @@ same_bench "a request past the end: EIO, exit 1" -c 2 -o 5M a.qcow2
 same_bench "a request that runs past the end: EIO, exit 1" -c 3 -S 1M -o 3M -s 2M a.qcow2
 same_bench "-c -1 refused" -c -1 a.qcow2
 same_bench "-c x refused" -c x a.qcow2
+same_bench "-q prints the same lines" -q -c 3 a.qcow2
+same_bench "--pattern=x refused once" -w --pattern=x a.qcow2
+same_bench "--pattern=-1 refused once" -w --pattern=-1 a.qcow2
 same_bench "-s 1x refused" -c 3 -s 1x a.qcow2
 same_bench "--pattern=256 refused" -w --pattern=256 a.qcow2
 same_bench "--flush-interval without -w refused" --flush-interval=2 a.qcow2

@@ -122,11 +122,14 @@ qemu-io -c 'write -P 1 0 1M' -c 'write -P 7 6M 320k' -c 'write -P 9 12345678 500
 unwritten_blocks() { filefrag -v "$1" | awk '/unwritten/ { n += $6 } END { print n + 0 }'; }
 # fill_checks DIR FS-DESC FILLED: raw and qcow2 targets in DIR
 fill_checks() {
-    local d=$1 fs=$2 filled=$3
+    local d=$1 fs=$2 filled=$3 n desc
     cp fill.qcow2 "$d/"
     for of in raw qcow2; do
         rm -f "$d/c.out" "$d/q.out"
         "$CALF_IMG" convert -O $of "$d/fill.qcow2" "$d/c.out"
+        # at once, before anything can write it back
+        n=$(unwritten_blocks "$d/c.out")
+        local frag=$(filefrag -v "$d/c.out")
         qemu-img convert -O $of "$d/fill.qcow2" "$d/q.out"
         ok "convert to $of on $fs: reads as the source" \
             qemu-img compare -F $of "$d/fill.qcow2" "$d/c.out"
@@ -138,11 +141,15 @@ fill_checks() {
         else
             ok "convert to qcow2 on $fs: qemu-img check" qemu-img check -q "$d/c.out"
         fi
-        if [ "$filled" = yes ]; then
-            local n=$(unwritten_blocks "$d/c.out")
-            [ "$n" -ge $(((1024 + 320) / 4)) ] && pass "convert to $of on $fs: its long runs allocated before they were written" ||
-                fail "convert to $of on $fs: its long runs allocated before they were written" \
-                    "$n unwritten blocks: $(filefrag -v "$d/c.out")"
+        [ "$filled" = yes ] || continue
+        desc="convert to $of on $fs: its long runs allocated before they were written"
+        if [ "$n" -ge $(((1024 + 320) / 4)) ]; then
+            pass "$desc"
+        elif ! grep -q delalloc <<<"$frag"; then
+            # written back already: filled or not, the extents look the same
+            skip "$desc" "$desc: the file was written back before filefrag could look"
+        else
+            fail "$desc" "$n unwritten blocks: $frag"
         fi
     done
 }

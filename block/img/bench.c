@@ -21,10 +21,13 @@ typedef struct Bench {
     BlockDriverState *bs;
     bool write;
     uint64_t bufsize, step, offset, image_size;
-    uint64_t count, next;
-    uint64_t flush_interval, done;
+    uint64_t count, flush_interval;
     int pattern;
-    int err; /* the first failure */
+    /* what every worker writes, on a cache line of its own: next request,
+     * requests done (for --flush-interval), the first failure */
+    _Alignas(64) uint64_t next;
+    uint64_t done;
+    int err;
 } Bench;
 
 /* Where request k goes: the offset given, then (offset + k * step)
@@ -105,7 +108,7 @@ int img_bench(int argc, char **argv)
     const char *fmt = NULL, *cache = "writeback";
     int64_t count = 75000, depth = 64, flush_interval = 0, pattern = 0, v;
     int64_t bufsize = 4096, step = 0, offset = 0;
-    bool write = false, quiet = false, force_share = false, drain = true;
+    bool write = false, force_share = false, drain = true;
     int flags = 0, c;
     while ((c = getopt_long(argc, argv, ":hc:d:f:ni:o:qs:S:t:wU", long_options, NULL)) != -1) {
         switch (c) {
@@ -137,7 +140,7 @@ int img_bench(int argc, char **argv)
                 return 1;
             break;
         case 'q':
-            quiet = true;
+            /* taken, and like qemu-img's -q it changes nothing here */
             break;
         case 's':
             if (tool_cvtnum_full("calf-img", "buffer size", optarg, 0, INT32_MAX, &bufsize) < 0)
@@ -164,9 +167,10 @@ int img_bench(int argc, char **argv)
             drain = false;
             break;
         case OPT_PATTERN:
-            if (parse_num(optarg, "pattern byte", 0, &v) < 0 || v > 255) {
-                if (v > 255)
-                    img_error("Invalid pattern byte specified");
+            if (parse_num(optarg, "pattern byte", 0, &v) < 0)
+                return 1;
+            if (v > 255) {
+                img_error("Invalid pattern byte specified");
                 return 1;
             }
             pattern = v;
@@ -213,13 +217,11 @@ int img_bench(int argc, char **argv)
     Bench b = {.bs = bs, .write = write, .bufsize = (uint64_t)bufsize, .step = (uint64_t)step,
                .offset = (uint64_t)offset, .image_size = bs->size, .count = (uint64_t)count,
                .flush_interval = (uint64_t)flush_interval, .pattern = (int)pattern};
-    if (!quiet) {
-        printf("Sending %" PRId64 " %s requests, %" PRId64 " bytes each, %" PRId64
-               " in parallel (starting at offset %" PRId64 ", step size %" PRId64 ")\n",
-               count, write ? "write" : "read", bufsize, depth, offset, step);
-        if (flush_interval)
-            printf("Sending flush every %" PRId64 " requests\n", flush_interval);
-    }
+    printf("Sending %" PRId64 " %s requests, %" PRId64 " bytes each, %" PRId64
+           " in parallel (starting at offset %" PRId64 ", step size %" PRId64 ")\n",
+           count, write ? "write" : "read", bufsize, depth, offset, step);
+    if (flush_interval)
+        printf("Sending flush every %" PRId64 " requests\n", flush_interval);
     int nthreads = (int)(depth < count ? depth : count);
     if (nthreads > BENCH_MAX_THREADS)
         nthreads = BENCH_MAX_THREADS;
@@ -245,7 +247,7 @@ int img_bench(int argc, char **argv)
             ret = 1;
         }
         double t2 = tool_now();
-        if (!quiet && !ret)
+        if (!ret)
             printf("Run completed in %3.3f seconds.\n", t2 - t1);
     }
     blk_close(bs);

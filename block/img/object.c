@@ -176,8 +176,10 @@ static int secret_replace(BlockOptions *o, int i)
         return -ENOENT;
     }
     char *v = strdup(secrets[j].data);
-    if (!v)
+    if (!v) {
+        blk_set_error("out of memory");
         return -ENOMEM;
+    }
     free(o->opt[i].value);
     o->opt[i].value = v;
     return 0;
