@@ -181,8 +181,15 @@ static int l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table)
     if ((r = qcow2_cache_write_table(s, &s->l2_cache, t)) < 0 || (r = qcow2_sync(s)) < 0)
         return r;
     s->l1[l1i] = (uint64_t)new_off | QCOW_OFLAG_COPIED;
-    if ((r = write_l1_entry(s, l1i)) < 0)
+    if ((r = write_l1_entry(s, l1i)) < 0) {
+        /* The file still points at the old table: so must memory, or
+         * everything written through the new one is lost to the file
+         * (and the old one's clusters counted once too few).  The new
+         * table is left as a leak, as nothing points to it. */
+        s->l1[l1i] = l1e;
+        qcow2_cache_discard(&s->l2_cache, (uint64_t)new_off);
         return r;
+    }
     if (old && (r = qcow2_free_later(s, old, 1, FREE_NORMAL)) < 0)
         return r;
     return l2_load(s, off, table);
