@@ -231,17 +231,21 @@ int qcow2_grow_l1(Qcow2State *s, uint64_t min_size)
     }
     uint64_t old_off = s->l1_offset, old_bytes = qcow2_align_up((uint64_t)s->l1_size * 8,
                                                                 s->cluster_size);
+    uint8_t h[12];
+    qcow2_put32(h, (uint32_t)min_size);
+    qcow2_put64(h + 4, (uint64_t)off);
+    if ((r = blk_file_pwrite(s->fd, h, 12, 36)) < 0) {
+        /* the file still names the old table: so does memory (the new
+         * one is left as a leak), or later L1 entries would go where the
+         * file does not look */
+        blk_set_error("%s: cannot update the header: %s", s->bs->filename, strerror(-r));
+        free(nl1);
+        return r;
+    }
     free(s->l1);
     s->l1 = nl1;
     s->l1_offset = off;
     s->l1_size = (uint32_t)min_size;
-    uint8_t h[12];
-    qcow2_put32(h, s->l1_size);
-    qcow2_put64(h + 4, s->l1_offset);
-    if ((r = blk_file_pwrite(s->fd, h, 12, 36)) < 0) {
-        blk_set_error("%s: cannot update the header: %s", s->bs->filename, strerror(-r));
-        return r;
-    }
     s->need_sync = true;
     if ((r = qcow2_sync(s)) < 0)
         return r;
