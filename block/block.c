@@ -366,7 +366,7 @@ static int iov_merge(const struct iovec *iov, int iovcnt, struct iovec *out, int
     return n;
 }
 
-static size_t iov_total(const struct iovec *iov, int iovcnt)
+size_t blk_iov_total(const struct iovec *iov, int iovcnt)
 {
     size_t n = 0;
     for (int i = 0; i < iovcnt; i++)
@@ -396,7 +396,7 @@ static int iov_no_copy(BlockDriverState *bs, uint64_t off, const struct iovec *i
 
 int blk_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
-    size_t total = iov_total(iov, iovcnt);
+    size_t total = blk_iov_total(iov, iovcnt);
     int d = iov_no_copy(bs, off, iov, iovcnt, total, false);
     if (d != -ENOTSUP)
         return d;
@@ -435,7 +435,7 @@ void blk_fill(BlockDriverState *bs, uint64_t off, uint64_t n)
 
 int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
-    size_t total = iov_total(iov, iovcnt);
+    size_t total = blk_iov_total(iov, iovcnt);
     int d = iov_no_copy(bs, off, iov, iovcnt, total, true);
     if (d != -ENOTSUP)
         return d;

@@ -262,6 +262,7 @@ int blk_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
 int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
 int blk_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt);
 int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt);
+size_t blk_iov_total(const struct iovec *iov, int iovcnt); /* bytes in all segments */
 int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
 int blk_discard(BlockDriverState *bs, uint64_t off, uint64_t len);
 int blk_flush(BlockDriverState *bs);

@@ -61,10 +61,7 @@ static int raw_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *io
 
 static int raw_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
-    size_t n = 0;
-    for (int i = 0; i < iovcnt; i++)
-        n += iov[i].iov_len;
-    blk_fill(bs, off, n);
+    blk_fill(bs, off, blk_iov_total(iov, iovcnt));
     int r = blk_file_pwritev(bs->fd, iov, iovcnt, off);
     if (r < 0 && r != -ENOTSUP)
         blk_set_error("%s: write error: %s", bs->filename, strerror(-r));
