@@ -9,6 +9,7 @@
 #ifndef CALF_BLOCK_H
 #define CALF_BLOCK_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -371,6 +372,11 @@ int64_t blk_file_size(int fd);
 /* Makes [off, off+len) read as zeros, punching a hole where possible. */
 int blk_file_zero(int fd, uint64_t off, uint64_t len);
 int blk_file_punch(int fd, uint64_t off, uint64_t len); /* best effort */
+/* Makes the file cover [off, off+len), which must hold nothing of anyone
+ * else's (the tail of a cluster being written): the range reads as zeros
+ * and the file never gets shorter, whatever other threads write beyond
+ * it meanwhile (ftruncate could cut their data off). */
+int blk_file_extend(int fd, uint64_t off, uint64_t len);
 /* Long writes into holes: whether allocating first pays on fd's
  * filesystem, and the allocation (0, or -errno where it is refused). */
 bool blk_file_fill_pays(int fd);
@@ -378,6 +384,25 @@ int blk_file_fill(int fd, uint64_t off, uint64_t len);
 /* What a driver calls before writing the n bytes at off of its host file
  * into a range that holds nothing yet (a no-op unless bs->fill). */
 void blk_fill(BlockDriverState *bs, uint64_t off, uint64_t n);
+
+/* Range locks: a holder of [lo, hi) under key waits for every
+ * overlapping holder under the same key when either of them is
+ * exclusive.  Shared holders overlap freely.  Used for read-modify-writes
+ * that must not interleave with other writes of the same bytes. */
+typedef struct BlkRange {
+    uint64_t key, lo, hi;
+    bool excl;
+    struct BlkRange *next;
+} BlkRange;
+typedef struct BlkRangeLock {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    BlkRange *head;
+} BlkRangeLock;
+#define BLK_RANGE_LOCK_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL }
+void blk_range_lock(BlkRangeLock *l, BlkRange *r, uint64_t key, uint64_t lo, uint64_t hi,
+                    bool excl);
+void blk_range_unlock(BlkRangeLock *l, BlkRange *r);
 
 /* Image locking compatible with QEMU's byte-range scheme (OFD locks):
  * a writer excludes other writers and readers that did not pass -U. */

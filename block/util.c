@@ -18,6 +18,7 @@
 #include <linux/magic.h>
 #include <unistd.h>
 #include <linux/falloc.h>
+#include <pthread.h>
 
 static __thread char blk_errbuf[1024];
 
@@ -302,18 +303,76 @@ const char *blk_prealloc_name(int mode)
 
 /* ---- host files ---- */
 
+/* ---- range locks ---- */
+
+static bool range_conflicts(const BlkRangeLock *l, uint64_t key, uint64_t lo, uint64_t hi,
+                            bool excl)
+{
+    for (const BlkRange *r = l->head; r; r = r->next)
+        if (r->key == key && r->lo < hi && lo < r->hi && (r->excl || excl))
+            return true;
+    return false;
+}
+
+void blk_range_lock(BlkRangeLock *l, BlkRange *r, uint64_t key, uint64_t lo, uint64_t hi,
+                    bool excl)
+{
+    *r = (BlkRange){.key = key, .lo = lo, .hi = hi, .excl = excl};
+    pthread_mutex_lock(&l->mu);
+    while (range_conflicts(l, key, lo, hi, excl))
+        pthread_cond_wait(&l->cond, &l->mu);
+    r->next = l->head;
+    l->head = r;
+    pthread_mutex_unlock(&l->mu);
+}
+
+void blk_range_unlock(BlkRangeLock *l, BlkRange *r)
+{
+    pthread_mutex_lock(&l->mu);
+    for (BlkRange **p = &l->head; *p; p = &(*p)->next) {
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    }
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->mu);
+}
+
 /* O_DIRECT (cache=none) needs buffers, offsets and lengths aligned to
  * the device's block: requests that are not (metadata entries, unaligned
  * guest requests) go through an aligned bounce buffer, read-modify-write
- * for writes.  Two unaligned writers inside one block must not race:
- * callers serialize metadata under their lock, and guests that share a
- * block between concurrent requests get what real disks give them. */
+ * for writes.
+ *
+ * A read-modify-write rewrites bytes it was not asked to write, so it
+ * must not overlap any other write of the same blocks: two guest writes
+ * to different sectors of one 4 KiB block would lose one, and with
+ * clusters smaller than 4 KiB a data write would put back an L2 or
+ * refcount entry that the image lock let another thread change.  Every
+ * write to an O_DIRECT file therefore holds its 4 KiB blocks in
+ * direct_writes while it runs: shared for a plain aligned write,
+ * exclusive for a read-modify-write (and for fallocate on such a file).
+ * The bounce works in pieces of at most DIRECT_CHUNK, so a huge
+ * unaligned request costs bounded memory. */
 #define DIRECT_ALIGN 4096
+#define DIRECT_CHUNK (256u << 10)
+
+static BlkRangeLock direct_writes = BLK_RANGE_LOCK_INIT;
 
 static bool is_direct(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
     return fl >= 0 && (fl & O_DIRECT);
+}
+
+static uint64_t align_down(uint64_t v)
+{
+    return v & ~(uint64_t)(DIRECT_ALIGN - 1);
+}
+
+static uint64_t align_up(uint64_t v)
+{
+    return align_down(v + DIRECT_ALIGN - 1);
 }
 
 static int plain_pread(int fd, void *buf, size_t len, uint64_t off)
@@ -356,19 +415,52 @@ static int plain_pwrite(int fd, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-static int bounce(int fd, void *rbuf, const void *wbuf, size_t len, uint64_t off)
+/* One piece of a bounced request: [off, off+len) lies inside
+ * [a0, a1), which is aligned and at most DIRECT_CHUNK long. */
+static int bounce_piece(int fd, uint8_t *b, void *rbuf, const void *wbuf, size_t len,
+                        uint64_t off, uint64_t a0, uint64_t a1)
 {
-    uint64_t a0 = off & ~(uint64_t)(DIRECT_ALIGN - 1);
-    uint64_t a1 = (off + len + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1);
-    uint8_t *b = aligned_alloc(DIRECT_ALIGN, a1 - a0);
-    if (!b)
-        return -ENOMEM;
-    int r = plain_pread(fd, b, a1 - a0, a0);
-    if (r == 0 && rbuf)
-        memcpy(rbuf, b + (off - a0), len);
-    if (r == 0 && wbuf) {
+    int r = 0;
+    if (rbuf) {
+        if ((r = plain_pread(fd, b, a1 - a0, a0)) == 0)
+            memcpy(rbuf, b + (off - a0), len);
+        return r;
+    }
+    BlkRange held;
+    bool head = off > a0, tail = off + len < a1;
+    blk_range_lock(&direct_writes, &held, (uint64_t)fd, a0, a1, head || tail);
+    /* only the partial blocks at the ends need their old bytes */
+    if (head)
+        r = plain_pread(fd, b, DIRECT_ALIGN, a0);
+    if (r == 0 && tail && (!head || a1 - DIRECT_ALIGN > a0))
+        r = plain_pread(fd, b + (a1 - a0 - DIRECT_ALIGN), DIRECT_ALIGN, a1 - DIRECT_ALIGN);
+    if (r == 0) {
         memcpy(b + (off - a0), wbuf, len);
         r = plain_pwrite(fd, b, a1 - a0, a0);
+    }
+    blk_range_unlock(&direct_writes, &held);
+    return r;
+}
+
+static int bounce(int fd, void *rbuf, const void *wbuf, size_t len, uint64_t off)
+{
+    uint64_t span = align_up(off + len) - align_down(off);
+    uint8_t *b = aligned_alloc(DIRECT_ALIGN, span < DIRECT_CHUNK ? span : DIRECT_CHUNK);
+    if (!b)
+        return -ENOMEM;
+    int r = 0;
+    while (len && r == 0) {
+        uint64_t a0 = align_down(off), a1 = align_up(off + len);
+        if (a1 - a0 > DIRECT_CHUNK)
+            a1 = a0 + DIRECT_CHUNK;
+        size_t n = off + len < a1 ? len : a1 - off;
+        r = bounce_piece(fd, b, rbuf, wbuf, n, off, a0, a1);
+        off += n;
+        len -= n;
+        if (rbuf)
+            rbuf = (uint8_t *)rbuf + n;
+        if (wbuf)
+            wbuf = (const uint8_t *)wbuf + n;
     }
     free(b);
     return r;
@@ -429,9 +521,49 @@ int blk_file_pread(int fd, void *buf, size_t len, uint64_t off)
 
 int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
-    if (unaligned(buf, len, off) && is_direct(fd))
+    if (!is_direct(fd))
+        return plain_pwrite(fd, buf, len, off);
+    if (unaligned(buf, len, off))
         return bounce(fd, NULL, buf, len, off);
-    return plain_pwrite(fd, buf, len, off);
+    BlkRange held;
+    blk_range_lock(&direct_writes, &held, (uint64_t)fd, off, off + len, false);
+    int r = plain_pwrite(fd, buf, len, off);
+    blk_range_unlock(&direct_writes, &held);
+    return r;
+}
+
+/* fallocate on an O_DIRECT file changes bytes a bounce may be holding:
+ * it takes its blocks exclusively (see direct_writes). */
+static int file_fallocate(int fd, int mode, uint64_t off, uint64_t len)
+{
+    BlkRange held;
+    bool direct = is_direct(fd);
+    if (direct)
+        blk_range_lock(&direct_writes, &held, (uint64_t)fd, align_down(off),
+                       align_up(off + len), true);
+    int r = fallocate(fd, mode, (off_t)off, (off_t)len) == 0 ? 0 : -errno;
+    if (direct)
+        blk_range_unlock(&direct_writes, &held);
+    return r;
+}
+
+int blk_file_extend(int fd, uint64_t off, uint64_t len)
+{
+    if (!len)
+        return 0;
+    int r = file_fallocate(fd, 0, off, len);
+    if (r != -EOPNOTSUPP && r != -ENOSYS)
+        return r;
+    /* no fallocate here: write the zeros */
+    static const uint8_t zero[65536];
+    while (len) {
+        size_t n = len < sizeof(zero) ? len : sizeof(zero);
+        if ((r = blk_file_pwrite(fd, zero, n, off)) < 0)
+            return r;
+        off += n;
+        len -= n;
+    }
+    return 0;
 }
 
 int64_t blk_file_size(int fd)
@@ -444,9 +576,7 @@ int64_t blk_file_size(int fd)
 
 int blk_file_punch(int fd, uint64_t off, uint64_t len)
 {
-    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) < 0)
-        return -errno;
-    return 0;
+    return file_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
 }
 
 /* ext4 handles a buffered write into a hole block by block: each 4 KiB
@@ -475,9 +605,9 @@ int blk_file_zero(int fd, uint64_t off, uint64_t len)
     /* Beyond the end of the file everything reads as zeros already. */
     if (off >= (uint64_t)size)
         return 0;
-    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
+    if (file_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
         return 0;
-    if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
+    if (file_fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
         return 0;
     static const uint8_t zero[65536];
     while (len) {
