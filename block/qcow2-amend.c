@@ -178,7 +178,7 @@ int qcow2_shrink(BlockDriverState *bs, uint64_t size)
     bool partial = r == 0 && cut < bend && (s->l1[cut / per_l1] & L1E_OFFSET_MASK);
     pthread_mutex_unlock(&s->lock);
     if (partial)
-        r = qcow2_discard(bs, cut, bend - cut);
+        r = qcow2_discard_tail(bs, cut, bend - cut);
     if (r < 0)
         return r;
     pthread_mutex_lock(&s->lock);

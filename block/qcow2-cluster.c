@@ -433,7 +433,8 @@ static int read_extent(Qcow2State *s, const struct extent *e, uint64_t off, uint
     case SC_ZERO_ALLOC:
         memset(buf, 0, n);
         break;
-    case SC_NORMAL:
+    case SC_NORMAL: {
+        unsigned io = qcow2_io_begin(s);
         pthread_mutex_unlock(&s->lock);
         if (s->crypt_method) {
             r = qcow2_crypt_read(s, off, e->host, buf, n);
@@ -442,8 +443,10 @@ static int read_extent(Qcow2State *s, const struct extent *e, uint64_t off, uint
             if (r < 0)
                 blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
         }
+        qcow2_io_end(s, io);
         pthread_mutex_lock(&s->lock);
         break;
+    }
     case SC_COMPRESSED: {
         const uint8_t *data = NULL;
         r = load_compressed(s, e->l2e, &data);
@@ -470,9 +473,11 @@ int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
         if (e.len == len && e.type == SC_NORMAL && !s->crypt_method) {
             /* the last piece, plain data: read it without taking the
              * lock again only to drop it (most small reads are this) */
+            unsigned io = qcow2_io_begin(s);
             pthread_mutex_unlock(&s->lock);
             if ((r = blk_file_pread(s->fd, p, len, e.host)) < 0)
                 blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
+            qcow2_io_end(s, io);
             return r;
         }
         if ((r = read_extent(s, &e, off, p, e.len)) < 0)
@@ -636,9 +641,12 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
             }
         }
     }
-    if (skip_zero_tail && ftruncate(s->fd, host + hi) < 0) {
-        r = -errno;
-        blk_set_error("%s: cannot extend the file: %s", s->bs->filename, strerror(errno));
+    /* The file must cover the whole new cluster.  Never with ftruncate:
+     * another thread's allocation beyond this cluster may have been
+     * written since the fstat above, and cutting the file back to here
+     * would lose it (a write path never shrinks the file). */
+    if (skip_zero_tail && (r = blk_file_extend(s->fd, host + in + n, tlen)) < 0) {
+        blk_set_error("%s: cannot extend the file: %s", s->bs->filename, strerror(-r));
         goto out;
     }
     s->need_sync = s->deps_unsynced = true;
@@ -740,13 +748,16 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
     if (owned && (r = qcow2_check_overlap(s, host, cs)) < 0)
         return r;
     if (owned && ct == QCOW2_NORMAL && !s->extl2) {
-        /* plain overwrite */
+        /* plain overwrite: the cluster may be discarded meanwhile, but
+         * it is not freed for reuse before this write has ended */
         uint8_t *enc = NULL;
+        unsigned io = qcow2_io_begin(s);
         pthread_mutex_unlock(&s->lock);
         if (s->crypt_method)
             r = qcow2_crypt_copy(s, off, host + in, buf, n, &enc);
         if (r == 0 && (r = blk_file_pwrite(s->fd, enc ? enc : buf, n, host + in)) < 0)
             blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
+        qcow2_io_end(s, io);
         pthread_mutex_lock(&s->lock);
         free(enc);
         return r;
@@ -773,11 +784,27 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
         if (s->extl2 && ct == QCOW2_UNALLOCATED) {
             uint64_t touched = sc_mask(sc0, sc1);
             new_bitmap = (bitmap | touched) & ~(touched << 32);
-        } else if (s->extl2) {
+        } else if (s->extl2 && ct == QCOW2_COMPRESSED) {
             /* copy the whole old cluster: every subcluster now lives here */
             lo = 0;
             hi = cs;
             new_bitmap = BITMAP_ALL_ALLOC;
+        } else if (s->extl2) {
+            /* a cluster shared with a snapshot: copy the subclusters it
+             * has allocated, from the first to the last (and those written
+             * between them), as QEMU does.  Unallocated subclusters
+             * outside that span keep following the backing file, zero
+             * ones keep reading zeros. */
+            uint32_t alloc = (uint32_t)(bitmap & BITMAP_ALL_ALLOC);
+            int first = sc0, last = sc1;
+            if (alloc && __builtin_ctz(alloc) < first)
+                first = __builtin_ctz(alloc);
+            if (alloc && 31 - __builtin_clz(alloc) > last)
+                last = 31 - __builtin_clz(alloc);
+            lo = first * scs;
+            hi = (last + 1) * scs;
+            uint64_t span = sc_mask(first, last);
+            new_bitmap = (bitmap | span) & ~(span << 32);
         }
         new_l2e = (uint64_t)nh | QCOW_OFLAG_COPIED;
         host = nh;
@@ -895,10 +922,16 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
 int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
 {
     Qcow2State *s = bs->opaque;
+    if (s->crypt_method)
+        return qcow2_crypto_pwrite(bs, off, buf, len, 0);
+    return qcow2_pwrite_sectors(bs, off, buf, len);
+}
+
+int qcow2_pwrite_sectors(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
+{
+    Qcow2State *s = bs->opaque;
     const uint8_t *p = buf;
     int r = 0;
-    if (s->crypt_method && ((off | len) & (BLK_SECTOR_SIZE - 1)))
-        return qcow2_crypto_pwrite_split(bs, off, buf, len, 0);
     pthread_mutex_lock(&s->lock);
     while (len) {
         uint64_t in = off & (s->cluster_size - 1);
@@ -961,11 +994,18 @@ int qcow2_copy_from_file(BlockDriverState *bs, uint64_t off, int src_fd, uint64_
 
 /* ---- zero writes and discard ---- */
 
+/* What zero_or_discard does: writes zeros; discards, leaving the range
+ * reading as zeros (a zero flag over a backing file); or discards for
+ * good, leaving nothing (clusters past a shrunk image's end, which must
+ * not come back when it grows again). */
+enum { DISCARD_NO, DISCARD_ZERO, DISCARD_FULL };
+
 /* Sets the entry of one whole cluster (or whole subclusters) to read as
  * zeros; frees what it no longer needs.  Returns 1 if the caller must
  * write explicit zeros instead. */
-static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, bool discard)
+static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mode)
 {
+    bool discard = mode != DISCARD_NO;
     uint64_t cs = s->cluster_size, in = off & (cs - 1), scs = s->subcluster_size;
     uint8_t *table;
     inflight_wait(s, off >> s->cluster_bits, 1);
@@ -989,7 +1029,7 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, bool d
             if (discard && !has_backing && ct == QCOW2_UNALLOCATED && !(bitmap >> 32))
                 return 0;
             new_l2e = 0;
-            new_bitmap = BITMAP_ALL_ZERO;
+            new_bitmap = mode == DISCARD_FULL ? 0 : BITMAP_ALL_ZERO;
             free_old = host || ct == QCOW2_COMPRESSED;
         } else if (discard && !whole) {
             return 0; /* partial discards are advisory */
@@ -1002,7 +1042,8 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, bool d
         if (!whole)
             return discard ? 0 : 1;
         if (discard) {
-            if (s->version >= 3 && (has_backing || ct != QCOW2_UNALLOCATED))
+            if (mode == DISCARD_ZERO && s->version >= 3 &&
+                (has_backing || ct != QCOW2_UNALLOCATED))
                 new_l2e = QCOW_OFLAG_ZERO;
             else
                 new_l2e = 0;
@@ -1037,9 +1078,10 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, bool d
 }
 
 static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int flags,
-                           bool discard)
+                           int mode)
 {
     Qcow2State *s = bs->opaque;
+    bool discard = mode != DISCARD_NO;
     int r = 0;
     pthread_mutex_lock(&s->lock);
     while (len) {
@@ -1065,7 +1107,7 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
                 break;
         }
         if (b > a) {
-            r = zero_in_l2(s, off - in + a, b - a, flags, discard);
+            r = zero_in_l2(s, off - in + a, b - a, flags, mode);
             if (r == 1) {
                 if ((r = zero_cluster_buf(s)) < 0 ||
                     (r = write_cluster(s, off - in + a, s->zero_cluster, b - a)) < 0)
@@ -1084,9 +1126,14 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
 int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
 {
     Qcow2State *s = bs->opaque;
-    if (s->crypt_method && ((off | len) & (BLK_SECTOR_SIZE - 1)))
-        return qcow2_crypto_pwrite_split(bs, off, NULL, len, flags);
-    return zero_or_discard(bs, off, len, flags, false);
+    if (s->crypt_method)
+        return qcow2_crypto_pwrite(bs, off, NULL, len, flags);
+    return zero_or_discard(bs, off, len, flags, DISCARD_NO);
+}
+
+int qcow2_pwrite_zeroes_sectors(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+{
+    return zero_or_discard(bs, off, len, flags, DISCARD_NO);
 }
 
 int qcow2_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
@@ -1096,7 +1143,20 @@ int qcow2_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
      * so QEMU ignores the request there; so do we. */
     if (s->version < 3 && bs->backing)
         return 0;
-    return zero_or_discard(bs, off, len, 0, true);
+    if (!s->crypt_method)
+        return zero_or_discard(bs, off, len, 0, DISCARD_ZERO);
+    /* not while a partial sector of the range is read-modify-written */
+    BlkRange held;
+    blk_range_lock(&s->crypt_rmw, &held, 0, off & ~(uint64_t)(BLK_SECTOR_SIZE - 1),
+                   qcow2_align_up(off + len, BLK_SECTOR_SIZE), false);
+    int r = zero_or_discard(bs, off, len, 0, DISCARD_ZERO);
+    blk_range_unlock(&s->crypt_rmw, &held);
+    return r;
+}
+
+int qcow2_discard_tail(BlockDriverState *bs, uint64_t off, uint64_t len)
+{
+    return zero_or_discard(bs, off, len, 0, DISCARD_FULL);
 }
 
 /* ---- status ---- */

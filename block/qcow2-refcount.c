@@ -441,9 +441,51 @@ int qcow2_free_compressed_later(Qcow2State *s, uint64_t l2e)
     return qcow2_free_later(s, off, bytes, FREE_COMPRESSED);
 }
 
+unsigned qcow2_io_begin(Qcow2State *s)
+{
+    unsigned e = s->io_epoch & 1;
+    __atomic_add_fetch(&s->io_count[e], 1, __ATOMIC_SEQ_CST);
+    return e;
+}
+
+void qcow2_io_end(Qcow2State *s, unsigned token)
+{
+    /* The count drops before the waiter count is read, and the drainer
+     * raises the waiter count before it reads the I/O count: one of the
+     * two sees the other (both sequentially consistent), so no wake-up
+     * is lost. */
+    if (__atomic_sub_fetch(&s->io_count[token], 1, __ATOMIC_SEQ_CST) == 0 &&
+        __atomic_load_n(&s->io_waiters, __ATOMIC_SEQ_CST)) {
+        pthread_mutex_lock(&s->io_mu);
+        pthread_cond_broadcast(&s->io_cond);
+        pthread_mutex_unlock(&s->io_mu);
+    }
+}
+
+void qcow2_io_drain(Qcow2State *s)
+{
+    /* Only the current epoch can hold I/O: the previous drain emptied
+     * the other one, and nothing begins there until the flip below.
+     * I/O that begins after the flip looked its host offset up after
+     * the caller's metadata change, so it cannot be on what is freed. */
+    unsigned old = s->io_epoch & 1;
+    if (!__atomic_load_n(&s->io_count[old], __ATOMIC_SEQ_CST))
+        return;
+    s->io_epoch++;
+    __atomic_add_fetch(&s->io_waiters, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&s->io_mu);
+    while (__atomic_load_n(&s->io_count[old], __ATOMIC_SEQ_CST))
+        pthread_cond_wait(&s->io_cond, &s->io_mu);
+    pthread_mutex_unlock(&s->io_mu);
+    __atomic_sub_fetch(&s->io_waiters, 1, __ATOMIC_SEQ_CST);
+}
+
 static int apply_frees(Qcow2State *s)
 {
     int ret = 0;
+    /* no I/O that found these clusters before they were unreferenced is
+     * still running when they become free */
+    qcow2_io_drain(s);
     for (size_t i = 0; i < s->npending; i++) {
         Qcow2FreeRange *f = &s->pending_free[i];
         uint64_t off = f->offset, len;

@@ -504,7 +504,10 @@ static int open_tables(Qcow2State *s, BlockOptions *opts)
     BlockDriverState *bs = s->bs;
     uint64_t per_l1 = s->cluster_size * s->l2_size; /* bytes one L1 entry maps */
     uint64_t need = (bs->size + per_l1 - 1) / per_l1;
-    if (bs->size > (1ULL << 56) - 1 || need > QCOW2_MAX_L1_BYTES / 8)
+    /* QEMU's limits: the size fits an int64_t and its L1 table fits
+     * QCOW2_MAX_L1_BYTES (with 2 MiB clusters that is 2 EiB); host
+     * offsets have their own limit, 2^56, checked where they are read */
+    if (bs->size > INT64_MAX || need > QCOW2_MAX_L1_BYTES / 8)
         return bad(s, -EFBIG, "virtual size %" PRIu64 " is too large", bs->size);
     if (s->l1_size > QCOW2_MAX_L1_BYTES / 8)
         return bad(s, -EFBIG, "active L1 table is too large (%u entries)", s->l1_size);
@@ -583,6 +586,8 @@ static void qcow2_free_state(Qcow2State *s)
     free(s->inflight);
     qcow2_crypto_close(s);
     pthread_cond_destroy(&s->alloc_cond);
+    pthread_cond_destroy(&s->io_cond);
+    pthread_mutex_destroy(&s->io_mu);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -594,6 +599,9 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
         return -ENOMEM;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->alloc_cond, NULL);
+    pthread_mutex_init(&s->io_mu, NULL);
+    pthread_cond_init(&s->io_cond, NULL);
+    s->crypt_rmw = (BlkRangeLock)BLK_RANGE_LOCK_INIT;
     s->bs = bs;
     s->fd = bs->fd;
     bs->opaque = s;
@@ -966,6 +974,9 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
     }
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->alloc_cond, NULL);
+    pthread_mutex_init(&s->io_mu, NULL);
+    pthread_cond_init(&s->io_cond, NULL);
+    s->crypt_rmw = (BlkRangeLock)BLK_RANGE_LOCK_INIT;
     s->bs = &bs;
     s->fd = fd;
     bs.opaque = s;
@@ -1017,7 +1028,7 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
     uint64_t per_l1 = cs * s->l2_size;
     uint64_t l1_entries = (size + per_l1 - 1) / per_l1;
     if (l1_entries * 8 > QCOW2_MAX_L1_BYTES) {
-        blk_set_error("Image size is too large for this cluster size");
+        blk_set_error("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
         r = -EFBIG;
         goto out;
     }

@@ -176,6 +176,17 @@ typedef struct Qcow2State {
     int ninflight, inflight_cap;
     pthread_cond_t alloc_cond;
 
+    /* Data I/O at host offsets looked up under the lock but done with it
+     * dropped, counted by epoch: a host cluster is not freed for reuse
+     * until every such I/O that began before it was unreferenced has
+     * ended (qcow2_io_drain), or a stalled write would land in the
+     * cluster's next owner and a stalled read return its data. */
+    unsigned io_epoch;        /* under lock */
+    unsigned io_count[2];     /* atomic */
+    unsigned io_waiters;      /* atomic */
+    pthread_mutex_t io_mu;
+    pthread_cond_t io_cond;
+
     /* zeros for COW */
     uint8_t *zero_cluster;
     /* Each thread keeps the last cluster it decompressed (qcow2-cluster.c);
@@ -191,6 +202,11 @@ typedef struct Qcow2State {
 
     /* encryption (qcow2-crypto.c): NULL cipher = no key given */
     BlkCipher *crypto;
+    /* guest sectors being written: a partial sector is read, patched and
+     * written back holding its sector exclusively, so that no other
+     * write of that sector runs in between (every write of an encrypted
+     * image holds its sectors here) */
+    BlkRangeLock crypt_rmw;
     bool crypt_physical;      /* IV from the host offset (LUKS) */
     LuksHeader *luks;
 } Qcow2State;
@@ -276,6 +292,14 @@ int qcow2_free_compressed_later(Qcow2State *s, uint64_t l2_entry);
 /* Writes back L2 tables and refcounts in crash-safe order and applies
  * deferred frees. */
 int qcow2_flush_metadata(Qcow2State *s);
+/* Data I/O with the lock dropped: begin (lock held, in the same hold
+ * as the lookup that found the host offset) returns a token for end
+ * (any time, lock not held: end never takes s->lock).  drain (lock held)
+ * returns once every I/O begun before it has ended; it is called before
+ * freed clusters become reusable. */
+unsigned qcow2_io_begin(Qcow2State *s);
+void qcow2_io_end(Qcow2State *s, unsigned token);
+void qcow2_io_drain(Qcow2State *s);
 /* Checks a new allocation does not overlap fixed metadata. */
 int qcow2_check_overlap(Qcow2State *s, uint64_t offset, uint64_t len);
 
@@ -320,10 +344,9 @@ int qcow2_crypt_copy(Qcow2State *s, uint64_t guest, uint64_t host, const void *b
                      uint8_t **out);
 /* Reads n decrypted bytes (any alignment) of guest data stored at host. */
 int qcow2_crypt_read(Qcow2State *s, uint64_t guest, uint64_t host, uint8_t *buf, size_t n);
-/* A write (buf) or zero write (buf NULL) of an encrypted image that
- * does not cover whole sectors. */
-int qcow2_crypto_pwrite_split(BlockDriverState *bs, uint64_t off, const uint8_t *buf,
-                              uint64_t len, int zflags);
+/* Every write (buf) or zero write (buf NULL) of an encrypted image. */
+int qcow2_crypto_pwrite(BlockDriverState *bs, uint64_t off, const uint8_t *buf, uint64_t len,
+                        int zflags);
 int qcow2_crypto_parse_create(BlockOptions *o, struct qcow2_crypto_create *c);
 /* Sets up encryption on an image being created (after its L1 table). */
 int qcow2_crypto_create(Qcow2State *s, const struct qcow2_crypto_create *c);
@@ -340,6 +363,13 @@ int qcow2_crypto_amend(Qcow2State *s, const struct qcow2_crypto_amend *a, bool f
 /* qcow2-cluster.c */
 int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
 int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+/* The same without the encrypted images' sector lock (crypt_rmw): for
+ * qcow2_crypto_pwrite, which holds it.  Whole sectors when encrypted. */
+int qcow2_pwrite_sectors(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+int qcow2_pwrite_zeroes_sectors(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
+/* Drops every cluster of [off, off+len) for good, whatever the version
+ * and backing file (shrink: nothing past the end may come back). */
+int qcow2_discard_tail(BlockDriverState *bs, uint64_t off, uint64_t len);
 int qcow2_copy_from_file(BlockDriverState *bs, uint64_t off, int src_fd, uint64_t src_off,
                          uint64_t len);
 int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
