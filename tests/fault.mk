@@ -4,3 +4,5 @@
 # rebuild everything.
 $(BUILD)/tests/blk-fault: private LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64,--wrap=pwritev64,--wrap=fdatasync
 $(BUILD)/tests/luks-fault: private LDFLAGS += -Wl,--wrap=pwrite64,--wrap=pwritev64,--wrap=fdatasync
+# blk-race holds chosen libc calls of chosen threads (tests/unit/blk-race.c).
+$(BUILD)/tests/blk-race: private LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64,--wrap=pwritev64,--wrap=fallocate64,--wrap=ftruncate64
