@@ -30,6 +30,7 @@ static void dma_kick(struct ide_channel *ch)
         return;
     ch->dma_pending = false;
     ch->dma_running = true;
+    ch->active = ch->req;
     pthread_cond_broadcast(&ch->cond);
 }
 
@@ -110,18 +111,38 @@ void ide_dma_submit(struct ide_drive *d, bool to_mem, uint64_t off,
     dma_kick(ch);
 }
 
-void ide_dma_cancel(struct ide_channel *ch)
+/* Drops the request: a waiting one now, a running one's completion when
+ * the thread sees the generation move.  gen is written only under
+ * ch->lock but read by the thread without it between chunks: atomic. */
+static void dma_cancel(struct ide_channel *ch)
 {
-    ch->gen++;
+    __atomic_add_fetch(&ch->gen, 1, __ATOMIC_RELEASE);
     ch->dma_pending = false;
     ch->bm_status &= (uint8_t)~BM_ST_ACTIVE;
 }
 
-void ide_dma_drain(struct ide_channel *ch)
+/* Locking: the caller is a vCPU in a port access (bus lock, then
+ * ch->lock) or the machine reset (bus lock, then ch->lock).  Waiting here
+ * with the bus lock held cannot deadlock: pthread_cond_wait() releases
+ * ch->lock, and the thread needs nothing else to finish - it reaches
+ * guest RAM through pci_dma() and the image through the block layer,
+ * neither of which takes the bus lock, and a cancelled request ends
+ * without its completion (no interrupt, no register change).  The wait
+ * is short: the thread checks the generation before every block-layer
+ * request, so at most one request of DMA_IOV entries is still moving. */
+void ide_dma_stop(struct ide_channel *ch, struct ide_drive *d)
 {
-    ide_dma_cancel(ch);
+    if (d && !(ch->dma_pending && ch->req.d == d) &&
+        !(ch->dma_running && ch->active.d == d))
+        return; /* the other drive's transfer: not this reset's business */
+    dma_cancel(ch);
     while (ch->dma_running)
         pthread_cond_wait(&ch->cond, &ch->lock);
+}
+
+void ide_dma_drain(struct ide_channel *ch)
+{
+    ide_dma_stop(ch, NULL);
     ch->bm_cmd = 0;
     ch->bm_status = 0;
     ch->prd_addr = 0;
@@ -148,7 +169,8 @@ static int dma_move(const struct ide_dma_req *r, struct iovec *iov, unsigned n,
 }
 
 /* 0, -EFAULT for a table or buffer outside RAM (or bus mastering off),
- * -ENOSPC for a table shorter than the transfer, -EIO from the image. */
+ * -ENOSPC for a table shorter than the transfer, -EIO from the image,
+ * -ECANCELED once a reset dropped the request. */
 static int dma_transfer(struct ide_channel *ch, const struct ide_dma_req *r,
                         uint32_t prd)
 {
@@ -177,6 +199,9 @@ static int dma_transfer(struct ide_channel *ch, const struct ide_dma_req *r,
         ch->iov[n++] = (struct iovec){ p, len };
         pending += len;
         if (n == DMA_IOV || done + pending == r->bytes) {
+            /* A reset waits for this thread: stop at the next request. */
+            if (__atomic_load_n(&ch->gen, __ATOMIC_ACQUIRE) != r->gen)
+                return -ECANCELED;
             if (dma_move(r, ch->iov, n, r->off + done) < 0)
                 return -EIO;
             done += pending;
@@ -215,7 +240,7 @@ static void *dma_thread(void *opaque)
             pthread_cond_wait(&ch->cond, &ch->lock);
         if (ch->stop)
             break;
-        r = ch->req;
+        r = ch->active;
         prd = ch->prd_addr;
         pthread_mutex_unlock(&ch->lock);
         err = dma_transfer(ch, &r, prd);
@@ -223,7 +248,7 @@ static void *dma_thread(void *opaque)
         ch->dma_running = false;
         if (r.gen == ch->gen) /* else a reset came in between */
             dma_complete(ch, &r, err);
-        pthread_cond_broadcast(&ch->cond); /* ide_dma_drain() waits */
+        pthread_cond_broadcast(&ch->cond); /* ide_dma_stop() waits */
         dma_kick(ch);
     }
     pthread_mutex_unlock(&ch->lock);

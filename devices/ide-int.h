@@ -5,7 +5,9 @@
  * lock and takes its channel's lock; a channel's DMA thread takes the
  * same lock to pick up a request and to complete it, and drops it while
  * it moves data.  While a DMA request is out the drive shows BSY, so the
- * guest cannot change what the thread is using. */
+ * guest cannot change what the thread is using.  The DMA thread never
+ * takes the bus lock, so a reset may wait for it while holding the bus
+ * lock (ide_dma_stop). */
 #ifndef CALF_DEVICES_IDE_INT_H
 #define CALF_DEVICES_IDE_INT_H
 
@@ -116,7 +118,9 @@ struct ide_channel {
     bool thread_started, stop;
     bool dma_pending, dma_running;
     struct ide_dma_req req;
-    unsigned gen;             /* bumped by resets: stale completions drop */
+    struct ide_dma_req active;  /* what the thread runs while dma_running */
+    unsigned gen;             /* bumped by resets: stale completions drop;
+                                 written under lock, read atomically */
     struct iovec *iov;
 };
 
@@ -152,9 +156,14 @@ void ide_bm_rw(struct ide *ide, uint64_t off, uint8_t *data, unsigned size,
 /* Hands a transfer to the channel's thread once the start bit is set. */
 void ide_dma_submit(struct ide_drive *d, bool to_mem, uint64_t off,
                     uint64_t bytes, bool from_disk);
-void ide_dma_cancel(struct ide_channel *ch);
-/* Machine reset: waits out a transfer in flight (its completion is
- * dropped) and clears the bus-master registers.  ch->lock held. */
+/* A reset of drive d (NULL: both, SRST): drops d's DMA request and, if
+ * the thread is moving its data, waits until it stopped, so nothing
+ * reaches guest RAM or the image once the reset is seen done.  Its
+ * completion is dropped.  ch->lock held (see ide-dma.c for why waiting
+ * under the bus lock is safe). */
+void ide_dma_stop(struct ide_channel *ch, struct ide_drive *d);
+/* Machine reset: ide_dma_stop() of both drives, and the bus-master
+ * registers cleared.  ch->lock held. */
 void ide_dma_drain(struct ide_channel *ch);
 int ide_dma_start_thread(struct ide_channel *ch);
 void ide_dma_stop_thread(struct ide_channel *ch);

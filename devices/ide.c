@@ -374,7 +374,7 @@ static void ata_command(struct ide_channel *ch, uint8_t cmd)
             ide_abort(d, ER_ABRT);
             break;
         }
-        ide_dma_cancel(ch);
+        ide_dma_stop(ch, d);
         drive_reset(d);
         ide_set_signature(ch, d);
         break;
@@ -510,7 +510,9 @@ static void control_write(struct ide_channel *ch, uint8_t v)
 
     ch->control = v;
     if ((v & CTL_SRST) && !(old & CTL_SRST)) {
-        ide_dma_cancel(ch);
+        /* Both drives' transfer ends here, before the guest can see the
+         * reset done. */
+        ide_dma_stop(ch, NULL);
         for (int u = 0; u < 2; u++) {
             ch->drive[u].pio = PIO_NONE;
             ch->drive[u].status = ST_BSY;

@@ -129,14 +129,21 @@ kill -TERM $p1; wait $p1
 qemu-img check -q "$TMP/l.qcow2"; ok $? "the IDE VM's image is clean after SIGTERM"
 
 # ---- a hostile guest ----
+# The CD is 32 MiB here and the disk is opened O_DIRECT: a reset has a
+# long DMA transfer to stop, and lands inside one of its 16 MiB requests.
 qemu-img create -q -f qcow2 "$TMP/h.qcow2" 64M
 seed "$TMP/h.qcow2" qcow2
-boot hostile --kernel "$GUEST" --disk "$TMP/h.qcow2,if=ide" --cdrom "$TMP/cd.iso" \
-    --append "ct.ide=1 ct.idesize=131072 ct.idecd=512 ct.idehostile=1" --timeout 120
+make_iso "$TMP/cdbig.iso" 16384
+boot hostile --kernel "$GUEST" --disk "$TMP/h.qcow2,if=ide,cache=none" --cdrom "$TMP/cdbig.iso" \
+    --append "ct.ide=1 ct.idesize=131072 ct.idecd=16384 ct.idehostile=1" --timeout 120
 passed hostile; r=$?
 ok $r "PRD tables outside RAM, short and endless, DMA without bus mastering, commands during DRQ, garbage packets: errors, and the VM completes (status $status)"
 [ $r = 0 ] || show hostile
 has hostile "hostile guest done"; ok $? "the guest got through every hostile case"
+! has hostile "check failed: SRST:"
+ok $? "SRST during a 32 MiB READ/WRITE DMA EXT: nothing reaches memory or the disk after the reset"
+! has hostile "check failed: DEVICE RESET"
+ok $? "ATAPI DEVICE RESET during a 32 MiB DMA: nothing reaches memory after the reset"
 qemu-img check -q "$TMP/h.qcow2"; ok $? "the image is clean after the hostile guest"
 
 # ---- the same guest driver against QEMU's PIIX3 IDE ----

@@ -14,7 +14,9 @@
  *                    (block 16 an ISO9660 descriptor, every word of
  *                    block b >= 18 is 0xCD000000 | b)
  *   ct.idehostile=1  broken PRD tables, DMA without bus mastering,
- *                    commands in the wrong state, garbage packets
+ *                    commands in the wrong state, garbage packets,
+ *                    resets during a 32 MiB DMA transfer (with ct.idecd,
+ *                    a CD of at least 16384 blocks gets the ATAPI one)
  *   ct.idepeer=1     another IDE model (QEMU's): skip what ATA leaves open
  *
  * What it writes on the master, for the host to check:
@@ -801,6 +803,153 @@ static void hostile_dma(void)
     inb(pri.cmd + 7);
 }
 
+/* ---- resets during a long DMA transfer ---- */
+
+/* 32 MiB: 512 PRD entries of 64 KiB, all on buf (the canary), so any
+ * chunk of the transfer that goes on after a reset writes there; the
+ * channel moves DMA_IOV (256) entries per block-layer request, so this
+ * is two requests of 16 MiB.  The fence below uses its own buffer. */
+#define LONG_DMA_BYTES (32u << 20)
+#define LONG_DMA_CHUNK (16u << 20)
+#define FENCE_PRD (&prds[4096])
+static uint8_t fence_buf[2048] IOBSS __attribute__((aligned(4096)));
+
+static void prd_long(void)
+{
+    unsigned n = LONG_DMA_BYTES / 65536;
+
+    for (unsigned i = 0; i < n; i++)
+        prd_set(&prds[i], buf, 65536, i == n - 1);
+}
+
+/* Starts the engine on prds for a command already issued. */
+static void bm_start(struct chan *c, int to_mem)
+{
+    outb(c->bm, 0);
+    outb(c->bm + 2, BM_ERR | BM_INT);
+    outl(c->bm + 4, (uint32_t)(uint64_t)prds);
+    outb(c->bm, (uint8_t)((to_mem ? BM_TO_MEM : 0) | BM_START));
+}
+
+/* A few status reads: the channel's thread is then inside its first
+ * block-layer request when the reset comes (a reset that arrives before
+ * any data moved proves less). */
+static void let_dma_run(struct chan *c)
+{
+    for (int i = 0; i < 50; i++)
+        inb(c->ctl);
+}
+
+static void bm_stop(struct chan *c)
+{
+    outb(c->bm, 0);
+    outb(c->bm + 2, BM_ERR | BM_INT);
+}
+
+/* SRST asserted: from here the old transfer must be over. */
+static void srst_assert(struct chan *c)
+{
+    outb(c->cmd + 6, 0xa0);
+    outb(c->ctl, 0x04);
+}
+
+static void srst_release(struct chan *c)
+{
+    outb(c->ctl, 0x00);
+    wait_idle(c);
+    check(signature_is(c, 0, 0) && inb(c->cmd + 1) == 0x01,
+          "the ATA signature after an SRST that stopped a DMA");
+    bm_stop(c);
+}
+
+/* A channel runs one transfer at a time: a fence DMA completes only
+ * after anything still running before it ended, so what the old
+ * transfer could still do has been done once the fence is back. */
+static void disk_fence(void)
+{
+    prd_set(FENCE_PRD, fence_buf, 512, 1);
+    check(!dma_cmd(&pri, 0, 0xc8, 0, 1, 0, 1, FENCE_PRD), "a DMA command after the reset works");
+}
+
+/* SRST while WRITE DMA EXT and READ DMA EXT of 32 MiB run: once the
+ * reset is seen done, the old transfer writes neither the disk nor guest
+ * memory - not even the rest of the 16 MiB request it was in. */
+static void hostile_srst_dma(void)
+{
+    /* the disk: the guest writes the last sector of the first 16 MiB
+     * again after the reset; the old data must not land on it later */
+    const uint64_t lba = 65536, canary = lba + LONG_DMA_CHUNK / 512 - 1;
+
+    prd_long();
+    fill(buf, 0x5c, 65536);
+    issue(&pri, 0, lba, LONG_DMA_BYTES / 512, 1, 0, 0x35);
+    bm_start(&pri, 0);
+    let_dma_run(&pri);
+    srst_assert(&pri);
+    srst_release(&pri);
+    fill(fence_buf, 0xe8, 512);
+    check(!pio_out(&pri, 0, 0x34, canary, 1, 1, 1, fence_buf),
+          "WRITE SECTORS EXT after SRST stopped a WRITE DMA EXT");
+    disk_fence();
+    fill(fence_buf, 0, 512);
+    check(!pio_in(&pri, 0, 0x24, canary, 1, 1, 1, fence_buf) && all(fence_buf, 0xe8, 512),
+          "SRST: the WRITE DMA EXT it stopped wrote nothing after it");
+
+    /* guest memory: the canary is filled while SRST is still asserted */
+    prd_long();
+    issue(&pri, 0, lba, LONG_DMA_BYTES / 512, 1, 0, 0x25);
+    bm_start(&pri, 1);
+    let_dma_run(&pri);
+    srst_assert(&pri);
+    fill(buf, 0xe7, 65536);
+    srst_release(&pri);
+    disk_fence();
+    check(all(buf, 0xe7, 65536), "SRST: the READ DMA EXT it stopped wrote no memory after it");
+}
+
+/* DEVICE RESET while an ATAPI READ(12) by DMA of 32 MiB runs. */
+static void hostile_cd_reset(uint32_t blocks)
+{
+    uint8_t st;
+
+    if (blocks < LONG_DMA_BYTES / 2048)
+        return;
+    prd_long();
+    cdb_set(0xa8, 0, LONG_DMA_BYTES / 2048, 6, 4);
+    outb(sec.cmd + 6, 0xa0);
+    outb(sec.cmd + 1, 1); /* DMA */
+    outb(sec.cmd + 7, 0xa0);
+    st = wait_idle(&sec);
+    check((st & (ST_DRQ | ST_ERR)) == ST_DRQ, "PACKET for a 32 MiB CD DMA");
+    outsw(sec.cmd, cdb, 6);
+    bm_start(&sec, 1);
+    let_dma_run(&sec);
+    outb(sec.cmd + 7, 0x08);
+    fill(buf, 0xe9, 65536);
+    st = wait_idle(&sec);
+    bm_stop(&sec);
+    check(!(st & (ST_BSY | ST_DRQ)) && signature_is(&sec, 0x14, 0xeb),
+          "DEVICE RESET during a CD DMA: the drive comes back with its signature");
+    /* the fence: one block by DMA into its own buffer */
+    cdb_set(0xa8, 18, 1, 6, 4);
+    prd_set(FENCE_PRD, fence_buf, 2048, 1);
+    outl(sec.bm + 4, (uint32_t)(uint64_t)FENCE_PRD);
+    outb(sec.cmd + 6, 0xa0);
+    outb(sec.cmd + 1, 1);
+    outb(sec.cmd + 7, 0xa0);
+    wait_idle(&sec);
+    outsw(sec.cmd, cdb, 6);
+    outb(sec.bm, BM_TO_MEM | BM_START);
+    for (int i = 0; i < WAIT_LOOPS && !(inb(sec.bm + 2) & BM_INT); i++)
+        ;
+    st = wait_idle(&sec);
+    bm_stop(&sec);
+    inb(sec.cmd + 7);
+    check(!(st & (ST_ERR | ST_DRQ)) && cd_block_ok(fence_buf, 18),
+          "a CD DMA after the DEVICE RESET works");
+    check(all(buf, 0xe9, 65536), "DEVICE RESET: the CD DMA it stopped wrote no memory after it");
+}
+
 static void hostile_state(void)
 {
     uint8_t st;
@@ -906,8 +1055,11 @@ int ide_test(const char *cmdline)
     if (cmdline_get(cmdline, "ct.idehostile=", &len)) {
         hostile_dma();
         hostile_state();
-        if (cd)
+        hostile_srst_dma();
+        if (cd) {
             hostile_cd();
+            hostile_cd_reset((uint32_t)cd);
+        }
         say("hostile guest done");
     }
     serial_puts(failures ? "calf-test: ide: FAILED\n" : "calf-test: ide: ok\n");
