@@ -64,8 +64,10 @@ void atapi_packet(struct ide_drive *d)
     struct ide_channel *ch = d->ch;
     unsigned limit = ch->lba_mid | ch->lba_high << 8;
 
-    /* 0 means "as much as you like"; an odd limit loses its last byte. */
-    d->limit = limit ? limit & ~1u : 0xfffe;
+    /* 0xffff reads as 0xfffe, as on QEMU (hosts write it for "no
+     * limit"); other odd limits are made even only where a chunk must be
+     * (atapi_chunk), and 0 and 1 are refused at data-in. */
+    d->limit = limit == 0xffff ? 0xfffe : limit;
     d->from_disk = false;
     d->dma = ch->feature & 1;
     ch->count = IR_CD;
@@ -90,6 +92,17 @@ static void atapi_fail(struct ide_drive *d, uint8_t key, uint8_t asc)
     ide_abort(d, (uint8_t)(key << 4 | ER_ABRT));
 }
 
+/* The next DRQ chunk: all that is left when the byte count limit allows
+ * it, else the limit made even - only a transfer's last chunk may have an
+ * odd length (ATA8-ACS, PACKET; QEMU does the same).  Never 0 once
+ * atapi_data_in() accepted the limit. */
+static unsigned atapi_chunk(const struct ide_drive *d)
+{
+    if (d->left <= d->limit)
+        return (unsigned)d->left;
+    return d->limit & ~1u;
+}
+
 /* Sends the next DRQ chunk of a data-in: at most the byte count limit. */
 void atapi_next_chunk(struct ide_drive *d)
 {
@@ -100,7 +113,7 @@ void atapi_next_chunk(struct ide_drive *d)
         atapi_done(d);
         return;
     }
-    n = d->left < d->limit ? (unsigned)d->left : d->limit;
+    n = atapi_chunk(d);
     if (d->from_disk) {
         if (n > IDE_BUF_SIZE)
             n = IDE_BUF_SIZE;
@@ -137,6 +150,16 @@ static void atapi_data_in(struct ide_drive *d, uint64_t off, uint64_t len,
         ide_dma_submit(d, true, off, len, from_disk);
         return;
     }
+    if (len > d->limit && d->limit < 2) {
+        /* A limit of 0, or of 1 with more than a byte to send, leaves no
+         * chunk to offer: a chunk of 0 would sit with DRQ set forever.
+         * The PACKET command aborts at the ATA level, no sense data, as
+         * QEMU does for a limit of 0 (ATA8-ACS: the limit shall not be
+         * 0 for a PIO data transfer). */
+        d->ch->count = IR_CD | IR_IO;
+        ide_abort(d, ER_ABRT);
+        return;
+    }
     d->lba = off;
     d->left = len;
     d->pos = d->end = 0;
@@ -170,8 +193,9 @@ static void cmd_request_sense(struct ide_drive *d)
     b[7] = 10;
     b[12] = d->asc;
     b[13] = d->ascq;
-    d->sense_key = d->asc = d->ascq = 0;
     atapi_reply(d, 18, d->cdb[4]);
+    if (!(d->status & ST_ERR)) /* an aborted REQUEST SENSE reported nothing */
+        d->sense_key = d->asc = d->ascq = 0;
 }
 
 static void cmd_inquiry(struct ide_drive *d)

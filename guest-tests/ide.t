@@ -144,6 +144,8 @@ has hostile "hostile guest done"; ok $? "the guest got through every hostile cas
 ok $? "SRST during a 32 MiB READ/WRITE DMA EXT: nothing reaches memory or the disk after the reset"
 ! has hostile "check failed: DEVICE RESET"
 ok $? "ATAPI DEVICE RESET during a 32 MiB DMA: nothing reaches memory after the reset"
+! has hostile "check failed: byte count limit"
+ok $? "ATAPI byte count limits 0 and 1 abort (no DRQ forever); odd limits give even chunks"
 qemu-img check -q "$TMP/h.qcow2"; ok $? "the image is clean after the hostile guest"
 
 # ---- the same guest driver against QEMU's PIIX3 IDE ----

@@ -16,7 +16,8 @@
  *   ct.idehostile=1  broken PRD tables, DMA without bus mastering,
  *                    commands in the wrong state, garbage packets,
  *                    resets during a 32 MiB DMA transfer (with ct.idecd,
- *                    a CD of at least 16384 blocks gets the ATAPI one)
+ *                    a CD of at least 16384 blocks gets the ATAPI one),
+ *                    byte count limits of 0, 1 and odd
  *   ct.idepeer=1     another IDE model (QEMU's): skip what ATA leaves open
  *
  * What it writes on the master, for the host to check:
@@ -531,9 +532,12 @@ static void disk_readonly(void)
 
 static uint8_t cdb[12];
 static uint8_t cd_sense[3];
+static uint8_t cd_error; /* the error register of the last failed PACKET */
 
-/* PACKET with cdb; data-in into dst (max bytes); returns the bytes
- * received or -1 on CHECK CONDITION (sense fetched into cd_sense). */
+/* PACKET with cdb; data-in into dst (max bytes, and one spare byte for
+ * an odd last chunk); returns the bytes received or -1 on CHECK
+ * CONDITION or an abort (sense fetched into cd_sense, the error register
+ * in cd_error), -3 for a chunk that breaks the protocol. */
 static int packet_pio(const uint8_t *c12, void *dst, unsigned max, unsigned limit,
                       unsigned *chunks);
 
@@ -573,14 +577,16 @@ static int packet_pio(const uint8_t *c12, void *dst, unsigned max, unsigned limi
         if (!(st & ST_DRQ))
             break;
         n = inb(sec.cmd + 4) | inb(sec.cmd + 5) << 8;
-        if (ir != 2 || n > limit || got + n > max)
+        /* a chunk of 0 would keep DRQ forever: this loop with it */
+        if (ir != 2 || !n || n > limit || got + n > max)
             return -3;
-        insw(sec.cmd, p + got, n / 2);
+        insw(sec.cmd, p + got, (n + 1) / 2);
         got += n;
         if (chunks)
             (*chunks)++;
     }
     if (st & ST_ERR) {
+        cd_error = inb(sec.cmd + 1);
         if (c12[0] != 0x03)
             request_sense();
         return -1;
@@ -990,6 +996,32 @@ static void hostile_cd(void)
     check(packet_pio(cdb, buf, 0, 2, 0) == 0, "the CD still answers");
 }
 
+/* Byte count limits that leave no even chunk abort the PACKET command
+ * at the ATA level (ABRT, no sense), as QEMU does for 0; an odd limit
+ * gives even chunks and only the last one may be odd. */
+static void hostile_cd_limits(void)
+{
+    unsigned chunks = 0;
+
+    cdb_set(0x12, 0, 36, 4, 1);
+    check(packet_pio(cdb, buf, 64, 1, 0) == -1 && cd_error == ER_ABRT && sense_is(0, 0),
+          "byte count limit 1 on a 36-byte INQUIRY: ABRT, no sense");
+    check(packet_pio(cdb, buf, 64, 0, 0) == -1 && cd_error == ER_ABRT,
+          "byte count limit 0 on a PIO data command: ABRT");
+    cdb_set(0x12, 0, 1, 4, 1);
+    check(packet_pio(cdb, buf, 1, 1, 0) == 1 && buf[0] == 0x05,
+          "byte count limit 1 on a 1-byte INQUIRY: one byte");
+    cdb_set(0x12, 0, 36, 4, 1);
+    check(packet_pio(cdb, buf, 36, 7, &chunks) == 36 && chunks == 6 && buf[0] == 0x05 &&
+          buf[8] == 'C', "byte count limit 7: six 6-byte chunks");
+    chunks = 0;
+    cdb_set(0x12, 0, 35, 4, 1);
+    check(packet_pio(cdb, buf, 35, 35, &chunks) == 35 && chunks == 1,
+          "an odd transfer within the limit goes in one odd chunk");
+    memset(cdb, 0, sizeof(cdb));
+    check(packet_pio(cdb, buf, 0, 0, 0) == 0, "TEST UNIT READY takes a limit of 0");
+}
+
 /* ---- entry ---- */
 
 static int find_controller(void)
@@ -1059,6 +1091,7 @@ int ide_test(const char *cmdline)
         if (cd) {
             hostile_cd();
             hostile_cd_reset((uint32_t)cd);
+            hostile_cd_limits();
         }
         say("hostile guest done");
     }
