@@ -34,11 +34,21 @@ enum {
 #define REG_C_IRQF   0x80
 #define RTC_IRQ      8
 
+/* The dates a guest can set: what the BCD year and the AT's century
+ * byte (0x32) can show, 1900-01-01 to 9999-12-31 UTC.  Clamping the
+ * guest's time to them keeps gmtime_r() and timegm() in range (a guest
+ * that moved the year past 2^31 made gmtime_r() fail and left struct tm
+ * uninitialised), every register a two-digit value, and the offset
+ * arithmetic far from overflow. */
+#define RTC_TIME_MIN (-2208988800LL) /* 1900-01-01 00:00:00 */
+#define RTC_TIME_MAX 253402300799LL  /* 9999-12-31 23:59:59 */
+
 struct rtc {
     struct bus *bus;
     uint8_t index;
     uint8_t cmos[CMOS_SIZE];
-    time_t offset; /* guest time minus host time, from guest writes */
+    time_t offset; /* guest time minus host time, from guest writes;
+                      bounded by the RTC_TIME range */
     bool irq_high;
     uint64_t last_c_read_ns;
     /* the periodic timer: period_ns 0 while PIE is off */
@@ -172,7 +182,7 @@ static uint8_t rtc_read_c(struct rtc *rtc)
     return c;
 }
 
-static uint8_t rtc_encode(struct rtc *rtc, int v)
+static uint8_t rtc_encode(struct rtc *rtc, unsigned v)
 {
     if (rtc->cmos[RTC_REG_B] & REG_B_BINARY)
         return (uint8_t)v;
@@ -186,9 +196,9 @@ static int rtc_decode(struct rtc *rtc, uint8_t v)
     return (v >> 4) * 10 + (v & 0x0f);
 }
 
-static uint8_t rtc_hour(struct rtc *rtc, int hour)
+static uint8_t rtc_hour(struct rtc *rtc, unsigned hour)
 {
-    int h12;
+    unsigned h12;
 
     if (rtc->cmos[RTC_REG_B] & REG_B_24H)
         return rtc_encode(rtc, hour);
@@ -210,33 +220,57 @@ static bool rtc_clock_reg(unsigned reg, struct tm *tm, int **field)
     }
 }
 
+static time_t rtc_clamp(long long t)
+{
+    return (time_t)(t < RTC_TIME_MIN ? RTC_TIME_MIN : t > RTC_TIME_MAX ? RTC_TIME_MAX : t);
+}
+
+/* The guest's date now; *host gets the host time it is based on.  The
+ * offset is bounded, so the sum cannot overflow; the clamp covers the
+ * host clock running on past a limit the guest set.  Returns 0, or
+ * -EOVERFLOW where gmtime_r() fails (it cannot in range: belt and
+ * braces, so that *tm is never read uninitialised). */
+static int rtc_guest_tm(struct rtc *rtc, time_t *host, struct tm *tm)
+{
+    time_t t;
+
+    *host = time(NULL);
+    t = rtc_clamp((long long)*host + rtc->offset);
+    return gmtime_r(&t, tm) ? 0 : -EOVERFLOW;
+}
+
 static uint8_t rtc_read_clock(struct rtc *rtc, unsigned reg)
 {
-    time_t now = time(NULL) + rtc->offset;
     struct tm tm;
+    time_t host;
+    unsigned year;
 
-    gmtime_r(&now, &tm);
+    if (rtc_guest_tm(rtc, &host, &tm) < 0)
+        return 0;
+    year = (unsigned)(tm.tm_year + 1900); /* 1900..9999 by the clamp */
     switch (reg) {
-    case RTC_SEC: return rtc_encode(rtc, tm.tm_sec);
-    case RTC_MIN: return rtc_encode(rtc, tm.tm_min);
-    case RTC_HOUR: return rtc_hour(rtc, tm.tm_hour);
-    case RTC_WDAY: return rtc_encode(rtc, tm.tm_wday + 1);
-    case RTC_MDAY: return rtc_encode(rtc, tm.tm_mday);
-    case RTC_MONTH: return rtc_encode(rtc, tm.tm_mon + 1);
-    case RTC_YEAR: return rtc_encode(rtc, tm.tm_year % 100);
-    default: return rtc_encode(rtc, (tm.tm_year + 1900) / 100);
+    case RTC_SEC: return rtc_encode(rtc, (unsigned)tm.tm_sec);
+    case RTC_MIN: return rtc_encode(rtc, (unsigned)tm.tm_min);
+    case RTC_HOUR: return rtc_hour(rtc, (unsigned)tm.tm_hour);
+    case RTC_WDAY: return rtc_encode(rtc, (unsigned)tm.tm_wday + 1);
+    case RTC_MDAY: return rtc_encode(rtc, (unsigned)tm.tm_mday);
+    case RTC_MONTH: return rtc_encode(rtc, (unsigned)tm.tm_mon + 1);
+    case RTC_YEAR: return rtc_encode(rtc, year % 100);
+    default: return rtc_encode(rtc, year / 100);
     }
 }
 
-/* A guest setting the clock moves its own view of time only. */
+/* A guest setting the clock moves its own view of time only, and only
+ * within the RTC_TIME range: a register value past what the field holds
+ * (month 0xff) carries into the next field, as timegm() normalises, and
+ * the result is clamped. */
 static void rtc_write_clock(struct rtc *rtc, unsigned reg, uint8_t v)
 {
-    time_t now = time(NULL) + rtc->offset, then;
+    time_t host, then;
     struct tm tm;
     int *field, val;
 
-    gmtime_r(&now, &tm);
-    if (!rtc_clock_reg(reg, &tm, &field))
+    if (rtc_guest_tm(rtc, &host, &tm) < 0 || !rtc_clock_reg(reg, &tm, &field))
         return;
     val = rtc_decode(rtc, reg == RTC_HOUR ? (v & 0x7f) : v);
     if (reg == RTC_HOUR && !(rtc->cmos[RTC_REG_B] & REG_B_24H))
@@ -248,9 +282,10 @@ static void rtc_write_clock(struct rtc *rtc, unsigned reg, uint8_t v)
     if (reg == RTC_WDAY)
         return; /* derived from the date */
     *field = val;
+    /* Every field is within a few hundred of a date in range: timegm()
+     * cannot overflow, and -1 is a valid time (1969-12-31 23:59:59). */
     then = timegm(&tm);
-    if (then != (time_t)-1)
-        rtc->offset += then - now;
+    rtc->offset = rtc_clamp(then) - host;
 }
 
 static bool rtc_is_clock(unsigned reg)
