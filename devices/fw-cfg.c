@@ -37,6 +37,14 @@
 /* Far more than any item the firmware needs (a VGA BIOS is 40 KiB);
  * bounds what a DMA request can make the VMM copy in one exit. */
 #define FW_CFG_MAX_ITEM_LEN (16u << 20)
+/* The most one DMA request may write into guest memory.  A request runs
+ * in the VM exit of the guest's write to the DMA port, under the bus
+ * lock, so every other vCPU's port I/O waits behind it: a 4 GiB read
+ * (zeros past an item's end) would hold the machine for seconds and
+ * touch gigabytes of host memory.  No item is longer than this, so any
+ * item still reads whole in one request; a longer one fails with the
+ * error bit before any byte moves. */
+#define FW_CFG_DMA_MAX FW_CFG_MAX_ITEM_LEN
 
 struct fw_cfg_item {
     uint16_t key;
@@ -237,10 +245,14 @@ static uint32_t fw_cfg_dma_run(struct fw_cfg *f, uint32_t control,
         return DMA_CTL_ERROR; /* no item is writable */
     if (!(control & (DMA_CTL_READ | DMA_CTL_SKIP)))
         return 0;
+    /* A skip writes nothing: any length is O(1) work. */
+    if ((control & DMA_CTL_READ) && len > FW_CFG_DMA_MAX)
+        return DMA_CTL_ERROR;
     it = fw_cfg_find(f, f->sel & ~FW_CFG_WRITE_CHANNEL);
     avail = it && f->off < it->len ? it->len - f->off : 0;
     n = len < avail ? len : avail;
     if (control & DMA_CTL_READ) {
+        /* All of [addr, addr + len) in guest RAM, or nothing moves. */
         dst = len ? bus_guest_ram(f->bus, addr, len) : NULL;
         if (len && !dst)
             return DMA_CTL_ERROR;

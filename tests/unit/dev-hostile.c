@@ -1,16 +1,33 @@
-/* Device models against a hostile guest, without a VM: the devices sit
- * on the real bus (vmm/bus.c) behind a fake host.
+/* The CMOS/RTC and fw_cfg models against a hostile guest, without a
+ * VM: the devices sit on the real bus (vmm/bus.c) behind a fake host
+ * whose "guest RAM" is a mapping of 4 GiB + 64 KiB of address space with
+ * only its first RAM_RW bytes accessible, so a transfer that writes more
+ * than it should dies on the guard instead of eating host memory.
  *
  * RTC: a guest moving its clock far forward (binary year 255, month 255)
  * or far back (month 0 again and again) stays within 1900-01-01 ..
  * 9999-12-31, and every clock register reads two valid digits.
+ * fw_cfg: a DMA read is all or nothing within guest RAM, and one request
+ * writes at most 16 MiB (a 4 GiB zero fill is refused).
  * TAP output. */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "vmm/bus.h"
 #include "devices/devices.h"
 
+#define RAM_SIZE ((4ULL << 30) + (64 << 10))
+#define RAM_RW   (32ULL << 20)
+
 static int t_num, t_fail;
+static uint8_t *ram;
 
 static void ok(int cond, const char *what)
 {
@@ -39,10 +56,20 @@ static void fake_stop(void *host, enum bus_stop_reason reason, int status)
     (void)host, (void)reason, (void)status;
 }
 
+/* As the VMM's: all of [gpa, gpa + len) inside RAM, or NULL. */
+static void *fake_guest_ram(void *host, uint64_t gpa, uint64_t len)
+{
+    (void)host;
+    if (gpa + len < gpa || gpa + len > RAM_SIZE)
+        return NULL;
+    return ram + gpa;
+}
+
 static const struct bus_host_ops fake_ops = {
     .set_irq = fake_set_irq,
     .console_write = fake_console,
     .request_stop = fake_stop,
+    .guest_ram = fake_guest_ram,
 };
 
 static void outb(struct bus *bus, uint16_t port, uint8_t v)
@@ -153,17 +180,138 @@ static void rtc_tests(struct bus *bus)
     ok(d == 19450309, what);
 }
 
+/* ---- fw_cfg ---- */
+
+#define DMA_REQ   0x1000       /* the request block's guest address */
+#define DMA_DATA  0x2000
+#define CTL_ERROR  0x01
+#define CTL_READ   0x02
+#define CTL_SKIP   0x04
+#define CTL_SELECT 0x08
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be32p(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* Runs one DMA request at gpa req; returns the control word written back. */
+static uint32_t fw_dma(struct bus *bus, uint64_t req, uint32_t control,
+                       uint32_t len, uint64_t addr)
+{
+    uint8_t *r = ram + req, v[4];
+
+    put_be32p(r, control);
+    put_be32p(r + 4, len);
+    put_be32p(r + 8, (uint32_t)(addr >> 32));
+    put_be32p(r + 12, (uint32_t)addr);
+    put_be32p(v, (uint32_t)(req >> 32));
+    bus_pio(bus, 0x514, v, 4, true);
+    put_be32p(v, (uint32_t)req);
+    bus_pio(bus, 0x518, v, 4, true);
+    return be32(r);
+}
+
+/* Runs fn in a child: a device that writes past RAM_RW dies there on
+ * the guard (SIGSEGV) instead of taking the test down with it. */
+static int in_child(int (*fn)(struct bus *), struct bus *bus, const char *what)
+{
+    pid_t pid = fork();
+    int st;
+
+    if (pid == 0) {
+        alarm(20);
+        _exit(fn(bus));
+    }
+    if (pid < 0 || waitpid(pid, &st, 0) != pid)
+        return -1;
+    if (WIFSIGNALED(st))
+        printf("# %s: the child died of signal %d\n", what, WTERMSIG(st));
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Item 0 is the 4-byte signature: 4 GiB - 1 bytes asked, all zeros but
+ * 4.  Exit status 0: refused with the error bit and nothing written. */
+static int fw_huge_read(struct bus *bus)
+{
+    uint32_t c;
+
+    memset(ram + DMA_DATA, 0x55, 4096);
+    c = fw_dma(bus, DMA_REQ, CTL_SELECT | CTL_READ, 0xffffffffu, DMA_DATA);
+    return c == CTL_ERROR && ram[DMA_DATA] == 0x55 && ram[DMA_DATA + 4095] == 0x55 ? 0 : 1;
+}
+
+static int fw_over_cap(struct bus *bus)
+{
+    uint32_t c;
+
+    memset(ram + DMA_DATA, 0x55, 4096);
+    c = fw_dma(bus, DMA_REQ, CTL_SELECT | CTL_READ, (16u << 20) + 1, DMA_DATA);
+    return c == CTL_ERROR && ram[DMA_DATA] == 0x55 ? 0 : 1;
+}
+
+static void fw_cfg_tests(struct bus *bus)
+{
+    uint32_t c;
+    uint8_t v;
+
+    memset(ram + DMA_DATA, 0xaa, 64);
+    c = fw_dma(bus, DMA_REQ, CTL_SELECT | CTL_READ, 16, DMA_DATA);
+    ok(c == 0 && !memcmp(ram + DMA_DATA, "QEMU", 4) && ram[DMA_DATA + 4] == 0 &&
+       ram[DMA_DATA + 15] == 0 && ram[DMA_DATA + 16] == 0xaa,
+       "fw_cfg DMA: the signature, zeros past its end, nothing more");
+    ok(in_child(fw_huge_read, bus, "4 GiB read") == 0,
+       "fw_cfg DMA: a 4 GiB read is refused with the error bit, nothing written");
+    ok(in_child(fw_over_cap, bus, "16 MiB + 1 read") == 0,
+       "fw_cfg DMA: 16 MiB + 1 byte is refused too");
+    memset(ram + DMA_DATA, 0xaa, (16 << 20) + 64);
+    c = fw_dma(bus, DMA_REQ, CTL_SELECT | CTL_READ, 16u << 20, DMA_DATA);
+    ok(c == 0 && ram[DMA_DATA + 3] == 'U' && ram[DMA_DATA + 4] == 0 &&
+       ram[DMA_DATA + (16 << 20) - 1] == 0 && ram[DMA_DATA + (16 << 20)] == 0xaa,
+       "fw_cfg DMA: a 16 MiB read works (the item, then zeros)");
+    memset(ram + DMA_DATA, 0xaa, 64);
+    c = fw_dma(bus, DMA_REQ, CTL_SELECT | CTL_READ, 64, RAM_SIZE - 32);
+    ok(c == CTL_ERROR, "fw_cfg DMA: a buffer running off the end of RAM is refused");
+    c = fw_dma(bus, DMA_REQ, CTL_SELECT | CTL_READ, 0x200, 0xffffffffffffff00ULL);
+    ok(c == CTL_ERROR, "fw_cfg DMA: a buffer wrapping around 2^64 is refused");
+    /* a request block outside RAM has nowhere to report: nothing happens */
+    v = 0;
+    bus_pio(bus, 0x514, (uint8_t[4]){ 0, 0, 0, 0x7f }, 4, true);
+    bus_pio(bus, 0x518, (uint8_t[4]){ 0xff, 0xff, 0xff, 0xf8 }, 4, true);
+    ok(1, "fw_cfg DMA: a request block outside RAM is ignored");
+    c = fw_dma(bus, DMA_REQ, CTL_SELECT | CTL_SKIP, 0xffffffffu, 0);
+    bus_pio(bus, 0x511, &v, 1, false);
+    ok(c == 0 && v == 0, "fw_cfg DMA: a 4 GiB skip moves to the item's end (no memory touched)");
+}
+
 int main(void)
 {
-    struct bus *bus = bus_create(&fake_ops, NULL);
+    struct bus *bus;
+    struct fw_cfg *fw = NULL;
 
-    if (!bus || rtc_create(bus, 256 << 20, 0)) {
+    ram = mmap(NULL, RAM_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (ram == MAP_FAILED || mprotect(ram, RAM_RW, PROT_READ | PROT_WRITE)) {
+        printf("1..0 # SKIP cannot map 4 GiB of address space: %s\n", strerror(errno));
+        return 0;
+    }
+    bus = bus_create(&fake_ops, NULL);
+    if (!bus || rtc_create(bus, 256 << 20, 0) || fw_cfg_create(bus, &fw)) {
         printf("not ok 1 - devices created\n1..1\n");
         return 1;
     }
     rtc_tests(bus);
+    fw_cfg_tests(bus);
     bus_shutdown(bus);
+    fw_cfg_destroy(fw);
     bus_destroy(bus);
+    munmap(ram, RAM_SIZE);
     printf("1..%d\n", t_num);
     return t_fail != 0;
 }
