@@ -71,7 +71,10 @@ struct virtq {
     /* Held by the queue's I/O thread while it serves requests, and by
      * the vCPU that enables or resets the queue. */
     pthread_mutex_t lock;
-    uint16_t size, vector;
+    uint16_t size;
+    /* Written by vCPUs (the legacy block even while the queue runs),
+     * read by the queue's thread when it interrupts. */
+    _Atomic uint16_t vector;
     bool enabled;
     uint64_t desc_gpa, avail_gpa, used_gpa;
     /* Host views of the rings, valid while enabled. */
@@ -95,7 +98,8 @@ struct virtio_pci {
     uint32_t dfsel, gfsel;
     _Atomic uint8_t status;    /* also read and set by I/O threads */
     uint8_t config_gen, isr;
-    uint16_t qsel, config_vector, queue_max;
+    uint16_t qsel, queue_max;
+    _Atomic uint16_t config_vector; /* also read by I/O threads */
     unsigned nq;
     uint64_t bar0; /* where the modern BAR decodes now, 0: nowhere */
     uint16_t iobar; /* where the legacy block decodes now, 0: nowhere */
