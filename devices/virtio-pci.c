@@ -188,9 +188,12 @@ bool virtq_ready(struct virtio_pci *vp, unsigned q)
            !(st & VIRTIO_S_NEEDS_RESET);
 }
 
+/* Only what the device offered counts, whichever way the driver got
+ * more into drv_features (a modern write it never confirmed with
+ * FEATURES_OK, then the legacy interface). */
 static bool has_feature(const struct virtio_pci *vp, unsigned bit)
 {
-    return vp->drv_features >> bit & 1;
+    return (vp->drv_features & vp->dev_features) >> bit & 1;
 }
 
 /* Appends one buffer of a chain; device-readable ones must all come
@@ -394,22 +397,28 @@ static void virtio_reset(struct virtio_pci *vp)
 
 static void status_write(struct virtio_pci *vp, uint8_t v)
 {
-    uint64_t needed = 1ULL << VIRTIO_F_VERSION_1;
+    uint64_t needed = vp->legacy ? 0 : 1ULL << VIRTIO_F_VERSION_1;
 
     if (!v) {
         virtio_reset(vp);
         return;
     }
-    /* FEATURES_OK sticks only for a subset that includes VERSION_1 (a
-     * legacy driver never sets it; its features are masked on write). */
-    if (!vp->legacy && (v & VIRTIO_S_FEATURES_OK) &&
-        !(vp->status & VIRTIO_S_FEATURES_OK) &&
+    /* FEATURES_OK sticks only for a subset of what the device offered
+     * that includes VERSION_1 (a legacy driver has no FEATURES_OK and
+     * need not have it; if it sets the bit anyway, the subset rule holds). */
+    if ((v & VIRTIO_S_FEATURES_OK) && !(vp->status & VIRTIO_S_FEATURES_OK) &&
         ((vp->drv_features & ~vp->dev_features) ||
          (vp->drv_features & needed) != needed))
         v &= (uint8_t)~VIRTIO_S_FEATURES_OK;
     /* Bits only come and go together with a reset (the driver must not
      * clear them, 2.1.2): features stay frozen while queues run. */
     if ((v & VIRTIO_S_DRIVER_OK) && !(vp->status & VIRTIO_S_DRIVER_OK)) {
+        /* A legacy driver starts without FEATURES_OK: what it gets is
+         * what the legacy register could have given it, even if it wrote
+         * more through the modern one first.  Set before DRIVER_OK is
+         * seen by the queue threads (the status store publishes it). */
+        if (vp->legacy && !(vp->status & VIRTIO_S_FEATURES_OK))
+            vp->drv_features &= vp->dev_features & 0xffffffffULL;
         vp->status |= v;
         /* Buffers queued before DRIVER_OK get served now. */
         for (unsigned q = 0; q < vp->nq; q++)
@@ -417,6 +426,14 @@ static void status_write(struct virtio_pci *vp, uint8_t v)
         return;
     }
     vp->status |= v;
+}
+
+/* The driver's features change only before FEATURES_OK (modern) or
+ * DRIVER_OK (legacy, or a driver that skipped FEATURES_OK), through
+ * either register block: afterwards the queue threads read them. */
+static bool features_frozen(const struct virtio_pci *vp)
+{
+    return vp->status & (VIRTIO_S_FEATURES_OK | VIRTIO_S_DRIVER_OK);
 }
 
 /* Reads or writes the field at off; fields are 1, 2, 4 or 8 bytes and
@@ -465,7 +482,7 @@ static void common_write(struct virtio_pci *vp, unsigned off, uint64_t v,
     case 0x00: vp->dfsel = (uint32_t)v; return;
     case 0x08: vp->gfsel = (uint32_t)v; return;
     case 0x0c:
-        if (vp->gfsel < 2 && !(vp->status & VIRTIO_S_FEATURES_OK)) {
+        if (vp->gfsel < 2 && !features_frozen(vp)) {
             unsigned sh = 32 * vp->gfsel;
 
             vp->drv_features = (vp->drv_features & ~(0xffffffffULL << sh)) |
@@ -626,7 +643,7 @@ static void legacy_write(struct virtio_pci *vp, unsigned off, uint32_t v)
     case LEG_GUEST_FEATURES:
         /* No FEATURES_OK to refuse with: what the device lacks is
          * dropped, and VERSION_1 cannot be asked for from here. */
-        if (!(vp->status & VIRTIO_S_DRIVER_OK)) {
+        if (!features_frozen(vp)) {
             vp->legacy = true;
             vp->drv_features = v & vp->dev_features & 0xffffffffULL;
         }
@@ -993,5 +1010,5 @@ void virtq_unlock(struct virtio_pci *vp, unsigned q)
 
 uint64_t virtio_features(struct virtio_pci *vp)
 {
-    return vp->drv_features;
+    return vp->drv_features & vp->dev_features;
 }

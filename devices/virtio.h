@@ -82,7 +82,8 @@ void virtq_kick(struct virtio_pci *vp, unsigned q);
  * guest waits for it.  The calls below need it held. */
 void virtq_lock(struct virtio_pci *vp, unsigned q);
 void virtq_unlock(struct virtio_pci *vp, unsigned q);
-uint64_t virtio_features(struct virtio_pci *vp); /* negotiated */
+/* Negotiated, and frozen from FEATURES_OK or DRIVER_OK until a reset. */
+uint64_t virtio_features(struct virtio_pci *vp);
 /* DRIVER_OK, queue enabled, device not broken. */
 bool virtq_ready(struct virtio_pci *vp, unsigned q);
 /* 1: a request, 0: queue empty, <0: the guest broke the rules (the

@@ -7,6 +7,7 @@
 # the host then checks the image with qemu-img check and the data with
 # qemu-io.  Throw-away VMs (,snapshot) leave their base untouched, two at
 # once share one base, and a second writer on an image is refused.
+# A hostile guest breaks the queue rules and writes features out of turn.
 . "$(dirname "$0")/lib.sh"
 need_kvm
 for tool in qemu-img qemu-io sha256sum; do
@@ -208,6 +209,15 @@ for what in "a buffer outside guest RAM" "a loop in a chain" "a buffer of 4 GiB 
             "bus mastering turned off"; do
     has hostile "NEEDS_RESET on $what, then served again"
     ok $? "$what: the device asks for a reset, calf keeps running and serves again"
+done
+for what in "an unoffered bit: FEATURES_OK refused" \
+            "driver_feature written after FEATURES_OK: ignored" \
+            "legacy guest features written after FEATURES_OK: ignored" \
+            "legacy guest features written after DRIVER_OK: ignored" \
+            "driver_feature written after a legacy DRIVER_OK: ignored" \
+            "legacy guest features: unoffered bits masked" \
+            "an unoffered bit through the modern block, then a legacy DRIVER_OK: dropped"; do
+    has hostile "features: $what: ok"; ok $? "virtio-pci features: $what"
 done
 qemu-img check -q "$TMP/h.qcow2"; ok $? "the image is clean after the hostile guest"
 

@@ -13,7 +13,8 @@
  * ct.vhostile=1 first sends broken chains to the first disk (buffers
  * outside RAM, loops, absurd lengths, bad indexes, a queue size that is
  * not a power of 2) and checks the device asks for a reset and then
- * serves again.
+ * serves again; then features written out of turn (unoffered, after
+ * FEATURES_OK or DRIVER_OK, through either register block).
  *
  * What it writes, for the host to check (ct.virtio=N expects N disks):
  *   bytes 0x5a at [1 MiB, 1 MiB + 32 KiB), except zeros at
@@ -552,6 +553,108 @@ static void hostile_case(struct vdev *d, int c)
         vfail(d, hostile_names[c]);
 }
 
+/* ---- features written out of turn (a transitional device: both
+ * register blocks) ---- */
+
+static void feat_result(struct vdev *d, int good, const char *what)
+{
+    if (!good) {
+        vfail(d, what);
+        return;
+    }
+    serial_puts("calf-test: virtio-blk: features: ");
+    serial_puts(what);
+    serial_puts(": ok\n");
+}
+
+/* Modern handshake up to FEATURES_OK with features f; 1 if it stuck. */
+static int modern_features_ok(struct vdev *d, uint64_t f)
+{
+    w8(d->common, 0x14, 0);
+    w8(d->common, 0x14, S_ACK | S_DRIVER);
+    w32(d->common, 0x08, 0);
+    w32(d->common, 0x0c, (uint32_t)f);
+    w32(d->common, 0x08, 1);
+    w32(d->common, 0x0c, (uint32_t)(f >> 32));
+    w8(d->common, 0x14, S_ACK | S_DRIVER | S_FEATURES_OK);
+    return !!(r8(d->common, 0x14) & S_FEATURES_OK);
+}
+
+static uint64_t driver_features(struct vdev *d)
+{
+    uint64_t f;
+
+    w32(d->common, 0x08, 0);
+    f = r32(d->common, 0x0c);
+    w32(d->common, 0x08, 1);
+    return f | (uint64_t)r32(d->common, 0x0c) << 32;
+}
+
+static void test_features(struct vdev *d)
+{
+    uint32_t bar0 = pci_read32(d->slot, 0x10);
+    uint64_t host, f = 1ULL << F_VERSION_1 | 1ULL << F_FLUSH;
+    uint16_t io;
+    unsigned bad;
+
+    if (!d->transitional || !(bar0 & 1)) {
+        vfail(d, "the feature checks need the transitional device's I/O BAR 0");
+        return;
+    }
+    d->iobase = io = (uint16_t)(bar0 & 0xfffc);
+    pci_write16(d->slot, 0x04, 0x0007); /* I/O too */
+    w32(d->common, 0x00, 0);
+    host = r32(d->common, 0x04);
+    w32(d->common, 0x00, 1);
+    host |= (uint64_t)r32(d->common, 0x04) << 32;
+    for (bad = 0; bad < 32 && (host >> bad & 1); bad++)
+        ;
+    if (bad == 32 || (host & f) != f) {
+        vfail(d, "feature checks: no unoffered bit below 32, or FLUSH missing");
+        return;
+    }
+    feat_result(d, !modern_features_ok(d, f | 1ULL << bad),
+                "an unoffered bit: FEATURES_OK refused");
+    modern_features_ok(d, f);
+    w32(d->common, 0x08, 0);
+    w32(d->common, 0x0c, 0);
+    w32(d->common, 0x08, 1);
+    w32(d->common, 0x0c, 0);
+    feat_result(d, driver_features(d) == f,
+                "driver_feature written after FEATURES_OK: ignored");
+    modern_features_ok(d, f);
+    outl((uint16_t)(io + L_GUEST_F), 0);
+    feat_result(d, driver_features(d) == f,
+                "legacy guest features written after FEATURES_OK: ignored");
+    if (negotiate_legacy(d)) {
+        vfail(d, "feature checks: legacy setup");
+    } else {
+        outl((uint16_t)(io + L_GUEST_F), 0);
+        feat_result(d, inl((uint16_t)(io + L_GUEST_F)) == d->features,
+                    "legacy guest features written after DRIVER_OK: ignored");
+        w32(d->common, 0x08, 0);
+        w32(d->common, 0x0c, 0);
+        feat_result(d, inl((uint16_t)(io + L_GUEST_F)) == d->features,
+                    "driver_feature written after a legacy DRIVER_OK: ignored");
+    }
+    outb((uint16_t)(io + L_STATUS), 0);
+    outb((uint16_t)(io + L_STATUS), S_ACK | S_DRIVER);
+    outl((uint16_t)(io + L_GUEST_F), 0xffffffffu);
+    feat_result(d, inl((uint16_t)(io + L_GUEST_F)) == (uint32_t)host,
+                "legacy guest features: unoffered bits masked");
+    /* More through the modern block first, then a legacy DRIVER_OK. */
+    outb((uint16_t)(io + L_STATUS), 0);
+    outb((uint16_t)(io + L_STATUS), S_ACK | S_DRIVER);
+    outl((uint16_t)(io + L_GUEST_F), 1u << F_FLUSH);
+    w32(d->common, 0x08, 0);
+    w32(d->common, 0x0c, 1u << F_FLUSH | 1u << bad);
+    outb((uint16_t)(io + L_STATUS), S_ACK | S_DRIVER | S_DRIVER_OK);
+    feat_result(d, inl((uint16_t)(io + L_GUEST_F)) == 1u << F_FLUSH,
+                "an unoffered bit through the modern block, then a legacy DRIVER_OK: dropped");
+    outb((uint16_t)(io + L_STATUS), 0);
+    pci_write16(d->slot, 0x04, 0x0006);
+}
+
 static void test_hostile(struct vdev *d)
 {
     for (int c = 0; c < HOSTILE_CASES; c++) {
@@ -568,6 +671,7 @@ static void test_hostile(struct vdev *d)
         }
         w8(d->common, 0x14, 0);
     }
+    test_features(d);
 }
 
 /* ---- ct.vbench=1: guest-side throughput, in TSC cycles ----
