@@ -2,7 +2,10 @@
  * thread that reads and writes guest memory through the block layer
  * (iovecs point into guest RAM: segments contiguous in it go as one
  * request, raw files take scattered ones in one preadv/pwritev, and the
- * other formats gather them in a per-thread buffer, see blk_preadv). */
+ * other formats gather them in a per-thread buffer, see blk_preadv).
+ *
+ * A request obeys the size_max and seg_max that configuration space
+ * advertises (else VIRTIO_BLK_S_IOERR). */
 #include "devices/virtio.h"
 
 #include <errno.h>
@@ -37,7 +40,10 @@
 #define VIRTIO_BLK_S_UNSUPP 2
 
 #define VBLK_QUEUE_SIZE  256
-#define VBLK_SEG_MAX     (VBLK_QUEUE_SIZE - 2) /* header and status */
+/* Advertised in configuration space and enforced: data segments in one
+ * request (the chain holds a header and a status besides), and bytes in
+ * one segment.  A request is thus at most 254 MiB. */
+#define VBLK_SEG_MAX     (VBLK_QUEUE_SIZE - 2)
 #define VBLK_SIZE_MAX    (1u << 20)
 #define VBLK_DISCARD_SEG 32
 #define VBLK_MAX_ZERO_SECTORS (1u << 22) /* 2 GiB per segment */
@@ -154,6 +160,12 @@ static uint8_t vblk_rw(struct vblk_queue *vq, const struct blk_hdr *h,
     if (len % BLK_SECTOR_SIZE || !vblk_range_ok(vb, h->sector, len))
         return VIRTIO_BLK_S_IOERR;
     k = iov_slice(buf, n, write ? sizeof(*h) : 0, len, vq->data);
+    /* What configuration space promises the driver is what holds. */
+    if (k > VBLK_SEG_MAX)
+        return VIRTIO_BLK_S_IOERR;
+    for (unsigned i = 0; i < k; i++)
+        if (vq->data[i].iov_len > VBLK_SIZE_MAX)
+            return VIRTIO_BLK_S_IOERR;
     if (!k)
         return VIRTIO_BLK_S_OK;
     ret = write ? blk_pwritev(vb->bs, h->sector * BLK_SECTOR_SIZE, vq->data, (int)k)
@@ -220,7 +232,9 @@ static uint32_t vblk_handle(struct vblk_queue *vq, struct virtq_req *r)
 
     if (!in_len)
         return 0; /* nowhere to put a status: the driver gets nothing */
-    if (out_len < sizeof(h)) {
+    /* seg_max counts data segments; a chain holds a header and a status
+     * besides (each may share a buffer with data, vblk_rw counts those). */
+    if (out_len < sizeof(h) || r->n_out + r->n_in > VBLK_SEG_MAX + 2) {
         st = VIRTIO_BLK_S_IOERR;
     } else {
         iov_copy(out, r->n_out, 0, &h, sizeof(h), false);

@@ -7,7 +7,8 @@
 # the host then checks the image with qemu-img check and the data with
 # qemu-io.  Throw-away VMs (,snapshot) leave their base untouched, two at
 # once share one base, and a second writer on an image is refused.
-# A hostile guest breaks the queue rules and writes features out of turn.
+# A hostile guest breaks the queue rules, writes features out of turn,
+# and exceeds size_max and seg_max.
 . "$(dirname "$0")/lib.sh"
 need_kvm
 for tool in qemu-img qemu-io sha256sum; do
@@ -219,6 +220,8 @@ for what in "an unoffered bit: FEATURES_OK refused" \
             "an unoffered bit through the modern block, then a legacy DRIVER_OK: dropped"; do
     has hostile "features: $what: ok"; ok $? "virtio-pci features: $what"
 done
+has hostile "size_max 1048576, seg_max 254" && has hostile "size_max and seg_max enforced"
+ok $? "configuration space says size_max 1 MiB and seg_max 254; a request past either is an I/O error, one at either is served"
 qemu-img check -q "$TMP/h.qcow2"; ok $? "the image is clean after the hostile guest"
 
 # ---- the same guest driver against QEMU's virtio-blk-pci ----

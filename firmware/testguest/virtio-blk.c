@@ -14,7 +14,8 @@
  * outside RAM, loops, absurd lengths, bad indexes, a queue size that is
  * not a power of 2) and checks the device asks for a reset and then
  * serves again; then features written out of turn (unoffered, after
- * FEATURES_OK or DRIVER_OK, through either register block).
+ * FEATURES_OK or DRIVER_OK, through either register block), and
+ * requests past size_max and seg_max.
  *
  * What it writes, for the host to check (ct.virtio=N expects N disks):
  *   bytes 0x5a at [1 MiB, 1 MiB + 32 KiB), except zeros at
@@ -39,6 +40,7 @@
 #define F_FLUSH        9
 #define F_DISCARD      13
 #define F_WRITE_ZEROES 14
+#define F_INDIRECT     28
 #define F_EVENT_IDX    29
 #define F_VERSION_1    32
 
@@ -57,6 +59,7 @@
 
 #define D_NEXT 1
 #define D_WRITE 2
+#define D_INDIRECT 4
 
 struct desc {
     uint64_t addr;
@@ -114,6 +117,12 @@ static struct lvq {
     uint16_t avail_event;
 } lvq IOBSS __attribute__((aligned(4096)));
 static uint8_t buf[BUF_SIZE] IOBSS __attribute__((aligned(4096)));
+/* One indirect table: header, up to ITBL - 2 data buffers, status. */
+#define ITBL 260
+static struct desc itbl[ITBL] IOBSS __attribute__((aligned(16)));
+/* Features asked for besides the usual ones (INDIRECT_DESC for the
+ * seg_max case). */
+static uint64_t want_extra;
 static struct { uint32_t type, reserved; uint64_t sector; } hdr;
 static struct { uint64_t sector; uint32_t num, flags; } seg;
 static volatile uint8_t status;
@@ -281,7 +290,7 @@ static int negotiate_size(struct vdev *d, uint16_t qsz)
     uint64_t want = 1ULL << F_VERSION_1 | 1ULL << F_FLUSH | 1ULL << F_DISCARD |
                     1ULL << F_WRITE_ZEROES | 1ULL << F_BLK_SIZE |
                     1ULL << F_SEG_MAX | 1ULL << F_SIZE_MAX | 1ULL << F_RO |
-                    1ULL << F_EVENT_IDX;
+                    1ULL << F_EVENT_IDX | want_extra;
 
     w8(d->common, 0x14, 0);
     if (r8(d->common, 0x14) != 0)
@@ -376,23 +385,12 @@ static int negotiate_legacy(struct vdev *d)
     return inb((uint16_t)(io + L_STATUS)) & S_NEEDS_RESET ? -1 : 0;
 }
 
-/* One request: header, the data in nseg equal descriptors, status.
- * Returns the status byte, or -1 when the device never answered. */
-static int request(struct vdev *d, uint32_t type, uint64_t sector,
-                   void *data, uint32_t len, int nseg, int to_device)
+/* Offers the chain at descriptor 0 and waits for it; returns the
+ * status byte, or -1 when the device never answered. */
+static int post(struct vdev *d)
 {
     volatile uint16_t *avail = d->avail;
-    unsigned n = 0;
 
-    hdr.type = type;
-    hdr.sector = sector;
-    d->desc[n++] = (struct desc){ (uint64_t)&hdr, sizeof(hdr), D_NEXT, 1 };
-    for (int i = 0; i < nseg && len; i++, n++)
-        d->desc[n] = (struct desc){ (uint64_t)data + i * (len / nseg), len / nseg,
-                                    (uint16_t)(D_NEXT | (to_device ? 0 : D_WRITE)),
-                                    (uint16_t)(n + 1) };
-    status = 0xff;
-    d->desc[n++] = (struct desc){ (uint64_t)&status, 1, D_WRITE, 0 };
     avail[2 + avail[1] % d->qsz] = 0;
     avail[2 + d->qsz] = d->last_used; /* EVENT_IDX: interrupt for this one */
     __asm__ volatile("mfence" ::: "memory");
@@ -404,6 +402,25 @@ static int request(struct vdev *d, uint32_t type, uint64_t sector,
             return -1;
     d->last_used++;
     return status;
+}
+
+/* One request: header, the data in nseg equal descriptors, status.
+ * Returns the status byte, or -1 when the device never answered. */
+static int request(struct vdev *d, uint32_t type, uint64_t sector,
+                   void *data, uint32_t len, int nseg, int to_device)
+{
+    unsigned n = 0;
+
+    hdr.type = type;
+    hdr.sector = sector;
+    d->desc[n++] = (struct desc){ (uint64_t)&hdr, sizeof(hdr), D_NEXT, 1 };
+    for (int i = 0; i < nseg && len; i++, n++)
+        d->desc[n] = (struct desc){ (uint64_t)data + i * (len / nseg), len / nseg,
+                                    (uint16_t)(D_NEXT | (to_device ? 0 : D_WRITE)),
+                                    (uint16_t)(n + 1) };
+    status = 0xff;
+    d->desc[n++] = (struct desc){ (uint64_t)&status, 1, D_WRITE, 0 };
+    return post(d);
 }
 
 static int expect(struct vdev *d, int got, int want, const char *what)
@@ -655,6 +672,80 @@ static void test_features(struct vdev *d)
     pci_write16(d->slot, 0x04, 0x0006);
 }
 
+/* ---- size_max, seg_max, and a ring full of the largest requests ---- */
+
+#define BIG_BUF 0x1000000ULL /* 16 MiB up in guest RAM, as the benchmark's */
+
+/* A read of sector 0 into nseg buffers of len bytes at addr, all in the
+ * indirect table (the same memory each time: the device only writes it). */
+static void itbl_read(unsigned nseg, uint64_t addr, uint32_t len)
+{
+    hdr.type = T_IN;
+    hdr.sector = 0;
+    itbl[0] = (struct desc){ (uint64_t)&hdr, sizeof(hdr), D_NEXT, 1 };
+    for (unsigned i = 1; i <= nseg; i++)
+        itbl[i] = (struct desc){ addr, len, D_NEXT | D_WRITE, (uint16_t)(i + 1) };
+    itbl[nseg + 1] = (struct desc){ (uint64_t)&status, 1, D_WRITE, 0 };
+    status = 0xff;
+}
+
+static int request_indirect(struct vdev *d, unsigned nseg, uint32_t len)
+{
+    itbl_read(nseg, (uint64_t)buf, len);
+    d->desc[0] = (struct desc){ (uint64_t)itbl, (nseg + 2) * 16, D_INDIRECT, 0 };
+    return post(d);
+}
+
+/* Negotiates INDIRECT_DESC too; reads size_max and seg_max, which must
+ * fit the indirect table. */
+static int setup_limits(struct vdev *d, uint32_t *size_max, uint32_t *seg_max)
+{
+    uint64_t lim = 1ULL << F_SIZE_MAX | 1ULL << F_SEG_MAX;
+    int r;
+
+    want_extra = 1ULL << F_INDIRECT;
+    r = negotiate(d);
+    want_extra = 0;
+    if (r || !(d->features >> F_INDIRECT & 1) || (d->features & lim) != lim) {
+        vfail(d, "setup with INDIRECT_DESC, SIZE_MAX and SEG_MAX");
+        return -1;
+    }
+    *size_max = cfg32(d, 0x08);
+    *seg_max = cfg32(d, 0x0c);
+    if (*seg_max + 3 > ITBL || *size_max < 512 || *size_max % 512 ||
+        *size_max > (8u << 20)) {
+        vfail(d, "size_max or seg_max out of what the checks can try");
+        return -1;
+    }
+    return 0;
+}
+
+static void test_limits(struct vdev *d)
+{
+    uint32_t size_max, seg_max;
+    int before = failures;
+
+    if (setup_limits(d, &size_max, &seg_max))
+        goto out;
+    serial_puts("calf-test: virtio-blk: size_max ");
+    serial_put_dec(size_max);
+    serial_puts(", seg_max ");
+    serial_put_dec(seg_max);
+    serial_puts("\n");
+    expect(d, request_indirect(d, seg_max, 512), 0,
+           "a read in seg_max segments");
+    expect(d, request_indirect(d, seg_max + 1, 512), 1,
+           "a read in seg_max + 1 segments must be an I/O error");
+    expect(d, request(d, T_IN, 0, (void *)BIG_BUF, size_max, 1, 0), 0,
+           "a read into one segment of size_max bytes");
+    expect(d, request(d, T_IN, 0, (void *)BIG_BUF, size_max + 512, 1, 0), 1,
+           "a read into one segment of size_max + 512 bytes must be an I/O error");
+    if (failures == before)
+        serial_puts("calf-test: virtio-blk: size_max and seg_max enforced\n");
+out:
+    w8(d->common, 0x14, 0);
+}
+
 static void test_hostile(struct vdev *d)
 {
     for (int c = 0; c < HOSTILE_CASES; c++) {
@@ -672,6 +763,7 @@ static void test_hostile(struct vdev *d)
         w8(d->common, 0x14, 0);
     }
     test_features(d);
+    test_limits(d);
 }
 
 /* ---- ct.vbench=1: guest-side throughput, in TSC cycles ----
