@@ -4,8 +4,13 @@
  * request, raw files take scattered ones in one preadv/pwritev, and the
  * other formats gather them in a per-thread buffer, see blk_preadv).
  *
- * A request obeys the size_max and seg_max that configuration space
- * advertises (else VIRTIO_BLK_S_IOERR). */
+ * A guest must not be able to hold calf up: a request obeys the size_max
+ * and seg_max that configuration space advertises (else VIRTIO_BLK_S_IOERR),
+ * and is served in bounded pieces (VBLK_PIECE, VBLK_ZERO_PIECE).  Between
+ * two pieces, and between two requests, the queue's thread looks whether
+ * calf is tearing the device down or the guest reset it, and if so drops
+ * what it serves.  A reset (on a vCPU, under the bus lock) or calf's exit
+ * thus waits for one piece of I/O, never for a full ring. */
 #include "devices/virtio.h"
 
 #include <errno.h>
@@ -45,6 +50,15 @@
  * one segment.  A request is thus at most 254 MiB. */
 #define VBLK_SEG_MAX     (VBLK_QUEUE_SIZE - 2)
 #define VBLK_SIZE_MAX    (1u << 20)
+/* The bounded pieces a request is served in (the longest a reset or
+ * calf's exit waits for): reads and writes, and write-zeroes and discard
+ * (metadata work mostly; a format without write-zeroes writes zeros).
+ * Pieces end on multiples of their size on the disk, so that they stay
+ * cluster-aligned for the formats' sake. */
+#define VBLK_PIECE       (1u << 20)
+#define VBLK_ZERO_PIECE  (16u << 20)
+/* Not a virtio status: the request was dropped, nothing is completed. */
+#define VBLK_S_DROPPED   0xff
 #define VBLK_DISCARD_SEG 32
 #define VBLK_MAX_ZERO_SECTORS (1u << 22) /* 2 GiB per segment */
 #define VBLK_ID_BYTES    20
@@ -60,6 +74,7 @@ struct vblk_queue {
     bool started;
     struct virtq_req req;
     struct iovec data[VIRTQ_MAX_CHAIN];
+    struct iovec piece[VBLK_SEG_MAX]; /* one piece of data[] */
 };
 
 struct vblk {
@@ -68,7 +83,7 @@ struct vblk {
     bool readonly, unmap;
     char serial[VBLK_ID_BYTES];
     uint8_t config[VBLK_CONFIG_SIZE];
-    atomic_bool stop;
+    atomic_bool stop; /* teardown: the queue threads end */
     unsigned nq;
     struct vblk_queue q[VIRTIO_MAX_QUEUES];
     char *name; /* the image, for messages */
@@ -147,13 +162,31 @@ static bool vblk_range_ok(struct vblk *vb, uint64_t sector, uint64_t bytes)
            bytes <= size - sector * BLK_SECTOR_SIZE;
 }
 
+/* Whether the request being served is to be dropped: calf is tearing
+ * the device down, or the guest reset it (or it needs a reset).  The
+ * queue's lock is held here, which a reset waits for; virtio_reset()
+ * stores status 0 before it does, and virtq_ready() reads it. */
+static bool vblk_dropping(struct vblk_queue *vq)
+{
+    return atomic_load(&vq->vb->stop) || !virtq_ready(vq->vb->vp, vq->index);
+}
+
+/* How much of [pos, pos+left) the piece at pos takes: up to the next
+ * multiple of piece_size on the disk. */
+static uint64_t vblk_piece_len(uint64_t pos, uint64_t left, uint64_t piece_size)
+{
+    uint64_t n = piece_size - pos % piece_size;
+
+    return n < left ? n : left;
+}
+
 static uint8_t vblk_rw(struct vblk_queue *vq, const struct blk_hdr *h,
                        bool write, const struct iovec *buf, unsigned n,
                        size_t len)
 {
     struct vblk *vb = vq->vb;
+    uint64_t start = h->sector * BLK_SECTOR_SIZE;
     unsigned k;
-    int ret;
 
     if (write && vb->readonly)
         return VIRTIO_BLK_S_IOERR;
@@ -166,16 +199,29 @@ static uint8_t vblk_rw(struct vblk_queue *vq, const struct blk_hdr *h,
     for (unsigned i = 0; i < k; i++)
         if (vq->data[i].iov_len > VBLK_SIZE_MAX)
             return VIRTIO_BLK_S_IOERR;
-    if (!k)
-        return VIRTIO_BLK_S_OK;
-    ret = write ? blk_pwritev(vb->bs, h->sector * BLK_SECTOR_SIZE, vq->data, (int)k)
-                : blk_preadv(vb->bs, h->sector * BLK_SECTOR_SIZE, vq->data, (int)k);
-    return ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+    for (size_t done = 0; done < len;) {
+        size_t piece = vblk_piece_len(start + done, len - done, VBLK_PIECE);
+        unsigned m;
+        int ret;
+
+        if (vblk_dropping(vq))
+            return VBLK_S_DROPPED;
+        m = iov_slice(vq->data, k, done, piece, vq->piece);
+        ret = write ? blk_pwritev(vb->bs, start + done, vq->piece, (int)m)
+                    : blk_preadv(vb->bs, start + done, vq->piece, (int)m);
+        if (ret < 0)
+            return VIRTIO_BLK_S_IOERR;
+        done += piece;
+    }
+    return VIRTIO_BLK_S_OK;
 }
 
-static uint8_t vblk_seg(struct vblk *vb, uint32_t type, const struct blk_seg *s)
+static uint8_t vblk_seg(struct vblk_queue *vq, uint32_t type,
+                        const struct blk_seg *s)
 {
+    struct vblk *vb = vq->vb;
     uint64_t off = s->sector * BLK_SECTOR_SIZE, len;
+    int flags = 0;
 
     len = (uint64_t)s->num_sectors * BLK_SECTOR_SIZE;
     if (vb->readonly)
@@ -186,21 +232,31 @@ static uint8_t vblk_seg(struct vblk *vb, uint32_t type, const struct blk_seg *s)
         if (s->flags)
             return VIRTIO_BLK_S_UNSUPP;
         /* discard=ignore: the hint is dropped, as QEMU does by default. */
-        if (!vb->unmap || !len)
+        if (!vb->unmap)
             return VIRTIO_BLK_S_OK;
-        return blk_discard(vb->bs, off, len) < 0 ? VIRTIO_BLK_S_IOERR
-                                                 : VIRTIO_BLK_S_OK;
+    } else {
+        if (s->flags & ~1u)
+            return VIRTIO_BLK_S_UNSUPP;
+        if ((s->flags & 1) && vb->unmap)
+            flags = BLK_ZERO_MAY_UNMAP;
     }
-    if (s->flags & ~1u)
-        return VIRTIO_BLK_S_UNSUPP;
-    if (!len)
-        return VIRTIO_BLK_S_OK;
-    return blk_pwrite_zeroes(vb->bs, off, len,
-                             (s->flags & 1) && vb->unmap ? BLK_ZERO_MAY_UNMAP : 0) < 0
-               ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+    for (uint64_t done = 0; done < len;) {
+        uint64_t piece = vblk_piece_len(off + done, len - done, VBLK_ZERO_PIECE);
+        int ret;
+
+        if (vblk_dropping(vq))
+            return VBLK_S_DROPPED;
+        ret = type == VIRTIO_BLK_T_DISCARD
+                  ? blk_discard(vb->bs, off + done, piece)
+                  : blk_pwrite_zeroes(vb->bs, off + done, piece, flags);
+        if (ret < 0)
+            return VIRTIO_BLK_S_IOERR;
+        done += piece;
+    }
+    return VIRTIO_BLK_S_OK;
 }
 
-static uint8_t vblk_segments(struct vblk *vb, uint32_t type,
+static uint8_t vblk_segments(struct vblk_queue *vq, uint32_t type,
                              const struct iovec *out, unsigned n)
 {
     size_t bytes = iov_size(out, n) - sizeof(struct blk_hdr);
@@ -214,24 +270,27 @@ static uint8_t vblk_segments(struct vblk *vb, uint32_t type,
 
         iov_copy(out, n, sizeof(struct blk_hdr) + i * sizeof(s), &s,
                  sizeof(s), false);
-        st = vblk_seg(vb, type, &s);
+        st = vblk_seg(vq, type, &s);
     }
     return st;
 }
 
-/* Serves one request; returns the bytes written into its in-buffers.
- * The status byte is the last byte the driver offered for writing. */
-static uint32_t vblk_handle(struct vblk_queue *vq, struct virtq_req *r)
+/* Serves one request; *used: the bytes written into its in-buffers.
+ * The status byte is the last byte the driver offered for writing.
+ * Returns 0, or -EINTR when the request was dropped (nothing to push). */
+static int vblk_handle(struct vblk_queue *vq, struct virtq_req *r,
+                       uint32_t *used)
 {
     struct vblk *vb = vq->vb;
     const struct iovec *out = r->iov, *in = r->iov + r->n_out;
     size_t out_len = iov_size(out, r->n_out), in_len = iov_size(in, r->n_in);
     struct blk_hdr h;
     uint8_t st;
-    uint32_t used = 1;
 
+    *used = 0;
     if (!in_len)
         return 0; /* nowhere to put a status: the driver gets nothing */
+    *used = 1;
     /* seg_max counts data segments; a chain holds a header and a status
      * besides (each may share a buffer with data, vblk_rw counts those). */
     if (out_len < sizeof(h) || r->n_out + r->n_in > VBLK_SEG_MAX + 2) {
@@ -242,7 +301,7 @@ static uint32_t vblk_handle(struct vblk_queue *vq, struct virtq_req *r)
         case VIRTIO_BLK_T_IN:
             st = vblk_rw(vq, &h, false, in, r->n_in, in_len - 1);
             if (st == VIRTIO_BLK_S_OK)
-                used = (uint32_t)in_len;
+                *used = (uint32_t)in_len;
             break;
         case VIRTIO_BLK_T_OUT:
             st = vblk_rw(vq, &h, true, out, r->n_out, out_len - sizeof(h));
@@ -252,25 +311,35 @@ static uint32_t vblk_handle(struct vblk_queue *vq, struct virtq_req *r)
                                                         : VIRTIO_BLK_S_IOERR;
             break;
         case VIRTIO_BLK_T_GET_ID:
-            used += (uint32_t)iov_copy(in, r->n_in, 0, vb->serial,
-                                       in_len - 1 < VBLK_ID_BYTES ? in_len - 1
-                                                                  : VBLK_ID_BYTES,
-                                       true);
+            *used += (uint32_t)iov_copy(in, r->n_in, 0, vb->serial,
+                                        in_len - 1 < VBLK_ID_BYTES ? in_len - 1
+                                                                   : VBLK_ID_BYTES,
+                                        true);
             st = VIRTIO_BLK_S_OK;
             break;
         case VIRTIO_BLK_T_DISCARD:
         case VIRTIO_BLK_T_WRITE_ZEROES:
-            st = vblk_segments(vb, h.type, out, r->n_out);
+            st = vblk_segments(vq, h.type, out, r->n_out);
             break;
         default:
             st = VIRTIO_BLK_S_UNSUPP;
             break;
         }
     }
+    if (st == VBLK_S_DROPPED)
+        return -EINTR;
     iov_copy(in, r->n_in, in_len - 1, &st, 1, true);
-    return used;
+    return 0;
 }
 
+/* Locking: the thread holds its queue's lock while it serves the ring;
+ * a vCPU that resets the device or moves the queue takes that lock with
+ * the bus lock held, and calf's teardown joins the thread.  Both first
+ * say so (status 0 in virtio_reset(), vb->stop in vblk_destroy()), and
+ * the thread looks between requests and between pieces of one
+ * (vblk_dropping()), so either waits for one bounded piece of I/O.  While
+ * it holds the queue's lock the thread takes no bus lock and no vp->lock
+ * (interrupts go through the PCI core's irq_lock), so no cycle. */
 static void *vblk_thread(void *opaque)
 {
     struct vblk_queue *vq = opaque;
@@ -286,10 +355,12 @@ static void *vblk_thread(void *opaque)
         if (atomic_load(&vb->stop))
             break;
         virtq_lock(vb->vp, q);
-        while (virtq_pop(vb->vp, q, &vq->req) > 0) {
-            uint32_t len = vblk_handle(vq, &vq->req);
+        /* virtq_pop() finds nothing once the device is reset. */
+        while (!atomic_load(&vb->stop) && virtq_pop(vb->vp, q, &vq->req) > 0) {
+            uint32_t len;
 
-            virtq_push(vb->vp, q, &vq->req, len);
+            if (vblk_handle(vq, &vq->req, &len) == 0)
+                virtq_push(vb->vp, q, &vq->req, len);
         }
         virtq_notify(vb->vp, q);
         virtq_unlock(vb->vp, q);

@@ -370,18 +370,20 @@ static void virtq_enable(struct virtio_pci *vp, struct virtq *vq)
 
 /* ---- the common configuration ---- */
 
+/* Runs on a vCPU under the bus lock and vp->lock (or on the main thread
+ * for a machine reset, vCPUs stopped).  Status 0 goes out first: a queue
+ * thread in the middle of a request sees it (virtq_ready()) between two
+ * bounded pieces and drops the request, so taking each queue's lock
+ * below waits for one piece of I/O, not for what the ring holds. */
 static void virtio_reset(struct virtio_pci *vp)
 {
     vp->status = 0;
-    vp->legacy = false;
-    vp->drv_features = 0;
     vp->dfsel = vp->gfsel = 0;
     vp->qsel = 0;
     vp->config_vector = PCI_MSIX_NO_VECTOR;
     for (unsigned q = 0; q < vp->nq; q++) {
         struct virtq *vq = &vp->vq[q];
 
-        /* Waits for the request the queue's thread is serving. */
         pthread_mutex_lock(&vq->lock);
         vq->enabled = false;
         vq->size = vp->queue_max;
@@ -392,6 +394,13 @@ static void virtio_reset(struct virtio_pci *vp)
         vq->used = NULL;
         pthread_mutex_unlock(&vq->lock);
     }
+    /* Every queue thread has now let go of its lock once with the status
+     * at 0, and none passes virtq_ready() again before the next
+     * DRIVER_OK: from here none reads the features, and none can set
+     * NEEDS_RESET from a request it had started before the reset. */
+    vp->status = 0;
+    vp->legacy = false;
+    vp->drv_features = 0;
     isr_read(vp);
 }
 

@@ -79,12 +79,16 @@ int virtq_kick_fd(struct virtio_pci *vp, unsigned q);
 void virtq_kick(struct virtio_pci *vp, unsigned q);
 
 /* A queue's thread holds its lock while it serves it; a reset by the
- * guest waits for it.  The calls below need it held. */
+ * guest waits for it, on a vCPU that holds the bus lock.  The calls
+ * below need it held. */
 void virtq_lock(struct virtio_pci *vp, unsigned q);
 void virtq_unlock(struct virtio_pci *vp, unsigned q);
 /* Negotiated, and frozen from FEATURES_OK or DRIVER_OK until a reset. */
 uint64_t virtio_features(struct virtio_pci *vp);
-/* DRIVER_OK, queue enabled, device not broken. */
+/* DRIVER_OK, queue enabled, device not broken.  A reset makes it false
+ * before it waits for the queue's lock: a device looks again between
+ * bounded pieces of a long request and drops the request when it turned
+ * false, so the reset waits for one piece, not for the whole ring. */
 bool virtq_ready(struct virtio_pci *vp, unsigned q);
 /* 1: a request, 0: queue empty, <0: the guest broke the rules (the
  * device is now NEEDS_RESET and the queue stops). */

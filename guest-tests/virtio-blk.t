@@ -8,7 +8,9 @@
 # qemu-io.  Throw-away VMs (,snapshot) leave their base untouched, two at
 # once share one base, and a second writer on an image is refused.
 # A hostile guest breaks the queue rules, writes features out of turn,
-# and exceeds size_max and seg_max.
+# exceeds size_max and seg_max, and fills the ring with the largest
+# requests the device takes: a reset, --timeout, Ctrl-A x and calf's exit
+# must still come at once (the times are printed).
 . "$(dirname "$0")/lib.sh"
 need_kvm
 for tool in qemu-img qemu-io sha256sum; do
@@ -200,7 +202,11 @@ kill -TERM $p1; wait $p1
 qemu-img check -q "$TMP/l.qcow2"; ok $? "the first VM's image is clean after SIGTERM"
 
 # ---- a hostile guest ----
-qemu-img create -q -f qcow2 "$TMP/h.qcow2" 64M
+# Its first disk holds 254 MiB of compressed clusters (a small file): a
+# full ring of 254 MiB reads of them takes minutes to serve here, so a
+# reset or an exit that waited for the ring would show.
+qemu-img create -q -f qcow2 "$TMP/h.qcow2" 256M
+qemu-io -f qcow2 -c 'write -c -P 0x5a 0 254M' "$TMP/h.qcow2" >/dev/null
 truncate -s 8M "$TMP/h.raw"
 boot hostile --kernel "$GUEST" --disk "$TMP/h.qcow2" --disk "$TMP/h.raw,format=raw" \
     --append "ct.virtio=2 ct.vhostile=1" --timeout 60
@@ -222,7 +228,53 @@ for what in "an unoffered bit: FEATURES_OK refused" \
 done
 has hostile "size_max 1048576, seg_max 254" && has hostile "size_max and seg_max enforced"
 ok $? "configuration space says size_max 1 MiB and seg_max 254; a request past either is an I/O error, one at either is served"
+# TSC cycles the guest counted -> microseconds (its TSC runs at the host's)
+KHZ=$(awk '/^cpu MHz/ { printf "%d", $4 * 1000; exit }' /proc/cpuinfo)
+cycles=$(tr -d '\r' <"$TMP/hostile.out" | sed -n 's/.*MiB queued, [0-9]* served; the reset took \([0-9]*\) TSC cycles.*/\1/p')
+if [ -n "$cycles" ]; then
+    us=$(( cycles * 1000 / ${KHZ:-1000000} ))
+    echo "# a device reset with 256 requests of 254 MiB queued took $us us ($cycles TSC cycles)"
+    ok $(( us >= 150000 )) "a device reset with a full ring of 254 MiB reads waits for one bounded piece, not a request or the ring ($us us)"
+else
+    ok 1 "a device reset with a full ring: the guest reported no time"
+fi
+has hostile "served again after the reset with a full ring"; ok $? "and the device serves again after it"
 qemu-img check -q "$TMP/h.qcow2"; ok $? "the image is clean after the hostile guest"
+
+# A full ring left behind: calf must end on --timeout, on a machine reset
+# and exit, and on Ctrl-A x as soon as one bounded piece of I/O is done.
+t0=$(date +%s%N)
+boot flood --kernel "$GUEST" --disk "$TMP/h.qcow2" --append "ct.virtio=1 ct.vflood=1 ct.hang=1" --timeout 3
+ms=$(( ($(date +%s%N) - t0) / 1000000 - 3000 ))
+echo "# calf ended $ms ms after its --timeout"
+has flood "256 requests of 254 MiB queued" && [ "$status" = 124 ] && [ $ms -lt 1000 ] &&
+    ! grep -qE "Sanitizer|runtime error" "$TMP/flood.err"
+r=$?; ok $r "--timeout with 256 requests of 254 MiB queued: calf ends at once (status $status, $ms ms late)"; [ $r = 0 ] || show flood
+t0=$(date +%s%N)
+boot floodreset --kernel "$GUEST" --disk "$TMP/h.qcow2" --append "ct.virtio=1 ct.vflood=1 ct.reset=1" --timeout 60
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+passed floodreset && [ "$(grep -c "256 requests of 254 MiB queued" "$TMP/floodreset.out")" = 2 ] &&
+    has floodreset "reset: second boot" && [ $ms -lt 10000 ]
+r=$?; ok $r "a machine reset with a full ring, a second boot, then its exit with one: $ms ms in all (status $status)"; [ $r = 0 ] || show floodreset
+if command -v script >/dev/null && command -v mkfifo >/dev/null; then
+    mkfifo "$TMP/tty.in"
+    script -qec "'$CALF' run --kernel '$GUEST' --disk '$TMP/h.qcow2' --append 'ct.virtio=1 ct.vflood=1 ct.hang=1' --timeout 60" \
+        /dev/null <"$TMP/tty.in" >"$TMP/tty.out" 2>"$TMP/tty.err" &
+    pid=$!
+    exec 3>"$TMP/tty.in"
+    for _ in $(seq 600); do grep -q "calf-test: PASS" "$TMP/tty.out" && break; sleep 0.1; done
+    t0=$(date +%s%N)
+    printf '\001x' >&3
+    wait $pid
+    status=$?
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    exec 3>&-
+    echo "# calf ended $ms ms after Ctrl-A x"
+    has tty "256 requests of 254 MiB queued" && [ "$status" = 0 ] && [ $ms -lt 1000 ]
+    r=$?; ok $r "Ctrl-A x with 256 requests of 254 MiB queued: calf ends at once (status $status, $ms ms)"; [ $r = 0 ] || show tty
+else
+    t_num=$((t_num + 1)); echo "ok $t_num # SKIP Ctrl-A x with a full ring: script(1) or mkfifo missing"
+fi
 
 # ---- the same guest driver against QEMU's virtio-blk-pci ----
 # Shows the guest's checks encode virtio, not calf's own reading of it

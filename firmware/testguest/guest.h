@@ -108,6 +108,7 @@ int uart_check(void);
 #define VBLK_TEST_MSIX    2 /* completion interrupts through MSI-X */
 #define VBLK_TEST_BENCH   4 /* only time requests on the first disk */
 #define VBLK_TEST_LEGACY  8 /* through the legacy interface (I/O BAR 0) */
+#define VBLK_TEST_FLOOD  16 /* leave a full ring of large reads (first disk) */
 int virtio_blk_test(unsigned expected, unsigned flags);
 
 /* ide.c: drives the PIIX3 IDE function as the ct.ide* keys say.

@@ -29,6 +29,7 @@
  *   ct.vhostile=1   with broken requests first; ct.vmsix=1: and MSI-X;
  *   ct.vbench=1     time virtio-blk requests instead (bench/virtio-blk)
  *   ct.vlegacy=1    drive them through the legacy virtio interface
+ *   ct.vflood=1     and leave a ring full of large reads (virtio-blk.c)
  *   ct.ide=1, ct.idecd=N, ct.idero=1, ... drive the IDE controller
  *                   (ide.c lists the keys)
  *   ct.vga=WHAT     drive the std VGA (text, lfb) or the i8042 (kbd, keys):
@@ -369,7 +370,8 @@ void guest_main(uint32_t mode, uint64_t info)
                 (has_key(bi.cmdline, "ct.vhostile=") ? VBLK_TEST_HOSTILE : 0) |
                 (has_key(bi.cmdline, "ct.vmsix=") ? VBLK_TEST_MSIX : 0) |
                 (has_key(bi.cmdline, "ct.vbench=") ? VBLK_TEST_BENCH : 0) |
-                (has_key(bi.cmdline, "ct.vlegacy=") ? VBLK_TEST_LEGACY : 0));
+                (has_key(bi.cmdline, "ct.vlegacy=") ? VBLK_TEST_LEGACY : 0) |
+                (has_key(bi.cmdline, "ct.vflood=") ? VBLK_TEST_FLOOD : 0));
     }
     if (has_key(bi.cmdline, "ct.ide"))
         failures += ide_test(bi.cmdline);

@@ -14,8 +14,13 @@
  * outside RAM, loops, absurd lengths, bad indexes, a queue size that is
  * not a power of 2) and checks the device asks for a reset and then
  * serves again; then features written out of turn (unoffered, after
- * FEATURES_OK or DRIVER_OK, through either register block), and
- * requests past size_max and seg_max.
+ * FEATURES_OK or DRIVER_OK, through either register block), requests
+ * past size_max and seg_max, and a reset with 256 requests of 254 MiB
+ * queued (that first disk must be at least 254 MiB; the guest prints how
+ * many TSC cycles the reset took, the host judges).
+ *
+ * ct.vflood=1 leaves 256 requests of 254 MiB queued on the first disk
+ * at the end (with ct.hang=1: calf must still exit on --timeout at once).
  *
  * What it writes, for the host to check (ct.virtio=N expects N disks):
  *   bytes 0x5a at [1 MiB, 1 MiB + 32 KiB), except zeros at
@@ -121,8 +126,9 @@ static uint8_t buf[BUF_SIZE] IOBSS __attribute__((aligned(4096)));
 #define ITBL 260
 static struct desc itbl[ITBL] IOBSS __attribute__((aligned(16)));
 /* Features asked for besides the usual ones (INDIRECT_DESC for the
- * seg_max case). */
+ * seg_max and flood cases), and a 256-entry ring (lvq) instead of vq. */
 static uint64_t want_extra;
+static int big_ring;
 static struct { uint32_t type, reserved; uint64_t sector; } hdr;
 static struct { uint64_t sector; uint32_t num, flags; } seg;
 static volatile uint8_t status;
@@ -161,6 +167,14 @@ static void w64(volatile uint8_t *p, unsigned off, uint64_t v)
 {
     w32(p, off, (uint32_t)v);
     w32(p, off + 4, (uint32_t)(v >> 32));
+}
+
+static inline uint64_t rdtsc(void)
+{
+    uint32_t lo, hi;
+
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return lo | (uint64_t)hi << 32;
 }
 
 /* Legacy registers (I/O BAR 0); the device configuration follows at
@@ -316,16 +330,26 @@ static int negotiate_size(struct vdev *d, uint16_t qsz)
     w16(d->common, 0x1a, d->msix ? 0 : 0xffff);
     if (d->msix && r16(d->common, 0x1a) != 0)
         return -1;
-    memset(&vq, 0, sizeof(vq));
     d->last_used = 0;
-    d->desc = vq.desc;
-    d->avail = &vq.avail_flags;
-    d->used = &vq.used_flags;
-    d->qsz = QSZ;
+    if (big_ring) { /* the legacy ring's memory, placed field by field */
+        if (r16(d->common, 0x18) < LQSZ)
+            return -1;
+        memset(&lvq, 0, sizeof(lvq));
+        d->desc = lvq.desc;
+        d->avail = &lvq.avail_flags;
+        d->used = &lvq.used_flags;
+        d->qsz = qsz = LQSZ;
+    } else {
+        memset(&vq, 0, sizeof(vq));
+        d->desc = vq.desc;
+        d->avail = &vq.avail_flags;
+        d->used = &vq.used_flags;
+        d->qsz = QSZ;
+    }
     w16(d->common, 0x18, qsz);
-    w64(d->common, 0x20, (uint64_t)vq.desc);
-    w64(d->common, 0x28, (uint64_t)&vq.avail_flags);
-    w64(d->common, 0x30, (uint64_t)&vq.used_flags);
+    w64(d->common, 0x20, (uint64_t)d->desc);
+    w64(d->common, 0x28, (uint64_t)d->avail);
+    w64(d->common, 0x30, (uint64_t)d->used);
     d->qnotify = d->notify + r16(d->common, 0x1e) * d->notify_mult;
     w16(d->common, 0x1c, 1);
     d->nq = r16(d->common, 0x12);
@@ -696,16 +720,19 @@ static int request_indirect(struct vdev *d, unsigned nseg, uint32_t len)
     return post(d);
 }
 
-/* Negotiates INDIRECT_DESC too; reads size_max and seg_max, which must
- * fit the indirect table. */
-static int setup_limits(struct vdev *d, uint32_t *size_max, uint32_t *seg_max)
+/* Negotiates INDIRECT_DESC too (and the 256-entry ring with big);
+ * reads size_max and seg_max, which must fit the indirect table. */
+static int setup_limits(struct vdev *d, int big, uint32_t *size_max,
+                        uint32_t *seg_max)
 {
     uint64_t lim = 1ULL << F_SIZE_MAX | 1ULL << F_SEG_MAX;
     int r;
 
     want_extra = 1ULL << F_INDIRECT;
+    big_ring = big;
     r = negotiate(d);
     want_extra = 0;
+    big_ring = 0;
     if (r || !(d->features >> F_INDIRECT & 1) || (d->features & lim) != lim) {
         vfail(d, "setup with INDIRECT_DESC, SIZE_MAX and SEG_MAX");
         return -1;
@@ -725,7 +752,7 @@ static void test_limits(struct vdev *d)
     uint32_t size_max, seg_max;
     int before = failures;
 
-    if (setup_limits(d, &size_max, &seg_max))
+    if (setup_limits(d, 0, &size_max, &seg_max))
         goto out;
     serial_puts("calf-test: virtio-blk: size_max ");
     serial_put_dec(size_max);
@@ -743,6 +770,71 @@ static void test_limits(struct vdev *d)
     if (failures == before)
         serial_puts("calf-test: virtio-blk: size_max and seg_max enforced\n");
 out:
+    w8(d->common, 0x14, 0);
+}
+
+/* Fills a 256-entry ring with reads of seg_max segments of size_max
+ * bytes each (the largest the device takes), all of the disk's start,
+ * and notifies.  Returns the bytes of one request, 0 on failure. */
+static uint64_t flood(struct vdev *d)
+{
+    uint64_t cap = cfg32(d, 0) | (uint64_t)cfg32(d, 4) << 32, bytes;
+    uint32_t size_max, seg_max;
+
+    if (d->legacy || setup_limits(d, 1, &size_max, &seg_max))
+        return 0;
+    bytes = (uint64_t)seg_max * size_max;
+    if (bytes / 512 > cap) {
+        vfail(d, "the flood needs a disk of seg_max * size_max bytes");
+        return 0;
+    }
+    itbl_read(seg_max, BIG_BUF, size_max);
+    for (unsigned i = 0; i < LQSZ; i++) {
+        d->desc[i] = (struct desc){ (uint64_t)itbl, (seg_max + 2) * 16, D_INDIRECT, 0 };
+        d->avail[2 + i] = (uint16_t)i;
+    }
+    __asm__ volatile("mfence" ::: "memory");
+    d->avail[1] = LQSZ;
+    __asm__ volatile("mfence" ::: "memory");
+    kick(d);
+    return bytes;
+}
+
+static void print_flood(uint64_t bytes)
+{
+    serial_puts("calf-test: virtio-blk: 256 requests of ");
+    serial_put_dec(bytes >> 20);
+    serial_puts(" MiB queued");
+}
+
+/* The reset write returns only once the device let go of the ring. */
+static void test_reset_flood(struct vdev *d)
+{
+    uint64_t bytes = flood(d), t0, t1;
+    uint16_t done;
+
+    if (!bytes)
+        return;
+    /* Let the I/O thread get well into the first request. */
+    for (t0 = rdtsc(); rdtsc() - t0 < 10000000;)
+        ;
+    t0 = rdtsc();
+    w8(d->common, 0x14, 0);
+    (void)r8(d->common, 0x14);
+    t1 = rdtsc();
+    done = d->used[1];
+    print_flood(bytes);
+    serial_puts(", ");
+    serial_put_dec(done);
+    serial_puts(" served; the reset took ");
+    serial_put_dec(t1 - t0);
+    serial_puts(" TSC cycles\n");
+    if (done == LQSZ)
+        vfail(d, "the whole flood was served before the reset");
+    if (negotiate(d) || request(d, T_IN, 0, buf, 512, 1, 0) != 0)
+        vfail(d, "no service after a reset with a full ring");
+    else
+        serial_puts("calf-test: virtio-blk: served again after the reset with a full ring\n");
     w8(d->common, 0x14, 0);
 }
 
@@ -764,6 +856,7 @@ static void test_hostile(struct vdev *d)
     }
     test_features(d);
     test_limits(d);
+    test_reset_flood(d);
 }
 
 /* ---- ct.vbench=1: guest-side throughput, in TSC cycles ----
@@ -773,14 +866,6 @@ static void test_hostile(struct vdev *d)
 
 #define BENCH_BUF 0x1000000ULL
 #define MIB_SECTORS 2048
-
-static inline uint64_t rdtsc(void)
-{
-    uint32_t lo, hi;
-
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    return lo | (uint64_t)hi << 32;
-}
 
 static void bench_report(const char *what, uint64_t cycles)
 {
@@ -1297,6 +1382,14 @@ int virtio_blk_test(unsigned expected, unsigned flags)
         }
         if (msix && !found && !d.legacy && !(flags & VBLK_TEST_BENCH))
             test_disk(&d, -1);
+        if ((flags & VBLK_TEST_FLOOD) && !found) {
+            uint64_t bytes = flood(&d);
+
+            if (bytes) { /* left running */
+                print_flood(bytes);
+                serial_puts("\n");
+            }
+        }
         if (failures == before) {
             serial_puts("calf-test: virtio-blk ");
             serial_put_dec(d.slot);
