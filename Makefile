@@ -20,7 +20,7 @@ endif
 ifneq ($(filter bench,$(MAKECMDGOALS)),)
 SETUP_KIND := bench
 endif
-ifneq ($(filter test-slow,$(MAKECMDGOALS)),)
+ifneq ($(filter test-slow soak test-tsan,$(MAKECMDGOALS)),)
 SETUP_KIND := test
 endif
 $(shell scripts/setup-deps.sh $(SETUP_KIND) >&2)
@@ -44,6 +44,14 @@ LIBS    := $(PKG_LIBS) -lpthread -lm -ldl
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
+endif
+# ThreadSanitizer (`make test-tsan`): the same code, every data race a
+# report that fails the test that ran it
+# (the fences that order guest-visible virtqueue updates are invisible to
+# it: -Wno-tsan, as it cannot see the guest either)
+ifeq ($(SANITIZE),thread)
+CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer -Wno-tsan
+LDFLAGS += -fsanitize=thread
 endif
 
 BLOCK_SRCS := $(sort $(wildcard block/*.c))
@@ -113,8 +121,29 @@ PROVE_JOBS ?= 2
 # debug-exit "pass" code): sanitizers exit with 86.
 SAN_ENV := ASAN_OPTIONS=exitcode=86 UBSAN_OPTIONS=halt_on_error=1:exitcode=86:print_stacktrace=1
 
-test: all $(UNIT_PROGS) $(EXTRA_TEST)
+test-progs: all $(UNIT_PROGS) $(EXTRA_TEST)
+
+test: test-progs
 	$(SAN_ENV) CALF_BUILD=$(abspath $(BUILD)) prove -j$(PROVE_JOBS) $(TEST_SCRIPTS)
+
+# The tests whose code runs on several threads at once (the block layer's
+# stress, race and thread tests; the VMM's I/O threads behind virtio-blk
+# and IDE), built with ThreadSanitizer in build-tsan.  A report makes the
+# program exit with 66, which fails its test.
+TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/qcow2-threads.t tests/img-bench.t \
+              guest-tests/virtio-blk.t guest-tests/ide.t
+test-tsan:
+	$(MAKE) BUILD=build-tsan SANITIZE=thread test-progs
+	TSAN_OPTIONS="exitcode=66 halt_on_error=1 second_deadlock_stack=1" \
+	    CALF_BUILD=$(abspath build-tsan) prove -j$(PROVE_JOBS) $(TSAN_TESTS)
+
+# The block stress soak: every layout of tests/blk-stress.t SOAK_RUNS
+# times with new seeds (21 layouts x 50 = 1050 runs), part of test-slow.
+SOAK_RUNS ?= 50
+soak: test-progs
+	BLK_STRESS_RUNS=$(SOAK_RUNS) BLK_STRESS_OPS=$${BLK_STRESS_OPS:-400} \
+	    CALF_BUILD=$(abspath $(BUILD)) prove -v tests/blk-stress.t
+test-slow: soak
 
 bench: all
 	CALF_BUILD=$(abspath $(BUILD)) bench/run
@@ -125,6 +154,6 @@ clean:
 FORCE:
 # Keep intermediate objects (unit-test .o files) so nothing rebuilds twice.
 .SECONDARY:
-.PHONY: all extra-all test bench clean run FORCE
+.PHONY: all extra-all test test-progs test-tsan soak bench clean run FORCE
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
