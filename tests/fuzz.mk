@@ -44,3 +44,71 @@ fuzz: fuzz-build
 	  -artifact_prefix=$(abspath fuzz-out)/ corpus-new corpus
 
 .PHONY: fuzz fuzz-build
+
+# ---- device harnesses ----
+# tests/fuzz/fuzz-{fwcfg,vga,pci,ide,virtio}.c drive device models on the
+# real bus against fake guest RAM (tests/fuzz/fuzz-dev.h).  Each is built
+# twice: with clang and libFuzzer for `make fuzz` ($(FUZZ_DIR)/fuzz-NAME),
+# and with $(CC) and tests/fuzz/replay-main.c for `make test`
+# ($(BUILD)/tests/fuzz-NAME FILE|DIR..., replaying corpora; see
+# tests/fuzz-devices.t).  devices/ide.c and devices/virtio-blk.c are
+# compiled for them with a few calls renamed, so that a harness can wait
+# for the devices' threads (tests/fuzz/fuzz-hooks.c); the sources are the
+# VMM's, unchanged.
+DEVFUZZ_NAMES := fwcfg vga pci ide virtio
+DEVFUZZ_SRCS  := vmm/bus.c vmm/pci.c $(addprefix devices/,fw-cfg.c i440fx.c serial.c i8042.c \
+                 i8042-keys.c debug-exit.c vga.c vga-font.c piix3.c acpi-pm.c ide-dma.c \
+                 ide-atapi.c ide-identify.c disk.c virtio-pci.c) tests/fuzz/fuzz-hooks.c
+DEVFUZZ_HOOK_ide        := -Dbus_register_pio=fuzz_bus_register_pio
+DEVFUZZ_HOOK_virtio-blk := -Dread=fuzz_vblk_read -Dvirtq_unlock=fuzz_virtq_unlock \
+                           -Dvirtio_pci_create=fuzz_virtio_pci_create
+DEVFUZZ_HDRS  := tests/fuzz/fuzz-dev.h tests/fuzz/fuzz-hooks.h $(wildcard devices/*.h vmm/*.h)
+
+# the replay programs, with the build's compiler and flags
+DEVFUZZ_OBJS := $(call obj,$(DEVFUZZ_SRCS)) $(OBJ)/tests/fuzz/hooked/ide.o \
+                $(OBJ)/tests/fuzz/hooked/virtio-blk.o
+$(OBJ)/tests/fuzz/hooked/%.o: devices/%.c $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DEVFUZZ_HOOK_$*) -MMD -MP -c $< -o $@
+DEVFUZZ_REPLAY := $(addprefix $(BUILD)/tests/fuzz-,$(DEVFUZZ_NAMES))
+$(DEVFUZZ_REPLAY): $(BUILD)/tests/fuzz-%: $(OBJ)/tests/fuzz/fuzz-%.o \
+                   $(OBJ)/tests/fuzz/replay-main.o $(DEVFUZZ_OBJS) $(BUILD)/libcalfblock.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+EXTRA_TEST += $(DEVFUZZ_REPLAY)
+
+# the libFuzzer programs: every object instrumented, the harness linked
+# with libFuzzer's main
+FUZZ_OBJ        := $(FUZZ_DIR)/obj
+FUZZ_OBJ_CFLAGS := $(filter-out -fsanitize=fuzzer%,$(FUZZ_CFLAGS)) \
+                   -fsanitize=fuzzer-no-link,address,undefined
+$(FUZZ_OBJ)/hooked/%.o: devices/%.c $(DEVFUZZ_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_OBJ_CFLAGS) $(DEVFUZZ_HOOK_$*) -c $< -o $@
+$(FUZZ_OBJ)/%.o: %.c $(DEVFUZZ_HDRS) $(wildcard block/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_OBJ_CFLAGS) -c $< -o $@
+DEVFUZZ_FUZZ_OBJS := $(patsubst %.c,$(FUZZ_OBJ)/%.o,$(DEVFUZZ_SRCS) $(BLOCK_SRCS)) \
+                     $(FUZZ_OBJ)/hooked/ide.o $(FUZZ_OBJ)/hooked/virtio-blk.o
+DEVFUZZ_FUZZERS := $(addprefix $(FUZZ_DIR)/fuzz-,$(DEVFUZZ_NAMES))
+$(DEVFUZZ_FUZZERS): $(FUZZ_DIR)/fuzz-%: $(FUZZ_OBJ)/tests/fuzz/fuzz-%.o $(DEVFUZZ_FUZZ_OBJS)
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { \
+	  echo "make fuzz: '$(FUZZ_CC)' not found (Debian: apt-get install clang)" >&2; exit 1; }
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm -ldl
+
+fuzz-build: $(DEVFUZZ_FUZZERS)
+
+# One run per harness, FUZZ_SECONDS each, from its committed corpus
+# (tests/fuzz/corpus-NAME, read only) into $(FUZZ_DIR)/corpus-NAME.
+# DEVFUZZ_OPTS: small inputs (a program of a few hundred operations);
+# every input is a fresh machine, so a slow one is a finding.
+DEVFUZZ_OPTS ?= -max_len=4096 -timeout=30 -rss_limit_mb=2048 -close_fd_mask=2
+DEVFUZZ_RUNS := $(addprefix fuzz-dev-,$(DEVFUZZ_NAMES))
+$(DEVFUZZ_RUNS): fuzz-dev-%: $(FUZZ_DIR)/fuzz-%
+	@mkdir -p $(FUZZ_DIR)/corpus-$* $(FUZZ_DIR)/tmp fuzz-out
+	cd $(FUZZ_DIR) && TMPDIR=$(abspath $(FUZZ_DIR))/tmp ./fuzz-$* $(DEVFUZZ_OPTS) \
+	  -max_total_time=$(FUZZ_SECONDS) \
+	  $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) \
+	  -artifact_prefix=$(abspath fuzz-out)/$*- corpus-$* $(abspath tests/fuzz/corpus-$*)
+fuzz: $(DEVFUZZ_RUNS)
+.PHONY: $(DEVFUZZ_RUNS)
