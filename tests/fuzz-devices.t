@@ -1,0 +1,39 @@
+#!/bin/bash
+# The device fuzz harnesses (tests/fuzz/fuzz-{fwcfg,vga,pci,ide,virtio}.c)
+# replayed without libFuzzer by their replay programs
+# (build/tests/fuzz-NAME, tests/fuzz/replay-main.c) over the committed
+# corpora tests/fuzz/corpus-NAME and the saved crashes
+# tests/fuzz/regress-NAME.  Passing means no crash, no abort, no
+# sanitizer report, no hang (a timeout per harness) and bounded memory
+# (RLIMIT_AS where no sanitizer needs the address space, and the replay
+# program's own peak-RSS check).  New inputs come from `make fuzz`.
+S=$(cd "$(dirname "$0")" && pwd)
+B=${CALF_BUILD:-$S/../build}
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+# the IDE and virtio harnesses keep their disk images in $TMPDIR
+export TMPDIR=$T
+NAMES="fwcfg vga pci ide virtio"
+echo "1..5"
+n=0; failed=0
+for name in $NAMES; do
+    n=$((n+1))
+    prog=$B/tests/fuzz-$name
+    if [ ! -x "$prog" ]; then
+        echo "ok $n # skip $prog is not built (run make test)"; continue
+    fi
+    dirs=("$S/fuzz/corpus-$name")
+    [ -d "$S/fuzz/regress-$name" ] && dirs+=("$S/fuzz/regress-$name")
+    # a sanitizer reserves terabytes of address space: no RLIMIT_AS then
+    if ldd "$prog" 2>/dev/null | grep -q 'lib[at]san'; then aslimit=unlimited; else aslimit=4194304; fi
+    out=$( (ulimit -v $aslimit; REPLAY_RSS_MAX_MB=1024 timeout -k 5 120 "$prog" "${dirs[@]}") 2>&1); rc=$?
+    if [ $rc -eq 0 ] && ! grep -qE 'runtime error:|Sanitizer|^fuzz' <<<"$out"; then
+        echo "ok $n - $name: $(grep '^replay:' <<<"$out" | tail -1 | sed 's/^replay: //') replayed cleanly"
+    else
+        failed=$((failed+1))
+        what="exit $rc"; [ $rc -eq 124 ] && what="timed out (a hang)"
+        echo "not ok $n - $name: $what"
+        tail -30 <<<"$out" | sed 's/^/# /'
+        echo "# reproduce: $prog -v ${dirs[*]}"
+    fi
+done
+exit $((failed > 0))
