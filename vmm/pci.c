@@ -127,6 +127,50 @@ static void put_le(uint8_t *p, unsigned size, uint64_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* Configuration space is written by vCPUs under the bus lock, but read
+ * without it from the I/O threads: the bus-master bit (pci_bus_master),
+ * INTx disable and the PIIX3 PIRQ routes (read through the route hook
+ * when a line rises, under irq_lock only), and the status register's
+ * interrupt bit is set from those threads too.  So once the machine runs,
+ * every byte is loaded and stored as a relaxed atomic: no access tears
+ * and none is a data race.  Relaxed is enough: each byte is a register
+ * of its own that publishes no other memory, and a DMA that read the
+ * bus-master bit just before the guest cleared it is one a real device
+ * could have started as well. */
+static uint8_t cfg_byte(const struct pci_dev *d, unsigned off)
+{
+    return __atomic_load_n(&d->cfg[off], __ATOMIC_RELAXED);
+}
+
+static void cfg_byte_set(struct pci_dev *d, unsigned off, uint8_t v)
+{
+    __atomic_store_n(&d->cfg[off], v, __ATOMIC_RELAXED);
+}
+
+static uint32_t cfg_get_le(const struct pci_dev *d, unsigned off,
+                           unsigned size)
+{
+    uint32_t v = 0;
+
+    for (unsigned i = 0; i < size && i < 4; i++)
+        v |= (uint32_t)cfg_byte(d, off + i) << (8 * i);
+    return v;
+}
+
+static void cfg_copy_out(const struct pci_dev *d, uint8_t *dst,
+                         unsigned off, unsigned size)
+{
+    for (unsigned i = 0; i < size; i++)
+        dst[i] = cfg_byte(d, off + i);
+}
+
+static void cfg_copy_in(struct pci_dev *d, unsigned off, const uint8_t *src,
+                        unsigned size)
+{
+    for (unsigned i = 0; i < size; i++)
+        cfg_byte_set(d, off + i, src[i]);
+}
+
 /* Without a router: INTA of slot s reaches I/O APIC pin 16 + (s & 3),
  * what the ACPI _PRT and the MP table say. */
 static int intx_default_gsi(int slot, int pin)
@@ -148,7 +192,7 @@ static int intx_gsi(const struct pci_dev *d)
 static void intx_drive_locked(struct pci_dev *d, int level)
 {
     struct pci *pci = d->pci;
-    uint16_t cmd = (uint16_t)get_le(d->cfg + CFG_COMMAND, 2);
+    uint16_t cmd = (uint16_t)cfg_get_le(d, CFG_COMMAND, 2);
     int gsi;
 
     if (cmd & CMD_INTX_OFF)
@@ -156,10 +200,14 @@ static void intx_drive_locked(struct pci_dev *d, int level)
     if (!!level == !!d->intx_level)
         return;
     d->intx_level = !!level;
+    /* An atomic read-modify-write: the bus lock is not held here, and
+     * cfg_write never stores this read-only byte back (it skips bytes
+     * without writable bits), so no guest write can lose the bit. */
     if (level)
-        d->cfg[CFG_STATUS] |= STATUS_INTX;
+        __atomic_fetch_or(&d->cfg[CFG_STATUS], STATUS_INTX, __ATOMIC_RELAXED);
     else
-        d->cfg[CFG_STATUS] &= (uint8_t)~STATUS_INTX;
+        __atomic_fetch_and(&d->cfg[CFG_STATUS], (uint8_t)~STATUS_INTX,
+                           __ATOMIC_RELAXED);
     if (level) {
         /* The route is read when the line rises and remembered, so the
          * same pin is lowered even if the guest re-routes meanwhile. */
@@ -345,7 +393,7 @@ static bool bar_is_io(const struct pci_dev *d, int bar)
  * tells the function about moves. */
 static void bars_update(struct pci_dev *d)
 {
-    uint16_t cmd = (uint16_t)get_le(d->cfg + CFG_COMMAND, 2);
+    uint16_t cmd = (uint16_t)cfg_get_le(d, CFG_COMMAND, 2);
 
     for (int b = 0; b < PCI_MAX_BARS; b++) {
         uint64_t addr = 0;
@@ -353,7 +401,7 @@ static void bars_update(struct pci_dev *d)
         if (!d->bar_size[b])
             continue;
         if (bar_is_io(d, b) ? (cmd & CMD_IO) : (cmd & CMD_MEM))
-            addr = get_le(d->cfg + CFG_BAR0 + 4 * b, 4) &
+            addr = cfg_get_le(d, CFG_BAR0 + 4 * b, 4) &
                    (bar_is_io(d, b) ? 0xfffcULL : ~0xfULL);
         if (addr == d->bar_addr[b])
             continue;
@@ -413,7 +461,7 @@ static void pci_io_bars(void *opaque, uint16_t port, uint8_t *data,
 static void msix_ctrl_written(struct pci_dev *d)
 {
     pthread_mutex_lock(&d->pci->irq_lock);
-    d->msix_ctrl = (uint16_t)get_le(d->cfg + d->msix_cap + 2, 2);
+    d->msix_ctrl = (uint16_t)cfg_get_le(d, d->msix_cap + 2u, 2);
     /* With MSI-X on, INTx is not used (PCI 3.0 6.8.2). */
     if (d->msix_ctrl & MSIX_ENABLE)
         intx_drive_locked(d, 0);
@@ -427,15 +475,17 @@ static void cfg_write(struct pci_dev *d, unsigned off, const uint8_t *data,
     bool bars = false, cmd = false, msix = false, own = false;
 
     if (!d->reset_saved) {
-        memcpy(d->reset_cfg, d->cfg, sizeof(d->cfg));
+        cfg_copy_out(d, d->reset_cfg, 0, PCI_CFG_SIZE);
         d->reset_saved = true;
     }
 
     for (unsigned i = 0; i < size; i++) {
         unsigned o = off + i;
 
-        d->cfg[o] = (uint8_t)((d->cfg[o] & ~d->wmask[o]) |
-                              (data[i] & d->wmask[o]));
+        if (!d->wmask[o])
+            continue; /* read-only: nothing to store (see intx_drive_locked) */
+        cfg_byte_set(d, o, (uint8_t)((cfg_byte(d, o) & ~d->wmask[o]) |
+                                     (data[i] & d->wmask[o])));
         bars |= o >= CFG_BAR0 && o < CFG_BAR0 + 4 * PCI_MAX_BARS;
         cmd |= o == CFG_COMMAND || o == CFG_COMMAND + 1;
         msix |= d->msix_n && (o == d->msix_cap + 3u);
@@ -443,7 +493,7 @@ static void cfg_write(struct pci_dev *d, unsigned off, const uint8_t *data,
     }
     if (cmd) {
         pthread_mutex_lock(&d->pci->irq_lock);
-        if (d->cfg[CFG_COMMAND + 1] & (CMD_INTX_OFF >> 8))
+        if (cfg_byte(d, CFG_COMMAND + 1) & (CMD_INTX_OFF >> 8))
             intx_drive_locked(d, 0);
         pthread_mutex_unlock(&d->pci->irq_lock);
     }
@@ -505,7 +555,7 @@ static void pci_cfg_pio(void *opaque, uint16_t port, uint8_t *data,
     }
     if (d->ops && d->ops->cfg_read)
         d->ops->cfg_read(d->opaque, off, size);
-    memcpy(data, d->cfg + off, size);
+    cfg_copy_out(d, data, off, size);
 }
 
 /* ---- machine reset ---- */
@@ -522,8 +572,10 @@ static void pci_dev_reset(struct pci_dev *d)
         d->msix[v] = (struct msix_entry){ .ctrl = MSIX_ENTRY_MASKED };
     d->pci->routes_stale = true; /* the irqfds' routes follow the table */
     pthread_mutex_unlock(&d->pci->irq_lock);
+    /* Other functions' I/O threads may still read this one's bytes (the
+     * PIIX3 routes) until their own reset hook quiets them. */
     if (d->reset_saved)
-        memcpy(d->cfg, d->reset_cfg, sizeof(d->cfg));
+        cfg_copy_in(d, 0, d->reset_cfg, PCI_CFG_SIZE);
     bars_update(d);
     /* Device-specific registers went back too: let the function follow
      * them (PAM, PIRQ routes) as after a guest write. */
@@ -770,8 +822,7 @@ void pci_destroy(struct pci *pci)
 
 bool pci_bus_master(struct pci_dev *d)
 {
-    return __atomic_load_n(&d->cfg[CFG_COMMAND], __ATOMIC_RELAXED) &
-           CMD_MASTER;
+    return cfg_byte(d, CFG_COMMAND) & CMD_MASTER;
 }
 
 void *pci_dma(struct pci_dev *d, uint64_t gpa, uint64_t len)
@@ -793,14 +844,18 @@ uint32_t pci_cfg_read(struct pci_dev *d, unsigned off, unsigned size)
 {
     if (size > 4 || off + size > PCI_CFG_SIZE)
         return 0;
-    return get_le(d->cfg + off, size);
+    return cfg_get_le(d, off, size);
 }
 
 void pci_cfg_write_ro(struct pci_dev *d, unsigned off, unsigned size,
                       uint32_t value)
 {
-    if (off >= CFG_CAP_START && size <= 4 && off + size <= PCI_CFG_SIZE)
-        put_le(d->cfg + off, size, value);
+    uint8_t b[4];
+
+    if (off >= CFG_CAP_START && size <= 4 && off + size <= PCI_CFG_SIZE) {
+        put_le(b, size, value);
+        cfg_copy_in(d, off, b, size);
+    }
 }
 
 struct pci_dev *pci_host_bridge(struct pci *pci)
