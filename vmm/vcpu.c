@@ -509,7 +509,10 @@ static void *vcpu_thread(void *arg)
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 v->exits[VM_EXIT_INTR]++;
-                v->run->immediate_exit = 0;
+                /* Sequentially consistent, as in vcpu_kick: a kick whose
+                 * flag this store overwrites set probe or stopping before
+                 * it, so the loads after this store see them. */
+                __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
                 if (atomic_load(&v->probe))
                     vcpu_answer_probe(v);
                 continue;
@@ -553,11 +556,17 @@ int vcpu_start(struct vcpu *v)
 }
 
 /* immediate_exit closes the race with a vCPU about to enter KVM_RUN: the
- * signal interrupts a running one, the flag the next entry. */
+ * signal interrupts a running one, the flag the next entry.  The flag is
+ * shared with the vCPU thread, which clears it after each interrupted
+ * KVM_RUN (and with the kernel, which reads it at entry): both sides use
+ * sequentially consistent stores, so a clear that lands after this store
+ * is ordered after the caller's store to probe or stopping too, and the
+ * vCPU thread's next check of them cannot miss this kick.  (started is
+ * only ever touched by the main thread.) */
 void vcpu_kick(struct vcpu *v)
 {
     if (!v->started)
         return;
-    v->run->immediate_exit = 1;
+    __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
     pthread_kill(v->thread, VCPU_KICK_SIGNAL);
 }
