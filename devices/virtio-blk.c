@@ -23,6 +23,7 @@
 
 #include "block/block.h"
 #include "devices/disk.h"
+#include "devices/guest-mem.h"
 
 #define VIRTIO_BLK_F_SIZE_MAX     1
 #define VIRTIO_BLK_F_SEG_MAX      2
@@ -142,6 +143,8 @@ static size_t iov_copy(const struct iovec *iov, unsigned n, size_t skip,
     unsigned k = iov_slice(iov, n, skip, len, part);
     size_t done = 0;
 
+    /* The guest's memory: see devices/guest-mem.h. */
+    guest_mem_acquire(part, k);
     for (unsigned i = 0; i < k; i++) {
         if (to_iov)
             memcpy(part[i].iov_base, (uint8_t *)buf + done, part[i].iov_len);
@@ -149,6 +152,7 @@ static size_t iov_copy(const struct iovec *iov, unsigned n, size_t skip,
             memcpy((uint8_t *)buf + done, part[i].iov_base, part[i].iov_len);
         done += part[i].iov_len;
     }
+    guest_mem_release(part, k);
     return done;
 }
 
@@ -207,8 +211,10 @@ static uint8_t vblk_rw(struct vblk_queue *vq, const struct blk_hdr *h,
         if (vblk_dropping(vq))
             return VBLK_S_DROPPED;
         m = iov_slice(vq->data, k, done, piece, vq->piece);
+        guest_mem_acquire(vq->piece, m); /* devices/guest-mem.h */
         ret = write ? blk_pwritev(vb->bs, start + done, vq->piece, (int)m)
                     : blk_preadv(vb->bs, start + done, vq->piece, (int)m);
+        guest_mem_release(vq->piece, m);
         if (ret < 0)
             return VIRTIO_BLK_S_IOERR;
         done += piece;
