@@ -114,6 +114,9 @@ int virtio_blk_test(unsigned expected, unsigned flags);
 /* ide.c: drives the PIIX3 IDE function as the ct.ide* keys say.
  * Returns the failure count. */
 int ide_test(const char *cmdline);
+/* hostile.c (ct.hostile=1): garbage to fw_cfg, PCI configuration space,
+ * the UART, the i8042 and the RTC; returns the failure count. */
+int hostile_test(void);
 /* vga.c: ct.vga=text|lfb|kbd|keys (what is the value of ct.vga); returns the
  * failure count. */
 int vga_test(const char *what, size_t len);

@@ -34,6 +34,8 @@
  *                   (ide.c lists the keys)
  *   ct.vga=WHAT     drive the std VGA (text, lfb) or the i8042 (kbd, keys):
  *                   vga.c
+ *   ct.hostile=1    garbage to fw_cfg, PCI configuration space, the UART,
+ *                   the i8042 and the RTC, first of all (hostile.c)
  */
 #include "guest.h"
 
@@ -361,6 +363,8 @@ void guest_main(uint32_t mode, uint64_t info)
     check_initrd(&bi);
     check_cpus(&bi);
     check_insns(bi.cmdline);
+    if (has_key(bi.cmdline, "ct.hostile="))
+        failures += hostile_test();
     {
         int present;
         uint64_t n = key_num(bi.cmdline, "ct.virtio=", 10, &present);
