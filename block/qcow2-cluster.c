@@ -965,7 +965,9 @@ int qcow2_copy_from_file(BlockDriverState *bs, uint64_t off, int src_fd, uint64_
                          uint64_t len)
 {
     Qcow2State *s = bs->opaque;
-    if (s->crypt_method)
+    /* O_DIRECT: the clone or kernel copy would bypass the range lock that
+     * keeps read-modify-writes of shared 4 KiB blocks apart (util.c) */
+    if (s->crypt_method || (bs->flags & BLK_O_NOCACHE))
         return -ENOTSUP;
     if (!len || ((off | len) & (s->cluster_size - 1)))
         return -EINVAL;

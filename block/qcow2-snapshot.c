@@ -521,7 +521,7 @@ static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id, struct s
     }
     Qcow2Snapshot *sn = &s->snapshots[idx];
     uint64_t new_size = sn->disk_size;
-    if (new_size > (1ULL << 56) || new_size % BLK_SECTOR_SIZE) {
+    if (new_size > INT64_MAX || new_size % BLK_SECTOR_SIZE) { /* open's limit */
         return qcow2_mark_corrupt(s, "snapshot '%s' has an invalid disk size %" PRIu64,
                                   sn->name, new_size);
     }

@@ -75,6 +75,9 @@ static int raw_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *i
 static int raw_copy_from_file(BlockDriverState *bs, uint64_t off, int src_fd, uint64_t src_off,
                               uint64_t len)
 {
+    /* not past the O_DIRECT range lock (blk_file_pwrite): written instead */
+    if (bs->flags & BLK_O_NOCACHE)
+        return -ENOTSUP;
     int r = blk_file_clone(bs->fd, off, src_fd, src_off, len);
     struct stat st;
     if (r == 0)
