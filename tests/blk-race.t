@@ -50,5 +50,6 @@ scenario dio-sector dio-sector.raw
 scenario dio-meta dio-meta.qcow2 "0xaa 0 512" "0xbb 512 512"
 scenario discard-write discard-write.qcow2 "0xb5 320k 64k" "0 0 64k"
 scenario discard-read discard-read.qcow2 "0xb5 320k 64k"
+scenario discard-read2 discard-read2.qcow2 "0xb5 320k 64k"
 scenario crypt-sector crypt-sector.qcow2 "0xaa 0 100" "0x11 100 100" "0xbb 200 100" "0x11 300 65236"
 done_testing

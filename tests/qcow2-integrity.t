@@ -53,6 +53,11 @@ for sz in 128P 2E; do
     is "$(echo "$out" | head -1)" "read 4096/4096 bytes at offset 112589990684262400" \
         "$sz: calf-io opens qemu-img's image and reads qemu-io's write"
 done
+"$CALF_IMG" create -q -f qcow2 -o cluster_size=2M "$TMP/snap.qcow2" 128P
+ok "128P: calf-img takes an internal snapshot" "$CALF_IMG" snapshot -c s1 "$TMP/snap.qcow2"
+ok "128P: calf-img applies it" "$CALF_IMG" snapshot -a s1 "$TMP/snap.qcow2"
+is "$(qemu-img info --output=json "$TMP/snap.qcow2" | grep -o '"corrupt": [a-z]*')" '"corrupt": false' \
+   "128P: applying the snapshot leaves the image not corrupt"
 qemu-img create -q -f qcow2 -o cluster_size=2M "$TMP/r.qcow2" 1G
 ok "resize to 2E with 2 MiB clusters" "$CALF_IMG" resize -q "$TMP/r.qcow2" 2E
 last=$(( (1 << 61) - 4096 ))
