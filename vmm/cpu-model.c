@@ -42,11 +42,24 @@ static const struct cpu_feature features[] = {
     { "rdtscp", 0x80000001, 0, EDX, 27 },
     { "lahf_lm", 0x80000001, 0, ECX, 0 },
     { "abm", 0x80000001, 0, ECX, 5 },
+    /* KVM's paravirtual features (leaf 0x40000001 EAX), QEMU's names;
+     * "kvmclock" is both clock source bits, as in QEMU */
+    { "kvmclock", 0x40000001, 0, EAX, 0 },     { "kvm-nopiodelay", 0x40000001, 0, EAX, 1 },
+    { "kvmclock", 0x40000001, 0, EAX, 3 },     { "kvm-asyncpf", 0x40000001, 0, EAX, 4 },
+    { "kvm-steal-time", 0x40000001, 0, EAX, 5 }, { "kvm-pv-eoi", 0x40000001, 0, EAX, 6 },
+    { "kvm-pv-unhalt", 0x40000001, 0, EAX, 7 }, { "kvm-pv-tlb-flush", 0x40000001, 0, EAX, 9 },
+    { "kvm-asyncpf-vmexit", 0x40000001, 0, EAX, 10 },
+    { "kvm-pv-ipi", 0x40000001, 0, EAX, 11 },  { "kvm-poll-control", 0x40000001, 0, EAX, 12 },
+    { "kvm-pv-sched-yield", 0x40000001, 0, EAX, 13 },
+    { "kvm-asyncpf-int", 0x40000001, 0, EAX, 14 },
+    { "kvm-msi-ext-dest-id", 0x40000001, 0, EAX, 15 },
+    { "kvmclock-stable-bit", 0x40000001, 0, EAX, 24 },
 };
 #define NFEATURES (sizeof(features) / sizeof(features[0]))
 
 static int cpu_model_hide(struct cpu_model *m, const char *name)
 {
+    bool found = false;
     for (unsigned i = 0; i < NFEATURES; i++) {
         if (strcmp(features[i].name, name))
             continue;
@@ -56,8 +69,10 @@ static int cpu_model_hide(struct cpu_model *m, const char *name)
             return -EINVAL;
         }
         m->hidden[m->nhidden++] = i;
-        return 0;
+        found = true;
     }
+    if (found)
+        return 0;
     vmm_error("--cpu: unknown feature '%s' (known: see calf run --help-cpu)",
               name);
     return -EINVAL;
@@ -235,6 +250,11 @@ bool cpu_model_is_amd(const struct kvm_cpuid2 *cpuid)
 
 void cpu_model_list(void)
 {
-    for (unsigned i = 0; i < NFEATURES; i++)
-        printf("%s%s", features[i].name, i + 1 < NFEATURES ? " " : "\n");
+    for (unsigned i = 0; i < NFEATURES; i++) {
+        unsigned j = 0;
+        while (j < i && strcmp(features[j].name, features[i].name))
+            j++;
+        if (j == i) /* once per name */
+            printf("%s%s", features[i].name, i + 1 < NFEATURES ? " " : "\n");
+    }
 }

@@ -14,6 +14,10 @@
 #include "vmm/vm.h"
 
 #define CPUID1_ECX_CX16 (1u << 13)
+/* KVM's paravirtual feature leaf and its PV_SEND_IPI bit
+ * (linux/kvm_para.h; not in the uapi headers of every distribution) */
+#define KVM_CPUID_FEATURES 0x40000001u
+#define KVM_PV_SEND_IPI (1u << 11)
 
 bool pvm_quirks_detect(void)
 {
@@ -22,11 +26,22 @@ bool pvm_quirks_detect(void)
 
 /* `lock cmpxchg16b` cannot be emulated; Linux uses it only when CPUID says
  * CX16.  (The backend ORs the host's other leaf-1 ECX bits back in, so
- * hiding more here would not help; the kernel's clearcpuid= does.) */
+ * hiding more here would not help; the kernel's clearcpuid= does.)
+ *
+ * PV IPIs (KVM_HC_SEND_IPI) do not arrive on this backend: a kernel built
+ * with CONFIG_KVM_GUEST (every distribution's) sends its IPIs that way
+ * once it sees the bit, and with 2 vCPUs it stops for good at "x86:
+ * Booting SMP configuration:".  Measured with the test kernel plus
+ * guest-tests/linux/kvm-guest.config: hiding this bit alone brings both
+ * CPUs up; hiding every other PV bit (kvmclock, PV EOI, PV unhalt, steal
+ * time, PV TLB flush, async PF, sched yield, poll control) does not.
+ * Without the bit Linux sends IPIs through the APIC, as on bare metal. */
 void pvm_quirks_filter_cpuid(struct kvm_cpuid_entry2 *e)
 {
     if (e->function == 1)
         e->ecx &= ~CPUID1_ECX_CX16;
+    if (e->function == KVM_CPUID_FEATURES)
+        e->eax &= ~KVM_PV_SEND_IPI;
 }
 
 /* The emulator cannot deliver the #BP of an int3 in long mode: step over

@@ -6,13 +6,16 @@
 # ~/.cache/calf), keyed by kernel.config and the source tarball, so a
 # fresh clone or `make clean` does not pay the build again.  Concurrent
 # callers (make test runs two Linux test files) wait for one build.
-#   build-kernel.sh OUT
+# EXTRA, if given, is a config fragment merged after kernel.config (a
+# variant such as kvm-guest.config, built in its own OUT).
+#   build-kernel.sh OUT [EXTRA]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mkdir -p "$1" && cd "$1" && pwd)
+extra=${2:+$(cd "$(dirname "$2")" && pwd)/$(basename "$2")}
 tarball=$(ls /usr/src/linux-source-6.1.tar.* 2>/dev/null | head -1 || true)
 [ -n "$tarball" ] || { echo "build-kernel: linux-source-6.1 is not installed" >&2; exit 1; }
-stamp=$(cat "$here/kernel.config" "$tarball" | cksum | cut -d' ' -f1)
+stamp=$(cat "$here/kernel.config" ${extra:+"$extra"} "$tarball" | cksum | cut -d' ' -f1)
 cache=${CALF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/calf}/linux-$stamp
 
 exec 9>"$out/.lock"
@@ -36,9 +39,9 @@ if [ ! -f "$src/Makefile" ]; then
     tar -xf "$tarball" -C "$src" --strip-components=1
 fi
 cd "$src"
-echo "build-kernel: configuring (tinyconfig + kernel.config)" >&2
+echo "build-kernel: configuring (tinyconfig + kernel.config${extra:+ + ${extra##*/}})" >&2
 make -s ARCH=x86_64 tinyconfig >/dev/null
-scripts/kconfig/merge_config.sh -m .config "$here/kernel.config" >/dev/null 2>&1
+scripts/kconfig/merge_config.sh -m .config "$here/kernel.config" ${extra:+"$extra"} >/dev/null 2>&1
 make -s ARCH=x86_64 olddefconfig >/dev/null
 echo "build-kernel: building vmlinux and bzImage with $(nproc) jobs (a few minutes)" >&2
 start=$(date +%s)
