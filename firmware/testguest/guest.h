@@ -114,6 +114,16 @@ int virtio_blk_test(unsigned expected, unsigned flags);
 /* ide.c: drives the PIIX3 IDE function as the ct.ide* keys say.
  * Returns the failure count. */
 int ide_test(const char *cmdline);
+/* ide.c, for dstress.c: READ/WRITE DMA of count (1-256) sectors at lba
+ * on the primary master through the PRD entries sg[n], begun and then
+ * polled (1: running, 0: done, -1: failed), so other devices run beside. */
+struct ide_sg {
+    void *addr;
+    uint32_t len;
+};
+int ide_dma_begin(int write, uint32_t lba, unsigned count,
+                  const struct ide_sg *sg, unsigned n);
+int ide_dma_poll(void);
 /* hostile.c (ct.hostile=1): garbage to fw_cfg, PCI configuration space,
  * the UART, the i8042 and the RTC; returns the failure count. */
 int hostile_test(void);

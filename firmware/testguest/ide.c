@@ -1022,6 +1022,41 @@ static void hostile_cd_limits(void)
     check(packet_pio(cdb, buf, 0, 0, 0) == 0, "TEST UNIT READY takes a limit of 0");
 }
 
+/* ---- ct.dstress (dstress.c): DMA begun now and polled later, so that
+ * the virtio-blk queues' requests run on their threads beside it ---- */
+
+static int find_controller(void);
+
+int ide_dma_begin(int write, uint32_t lba, unsigned count,
+                  const struct ide_sg *sg, unsigned n)
+{
+    if (!n || n > 8192 || !count || count > 256 || (!pri.bm && find_controller()))
+        return -1;
+    for (unsigned i = 0; i < n; i++)
+        prd_set(&prds[i], sg[i].addr, sg[i].len, i == n - 1);
+    outb(pri.bm, 0);
+    outb(pri.bm + 2, BM_ERR | BM_INT);
+    outl(pri.bm + 4, (uint32_t)(uint64_t)prds);
+    outb(pri.bm, write ? 0 : BM_TO_MEM);
+    issue(&pri, 0, lba, count & 0xff, 0, 0, write ? 0xca : 0xc8);
+    outb(pri.bm, (uint8_t)((write ? 0 : BM_TO_MEM) | BM_START));
+    return 0;
+}
+
+int ide_dma_poll(void)
+{
+    int before = failures;
+    uint8_t bst = inb(pri.bm + 2), st;
+
+    if (!(bst & BM_INT))
+        return 1;
+    st = wait_idle(&pri);
+    outb(pri.bm, 0);
+    outb(pri.bm + 2, BM_ERR | BM_INT);
+    inb(pri.cmd + 7);
+    return (st & ST_ERR) || (bst & BM_ERR) || failures != before ? -1 : 0;
+}
+
 /* ---- entry ---- */
 
 static int find_controller(void)
