@@ -124,6 +124,9 @@ struct ide_sg {
 int ide_dma_begin(int write, uint32_t lba, unsigned count,
                   const struct ide_sg *sg, unsigned n);
 int ide_dma_poll(void);
+/* dstress.c (ct.dstress=1): several virtio-blk queues and IDE DMA at
+ * once over backed qcow2 images; returns the failure count. */
+int dstress_test(const char *cmdline);
 /* hostile.c (ct.hostile=1): garbage to fw_cfg, PCI configuration space,
  * the UART, the i8042 and the RTC; returns the failure count. */
 int hostile_test(void);

@@ -32,6 +32,8 @@
  *   ct.vflood=1     and leave a ring full of large reads (virtio-blk.c)
  *   ct.ide=1, ct.idecd=N, ct.idero=1, ... drive the IDE controller
  *                   (ide.c lists the keys)
+ *   ct.dstress=1    several virtio-blk queues and IDE DMA at once over
+ *                   backed qcow2 images (dstress.c lists the keys)
  *   ct.vga=WHAT     drive the std VGA (text, lfb) or the i8042 (kbd, keys):
  *                   vga.c
  *   ct.hostile=1    garbage to fw_cfg, PCI configuration space, the UART,
@@ -379,6 +381,8 @@ void guest_main(uint32_t mode, uint64_t info)
     }
     if (has_key(bi.cmdline, "ct.ide"))
         failures += ide_test(bi.cmdline);
+    if (has_key(bi.cmdline, "ct.dstress="))
+        failures += dstress_test(bi.cmdline);
     {
         size_t len;
         const char *v = cmdline_get(bi.cmdline, "ct.vga=", &len);
