@@ -30,7 +30,9 @@ for name in $NAMES; do
         echo "ok $n - $name: $(grep '^replay:' <<<"$out" | tail -1 | sed 's/^replay: //') replayed cleanly"
     else
         failed=$((failed+1))
-        what="exit $rc"; [ $rc -eq 124 ] && what="timed out (a hang)"
+        what="exit $rc"
+        [ $rc -gt 128 ] && what="killed by signal $((rc - 128))"
+        [ $rc -eq 124 ] && what="timed out (a hang)"
         echo "not ok $n - $name: $what"
         tail -30 <<<"$out" | sed 's/^/# /'
         echo "# reproduce: $prog -v ${dirs[*]}"
