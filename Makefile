@@ -128,10 +128,11 @@ test: test-progs
 
 # The tests whose code runs on several threads at once (the block layer's
 # stress, race and thread tests; the VMM's I/O threads behind virtio-blk
-# and IDE), built with ThreadSanitizer in build-tsan.  A report makes the
-# program exit with 66, which fails its test.
+# and IDE, and both at once in disk-stress), built with ThreadSanitizer in
+# build-tsan.  A report makes the program exit with 66, which fails its
+# test.
 TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/qcow2-threads.t tests/img-bench.t \
-              guest-tests/virtio-blk.t guest-tests/ide.t
+              guest-tests/virtio-blk.t guest-tests/ide.t guest-tests/disk-stress.t
 test-tsan:
 	$(MAKE) BUILD=build-tsan SANITIZE=thread test-progs
 	TSAN_OPTIONS="exitcode=66 halt_on_error=1 second_deadlock_stack=1" \

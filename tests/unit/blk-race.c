@@ -125,8 +125,8 @@ static void hook_after(struct hook *h)
     pthread_mutex_unlock(&hmu);
 }
 
-/* Waits until h is in state st (or past it), for at most ms. */
-static bool hook_wait(struct hook *h, int st, int ms)
+/* The time ms from now, for pthread_cond_timedwait. */
+static struct timespec deadline(int ms)
 {
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
@@ -136,6 +136,13 @@ static bool hook_wait(struct hook *h, int st, int ms)
         t.tv_sec++;
         t.tv_nsec -= 1000000000L;
     }
+    return t;
+}
+
+/* Waits until h is in state st (or past it), for at most ms. */
+static bool hook_wait(struct hook *h, int st, int ms)
+{
+    struct timespec t = deadline(ms);
     pthread_mutex_lock(&hmu);
     int r = 0;
     while (h->state < st && r == 0)
@@ -232,14 +239,7 @@ static void *op_thread(void *arg)
 
 static bool op_wait(struct op *o, int ms)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
+    struct timespec t = deadline(ms);
     pthread_mutex_lock(&hmu);
     int r = 0;
     while (!o->done && r == 0)
