@@ -460,7 +460,7 @@ static int create_screen(struct vm *vm, const struct run_opts *o,
         vmm_error("VGA setup: %s", strerror(-ret));
         return ret;
     }
-    if (vm->fw_cfg && (ret = add_vga_bios(vm)))
+    if (vm->firmware && (ret = add_vga_bios(vm)))
         return ret;
     if (strcmp(o->display, "sdl"))
         return 0;
@@ -539,9 +539,13 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
     vm->bus = bus_create(&host_ops, vm);
     vm->console = console_create(STDOUT_FILENO, o->expect, on_expect, vm);
     /* Under firmware, vm->fw_cfg exists before any device: devices add
-     * their files (option ROMs, boot paths) as they are created. */
+     * their files (option ROMs, boot paths) as they are created.  A
+     * kernel boot has fw_cfg too, as on QEMU's machines, with only its
+     * signature and ID items (a guest may probe it; nothing depends on
+     * it). */
     if (!vm->bus || !vm->console ||
         (!o->boot.kernel && firmware_setup(vm, &o->fw)) ||
+        (o->boot.kernel && fw_cfg_create(vm->bus, &vm->fw_cfg)) ||
         create_devices(vm, scr) || pci_machine_create(vm, o->disks, o->ndisks) ||
         create_screen(vm, o, scr) ||
         (!o->boot.kernel && firmware_finish(vm, o->disks, o->ndisks)) ||
