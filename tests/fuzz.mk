@@ -6,6 +6,10 @@
 #   make fuzz FUZZ_SECONDS=600 FUZZ_JOBS=4
 # Reproduce a crash: build/fuzz/fuzz-qcow2-open fuzz-out/crash-...
 # or without clang: build/tests/fuzz-replay -v fuzz-out/crash-...
+# `make fuzz` runs the device harnesses too (below), FUZZ_SECONDS each;
+# one alone: make fuzz-dev-ide.  A device crash lands in
+# fuzz-out/NAME-crash-...: build/tests/fuzz-NAME -v FILE replays it, and
+# a copy in tests/fuzz/regress-NAME/ keeps tests/fuzz-devices.t on it.
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
