@@ -55,7 +55,7 @@ linux linux1 1
 if [ -e /sys/module/kvm_pvm ] && [ "$(nproc)" -lt 4 ]; then
     for what in "reaches '$marker'" "brought up 2 CPUs" "sees 256 MiB of RAM"; do
         t_num=$((t_num + 1))
-        echo "ok $t_num # SKIP 2 vCPUs: $what (kvm_pvm with only $(nproc) host CPUs starves a 2-vCPU guest)"
+        echo "ok $t_num # SKIP 2 vCPUs: $what (kvm_pvm with only $(nproc) host CPUs: minutes; make test-slow runs it, guest-tests/slow/linux-smp.t)"
     done
 else
     linux linux2 2
