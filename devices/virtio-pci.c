@@ -586,24 +586,38 @@ static void modern_rw(struct virtio_pci *vp, uint64_t off, uint8_t *data,
 
 /* A legacy driver gives one page frame: the descriptor table there, the
  * available ring right after it, the used ring at the next 4 KiB
- * boundary; the queue size is the device's.  0 stops the queue. */
+ * boundary; the queue size is the device's.
+ *
+ * 0 resets the whole device, as in QEMU (a legacy driver writes it when
+ * it lets go of its queues).  It must not just take the queue's lock:
+ * the queue's thread holds that lock while it serves the ring, and
+ * looks only at virtq_ready() between bounded pieces, so a vCPU waiting
+ * for it here (with the bus lock held) would wait for the whole ring -
+ * minutes with 256 large requests queued.  virtio_reset() stores status
+ * 0 first, which the thread sees at its next piece, then takes the
+ * lock.  A nonzero frame for a queue that runs is ignored: its fields
+ * are frozen while it is enabled, as through the modern block (moving
+ * the rings under the thread would need the same wait). */
 static void legacy_queue_pfn(struct virtio_pci *vp, struct virtq *vq,
                              uint32_t pfn)
 {
     uint64_t n = vp->queue_max;
 
+    if (!pfn) {
+        virtio_reset(vp);
+        return;
+    }
+    if (vq->enabled) /* written only under vp->lock, which we hold */
+        return;
+    /* The queue is off: its thread serves nothing, so this waits at
+     * most for the piece it was dropping. */
     pthread_mutex_lock(&vq->lock);
-    vq->enabled = false;
-    vq->desc = NULL;
-    vq->avail = NULL;
-    vq->used = NULL;
     vq->desc_gpa = (uint64_t)pfn * LEG_ALIGN;
     vq->avail_gpa = vq->desc_gpa + 16 * n;
     vq->used_gpa = (vq->avail_gpa + 6 + 2 * n + LEG_ALIGN - 1) &
                    ~(uint64_t)(LEG_ALIGN - 1);
     vq->size = (uint16_t)n;
-    if (pfn)
-        virtq_enable(vp, vq);
+    virtq_enable(vp, vq);
     pthread_mutex_unlock(&vq->lock);
 }
 

@@ -239,6 +239,17 @@ else
     ok 1 "a device reset with a full ring: the guest reported no time"
 fi
 has hostile "served again after the reset with a full ring"; ok $? "and the device serves again after it"
+# The same through the legacy block: QUEUE_PFN 0 resets the device (as
+# in QEMU) and must not wait, under the bus lock, for the ring.
+cycles=$(tr -d '\r' <"$TMP/hostile.out" | sed -n 's/.*MiB queued, [0-9]* served; a legacy QUEUE_PFN 0 took \([0-9]*\) TSC cycles.*/\1/p')
+if [ -n "$cycles" ]; then
+    us=$(( cycles * 1000 / ${KHZ:-1000000} ))
+    echo "# a legacy QUEUE_PFN 0 with 256 requests of 254 MiB queued took $us us ($cycles TSC cycles)"
+    ok $(( us >= 150000 )) "a legacy QUEUE_PFN 0 with a full ring of 254 MiB reads resets the device and waits for one bounded piece, not the ring ($us us)"
+else
+    ok 1 "a legacy QUEUE_PFN 0 with a full ring: the guest reported no time"
+fi
+has hostile "served again after a legacy QUEUE_PFN 0 with a full ring"; ok $? "and the device serves again after it"
 qemu-img check -q "$TMP/h.qcow2"; ok $? "the image is clean after the hostile guest"
 
 # A full ring left behind: calf must end on --timeout, on a machine reset

@@ -17,7 +17,8 @@
  * FEATURES_OK or DRIVER_OK, through either register block), requests
  * past size_max and seg_max, and a reset with 256 requests of 254 MiB
  * queued (that first disk must be at least 254 MiB; the guest prints how
- * many TSC cycles the reset took, the host judges).
+ * many TSC cycles the reset took, the host judges), and the same with
+ * a legacy QUEUE_PFN 0 write (a device reset, as in QEMU) instead.
  *
  * ct.vflood=1 leaves 256 requests of 254 MiB queued on the first disk
  * at the end (with ct.hang=1: calf must still exit on --timeout at once).
@@ -838,6 +839,49 @@ static void test_reset_flood(struct vdev *d)
     w8(d->common, 0x14, 0);
 }
 
+/* The same flood, let go of through the legacy block of the
+ * transitional device: QUEUE_PFN 0 resets the device (as in QEMU), and
+ * the write returns once the device let go of the ring, not once it
+ * served it. */
+static void test_pfn0_flood(struct vdev *d)
+{
+    uint32_t bar0 = pci_read32(d->slot, 0x10);
+    uint64_t bytes, t0, t1;
+    uint16_t done;
+    uint8_t st;
+
+    if (!d->transitional || !(bar0 & 1))
+        return; /* test_features said so */
+    d->iobase = (uint16_t)(bar0 & 0xfffc);
+    pci_write16(d->slot, 0x04, 0x0007); /* I/O too */
+    bytes = flood(d);
+    if (!bytes)
+        return;
+    for (t0 = rdtsc(); rdtsc() - t0 < 10000000;)
+        ;
+    outw((uint16_t)(d->iobase + L_QSEL), 0);
+    t0 = rdtsc();
+    outl((uint16_t)(d->iobase + L_PFN), 0);
+    st = inb((uint16_t)(d->iobase + L_STATUS));
+    t1 = rdtsc();
+    done = d->used[1];
+    print_flood(bytes);
+    serial_puts(", ");
+    serial_put_dec(done);
+    serial_puts(" served; a legacy QUEUE_PFN 0 took ");
+    serial_put_dec(t1 - t0);
+    serial_puts(" TSC cycles\n");
+    if (st != 0)
+        vfail(d, "a legacy QUEUE_PFN 0 must reset the device");
+    if (done == LQSZ)
+        vfail(d, "the whole flood was served before the QUEUE_PFN 0");
+    if (negotiate(d) || request(d, T_IN, 0, buf, 512, 1, 0) != 0)
+        vfail(d, "no service after a legacy QUEUE_PFN 0 with a full ring");
+    else
+        serial_puts("calf-test: virtio-blk: served again after a legacy QUEUE_PFN 0 with a full ring\n");
+    w8(d->common, 0x14, 0);
+}
+
 static void test_hostile(struct vdev *d)
 {
     for (int c = 0; c < HOSTILE_CASES; c++) {
@@ -857,6 +901,7 @@ static void test_hostile(struct vdev *d)
     test_features(d);
     test_limits(d);
     test_reset_flood(d);
+    test_pfn0_flood(d);
 }
 
 /* ---- ct.vbench=1: guest-side throughput, in TSC cycles ----
