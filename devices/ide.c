@@ -594,6 +594,16 @@ static void drive_close(struct ide_drive *d)
     free(d->name);
 }
 
+/* Both channels' DMA threads end (within one block-layer request):
+ * pci_destroy() stops every function before it frees any. */
+static void ide_stop(void *opaque)
+{
+    struct ide *ide = opaque;
+
+    for (int c = 0; c < 2; c++)
+        ide_dma_stop_thread(&ide->ch[c]);
+}
+
 static void ide_destroy(void *opaque)
 {
     struct ide *ide = opaque;
@@ -647,6 +657,7 @@ static void ide_machine_reset(void *opaque)
 static const struct pci_func_ops ide_ops = {
     .bar_rw = ide_bar_rw,
     .reset = ide_machine_reset,
+    .stop = ide_stop,
     .destroy = ide_destroy,
 };
 

@@ -389,7 +389,10 @@ static void vblk_config_rw(void *opaque, uint64_t off, uint8_t *data,
         memset(data, 0, size);
 }
 
-static void vblk_destroy(void *opaque)
+/* The queue threads drop what they serve at the next piece and end;
+ * one may still complete a request (and interrupt) on its way out, so
+ * pci_destroy() calls this for every function before it frees any. */
+static void vblk_stop(void *opaque)
 {
     struct vblk *vb = opaque;
 
@@ -399,7 +402,15 @@ static void vblk_destroy(void *opaque)
             continue;
         virtq_kick(vb->vp, q);
         pthread_join(vb->q[q].thread, NULL);
+        vb->q[q].started = false;
     }
+}
+
+static void vblk_destroy(void *opaque)
+{
+    struct vblk *vb = opaque;
+
+    vblk_stop(vb);
     blk_close(vb->bs);
     free(vb->name);
     free(vb);
@@ -407,6 +418,7 @@ static void vblk_destroy(void *opaque)
 
 static const struct virtio_dev_ops vblk_ops = {
     .config_rw = vblk_config_rw,
+    .stop = vblk_stop,
     .destroy = vblk_destroy,
 };
 

@@ -845,6 +845,14 @@ static void virtio_machine_reset(void *opaque)
     pthread_mutex_unlock(&vp->lock);
 }
 
+static void virtio_stop(void *opaque)
+{
+    struct virtio_pci *vp = opaque;
+
+    if (vp->ops->stop)
+        vp->ops->stop(vp->opaque);
+}
+
 static void virtio_destroy(void *opaque)
 {
     struct virtio_pci *vp = opaque;
@@ -867,6 +875,7 @@ static const struct pci_func_ops virtio_pci_ops = {
     .cfg_written = virtio_cfg_written,
     .cfg_read = virtio_cfg_read,
     .reset = virtio_machine_reset,
+    .stop = virtio_stop,
     .destroy = virtio_destroy,
 };
 

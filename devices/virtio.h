@@ -53,7 +53,10 @@ struct virtio_dev_ops {
     /* Device-specific configuration (BAR offset 0 of its region). */
     void (*config_rw)(void *opaque, uint64_t off, uint8_t *data,
                       unsigned size, bool is_write);
-    /* Stops the device's threads and frees it (VM teardown). */
+    /* VM teardown: stops the device's threads (the PCI function's stop
+     * op; no interrupt after it), then frees it (destroy, which stops
+     * them too if stop was not called). */
+    void (*stop)(void *opaque);
     void (*destroy)(void *opaque);
 };
 

@@ -799,10 +799,27 @@ int pci_create(struct bus *bus, uint64_t mmio_base, struct pci **out)
     return 0;
 }
 
+/* Two passes, because a function's threads may interrupt through
+ * another function: an I/O thread that completes a request while it is
+ * being stopped raises INTx, and intx_gsi() reads the route from the
+ * PIIX3's configuration space (piix3_route_intx), a function at 1.0
+ * that devfn order would free before the virtio functions at 2.0 and
+ * up.  So every function's threads stop first, with every function
+ * still there; only then is anything freed.  The router is dropped in
+ * between (under irq_lock, which intx_gsi() runs under): nothing should
+ * raise INTx by then, and one that did would take the default route
+ * instead of reading a function about to be freed. */
 void pci_destroy(struct pci *pci)
 {
     if (!pci)
         return;
+    for (int s = 0; s < PCI_DEVFNS; s++) {
+        struct pci_dev *d = pci->devs[s];
+
+        if (d && d->ops && d->ops->stop)
+            d->ops->stop(d->opaque);
+    }
+    pci_set_intx_router(pci, NULL, NULL);
     for (int s = 0; s < PCI_DEVFNS; s++) {
         struct pci_dev *d = pci->devs[s];
 

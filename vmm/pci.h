@@ -56,7 +56,13 @@ struct pci_func_ops {
      * configuration space, BARs (calling bar_moved), INTx and MSI-X.
      * Called under the bus lock with the vCPUs stopped. */
     void (*reset)(void *opaque);
-    /* Stops the function's threads and frees what it holds. */
+    /* Teardown, first pass (optional): stops the function's threads, so
+     * that afterwards it raises no interrupt and touches nothing by
+     * itself.  pci_destroy() calls it for every function before it
+     * destroys any (see there why). */
+    void (*stop)(void *opaque);
+    /* Teardown, second pass: frees what the function holds (stopping
+     * its threads first if stop did not). */
     void (*destroy)(void *opaque);
 };
 
@@ -76,8 +82,9 @@ struct pci_dev_config {
 /* Registers 0xCF8/0xCFC and the MMIO window [mmio_base, PCI_MMIO_END)
  * on bus and creates the host bridge. */
 int pci_create(struct bus *bus, uint64_t mmio_base, struct pci **out);
-/* Destroys every function (their destroy op) and the PCI state: call
- * once the vCPUs are stopped, before guest RAM goes away. */
+/* Stops every function (their stop op), then destroys them (their
+ * destroy op) and the PCI state: call once the vCPUs are stopped, before
+ * guest RAM goes away. */
 void pci_destroy(struct pci *pci);
 
 /* Adds a function at the next free slot of bus 0 and gives its BARs
