@@ -104,21 +104,28 @@ void ide_dma_submit(struct ide_drive *d, bool to_mem, uint64_t off,
 
     ch->req = (struct ide_dma_req){ .d = d, .to_mem = to_mem, .off = off,
                                     .bytes = bytes, .from_disk = from_disk,
-                                    .gen = ch->gen };
+                                    .gen = d->dma_gen };
     ch->dma_pending = true;
     d->pio = PIO_NONE;
     d->status = ST_BSY | ST_DRDY;
     dma_kick(ch);
 }
 
-/* Drops the request: a waiting one now, a running one's completion when
- * the thread sees the generation move.  gen is written only under
- * ch->lock but read by the thread without it between chunks: atomic. */
-static void dma_cancel(struct ide_channel *ch)
+/* Drops drive d's requests (NULL: both drives'): a waiting one now, a
+ * running one's completion when the thread sees the drive's generation
+ * move.  One generation per drive, not per channel: a DEVICE RESET of
+ * one drive must not drop the other drive's transfer, which would then
+ * never complete and leave that drive BSY for good.  ACTIVE goes only
+ * when nothing of the other drive is left on the engine. */
+static void dma_cancel(struct ide_channel *ch, struct ide_drive *d)
 {
-    __atomic_add_fetch(&ch->gen, 1, __ATOMIC_RELEASE);
-    ch->dma_pending = false;
-    ch->bm_status &= (uint8_t)~BM_ST_ACTIVE;
+    for (int u = 0; u < 2; u++)
+        if (!d || d == &ch->drive[u])
+            __atomic_add_fetch(&ch->drive[u].dma_gen, 1, __ATOMIC_RELEASE);
+    if (ch->dma_pending && (!d || ch->req.d == d))
+        ch->dma_pending = false;
+    if (!ch->dma_pending && !(ch->dma_running && d && ch->active.d != d))
+        ch->bm_status &= (uint8_t)~BM_ST_ACTIVE;
 }
 
 /* Locking: the caller is a vCPU in a port access (bus lock, then
@@ -129,14 +136,16 @@ static void dma_cancel(struct ide_channel *ch)
  * neither of which takes the bus lock, and a cancelled request ends
  * without its completion (no interrupt, no register change).  The wait
  * is short: the thread checks the generation before every block-layer
- * request, so at most one request of DMA_IOV entries is still moving. */
+ * request, so at most one request of DMA_IOV entries is still moving.
+ * Only d's own transfer is waited for: once it ended the thread may
+ * start the other drive's waiting one, which this reset leaves alone. */
 void ide_dma_stop(struct ide_channel *ch, struct ide_drive *d)
 {
     if (d && !(ch->dma_pending && ch->req.d == d) &&
         !(ch->dma_running && ch->active.d == d))
         return; /* the other drive's transfer: not this reset's business */
-    dma_cancel(ch);
-    while (ch->dma_running)
+    dma_cancel(ch, d);
+    while (ch->dma_running && (!d || ch->active.d == d))
         pthread_cond_wait(&ch->cond, &ch->lock);
 }
 
@@ -199,8 +208,9 @@ static int dma_transfer(struct ide_channel *ch, const struct ide_dma_req *r,
         ch->iov[n++] = (struct iovec){ p, len };
         pending += len;
         if (n == DMA_IOV || done + pending == r->bytes) {
-            /* A reset waits for this thread: stop at the next request. */
-            if (__atomic_load_n(&ch->gen, __ATOMIC_ACQUIRE) != r->gen)
+            /* A reset of the drive waits for this thread: stop at the
+             * next request. */
+            if (__atomic_load_n(&r->d->dma_gen, __ATOMIC_ACQUIRE) != r->gen)
                 return -ECANCELED;
             if (dma_move(r, ch->iov, n, r->off + done) < 0)
                 return -EIO;
@@ -246,7 +256,7 @@ static void *dma_thread(void *opaque)
         err = dma_transfer(ch, &r, prd);
         pthread_mutex_lock(&ch->lock);
         ch->dma_running = false;
-        if (r.gen == ch->gen) /* else a reset came in between */
+        if (r.gen == r.d->dma_gen) /* else a reset of the drive came in between */
             dma_complete(ch, &r, err);
         pthread_cond_broadcast(&ch->cond); /* ide_dma_stop() waits */
         dma_kick(ch);

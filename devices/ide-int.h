@@ -68,6 +68,11 @@ struct ide_drive {
     uint16_t cyls, heads, spt;   /* default geometry */
     uint16_t lheads, lspt;       /* INITIALIZE DEVICE PARAMETERS */
     uint8_t status, error;
+    /* Bumped by a reset of this drive (DEVICE RESET, SRST, machine
+     * reset): its DMA request made before drops, the other drive's goes
+     * on.  Written under ch->lock, read atomically by the channel's
+     * thread between block-layer requests. */
+    unsigned dma_gen;
     unsigned mult;            /* SET MULTIPLE MODE, 0: off */
     bool wcache;
     uint8_t xfer_mode;        /* SET FEATURES 03h value */
@@ -92,7 +97,7 @@ struct ide_dma_req {
     bool to_mem;              /* device to memory (a read) */
     uint64_t off, bytes;      /* in the image, or in d->buf if !from_disk */
     bool from_disk;
-    unsigned gen;
+    unsigned gen;             /* d->dma_gen when it was made */
 };
 
 struct ide_channel {
@@ -119,8 +124,6 @@ struct ide_channel {
     bool dma_pending, dma_running;
     struct ide_dma_req req;
     struct ide_dma_req active;  /* what the thread runs while dma_running */
-    unsigned gen;             /* bumped by resets: stale completions drop;
-                                 written under lock, read atomically */
     struct iovec *iov;
 };
 
@@ -159,8 +162,9 @@ void ide_dma_submit(struct ide_drive *d, bool to_mem, uint64_t off,
 /* A reset of drive d (NULL: both, SRST): drops d's DMA request and, if
  * the thread is moving its data, waits until it stopped, so nothing
  * reaches guest RAM or the image once the reset is seen done.  Its
- * completion is dropped.  ch->lock held (see ide-dma.c for why waiting
- * under the bus lock is safe). */
+ * completion is dropped; the other drive's request, waiting or running,
+ * is not touched.  ch->lock held (see ide-dma.c for why waiting under
+ * the bus lock is safe). */
 void ide_dma_stop(struct ide_channel *ch, struct ide_drive *d);
 /* Machine reset: ide_dma_stop() of both drives, and the bus-master
  * registers cleared.  ch->lock held. */

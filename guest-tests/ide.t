@@ -147,6 +147,15 @@ ok $? "ATAPI DEVICE RESET during a 32 MiB DMA: nothing reaches memory after the 
 ! has hostile "check failed: byte count limit"
 ok $? "ATAPI byte count limits 0 and 1 abort (no DRQ forever); odd limits give even chunks"
 qemu-img check -q "$TMP/h.qcow2"; ok $? "the image is clean after the hostile guest"
+# A disk and a CD on one channel: a DEVICE RESET of the CD, with its DMA
+# or the disk's running and the other's waiting for the engine, must
+# leave the disk's alone (each drive has its own reset generation).
+boot pair --kernel "$GUEST" --disk "$TMP/h.qcow2,if=ide,cache=none" \
+    --disk "$TMP/cdbig.iso,if=ide,index=1,media=cdrom,format=raw" \
+    --append "ct.idepair=16384" --timeout 120
+passed pair && has pair "pair: DEVICE RESET of the CD left the disk's DMA alone"
+r=$?; ok $r "DEVICE RESET of a slave CD leaves the master disk's running or waiting DMA alone (status $status)"
+[ $r = 0 ] || show pair
 
 # ---- the same guest driver against QEMU's PIIX3 IDE ----
 # Shows the guest's checks encode IDE, not calf's own reading of it

@@ -18,6 +18,10 @@
  *                    resets during a 32 MiB DMA transfer (with ct.idecd,
  *                    a CD of at least 16384 blocks gets the ATAPI one),
  *                    byte count limits of 0, 1 and odd
+ *   ct.idepair=N     the primary slave is a CD of N >= 16384 blocks:
+ *                    a DEVICE RESET of it, while its DMA or the master's
+ *                    runs and the other waits, leaves the master's alone
+ *                    (the master's sector 0 must hold 0x11)
  *   ct.idepeer=1     another IDE model (QEMU's): skip what ATA leaves open
  *
  * What it writes on the master, for the host to check:
@@ -956,6 +960,79 @@ static void hostile_cd_reset(uint32_t blocks)
     check(all(buf, 0xe9, 65536), "DEVICE RESET: the CD DMA it stopped wrote no memory after it");
 }
 
+/* ---- ct.idepair: a disk (master) and a CD (slave) on one channel ----
+ * DEVICE RESET of the CD drops the CD's DMA only: the disk's transfer
+ * that runs or waits for the engine beside it still completes (else the
+ * disk stays BSY for good). */
+
+/* PACKET READ(12) by DMA on the primary slave, left to the engine. */
+static void slave_cd_read(uint32_t lba, uint32_t blocks)
+{
+    uint8_t st;
+
+    cdb_set(0xa8, lba, blocks, 6, 4);
+    outb(pri.cmd + 6, 0xb0);
+    outb(pri.cmd + 1, 1); /* DMA */
+    outb(pri.cmd + 7, 0xa0);
+    st = wait_idle(&pri);
+    check((st & (ST_DRQ | ST_ERR)) == ST_DRQ, "pair: PACKET to the slave CD");
+    outsw(pri.cmd, cdb, 6);
+}
+
+static void slave_cd_reset(const char *what)
+{
+    uint8_t st;
+
+    outb(pri.cmd + 6, 0xb0);
+    outb(pri.cmd + 7, 0x08);
+    st = wait_idle(&pri);
+    check(!(st & (ST_BSY | ST_DRQ)) && signature_is(&pri, 0x14, 0xeb), what);
+}
+
+/* The master's DMA must end with its interrupt, no error. */
+static int master_done(void)
+{
+    uint8_t bst = 0, st;
+
+    outb(pri.cmd + 6, 0xe0);
+    for (int i = 0; i < WAIT_LOOPS && !(bst & BM_INT); i++)
+        bst = inb(pri.bm + 2);
+    if (!(bst & BM_INT))
+        return -1;
+    st = wait_idle(&pri);
+    bm_stop(&pri);
+    inb(pri.cmd + 7);
+    return (st & (ST_ERR | ST_DRQ)) || (bst & BM_ERR) ? -1 : 0;
+}
+
+static void pair_reset(uint32_t blocks)
+{
+    if (blocks < LONG_DMA_BYTES / 2048) {
+        ifail("ct.idepair needs a CD of at least 16384 blocks");
+        return;
+    }
+    channel_reset(&pri, 0, 0);
+    /* the master's 32 MiB READ DMA EXT runs, the CD's read waits */
+    prd_long();
+    issue(&pri, 0, 65536, LONG_DMA_BYTES / 512, 1, 0, 0x25);
+    bm_start(&pri, 1);
+    let_dma_run(&pri);
+    slave_cd_read(18, 4);
+    slave_cd_reset("pair: DEVICE RESET of the CD while the disk's DMA runs");
+    check(!master_done(), "pair: the disk's DMA completes after a DEVICE RESET of the CD");
+    /* the CD's 32 MiB read runs, the master's read of sector 0 waits */
+    prd_long();
+    slave_cd_read(0, LONG_DMA_BYTES / 2048);
+    bm_start(&pri, 1);
+    let_dma_run(&pri);
+    fill(buf, 0, 512);
+    issue(&pri, 0, 0, 1, 0, 0, 0xc8);
+    slave_cd_reset("pair: DEVICE RESET of the CD while its DMA runs and the disk's waits");
+    check(!master_done() && all(buf, 0x11, 512),
+          "pair: the disk's waiting DMA completes after a DEVICE RESET of the CD");
+    say("pair: DEVICE RESET of the CD left the disk's DMA alone");
+}
+
 static void hostile_state(void)
 {
     uint8_t st;
@@ -1119,6 +1196,8 @@ int ide_test(const char *cmdline)
         disk_readonly();
     if (cd)
         cdrom_test((uint32_t)cd);
+    if ((v = cmdline_get(cmdline, "ct.idepair=", &len)))
+        pair_reset((uint32_t)parse_num(v, len, 10));
     if (cmdline_get(cmdline, "ct.idehostile=", &len)) {
         hostile_dma();
         hostile_state();
