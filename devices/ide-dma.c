@@ -208,9 +208,12 @@ static int dma_transfer(struct ide_channel *ch, const struct ide_dma_req *r,
         ch->iov[n++] = (struct iovec){ p, len };
         pending += len;
         if (n == DMA_IOV || done + pending == r->bytes) {
-            /* A reset of the drive waits for this thread: stop at the
-             * next request. */
-            if (__atomic_load_n(&r->d->dma_gen, __ATOMIC_ACQUIRE) != r->gen)
+            /* A reset of the drive, or calf's exit, waits for this
+             * thread: stop at the next request, so either waits for
+             * one request of DMA_IOV entries, not a whole transfer
+             * (up to 512 MiB). */
+            if (__atomic_load_n(&r->d->dma_gen, __ATOMIC_ACQUIRE) != r->gen ||
+                __atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE))
                 return -ECANCELED;
             if (dma_move(r, ch->iov, n, r->off + done) < 0)
                 return -EIO;
@@ -256,7 +259,9 @@ static void *dma_thread(void *opaque)
         err = dma_transfer(ch, &r, prd);
         pthread_mutex_lock(&ch->lock);
         ch->dma_running = false;
-        if (r.gen == r.d->dma_gen) /* else a reset of the drive came in between */
+        /* Else a reset of the drive came in between, or calf is
+         * exiting: no completion, no interrupt. */
+        if (r.gen == r.d->dma_gen && !ch->stop)
             dma_complete(ch, &r, err);
         pthread_cond_broadcast(&ch->cond); /* ide_dma_stop() waits */
         dma_kick(ch);
@@ -282,7 +287,7 @@ void ide_dma_stop_thread(struct ide_channel *ch)
     if (!ch->thread_started)
         return;
     pthread_mutex_lock(&ch->lock);
-    ch->stop = true;
+    __atomic_store_n(&ch->stop, true, __ATOMIC_RELEASE);
     pthread_cond_signal(&ch->cond);
     pthread_mutex_unlock(&ch->lock);
     pthread_join(ch->thread, NULL);

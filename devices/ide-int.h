@@ -120,7 +120,9 @@ struct ide_channel {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     pthread_t thread;
-    bool thread_started, stop;
+    bool thread_started;
+    bool stop;                /* teardown: written under lock, read
+                                 atomically by the thread mid-transfer */
     bool dma_pending, dma_running;
     struct ide_dma_req req;
     struct ide_dma_req active;  /* what the thread runs while dma_running */
