@@ -12,11 +12,25 @@
  *
  * guest_mem_acquire() and guest_mem_release() put that edge back: a
  * device acquires every guest page of a buffer before it touches it and
- * releases them after.  The sync objects are keyed by guest page, so
- * only accesses to the same guest page are ordered, and only in the
- * order they happened: host memory gets no edge from them, and two
- * devices in the same page at the same instant (a guest racing on its
- * own memory) are still reported.  Outside a TSan build they are empty. */
+ * releases them after.  The sync objects are keyed by guest page, so a
+ * thread gets an edge only from a thread that released a page it now
+ * acquires.  But the edge is not limited to that page: __tsan_acquire()
+ * merges the releasing thread's whole vector clock, so everything that
+ * thread did before its release - host memory included (block-layer
+ * caches, device state) - counts as ordered before what the acquiring
+ * thread does after.  A real race on host memory between two device
+ * threads that met in one guest page beforehand can thus go unreported
+ * here.  That is the price of the annotation; it is kept small:
+ *  - the annotations are as narrow as the layering allows: around the
+ *    memcpy of a request's header, segments or status (iov_copy), and
+ *    around the one block-layer call that moves a piece of data
+ *    (vblk_rw), whose guest-memory accesses happen inside block/, which
+ *    knows nothing of guest memory;
+ *  - the block layer's own concurrency is checked by its own TSan tests
+ *    (blk-race, blk-stress, qcow2-threads), which have no annotations.
+ * Two devices in the same page at the same instant (a guest racing on
+ * its own memory) are still reported.  Outside a TSan build these are
+ * empty. */
 #ifndef CALF_DEVICES_GUEST_MEM_H
 #define CALF_DEVICES_GUEST_MEM_H
 
