@@ -532,8 +532,50 @@ static const char *const hostile_names[] = {
     "a buffer of 4 GiB - 512", "a next index past the queue",
     "an avail index 1000 ahead", "a queue size of 15",
     "bus mastering turned off",
+    /* 7..: indirect tables (INDIRECT_DESC negotiated) */
+    "an indirect table outside guest RAM", "an indirect table of 24 bytes",
+    "an indirect descriptor in an indirect table", "a loop in an indirect table",
+    "an indirect descriptor with NEXT set",
 };
-#define HOSTILE_CASES 7
+#define HOSTILE_CASES 12
+#define HOSTILE_FIRST_INDIRECT 7
+
+static void itbl_read(unsigned nseg, uint64_t addr, uint32_t len);
+
+/* A read of sector 0 whose chain lives in a broken indirect table. */
+static void hostile_indirect(struct vdev *d, int c)
+{
+    uint64_t taddr = (uint64_t)itbl;
+    uint32_t tlen = 3 * 16;
+    uint16_t flags = D_INDIRECT;
+
+    want_extra = 1ULL << F_INDIRECT;
+    int r = negotiate(d);
+    want_extra = 0;
+    if (r || !(d->features >> F_INDIRECT & 1)) {
+        vfail(d, "setup with INDIRECT_DESC before a hostile request");
+        return;
+    }
+    itbl_read(1, (uint64_t)buf, 512);
+    if (c == 7)
+        taddr = 0x100000000000ULL;
+    if (c == 8)
+        tlen = 24;
+    if (c == 9) { /* a well-formed second-level table: only nesting is wrong */
+        itbl[1] = (struct desc){ (uint64_t)&itbl[100], 2 * 16, D_INDIRECT, 0 };
+        itbl[100] = (struct desc){ (uint64_t)buf, 512, D_NEXT | D_WRITE, 1 };
+        itbl[101] = (struct desc){ (uint64_t)&status, 1, D_WRITE, 0 };
+    }
+    if (c == 10) /* the data buffer's next goes back to the header */
+        itbl[1].next = 0;
+    if (c == 11)
+        flags |= D_NEXT;
+    vq.desc[0] = (struct desc){ taddr, tlen, flags, 1 };
+    vq.desc[1] = (struct desc){ (uint64_t)&status, 1, D_WRITE, 0 };
+    submit_head(d, 0, 1);
+    if (wait_needs_reset(d))
+        vfail(d, hostile_names[c]);
+}
 
 /* The driver takes bus mastering away and then notifies: the device may
  * not touch the ring, so it reports an error and completes nothing. */
@@ -573,6 +615,10 @@ static void hostile_case(struct vdev *d, int c)
     }
     if (c == 6) {
         hostile_no_master(d);
+        return;
+    }
+    if (c >= HOSTILE_FIRST_INDIRECT) {
+        hostile_indirect(d, c);
         return;
     }
     if (negotiate(d)) {
