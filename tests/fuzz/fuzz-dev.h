@@ -25,6 +25,7 @@
 #define CALF_TESTS_FUZZ_DEV_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -477,6 +478,26 @@ static inline void fz_run(struct bus *bus, const struct fz_target *t, struct fz 
         }
         fz_settle(bus);
     }
+}
+
+/* ---- disk images for the storage harnesses ---- */
+
+/* Bytes that differ from sector to sector (salt: which image). */
+static inline void fill_pattern(uint8_t *p, size_t n, unsigned salt)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)((i / 512) * 31 + i + salt);
+}
+
+static inline void write_file(const char *path, const uint8_t *data, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+    if (fd < 0 || write(fd, data, n) != (ssize_t)n) {
+        perror(path);
+        exit(1);
+    }
+    close(fd);
 }
 
 #endif

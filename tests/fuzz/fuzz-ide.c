@@ -43,23 +43,6 @@ static size_t pristine_qcow2_len;
 #define RAW_SIZE (256 << 10)
 #define CD_SIZE  (64 * 2048)
 
-static void fill_pattern(uint8_t *p, size_t n, unsigned salt)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)((i / 512) * 31 + i + salt);
-}
-
-static void write_file(const char *path, const uint8_t *data, size_t n)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-    if (fd < 0 || write(fd, data, n) != (ssize_t)n) {
-        perror(path);
-        exit(1);
-    }
-    close(fd);
-}
-
 static void images_cleanup(void)
 {
     unlink(path_raw);

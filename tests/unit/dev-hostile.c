@@ -21,40 +21,13 @@
 #include <unistd.h>
 
 #include "vmm/bus.h"
+#include "tests/unit/unit-dev.h"
 #include "devices/devices.h"
 
 #define RAM_SIZE ((4ULL << 30) + (64 << 10))
 #define RAM_RW   (32ULL << 20)
 
-static int t_num, t_fail;
 static uint8_t *ram;
-
-static void ok(int cond, const char *what)
-{
-    t_num++;
-    if (!cond)
-        t_fail++;
-    printf("%sok %d - %s\n", cond ? "" : "not ", t_num, what);
-    fflush(stdout);
-}
-
-/* ---- the fake host ---- */
-
-static int fake_set_irq(void *host, unsigned irq, int level)
-{
-    (void)host, (void)irq, (void)level;
-    return 0;
-}
-
-static void fake_console(void *host, const uint8_t *buf, size_t len)
-{
-    (void)host, (void)buf, (void)len;
-}
-
-static void fake_stop(void *host, enum bus_stop_reason reason, int status)
-{
-    (void)host, (void)reason, (void)status;
-}
 
 /* As the VMM's: all of [gpa, gpa + len) inside RAM, or NULL. */
 static void *fake_guest_ram(void *host, uint64_t gpa, uint64_t len)

@@ -12,34 +12,9 @@
 #include <string.h>
 
 #include "vmm/bus.h"
+#include "tests/unit/unit-dev.h"
 #include "vmm/pci.h"
 
-static int t_num, t_fail;
-
-static void ok(int cond, const char *what)
-{
-    t_num++;
-    if (!cond)
-        t_fail++;
-    printf("%sok %d - %s\n", cond ? "" : "not ", t_num, what);
-    fflush(stdout);
-}
-
-static int fake_set_irq(void *host, unsigned irq, int level)
-{
-    (void)host, (void)irq, (void)level;
-    return 0;
-}
-
-static void fake_console(void *host, const uint8_t *buf, size_t len)
-{
-    (void)host, (void)buf, (void)len;
-}
-
-static void fake_stop(void *host, enum bus_stop_reason reason, int status)
-{
-    (void)host, (void)reason, (void)status;
-}
 
 static const struct bus_host_ops fake_ops = {
     .set_irq = fake_set_irq,
