@@ -286,6 +286,12 @@ static struct op *op_start(pthread_t *th, int id, int (*fn)(struct op *), BlockD
     return o;
 }
 
+static void op_free(struct op *o)
+{
+    free(o->buf);
+    free(o);
+}
+
 /* ---- checks ---- */
 
 static const char *scenario;
@@ -434,6 +440,8 @@ static void ztail(const char *dir)
     reads_as(bs, cs + 4 * KB, 4 * KB, 0);
     reads_as(bs, cs + 8 * KB, 4 * KB, 0xaa);
     reads_as(bs, cs + 12 * KB, cs - 12 * KB, 0);
+    op_free(a);
+    op_free(b);
     blk_close(bs);
 }
 
@@ -452,6 +460,8 @@ static void dio_sector(const char *dir)
     reads_as(bs, 0, 512, 0xaa);
     reads_as(bs, 512, 512, 0xbb);
     reads_as(bs, 1024, 3 * KB, 0);
+    op_free(a);
+    op_free(b);
     blk_close(bs);
 }
 
@@ -488,6 +498,8 @@ static void dio_meta(const char *dir)
         die("reopen");
     reads_as(bs, 0, 512, 0xaa);
     reads_as(bs, 512, 512, 0xbb);
+    op_free(a);
+    op_free(b);
     blk_close(bs);
 }
 
@@ -530,6 +542,8 @@ static void discard(const char *dir, bool read, bool span)
     if (!read)
         reads_as(bs, 0, cs, 0);
     free(c);
+    op_free(a);
+    op_free(b);
     blk_close(bs);
 }
 
@@ -559,6 +573,8 @@ static void crypt_sector(const char *dir)
     reads_as(bs, 200, 100, 0xbb);
     reads_as(bs, 300, 64 * KB - 300, 0x11);
     free(c);
+    op_free(a);
+    op_free(b);
     blk_close(bs);
 }
 

@@ -411,6 +411,13 @@ int main(int argc, char **argv)
         close(fd);
     }
     blk_close(bs);
+    free(all);
+    for (uint64_t i = 0; i < nsec; i++)
+        free(hist[i].e);
+    free(hist);
+    free(init_data);
+    for (int i = 0; i < nthreads; i++)
+        free(w[i].buf);
     printf("blk-stress: %d threads: %" PRIu64 " reads, %" PRIu64 " writes, %" PRIu64
            " zero writes, %" PRIu64 " discards, %" PRIu64 " flushes; every read allowed\n",
            nthreads, counts[0], counts[1], counts[2], counts[3], counts[4]);
