@@ -33,8 +33,10 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "block/block.h"
 #include "vmm/bus.h"
 
 #define FZ_RAM_SIZE  (1u << 20)   /* covers the VGA text window at 0xB8000 */
@@ -497,6 +499,48 @@ static inline void write_file(const char *path, const uint8_t *data, size_t n)
         perror(path);
         exit(1);
     }
+    close(fd);
+}
+
+/* A scratch directory under $TMPDIR (default /tmp) for a harness's
+ * images, removed at exit by the harness. */
+static inline void fz_scratch_dir(char *dir, size_t n, const char *name)
+{
+    const char *tmp = getenv("TMPDIR");
+
+    snprintf(dir, n, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+}
+
+/* Makes a qcow2 image of size bytes at path with 64 KiB of pattern salt
+ * at off (so some clusters are allocated) and returns the file's bytes
+ * in *img (malloc'd), *len: what every input starts from. */
+static inline void fz_pristine_qcow2(const char *path, uint64_t size, uint64_t off,
+                                     unsigned salt, uint8_t **img, size_t *len)
+{
+    static uint8_t buf[65536];
+    BlockDriverState *bs;
+    struct stat st;
+    int fd;
+
+    if (blk_create("qcow2", path, size, NULL) < 0 ||
+        !(bs = blk_open(path, "qcow2", BLK_O_RDWR, NULL))) {
+        fprintf(stderr, "cannot make %s: %s\n", path, blk_error());
+        exit(1);
+    }
+    fill_pattern(buf, sizeof(buf), salt);
+    blk_pwrite(bs, off, buf, sizeof(buf));
+    blk_close(bs);
+    fd = open(path, O_RDONLY);
+    if (fd < 0 || fstat(fd, &st) < 0 || !(*img = malloc((size_t)st.st_size)) ||
+        read(fd, *img, (size_t)st.st_size) != st.st_size) {
+        perror(path);
+        exit(1);
+    }
+    *len = (size_t)st.st_size;
     close(fd);
 }
 

@@ -55,36 +55,11 @@ static void images_cleanup(void)
 
 static void images_init(void)
 {
-    static uint8_t buf[65536];
-    const char *tmp = getenv("TMPDIR");
-    BlockDriverState *bs;
-    struct stat st;
-    int fd;
-
-    snprintf(dir, sizeof(dir), "%s/fuzz-virtio-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("fuzz-virtio: mkdtemp");
-        exit(1);
-    }
+    fz_scratch_dir(dir, sizeof(dir), "fuzz-virtio");
     atexit(images_cleanup);
     snprintf(path_raw, sizeof(path_raw), "%s/disk.raw", dir);
     snprintf(path_qcow2, sizeof(path_qcow2), "%s/disk.qcow2", dir);
-    if (blk_create("qcow2", path_qcow2, DISK_SIZE, NULL) < 0 ||
-        !(bs = blk_open(path_qcow2, "qcow2", BLK_O_RDWR, NULL))) {
-        fprintf(stderr, "fuzz-virtio: cannot make %s\n", path_qcow2);
-        exit(1);
-    }
-    fill_pattern(buf, sizeof(buf), 5);
-    blk_pwrite(bs, 64 << 10, buf, sizeof(buf));
-    blk_close(bs);
-    fd = open(path_qcow2, O_RDONLY);
-    if (fd < 0 || fstat(fd, &st) < 0 || !(pristine_qcow2 = malloc((size_t)st.st_size)) ||
-        read(fd, pristine_qcow2, (size_t)st.st_size) != st.st_size) {
-        perror(path_qcow2);
-        exit(1);
-    }
-    pristine_qcow2_len = (size_t)st.st_size;
-    close(fd);
+    fz_pristine_qcow2(path_qcow2, DISK_SIZE, 64 << 10, 5, &pristine_qcow2, &pristine_qcow2_len);
 }
 
 static void images_reset(void)
