@@ -101,8 +101,10 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
     }
     bool rw = flags & BLK_O_RDWR;
     int oflags = (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC;
-    if (flags & BLK_O_NOCACHE)
+    if (flags & BLK_O_NOCACHE) {
         oflags |= O_DIRECT;
+        blk_file_direct_opened();
+    }
     /* Never wait in open() for a FIFO's writer (backing file names come
      * from images, and `info --backing-chain` opens them at depth 0); a
      * backing file must not be a FIFO or a device that never ends. */

@@ -372,6 +372,10 @@ int64_t blk_file_size(int fd);
 /* Makes [off, off+len) read as zeros, punching a hole where possible. */
 int blk_file_zero(int fd, uint64_t off, uint64_t len);
 int blk_file_punch(int fd, uint64_t off, uint64_t len); /* best effort */
+/* blk_open calls it before it opens a file with O_DIRECT (and so must
+ * anything else that does): the host file helpers then ask each file
+ * whether it is one, and serialize its read-modify-writes. */
+void blk_file_direct_opened(void);
 /* Makes the file cover [off, off+len), which must hold nothing of anyone
  * else's (the tail of a cluster being written): the range reads as zeros
  * and the file never gets shorter, whatever other threads write beyond

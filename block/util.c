@@ -359,8 +359,19 @@ void blk_range_unlock(BlkRangeLock *l, BlkRange *r)
 
 static BlkRangeLock direct_writes = BLK_RANGE_LOCK_INIT;
 
+/* Set once anything in the process is opened with O_DIRECT: until then
+ * no write needs the range lock, nor the fcntl that would say so. */
+static bool direct_opened;
+
+void blk_file_direct_opened(void)
+{
+    __atomic_store_n(&direct_opened, true, __ATOMIC_RELAXED);
+}
+
 static bool is_direct(int fd)
 {
+    if (!__atomic_load_n(&direct_opened, __ATOMIC_RELAXED))
+        return false;
     int fl = fcntl(fd, F_GETFL);
     return fl >= 0 && (fl & O_DIRECT);
 }
