@@ -57,11 +57,15 @@ endif
 BLOCK_SRCS := $(sort $(wildcard block/*.c))
 IMG_SRCS   := $(sort $(wildcard block/img/*.c))
 IO_SRCS    := $(sort $(wildcard block/io/*.c))
-VMM_SRCS   := $(sort $(wildcard vmm/*.c devices/*.c))
+DEV_SRCS   := $(sort $(wildcard devices/*.c devices/*/*.c))
+VMM_SRCS   := $(sort $(wildcard vmm/*.c))
 UNIT_SRCS  := $(sort $(wildcard tests/unit/*.c))
 
 obj = $(patsubst %.c,$(OBJ)/%.o,$(1))
 BLOCK_OBJS := $(call obj,$(BLOCK_SRCS))
+DEV_OBJS   := $(call obj,$(DEV_SRCS))
+# The layers as libraries, linked in this order: vmm -> devices -> block.
+LAYER_LIBS := $(BUILD)/libcalfdevices.a $(BUILD)/libcalfblock.a
 
 PROGS := $(BUILD)/calf-img $(BUILD)/calf-io
 ifneq ($(VMM_SRCS),)
@@ -88,6 +92,10 @@ $(BUILD)/libcalfblock.a: $(BLOCK_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+$(BUILD)/libcalfdevices.a: $(DEV_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
 $(BUILD)/calf-img: $(call obj,$(IMG_SRCS)) $(BUILD)/libcalfblock.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -96,10 +104,11 @@ $(BUILD)/calf-io: $(call obj,$(IO_SRCS)) $(OBJ)/block/img/object.o $(BUILD)/libc
 
 $(OBJ)/vmm/display-sdl.o: CFLAGS += $(SDL_CFLAGS)
 
-$(BUILD)/calf: $(call obj,$(VMM_SRCS)) $(BUILD)/libcalfblock.a
+$(BUILD)/calf: $(call obj,$(VMM_SRCS)) $(LAYER_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(BUILD)/libcalfblock.a
+# Unit tests link the layers' libraries (only what they use comes in).
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(LAYER_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 

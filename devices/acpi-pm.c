@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "devices/devices.h"
-#include "vmm/pci.h"
+#include "devices/pci.h"
 
 #define PM_CFG_PMBA     0x40    /* I/O base, bit 0 reads as 1 */
 #define PM_CFG_MISC     0x80    /* PMREGMISC: bit 0 enables the I/O block */
@@ -119,8 +119,8 @@ static void acpi_pm_reset(void *opaque)
     pm->cnt = PM1_CNT_SCI_EN;
 }
 
-int acpi_pm_create(struct pci *pci, struct bus *bus, bool firmware,
-                   struct acpi_pm **out)
+int acpi_pm_create(struct pci *pci, int slot, int fn, struct bus *bus,
+                   bool firmware, struct acpi_pm **out)
 {
     static const struct pci_dev_config cfg = {
         .vendor = 0x8086, .device = 0x7113, .revision = 0x03,
@@ -138,7 +138,7 @@ int acpi_pm_create(struct pci *pci, struct bus *bus, bool firmware,
     }
     pm->bus = bus;
     acpi_pm_reset(pm);
-    ret = pci_add_fn(pci, 1, 3, &cfg, NULL, NULL, &pm->dev);
+    ret = pci_add_fn(pci, slot, fn, &cfg, NULL, NULL, &pm->dev);
     if (ret)
         return ret;
     /* Firmware programs the base and the enable bit; under direct kernel

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdint.h>
 
-#include "vmm/bus.h"
+#include "devices/bus.h"
 
 struct serial;
 
@@ -44,12 +44,14 @@ uint8_t i8042_set2_to_set1(uint8_t code);
  * with exit status (v << 1) | 1. */
 int debug_exit_create(struct bus *bus, uint16_t port);
 
-/* PIIX3 PCI-to-ISA bridge at 00:01.0 with its PIRQ route registers. */
+/* PIIX3 PCI-to-ISA bridge at function 0 of slot (a PC has it at 00:01.0),
+ * with its PIRQ route registers. */
 struct pci;
 struct pci_dev;
 struct piix3;
-int piix3_create(struct pci *pci, struct bus *bus, struct piix3 **out);
-/* A pci_intx_route_fn (vmm/pci.h) reading the PIRQ registers, for
+int piix3_create(struct pci *pci, int slot, struct bus *bus,
+                 struct piix3 **out);
+/* A pci_intx_route_fn (devices/pci.h) reading the PIRQ registers, for
  * machines whose firmware programs them; opaque is the struct piix3. */
 int piix3_route_intx(void *opaque, int slot, int pin);
 
@@ -95,7 +97,7 @@ int piix3_port92_create(struct bus *bus);
 struct debugcon;
 int debugcon_create(struct bus *bus, uint16_t port, FILE *out);
 
-/* PIIX4 ACPI power management at 00:01.3: PM1 event/control and the PM
+/* PIIX4 ACPI power management (a PC has it at 00:01.3): PM1 event/control and the PM
  * timer at ACPI_PM_BASE; S5 (sleep type ACPI_PM_S5_TYP) powers off.
  * Under firmware boot the firmware enables it; otherwise it starts
  * enabled at ACPI_PM_BASE. */
@@ -103,8 +105,8 @@ int debugcon_create(struct bus *bus, uint16_t port, FILE *out);
 #define ACPI_PM_S5_TYP 0
 #define ACPI_PM_SCI_IRQ 9
 struct acpi_pm;
-int acpi_pm_create(struct pci *pci, struct bus *bus, bool firmware,
-                   struct acpi_pm **out);
+int acpi_pm_create(struct pci *pci, int slot, int fn, struct bus *bus,
+                   bool firmware, struct acpi_pm **out);
 
 /* Ports decoded and ignored: POST code port 0x80 and friends. */
 int port80_create(struct bus *bus);

@@ -1,5 +1,5 @@
 /* The i440FX host bridge's chipset registers (00:00.0; the bridge itself,
- * its IDs and configuration space belong to vmm/pci.c).  SeaBIOS opens
+ * its IDs and configuration space belong to devices/pci.c).  SeaBIOS opens
  * the BIOS area for writing through the PAM registers before it copies
  * itself there, and closes it again at the end of POST.  In calf the
  * area 0xC0000-0xFFFFF is plain guest RAM from the start, holding the
@@ -10,7 +10,7 @@
 
 #include <errno.h>
 
-#include "vmm/pci.h"
+#include "devices/pci.h"
 
 #define I440FX_PAM0   0x59      /* 0xF0000-0xFFFFF in its high nibble */
 #define I440FX_PAM_N  7         /* 0x59..0x5f */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/pci.h"
+#include "devices/pci.h"
 
 #define BM_CMD_START  0x01
 #define BM_CMD_TO_MEM 0x08

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/pci.h"
+#include "devices/pci.h"
 
 #define IDE_TIMING_PRI 0x40   /* IDETIM, 16 bits per channel */
 #define IDE_TIMING_SEC 0x42
@@ -722,7 +722,8 @@ static int channel_setup(struct ide *ide, int c, const struct ide_config *cfg)
     return ret;
 }
 
-int ide_create(struct pci *pci, struct bus *bus, const struct ide_config *c)
+int ide_create(struct pci *pci, int slot, int fn, struct bus *bus,
+               const struct ide_config *c)
 {
     static const struct pci_dev_config cfg = {
         .vendor = 0x8086, .device = 0x7010,
@@ -739,10 +740,11 @@ int ide_create(struct pci *pci, struct bus *bus, const struct ide_config *c)
         pthread_mutex_init(&ide->ch[ch].lock, NULL);
         pthread_cond_init(&ide->ch[ch].cond, NULL);
     }
-    ret = pci_add_fn(pci, 1, 1, &cfg, &ide_ops, ide, &ide->dev);
+    ret = pci_add_fn(pci, slot, fn, &cfg, &ide_ops, ide, &ide->dev);
     if (ret) {
         ide_destroy(ide);
-        fprintf(stderr, "calf: IDE controller at 00:01.1: %s\n", strerror(-ret));
+        fprintf(stderr, "calf: IDE controller at 00:%02x.%d: %s\n", slot, fn,
+                strerror(-ret));
         return ret;
     }
     /* From here the PCI function owns ide: pci_destroy() frees it. */

@@ -27,8 +27,9 @@ int ide_config_add(struct ide_config *c, struct disk_opts *o);
 bool ide_config_any(const struct ide_config *c);
 void ide_config_free(struct ide_config *c);
 
-/* Opens the drives' images and adds the function at 00:01.1 (the PIIX3
- * ISA bridge must exist).  Messages go to stderr. */
-int ide_create(struct pci *pci, struct bus *bus, const struct ide_config *c);
+/* Opens the drives' images and adds the function at slot.fn (00:01.1 on
+ * a PC, where the PIIX3 ISA bridge is function 0).  Messages go to stderr. */
+int ide_create(struct pci *pci, int slot, int fn, struct bus *bus,
+               const struct ide_config *c);
 
 #endif

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "devices/devices.h"
-#include "vmm/pci.h"
+#include "devices/pci.h"
 
 #define PIIX3_PIRQC 0x60       /* PIRQA..D route control, one byte each */
 #define PIRQ_DISABLED 0x80
@@ -34,7 +34,8 @@ int piix3_route_intx(void *opaque, int slot, int pin)
     return (int)r;
 }
 
-int piix3_create(struct pci *pci, struct bus *bus, struct piix3 **out)
+int piix3_create(struct pci *pci, int slot, struct bus *bus,
+                 struct piix3 **out)
 {
     static const struct pci_dev_config cfg = {
         .vendor = 0x8086, .device = 0x7000,
@@ -52,7 +53,7 @@ int piix3_create(struct pci *pci, struct bus *bus, struct piix3 **out)
         free(p);
         return ret;
     }
-    ret = pci_add_fn(pci, 1, 0, &cfg, NULL, NULL, &p->dev);
+    ret = pci_add_fn(pci, slot, 0, &cfg, NULL, NULL, &p->dev);
     if (ret)
         return ret;
     for (unsigned i = 0; i < 4; i++)

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "vmm/pci.h"
+#include "devices/pci.h"
 
 #define DISPI_INDEX_PORT 0x1ce
 #define DISPI_ID           0
@@ -416,7 +416,7 @@ static int vga_register_ports(struct vga *v)
     return ret;
 }
 
-int vga_create(struct pci *pci, struct bus *bus, struct vga **out)
+int vga_create(struct pci *pci, int slot, struct bus *bus, struct vga **out)
 {
     struct pci_dev_config cfg = {
         .vendor = 0x1234, .device = 0x1111,
@@ -438,7 +438,7 @@ int vga_create(struct pci *pci, struct bus *bus, struct vga **out)
         free(v);
         return -ENOMEM;
     }
-    ret = pci_add(pci, &cfg, &vga_pci_ops, v, &v->dev);
+    ret = pci_add_fn(pci, slot, 0, &cfg, &vga_pci_ops, v, &v->dev);
     if (ret) {
         vga_destroy(v);
         return ret;

@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#include "vmm/bus.h"
+#include "devices/bus.h"
 
 struct pci;
 struct vga;
@@ -29,8 +29,8 @@ struct vga_image {
     uint8_t *rgb;            /* width * height * 3 bytes */
 };
 
-/* Adds the function to pci and registers the VGA ports on bus. */
-int vga_create(struct pci *pci, struct bus *bus, struct vga **out);
+/* Adds the function to pci at slot and registers the VGA ports on bus. */
+int vga_create(struct pci *pci, int slot, struct bus *bus, struct vga **out);
 /* Draws the current screen into img, reallocating img->rgb as needed
  * (free() it when done).  Safe from any thread: register state is read
  * under the bus lock, screen memory without it (a frame may tear, as on

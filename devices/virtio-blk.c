@@ -445,10 +445,11 @@ static void vblk_fill_config(struct vblk *vb)
     c[0x38] = vb->unmap;                     /* write_zeroes_may_unmap */
 }
 
-static int vblk_start(struct pci *pci, struct vblk *vb, bool modern)
+static int vblk_start(struct pci *pci, int slot, struct vblk *vb,
+                      bool modern)
 {
     struct virtio_pci_config vc = {
-        .device_type = 2, .class_code = 0x01, .subclass = 0x80,
+        .slot = slot, .device_type = 2, .class_code = 0x01, .subclass = 0x80,
         .features = 1ULL << VIRTIO_BLK_F_SIZE_MAX | 1ULL << VIRTIO_BLK_F_SEG_MAX |
                     1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH |
                     1ULL << VIRTIO_BLK_F_DISCARD |
@@ -474,7 +475,7 @@ static int vblk_start(struct pci *pci, struct vblk *vb, bool modern)
     return ret;
 }
 
-int virtio_blk_add(struct pci *pci, const struct disk_opts *o,
+int virtio_blk_add(struct pci *pci, int slot, const struct disk_opts *o,
                    unsigned nqueues)
 {
     struct vblk *vb = calloc(1, sizeof(*vb));
@@ -496,7 +497,7 @@ int virtio_blk_add(struct pci *pci, const struct disk_opts *o,
                                                            : nqueues;
     memcpy(vb->serial, o->serial, VBLK_ID_BYTES);
     vblk_fill_config(vb);
-    ret = vblk_start(pci, vb, o->modern);
+    ret = vblk_start(pci, slot, vb, o->modern);
     if (ret)
         fprintf(stderr, "calf: --disk %s: cannot attach virtio-blk: %s\n",
                 o->file, strerror(-ret));

@@ -998,7 +998,7 @@ int virtio_pci_create(struct pci *pci, const struct virtio_pci_config *cfg,
             goto fail;
         }
     }
-    ret = pci_add(pci, &pc, &virtio_pci_ops, vp, &vp->dev);
+    ret = pci_add_fn(pci, cfg->slot, 0, &pc, &virtio_pci_ops, vp, &vp->dev);
     if (ret)
         goto fail;
     /* From here vp (and opaque, through ops->destroy) belong to the PCI

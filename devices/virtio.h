@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "vmm/pci.h"
+#include "devices/pci.h"
 
 #define VIRTIO_MAX_QUEUES 8
 #define VIRTQ_MAX_SIZE    256
@@ -61,6 +61,7 @@ struct virtio_dev_ops {
 };
 
 struct virtio_pci_config {
+    int slot;               /* PCI slot (function 0) */
     uint16_t device_type;   /* 2: block */
     uint8_t class_code, subclass;
     uint64_t features;      /* device features; the transport adds its own */
@@ -105,10 +106,11 @@ void virtq_notify(struct virtio_pci *vp, unsigned q);
 /* Opens the image of a parsed --disk (devices/disk.h) and adds a
  * virtio-blk function (transitional, 1af4:1001, as QEMU's default;
  * modern-only 1af4:1042 with disable-legacy) with nqueues queues
- * (VIRTIO_BLK_F_MQ; one I/O thread each, capped at VIRTIO_MAX_QUEUES).  Messages go to stderr
- * ("calf: --disk ..."); returns 0 or a negative errno. */
+ * (VIRTIO_BLK_F_MQ; one I/O thread each, capped at VIRTIO_MAX_QUEUES)
+ * at function 0 of slot.  Messages go to stderr ("calf: --disk ...");
+ * returns 0 or a negative errno. */
 struct disk_opts;
-int virtio_blk_add(struct pci *pci, const struct disk_opts *o,
+int virtio_blk_add(struct pci *pci, int slot, const struct disk_opts *o,
                    unsigned nqueues);
 
 #endif

@@ -60,7 +60,7 @@ fuzz: fuzz-build
 # for the devices' threads (tests/fuzz/fuzz-hooks.c); the sources are the
 # VMM's, unchanged.
 DEVFUZZ_NAMES := fwcfg vga pci ide virtio
-DEVFUZZ_SRCS  := vmm/bus.c vmm/pci.c $(addprefix devices/,fw-cfg.c i440fx.c serial.c i8042.c \
+DEVFUZZ_SRCS  := $(addprefix devices/,bus.c pci.c msix.c fw-cfg.c i440fx.c serial.c i8042.c \
                  i8042-keys.c debug-exit.c vga.c vga-font.c piix3.c acpi-pm.c ide-dma.c \
                  ide-atapi.c ide-identify.c disk.c virtio-pci.c) tests/fuzz/fuzz-hooks.c
 DEVFUZZ_HOOK_ide        := -Dbus_register_pio=fuzz_bus_register_pio
@@ -69,14 +69,16 @@ DEVFUZZ_HOOK_virtio-blk := -Dread=fuzz_vblk_read -Dvirtq_unlock=fuzz_virtq_unloc
 DEVFUZZ_HDRS  := tests/fuzz/fuzz-dev.h tests/fuzz/fuzz-hooks.h $(wildcard devices/*.h vmm/*.h)
 
 # the replay programs, with the build's compiler and flags
-DEVFUZZ_OBJS := $(call obj,$(DEVFUZZ_SRCS)) $(OBJ)/tests/fuzz/hooked/ide.o \
+# (the hooked objects first: the libraries' own ide.o and virtio-blk.o are
+# then never pulled in)
+DEVFUZZ_OBJS := $(OBJ)/tests/fuzz/fuzz-hooks.o $(OBJ)/tests/fuzz/hooked/ide.o \
                 $(OBJ)/tests/fuzz/hooked/virtio-blk.o
 $(OBJ)/tests/fuzz/hooked/%.o: devices/%.c $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEVFUZZ_HOOK_$*) -MMD -MP -c $< -o $@
 DEVFUZZ_REPLAY := $(addprefix $(BUILD)/tests/fuzz-,$(DEVFUZZ_NAMES))
 $(DEVFUZZ_REPLAY): $(BUILD)/tests/fuzz-%: $(OBJ)/tests/fuzz/fuzz-%.o \
-                   $(OBJ)/tests/fuzz/replay-main.o $(DEVFUZZ_OBJS) $(BUILD)/libcalfblock.a
+                   $(OBJ)/tests/fuzz/replay-main.o $(DEVFUZZ_OBJS) $(LAYER_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 EXTRA_TEST += $(DEVFUZZ_REPLAY)
@@ -116,3 +118,10 @@ $(DEVFUZZ_RUNS): fuzz-dev-%: $(FUZZ_DIR)/fuzz-%
 	  -artifact_prefix=$(abspath fuzz-out)/$*- corpus-$* $(abspath tests/fuzz/corpus-$*)
 fuzz: $(DEVFUZZ_RUNS)
 .PHONY: $(DEVFUZZ_RUNS)
+
+# The qcow2 harness without libFuzzer, for `make test` (tests/fuzz-smoke.t):
+# tests/unit/fuzz-replay.c drives LLVMFuzzerTestOneInput() of the harness.
+$(BUILD)/tests/fuzz-replay: $(OBJ)/tests/unit/fuzz-replay.o $(OBJ)/tests/fuzz/fuzz-qcow2-open.o \
+                           $(LAYER_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

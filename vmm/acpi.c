@@ -8,8 +8,8 @@
  * KVM's default); the one override makes the SCI level/active high, the
  * way the in-kernel I/O APIC sees a line. */
 #include "devices/devices.h"
+#include "vmm/acpi-aml.h"
 #include "vmm/boot.h"
-#include "vmm/pci.h"
 #include "vmm/vm.h"
 
 #include <errno.h>
@@ -175,19 +175,15 @@ static uint64_t acpi_fadt(struct acpi_area *a, uint64_t dsdt, uint64_t facs)
     return gpa;
 }
 
-/* The DSDT holds the PCI host bridge (vmm/pci.c) and the S5 sleep type
- * the PM block powers off on. */
+/* The DSDT holds the PCI host bridge and the S5 sleep type the PM block
+ * powers off on (vmm/acpi-aml.c). */
 static void acpi_dsdt(struct vm *vm, struct acpi_area *a, uint64_t *gpa)
 {
-    /* Name (_S5, Package () { 0, 0 }) */
-    static const uint8_t s5[] = { 0x08, '_', 'S', '5', '_', 0x12, 0x04, 0x02,
-                                  ACPI_PM_S5_TYP, ACPI_PM_S5_TYP };
     static uint8_t aml[4096];
-    size_t n = pci_acpi_aml(vm->pci, aml, sizeof(aml) - sizeof(s5));
+    size_t n = acpi_aml_dsdt(aml, sizeof(aml), vm->pci != NULL,
+                             ACPI_PM_S5_TYP);
     uint8_t *t;
 
-    memcpy(aml + n, s5, sizeof(s5));
-    n += sizeof(s5);
     t = acpi_alloc(a, 36 + n, gpa);
     memcpy(t + 36, aml, n);
     acpi_header(t, "DSDT", (uint32_t)(36 + n), 2);

@@ -25,8 +25,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "devices/byteorder.h"
 #include "devices/devices.h"
-#include "vmm/pci.h"
+#include "vmm/machine.h"
 
 #define ROM_ALIGN     0x10000   /* QEMU's rule too: a ROM is whole 64 KiB */
 #define ROM_MIN       0x10000
@@ -40,6 +41,7 @@
 #define SERCON_PORT   0x3f8
 #define MAX_BOOT_DEVS 40
 #define OFW_PATH_MAX  96
+#define VGA_BIOS      "/usr/share/seabios/vgabios-stdvga.bin"
 
 struct boot_dev {
     enum firmware_boot_kind kind;
@@ -142,12 +144,9 @@ int firmware_load(struct vm *vm, const void *cfg)
 
 static void e820_put(uint8_t *e, uint64_t addr, uint64_t len, uint32_t type)
 {
-    for (int i = 0; i < 8; i++) {
-        e[i] = (uint8_t)(addr >> (8 * i));
-        e[8 + i] = (uint8_t)(len >> (8 * i));
-    }
-    for (int i = 0; i < 4; i++)
-        e[16 + i] = (uint8_t)(type >> (8 * i));
+    put_le64(e, addr);
+    put_le64(e + 8, len);
+    put_le32(e + 16, type);
 }
 
 /* QEMU's etc/e820 entries: le64 address, le64 length, le32 type.  The
@@ -170,10 +169,10 @@ static bool boot_menu_on(const char *spec)
     return !spec || !strstr(spec, "menu=off");
 }
 
-static int fw_cfg_fill(struct vm *vm, const struct firmware_config *cfg)
+static int fw_cfg_fill(struct vm *vm)
 {
     struct fw_cfg *f = vm->fw_cfg;
-    bool menu = boot_menu_on(cfg->boot);
+    bool menu = boot_menu_on(vm->firmware->boot);
     int ret = fw_cfg_add_u64(f, FW_CFG_RAM_SIZE, vm->ram_size);
 
     if (!ret)
@@ -296,7 +295,7 @@ int firmware_check_boot_spec(const char *spec)
         if (!strncmp(it, "disk", 4) && it[4]) {
             long n = strtol(it + 4, &end, 10);
 
-            if (*end || n < 0 || n >= PCI_MAX_DISKS)
+            if (*end || n < 0 || n >= MACHINE_MAX_DISKS)
                 goto bad;
             continue;
         }
@@ -313,71 +312,7 @@ bad:
     return -EINVAL;
 }
 
-/* virtio-blk functions, found as the firmware will find them: by
- * scanning bus 0 (before any vCPU runs, so 0xCF8 is ours).  They were
- * created in --disk order, so the n-th one is the n-th virtio --disk. */
-static uint32_t cfg_read32(struct vm *vm, int slot, int fn, unsigned reg)
-{
-    uint32_t a = 0x80000000u | (uint32_t)slot << 11 | (uint32_t)fn << 8 | reg;
-    uint8_t b[4];
-
-    for (int i = 0; i < 4; i++)
-        b[i] = (uint8_t)(a >> (8 * i));
-    bus_pio(vm->bus, 0xcf8, b, 4, true);
-    bus_pio(vm->bus, 0xcfc, b, 4, false);
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-           (uint32_t)b[3] << 24;
-}
-
-/* The interface option of a --disk spec (after the file name). */
-static bool disk_is_virtio(const char *spec)
-{
-    const char *opt = strstr(spec, ",if=");
-
-    return !opt || !strncmp(opt + 4, "virtio", 6);
-}
-
-static int add_virtio_disks(struct vm *vm, const char *const *disks,
-                            int ndisks)
-{
-    uint8_t zero[4] = { 0 };
-    int next = 0, ret = 0;
-
-    for (int slot = 0; slot < 32 && !ret; slot++) {
-        for (int fn = 0; fn < 8 && !ret; fn++) {
-            uint32_t id = cfg_read32(vm, slot, fn, 0);
-            char path[OFW_PATH_MAX];
-
-            if (id != 0x10011af4 && id != 0x10421af4)
-                continue;
-            while (next < ndisks && !disk_is_virtio(disks[next]))
-                next++;
-            if (fn)
-                snprintf(path, sizeof(path), "/pci@i0cf8/scsi@%x,%x/disk@0,0",
-                         slot, fn);
-            else
-                snprintf(path, sizeof(path), "/pci@i0cf8/scsi@%x/disk@0,0",
-                         slot);
-            ret = firmware_add_boot_device(vm, FIRMWARE_BOOT_DISK, next++,
-                                           path);
-        }
-    }
-    bus_pio(vm->bus, 0xcf8, zero, 4, true);
-    return ret;
-}
-
 /* ---- setup ---- */
-
-static int firmware_devices(struct vm *vm, struct firmware *fw)
-{
-    int ret = fw_cfg_create(vm->bus, &vm->fw_cfg);
-
-    if (!ret)
-        ret = piix3_port92_create(vm->bus);
-    if (!ret)
-        ret = debugcon_create(vm->bus, 0x402, fw->log);
-    return ret;
-}
 
 int firmware_setup(struct vm *vm, const struct firmware_config *cfg)
 {
@@ -402,40 +337,55 @@ int firmware_setup(struct vm *vm, const struct firmware_config *cfg)
     ret = rom_read(path, &fw->rom, &fw->rom_size);
     if (!ret)
         ret = rom_map(vm, fw);
-    if (ret)
-        return ret;
-    ret = firmware_devices(vm, fw);
-    if (!ret)
-        ret = fw_cfg_fill(vm, cfg);
-    if (ret)
-        vmm_error("firmware devices: %s", strerror(-ret));
     return ret;
 }
 
-int firmware_finish(struct vm *vm, const char *const *disks, int ndisks)
+FILE *firmware_log(struct vm *vm)
 {
-    int ret = i440fx_init(pci_host_bridge(vm->pci));
+    return vm->firmware ? vm->firmware->log : NULL;
+}
 
-    if (!ret)
-        ret = add_virtio_disks(vm, disks, ndisks);
+/* The VGA BIOS.  SeaBIOS runs a fw_cfg file named "pciVVVV,DDDD.rom" as
+ * the option ROM of that PCI function and hands it the function's
+ * address, which vgabios-stdvga needs to find its framebuffer BAR
+ * ("vgaroms/" files run without one). */
+static int add_vga_bios(struct vm *vm)
+{
+    static uint8_t rom[256 << 10];
+    FILE *f = fopen(VGA_BIOS, "rb");
+    size_t n = f ? fread(rom, 1, sizeof(rom), f) : 0;
+    int ret;
+
+    if (f)
+        fclose(f);
+    if (!n) {
+        vmm_error("cannot read the VGA BIOS %s (Debian package seabios)",
+                  VGA_BIOS);
+        return -ENOENT;
+    }
+    ret = fw_cfg_add_file(vm->fw_cfg, "pci1234,1111.rom", rom, (uint32_t)n);
+    if (ret)
+        vmm_error("VGA BIOS: %s", strerror(-ret));
+    return ret;
+}
+
+int firmware_finish(struct vm *vm)
+{
+    int ret = fw_cfg_fill(vm);
+
+    if (!ret && vm->vga && (ret = add_vga_bios(vm)))
+        return ret;
     if (!ret)
         ret = bootorder_write(vm);
-    if (ret) {
+    if (ret)
         vmm_error("firmware setup: %s", strerror(-ret));
-        return ret;
-    }
-    /* SeaBIOS programs the PIRQ registers and tells the guest (through
-     * its tables and the Interrupt Line registers) to follow them. */
-    pci_set_intx_router(vm->pci, piix3_route_intx, vm->piix3);
-    return 0;
+    return ret;
 }
 
 void firmware_destroy(struct vm *vm)
 {
     struct firmware *fw = vm->firmware;
 
-    fw_cfg_destroy(vm->fw_cfg);
-    vm->fw_cfg = NULL;
     if (!fw)
         return;
     if (fw->rom_slot >= 0 && vm->bus)

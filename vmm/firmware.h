@@ -5,6 +5,7 @@
 #define CALF_VMM_FIRMWARE_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "vmm/vm.h"
 
@@ -20,31 +21,33 @@ struct firmware_config {
  * comma-separated); prints what is wrong. */
 int firmware_check_boot_spec(const char *spec);
 
-/* Before the devices: loads and maps the ROM, creates vm->fw_cfg (so
- * devices can add their files, e.g. a VGA option ROM) and the chipset
- * registers.  Prints what went wrong. */
+/* Before the devices: loads and maps the ROM and opens the --bios-log
+ * file.  Prints what went wrong. */
 int firmware_setup(struct vm *vm, const struct firmware_config *cfg);
+/* The --bios-log file (for the debug console device), or NULL. */
+FILE *firmware_log(struct vm *vm);
 
 /* Boot devices, for the firmware's "bootorder" file.  disk_index is the
  * position of the --disk option (from 0), ofw_path the OpenFirmware path
  * SeaBIOS matches, e.g. "/pci@i0cf8/ide@1,1/drive@0/disk@0" for the IDE
  * primary master, "/pci@i0cf8/scsi@3/disk@0,0" for virtio-blk at slot 3.
- * Call between firmware_setup() and firmware_finish(). */
+ * The machine calls it as it creates each disk (vmm/machine.c), between
+ * firmware_setup() and firmware_finish(). */
 enum firmware_boot_kind { FIRMWARE_BOOT_DISK, FIRMWARE_BOOT_CDROM };
 int firmware_add_boot_device(struct vm *vm, enum firmware_boot_kind kind,
                              int disk_index, const char *ofw_path);
 
-/* After every device exists: finds the virtio-blk disks, writes the
- * "bootorder" file from the --boot spec, routes INTx through the PIIX3
- * PIRQ registers.  The vCPUs then start in their reset state. */
-int firmware_finish(struct vm *vm, const char *const *disks, int ndisks);
+/* After every device exists: fills vm->fw_cfg (RAM size and map, CPUs,
+ * the VGA BIOS when there is a VGA, the "bootorder" file from the --boot
+ * spec).  Prints what went wrong. */
+int firmware_finish(struct vm *vm);
 
 /* The boot method (vm->load, cfg unused), run after firmware_finish()
  * and after every reset: puts the ROM's last 128 KiB below 1 MiB; the
  * vCPUs then start in their reset state. */
 int firmware_load(struct vm *vm, const void *cfg);
 
-/* Once the vCPUs are stopped: fw_cfg, the ROM, the log file. */
+/* Once the vCPUs are stopped: the ROM and the log file. */
 void firmware_destroy(struct vm *vm);
 
 #endif

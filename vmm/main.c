@@ -15,13 +15,12 @@
 #include "devices/vga.h"
 #include "vmm/boot.h"
 #include "vmm/firmware.h"
-#include "vmm/pci.h"
+#include "vmm/machine.h"
 #include "vmm/console.h"
 #include "vmm/display.h"
 #include "vmm/report.h"
 #include "vmm/vm.h"
 
-#define VGA_BIOS "/usr/share/seabios/vgabios-stdvga.bin"
 #define TICK_MS 10
 #define HALT_PROBE_MS 100 /* how often to look for a dead guest */
 
@@ -35,19 +34,17 @@ struct run_opts {
     const char *report;
     bool no_reboot;
     struct cpu_model cpu;
-    const char *disks[PCI_MAX_DISKS]; /* --disk specs, vmm/pci.c */
+    const char *disks[MACHINE_MAX_DISKS]; /* --disk specs, vmm/machine.c */
     int ndisks;
-    char *cdrom_specs[PCI_MAX_DISKS]; /* --cdrom as --disk specs, owned */
+    char *cdrom_specs[MACHINE_MAX_DISKS]; /* --cdrom as --disk specs, owned */
     int ncdroms;
     const char *display;   /* "none" or "sdl" */
     const char *vga;       /* "std", "none" or NULL: std with a display */
     const char *screenshot;
 };
 
-/* The screen and keyboard of a run, when it has a VGA. */
+/* The window of a run with --display sdl. */
 struct run_screen {
-    struct vga *vga;
-    struct i8042 *kbd;
     struct display *win;
 };
 
@@ -173,15 +170,15 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
             break;
         case 'L': o->fw.bios_log = optarg; break;
         case 'D':
-            if (o->ndisks == PCI_MAX_DISKS) {
-                vmm_error("too many --disk (at most %d)", PCI_MAX_DISKS);
+            if (o->ndisks == MACHINE_MAX_DISKS) {
+                vmm_error("too many --disk (at most %d)", MACHINE_MAX_DISKS);
                 return -EINVAL;
             }
             o->disks[o->ndisks++] = optarg;
             break;
         case 'R':
-            if (o->ndisks == PCI_MAX_DISKS) {
-                vmm_error("too many --disk/--cdrom (at most %d)", PCI_MAX_DISKS);
+            if (o->ndisks == MACHINE_MAX_DISKS) {
+                vmm_error("too many --disk/--cdrom (at most %d)", MACHINE_MAX_DISKS);
                 return -EINVAL;
             }
             o->cdrom_specs[o->ncdroms] = disk_cdrom_spec(optarg);
@@ -249,63 +246,9 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
     return 0;
 }
 
-/* The bus's view of the machine. */
-static int host_set_irq(void *host, unsigned irq, int level)
-{
-    struct vm *vm = host;
-    struct kvm_irq_level l = { .irq = irq, .level = (uint32_t)level };
-
-    return ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0 ? -errno : 0;
-}
-
-static void host_console_write(void *host, const uint8_t *buf, size_t len)
-{
-    struct vm *vm = host;
-
-    console_write(vm->console, buf, len);
-}
-
-static void host_request_stop(void *host, enum bus_stop_reason reason,
-                              int status)
-{
-    vm_request_stop(host, reason, status);
-}
-
-static const struct bus_host_ops host_ops = {
-    .set_irq = host_set_irq,
-    .console_write = host_console_write,
-    .request_stop = host_request_stop,
-    .guest_ram = pci_host_guest_ram,
-    .signal_msi = pci_host_signal_msi,
-    .ioeventfd = pci_host_ioeventfd,
-    .msi_routes = pci_host_msi_routes,
-    .irqfd = pci_host_irqfd,
-    .ioeventfd_pio = pci_host_ioeventfd_pio,
-    .coalesce_pio = vm_coalesce_pio,
-    .map_ram = vm_map_ram,
-    .unmap_ram = vm_unmap_ram,
-};
-
 static void on_expect(void *opaque)
 {
     vm_request_stop(opaque, BUS_STOP_EXPECT, CALF_EXIT_OK);
-}
-
-static int create_devices(struct vm *vm, struct run_screen *scr)
-{
-    int ret = serial_create(vm->bus, 0x3f8, 4, &vm->serial);
-
-    if (!ret)
-        ret = rtc_create(vm->bus, vm->low_size, vm->ram_size - vm->low_size);
-    if (!ret)
-        ret = i8042_create(vm->bus, &scr->kbd);
-    if (!ret)
-        ret = debug_exit_create(vm->bus, 0x501);
-    if (!ret)
-        ret = port80_create(vm->bus);
-    if (ret)
-        vmm_error("device setup: %s", strerror(-ret));
-    return ret;
 }
 
 static void on_signal(int sig)
@@ -424,47 +367,14 @@ static bool want_vga(const struct run_opts *o)
     return !strcmp(o->display, "sdl") || o->screenshot;
 }
 
-/* The VGA BIOS for a firmware boot.  SeaBIOS runs a fw_cfg file named
- * "pciVVVV,DDDD.rom" as the option ROM of that PCI function and hands it
- * the function's address, which vgabios-stdvga needs to find its
- * framebuffer BAR ("vgaroms/" files run without one). */
-static int add_vga_bios(struct vm *vm)
-{
-    static uint8_t rom[256 << 10];
-    FILE *f = fopen(VGA_BIOS, "rb");
-    size_t n = f ? fread(rom, 1, sizeof(rom), f) : 0;
-    int ret;
-
-    if (f)
-        fclose(f);
-    if (!n) {
-        vmm_error("cannot read the VGA BIOS %s (Debian package seabios)",
-                  VGA_BIOS);
-        return -ENOENT;
-    }
-    ret = fw_cfg_add_file(vm->fw_cfg, "pci1234,1111.rom", rom, (uint32_t)n);
-    if (ret)
-        vmm_error("VGA BIOS: %s", strerror(-ret));
-    return ret;
-}
-
-static int create_screen(struct vm *vm, const struct run_opts *o,
-                         struct run_screen *scr)
+static int open_display(struct vm *vm, const struct run_opts *o,
+                        struct run_screen *scr)
 {
     int ret;
 
-    if (!want_vga(o))
+    if (!vm->vga || strcmp(o->display, "sdl"))
         return 0;
-    ret = vga_create(vm->pci, vm->bus, &scr->vga);
-    if (ret) {
-        vmm_error("VGA setup: %s", strerror(-ret));
-        return ret;
-    }
-    if (vm->firmware && (ret = add_vga_bios(vm)))
-        return ret;
-    if (strcmp(o->display, "sdl"))
-        return 0;
-    ret = display_sdl_open(scr->vga, scr->kbd, &scr->win);
+    ret = display_sdl_open(vm->vga, vm->kbd, &scr->win);
     if (ret == -ENOTSUP)
         vmm_error("--display sdl: this calf was built without SDL2 "
                   "(install libsdl2-dev and rebuild)");
@@ -534,22 +444,25 @@ static int final_status(struct vm *vm, const struct run_opts *o)
 static int run_vm(struct vm *vm, const struct run_opts *o,
                   struct run_screen *scr)
 {
+    struct machine_config mc = {
+        .disks = o->disks, .ndisks = o->ndisks, .vga = want_vga(o),
+    };
     int status, in_fd;
 
-    vm->bus = bus_create(&host_ops, vm);
+    vm->bus = bus_create(&kvm_host_ops, vm);
     vm->console = console_create(STDOUT_FILENO, o->expect, on_expect, vm);
-    /* Under firmware, vm->fw_cfg exists before any device: devices add
-     * their files (option ROMs, boot paths) as they are created.  A
-     * kernel boot has fw_cfg too, as on QEMU's machines, with only its
-     * signature and ID items (a guest may probe it; nothing depends on
-     * it). */
+    /* The firmware's ROM first, then the machine (vmm/machine.c), then
+     * what the firmware learns about it through fw_cfg.  A kernel boot
+     * has fw_cfg too, as on QEMU's machines, with only its signature and
+     * ID items (a guest may probe it; nothing depends on it). */
     if (!vm->bus || !vm->console ||
-        (!o->boot.kernel && firmware_setup(vm, &o->fw)) ||
-        (o->boot.kernel && fw_cfg_create(vm->bus, &vm->fw_cfg)) ||
-        create_devices(vm, scr) || pci_machine_create(vm, o->disks, o->ndisks) ||
-        create_screen(vm, o, scr) ||
-        (!o->boot.kernel && firmware_finish(vm, o->disks, o->ndisks)) ||
-        vm->load(vm, vm->load_cfg))
+        (!o->boot.kernel && firmware_setup(vm, &o->fw)))
+        return CALF_EXIT_SETUP;
+    mc.firmware = !o->boot.kernel;
+    mc.bios_log = firmware_log(vm);
+    if (machine_create(vm, &mc) ||
+        (!o->boot.kernel && firmware_finish(vm)) ||
+        open_display(vm, o, scr) || vm->load(vm, vm->load_cfg))
         return CALF_EXIT_SETUP;
     install_signals(vm);
     /* Raw mode before the guest runs: nothing typed early is flushed. */
@@ -565,7 +478,7 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
             vmm_error("vCPU %d was at RIP 0x%llx", i,
                       (unsigned long long)vm->vcpus[i].last_rip);
     status = final_status(vm, o);
-    if (o->screenshot && scr->vga && screenshot_write(scr->vga, o->screenshot))
+    if (o->screenshot && vm->vga && screenshot_write(vm->vga, o->screenshot))
         status = status ? status : CALF_EXIT_SETUP;
     if (o->report && report_write(o->report, vm, status, process_start_ns))
         status = status ? status : CALF_EXIT_SETUP;
@@ -599,7 +512,7 @@ static int cmd_run(int argc, char **argv)
     if (scr.win)
         display_close(scr.win);
     bus_shutdown(vm.bus); /* device threads (the RTC's timer) stop first */
-    pci_destroy(vm.pci); /* I/O threads stop before guest RAM goes */
+    machine_destroy(&vm); /* I/O threads stop before guest RAM goes */
     firmware_destroy(&vm);
     console_destroy(vm.console);
     bus_destroy(vm.bus);

@@ -3,9 +3,11 @@
  * and where the I/O APIC is.  ISA IRQ n goes to I/O APIC pin n, as KVM's
  * default GSI routing has it.  PCI bus 0 gets one entry per slot and pin:
  * INTx of slot s, pin p reaches pin 16 + ((s + p) & 3), level-triggered,
- * as vmm/pci.c drives it and the ACPI _PRT says, so a guest booted with
+ * as devices/pci.c drives it and the ACPI _PRT says, so a guest booted with
  * acpi=off finds its PCI interrupts too. */
 #include "vmm/boot.h"
+
+#include "devices/pci.h"
 
 #include <errno.h>
 #include <string.h>
@@ -18,9 +20,6 @@
 #define ISA_IRQS 16
 #define MP_BUS_PCI 0
 #define MP_BUS_ISA 1
-#define PCI_SLOTS 32
-#define PCI_PINS 4
-#define PCI_INTX_GSI_BASE 16
 /* active high (KVM's I/O APIC has the line high while asserted), level */
 #define MP_IRQ_PCI_FLAGS 0x0d
 
@@ -105,12 +104,13 @@ static uint8_t *mp_add_intsrc(uint8_t *p, uint8_t type, uint8_t irqtype,
 static uint8_t *mp_add_pci_intsrc(uint8_t *p, uint8_t ioapic_id)
 {
     for (unsigned s = 1; s < PCI_SLOTS; s++) {
-        for (unsigned pin = 0; pin < PCI_PINS; pin++) {
+        for (unsigned pin = 0; pin < PCI_INTX_LINES; pin++) {
             struct mpc_intsrc e = {
                 .type = MP_INTSRC, .irqtype = MP_IRQ_INT,
                 .irqflag = MP_IRQ_PCI_FLAGS, .srcbus = MP_BUS_PCI,
                 .srcbusirq = (uint8_t)(s << 2 | pin), .dstapic = ioapic_id,
-                .dstirq = (uint8_t)(PCI_INTX_GSI_BASE + ((s + pin) & 3)),
+                .dstirq = (uint8_t)(PCI_INTX_GSI_BASE +
+                                    (s + pin) % PCI_INTX_LINES),
             };
 
             memcpy(p, &e, sizeof(e));
@@ -176,7 +176,7 @@ int boot_write_mptable(struct vm *vm)
     memcpy(mpc->oem, "CALF    ", 8);
     memcpy(mpc->productid, "CALF VM     ", 12);
     mpc->oemcount = (uint16_t)(vm->ncpus + 2 + 1 + ISA_IRQS +
-                               (PCI_SLOTS - 1) * PCI_PINS + 2);
+                               (PCI_SLOTS - 1) * PCI_INTX_LINES + 2);
     mpc->lapic = APIC_DEFAULT_ADDR;
     mpc->checksum = mp_checksum((uint8_t *)mpc, mpc->length);
 

@@ -49,8 +49,8 @@ void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len)
     return NULL;
 }
 
-static int vm_set_slot(struct vm *vm, int slot, uint64_t gpa, uint64_t size,
-                       void *host, uint32_t flags)
+int vm_set_slot(struct vm *vm, int slot, uint64_t gpa, uint64_t size,
+                void *host, uint32_t flags)
 {
     struct kvm_userspace_memory_region r = {
         .slot = (uint32_t)slot,
@@ -69,45 +69,6 @@ static int vm_add_slot(struct vm *vm, int slot, uint64_t gpa, uint64_t size,
                        void *host)
 {
     return vm_set_slot(vm, slot, gpa, size, host, 0);
-}
-
-/* Slots 0 and 1 are guest RAM; the rest are handed out here. */
-int vm_map_ram(void *host, uint64_t gpa, uint64_t size, void *mem,
-               bool readonly)
-{
-    struct vm *vm = host;
-    int ret = -ENOSPC;
-
-    if (!size || (size | gpa | (uintptr_t)mem) & 4095)
-        return -EINVAL;
-    pthread_mutex_lock(&vm->stop_lock);
-    for (int s = VM_FIRST_EXTRA_SLOT; s < VM_MAX_SLOTS; s++) {
-        if (vm->slot_used[s])
-            continue;
-        ret = vm_set_slot(vm, s, gpa, size, mem,
-                          readonly ? KVM_MEM_READONLY : 0);
-        if (!ret) {
-            vm->slot_used[s] = true;
-            vm->slot_mem[s] = mem;
-            vm->slot_size[s] = size;
-            ret = s;
-        }
-        break;
-    }
-    pthread_mutex_unlock(&vm->stop_lock);
-    return ret;
-}
-
-void vm_unmap_ram(void *host, int slot)
-{
-    struct vm *vm = host;
-
-    if (slot < VM_FIRST_EXTRA_SLOT || slot >= VM_MAX_SLOTS)
-        return;
-    pthread_mutex_lock(&vm->stop_lock);
-    if (vm->slot_used[slot] && !vm_set_slot(vm, slot, 0, 0, NULL, 0))
-        vm->slot_used[slot] = false;
-    pthread_mutex_unlock(&vm->stop_lock);
 }
 
 #define VM_HUGE_ALIGN (2u << 20)
@@ -250,20 +211,6 @@ static int vm_open_kvm(struct vm *vm)
     }
     vm->run_size = (size_t)ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
     vm->pvm = pvm_quirks_detect();
-    return 0;
-}
-
-int vm_coalesce_pio(void *host, uint16_t port, unsigned len, bool on)
-{
-    struct vm *vm = host;
-    struct kvm_coalesced_mmio_zone zone = { .addr = port, .size = len,
-                                            .pio = 1 };
-
-    if (!vm->coalesced)
-        return -ENOTSUP;
-    if (ioctl(vm->vm_fd, on ? KVM_REGISTER_COALESCED_MMIO
-                            : KVM_UNREGISTER_COALESCED_MMIO, &zone) < 0)
-        return -errno;
     return 0;
 }
 

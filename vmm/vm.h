@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <linux/kvm.h>
 
-#include "vmm/bus.h"
+#include "devices/bus.h"
 #include "vmm/cpu-model.h"
 
 #define VM_MAX_CPUS 64
@@ -91,10 +91,13 @@ struct vm {
     struct cpu_model cpu_model;
 
     struct bus *bus;
-    struct pci *pci;          /* vmm/pci.c */
+    /* The machine's devices (vmm/machine.c creates them all) */
+    struct pci *pci;          /* PCI bus 0 (devices/pci.c) */
     struct piix3 *piix3;      /* ISA bridge at 00:01.0 */
     struct acpi_pm *acpi_pm;  /* PIIX4 power management at 00:01.3 */
-    struct fw_cfg *fw_cfg;    /* firmware boot only, NULL under --kernel */
+    struct fw_cfg *fw_cfg;
+    struct i8042 *kbd;
+    struct vga *vga;          /* NULL without one */
     struct firmware *firmware; /* vmm/firmware.c, NULL under --kernel */
     struct serial *serial;
     struct console *console;
@@ -126,7 +129,7 @@ struct vm {
     bool has_irqchip_reset, has_pit_reset;
 
     _Atomic uint64_t t_first_run_ns;
-    bool slot_used[VM_MAX_SLOTS]; /* extra memory slots (vm_map_ram) */
+    bool slot_used[VM_MAX_SLOTS]; /* extra memory slots (kvm-host.c) */
     void *slot_mem[VM_MAX_SLOTS];  /* their host memory, for the report */
     uint64_t slot_size[VM_MAX_SLOTS];
 };
@@ -134,9 +137,6 @@ struct vm {
 /* vm->cpu_model must be set before: vCPUs are created here. */
 int vm_create(struct vm *vm, uint64_t ram_size, int ncpus);
 
-/* bus_host_ops.coalesce_pio: buffer (on) or stop buffering guest writes
- * to ports [port, port+len) in the coalesced ring. */
-int vm_coalesce_pio(void *host, uint16_t port, unsigned len, bool on);
 /* Hands the writes KVM buffered to the bus, oldest first. */
 void vm_coalesced_drain(struct vm *vm);
 /* Leaves the kernel's destruction of the VM to a child that outlives
@@ -144,11 +144,15 @@ void vm_coalesced_drain(struct vm *vm);
 int vm_teardown_detached(struct vm *vm);
 void vm_destroy(struct vm *vm);
 
-/* RAM-backed regions outside guest RAM (framebuffers, ROMs): the
- * bus_host_ops map_ram/unmap_ram members; host is the struct vm. */
-int vm_map_ram(void *host, uint64_t gpa, uint64_t size, void *mem,
-               bool readonly);
-void vm_unmap_ram(void *host, int slot);
+/* KVM memory slot slot: size bytes of host memory at gpa (size 0
+ * deletes it).  Slots 0 and 1 are guest RAM, the rest are handed out to
+ * RAM-backed regions outside it (framebuffers, ROMs: vmm/kvm-host.c). */
+int vm_set_slot(struct vm *vm, int slot, uint64_t gpa, uint64_t size,
+                void *host, uint32_t flags);
+
+/* vmm/kvm-host.c: the bus_host_ops of every machine (host: the struct
+ * vm), done with KVM ioctls. */
+extern const struct bus_host_ops kvm_host_ops;
 
 /* Host pointer to len bytes of guest RAM at gpa, or NULL when any of
  * them is not RAM (the range may not cross the 4 GiB hole). */

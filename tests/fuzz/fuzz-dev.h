@@ -1,5 +1,5 @@
 /* Shared by the device fuzz harnesses (tests/fuzz/fuzz-*.c but qcow2):
- * a fake host behind the real bus (vmm/bus.c), a fake guest RAM, and a
+ * a fake host behind the real bus (devices/bus.c), a fake guest RAM, and a
  * decoder for the fuzz input as a byte program.
  *
  * Guest RAM is FZ_RAM_SIZE bytes with inaccessible guard regions on both
@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #include "block/block.h"
-#include "vmm/bus.h"
+#include "devices/bus.h"
 
 #define FZ_RAM_SIZE  (1u << 20)   /* covers the VGA text window at 0xB8000 */
 #define FZ_GUARD     (64u << 10)

@@ -1,8 +1,5 @@
 /* Hooks and stubs for the device fuzz harnesses (see fuzz-hooks.h).
  *
- * vmm/pci.c holds the machine's side of PCI too (KVM ioctls, firmware
- * boot order); the harnesses use none of it, so those calls are stubbed.
- *
  * virtio-blk's queue threads sleep in read() on their kick eventfds.  To
  * know when a kick has been served, the hooked read() first waits for
  * the fd to become readable, then consumes it under fz_kick_lock and
@@ -22,27 +19,7 @@
 #include <unistd.h>
 
 #include "devices/virtio.h"
-#include "vmm/bus.h"
-#include "vmm/firmware.h"
-#include "vmm/vm.h"
-
-void *vm_gpa(struct vm *vm, uint64_t gpa, uint64_t len)
-{
-    (void)vm, (void)gpa, (void)len;
-    return NULL;
-}
-
-void vmm_error(const char *fmt, ...)
-{
-    (void)fmt;
-}
-
-int firmware_add_boot_device(struct vm *vm, enum firmware_boot_kind kind,
-                             int disk_index, const char *ofw_path)
-{
-    (void)vm, (void)kind, (void)disk_index, (void)ofw_path;
-    return 0;
-}
+#include "devices/bus.h"
 
 /* ---- port registrations (devices/ide.c) ---- */
 

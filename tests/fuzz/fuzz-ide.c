@@ -28,7 +28,7 @@
 #include "devices/ide-int.h"
 #include "devices/ide.h"
 #include "tests/fuzz/fuzz-hooks.h"
-#include "vmm/pci.h"
+#include "devices/pci.h"
 
 #define IDE_DEVFN 0x09 /* 00:01.1 */
 
@@ -219,8 +219,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     add_drive(&c, spec);
     snprintf(spec, sizeof(spec), "%s,format=raw,if=ide,index=2,media=cdrom", path_cd);
     add_drive(&c, spec);
-    if (pci_create(bus, 0xe0000000ULL, &pci) || piix3_create(pci, bus, NULL) ||
-        ide_create(pci, bus, &c)) {
+    if (pci_create(bus, 0xe0000000ULL, &pci) || piix3_create(pci, 1, bus, NULL) ||
+        ide_create(pci, 1, 1, bus, &c)) {
         fprintf(stderr, "fuzz-ide: cannot create the devices\n");
         abort();
     }

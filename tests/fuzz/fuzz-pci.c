@@ -1,4 +1,4 @@
-/* libFuzzer harness: the PCI core (vmm/pci.c): configuration mechanism
+/* libFuzzer harness: the PCI core (devices/pci.c, devices/msix.c): configuration mechanism
  * #1, BAR sizing and relocation, the command register, INTx and its
  * routing through the PIIX3 PIRQ registers, the MSI-X capability, table
  * and PBA, machine reset.  The functions on the bus are the host bridge
@@ -17,7 +17,7 @@
 
 #include "devices/devices.h"
 #include "devices/vga.h"
-#include "vmm/pci.h"
+#include "devices/pci.h"
 
 static const uint16_t pci_ports[][2] = {
     { 0xcf8, 8 }, { 0x92, 1 }, { ACPI_PM_BASE, 64 }, { 0xc000, 256 }, { 0x3c0, 32 },
@@ -169,8 +169,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     tf = calloc(1, sizeof(*tf));
     if (!tf || pci_create(bus, 0xe0000000ULL, &pci) || i440fx_init(pci_host_bridge(pci)) ||
-        piix3_create(pci, bus, &piix3) || piix3_port92_create(bus) ||
-        acpi_pm_create(pci, bus, true, NULL) || vga_create(pci, bus, &vga) ||
+        piix3_create(pci, 1, bus, &piix3) || piix3_port92_create(bus) ||
+        acpi_pm_create(pci, 1, 3, bus, true, NULL) || vga_create(pci, 2, bus, &vga) ||
         pci_add_fn(pci, 5, 0, &test_cfg, &test_ops, tf, &tf->dev)) {
         fprintf(stderr, "fuzz-pci: cannot create the devices\n");
         abort();

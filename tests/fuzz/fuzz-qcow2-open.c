@@ -43,6 +43,8 @@ static void fuzz_cleanup(void)
         unlink(fuzz_path);
     if (fuzz_dir[0])
         rmdir(fuzz_dir);
+    free(fuzz_buf);
+    fuzz_buf = NULL;
 }
 
 static int fuzz_setup(void)

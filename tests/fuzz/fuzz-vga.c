@@ -13,7 +13,7 @@
 #include "tests/fuzz/fuzz-dev.h"
 
 #include "devices/vga.h"
-#include "vmm/pci.h"
+#include "devices/pci.h"
 
 #define RENDERS_MAX 6
 
@@ -108,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned bdfs[8];
     struct fz_target t = { vga_ports, sizeof(vga_ports) / sizeof(vga_ports[0]), bdfs, 0 };
 
-    if (pci_create(bus, 0xe0000000ULL, &pci) || vga_create(pci, bus, &fz_vga)) {
+    if (pci_create(bus, 0xe0000000ULL, &pci) || vga_create(pci, 1, bus, &fz_vga)) {
         fprintf(stderr, "fuzz-vga: cannot create the devices\n");
         abort();
     }

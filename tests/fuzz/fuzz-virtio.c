@@ -28,7 +28,7 @@
 #include "devices/disk.h"
 #include "devices/virtio.h"
 #include "tests/fuzz/fuzz-hooks.h"
-#include "vmm/pci.h"
+#include "devices/pci.h"
 
 #define VIO_DEVFN 0x08
 #define NQUEUES 2
@@ -330,7 +330,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              how & 1 ? "qcow2" : "raw", modern_only ? ",disable-legacy" : "");
     memset(&o, 0, sizeof(o));
     if (disk_parse(spec, &o) || pci_create(bus, 0xe0000000ULL, &pci) ||
-        virtio_blk_add(pci, &o, NQUEUES)) {
+        virtio_blk_add(pci, VIO_DEVFN >> 3, &o, NQUEUES)) {
         fprintf(stderr, "fuzz-virtio: cannot create the devices\n");
         abort();
     }

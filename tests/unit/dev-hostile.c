@@ -1,5 +1,5 @@
 /* The CMOS/RTC and fw_cfg models against a hostile guest, without a
- * VM: the devices sit on the real bus (vmm/bus.c) behind a fake host
+ * VM: the devices sit on the real bus (devices/bus.c) behind a fake host
  * whose "guest RAM" is a mapping of 4 GiB + 64 KiB of address space with
  * only its first RAM_RW bytes accessible, so a transfer that writes more
  * than it should dies on the guard instead of eating host memory.
@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/bus.h"
+#include "devices/bus.h"
 #include "tests/unit/unit-dev.h"
 #include "devices/devices.h"
 

@@ -9,11 +9,19 @@
  * values, random bytes, truncation).  A crash or a sanitizer report is
  * the failure; the exit status is 0 otherwise.  -v names each input on
  * stderr first.  -t stops starting new runs after SECONDS (slow machines). */
-#include "../fuzz/fuzz-qcow2-open.c"
-
 #include <dirent.h>
-#include <time.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* tests/fuzz/fuzz-qcow2-open.c, linked in (tests/fuzz.mk) */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uint64_t rng;
 static bool verbose, sweep;
@@ -256,6 +264,5 @@ int main(int argc, char **argv)
                nskipped, budget_s);
     else
         printf("fuzz-replay: %ld runs\n", nruns);
-    free(fuzz_buf);
     return ret;
 }

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "vmm/display-keymap.c"
-#include "devices/i8042-keys.c"
+#include "devices/devices.h"
+#include "vmm/display.h"
 
 static int t_num, t_fail;
 

@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "vmm/bus.h"
+#include "devices/bus.h"
 #include "tests/unit/unit-dev.h"
-#include "vmm/pci.h"
+#include "devices/pci.h"
 
 
 static const struct bus_host_ops fake_ops = {

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "devices/vga-font.c"
+#include "devices/vga.h"
 
 struct image {
     unsigned w, h;

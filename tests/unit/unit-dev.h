@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "vmm/bus.h"
+#include "devices/bus.h"
 
 static int t_num, t_fail;
 

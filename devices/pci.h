@@ -11,15 +11,16 @@
  * threads).  pci_notify()/pci_set_intx()/pci_dma() may be called from any
  * thread (a device's I/O thread); they take the PCI irq lock only.
  */
-#ifndef CALF_VMM_PCI_H
-#define CALF_VMM_PCI_H
+#ifndef CALF_DEVICES_PCI_H
+#define CALF_DEVICES_PCI_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/bus.h"
+#include "devices/bus.h"
 
+#define PCI_SLOTS 32
 #define PCI_MAX_BARS 6
 #define PCI_MAX_MSIX 64
 #define PCI_MSIX_NO_VECTOR 0xffff
@@ -29,6 +30,13 @@
 /* I/O BARs are decoded in [PCI_IO_BAR_BASE, 0x10000), where SeaBIOS puts
  * them too; a guest that moves one below it is not decoded. */
 #define PCI_IO_BAR_BASE 0xc000
+
+/* Without a router (pci_set_intx_router), INTx pin p of slot s reaches
+ * I/O APIC pin PCI_INTX_GSI_BASE + ((s + p) % PCI_INTX_LINES): pins above
+ * the ISA range are free of legacy devices, and level-triggered there is
+ * native.  The ACPI _PRT and the MP table say the same. */
+#define PCI_INTX_GSI_BASE 16
+#define PCI_INTX_LINES 4
 
 struct pci;
 struct pci_dev;
@@ -87,13 +95,13 @@ int pci_create(struct bus *bus, uint64_t mmio_base, struct pci **out);
  * guest RAM goes away. */
 void pci_destroy(struct pci *pci);
 
-/* Adds a function at the next free slot of bus 0 and gives its BARs
- * addresses in the window. */
-int pci_add(struct pci *pci, const struct pci_dev_config *cfg,
-            const struct pci_func_ops *ops, void *opaque,
-            struct pci_dev **out);
-/* The same at a fixed slot and function (function 0 of the slot must
- * exist first; it is then marked multi-function). -EBUSY when taken. */
+/* BARs of functions added from now on get addresses from addr up
+ * (the machine keeps them clear of RAM it may add later). */
+void pci_bar_alloc_from(struct pci *pci, uint64_t addr);
+
+/* Adds a function at slot and function fn of bus 0 and gives its BARs
+ * addresses in the window.  Function 0 of the slot must exist first (it is
+ * then marked multi-function). -EBUSY when taken. */
 int pci_add_fn(struct pci *pci, int slot, int fn,
                const struct pci_dev_config *cfg,
                const struct pci_func_ops *ops, void *opaque,
@@ -153,26 +161,5 @@ void *pci_dma(struct pci_dev *d, uint64_t gpa, uint64_t len);
 struct bus *pci_dev_bus(struct pci_dev *d);
 /* "00:03.0" style name for messages. */
 const char *pci_dev_name(struct pci_dev *d);
-
-/* ---- the machine's side (struct vm, KVM), for vmm/main.c ---- */
-struct vm;
-#define PCI_MAX_DISKS 16
-/* bus_host_ops members for DMA devices; host is the struct vm. */
-void *pci_host_guest_ram(void *host, uint64_t gpa, uint64_t len);
-int pci_host_signal_msi(void *host, uint64_t addr, uint32_t data);
-int pci_host_ioeventfd(void *host, uint64_t addr, unsigned len, int fd,
-                       bool assign);
-int pci_host_msi_routes(void *host, const struct bus_msi_route *routes,
-                        unsigned n);
-int pci_host_irqfd(void *host, int fd, unsigned gsi, bool assign);
-int pci_host_ioeventfd_pio(void *host, uint16_t port, unsigned len,
-                           uint32_t value, int fd, bool assign);
-/* Creates vm->pci (host bridge, window above low RAM) and one virtio-blk
- * function per --disk spec; prints what went wrong. */
-int pci_machine_create(struct vm *vm, const char *const *disks, int ndisks);
-/* AML for the DSDT describing the host bridge (\_SB.PCI0: windows and
- * INTx routing) into buf; returns its length, 0 when pci is NULL or
- * buf is too small. */
-size_t pci_acpi_aml(const struct pci *pci, uint8_t *buf, size_t max);
 
 #endif

@@ -1,7 +1,7 @@
 /* Port I/O dispatch: a small sorted table of ranges, searched by bisection.
  * One mutex serialises all port devices: port I/O is rare and slow next to
  * guest RAM, and a single lock keeps every device model lock-free. */
-#include "vmm/bus.h"
+#include "devices/bus.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -7,8 +7,8 @@
  * the console, or ask the machine to stop.  Devices never see the VM, the
  * vCPUs or each other.
  */
-#ifndef CALF_VMM_BUS_H
-#define CALF_VMM_BUS_H
+#ifndef CALF_DEVICES_BUS_H
+#define CALF_DEVICES_BUS_H
 
 #include <stdbool.h>
 #include <stddef.h>
