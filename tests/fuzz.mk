@@ -55,27 +55,27 @@ fuzz: fuzz-build
 # twice: with clang and libFuzzer for `make fuzz` ($(FUZZ_DIR)/fuzz-NAME),
 # and with $(CC) and tests/fuzz/replay-main.c for `make test`
 # ($(BUILD)/tests/fuzz-NAME FILE|DIR..., replaying corpora; see
-# tests/fuzz-devices.t).  devices/ide.c and devices/virtio-blk.c are
-# compiled for them with a few calls renamed, so that a harness can wait
-# for the devices' threads (tests/fuzz/fuzz-hooks.c); the sources are the
-# VMM's, unchanged.
-DEVFUZZ_NAMES := fwcfg vga pci ide virtio
-DEVFUZZ_SRCS  := $(addprefix devices/,bus.c pci.c msix.c fw-cfg.c i440fx.c serial.c i8042.c \
-                 i8042-keys.c debug-exit.c vga.c vga-font.c piix3.c acpi-pm.c ide-dma.c \
-                 ide-atapi.c ide-identify.c disk.c virtio-pci.c) tests/fuzz/fuzz-hooks.c
-DEVFUZZ_HOOK_ide        := -Dbus_register_pio=fuzz_bus_register_pio
-DEVFUZZ_HOOK_virtio-blk := -Dread=fuzz_vblk_read -Dvirtq_unlock=fuzz_virtq_unlock \
-                           -Dvirtio_pci_create=fuzz_virtio_pci_create
-DEVFUZZ_HDRS  := tests/fuzz/fuzz-dev.h tests/fuzz/fuzz-hooks.h $(wildcard devices/*.h vmm/*.h)
+# tests/fuzz-devices.t).  The sources in DEVFUZZ_HOOKED are compiled for
+# them with the calls DEVFUZZ_HOOK_<source> names renamed, so that a
+# harness can wait for the devices' threads (tests/fuzz/fuzz-hooks.c); the
+# sources are the VMM's, unchanged.
+DEVFUZZ_NAMES  := fwcfg vga pci ide virtio
+DEVFUZZ_HOOKED := devices/ide/ide.c devices/virtio-blk.c
+DEVFUZZ_HOOK_devices/ide/ide.c   := -Dbus_register_pio=fuzz_bus_register_pio
+DEVFUZZ_HOOK_devices/virtio-blk.c := -Dread=fuzz_vblk_read -Dvirtq_unlock=fuzz_virtq_unlock \
+                                     -Dvirtio_pci_create=fuzz_virtio_pci_create
+DEVFUZZ_SRCS  := $(filter-out $(DEVFUZZ_HOOKED),$(DEV_SRCS)) tests/fuzz/fuzz-hooks.c
+DEVFUZZ_HDRS  := tests/fuzz/fuzz-dev.h tests/fuzz/fuzz-hooks.h \
+                 $(wildcard devices/*.h devices/*/*.h)
 
 # the replay programs, with the build's compiler and flags
 # (the hooked objects first: the libraries' own ide.o and virtio-blk.o are
 # then never pulled in)
-DEVFUZZ_OBJS := $(OBJ)/tests/fuzz/fuzz-hooks.o $(OBJ)/tests/fuzz/hooked/ide.o \
-                $(OBJ)/tests/fuzz/hooked/virtio-blk.o
-$(OBJ)/tests/fuzz/hooked/%.o: devices/%.c $(BUILD)/.flags
+DEVFUZZ_OBJS := $(OBJ)/tests/fuzz/fuzz-hooks.o \
+                $(patsubst %.c,$(OBJ)/tests/fuzz/hooked/%.o,$(DEVFUZZ_HOOKED))
+$(OBJ)/tests/fuzz/hooked/%.o: %.c $(BUILD)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(DEVFUZZ_HOOK_$*) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(DEVFUZZ_HOOK_$*.c) -MMD -MP -c $< -o $@
 DEVFUZZ_REPLAY := $(addprefix $(BUILD)/tests/fuzz-,$(DEVFUZZ_NAMES))
 $(DEVFUZZ_REPLAY): $(BUILD)/tests/fuzz-%: $(OBJ)/tests/fuzz/fuzz-%.o \
                    $(OBJ)/tests/fuzz/replay-main.o $(DEVFUZZ_OBJS) $(LAYER_LIBS)
@@ -88,14 +88,14 @@ EXTRA_TEST += $(DEVFUZZ_REPLAY)
 FUZZ_OBJ        := $(FUZZ_DIR)/obj
 FUZZ_OBJ_CFLAGS := $(filter-out -fsanitize=fuzzer%,$(FUZZ_CFLAGS)) \
                    -fsanitize=fuzzer-no-link,address,undefined
-$(FUZZ_OBJ)/hooked/%.o: devices/%.c $(DEVFUZZ_HDRS)
+$(FUZZ_OBJ)/hooked/%.o: %.c $(DEVFUZZ_HDRS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_OBJ_CFLAGS) $(DEVFUZZ_HOOK_$*) -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_OBJ_CFLAGS) $(DEVFUZZ_HOOK_$*.c) -c $< -o $@
 $(FUZZ_OBJ)/%.o: %.c $(DEVFUZZ_HDRS) $(wildcard block/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_OBJ_CFLAGS) -c $< -o $@
 DEVFUZZ_FUZZ_OBJS := $(patsubst %.c,$(FUZZ_OBJ)/%.o,$(DEVFUZZ_SRCS) $(BLOCK_SRCS)) \
-                     $(FUZZ_OBJ)/hooked/ide.o $(FUZZ_OBJ)/hooked/virtio-blk.o
+                     $(patsubst %.c,$(FUZZ_OBJ)/hooked/%.o,$(DEVFUZZ_HOOKED))
 DEVFUZZ_FUZZERS := $(addprefix $(FUZZ_DIR)/fuzz-,$(DEVFUZZ_NAMES))
 $(DEVFUZZ_FUZZERS): $(FUZZ_DIR)/fuzz-%: $(FUZZ_OBJ)/tests/fuzz/fuzz-%.o $(DEVFUZZ_FUZZ_OBJS)
 	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { \

@@ -19,7 +19,7 @@
 
 #include "devices/devices.h"
 #include "devices/disk.h"
-#include "devices/ide.h"
+#include "devices/ide/ide.h"
 #include "devices/pci.h"
 #include "devices/vga.h"
 #include "devices/virtio.h"

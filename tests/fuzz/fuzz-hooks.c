@@ -21,7 +21,7 @@
 #include "devices/virtio.h"
 #include "devices/bus.h"
 
-/* ---- port registrations (devices/ide.c) ---- */
+/* ---- port registrations (devices/ide/ide.c) ---- */
 
 #define HOOK_PIO 16
 

@@ -25,8 +25,8 @@
 #include "block/block.h"
 #include "devices/devices.h"
 #include "devices/disk.h"
-#include "devices/ide-int.h"
-#include "devices/ide.h"
+#include "devices/ide/ide-int.h"
+#include "devices/ide/ide.h"
 #include "tests/fuzz/fuzz-hooks.h"
 #include "devices/pci.h"
 

@@ -1,10 +1,10 @@
 /* PIIX3 IDE (8086:7010, class 01 01 80): legacy-mode channels at
  * 0x1F0/0x3F6 (IRQ 14) and 0x170/0x376 (IRQ 15), the ATA command set
  * for disks, PIO on the vCPU thread against a sector buffer.  ATAPI
- * lives in ide-atapi.c, bus-master DMA in ide-dma.c (see ide-int.h for
+ * lives in atapi.c, bus-master DMA in dma.c (see ide-int.h for
  * the locking).  Register semantics follow ATA/ATAPI-6 (T13 1410D). */
-#include "devices/ide.h"
-#include "devices/ide-int.h"
+#include "devices/ide/ide.h"
+#include "devices/ide/ide-int.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* Inside the PIIX3 IDE model: state shared by ide.c (registers, ATA,
- * PIO), ide-atapi.c (PACKET commands) and ide-dma.c (bus master).
+ * PIO), atapi.c (PACKET commands) and dma.c (bus master).
  *
  * Locking: every register access runs on a vCPU thread under the bus
  * lock and takes its channel's lock; a channel's DMA thread takes the
@@ -147,7 +147,7 @@ void ide_abort(struct ide_drive *d, uint8_t error);
 /* Starts a DRQ data phase of [0, len) of d->buf; next says what ends it. */
 void ide_pio_start(struct ide_drive *d, unsigned len, int next, bool irq);
 
-/* ide-atapi.c */
+/* atapi.c */
 void atapi_packet(struct ide_drive *d);          /* PACKET: ask for the CDB */
 void atapi_cdb_received(struct ide_drive *d);
 void atapi_next_chunk(struct ide_drive *d);
@@ -155,7 +155,7 @@ void atapi_identify(struct ide_drive *d, uint16_t *w);
 /* A DMA data-in of an ATAPI command finished (error: -errno). */
 void atapi_dma_done(struct ide_drive *d, int error);
 
-/* ide-dma.c */
+/* dma.c */
 void ide_bm_rw(struct ide *ide, uint64_t off, uint8_t *data, unsigned size,
                bool is_write);
 /* Hands a transfer to the channel's thread once the start bit is set. */
@@ -165,7 +165,7 @@ void ide_dma_submit(struct ide_drive *d, bool to_mem, uint64_t off,
  * the thread is moving its data, waits until it stopped, so nothing
  * reaches guest RAM or the image once the reset is seen done.  Its
  * completion is dropped; the other drive's request, waiting or running,
- * is not touched.  ch->lock held (see ide-dma.c for why waiting under
+ * is not touched.  ch->lock held (see dma.c for why waiting under
  * the bus lock is safe). */
 void ide_dma_stop(struct ide_channel *ch, struct ide_drive *d);
 /* Machine reset: ide_dma_stop() of both drives, and the bus-master
@@ -176,7 +176,7 @@ void ide_dma_stop_thread(struct ide_channel *ch);
 /* The ATA side of a finished DMA command (ide.c). */
 void ide_ata_dma_done(struct ide_drive *d, int error);
 
-/* ide-identify.c: the 256 words of IDENTIFY DEVICE for a disk. */
+/* identify.c: the 256 words of IDENTIFY DEVICE for a disk. */
 void ata_identify(struct ide_drive *d, uint16_t *w);
 
 /* ATA strings: space-padded, two characters per word, first in the high byte. */

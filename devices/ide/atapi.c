@@ -1,7 +1,7 @@
 /* ATAPI CD-ROM (SFF-8020i / MMC): the PACKET protocol on top of the
  * IDE registers and the SCSI commands firmware and drivers send to a
  * read-only data disc of 2048-byte blocks. */
-#include "devices/ide-int.h"
+#include "devices/ide/ide-int.h"
 
 #include <errno.h>
 #include <string.h>

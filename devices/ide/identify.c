@@ -1,6 +1,6 @@
 /* IDENTIFY DEVICE data of an ATA disk (ATA/ATAPI-7 table 16): the words
  * SeaBIOS, Linux's libata and DOS-era drivers read. */
-#include "devices/ide-int.h"
+#include "devices/ide/ide-int.h"
 
 #include <string.h>
 

@@ -3,7 +3,7 @@
  * start bit, then the channel's own thread walks the PRD table, checks
  * every entry against guest RAM with pci_dma() and moves the data with
  * the block layer straight into (or out of) guest memory. */
-#include "devices/ide-int.h"
+#include "devices/ide/ide-int.h"
 
 #include <errno.h>
 #include <stdlib.h>
