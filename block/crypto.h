@@ -3,7 +3,7 @@
  * plain/plain64/essiv IV), all through OpenSSL.  Data is encrypted in
  * 512-byte sectors, each with its own IV derived from a sector number
  * the caller chooses (guest offset for legacy AES, host offset for LUKS
- * in qcow2: QCOW2-NOTES 1.7). */
+ * in qcow2: docs/ARCHITECTURE.md section 9). */
 #ifndef CALF_CRYPTO_H
 #define CALF_CRYPTO_H
 

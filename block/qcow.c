@@ -1,4 +1,4 @@
-/* qcow version 1 (QEMU block/qcow.c; ../shared/QCOW2-NOTES.md section 2).
+/* qcow version 1 (QEMU block/qcow.c; docs/ARCHITECTURE.md section 9).
  *
  * A 48-byte header, the backing file name, an L1 table; L2 tables and
  * data clusters are appended at the end of the file.  No refcounts, no

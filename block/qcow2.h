@@ -1,5 +1,6 @@
 /* qcow2 driver internals, shared by qcow2*.c (not a public interface).
- * On-disk format: ../shared/QCOW2-NOTES.md section 1. */
+ * On-disk format: QEMU's docs/interop/qcow2.txt; what this code relies
+ * on: docs/ARCHITECTURE.md section 9. */
 #ifndef CALF_QCOW2_H
 #define CALF_QCOW2_H
 

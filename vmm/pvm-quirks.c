@@ -1,5 +1,5 @@
 /* kvm_pvm emulates ring-0 guest code and stops with an emulation failure
- * on a few instructions; PLATFORM.md measured which.  Here a VMM does what
+ * on a few instructions (docs/ARCHITECTURE.md section 8).  Here a VMM does what
  * the emulator could not: it is all that is needed for Linux to boot on
  * that backend, and none of it can trigger on VMX/SVM, where these
  * instructions never reach an emulator. */

@@ -4,7 +4,7 @@
 # on the serial console.  On hardware KVM it ends at a busybox shell
 # (`exit` or `poweroff -f` ends the VM, Ctrl-A x quits at any time).  On
 # the emulating kvm_pvm backend guest userspace cannot run (see
-# shared/PLATFORM.md): the kernel boots up to `Run /init as init
+# docs/ARCHITECTURE.md section 8): the kernel boots up to `Run /init as init
 # process`, /init dies at its first system call, the kernel panics, and
 # the run ends there (--no-reboot).
 # `make run-testguest` boots the built-in test guest (firmware/testguest)
@@ -14,7 +14,7 @@ LINUX_APPEND = $(shell guest-tests/linux/cmdline.sh console=ttyS0 panic=-1 rdini
 RUN_ARGS ?= -m 256M
 
 run: all linux-guest
-	@[ ! -e /sys/module/kvm_pvm ] || echo "calf: kvm_pvm (software KVM): Linux boots to /init, then its userspace cannot run (shared/PLATFORM.md)"
+	@[ ! -e /sys/module/kvm_pvm ] || echo "calf: kvm_pvm (software KVM): Linux boots to /init, then its userspace cannot run (docs/ARCHITECTURE.md)"
 	$(BUILD)/calf run --kernel $(LINUX_KERNEL) --initrd $(LINUX_INITRD) \
 	    --append "$(LINUX_APPEND)" --no-reboot $(RUN_ARGS)
 
