@@ -60,16 +60,16 @@ fuzz: fuzz-build
 # harness can wait for the devices' threads (tests/fuzz/fuzz-hooks.c); the
 # sources are the VMM's, unchanged.
 DEVFUZZ_NAMES  := fwcfg vga pci ide virtio
-DEVFUZZ_HOOKED := devices/ide/ide.c devices/virtio-blk.c
-DEVFUZZ_HOOK_devices/ide/ide.c   := -Dbus_register_pio=fuzz_bus_register_pio
-DEVFUZZ_HOOK_devices/virtio-blk.c := -Dread=fuzz_vblk_read -Dvirtq_unlock=fuzz_virtq_unlock \
+DEVFUZZ_HOOKED := devices/ide/ide.c devices/virtio/blk.c
+DEVFUZZ_HOOK_devices/ide/ide.c    := -Dbus_register_pio=fuzz_bus_register_pio
+DEVFUZZ_HOOK_devices/virtio/blk.c := -Dread=fuzz_vblk_read -Dvirtq_unlock=fuzz_virtq_unlock \
                                      -Dvirtio_pci_create=fuzz_virtio_pci_create
 DEVFUZZ_SRCS  := $(filter-out $(DEVFUZZ_HOOKED),$(DEV_SRCS)) tests/fuzz/fuzz-hooks.c
 DEVFUZZ_HDRS  := tests/fuzz/fuzz-dev.h tests/fuzz/fuzz-hooks.h \
                  $(wildcard devices/*.h devices/*/*.h)
 
 # the replay programs, with the build's compiler and flags
-# (the hooked objects first: the libraries' own ide.o and virtio-blk.o are
+# (the hooked objects first: the libraries' own ide.o and virtio/blk.o are
 # then never pulled in)
 DEVFUZZ_OBJS := $(OBJ)/tests/fuzz/fuzz-hooks.o \
                 $(patsubst %.c,$(OBJ)/tests/fuzz/hooked/%.o,$(DEVFUZZ_HOOKED))

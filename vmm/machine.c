@@ -22,7 +22,7 @@
 #include "devices/ide/ide.h"
 #include "devices/pci.h"
 #include "devices/vga.h"
-#include "devices/virtio.h"
+#include "devices/virtio/virtio.h"
 #include "vmm/firmware.h"
 
 /* Where each device sits: I/O ports, ISA IRQ, PCI slot and function.

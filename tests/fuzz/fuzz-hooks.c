@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "devices/virtio.h"
+#include "devices/virtio/virtio.h"
 #include "devices/bus.h"
 
 /* ---- port registrations (devices/ide/ide.c) ---- */

@@ -1,5 +1,5 @@
 /* What the device fuzz harnesses learn from the hooks in fuzz-hooks.c:
- * devices/ide/ide.c and devices/virtio-blk.c are compiled for them with a
+ * devices/ide/ide.c and devices/virtio/blk.c are compiled for them with a
  * few calls renamed (-D, see tests/fuzz.mk) so that a harness can wait
  * for work on the devices' own threads without changing the devices. */
 #ifndef CALF_TESTS_FUZZ_HOOKS_H

@@ -1,5 +1,5 @@
-/* libFuzzer harness: virtio-blk over PCI (devices/virtio-pci.c and
- * devices/virtio-blk.c, linked unchanged): the modern and the legacy
+/* libFuzzer harness: virtio-blk over PCI (devices/virtio/pci.c and
+ * devices/virtio/blk.c, linked unchanged): the modern and the legacy
  * register blocks mixed at will, split virtqueues in guest RAM with
  * direct and indirect descriptors, virtio-blk requests of every type,
  * MSI-X, device and machine resets in the middle of I/O.  The disk is a
@@ -26,7 +26,7 @@
 
 #include "block/block.h"
 #include "devices/disk.h"
-#include "devices/virtio.h"
+#include "devices/virtio/virtio.h"
 #include "tests/fuzz/fuzz-hooks.h"
 #include "devices/pci.h"
 

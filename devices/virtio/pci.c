@@ -11,7 +11,7 @@
  * and the modern BAR is BAR 4.  A driver that goes through the legacy
  * block negotiates without VERSION_1 and places the rings itself (one
  * page frame number, legacy layout with the used ring 4096-aligned). */
-#include "devices/virtio.h"
+#include "devices/virtio/virtio.h"
 
 #include <errno.h>
 #include <pthread.h>

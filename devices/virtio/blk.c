@@ -11,7 +11,7 @@
  * calf is tearing the device down or the guest reset it, and if so drops
  * what it serves.  A reset (on a vCPU, under the bus lock) or calf's exit
  * thus waits for one piece of I/O, never for a full ring. */
-#include "devices/virtio.h"
+#include "devices/virtio/virtio.h"
 
 #include <errno.h>
 #include <pthread.h>
