@@ -16,34 +16,19 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <linux/virtio_blk.h>
+#include <linux/virtio_ids.h>
+
 #include "block/block.h"
+#include "devices/byteorder.h"
 #include "devices/disk.h"
 #include "devices/guest-mem.h"
-
-#define VIRTIO_BLK_F_SIZE_MAX     1
-#define VIRTIO_BLK_F_SEG_MAX      2
-#define VIRTIO_BLK_F_RO           5
-#define VIRTIO_BLK_F_BLK_SIZE     6
-#define VIRTIO_BLK_F_MQ           12
-#define VIRTIO_BLK_F_FLUSH        9
-#define VIRTIO_BLK_F_DISCARD      13
-#define VIRTIO_BLK_F_WRITE_ZEROES 14
-
-#define VIRTIO_BLK_T_IN           0
-#define VIRTIO_BLK_T_OUT          1
-#define VIRTIO_BLK_T_FLUSH        4
-#define VIRTIO_BLK_T_GET_ID       8
-#define VIRTIO_BLK_T_DISCARD      11
-#define VIRTIO_BLK_T_WRITE_ZEROES 13
-
-#define VIRTIO_BLK_S_OK     0
-#define VIRTIO_BLK_S_IOERR  1
-#define VIRTIO_BLK_S_UNSUPP 2
 
 #define VBLK_QUEUE_SIZE  256
 /* Advertised in configuration space and enforced: data segments in one
@@ -62,8 +47,12 @@
 #define VBLK_S_DROPPED   0xff
 #define VBLK_DISCARD_SEG 32
 #define VBLK_MAX_ZERO_SECTORS (1u << 22) /* 2 GiB per segment */
-#define VBLK_ID_BYTES    20
-#define VBLK_CONFIG_SIZE 0x3c
+/* Where a field of configuration space is (struct virtio_blk_config). */
+#define VBLK_CFG(field)  offsetof(struct virtio_blk_config, field)
+/* The fields up to write_zeroes_may_unmap (and its padding): 0x3c bytes,
+ * no secure erase. */
+#define VBLK_CONFIG_SIZE VBLK_CFG(max_secure_erase_sectors)
+_Static_assert(VBLK_CONFIG_SIZE == 0x3c, "virtio_blk_config");
 
 struct vblk;
 
@@ -82,22 +71,12 @@ struct vblk {
     struct virtio_pci *vp;
     BlockDriverState *bs; /* thread-safe: the queues share it */
     bool readonly, unmap;
-    char serial[VBLK_ID_BYTES];
+    char serial[VIRTIO_BLK_ID_BYTES];
     uint8_t config[VBLK_CONFIG_SIZE];
     atomic_bool stop; /* teardown: the queue threads end */
     unsigned nq;
     struct vblk_queue q[VIRTIO_MAX_QUEUES];
     char *name; /* the image, for messages */
-};
-
-struct blk_hdr {
-    uint32_t type, reserved;
-    uint64_t sector;
-};
-
-struct blk_seg {
-    uint64_t sector;
-    uint32_t num_sectors, flags;
 };
 
 /* ---- iovec helpers ---- */
@@ -184,7 +163,7 @@ static uint64_t vblk_piece_len(uint64_t pos, uint64_t left, uint64_t piece_size)
     return n < left ? n : left;
 }
 
-static uint8_t vblk_rw(struct vblk_queue *vq, const struct blk_hdr *h,
+static uint8_t vblk_rw(struct vblk_queue *vq, const struct virtio_blk_outhdr *h,
                        bool write, const struct iovec *buf, unsigned n,
                        size_t len)
 {
@@ -223,7 +202,7 @@ static uint8_t vblk_rw(struct vblk_queue *vq, const struct blk_hdr *h,
 }
 
 static uint8_t vblk_seg(struct vblk_queue *vq, uint32_t type,
-                        const struct blk_seg *s)
+                        const struct virtio_blk_discard_write_zeroes *s)
 {
     struct vblk *vb = vq->vb;
     uint64_t off = s->sector * BLK_SECTOR_SIZE, len;
@@ -232,7 +211,8 @@ static uint8_t vblk_seg(struct vblk_queue *vq, uint32_t type,
     len = (uint64_t)s->num_sectors * BLK_SECTOR_SIZE;
     if (vb->readonly)
         return VIRTIO_BLK_S_IOERR;
-    if (s->num_sectors > VBLK_MAX_ZERO_SECTORS || !vblk_range_ok(vb, s->sector, len))
+    if (s->num_sectors > VBLK_MAX_ZERO_SECTORS ||
+        !vblk_range_ok(vb, s->sector, len))
         return VIRTIO_BLK_S_IOERR;
     if (type == VIRTIO_BLK_T_DISCARD) {
         if (s->flags)
@@ -241,13 +221,14 @@ static uint8_t vblk_seg(struct vblk_queue *vq, uint32_t type,
         if (!vb->unmap)
             return VIRTIO_BLK_S_OK;
     } else {
-        if (s->flags & ~1u)
+        if (s->flags & ~(uint32_t)VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
             return VIRTIO_BLK_S_UNSUPP;
-        if ((s->flags & 1) && vb->unmap)
+        if ((s->flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) && vb->unmap)
             flags = BLK_ZERO_MAY_UNMAP;
     }
     for (uint64_t done = 0; done < len;) {
-        uint64_t piece = vblk_piece_len(off + done, len - done, VBLK_ZERO_PIECE);
+        uint64_t piece = vblk_piece_len(off + done, len - done,
+                                        VBLK_ZERO_PIECE);
         int ret;
 
         if (vblk_dropping(vq))
@@ -265,16 +246,17 @@ static uint8_t vblk_seg(struct vblk_queue *vq, uint32_t type,
 static uint8_t vblk_segments(struct vblk_queue *vq, uint32_t type,
                              const struct iovec *out, unsigned n)
 {
-    size_t bytes = iov_size(out, n) - sizeof(struct blk_hdr);
+    size_t bytes = iov_size(out, n) - sizeof(struct virtio_blk_outhdr);
+    size_t nseg = bytes / sizeof(struct virtio_blk_discard_write_zeroes);
     uint8_t st = VIRTIO_BLK_S_OK;
 
-    if (!bytes || bytes % sizeof(struct blk_seg) ||
-        bytes / sizeof(struct blk_seg) > VBLK_DISCARD_SEG)
+    if (!bytes || bytes % sizeof(struct virtio_blk_discard_write_zeroes) ||
+        nseg > VBLK_DISCARD_SEG)
         return VIRTIO_BLK_S_UNSUPP;
-    for (size_t i = 0; i < bytes / sizeof(struct blk_seg) && !st; i++) {
-        struct blk_seg s;
+    for (size_t i = 0; i < nseg && !st; i++) {
+        struct virtio_blk_discard_write_zeroes s;
 
-        iov_copy(out, n, sizeof(struct blk_hdr) + i * sizeof(s), &s,
+        iov_copy(out, n, sizeof(struct virtio_blk_outhdr) + i * sizeof(s), &s,
                  sizeof(s), false);
         st = vblk_seg(vq, type, &s);
     }
@@ -290,7 +272,7 @@ static int vblk_handle(struct vblk_queue *vq, struct virtq_req *r,
     struct vblk *vb = vq->vb;
     const struct iovec *out = r->iov, *in = r->iov + r->n_out;
     size_t out_len = iov_size(out, r->n_out), in_len = iov_size(in, r->n_in);
-    struct blk_hdr h;
+    struct virtio_blk_outhdr h;
     uint8_t st;
 
     *used = 0;
@@ -318,8 +300,8 @@ static int vblk_handle(struct vblk_queue *vq, struct virtq_req *r,
             break;
         case VIRTIO_BLK_T_GET_ID:
             *used += (uint32_t)iov_copy(in, r->n_in, 0, vb->serial,
-                                        in_len - 1 < VBLK_ID_BYTES ? in_len - 1
-                                                                   : VBLK_ID_BYTES,
+                                        in_len - 1 < VIRTIO_BLK_ID_BYTES
+                                            ? in_len - 1 : VIRTIO_BLK_ID_BYTES,
                                         true);
             st = VIRTIO_BLK_S_OK;
             break;
@@ -422,35 +404,32 @@ static const struct virtio_dev_ops vblk_ops = {
     .destroy = vblk_destroy,
 };
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
 static void vblk_fill_config(struct vblk *vb)
 {
     uint64_t sectors = vb->bs->size / BLK_SECTOR_SIZE;
     uint8_t *c = vb->config;
 
-    memcpy(c, &sectors, 8);
-    put32(c + 0x08, VBLK_SIZE_MAX);
-    put32(c + 0x0c, VBLK_SEG_MAX);
-    put32(c + 0x14, BLK_SECTOR_SIZE);
-    put32(c + 0x24, VBLK_MAX_ZERO_SECTORS);  /* max_discard_sectors */
-    put32(c + 0x28, VBLK_DISCARD_SEG);       /* max_discard_seg */
-    put32(c + 0x2c, 8);                      /* discard_sector_alignment */
-    put32(c + 0x30, VBLK_MAX_ZERO_SECTORS);  /* max_write_zeroes_sectors */
-    put32(c + 0x34, VBLK_DISCARD_SEG);       /* max_write_zeroes_seg */
-    c[0x22] = (uint8_t)vb->nq;               /* num_queues */
-    c[0x38] = vb->unmap;                     /* write_zeroes_may_unmap */
+    put_le64(c + VBLK_CFG(capacity), sectors);
+    put_le32(c + VBLK_CFG(size_max), VBLK_SIZE_MAX);
+    put_le32(c + VBLK_CFG(seg_max), VBLK_SEG_MAX);
+    put_le32(c + VBLK_CFG(blk_size), BLK_SECTOR_SIZE);
+    put_le32(c + VBLK_CFG(max_discard_sectors), VBLK_MAX_ZERO_SECTORS);
+    put_le32(c + VBLK_CFG(max_discard_seg), VBLK_DISCARD_SEG);
+    put_le32(c + VBLK_CFG(discard_sector_alignment), 8);
+    put_le32(c + VBLK_CFG(max_write_zeroes_sectors), VBLK_MAX_ZERO_SECTORS);
+    put_le32(c + VBLK_CFG(max_write_zeroes_seg), VBLK_DISCARD_SEG);
+    put_le16(c + VBLK_CFG(num_queues), (uint16_t)vb->nq);
+    c[VBLK_CFG(write_zeroes_may_unmap)] = vb->unmap;
 }
 
 static int vblk_start(struct pci *pci, int slot, struct vblk *vb,
                       bool modern)
 {
     struct virtio_pci_config vc = {
-        .slot = slot, .device_type = 2, .class_code = 0x01, .subclass = 0x80,
-        .features = 1ULL << VIRTIO_BLK_F_SIZE_MAX | 1ULL << VIRTIO_BLK_F_SEG_MAX |
+        .slot = slot, .device_type = VIRTIO_ID_BLOCK,
+        .class_code = 0x01, .subclass = 0x80,
+        .features = 1ULL << VIRTIO_BLK_F_SIZE_MAX |
+                    1ULL << VIRTIO_BLK_F_SEG_MAX |
                     1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH |
                     1ULL << VIRTIO_BLK_F_DISCARD |
                     1ULL << VIRTIO_BLK_F_WRITE_ZEROES |
@@ -495,7 +474,7 @@ int virtio_blk_add(struct pci *pci, int slot, const struct disk_opts *o,
     vb->unmap = o->unmap;
     vb->nq = nqueues < 1 ? 1 : nqueues > VIRTIO_MAX_QUEUES ? VIRTIO_MAX_QUEUES
                                                            : nqueues;
-    memcpy(vb->serial, o->serial, VBLK_ID_BYTES);
+    memcpy(vb->serial, o->serial, VIRTIO_BLK_ID_BYTES);
     vblk_fill_config(vb);
     ret = vblk_start(pci, slot, vb, o->modern);
     if (ret)

@@ -1,19 +1,25 @@
 /* virtio 1.x over PCI (the modern transport, devices 1af4:1040+n; by
  * default transitional, 1af4:1000+n-1, with the legacy register block in
  * an I/O BAR 0 for drivers without VERSION_1) and the split virtqueue, as
- * a library for virtio device models; and the virtio-blk device.
+ * a library for virtio device models; and the virtio-blk device.  This is
+ * what device models and vmm/machine.c use; behind it, in devices/virtio/,
+ * queue.c is the split virtqueue, pci.c the modern transport, pci-legacy.c
+ * the legacy register block (sharing virtio-int.h), and blk.c virtio-blk.
+ * Register names, feature and status bits are the Linux uapi ones
+ * (<linux/virtio_config.h>, <linux/virtio_ring.h>, <linux/virtio_pci.h>).
  *
  * Threads: the transport's registers are served on vCPU threads under the
  * bus lock.  A device serves its queues on its own thread: it waits on a
  * queue's kick eventfd (signalled by KVM through an ioeventfd on the
  * notify address), then takes the queue's lock (virtq_lock()) and pops,
- * serves and pushes requests; queues run in parallel.  Everything a guest put in a queue is validated in
- * virtq_pop(): descriptor indexes, chain lengths and loops, and that every
- * buffer lies in guest RAM.  A chain that breaks the rules marks the
- * device NEEDS_RESET; the VMM keeps running.
+ * serves and pushes requests; queues run in parallel.  Everything a
+ * guest put in a queue is validated in virtq_pop(): descriptor indexes,
+ * chain lengths and loops, and that every buffer lies in guest RAM.  A
+ * chain that breaks the rules marks the device NEEDS_RESET; the VMM
+ * keeps running.
  */
-#ifndef CALF_DEVICES_VIRTIO_H
-#define CALF_DEVICES_VIRTIO_H
+#ifndef CALF_DEVICES_VIRTIO_VIRTIO_H
+#define CALF_DEVICES_VIRTIO_VIRTIO_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,19 +31,6 @@
 #define VIRTQ_MAX_SIZE    256
 /* Buffers in one chain, indirect tables included. */
 #define VIRTQ_MAX_CHAIN   512
-
-/* Feature bits (virtio 1.2, 6 and 5.2.3) */
-#define VIRTIO_F_INDIRECT_DESC 28
-#define VIRTIO_F_EVENT_IDX     29
-#define VIRTIO_F_VERSION_1     32
-
-/* device_status bits */
-#define VIRTIO_S_ACKNOWLEDGE 1
-#define VIRTIO_S_DRIVER      2
-#define VIRTIO_S_DRIVER_OK   4
-#define VIRTIO_S_FEATURES_OK 8
-#define VIRTIO_S_NEEDS_RESET 0x40
-#define VIRTIO_S_FAILED      0x80
 
 struct virtio_pci;
 
@@ -62,7 +55,7 @@ struct virtio_dev_ops {
 
 struct virtio_pci_config {
     int slot;               /* PCI slot (function 0) */
-    uint16_t device_type;   /* 2: block */
+    uint16_t device_type;   /* VIRTIO_ID_*: 2 block (<linux/virtio_ids.h>) */
     uint8_t class_code, subclass;
     uint64_t features;      /* device features; the transport adds its own */
     unsigned num_queues;

@@ -1,5 +1,5 @@
-/* libFuzzer harness: virtio-blk over PCI (devices/virtio/pci.c and
- * devices/virtio/blk.c, linked unchanged): the modern and the legacy
+/* libFuzzer harness: virtio-blk over PCI (devices/virtio/, linked
+ * unchanged but for the hooks in blk.c): the modern and the legacy
  * register blocks mixed at will, split virtqueues in guest RAM with
  * direct and indirect descriptors, virtio-blk requests of every type,
  * MSI-X, device and machine resets in the middle of I/O.  The disk is a
@@ -23,6 +23,10 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+
+#include <linux/virtio_config.h>
+#include <linux/virtio_pci.h>
+#include <linux/virtio_ring.h>
 
 #include "block/block.h"
 #include "devices/disk.h"
@@ -138,9 +142,9 @@ static uint32_t legacy_read(struct bus *bus, unsigned off, unsigned size)
 static void status_write(struct bus *bus, bool legacy, uint8_t s)
 {
     if (legacy)
-        legacy_write(bus, 0x12, 1, s);
+        legacy_write(bus, VIRTIO_PCI_STATUS, 1, s);
     else
-        modern_write(bus, 0x14, 1, s);
+        modern_write(bus, VIRTIO_PCI_COMMON_STATUS, 1, s);
 }
 
 static void put16(uint64_t gpa, uint16_t v)
@@ -172,25 +176,26 @@ static void queue_setup(struct bus *bus, struct fz *f)
     bool legacy = (how & 0x10) && !modern_only;
 
     if (legacy) {
-        legacy_write(bus, 0x0e, 2, q);
-        s->size = (uint16_t)legacy_read(bus, 0x0c, 2);
+        legacy_write(bus, VIRTIO_PCI_QUEUE_SEL, 2, q);
+        s->size = (uint16_t)legacy_read(bus, VIRTIO_PCI_QUEUE_NUM, 2);
         s->desc = base;
         s->avail = base + 16ull * s->size;
         s->used = (s->avail + 6 + 2ull * s->size + 4095) & ~4095ull;
-        legacy_write(bus, 0x08, 4, (uint32_t)(base >> 12));
+        legacy_write(bus, VIRTIO_PCI_QUEUE_PFN, 4,
+                     (uint32_t)(base >> VIRTIO_PCI_QUEUE_ADDR_SHIFT));
     } else {
-        modern_write(bus, 0x16, 2, q);
+        modern_write(bus, VIRTIO_PCI_COMMON_Q_SELECT, 2, q);
         if (how & 0x20)
-            modern_write(bus, 0x18, 2, size);
-        s->size = (uint16_t)modern_read(bus, 0x18, 2);
+            modern_write(bus, VIRTIO_PCI_COMMON_Q_SIZE, 2, size);
+        s->size = (uint16_t)modern_read(bus, VIRTIO_PCI_COMMON_Q_SIZE, 2);
         s->desc = base;
         s->avail = base + 0x1000;
         s->used = base + 0x2000;
-        modern_write(bus, 0x20, 8, s->desc);
-        modern_write(bus, 0x28, 4, s->avail);
-        modern_write(bus, 0x2c, 4, 0);
-        modern_write(bus, 0x30, 8, s->used);
-        modern_write(bus, 0x1c, 2, 1);
+        modern_write(bus, VIRTIO_PCI_COMMON_Q_DESCLO, 8, s->desc);
+        modern_write(bus, VIRTIO_PCI_COMMON_Q_AVAILLO, 4, s->avail);
+        modern_write(bus, VIRTIO_PCI_COMMON_Q_AVAILHI, 4, 0);
+        modern_write(bus, VIRTIO_PCI_COMMON_Q_USEDLO, 8, s->used);
+        modern_write(bus, VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
     }
     s->set = true;
     s->next = 0;
@@ -223,12 +228,14 @@ static void request(struct bus *bus, struct fz *f)
     /* with indirect, the chain lives in its own table from entry 0 */
     unsigned first = indirect ? 0 : head;
     unsigned slot = first;
-    put_desc(table, slot, hdr, 16, 1, (uint16_t)((slot + 1) % (indirect ? 64 : s->size)));
+    put_desc(table, slot, hdr, 16, VRING_DESC_F_NEXT,
+             (uint16_t)((slot + 1) % (indirect ? 64 : s->size)));
     slot = (slot + 1) % (indirect ? 64 : s->size);
     n++;
     for (unsigned i = 0; i < ndata; i++) {
         uint16_t len = fz_u16(f);
-        uint16_t flags = (uint16_t)(1 | (type == 0 || type == 8 ? 2 : 0));
+        uint16_t flags = (uint16_t)(VRING_DESC_F_NEXT |
+                                    (type == 0 || type == 8 ? VRING_DESC_F_WRITE : 0));
 
         if (at + len > FZ_RAM_SIZE)
             len = (uint16_t)(FZ_RAM_SIZE - at);
@@ -238,17 +245,17 @@ static void request(struct bus *bus, struct fz *f)
         slot = (slot + 1) % (indirect ? 64 : s->size);
         n++;
     }
-    put_desc(table, slot, st, 1, 2, 0);
+    put_desc(table, slot, st, 1, VRING_DESC_F_WRITE, 0);
     n++;
     if (indirect)
-        put_desc(s->desc, head, table, 16 * n, 4, 0);
+        put_desc(s->desc, head, table, 16 * n, VRING_DESC_F_INDIRECT, 0);
     /* the ring: head, then the index the device reads */
     put16(s->avail + 4 + 2ull * (s->next % s->size), (uint16_t)head);
     s->next = (uint16_t)(s->next + (indirect ? 1 : n));
     idx = (uint16_t)(fz_u8(f) == 0xff ? fz_u16(f) : s->next);
     put16(s->avail + 2, idx);
     if (legacy_notify) {
-        legacy_write(bus, 0x10, 2, q);
+        legacy_write(bus, VIRTIO_PCI_QUEUE_NOTIFY, 2, q);
     } else {
         modern_write(bus, 0x3000 + 4 * q, 2, q);
     }
@@ -261,18 +268,18 @@ static void driver_init(struct bus *bus, struct fz *f)
     bool legacy = (how & 1) && !modern_only;
 
     if (!(how & 2))
-        feat = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_F_INDIRECT_DESC |
-               (how & 4 ? 1ull << VIRTIO_F_EVENT_IDX : 0) | 0x3e56; /* blk bits */
+        feat = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_RING_F_INDIRECT_DESC |
+               (how & 4 ? 1ull << VIRTIO_RING_F_EVENT_IDX : 0) | 0x3e56; /* blk bits */
     status_write(bus, legacy, 0);
     status_write(bus, legacy, 1);
     status_write(bus, legacy, 3);
     if (legacy) {
-        legacy_write(bus, 0x04, 4, (uint32_t)feat);
+        legacy_write(bus, VIRTIO_PCI_GUEST_FEATURES, 4, (uint32_t)feat);
     } else {
-        modern_write(bus, 0x08, 4, 0);
-        modern_write(bus, 0x0c, 4, (uint32_t)feat);
-        modern_write(bus, 0x08, 4, 1);
-        modern_write(bus, 0x0c, 4, (uint32_t)(feat >> 32));
+        modern_write(bus, VIRTIO_PCI_COMMON_GFSELECT, 4, 0);
+        modern_write(bus, VIRTIO_PCI_COMMON_GF, 4, (uint32_t)feat);
+        modern_write(bus, VIRTIO_PCI_COMMON_GFSELECT, 4, 1);
+        modern_write(bus, VIRTIO_PCI_COMMON_GF, 4, (uint32_t)(feat >> 32));
         status_write(bus, false, 0x0b);
     }
     status_write(bus, legacy, legacy ? 0x07 : 0x0f);
