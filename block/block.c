@@ -357,7 +357,8 @@ static int iov_merge(const struct iovec *iov, int iovcnt, struct iovec *out, int
 {
     int n = 0;
     for (int i = 0; i < iovcnt; i++) {
-        if (n && (uint8_t *)out[n - 1].iov_base + out[n - 1].iov_len == (uint8_t *)iov[i].iov_base) {
+        if (n &&
+            (uint8_t *)out[n - 1].iov_base + out[n - 1].iov_len == (uint8_t *)iov[i].iov_base) {
             out[n - 1].iov_len += iov[i].iov_len;
             continue;
         }

@@ -30,9 +30,11 @@ static const EVP_CIPHER *evp_for(int bits, enum blk_cmode mode)
 {
     switch (mode) {
     case BLK_CMODE_ECB:
-        return bits == 128 ? EVP_aes_128_ecb() : bits == 192 ? EVP_aes_192_ecb() : EVP_aes_256_ecb();
+        return bits == 128 ? EVP_aes_128_ecb()
+             : bits == 192 ? EVP_aes_192_ecb() : EVP_aes_256_ecb();
     case BLK_CMODE_CBC:
-        return bits == 128 ? EVP_aes_128_cbc() : bits == 192 ? EVP_aes_192_cbc() : EVP_aes_256_cbc();
+        return bits == 128 ? EVP_aes_128_cbc()
+             : bits == 192 ? EVP_aes_192_cbc() : EVP_aes_256_cbc();
     case BLK_CMODE_XTS:
         /* OpenSSL has no XTS for AES-192 */
         return bits == 128 ? EVP_aes_128_xts() : bits == 256 ? EVP_aes_256_xts() : NULL;

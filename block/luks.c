@@ -348,7 +348,8 @@ static void mode_string(const BlkCipherSpec *spec, char *buf, size_t len)
     static const char *const modes[] = {"ecb", "cbc", "xts"};
     static const char *const ivgens[] = {"plain", "plain64", "essiv"};
     snprintf(buf, len, "%s-%s%s%s", modes[spec->mode], ivgens[spec->ivgen],
-             spec->ivgen == BLK_IVGEN_ESSIV ? ":" : "", spec->ivgen == BLK_IVGEN_ESSIV ? spec->ivhash : "");
+             spec->ivgen == BLK_IVGEN_ESSIV ? ":" : "",
+             spec->ivgen == BLK_IVGEN_ESSIV ? spec->ivhash : "");
 }
 
 static void make_uuid(char *out)

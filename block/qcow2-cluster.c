@@ -1103,9 +1103,11 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
             uint8_t *table;
             if ((r = l2_load(s, off, &table)) < 0)
                 break;
-            if (a > in && (r = write_cluster(s, off, s->zero_cluster, (a < in + n ? a : in + n) - in)) < 0)
+            if (a > in &&
+                (r = write_cluster(s, off, s->zero_cluster, (a < in + n ? a : in + n) - in)) < 0)
                 break;
-            if (b < in + n && b >= a && (r = write_cluster(s, off - in + b, s->zero_cluster, in + n - b)) < 0)
+            if (b < in + n && b >= a &&
+                (r = write_cluster(s, off - in + b, s->zero_cluster, in + n - b)) < 0)
                 break;
         }
         if (b > a) {

@@ -1028,7 +1028,8 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
     uint64_t per_l1 = cs * s->l2_size;
     uint64_t l1_entries = (size + per_l1 - 1) / per_l1;
     if (l1_entries * 8 > QCOW2_MAX_L1_BYTES) {
-        blk_set_error("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
+        blk_set_error("The image size is too large for file format 'qcow2' "
+                      "(try using a larger cluster size)");
         r = -EFBIG;
         goto out;
     }

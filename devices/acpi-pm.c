@@ -49,8 +49,8 @@ static uint32_t pm_timer_now(void)
     unsigned __int128 ticks;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    ticks = ((unsigned __int128)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) *
-            PM_TIMER_HZ / 1000000000u;
+    ticks = ((unsigned __int128)ts.tv_sec * 1000000000u +
+             (uint64_t)ts.tv_nsec) * PM_TIMER_HZ / 1000000000u;
     return (uint32_t)ticks & 0xffffff;
 }
 

@@ -97,8 +97,9 @@ int piix3_port92_create(struct bus *bus);
 struct debugcon;
 int debugcon_create(struct bus *bus, uint16_t port, FILE *out);
 
-/* PIIX4 ACPI power management (a PC has it at 00:01.3): PM1 event/control and the PM
- * timer at ACPI_PM_BASE; S5 (sleep type ACPI_PM_S5_TYP) powers off.
+/* PIIX4 ACPI power management (a PC has it at 00:01.3): PM1
+ * event/control and the PM timer at ACPI_PM_BASE; S5 (sleep type
+ * ACPI_PM_S5_TYP) powers off.
  * Under firmware boot the firmware enables it; otherwise it starts
  * enabled at ACPI_PM_BASE. */
 #define ACPI_PM_BASE 0x600

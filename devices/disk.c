@@ -172,21 +172,25 @@ static bool chain_encrypted(BlockDriverState *bs, const char *file)
     for (BlockDriverState *b = bs; b; b = b->backing) {
         BlockInfo info;
         if (blk_get_info(b, &info) < 0) {
-            fprintf(stderr, "calf: --disk %s: %s: %s\n", file, b->filename, blk_error());
+            fprintf(stderr, "calf: --disk %s: %s: %s\n", file, b->filename,
+                    blk_error());
             return true;
         }
         char how[16];
-        snprintf(how, sizeof(how), "%s", info.encrypt_format ? info.encrypt_format : "aes");
+        snprintf(how, sizeof(how), "%s",
+                 info.encrypt_format ? info.encrypt_format : "aes");
         bool enc = info.encrypted;
         blk_info_free(&info);
         if (!enc)
             continue;
-        fprintf(stderr, "calf: --disk %s: %s is encrypted (%s) and calf run takes no key "
-                "(Parameter 'encrypt.key-secret' is required for cipher): make a plain "
-                "copy first, with calf-img convert --object secret,id=s0,... --image-opts "
-                "driver=%s,file.filename=%s,encrypt.key-secret=s0 -O %s COPY\n",
-                file, b == bs ? "the image" : b->filename, how, b->drv->name, b->filename,
-                b->drv->name);
+        fprintf(stderr, "calf: --disk %s: %s is encrypted (%s) and calf run "
+                "takes no key (Parameter 'encrypt.key-secret' is required "
+                "for cipher): make a plain copy first, with calf-img "
+                "convert --object secret,id=s0,... --image-opts "
+                "driver=%s,file.filename=%s,encrypt.key-secret=s0 "
+                "-O %s COPY\n",
+                file, b == bs ? "the image" : b->filename, how, b->drv->name,
+                b->filename, b->drv->name);
         return true;
     }
     return false;
@@ -204,7 +208,8 @@ BlockDriverState *disk_open(const struct disk_opts *o)
      * no key): an encrypted chain is refused before a writable open could
      * touch its header.  Its format also serves where the block layer
      * cannot probe one: through O_DIRECT (the probe buffer is unaligned). */
-    bs = blk_open(o->file, format, BLK_O_SHARE | BLK_O_NO_IO | BLK_O_NO_REPAIR, NULL);
+    bs = blk_open(o->file, format,
+                  BLK_O_SHARE | BLK_O_NO_IO | BLK_O_NO_REPAIR, NULL);
     if (!bs)
         goto fail;
     snprintf(probed, sizeof(probed), "%s", bs->drv->name);

@@ -29,8 +29,9 @@ struct disk_opts {
 
 /* FILE[,format=F][,if=virtio|ide][,index=N][,media=disk|cdrom][,readonly]
  * [,snapshot][,cache=writeback|none|unsafe][,discard=ignore|unmap]
- * [,serial=S][,disable-legacy[=on|off]] (virtio only); ",," is a comma inside FILE.  Prints "calf: --disk ..."
- * on a bad spec; returns 0 or a negative errno.  disk_opts_free() after. */
+ * [,serial=S][,disable-legacy[=on|off]] (virtio only); ",," is a comma
+ * inside FILE.  Prints "calf: --disk ..." on a bad spec; returns 0 or a
+ * negative errno.  disk_opts_free() after. */
 int disk_parse(const char *spec, struct disk_opts *o);
 void disk_opts_free(struct disk_opts *o);
 

@@ -55,7 +55,8 @@ static inline void guest_mem_sync(const struct iovec *iov, unsigned n,
                                   int release)
 {
     for (unsigned i = 0; i < n; i++) {
-        uintptr_t p = (uintptr_t)iov[i].iov_base & ~(uintptr_t)(GUEST_MEM_PAGE - 1);
+        uintptr_t p = (uintptr_t)iov[i].iov_base &
+                      ~(uintptr_t)(GUEST_MEM_PAGE - 1);
         uintptr_t end = (uintptr_t)iov[i].iov_base + iov[i].iov_len;
 
         for (; iov[i].iov_len && p < end; p += GUEST_MEM_PAGE) {

@@ -159,7 +159,11 @@ static void kbd_command(struct i8042 *k, uint8_t v)
         kbd_send(k, 0x83);
         break;
     case 0xf4: k->scanning = true; kbd_send(k, KBD_ACK); break;
-    case 0xf5: kbd_defaults(k); k->scanning = false; kbd_send(k, KBD_ACK); break;
+    case 0xf5:
+        kbd_defaults(k);
+        k->scanning = false;
+        kbd_send(k, KBD_ACK);
+        break;
     case 0xf6: kbd_defaults(k); kbd_send(k, KBD_ACK); break;
     case 0xfe: i8042_queue(k, k->kbd_last); break;
     case 0xff:

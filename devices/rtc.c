@@ -138,14 +138,16 @@ static void *rtc_thread(void *arg)
 /* Bus lock held: after a write to register A or B, or a reset. */
 static void rtc_update_timer(struct rtc *rtc)
 {
-    uint64_t period = (rtc->cmos[RTC_REG_B] & REG_B_PIE) ? rtc_period_ns(rtc) : 0;
+    uint64_t period =
+        (rtc->cmos[RTC_REG_B] & REG_B_PIE) ? rtc_period_ns(rtc) : 0;
 
     if (!(rtc->cmos[RTC_REG_B] & REG_B_PIE)) {
         rtc->cmos[RTC_REG_C] &= (uint8_t)~REG_C_IRQF;
         rtc_set_irq(rtc, false);
     }
     if (period && !rtc->thread_started)
-        rtc->thread_started = !pthread_create(&rtc->thread, NULL, rtc_thread, rtc);
+        rtc->thread_started =
+            !pthread_create(&rtc->thread, NULL, rtc_thread, rtc);
     pthread_mutex_lock(&rtc->tlock);
     if (period != rtc->period_ns) {
         rtc->period_ns = period;
@@ -222,7 +224,8 @@ static bool rtc_clock_reg(unsigned reg, struct tm *tm, int **field)
 
 static time_t rtc_clamp(long long t)
 {
-    return (time_t)(t < RTC_TIME_MIN ? RTC_TIME_MIN : t > RTC_TIME_MAX ? RTC_TIME_MAX : t);
+    return (time_t)(t < RTC_TIME_MIN ? RTC_TIME_MIN
+                    : t > RTC_TIME_MAX ? RTC_TIME_MAX : t);
 }
 
 /* The guest's date now; *host gets the host time it is based on.  The

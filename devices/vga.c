@@ -580,7 +580,8 @@ static int render_chain4(struct vga *v, const struct vga_regs *r,
                          struct vga_image *img)
 {
     unsigned w = (r->crtc[1] + 1u) * 4, h = crtc_lines(r);
-    unsigned pitch = r->crtc[0x13] * 8u, start = (unsigned)(r->crtc[0xc] << 8 | r->crtc[0xd]) * 4;
+    unsigned pitch = r->crtc[0x13] * 8u;
+    unsigned start = (unsigned)(r->crtc[0xc] << 8 | r->crtc[0xd]) * 4;
     const uint8_t *mem;
     int ret;
 

@@ -34,7 +34,8 @@ static void aml_byte(struct aml *a, uint8_t b)
  * covers them (ACPI 6.4, 20.2.4: the length counts its own bytes). */
 static void aml_pkg_close(struct aml *a, size_t start)
 {
-    size_t body = a->len - start, n = body + 1 < 0x40 ? 1 : body + 2 < 0x1000 ? 2 : 3;
+    size_t body = a->len - start;
+    size_t n = body + 1 < 0x40 ? 1 : body + 2 < 0x1000 ? 2 : 3;
     size_t total = body + n;
     uint8_t enc[3];
 

@@ -78,7 +78,8 @@ void console_destroy(struct console *c)
         return;
     console_flush(c);
     /* leave a terminal's prompt on a line of its own */
-    if (c->last && c->last != '\n' && isatty(c->out_fd) && write(c->out_fd, "\r\n", 2) < 0)
+    if (c->last && c->last != '\n' && isatty(c->out_fd) &&
+        write(c->out_fd, "\r\n", 2) < 0)
         c->last = 0;
     if (c->raw)
         tcsetattr(c->in_fd, TCSAFLUSH, &c->saved);

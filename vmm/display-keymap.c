@@ -47,7 +47,8 @@ static const uint16_t hid_to_set2[232] = {
     [133] = 0x6d, /* KP, */
     [135] = 0x51, [136] = 0x13, [137] = 0x6a, [138] = 0x64, [139] = 0x67,
     [144] = 0xf2, [145] = 0xf1, /* Hangul, Hanja: one byte, no break */
-    [224] = 0x14, [225] = 0x12, [226] = 0x11, [227] = E0 | 0x1f, /* LCtrl LShift LAlt LGUI */
+    /* LCtrl LShift LAlt LGUI */
+    [224] = 0x14, [225] = 0x12, [226] = 0x11, [227] = E0 | 0x1f,
     [228] = E0 | 0x14, [229] = 0x59, [230] = E0 | 0x11, [231] = E0 | 0x27,
 };
 
@@ -58,7 +59,8 @@ static size_t keymap_special(unsigned hid, bool release, uint8_t *out)
 {
     static const uint8_t prtsc_make[] = { 0xe0, 0x12, 0xe0, 0x7c };
     static const uint8_t prtsc_break[] = { 0xe0, 0xf0, 0x7c, 0xe0, 0xf0, 0x12 };
-    static const uint8_t pause[] = { 0xe1, 0x14, 0x77, 0xe1, 0xf0, 0x14, 0xf0, 0x77 };
+    static const uint8_t pause[] = { 0xe1, 0x14, 0x77, 0xe1,
+                                     0xf0, 0x14, 0xf0, 0x77 };
     const uint8_t *seq;
     size_t n;
 

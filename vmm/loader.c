@@ -27,9 +27,20 @@
 #define XLF_KERNEL_64     0x01
 #define BOOT_PROTO_MIN    0x020c  /* 2.12: the first with XLF_KERNEL_64 */
 
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t get32(const uint8_t *p) { return get16(p) | (uint32_t)get16(p + 2) << 16; }
-static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return get16(p) | (uint32_t)get16(p + 2) << 16;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    return get32(p) | (uint64_t)get32(p + 4) << 32;
+}
 
 static int read_whole_file(const char *path, const char *what, uint8_t **buf,
                            size_t *size)
@@ -215,7 +226,8 @@ static int load_elf(struct vm *vm, const char *path, const uint8_t *f,
         vmm_error("%s: ELF file is not an x86-64 executable kernel", path);
         return -ENOEXEC;
     }
-    if (eh.e_phoff > size || (uint64_t)eh.e_phnum * sizeof(*ph) > size - eh.e_phoff)
+    if (eh.e_phoff > size ||
+        (uint64_t)eh.e_phnum * sizeof(*ph) > size - eh.e_phoff)
         goto truncated;
     if (eh.e_phoff % 8) {
         vmm_error("%s: misaligned ELF program headers", path);

@@ -57,45 +57,55 @@ __attribute__((constructor)) static void note_process_start(void)
     process_start_ns = vm_now_ns();
 }
 
+/* What calf run --help prints (a line too long for the source is split
+ * into two literals) */
+static const char usage_text[] =
+    "usage: calf run [--kernel FILE | --disk FILE...] [options]\n"
+    "  -k, --kernel FILE    bzImage or ELF vmlinux (64-bit entry)\n"
+    "      --initrd FILE    initial ramdisk\n"
+    "      --append TEXT    kernel command line\n"
+    "  without --kernel the machine boots firmware (SeaBIOS), whose\n"
+    "  screen is on the serial console (and the VGA, with one):\n"
+    "      --firmware FILE  BIOS ROM (default " FIRMWARE_DEFAULT ")\n"
+    "      --boot ORDER     c: disks, d: CD-ROMs, diskN: the N-th --disk\n"
+    "                       (from 0), order=cd, menu=on|off; comma-separated\n"
+    "      --bios-log FILE  the firmware's debug log (port 0x402)\n"
+    "  -m, --memory SIZE    guest RAM, e.g. 256M, 2G (default 256M;\n"
+    "                       a bare number is MiB)\n"
+    "  -c, --cpus N         vCPUs (default 1)\n"
+    "      --cpu host,-FEAT,...  hide CPUID features (--help-cpu lists)\n"
+    "      --expect TEXT    exit 0 once the serial console shows TEXT\n"
+    "      --timeout S      give up after S seconds (exit status 124)\n"
+    "      --report FILE    write a JSON summary of the run to FILE\n"
+    "      --no-reboot      a guest reset ends the run (default: restart)\n"
+    "      --disk FILE[,format=raw|qcow2|qcow][,if=virtio|ide][,readonly]\n"
+    "             [,snapshot][,cache=writeback|none|unsafe]"
+    "[,discard=ignore|unmap]\n"
+    "             [,serial=S][,index=0-3][,media=disk|cdrom][,disable-legacy]\n"
+    "                       a virtio-blk disk, transitional (1af4:1001)"
+    " unless\n"
+    "                       disable-legacy (1af4:1042); with if=ide a"
+    " drive on\n"
+    "                       the PIIX3 IDE controller (primary master"
+    " first, or\n"
+    "                       index=N; media=cdrom: ATAPI) (repeatable)\n"
+    "      --cdrom FILE     an ATAPI CD-ROM with image FILE (read-only;\n"
+    "                       secondary master first)\n"
+    "      --display none|sdl  none (the default): the serial console only;\n"
+    "                       sdl: a window with the VGA screen and keyboard\n"
+    "      --vga std|none   the std VGA (Bochs VBE, PCI 1234:1111);"
+    " by default\n"
+    "                       there is one with --display sdl or --screenshot\n"
+    "      --screenshot FILE.png  write the screen as PNG when the run ends\n"
+    "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
+    "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
+    "  text, 124 timeout, 128+n signal n\n"
+    "console: the serial port; Ctrl-A x quits (on a terminal; input\n"
+    "  from a pipe or file goes to the guest as it is)\n";
+
 static void usage(FILE *f)
 {
-    fputs("usage: calf run [--kernel FILE | --disk FILE...] [options]\n"
-          "  -k, --kernel FILE    bzImage or ELF vmlinux (64-bit entry)\n"
-          "      --initrd FILE    initial ramdisk\n"
-          "      --append TEXT    kernel command line\n"
-          "  without --kernel the machine boots firmware (SeaBIOS), whose\n"
-          "  screen is on the serial console (and the VGA, with one):\n"
-          "      --firmware FILE  BIOS ROM (default " FIRMWARE_DEFAULT ")\n"
-          "      --boot ORDER     c: disks, d: CD-ROMs, diskN: the N-th --disk\n"
-          "                       (from 0), order=cd, menu=on|off; comma-separated\n"
-          "      --bios-log FILE  the firmware's debug log (port 0x402)\n"
-          "  -m, --memory SIZE    guest RAM, e.g. 256M, 2G (default 256M;\n"
-          "                       a bare number is MiB)\n"
-          "  -c, --cpus N         vCPUs (default 1)\n"
-          "      --cpu host,-FEAT,...  hide CPUID features (--help-cpu lists)\n"
-          "      --expect TEXT    exit 0 once the serial console shows TEXT\n"
-          "      --timeout S      give up after S seconds (exit status 124)\n"
-          "      --report FILE    write a JSON summary of the run to FILE\n"
-          "      --no-reboot      a guest reset ends the run (default: restart)\n"
-          "      --disk FILE[,format=raw|qcow2|qcow][,if=virtio|ide][,readonly]\n"
-          "             [,snapshot][,cache=writeback|none|unsafe][,discard=ignore|unmap]\n"
-          "             [,serial=S][,index=0-3][,media=disk|cdrom][,disable-legacy]\n"
-          "                       a virtio-blk disk, transitional (1af4:1001) unless\n"
-          "                       disable-legacy (1af4:1042); with if=ide a drive on\n"
-          "                       the PIIX3 IDE controller (primary master first, or\n"
-          "                       index=N; media=cdrom: ATAPI) (repeatable)\n"
-          "      --cdrom FILE     an ATAPI CD-ROM with image FILE (read-only;\n"
-          "                       secondary master first)\n"
-          "      --display none|sdl  none (the default): the serial console only;\n"
-          "                       sdl: a window with the VGA screen and keyboard\n"
-          "      --vga std|none   the std VGA (Bochs VBE, PCI 1234:1111); by default\n"
-          "                       there is one with --display sdl or --screenshot\n"
-          "      --screenshot FILE.png  write the screen as PNG when the run ends\n"
-          "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
-          "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
-          "  text, 124 timeout, 128+n signal n\n"
-          "console: the serial port; Ctrl-A x quits (on a terminal; input\n"
-          "  from a pipe or file goes to the guest as it is)\n", f);
+    fputs(usage_text, f);
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -178,7 +188,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
             break;
         case 'R':
             if (o->ndisks == MACHINE_MAX_DISKS) {
-                vmm_error("too many --disk/--cdrom (at most %d)", MACHINE_MAX_DISKS);
+                vmm_error("too many --disk/--cdrom (at most %d)",
+                          MACHINE_MAX_DISKS);
                 return -EINVAL;
             }
             o->cdrom_specs[o->ncdroms] = disk_cdrom_spec(optarg);
@@ -518,7 +529,8 @@ static int cmd_run(int argc, char **argv)
     bus_destroy(vm.bus);
     for (int i = 0; i < o.ncdroms; i++)
         free(o.cdrom_specs[i]);
-    vm_teardown_detached(&vm);  /* the kernel's part happens after calf's exit */
+    /* the kernel's part happens after calf's exit */
+    vm_teardown_detached(&vm);
     vm_destroy(&vm);
     return status;
 }
@@ -531,6 +543,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "usage: calf run [--kernel FILE] [options] (calf run --help)\n");
+    fprintf(stderr,
+            "usage: calf run [--kernel FILE] [options] (calf run --help)\n");
     return CALF_EXIT_SETUP;
 }

@@ -65,7 +65,8 @@ static int png_deflate(const uint8_t *rgb, unsigned w, unsigned h,
 
 int png_write(const char *path, const uint8_t *rgb, unsigned w, unsigned h)
 {
-    static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+    static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G',
+                                    '\r', '\n', 0x1a, '\n' };
     uint8_t ihdr[13] = { 0 };
     uint8_t *z = NULL;
     uLongf zlen = 0;

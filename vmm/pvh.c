@@ -38,7 +38,8 @@ int boot_write_pvh_info(struct vm *vm, const char *cmdline,
     uint8_t *base = vm_gpa(vm, PVH_INFO, sz);
     struct hvm_start_info *si = (struct hvm_start_info *)base;
     struct hvm_modlist_entry *mod = (struct hvm_modlist_entry *)(si + 1);
-    struct hvm_memmap_table_entry *mm = (struct hvm_memmap_table_entry *)(mod + 1);
+    struct hvm_memmap_table_entry *mm =
+        (struct hvm_memmap_table_entry *)(mod + 1);
 
     if (!base)
         return -ENOMEM;

@@ -1,6 +1,6 @@
 /* Workarounds for the instruction emulator of the kvm_pvm software KVM
- * backend (docs/ARCHITECTURE.md section 8).  Each is keyed on that backend being
- * present, so on hardware KVM none of them does anything. */
+ * backend (docs/ARCHITECTURE.md section 8).  Each is keyed on that
+ * backend being present, so on hardware KVM none of them does anything. */
 #ifndef CALF_VMM_PVM_QUIRKS_H
 #define CALF_VMM_PVM_QUIRKS_H
 

@@ -184,7 +184,8 @@ static struct kvm_msrs *msrs_save(struct vcpu *v)
             break;
         got = ioctl(v->fd, KVM_GET_MSRS, tmp);
         got = got < 0 ? 0 : got;
-        memcpy(&m->entries[n], tmp->entries, (size_t)got * sizeof(m->entries[0]));
+        memcpy(&m->entries[n], tmp->entries,
+               (size_t)got * sizeof(m->entries[0]));
         n += (uint32_t)got;
         /* past what was read and the one that failed */
         for (uint32_t seen = 0; i < list->nmsrs && seen <= (uint32_t)got; i++)
@@ -314,7 +315,9 @@ size_t vcpu_read_code(struct vcpu *v, uint64_t rip, uint8_t *buf, size_t len)
     if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
         return 0;
     while (n < len) {
-        struct kvm_translation t = { .linear_address = sregs.cs.base + rip + n };
+        struct kvm_translation t = {
+            .linear_address = sregs.cs.base + rip + n
+        };
         uint8_t *p;
 
         if (ioctl(v->fd, KVM_TRANSLATE, &t) < 0 || !t.valid)
@@ -353,7 +356,8 @@ static void vcpu_internal_error(struct vcpu *v)
         v->exits[VM_EXIT_QUIRK]++;
         return;
     }
-    snprintf(what, sizeof(what), "KVM_EXIT_INTERNAL_ERROR (exit reason %u), suberror %u%s",
+    snprintf(what, sizeof(what),
+             "KVM_EXIT_INTERNAL_ERROR (exit reason %u), suberror %u%s",
              run->exit_reason, run->internal.suberror,
              run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
                  ? " (instruction emulation failed)" : "");
@@ -444,7 +448,8 @@ static void vcpu_handle_exit(struct vcpu *v)
     case KVM_EXIT_FAIL_ENTRY:
         v->exits[VM_EXIT_OTHER]++;
         snprintf(what, sizeof(what), "KVM_EXIT_FAIL_ENTRY (reason 0x%llx)",
-                 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+                 (unsigned long long)
+                     run->fail_entry.hardware_entry_failure_reason);
         vcpu_report(v, what);
         vm_request_stop(v->vm, BUS_STOP_ERROR, CALF_EXIT_GUEST_ERROR);
         break;

@@ -89,7 +89,8 @@ static int vm_setup_ram(struct vm *vm, uint64_t ram_size)
     /* 2 MiB aligned and eligible for transparent huge pages (as QEMU
      * does): fewer host page faults and TLB misses when devices copy
      * into guest memory, and large EPT/NPT mappings on hardware KVM. */
-    head = (VM_HUGE_ALIGN - ((uintptr_t)map & (VM_HUGE_ALIGN - 1))) & (VM_HUGE_ALIGN - 1);
+    head = (VM_HUGE_ALIGN - ((uintptr_t)map & (VM_HUGE_ALIGN - 1))) &
+           (VM_HUGE_ALIGN - 1);
     if (head)
         munmap(map, head);
     munmap(map + head + ram_size, VM_HUGE_ALIGN - head);
@@ -171,7 +172,8 @@ static int vm_get_cpuid(struct vm *vm)
     int n = 64;
 
     for (;;) {
-        struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+        struct kvm_cpuid2 *c =
+            calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
 
         if (!c)
             return -ENOMEM;
@@ -316,7 +318,8 @@ int vm_teardown_detached(struct vm *vm)
     }
     /* The VM's own descriptor holds it (the vCPUs' and /dev/kvm's need
      * not: they only keep references to it) */
-    int a = vm->vm_fd < p[0] ? vm->vm_fd : p[0], b = vm->vm_fd < p[0] ? p[0] : vm->vm_fd;
+    int a = vm->vm_fd < p[0] ? vm->vm_fd : p[0];
+    int b = vm->vm_fd < p[0] ? p[0] : vm->vm_fd;
     if (a > 0)
         close_range(0, (unsigned)a - 1, 0);
     if (b > a + 1)

@@ -43,7 +43,8 @@ static int copy_differences(BlockDriverState *bs, BlockDriverState *nb, ImgProgr
             break;
         }
         if (!(st & BLK_STATUS_ALLOCATED)) {
-            if ((r = blk_read_backing(bs, off, a, pnum)) < 0 || (r = read_new(nb, off, b, pnum)) < 0)
+            if ((r = blk_read_backing(bs, off, a, pnum)) < 0 ||
+                (r = read_new(nb, off, b, pnum)) < 0)
                 break;
             /* write the old content of each run of differing sectors */
             for (uint64_t i = 0; i < pnum && r == 0;) {

@@ -24,9 +24,14 @@
 static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 static uint32_t be32(const uint8_t *p)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+           (uint32_t)p[2] << 8 | p[3];
 }
-static void put_be16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static void put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
 static void put_be32(uint8_t *p, uint32_t v)
 {
     put_be16(p, (uint16_t)(v >> 16));
@@ -43,7 +48,8 @@ void atapi_identify(struct ide_drive *d, uint16_t *w)
     ide_put_string(w + 27, "CALF DVD-ROM", 20);
     w[49] = 1 << 11 | 1 << 9 | 1 << 8; /* IORDY, LBA, DMA */
     w[53] = 0x0007;
-    w[63] = 0x0007 | ((d->xfer_mode & 0xf8) == 0x20 ? 0x100 << (d->xfer_mode & 7) : 0);
+    w[63] = 0x0007 |
+            ((d->xfer_mode & 0xf8) == 0x20 ? 0x100 << (d->xfer_mode & 7) : 0);
     w[64] = 0x0003;
     w[65] = w[66] = w[67] = w[68] = 120;
     w[71] = 30;                        /* PACKET to bus release, ns */
@@ -54,7 +60,8 @@ void atapi_identify(struct ide_drive *d, uint16_t *w)
     w[84] = 1 << 14;
     w[85] = 1 << 14 | 1 << 4;
     w[87] = 1 << 14;
-    w[88] = 0x003f | ((d->xfer_mode & 0xf8) == 0x40 ? 0x100 << (d->xfer_mode & 7) : 0);
+    w[88] = 0x003f |
+            ((d->xfer_mode & 0xf8) == 0x40 ? 0x100 << (d->xfer_mode & 7) : 0);
 }
 
 /* ---- phases ---- */
@@ -305,7 +312,12 @@ static void cmd_get_configuration(struct ide_drive *d)
     uint8_t core[8] = { 0, 0, 0, 2, 1, 0, 0, 0 };        /* ATAPI, DBE */
     uint8_t removable[4] = { 0x29, 0, 0, 0 };            /* tray, eject, lock */
     uint8_t read[8] = { 0x08, 0x00, 0, 1, 0, 0, 0, 0 };  /* random read 2048 */
-    const struct { uint16_t code; const uint8_t *data; uint8_t n; uint8_t flags; } f[] = {
+    const struct {
+        uint16_t code;
+        const uint8_t *data;
+        uint8_t n;
+        uint8_t flags;
+    } f[] = {
         { 0x0000, profiles, 8, 0x03 }, { 0x0001, core, 8, 0x07 },
         { 0x0003, removable, 4, 0x03 }, { 0x0010, read, 8, 0x01 },
     };

@@ -42,7 +42,8 @@ static void bm_cmd_write(struct ide_channel *ch, uint8_t v)
     if (!(old & BM_CMD_START) && (v & BM_CMD_START)) {
         ch->bm_status |= BM_ST_ACTIVE;
         dma_kick(ch);
-    } else if ((old & BM_CMD_START) && !(v & BM_CMD_START) && !ch->dma_running) {
+    } else if ((old & BM_CMD_START) && !(v & BM_CMD_START) &&
+               !ch->dma_running) {
         /* Stopping an engine with nothing in flight; a transfer the
          * thread already runs completes and then clears ACTIVE itself. */
         ch->bm_status &= (uint8_t)~BM_ST_ACTIVE;
@@ -70,12 +71,14 @@ static void bm_write(struct ide_channel *ch, unsigned reg, uint8_t v)
         break;
     case 2:
         /* ERR and INT are write-one-to-clear, the capable bits plain. */
-        ch->bm_status = (uint8_t)((ch->bm_status & (BM_ST_ACTIVE | BM_ST_ERR | BM_ST_INT) &
+        ch->bm_status = (uint8_t)((ch->bm_status &
+                                   (BM_ST_ACTIVE | BM_ST_ERR | BM_ST_INT) &
                                    ~(v & (BM_ST_ERR | BM_ST_INT))) |
                                   (v & BM_ST_CAPABLE));
         break;
     case 4: case 5: case 6: case 7:
-        ch->prd_addr = (ch->prd_addr & ~(0xffu << shift)) | (uint32_t)v << shift;
+        ch->prd_addr = (ch->prd_addr & ~(0xffu << shift)) |
+                       (uint32_t)v << shift;
         ch->prd_addr &= ~3u; /* dword aligned */
         break;
     }
@@ -161,7 +164,8 @@ void ide_dma_drain(struct ide_channel *ch)
 
 static uint32_t le32(const uint8_t *p)
 {
-    return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
 }
 
 static int dma_move(const struct ide_dma_req *r, struct iovec *iov, unsigned n,

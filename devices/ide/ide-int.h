@@ -63,7 +63,8 @@ struct ide_drive {
     bool present, atapi, readonly;
     BlockDriverState *bs;
     char *name;               /* the image, for messages */
-    uint64_t sectors;         /* 512-byte sectors (ATA), 2048-byte blocks (ATAPI) */
+    /* 512-byte sectors (ATA), 2048-byte blocks (ATAPI) */
+    uint64_t sectors;
     char serial[21];
     uint16_t cyls, heads, spt;   /* default geometry */
     uint16_t lheads, lspt;       /* INITIALIZE DEVICE PARAMETERS */
@@ -179,7 +180,8 @@ void ide_ata_dma_done(struct ide_drive *d, int error);
 /* identify.c: the 256 words of IDENTIFY DEVICE for a disk. */
 void ata_identify(struct ide_drive *d, uint16_t *w);
 
-/* ATA strings: space-padded, two characters per word, first in the high byte. */
+/* ATA strings: space-padded, two characters per word, first in the high
+ * byte. */
 void ide_put_string(uint16_t *w, const char *s, unsigned words);
 
 #endif

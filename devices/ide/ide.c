@@ -16,7 +16,8 @@
 #define IDE_TIMING_PRI 0x40   /* IDETIM, 16 bits per channel */
 #define IDE_TIMING_SEC 0x42
 #define IDE_SIDETIM    0x44
-#define IDETIM_DECODE  0x8000 /* IDE decode enable: Linux's ata_piix checks it */
+/* IDE decode enable: Linux's ata_piix checks it */
+#define IDETIM_DECODE  0x8000
 #define CMD_IO         0x0001
 
 /* ---- interrupts ---- */
@@ -94,11 +95,14 @@ static uint64_t tf_lba(struct ide_drive *d, bool ext)
     struct ide_channel *ch = d->ch;
 
     if (ext)
-        return (uint64_t)ch->hob_lba_high << 40 | (uint64_t)ch->hob_lba_mid << 32 |
-               (uint64_t)ch->hob_lba_low << 24 | (uint64_t)ch->lba_high << 16 |
+        return (uint64_t)ch->hob_lba_high << 40 |
+               (uint64_t)ch->hob_lba_mid << 32 |
+               (uint64_t)ch->hob_lba_low << 24 |
+               (uint64_t)ch->lba_high << 16 |
                (uint64_t)ch->lba_mid << 8 | ch->lba_low;
     if (ch->device & DEV_LBA)
-        return (uint64_t)(ch->device & 0x0f) << 24 | (uint64_t)ch->lba_high << 16 |
+        return (uint64_t)(ch->device & 0x0f) << 24 |
+               (uint64_t)ch->lba_high << 16 |
                (uint64_t)ch->lba_mid << 8 | ch->lba_low;
     /* CHS through the geometry INITIALIZE DEVICE PARAMETERS set:
      * sector numbers start at 1; 0 is an invalid address. */
@@ -111,8 +115,9 @@ static uint64_t tf_lba(struct ide_drive *d, bool ext)
 static uint64_t tf_count(struct ide_channel *ch, bool ext)
 {
     if (ext)
-        return (ch->hob_count << 8 | ch->count) ? (uint64_t)(ch->hob_count << 8 | ch->count)
-                                                : 65536;
+        return (ch->hob_count << 8 | ch->count)
+                   ? (uint64_t)(ch->hob_count << 8 | ch->count)
+                   : 65536;
     return ch->count ? ch->count : 256;
 }
 
@@ -135,7 +140,8 @@ static void ata_read_block(struct ide_drive *d, bool irq)
     }
     d->lba += n;
     d->left -= n;
-    ide_pio_start(d, n * BLK_SECTOR_SIZE, d->left ? PIO_ATA_READ : PIO_DONE, irq);
+    ide_pio_start(d, n * BLK_SECTOR_SIZE, d->left ? PIO_ATA_READ : PIO_DONE,
+                  irq);
 }
 
 static void ata_write_next(struct ide_drive *d, bool irq)
@@ -163,7 +169,8 @@ static void ata_write_block(struct ide_drive *d)
 }
 
 /* Sets up a read/write command; returns false when it was aborted. */
-static bool ata_rw_setup(struct ide_drive *d, uint8_t cmd, bool write, bool multiple)
+static bool ata_rw_setup(struct ide_drive *d, uint8_t cmd, bool write,
+                         bool multiple)
 {
     bool ext = cmd_is_ext(cmd);
     uint64_t lba = tf_lba(d, ext), n = tf_count(d->ch, ext);

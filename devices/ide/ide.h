@@ -8,7 +8,8 @@
 
 #include "devices/disk.h"
 
-#define IDE_DRIVES 4 /* primary master, primary slave, secondary master, slave */
+/* primary master, primary slave, secondary master, slave */
+#define IDE_DRIVES 4
 
 struct pci;
 struct bus;

@@ -58,7 +58,8 @@ void ata_identify(struct ide_drive *d, uint16_t *w)
     identify_put32(w + 57, cur);
     w[59] = d->mult ? (uint16_t)(0x0100 | d->mult) : 0;
     identify_put32(w + 60, (uint32_t)lba28);
-    w[63] = 0x0007 | ((d->xfer_mode & 0xf8) == 0x20 ? 0x100 << (d->xfer_mode & 7) : 0);
+    w[63] = 0x0007 |
+            ((d->xfer_mode & 0xf8) == 0x20 ? 0x100 << (d->xfer_mode & 7) : 0);
     w[64] = 0x0003;                    /* PIO 3 and 4 */
     w[65] = w[66] = w[67] = w[68] = 120;
     w[80] = 0x00f0;                    /* ATA/ATAPI-4 to -7 */
@@ -68,10 +69,12 @@ void ata_identify(struct ide_drive *d, uint16_t *w)
     w[85] = 1 << 14 | (d->wcache ? 1 << 5 : 0);
     w[86] = 1 << 13 | 1 << 12 | 1 << 10;
     w[87] = 1 << 14;
-    w[88] = 0x003f | ((d->xfer_mode & 0xf8) == 0x40 ? 0x100 << (d->xfer_mode & 7) : 0);
+    w[88] = 0x003f |
+            ((d->xfer_mode & 0xf8) == 0x40 ? 0x100 << (d->xfer_mode & 7) : 0);
     w[93] = 1 << 14 | 1 << 13 | 1;     /* reset result, 80-wire cable */
     identify_put32(w + 100, (uint32_t)d->sectors);
     identify_put32(w + 102, (uint32_t)(d->sectors >> 32));
-    w[106] = 0x4000;                   /* one 512-byte logical sector per physical */
+    /* one 512-byte logical sector per physical */
+    w[106] = 0x4000;
     identify_checksum(w);
 }

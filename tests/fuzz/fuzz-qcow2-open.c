@@ -156,7 +156,8 @@ static void fuzz_write_some(BlockDriverState *bs, const uint8_t *data, size_t si
             break;
     }
     uint64_t z = (seed >> 8) % vs;
-    blk_pwrite_zeroes(bs, z & ~65535ULL, (vs - (z & ~65535ULL)) < 131072 ? vs - (z & ~65535ULL) : 131072, 0);
+    blk_pwrite_zeroes(bs, z & ~65535ULL,
+                      (vs - (z & ~65535ULL)) < 131072 ? vs - (z & ~65535ULL) : 131072, 0);
     blk_discard(bs, 0, vs < 65536 ? vs : 65536);
     blk_flush(bs);
     uint64_t budget = 4u << 20;
@@ -204,7 +205,8 @@ static void fuzz_luks_amend(LuksHeader *h, const uint8_t *data, size_t size)
         memcpy(copy + luks_slot_entry_offset(0), entry, sizeof(entry));
         LuksHeader h2;
         BlkCipher *c = NULL;
-        if (luks_parse(copy, size, size, &h2) < 0 || luks_unlock(&h2, copy, size, "fuzz2", &c) < 0 ||
+        if (luks_parse(copy, size, size, &h2) < 0 ||
+            luks_unlock(&h2, copy, size, "fuzz2", &c) < 0 ||
             memcmp(h2.master_key, h->master_key, h->key_bytes))
             abort(); /* a key slot written by amend that does not open */
         blk_cipher_free(c);

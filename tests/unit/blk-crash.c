@@ -125,7 +125,8 @@ static int do_verify(uint64_t seed, const char *image, const char *initial, cons
     for (uint64_t p = 0; p < size; p++) {
         if (got[p] == want[p] || undef[p])
             continue;
-        if (p >= torn.off && p < torn.off + torn.len && (torn.kind == 3 || got[p] == buf[p - torn.off]))
+        if (p >= torn.off && p < torn.off + torn.len &&
+            (torn.kind == 3 || got[p] == buf[p - torn.off]))
             continue;
         fprintf(stderr, "blk-crash: after %" PRIu64 " flushed operations, offset %" PRIu64
                 " reads 0x%02x, expected 0x%02x\n", done, p, got[p], want[p]);

@@ -91,7 +91,8 @@ int main(int argc, char **argv)
         }
     }
     if (argc - optind != 2) {
-        fprintf(stderr, "usage: blk-random [-s seed] [-n ops] [-m maxlen] [-r reopen] IMAGE SHADOW\n");
+        fprintf(stderr,
+                "usage: blk-random [-s seed] [-n ops] [-m maxlen] [-r reopen] IMAGE SHADOW\n");
         return 2;
     }
     rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;

@@ -368,7 +368,8 @@ int main(int argc, char **argv)
     pthread_t th[64];
     struct worker w[64];
     for (int i = 0; i < nthreads; i++) {
-        w[i] = (struct worker){.id = i, .rng = (seed * 0x9e3779b97f4a7c15ULL) ^ (i + 1) * 0x1234567ULL,
+        w[i] = (struct worker){.id = i,
+                               .rng = (seed * 0x9e3779b97f4a7c15ULL) ^ (i + 1) * 0x1234567ULL,
                                .buf = malloc(MAX_SECS * SEC)};
         for (int k = 0; k < 8; k++)
             rnd(&w[i]);

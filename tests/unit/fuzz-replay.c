@@ -229,7 +229,8 @@ static int replay_path(const char *path, long mutations)
     int ret = 0;
     for (size_t i = 0; i < n; i++) {
         struct stat fst;
-        if (stat(names[i], &fst) == 0 && S_ISREG(fst.st_mode) && replay_file(names[i], mutations) < 0)
+        if (stat(names[i], &fst) == 0 && S_ISREG(fst.st_mode) &&
+            replay_file(names[i], mutations) < 0)
             ret = -1;
         free(names[i]);
     }
@@ -250,7 +251,8 @@ int main(int argc, char **argv)
         case 'H': sweep = true; break;
         case 't': budget_s = strtod(optarg, NULL); break;
         default:
-            fprintf(stderr, "usage: fuzz-replay [-H] [-m MUTATIONS] [-s SEED] [-t SECONDS] [-v] FILE|DIR...\n");
+            fprintf(stderr, "usage: fuzz-replay [-H] [-m MUTATIONS] [-s SEED] [-t SECONDS] [-v] "
+                    "FILE|DIR...\n");
             return 2;
         }
     }
