@@ -8,8 +8,9 @@
  * range on the bus, decoded here against the BARs as the guest set them.
  *
  * Locking: configuration and BAR callbacks run under the bus lock (vCPU
- * threads).  pci_notify()/pci_set_intx()/pci_dma() may be called from any
- * thread (a device's I/O thread); they take the PCI irq lock only.
+ * threads).  pci_msix_notify(), pci_set_intx() and pci_dma() may be
+ * called from any thread (a device's I/O thread); they take the PCI irq
+ * lock only.
  */
 #ifndef CALF_DEVICES_PCI_H
 #define CALF_DEVICES_PCI_H
