@@ -7,6 +7,7 @@
  * selected item), 0x514/0x518 the DMA address (big-endian halves; the
  * write of the low half runs the transfer).  DMA matters here: every port
  * read is a VM exit, and SeaBIOS reads kilobytes through this device. */
+#include "devices/byteorder.h"
 #include "devices/devices.h"
 
 #include <errno.h>
@@ -62,20 +63,6 @@ struct fw_cfg {
     uint16_t next_file_key;
     struct fw_cfg_item items[FW_CFG_MAX_ITEMS];
 };
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-           (uint32_t)p[2] << 8 | p[3];
-}
 
 static struct fw_cfg_item *fw_cfg_find(struct fw_cfg *f, uint16_t key)
 {

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "devices/byteorder.h"
+
 #define HDR_SETUP_SECTS   0x1f1
 #define HDR_SYSSIZE       0x1f4
 #define HDR_BOOT_FLAG     0x1fe
@@ -26,21 +28,6 @@
 #define HDR_END           0x268
 #define XLF_KERNEL_64     0x01
 #define BOOT_PROTO_MIN    0x020c  /* 2.12: the first with XLF_KERNEL_64 */
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return get16(p) | (uint32_t)get16(p + 2) << 16;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static int read_whole_file(const char *path, const char *what, uint8_t **buf,
                            size_t *size)
@@ -91,7 +78,7 @@ static int load_check_fits(struct vm *vm, const char *path, uint64_t start,
 static int load_bzimage_check(const char *path, const uint8_t *f, size_t size,
                               size_t *setup_size)
 {
-    uint16_t version = get16(f + HDR_VERSION);
+    uint16_t version = get_le16(f + HDR_VERSION);
     uint64_t need;
 
     if (version < BOOT_PROTO_MIN) {
@@ -99,13 +86,13 @@ static int load_bzimage_check(const char *path, const uint8_t *f, size_t size,
                   "for the 64-bit entry)", path, version >> 8, version & 0xff);
         return -ENOEXEC;
     }
-    if (!(get16(f + HDR_XLOADFLAGS) & XLF_KERNEL_64)) {
+    if (!(get_le16(f + HDR_XLOADFLAGS) & XLF_KERNEL_64)) {
         vmm_error("%s: bzImage has no 64-bit entry point (XLF_KERNEL_64 "
                   "not set)", path);
         return -ENOEXEC;
     }
     *setup_size = ((f[HDR_SETUP_SECTS] ? f[HDR_SETUP_SECTS] : 4) + 1) * 512u;
-    need = *setup_size + (uint64_t)get32(f + HDR_SYSSIZE) * 16;
+    need = *setup_size + (uint64_t)get_le32(f + HDR_SYSSIZE) * 16;
     if (size < need || size <= *setup_size) {
         vmm_error("%s: truncated bzImage: header says %llu bytes, file has "
                   "%zu", path, (unsigned long long)need, size);
@@ -125,10 +112,10 @@ static int load_bzimage(struct vm *vm, const char *path, const uint8_t *f,
         return ret;
     /* The decompressor runs at max(load address, pref_address) and needs
      * init_size bytes from there. */
-    run_at = get64(f + HDR_PREF_ADDRESS);
+    run_at = get_le64(f + HDR_PREF_ADDRESS);
     if (run_at < BOOT_KERNEL)
         run_at = BOOT_KERNEL;
-    init_size = get32(f + HDR_INIT_SIZE);
+    init_size = get_le32(f + HDR_INIT_SIZE);
     if (init_size < size - setup_size)
         init_size = size - setup_size;
     ret = load_check_fits(vm, path, BOOT_KERNEL, size - setup_size, "image");
@@ -148,8 +135,8 @@ static int load_bzimage(struct vm *vm, const char *path, const uint8_t *f,
         hdr_len = sizeof(k->setup_header);
     memcpy(k->setup_header, f + HDR_SETUP_SECTS, hdr_len);
     k->setup_header_len = (unsigned)hdr_len;
-    k->cmdline_max = get32(f + HDR_CMDLINE_SIZE);
-    k->initrd_max = get32(f + HDR_INITRD_MAX);
+    k->cmdline_max = get_le32(f + HDR_CMDLINE_SIZE);
+    k->initrd_max = get_le32(f + HDR_INITRD_MAX);
     return 0;
 }
 
@@ -195,8 +182,8 @@ static uint32_t elf_pvh_entry(const uint8_t *f, size_t size,
         if (ph[i].p_type != PT_NOTE || end > size || end < off)
             continue;
         while (off + 12 <= end) {
-            uint32_t namesz = get32(f + off), descsz = get32(f + off + 4);
-            uint32_t type = get32(f + off + 8);
+            uint32_t namesz = get_le32(f + off), descsz = get_le32(f + off + 4);
+            uint32_t type = get_le32(f + off + 8);
             uint64_t name = off + 12;
             uint64_t desc = name + ((namesz + 3ULL) & ~3ULL);
 
@@ -204,7 +191,7 @@ static uint32_t elf_pvh_entry(const uint8_t *f, size_t size,
                 break;
             if (type == 18 && namesz == 4 && !memcmp(f + name, "Xen", 4) &&
                 descsz >= 4)
-                return get32(f + desc);
+                return get_le32(f + desc);
             off = desc + ((descsz + 3ULL) & ~3ULL);
         }
     }
@@ -269,10 +256,10 @@ int boot_load_kernel(struct vm *vm, const char *path, struct boot_kernel *k)
     memset(k, 0, sizeof(*k));
     if (size >= SELFMAG && !memcmp(f, ELFMAG, SELFMAG)) {
         ret = load_elf(vm, path, f, size, k);
-    } else if (size >= HDR_END && get16(f + HDR_BOOT_FLAG) == 0xaa55 &&
+    } else if (size >= HDR_END && get_le16(f + HDR_BOOT_FLAG) == 0xaa55 &&
                !memcmp(f + HDR_MAGIC, "HdrS", 4)) {
         ret = load_bzimage(vm, path, f, size, k);
-    } else if (size >= HDR_MAGIC + 4 && get16(f + HDR_BOOT_FLAG) == 0xaa55 &&
+    } else if (size >= HDR_MAGIC + 4 && get_le16(f + HDR_BOOT_FLAG) == 0xaa55 &&
                !memcmp(f + HDR_MAGIC, "HdrS", 4)) {
         vmm_error("%s: truncated bzImage: %zu bytes, shorter than its setup "
                   "header", path, size);

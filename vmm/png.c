@@ -8,16 +8,9 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "devices/byteorder.h"
 #include "devices/vga.h"
 #include "vmm/vm.h"
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
 
 static int png_chunk(FILE *f, const char *type, const uint8_t *data,
                      uint32_t len)

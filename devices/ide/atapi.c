@@ -21,23 +21,6 @@
 
 #define CD_MAX_BLOCKS 333000 /* more than a CD holds: call it a DVD */
 
-static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-           (uint32_t)p[2] << 8 | p[3];
-}
-static void put_be16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    put_be16(p, (uint16_t)(v >> 16));
-    put_be16(p + 2, (uint16_t)v);
-}
-
 void atapi_identify(struct ide_drive *d, uint16_t *w)
 {
     memset(w, 0, 512);
@@ -291,7 +274,7 @@ static void cmd_mode_sense(struct ide_drive *d)
         len += n;
     }
     put_be16(b, (uint16_t)(len - 2));
-    atapi_reply(d, len, be16(d->cdb + 7));
+    atapi_reply(d, len, get_be16(d->cdb + 7));
 }
 
 static unsigned add_feature(uint8_t *p, uint16_t code, uint8_t flags,
@@ -307,7 +290,7 @@ static unsigned add_feature(uint8_t *p, uint16_t code, uint8_t flags,
 static void cmd_get_configuration(struct ide_drive *d)
 {
     bool dvd = d->sectors > CD_MAX_BLOCKS;
-    unsigned rt = d->cdb[1] & 3, start = be16(d->cdb + 2), len = 8;
+    unsigned rt = d->cdb[1] & 3, start = get_be16(d->cdb + 2), len = 8;
     uint8_t profiles[8] = { 0x00, 0x10, dvd, 0, 0x00, 0x08, !dvd, 0 };
     uint8_t core[8] = { 0, 0, 0, 2, 1, 0, 0, 0 };        /* ATAPI, DBE */
     uint8_t removable[4] = { 0x29, 0, 0, 0 };            /* tray, eject, lock */
@@ -335,7 +318,7 @@ static void cmd_get_configuration(struct ide_drive *d)
         len += add_feature(b + len, f[i].code, f[i].flags, f[i].data, f[i].n);
     }
     put_be32(b, len - 4);
-    atapi_reply(d, len, be16(d->cdb + 7));
+    atapi_reply(d, len, get_be16(d->cdb + 7));
 }
 
 /* LBA to MSF, with the 2-second lead-in. */
@@ -391,7 +374,7 @@ static void cmd_read_toc(struct ide_drive *d)
         return;
     }
     put_be16(b, (uint16_t)(len - 2));
-    atapi_reply(d, len, be16(d->cdb + 7));
+    atapi_reply(d, len, get_be16(d->cdb + 7));
 }
 
 static void cmd_event_status(struct ide_drive *d)
@@ -413,7 +396,7 @@ static void cmd_event_status(struct ide_drive *d)
         b[2] = 0x80; /* no event available */
     }
     put_be16(b, (uint16_t)(len - 4));
-    atapi_reply(d, len, be16(d->cdb + 7));
+    atapi_reply(d, len, get_be16(d->cdb + 7));
 }
 
 static void cmd_start_stop(struct ide_drive *d)
@@ -453,8 +436,8 @@ void atapi_cdb_received(struct ide_drive *d)
     case 0x1b: cmd_start_stop(d); break;
     case 0x1e: d->locked = c[4] & 1; atapi_done(d); break; /* PREVENT ALLOW */
     case 0x25: cmd_read_capacity(d); break;
-    case 0x28: cmd_read(d, be32(c + 2), be16(c + 7)); break;
-    case 0xa8: cmd_read(d, be32(c + 2), be32(c + 6)); break;
+    case 0x28: cmd_read(d, get_be32(c + 2), get_be16(c + 7)); break;
+    case 0xa8: cmd_read(d, get_be32(c + 2), get_be32(c + 6)); break;
     case 0x2b: atapi_done(d); break;                      /* SEEK */
     case 0x43: cmd_read_toc(d); break;
     case 0x46: cmd_get_configuration(d); break;

@@ -162,12 +162,6 @@ void ide_dma_drain(struct ide_channel *ch)
 
 /* ---- the transfer, on the channel's thread ---- */
 
-static uint32_t le32(const uint8_t *p)
-{
-    return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
 static int dma_move(const struct ide_dma_req *r, struct iovec *iov, unsigned n,
                     uint64_t off)
 {
@@ -206,7 +200,7 @@ static int dma_transfer(struct ide_channel *ch, const struct ide_dma_req *r,
         len = cnt ? cnt : 65536;
         if (len > r->bytes - done - pending)
             len = r->bytes - done - pending;
-        p = pci_dma(dev, le32(e) & ~1u, len);
+        p = pci_dma(dev, get_le32(e) & ~1u, len);
         if (!p)
             return -EFAULT;
         ch->iov[n++] = (struct iovec){ p, len };

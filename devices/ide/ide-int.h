@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "block/block.h"
+#include "devices/byteorder.h"
 
 /* status register */
 #define ST_ERR  0x01

@@ -9,6 +9,7 @@
  * otherwise); a read of an item is bounded by FW_CFG_DMA_MAX. */
 #include "tests/fuzz/fuzz-dev.h"
 
+#include "devices/byteorder.h"
 #include "devices/devices.h"
 
 static const uint16_t fwcfg_ports[][2] = {
@@ -23,14 +24,6 @@ static const struct fz_target fwcfg_target = {
 static void fz_settle(struct bus *bus)
 {
     (void)bus; /* every device here works on the vCPU's thread */
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
 }
 
 static int fz_harness_op(struct bus *bus, unsigned op, struct fz *f)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "devices/bus.h"
+#include "devices/byteorder.h"
 #include "tests/unit/unit-dev.h"
 #include "devices/devices.h"
 
@@ -167,27 +168,19 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static void put_be32p(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 /* Runs one DMA request at gpa req; returns the control word written back. */
 static uint32_t fw_dma(struct bus *bus, uint64_t req, uint32_t control,
                        uint32_t len, uint64_t addr)
 {
     uint8_t *r = ram + req, v[4];
 
-    put_be32p(r, control);
-    put_be32p(r + 4, len);
-    put_be32p(r + 8, (uint32_t)(addr >> 32));
-    put_be32p(r + 12, (uint32_t)addr);
-    put_be32p(v, (uint32_t)(req >> 32));
+    put_be32(r, control);
+    put_be32(r + 4, len);
+    put_be32(r + 8, (uint32_t)(addr >> 32));
+    put_be32(r + 12, (uint32_t)addr);
+    put_be32(v, (uint32_t)(req >> 32));
     bus_pio(bus, 0x514, v, 4, true);
-    put_be32p(v, (uint32_t)req);
+    put_be32(v, (uint32_t)req);
     bus_pio(bus, 0x518, v, 4, true);
     return be32(r);
 }
