@@ -79,10 +79,10 @@ long64:
 	hlt
 	jmp	1b
 
-/* By quadwords: under an emulating KVM backend (shared/PLATFORM.md)
- * each iteration of a rep string instruction costs about as much as an
- * instruction, and byte by byte the ~360 KiB of buffers took ~180 ms,
- * most of the guest's boot.  (guest.ld aligns both ends to 8.) */
+/* By quadwords: under an emulating KVM backend (docs/ARCHITECTURE.md,
+ * section 8) each iteration of a rep string instruction costs about as
+ * much as an instruction, and byte by byte the ~360 KiB of buffers took
+ * ~180 ms, most of the guest's boot.  (guest.ld aligns both ends to 8.) */
 zero_bss:
 	leaq	__bss_start(%rip), %rdi
 	leaq	__bss_end(%rip), %rcx

@@ -1,6 +1,7 @@
-/* Instructions the kvm_pvm emulator cannot run by itself (PLATFORM.md):
- * the test guest executes them on request so the tests can show that the
- * VMM completes them (int3, fwait) or reports them clearly (cmpxchg16b). */
+/* Instructions the kvm_pvm emulator cannot run by itself
+ * (docs/ARCHITECTURE.md, section 8): the test guest executes them on
+ * request so the tests can show that the VMM completes them (int3, fwait)
+ * or reports them clearly (cmpxchg16b). */
 #include "guest.h"
 
 struct idt_gate {
