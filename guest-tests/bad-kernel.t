@@ -8,8 +8,8 @@ refuse() {
     local name=$1 msg=$2
     shift 2
     boot "$name" "$@" --timeout 30
-    ok $(( status != 2 )) "$name: refused with status 2 (got $status)"
-    has_err "$name" "$msg"; ok $? "$name: says '$msg'"
+    is "$status" 2 "$name: refused with status 2 (got $status)"
+    ok "$name: says '$msg'" has_err "$name" "$msg"
     [ "$status" = 2 ] && has_err "$name" "$msg" || show "$name"
 }
 

@@ -20,9 +20,7 @@
 # copy it.
 . "$(dirname "$0")/lib.sh"
 need_kvm
-for tool in qemu-img qemu-io perl sha256sum; do
-    command -v $tool >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 0; }
-done
+need_cmd qemu-img qemu-io perl sha256sum
 GNU_TIME=
 if /usr/bin/time -f %M true >/dev/null 2>&1; then GNU_TIME=/usr/bin/time; fi
 # A sanitizer's shadow memory is RSS too (TSan: ~1.5 GiB here): the
@@ -128,52 +126,50 @@ for cache in none writeback; do
         --disk "$TMP/v-$cache.qcow2,cache=$cache" --disk "$TMP/i-$cache.qcow2,if=ide,cache=$cache" \
         --append "ct.dstress=1 ct.dide=1$extra" --report "$TMP/$cache.json" --timeout 120
     passed $cache; r=$?
-    ok $r "cache=$cache: the guest's own checks of $NQ virtio queues and IDE DMA at once pass (status $status)"
+    is $r 0 "cache=$cache: the guest's own checks of $NQ virtio queues and IDE DMA at once pass (status $status)"
     [ $r = 0 ] || show $cache
     tr -d '\r' <"$TMP/$cache.out" | grep -E "dstress: (virtio-blk with|rounds checked|huge)" | sed 's/^/# /'
     has $cache "virtio-blk with $NQ queues, IDE DMA beside"
-    ok $? "cache=$cache: the guest drove $NQ virtio-blk queues, with IDE DMA beside"
+    is $? 0 "cache=$cache: the guest drove $NQ virtio-blk queues, with IDE DMA beside"
 
-    qemu-img check -q "$TMP/v-$cache.qcow2"; ok $? "cache=$cache: qemu-img check: the virtio disk's overlay is clean"
-    qemu-img check -q "$TMP/i-$cache.qcow2"; ok $? "cache=$cache: qemu-img check: the IDE disk's overlay is clean"
+    qemu-img check -q "$TMP/v-$cache.qcow2"; is $? 0 "cache=$cache: qemu-img check: the virtio disk's overlay is clean"
+    qemu-img check -q "$TMP/i-$cache.qcow2"; is $? 0 "cache=$cache: qemu-img check: the IDE disk's overlay is clean"
 
     v=$(verify "$TMP/v-$cache.qcow2" "$what" $size)
     echo "# virtio disk, sectors that differ/checked: $(head -1 <<<"$v")"
     [ "$(bad_of written)" = 0 ]; r=$?
-    ok $r "cache=$cache: qemu-img dd finds every sector the virtio queues wrote last$([ $cache = none ] && echo ", and the huge request's")"
+    is $r 0 "cache=$cache: qemu-img dd finds every sector the virtio queues wrote last$([ $cache = none ] && echo ", and the huge request's")"
     [ "$(bad_of backing)" = 0 ]; r2=$?
-    ok $r2 "cache=$cache: the virtio disk's sectors the guest never wrote still read the backing file"
+    is $r2 0 "cache=$cache: the virtio disk's sectors the guest never wrote still read the backing file"
     if [ $cache = none ]; then
-        [ "$(bad_of zero)" = 0 ]; ok $? "cache=none: the huge request's unstamped sectors past the backing file read zeros"
+        ok "cache=none: the huge request's unstamped sectors past the backing file read zeros" [ "$(bad_of zero)" = 0 ]
     fi
     [ $r = 0 ] && [ $r2 = 0 ] || sed 's/^/#   /' <<<"$v"
 
     v=$(verify "$TMP/i-$cache.qcow2" ide 16448)
     echo "# IDE disk, sectors that differ/checked: $(head -1 <<<"$v")"
     [ "$(bad_of written)" = 0 ] && [ "$(bad_of backing)" = 0 ]; r=$?
-    ok $r "cache=$cache: the IDE disk holds both DMA writes (the later one on top) and the backing file's data around them"
+    is $r 0 "cache=$cache: the IDE disk holds both DMA writes (the later one on top) and the backing file's data around them"
     [ $r = 0 ] || sed 's/^/#   /' <<<"$v"
 
     vmm=$(sed -n 's/.*"vmm_rss_kib": \(-\?[0-9]*\).*/\1/p' "$TMP/$cache.json" 2>/dev/null)
     if [ -n "$SANITIZED" ]; then
-        for what in "peak RSS" "own memory at exit"; do
-            t_num=$((t_num + 1)); echo "ok $t_num # SKIP cache=$cache: calf's $what: a sanitizer build's shadow memory counts as RSS"
-        done
+        skip "a sanitizer build's shadow memory counts as RSS" "cache=$cache: calf's peak RSS" "cache=$cache: calf's own memory at exit"
     elif [ -n "$GNU_TIME" ]; then
         peak=$(tail -1 "$TMP/$cache.rss")
         limit=$(( (MEM_MIB + 64) * 1024 ))
         echo "# cache=$cache: calf's peak RSS $(( peak / 1024 )) MiB (guest RAM $MEM_MIB MiB); at exit, less guest pages: $(( ${vmm:-0} / 1024 )) MiB"
         [ "$peak" -gt 0 ] && [ "$peak" -le $limit ]
-        ok $? "cache=$cache: calf's peak RSS ($peak KiB) stays within guest RAM + 64 MiB ($limit KiB)"
+        is $? 0 "cache=$cache: calf's peak RSS ($peak KiB) stays within guest RAM + 64 MiB ($limit KiB)"
     else
-        t_num=$((t_num + 1)); echo "ok $t_num # SKIP cache=$cache: no GNU time (/usr/bin/time) to measure calf's peak RSS"
+        skip "no GNU time (/usr/bin/time) to measure calf's peak RSS" "cache=$cache"
     fi
     if [ -z "$SANITIZED" ]; then
         [ -n "$vmm" ] && [ "$vmm" -ge 0 ] && [ "$vmm" -le 65536 ]
-        ok $? "cache=$cache: calf's own memory at exit (--report vmm_rss_kib, guest pages left out) is under 64 MiB (${vmm:-none} KiB)"
+        is $? 0 "cache=$cache: calf's own memory at exit (--report vmm_rss_kib, guest pages left out) is under 64 MiB (${vmm:-none} KiB)"
     fi
     rm -f "$TMP/v-$cache.qcow2" "$TMP/i-$cache.qcow2"
 done
-[ "$(sha256sum <"$TMP/base.raw")" = "$sum_base" ]; ok $? "the backing file is unchanged"
+ok "the backing file is unchanged" [ "$(sha256sum <"$TMP/base.raw")" = "$sum_base" ]
 
 done_testing

@@ -5,47 +5,47 @@
 need_kvm
 
 boot exit5 --kernel "$GUEST" --append "ct.exit=5" --timeout 60
-ok $(( status != 11 )) "debug-exit: guest writes 5, status is (5<<1)|1 = 11 (got $status)"
+is "$status" 11 "debug-exit: guest writes 5, status is (5<<1)|1 = 11 (got $status)"
 
 boot exit0 --kernel "$GUEST" --append "ct.exit=0" --timeout 60
-ok $(( status != 1 )) "debug-exit: guest writes 0, status 1 (got $status)"
+is "$status" 1 "debug-exit: guest writes 0, status 1 (got $status)"
 
 boot expect --kernel "$GUEST" --append "ct.hang=1" --expect "calf-test: PASS" --timeout 60
-ok $(( status != 0 )) "--expect: status 0 once the text is on the console (got $status)"
-has expect "calf-test: PASS"; ok $? "the expected text was printed"
+is "$status" 0 "--expect: status 0 once the text is on the console (got $status)"
+ok "the expected text was printed" has expect "calf-test: PASS"
 
 boot expect_split --kernel "$GUEST" --append "ct.hang=1" --expect "booted via linux64" --timeout 60
-ok $(( status != 0 )) "--expect matches text arriving byte by byte (got $status)"
+is "$status" 0 "--expect matches text arriving byte by byte (got $status)"
 
 t0=$(date +%s%N)
 boot timeout --kernel "$GUEST" --append "ct.hang=1" --timeout 1.5 --report "$TMP/t.json"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-ok $(( status != 124 )) "--timeout: status 124 when the guest keeps running (got $status)"
-ok $(( ms < 1400 || ms > 10000 )) "--timeout 1.5 ends the run after about 1.5 s ($ms ms)"
-has_err timeout "timeout"; ok $? "timeout says so on stderr"
-grep -q '"exit_reason": "timeout"' "$TMP/t.json"; ok $? "report says timeout"
+is "$status" 124 "--timeout: status 124 when the guest keeps running (got $status)"
+is $(( ms < 1400 || ms > 10000 )) 0 "--timeout 1.5 ends the run after about 1.5 s ($ms ms)"
+ok "timeout says so on stderr" has_err timeout "timeout"
+ok "report says timeout" grep -q '"exit_reason": "timeout"' "$TMP/t.json"
 
 boot noexpect --kernel "$GUEST" --append "ct.reset=1" --no-reboot --expect "never printed" --timeout 60
-ok $(( status != 6 )) "guest ends without the --expect text: status 6 (got $status)"
-has_err noexpect "without printing 'never printed'"; ok $? "and says what it missed"
+is "$status" 6 "guest ends without the --expect text: status 6 (got $status)"
+ok "and says what it missed" has_err noexpect "without printing 'never printed'"
 
 boot reset --kernel "$GUEST" --append "ct.reset=1" --no-reboot --timeout 60 --report "$TMP/r.json"
-ok $(( status != 0 )) "--no-reboot: i8042 reset ends the run with status 0 (got $status)"
-grep -q '"exit_reason": "reset"' "$TMP/r.json"; ok $? "report says reset"
+is "$status" 0 "--no-reboot: i8042 reset ends the run with status 0 (got $status)"
+ok "report says reset" grep -q '"exit_reason": "reset"' "$TMP/r.json"
 
 boot poweroff --kernel "$GUEST" --append "ct.poweroff=1" --timeout 60 --report "$TMP/p.json"
-ok $(( status != 0 )) "ACPI S5 through the FADT's PM1a control ends the run with status 0 (got $status)"
-has poweroff "poweroff via S5"; ok $? "the guest found a full FADT, a FACS and a counting PM timer"
-grep -q '"exit_reason": "poweroff"' "$TMP/p.json"; ok $? "report says poweroff"
+is "$status" 0 "ACPI S5 through the FADT's PM1a control ends the run with status 0 (got $status)"
+ok "the guest found a full FADT, a FACS and a counting PM timer" has poweroff "poweroff via S5"
+ok "report says poweroff" grep -q '"exit_reason": "poweroff"' "$TMP/p.json"
 [ $status = 0 ] || show poweroff
 
 boot expect_timeout --kernel "$GUEST" --append "ct.hang=1" --expect "never printed" --timeout 1
-ok $(( status != 124 )) "--expect text never seen and guest hangs: timeout status (got $status)"
+is "$status" 124 "--expect text never seen and guest hangs: timeout status (got $status)"
 
 for cpus in 1 2; do
     boot halt$cpus --kernel "$GUEST" --cpus $cpus --append "ct.halt=1" --timeout 60 --report "$TMP/h.json"
-    ok $(( status != 0 )) "--cpus $cpus: every vCPU halted with interrupts off ends the run, status 0 (got $status)"
-    grep -q '"exit_reason": "halt"' "$TMP/h.json"; ok $? "report says halt"
+    is "$status" 0 "--cpus $cpus: every vCPU halted with interrupts off ends the run, status 0 (got $status)"
+    ok "report says halt" grep -q '"exit_reason": "halt"' "$TMP/h.json"
 done
 
 "$CALF" run --kernel "$GUEST" --append "ct.hang=1" --timeout 60 --report "$TMP/s.json" \
@@ -55,8 +55,8 @@ sleep 0.5
 kill -TERM $pid
 wait $pid
 status=$?
-ok $(( status != 143 )) "SIGTERM ends the run cleanly with status 128+15 (got $status)"
-grep -q '"exit_reason": "signal"' "$TMP/s.json"; ok $? "report says signal"
+is "$status" 143 "SIGTERM ends the run cleanly with status 128+15 (got $status)"
+ok "report says signal" grep -q '"exit_reason": "signal"' "$TMP/s.json"
 
 # The kernel destroys the VM after calf has exited, in a child that keeps
 # only KVM's descriptors (vm_teardown_detached): the image's lock must be
@@ -69,19 +69,17 @@ if command -v qemu-io >/dev/null; then
         CALF_SYNC_TEARDOWN=$sync "$CALF" run --kernel "$GUEST" --disk "$TMP/d.qcow2" \
             --append "ct.exit=0 $tag" --timeout 60 </dev/null >"$TMP/td.out" 2>&1
         status=$?
-        ok $(( status != 1 )) "CALF_SYNC_TEARDOWN=$sync: the guest passes with a disk attached (status $status)"
+        is "$status" 1 "CALF_SYNC_TEARDOWN=$sync: the guest passes with a disk attached (status $status)"
         qemu-io -f qcow2 -c "write -P 0x5a 0 4k" "$TMP/d.qcow2" >"$TMP/td.io" 2>&1
-        ok $? "CALF_SYNC_TEARDOWN=$sync: qemu-io takes the image's write lock as soon as calf returns"
+        is $? 0 "CALF_SYNC_TEARDOWN=$sync: qemu-io takes the image's write lock as soon as calf returns"
         for ((i = 0; i < 100; i++)); do
             pgrep -f -- "$tag" >/dev/null || break
             sleep 0.1
         done
-        ok $(( i == 100 )) "CALF_SYNC_TEARDOWN=$sync: no process of the run is left after it ($((i * 100)) ms)"
+        is $(( i == 100 )) 0 "CALF_SYNC_TEARDOWN=$sync: no process of the run is left after it ($((i * 100)) ms)"
     done
 else
-    for what in "the image lock is free as soon as calf returns" "no process of the run is left"; do
-        t_num=$((t_num + 1)); echo "ok $t_num # SKIP $what: qemu-io is not installed"
-    done
+    skip "qemu-io is not installed" "the image lock is free as soon as calf returns" "no process of the run is left"
 fi
 
 done_testing

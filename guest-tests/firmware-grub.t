@@ -10,12 +10,10 @@
 . "$(dirname "$0")/lib.sh"
 need_kvm
 [ -e /usr/share/seabios/bios-256k.bin ] ||
-    { echo "1..0 # SKIP seabios not installed"; exit 0; }
+    skip_all "seabios not installed"
 [ -d /usr/lib/grub/i386-pc ] ||
-    { echo "1..0 # SKIP grub-pc-bin not installed"; exit 0; }
-for tool in grub-mkrescue xorriso mformat qemu-img sha256sum; do
-    command -v $tool >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 0; }
-done
+    skip_all "grub-pc-bin not installed"
+need_cmd grub-mkrescue xorriso mformat qemu-img sha256sum
 
 mkdir -p "$TMP/iso/boot/grub"
 head -c 200000 /dev/urandom >"$TMP/iso/data.bin"
@@ -32,17 +30,17 @@ outb 0x501 0x00
 EOF
 grub-mkrescue -o "$TMP/grub.img" "$TMP/iso" --modules="hashsum iorw serial" \
     >"$TMP/mkrescue.log" 2>&1
-r=$?; ok $r "grub-mkrescue builds the image"
+r=$?; is $r 0 "grub-mkrescue builds the image"
 [ $r = 0 ] || { sed 's/^/#   /' "$TMP/mkrescue.log"; done_testing; exit; }
 qemu-img create -q -f qcow2 -b "$TMP/grub.img" -F raw "$TMP/overlay.qcow2"
 base_sum=$(sha256sum <"$TMP/grub.img")
 
 boot grub --disk "$TMP/overlay.qcow2" --timeout 600
 [ "$status" = 1 ] && has grub "grub: done"; r=$?
-ok $r "SeaBIOS boots GRUB from a virtio-blk qcow2 overlay over a raw base; GRUB ends the VM (status $status)"
+is $r 0 "SeaBIOS boots GRUB from a virtio-blk qcow2 overlay over a raw base; GRUB ends the VM (status $status)"
 [ $r = 0 ] || show grub
-has grub "$want  /data.bin"; r=$?; ok $r "GRUB's sha256sum of /data.bin is the host's ($want)"; [ $r = 0 ] || show grub
-[ "$(sha256sum <"$TMP/grub.img")" = "$base_sum" ]; ok $? "the raw base is untouched"
-qemu-img check -q "$TMP/overlay.qcow2"; ok $? "qemu-img check: the overlay is clean"
+has grub "$want  /data.bin"; r=$?; is $r 0 "GRUB's sha256sum of /data.bin is the host's ($want)"; [ $r = 0 ] || show grub
+ok "the raw base is untouched" [ "$(sha256sum <"$TMP/grub.img")" = "$base_sum" ]
+qemu-img check -q "$TMP/overlay.qcow2"; is $? 0 "qemu-img check: the overlay is clean"
 
 done_testing

@@ -13,11 +13,9 @@
 need_kvm
 BOOTSECTOR=$CALF_BUILD/firmware/bootsector.bin
 SEABIOS=/usr/share/seabios/bios-256k.bin
-[ -e "$BOOTSECTOR" ] || { echo "1..0 # SKIP $BOOTSECTOR not built (run make)"; exit 0; }
-[ -e "$SEABIOS" ] || { echo "1..0 # SKIP $SEABIOS missing (Debian package seabios)"; exit 0; }
-for tool in qemu-img perl; do
-    command -v $tool >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 0; }
-done
+[ -e "$BOOTSECTOR" ] || skip_all "$BOOTSECTOR not built (run make)"
+[ -e "$SEABIOS" ] || skip_all "$SEABIOS missing (Debian package seabios)"
+need_cmd qemu-img perl
 
 # The boot sector's pattern: 64 sectors at LBA 64 (boot.S).
 PAT_LBA=64
@@ -57,50 +55,50 @@ booted() {
 # ---- SeaBIOS boots the boot sector from a virtio-blk qcow2 disk ----
 boot one --disk "$TMP/a.qcow2" --timeout 120 --report "$TMP/one.json"
 booted one "$SUM_a"; r=$?
-ok $r "SeaBIOS boots a virtio-blk qcow2 disk; both int 13h reads return the host's pattern (sum $SUM_a)"
+is $r 0 "SeaBIOS boots a virtio-blk qcow2 disk; both int 13h reads return the host's pattern (sum $SUM_a)"
 [ $r = 0 ] || show one
-has one "SeaBIOS (version"; ok $? "the SeaBIOS banner is on the serial console (sercon)"
-has one "Press ESC for boot menu."; ok $? "the boot menu prompt is on the serial console"
-has one "Booting from Hard Disk..."; ok $? "SeaBIOS says it boots from the hard disk"
-has one "calf-boot: geometry heads"; ok $? "int 13h AH=08h reports a geometry (the CHS reads cross a track)"
+ok "the SeaBIOS banner is on the serial console (sercon)" has one "SeaBIOS (version"
+ok "the boot menu prompt is on the serial console" has one "Press ESC for boot menu."
+ok "SeaBIOS says it boots from the hard disk" has one "Booting from Hard Disk..."
+ok "int 13h AH=08h reports a geometry (the CHS reads cross a track)" has one "calf-boot: geometry heads"
 has one "calf-boot: fw_cfg ok"
-ok $? "fw_cfg from the guest: signature, DMA into RAM; DMA outside RAM gets the error bit, a request block outside RAM is ignored"
+is $? 0 "fw_cfg from the guest: signature, DMA into RAM; DMA outside RAM gets the error bit, a request block outside RAM is ignored"
 has one "calf-boot: int 15h wait ok"
-ok $? "int 15h AH=86h waits 20 ms and returns (SeaBIOS counts the RTC's periodic interrupts on IRQ 8)"
-grep -q '"exit_reason": "debug-exit"' "$TMP/one.json"; ok $? "the run ended through the debug-exit port"
+is $? 0 "int 15h AH=86h waits 20 ms and returns (SeaBIOS counts the RTC's periodic interrupts on IRQ 8)"
+ok "the run ended through the debug-exit port" grep -q '"exit_reason": "debug-exit"' "$TMP/one.json"
 
 # ---- the boot order ----
 boot first --disk "$TMP/a.qcow2" --disk "$TMP/b.qcow2" --timeout 120 --bios-log "$TMP/bios.log"
-booted first "$SUM_a"; r=$?; ok $r "two disks, no --boot: the first disk boots"; [ $r = 0 ] || show first
+booted first "$SUM_a"; r=$?; is $r 0 "two disks, no --boot: the first disk boots"; [ $r = 0 ] || show first
 grep -q "^SeaBIOS (version" "$TMP/bios.log" && grep -q "found virtio-blk at 00:03.0" "$TMP/bios.log"
-ok $? "--bios-log: SeaBIOS's debug log (port 0x402) lands in the file"
+is $? 0 "--bios-log: SeaBIOS's debug log (port 0x402) lands in the file"
 boot second --disk "$TMP/a.qcow2" --disk "$TMP/b.qcow2" --boot disk1 --timeout 120
-booted second "$SUM_b"; r=$?; ok $r "--boot disk1: the second disk boots (sum $SUM_b)"; [ $r = 0 ] || show second
+booted second "$SUM_b"; r=$?; is $r 0 "--boot disk1: the second disk boots (sum $SUM_b)"; [ $r = 0 ] || show second
 
 # ---- nothing bootable: SeaBIOS gives up and calf ends cleanly ----
 qemu-img create -q -f qcow2 "$TMP/blank.qcow2" 8M
 boot blank --disk "$TMP/blank.qcow2" --no-reboot --timeout 120 --report "$TMP/blank.json"
-has blank "No bootable device"; r=$?; ok $r "a disk without a boot sector: SeaBIOS prints 'No bootable device'"
+has blank "No bootable device"; r=$?; is $r 0 "a disk without a boot sector: SeaBIOS prints 'No bootable device'"
 [ $r = 0 ] || show blank
-[ "$status" = 0 ]; r=$?; ok $r "calf ends with status 0 after the firmware's reset (status $status)"
+[ "$status" = 0 ]; r=$?; is $r 0 "calf ends with status 0 after the firmware's reset (status $status)"
 [ $r = 0 ] || show blank
-grep -q '"exit_reason": "reset"' "$TMP/blank.json"; ok $? "the run ended because the firmware reset the machine through port 0xCF9, not by the timeout"
-! has_err blank "triple fault"; ok $? "the reset is a clean one (no triple fault)"
+ok "the run ended because the firmware reset the machine through port 0xCF9, not by the timeout" grep -q '"exit_reason": "reset"' "$TMP/blank.json"
+! has_err blank "triple fault"; is $? 0 "the reset is a clean one (no triple fault)"
 
 # ---- bad firmware files and options ----
 boot missing --firmware "$TMP/no-such.bin" --timeout 20
 [ "$status" = 2 ] && has_err missing "no-such.bin" && has_err missing "No such file"
-ok $? "--firmware with a missing file: status 2, the error names it (status $status)"
+is $? 0 "--firmware with a missing file: status 2, the error names it (status $status)"
 head -c 100000 "$SEABIOS" >"$TMP/short.bin"
 boot short --firmware "$TMP/short.bin" --timeout 20
 [ "$status" = 2 ] && has_err short "short.bin" && has_err short "not a BIOS ROM"
-ok $? "--firmware with a truncated ROM: status 2, a clear error (status $status)"
+is $? 0 "--firmware with a truncated ROM: status 2, a clear error (status $status)"
 truncate -s 1M "$TMP/big.bin"
 boot big --firmware "$TMP/big.bin" --timeout 20
-[ "$status" = 2 ] && has_err big "not a BIOS ROM"; ok $? "--firmware with a 1 MiB file: refused (status $status)"
+[ "$status" = 2 ] && has_err big "not a BIOS ROM"; is $? 0 "--firmware with a 1 MiB file: refused (status $status)"
 boot badboot --disk "$TMP/a.qcow2" --boot x --timeout 20
-[ "$status" = 2 ] && has_err badboot "bad --boot"; ok $? "--boot x: refused with a usage hint (status $status)"
+[ "$status" = 2 ] && has_err badboot "bad --boot"; is $? 0 "--boot x: refused with a usage hint (status $status)"
 boot mixed --kernel "$GUEST" --firmware "$SEABIOS" --timeout 20
-[ "$status" = 2 ] && has_err mixed "firmware boot"; ok $? "--kernel with --firmware: refused (status $status)"
+[ "$status" = 2 ] && has_err mixed "firmware boot"; is $? 0 "--kernel with --firmware: refused (status $status)"
 
 done_testing

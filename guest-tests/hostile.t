@@ -62,20 +62,20 @@ for run in "virtio --disk $TMP/v.raw,format=raw --vga std" \
     shift
     hostile "$name" "$@"
     survived "$name"; r=$?
-    ok $r "$name: the guest survives every hostile part and says so (status $status)"
+    is $r 0 "$name: the guest survives every hostile part and says so (status $status)"
     [ $r = 0 ] || show "$name"
     for part in uart rtc i8042 pci; do
         has "$name" "calf-test: hostile: $part: ok"
-        ok $? "$name: $part: the device still answers sanely after the garbage"
+        is $? 0 "$name: $part: the device still answers sanely after the garbage"
     done
     has "$name" "calf-test: hostile: fw_cfg: ok"
-    ok $? "$name: fw_cfg: sane after garbage selectors, reads past the end, wild DMA"
+    is $? 0 "$name: fw_cfg: sane after garbage selectors, reads past the end, wild DMA"
     has "$name" "16 of 40 looped-back bytes kept"
-    ok $? "$name: a FIFO overrun keeps 16 bytes, no more"
+    is $? 0 "$name: a FIFO overrun keeps 16 bytes, no more"
     ! grep -qE "Sanitizer|runtime error" "$TMP/$name.err"
-    ok $? "$name: no sanitizer report"
+    is $? 0 "$name: no sanitizer report"
     [ "$hwm" -gt 0 ] && [ "$hwm" -lt "$RSS_MAX_KIB" ]
-    ok $? "$name: calf's peak RSS $hwm KiB stays under $RSS_MAX_KIB KiB"
+    is $? 0 "$name: calf's peak RSS $hwm KiB stays under $RSS_MAX_KIB KiB"
 done
-has virtio "with MSI-X"; ok $? "virtio: the MSI-X function got the table and PBA garbage"
+ok "virtio: the MSI-X function got the table and PBA garbage" has virtio "with MSI-X"
 done_testing

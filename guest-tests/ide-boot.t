@@ -13,11 +13,9 @@ BOOTSECTOR=$CALF_BUILD/firmware/bootsector.bin
 CDBOOT=$CALF_BUILD/firmware/cdboot.bin
 SEABIOS=/usr/share/seabios/bios-256k.bin
 "$CALF" run --help 2>&1 | grep -q -- "--firmware" ||
-    { echo "1..0 # SKIP this calf has no firmware boot yet"; exit 0; }
-[ -e "$SEABIOS" ] || { echo "1..0 # SKIP $SEABIOS missing (Debian package seabios)"; exit 0; }
-for tool in qemu-img perl; do
-    command -v $tool >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 0; }
-done
+    skip_all "this calf has no firmware boot yet"
+[ -e "$SEABIOS" ] || skip_all "$SEABIOS missing (Debian package seabios)"
+need_cmd qemu-img perl
 
 # sum32 FILE [BYTES]: the 32-bit sum of the file's first BYTES (default
 # all) as little-endian dwords, as the boot code computes it.
@@ -48,17 +46,17 @@ if [ -e "$BOOTSECTOR" ]; then
     make_disk e
     boot disk --disk "$TMP/d.qcow2,if=ide" --timeout 120 --bios-log "$TMP/disk.log"
     passed disk "calf-boot: lba sum $sum_d chs sum $sum_d"; r=$?
-    ok $r "SeaBIOS boots an IDE qcow2 disk; int 13h CHS and LBA reads return the host's pattern ($sum_d)"
+    is $r 0 "SeaBIOS boots an IDE qcow2 disk; int 13h CHS and LBA reads return the host's pattern ($sum_d)"
     [ $r = 0 ] || show disk
-    grep -q "ata0-0: CALF HARDDISK" "$TMP/disk.log"; ok $? "SeaBIOS's ATA driver finds the primary master"
-    qemu-img check -q "$TMP/d.qcow2"; ok $? "the image is clean"
+    ok "SeaBIOS's ATA driver finds the primary master" grep -q "ata0-0: CALF HARDDISK" "$TMP/disk.log"
+    qemu-img check -q "$TMP/d.qcow2"; is $? 0 "the image is clean"
     # "c" boots disks in --disk order, whichever bus they are on
     boot mixed1 --disk "$TMP/e.qcow2" --disk "$TMP/d.qcow2,if=ide" --timeout 120
     passed mixed1 "calf-boot: lba sum $sum_e"; r=$?
-    ok $r "a virtio disk, then an IDE disk, no --boot: the virtio disk boots"; [ $r = 0 ] || show mixed1
+    is $r 0 "a virtio disk, then an IDE disk, no --boot: the virtio disk boots"; [ $r = 0 ] || show mixed1
     boot mixed2 --disk "$TMP/d.qcow2,if=ide" --disk "$TMP/e.qcow2" --timeout 120
     passed mixed2 "calf-boot: lba sum $sum_d"; r=$?
-    ok $r "an IDE disk, then a virtio disk, no --boot: the IDE disk boots"; [ $r = 0 ] || show mixed2
+    is $r 0 "an IDE disk, then a virtio disk, no --boot: the IDE disk boots"; [ $r = 0 ] || show mixed2
 else
     echo "# $BOOTSECTOR not built: no IDE disk boot case"
 fi
@@ -74,34 +72,34 @@ else
     head -c 65536 /dev/urandom >"$TMP/iso/pattern.bin"
     xorriso -as mkisofs -quiet -V CALF_IDE_BOOT -o "$TMP/boot.iso" -b cdboot.bin \
         -no-emul-boot -boot-load-size 4 "$TMP/iso" 2>"$TMP/xorriso.err"
-    ok $? "xorriso builds a no-emulation El Torito ISO"
+    is $? 0 "xorriso builds a no-emulation El Torito ISO"
     sum_cd=$(sum32 "$TMP/boot.iso" 131072)
     boot cd --cdrom "$TMP/boot.iso" --timeout 120 --bios-log "$TMP/cd.log"
     passed cd "calf-cdboot: sum $sum_cd"; r=$?
-    ok $r "SeaBIOS boots the ISO from the ATAPI CD; int 13h extended reads return the disc's bytes ($sum_cd)"
+    is $r 0 "SeaBIOS boots the ISO from the ATAPI CD; int 13h extended reads return the disc's bytes ($sum_cd)"
     [ $r = 0 ] || show cd
-    has cd "calf-cdboot: PASS"; ok $? "the boot image saw 2048-byte sectors and every read worked"
-    grep -q "DVD/CD \[ata1-0: CALF DVD-ROM" "$TMP/cd.log"; ok $? "SeaBIOS's ATAPI driver finds the secondary master"
+    ok "the boot image saw 2048-byte sectors and every read worked" has cd "calf-cdboot: PASS"
+    ok "SeaBIOS's ATAPI driver finds the secondary master" grep -q "DVD/CD \[ata1-0: CALF DVD-ROM" "$TMP/cd.log"
 
     if [ -e "$BOOTSECTOR" ]; then
         # ---- the boot order between IDE devices ----
         boot order_c --disk "$TMP/d.qcow2,if=ide" --cdrom "$TMP/boot.iso" --timeout 120
         passed order_c "calf-boot: PASS"; r=$?
-        ok $r "an IDE disk and a CD, no --boot: the disk boots first"; [ $r = 0 ] || show order_c
+        is $r 0 "an IDE disk and a CD, no --boot: the disk boots first"; [ $r = 0 ] || show order_c
         boot order_d --disk "$TMP/d.qcow2,if=ide" --cdrom "$TMP/boot.iso" --boot d --timeout 120
         passed order_d "calf-cdboot: PASS"; r=$?
-        ok $r "--boot d: the CD boots"; [ $r = 0 ] || show order_d
+        is $r 0 "--boot d: the CD boots"; [ $r = 0 ] || show order_d
         boot order_n --disk "$TMP/d.qcow2" --cdrom "$TMP/boot.iso" --boot disk1 --timeout 120
         passed order_n "calf-cdboot: PASS"; r=$?
-        ok $r "a virtio disk and an IDE CD, --boot disk1: the second drive on the command line (the CD) boots"
+        is $r 0 "a virtio disk and an IDE CD, --boot disk1: the second drive on the command line (the CD) boots"
         [ $r = 0 ] || show order_n
         boot order_s --disk "$TMP/boot.iso,if=ide,media=cdrom,index=1" \
             --disk "$TMP/d.qcow2,if=ide,index=3" --boot disk0 --timeout 120
         passed order_s "calf-cdboot: PASS"; r=$?
-        ok $r "a CD as primary slave and a disk as secondary slave, --boot disk0: the CD boots (drive@0/disk@1)"
+        is $r 0 "a CD as primary slave and a disk as secondary slave, --boot disk0: the CD boots (drive@0/disk@1)"
         [ $r = 0 ] || show order_s
     fi
 fi
 
-[ "$t_num" -gt 0 ] || { echo "1..0 # SKIP nothing to boot (see the comments above)"; exit 0; }
+[ "$t_num" -gt 0 ] || skip_all "nothing to boot (see the comments above)"
 done_testing

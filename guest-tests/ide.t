@@ -6,9 +6,7 @@
 # the images with qemu-img check and the written data with qemu-io.
 . "$(dirname "$0")/lib.sh"
 need_kvm
-for tool in qemu-img qemu-io sha256sum perl; do
-    command -v $tool >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 0; }
-done
+need_cmd qemu-img qemu-io sha256sum perl
 
 passed() {
     [ "$status" = 1 ] && has "$1" "calf-test: PASS" && has "$1" "calf-test: ide: ok" &&
@@ -54,18 +52,18 @@ sum_iso=$(sha256sum <"$TMP/cd.iso")
 boot all --kernel "$GUEST" --disk "$TMP/a.qcow2,if=ide,serial=calf-ide-0" \
     --disk "$TMP/ro.raw,if=ide,format=raw,readonly" --cdrom "$TMP/cd.iso" \
     --append "ct.ide=1 ct.idesize=131072 ct.idero=1 ct.idecd=512" --timeout 120
-passed all; r=$?; ok $r "qcow2 master, read-only slave, CD: the guest's IDE checks pass (status $status)"
+passed all; r=$?; is $r 0 "qcow2 master, read-only slave, CD: the guest's IDE checks pass (status $status)"
 [ $r = 0 ] || show all
 has all "master 'CALF HARDDISK' serial 'calf-ide-0' sectors 131072"
-ok $? "IDENTIFY DEVICE: model, serial=, and the size in sectors"
-has all "sector 0 byte 0x11"; ok $? "the guest reads what the host wrote at sector 0 (CHS 0/0/1)"
-has all "interrupts ok"; ok $? "IRQ 14 is raised, cleared by a status read and masked by nIEN"
-has all "read-only slave refused writes"; ok $? "the read-only slave answers writes with ABRT"
-has all "ATAPI CD-ROM ok"; ok $? "ATAPI: INQUIRY, READ CAPACITY, READ(10)/(12) PIO and DMA, sense, tray"
-qemu-img check -q "$TMP/a.qcow2"; ok $? "qemu-img check: the master is clean"
-guest_data_ok "$TMP/a.qcow2" qcow2; ok $? "qemu-io finds the guest's PIO, MULTIPLE and DMA writes"
-[ "$(sha256sum <"$TMP/ro.raw")" = "$sum_ro" ]; ok $? "the read-only image is unchanged"
-[ "$(sha256sum <"$TMP/cd.iso")" = "$sum_iso" ]; ok $? "the ISO is unchanged"
+is $? 0 "IDENTIFY DEVICE: model, serial=, and the size in sectors"
+ok "the guest reads what the host wrote at sector 0 (CHS 0/0/1)" has all "sector 0 byte 0x11"
+ok "IRQ 14 is raised, cleared by a status read and masked by nIEN" has all "interrupts ok"
+ok "the read-only slave answers writes with ABRT" has all "read-only slave refused writes"
+ok "ATAPI: INQUIRY, READ CAPACITY, READ(10)/(12) PIO and DMA, sense, tray" has all "ATAPI CD-ROM ok"
+qemu-img check -q "$TMP/a.qcow2"; is $? 0 "qemu-img check: the master is clean"
+guest_data_ok "$TMP/a.qcow2" qcow2; is $? 0 "qemu-io finds the guest's PIO, MULTIPLE and DMA writes"
+ok "the read-only image is unchanged" [ "$(sha256sum <"$TMP/ro.raw")" = "$sum_ro" ]
+ok "the ISO is unchanged" [ "$(sha256sum <"$TMP/cd.iso")" = "$sum_iso" ]
 
 # ---- a guest reset: the drives come back in their power-on state ----
 # The first boot leaves 4 heads and 17 sectors (INITIALIZE DEVICE
@@ -76,7 +74,7 @@ seed "$TMP/r.qcow2" qcow2
 boot reset --kernel "$GUEST" --disk "$TMP/r.qcow2,if=ide" --cdrom "$TMP/cd.iso" \
     --append "ct.ide=1 ct.idesize=131072 ct.idecd=512 ct.reset=1" --timeout 120
 passed reset && has reset "calf-test: reset: second boot" && ! has reset "check failed"
-r=$?; ok $r "after a guest reset the IDE drives are in their power-on state (status $status)"
+r=$?; is $r 0 "after a guest reset the IDE drives are in their power-on state (status $status)"
 [ $r = 0 ] || show reset
 
 # ---- LBA48: a sparse 200 GiB qcow2 ----
@@ -84,15 +82,15 @@ qemu-img create -q -f qcow2 "$TMP/big.qcow2" 200G
 seed "$TMP/big.qcow2" qcow2
 boot big --kernel "$GUEST" --disk "$TMP/big.qcow2,if=ide" \
     --append "ct.ide=1 ct.idesize=419430400 ct.idebig=1" --timeout 120
-passed big; r=$?; ok $r "200 GiB disk: checks pass (status $status)"; [ $r = 0 ] || show big
-has big "LBA48 above 128 GiB ok"; ok $? "LBA48 PIO, MULTIPLE EXT and DMA EXT above 128 GiB"
-has big "lba28 268435455"; ok $? "IDENTIFY caps the LBA28 size at 0x0FFFFFFF"
+passed big; r=$?; is $r 0 "200 GiB disk: checks pass (status $status)"; [ $r = 0 ] || show big
+ok "LBA48 PIO, MULTIPLE EXT and DMA EXT above 128 GiB" has big "LBA48 above 128 GiB ok"
+ok "IDENTIFY caps the LBA28 size at 0x0FFFFFFF" has big "lba28 268435455"
 qemu-io -f qcow2 -c 'read -P 0x8d 137975824384 4K' -c 'read -P 0x9e 137975828480 4K' \
     -c 'read -P 0xaf 137975832576 8K' "$TMP/big.qcow2" >"$TMP/io.out" 2>&1 &&
     ! grep -q "Pattern verification failed" "$TMP/io.out"
-ok $? "qemu-io finds the guest's data at 128.5 GiB"
-qemu-img check -q "$TMP/big.qcow2"; ok $? "qemu-img check: the 200 GiB image is clean"
-[ "$(stat -c %s "$TMP/big.qcow2")" -lt $((64 << 20)) ]; ok $? "and it stayed sparse"
+is $? 0 "qemu-io finds the guest's data at 128.5 GiB"
+qemu-img check -q "$TMP/big.qcow2"; is $? 0 "qemu-img check: the 200 GiB image is clean"
+[ "$(stat -c %s "$TMP/big.qcow2")" -lt $((64 << 20)) ]; is $? 0 "and it stayed sparse"
 
 # ---- raw, index=, cache=unsafe ----
 truncate -s 64M "$TMP/b.raw"
@@ -100,8 +98,8 @@ seed "$TMP/b.raw" raw
 boot index --kernel "$GUEST" --disk "$TMP/ro.raw,if=ide,index=1,format=raw,readonly" \
     --disk "$TMP/b.raw,if=ide,format=raw,cache=unsafe" \
     --append "ct.ide=1 ct.idesize=131072 ct.idero=1" --timeout 120
-passed index; r=$?; ok $r "index=1 takes the slave; the next disk the master (status $status)"; [ $r = 0 ] || show index
-guest_data_ok "$TMP/b.raw" raw; ok $? "the guest's data is in the raw file"
+passed index; r=$?; is $r 0 "index=1 takes the slave; the next disk the master (status $status)"; [ $r = 0 ] || show index
+guest_data_ok "$TMP/b.raw" raw; is $? 0 "the guest's data is in the raw file"
 
 # ---- a throw-away VM over an IDE disk ----
 qemu-img create -q -f qcow2 "$TMP/base.qcow2" 64M
@@ -111,9 +109,9 @@ export TMPDIR=$TMP/overlays
 mkdir -p "$TMPDIR"
 boot snap --kernel "$GUEST" --disk "$TMP/base.qcow2,if=ide,snapshot" \
     --append "ct.ide=1 ct.idesize=131072" --timeout 120
-passed snap; r=$?; ok $r "snapshot: the guest writes through the overlay (status $status)"; [ $r = 0 ] || show snap
-[ "$(sha256sum <"$TMP/base.qcow2")" = "$sum_base" ]; ok $? "the base image is unchanged"
-[ -z "$(ls -A "$TMPDIR")" ]; ok $? "no overlay file is left behind"
+passed snap; r=$?; is $r 0 "snapshot: the guest writes through the overlay (status $status)"; [ $r = 0 ] || show snap
+ok "the base image is unchanged" [ "$(sha256sum <"$TMP/base.qcow2")" = "$sum_base" ]
+ok "no overlay file is left behind" [ -z "$(ls -A "$TMPDIR")" ]
 unset TMPDIR
 
 # ---- locking: one writer per image, whatever the bus ----
@@ -123,10 +121,10 @@ qemu-img create -q -f qcow2 "$TMP/l.qcow2" 64M
 p1=$!
 for _ in $(seq 600); do grep -q "calf-test: PASS\|calf-test: FAIL" "$TMP/w1.out" && break; sleep 0.1; done
 boot w2 --kernel "$GUEST" --disk "$TMP/l.qcow2" --append "ct.virtio=1" --timeout 60
-ok $(( status != 2 )) "a virtio VM on an image an IDE VM writes is refused (status $status)"
-grep -qi "lock" "$TMP/w2.err"; ok $? "saying it is locked: $(head -1 "$TMP/w2.err" | cut -c1-120)"
+is "$status" 2 "a virtio VM on an image an IDE VM writes is refused (status $status)"
+grep -qi "lock" "$TMP/w2.err"; is $? 0 "saying it is locked: $(head -1 "$TMP/w2.err" | cut -c1-120)"
 kill -TERM $p1; wait $p1
-qemu-img check -q "$TMP/l.qcow2"; ok $? "the IDE VM's image is clean after SIGTERM"
+qemu-img check -q "$TMP/l.qcow2"; is $? 0 "the IDE VM's image is clean after SIGTERM"
 
 # ---- a hostile guest ----
 # The CD is 32 MiB here and the disk is opened O_DIRECT: a reset has a
@@ -137,16 +135,16 @@ make_iso "$TMP/cdbig.iso" 16384
 boot hostile --kernel "$GUEST" --disk "$TMP/h.qcow2,if=ide,cache=none" --cdrom "$TMP/cdbig.iso" \
     --append "ct.ide=1 ct.idesize=131072 ct.idecd=16384 ct.idehostile=1" --timeout 120
 passed hostile; r=$?
-ok $r "PRD tables outside RAM, short and endless, DMA without bus mastering, commands during DRQ, garbage packets: errors, and the VM completes (status $status)"
+is $r 0 "PRD tables outside RAM, short and endless, DMA without bus mastering, commands during DRQ, garbage packets: errors, and the VM completes (status $status)"
 [ $r = 0 ] || show hostile
-has hostile "hostile guest done"; ok $? "the guest got through every hostile case"
+ok "the guest got through every hostile case" has hostile "hostile guest done"
 ! has hostile "check failed: SRST:"
-ok $? "SRST during a 32 MiB READ/WRITE DMA EXT: nothing reaches memory or the disk after the reset"
+is $? 0 "SRST during a 32 MiB READ/WRITE DMA EXT: nothing reaches memory or the disk after the reset"
 ! has hostile "check failed: DEVICE RESET"
-ok $? "ATAPI DEVICE RESET during a 32 MiB DMA: nothing reaches memory after the reset"
+is $? 0 "ATAPI DEVICE RESET during a 32 MiB DMA: nothing reaches memory after the reset"
 ! has hostile "check failed: byte count limit"
-ok $? "ATAPI byte count limits 0 and 1 abort (no DRQ forever); odd limits give even chunks"
-qemu-img check -q "$TMP/h.qcow2"; ok $? "the image is clean after the hostile guest"
+is $? 0 "ATAPI byte count limits 0 and 1 abort (no DRQ forever); odd limits give even chunks"
+qemu-img check -q "$TMP/h.qcow2"; is $? 0 "the image is clean after the hostile guest"
 # A disk and a CD on one channel: a DEVICE RESET of the CD, with its DMA
 # or the disk's running and the other's waiting for the engine, must
 # leave the disk's alone (each drive has its own reset generation).
@@ -154,7 +152,7 @@ boot pair --kernel "$GUEST" --disk "$TMP/h.qcow2,if=ide,cache=none" \
     --disk "$TMP/cdbig.iso,if=ide,index=1,media=cdrom,format=raw" \
     --append "ct.idepair=16384" --timeout 120
 passed pair && has pair "pair: DEVICE RESET of the CD left the disk's DMA alone"
-r=$?; ok $r "DEVICE RESET of a slave CD leaves the master disk's running or waiting DMA alone (status $status)"
+r=$?; is $r 0 "DEVICE RESET of a slave CD leaves the master disk's running or waiting DMA alone (status $status)"
 [ $r = 0 ] || show pair
 
 # ---- the same guest driver against QEMU's PIIX3 IDE ----
@@ -173,28 +171,28 @@ if QEMU=$(command -v qemu-system-x86_64); then
         >"$TMP/qemu.out" 2>"$TMP/qemu.err" </dev/null
     status=$?
     echo "# qemu: status $status after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
-    passed qemu; r=$?; ok $r "QEMU's PIIX3 IDE passes the same guest checks, CD and LBA48 included (status $status)"
+    passed qemu; r=$?; is $r 0 "QEMU's PIIX3 IDE passes the same guest checks, CD and LBA48 included (status $status)"
     [ $r = 0 ] || show qemu
-    guest_data_ok "$TMP/q.qcow2" qcow2; ok $? "and leaves the same data in its image"
+    guest_data_ok "$TMP/q.qcow2" qcow2; is $? 0 "and leaves the same data in its image"
 else
     echo "# qemu-system-x86_64 not installed: no cross-check of the guest driver"
 fi
 
 # ---- bad options ----
 boot badidx --kernel "$GUEST" --disk "$TMP/a.qcow2,if=ide,index=4" --timeout 60
-ok $(( status != 2 )) "index=4 is refused (status $status)"
-has_err badidx "bad option 'index=4'"; ok $? "naming the option"
+is "$status" 2 "index=4 is refused (status $status)"
+ok "naming the option" has_err badidx "bad option 'index=4'"
 boot taken --kernel "$GUEST" --disk "$TMP/a.qcow2,if=ide,index=0" --disk "$TMP/b.raw,if=ide,index=0" --timeout 60
-ok $(( status != 2 )) "two drives on one IDE index are refused (status $status)"
-has_err taken "IDE index is taken"; ok $? "saying so"
+is "$status" 2 "two drives on one IDE index are refused (status $status)"
+ok "saying so" has_err taken "IDE index is taken"
 for i in 1 2 3 4 5; do truncate -s 1M "$TMP/n$i.raw"; done
 boot five --kernel "$GUEST" $(for i in 1 2 3 4 5; do echo --disk "$TMP/n$i.raw,if=ide,format=raw"; done) --timeout 60
-ok $(( status != 2 )) "a fifth IDE drive is refused (status $status)"
-has_err five "no free IDE slot"; ok $? "saying so"
+is "$status" 2 "a fifth IDE drive is refused (status $status)"
+ok "saying so" has_err five "no free IDE slot"
 boot cdvirtio --kernel "$GUEST" --disk "$TMP/cd.iso,media=cdrom" --timeout 60
-ok $(( status != 2 )) "media=cdrom on virtio is refused (status $status)"
+is "$status" 2 "media=cdrom on virtio is refused (status $status)"
 boot nocd --kernel "$GUEST" --cdrom "$TMP/missing.iso" --timeout 60
-ok $(( status != 2 )) "a missing CD image is a setup error (status $status)"
-has_err nocd "missing.iso"; ok $? "naming the file"
+is "$status" 2 "a missing CD image is a setup error (status $status)"
+ok "naming the file" has_err nocd "missing.iso"
 
 done_testing

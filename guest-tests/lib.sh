@@ -1,36 +1,24 @@
-# Shared by the guest tests: TAP helpers and one way to boot a guest.
-# Source it; it sets CALF, GUEST (bzImage) and GUEST_ELF, and skips the
-# whole file when /dev/kvm cannot be used.
+# Shared by the guest tests: one way to boot a guest and read what it
+# printed, over the TAP core tests/tap.sh (plan, ok, is, pass, fail, skip,
+# skip_all, need_cmd, done_testing; $CALF_BUILD, the scratch directory
+# $TMP).  Source it; it sets CALF, GUEST (bzImage) and GUEST_ELF.  A test
+# calls need_kvm first: it skips the whole file when /dev/kvm cannot be
+# used.
 
-CALF_BUILD=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
+. "$(dirname "${BASH_SOURCE[0]}")/../tests/tap.sh"
 CALF=$CALF_BUILD/calf
 GUEST=$CALF_BUILD/firmware/testguest.bzImage
 GUEST_ELF=$CALF_BUILD/firmware/testguest.elf
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-t_num=0
-t_fail=0
 
+# need_kvm: skips the file unless /dev/kvm is there and usable and calf
+# and the test guest are built
 need_kvm() {
-    if [ ! -e /dev/kvm ]; then
-        echo "1..0 # SKIP /dev/kvm does not exist"; exit 0
-    fi
-    if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
-        echo "1..0 # SKIP /dev/kvm is not accessible to $(id -un)"; exit 0
-    fi
+    local f
+    [ -e /dev/kvm ] || skip_all "/dev/kvm does not exist"
+    [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip_all "/dev/kvm is not accessible to $(id -un)"
     for f in "$CALF" "$GUEST" "$GUEST_ELF"; do
-        [ -e "$f" ] || { echo "1..0 # SKIP $f not built (run make)"; exit 0; }
+        [ -e "$f" ] || skip_all "$f not built (run make)"
     done
-}
-
-ok() {   # ok COND-STATUS DESCRIPTION
-    t_num=$((t_num + 1))
-    if [ "$1" = 0 ]; then
-        echo "ok $t_num - $2"
-    else
-        echo "not ok $t_num - $2"
-        t_fail=$((t_fail + 1))
-    fi
 }
 
 # boot NAME ARGS...: runs calf, leaving $TMP/NAME.out (console),
@@ -50,7 +38,8 @@ has() { grep -qF -- "$2" "$TMP/$1.out"; }
 # has_err NAME TEXT: its stderr contains TEXT
 has_err() { grep -qF -- "$2" "$TMP/$1.err"; }
 
-show() {  # show NAME: its output as TAP comments, for a failing case
+# show NAME: its output as TAP comments, for a failing case
+show() {
     # (a run stopped by --expect may end mid-line: add the newline)
     { cat "$TMP/$1.out"; echo; cat "$TMP/$1.err"; } | tr -d '\r' | sed 's/^/#   /'
 }
@@ -77,24 +66,21 @@ need_linux() {
     LINUX_APPEND=$("$LINUX_DIR/cmdline.sh" console=ttyS0 panic=-1)
     if [ -n "${CALF_LINUX_KERNEL:-}" ]; then   # a kernel built elsewhere
         LINUX_KERNEL=$CALF_LINUX_KERNEL
-        [ -r "$LINUX_KERNEL" ] || { echo "not ok 1 - CALF_LINUX_KERNEL=$LINUX_KERNEL is readable"; echo "1..1"; exit 1; }
+        [ -r "$LINUX_KERNEL" ] || { fail "CALF_LINUX_KERNEL=$LINUX_KERNEL is readable"; done_testing; }
         echo "# kernel: $LINUX_KERNEL (CALF_LINUX_KERNEL)"
         return
     fi
     if ! ls /usr/src/linux-source-6.1.tar.* >/dev/null 2>&1; then
-        echo "1..0 # SKIP Debian's linux-source-6.1 is not installed (make test installs it as root)"
-        exit 0
+        skip_all "Debian's linux-source-6.1 is not installed (make test installs it as root)"
     fi
+    local tool
     for tool in bc flex bison; do
-        command -v $tool >/dev/null ||
-            { echo "1..0 # SKIP $tool is not installed (needed to build the kernel)"; exit 0; }
+        command -v $tool >/dev/null || skip_all "$tool is not installed (needed to build the kernel)"
     done
     mkdir -p "$CALF_BUILD/linux"
     if ! "$LINUX_DIR/build-kernel.sh" "$CALF_BUILD/linux" 2>"$log"; then
-        echo "not ok 1 - the small Linux kernel builds"
-        tail -20 "$log" | sed 's/^/#   /'
-        echo "1..1"
-        exit 1
+        fail "the small Linux kernel builds" "$(tail -20 "$log")"
+        done_testing
     fi
     echo "# kernel ready after $(( $(date +%s) - t0 )) s"
     grep -v warning "$log" | sed 's/^/#   /'
@@ -107,8 +93,8 @@ need_initramfs() {
     LINUX_INITRD=${CALF_LINUX_INITRD:-$TMP/initramfs.cpio}
     LINUX_BUSYBOX=${CALF_LINUX_BUSYBOX:-/bin/busybox}
     [ -n "${CALF_LINUX_INITRD:-}" ] && return
-    "$LINUX_DIR/make-initramfs.sh" "$LINUX_INITRD" 2>"$TMP/initramfs.err" || {
-        echo "1..0 # SKIP no initramfs: $(cat "$TMP/initramfs.err")"; exit 0; }
+    "$LINUX_DIR/make-initramfs.sh" "$LINUX_INITRD" 2>"$TMP/initramfs.err" ||
+        skip_all "no initramfs: $(cat "$TMP/initramfs.err")"
 }
 
 # make_mbr_disk QCOW2 RAW: a 32 MiB raw base and a qcow2 over it whose

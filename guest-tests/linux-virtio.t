@@ -13,9 +13,7 @@
 # third case boots a busybox initramfs that writes vda with dd.
 . "$(dirname "$0")/lib.sh"
 need_kvm
-for tool in qemu-img qemu-io mke2fs dumpe2fs perl; do
-    command -v $tool >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 0; }
-done
+need_cmd qemu-img qemu-io mke2fs dumpe2fs perl
 need_linux
 
 # vda: 32 MiB of raw base under a qcow2 layer that alone holds the MBR
@@ -34,31 +32,29 @@ boot linux --kernel "$LINUX_KERNEL" -m 256M --disk "$TMP/vda.qcow2" --disk "$TMP
     --expect "VFS: Mounted root (ext2 filesystem)" --timeout 900
 echo "# how far it got:"; grep -aE "virtio|vda|vdb|VFS|PCI" "$TMP/linux.out" | tr -d '\r' | tail -12 | sed 's/^/#   /'
 sed 's/^/#   /' "$TMP/linux.err"
-ok $(( status != 0 )) "Linux mounts an ext2 root from a virtio disk read-write (status $status)"
-grep -aq "vda: vda1 vda2" "$TMP/linux.out"; ok $? "the partition scan through virtio-blk and qcow2 finds vda1 and vda2"
+is "$status" 0 "Linux mounts an ext2 root from a virtio disk read-write (status $status)"
+ok "the partition scan through virtio-blk and qcow2 finds vda1 and vda2" grep -aq "vda: vda1 vda2" "$TMP/linux.out"
 after=$(count)
-ok $(( ${after:-0} <= ${before:-0} )) "the host sees the superblock's mount count go up ($before -> $after)"
-qemu-img check -q "$TMP/vdb.qcow2"; ok $? "qemu-img check: the root image is clean"
-qemu-img check -q "$TMP/vda.qcow2"; ok $? "and so is the partitioned one"
-cmp -s <(head -c 512 "$TMP/base.raw") <(head -c 512 /dev/zero); ok $? "the raw base under the MBR was not written"
+is $(( ${after:-0} <= ${before:-0} )) 0 "the host sees the superblock's mount count go up ($before -> $after)"
+qemu-img check -q "$TMP/vdb.qcow2"; is $? 0 "qemu-img check: the root image is clean"
+qemu-img check -q "$TMP/vda.qcow2"; is $? 0 "and so is the partitioned one"
+cmp -s <(head -c 512 "$TMP/base.raw") <(head -c 512 /dev/zero); is $? 0 "the raw base under the MBR was not written"
 
 # Guest userspace writes the disk: /init (calf.dd) dd's the first 64 KiB of
 # its busybox to 1 MiB of vda; the host reads the same bytes out of the
 # qcow2 layer.  Needs guest userspace: hardware KVM only.
 if [ -e /sys/module/kvm_pvm ]; then
-    for what in "/init writes /dev/vda with dd and powers off" "the host reads the guest's bytes out of the qcow2 image"; do
-        t_num=$((t_num + 1))
-        echo "ok $t_num # SKIP $what: guest userspace cannot run on kvm_pvm (shared/PLATFORM.md)"
-    done
+    skip "guest userspace cannot run on kvm_pvm (shared/PLATFORM.md)" \
+        "/init writes /dev/vda with dd and powers off" "the host reads the guest's bytes out of the qcow2 image"
 else
     need_initramfs
     boot dd --kernel "$LINUX_KERNEL" --initrd "$LINUX_INITRD" -m 256M --disk "$TMP/vda.qcow2" \
         --append "$LINUX_APPEND rdinit=/init calf.dd" --timeout 120 --report "$TMP/dd.json"
     has dd "calf-linux: dd done" && [ $status = 0 ]
-    ok $? "/init writes /dev/vda with dd and powers off (status $status)"
+    is $? 0 "/init writes /dev/vda with dd and powers off (status $status)"
     qemu-img convert -f qcow2 -O raw "$TMP/vda.qcow2" "$TMP/vda.raw"
     cmp -s <(tail -c +$((1048576 + 1)) "$TMP/vda.raw" | head -c 65536) <(head -c 65536 "$LINUX_BUSYBOX")
-    ok $? "the host reads the guest's bytes out of the qcow2 image"
-    qemu-img check -q "$TMP/vda.qcow2"; ok $? "qemu-img check: clean after the guest's write"
+    is $? 0 "the host reads the guest's bytes out of the qcow2 image"
+    qemu-img check -q "$TMP/vda.qcow2"; is $? 0 "qemu-img check: clean after the guest's write"
 fi
 done_testing

@@ -14,24 +14,24 @@ else
 fi
 
 boot int3 --kernel "$GUEST" --append "ct.int3=1" --timeout 60 --report "$TMP/int3.json"
-ok $(( status != 1 )) "int3 in long mode reaches the guest's #BP handler (status $status)"
-has int3 "calf-test: int3 trapped"; ok $? "guest saw exactly one #BP"
+is "$status" 1 "int3 in long mode reaches the guest's #BP handler (status $status)"
+ok "guest saw exactly one #BP" has int3 "calf-test: int3 trapped"
 [ $status = 1 ] || show int3
 
 boot fwait --kernel "$GUEST" --append "ct.fwait=1" --timeout 60
-ok $(( status != 1 )) "fwait runs (status $status)"
-has fwait "calf-test: fwait ran"; ok $? "guest went past fwait"
+is "$status" 1 "fwait runs (status $status)"
+ok "guest went past fwait" has fwait "calf-test: fwait ran"
 
 boot cx16 --kernel "$GUEST" --append "ct.cx16=1" --timeout 60
 if [ $pvm = 1 ]; then
-    ok $(( status != 4 )) "lock cmpxchg16b: emulation failure ends the run with status 4 (got $status)"
-    has_err cx16 "KVM_EXIT_INTERNAL_ERROR"; ok $? "message names the exit"
-    has_err cx16 "suberror 1"; ok $? "message names the suberror"
+    is "$status" 4 "lock cmpxchg16b: emulation failure ends the run with status 4 (got $status)"
+    ok "message names the exit" has_err cx16 "KVM_EXIT_INTERNAL_ERROR"
+    ok "message names the suberror" has_err cx16 "suberror 1"
     grep -qE "at RIP 0x[0-9a-f]+; bytes at RIP: f0 48 0f c7" "$TMP/cx16.err"
-    ok $? "message gives RIP and the instruction bytes"
+    is $? 0 "message gives RIP and the instruction bytes"
     sed 's/^/#   /' "$TMP/cx16.err"
 else
-    ok $(( status != 1 )) "lock cmpxchg16b runs on hardware (status $status)"
+    is "$status" 1 "lock cmpxchg16b runs on hardware (status $status)"
 fi
 
 done_testing

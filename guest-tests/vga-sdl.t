@@ -12,10 +12,10 @@ need_kvm
 # checks of calf's own code run in guest-tests/vga.t.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 CHECK=$CALF_BUILD/tests/png-check
-[ -x "$CHECK" ] || { echo "1..0 # SKIP $CHECK not built (make test builds it)"; exit 0; }
+[ -x "$CHECK" ] || skip_all "$CHECK not built (make test builds it)"
 if SDL_VIDEODRIVER=dummy "$CALF" run --kernel "$GUEST" --display sdl --timeout 30 2>&1 >/dev/null |
         grep -q "built without SDL2"; then
-    echo "1..0 # SKIP calf was built without SDL2"; exit 0
+    skip_all "calf was built without SDL2"
 fi
 
 passed() {
@@ -25,17 +25,16 @@ passed() {
 
 SDL_VIDEODRIVER=offscreen boot off --kernel "$GUEST" --display sdl --append "ct.vga=text" \
     --screenshot "$TMP/off.png" --timeout 60
-passed off; r=$?; ok $r "offscreen SDL window: the guest runs to its verdict (status $status)"; [ $r = 0 ] || show off
-"$CHECK" "$TMP/off.png" size 640x400 cell 4,2 48 ffff55 0000aa; ok $? "and the screen is the text screen"
+passed off; r=$?; is $r 0 "offscreen SDL window: the guest runs to its verdict (status $status)"; [ $r = 0 ] || show off
+"$CHECK" "$TMP/off.png" size 640x400 cell 4,2 48 ffff55 0000aa; is $? 0 "and the screen is the text screen"
 
 SDL_VIDEODRIVER=nosuchdriver boot nodrv --kernel "$GUEST" --display sdl
-[ "$status" = 2 ] && has_err nodrv "--display sdl:"; ok $? "no usable video driver: one clear setup error (status $status)"
+[ "$status" = 2 ] && has_err nodrv "--display sdl:"; is $? 0 "no usable video driver: one clear setup error (status $status)"
 
 # ---- a real X server ----
 if ! command -v Xvfb >/dev/null || ! command -v xdotool >/dev/null; then
-    echo "ok 4 # SKIP Xvfb or xdotool not installed"
-    t_num=4
-    done_testing; exit
+    skip "Xvfb or xdotool not installed"
+    done_testing
 fi
 Xvfb -displayfd 3 -screen 0 1024x768x24 -nolisten tcp 3>"$TMP/dpy" 2>"$TMP/xvfb.err" &
 xvfb=$!
@@ -48,16 +47,16 @@ SDL_VIDEODRIVER=x11 "$CALF" run --kernel "$GUEST" --display sdl --append "ct.vga
 calf=$!
 for i in $(seq 300); do has x11 "keyboard ready" && break; sleep 0.1; done
 wid=$(timeout 20 xdotool search --sync --name '^calf$' | head -1)
-[ -n "$wid" ]; ok $? "Xvfb: calf opens a window named calf"
+ok "Xvfb: calf opens a window named calf" [ -n "$wid" ]
 timeout 10 xdotool windowfocus --sync "$wid"
 timeout 10 xdotool key --delay 100 a Return
 wait $calf; status=$?
 echo "# x11: status $status after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 grep -o "calf-test: key .." "$TMP/x11.out" | tr '\n' ' ' | sed 's/^/# /'; echo
 [ "$(grep -o 'calf-test: key ..' "$TMP/x11.out" | cut -c16- | tr '\n' ' ')" = "1e 9e 1c 9c " ]
-r=$?; ok $r "Xvfb: 'a' and Return typed into the window reach the guest as set-1 1e 9e 1c 9c"; [ $r = 0 ] || show x11
-passed x11; ok $? "and the guest ends normally (status $status)"
-"$CHECK" "$TMP/x11.png" size 640x400; ok $? "the screenshot of that run is the text screen"
+r=$?; is $r 0 "Xvfb: 'a' and Return typed into the window reach the guest as set-1 1e 9e 1c 9c"; [ $r = 0 ] || show x11
+passed x11; is $? 0 "and the guest ends normally (status $status)"
+"$CHECK" "$TMP/x11.png" size 640x400; is $? 0 "the screenshot of that run is the text screen"
 
 # ---- SeaBIOS's own keyboard driver: ESC opens the boot menu, 1 picks ----
 if [ -e /usr/share/seabios/vgabios-stdvga.bin ] && "$CALF" run --help | grep -q -- "--firmware"; then
@@ -83,14 +82,12 @@ if [ -e /usr/share/seabios/vgabios-stdvga.bin ] && "$CALF" run --help | grep -q 
     wait $calf; status=$?
     echo "# menu: status $status after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     has menu "Select boot device"; r=$?
-    ok $r "SeaBIOS: ESC typed into the window opens the boot menu (its PS/2 driver and the i8042)"
+    is $r 0 "SeaBIOS: ESC typed into the window opens the boot menu (its PS/2 driver and the i8042)"
     [ $r = 0 ] || show menu
     has menu "Booting from Hard Disk" && [ "$status" = 0 ]
-    ok $? "and '1' boots the first disk, which is not bootable: the run ends (status $status)"
+    is $? 0 "and '1' boots the first disk, which is not bootable: the run ends (status $status)"
 else
-    echo "ok $((t_num + 1)) # SKIP no firmware boot or no vgabios-stdvga.bin"
-    echo "ok $((t_num + 2)) # SKIP no firmware boot or no vgabios-stdvga.bin"
-    t_num=$((t_num + 2))
+    skip "no firmware boot or no vgabios-stdvga.bin" "SeaBIOS boot menu" "'1' boots the first disk"
 fi
 
 done_testing

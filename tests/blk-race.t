@@ -17,7 +17,7 @@ scenario() {  # scenario NAME IMAGE [QEMU-IO READS...]
     local out st
     out=$("$RACE" "$name" "$TMP" 2>&1); st=$?
     if [ $st = 77 ]; then
-        skip "$name" "$name: $(echo "$out" | tail -1)"
+        skip "$(echo "$out" | tail -1)" "$name"
         return
     fi
     if [ $st = 0 ]; then pass "$name: every write stays, no read sees another cluster's data"

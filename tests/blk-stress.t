@@ -98,7 +98,7 @@ if [ $direct = yes ]; then
     layout "cache=none, raw" raw 4M "truncate -s 4M \$img" -N
     layout "cache=none, qcow v1" qcow 4M "qemu-img create -q -f qcow \$img 4M" -N
 else
-    for n in 1 2 3 4 5; do skip "cache=none" "cache=none: this filesystem has no O_DIRECT"; done
+    for n in 1 2 3 4 5; do skip "this filesystem has no O_DIRECT" "cache=none"; done
 fi
 KEY=calf
 layout "encrypted (aes), 4k clusters" qcow2 4M \

@@ -24,7 +24,7 @@ poke() {
 # the extension follows the 112-byte v3 header: type, length, offset, length
 be64() { od -An -t u1 -j "$2" -N 8 "$1" | awk '{v=0; for(i=1;i<=NF;i++) v=v*256+$i; print v}'; }
 R=$(be64 good.qcow2 120)
-[ "$R" -gt 0 ] || { echo "1..0 # skip cannot find the LUKS header"; exit 0; }
+[ "$R" -gt 0 ] || skip_all "cannot find the LUKS header"
 
 # case NAME EXPECTED-TEXT OFFSET HEX...
 case_() {

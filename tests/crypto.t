@@ -258,7 +258,7 @@ if command -v cc >/dev/null && mkdir -p fakessl && echo 'int not_openssl;' >fake
     ok "and with it, calf-io reads that image" \
         "$CALF_IO" $S --image-opts "$(io lazy.qcow2)" -c 'read -P 0 0 512'
 else
-    skip "without libcrypto" "without libcrypto: no C compiler to make a stand-in library"
+    skip "no C compiler to make a stand-in library" "without libcrypto"
 fi
 
 done_testing

@@ -8,18 +8,15 @@
 # (RLIMIT_AS where no sanitizer needs the address space, and the replay
 # program's own peak-RSS check).  New inputs come from `make fuzz`.
 S=$(cd "$(dirname "$0")" && pwd)
-B=${CALF_BUILD:-$S/../build}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$S/tap.sh"
 # the IDE and virtio harnesses keep their disk images in $TMPDIR
-export TMPDIR=$T
+export TMPDIR=$TMP
 NAMES="fwcfg vga pci ide virtio"
-echo "1..5"
-n=0; failed=0
+plan 5
 for name in $NAMES; do
-    n=$((n+1))
-    prog=$B/tests/fuzz-$name
+    prog=$CALF_BUILD/tests/fuzz-$name
     if [ ! -x "$prog" ]; then
-        echo "ok $n # skip $prog is not built (run make test)"; continue
+        skip "$prog is not built (run make test)"; continue
     fi
     dirs=("$S/fuzz/corpus-$name")
     [ -d "$S/fuzz/regress-$name" ] && dirs+=("$S/fuzz/regress-$name")
@@ -27,15 +24,13 @@ for name in $NAMES; do
     if ldd "$prog" 2>/dev/null | grep -q 'lib[at]san'; then aslimit=unlimited; else aslimit=4194304; fi
     out=$( (ulimit -v $aslimit; REPLAY_RSS_MAX_MB=1024 timeout -k 5 120 "$prog" "${dirs[@]}") 2>&1); rc=$?
     if [ $rc -eq 0 ] && ! grep -qE 'runtime error:|Sanitizer|^fuzz' <<<"$out"; then
-        echo "ok $n - $name: $(grep '^replay:' <<<"$out" | tail -1 | sed 's/^replay: //') replayed cleanly"
+        pass "$name: $(grep '^replay:' <<<"$out" | tail -1 | sed 's/^replay: //') replayed cleanly"
     else
-        failed=$((failed+1))
         what="exit $rc"
         [ $rc -gt 128 ] && what="killed by signal $((rc - 128))"
         [ $rc -eq 124 ] && what="timed out (a hang)"
-        echo "not ok $n - $name: $what"
-        tail -30 <<<"$out" | sed 's/^/# /'
-        echo "# reproduce: $prog -v ${dirs[*]}"
+        fail "$name: $what" "$(tail -30 <<<"$out")
+reproduce: $prog -v ${dirs[*]}"
     fi
 done
-exit $((failed > 0))
+done_testing

@@ -10,64 +10,58 @@
 # (qemu-img must then report the image corrupt).  `calf-img check`, `check
 # -r all` on a copy and (when it works) `calf-io` read must not crash or
 # hang either.  Valid images must still work.
-B=${CALF_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
-if ! command -v qemu-img >/dev/null || ! command -v qemu-io >/dev/null; then
-    echo "1..0 # skip qemu-img/qemu-io are not installed"; exit 0
-fi
+. "$(dirname "$0")/tap.sh"
+need_cmd qemu-img qemu-io
 for t in calf-img tests/blk-read tests/qcow2-poke; do
-    if [ ! -x "$B/$t" ]; then echo "1..0 # skip $B/$t is not built (run make)"; exit 0; fi
+    [ -x "$CALF_BUILD/$t" ] || skip_all "$CALF_BUILD/$t is not built (run make)"
 done
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 # private copies: a rebuild while this runs must not pull binaries away
-mkdir "$T/bin"
-cp "$B/calf-img" "$B/tests/blk-read" "$B/tests/qcow2-poke" "$T/bin/"
-[ -x "$B/calf-io" ] && cp "$B/calf-io" "$T/bin/"
-IMG=$T/bin/calf-img RD=$T/bin/blk-read P=$T/bin/qcow2-poke
-n=0; failed=0
-ok() { n=$((n+1)); echo "ok $n - $*"; }
-notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
+mkdir "$TMP/bin"
+cp "$CALF_BUILD/calf-img" "$CALF_BUILD/tests/blk-read" "$CALF_BUILD/tests/qcow2-poke" "$TMP/bin/"
+[ -x "$CALF_BUILD/calf-io" ] && cp "$CALF_BUILD/calf-io" "$TMP/bin/"
+IMG=$TMP/bin/calf-img RD=$TMP/bin/blk-read P=$TMP/bin/qcow2-poke
 qi() { qemu-io -f qcow2 "$@" >/dev/null || echo "# qemu-io $* failed"; }
 cr() { qemu-img create -q -f qcow2 "$@" || echo "# qemu-img create $* failed"; }
 
 # calf-io is checked for crashes and hangs when it works at all.
 CIO=
-if [ -x "$T/bin/calf-io" ]; then
-    cr "$T/probe.qcow2" 1M
-    "$T/bin/calf-io" -r -c 'read 0 512' "$T/probe.qcow2" >/dev/null 2>&1 && CIO=$T/bin/calf-io
+if [ -x "$TMP/bin/calf-io" ]; then
+    cr "$TMP/probe.qcow2" 1M
+    "$TMP/bin/calf-io" -r -c 'read 0 512' "$TMP/probe.qcow2" >/dev/null 2>&1 && CIO=$TMP/bin/calf-io
 fi
 
 # ---- the valid images everything starts from ----
 SIZE=$((8 << 20))
-cr -o compat=1.1 "$T/v3.qcow2" 8M
-qi -c 'write -P 0x11 0 1M' -c 'write -P 0x22 5M 64k' -c 'write -z 6M 128k' "$T/v3.qcow2"
-cr -o compat=0.10 "$T/v2.qcow2" 8M
-qi -c 'write -P 0x11 0 1M' -c 'write -P 0x22 5M 64k' "$T/v2.qcow2"
-head -c $SIZE /dev/zero | tr '\0' '\125' > "$T/base.raw"
-cr -b base.raw -F raw "$T/bk.qcow2"
-qi -c 'write -P 0x33 0 128k' "$T/bk.qcow2"
-cp "$T/v3.qcow2" "$T/snap.qcow2"
-qemu-img snapshot -c first "$T/snap.qcow2"
-qi -c 'write -P 0x44 0 64k' -c 'write -P 0x45 7M 64k' "$T/snap.qcow2"
-qemu-img snapshot -c second "$T/snap.qcow2"
-{ for i in $(seq 1 4096); do printf 'calf compressible line %08d\n' $i; done; } > "$T/text"
-head -c $SIZE /dev/zero > "$T/craw"
-dd if="$T/text" of="$T/craw" conv=notrunc status=none
-dd if="$T/text" of="$T/craw" bs=1M seek=3 conv=notrunc status=none
-qemu-img convert -c -f raw -O qcow2 "$T/craw" "$T/comp.qcow2"
-cr -o extended_l2=on "$T/xl2.qcow2" 8M
-qi -c 'write -P 0x66 0 4k' -c 'write -P 0x67 8k 2k' -c 'write -z 64k 4k' -c 'write -P 0x68 1M 64k' "$T/xl2.qcow2"
-qemu-img convert -c -f raw -O qcow2 -o extended_l2=on "$T/craw" "$T/xl2c.qcow2"
-qemu-img create -q -f qcow "$T/v1.qcow" 8M
-qemu-io -f qcow -c 'write -P 0x91 0 64k' -c 'write -P 0x92 3M 4k' "$T/v1.qcow" >/dev/null
-qemu-img create -q -f qcow -b base.raw -F raw "$T/v1b.qcow"
-cr -o lazy_refcounts=on "$T/lazy.qcow2" 8M
-qi -c 'write -P 0x77 0 256k' "$T/lazy.qcow2"
-cr -o cluster_size=512 "$T/c512.qcow2" 8M
-qi -c 'write -P 0x12 0 200k' "$T/c512.qcow2"
-cr -o cluster_size=2M,refcount_bits=1 "$T/c2m.qcow2" 8M
-qi -c 'write -P 0x13 1M 3M' "$T/c2m.qcow2"
-cr -o refcount_bits=64,compression_type=zstd "$T/zstd.qcow2" 8M
-qemu-img convert -c -f raw -O qcow2 -o compression_type=zstd "$T/craw" "$T/zcomp.qcow2"
+cr -o compat=1.1 "$TMP/v3.qcow2" 8M
+qi -c 'write -P 0x11 0 1M' -c 'write -P 0x22 5M 64k' -c 'write -z 6M 128k' "$TMP/v3.qcow2"
+cr -o compat=0.10 "$TMP/v2.qcow2" 8M
+qi -c 'write -P 0x11 0 1M' -c 'write -P 0x22 5M 64k' "$TMP/v2.qcow2"
+head -c $SIZE /dev/zero | tr '\0' '\125' > "$TMP/base.raw"
+cr -b base.raw -F raw "$TMP/bk.qcow2"
+qi -c 'write -P 0x33 0 128k' "$TMP/bk.qcow2"
+cp "$TMP/v3.qcow2" "$TMP/snap.qcow2"
+qemu-img snapshot -c first "$TMP/snap.qcow2"
+qi -c 'write -P 0x44 0 64k' -c 'write -P 0x45 7M 64k' "$TMP/snap.qcow2"
+qemu-img snapshot -c second "$TMP/snap.qcow2"
+{ for i in $(seq 1 4096); do printf 'calf compressible line %08d\n' $i; done; } > "$TMP/text"
+head -c $SIZE /dev/zero > "$TMP/craw"
+dd if="$TMP/text" of="$TMP/craw" conv=notrunc status=none
+dd if="$TMP/text" of="$TMP/craw" bs=1M seek=3 conv=notrunc status=none
+qemu-img convert -c -f raw -O qcow2 "$TMP/craw" "$TMP/comp.qcow2"
+cr -o extended_l2=on "$TMP/xl2.qcow2" 8M
+qi -c 'write -P 0x66 0 4k' -c 'write -P 0x67 8k 2k' -c 'write -z 64k 4k' -c 'write -P 0x68 1M 64k' "$TMP/xl2.qcow2"
+qemu-img convert -c -f raw -O qcow2 -o extended_l2=on "$TMP/craw" "$TMP/xl2c.qcow2"
+qemu-img create -q -f qcow "$TMP/v1.qcow" 8M
+qemu-io -f qcow -c 'write -P 0x91 0 64k' -c 'write -P 0x92 3M 4k' "$TMP/v1.qcow" >/dev/null
+qemu-img create -q -f qcow -b base.raw -F raw "$TMP/v1b.qcow"
+cr -o lazy_refcounts=on "$TMP/lazy.qcow2" 8M
+qi -c 'write -P 0x77 0 256k' "$TMP/lazy.qcow2"
+cr -o cluster_size=512 "$TMP/c512.qcow2" 8M
+qi -c 'write -P 0x12 0 200k' "$TMP/c512.qcow2"
+cr -o cluster_size=2M,refcount_bits=1 "$TMP/c2m.qcow2" 8M
+qi -c 'write -P 0x13 1M 3M' "$TMP/c2m.qcow2"
+cr -o refcount_bits=64,compression_type=zstd "$TMP/zstd.qcow2" 8M
+qemu-img convert -c -f raw -O qcow2 -o compression_type=zstd "$TMP/craw" "$TMP/zcomp.qcow2"
 
 sum() { md5sum < "$1"; }
 
@@ -81,26 +75,26 @@ run() {
 expect_fail() { # desc what match
     local desc=$1 what=$2 match=$3 lines
     lines=$(printf '%s\n' "$err" | grep -c .)
-    if [ $rc -eq 124 ]; then notok "$desc: $what hangs"
-    elif [ $rc -ge 128 ]; then notok "$desc: $what crashes (exit $rc): $err"
-    elif [ $rc -eq 0 ]; then notok "$desc: $what succeeds on a bad image"
-    elif [ "$lines" -ne 1 ]; then notok "$desc: $what prints $lines error lines: $(echo $err)"
-    elif [[ "$err" != *"$match"* ]]; then notok "$desc: $what error does not name '$match': $err"
-    else ok "$desc: $what fails cleanly: $err"; fi
+    if [ $rc -eq 124 ]; then fail "$desc: $what hangs"
+    elif [ $rc -ge 128 ]; then fail "$desc: $what crashes (exit $rc): $err"
+    elif [ $rc -eq 0 ]; then fail "$desc: $what succeeds on a bad image"
+    elif [ "$lines" -ne 1 ]; then fail "$desc: $what prints $lines error lines: $(echo $err)"
+    elif [[ "$err" != *"$match"* ]]; then fail "$desc: $what error does not name '$match': $err"
+    else pass "$desc: $what fails cleanly: $err"; fi
 }
 expect_ok() {
     local desc=$1 what=$2
-    if [ $rc -eq 0 ]; then ok "$desc: $what works"
-    elif [ $rc -eq 124 ]; then notok "$desc: $what hangs"
-    else notok "$desc: $what fails (exit $rc): $err"; fi
+    if [ $rc -eq 0 ]; then pass "$desc: $what works"
+    elif [ $rc -eq 124 ]; then fail "$desc: $what hangs"
+    else fail "$desc: $what fails (exit $rc): $err"; fi
 }
 
 # After a failed write attempt: unchanged, or marked corrupt.
 expect_unchanged_or_corrupt() { # desc file sum
-    if [ "$(sum "$2")" = "$3" ]; then ok "$1: file unchanged"
+    if [ "$(sum "$2")" = "$3" ]; then pass "$1: file unchanged"
     elif qemu-img info "$2" 2>/dev/null | grep -q 'corrupt: true'; then
-        ok "$1: file changed only to be marked corrupt"
-    else notok "$1: file changed by a failed write and is not marked corrupt"; fi
+        pass "$1: file changed only to be marked corrupt"
+    else fail "$1: file changed by a failed write and is not marked corrupt"; fi
 }
 
 # check DESC FILE KIND [WRITE_AT [MATCH]]
@@ -121,37 +115,37 @@ check() {
     case $kind in header|io|chain) expect_fail "$desc" read "$match";; *) expect_ok "$desc" read;; esac
     run check "$IMG" check "$f"
     if [ $kind = header ]; then expect_fail "$desc" check "$match"
-    elif [ $rc -eq 124 ] || [ $rc -ge 128 ]; then notok "$desc: check crashes or hangs (exit $rc): $(echo $err | head -c 300)"
-    else ok "$desc: check survives (exit $rc)"; fi
+    elif [ $rc -eq 124 ] || [ $rc -ge 128 ]; then fail "$desc: check crashes or hangs (exit $rc): $(echo $err | head -c 300)"
+    else pass "$desc: check survives (exit $rc)"; fi
     s=$(sum "$f")
-    if [ "$s" = "$s0" ]; then ok "$desc: info, read and check leave the file alone"
-    else notok "$desc: info, read or check changed the file"; fi
-    cp "$f" "$T/repair.img"
-    run repair "$IMG" check -r all "$T/repair.img"
-    if [ $rc -eq 124 ] || [ $rc -ge 128 ]; then notok "$desc: check -r all on a copy crashes or hangs (exit $rc): $(echo $err | head -c 300)"
-    else ok "$desc: check -r all on a copy survives (exit $rc)"; fi
-    rm -f "$T/repair.img"
+    if [ "$s" = "$s0" ]; then pass "$desc: info, read and check leave the file alone"
+    else fail "$desc: info, read or check changed the file"; fi
+    cp "$f" "$TMP/repair.img"
+    run repair "$IMG" check -r all "$TMP/repair.img"
+    if [ $rc -eq 124 ] || [ $rc -ge 128 ]; then fail "$desc: check -r all on a copy crashes or hangs (exit $rc): $(echo $err | head -c 300)"
+    else pass "$desc: check -r all on a copy survives (exit $rc)"; fi
+    rm -f "$TMP/repair.img"
     if [ -n "$CIO" ]; then
         run calf-io "$CIO" -r -c "read 0 $SIZE" "$f"
-        if [ $rc -eq 124 ] || [ $rc -ge 128 ]; then notok "$desc: calf-io read crashes or hangs (exit $rc): $err"
-        else ok "$desc: calf-io read survives (exit $rc)"; fi
+        if [ $rc -eq 124 ] || [ $rc -ge 128 ]; then fail "$desc: calf-io read crashes or hangs (exit $rc): $err"
+        else pass "$desc: calf-io read survives (exit $rc)"; fi
     fi
     run write "$RD" -w "$wat" "$f"
     case $kind in
     ok)
         expect_ok "$desc" write
         local c cr; c=$(qemu-img check "$f" 2>&1); cr=$?
-        if [ $cr -eq 0 ]; then ok "$desc: qemu-img check is clean after the write"
+        if [ $cr -eq 0 ]; then pass "$desc: qemu-img check is clean after the write"
         elif [ $cr -eq 63 ] && qemu-img compare "$f" "$f" >/dev/null 2>&1; then
-            ok "$desc: qemu-img reads the image after the write (no check for this format)"
-        else notok "$desc: qemu-img check after the write: $(echo $c | head -c 300)"; fi ;;
+            pass "$desc: qemu-img reads the image after the write (no check for this format)"
+        else fail "$desc: qemu-img check after the write: $(echo $c | head -c 300)"; fi ;;
     any)
-        if [ $rc -eq 0 ]; then ok "$desc: write works"
+        if [ $rc -eq 0 ]; then pass "$desc: write works"
         else expect_fail "$desc" write "$match"; expect_unchanged_or_corrupt "$desc" "$f" "$s"; fi ;;
     dirty)
         if [ $rc -eq 0 ]; then
-            if qemu-img check "$f" >/dev/null 2>&1; then ok "$desc: write works, image is clean"
-            else notok "$desc: write works but qemu-img check fails"; fi
+            if qemu-img check "$f" >/dev/null 2>&1; then pass "$desc: write works, image is clean"
+            else fail "$desc: write works but qemu-img check fails"; fi
         else
             expect_fail "$desc" write "$match"
         fi ;;
@@ -163,7 +157,7 @@ check() {
 
 c=0
 # new BASE: a fresh copy of a valid image as $F
-new() { c=$((c+1)); F=$T/case$c.qcow2; cp "$T/$1.qcow2" "$F"; }
+new() { c=$((c+1)); F=$TMP/case$c.qcow2; cp "$TMP/$1.qcow2" "$F"; }
 poke() { "$P" "$F" "$@" || echo "# qcow2-poke $* failed"; }
 get() { "$P" "$F" "$@"; }
 hdr() { # desc base poke-args...: header damage
@@ -176,13 +170,13 @@ for b in v3 v2 bk snap comp xl2 xl2c lazy c512 c2m zstd zcomp; do
     new $b; check "valid $b image" "$F" ok
 done
 for b in v1 v1b; do
-    c=$((c+1)); F=$T/case$c.qcow; cp "$T/$b.qcow" "$F"; check "valid qcow $b image" "$F" ok
+    c=$((c+1)); F=$TMP/case$c.qcow; cp "$TMP/$b.qcow" "$F"; check "valid qcow $b image" "$F" ok
 done
 new snap; check "valid image, write over snapshot-shared clusters" "$F" ok 0:4096
 
 # a longer header than QEMU writes today (a future field, kept)
-new v3; dd if="$F" of="$T/ext" bs=1 skip=112 count=4000 status=none
-dd if="$T/ext" of="$F" bs=1 seek=120 conv=notrunc status=none
+new v3; dd if="$F" of="$TMP/ext" bs=1 skip=112 count=4000 status=none
+dd if="$TMP/ext" of="$F" bs=1 seek=120 conv=notrunc status=none
 poke fill 112 8 0; poke field header_length 120
 check "header_length 120 (unknown header field)" "$F" ok
 new snap; o=$(get snap 1 id_len); poke set "$o" 2 0xffff; poke set $((o + 2)) 2 0xffff
@@ -272,18 +266,18 @@ new bk; poke set "$(get field backing_file_offset)" 1 0
 check "backing name with a NUL byte" "$F" header
 new bk; poke field backing_file_size 3
 check "backing file missing" "$F" chain 0:512 bas
-cr -u -b b.qcow2 -F qcow2 "$T/a.qcow2" 8M
-cr -u -b a.qcow2 -F qcow2 "$T/b.qcow2" 8M
-check "backing loop a -> b -> a" "$T/a.qcow2" chain 0:512 .qcow2
-cr -u -b self.qcow2 -F qcow2 "$T/self.qcow2" 8M
-check "backing loop onto itself" "$T/self.qcow2" chain 0:512 self.qcow2
-mkfifo "$T/fifo"
-cr -u -b fifo -F raw "$T/onfifo.qcow2" 8M
-check "backing file is a FIFO" "$T/onfifo.qcow2" chain 0:512 fifo
-cr -u -b /dev/zero -F raw "$T/onzero.qcow2" 8M
-check "backing file is /dev/zero" "$T/onzero.qcow2" chain 0:512 /dev/zero
-cr -u -b ./self2.qcow2 -F qcow2 "$T/self2.qcow2" 8M
-check "backing loop onto itself through ./" "$T/self2.qcow2" chain 0:512 self2.qcow2
+cr -u -b b.qcow2 -F qcow2 "$TMP/a.qcow2" 8M
+cr -u -b a.qcow2 -F qcow2 "$TMP/b.qcow2" 8M
+check "backing loop a -> b -> a" "$TMP/a.qcow2" chain 0:512 .qcow2
+cr -u -b self.qcow2 -F qcow2 "$TMP/self.qcow2" 8M
+check "backing loop onto itself" "$TMP/self.qcow2" chain 0:512 self.qcow2
+mkfifo "$TMP/fifo"
+cr -u -b fifo -F raw "$TMP/onfifo.qcow2" 8M
+check "backing file is a FIFO" "$TMP/onfifo.qcow2" chain 0:512 fifo
+cr -u -b /dev/zero -F raw "$TMP/onzero.qcow2" 8M
+check "backing file is /dev/zero" "$TMP/onzero.qcow2" chain 0:512 /dev/zero
+cr -u -b ./self2.qcow2 -F qcow2 "$TMP/self2.qcow2" 8M
+check "backing loop onto itself through ./" "$TMP/self2.qcow2" chain 0:512 self2.qcow2
 
 # ---- tables: damage only I/O reaches ----
 new v3; l1=$(get field l1_table_offset); poke or "$l1" 8 0x200
@@ -312,7 +306,7 @@ new xl2; poke set $(( $(get l2e $((2 << 20))) + 8 )) 8 1
 check "extended L2: alloc bit on an unallocated cluster" "$F" io $((2 << 20)):512
 new xl2; poke or "$(get l2e 0)" 8 1
 check "extended L2: zero flag in the standard entry" "$F" io 512:512
-e=$("$P" "$T/comp.qcow2" l2e 0); l2e=$("$P" "$T/comp.qcow2" get "$e" 8)
+e=$("$P" "$TMP/comp.qcow2" l2e 0); l2e=$("$P" "$TMP/comp.qcow2" get "$e" 8)
 coff=$(( l2e & ((1 << 54) - 1) ))
 new comp; poke set "$e" 8 "$(hex $(( (l2e & ~((1 << 54) - 1)) | 0x10000000000 )))"
 check "compressed cluster past EOF" "$F" io 512:512
@@ -342,7 +336,7 @@ check "extended L2: compressed cluster with a bitmap" "$F" io 512:512
 # ---- qcow (v1): header fields (magic 0, version 4, backing_file_offset 8,
 # backing_file_size 16, mtime 20, size 24, cluster_bits 32, l2_bits 33,
 # crypt_method 36, l1_table_offset 40) and tables ----
-v1() { c=$((c+1)); F=$T/case$c.qcow; cp "$T/v1.qcow" "$F"; }
+v1() { c=$((c+1)); F=$TMP/case$c.qcow; cp "$TMP/v1.qcow" "$F"; }
 v1; poke set 32 1 8; check "qcow v1: cluster_bits 8" "$F" header
 v1; poke set 32 1 0xff; check "qcow v1: cluster_bits 255" "$F" header
 v1; poke set 33 1 0; check "qcow v1: l2_bits 0" "$F" header
@@ -351,7 +345,7 @@ v1; poke set 24 8 0x8000000000000000; check "qcow v1: size 2^63" "$F" header
 v1; poke set 40 8 0x100000000; check "qcow v1: L1 offset past EOF" "$F" header
 v1; poke set 40 8 0xfffffffffffffe00; check "qcow v1: L1 offset near 2^64" "$F" header
 v1; poke set 36 4 7; check "qcow v1: crypt_method 7" "$F" header
-v1b() { c=$((c+1)); F=$T/case$c.qcow; cp "$T/v1b.qcow" "$F"; }
+v1b() { c=$((c+1)); F=$TMP/case$c.qcow; cp "$TMP/v1b.qcow" "$F"; }
 v1b; poke set 16 4 2000; check "qcow v1: backing name too long" "$F" header
 v1b; poke set 8 8 0xfffffffffffffff0; check "qcow v1: backing name offset near 2^64" "$F" header
 v1; poke set "$(get get 40 8)" 8 0x100000000
@@ -372,20 +366,20 @@ truncate -s "$l2" "$F"; check "truncated before an L2 table" "$F" io 512:512
 new snap; truncate -s $(( $(get field snapshots_offset) + 20 )) "$F"
 check "truncated inside the snapshot table" "$F" header
 # not regular files
-run info "$IMG" info "$T/fifo"; expect_fail "a FIFO as the image" info fifo
-run read "$RD" "$T/fifo"; expect_fail "a FIFO as the image" read fifo
-run info "$IMG" info --backing-chain "$T/onfifo.qcow2"
-if [ $rc -lt 124 ]; then ok "info --backing-chain over a FIFO backing file ends (exit $rc)"
-else notok "info --backing-chain over a FIFO backing file: exit $rc"; fi
-mkdir "$T/dir.qcow2"
-run info "$IMG" info "$T/dir.qcow2"; expect_fail "a directory as the image" info dir.qcow2
-: > "$T/empty.qcow2"
-run info "$IMG" info -f qcow2 "$T/empty.qcow2"; expect_fail "empty file as qcow2" info empty.qcow2
-run read "$RD" -f qcow2 "$T/empty.qcow2"; expect_fail "empty file as qcow2" read empty.qcow2
-run write "$RD" -f qcow2 -w 0:512 "$T/empty.qcow2"; expect_fail "empty file as qcow2" write empty.qcow2
-if [ -s "$T/empty.qcow2" ]; then notok "empty file was written"; else ok "empty file stays empty"; fi
+run info "$IMG" info "$TMP/fifo"; expect_fail "a FIFO as the image" info fifo
+run read "$RD" "$TMP/fifo"; expect_fail "a FIFO as the image" read fifo
+run info "$IMG" info --backing-chain "$TMP/onfifo.qcow2"
+if [ $rc -lt 124 ]; then pass "info --backing-chain over a FIFO backing file ends (exit $rc)"
+else fail "info --backing-chain over a FIFO backing file: exit $rc"; fi
+mkdir "$TMP/dir.qcow2"
+run info "$IMG" info "$TMP/dir.qcow2"; expect_fail "a directory as the image" info dir.qcow2
+: > "$TMP/empty.qcow2"
+run info "$IMG" info -f qcow2 "$TMP/empty.qcow2"; expect_fail "empty file as qcow2" info empty.qcow2
+run read "$RD" -f qcow2 "$TMP/empty.qcow2"; expect_fail "empty file as qcow2" read empty.qcow2
+run write "$RD" -f qcow2 -w 0:512 "$TMP/empty.qcow2"; expect_fail "empty file as qcow2" write empty.qcow2
+if [ -s "$TMP/empty.qcow2" ]; then fail "empty file was written"; else pass "empty file stays empty"; fi
 for seed in 1 2 3 4 5 6 7 8; do
-    F=$T/random$seed.qcow2; rm -f "$F"
+    F=$TMP/random$seed.qcow2; rm -f "$F"
     "$P" "$F" random 0 $((256 << 10)) $seed
     "$P" "$F" set 0 4 0x514649fb; "$P" "$F" set 4 4 $((2 + seed % 2))
     check "random bytes with the qcow2 magic (seed $seed)" "$F" header
@@ -396,5 +390,4 @@ for seed in 11 12 13 14; do
     check "random tables behind a valid header (seed $seed)" "$F" io 512:512
 done
 
-echo "1..$n"
-exit $(( failed > 0 ))
+done_testing

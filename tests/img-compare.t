@@ -56,6 +56,6 @@ if qcow2_works && qcow2_setup; then
         same_img "compare $c" compare $c
     done
 else
-    for c in "${qcases[@]}"; do skip "compare $c" "$QCOW2_SKIP"; done
+    for c in "${qcases[@]}"; do skip "$QCOW2_SKIP" "compare $c"; done
 fi
 done_testing

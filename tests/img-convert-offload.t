@@ -73,7 +73,7 @@ loopfs xfs xfs mkfs.xfs -q -m reflink=1
 if [ -n "$why" ]; then
     for what in "convert to raw on XFS: reflinks" "convert -C to raw on XFS: reflinks" \
                 "convert to qcow2 on XFS: reflinks"; do
-        skip "$what" "$what: $why"
+        skip "$why" "$what"
     done
 else
     cp src.qcow2 small.qcow2 "$mnt/"
@@ -147,7 +147,7 @@ fill_checks() {
             pass "$desc"
         elif ! grep -q delalloc <<<"$frag"; then
             # written back already: filled or not, the extents look the same
-            skip "$desc" "$desc: the file was written back before filefrag could look"
+            skip "the file was written back before filefrag could look" "$desc"
         else
             fail "$desc" "$n unwritten blocks: $frag"
         fi
@@ -156,13 +156,13 @@ fill_checks() {
 if loopfs ext4 ext4 mkfs.ext4 -q -F -b 4096; then
     fill_checks "$TMP/ext4" ext4 yes
 else
-    skip "convert on ext4" "convert on ext4: $why"
+    skip "$why" "convert on ext4"
 fi
 # an ext2 without extents, mounted by the ext4 driver: fallocate is refused
 if loopfs ext2 ext4 mkfs.ext2 -q -F -b 4096; then
     fill_checks "$TMP/ext2" "ext2 (no fallocate)" no
 else
-    skip "convert on ext2" "convert on ext2: $why"
+    skip "$why" "convert on ext2"
 fi
 
 done_testing

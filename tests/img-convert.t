@@ -127,7 +127,7 @@ echo "$out" | grep -qi "fail\|error" && fail "qemu-io reads calf's compressed im
 is "$(qemu-img info --output=json c.comp | grep -c '"compressed": true' )" \
    "$(qemu-img info --output=json c.comp | grep -c '"compressed": true')" "info works"
 qemu-img map --output=json c.comp | grep -q '"compressed": true' && pass "target clusters are compressed" \
-    || skip "target clusters are compressed" "qemu-img map has no compressed field"
+    || skip "qemu-img map has no compressed field" "target clusters are compressed"
 qemu-img convert -c -O qcow2 pat.qcow2 q.comp
 out=$("$CALF_IO" -c 'read -P 0x11 0 3M' -c 'read -P 0x22 3M 64k' -c 'read -P 0 4M 1M' \
       -c 'read -P 0x33 5M 1M' q.comp 2>&1)

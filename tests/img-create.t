@@ -98,9 +98,9 @@ if qcow2_works; then
            "qemu-img info of calf's $f.qcow2 matches qemu's"
     done
 else
-    for c in "${qcow2_cases[@]}"; do skip "create $c" "$QCOW2_SKIP"; done
+    for c in "${qcow2_cases[@]}"; do skip "$QCOW2_SKIP" "create $c"; done
     for f in $qcow2_images; do
-        skip "check $f" "$QCOW2_SKIP"; skip "info $f" "$QCOW2_SKIP"
+        skip "$QCOW2_SKIP" "check $f"; skip "$QCOW2_SKIP" "info $f"
     done
 fi
 # qcow (version 1)
@@ -118,6 +118,6 @@ if driver_works qcow; then
     same_img "info of calf's qcow overlay" info --backing-chain --output=json v1b.qcow
     ok "qemu-io reads calf's qcow image" qemu-io -f qcow -c 'read -P 0 0 1M' "$CDIR/v1b.qcow"
 else
-    for c in "${qcow_cases[@]}" info read; do skip "qcow: $c" "qcow driver not available"; done
+    for c in "${qcow_cases[@]}" info read; do skip "qcow driver not available" "qcow: $c"; done
 fi
 done_testing

@@ -49,6 +49,6 @@ if qcow2_works; then
        "Images are identical." "dd to qcow2: same content"
     ok "dd to qcow2: qemu-img check" qemu-img check -q "$CDIR/o31.qcow2"
 else
-    for i in 1 2 3 4 5; do skip "dd with qcow2 ($i)" "$QCOW2_SKIP"; done
+    for i in 1 2 3 4 5; do skip "$QCOW2_SKIP" "dd with qcow2 ($i)"; done
 fi
 done_testing

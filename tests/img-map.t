@@ -53,8 +53,8 @@ if qcow2_works && qcow2_setup; then
     same_img "map after calf-io write into overlay" map --output=json top.qcow2
 else
     for f in $qfiles; do
-        for o in "${opts[@]}"; do skip "map $o $f" "$QCOW2_SKIP"; done
+        for o in "${opts[@]}"; do skip "$QCOW2_SKIP" "map $o $f"; done
     done
-    skip "map after calf-io write into overlay" "$QCOW2_SKIP"
+    skip "$QCOW2_SKIP" "map after calf-io write into overlay"
 fi
 done_testing

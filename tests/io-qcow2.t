@@ -34,9 +34,9 @@ if qcow2_works && setup; then
        "compressed writes: same content as qemu-io's"
 else
     for f in $files; do
-        for c in "${cmds[@]}"; do skip "$c on $f" "$QCOW2_SKIP"; done
+        for c in "${cmds[@]}"; do skip "$QCOW2_SKIP" "$c on $f"; done
     done
-    skip "overlay writes" "$QCOW2_SKIP"; skip "overlay discard" "$QCOW2_SKIP"
-    for i in 1 2 3; do skip "compressed writes ($i)" "$QCOW2_SKIP"; done
+    skip "$QCOW2_SKIP" "overlay writes"; skip "$QCOW2_SKIP" "overlay discard"
+    for i in 1 2 3; do skip "$QCOW2_SKIP" "compressed writes ($i)"; done
 fi
 done_testing

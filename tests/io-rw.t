@@ -63,6 +63,6 @@ if qcow2_works; then
     ok "overlay: backing file untouched" verify qemu-io "$TMP/base.qcow2" "" 'read -q -P 0x66 0 1M'
     ok "overlay: qemu-img check" qemu-img check -q "$TMP/top.qcow2"
 else
-    for i in $(seq 1 28); do skip "qcow2 round trip ($i)" "$QCOW2_SKIP"; done
+    for i in $(seq 1 28); do skip "$QCOW2_SKIP" "qcow2 round trip ($i)"; done
 fi
 done_testing

@@ -4,9 +4,10 @@
 # nothing and the guest data is unchanged.  Then writers are killed with
 # SIGKILL at random moments: the image never has corruptions (leaks are
 # allowed) and calf repairs it.
-. "$(dirname "$0")/blk-lib.sh" qemu-img
+. "$(dirname "$0")/lib.sh"
+need_cmd qemu-img
 KILLS=${CALF_KILLS:-50}
-echo "1..$(( 7 * 4 + KILLS * 2 ))"
+plan $(( 7 * 4 + KILLS * 2 ))
 
 poke() { # file offset hexbytes...
   local f=$1 off=$2; shift 2
@@ -33,21 +34,21 @@ damage() { # name file
   esac
 }
 for d in clean leak refcount-zero refcount-high copied-cleared l2-refcount-zero reftable-entry-zero; do
-  mkimg "$T/d.qcow2"; damage $d "$T/d.qcow2"
-  qemu-img convert -U -O raw "$T/d.qcow2" "$T/d.raw" 2>/dev/null
-  qemu-img check "$T/d.qcow2" >/dev/null 2>&1; qrc=$?
-  "$B/calf-img" check "$T/d.qcow2" >"$T/out" 2>&1; crc=$?
-  if [ $qrc = $crc ]; then ok "$d: calf-img check exits $crc like qemu-img"
-  else notok "$d: calf-img check exits $crc, qemu-img $qrc: $(head -3 "$T/out")"; fi
-  qemu-img check --output=json "$T/d.qcow2" 2>/dev/null | grep -E '"(corruptions|leaks)"' | sort >"$T/q.json"
-  "$B/calf-img" check --output=json "$T/d.qcow2" 2>/dev/null | grep -E '"(corruptions|leaks)"' | sort >"$T/c.json"
-  if cmp -s "$T/q.json" "$T/c.json"; then ok "$d: same corruption and leak counts as qemu-img"
-  else notok "$d: counts differ: qemu $(cat "$T/q.json" | tr -d '\n ') calf $(cat "$T/c.json" | tr -d '\n ')"; fi
-  "$B/calf-img" check -r all "$T/d.qcow2" >"$T/out" 2>&1; rrc=$?
-  if [ $rrc = 0 ] && qemu-img check "$T/d.qcow2" >/dev/null 2>&1; then ok "$d: repaired, qemu-img check clean"
-  else notok "$d: repair exit $rrc: $(tail -3 "$T/out"); qemu-img: $(qemu-img check "$T/d.qcow2" 2>&1 | head -3)"; fi
-  if qemu-img compare -q "$T/d.qcow2" "$T/d.raw" 2>/dev/null; then ok "$d: guest data unchanged by the repair"
-  else notok "$d: guest data changed by the repair"; fi
+  mkimg "$TMP/d.qcow2"; damage $d "$TMP/d.qcow2"
+  qemu-img convert -U -O raw "$TMP/d.qcow2" "$TMP/d.raw" 2>/dev/null
+  qemu-img check "$TMP/d.qcow2" >/dev/null 2>&1; qrc=$?
+  "$CALF_BUILD/calf-img" check "$TMP/d.qcow2" >"$TMP/out" 2>&1; crc=$?
+  if [ $qrc = $crc ]; then pass "$d: calf-img check exits $crc like qemu-img"
+  else fail "$d: calf-img check exits $crc, qemu-img $qrc: $(head -3 "$TMP/out")"; fi
+  qemu-img check --output=json "$TMP/d.qcow2" 2>/dev/null | grep -E '"(corruptions|leaks)"' | sort >"$TMP/q.json"
+  "$CALF_BUILD/calf-img" check --output=json "$TMP/d.qcow2" 2>/dev/null | grep -E '"(corruptions|leaks)"' | sort >"$TMP/c.json"
+  if cmp -s "$TMP/q.json" "$TMP/c.json"; then pass "$d: same corruption and leak counts as qemu-img"
+  else fail "$d: counts differ: qemu $(cat "$TMP/q.json" | tr -d '\n ') calf $(cat "$TMP/c.json" | tr -d '\n ')"; fi
+  "$CALF_BUILD/calf-img" check -r all "$TMP/d.qcow2" >"$TMP/out" 2>&1; rrc=$?
+  if [ $rrc = 0 ] && qemu-img check "$TMP/d.qcow2" >/dev/null 2>&1; then pass "$d: repaired, qemu-img check clean"
+  else fail "$d: repair exit $rrc: $(tail -3 "$TMP/out"); qemu-img: $(qemu-img check "$TMP/d.qcow2" 2>&1 | head -3)"; fi
+  if qemu-img compare -q "$TMP/d.qcow2" "$TMP/d.raw" 2>/dev/null; then pass "$d: guest data unchanged by the repair"
+  else fail "$d: guest data changed by the repair"; fi
 done
 
 # SIGKILL at random moments while calf writes
@@ -56,22 +57,22 @@ for i in $(seq 1 $KILLS); do
   [ $((i % 3)) = 0 ] && opts="$opts,cluster_size=4k"
   [ $((i % 4)) = 1 ] && [ $((i % 3)) != 0 ] && opts="$opts,extended_l2=on"
   if [ $((i % 5)) = 2 ]; then
-    head -c 32M /dev/urandom > "$T/base.raw"
-    qemu-img create -q -f qcow2 -o "$opts" -b "$T/base.raw" -F raw "$T/k.qcow2" 32M
-    cp "$T/base.raw" "$T/sh.raw"
+    head -c 32M /dev/urandom > "$TMP/base.raw"
+    qemu-img create -q -f qcow2 -o "$opts" -b "$TMP/base.raw" -F raw "$TMP/k.qcow2" 32M
+    cp "$TMP/base.raw" "$TMP/sh.raw"
   else
-    qemu-img create -q -f qcow2 -o "$opts" "$T/k.qcow2" 32M
-    rm -f "$T/sh.raw"; truncate -s 32M "$T/sh.raw"
+    qemu-img create -q -f qcow2 -o "$opts" "$TMP/k.qcow2" 32M
+    rm -f "$TMP/sh.raw"; truncate -s 32M "$TMP/sh.raw"
   fi
-  "$B/tests/blk-random" -s $i -n 1000000 -r 0 "$T/k.qcow2" "$T/sh.raw" >/dev/null 2>&1 &
+  "$CALF_BUILD/tests/blk-random" -s $i -n 1000000 -r 0 "$TMP/k.qcow2" "$TMP/sh.raw" >/dev/null 2>&1 &
   pid=$!
   sleep 0.$(( (RANDOM % 8) + 1 ))
   kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
-  qemu-img check --output=json "$T/k.qcow2" >"$T/j" 2>/dev/null
-  if ! grep -q '"corruptions"' "$T/j"; then ok "kill $i ($opts): no corruptions after SIGKILL"
-  else notok "kill $i ($opts): $(grep corruptions "$T/j")"; fi
-  "$B/calf-img" check -r all "$T/k.qcow2" >/dev/null 2>&1
-  if qemu-img check "$T/k.qcow2" >/dev/null 2>&1; then ok "kill $i: clean after calf-img check -r all"
-  else notok "kill $i: $(qemu-img check "$T/k.qcow2" 2>&1 | tail -3)"; fi
+  qemu-img check --output=json "$TMP/k.qcow2" >"$TMP/j" 2>/dev/null
+  if ! grep -q '"corruptions"' "$TMP/j"; then pass "kill $i ($opts): no corruptions after SIGKILL"
+  else fail "kill $i ($opts): $(grep corruptions "$TMP/j")"; fi
+  "$CALF_BUILD/calf-img" check -r all "$TMP/k.qcow2" >/dev/null 2>&1
+  if qemu-img check "$TMP/k.qcow2" >/dev/null 2>&1; then pass "kill $i: clean after calf-img check -r all"
+  else fail "kill $i: $(qemu-img check "$TMP/k.qcow2" 2>&1 | tail -3)"; fi
 done
-finish
+done_testing

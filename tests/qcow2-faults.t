@@ -12,11 +12,12 @@
 # finds no corruption (leaks allowed; a dirty lazy-refcount image must be
 # repaired by check -r all) unless the image is marked corrupt.  A failed
 # metadata read must be an error, never wrong data.
-. "$(dirname "$0")/blk-lib.sh" qemu-img
+. "$(dirname "$0")/lib.sh"
+need_cmd qemu-img
 # fdatasync is the workload's cost: use a tmpfs when there is one
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
-  T2=$(mktemp -d /dev/shm/calf-faults.XXXXXX); trap 'rm -rf "$T" "$T2"' EXIT
-else T2=$T; fi
+  T2=$(mktemp -d /dev/shm/calf-faults.XXXXXX); at_exit 'rm -rf "$T2"'
+else T2=$TMP; fi
 SPREAD=${CALF_FAULT_POINTS:-12}
 cfgs=("cluster_size=512" "compat=0.10,cluster_size=512" "cluster_size=512,refcount_bits=64,lazy_refcounts=on"
       "cluster_size=16k,extended_l2=on")
@@ -41,22 +42,22 @@ copied_only() {
 judge() {
   local out
   fresh "$cfg"
-  if out=$("$B/tests/blk-fault" $seed "$img" $2 $3 $4 2>&1); then ok "$1: $out"
-  else notok "$1: $out"; fi
-  if qemu-img info -U "$img" | grep -q 'corrupt: true'; then ok "$1: marked corrupt"
-  elif consistent "$img"; then ok "$1: no corruption ($why)"
+  if out=$("$CALF_BUILD/tests/blk-fault" $seed "$img" $2 $3 $4 2>&1); then pass "$1: $out"
+  else fail "$1: $out"; fi
+  if qemu-img info -U "$img" | grep -q 'corrupt: true'; then pass "$1: marked corrupt"
+  elif consistent "$img"; then pass "$1: no corruption ($why)"
   elif [[ $cfg == compat=0.10* && $1 == *kind\ [34]*persist ]] && copied_only "$img"; then
-    ok "$1: v2 snapshot window: $why"
-  else notok "$1: $why"; fi
+    pass "$1: v2 snapshot window: $why"
+  else fail "$1: $why"; fi
 }
 
 seed=0
 for cfg in "${cfgs[@]}"; do
   seed=$((seed + 1))
   fresh "$cfg"
-  plan=$("$B/tests/blk-fault" $seed "$img" w 0 once)
+  plan=$("$CALF_BUILD/tests/blk-fault" $seed "$img" w 0 once)
   total=$(sed -n 's/^calls //p' <<<"$plan")
-  if [ -z "$total" ]; then notok "$cfg: the workload without faults failed: $plan"; continue; fi
+  if [ -z "$total" ]; then fail "$cfg: the workload without faults failed: $plan"; continue; fi
   points=()
   # the first and last calls of each metadata-heavy op, and three inside
   while read -r _ i _ kind _ a z; do
@@ -90,12 +91,11 @@ for cfg in "${cfgs[@]}"; do
   done
   unset seen
   fresh "$cfg"
-  reads=$("$B/tests/blk-fault" $seed "$img" r 0 once | sed -n 's/^calls //p')
-  if [ -z "$reads" ]; then notok "$cfg: the read-back without faults failed"; continue; fi
+  reads=$("$CALF_BUILD/tests/blk-fault" $seed "$img" r 0 once | sed -n 's/^calls //p')
+  if [ -z "$reads" ]; then fail "$cfg: the read-back without faults failed"; continue; fi
   for k in $(seq 1 $SPREAD); do
     p=$(( (reads * k - RANDOM % reads) / SPREAD + 1 ))
     judge "$cfg: read fault at call $p/$reads of the read-back" r $p once
   done
 done
-echo "1..$n"
-finish
+done_testing

@@ -22,24 +22,24 @@ fi
 
 log=$TMP/kvm-guest-build.log
 "$LINUX_DIR/build-kernel.sh" "$CALF_BUILD/linux-kvmguest" "$LINUX_DIR/kvm-guest.config" 2>"$log"
-r=$?; ok $r "the KVM_GUEST variant of the kernel builds"
+r=$?; is $r 0 "the KVM_GUEST variant of the kernel builds"
 [ $r = 0 ] || tail -20 "$log" | sed 's/^/#   /'
 
 smp() {  # smp NAME KERNEL
     boot "$1" --kernel "$2" --initrd "$LINUX_INITRD" --cpus 2 -m 256M \
         --append "$LINUX_APPEND rdinit=/init" --expect "$marker" --timeout $limit
-    ok $(( status != 0 )) "$1: 2 vCPUs, Linux reaches '$marker' (status $status)"
+    is "$status" 0 "$1: 2 vCPUs, Linux reaches '$marker' (status $status)"
     [ $status = 0 ] || { tail -5 "$TMP/$1.out" | tr -d '\r' | sed 's/^/#   /'; }
-    has "$1" "Brought up 1 node, 2 CPUs"; ok $? "$1: the kernel brought up both CPUs"
+    ok "$1: the kernel brought up both CPUs" has "$1" "Brought up 1 node, 2 CPUs"
 }
 
 smp plain "$LINUX_KERNEL"
 smp kvmguest "$CALF_BUILD/linux-kvmguest/vmlinux"
 has kvmguest "Booting paravirtualized kernel on KVM"
-ok $? "kvmguest: the kernel runs paravirtualized (kvmclock, PV spinlocks, ...)"
+is $? 0 "kvmguest: the kernel runs paravirtualized (kvmclock, PV spinlocks, ...)"
 if [ -e /sys/module/kvm_pvm ]; then
     ! has kvmguest "setup PV IPIs"
-    ok $? "kvmguest: on kvm_pvm the PV IPI feature is hidden, every other one is not"
-    has kvmguest "kvm-clock: Using msrs"; ok $? "kvmguest: kvmclock is still offered"
+    is $? 0 "kvmguest: on kvm_pvm the PV IPI feature is hidden, every other one is not"
+    ok "kvmguest: kvmclock is still offered" has kvmguest "kvm-clock: Using msrs"
 fi
 done_testing

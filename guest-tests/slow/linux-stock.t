@@ -17,9 +17,7 @@
 # milestone here.  The timeout covers a heavily loaded host.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-for tool in apt-get apt-cache dpkg-deb xz perl; do
-    command -v $tool >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 0; }
-done
+need_cmd apt-get apt-cache dpkg-deb xz perl
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=$CALF_BUILD/linux-stock
 mkdir -p "$CACHE"
@@ -27,21 +25,21 @@ mkdir -p "$CACHE"
 # The metapackage names the current kernel package.
 pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
       awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
-[ -n "$pkg" ] || { echo "1..0 # SKIP apt-cache does not know linux-image-amd64 (no Debian package lists)"; exit 0; }
+[ -n "$pkg" ] || skip_all "apt-cache does not know linux-image-amd64 (no Debian package lists)"
 KERNEL=$CACHE/$pkg.vmlinux
 if [ ! -s "$KERNEL" ]; then
     t0=$(date +%s)
     rm -rf "$CACHE/root" "$CACHE"/*.deb
     (cd "$CACHE" && apt-get download "$pkg" >"$CACHE/apt.log" 2>&1) ||
-        { echo "1..0 # SKIP apt-get download $pkg failed (no network or mirror?): $(tail -1 "$CACHE/apt.log")"; exit 0; }
+        skip_all "apt-get download $pkg failed (no network or mirror?): $(tail -1 "$CACHE/apt.log")"
     dpkg-deb -x "$CACHE"/*.deb "$CACHE/root" ||
-        { echo "1..0 # SKIP dpkg-deb -x failed on $(ls "$CACHE"/*.deb)"; exit 0; }
+        skip_all "dpkg-deb -x failed on $(ls "$CACHE"/*.deb)"
     "$HERE/extract-vmlinux.sh" "$CACHE"/root/boot/vmlinuz-* "$KERNEL.tmp" && mv "$KERNEL.tmp" "$KERNEL"
     rm -rf "$CACHE/root" "$CACHE"/*.deb
     echo "# fetched and extracted $pkg in $(( $(date +%s) - t0 )) s"
 fi
-[ -s "$KERNEL" ]; ok $? "the ELF vmlinux of $pkg extracted from its bzImage"
-[ -s "$KERNEL" ] || { done_testing; exit 1; }
+ok "the ELF vmlinux of $pkg extracted from its bzImage" [ -s "$KERNEL" ]
+[ -s "$KERNEL" ] || done_testing   # (a failed test: it exits non-zero)
 
 APPEND=$("$(dirname "$0")/../linux/cmdline.sh" console=ttyS0 panic=-1 nowatchdog cryptomgr.notests)
 [ -e /sys/module/kvm_pvm ] && echo "# backend: kvm_pvm (software): 5 to 20 minutes, depending on host load"
@@ -61,14 +59,14 @@ echo "# stock kernel: status $status after $(( ($(date +%s%N) - t0) / 1000000000
 milestone() {  # milestone TEXT DESCRIPTION
     local line
     line=$(grep -aF -m1 -- "$1" "$TMP/stock.out" | tr -d '\r')
-    [ -n "$line" ]; ok $? "$2"
+    ok "$2" [ -n "$line" ]
     [ -n "$line" ] && echo "#   ${line:0:110}"
 }
-ok $(( status != 0 )) "Debian's stock kernel reaches the PCI scan of the virtio-blk disk (status $status)"
+is "$status" 0 "Debian's stock kernel reaches the PCI scan of the virtio-blk disk (status $status)"
 milestone "Linux version" "it starts and prints on the serial console"
 milestone "Kernel command line: $APPEND" "with the command line calf gave it"
 grep -qaE "Memory: [0-9]+K/52[0-9]{4}K available" "$TMP/stock.out"
-ok $? "it sees 512 MiB of RAM"
+is $? 0 "it sees 512 MiB of RAM"
 milestone "smp: Brought up 1 node, 1 CPU" "it brings up its CPU"
 milestone "ACPI: Interpreter enabled" "it runs calf's ACPI tables"
 milestone "$marker" "its PCI scan finds the virtio-blk function"

@@ -9,9 +9,7 @@
 # silently.  About 70 s of guest time on an idle machine here.
 . "$(dirname "$0")/../lib.sh"
 need_kvm
-for tool in qemu-img qemu-io perl; do
-    command -v $tool >/dev/null || { echo "1..0 # SKIP $tool not installed"; exit 0; }
-done
+need_cmd qemu-img qemu-io perl
 need_linux
 
 # vda: 32 MiB of raw base under a qcow2 layer that alone holds the MBR
@@ -22,7 +20,7 @@ boot legacy --kernel "$LINUX_KERNEL" -m 256M --disk "$TMP/vda.qcow2" \
     --expect "vda: vda1 vda2" --timeout 900 --report "$TMP/legacy.json"
 echo "# how far it got:"; grep -aE "virtio|vda|PCI|IRQ|MP" "$TMP/legacy.out" | tr -d '\r' | tail -12 | sed 's/^/#   /'
 sed 's/^/#   /' "$TMP/legacy.err"
-ok $(( status != 0 )) "acpi=off pci=nomsi, Linux's legacy virtio driver: the partition scan finds vda1 and vda2 (status $status)"
+is "$status" 0 "acpi=off pci=nomsi, Linux's legacy virtio driver: the partition scan finds vda1 and vda2 (status $status)"
 mmio=$(grep -o '"mmio": [0-9]*' "$TMP/legacy.json" | awk '{ print $2 }')
-[ "${mmio:-x}" = 0 ]; ok $? "and it went through the legacy I/O BAR ($mmio MMIO exits)"
+ok "and it went through the legacy I/O BAR ($mmio MMIO exits)" [ "${mmio:-x}" = 0 ]
 done_testing
