@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img
 
-same_img "no arguments" 
+same_img "no arguments"
 same_img "unknown command" foo
 same_img "unknown global option" -x info
 is "$("$CALF_IMG" -V; echo "exit $?")" "$(printf 'calf-img version 0.1\nexit 0')" "-V"

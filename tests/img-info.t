@@ -9,8 +9,10 @@ in_both qemu-img create -q -f raw a.raw 64M
 in_both qemu-io -f raw -c 'write -P 0xab 0 64k' -c 'write -P 1 1M 128k' a.raw
 in_both qemu-img create -q -f raw empty.raw 0
 in_both qemu-img create -q -f raw odd.raw 1536
-in_both cp a.raw 'we"ird	name é.raw'
-for f in a.raw empty.raw odd.raw 'we"ird	name é.raw'; do
+# a quote, a tab and a non-ASCII letter in one name
+WEIRD=$'we"ird\tname é.raw'
+in_both cp a.raw "$WEIRD"
+for f in a.raw empty.raw odd.raw "$WEIRD"; do
     for o in "" --output=json --output=human --backing-chain "--backing-chain --output=json" -U; do
         same_img "info $o $f" info $o "$f"
     done
