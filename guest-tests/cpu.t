@@ -5,7 +5,7 @@
 # test guest's ct.topo=1 checks them on every CPU), and QEMU's guest sees
 # the same.
 # --cpu hides CPUID features.  kvm_pvm answers most CPUID leaves from the
-# host CPU whatever the VMM sets (shared/PLATFORM.md), so there only the
+# host CPU whatever the VMM sets (docs/ARCHITECTURE.md), so there only the
 # CX16 hiding calf does for that backend is visible to the guest.
 . "$(dirname "$0")/lib.sh"
 need_kvm

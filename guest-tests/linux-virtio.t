@@ -44,7 +44,7 @@ cmp -s <(head -c 512 "$TMP/base.raw") <(head -c 512 /dev/zero); is $? 0 "the raw
 # its busybox to 1 MiB of vda; the host reads the same bytes out of the
 # qcow2 layer.  Needs guest userspace: hardware KVM only.
 if [ -e /sys/module/kvm_pvm ]; then
-    skip "guest userspace cannot run on kvm_pvm (shared/PLATFORM.md)" \
+    skip "guest userspace cannot run on kvm_pvm (docs/ARCHITECTURE.md)" \
         "/init writes /dev/vda with dd and powers off" "the host reads the guest's bytes out of the qcow2 image"
 else
     need_initramfs

@@ -4,7 +4,7 @@
 # booted directly (ELF vmlinux).  On hardware KVM it must reach the
 # marker its /init prints, with the CPU count and memory it was given;
 # on the emulating kvm_pvm backend guest userspace cannot run
-# (shared/PLATFORM.md), so there it must reach `Run /init as init
+# (docs/ARCHITECTURE.md), so there it must reach `Run /init as init
 # process`, which proves the boot protocol, MP/ACPI tables and devices,
 # and the kernel's own log must show the CPUs and memory.
 . "$(dirname "$0")/lib.sh"

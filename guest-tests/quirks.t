@@ -1,5 +1,5 @@
 #!/bin/bash
-# The instructions the kvm_pvm emulator cannot run (shared/PLATFORM.md):
+# The instructions the kvm_pvm emulator cannot run (docs/ARCHITECTURE.md):
 # calf completes int3 and fwait itself, and reports any other emulation
 # failure in one message.  On hardware KVM all three simply run.
 . "$(dirname "$0")/lib.sh"

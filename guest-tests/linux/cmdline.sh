@@ -1,7 +1,7 @@
 #!/bin/sh
 # Prints the kernel parameters a Linux guest needs on this host's KVM,
 # after the ones given as arguments.  On the emulating kvm_pvm backend
-# (shared/PLATFORM.md) that keeps the kernel off the instructions its
+# (docs/ARCHITECTURE.md) that keeps the kernel off the instructions its
 # emulator cannot execute (xsave, smap, popcnt, avx*, aes, pclmul,
 # sse4.x, ssse3, fma, movbe, f16c, rdrand; FSGSBASE: the NMI entry uses
 # lsl) and passes the host's TSC rate, because PIT calibration fails at

@@ -4,7 +4,7 @@
 # taken out of the bzImage (extract-vmlinux.sh), booted directly with a
 # virtio-blk disk attached.  Debian builds virtio, virtio-pci and
 # virtio_blk as modules, which only userspace can load, and on the
-# emulating kvm_pvm backend no userspace runs (shared/PLATFORM.md): the
+# emulating kvm_pvm backend no userspace runs (docs/ARCHITECTURE.md): the
 # furthest milestone that is about calf is the kernel's PCI scan finding
 # the virtio-blk function ([1af4:1042]) through the ACPI tables.  Measured
 # here (kvm_pvm, 2 host cores shared with other work; guest clock / wall):
