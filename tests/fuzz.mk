@@ -24,12 +24,7 @@ FUZZ_CFLAGS  := -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -D_FILE_OF
 # sanitizer and crash reports still come through.
 FUZZ_OPTS    ?= -max_len=262144 -timeout=60 -rss_limit_mb=2048 -close_fd_mask=3
 
-$(FUZZ_DIR)/fuzz-qcow2-open: tests/fuzz/fuzz-qcow2-open.c $(BLOCK_SRCS) $(wildcard block/*.h)
-	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { \
-	  echo "make fuzz: '$(FUZZ_CC)' not found: the fuzz harness needs clang with libFuzzer" \
-	       "(Debian: apt-get install clang), or set FUZZ_CC" >&2; exit 1; }
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz-qcow2-open.c $(BLOCK_SRCS) $(PKG_LIBS) -lpthread -ldl
+# (the program itself is linked further down, with the device harnesses)
 
 $(FUZZ_DIR)/corpus/.stamp: tests/fuzz/make-corpus.sh
 	rm -rf $(FUZZ_DIR)/corpus
@@ -83,8 +78,9 @@ $(DEVFUZZ_REPLAY): $(BUILD)/tests/fuzz-%: $(OBJ)/tests/fuzz/fuzz-%.o \
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 EXTRA_TEST += $(DEVFUZZ_REPLAY)
 
-# the libFuzzer programs: every object instrumented, the harness linked
-# with libFuzzer's main
+# the libFuzzer programs: the layers' libraries built again with every
+# object instrumented ($(FUZZ_DIR)/libcalf*.a), each harness linked with
+# them and libFuzzer's main
 FUZZ_OBJ        := $(FUZZ_DIR)/obj
 FUZZ_OBJ_CFLAGS := $(filter-out -fsanitize=fuzzer%,$(FUZZ_CFLAGS)) \
                    -fsanitize=fuzzer-no-link,address,undefined
@@ -94,12 +90,26 @@ $(FUZZ_OBJ)/hooked/%.o: %.c $(DEVFUZZ_HDRS)
 $(FUZZ_OBJ)/%.o: %.c $(DEVFUZZ_HDRS) $(wildcard block/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_OBJ_CFLAGS) -c $< -o $@
-DEVFUZZ_FUZZ_OBJS := $(patsubst %.c,$(FUZZ_OBJ)/%.o,$(DEVFUZZ_SRCS) $(BLOCK_SRCS)) \
+FUZZ_LIBS := $(FUZZ_DIR)/libcalfdevices.a $(FUZZ_DIR)/libcalfblock.a
+$(FUZZ_DIR)/libcalfblock.a: $(patsubst %.c,$(FUZZ_OBJ)/%.o,$(BLOCK_SRCS))
+$(FUZZ_DIR)/libcalfdevices.a: $(patsubst %.c,$(FUZZ_OBJ)/%.o,$(filter devices/%,$(DEVFUZZ_SRCS)))
+$(FUZZ_LIBS):
+	@rm -f $@
+	ar rcs $@ $^
+need-fuzz-cc:
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { \
+	  echo "make fuzz: '$(FUZZ_CC)' not found: the fuzz harnesses need clang with libFuzzer" \
+	       "(Debian: apt-get install clang), or set FUZZ_CC" >&2; exit 1; }
+.PHONY: need-fuzz-cc
+$(FUZZ_DIR)/fuzz-qcow2-open: $(FUZZ_OBJ)/tests/fuzz/fuzz-qcow2-open.o $(FUZZ_DIR)/libcalfblock.a \
+                             | need-fuzz-cc
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -ldl
+# (the hooked objects before the libraries, as for the replay programs)
+DEVFUZZ_FUZZ_OBJS := $(FUZZ_OBJ)/tests/fuzz/fuzz-hooks.o \
                      $(patsubst %.c,$(FUZZ_OBJ)/hooked/%.o,$(DEVFUZZ_HOOKED))
 DEVFUZZ_FUZZERS := $(addprefix $(FUZZ_DIR)/fuzz-,$(DEVFUZZ_NAMES))
-$(DEVFUZZ_FUZZERS): $(FUZZ_DIR)/fuzz-%: $(FUZZ_OBJ)/tests/fuzz/fuzz-%.o $(DEVFUZZ_FUZZ_OBJS)
-	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { \
-	  echo "make fuzz: '$(FUZZ_CC)' not found (Debian: apt-get install clang)" >&2; exit 1; }
+$(DEVFUZZ_FUZZERS): $(FUZZ_DIR)/fuzz-%: $(FUZZ_OBJ)/tests/fuzz/fuzz-%.o $(DEVFUZZ_FUZZ_OBJS) \
+                    $(FUZZ_LIBS) | need-fuzz-cc
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm -ldl
 
 fuzz-build: $(DEVFUZZ_FUZZERS)
