@@ -12,8 +12,6 @@ need_kvm
 BOOTSECTOR=$CALF_BUILD/firmware/bootsector.bin
 CDBOOT=$CALF_BUILD/firmware/cdboot.bin
 SEABIOS=/usr/share/seabios/bios-256k.bin
-"$CALF" run --help 2>&1 | grep -q -- "--firmware" ||
-    skip_all "this calf has no firmware boot yet"
 [ -e "$SEABIOS" ] || skip_all "$SEABIOS missing (Debian package seabios)"
 need_cmd qemu-img perl
 
@@ -102,4 +100,7 @@ else
 fi
 
 [ "$t_num" -gt 0 ] || skip_all "nothing to boot (see the comments above)"
+# firmware boot is calf's own feature: a calf without it fails here too
+"$CALF" run --help 2>&1 | grep -q -- "--firmware"
+is $? 0 "calf run --help offers firmware boot (--firmware)"
 done_testing
