@@ -22,11 +22,16 @@ for m in "${modes[@]}"; do for o in "${opts[@]}"; do
     # when an allocation crosses into a block that does not exist yet)
     pass "preallocation=$m$o: same file size and map as qemu-img"
   else fail "preallocation=$m$o: sizes $(stat -c %s "$TMP/q.qcow2") vs $(stat -c %s "$TMP/c.qcow2") or map differs"; fi
-  "$CALF_BUILD/calf-io" -c "write -P 0x5c 1M 100k" "$TMP/c.qcow2" >/dev/null
-  if qemu-img check "$TMP/c.qcow2" >/dev/null 2>&1 &&
-     qemu-io -r -c "read -P 0x5c 1M 100k" -c "read -P 0 0 1M" "$TMP/c.qcow2" | grep -qv -i fail; then
+  # (qemu-io exits non-zero when a read's pattern check fails)
+  rout=
+  if wout=$("$CALF_BUILD/calf-io" -c "write -P 0x5c 1M 100k" "$TMP/c.qcow2" 2>&1) &&
+     qemu-img check "$TMP/c.qcow2" >/dev/null 2>&1 &&
+     rout=$(qemu-io -r -c "read -P 0x5c 1M 100k" -c "read -P 0 0 1M" "$TMP/c.qcow2" 2>&1) &&
+     ! grep -qi "fail\|error" <<<"$rout"; then
     pass "preallocation=$m$o: writes land, check clean"
-  else fail "preallocation=$m$o: check or read-back failed"; fi
+  else fail "preallocation=$m$o: write, check or read-back failed" "$wout
+$(qemu-img check "$TMP/c.qcow2" 2>&1 | head -5)
+$rout"; fi
 done; done
 
 wait_locked() { # file: wait until somebody holds the write lock
