@@ -205,6 +205,7 @@ truncate -s 8M "$TMP/h.raw"
 boot hostile --kernel "$GUEST" --disk "$TMP/h.qcow2" --disk "$TMP/h.raw,format=raw" \
     --append "ct.virtio=2 ct.vhostile=1" --timeout 60 --report "$TMP/hostile.json"
 passed hostile; r=$?; is $r 0 "hostile chains on disk 1, then both disks work (status $status)"; [ $r = 0 ] || show hostile
+ok "the guest reads the host's data in sector 0 of disk 1, which its reads after each reset must match" has hostile "sector 0 byte 0x5a"
 for what in "a buffer outside guest RAM" "a loop in a chain" "a buffer of 4 GiB - 512" \
             "a next index past the queue" "an avail index 1000 ahead" "a queue size of 15" \
             "bus mastering turned off" "an indirect table outside guest RAM" \
