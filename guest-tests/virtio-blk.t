@@ -24,15 +24,38 @@ passed() {
 }
 
 # The guest's writes (see virtio-blk.c): 0x5a at [1M, 1M+32K) but zeros
-# at [1M+8K, 1M+12K).
-guest_data_ok() {  # guest_data_ok IMAGE FORMAT
+# at [1M+8K, 1M+12K); 0x5a at [2M-4K, 2M+92K), of which it then
+# discarded [2M, 2M+64K): with discard=ignore (the default) that range
+# keeps its 0x5a, with unmap it reads zeros; "any": either.
+guest_data_ok() {  # guest_data_ok IMAGE FORMAT [ignore|unmap|any]
+    local range=()
+    case ${3:-ignore} in
+    ignore) range=(-c 'read -P 0x5a 2M 64K') ;;
+    unmap) range=(-c 'read -P 0 2M 64K') ;;
+    esac
     qemu-io -f "$2" -c 'read -P 0x5a 1M 8K' -c 'read -P 0 1056768 4K' \
-        -c 'read -P 0x5a 1060864 20K' "$1" >"$TMP/io.out" 2>&1 &&
+        -c 'read -P 0x5a 1060864 20K' -c 'read -P 0x5a 2093056 4K' "${range[@]}" \
+        -c 'read -P 0x5a 2162688 28K' "$1" >"$TMP/io.out" 2>&1 &&
         ! grep -q "Pattern verification failed" "$TMP/io.out"
 }
 
-untouched_ok() {  # untouched_ok IMAGE FORMAT: the guest's range is still zero
-    qemu-io -f "$2" -c 'read -P 0 1M 32K' "$1" >"$TMP/io.out" 2>&1 &&
+# unmapped IMAGE FORMAT: qemu-img map shows no data in the discarded
+# range [2M, 2M+64K) (prints the entries that have some)
+unmapped() {
+    qemu-img map -f "$2" --output=json "$1" >"$TMP/map.json" &&
+        perl -MJSON::PP -0777 -ne '
+            my ($s, $e, $n, $bad) = (2 << 20, (2 << 20) + 65536, 0, 0);
+            for my $m (@{decode_json($_)}) {
+                my ($a, $b) = ($m->{start}, $m->{start} + $m->{length});
+                next if $b <= $s || $a >= $e;
+                $n += ($b < $e ? $b : $e) - ($a > $s ? $a : $s);
+                if ($m->{data}) { print "data at [$a, $b)\n"; $bad = 1 }
+            }
+            exit($bad || $n != $e - $s)' "$TMP/map.json"
+}
+
+untouched_ok() {  # untouched_ok IMAGE FORMAT: the guest's ranges are still zero
+    qemu-io -f "$2" -c 'read -P 0 1M 32K' -c 'read -P 0 2093056 96K' "$1" >"$TMP/io.out" 2>&1 &&
         ! grep -q "Pattern verification failed" "$TMP/io.out"
 }
 
@@ -50,7 +73,7 @@ ok "VIRTIO_PCI_CAP_PCI_CFG: common and device configuration read and written thr
 has qcow2 "MP table sends INTA of the slot to I/O APIC pin 18, as Interrupt Line says"
 is $? 0 "the MP table has the PCI interrupt entry for slot 2 (INTA -> I/O APIC pin 18), as Interrupt Line and _PRT"
 qemu-img check -q "$TMP/a.qcow2"; is $? 0 "qemu-img check: the image is clean"
-guest_data_ok "$TMP/a.qcow2" qcow2; is $? 0 "qemu-io finds the guest's pattern and its zeroed range"
+guest_data_ok "$TMP/a.qcow2" qcow2; is $? 0 "qemu-io finds the guest's pattern and its zeroed range; the discard (ignored by default) left its data"
 
 # ---- the legacy interface (I/O BAR 0, no VERSION_1, legacy ring layout) ----
 qemu-img create -q -f qcow2 "$TMP/leg.qcow2" 64M
@@ -107,7 +130,23 @@ truncate -s 16M "$TMP/b.raw"
 boot raw --kernel "$GUEST" --disk "$TMP/b.raw,format=raw,discard=unmap,cache=unsafe" \
     --append "ct.virtio=1" --timeout 60
 passed raw; r=$?; is $r 0 "raw disk (discard=unmap, cache=unsafe): checks pass (status $status)"; [ $r = 0 ] || show raw
-guest_data_ok "$TMP/b.raw" raw; is $? 0 "qemu-io finds the guest's data in the raw file"
+# a raw discard punches a hole where the file system can (advisory)
+truncate -s 8K "$TMP/punch"
+if fallocate -p -o 0 -l 4K "$TMP/punch" 2>/dev/null; then
+    guest_data_ok "$TMP/b.raw" raw unmap; is $? 0 "qemu-io finds the guest's data in the raw file, zeros where it discarded"
+    ok "qemu-img map: the discarded range is a hole in the raw file" unmapped "$TMP/b.raw" raw
+else
+    guest_data_ok "$TMP/b.raw" raw any; is $? 0 "qemu-io finds the guest's data in the raw file"
+    skip "the file system of $TMP cannot punch holes" "qemu-img map: the discarded range is a hole in the raw file"
+fi
+
+# ---- a qcow2 disk with discard=unmap ----
+qemu-img create -q -f qcow2 "$TMP/u.qcow2" 64M
+boot unmap --kernel "$GUEST" --disk "$TMP/u.qcow2,discard=unmap" --append "ct.virtio=1" --timeout 60
+passed unmap; r=$?; is $r 0 "qcow2 disk with discard=unmap: checks pass (status $status)"; [ $r = 0 ] || show unmap
+guest_data_ok "$TMP/u.qcow2" qcow2 unmap; is $? 0 "qemu-io: the discarded range reads zeros, the data around it is intact"
+ok "qemu-img map: the discarded clusters hold no data" unmapped "$TMP/u.qcow2" qcow2
+qemu-img check -q "$TMP/u.qcow2"; is $? 0 "qemu-img check: clean after the discard"
 
 # ---- a qcow (version 1) disk ----
 qemu-img create -q -f qcow "$TMP/v1.qcow" 64M

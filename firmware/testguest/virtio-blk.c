@@ -25,8 +25,10 @@
  *
  * What it writes, for the host to check (ct.virtio=N expects N disks):
  *   bytes 0x5a at [1 MiB, 1 MiB + 32 KiB), except zeros at
- *   [1 MiB + 8 KiB, 1 MiB + 12 KiB) (write-zeroes); a discard of
- *   [2 MiB, 2 MiB + 64 KiB).
+ *   [1 MiB + 8 KiB, 1 MiB + 12 KiB) (write-zeroes); 0x5a at
+ *   [2 MiB - 4 KiB, 2 MiB + 92 KiB), then a discard of
+ *   [2 MiB, 2 MiB + 64 KiB): that range holds 0x5a (discard=ignore) or
+ *   zeros (discard=unmap), the rest stays 0x5a.
  */
 #include "guest.h"
 #include "pci.h"
@@ -512,8 +514,27 @@ static void test_rw(struct vdev *d)
         (!buf_is(0, 8192, PAT) || !buf_is(8192, 12288, 0) ||
          !buf_is(12288, BUF_SIZE, PAT)))
         vfail(d, "write-zeroes did not zero exactly its range");
+    /* Discard [2 MiB, +64 KiB) over data, with data on either side.  It
+     * is a hint (discard=ignore drops it): the range reads its old data
+     * or zeros, 4 KiB whole each; the host checks it went with unmap. */
+    fill(PAT);
+    for (i = 0; i < 3; i++)
+        expect(d, request(d, T_OUT, 2 * SEC_1M - 8 + 64 * i, buf, BUF_SIZE, 1, 1), 0,
+               "write before a discard");
     seg = (typeof(seg)){ 2 * SEC_1M, 128, 0 };
     expect(d, request(d, T_DISCARD, 0, &seg, sizeof(seg), 1, 1), 0, "discard");
+    fill(1);
+    if (!expect(d, request(d, T_IN, 2 * SEC_1M - 8, buf, 8192, 1, 0), 0,
+                "read across the start of a discard") &&
+        (!buf_is(0, 4096, PAT) || !(buf_is(4096, 8192, PAT) || buf_is(4096, 8192, 0))))
+        vfail(d, "a discard changed data before its range, or left other data than old or zeros");
+    fill(1);
+    if (!expect(d, request(d, T_IN, 2 * SEC_1M + 120, buf, 8192, 1, 0), 0,
+                "read across the end of a discard") &&
+        (!buf_is(4096, 8192, PAT) || !(buf_is(0, 4096, PAT) || buf_is(0, 4096, 0))))
+        vfail(d, "a discard changed data after its range, or left other data than old or zeros");
+    /* the host reads the image after our exit, which need not flush */
+    expect(d, request(d, T_FLUSH, 0, 0, 0, 0, 0), 0, "flush after the discard");
     expect(d, request(d, T_IN, cap, buf, 512, 1, 0), 1,
            "a read past the end is an I/O error");
     expect(d, request(d, 99, 0, buf, 512, 1, 0), 2,
