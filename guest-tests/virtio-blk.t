@@ -122,7 +122,8 @@ if command -v strace >/dev/null; then
         grep -q "MSI-X completion, masking and PBA ok" "$TMP/st.out"
     is $? 0 "MSI-X completions go through an irqfd with an MSI route ($n KVM_SIGNAL_MSI calls)"
 else
-    echo "# skip: strace not installed, the irqfd path is not told apart from KVM_SIGNAL_MSI"
+    skip "strace not installed, the irqfd path is not told apart from KVM_SIGNAL_MSI" \
+        "MSI-X completions go through an irqfd with an MSI route"
 fi
 
 # ---- a raw disk, with discard=unmap and cache=unsafe ----
