@@ -1,13 +1,15 @@
 #!/bin/bash
 # Eight threads write, zero and read one image at once, sharing clusters
 # (and so racing to allocate them), over a backing file and without one;
-# every read is checked, then qemu-img check and compare judge the image.
+# every read is checked, then qemu-img check and compare judge the image
+# (compare against a raw model of what the threads last wrote, which
+# blk-threads -m writes out).
 # Also from a compressed image: threads decompress in parallel, each into
 # its own buffer, while others overwrite the same compressed clusters.
 . "$(dirname "$0")/lib.sh"
 need_cmd qemu-img
 cfgs=("cluster_size=64k" "cluster_size=4k" "extended_l2=on" "lazy_refcounts=on" "compat=0.10")
-plan $(( ${#cfgs[@]} * 4 + 4 ))
+plan $(( ${#cfgs[@]} * 6 + 6 ))
 head -c 16M /dev/urandom > "$TMP/base.raw"
 truncate -s 16M "$TMP/zero.raw"
 for cfg in "${cfgs[@]}"; do
@@ -17,19 +19,25 @@ for cfg in "${cfgs[@]}"; do
     else
       qemu-img create -q -f qcow2 -o "$cfg" "$TMP/a.qcow2" 16M; ref="$TMP/zero.raw"
     fi
-    if out=$("$CALF_BUILD/tests/blk-threads" -t 8 -n 4000 "$TMP/a.qcow2" "$ref" 2>&1); then
+    rm -f "$TMP/model.raw"
+    if out=$("$CALF_BUILD/tests/blk-threads" -t 8 -n 4000 -m "$TMP/model.raw" "$TMP/a.qcow2" "$ref" 2>&1); then
       pass "$cfg, backing $backing: 8 threads, every read right"
     else fail "$cfg, backing $backing: $out"; fi
     if chk=$(qemu-img check "$TMP/a.qcow2" 2>&1); then pass "$cfg, backing $backing: qemu-img check clean"
     else fail "$cfg, backing $backing: $(echo "$chk" | head -3)"; fi
+    ok "$cfg, backing $backing: qemu-img compare with the model" \
+      qemu-img compare -f raw -F qcow2 "$TMP/model.raw" "$TMP/a.qcow2"
   done
 done
 for ct in zlib zstd; do
   qemu-img convert -f raw -O qcow2 -c -o compression_type=$ct "$TMP/base.raw" "$TMP/c.qcow2"
-  if out=$("$CALF_BUILD/tests/blk-threads" -t 8 -n 4000 "$TMP/c.qcow2" "$TMP/base.raw" 2>&1); then
+  rm -f "$TMP/model.raw"
+  if out=$("$CALF_BUILD/tests/blk-threads" -t 8 -n 4000 -m "$TMP/model.raw" "$TMP/c.qcow2" "$TMP/base.raw" 2>&1); then
     pass "compressed ($ct): 8 threads, every read right"
   else fail "compressed ($ct): $out"; fi
   if chk=$(qemu-img check "$TMP/c.qcow2" 2>&1); then pass "compressed ($ct): qemu-img check clean"
   else fail "compressed ($ct): $(echo "$chk" | head -3)"; fi
+  ok "compressed ($ct): qemu-img compare with the model" \
+    qemu-img compare -f raw -F qcow2 "$TMP/model.raw" "$TMP/c.qcow2"
 done
 done_testing

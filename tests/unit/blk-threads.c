@@ -4,7 +4,8 @@
  * time) while their data never overlaps.  Each thread checks its own reads
  * as it goes; at the end the whole image is checked against what each
  * thread last wrote (or the backing data where it wrote nothing).
- *   blk-threads [-t threads] [-n ops] IMAGE REFERENCE.raw */
+ *   blk-threads [-t threads] [-n ops] [-m MODEL.raw] IMAGE REFERENCE.raw
+ * -m: also write that expected content to MODEL.raw, for qemu-img compare. */
 #include "block/block.h"
 
 #include <fcntl.h>
@@ -76,11 +77,14 @@ static void *run(void *arg)
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "t:n:")) != -1) {
+    const char *model = NULL;
+    while ((opt = getopt(argc, argv, "t:n:m:")) != -1) {
         if (opt == 't')
             nthreads = atoi(optarg);
         else if (opt == 'n')
             nops = strtoull(optarg, NULL, 0);
+        else if (opt == 'm')
+            model = optarg;
         else
             return 2;
     }
@@ -108,6 +112,13 @@ int main(int argc, char **argv)
         pthread_join(th[i], NULL);
     if (failed)
         return 1;
+    if (model) {
+        int fd = open(model, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || blk_file_pwrite(fd, expect, bs->size, 0) < 0 || close(fd) < 0) {
+            perror(model);
+            return 1;
+        }
+    }
     if (blk_flush(bs) < 0)
         return 1;
     uint8_t *all = malloc(bs->size);
