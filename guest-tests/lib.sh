@@ -22,15 +22,37 @@ need_kvm() {
 }
 
 # boot NAME ARGS...: runs calf, leaving $TMP/NAME.out (console),
-# $TMP/NAME.err, and $status; prints how long the guest took.
+# $TMP/NAME.err, and $status; prints how long the guest took.  With
+# BOOT_GUARD=S (BOOT_GUARD=120 boot ...) a calf still running after S
+# seconds is killed (status 137): the guard against a hang where calf's
+# own --timeout is what a test checks.
 boot() {
     local name=$1 t0 t1
     shift
     t0=$(date +%s%N)
-    "$CALF" run "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null
+    ${BOOT_GUARD:+timeout -s KILL "$BOOT_GUARD"} \
+        "$CALF" run "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null
     status=$?
     t1=$(date +%s%N)
     echo "# $name: status $status after $(( (t1 - t0) / 1000000 )) ms"
+}
+
+# wait_out PID NAME TEXT [COUNT]: waits, for an event, until the console
+# output of NAME shows TEXT COUNT times (default 1); returns 1 if the
+# run PID ended first or 600 s passed (a guard against a hang, no more)
+wait_out() {
+    local i
+    for ((i = 0; i < 6000; i++)); do
+        _out_count "$2" "$3" "${4:-1}" && return 0
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    _out_count "$2" "$3" "${4:-1}"
+}
+_out_count() {  # NAME TEXT COUNT (the file may not be there yet)
+    local n
+    n=$(grep -caF -- "$2" "$TMP/$1.out" 2>/dev/null)
+    [ "${n:-0}" -ge "$3" ]
 }
 
 # has NAME TEXT: the console output of NAME contains TEXT
