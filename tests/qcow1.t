@@ -104,8 +104,12 @@ rm -f d.raw
 ok "calf decrypts qemu's AES image" "$CALF_IMG" convert $SEC --image-opts "$(io eq.qcow)" -O raw d.raw
 ok "calf decrypts qemu's AES image: same data" cmp d.raw src.raw
 qemu-io $SEC --image-opts "$(io eq.qcow)" -c 'write -P 0x77 100000 3000' >/dev/null
-"$CALF_IO" $SEC --image-opts "$(io ec.qcow)" -c 'write -P 0x77 100000 3000' >/dev/null 2>&1 ||
-    "$CALF_IMG" convert -n $SEC --image-opts "$(io eq.qcow)" -O qcow -o encrypt.key-secret=s0 ec.qcow 2>/dev/null
+ok "calf-io writes into its AES image" \
+    "$CALF_IO" $SEC --image-opts "$(io ec.qcow)" -c 'write -P 0x77 100000 3000'
+out=$(qemu-io $SEC --image-opts "$(io ec.qcow)" -c 'read -P 0x77 100000 3000' \
+      -c 'read -P 1 0 100000' -c 'read -P 1 103000 945576' 2>&1)
+[ $? -eq 0 ] && ! echo "$out" | grep -qi "fail\|error" && pass "qemu-io reads calf-io's encrypted write" \
+    || fail "qemu-io reads calf-io's encrypted write" "$out"
 rm -f d.raw
 "$CALF_IMG" convert $SEC --image-opts "$(io eq.qcow)" -O raw d.raw
 out=$(qemu-io -f raw -c 'read -P 0x77 100000 3000' -c 'read -P 1 0 99999' d.raw 2>&1)
