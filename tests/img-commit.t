@@ -6,7 +6,7 @@
 # byte for byte like qemu-img's result.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-qcow2_works || skip_all "$QCOW2_SKIP"
+driver_check qcow2
 
 clean() { ok "$1: qemu-img check clean" qemu-img check -q "$2"; }
 same_view() { ok "$1: same guest view as qemu-img" qemu-img compare -q "$2" "$3"; }

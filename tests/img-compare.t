@@ -51,11 +51,12 @@ qcow2_setup() {
 qcases=("q1.qcow2 c1" "c1 q1.qcow2" "q2.qcow2 c1" "q2.qcow2 q1.qcow2" "-s q2.qcow2 q1.qcow2"
         "q3.qcow2 c2" "-s q3.qcow2 q3.qcow2" "q3.qcow2 c3" "-s q3.qcow2 c3" "q4.qcow2 c1"
         "-F raw q1.qcow2 c1" "q1.qcow2 q3.qcow2")
-if qcow2_works && qcow2_setup; then
+driver_check qcow2
+if qcow2_setup; then
     for c in "${qcases[@]}"; do
         same_img "compare $c" compare $c
     done
 else
-    for c in "${qcases[@]}"; do skip "$QCOW2_SKIP" "compare $c"; done
+    fail "the qcow2 test images: qemu-img or qemu-io failed to make them"
 fi
 done_testing

@@ -87,22 +87,16 @@ qcow2_cases=(
 )
 # (q11's backing file does not exist: only its creation is compared)
 qcow2_images="q1 q2 q3 q4 q5 q6 q7 q8 q9 q10 q12"
-if qcow2_works; then
-    for c in "${qcow2_cases[@]}"; do
-        eval "same_img \"create \$c\" create $c"
-    done
-    for f in $qcow2_images; do
-        ok "qemu-img check of calf's $f.qcow2" qemu-img check -q "$CDIR/$f.qcow2"
-        is "$(cd "$CDIR" && qemu-img info -U --output=json "$f.qcow2" 2>&1 | grep -v actual-size)" \
-           "$(cd "$QDIR" && qemu-img info -U --output=json "$f.qcow2" 2>&1 | grep -v actual-size)" \
-           "qemu-img info of calf's $f.qcow2 matches qemu's"
-    done
-else
-    for c in "${qcow2_cases[@]}"; do skip "$QCOW2_SKIP" "create $c"; done
-    for f in $qcow2_images; do
-        skip "$QCOW2_SKIP" "check $f"; skip "$QCOW2_SKIP" "info $f"
-    done
-fi
+driver_check qcow2
+for c in "${qcow2_cases[@]}"; do
+    eval "same_img \"create \$c\" create $c"
+done
+for f in $qcow2_images; do
+    ok "qemu-img check of calf's $f.qcow2" qemu-img check -q "$CDIR/$f.qcow2"
+    is "$(cd "$CDIR" && qemu-img info -U --output=json "$f.qcow2" 2>&1 | grep -v actual-size)" \
+       "$(cd "$QDIR" && qemu-img info -U --output=json "$f.qcow2" 2>&1 | grep -v actual-size)" \
+       "qemu-img info of calf's $f.qcow2 matches qemu's"
+done
 # qcow (version 1)
 qcow_cases=(
     "-f qcow v1.qcow 1M"
@@ -111,13 +105,10 @@ qcow_cases=(
     "-f qcow -o help x"
     "-f qcow -o cluster_size=4k e30 1M"
 )
-if driver_works qcow; then
-    for c in "${qcow_cases[@]}"; do
-        same_img "create $c" create $c
-    done
-    same_img "info of calf's qcow overlay" info --backing-chain --output=json v1b.qcow
-    ok "qemu-io reads calf's qcow image" qemu-io -f qcow -c 'read -P 0 0 1M' "$CDIR/v1b.qcow"
-else
-    for c in "${qcow_cases[@]}" info read; do skip "qcow driver not available" "qcow: $c"; done
-fi
+driver_check qcow
+for c in "${qcow_cases[@]}"; do
+    same_img "create $c" create $c
+done
+same_img "info of calf's qcow overlay" info --backing-chain --output=json v1b.qcow
+ok "qemu-io reads calf's qcow image" qemu-io -f qcow -c 'read -P 0 0 1M' "$CDIR/v1b.qcow"
 done_testing

@@ -39,16 +39,13 @@ done
 same_img "dd with a size that is not a multiple of 512" dd if=in.raw of=o20 bs=3000 skip=7
 ok "dd bs=3000 skip=7: same output file" cmp "$QDIR/o20" "$CDIR/o20"
 
-if qcow2_works; then
-    in_both qemu-img create -q -f qcow2 -b in.raw -F raw ov.qcow2
-    in_both qemu-io -c 'write -P 9 64k 4k' ov.qcow2
-    same_img "dd from a qcow2 overlay" dd if=ov.qcow2 of=o30 bs=64k count=4
-    ok "dd from a qcow2 overlay: same output" cmp "$QDIR/o30" "$CDIR/o30"
-    same_img "dd to qcow2" dd -O qcow2 if=in.raw of=o31.qcow2 bs=64k skip=1
-    is "$(qemu-img compare -f qcow2 -F qcow2 "$QDIR/o31.qcow2" "$CDIR/o31.qcow2")" \
-       "Images are identical." "dd to qcow2: same content"
-    ok "dd to qcow2: qemu-img check" qemu-img check -q "$CDIR/o31.qcow2"
-else
-    for i in 1 2 3 4 5; do skip "$QCOW2_SKIP" "dd with qcow2 ($i)"; done
-fi
+driver_check qcow2
+in_both qemu-img create -q -f qcow2 -b in.raw -F raw ov.qcow2
+in_both qemu-io -c 'write -P 9 64k 4k' ov.qcow2
+same_img "dd from a qcow2 overlay" dd if=ov.qcow2 of=o30 bs=64k count=4
+ok "dd from a qcow2 overlay: same output" cmp "$QDIR/o30" "$CDIR/o30"
+same_img "dd to qcow2" dd -O qcow2 if=in.raw of=o31.qcow2 bs=64k skip=1
+is "$(qemu-img compare -f qcow2 -F qcow2 "$QDIR/o31.qcow2" "$CDIR/o31.qcow2")" \
+   "Images are identical." "dd to qcow2: same content"
+ok "dd to qcow2: qemu-img check" qemu-img check -q "$CDIR/o31.qcow2"
 done_testing

@@ -47,22 +47,19 @@ roundtrip() {
 }
 
 roundtrip raw raw ""
-if qcow2_works; then
-    roundtrip qcow2 qcow2 ""
-    roundtrip qcow2 qcow2-v2-512 "-o compat=0.10,cluster_size=512"
-    roundtrip qcow2 qcow2-sub "-o extended_l2=on"
-    # overlay over a qcow2 base: reads fall through, writes stay on top
-    qemu-img create -q -f qcow2 "$TMP/base.qcow2" 8M
-    qemu-io -c 'write -P 0x66 0 1M' "$TMP/base.qcow2" >/dev/null
-    qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 "$TMP/top.qcow2"
-    ok "overlay: calf-io writes over the backing file" verify "$CALF_IO" "$TMP/top.qcow2" "" \
-       'write -P 0x77 64k 4k' 'write -z 128k 64k' 'read -q -P 0x66 0 64k'
-    ok "overlay: qemu-io sees both layers" verify qemu-io "$TMP/top.qcow2" "" \
-       'read -q -P 0x66 0 64k' 'read -q -P 0x77 64k 4k' 'read -q -P 0x66 68k 60k' \
-       'read -q -P 0 128k 64k' 'read -q -P 0x66 192k 832k'
-    ok "overlay: backing file untouched" verify qemu-io "$TMP/base.qcow2" "" 'read -q -P 0x66 0 1M'
-    ok "overlay: qemu-img check" qemu-img check -q "$TMP/top.qcow2"
-else
-    for i in $(seq 1 28); do skip "$QCOW2_SKIP" "qcow2 round trip ($i)"; done
-fi
+driver_check qcow2
+roundtrip qcow2 qcow2 ""
+roundtrip qcow2 qcow2-v2-512 "-o compat=0.10,cluster_size=512"
+roundtrip qcow2 qcow2-sub "-o extended_l2=on"
+# overlay over a qcow2 base: reads fall through, writes stay on top
+qemu-img create -q -f qcow2 "$TMP/base.qcow2" 8M
+qemu-io -c 'write -P 0x66 0 1M' "$TMP/base.qcow2" >/dev/null
+qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 "$TMP/top.qcow2"
+ok "overlay: calf-io writes over the backing file" verify "$CALF_IO" "$TMP/top.qcow2" "" \
+   'write -P 0x77 64k 4k' 'write -z 128k 64k' 'read -q -P 0x66 0 64k'
+ok "overlay: qemu-io sees both layers" verify qemu-io "$TMP/top.qcow2" "" \
+   'read -q -P 0x66 0 64k' 'read -q -P 0x77 64k 4k' 'read -q -P 0x66 68k 60k' \
+   'read -q -P 0 128k 64k' 'read -q -P 0x66 192k 832k'
+ok "overlay: backing file untouched" verify qemu-io "$TMP/base.qcow2" "" 'read -q -P 0x66 0 1M'
+ok "overlay: qemu-img check" qemu-img check -q "$TMP/top.qcow2"
 done_testing
