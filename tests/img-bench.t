@@ -82,13 +82,19 @@ for e in json.load(sys.stdin):
 print(out)'
 }
 # bench_twins DESC ARGS...: calf-img and qemu-img bench -w ARGS into
-# fresh 4 MiB qcow2 images c.qcow2 and q.qcow2
+# fresh 4 MiB qcow2 images c.qcow2 and q.qcow2; both runs must work and
+# qemu-img's must have written something (two empty images compare equal)
 bench_twins() {
-    local desc=$1; shift
+    local desc=$1 out; shift
     rm -f c.qcow2 q.qcow2
     qemu-img create -q -f qcow2 c.qcow2 4M && qemu-img create -q -f qcow2 q.qcow2 4M
-    "$CALF_IMG" bench -w "$@" c.qcow2 >/dev/null && qemu-img bench -w "$@" q.qcow2 >/dev/null
-    ok "$desc: reads as qemu-img's" qemu-img compare c.qcow2 q.qcow2
+    if ! out=$("$CALF_IMG" bench -w "$@" c.qcow2 2>&1); then
+        fail "$desc: reads as qemu-img's" "calf-img bench failed: $out"
+    elif ! out=$(qemu-img bench -w "$@" q.qcow2 2>&1) || [ "$(allocated q.qcow2)" = "[]" ]; then
+        fail "$desc: reads as qemu-img's" "qemu-img bench wrote nothing to compare with: $out"
+    else
+        ok "$desc: reads as qemu-img's" qemu-img compare c.qcow2 q.qcow2
+    fi
     is "$(allocated c.qcow2)" "$(allocated q.qcow2)" "$desc: the same ranges allocated as by qemu-img"
     ok "$desc: qemu-img check" qemu-img check -q c.qcow2
 }
