@@ -571,6 +571,9 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
     /* refcounts past the end of the file are not compared, as in QEMU */
     uint64_t n = w.map.n;
     bool need_rebuild = struct_corrupt > 0;
+    /* QEMU's highest_cluster: the last cluster with a reference or a
+     * refcount, a leaked one included */
+    uint64_t hi_compared = 0;
     for (uint64_t c = 0; c < n; c++) {
         uint64_t stored;
         uint64_t want = c < w.map.n ? w.map.r[c] : 0;
@@ -587,6 +590,8 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
             c |= (UINT64_C(1) << s->rb_bits) - 1;
             continue;
         }
+        if (stored || want)
+            hi_compared = c + 1;
         if (stored == want)
             continue;
         if (want > stored) {
@@ -624,11 +629,14 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
         goto out;
     if (fix && !s->bs->read_only)
         r = qcow2_flush_metadata(s);
-    /* image end: the last cluster anything refers to */
+    /* image end: the last cluster anything refers to, or (without a
+     * rebuild) that has a refcount */
     uint64_t hi = 0;
     for (uint64_t c = 0; c < w.map.n; c++)
         if (w.map.r[c])
             hi = c + 1;
+    if (!(need_rebuild && (fix & BLK_CHECK_FIX_ERRORS)) && hi_compared > hi)
+        hi = hi_compared;
     res->image_end_offset = hi << s->cluster_bits;
 out:
     walk_free(&w);
