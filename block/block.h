@@ -85,6 +85,10 @@ char *blk_size_to_str(uint64_t size, char *buf, size_t len);
 /* ---- errors ---- */
 void blk_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *blk_error(void);
+/* The image tool that hints name ("repair it with 'calf-img check -r
+ * all'"): "calf-img", which calf run keeps; the tools set it to
+ * "qemu-img" when they run under a qemu-* name, as QEMU's say. */
+extern const char *blk_img_tool;
 
 /* ---- drivers ---- */
 

@@ -509,7 +509,8 @@ int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force)
      * way); giving both as they are is accepted */
     if ((bfile || bfmt) && (!same_or_null(bfile, bs->backing_file) ||
                             !same_or_null(bfmt, bs->backing_format))) {
-        blk_set_error("Cannot amend the backing file\nYou can use 'calf-img rebase' instead.");
+        blk_set_error("Cannot amend the backing file\nYou can use '%s rebase' instead.",
+                      blk_img_tool);
         return -EINVAL;
     }
     pthread_mutex_lock(&s->lock);

@@ -536,8 +536,8 @@ int qcow2_repair_refcounts(Qcow2State *s)
          * file) is no lazy-refcount leftover: rebuilding around it would
          * write a refcount structure wherever the damage points */
         blk_set_error("%s: image is dirty and its metadata is damaged (%" PRId64 " errors); "
-                      "repair it with 'calf-img check -r all'", s->bs->filename,
-                      (int64_t)res.corruptions);
+                      "repair it with '%s check -r all'", s->bs->filename,
+                      (int64_t)res.corruptions, blk_img_tool);
         r = -EIO;
     }
     if (r == 0 && (r = rebuild(&w)) == 0)

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+const char *blk_img_tool = "calf-img";
+
 #define HEADER_V2_LEN 72
 #define HEADER_V3_LEN 112
 
@@ -65,7 +67,7 @@ int qcow2_mark_corrupt(Qcow2State *s, const char *fmt, ...)
         qcow2_sync(s);
         s->bs->read_only = true;
         blk_set_error("%s: image is corrupt and is now marked so (repair it with "
-                      "'calf-img check -r all'): %s", s->bs->filename, msg);
+                      "'%s check -r all'): %s", s->bs->filename, blk_img_tool, msg);
     } else {
         blk_set_error("%s: image is corrupt: %s", s->bs->filename, msg);
     }
@@ -642,7 +644,7 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
         goto fail;
     if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !bs->read_only && !(bs->flags & BLK_O_CHECK)) {
         r = bad(s, -EACCES, "image is corrupt; cannot be opened read/write (repair it with "
-                "'calf-img check -r all')");
+                "'%s check -r all')", blk_img_tool);
         goto fail;
     }
     if (!bs->read_only) {

@@ -27,6 +27,13 @@ static int64_t suffix_mul(char c)
 
 const char *tool_progname = "calf";
 
+void tool_set_progname(const char *argv0)
+{
+    const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
+    tool_progname = slash ? slash + 1 : argv0 && *argv0 ? argv0 : tool_progname;
+    blk_img_tool = strncmp(tool_progname, "qemu", 4) ? "calf-img" : "qemu-img";
+}
+
 /* Hex input ("0x10") takes no fraction; a suffix still works in QEMU 7.2
  * but is deprecated, with a warning. */
 static int strtosz_hex(const char *s, uint64_t *out)
@@ -93,9 +100,10 @@ int tool_strtosz(const char *s, uint64_t *out)
     return 0;
 }
 
-int tool_cvtnum_full(const char *prog, const char *name, const char *s,
-                     int64_t min, int64_t max, int64_t *out)
+int tool_cvtnum_full(const char *name, const char *s, int64_t min, int64_t max,
+                     int64_t *out)
 {
+    const char *prog = tool_progname;
     uint64_t v;
     int r = tool_strtosz(s, &v);
     if (r == -EINVAL) {

@@ -10,8 +10,15 @@
 #include <stdio.h>
 #include <time.h>
 
-/* The program name for warnings ("calf-img"); set by main(). */
+/* The program name, the last component of argv[0] as QEMU's
+ * error_init() takes it: the "NAME: " of errors and warnings, qemu-io's
+ * "NAME> " prompt, usage and version lines.  Set by tool_set_progname(). */
 extern const char *tool_progname;
+
+/* Where QEMU's tools print a fixed name whatever argv[0] says ("Try
+ * 'qemu-img --help'", "qemu-img version"), ours print blk_img_tool: set
+ * here to "qemu-img" when NAME starts with "qemu", else "calf-img". */
+void tool_set_progname(const char *argv0);
 
 /* QEMU's qemu_strtosz(): "64k", "1.5G", "0x10", "512" (bytes).
  * Returns 0, -EINVAL on garbage, -ERANGE on overflow. */
@@ -19,8 +26,8 @@ int tool_strtosz(const char *s, uint64_t *out);
 
 /* qemu-img's cvtnum_full(): parses s into [min, max] or prints QEMU's
  * error for "name" (e.g. "image size") and returns a negative errno. */
-int tool_cvtnum_full(const char *prog, const char *name, const char *s,
-                     int64_t min, int64_t max, int64_t *out);
+int tool_cvtnum_full(const char *name, const char *s, int64_t min, int64_t max,
+                     int64_t *out);
 
 /* qemu-io's cvtstr(): "64 KiB", "1.500 KiB", "512 bytes". */
 void tool_cvtstr(double value, char *buf, size_t len);

@@ -136,18 +136,18 @@ int img_bench(int argc, char **argv)
             }
             break;
         case 'o':
-            if (tool_cvtnum_full("calf-img", "offset", optarg, 0, INT64_MAX, &offset) < 0)
+            if (tool_cvtnum_full("offset", optarg, 0, INT64_MAX, &offset) < 0)
                 return 1;
             break;
         case 'q':
             /* taken, and like qemu-img's -q it changes nothing here */
             break;
         case 's':
-            if (tool_cvtnum_full("calf-img", "buffer size", optarg, 0, INT32_MAX, &bufsize) < 0)
+            if (tool_cvtnum_full("buffer size", optarg, 0, INT32_MAX, &bufsize) < 0)
                 return 1;
             break;
         case 'S':
-            if (tool_cvtnum_full("calf-img", "step size", optarg, 0, INT32_MAX, &step) < 0)
+            if (tool_cvtnum_full("step size", optarg, 0, INT32_MAX, &step) < 0)
                 return 1;
             break;
         case 't':

@@ -624,9 +624,10 @@ static int run_workers(Convert *c, int nworkers)
 
 static void on_sigbus(int sig)
 {
-    static const char msg[] = "calf-img: convert: a source image shrank while it was being read\n";
+    static const char msg[] = ": convert: a source image shrank while it was being read\n";
     (void)sig;
-    if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+    if (write(STDERR_FILENO, tool_progname, strlen(tool_progname)) < 0 ||
+        write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
         /* nothing more to say */
     }
     _exit(1);

@@ -173,7 +173,7 @@ static void create_error(const CreateArgs *a, const char *fmt, ...)
 static void create_error(const CreateArgs *a, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "calf-img: %s: ", a->filename);
+    fprintf(stderr, "%s: %s: ", tool_progname, a->filename);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -279,8 +279,8 @@ static int probe_backing(CreateArgs *a, const char *backing, const char *bfmt)
     }
     if (!bfmt) {
         /* qemu-img ends this hint without a newline; so do we */
-        fprintf(stderr, "calf-img: %s: Backing file specified without backing format\n"
-                "Detected format of %s.", a->filename, bs->drv->name);
+        fprintf(stderr, "%s: %s: Backing file specified without backing format\n"
+                "Detected format of %s.", tool_progname, a->filename, bs->drv->name);
         blk_close(bs);
         return -EINVAL;
     }
@@ -400,7 +400,7 @@ static int do_create(CreateArgs *a)
 static int parse_size_arg(CreateArgs *a, const char *arg)
 {
     int64_t v;
-    if (tool_cvtnum_full("calf-img", "image size", arg, 0, INT64_MAX, &v) < 0)
+    if (tool_cvtnum_full("image size", arg, 0, INT64_MAX, &v) < 0)
         return -EINVAL;
     a->size = v;
     return 0;

@@ -30,13 +30,13 @@ static int dd_operand(DdArgs *a, const char *arg)
     if (!eq)
         ;
     else if (operand_is(arg, len, "bs"))
-        return tool_cvtnum_full("calf-img", "bs", val, 1, INT_MAX, &a->bs);
+        return tool_cvtnum_full("bs", val, 1, INT_MAX, &a->bs);
     else if (operand_is(arg, len, "count")) {
         a->has_count = true;
-        return tool_cvtnum_full("calf-img", "count", val, 0, INT64_MAX, &a->count);
+        return tool_cvtnum_full("count", val, 0, INT64_MAX, &a->count);
     } else if (operand_is(arg, len, "skip")) {
         a->has_skip = true;
-        return tool_cvtnum_full("calf-img", "skip", val, 0, INT64_MAX, &a->skip);
+        return tool_cvtnum_full("skip", val, 0, INT64_MAX, &a->skip);
     } else if (operand_is(arg, len, "if")) {
         a->in = val;
         return 0;

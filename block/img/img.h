@@ -22,7 +22,7 @@ int img_commit(int argc, char **argv);
 int img_rebase(int argc, char **argv);
 int img_amend(int argc, char **argv);
 
-/* "calf-img: <message>" on stderr. */
+/* "NAME: <message>" on stderr, NAME from argv[0] (tool_progname). */
 void img_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* An error about the command line: the message, then the --help hint;
  * exits with status 1 like qemu-img's error_exit(). */

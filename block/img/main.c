@@ -13,7 +13,7 @@
 void img_error(const char *fmt, ...)
 {
     va_list ap;
-    fputs("calf-img: ", stderr);
+    fprintf(stderr, "%s: ", tool_progname);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -23,11 +23,12 @@ void img_error(const char *fmt, ...)
 void img_usage_error(const char *fmt, ...)
 {
     va_list ap;
-    fputs("calf-img: ", stderr);
+    fprintf(stderr, "%s: ", tool_progname);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fputs("\nTry 'calf-img --help' for more information\n", stderr);
+    /* qemu-img names itself here whatever argv[0] says */
+    fprintf(stderr, "\nTry '%s --help' for more information\n", blk_img_tool);
     exit(1);
 }
 
@@ -61,8 +62,8 @@ BlockDriverState *img_open(const char *filename, const char *fmt, int flags,
     return bs;
 }
 
+/* after "usage: qemu-img [standard options] command [command options]" */
 static const char help_text[] =
-    "usage: calf-img [standard options] command [command options]\n"
     "calf disk image utility (qemu-img compatible)\n"
     "\n"
     "    '-h', '--help'       display this help and exit\n"
@@ -112,7 +113,10 @@ static const char help_text[] =
 
 void img_help(void)
 {
-    printf("calf-img version " CALF_VERSION "\n%s", help_text);
+    /* fixed names in qemu-img's help, as in its version line */
+    printf("%s version " CALF_VERSION "\n"
+           "usage: %s [standard options] command [command options]\n%s",
+           blk_img_tool, blk_img_tool, help_text);
     exit(0);
 }
 
@@ -170,13 +174,13 @@ int main(int argc, char **argv)
     int c;
     /* stdout may be a pipe: keep our lines and stderr's in order */
     setvbuf(stdout, NULL, _IOLBF, 0);
-    tool_progname = "calf-img";
+    tool_set_progname(argv[0]);
     while ((c = getopt_long(argc, argv, "+:hVT:", long_options, NULL)) != -1) {
         switch (c) {
         case 'h':
             img_help();
         case 'V':
-            printf("calf-img version " CALF_VERSION "\n");
+            printf("%s version " CALF_VERSION "\n", blk_img_tool);
             return 0;
         case 'T':
             break; /* tracing: accepted and ignored */

@@ -160,12 +160,11 @@ int img_map(int argc, char **argv)
                 return 1;
             break;
         case OPT_START:
-            if (tool_cvtnum_full("calf-img", "start offset", optarg, 0, INT64_MAX, &start) < 0)
+            if (tool_cvtnum_full("start offset", optarg, 0, INT64_MAX, &start) < 0)
                 return 1;
             break;
         case OPT_MAXLEN:
-            if (tool_cvtnum_full("calf-img", "max length", optarg, 0, INT64_MAX,
-                                 &max_length) < 0)
+            if (tool_cvtnum_full("max length", optarg, 0, INT64_MAX, &max_length) < 0)
                 return 1;
             break;
         default: img_bad_option(c, argv);

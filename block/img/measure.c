@@ -260,7 +260,7 @@ int img_measure(int argc, char **argv)
                 goto out;
             break;
         case OPT_SIZE:
-            if (tool_cvtnum_full("calf-img", "image size", optarg, 0, INT64_MAX, &size) < 0)
+            if (tool_cvtnum_full("image size", optarg, 0, INT64_MAX, &size) < 0)
                 goto out;
             have_size = true;
             break;

@@ -87,9 +87,9 @@ int img_resize(int argc, char **argv)
         img_error("Preallocation can only be used for growing images");
     } else if (total < cur && !shrink) {
         img_error("Use the --shrink option to perform a shrink operation.");
-        fprintf(stderr, "calf-img: warning: Shrinking an image will delete all data beyond the "
+        fprintf(stderr, "%s: warning: Shrinking an image will delete all data beyond the "
                 "shrunken image's end. Before performing such an operation, make sure there "
-                "is no important data there.\n");
+                "is no important data there.\n", tool_progname);
     } else if (blk_truncate(bs, (uint64_t)total, prealloc, shrink) < 0 || blk_flush(bs) < 0) {
         img_error("%s", blk_error());
     } else {

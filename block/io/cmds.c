@@ -602,7 +602,7 @@ static int truncate_f(BlockDriverState *bs, int argc, char **argv)
         if (c != 'm')
             return usage();
         if ((prealloc = blk_prealloc_parse(optarg)) < 0) {
-            fprintf(stderr, "calf-io: Invalid preallocation mode '%s'\n", optarg);
+            fprintf(stderr, "%s: Invalid preallocation mode '%s'\n", tool_progname, optarg);
             return -EINVAL;
         }
     }
@@ -613,7 +613,7 @@ static int truncate_f(BlockDriverState *bs, int argc, char **argv)
         return -EINVAL;
     int r = blk_truncate(bs, size, prealloc, true);
     if (r < 0)
-        fprintf(stderr, "calf-io: %s\n", blk_error());
+        fprintf(stderr, "%s: %s\n", tool_progname, blk_error());
     return r;
 }
 
@@ -697,11 +697,12 @@ static int map_f(BlockDriverState *bs, int argc, char **argv)
     while (len) {
         int r = map_is_allocated(bs, off, len, &num);
         if (r < 0) {
-            fprintf(stderr, "calf-io: Failed to get allocation status: %s\n", strerror(-r));
+            fprintf(stderr, "%s: Failed to get allocation status: %s\n", tool_progname,
+                    strerror(-r));
             return r;
         }
         if (!num) {
-            fprintf(stderr, "calf-io: Unexpected end of image\n");
+            fprintf(stderr, "%s: Unexpected end of image\n", tool_progname);
             return -EIO;
         }
         char s1[64], s2[64];
@@ -870,7 +871,7 @@ int io_command(BlockDriverState *bs, const char *line, bool *quit)
     } else if ((r = check_argc(ct, argc, argv[0])) < 0) {
         ;
     } else if (ct->writes && bs->read_only) {
-        fprintf(stderr, "calf-io: Block node is read-only\n");
+        fprintf(stderr, "%s: Block node is read-only\n", tool_progname);
         r = -EPERM;
     } else {
         current_cmd = ct;

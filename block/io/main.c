@@ -14,7 +14,7 @@
 
 static void usage(void)
 {
-    printf("Usage: calf-io [OPTIONS]... [-c STRING]... [file]\n"
+    printf("Usage: %s [OPTIONS]... [-c STRING]... [file]\n"
            "calf disk exerciser (qemu-io compatible)\n"
            "\n"
            "  -c, --cmd STRING     execute command with its arguments\n"
@@ -30,7 +30,8 @@ static void usage(void)
            "  -h, --help           display this help and exit\n"
            "  -V, --version        output version information and exit\n"
            "\n"
-           "See 'calf-io -c help' for information on available commands.\n");
+           "See '%s -c help' for information on available commands.\n",
+           tool_progname, tool_progname);
 }
 
 /* QEMU's cache modes, as far as calf's open flags can express them. */
@@ -57,8 +58,8 @@ typedef struct IoArgs {
 static BlockDriverState *open_image(const char *filename, const IoArgs *a)
 {
     if (a->force_share && !a->readonly) {
-        fprintf(stderr, "calf-io: can't open device %s: force-share=on can only be used "
-                "with read-only images\n", filename);
+        fprintf(stderr, "%s: can't open device %s: force-share=on can only be used "
+                "with read-only images\n", tool_progname, filename);
         return NULL;
     }
     int flags = a->flags | (a->readonly ? 0 : BLK_O_RDWR) | (a->force_share ? BLK_O_SHARE : 0);
@@ -66,7 +67,7 @@ static BlockDriverState *open_image(const char *filename, const IoArgs *a)
         return img_open_image_opts(filename, flags);
     BlockDriverState *bs = blk_open(filename, a->fmt, flags, NULL);
     if (!bs) {
-        fprintf(stderr, "calf-io: can't open device %s: %s\n", filename, blk_error());
+        fprintf(stderr, "%s: can't open device %s: %s\n", tool_progname, filename, blk_error());
         return NULL;
     }
     /* as qemu-io: an encrypted image needs its key (--image-opts) */
@@ -74,8 +75,8 @@ static BlockDriverState *open_image(const char *filename, const IoArgs *a)
     bool encrypted = blk_get_info(bs, &info) == 0 && info.encrypted;
     blk_info_free(&info);
     if (encrypted) {
-        fprintf(stderr, "calf-io: can't open device %s: Parameter 'encrypt.key-secret' is "
-                "required for cipher\n", filename);
+        fprintf(stderr, "%s: can't open device %s: Parameter 'encrypt.key-secret' is "
+                "required for cipher\n", tool_progname, filename);
         blk_close(bs);
         return NULL;
     }
@@ -96,7 +97,7 @@ static int run_stdin(BlockDriverState *bs)
     int last_error = 0;
     bool quit = false;
     while (!quit) {
-        printf("calf-io> ");
+        printf("%s> ", tool_progname);
         fflush(stdout);
         if (!fgets(line, sizeof(line), stdin))
             break;
@@ -151,7 +152,7 @@ static void parse_args(int argc, char **argv, IoArgs *a)
         case 'n': a->flags |= BLK_O_NOCACHE; break;
         case 't':
             if (parse_cache(optarg, &a->flags) < 0) {
-                fprintf(stderr, "calf-io: Invalid cache option: %s\n", optarg);
+                fprintf(stderr, "%s: Invalid cache option: %s\n", tool_progname, optarg);
                 exit(1);
             }
             break;
@@ -164,7 +165,7 @@ static void parse_args(int argc, char **argv, IoArgs *a)
         case 'd': case 'i': case 'k': case 'm': case 'T':
             break; /* accepted for compatibility; nothing to tune */
         case 'V':
-            printf("calf-io version " CALF_VERSION "\n");
+            printf("%s version " CALF_VERSION "\n", tool_progname);
             exit(0);
         case 'h':
             usage();
@@ -183,11 +184,11 @@ int main(int argc, char **argv)
         return 1;
     /* keep stdout and stderr lines in order when both go to one pipe */
     setvbuf(stdout, NULL, _IOLBF, 0);
-    tool_progname = "calf-io";
+    tool_set_progname(argv[0]);
     img_opts_io_words = true;
     parse_args(argc, argv, &a);
     if (optind < argc - 1) {
-        fprintf(stderr, "calf-io: extra arguments after the image name\n");
+        fprintf(stderr, "%s: extra arguments after the image name\n", tool_progname);
         usage();
         free(a.cmds);
         return 1;
@@ -201,7 +202,7 @@ int main(int argc, char **argv)
     if (bs) {
         int r = blk_flush(bs);
         if (r < 0) {
-            fprintf(stderr, "calf-io: flush failed: %s\n", blk_error());
+            fprintf(stderr, "%s: flush failed: %s\n", tool_progname, blk_error());
             ret = r;
         }
         blk_close(bs);
