@@ -307,6 +307,17 @@ static void fw_cfg_pio(void *opaque, uint16_t port, uint8_t *data,
     }
 }
 
+/* Machine reset (a bus reset hook): back to the power-on state, the
+ * signature selected at offset 0 and no DMA address half written.  The
+ * items stay: they describe the machine, which a reset does not change. */
+static void fw_cfg_reset(void *opaque)
+{
+    struct fw_cfg *f = opaque;
+
+    fw_cfg_select(f, FW_CFG_SIGNATURE);
+    f->dma_high = 0;
+}
+
 int fw_cfg_create(struct bus *bus, struct fw_cfg **out)
 {
     struct fw_cfg *f = calloc(1, sizeof(*f));
@@ -326,6 +337,8 @@ int fw_cfg_create(struct bus *bus, struct fw_cfg **out)
         ret = bus_register_pio(bus, FW_CFG_PORT_SEL, 2, fw_cfg_pio, f);
     if (!ret)
         ret = bus_register_pio(bus, FW_CFG_PORT_DMA, 8, fw_cfg_pio, f);
+    if (!ret)
+        ret = bus_register_reset(bus, fw_cfg_reset, f);
     if (ret) {
         fw_cfg_destroy(f);
         return ret;

@@ -163,11 +163,6 @@ static void rtc_tests(struct bus *bus)
 #define CTL_SKIP   0x04
 #define CTL_SELECT 0x08
 
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Runs one DMA request at gpa req; returns the control word written back. */
 static uint32_t fw_dma(struct bus *bus, uint64_t req, uint32_t control,
                        uint32_t len, uint64_t addr)
@@ -182,7 +177,7 @@ static uint32_t fw_dma(struct bus *bus, uint64_t req, uint32_t control,
     bus_pio(bus, 0x514, v, 4, true);
     put_be32(v, (uint32_t)req);
     bus_pio(bus, 0x518, v, 4, true);
-    return be32(r);
+    return get_be32(r);
 }
 
 /* Runs fn in a child: a device that writes past RAM_RW dies there on
@@ -223,6 +218,32 @@ static int fw_over_cap(struct bus *bus)
     return c == CTL_ERROR && ram[DMA_DATA] == 0x55 ? 0 : 1;
 }
 
+/* A machine reset puts fw_cfg back in its power-on state: the signature
+ * item selected at offset 0, and the DMA address's high half 0 (a guest
+ * that writes only the low half after a reboot must reach its RAM). */
+static void fw_cfg_reset_test(struct bus *bus)
+{
+    uint8_t sig[4], v[4], *r = ram + DMA_REQ;
+
+    bus_pio(bus, 0x510, (uint8_t[2]){ 0x01, 0 }, 2, true); /* the ID item, one byte in */
+    inb(bus, 0x511);
+    put_be32(v, 0x7f);      /* a high half no RAM has */
+    bus_pio(bus, 0x514, v, 4, true);
+    bus_reset(bus);
+    for (int i = 0; i < 4; i++)
+        sig[i] = inb(bus, 0x511);
+    ok(!memcmp(sig, "QEMU", 4), "fw_cfg reset: the signature item is selected, from offset 0");
+    memset(ram + DMA_DATA, 0xaa, 8);
+    put_be32(r, CTL_SELECT | CTL_READ);
+    put_be32(r + 4, 4);
+    put_be32(r + 8, 0);
+    put_be32(r + 12, DMA_DATA);
+    put_be32(v, DMA_REQ);
+    bus_pio(bus, 0x518, v, 4, true); /* the low half only */
+    ok(get_be32(r) == 0 && !memcmp(ram + DMA_DATA, "QEMU", 4),
+       "fw_cfg reset: the DMA address's high half is 0 again");
+}
+
 static void fw_cfg_tests(struct bus *bus)
 {
     uint32_t c;
@@ -255,6 +276,7 @@ static void fw_cfg_tests(struct bus *bus)
     c = fw_dma(bus, DMA_REQ, CTL_SELECT | CTL_SKIP, 0xffffffffu, 0);
     bus_pio(bus, 0x511, &v, 1, false);
     ok(c == 0 && v == 0, "fw_cfg DMA: a 4 GiB skip moves to the item's end (no memory touched)");
+    fw_cfg_reset_test(bus);
 }
 
 int main(void)
