@@ -572,8 +572,10 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
     uint64_t n = w.map.n;
     bool need_rebuild = struct_corrupt > 0;
     /* QEMU's highest_cluster: the last cluster with a reference or a
-     * refcount, a leaked one included */
+     * refcount, a leaked one included; past the end of the file QEMU
+     * compares only referenced clusters, and so does this */
     uint64_t hi_compared = 0;
+    uint64_t file_clusters = qcow2_align_up(s->file_end, s->cluster_size) >> s->cluster_bits;
     for (uint64_t c = 0; c < n; c++) {
         uint64_t stored;
         uint64_t want = c < w.map.n ? w.map.r[c] : 0;
@@ -590,6 +592,9 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
             c |= (UINT64_C(1) << s->rb_bits) - 1;
             continue;
         }
+        /* past the end of the file only references count */
+        if (!want && c >= file_clusters)
+            continue;
         if (stored || want)
             hi_compared = c + 1;
         if (stored == want)

@@ -5,7 +5,7 @@
 # they still say calf-img and calf-io.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 32
+plan 33
 
 BIN=$TMP/bin
 mkdir -p "$BIN"
@@ -58,7 +58,7 @@ mk() {
         qemu-img create -q -f qcow2 -b t.qcow2 -F qcow2 o.qcow2 &&
         qemu-img create -q -f qcow2 d.qcow2 64M &&
         qemu-io -c "write -P 0x61 0 1M" d.qcow2 >/dev/null &&
-        cp d.qcow2 z.qcow2 && cp t.qcow2 k.qcow2 || return 1
+        cp d.qcow2 z.qcow2 && cp t.qcow2 k.qcow2 && cp t.qcow2 e.qcow2 || return 1
     # d: a leaked cluster (layout of 64k clusters: refblock at 0x20000)
     local c=$(( ($(stat -c %s d.qcow2) + 65535) / 65536 ))
     truncate -s $(( (c + 1) * 65536 )) d.qcow2
@@ -67,6 +67,10 @@ mk() {
     poke z.qcow2 $((0x20000 + 2 * 5)) 00 00
     # k: the corrupt bit (incompatible feature bit 1) set
     poke k.qcow2 79 02
+    # e: a refcount for the cluster just past the end of the file, which
+    # QEMU does not compare (no leak, the end offset unmoved)
+    c=$(( ($(stat -c %s e.qcow2) + 65535) / 65536 ))
+    poke e.qcow2 $((0x20000 + 2 * c)) 00 01
 }
 in_both mk || fail "making the images"
 
@@ -93,6 +97,7 @@ same "qemu-img amend: the backing file (the rebase hint)" \
     qemu-img amend -o backing_file=foo o.qcow2
 same "qemu-img check: a leaked cluster" qemu-img check d.qcow2
 same "qemu-img check: a corruption" qemu-img check z.qcow2
+same "qemu-img check: a refcount past the end of the file" qemu-img check e.qcow2
 
 # qemu-io
 same "qemu-io --version: the first words" first_words qemu-io --version
