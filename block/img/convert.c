@@ -622,12 +622,19 @@ static int run_workers(Convert *c, int nworkers)
     return c->err;
 }
 
+/* One write(), so that two workers faulting at once cannot interleave
+ * their messages (memcpy, strlen and write are async-signal-safe). */
 static void on_sigbus(int sig)
 {
     static const char msg[] = ": convert: a source image shrank while it was being read\n";
+    char line[256];
+    size_t n = strlen(tool_progname);
     (void)sig;
-    if (write(STDERR_FILENO, tool_progname, strlen(tool_progname)) < 0 ||
-        write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+    if (n > sizeof(line) - sizeof(msg))
+        n = sizeof(line) - sizeof(msg);
+    memcpy(line, tool_progname, n);
+    memcpy(line + n, msg, sizeof(msg) - 1);
+    if (write(STDERR_FILENO, line, n + sizeof(msg) - 1) < 0) {
         /* nothing more to say */
     }
     _exit(1);
