@@ -20,7 +20,7 @@ endif
 ifneq ($(filter bench,$(MAKECMDGOALS)),)
 SETUP_KIND := bench
 endif
-ifneq ($(filter test-slow soak test-tsan,$(MAKECMDGOALS)),)
+ifneq ($(filter test-slow soak test-tsan test-iotests,$(MAKECMDGOALS)),)
 SETUP_KIND := test
 endif
 $(shell scripts/setup-deps.sh $(SETUP_KIND) >&2)
@@ -154,7 +154,13 @@ SOAK_RUNS ?= 50
 soak: test-progs
 	BLK_STRESS_RUNS=$(SOAK_RUNS) BLK_STRESS_OPS=$${BLK_STRESS_OPS:-400} \
 	    CALF_BUILD=$(abspath $(BUILD)) prove -v tests/blk-stress.t
-test-slow: soak
+test-slow: soak test-iotests
+
+# QEMU 7.2's own iotests (the bash ones for qcow2 that start no QEMU),
+# with calf-img and calf-io linked in as qemu-img and qemu-io, beside the
+# real qemu-img on the same list; fetches the suite the first time.
+test-iotests: all
+	CALF_BUILD=$(abspath $(BUILD)) scripts/iotests.sh
 
 bench: all
 	CALF_BUILD=$(abspath $(BUILD)) bench/run
@@ -165,6 +171,6 @@ clean:
 FORCE:
 # Keep intermediate objects (unit-test .o files) so nothing rebuilds twice.
 .SECONDARY:
-.PHONY: all extra-all test test-progs test-tsan soak bench clean run FORCE
+.PHONY: all extra-all test test-progs test-tsan soak test-iotests bench clean run FORCE
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
