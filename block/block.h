@@ -228,6 +228,9 @@ struct BlockDriverState {
     char backing_format[32]; /* as stored, "" if none */
     char *full_backing_filename; /* resolved path of backing_file */
     BlockDriverState *backing;   /* NULL if none or not opened */
+    /* The file the driver's host offsets are in when not this one (a
+     * qcow2 external data file, owned by the driver); NULL: this one */
+    BlockDriverState *data_file;
     void *opaque;            /* driver state */
     int depth;               /* 0 for the top of a chain */
     /* blk_map_read()'s read-only mapping of the host file, if made */
