@@ -137,6 +137,7 @@ typedef struct BlockInfo {
     bool corrupt;
     bool extended_l2;
     char data_file[1024];  /* "" when none */
+    bool has_data_file;    /* even where no name is stored */
     bool data_file_raw;
     const char *encrypt_format; /* "aes" / "luks" when encrypted, else NULL */
     BlockLuksInfo luks;         /* when encrypt_format is "luks" */

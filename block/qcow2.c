@@ -616,6 +616,10 @@ static int open_data_file(Qcow2State *s, BlockOptions *opts)
         }
         return 0;
     }
+    if (!opt && !s->data_file_name && (bs->flags & BLK_O_NO_IO)) {
+        s->data_fd = -1; /* info: as below */
+        return 0;
+    }
     if (!opt && !s->data_file_name) {
         blk_set_error("'data-file' is required for this image");
         return -EINVAL;
@@ -805,6 +809,7 @@ static int qcow2_get_info(BlockDriverState *bs, BlockInfo *info)
     info->extended_l2 = s->extl2;
     if (s->data_file_name)
         snprintf(info->data_file, sizeof(info->data_file), "%s", s->data_file_name);
+    info->has_data_file = qcow2_has_data_file(s);
     info->data_file_raw = s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
     info->nb_snapshots = s->nb_snapshots;
     if (s->nb_snapshots) {
