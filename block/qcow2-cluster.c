@@ -1091,9 +1091,21 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
         return r;
     l2_set(s, table, idx, new_l2e, new_bitmap);
     qcow2_cbuf_invalidate(s);
-    /* data file clusters have no refcount; what they held stays, as with
-     * QEMU's default (no discard passthrough) */
-    if (!free_old || qcow2_has_data_file(s))
+    if (qcow2_has_data_file(s)) {
+        /* No refcount to drop: the data file's bytes are discarded
+         * instead, as qemu-io does (a discard reaches the data file).
+         * A raw data file stays the guest's view: zeros where the guest
+         * reads zeros (guest and host offsets are one there). */
+        if (free_old && ct != QCOW2_COMPRESSED)
+            r = blk_file_zero(s->data_fd, host, cs);
+        else if ((s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW) && mode == DISCARD_NO)
+            r = blk_file_zero(s->data_fd, off, n);
+        if (r < 0)
+            blk_set_error("%s: cannot discard in the data file: %s", s->bs->filename,
+                          strerror(-r));
+        return r;
+    }
+    if (!free_old)
         return 0;
     if (ct == QCOW2_COMPRESSED)
         return qcow2_free_compressed_later(s, l2e);

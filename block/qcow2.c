@@ -596,8 +596,9 @@ static int read_backing_name(Qcow2State *s, const uint8_t *hdr, uint64_t hdr_byt
 }
 
 /* Opens the external data file: the data-file option names it, else the
- * name in the header, relative to the image as a backing file name is.
- * It is a raw image, opened (and locked) as the image is. */
+ * name in the header.  A relative name is relative to the current
+ * directory, not to the image (unlike a backing file name): QEMU opens
+ * it so.  It is a raw image, opened (and locked) as the image is. */
 static int open_data_file(Qcow2State *s, BlockOptions *opts)
 {
     BlockDriverState *bs = s->bs;
@@ -624,14 +625,11 @@ static int open_data_file(Qcow2State *s, BlockOptions *opts)
         blk_set_error("'data-file' is required for this image");
         return -EINVAL;
     }
-    char *path = opt ? strdup(opt) : blk_backing_path(bs->filename, s->data_file_name);
-    if (!path)
-        return -ENOMEM;
+    const char *path = opt ? opt : s->data_file_name;
     int flags = bs->flags & (BLK_O_RDWR | BLK_O_SHARE | BLK_O_NOCACHE | BLK_O_UNSAFE | BLK_O_FILL);
     if (bs->read_only)
         flags &= ~BLK_O_RDWR;
     s->data_bs = blk_open(path, "raw", flags, NULL);
-    free(path);
     if (!s->data_bs && (bs->flags & BLK_O_NO_IO)) {
         /* info reads no data: it shows the image without its data file,
          * as qemu-img does; any data I/O fails (EBADF) */
