@@ -93,6 +93,22 @@ static int64_t qcow2_alloc_data(Qcow2State *s, uint64_t off, uint64_t n)
     return qcow2_alloc_clusters(s, n);
 }
 
+/* A data file cluster is where its guest offset is: an L2 entry that
+ * says otherwise is corrupt (QEMU's check and message), and must not
+ * send I/O to some other place of the data file. */
+static int check_data_host(Qcow2State *s, uint64_t guest, uint64_t l2e)
+{
+    if (!qcow2_has_data_file(s))
+        return 0;
+    int ct = qcow2_cluster_type(s, l2e);
+    uint64_t host = l2e & L2E_OFFSET_MASK, gc = guest & ~(s->cluster_size - 1);
+    if ((ct != QCOW2_NORMAL && ct != QCOW2_ZERO_ALLOC) || host == gc)
+        return 0;
+    return qcow2_mark_corrupt(s, "External data file host cluster offset %#" PRIx64 " does not "
+                              "match guest cluster offset: %#" PRIx64 ", L2 index: %#" PRIx64
+                              ")", host, gc, (guest >> s->cluster_bits) & (s->l2_size - 1));
+}
+
 /* The BlockDriverState of the file guest data goes to. */
 static BlockDriverState *data_bs(Qcow2State *s)
 {
@@ -303,6 +319,8 @@ static int get_extent(Qcow2State *s, uint64_t off, uint64_t maxlen, struct exten
         if (t == SC_INVALID)
             return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64 " (bitmap 0x%016"
                                       PRIx64 ") for guest offset 0x%" PRIx64, l2e, bitmap, pos);
+        if ((r = check_data_host(s, pos, l2e)) < 0)
+            return r;
         if (e->len == 0) {
             e->type = t;
             e->l2e = l2e;
@@ -759,6 +777,8 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
     bool dfile = qcow2_has_data_file(s);
     if (host && (host & (cs - 1)))
         return qcow2_mark_corrupt(s, "cluster offset 0x%" PRIx64 " is not aligned", host);
+    if ((r = check_data_host(s, off, l2e)) < 0)
+        return r;
     /* a cluster we own is inside the file and is not fixed metadata (a
      * data file holds nothing else, and grows as it is written) */
     if (owned && !dfile && host >= s->file_end)
@@ -1038,6 +1058,8 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
     int ct = qcow2_cluster_type(s, l2e);
     uint64_t host = ct == QCOW2_COMPRESSED ? 0 : l2e & L2E_OFFSET_MASK;
     bool whole = (in == 0 && n == cs);
+    if ((r = check_data_host(s, off, l2e)) < 0)
+        return r;
     bool owned = (l2e & QCOW_OFLAG_COPIED) && (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
     bool has_backing = s->bs->backing != NULL;
     uint64_t new_l2e = l2e, new_bitmap = bitmap;

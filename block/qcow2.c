@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const char *blk_img_tool = "calf-img";
@@ -599,12 +600,52 @@ static int read_backing_name(Qcow2State *s, const uint8_t *hdr, uint64_t hdr_byt
  * name in the header.  A relative name is relative to the current
  * directory, not to the image (unlike a backing file name): QEMU opens
  * it so.  It is a raw image, opened (and locked) as the image is. */
+static int open_data_file_opts(Qcow2State *s, const char *opt, BlockOptions *sub);
+
 static int open_data_file(Qcow2State *s, BlockOptions *opts)
 {
+    /* The node as --image-opts gives it: data-file.X options become X
+     * of the data file's own open (data-file.filename, or
+     * data-file.driver=raw with data-file.file.filename).  A plain
+     * data-file=NAME names a node in QEMU, and calf has none. */
+    const char *node = blkopts_get(opts, "data-file");
+    if (node) {
+        blk_set_error("Cannot find device='%s' nor node-name='%s'", node, node);
+        return -EINVAL;
+    }
+    BlockOptions sub = {0};
+    for (int i = 0; opts && i < opts->n; i++) {
+        if (!strncmp(opts->opt[i].key, "data-file.", 10)) {
+            opts->opt[i].used = true;
+            if (blkopts_set(&sub, opts->opt[i].key + 10, opts->opt[i].value) < 0) {
+                blkopts_free(&sub);
+                return -ENOMEM;
+            }
+        }
+    }
+    int r = open_data_file_opts(s, NULL, &sub);
+    blkopts_free(&sub);
+    return r;
+}
+
+static int open_data_file_opts(Qcow2State *s, const char *opt, BlockOptions *sub)
+{
     BlockDriverState *bs = s->bs;
-    const char *opt = blkopts_get(opts, "data-file");
+    const char *drv = blkopts_get(sub, "driver");
     if (!opt)
-        opt = blkopts_get(opts, "data-file.filename");
+        opt = blkopts_get(sub, "filename");
+    if (drv && !strcmp(drv, "file"))
+        drv = NULL; /* a host file: opened as raw */
+    else if (drv && !strcmp(drv, "raw") && !opt) {
+        const char *fdrv = blkopts_get(sub, "file.driver");
+        if (!fdrv || !strcmp(fdrv, "file"))
+            opt = blkopts_get(sub, "file.filename");
+        drv = NULL;
+    }
+    if (drv) {
+        blk_set_error("Unknown driver '%s' for the data file", drv);
+        return -EINVAL;
+    }
     bool raw = s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
     if (!qcow2_has_data_file(s)) {
         if (opt) {
@@ -629,7 +670,7 @@ static int open_data_file(Qcow2State *s, BlockOptions *opts)
     int flags = bs->flags & (BLK_O_RDWR | BLK_O_SHARE | BLK_O_NOCACHE | BLK_O_UNSAFE | BLK_O_FILL);
     if (bs->read_only)
         flags &= ~BLK_O_RDWR;
-    s->data_bs = blk_open(path, "raw", flags, NULL);
+    s->data_bs = blk_open(path, "raw", flags, sub->n ? sub : NULL);
     if (!s->data_bs && (bs->flags & BLK_O_NO_IO)) {
         /* info reads no data: it shows the image without its data file,
          * as qemu-img does; any data I/O fails (EBADF) */
@@ -638,6 +679,16 @@ static int open_data_file(Qcow2State *s, BlockOptions *opts)
     }
     if (!s->data_bs)
         return -EINVAL; /* blk_open said why */
+    /* the name comes from the image: never a FIFO or a device that
+     * would block a read forever */
+    struct stat st;
+    if (fstat(s->data_bs->fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
+        blk_set_error("Could not open '%s': data file is not a regular file or block device",
+                      path);
+        blk_close(s->data_bs);
+        s->data_bs = NULL;
+        return -EINVAL;
+    }
     s->data_fd = s->data_bs->fd;
     bs->data_file = s->data_bs;
     return 0;
@@ -1090,6 +1141,17 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
         if (dfd >= 0)
             close(dfd);
         return -e;
+    }
+    struct stat ist, dst;
+    if (dfd >= 0 && fstat(fd, &ist) == 0 && fstat(dfd, &dst) == 0 && ist.st_dev == dst.st_dev &&
+        ist.st_ino == dst.st_ino) {
+        /* the image as its own data file: QEMU's lock conflict */
+        blk_set_error("Failed to get shared \"resize\" lock\nIs another process using the "
+                      "image [%s]?", c.data_file);
+        close(fd);
+        close(dfd);
+        unlink(filename);
+        return -EBUSY;
     }
     /* Header, refcount table, one refcount block; then the L1 table is
      * allocated through the normal allocator, which puts it at cluster 3

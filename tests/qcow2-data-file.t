@@ -7,7 +7,7 @@
 # and the refusals (snapshots, compression, compat=0.10) behave alike.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 27
+plan 32
 
 W=(-c "write -P 0x11 0 64k" -c "write -P 0x22 100k 4k" -c "write -P 0x33 1M 3M"
    -c "write -z 1536k 512k" -c "write -P 0x44 5000 1000" -c "discard 3M 1M"
@@ -86,3 +86,35 @@ same_img "data_file_raw without data_file" create -f qcow2 -o data_file_raw=on x
 same_img "compat=0.10 with data_file" create -f qcow2 -o compat=0.10,data_file=x.data x.qcow2 1M
 same_img "snapshots are refused" snapshot -c s1 t.qcow2
 same_io "compressed writes are refused" -c "write -c 0 64k" t.qcow2
+
+# --- the data file named at open, and hostile images
+in_both qemu-img create -q -f qcow2 -o data_file=o.data o.qcow2 1M
+in_both qemu-io -c "write -P 0x5a 0 64k" o.qcow2
+in_both mv o.data moved.data
+same_io "--image-opts data-file.filename= opens a data file elsewhere" --image-opts \
+    -c "read -P 0x5a 0 64k" driver=qcow2,file.filename=o.qcow2,data-file.filename=moved.data
+same_io "a data-file node name is refused" --image-opts -c "read 0 1" \
+    driver=qcow2,file.filename=o.qcow2,data-file=moved.data
+# cluster 1's L2 entry points 2 GB into the data file: corrupt, no I/O there
+mv "$CDIR/moved.data" "$CDIR/o.data"
+python3 - "$CDIR/o.qcow2" <<'PY'
+import struct, sys
+f = open(sys.argv[1], 'r+b')
+f.seek(40); l1 = struct.unpack('>Q', f.read(8))[0]
+f.seek(l1); l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+f.seek(l2 + 8); f.write(struct.pack('>Q', (1 << 63) | (2 << 30)))
+PY
+out=$(in_dir c "$CALF_IO" -c "write -P 1 64k 4k" o.qcow2 2>&1)
+is "$(grep -c 'write failed: Input/output error' <<<"$out") $(stat -c %s "$CDIR/o.data")" \
+   "1 1048576" "an L2 entry off its guest offset is corrupt: no write there"
+mkfifo "$CDIR/fifo"
+in_dir c "$CALF_IMG" create -q -f qcow2 -o data_file=f.data f.qcow2 1M
+in_dir c "$CALF_IMG" amend -o data_file=fifo f.qcow2
+out=$(in_dir c timeout 20 "$CALF_IO" -c "read 0 512" f.qcow2 2>&1)
+is "$? $out" "1 calf-io: can't open device f.qcow2: Could not open 'fifo': data file is not a \
+regular file or block device" "a FIFO as data file is refused, no hang"
+# (qemu-img also says "s.qcow2 is not a regular file" as it cleans up)
+out=$(in_dir c "$CALF_IMG" create -q -f qcow2 -o data_file=s.qcow2 s.qcow2 1M 2>&1)
+is "$? $out $(ls "$CDIR/s.qcow2" 2>&1 | grep -c 'No such')" "1 calf-img: s.qcow2: Failed to get \
+shared \"resize\" lock
+Is another process using the image [s.qcow2]? 1" "the image as its own data file is refused"
