@@ -569,9 +569,13 @@ const uint8_t *blk_map_host(BlockDriverState *file, uint64_t host, uint64_t len,
 /* The layer of bs's chain whose mapping holds p, or NULL. */
 static BlockDriverState *map_owner(BlockDriverState *bs, const uint8_t *p)
 {
-    for (; bs; bs = bs->backing)
+    for (; bs; bs = bs->backing) {
         if (bs->map && p >= bs->map && p < bs->map + bs->map_size)
             return bs;
+        BlockDriverState *d = bs->data_file;
+        if (d && d->map && p >= d->map && p < d->map + d->map_size)
+            return d;
+    }
     return NULL;
 }
 
@@ -632,7 +636,7 @@ int blk_block_status_above(BlockDriverState *bs, uint64_t off, uint64_t len, uin
             if (depth)
                 *depth = d;
             if (file)
-                *file = b;
+                *file = b->data_file ? b->data_file : b;
             *pnum = want;
             return st;
         }

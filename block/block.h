@@ -137,6 +137,7 @@ typedef struct BlockInfo {
     bool corrupt;
     bool extended_l2;
     char data_file[1024];  /* "" when none */
+    bool has_data_file;    /* even where no name is stored */
     bool data_file_raw;
     const char *encrypt_format; /* "aes" / "luks" when encrypted, else NULL */
     BlockLuksInfo luks;         /* when encrypt_format is "luks" */
@@ -228,6 +229,9 @@ struct BlockDriverState {
     char backing_format[32]; /* as stored, "" if none */
     char *full_backing_filename; /* resolved path of backing_file */
     BlockDriverState *backing;   /* NULL if none or not opened */
+    /* The file the driver's host offsets are in when not this one (a
+     * qcow2 external data file, owned by the driver); NULL: this one */
+    BlockDriverState *data_file;
     void *opaque;            /* driver state */
     int depth;               /* 0 for the top of a chain */
     /* blk_map_read()'s read-only mapping of the host file, if made */

@@ -326,16 +326,50 @@ static int expand_zeros_in_l1(Qcow2State *s, const uint64_t *l1, uint32_t n, boo
     return r;
 }
 
+/* amend -o data_file=NAME (empty: no name stored), data_file_raw=off */
+static int set_data_file(Qcow2State *s, const char *name, bool raw)
+{
+    char *old = s->data_file_name;
+    uint64_t old_autoclear = s->autoclear;
+    if (name) {
+        s->data_file_name = *name ? strdup(name) : NULL;
+        if (*name && !s->data_file_name) {
+            s->data_file_name = old;
+            return -ENOMEM;
+        }
+    }
+    if (!raw)
+        s->autoclear &= ~QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+    int r = qcow2_update_header(s);
+    if (r == 0)
+        r = qcow2_sync(s);
+    if (r < 0) {
+        if (name)
+            free(s->data_file_name);
+        s->data_file_name = old;
+        s->autoclear = old_autoclear;
+        return r;
+    }
+    if (name)
+        free(old);
+    return 0;
+}
+
 static int downgrade(Qcow2State *s)
 {
     int r;
+    /* QEMU's order of refusals */
+    if (s->refcount_order != 4) {
+        blk_set_error("compat=0.10 requires refcount_bits=16");
+        return -ENOTSUP;
+    }
+    if (qcow2_has_data_file(s)) {
+        blk_set_error("Cannot downgrade an image with a data file");
+        return -ENOTSUP;
+    }
     if (s->incompat & ~(QCOW2_INCOMPAT_DIRTY)) {
         blk_set_error("Cannot downgrade an image with incompatible features %#" PRIx64 " set",
                       s->incompat & ~QCOW2_INCOMPAT_DIRTY);
-        return -ENOTSUP;
-    }
-    if (s->refcount_order != 4) {
-        blk_set_error("compat=0.10 requires refcount_bits=16");
         return -ENOTSUP;
     }
     uint64_t done = 0, total = s->l1_size;
@@ -445,17 +479,28 @@ int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force)
     const char *lazy_s = blkopts_get(opts, "lazy_refcounts");
     const char *rb_s = blkopts_get(opts, "refcount_bits");
     const char *size_s = blkopts_get(opts, "size");
-    if (blkopts_get(opts, "data_file")) {
+    /* The data file's name can change (the file is not opened or moved:
+     * the new name is used from the next open), and data_file_raw can be
+     * dropped but not set: nothing proves an existing file raw. */
+    const char *dfile = blkopts_get(opts, "data_file");
+    if (dfile && !qcow2_has_data_file(s)) {
         blk_set_error("data-file can only be set for images that use an external data file");
         return -EINVAL;
     }
-    if (blkopts_get(opts, "data_file_raw")) {
-        blk_set_error("data-file-raw can only be set for images that use an external data "
-                      "file");
+    bool draw = s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+    int r;
+    if ((r = blkopts_get_bool(opts, "data_file_raw", draw, &draw)) < 0)
+        return r;
+    if (draw && !(s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW)) {
+        blk_set_error("data-file-raw cannot be set on existing images");
+        return -EINVAL;
+    }
+    if (dfile && strlen(dfile) > 1023) {
+        blk_set_error("Data file name too long");
         return -EINVAL;
     }
     struct qcow2_crypto_amend crypt;
-    int r = qcow2_crypto_amend_parse(s, opts, &crypt);
+    r = qcow2_crypto_amend_parse(s, opts, &crypt);
     if (r < 0)
         return r;
     const char *unused = blkopts_first_unused(opts);
@@ -519,6 +564,8 @@ int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force)
         r = set_header(s, new_version, s->compat);
     if (r == 0)
         r = qcow2_crypto_amend(s, &crypt, force);
+    if (r == 0 && (dfile || draw != !!(s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW)))
+        r = set_data_file(s, dfile, draw);
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_lock(&s->lock);
     if (r == 0 && lazy_s && lazy != !!(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) {

@@ -108,7 +108,13 @@ static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
         uint64_t l2e = qcow2_be64(p);
         int ct = qcow2_cluster_type(s, l2e);
         int r = 0;
-        if (ct == QCOW2_COMPRESSED) {
+        if (ct == QCOW2_COMPRESSED && qcow2_has_data_file(s)) {
+            /* QEMU's message, index and all */
+            if (!w->quiet)
+                fprintf(stderr, "ERROR compressed cluster %d with data file, entry=0x%" PRIx64
+                        "\n", (int)j, l2e);
+            w->res->corruptions++;
+        } else if (ct == QCOW2_COMPRESSED) {
             uint64_t off, bytes;
             qcow2_compressed_span(s, l2e, &off, &bytes);
             if (active) {
@@ -133,7 +139,9 @@ static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
                     w->res->fragmented_clusters++;
                 w->next_contig = host + s->cluster_size;
             }
-            r = map_inc(w, host, s->cluster_size);
+            /* data file clusters have no refcount */
+            if (!qcow2_has_data_file(s))
+                r = map_inc(w, host, s->cluster_size);
         } else if ((ct == QCOW2_ZERO_PLAIN) && s->version < 3) {
             if (!w->quiet)
                 fprintf(stderr, "ERROR: zero cluster in a version 2 image (L2 entry "
@@ -234,6 +242,11 @@ static int count_refs(struct walk *w)
     int r = map_inc(w, 0, s->cluster_size);
     if (r < 0)
         return r;
+    if (qcow2_has_data_file(s) && s->nb_snapshots) {
+        if (!w->quiet)
+            fprintf(stderr, "ERROR %u snapshots in image with data file\n", s->nb_snapshots);
+        w->res->corruptions++;
+    }
     uint64_t **snap_l1 = calloc(s->nb_snapshots ? s->nb_snapshots : 1, sizeof(*snap_l1));
     if (!snap_l1)
         return -ENOMEM;
@@ -465,7 +478,9 @@ static int check_copied(struct walk *w, int fix)
             uint64_t host = l2e & L2E_OFFSET_MASK;
             if (host & (s->cluster_size - 1))
                 continue;
-            if (qcow2_get_refcount(s, host >> s->cluster_bits, &ref) < 0)
+            if (qcow2_has_data_file(s))
+                ref = 1; /* every data file cluster is the image's alone */
+            else if (qcow2_get_refcount(s, host >> s->cluster_bits, &ref) < 0)
                 continue;
             if ((ref == 1) == !!(l2e & QCOW_OFLAG_COPIED))
                 continue;

@@ -33,7 +33,9 @@ enum qcow2_cluster_type qcow2_cluster_type(const Qcow2State *s, uint64_t l2e)
         return QCOW2_COMPRESSED;
     if ((l2e & QCOW_OFLAG_ZERO) && !s->extl2)
         return (l2e & L2E_OFFSET_MASK) ? QCOW2_ZERO_ALLOC : QCOW2_ZERO_PLAIN;
-    if (!(l2e & L2E_OFFSET_MASK))
+    /* Offset 0 is a cluster of an external data file too: those all have
+     * refcount 1, so COPIED tells it from an unallocated one (as QEMU). */
+    if (!(l2e & L2E_OFFSET_MASK) && !(qcow2_has_data_file(s) && (l2e & QCOW_OFLAG_COPIED)))
         return QCOW2_UNALLOCATED;
     return QCOW2_NORMAL;
 }
@@ -79,6 +81,38 @@ static int sc_type(const Qcow2State *s, uint64_t l2e, uint64_t bitmap, int sc)
 static bool sc_has_host(int t)
 {
     return t == SC_NORMAL || t == SC_ZERO_ALLOC;
+}
+
+/* Host clusters for n new data clusters from guest offset off: in an
+ * external data file they are where the guest offset is (as QEMU puts
+ * them, so that a raw data file stays the guest's view), with no refcount. */
+static int64_t qcow2_alloc_data(Qcow2State *s, uint64_t off, uint64_t n)
+{
+    if (qcow2_has_data_file(s))
+        return (int64_t)(off & ~(s->cluster_size - 1));
+    return qcow2_alloc_clusters(s, n);
+}
+
+/* A data file cluster is where its guest offset is: an L2 entry that
+ * says otherwise is corrupt (QEMU's check and message), and must not
+ * send I/O to some other place of the data file. */
+static int check_data_host(Qcow2State *s, uint64_t guest, uint64_t l2e)
+{
+    if (!qcow2_has_data_file(s))
+        return 0;
+    int ct = qcow2_cluster_type(s, l2e);
+    uint64_t host = l2e & L2E_OFFSET_MASK, gc = guest & ~(s->cluster_size - 1);
+    if ((ct != QCOW2_NORMAL && ct != QCOW2_ZERO_ALLOC) || host == gc)
+        return 0;
+    return qcow2_mark_corrupt(s, "External data file host cluster offset %#" PRIx64 " does not "
+                              "match guest cluster offset: %#" PRIx64 ", L2 index: %#" PRIx64
+                              ")", host, gc, (guest >> s->cluster_bits) & (s->l2_size - 1));
+}
+
+/* The BlockDriverState of the file guest data goes to. */
+static BlockDriverState *data_bs(Qcow2State *s)
+{
+    return s->data_bs ? s->data_bs : s->bs;
 }
 
 /* ---- L2 tables ---- */
@@ -285,6 +319,8 @@ static int get_extent(Qcow2State *s, uint64_t off, uint64_t maxlen, struct exten
         if (t == SC_INVALID)
             return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64 " (bitmap 0x%016"
                                       PRIx64 ") for guest offset 0x%" PRIx64, l2e, bitmap, pos);
+        if ((r = check_data_host(s, pos, l2e)) < 0)
+            return r;
         if (e->len == 0) {
             e->type = t;
             e->l2e = l2e;
@@ -439,7 +475,7 @@ static int read_extent(Qcow2State *s, const struct extent *e, uint64_t off, uint
         if (s->crypt_method) {
             r = qcow2_crypt_read(s, off, e->host, buf, n);
         } else {
-            r = blk_file_pread(s->fd, buf, n, e->host);
+            r = blk_file_pread(s->data_fd, buf, n, e->host);
             if (r < 0)
                 blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
         }
@@ -475,7 +511,7 @@ int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
              * lock again only to drop it (most small reads are this) */
             unsigned io = qcow2_io_begin(s);
             pthread_mutex_unlock(&s->lock);
-            if ((r = blk_file_pread(s->fd, p, len, e.host)) < 0)
+            if ((r = blk_file_pread(s->data_fd, p, len, e.host)) < 0)
                 blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
             qcow2_io_end(s, io);
             return r;
@@ -580,7 +616,7 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
         /* Past the end of the file zeros need no writing: the data goes
          * in and the file is extended over the rest. */
         struct stat st;
-        if (fstat(s->fd, &st) == 0) {
+        if (fstat(s->data_fd, &st) == 0) {
             skip_zero_tail = tzero && tlen && (uint64_t)st.st_size <= host + in + n;
             skip_zero_head = hzero && hlen && (uint64_t)st.st_size <= host + lo;
         }
@@ -609,7 +645,7 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
         if (s->crypt_method)
             r = qcow2_crypt(s, cluster_off + (start - host), start, flat, total, true);
         if (r == 0)
-            r = blk_file_pwrite(s->fd, flat, total, start);
+            r = blk_file_pwrite(s->data_fd, flat, total, start);
         else
             total = 0;
         free(flat);
@@ -620,7 +656,7 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
         total = 0;
     }
     for (int i = 0; total;) {
-        ssize_t w = pwritev(s->fd, iov + i, cnt - i, start);
+        ssize_t w = pwritev(s->data_fd, iov + i, cnt - i, start);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -645,7 +681,7 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
      * another thread's allocation beyond this cluster may have been
      * written since the fstat above, and cutting the file back to here
      * would lose it (a write path never shrinks the file). */
-    if (skip_zero_tail && (r = blk_file_extend(s->fd, host + in + n, tlen)) < 0) {
+    if (skip_zero_tail && (r = blk_file_extend(s->data_fd, host + in + n, tlen)) < 0) {
         blk_set_error("%s: cannot extend the file: %s", s->bs->filename, strerror(-r));
         goto out;
     }
@@ -737,15 +773,18 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
             return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64 " for guest offset "
                                       "0x%" PRIx64, l2e, off);
     uint64_t host = ct == QCOW2_COMPRESSED ? 0 : l2e & L2E_OFFSET_MASK;
-    bool owned = (l2e & QCOW_OFLAG_COPIED) && host &&
-                 (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
+    bool owned = (l2e & QCOW_OFLAG_COPIED) && (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
+    bool dfile = qcow2_has_data_file(s);
     if (host && (host & (cs - 1)))
         return qcow2_mark_corrupt(s, "cluster offset 0x%" PRIx64 " is not aligned", host);
-    /* a cluster we own is inside the file and is not fixed metadata */
-    if (owned && host >= s->file_end)
+    if ((r = check_data_host(s, off, l2e)) < 0)
+        return r;
+    /* a cluster we own is inside the file and is not fixed metadata (a
+     * data file holds nothing else, and grows as it is written) */
+    if (owned && !dfile && host >= s->file_end)
         return qcow2_mark_corrupt(s, "cluster offset 0x%" PRIx64 " is beyond the end of the "
                                   "file", host);
-    if (owned && (r = qcow2_check_overlap(s, host, cs)) < 0)
+    if (owned && !dfile && (r = qcow2_check_overlap(s, host, cs)) < 0)
         return r;
     if (owned && ct == QCOW2_NORMAL && !s->extl2) {
         /* plain overwrite: the cluster may be discarded meanwhile, but
@@ -755,7 +794,7 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
         pthread_mutex_unlock(&s->lock);
         if (s->crypt_method)
             r = qcow2_crypt_copy(s, off, host + in, buf, n, &enc);
-        if (r == 0 && (r = blk_file_pwrite(s->fd, enc ? enc : buf, n, host + in)) < 0)
+        if (r == 0 && (r = blk_file_pwrite(s->data_fd, enc ? enc : buf, n, host + in)) < 0)
             blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
         qcow2_io_end(s, io);
         pthread_mutex_lock(&s->lock);
@@ -777,7 +816,7 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
         }
         new_l2e = host | QCOW_OFLAG_COPIED;
     } else {
-        int64_t nh = qcow2_alloc_clusters(s, 1);
+        int64_t nh = qcow2_alloc_data(s, cluster_off, 1);
         if (nh < 0)
             return (int)nh;
         fresh = true;
@@ -821,7 +860,7 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
         return r;
     l2_set(s, table, idx, new_l2e, new_bitmap);
     qcow2_cbuf_invalidate(s);
-    if (!owned) {
+    if (!owned && !dfile) {
         if (ct == QCOW2_COMPRESSED)
             r = qcow2_free_compressed_later(s, l2e);
         else if (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC)
@@ -843,13 +882,13 @@ struct clone_src {
  * filesystem cannot, the kernel copies it. */
 static int clone_or_copy(Qcow2State *s, struct clone_src *src, uint64_t host, uint64_t n)
 {
-    if (blk_file_clone(s->fd, host, src->fd, src->off, n) == 0)
+    if (blk_file_clone(s->data_fd, host, src->fd, src->off, n) == 0)
         return 0;
     src->copied = true;
-    blk_fill(s->bs, host, n);
+    blk_fill(data_bs(s), host, n);
     loff_t in = (loff_t)src->off, out = (loff_t)host;
     while (n) {
-        ssize_t k = copy_file_range(src->fd, &in, s->fd, &out, n, 0);
+        ssize_t k = copy_file_range(src->fd, &in, s->data_fd, &out, n, 0);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0)
@@ -886,7 +925,7 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
         return 0; /* the caller writes the bytes instead */
     if ((r = qcow2_mark_dirty(s)) < 0)
         return r;
-    int64_t host = qcow2_alloc_clusters(s, k);
+    int64_t host = qcow2_alloc_data(s, off, k);
     if (host < 0)
         return (int)host;
     uint64_t bytes = k << s->cluster_bits;
@@ -899,8 +938,8 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     else if (s->crypt_method)
         r = qcow2_crypt_copy(s, off, (uint64_t)host, buf, bytes, &enc);
     if (r == 0 && !src) {
-        blk_fill(s->bs, (uint64_t)host, bytes);
-        r = blk_file_pwrite(s->fd, enc ? enc : buf, bytes, host);
+        blk_fill(data_bs(s), (uint64_t)host, bytes);
+        r = blk_file_pwrite(s->data_fd, enc ? enc : buf, bytes, host);
     }
     free(enc);
     pthread_mutex_lock(&s->lock);
@@ -1019,7 +1058,9 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
     int ct = qcow2_cluster_type(s, l2e);
     uint64_t host = ct == QCOW2_COMPRESSED ? 0 : l2e & L2E_OFFSET_MASK;
     bool whole = (in == 0 && n == cs);
-    bool owned = (l2e & QCOW_OFLAG_COPIED) && host && ct != QCOW2_COMPRESSED;
+    if ((r = check_data_host(s, off, l2e)) < 0)
+        return r;
+    bool owned = (l2e & QCOW_OFLAG_COPIED) && (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
     bool has_backing = s->bs->backing != NULL;
     uint64_t new_l2e = l2e, new_bitmap = bitmap;
     bool free_old = false;
@@ -1072,6 +1113,20 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
         return r;
     l2_set(s, table, idx, new_l2e, new_bitmap);
     qcow2_cbuf_invalidate(s);
+    if (qcow2_has_data_file(s)) {
+        /* No refcount to drop: the data file's bytes are discarded
+         * instead, as qemu-io does (a discard reaches the data file).
+         * A raw data file stays the guest's view: zeros where the guest
+         * reads zeros (guest and host offsets are one there). */
+        if (free_old && ct != QCOW2_COMPRESSED)
+            r = blk_file_zero(s->data_fd, host, cs);
+        else if ((s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW) && mode == DISCARD_NO)
+            r = blk_file_zero(s->data_fd, off, n);
+        if (r < 0)
+            blk_set_error("%s: cannot discard in the data file: %s", s->bs->filename,
+                          strerror(-r));
+        return r;
+    }
     if (!free_old)
         return 0;
     if (ct == QCOW2_COMPRESSED)
@@ -1198,18 +1253,18 @@ static bool looks_preallocated(Qcow2State *s)
 static int host_hole_status(Qcow2State *s, uint64_t host, uint64_t *pnum)
 {
     struct stat st;
-    if (fstat(s->fd, &st) < 0)
+    if (fstat(s->data_fd, &st) < 0)
         return 0;
     if (host >= (uint64_t)st.st_size)
         return BLK_STATUS_ZERO;
-    off_t d = lseek(s->fd, host, SEEK_DATA);
+    off_t d = lseek(s->data_fd, host, SEEK_DATA);
     if (d < 0 || (uint64_t)d > host) {
         uint64_t hole = d < 0 ? (uint64_t)st.st_size - host : (uint64_t)d - host;
         if (hole < *pnum)
             *pnum = hole;
         return BLK_STATUS_ZERO;
     }
-    off_t h = lseek(s->fd, host, SEEK_HOLE);
+    off_t h = lseek(s->data_fd, host, SEEK_HOLE);
     if (h > (off_t)host && (uint64_t)h - host < *pnum)
         *pnum = (uint64_t)h - host;
     return 0;
@@ -1270,7 +1325,8 @@ static int for_unallocated_runs(Qcow2State *s, uint64_t start, uint64_t end,
         while (idx + k < s->l2_size && off + (k << s->cluster_bits) < end) {
             uint64_t l2e, bm;
             l2_entry(s, table, idx + k, &l2e, &bm);
-            if ((l2e & L2E_OFFSET_MASK) || (l2e & QCOW_OFLAG_COMPRESSED))
+            if ((l2e & L2E_OFFSET_MASK) || (l2e & QCOW_OFLAG_COMPRESSED) ||
+                qcow2_cluster_type(s, l2e) == QCOW2_NORMAL) /* data file offset 0 */
                 break;
             k++;
         }
@@ -1295,7 +1351,9 @@ static int count_run(Qcow2State *s, uint64_t off, uint64_t idx, uint64_t k, void
 static int map_run(Qcow2State *s, uint64_t off, uint64_t idx, uint64_t k, void *opaque)
 {
     uint64_t *next = opaque, host;
-    if (*next) {
+    if (qcow2_has_data_file(s)) {
+        host = off;
+    } else if (*next) {
         host = *next;
         *next += k << s->cluster_bits;
     } else {
@@ -1315,10 +1373,54 @@ static int map_run(Qcow2State *s, uint64_t off, uint64_t idx, uint64_t k, void *
     return 0;
 }
 
+/* An external data file covers the guest's [0, end): extended (never
+ * cut) and, for falloc/full, with its blocks allocated or zeros written
+ * from start, as QEMU's truncate of the data file does. */
+static int size_data_file(Qcow2State *s, uint64_t start, uint64_t end, int mode)
+{
+    const char *fn = s->data_bs ? s->data_bs->filename : s->data_file_name;
+    int64_t cur = blk_file_size(s->data_fd);
+    if (cur < 0)
+        return (int)cur;
+    int r = 0;
+    if (mode == BLK_PREALLOC_FALLOC && end > start) {
+        int e = posix_fallocate(s->data_fd, start, end - start);
+        if (e) {
+            blk_set_error("%s: cannot preallocate: %s", fn, strerror(e));
+            return -e;
+        }
+    } else if (mode == BLK_PREALLOC_FULL) {
+        if ((r = zero_cluster_buf(s)) < 0)
+            return r;
+        for (uint64_t o = (uint64_t)cur > start ? (uint64_t)cur : start; o < end;) {
+            uint64_t n = end - o < s->cluster_size ? end - o : s->cluster_size;
+            if ((r = blk_file_pwrite(s->data_fd, s->zero_cluster, n, o)) < 0) {
+                blk_set_error("%s: cannot preallocate: %s", fn, strerror(-r));
+                return r;
+            }
+            o += n;
+        }
+    }
+    if ((uint64_t)cur < end && ftruncate(s->data_fd, end) < 0) {
+        r = -errno;
+        blk_set_error("%s: cannot resize the data file: %s", fn, strerror(errno));
+    }
+    return r;
+}
+
 int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
 {
     uint64_t cs = s->cluster_size, next = 0;
     int r = 0;
+    if (qcow2_has_data_file(s)) {
+        /* the metadata maps the data file 1:1; the data file gets what
+         * the mode asks for */
+        if (mode != BLK_PREALLOC_OFF &&
+            (r = for_unallocated_runs(s, start, end, map_run, &next)) < 0)
+            return r;
+        s->need_sync = s->deps_unsynced = true;
+        return size_data_file(s, start, end, mode);
+    }
     if (mode != BLK_PREALLOC_METADATA) {
         /* falloc/full: the L2 tables first, then the data in one
          * contiguous run, as QEMU lays it out */

@@ -133,6 +133,12 @@ int qcow2_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf,
                       bs->filename);
         return -ENOTSUP;
     }
+    /* a data file cluster is at its guest offset, whole: nothing to pack */
+    if (qcow2_has_data_file(s)) {
+        blk_set_error("%s: compressed writes to an image with a data file are not supported",
+                      bs->filename);
+        return -ENOTSUP;
+    }
     if (off & (cs - 1) || ((len & (cs - 1)) && off + len != bs->size)) {
         blk_set_error("%s: compressed writes must cover whole clusters (offset %" PRIu64
                       ", length %zu)", bs->filename, off, len);

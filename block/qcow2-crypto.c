@@ -182,7 +182,7 @@ int qcow2_crypt_read(Qcow2State *s, uint64_t guest, uint64_t host, uint8_t *buf,
     uint8_t *tmp = malloc(len);
     if (!tmp)
         return -ENOMEM;
-    int r = blk_file_pread(s->fd, tmp, len, host - head);
+    int r = blk_file_pread(s->data_fd, tmp, len, host - head);
     if (r < 0)
         blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
     else

@@ -502,6 +502,12 @@ int qcow2_snapshot_create(BlockDriverState *bs, const char *name)
 {
     Qcow2State *s = bs->opaque;
     struct sn_op op;
+    /* data file clusters have no refcount to share with a snapshot
+     * (QEMU's message) */
+    if (qcow2_has_data_file(s)) {
+        blk_set_error("-95 (Operation not supported)");
+        return -ENOTSUP;
+    }
     pthread_mutex_lock(&s->lock);
     int r = begin(s, &op);
     if (r == 0)
@@ -581,6 +587,12 @@ int qcow2_snapshot_apply(BlockDriverState *bs, const char *name_or_id)
 {
     Qcow2State *s = bs->opaque;
     struct sn_op op;
+    /* data file clusters have no refcount to share with a snapshot
+     * (QEMU's message) */
+    if (qcow2_has_data_file(s)) {
+        blk_set_error("Failed to load snapshot: Operation not supported");
+        return -ENOTSUP;
+    }
     pthread_mutex_lock(&s->lock);
     int r = begin(s, &op);
     if (r == 0)

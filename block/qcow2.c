@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const char *blk_img_tool = "calf-img";
@@ -44,6 +45,13 @@ int qcow2_sync(Qcow2State *s)
     s->need_sync = s->deps_unsynced = false;
     if (s->bs->flags & BLK_O_UNSAFE)
         return 0;
+    /* data before the metadata that points to it */
+    if (s->data_fd != s->fd && s->data_fd >= 0 && fdatasync(s->data_fd) < 0) {
+        int e = errno;
+        blk_set_error("%s: flush failed: %s",
+                      s->data_bs ? s->data_bs->filename : s->data_file_name, strerror(e));
+        return -e;
+    }
     if (fdatasync(s->fd) < 0) {
         int e = errno;
         blk_set_error("%s: flush failed: %s", s->bs->filename, strerror(e));
@@ -140,6 +148,12 @@ static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
         if (!pos)
             return 0;
     }
+    if (s->data_file_name) {
+        pos = put_ext(buf, pos, cap, QCOW2_EXT_DATA_FILE, s->data_file_name,
+                      strlen(s->data_file_name));
+        if (!pos)
+            return 0;
+    }
     for (int i = 0; i < s->nexts; i++) {
         pos = put_ext(buf, pos, cap, s->exts[i].type, s->exts[i].data, s->exts[i].len);
         if (!pos)
@@ -196,6 +210,16 @@ int qcow2_update_header(Qcow2State *s)
 
 /* ---- opening ---- */
 
+static char *dup_field(const uint8_t *p, size_t len)
+{
+    char *c = malloc(len + 1);
+    if (c) {
+        memcpy(c, p, len);
+        c[len] = 0;
+    }
+    return c;
+}
+
 static int read_extensions(Qcow2State *s, const uint8_t *hdr, uint64_t start, uint64_t end)
 {
     BlockDriverState *bs = s->bs;
@@ -232,6 +256,16 @@ static int read_extensions(Qcow2State *s, const uint8_t *hdr, uint64_t start, ui
                 }
             }
             break; /* rewritten from our own table */
+        case QCOW2_EXT_DATA_FILE:
+            /* info shows it in a 1 KiB field, as for a backing file name */
+            if (len > 1023)
+                return bad(s, -EINVAL, "data file name is too long (%u bytes)", len);
+            if (memchr(d, 0, len))
+                return bad(s, -EINVAL, "data file name contains a NUL byte");
+            free(s->data_file_name);
+            if (!(s->data_file_name = dup_field(d, len)))
+                return -ENOMEM;
+            break;
         default: {
             Qcow2Ext *n = realloc(s->exts, (s->nexts + 1) * sizeof(*n));
             if (!n)
@@ -290,16 +324,6 @@ static void free_snapshots(Qcow2State *s)
     }
     free(s->snapshots);
     s->snapshots = NULL;
-}
-
-static char *dup_field(const uint8_t *p, size_t len)
-{
-    char *c = malloc(len + 1);
-    if (c) {
-        memcpy(c, p, len);
-        c[len] = 0;
-    }
-    return c;
 }
 
 #define SNAPSHOT_MAX_EXTRA 1024
@@ -467,8 +491,8 @@ static int check_features(Qcow2State *s)
         }
         return bad(s, -ENOTSUP, "Unsupported qcow2 feature(s): %s", names);
     }
-    if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
-        return bad(s, -ENOTSUP, "external data files are not supported yet");
+    if (qcow2_has_data_file(s) && s->version < 3)
+        return bad(s, -EINVAL, "version 2 images cannot have an external data file");
     if (s->crypt_method > 2)
         return bad(s, -EINVAL, "invalid encryption method %u", s->crypt_method);
     bool has_ctype = s->incompat & QCOW2_INCOMPAT_COMPRESSION;
@@ -572,8 +596,111 @@ static int read_backing_name(Qcow2State *s, const uint8_t *hdr, uint64_t hdr_byt
     return 0;
 }
 
+/* Opens the external data file: the data-file option names it, else the
+ * name in the header.  A relative name is relative to the current
+ * directory, not to the image (unlike a backing file name): QEMU opens
+ * it so.  It is a raw image, opened (and locked) as the image is. */
+static int open_data_file_opts(Qcow2State *s, const char *opt, BlockOptions *sub);
+
+static int open_data_file(Qcow2State *s, BlockOptions *opts)
+{
+    /* The node as --image-opts gives it: data-file.X options become X
+     * of the data file's own open (data-file.filename, or
+     * data-file.driver=raw with data-file.file.filename).  A plain
+     * data-file=NAME names a node in QEMU, and calf has none. */
+    const char *node = blkopts_get(opts, "data-file");
+    if (node) {
+        blk_set_error("Cannot find device='%s' nor node-name='%s'", node, node);
+        return -EINVAL;
+    }
+    BlockOptions sub = {0};
+    for (int i = 0; opts && i < opts->n; i++) {
+        if (!strncmp(opts->opt[i].key, "data-file.", 10)) {
+            opts->opt[i].used = true;
+            if (blkopts_set(&sub, opts->opt[i].key + 10, opts->opt[i].value) < 0) {
+                blkopts_free(&sub);
+                return -ENOMEM;
+            }
+        }
+    }
+    int r = open_data_file_opts(s, NULL, &sub);
+    blkopts_free(&sub);
+    return r;
+}
+
+static int open_data_file_opts(Qcow2State *s, const char *opt, BlockOptions *sub)
+{
+    BlockDriverState *bs = s->bs;
+    const char *drv = blkopts_get(sub, "driver");
+    if (!opt)
+        opt = blkopts_get(sub, "filename");
+    if (drv && !strcmp(drv, "file"))
+        drv = NULL; /* a host file: opened as raw */
+    else if (drv && !strcmp(drv, "raw") && !opt) {
+        const char *fdrv = blkopts_get(sub, "file.driver");
+        if (!fdrv || !strcmp(fdrv, "file"))
+            opt = blkopts_get(sub, "file.filename");
+        drv = NULL;
+    }
+    if (drv) {
+        blk_set_error("Unknown driver '%s' for the data file", drv);
+        return -EINVAL;
+    }
+    bool raw = s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+    if (!qcow2_has_data_file(s)) {
+        if (opt) {
+            blk_set_error("'data-file' can only be set for images with an external data file");
+            return -EINVAL;
+        }
+        if (raw) {
+            blk_set_error("data-file-raw requires a data file");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (!opt && !s->data_file_name && (bs->flags & BLK_O_NO_IO)) {
+        s->data_fd = -1; /* info: as below */
+        return 0;
+    }
+    if (!opt && !s->data_file_name) {
+        blk_set_error("'data-file' is required for this image");
+        return -EINVAL;
+    }
+    const char *path = opt ? opt : s->data_file_name;
+    int flags = bs->flags & (BLK_O_RDWR | BLK_O_SHARE | BLK_O_NOCACHE | BLK_O_UNSAFE | BLK_O_FILL);
+    if (bs->read_only)
+        flags &= ~BLK_O_RDWR;
+    s->data_bs = blk_open(path, "raw", flags, sub->n ? sub : NULL);
+    if (!s->data_bs && (bs->flags & BLK_O_NO_IO)) {
+        /* info reads no data: it shows the image without its data file,
+         * as qemu-img does; any data I/O fails (EBADF) */
+        s->data_fd = -1;
+        return 0;
+    }
+    if (!s->data_bs)
+        return -EINVAL; /* blk_open said why */
+    /* the name comes from the image: never a FIFO or a device that
+     * would block a read forever */
+    struct stat st;
+    if (fstat(s->data_bs->fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
+        blk_set_error("Could not open '%s': data file is not a regular file or block device",
+                      path);
+        blk_close(s->data_bs);
+        s->data_bs = NULL;
+        return -EINVAL;
+    }
+    s->data_fd = s->data_bs->fd;
+    bs->data_file = s->data_bs;
+    return 0;
+}
+
 static void qcow2_free_state(Qcow2State *s)
 {
+    if (s->data_bs) {
+        s->bs->data_file = NULL;
+        blk_close(s->data_bs);
+    }
+    free(s->data_file_name);
     qcow2_cache_destroy(&s->l2_cache);
     qcow2_cache_destroy(&s->rb_cache);
     free(s->l1);
@@ -605,7 +732,7 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
     pthread_cond_init(&s->io_cond, NULL);
     s->crypt_rmw = (BlkRangeLock)BLK_RANGE_LOCK_INIT;
     s->bs = bs;
-    s->fd = bs->fd;
+    s->fd = s->data_fd = bs->fd;
     bs->opaque = s;
     int64_t fsize = blk_file_size(bs->fd);
     uint8_t *hdr = NULL;
@@ -640,7 +767,8 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
         (r = check_features(s)) < 0 || (r = read_backing_name(s, hdr, s->cluster_size)) < 0)
         goto fail;
     derive(s);
-    if ((r = qcow2_crypto_open(s, opts)) < 0 || (r = open_tables(s, opts)) < 0)
+    if ((r = open_data_file(s, opts)) < 0 || (r = qcow2_crypto_open(s, opts)) < 0 ||
+        (r = open_tables(s, opts)) < 0)
         goto fail;
     if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !bs->read_only && !(bs->flags & BLK_O_CHECK)) {
         r = bad(s, -EACCES, "image is corrupt; cannot be opened read/write (repair it with "
@@ -651,9 +779,11 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
         if ((r = qcow2_rebuild_if_dirty(s)) < 0)
             goto fail;
         s->lazy = s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS;
-        /* Autoclear bits name features whose data we do not maintain. */
-        if (s->autoclear) {
-            s->autoclear = 0;
+        /* Autoclear bits name features whose data we do not maintain;
+         * a raw data file we keep raw (every write lands at its guest
+         * offset), so that bit stays. */
+        if (s->autoclear & ~QCOW2_AUTOCLEAR_DATA_FILE_RAW) {
+            s->autoclear &= QCOW2_AUTOCLEAR_DATA_FILE_RAW;
             if ((r = qcow2_update_header(s)) < 0 || (r = qcow2_sync(s)) < 0)
                 goto fail;
         }
@@ -726,6 +856,10 @@ static int qcow2_get_info(BlockDriverState *bs, BlockInfo *info)
     info->refcount_bits = s->refcount_bits;
     info->corrupt = (s->incompat & QCOW2_INCOMPAT_CORRUPT) != 0;
     info->extended_l2 = s->extl2;
+    if (s->data_file_name)
+        snprintf(info->data_file, sizeof(info->data_file), "%s", s->data_file_name);
+    info->has_data_file = qcow2_has_data_file(s);
+    info->data_file_raw = s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
     info->nb_snapshots = s->nb_snapshots;
     if (s->nb_snapshots) {
         info->snapshots = calloc(s->nb_snapshots, sizeof(*info->snapshots));
@@ -771,8 +905,19 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
             blk_set_error("Preallocation can't be used for shrinking an image");
             return -ENOTSUP;
         }
-        return qcow2_shrink(bs, size);
+        int r = qcow2_shrink(bs, size);
+        /* as QEMU: the data file follows the image's size */
+        if (r == 0 && qcow2_has_data_file(s) && ftruncate(s->data_fd, size) < 0) {
+            r = -errno;
+            blk_set_error("%s: cannot resize the data file: %s", s->data_bs->filename,
+                          strerror(errno));
+        }
+        return r;
     }
+    /* A raw data file stays the guest's view: the new area is mapped
+     * 1:1 too, as at creation. */
+    if ((s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW) && prealloc == BLK_PREALLOC_OFF)
+        prealloc = BLK_PREALLOC_METADATA;
     bool zero_new = prealloc == BLK_PREALLOC_OFF && bs->backing && bs->backing->size > bs->size;
     if (zero_new && s->version < 3) {
         /* no zero flag: QEMU refuses rather than write the zeros out */
@@ -791,7 +936,7 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
         if (r < 0)
             bs->size = old;
     }
-    if (r == 0 && prealloc != BLK_PREALLOC_OFF)
+    if (r == 0 && (prealloc != BLK_PREALLOC_OFF || qcow2_has_data_file(s)))
         r = qcow2_preallocate(s, old, size, prealloc);
     pthread_mutex_unlock(&s->lock);
     /* As QEMU does: the new area reads as zeros, not as whatever a longer
@@ -813,6 +958,8 @@ struct create_opts {
     uint8_t ctype;
     int prealloc;
     const char *backing, *backing_fmt;
+    const char *data_file;
+    bool data_raw;
     struct qcow2_crypto_create crypt;
 };
 
@@ -907,13 +1054,31 @@ static int parse_create_opts(BlockOptions *o, struct create_opts *c)
         blk_set_error("Preallocation is not supported with encryption");
         return -ENOTSUP;
     }
-    if (blkopts_get(o, "data_file")) {
-        blk_set_error("External data files are not supported yet");
-        return -ENOTSUP;
-    }
     blkopts_get(o, "nocow");
-    bool dfr;
-    blkopts_get_bool(o, "data_file_raw", false, &dfr);
+    c->data_file = blkopts_get(o, "data_file");
+    if ((r = blkopts_get_bool(o, "data_file_raw", false, &c->data_raw)) < 0)
+        return r;
+    if (c->data_raw && !c->data_file) {
+        blk_set_error("data-file-raw requires data-file");
+        return -EINVAL;
+    }
+    if (c->data_raw && c->backing) {
+        blk_set_error("Backing file and data-file-raw cannot be used at the same time");
+        return -EINVAL;
+    }
+    /* The raw file must read as the guest sees it whatever looks at the
+     * metadata: every cluster is mapped to its place in it. */
+    if (c->data_raw && c->prealloc == BLK_PREALLOC_OFF)
+        c->prealloc = BLK_PREALLOC_METADATA;
+    if (c->data_file && c->version < 3) {
+        blk_set_error("External data files are only supported with compatibility level 1.1 "
+                      "and above (use version=v3 or greater)");
+        return -EINVAL;
+    }
+    if (c->data_file && strlen(c->data_file) > 1023) {
+        blk_set_error("Data file name too long");
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -959,11 +1124,34 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
         /* qcow2 sizes are whole sectors, as in QEMU */
         size = qcow2_align_up(size, BLK_SECTOR_SIZE);
     }
+    /* the data file first, and emptied, as QEMU creates it */
+    int dfd = -1;
+    if (c.data_file) {
+        dfd = open(c.data_file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (dfd < 0) {
+            int e = errno;
+            blk_set_error("Could not create '%s': %s", c.data_file, strerror(e));
+            return -e;
+        }
+    }
     int fd = open(filename, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         int e = errno;
         blk_set_error("Could not create '%s': %s", filename, strerror(e));
+        if (dfd >= 0)
+            close(dfd);
         return -e;
+    }
+    struct stat ist, dst;
+    if (dfd >= 0 && fstat(fd, &ist) == 0 && fstat(dfd, &dst) == 0 && ist.st_dev == dst.st_dev &&
+        ist.st_ino == dst.st_ino) {
+        /* the image as its own data file: QEMU's lock conflict */
+        blk_set_error("Failed to get shared \"resize\" lock\nIs another process using the "
+                      "image [%s]?", c.data_file);
+        close(fd);
+        close(dfd);
+        unlink(filename);
+        return -EBUSY;
     }
     /* Header, refcount table, one refcount block; then the L1 table is
      * allocated through the normal allocator, which puts it at cluster 3
@@ -972,6 +1160,8 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
     Qcow2State *s = calloc(1, sizeof(*s));
     if (!s) {
         close(fd);
+        if (dfd >= 0)
+            close(dfd);
         return -ENOMEM;
     }
     pthread_mutex_init(&s->lock, NULL);
@@ -981,6 +1171,7 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
     s->crypt_rmw = (BlkRangeLock)BLK_RANGE_LOCK_INIT;
     s->bs = &bs;
     s->fd = fd;
+    s->data_fd = dfd >= 0 ? dfd : fd;
     bs.opaque = s;
     bs.size = size;
     s->version = c.version;
@@ -995,6 +1186,13 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
         s->incompat |= QCOW2_INCOMPAT_EXTL2;
     if (c.lazy)
         s->compat |= QCOW2_COMPAT_LAZY_REFCOUNTS;
+    if (c.data_file) {
+        s->incompat |= QCOW2_INCOMPAT_DATA_FILE;
+        if (c.data_raw)
+            s->autoclear |= QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+        /* stored as given: relative to the image when opened */
+        s->data_file_name = strdup(c.data_file);
+    }
     if (c.backing)
         snprintf(bs.backing_file, sizeof(bs.backing_file), "%s", c.backing);
     if (c.backing_fmt)
@@ -1007,8 +1205,8 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
     s->rt = calloc(s->rt_size, 8);
     uint8_t *blk = calloc(1, cs);
     r = -ENOMEM;
-    if (!s->rt || !blk || qcow2_cache_init(&s->l2_cache, 2, cs) < 0 ||
-        qcow2_cache_init(&s->rb_cache, 4, cs) < 0)
+    if (!s->rt || !blk || (c.data_file && !s->data_file_name) ||
+        qcow2_cache_init(&s->l2_cache, 2, cs) < 0 || qcow2_cache_init(&s->rb_cache, 4, cs) < 0)
         goto out;
     s->rt[0] = 2 * cs;
     qcow2_put64(blk, 2 * cs);
@@ -1043,7 +1241,7 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
         goto out;
     if ((r = qcow2_crypto_create(s, &c.crypt)) < 0)
         goto out;
-    if (c.prealloc != BLK_PREALLOC_OFF &&
+    if ((c.prealloc != BLK_PREALLOC_OFF || c.data_file) &&
         (r = qcow2_preallocate(s, 0, size, c.prealloc)) < 0)
         goto out;
     if ((r = qcow2_flush_metadata(s)) < 0)
@@ -1056,6 +1254,8 @@ out:
     free(blk);
     qcow2_free_state(s);
     close(fd);
+    if (dfd >= 0)
+        close(dfd);
     if (r < 0)
         unlink(filename);
     return r;

@@ -26,6 +26,7 @@
 #define QCOW2_INCOMPAT_EXTL2       (UINT64_C(1) << 4)
 #define QCOW2_INCOMPAT_KNOWN       0x1fULL
 #define QCOW2_COMPAT_LAZY_REFCOUNTS (UINT64_C(1) << 0)
+#define QCOW2_AUTOCLEAR_DATA_FILE_RAW (UINT64_C(1) << 1)
 
 /* header extension types */
 #define QCOW2_EXT_END          0x00000000u
@@ -107,6 +108,13 @@ typedef struct Qcow2State {
     pthread_mutex_t lock;
     BlockDriverState *bs;
     int fd;
+    /* Guest data: an external data file (incompatible feature bit 2),
+     * where each data cluster lies at its guest offset and has no
+     * refcount, or the image file itself (data_fd == fd, data_bs NULL).
+     * data_bs is opened as a raw image, locked like the image. */
+    int data_fd;
+    BlockDriverState *data_bs;
+    char *data_file_name;     /* as stored in the header extension, or NULL */
 
     /* header */
     uint32_t version;
@@ -246,6 +254,12 @@ static inline void qcow2_put16(void *p, uint16_t v)
     uint8_t *b = p;
     b[0] = (uint8_t)(v >> 8);
     b[1] = (uint8_t)v;
+}
+
+/* Guest clusters live in an external data file. */
+static inline bool qcow2_has_data_file(const Qcow2State *s)
+{
+    return (s->incompat & QCOW2_INCOMPAT_DATA_FILE) != 0;
 }
 
 static inline uint64_t qcow2_offset_in_cluster(const Qcow2State *s, uint64_t off)

@@ -467,10 +467,11 @@ JsonNode *tool_format_specific(const BlockInfo *bi)
     JsonNode *data = json_new_object();
     bool v3 = bi->qcow2_version >= 3;
     json_add(data, "compat", json_str(v3 ? "1.1" : "0.10"));
-    if (v3 && bi->data_file[0]) {
+    /* the name only where the header has one, as QEMU */
+    if (v3 && bi->data_file[0])
         json_add(data, "data-file", json_str(bi->data_file));
+    if (v3 && bi->has_data_file)
         json_add(data, "data-file-raw", json_bool(bi->data_file_raw));
-    }
     if (v3) {
         json_add(data, "extended-l2", json_bool(bi->extended_l2));
         json_add(data, "lazy-refcounts", json_bool(bi->lazy_refcounts));
