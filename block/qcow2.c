@@ -59,9 +59,14 @@ int qcow2_mark_corrupt(Qcow2State *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (!s->bs->read_only && !(s->bs->flags & BLK_O_CHECK) && !s->corrupt_marked) {
-        /* Stop writing: later writes could make the damage worse. */
-        s->corrupt_marked = true;
+    bool check = s->bs->flags & BLK_O_CHECK;
+    if (!s->bs->read_only && !check && !s->corrupt_marked) {
+        /* Stop writing: later writes could make the damage worse.  QEMU
+         * says so on stderr whatever the caller reports (an errno, often),
+         * and so does calf, in its words, once per open image. */
+        fprintf(stderr, "qcow2: Marking image as corrupt: %s; further corruption events will "
+                "be suppressed\n", msg);
+        s->corrupt_marked = s->corrupt_signaled = true;
         s->incompat |= QCOW2_INCOMPAT_CORRUPT;
         qcow2_update_header(s);
         qcow2_sync(s);
@@ -69,6 +74,10 @@ int qcow2_mark_corrupt(Qcow2State *s, const char *fmt, ...)
         blk_set_error("%s: image is corrupt and is now marked so (repair it with "
                       "'%s check -r all'): %s", s->bs->filename, blk_img_tool, msg);
     } else {
+        if (!check && !s->corrupt_signaled)
+            fprintf(stderr, "qcow2: Image is corrupt: %s; further non-fatal corruption events "
+                    "will be suppressed\n", msg);
+        s->corrupt_signaled = true;
         blk_set_error("%s: image is corrupt: %s", s->bs->filename, msg);
     }
     return -EIO;

@@ -200,6 +200,7 @@ typedef struct Qcow2State {
 
     /* errors found while running (corrupt image) */
     bool corrupt_marked;
+    bool corrupt_signaled;    /* said so on stderr once, as QEMU does */
 
     /* encryption (qcow2-crypto.c): NULL cipher = no key given */
     BlkCipher *crypto;
