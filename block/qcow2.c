@@ -825,6 +825,9 @@ struct create_opts {
     struct qcow2_crypto_create crypt;
 };
 
+/* The create options, checked as QEMU does: first the values its QAPI
+ * visitor parses (enums by their QAPI names), then qcow2_co_create()'s
+ * checks in its order, with its words (QEMU's "version" is compat). */
 static int parse_create_opts(BlockOptions *o, struct create_opts *c)
 {
     int r;
@@ -833,19 +836,71 @@ static int parse_create_opts(BlockOptions *o, struct create_opts *c)
     if (v && (!strcmp(v, "0.10") || !strcmp(v, "v2")))
         c->version = 2;
     else if (v && strcmp(v, "1.1") && strcmp(v, "v3")) {
-        blk_set_error("Invalid parameter '%s' for compat", v);
+        blk_set_error("Parameter 'version' does not accept value '%s'", v);
         return -EINVAL;
     }
+    c->backing = blkopts_get(o, "backing_file");
+    c->backing_fmt = blkopts_get(o, "backing_fmt");
+    if ((r = qcow2_crypto_parse_create(o, &c->crypt)) < 0)
+        return r;
     uint64_t cs, rb;
     if ((r = blkopts_get_size(o, "cluster_size", 65536, &cs)) < 0)
         return r;
+    v = blkopts_get(o, "preallocation");
+    c->prealloc = blk_prealloc_parse(v);
+    if (c->prealloc < 0) {
+        blk_set_error("Parameter 'preallocation' does not accept value '%s'", v);
+        return -EINVAL;
+    }
+    if ((r = blkopts_get_bool(o, "lazy_refcounts", false, &c->lazy)) < 0 ||
+        (r = blkopts_get_bool(o, "extended_l2", false, &c->extl2)) < 0)
+        return r;
+    /* a number as QemuOpts reads one: "-1" is 2^64 - 1 */
+    v = blkopts_get(o, "refcount_bits");
+    rb = 16;
+    if (v) {
+        char *end;
+        errno = 0;
+        rb = strtoull(v, &end, 0);
+        if (errno || end == v || *end) {
+            blk_set_error("Parameter 'refcount_bits' expects a number");
+            return -EINVAL;
+        }
+    }
+    v = blkopts_get(o, "compression_type");
+    c->ctype = 0;
+    if (v && !strcmp(v, "zstd"))
+        c->ctype = 1;
+    else if (v && strcmp(v, "zlib")) {
+        blk_set_error("Parameter 'compression-type' does not accept value '%s'", v);
+        return -EINVAL;
+    }
+
+    if (c->extl2 && c->version == 2) {
+        blk_set_error("Extended L2 entries are only supported with compatibility level 1.1 "
+                      "and above (use version=v3 or greater)");
+        return -EINVAL;
+    }
     if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1))) {
         blk_set_error("Cluster size must be a power of two between 512 and 2048k");
         return -EINVAL;
     }
     c->cluster_bits = __builtin_ctzll(cs);
-    if ((r = blkopts_get_uint(o, "refcount_bits", 16, &rb)) < 0)
-        return r;
+    if (c->extl2 && cs < 16384) {
+        blk_set_error("Extended L2 entries are only supported with cluster sizes of at least "
+                      "16384 bytes");
+        return -EINVAL;
+    }
+    if (c->backing && c->prealloc != BLK_PREALLOC_OFF && !c->extl2) {
+        blk_set_error("Backing file and preallocation can only be used at the same time if "
+                      "extended_l2 is on");
+        return -EINVAL;
+    }
+    if (c->lazy && c->version == 2) {
+        blk_set_error("Lazy refcounts only supported with compatibility level 1.1 and above "
+                      "(use version=v3 or greater)");
+        return -EINVAL;
+    }
     if (rb == 0 || rb > 64 || (rb & (rb - 1))) {
         blk_set_error("Refcount width must be a power of two and may not exceed 64 bits");
         return -EINVAL;
@@ -853,48 +908,18 @@ static int parse_create_opts(BlockOptions *o, struct create_opts *c)
     c->refcount_order = __builtin_ctzll(rb);
     if (c->version == 2 && rb != 16) {
         blk_set_error("Different refcount widths than 16 bits require compatibility level "
-                      "1.1 or above (use compat=1.1 or greater)");
+                      "1.1 or above (use version=v3 or greater)");
         return -EINVAL;
     }
-    if ((r = blkopts_get_bool(o, "lazy_refcounts", false, &c->lazy)) < 0 ||
-        (r = blkopts_get_bool(o, "extended_l2", false, &c->extl2)) < 0)
-        return r;
-    if (c->lazy && c->version == 2) {
-        blk_set_error("Lazy refcounts only supported with compatibility level 1.1 and above "
-                      "(use compat=1.1 or greater)");
-        return -EINVAL;
-    }
-    if (c->extl2 && c->version == 2) {
-        blk_set_error("Extended L2 entries are only supported with compatibility level 1.1 "
-                      "and above (use compat=1.1 or greater)");
-        return -EINVAL;
-    }
-    if (c->extl2 && cs < 16384) {
-        blk_set_error("Extended L2 entries are only supported with cluster sizes of at least "
-                      "16384 bytes");
-        return -EINVAL;
-    }
-    v = blkopts_get(o, "compression_type");
-    c->ctype = 0;
-    if (v && !strcmp(v, "zstd"))
-        c->ctype = 1;
-    else if (v && strcmp(v, "zlib")) {
-        blk_set_error("Invalid parameter '%s' for compression_type", v);
-        return -EINVAL;
+    if (blkopts_get(o, "data_file")) {
+        blk_set_error("External data files are not supported yet");
+        return -ENOTSUP;
     }
     if (c->ctype && c->version == 2) {
-        blk_set_error("Compression type 'zstd' requires compatibility level 1.1 or above "
-                      "(use compat=1.1 or greater)");
+        blk_set_error("Non-zlib compression type is only supported with compatibility level "
+                      "1.1 and above (use version=v3 or greater)");
         return -EINVAL;
     }
-    v = blkopts_get(o, "preallocation");
-    c->prealloc = blk_prealloc_parse(v);
-    if (c->prealloc < 0) {
-        blk_set_error("Invalid parameter '%s' for preallocation", v);
-        return -EINVAL;
-    }
-    c->backing = blkopts_get(o, "backing_file");
-    c->backing_fmt = blkopts_get(o, "backing_fmt");
     if (c->backing && strlen(c->backing) > 1023) {
         blk_set_error("Backing file name too long");
         return -EINVAL;
@@ -903,21 +928,9 @@ static int parse_create_opts(BlockOptions *o, struct create_opts *c)
         blk_set_error("Unknown backing file format '%s'", c->backing_fmt);
         return -EINVAL;
     }
-    if (c->backing && c->prealloc != BLK_PREALLOC_OFF) {
-        blk_set_error("Backing file and preallocation can only be used at the same time if "
-                      "extended_l2 is on");
-        if (!c->extl2)
-            return -EINVAL;
-    }
-    if ((r = qcow2_crypto_parse_create(o, &c->crypt)) < 0)
-        return r;
     if (c->crypt.method && c->prealloc != BLK_PREALLOC_OFF) {
         /* preallocated clusters hold plain zeros, which do not decrypt to zeros */
         blk_set_error("Preallocation is not supported with encryption");
-        return -ENOTSUP;
-    }
-    if (blkopts_get(o, "data_file")) {
-        blk_set_error("External data files are not supported yet");
         return -ENOTSUP;
     }
     blkopts_get(o, "nocow");
