@@ -139,8 +139,8 @@ static int l2_load(Qcow2State *s, uint64_t off, uint8_t **table)
     if (!l2_off)
         return 0;
     if (l2_off & (s->cluster_size - 1))
-        return qcow2_mark_corrupt(s, "L2 table offset 0x%" PRIx64 " in L1 entry %" PRIu64
-                                  " is not aligned to a cluster", l2_off, l1i);
+        return qcow2_mark_corrupt(s, "L2 table offset %#" PRIx64 " unaligned (L1 index: %#"
+                                  PRIx64 ")", l2_off, l1i);
     int err = 0;
     *table = qcow2_cache_get(s, &s->l2_cache, l2_off, &err);
     return *table ? 0 : err;
@@ -776,7 +776,9 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
     bool owned = (l2e & QCOW_OFLAG_COPIED) && (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
     bool dfile = qcow2_has_data_file(s);
     if (host && (host & (cs - 1)))
-        return qcow2_mark_corrupt(s, "cluster offset 0x%" PRIx64 " is not aligned", host);
+        return qcow2_mark_corrupt(s, "%s cluster offset %#" PRIx64 " unaligned (guest offset: %#"
+                                  PRIx64 ")", ct == QCOW2_NORMAL ? "Data" : "Preallocated zero",
+                                  host, cluster_off);
     if ((r = check_data_host(s, off, l2e)) < 0)
         return r;
     /* a cluster we own is inside the file and is not fixed metadata (a

@@ -84,8 +84,8 @@ static int rb_lookup(Qcow2State *s, uint64_t cluster, uint8_t **block, uint64_t 
         return 0;
     uint64_t off = s->rt[rti] & REFT_OFFSET_MASK;
     if (off & (s->cluster_size - 1))
-        return qcow2_mark_corrupt(s, "refcount block offset 0x%" PRIx64 " is not aligned to a "
-                                  "cluster", off);
+        return qcow2_mark_corrupt(s, "Refblock offset %#" PRIx64 " unaligned (reftable index: "
+                                  "%#" PRIx64 ")", off, rti);
     int err = 0;
     uint8_t *b = qcow2_cache_get(s, &s->rb_cache, off, &err);
     if (!b)
@@ -396,7 +396,14 @@ int64_t qcow2_alloc_clusters(Qcow2State *s, uint64_t n)
         for (uint64_t i = (uint64_t)start >> s->rb_bits;
              i <= ((uint64_t)start + n - 1) >> s->rb_bits; i++) {
             if (rt_missing(s, i)) {
+                /* QEMU puts the new block after the clusters being
+                 * allocated (they are taken first); the same layout keeps
+                 * images alike, and they stay free for the next search */
+                uint64_t hint = s->free_hint;
+                s->free_hint = (uint64_t)start + n;
                 int r = create_refblock(s, i);
+                if (s->free_hint > hint)
+                    s->free_hint = hint;
                 if (r < 0)
                     return r;
                 created = true;

@@ -441,6 +441,7 @@ static int snapshot_create_locked(Qcow2State *s, const char *name, struct sn_op 
             snprintf(msg, sizeof(msg), "%s", blk_error());
             blk_set_error("%s: refcount overflow: a cluster cannot get another reference "
                           "with refcount_bits=%u (%s)", bs->filename, s->refcount_bits, msg);
+            r = -EINVAL; /* QEMU's status for it */
         }
         goto fail_l1;
     }

@@ -28,15 +28,25 @@ static int qcow2_probe(const uint8_t *buf, size_t len)
     return v >= 2 ? 100 : 50;
 }
 
+/* An error while opening: the message alone, as QEMU words it; the tools
+ * put "Could not open 'FILE': " (or their own prefix) in front. */
 static int bad(Qcow2State *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int bad(Qcow2State *s, int err, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
+    (void)s;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    blk_set_error("%s: %s", s->bs->filename, msg);
+    blk_set_error("%s", msg);
+    return err;
+}
+
+/* A runtime error: names the file, since the caller may not */
+static int bad_io(Qcow2State *s, int err, const char *what)
+{
+    blk_set_error("%s: %s: %s", s->bs->filename, what, strerror(-err));
     return err;
 }
 
@@ -67,9 +77,14 @@ int qcow2_mark_corrupt(Qcow2State *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (!s->bs->read_only && !(s->bs->flags & BLK_O_CHECK) && !s->corrupt_marked) {
-        /* Stop writing: later writes could make the damage worse. */
-        s->corrupt_marked = true;
+    bool check = s->bs->flags & BLK_O_CHECK;
+    if (!s->bs->read_only && !check && !s->corrupt_marked) {
+        /* Stop writing: later writes could make the damage worse.  QEMU
+         * says so on stderr whatever the caller reports (an errno, often),
+         * and so does calf, in its words, once per open image. */
+        fprintf(stderr, "qcow2: Marking image as corrupt: %s; further corruption events will "
+                "be suppressed\n", msg);
+        s->corrupt_marked = s->corrupt_signaled = true;
         s->incompat |= QCOW2_INCOMPAT_CORRUPT;
         qcow2_update_header(s);
         qcow2_sync(s);
@@ -77,6 +92,10 @@ int qcow2_mark_corrupt(Qcow2State *s, const char *fmt, ...)
         blk_set_error("%s: image is corrupt and is now marked so (repair it with "
                       "'%s check -r all'): %s", s->bs->filename, blk_img_tool, msg);
     } else {
+        if (!check && !s->corrupt_signaled)
+            fprintf(stderr, "qcow2: Image is corrupt: %s; further non-fatal corruption events "
+                    "will be suppressed\n", msg);
+        s->corrupt_signaled = true;
         blk_set_error("%s: image is corrupt: %s", s->bs->filename, msg);
     }
     return -EIO;
@@ -196,12 +215,13 @@ int qcow2_update_header(Qcow2State *s)
     size_t len = header_serialize(s, buf, s->cluster_size);
     int r;
     if (!len) {
-        r = bad(s, -ENOSPC, "the header extensions and backing file name do not fit in "
-                "the first cluster");
+        blk_set_error("%s: the header extensions and backing file name do not fit in "
+                      "the first cluster", s->bs->filename);
+        r = -ENOSPC;
     } else {
         r = blk_file_pwrite(s->fd, buf, len, 0);
         if (r < 0)
-            bad(s, r, "cannot write the header: %s", strerror(-r));
+            bad_io(s, r, "cannot write the header");
         s->need_sync = true;
     }
     free(buf);
@@ -220,43 +240,46 @@ static char *dup_field(const uint8_t *p, size_t len)
     return c;
 }
 
-static int read_extensions(Qcow2State *s, const uint8_t *hdr, uint64_t start, uint64_t end)
+/* Walks the header extensions in hdr[start, end) as QEMU does: an
+ * extension whose header or data passes end is an error.  With only_ft,
+ * nothing is kept and *ft gets the feature name table (for the message
+ * about unknown features). */
+static int read_extensions(Qcow2State *s, const uint8_t *hdr, uint64_t start, uint64_t end,
+                           bool only_ft, const uint8_t **ft, uint32_t *ft_len)
 {
     BlockDriverState *bs = s->bs;
     uint64_t pos = start;
-    uint32_t seen_types[64];
-    int nseen = 0;
-    while (pos + 8 <= end) {
+    while (pos < end) {
+        if (end - pos < 8)
+            return bad(s, -EINVAL, "Header extension too large");
         uint32_t type = qcow2_be32(hdr + pos), len = qcow2_be32(hdr + pos + 4);
         pos += 8;
+        if (len > end - pos)
+            return bad(s, -EINVAL, "Header extension too large");
         if (type == QCOW2_EXT_END)
             return 0;
-        if (len > end - pos)
-            return bad(s, -EINVAL, "header extension 0x%08x is longer (%u bytes) than the "
-                       "space left in the header cluster", type, len);
-        for (int i = 0; i < nseen; i++)
-            if (seen_types[i] == type)
-                return bad(s, -EINVAL, "header extension 0x%08x appears twice", type);
-        if (nseen < 64)
-            seen_types[nseen++] = type;
         const uint8_t *d = hdr + pos;
-        switch (type) {
-        case QCOW2_EXT_BACKING_FMT:
+        if (type == QCOW2_EXT_FEATURE_TBL) {
+            /* rewritten from our own table: only read for messages */
+            if (ft) {
+                *ft = d;
+                *ft_len = len;
+            }
+        } else if (only_ft) {
+            /* nothing else is needed to refuse the image */
+        } else if (type == QCOW2_EXT_CRYPTO && s->crypt_method != 2) {
+            return bad(s, -EINVAL, "CRYPTO header extension only expected with LUKS encryption "
+                       "method");
+        } else if (type == QCOW2_EXT_CRYPTO && len != 16) {
+            return bad(s, -EINVAL, "CRYPTO header extension size %u, but expected size 16", len);
+        } else if (type == QCOW2_EXT_BACKING_FMT) {
+            /* a later one replaces an earlier one, as in QEMU */
             if (len >= sizeof(bs->backing_format))
-                return bad(s, -EINVAL, "backing format name is too long (%u bytes)", len);
+                return bad(s, -EINVAL, "ERROR: ext_backing_format: len=%u too large (>=%zu)",
+                           len, sizeof(bs->backing_format));
             memcpy(bs->backing_format, d, len);
             bs->backing_format[len] = 0;
-            break;
-        case QCOW2_EXT_FEATURE_TBL:
-            for (uint32_t i = 0; i + 48 <= len; i += 48) {
-                uint8_t t = d[i], bit = d[i + 1];
-                if (t < 3 && bit < 64) {
-                    memcpy(s->feature_names[t][bit], d + i + 2, 46);
-                    s->feature_names[t][bit][46] = 0;
-                }
-            }
-            break; /* rewritten from our own table */
-        case QCOW2_EXT_DATA_FILE:
+        } else if (type == QCOW2_EXT_DATA_FILE) {
             /* info shows it in a 1 KiB field, as for a backing file name */
             if (len > 1023)
                 return bad(s, -EINVAL, "data file name is too long (%u bytes)", len);
@@ -265,8 +288,7 @@ static int read_extensions(Qcow2State *s, const uint8_t *hdr, uint64_t start, ui
             free(s->data_file_name);
             if (!(s->data_file_name = dup_field(d, len)))
                 return -ENOMEM;
-            break;
-        default: {
+        } else {
             Qcow2Ext *n = realloc(s->exts, (s->nexts + 1) * sizeof(*n));
             if (!n)
                 return -ENOMEM;
@@ -278,8 +300,6 @@ static int read_extensions(Qcow2State *s, const uint8_t *hdr, uint64_t start, ui
                 return -ENOMEM;
             memcpy(n[s->nexts].data, d, len);
             s->nexts++;
-            break;
-        }
         }
         pos += qcow2_align_up(len, 8);
     }
@@ -326,15 +346,29 @@ static void free_snapshots(Qcow2State *s)
     s->snapshots = NULL;
 }
 
+/* QEMU's qcow2_validate_table(): a size limit and an offset that is
+ * cluster aligned and leaves the table below 2^63 */
+static int validate_table(Qcow2State *s, const char *name, uint64_t offset, uint64_t entries,
+                          uint64_t entry_len, uint64_t max_bytes)
+{
+    if (entries > max_bytes / entry_len)
+        return bad(s, -EFBIG, "%s too large", name);
+    if ((uint64_t)INT64_MAX - entries * entry_len < offset || (offset & (s->cluster_size - 1)))
+        return bad(s, -EINVAL, "%s offset invalid", name);
+    return 0;
+}
+
 #define SNAPSHOT_MAX_EXTRA 1024
 
 static int read_snapshots(Qcow2State *s)
 {
     if (!s->nb_snapshots)
         return 0;
-    if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
-        return bad(s, -EINVAL, "too many snapshots (%u)", s->nb_snapshots);
-    int r = check_table(s, "snapshot table", s->snapshots_offset, 40);
+    /* check_tables() skips this in check mode.  Unlike QEMU, which reads
+     * zeros there, calf refuses a table that runs past the end of the file:
+     * a later write could grow the file over it. */
+    int r = validate_table(s, "Snapshot table", s->snapshots_offset, s->nb_snapshots, 40,
+                           40 * QCOW2_MAX_SNAPSHOTS);
     if (r < 0)
         return r;
     s->snapshots = calloc(s->nb_snapshots, sizeof(*s->snapshots));
@@ -346,8 +380,8 @@ static int read_snapshots(Qcow2State *s)
     }
     uint64_t pos = s->snapshots_offset;
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        if (pos - s->snapshots_offset + 40 > QCOW2_MAX_SNAPSHOT_TABLE || pos + 40 > s->file_end) {
-            r = bad(s, -EINVAL, "snapshot table is too large or beyond the end of the file");
+        if (pos + 40 > s->file_end) {
+            r = bad(s, -EINVAL, "snapshot table is beyond the end of the file");
             break;
         }
         uint8_t h[40];
@@ -364,11 +398,14 @@ static int read_snapshots(Qcow2State *s)
         sn->extra_size = qcow2_be32(h + 36);
         sn->icount = UINT64_MAX;
         if (sn->extra_size > SNAPSHOT_MAX_EXTRA) {
-            r = bad(s, -EINVAL, "snapshot %u has too much extra data (%u bytes)", i,
-                    sn->extra_size);
+            r = bad(s, -EFBIG, "Too much extra metadata in snapshot table entry %u", i);
             break;
         }
         uint64_t vlen = (uint64_t)sn->extra_size + id_len + name_len;
+        if (pos + 40 + vlen - s->snapshots_offset > QCOW2_MAX_SNAPSHOT_TABLE) {
+            r = bad(s, -EFBIG, "Snapshot table is too big");
+            break;
+        }
         if (pos + 40 + vlen > s->file_end) {
             r = bad(s, -EINVAL, "snapshot %u is beyond the end of the file", i);
             break;
@@ -391,8 +428,14 @@ static int read_snapshots(Qcow2State *s)
             sn->disk_size = s->bs->size;
         if (sn->extra_size >= 24)
             sn->icount = qcow2_be64(buf + 16);
+        /* QEMU finds a bad L1 table when a snapshot is used; calf refuses
+         * the image, with the words QEMU uses then */
         if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
-            r = bad(s, -EINVAL, "snapshot %u has an L1 table that is too large", i);
+            r = bad(s, -EFBIG, "Snapshot L1 table too large");
+            break;
+        }
+        if (sn->l1_offset & (s->cluster_size - 1)) {
+            r = bad(s, -EINVAL, "Snapshot L1 table offset invalid");
             break;
         }
         if ((r = check_table(s, "snapshot L1 table", sn->l1_offset, (uint64_t)sn->l1_size * 8)) < 0)
@@ -403,38 +446,17 @@ static int read_snapshots(Qcow2State *s)
     return r;
 }
 
-static void cache_sizes(Qcow2State *s, uint64_t l2_bytes, uint64_t rb_bytes, uint64_t total,
-                        int *l2_n, int *rb_n)
-{
-    uint64_t cs = s->cluster_size;
-    /* enough L2 tables to cover the disk, at most 32 MiB by default */
-    uint64_t need = (uint64_t)s->l1_size * cs;
-    uint64_t l2 = l2_bytes;
-    uint64_t rb = rb_bytes ? rb_bytes : 4 * cs;
-    if (!l2) {
-        l2 = need < (32u << 20) ? need : (32u << 20);
-        if (total)
-            l2 = total > rb ? total - rb : total / 2;
-    } else if (total && !rb_bytes) {
-        rb = total > l2 ? total - l2 : cs;
-    }
-    uint64_t ln = l2 / cs, rn = rb / cs;
-    *l2_n = (int)(ln < 2 ? 2 : ln > 65536 ? 65536 : ln);
-    *rb_n = (int)(rn < 2 ? 2 : rn > 65536 ? 65536 : rn);
-}
-
 static int parse_header(Qcow2State *s, const uint8_t *h, uint64_t hdr_bytes)
 {
     BlockDriverState *bs = s->bs;
     if (qcow2_be32(h) != QCOW2_MAGIC)
-        return bad(s, -EINVAL, "not a qcow2 image (bad magic)");
+        return bad(s, -EINVAL, "Image is not in qcow2 format");
     s->version = qcow2_be32(h + 4);
     if (s->version < 2 || s->version > 3)
-        return bad(s, -ENOTSUP, "unsupported qcow2 version %u", s->version);
+        return bad(s, -ENOTSUP, "Unsupported qcow2 version %u", s->version);
     s->cluster_bits = qcow2_be32(h + 20);
     if (s->cluster_bits < QCOW2_MIN_CLUSTER_BITS || s->cluster_bits > QCOW2_MAX_CLUSTER_BITS)
-        return bad(s, -EINVAL, "cluster size 2^%u is out of range (512 B to 2 MiB)",
-                   s->cluster_bits);
+        return bad(s, -EINVAL, "Unsupported cluster size: 2^%u", s->cluster_bits);
     s->cluster_size = 1ULL << s->cluster_bits;
     bs->size = qcow2_be64(h + 24);
     s->crypt_method = qcow2_be32(h + 32);
@@ -452,11 +474,16 @@ static int parse_header(Qcow2State *s, const uint8_t *h, uint64_t hdr_bytes)
         s->autoclear = qcow2_be64(h + 88);
         s->refcount_order = qcow2_be32(h + 96);
         s->header_length = qcow2_be32(h + 100);
-        if (s->header_length < 104 || s->header_length % 8)
-            return bad(s, -EINVAL, "invalid header length %u", s->header_length);
-        if (s->header_length > s->cluster_size)
-            return bad(s, -EINVAL, "header length %u is larger than the cluster",
-                       s->header_length);
+        if (s->header_length < 104)
+            return bad(s, -EINVAL, "qcow2 header too short");
+    }
+    if (s->header_length > s->cluster_size)
+        return bad(s, -EINVAL, "qcow2 header exceeds cluster size");
+    /* QEMU takes any length; extensions at an odd offset are calf's limit */
+    if (s->header_length % 8)
+        return bad(s, -EINVAL, "qcow2 header length %u is not a multiple of 8",
+                   s->header_length);
+    if (s->version >= 3) {
         if (s->header_length > 104)
             s->compression_type = h[104];
         if (s->header_length > HEADER_V3_LEN && s->header_length <= hdr_bytes) {
@@ -464,48 +491,72 @@ static int parse_header(Qcow2State *s, const uint8_t *h, uint64_t hdr_bytes)
             s->header_tail_len = s->header_length - HEADER_V3_LEN;
             free(s->header_tail);
             if (!(s->header_tail = malloc(s->header_tail_len)))
-                return bad(s, -ENOMEM, "out of memory for the header");
+                return bad(s, -ENOMEM, "Could not read unknown qcow2 header fields");
             memcpy(s->header_tail, h + HEADER_V3_LEN, s->header_tail_len);
         }
     }
-    if (s->refcount_order > 6)
-        return bad(s, -EINVAL, "refcount width 2^%u bits is too large", s->refcount_order);
+    if (qcow2_be64(h + 8) > s->cluster_size)
+        return bad(s, -EINVAL, "Invalid backing file offset");
     return 0;
 }
 
-static int check_features(Qcow2State *s)
+/* "Unsupported qcow2 feature(s): ..." as QEMU builds it: the names the
+ * image's feature table gives, in the table's order, then the bits left. */
+static int unsupported_features(Qcow2State *s, const uint8_t *ft, uint32_t ft_len,
+                                uint64_t mask)
 {
+    char names[1024] = "";
+    size_t l = 0;
+    /* an entry is 48 bytes (type, bit, 46 of name); one cut short reads
+     * as zeros past the end, and an empty name ends the table */
+    for (uint32_t i = 0; ft && i < ft_len; i += 48) {
+        uint8_t e[48] = {0};
+        memcpy(e, ft + i, ft_len - i < 48 ? ft_len - i : 48);
+        if (!e[2])
+            break;
+        if (e[0] != 0 || e[1] >= 64 || !(mask & (UINT64_C(1) << e[1])))
+            continue;
+        mask &= ~(UINT64_C(1) << e[1]);
+        l += snprintf(names + l, sizeof(names) - l, "%s%.46s", l ? ", " : "", (char *)e + 2);
+        if (l >= sizeof(names))
+            l = sizeof(names) - 1;
+    }
+    if (mask)
+        snprintf(names + l, sizeof(names) - l, "%sUnknown incompatible feature: %" PRIx64,
+                 l ? ", " : "", mask);
+    return bad(s, -ENOTSUP, "Unsupported qcow2 feature(s): %s", names);
+}
+
+/* Feature bits and what depends on them, before any table is read */
+static int check_features(Qcow2State *s, const uint8_t *hdr, uint64_t ext_end)
+{
+    if (s->compression_type > 1)
+        return bad(s, -ENOTSUP, "qcow2: unknown compression type: %u", s->compression_type);
+    bool has_ctype = s->incompat & QCOW2_INCOMPAT_COMPRESSION;
+    if (has_ctype && s->compression_type == 0)
+        return bad(s, -EINVAL, "qcow2: Compression type incompatible feature bit must not "
+                   "be set");
+    if (!has_ctype && s->compression_type != 0)
+        return bad(s, -EINVAL, "qcow2: Compression type incompatible feature bit must be set");
     uint64_t unknown = s->incompat & ~QCOW2_INCOMPAT_KNOWN;
     if (unknown) {
-        char names[512] = "";
-        for (int b = 0; b < 64; b++) {
-            if (!(unknown & ((uint64_t)1 << b)))
-                continue;
-            size_t l = strlen(names);
-            if (s->feature_names[0][b][0])
-                snprintf(names + l, sizeof(names) - l, "%s%s", l ? ", " : "",
-                         s->feature_names[0][b]);
-            else
-                snprintf(names + l, sizeof(names) - l, "%sUnknown incompatible feature: %" PRIx64,
-                         l ? ", " : "", (uint64_t)1 << b);
-        }
-        return bad(s, -ENOTSUP, "Unsupported qcow2 feature(s): %s", names);
+        /* errors in the extensions do not matter here: the image is
+         * refused anyway, with the names found before them */
+        const uint8_t *ft = NULL;
+        uint32_t ft_len = 0;
+        read_extensions(s, hdr, s->header_length, ext_end, true, &ft, &ft_len);
+        return unsupported_features(s, ft, ft_len, unknown);
     }
     if (qcow2_has_data_file(s) && s->version < 3)
         return bad(s, -EINVAL, "version 2 images cannot have an external data file");
-    if (s->crypt_method > 2)
-        return bad(s, -EINVAL, "invalid encryption method %u", s->crypt_method);
-    bool has_ctype = s->incompat & QCOW2_INCOMPAT_COMPRESSION;
-    if (s->compression_type > 1)
-        return bad(s, -ENOTSUP, "unknown compression type %u", s->compression_type);
-    if (has_ctype != (s->compression_type != 0))
-        return bad(s, -EINVAL, "compression type %u does not match the compression type "
-                   "feature bit", s->compression_type);
+    if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !s->bs->read_only &&
+        !(s->bs->flags & BLK_O_CHECK))
+        return bad(s, -EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
     s->extl2 = s->incompat & QCOW2_INCOMPAT_EXTL2;
     if (s->extl2 && s->cluster_bits < 14)
-        return bad(s, -EINVAL, "extended L2 entries need clusters of at least 16 KiB");
-    if (s->version < 3 && s->refcount_order != 4)
-        return bad(s, -EINVAL, "version 2 images have 16-bit refcounts");
+        return bad(s, -EINVAL, "Unsupported subcluster size: %" PRIu64, s->cluster_size / 32);
+    if (s->refcount_order > 6)
+        return bad(s, -EINVAL, "Reference count entry width too large; may not exceed 64 bits");
     return 0;
 }
 
@@ -525,54 +576,100 @@ static void derive(Qcow2State *s)
 
 static int qcow2_rebuild_if_dirty(Qcow2State *s);
 
-static int open_tables(Qcow2State *s, BlockOptions *opts)
+/* The table offsets and sizes of the header, in QEMU's order and words;
+ * then calf's own limit, the end of the file (QEMU would read zeros). */
+static int check_tables(Qcow2State *s)
 {
     BlockDriverState *bs = s->bs;
-    uint64_t per_l1 = s->cluster_size * s->l2_size; /* bytes one L1 entry maps */
-    uint64_t need = (bs->size + per_l1 - 1) / per_l1;
-    /* QEMU's limits: the size fits an int64_t and its L1 table fits
-     * QCOW2_MAX_L1_BYTES (with 2 MiB clusters that is 2 EiB); host
-     * offsets have their own limit, 2^56, checked where they are read */
-    if (bs->size > INT64_MAX || need > QCOW2_MAX_L1_BYTES / 8)
-        return bad(s, -EFBIG, "virtual size %" PRIu64 " is too large", bs->size);
-    if (s->l1_size > QCOW2_MAX_L1_BYTES / 8)
-        return bad(s, -EFBIG, "active L1 table is too large (%u entries)", s->l1_size);
-    if (s->l1_size < need)
-        return bad(s, -EINVAL, "L1 table is too small (%u entries for %" PRIu64 " needed)",
-                   s->l1_size, need);
-    int r = check_table(s, "L1 table", s->l1_offset, (uint64_t)s->l1_size * 8);
-    if (r < 0)
-        return r;
+    int r;
     if (s->rt_clusters == 0)
-        return bad(s, -EINVAL, "refcount table is empty");
-    if ((uint64_t)s->rt_clusters << s->cluster_bits > QCOW2_MAX_REFTABLE_BYTES)
-        return bad(s, -EFBIG, "refcount table is too large (%u clusters)", s->rt_clusters);
-    if ((r = check_table(s, "refcount table", s->rt_offset,
-                         (uint64_t)s->rt_clusters << s->cluster_bits)) < 0)
+        return bad(s, -EINVAL, "Image does not contain a reference count table");
+    if ((r = validate_table(s, "Reference count table", s->rt_offset, s->rt_clusters,
+                            s->cluster_size, QCOW2_MAX_REFTABLE_BYTES)) < 0)
         return r;
+    if (!(bs->flags & BLK_O_CHECK) &&
+        (r = validate_table(s, "Snapshot table", s->snapshots_offset, s->nb_snapshots, 40,
+                            40 * QCOW2_MAX_SNAPSHOTS)) < 0)
+        return r;
+    if ((r = validate_table(s, "Active L1 table", s->l1_offset, s->l1_size, 8,
+                            QCOW2_MAX_L1_BYTES)) < 0)
+        return r;
+    uint64_t per_l1 = s->cluster_size * s->l2_size; /* bytes one L1 entry maps */
+    uint64_t need = bs->size / per_l1 + (bs->size % per_l1 != 0);
+    if (need > INT32_MAX || bs->size > INT64_MAX)
+        return bad(s, -EFBIG, "Image is too big");
+    if (s->l1_size < need)
+        return bad(s, -EINVAL, "L1 table is too small");
+    if ((r = check_table(s, "L1 table", s->l1_offset, (uint64_t)s->l1_size * 8)) < 0)
+        return r;
+    return check_table(s, "refcount table", s->rt_offset,
+                       (uint64_t)s->rt_clusters << s->cluster_bits);
+}
+
+/* The cache options, validated as QEMU does; calf's caches hold whole
+ * clusters, so an L2 cache entry size only has to be valid. */
+static int cache_options(Qcow2State *s, BlockOptions *opts, int *l2_n, int *rb_n)
+{
+    uint64_t cs = s->cluster_size;
+    uint64_t l2_max = qcow2_align_up((s->bs->size + cs - 1) / cs * s->l2_entry_bytes, cs);
+    bool all_set = blkopts_get(opts, "cache-size"), l2_set = blkopts_get(opts, "l2-cache-size");
+    bool rb_set = blkopts_get(opts, "refcount-cache-size");
+    uint64_t all, l2, rb, entry, interval;
+    int r;
+    if ((r = blkopts_get_size(opts, "cache-size", 0, &all)) < 0 ||
+        (r = blkopts_get_size(opts, "l2-cache-size", 32u << 20, &l2)) < 0 ||
+        (r = blkopts_get_size(opts, "refcount-cache-size", 0, &rb)) < 0 ||
+        (r = blkopts_get_size(opts, "l2-cache-entry-size", cs, &entry)) < 0 ||
+        (r = blkopts_get_uint(opts, "cache-clean-interval", 600, &interval)) < 0)
+        return r;
+    uint64_t l2_size = l2 < l2_max ? l2 : l2_max;
+    if (all_set) {
+        if (l2_set && rb_set)
+            return bad(s, -EINVAL, "cache-size, l2-cache-size and refcount-cache-size may not "
+                       "be set at the same time");
+        if (l2_set && l2 > all)
+            return bad(s, -EINVAL, "l2-cache-size may not exceed cache-size");
+        if (rb > all)
+            return bad(s, -EINVAL, "refcount-cache-size may not exceed cache-size");
+        if (l2_set) {
+            rb = all - l2_size;
+        } else if (rb_set) {
+            l2_size = all - rb;
+        } else if (all >= l2_max + 4 * cs) {
+            l2_size = l2_max;
+            rb = all - l2_size;
+        } else {
+            rb = all < 4 * cs ? all : 4 * cs;
+            l2_size = all - rb;
+        }
+    }
+    if (entry < 512 || entry > cs || (entry & (entry - 1)))
+        return bad(s, -EINVAL, "L2 cache entry size must be a power of two between 512 and "
+                   "the cluster size (%" PRIu64 ")", cs);
+    if (interval > UINT32_MAX)
+        return bad(s, -EINVAL, "Cache clean interval too big");
+    /* whole clusters, at least two of each, at most 64 Ki */
+    uint64_t ln = l2_size / cs, rn = rb / cs;
+    *l2_n = (int)(ln < 2 ? 2 : ln > 65536 ? 65536 : ln);
+    *rb_n = (int)(rn < 4 ? 4 : rn > 65536 ? 65536 : rn);
+    return 0;
+}
+
+/* Everything a valid image's tables need, past the header cluster */
+static int open_tables(Qcow2State *s, BlockOptions *opts)
+{
+    int r, l2n = 2, rbn = 4;
     s->rt_size = ((uint64_t)s->rt_clusters << s->cluster_bits) / 8;
-    if ((r = read_table(s, "L1 table", s->l1_offset, s->l1_size, &s->l1)) < 0)
+    if ((r = read_table(s, "L1 table", s->l1_offset, s->l1_size, &s->l1)) < 0 ||
+        (r = cache_options(s, opts, &l2n, &rbn)) < 0)
         return r;
-    if ((r = read_table(s, "refcount table", s->rt_offset, s->rt_size, &s->rt)) < 0)
-        return r;
-    if ((r = read_snapshots(s)) < 0)
-        return r;
-    uint64_t l2b = 0, rbb = 0, tot = 0;
-    if ((r = blkopts_get_size(opts, "l2-cache-size", 0, &l2b)) < 0 ||
-        (r = blkopts_get_size(opts, "refcount-cache-size", 0, &rbb)) < 0 ||
-        (r = blkopts_get_size(opts, "cache-size", 0, &tot)) < 0)
-        return r;
-    if (l2b && rbb && tot)
-        return bad(s, -EINVAL, "l2-cache-size, refcount-cache-size and cache-size may not "
-                   "all be set");
-    uint64_t dummy;
-    blkopts_get_size(opts, "l2-cache-entry-size", 0, &dummy);
-    blkopts_get_uint(opts, "cache-clean-interval", 0, &dummy);
-    int l2n, rbn;
-    cache_sizes(s, l2b, rbb, tot, &l2n, &rbn);
+    if (s->crypt_method > 2)
+        return bad(s, -EINVAL, "Unsupported encryption method %u", s->crypt_method);
     if (qcow2_cache_init(&s->l2_cache, l2n, s->cluster_size) < 0 ||
         qcow2_cache_init(&s->rb_cache, rbn, s->cluster_size) < 0)
-        return bad(s, -ENOMEM, "out of memory for the metadata caches");
+        return bad(s, -ENOMEM, "Could not allocate metadata caches");
+    if ((r = read_table(s, "refcount table", s->rt_offset, s->rt_size, &s->rt)) < 0)
+        return r;
     return qcow2_refcount_init(s);
 }
 
@@ -584,11 +681,9 @@ static int read_backing_name(Qcow2State *s, const uint8_t *hdr, uint64_t hdr_byt
     s->backing_offset = off;
     if (!off)
         return 0;
-    if (len > 1023)
-        return bad(s, -EINVAL, "backing file name is too long (%u bytes)", len);
-    if (off > hdr_bytes || len > hdr_bytes - off)
-        return bad(s, -EINVAL, "backing file name (offset %" PRIu64 ") is outside the first "
-                   "cluster", off);
+    /* off <= the cluster size: parse_header checked it */
+    if (len > 1023 || len > hdr_bytes - off || len >= sizeof(bs->backing_file))
+        return bad(s, -EINVAL, "Backing file name too long");
     memcpy(bs->backing_file, hdr + off, len);
     bs->backing_file[len] = 0;
     if (strlen(bs->backing_file) != len)
@@ -738,43 +833,37 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
     uint8_t *hdr = NULL;
     int r;
     if (fsize < 0) {
-        r = bad(s, (int)fsize, "cannot get the file size");
+        r = bad(s, (int)fsize, "Could not read qcow2 header: %s", strerror((int)-fsize));
         goto fail;
     }
     s->file_end = fsize;
+    /* as in QEMU, a file shorter than the header reads as zeros past its end */
     uint8_t first[HEADER_V3_LEN];
-    if (fsize < HEADER_V2_LEN) {
-        r = bad(s, -EINVAL, "file is too small to be a qcow2 image");
-        goto fail;
-    }
     if ((r = blk_file_pread(bs->fd, first, sizeof(first), 0)) < 0) {
-        bad(s, r, "cannot read the header: %s", strerror(-r));
+        bad(s, r, "Could not read qcow2 header: %s", strerror(-r));
         goto fail;
     }
     if ((r = parse_header(s, first, sizeof(first))) < 0)
         goto fail;
     hdr = malloc(s->cluster_size);
     if (!hdr || (r = blk_file_pread(bs->fd, hdr, s->cluster_size, 0)) < 0) {
-        r = bad(s, hdr ? r : -ENOMEM, "cannot read the header cluster");
+        r = hdr ? r : -ENOMEM;
+        bad(s, r, "Could not read qcow2 header: %s", strerror(-r));
         goto fail;
     }
     if ((r = parse_header(s, hdr, s->cluster_size)) < 0)
         goto fail;
-    uint64_t ext_end = s->backing_offset = qcow2_be64(hdr + 8);
-    if (!ext_end || ext_end > s->cluster_size)
+    uint64_t ext_end = qcow2_be64(hdr + 8);
+    if (!ext_end)
         ext_end = s->cluster_size;
-    if ((r = read_extensions(s, hdr, s->header_length, ext_end)) < 0 ||
-        (r = check_features(s)) < 0 || (r = read_backing_name(s, hdr, s->cluster_size)) < 0)
+    if ((r = check_features(s, hdr, ext_end)) < 0)
         goto fail;
     derive(s);
-    if ((r = open_data_file(s, opts)) < 0 || (r = qcow2_crypto_open(s, opts)) < 0 ||
-        (r = open_tables(s, opts)) < 0)
+    if ((r = check_tables(s)) < 0 || (r = open_tables(s, opts)) < 0 ||
+        (r = read_extensions(s, hdr, s->header_length, ext_end, false, NULL, NULL)) < 0 ||
+        (r = open_data_file(s, opts)) < 0 || (r = qcow2_crypto_open(s, opts)) < 0 ||
+        (r = read_backing_name(s, hdr, s->cluster_size)) < 0 || (r = read_snapshots(s)) < 0)
         goto fail;
-    if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !bs->read_only && !(bs->flags & BLK_O_CHECK)) {
-        r = bad(s, -EACCES, "image is corrupt; cannot be opened read/write (repair it with "
-                "'%s check -r all')", blk_img_tool);
-        goto fail;
-    }
     if (!bs->read_only) {
         if ((r = qcow2_rebuild_if_dirty(s)) < 0)
             goto fail;
@@ -963,6 +1052,9 @@ struct create_opts {
     struct qcow2_crypto_create crypt;
 };
 
+/* The create options, checked as QEMU does: first the values its QAPI
+ * visitor parses (enums by their QAPI names), then qcow2_co_create()'s
+ * checks in its order, with its words (QEMU's "version" is compat). */
 static int parse_create_opts(BlockOptions *o, struct create_opts *c)
 {
     int r;
@@ -971,19 +1063,71 @@ static int parse_create_opts(BlockOptions *o, struct create_opts *c)
     if (v && (!strcmp(v, "0.10") || !strcmp(v, "v2")))
         c->version = 2;
     else if (v && strcmp(v, "1.1") && strcmp(v, "v3")) {
-        blk_set_error("Invalid parameter '%s' for compat", v);
+        blk_set_error("Parameter 'version' does not accept value '%s'", v);
         return -EINVAL;
     }
+    c->backing = blkopts_get(o, "backing_file");
+    c->backing_fmt = blkopts_get(o, "backing_fmt");
+    if ((r = qcow2_crypto_parse_create(o, &c->crypt)) < 0)
+        return r;
     uint64_t cs, rb;
     if ((r = blkopts_get_size(o, "cluster_size", 65536, &cs)) < 0)
         return r;
+    v = blkopts_get(o, "preallocation");
+    c->prealloc = blk_prealloc_parse(v);
+    if (c->prealloc < 0) {
+        blk_set_error("Parameter 'preallocation' does not accept value '%s'", v);
+        return -EINVAL;
+    }
+    if ((r = blkopts_get_bool(o, "lazy_refcounts", false, &c->lazy)) < 0 ||
+        (r = blkopts_get_bool(o, "extended_l2", false, &c->extl2)) < 0)
+        return r;
+    /* a number as QemuOpts reads one: "-1" is 2^64 - 1 */
+    v = blkopts_get(o, "refcount_bits");
+    rb = 16;
+    if (v) {
+        char *end;
+        errno = 0;
+        rb = strtoull(v, &end, 0);
+        if (errno || end == v || *end) {
+            blk_set_error("Parameter 'refcount_bits' expects a number");
+            return -EINVAL;
+        }
+    }
+    v = blkopts_get(o, "compression_type");
+    c->ctype = 0;
+    if (v && !strcmp(v, "zstd"))
+        c->ctype = 1;
+    else if (v && strcmp(v, "zlib")) {
+        blk_set_error("Parameter 'compression-type' does not accept value '%s'", v);
+        return -EINVAL;
+    }
+
+    if (c->extl2 && c->version == 2) {
+        blk_set_error("Extended L2 entries are only supported with compatibility level 1.1 "
+                      "and above (use version=v3 or greater)");
+        return -EINVAL;
+    }
     if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1))) {
         blk_set_error("Cluster size must be a power of two between 512 and 2048k");
         return -EINVAL;
     }
     c->cluster_bits = __builtin_ctzll(cs);
-    if ((r = blkopts_get_uint(o, "refcount_bits", 16, &rb)) < 0)
-        return r;
+    if (c->extl2 && cs < 16384) {
+        blk_set_error("Extended L2 entries are only supported with cluster sizes of at least "
+                      "16384 bytes");
+        return -EINVAL;
+    }
+    if (c->backing && c->prealloc != BLK_PREALLOC_OFF && !c->extl2) {
+        blk_set_error("Backing file and preallocation can only be used at the same time if "
+                      "extended_l2 is on");
+        return -EINVAL;
+    }
+    if (c->lazy && c->version == 2) {
+        blk_set_error("Lazy refcounts only supported with compatibility level 1.1 and above "
+                      "(use version=v3 or greater)");
+        return -EINVAL;
+    }
     if (rb == 0 || rb > 64 || (rb & (rb - 1))) {
         blk_set_error("Refcount width must be a power of two and may not exceed 64 bits");
         return -EINVAL;
@@ -991,48 +1135,18 @@ static int parse_create_opts(BlockOptions *o, struct create_opts *c)
     c->refcount_order = __builtin_ctzll(rb);
     if (c->version == 2 && rb != 16) {
         blk_set_error("Different refcount widths than 16 bits require compatibility level "
-                      "1.1 or above (use compat=1.1 or greater)");
+                      "1.1 or above (use version=v3 or greater)");
         return -EINVAL;
     }
-    if ((r = blkopts_get_bool(o, "lazy_refcounts", false, &c->lazy)) < 0 ||
-        (r = blkopts_get_bool(o, "extended_l2", false, &c->extl2)) < 0)
-        return r;
-    if (c->lazy && c->version == 2) {
-        blk_set_error("Lazy refcounts only supported with compatibility level 1.1 and above "
-                      "(use compat=1.1 or greater)");
-        return -EINVAL;
-    }
-    if (c->extl2 && c->version == 2) {
-        blk_set_error("Extended L2 entries are only supported with compatibility level 1.1 "
-                      "and above (use compat=1.1 or greater)");
-        return -EINVAL;
-    }
-    if (c->extl2 && cs < 16384) {
-        blk_set_error("Extended L2 entries are only supported with cluster sizes of at least "
-                      "16384 bytes");
-        return -EINVAL;
-    }
-    v = blkopts_get(o, "compression_type");
-    c->ctype = 0;
-    if (v && !strcmp(v, "zstd"))
-        c->ctype = 1;
-    else if (v && strcmp(v, "zlib")) {
-        blk_set_error("Invalid parameter '%s' for compression_type", v);
-        return -EINVAL;
+    if (blkopts_get(o, "data_file")) {
+        blk_set_error("External data files are not supported yet");
+        return -ENOTSUP;
     }
     if (c->ctype && c->version == 2) {
-        blk_set_error("Compression type 'zstd' requires compatibility level 1.1 or above "
-                      "(use compat=1.1 or greater)");
+        blk_set_error("Non-zlib compression type is only supported with compatibility level "
+                      "1.1 and above (use version=v3 or greater)");
         return -EINVAL;
     }
-    v = blkopts_get(o, "preallocation");
-    c->prealloc = blk_prealloc_parse(v);
-    if (c->prealloc < 0) {
-        blk_set_error("Invalid parameter '%s' for preallocation", v);
-        return -EINVAL;
-    }
-    c->backing = blkopts_get(o, "backing_file");
-    c->backing_fmt = blkopts_get(o, "backing_fmt");
     if (c->backing && strlen(c->backing) > 1023) {
         blk_set_error("Backing file name too long");
         return -EINVAL;
@@ -1041,14 +1155,6 @@ static int parse_create_opts(BlockOptions *o, struct create_opts *c)
         blk_set_error("Unknown backing file format '%s'", c->backing_fmt);
         return -EINVAL;
     }
-    if (c->backing && c->prealloc != BLK_PREALLOC_OFF) {
-        blk_set_error("Backing file and preallocation can only be used at the same time if "
-                      "extended_l2 is on");
-        if (!c->extl2)
-            return -EINVAL;
-    }
-    if ((r = qcow2_crypto_parse_create(o, &c->crypt)) < 0)
-        return r;
     if (c->crypt.method && c->prealloc != BLK_PREALLOC_OFF) {
         /* preallocated clusters hold plain zeros, which do not decrypt to zeros */
         blk_set_error("Preallocation is not supported with encryption");

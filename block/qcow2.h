@@ -159,7 +159,6 @@ typedef struct Qcow2State {
     /* extensions we do not interpret, kept on header rewrite */
     Qcow2Ext *exts;
     int nexts;
-    char feature_names[3][64][47]; /* [type][bit] from the feature table */
 
     /* snapshots */
     uint32_t nb_snapshots;
@@ -208,6 +207,7 @@ typedef struct Qcow2State {
 
     /* errors found while running (corrupt image) */
     bool corrupt_marked;
+    bool corrupt_signaled;    /* said so on stderr once, as QEMU does */
 
     /* encryption (qcow2-crypto.c): NULL cipher = no key given */
     BlkCipher *crypto;

@@ -90,8 +90,8 @@ case_ "region offset not aligned" "LUKS header offset" 120 00 00 00 00 00 04 00 
 case_ "region beyond the end of the file" "LUKS header region" 128 00 00 7f ff ff ff ff ff
 case_ "region larger than 16 MiB" "LUKS header region" 128 00 00 00 00 01 00 00 01
 case_ "region smaller than a header" "LUKS header region" 128 00 00 00 00 00 00 00 10
-case_ "extension length 8" "has length 8, not 16" 116 00 00 00 08
+case_ "extension length 8" "CRYPTO header extension size 8, but expected size 16" 116 00 00 00 08
 case_ "no crypto extension" "missing the crypto header extension" 112 12 34 56 78
-case_ "crypt_method 3" "invalid encryption method 3" 32 00 00 00 03
+case_ "crypt_method 3" "Unsupported encryption method 3" 32 00 00 00 03
 
 done_testing

@@ -72,6 +72,9 @@ run() {
 # A failure must be a plain error: exit 1..123, one line, naming the file.
 expect_fail() { # desc what match
     local desc=$1 what=$2 match=$3 lines
+    # the line QEMU, and so calf, prints when it finds corruption comes on
+    # top of the error
+    err=$(printf '%s\n' "$err" | grep -Ev '^qcow2: (Marking image as corrupt|Image is corrupt): ')
     lines=$(printf '%s\n' "$err" | grep -c .)
     if [ $rc -eq 124 ]; then fail "$desc: $what hangs"
     elif [ $rc -ge 128 ]; then fail "$desc: $what crashes (exit $rc): $err"
@@ -257,7 +260,8 @@ new v3; read -r fo fl < <(get ext 0x6803f857)
 poke set $((fo - 8)) 4 0xe2792aca; poke set $((fo - 4)) 4 8; poke str "$fo" "qcow2xxx"
 poke set $((fo + 8)) 4 0xe2792aca; poke set $((fo + 12)) 4 3; poke str $((fo + 16)) "raw"
 poke set $((fo + 24)) 8 0
-check "extension twice" "$F" header
+# QEMU takes the last of two backing formats (iotest 114)
+check "extension twice" "$F" any
 
 # backing file name
 hdr "backing name too long" bk field backing_file_size 1024

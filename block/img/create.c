@@ -203,8 +203,10 @@ static int check_opt_value(const CreateArgs *a, const CreateOpt *o, const char *
         }
         break;
     case OPT_NUM:
+        /* as QemuOpts reads numbers: "-1" wraps to 2^64 - 1 */
+        errno = 0;
         x = strtoull(v, &end, 0);
-        if (end == v || *end || v[0] == '-') {
+        if (end == v || *end || errno) {
             create_error(a, "Parameter '%s' expects a number", o->name);
             return -EINVAL;
         }
@@ -256,7 +258,7 @@ static void print_formatting(const CreateArgs *a, const CreateOpt *list)
         if (o->type == OPT_SIZE && tool_strtosz(v, &x) == 0)
             printf(" %s=%" PRIu64, o->name, x);
         else if (o->type == OPT_NUM)
-            printf(" %s=%llu", o->name, strtoull(v, NULL, 0));
+            printf(" %s=%" PRId64, o->name, (int64_t)strtoull(v, NULL, 0)); /* as QEMU */
         else
             printf(" %s=%s", o->name, v);
     }

@@ -130,8 +130,9 @@ int img_snapshot(int argc, char **argv)
         list_snapshots(bs);
         break;
     case SN_CREATE:
+        /* QEMU says no more than the errno here */
         if ((r = blk_snapshot_create(bs, name)) < 0)
-            img_error("Could not create snapshot '%s': %s", name, blk_error());
+            img_error("Could not create snapshot '%s': %d (%s)", name, r, strerror(-r));
         break;
     case SN_APPLY:
         if ((r = blk_snapshot_apply(bs, name)) < 0) {

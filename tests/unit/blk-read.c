@@ -81,8 +81,12 @@ int main(int argc, char **argv)
     if (wspec)
         flags |= BLK_O_RDWR;
     BlockDriverState *bs = blk_open(file, fmt, flags, NULL);
-    if (!bs)
-        return fail("");
+    if (!bs) {
+        /* open errors are QEMU's words, without the file: name it, as the
+         * tools do with "Could not open 'FILE': " */
+        fprintf(stderr, "blk-read: %s: %s\n", file, blk_error());
+        return 1;
+    }
     int ret = 0;
     if (!wspec) {
         if (read_all(bs, max) < 0)
