@@ -1138,10 +1138,6 @@ static int parse_create_opts(BlockOptions *o, struct create_opts *c)
                       "1.1 or above (use version=v3 or greater)");
         return -EINVAL;
     }
-    if (blkopts_get(o, "data_file")) {
-        blk_set_error("External data files are not supported yet");
-        return -ENOTSUP;
-    }
     if (c->ctype && c->version == 2) {
         blk_set_error("Non-zlib compression type is only supported with compatibility level "
                       "1.1 and above (use version=v3 or greater)");
