@@ -671,3 +671,151 @@ size_t luks_slot_material_len(const LuksHeader *h)
 {
     return (size_t)h->key_bytes * LUKS_STRIPES;
 }
+
+/* ---- amend: the options and their application to a header region ---- */
+
+/* QEMU's option number parsing: strtoull rules, so "-1" wraps */
+static int amend_number(BlockOptions *o, const char *key, bool *has, uint64_t *out)
+{
+    const char *v = blkopts_get(o, key);
+    *has = v != NULL;
+    if (!v)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 0);
+    if (errno == ERANGE) {
+        blk_set_error("Value '%s' is out of range for parameter '%s'", v, key);
+        return -EINVAL;
+    }
+    if (end == v || *end) {
+        blk_set_error("Parameter '%s' expects a number", key);
+        return -EINVAL;
+    }
+    *out = x;
+    return 0;
+}
+
+static const char *const amend_keys[] = {"state", "keyslot", "new-secret", "old-secret",
+                                         "iter-time"};
+
+static const char *amend_get(BlockOptions *opts, const char *prefix, const char *name,
+                             char *key, size_t len)
+{
+    snprintf(key, len, "%s%s", prefix, name);
+    return blkopts_get(opts, key);
+}
+
+bool luks_amend_wanted(BlockOptions *opts, const char *prefix)
+{
+    char key[64];
+    bool wanted = false;
+    for (size_t k = 0; k < sizeof(amend_keys) / sizeof(amend_keys[0]); k++)
+        if (amend_get(opts, prefix, amend_keys[k], key, sizeof(key)))
+            wanted = true;
+    return wanted;
+}
+
+int luks_amend_parse(BlockOptions *opts, const char *prefix, LuksAmendOpts *l)
+{
+    char key[64];
+    memset(l, 0, sizeof(*l));
+    int r;
+    amend_get(opts, prefix, "keyslot", key, sizeof(key));
+    if ((r = amend_number(opts, key, &l->has_keyslot, &l->keyslot)) < 0)
+        return r;
+    amend_get(opts, prefix, "iter-time", key, sizeof(key));
+    if ((r = amend_number(opts, key, &l->has_iter_time, &l->iter_time_ms)) < 0)
+        return r;
+    l->new_secret = amend_get(opts, prefix, "new-secret", key, sizeof(key));
+    l->old_secret = amend_get(opts, prefix, "old-secret", key, sizeof(key));
+    const char *state = amend_get(opts, prefix, "state", key, sizeof(key));
+    if (!state) {
+        blk_set_error("Parameter 'state' is missing");
+        return -EINVAL;
+    }
+    if (strcmp(state, "active") && strcmp(state, "inactive")) {
+        blk_set_error("Parameter 'state' does not accept value '%s'", state);
+        return -EINVAL;
+    }
+    l->activate = !strcmp(state, "active");
+    if (!l->has_iter_time)
+        l->iter_time_ms = 2000;
+    return 0;
+}
+
+/* Slot i's header entry as h has it, on disk before anything else. */
+static int amend_write_entry(LuksHeader *h, const LuksRegionIO *io, int i)
+{
+    uint8_t e[48];
+    luks_slot_encode(h, i, e);
+    int r = blk_file_pwrite(io->fd, e, sizeof(e), io->off + luks_slot_entry_offset(i));
+    if (r < 0) {
+        blk_set_error("%s: cannot write the LUKS header: %s", io->filename, strerror(-r));
+        return r;
+    }
+    return io->sync(io->opaque);
+}
+
+static int amend_write_material(LuksHeader *h, const LuksRegionIO *io, const uint8_t *region,
+                                int i)
+{
+    uint64_t at = luks_slot_material_offset(h, i);
+    int r = blk_file_pwrite(io->fd, region + at, luks_slot_material_len(h), io->off + at);
+    if (r < 0) {
+        blk_set_error("%s: cannot write LUKS key material: %s", io->filename, strerror(-r));
+        return r;
+    }
+    return io->sync(io->opaque);
+}
+
+/* The new key's material is on disk before the entry that activates
+ * it: a crash in between leaves an inactive slot and the old keys. */
+static int amend_add(LuksHeader *h, uint8_t *region, const LuksRegionIO *io, int i,
+                     const LuksAmendOpts *o)
+{
+    int r = 0;
+    if (h->slot[i].active) { /* --force: the old key goes first */
+        luks_slot_clear(h, i);
+        r = amend_write_entry(h, io, i);
+    }
+    uint32_t iters = 0;
+    if (r == 0)
+        r = luks_slot_iters(h, i, o->iter_time_ms, &iters);
+    if (r == 0)
+        r = luks_slot_fill(h, region, i, o->new_secret, iters);
+    if (r == 0)
+        r = amend_write_material(h, io, region, i);
+    if (r == 0) {
+        h->slot[i].active = true;
+        r = amend_write_entry(h, io, i);
+    }
+    if (r < 0)
+        luks_slot_clear(h, i);
+    return r;
+}
+
+/* Deactivated on disk before the material is overwritten. */
+static int amend_erase(LuksHeader *h, uint8_t *region, const LuksRegionIO *io, int i)
+{
+    luks_slot_clear(h, i);
+    int r = amend_write_entry(h, io, i);
+    if (r == 0)
+        r = blk_random_bytes(region + luks_slot_material_offset(h, i), luks_slot_material_len(h));
+    if (r == 0)
+        r = amend_write_material(h, io, region, i);
+    return r;
+}
+
+int luks_amend_apply(LuksHeader *h, uint8_t *region, size_t region_len, const LuksRegionIO *io,
+                     const LuksAmendOpts *o, bool force)
+{
+    unsigned slots;
+    int r = luks_amend_select(h, region, region_len, o, force, &slots);
+    for (int i = 0; r == 0 && i < LUKS_NUM_SLOTS; i++) {
+        if (!(slots & (1u << i)))
+            continue;
+        r = o->activate ? amend_add(h, region, io, i, o) : amend_erase(h, region, io, i);
+    }
+    return r;
+}

@@ -104,4 +104,26 @@ size_t luks_slot_entry_offset(int i);
 uint64_t luks_slot_material_offset(const LuksHeader *h, int i);
 size_t luks_slot_material_len(const LuksHeader *h);
 
+/* The amend options named prefix + "state", "keyslot", "new-secret",
+ * "old-secret", "iter-time" ("encrypt." in qcow2, "" for the luks
+ * format): whether any is given, and all of them checked (QEMU's
+ * messages; iter-time defaults to 2000 ms). */
+bool luks_amend_wanted(BlockOptions *opts, const char *prefix);
+int luks_amend_parse(BlockOptions *opts, const char *prefix, LuksAmendOpts *l);
+
+/* Where a header region lies: at off of fd; sync(opaque) makes each
+ * step of an amend durable before the next. */
+typedef struct LuksRegionIO {
+    int fd;
+    uint64_t off;
+    const char *filename;
+    int (*sync)(void *opaque);
+    void *opaque;
+} LuksRegionIO;
+/* Adds or erases the key slots o selects (luks_amend_select): region
+ * holds the region as read from io, h its parsed header (unlocked to
+ * add a key); both are updated with what is written. */
+int luks_amend_apply(LuksHeader *h, uint8_t *region, size_t region_len, const LuksRegionIO *io,
+                     const LuksAmendOpts *o, bool force);
+
 #endif

@@ -335,37 +335,10 @@ void qcow2_crypto_info(Qcow2State *s, BlockInfo *info)
 
 /* ---- amend: LUKS key slots ---- */
 
-/* QEMU's option number parsing: strtoull rules, so "-1" wraps */
-static int amend_number(BlockOptions *o, const char *key, bool *has, uint64_t *out)
-{
-    const char *v = blkopts_get(o, key);
-    *has = v != NULL;
-    if (!v)
-        return 0;
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(v, &end, 0);
-    if (errno == ERANGE) {
-        blk_set_error("Value '%s' is out of range for parameter '%s'", v, key);
-        return -EINVAL;
-    }
-    if (end == v || *end) {
-        blk_set_error("Parameter '%s' expects a number", key);
-        return -EINVAL;
-    }
-    *out = x;
-    return 0;
-}
-
 int qcow2_crypto_amend_parse(Qcow2State *s, BlockOptions *opts, struct qcow2_crypto_amend *a)
 {
-    static const char *const keys[] = {"encrypt.state", "encrypt.keyslot", "encrypt.new-secret",
-                                       "encrypt.old-secret", "encrypt.iter-time"};
     memset(a, 0, sizeof(*a));
-    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
-        if (blkopts_get(opts, keys[k]))
-            a->wanted = true;
-    if (!a->wanted)
+    if (!(a->wanted = luks_amend_wanted(opts, "encrypt.")))
         return 0;
     if (!s->crypt_method) {
         blk_set_error("Can't amend encryption options - encryption not present");
@@ -375,90 +348,12 @@ int qcow2_crypto_amend_parse(Qcow2State *s, BlockOptions *opts, struct qcow2_cry
         blk_set_error("Only LUKS encryption options can be amended");
         return -EINVAL;
     }
-    LuksAmendOpts *l = &a->luks;
-    int r;
-    if ((r = amend_number(opts, "encrypt.keyslot", &l->has_keyslot, &l->keyslot)) < 0 ||
-        (r = amend_number(opts, "encrypt.iter-time", &l->has_iter_time, &l->iter_time_ms)) < 0)
-        return r;
-    l->new_secret = blkopts_get(opts, "encrypt.new-secret");
-    l->old_secret = blkopts_get(opts, "encrypt.old-secret");
-    const char *state = blkopts_get(opts, "encrypt.state");
-    if (!state) {
-        blk_set_error("Parameter 'state' is missing");
-        return -EINVAL;
-    }
-    if (strcmp(state, "active") && strcmp(state, "inactive")) {
-        blk_set_error("Parameter 'state' does not accept value '%s'", state);
-        return -EINVAL;
-    }
-    l->activate = !strcmp(state, "active");
-    if (!l->has_iter_time)
-        l->iter_time_ms = 2000;
-    return 0;
+    return luks_amend_parse(opts, "encrypt.", &a->luks);
 }
 
-/* Slot i's header entry as h has it, on disk before anything else. */
-static int amend_write_entry(Qcow2State *s, uint64_t off, int i)
+static int amend_sync(void *opaque)
 {
-    uint8_t e[48];
-    luks_slot_encode(s->luks, i, e);
-    int r = blk_file_pwrite(s->fd, e, sizeof(e), off + luks_slot_entry_offset(i));
-    if (r < 0) {
-        blk_set_error("%s: cannot write the LUKS header: %s", s->bs->filename, strerror(-r));
-        return r;
-    }
-    return qcow2_sync(s);
-}
-
-static int amend_write_material(Qcow2State *s, uint64_t off, const uint8_t *region, int i)
-{
-    uint64_t at = luks_slot_material_offset(s->luks, i);
-    int r = blk_file_pwrite(s->fd, region + at, luks_slot_material_len(s->luks), off + at);
-    if (r < 0) {
-        blk_set_error("%s: cannot write LUKS key material: %s", s->bs->filename, strerror(-r));
-        return r;
-    }
-    return qcow2_sync(s);
-}
-
-/* The new key's material is on disk before the entry that activates
- * it: a crash in between leaves an inactive slot and the old keys. */
-static int amend_add(Qcow2State *s, uint8_t *region, uint64_t off, int i,
-                     const LuksAmendOpts *o)
-{
-    LuksHeader *h = s->luks;
-    int r = 0;
-    if (h->slot[i].active) { /* --force: the old key goes first */
-        luks_slot_clear(h, i);
-        r = amend_write_entry(s, off, i);
-    }
-    uint32_t iters = 0;
-    if (r == 0)
-        r = luks_slot_iters(h, i, o->iter_time_ms, &iters);
-    if (r == 0)
-        r = luks_slot_fill(h, region, i, o->new_secret, iters);
-    if (r == 0)
-        r = amend_write_material(s, off, region, i);
-    if (r == 0) {
-        h->slot[i].active = true;
-        r = amend_write_entry(s, off, i);
-    }
-    if (r < 0)
-        luks_slot_clear(h, i);
-    return r;
-}
-
-/* Deactivated on disk before the material is overwritten. */
-static int amend_erase(Qcow2State *s, uint8_t *region, uint64_t off, int i)
-{
-    luks_slot_clear(s->luks, i);
-    int r = amend_write_entry(s, off, i);
-    if (r == 0)
-        r = blk_random_bytes(region + luks_slot_material_offset(s->luks, i),
-                             luks_slot_material_len(s->luks));
-    if (r == 0)
-        r = amend_write_material(s, off, region, i);
-    return r;
+    return qcow2_sync(opaque);
 }
 
 int qcow2_crypto_amend(Qcow2State *s, const struct qcow2_crypto_amend *a, bool force)
@@ -467,17 +362,11 @@ int qcow2_crypto_amend(Qcow2State *s, const struct qcow2_crypto_amend *a, bool f
         return 0;
     uint8_t *region;
     uint64_t off, len;
-    unsigned slots;
     int r = luks_read_region(s, &region, &off, &len);
     if (r < 0)
         return r;
-    r = luks_amend_select(s->luks, region, len, &a->luks, force, &slots);
-    for (int i = 0; r == 0 && i < LUKS_NUM_SLOTS; i++) {
-        if (!(slots & (1u << i)))
-            continue;
-        r = a->luks.activate ? amend_add(s, region, off, i, &a->luks)
-                             : amend_erase(s, region, off, i);
-    }
+    LuksRegionIO io = {s->fd, off, s->bs->filename, amend_sync, s};
+    r = luks_amend_apply(s->luks, region, len, &io, &a->luks, force);
     OPENSSL_cleanse(region, len);
     free(region);
     return r;
