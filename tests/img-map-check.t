@@ -5,7 +5,7 @@
 # print the same, exit the same and leave images that read the same.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 10
+plan 20
 
 # poke FILE OFFSET HEX...: writes bytes at an offset
 poke() {
@@ -57,3 +57,37 @@ poke "$TMP/zero.qcow2" $((0x20000 + 2 * 5)) 00 00
 twin zero.qcow2
 same_img "check: referenced cluster without a refcount" check zero.qcow2
 same_img "check -r leaks: needs a rebuild, check fails" check -r leaks zero.qcow2
+
+# ---- write -z: a partly covered subcluster whose rest reads as zeros
+# gets the zero flag; the last, partial cluster of an image is whole ----
+# map_json DESC IMG: map --output=json, host offsets left out
+map_json() {
+    local d; for d in "$QDIR" "$CDIR"; do
+        (cd "$d" && qemu-img map --output=json "$2" | sed 's/, "offset": [0-9]*//') >"$d/.map"
+    done
+    is "$(cat "$CDIR/.map")" "$(cat "$QDIR/.map")" "$1"
+}
+in_both qemu-img create -f qcow2 -o cluster_size=512 zb.qcow2 1M
+in_both qemu-img create -f qcow2 -o cluster_size=4k -b zb.qcow2 -F qcow2 zt.qcow2
+in_both qemu-io -c "write -P 0x11 33k 1k" zb.qcow2
+same_io "write -z: partial clusters over a backing file" \
+    -c "write -z 0 2k" -c "write -z 10k 2k" -c "write -z 27k 2k" -c "write -z 34k 1k" zt.qcow2
+map_json "map: the partial clusters that read as zeros are zero clusters" zt.qcow2
+same_io "write -z: the data around them still reads" -c "read -P 0x11 33k 1k" -c "read -P 0 34k 30k" zt.qcow2
+# subclusters: the request's head and tail subclusters
+in_both qemu-img create -f qcow2 -o extended_l2=on zs.qcow2 2083k
+same_io "write -z: subclusters, up to an end that is not aligned" \
+    -c "write -P 0x22 64k 64k" -c "write -z 65k 3k" -c "write -z 130k 1k" -c "write -z 2048k 35k" zs.qcow2
+map_json "map: subclusters zeroed as qemu-img does" zs.qcow2
+same_file "write -z: subcluster image reads the same" zs.qcow2
+# compressed clusters cannot be zeroed in part: QEMU writes zeros instead
+in_both qemu-io -c "write -c -P 0x33 1344k 64k" -c "write -c -P 0x33 1408k 64k" \
+    -c "write -c -P 0x33 1472k 64k" zs.qcow2
+same_io "write -z: part of compressed clusters" -c "write -z 1376k 128k" zs.qcow2
+map_json "map: compressed clusters zeroed in part hold data" zs.qcow2
+# discard of the last, partial cluster
+in_both qemu-img create -f qcow2 zd.qcow2 100k
+in_both qemu-io -c "write -P 0x44 0 100k" zd.qcow2
+same_io "discard: the last, partial cluster reads as zeros" \
+    -c "discard 64k 36k" -c "read -P 0 64k 36k" -c "read -P 0x44 0 64k" zd.qcow2
+map_json "map: the discarded last cluster" zd.qcow2
