@@ -29,6 +29,7 @@ struct walk {
     struct refmap map;
     BlockCheckResult *res;
     bool quiet;           /* no per-problem lines (repair on open) */
+    uint64_t file_len;    /* of the host file, when the walk started */
     uint64_t next_contig; /* fragmentation counting */
     uint8_t *l2buf;
     /* every L2 table any L1 points to, with how many times: each distinct
@@ -50,9 +51,10 @@ struct l2ref {
     bool walked;
 };
 
-/* Compressed data may end past the end of the file (the descriptor
- * counts whole sectors): only its start must lie inside. */
-static int map_inc_span(struct walk *w, uint64_t off, uint64_t len, uint64_t must_exist)
+/* Counts one more reference to every cluster of [off, off+len), growing
+ * the map as needed (up to its limit: a hostile image cannot make it
+ * unbounded). */
+static int map_add(struct walk *w, uint64_t off, uint64_t len)
 {
     Qcow2State *s = w->s;
     if (!len)
@@ -77,18 +79,28 @@ static int map_inc_span(struct walk *w, uint64_t off, uint64_t len, uint64_t mus
     uint32_t times = w->times ? w->times : 1;
     for (uint64_t c = first; c <= last; c++)
         w->map.r[c] = w->map.r[c] > UINT32_MAX - times ? UINT32_MAX : w->map.r[c] + times;
-    if (off + must_exist > s->file_end) {
-        if (!w->quiet)
-            fprintf(stderr, "ERROR: cluster at 0x%" PRIx64 " is beyond the end of the file\n",
-                    off);
-        w->res->corruptions++;
-    }
     return 0;
 }
 
+/* A reference the metadata makes.  The last cluster of an image may be
+ * only partly written (compressed data, a snapshot table, a subcluster),
+ * so a region may end less than a cluster past the end of the file;
+ * one that reaches a whole cluster further is corrupt and, as in QEMU,
+ * not counted. */
 static int map_inc(struct walk *w, uint64_t off, uint64_t len)
 {
-    return map_inc_span(w, off, len, len);
+    Qcow2State *s = w->s;
+    if (!len)
+        return 0;
+    if (off + len >= w->file_len + s->cluster_size) {
+        if (!w->quiet)
+            fprintf(stderr, "ERROR: counting reference for region exceeding the end of the "
+                    "file by one cluster or more: offset 0x%" PRIx64 " size 0x%" PRIx64 "\n",
+                    off, len);
+        w->res->corruptions++;
+        return 0;
+    }
+    return map_add(w, off, len);
 }
 
 static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
@@ -123,7 +135,7 @@ static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
                 w->res->compressed_clusters++;
                 w->res->fragmented_clusters++;
             }
-            r = map_inc_span(w, off, bytes, 1);
+            r = map_inc(w, off, bytes);
         } else if (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC) {
             uint64_t host = l2e & L2E_OFFSET_MASK;
             if (host & (s->cluster_size - 1)) {
@@ -225,8 +237,7 @@ static int walk_l1(struct walk *w, const uint64_t *l1, uint32_t l1_size, uint64_
             continue;
         ref->walked = true;
         w->times = ref->count;
-        if ((r = map_inc(w, l2_off, s->cluster_size)) == 0 &&
-            l2_off + s->cluster_size <= s->file_end)
+        if ((r = map_inc(w, l2_off, s->cluster_size)) == 0 && l2_off < w->file_len)
             r = walk_l2(w, l2_off, active);
         w->times = 1;
         if (w->progress)
@@ -281,10 +292,9 @@ static int count_refs(struct walk *w)
             end = pos + 40 + sn->extra_size + strlen(sn->id) + strlen(sn->name);
             pos = qcow2_align_up(end, 8);
         }
-        /* QEMU does not write the padding after the last entry: a table at
-         * the end of the file may end unaligned */
-        if ((r = map_inc_span(w, s->snapshots_offset, pos - s->snapshots_offset,
-                              end - s->snapshots_offset)) < 0)
+        /* the padding after the last entry is not part of the table
+         * (QEMU does not write it) */
+        if ((r = map_inc(w, s->snapshots_offset, end - s->snapshots_offset)) < 0)
             return r;
     }
     for (int i = 0; i < s->nexts; i++) {
@@ -348,7 +358,7 @@ static int rebuild_structure(struct walk *w)
         return -EFBIG;
     }
     uint64_t end = start + tc + nb;
-    int r = map_inc(w, start << s->cluster_bits, (tc + nb) << s->cluster_bits);
+    int r = map_add(w, start << s->cluster_bits, (tc + nb) << s->cluster_bits);
     if (r < 0)
         return r;
     uint8_t *tbl = calloc(tc, cs), *blk = malloc(cs);
@@ -437,11 +447,17 @@ static int rebuild(struct walk *w)
     return qcow2_sync(s);
 }
 
-/* Makes COPIED in the active L1 and L2 tables say "refcount is 1". */
+/* Makes COPIED in the active L1 and L2 tables say "refcount is 1".  As in
+ * QEMU, -r leaks repairs them too when the refcounts are known good by
+ * then; a repaired entry counts as fixed, not as a corruption. */
 static int check_copied(struct walk *w, int fix)
 {
     Qcow2State *s = w->s;
+    BlockCheckResult *res = w->res;
     int r = 0;
+    if (!(fix & BLK_CHECK_FIX_ERRORS))
+        fix = (fix & BLK_CHECK_FIX_LEAKS) && !res->check_errors && !res->corruptions &&
+              !res->leaks;
     for (uint32_t i = 0; i < s->l1_size && r == 0; i++) {
         uint64_t l1e = s->l1[i], l2_off = l1e & L1E_OFFSET_MASK;
         if (!l2_off || (l2_off & (s->cluster_size - 1)) || l2_off + s->cluster_size > s->file_end)
@@ -453,7 +469,7 @@ static int check_copied(struct walk *w, int fix)
             if (!w->quiet)
                 fprintf(stderr, "%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%" PRIx64
                         " refcount=%" PRIu64 "\n", fix ? "Repairing" : "ERROR", i, l1e, ref);
-            w->res->corruptions++;
+            w->res->corruptions += !fix;
             if (fix) {
                 s->l1[i] = ref == 1 ? (l1e | QCOW_OFLAG_COPIED) : (l1e & ~QCOW_OFLAG_COPIED);
                 uint8_t e[8];
@@ -487,7 +503,7 @@ static int check_copied(struct walk *w, int fix)
             if (!w->quiet)
                 fprintf(stderr, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%"
                         PRIu64 "\n", fix ? "Repairing" : "ERROR", l2e, ref);
-            w->res->corruptions++;
+            w->res->corruptions += !fix;
             if (fix) {
                 qcow2_put64(p, ref == 1 ? (l2e | QCOW_OFLAG_COPIED) : (l2e & ~QCOW_OFLAG_COPIED));
                 changed = true;
@@ -512,7 +528,9 @@ static int walk_init(struct walk *w, Qcow2State *s, BlockCheckResult *res, bool 
     w->s = s;
     w->res = res;
     w->quiet = quiet;
-    w->map.n = (qcow2_align_up(s->file_end, s->cluster_size) >> s->cluster_bits) + 1;
+    int64_t len = blk_file_size(s->fd);
+    w->file_len = len < 0 ? s->file_end : (uint64_t)len;
+    w->map.n = (qcow2_align_up(w->file_len, s->cluster_size) >> s->cluster_bits) + 1;
     w->map.limit = 1ULL << (56 - s->cluster_bits);
     if (w->map.limit > (1ULL << 32))
         w->map.limit = 1ULL << 32;
@@ -556,7 +574,7 @@ int qcow2_repair_refcounts(Qcow2State *s)
         r = -EIO;
     }
     if (r == 0 && (r = rebuild(&w)) == 0)
-        r = check_copied(&w, 1);
+        r = check_copied(&w, BLK_CHECK_FIX_LEAKS | BLK_CHECK_FIX_ERRORS);
     if (r == 0)
         r = qcow2_flush_metadata(s);
     walk_free(&w);
@@ -569,69 +587,91 @@ static int set_refcount(Qcow2State *s, uint64_t c, uint64_t from, uint64_t to)
                                  (int64_t)to - (int64_t)from);
 }
 
+/* Compares the stored refcounts with the counts of w, as QEMU's
+ * compare_refcounts does: one line per mismatch ("ERROR" for a refcount
+ * too low, "Leaked" for one too high, "Repairing" for one fix repairs in
+ * place: a leak with FIX_LEAKS, a refcount too low but not zero with
+ * FIX_ERRORS).  A referenced cluster without a refcount, or a refcount
+ * block that cannot be read, sets *rebuild.  Unrepaired mismatches go
+ * to res.  Returns the end (in clusters) of the last cluster that has a
+ * refcount or a reference. */
+static uint64_t compare_refcounts(struct walk *w, BlockCheckResult *res, int fix, bool *rebuild)
+{
+    Qcow2State *s = w->s;
+    /* past the end of the file only referenced clusters are compared:
+     * QEMU's in-memory table ends there */
+    uint64_t file_clusters = qcow2_align_up(w->file_len, s->cluster_size) >> s->cluster_bits;
+    uint64_t hi = 0;
+    for (uint64_t c = 0; c < w->map.n; c++) {
+        uint64_t stored, want = w->map.r[c];
+        if ((c >> s->rb_bits) >= s->rt_size || !s->rt[c >> s->rb_bits]) {
+            stored = 0;
+        } else if (qcow2_get_refcount(s, c, &stored) < 0) {
+            /* an unaligned block or one past the end of the file, counted
+             * as a corruption of the refcount structure already: once,
+             * not per cluster */
+            *rebuild = true;
+            c |= (UINT64_C(1) << s->rb_bits) - 1;
+            continue;
+        }
+        if (!want && c >= file_clusters)
+            continue;
+        if (stored || want)
+            hi = c + 1;
+        if (stored == want)
+            continue;
+        bool repair = false;
+        if (!stored)
+            *rebuild = true;
+        else if (stored > want)
+            repair = fix & BLK_CHECK_FIX_LEAKS;
+        else
+            repair = fix & BLK_CHECK_FIX_ERRORS;
+        fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
+                repair ? "Repairing" : stored < want ? "ERROR" : "Leaked", c, stored, want);
+        if (repair && set_refcount(s, c, stored, want) == 0) {
+            if (stored > want)
+                res->leaks_fixed++;
+            else
+                res->corruptions_fixed++;
+            continue;
+        }
+        if (stored < want)
+            res->corruptions++;
+        else
+            res->leaks++;
+    }
+    return hi;
+}
+
+/* Counts every reference, the refcount structure's included. */
+static int count_all(struct walk *w)
+{
+    int r = count_refs(w);
+    return r < 0 ? r : count_refcount_structure(w);
+}
+
 static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
 {
     struct walk w;
+    memset(res, 0, sizeof(*res));
     int r = walk_init(&w, s, res, false);
     if (r < 0)
         return r;
     if (!s->bs->read_only && (r = qcow2_flush_metadata(s)) < 0)
         goto out;
-    uint64_t per_l1 = s->cluster_size * s->l2_size;
-    (void)per_l1;
     res->total_clusters = (int64_t)((s->bs->size + s->cluster_size - 1) >> s->cluster_bits);
-    if ((r = count_refs(&w)) < 0 || (r = count_refcount_structure(&w)) < 0)
+    if ((r = count_all(&w)) < 0)
         goto out;
-    int64_t struct_corrupt = res->corruptions;
-    /* refcounts past the end of the file are not compared, as in QEMU */
-    uint64_t n = w.map.n;
-    bool need_rebuild = struct_corrupt > 0;
-    /* QEMU's highest_cluster: the last cluster with a reference or a
-     * refcount, a leaked one included; past the end of the file QEMU
-     * compares only referenced clusters, and so does this */
-    uint64_t hi_compared = 0;
-    uint64_t file_clusters = qcow2_align_up(s->file_end, s->cluster_size) >> s->cluster_bits;
-    for (uint64_t c = 0; c < n; c++) {
-        uint64_t stored;
-        uint64_t want = c < w.map.n ? w.map.r[c] : 0;
-        if ((c >> s->rb_bits) >= s->rt_size || !s->rt[c >> s->rb_bits]) {
-            stored = 0;
-            /* skip whole missing blocks quickly */
-            if (!want && c >= w.map.n)
-                break;
-        } else if (qcow2_get_refcount(s, c, &stored) < 0) {
-            /* an unaligned block or one past the end of the file: already
-             * counted as a corruption of the refcount structure */
-            need_rebuild = true;
-            /* the whole block is unreadable: once, not per cluster */
-            c |= (UINT64_C(1) << s->rb_bits) - 1;
-            continue;
-        }
-        /* past the end of the file only references count */
-        if (!want && c >= file_clusters)
-            continue;
-        if (stored || want)
-            hi_compared = c + 1;
-        if (stored == want)
-            continue;
-        if (want > stored) {
-            fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
-                    (fix & BLK_CHECK_FIX_ERRORS) ? "Repairing" : "ERROR", c, stored, want);
-            res->corruptions++;
-            need_rebuild = true;
-        } else {
-            fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
-                    (fix & BLK_CHECK_FIX_LEAKS) ? "Repairing" : "Leaked", c, stored, want);
-            res->leaks++;
-            if ((fix & BLK_CHECK_FIX_LEAKS) && !(need_rebuild && (fix & BLK_CHECK_FIX_ERRORS))) {
-                if (set_refcount(s, c, stored, want) == 0)
-                    res->leaks_fixed++;
-            }
-        }
-    }
-    if (need_rebuild && (fix & BLK_CHECK_FIX_ERRORS)) {
-        /* recount without the old refcount structure, then replace it */
-        BlockCheckResult tmp = {0};
+    /* the corruptions counting found in the metadata itself (misaligned
+     * or out-of-file refcount blocks among them) need a rebuild */
+    bool rebuild_needed = res->corruptions > 0;
+    /* first every mismatch is reported as it is; only then is anything
+     * repaired, as qemu-img does */
+    BlockCheckResult pre = *res;
+    uint64_t hi = compare_refcounts(&w, res, 0, &rebuild_needed);
+    if (rebuild_needed && (fix & BLK_CHECK_FIX_ERRORS)) {
+        BlockCheckResult old = *res, tmp = {0};
         struct walk w2;
         if ((r = walk_init(&w2, s, &tmp, true)) < 0)
             goto out;
@@ -642,22 +682,47 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
         walk_free(&w2);
         if (r < 0)
             goto out;
-        res->corruptions_fixed = res->corruptions;
-        res->leaks_fixed = res->leaks;
+        /* count again against the new structure */
+        walk_free(&w);
+        res->corruptions = res->leaks = 0;
+        if ((r = walk_init(&w, s, res, false)) < 0)
+            return r;
+        if ((r = count_all(&w)) < 0)
+            goto out;
+        int64_t fresh_leaks = 0;
+        if (fix & BLK_CHECK_FIX_LEAKS) {
+            /* what the rebuild itself leaked is repaired quietly in the
+             * result: only leaks it could not repair remain */
+            BlockCheckResult saved = *res, cmp = {0};
+            bool again = false;
+            hi = compare_refcounts(&w, &cmp, BLK_CHECK_FIX_LEAKS, &again);
+            if (again)
+                fprintf(stderr, "ERROR rebuilt refcount structure is still broken\n");
+            fresh_leaks = cmp.leaks;
+            *res = saved;
+        }
+        if (res->corruptions < old.corruptions)
+            res->corruptions_fixed += old.corruptions - res->corruptions;
+        if (res->leaks < old.leaks)
+            res->leaks_fixed += old.leaks - res->leaks;
+        res->leaks += fresh_leaks;
+    } else if (fix) {
+        if (rebuild_needed) {
+            fprintf(stderr, "ERROR need to rebuild refcount structures\n");
+            res->check_errors++;
+            r = -EIO;
+            goto out;
+        }
+        if (res->leaks || res->corruptions) {
+            *res = pre;
+            hi = compare_refcounts(&w, res, fix, &rebuild_needed);
+        }
     }
-    if ((r = check_copied(&w, (fix & BLK_CHECK_FIX_ERRORS) != 0)) < 0)
+    if ((r = check_copied(&w, fix)) < 0)
         goto out;
     if (fix && !s->bs->read_only)
         r = qcow2_flush_metadata(s);
-    /* image end: the last cluster anything refers to, or (without a
-     * rebuild) that has a refcount */
-    uint64_t hi = 0;
-    for (uint64_t c = 0; c < w.map.n; c++)
-        if (w.map.r[c])
-            hi = c + 1;
-    if (!(need_rebuild && (fix & BLK_CHECK_FIX_ERRORS)) && hi_compared > hi)
-        hi = hi_compared;
-    res->image_end_offset = hi << s->cluster_bits;
+    res->image_end_offset = (hi ? hi : 1) << s->cluster_bits;
 out:
     walk_free(&w);
     return r;
@@ -669,7 +734,7 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
     pthread_mutex_lock(&s->lock);
     int r = qcow2_check_locked(s, res, fix);
     if (r == 0 && fix && (s->incompat & (QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY)) &&
-        res->corruptions == res->corruptions_fixed) {
+        !res->corruptions && !res->check_errors) {
         /* repaired: the image may be written again */
         s->incompat &= ~(QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY);
         r = qcow2_update_header(s);

@@ -1059,7 +1059,11 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
     l2_entry(s, table, idx, &l2e, &bitmap);
     int ct = qcow2_cluster_type(s, l2e);
     uint64_t host = ct == QCOW2_COMPRESSED ? 0 : l2e & L2E_OFFSET_MASK;
-    bool whole = (in == 0 && n == cs);
+    /* the last cluster of an image whose size is not a multiple of the
+     * cluster size is whole when the range reaches the end of the image
+     * (but zeros with subclusters go to the subclusters there, as in QEMU) */
+    bool at_end = off + n == s->bs->size && mode != DISCARD_FULL && (discard || !s->extl2);
+    bool whole = in == 0 && (n == cs || at_end);
     if ((r = check_data_host(s, off, l2e)) < 0)
         return r;
     bool owned = (l2e & QCOW_OFLAG_COPIED) && (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
@@ -1136,21 +1140,67 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
     return qcow2_free_later(s, host, 1, FREE_NORMAL);
 }
 
+/* Subcluster types a write of zeros may extend over: nothing of this
+ * layer's own data is in them (QEMU's rule). */
+static bool zero_may_extend(int t)
+{
+    return t == SC_UNALLOCATED_PLAIN || t == SC_UNALLOCATED_ALLOC || t == SC_ZERO_PLAIN ||
+           t == SC_ZERO_ALLOC;
+}
+
+/* Zeros [off, off+len) or discards it (mode).  [lo, off) and [off+len, hi)
+ * are the rest of a partly covered head and tail subcluster that read as
+ * zeros already (lo == off, hi == off+len: none): where this layer holds
+ * no data in them either, the whole subcluster gets the zero flag instead
+ * of explicit zeros being written into part of it. */
 static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int flags,
-                           int mode)
+                           int mode, uint64_t lo, uint64_t hi)
 {
     Qcow2State *s = bs->opaque;
     bool discard = mode != DISCARD_NO;
     int r = 0;
     pthread_mutex_lock(&s->lock);
+    /* checked again under the lock: a write may have come since */
+    struct extent e;
+    if (lo < off && ((r = get_extent(s, lo, 1, &e)) < 0 || !zero_may_extend(e.type)))
+        lo = off;
+    if (hi > off + len && ((r = get_extent(s, hi - 1, 1, &e)) < 0 || !zero_may_extend(e.type)))
+        hi = off + len;
+    if (r < 0) {
+        pthread_mutex_unlock(&s->lock);
+        return r;
+    }
+    /* with subclusters, QEMU cannot zero part of a compressed cluster and
+     * then writes the whole subcluster-aligned part of the request as
+     * explicit zeros instead: [xa, xb).  An unaligned head goes first
+     * (explicit zeros into a compressed cluster leave it plain). */
+    uint64_t scs = s->subcluster_size, cs = s->cluster_size, end = off + len;
+    uint64_t xa = qcow2_align_up(off, scs), xb = end == bs->size ? end : end & ~(scs - 1);
+    bool explicit = false;
+    if (!discard && s->extl2 && xa < xb) {
+        uint64_t tail_c = xb & ~(cs - 1);
+        if ((xa & (cs - 1)) && xa == off && (r = get_extent(s, xa, 1, &e)) == 0)
+            explicit = e.type == SC_COMPRESSED;
+        if (!explicit && r == 0 && (xb & (cs - 1)) && xb != bs->size &&
+            tail_c >= qcow2_align_up(xa, cs) && (r = get_extent(s, tail_c, 1, &e)) == 0)
+            explicit = e.type == SC_COMPRESSED;
+    }
+    if (r < 0) {
+        pthread_mutex_unlock(&s->lock);
+        return r;
+    }
+    len = hi - lo;
+    off = lo;
     while (len) {
         uint64_t in = off & (s->cluster_size - 1);
         uint64_t n = s->cluster_size - in;
         if (n > len)
             n = len;
-        /* explicit zeros for the parts that are not whole subclusters */
-        uint64_t scs = s->subcluster_size;
+        /* explicit zeros for the parts that are not whole subclusters (a
+         * range that reaches the end of the image ends a whole one) */
         uint64_t a = qcow2_align_up(in, scs), b = (in + n) & ~(scs - 1);
+        if (mode != DISCARD_FULL && off + n == bs->size && a < in + n)
+            b = in + n;
         if (a >= b) {
             a = b = in + n;
         }
@@ -1168,7 +1218,8 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
                 break;
         }
         if (b > a) {
-            r = zero_in_l2(s, off - in + a, b - a, flags, mode);
+            bool in_x = explicit && off - in + a >= xa && off - in + b <= xb;
+            r = in_x ? 1 : zero_in_l2(s, off - in + a, b - a, flags, mode);
             if (r == 1) {
                 if ((r = zero_cluster_buf(s)) < 0 ||
                     (r = write_cluster(s, off - in + a, s->zero_cluster, b - a)) < 0)
@@ -1184,17 +1235,53 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
     return r;
 }
 
+/* Whether [off, off+len) of bs reads as zeros through its whole chain,
+ * from the status alone (no data is read), as QEMU's is_zero(). */
+static bool reads_zero(BlockDriverState *bs, uint64_t off, uint64_t len)
+{
+    if (off >= bs->size)
+        return true;
+    if (len > bs->size - off)
+        len = bs->size - off;
+    while (len) {
+        uint64_t pnum;
+        int st = blk_block_status_above(bs, off, len, &pnum, NULL, NULL, NULL);
+        if (st < 0 || !(st & BLK_STATUS_ZERO) || !pnum)
+            return false;
+        off += pnum;
+        len -= pnum;
+    }
+    return true;
+}
+
 int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
 {
     Qcow2State *s = bs->opaque;
     if (s->crypt_method)
         return qcow2_crypto_pwrite(bs, off, NULL, len, flags);
-    return zero_or_discard(bs, off, len, flags, DISCARD_NO);
+    /* a head or tail subcluster the request covers only partly: if the
+     * rest of it reads as zeros anyway, the whole of it can be zeroed */
+    uint64_t scs = s->subcluster_size, end = off + len, lo = off, hi = end;
+    uint64_t head_sc = off & ~(scs - 1), tail_sc = (end - 1) & ~(scs - 1);
+    uint64_t tail_end = tail_sc + scs < bs->size ? tail_sc + scs : bs->size;
+    bool head = off != head_sc, tail = (end & (scs - 1)) && end != bs->size;
+    if (head && tail && head_sc == tail_sc) {
+        if (reads_zero(bs, head_sc, off - head_sc) && reads_zero(bs, end, tail_end - end)) {
+            lo = head_sc;
+            hi = tail_end;
+        }
+    } else {
+        if (head && reads_zero(bs, head_sc, off - head_sc))
+            lo = head_sc;
+        if (tail && reads_zero(bs, end, tail_end - end))
+            hi = tail_end;
+    }
+    return zero_or_discard(bs, off, len, flags, DISCARD_NO, lo, hi);
 }
 
 int qcow2_pwrite_zeroes_sectors(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
 {
-    return zero_or_discard(bs, off, len, flags, DISCARD_NO);
+    return zero_or_discard(bs, off, len, flags, DISCARD_NO, off, off + len);
 }
 
 int qcow2_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
@@ -1205,19 +1292,19 @@ int qcow2_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
     if (s->version < 3 && bs->backing)
         return 0;
     if (!s->crypt_method)
-        return zero_or_discard(bs, off, len, 0, DISCARD_ZERO);
+        return zero_or_discard(bs, off, len, 0, DISCARD_ZERO, off, off + len);
     /* not while a partial sector of the range is read-modify-written */
     BlkRange held;
     blk_range_lock(&s->crypt_rmw, &held, 0, off & ~(uint64_t)(BLK_SECTOR_SIZE - 1),
                    qcow2_align_up(off + len, BLK_SECTOR_SIZE), false);
-    int r = zero_or_discard(bs, off, len, 0, DISCARD_ZERO);
+    int r = zero_or_discard(bs, off, len, 0, DISCARD_ZERO, off, off + len);
     blk_range_unlock(&s->crypt_rmw, &held);
     return r;
 }
 
 int qcow2_discard_tail(BlockDriverState *bs, uint64_t off, uint64_t len)
 {
-    return zero_or_discard(bs, off, len, 0, DISCARD_FULL);
+    return zero_or_discard(bs, off, len, 0, DISCARD_FULL, off, off + len);
 }
 
 /* ---- status ---- */

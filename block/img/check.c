@@ -147,6 +147,8 @@ int img_check(int argc, char **argv)
             print_json(&res, filename, bs->drv->name);
         else
             print_human(&res, quiet);
+        if (res.check_errors)
+            img_error("Check failed");
         ret = res.check_errors ? 1 : res.corruptions ? 2 : res.leaks ? 3 : 0;
     }
     blk_close(bs);

@@ -1,0 +1,93 @@
+#!/bin/bash
+# qemu-img check, map and write-zeroes as QEMU does them, on real images:
+# each damaged or written image is made once and copied to both
+# directories, then calf-img and qemu-img (calf-io and qemu-io) must
+# print the same, exit the same and leave images that read the same.
+. "$(dirname "$0")/lib.sh"
+need_qemu qemu-img qemu-io
+plan 20
+
+# poke FILE OFFSET HEX...: writes bytes at an offset
+poke() {
+    local f=$1 off=$2; shift 2
+    printf "$(printf '\\x%s' "$@")" | dd of="$f" bs=1 seek=$((off)) conv=notrunc status=none
+}
+# twin NAME: the image $TMP/NAME copied into both directories
+twin() { cp "$TMP/$1" "$QDIR/$1" && cp "$TMP/$1" "$CDIR/$1"; }
+# same_file DESC NAME: both copies read the same as qemu-img sees them
+same_file() {
+    ok "$1" qemu-img compare -q "$QDIR/$2" "$CDIR/$2"
+}
+
+# ---- check: the region rule, the report-then-repair order ----
+# 64 KiB clusters: refblock at 0x20000 (16-bit entries), L1 at 0x30000,
+# L2 at 0x40000, data from 0x50000
+mk() { qemu-img create -q -f qcow2 "$TMP/$1" "${2:-64M}" && qemu-io -c "write -P 0x5a 0 128k" "$TMP/$1" >/dev/null; }
+
+# an L2 entry pointing a whole cluster and more past the end of the file
+qemu-img create -q -f qcow2 -o cluster_size=512 "$TMP/far.qcow2" 512
+qemu-io -c "write 0 512" "$TMP/far.qcow2" >/dev/null
+poke "$TMP/far.qcow2" $((2048 + 8)) 00 80 00 00 00 00 00 00
+twin far.qcow2
+same_img "check: reference past the end of the file" check far.qcow2
+
+# a leak (the header's refcount 2) and a COPIED flag missing from the L1 entry
+mk leak.qcow2
+poke "$TMP/leak.qcow2" $((0x20000)) 00 02
+poke "$TMP/leak.qcow2" $((0x30000)) 00
+twin leak.qcow2
+same_img "check: leak and COPIED reported" check leak.qcow2
+same_img "check -r leaks: leak listed, then repaired" check -r leaks leak.qcow2
+same_img "check -r all: the rest repaired" check -r all --output=json leak.qcow2
+same_file "check -r all: same image as qemu-img's" leak.qcow2
+
+# a refcount too low but not zero (the second data cluster): repaired in place
+mk low.qcow2
+qemu-img snapshot -c s1 "$TMP/low.qcow2"
+poke "$TMP/low.qcow2" $((0x20000 + 2 * 6)) 00 01
+twin low.qcow2
+same_img "check: refcount below the references" check low.qcow2
+same_img "check -r all: repaired in place" check -r all low.qcow2
+same_file "check -r all: same image as qemu-img's (low refcount)" low.qcow2
+
+# a used cluster with refcount 0: only a rebuild repairs that, which
+# -r leaks must refuse
+mk zero.qcow2
+poke "$TMP/zero.qcow2" $((0x20000 + 2 * 5)) 00 00
+twin zero.qcow2
+same_img "check: referenced cluster without a refcount" check zero.qcow2
+same_img "check -r leaks: needs a rebuild, check fails" check -r leaks zero.qcow2
+
+# ---- write -z: a partly covered subcluster whose rest reads as zeros
+# gets the zero flag; the last, partial cluster of an image is whole ----
+# map_json DESC IMG: map --output=json, host offsets left out
+map_json() {
+    local d; for d in "$QDIR" "$CDIR"; do
+        (cd "$d" && qemu-img map --output=json "$2" | sed 's/, "offset": [0-9]*//') >"$d/.map"
+    done
+    is "$(cat "$CDIR/.map")" "$(cat "$QDIR/.map")" "$1"
+}
+in_both qemu-img create -f qcow2 -o cluster_size=512 zb.qcow2 1M
+in_both qemu-img create -f qcow2 -o cluster_size=4k -b zb.qcow2 -F qcow2 zt.qcow2
+in_both qemu-io -c "write -P 0x11 33k 1k" zb.qcow2
+same_io "write -z: partial clusters over a backing file" \
+    -c "write -z 0 2k" -c "write -z 10k 2k" -c "write -z 27k 2k" -c "write -z 34k 1k" zt.qcow2
+map_json "map: the partial clusters that read as zeros are zero clusters" zt.qcow2
+same_io "write -z: the data around them still reads" -c "read -P 0x11 33k 1k" -c "read -P 0 34k 30k" zt.qcow2
+# subclusters: the request's head and tail subclusters
+in_both qemu-img create -f qcow2 -o extended_l2=on zs.qcow2 2083k
+same_io "write -z: subclusters, up to an end that is not aligned" \
+    -c "write -P 0x22 64k 64k" -c "write -z 65k 3k" -c "write -z 130k 1k" -c "write -z 2048k 35k" zs.qcow2
+map_json "map: subclusters zeroed as qemu-img does" zs.qcow2
+same_file "write -z: subcluster image reads the same" zs.qcow2
+# compressed clusters cannot be zeroed in part: QEMU writes zeros instead
+in_both qemu-io -c "write -c -P 0x33 1344k 64k" -c "write -c -P 0x33 1408k 64k" \
+    -c "write -c -P 0x33 1472k 64k" zs.qcow2
+same_io "write -z: part of compressed clusters" -c "write -z 1376k 128k" zs.qcow2
+map_json "map: compressed clusters zeroed in part hold data" zs.qcow2
+# discard of the last, partial cluster
+in_both qemu-img create -f qcow2 zd.qcow2 100k
+in_both qemu-io -c "write -P 0x44 0 100k" zd.qcow2
+same_io "discard: the last, partial cluster reads as zeros" \
+    -c "discard 64k 36k" -c "read -P 0 64k 36k" -c "read -P 0x44 0 64k" zd.qcow2
+map_json "map: the discarded last cluster" zd.qcow2
