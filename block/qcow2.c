@@ -140,10 +140,17 @@ static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
         if (!pos)
             return 0;
     }
-    for (int i = 0; i < s->nexts; i++) {
-        pos = put_ext(buf, pos, cap, s->exts[i].type, s->exts[i].data, s->exts[i].len);
-        if (!pos)
-            return 0;
+    /* QEMU's order: backing format, data file, encryption, feature table,
+     * bitmaps, then the extensions it does not know, as they came */
+    static const uint32_t before_table[] = {QCOW2_EXT_DATA_FILE, QCOW2_EXT_CRYPTO};
+    for (size_t k = 0; k < sizeof(before_table) / sizeof(before_table[0]); k++) {
+        for (int i = 0; i < s->nexts; i++) {
+            if (s->exts[i].type != before_table[k])
+                continue;
+            pos = put_ext(buf, pos, cap, s->exts[i].type, s->exts[i].data, s->exts[i].len);
+            if (!pos)
+                return 0;
+        }
     }
     /* QEMU leaves the table out of small header clusters (4 KiB and
      * less); do the same so that images stay byte-identical. */
@@ -158,6 +165,17 @@ static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
         pos = put_ext(buf, pos, cap, QCOW2_EXT_FEATURE_TBL, ft, sizeof(ft));
         if (!pos)
             return 0;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < s->nexts; i++) {
+            uint32_t t = s->exts[i].type;
+            if (t == QCOW2_EXT_DATA_FILE || t == QCOW2_EXT_CRYPTO ||
+                (t == QCOW2_EXT_BITMAPS) != (pass == 0))
+                continue;
+            pos = put_ext(buf, pos, cap, t, s->exts[i].data, s->exts[i].len);
+            if (!pos)
+                return 0;
+        }
     }
     pos = put_ext(buf, pos, cap, QCOW2_EXT_END, NULL, 0);
     if (!pos)
