@@ -22,6 +22,7 @@ static const BlockDriver *const drivers[] = {
     &blk_qcow2_driver,
     &blk_qcow_driver,
     &blk_raw_driver,
+    &blk_null_driver,
 };
 
 const BlockDriver *blk_find_driver(const char *name)
@@ -54,7 +55,8 @@ static const BlockDriver *probe_driver(int fd)
 
 char *blk_backing_path(const char *image, const char *backing)
 {
-    if (backing[0] == '/' || !strchr(image, '/'))
+    /* a json: name is a whole option tree, relative to nothing */
+    if (backing[0] == '/' || !strchr(image, '/') || blk_is_json_filename(backing))
         return strdup(backing);
     const char *slash = strrchr(image, '/');
     size_t dirlen = slash - image + 1;
@@ -66,39 +68,250 @@ char *blk_backing_path(const char *image, const char *backing)
     return p;
 }
 
+/* ---- option trees: what to open, from a file name and options ---- */
+
+static const BlockFilter *filters[8];
+static int nfilters;
+
+int blk_register_filter(const BlockFilter *f)
+{
+    if (nfilters == (int)(sizeof(filters) / sizeof(filters[0])))
+        return -ENOSPC;
+    filters[nfilters++] = f;
+    return 0;
+}
+
+const BlockFilter *blk_find_filter(const char *name)
+{
+    for (int i = 0; i < nfilters; i++)
+        if (!strcmp(filters[i]->name, name))
+            return filters[i];
+    return NULL;
+}
+
+/* QEMU's drivers for a host file or device: all of them are calf's host
+ * file under a format. */
+static bool is_file_protocol(const char *name)
+{
+    return !strcmp(name, "file") || !strcmp(name, "host_device") || !strcmp(name, "host_cdrom");
+}
+
+bool blk_format_name_known(const char *name)
+{
+    return blk_find_driver(name) || is_file_protocol(name) || blk_find_filter(name);
+}
+
+/* The filter whose "NAME:" prefix starts filename, if it takes one. */
+static const BlockFilter *prefix_filter(const char *filename)
+{
+    for (int i = 0; i < nfilters; i++) {
+        size_t n = strlen(filters[i]->name);
+        if (filters[i]->parse_filename && !strncmp(filename, filters[i]->name, n) &&
+            filename[n] == ':')
+            return filters[i];
+    }
+    return NULL;
+}
+
+/* What one node of the tree opens. */
+typedef struct NodeSpec {
+    BlockOptions tree;      /* every option; the pointers below point into it */
+    const char *host;       /* the host file; NULL: the driver has none */
+    char *display;          /* bs->filename */
+    const char *format;     /* NULL: probe */
+    const BlockFilter *filter;
+    BlockOptions fopts;     /* the filter's own options ("file." taken off) */
+    BlockOptions dopts;     /* the format driver's */
+    BlockOptions bopts;     /* the backing file's ("backing." taken off) */
+    bool no_backing;        /* "backing": null */
+} NodeSpec;
+
+static void spec_free(NodeSpec *s)
+{
+    blkopts_free(&s->tree);
+    blkopts_free(&s->fopts);
+    blkopts_free(&s->dopts);
+    blkopts_free(&s->bopts);
+    free(s->display);
+}
+
+static bool has_prefix(const char *key, const char *prefix)
+{
+    return !strncmp(key, prefix, strlen(prefix));
+}
+
+/* A host file name as QEMU names it back: "file:" is taken off, and a
+ * name that would then read as "PROTOCOL:rest" gets "./" in front. */
+static char *plain_name(const char *name)
+{
+    if (!strncmp(name, "file:", 5))
+        name += 5;
+    size_t colon = strcspn(name, ":"), slash = strcspn(name, "/");
+    bool dotted = name[colon] && colon < slash;
+    char *d = malloc(strlen(name) + 3);
+    if (d)
+        sprintf(d, "%s%s", dotted ? "./" : "", name);
+    return d;
+}
+
+static int spec_error(const char *fmt, const char *a)
+{
+    blk_set_error(fmt, a, a);
+    return -EINVAL;
+}
+
+/* The protocol layer of the node: "file.driver" (a host file, or a
+ * registered filter over one) and "file.filename". */
+static int spec_file(NodeSpec *s)
+{
+    BlockOptions *t = &s->tree;
+    const char *fdrv = blkopts_get(t, "file.driver");
+    const char *child = "file.";
+    char buf[80];
+    if (fdrv && !is_file_protocol(fdrv)) {
+        if (!(s->filter = blk_find_filter(fdrv)))
+            return spec_error(blk_find_driver(fdrv) ? "Driver '%s' as the file of another "
+                                                      "format is not supported"
+                                                    : "Unknown driver '%s'", fdrv);
+        snprintf(buf, sizeof(buf), "file.%s.", s->filter->child);
+        child = buf;
+        const char *cdrv = blkopts_get(t, (snprintf(buf, sizeof(buf), "file.%s.driver",
+                                                    s->filter->child), buf));
+        snprintf(buf, sizeof(buf), "file.%s", s->filter->child);
+        const char *ref = blkopts_get(t, buf);
+        if (ref)
+            return spec_error("Cannot find device='%s' nor node-name='%s'", ref);
+        if (cdrv && !is_file_protocol(cdrv))
+            return spec_error("Driver '%s' under a filter is not supported", cdrv);
+        snprintf(buf, sizeof(buf), "file.%s.", s->filter->child);
+    }
+    size_t cl = strlen(child);
+    char key[96];
+    snprintf(key, sizeof(key), "%sfilename", child);
+    s->host = blkopts_get(t, key);
+    for (int i = 0; i < t->n; i++) {
+        BlockOpt *o = &t->opt[i];
+        if (o->used || !has_prefix(o->key, "file."))
+            continue;
+        const char *k = o->key + cl;
+        if (has_prefix(o->key, child)) {
+            /* the host file's own options: QEMU's that mean nothing here */
+            if (strcmp(k, "node-name") && strcmp(k, "locking") && strcmp(k, "aio"))
+                return spec_error("Block protocol 'file' doesn't support the option '%s'", k);
+            o->used = true;
+        } else if (s->filter && strcmp(o->key, "file.driver")) {
+            if (blkopts_set(&s->fopts, o->key + 5, o->value) < 0)
+                return spec_error("out of memory%s", "");
+            o->used = true;
+        }
+    }
+    return 0;
+}
+
+/* Fills s from filename (a path, "file:PATH", "json:{...}" or a filter's
+ * "NAME:..." prefix) and opts (QEMU's dotted option tree, which wins over
+ * what filename says).  format (-f) wins over a "driver" in the tree where
+ * format_wins, else only fills in where the tree names none. */
+static int spec_parse(NodeSpec *s, const char *filename, const char *format, bool format_wins,
+                      BlockOptions *opts)
+{
+    BlockOptions *t = &s->tree;
+    const char *plain = NULL;
+    const BlockFilter *pf = NULL;
+    if (filename && blk_is_json_filename(filename)) {
+        if (blk_json_parse(filename, t) < 0)
+            return -EINVAL;
+    } else if (filename && (pf = prefix_filter(filename))) {
+        /* its options are the file's: "blkdebug:conf:img" under a probed format */
+        BlockOptions f = {0};
+        int r = pf->parse_filename(filename, &f);
+        for (int i = 0; r == 0 && i < f.n; i++) {
+            char key[256];
+            snprintf(key, sizeof(key), "file.%s", f.opt[i].key);
+            r = blkopts_set(t, key, f.opt[i].value ? f.opt[i].value : "on");
+        }
+        blkopts_free(&f);
+        if (r == 0)
+            r = blkopts_set(t, "file.driver", pf->name);
+        if (r < 0)
+            return r;
+    } else {
+        plain = filename;
+    }
+    for (int i = 0; opts && i < opts->n; i++) {
+        opts->opt[i].used = true;
+        if (blkopts_set(t, opts->opt[i].key, opts->opt[i].value ? opts->opt[i].value : "on") < 0)
+            return spec_error("out of memory%s", "");
+    }
+    if (format && (format_wins || !blkopts_get(t, "driver")) &&
+        blkopts_set(t, "driver", format) < 0)
+        return spec_error("out of memory%s", "");
+    for (int i = 0; i < t->n; i++)
+        t->opt[i].used = false;
+    const char *drv = blkopts_get(t, "driver");
+    /* a tree that names the file overrides the name it came with */
+    for (int i = 0; plain && i < t->n; i++)
+        if (!strcmp(t->opt[i].key, "file") || has_prefix(t->opt[i].key, "file."))
+            plain = NULL;
+    const BlockDriver *d = drv ? blk_find_driver(drv) : NULL;
+    if (drv && is_file_protocol(drv)) {
+        /* the host file itself: calf reads it as raw */
+        s->host = plain ? plain + (strncmp(plain, "file:", 5) ? 0 : 5)
+                        : blkopts_get(t, "filename");
+        if (!s->host)
+            return spec_error("The '%s' block driver requires a file name", drv);
+        drv = "raw";
+    } else if (d && d->no_file) {
+        s->host = NULL;
+    } else if (plain) {
+        s->host = strncmp(plain, "file:", 5) ? plain : plain + 5;
+    } else {
+        const char *ref = blkopts_get(t, "file");
+        if (ref)
+            return spec_error("Cannot find device='%s' nor node-name='%s'", ref);
+        int r = spec_file(s);
+        if (r < 0)
+            return r;
+        if (!s->host)
+            return spec_error(drv ? "A block device must be specified for \"file\"%s"
+                                  : "Must specify either driver or file%s", "");
+    }
+    if (drv && !d && strcmp(drv, "raw"))
+        return spec_error(blk_find_filter(drv) ? "Driver '%s' needs a format over it"
+                                               : "Unknown driver '%s'", drv);
+    s->format = drv;
+    blkopts_get(t, "node-name");
+    const char *b = blkopts_get(t, "backing");
+    if (b && !*b)
+        s->no_backing = true;
+    for (int i = 0; b && *b && i < t->n; i++)
+        if (!strcmp(t->opt[i].key, "backing"))
+            t->opt[i].used = false; /* a node name: the format refuses it, as QEMU's does */
+    for (int i = 0; i < t->n; i++) {
+        BlockOpt *o = &t->opt[i];
+        if (o->used)
+            continue;
+        BlockOptions *to = has_prefix(o->key, "backing.") ? &s->bopts : &s->dopts;
+        if (blkopts_set(to, o->key + (to == &s->bopts ? 8 : 0), o->value) < 0)
+            return spec_error("out of memory%s", "");
+        o->used = true;
+    }
+    if (plain || (s->host && !s->filter))
+        s->display = plain_name(s->host);
+    else
+        s->display = strdup(filename ? filename : s->host ? s->host : "");
+    return s->display ? 0 : spec_error("out of memory%s", "");
+}
+
 struct chain_seen {
     dev_t dev[BLK_MAX_CHAIN];
     ino_t ino[BLK_MAX_CHAIN];
     int n;
 };
 
-/* "backing.encrypt.key-secret=..." (QEMU's --image-opts syntax) is an
- * option of the backing file: moved from opts to bopts. */
-static void backing_opts(BlockOptions *opts, BlockOptions *bopts)
+/* Opens the host file of a node: the fd, or -1 with the error set. */
+static int open_host(const char *filename, int flags, int depth, struct chain_seen *seen)
 {
-    for (int i = 0; opts && i < opts->n; i++) {
-        if (!strncmp(opts->opt[i].key, "backing.", 8)) {
-            opts->opt[i].used = true;
-            blkopts_set(bopts, opts->opt[i].key + 8, opts->opt[i].value);
-        }
-    }
-}
-
-static BlockDriverState *open_chain(const char *filename, const char *format, int flags,
-                                    BlockOptions *opts, int depth, struct chain_seen *seen)
-{
-    if (depth >= BLK_MAX_CHAIN) {
-        blk_set_error("%s: backing chain is deeper than %d images", filename, BLK_MAX_CHAIN);
-        return NULL;
-    }
-    const BlockDriver *drv = NULL;
-    if (format) {
-        drv = blk_find_driver(format);
-        if (!drv) {
-            blk_set_error("Unknown driver '%s'", format);
-            return NULL;
-        }
-    }
     bool rw = flags & BLK_O_RDWR;
     int oflags = (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC;
     if (flags & BLK_O_NOCACHE) {
@@ -113,7 +326,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
     if (fd < 0) {
         int e = errno;
         blk_set_error("Could not open '%s': %s", filename, strerror(e));
-        return NULL;
+        return -1;
     }
     struct stat st;
     const char *why = NULL;
@@ -126,7 +339,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
     if (why) {
         blk_set_error("Could not open '%s': %s", filename, why);
         close(fd);
-        return NULL;
+        return -1;
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     for (int i = 0; i < seen->n; i++) {
@@ -134,7 +347,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
             blk_set_error("%s: backing chain loops back to an image already in the chain",
                           filename);
             close(fd);
-            return NULL;
+            return -1;
         }
     }
     seen->dev[seen->n] = st.st_dev;
@@ -143,72 +356,120 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
 
     if (!(flags & BLK_O_SHARE) && blk_lock(fd, rw, filename) < 0) {
         close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static BlockDriverState *open_chain(const char *filename, const char *format, bool format_wins,
+                                    int flags, BlockOptions *opts, int depth,
+                                    struct chain_seen *seen)
+{
+    if (depth >= BLK_MAX_CHAIN) {
+        blk_set_error("%s: backing chain is deeper than %d images", filename, BLK_MAX_CHAIN);
+        return NULL;
+    }
+    NodeSpec spec = {0};
+    if (spec_parse(&spec, filename, format, format_wins, opts) < 0) {
+        spec_free(&spec);
+        return NULL;
+    }
+    const BlockDriver *drv = NULL;
+    if (spec.format && !(drv = blk_find_driver(spec.format))) {
+        blk_set_error("Unknown driver '%s'", spec.format);
+        spec_free(&spec);
+        return NULL;
+    }
+    bool rw = flags & BLK_O_RDWR;
+    int fd = -1;
+    if (spec.host && (fd = open_host(spec.host, flags, depth, seen)) < 0) {
+        spec_free(&spec);
         return NULL;
     }
     if (!drv && !(drv = probe_driver(fd))) {
-        blk_set_error("%s: cannot read the file to probe its format", filename);
+        blk_set_error("%s: cannot read the file to probe its format", spec.host);
         close(fd);
+        spec_free(&spec);
         return NULL;
     }
 
     BlockDriverState *bs = calloc(1, sizeof(*bs));
-    if (!bs || !(bs->filename = strdup(filename))) {
-        free(bs);
+    if (!bs) {
         close(fd);
+        spec_free(&spec);
         blk_set_error("out of memory");
         return NULL;
     }
+    bs->filename = spec.display;
+    spec.display = NULL;
     bs->drv = drv;
     bs->fd = fd;
     bs->flags = flags;
     bs->read_only = !rw;
     bs->depth = depth;
-    bs->fill = (flags & BLK_O_FILL) && rw && blk_file_fill_pays(fd);
-    BlockOptions bopts = {0};
-    backing_opts(opts, &bopts);
-    blk_set_error("%s: could not open", filename);
-    int r = drv->open(bs, opts);
+    bs->fill = fd >= 0 && (flags & BLK_O_FILL) && rw && blk_file_fill_pays(fd);
+    if (spec.filter) {
+        blk_set_error("%s: could not open", bs->filename);
+        if (spec.filter->open(bs, &spec.fopts) < 0) {
+            free(bs->filename);
+            free(bs);
+            close(fd);
+            spec_free(&spec);
+            return NULL;
+        }
+        bs->filter = spec.filter;
+        const char *unused = blkopts_first_unused(&spec.fopts);
+        if (unused) {
+            blk_set_error("Block driver '%s' does not support the option '%s'",
+                          spec.filter->name, unused);
+            goto fail;
+        }
+    }
+    blk_set_error("%s: could not open", bs->filename);
+    int r = drv->open(bs, &spec.dopts);
     if (r < 0) {
-        blkopts_free(&bopts);
+        if (bs->filter && bs->filter->close)
+            bs->filter->close(bs);
         free(bs->filename);
         free(bs);
         close(fd);
+        spec_free(&spec);
         return NULL;
     }
-    const char *unused = blkopts_first_unused(opts);
+    const char *unused = blkopts_first_unused(&spec.dopts);
     if (unused) {
-        blk_set_error("Invalid option '%s' for the %s format", unused, drv->name);
-        blkopts_free(&bopts);
-        blk_close(bs);
-        return NULL;
+        blk_set_error("Block format '%s' does not support the option '%s'", drv->name, unused);
+        goto fail;
     }
     if (bs->backing_file[0]) {
-        bs->full_backing_filename = blk_backing_path(filename, bs->backing_file);
+        /* relative to the host file's directory, also under a filter */
+        bs->full_backing_filename = blk_backing_path(spec.filter ? spec.host : bs->filename,
+                                                     bs->backing_file);
         if (!bs->full_backing_filename) {
             blk_set_error("out of memory");
-            blkopts_free(&bopts);
-            blk_close(bs);
-            return NULL;
+            goto fail;
         }
     }
-    if (bs->backing_file[0] && !(flags & BLK_O_NO_BACKING)) {
+    if (bs->backing_file[0] && !(flags & BLK_O_NO_BACKING) && !spec.no_backing) {
         /* A backing file is only ever read: never opened for writing. */
         int bflags = (flags & ~(BLK_O_RDWR | BLK_O_CHECK)) | BLK_O_NO_REPAIR;
         const char *bfmt = bs->backing_format[0] ? bs->backing_format : NULL;
-        BlockDriverState *b = open_chain(bs->full_backing_filename, bfmt, bflags,
-                                         bopts.n ? &bopts : NULL, depth + 1, seen);
+        BlockDriverState *b = open_chain(bs->full_backing_filename, bfmt, false, bflags,
+                                         spec.bopts.n ? &spec.bopts : NULL, depth + 1, seen);
         if (!b) {
-            blkopts_free(&bopts);
             char msg[1024];
             snprintf(msg, sizeof(msg), "%s", blk_error());
             blk_set_error("Could not open backing file: %s", msg);
-            blk_close(bs);
-            return NULL;
+            goto fail;
         }
         bs->backing = b;
     }
-    blkopts_free(&bopts);
+    spec_free(&spec);
     return bs;
+fail:
+    spec_free(&spec);
+    blk_close(bs);
+    return NULL;
 }
 
 BlockDriverState *blk_open(const char *filename, const char *format, int flags,
@@ -219,7 +480,7 @@ BlockDriverState *blk_open(const char *filename, const char *format, int flags,
         blk_set_error("out of memory");
         return NULL;
     }
-    BlockDriverState *bs = open_chain(filename, format, flags, opts, 0, seen);
+    BlockDriverState *bs = open_chain(filename, format, true, flags, opts, 0, seen);
     free(seen);
     return bs;
 }
@@ -265,7 +526,10 @@ void blk_close(BlockDriverState *bs)
             munmap((void *)bs->map, bs->map_size);
         if (bs->drv->close)
             bs->drv->close(bs);
-        close(bs->fd);
+        if (bs->filter && bs->filter->close)
+            bs->filter->close(bs);
+        if (bs->fd >= 0)
+            close(bs->fd);
         free(bs->filename);
         free(bs->full_backing_filename);
         free(bs);
@@ -708,6 +972,9 @@ int blk_create(const char *format, const char *filename, uint64_t size, BlockOpt
         blk_set_error("Format driver '%s' does not support image creation", format);
         return -ENOTSUP;
     }
+    /* "file:PATH" is PATH, colons and all */
+    if (!strncmp(filename, "file:", 5))
+        filename += 5;
     return drv->create(filename, size, opts);
 }
 

@@ -211,17 +211,77 @@ struct BlockDriver {
      * range (then write the bytes). */
     int (*copy_from_file)(BlockDriverState *bs, uint64_t off, int src_fd, uint64_t src_off,
                           uint64_t len);
+    /* The driver has no host file (null-co): it opens with bs->fd -1 and
+     * its options only ("driver=null-co,size=1M"). */
+    bool no_file;
 };
 
 extern const BlockDriver blk_raw_driver;
 extern const BlockDriver blk_qcow2_driver;
 extern const BlockDriver blk_qcow_driver;
+extern const BlockDriver blk_null_driver;
 const BlockDriver *blk_find_driver(const char *name);
+/* A name qemu-img takes for a format (-F of rebase -u): a driver, one of
+ * QEMU's host file drivers ("file", "host_device") or a filter. */
+bool blk_format_name_known(const char *name);
+
+/* ---- file names and option trees ----
+ *
+ * blk_open() takes, as QEMU does, wherever a file name goes (the tools'
+ * arguments, a backing file name stored in an image):
+ *   PATH, or "file:PATH" (PATH may then hold a colon anywhere);
+ *   "json:{...}", QEMU's JSON (single quotes too), nested objects being
+ *     dotted keys: {"file": {"filename": "x"}} is "file.filename": "x";
+ *   "NAME:..." where a registered filter NAME parses such names.
+ * and options (--image-opts) in the same dotted tree:
+ *   driver=FMT            the format (absent: probed)
+ *   file.driver=file      the host file (also host_device, host_cdrom)
+ *   file.filename=PATH    its name
+ *   file.driver=FILTER, file.CHILD.filename=PATH: a filter between
+ *                         the format and its host file (below)
+ *   backing=null (json)   do not open the backing file: reads as zeros
+ *   backing.KEY=V         options of the backing file's node (backing.driver,
+ *                         backing.file.filename, backing.encrypt.key-secret)
+ *   node-name=N           accepted; calf has no node graph to name
+ *   anything else         the format driver's option (encrypt.key-secret)
+ * The tree's options win over those of a json: name, -f over both. */
+
+/* "json:{...}" */
+bool blk_is_json_filename(const char *filename);
+/* Appends the options of a "json:{...}" name (or a bare "{...}") to out,
+ * flattened: strings as they are, numbers as written, true/false as
+ * on/off, null as "".  Bounded (depth, length): hostile input is
+ * -EINVAL with QEMU's error text set. */
+int blk_json_parse(const char *filename, BlockOptions *out);
+
+/* A filter node between a format and its host file, as QEMU's blkdebug:
+ * "driver=qcow2,file.driver=NAME,file.CHILD.filename=PATH,file.X=Y".
+ * The format driver still reads and writes the host file of PATH through
+ * bs->fd; the filter gets bs before the format driver opens it, to set
+ * up what it needs (its state in bs->filter_opaque, hooks the drivers
+ * call), and its own options, "file." taken off (X=Y, CHILD.* excluded).
+ * Options it leaves unused are an error.  Register filters before the
+ * first blk_open() (from main() or a constructor): the table is not
+ * locked. */
+typedef struct BlockFilter {
+    const char *name;  /* file.driver=NAME */
+    const char *child; /* the child node's option name ("image") */
+    int (*open)(BlockDriverState *bs, BlockOptions *opts);
+    void (*close)(BlockDriverState *bs); /* may be NULL */
+    /* Optional: a "NAME:..." file name into the filter's options
+     * ("blkdebug:CONF:PATH" -> config=CONF, image.filename=PATH). */
+    int (*parse_filename)(const char *filename, BlockOptions *opts);
+} BlockFilter;
+/* 0, or -ENOSPC when the table is full. */
+int blk_register_filter(const BlockFilter *f);
+const BlockFilter *blk_find_filter(const char *name);
 
 struct BlockDriverState {
     const BlockDriver *drv;
-    char *filename;          /* as given by the user */
-    int fd;                  /* the host file */
+    char *filename;          /* as QEMU names it back ("file:" off; json: under a filter) */
+    int fd;                  /* the host file; -1 for a driver without one */
+    const BlockFilter *filter; /* between the format and fd, or NULL */
+    void *filter_opaque;     /* the filter's state */
     int flags;               /* BLK_O_* */
     bool read_only;
     uint64_t size;           /* virtual size in bytes */

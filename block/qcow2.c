@@ -167,6 +167,8 @@ static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
         if (!pos)
             return 0;
     }
+    /* QEMU's order: backing format, data file, encryption, feature table,
+     * bitmaps, then the extensions it does not know, as they came */
     if (s->data_file_name) {
         pos = put_ext(buf, pos, cap, QCOW2_EXT_DATA_FILE, s->data_file_name,
                       strlen(s->data_file_name));
@@ -174,6 +176,8 @@ static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
             return 0;
     }
     for (int i = 0; i < s->nexts; i++) {
+        if (s->exts[i].type != QCOW2_EXT_CRYPTO)
+            continue;
         pos = put_ext(buf, pos, cap, s->exts[i].type, s->exts[i].data, s->exts[i].len);
         if (!pos)
             return 0;
@@ -191,6 +195,17 @@ static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
         pos = put_ext(buf, pos, cap, QCOW2_EXT_FEATURE_TBL, ft, sizeof(ft));
         if (!pos)
             return 0;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < s->nexts; i++) {
+            uint32_t t = s->exts[i].type;
+            if (t == QCOW2_EXT_DATA_FILE || t == QCOW2_EXT_CRYPTO ||
+                (t == QCOW2_EXT_BITMAPS) != (pass == 0))
+                continue;
+            pos = put_ext(buf, pos, cap, t, s->exts[i].data, s->exts[i].len);
+            if (!pos)
+                return 0;
+        }
     }
     pos = put_ext(buf, pos, cap, QCOW2_EXT_END, NULL, 0);
     if (!pos)

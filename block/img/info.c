@@ -177,7 +177,11 @@ static int collect_chain(FILE *out, const char *filename, const InfoArgs *a, Jso
         if (n > 0 && a->output == IMG_OUT_HUMAN)
             fprintf(out, "\n");
         char *next = NULL, *next_fmt = NULL;
+        /* --image-opts is for the image named: its backing files are file names */
+        bool image_opts = img_image_opts;
+        img_image_opts = image_opts && n == 0;
         JsonNode *info = collect_one(out, name, fmt, a, &next, &next_fmt);
+        img_image_opts = image_opts;
         names[n++] = name;
         free(fmt);
         name = NULL;

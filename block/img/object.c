@@ -245,29 +245,19 @@ BlockDriverState *img_open_image_opts(const char *arg, int flags)
         obj_error("Invalid image options: %s", arg);
         return NULL;
     }
-    const char *drv = blkopts_get(&o, "driver");
-    const char *fn = blkopts_get(&o, "file.filename");
-    blkopts_get(&o, "file.driver");
     if (!strchr(arg, '=')) {
         /* QEMU takes a bare word for the name of a node that does not exist */
         open_error(arg, "Cannot find device='%s' nor node-name='%s'", arg, arg);
-    } else if (!fn && !drv) {
-        open_error(arg, "Must specify either driver or file");
-    } else if (!fn) {
-        open_error(arg, "A block device must be specified for \"file\"");
     } else if (img_secret_resolve(&o) < 0 && !(flags & BLK_O_NO_IO)) {
         /* (info unlocks nothing: it does not look its secrets up either) */
         open_error(arg, "%s", blk_error());
     } else {
-        /* what the driver does not take is an error from blk_open */
-        BlockOptions rest = {0};
+        /* the block layer reads the tree: driver=, file.*, backing.* */
         for (int i = 0; i < o.n; i++)
-            if (!o.opt[i].used)
-                blkopts_set(&rest, o.opt[i].key, o.opt[i].value);
-        bs = blk_open(fn, drv, flags, rest.n ? &rest : NULL);
+            o.opt[i].used = false;
+        bs = blk_open(NULL, NULL, flags, &o);
         if (!bs)
             open_error(arg, "%s", blk_error());
-        blkopts_free(&rest);
     }
     blkopts_free(&o);
     return bs;

@@ -126,7 +126,7 @@ int img_rebase(int argc, char **argv)
     if (!out_base)
         img_usage_error("Must specify backing file (-b) or use unsafe mode (-u)");
     const char *filename = argv[optind];
-    if (out_fmt && !blk_find_driver(out_fmt)) {
+    if (out_fmt && !blk_format_name_known(out_fmt)) {
         img_error("Invalid format name: '%s'", out_fmt);
         return 1;
     }
