@@ -642,6 +642,17 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
     derive(s);
     if ((r = qcow2_crypto_open(s, opts)) < 0 || (r = open_tables(s, opts)) < 0)
         goto fail;
+    /* QEMU's runtime option: lazy refcounts on or off for this open only */
+    bool lazy;
+    if ((r = blkopts_get_bool(opts, "lazy-refcounts", s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS,
+                              &lazy)) < 0)
+        goto fail;
+    if (lazy && s->version < 3) {
+        blk_set_error("Lazy refcounts require a qcow2 image with at least qemu 1.1 "
+                      "compatibility level");
+        r = -EINVAL;
+        goto fail;
+    }
     if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !bs->read_only && !(bs->flags & BLK_O_CHECK)) {
         r = bad(s, -EACCES, "image is corrupt; cannot be opened read/write (repair it with "
                 "'%s check -r all')", blk_img_tool);
@@ -650,7 +661,7 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
     if (!bs->read_only) {
         if ((r = qcow2_rebuild_if_dirty(s)) < 0)
             goto fail;
-        s->lazy = s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS;
+        s->lazy = lazy;
         /* Autoclear bits name features whose data we do not maintain. */
         if (s->autoclear) {
             s->autoclear = 0;
