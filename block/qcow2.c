@@ -697,7 +697,17 @@ static int qcow2_flush(BlockDriverState *bs)
 {
     Qcow2State *s = bs->opaque;
     pthread_mutex_lock(&s->lock);
-    int r = qcow2_flush_metadata(s);
+    int r;
+    if (s->lazy && s->dirty_set) {
+        /* lazy refcounts, as in QEMU: the image is marked dirty and its
+         * refcounts rebuilt after a crash, so a flush writes the data and
+         * the mapping, not the refcounts (close does) */
+        r = s->deps_unsynced ? qcow2_sync(s) : 0;
+        if (r == 0)
+            r = qcow2_cache_flush(s, &s->l2_cache);
+    } else {
+        r = qcow2_flush_metadata(s);
+    }
     if (r == 0)
         r = qcow2_sync(s);
     pthread_mutex_unlock(&s->lock);

@@ -4,7 +4,7 @@
 # leaves behind read back by the other tool (or compared as files).
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 34
+plan 35
 
 # fresh IMG SIZE ARGS...: the same new image (qemu-img create ARGS IMG
 # SIZE) in both dirs
@@ -93,6 +93,10 @@ same_io "reopen -o lazy-refcounts=on, write, sigraise KILL" -f qcow2 \
 is "$(qemu-img info --output=json "$CDIR/l.qcow2" | grep -c '"dirty-flag": true')" 1 \
     "the killed image is marked dirty"
 twin_qemu "the killed image's data is there" -f qcow2 -r -c 'read -P 0x77 0 4k' l.qcow2
+# ... and, as in QEMU, the refcount of the data cluster was left to the
+# dirty bit while the new L2 table's was written
+is "$(qemu-img check "$CDIR/l.qcow2" 2>&1)" "$(qemu-img check "$QDIR/l.qcow2" 2>&1)" \
+    "qemu-img check finds the killed image as QEMU leaves it"
 same_io "sigraise TERM flushes what was printed" -c 'help close' -c 'sigraise 15' -c 'help'
 
 # ---- read -b / write -b: the VM state area ----
