@@ -4,7 +4,7 @@
 # leaves behind read back by the other tool (or compared as files).
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 35
+plan 37
 
 # fresh IMG SIZE ARGS...: the same new image (qemu-img create ARGS IMG
 # SIZE) in both dirs
@@ -72,6 +72,17 @@ for d in "$QDIR" "$CDIR"; do qemu-img rebase -u -b '' "$d/top.qcow2"; done
 twin_qemu "the copied clusters hold the backing data" -f qcow2 -c 'read -P 0x55 0 20k' \
     -c 'read -P 0 20k 44k' -c 'read -P 0 512k 64k' top.qcow2
 same_io "-C with -r is refused" -f qcow2 -C -r top.qcow2
+# the same through QEMU's copy-on-read filter driver
+for d in "$QDIR" "$CDIR"; do
+    rm -f "$d/top.qcow2"
+    qemu-img create -q -f qcow2 -o cluster_size=64k -b base.qcow2 -F qcow2 "$d/top.qcow2"
+done
+same_io "open -o driver=copy-on-read: reads copy up, read-only is refused" \
+    -c 'open -o driver=copy-on-read,file.driver=qcow2 top.qcow2' -c 'read -P 0x55 1k 2k' \
+    -c 'read 0 0' -c 'close' -c 'open -r -o driver=copy-on-read,file.driver=qcow2 top.qcow2'
+is "$(qemu-img map --output=json "$CDIR/top.qcow2" | sed 's/"offset": [0-9]*/"offset": X/')" \
+   "$(qemu-img map --output=json "$QDIR/top.qcow2" | sed 's/"offset": [0-9]*/"offset": X/')" \
+   "the copy-on-read filter left the same clusters in the top image"
 
 # ---- reopen ----
 fresh r.qcow2 1M -f qcow2 -o compat=1.1

@@ -225,6 +225,28 @@ out:
     return bs;
 }
 
+/* QEMU's copy-on-read filter driver ("driver=copy-on-read,file.driver=
+ * qcow2"): calf opens its file child, the image, as -C does.  *inner gets
+ * the options with the filter taken off (file.X becomes X); 1 if opts name
+ * the filter, 0 if not, -ENOMEM. */
+static int cor_filter_options(const char *opts, char **inner)
+{
+    BlockOptions o = {0}, in = {0};
+    int r = 0;
+    if (blkopts_parse(&o, opts) == 0 && blkopts_get(&o, "driver") &&
+        !strcmp(blkopts_get(&o, "driver"), "copy-on-read")) {
+        for (int i = 0; i < o.n && r == 0; i++) {
+            const char *k = o.opt[i].key;
+            if (strcmp(k, "driver"))
+                r = blkopts_set(&in, strncmp(k, "file.", 5) ? k : k + 5, o.opt[i].value);
+        }
+        r = r < 0 ? r : (*inner = unused_options(&in)) ? 1 : -ENOMEM;
+    }
+    blkopts_free(&o);
+    blkopts_free(&in);
+    return r;
+}
+
 int io_open(IoImage *img, const char *filename, const char *fmt, const char *opts, int flags,
             bool snapshot, bool copy_on_read, bool force_share, bool writethrough)
 {
@@ -236,14 +258,23 @@ int io_open(IoImage *img, const char *filename, const char *fmt, const char *opt
         opts = filename;
         filename = NULL;
     }
+    char *inner = NULL;
+    int r = opts ? cor_filter_options(opts, &inner) : 0;
+    if (r < 0) {
+        open_error(filename, strerror(-r));
+        return r;
+    }
     const char *fn;
     int f = flags;
-    bool fs = force_share;
-    BlockDriverState *bs = open_bs(filename, fmt, opts, &f, snapshot, &fs, &fn);
+    bool fs = force_share, filter = r > 0;
+    BlockDriverState *bs = open_bs(filename, fmt, filter ? inner : opts, &f, snapshot, &fs, &fn);
+    free(inner);
     if (!bs)
         return -EINVAL;
-    if (copy_on_read && bs->read_only) {
-        open_error(filename, "Can't use copy-on-read on read-only device");
+    if ((copy_on_read || filter) && bs->read_only) {
+        /* the filter needs write access to its child; -C says so itself */
+        open_error(filename, filter ? "Block node is read-only" :
+                   "Can't use copy-on-read on read-only device");
         blk_close(bs);
         return -EINVAL;
     }
@@ -271,7 +302,7 @@ int io_open(IoImage *img, const char *filename, const char *fmt, const char *opt
         .opts = opts ? strdup(opts) : NULL,
         .flags = flags,
         .snapshot = snapshot,
-        .copy_on_read = copy_on_read,
+        .copy_on_read = copy_on_read || filter,
         .force_share = force_share,
         .writethrough = writethrough,
     };
