@@ -22,8 +22,10 @@ twin_qemu() {
     is "$(run_capture "$CDIR" qemu-io "$@")" "$(run_capture "$QDIR" qemu-io "$@")" "$desc"
 }
 
-same_io "help texts of the new commands" -c 'help open' -c 'help reopen' -c 'help sigraise' \
-    -c 'help close' -c 'help sleep' -c 'help abort'
+help_all=()
+for c in abort aio_flush aio_read aio_write alloc close discard flush help info length map open \
+    quit read readv reopen sigraise sleep truncate write writev; do help_all+=(-c "help $c"); done
+same_io "help texts of every command" "${help_all[@]}"
 
 # ---- open and close ----
 fresh t.qcow2 1M -f qcow2

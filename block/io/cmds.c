@@ -932,6 +932,135 @@ static int abort_f(BlockDriverState *bs, int argc, char **argv)
     abort();
 }
 
+/* qemu-io's extended help texts, word for word (scripts compare them). */
+static const char aio_read_help[] =
+    "\n"
+    " asynchronously reads a range of bytes from the given offset\n"
+    "\n"
+    " Example:\n"
+    " 'aio_read -v 512 1k 1k ' - dumps 2 kilobytes read from 512 bytes into the file\n"
+    "\n"
+    " Reads a segment of the currently open file, optionally dumping it to the\n"
+    " standard output stream (with -v option) for subsequent inspection.\n"
+    " The read is performed asynchronously and the aio_flush command must be\n"
+    " used to ensure all outstanding aio requests have been completed.\n"
+    " Note that due to its asynchronous nature, this command will be\n"
+    " considered successful once the request is submitted, independently\n"
+    " of potential I/O errors or pattern mismatches.\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -P, -- use a pattern to verify read data\n"
+    " -i, -- treat request as invalid, for exercising stats\n"
+    " -v, -- dump buffer to standard output\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    "\n";
+
+static const char aio_write_help[] =
+    "\n"
+    " asynchronously writes a range of bytes from the given offset source\n"
+    " from multiple buffers\n"
+    "\n"
+    " Example:\n"
+    " 'aio_write 512 1k 1k' - writes 2 kilobytes at 512 bytes into the open file\n"
+    "\n"
+    " Writes into a segment of the currently open file, using a buffer\n"
+    " filled with a set pattern (0xcdcdcdcd).\n"
+    " The write is performed asynchronously and the aio_flush command must be\n"
+    " used to ensure all outstanding aio requests have been completed.\n"
+    " Note that due to its asynchronous nature, this command will be\n"
+    " considered successful once the request is submitted, independently\n"
+    " of potential I/O errors or pattern mismatches.\n"
+    " -P, -- use different pattern to fill file\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -f, -- use Force Unit Access semantics\n"
+    " -i, -- treat request as invalid, for exercising stats\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    " -u, -- with -z, allow unmapping\n"
+    " -z, -- write zeroes using blk_aio_pwrite_zeroes\n"
+    "\n";
+
+static const char discard_help[] =
+    "\n"
+    " discards a range of bytes from the given offset\n"
+    "\n"
+    " Example:\n"
+    " 'discard 512 1k' - discards 1 kilobyte from 512 bytes into the file\n"
+    "\n"
+    " Discards a segment of the currently open file.\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    "\n";
+
+static const char read_help[] =
+    "\n"
+    " reads a range of bytes from the given offset\n"
+    "\n"
+    " Example:\n"
+    " 'read -v 512 1k' - dumps 1 kilobyte read from 512 bytes into the file\n"
+    "\n"
+    " Reads a segment of the currently open file, optionally dumping it to the\n"
+    " standard output stream (with -v option) for subsequent inspection.\n"
+    " -b, -- read from the VM state rather than the virtual disk\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -l, -- length for pattern verification (only with -P)\n"
+    " -p, -- ignored for backwards compatibility\n"
+    " -P, -- use a pattern to verify read data\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    " -s, -- start offset for pattern verification (only with -P)\n"
+    " -v, -- dump buffer to standard output\n"
+    "\n";
+
+static const char readv_help[] =
+    "\n"
+    " reads a range of bytes from the given offset into multiple buffers\n"
+    "\n"
+    " Example:\n"
+    " 'readv -v 512 1k 1k ' - dumps 2 kilobytes read from 512 bytes into the file\n"
+    "\n"
+    " Reads a segment of the currently open file, optionally dumping it to the\n"
+    " standard output stream (with -v option) for subsequent inspection.\n"
+    " Uses multiple iovec buffers if more than one byte range is specified.\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -P, -- use a pattern to verify read data\n"
+    " -v, -- dump buffer to standard output\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    "\n";
+
+static const char write_help[] =
+    "\n"
+    " writes a range of bytes from the given offset\n"
+    "\n"
+    " Example:\n"
+    " 'write 512 1k' - writes 1 kilobyte at 512 bytes into the open file\n"
+    "\n"
+    " Writes into a segment of the currently open file, using a buffer\n"
+    " filled with a set pattern (0xcdcdcdcd).\n"
+    " -b, -- write to the VM state rather than the virtual disk\n"
+    " -c, -- write compressed data with blk_write_compressed\n"
+    " -f, -- use Force Unit Access semantics\n"
+    " -n, -- with -z, don't allow slow fallback\n"
+    " -p, -- ignored for backwards compatibility\n"
+    " -P, -- use different pattern to fill file\n"
+    " -s, -- use a pattern file to fill the write buffer\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    " -u, -- with -z, allow unmapping\n"
+    " -z, -- write zeroes using blk_co_pwrite_zeroes\n"
+    "\n";
+
+static const char writev_help[] =
+    "\n"
+    " writes a range of bytes from the given offset source from multiple buffers\n"
+    "\n"
+    " Example:\n"
+    " 'writev 512 1k 1k' - writes 2 kilobytes at 512 bytes into the open file\n"
+    "\n"
+    " Writes into a segment of the currently open file, using a buffer\n"
+    " filled with a set pattern (0xcdcdcdcd).\n"
+    " -P, -- use different pattern to fill file\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -f, -- use Force Unit Access semantics\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    "\n";
 static const char open_help[] =
     "\n"
     " opens a new file in the requested mode\n"
@@ -979,9 +1108,16 @@ static const char sigraise_help[] =
 static const struct {
     const char *name, *text;
 } help_texts[] = {
+    {"aio_read", aio_read_help},
+    {"aio_write", aio_write_help},
+    {"discard", discard_help},
     {"open", open_help},
+    {"read", read_help},
+    {"readv", readv_help},
     {"reopen", reopen_help},
     {"sigraise", sigraise_help},
+    {"write", write_help},
+    {"writev", writev_help},
 };
 
 /* Sorted by name, like qemu-io's table; args NULL prints no argument field. */
