@@ -4,7 +4,7 @@
 # leaves behind read back by the other tool (or compared as files).
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 37
+plan 39
 
 # fresh IMG SIZE ARGS...: the same new image (qemu-img create ARGS IMG
 # SIZE) in both dirs
@@ -98,6 +98,14 @@ same_io "reopen keeps node names and drivers" -c 'open -o node-name=foo r.qcow2'
 same_io "reopen option conflicts and bad values" -f qcow2 -c 'reopen -r -o read-only=on' \
     -c 'reopen -c none -o cache.direct=on' -c 'reopen -r -w' -c 'reopen -o read-only=foo' \
     -c 'reopen -o cache.no-flush=bar' -c 'reopen -c bogus' -c 'reopen x' r.qcow2
+same_io "reopen changes only what QEMU lets it change" -c 'open -o node-name=n0 r.qcow2' \
+    -c 'reopen -o bogus=1' -c 'reopen -o file.locking=off' -c 'reopen -o force-share=on' \
+    -c 'reopen -o backing.x=1' -c 'reopen -o l2-cache-size=1M,discard=unmap' \
+    -c 'reopen -o read-only=on' -c 'reopen -r' -c 'write 0 4k' -c 'reopen -o read-only=off' \
+    -c 'write -P 0x67 0 4k' -c 'reopen -o cache.direct=on' -c 'reopen -c writeback' \
+    -c 'read -P 0x67 0 4k'
+same_io "open's read-only option against -r" -c 'open -o read-only=on r.qcow2' \
+    -c 'open -r -o read-only=off r.qcow2' -c 'write -P 0x68 4k 4k' -c 'read -P 0x68 4k 4k'
 # lazy refcounts switched on at runtime: a kill after a write leaves the
 # image dirty, with the data there
 for d in "$QDIR" "$CDIR"; do rm -f "$d/l.qcow2"; qemu-img create -q -f qcow2 "$d/l.qcow2" 1M; done

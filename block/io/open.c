@@ -114,6 +114,11 @@ static int generic_options(BlockOptions *o, int *flags, bool *force_share)
         (r = blkopts_get_bool(o, "cache.no-flush", *flags & BLK_O_UNSAFE, &noflush)) < 0 ||
         (r = blkopts_get_bool(o, "force-share", *force_share, &fs)) < 0)
         return r;
+    if (ro && (*flags & BLK_O_RDWR) && blkopts_get(o, "read-only")) {
+        /* qemu-io wants to write unless -r: a read-only node cannot do */
+        blk_set_error("Block node is read-only");
+        return -EACCES;
+    }
     const char *lock = blkopts_get(o, "locking");
     if (!lock)
         lock = blkopts_get(o, "file.locking");
@@ -300,7 +305,7 @@ int io_open(IoImage *img, const char *filename, const char *fmt, const char *opt
         .filename = filename ? strdup(filename) : NULL,
         .fmt = fmt ? strdup(fmt) : NULL,
         .opts = opts ? strdup(opts) : NULL,
-        .flags = flags,
+        .flags = f, /* as the options made them: reopen starts from there */
         .snapshot = snapshot,
         .copy_on_read = copy_on_read || filter,
         .force_share = force_share,
@@ -417,6 +422,73 @@ static int check_unchanged(const IoImage *img, BlockOptions *n)
     return 0;
 }
 
+/* Options a reopen may give new values: the generic ones and, for qcow2,
+ * its runtime options.  ignored: QEMU's that calf has nothing to change
+ * for (accepted, as QEMU accepts them). */
+static const char *const reopen_generic[] = {
+    "read-only", "auto-read-only", "cache.direct", "cache.no-flush", NULL,
+};
+static const char *const reopen_qcow2[] = {
+    "lazy-refcounts", "l2-cache-size", "l2-cache-entry-size", "refcount-cache-size",
+    "cache-size", "cache-clean-interval", NULL,
+};
+static const char *const reopen_ignored[] = {
+    "discard", "detect-zeroes", "node-name", "file.node-name", "backing.node-name", "driver",
+    "file.driver", "backing.driver", NULL,
+};
+static const char *const reopen_qcow2_ignored[] = {
+    "pass-discard-request", "pass-discard-snapshot", "pass-discard-other", "discard-no-unref",
+    "overlap-check", "encrypt.", NULL, /* a trailing '.': the prefix of a group */
+};
+
+static bool in_list(const char *const *list, const char *key)
+{
+    for (; *list; list++) {
+        size_t n = strlen(*list);
+        if (!strcmp(*list, key) || ((*list)[n - 1] == '.' && !strncmp(*list, key, n)) ||
+            (!strncmp(*list, key, n) && key[n] == '.'))
+            return true;
+    }
+    return false;
+}
+
+enum { REOPEN_FIXED, REOPEN_TAKEN, REOPEN_IGNORED };
+
+static int reopen_kind(const BlockDriverState *bs, const char *key)
+{
+    bool qcow2 = !strcmp(bs->drv->name, "qcow2");
+    if (in_list(reopen_generic, key) || (qcow2 && in_list(reopen_qcow2, key)))
+        return REOPEN_TAKEN;
+    if (in_list(reopen_ignored, key) || (qcow2 && in_list(reopen_qcow2_ignored, key)))
+        return REOPEN_IGNORED;
+    return REOPEN_FIXED;
+}
+
+/* Any other option keeps the value it was opened with, as in QEMU. */
+static int check_fixed(const IoImage *img, BlockOptions *n)
+{
+    BlockOptions old = {0};
+    if (img->opts)
+        blkopts_parse(&old, img->opts);
+    int r = 0;
+    for (int i = 0; i < n->n && r == 0; i++) {
+        const char *key = n->opt[i].key, *had;
+        if (reopen_kind(img->bs, key) != REOPEN_FIXED)
+            continue;
+        had = blkopts_get(&old, key);
+        if (!had || strcmp(had, n->opt[i].value)) {
+            char msg[300];
+            /* QEMU names the file's options as the file node sees them */
+            snprintf(msg, sizeof(msg), "Cannot change the option '%s'",
+                     strncmp(key, "file.", 5) ? key : key + 5);
+            reopen_error(msg);
+            r = -EINVAL;
+        }
+    }
+    blkopts_free(&old);
+    return r;
+}
+
 static int check_reopen_options(const IoImage *img, const char *opts, bool rw_given,
                                 bool cache_given)
 {
@@ -440,8 +512,8 @@ static int check_reopen_options(const IoImage *img, const char *opts, bool rw_gi
                blkopts_get_bool(&n, "auto-read-only", false, &v) < 0) {
         reopen_error(blk_error());
         r = -EINVAL;
-    } else {
-        r = check_unchanged(img, &n);
+    } else if ((r = check_unchanged(img, &n)) == 0) {
+        r = check_fixed(img, &n);
     }
     blkopts_free(&n);
     return r;
@@ -467,30 +539,40 @@ int io_reopen(IoImage *img, int flags, bool writethrough, const char *opts, bool
         return 0;
     }
     IoImage old = *img;
-    /* names and drivers were found unchanged: only the rest is new */
-    char *changes = NULL, *merged = NULL;
-    if (opts) {
-        static const char *const same[] = {"node-name", "file.node-name", "backing.node-name",
-                                           "driver", "file.driver", "backing.driver"};
-        BlockOptions n = {0};
-        blkopts_parse(&n, opts);
-        for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
-            blkopts_get(&n, same[i]);
-        changes = unused_options(&n);
-        blkopts_free(&n);
-        if (!changes)
-            return -ENOMEM;
-        opts = *changes ? changes : NULL;
+    /* The options it was opened with, overridden by the new ones that a
+     * reopen takes (what was found unchanged or is ignored stays out).
+     * read-only and cache.* become flags, which -r/-w and -c change. */
+    static const char *const as_flags[] = {"read-only", "cache.direct", "cache.no-flush"};
+    BlockOptions all = {0}, n = {0};
+    if ((old.opts && blkopts_parse(&all, old.opts) < 0) || (opts && blkopts_parse(&n, opts) < 0))
+        r = -EINVAL;
+    bool ro = !(flags & BLK_O_RDWR), direct = flags & BLK_O_NOCACHE;
+    bool noflush = flags & BLK_O_UNSAFE;
+    blkopts_get_bool(&n, "read-only", ro, &ro);
+    if (r == 0 && ro && (flags & BLK_O_RDWR)) {
+        /* qemu-io keeps its write permission unless -r asks it not to */
+        const char *name = blkopts_get(&all, "node-name");
+        char msg[300];
+        snprintf(msg, sizeof(msg), "Read-only block node '%s' cannot support read-write users",
+                 name ? name : "#block000");
+        reopen_error(msg);
+        r = -EPERM;
     }
-    if (old.opts && opts) {
-        merged = malloc(strlen(old.opts) + strlen(opts) + 2);
-        if (!merged) {
-            free(changes);
-            return -ENOMEM;
-        }
-        sprintf(merged, "%s,%s", old.opts, opts);
-    }
-    const char *nopts = merged ? merged : opts ? opts : old.opts;
+    blkopts_get_bool(&n, "cache.direct", direct, &direct);
+    blkopts_get_bool(&n, "cache.no-flush", noflush, &noflush);
+    flags = (flags & ~(BLK_O_RDWR | BLK_O_NOCACHE | BLK_O_UNSAFE)) | (ro ? 0 : BLK_O_RDWR) |
+            (direct ? BLK_O_NOCACHE : 0) | (noflush ? BLK_O_UNSAFE : 0);
+    for (int i = 0; i < n.n && r == 0; i++)
+        if (!n.opt[i].used && reopen_kind(old.bs, n.opt[i].key) == REOPEN_TAKEN)
+            r = blkopts_set(&all, n.opt[i].key, n.opt[i].value);
+    for (size_t i = 0; i < sizeof(as_flags) / sizeof(as_flags[0]); i++)
+        blkopts_get(&all, as_flags[i]);
+    char *merged = r == 0 ? unused_options(&all) : NULL;
+    blkopts_free(&all);
+    blkopts_free(&n);
+    if (!merged)
+        return r < 0 ? r : -ENOMEM;
+    const char *nopts = *merged ? merged : NULL;
     /* the image's own lock is gone before it is taken again */
     int fr = blk_flush(old.bs);
     (void)fr;
@@ -510,6 +592,5 @@ int io_reopen(IoImage *img, int flags, bool writethrough, const char *opts, bool
     free(old.fmt);
     free(old.opts);
     free(merged);
-    free(changes);
     return r;
 }
