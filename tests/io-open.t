@@ -4,7 +4,7 @@
 # leaves behind read back by the other tool (or compared as files).
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 39
+plan 40
 
 # fresh IMG SIZE ARGS...: the same new image (qemu-img create ARGS IMG
 # SIZE) in both dirs
@@ -35,7 +35,7 @@ twin_qemu "what open wrote reads back in qemu-io" -f qcow2 -c 'read -P 0x11 4k 6
     -c 'read -P 0 0 4k' t.qcow2
 same_io "open twice, then open after close" -c 'open -r t.qcow2' -c 'open t.qcow2' \
     -c 'close' -c 'open -r -o driver=qcow2 t.qcow2' -c 'read -P 0x11 4k 4k'
-same_io "open of a missing file" -c 'open nothing.qcow2'
+same_io "open of a missing file, of none" -c 'open nothing.qcow2' -c 'open -r'
 same_io "open -U read-write is refused" -c 'open -U t.qcow2'
 same_io "open -C -r is refused" -c 'open -C -r t.qcow2'
 same_io "open with bad -t, -d, -i" -c 'open -t bogus t.qcow2' -c 'open -d bogus t.qcow2' \
@@ -55,6 +55,7 @@ cp "$QDIR/s.raw" "$CDIR/s.raw"
 same_io "-s: writes are seen, then forgotten" -f raw -s -c 'write -P 0x33 0 64k' \
     -c 'read -P 0x33 0 64k' -c 'read -P 0x22 64k 64k' s.raw
 ok "-s leaves the file as it was" cmp "$QDIR/s.raw" "$CDIR/s.raw"
+same_io "-s -r is read-only" -f raw -s -r -c 'write 0 4k' -c 'read -P 0x22 0 4k' s.raw
 same_io "open -s" -c 'open -s -o driver=raw s.raw' -c 'write -P 0x44 0 4k' -c 'read -P 0x44 0 4k'
 ok "open -s leaves the file as it was" cmp "$QDIR/s.raw" "$CDIR/s.raw"
 

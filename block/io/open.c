@@ -185,6 +185,10 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
     if (drv)
         fmt = drv;
     int f = *flags | (*force_share ? BLK_O_SHARE : 0);
+    if (!name && !o.n) {
+        open_error(NULL, "Must specify either driver or file");
+        goto out;
+    }
     if (!name) {
         /* the options name the file: the --image-opts way */
         char *rest = unused_options(&o);
@@ -213,7 +217,10 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
     }
     blkopts_get(&o, "file.filename");
     if (snapshot) {
+        /* the overlay is writable; -r still makes the image read-only */
         bs = blk_open_snapshot(name, fmt, f);
+        if (bs && !(*flags & BLK_O_RDWR))
+            bs->read_only = true;
     } else {
         /* what calf-io does not take itself is the drivers' to judge */
         BlockOptions rest = {0};
