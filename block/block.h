@@ -214,6 +214,11 @@ struct BlockDriver {
     /* The driver has no host file (null-co): it opens with bs->fd -1 and
      * its options only ("driver=null-co,size=1M"). */
     bool no_file;
+    /* Optional: the VM state area (QEMU's savevm data, qemu-io's -b):
+     * len bytes at byte pos of it, stored apart from the guest disk.
+     * NULL: the format has none (-ENOTSUP). */
+    int (*save_vmstate)(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len);
+    int (*load_vmstate)(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
 };
 
 extern const BlockDriver blk_raw_driver;
@@ -347,6 +352,9 @@ int blk_snapshot_delete(BlockDriverState *bs, const char *name_or_id);
 int blk_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name);
 int blk_snapshot_load_tmp_by_id_or_name(BlockDriverState *bs, const char *name_or_id);
 int blk_make_empty(BlockDriverState *bs);
+/* The VM state area (block/vmstate.c): -ENOTSUP where the format has none. */
+int blk_save_vmstate(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len);
+int blk_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
 int blk_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt);
 int blk_amend(BlockDriverState *bs, BlockOptions *opts, bool force);
 int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);

@@ -43,9 +43,10 @@ static int cache_write_slot(Qcow2State *s, Qcow2Cache *c, int i)
     if (!c->dirty[i])
         return 0;
     /* Refcount blocks are written before the L2 tables that rely on
-     * them, and the data an L2 entry points to is on disk first. */
+     * them (unless lazy refcounts left the dirty bit to cover them), and
+     * the data an L2 entry points to is on disk first. */
     if (c == &s->l2_cache) {
-        int r = qcow2_cache_flush(s, &s->rb_cache);
+        int r = s->lazy && s->dirty_set ? 0 : qcow2_cache_flush(s, &s->rb_cache);
         if (r < 0)
             return r;
         if (s->deps_unsynced && (r = qcow2_sync(s)) < 0)
@@ -141,6 +142,13 @@ int qcow2_cache_write_table(Qcow2State *s, Qcow2Cache *c, const uint8_t *table)
 {
     int i = slot_of(c, table);
     c->dirty[i] = true;
+    /* a table written at once (a new L2 table) has its refcount on disk
+     * first even with lazy refcounts, as QEMU's l2_allocate has */
+    if (c == &s->l2_cache) {
+        int r = qcow2_cache_flush(s, &s->rb_cache);
+        if (r < 0)
+            return r;
+    }
     return cache_write_slot(s, c, i);
 }
 

@@ -879,10 +879,21 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
         (r = open_data_file(s, opts)) < 0 || (r = qcow2_crypto_open(s, opts)) < 0 ||
         (r = read_backing_name(s, hdr, s->cluster_size)) < 0 || (r = read_snapshots(s)) < 0)
         goto fail;
+    /* QEMU's runtime option: lazy refcounts on or off for this open only */
+    bool lazy;
+    if ((r = blkopts_get_bool(opts, "lazy-refcounts", s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS,
+                              &lazy)) < 0)
+        goto fail;
+    if (lazy && s->version < 3) {
+        blk_set_error("Lazy refcounts require a qcow2 image with at least qemu 1.1 "
+                      "compatibility level");
+        r = -EINVAL;
+        goto fail;
+    }
     if (!bs->read_only) {
         if ((r = qcow2_rebuild_if_dirty(s)) < 0)
             goto fail;
-        s->lazy = s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS;
+        s->lazy = lazy;
         /* Autoclear bits name features whose data we do not maintain;
          * a raw data file we keep raw (every write lands at its guest
          * offset), so that bit stays. */
@@ -920,7 +931,17 @@ static int qcow2_flush(BlockDriverState *bs)
 {
     Qcow2State *s = bs->opaque;
     pthread_mutex_lock(&s->lock);
-    int r = qcow2_flush_metadata(s);
+    int r;
+    if (s->lazy && s->dirty_set) {
+        /* lazy refcounts, as in QEMU: the image is marked dirty and its
+         * refcounts rebuilt after a crash, so a flush writes the data and
+         * the mapping, not the refcounts (close does) */
+        r = s->deps_unsynced ? qcow2_sync(s) : 0;
+        if (r == 0)
+            r = qcow2_cache_flush(s, &s->l2_cache);
+    } else {
+        r = qcow2_flush_metadata(s);
+    }
     if (r == 0)
         r = qcow2_sync(s);
     pthread_mutex_unlock(&s->lock);
@@ -1402,4 +1423,6 @@ const BlockDriver blk_qcow2_driver = {
     .change_backing_file = qcow2_change_backing_file,
     .amend = qcow2_amend,
     .pwrite_compressed = qcow2_pwrite_compressed,
+    .save_vmstate = qcow2_save_vmstate,
+    .load_vmstate = qcow2_load_vmstate,
 };

@@ -4,10 +4,13 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "block/img/img.h"
 #include "block/io/io.h"
 #include "block/tool-util.h"
 
@@ -24,6 +27,8 @@ typedef struct IoCmd {
 } IoCmd;
 
 static const IoCmd *current_cmd;
+/* The image of the command being run (open, close and reopen change it). */
+static IoImage *current_img;
 
 static int usage(void)
 {
@@ -166,6 +171,8 @@ static int read_options(int argc, char **argv, ReadOpts *o)
     return 0;
 }
 
+static int check_aligned(int64_t off, int64_t count);
+
 static int verify_pattern(const uint8_t *buf, int64_t len, int pattern, int64_t report_off)
 {
     for (int64_t i = 0; i < len; i++) {
@@ -191,13 +198,21 @@ static int read_f(BlockDriverState *bs, int argc, char **argv)
         printf("pattern verification range exceeds end of read data\n");
         return -EINVAL;
     }
+    if (o.vmstate && check_aligned(off, count) < 0)
+        return -EINVAL;
     uint8_t *buf = io_alloc(count, 0xab);
     if (!buf)
         return -ENOMEM;
     double t = tool_now();
-    r = o.vmstate ? -ENOTSUP : check_range(bs, off, count);
-    if (r == 0)
-        r = blk_pread(bs, off, buf, count);
+    if (o.vmstate) {
+        r = blk_load_vmstate(bs, buf, off, count);
+    } else {
+        r = check_range(bs, off, count);
+        if (r == 0 && current_img->copy_on_read)
+            r = io_copy_on_read(current_img, off, count);
+        if (r == 0)
+            r = blk_pread(bs, off, buf, count);
+    }
     t = tool_now() - t;
     if (r < 0) {
         printf("read failed: %s\n", strerror(-r));
@@ -277,7 +292,7 @@ static int do_write(BlockDriverState *bs, const WriteOpts *o, int64_t off, int64
                     const uint8_t *buf)
 {
     if (o->vmstate)
-        return -ENOTSUP;
+        return blk_save_vmstate(bs, buf, off, count);
     int r = check_range(bs, off, count);
     if (r < 0)
         return r;
@@ -484,6 +499,8 @@ static int vec_read(BlockDriverState *bs, int argc, char **argv, VecOpts *o,
     }
     double t = tool_now();
     r = check_range(bs, off, v.size);
+    if (r == 0 && current_img->copy_on_read)
+        r = io_copy_on_read(current_img, off, v.size);
     if (r == 0)
         r = blk_preadv(bs, off, v.iov, v.n);
     t = tool_now() - t;
@@ -758,8 +775,354 @@ static int aio_flush_f(BlockDriverState *bs, int argc, char **argv)
     return flush_f(bs, argc, argv);
 }
 
+/* "-o a=b -o c=d": one list, "a=b,c=d" (later keys win). */
+static int append_opts(char **opts, const char *more)
+{
+    size_t n = *opts ? strlen(*opts) + 1 : 0;
+    char *s = realloc(*opts, n + strlen(more) + 1);
+    if (!s)
+        return -ENOMEM;
+    if (n)
+        s[n - 1] = ',';
+    strcpy(s + n, more);
+    *opts = s;
+    return 0;
+}
+
+static int open_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)bs;
+    int flags = 0, c, r = 0;
+    bool readonly = false, snapshot = false, cor = false, share = false, wt = true;
+    char *opts = NULL;
+    while (r == 0 && (c = getopt(argc, argv, "snCro:ki:t:d:U")) != -1) {
+        switch (c) {
+        case 's': snapshot = true; break;
+        case 'n':
+            flags |= BLK_O_NOCACHE;
+            wt = false;
+            break;
+        case 'C': cor = true; break;
+        case 'r': readonly = true; break;
+        case 'k': break; /* native AIO: nothing to choose in calf */
+        case 'U': share = true; break;
+        case 't':
+            if (io_parse_cache(optarg, &flags, &wt) < 0) {
+                fprintf(stderr, "%s: Invalid cache option: %s\n", tool_progname, optarg);
+                r = -EINVAL;
+            }
+            break;
+        case 'd':
+        case 'i':
+            r = io_check_tuning(c, optarg);
+            break;
+        case 'o':
+            if (img_image_opts) {
+                printf("--image-opts and 'open -o' are mutually exclusive\n");
+                r = -EINVAL;
+            } else {
+                r = append_opts(&opts, optarg);
+            }
+            break;
+        default:
+            r = usage();
+        }
+    }
+    if (r == 0 && optind < argc - 1)
+        r = usage();
+    if (r == 0) {
+        const char *file = optind == argc - 1 ? argv[optind] : NULL;
+        r = io_open(current_img, file, NULL, opts, flags | (readonly ? 0 : BLK_O_RDWR),
+                    snapshot, cor, share, wt);
+        r = r < 0 ? -EINVAL : 0;
+    }
+    free(opts);
+    return r;
+}
+
+static int close_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)bs;
+    (void)argc;
+    (void)argv;
+    io_close(current_img);
+    return 0;
+}
+
+static int reopen_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)bs;
+    int flags = current_img->flags, c, r = 0;
+    bool rw_given = false, cache_given = false, wt = current_img->writethrough;
+    char *opts = NULL;
+    flags = (flags & ~BLK_O_RDWR) | (current_img->bs->read_only ? 0 : BLK_O_RDWR);
+    while (r == 0 && (c = getopt(argc, argv, "c:o:rw")) != -1) {
+        switch (c) {
+        case 'c':
+            if (io_parse_cache(optarg, &flags, &wt) < 0) {
+                fprintf(stderr, "%s: Invalid cache option: %s\n", tool_progname, optarg);
+                r = -EINVAL;
+            }
+            cache_given = true;
+            break;
+        case 'o':
+            r = append_opts(&opts, optarg);
+            break;
+        case 'r':
+        case 'w':
+            if (rw_given) {
+                fprintf(stderr, "%s: Only one -r/-w option may be given\n", tool_progname);
+                r = -EINVAL;
+            }
+            flags = c == 'r' ? flags & ~BLK_O_RDWR : flags | BLK_O_RDWR;
+            rw_given = true;
+            break;
+        default:
+            r = usage();
+        }
+    }
+    if (r == 0 && optind != argc)
+        r = usage();
+    if (r == 0)
+        r = io_reopen(current_img, flags, wt, opts, rw_given, cache_given);
+    free(opts);
+    return r;
+}
+
+static int sigraise_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)bs;
+    (void)argc;
+    int64_t sig;
+    if (parse_num(argv[1], &sig) < 0)
+        return -EINVAL;
+    if (sig > NSIG) {
+        printf("signal argument '%s' is too large to be a valid signal\n", argv[1]);
+        return -EINVAL;
+    }
+    /* a fatal signal ends us without flushing stdio: what was printed
+     * so far must come out first */
+    fflush(stdout);
+    fflush(stderr);
+    raise((int)sig);
+    return 0;
+}
+
+static int sleep_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)bs;
+    (void)argc;
+    char *end;
+    long ms = strtol(argv[1], &end, 0);
+    if (ms < 0 || *end) {
+        printf("%s is not a valid number\n", argv[1]);
+        return -EINVAL;
+    }
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+static int abort_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)bs;
+    (void)argc;
+    (void)argv;
+    abort();
+}
+
+/* qemu-io's extended help texts, word for word (scripts compare them). */
+static const char aio_read_help[] =
+    "\n"
+    " asynchronously reads a range of bytes from the given offset\n"
+    "\n"
+    " Example:\n"
+    " 'aio_read -v 512 1k 1k ' - dumps 2 kilobytes read from 512 bytes into the file\n"
+    "\n"
+    " Reads a segment of the currently open file, optionally dumping it to the\n"
+    " standard output stream (with -v option) for subsequent inspection.\n"
+    " The read is performed asynchronously and the aio_flush command must be\n"
+    " used to ensure all outstanding aio requests have been completed.\n"
+    " Note that due to its asynchronous nature, this command will be\n"
+    " considered successful once the request is submitted, independently\n"
+    " of potential I/O errors or pattern mismatches.\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -P, -- use a pattern to verify read data\n"
+    " -i, -- treat request as invalid, for exercising stats\n"
+    " -v, -- dump buffer to standard output\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    "\n";
+
+static const char aio_write_help[] =
+    "\n"
+    " asynchronously writes a range of bytes from the given offset source\n"
+    " from multiple buffers\n"
+    "\n"
+    " Example:\n"
+    " 'aio_write 512 1k 1k' - writes 2 kilobytes at 512 bytes into the open file\n"
+    "\n"
+    " Writes into a segment of the currently open file, using a buffer\n"
+    " filled with a set pattern (0xcdcdcdcd).\n"
+    " The write is performed asynchronously and the aio_flush command must be\n"
+    " used to ensure all outstanding aio requests have been completed.\n"
+    " Note that due to its asynchronous nature, this command will be\n"
+    " considered successful once the request is submitted, independently\n"
+    " of potential I/O errors or pattern mismatches.\n"
+    " -P, -- use different pattern to fill file\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -f, -- use Force Unit Access semantics\n"
+    " -i, -- treat request as invalid, for exercising stats\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    " -u, -- with -z, allow unmapping\n"
+    " -z, -- write zeroes using blk_aio_pwrite_zeroes\n"
+    "\n";
+
+static const char discard_help[] =
+    "\n"
+    " discards a range of bytes from the given offset\n"
+    "\n"
+    " Example:\n"
+    " 'discard 512 1k' - discards 1 kilobyte from 512 bytes into the file\n"
+    "\n"
+    " Discards a segment of the currently open file.\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    "\n";
+
+static const char read_help[] =
+    "\n"
+    " reads a range of bytes from the given offset\n"
+    "\n"
+    " Example:\n"
+    " 'read -v 512 1k' - dumps 1 kilobyte read from 512 bytes into the file\n"
+    "\n"
+    " Reads a segment of the currently open file, optionally dumping it to the\n"
+    " standard output stream (with -v option) for subsequent inspection.\n"
+    " -b, -- read from the VM state rather than the virtual disk\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -l, -- length for pattern verification (only with -P)\n"
+    " -p, -- ignored for backwards compatibility\n"
+    " -P, -- use a pattern to verify read data\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    " -s, -- start offset for pattern verification (only with -P)\n"
+    " -v, -- dump buffer to standard output\n"
+    "\n";
+
+static const char readv_help[] =
+    "\n"
+    " reads a range of bytes from the given offset into multiple buffers\n"
+    "\n"
+    " Example:\n"
+    " 'readv -v 512 1k 1k ' - dumps 2 kilobytes read from 512 bytes into the file\n"
+    "\n"
+    " Reads a segment of the currently open file, optionally dumping it to the\n"
+    " standard output stream (with -v option) for subsequent inspection.\n"
+    " Uses multiple iovec buffers if more than one byte range is specified.\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -P, -- use a pattern to verify read data\n"
+    " -v, -- dump buffer to standard output\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    "\n";
+
+static const char write_help[] =
+    "\n"
+    " writes a range of bytes from the given offset\n"
+    "\n"
+    " Example:\n"
+    " 'write 512 1k' - writes 1 kilobyte at 512 bytes into the open file\n"
+    "\n"
+    " Writes into a segment of the currently open file, using a buffer\n"
+    " filled with a set pattern (0xcdcdcdcd).\n"
+    " -b, -- write to the VM state rather than the virtual disk\n"
+    " -c, -- write compressed data with blk_write_compressed\n"
+    " -f, -- use Force Unit Access semantics\n"
+    " -n, -- with -z, don't allow slow fallback\n"
+    " -p, -- ignored for backwards compatibility\n"
+    " -P, -- use different pattern to fill file\n"
+    " -s, -- use a pattern file to fill the write buffer\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    " -u, -- with -z, allow unmapping\n"
+    " -z, -- write zeroes using blk_co_pwrite_zeroes\n"
+    "\n";
+
+static const char writev_help[] =
+    "\n"
+    " writes a range of bytes from the given offset source from multiple buffers\n"
+    "\n"
+    " Example:\n"
+    " 'writev 512 1k 1k' - writes 2 kilobytes at 512 bytes into the open file\n"
+    "\n"
+    " Writes into a segment of the currently open file, using a buffer\n"
+    " filled with a set pattern (0xcdcdcdcd).\n"
+    " -P, -- use different pattern to fill file\n"
+    " -C, -- report statistics in a machine parsable format\n"
+    " -f, -- use Force Unit Access semantics\n"
+    " -q, -- quiet mode, do not show I/O statistics\n"
+    "\n";
+static const char open_help[] =
+    "\n"
+    " opens a new file in the requested mode\n"
+    "\n"
+    " Example:\n"
+    " 'open -n -o driver=raw /tmp/data' - opens raw data file read-write, uncached\n"
+    "\n"
+    " Opens a file for subsequent use by all of the other qemu-io commands.\n"
+    " -r, -- open file read-only\n"
+    " -s, -- use snapshot file\n"
+    " -C, -- use copy-on-read\n"
+    " -n, -- disable host cache, short for -t none\n"
+    " -U, -- force shared permissions\n"
+    " -k, -- use kernel AIO implementation (Linux only, prefer use of -i)\n"
+    " -i, -- use AIO mode (threads, native or io_uring)\n"
+    " -t, -- use the given cache mode for the image\n"
+    " -d, -- use the given discard mode for the image\n"
+    " -o, -- options to be given to the block driver\n";
+
+static const char reopen_help[] =
+    "\n"
+    " Changes the open options of an already opened image\n"
+    "\n"
+    " Example:\n"
+    " 'reopen -o lazy-refcounts=on' - activates lazy refcount writeback on a qcow2 image\n"
+    "\n"
+    " -r, -- Reopen the image read-only\n"
+    " -w, -- Reopen the image read-write\n"
+    " -c, -- Change the cache mode to the given value\n"
+    " -o, -- Changes block driver options (cf. 'open' command)\n"
+    "\n";
+
+static const char sigraise_help[] =
+    "\n"
+    " raises the given signal\n"
+    "\n"
+    " Example:\n"
+    " 'sigraise 15' - raises SIGTERM\n"
+    "\n"
+    " Invokes raise(signal), where \"signal\" is the mandatory integer argument\n"
+    " given to sigraise.\n"
+    "\n";
+
+/* What "help NAME" adds after the command's line. */
+static const struct {
+    const char *name, *text;
+} help_texts[] = {
+    {"aio_read", aio_read_help},
+    {"aio_write", aio_write_help},
+    {"discard", discard_help},
+    {"open", open_help},
+    {"read", read_help},
+    {"readv", readv_help},
+    {"reopen", reopen_help},
+    {"sigraise", sigraise_help},
+    {"write", write_help},
+    {"writev", writev_help},
+};
+
 /* Sorted by name, like qemu-io's table; args NULL prints no argument field. */
 static const IoCmd commands[] = {
+    {"abort", NULL, abort_f, 0, 0, true, NULL, "simulate a program crash using abort(3)", false},
     {"aio_flush", NULL, aio_flush_f, 0, 0, false, NULL,
      "completes all outstanding aio requests", false},
     {"aio_read", NULL, aio_read_f, 2, -1, false, "[-Ciqv] [-P pattern] off len [len..]",
@@ -768,6 +1131,7 @@ static const IoCmd commands[] = {
      "asynchronously writes a number of bytes", true},
     {"alloc", NULL, alloc_f, 1, 2, false, "offset [count]",
      "checks if offset is allocated in the file", false},
+    {"close", "c", close_f, 0, 0, false, NULL, "close the current open file", false},
     {"discard", "d", discard_f, 2, -1, false, "[-Cq] off len",
      "discards a number of bytes at a specified offset", true},
     {"flush", "f", flush_f, 0, 0, false, NULL, "flush all in-core file state to disk", false},
@@ -775,11 +1139,19 @@ static const IoCmd commands[] = {
     {"info", "i", info_f, 0, 0, false, NULL, "prints information about the current file", false},
     {"length", "l", length_f, 0, 0, false, NULL, "gets the length of the current file", false},
     {"map", NULL, map_f, 0, 0, false, "", "prints the allocated areas of a file", false},
+    {"open", "o", open_f, 1, -1, true,
+     "[-rsCnkU] [-t cache] [-d discard] [-o options] [path]", "open the file specified by path",
+     false},
     {"quit", "q", quit_f, 0, 0, true, NULL, "exit the program", false},
     {"read", "r", read_f, 2, -1, false, "[-abCqv] [-P pattern [-s off] [-l len]] off len",
      "reads a number of bytes at a specified offset", false},
     {"readv", NULL, readv_f, 2, -1, false, "[-Cqv] [-P pattern] off len [len..]",
      "reads a number of bytes at a specified offset", false},
+    {"reopen", NULL, reopen_f, 0, -1, false, "[(-r|-w)] [-c cache] [-o options]",
+     "reopens an image with new options", false},
+    {"sigraise", NULL, sigraise_f, 1, 1, true, "signal", "raises a signal", false},
+    {"sleep", NULL, sleep_f, 1, 1, true, NULL, "waits for the given value in milliseconds",
+     false},
     {"truncate", "t", truncate_f, 1, 3, false, "[-m prealloc_mode] off",
      "truncates the current file at the given offset", true},
     {"write", "w", write_f, 2, -1, false,
@@ -822,6 +1194,9 @@ static int help_f(BlockDriverState *bs, int argc, char **argv)
         return -EINVAL;
     }
     help_oneline(ct);
+    for (size_t i = 0; i < sizeof(help_texts) / sizeof(help_texts[0]); i++)
+        if (!strcmp(help_texts[i].name, ct->name))
+            fputs(help_texts[i].text, stdout);
     return 0;
 }
 
@@ -852,8 +1227,9 @@ static int split_line(char *line, char **argv, int max)
     return n;
 }
 
-int io_command(BlockDriverState *bs, const char *line, bool *quit)
+int io_command(IoImage *img, const char *line, bool *quit)
 {
+    BlockDriverState *bs = img->bs;
     char *copy = strdup(line);
     char *argv[256];
     if (!copy)
@@ -875,8 +1251,13 @@ int io_command(BlockDriverState *bs, const char *line, bool *quit)
         r = -EPERM;
     } else {
         current_cmd = ct;
+        current_img = img;
         optind = 0; /* glibc: a fresh getopt scan for every command */
         r = ct->fn(bs, argc, argv);
+        /* qemu-io's default cache mode: each write is on disk when it
+         * completes (a kill right after it loses nothing) */
+        if (r == 0 && ct->writes && img->writethrough && (r = blk_flush(bs)) < 0)
+            fprintf(stderr, "%s: flush failed: %s\n", tool_progname, blk_error());
         if (r > 0) {
             *quit = true;
             r = 0;

@@ -6,9 +6,50 @@
 
 #include "block/block.h"
 
-/* Runs one command line ("write -P 0xab 0 64k") against bs (which may be
- * NULL when no file is open).  Returns 0, or a negative errno if the
- * command failed; *quit is set by "quit". */
-int io_command(BlockDriverState *bs, const char *line, bool *quit);
+/* The image calf-io works on, and how it was opened: reopen opens it
+ * again the same way with what it changes. */
+typedef struct IoImage {
+    BlockDriverState *bs;   /* NULL when no file is open */
+    char *filename;         /* NULL when the options name the file */
+    char *fmt;              /* -f, or NULL */
+    char *opts;             /* "open -o" / --image-opts options, or NULL */
+    int flags;              /* BLK_O_* as asked for (BLK_O_RDWR included) */
+    bool snapshot;          /* -s: writes go to a throw-away overlay */
+    bool copy_on_read;      /* -C: reads from the backing chain are kept */
+    bool force_share;       /* -U */
+    bool writethrough;      /* flush after every write: qemu-io's default
+                               cache mode (QEMU's write cache disabled) */
+} IoImage;
+
+/* Opens an image as qemu-io does, for its file argument and the "open"
+ * command alike: filename (NULL: opts name it) with the format fmt and
+ * the options opts (both may be NULL).  Prints qemu-io's error and
+ * returns a negative errno on failure; img is not changed then. */
+int io_open(IoImage *img, const char *filename, const char *fmt, const char *opts, int flags,
+            bool snapshot, bool copy_on_read, bool force_share, bool writethrough);
+/* Flushes and closes the image (nothing if none is open): 0, or the
+ * flush's error after printing it. */
+int io_close(IoImage *img);
+/* qemu-io's cache modes ("none", "writeback", ...) into flags and
+ * *writethrough; -EINVAL (nothing changed) for an unknown one. */
+int io_parse_cache(const char *mode, int *flags, bool *writethrough);
+/* Opens the image again with flags (BLK_O_RDWR as -r/-w made it) and
+ * the options opts added to those it has; -r/-w and -c were given when
+ * rw_given/cache_given (then opts must not say the same).  Changes
+ * nothing but prints qemu-io's error on failure (-errno). */
+int io_reopen(IoImage *img, int flags, bool writethrough, const char *opts, bool rw_given,
+              bool cache_given);
+/* -d discard mode and -i aio mode: checked as QEMU checks them (after
+ * printing the error: -EINVAL), then ignored, as calf has nothing to
+ * tune there. */
+int io_check_tuning(int opt, const char *value);
+/* Copy-on-read: [off, off+len) of the image's top layer gets the bytes
+ * its backing chain has for every cluster it does not hold itself. */
+int io_copy_on_read(IoImage *img, uint64_t off, uint64_t len);
+
+/* Runs one command line ("write -P 0xab 0 64k") against img (whose bs
+ * may be NULL when no file is open).  Returns 0, or a negative errno if
+ * the command failed; *quit is set by "quit". */
+int io_command(IoImage *img, const char *line, bool *quit);
 
 #endif

@@ -21,6 +21,8 @@ static void usage(void)
            "                       from the given string\n"
            "  -f, --format FMT     specifies the block driver to use\n"
            "  -r, --read-only      export read-only\n"
+           "  -s, --snapshot       use snapshot file\n"
+           "  -C, --copy-on-read   enable copy-on-read\n"
            "  -n, --nocache        disable host cache, short for -t none\n"
            "  -t, --cache=MODE     use the given cache mode for the image\n"
            "  -U, --force-share    force shared permissions\n"
@@ -34,64 +36,17 @@ static void usage(void)
            tool_progname, tool_progname);
 }
 
-/* QEMU's cache modes, as far as calf's open flags can express them. */
-static int parse_cache(const char *mode, int *flags)
-{
-    *flags &= ~(BLK_O_NOCACHE | BLK_O_UNSAFE);
-    if (!strcmp(mode, "none") || !strcmp(mode, "off") || !strcmp(mode, "directsync"))
-        *flags |= BLK_O_NOCACHE;
-    else if (!strcmp(mode, "unsafe"))
-        *flags |= BLK_O_UNSAFE;
-    else if (strcmp(mode, "writeback") && strcmp(mode, "writethrough"))
-        return -EINVAL;
-    return 0;
-}
-
 typedef struct IoArgs {
     const char *fmt;
     char **cmds;
     int ncmds;
     int flags;
-    bool readonly, force_share;
+    bool readonly, force_share, snapshot, copy_on_read, writeback;
 } IoArgs;
-
-static BlockDriverState *open_image(const char *filename, const IoArgs *a)
-{
-    if (a->force_share && !a->readonly) {
-        fprintf(stderr, "%s: can't open device %s: force-share=on can only be used "
-                "with read-only images\n", tool_progname, filename);
-        return NULL;
-    }
-    int flags = a->flags | (a->readonly ? 0 : BLK_O_RDWR) | (a->force_share ? BLK_O_SHARE : 0);
-    if (img_image_opts)
-        return img_open_image_opts(filename, flags);
-    BlockDriverState *bs = blk_open(filename, a->fmt, flags, NULL);
-    if (!bs) {
-        fprintf(stderr, "%s: can't open device %s: %s\n", tool_progname, filename, blk_error());
-        return NULL;
-    }
-    /* as qemu-io: an encrypted image needs its key (--image-opts) */
-    BlockInfo info = {0};
-    bool encrypted = blk_get_info(bs, &info) == 0 && info.encrypted;
-    blk_info_free(&info);
-    if (encrypted) {
-        fprintf(stderr, "%s: can't open device %s: Parameter 'encrypt.key-secret' is "
-                "required for cipher\n", tool_progname, filename);
-        blk_close(bs);
-        return NULL;
-    }
-    if (!a->fmt && !a->readonly && !strcmp(bs->drv->name, "raw"))
-        fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing "
-                "guessed raw.\n         Automatically detecting the format is dangerous "
-                "for raw images, write operations on block 0 will be restricted.\n"
-                "         Specify the 'raw' format explicitly to remove the "
-                "restrictions.\n", filename);
-    return bs;
-}
 
 /* Without -c, commands come from standard input, one per line, after a
  * prompt (qemu-io prompts even when stdin is not a terminal). */
-static int run_stdin(BlockDriverState *bs)
+static int run_stdin(IoImage *img)
 {
     char line[4096];
     int last_error = 0;
@@ -102,21 +57,21 @@ static int run_stdin(BlockDriverState *bs)
         if (!fgets(line, sizeof(line), stdin))
             break;
         line[strcspn(line, "\n")] = 0;
-        int r = io_command(bs, line, &quit);
+        int r = io_command(img, line, &quit);
         if (r < 0)
             last_error = r;
     }
     return last_error;
 }
 
-static int run_commands(BlockDriverState *bs, const IoArgs *a)
+static int run_commands(IoImage *img, const IoArgs *a)
 {
     if (!a->ncmds)
-        return run_stdin(bs);
+        return run_stdin(img);
     int last_error = 0;
     bool quit = false;
     for (int i = 0; i < a->ncmds && !quit; i++) {
-        int r = io_command(bs, a->cmds[i], &quit);
+        int r = io_command(img, a->cmds[i], &quit);
         if (r < 0)
             last_error = r;
     }
@@ -131,6 +86,8 @@ static void parse_args(int argc, char **argv, IoArgs *a)
         {"cmd", required_argument, 0, 'c'},
         {"format", required_argument, 0, 'f'},
         {"read-only", no_argument, 0, 'r'},
+        {"snapshot", no_argument, 0, 's'},
+        {"copy-on-read", no_argument, 0, 'C'},
         {"nocache", no_argument, 0, 'n'},
         {"cache", required_argument, 0, 't'},
         {"force-share", no_argument, 0, 'U'},
@@ -142,27 +99,40 @@ static void parse_args(int argc, char **argv, IoArgs *a)
         {0, 0, 0, 0},
     };
     int c;
-    while ((c = getopt_long(argc, argv, "c:d:f:hi:kmnrt:T:UV", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:d:f:hi:kmnrst:T:UVC", long_options, NULL)) != -1) {
         switch (c) {
         case 'c':
             a->cmds[a->ncmds++] = optarg;
             break;
         case 'f': a->fmt = optarg; break;
         case 'r': a->readonly = true; break;
-        case 'n': a->flags |= BLK_O_NOCACHE; break;
-        case 't':
-            if (parse_cache(optarg, &a->flags) < 0) {
+        case 's': a->snapshot = true; break;
+        case 'C': a->copy_on_read = true; break;
+        case 'n':
+            a->flags |= BLK_O_NOCACHE;
+            a->writeback = true;
+            break;
+        case 't': {
+            bool wt;
+            if (io_parse_cache(optarg, &a->flags, &wt) < 0) {
                 fprintf(stderr, "%s: Invalid cache option: %s\n", tool_progname, optarg);
                 exit(1);
             }
+            a->writeback = !wt;
             break;
+        }
         case 'U': a->force_share = true; break;
         case IMG_OPT_OBJECT:
         case IMG_OPT_IMAGE_OPTS:
             if (img_common_option(c, optarg) < 0)
                 exit(1);
             break;
-        case 'd': case 'i': case 'k': case 'm': case 'T':
+        case 'd':
+        case 'i':
+            if (io_check_tuning(c, optarg) < 0)
+                exit(1);
+            break;
+        case 'k': case 'm': case 'T':
             break; /* accepted for compatibility; nothing to tune */
         case 'V':
             printf("%s version " CALF_VERSION "\n", tool_progname);
@@ -193,20 +163,17 @@ int main(int argc, char **argv)
         free(a.cmds);
         return 1;
     }
-    BlockDriverState *bs = NULL;
-    if (optind == argc - 1 && !(bs = open_image(argv[optind], &a))) {
+    IoImage img = {0};
+    if (optind == argc - 1 &&
+        io_open(&img, argv[optind], a.fmt, NULL, a.flags | (a.readonly ? 0 : BLK_O_RDWR),
+                a.snapshot, a.copy_on_read, a.force_share, !a.writeback) < 0) {
         free(a.cmds);
         return 1;
     }
-    int ret = run_commands(bs, &a);
-    if (bs) {
-        int r = blk_flush(bs);
-        if (r < 0) {
-            fprintf(stderr, "%s: flush failed: %s\n", tool_progname, blk_error());
-            ret = r;
-        }
-        blk_close(bs);
-    }
+    int ret = run_commands(&img, &a);
+    int r = io_close(&img);
+    if (r < 0)
+        ret = r;
     free(a.cmds);
     img_objects_free();
     return ret < 0 ? 1 : 0;

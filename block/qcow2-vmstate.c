@@ -1,0 +1,65 @@
+/* qcow2's VM state area (qemu-io's read -b / write -b, QEMU's savevm):
+ * bytes kept past the end of the guest disk in the same L1/L2 mapping,
+ * from the first L1 entry the disk does not use.  Internal snapshots copy
+ * the whole L1 table, so a snapshot keeps the VM state it was taken with. */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "block/qcow2.h"
+
+/* Bytes one L1 entry maps. */
+static uint64_t l1_span(const Qcow2State *s)
+{
+    return s->cluster_size << s->l2_bits;
+}
+
+/* The guest offset of VM state byte pos (QEMU's qcow2_vm_state_offset()
+ * plus pos), or -EIO where [pos, pos+len) leaves what a request may
+ * address (QEMU's limit: INT64_MAX). */
+static int vmstate_offset(const Qcow2State *s, uint64_t pos, size_t len, uint64_t *off)
+{
+    uint64_t span = l1_span(s);
+    uint64_t base = (s->bs->size / span + !!(s->bs->size % span)) * span;
+    if (pos > (uint64_t)INT64_MAX - base || len > (uint64_t)INT64_MAX - base - pos) {
+        blk_set_error("%s: VM state offset out of range", s->bs->filename);
+        return -EIO;
+    }
+    *off = base + pos;
+    return 0;
+}
+
+int qcow2_save_vmstate(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len)
+{
+    Qcow2State *s = bs->opaque;
+    uint64_t off;
+    int r = vmstate_offset(s, pos, len, &off);
+    if (r < 0 || !len)
+        return r;
+    /* the L1 table first grows to reach the area (as QEMU's does) */
+    uint64_t span = l1_span(s), end = off + len;
+    pthread_mutex_lock(&s->lock);
+    r = qcow2_grow_l1(s, end / span + !!(end % span));
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        return r;
+    return qcow2_pwrite(bs, off, buf, len);
+}
+
+int qcow2_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len)
+{
+    Qcow2State *s = bs->opaque;
+    uint64_t off;
+    int r = vmstate_offset(s, pos, len, &off);
+    if (r < 0 || !len)
+        return r;
+    /* what no L1 entry reaches was never written: zeros */
+    pthread_mutex_lock(&s->lock);
+    uint64_t covered = (uint64_t)s->l1_size * l1_span(s);
+    pthread_mutex_unlock(&s->lock);
+    size_t n = off >= covered ? 0 : covered - off < len ? (size_t)(covered - off) : len;
+    if (n && (r = qcow2_pread(bs, off, buf, n)) < 0)
+        return r;
+    memset((uint8_t *)buf + n, 0, len - n);
+    return 0;
+}

@@ -1,0 +1,26 @@
+/* The VM state area of an image (blk_save_vmstate, blk_load_vmstate). */
+#include <errno.h>
+
+#include "block/block.h"
+
+int blk_save_vmstate(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len)
+{
+    if (bs->read_only) {
+        blk_set_error("%s: image is opened read-only", bs->filename);
+        return -EACCES;
+    }
+    if (!bs->drv->save_vmstate) {
+        blk_set_error("%s: the %s format has no VM state area", bs->filename, bs->drv->name);
+        return -ENOTSUP;
+    }
+    return bs->drv->save_vmstate(bs, buf, pos, len);
+}
+
+int blk_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len)
+{
+    if (!bs->drv->load_vmstate) {
+        blk_set_error("%s: the %s format has no VM state area", bs->filename, bs->drv->name);
+        return -ENOTSUP;
+    }
+    return bs->drv->load_vmstate(bs, buf, pos, len);
+}
