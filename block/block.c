@@ -681,6 +681,76 @@ void blk_info_free(BlockInfo *info)
 {
     free(info->snapshots);
     info->snapshots = NULL;
+    free(info->bitmaps);
+    info->bitmaps = NULL;
+}
+
+bool blk_has_bitmaps(const BlockDriverState *bs)
+{
+    return bs->drv->bitmap != NULL;
+}
+
+/* Sets the bits of dst (granularity gd) for every byte that set bits of
+ * src (granularity gs) cover, on a disk of size bytes. */
+static void bitmap_or(uint8_t *dst, uint32_t gd, const uint8_t *src, uint32_t gs,
+                      uint64_t nbytes, uint64_t size)
+{
+    if (gd == gs) {
+        for (uint64_t i = 0; i < nbytes; i++)
+            dst[i] |= src[i];
+        return;
+    }
+    for (uint64_t i = 0; i < nbytes; i++) {
+        if (!src[i])
+            continue;
+        for (int b = 0; b < 8; b++) {
+            if (!(src[i] & (1u << b)))
+                continue;
+            uint64_t start = (i * 8 + b) * (uint64_t)gs;
+            if (start >= size)
+                break;
+            uint64_t end = start + gs < size ? start + gs : size;
+            for (uint64_t d = start / gd; d <= (end - 1) / gd; d++)
+                dst[d / 8] |= (uint8_t)(1u << (d % 8));
+        }
+    }
+}
+
+int blk_bitmap_merge(BlockDriverState *dst, const char *dst_name, BlockDriverState *src,
+                     const char *src_name)
+{
+    BlockBitmapReq d = {.op = BLK_BITMAP_READ, .name = dst_name};
+    BlockBitmapReq s = {.op = BLK_BITMAP_READ, .name = src_name};
+    int r = blk_bitmap(dst, &d);
+    if (r < 0)
+        return r;
+    if ((r = blk_bitmap(src, &s)) < 0)
+        goto out;
+    if (src->size != dst->size) {
+        blk_set_error("Bitmaps are incompatible and can't be merged");
+        r = -EINVAL;
+        goto out;
+    }
+    bitmap_or(d.bits, d.granularity, s.bits, s.granularity, s.nbytes, src->size);
+    d.op = BLK_BITMAP_WRITE;
+    r = blk_bitmap(dst, &d);
+out:
+    free(d.bits);
+    free(s.bits);
+    return r;
+}
+
+int blk_bitmap(BlockDriverState *bs, BlockBitmapReq *req)
+{
+    if (!bs->drv->bitmap) {
+        blk_set_error("Format driver '%s' does not support bitmaps", bs->drv->name);
+        return -ENOTSUP;
+    }
+    if (req->op != BLK_BITMAP_READ && bs->read_only) {
+        blk_set_error("%s: image is opened read-only", bs->filename);
+        return -EACCES;
+    }
+    return bs->drv->bitmap(bs, req);
 }
 
 int64_t blk_allocated_size(BlockDriverState *bs)

@@ -159,6 +159,10 @@ static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
         if (!pos)
             return 0;
     }
+    uint8_t bm[24];
+    if (qcow2_bitmap_ext_data(s, bm) &&
+        !(pos = put_ext(buf, pos, cap, QCOW2_EXT_BITMAPS, bm, sizeof(bm))))
+        return 0;
     pos = put_ext(buf, pos, cap, QCOW2_EXT_END, NULL, 0);
     if (!pos)
         return 0;
@@ -232,6 +236,12 @@ static int read_extensions(Qcow2State *s, const uint8_t *hdr, uint64_t start, ui
                 }
             }
             break; /* rewritten from our own table */
+        case QCOW2_EXT_BITMAPS: {
+            int r = qcow2_bitmap_ext_read(s, d, len);
+            if (r < 0)
+                return r;
+            break;
+        }
         default: {
             Qcow2Ext *n = realloc(s->exts, (s->nexts + 1) * sizeof(*n));
             if (!n)
@@ -582,6 +592,7 @@ static void qcow2_free_state(Qcow2State *s)
         free(s->exts[i].data);
     free(s->exts);
     free_snapshots(s);
+    qcow2_bitmaps_free(s);
     free(s->pending_free);
     free(s->zero_cluster);
     free(s->header_tail);
@@ -647,13 +658,18 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
                 "'%s check -r all')", blk_img_tool);
         goto fail;
     }
+    if ((r = qcow2_bitmaps_open(s)) < 0)
+        goto fail;
     if (!bs->read_only) {
         if ((r = qcow2_rebuild_if_dirty(s)) < 0)
             goto fail;
         s->lazy = s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS;
-        /* Autoclear bits name features whose data we do not maintain. */
-        if (s->autoclear) {
-            s->autoclear = 0;
+        /* Autoclear bits name features whose data we do not maintain;
+         * the bitmaps' we do (qcow2-bitmap.c). */
+        uint64_t keep = s->nb_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0;
+        if (s->autoclear != keep || s->bm_ext_dropped) {
+            s->autoclear = keep;
+            s->bm_ext_dropped = false;
             if ((r = qcow2_update_header(s)) < 0 || (r = qcow2_sync(s)) < 0)
                 goto fail;
         }
@@ -686,7 +702,9 @@ static int qcow2_flush(BlockDriverState *bs)
 {
     Qcow2State *s = bs->opaque;
     pthread_mutex_lock(&s->lock);
-    int r = qcow2_flush_metadata(s);
+    int r = qcow2_bitmaps_store(s);
+    if (r == 0)
+        r = qcow2_flush_metadata(s);
     if (r == 0)
         r = qcow2_sync(s);
     pthread_mutex_unlock(&s->lock);
@@ -699,7 +717,11 @@ static void qcow2_close(BlockDriverState *bs)
     if (!s)
         return;
     if (!bs->read_only) {
-        int r = qcow2_flush_metadata(s);
+        int r = qcow2_bitmaps_store(s);
+        if (r < 0)
+            fprintf(stderr, "%s: Lost persistent bitmaps during inactivation of node '%s': "
+                    "%s\n", blk_img_tool, bs->filename, blk_error());
+        r = qcow2_flush_metadata(s);
         if (r == 0)
             r = qcow2_sync(s);
         if (r == 0 && s->dirty_set) {
@@ -727,6 +749,9 @@ static int qcow2_get_info(BlockDriverState *bs, BlockInfo *info)
     info->corrupt = (s->incompat & QCOW2_INCOMPAT_CORRUPT) != 0;
     info->extended_l2 = s->extl2;
     info->nb_snapshots = s->nb_snapshots;
+    int r = qcow2_bitmap_info(s, info);
+    if (r < 0)
+        return r;
     if (s->nb_snapshots) {
         info->snapshots = calloc(s->nb_snapshots, sizeof(*info->snapshots));
         if (!info->snapshots)
@@ -764,6 +789,12 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
     }
     if (s->crypt_method && prealloc != BLK_PREALLOC_OFF) {
         blk_set_error("Preallocation is not supported with encryption");
+        return -ENOTSUP;
+    }
+    if (s->nb_bitmaps) {
+        /* their tables are sized for the disk; calf does not resize them */
+        blk_set_error("Cannot resize qcow2 with persistent bitmaps (remove them with "
+                      "'%s bitmap --remove' first)", blk_img_tool);
         return -ENOTSUP;
     }
     if (size < bs->size) {
@@ -1085,4 +1116,5 @@ const BlockDriver blk_qcow2_driver = {
     .change_backing_file = qcow2_change_backing_file,
     .amend = qcow2_amend,
     .pwrite_compressed = qcow2_pwrite_compressed,
+    .bitmap = qcow2_bitmap_op,
 };
