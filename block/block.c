@@ -685,9 +685,10 @@ void blk_info_free(BlockInfo *info)
     info->bitmaps = NULL;
 }
 
-bool blk_has_bitmaps(const BlockDriverState *bs)
+bool blk_has_bitmaps(BlockDriverState *bs)
 {
-    return bs->drv->bitmap != NULL;
+    BlockBitmapReq req = {.op = BLK_BITMAP_PROBE, .name = ""};
+    return bs->drv->bitmap && bs->drv->bitmap(bs, &req) == 0;
 }
 
 /* Sets the bits of dst (granularity gd) for every byte that set bits of
@@ -746,7 +747,7 @@ int blk_bitmap(BlockDriverState *bs, BlockBitmapReq *req)
         blk_set_error("Format driver '%s' does not support bitmaps", bs->drv->name);
         return -ENOTSUP;
     }
-    if (req->op != BLK_BITMAP_READ && bs->read_only) {
+    if (req->op != BLK_BITMAP_READ && req->op != BLK_BITMAP_PROBE && bs->read_only) {
         blk_set_error("%s: image is opened read-only", bs->filename);
         return -EACCES;
     }

@@ -317,6 +317,7 @@ enum blk_bitmap_op {
     BLK_BITMAP_DISABLE,
     BLK_BITMAP_READ,    /* *bits: malloc'd, nbytes long; granularity set */
     BLK_BITMAP_WRITE,   /* replaces the content with bits (nbytes long) */
+    BLK_BITMAP_PROBE,   /* 0 if this image can hold bitmaps (no name) */
 };
 struct BlockBitmapReq {
     int op;
@@ -333,7 +334,7 @@ int blk_bitmap(BlockDriverState *bs, BlockBitmapReq *req);
 int blk_bitmap_merge(BlockDriverState *dst, const char *dst_name, BlockDriverState *src,
                      const char *src_name);
 /* Whether bs's format can keep persistent bitmaps at all. */
-bool blk_has_bitmaps(const BlockDriverState *bs);
+bool blk_has_bitmaps(BlockDriverState *bs);
 /* Bytes of a bitmap of a size-byte disk (ceil(size / granularity) bits). */
 static inline uint64_t blk_bitmap_bytes(uint64_t size, uint32_t granularity)
 {

@@ -732,6 +732,8 @@ static int get_bits(Qcow2State *s, Qcow2Bitmap *bm, BlockBitmapReq *req)
 
 static int bitmap_op_locked(Qcow2State *s, BlockBitmapReq *req)
 {
+    if (req->op == BLK_BITMAP_PROBE)
+        return s->version >= 3 ? 0 : -ENOTSUP; /* v2 has no autoclear bits */
     if (!req->name[0]) {
         blk_set_error("Bitmap name cannot be empty");
         return -EINVAL;
