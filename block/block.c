@@ -273,11 +273,32 @@ void blk_close(BlockDriverState *bs)
     }
 }
 
+/* Guest data is about to change.  calf records no writes in bitmaps, so
+ * before the first one the format marks the bitmaps that should record
+ * it in-use (BLK_BITMAP_GUEST_WRITE), as QEMU leaves them after a crash.
+ * Every writer that finds the flag clear asks (the format serializes and
+ * marks once); none writes before the mark is on disk. */
+static int before_guest_write(BlockDriverState *bs)
+{
+    if (!bs->drv->bitmap || __atomic_load_n(&bs->bitmaps_marked, __ATOMIC_ACQUIRE))
+        return 0;
+    BlockBitmapReq req = {.op = BLK_BITMAP_GUEST_WRITE, .name = ""};
+    int r = bs->drv->bitmap(bs, &req);
+    if (r == 0)
+        __atomic_store_n(&bs->bitmaps_marked, true, __ATOMIC_RELEASE);
+    return r;
+}
+
 static int check_request(BlockDriverState *bs, uint64_t off, uint64_t len, bool write)
 {
     if (write && bs->read_only) {
         blk_set_error("%s: image is opened read-only", bs->filename);
         return -EACCES;
+    }
+    if (write) {
+        int r = before_guest_write(bs);
+        if (r < 0)
+            return r;
     }
     if (off > bs->size || len > bs->size - off) {
         blk_set_error("%s: request [%" PRIu64 ", +%" PRIu64 ") is beyond the end of the "
@@ -747,6 +768,10 @@ int blk_bitmap(BlockDriverState *bs, BlockBitmapReq *req)
         blk_set_error("Format driver '%s' does not support bitmaps", bs->drv->name);
         return -ENOTSUP;
     }
+    if (req->op == BLK_BITMAP_GUEST_WRITE) {
+        blk_set_error("%s: not a request for blk_bitmap()", bs->filename);
+        return -EINVAL;
+    }
     if (req->op != BLK_BITMAP_READ && req->op != BLK_BITMAP_PROBE && bs->read_only) {
         blk_set_error("%s: image is opened read-only", bs->filename);
         return -EACCES;
@@ -814,6 +839,9 @@ int blk_snapshot_create(BlockDriverState *bs, const char *name)
 
 int blk_snapshot_apply(BlockDriverState *bs, const char *name_or_id)
 {
+    int r = bs->read_only ? 0 : before_guest_write(bs);
+    if (r < 0)
+        return r;
     OPTIONAL_OP(snapshot_apply, "internal snapshots", name_or_id);
 }
 
@@ -854,7 +882,8 @@ int blk_make_empty(BlockDriverState *bs)
         blk_set_error("%s: the %s format cannot be emptied", bs->filename, bs->drv->name);
         return -ENOTSUP;
     }
-    return bs->drv->make_empty(bs);
+    int r = before_guest_write(bs);
+    return r < 0 ? r : bs->drv->make_empty(bs);
 }
 
 int blk_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt)

@@ -30,9 +30,8 @@
                                     nothing yet (convert's target) */
 #define BLK_O_NO_IO       0x0100 /* metadata only (info): an encrypted image
                                     is not unlocked, its key not needed */
-#define BLK_O_BITMAPS     0x0200 /* opened to edit persistent bitmaps, not
-                                    to write guest data: enabled bitmaps
-                                    stay valid (see blk_bitmap()) */
+#define BLK_O_BITMAPS     0x0200 /* opened to edit persistent bitmaps
+                                    (see blk_bitmap()) */
 
 /* blk_pwrite_zeroes() flags */
 #define BLK_ZERO_MAY_UNMAP 0x1 /* the range may be deallocated */
@@ -252,6 +251,8 @@ struct BlockDriverState {
     /* BLK_O_FILL on a filesystem where allocating a run's blocks before
      * writing it pays (blk_file_fill); cleared where fallocate is refused */
     bool fill;
+    /* the bitmaps were told of guest writes (block.c, atomic) */
+    bool bitmaps_marked;
     /* Long operations (amend) report how far they are, if set. */
     void (*progress)(void *progress_opaque, uint64_t done, uint64_t total);
     void *progress_opaque;
@@ -305,10 +306,11 @@ int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, s
 /* Persistent dirty bitmaps, as `qemu-img bitmap` edits them.  A bitmap
  * has one bit per `granularity` bytes of the virtual disk; bit j of byte
  * i stands for chunk i * 8 + j (the on-disk order of qcow2).  Listing is
- * blk_get_info()'s.  Each request is done in full or not at all: the
- * image never names a half-written bitmap.  Writers that do not keep
- * bitmaps up to date (guest writes) make enabled bitmaps "in-use" on
- * open, as QEMU leaves them after a crash; BLK_O_BITMAPS opens do not. */
+ * blk_get_info()'s.  Changes are kept in memory and stored at flush or
+ * close; the image never names a half-written bitmap.  calf records no
+ * guest writes: before the first one (write, zeroes, discard, snapshot
+ * apply, make_empty) the enabled bitmaps become "in-use", as QEMU leaves
+ * them after a crash. */
 enum blk_bitmap_op {
     BLK_BITMAP_ADD,     /* new, empty: granularity (0: the default), enabled */
     BLK_BITMAP_REMOVE,
@@ -318,6 +320,8 @@ enum blk_bitmap_op {
     BLK_BITMAP_READ,    /* *bits: malloc'd, nbytes long; granularity set */
     BLK_BITMAP_WRITE,   /* replaces the content with bits (nbytes long) */
     BLK_BITMAP_PROBE,   /* 0 if this image can hold bitmaps (no name) */
+    BLK_BITMAP_GUEST_WRITE, /* the block layer's own: guest data is about to
+                               change (first write): mark what records it */
 };
 struct BlockBitmapReq {
     int op;

@@ -3,11 +3,11 @@
  * docs/interop/qcow2.txt, "Bitmaps extension").
  *
  * calf does not track guest writes in bitmaps.  It keeps them valid where
- * it changes them itself (qemu-img bitmap, convert --bitmaps) and, when
- * an image is opened to be written otherwise, marks the enabled bitmaps
- * in-use, which is how QEMU leaves them after a crash: their content is
- * no longer trusted, but the structure stays consistent, the autoclear
- * bit stays set and disabled bitmaps (which record nothing) stay valid.
+ * it changes them itself (qemu-img bitmap, convert --bitmaps) and, before
+ * the first guest write of an open, marks the enabled bitmaps in-use,
+ * which is how QEMU leaves them after a crash: their content is no
+ * longer trusted, but the structure stays consistent, the autoclear bit
+ * stays set and disabled bitmaps (which record nothing) stay valid.
  *
  * Every change writes new tables and a new directory, switches the
  * header to them, then frees the old clusters: a crash leaves either the
@@ -256,29 +256,11 @@ int qcow2_bitmaps_open(Qcow2State *s)
         return 0;
     if (bs->flags & BLK_O_BITMAPS) {
         /* QEMU stores every bitmap it loaded when it closes the image:
-         * doing the same keeps images laid out as its are */
+         * doing the same lays images out as it does */
         s->bm_dirty = true;
         return 0;
     }
-    bool mark = false;
-    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
-        if ((s->bitmaps[i].flags & (BM_FLAG_AUTO | BM_FLAG_IN_USE)) == BM_FLAG_AUTO) {
-            s->bitmaps[i].flags |= BM_FLAG_IN_USE;
-            mark = true;
-        }
-    }
-    if (!mark)
-        return 0;
-    /* in place, before any guest write: only flags change */
-    uint8_t *dir = malloc(s->bm_dir_size);
-    if (!dir)
-        return -ENOMEM;
-    dir_serialize(s->bitmaps, s->nb_bitmaps, dir);
-    r = blk_file_pwrite(s->fd, dir, s->bm_dir_size, s->bm_dir_offset);
-    free(dir);
-    if (r < 0)
-        return bm_error(s, r, "cannot write the bitmap directory: %s", strerror(-r));
-    return qcow2_sync(s);
+    return 0;
 }
 
 int qcow2_bitmap_info(Qcow2State *s, BlockInfo *info)
@@ -730,8 +712,39 @@ static int get_bits(Qcow2State *s, Qcow2Bitmap *bm, BlockBitmapReq *req)
     return r;
 }
 
+/* Before the first guest write: the bitmaps that should record it
+ * (enabled, consistent) become in-use, in place in the directory (only
+ * flags change) and on disk before the write. */
+static int guest_write(Qcow2State *s)
+{
+    bool mark = false;
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        if ((s->bitmaps[i].flags & (BM_FLAG_AUTO | BM_FLAG_IN_USE)) == BM_FLAG_AUTO) {
+            s->bitmaps[i].flags |= BM_FLAG_IN_USE;
+            mark = true;
+        }
+    }
+    if (!mark || !s->bm_dir_count)
+        return 0; /* bitmaps made since are stored with the flag */
+    uint8_t *dir = malloc(s->bm_dir_size), *p = dir;
+    if (!dir)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++)
+        if (s->bitmaps[i].table_offset)
+            p += dir_serialize(&s->bitmaps[i], 1, p);
+    int r = -EIO;
+    if ((uint64_t)(p - dir) == s->bm_dir_size)
+        r = blk_file_pwrite(s->fd, dir, s->bm_dir_size, s->bm_dir_offset);
+    free(dir);
+    if (r < 0)
+        return bm_error(s, r, "cannot mark the bitmaps in-use: %s", strerror(-r));
+    return qcow2_sync(s);
+}
+
 static int bitmap_op_locked(Qcow2State *s, BlockBitmapReq *req)
 {
+    if (req->op == BLK_BITMAP_GUEST_WRITE)
+        return guest_write(s);
     if (req->op == BLK_BITMAP_PROBE)
         return s->version >= 3 ? 0 : -ENOTSUP; /* v2 has no autoclear bits */
     if (!req->name[0]) {

@@ -341,8 +341,8 @@ int qcow2_bitmap_ext_read(Qcow2State *s, const uint8_t *d, uint32_t len);
 bool qcow2_bitmap_ext_data(const Qcow2State *s, uint8_t out[24]);
 /* Writes what a session changed in memory (lock held). */
 int qcow2_bitmaps_store(Qcow2State *s);
-/* Loads the directory; a writer that does not keep bitmaps (no
- * BLK_O_BITMAPS) marks the enabled ones in-use. */
+/* Loads the directory (and, for a BLK_O_BITMAPS session, has every
+ * bitmap stored anew at flush or close, as QEMU does). */
 int qcow2_bitmaps_open(Qcow2State *s);
 void qcow2_bitmaps_free(Qcow2State *s);
 int qcow2_bitmap_info(Qcow2State *s, BlockInfo *info);

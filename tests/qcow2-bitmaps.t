@@ -12,7 +12,7 @@
 #    them after a crash), never silently stale.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 31
+plan 32
 
 # setup FILE: the same 64 MiB image with data in both directories
 setup() {
@@ -95,6 +95,9 @@ ok "calf-img check -r all keeps every bitmap cluster" cmp "$QDIR/m.qcow2" "$TMP/
 setup g.qcow2
 in_both qemu-img bitmap --add g.qcow2 on
 in_both qemu-img bitmap --add --disable g.qcow2 off
+"$CALF_IO" -c "read -P 0x11 0 64k" "$CDIR/g.qcow2" >/dev/null
+is "$(cd "$CDIR" && qemu-img info g.qcow2 | grep -c in-use)" 0 \
+   "a calf-io session that only reads leaves the bitmaps valid"
 "$CALF_IO" -c "write -P 0x44 0 64k" "$CDIR/g.qcow2" >/dev/null
 is "$(cd "$CDIR" && qemu-img info g.qcow2 | sed -n '/bitmaps:/,/refcount/p' | tr -s ' \n' ' ')" \
    " bitmaps: [0]: flags: [0]: in-use [1]: auto name: on granularity: 65536 [1]: flags: name: off \
