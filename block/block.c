@@ -537,11 +537,32 @@ void blk_close(BlockDriverState *bs)
     }
 }
 
+/* Guest data is about to change.  calf records no writes in bitmaps, so
+ * before the first one the format marks the bitmaps that should record
+ * it in-use (BLK_BITMAP_GUEST_WRITE), as QEMU leaves them after a crash.
+ * Every writer that finds the flag clear asks (the format serializes and
+ * marks once); none writes before the mark is on disk. */
+static int before_guest_write(BlockDriverState *bs)
+{
+    if (!bs->drv->bitmap || __atomic_load_n(&bs->bitmaps_marked, __ATOMIC_ACQUIRE))
+        return 0;
+    BlockBitmapReq req = {.op = BLK_BITMAP_GUEST_WRITE, .name = ""};
+    int r = bs->drv->bitmap(bs, &req);
+    if (r == 0)
+        __atomic_store_n(&bs->bitmaps_marked, true, __ATOMIC_RELEASE);
+    return r;
+}
+
 static int check_request(BlockDriverState *bs, uint64_t off, uint64_t len, bool write)
 {
     if (write && bs->read_only) {
         blk_set_error("%s: image is opened read-only", bs->filename);
         return -EACCES;
+    }
+    if (write) {
+        int r = before_guest_write(bs);
+        if (r < 0)
+            return r;
     }
     if (off > bs->size || len > bs->size - off) {
         blk_set_error("%s: request [%" PRIu64 ", +%" PRIu64 ") is beyond the end of the "
@@ -949,6 +970,81 @@ void blk_info_free(BlockInfo *info)
 {
     free(info->snapshots);
     info->snapshots = NULL;
+    free(info->bitmaps);
+    info->bitmaps = NULL;
+}
+
+bool blk_has_bitmaps(BlockDriverState *bs)
+{
+    BlockBitmapReq req = {.op = BLK_BITMAP_PROBE, .name = ""};
+    return bs->drv->bitmap && bs->drv->bitmap(bs, &req) == 0;
+}
+
+/* Sets the bits of dst (granularity gd) for every byte that set bits of
+ * src (granularity gs) cover, on a disk of size bytes. */
+static void bitmap_or(uint8_t *dst, uint32_t gd, const uint8_t *src, uint32_t gs,
+                      uint64_t nbytes, uint64_t size)
+{
+    if (gd == gs) {
+        for (uint64_t i = 0; i < nbytes; i++)
+            dst[i] |= src[i];
+        return;
+    }
+    for (uint64_t i = 0; i < nbytes; i++) {
+        if (!src[i])
+            continue;
+        for (int b = 0; b < 8; b++) {
+            if (!(src[i] & (1u << b)))
+                continue;
+            uint64_t start = (i * 8 + b) * (uint64_t)gs;
+            if (start >= size)
+                break;
+            uint64_t end = start + gs < size ? start + gs : size;
+            for (uint64_t d = start / gd; d <= (end - 1) / gd; d++)
+                dst[d / 8] |= (uint8_t)(1u << (d % 8));
+        }
+    }
+}
+
+int blk_bitmap_merge(BlockDriverState *dst, const char *dst_name, BlockDriverState *src,
+                     const char *src_name)
+{
+    BlockBitmapReq d = {.op = BLK_BITMAP_READ, .name = dst_name};
+    BlockBitmapReq s = {.op = BLK_BITMAP_READ, .name = src_name};
+    int r = blk_bitmap(dst, &d);
+    if (r < 0)
+        return r;
+    if ((r = blk_bitmap(src, &s)) < 0)
+        goto out;
+    if (src->size != dst->size) {
+        blk_set_error("Bitmaps are incompatible and can't be merged");
+        r = -EINVAL;
+        goto out;
+    }
+    bitmap_or(d.bits, d.granularity, s.bits, s.granularity, s.nbytes, src->size);
+    d.op = BLK_BITMAP_WRITE;
+    r = blk_bitmap(dst, &d);
+out:
+    free(d.bits);
+    free(s.bits);
+    return r;
+}
+
+int blk_bitmap(BlockDriverState *bs, BlockBitmapReq *req)
+{
+    if (!bs->drv->bitmap) {
+        blk_set_error("Format driver '%s' does not support bitmaps", bs->drv->name);
+        return -ENOTSUP;
+    }
+    if (req->op == BLK_BITMAP_GUEST_WRITE) {
+        blk_set_error("%s: not a request for blk_bitmap()", bs->filename);
+        return -EINVAL;
+    }
+    if (req->op != BLK_BITMAP_READ && req->op != BLK_BITMAP_PROBE && bs->read_only) {
+        blk_set_error("%s: image is opened read-only", bs->filename);
+        return -EACCES;
+    }
+    return bs->drv->bitmap(bs, req);
 }
 
 int64_t blk_allocated_size(BlockDriverState *bs)
@@ -1014,6 +1110,9 @@ int blk_snapshot_create(BlockDriverState *bs, const char *name)
 
 int blk_snapshot_apply(BlockDriverState *bs, const char *name_or_id)
 {
+    int r = bs->read_only ? 0 : before_guest_write(bs);
+    if (r < 0)
+        return r;
     OPTIONAL_OP(snapshot_apply, "internal snapshots", name_or_id);
 }
 
@@ -1054,7 +1153,8 @@ int blk_make_empty(BlockDriverState *bs)
         blk_set_error("%s: the %s format cannot be emptied", bs->filename, bs->drv->name);
         return -ENOTSUP;
     }
-    return bs->drv->make_empty(bs);
+    int r = before_guest_write(bs);
+    return r < 0 ? r : bs->drv->make_empty(bs);
 }
 
 int blk_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt)

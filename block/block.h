@@ -30,6 +30,8 @@
                                     nothing yet (convert's target) */
 #define BLK_O_NO_IO       0x0100 /* metadata only (info): an encrypted image
                                     is not unlocked, its key not needed */
+#define BLK_O_BITMAPS     0x0200 /* opened to edit persistent bitmaps
+                                    (see blk_bitmap()) */
 
 /* blk_pwrite_zeroes() flags */
 #define BLK_ZERO_MAY_UNMAP 0x1 /* the range may be deallocated */
@@ -94,6 +96,7 @@ extern const char *blk_img_tool;
 
 typedef struct BlockDriverState BlockDriverState;
 typedef struct BlockDriver BlockDriver;
+typedef struct BlockBitmapReq BlockBitmapReq;
 
 /* A LUKS header as `info` shows it (QAPI QCryptoBlockInfoLUKS). */
 typedef struct BlockLuksInfo {
@@ -122,6 +125,14 @@ typedef struct BlockSnapshotInfo {
     uint64_t icount; /* UINT64_MAX: not recorded */
 } BlockSnapshotInfo;
 
+/* A persistent dirty bitmap as `info` lists it (QAPI Qcow2BitmapInfo). */
+typedef struct BlockBitmapInfo {
+    char name[1024];
+    uint32_t granularity;  /* bytes per bit */
+    bool in_use;           /* "in-use": its content can no longer be trusted */
+    bool enabled;          /* "auto": it records guest writes */
+} BlockBitmapInfo;
+
 typedef struct BlockInfo {
     uint64_t cluster_size; /* 0: not applicable */
     bool encrypted;
@@ -141,6 +152,8 @@ typedef struct BlockInfo {
     bool data_file_raw;
     const char *encrypt_format; /* "aes" / "luks" when encrypted, else NULL */
     BlockLuksInfo luks;         /* when encrypt_format is "luks" */
+    int nb_bitmaps;
+    BlockBitmapInfo *bitmaps;   /* malloc'd; blk_info_free() */
 } BlockInfo;
 void blk_info_free(BlockInfo *info);
 
@@ -219,6 +232,8 @@ struct BlockDriver {
      * NULL: the format has none (-ENOTSUP). */
     int (*save_vmstate)(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len);
     int (*load_vmstate)(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
+    /* Persistent dirty bitmaps (blk_bitmap()); NULL: the format has none. */
+    int (*bitmap)(BlockDriverState *bs, BlockBitmapReq *req);
 };
 
 extern const BlockDriver blk_raw_driver;
@@ -305,6 +320,8 @@ struct BlockDriverState {
     /* BLK_O_FILL on a filesystem where allocating a run's blocks before
      * writing it pays (blk_file_fill); cleared where fallocate is refused */
     bool fill;
+    /* the bitmaps were told of guest writes (block.c, atomic) */
+    bool bitmaps_marked;
     /* Long operations (amend) report how far they are, if set. */
     void (*progress)(void *progress_opaque, uint64_t done, uint64_t total);
     void *progress_opaque;
@@ -358,6 +375,49 @@ int blk_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
 int blk_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt);
 int blk_amend(BlockDriverState *bs, BlockOptions *opts, bool force);
 int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+/* Persistent dirty bitmaps, as `qemu-img bitmap` edits them.  A bitmap
+ * has one bit per `granularity` bytes of the virtual disk; bit j of byte
+ * i stands for chunk i * 8 + j (the on-disk order of qcow2).  Listing is
+ * blk_get_info()'s.  Changes are kept in memory and stored at flush or
+ * close; the image never names a half-written bitmap.  calf records no
+ * guest writes: before the first one (write, zeroes, discard, snapshot
+ * apply, make_empty) the enabled bitmaps become "in-use", as QEMU leaves
+ * them after a crash. */
+enum blk_bitmap_op {
+    BLK_BITMAP_ADD,     /* new, empty: granularity (0: the default), enabled */
+    BLK_BITMAP_REMOVE,
+    BLK_BITMAP_CLEAR,
+    BLK_BITMAP_ENABLE,
+    BLK_BITMAP_DISABLE,
+    BLK_BITMAP_READ,    /* *bits: malloc'd, nbytes long; granularity set */
+    BLK_BITMAP_WRITE,   /* replaces the content with bits (nbytes long) */
+    BLK_BITMAP_PROBE,   /* 0 if this image can hold bitmaps (no name) */
+    BLK_BITMAP_GUEST_WRITE, /* the block layer's own: guest data is about to
+                               change (first write): mark what records it */
+};
+struct BlockBitmapReq {
+    int op;
+    const char *name;
+    uint32_t granularity;
+    bool enabled;
+    uint8_t *bits;
+    uint64_t nbytes;
+};
+/* -ENOTSUP (with qemu-img's message) when the format keeps no bitmaps. */
+int blk_bitmap(BlockDriverState *bs, BlockBitmapReq *req);
+/* dst_name of dst |= src_name of src (qemu-img bitmap --merge), whatever
+ * their granularities; both disks must have the same size. */
+int blk_bitmap_merge(BlockDriverState *dst, const char *dst_name, BlockDriverState *src,
+                     const char *src_name);
+/* Whether bs's format can keep persistent bitmaps at all. */
+bool blk_has_bitmaps(BlockDriverState *bs);
+/* Bytes of a bitmap of a size-byte disk (ceil(size / granularity) bits). */
+static inline uint64_t blk_bitmap_bytes(uint64_t size, uint32_t granularity)
+{
+    uint64_t bits = size / granularity + (size % granularity != 0);
+    return (bits + 7) / 8;
+}
+
 /* -ENOTSUP when the format has no checker (qemu-img's exit code 63). */
 int blk_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
 

@@ -246,6 +246,11 @@ static int walk_l1(struct walk *w, const uint64_t *l1, uint32_t l1_size, uint64_
     return r;
 }
 
+static int bitmap_ref(void *opaque, uint64_t off, uint64_t len)
+{
+    return map_inc(opaque, off, len);
+}
+
 /* Counts every reference except those of the refcount structure. */
 static int count_refs(struct walk *w)
 {
@@ -303,7 +308,14 @@ static int count_refs(struct walk *w)
             if ((r = map_inc(w, qcow2_be64(s->exts[i].data), qcow2_be64(s->exts[i].data + 8))) < 0)
                 return r;
     }
-    return 0;
+    /* persistent bitmaps: directory, tables and data clusters */
+    if ((r = qcow2_bitmap_refs(s, bitmap_ref, w)) > 0) {
+        if (!w->quiet)
+            fprintf(stderr, "ERROR bitmap table entries are corrupt\n");
+        w->res->corruptions++;
+        r = 0;
+    }
+    return r;
 }
 
 static int count_refcount_structure(struct walk *w)

@@ -196,16 +196,17 @@ static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
         if (!pos)
             return 0;
     }
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < s->nexts; i++) {
-            uint32_t t = s->exts[i].type;
-            if (t == QCOW2_EXT_DATA_FILE || t == QCOW2_EXT_CRYPTO ||
-                (t == QCOW2_EXT_BITMAPS) != (pass == 0))
-                continue;
-            pos = put_ext(buf, pos, cap, t, s->exts[i].data, s->exts[i].len);
-            if (!pos)
-                return 0;
-        }
+    uint8_t bm[24];
+    if (qcow2_bitmap_ext_data(s, bm) &&
+        !(pos = put_ext(buf, pos, cap, QCOW2_EXT_BITMAPS, bm, sizeof(bm))))
+        return 0;
+    for (int i = 0; i < s->nexts; i++) {
+        uint32_t t = s->exts[i].type;
+        if (t == QCOW2_EXT_DATA_FILE || t == QCOW2_EXT_CRYPTO || t == QCOW2_EXT_BITMAPS)
+            continue;
+        pos = put_ext(buf, pos, cap, t, s->exts[i].data, s->exts[i].len);
+        if (!pos)
+            return 0;
     }
     pos = put_ext(buf, pos, cap, QCOW2_EXT_END, NULL, 0);
     if (!pos)
@@ -303,6 +304,10 @@ static int read_extensions(Qcow2State *s, const uint8_t *hdr, uint64_t start, ui
             free(s->data_file_name);
             if (!(s->data_file_name = dup_field(d, len)))
                 return -ENOMEM;
+        } else if (type == QCOW2_EXT_BITMAPS) {
+            int r = qcow2_bitmap_ext_read(s, d, len);
+            if (r < 0)
+                return r;
         } else {
             Qcow2Ext *n = realloc(s->exts, (s->nexts + 1) * sizeof(*n));
             if (!n)
@@ -819,6 +824,7 @@ static void qcow2_free_state(Qcow2State *s)
         free(s->exts[i].data);
     free(s->exts);
     free_snapshots(s);
+    qcow2_bitmaps_free(s);
     free(s->pending_free);
     free(s->zero_cluster);
     free(s->header_tail);
@@ -890,15 +896,20 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
         r = -EINVAL;
         goto fail;
     }
+    if ((r = qcow2_bitmaps_open(s)) < 0)
+        goto fail;
     if (!bs->read_only) {
         if ((r = qcow2_rebuild_if_dirty(s)) < 0)
             goto fail;
         s->lazy = lazy;
         /* Autoclear bits name features whose data we do not maintain;
-         * a raw data file we keep raw (every write lands at its guest
-         * offset), so that bit stays. */
-        if (s->autoclear & ~QCOW2_AUTOCLEAR_DATA_FILE_RAW) {
-            s->autoclear &= QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+         * the bitmaps' we do (qcow2-bitmap.c), and a raw data file we
+         * keep raw (every write lands at its guest offset). */
+        uint64_t keep = (s->nb_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0) |
+                        (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW);
+        if (s->autoclear != keep || s->bm_ext_dropped) {
+            s->autoclear = keep;
+            s->bm_ext_dropped = false;
             if ((r = qcow2_update_header(s)) < 0 || (r = qcow2_sync(s)) < 0)
                 goto fail;
         }
@@ -931,15 +942,15 @@ static int qcow2_flush(BlockDriverState *bs)
 {
     Qcow2State *s = bs->opaque;
     pthread_mutex_lock(&s->lock);
-    int r;
-    if (s->lazy && s->dirty_set) {
+    int r = qcow2_bitmaps_store(s);
+    if (r == 0 && s->lazy && s->dirty_set) {
         /* lazy refcounts, as in QEMU: the image is marked dirty and its
          * refcounts rebuilt after a crash, so a flush writes the data and
          * the mapping, not the refcounts (close does) */
         r = s->deps_unsynced ? qcow2_sync(s) : 0;
         if (r == 0)
             r = qcow2_cache_flush(s, &s->l2_cache);
-    } else {
+    } else if (r == 0) {
         r = qcow2_flush_metadata(s);
     }
     if (r == 0)
@@ -954,7 +965,11 @@ static void qcow2_close(BlockDriverState *bs)
     if (!s)
         return;
     if (!bs->read_only) {
-        int r = qcow2_flush_metadata(s);
+        int r = qcow2_bitmaps_store(s);
+        if (r < 0)
+            fprintf(stderr, "%s: Lost persistent bitmaps during inactivation of node '%s': "
+                    "%s\n", blk_img_tool, bs->filename, blk_error());
+        r = qcow2_flush_metadata(s);
         if (r == 0)
             r = qcow2_sync(s);
         if (r == 0 && s->dirty_set) {
@@ -986,6 +1001,9 @@ static int qcow2_get_info(BlockDriverState *bs, BlockInfo *info)
     info->has_data_file = qcow2_has_data_file(s);
     info->data_file_raw = s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
     info->nb_snapshots = s->nb_snapshots;
+    int r = qcow2_bitmap_info(s, info);
+    if (r < 0)
+        return r;
     if (s->nb_snapshots) {
         info->snapshots = calloc(s->nb_snapshots, sizeof(*info->snapshots));
         if (!info->snapshots)
@@ -1023,6 +1041,12 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
     }
     if (s->crypt_method && prealloc != BLK_PREALLOC_OFF) {
         blk_set_error("Preallocation is not supported with encryption");
+        return -ENOTSUP;
+    }
+    if (s->nb_bitmaps) {
+        /* their tables are sized for the disk; calf does not resize them */
+        blk_set_error("Cannot resize qcow2 with persistent bitmaps (remove them with "
+                      "'%s bitmap --remove' first)", blk_img_tool);
         return -ENOTSUP;
     }
     if (size < bs->size) {
@@ -1425,4 +1449,5 @@ const BlockDriver blk_qcow2_driver = {
     .pwrite_compressed = qcow2_pwrite_compressed,
     .save_vmstate = qcow2_save_vmstate,
     .load_vmstate = qcow2_load_vmstate,
+    .bitmap = qcow2_bitmap_op,
 };

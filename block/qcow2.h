@@ -27,6 +27,7 @@
 #define QCOW2_INCOMPAT_KNOWN       0x1fULL
 #define QCOW2_COMPAT_LAZY_REFCOUNTS (UINT64_C(1) << 0)
 #define QCOW2_AUTOCLEAR_DATA_FILE_RAW (UINT64_C(1) << 1)
+#define QCOW2_AUTOCLEAR_BITMAPS    (UINT64_C(1) << 0)
 
 /* header extension types */
 #define QCOW2_EXT_END          0x00000000u
@@ -205,6 +206,14 @@ typedef struct Qcow2State {
 
     bool prealloc_checked, prealloc_detected; /* see looks_preallocated() */
 
+    /* persistent dirty bitmaps (qcow2-bitmap.c), from a valid extension */
+    uint32_t nb_bitmaps;      /* in s->bitmaps: on disk or added since */
+    uint32_t bm_dir_count;    /* entries of the directory on disk */
+    uint64_t bm_dir_offset, bm_dir_size;
+    struct Qcow2Bitmap *bitmaps;
+    bool bm_ext_dropped;      /* an invalid one was read: not written back */
+    bool bm_dirty;            /* changed in memory: qcow2_bitmaps_store() */
+
     /* errors found while running (corrupt image) */
     bool corrupt_marked;
     bool corrupt_signaled;    /* said so on stderr once, as QEMU does */
@@ -338,6 +347,25 @@ int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force);
 /* Shrinks the virtual size: clusters past the new end are freed and the
  * file tail is cut where nothing is left in use. */
 int qcow2_shrink(BlockDriverState *bs, uint64_t size);
+
+/* qcow2-bitmap.c */
+/* The bitmaps header extension (data d, len bytes), read on open. */
+int qcow2_bitmap_ext_read(Qcow2State *s, const uint8_t *d, uint32_t len);
+/* Its 24 bytes for the header; false when there is no directory. */
+bool qcow2_bitmap_ext_data(const Qcow2State *s, uint8_t out[24]);
+/* Writes what a session changed in memory (lock held). */
+int qcow2_bitmaps_store(Qcow2State *s);
+/* Loads the directory (and, for a BLK_O_BITMAPS session, has every
+ * bitmap stored anew at flush or close, as QEMU does). */
+int qcow2_bitmaps_open(Qcow2State *s);
+void qcow2_bitmaps_free(Qcow2State *s);
+int qcow2_bitmap_info(Qcow2State *s, BlockInfo *info);
+/* Calls ref(opaque, offset, bytes) for every cluster range the bitmaps
+ * use (directory, tables, data): 0, 1 when some of it is corrupt (what
+ * could be read is still counted), or a negative errno. */
+int qcow2_bitmap_refs(Qcow2State *s, int (*ref)(void *opaque, uint64_t off, uint64_t len),
+                      void *opaque);
+int qcow2_bitmap_op(BlockDriverState *bs, BlockBitmapReq *req);
 
 /* qcow2-compress.c */
 int qcow2_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);

@@ -367,10 +367,9 @@ static void json_print_level(FILE *f, const JsonNode *n, int level)
     case JSON_STR: json_print_string(f, n->str); break;
     case JSON_OBJECT:
     case JSON_ARRAY:
-        if (!n->n)
-            fputs(n->type == JSON_OBJECT ? "{}" : "[]", f);
-        else
-            json_print_children(f, n, level);
+        /* an empty one too opens, breaks the line and closes, as QEMU's
+         * "flags": [ ] of a bitmap without flags */
+        json_print_children(f, n, level);
         break;
     }
 }
@@ -478,6 +477,22 @@ JsonNode *tool_format_specific(const BlockInfo *bi)
         json_add(data, "corrupt", json_bool(bi->corrupt));
     }
     json_add(data, "refcount-bits", json_int(bi->refcount_bits));
+    if (bi->nb_bitmaps > 0) {
+        JsonNode *bms = json_new_array();
+        for (int i = 0; i < bi->nb_bitmaps; i++) {
+            const BlockBitmapInfo *b = &bi->bitmaps[i];
+            JsonNode *o = json_new_object(), *flags = json_new_array();
+            if (b->in_use)
+                json_add(flags, NULL, json_str("in-use"));
+            if (b->enabled)
+                json_add(flags, NULL, json_str("auto"));
+            json_add(o, "flags", flags);
+            json_add(o, "name", json_str(b->name));
+            json_add(o, "granularity", json_int(b->granularity));
+            json_add(bms, NULL, o);
+        }
+        json_add(data, "bitmaps", bms);
+    }
     if (bi->encrypted && bi->encrypt_format)
         json_add(data, "encrypt", encrypt_info(bi));
     json_add(data, "compression-type",

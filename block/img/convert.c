@@ -707,6 +707,68 @@ static void convert_usage(void)
     img_usage_error("Expecting one image file name");
 }
 
+/* --bitmaps: whether the source's bitmaps can be copied (qemu-img's
+ * convert_check_bitmaps()). */
+static int check_bitmaps(BlockDriverState **src, int nsrc, bool skip_broken)
+{
+    if (nsrc > 1) {
+        img_error("Copying bitmaps only possible with single source");
+        return -1;
+    }
+    if (!blk_has_bitmaps(src[0])) {
+        img_error("Source lacks bitmap support");
+        return -1;
+    }
+    BlockInfo bi = {0};
+    int r = blk_get_info(src[0], &bi);
+    /* QEMU visits the bitmaps last first */
+    for (int i = bi.nb_bitmaps - 1; r == 0 && i >= 0; i--) {
+        if (!skip_broken && bi.bitmaps[i].in_use) {
+            img_error("Cannot copy inconsistent bitmap '%s'", bi.bitmaps[i].name);
+            fprintf(stderr, "Try --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' to "
+                    "delete it\n");
+            r = -1;
+        }
+    }
+    blk_info_free(&bi);
+    return r < 0 ? -1 : 0;
+}
+
+/* Each bitmap of src (but the broken ones) made in dst with the same
+ * name, granularity, state and bits (qemu-img's convert_copy_bitmaps()). */
+static int copy_bitmaps(BlockDriverState *src, BlockDriverState *dst, bool skip_broken)
+{
+    BlockInfo bi = {0};
+    if (blk_get_info(src, &bi) < 0) {
+        img_error("%s", blk_error());
+        return -1;
+    }
+    int r = 0;
+    /* QEMU visits the bitmaps last first, and its target lists them in
+     * the source's order: warn in the one, copy in the other */
+    for (int i = bi.nb_bitmaps - 1; i >= 0; i--)
+        if (skip_broken && bi.bitmaps[i].in_use)
+            img_error("warning: Skipping inconsistent bitmap '%s'", bi.bitmaps[i].name);
+    for (int i = 0; r == 0 && i < bi.nb_bitmaps; i++) {
+        const BlockBitmapInfo *b = &bi.bitmaps[i];
+        if (b->in_use)
+            continue; /* skip_broken: check_bitmaps() refused them otherwise */
+        BlockBitmapReq add = {.op = BLK_BITMAP_ADD, .name = b->name,
+                              .granularity = b->granularity, .enabled = b->enabled};
+        if ((r = blk_bitmap(dst, &add)) < 0) {
+            img_error("Failed to create bitmap %s: %s", b->name, blk_error());
+            break;
+        }
+        if ((r = blk_bitmap_merge(dst, b->name, src, b->name)) < 0) {
+            img_error("Failed to populate bitmap %s: %s", b->name, blk_error());
+            BlockBitmapReq rm = {.op = BLK_BITMAP_REMOVE, .name = b->name};
+            blk_bitmap(dst, &rm);
+        }
+    }
+    blk_info_free(&bi);
+    return r < 0 ? -1 : 0;
+}
+
 int img_convert(int argc, char **argv)
 {
     enum { OPT_TARGET_IS_ZERO = 256, OPT_OBJECT, OPT_SALVAGE, OPT_IMAGE_OPTS,
@@ -728,6 +790,7 @@ int img_convert(int argc, char **argv)
     BlockOptions opts = {0}, dst_opts = {0}, snap_opts = {0};
     bool compress = false, progress = false, skip_create = false, ooo = false;
     bool copy_range = false, sparse_given = false, salvage = false;
+    bool bitmaps = false, skip_broken = false;
     bool force_share = false, target_is_zero = false, quiet = false, image_opts = false;
     bool tgt_image_opts = false, have_options = false;
     int64_t sparse = 8 * BLK_SECTOR_SIZE, nworkers = 8;
@@ -826,7 +889,10 @@ int img_convert(int argc, char **argv)
             salvage = true;
             break;
         case OPT_BITMAPS:
+            bitmaps = true;
+            break;
         case OPT_SKIP_BROKEN:
+            skip_broken = true;
             break;
         case OPT_IMAGE_OPTS:
             image_opts = true;
@@ -847,7 +913,9 @@ int img_convert(int argc, char **argv)
     int nsrc = argc - optind - 1;
     /* qemu-img's order of these refusals */
     const char *refusal = NULL;
-    if (compress && copy_range)
+    if (skip_broken && !bitmaps)
+        refusal = "Use of --skip-broken-bitmaps requires --bitmaps";
+    else if (compress && copy_range)
         refusal = "Cannot enable copy offloading when -c is used";
     else if (sparse_given && copy_range)
         refusal = "Cannot enable copy offloading when -S is used";
@@ -945,6 +1013,8 @@ int img_convert(int argc, char **argv)
         img_error("No support for concatenating multiple snapshot");
         goto out;
     }
+    if (bitmaps && check_bitmaps(cv.src, nsrc, skip_broken) < 0)
+        goto out;
     if (snap && load_snapshot(cv.src[0], snap, &snap_opts) < 0)
         goto out;
     if (img_secret_resolve(&opts) < 0) {
@@ -977,6 +1047,10 @@ int img_convert(int argc, char **argv)
     }
     if (check_target_key(cv.dst, out, tgt_image_opts, &dst_opts) < 0)
         goto out;
+    if (bitmaps && !blk_has_bitmaps(cv.dst)) {
+        img_error("Format driver '%s' does not support bitmaps", cv.dst->drv->name);
+        goto out;
+    }
     if (compress && !cv.dst->drv->pwrite_compressed) {
         img_error("Compression not supported for this file format");
         goto out;
@@ -1014,6 +1088,8 @@ int img_convert(int argc, char **argv)
         img_error("%s", cv.errmsg);
         goto out;
     }
+    if (bitmaps && copy_bitmaps(cv.src[0], cv.dst, skip_broken) < 0)
+        goto out;
     int r = blk_flush(cv.dst);
     if (r < 0) {
         img_error("error while flushing '%s': %s", out, blk_error());

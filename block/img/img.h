@@ -21,6 +21,7 @@ int img_resize(int argc, char **argv);
 int img_commit(int argc, char **argv);
 int img_rebase(int argc, char **argv);
 int img_amend(int argc, char **argv);
+int img_bitmap(int argc, char **argv);
 
 /* "NAME: <message>" on stderr, NAME from argv[0] (tool_progname). */
 void img_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

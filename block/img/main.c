@@ -74,6 +74,9 @@ static const char help_text[] =
     "  bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] "
     "[--no-drain] [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] "
     "[-t cache] [-w] [-U] filename\n"
+    "  bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... "
+    "[-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] "
+    "[--image-opts | -f fmt] filename bitmap\n"
     "  check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename\n"
     "  commit [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename\n"
     "  compare [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] filename1 filename2\n"
@@ -120,16 +123,13 @@ void img_help(void)
     exit(0);
 }
 
-static const char *const unsupported[] = {
-    "bitmap",
-};
-
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
 } commands[] = {
     {"amend", img_amend},
     {"bench", img_bench},
+    {"bitmap", img_bitmap},
     {"check", img_check},
     {"commit", img_commit},
     {"compare", img_compare},
@@ -153,12 +153,6 @@ static int run_command(int argc, char **argv)
             int r = commands[i].fn(argc, argv);
             img_objects_free();
             return r;
-        }
-    }
-    for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
-        if (!strcmp(cmd, unsupported[i])) {
-            img_error("Command not supported yet: %s", cmd);
-            return 1;
         }
     }
     img_usage_error("Command not found: %s", cmd);

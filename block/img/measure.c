@@ -103,6 +103,29 @@ static int luks_measure(BlockOptions *o, uint64_t cs, uint64_t *bytes)
     return 0;
 }
 
+/* What copying in's bitmaps takes in clusters of cs bytes, each bitmap
+ * counted as if every bit were set: data, table and directory entry
+ * (QEMU's qcow2_get_persistent_dirty_bitmap_size()). */
+static int bitmaps_size(BlockDriverState *in, uint64_t cs, uint64_t *out)
+{
+    BlockInfo info = {0};
+    int r = blk_get_info(in, &info);
+    if (r < 0) {
+        img_error("%s", blk_error());
+        return r;
+    }
+    uint64_t total = 0, dir = 0;
+    for (int i = 0; i < info.nb_bitmaps; i++) {
+        uint64_t bytes = blk_bitmap_bytes(in->size, info.bitmaps[i].granularity);
+        uint64_t clusters = (bytes + cs - 1) / cs;
+        total += clusters * cs + round_up(clusters * 8, cs);
+        dir += (24 + strlen(info.bitmaps[i].name) + 7) / 8 * 8;
+    }
+    *out = total + round_up(dir, cs);
+    blk_info_free(&info);
+    return 0;
+}
+
 static int qcow2_measure(BlockOptions *o, uint64_t size, BlockDriverState *in, MeasureInfo *mi)
 {
     uint64_t cs, rb;
@@ -186,8 +209,10 @@ static int qcow2_measure(BlockOptions *o, uint64_t size, BlockDriverState *in, M
         return r;
     mi->fully_allocated = calc_prealloc_size(vsize, cs, __builtin_ctzll(rb), extl2) + luks;
     mi->required = mi->fully_allocated - vsize + required;
-    mi->has_bitmaps = version >= 3 && in && !strcmp(in->drv->name, "qcow2");
-    mi->bitmaps = 0; /* calf keeps no persistent bitmaps */
+    mi->has_bitmaps = version >= 3 && in && blk_has_bitmaps(in);
+    mi->bitmaps = 0;
+    if (mi->has_bitmaps)
+        return bitmaps_size(in, cs, &mi->bitmaps);
     return 0;
 }
 

@@ -1,0 +1,111 @@
+#!/bin/bash
+# Persistent dirty bitmaps of qcow2 (issue 16): calf-img bitmap, info,
+# check, measure and convert --bitmaps against qemu-img.
+#  - calf-img edits bitmaps of an image and qemu-img edits the same
+#    image in the same way: real qemu-img then reads both alike (info,
+#    check) and copies their bits (convert --bitmaps) into images that
+#    are byte for byte the same;
+#  - calf-img reads bitmaps that qemu-img made: info, measure and
+#    convert --bitmaps print and make what qemu-img's do;
+#  - check counts bitmap clusters and check -r keeps them;
+#  - guest writes by calf-io make enabled bitmaps in-use (as QEMU leaves
+#    them after a crash), never silently stale.
+. "$(dirname "$0")/lib.sh"
+need_qemu qemu-img qemu-io
+plan 32
+
+# setup FILE: the same 64 MiB image with data in both directories
+setup() {
+    in_both qemu-img create -f qcow2 "$1" 64M
+    in_both qemu-io -c "write -P 0x11 0 3M" -c "write -P 0x22 20M 1M" "$1"
+}
+
+# both DESC ARGS...: qemu-img ARGS in $QDIR, calf-img ARGS in $CDIR: same
+# output and status
+both() { same_img "$@"; }
+
+# info_without_size DIR FILE: qemu-img info of FILE in DIR, disk usage
+# left out (freed clusters are holes in calf's files)
+info_without_size() {
+    (cd "$1" && qemu-img info "$2" | grep -v '^disk size:')
+}
+
+# bits_like_qemu DESC FILE: qemu-img copies the bitmaps of the two FILEs
+# into images that are the same byte for byte: the same bitmaps, bits
+# included
+bits_like_qemu() {
+    rm -f "$TMP/bq.qcow2" "$TMP/bc.qcow2"
+    qemu-img convert --bitmaps -O qcow2 "$QDIR/$2" "$TMP/bq.qcow2" &&
+    qemu-img convert --bitmaps -O qcow2 "$CDIR/$2" "$TMP/bc.qcow2"
+    ok "$1" cmp "$TMP/bq.qcow2" "$TMP/bc.qcow2"
+}
+
+# --- the command line ---
+setup a.qcow2
+both "no action" bitmap a.qcow2 b0
+both "no bitmap name" bitmap --add a.qcow2
+both "-g without --add" bitmap -g 64k --remove a.qcow2 b0
+both "-F without -b" bitmap -F qcow2 --merge x a.qcow2 b0
+both "-b without --merge" bitmap -b a.qcow2 --add a.qcow2 b0
+both "bad granularity" bitmap --add -g 1000 a.qcow2 b0
+both "empty name" bitmap --add a.qcow2 ''
+both "unknown bitmap" bitmap --remove a.qcow2 nope
+
+# --- calf edits, qemu-img reads ---
+both "add" bitmap --add a.qcow2 b1
+both "add disabled, 512-byte granularity" bitmap --add -g 512 --disable a.qcow2 b2
+both "add twice" bitmap --add a.qcow2 b1
+in_both qemu-io -c "write -P 0x33 8M 100k" a.qcow2 # records in neither: offline
+both "add, merge b1 and clear b1 at once" bitmap --add -g 1M --merge b1 --clear a.qcow2 b3
+is "$(info_without_size "$CDIR" a.qcow2)" "$(info_without_size "$QDIR" a.qcow2)" \
+   "qemu-img info lists calf's bitmaps as its own"
+ok "qemu-img check: calf's bitmap clusters are no leaks" \
+   bash -c "cd '$CDIR' && qemu-img check a.qcow2 >/dev/null"
+
+# bits: make them differ from zero first, from QEMU's own writes
+setup m.qcow2
+in_both qemu-img bitmap --add -g 64k m.qcow2 src
+(cd "$QDIR" && qemu-io -c "write 1M 100k" -c "write 30M 512" m.qcow2 >/dev/null)
+cp "$QDIR/m.qcow2" "$CDIR/m.qcow2"
+both "merge into a finer bitmap" bitmap --add -g 512 --merge src m.qcow2 fine
+both "merge into a coarser bitmap" bitmap --add -g 4M --merge src m.qcow2 coarse
+both "merge from another file" bitmap --add --merge src -b m.qcow2 -F qcow2 a.qcow2 other
+both "disable, then enable" bitmap --disable --enable m.qcow2 src
+both "remove" bitmap --remove m.qcow2 fine
+bits_like_qemu "qemu-img copies the same bits from calf's bitmaps" m.qcow2
+
+# --- qemu-img edits, calf reads ---
+cp "$QDIR/m.qcow2" "$CDIR/qm.qcow2"
+cp "$QDIR/m.qcow2" "$QDIR/qm.qcow2"
+both "info of qemu-img's bitmaps" info qm.qcow2
+both "info --output=json of qemu-img's bitmaps" info --output=json qm.qcow2
+both "measure with bitmaps" measure -O qcow2 -o cluster_size=2M qm.qcow2
+(cd "$QDIR" && rm -f c.qcow2 q.qcow2 &&
+ "$CALF_IMG" convert --bitmaps -O qcow2 m.qcow2 c.qcow2 &&
+ qemu-img convert --bitmaps -O qcow2 m.qcow2 q.qcow2)
+ok "convert --bitmaps: calf's copy is qemu-img's byte for byte" cmp "$QDIR/c.qcow2" "$QDIR/q.qcow2"
+
+# --- check ---
+both "check of an image with bitmaps" check qm.qcow2
+cp "$QDIR/m.qcow2" "$TMP/r.qcow2"
+"$CALF_IMG" check -r all "$TMP/r.qcow2" >/dev/null 2>&1
+ok "calf-img check -r all keeps every bitmap cluster" cmp "$QDIR/m.qcow2" "$TMP/r.qcow2"
+
+# --- guest writes: enabled bitmaps become in-use, disabled stay valid ---
+setup g.qcow2
+in_both qemu-img bitmap --add g.qcow2 on
+in_both qemu-img bitmap --add --disable g.qcow2 off
+"$CALF_IO" -c "read -P 0x11 0 64k" "$CDIR/g.qcow2" >/dev/null
+is "$(cd "$CDIR" && qemu-img info g.qcow2 | grep -c in-use)" 0 \
+   "a calf-io session that only reads leaves the bitmaps valid"
+"$CALF_IO" -c "write -P 0x44 0 64k" "$CDIR/g.qcow2" >/dev/null
+is "$(cd "$CDIR" && qemu-img info g.qcow2 | sed -n '/bitmaps:/,/refcount/p' | tr -s ' \n' ' ')" \
+   " bitmaps: [0]: flags: [0]: in-use [1]: auto name: on granularity: 65536 [1]: flags: name: off \
+granularity: 65536 refcount bits: 16 " \
+   "a calf-io write marks the enabled bitmap in-use, not the disabled one"
+cp "$CDIR/g.qcow2" "$QDIR/g.qcow2"
+both "an in-use bitmap cannot be used" bitmap --clear g.qcow2 on
+both "convert refuses an in-use bitmap" convert --bitmaps -O qcow2 g.qcow2 o.qcow2
+both "convert --skip-broken-bitmaps" convert --bitmaps --skip-broken-bitmaps -O qcow2 g.qcow2 \
+     s.qcow2
+ok "--skip-broken-bitmaps copies the others as qemu-img does" cmp "$QDIR/s.qcow2" "$CDIR/s.qcow2"
