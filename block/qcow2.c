@@ -785,7 +785,15 @@ static int open_data_file_opts(Qcow2State *s, const char *opt, BlockOptions *sub
     int flags = bs->flags & (BLK_O_RDWR | BLK_O_SHARE | BLK_O_NOCACHE | BLK_O_UNSAFE | BLK_O_FILL);
     if (bs->read_only)
         flags &= ~BLK_O_RDWR;
-    s->data_bs = blk_open(path, "raw", flags, sub->n ? sub : NULL);
+    /* what named the file (filename, driver) is not an option of its open */
+    BlockOptions rest = {0};
+    for (int i = 0; i < sub->n; i++)
+        if (!sub->opt[i].used && blkopts_set(&rest, sub->opt[i].key, sub->opt[i].value) < 0) {
+            blkopts_free(&rest);
+            return -ENOMEM;
+        }
+    s->data_bs = blk_open(path, "raw", flags, rest.n ? &rest : NULL);
+    blkopts_free(&rest);
     if (!s->data_bs && (bs->flags & BLK_O_NO_IO)) {
         /* info reads no data: it shows the image without its data file,
          * as qemu-img does; any data I/O fails (EBADF) */
