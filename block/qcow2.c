@@ -637,10 +637,15 @@ static int open_data_file_opts(Qcow2State *s, const char *opt, BlockOptions *sub
     if (drv && !strcmp(drv, "file"))
         drv = NULL; /* a host file: opened as raw */
     else if (drv && !strcmp(drv, "raw") && !opt) {
+        /* raw over a host file; over any other protocol (blkdebug...),
+         * which calf's data files cannot sit on, the error names it */
         const char *fdrv = blkopts_get(sub, "file.driver");
-        if (!fdrv || !strcmp(fdrv, "file"))
+        if (!fdrv || !strcmp(fdrv, "file")) {
             opt = blkopts_get(sub, "file.filename");
-        drv = NULL;
+            drv = NULL;
+        } else {
+            drv = fdrv;
+        }
     }
     if (drv) {
         blk_set_error("Unknown driver '%s' for the data file", drv);
