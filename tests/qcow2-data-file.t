@@ -7,7 +7,7 @@
 # and the refusals (snapshots, compression, compat=0.10) behave alike.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 37
+plan 39
 
 W=(-c "write -P 0x11 0 64k" -c "write -P 0x22 100k 4k" -c "write -P 0x33 1M 3M"
    -c "write -z 1536k 512k" -c "write -P 0x44 5000 1000" -c "discard 3M 1M"
@@ -84,6 +84,18 @@ in_dir c "$CALF_IMG" amend -o data_file=moved.data c.qcow2
 mv "$CDIR/c.data" "$CDIR/moved.data"
 ok "amend -o data_file= renames it (qemu-img opens the image)" \
     in_dir c qemu-img compare t.qcow2 c.qcow2
+
+# --- shrink and commit drop data clusters: no refcount may change for them
+in_both qemu-img create -q -f qcow2 -o data_file=k.data,cluster_size=4k k.qcow2 8M
+in_both qemu-io -c "write -P 3 0 8M" k.qcow2
+in_dir c "$CALF_IMG" resize --shrink k.qcow2 1M >/dev/null
+in_dir q qemu-img resize --shrink k.qcow2 1M >/dev/null
+same_img "shrink, then check" check k.qcow2
+in_both qemu-img create -q -f qcow2 -b k.qcow2 -F qcow2 -o data_file=u.data u.qcow2
+in_both qemu-io -c "write -P 4 0 512k" u.qcow2
+in_dir c "$CALF_IMG" commit -q u.qcow2
+in_dir q qemu-img commit -q u.qcow2
+same_img "commit empties an image with a data file, then check" check u.qcow2
 
 # --- refusals, with qemu-img's messages
 same_img "data_file_raw without data_file" create -f qcow2 -o data_file_raw=on x.qcow2 1M
