@@ -7,7 +7,7 @@
 # and the refusals (snapshots, compression, compat=0.10) behave alike.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 39
+plan 40
 
 W=(-c "write -P 0x11 0 64k" -c "write -P 0x22 100k 4k" -c "write -P 0x33 1M 3M"
    -c "write -z 1536k 512k" -c "write -P 0x44 5000 1000" -c "discard 3M 1M"
@@ -102,6 +102,8 @@ same_img "data_file_raw without data_file" create -f qcow2 -o data_file_raw=on x
 same_img "compat=0.10 with data_file" create -f qcow2 -o compat=0.10,data_file=x.data x.qcow2 1M
 same_img "snapshots are refused" snapshot -c s1 t.qcow2
 same_io "compressed writes are refused" -c "write -c 0 64k" t.qcow2
+same_img "convert -c into an image with a data file fails" convert -c -O qcow2 \
+    -o data_file=cc.data t.qcow2 cc.qcow2
 
 # --- the data file named at open, and hostile images
 in_both qemu-img create -q -f qcow2 -o data_file=o.data o.qcow2 1M
