@@ -596,11 +596,7 @@ static int read_backing_name(Qcow2State *s, const uint8_t *hdr, uint64_t hdr_byt
     return 0;
 }
 
-/* Opens the external data file: the data-file option names it, else the
- * name in the header.  A relative name is relative to the current
- * directory, not to the image (unlike a backing file name): QEMU opens
- * it so.  It is a raw image, opened (and locked) as the image is. */
-static int open_data_file_opts(Qcow2State *s, const char *opt, BlockOptions *sub);
+static int open_data_file_opts(Qcow2State *s, BlockOptions *sub);
 
 static int open_data_file(Qcow2State *s, BlockOptions *opts)
 {
@@ -623,17 +619,20 @@ static int open_data_file(Qcow2State *s, BlockOptions *opts)
             }
         }
     }
-    int r = open_data_file_opts(s, NULL, &sub);
+    int r = open_data_file_opts(s, &sub);
     blkopts_free(&sub);
     return r;
 }
 
-static int open_data_file_opts(Qcow2State *s, const char *opt, BlockOptions *sub)
+/* Opens the external data file: the data-file options name it, else the
+ * name in the header.  A relative name is relative to the current
+ * directory, not to the image (unlike a backing file name): QEMU opens
+ * it so.  It is a raw image, opened (and locked) as the image is. */
+static int open_data_file_opts(Qcow2State *s, BlockOptions *sub)
 {
     BlockDriverState *bs = s->bs;
     const char *drv = blkopts_get(sub, "driver");
-    if (!opt)
-        opt = blkopts_get(sub, "filename");
+    const char *opt = blkopts_get(sub, "filename");
     if (drv && !strcmp(drv, "file"))
         drv = NULL; /* a host file: opened as raw */
     else if (drv && !strcmp(drv, "raw") && !opt) {
