@@ -22,16 +22,22 @@ static int drop_l1_tail(Qcow2State *s, uint64_t first)
 {
     uint64_t n = 0;
     uint64_t *dropped = calloc(s->l1_size > first ? s->l1_size - first : 1, 8);
-    if (!dropped)
+    uint64_t *dropped_l1i = calloc(s->l1_size > first ? s->l1_size - first : 1, 8);
+    if (!dropped || !dropped_l1i) {
+        free(dropped);
+        free(dropped_l1i);
         return -ENOMEM;
+    }
     for (uint64_t i = first; i < s->l1_size; i++) {
         uint64_t l2_off = s->l1[i] & L1E_OFFSET_MASK;
         if (!l2_off)
             continue;
         if (bad_offset(s, l2_off)) {
             free(dropped);
+            free(dropped_l1i);
             return qcow2_mark_corrupt(s, "L2 table offset 0x%" PRIx64 " is invalid", l2_off);
         }
+        dropped_l1i[n] = i;
         dropped[n++] = l2_off;
         s->l1[i] = 0;
     }
@@ -40,6 +46,7 @@ static int drop_l1_tail(Qcow2State *s, uint64_t first)
         uint8_t *buf = malloc((size_t)s->l1_size * 8);
         if (!buf) {
             free(dropped);
+            free(dropped_l1i);
             return -ENOMEM;
         }
         for (uint32_t i = 0; i < s->l1_size; i++)
@@ -71,6 +78,14 @@ static int drop_l1_tail(Qcow2State *s, uint64_t first)
             int ct = qcow2_cluster_type(s, l2e);
             if (ct == QCOW2_COMPRESSED) {
                 r = qcow2_free_compressed_later(s, l2e);
+            } else if ((ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC) &&
+                       qcow2_has_data_file(s)) {
+                /* no refcount: its bytes go, as a discard's do (only
+                 * those at the guest offset the table maps) */
+                uint64_t host = l2e & L2E_OFFSET_MASK;
+                uint64_t guest = (dropped_l1i[k] * s->l2_size + j) << s->cluster_bits;
+                if (host == guest)
+                    blk_file_zero(s->data_fd, host, s->cluster_size);
             } else if (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC) {
                 uint64_t host = l2e & L2E_OFFSET_MASK;
                 if (bad_offset(s, host))
@@ -85,6 +100,7 @@ static int drop_l1_tail(Qcow2State *s, uint64_t first)
     }
     free(t2);
     free(dropped);
+    free(dropped_l1i);
     if (r == 0)
         r = qcow2_flush_metadata(s);
     return r;
@@ -198,6 +214,10 @@ int qcow2_shrink(BlockDriverState *bs, uint64_t size)
 int qcow2_make_empty(BlockDriverState *bs)
 {
     Qcow2State *s = bs->opaque;
+    /* Emptying resets the image file, which holds no data here: as
+     * QEMU, every cluster is discarded instead, the tables stay. */
+    if (qcow2_has_data_file(s))
+        return qcow2_discard_tail(bs, 0, bs->size);
     pthread_mutex_lock(&s->lock);
     int r = qcow2_flush_metadata(s);
     if (r == 0)

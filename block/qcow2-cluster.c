@@ -1066,7 +1066,9 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
     bool whole = in == 0 && (n == cs || at_end);
     if ((r = check_data_host(s, off, l2e)) < 0)
         return r;
-    bool owned = (l2e & QCOW_OFLAG_COPIED) && (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
+    /* has a host cluster (offset 0 is one in a data file) */
+    bool hosted = ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC;
+    bool owned = (l2e & QCOW_OFLAG_COPIED) && hosted;
     bool has_backing = s->bs->backing != NULL;
     uint64_t new_l2e = l2e, new_bitmap = bitmap;
     bool free_old = false;
@@ -1079,7 +1081,7 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
                 return 0;
             new_l2e = 0;
             new_bitmap = mode == DISCARD_FULL ? 0 : BITMAP_ALL_ZERO;
-            free_old = host || ct == QCOW2_COMPRESSED;
+            free_old = hosted || ct == QCOW2_COMPRESSED;
         } else if (discard && !whole) {
             return 0; /* partial discards are advisory */
         } else {
@@ -1096,7 +1098,7 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
                 new_l2e = QCOW_OFLAG_ZERO;
             else
                 new_l2e = 0;
-            free_old = host || ct == QCOW2_COMPRESSED;
+            free_old = hosted || ct == QCOW2_COMPRESSED;
         } else if (s->version >= 3) {
             if (ct == QCOW2_ZERO_PLAIN)
                 return 0;
@@ -1104,11 +1106,11 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
                 new_l2e = host | QCOW_OFLAG_COPIED | QCOW_OFLAG_ZERO;
             } else {
                 new_l2e = QCOW_OFLAG_ZERO;
-                free_old = host || ct == QCOW2_COMPRESSED;
+                free_old = hosted || ct == QCOW2_COMPRESSED;
             }
         } else if (!has_backing) {
             new_l2e = 0; /* v2 has no zero flag; unallocated reads zeros */
-            free_old = host || ct == QCOW2_COMPRESSED;
+            free_old = hosted || ct == QCOW2_COMPRESSED;
         } else {
             return 1;
         }
@@ -1124,10 +1126,14 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
          * instead, as qemu-io does (a discard reaches the data file).
          * A raw data file stays the guest's view: zeros where the guest
          * reads zeros (guest and host offsets are one there). */
-        if (free_old && ct != QCOW2_COMPRESSED)
-            r = blk_file_zero(s->data_fd, host, cs);
-        else if ((s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW) && mode == DISCARD_NO)
-            r = blk_file_zero(s->data_fd, off, n);
+        bool raw = s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+        bool zero_old = free_old && ct != QCOW2_COMPRESSED;
+        if (zero_old || (raw && mode == DISCARD_NO)) {
+            /* after any write that found the old entry has landed, or
+             * it could put its data back under the zero entry */
+            qcow2_io_drain(s);
+            r = zero_old ? blk_file_zero(s->data_fd, host, cs) : blk_file_zero(s->data_fd, off, n);
+        }
         if (r < 0)
             blk_set_error("%s: cannot discard in the data file: %s", s->bs->filename,
                           strerror(-r));

@@ -711,11 +711,7 @@ static int read_backing_name(Qcow2State *s, const uint8_t *hdr, uint64_t hdr_byt
     return 0;
 }
 
-/* Opens the external data file: the data-file option names it, else the
- * name in the header.  A relative name is relative to the current
- * directory, not to the image (unlike a backing file name): QEMU opens
- * it so.  It is a raw image, opened (and locked) as the image is. */
-static int open_data_file_opts(Qcow2State *s, const char *opt, BlockOptions *sub);
+static int open_data_file_opts(Qcow2State *s, BlockOptions *sub);
 
 static int open_data_file(Qcow2State *s, BlockOptions *opts)
 {
@@ -738,24 +734,32 @@ static int open_data_file(Qcow2State *s, BlockOptions *opts)
             }
         }
     }
-    int r = open_data_file_opts(s, NULL, &sub);
+    int r = open_data_file_opts(s, &sub);
     blkopts_free(&sub);
     return r;
 }
 
-static int open_data_file_opts(Qcow2State *s, const char *opt, BlockOptions *sub)
+/* Opens the external data file: the data-file options name it, else the
+ * name in the header.  A relative name is relative to the current
+ * directory, not to the image (unlike a backing file name): QEMU opens
+ * it so.  It is a raw image, opened (and locked) as the image is. */
+static int open_data_file_opts(Qcow2State *s, BlockOptions *sub)
 {
     BlockDriverState *bs = s->bs;
     const char *drv = blkopts_get(sub, "driver");
-    if (!opt)
-        opt = blkopts_get(sub, "filename");
+    const char *opt = blkopts_get(sub, "filename");
     if (drv && !strcmp(drv, "file"))
         drv = NULL; /* a host file: opened as raw */
     else if (drv && !strcmp(drv, "raw") && !opt) {
+        /* raw over a host file; over any other protocol (blkdebug...),
+         * which calf's data files cannot sit on, the error names it */
         const char *fdrv = blkopts_get(sub, "file.driver");
-        if (!fdrv || !strcmp(fdrv, "file"))
+        if (!fdrv || !strcmp(fdrv, "file")) {
             opt = blkopts_get(sub, "file.filename");
-        drv = NULL;
+            drv = NULL;
+        } else {
+            drv = fdrv;
+        }
     }
     if (drv) {
         blk_set_error("Unknown driver '%s' for the data file", drv);

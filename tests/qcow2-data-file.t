@@ -7,7 +7,7 @@
 # and the refusals (snapshots, compression, compat=0.10) behave alike.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 32
+plan 40
 
 W=(-c "write -P 0x11 0 64k" -c "write -P 0x22 100k 4k" -c "write -P 0x33 1M 3M"
    -c "write -z 1536k 512k" -c "write -P 0x44 5000 1000" -c "discard 3M 1M"
@@ -72,6 +72,10 @@ io_ok c qemu-io "after growing, the new area reads zeros and maps 1:1" \
     -c "read -P 0x66 7M 1M" -c "read -P 0 8M 4M" r.qcow2
 in_dir c qemu-img convert -O raw r.qcow2 "$TMP/guest.raw"
 ok "after growing, the raw data file is still the guest's view" cmp "$CDIR/r.data" "$TMP/guest.raw"
+# guest cluster 0 is at data file offset 0: an L2 entry with no offset
+in_dir c "$CALF_IO" -c "write -P 9 0 64k" -c "discard 0 64k" -c "write -z 64k 64k" r.qcow2 >/dev/null
+in_dir c qemu-img convert -O raw r.qcow2 "$TMP/guest.raw"
+ok "a discard of cluster 0 reaches the raw data file" cmp "$CDIR/r.data" "$TMP/guest.raw"
 
 # --- convert into a data file; amend renames it
 in_dir c "$CALF_IMG" convert -O qcow2 -o data_file=c.data t.qcow2 c.qcow2
@@ -81,11 +85,25 @@ mv "$CDIR/c.data" "$CDIR/moved.data"
 ok "amend -o data_file= renames it (qemu-img opens the image)" \
     in_dir c qemu-img compare t.qcow2 c.qcow2
 
+# --- shrink and commit drop data clusters: no refcount may change for them
+in_both qemu-img create -q -f qcow2 -o data_file=k.data,cluster_size=4k k.qcow2 8M
+in_both qemu-io -c "write -P 3 0 8M" k.qcow2
+in_dir c "$CALF_IMG" resize --shrink k.qcow2 1M >/dev/null
+in_dir q qemu-img resize --shrink k.qcow2 1M >/dev/null
+same_img "shrink, then check" check k.qcow2
+in_both qemu-img create -q -f qcow2 -b k.qcow2 -F qcow2 -o data_file=u.data u.qcow2
+in_both qemu-io -c "write -P 4 0 512k" u.qcow2
+in_dir c "$CALF_IMG" commit -q u.qcow2
+in_dir q qemu-img commit -q u.qcow2
+same_img "commit empties an image with a data file, then check" check u.qcow2
+
 # --- refusals, with qemu-img's messages
 same_img "data_file_raw without data_file" create -f qcow2 -o data_file_raw=on x.qcow2 1M
 same_img "compat=0.10 with data_file" create -f qcow2 -o compat=0.10,data_file=x.data x.qcow2 1M
 same_img "snapshots are refused" snapshot -c s1 t.qcow2
 same_io "compressed writes are refused" -c "write -c 0 64k" t.qcow2
+same_img "convert -c into an image with a data file fails" convert -c -O qcow2 \
+    -o data_file=cc.data t.qcow2 cc.qcow2
 
 # --- the data file named at open, and hostile images
 in_both qemu-img create -q -f qcow2 -o data_file=o.data o.qcow2 1M
@@ -118,3 +136,28 @@ out=$(in_dir c "$CALF_IMG" create -q -f qcow2 -o data_file=s.qcow2 s.qcow2 1M 2>
 is "$? $out $(ls "$CDIR/s.qcow2" 2>&1 | grep -c 'No such')" "1 calf-img: s.qcow2: Failed to get \
 shared \"resize\" lock
 Is another process using the image [s.qcow2]? 1" "the image as its own data file is refused"
+
+# --- four threads at once (tests/unit/blk-stress.c): every read one a
+# disk may return, qemu-img check clean and reading what calf read, and
+# a raw data file still the guest's view when they are done
+STRESS=$CALF_BUILD/tests/blk-stress
+head -c 4M /dev/urandom > "$TMP/base.raw"
+stress() { # DESC CREATE-OPTIONS [blk-stress options]
+    local desc=$1 o=$2 out; shift 2
+    rm -f "$TMP/s.qcow2" "$TMP/s.data"
+    qemu-img create -q -f qcow2 -o "data_file=$TMP/s.data,$o" "$TMP/s.qcow2" 4M
+    if [ ! -x "$STRESS" ]; then skip "blk-stress is not built" "$desc"; return; fi
+    if ! out=$("$STRESS" -n 1000 -f qcow2 -o "$TMP/final.raw" "$@" "$TMP/s.qcow2" 2>&1) ||
+       ! out=$(qemu-img check -q "$TMP/s.qcow2" 2>&1) ||
+       ! out=$(qemu-img compare -q -f raw -F qcow2 "$TMP/final.raw" "$TMP/s.qcow2" 2>&1) ||
+       { [[ $o = *data_file_raw=on* ]] && ! out=$(cmp "$TMP/s.data" "$TMP/final.raw" 2>&1); }; then
+        fail "$desc" "$out"
+    else
+        pass "$desc"
+    fi
+}
+stress "threads: data file" "cluster_size=4k"
+stress "threads: raw data file stays the guest's view" "data_file_raw=on"
+stress "threads: data file with extended L2" "extended_l2=on"
+stress "threads: data file over a backing file" "backing_file=$TMP/base.raw,backing_fmt=raw" \
+    -i "$TMP/base.raw"

@@ -430,8 +430,7 @@ static int store_compressed(Worker *w, uint64_t off, uint64_t len)
         }
         int r = blk_pwrite_compressed(c->dst, pos, p, wn);
         if (r < 0) {
-            convert_fail(c, r, "error while compressing sector %" PRIu64 ": %s", pos / 512,
-                         strerror(-r));
+            convert_fail(c, r, "error while writing at byte %" PRIu64 ": %s", pos, strerror(-r));
             return r;
         }
     }
