@@ -421,9 +421,8 @@ static int load_compressed(Qcow2State *s, uint64_t l2e, const uint8_t **data)
         return 0;
     }
     b->s = NULL;
-    if (off + bytes > s->file_end + BLK_SECTOR_SIZE)
-        return qcow2_mark_corrupt(s, "compressed cluster at 0x%" PRIx64 " is beyond the end "
-                                  "of the file", off);
+    /* As in QEMU, what lies past the end of the file reads as zeros (the
+     * size field is an upper bound): the stream decompresses or not. */
     int r = blk_file_pread(s->fd, b->in, bytes, off);
     if (r < 0) {
         blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
@@ -434,9 +433,14 @@ static int load_compressed(Qcow2State *s, uint64_t l2e, const uint8_t **data)
     pthread_mutex_unlock(&s->lock);
     r = blk_decompress_cluster(type, b->in, bytes, b->data, s->cluster_size);
     pthread_mutex_lock(&s->lock);
-    if (r < 0 && r != -ENOMEM)
-        return qcow2_mark_corrupt(s, "cannot decompress the cluster at host offset 0x%" PRIx64,
-                                  off);
+    if (r < 0 && r != -ENOMEM) {
+        /* -EBADMSG: qcow2_pread() fails only the read (-EIO), as QEMU does,
+         * since a check of the image finds nothing to repair; read_old()
+         * marks the image corrupt, as a failed write has changed it */
+        blk_set_error("%s: cannot decompress the cluster at host offset 0x%" PRIx64,
+                      s->bs->filename, off);
+        return -EBADMSG;
+    }
     if (r < 0)
         return r;
     /* kept only if nothing changed the mapping while the lock was dropped;
@@ -516,8 +520,11 @@ int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
             qcow2_io_end(s, io);
             return r;
         }
-        if ((r = read_extent(s, &e, off, p, e.len)) < 0)
+        if ((r = read_extent(s, &e, off, p, e.len)) < 0) {
+            if (r == -EBADMSG)
+                r = -EIO;
             break;
+        }
         off += e.len;
         p += e.len;
         len -= e.len;
@@ -542,6 +549,9 @@ static int read_old(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uint64_t 
         if (e.type == SC_INVALID)
             return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64, l2e);
         int r = read_extent(s, &e, cluster_off + from, dst, n);
+        if (r == -EBADMSG)
+            return qcow2_mark_corrupt(s, "cannot decompress the cluster for guest offset %#"
+                                      PRIx64, cluster_off);
         if (r < 0)
             return r;
         dst += n;

@@ -216,13 +216,15 @@ int blk_parse_size(const char *s, uint64_t *out)
         return -EINVAL;
     char *end;
     errno = 0;
-    /* integers exactly; fractions ("1.5G") through long double */
-    unsigned long long ival = strtoull(s, &end, 10);
+    /* integers exactly; fractions ("1.5G") through long double; as in
+     * QEMU, an integer may be hex ("0x10000"), without a fraction */
+    bool hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+    unsigned long long ival = strtoull(s, &end, hex ? 16 : 10);
     long double val = ival;
     bool frac = false;
-    if (errno)
+    if (errno || (hex && end == s + 2))
         return -EINVAL;
-    if (*end == '.') {
+    if (*end == '.' && !hex) {
         val = strtold(s, &end);
         frac = true;
     }

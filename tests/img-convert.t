@@ -172,8 +172,21 @@ errcase "-n without target" -n -O raw src.qcow2 e.out
 errcase "bad format" -O bogus src.qcow2 e.out
 errcase "bad cache" -t foo -O raw src.qcow2 e.out
 errcase "-B without -F" -O qcow2 -B base.qcow2 src.qcow2 e.out
+# checked after the sources are open, the concatenation first (iotest 122)
+errcase "-B with two sources" -O qcow2 -B src.qcow2 src.qcow2 src.qcow2 e.out
+errcase "-B with two sources, one missing" -O qcow2 -B src.qcow2 src.qcow2 nonexist e.out
+errcase "-c -B with two sources" -O qcow2 -c -B src.qcow2 src.qcow2 src.qcow2 e.out
 qemu-img create -q -f raw small.raw 1M
 a=$("$CALF_IMG" convert -n -O raw src.qcow2 small.raw 2>&1; echo "rc=$?")
 is "$a" "calf-img: output file is smaller than input file
 rc=1" "error: -n into a smaller target"
+# -c -S 0 keeps the target fully allocated: zero clusters are written
+# compressed too, as qemu-img does (iotest 122)
+qemu-img create -q -f qcow2 s0.qcow2 8M
+qemu-io -c 'write -P 0x22 0 1M' -c 'write -P 0 1M 1M' s0.qcow2 >/dev/null
+"$CALF_IMG" convert -O qcow2 -c -S 0 s0.qcow2 s0c.qcow2
+qemu-img convert -O qcow2 -c -S 0 s0.qcow2 s0q.qcow2
+is "$(qemu-img map --output=json s0c.qcow2)" "$(qemu-img map --output=json s0q.qcow2)" \
+    "-c -S 0: every cluster allocated, as with qemu-img"
+ok "-c -S 0: the data reads back" qemu-img compare s0c.qcow2 s0.qcow2
 done_testing

@@ -6,7 +6,7 @@
 # output and exit status must be the same, byte for byte.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 46
+plan 49
 
 BIN=$TMP/bin
 mkdir -p "$BIN"
@@ -173,5 +173,17 @@ mk112() {
 }
 (cd "$QDIR" && mk112) && (cd "$CDIR" && mk112) || fail "making the refcount_bits=1 images"
 same "snapshot with refcount_bits=1: -22" qemu-img snapshot -c foo s.qcow2
+
+# ---- a compressed cluster that does not decompress (iotest 214): the
+# read fails, nothing is marked, check finds nothing ----
+mk214() {
+    qemu-img create -q -f qcow2 -o cluster_size=2M,compression_type=zlib z.qcow2 8M &&
+        qemu-io -c 'write -c -P 0x11 0 2M' -c 'write -c -P 0x11 2M 2M' z.qcow2 >/dev/null &&
+        poke z.qcow2 $((0x800000)) 40 06
+}
+(cd "$QDIR" && mk214) && (cd "$CDIR" && mk214) || fail "making the compressed images"
+same "a bad compressed cluster: the read fails" qemu-io -c 'read -P 0x11 0 4M' z.qcow2
+same "a bad compressed cluster: not marked corrupt" sh -c 'qemu-img info z.qcow2 | grep corrupt'
+cr cluster_size=0x10000
 
 done_testing

@@ -417,7 +417,8 @@ static int store_compressed(Worker *w, uint64_t off, uint64_t len)
                 from_backing = false;
         if (from_backing)
             continue;
-        if (buf_is_zero(p, n)) {
+        /* -S 0 keeps the target fully allocated: zeros go in compressed too */
+        if (c->min_sparse && buf_is_zero(p, n)) {
             if (write_zero(c, pos, n) < 0)
                 return -1;
             continue;
@@ -985,10 +986,6 @@ int img_convert(int argc, char **argv)
         img_error("Compression and encryption not supported at the same time");
         goto out;
     }
-    if (base && !skip_create && !base_fmt) {
-        img_error("Use of backing file requires explicit backing format");
-        goto out;
-    }
 
     cv.nsrc = nsrc;
     cv.src = calloc(nsrc, sizeof(*cv.src));
@@ -1016,6 +1013,16 @@ int img_convert(int argc, char **argv)
         goto out;
     if (snap && load_snapshot(cv.src[0], snap, &snap_opts) < 0)
         goto out;
+    /* after the sources are open, as in qemu-img */
+    if (nsrc > 1 && base) {
+        img_error("Having a backing file for the target makes no sense when concatenating "
+                  "multiple input images");
+        goto out;
+    }
+    if (base && !skip_create && !base_fmt) {
+        img_error("Use of backing file requires explicit backing format");
+        goto out;
+    }
     if (img_secret_resolve(&opts) < 0) {
         img_error("%s: error while converting %s: %s", out, out_fmt, blk_error());
         goto out;
