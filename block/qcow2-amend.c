@@ -580,8 +580,17 @@ int qcow2_amend(BlockDriverState *bs, BlockOptions *opts, bool force)
     }
     pthread_mutex_lock(&s->lock);
     r = qcow2_flush_metadata(s);
-    if (r == 0 && new_version > s->version)
-        r = set_header(s, new_version, s->compat);
+    if (r == 0 && new_version > s->version) {
+        /* as QEMU's upgrade: entries without the extra data version 3
+         * needs make the whole table be written again, first */
+        bool incomplete = false;
+        for (uint32_t i = 0; i < s->nb_snapshots; i++)
+            incomplete |= qcow2_snapshot_incomplete(s, i);
+        if (incomplete && (r = qcow2_snapshot_complete_table(s)) < 0)
+            blk_set_error("Failed to update the snapshot table: %s", strerror(-r));
+        if (r == 0)
+            r = set_header(s, new_version, s->compat);
+    }
     if (r == 0)
         r = qcow2_crypto_amend(s, &crypt, force);
     if (r == 0 && (dfile || draw != !!(s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW)))

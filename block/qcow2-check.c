@@ -115,6 +115,8 @@ static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
         return 0;
     }
     memcpy(w->l2buf, t, s->cluster_size);
+    /* fragmentation is counted within each L2 table, as QEMU counts it */
+    w->next_contig = 0;
     for (uint64_t j = 0; j < s->l2_size; j++) {
         const uint8_t *p = w->l2buf + j * s->l2_entry_bytes;
         uint64_t l2e = qcow2_be64(p);
@@ -459,6 +461,203 @@ static int rebuild(struct walk *w)
     return qcow2_sync(s);
 }
 
+/* ---- check -r all's rebuild, with QEMU's layout ----
+ * The counts (the old refcount structure included) are one big refcount
+ * block.  Each new block takes the first free cluster of the range it
+ * describes or after it, the new table the first free run of the file;
+ * the old structure is left leaked for the caller to repair, as QEMU's
+ * rebuild_refcount_structure leaves it, so that both print the same and
+ * lay the image out the same. */
+
+struct qrebuild {
+    struct walk *w;
+    uint64_t *rt;    /* the new table, in memory */
+    uint64_t entries;
+    uint8_t *blk;
+};
+
+static int map_grow(struct walk *w, uint64_t n)
+{
+    if (n <= w->map.n)
+        return 0;
+    if (n > w->map.limit) {
+        blk_set_error("%s: the rebuilt refcount structure would be too large",
+                      w->s->bs->filename);
+        return -EFBIG;
+    }
+    uint32_t *r = realloc(w->map.r, n * sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    memset(r + w->map.n, 0, (n - w->map.n) * sizeof(*r));
+    w->map.r = r;
+    w->map.n = n;
+    return 0;
+}
+
+/* count free clusters from *first_free (the first free one seen goes
+ * back there), the file growing where none are: the first cluster */
+static int64_t qr_alloc(struct walk *w, uint64_t count, uint64_t *first_free)
+{
+    uint64_t c = *first_free, run = 0;
+    bool first_gap = true;
+    for (; c < w->map.n && run < count; c++) {
+        if (w->map.r[c]) {
+            run = 0;
+            continue;
+        }
+        run++;
+        if (first_gap) {
+            *first_free = c;
+            first_gap = false;
+        }
+    }
+    if (run < count) {
+        int r = map_grow(w, c + count - run);
+        if (r < 0)
+            return r;
+        c += count - run;
+    }
+    c -= count;
+    for (uint64_t i = 0; i < count; i++)
+        w->map.r[c + i] = 1;
+    return (int64_t)c;
+}
+
+/* Writes the blocks for the clusters of [first, end) that have counts;
+ * 1 if the table had to grow, 0, or a negative errno. */
+static int qr_write_blocks(struct qrebuild *q, uint64_t first, uint64_t end)
+{
+    struct walk *w = q->w;
+    Qcow2State *s = w->s;
+    uint64_t per_block = 1ULL << s->rb_bits, first_free = 0, cs = s->cluster_size;
+    int grown = 0;
+    for (uint64_t c = first; c < end && c < w->map.n; c++) {
+        if (!w->map.r[c])
+            continue;
+        uint64_t idx = c >> s->rb_bits, start = idx << s->rb_bits;
+        uint64_t boff;
+        if (q->entries > idx && q->rt[idx]) {
+            boff = q->rt[idx];
+        } else {
+            if (first_free < start)
+                first_free = start;
+            int64_t b = qr_alloc(w, 1, &first_free);
+            if (b < 0)
+                return (int)b;
+            if ((uint64_t)b >= end)
+                end = (uint64_t)b + 1; /* its own refcount must be written too */
+            if (q->entries <= idx) {
+                uint64_t n = qcow2_align_up((idx + 1) * 8, cs) / 8;
+                uint64_t *nrt = realloc(q->rt, n * 8);
+                if (!nrt)
+                    return -ENOMEM;
+                memset(nrt + q->entries, 0, (n - q->entries) * 8);
+                q->rt = nrt;
+                q->entries = n;
+                grown = 1;
+            }
+            boff = (uint64_t)b << s->cluster_bits;
+            q->rt[idx] = boff;
+        }
+        memset(q->blk, 0, cs);
+        for (uint64_t i = 0; i < per_block && start + i < w->map.n; i++) {
+            uint64_t v = w->map.r[start + i];
+            if (!v)
+                continue;
+            uint32_t bits = s->refcount_bits;
+            if (v > s->refcount_max)
+                v = s->refcount_max;
+            if (bits >= 8) {
+                for (uint32_t k = 0; k < bits / 8; k++)
+                    q->blk[i * bits / 8 + k] = (uint8_t)(v >> (8 * (bits / 8 - 1 - k)));
+            } else {
+                uint64_t bit = i * bits;
+                q->blk[bit / 8] |= (uint8_t)(v << (bit % 8));
+            }
+        }
+        int r = blk_file_pwrite(s->fd, q->blk, cs, boff);
+        if (r < 0) {
+            blk_set_error("%s: cannot write a rebuilt refcount block: %s", s->bs->filename,
+                          strerror(-r));
+            return r;
+        }
+        if (boff + cs > s->file_end)
+            s->file_end = boff + cs;
+        c = start + per_block - 1;
+    }
+    return grown;
+}
+
+static int rebuild_qemu_layout(struct walk *w)
+{
+    Qcow2State *s = w->s;
+    uint64_t cs = s->cluster_size;
+    struct qrebuild q = {.w = w, .blk = malloc(cs)};
+    if (!q.blk)
+        return -ENOMEM;
+    for (int i = 0; i < s->rb_cache.n; i++) {
+        s->rb_cache.offset[i] = 0;
+        s->rb_cache.dirty[i] = false;
+    }
+    int r = qr_write_blocks(&q, 0, w->map.n);
+    int64_t toff = -1;
+    uint64_t tclusters = 0;
+    while (r > 0) {
+        uint64_t first_free = 0;
+        tclusters = qcow2_align_up(q.entries * 8, cs) / cs;
+        if (tclusters * cs > QCOW2_MAX_REFTABLE_BYTES) {
+            blk_set_error("%s: the rebuilt refcount table would be too large",
+                          s->bs->filename);
+            r = -EFBIG;
+            break;
+        }
+        if ((toff = qr_alloc(w, tclusters, &first_free)) < 0) {
+            r = (int)toff;
+            break;
+        }
+        r = qr_write_blocks(&q, (uint64_t)toff, (uint64_t)toff + tclusters);
+    }
+    uint8_t *tbl = r < 0 ? NULL : calloc(tclusters, cs);
+    if (r == 0 && !tbl)
+        r = -ENOMEM;
+    if (r == 0) {
+        for (uint64_t i = 0; i < q.entries; i++)
+            qcow2_put64(tbl + 8 * i, q.rt[i]);
+        uint64_t off = (uint64_t)toff << s->cluster_bits;
+        if ((r = blk_file_pwrite(s->fd, tbl, tclusters * cs, off)) < 0)
+            blk_set_error("%s: cannot write the rebuilt refcount table: %s",
+                          s->bs->filename, strerror(-r));
+        if (off + tclusters * cs > s->file_end)
+            s->file_end = off + tclusters * cs;
+    }
+    free(tbl);
+    free(q.blk);
+    /* the new structure is complete on disk before the header names it */
+    s->need_sync = true;
+    if (r == 0)
+        r = qcow2_sync(s);
+    if (r == 0) {
+        uint8_t h[12];
+        qcow2_put64(h, (uint64_t)toff << s->cluster_bits);
+        qcow2_put32(h + 8, (uint32_t)tclusters);
+        if ((r = blk_file_pwrite(s->fd, h, 12, 48)) < 0)
+            blk_set_error("%s: cannot update the header: %s", s->bs->filename, strerror(-r));
+        else
+            r = qcow2_sync(s);
+    }
+    if (r < 0) {
+        free(q.rt);
+        return r;
+    }
+    free(s->rt);
+    s->rt = q.rt;
+    s->rt_size = q.entries;
+    s->rt_offset = (uint64_t)toff << s->cluster_bits;
+    s->rt_clusters = (uint32_t)tclusters;
+    s->free_hint = 0;
+    return 0;
+}
+
 /* Makes COPIED in the active L1 and L2 tables say "refcount is 1".  As in
  * QEMU, -r leaks repairs them too when the refcounts are known good by
  * then; a repaired entry counts as fixed, not as a corruption. */
@@ -683,17 +882,12 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
     BlockCheckResult pre = *res;
     uint64_t hi = compare_refcounts(&w, res, 0, &rebuild_needed);
     if (rebuild_needed && (fix & BLK_CHECK_FIX_ERRORS)) {
-        BlockCheckResult old = *res, tmp = {0};
-        struct walk w2;
-        if ((r = walk_init(&w2, s, &tmp, true)) < 0)
-            goto out;
+        BlockCheckResult old = *res;
         fprintf(stderr, "Rebuilding refcount structure\n");
-        r = count_refs(&w2);
-        if (r == 0)
-            r = rebuild(&w2);
-        walk_free(&w2);
-        if (r < 0)
+        if ((r = rebuild_qemu_layout(&w)) < 0) {
+            fprintf(stderr, "%s\n", blk_error());
             goto out;
+        }
         /* count again against the new structure */
         walk_free(&w);
         res->corruptions = res->leaks = 0;
@@ -744,7 +938,28 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
 {
     Qcow2State *s = bs->opaque;
     pthread_mutex_lock(&s->lock);
+    /* the snapshot table first, as QEMU: version 3 entries need the
+     * extra data of version 3; repaired after the refcounts are */
+    int64_t sn_bad = 0;
+    for (uint32_t i = 0; s->version >= 3 && i < s->nb_snapshots; i++) {
+        if (!qcow2_snapshot_incomplete(s, i))
+            continue;
+        fprintf(stderr, "%s snapshot table entry %u is incomplete\n",
+                (fix & BLK_CHECK_FIX_ERRORS) ? "Repairing" : "ERROR", i);
+        sn_bad++;
+    }
     int r = qcow2_check_locked(s, res, fix);
+    if (r == 0 && sn_bad && (fix & BLK_CHECK_FIX_ERRORS)) {
+        if ((r = qcow2_snapshot_complete_table(s)) < 0) {
+            fprintf(stderr, "ERROR failed to update snapshot table: %s\n", strerror(-r));
+            res->check_errors++;
+            res->corruptions += sn_bad;
+        } else {
+            res->corruptions_fixed += sn_bad;
+        }
+    } else {
+        res->corruptions += sn_bad;
+    }
     if (r == 0 && fix && (s->incompat & (QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY)) &&
         !res->corruptions && !res->check_errors) {
         /* repaired: the image may be written again */

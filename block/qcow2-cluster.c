@@ -1515,7 +1515,7 @@ static int size_data_file(Qcow2State *s, uint64_t start, uint64_t end, int mode)
 
 int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
 {
-    uint64_t cs = s->cluster_size, next = 0;
+    uint64_t cs = s->cluster_size, next = 0, run = 0, run_bytes = 0;
     int r = 0;
     if (qcow2_has_data_file(s)) {
         /* the metadata maps the data file 1:1; the data file gets what
@@ -1536,7 +1536,8 @@ int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
             int64_t h = qcow2_alloc_clusters(s, n);
             if (h < 0)
                 return (int)h;
-            next = h;
+            next = run = h;
+            run_bytes = n * cs;
         }
     }
     r = for_unallocated_runs(s, start, end, map_run, &next);
@@ -1557,6 +1558,13 @@ int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
         } else {
             if ((r = zero_cluster_buf(s)) < 0)
                 return r;
+            /* the data run, which refcount blocks allocated after it
+             * may have put below the end of the file, then the rest */
+            for (uint64_t o = run; o < run + run_bytes && o < (uint64_t)cur; o += cs) {
+                uint64_t n = run + run_bytes - o < cs ? run + run_bytes - o : cs;
+                if ((r = blk_file_pwrite(s->fd, s->zero_cluster, n, o)) < 0)
+                    return r;
+            }
             for (uint64_t o = (uint64_t)cur; o < fend; o += cs) {
                 uint64_t n = fend - o < cs ? fend - o : cs;
                 if ((r = blk_file_pwrite(s->fd, s->zero_cluster, n, o)) < 0)

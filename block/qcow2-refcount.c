@@ -390,6 +390,16 @@ int64_t qcow2_alloc_clusters(Qcow2State *s, uint64_t n)
 {
     for (;;) {
         int64_t start = find_free(s, n);
+        if (start >= 0 && s->npending &&
+            ((uint64_t)start + n) << s->cluster_bits > s->file_end) {
+            /* QEMU frees at once: clusters freed meanwhile (a discard)
+             * are used again before the file grows.  Here they are free
+             * once the tables that dropped them are on disk. */
+            int r = qcow2_flush_metadata(s);
+            if (r < 0)
+                return r;
+            start = find_free(s, n);
+        }
         if (start < 0)
             return start;
         bool created = false;

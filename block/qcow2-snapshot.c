@@ -327,6 +327,23 @@ static int write_table(Qcow2State *s, Qcow2Snapshot *list, uint32_t n)
     return 0;
 }
 
+int qcow2_snapshot_complete_table(Qcow2State *s)
+{
+    if (!s->nb_snapshots)
+        return 0;
+    int r = 0;
+    for (uint32_t i = 0; r == 0 && i < s->nb_snapshots; i++)
+        r = ensure_extra(&s->snapshots[i]);
+    /* the list shares the strings and extra data of s->snapshots */
+    Qcow2Snapshot *list = r < 0 ? NULL : calloc(s->nb_snapshots, sizeof(*list));
+    if (!list)
+        return r < 0 ? r : -ENOMEM;
+    memcpy(list, s->snapshots, s->nb_snapshots * sizeof(*list));
+    if ((r = write_table(s, list, s->nb_snapshots)) < 0)
+        free(list);
+    return r;
+}
+
 static int find_snapshot(Qcow2State *s, const char *name_or_id)
 {
     for (uint32_t i = 0; i < s->nb_snapshots; i++)

@@ -339,6 +339,15 @@ int qcow2_snapshot_create(BlockDriverState *bs, const char *name);
 int qcow2_snapshot_apply(BlockDriverState *bs, const char *name_or_id);
 int qcow2_snapshot_delete(BlockDriverState *bs, const char *name_or_id);
 int qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name);
+/* Version 3 wants the 64-bit VM state size and the disk size in every
+ * snapshot table entry: whether entry i lacks them, and a rewrite of the
+ * table that gives every entry the extra data QEMU writes (s->lock held). */
+#define QCOW2_SN_EXTRA_V3 16
+static inline bool qcow2_snapshot_incomplete(const Qcow2State *s, uint32_t i)
+{
+    return s->snapshots[i].extra_size < QCOW2_SN_EXTRA_V3;
+}
+int qcow2_snapshot_complete_table(Qcow2State *s);
 
 /* qcow2-amend.c */
 int qcow2_make_empty(BlockDriverState *bs);

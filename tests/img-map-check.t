@@ -5,7 +5,7 @@
 # print the same, exit the same and leave images that read the same.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 20
+plan 38
 
 # poke FILE OFFSET HEX...: writes bytes at an offset
 poke() {
@@ -22,7 +22,10 @@ same_file() {
 # ---- check: the region rule, the report-then-repair order ----
 # 64 KiB clusters: refblock at 0x20000 (16-bit entries), L1 at 0x30000,
 # L2 at 0x40000, data from 0x50000
-mk() { qemu-img create -q -f qcow2 "$TMP/$1" "${2:-64M}" && qemu-io -c "write -P 0x5a 0 128k" "$TMP/$1" >/dev/null; }
+mk() {
+    qemu-img create -q -f qcow2 "$TMP/$1" 64M &&
+        qemu-io -c "write -P 0x5a 0 128k" "$TMP/$1" >/dev/null
+}
 
 # an L2 entry pointing a whole cluster and more past the end of the file
 qemu-img create -q -f qcow2 -o cluster_size=512 "$TMP/far.qcow2" 512
@@ -57,6 +60,11 @@ poke "$TMP/zero.qcow2" $((0x20000 + 2 * 5)) 00 00
 twin zero.qcow2
 same_img "check: referenced cluster without a refcount" check zero.qcow2
 same_img "check -r leaks: needs a rebuild, check fails" check -r leaks zero.qcow2
+same_img "check -r all: rebuilt, the old structure repaired as a leak" check -r all zero.qcow2
+# the same header: the new refcount table where qemu-img puts it
+ok "check -r all: the rebuilt structure is where qemu-img puts it" \
+    cmp -n 104 "$QDIR/zero.qcow2" "$CDIR/zero.qcow2"
+same_file "check -r all: the rebuilt image reads the same" zero.qcow2
 
 # ---- write -z: a partly covered subcluster whose rest reads as zeros
 # gets the zero flag; the last, partial cluster of an image is whole ----
@@ -73,11 +81,13 @@ in_both qemu-io -c "write -P 0x11 33k 1k" zb.qcow2
 same_io "write -z: partial clusters over a backing file" \
     -c "write -z 0 2k" -c "write -z 10k 2k" -c "write -z 27k 2k" -c "write -z 34k 1k" zt.qcow2
 map_json "map: the partial clusters that read as zeros are zero clusters" zt.qcow2
-same_io "write -z: the data around them still reads" -c "read -P 0x11 33k 1k" -c "read -P 0 34k 30k" zt.qcow2
+same_io "write -z: the data around them still reads" \
+    -c "read -P 0x11 33k 1k" -c "read -P 0 34k 30k" zt.qcow2
 # subclusters: the request's head and tail subclusters
 in_both qemu-img create -f qcow2 -o extended_l2=on zs.qcow2 2083k
 same_io "write -z: subclusters, up to an end that is not aligned" \
-    -c "write -P 0x22 64k 64k" -c "write -z 65k 3k" -c "write -z 130k 1k" -c "write -z 2048k 35k" zs.qcow2
+    -c "write -P 0x22 64k 64k" -c "write -z 65k 3k" -c "write -z 130k 1k" \
+    -c "write -z 2048k 35k" zs.qcow2
 map_json "map: subclusters zeroed as qemu-img does" zs.qcow2
 same_file "write -z: subcluster image reads the same" zs.qcow2
 # compressed clusters cannot be zeroed in part: QEMU writes zeros instead
@@ -91,3 +101,72 @@ in_both qemu-io -c "write -P 0x44 0 100k" zd.qcow2
 same_io "discard: the last, partial cluster reads as zeros" \
     -c "discard 64k 36k" -c "read -P 0 64k 36k" -c "read -P 0x44 0 64k" zd.qcow2
 map_json "map: the discarded last cluster" zd.qcow2
+
+# ---- where clusters go: freed ones first, refcount blocks after the run ----
+# a discard frees clusters that the next writes reuse (host offsets shown)
+in_both qemu-img create -f qcow2 -o cluster_size=1M,preallocation=metadata rd.qcow2 2100M
+same_io "discard, then writes" \
+    -c "discard 0 10M" -c "discard 2090M 10M" -c "write 2090M 10M" -c "write 0 10M" rd.qcow2
+same_img "map: clusters freed by a discard are used again" map rd.qcow2
+# a write that needs a new refcount block: the block follows the data
+in_both qemu-img create -f qcow2 -o cluster_size=4k,refcount_bits=64 rb.qcow2 8347648
+same_io "a write over several refcount blocks' ranges" -c "write -P 1 0 8347648" rb.qcow2
+same_img "map: refcount blocks placed as qemu-img places them" map rb.qcow2
+same_img "check: same image end offset" check rb.qcow2
+
+# ---- commit and rebase write zeros as qemu-img does ----
+in_both qemu-img create -f qcow2 -o cluster_size=4k,refcount_bits=64 -b rb.qcow2 -F qcow2 ro.qcow2
+in_both qemu-io -c "write -z 0 8347648" ro.qcow2
+same_img "commit: zeros over data" commit ro.qcow2
+same_img "commit: the base's clusters are deallocated" check rb.qcow2
+map_json "commit: the base reads zeros" rb.qcow2
+in_both qemu-img create -f qcow2 rn.qcow2 384k
+in_both qemu-img create -f qcow2 rnb.qcow2 384k
+in_both qemu-io -c "write -P 0x11 128k 64k" -c "write -P 0x11 256k 64k" rnb.qcow2
+in_both qemu-io -c "write -P 0x22 0 192k" rn.qcow2
+same_img "rebase onto a base from none" rebase -b rnb.qcow2 -F qcow2 rn.qcow2
+map_json "rebase: where there was no backing file, zeros" rn.qcow2
+
+# ---- snapshot table: version 3 wants 24 bytes of extra data ----
+# sn_extra IMG: each entry's extra data size
+sn_extra() {
+    local f=$1 n off i il nl el
+    n=$(od -An -tu4 --endian=big -j60 -N4 "$f" | tr -d ' ')
+    off=$(od -An -tu8 --endian=big -j64 -N8 "$f" | tr -d ' ')
+    for ((i = 0; i < n; i++)); do
+        il=$(od -An -tu2 --endian=big -j$((off + 12)) -N2 "$f" | tr -d ' ')
+        nl=$(od -An -tu2 --endian=big -j$((off + 14)) -N2 "$f" | tr -d ' ')
+        el=$(od -An -tu4 --endian=big -j$((off + 36)) -N4 "$f" | tr -d ' ')
+        printf '%s ' "$el"
+        off=$(( (off + 40 + el + il + nl + 7) / 8 * 8 ))
+    done
+}
+# a version 2 image whose entries have no extra data (as old QEMU wrote)
+qemu-img create -q -f qcow2 -o compat=0.10 "$TMP/v2.qcow2" 1M
+qemu-img snapshot -c a "$TMP/v2.qcow2" && qemu-img snapshot -c b "$TMP/v2.qcow2"
+off=$(od -An -tu8 --endian=big -j64 -N8 "$TMP/v2.qcow2" | tr -d ' ')
+ent=$(( (40 + 24 + 2 + 7) / 8 * 8 ))
+: >"$TMP/table"
+for e in 0 1; do
+    # each entry: its header saying 0 bytes of extra data, id and name
+    o=$((off + e * ent))
+    dd if="$TMP/v2.qcow2" of="$TMP/ent" bs=1 skip=$o count=40 status=none
+    poke "$TMP/ent" 36 00 00 00 00
+    dd if="$TMP/v2.qcow2" bs=1 skip=$((o + 64)) count=2 status=none >>"$TMP/ent"
+    truncate -s 48 "$TMP/ent"
+    cat "$TMP/ent" >>"$TMP/table"
+done
+dd if="$TMP/table" of="$TMP/v2.qcow2" bs=1 seek=$off conv=notrunc status=none
+twin v2.qcow2
+same_img "amend compat=1.1 with incomplete snapshot entries" amend -o compat=1.1 v2.qcow2
+is "$(sn_extra "$CDIR/v2.qcow2")" "$(sn_extra "$QDIR/v2.qcow2")" \
+    "amend: the entries get the extra data qemu-img writes"
+cp "$TMP/v2.qcow2" "$TMP/v3bad.qcow2"
+poke "$TMP/v3bad.qcow2" 4 00 00 00 03
+poke "$TMP/v3bad.qcow2" 100 00 00 00 68
+poke "$TMP/v3bad.qcow2" 96 00 00 00 04
+twin v3bad.qcow2
+same_img "check: version 3 snapshot entries without their extra data" check v3bad.qcow2
+same_img "check -r all: the snapshot table completed" check -r all v3bad.qcow2
+is "$(sn_extra "$CDIR/v3bad.qcow2")" "$(sn_extra "$QDIR/v3bad.qcow2")" \
+    "check -r all: the same extra data as qemu-img writes"

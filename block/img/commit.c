@@ -23,13 +23,41 @@ static bool same_file(const char *a, const char *b)
     return !strcmp(ra, rb);
 }
 
+/* Zeros [off, off+len) of base as QEMU's commit job does: the whole
+ * clusters of base may be deallocated (they read as zeros then), the
+ * parts of clusters get zeros written as data. */
+static int zero_base(BlockDriverState *base, uint64_t cluster, const uint8_t *zeros,
+                     uint64_t off, uint64_t len)
+{
+    uint64_t a = (off + cluster - 1) / cluster * cluster, b = (off + len) / cluster * cluster;
+    if (off + len == base->size)
+        b = off + len;
+    if (a >= b)
+        return blk_pwrite(base, off, zeros, len);
+    int r = 0;
+    if (a > off)
+        r = blk_pwrite(base, off, zeros, a - off);
+    if (r == 0)
+        r = blk_pwrite_zeroes(base, a, b - a, BLK_ZERO_MAY_UNMAP);
+    if (r == 0 && off + len > b)
+        r = blk_pwrite(base, b, zeros, off + len - b);
+    return r;
+}
+
 /* Copies every range allocated above depth base_depth of top into base. */
 static int copy_to_base(BlockDriverState *top, int base_depth, BlockDriverState *base,
                         ImgProgress *prog)
 {
-    uint8_t *buf = malloc(COMMIT_CHUNK);
-    if (!buf)
+    uint8_t *buf = malloc(COMMIT_CHUNK), *zeros = calloc(1, COMMIT_CHUNK);
+    if (!buf || !zeros) {
+        free(buf);
+        free(zeros);
         return -ENOMEM;
+    }
+    BlockInfo bi;
+    uint64_t cluster = blk_get_info(base, &bi) == 0 && bi.cluster_size ? bi.cluster_size
+                                                                       : BLK_SECTOR_SIZE;
+    blk_info_free(&bi);
     int r = 0;
     uint64_t size = top->size;
     for (uint64_t off = 0; off < size && r == 0;) {
@@ -42,7 +70,7 @@ static int copy_to_base(BlockDriverState *top, int base_depth, BlockDriverState 
         }
         if (depth < base_depth && (st & BLK_STATUS_ALLOCATED)) {
             if ((st & BLK_STATUS_ZERO) && !(st & BLK_STATUS_DATA))
-                r = blk_pwrite_zeroes(base, off, pnum, 0);
+                r = zero_base(base, cluster, zeros, off, pnum);
             else if ((r = blk_pread(top, off, buf, pnum)) == 0)
                 r = blk_pwrite(base, off, buf, pnum);
         }
@@ -50,6 +78,7 @@ static int copy_to_base(BlockDriverState *top, int base_depth, BlockDriverState 
         img_progress_set(prog, (double)off, (double)size);
     }
     free(buf);
+    free(zeros);
     return r;
 }
 

@@ -42,6 +42,12 @@ static int copy_differences(BlockDriverState *bs, BlockDriverState *nb, ImgProgr
             r = st;
             break;
         }
+        /* past the end of the old backing file (or with none) FILE read
+         * zeros: qemu-img writes zeros there, not data */
+        uint64_t old_size = bs->backing ? bs->backing->size : 0;
+        bool old_zero = off >= old_size;
+        if (!old_zero && pnum > old_size - off)
+            pnum = old_size - off;
         if (!(st & BLK_STATUS_ALLOCATED)) {
             if ((r = blk_read_backing(bs, off, a, pnum)) < 0 ||
                 (r = read_new(nb, off, b, pnum)) < 0)
@@ -58,7 +64,8 @@ static int copy_differences(BlockDriverState *bs, BlockDriverState *nb, ImgProgr
                     j += m;
                 }
                 if (differ)
-                    r = blk_pwrite(bs, off + i, a + i, j - i);
+                    r = old_zero ? blk_pwrite_zeroes(bs, off + i, j - i, 0)
+                                 : blk_pwrite(bs, off + i, a + i, j - i);
                 i = j;
             }
         }
