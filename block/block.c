@@ -53,10 +53,30 @@ static const BlockDriver *probe_driver(int fd)
     return best;
 }
 
+/* "PROTOCOL:rest" (a colon before any slash), as QEMU tells a protocol
+ * prefix from a file name. */
+static bool has_protocol(const char *name)
+{
+    return name[strcspn(name, ":/")] == ':';
+}
+
+/* The PROTOCOL of a name that has one, when calf has no such protocol
+ * ("file:", "json:" and filters' prefixes it has): -EINVAL with QEMU's
+ * error set. */
+static int check_protocol(const char *name)
+{
+    size_t n = strcspn(name, ":/");
+    if (name[n] != ':' || !strncmp(name, "file:", 5) || !strncmp(name, "null-co:", 8) ||
+        blk_is_json_filename(name))
+        return 0;
+    blk_set_error("Unknown protocol '%.*s'", (int)(n < 64 ? n : 64), name);
+    return -EINVAL;
+}
+
 char *blk_backing_path(const char *image, const char *backing)
 {
-    /* a json: name is a whole option tree, relative to nothing */
-    if (backing[0] == '/' || !strchr(image, '/') || blk_is_json_filename(backing))
+    /* a name with a protocol (json:, file:) is relative to nothing */
+    if (backing[0] == '/' || !strchr(image, '/') || has_protocol(backing))
         return strdup(backing);
     const char *slash = strrchr(image, '/');
     size_t dirlen = slash - image + 1;
@@ -235,6 +255,12 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
             r = blkopts_set(t, "file.driver", pf->name);
         if (r < 0)
             return r;
+    } else if (filename && check_protocol(filename) < 0) {
+        return -EINVAL;
+    } else if (filename && !strncmp(filename, "null-co:", 8)) {
+        /* QEMU's "null-co://": the default null-co image */
+        if (blkopts_set(t, "driver", "null-co") < 0)
+            return spec_error("out of memory%s", "");
     } else {
         plain = filename;
     }
@@ -264,7 +290,10 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
     } else if (d && d->no_file) {
         s->host = NULL;
     } else if (plain) {
-        s->host = strncmp(plain, "file:", 5) ? plain : plain + 5;
+        /* the "./" form: the name opened is the name shown */
+        if (!(s->display = plain_name(plain)))
+            return spec_error("out of memory%s", "");
+        s->host = s->display;
     } else {
         const char *ref = blkopts_get(t, "file");
         if (ref)
@@ -296,9 +325,9 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
             return spec_error("out of memory%s", "");
         o->used = true;
     }
-    if (plain || (s->host && !s->filter))
+    if (!s->display && s->host && !s->filter)
         s->display = plain_name(s->host);
-    else
+    else if (!s->display)
         s->display = strdup(filename ? filename : s->host ? s->host : "");
     return s->display ? 0 : spec_error("out of memory%s", "");
 }
@@ -1069,6 +1098,8 @@ int blk_create(const char *format, const char *filename, uint64_t size, BlockOpt
         return -ENOTSUP;
     }
     /* "file:PATH" is PATH, colons and all */
+    if (check_protocol(filename) < 0)
+        return -EINVAL;
     if (!strncmp(filename, "file:", 5))
         filename += 5;
     return drv->create(filename, size, opts);

@@ -259,8 +259,12 @@ static void print_formatting(const CreateArgs *a, const CreateOpt *list)
             printf(" %s=%" PRIu64, o->name, x);
         else if (o->type == OPT_NUM)
             printf(" %s=%" PRId64, o->name, (int64_t)strtoull(v, NULL, 0)); /* as QEMU */
-        else
-            printf(" %s=%s", o->name, v);
+        else {
+            /* as an option list reads it back: a comma doubled */
+            printf(" %s=", o->name);
+            for (const char *c = v; *c; c++)
+                fputs(*c == ',' ? ",," : (char[]){*c, 0}, stdout);
+        }
     }
     printf("\n");
     fflush(stdout);
