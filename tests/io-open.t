@@ -4,7 +4,7 @@
 # leaves behind read back by the other tool (or compared as files).
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 40
+plan 41
 
 # fresh IMG SIZE ARGS...: the same new image (qemu-img create ARGS IMG
 # SIZE) in both dirs
@@ -36,6 +36,8 @@ twin_qemu "what open wrote reads back in qemu-io" -f qcow2 -c 'read -P 0x11 4k 6
 same_io "open twice, then open after close" -c 'open -r t.qcow2' -c 'open t.qcow2' \
     -c 'close' -c 'open -r -o driver=qcow2 t.qcow2' -c 'read -P 0x11 4k 4k'
 same_io "open of a missing file, of none" -c 'open nothing.qcow2' -c 'open -r'
+same_io "--image-opts and -f are refused together" -f qcow2 --image-opts -c 'read 0 1' \
+    driver=qcow2,file.filename=t.qcow2
 same_io "open -U read-write is refused" -c 'open -U t.qcow2'
 same_io "open -C -r is refused" -c 'open -C -r t.qcow2'
 same_io "open with bad -t, -d, -i" -c 'open -t bogus t.qcow2' -c 'open -d bogus t.qcow2' \

@@ -1,5 +1,5 @@
 /* calf-io: exercises an image from the command line, like qemu-io:
- *   calf-io [-f fmt] [-r] [-U] [-n] [-t cache] -c CMD [-c CMD ...] FILE */
+ *   calf-io [-f fmt] [-r] [-s] [-C] [-U] [-n] [-t cache] -c CMD [-c CMD ...] FILE */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -160,6 +160,12 @@ int main(int argc, char **argv)
     if (optind < argc - 1) {
         fprintf(stderr, "%s: extra arguments after the image name\n", tool_progname);
         usage();
+        free(a.cmds);
+        return 1;
+    }
+    if (a.fmt && img_image_opts) {
+        /* the options name the driver */
+        fprintf(stderr, "%s: --image-opts and -f are mutually exclusive\n", tool_progname);
         free(a.cmds);
         return 1;
     }
