@@ -107,7 +107,8 @@ same_io "reopen changes only what QEMU lets it change" -c 'open -o node-name=n0 
     -c 'reopen -o read-only=on' -c 'reopen -r' -c 'write 0 4k' -c 'reopen -o read-only=off' \
     -c 'write -P 0x67 0 4k' -c 'reopen -o cache.direct=on' -c 'reopen -c writeback' \
     -c 'read -P 0x67 0 4k'
-same_io "open's read-only option against -r" -c 'open -o read-only=on r.qcow2' \
+same_io "open's read-only option against -r" -c 'open -o read-only=on nothing.qcow2' \
+    -c 'open -o read-only=on' -c 'open -o read-only=on r.qcow2' \
     -c 'open -r -o read-only=off r.qcow2' -c 'write -P 0x68 4k 4k' -c 'read -P 0x68 4k 4k'
 # lazy refcounts switched on at runtime: a kill after a write leaves the
 # image dirty, with the data there

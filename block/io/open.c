@@ -43,6 +43,7 @@ int io_check_tuning(int opt, const char *value)
     return -EINVAL;
 }
 
+/* reopen's errors read "qemu-io: why", not "can't open ...: why" */
 static bool reopening;
 
 static void open_error(const char *filename, const char *msg)
@@ -92,7 +93,9 @@ static int protocol_check(const char *drv, const char *fn, bool rw)
 
 /* The options qemu-io's block layer takes for every node, which calf's
  * drivers do not know: applied to flags here, or only remembered (node
- * names: reopen compares them).  Marks them used; -EINVAL on a bad value. */
+ * names: reopen compares them).  Marks them used; -EINVAL on a bad value,
+ * 1 when read-only=on meets a backend that wants to write (an error only
+ * once the image has opened, as in QEMU). */
 static int generic_options(BlockOptions *o, int *flags, bool *force_share)
 {
     static const char *const ignored[] = {
@@ -114,11 +117,8 @@ static int generic_options(BlockOptions *o, int *flags, bool *force_share)
         (r = blkopts_get_bool(o, "cache.no-flush", *flags & BLK_O_UNSAFE, &noflush)) < 0 ||
         (r = blkopts_get_bool(o, "force-share", *force_share, &fs)) < 0)
         return r;
-    if (ro && (*flags & BLK_O_RDWR) && blkopts_get(o, "read-only")) {
-        /* qemu-io wants to write unless -r: a read-only node cannot do */
-        blk_set_error("Block node is read-only");
-        return -EACCES;
-    }
+    /* qemu-io wants to write unless -r: a read-only node cannot do */
+    bool conflict = ro && (*flags & BLK_O_RDWR) && blkopts_get(o, "read-only");
     const char *lock = blkopts_get(o, "locking");
     if (!lock)
         lock = blkopts_get(o, "file.locking");
@@ -127,7 +127,7 @@ static int generic_options(BlockOptions *o, int *flags, bool *force_share)
     if (lock && !strcmp(lock, "off"))
         *flags |= BLK_O_SHARE; /* no lock taken */
     *force_share = fs;
-    return 0;
+    return conflict;
 }
 
 /* "k=v,k=v" of the options nobody used yet (",," for a comma in a value),
@@ -156,9 +156,12 @@ static char *unused_options(const BlockOptions *o)
     return s;
 }
 
-/* reopen's errors read "qemu-io: why", not "can't open ...: why" */
+/* Opens the image for io_open (which see); *flags and *force_share come
+ * back as the options made them, *fn the file name used.  filter: opts
+ * are a copy-on-read filter's child's. */
 static BlockDriverState *open_bs(const char *filename, const char *fmt, const char *opts,
-                                 int *flags, bool snapshot, bool *force_share, const char **fn)
+                                 bool filter, int *flags, bool snapshot, bool *force_share,
+                                 const char **fn)
 {
     BlockOptions o = {0};
     BlockDriverState *bs = NULL;
@@ -168,7 +171,8 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
         open_error(filename, blk_error());
         return NULL;
     }
-    if (generic_options(&o, flags, force_share) < 0) {
+    int conflict = generic_options(&o, flags, force_share);
+    if (conflict < 0) {
         open_error(filename, blk_error());
         goto out;
     }
@@ -185,8 +189,10 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
     if (drv)
         fmt = drv;
     int f = *flags | (*force_share ? BLK_O_SHARE : 0);
-    if (!name && !o.n) {
-        open_error(NULL, "Must specify either driver or file");
+    if (!name && is_protocol(drv)) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "The '%s' block driver requires a file name", drv);
+        open_error(NULL, msg);
         goto out;
     }
     if (!name) {
@@ -194,6 +200,13 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
         char *rest = unused_options(&o);
         if (!rest) {
             open_error(NULL, "out of memory");
+            goto out;
+        }
+        if (!*rest && !drv) {
+            /* a filter's child must be named, the image itself by something */
+            open_error(NULL, filter ? "A block device must be specified for \"file\"" :
+                       "Must specify either driver or file");
+            free(rest);
             goto out;
         }
         if (drv) {
@@ -205,7 +218,7 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
         }
         bs = rest ? img_open_image_opts(rest, f) : NULL;
         free(rest);
-        goto out;
+        goto opened;
     }
     *fn = name;
     if (is_protocol(fmt)) {
@@ -232,6 +245,12 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
     }
     if (!bs)
         open_error(filename, blk_error());
+opened:
+    if (bs && conflict) {
+        open_error(filename, "Block node is read-only");
+        blk_close(bs);
+        bs = NULL;
+    }
 out:
     blkopts_free(&o);
     return bs;
@@ -279,7 +298,8 @@ int io_open(IoImage *img, const char *filename, const char *fmt, const char *opt
     const char *fn;
     int f = flags;
     bool fs = force_share, filter = r > 0;
-    BlockDriverState *bs = open_bs(filename, fmt, filter ? inner : opts, &f, snapshot, &fs, &fn);
+    BlockDriverState *bs = open_bs(filename, fmt, filter ? inner : opts, filter, &f, snapshot, &fs,
+                                   &fn);
     free(inner);
     if (!bs)
         return -EINVAL;
@@ -580,11 +600,10 @@ int io_reopen(IoImage *img, int flags, bool writethrough, const char *opts, bool
     if (!merged)
         return r < 0 ? r : -ENOMEM;
     const char *nopts = *merged ? merged : NULL;
-    /* the image's own lock is gone before it is taken again */
-    int fr = blk_flush(old.bs);
-    (void)fr;
+    /* the image's own lock is gone before it is taken again (closing
+     * writes out what is cached) */
     blk_close(old.bs);
-    img->bs = NULL;
+    *img = (IoImage){0};
     reopening = true;
     r = io_open(img, old.filename, old.fmt, nopts, flags, false, old.copy_on_read,
                 old.force_share, writethrough);
