@@ -4,7 +4,7 @@
 # leaves behind read back by the other tool (or compared as files).
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 41
+plan 42
 
 # fresh IMG SIZE ARGS...: the same new image (qemu-img create ARGS IMG
 # SIZE) in both dirs
@@ -40,6 +40,9 @@ same_io "--image-opts and -f are refused together" -f qcow2 --image-opts -c 'rea
     driver=qcow2,file.filename=t.qcow2
 same_io "open -U read-write is refused" -c 'open -U t.qcow2'
 same_io "open -C -r is refused" -c 'open -C -r t.qcow2'
+same_io "native AIO (-k, -i native) wants -n" -c 'open -i native nothing.qcow2' \
+    -c 'open -k t.qcow2' -c 'open -k -i threads t.qcow2' -c 'open -o file.aio=native t.qcow2' \
+    -c 'open -n -k t.qcow2' -c 'reopen -c writeback' -c 'read -P 0x11 4k 4k'
 same_io "open with bad -t, -d, -i" -c 'open -t bogus t.qcow2' -c 'open -d bogus t.qcow2' \
     -c 'open -i bogus t.qcow2' -c 'open -x t.qcow2'
 mkdir -p "$QDIR/dir" "$CDIR/dir"

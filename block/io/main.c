@@ -129,10 +129,13 @@ static void parse_args(int argc, char **argv, IoArgs *a)
             break;
         case 'd':
         case 'i':
-            if (io_check_tuning(c, optarg) < 0)
+            if (io_check_tuning(c, optarg, &a->flags) < 0)
                 exit(1);
             break;
-        case 'k': case 'm': case 'T':
+        case 'k':
+            a->flags |= IO_O_NATIVE_AIO;
+            break;
+        case 'm': case 'T':
             break; /* accepted for compatibility; nothing to tune */
         case 'V':
             printf("%s version " CALF_VERSION "\n", tool_progname);

@@ -31,13 +31,17 @@ int io_parse_cache(const char *mode, int *flags, bool *writethrough)
     return 0;
 }
 
-int io_check_tuning(int opt, const char *value)
+int io_check_tuning(int opt, const char *value, int *flags)
 {
     static const char *const discard[] = {"off", "ignore", "on", "unmap", NULL};
     static const char *const aio[] = {"threads", "native", "io_uring", NULL};
-    for (const char *const *v = opt == 'd' ? discard : aio; *v; v++)
-        if (!strcmp(*v, value))
-            return 0;
+    for (const char *const *v = opt == 'd' ? discard : aio; *v; v++) {
+        if (strcmp(*v, value))
+            continue;
+        if (opt == 'i' && !strcmp(value, "native"))
+            *flags |= IO_O_NATIVE_AIO; /* (and stays, whatever -i says next) */
+        return 0;
+    }
     fprintf(stderr, "%s: Invalid %s option: %s\n", tool_progname, opt == 'd' ? "discard" : "aio",
             value);
     return -EINVAL;
@@ -119,6 +123,9 @@ static int generic_options(BlockOptions *o, int *flags, bool *force_share)
         return r;
     /* qemu-io wants to write unless -r: a read-only node cannot do */
     bool conflict = ro && (*flags & BLK_O_RDWR) && blkopts_get(o, "read-only");
+    const char *aio = blkopts_get(o, "file.aio");
+    if (aio)
+        *flags = !strcmp(aio, "native") ? *flags | IO_O_NATIVE_AIO : *flags & ~IO_O_NATIVE_AIO;
     const char *lock = blkopts_get(o, "locking");
     if (!lock)
         lock = blkopts_get(o, "file.locking");
@@ -188,7 +195,7 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
         name = blkopts_get(&o, "file.filename");
     if (drv)
         fmt = drv;
-    int f = *flags | (*force_share ? BLK_O_SHARE : 0);
+    int f = (*flags & ~IO_O_NATIVE_AIO) | (*force_share ? BLK_O_SHARE : 0);
     if (!name && is_protocol(drv)) {
         char msg[64];
         snprintf(msg, sizeof(msg), "The '%s' block driver requires a file name", drv);
@@ -248,6 +255,13 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
 opened:
     if (bs && conflict) {
         open_error(filename, "Block node is read-only");
+        blk_close(bs);
+        bs = NULL;
+    }
+    if (bs && (*flags & IO_O_NATIVE_AIO) && !(*flags & BLK_O_NOCACHE)) {
+        /* QEMU's file driver demands it once the file has opened */
+        open_error(filename, "aio=native was specified, but it requires cache.direct=on, "
+                   "which was not specified.");
         blk_close(bs);
         bs = NULL;
     }
@@ -566,6 +580,9 @@ int io_reopen(IoImage *img, int flags, bool writethrough, const char *opts, bool
         return 0;
     }
     IoImage old = *img;
+    /* QEMU checks the AIO mode when it opens the file, not on a reopen */
+    flags &= ~IO_O_NATIVE_AIO;
+    old.flags &= ~IO_O_NATIVE_AIO;
     /* The options it was opened with, overridden by the new ones that a
      * reopen takes (what was found unchanged or is ignored stays out).
      * read-only and cache.* become flags, which -r/-w and -c change. */
