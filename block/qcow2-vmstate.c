@@ -21,7 +21,8 @@ static int vmstate_offset(const Qcow2State *s, uint64_t pos, size_t len, uint64_
 {
     uint64_t span = l1_span(s);
     uint64_t base = (s->bs->size / span + !!(s->bs->size % span)) * span;
-    if (pos > (uint64_t)INT64_MAX - base || len > (uint64_t)INT64_MAX - base - pos) {
+    if (base > (uint64_t)INT64_MAX || pos > (uint64_t)INT64_MAX - base ||
+        len > (uint64_t)INT64_MAX - base - pos) {
         blk_set_error("%s: VM state offset out of range", s->bs->filename);
         return -EIO;
     }

@@ -4,7 +4,7 @@
 # leaves behind read back by the other tool (or compared as files).
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 40
+plan 42
 
 # fresh IMG SIZE ARGS...: the same new image (qemu-img create ARGS IMG
 # SIZE) in both dirs
@@ -36,8 +36,13 @@ twin_qemu "what open wrote reads back in qemu-io" -f qcow2 -c 'read -P 0x11 4k 6
 same_io "open twice, then open after close" -c 'open -r t.qcow2' -c 'open t.qcow2' \
     -c 'close' -c 'open -r -o driver=qcow2 t.qcow2' -c 'read -P 0x11 4k 4k'
 same_io "open of a missing file, of none" -c 'open nothing.qcow2' -c 'open -r'
+same_io "--image-opts and -f are refused together" -f qcow2 --image-opts -c 'read 0 1' \
+    driver=qcow2,file.filename=t.qcow2
 same_io "open -U read-write is refused" -c 'open -U t.qcow2'
 same_io "open -C -r is refused" -c 'open -C -r t.qcow2'
+same_io "native AIO (-k, -i native) wants -n" -c 'open -i native nothing.qcow2' \
+    -c 'open -k t.qcow2' -c 'open -k -i threads t.qcow2' -c 'open -o file.aio=native t.qcow2' \
+    -c 'open -n -k t.qcow2' -c 'reopen -c writeback' -c 'read -P 0x11 4k 4k'
 same_io "open with bad -t, -d, -i" -c 'open -t bogus t.qcow2' -c 'open -d bogus t.qcow2' \
     -c 'open -i bogus t.qcow2' -c 'open -x t.qcow2'
 mkdir -p "$QDIR/dir" "$CDIR/dir"
@@ -105,7 +110,8 @@ same_io "reopen changes only what QEMU lets it change" -c 'open -o node-name=n0 
     -c 'reopen -o read-only=on' -c 'reopen -r' -c 'write 0 4k' -c 'reopen -o read-only=off' \
     -c 'write -P 0x67 0 4k' -c 'reopen -o cache.direct=on' -c 'reopen -c writeback' \
     -c 'read -P 0x67 0 4k'
-same_io "open's read-only option against -r" -c 'open -o read-only=on r.qcow2' \
+same_io "open's read-only option against -r" -c 'open -o read-only=on nothing.qcow2' \
+    -c 'open -o read-only=on' -c 'open -o read-only=on r.qcow2' \
     -c 'open -r -o read-only=off r.qcow2' -c 'write -P 0x68 4k 4k' -c 'read -P 0x68 4k 4k'
 # lazy refcounts switched on at runtime: a kill after a write leaves the
 # image dirty, with the data there

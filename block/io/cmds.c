@@ -804,7 +804,7 @@ static int open_f(BlockDriverState *bs, int argc, char **argv)
             break;
         case 'C': cor = true; break;
         case 'r': readonly = true; break;
-        case 'k': break; /* native AIO: nothing to choose in calf */
+        case 'k': flags |= IO_O_NATIVE_AIO; break;
         case 'U': share = true; break;
         case 't':
             if (io_parse_cache(optarg, &flags, &wt) < 0) {
@@ -814,7 +814,7 @@ static int open_f(BlockDriverState *bs, int argc, char **argv)
             break;
         case 'd':
         case 'i':
-            r = io_check_tuning(c, optarg);
+            r = io_check_tuning(c, optarg, &flags);
             break;
         case 'o':
             if (img_image_opts) {

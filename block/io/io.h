@@ -6,6 +6,11 @@
 
 #include "block/block.h"
 
+/* calf-io's own open flag beside the BLK_O_* ones (never given to the
+ * block layer): -k or -i native asked for native AIO, which QEMU allows
+ * only with cache.direct=on.  calf has no AIO modes to choose. */
+#define IO_O_NATIVE_AIO 0x40000000
+
 /* The image calf-io works on, and how it was opened: reopen opens it
  * again the same way with what it changes. */
 typedef struct IoImage {
@@ -40,9 +45,9 @@ int io_parse_cache(const char *mode, int *flags, bool *writethrough);
 int io_reopen(IoImage *img, int flags, bool writethrough, const char *opts, bool rw_given,
               bool cache_given);
 /* -d discard mode and -i aio mode: checked as QEMU checks them (after
- * printing the error: -EINVAL), then ignored, as calf has nothing to
- * tune there. */
-int io_check_tuning(int opt, const char *value);
+ * printing the error: -EINVAL); -i native sets IO_O_NATIVE_AIO in flags,
+ * the rest calf has nothing to tune for. */
+int io_check_tuning(int opt, const char *value, int *flags);
 /* Copy-on-read: [off, off+len) of the image's top layer gets the bytes
  * its backing chain has for every cluster it does not hold itself. */
 int io_copy_on_read(IoImage *img, uint64_t off, uint64_t len);

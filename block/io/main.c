@@ -1,5 +1,5 @@
 /* calf-io: exercises an image from the command line, like qemu-io:
- *   calf-io [-f fmt] [-r] [-U] [-n] [-t cache] -c CMD [-c CMD ...] FILE */
+ *   calf-io [-f fmt] [-r] [-s] [-C] [-U] [-n] [-t cache] -c CMD [-c CMD ...] FILE */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -129,10 +129,13 @@ static void parse_args(int argc, char **argv, IoArgs *a)
             break;
         case 'd':
         case 'i':
-            if (io_check_tuning(c, optarg) < 0)
+            if (io_check_tuning(c, optarg, &a->flags) < 0)
                 exit(1);
             break;
-        case 'k': case 'm': case 'T':
+        case 'k':
+            a->flags |= IO_O_NATIVE_AIO;
+            break;
+        case 'm': case 'T':
             break; /* accepted for compatibility; nothing to tune */
         case 'V':
             printf("%s version " CALF_VERSION "\n", tool_progname);
@@ -160,6 +163,12 @@ int main(int argc, char **argv)
     if (optind < argc - 1) {
         fprintf(stderr, "%s: extra arguments after the image name\n", tool_progname);
         usage();
+        free(a.cmds);
+        return 1;
+    }
+    if (a.fmt && img_image_opts) {
+        /* the options name the driver */
+        fprintf(stderr, "%s: --image-opts and -f are mutually exclusive\n", tool_progname);
         free(a.cmds);
         return 1;
     }

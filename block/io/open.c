@@ -31,18 +31,23 @@ int io_parse_cache(const char *mode, int *flags, bool *writethrough)
     return 0;
 }
 
-int io_check_tuning(int opt, const char *value)
+int io_check_tuning(int opt, const char *value, int *flags)
 {
     static const char *const discard[] = {"off", "ignore", "on", "unmap", NULL};
     static const char *const aio[] = {"threads", "native", "io_uring", NULL};
-    for (const char *const *v = opt == 'd' ? discard : aio; *v; v++)
-        if (!strcmp(*v, value))
-            return 0;
+    for (const char *const *v = opt == 'd' ? discard : aio; *v; v++) {
+        if (strcmp(*v, value))
+            continue;
+        if (opt == 'i' && !strcmp(value, "native"))
+            *flags |= IO_O_NATIVE_AIO; /* (and stays, whatever -i says next) */
+        return 0;
+    }
     fprintf(stderr, "%s: Invalid %s option: %s\n", tool_progname, opt == 'd' ? "discard" : "aio",
             value);
     return -EINVAL;
 }
 
+/* reopen's errors read "qemu-io: why", not "can't open ...: why" */
 static bool reopening;
 
 static void open_error(const char *filename, const char *msg)
@@ -92,7 +97,9 @@ static int protocol_check(const char *drv, const char *fn, bool rw)
 
 /* The options qemu-io's block layer takes for every node, which calf's
  * drivers do not know: applied to flags here, or only remembered (node
- * names: reopen compares them).  Marks them used; -EINVAL on a bad value. */
+ * names: reopen compares them).  Marks them used; -EINVAL on a bad value,
+ * 1 when read-only=on meets a backend that wants to write (an error only
+ * once the image has opened, as in QEMU). */
 static int generic_options(BlockOptions *o, int *flags, bool *force_share)
 {
     static const char *const ignored[] = {
@@ -114,11 +121,11 @@ static int generic_options(BlockOptions *o, int *flags, bool *force_share)
         (r = blkopts_get_bool(o, "cache.no-flush", *flags & BLK_O_UNSAFE, &noflush)) < 0 ||
         (r = blkopts_get_bool(o, "force-share", *force_share, &fs)) < 0)
         return r;
-    if (ro && (*flags & BLK_O_RDWR) && blkopts_get(o, "read-only")) {
-        /* qemu-io wants to write unless -r: a read-only node cannot do */
-        blk_set_error("Block node is read-only");
-        return -EACCES;
-    }
+    /* qemu-io wants to write unless -r: a read-only node cannot do */
+    bool conflict = ro && (*flags & BLK_O_RDWR) && blkopts_get(o, "read-only");
+    const char *aio = blkopts_get(o, "file.aio");
+    if (aio)
+        *flags = !strcmp(aio, "native") ? *flags | IO_O_NATIVE_AIO : *flags & ~IO_O_NATIVE_AIO;
     const char *lock = blkopts_get(o, "locking");
     if (!lock)
         lock = blkopts_get(o, "file.locking");
@@ -127,7 +134,7 @@ static int generic_options(BlockOptions *o, int *flags, bool *force_share)
     if (lock && !strcmp(lock, "off"))
         *flags |= BLK_O_SHARE; /* no lock taken */
     *force_share = fs;
-    return 0;
+    return conflict;
 }
 
 /* "k=v,k=v" of the options nobody used yet (",," for a comma in a value),
@@ -156,9 +163,12 @@ static char *unused_options(const BlockOptions *o)
     return s;
 }
 
-/* reopen's errors read "qemu-io: why", not "can't open ...: why" */
+/* Opens the image for io_open (which see); *flags and *force_share come
+ * back as the options made them, *fn the file name used.  filter: opts
+ * are a copy-on-read filter's child's. */
 static BlockDriverState *open_bs(const char *filename, const char *fmt, const char *opts,
-                                 int *flags, bool snapshot, bool *force_share, const char **fn)
+                                 bool filter, int *flags, bool snapshot, bool *force_share,
+                                 const char **fn)
 {
     BlockOptions o = {0};
     BlockDriverState *bs = NULL;
@@ -168,7 +178,8 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
         open_error(filename, blk_error());
         return NULL;
     }
-    if (generic_options(&o, flags, force_share) < 0) {
+    int conflict = generic_options(&o, flags, force_share);
+    if (conflict < 0) {
         open_error(filename, blk_error());
         goto out;
     }
@@ -184,9 +195,11 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
         name = blkopts_get(&o, "file.filename");
     if (drv)
         fmt = drv;
-    int f = *flags | (*force_share ? BLK_O_SHARE : 0);
-    if (!name && !o.n) {
-        open_error(NULL, "Must specify either driver or file");
+    int f = (*flags & ~IO_O_NATIVE_AIO) | (*force_share ? BLK_O_SHARE : 0);
+    if (!name && is_protocol(drv)) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "The '%s' block driver requires a file name", drv);
+        open_error(NULL, msg);
         goto out;
     }
     if (!name) {
@@ -194,6 +207,13 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
         char *rest = unused_options(&o);
         if (!rest) {
             open_error(NULL, "out of memory");
+            goto out;
+        }
+        if (!*rest && !drv) {
+            /* a filter's child must be named, the image itself by something */
+            open_error(NULL, filter ? "A block device must be specified for \"file\"" :
+                       "Must specify either driver or file");
+            free(rest);
             goto out;
         }
         if (drv) {
@@ -205,7 +225,7 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
         }
         bs = rest ? img_open_image_opts(rest, f) : NULL;
         free(rest);
-        goto out;
+        goto opened;
     }
     *fn = name;
     if (is_protocol(fmt)) {
@@ -232,6 +252,19 @@ static BlockDriverState *open_bs(const char *filename, const char *fmt, const ch
     }
     if (!bs)
         open_error(filename, blk_error());
+opened:
+    if (bs && conflict) {
+        open_error(filename, "Block node is read-only");
+        blk_close(bs);
+        bs = NULL;
+    }
+    if (bs && (*flags & IO_O_NATIVE_AIO) && !(*flags & BLK_O_NOCACHE)) {
+        /* QEMU's file driver demands it once the file has opened */
+        open_error(filename, "aio=native was specified, but it requires cache.direct=on, "
+                   "which was not specified.");
+        blk_close(bs);
+        bs = NULL;
+    }
 out:
     blkopts_free(&o);
     return bs;
@@ -279,7 +312,8 @@ int io_open(IoImage *img, const char *filename, const char *fmt, const char *opt
     const char *fn;
     int f = flags;
     bool fs = force_share, filter = r > 0;
-    BlockDriverState *bs = open_bs(filename, fmt, filter ? inner : opts, &f, snapshot, &fs, &fn);
+    BlockDriverState *bs = open_bs(filename, fmt, filter ? inner : opts, filter, &f, snapshot, &fs,
+                                   &fn);
     free(inner);
     if (!bs)
         return -EINVAL;
@@ -546,6 +580,9 @@ int io_reopen(IoImage *img, int flags, bool writethrough, const char *opts, bool
         return 0;
     }
     IoImage old = *img;
+    /* QEMU checks the AIO mode when it opens the file, not on a reopen */
+    flags &= ~IO_O_NATIVE_AIO;
+    old.flags &= ~IO_O_NATIVE_AIO;
     /* The options it was opened with, overridden by the new ones that a
      * reopen takes (what was found unchanged or is ignored stays out).
      * read-only and cache.* become flags, which -r/-w and -c change. */
@@ -580,11 +617,10 @@ int io_reopen(IoImage *img, int flags, bool writethrough, const char *opts, bool
     if (!merged)
         return r < 0 ? r : -ENOMEM;
     const char *nopts = *merged ? merged : NULL;
-    /* the image's own lock is gone before it is taken again */
-    int fr = blk_flush(old.bs);
-    (void)fr;
+    /* the image's own lock is gone before it is taken again (closing
+     * writes out what is cached) */
     blk_close(old.bs);
-    img->bs = NULL;
+    *img = (IoImage){0};
     reopening = true;
     r = io_open(img, old.filename, old.fmt, nopts, flags, false, old.copy_on_read,
                 old.force_share, writethrough);
