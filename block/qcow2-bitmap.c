@@ -568,17 +568,64 @@ static int store_locked(Qcow2State *s)
     return r;
 }
 
-int qcow2_bitmaps_store(Qcow2State *s)
-{
-    return s->bm_dirty ? store_locked(s) : 0;
-}
-
 static int inconsistent(const Qcow2Bitmap *bm)
 {
     blk_set_error("Bitmap '%s' is inconsistent and cannot be used\n"
                   "Try block-dirty-bitmap-remove to delete this bitmap from disk", bm->name);
     return -EINVAL;
 }
+
+int qcow2_bitmaps_resize_begin(Qcow2State *s)
+{
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++)
+        if (s->bitmaps[i].flags & BM_FLAG_IN_USE)
+            return inconsistent(&s->bitmaps[i]);
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        int r = hold(s, &s->bitmaps[i]);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int qcow2_bitmaps_resize_end(Qcow2State *s, uint64_t old_size)
+{
+    uint64_t cs = s->cluster_size;
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        Qcow2Bitmap *bm = &s->bitmaps[i];
+        uint32_t n = nchunks(s, bm);
+        for (uint32_t j = n; j < bm->nchunks; j++)
+            free(bm->chunks[j]);
+        uint8_t **c = realloc(bm->chunks, n * sizeof(*c));
+        if (!c)
+            return -ENOMEM;
+        for (uint32_t j = bm->nchunks; j < n; j++)
+            c[j] = NULL;
+        bm->chunks = c;
+        bm->nchunks = n;
+        /* bits past the smaller end are clear: the new area is clean */
+        uint64_t g = 1ULL << bm->gran_bits;
+        uint64_t size = old_size < s->bs->size ? old_size : s->bs->size;
+        uint64_t bit = size / g + (size % g != 0);
+        uint64_t ci = bit / (cs * 8), in = bit % (cs * 8);
+        if (ci < n && c[ci]) {
+            uint8_t *p = c[ci];
+            if (in % 8)
+                p[in / 8] &= (uint8_t)((1u << (in % 8)) - 1);
+            uint64_t from = (in + 7) / 8;
+            memset(p + from, 0, cs - from);
+        }
+    }
+    if (s->nb_bitmaps)
+        s->bm_dirty = true;
+    return 0;
+}
+
+int qcow2_bitmaps_store(Qcow2State *s)
+{
+    return s->bm_dirty ? store_locked(s) : 0;
+}
+
 
 static int add(Qcow2State *s, BlockBitmapReq *req)
 {

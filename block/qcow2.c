@@ -791,18 +791,23 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
         blk_set_error("Preallocation is not supported with encryption");
         return -ENOTSUP;
     }
-    if (s->nb_bitmaps) {
-        /* their tables are sized for the disk; calf does not resize them */
-        blk_set_error("Cannot resize qcow2 with persistent bitmaps (remove them with "
-                      "'%s bitmap --remove' first)", blk_img_tool);
-        return -ENOTSUP;
-    }
+    uint64_t old_size = bs->size;
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_bitmaps_resize_begin(s);
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        return r;
     if (size < bs->size) {
         if (prealloc != BLK_PREALLOC_OFF) {
             blk_set_error("Preallocation can't be used for shrinking an image");
             return -ENOTSUP;
         }
-        return qcow2_shrink(bs, size);
+        if ((r = qcow2_shrink(bs, size)) < 0)
+            return r;
+        pthread_mutex_lock(&s->lock);
+        r = qcow2_bitmaps_resize_end(s, old_size);
+        pthread_mutex_unlock(&s->lock);
+        return r;
     }
     bool zero_new = prealloc == BLK_PREALLOC_OFF && bs->backing && bs->backing->size > bs->size;
     if (zero_new && s->version < 3) {
@@ -813,7 +818,7 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
     pthread_mutex_lock(&s->lock);
     uint64_t per_l1 = s->cluster_size * s->l2_size;
     uint64_t old = bs->size;
-    int r = qcow2_grow_l1(s, (size + per_l1 - 1) / per_l1);
+    r = qcow2_grow_l1(s, (size + per_l1 - 1) / per_l1);
     if (r == 0) {
         bs->size = size;
         r = qcow2_update_header(s);
@@ -824,6 +829,8 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
     }
     if (r == 0 && prealloc != BLK_PREALLOC_OFF)
         r = qcow2_preallocate(s, old, size, prealloc);
+    if (r == 0)
+        r = qcow2_bitmaps_resize_end(s, old_size);
     pthread_mutex_unlock(&s->lock);
     /* As QEMU does: the new area reads as zeros, not as whatever a longer
      * backing file holds there. */

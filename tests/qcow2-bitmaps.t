@@ -12,7 +12,7 @@
 #    them after a crash), never silently stale.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 32
+plan 37
 
 # setup FILE: the same 64 MiB image with data in both directories
 setup() {
@@ -85,6 +85,13 @@ both "measure with bitmaps" measure -O qcow2 -o cluster_size=2M qm.qcow2
  qemu-img convert --bitmaps -O qcow2 m.qcow2 q.qcow2)
 ok "convert --bitmaps: calf's copy is qemu-img's byte for byte" cmp "$QDIR/c.qcow2" "$QDIR/q.qcow2"
 
+# --- resize: the bitmaps follow, the new area clean ---
+in_both cp qm.qcow2 rz.qcow2
+both "grow an image with bitmaps" resize rz.qcow2 100M
+bits_like_qemu "grown: the same bitmaps and bits as qemu-img's" rz.qcow2
+both "shrink it" resize --shrink rz.qcow2 30M
+bits_like_qemu "shrunk: the same bitmaps and bits as qemu-img's" rz.qcow2
+
 # --- check ---
 both "check of an image with bitmaps" check qm.qcow2
 cp "$QDIR/m.qcow2" "$TMP/r.qcow2"
@@ -105,6 +112,7 @@ granularity: 65536 refcount bits: 16 " \
    "a calf-io write marks the enabled bitmap in-use, not the disabled one"
 cp "$CDIR/g.qcow2" "$QDIR/g.qcow2"
 both "an in-use bitmap cannot be used" bitmap --clear g.qcow2 on
+both "an image with an in-use bitmap is not resized" resize g.qcow2 100M
 both "convert refuses an in-use bitmap" convert --bitmaps -O qcow2 g.qcow2 o.qcow2
 both "convert --skip-broken-bitmaps" convert --bitmaps --skip-broken-bitmaps -O qcow2 g.qcow2 \
      s.qcow2
