@@ -172,11 +172,20 @@ static int load_dir(Qcow2State *s)
         bm_error(s, r, "cannot read the bitmap directory: %s", strerror(-r));
         goto fail;
     }
+    /* QEMU's messages (bitmap_list_load()) */
+    const char *broken = "Broken bitmap directory";
     uint64_t pos = 0;
+    r = -EINVAL;
+    if (!size) {
+        bm_error(s, r, "Requested bitmap directory size is zero");
+        goto fail;
+    }
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
-        r = bm_error(s, -EINVAL, "bitmap directory entry %u is broken", i);
-        if (size - pos < BM_ENTRY_HDR)
+        if (size - pos < BM_ENTRY_HDR) {
+            bm_error(s, r, "%s", pos == size ? "Less bitmaps found than specified in header "
+                     "extension" : broken);
             goto fail;
+        }
         const uint8_t *e = dir + pos;
         Qcow2Bitmap *bm = &l[i];
         bm->table_offset = qcow2_be64(e);
@@ -184,34 +193,50 @@ static int load_dir(Qcow2State *s)
         bm->flags = qcow2_be32(e + 12);
         bm->gran_bits = e[17];
         uint32_t name_len = qcow2_be16(e + 18), extra = qcow2_be32(e + 20);
-        if (extra) {
-            r = bm_error(s, -ENOTSUP, "bitmap extra data is not supported");
+        if ((uint64_t)extra + name_len > size - pos - BM_ENTRY_HDR) {
+            bm_error(s, r, "%s", broken);
             goto fail;
         }
-        if (name_len > BM_MAX_NAME || entry_size(name_len) > size - pos ||
-            !entry_ok(s, bm, e[16]))
+        if (extra) {
+            bm_error(s, -ENOTSUP, "Bitmap extra data is not supported");
+            r = -ENOTSUP;
             goto fail;
-        if (!(bm->name = malloc(name_len + 1)))
+        }
+        if (name_len > BM_MAX_NAME || !entry_ok(s, bm, e[16])) {
+            bm_error(s, r, "Bitmap '%.*s' doesn't satisfy the constraints",
+                     (int)(name_len > 64 ? 64 : name_len), (const char *)e + BM_ENTRY_HDR);
             goto fail;
+        }
+        if (!(bm->name = malloc(name_len + 1))) {
+            r = -ENOMEM;
+            goto fail;
+        }
         memcpy(bm->name, e + BM_ENTRY_HDR, name_len);
         bm->name[name_len] = 0;
-        if (strlen(bm->name) != name_len)
+        if (strlen(bm->name) != name_len) {
+            bm_error(s, r, "%s", broken);
             goto fail;
-        for (uint32_t j = 0; j < i; j++)
+        }
+        for (uint32_t j = 0; j < i; j++) {
             if (!strcmp(l[j].name, bm->name)) {
-                r = bm_error(s, -EINVAL, "bitmap '%s' appears twice", bm->name);
+                bm_error(s, r, "bitmap '%s' appears twice", bm->name);
                 goto fail;
             }
+        }
         uint64_t tbytes = (uint64_t)bm->table_size * 8;
         if (bm->table_offset > s->file_end || tbytes > s->file_end - bm->table_offset) {
-            r = bm_error(s, -EINVAL, "bitmap '%s' has its table beyond the end of the file",
-                         bm->name);
+            bm_error(s, r, "bitmap '%s' has its table beyond the end of the file", bm->name);
             goto fail;
         }
         pos += entry_size(name_len);
+        if (pos > size) {
+            bm_error(s, r, "%s", broken); /* the padding is missing */
+            goto fail;
+        }
     }
     if (pos != size) {
-        r = bm_error(s, -EINVAL, "bitmap directory size does not match its entries");
+        bm_error(s, r, "%s", size - pos >= BM_ENTRY_HDR ? "More bitmaps found than specified in "
+                 "header extension" : broken);
         goto fail;
     }
     free(dir);
