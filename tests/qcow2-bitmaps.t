@@ -12,7 +12,7 @@
 #    them after a crash), never silently stale.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 48
+plan 50
 
 # setup FILE: the same 64 MiB image with data in both directories
 setup() {
@@ -91,6 +91,11 @@ both "grow an image with bitmaps" resize rz.qcow2 100M
 bits_like_qemu "grown: the same bitmaps and bits as qemu-img's" rz.qcow2
 both "shrink it" resize --shrink rz.qcow2 30M
 bits_like_qemu "shrunk: the same bitmaps and bits as qemu-img's" rz.qcow2
+
+# --- internal snapshots: taken, but no revert under bitmaps ---
+in_both cp qm.qcow2 sn.qcow2
+both "snapshot -c with bitmaps" snapshot -c s1 sn.qcow2
+both "snapshot -a is refused with bitmaps" snapshot -a s1 sn.qcow2
 
 # --- check ---
 both "check of an image with bitmaps" check qm.qcow2
