@@ -288,7 +288,7 @@ int qcow2_bitmaps_open(Qcow2State *s)
     return 0;
 }
 
-int qcow2_bitmap_info(Qcow2State *s, BlockInfo *info)
+static int bitmap_info_locked(Qcow2State *s, BlockInfo *info)
 {
     if (!s->nb_bitmaps)
         return 0;
@@ -304,6 +304,14 @@ int qcow2_bitmap_info(Qcow2State *s, BlockInfo *info)
         o->enabled = s->bitmaps[i].flags & BM_FLAG_AUTO;
     }
     return 0;
+}
+
+int qcow2_bitmap_info(Qcow2State *s, BlockInfo *info)
+{
+    pthread_mutex_lock(&s->lock); /* a session may be editing the list */
+    int r = bitmap_info_locked(s, info);
+    pthread_mutex_unlock(&s->lock);
+    return r;
 }
 
 /* The table of bm, host order; *n entries. */
