@@ -573,8 +573,12 @@ static int store_locked(Qcow2State *s)
         any = true;
         if ((r = hold(s, bm)) == 0) {
             old[i] = *bm;
+            old[i].chunks = NULL;
             r = store_one(s, bm);
         }
+        /* one bitmap in memory at a time: if the switch fails below, the
+         * old table still holds what was on disk */
+        drop_chunks(bm);
     }
     if (r == 0 && any)
         r = commit_dir(s);
@@ -592,8 +596,6 @@ static int store_locked(Qcow2State *s)
     for (uint32_t i = 0; i < n && r == 0; i++)
         if (old[i].name)
             r = free_table(s, &old[i]);
-    for (uint32_t i = 0; i < n; i++)
-        drop_chunks(&s->bitmaps[i]);
     free(old);
     s->bm_dirty = false;
     if (r == 0)
