@@ -9,9 +9,9 @@
  * longer trusted, but the structure stays consistent, the autoclear bit
  * stays set and disabled bitmaps (which record nothing) stay valid.
  *
- * Every change writes new tables and a new directory, switches the
- * header to them, then frees the old clusters: a crash leaves either the
- * old bitmaps or the new ones, plus leaked clusters at worst. */
+ * Every store writes new tables and a new directory, switches the header
+ * to them, then frees the old clusters: a crash leaves either the old
+ * bitmaps or the new ones, plus leaked clusters at worst. */
 #include "block/qcow2.h"
 
 #include <errno.h>
