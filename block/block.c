@@ -570,7 +570,8 @@ void blk_close(BlockDriverState *bs)
  * before the first one the format marks the bitmaps that should record
  * it in-use (BLK_BITMAP_GUEST_WRITE), as QEMU leaves them after a crash.
  * Every writer that finds the flag clear asks (the format serializes and
- * marks once); none writes before the mark is on disk. */
+ * marks once); none writes before the mark is on disk.  (Reverting to a
+ * snapshot is refused where there are bitmaps, as in QEMU.) */
 static int before_guest_write(BlockDriverState *bs)
 {
     if (!bs->drv->bitmap || __atomic_load_n(&bs->bitmaps_marked, __ATOMIC_ACQUIRE))
@@ -1141,9 +1142,16 @@ int blk_snapshot_create(BlockDriverState *bs, const char *name)
 
 int blk_snapshot_apply(BlockDriverState *bs, const char *name_or_id)
 {
-    int r = bs->read_only ? 0 : before_guest_write(bs);
-    if (r < 0)
-        return r;
+    /* QEMU refuses to revert under bitmaps, which it holds for every
+     * bitmap of the image, valid or not */
+    BlockInfo bi = {0};
+    int r = blk_get_info(bs, &bi);
+    int n = r < 0 ? 0 : bi.nb_bitmaps;
+    blk_info_free(&bi);
+    if (n > 0) {
+        blk_set_error("Device has active dirty bitmaps");
+        return -EBUSY;
+    }
     OPTIONAL_OP(snapshot_apply, "internal snapshots", name_or_id);
 }
 

@@ -380,9 +380,9 @@ int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, s
  * i stands for chunk i * 8 + j (the on-disk order of qcow2).  Listing is
  * blk_get_info()'s.  Changes are kept in memory and stored at flush or
  * close; the image never names a half-written bitmap.  calf records no
- * guest writes: before the first one (write, zeroes, discard, snapshot
- * apply, make_empty) the enabled bitmaps become "in-use", as QEMU leaves
- * them after a crash. */
+ * guest writes: before the first one (write, zeroes, discard, make_empty)
+ * the enabled bitmaps become "in-use", as QEMU leaves them after a crash;
+ * reverting to an internal snapshot is refused, as QEMU does. */
 enum blk_bitmap_op {
     BLK_BITMAP_ADD,     /* new, empty: granularity (0: the default), enabled */
     BLK_BITMAP_REMOVE,

@@ -9,9 +9,9 @@
  * longer trusted, but the structure stays consistent, the autoclear bit
  * stays set and disabled bitmaps (which record nothing) stay valid.
  *
- * Every change writes new tables and a new directory, switches the
- * header to them, then frees the old clusters: a crash leaves either the
- * old bitmaps or the new ones, plus leaked clusters at worst. */
+ * Every store writes new tables and a new directory, switches the header
+ * to them, then frees the old clusters: a crash leaves either the old
+ * bitmaps or the new ones, plus leaked clusters at worst. */
 #include "block/qcow2.h"
 
 #include <errno.h>
@@ -172,11 +172,20 @@ static int load_dir(Qcow2State *s)
         bm_error(s, r, "cannot read the bitmap directory: %s", strerror(-r));
         goto fail;
     }
+    /* QEMU's messages (bitmap_list_load()) */
+    const char *broken = "Broken bitmap directory";
     uint64_t pos = 0;
+    r = -EINVAL;
+    if (!size) {
+        bm_error(s, r, "Requested bitmap directory size is zero");
+        goto fail;
+    }
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
-        r = bm_error(s, -EINVAL, "bitmap directory entry %u is broken", i);
-        if (size - pos < BM_ENTRY_HDR)
+        if (size - pos < BM_ENTRY_HDR) {
+            bm_error(s, r, "%s", pos == size ? "Less bitmaps found than specified in header "
+                     "extension" : broken);
             goto fail;
+        }
         const uint8_t *e = dir + pos;
         Qcow2Bitmap *bm = &l[i];
         bm->table_offset = qcow2_be64(e);
@@ -184,34 +193,50 @@ static int load_dir(Qcow2State *s)
         bm->flags = qcow2_be32(e + 12);
         bm->gran_bits = e[17];
         uint32_t name_len = qcow2_be16(e + 18), extra = qcow2_be32(e + 20);
-        if (extra) {
-            r = bm_error(s, -ENOTSUP, "bitmap extra data is not supported");
+        if ((uint64_t)extra + name_len > size - pos - BM_ENTRY_HDR) {
+            bm_error(s, r, "%s", broken);
             goto fail;
         }
-        if (name_len > BM_MAX_NAME || entry_size(name_len) > size - pos ||
-            !entry_ok(s, bm, e[16]))
+        if (extra) {
+            bm_error(s, -ENOTSUP, "Bitmap extra data is not supported");
+            r = -ENOTSUP;
             goto fail;
-        if (!(bm->name = malloc(name_len + 1)))
+        }
+        if (name_len > BM_MAX_NAME || !entry_ok(s, bm, e[16])) {
+            bm_error(s, r, "Bitmap '%.*s' doesn't satisfy the constraints",
+                     (int)(name_len > 64 ? 64 : name_len), (const char *)e + BM_ENTRY_HDR);
             goto fail;
+        }
+        if (!(bm->name = malloc(name_len + 1))) {
+            r = -ENOMEM;
+            goto fail;
+        }
         memcpy(bm->name, e + BM_ENTRY_HDR, name_len);
         bm->name[name_len] = 0;
-        if (strlen(bm->name) != name_len)
+        if (strlen(bm->name) != name_len) {
+            bm_error(s, r, "%s", broken);
             goto fail;
-        for (uint32_t j = 0; j < i; j++)
+        }
+        for (uint32_t j = 0; j < i; j++) {
             if (!strcmp(l[j].name, bm->name)) {
-                r = bm_error(s, -EINVAL, "bitmap '%s' appears twice", bm->name);
+                bm_error(s, r, "bitmap '%s' appears twice", bm->name);
                 goto fail;
             }
+        }
         uint64_t tbytes = (uint64_t)bm->table_size * 8;
         if (bm->table_offset > s->file_end || tbytes > s->file_end - bm->table_offset) {
-            r = bm_error(s, -EINVAL, "bitmap '%s' has its table beyond the end of the file",
-                         bm->name);
+            bm_error(s, r, "bitmap '%s' has its table beyond the end of the file", bm->name);
             goto fail;
         }
         pos += entry_size(name_len);
+        if (pos > size) {
+            bm_error(s, r, "%s", broken); /* the padding is missing */
+            goto fail;
+        }
     }
     if (pos != size) {
-        r = bm_error(s, -EINVAL, "bitmap directory size does not match its entries");
+        bm_error(s, r, "%s", size - pos >= BM_ENTRY_HDR ? "More bitmaps found than specified in "
+                 "header extension" : broken);
         goto fail;
     }
     free(dir);
@@ -263,7 +288,7 @@ int qcow2_bitmaps_open(Qcow2State *s)
     return 0;
 }
 
-int qcow2_bitmap_info(Qcow2State *s, BlockInfo *info)
+static int bitmap_info_locked(Qcow2State *s, BlockInfo *info)
 {
     if (!s->nb_bitmaps)
         return 0;
@@ -279,6 +304,14 @@ int qcow2_bitmap_info(Qcow2State *s, BlockInfo *info)
         o->enabled = s->bitmaps[i].flags & BM_FLAG_AUTO;
     }
     return 0;
+}
+
+int qcow2_bitmap_info(Qcow2State *s, BlockInfo *info)
+{
+    pthread_mutex_lock(&s->lock); /* a session may be editing the list */
+    int r = bitmap_info_locked(s, info);
+    pthread_mutex_unlock(&s->lock);
+    return r;
 }
 
 /* The table of bm, host order; *n entries. */
@@ -540,8 +573,12 @@ static int store_locked(Qcow2State *s)
         any = true;
         if ((r = hold(s, bm)) == 0) {
             old[i] = *bm;
+            old[i].chunks = NULL;
             r = store_one(s, bm);
         }
+        /* one bitmap in memory at a time: if the switch fails below, the
+         * old table still holds what was on disk */
+        drop_chunks(bm);
     }
     if (r == 0 && any)
         r = commit_dir(s);
@@ -559,18 +596,11 @@ static int store_locked(Qcow2State *s)
     for (uint32_t i = 0; i < n && r == 0; i++)
         if (old[i].name)
             r = free_table(s, &old[i]);
-    for (uint32_t i = 0; i < n; i++)
-        drop_chunks(&s->bitmaps[i]);
     free(old);
     s->bm_dirty = false;
     if (r == 0)
         r = qcow2_flush_metadata(s);
     return r;
-}
-
-int qcow2_bitmaps_store(Qcow2State *s)
-{
-    return s->bm_dirty ? store_locked(s) : 0;
 }
 
 static int inconsistent(const Qcow2Bitmap *bm)
@@ -579,6 +609,58 @@ static int inconsistent(const Qcow2Bitmap *bm)
                   "Try block-dirty-bitmap-remove to delete this bitmap from disk", bm->name);
     return -EINVAL;
 }
+
+int qcow2_bitmaps_resize_begin(Qcow2State *s)
+{
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++)
+        if (s->bitmaps[i].flags & BM_FLAG_IN_USE)
+            return inconsistent(&s->bitmaps[i]);
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        int r = hold(s, &s->bitmaps[i]);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int qcow2_bitmaps_resize_end(Qcow2State *s, uint64_t old_size)
+{
+    uint64_t cs = s->cluster_size;
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        Qcow2Bitmap *bm = &s->bitmaps[i];
+        uint32_t n = nchunks(s, bm);
+        for (uint32_t j = n; j < bm->nchunks; j++)
+            free(bm->chunks[j]);
+        uint8_t **c = realloc(bm->chunks, n * sizeof(*c));
+        if (!c)
+            return -ENOMEM;
+        for (uint32_t j = bm->nchunks; j < n; j++)
+            c[j] = NULL;
+        bm->chunks = c;
+        bm->nchunks = n;
+        /* bits past the smaller end are clear: the new area is clean */
+        uint64_t g = 1ULL << bm->gran_bits;
+        uint64_t size = old_size < s->bs->size ? old_size : s->bs->size;
+        uint64_t bit = size / g + (size % g != 0);
+        uint64_t ci = bit / (cs * 8), in = bit % (cs * 8);
+        if (ci < n && c[ci]) {
+            uint8_t *p = c[ci];
+            if (in % 8)
+                p[in / 8] &= (uint8_t)((1u << (in % 8)) - 1);
+            uint64_t from = (in + 7) / 8;
+            memset(p + from, 0, cs - from);
+        }
+    }
+    if (s->nb_bitmaps)
+        s->bm_dirty = true;
+    return 0;
+}
+
+int qcow2_bitmaps_store(Qcow2State *s)
+{
+    return s->bm_dirty ? store_locked(s) : 0;
+}
+
 
 static int add(Qcow2State *s, BlockBitmapReq *req)
 {

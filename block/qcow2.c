@@ -1055,24 +1055,29 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
         blk_set_error("Preallocation is not supported with encryption");
         return -ENOTSUP;
     }
-    if (s->nb_bitmaps) {
-        /* their tables are sized for the disk; calf does not resize them */
-        blk_set_error("Cannot resize qcow2 with persistent bitmaps (remove them with "
-                      "'%s bitmap --remove' first)", blk_img_tool);
-        return -ENOTSUP;
-    }
+    uint64_t old_size = bs->size;
+    pthread_mutex_lock(&s->lock);
+    int r = qcow2_bitmaps_resize_begin(s);
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        return r;
     if (size < bs->size) {
         if (prealloc != BLK_PREALLOC_OFF) {
             blk_set_error("Preallocation can't be used for shrinking an image");
             return -ENOTSUP;
         }
-        int r = qcow2_shrink(bs, size);
+        if ((r = qcow2_shrink(bs, size)) < 0)
+            return r;
         /* as QEMU: the data file follows the image's size */
-        if (r == 0 && qcow2_has_data_file(s) && ftruncate(s->data_fd, size) < 0) {
+        if (qcow2_has_data_file(s) && ftruncate(s->data_fd, size) < 0) {
             r = -errno;
             blk_set_error("%s: cannot resize the data file: %s", s->data_bs->filename,
                           strerror(errno));
+            return r;
         }
+        pthread_mutex_lock(&s->lock);
+        r = qcow2_bitmaps_resize_end(s, old_size);
+        pthread_mutex_unlock(&s->lock);
         return r;
     }
     /* A raw data file stays the guest's view: the new area is mapped
@@ -1088,7 +1093,7 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
     pthread_mutex_lock(&s->lock);
     uint64_t per_l1 = s->cluster_size * s->l2_size;
     uint64_t old = bs->size;
-    int r = qcow2_grow_l1(s, (size + per_l1 - 1) / per_l1);
+    r = qcow2_grow_l1(s, (size + per_l1 - 1) / per_l1);
     if (r == 0) {
         bs->size = size;
         r = qcow2_update_header(s);
@@ -1099,6 +1104,8 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
     }
     if (r == 0 && (prealloc != BLK_PREALLOC_OFF || qcow2_has_data_file(s)))
         r = qcow2_preallocate(s, old, size, prealloc);
+    if (r == 0)
+        r = qcow2_bitmaps_resize_end(s, old_size);
     pthread_mutex_unlock(&s->lock);
     /* As QEMU does: the new area reads as zeros, not as whatever a longer
      * backing file holds there. */

@@ -362,6 +362,10 @@ int qcow2_shrink(BlockDriverState *bs, uint64_t size);
 int qcow2_bitmap_ext_read(Qcow2State *s, const uint8_t *d, uint32_t len);
 /* Its 24 bytes for the header; false when there is no directory. */
 bool qcow2_bitmap_ext_data(const Qcow2State *s, uint8_t out[24]);
+/* A resize: begin holds every bitmap in memory (an in-use one refuses
+ * it, as in QEMU), end fits them to the new size, to be stored. */
+int qcow2_bitmaps_resize_begin(Qcow2State *s);
+int qcow2_bitmaps_resize_end(Qcow2State *s, uint64_t old_size);
 /* Writes what a session changed in memory (lock held). */
 int qcow2_bitmaps_store(Qcow2State *s);
 /* Loads the directory (and, for a BLK_O_BITMAPS session, has every

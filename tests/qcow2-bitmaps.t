@@ -12,7 +12,7 @@
 #    them after a crash), never silently stale.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 32
+plan 50
 
 # setup FILE: the same 64 MiB image with data in both directories
 setup() {
@@ -85,6 +85,18 @@ both "measure with bitmaps" measure -O qcow2 -o cluster_size=2M qm.qcow2
  qemu-img convert --bitmaps -O qcow2 m.qcow2 q.qcow2)
 ok "convert --bitmaps: calf's copy is qemu-img's byte for byte" cmp "$QDIR/c.qcow2" "$QDIR/q.qcow2"
 
+# --- resize: the bitmaps follow, the new area clean ---
+in_both cp qm.qcow2 rz.qcow2
+both "grow an image with bitmaps" resize rz.qcow2 100M
+bits_like_qemu "grown: the same bitmaps and bits as qemu-img's" rz.qcow2
+both "shrink it" resize --shrink rz.qcow2 30M
+bits_like_qemu "shrunk: the same bitmaps and bits as qemu-img's" rz.qcow2
+
+# --- internal snapshots: taken, but no revert under bitmaps ---
+in_both cp qm.qcow2 sn.qcow2
+both "snapshot -c with bitmaps" snapshot -c s1 sn.qcow2
+both "snapshot -a is refused with bitmaps" snapshot -a s1 sn.qcow2
+
 # --- check ---
 both "check of an image with bitmaps" check qm.qcow2
 cp "$QDIR/m.qcow2" "$TMP/r.qcow2"
@@ -105,7 +117,53 @@ granularity: 65536 refcount bits: 16 " \
    "a calf-io write marks the enabled bitmap in-use, not the disabled one"
 cp "$CDIR/g.qcow2" "$QDIR/g.qcow2"
 both "an in-use bitmap cannot be used" bitmap --clear g.qcow2 on
+both "an image with an in-use bitmap is not resized" resize g.qcow2 100M
 both "convert refuses an in-use bitmap" convert --bitmaps -O qcow2 g.qcow2 o.qcow2
 both "convert --skip-broken-bitmaps" convert --bitmaps --skip-broken-bitmaps -O qcow2 g.qcow2 \
      s.qcow2
 ok "--skip-broken-bitmaps copies the others as qemu-img does" cmp "$QDIR/s.qcow2" "$CDIR/s.qcow2"
+
+# --- hostile bitmap metadata: one clear error, never a crash or a hang ---
+# poke FILE WHAT VALUE: rewrites a field of the bitmaps extension (ext:
+# nb, dirsize, diroff) or of the first directory entry (tbloff, tblsize,
+# gran, namelen) or its first table entry (tbl0)
+poke() {
+    python3 - "$@" <<'PY'
+import struct, sys
+path, what, val = sys.argv[1], sys.argv[2], int(sys.argv[3], 0)
+f = open(path, 'r+b')
+h = f.read(65536)
+pos = struct.unpack('>I', h[100:104])[0]
+while True:
+    t, l = struct.unpack('>II', h[pos:pos + 8])
+    if t == 0x23852875 or t == 0:
+        break
+    pos += 8 + (l + 7) // 8 * 8
+ext = pos + 8
+n, _, dsize, doff = struct.unpack('>IIQQ', h[ext:ext + 24])
+f.seek(doff)
+ent = f.read(24)
+toff = struct.unpack('>Q', ent[0:8])[0]
+where = {'nb': (ext, '>I'), 'dirsize': (ext + 8, '>Q'), 'diroff': (ext + 16, '>Q'),
+         'tbloff': (doff, '>Q'), 'tblsize': (doff + 8, '>I'), 'gran': (doff + 17, '>B'),
+         'namelen': (doff + 18, '>H'), 'tbl0': (toff, '>Q')}[what]
+f.seek(where[0])
+f.write(struct.pack(where[1], val))
+PY
+}
+hostile=("nb 0" "nb 70000" "dirsize 0x7fffffff" "diroff 0x10200" "diroff 0x7fff0000"
+         "tbloff 0x7fff0000" "tblsize 0x7fffffff" "gran 40" "namelen 0xffff")
+for h in "${hostile[@]}"; do
+    cp "$QDIR/qm.qcow2" "$TMP/h.qcow2"
+    poke "$TMP/h.qcow2" $h
+    out=$("$CALF_IMG" info "$TMP/h.qcow2" 2>&1); rc=$?
+    if [ $rc = 1 ] && [ "$(echo "$out" | wc -l)" = 1 ]; then pass "hostile $h: refused"
+    else fail "hostile $h: exit $rc" "$out"; fi
+done
+cp "$QDIR/qm.qcow2" "$TMP/h.qcow2"
+poke "$TMP/h.qcow2" tbl0 0x7fff0000000001fe
+out=$("$CALF_IMG" check "$TMP/h.qcow2" 2>&1); rc=$?
+is "$rc $(echo "$out" | grep -c ERROR)" "2 1" "a corrupt table entry is one error of check"
+out=$("$CALF_IMG" convert --bitmaps -O qcow2 "$TMP/h.qcow2" "$TMP/o.qcow2" 2>&1); rc=$?
+is "$rc $(echo "$out" | grep -c 'corrupt table entry')" "1 1" \
+   "convert --bitmaps stops at the corrupt entry with one error"
