@@ -21,6 +21,7 @@
 static const BlockDriver *const drivers[] = {
     &blk_qcow2_driver,
     &blk_qcow_driver,
+    &blk_luks_driver,
     &blk_raw_driver,
 };
 

@@ -139,7 +139,8 @@ typedef struct BlockInfo {
     char data_file[1024];  /* "" when none */
     bool data_file_raw;
     const char *encrypt_format; /* "aes" / "luks" when encrypted, else NULL */
-    BlockLuksInfo luks;         /* when encrypt_format is "luks" */
+    BlockLuksInfo luks;         /* when encrypt_format is "luks", or is_luks */
+    bool is_luks;               /* the luks format: its header is the format-specific info */
 } BlockInfo;
 void blk_info_free(BlockInfo *info);
 
@@ -210,11 +211,15 @@ struct BlockDriver {
      * range (then write the bytes). */
     int (*copy_from_file)(BlockDriverState *bs, uint64_t off, int src_fd, uint64_t src_off,
                           uint64_t len);
+    /* A new image does not read as zeros (luks: the hole under its
+     * payload decrypts to noise), so convert writes the zeros too. */
+    bool no_zero_init;
 };
 
 extern const BlockDriver blk_raw_driver;
 extern const BlockDriver blk_qcow2_driver;
 extern const BlockDriver blk_qcow_driver;
+extern const BlockDriver blk_luks_driver;
 const BlockDriver *blk_find_driver(const char *name);
 
 struct BlockDriverState {

@@ -427,12 +427,15 @@ JsonNode *json_get_child(const JsonNode *n, int i)
     return n && i >= 0 && i < n->n ? n->child[i] : NULL;
 }
 
-/* QAPI QCryptoBlockInfo: {"format": "aes"} or the LUKS header. */
-static JsonNode *encrypt_info(const BlockInfo *bi)
+/* QAPI QCryptoBlockInfo: {"format": "aes"} or the LUKS header; the luks
+ * format's own info (QCryptoBlockInfoLUKS) is the header without the
+ * "format" member. */
+static JsonNode *encrypt_info(const BlockInfo *bi, bool with_format)
 {
     JsonNode *enc = json_new_object();
-    json_add(enc, "format", json_str(bi->encrypt_format));
-    if (strcmp(bi->encrypt_format, "luks"))
+    if (with_format)
+        json_add(enc, "format", json_str(bi->encrypt_format));
+    if (with_format && strcmp(bi->encrypt_format, "luks"))
         return enc;
     const BlockLuksInfo *l = &bi->luks;
     json_add(enc, "cipher-alg", json_str(l->cipher_alg));
@@ -462,6 +465,12 @@ static JsonNode *encrypt_info(const BlockInfo *bi)
 /* The QAPI ImageInfoSpecificQCow2 members, in QAPI order. */
 JsonNode *tool_format_specific(const BlockInfo *bi)
 {
+    if (bi->is_luks) {
+        JsonNode *spec = json_new_object();
+        json_add(spec, "type", json_str("luks"));
+        json_add(spec, "data", encrypt_info(bi, false));
+        return spec;
+    }
     if (!bi->is_qcow2)
         return NULL;
     JsonNode *data = json_new_object();
@@ -478,7 +487,7 @@ JsonNode *tool_format_specific(const BlockInfo *bi)
     }
     json_add(data, "refcount-bits", json_int(bi->refcount_bits));
     if (bi->encrypted && bi->encrypt_format)
-        json_add(data, "encrypt", encrypt_info(bi));
+        json_add(data, "encrypt", encrypt_info(bi, true));
     json_add(data, "compression-type",
              json_str(bi->compression_type ? bi->compression_type : "zlib"));
     JsonNode *spec = json_new_object();

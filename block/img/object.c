@@ -155,10 +155,11 @@ int img_common_option(int c, const char *arg)
     return img_object_add(arg);
 }
 
-/* encrypt.key-secret, and backing.encrypt.key-secret for a backing file */
+/* encrypt.key-secret (qcow2), key-secret (luks), and either under
+ * "backing." for a backing file */
 static bool is_secret_key(const char *key)
 {
-    static const char k[] = "encrypt.key-secret";
+    static const char k[] = "key-secret";
     size_t n = strlen(key), kn = sizeof(k) - 1;
     return n >= kn && !strcmp(key + n - kn, k) && (n == kn || key[n - kn - 1] == '.');
 }
