@@ -762,10 +762,6 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
         blk_set_error("Can't resize a v2 image which has snapshots");
         return -ENOTSUP;
     }
-    if (s->crypt_method && prealloc != BLK_PREALLOC_OFF) {
-        blk_set_error("Preallocation is not supported with encryption");
-        return -ENOTSUP;
-    }
     if (size < bs->size) {
         if (prealloc != BLK_PREALLOC_OFF) {
             blk_set_error("Preallocation can't be used for shrinking an image");
@@ -902,11 +898,6 @@ static int parse_create_opts(BlockOptions *o, struct create_opts *c)
     }
     if ((r = qcow2_crypto_parse_create(o, &c->crypt)) < 0)
         return r;
-    if (c->crypt.method && c->prealloc != BLK_PREALLOC_OFF) {
-        /* preallocated clusters hold plain zeros, which do not decrypt to zeros */
-        blk_set_error("Preallocation is not supported with encryption");
-        return -ENOTSUP;
-    }
     if (blkopts_get(o, "data_file")) {
         blk_set_error("External data files are not supported yet");
         return -ENOTSUP;

@@ -4,10 +4,11 @@
 # qemu-io and the other way round, partial sectors included; calf's image
 # compares equal to a raw copy of the same writes; info, probing, measure,
 # resize, amend (key slots added and erased) and convert both ways do what
-# qemu-img does.
+# qemu-img does.  Then the pieces of the qcow2 LUKS iotests (188, 189,
+# 198) that come with it: encrypted preallocated targets.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 24
+plan 26
 cd "$TMP" || exit 1
 
 S="--object secret,id=s0,data=hunter0 --object secret,id=s1,data=hunter1"
@@ -104,3 +105,10 @@ is "$("$CALF_IMG" measure $S -O luks -o key-secret=s0 -f raw src.raw)" \
    "$(qemu_retry qemu-img measure $S -O luks -o key-secret=s0,iter-time=10 -f raw src.raw)" \
    "measure -O luks as qemu-img's"
 
+# ---- qcow2 with LUKS: what the iotests 188, 189 and 198 need ----
+Q="encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10"
+qio() { echo "driver=qcow2,file.filename=$1,encrypt.key-secret=${2:-s0}"; }
+ok "calf-img convert into an encrypted, preallocated qcow2" "$CALF_IMG" convert -O qcow2 $S \
+    -o "$Q,preallocation=metadata" src.raw pre.qcow2
+is "$(qemu-img compare $S --image-opts "driver=raw,file.filename=src.raw" "$(qio pre.qcow2)" 2>&1)" \
+   "Images are identical." "its zeros were written, not left to the preallocated noise"

@@ -994,11 +994,15 @@ int img_convert(int argc, char **argv)
     cv.zero_init = (!skip_create || target_is_zero) && !cv.dst->backing;
     BlockInfo bi;
     cv.dst_cluster = BLK_SECTOR_SIZE;
-    if (blk_get_info(cv.dst, &bi) == 0 && bi.cluster_size)
+    int gi = blk_get_info(cv.dst, &bi);
+    if (gi == 0 && bi.cluster_size)
         cv.dst_cluster = bi.cluster_size;
-    /* QEMU's has_zero_init: a new luks image reads as the decryption of
-     * the zeros on disk, noise: the zeros are written like any data */
-    if (!skip_create && cv.dst->drv->no_zero_init)
+    /* QEMU's has_zero_init: a new luks image, or an encrypted one whose
+     * clusters were preallocated, reads as the decryption of the zeros
+     * on disk, noise: the zeros are written like any data */
+    const char *pa = blkopts_get(&opts, "preallocation");
+    if (!skip_create && (cv.dst->drv->no_zero_init ||
+                         (gi == 0 && bi.encrypted && pa && strcmp(pa, "off"))))
         cv.zero_init = false;
     blk_info_free(&bi);
     cv.chunk = CONVERT_CHUNK;
