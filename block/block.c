@@ -195,9 +195,15 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
     if (bs->backing_file[0] && !(flags & BLK_O_NO_BACKING)) {
         /* A backing file is only ever read: never opened for writing. */
         int bflags = (flags & ~(BLK_O_RDWR | BLK_O_CHECK)) | BLK_O_NO_REPAIR;
-        const char *bfmt = bs->backing_format[0] ? bs->backing_format : NULL;
-        BlockDriverState *b = open_chain(bs->full_backing_filename, bfmt, bflags,
-                                         bopts.n ? &bopts : NULL, depth + 1, seen);
+        /* --image-opts may name the backing file's driver and file
+         * (backing.driver=, backing.file.filename=): they win, as in QEMU */
+        const char *bfmt = blkopts_get(&bopts, "driver");
+        const char *bname = blkopts_get(&bopts, "file.filename");
+        blkopts_get(&bopts, "file.driver");
+        if (!bfmt && bs->backing_format[0])
+            bfmt = bs->backing_format;
+        BlockDriverState *b = open_chain(bname ? bname : bs->full_backing_filename, bfmt,
+                                         bflags, bopts.n ? &bopts : NULL, depth + 1, seen);
         if (!b) {
             blkopts_free(&bopts);
             char msg[1024];

@@ -5,10 +5,11 @@
 # compares equal to a raw copy of the same writes; info, probing, measure,
 # resize, amend (key slots added and erased) and convert both ways do what
 # qemu-img does.  Then the pieces of the qcow2 LUKS iotests (188, 189,
-# 198) that come with it: encrypted preallocated targets.
+# 198) that come with it: encrypted preallocated targets, backing.* image
+# options.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 26
+plan 27
 cd "$TMP" || exit 1
 
 S="--object secret,id=s0,data=hunter0 --object secret,id=s1,data=hunter1"
@@ -112,3 +113,11 @@ ok "calf-img convert into an encrypted, preallocated qcow2" "$CALF_IMG" convert 
     -o "$Q,preallocation=metadata" src.raw pre.qcow2
 is "$(qemu-img compare $S --image-opts "driver=raw,file.filename=src.raw" "$(qio pre.qcow2)" 2>&1)" \
    "Images are identical." "its zeros were written, not left to the preallocated noise"
+qemu_retry qemu-img create -q -f qcow2 $S -o "$Q" base.qcow2 1M
+qemu-io $S --image-opts "$(qio base.qcow2)" -c "write -P 0xa 0 1M" >/dev/null
+qemu_retry qemu-img create -q -f qcow2 $S -o "${Q/s0/s1}" -b base.qcow2 -F qcow2 top.qcow2
+TOP="$(qio top.qcow2 s1),backing.driver=qcow2,backing.file.filename=base.qcow2"
+TOP="$TOP,backing.encrypt.key-secret=s0"
+"$CALF_IO" $S --image-opts "$TOP" -c "write -P 0xe 0 1024" >/dev/null
+io_ok "calf-io writes through backing.* image options" qemu-io "$TOP" -c "read -P 0xe 0 1024" \
+    -c "read -P 0xa 1024 64512"
