@@ -183,6 +183,14 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
         blk_close(bs);
         return NULL;
     }
+    /* kept for opening this layer again (commit writes to a base it
+     * opened read-only): its own options, the key among them */
+    for (int i = 0; opts && i < opts->n; i++) {
+        const char *k = opts->opt[i].key;
+        if (strncmp(k, "backing.", 8) && strcmp(k, "driver") && strcmp(k, "file.filename") &&
+            strcmp(k, "file.driver"))
+            blkopts_set(&bs->options, k, opts->opt[i].value);
+    }
     if (bs->backing_file[0]) {
         bs->full_backing_filename = blk_backing_path(filename, bs->backing_file);
         if (!bs->full_backing_filename) {
@@ -275,6 +283,7 @@ void blk_close(BlockDriverState *bs)
         close(bs->fd);
         free(bs->filename);
         free(bs->full_backing_filename);
+        blkopts_free(&bs->options);
         free(bs);
         bs = next;
     }

@@ -241,6 +241,9 @@ struct BlockDriverState {
     /* BLK_O_FILL on a filesystem where allocating a run's blocks before
      * writing it pays (blk_file_fill); cleared where fallocate is refused */
     bool fill;
+    /* The options this layer was opened with (a key-secret's passphrase
+     * among them), without its backing file's: to open it again. */
+    BlockOptions options;
     /* Long operations (amend) report how far they are, if set. */
     void (*progress)(void *progress_opaque, uint64_t done, uint64_t total);
     void *progress_opaque;

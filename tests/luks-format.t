@@ -6,10 +6,10 @@
 # resize, amend (key slots added and erased) and convert both ways do what
 # qemu-img does.  Then the pieces of the qcow2 LUKS iotests (188, 189,
 # 198) that come with it: encrypted preallocated targets, backing.* image
-# options.
+# options, commit into an encrypted base.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 27
+plan 29
 cd "$TMP" || exit 1
 
 S="--object secret,id=s0,data=hunter0 --object secret,id=s1,data=hunter1"
@@ -121,3 +121,7 @@ TOP="$TOP,backing.encrypt.key-secret=s0"
 "$CALF_IO" $S --image-opts "$TOP" -c "write -P 0xe 0 1024" >/dev/null
 io_ok "calf-io writes through backing.* image options" qemu-io "$TOP" -c "read -P 0xe 0 1024" \
     -c "read -P 0xa 1024 64512"
+is "$("$CALF_IMG" commit $S --image-opts "$TOP" 2>&1)" "Image committed." \
+   "calf-img commit writes into the encrypted base with its key"
+io_ok "qemu-io reads the committed data in the base" qemu-io "$(qio base.qcow2)" \
+    -c "read -P 0xe 0 1024"
