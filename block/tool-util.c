@@ -340,19 +340,25 @@ static JsonNode **json_order(const JsonNode *n)
     return order;
 }
 
+/* level < 0: on one line, as QEMU's json: file names are */
 static void json_print_children(FILE *f, const JsonNode *n, int level)
 {
-    bool obj = n->type == JSON_OBJECT;
+    bool obj = n->type == JSON_OBJECT, one_line = level < 0;
     JsonNode **order = json_order(n);
-    fputs(obj ? "{\n" : "[\n", f);
+    fputs(obj ? "{" : "[", f);
+    if (!one_line)
+        fputc('\n', f);
     for (int i = 0; i < n->n; i++) {
         json_indent(f, level + 1);
         if (obj) {
             json_print_string(f, order[i]->key);
             fputs(": ", f);
         }
-        json_print_level(f, order[i], level + 1);
-        fputs(i + 1 < n->n ? ",\n" : "\n", f);
+        json_print_level(f, order[i], one_line ? level : level + 1);
+        if (one_line)
+            fputs(i + 1 < n->n ? ", " : "", f);
+        else
+            fputs(i + 1 < n->n ? ",\n" : "\n", f);
     }
     json_indent(f, level);
     fputc(obj ? '}' : ']', f);
@@ -378,6 +384,11 @@ static void json_print_level(FILE *f, const JsonNode *n, int level)
 void json_print_pretty(FILE *f, const JsonNode *n)
 {
     json_print_level(f, n, 0);
+}
+
+void json_print_compact(FILE *f, const JsonNode *n)
+{
+    json_print_level(f, n, -1);
 }
 
 JsonNode *json_get(const JsonNode *obj, const char *key)

@@ -6,10 +6,10 @@
 # resize, amend (key slots added and erased) and convert both ways do what
 # qemu-img does.  Then the pieces of the qcow2 LUKS iotests (188, 189,
 # 198) that come with it: encrypted preallocated targets, backing.* image
-# options, commit into an encrypted base.
+# options, commit into an encrypted base, json: names.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 29
+plan 30
 cd "$TMP" || exit 1
 
 S="--object secret,id=s0,data=hunter0 --object secret,id=s1,data=hunter1"
@@ -125,3 +125,6 @@ is "$("$CALF_IMG" commit $S --image-opts "$TOP" 2>&1)" "Image committed." \
    "calf-img commit writes into the encrypted base with its key"
 io_ok "qemu-io reads the committed data in the base" qemu-io "$(qio base.qcow2)" \
     -c "read -P 0xe 0 1024"
+is "$("$CALF_IMG" info $S --image-opts "$(qio base.qcow2)" | head -1)" \
+   "$(qemu-img info $S --image-opts "$(qio base.qcow2)" | head -1)" \
+   "an image opened with its key is named json:{...} as qemu-img names it"
