@@ -21,6 +21,7 @@
 static const BlockDriver *const drivers[] = {
     &blk_qcow2_driver,
     &blk_qcow_driver,
+    &blk_luks_driver,
     &blk_raw_driver,
     &blk_null_driver,
 };
@@ -470,6 +471,14 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
         blk_set_error("Block format '%s' does not support the option '%s'", drv->name, unused);
         goto fail;
     }
+    /* kept for opening this layer again (commit writes to a base it
+     * opened read-only): its own options, the key among them */
+    for (int i = 0; opts && i < opts->n; i++) {
+        const char *k = opts->opt[i].key;
+        if (strncmp(k, "backing.", 8) && strcmp(k, "driver") && strcmp(k, "file.filename") &&
+            strcmp(k, "file.driver"))
+            blkopts_set(&bs->options, k, opts->opt[i].value);
+    }
     if (bs->backing_file[0]) {
         /* relative to the host file's directory, also under a filter */
         bs->full_backing_filename = blk_backing_path(spec.filter ? spec.host : bs->filename,
@@ -561,6 +570,7 @@ void blk_close(BlockDriverState *bs)
             close(bs->fd);
         free(bs->filename);
         free(bs->full_backing_filename);
+        blkopts_free(&bs->options);
         free(bs);
         bs = next;
     }

@@ -151,7 +151,8 @@ typedef struct BlockInfo {
     bool has_data_file;    /* even where no name is stored */
     bool data_file_raw;
     const char *encrypt_format; /* "aes" / "luks" when encrypted, else NULL */
-    BlockLuksInfo luks;         /* when encrypt_format is "luks" */
+    BlockLuksInfo luks;         /* when encrypt_format is "luks", or is_luks */
+    bool is_luks;               /* the luks format: its header is the format-specific info */
     int nb_bitmaps;
     BlockBitmapInfo *bitmaps;   /* malloc'd; blk_info_free() */
 } BlockInfo;
@@ -234,12 +235,16 @@ struct BlockDriver {
     int (*load_vmstate)(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
     /* Persistent dirty bitmaps (blk_bitmap()); NULL: the format has none. */
     int (*bitmap)(BlockDriverState *bs, BlockBitmapReq *req);
+    /* A new image does not read as zeros (luks: the hole under its
+     * payload decrypts to noise), so convert writes the zeros too. */
+    bool no_zero_init;
 };
 
 extern const BlockDriver blk_raw_driver;
 extern const BlockDriver blk_qcow2_driver;
 extern const BlockDriver blk_qcow_driver;
 extern const BlockDriver blk_null_driver;
+extern const BlockDriver blk_luks_driver;
 const BlockDriver *blk_find_driver(const char *name);
 /* A name qemu-img takes for a format (-F of rebase -u): a driver, one of
  * QEMU's host file drivers ("file", "host_device") or a filter. */
@@ -322,6 +327,9 @@ struct BlockDriverState {
     bool fill;
     /* the bitmaps were told of guest writes (block.c, atomic) */
     bool bitmaps_marked;
+    /* The options this layer was opened with (a key-secret's passphrase
+     * among them), without its backing file's: to open it again. */
+    BlockOptions options;
     /* Long operations (amend) report how far they are, if set. */
     void (*progress)(void *progress_opaque, uint64_t done, uint64_t total);
     void *progress_opaque;

@@ -1051,10 +1051,6 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
         blk_set_error("Can't resize a v2 image which has snapshots");
         return -ENOTSUP;
     }
-    if (s->crypt_method && prealloc != BLK_PREALLOC_OFF) {
-        blk_set_error("Preallocation is not supported with encryption");
-        return -ENOTSUP;
-    }
     uint64_t old_size = bs->size;
     pthread_mutex_lock(&s->lock);
     int r = qcow2_bitmaps_resize_begin(s);
@@ -1229,11 +1225,6 @@ static int parse_create_opts(BlockOptions *o, struct create_opts *c)
     if (c->backing_fmt && !blk_find_driver(c->backing_fmt)) {
         blk_set_error("Unknown backing file format '%s'", c->backing_fmt);
         return -EINVAL;
-    }
-    if (c->crypt.method && c->prealloc != BLK_PREALLOC_OFF) {
-        /* preallocated clusters hold plain zeros, which do not decrypt to zeros */
-        blk_set_error("Preallocation is not supported with encryption");
-        return -ENOTSUP;
     }
     blkopts_get(o, "nocow");
     c->data_file = blkopts_get(o, "data_file");

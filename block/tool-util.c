@@ -340,19 +340,25 @@ static JsonNode **json_order(const JsonNode *n)
     return order;
 }
 
+/* level < 0: on one line, as QEMU's json: file names are */
 static void json_print_children(FILE *f, const JsonNode *n, int level)
 {
-    bool obj = n->type == JSON_OBJECT;
+    bool obj = n->type == JSON_OBJECT, one_line = level < 0;
     JsonNode **order = json_order(n);
-    fputs(obj ? "{\n" : "[\n", f);
+    fputs(obj ? "{" : "[", f);
+    if (!one_line)
+        fputc('\n', f);
     for (int i = 0; i < n->n; i++) {
         json_indent(f, level + 1);
         if (obj) {
             json_print_string(f, order[i]->key);
             fputs(": ", f);
         }
-        json_print_level(f, order[i], level + 1);
-        fputs(i + 1 < n->n ? ",\n" : "\n", f);
+        json_print_level(f, order[i], one_line ? level : level + 1);
+        if (one_line)
+            fputs(i + 1 < n->n ? ", " : "", f);
+        else
+            fputs(i + 1 < n->n ? ",\n" : "\n", f);
     }
     json_indent(f, level);
     fputc(obj ? '}' : ']', f);
@@ -377,6 +383,11 @@ static void json_print_level(FILE *f, const JsonNode *n, int level)
 void json_print_pretty(FILE *f, const JsonNode *n)
 {
     json_print_level(f, n, 0);
+}
+
+void json_print_compact(FILE *f, const JsonNode *n)
+{
+    json_print_level(f, n, -1);
 }
 
 JsonNode *json_get(const JsonNode *obj, const char *key)
@@ -426,12 +437,15 @@ JsonNode *json_get_child(const JsonNode *n, int i)
     return n && i >= 0 && i < n->n ? n->child[i] : NULL;
 }
 
-/* QAPI QCryptoBlockInfo: {"format": "aes"} or the LUKS header. */
-static JsonNode *encrypt_info(const BlockInfo *bi)
+/* QAPI QCryptoBlockInfo: {"format": "aes"} or the LUKS header; the luks
+ * format's own info (QCryptoBlockInfoLUKS) is the header without the
+ * "format" member. */
+static JsonNode *encrypt_info(const BlockInfo *bi, bool with_format)
 {
     JsonNode *enc = json_new_object();
-    json_add(enc, "format", json_str(bi->encrypt_format));
-    if (strcmp(bi->encrypt_format, "luks"))
+    if (with_format)
+        json_add(enc, "format", json_str(bi->encrypt_format));
+    if (with_format && strcmp(bi->encrypt_format, "luks"))
         return enc;
     const BlockLuksInfo *l = &bi->luks;
     json_add(enc, "cipher-alg", json_str(l->cipher_alg));
@@ -461,6 +475,12 @@ static JsonNode *encrypt_info(const BlockInfo *bi)
 /* The QAPI ImageInfoSpecificQCow2 members, in QAPI order. */
 JsonNode *tool_format_specific(const BlockInfo *bi)
 {
+    if (bi->is_luks) {
+        JsonNode *spec = json_new_object();
+        json_add(spec, "type", json_str("luks"));
+        json_add(spec, "data", encrypt_info(bi, false));
+        return spec;
+    }
     if (!bi->is_qcow2)
         return NULL;
     JsonNode *data = json_new_object();
@@ -494,7 +514,7 @@ JsonNode *tool_format_specific(const BlockInfo *bi)
         json_add(data, "bitmaps", bms);
     }
     if (bi->encrypted && bi->encrypt_format)
-        json_add(data, "encrypt", encrypt_info(bi));
+        json_add(data, "encrypt", encrypt_info(bi, true));
     json_add(data, "compression-type",
              json_str(bi->compression_type ? bi->compression_type : "zlib"));
     JsonNode *spec = json_new_object();

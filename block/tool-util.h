@@ -49,6 +49,8 @@ JsonNode *json_int(int64_t v);
 JsonNode *json_bool(bool v);
 JsonNode *json_str(const char *s);
 void json_print_pretty(FILE *f, const JsonNode *n);
+/* {"a": 1, "b": [2, 3]}: one line */
+void json_print_compact(FILE *f, const JsonNode *n);
 /* QEMU's human dump of a QObject (dump_qobject in block/qapi.c):
  * "key: value" lines, dashes in keys shown as spaces, 4 spaces per level. */
 void json_dump_human(FILE *f, const JsonNode *n, int indentation);

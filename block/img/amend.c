@@ -12,8 +12,9 @@
 
 enum { OPT_FORCE = 256 };
 
-/* qemu-img 7.2's list for qcow2, the only format calf amends; options
- * calf cannot change (data_file) get a clear error from the driver. */
+/* qemu-img 7.2's lists for qcow2 and luks, the formats calf amends;
+ * options calf cannot change (data_file) get a clear error from the
+ * driver. */
 static const char qcow2_amend_help[] =
     "  backing_file=<str>     - File name of a base image\n"
     "  backing_fmt=<str>      - Image format of the base image\n"
@@ -30,6 +31,14 @@ static const char qcow2_amend_help[] =
     "  refcount_bits=<num>    - Width of a reference count entry in bits\n"
     "  size=<size>            - Virtual disk size\n";
 
+static const char luks_amend_help[] =
+    "  iter-time=<num>        - Time to spend in PBKDF in milliseconds\n"
+    "  keyslot=<num>          - Select a single keyslot to modify explicitly\n"
+    "  new-secret=<str>       - New secret to set in the matching keyslots. "
+    "Empty string to erase\n"
+    "  old-secret=<str>       - Select all keyslots that match this password\n"
+    "  state=<str>            - Select new state of affected keyslots (active/inactive)\n";
+
 /* qemu-img's print_amend_option_help() */
 static int print_amend_help(const char *fmt)
 {
@@ -42,7 +51,8 @@ static int print_amend_help(const char *fmt)
         img_error("Format driver '%s' does not support option amendment", fmt);
         return 1;
     }
-    printf("Amend options for '%s':\n%s", fmt, qcow2_amend_help);
+    printf("Amend options for '%s':\n%s", fmt,
+           strcmp(fmt, "luks") ? qcow2_amend_help : luks_amend_help);
     return 0;
 }
 
@@ -141,8 +151,11 @@ int img_amend(int argc, char **argv)
         goto out;
     }
     /* LUKS key slot changes name their passphrases by secret id */
-    if (img_secret_resolve_key(&opts, "encrypt.new-secret") < 0 ||
-        img_secret_resolve_key(&opts, "encrypt.old-secret") < 0)
+    const char *prefix = strcmp(bs->drv->name, "luks") ? "encrypt." : "";
+    char new_key[32], old_key[32];
+    snprintf(new_key, sizeof(new_key), "%snew-secret", prefix);
+    snprintf(old_key, sizeof(old_key), "%sold-secret", prefix);
+    if (img_secret_resolve_key(&opts, new_key) < 0 || img_secret_resolve_key(&opts, old_key) < 0)
         goto out;
     ImgProgress prog;
     img_progress_init(&prog, progress);

@@ -155,7 +155,12 @@ int img_commit(int argc, char **argv)
         }
         base_depth = base_ro->depth;
     }
-    base = blk_open(base_ro->filename, base_ro->drv->name, BLK_O_RDWR, NULL);
+    /* with the options (the key) the chain gave it */
+    BlockOptions bo = {0};
+    for (int i = 0; i < base_ro->options.n; i++)
+        blkopts_set(&bo, base_ro->options.opt[i].key, base_ro->options.opt[i].value);
+    base = blk_open(base_ro->filename, base_ro->drv->name, BLK_O_RDWR, bo.n ? &bo : NULL);
+    blkopts_free(&bo);
     if (!base) {
         img_error("Could not open '%s': %s", base_ro->filename, blk_error());
         goto out;

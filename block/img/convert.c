@@ -687,10 +687,13 @@ static int parse_cache(const char *mode, int *flags)
 static int check_target_key(BlockDriverState *dst, const char *out, bool tgt_image_opts,
                             BlockOptions *dst_opts)
 {
-    bool have_key = blkopts_get(dst_opts, "encrypt.key-secret") != NULL;
+    /* luks takes its key as key-secret (and cannot open without it) */
+    bool have_key = blkopts_get(dst_opts, "encrypt.key-secret") || blkopts_get(dst_opts,
+                                                                             "key-secret");
     if (tgt_image_opts) {
         BlockOptions t = {0};
-        have_key = blkopts_parse(&t, out) == 0 && blkopts_get(&t, "encrypt.key-secret");
+        have_key = blkopts_parse(&t, out) == 0 &&
+                   (blkopts_get(&t, "encrypt.key-secret") || blkopts_get(&t, "key-secret"));
         blkopts_free(&t);
     }
     BlockInfo bi;
@@ -1030,6 +1033,8 @@ int img_convert(int argc, char **argv)
     const char *key = blkopts_get(&opts, "encrypt.key-secret");
     if (key)
         blkopts_set(&dst_opts, "encrypt.key-secret", key);
+    if ((key = blkopts_get(&opts, "key-secret"))) /* -O luks */
+        blkopts_set(&dst_opts, "key-secret", key);
     if (!skip_create) {
         if (base) {
             blkopts_set(&opts, "backing_file", base);
@@ -1069,8 +1074,16 @@ int img_convert(int argc, char **argv)
     cv.zero_init = (!skip_create || target_is_zero) && !cv.dst->backing;
     BlockInfo bi;
     cv.dst_cluster = BLK_SECTOR_SIZE;
-    if (blk_get_info(cv.dst, &bi) == 0 && bi.cluster_size)
+    int gi = blk_get_info(cv.dst, &bi);
+    if (gi == 0 && bi.cluster_size)
         cv.dst_cluster = bi.cluster_size;
+    /* QEMU's has_zero_init: a new luks image, or an encrypted one whose
+     * clusters were preallocated, reads as the decryption of the zeros
+     * on disk, noise: the zeros are written like any data */
+    const char *pa = blkopts_get(&opts, "preallocation");
+    if (!skip_create && (cv.dst->drv->no_zero_init ||
+                         (gi == 0 && bi.encrypted && pa && strcmp(pa, "off"))))
+        cv.zero_init = false;
     blk_info_free(&bi);
     cv.chunk = CONVERT_CHUNK;
     if (compress)

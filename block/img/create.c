@@ -83,6 +83,24 @@ static const CreateOpt qcow_opts[] = {
     {NULL, 0, NULL, NULL, false},
 };
 
+static const CreateOpt luks_opts[] = {
+    {"size", OPT_SIZE, NULL, "Virtual disk size", false},
+    {"key-secret", OPT_STR, NULL, "ID of the secret that provides the keyslot passphrase",
+     false},
+    {"cipher-alg", OPT_STR, NULL, "Name of encryption cipher algorithm", false},
+    {"cipher-mode", OPT_STR, NULL, "Name of encryption cipher mode", false},
+    {"ivgen-alg", OPT_STR, NULL, "Name of IV generator algorithm", false},
+    {"ivgen-hash-alg", OPT_STR, NULL, "Name of IV generator hash algorithm", false},
+    {"hash-alg", OPT_STR, NULL, "Name of encryption hash algorithm", false},
+    {"iter-time", OPT_NUM, NULL, "Time to spend in PBKDF in milliseconds", false},
+    {"nocow", OPT_BOOL, NULL, "Turn off copy-on-write (valid only on btrfs)", true},
+    {"preallocation", OPT_STR, NULL,
+     "Preallocation mode (allowed values: off, falloc, full)", true},
+    {"extent_size_hint", OPT_SIZE, NULL,
+     "Extent size hint for the image file, 0 to disable", true},
+    {NULL, 0, NULL, NULL, false},
+};
+
 static const CreateOpt *format_opts(const char *fmt)
 {
     if (!strcmp(fmt, "raw"))
@@ -91,6 +109,8 @@ static const CreateOpt *format_opts(const char *fmt)
         return qcow2_opts;
     if (!strcmp(fmt, "qcow"))
         return qcow_opts;
+    if (!strcmp(fmt, "luks"))
+        return luks_opts;
     return NULL;
 }
 

@@ -55,8 +55,9 @@ static JsonNode *image_info(BlockDriverState *bs, const BlockInfo *bi)
     }
     if (bi->nb_snapshots > 0)
         json_add(o, "snapshots", snapshot_list(bi));
-    if (bi->is_qcow2)
-        json_add(o, "format-specific", tool_format_specific(bi));
+    JsonNode *spec = tool_format_specific(bi);
+    if (spec)
+        json_add(o, "format-specific", spec);
     return o;
 }
 

@@ -68,6 +68,11 @@ static const char *const raw_create_opts[] = {
     "size", "nocow", "preallocation", "extent_size_hint", NULL,
 };
 
+static const char *const luks_create_opts[] = {
+    "size", "key-secret", "cipher-alg", "cipher-mode", "ivgen-alg", "ivgen-hash-alg", "hash-alg",
+    "iter-time", "nocow", "preallocation", "extent_size_hint", NULL,
+};
+
 static bool known_opt(const char *const *list, const char *key)
 {
     for (; *list; list++)
@@ -123,6 +128,35 @@ static int bitmaps_size(BlockDriverState *in, uint64_t cs, uint64_t *out)
     }
     *out = total + round_up(dir, cs);
     blk_info_free(&info);
+    return 0;
+}
+
+/* -O luks: the header region and the data, allocated or not (every
+ * sector of the payload is stored encrypted) */
+static int luks_format_measure(BlockOptions *o, uint64_t size, BlockDriverState *in,
+                               MeasureInfo *mi)
+{
+    if (!blkopts_get(o, "key-secret")) {
+        img_error("Parameter 'key-secret' is required for cipher");
+        return -EINVAL;
+    }
+    if (img_secret_resolve(o) < 0) {
+        img_error("%s", blk_error());
+        return -EINVAL;
+    }
+    LuksCreateOpts l = {
+        .cipher_alg = blkopts_get(o, "cipher-alg"),
+        .cipher_mode = blkopts_get(o, "cipher-mode"),
+        .ivgen_alg = blkopts_get(o, "ivgen-alg"),
+        .ivgen_hash_alg = blkopts_get(o, "ivgen-hash-alg"),
+        .hash_alg = blkopts_get(o, "hash-alg"),
+    };
+    int64_t n = luks_region_size(&l);
+    if (n < 0) {
+        img_error("%s", blk_error());
+        return -EINVAL;
+    }
+    mi->required = mi->fully_allocated = (uint64_t)n + (in ? in->size : size);
     return 0;
 }
 
@@ -322,7 +356,8 @@ int img_measure(int argc, char **argv)
         goto out;
     }
     const char *const *known = !strcmp(out_fmt, "qcow2") ? qcow2_create_opts
-                             : !strcmp(out_fmt, "raw") ? raw_create_opts : NULL;
+                             : !strcmp(out_fmt, "raw") ? raw_create_opts
+                             : !strcmp(out_fmt, "luks") ? luks_create_opts : NULL;
     if (!known) {
         img_error("Block driver '%s' does not support size measurement", out_fmt);
         goto out;
@@ -343,6 +378,9 @@ int img_measure(int argc, char **argv)
     MeasureInfo mi = {0};
     if (!strcmp(out_fmt, "qcow2")) {
         if (qcow2_measure(&opts, vsize, in, &mi) < 0)
+            goto out;
+    } else if (!strcmp(out_fmt, "luks")) {
+        if (luks_format_measure(&opts, vsize, in, &mi) < 0)
             goto out;
     } else {
         mi.required = in ? in->size : (vsize + BLK_SECTOR_SIZE - 1) / BLK_SECTOR_SIZE *

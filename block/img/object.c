@@ -155,10 +155,11 @@ int img_common_option(int c, const char *arg)
     return img_object_add(arg);
 }
 
-/* encrypt.key-secret, and backing.encrypt.key-secret for a backing file */
+/* encrypt.key-secret (qcow2), key-secret (luks), and either under
+ * "backing." for a backing file */
 static bool is_secret_key(const char *key)
 {
-    static const char k[] = "encrypt.key-secret";
+    static const char k[] = "key-secret";
     size_t n = strlen(key), kn = sizeof(k) - 1;
     return n >= kn && !strcmp(key + n - kn, k) && (n == kn || key[n - kn - 1] == '.');
 }
@@ -237,6 +238,33 @@ static void open_error(const char *arg, const char *fmt, ...)
         obj_error("Could not open '%s': %s", arg, why);
 }
 
+/* QEMU names an image opened with its key (a "strong" option: without
+ * it the image reads differently) by the options that say so,
+ * json:{...}, in its messages and in info; id is the key's secret id. */
+static void json_rename(BlockDriverState *bs, const char *key, const char *id, const char *fn)
+{
+    JsonNode *j = json_new_object(), *file = json_new_object();
+    json_add(j, key, json_str(id));
+    json_add(j, "driver", json_str(bs->drv->name));
+    json_add(file, "driver", json_str("file"));
+    json_add(file, "filename", json_str(fn));
+    json_add(j, "file", file);
+    char *name = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&name, &len);
+    if (f) {
+        fputs("json:", f);
+        json_print_compact(f, j);
+        if (fclose(f) == 0 && name) {
+            free(bs->filename);
+            bs->filename = name;
+            name = NULL;
+        }
+    }
+    free(name);
+    json_free(j);
+}
+
 BlockDriverState *img_open_image_opts(const char *arg, int flags)
 {
     BlockOptions o = {0};
@@ -244,6 +272,16 @@ BlockDriverState *img_open_image_opts(const char *arg, int flags)
     if (blkopts_parse(&o, arg) < 0) {
         obj_error("Invalid image options: %s", arg);
         return NULL;
+    }
+    const char *fn = blkopts_get(&o, "file.filename");
+    char *key = NULL, *id = NULL; /* before the id becomes the passphrase */
+    for (int i = 0; i < o.n; i++) {
+        if (!strcmp(o.opt[i].key, "key-secret") || !strcmp(o.opt[i].key, "encrypt.key-secret")) {
+            free(key);
+            free(id);
+            key = strdup(o.opt[i].key);
+            id = strdup(o.opt[i].value);
+        }
     }
     if (!strchr(arg, '=')) {
         /* QEMU takes a bare word for the name of a node that does not exist */
@@ -258,7 +296,11 @@ BlockDriverState *img_open_image_opts(const char *arg, int flags)
         bs = blk_open(NULL, NULL, flags, &o);
         if (!bs)
             open_error(arg, "%s", blk_error());
+        else if (key && id && fn)
+            json_rename(bs, key, id, fn);
     }
+    free(key);
+    free(id);
     blkopts_free(&o);
     return bs;
 }
