@@ -1,6 +1,7 @@
 /* The generic block layer: driver lookup and probing, opening backing
  * chains, request bounds checks, chain-wide status and image creation. */
 #include "block/block.h"
+#include "block/blkdebug.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -85,7 +86,8 @@ static void backing_opts(BlockOptions *opts, BlockOptions *bopts)
 }
 
 static BlockDriverState *open_chain(const char *filename, const char *format, int flags,
-                                    BlockOptions *opts, int depth, struct chain_seen *seen)
+                                    BlockOptions *opts, int depth, struct chain_seen *seen,
+                                    BlkDebug *debug)
 {
     if (depth >= BLK_MAX_CHAIN) {
         blk_set_error("%s: backing chain is deeper than %d images", filename, BLK_MAX_CHAIN);
@@ -167,8 +169,11 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
     BlockOptions bopts = {0};
     backing_opts(opts, &bopts);
     blk_set_error("%s: could not open", filename);
+    if (debug)
+        blkdebug_attach(bs, debug);
     int r = drv->open(bs, opts);
     if (r < 0) {
+        blkdebug_detach(bs);
         blkopts_free(&bopts);
         free(bs->filename);
         free(bs);
@@ -196,7 +201,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
         int bflags = (flags & ~(BLK_O_RDWR | BLK_O_CHECK)) | BLK_O_NO_REPAIR;
         const char *bfmt = bs->backing_format[0] ? bs->backing_format : NULL;
         BlockDriverState *b = open_chain(bs->full_backing_filename, bfmt, bflags,
-                                         bopts.n ? &bopts : NULL, depth + 1, seen);
+                                         bopts.n ? &bopts : NULL, depth + 1, seen, NULL);
         if (!b) {
             blkopts_free(&bopts);
             char msg[1024];
@@ -211,17 +216,30 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
     return bs;
 }
 
+BlockDriverState *blk_open_debug(const char *filename, const char *format, int flags,
+                                 BlockOptions *opts, BlkDebug *debug)
+{
+    struct chain_seen *seen = calloc(1, sizeof(*seen));
+    BlockDriverState *bs = NULL;
+    if (!seen)
+        blk_set_error("out of memory");
+    else
+        bs = open_chain(filename, format, flags, opts, 0, seen, debug);
+    free(seen);
+    /* an image that opened holds its own reference */
+    blkdebug_unref(debug);
+    return bs;
+}
+
 BlockDriverState *blk_open(const char *filename, const char *format, int flags,
                            BlockOptions *opts)
 {
-    struct chain_seen *seen = calloc(1, sizeof(*seen));
-    if (!seen) {
-        blk_set_error("out of memory");
-        return NULL;
+    if (!strncmp(filename, "blkdebug:", 9)) {
+        const char *image;
+        BlkDebug *d = blkdebug_from_filename(filename, &image);
+        return d ? blk_open_debug(image, format, flags, opts, d) : NULL;
     }
-    BlockDriverState *bs = open_chain(filename, format, flags, opts, 0, seen);
-    free(seen);
-    return bs;
+    return blk_open_debug(filename, format, flags, opts, NULL);
 }
 
 BlockDriverState *blk_open_snapshot(const char *filename, const char *format, int flags)
@@ -265,6 +283,7 @@ void blk_close(BlockDriverState *bs)
             munmap((void *)bs->map, bs->map_size);
         if (bs->drv->close)
             bs->drv->close(bs);
+        blkdebug_detach(bs);
         close(bs->fd);
         free(bs->filename);
         free(bs->full_backing_filename);

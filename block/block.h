@@ -239,6 +239,8 @@ struct BlockDriverState {
     /* Long operations (amend) report how far they are, if set. */
     void (*progress)(void *progress_opaque, uint64_t done, uint64_t total);
     void *progress_opaque;
+    /* Fault injection (block/blkdebug.h); NULL unless opened through it */
+    struct BlkDebug *debug;
 };
 
 static inline void blk_progress(BlockDriverState *bs, uint64_t done, uint64_t total)
@@ -256,6 +258,10 @@ char *blk_backing_path(const char *image, const char *backing);
  * sets the error message on failure. */
 BlockDriverState *blk_open(const char *filename, const char *format, int flags,
                            BlockOptions *opts);
+/* The same with blkdebug d (block/blkdebug.h) on the image's host file:
+ * d belongs to the result (freed with it, or at once on failure). */
+BlockDriverState *blk_open_debug(const char *filename, const char *format, int flags,
+                                 BlockOptions *opts, struct BlkDebug *d);
 void blk_close(BlockDriverState *bs); /* closes the whole chain */
 /* A throw-away view of filename: a temporary qcow2 overlay (in $TMPDIR,
  * default /var/tmp) over it, opened read-write and unlinked at once, so
@@ -362,6 +368,7 @@ ssize_t blk_compress_cluster(int type, uint8_t *dst, size_t dst_len, const uint8
 int blk_decompress_cluster(int type, const uint8_t *in, size_t in_len, uint8_t *out, size_t cs);
 
 /* ---- host file helpers (full transfers; EINTR and short I/O handled) ---- */
+int blk_file_sync(int fd); /* fdatasync */
 /* Reads past end of file return zeros. */
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off);
 int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);

@@ -44,10 +44,10 @@ int qcow2_sync(Qcow2State *s)
     s->need_sync = s->deps_unsynced = false;
     if (s->bs->flags & BLK_O_UNSAFE)
         return 0;
-    if (fdatasync(s->fd) < 0) {
-        int e = errno;
-        blk_set_error("%s: flush failed: %s", s->bs->filename, strerror(e));
-        return -e;
+    int e = blk_file_sync(s->fd);
+    if (e < 0) {
+        blk_set_error("%s: flush failed: %s", s->bs->filename, strerror(-e));
+        return e;
     }
     return 0;
 }
@@ -686,9 +686,12 @@ static int qcow2_flush(BlockDriverState *bs)
 {
     Qcow2State *s = bs->opaque;
     pthread_mutex_lock(&s->lock);
+    blkdebug_event(bs, BLKDBG_FLUSH_TO_OS);
     int r = qcow2_flush_metadata(s);
-    if (r == 0)
+    if (r == 0) {
+        blkdebug_event(bs, BLKDBG_FLUSH_TO_DISK);
         r = qcow2_sync(s);
+    }
     pthread_mutex_unlock(&s->lock);
     return r;
 }

@@ -1,0 +1,408 @@
+/* blkdebug: fault injection compatible with QEMU's (see blkdebug.h). */
+#include "block/blkdebug.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const event_names[BLKDBG__MAX] = {
+    "l1_update", "l1_grow_alloc_table", "l1_grow_write_table", "l1_grow_activate_table",
+    "l2_load", "l2_update", "l2_update_compressed", "l2_alloc_cow_read", "l2_alloc_write",
+    "read_aio", "read_backing_aio", "read_compressed", "write_aio", "write_compressed",
+    "vmstate_load", "vmstate_save", "cow_read", "cow_write", "reftable_load", "reftable_grow",
+    "reftable_update", "refblock_load", "refblock_update", "refblock_update_part",
+    "refblock_alloc", "refblock_alloc_hookup", "refblock_alloc_write",
+    "refblock_alloc_write_blocks", "refblock_alloc_write_table", "refblock_alloc_switch_table",
+    "cluster_alloc", "cluster_alloc_bytes", "cluster_free", "flush_to_os", "flush_to_disk",
+    "pwritev_rmw_head", "pwritev_rmw_after_head", "pwritev_rmw_tail", "pwritev_rmw_after_tail",
+    "pwritev", "pwritev_zero", "pwritev_done", "empty_image_prepare", "l1_shrink_write_table",
+    "l1_shrink_free_l2_clusters", "cor_write", "cluster_alloc_space", "none",
+};
+
+static const char *const iotype_names[BLKDBG_IO__MAX] = {
+    "read", "write", "write-zeroes", "discard", "flush", "block-status",
+};
+
+#define DEFAULT_IOTYPES                                                                        \
+    ((1u << BLKDBG_IO_READ) | (1u << BLKDBG_IO_WRITE) | (1u << BLKDBG_IO_WRITE_ZEROES) |       \
+     (1u << BLKDBG_IO_DISCARD) | (1u << BLKDBG_IO_FLUSH))
+
+int blkdebug_event_parse(const char *name)
+{
+    for (int i = 0; name && i < BLKDBG__MAX; i++)
+        if (!strcmp(name, event_names[i]))
+            return i;
+    return -1;
+}
+
+int blkdebug_iotype_parse(const char *name)
+{
+    for (int i = 0; name && i < BLKDBG_IO__MAX; i++)
+        if (!strcmp(name, iotype_names[i]))
+            return i;
+    return -1;
+}
+
+const char *blkdebug_event_name(int event)
+{
+    return event >= 0 && event < BLKDBG__MAX ? event_names[event] : "?";
+}
+
+void blkdebug_rule_init(BlkdebugRule *rule, int action)
+{
+    memset(rule, 0, sizeof(*rule));
+    rule->action = action;
+    rule->error = EIO;
+    rule->iotype = -1;
+    rule->sector = -1;
+}
+
+/* All blkdebug state is behind one lock: it is a test tool, and events
+ * and checks come from whichever threads do I/O on the image.  It is the
+ * innermost lock (taken under the image lock, takes nothing itself). */
+static pthread_mutex_t blkdebug_mu = PTHREAD_MUTEX_INITIALIZER;
+
+struct BlkDebug {
+    int refs;             /* under blkdebug_mu */
+    int fd;               /* the host file it watches; -1 until attached */
+    int64_t state;
+    int n;
+    BlkdebugRule *rules;
+    bool *alive;          /* false once a once=on rule has fired */
+    int *active;          /* indices of the active inject-error rules */
+    int nactive;
+    BlkDebug *next;       /* attached ones, by fd */
+};
+
+static BlkDebug *attached;
+int blkdebug_files;
+
+BlkDebug *blkdebug_new(const BlkdebugRule *rules, int n)
+{
+    BlkDebug *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->refs = 1;
+    d->fd = -1;
+    d->state = 1;
+    d->n = n;
+    d->rules = malloc((n ? n : 1) * sizeof(*rules));
+    d->alive = malloc(n ? n : 1);
+    d->active = malloc((n ? n : 1) * sizeof(int));
+    if (!d->rules || !d->alive || !d->active) {
+        free(d->rules);
+        free(d->alive);
+        free(d->active);
+        free(d);
+        return NULL;
+    }
+    if (n)
+        memcpy(d->rules, rules, n * sizeof(*rules));
+    memset(d->alive, 1, n ? n : 1);
+    return d;
+}
+
+void blkdebug_unref(BlkDebug *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&blkdebug_mu);
+    bool last = --d->refs == 0;
+    pthread_mutex_unlock(&blkdebug_mu);
+    if (!last)
+        return;
+    free(d->rules);
+    free(d->alive);
+    free(d->active);
+    free(d);
+}
+
+void blkdebug_attach(BlockDriverState *bs, BlkDebug *d)
+{
+    pthread_mutex_lock(&blkdebug_mu);
+    d->refs++;
+    d->fd = bs->fd;
+    d->next = attached;
+    attached = d;
+    __atomic_add_fetch(&blkdebug_files, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&blkdebug_mu);
+    bs->debug = d;
+}
+
+void blkdebug_detach(BlockDriverState *bs)
+{
+    BlkDebug *d = bs->debug;
+    if (!d)
+        return;
+    pthread_mutex_lock(&blkdebug_mu);
+    for (BlkDebug **p = &attached; *p; p = &(*p)->next) {
+        if (*p == d) {
+            *p = d->next;
+            __atomic_sub_fetch(&blkdebug_files, 1, __ATOMIC_RELAXED);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&blkdebug_mu);
+    bs->debug = NULL;
+    blkdebug_unref(d);
+}
+
+void blkdebug_event_slow(BlkDebug *d, int event)
+{
+    pthread_mutex_lock(&blkdebug_mu);
+    int64_t new_state = d->state;
+    bool injects = false;
+    /* QEMU walks the rules of an event newest first, set-state ones
+     * before inject-error ones, and pushes each inject-error rule in front
+     * of the active list: the active rules end up in config order, and
+     * the oldest set-state rule has the last word. */
+    for (int i = d->n - 1; i >= 0; i--) {
+        const BlkdebugRule *r = &d->rules[i];
+        if (!d->alive[i] || r->event != event || r->action != BLKDBG_SET_STATE)
+            continue;
+        if (r->state && r->state != d->state)
+            continue;
+        new_state = r->new_state;
+    }
+    for (int i = 0; i < d->n; i++) {
+        const BlkdebugRule *r = &d->rules[i];
+        if (!d->alive[i] || r->event != event || r->action != BLKDBG_INJECT_ERROR)
+            continue;
+        if (r->state && r->state != d->state)
+            continue;
+        if (!injects) {
+            /* an event that injects replaces what was active */
+            d->nactive = 0;
+            injects = true;
+        }
+        d->active[d->nactive++] = i;
+    }
+    d->state = new_state;
+    pthread_mutex_unlock(&blkdebug_mu);
+}
+
+int blkdebug_file_check_slow(int fd, int iotype, uint64_t off, uint64_t len)
+{
+    int err = 0;
+    pthread_mutex_lock(&blkdebug_mu);
+    BlkDebug *d = attached;
+    while (d && d->fd != fd)
+        d = d->next;
+    for (int k = 0; d && k < d->nactive; k++) {
+        int i = d->active[k];
+        const BlkdebugRule *r = &d->rules[i];
+        unsigned mask = r->iotype < 0 ? DEFAULT_IOTYPES : 1u << r->iotype;
+        uint64_t at = (uint64_t)r->sector * BLK_SECTOR_SIZE;
+        if (!(mask & (1u << iotype)))
+            continue;
+        if (r->sector >= 0 && !(len && at >= off && at - off < len))
+            continue;
+        err = r->error;
+        if (r->once) {
+            d->alive[i] = false;
+            memmove(&d->active[k], &d->active[k + 1], (d->nactive - k - 1) * sizeof(int));
+            d->nactive--;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&blkdebug_mu);
+    return -err;
+}
+
+/* ---- the config file (QEMU's -readconfig syntax) ---- */
+
+static int parse_int(const char *path, int lno, const char *key, const char *v, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 0);
+    if (errno || end == v || *end) {
+        blk_set_error("%s:%d: Parameter '%s' expects a number", path, lno, key);
+        return -EINVAL;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_bool(const char *path, int lno, const char *key, const char *v, bool *out)
+{
+    if (!strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "y")) {
+        *out = true;
+        return 0;
+    }
+    if (!strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "n")) {
+        *out = false;
+        return 0;
+    }
+    blk_set_error("%s:%d: Parameter '%s' expects 'on' or 'off'", path, lno, key);
+    return -EINVAL;
+}
+
+/* key = "value" of the section a rule is being built from */
+static int rule_set(BlkdebugRule *r, const char *path, int lno, const char *key, const char *v)
+{
+    int64_t x;
+    int e;
+    if (!strcmp(key, "event")) {
+        if ((r->event = blkdebug_event_parse(v)) < 0) {
+            blk_set_error("%s:%d: invalid parameter value: %s", path, lno, v);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (!strcmp(key, "state"))
+        return parse_int(path, lno, key, v, &r->state);
+    if (r->action == BLKDBG_SET_STATE && !strcmp(key, "new_state"))
+        return parse_int(path, lno, key, v, &r->new_state);
+    if (r->action == BLKDBG_INJECT_ERROR) {
+        if (!strcmp(key, "errno")) {
+            if ((e = parse_int(path, lno, key, v, &x)) < 0)
+                return e;
+            if (x < 0 || x > 4095) {
+                blk_set_error("%s:%d: errno %s is out of range", path, lno, v);
+                return -EINVAL;
+            }
+            r->error = (int)x;
+            return 0;
+        }
+        if (!strcmp(key, "sector")) {
+            if ((e = parse_int(path, lno, key, v, &x)) < 0)
+                return e;
+            if (x < -1 || x > (int64_t)(INT64_MAX / BLK_SECTOR_SIZE)) {
+                blk_set_error("%s:%d: sector %s is out of range", path, lno, v);
+                return -EINVAL;
+            }
+            r->sector = x;
+            return 0;
+        }
+        if (!strcmp(key, "once"))
+            return parse_bool(path, lno, key, v, &r->once);
+        if (!strcmp(key, "immediately"))
+            return parse_bool(path, lno, key, v, &r->immediately);
+        if (!strcmp(key, "iotype")) {
+            if ((r->iotype = blkdebug_iotype_parse(v)) < 0) {
+                blk_set_error("%s:%d: invalid parameter value: %s", path, lno, v);
+                return -EINVAL;
+            }
+            return 0;
+        }
+    }
+    blk_set_error("%s:%d: Invalid parameter '%s'", path, lno, key);
+    return -EINVAL;
+}
+
+static int rule_push(BlkdebugRule **rules, int *n, const BlkdebugRule *r, bool has_event)
+{
+    if (!has_event) {
+        blk_set_error("Missing event name for rule");
+        return -EINVAL;
+    }
+    if (*n >= 65536) {
+        blk_set_error("too many blkdebug rules");
+        return -EINVAL;
+    }
+    BlkdebugRule *nr = realloc(*rules, (*n + 1) * sizeof(*nr));
+    if (!nr)
+        return -ENOMEM;
+    nr[*n] = *r;
+    *rules = nr;
+    (*n)++;
+    return 0;
+}
+
+int blkdebug_read_config(const char *path, BlkdebugRule **rules, int *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        int e = errno;
+        blk_set_error("Could not read blkdebug config file: %s", strerror(e));
+        return -e;
+    }
+    /* QEMU adds every inject-error rule before every set-state rule */
+    BlkdebugRule *sets = NULL;
+    int nsets = 0;
+    char line[1024], group[64], key[64], value[1024];
+    BlkdebugRule cur;
+    bool in_rule = false, in_group = false, has_event = false;
+    int lno = 0, r = 0;
+    while (r == 0 && fgets(line, sizeof(line), f)) {
+        lno++;
+        if (line[0] == '\n' || line[0] == '#')
+            continue;
+        if (line[0] == '[' && sscanf(line, "[%63[^]]]", group) == 1) {
+            if (in_rule)
+                r = rule_push(cur.action == BLKDBG_SET_STATE ? &sets : rules,
+                              cur.action == BLKDBG_SET_STATE ? &nsets : n, &cur, has_event);
+            /* [group "id"]: the id names the section, nothing more */
+            char *sp = strchr(group, ' ');
+            if (sp)
+                *sp = 0;
+            in_group = true;
+            in_rule = !strcmp(group, "inject-error") || !strcmp(group, "set-state");
+            if (in_rule)
+                blkdebug_rule_init(&cur, !strcmp(group, "set-state") ? BLKDBG_SET_STATE
+                                                                      : BLKDBG_INJECT_ERROR);
+            has_event = false;
+            continue;
+        }
+        value[0] = 0;
+        if (sscanf(line, " %63s = \"%1023[^\"]\"", key, value) == 2 ||
+            sscanf(line, " %63s = \"\"", key) == 1) {
+            if (!in_group) {
+                blk_set_error("%s:%d: no group defined", path, lno);
+                r = -EINVAL;
+            } else if (in_rule) {
+                r = rule_set(&cur, path, lno, key, value);
+                has_event |= !strcmp(key, "event");
+            }
+            continue;
+        }
+        blk_set_error("%s:%d: parse error", path, lno);
+        r = -EINVAL;
+    }
+    if (r == 0 && ferror(f)) {
+        blk_set_error("Cannot read config file %s", path);
+        r = -EIO;
+    }
+    if (r == 0 && in_rule)
+        r = rule_push(cur.action == BLKDBG_SET_STATE ? &sets : rules,
+                      cur.action == BLKDBG_SET_STATE ? &nsets : n, &cur, has_event);
+    for (int i = 0; r == 0 && i < nsets; i++)
+        r = rule_push(rules, n, &sets[i], true);
+    free(sets);
+    fclose(f);
+    return r;
+}
+
+BlkDebug *blkdebug_from_filename(const char *filename, const char **image)
+{
+    const char *p = filename + strlen("blkdebug:");
+    const char *c = strchr(p, ':');
+    if (strncmp(filename, "blkdebug:", 9) || !c) {
+        blk_set_error("blkdebug requires both config file and image path");
+        return NULL;
+    }
+    BlkdebugRule *rules = NULL;
+    int n = 0;
+    if (c != p) {
+        char *config = strndup(p, c - p);
+        if (!config) {
+            blk_set_error("out of memory");
+            return NULL;
+        }
+        int r = blkdebug_read_config(config, &rules, &n);
+        free(config);
+        if (r < 0) {
+            free(rules);
+            return NULL;
+        }
+    }
+    BlkDebug *d = blkdebug_new(rules, n);
+    free(rules);
+    if (!d)
+        blk_set_error("out of memory");
+    *image = c + 1;
+    return d;
+}
