@@ -68,6 +68,9 @@ struct BlkDebug {
     int refs;             /* under blkdebug_mu */
     int fd;               /* the host file it watches; -1 until attached */
     int64_t state;
+    /* a write was tried since the last flush that went through: QEMU
+     * passes a flush down to blkdebug only then (write_gen/flushed_gen) */
+    bool unflushed;
     int n;
     BlkdebugRule *rules;
     bool *alive;          /* false once a once=on rule has fired */
@@ -190,6 +193,11 @@ int blkdebug_file_check_slow(int fd, int iotype, uint64_t off, uint64_t len)
     BlkDebug *d = attached;
     while (d && d->fd != fd)
         d = d->next;
+    if (d && iotype == BLKDBG_IO_FLUSH && !d->unflushed)
+        d = NULL;
+    if (d && iotype != BLKDBG_IO_READ && iotype != BLKDBG_IO_BLOCK_STATUS &&
+        iotype != BLKDBG_IO_FLUSH)
+        d->unflushed = true;
     for (int k = 0; d && k < d->nactive; k++) {
         int i = d->active[k];
         const BlkdebugRule *r = &d->rules[i];
@@ -207,6 +215,8 @@ int blkdebug_file_check_slow(int fd, int iotype, uint64_t off, uint64_t len)
         }
         break;
     }
+    if (d && iotype == BLKDBG_IO_FLUSH && !err)
+        d->unflushed = false;
     pthread_mutex_unlock(&blkdebug_mu);
     return -err;
 }

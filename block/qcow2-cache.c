@@ -110,7 +110,8 @@ uint8_t *qcow2_cache_get(Qcow2State *s, Qcow2Cache *c, uint64_t off, int *err)
                                   " is beyond the end of the file", off);
         return NULL;
     }
-    blkdebug_event(s->bs, c == &s->l2_cache ? BLKDBG_L2_LOAD : BLKDBG_REFBLOCK_LOAD);
+    if (c == &s->l2_cache)
+        blkdebug_event(s->bs, BLKDBG_L2_LOAD);
     int r = blk_file_pread(s->fd, t, c->table_size, off);
     if (r < 0) {
         blk_set_error("%s: cannot read metadata at 0x%" PRIx64 ": %s", s->bs->filename, off,

@@ -150,7 +150,6 @@ static int create_refblock(Qcow2State *s, uint64_t rti)
     int r;
     if (rti >= s->rt_size)
         return grow_reftable(s, rti + 1);
-    blkdebug_event(s->bs, BLKDBG_REFBLOCK_ALLOC);
     int64_t c = find_free(s, 1);
     if (c < 0)
         return (int)c;
@@ -335,6 +334,11 @@ int qcow2_update_refcount(Qcow2State *s, uint64_t offset, uint64_t len, int64_t 
     for (uint64_t c = first; c <= last;) {
         uint8_t *b;
         uint64_t boff;
+        /* QEMU's points: a refcount block is looked up for an update
+         * (allocated if missing), and loaded */
+        blkdebug_event(s->bs, BLKDBG_REFBLOCK_ALLOC);
+        if (!rt_missing(s, c >> s->rb_bits))
+            blkdebug_event(s->bs, BLKDBG_REFBLOCK_LOAD);
         int r = rb_lookup(s, c, &b, &boff);
         if (r < 0)
             return r;
