@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -730,6 +731,18 @@ static void inflight_del(Qcow2State *s, uint64_t first)
 
 static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n);
 
+/* A data write into n new clusters at host failed: nothing points to
+ * them yet, so they are free again at once (a later write may well
+ * succeed, and must not leave them leaked).  If this fails too, they
+ * are only leaked; the write's own error is the one to report. */
+static void unalloc(Qcow2State *s, uint64_t host, uint64_t n)
+{
+    char msg[1024];
+    snprintf(msg, sizeof(msg), "%s", blk_error());
+    qcow2_update_refcount(s, host, n << s->cluster_bits, -1);
+    blk_set_error("%s", msg);
+}
+
 /* Writes [off, off+n) inside one cluster.  Lock held; it is dropped for
  * data I/O, with the cluster marked in flight while it is being moved. */
 static int write_cluster(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n)
@@ -834,8 +847,11 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
         return r;
     r = write_with_cow(s, cluster_off, l2e, bitmap, host, lo, hi, in, n, buf, fresh);
     inflight_del(s, c);
-    if (r < 0)
+    if (r < 0) {
+        if (fresh)
+            unalloc(s, host, 1);
         return r;
+    }
     /* the table may have been evicted while the lock was dropped */
     if ((r = l2_get_writable(s, off, &table)) < 0)
         return r;
@@ -928,6 +944,7 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     inflight_del(s, c);
     if (r < 0) {
         blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
+        unalloc(s, (uint64_t)host, k);
         return r;
     }
     s->need_sync = s->deps_unsynced = true;
