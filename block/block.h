@@ -30,6 +30,8 @@
                                     nothing yet (convert's target) */
 #define BLK_O_NO_IO       0x0100 /* metadata only (info): an encrypted image
                                     is not unlocked, its key not needed */
+#define BLK_O_WRITETHROUGH 0x0200 /* each write flushes before it completes
+                                     (cache=writethrough, qemu-io's default) */
 
 /* blk_pwrite_zeroes() flags */
 #define BLK_ZERO_MAY_UNMAP 0x1 /* the range may be deallocated */

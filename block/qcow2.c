@@ -2,6 +2,7 @@
  * header and its extensions, flush/close, info, resize and creation.
  * Guest I/O is in qcow2-cluster.c, refcounts in qcow2-refcount.c. */
 #include "block/qcow2.h"
+#include "block/tool-util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -702,9 +703,23 @@ static void qcow2_close(BlockDriverState *bs)
     if (!s)
         return;
     if (!bs->read_only) {
+        /* QEMU writes back its L2 table cache, then its refcount block
+         * cache, each ending with a flush, and names the one that failed;
+         * calf's pass covers both: a second try tells whether the error
+         * lasts (a one-off failure reads as the L2 tables' alone). */
         int r = qcow2_flush_metadata(s);
         if (r == 0)
             r = qcow2_sync(s);
+        if (r < 0) {
+            fprintf(stderr, "%s: Failed to flush the L2 table cache: %s\n", tool_progname,
+                    strerror(-r));
+            r = qcow2_flush_metadata(s);
+            if (r == 0)
+                r = qcow2_sync(s);
+            if (r < 0)
+                fprintf(stderr, "%s: Failed to flush the refcount block cache: %s\n",
+                        tool_progname, strerror(-r));
+        }
         if (r == 0 && s->dirty_set) {
             s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
             if (qcow2_update_header(s) == 0)
