@@ -836,3 +836,25 @@ int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, s
     }
     return written(bs, bs->drv->pwrite_compressed(bs, off, buf, len));
 }
+
+int blk_save_vmstate(BlockDriverState *bs, uint64_t pos, const void *buf, size_t len)
+{
+    if (bs->read_only) {
+        blk_set_error("%s: image is opened read-only", bs->filename);
+        return -EACCES;
+    }
+    if (!bs->drv->save_vmstate) {
+        blk_set_error("%s: the %s format stores no VM state", bs->filename, bs->drv->name);
+        return -ENOTSUP;
+    }
+    return len ? written(bs, bs->drv->save_vmstate(bs, buf, pos, len)) : 0;
+}
+
+int blk_load_vmstate(BlockDriverState *bs, uint64_t pos, void *buf, size_t len)
+{
+    if (!bs->drv->load_vmstate) {
+        blk_set_error("%s: the %s format stores no VM state", bs->filename, bs->drv->name);
+        return -ENOTSUP;
+    }
+    return len ? bs->drv->load_vmstate(bs, buf, pos, len) : 0;
+}

@@ -212,6 +212,10 @@ struct BlockDriver {
      * range (then write the bytes). */
     int (*copy_from_file)(BlockDriverState *bs, uint64_t off, int src_fd, uint64_t src_off,
                           uint64_t len);
+    /* Optional: the VM state stored with the image (QEMU's savevm area;
+     * qemu-io's read/write -b), pos bytes into it. */
+    int (*save_vmstate)(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len);
+    int (*load_vmstate)(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
 };
 
 extern const BlockDriver blk_raw_driver;
@@ -294,6 +298,9 @@ int blk_make_empty(BlockDriverState *bs);
 int blk_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt);
 int blk_amend(BlockDriverState *bs, BlockOptions *opts, bool force);
 int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+/* -ENOTSUP where the format stores no VM state. */
+int blk_save_vmstate(BlockDriverState *bs, uint64_t pos, const void *buf, size_t len);
+int blk_load_vmstate(BlockDriverState *bs, uint64_t pos, void *buf, size_t len);
 /* -ENOTSUP when the format has no checker (qemu-img's exit code 63). */
 int blk_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
 

@@ -94,11 +94,21 @@ static uint64_t l2_index(const Qcow2State *s, uint64_t off)
     return (off >> s->cluster_bits) & (s->l2_size - 1);
 }
 
+/* Where QEMU keeps the VM state (savevm, qemu-io's -b): past the guest
+ * disk, from the first L1 entry no guest offset uses. */
+static uint64_t vm_state_offset(const Qcow2State *s)
+{
+    uint64_t span = s->cluster_size << s->l2_bits;
+    return (s->bs->size + span - 1) / span * span;
+}
+
 /* The L2 table for guest offset off, or *table = NULL if unallocated. */
 static int l2_load(Qcow2State *s, uint64_t off, uint8_t **table)
 {
     uint64_t l1i = l1_index(s, off);
     *table = NULL;
+    if (l1i >= s->l1_size && off >= vm_state_offset(s))
+        return 0; /* VM state never saved this far */
     if (l1i >= s->l1_size)
         return qcow2_mark_corrupt(s, "guest offset 0x%" PRIx64 " is beyond the L1 table", off);
     uint64_t l1e = s->l1[l1i];
@@ -147,7 +157,11 @@ static int write_l1_entry(Qcow2State *s, uint64_t l1i)
 static int l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table)
 {
     uint64_t l1i = l1_index(s, off);
-    int r = l2_load(s, off, table);
+    /* only VM state lies past the L1 table (guest offsets are checked) */
+    int r = l1i >= s->l1_size ? qcow2_grow_l1(s, l1i + 1) : 0;
+    if (r < 0)
+        return r;
+    r = l2_load(s, off, table);
     if (r < 0)
         return r;
     uint64_t l1e = s->l1[l1i];
@@ -955,6 +969,41 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
                s->extl2 ? BITMAP_ALL_ALLOC : 0);
     *done = bytes;
     return 0;
+}
+
+/* The VM state is guest-like data at vm_state_offset() + pos. */
+static int vm_state_range(BlockDriverState *bs, uint64_t pos, size_t len, uint64_t *off)
+{
+    Qcow2State *s = bs->opaque;
+    uint64_t base = vm_state_offset(s);
+    /* the L1 table's limit bounds it long before the arithmetic */
+    uint64_t max = (uint64_t)(QCOW2_MAX_L1_BYTES / 8) * (s->cluster_size << s->l2_bits);
+    if (base > max || pos > max - base || len > max - base - pos) {
+        blk_set_error("%s: VM state offset %" PRIu64 " is too large", bs->filename, pos);
+        return -EINVAL;
+    }
+    *off = base + pos;
+    return 0;
+}
+
+int qcow2_save_vmstate(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len)
+{
+    uint64_t off;
+    int r = vm_state_range(bs, pos, len, &off);
+    if (r < 0)
+        return r;
+    blkdebug_event(bs, BLKDBG_VMSTATE_SAVE);
+    return qcow2_pwrite(bs, off, buf, len);
+}
+
+int qcow2_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len)
+{
+    uint64_t off;
+    int r = vm_state_range(bs, pos, len, &off);
+    if (r < 0)
+        return r;
+    blkdebug_event(bs, BLKDBG_VMSTATE_LOAD);
+    return qcow2_pread(bs, off, buf, len);
 }
 
 int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)

@@ -1103,4 +1103,6 @@ const BlockDriver blk_qcow2_driver = {
     .change_backing_file = qcow2_change_backing_file,
     .amend = qcow2_amend,
     .pwrite_compressed = qcow2_pwrite_compressed,
+    .save_vmstate = qcow2_save_vmstate,
+    .load_vmstate = qcow2_load_vmstate,
 };

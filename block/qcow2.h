@@ -365,6 +365,8 @@ int qcow2_crypto_amend(Qcow2State *s, const struct qcow2_crypto_amend *a, bool f
 /* qcow2-cluster.c */
 int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
 int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+int qcow2_save_vmstate(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len);
+int qcow2_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
 /* The same without the encrypted images' sector lock (crypt_rmw): for
  * qcow2_crypto_pwrite, which holds it.  Whole sectors when encrypted. */
 int qcow2_pwrite_sectors(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
