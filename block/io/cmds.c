@@ -195,8 +195,9 @@ static int read_f(BlockDriverState *bs, int argc, char **argv)
     if (!buf)
         return -ENOMEM;
     double t = tool_now();
-    r = o.vmstate ? -ENOTSUP : check_range(bs, off, count);
-    if (r == 0)
+    if (o.vmstate)
+        r = off < 0 ? -EINVAL : blk_load_vmstate(bs, off, buf, count);
+    else if ((r = check_range(bs, off, count)) == 0)
         r = blk_pread(bs, off, buf, count);
     t = tool_now() - t;
     if (r < 0) {
@@ -277,7 +278,7 @@ static int do_write(BlockDriverState *bs, const WriteOpts *o, int64_t off, int64
                     const uint8_t *buf)
 {
     if (o->vmstate)
-        return -ENOTSUP;
+        return off < 0 ? -EINVAL : blk_save_vmstate(bs, off, buf, count);
     int r = check_range(bs, off, count);
     if (r < 0)
         return r;
