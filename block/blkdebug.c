@@ -223,20 +223,20 @@ int blkdebug_file_check_slow(int fd, int iotype, uint64_t off, uint64_t len)
 
 /* ---- the config file (QEMU's -readconfig syntax) ---- */
 
-static int parse_int(const char *path, int lno, const char *key, const char *v, int64_t *out)
+static int parse_int(const char *key, const char *v, int64_t *out)
 {
     char *end;
     errno = 0;
     long long x = strtoll(v, &end, 0);
     if (errno || end == v || *end) {
-        blk_set_error("%s:%d: Parameter '%s' expects a number", path, lno, key);
+        blk_set_error("Parameter '%s' expects a number", key);
         return -EINVAL;
     }
     *out = x;
     return 0;
 }
 
-static int parse_bool(const char *path, int lno, const char *key, const char *v, bool *out)
+static int parse_bool(const char *key, const char *v, bool *out)
 {
     if (!strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "y")) {
         *out = true;
@@ -246,60 +246,60 @@ static int parse_bool(const char *path, int lno, const char *key, const char *v,
         *out = false;
         return 0;
     }
-    blk_set_error("%s:%d: Parameter '%s' expects 'on' or 'off'", path, lno, key);
+    blk_set_error("Parameter '%s' expects 'on' or 'off'", key);
     return -EINVAL;
 }
 
 /* key = "value" of the section a rule is being built from */
-static int rule_set(BlkdebugRule *r, const char *path, int lno, const char *key, const char *v)
+static int rule_set(BlkdebugRule *r, const char *key, const char *v)
 {
     int64_t x;
     int e;
     if (!strcmp(key, "event")) {
         if ((r->event = blkdebug_event_parse(v)) < 0) {
-            blk_set_error("%s:%d: invalid parameter value: %s", path, lno, v);
+            blk_set_error("invalid parameter value: %s", v);
             return -EINVAL;
         }
         return 0;
     }
     if (!strcmp(key, "state"))
-        return parse_int(path, lno, key, v, &r->state);
+        return parse_int(key, v, &r->state);
     if (r->action == BLKDBG_SET_STATE && !strcmp(key, "new_state"))
-        return parse_int(path, lno, key, v, &r->new_state);
+        return parse_int(key, v, &r->new_state);
     if (r->action == BLKDBG_INJECT_ERROR) {
         if (!strcmp(key, "errno")) {
-            if ((e = parse_int(path, lno, key, v, &x)) < 0)
+            if ((e = parse_int(key, v, &x)) < 0)
                 return e;
             if (x < 0 || x > 4095) {
-                blk_set_error("%s:%d: errno %s is out of range", path, lno, v);
+                blk_set_error("errno %s is out of range", v);
                 return -EINVAL;
             }
             r->error = (int)x;
             return 0;
         }
         if (!strcmp(key, "sector")) {
-            if ((e = parse_int(path, lno, key, v, &x)) < 0)
+            if ((e = parse_int(key, v, &x)) < 0)
                 return e;
             if (x < -1 || x > (int64_t)(INT64_MAX / BLK_SECTOR_SIZE)) {
-                blk_set_error("%s:%d: sector %s is out of range", path, lno, v);
+                blk_set_error("sector %s is out of range", v);
                 return -EINVAL;
             }
             r->sector = x;
             return 0;
         }
         if (!strcmp(key, "once"))
-            return parse_bool(path, lno, key, v, &r->once);
+            return parse_bool(key, v, &r->once);
         if (!strcmp(key, "immediately"))
-            return parse_bool(path, lno, key, v, &r->immediately);
+            return parse_bool(key, v, &r->immediately);
         if (!strcmp(key, "iotype")) {
             if ((r->iotype = blkdebug_iotype_parse(v)) < 0) {
-                blk_set_error("%s:%d: invalid parameter value: %s", path, lno, v);
+                blk_set_error("invalid parameter value: %s", v);
                 return -EINVAL;
             }
             return 0;
         }
     }
-    blk_set_error("%s:%d: Invalid parameter '%s'", path, lno, key);
+    blk_set_error("Invalid parameter '%s'", key);
     return -EINVAL;
 }
 
@@ -336,9 +336,8 @@ int blkdebug_read_config(const char *path, BlkdebugRule **rules, int *n)
     char line[1024], group[64], key[64], value[1024];
     BlkdebugRule cur;
     bool in_rule = false, in_group = false, has_event = false;
-    int lno = 0, r = 0;
+    int r = 0;
     while (r == 0 && fgets(line, sizeof(line), f)) {
-        lno++;
         if (line[0] == '\n' || line[0] == '#')
             continue;
         if (line[0] == '[' && sscanf(line, "[%63[^]]]", group) == 1) {
@@ -361,15 +360,15 @@ int blkdebug_read_config(const char *path, BlkdebugRule **rules, int *n)
         if (sscanf(line, " %63s = \"%1023[^\"]\"", key, value) == 2 ||
             sscanf(line, " %63s = \"\"", key) == 1) {
             if (!in_group) {
-                blk_set_error("%s:%d: no group defined", path, lno);
+                blk_set_error("no group defined");
                 r = -EINVAL;
             } else if (in_rule) {
-                r = rule_set(&cur, path, lno, key, value);
+                r = rule_set(&cur, key, value);
                 has_event |= !strcmp(key, "event");
             }
             continue;
         }
-        blk_set_error("%s:%d: parse error", path, lno);
+        blk_set_error("parse error");
         r = -EINVAL;
     }
     if (r == 0 && ferror(f)) {
