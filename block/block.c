@@ -55,7 +55,8 @@ static const BlockDriver *probe_driver(int fd)
 
 char *blk_backing_path(const char *image, const char *backing)
 {
-    if (backing[0] == '/' || !strchr(image, '/'))
+    /* a blkdebug: name is taken as it is, as QEMU takes protocol names */
+    if (backing[0] == '/' || !strchr(image, '/') || !strncmp(backing, "blkdebug:", 9))
         return strdup(backing);
     const char *slash = strrchr(image, '/');
     size_t dirlen = slash - image + 1;
@@ -83,6 +84,41 @@ static void backing_opts(BlockOptions *opts, BlockOptions *bopts)
             blkopts_set(bopts, opts->opt[i].key + 8, opts->opt[i].value);
         }
     }
+}
+
+static BlockDriverState *open_chain(const char *filename, const char *format, int flags,
+                                    BlockOptions *opts, int depth, struct chain_seen *seen,
+                                    BlkDebug *debug);
+
+/* open_chain of the file filename names: "blkdebug:CONFIG:IMAGE" (at any
+ * depth, as QEMU allows it for a backing file too) is IMAGE with the
+ * config's rules. */
+static BlockDriverState *open_named(const char *filename, const char *format, int flags,
+                                    BlockOptions *opts, int depth, struct chain_seen *seen,
+                                    BlkDebug *debug)
+{
+    BlkDebug *own = NULL;
+    const char *image = filename;
+    if (!debug && !strncmp(filename, "blkdebug:", 9)) {
+        if (!(own = debug = blkdebug_from_filename(filename, &image)))
+            return NULL;
+    }
+    BlockDriverState *bs = open_chain(image, format, flags, opts, depth, seen, debug);
+    /* an image that opened holds its own reference */
+    blkdebug_unref(own);
+    if (bs && image != filename) {
+        /* named as given: messages say "blkdebug:...", as QEMU's do, and
+         * a reopen by this name (commit's base) has the rules again */
+        char *name = strdup(filename);
+        if (!name) {
+            blk_set_error("out of memory");
+            blk_close(bs);
+            return NULL;
+        }
+        free(bs->filename);
+        bs->filename = name;
+    }
+    return bs;
 }
 
 static BlockDriverState *open_chain(const char *filename, const char *format, int flags,
@@ -200,7 +236,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, in
         /* A backing file is only ever read: never opened for writing. */
         int bflags = (flags & ~(BLK_O_RDWR | BLK_O_CHECK)) | BLK_O_NO_REPAIR;
         const char *bfmt = bs->backing_format[0] ? bs->backing_format : NULL;
-        BlockDriverState *b = open_chain(bs->full_backing_filename, bfmt, bflags,
+        BlockDriverState *b = open_named(bs->full_backing_filename, bfmt, bflags,
                                          bopts.n ? &bopts : NULL, depth + 1, seen, NULL);
         if (!b) {
             blkopts_free(&bopts);
@@ -224,7 +260,7 @@ BlockDriverState *blk_open_debug(const char *filename, const char *format, int f
     if (!seen)
         blk_set_error("out of memory");
     else
-        bs = open_chain(filename, format, flags, opts, 0, seen, debug);
+        bs = open_named(filename, format, flags, opts, 0, seen, debug);
     free(seen);
     /* an image that opened holds its own reference */
     blkdebug_unref(debug);
@@ -234,11 +270,6 @@ BlockDriverState *blk_open_debug(const char *filename, const char *format, int f
 BlockDriverState *blk_open(const char *filename, const char *format, int flags,
                            BlockOptions *opts)
 {
-    if (!strncmp(filename, "blkdebug:", 9)) {
-        const char *image;
-        BlkDebug *d = blkdebug_from_filename(filename, &image);
-        return d ? blk_open_debug(image, format, flags, opts, d) : NULL;
-    }
     return blk_open_debug(filename, format, flags, opts, NULL);
 }
 
