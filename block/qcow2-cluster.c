@@ -893,6 +893,12 @@ struct clone_src {
  * filesystem cannot, the kernel copies it. */
 static int clone_or_copy(Qcow2State *s, struct clone_src *src, uint64_t host, uint64_t n)
 {
+    blkdebug_event(s->bs, BLKDBG_WRITE_AIO);
+    /* an injected failure fails the write, not just the clone (the
+     * copy below goes around the host file helpers) */
+    int e = blkdebug_file_check(s->fd, BLKDBG_IO_WRITE, host, n);
+    if (e < 0)
+        return e;
     if (blk_file_clone(s->fd, host, src->fd, src->off, n) == 0)
         return 0;
     src->copied = true;
