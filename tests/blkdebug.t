@@ -29,7 +29,7 @@ no_corruption() { # DESC: calf's image passes qemu-img check, leaks allowed
 events=(l1_update l2_alloc_write l2_update write_aio refblock_load refblock_update_part
         cluster_alloc)
 grow=(l1_grow_alloc_table l1_grow_write_table l1_grow_activate_table)
-plan $(( ${#events[@]} * 2 * 2 + ${#grow[@]} * 2 * 2 + 16 ))
+plan $(( ${#events[@]} * 2 * 2 + ${#grow[@]} * 2 * 2 + 17 ))
 
 # Every code point, a one-off failure and a lasting one: the write fails
 # (or the flush at close does) exactly as with qemu-io, and the image
@@ -95,6 +95,15 @@ in_both qemu-io -c 'write -P 1 512 512' t.qcow2
 in_both qemu-img create -q -f qcow2 u.qcow2 0
 same_img "compare: the read error, and the size warning after it" compare \
     blkdebug:r.conf:t.qcow2 u.qcow2
+
+# A backing file named blkdebug:... : commit writes into it through the
+# rules and fails the way qemu-img's commit job does.
+conf c.conf inject-error event=write_aio errno=28 once=on
+in_both rm -f base.qcow2 top.qcow2
+in_both qemu-img create -q -f qcow2 base.qcow2 1M
+in_both qemu-img create -q -f qcow2 -b blkdebug:c.conf:base.qcow2 -F qcow2 top.qcow2
+in_both qemu-io -c 'write -P 3 0 64k' top.qcow2
+same_img "commit into a blkdebug: backing file fails as qemu-img's" commit ./top.qcow2
 
 # Bad configs: one clear error each, as qemu-io words it.
 printf '[inject-error]\nevent = "nosuch"\n' | tee "$QDIR/e1.conf" >"$CDIR/e1.conf"
