@@ -554,6 +554,61 @@ static int set_refcount(Qcow2State *s, uint64_t c, uint64_t from, uint64_t to)
                                  (int64_t)to - (int64_t)from);
 }
 
+/* Compares every stored refcount with the references counted, printing
+ * a line per mismatch as QEMU's compare_refcounts does.  A repair runs
+ * it twice, as QEMU does: first only to report ("Leaked", "ERROR"), then
+ * (fix set) to repair the leaks it may ("Repairing").  The first pass
+ * counts into res and finds *need_rebuild and *hi_compared. */
+static void compare_refcounts(struct walk *w, int fix, bool first, bool *need_rebuild,
+                              uint64_t *hi_compared)
+{
+    Qcow2State *s = w->s;
+    BlockCheckResult *res = w->res;
+    uint64_t n = w->map.n;
+    uint64_t file_clusters = qcow2_align_up(s->file_end, s->cluster_size) >> s->cluster_bits;
+    for (uint64_t c = 0; c < n; c++) {
+        uint64_t stored;
+        uint64_t want = w->map.r[c];
+        if ((c >> s->rb_bits) >= s->rt_size || !s->rt[c >> s->rb_bits]) {
+            stored = 0;
+        } else if (qcow2_get_refcount(s, c, &stored) < 0) {
+            /* an unaligned block or one past the end of the file: already
+             * counted as a corruption of the refcount structure */
+            *need_rebuild = true;
+            /* the whole block is unreadable: once, not per cluster */
+            c |= (UINT64_C(1) << s->rb_bits) - 1;
+            continue;
+        }
+        /* past the end of the file only references count */
+        if (!want && c >= file_clusters)
+            continue;
+        if (first && (stored || want))
+            *hi_compared = c + 1;
+        if (stored == want)
+            continue;
+        if (want > stored) {
+            fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
+                    (fix & BLK_CHECK_FIX_ERRORS) ? "Repairing" : "ERROR", c, stored, want);
+            if (first) {
+                res->corruptions++;
+                /* a cluster no refcount block covers: the structure is
+                 * rebuilt; a count too low is raised in place */
+                if (!stored)
+                    *need_rebuild = true;
+            }
+            if ((fix & BLK_CHECK_FIX_ERRORS) && set_refcount(s, c, stored, want) == 0)
+                res->corruptions_fixed++;
+        } else {
+            fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
+                    (fix & BLK_CHECK_FIX_LEAKS) ? "Repairing" : "Leaked", c, stored, want);
+            if (first)
+                res->leaks++;
+            if ((fix & BLK_CHECK_FIX_LEAKS) && set_refcount(s, c, stored, want) == 0)
+                res->leaks_fixed++;
+        }
+    }
+}
+
 static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
 {
     struct walk w;
@@ -569,51 +624,15 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
         goto out;
     int64_t struct_corrupt = res->corruptions;
     /* refcounts past the end of the file are not compared, as in QEMU */
-    uint64_t n = w.map.n;
     bool need_rebuild = struct_corrupt > 0;
     /* QEMU's highest_cluster: the last cluster with a reference or a
      * refcount, a leaked one included; past the end of the file QEMU
      * compares only referenced clusters, and so does this */
     uint64_t hi_compared = 0;
-    uint64_t file_clusters = qcow2_align_up(s->file_end, s->cluster_size) >> s->cluster_bits;
-    for (uint64_t c = 0; c < n; c++) {
-        uint64_t stored;
-        uint64_t want = c < w.map.n ? w.map.r[c] : 0;
-        if ((c >> s->rb_bits) >= s->rt_size || !s->rt[c >> s->rb_bits]) {
-            stored = 0;
-            /* skip whole missing blocks quickly */
-            if (!want && c >= w.map.n)
-                break;
-        } else if (qcow2_get_refcount(s, c, &stored) < 0) {
-            /* an unaligned block or one past the end of the file: already
-             * counted as a corruption of the refcount structure */
-            need_rebuild = true;
-            /* the whole block is unreadable: once, not per cluster */
-            c |= (UINT64_C(1) << s->rb_bits) - 1;
-            continue;
-        }
-        /* past the end of the file only references count */
-        if (!want && c >= file_clusters)
-            continue;
-        if (stored || want)
-            hi_compared = c + 1;
-        if (stored == want)
-            continue;
-        if (want > stored) {
-            fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
-                    (fix & BLK_CHECK_FIX_ERRORS) ? "Repairing" : "ERROR", c, stored, want);
-            res->corruptions++;
-            need_rebuild = true;
-        } else {
-            fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
-                    (fix & BLK_CHECK_FIX_LEAKS) ? "Repairing" : "Leaked", c, stored, want);
-            res->leaks++;
-            if ((fix & BLK_CHECK_FIX_LEAKS) && !(need_rebuild && (fix & BLK_CHECK_FIX_ERRORS))) {
-                if (set_refcount(s, c, stored, want) == 0)
-                    res->leaks_fixed++;
-            }
-        }
-    }
+    compare_refcounts(&w, 0, true, &need_rebuild, &hi_compared);
+    int64_t found = res->leaks + res->corruptions - struct_corrupt;
+    if (fix && found && !(need_rebuild && (fix & BLK_CHECK_FIX_ERRORS)))
+        compare_refcounts(&w, fix, false, &need_rebuild, &hi_compared);
     if (need_rebuild && (fix & BLK_CHECK_FIX_ERRORS)) {
         /* recount without the old refcount structure, then replace it */
         BlockCheckResult tmp = {0};
@@ -630,7 +649,12 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
         res->corruptions_fixed = res->corruptions;
         res->leaks_fixed = res->leaks;
     }
-    if ((r = check_copied(&w, (fix & BLK_CHECK_FIX_ERRORS) != 0)) < 0)
+    /* As QEMU: -r leaks also mends COPIED flags, but only once every
+     * refcount is known right (all leaks fixed, nothing else wrong). */
+    bool fix_copied = (fix & BLK_CHECK_FIX_ERRORS) ||
+                      ((fix & BLK_CHECK_FIX_LEAKS) && !res->check_errors && !res->corruptions &&
+                       res->leaks == res->leaks_fixed);
+    if ((r = check_copied(&w, fix_copied)) < 0)
         goto out;
     if (fix && !s->bs->read_only)
         r = qcow2_flush_metadata(s);
