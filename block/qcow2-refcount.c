@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -514,8 +515,11 @@ static int apply_frees(Qcow2State *s)
         int r = qcow2_update_refcount(s, off, len, -1);
         if (r < 0 && !ret)
             ret = r;
-        if (r < 0)
+        if (r < 0) {
+            /* QEMU's words (its callers go on; the range is leaked) */
+            fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-r));
             continue;
+        }
         /* give fully freed clusters back to the host file system */
         for (uint64_t o = off; o < off + len; o += s->cluster_size) {
             uint64_t ref;
