@@ -29,7 +29,7 @@ no_corruption() { # DESC: calf's image passes qemu-img check, leaks allowed
 events=(l1_update l2_alloc_write l2_update write_aio refblock_load refblock_update_part
         cluster_alloc)
 grow=(l1_grow_alloc_table l1_grow_write_table l1_grow_activate_table)
-plan $(( ${#events[@]} * 2 * 2 + ${#grow[@]} * 2 * 2 + 17 ))
+plan $(( ${#events[@]} * 2 * 2 + ${#grow[@]} * 2 * 2 + 20 ))
 
 # Every code point, a one-off failure and a lasting one: the write fails
 # (or the flush at close does) exactly as with qemu-io, and the image
@@ -104,6 +104,17 @@ in_both qemu-img create -q -f qcow2 base.qcow2 1M
 in_both qemu-img create -q -f qcow2 -b blkdebug:c.conf:base.qcow2 -F qcow2 top.qcow2
 in_both qemu-io -c 'write -P 3 0 64k' top.qcow2
 same_img "commit into a blkdebug: backing file fails as qemu-img's" commit ./top.qcow2
+
+# An error while a snapshot is deleted (iotest 217): the same words, the
+# same leaks, and check -r leaks mends the COPIED flags once they are right.
+conf d.conf inject-error event=cluster_free errno=5
+fresh 64M 64k
+in_both qemu-io -c 'write 0 64k' t.qcow2
+in_both qemu-img snapshot -c foo t.qcow2
+same_img "cluster_free during snapshot -d: qemu-img's errors" snapshot -d foo \
+    blkdebug:d.conf:t.qcow2
+same_img "... leaves the leaks qemu-img leaves" check t.qcow2
+same_img "... which check -r leaks repairs as qemu-img does" check -r leaks t.qcow2
 
 # Bad configs: one clear error each, as qemu-io words it.
 printf '[inject-error]\nevent = "nosuch"\n' | tee "$QDIR/e1.conf" >"$CDIR/e1.conf"
