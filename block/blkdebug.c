@@ -76,6 +76,13 @@ struct BlkDebug {
     bool *alive;          /* false once a once=on rule has fired */
     int *active;          /* indices of the active inject-error rules */
     int nactive;
+    struct BlkdebugBreak {
+        int event;        /* -1: a stopped request, not a breakpoint */
+        char *tag;
+        bool resumed;
+        struct BlkdebugBreak *next;
+    } *breaks;            /* breakpoints and stopped requests */
+    pthread_cond_t resumed;
     BlkDebug *next;       /* attached ones, by fd */
 };
 
@@ -104,6 +111,7 @@ BlkDebug *blkdebug_new(const BlkdebugRule *rules, int n)
     if (n)
         memcpy(d->rules, rules, n * sizeof(*rules));
     memset(d->alive, 1, n ? n : 1);
+    pthread_cond_init(&d->resumed, NULL);
     return d;
 }
 
@@ -116,6 +124,14 @@ void blkdebug_unref(BlkDebug *d)
     pthread_mutex_unlock(&blkdebug_mu);
     if (!last)
         return;
+    /* no request can be stopped: its image holds a reference */
+    while (d->breaks) {
+        struct BlkdebugBreak *b = d->breaks;
+        d->breaks = b->next;
+        free(b->tag);
+        free(b);
+    }
+    pthread_cond_destroy(&d->resumed);
     free(d->rules);
     free(d->alive);
     free(d->active);
@@ -183,7 +199,149 @@ void blkdebug_event_slow(BlkDebug *d, int event)
         d->active[d->nactive++] = i;
     }
     d->state = new_state;
+    /* A breakpoint stops the first request that reaches it, and goes:
+     * the request waits, tagged, until resume names the tag. */
+    for (struct BlkdebugBreak **p = &d->breaks; *p;) {
+        struct BlkdebugBreak *b = *p;
+        if (b->event != event) {
+            p = &b->next;
+            continue;
+        }
+        b->event = -1;
+        b->resumed = false;
+        printf("blkdebug: Suspended request '%s'\n", b->tag);
+        fflush(stdout);
+        while (!b->resumed)
+            pthread_cond_wait(&d->resumed, &blkdebug_mu);
+        /* resume unlinked it; the list may have changed: start over */
+        free(b->tag);
+        free(b);
+        p = &d->breaks;
+    }
     pthread_mutex_unlock(&blkdebug_mu);
+}
+
+int blkdebug_break(BlockDriverState *bs, const char *event, const char *tag)
+{
+    BlkDebug *d = bs ? bs->debug : NULL;
+    if (!d)
+        return -ENOTSUP;
+    int ev = blkdebug_event_parse(event);
+    if (ev < 0)
+        return -ENOENT;
+    struct BlkdebugBreak *b = calloc(1, sizeof(*b));
+    if (!b || !(b->tag = strdup(tag))) {
+        free(b);
+        return -ENOMEM;
+    }
+    b->event = ev;
+    pthread_mutex_lock(&blkdebug_mu);
+    b->next = d->breaks;
+    d->breaks = b;
+    pthread_mutex_unlock(&blkdebug_mu);
+    return 0;
+}
+
+/* Lets the stopped requests tagged tag go on (all of them, or the first);
+ * blkdebug_mu held.  Returns how many. */
+static int resume_locked(BlkDebug *d, const char *tag, bool all)
+{
+    int n = 0;
+    for (struct BlkdebugBreak **p = &d->breaks; *p;) {
+        struct BlkdebugBreak *b = *p;
+        if (b->event != -1 || strcmp(b->tag, tag)) {
+            p = &b->next;
+            continue;
+        }
+        printf("blkdebug: Resuming request '%s'\n", b->tag);
+        fflush(stdout);
+        *p = b->next; /* the request frees it */
+        b->resumed = true;
+        n++;
+        if (!all)
+            break;
+    }
+    if (n)
+        pthread_cond_broadcast(&d->resumed);
+    return n;
+}
+
+int blkdebug_resume(BlockDriverState *bs, const char *tag)
+{
+    BlkDebug *d = bs ? bs->debug : NULL;
+    if (!d)
+        return -ENOTSUP;
+    pthread_mutex_lock(&blkdebug_mu);
+    int n = resume_locked(d, tag, false);
+    pthread_mutex_unlock(&blkdebug_mu);
+    return n ? 0 : -ENOENT;
+}
+
+int blkdebug_remove_break(BlockDriverState *bs, const char *tag)
+{
+    BlkDebug *d = bs ? bs->debug : NULL;
+    if (!d)
+        return -ENOTSUP;
+    int n = 0;
+    pthread_mutex_lock(&blkdebug_mu);
+    for (struct BlkdebugBreak **p = &d->breaks; *p;) {
+        struct BlkdebugBreak *b = *p;
+        if (b->event == -1 || strcmp(b->tag, tag)) {
+            p = &b->next;
+            continue;
+        }
+        *p = b->next;
+        free(b->tag);
+        free(b);
+        n++;
+    }
+    n += resume_locked(d, tag, true);
+    pthread_mutex_unlock(&blkdebug_mu);
+    return n ? 0 : -ENOENT;
+}
+
+bool blkdebug_is_suspended(BlockDriverState *bs, const char *tag)
+{
+    BlkDebug *d = bs ? bs->debug : NULL;
+    bool found = false;
+    if (!d)
+        return false;
+    pthread_mutex_lock(&blkdebug_mu);
+    for (struct BlkdebugBreak *b = d->breaks; b && !found; b = b->next)
+        found = b->event == -1 && !strcmp(b->tag, tag);
+    pthread_mutex_unlock(&blkdebug_mu);
+    return found;
+}
+
+void blkdebug_release(BlockDriverState *bs)
+{
+    BlkDebug *d = bs ? bs->debug : NULL;
+    if (!d)
+        return;
+    pthread_mutex_lock(&blkdebug_mu);
+    for (struct BlkdebugBreak **p = &d->breaks; *p;) {
+        struct BlkdebugBreak *b = *p;
+        *p = b->next;
+        if (b->event == -1) {
+            b->resumed = true; /* the request frees it */
+        } else {
+            free(b->tag);
+            free(b);
+        }
+    }
+    pthread_cond_broadcast(&d->resumed);
+    pthread_mutex_unlock(&blkdebug_mu);
+}
+
+bool blkdebug_has_breaks(BlockDriverState *bs)
+{
+    BlkDebug *d = bs ? bs->debug : NULL;
+    if (!d)
+        return false;
+    pthread_mutex_lock(&blkdebug_mu);
+    bool any = d->breaks != NULL;
+    pthread_mutex_unlock(&blkdebug_mu);
+    return any;
 }
 
 int blkdebug_file_check_slow(int fd, int iotype, uint64_t off, uint64_t len)

@@ -133,6 +133,20 @@ BlkDebug *blkdebug_from_filename(const char *filename, const char **image);
 void blkdebug_attach(BlockDriverState *bs, BlkDebug *d);
 void blkdebug_detach(BlockDriverState *bs);
 
+/* qemu-io's break, remove_break, resume and wait_break: the next request
+ * that reaches event stops there, tagged, until resumed ("blkdebug:
+ * Suspended request 'TAG'" on stdout, as QEMU prints it).  -ENOTSUP
+ * without blkdebug, -ENOENT for an unknown event or tag. */
+int blkdebug_break(BlockDriverState *bs, const char *event, const char *tag);
+int blkdebug_remove_break(BlockDriverState *bs, const char *tag);
+int blkdebug_resume(BlockDriverState *bs, const char *tag);
+bool blkdebug_is_suspended(BlockDriverState *bs, const char *tag);
+/* whether a request could stop at a breakpoint now, or is stopped */
+bool blkdebug_has_breaks(BlockDriverState *bs);
+/* Drops every breakpoint and lets every stopped request go on: what is
+ * waited for next (the image closing) must not wait for ever. */
+void blkdebug_release(BlockDriverState *bs);
+
 void blkdebug_event_slow(BlkDebug *d, int event);
 /* A code point of a format driver was reached. */
 static inline void blkdebug_event(BlockDriverState *bs, int event)
