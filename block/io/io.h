@@ -10,5 +10,7 @@
  * NULL when no file is open).  Returns 0, or a negative errno if the
  * command failed; *quit is set by "quit". */
 int io_command(BlockDriverState *bs, const char *line, bool *quit);
+/* Waits for the aio requests still running (before the image closes). */
+void io_aio_drain(void);
 
 #endif

@@ -203,6 +203,7 @@ int main(int argc, char **argv)
         return 1;
     }
     int ret = run_commands(bs, &a);
+    io_aio_drain();
     if (bs) {
         /* As QEMU closes an image: a flush whose failure goes unsaid (the
          * driver's close reports what it could not write back), so the
