@@ -29,7 +29,7 @@ no_corruption() { # DESC: calf's image passes qemu-img check, leaks allowed
 events=(l1_update l2_alloc_write l2_update write_aio refblock_load refblock_update_part
         cluster_alloc)
 grow=(l1_grow_alloc_table l1_grow_write_table l1_grow_activate_table)
-plan $(( ${#events[@]} * 2 * 2 + ${#grow[@]} * 2 * 2 + 20 ))
+plan $(( ${#events[@]} * 2 * 2 + ${#grow[@]} * 2 * 2 + 25 ))
 
 # Every code point, a one-off failure and a lasting one: the write fails
 # (or the flush at close does) exactly as with qemu-io, and the image
@@ -115,6 +115,28 @@ same_img "cluster_free during snapshot -d: qemu-img's errors" snapshot -d foo \
     blkdebug:d.conf:t.qcow2
 same_img "... leaves the leaks qemu-img leaves" check t.qcow2
 same_img "... which check -r leaks repairs as qemu-img does" check -r leaks t.qcow2
+
+# Breakpoints (iotest 046): a write stops at write_aio, another one to the
+# same cluster is issued meanwhile, both land once it is resumed.
+fresh 1M 64k
+in_both qemu-io -c 'write -P 1 0 128k' t.qcow2
+in_both rm -f o.qcow2
+in_both qemu-img create -q -f qcow2 -b t.qcow2 -F qcow2 o.qcow2
+same_io "break, wait_break, resume: both writes land" -c 'break write_aio A' \
+    -c 'aio_write -q -P 10 0x18000 0x2000' -c 'wait_break A' \
+    -c 'aio_write -q -P 11 0x12000 0x2000' -c 'resume A' -c 'aio_flush' \
+    -c 'read -q -P 1 0x10000 0x2000' -c 'read -q -P 11 0x12000 0x2000' \
+    -c 'read -q -P 1 0x14000 0x4000' -c 'read -q -P 10 0x18000 0x2000' \
+    -c 'read -q -P 1 0x1a000 0x6000' blkdebug::o.qcow2
+same_img "... and the overlay checks clean" check o.qcow2
+same_io "breakpoint errors in qemu-io's words" -c 'break nosuch A' -c 'resume A' \
+    -c 'remove_break A' -c 'break write_aio B' -c 'remove_break B' blkdebug::o.qcow2
+out=$(timeout 20 "$CALF_IO" -c 'break write_aio A' -c 'wait_break A' "blkdebug::$CDIR/o.qcow2")
+is "$out" "Could not wait for breakpoint A: no request in flight" \
+    "wait_break with no request on its way ends (qemu-io would hang)"
+ok "a request still stopped at exit is let go, and lands" bash -c \
+    "timeout 20 '$CALF_IO' -c 'break write_aio A' -c 'aio_write -q -P 5 0 4k' \
+     -c 'wait_break A' 'blkdebug::$CDIR/o.qcow2' && qemu-io -c 'read -P 5 0 4k' '$CDIR/o.qcow2'"
 
 # Bad configs: one clear error each, as qemu-io words it.
 printf '[inject-error]\nevent = "nosuch"\n' | tee "$QDIR/e1.conf" >"$CDIR/e1.conf"
