@@ -60,8 +60,12 @@ void blkdebug_rule_init(BlkdebugRule *rule, int action)
 }
 
 /* All blkdebug state is behind one lock: it is a test tool, and events
- * and checks come from whichever threads do I/O on the image.  It is the
- * innermost lock (taken under the image lock, takes nothing itself). */
+ * and checks come from whichever threads do I/O on the image.  It is
+ * taken under the image lock and takes nothing itself but stdout's (the
+ * breakpoint lines).  A request stopped at a breakpoint waits with it
+ * released but keeps the locks its caller holds (qcow2's image lock at
+ * write_aio): the image's other requests wait behind it, as they would
+ * behind slow I/O. */
 static pthread_mutex_t blkdebug_mu = PTHREAD_MUTEX_INITIALIZER;
 
 struct BlkDebug {
@@ -366,7 +370,8 @@ int blkdebug_file_check_slow(int fd, int iotype, uint64_t off, uint64_t len)
         if (r->sector >= 0 && !(len && at >= off && at - off < len))
             continue;
         err = r->error;
-        if (r->once) {
+        /* errno 0 injects nothing, and a once rule stays (as in QEMU) */
+        if (r->once && err) {
             d->alive[i] = false;
             memmove(&d->active[k], &d->active[k + 1], (d->nactive - k - 1) * sizeof(int));
             d->nactive--;
@@ -493,34 +498,38 @@ int blkdebug_read_config(const char *path, BlkdebugRule **rules, int *n)
     int nsets = 0;
     char line[1024], group[64], key[64], value[1024];
     BlkdebugRule cur;
-    bool in_rule = false, in_group = false, has_event = false;
+    bool in_rule = false, has_event = false;
     int r = 0;
     while (r == 0 && fgets(line, sizeof(line), f)) {
         if (line[0] == '\n' || line[0] == '#')
             continue;
         if (line[0] == '[' && sscanf(line, "[%63[^]]]", group) == 1) {
-            if (in_rule)
-                r = rule_push(cur.action == BLKDBG_SET_STATE ? &sets : rules,
-                              cur.action == BLKDBG_SET_STATE ? &nsets : n, &cur, has_event);
+            if (in_rule &&
+                (r = rule_push(cur.action == BLKDBG_SET_STATE ? &sets : rules,
+                               cur.action == BLKDBG_SET_STATE ? &nsets : n, &cur, has_event)) < 0)
+                break;
             /* [group "id"]: the id names the section, nothing more */
             char *sp = strchr(group, ' ');
             if (sp)
                 *sp = 0;
-            in_group = true;
-            in_rule = !strcmp(group, "inject-error") || !strcmp(group, "set-state");
-            if (in_rule)
-                blkdebug_rule_init(&cur, !strcmp(group, "set-state") ? BLKDBG_SET_STATE
-                                                                      : BLKDBG_INJECT_ERROR);
+            if (strcmp(group, "inject-error") && strcmp(group, "set-state")) {
+                blk_set_error("There is no option group '%s'", group);
+                r = -EINVAL;
+                break;
+            }
+            in_rule = true;
+            blkdebug_rule_init(&cur, !strcmp(group, "set-state") ? BLKDBG_SET_STATE
+                                                                  : BLKDBG_INJECT_ERROR);
             has_event = false;
             continue;
         }
         value[0] = 0;
         if (sscanf(line, " %63s = \"%1023[^\"]\"", key, value) == 2 ||
             sscanf(line, " %63s = \"\"", key) == 1) {
-            if (!in_group) {
+            if (!in_rule) {
                 blk_set_error("no group defined");
                 r = -EINVAL;
-            } else if (in_rule) {
+            } else {
                 r = rule_set(&cur, key, value);
                 has_event |= !strcmp(key, "event");
             }
