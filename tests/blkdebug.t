@@ -29,7 +29,7 @@ no_corruption() { # DESC: calf's image passes qemu-img check, leaks allowed
 events=(l1_update l2_alloc_write l2_update write_aio refblock_load refblock_update_part
         cluster_alloc)
 grow=(l1_grow_alloc_table l1_grow_write_table l1_grow_activate_table)
-plan $(( ${#events[@]} * 2 * 2 + ${#grow[@]} * 2 * 2 + 25 ))
+plan $(( ${#events[@]} * 2 * 2 + ${#grow[@]} * 2 * 2 + 27 ))
 
 # Every code point, a one-off failure and a lasting one: the write fails
 # (or the flush at close does) exactly as with qemu-io, and the image
@@ -59,6 +59,14 @@ fresh 1M 64k
 in_both qemu-io -c 'write -P 0x11 0 64k' t.qcow2
 same_io "sector=643 fails reads over that host sector only" -c 'read -P 0x11 0 1k' \
     -c 'read -P 0x11 1k 1k' -c 'read -P 0x11 1536 1024' blkdebug:s.conf:t.qcow2
+
+# errno 0 injects nothing, and a once rule with it stays in front of the
+# rules after it.
+{ printf '[inject-error "quiet"]\nevent = "read_aio"\nerrno = "0"\nonce = "on"\n'
+  printf '[inject-error]\nevent = "read_aio"\nerrno = "5"\n'; } |
+    tee "$QDIR/z.conf" >"$CDIR/z.conf"
+same_io "errno=0 masks the rules after it" -c 'read -P 0x11 0 4k' -c 'read -P 0x11 0 4k' \
+    blkdebug:z.conf:t.qcow2
 
 # set-state: the first data write moves to state 2, where the rule arms.
 { printf '[set-state]\nevent = "write_aio"\nstate = "1"\nnew_state = "2"\n'
@@ -143,7 +151,8 @@ printf '[inject-error]\nevent = "nosuch"\n' | tee "$QDIR/e1.conf" >"$CDIR/e1.con
 printf '[inject-error]\nerrno = "5"\n' | tee "$QDIR/e2.conf" >"$CDIR/e2.conf"
 printf 'garbage\n' | tee "$QDIR/e3.conf" >"$CDIR/e3.conf"
 printf '[inject-error]\nevent = "read_aio"\nfoo = "1"\n' | tee "$QDIR/e4.conf" >"$CDIR/e4.conf"
-for c in missing e1 e2 e3 e4; do
+printf '[drive]\nfoo = "1"\n' | tee "$QDIR/e5.conf" >"$CDIR/e5.conf"
+for c in missing e1 e2 e3 e4 e5; do
     same_io "config $c: refused with qemu-io's message" -c 'read 0 512' blkdebug:$c.conf:t.qcow2
 done
 same_io "no config path: refused" -c 'read 0 512' blkdebug:t.qcow2
