@@ -1,6 +1,7 @@
 /* The generic block layer: driver lookup and probing, opening backing
  * chains, request bounds checks, chain-wide status and image creation. */
 #include "block/block.h"
+#include "block/blkdebug.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -620,12 +621,21 @@ int blk_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
     return bs->drv->pread(bs, off, buf, len);
 }
 
+/* A write that succeeded is on disk before it completes under
+ * writethrough caching; a failed flush fails the write (QEMU's FUA). */
+static int written(BlockDriverState *bs, int r)
+{
+    if (r == 0 && (bs->flags & BLK_O_WRITETHROUGH))
+        r = blk_flush(bs);
+    return r;
+}
+
 int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
 {
     int r = check_request(bs, off, len, true);
     if (r < 0 || len == 0)
         return r;
-    return bs->drv->pwrite(bs, off, buf, len);
+    return written(bs, bs->drv->pwrite(bs, off, buf, len));
 }
 
 /* Scattered requests (a guest's page-sized segments) become one driver
@@ -766,7 +776,7 @@ int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int
     size_t total = blk_iov_total(iov, iovcnt);
     int d = iov_no_copy(bs, off, iov, iovcnt, total, true);
     if (d != -ENOTSUP)
-        return d;
+        return written(bs, d);
     uint8_t *g = iovcnt > 1 && total <= GATHER_MAX ? gather_buffer(total) : NULL;
     if (g) {
         uint8_t *p = g;
@@ -789,7 +799,7 @@ int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flag
     if (r < 0 || len == 0)
         return r;
     if (bs->drv->pwrite_zeroes)
-        return bs->drv->pwrite_zeroes(bs, off, len, flags);
+        return written(bs, bs->drv->pwrite_zeroes(bs, off, len, flags));
     static const uint8_t zero[65536];
     while (len) {
         size_t n = len < sizeof(zero) ? len : sizeof(zero);
@@ -799,7 +809,7 @@ int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flag
         off += n;
         len -= n;
     }
-    return 0;
+    return written(bs, 0);
 }
 
 int blk_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
@@ -1226,5 +1236,6 @@ int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, s
                       bs->drv->name);
         return -ENOTSUP;
     }
-    return bs->drv->pwrite_compressed(bs, off, buf, len);
+    return written(bs, bs->drv->pwrite_compressed(bs, off, buf, len));
 }
+

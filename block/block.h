@@ -32,6 +32,8 @@
                                     is not unlocked, its key not needed */
 #define BLK_O_BITMAPS     0x0200 /* opened to edit persistent bitmaps
                                     (see blk_bitmap()) */
+#define BLK_O_WRITETHROUGH 0x0400 /* each write flushes before it completes
+                                     (cache=writethrough, qemu-io's default) */
 
 /* blk_pwrite_zeroes() flags */
 #define BLK_ZERO_MAY_UNMAP 0x1 /* the range may be deallocated */
@@ -333,6 +335,8 @@ struct BlockDriverState {
     /* Long operations (amend) report how far they are, if set. */
     void (*progress)(void *progress_opaque, uint64_t done, uint64_t total);
     void *progress_opaque;
+    /* Fault injection (block/blkdebug.h); NULL unless opened through it */
+    struct BlkDebug *debug;
 };
 
 static inline void blk_progress(BlockDriverState *bs, uint64_t done, uint64_t total)
@@ -502,6 +506,7 @@ ssize_t blk_compress_cluster(int type, uint8_t *dst, size_t dst_len, const uint8
 int blk_decompress_cluster(int type, const uint8_t *in, size_t in_len, uint8_t *out, size_t cs);
 
 /* ---- host file helpers (full transfers; EINTR and short I/O handled) ---- */
+int blk_file_sync(int fd); /* fdatasync */
 /* Reads past end of file return zeros. */
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off);
 int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);

@@ -52,6 +52,7 @@ static int cache_write_slot(Qcow2State *s, Qcow2Cache *c, int i)
         if (s->deps_unsynced && (r = qcow2_sync(s)) < 0)
             return r;
     }
+    blkdebug_event(s->bs, c == &s->l2_cache ? BLKDBG_L2_UPDATE : BLKDBG_REFBLOCK_UPDATE_PART);
     int r = blk_file_pwrite(s->fd, c->data + (size_t)i * c->table_size, c->table_size,
                             c->offset[i]);
     if (r < 0) {
@@ -110,6 +111,8 @@ uint8_t *qcow2_cache_get(Qcow2State *s, Qcow2Cache *c, uint64_t off, int *err)
                                   " is beyond the end of the file", off);
         return NULL;
     }
+    if (c == &s->l2_cache)
+        blkdebug_event(s->bs, BLKDBG_L2_LOAD);
     int r = blk_file_pread(s->fd, t, c->table_size, off);
     if (r < 0) {
         blk_set_error("%s: cannot read metadata at 0x%" PRIx64 ": %s", s->bs->filename, off,

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -167,6 +168,7 @@ static int write_l1_entry(Qcow2State *s, uint64_t l1i)
 {
     uint8_t e[8];
     qcow2_put64(e, s->l1[l1i]);
+    blkdebug_event(s->bs, BLKDBG_L1_UPDATE);
     int r = blk_file_pwrite(s->fd, e, 8, s->l1_offset + l1i * 8);
     if (r < 0)
         blk_set_error("%s: cannot write the L1 table: %s", s->bs->filename, strerror(-r));
@@ -179,7 +181,11 @@ static int write_l1_entry(Qcow2State *s, uint64_t l1i)
 static int l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table)
 {
     uint64_t l1i = l1_index(s, off);
-    int r = l2_load(s, off, table);
+    /* only VM state lies past the L1 table (guest offsets are checked) */
+    int r = l1i >= s->l1_size ? qcow2_grow_l1(s, l1i + 1) : 0;
+    if (r < 0)
+        return r;
+    r = l2_load(s, off, table);
     if (r < 0)
         return r;
     uint64_t l1e = s->l1[l1i];
@@ -188,6 +194,7 @@ static int l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table)
     uint64_t old = l1e & L1E_OFFSET_MASK;
     uint8_t *copy = NULL;
     if (*table) {
+        blkdebug_event(s->bs, BLKDBG_L2_ALLOC_COW_READ);
         copy = malloc(s->cluster_size);
         if (!copy)
             return -ENOMEM;
@@ -211,6 +218,7 @@ static int l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table)
     if (copy)
         memcpy(t, copy, s->cluster_size);
     free(copy);
+    blkdebug_event(s->bs, BLKDBG_L2_ALLOC_WRITE);
     /* the table is on disk before the L1 entry that points to it */
     if ((r = qcow2_cache_write_table(s, &s->l2_cache, t)) < 0 || (r = qcow2_sync(s)) < 0)
         return r;
@@ -250,8 +258,11 @@ int qcow2_grow_l1(Qcow2State *s, uint64_t min_size)
     }
     if (s->l1_size) /* s->l1 is NULL while an image is being created */
         memcpy(nl1, s->l1, (size_t)s->l1_size * 8);
+    blkdebug_event(s->bs, BLKDBG_L1_GROW_ALLOC_TABLE);
     int64_t off = qcow2_alloc_clusters(s, bytes >> s->cluster_bits);
     int r = off < 0 ? (int)off : 0;
+    if (r == 0)
+        blkdebug_event(s->bs, BLKDBG_L1_GROW_WRITE_TABLE);
     /* only the entries: the rest of the last cluster reads as zeros */
     if (r == 0 && (r = blk_file_pwrite(s->fd, buf, min_size * 8, off)) < 0)
         blk_set_error("%s: cannot write the L1 table: %s", s->bs->filename, strerror(-r));
@@ -268,6 +279,7 @@ int qcow2_grow_l1(Qcow2State *s, uint64_t min_size)
     uint8_t h[12];
     qcow2_put32(h, (uint32_t)min_size);
     qcow2_put64(h + 4, (uint64_t)off);
+    blkdebug_event(s->bs, BLKDBG_L1_GROW_ACTIVATE_TABLE);
     if ((r = blk_file_pwrite(s->fd, h, 12, 36)) < 0) {
         /* the file still names the old table: so does memory (the new
          * one is left as a leak), or later L1 entries would go where the
@@ -466,6 +478,8 @@ static int read_extent(Qcow2State *s, const struct extent *e, uint64_t off, uint
     case SC_UNALLOCATED_PLAIN:
     case SC_UNALLOCATED_ALLOC:
         pthread_mutex_unlock(&s->lock);
+        if (s->bs->backing)
+            blkdebug_event(s->bs, BLKDBG_READ_BACKING_AIO);
         r = blk_read_backing(s->bs, off, buf, n);
         pthread_mutex_lock(&s->lock);
         break;
@@ -476,6 +490,7 @@ static int read_extent(Qcow2State *s, const struct extent *e, uint64_t off, uint
     case SC_NORMAL: {
         unsigned io = qcow2_io_begin(s);
         pthread_mutex_unlock(&s->lock);
+        blkdebug_event(s->bs, BLKDBG_READ_AIO);
         if (s->crypt_method) {
             r = qcow2_crypt_read(s, off, e->host, buf, n);
         } else {
@@ -515,6 +530,7 @@ int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
              * lock again only to drop it (most small reads are this) */
             unsigned io = qcow2_io_begin(s);
             pthread_mutex_unlock(&s->lock);
+            blkdebug_event(bs, BLKDBG_READ_AIO);
             if ((r = blk_file_pread(s->data_fd, p, len, e.host)) < 0)
                 blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
             qcow2_io_end(s, io);
@@ -603,6 +619,8 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
     bool tzero = old_reads_zero(s, cluster_off, l2e, bitmap, in + n, hi);
     if ((r = zero_cluster_buf(s)) < 0)
         return r;
+    if ((hlen && !hzero) || (tlen && !tzero))
+        blkdebug_event(s->bs, BLKDBG_COW_READ);
     if (hlen && !hzero) {
         if (!(head = malloc(hlen)))
             return -ENOMEM;
@@ -641,6 +659,12 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
     uint64_t total = 0;
     for (int i = 0; i < cnt; i++)
         total += iov[i].iov_len;
+    blkdebug_event(s->bs, BLKDBG_WRITE_AIO);
+    /* the pwritev below goes around the host file helpers */
+    if ((r = blkdebug_file_check(s->data_fd, BLKDBG_IO_WRITE, start, total)) < 0) {
+        blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
+        goto out;
+    }
     if ((s->bs->flags & BLK_O_NOCACHE) || s->crypt_method) {
         /* O_DIRECT: one buffer, aligned by blk_file_pwrite as needed;
          * encryption: one buffer encrypted for where it lands */
@@ -757,6 +781,18 @@ static void inflight_del(Qcow2State *s, uint64_t first)
 
 static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n);
 
+/* A data write into n new clusters at host failed: nothing points to
+ * them yet, so they are free again at once (a later write may well
+ * succeed, and must not leave them leaked).  If this fails too, they
+ * are only leaked; the write's own error is the one to report. */
+static void unalloc(Qcow2State *s, uint64_t host, uint64_t n)
+{
+    char msg[1024];
+    snprintf(msg, sizeof(msg), "%s", blk_error());
+    qcow2_update_refcount(s, host, n << s->cluster_bits, -1);
+    blk_set_error("%s", msg);
+}
+
 /* Writes [off, off+n) inside one cluster.  Lock held; it is dropped for
  * data I/O, with the cluster marked in flight while it is being moved. */
 static int write_cluster(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n)
@@ -806,6 +842,7 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
         pthread_mutex_unlock(&s->lock);
         if (s->crypt_method)
             r = qcow2_crypt_copy(s, off, host + in, buf, n, &enc);
+        blkdebug_event(s->bs, BLKDBG_WRITE_AIO);
         if (r == 0 && (r = blk_file_pwrite(s->data_fd, enc ? enc : buf, n, host + in)) < 0)
             blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
         qcow2_io_end(s, io);
@@ -865,8 +902,11 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
         return r;
     r = write_with_cow(s, cluster_off, l2e, bitmap, host, lo, hi, in, n, buf, fresh);
     inflight_del(s, c);
-    if (r < 0)
+    if (r < 0) {
+        if (fresh)
+            unalloc(s, host, 1);
         return r;
+    }
     /* the table may have been evicted while the lock was dropped */
     if ((r = l2_get_writable(s, off, &table)) < 0)
         return r;
@@ -894,6 +934,12 @@ struct clone_src {
  * filesystem cannot, the kernel copies it. */
 static int clone_or_copy(Qcow2State *s, struct clone_src *src, uint64_t host, uint64_t n)
 {
+    blkdebug_event(s->bs, BLKDBG_WRITE_AIO);
+    /* an injected failure fails the write, not just the clone (the
+     * copy below goes around the host file helpers) */
+    int e = blkdebug_file_check(s->data_fd, BLKDBG_IO_WRITE, host, n);
+    if (e < 0)
+        return e;
     if (blk_file_clone(s->data_fd, host, src->fd, src->off, n) == 0)
         return 0;
     src->copied = true;
@@ -951,6 +997,7 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
         r = qcow2_crypt_copy(s, off, (uint64_t)host, buf, bytes, &enc);
     if (r == 0 && !src) {
         blk_fill(data_bs(s), (uint64_t)host, bytes);
+        blkdebug_event(s->bs, BLKDBG_WRITE_AIO);
         r = blk_file_pwrite(s->data_fd, enc ? enc : buf, bytes, host);
     }
     free(enc);
@@ -958,6 +1005,7 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     inflight_del(s, c);
     if (r < 0) {
         blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
+        unalloc(s, (uint64_t)host, k);
         return r;
     }
     s->need_sync = s->deps_unsynced = true;

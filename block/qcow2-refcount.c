@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,6 +166,7 @@ static int create_refblock(Qcow2State *s, uint64_t rti)
         return err;
     if (crti == rti)
         rb_entry_set(s, b, (uint64_t)c & ((1ULL << s->rb_bits) - 1), 1);
+    blkdebug_event(s->bs, BLKDBG_REFBLOCK_ALLOC_WRITE);
     if ((r = qcow2_cache_write_table(s, &s->rb_cache, b)) < 0)
         return r;
     if (off + s->cluster_size > s->file_end)
@@ -174,6 +176,7 @@ static int create_refblock(Qcow2State *s, uint64_t rti)
     if ((r = qcow2_sync(s)) < 0)
         return r;
     s->rt[rti] = off;
+    blkdebug_event(s->bs, BLKDBG_REFBLOCK_ALLOC_HOOKUP);
     if ((r = write_rt_entry(s, rti)) < 0) {
         /* The table on disk does not point at the block: neither may the
          * one in memory, or later refcounts would go where no check or
@@ -196,6 +199,7 @@ static int grow_reftable(Qcow2State *s, uint64_t min_entries)
 {
     uint64_t cs = s->cluster_size, per_cluster = cs / 8;
     uint64_t entries = s->rt_size + s->rt_size / 2 + 1;
+    blkdebug_event(s->bs, BLKDBG_REFTABLE_GROW);
     if (entries < min_entries)
         entries = min_entries;
     uint64_t start = qcow2_align_up(s->file_end, cs) >> s->cluster_bits;
@@ -233,6 +237,7 @@ static int grow_reftable(Qcow2State *s, uint64_t min_entries)
     int r = 0;
     uint64_t next_block = start + tbl_clusters;
     uint64_t first = start >> s->rb_bits, last = (end - 1) >> s->rb_bits;
+    blkdebug_event(s->bs, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS);
     for (uint64_t i = first; i <= last && r == 0; i++) {
         if (!rt_missing(s, i))
             continue;
@@ -259,6 +264,7 @@ static int grow_reftable(Qcow2State *s, uint64_t min_entries)
     for (uint64_t i = 0; i < entries; i++)
         qcow2_put64(buf + 8 * i, nrt[i]);
     uint64_t new_off = start << s->cluster_bits;
+    blkdebug_event(s->bs, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE);
     if ((r = blk_file_pwrite(s->fd, buf, tbl_clusters * cs, new_off)) < 0) {
         blk_set_error("%s: cannot write the refcount table: %s", s->bs->filename, strerror(-r));
         goto out;
@@ -272,6 +278,7 @@ static int grow_reftable(Qcow2State *s, uint64_t min_entries)
     uint8_t hdr[12];
     qcow2_put64(hdr, new_off);
     qcow2_put32(hdr + 8, (uint32_t)tbl_clusters);
+    blkdebug_event(s->bs, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
     if ((r = blk_file_pwrite(s->fd, hdr, 12, 48)) < 0) {
         blk_set_error("%s: cannot update the header: %s", s->bs->filename, strerror(-r));
         goto out;
@@ -328,6 +335,11 @@ int qcow2_update_refcount(Qcow2State *s, uint64_t offset, uint64_t len, int64_t 
     for (uint64_t c = first; c <= last;) {
         uint8_t *b;
         uint64_t boff;
+        /* QEMU's points: a refcount block is looked up for an update
+         * (allocated if missing), and loaded */
+        blkdebug_event(s->bs, BLKDBG_REFBLOCK_ALLOC);
+        if (!rt_missing(s, c >> s->rb_bits))
+            blkdebug_event(s->bs, BLKDBG_REFBLOCK_LOAD);
         int r = rb_lookup(s, c, &b, &boff);
         if (r < 0)
             return r;
@@ -375,6 +387,7 @@ int qcow2_update_refcount(Qcow2State *s, uint64_t offset, uint64_t len, int64_t 
         hi = qcow2_align_up(hi + 1, BLK_SECTOR_SIZE);
         if (hi > s->cluster_size)
             hi = s->cluster_size;
+        blkdebug_event(s->bs, BLKDBG_REFBLOCK_UPDATE_PART);
         r = blk_file_pwrite(s->fd, b + lo, hi - lo, boff + lo);
         if (r < 0) {
             blk_set_error("%s: cannot write a refcount block: %s", s->bs->filename,
@@ -388,6 +401,7 @@ int qcow2_update_refcount(Qcow2State *s, uint64_t offset, uint64_t len, int64_t 
 
 int64_t qcow2_alloc_clusters(Qcow2State *s, uint64_t n)
 {
+    blkdebug_event(s->bs, BLKDBG_CLUSTER_ALLOC);
     for (;;) {
         int64_t start = find_free(s, n);
         if (start >= 0 && s->npending &&
@@ -514,11 +528,15 @@ static int apply_frees(Qcow2State *s)
         } else {
             len = f->clusters << s->cluster_bits;
         }
+        blkdebug_event(s->bs, BLKDBG_CLUSTER_FREE);
         int r = qcow2_update_refcount(s, off, len, -1);
         if (r < 0 && !ret)
             ret = r;
-        if (r < 0)
+        if (r < 0) {
+            /* QEMU's words (its callers go on; the range is leaked) */
+            fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-r));
             continue;
+        }
         /* give fully freed clusters back to the host file system */
         for (uint64_t o = off; o < off + len; o += s->cluster_size) {
             uint64_t ref;

@@ -658,6 +658,8 @@ static int snapshot_delete_locked(Qcow2State *s, const char *name_or_id, struct 
     Qcow2Snapshot gone = old_entry;
     uint64_t done;
     r = tree_refcounts(s, snl1, gone.l1_size, -1, UINT64_MAX, &done);
+    if (r < 0)
+        blk_set_error("Failed to free the cluster and L1 table: %s", strerror(-r));
     uint64_t l1_clusters = qcow2_align_up((uint64_t)gone.l1_size * 8, s->cluster_size) >>
                            s->cluster_bits;
     if (r == 0 && l1_clusters)

@@ -4,6 +4,7 @@
 #ifndef CALF_QCOW2_H
 #define CALF_QCOW2_H
 
+#include "block/blkdebug.h"
 #include "block/block.h"
 #include "block/crypto.h"
 #include "block/luks.h"

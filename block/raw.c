@@ -111,10 +111,10 @@ static int raw_flush(BlockDriverState *bs)
 {
     if (bs->flags & BLK_O_UNSAFE)
         return 0;
-    if (fdatasync(bs->fd) < 0) {
-        int e = errno;
-        blk_set_error("%s: flush failed: %s", bs->filename, strerror(e));
-        return -e;
+    int e = blk_file_sync(bs->fd);
+    if (e < 0) {
+        blk_set_error("%s: flush failed: %s", bs->filename, strerror(-e));
+        return e;
     }
     return 0;
 }

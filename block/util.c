@@ -1,6 +1,7 @@
 /* Small shared pieces of the block layer: option lists, size parsing,
  * the error message slot, host file I/O and image locking. */
 #include "block/block.h"
+#include "block/blkdebug.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -510,16 +511,33 @@ static int file_rwv(int fd, const struct iovec *iov, int iovcnt, uint64_t off, b
 
 int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
-    return file_rwv(fd, iov, iovcnt, off, false);
+    int r = blkdebug_on() ? blkdebug_file_check_slow(fd, BLKDBG_IO_READ, off,
+                                                     blk_iov_total(iov, iovcnt))
+                          : 0;
+    return r ? r : file_rwv(fd, iov, iovcnt, off, false);
 }
 
 int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
-    return file_rwv(fd, iov, iovcnt, off, true);
+    int r = blkdebug_on() ? blkdebug_file_check_slow(fd, BLKDBG_IO_WRITE, off,
+                                                     blk_iov_total(iov, iovcnt))
+                          : 0;
+    return r ? r : file_rwv(fd, iov, iovcnt, off, true);
+}
+
+int blk_file_sync(int fd)
+{
+    int r = blkdebug_file_check(fd, BLKDBG_IO_FLUSH, 0, 0);
+    if (r)
+        return r;
+    return fdatasync(fd) < 0 ? -errno : 0;
 }
 
 int blk_file_clone(int fd, uint64_t off, int src_fd, uint64_t src_off, uint64_t len)
 {
+    int e = blkdebug_file_check(fd, BLKDBG_IO_WRITE, off, len);
+    if (e)
+        return e;
     struct file_clone_range r = { .src_fd = src_fd, .src_offset = src_off, .src_length = len,
                                   .dest_offset = off };
     return ioctl(fd, FICLONERANGE, &r) == 0 ? 0 : -errno;
@@ -527,6 +545,9 @@ int blk_file_clone(int fd, uint64_t off, int src_fd, uint64_t src_off, uint64_t 
 
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off)
 {
+    int r = blkdebug_file_check(fd, BLKDBG_IO_READ, off, len);
+    if (r)
+        return r;
     if (unaligned(buf, len, off) && is_direct(fd))
         return bounce(fd, buf, NULL, len, off);
     return plain_pread(fd, buf, len, off);
@@ -534,6 +555,9 @@ int blk_file_pread(int fd, void *buf, size_t len, uint64_t off)
 
 int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
+    int e = blkdebug_file_check(fd, BLKDBG_IO_WRITE, off, len);
+    if (e)
+        return e;
     if (!is_direct(fd))
         return plain_pwrite(fd, buf, len, off);
     if (unaligned(buf, len, off))
@@ -564,7 +588,10 @@ int blk_file_extend(int fd, uint64_t off, uint64_t len)
 {
     if (!len)
         return 0;
-    int r = file_fallocate(fd, 0, off, len);
+    int r = blkdebug_file_check(fd, BLKDBG_IO_WRITE_ZEROES, off, len);
+    if (r)
+        return r;
+    r = file_fallocate(fd, 0, off, len);
     if (r != -EOPNOTSUPP && r != -ENOSYS)
         return r;
     /* no fallocate here: write the zeros */
@@ -589,6 +616,9 @@ int64_t blk_file_size(int fd)
 
 int blk_file_punch(int fd, uint64_t off, uint64_t len)
 {
+    int r = blkdebug_file_check(fd, BLKDBG_IO_DISCARD, off, len);
+    if (r)
+        return r;
     return file_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
 }
 
@@ -612,6 +642,9 @@ int blk_file_fill(int fd, uint64_t off, uint64_t len)
 
 int blk_file_zero(int fd, uint64_t off, uint64_t len)
 {
+    int r = blkdebug_file_check(fd, BLKDBG_IO_WRITE_ZEROES, off, len);
+    if (r)
+        return r;
     int64_t size = blk_file_size(fd);
     if (size < 0)
         return size;
@@ -625,8 +658,7 @@ int blk_file_zero(int fd, uint64_t off, uint64_t len)
     static const uint8_t zero[65536];
     while (len) {
         size_t n = len < sizeof(zero) ? len : sizeof(zero);
-        int r = blk_file_pwrite(fd, zero, n, off);
-        if (r < 0)
+        if ((r = blk_file_pwrite(fd, zero, n, off)) < 0)
             return r;
         off += n;
         len -= n;

@@ -170,19 +170,23 @@ int img_commit(int argc, char **argv)
     int r = 0;
     if (base->size < top->size)
         r = blk_truncate(base, top->size, BLK_PREALLOC_OFF, false);
-    if (r == 0)
-        r = copy_to_base(top, base_depth, base, &prog);
+    if (r < 0) {
+        img_error("%s", blk_error());
+        goto out;
+    }
+    r = copy_to_base(top, base_depth, base, &prog);
     if (r == 0)
         r = blk_flush(base);
     if (r < 0) {
-        img_error("%s", blk_error());
+        /* QEMU's words for a failed commit job: the errno only */
+        img_error("Block job failed: %s", strerror(-r));
         goto out;
     }
     if (!drop && (r = blk_make_empty(top)) == 0)
         r = blk_flush(top);
     img_progress_end(&prog);
     if (r < 0) {
-        img_error("Could not empty %s: %s", filename, blk_error());
+        img_error("Failed to empty %s: %s", top->filename, strerror(-r));
         goto out;
     }
     if (!quiet)

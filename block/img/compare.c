@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "block/img/img.h"
 
@@ -227,6 +228,12 @@ int img_compare(int argc, char **argv)
         img_usage_error("Expecting two image file names");
     s.name[0] = argv[optind];
     s.name[1] = argv[optind + 1];
+    /* qemu-img's verdict lines wait in a full stdout buffer when it is a
+     * pipe (glibc's default, which calf-img's line buffering overrides),
+     * so a read error reported on stderr comes out before a "Warning:
+     * Image size mismatch!" printed earlier: scripts see that order. */
+    if (!s.progress && !isatty(STDOUT_FILENO))
+        setvbuf(stdout, NULL, _IOFBF, BUFSIZ);
     int ret = open_both(&s, fmt, force_share);
     if (ret == 0)
         ret = compare_images(&s);

@@ -5,12 +5,14 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "block/img/img.h"
+#include "block/blkdebug.h"
 #include "block/io/io.h"
 #include "block/tool-util.h"
 
@@ -108,8 +110,11 @@ static void print_report(const char *op, double t, int64_t offset, int64_t count
     }
     tool_cvtstr((double)total, s1, sizeof(s1));
     tool_cvtstr(total / t, s2, sizeof(s2));
+    /* both lines together: aio requests may report from their threads */
+    flockfile(stdout);
     printf("%s %" PRId64 "/%" PRId64 " bytes at offset %" PRId64 "\n", op, total, count, offset);
     printf("%s, %d ops; %s (%s/sec and %.4f ops/sec)\n", s1, cnt, ts, s2, cnt / t);
+    funlockfile(stdout);
 }
 
 /* Requests past the end fail with EIO, as in QEMU's block layer. */
@@ -483,8 +488,79 @@ static void free_iovec(IoVec *v)
     free(v->buf);
 }
 
-/* aio requests complete before we return, so their report comes at once;
- * like qemu-io, a failed aio request does not fail the command. */
+static int vec_read_run(BlockDriverState *bs, const VecOpts *o, IoVec *v, int64_t off);
+static int vec_write_run(BlockDriverState *bs, const VecOpts *o, IoVec *v, int64_t off);
+
+/* aio requests complete before we return, so their report comes at once
+ * (where qemu-io's land too for a local file), except while blkdebug has
+ * breakpoints: then each runs on a thread of its own, so that the
+ * commands after it (wait_break, resume) run while it is stopped, and
+ * aio_flush waits for it.  The main thread alone touches the list. */
+typedef struct AioReq {
+    pthread_t thread;
+    BlockDriverState *bs;
+    VecOpts o;
+    IoVec v;
+    int64_t off;
+    bool done; /* atomic */
+    struct AioReq *next;
+} AioReq;
+
+static AioReq *aio_reqs;
+
+static void *aio_run(void *opaque)
+{
+    AioReq *a = opaque;
+    if (a->o.write)
+        vec_write_run(a->bs, &a->o, &a->v, a->off);
+    else
+        vec_read_run(a->bs, &a->o, &a->v, a->off);
+    __atomic_store_n(&a->done, true, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Starts the request on its thread, which then owns v; 0 when it runs
+ * (a failure of its own is reported by it, as qemu-io's aio ones are). */
+static int aio_submit(BlockDriverState *bs, const VecOpts *o, IoVec *v, int64_t off)
+{
+    AioReq *a = calloc(1, sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    *a = (AioReq){.bs = bs, .o = *o, .v = *v, .off = off, .next = aio_reqs};
+    if (pthread_create(&a->thread, NULL, aio_run, a) != 0) {
+        free(a);
+        return -EAGAIN;
+    }
+    *v = (IoVec){0};
+    aio_reqs = a;
+    return 0;
+}
+
+static bool aio_in_flight(void)
+{
+    for (AioReq *a = aio_reqs; a; a = a->next)
+        if (!__atomic_load_n(&a->done, __ATOMIC_ACQUIRE))
+            return true;
+    return false;
+}
+
+void io_aio_drain(void)
+{
+    /* a request still stopped at a breakpoint would be waited for in
+     * vain (qemu-io hangs there): let them all go on first */
+    for (AioReq *a = aio_reqs; a; a = a->next)
+        if (!__atomic_load_n(&a->done, __ATOMIC_ACQUIRE))
+            blkdebug_release(a->bs);
+    while (aio_reqs) {
+        AioReq *a = aio_reqs;
+        aio_reqs = a->next;
+        pthread_join(a->thread, NULL);
+        free_iovec(&a->v);
+        free(a);
+    }
+}
+
+/* like qemu-io, a failed aio request does not fail the command */
 static int vec_read(BlockDriverState *bs, int argc, char **argv, VecOpts *o,
                     const char *optstr)
 {
@@ -497,26 +573,34 @@ static int vec_read(BlockDriverState *bs, int argc, char **argv, VecOpts *o,
         free_iovec(&v);
         return r;
     }
+    if (o->aio && blkdebug_has_breaks(bs) && (r = aio_submit(bs, o, &v, off)) == 0)
+        return 0;
+    r = vec_read_run(bs, o, &v, off);
+    free_iovec(&v);
+    return o->aio ? 0 : r;
+}
+
+static int vec_read_run(BlockDriverState *bs, const VecOpts *o, IoVec *v, int64_t off)
+{
     double t = tool_now();
-    r = check_range(bs, off, v.size);
+    int r = check_range(bs, off, v->size);
     if (r == 0 && current_img->copy_on_read)
-        r = io_copy_on_read(current_img, off, v.size);
+        r = io_copy_on_read(current_img, off, v->size);
     if (r == 0)
-        r = blk_preadv(bs, off, v.iov, v.n);
+        r = blk_preadv(bs, off, v->iov, v->n);
     t = tool_now() - t;
     if (r < 0) {
         printf("readv failed: %s\n", strerror(-r));
     } else {
         if (o->has_pattern)
-            r = verify_pattern(v.buf, v.size, o->pattern, off);
+            r = verify_pattern(v->buf, v->size, o->pattern, off);
         if (!o->quiet) {
             if (o->verbose)
-                dump_buffer(v.buf, off, v.size);
-            print_report("read", t, off, v.size, v.size, 1, o->csv);
+                dump_buffer(v->buf, off, v->size);
+            print_report("read", t, off, v->size, v->size, 1, o->csv);
         }
     }
-    free_iovec(&v);
-    return o->aio ? 0 : r;
+    return r;
 }
 
 static int vec_write(BlockDriverState *bs, int argc, char **argv, VecOpts *o,
@@ -529,12 +613,22 @@ static int vec_write(BlockDriverState *bs, int argc, char **argv, VecOpts *o,
         return r < 0 ? r : 0;
     if ((r = build_iovec(argv + optind + 1, argc - optind - 1, o->pattern, &v)) < 0)
         goto out;
+    if (o->aio && blkdebug_has_breaks(bs) && (r = aio_submit(bs, o, &v, off)) == 0)
+        return 0;
+    r = vec_write_run(bs, o, &v, off);
+out:
+    free_iovec(&v);
+    return r;
+}
+
+static int vec_write_run(BlockDriverState *bs, const VecOpts *o, IoVec *v, int64_t off)
+{
     double t = tool_now();
-    r = check_range(bs, off, v.size);
+    int r = check_range(bs, off, v->size);
     if (r == 0 && o->zero)
-        r = blk_pwrite_zeroes(bs, off, v.size, o->unmap ? BLK_ZERO_MAY_UNMAP : 0);
+        r = blk_pwrite_zeroes(bs, off, v->size, o->unmap ? BLK_ZERO_MAY_UNMAP : 0);
     else if (r == 0)
-        r = blk_pwritev(bs, off, v.iov, v.n);
+        r = blk_pwritev(bs, off, v->iov, v->n);
     if (r == 0 && o->fua)
         r = blk_flush(bs);
     t = tool_now() - t;
@@ -542,10 +636,8 @@ static int vec_write(BlockDriverState *bs, int argc, char **argv, VecOpts *o,
         printf("%s failed: %s\n", o->aio ? "aio_write" : "writev", strerror(-r));
         r = o->aio ? 0 : r;
     } else if (!o->quiet) {
-        print_report("wrote", t, off, v.size, v.size, 1, o->csv);
+        print_report("wrote", t, off, v->size, v->size, 1, o->csv);
     }
-out:
-    free_iovec(&v);
     return r;
 }
 
@@ -772,6 +864,7 @@ static int quit_f(BlockDriverState *bs, int argc, char **argv)
 
 static int aio_flush_f(BlockDriverState *bs, int argc, char **argv)
 {
+    io_aio_drain();
     return flush_f(bs, argc, argv);
 }
 
@@ -1120,6 +1213,50 @@ static const struct {
     {"writev", writev_help},
 };
 
+/* ---- blkdebug breakpoints (qemu-io's words) ---- */
+
+static int break_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)argc;
+    int r = blkdebug_break(bs, argv[1], argv[2]);
+    if (r < 0)
+        printf("Could not set breakpoint: %s\n", strerror(-r));
+    return r;
+}
+
+static int remove_break_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)argc;
+    int r = blkdebug_remove_break(bs, argv[1]);
+    if (r < 0)
+        printf("Could not remove breakpoint %s: %s\n", argv[1], strerror(-r));
+    return r;
+}
+
+static int resume_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)argc;
+    int r = blkdebug_resume(bs, argv[1]);
+    if (r < 0)
+        printf("Could not resume request: %s\n", strerror(-r));
+    return r;
+}
+
+/* qemu-io waits for ever when no request is on its way to the
+ * breakpoint; here the wait ends with an error once none is in flight. */
+static int wait_break_f(BlockDriverState *bs, int argc, char **argv)
+{
+    (void)argc;
+    while (!blkdebug_is_suspended(bs, argv[1])) {
+        if (!aio_in_flight()) {
+            printf("Could not wait for breakpoint %s: no request in flight\n", argv[1]);
+            return -ENOENT;
+        }
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    return 0;
+}
+
 /* Sorted by name, like qemu-io's table; args NULL prints no argument field. */
 static const IoCmd commands[] = {
     {"abort", NULL, abort_f, 0, 0, true, NULL, "simulate a program crash using abort(3)", false},
@@ -1132,6 +1269,8 @@ static const IoCmd commands[] = {
     {"alloc", NULL, alloc_f, 1, 2, false, "offset [count]",
      "checks if offset is allocated in the file", false},
     {"close", "c", close_f, 0, 0, false, NULL, "close the current open file", false},
+    {"break", NULL, break_f, 2, 2, false, "event tag",
+     "sets a breakpoint on event and tags the stopped request as tag", false},
     {"discard", "d", discard_f, 2, -1, false, "[-Cq] off len",
      "discards a number of bytes at a specified offset", true},
     {"flush", "f", flush_f, 0, 0, false, NULL, "flush all in-core file state to disk", false},
@@ -1152,8 +1291,13 @@ static const IoCmd commands[] = {
     {"sigraise", NULL, sigraise_f, 1, 1, true, "signal", "raises a signal", false},
     {"sleep", NULL, sleep_f, 1, 1, true, NULL, "waits for the given value in milliseconds",
      false},
+    {"remove_break", NULL, remove_break_f, 1, 1, false, "tag", "remove a breakpoint by tag",
+     false},
+    {"resume", NULL, resume_f, 1, 1, false, "tag", "resumes the request tagged as tag", false},
     {"truncate", "t", truncate_f, 1, 3, false, "[-m prealloc_mode] off",
      "truncates the current file at the given offset", true},
+    {"wait_break", NULL, wait_break_f, 1, 1, false, "tag",
+     "waits for the suspension of a request", false},
     {"write", "w", write_f, 2, -1, false,
      "[-bcCfnquz] [-P pattern | -s source_file] off len",
      "writes a number of bytes at a specified offset", true},
@@ -1254,10 +1398,6 @@ int io_command(IoImage *img, const char *line, bool *quit)
         current_img = img;
         optind = 0; /* glibc: a fresh getopt scan for every command */
         r = ct->fn(bs, argc, argv);
-        /* qemu-io's default cache mode: each write is on disk when it
-         * completes (a kill right after it loses nothing) */
-        if (r == 0 && ct->writes && img->writethrough && (r = blk_flush(bs)) < 0)
-            fprintf(stderr, "%s: flush failed: %s\n", tool_progname, blk_error());
         if (r > 0) {
             *quit = true;
             r = 0;

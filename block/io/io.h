@@ -56,5 +56,7 @@ int io_copy_on_read(IoImage *img, uint64_t off, uint64_t len);
  * may be NULL when no file is open).  Returns 0, or a negative errno if
  * the command failed; *quit is set by "quit". */
 int io_command(IoImage *img, const char *line, bool *quit);
+/* Waits for the aio requests still running (before the image closes). */
+void io_aio_drain(void);
 
 #endif

@@ -341,6 +341,10 @@ int io_open(IoImage *img, const char *filename, const char *fmt, const char *opt
                     "         Specify the 'raw' format explicitly to remove the "
                     "restrictions.\n", filename);
     }
+    /* writethrough, qemu-io's default: each write is flushed before it
+     * completes, and a failed flush fails the write (as QEMU's FUA) */
+    if (writethrough)
+        bs->flags |= BLK_O_WRITETHROUGH;
     *img = (IoImage){
         .bs = bs,
         .filename = filename ? strdup(filename) : NULL,
@@ -357,23 +361,21 @@ int io_open(IoImage *img, const char *filename, const char *fmt, const char *opt
 
 int io_close(IoImage *img)
 {
-    int r = 0;
+    /* aio requests end first (a request stopped at a blkdebug breakpoint
+     * is let go) */
+    io_aio_drain();
     if (img->bs) {
-        struct stat st;
-        r = blk_flush(img->bs);
-        /* a character device (/dev/null) cannot be synced: QEMU does not
-         * complain about it either */
-        if (r < 0 && !fstat(img->bs->fd, &st) && S_ISCHR(st.st_mode))
-            r = 0;
-        if (r < 0)
-            fprintf(stderr, "%s: flush failed: %s\n", tool_progname, blk_error());
+        /* As QEMU closes an image: a flush whose failure goes unsaid (the
+         * driver's close reports what it could not write back), so the
+         * exit status is the commands' alone, as qemu-io's is. */
+        blk_flush(img->bs);
         blk_close(img->bs);
     }
     free(img->filename);
     free(img->fmt);
     free(img->opts);
     *img = (IoImage){0};
-    return r;
+    return 0;
 }
 
 /* Allocation in bs's own layer: 1 allocated, 0 not, or -errno. */
