@@ -13,7 +13,11 @@ int blk_save_vmstate(BlockDriverState *bs, const void *buf, uint64_t pos, size_t
         blk_set_error("%s: the %s format has no VM state area", bs->filename, bs->drv->name);
         return -ENOTSUP;
     }
-    return bs->drv->save_vmstate(bs, buf, pos, len);
+    int r = bs->drv->save_vmstate(bs, buf, pos, len);
+    /* writethrough: on disk before it completes, as a guest write */
+    if (r == 0 && len && (bs->flags & BLK_O_WRITETHROUGH))
+        r = blk_flush(bs);
+    return r;
 }
 
 int blk_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len)
