@@ -107,14 +107,18 @@ static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
 {
     Qcow2State *s = w->s;
     int err = 0;
-    uint8_t *t = qcow2_cache_get(s, &s->l2_cache, l2_off, &err);
-    if (!t) {
+    uint8_t *t = l2_off + s->cluster_size <= s->file_end
+                     ? qcow2_cache_get(s, &s->l2_cache, l2_off, &err) : NULL;
+    if (t) {
+        memcpy(w->l2buf, t, s->cluster_size);
+    } else if (blk_file_pread(s->fd, w->l2buf, s->cluster_size, l2_off) < 0) {
+        /* (a table the end of the file cuts reads as zeros past it, as
+         * in QEMU) */
         if (!w->quiet)
             fprintf(stderr, "ERROR: cannot read the L2 table at 0x%" PRIx64 "\n", l2_off);
         w->res->check_errors++;
         return 0;
     }
-    memcpy(w->l2buf, t, s->cluster_size);
     /* fragmentation is counted within each L2 table, as QEMU counts it */
     w->next_contig = 0;
     for (uint64_t j = 0; j < s->l2_size; j++) {
@@ -443,24 +447,6 @@ static int rebuild_structure(struct walk *w)
     return 0;
 }
 
-/* rebuild_structure, then the header points to the new structure. */
-static int rebuild(struct walk *w)
-{
-    Qcow2State *s = w->s;
-    int r = rebuild_structure(w);
-    if (r < 0)
-        return r;
-    uint8_t h[12];
-    qcow2_put64(h, s->rt_offset);
-    qcow2_put32(h + 8, s->rt_clusters);
-    if ((r = blk_file_pwrite(s->fd, h, 12, 48)) < 0) {
-        blk_set_error("%s: cannot update the header: %s", s->bs->filename, strerror(-r));
-        return r;
-    }
-    s->need_sync = true;
-    return qcow2_sync(s);
-}
-
 /* ---- check -r all's rebuild, with QEMU's layout ----
  * The counts (the old refcount structure included) are one big refcount
  * block.  Each new block takes the first free cluster of the range it
@@ -768,6 +754,8 @@ static void walk_free(struct walk *w)
     free(w->l2refs);
 }
 
+static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix);
+
 int qcow2_repair_refcounts(Qcow2State *s)
 {
     BlockCheckResult res = {0};
@@ -784,11 +772,17 @@ int qcow2_repair_refcounts(Qcow2State *s)
                       (int64_t)res.corruptions, blk_img_tool);
         r = -EIO;
     }
-    if (r == 0 && (r = rebuild(&w)) == 0)
-        r = check_copied(&w, BLK_CHECK_FIX_LEAKS | BLK_CHECK_FIX_ERRORS);
+    walk_free(&w);
+    if (r < 0)
+        return r;
+    /* then what QEMU does with a dirty image: check -r all, its lines on
+     * stderr included (a rebuild only where refcounts are missing) */
+    r = qcow2_check_locked(s, &res, BLK_CHECK_FIX_LEAKS | BLK_CHECK_FIX_ERRORS);
+    /* the caller clears the header's dirty bit: the next lazy refcount
+     * update must set it again */
+    s->dirty_set = false;
     if (r == 0)
         r = qcow2_flush_metadata(s);
-    walk_free(&w);
     return r;
 }
 

@@ -5,7 +5,7 @@
 # print the same, exit the same and leave images that read the same.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 38
+plan 40
 
 # poke FILE OFFSET HEX...: writes bytes at an offset
 poke() {
@@ -65,6 +65,17 @@ same_img "check -r all: rebuilt, the old structure repaired as a leak" check -r 
 ok "check -r all: the rebuilt structure is where qemu-img puts it" \
     cmp -n 104 "$QDIR/zero.qcow2" "$CDIR/zero.qcow2"
 same_file "check -r all: the rebuilt image reads the same" zero.qcow2
+# the same damage on a dirty image (lazy refcounts): opening it for
+# writing repairs it the same way, and says so
+qemu-img create -q -f qcow2 -o lazy_refcounts=on "$TMP/dirty.qcow2" 64M
+qemu-io -c "write -P 0x5a 0 128k" "$TMP/dirty.qcow2" >/dev/null
+poke "$TMP/dirty.qcow2" 72 00 00 00 00 00 00 00 01
+poke "$TMP/dirty.qcow2" $((0x20000 + 2 * 5)) 00 00
+twin dirty.qcow2
+same_io "open for writing: a dirty image repaired as QEMU repairs it" \
+    -c "write -P 0x6b 64k 64k" dirty.qcow2
+ok "open for writing: the repaired structure is where QEMU puts it" \
+    cmp -n 104 "$QDIR/dirty.qcow2" "$CDIR/dirty.qcow2"
 
 # ---- write -z: a partly covered subcluster whose rest reads as zeros
 # gets the zero flag; the last, partial cluster of an image is whole ----
