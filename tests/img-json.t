@@ -7,7 +7,8 @@
 # what the tools print is compared with qemu-img and qemu-io.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 24
+need_cmd python3
+plan 26
 
 in_both qemu-img create -f qcow2 base.qcow2 4M
 in_both qemu-io -c "write -P 0x42 0 64k" -c "write -P 0x43 1M 64k" base.qcow2
@@ -36,6 +37,7 @@ same_img "an option the format does not take: QEMU's error" \
 same_img "an option the file does not take: QEMU's error" \
     info 'json:{"driver":"qcow2","file.filename":"top.qcow2","file.bogus":1}'
 same_img "no driver, no file" info 'json:{}'
+same_img "a driver and no file" info 'json:{"driver":"qcow2"}'
 same_img "unterminated JSON" info 'json:{"driver":"qcow2"'
 same_img "JSON that is not an object" info 'json:[1]'
 
@@ -44,14 +46,16 @@ out=$(cd "$CDIR" && "$CALF_IMG" info "json:$deep" 2>&1); rc=$?
 is "$rc:$(echo "$out" | wc -l):${out##*: }" "1:1:JSON parse error, too deeply nested" \
     "hostile nesting: one clear error"
 
-# a json: backing file name stored in an image
+# a json: backing file name stored in an image: not relative to the
+# image's directory (as QEMU, the names in it are the process's)
+in_both mkdir sub
 in_both qemu-img create -f qcow2 -b 'json:{"driver":"qcow2","file":{"filename":"base.qcow2"}}' \
-    -F qcow2 jtop.qcow2
+    -F qcow2 sub/jtop.qcow2
 same_img "create -b json:{...}: the Formatting line doubles its commas" \
     create -f qcow2 -b "json:{'driver':'qcow2','file.filename':'base.qcow2'}" -F qcow2 j2.qcow2
 same_io "reads through a json: backing file name" \
-    -c "read -P 0x43 1M 64k" jtop.qcow2
-same_img "info --backing-chain follows a json: backing file name" info --backing-chain jtop.qcow2
+    -c "read -P 0x43 1M 64k" sub/jtop.qcow2
+same_img "info --backing-chain follows a json: backing file name" info --backing-chain sub/jtop.qcow2
 
 # --- --image-opts: the backing node's own options ---
 same_io "--image-opts with backing.driver and backing.file.filename" --image-opts \
@@ -78,3 +82,23 @@ same_img "the target holds the null-co data written out" map --output=json n.qco
 # --- rebase -u -F of a protocol driver name ---
 same_img "rebase -u -F host_device" rebase -u -b /some/backing/file -F host_device top.qcow2
 same_img "the image names it as its backing format" info top.qcow2
+
+# --- a header rewrite keeps QEMU's order of extensions (iotest 031) ---
+# an extension QEMU does not know, after the feature table qemu-img wrote
+in_both qemu-img create -f qcow2 ext.qcow2 1M
+for d in "$CDIR" "$QDIR"; do
+    python3 - "$d/ext.qcow2" <<'PY'
+import struct, sys
+with open(sys.argv[1], 'r+b') as f:
+    h = bytearray(f.read(4096))
+    p = struct.unpack('>I', h[100:104])[0]
+    while struct.unpack('>I', h[p:p + 4])[0]:
+        p += 8 + ((struct.unpack('>I', h[p + 4:p + 8])[0] + 7) & ~7)
+    data = b'This is a test header extension'
+    f.seek(p)
+    f.write(struct.pack('>II', 0x12345678, len(data)) + data + bytes(9))
+PY
+done
+(cd "$CDIR" && "$CALF_IMG" rebase -u -b b.raw -F raw ext.qcow2)
+(cd "$QDIR" && qemu-img rebase -u -b b.raw -F raw ext.qcow2)
+ok "the rewritten header is QEMU's, byte for byte" cmp "$CDIR/ext.qcow2" "$QDIR/ext.qcow2"
