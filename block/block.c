@@ -524,7 +524,12 @@ BlockDriverState *blk_open_snapshot(const char *filename, const char *format, in
     snprintf(fmt, sizeof(fmt), "%s", base->drv->name);
     uint64_t size = base->size;
     blk_close(base);
-    char *abs = realpath(filename, NULL);
+    /* the overlay's backing file name: the absolute path, or a json: or
+     * null-co: name as it is (json: paths are the process's, not relative
+     * to the overlay) */
+    char *abs = !strncmp(filename, "file:", 5) ? realpath(filename + 5, NULL)
+                : has_protocol(filename)      ? strdup(filename)
+                                              : realpath(filename, NULL);
     const char *dir = getenv("TMPDIR");
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s/calf-snapshot-XXXXXX", dir && *dir ? dir : "/var/tmp");
