@@ -187,34 +187,33 @@ static int spec_file(NodeSpec *s)
     BlockOptions *t = &s->tree;
     const char *fdrv = blkopts_get(t, "file.driver");
     const char *child = "file.";
-    char buf[80];
+    char cprefix[80], key[96];
     if (fdrv && !is_file_protocol(fdrv)) {
         if (!(s->filter = blk_find_filter(fdrv)))
             return spec_error(blk_find_driver(fdrv) ? "Driver '%s' as the file of another "
                                                       "format is not supported"
                                                     : "Unknown driver '%s'", fdrv);
-        snprintf(buf, sizeof(buf), "file.%s.", s->filter->child);
-        child = buf;
-        const char *cdrv = blkopts_get(t, (snprintf(buf, sizeof(buf), "file.%s.driver",
-                                                    s->filter->child), buf));
-        snprintf(buf, sizeof(buf), "file.%s", s->filter->child);
-        const char *ref = blkopts_get(t, buf);
+        /* file.CHILD: a node name, which calf has none of; file.CHILD.*: the host file */
+        snprintf(key, sizeof(key), "file.%s", s->filter->child);
+        const char *ref = blkopts_get(t, key);
         if (ref)
             return spec_error("Cannot find device='%s' nor node-name='%s'", ref);
+        snprintf(key, sizeof(key), "file.%s.driver", s->filter->child);
+        const char *cdrv = blkopts_get(t, key);
         if (cdrv && !is_file_protocol(cdrv))
             return spec_error("Driver '%s' under a filter is not supported", cdrv);
-        snprintf(buf, sizeof(buf), "file.%s.", s->filter->child);
+        snprintf(cprefix, sizeof(cprefix), "file.%s.", s->filter->child);
+        child = cprefix;
     }
     size_t cl = strlen(child);
-    char key[96];
     snprintf(key, sizeof(key), "%sfilename", child);
     s->host = blkopts_get(t, key);
     for (int i = 0; i < t->n; i++) {
         BlockOpt *o = &t->opt[i];
         if (o->used || !has_prefix(o->key, "file."))
             continue;
-        const char *k = o->key + cl;
         if (has_prefix(o->key, child)) {
+            const char *k = o->key + cl;
             /* the host file's own options: QEMU's that mean nothing here */
             if (strcmp(k, "node-name") && strcmp(k, "locking") && strcmp(k, "aio"))
                 return spec_error("Block protocol 'file' doesn't support the option '%s'", k);
@@ -437,31 +436,31 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
     bs->read_only = !rw;
     bs->depth = depth;
     bs->fill = fd >= 0 && (flags & BLK_O_FILL) && rw && blk_file_fill_pays(fd);
+    int r = 0;
     if (spec.filter) {
         blk_set_error("%s: could not open", bs->filename);
-        if (spec.filter->open(bs, &spec.fopts) < 0) {
-            free(bs->filename);
-            free(bs);
-            close(fd);
-            spec_free(&spec);
-            return NULL;
-        }
-        bs->filter = spec.filter;
-        const char *unused = blkopts_first_unused(&spec.fopts);
-        if (unused) {
-            blk_set_error("Block driver '%s' does not support the option '%s'",
-                          spec.filter->name, unused);
-            goto fail;
+        if ((r = spec.filter->open(bs, &spec.fopts)) == 0) {
+            bs->filter = spec.filter;
+            const char *unused = blkopts_first_unused(&spec.fopts);
+            if (unused) {
+                blk_set_error("Block driver '%s' does not support the option '%s'",
+                              spec.filter->name, unused);
+                r = -EINVAL;
+            }
         }
     }
-    blk_set_error("%s: could not open", bs->filename);
-    int r = drv->open(bs, &spec.dopts);
+    if (r == 0) {
+        blk_set_error("%s: could not open", bs->filename);
+        r = drv->open(bs, &spec.dopts);
+    }
     if (r < 0) {
+        /* the driver is not open: only the filter has anything to undo */
         if (bs->filter && bs->filter->close)
             bs->filter->close(bs);
         free(bs->filename);
         free(bs);
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         spec_free(&spec);
         return NULL;
     }
