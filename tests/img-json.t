@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
 need_cmd python3
-plan 26
+plan 27
 
 in_both qemu-img create -f qcow2 base.qcow2 4M
 in_both qemu-io -c "write -P 0x42 0 64k" -c "write -P 0x43 1M 64k" base.qcow2
@@ -40,6 +40,7 @@ same_img "no driver, no file" info 'json:{}'
 same_img "a driver and no file" info 'json:{"driver":"qcow2"}'
 same_img "unterminated JSON" info 'json:{"driver":"qcow2"'
 same_img "JSON that is not an object" info 'json:[1]'
+same_img "an empty json: name" info json:
 
 deep=$(printf '{"a":%.0s' {1..40})1$(printf '}%.0s' {1..40})
 out=$(cd "$CDIR" && "$CALF_IMG" info "json:$deep" 2>&1); rc=$?
