@@ -990,6 +990,17 @@ int64_t blk_allocated_size(BlockDriverState *bs)
     return (int64_t)st.st_blocks * 512;
 }
 
+int blk_create_name_check(const char *filename)
+{
+    /* QEMU creates through no protocol calf has but file: (json: neither) */
+    size_t n = strcspn(filename, ":/");
+    if (filename[n] == ':' && strncmp(filename, "file:", 5)) {
+        blk_set_error("Unknown protocol '%.*s'", (int)(n < 64 ? n : 64), filename);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int blk_create(const char *format, const char *filename, uint64_t size, BlockOptions *opts)
 {
     const BlockDriver *drv = blk_find_driver(format);
@@ -1001,8 +1012,7 @@ int blk_create(const char *format, const char *filename, uint64_t size, BlockOpt
         blk_set_error("Format driver '%s' does not support image creation", format);
         return -ENOTSUP;
     }
-    /* "file:PATH" is PATH, colons and all */
-    if (check_protocol(filename) < 0)
+    if (blk_create_name_check(filename) < 0)
         return -EINVAL;
     if (!strncmp(filename, "file:", 5))
         filename += 5;

@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
 need_cmd python3
-plan 27
+plan 29
 
 in_both qemu-img create -f qcow2 base.qcow2 4M
 in_both qemu-io -c "write -P 0x42 0 64k" -c "write -P 0x43 1M 64k" base.qcow2
@@ -74,6 +74,8 @@ ok "qemu-io reads what calf wrote to file:image:top.qcow2" \
 in_both qemu-img create -f qcow2 -b ./image:base.qcow2 -F qcow2 file:image:top.qcow2
 same_img "info of file:NAME with a colon: ./NAME, as QEMU names it" info file:image:top.qcow2
 same_img "without file:, NAME: is a protocol calf does not have either" info image:base.qcow2
+same_img "create makes no json: file" create -f qcow2 "json:{'driver':'file','filename':'x.qcow2'}" 1M
+same_img "nor does convert" convert -O qcow2 base.qcow2 "json:{'driver':'file','filename':'x.qcow2'}"
 
 # --- null-co ---
 same_img "convert -S 0 from null-co" \
