@@ -144,6 +144,8 @@ typedef struct NodeSpec {
     BlockOptions dopts;     /* the format driver's */
     BlockOptions bopts;     /* the backing file's ("backing." taken off) */
     bool no_backing;        /* "backing": null */
+    bool read_only;         /* "read-only": on */
+    int add_flags;          /* BLK_O_* the options ask for */
 } NodeSpec;
 
 static void spec_free(NodeSpec *s)
@@ -224,6 +226,46 @@ static int spec_file(NodeSpec *s)
             o->used = true;
         }
     }
+    return 0;
+}
+
+/* The options QEMU takes for any node: what they mean for calf. */
+static int spec_node_opts(NodeSpec *s)
+{
+    BlockOptions *t = &s->tree;
+    static const struct {
+        const char *key;
+        int flag;
+    } bools[] = {
+        {"force-share", BLK_O_SHARE},
+        {"cache.direct", BLK_O_NOCACHE},
+        {"cache.no-flush", BLK_O_UNSAFE},
+        {"auto-read-only", 0}, /* calf asks for write access only where it writes */
+    };
+    bool on;
+    if (blkopts_get_bool(t, "read-only", false, &s->read_only) < 0)
+        return -EINVAL;
+    for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
+        if (blkopts_get_bool(t, bools[i].key, false, &on) < 0)
+            return -EINVAL;
+        if (on)
+            s->add_flags |= bools[i].flag;
+    }
+    /* discard and detect-zeroes change how, not what, is written */
+    static const char *const values[][5] = {
+        {"discard", "ignore", "off", "unmap", "on"},
+        {"detect-zeroes", "off", "on", "unmap", NULL},
+    };
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        const char *v = blkopts_get(t, values[i][0]);
+        size_t k = 1;
+        while (v && k < 5 && values[i][k] && strcmp(v, values[i][k]))
+            k++;
+        if (v && (k == 5 || !values[i][k]))
+            return spec_error(i ? "invalid parameter value: %s" : "Invalid discard option%.0s",
+                              v);
+    }
+    blkopts_get(t, "node-name");
     return 0;
 }
 
@@ -308,7 +350,9 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
         return spec_error(blk_find_filter(drv) ? "Driver '%s' needs a format over it"
                                                : "Unknown driver '%s'", drv);
     s->format = drv;
-    blkopts_get(t, "node-name");
+    int r = spec_node_opts(s);
+    if (r < 0)
+        return r;
     const char *b = blkopts_get(t, "backing");
     if (b && !*b)
         s->no_backing = true;
@@ -399,6 +443,17 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
     }
     NodeSpec spec = {0};
     if (spec_parse(&spec, filename, format, format_wins, opts) < 0) {
+        spec_free(&spec);
+        return NULL;
+    }
+    flags |= spec.add_flags;
+    const char *why = NULL;
+    if (spec.read_only && (flags & BLK_O_RDWR))
+        why = "Block node is read-only";
+    else if ((spec.add_flags & BLK_O_SHARE) && (flags & BLK_O_RDWR))
+        why = "force-share=on can only be used with read-only images";
+    if (why) {
+        blk_set_error("%s", why);
         spec_free(&spec);
         return NULL;
     }

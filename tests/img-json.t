@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
 need_cmd python3
-plan 29
+plan 34
 
 in_both qemu-img create -f qcow2 base.qcow2 4M
 in_both qemu-io -c "write -P 0x42 0 64k" -c "write -P 0x43 1M 64k" base.qcow2
@@ -46,6 +46,18 @@ deep=$(printf '{"a":%.0s' {1..40})1$(printf '}%.0s' {1..40})
 out=$(cd "$CDIR" && "$CALF_IMG" info "json:$deep" 2>&1); rc=$?
 is "$rc:$(echo "$out" | wc -l):${out##*: }" "1:1:JSON parse error, too deeply nested" \
     "hostile nesting: one clear error"
+
+# options QEMU takes for any node
+same_io "read-only=on refuses a writable open" -c "write 0 512" \
+    'json:{"driver":"qcow2","file.filename":"top.qcow2","read-only":true}'
+same_io "force-share needs a read-only open" -c "read 0 512" \
+    'json:{"driver":"qcow2","file.filename":"top.qcow2","force-share":true}'
+same_io "cache, discard and detect-zeroes options are taken" -c "write -P 0x71 2M 4k" --image-opts \
+    "driver=qcow2,file.filename=top.qcow2,cache.direct=on,cache.no-flush=on,discard=unmap,detect-zeroes=on"
+ok "qemu-io reads what calf wrote with cache.direct=on" \
+    qemu-io -c "read -P 0x71 2M 4k" "$CDIR/top.qcow2"
+same_io "a detect-zeroes value QEMU does not know" -c "read 0 512" --image-opts \
+    "driver=qcow2,file.filename=top.qcow2,detect-zeroes=bogus"
 
 # a json: backing file name stored in an image: not relative to the
 # image's directory (as QEMU, the names in it are the process's)
