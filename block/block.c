@@ -146,6 +146,8 @@ typedef struct NodeSpec {
     BlockOptions dopts;     /* the format driver's */
     BlockOptions bopts;     /* the backing file's ("backing." taken off) */
     bool no_backing;        /* "backing": null */
+    bool read_only;         /* "read-only": on */
+    int add_flags;          /* BLK_O_* the options ask for */
 } NodeSpec;
 
 static void spec_free(NodeSpec *s)
@@ -189,34 +191,33 @@ static int spec_file(NodeSpec *s)
     BlockOptions *t = &s->tree;
     const char *fdrv = blkopts_get(t, "file.driver");
     const char *child = "file.";
-    char buf[80];
+    char cprefix[80], key[96];
     if (fdrv && !is_file_protocol(fdrv)) {
         if (!(s->filter = blk_find_filter(fdrv)))
             return spec_error(blk_find_driver(fdrv) ? "Driver '%s' as the file of another "
                                                       "format is not supported"
                                                     : "Unknown driver '%s'", fdrv);
-        snprintf(buf, sizeof(buf), "file.%s.", s->filter->child);
-        child = buf;
-        const char *cdrv = blkopts_get(t, (snprintf(buf, sizeof(buf), "file.%s.driver",
-                                                    s->filter->child), buf));
-        snprintf(buf, sizeof(buf), "file.%s", s->filter->child);
-        const char *ref = blkopts_get(t, buf);
+        /* file.CHILD: a node name, which calf has none of; file.CHILD.*: the host file */
+        snprintf(key, sizeof(key), "file.%s", s->filter->child);
+        const char *ref = blkopts_get(t, key);
         if (ref)
             return spec_error("Cannot find device='%s' nor node-name='%s'", ref);
+        snprintf(key, sizeof(key), "file.%s.driver", s->filter->child);
+        const char *cdrv = blkopts_get(t, key);
         if (cdrv && !is_file_protocol(cdrv))
             return spec_error("Driver '%s' under a filter is not supported", cdrv);
-        snprintf(buf, sizeof(buf), "file.%s.", s->filter->child);
+        snprintf(cprefix, sizeof(cprefix), "file.%s.", s->filter->child);
+        child = cprefix;
     }
     size_t cl = strlen(child);
-    char key[96];
     snprintf(key, sizeof(key), "%sfilename", child);
     s->host = blkopts_get(t, key);
     for (int i = 0; i < t->n; i++) {
         BlockOpt *o = &t->opt[i];
         if (o->used || !has_prefix(o->key, "file."))
             continue;
-        const char *k = o->key + cl;
         if (has_prefix(o->key, child)) {
+            const char *k = o->key + cl;
             /* the host file's own options: QEMU's that mean nothing here */
             if (strcmp(k, "node-name") && strcmp(k, "locking") && strcmp(k, "aio"))
                 return spec_error("Block protocol 'file' doesn't support the option '%s'", k);
@@ -227,6 +228,46 @@ static int spec_file(NodeSpec *s)
             o->used = true;
         }
     }
+    return 0;
+}
+
+/* The options QEMU takes for any node: what they mean for calf. */
+static int spec_node_opts(NodeSpec *s)
+{
+    BlockOptions *t = &s->tree;
+    static const struct {
+        const char *key;
+        int flag;
+    } bools[] = {
+        {"force-share", BLK_O_SHARE},
+        {"cache.direct", BLK_O_NOCACHE},
+        {"cache.no-flush", BLK_O_UNSAFE},
+        {"auto-read-only", 0}, /* calf asks for write access only where it writes */
+    };
+    bool on;
+    if (blkopts_get_bool(t, "read-only", false, &s->read_only) < 0)
+        return -EINVAL;
+    for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
+        if (blkopts_get_bool(t, bools[i].key, false, &on) < 0)
+            return -EINVAL;
+        if (on)
+            s->add_flags |= bools[i].flag;
+    }
+    /* discard and detect-zeroes change how, not what, is written */
+    static const char *const values[][5] = {
+        {"discard", "ignore", "off", "unmap", "on"},
+        {"detect-zeroes", "off", "on", "unmap", NULL},
+    };
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        const char *v = blkopts_get(t, values[i][0]);
+        size_t k = 1;
+        while (v && k < 5 && values[i][k] && strcmp(v, values[i][k]))
+            k++;
+        if (v && (k == 5 || !values[i][k]))
+            return spec_error(i ? "invalid parameter value: %s" : "Invalid discard option%.0s",
+                              v);
+    }
+    blkopts_get(t, "node-name");
     return 0;
 }
 
@@ -311,7 +352,9 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
         return spec_error(blk_find_filter(drv) ? "Driver '%s' needs a format over it"
                                                : "Unknown driver '%s'", drv);
     s->format = drv;
-    blkopts_get(t, "node-name");
+    int r = spec_node_opts(s);
+    if (r < 0)
+        return r;
     const char *b = blkopts_get(t, "backing");
     if (b && !*b)
         s->no_backing = true;
@@ -405,6 +448,17 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
         spec_free(&spec);
         return NULL;
     }
+    flags |= spec.add_flags;
+    const char *why = NULL;
+    if (spec.read_only && (flags & BLK_O_RDWR))
+        why = "Block node is read-only";
+    else if ((spec.add_flags & BLK_O_SHARE) && (flags & BLK_O_RDWR))
+        why = "force-share=on can only be used with read-only images";
+    if (why) {
+        blk_set_error("%s", why);
+        spec_free(&spec);
+        return NULL;
+    }
     const BlockDriver *drv = NULL;
     if (spec.format && !(drv = blk_find_driver(spec.format))) {
         blk_set_error("Unknown driver '%s'", spec.format);
@@ -439,31 +493,31 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
     bs->read_only = !rw;
     bs->depth = depth;
     bs->fill = fd >= 0 && (flags & BLK_O_FILL) && rw && blk_file_fill_pays(fd);
+    int r = 0;
     if (spec.filter) {
         blk_set_error("%s: could not open", bs->filename);
-        if (spec.filter->open(bs, &spec.fopts) < 0) {
-            free(bs->filename);
-            free(bs);
-            close(fd);
-            spec_free(&spec);
-            return NULL;
-        }
-        bs->filter = spec.filter;
-        const char *unused = blkopts_first_unused(&spec.fopts);
-        if (unused) {
-            blk_set_error("Block driver '%s' does not support the option '%s'",
-                          spec.filter->name, unused);
-            goto fail;
+        if ((r = spec.filter->open(bs, &spec.fopts)) == 0) {
+            bs->filter = spec.filter;
+            const char *unused = blkopts_first_unused(&spec.fopts);
+            if (unused) {
+                blk_set_error("Block driver '%s' does not support the option '%s'",
+                              spec.filter->name, unused);
+                r = -EINVAL;
+            }
         }
     }
-    blk_set_error("%s: could not open", bs->filename);
-    int r = drv->open(bs, &spec.dopts);
+    if (r == 0) {
+        blk_set_error("%s: could not open", bs->filename);
+        r = drv->open(bs, &spec.dopts);
+    }
     if (r < 0) {
+        /* the driver is not open: only the filter has anything to undo */
         if (bs->filter && bs->filter->close)
             bs->filter->close(bs);
         free(bs->filename);
         free(bs);
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         spec_free(&spec);
         return NULL;
     }
@@ -534,7 +588,12 @@ BlockDriverState *blk_open_snapshot(const char *filename, const char *format, in
     snprintf(fmt, sizeof(fmt), "%s", base->drv->name);
     uint64_t size = base->size;
     blk_close(base);
-    char *abs = realpath(filename, NULL);
+    /* the overlay's backing file name: the absolute path, or a json: or
+     * null-co: name as it is (json: paths are the process's, not relative
+     * to the overlay) */
+    char *abs = !strncmp(filename, "file:", 5) ? realpath(filename + 5, NULL)
+                : has_protocol(filename)      ? strdup(filename)
+                                              : realpath(filename, NULL);
     const char *dir = getenv("TMPDIR");
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s/calf-snapshot-XXXXXX", dir && *dir ? dir : "/var/tmp");
@@ -1107,6 +1166,17 @@ int64_t blk_allocated_size(BlockDriverState *bs)
     return (int64_t)st.st_blocks * 512;
 }
 
+int blk_create_name_check(const char *filename)
+{
+    /* QEMU creates through no protocol calf has but file: (json: neither) */
+    size_t n = strcspn(filename, ":/");
+    if (filename[n] == ':' && strncmp(filename, "file:", 5)) {
+        blk_set_error("Unknown protocol '%.*s'", (int)(n < 64 ? n : 64), filename);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int blk_create(const char *format, const char *filename, uint64_t size, BlockOptions *opts)
 {
     const BlockDriver *drv = blk_find_driver(format);
@@ -1118,8 +1188,7 @@ int blk_create(const char *format, const char *filename, uint64_t size, BlockOpt
         blk_set_error("Format driver '%s' does not support image creation", format);
         return -ENOTSUP;
     }
-    /* "file:PATH" is PATH, colons and all */
-    if (check_protocol(filename) < 0)
+    if (blk_create_name_check(filename) < 0)
         return -EINVAL;
     if (!strncmp(filename, "file:", 5))
         filename += 5;

@@ -495,6 +495,10 @@ int blk_read_backing(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
 #define BLK_SIZE_UNSET UINT64_MAX
 int blk_create(const char *format, const char *filename, uint64_t size,
                BlockOptions *opts);
+/* Whether filename can be created: a plain path or file:PATH, not another
+ * protocol ("Unknown protocol 'json'", as qemu-img says before anything
+ * else).  blk_create() checks it too. */
+int blk_create_name_check(const char *filename);
 
 /* ---- cluster compression (type 0 deflate, 1 zstd) ---- */
 /* Compresses cs bytes of src into at most dst_len bytes of dst: the

@@ -86,16 +86,21 @@ static char *parse_string(struct jparse *j)
     }
     size_t o = 0;
     while (*j->p != q) {
-        char c = *j->p++;
+        char c = *j->p;
         if (!c || (unsigned char)c < 0x20) {
             fail(j, c ? "control character in a string" : "premature EOI");
             goto bad;
         }
+        j->p++;
         if (c != '\\') {
             s[o++] = c;
             continue;
         }
-        c = *j->p++;
+        if (!(c = *j->p)) {
+            fail(j, "premature EOI");
+            goto bad;
+        }
+        j->p++;
         switch (c) {
         case '"': case '\'': case '\\': case '/': s[o++] = c; break;
         case 'b': s[o++] = '\b'; break;
@@ -267,6 +272,10 @@ int blk_json_parse(const char *filename, BlockOptions *out)
     }
     struct jparse j = {.p = text, .out = out};
     skip_ws(&j);
+    if (!*j.p) {
+        blk_set_error("Could not parse the JSON options: Expecting a JSON value");
+        return -EINVAL;
+    }
     if (*j.p != '{') {
         blk_set_error("Invalid JSON object given");
         return -EINVAL;
@@ -278,7 +287,8 @@ int blk_json_parse(const char *filename, BlockOptions *out)
         r = parse_container(&j, key, 0, 0);
         free(key);
     }
-    skip_ws(&j);
+    if (r == 0)
+        skip_ws(&j);
     if (r == 0 && *j.p) {
         blk_set_error("Could not parse the JSON options: Expecting at most one JSON value");
         r = -EINVAL;

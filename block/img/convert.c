@@ -1042,7 +1042,8 @@ int img_convert(int argc, char **argv)
         }
         int r = blk_create(out_fmt, out, cv.total, &opts);
         if (r < 0) {
-            if (!strncmp(blk_error(), "Invalid parameter", 17))
+            if (!strncmp(blk_error(), "Invalid parameter", 17) ||
+                blk_create_name_check(out) < 0)
                 img_error("%s", blk_error());
             else
                 img_error("%s: error while converting %s: %s", out, out_fmt, blk_error());

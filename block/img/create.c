@@ -404,6 +404,10 @@ static int do_create(CreateArgs *a)
         create_error(a, "Unknown file format '%s'", a->fmt);
         return 1;
     }
+    if (blk_create_name_check(a->filename) < 0) {
+        create_error(a, "%s", blk_error());
+        return 1;
+    }
     if (check_options(a, list) < 0 || merge_args(a) < 0 || check_backing(a) < 0)
         return 1;
     if (a->size == BLK_SIZE_UNSET) {
