@@ -273,21 +273,22 @@ void blk_close(BlockDriverState *bs)
     }
 }
 
-/* Guest data is about to change.  calf records no writes in bitmaps, so
- * before the first one the format marks the bitmaps that should record
- * it in-use (BLK_BITMAP_GUEST_WRITE), as QEMU leaves them after a crash.
- * Every writer that finds the flag clear asks (the format serializes and
- * marks once); none writes before the mark is on disk.  (Reverting to a
- * snapshot is refused where there are bitmaps, as in QEMU.) */
-static int before_guest_write(BlockDriverState *bs)
+/* Guest data of [off, off+len) is about to change: the bitmaps that
+ * record writes are told (BLK_BITMAP_GUEST_WRITE).  Until the format says
+ * none does, every write asks; the first one has the format mark them
+ * in-use on disk before any data is written.  Concurrent writers are
+ * serialized by the driver.  (Reverting to a snapshot is refused where
+ * there are bitmaps, as in QEMU.) */
+static int before_guest_write(BlockDriverState *bs, uint64_t off, uint64_t len)
 {
     if (!bs->drv->bitmap || __atomic_load_n(&bs->bitmaps_marked, __ATOMIC_ACQUIRE))
         return 0;
-    BlockBitmapReq req = {.op = BLK_BITMAP_GUEST_WRITE, .name = ""};
+    BlockBitmapReq req = {.op = BLK_BITMAP_GUEST_WRITE, .name = "", .offset = off,
+                          .nbytes = len};
     int r = bs->drv->bitmap(bs, &req);
     if (r == 0)
         __atomic_store_n(&bs->bitmaps_marked, true, __ATOMIC_RELEASE);
-    return r;
+    return r < 0 ? r : 0;
 }
 
 static int check_request(BlockDriverState *bs, uint64_t off, uint64_t len, bool write)
@@ -297,7 +298,7 @@ static int check_request(BlockDriverState *bs, uint64_t off, uint64_t len, bool 
         return -EACCES;
     }
     if (write) {
-        int r = before_guest_write(bs);
+        int r = before_guest_write(bs, off, len);
         if (r < 0)
             return r;
     }
@@ -890,7 +891,7 @@ int blk_make_empty(BlockDriverState *bs)
         blk_set_error("%s: the %s format cannot be emptied", bs->filename, bs->drv->name);
         return -ENOTSUP;
     }
-    int r = before_guest_write(bs);
+    int r = before_guest_write(bs, 0, bs->size);
     return r < 0 ? r : bs->drv->make_empty(bs);
 }
 

@@ -702,7 +702,8 @@ static int qcow2_flush(BlockDriverState *bs)
 {
     Qcow2State *s = bs->opaque;
     pthread_mutex_lock(&s->lock);
-    int r = qcow2_bitmaps_store(s);
+    /* bitmaps that record guest writes are stored at close, as QEMU does */
+    int r = s->bm_writes_seen ? 0 : qcow2_bitmaps_store(s);
     if (r == 0)
         r = qcow2_flush_metadata(s);
     if (r == 0)
