@@ -2,12 +2,12 @@
  * bitmap directory, bitmap tables and data clusters (QEMU's
  * docs/interop/qcow2.txt, "Bitmaps extension").
  *
- * calf does not track guest writes in bitmaps.  It keeps them valid where
- * it changes them itself (qemu-img bitmap, convert --bitmaps) and, before
- * the first guest write of an open, marks the enabled bitmaps in-use,
- * which is how QEMU leaves them after a crash: their content is no
- * longer trusted, but the structure stays consistent, the autoclear bit
- * stays set and disabled bitmaps (which record nothing) stay valid.
+ * As in QEMU, enabled bitmaps record guest writes: from the first write
+ * of an open they are held in memory and marked in-use on disk, and
+ * close stores them valid again.  A crash leaves them in-use: their
+ * content is no longer trusted, but the structure stays consistent, the
+ * autoclear bit stays set and disabled bitmaps (which record nothing)
+ * stay valid.
  *
  * Every store writes new tables and a new directory, switches the header
  * to them, then frees the old clusters: a crash leaves either the old
