@@ -767,7 +767,14 @@ out:
 int blk_bitmap(BlockDriverState *bs, BlockBitmapReq *req)
 {
     if (!bs->drv->bitmap) {
-        blk_set_error("Format driver '%s' does not support bitmaps", bs->drv->name);
+        /* qemu-img's words: a format without bitmaps has none to find */
+        if (req->op == BLK_BITMAP_ADD)
+            blk_set_error("Can't store persistent bitmaps to %s: %s", bs->filename,
+                          strerror(ENOTSUP));
+        else if (req->op == BLK_BITMAP_PROBE)
+            blk_set_error("Format driver '%s' does not support bitmaps", bs->drv->name);
+        else
+            blk_set_error("Dirty bitmap '%s' not found", req->name);
         return -ENOTSUP;
     }
     if (req->op == BLK_BITMAP_GUEST_WRITE) {

@@ -13,7 +13,7 @@
 #    (as QEMU does after a crash), never silently stale.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 52
+plan 54
 
 # setup FILE: the same 64 MiB image with data in both directories
 setup() {
@@ -51,6 +51,9 @@ both "-b without --merge" bitmap -b a.qcow2 --add a.qcow2 b0
 both "bad granularity" bitmap --add -g 1000 a.qcow2 b0
 both "empty name" bitmap --add a.qcow2 ''
 both "unknown bitmap" bitmap --remove a.qcow2 nope
+in_both truncate -s 1M r.raw
+both "raw has no bitmap to remove" bitmap --remove -f raw r.raw b0
+both "nor to merge from" bitmap --add --merge b0 -b r.raw -F raw a.qcow2 b0
 
 # --- calf edits, qemu-img reads ---
 both "add" bitmap --add a.qcow2 b1
