@@ -297,17 +297,12 @@ static int check_request(BlockDriverState *bs, uint64_t off, uint64_t len, bool 
         blk_set_error("%s: image is opened read-only", bs->filename);
         return -EACCES;
     }
-    if (write) {
-        int r = before_guest_write(bs, off, len);
-        if (r < 0)
-            return r;
-    }
     if (off > bs->size || len > bs->size - off) {
         blk_set_error("%s: request [%" PRIu64 ", +%" PRIu64 ") is beyond the end of the "
                       "image (%" PRIu64 " bytes)", bs->filename, off, len, bs->size);
         return -EINVAL;
     }
-    return 0;
+    return write ? before_guest_write(bs, off, len) : 0;
 }
 
 int blk_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)

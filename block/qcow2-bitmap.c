@@ -846,35 +846,50 @@ static int guest_write(Qcow2State *s, uint64_t off, uint64_t len)
 {
     int r = 0;
     if (!s->bm_writes_seen) {
+        bool *marked = calloc(s->nb_bitmaps ? s->nb_bitmaps : 1, sizeof(*marked));
         bool mark = false;
-        for (uint32_t i = 0; i < s->nb_bitmaps && r == 0; i++) {
+        if (!marked)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
             Qcow2Bitmap *bm = &s->bitmaps[i];
             if ((bm->flags & (BM_FLAG_AUTO | BM_FLAG_IN_USE)) != BM_FLAG_AUTO)
                 continue;
-            if ((r = hold(s, bm)) == 0) {
-                bm->flags |= BM_FLAG_IN_USE;
-                bm->tracked = mark = true;
-            }
+            /* one that cannot be loaded (a corrupt table) cannot record
+             * the writes: it is left in-use, and the write goes on */
+            bm->tracked = hold(s, bm) == 0;
+            bm->flags |= BM_FLAG_IN_USE;
+            marked[i] = mark = true;
         }
-        if (r < 0)
-            return r;
-        s->bm_writes_seen = true;
         if (mark && s->bm_dir_count) {
             uint8_t *dir = malloc(s->bm_dir_size), *p = dir;
-            if (!dir)
-                return -ENOMEM;
-            for (uint32_t i = 0; i < s->nb_bitmaps; i++)
-                if (s->bitmaps[i].table_offset)
-                    p += dir_serialize(&s->bitmaps[i], 1, p);
-            r = -EIO;
-            if ((uint64_t)(p - dir) == s->bm_dir_size)
-                r = blk_file_pwrite(s->fd, dir, s->bm_dir_size, s->bm_dir_offset);
-            free(dir);
+            r = -ENOMEM;
+            if (dir) {
+                for (uint32_t i = 0; i < s->nb_bitmaps; i++)
+                    if (s->bitmaps[i].table_offset)
+                        p += dir_serialize(&s->bitmaps[i], 1, p);
+                r = -EIO;
+                if ((uint64_t)(p - dir) == s->bm_dir_size)
+                    r = blk_file_pwrite(s->fd, dir, s->bm_dir_size, s->bm_dir_offset);
+                free(dir);
+            }
             if (r < 0)
-                return bm_error(s, r, "cannot mark the bitmaps in-use: %s", strerror(-r));
-            if ((r = qcow2_sync(s)) < 0)
-                return r;
+                bm_error(s, r, "cannot mark the bitmaps in-use: %s", strerror(-r));
+            else
+                r = qcow2_sync(s);
         }
+        if (r < 0) {
+            /* not marked on disk: no write may go on, the next one tries again */
+            for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+                if (marked[i]) {
+                    s->bitmaps[i].flags &= ~BM_FLAG_IN_USE;
+                    s->bitmaps[i].tracked = false;
+                }
+            }
+            free(marked);
+            return r;
+        }
+        free(marked);
+        s->bm_writes_seen = true;
         if (mark)
             s->bm_dirty = true;
     }

@@ -13,7 +13,7 @@
 #    (as QEMU does after a crash), never silently stale.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 54
+plan 55
 
 # setup FILE: the same 64 MiB image with data in both directories
 setup() {
@@ -190,3 +190,6 @@ is "$rc $(echo "$out" | grep -c ERROR)" "2 1" "a corrupt table entry is one erro
 out=$("$CALF_IMG" convert --bitmaps -O qcow2 "$TMP/h.qcow2" "$TMP/o.qcow2" 2>&1); rc=$?
 is "$rc $(echo "$out" | grep -c 'corrupt table entry')" "1 1" \
    "convert --bitmaps stops at the corrupt entry with one error"
+"$CALF_IO" -c "write 0 64k" "$TMP/h.qcow2" >/dev/null 2>&1; rc=$?
+is "$rc $("$CALF_IMG" info "$TMP/h.qcow2" | grep -c in-use)" "0 1" \
+   "a write goes on past a bitmap with a corrupt table, which is left in-use"
