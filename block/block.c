@@ -636,21 +636,22 @@ void blk_close(BlockDriverState *bs)
     }
 }
 
-/* Guest data is about to change.  calf records no writes in bitmaps, so
- * before the first one the format marks the bitmaps that should record
- * it in-use (BLK_BITMAP_GUEST_WRITE), as QEMU leaves them after a crash.
- * Every writer that finds the flag clear asks (the format serializes and
- * marks once); none writes before the mark is on disk.  (Reverting to a
- * snapshot is refused where there are bitmaps, as in QEMU.) */
-static int before_guest_write(BlockDriverState *bs)
+/* Guest data of [off, off+len) is about to change: the bitmaps that
+ * record writes are told (BLK_BITMAP_GUEST_WRITE).  Until the format says
+ * none does, every write asks; the first one has the format mark them
+ * in-use on disk before any data is written.  Concurrent writers are
+ * serialized by the driver.  (Reverting to a snapshot is refused where
+ * there are bitmaps, as in QEMU.) */
+static int before_guest_write(BlockDriverState *bs, uint64_t off, uint64_t len)
 {
     if (!bs->drv->bitmap || __atomic_load_n(&bs->bitmaps_marked, __ATOMIC_ACQUIRE))
         return 0;
-    BlockBitmapReq req = {.op = BLK_BITMAP_GUEST_WRITE, .name = ""};
+    BlockBitmapReq req = {.op = BLK_BITMAP_GUEST_WRITE, .name = "", .offset = off,
+                          .nbytes = len};
     int r = bs->drv->bitmap(bs, &req);
     if (r == 0)
         __atomic_store_n(&bs->bitmaps_marked, true, __ATOMIC_RELEASE);
-    return r;
+    return r < 0 ? r : 0;
 }
 
 static int check_request(BlockDriverState *bs, uint64_t off, uint64_t len, bool write)
@@ -659,17 +660,12 @@ static int check_request(BlockDriverState *bs, uint64_t off, uint64_t len, bool 
         blk_set_error("%s: image is opened read-only", bs->filename);
         return -EACCES;
     }
-    if (write) {
-        int r = before_guest_write(bs);
-        if (r < 0)
-            return r;
-    }
     if (off > bs->size || len > bs->size - off) {
         blk_set_error("%s: request [%" PRIu64 ", +%" PRIu64 ") is beyond the end of the "
                       "image (%" PRIu64 " bytes)", bs->filename, off, len, bs->size);
         return -EINVAL;
     }
-    return 0;
+    return write ? before_guest_write(bs, off, len) : 0;
 }
 
 int blk_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
@@ -1142,7 +1138,14 @@ out:
 int blk_bitmap(BlockDriverState *bs, BlockBitmapReq *req)
 {
     if (!bs->drv->bitmap) {
-        blk_set_error("Format driver '%s' does not support bitmaps", bs->drv->name);
+        /* qemu-img's words: a format without bitmaps has none to find */
+        if (req->op == BLK_BITMAP_ADD)
+            blk_set_error("Can't store persistent bitmaps to %s: %s", bs->filename,
+                          strerror(ENOTSUP));
+        else if (req->op == BLK_BITMAP_PROBE)
+            blk_set_error("Format driver '%s' does not support bitmaps", bs->drv->name);
+        else
+            blk_set_error("Dirty bitmap '%s' not found", req->name);
         return -ENOTSUP;
     }
     if (req->op == BLK_BITMAP_GUEST_WRITE) {
@@ -1281,7 +1284,7 @@ int blk_make_empty(BlockDriverState *bs)
         blk_set_error("%s: the %s format cannot be emptied", bs->filename, bs->drv->name);
         return -ENOTSUP;
     }
-    int r = before_guest_write(bs);
+    int r = before_guest_write(bs, 0, bs->size);
     return r < 0 ? r : bs->drv->make_empty(bs);
 }
 

@@ -327,7 +327,8 @@ struct BlockDriverState {
     /* BLK_O_FILL on a filesystem where allocating a run's blocks before
      * writing it pays (blk_file_fill); cleared where fallocate is refused */
     bool fill;
-    /* the bitmaps were told of guest writes (block.c, atomic) */
+    /* no bitmap records guest writes: the format need not be told of
+     * them (block.c and the driver, atomic) */
     bool bitmaps_marked;
     /* The options this layer was opened with (a key-secret's passphrase
      * among them), without its backing file's: to open it again. */
@@ -391,10 +392,11 @@ int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, s
  * has one bit per `granularity` bytes of the virtual disk; bit j of byte
  * i stands for chunk i * 8 + j (the on-disk order of qcow2).  Listing is
  * blk_get_info()'s.  Changes are kept in memory and stored at flush or
- * close; the image never names a half-written bitmap.  calf records no
- * guest writes: before the first one (write, zeroes, discard, make_empty)
- * the enabled bitmaps become "in-use", as QEMU leaves them after a crash;
- * reverting to an internal snapshot is refused, as QEMU does. */
+ * close; the image never names a half-written bitmap.  Guest writes
+ * (write, zeroes, discard, make_empty) are recorded in the enabled
+ * bitmaps, which are "in-use" on disk from the first write until close
+ * stores them, as in QEMU: a crash leaves them in-use, never silently
+ * stale.  Reverting to an internal snapshot is refused, as QEMU does. */
 enum blk_bitmap_op {
     BLK_BITMAP_ADD,     /* new, empty: granularity (0: the default), enabled */
     BLK_BITMAP_REMOVE,
@@ -404,8 +406,9 @@ enum blk_bitmap_op {
     BLK_BITMAP_READ,    /* *bits: malloc'd, nbytes long; granularity set */
     BLK_BITMAP_WRITE,   /* replaces the content with bits (nbytes long) */
     BLK_BITMAP_PROBE,   /* 0 if this image can hold bitmaps (no name) */
-    BLK_BITMAP_GUEST_WRITE, /* the block layer's own: guest data is about to
-                               change (first write): mark what records it */
+    BLK_BITMAP_GUEST_WRITE, /* the block layer's own: guest data of
+                               [offset, offset+nbytes) changes: 1 while
+                               bitmaps record writes, 0 when none does */
 };
 struct BlockBitmapReq {
     int op;
@@ -414,6 +417,7 @@ struct BlockBitmapReq {
     bool enabled;
     uint8_t *bits;
     uint64_t nbytes;
+    uint64_t offset;    /* GUEST_WRITE */
 };
 /* -ENOTSUP (with qemu-img's message) when the format keeps no bitmaps. */
 int blk_bitmap(BlockDriverState *bs, BlockBitmapReq *req);

@@ -2,12 +2,12 @@
  * bitmap directory, bitmap tables and data clusters (QEMU's
  * docs/interop/qcow2.txt, "Bitmaps extension").
  *
- * calf does not track guest writes in bitmaps.  It keeps them valid where
- * it changes them itself (qemu-img bitmap, convert --bitmaps) and, before
- * the first guest write of an open, marks the enabled bitmaps in-use,
- * which is how QEMU leaves them after a crash: their content is no
- * longer trusted, but the structure stays consistent, the autoclear bit
- * stays set and disabled bitmaps (which record nothing) stay valid.
+ * As in QEMU, enabled bitmaps record guest writes: from the first write
+ * of an open they are held in memory and marked in-use on disk, and
+ * close stores them valid again.  A crash leaves them in-use: their
+ * content is no longer trusted, but the structure stays consistent, the
+ * autoclear bit stays set and disabled bitmaps (which record nothing)
+ * stay valid.
  *
  * Every store writes new tables and a new directory, switches the header
  * to them, then frees the old clusters: a crash leaves either the old
@@ -51,7 +51,16 @@ typedef struct Qcow2Bitmap {
      * NULL as a whole where it is only on disk */
     uint8_t **chunks;
     uint32_t nchunks;
+    /* in-use on disk because this open records guest writes in it (held
+     * in memory); stored without the flag at close */
+    bool tracked;
 } Qcow2Bitmap;
+
+/* in-use and not recorded here: its content cannot be trusted */
+static bool broken(const Qcow2Bitmap *bm)
+{
+    return (bm->flags & BM_FLAG_IN_USE) && !bm->tracked;
+}
 
 static int bm_error(Qcow2State *s, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -568,8 +577,11 @@ static int store_locked(Qcow2State *s)
     bool any = false;
     for (uint32_t i = 0; i < n && r == 0; i++) {
         Qcow2Bitmap *bm = &s->bitmaps[i];
-        if (bm->flags & BM_FLAG_IN_USE)
+        if (broken(bm))
             continue; /* kept as it is: nobody can trust or store it */
+        if (bm->tracked)
+            bm->flags &= ~BM_FLAG_IN_USE; /* every write is in it */
+        bm->tracked = false;
         any = true;
         if ((r = hold(s, bm)) == 0) {
             old[i] = *bm;
@@ -613,7 +625,7 @@ static int inconsistent(const Qcow2Bitmap *bm)
 int qcow2_bitmaps_resize_begin(Qcow2State *s)
 {
     for (uint32_t i = 0; i < s->nb_bitmaps; i++)
-        if (s->bitmaps[i].flags & BM_FLAG_IN_USE)
+        if (broken(&s->bitmaps[i]))
             return inconsistent(&s->bitmaps[i]);
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
         int r = hold(s, &s->bitmaps[i]);
@@ -717,6 +729,8 @@ static int add(Qcow2State *s, BlockBitmapReq *req)
     }
     s->nb_bitmaps++;
     s->bm_dirty = true;
+    s->bm_writes_seen = false;
+    __atomic_store_n(&s->bs->bitmaps_marked, false, __ATOMIC_RELEASE); /* record from now */
     return 0;
 }
 
@@ -794,39 +808,107 @@ static int get_bits(Qcow2State *s, Qcow2Bitmap *bm, BlockBitmapReq *req)
     return r;
 }
 
-/* Before the first guest write: the bitmaps that should record it
- * (enabled, consistent) become in-use, in place in the directory (only
- * flags change) and on disk before the write. */
-static int guest_write(Qcow2State *s)
+/* Sets the bits of [off, off+len) in a held bitmap: whole bytes at a
+ * time where the run covers them. */
+static int set_range(Qcow2State *s, Qcow2Bitmap *bm, uint64_t off, uint64_t len)
 {
-    bool mark = false;
-    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
-        if ((s->bitmaps[i].flags & (BM_FLAG_AUTO | BM_FLAG_IN_USE)) == BM_FLAG_AUTO) {
-            s->bitmaps[i].flags |= BM_FLAG_IN_USE;
-            mark = true;
+    uint64_t cs_bits = s->cluster_size * 8;
+    uint64_t b = off >> bm->gran_bits, last = (off + len - 1) >> bm->gran_bits;
+    while (b <= last) {
+        uint64_t ci = b / cs_bits, in = b % cs_bits;
+        if (ci >= bm->nchunks)
+            break;
+        if (!bm->chunks[ci] && !(bm->chunks[ci] = calloc(1, s->cluster_size)))
+            return -ENOMEM;
+        uint8_t *p = bm->chunks[ci];
+        uint64_t end = last - b + 1 < cs_bits - in ? in + (last - b + 1) : cs_bits;
+        for (; in < end && in % 8; in++)
+            p[in / 8] |= (uint8_t)(1u << (in % 8));
+        if (end - in >= 8) {
+            memset(p + in / 8, 0xff, (end - in) / 8);
+            in += (end - in) / 8 * 8;
+        }
+        for (; in < end; in++)
+            p[in / 8] |= (uint8_t)(1u << (in % 8));
+        b = ci * cs_bits + end;
+    }
+    return 0;
+}
+
+/* Guest data of [off, off+len) changes.  The first time in an open, the
+ * enabled, consistent bitmaps are loaded and marked in-use in place in
+ * the directory (only flags change; synced before the write), as QEMU
+ * marks the bitmaps it loads: a crash then leaves them in-use, never
+ * silently stale.  Every write then sets its bits in memory; close
+ * stores them and clears the flag.  Returns 1 while any bitmap records
+ * writes, 0 when none does (the block layer stops asking). */
+static int guest_write(Qcow2State *s, uint64_t off, uint64_t len)
+{
+    int r = 0;
+    if (!s->bm_writes_seen) {
+        bool *marked = calloc(s->nb_bitmaps ? s->nb_bitmaps : 1, sizeof(*marked));
+        bool mark = false;
+        if (!marked)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+            Qcow2Bitmap *bm = &s->bitmaps[i];
+            if ((bm->flags & (BM_FLAG_AUTO | BM_FLAG_IN_USE)) != BM_FLAG_AUTO)
+                continue;
+            /* one that cannot be loaded (a corrupt table) cannot record
+             * the writes: it is left in-use, and the write goes on */
+            bm->tracked = hold(s, bm) == 0;
+            bm->flags |= BM_FLAG_IN_USE;
+            marked[i] = mark = true;
+        }
+        if (mark && s->bm_dir_count) {
+            uint8_t *dir = malloc(s->bm_dir_size), *p = dir;
+            r = -ENOMEM;
+            if (dir) {
+                for (uint32_t i = 0; i < s->nb_bitmaps; i++)
+                    if (s->bitmaps[i].table_offset)
+                        p += dir_serialize(&s->bitmaps[i], 1, p);
+                r = -EIO;
+                if ((uint64_t)(p - dir) == s->bm_dir_size)
+                    r = blk_file_pwrite(s->fd, dir, s->bm_dir_size, s->bm_dir_offset);
+                free(dir);
+            }
+            if (r < 0)
+                bm_error(s, r, "cannot mark the bitmaps in-use: %s", strerror(-r));
+            else
+                r = qcow2_sync(s);
+        }
+        if (r < 0) {
+            /* not marked on disk: no write may go on, the next one tries again */
+            for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+                if (marked[i]) {
+                    s->bitmaps[i].flags &= ~BM_FLAG_IN_USE;
+                    s->bitmaps[i].tracked = false;
+                }
+            }
+            free(marked);
+            return r;
+        }
+        free(marked);
+        s->bm_writes_seen = true;
+        if (mark)
+            s->bm_dirty = true;
+    }
+    bool any = false;
+    for (uint32_t i = 0; i < s->nb_bitmaps && r == 0; i++) {
+        Qcow2Bitmap *bm = &s->bitmaps[i];
+        if (bm->tracked && (bm->flags & BM_FLAG_AUTO)) {
+            any = true;
+            if (len)
+                r = set_range(s, bm, off, len);
         }
     }
-    if (!mark || !s->bm_dir_count)
-        return 0; /* bitmaps made since are stored with the flag */
-    uint8_t *dir = malloc(s->bm_dir_size), *p = dir;
-    if (!dir)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < s->nb_bitmaps; i++)
-        if (s->bitmaps[i].table_offset)
-            p += dir_serialize(&s->bitmaps[i], 1, p);
-    int r = -EIO;
-    if ((uint64_t)(p - dir) == s->bm_dir_size)
-        r = blk_file_pwrite(s->fd, dir, s->bm_dir_size, s->bm_dir_offset);
-    free(dir);
-    if (r < 0)
-        return bm_error(s, r, "cannot mark the bitmaps in-use: %s", strerror(-r));
-    return qcow2_sync(s);
+    return r < 0 ? r : any;
 }
 
 static int bitmap_op_locked(Qcow2State *s, BlockBitmapReq *req)
 {
     if (req->op == BLK_BITMAP_GUEST_WRITE)
-        return guest_write(s);
+        return guest_write(s, req->offset, req->nbytes);
     if (req->op == BLK_BITMAP_PROBE)
         return s->version >= 3 ? 0 : -ENOTSUP; /* v2 has no autoclear bits */
     if (!req->name[0]) {
@@ -842,7 +924,7 @@ static int bitmap_op_locked(Qcow2State *s, BlockBitmapReq *req)
     }
     if (req->op == BLK_BITMAP_REMOVE)
         return remove_bitmap(s, bm);
-    if (bm->flags & BM_FLAG_IN_USE)
+    if (broken(bm))
         return inconsistent(bm);
     if (req->op == BLK_BITMAP_READ)
         return get_bits(s, bm, req);
@@ -856,6 +938,8 @@ static int bitmap_op_locked(Qcow2State *s, BlockBitmapReq *req)
         break;
     case BLK_BITMAP_ENABLE:
         bm->flags |= BM_FLAG_AUTO;
+        s->bm_writes_seen = false;
+        __atomic_store_n(&s->bs->bitmaps_marked, false, __ATOMIC_RELEASE);
         break;
     case BLK_BITMAP_DISABLE:
         bm->flags &= ~BM_FLAG_AUTO;

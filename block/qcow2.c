@@ -955,7 +955,8 @@ static int qcow2_flush(BlockDriverState *bs)
     Qcow2State *s = bs->opaque;
     pthread_mutex_lock(&s->lock);
     blkdebug_event(bs, BLKDBG_FLUSH_TO_OS);
-    int r = qcow2_bitmaps_store(s);
+    /* bitmaps that record guest writes are stored at close, as QEMU does */
+    int r = s->bm_writes_seen ? 0 : qcow2_bitmaps_store(s);
     if (r == 0 && s->lazy && s->dirty_set) {
         /* lazy refcounts, as in QEMU: the image is marked dirty and its
          * refcounts rebuilt after a crash, so a flush writes the data and

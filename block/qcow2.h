@@ -214,6 +214,7 @@ typedef struct Qcow2State {
     struct Qcow2Bitmap *bitmaps;
     bool bm_ext_dropped;      /* an invalid one was read: not written back */
     bool bm_dirty;            /* changed in memory: qcow2_bitmaps_store() */
+    bool bm_writes_seen;      /* the bitmaps were set up for guest writes */
 
     /* errors found while running (corrupt image) */
     bool corrupt_marked;

@@ -8,11 +8,12 @@
 #  - calf-img reads bitmaps that qemu-img made: info, measure and
 #    convert --bitmaps print and make what qemu-img's do;
 #  - check counts bitmap clusters and check -r keeps them;
-#  - guest writes by calf-io make enabled bitmaps in-use (as QEMU leaves
-#    them after a crash), never silently stale.
+#  - guest writes by calf-io are recorded in the enabled bitmaps as
+#    qemu-io records them; killed mid-session, calf-io leaves them in-use
+#    (as QEMU does after a crash), never silently stale.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 50
+plan 55
 
 # setup FILE: the same 64 MiB image with data in both directories
 setup() {
@@ -50,6 +51,9 @@ both "-b without --merge" bitmap -b a.qcow2 --add a.qcow2 b0
 both "bad granularity" bitmap --add -g 1000 a.qcow2 b0
 both "empty name" bitmap --add a.qcow2 ''
 both "unknown bitmap" bitmap --remove a.qcow2 nope
+in_both truncate -s 1M r.raw
+both "raw has no bitmap to remove" bitmap --remove -f raw r.raw b0
+both "nor to merge from" bitmap --add --merge b0 -b r.raw -F raw a.qcow2 b0
 
 # --- calf edits, qemu-img reads ---
 both "add" bitmap --add a.qcow2 b1
@@ -103,18 +107,37 @@ cp "$QDIR/m.qcow2" "$TMP/r.qcow2"
 "$CALF_IMG" check -r all "$TMP/r.qcow2" >/dev/null 2>&1
 ok "calf-img check -r all keeps every bitmap cluster" cmp "$QDIR/m.qcow2" "$TMP/r.qcow2"
 
-# --- guest writes: enabled bitmaps become in-use, disabled stay valid ---
+# --- guest writes: recorded in enabled bitmaps, as qemu-io records them ---
 setup g.qcow2
 in_both qemu-img bitmap --add g.qcow2 on
-in_both qemu-img bitmap --add --disable g.qcow2 off
+in_both qemu-img bitmap --add -g 512 --disable g.qcow2 off
+in_both qemu-img bitmap --add -g 4M g.qcow2 big
 "$CALF_IO" -c "read -P 0x11 0 64k" "$CDIR/g.qcow2" >/dev/null
 is "$(cd "$CDIR" && qemu-img info g.qcow2 | grep -c in-use)" 0 \
    "a calf-io session that only reads leaves the bitmaps valid"
-"$CALF_IO" -c "write -P 0x44 0 64k" "$CDIR/g.qcow2" >/dev/null
+W=(-c "write -P 0x44 100k 64k" -c "write -z 5M 1M" -c "discard 9M 64k" -c "write 63M 512")
+"$CALF_IO" "${W[@]}" "$CDIR/g.qcow2" >/dev/null
+(cd "$QDIR" && qemu-io "${W[@]}" g.qcow2 >/dev/null)
+is "$(info_without_size "$CDIR" g.qcow2)" "$(info_without_size "$QDIR" g.qcow2)" \
+   "after calf-io's writes qemu-img lists the bitmaps as after qemu-io's"
+bits_like_qemu "calf-io records the writes in the bits qemu-io sets" g.qcow2
+
+# killed mid-session: the bitmap that recorded writes is left in-use
+mkfifo "$TMP/fifo"
+"$CALF_IO" "$CDIR/g.qcow2" <"$TMP/fifo" >/dev/null 2>&1 & iopid=$!
+exec 7>"$TMP/fifo"
+echo "write -P 0x55 200k 4k" >&7
+for _ in $(seq 50); do
+    [ "$(cd "$CDIR" && qemu-img info -U g.qcow2 | grep -c in-use)" = 2 ] && break
+    sleep 0.1
+done
+kill -9 $iopid
+wait $iopid 2>/dev/null
+exec 7>&-
 is "$(cd "$CDIR" && qemu-img info g.qcow2 | sed -n '/bitmaps:/,/refcount/p' | tr -s ' \n' ' ')" \
-   " bitmaps: [0]: flags: [0]: in-use [1]: auto name: on granularity: 65536 [1]: flags: name: off \
-granularity: 65536 refcount bits: 16 " \
-   "a calf-io write marks the enabled bitmap in-use, not the disabled one"
+   " bitmaps: [0]: flags: [0]: in-use [1]: auto name: on granularity: 65536 [1]: flags: name: \
+off granularity: 512 [2]: flags: [0]: in-use [1]: auto name: big granularity: 4194304 refcount \
+bits: 16 " "a calf-io killed after a write leaves the enabled bitmaps in-use"
 cp "$CDIR/g.qcow2" "$QDIR/g.qcow2"
 both "an in-use bitmap cannot be used" bitmap --clear g.qcow2 on
 both "an image with an in-use bitmap is not resized" resize g.qcow2 100M
@@ -167,3 +190,6 @@ is "$rc $(echo "$out" | grep -c ERROR)" "2 1" "a corrupt table entry is one erro
 out=$("$CALF_IMG" convert --bitmaps -O qcow2 "$TMP/h.qcow2" "$TMP/o.qcow2" 2>&1); rc=$?
 is "$rc $(echo "$out" | grep -c 'corrupt table entry')" "1 1" \
    "convert --bitmaps stops at the corrupt entry with one error"
+"$CALF_IO" -c "write 0 64k" "$TMP/h.qcow2" >/dev/null 2>&1; rc=$?
+is "$rc $("$CALF_IMG" info "$TMP/h.qcow2" | grep -c in-use)" "0 1" \
+   "a write goes on past a bitmap with a corrupt table, which is left in-use"
