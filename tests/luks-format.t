@@ -4,13 +4,13 @@
 # qemu-io and the other way round, partial sectors included; calf's image
 # compares equal to a raw copy of the same writes; info, probing, measure,
 # resize, amend (key slots added and erased) and convert both ways do what
-# qemu-img does; hostile headers get one clear error.  Then the pieces of
-# the qcow2 LUKS iotests (188, 189, 198) that come with it: encrypted
-# preallocated targets, backing.* image options, commit into an encrypted
-# base, json: names.
+# qemu-img does; hostile headers and secrets that are not UTF-8 get one
+# clear error.  Then the pieces of the qcow2 LUKS iotests (188, 189, 198)
+# that come with it: encrypted preallocated targets, backing.* image
+# options, commit into an encrypted base, json: names.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 34
+plan 37
 cd "$TMP" || exit 1
 
 S="--object secret,id=s0,data=hunter0 --object secret,id=s1,data=hunter1"
@@ -123,6 +123,19 @@ head -c 1M c.luks > short.luks
 is "$("$CALF_IMG" info short.luks 2>&1 | grep -c "payload offset 2068480 is beyond"; echo "$?")" \
    "1
 0" "a file that ends inside the header region is refused"
+
+# ---- secrets: text, as QEMU looks them up (iotest 282) ----
+printf ':<;\xff' > "$CDIR/nonutf8"
+cp "$CDIR/nonutf8" "$QDIR/nonutf8"
+touch "$CDIR/stub.luks" "$QDIR/stub.luks"
+same_img "a secret that is not UTF-8 fails the create" create -q -f luks \
+    --object secret,id=sec0,file=nonutf8 -o key-secret=sec0 stub.luks 4M
+is "$(cd "$CDIR" && ls stub.luks 2>&1)" "$(cd "$QDIR" && ls stub.luks 2>&1)" \
+   "and removes the file it was to create, as qemu-img does"
+cp c.luks "$CDIR/u.luks"
+cp c.luks "$QDIR/u.luks"
+same_io "and fails the open" --object secret,id=sec0,file=nonutf8 --image-opts \
+    driver=luks,file.filename=u.luks,key-secret=sec0 -c "read 0 512"
 
 # ---- qcow2 with LUKS: what the iotests 188, 189 and 198 need ----
 Q="encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10"
