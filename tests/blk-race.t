@@ -4,9 +4,9 @@
 # past another thread's new clusters, cache=none read-modify-writes of a
 # shared 4 KiB block (two sectors; data beside an L2 table and refcounts),
 # a write and a read stalled while their cluster is discarded, freed and
-# reused, and two sub-sector writes to one encrypted sector.  Each
-# scenario checks what reads back; qemu-img check judges the images and
-# qemu-io reads the data back another way.
+# reused, and two sub-sector writes to one encrypted sector (qcow2, luks).
+# Each scenario checks what reads back; qemu-img check judges the images
+# and qemu-io reads the data back another way.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
 RACE=$CALF_BUILD/tests/blk-race
@@ -37,6 +37,14 @@ scenario() {  # scenario NAME IMAGE [QEMU-IO READS...]
                 fail "$name: qemu-io reads the data back" "$out"
             else pass "$name: qemu-io reads the data back"; fi
         fi ;;
+    *.luks)
+        local args=() r
+        for r in "$@"; do args+=(-c "read -P $r"); done
+        out=$(qemu-io --object secret,id=s0,data=calf --image-opts "${args[@]}" \
+              "driver=luks,file.filename=$TMP/$img,key-secret=s0" 2>&1)
+        if echo "$out" | grep -q "Pattern verification failed\|error\|can't"; then
+            fail "$name: qemu-io reads the data back" "$out"
+        else pass "$name: qemu-io reads the data back"; fi ;;
     *.raw)
         out=$(qemu-io -f raw -c "read -P 0xaa 0 512" -c "read -P 0xbb 512 512" "$TMP/$img" 2>&1)
         if echo "$out" | grep -q "Pattern verification failed"; then
@@ -52,4 +60,5 @@ scenario discard-write discard-write.qcow2 "0xb5 320k 64k" "0 0 64k"
 scenario discard-read discard-read.qcow2 "0xb5 320k 64k"
 scenario discard-read2 discard-read2.qcow2 "0xb5 320k 64k"
 scenario crypt-sector crypt-sector.qcow2 "0xaa 0 100" "0x11 100 100" "0xbb 200 100" "0x11 300 65236"
+scenario luks-sector luks-sector.luks "0xaa 0 100" "0x11 100 100" "0xbb 200 100" "0x11 300 65236"
 done_testing

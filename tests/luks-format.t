@@ -4,12 +4,13 @@
 # qemu-io and the other way round, partial sectors included; calf's image
 # compares equal to a raw copy of the same writes; info, probing, measure,
 # resize, amend (key slots added and erased) and convert both ways do what
-# qemu-img does.  Then the pieces of the qcow2 LUKS iotests (188, 189,
-# 198) that come with it: encrypted preallocated targets, backing.* image
+# qemu-img does; hostile headers and secrets that are not UTF-8 get one
+# clear error.  Then the pieces of the qcow2 LUKS iotests (188, 189, 198)
+# that come with it: encrypted preallocated targets, backing.* image
 # options, commit into an encrypted base, json: names.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 30
+plan 37
 cd "$TMP" || exit 1
 
 S="--object secret,id=s0,data=hunter0 --object secret,id=s1,data=hunter1"
@@ -105,6 +106,36 @@ ok "calf-img convert luks -> raw gives the data qemu-io wrote" cmp back.raw plai
 is "$("$CALF_IMG" measure $S -O luks -o key-secret=s0 -f raw src.raw)" \
    "$(qemu_retry qemu-img measure $S -O luks -o key-secret=s0,iter-time=10 -f raw src.raw)" \
    "measure -O luks as qemu-img's"
+
+# ---- hostile headers: one clear error each ----
+head -c 1M /dev/urandom > noise.raw
+same "-f luks on a file that is not LUKS" info -f luks noise.raw
+cp c.luks v2.luks
+printf '\x00\x02' | dd of=v2.luks bs=1 seek=6 conv=notrunc 2>/dev/null
+same "a LUKS2 header" info -f luks v2.luks
+cp c.luks far.luks
+printf '\xff\xff\xff\xff' | dd of=far.luks bs=1 seek=104 conv=notrunc 2>/dev/null
+is "$("$CALF_IMG" info far.luks 2>&1; echo "exit $?")" \
+   "calf-img: Could not open 'far.luks': LUKS header: the payload offset 2199023255040 is beyond \
+the end of the file or too large
+exit 1" "a payload offset of 2 TiB is refused before anything is read"
+head -c 1M c.luks > short.luks
+is "$("$CALF_IMG" info short.luks 2>&1 | grep -c "payload offset 2068480 is beyond"; echo "$?")" \
+   "1
+0" "a file that ends inside the header region is refused"
+
+# ---- secrets: text, as QEMU looks them up (iotest 282) ----
+printf ':<;\xff' > "$CDIR/nonutf8"
+cp "$CDIR/nonutf8" "$QDIR/nonutf8"
+touch "$CDIR/stub.luks" "$QDIR/stub.luks"
+same_img "a secret that is not UTF-8 fails the create" create -q -f luks \
+    --object secret,id=sec0,file=nonutf8 -o key-secret=sec0 stub.luks 4M
+is "$(cd "$CDIR" && ls stub.luks 2>&1)" "$(cd "$QDIR" && ls stub.luks 2>&1)" \
+   "and removes the file it was to create, as qemu-img does"
+cp c.luks "$CDIR/u.luks"
+cp c.luks "$QDIR/u.luks"
+same_io "and fails the open" --object secret,id=sec0,file=nonutf8 --image-opts \
+    driver=luks,file.filename=u.luks,key-secret=sec0 -c "read 0 512"
 
 # ---- qcow2 with LUKS: what the iotests 188, 189 and 198 need ----
 Q="encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10"

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "block/img/img.h"
 #include "block/tool-util.h"
@@ -383,6 +384,10 @@ static int make_image(CreateArgs *a)
             r = blkopts_set(&dopts, a->opts.opt[i].key, a->opts.opt[i].value);
     if (r == 0 && (r = img_secret_resolve(&dopts)) < 0) {
         create_error(a, "%s", blk_error());
+        /* qemu-img's qcow2 and luks drivers look the secret up once they
+         * have made the file, and remove it when that fails */
+        if (!strcmp(a->fmt, "qcow2") || !strcmp(a->fmt, "luks"))
+            unlink(a->filename);
         blkopts_free(&dopts);
         return r;
     }

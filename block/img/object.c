@@ -4,6 +4,7 @@
  * passphrase itself. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,29 @@ static bool is_secret_key(const char *key)
     return n >= kn && !strcmp(key + n - kn, k) && (n == kn || key[n - kn - 1] == '.');
 }
 
+/* g_utf8_validate's rules, which QEMU's secret lookups apply to every
+ * passphrase: no overlong forms, surrogates or code points past U+10FFFF */
+static bool valid_utf8(const unsigned char *p)
+{
+    while (*p) {
+        int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
+              : (*p & 0xf8) == 0xf0 ? 3 : -1;
+        if (n < 0)
+            return false;
+        uint32_t cp = n ? *p & (0x3f >> n) : *p;
+        for (int i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        static const uint32_t min[] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000))
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
+
 /* Option i of o names a secret: its value becomes the secret's data.
  * An unknown id is the block layer's error, for the caller to word as
  * qemu-img does there ("Could not open 'OPTIONS': ", "FILE: ", ...). */
@@ -175,6 +199,10 @@ static int secret_replace(BlockOptions *o, int i)
     if (j == nsecrets) {
         blk_set_error("No secret with id '%s'", o->opt[i].value);
         return -ENOENT;
+    }
+    if (!valid_utf8((const unsigned char *)secrets[j].data)) {
+        blk_set_error("Data from secret %s is not valid UTF-8", secrets[j].id);
+        return -EILSEQ;
     }
     char *v = strdup(secrets[j].data);
     if (!v) {

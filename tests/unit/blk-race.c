@@ -31,6 +31,7 @@
  *                unallocated cluster 1), which takes the lock between them
  *   crypt-sector two sub-sector writes to one sector of an encrypted image
  *                (both must stay)
+ *   luks-sector  the same in a luks image
  */
 #include "block/block.h"
 
@@ -547,11 +548,13 @@ static void discard(const char *dir, bool read, bool span)
     blk_close(bs);
 }
 
-static void crypt_sector(const char *dir)
+static void crypt_sector(const char *dir, bool luks)
 {
-    BlockDriverState *bs = make(dir, "crypt-sector.qcow2", "qcow2", 1024 * KB,
-                                "encrypt.format=aes,encrypt.key-secret=calf", 0,
-                                "encrypt.key-secret=calf");
+    BlockDriverState *bs = luks ? make(dir, "luks-sector.luks", "luks", 1024 * KB,
+                                       "key-secret=calf,iter-time=10", 0, "key-secret=calf")
+                                : make(dir, "crypt-sector.qcow2", "qcow2", 1024 * KB,
+                                       "encrypt.format=aes,encrypt.key-secret=calf", 0,
+                                       "encrypt.key-secret=calf");
     uint8_t *c = malloc(64 * KB);
     memset(c, 0x11, 64 * KB);
     if (blk_pwrite(bs, 0, c, 64 * KB) < 0 || blk_flush(bs) < 0)
@@ -599,7 +602,9 @@ int main(int argc, char **argv)
     else if (!strcmp(scenario, "discard-read2"))
         discard(dir, true, true);
     else if (!strcmp(scenario, "crypt-sector"))
-        crypt_sector(dir);
+        crypt_sector(dir, false);
+    else if (!strcmp(scenario, "luks-sector"))
+        crypt_sector(dir, true);
     else {
         fprintf(stderr, "blk-race: unknown scenario %s\n", scenario);
         return 2;
