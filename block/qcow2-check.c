@@ -12,6 +12,7 @@
 #include "block/qcow2.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ struct walk {
     BlockCheckResult *res;
     bool quiet;           /* no per-problem lines (repair on open) */
     uint64_t file_len;    /* of the host file, when the walk started */
+    int fix;              /* BLK_CHECK_FIX_*: what the walk itself may repair */
     uint64_t next_contig; /* fragmentation counting */
     uint8_t *l2buf;
     /* every L2 table any L1 points to, with how many times: each distinct
@@ -103,6 +105,48 @@ static int map_inc(struct walk *w, uint64_t off, uint64_t len)
     return map_add(w, off, len);
 }
 
+/* One corruption, with its line unless the walk is quiet. */
+static void report(struct walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report(struct walk *w, const char *fmt, ...)
+{
+    w->res->corruptions++;
+    if (w->quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
+
+/* -r all on a misaligned entry that holds no data: it becomes a zero
+ * cluster (zero subclusters where it had allocated ones), as in QEMU. */
+static int zero_l2_entry(struct walk *w, uint64_t l2_off, uint64_t j, uint64_t bitmap)
+{
+    Qcow2State *s = w->s;
+    uint8_t e[16];
+    if (s->extl2) {
+        bitmap |= bitmap << 32;
+        qcow2_put64(e, 0);
+        qcow2_put64(e + 8, bitmap & 0xffffffff00000000ULL);
+    } else {
+        qcow2_put64(e, QCOW_OFLAG_ZERO);
+    }
+    uint64_t at = l2_off + j * s->l2_entry_bytes;
+    if (qcow2_check_overlap(s, at, s->l2_entry_bytes) < 0)
+        return -EIO;
+    int r = blk_file_pwrite(s->fd, e, s->l2_entry_bytes, at);
+    if (r == 0)
+        r = qcow2_sync(s);
+    if (r < 0) {
+        fprintf(stderr, "ERROR: Failed to overwrite L2 table entry: %s\n", strerror(-r));
+        w->res->check_errors++;
+        return r;
+    }
+    /* the cached copy, if any, is stale now (the check flushed it) */
+    qcow2_cache_discard(&s->l2_cache, l2_off);
+    return 0;
+}
+
 static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
 {
     Qcow2State *s = w->s;
@@ -123,16 +167,24 @@ static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
     w->next_contig = 0;
     for (uint64_t j = 0; j < s->l2_size; j++) {
         const uint8_t *p = w->l2buf + j * s->l2_entry_bytes;
-        uint64_t l2e = qcow2_be64(p);
+        uint64_t l2e = qcow2_be64(p), bitmap = s->extl2 ? qcow2_be64(p + 8) : 0;
         int ct = qcow2_cluster_type(s, l2e);
         int r = 0;
+        if (ct != QCOW2_COMPRESSED && (l2e & L2E_STD_RESERVED))
+            report(w, "ERROR found l2 entry with reserved bits set: %" PRIx64 "\n", l2e);
         if (ct == QCOW2_COMPRESSED && qcow2_has_data_file(s)) {
             /* QEMU's message, index and all */
-            if (!w->quiet)
-                fprintf(stderr, "ERROR compressed cluster %d with data file, entry=0x%" PRIx64
-                        "\n", (int)j, l2e);
-            w->res->corruptions++;
+            report(w, "ERROR compressed cluster %d with data file, entry=0x%" PRIx64 "\n",
+                   (int)j, l2e);
         } else if (ct == QCOW2_COMPRESSED) {
+            if (l2e & QCOW_OFLAG_COPIED)
+                report(w, "ERROR: coffset=0x%" PRIx64 ": copied flag must never be set for "
+                       "compressed clusters\n", l2e & s->cluster_offset_mask);
+            if (bitmap) {
+                report(w, "ERROR compressed cluster %d with non-zero subcluster allocation "
+                       "bitmap, entry=0x%" PRIx64 "\n", (int)j, l2e);
+                continue;
+            }
             uint64_t off, bytes;
             qcow2_compressed_span(s, l2e, &off, &bytes);
             if (active) {
@@ -144,12 +196,25 @@ static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
             r = map_inc(w, off, bytes);
         } else if (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC) {
             uint64_t host = l2e & L2E_OFFSET_MASK;
+            if ((bitmap >> 32) & bitmap)
+                report(w, "ERROR offset=%" PRIx64 ": Allocated cluster has corrupted "
+                       "subcluster allocation bitmap\n", host);
             if (host & (s->cluster_size - 1)) {
-                if (!w->quiet)
-                    fprintf(stderr, "ERROR offset=%" PRIx64 ": Cluster is not properly "
-                            "aligned; L2 entry corrupted.\n", host);
-                w->res->corruptions++;
-                continue;
+                bool data = s->extl2 ? (bitmap & 0xffffffffULL) : !(l2e & QCOW_OFLAG_ZERO);
+                if (data) {
+                    /* still counted, where it points, as QEMU does */
+                    report(w, "ERROR offset=%" PRIx64 ": Data cluster is not properly "
+                           "aligned; L2 entry corrupted.\n", host);
+                } else {
+                    bool fix = w->fix & BLK_CHECK_FIX_ERRORS;
+                    report(w, "%s offset=%" PRIx64 ": Preallocated cluster is not properly "
+                           "aligned; L2 entry corrupted.\n", fix ? "Repairing" : "ERROR", host);
+                    if (fix && zero_l2_entry(w, l2_off, j, bitmap) == 0) {
+                        w->res->corruptions--;
+                        w->res->corruptions_fixed++;
+                        continue;
+                    }
+                }
             }
             if (active) {
                 w->res->allocated_clusters++;
@@ -161,10 +226,10 @@ static int walk_l2(struct walk *w, uint64_t l2_off, bool active)
             if (!qcow2_has_data_file(s))
                 r = map_inc(w, host, s->cluster_size);
         } else if ((ct == QCOW2_ZERO_PLAIN) && s->version < 3) {
-            if (!w->quiet)
-                fprintf(stderr, "ERROR: zero cluster in a version 2 image (L2 entry "
-                        "0x%016" PRIx64 ")\n", l2e);
-            w->res->corruptions++;
+            report(w, "ERROR: zero cluster in a version 2 image (L2 entry 0x%016" PRIx64 ")\n",
+                   l2e);
+        } else if (ct == QCOW2_UNALLOCATED && (bitmap & 0xffffffffULL)) {
+            report(w, "ERROR: Unallocated cluster has non-zero subcluster allocation map\n");
         }
         if (r < 0)
             return r;
@@ -863,14 +928,18 @@ static int qcow2_check_locked(Qcow2State *s, BlockCheckResult *res, int fix)
     int r = walk_init(&w, s, res, false);
     if (r < 0)
         return r;
+    w.fix = fix;
     if (!s->bs->read_only && (r = qcow2_flush_metadata(s)) < 0)
         goto out;
     res->total_clusters = (int64_t)((s->bs->size + s->cluster_size - 1) >> s->cluster_bits);
-    if ((r = count_all(&w)) < 0)
+    if ((r = count_refs(&w)) < 0)
         goto out;
-    /* the corruptions counting found in the metadata itself (misaligned
-     * or out-of-file refcount blocks among them) need a rebuild */
-    bool rebuild_needed = res->corruptions > 0;
+    /* damage of the refcount structure itself (misaligned or reserved
+     * table entries) needs a rebuild; damage elsewhere does not (QEMU) */
+    int64_t before = res->corruptions;
+    if ((r = count_refcount_structure(&w)) < 0)
+        goto out;
+    bool rebuild_needed = res->corruptions > before;
     /* first every mismatch is reported as it is; only then is anything
      * repaired, as qemu-img does */
     BlockCheckResult pre = *res;

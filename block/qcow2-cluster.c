@@ -1104,7 +1104,10 @@ enum { DISCARD_NO, DISCARD_ZERO, DISCARD_FULL };
 /* Sets the entry of one whole cluster (or whole subclusters) to read as
  * zeros; frees what it no longer needs.  Returns 1 if the caller must
  * write explicit zeros instead. */
-static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mode)
+static bool zero_may_extend(int t);
+
+static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mode,
+                      bool only_if_free)
 {
     bool discard = mode != DISCARD_NO;
     uint64_t cs = s->cluster_size, in = off & (cs - 1), scs = s->subcluster_size;
@@ -1115,6 +1118,12 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
         return r;
     uint64_t idx = l2_index(s, off), l2e, bitmap;
     l2_entry(s, table, idx, &l2e, &bitmap);
+    /* a subcluster a write of zeros was widened to: only if this layer
+     * holds nothing of its own there, decided here, where no other
+     * request can come between the look and the change */
+    if (only_if_free &&
+        !zero_may_extend(sc_type(s, l2e, bitmap, s->extl2 ? (int)(in / scs) : 0)))
+        return 2;
     int ct = qcow2_cluster_type(s, l2e);
     uint64_t host = ct == QCOW2_COMPRESSED ? 0 : l2e & L2E_OFFSET_MASK;
     /* the last cluster of an image whose size is not a multiple of the
@@ -1224,16 +1233,7 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
     bool discard = mode != DISCARD_NO;
     int r = 0;
     pthread_mutex_lock(&s->lock);
-    /* checked again under the lock: a write may have come since */
     struct extent e;
-    if (lo < off && ((r = get_extent(s, lo, 1, &e)) < 0 || !zero_may_extend(e.type)))
-        lo = off;
-    if (hi > off + len && ((r = get_extent(s, hi - 1, 1, &e)) < 0 || !zero_may_extend(e.type)))
-        hi = off + len;
-    if (r < 0) {
-        pthread_mutex_unlock(&s->lock);
-        return r;
-    }
     /* with subclusters, QEMU cannot zero part of a compressed cluster and
      * then writes the whole subcluster-aligned part of the request as
      * explicit zeros instead: [xa, xb).  An unaligned head goes first
@@ -1253,8 +1253,30 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
         pthread_mutex_unlock(&s->lock);
         return r;
     }
-    len = hi - lo;
-    off = lo;
+    /* the widened head and tail subclusters first, each on its own
+     * (zero_in_l2 decides whether it may); what is left of the request
+     * then goes the usual way */
+    if (lo < off) {
+        uint64_t sce = qcow2_align_up(lo + 1, scs) < bs->size ? qcow2_align_up(lo + 1, scs)
+                                                              : bs->size;
+        if ((r = zero_in_l2(s, lo, sce - lo, flags, mode, true)) < 0)
+            goto out;
+        if (r == 0) {
+            if (hi <= sce)
+                goto out; /* one subcluster held the whole request */
+            off = sce < end ? sce : end;
+        }
+        r = 0;
+    }
+    if (hi > end) {
+        uint64_t scb = (hi - 1) & ~(scs - 1);
+        if (scb >= off && (r = zero_in_l2(s, scb, hi - scb, flags, mode, true)) < 0)
+            goto out;
+        if (scb >= off && r == 0)
+            end = scb;
+        r = 0;
+    }
+    len = end - off;
     while (len) {
         uint64_t in = off & (s->cluster_size - 1);
         uint64_t n = s->cluster_size - in;
@@ -1283,7 +1305,7 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
         }
         if (b > a) {
             bool in_x = explicit && off - in + a >= xa && off - in + b <= xb;
-            r = in_x ? 1 : zero_in_l2(s, off - in + a, b - a, flags, mode);
+            r = in_x ? 1 : zero_in_l2(s, off - in + a, b - a, flags, mode, false);
             if (r == 1) {
                 if ((r = zero_cluster_buf(s)) < 0 ||
                     (r = write_cluster(s, off - in + a, s->zero_cluster, b - a)) < 0)
@@ -1295,6 +1317,7 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
         off += n;
         len -= n;
     }
+out:
     pthread_mutex_unlock(&s->lock);
     return r;
 }

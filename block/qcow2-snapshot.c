@@ -466,8 +466,9 @@ static int snapshot_create_locked(Qcow2State *s, const char *name, struct sn_op 
     if ((r = fix_copied(s)) < 0)
         goto out;
 
-    /* in memory what will be on disk; the list below shares the strings */
-    for (uint32_t i = 0; r == 0 && s->version >= 3 && i < s->nb_snapshots; i++)
+    /* in memory what will be on disk; the list below shares the strings
+     * (every entry with QEMU's extra data, whatever the version) */
+    for (uint32_t i = 0; r == 0 && i < s->nb_snapshots; i++)
         r = ensure_extra(&s->snapshots[i]);
     Qcow2Snapshot *list = r < 0 ? NULL : calloc(s->nb_snapshots + 1, sizeof(*list));
     if (!list) {
@@ -632,7 +633,7 @@ static int snapshot_delete_locked(Qcow2State *s, const char *name_or_id, struct 
     int r = read_l1(s, s->snapshots[idx].l1_offset, s->snapshots[idx].l1_size, &snl1);
     if (r < 0)
         return r;
-    for (uint32_t i = 0; r == 0 && s->version >= 3 && i < s->nb_snapshots; i++)
+    for (uint32_t i = 0; r == 0 && i < s->nb_snapshots; i++)
         r = ensure_extra(&s->snapshots[i]);
     if (r < 0) {
         free(snl1);

@@ -5,7 +5,7 @@
 # print the same, exit the same and leave images that read the same.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 40
+plan 48
 
 # poke FILE OFFSET HEX...: writes bytes at an offset
 poke() {
@@ -76,6 +76,27 @@ same_io "open for writing: a dirty image repaired as QEMU repairs it" \
     -c "write -P 0x6b 64k 64k" dirty.qcow2
 ok "open for writing: the repaired structure is where QEMU puts it" \
     cmp -n 104 "$QDIR/dirty.qcow2" "$CDIR/dirty.qcow2"
+
+# misaligned L2 entries: data is still counted where it points; one
+# without data (a preallocated zero cluster) -r all makes a zero cluster
+mk mis.qcow2
+poke "$TMP/mis.qcow2" $((0x40000 + 6)) 02 00
+twin mis.qcow2
+same_img "check: a data cluster not aligned" check mis.qcow2
+same_img "check -r all: a data cluster not aligned" check -r all mis.qcow2
+# stdout and stderr in one stream: what the double check prints comes
+# before the report, as qemu-img's stdout is buffered
+cp "$TMP/mis.qcow2" "$QDIR/mis2.qcow2" && cp "$TMP/mis.qcow2" "$CDIR/mis2.qcow2"
+is "$(cd "$CDIR" && "$CALF_IMG" check -r all mis2.qcow2 2>&1 | filter_names)" \
+   "$(cd "$QDIR" && qemu-img check -r all mis2.qcow2 2>&1)" \
+    "check -r all: lines and report in qemu-img's order"
+mk pre.qcow2
+qemu-io -c "write -z 0 64k" "$TMP/pre.qcow2" >/dev/null
+poke "$TMP/pre.qcow2" $((0x40000 + 6)) 02
+twin pre.qcow2
+same_img "check: a preallocated zero cluster not aligned" check pre.qcow2
+same_img "check -r all: repaired into a zero cluster" check -r all pre.qcow2
+same_file "check -r all: the same entry as qemu-img writes" pre.qcow2
 
 # ---- write -z: a partly covered subcluster whose rest reads as zeros
 # gets the zero flag; the last, partial cluster of an image is whole ----
@@ -172,6 +193,11 @@ twin v2.qcow2
 same_img "amend compat=1.1 with incomplete snapshot entries" amend -o compat=1.1 v2.qcow2
 is "$(sn_extra "$CDIR/v2.qcow2")" "$(sn_extra "$QDIR/v2.qcow2")" \
     "amend: the entries get the extra data qemu-img writes"
+cp "$TMP/v2.qcow2" "$TMP/v2d.qcow2"
+twin v2d.qcow2
+same_img "snapshot -d on version 2" snapshot -d a v2d.qcow2
+is "$(sn_extra "$CDIR/v2d.qcow2")" "$(sn_extra "$QDIR/v2d.qcow2")" \
+    "snapshot -d: the table rewritten with qemu-img's extra data, version 2 too"
 cp "$TMP/v2.qcow2" "$TMP/v3bad.qcow2"
 poke "$TMP/v3bad.qcow2" 4 00 00 00 03
 poke "$TMP/v3bad.qcow2" 100 00 00 00 68

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "block/img/img.h"
 #include "block/tool-util.h"
@@ -80,6 +81,11 @@ int img_check(int argc, char **argv)
     const char *fmt = NULL, *output = NULL;
     bool quiet = false, force_share = false;
     int fix = 0, c;
+    /* qemu-img's stdout is fully buffered on a pipe or file: what the
+     * checks print on stderr (during the double check too) comes out
+     * before the report, and tests that capture both expect that order */
+    if (!isatty(STDOUT_FILENO))
+        setvbuf(stdout, NULL, _IOFBF, BUFSIZ);
     while ((c = getopt_long(argc, argv, ":hf:r:T:qU", lopts, NULL)) != -1) {
         switch (c) {
         case 'h':
