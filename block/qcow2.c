@@ -223,7 +223,10 @@ static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
     return pos;
 }
 
-int qcow2_update_header(Qcow2State *s)
+/* whole: the entire cluster, zeros after the header included (creation:
+ * the file's allocation then matches QEMU's, which QEMU's preallocation
+ * heuristic reads, and so map's output; see looks_preallocated) */
+static int write_header(Qcow2State *s, bool whole)
 {
     uint8_t *buf = malloc(s->cluster_size);
     if (!buf)
@@ -235,13 +238,18 @@ int qcow2_update_header(Qcow2State *s)
                       "the first cluster", s->bs->filename);
         r = -ENOSPC;
     } else {
-        r = blk_file_pwrite(s->fd, buf, len, 0);
+        r = blk_file_pwrite(s->fd, buf, whole ? s->cluster_size : len, 0);
         if (r < 0)
             bad_io(s, r, "cannot write the header");
         s->need_sync = true;
     }
     free(buf);
     return r;
+}
+
+int qcow2_update_header(Qcow2State *s)
+{
+    return write_header(s, false);
 }
 
 /* ---- opening ---- */
@@ -1427,7 +1435,7 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
         goto out;
     if ((r = qcow2_grow_l1(s, l1_entries)) < 0)
         goto out;
-    if ((r = qcow2_update_header(s)) < 0)
+    if ((r = write_header(s, true)) < 0)
         goto out;
     if ((r = qcow2_crypto_create(s, &c.crypt)) < 0)
         goto out;

@@ -7,7 +7,7 @@
 # and the refusals (snapshots, compression, compat=0.10) behave alike.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 40
+plan 42
 
 W=(-c "write -P 0x11 0 64k" -c "write -P 0x22 100k 4k" -c "write -P 0x33 1M 3M"
    -c "write -z 1536k 512k" -c "write -P 0x44 5000 1000" -c "discard 3M 1M"
@@ -72,8 +72,17 @@ io_ok c qemu-io "after growing, the new area reads zeros and maps 1:1" \
     -c "read -P 0x66 7M 1M" -c "read -P 0 8M 4M" r.qcow2
 in_dir c qemu-img convert -O raw r.qcow2 "$TMP/guest.raw"
 ok "after growing, the raw data file is still the guest's view" cmp "$CDIR/r.data" "$TMP/guest.raw"
+# the image file is allocated as qemu-img's (its whole header cluster):
+# map reads the preallocation heuristic off it (iotest 244)
+same_img "create a raw image for map" create -q -f qcow2 \
+    -o data_file=m.data,data_file_raw=on m.qcow2 64M
+M=(-c "write -P 0x11 1M 4M" -c "discard 2M 2M" -c "write -z 3M 3M")
+in_dir c "$CALF_IO" "${M[@]}" m.qcow2 >/dev/null
+in_dir q qemu-io "${M[@]}" m.qcow2 >/dev/null
+same_img "map of a raw image after writes, discards and zeros" map --output=json m.qcow2
 # guest cluster 0 is at data file offset 0: an L2 entry with no offset
-in_dir c "$CALF_IO" -c "write -P 9 0 64k" -c "discard 0 64k" -c "write -z 64k 64k" r.qcow2 >/dev/null
+in_dir c "$CALF_IO" -c "write -P 9 0 64k" -c "discard 0 64k" -c "write -z 64k 64k" r.qcow2 \
+    >/dev/null
 in_dir c qemu-img convert -O raw r.qcow2 "$TMP/guest.raw"
 ok "a discard of cluster 0 reaches the raw data file" cmp "$CDIR/r.data" "$TMP/guest.raw"
 
