@@ -717,14 +717,19 @@ static int add(Qcow2State *s, BlockBitmapReq *req)
     if (!l)
         return -ENOMEM;
     s->bitmaps = l;
-    Qcow2Bitmap *bm = &l[s->nb_bitmaps];
+    /* QEMU lists the bitmaps it has in memory newest first and stores the
+     * new ones in that order after those on disk: so does this */
+    uint32_t at = s->nb_bitmaps;
+    while (at > 0 && !l[at - 1].table_offset)
+        at--;
+    memmove(&l[at + 1], &l[at], (s->nb_bitmaps - at) * sizeof(*l));
+    Qcow2Bitmap *bm = &l[at];
     memset(bm, 0, sizeof(*bm));
     bm->gran_bits = (uint8_t)gbits;
     bm->flags = req->enabled ? BM_FLAG_AUTO : 0;
-    if (!(bm->name = strdup(req->name)))
-        return -ENOMEM;
-    if (new_chunks(s, bm) < 0) {
+    if (!(bm->name = strdup(req->name)) || new_chunks(s, bm) < 0) {
         free(bm->name);
+        memmove(&l[at], &l[at + 1], (s->nb_bitmaps - at) * sizeof(*l));
         return -ENOMEM;
     }
     s->nb_bitmaps++;

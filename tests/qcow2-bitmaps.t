@@ -13,7 +13,7 @@
 #    (as QEMU does after a crash), never silently stale.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 55
+plan 57
 
 # setup FILE: the same 64 MiB image with data in both directories
 setup() {
@@ -88,6 +88,11 @@ both "measure with bitmaps" measure -O qcow2 -o cluster_size=2M qm.qcow2
  "$CALF_IMG" convert --bitmaps -O qcow2 m.qcow2 c.qcow2 &&
  qemu-img convert --bitmaps -O qcow2 m.qcow2 q.qcow2)
 ok "convert --bitmaps: calf's copy is qemu-img's byte for byte" cmp "$QDIR/c.qcow2" "$QDIR/q.qcow2"
+in_both qemu-img create -f qcow2 n.qcow2 64M
+in_both qemu-img bitmap --add n.qcow2 src
+both "convert -n --bitmaps stops at a name the target has" convert -n --bitmaps -O qcow2 \
+     qm.qcow2 n.qcow2
+bits_like_qemu "and keeps what it copied before, as qemu-img does" n.qcow2
 
 # --- resize: the bitmaps follow, the new area clean ---
 in_both cp qm.qcow2 rz.qcow2

@@ -747,15 +747,16 @@ static int copy_bitmaps(BlockDriverState *src, BlockDriverState *dst, bool skip_
         return -1;
     }
     int r = 0;
-    /* QEMU visits the bitmaps last first, and its target lists them in
-     * the source's order: warn in the one, copy in the other */
-    for (int i = bi.nb_bitmaps - 1; i >= 0; i--)
-        if (skip_broken && bi.bitmaps[i].in_use)
-            img_error("warning: Skipping inconsistent bitmap '%s'", bi.bitmaps[i].name);
-    for (int i = 0; r == 0 && i < bi.nb_bitmaps; i++) {
+    /* last first, as QEMU visits them (the target still lists them in the
+     * source's order: new bitmaps go before those made since open) */
+    for (int i = bi.nb_bitmaps - 1; r == 0 && i >= 0; i--) {
         const BlockBitmapInfo *b = &bi.bitmaps[i];
-        if (b->in_use)
-            continue; /* skip_broken: check_bitmaps() refused them otherwise */
+        if (b->in_use) {
+            /* only with skip_broken: check_bitmaps() refused them otherwise */
+            if (skip_broken)
+                img_error("warning: Skipping inconsistent bitmap '%s'", b->name);
+            continue;
+        }
         BlockBitmapReq add = {.op = BLK_BITMAP_ADD, .name = b->name,
                               .granularity = b->granularity, .enabled = b->enabled};
         if ((r = blk_bitmap(dst, &add)) < 0) {
