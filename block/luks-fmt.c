@@ -354,7 +354,7 @@ static int create_opts(BlockOptions *o, LuksCreateOpts *l, const char **secret, 
 {
     const char *pa = blkopts_get(o, "preallocation");
     if ((*prealloc = pa ? blk_prealloc_parse(pa) : BLK_PREALLOC_OFF) < 0) {
-        blk_set_error("Invalid parameter '%s' for preallocation", pa);
+        blk_set_error("invalid parameter value: %s", pa); /* QEMU's luks words */
         return -EINVAL;
     }
     memset(l, 0, sizeof(*l));
