@@ -70,12 +70,13 @@ static int read_region(BlockDriverState *bs, LuksFmtState *s, uint8_t **region)
         blk_set_error("%s: cannot get the file size: %s", bs->filename, strerror(-fsize));
         return (int)fsize;
     }
-    if (luks_fmt_probe(hdr, sizeof(hdr)) == 0 && !memcmp(hdr, "LUKS\xba\xbe", 6)) {
-        blk_set_error("LUKS version %u is not supported", (unsigned)((hdr[6] << 8) | hdr[7]));
+    /* QEMU's words for -f luks on another file, or on LUKS2 */
+    if (memcmp(hdr, "LUKS\xba\xbe", 6)) {
+        blk_set_error("Volume is not in LUKS format");
         return -EINVAL;
     }
     if (luks_fmt_probe(hdr, sizeof(hdr)) == 0) {
-        blk_set_error("Volume is not in LUKS format"); /* QEMU's words for -f luks */
+        blk_set_error("LUKS version %u is not supported", (unsigned)((hdr[6] << 8) | hdr[7]));
         return -EINVAL;
     }
     /* the header alone first: a hostile one may name a payload offset
@@ -354,7 +355,7 @@ static int create_opts(BlockOptions *o, LuksCreateOpts *l, const char **secret, 
 {
     const char *pa = blkopts_get(o, "preallocation");
     if ((*prealloc = pa ? blk_prealloc_parse(pa) : BLK_PREALLOC_OFF) < 0) {
-        blk_set_error("Invalid parameter '%s' for preallocation", pa);
+        blk_set_error("invalid parameter value: %s", pa); /* QEMU's luks words */
         return -EINVAL;
     }
     memset(l, 0, sizeof(*l));

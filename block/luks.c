@@ -304,9 +304,48 @@ int luks_unlock(LuksHeader *h, const uint8_t *region, size_t region_len,
     return -EACCES;
 }
 
+/* A value QEMU's QAPI enum for the option does not have at all (rather
+ * than one it has and calf cannot do) is refused in QAPI's words. */
+static bool in_enum(const char *v, const char *const *list)
+{
+    for (; *list; list++)
+        if (!strcmp(v, *list))
+            return true;
+    return false;
+}
+
+static int check_enums(const LuksCreateOpts *o)
+{
+    static const char *const algs[] = {"aes-128", "aes-192", "aes-256", "des", "3des",
+                                       "cast5-128", "serpent-128", "serpent-192", "serpent-256",
+                                       "twofish-128", "twofish-192", "twofish-256", NULL};
+    static const char *const modes[] = {"ecb", "cbc", "xts", "ctr", NULL};
+    static const char *const ivgens[] = {"plain", "plain64", "essiv", NULL};
+    static const char *const hashes[] = {"md5", "sha1", "sha224", "sha256", "sha384", "sha512",
+                                         "ripemd160", NULL};
+    const struct {
+        const char *name, *value;
+        const char *const *list;
+    } opts[] = {
+        {"cipher-alg", o->cipher_alg, algs},         {"cipher-mode", o->cipher_mode, modes},
+        {"ivgen-alg", o->ivgen_alg, ivgens},         {"ivgen-hash-alg", o->ivgen_hash_alg, hashes},
+        {"hash-alg", o->hash_alg, hashes},
+    };
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        if (opts[i].value && !in_enum(opts[i].value, opts[i].list)) {
+            blk_set_error("Parameter '%s' does not accept value '%s'", opts[i].name,
+                          opts[i].value);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 /* Options with QEMU's defaults filled in, checked. */
 static int create_spec(const LuksCreateOpts *o, BlkCipherSpec *spec, const char **hash)
 {
+    if (check_enums(o) < 0)
+        return -EINVAL;
     *hash = o->hash_alg ? o->hash_alg : "sha256";
     if (!hash_supported(*hash)) {
         blk_set_error("Hash algorithm '%s' is not supported", *hash);

@@ -10,7 +10,7 @@
 # options, commit into an encrypted base, json: names.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 37
+plan 39
 cd "$TMP" || exit 1
 
 S="--object secret,id=s0,data=hunter0 --object secret,id=s1,data=hunter1"
@@ -123,6 +123,12 @@ head -c 1M c.luks > short.luks
 is "$("$CALF_IMG" info short.luks 2>&1 | grep -c "payload offset 2068480 is beyond"; echo "$?")" \
    "1
 0" "a file that ends inside the header region is refused"
+
+# ---- option values QEMU's enums do not have: QAPI's words ----
+same_img "create -f luks with an unknown cipher mode" create -f luks $S \
+    -o key-secret=s0,cipher-mode=foo,iter-time=10 bad.luks 1M
+same_img "qcow2 encrypt.cipher-alg the same" create -f qcow2 $S \
+    -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.cipher-alg=aes-127 bad.qcow2 1M
 
 # ---- secrets: text, as QEMU looks them up (iotest 282) ----
 printf ':<;\xff' > "$CDIR/nonutf8"
