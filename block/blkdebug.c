@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +90,8 @@ struct BlkDebug {
     } *breaks;            /* breakpoints and stopped requests */
     pthread_cond_t resumed;
     BlkDebug *next;       /* attached ones, by fd */
+    BlkdebugLimits limits; /* set before it is attached, read-only after */
+    bool has_limits;
 };
 
 static BlkDebug *attached;
@@ -612,6 +616,51 @@ static int list_rules(BlockOptions *o, const char *list, int action, BlkdebugRul
     return 0;
 }
 
+const BlkdebugLimits *blkdebug_limits(const BlockDriverState *bs)
+{
+    return bs && bs->debug && bs->debug->has_limits ? &bs->debug->limits : NULL;
+}
+
+/* The request limits, checked as QEMU checks them: each one a multiple
+ * of the alignment it is used with, and below INT_MAX. */
+static int parse_limits(BlockOptions *o, BlkdebugLimits *l)
+{
+    static const struct {
+        const char *key;
+        size_t at;     /* the field */
+        size_t unit;   /* the larger of align and this field is its unit; == at: align */
+    } keys[] = {
+        {"align", offsetof(BlkdebugLimits, align), offsetof(BlkdebugLimits, align)},
+        {"max-transfer", offsetof(BlkdebugLimits, max_transfer),
+         offsetof(BlkdebugLimits, max_transfer)},
+        {"opt-write-zero", offsetof(BlkdebugLimits, opt_write_zero),
+         offsetof(BlkdebugLimits, opt_write_zero)},
+        {"max-write-zero", offsetof(BlkdebugLimits, max_write_zero),
+         offsetof(BlkdebugLimits, opt_write_zero)},
+        {"opt-discard", offsetof(BlkdebugLimits, opt_discard),
+         offsetof(BlkdebugLimits, opt_discard)},
+        {"max-discard", offsetof(BlkdebugLimits, max_discard),
+         offsetof(BlkdebugLimits, opt_discard)},
+    };
+    memset(l, 0, sizeof(*l));
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        uint64_t *v = (uint64_t *)((char *)l + keys[i].at);
+        if (blkopts_get_size(o, keys[i].key, 0, v) < 0)
+            return -EINVAL;
+        uint64_t unit = l->align ? l->align : 1;
+        if (keys[i].unit != keys[i].at) {
+            uint64_t u = *(uint64_t *)((char *)l + keys[i].unit);
+            unit = u > unit ? u : unit;
+        }
+        bool bad = *v >= INT_MAX || (i == 0 ? (*v & (*v - 1)) != 0 : *v % unit != 0);
+        if (*v && bad) {
+            blk_set_error("Cannot meet constraints with %s %" PRIu64, keys[i].key, *v);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int filter_open(BlockDriverState *bs, BlockOptions *o)
 {
     BlkdebugRule *rules = NULL;
@@ -624,8 +673,16 @@ static int filter_open(BlockDriverState *bs, BlockOptions *o)
         r = list_rules(o, "inject-error", BLKDBG_INJECT_ERROR, &rules, &n);
     if (r == 0)
         r = list_rules(o, "set-state", BLKDBG_SET_STATE, &rules, &n);
+    BlkdebugLimits limits;
+    if (r == 0)
+        r = parse_limits(o, &limits);
     BlkDebug *d = r == 0 ? blkdebug_new(rules, n) : NULL;
     free(rules);
+    if (d) {
+        d->limits = limits;
+        d->has_limits = limits.align > 1 || limits.max_transfer || limits.opt_write_zero ||
+                        limits.max_write_zero || limits.opt_discard || limits.max_discard;
+    }
     if (r == 0 && !d) {
         blk_set_error("out of memory");
         r = -ENOMEM;

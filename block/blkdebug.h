@@ -117,6 +117,18 @@ void blkdebug_rule_init(BlkdebugRule *rule, int action);
 
 typedef struct BlkDebug BlkDebug;
 
+/* QEMU's blkdebug request limits (align, max-transfer, opt-write-zero,
+ * max-write-zero, opt-discard, max-discard), in bytes; 0: none.  Fixed
+ * once the blkdebug is attached. */
+typedef struct BlkdebugLimits {
+    uint64_t align, max_transfer;
+    uint64_t opt_write_zero, max_write_zero;
+    uint64_t opt_discard, max_discard;
+} BlkdebugLimits;
+
+/* bs's limits, or NULL when it has no blkdebug or the blkdebug none. */
+const BlkdebugLimits *blkdebug_limits(const BlockDriverState *bs);
+
 /* A blkdebug with these rules (copied) and no file yet, one reference
  * held by the caller; NULL on ENOMEM. */
 BlkDebug *blkdebug_new(const BlkdebugRule *rules, int n);

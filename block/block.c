@@ -271,6 +271,61 @@ static int spec_node_opts(NodeSpec *s)
     return 0;
 }
 
+/* Options that QEMU takes on any node: at a filter on top they stay on
+ * the one node calf opens. */
+static bool is_node_opt(const char *key)
+{
+    static const char *const keys[] = {"driver", "node-name", "read-only", "auto-read-only",
+                                       "force-share", "discard", "detect-zeroes"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (!strcmp(key, keys[i]))
+            return true;
+    return has_prefix(key, "cache.");
+}
+
+/* A filter named as the top node ("driver=blkdebug,image.driver=qcow2"):
+ * calf's filters sit between a format and its host file, so the tree is
+ * turned into that: the child's options become the node's, the filter's
+ * own go under "file." with file.driver=NAME, and a plain file name is
+ * the child's host file, as QEMU's filter takes it. */
+static int spec_top_filter(BlockOptions *t, const BlockFilter *f, const char **plain)
+{
+    BlockOptions n = {0};
+    char ck[80], cf[96], key[512];
+    size_t cl = (size_t)snprintf(ck, sizeof(ck), "%s.", f->child);
+    snprintf(cf, sizeof(cf), "%sfile", ck);
+    int r = blkopts_set(&n, "file.driver", f->name);
+    for (int i = 0; r == 0 && i < t->n; i++) {
+        const char *k = t->opt[i].key;
+        if (!strcmp(k, "driver"))
+            continue;
+        if (has_prefix(k, cf) && (k[strlen(cf)] == '.' || !k[strlen(cf)]))
+            snprintf(key, sizeof(key), "file.%s%s", f->child, k + strlen(cf));
+        else if (has_prefix(k, ck))
+            snprintf(key, sizeof(key), "%s", k + cl);
+        else if (is_node_opt(k) || has_prefix(k, "file."))
+            snprintf(key, sizeof(key), "%s", k);
+        else
+            snprintf(key, sizeof(key), "file.%s", k);
+        r = blkopts_set(&n, key, t->opt[i].value ? t->opt[i].value : "on");
+    }
+    if (r == 0 && *plain) {
+        snprintf(key, sizeof(key), "file.%s.filename", f->child);
+        if (!blkopts_get(&n, key))
+            r = blkopts_set(&n, key, *plain);
+        *plain = NULL;
+    }
+    if (r < 0) {
+        blkopts_free(&n);
+        return spec_error("out of memory%s", "");
+    }
+    blkopts_free(t);
+    *t = n;
+    for (int i = 0; i < t->n; i++)
+        t->opt[i].used = false;
+    return 0;
+}
+
 /* Fills s from filename (a path, "file:PATH", "json:{...}" or a filter's
  * "NAME:..." prefix) and opts (QEMU's dotted option tree, which wins over
  * what filename says).  format (-f) wins over a "driver" in the tree where
@@ -318,6 +373,13 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
     for (int i = 0; i < t->n; i++)
         t->opt[i].used = false;
     const char *drv = blkopts_get(t, "driver");
+    const BlockFilter *top = drv ? blk_find_filter(drv) : NULL;
+    if (top) {
+        int r = spec_top_filter(t, top, &plain);
+        if (r < 0)
+            return r;
+        drv = blkopts_get(t, "driver");
+    }
     /* a tree that names the file overrides the name it came with */
     for (int i = 0; plain && i < t->n; i++)
         if (!strcmp(t->opt[i].key, "file") || has_prefix(t->opt[i].key, "file."))
@@ -848,31 +910,113 @@ int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int
     return 0;
 }
 
-int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+static int write_zero_data(BlockDriverState *bs, uint64_t off, uint64_t len)
 {
-    int r = check_request(bs, off, len, true);
-    if (r < 0 || len == 0)
-        return r;
-    if (bs->drv->pwrite_zeroes)
-        return written(bs, bs->drv->pwrite_zeroes(bs, off, len, flags));
     static const uint8_t zero[65536];
     while (len) {
         size_t n = len < sizeof(zero) ? len : sizeof(zero);
-        r = bs->drv->pwrite(bs, off, zero, n);
+        int r = bs->drv->pwrite(bs, off, zero, n);
         if (r < 0)
             return r;
         off += n;
         len -= n;
     }
-    return written(bs, 0);
+    return 0;
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* QEMU's block layer cuts a write-zeroes request by blkdebug's limits:
+ * pieces up to each opt-write-zero boundary, none over max-write-zero;
+ * blkdebug refuses a piece smaller than the alignment, which then becomes
+ * a write of zeroed data.  What is allocated (map) shows the cut. */
+static int zeroes_limited(BlockDriverState *bs, const BlkdebugLimits *l, uint64_t off,
+                          uint64_t len, int flags)
+{
+    uint64_t align = max_u64(max_u64(l->opt_write_zero, l->align), 1);
+    uint64_t max = l->max_write_zero ? l->max_write_zero / align * align : UINT64_MAX;
+    uint64_t max_transfer = l->max_transfer ? l->max_transfer : 16 << 20;
+    uint64_t head = off % align, tail = (off + len) % align;
+    while (len) {
+        uint64_t n = len;
+        if (head) {
+            n = len < align - head ? len : align - head;
+            n = n < max_transfer ? n : max_transfer;
+            head = (head + n) % align;
+        } else if (tail && n > align) {
+            n -= tail;
+        }
+        n = n < max ? n : max;
+        int r = n >= align && bs->drv->pwrite_zeroes ? bs->drv->pwrite_zeroes(bs, off, n, flags)
+                                                     : -ENOTSUP;
+        if (r == -ENOTSUP)
+            r = write_zero_data(bs, off, n);
+        if (r < 0)
+            return r;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+{
+    int r = check_request(bs, off, len, true);
+    if (r < 0 || len == 0)
+        return r;
+    const BlkdebugLimits *l = bs->debug ? blkdebug_limits(bs) : NULL;
+    if (l)
+        return written(bs, zeroes_limited(bs, l, off, len, flags));
+    if (bs->drv->pwrite_zeroes)
+        return written(bs, bs->drv->pwrite_zeroes(bs, off, len, flags));
+    return written(bs, write_zero_data(bs, off, len));
+}
+
+/* As QEMU cuts a discard by blkdebug's limits: pieces up to each
+ * opt-discard boundary, none over max-discard, and blkdebug drops a
+ * piece smaller than the alignment (a discard may do nothing). */
+static int discard_limited(BlockDriverState *bs, const BlkdebugLimits *l, uint64_t off,
+                           uint64_t len)
+{
+    uint64_t ra = max_u64(l->align, 1);
+    uint64_t align = max_u64(l->opt_discard, ra);
+    uint64_t max = (l->max_discard ? l->max_discard : UINT64_MAX) / align * align;
+    uint64_t head = off % align, tail = (off + len) % align;
+    while (len) {
+        uint64_t n = len;
+        if (head) {
+            n = len < align - head ? len : align - head;
+            if (n % ra)
+                n %= ra;
+            head = (head + n) % align;
+        } else if (tail) {
+            if (n > align) {
+                n -= tail;
+            } else if (tail % ra && tail > ra) {
+                tail %= ra;
+                n -= tail;
+            }
+        }
+        n = n < max ? n : max;
+        int r = n >= ra ? bs->drv->discard(bs, off, n) : 0;
+        if (r < 0 && r != -ENOTSUP)
+            return r;
+        off += n;
+        len -= n;
+    }
+    return 0;
 }
 
 int blk_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
 {
     int r = check_request(bs, off, len, true);
-    if (r < 0 || len == 0)
+    if (r < 0 || len == 0 || !bs->drv->discard)
         return r;
-    return bs->drv->discard ? bs->drv->discard(bs, off, len) : 0;
+    const BlkdebugLimits *l = bs->debug ? blkdebug_limits(bs) : NULL;
+    return l ? discard_limited(bs, l, off, len) : bs->drv->discard(bs, off, len);
 }
 
 int blk_flush(BlockDriverState *bs)
