@@ -645,8 +645,14 @@ static int parse_limits(BlockOptions *o, BlkdebugLimits *l)
     memset(l, 0, sizeof(*l));
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         uint64_t *v = (uint64_t *)((char *)l + keys[i].at);
-        if (blkopts_get_size(o, keys[i].key, 0, v) < 0)
+        const char *s = blkopts_get(o, keys[i].key);
+        *v = 0;
+        if (s && blk_parse_size(s, v) < 0) {
+            blk_set_error("Parameter '%s' expects a non-negative number below 2^64\n"
+                          "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, "
+                          "tera-, peta-\nand exabytes, respectively.", keys[i].key);
             return -EINVAL;
+        }
         uint64_t unit = l->align ? l->align : 1;
         if (keys[i].unit != keys[i].at) {
             uint64_t u = *(uint64_t *)((char *)l + keys[i].unit);

@@ -747,11 +747,52 @@ static int written(BlockDriverState *bs, int r)
     return r;
 }
 
+/* blkdebug's align (a power of two) when a write at [off, +len) is not
+ * aligned to it; 0 otherwise, and always without blkdebug limits. */
+static uint64_t unaligned_by(BlockDriverState *bs, uint64_t off, uint64_t len)
+{
+    const BlkdebugLimits *l = bs->debug ? blkdebug_limits(bs) : NULL;
+    return l && l->align > 1 && ((off | len) & (l->align - 1)) ? l->align : 0;
+}
+
+/* Writes [off, +len) (buf, or zeros when NULL) as QEMU's block layer does
+ * under a request alignment a: the whole aligned range, its head and
+ * tail read first (read-modify-write).  Which clusters a format then
+ * allocates follows the aligned range, which is what a user sees. */
+static int pwrite_padded(BlockDriverState *bs, uint64_t a, uint64_t off, const void *buf,
+                         uint64_t len)
+{
+    uint64_t start = off & ~(a - 1), end = (off + len + a - 1) & ~(a - 1);
+    if (end > bs->size)
+        end = bs->size;
+    uint8_t *p = malloc(end - start);
+    if (!p)
+        return -ENOMEM;
+    uint64_t head_end = start + a < end ? start + a : end;
+    bool head_partial = start < off || off + len < head_end;
+    int r = head_partial ? bs->drv->pread(bs, start, p, head_end - start) : 0;
+    uint64_t tail = (end - 1) & ~(a - 1);
+    if (r == 0 && off + len < end && tail >= head_end)
+        r = bs->drv->pread(bs, tail, p + (tail - start), end - tail);
+    if (r == 0) {
+        if (buf)
+            memcpy(p + (off - start), buf, len);
+        else
+            memset(p + (off - start), 0, len);
+        r = bs->drv->pwrite(bs, start, p, end - start);
+    }
+    free(p);
+    return r;
+}
+
 int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
 {
     int r = check_request(bs, off, len, true);
     if (r < 0 || len == 0)
         return r;
+    uint64_t a = unaligned_by(bs, off, len);
+    if (a)
+        return written(bs, pwrite_padded(bs, a, off, buf, len));
     return written(bs, bs->drv->pwrite(bs, off, buf, len));
 }
 
@@ -891,7 +932,9 @@ void blk_fill(BlockDriverState *bs, uint64_t off, uint64_t n)
 int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
     size_t total = blk_iov_total(iov, iovcnt);
-    int d = iov_no_copy(bs, off, iov, iovcnt, total, true);
+    /* an unaligned request under blkdebug's align is padded whole */
+    int d = unaligned_by(bs, off, total) ? -ENOTSUP
+                                          : iov_no_copy(bs, off, iov, iovcnt, total, true);
     if (d != -ENOTSUP)
         return written(bs, d);
     uint8_t *g = iovcnt > 1 && total <= GATHER_MAX ? gather_buffer(total) : NULL;
@@ -968,6 +1011,19 @@ int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flag
     if (r < 0 || len == 0)
         return r;
     const BlkdebugLimits *l = bs->debug ? blkdebug_limits(bs) : NULL;
+    if (l && l->align > 1) {
+        /* partial align blocks at either end are written as data */
+        uint64_t a = l->align, head = off & (a - 1), end = off + len;
+        uint64_t mid = head ? (off | (a - 1)) + 1 : off, mid_end = end & ~(a - 1);
+        if (mid >= end || mid_end <= mid)
+            return written(bs, pwrite_padded(bs, a, off, NULL, len));
+        if (head && (r = pwrite_padded(bs, a, off, NULL, mid - off)) < 0)
+            return r;
+        if (mid_end < end && (r = pwrite_padded(bs, a, mid_end, NULL, end - mid_end)) < 0)
+            return r;
+        off = mid;
+        len = mid_end - mid;
+    }
     if (l)
         return written(bs, zeroes_limited(bs, l, off, len, flags));
     if (bs->drv->pwrite_zeroes)
