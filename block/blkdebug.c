@@ -92,6 +92,7 @@ struct BlkDebug {
     BlkDebug *next;       /* attached ones, by fd */
     BlkdebugLimits limits; /* set before it is attached, read-only after */
     bool has_limits;
+    bool top;             /* named as the top node; read-only once attached */
 };
 
 static BlkDebug *attached;
@@ -176,8 +177,10 @@ void blkdebug_detach(BlockDriverState *bs)
     blkdebug_unref(d);
 }
 
-void blkdebug_event_slow(BlkDebug *d, int event)
+void blkdebug_event_slow(BlkDebug *d, int event, bool top)
 {
+    if (d->top != top)
+        return;
     pthread_mutex_lock(&blkdebug_mu);
     int64_t new_state = d->state;
     bool injects = false;
@@ -352,13 +355,10 @@ bool blkdebug_has_breaks(BlockDriverState *bs)
     return any;
 }
 
-int blkdebug_file_check_slow(int fd, int iotype, uint64_t off, uint64_t len)
+/* Whether a request on d's node fails: under blkdebug_mu. */
+static int check_locked(BlkDebug *d, int iotype, uint64_t off, uint64_t len)
 {
     int err = 0;
-    pthread_mutex_lock(&blkdebug_mu);
-    BlkDebug *d = attached;
-    while (d && d->fd != fd)
-        d = d->next;
     if (d && iotype == BLKDBG_IO_FLUSH && !d->unflushed)
         d = NULL;
     if (d && iotype != BLKDBG_IO_READ && iotype != BLKDBG_IO_BLOCK_STATUS &&
@@ -384,8 +384,28 @@ int blkdebug_file_check_slow(int fd, int iotype, uint64_t off, uint64_t len)
     }
     if (d && iotype == BLKDBG_IO_FLUSH && !err)
         d->unflushed = false;
-    pthread_mutex_unlock(&blkdebug_mu);
     return -err;
+}
+
+int blkdebug_file_check_slow(int fd, int iotype, uint64_t off, uint64_t len)
+{
+    pthread_mutex_lock(&blkdebug_mu);
+    BlkDebug *d = attached;
+    while (d && (d->fd != fd || d->top))
+        d = d->next;
+    int r = check_locked(d, iotype, off, len);
+    pthread_mutex_unlock(&blkdebug_mu);
+    return r;
+}
+
+int blkdebug_top_check_slow(BlkDebug *d, int iotype, uint64_t off, uint64_t len)
+{
+    if (!d->top)
+        return 0;
+    pthread_mutex_lock(&blkdebug_mu);
+    int r = check_locked(d, iotype, off, len);
+    pthread_mutex_unlock(&blkdebug_mu);
+    return r;
 }
 
 /* ---- the config file (QEMU's -readconfig syntax) ---- */
@@ -685,6 +705,7 @@ static int filter_open(BlockDriverState *bs, BlockOptions *o)
     BlkDebug *d = r == 0 ? blkdebug_new(rules, n) : NULL;
     free(rules);
     if (d) {
+        d->top = bs->filter_top;
         d->limits = limits;
         d->has_limits = limits.align > 1 || limits.max_transfer || limits.opt_write_zero ||
                         limits.max_write_zero || limits.opt_discard || limits.max_discard;

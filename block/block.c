@@ -142,6 +142,7 @@ typedef struct NodeSpec {
     char *display;          /* bs->filename */
     const char *format;     /* NULL: probe */
     const BlockFilter *filter;
+    bool filter_top;        /* the filter was named as the top node */
     BlockOptions fopts;     /* the filter's own options ("file." taken off) */
     BlockOptions dopts;     /* the format driver's */
     BlockOptions bopts;     /* the backing file's ("backing." taken off) */
@@ -378,6 +379,7 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
         int r = spec_top_filter(t, top, &plain);
         if (r < 0)
             return r;
+        s->filter_top = true;
         drv = blkopts_get(t, "driver");
     }
     /* a tree that names the file overrides the name it came with */
@@ -558,6 +560,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
     int r = 0;
     if (spec.filter) {
         blk_set_error("%s: could not open", bs->filename);
+        bs->filter_top = spec.filter_top;
         if ((r = spec.filter->open(bs, &spec.fopts)) == 0) {
             bs->filter = spec.filter;
             const char *unused = blkopts_first_unused(&spec.fopts);
@@ -733,17 +736,18 @@ static int check_request(BlockDriverState *bs, uint64_t off, uint64_t len, bool 
 int blk_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
 {
     int r = check_request(bs, off, len, false);
-    if (r < 0 || len == 0)
+    if (r < 0 || len == 0 || (r = blkdebug_top_check(bs, BLKDBG_IO_READ, off, len)) < 0)
         return r;
     return bs->drv->pread(bs, off, buf, len);
 }
 
 /* A write that succeeded is on disk before it completes under
- * writethrough caching; a failed flush fails the write (QEMU's FUA). */
+ * writethrough caching; a failed flush fails the write (QEMU's FUA).  A
+ * top blkdebug passes FUA down and sees no flush here. */
 static int written(BlockDriverState *bs, int r)
 {
-    if (r == 0 && (bs->flags & BLK_O_WRITETHROUGH))
-        r = blk_flush(bs);
+    if (r == 0 && (bs->flags & BLK_O_WRITETHROUGH) && !bs->read_only && bs->drv->flush)
+        r = bs->drv->flush(bs);
     return r;
 }
 
@@ -790,9 +794,16 @@ int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
     int r = check_request(bs, off, len, true);
     if (r < 0 || len == 0)
         return r;
-    uint64_t a = unaligned_by(bs, off, len);
-    if (a)
-        return written(bs, pwrite_padded(bs, a, off, buf, len));
+    if (__builtin_expect(bs->debug != NULL, 0)) {
+        /* QEMU's block layer events at a top blkdebug, and its rules */
+        blkdebug_top_event(bs, BLKDBG_PWRITEV);
+        r = blkdebug_top_check(bs, BLKDBG_IO_WRITE, off, len);
+        uint64_t a = unaligned_by(bs, off, len);
+        if (r == 0)
+            r = a ? pwrite_padded(bs, a, off, buf, len) : bs->drv->pwrite(bs, off, buf, len);
+        blkdebug_top_event(bs, BLKDBG_PWRITEV_DONE);
+        return written(bs, r);
+    }
     return written(bs, bs->drv->pwrite(bs, off, buf, len));
 }
 
@@ -893,7 +904,8 @@ static int iov_no_copy(BlockDriverState *bs, uint64_t off, const struct iovec *i
 int blk_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
     size_t total = blk_iov_total(iov, iovcnt);
-    int d = iov_no_copy(bs, off, iov, iovcnt, total, false);
+    /* under blkdebug, through blk_pread's checks */
+    int d = bs->debug ? -ENOTSUP : iov_no_copy(bs, off, iov, iovcnt, total, false);
     if (d != -ENOTSUP)
         return d;
     uint8_t *g = iovcnt > 1 && total <= GATHER_MAX ? gather_buffer(total) : NULL;
@@ -933,8 +945,7 @@ int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int
 {
     size_t total = blk_iov_total(iov, iovcnt);
     /* an unaligned request under blkdebug's align is padded whole */
-    int d = unaligned_by(bs, off, total) ? -ENOTSUP
-                                          : iov_no_copy(bs, off, iov, iovcnt, total, true);
+    int d = bs->debug ? -ENOTSUP : iov_no_copy(bs, off, iov, iovcnt, total, true);
     if (d != -ENOTSUP)
         return written(bs, d);
     uint8_t *g = iovcnt > 1 && total <= GATHER_MAX ? gather_buffer(total) : NULL;
@@ -1005,18 +1016,17 @@ static int zeroes_limited(BlockDriverState *bs, const BlkdebugLimits *l, uint64_
     return 0;
 }
 
-int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+/* write-zeroes under a blkdebug: cut by its limits, if it has any */
+static int zeroes_debug(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
 {
-    int r = check_request(bs, off, len, true);
-    if (r < 0 || len == 0)
-        return r;
-    const BlkdebugLimits *l = bs->debug ? blkdebug_limits(bs) : NULL;
+    int r;
+    const BlkdebugLimits *l = blkdebug_limits(bs);
     if (l && l->align > 1) {
         /* partial align blocks at either end are written as data */
         uint64_t a = l->align, head = off & (a - 1), end = off + len;
         uint64_t mid = head ? (off | (a - 1)) + 1 : off, mid_end = end & ~(a - 1);
         if (mid >= end || mid_end <= mid)
-            return written(bs, pwrite_padded(bs, a, off, NULL, len));
+            return pwrite_padded(bs, a, off, NULL, len);
         if (head && (r = pwrite_padded(bs, a, off, NULL, mid - off)) < 0)
             return r;
         if (mid_end < end && (r = pwrite_padded(bs, a, mid_end, NULL, end - mid_end)) < 0)
@@ -1025,7 +1035,25 @@ int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flag
         len = mid_end - mid;
     }
     if (l)
-        return written(bs, zeroes_limited(bs, l, off, len, flags));
+        return zeroes_limited(bs, l, off, len, flags);
+    if (bs->drv->pwrite_zeroes)
+        return bs->drv->pwrite_zeroes(bs, off, len, flags);
+    return write_zero_data(bs, off, len);
+}
+
+int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+{
+    int r = check_request(bs, off, len, true);
+    if (r < 0 || len == 0)
+        return r;
+    if (__builtin_expect(bs->debug != NULL, 0)) {
+        blkdebug_top_event(bs, BLKDBG_PWRITEV_ZERO);
+        r = blkdebug_top_check(bs, BLKDBG_IO_WRITE_ZEROES, off, len);
+        if (r == 0)
+            r = zeroes_debug(bs, off, len, flags);
+        blkdebug_top_event(bs, BLKDBG_PWRITEV_DONE);
+        return written(bs, r);
+    }
     if (bs->drv->pwrite_zeroes)
         return written(bs, bs->drv->pwrite_zeroes(bs, off, len, flags));
     return written(bs, write_zero_data(bs, off, len));
@@ -1069,7 +1097,8 @@ static int discard_limited(BlockDriverState *bs, const BlkdebugLimits *l, uint64
 int blk_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
 {
     int r = check_request(bs, off, len, true);
-    if (r < 0 || len == 0 || !bs->drv->discard)
+    if (r < 0 || len == 0 || !bs->drv->discard ||
+        (r = blkdebug_top_check(bs, BLKDBG_IO_DISCARD, off, len)) < 0)
         return r;
     const BlkdebugLimits *l = bs->debug ? blkdebug_limits(bs) : NULL;
     return l ? discard_limited(bs, l, off, len) : bs->drv->discard(bs, off, len);
@@ -1079,7 +1108,8 @@ int blk_flush(BlockDriverState *bs)
 {
     if (bs->read_only || !bs->drv->flush)
         return 0;
-    return bs->drv->flush(bs);
+    int r = blkdebug_top_check(bs, BLKDBG_IO_FLUSH, 0, 0);
+    return r < 0 ? r : bs->drv->flush(bs);
 }
 
 int blk_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,

@@ -6,7 +6,7 @@
 # wrote reads back (and maps) as what qemu-io wrote.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 20
+plan 28
 
 fresh() { # a new image, the same in both dirs
     in_both rm -f t.qcow2
@@ -73,6 +73,29 @@ fresh
 printf '[inject-error]\nevent = "write_aio"\nerrno = "28"\n' | tee "$QDIR/e.conf" >"$CDIR/e.conf"
 same_io "plain name with config= under a top blkdebug" \
     -c "open -o $top,config=e.conf t.qcow2" -c 'read -P 0 0 4k'
+
+# A top blkdebug sees QEMU's block layer events and the guest's
+# requests, not the format's code points or its host file.
+for ev in write_aio l2_update pwritev pwritev_zero pwritev_done cor_write; do
+    printf '[inject-error]\nevent = "%s"\nerrno = "28"\n' $ev | tee "$QDIR/e.conf" >"$CDIR/e.conf"
+    fresh
+    same_io "top blkdebug, rule on $ev" -c "open -o $top,config=e.conf t.qcow2" \
+        -c 'write -P 1 0 4k' -c 'write -z 8k 4k' -c 'read -P 1 0 4k' -c flush
+done
+
+# Copy-on-read (iotest 197): a rule armed by cor_write on the sector of
+# an allocated cluster does not touch its copy, and the read of that
+# cluster came before it.
+fresh
+in_both qemu-img create -q -f qcow2 -b t.qcow2 -F qcow2 w.qcow2
+in_both qemu-io -c 'write -P 5 64k 64k' t.qcow2
+in_both qemu-io -c 'write -z -u 0 512' w.qcow2
+printf '[inject-error]\nevent = "cor_write"\nsector = "0"\n' | tee "$QDIR/c.conf" >"$CDIR/c.conf"
+same_io "cor_write rule after the allocated cluster's read" \
+    -c "open -C -o $top,config=c.conf w.qcow2" -c 'read 0 128k' -c 'read -P 5 64k 4k' \
+    -c 'read -P 0 0 512'
+is "$(cd "$CDIR" && qemu-img map --output=json w.qcow2)" \
+    "$(cd "$QDIR" && qemu-img map --output=json w.qcow2)" "copy-on-read: same allocation"
 
 # QEMU's checks of the limits, in its words.
 bad=(align=3000 align=4k,max-transfer=1000 opt-write-zero=3k,max-write-zero=4k
