@@ -751,6 +751,17 @@ static int written(BlockDriverState *bs, int r)
     return r;
 }
 
+/* Writes under blkdebug's align, one at a time: a read-modify-write must
+ * not lose a write to the same block from another thread (QEMU
+ * serialises such requests).  A test tool's cost, nobody else's. */
+static pthread_mutex_t align_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static bool has_align(BlockDriverState *bs)
+{
+    const BlkdebugLimits *l = blkdebug_limits(bs);
+    return l && l->align > 1;
+}
+
 /* blkdebug's align (a power of two) when a write at [off, +len) is not
  * aligned to it; 0 otherwise, and always without blkdebug limits. */
 static uint64_t unaligned_by(BlockDriverState *bs, uint64_t off, uint64_t len)
@@ -799,8 +810,13 @@ int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
         blkdebug_top_event(bs, BLKDBG_PWRITEV);
         r = blkdebug_top_check(bs, BLKDBG_IO_WRITE, off, len);
         uint64_t a = unaligned_by(bs, off, len);
+        bool serial = has_align(bs);
+        if (serial)
+            pthread_mutex_lock(&align_mu);
         if (r == 0)
             r = a ? pwrite_padded(bs, a, off, buf, len) : bs->drv->pwrite(bs, off, buf, len);
+        if (serial)
+            pthread_mutex_unlock(&align_mu);
         blkdebug_top_event(bs, BLKDBG_PWRITEV_DONE);
         return written(bs, r);
     }
@@ -1049,8 +1065,13 @@ int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flag
     if (__builtin_expect(bs->debug != NULL, 0)) {
         blkdebug_top_event(bs, BLKDBG_PWRITEV_ZERO);
         r = blkdebug_top_check(bs, BLKDBG_IO_WRITE_ZEROES, off, len);
+        bool serial = has_align(bs);
+        if (serial)
+            pthread_mutex_lock(&align_mu);
         if (r == 0)
             r = zeroes_debug(bs, off, len, flags);
+        if (serial)
+            pthread_mutex_unlock(&align_mu);
         blkdebug_top_event(bs, BLKDBG_PWRITEV_DONE);
         return written(bs, r);
     }
