@@ -774,6 +774,38 @@ static uint64_t unaligned_by(BlockDriverState *bs, uint64_t off, uint64_t len)
  * under a request alignment a: the whole aligned range, its head and
  * tail read first (read-modify-write).  Which clusters a format then
  * allocates follows the aligned range, which is what a user sees. */
+/* A write as QEMU's block layer hands it to a top blkdebug: its event,
+ * then its rules, then the format. */
+static int debug_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, uint64_t len)
+{
+    blkdebug_top_event(bs, BLKDBG_PWRITEV);
+    int r = blkdebug_top_check(bs, BLKDBG_IO_WRITE, off, len);
+    return r < 0 ? r : bs->drv->pwrite(bs, off, buf, len);
+}
+
+/* The read of a padded write's head or tail block (both when it is one
+ * block), with the events a top blkdebug has for it.  QEMU 7.2 goes on
+ * with the write when this read fails (its block layer drops the error),
+ * so a rule that fails it is used up and the write succeeds; calf still
+ * reads the real data rather than write back an unread buffer. */
+static int rmw_read(BlockDriverState *bs, uint64_t off, uint8_t *p, uint64_t n, bool head,
+                    bool tail)
+{
+    if (head)
+        blkdebug_top_event(bs, BLKDBG_PWRITEV_RMW_HEAD);
+    if (tail)
+        blkdebug_top_event(bs, BLKDBG_PWRITEV_RMW_TAIL);
+    (void)blkdebug_top_check(bs, BLKDBG_IO_READ, off, n);
+    int r = bs->drv->pread(bs, off, p, n);
+    if (r < 0)
+        return r;
+    if (head)
+        blkdebug_top_event(bs, BLKDBG_PWRITEV_RMW_AFTER_HEAD);
+    if (tail)
+        blkdebug_top_event(bs, BLKDBG_PWRITEV_RMW_AFTER_TAIL);
+    return 0;
+}
+
 static int pwrite_padded(BlockDriverState *bs, uint64_t a, uint64_t off, const void *buf,
                          uint64_t len)
 {
@@ -784,17 +816,24 @@ static int pwrite_padded(BlockDriverState *bs, uint64_t a, uint64_t off, const v
     if (!p)
         return -ENOMEM;
     uint64_t head_end = start + a < end ? start + a : end;
-    bool head_partial = start < off || off + len < head_end;
-    int r = head_partial ? bs->drv->pread(bs, start, p, head_end - start) : 0;
-    uint64_t tail = (end - 1) & ~(a - 1);
-    if (r == 0 && off + len < end && tail >= head_end)
-        r = bs->drv->pread(bs, tail, p + (tail - start), end - tail);
+    /* QEMU reads both ends at once when they are all the padded range is
+     * (one block, or two partial ones) */
+    bool head = start < off, tail = off + len < end;
+    bool one = head_end == end || (head && tail && end - start == 2 * a);
+    int r = 0;
+    if (one && (head || tail))
+        r = rmw_read(bs, start, p, end - start, head, tail);
+    else if (head)
+        r = rmw_read(bs, start, p, head_end - start, true, false);
+    uint64_t tail_start = (end - 1) & ~(a - 1);
+    if (r == 0 && tail && !one)
+        r = rmw_read(bs, tail_start, p + (tail_start - start), end - tail_start, false, true);
     if (r == 0) {
         if (buf)
             memcpy(p + (off - start), buf, len);
         else
             memset(p + (off - start), 0, len);
-        r = bs->drv->pwrite(bs, start, p, end - start);
+        r = debug_pwrite(bs, start, p, end - start);
     }
     free(p);
     return r;
@@ -807,14 +846,11 @@ int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
         return r;
     if (__builtin_expect(bs->debug != NULL, 0)) {
         /* QEMU's block layer events at a top blkdebug, and its rules */
-        blkdebug_top_event(bs, BLKDBG_PWRITEV);
-        r = blkdebug_top_check(bs, BLKDBG_IO_WRITE, off, len);
         uint64_t a = unaligned_by(bs, off, len);
         bool serial = has_align(bs);
         if (serial)
             pthread_mutex_lock(&align_mu);
-        if (r == 0)
-            r = a ? pwrite_padded(bs, a, off, buf, len) : bs->drv->pwrite(bs, off, buf, len);
+        r = a ? pwrite_padded(bs, a, off, buf, len) : debug_pwrite(bs, off, buf, len);
         if (serial)
             pthread_mutex_unlock(&align_mu);
         blkdebug_top_event(bs, BLKDBG_PWRITEV_DONE);
@@ -1032,29 +1068,45 @@ static int zeroes_limited(BlockDriverState *bs, const BlkdebugLimits *l, uint64_
     return 0;
 }
 
-/* write-zeroes under a blkdebug: cut by its limits, if it has any */
+/* A padded write's end, as QEMU's block layer has it after each one */
+static int padded_done(BlockDriverState *bs, int r)
+{
+    blkdebug_top_event(bs, BLKDBG_PWRITEV_DONE);
+    return r;
+}
+
+/* write-zeroes under a blkdebug: its partial align blocks at each end
+ * written as data, in QEMU's order (head, middle, tail), the rest cut by
+ * its limits, if it has any */
 static int zeroes_debug(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
 {
     int r;
+    uint64_t tail_len = 0;
     const BlkdebugLimits *l = blkdebug_limits(bs);
     if (l && l->align > 1) {
         /* partial align blocks at either end are written as data */
         uint64_t a = l->align, head = off & (a - 1), end = off + len;
         uint64_t mid = head ? (off | (a - 1)) + 1 : off, mid_end = end & ~(a - 1);
+        tail_len = mid_end < end ? end - mid_end : 0;
         if (mid >= end || mid_end <= mid)
-            return pwrite_padded(bs, a, off, NULL, len);
-        if (head && (r = pwrite_padded(bs, a, off, NULL, mid - off)) < 0)
-            return r;
-        if (mid_end < end && (r = pwrite_padded(bs, a, mid_end, NULL, end - mid_end)) < 0)
+            return padded_done(bs, pwrite_padded(bs, a, off, NULL, len));
+        if (head && (r = padded_done(bs, pwrite_padded(bs, a, off, NULL, mid - off))) < 0)
             return r;
         off = mid;
         len = mid_end - mid;
     }
-    if (l)
-        return zeroes_limited(bs, l, off, len, flags);
-    if (bs->drv->pwrite_zeroes)
-        return bs->drv->pwrite_zeroes(bs, off, len, flags);
-    return write_zero_data(bs, off, len);
+    /* the aligned part: what QEMU passes on as zeroes, with its events */
+    blkdebug_top_event(bs, BLKDBG_PWRITEV_ZERO);
+    r = blkdebug_top_check(bs, BLKDBG_IO_WRITE_ZEROES, off, len);
+    if (r == 0 && l)
+        r = zeroes_limited(bs, l, off, len, flags);
+    else if (r == 0)
+        r = bs->drv->pwrite_zeroes ? bs->drv->pwrite_zeroes(bs, off, len, flags)
+                                   : write_zero_data(bs, off, len);
+    blkdebug_top_event(bs, BLKDBG_PWRITEV_DONE);
+    if (r == 0 && tail_len)
+        r = padded_done(bs, pwrite_padded(bs, l->align, off + len, NULL, tail_len));
+    return r;
 }
 
 int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
@@ -1063,16 +1115,12 @@ int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flag
     if (r < 0 || len == 0)
         return r;
     if (__builtin_expect(bs->debug != NULL, 0)) {
-        blkdebug_top_event(bs, BLKDBG_PWRITEV_ZERO);
-        r = blkdebug_top_check(bs, BLKDBG_IO_WRITE_ZEROES, off, len);
         bool serial = has_align(bs);
         if (serial)
             pthread_mutex_lock(&align_mu);
-        if (r == 0)
-            r = zeroes_debug(bs, off, len, flags);
+        r = zeroes_debug(bs, off, len, flags);
         if (serial)
             pthread_mutex_unlock(&align_mu);
-        blkdebug_top_event(bs, BLKDBG_PWRITEV_DONE);
         return written(bs, r);
     }
     if (bs->drv->pwrite_zeroes)

@@ -6,7 +6,7 @@
 # wrote reads back (and maps) as what qemu-io wrote.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 28
+plan 34
 
 fresh() { # a new image, the same in both dirs
     in_both rm -f t.qcow2
@@ -81,6 +81,19 @@ for ev in write_aio l2_update pwritev pwritev_zero pwritev_done cor_write; do
     fresh
     same_io "top blkdebug, rule on $ev" -c "open -o $top,config=e.conf t.qcow2" \
         -c 'write -P 1 0 4k' -c 'write -z 8k 4k' -c 'read -P 1 0 4k' -c flush
+done
+
+# Under align, the padding reads and the writes they pad: QEMU's events
+# in its order, a failed padding read that does not fail the write, and
+# write-zeroes whose partial blocks are written as data.
+for ev in pwritev_rmw_head pwritev_rmw_after_head pwritev_rmw_tail pwritev_rmw_after_tail \
+    pwritev pwritev_zero; do
+    printf '[inject-error]\nevent = "%s"\nerrno = "28"\nonce = "on"\n' $ev |
+        tee "$QDIR/e.conf" >"$CDIR/e.conf"
+    fresh
+    same_io "align=4k, once rule on $ev" -c "open -o $top,config=e.conf,align=4k t.qcow2" \
+        -c 'write 0 4k' -c 'write 4k 1k' -c 'write 7k 2k' -c 'write 13k 8k' \
+        -c 'write -z 3k 2k' -c 'write -z 12k 8k' -c 'write -z 21k 8k' -c 'read 0 4k'
 done
 
 # Copy-on-read (iotest 197): a rule armed by cor_write on the sector of
