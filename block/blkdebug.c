@@ -717,6 +717,11 @@ static int filter_open(BlockDriverState *bs, BlockOptions *o)
     if (d) {
         blkdebug_attach(bs, d); /* bs holds its own reference */
         blkdebug_unref(d);
+        /* QEMU's blkdebug raises "none" once opened: its rules are
+         * active from the start.  Under the format, calf's host reads are
+         * not QEMU's (its header read is larger): not there yet. */
+        if (d->top)
+            blkdebug_event_slow(d, BLKDBG_NONE, true);
     }
     return r;
 }

@@ -1194,6 +1194,9 @@ int blk_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t 
     }
     if (len > bs->size - off)
         len = bs->size - off;
+    int e = blkdebug_top_check(bs, BLKDBG_IO_BLOCK_STATUS, off, len);
+    if (e < 0)
+        return e;
     if (!bs->drv->block_status) {
         *pnum = len;
         return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED;

@@ -6,7 +6,7 @@
 # wrote reads back (and maps) as what qemu-io wrote.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 34
+plan 35
 
 fresh() { # a new image, the same in both dirs
     in_both rm -f t.qcow2
@@ -109,6 +109,15 @@ same_io "cor_write rule after the allocated cluster's read" \
     -c 'read -P 0 0 512'
 is "$(cd "$CDIR" && qemu-img map --output=json w.qcow2)" \
     "$(cd "$QDIR" && qemu-img map --output=json w.qcow2)" "copy-on-read: same allocation"
+
+# Rules of the "none" event are active from the open; block-status ones
+# fail map and alloc as qemu-io's do.
+fresh
+in_both qemu-io -c 'write 0 64k' t.qcow2
+printf '[inject-error]\nevent = "none"\niotype = "block-status"\nsector = "8"\n' |
+    tee "$QDIR/s.conf" >"$CDIR/s.conf"
+same_io "event none, iotype block-status" -c "open -o $top,config=s.conf t.qcow2" -c map \
+    -c 'alloc 0 512' -c 'alloc 4k 512' -c 'read 0 4k'
 
 # QEMU's checks of the limits, in its words.
 bad=(align=3000 align=4k,max-transfer=1000 opt-write-zero=3k,max-write-zero=4k
