@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +90,9 @@ struct BlkDebug {
     } *breaks;            /* breakpoints and stopped requests */
     pthread_cond_t resumed;
     BlkDebug *next;       /* attached ones, by fd */
+    BlkdebugLimits limits; /* set before it is attached, read-only after */
+    bool has_limits;
+    bool top;             /* named as the top node; read-only once attached */
 };
 
 static BlkDebug *attached;
@@ -172,8 +177,10 @@ void blkdebug_detach(BlockDriverState *bs)
     blkdebug_unref(d);
 }
 
-void blkdebug_event_slow(BlkDebug *d, int event)
+void blkdebug_event_slow(BlkDebug *d, int event, bool top)
 {
+    if (d->top != top)
+        return;
     pthread_mutex_lock(&blkdebug_mu);
     int64_t new_state = d->state;
     bool injects = false;
@@ -348,13 +355,10 @@ bool blkdebug_has_breaks(BlockDriverState *bs)
     return any;
 }
 
-int blkdebug_file_check_slow(int fd, int iotype, uint64_t off, uint64_t len)
+/* Whether a request on d's node fails: under blkdebug_mu. */
+static int check_locked(BlkDebug *d, int iotype, uint64_t off, uint64_t len)
 {
     int err = 0;
-    pthread_mutex_lock(&blkdebug_mu);
-    BlkDebug *d = attached;
-    while (d && d->fd != fd)
-        d = d->next;
     if (d && iotype == BLKDBG_IO_FLUSH && !d->unflushed)
         d = NULL;
     if (d && iotype != BLKDBG_IO_READ && iotype != BLKDBG_IO_BLOCK_STATUS &&
@@ -380,8 +384,28 @@ int blkdebug_file_check_slow(int fd, int iotype, uint64_t off, uint64_t len)
     }
     if (d && iotype == BLKDBG_IO_FLUSH && !err)
         d->unflushed = false;
-    pthread_mutex_unlock(&blkdebug_mu);
     return -err;
+}
+
+int blkdebug_file_check_slow(int fd, int iotype, uint64_t off, uint64_t len)
+{
+    pthread_mutex_lock(&blkdebug_mu);
+    BlkDebug *d = attached;
+    while (d && (d->fd != fd || d->top))
+        d = d->next;
+    int r = check_locked(d, iotype, off, len);
+    pthread_mutex_unlock(&blkdebug_mu);
+    return r;
+}
+
+int blkdebug_top_check_slow(BlkDebug *d, int iotype, uint64_t off, uint64_t len)
+{
+    if (!d->top)
+        return 0;
+    pthread_mutex_lock(&blkdebug_mu);
+    int r = check_locked(d, iotype, off, len);
+    pthread_mutex_unlock(&blkdebug_mu);
+    return r;
 }
 
 /* ---- the config file (QEMU's -readconfig syntax) ---- */
@@ -612,6 +636,57 @@ static int list_rules(BlockOptions *o, const char *list, int action, BlkdebugRul
     return 0;
 }
 
+const BlkdebugLimits *blkdebug_limits(const BlockDriverState *bs)
+{
+    return bs && bs->debug && bs->debug->has_limits ? &bs->debug->limits : NULL;
+}
+
+/* The request limits, checked as QEMU checks them: each one a multiple
+ * of the alignment it is used with, and below INT_MAX. */
+static int parse_limits(BlockOptions *o, BlkdebugLimits *l)
+{
+    static const struct {
+        const char *key;
+        size_t at;     /* the field */
+        size_t unit;   /* the larger of align and this field is its unit; == at: align */
+    } keys[] = {
+        {"align", offsetof(BlkdebugLimits, align), offsetof(BlkdebugLimits, align)},
+        {"max-transfer", offsetof(BlkdebugLimits, max_transfer),
+         offsetof(BlkdebugLimits, max_transfer)},
+        {"opt-write-zero", offsetof(BlkdebugLimits, opt_write_zero),
+         offsetof(BlkdebugLimits, opt_write_zero)},
+        {"max-write-zero", offsetof(BlkdebugLimits, max_write_zero),
+         offsetof(BlkdebugLimits, opt_write_zero)},
+        {"opt-discard", offsetof(BlkdebugLimits, opt_discard),
+         offsetof(BlkdebugLimits, opt_discard)},
+        {"max-discard", offsetof(BlkdebugLimits, max_discard),
+         offsetof(BlkdebugLimits, opt_discard)},
+    };
+    memset(l, 0, sizeof(*l));
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        uint64_t *v = (uint64_t *)((char *)l + keys[i].at);
+        const char *s = blkopts_get(o, keys[i].key);
+        *v = 0;
+        if (s && blk_parse_size(s, v) < 0) {
+            blk_set_error("Parameter '%s' expects a non-negative number below 2^64\n"
+                          "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, "
+                          "tera-, peta-\nand exabytes, respectively.", keys[i].key);
+            return -EINVAL;
+        }
+        uint64_t unit = l->align ? l->align : 1;
+        if (keys[i].unit != keys[i].at) {
+            uint64_t u = *(uint64_t *)((char *)l + keys[i].unit);
+            unit = u > unit ? u : unit;
+        }
+        bool bad = *v >= INT_MAX || (i == 0 ? (*v & (*v - 1)) != 0 : *v % unit != 0);
+        if (*v && bad) {
+            blk_set_error("Cannot meet constraints with %s %" PRIu64, keys[i].key, *v);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int filter_open(BlockDriverState *bs, BlockOptions *o)
 {
     BlkdebugRule *rules = NULL;
@@ -624,8 +699,17 @@ static int filter_open(BlockDriverState *bs, BlockOptions *o)
         r = list_rules(o, "inject-error", BLKDBG_INJECT_ERROR, &rules, &n);
     if (r == 0)
         r = list_rules(o, "set-state", BLKDBG_SET_STATE, &rules, &n);
+    BlkdebugLimits limits;
+    if (r == 0)
+        r = parse_limits(o, &limits);
     BlkDebug *d = r == 0 ? blkdebug_new(rules, n) : NULL;
     free(rules);
+    if (d) {
+        d->top = bs->filter_top;
+        d->limits = limits;
+        d->has_limits = limits.align > 1 || limits.max_transfer || limits.opt_write_zero ||
+                        limits.max_write_zero || limits.opt_discard || limits.max_discard;
+    }
     if (r == 0 && !d) {
         blk_set_error("out of memory");
         r = -ENOMEM;
@@ -633,6 +717,11 @@ static int filter_open(BlockDriverState *bs, BlockOptions *o)
     if (d) {
         blkdebug_attach(bs, d); /* bs holds its own reference */
         blkdebug_unref(d);
+        /* QEMU's blkdebug raises "none" once opened: its rules are
+         * active from the start.  Under the format, calf's host reads are
+         * not QEMU's (its header read is larger): not there yet. */
+        if (d->top)
+            blkdebug_event_slow(d, BLKDBG_NONE, true);
     }
     return r;
 }

@@ -117,6 +117,18 @@ void blkdebug_rule_init(BlkdebugRule *rule, int action);
 
 typedef struct BlkDebug BlkDebug;
 
+/* QEMU's blkdebug request limits (align, max-transfer, opt-write-zero,
+ * max-write-zero, opt-discard, max-discard), in bytes; 0: none.  Fixed
+ * once the blkdebug is attached. */
+typedef struct BlkdebugLimits {
+    uint64_t align, max_transfer;
+    uint64_t opt_write_zero, max_write_zero;
+    uint64_t opt_discard, max_discard;
+} BlkdebugLimits;
+
+/* bs's limits, or NULL when it has no blkdebug or the blkdebug none. */
+const BlkdebugLimits *blkdebug_limits(const BlockDriverState *bs);
+
 /* A blkdebug with these rules (copied) and no file yet, one reference
  * held by the caller; NULL on ENOMEM. */
 BlkDebug *blkdebug_new(const BlkdebugRule *rules, int n);
@@ -143,12 +155,31 @@ bool blkdebug_has_breaks(BlockDriverState *bs);
  * waited for next (the image closing) must not wait for ever. */
 void blkdebug_release(BlockDriverState *bs);
 
-void blkdebug_event_slow(BlkDebug *d, int event);
+/* A blkdebug named as the top node (bs->filter_top) is where QEMU's
+ * block layer, not its host file, is: it sees neither the format's code
+ * points nor host requests, but the block layer's events (copy-on-read,
+ * pwritev) and the guest's requests. */
+void blkdebug_event_slow(BlkDebug *d, int event, bool top);
 /* A code point of a format driver was reached. */
 static inline void blkdebug_event(BlockDriverState *bs, int event)
 {
     if (bs && __builtin_expect(bs->debug != NULL, 0))
-        blkdebug_event_slow(bs->debug, event);
+        blkdebug_event_slow(bs->debug, event, false);
+}
+/* A code point of QEMU's block layer, above the format, was reached. */
+static inline void blkdebug_top_event(BlockDriverState *bs, int event)
+{
+    if (bs && __builtin_expect(bs->debug != NULL, 0))
+        blkdebug_event_slow(bs->debug, event, true);
+}
+/* Whether a guest request on bs fails under a top blkdebug (0 or -errno). */
+int blkdebug_top_check_slow(BlkDebug *d, int iotype, uint64_t off, uint64_t len);
+static inline int blkdebug_top_check(BlockDriverState *bs, int iotype, uint64_t off,
+                                     uint64_t len)
+{
+    if (__builtin_expect(bs->debug != NULL, 0))
+        return blkdebug_top_check_slow(bs->debug, iotype, off, len);
+    return 0;
 }
 
 /* For block/util.c: how many files have a blkdebug attached, and whether

@@ -142,6 +142,7 @@ typedef struct NodeSpec {
     char *display;          /* bs->filename */
     const char *format;     /* NULL: probe */
     const BlockFilter *filter;
+    bool filter_top;        /* the filter was named as the top node */
     BlockOptions fopts;     /* the filter's own options ("file." taken off) */
     BlockOptions dopts;     /* the format driver's */
     BlockOptions bopts;     /* the backing file's ("backing." taken off) */
@@ -271,6 +272,61 @@ static int spec_node_opts(NodeSpec *s)
     return 0;
 }
 
+/* Options that QEMU takes on any node: at a filter on top they stay on
+ * the one node calf opens. */
+static bool is_node_opt(const char *key)
+{
+    static const char *const keys[] = {"driver", "node-name", "read-only", "auto-read-only",
+                                       "force-share", "discard", "detect-zeroes"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (!strcmp(key, keys[i]))
+            return true;
+    return has_prefix(key, "cache.");
+}
+
+/* A filter named as the top node ("driver=blkdebug,image.driver=qcow2"):
+ * calf's filters sit between a format and its host file, so the tree is
+ * turned into that: the child's options become the node's, the filter's
+ * own go under "file." with file.driver=NAME, and a plain file name is
+ * the child's host file, as QEMU's filter takes it. */
+static int spec_top_filter(BlockOptions *t, const BlockFilter *f, const char **plain)
+{
+    BlockOptions n = {0};
+    char ck[80], cf[96], key[512];
+    size_t cl = (size_t)snprintf(ck, sizeof(ck), "%s.", f->child);
+    snprintf(cf, sizeof(cf), "%sfile", ck);
+    int r = blkopts_set(&n, "file.driver", f->name);
+    for (int i = 0; r == 0 && i < t->n; i++) {
+        const char *k = t->opt[i].key;
+        if (!strcmp(k, "driver"))
+            continue;
+        if (has_prefix(k, cf) && (k[strlen(cf)] == '.' || !k[strlen(cf)]))
+            snprintf(key, sizeof(key), "file.%s%s", f->child, k + strlen(cf));
+        else if (has_prefix(k, ck))
+            snprintf(key, sizeof(key), "%s", k + cl);
+        else if (is_node_opt(k) || has_prefix(k, "file."))
+            snprintf(key, sizeof(key), "%s", k);
+        else
+            snprintf(key, sizeof(key), "file.%s", k);
+        r = blkopts_set(&n, key, t->opt[i].value ? t->opt[i].value : "on");
+    }
+    if (r == 0 && *plain) {
+        snprintf(key, sizeof(key), "file.%s.filename", f->child);
+        if (!blkopts_get(&n, key))
+            r = blkopts_set(&n, key, *plain);
+        *plain = NULL;
+    }
+    if (r < 0) {
+        blkopts_free(&n);
+        return spec_error("out of memory%s", "");
+    }
+    blkopts_free(t);
+    *t = n;
+    for (int i = 0; i < t->n; i++)
+        t->opt[i].used = false;
+    return 0;
+}
+
 /* Fills s from filename (a path, "file:PATH", "json:{...}" or a filter's
  * "NAME:..." prefix) and opts (QEMU's dotted option tree, which wins over
  * what filename says).  format (-f) wins over a "driver" in the tree where
@@ -318,6 +374,14 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
     for (int i = 0; i < t->n; i++)
         t->opt[i].used = false;
     const char *drv = blkopts_get(t, "driver");
+    const BlockFilter *top = drv ? blk_find_filter(drv) : NULL;
+    if (top) {
+        int r = spec_top_filter(t, top, &plain);
+        if (r < 0)
+            return r;
+        s->filter_top = true;
+        drv = blkopts_get(t, "driver");
+    }
     /* a tree that names the file overrides the name it came with */
     for (int i = 0; plain && i < t->n; i++)
         if (!strcmp(t->opt[i].key, "file") || has_prefix(t->opt[i].key, "file."))
@@ -496,6 +560,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
     int r = 0;
     if (spec.filter) {
         blk_set_error("%s: could not open", bs->filename);
+        bs->filter_top = spec.filter_top;
         if ((r = spec.filter->open(bs, &spec.fopts)) == 0) {
             bs->filter = spec.filter;
             const char *unused = blkopts_first_unused(&spec.fopts);
@@ -671,17 +736,106 @@ static int check_request(BlockDriverState *bs, uint64_t off, uint64_t len, bool 
 int blk_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
 {
     int r = check_request(bs, off, len, false);
-    if (r < 0 || len == 0)
+    if (r < 0 || len == 0 || (r = blkdebug_top_check(bs, BLKDBG_IO_READ, off, len)) < 0)
         return r;
     return bs->drv->pread(bs, off, buf, len);
 }
 
 /* A write that succeeded is on disk before it completes under
- * writethrough caching; a failed flush fails the write (QEMU's FUA). */
+ * writethrough caching; a failed flush fails the write (QEMU's FUA).  A
+ * top blkdebug passes FUA down and sees no flush here. */
 static int written(BlockDriverState *bs, int r)
 {
-    if (r == 0 && (bs->flags & BLK_O_WRITETHROUGH))
-        r = blk_flush(bs);
+    if (r == 0 && (bs->flags & BLK_O_WRITETHROUGH) && !bs->read_only && bs->drv->flush)
+        r = bs->drv->flush(bs);
+    return r;
+}
+
+/* Writes under blkdebug's align, one at a time: a read-modify-write must
+ * not lose a write to the same block from another thread (QEMU
+ * serialises such requests).  A test tool's cost, nobody else's. */
+static pthread_mutex_t align_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static bool has_align(BlockDriverState *bs)
+{
+    const BlkdebugLimits *l = blkdebug_limits(bs);
+    return l && l->align > 1;
+}
+
+/* blkdebug's align (a power of two) when a write at [off, +len) is not
+ * aligned to it; 0 otherwise, and always without blkdebug limits. */
+static uint64_t unaligned_by(BlockDriverState *bs, uint64_t off, uint64_t len)
+{
+    const BlkdebugLimits *l = bs->debug ? blkdebug_limits(bs) : NULL;
+    return l && l->align > 1 && ((off | len) & (l->align - 1)) ? l->align : 0;
+}
+
+/* Writes [off, +len) (buf, or zeros when NULL) as QEMU's block layer does
+ * under a request alignment a: the whole aligned range, its head and
+ * tail read first (read-modify-write).  Which clusters a format then
+ * allocates follows the aligned range, which is what a user sees. */
+/* A write as QEMU's block layer hands it to a top blkdebug: its event,
+ * then its rules, then the format. */
+static int debug_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, uint64_t len)
+{
+    blkdebug_top_event(bs, BLKDBG_PWRITEV);
+    int r = blkdebug_top_check(bs, BLKDBG_IO_WRITE, off, len);
+    return r < 0 ? r : bs->drv->pwrite(bs, off, buf, len);
+}
+
+/* The read of a padded write's head or tail block (both when it is one
+ * block), with the events a top blkdebug has for it.  QEMU 7.2 goes on
+ * with the write when this read fails (its block layer drops the error),
+ * so a rule that fails it is used up and the write succeeds; calf still
+ * reads the real data rather than write back an unread buffer. */
+static int rmw_read(BlockDriverState *bs, uint64_t off, uint8_t *p, uint64_t n, bool head,
+                    bool tail)
+{
+    if (head)
+        blkdebug_top_event(bs, BLKDBG_PWRITEV_RMW_HEAD);
+    if (tail)
+        blkdebug_top_event(bs, BLKDBG_PWRITEV_RMW_TAIL);
+    (void)blkdebug_top_check(bs, BLKDBG_IO_READ, off, n);
+    int r = bs->drv->pread(bs, off, p, n);
+    if (r < 0)
+        return r;
+    if (head)
+        blkdebug_top_event(bs, BLKDBG_PWRITEV_RMW_AFTER_HEAD);
+    if (tail)
+        blkdebug_top_event(bs, BLKDBG_PWRITEV_RMW_AFTER_TAIL);
+    return 0;
+}
+
+static int pwrite_padded(BlockDriverState *bs, uint64_t a, uint64_t off, const void *buf,
+                         uint64_t len)
+{
+    uint64_t start = off & ~(a - 1), end = (off + len + a - 1) & ~(a - 1);
+    if (end > bs->size)
+        end = bs->size;
+    uint8_t *p = malloc(end - start);
+    if (!p)
+        return -ENOMEM;
+    uint64_t head_end = start + a < end ? start + a : end;
+    /* QEMU reads both ends at once when they are all the padded range is
+     * (one block, or two partial ones) */
+    bool head = start < off, tail = off + len < end;
+    bool one = head_end == end || (head && tail && end - start == 2 * a);
+    int r = 0;
+    if (one && (head || tail))
+        r = rmw_read(bs, start, p, end - start, head, tail);
+    else if (head)
+        r = rmw_read(bs, start, p, head_end - start, true, false);
+    uint64_t tail_start = (end - 1) & ~(a - 1);
+    if (r == 0 && tail && !one)
+        r = rmw_read(bs, tail_start, p + (tail_start - start), end - tail_start, false, true);
+    if (r == 0) {
+        if (buf)
+            memcpy(p + (off - start), buf, len);
+        else
+            memset(p + (off - start), 0, len);
+        r = debug_pwrite(bs, start, p, end - start);
+    }
+    free(p);
     return r;
 }
 
@@ -690,6 +844,18 @@ int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
     int r = check_request(bs, off, len, true);
     if (r < 0 || len == 0)
         return r;
+    if (__builtin_expect(bs->debug != NULL, 0)) {
+        /* QEMU's block layer events at a top blkdebug, and its rules */
+        uint64_t a = unaligned_by(bs, off, len);
+        bool serial = has_align(bs);
+        if (serial)
+            pthread_mutex_lock(&align_mu);
+        r = a ? pwrite_padded(bs, a, off, buf, len) : debug_pwrite(bs, off, buf, len);
+        if (serial)
+            pthread_mutex_unlock(&align_mu);
+        blkdebug_top_event(bs, BLKDBG_PWRITEV_DONE);
+        return written(bs, r);
+    }
     return written(bs, bs->drv->pwrite(bs, off, buf, len));
 }
 
@@ -790,7 +956,8 @@ static int iov_no_copy(BlockDriverState *bs, uint64_t off, const struct iovec *i
 int blk_preadv(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
     size_t total = blk_iov_total(iov, iovcnt);
-    int d = iov_no_copy(bs, off, iov, iovcnt, total, false);
+    /* under blkdebug, through blk_pread's checks */
+    int d = bs->debug ? -ENOTSUP : iov_no_copy(bs, off, iov, iovcnt, total, false);
     if (d != -ENOTSUP)
         return d;
     uint8_t *g = iovcnt > 1 && total <= GATHER_MAX ? gather_buffer(total) : NULL;
@@ -829,7 +996,8 @@ void blk_fill(BlockDriverState *bs, uint64_t off, uint64_t n)
 int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
     size_t total = blk_iov_total(iov, iovcnt);
-    int d = iov_no_copy(bs, off, iov, iovcnt, total, true);
+    /* an unaligned request under blkdebug's align is padded whole */
+    int d = bs->debug ? -ENOTSUP : iov_no_copy(bs, off, iov, iovcnt, total, true);
     if (d != -ENOTSUP)
         return written(bs, d);
     uint8_t *g = iovcnt > 1 && total <= GATHER_MAX ? gather_buffer(total) : NULL;
@@ -848,38 +1016,169 @@ int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int
     return 0;
 }
 
-int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+static int write_zero_data(BlockDriverState *bs, uint64_t off, uint64_t len)
 {
-    int r = check_request(bs, off, len, true);
-    if (r < 0 || len == 0)
-        return r;
-    if (bs->drv->pwrite_zeroes)
-        return written(bs, bs->drv->pwrite_zeroes(bs, off, len, flags));
     static const uint8_t zero[65536];
     while (len) {
         size_t n = len < sizeof(zero) ? len : sizeof(zero);
-        r = bs->drv->pwrite(bs, off, zero, n);
+        int r = bs->drv->pwrite(bs, off, zero, n);
         if (r < 0)
             return r;
         off += n;
         len -= n;
     }
-    return written(bs, 0);
+    return 0;
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* QEMU's block layer cuts a write-zeroes request by blkdebug's limits:
+ * pieces up to each opt-write-zero boundary, none over max-write-zero;
+ * blkdebug refuses a piece smaller than the alignment, which then becomes
+ * a write of zeroed data.  What is allocated (map) shows the cut. */
+static int zeroes_limited(BlockDriverState *bs, const BlkdebugLimits *l, uint64_t off,
+                          uint64_t len, int flags)
+{
+    uint64_t align = max_u64(max_u64(l->opt_write_zero, l->align), 1);
+    uint64_t max = l->max_write_zero ? l->max_write_zero / align * align : UINT64_MAX;
+    uint64_t max_transfer = l->max_transfer ? l->max_transfer : 16 << 20;
+    uint64_t head = off % align, tail = (off + len) % align;
+    while (len) {
+        uint64_t n = len;
+        if (head) {
+            n = len < align - head ? len : align - head;
+            n = n < max_transfer ? n : max_transfer;
+            head = (head + n) % align;
+        } else if (tail && n > align) {
+            n -= tail;
+        }
+        n = n < max ? n : max;
+        int r = n >= align && bs->drv->pwrite_zeroes ? bs->drv->pwrite_zeroes(bs, off, n, flags)
+                                                     : -ENOTSUP;
+        if (r == -ENOTSUP)
+            r = write_zero_data(bs, off, n);
+        if (r < 0)
+            return r;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* A padded write's end, as QEMU's block layer has it after each one */
+static int padded_done(BlockDriverState *bs, int r)
+{
+    blkdebug_top_event(bs, BLKDBG_PWRITEV_DONE);
+    return r;
+}
+
+/* write-zeroes under a blkdebug: its partial align blocks at each end
+ * written as data, in QEMU's order (head, middle, tail), the rest cut by
+ * its limits, if it has any */
+static int zeroes_debug(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+{
+    int r;
+    uint64_t tail_len = 0;
+    const BlkdebugLimits *l = blkdebug_limits(bs);
+    if (l && l->align > 1) {
+        /* partial align blocks at either end are written as data */
+        uint64_t a = l->align, head = off & (a - 1), end = off + len;
+        uint64_t mid = head ? (off | (a - 1)) + 1 : off, mid_end = end & ~(a - 1);
+        tail_len = mid_end < end ? end - mid_end : 0;
+        if (mid >= end || mid_end <= mid)
+            return padded_done(bs, pwrite_padded(bs, a, off, NULL, len));
+        if (head && (r = padded_done(bs, pwrite_padded(bs, a, off, NULL, mid - off))) < 0)
+            return r;
+        off = mid;
+        len = mid_end - mid;
+    }
+    /* the aligned part: what QEMU passes on as zeroes, with its events */
+    blkdebug_top_event(bs, BLKDBG_PWRITEV_ZERO);
+    r = blkdebug_top_check(bs, BLKDBG_IO_WRITE_ZEROES, off, len);
+    if (r == 0 && l)
+        r = zeroes_limited(bs, l, off, len, flags);
+    else if (r == 0)
+        r = bs->drv->pwrite_zeroes ? bs->drv->pwrite_zeroes(bs, off, len, flags)
+                                   : write_zero_data(bs, off, len);
+    blkdebug_top_event(bs, BLKDBG_PWRITEV_DONE);
+    if (r == 0 && tail_len)
+        r = padded_done(bs, pwrite_padded(bs, l->align, off + len, NULL, tail_len));
+    return r;
+}
+
+int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+{
+    int r = check_request(bs, off, len, true);
+    if (r < 0 || len == 0)
+        return r;
+    if (__builtin_expect(bs->debug != NULL, 0)) {
+        bool serial = has_align(bs);
+        if (serial)
+            pthread_mutex_lock(&align_mu);
+        r = zeroes_debug(bs, off, len, flags);
+        if (serial)
+            pthread_mutex_unlock(&align_mu);
+        return written(bs, r);
+    }
+    if (bs->drv->pwrite_zeroes)
+        return written(bs, bs->drv->pwrite_zeroes(bs, off, len, flags));
+    return written(bs, write_zero_data(bs, off, len));
+}
+
+/* As QEMU cuts a discard by blkdebug's limits: pieces up to each
+ * opt-discard boundary, none over max-discard, and blkdebug drops a
+ * piece smaller than the alignment (a discard may do nothing). */
+static int discard_limited(BlockDriverState *bs, const BlkdebugLimits *l, uint64_t off,
+                           uint64_t len)
+{
+    uint64_t ra = max_u64(l->align, 1);
+    uint64_t align = max_u64(l->opt_discard, ra);
+    uint64_t max = (l->max_discard ? l->max_discard : UINT64_MAX) / align * align;
+    uint64_t head = off % align, tail = (off + len) % align;
+    while (len) {
+        uint64_t n = len;
+        if (head) {
+            n = len < align - head ? len : align - head;
+            if (n % ra)
+                n %= ra;
+            head = (head + n) % align;
+        } else if (tail) {
+            if (n > align) {
+                n -= tail;
+            } else if (tail % ra && tail > ra) {
+                tail %= ra;
+                n -= tail;
+            }
+        }
+        n = n < max ? n : max;
+        int r = n >= ra ? bs->drv->discard(bs, off, n) : 0;
+        if (r < 0 && r != -ENOTSUP)
+            return r;
+        off += n;
+        len -= n;
+    }
+    return 0;
 }
 
 int blk_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
 {
     int r = check_request(bs, off, len, true);
-    if (r < 0 || len == 0)
+    if (r < 0 || len == 0 || !bs->drv->discard ||
+        (r = blkdebug_top_check(bs, BLKDBG_IO_DISCARD, off, len)) < 0)
         return r;
-    return bs->drv->discard ? bs->drv->discard(bs, off, len) : 0;
+    const BlkdebugLimits *l = bs->debug ? blkdebug_limits(bs) : NULL;
+    return l ? discard_limited(bs, l, off, len) : bs->drv->discard(bs, off, len);
 }
 
 int blk_flush(BlockDriverState *bs)
 {
     if (bs->read_only || !bs->drv->flush)
         return 0;
-    return bs->drv->flush(bs);
+    int r = blkdebug_top_check(bs, BLKDBG_IO_FLUSH, 0, 0);
+    return r < 0 ? r : bs->drv->flush(bs);
 }
 
 int blk_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
@@ -895,6 +1194,9 @@ int blk_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t 
     }
     if (len > bs->size - off)
         len = bs->size - off;
+    int e = blkdebug_top_check(bs, BLKDBG_IO_BLOCK_STATUS, off, len);
+    if (e < 0)
+        return e;
     if (!bs->drv->block_status) {
         *pnum = len;
         return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED;

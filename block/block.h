@@ -308,6 +308,10 @@ struct BlockDriverState {
     char *filename;          /* as QEMU names it back ("file:" off; json: under a filter) */
     int fd;                  /* the host file; -1 for a driver without one */
     const BlockFilter *filter; /* between the format and fd, or NULL */
+    /* the filter was named as the top node (QEMU's "driver=NAME" over
+     * "NAME.child.driver=FORMAT"): it sees the guest's requests, not the
+     * host file's; set before the filter opens */
+    bool filter_top;
     void *filter_opaque;     /* the filter's state */
     int flags;               /* BLK_O_* */
     bool read_only;

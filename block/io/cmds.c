@@ -214,8 +214,8 @@ static int read_f(BlockDriverState *bs, int argc, char **argv)
     } else {
         r = check_range(bs, off, count);
         if (r == 0 && current_img->copy_on_read)
-            r = io_copy_on_read(current_img, off, count);
-        if (r == 0)
+            r = io_copy_on_read(current_img, off, count, buf);
+        else if (r == 0)
             r = blk_pread(bs, off, buf, count);
     }
     t = tool_now() - t;
@@ -585,7 +585,7 @@ static int vec_read_run(BlockDriverState *bs, const VecOpts *o, IoVec *v, int64_
     double t = tool_now();
     int r = check_range(bs, off, v->size);
     if (r == 0 && current_img->copy_on_read)
-        r = io_copy_on_read(current_img, off, v->size);
+        r = io_copy_on_read(current_img, off, v->size, NULL);
     if (r == 0)
         r = blk_preadv(bs, off, v->iov, v->n);
     t = tool_now() - t;

@@ -49,8 +49,11 @@ int io_reopen(IoImage *img, int flags, bool writethrough, const char *opts, bool
  * the rest calf has nothing to tune for. */
 int io_check_tuning(int opt, const char *value, int *flags);
 /* Copy-on-read: [off, off+len) of the image's top layer gets the bytes
- * its backing chain has for every cluster it does not hold itself. */
-int io_copy_on_read(IoImage *img, uint64_t off, uint64_t len);
+ * its backing chain has for every cluster it does not hold itself.
+ * buf: where the read of [off, +len) goes, piece by piece as QEMU reads
+ * it (a top blkdebug sees the pieces and copies in that order); NULL:
+ * only copy, the caller reads after. */
+int io_copy_on_read(IoImage *img, uint64_t off, uint64_t len, void *buf);
 
 /* Runs one command line ("write -P 0xab 0 64k") against img (whose bs
  * may be NULL when no file is open).  Returns 0, or a negative errno if

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block/blkdebug.h"
 #include "block/img/img.h"
 #include "block/io/io.h"
 #include "block/tool-util.h"
@@ -392,7 +393,16 @@ static bool all_zero(const uint8_t *p, size_t n)
 
 #define COR_CHUNK (1u << 20)
 
-int io_copy_on_read(IoImage *img, uint64_t off, uint64_t len)
+/* The part of [s, +n) in [off, +len), into buf (at its place there). */
+static void put_part(uint8_t *buf, uint64_t off, uint64_t len, const uint8_t *from, uint64_t s,
+                     uint64_t n)
+{
+    uint64_t a = s > off ? s : off, b = s + n < off + len ? s + n : off + len;
+    if (buf && a < b)
+        memcpy(buf + (a - off), from + (a - s), b - a);
+}
+
+int io_copy_on_read(IoImage *img, uint64_t off, uint64_t len, void *out)
 {
     BlockDriverState *bs = img->bs;
     if (!len)
@@ -411,7 +421,12 @@ int io_copy_on_read(IoImage *img, uint64_t off, uint64_t len)
         r = top_allocated(bs, start, n, &pnum);
         if (r < 0 || !pnum)
             break;
-        if (r == 0) {
+        if (r == 1 && out) {
+            /* allocated here: read as it is, only what was asked */
+            uint64_t a = start > off ? start : off;
+            uint64_t b = start + pnum < off + len ? start + pnum : off + len;
+            r = a < b ? blk_pread(bs, a, (uint8_t *)out + (a - off), b - a) : 0;
+        } else if (r == 0) {
             /* read through the chain (zeros without one), keep it in the
              * top layer, as QEMU does: zeros as zeros, data as data */
             if (!buf && !(buf = malloc(COR_CHUNK))) {
@@ -420,6 +435,10 @@ int io_copy_on_read(IoImage *img, uint64_t off, uint64_t len)
             }
             if ((r = blk_pread(bs, start, buf, pnum)) < 0)
                 break;
+            put_part(out, off, len, buf, start, pnum);
+            /* QEMU's block layer copies at the top node: a blkdebug
+             * named as the top node sees it */
+            blkdebug_top_event(bs, BLKDBG_COR_WRITE);
             if (all_zero(buf, pnum))
                 r = blk_pwrite_zeroes(bs, start, pnum, 0);
             else
@@ -428,6 +447,11 @@ int io_copy_on_read(IoImage *img, uint64_t off, uint64_t len)
         start += pnum;
     }
     free(buf);
+    /* what the loop did not get to (no status for it) is read as is */
+    if (r >= 0 && out && start < off + len) {
+        uint64_t a = start > off ? start : off;
+        r = blk_pread(bs, a, (uint8_t *)out + (a - off), off + len - a);
+    }
     return r < 0 ? r : 0;
 }
 
