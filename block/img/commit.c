@@ -23,6 +23,20 @@ static bool same_file(const char *a, const char *b)
     return !strcmp(ra, rb);
 }
 
+/* Finds -b's image in top's chain as qemu-img does: a relative name is relative to each overlay
+ * in turn (as the backing file name that overlay stores), not to the working directory. */
+static BlockDriverState *find_base(BlockDriverState *top, const char *base_name)
+{
+    for (BlockDriverState *cur = top; cur->backing; cur = cur->backing) {
+        char *want = blk_backing_path(cur->filename, base_name);
+        bool found = want && same_file(want, cur->backing->filename);
+        free(want);
+        if (found)
+            return cur->backing;
+    }
+    return NULL;
+}
+
 /* Zeros [off, off+len) of base as QEMU's commit job does: the whole
  * clusters of base may be deallocated (they read as zeros then), the
  * parts of clusters get zeros written as data. */
@@ -147,8 +161,7 @@ int img_commit(int argc, char **argv)
     int base_depth = 1;
     base_ro = top->backing;
     if (base_name) {
-        while (base_ro && !same_file(base_ro->filename, base_name))
-            base_ro = base_ro->backing;
+        base_ro = find_base(top, base_name);
         if (!base_ro) {
             img_error("Did not find '%s' in the backing chain of '%s'", base_name, filename);
             goto out;
