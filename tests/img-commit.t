@@ -89,5 +89,6 @@ ok "the data reached the middle layer" qemu-io -c 'read -P 7 0 64k' "$CDIR/sub/m
 same_img "-b relative to the working directory" commit -b sub/m.qcow2 sub/t.qcow2
 is "$(cd "$CDIR" && "$CALF_IMG" commit -b "$CDIR/sub/m.qcow2" sub/t.qcow2 2>&1)" \
     "Image committed." "-b absolute from elsewhere"
+same_img "-b relative to the image file under blkdebug" commit -b m.qcow2 blkdebug::sub/t.qcow2
 
 done_testing
