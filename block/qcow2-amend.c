@@ -211,6 +211,103 @@ int qcow2_shrink(BlockDriverState *bs, uint64_t size)
 
 /* ---- emptying, the backing link ---- */
 
+static void cache_drop_all(Qcow2Cache *c)
+{
+    for (int i = 0; i < c->n; i++)
+        if (c->offset[i])
+            qcow2_cache_discard(c, c->offset[i]);
+}
+
+/* The file after it failed half way: what it says and what is in memory
+ * differ, so nothing more is written to it (QEMU ejects the driver); the
+ * dirty bit has it repaired at the next open. */
+static int make_empty_broken(Qcow2State *s, int r)
+{
+    s->broken = true;
+    return r;
+}
+
+/* Emptying a version 3 image as QEMU's make_completely_empty does, step
+ * for step, since the steps and their blkdebug events decide what a
+ * failure leaves behind (iotest 098): dirty bit, the L1 table zeroed,
+ * clusters 1 to 3 + L1 zeroed for a new refcount table (1), refcount
+ * block (2) and L1 table (3), the header pointed at them, the refcount
+ * block entered, then the clusters in use counted, the image marked
+ * clean and the file cut after them.  Lock held. */
+static int make_completely_empty(Qcow2State *s, uint64_t l1_clusters)
+{
+    uint64_t cs = s->cluster_size;
+    int r = qcow2_flush_metadata(s);
+    if (r < 0)
+        return r;
+    qcow2_io_drain(s);
+    /* refcounts will be wrong on disk until the end: dirty, lazy or not */
+    if (!(s->incompat & QCOW2_INCOMPAT_DIRTY)) {
+        s->incompat |= QCOW2_INCOMPAT_DIRTY;
+        if ((r = qcow2_update_header(s)) < 0 || (r = qcow2_sync(s)) < 0) {
+            s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
+            return r;
+        }
+    }
+    s->dirty_set = true;
+    blkdebug_event(s->bs, BLKDBG_L1_UPDATE);
+    if ((r = blk_file_zero(s->fd, s->l1_offset, l1_clusters * cs)) < 0)
+        goto io_err;
+    memset(s->l1, 0, (size_t)s->l1_size * 8);
+    blkdebug_event(s->bs, BLKDBG_EMPTY_IMAGE_PREPARE);
+    if ((r = blk_file_zero(s->fd, cs, (2 + l1_clusters) * cs)) < 0)
+        goto io_err;
+    blkdebug_event(s->bs, BLKDBG_L1_UPDATE);
+    blkdebug_event(s->bs, BLKDBG_REFTABLE_UPDATE);
+    uint8_t hdr[20];
+    qcow2_put64(hdr, 3 * cs);
+    qcow2_put64(hdr + 8, cs);
+    qcow2_put32(hdr + 16, 1);
+    /* l1_table_offset, refcount_table_offset, refcount_table_clusters */
+    if ((r = blk_file_pwrite(s->fd, hdr, sizeof(hdr), 40)) < 0 || (r = qcow2_sync(s)) < 0)
+        goto io_err;
+    uint64_t *rt = calloc(cs / 8, 8);
+    if (!rt)
+        return make_empty_broken(s, -ENOMEM);
+    free(s->rt);
+    s->rt = rt;
+    s->rt_offset = cs;
+    s->rt_clusters = 1;
+    s->rt_size = cs / 8;
+    s->l1_offset = 3 * cs;
+    /* every cached table is somewhere that holds nothing now */
+    cache_drop_all(&s->l2_cache);
+    cache_drop_all(&s->rb_cache);
+    s->npending = 0;
+    s->free_byte_offset = 0;
+    s->prealloc_checked = false;
+    qcow2_cbuf_invalidate(s);
+    blkdebug_event(s->bs, BLKDBG_REFBLOCK_ALLOC);
+    uint8_t rte[8];
+    qcow2_put64(rte, 2 * cs);
+    if ((r = blk_file_pwrite(s->fd, rte, 8, cs)) < 0 || (r = qcow2_sync(s)) < 0)
+        goto io_err;
+    s->rt[0] = 2 * cs;
+    s->free_hint = 0;
+    if ((r = qcow2_update_refcount(s, 0, (3 + l1_clusters) * cs, 1)) < 0 ||
+        (r = qcow2_flush_metadata(s)) < 0 || (r = qcow2_sync(s)) < 0)
+        return make_empty_broken(s, r);
+    s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
+    s->dirty_set = false;
+    if ((r = qcow2_update_header(s)) < 0 || (r = qcow2_sync(s)) < 0)
+        return r;
+    if (ftruncate(s->fd, (off_t)((3 + l1_clusters) * cs)) < 0) {
+        r = -errno;
+        blk_set_error("%s: cannot truncate the file: %s", s->bs->filename, strerror(-r));
+        return r;
+    }
+    s->file_end = (3 + l1_clusters) * cs;
+    return 0;
+io_err:
+    blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
+    return make_empty_broken(s, r);
+}
+
 int qcow2_make_empty(BlockDriverState *bs)
 {
     Qcow2State *s = bs->opaque;
@@ -219,6 +316,23 @@ int qcow2_make_empty(BlockDriverState *bs)
     if (qcow2_has_data_file(s))
         return qcow2_discard_tail(bs, 0, bs->size);
     pthread_mutex_lock(&s->lock);
+    if (s->broken) {
+        pthread_mutex_unlock(&s->lock);
+        blk_set_error("%s: a failed emptying left the image unusable until reopened",
+                      bs->filename);
+        return -EIO;
+    }
+    uint64_t l1_clusters = qcow2_align_up((uint64_t)s->l1_size * 8, s->cluster_size) /
+                           s->cluster_size;
+    /* QEMU's conditions: nothing else (snapshots, bitmaps, a LUKS header)
+     * holds clusters that must survive, and the new metadata fits the
+     * first refcount block */
+    if (s->version >= 3 && !s->nb_snapshots && !s->nb_bitmaps && s->crypt_method != 2 &&
+        3 + l1_clusters <= (UINT64_C(1) << s->rb_bits)) {
+        int r = make_completely_empty(s, l1_clusters);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+    }
     int r = qcow2_flush_metadata(s);
     if (r == 0)
         r = drop_l1_tail(s, 0);

@@ -921,6 +921,89 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
     return r;
 }
 
+/* Whole clusters this image owns, one after the other in the file too
+ * (normal ones and preallocated zero ones, without subclusters): one data
+ * write for them all, as QEMU sends (blkdebug rules count write_aio
+ * events: iotest 066), then the zero flags come off.  *done stays 0 where
+ * fewer than two such clusters start at off: the caller goes cluster by
+ * cluster, which also reports whatever is wrong with them. */
+static int write_owned_run(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t len,
+                           uint64_t *done)
+{
+    *done = 0;
+    uint64_t l1i = l1_index(s, off);
+    /* owned data clusters are only found through an L2 table of our own */
+    if (s->extl2 || l1i >= s->l1_size || !(s->l1[l1i] & L1E_OFFSET_MASK) ||
+        !(s->l1[l1i] & QCOW_OFLAG_COPIED))
+        return 0;
+    uint8_t *table;
+    int r = l2_get_writable(s, off, &table);
+    if (r < 0 || !table)
+        return r;
+    bool dfile = qcow2_has_data_file(s), zeros = false;
+    uint64_t idx = l2_index(s, off), k = 0, max = len >> s->cluster_bits, h0 = 0;
+    uint64_t c = off >> s->cluster_bits;
+    if (inflight_overlaps(s, c, max))
+        return 0; /* the cluster-at-a-time path waits for them */
+    while (k < max && idx + k < s->l2_size) {
+        uint64_t l2e, bitmap, want = h0 + (k << s->cluster_bits);
+        l2_entry(s, table, idx + k, &l2e, &bitmap);
+        int ct = qcow2_cluster_type(s, l2e);
+        uint64_t host = l2e & L2E_OFFSET_MASK;
+        if (!(l2e & QCOW_OFLAG_COPIED) || (ct != QCOW2_NORMAL && ct != QCOW2_ZERO_ALLOC) ||
+            sc_type(s, l2e, bitmap, 0) == SC_INVALID || (host & (s->cluster_size - 1)) ||
+            (k && host != want) ||
+            (dfile ? host != off + (k << s->cluster_bits) : host >= s->file_end))
+            break;
+        if (!k)
+            h0 = host;
+        zeros |= ct == QCOW2_ZERO_ALLOC;
+        k++;
+    }
+    if (k < 2)
+        return 0;
+    uint64_t bytes = k << s->cluster_bits;
+    if (!dfile && (r = qcow2_check_overlap(s, h0, bytes)) < 0)
+        return r;
+    if (zeros && (r = qcow2_mark_dirty(s)) < 0)
+        return r;
+    if ((r = inflight_add(s, c, k)) < 0)
+        return r;
+    /* the clusters may be discarded meanwhile, but are not freed for
+     * reuse before this write has ended */
+    unsigned io = qcow2_io_begin(s);
+    pthread_mutex_unlock(&s->lock);
+    uint8_t *enc = NULL;
+    if (s->crypt_method)
+        r = qcow2_crypt_copy(s, off, h0, buf, bytes, &enc);
+    blkdebug_event(s->bs, BLKDBG_WRITE_AIO);
+    if (r == 0 && (r = blk_file_pwrite(s->data_fd, enc ? enc : buf, bytes, h0)) < 0)
+        blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
+    qcow2_io_end(s, io);
+    free(enc);
+    pthread_mutex_lock(&s->lock);
+    inflight_del(s, c);
+    if (r < 0)
+        return r;
+    if (zeros) {
+        /* the data is on its way before the entries that make it visible */
+        s->need_sync = s->deps_unsynced = true;
+        /* the table may have been evicted while the lock was dropped */
+        if ((r = l2_get_writable(s, off, &table)) < 0)
+            return r;
+        for (uint64_t i = 0; i < k; i++) {
+            uint64_t l2e, bitmap, host = h0 + (i << s->cluster_bits);
+            l2_entry(s, table, idx + i, &l2e, &bitmap);
+            if (qcow2_cluster_type(s, l2e) == QCOW2_ZERO_ALLOC &&
+                (l2e & L2E_OFFSET_MASK) == host)
+                l2_set(s, table, idx + i, host | QCOW_OFLAG_COPIED, 0);
+        }
+        qcow2_cbuf_invalidate(s);
+    }
+    *done = bytes;
+    return 0;
+}
+
 /* Where write_new_clusters takes its data when not from a buffer: len
  * bytes of host file fd from off, shared by a reflink (or, where the
  * filesystem has none, copied by the kernel: then copied is set). */
@@ -1036,7 +1119,9 @@ int qcow2_pwrite_sectors(BlockDriverState *bs, uint64_t off, const void *buf, si
         uint64_t in = off & (s->cluster_size - 1);
         uint64_t done = 0;
         if (!in && len >= 2 * s->cluster_size) {
-            if ((r = write_new_clusters(s, off, p, len, &done, NULL)) < 0)
+            if ((r = write_owned_run(s, off, p, len, &done)) < 0)
+                break;
+            if (!done && (r = write_new_clusters(s, off, p, len, &done, NULL)) < 0)
                 break;
         }
         if (!done) {

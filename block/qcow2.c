@@ -962,6 +962,12 @@ static int qcow2_flush(BlockDriverState *bs)
 {
     Qcow2State *s = bs->opaque;
     pthread_mutex_lock(&s->lock);
+    if (s->broken) {
+        /* nothing of this state may reach the file (QEMU's ejected
+         * driver flushes nothing either) */
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
     blkdebug_event(bs, BLKDBG_FLUSH_TO_OS);
     /* bitmaps that record guest writes are stored at close, as QEMU does */
     int r = s->bm_writes_seen ? 0 : qcow2_bitmaps_store(s);
@@ -988,7 +994,7 @@ static void qcow2_close(BlockDriverState *bs)
     Qcow2State *s = bs->opaque;
     if (!s)
         return;
-    if (!bs->read_only) {
+    if (!bs->read_only && !s->broken) {
         int r = qcow2_bitmaps_store(s);
         if (r < 0)
             fprintf(stderr, "%s: Lost persistent bitmaps during inactivation of node '%s': "

@@ -216,6 +216,10 @@ typedef struct Qcow2State {
     bool bm_dirty;            /* changed in memory: qcow2_bitmaps_store() */
     bool bm_writes_seen;      /* the bitmaps were set up for guest writes */
 
+    /* a make_empty that failed half way left the file and this state
+     * apart: nothing more is written (the dirty bit has it repaired) */
+    bool broken;
+
     /* errors found while running (corrupt image) */
     bool corrupt_marked;
     bool corrupt_signaled;    /* said so on stderr once, as QEMU does */

@@ -29,7 +29,7 @@ no_corruption() { # DESC: calf's image passes qemu-img check, leaks allowed
 events=(l1_update l2_alloc_write l2_update write_aio refblock_load refblock_update_part
         cluster_alloc)
 grow=(l1_grow_alloc_table l1_grow_write_table l1_grow_activate_table)
-plan $(( ${#events[@]} * 2 * 2 + ${#grow[@]} * 2 * 2 + 27 ))
+plan $(( ${#events[@]} * 2 * 2 + ${#grow[@]} * 2 * 2 + 29 ))
 
 # Every code point, a one-off failure and a lasting one: the write fails
 # (or the flush at close does) exactly as with qemu-io, and the image
@@ -75,6 +75,15 @@ same_io "errno=0 masks the rules after it" -c 'read -P 0x11 0 4k' -c 'read -P 0x
 fresh 1M 64k
 same_io "set-state arms a rule on the second write" -c 'write -P 1 0 4k' \
     -c 'write -P 2 64k 4k' -c 'write -P 3 128k 4k' blkdebug:st.conf:t.qcow2
+
+# An overwrite of clusters that lie one after the other in the file, a
+# preallocated zero one among them, is one data write as with qemu-io:
+# the rule that the first write_aio arms never fires (iotest 066).
+fresh 1M 64k
+in_both qemu-io -c 'write -P 1 0 192k' -c 'write -z 64k 64k' t.qcow2
+same_io "an overwrite of clusters in a row is one write" -c 'write -P 2 0 192k' \
+    -c 'read -P 2 0 192k' blkdebug:st.conf:t.qcow2
+same_img "the overwrite keeps the clusters where they were" map --output=json t.qcow2
 
 # iotype=flush: the data lands, the writethrough flush fails the write.
 conf f.conf inject-error event=write_aio iotype=flush errno=5 once=on

@@ -75,4 +75,20 @@ same_img "no file" commit
 same_img "missing file" commit nonexist.qcow2
 same_img "quiet" commit -q -d top.qcow2
 
+# -b from another directory: a relative base is relative to the overlays
+# (as their backing names are), not to the working directory
+for d in "$QDIR" "$CDIR"; do
+    rm -rf "$d/sub" && mkdir "$d/sub"
+    (cd "$d" && qemu-img create -q -f qcow2 sub/b.qcow2 1M &&
+        qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 sub/m.qcow2 &&
+        qemu-img create -q -f qcow2 -b m.qcow2 -F qcow2 sub/t.qcow2 &&
+        qemu-io -c 'write -P 7 0 64k' sub/t.qcow2 >/dev/null)
+done
+same_img "-b relative to the overlay" commit -b m.qcow2 sub/t.qcow2
+ok "the data reached the middle layer" qemu-io -c 'read -P 7 0 64k' "$CDIR/sub/m.qcow2"
+same_img "-b relative to the working directory" commit -b sub/m.qcow2 sub/t.qcow2
+is "$(cd "$CDIR" && "$CALF_IMG" commit -b "$CDIR/sub/m.qcow2" sub/t.qcow2 2>&1)" \
+    "Image committed." "-b absolute from elsewhere"
+same_img "-b relative to the image file under blkdebug" commit -b m.qcow2 blkdebug::sub/t.qcow2
+
 done_testing

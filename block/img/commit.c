@@ -23,6 +23,38 @@ static bool same_file(const char *a, const char *b)
     return !strcmp(ra, rb);
 }
 
+/* name made relative to what cur's backing file name is relative to: the directory that the
+ * resolved backing name puts in front of the stored one (the image file's, also where cur is
+ * opened through a filter such as blkdebug), else cur's own. */
+static char *relative_to_backing(const BlockDriverState *cur, const char *name)
+{
+    const char *full = cur->full_backing_filename, *stored = cur->backing_file;
+    size_t fl = full ? strlen(full) : 0, sl = strlen(stored), n = strcspn(name, ":/");
+    bool plain = name[0] != '/' && name[n] != ':'; /* not absolute, no protocol */
+    if (!plain || !sl || stored[0] == '/' || fl < sl || strcmp(full + fl - sl, stored))
+        return blk_backing_path(cur->filename, name);
+    char *p = malloc(fl - sl + strlen(name) + 1);
+    if (p) {
+        memcpy(p, full, fl - sl);
+        strcpy(p + fl - sl, name);
+    }
+    return p;
+}
+
+/* Finds -b's image in top's chain as qemu-img does: a relative name is relative to each overlay
+ * in turn (as the backing file name that overlay stores), not to the working directory. */
+static BlockDriverState *find_base(BlockDriverState *top, const char *base_name)
+{
+    for (BlockDriverState *cur = top; cur->backing; cur = cur->backing) {
+        char *want = relative_to_backing(cur, base_name);
+        bool found = want && same_file(want, cur->backing->filename);
+        free(want);
+        if (found)
+            return cur->backing;
+    }
+    return NULL;
+}
+
 /* Zeros [off, off+len) of base as QEMU's commit job does: the whole
  * clusters of base may be deallocated (they read as zeros then), the
  * parts of clusters get zeros written as data. */
@@ -147,8 +179,7 @@ int img_commit(int argc, char **argv)
     int base_depth = 1;
     base_ro = top->backing;
     if (base_name) {
-        while (base_ro && !same_file(base_ro->filename, base_name))
-            base_ro = base_ro->backing;
+        base_ro = find_base(top, base_name);
         if (!base_ro) {
             img_error("Did not find '%s' in the backing chain of '%s'", base_name, filename);
             goto out;
