@@ -59,6 +59,7 @@ typedef struct Convert {
     int nworkers;
     uint64_t next_chunk, nchunks, written; /* written: chunks done in order */
     int err;                   /* first error, reported by the main thread */
+    uint64_t err_chunk;        /* the chunk it came from (UINT64_MAX: none) */
     char errmsg[1024];
     double last_progress;
 } Convert;
@@ -66,10 +67,16 @@ typedef struct Convert {
 static void convert_fail(Convert *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The chunk this worker thread is on (UINT64_MAX outside a worker). */
+static __thread uint64_t cur_chunk = UINT64_MAX;
+
 static void convert_fail(Convert *c, int err, const char *fmt, ...)
 {
     pthread_mutex_lock(&c->lock);
-    if (!c->err) {
+    /* workers fail in any order: the error reported is the one at the
+     * lowest offset, as qemu-img's (which meets them in order) */
+    if (!c->err || cur_chunk < c->err_chunk) {
+        c->err_chunk = cur_chunk;
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
@@ -552,6 +559,7 @@ static void *worker_main(void *arg)
         }
         uint64_t idx = c->next_chunk++;
         pthread_mutex_unlock(&c->lock);
+        cur_chunk = idx;
         if (process_chunk(w, idx) < 0)
             break;
         pthread_mutex_lock(&c->lock);
