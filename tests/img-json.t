@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
 need_cmd python3
-plan 34
+plan 35
 
 in_both qemu-img create -f qcow2 base.qcow2 4M
 in_both qemu-io -c "write -P 0x42 0 64k" -c "write -P 0x43 1M 64k" base.qcow2
@@ -93,6 +93,8 @@ same_img "nor does convert" convert -O qcow2 base.qcow2 "json:{'driver':'file','
 same_img "convert -S 0 from null-co" \
     convert -O qcow2 -S 0 "json:{'driver': 'null-co', 'size': 1048576, 'read-zeroes': true}" n.qcow2
 same_img "the target holds the null-co data written out" map --output=json n.qcow2
+same_io "info of a protocol driver: two names, then the error" \
+    -c info -c length "json:{'driver': 'null-co', 'size': 1048576}"
 
 # --- rebase -u -F of a protocol driver name ---
 same_img "rebase -u -F host_device" rebase -u -b /some/backing/file -F host_device top.qcow2

@@ -750,6 +750,13 @@ static int info_f(BlockDriverState *bs, int argc, char **argv)
 {
     (void)argc;
     (void)argv;
+    /* a driver without a host file is a protocol driver in QEMU, where
+     * it has both a format and a protocol name, each printed, and no
+     * driver info (the command fails after the names) */
+    if (bs->drv->no_file) {
+        printf("format name: %s\nformat name: %s\n", bs->drv->name, bs->drv->name);
+        return -ENOTSUP;
+    }
     BlockInfo bi;
     int r = blk_get_info(bs, &bi);
     if (r < 0)
