@@ -109,6 +109,17 @@ static int generic_options(BlockOptions *o, int *flags, bool *force_share)
     };
     for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
         blkopts_get(o, ignored[i]);
+    /* ignored, but only values QEMU takes (its words for the others) */
+    const char *dz = blkopts_get(o, "detect-zeroes"), *dc = blkopts_get(o, "discard");
+    if (dz && strcmp(dz, "off") && strcmp(dz, "on") && strcmp(dz, "unmap")) {
+        blk_set_error("invalid parameter value: %s", dz);
+        return -EINVAL;
+    }
+    if (dc && strcmp(dc, "ignore") && strcmp(dc, "off") && strcmp(dc, "unmap") &&
+        strcmp(dc, "on")) {
+        blk_set_error("Invalid discard option");
+        return -EINVAL;
+    }
     /* the host file is what calf opens anyway; another protocol is for
      * the block layer to take or refuse */
     for (int i = 0; i < o->n; i++)
