@@ -116,3 +116,29 @@ consistent() {
     fi
     why=$(tr -d '\n' <<<"$j" | cut -c1-300); return 1
 }
+
+# qemu_names: calf-img and calf-io linked in as qemu-img and qemu-io in
+# $TMP/bin; CPATH finds them first, QPATH the real ones.  Then
+# run_named DIR SEARCHPATH CMD... runs CMD found through SEARCHPATH (so
+# argv[0] is the bare name, as QEMU's iotests run it) inside DIR and
+# prints stdout, stderr and exit status as one text, timing lines blanked
+# and names kept; same_named DESC CMD... compares calf's run in $CDIR
+# with QEMU's in $QDIR.
+qemu_names() {
+    mkdir -p "$TMP/bin"
+    ln -sf "$CALF_IMG" "$TMP/bin/qemu-img"
+    ln -sf "$CALF_IO" "$TMP/bin/qemu-io"
+    QPATH=$PATH
+    CPATH=$TMP/bin:$PATH
+}
+run_named() {
+    local dir=$1 path=$2 out err rc
+    shift 2
+    out=$(cd "$dir" && export PATH="$path" && "$@" 2>"$TMP/.stderr"); rc=$?
+    err=$(cat "$TMP/.stderr")
+    printf 'stdout:\n%s\nstderr:\n%s\nexit: %s\n' "$out" "$err" "$rc" | filter_io
+}
+same_named() {
+    local desc=$1; shift
+    is "$(run_named "$CDIR" "$CPATH" "$@")" "$(run_named "$QDIR" "$QPATH" "$@")" "$desc"
+}

@@ -7,31 +7,13 @@
 need_qemu qemu-img qemu-io
 plan 33
 
+qemu_names
 BIN=$TMP/bin
-mkdir -p "$BIN"
-ln -s "$CALF_IMG" "$BIN/qemu-img"
-ln -s "$CALF_IO" "$BIN/qemu-io"
 ln -s "$CALF_IMG" "$BIN/calf-img"
 ln -s "$CALF_IO" "$BIN/calf-io"
-QPATH=$PATH
-CPATH=$BIN:$PATH
-
-# run_named DIR SEARCHPATH CMD...: CMD found through SEARCHPATH (so argv[0]
-# is the bare name, as QEMU's iotests run it) inside DIR: stdout, stderr
-# and exit status as one text; qemu-io's timing line blanked, names kept
-run_named() {
-    local dir=$1 path=$2 out err rc
-    shift 2
-    out=$(cd "$dir" && export PATH="$path" && "$@" 2>"$TMP/.stderr"); rc=$?
-    err=$(cat "$TMP/.stderr")
-    printf 'stdout:\n%s\nstderr:\n%s\nexit: %s\n' "$out" "$err" "$rc" | filter_io
-}
 
 # same DESC CMD...: calf under QEMU's name in $CDIR, QEMU in $QDIR: equal
-same() {
-    local desc=$1; shift
-    is "$(run_named "$CDIR" "$CPATH" "$@")" "$(run_named "$QDIR" "$QPATH" "$@")" "$desc"
-}
+same() { same_named "$@"; }
 
 # same_stdin DESC INPUT CMD...: the same with INPUT on standard input
 same_stdin() {

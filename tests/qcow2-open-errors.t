@@ -8,28 +8,9 @@
 need_qemu qemu-img qemu-io
 plan 49
 
-BIN=$TMP/bin
-mkdir -p "$BIN"
-ln -s "$CALF_IMG" "$BIN/qemu-img"
-ln -s "$CALF_IO" "$BIN/qemu-io"
-QPATH=$PATH
-CPATH=$BIN:$PATH
-
-# run_named DIR SEARCHPATH CMD...: stdout, stderr and exit status of CMD,
-# found through SEARCHPATH (argv[0] is the bare name), run in DIR
-run_named() {
-    local dir=$1 path=$2 out err rc
-    shift 2
-    out=$(cd "$dir" && export PATH="$path" && "$@" 2>"$TMP/.stderr"); rc=$?
-    err=$(cat "$TMP/.stderr")
-    printf 'stdout:\n%s\nstderr:\n%s\nexit: %s\n' "$out" "$err" "$rc" | filter_io
-}
-
+qemu_names
 # same DESC CMD...: calf in $CDIR and QEMU in $QDIR print and exit the same
-same() {
-    local desc=$1; shift
-    is "$(run_named "$CDIR" "$CPATH" "$@")" "$(run_named "$QDIR" "$QPATH" "$@")" "$desc"
-}
+same() { same_named "$@"; }
 
 poke() { # file offset hexbytes...
     local f=$1 off=$2; shift 2
