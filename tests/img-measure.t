@@ -48,4 +48,21 @@ for e in "--size 1G -O qcow" "--size 1G -O qcow2 -o foo=bar" "--size 1G -O qcow2
          "--size 1G -O bogus" "nonexist -O qcow2" "--size 100T -O qcow2 -o cluster_size=512"; do
     same "error: $e" $e
 done
+
+# A raw file calf creates (or grows from empty) has its first block
+# written, as QEMU's has, so measure and map see the same data there.
+for sz in 1G 1000; do
+    "$CALF_IMG" create -q -f raw c.raw $sz
+    qemu-img create -q -f raw q.raw $sz
+    is "$(qemu-img map --output=json -f raw c.raw)" "$(qemu-img map --output=json -f raw q.raw)" \
+       "raw create $sz: first block allocated"
+    is "$(qemu-img measure -f raw -O qcow2 c.raw)" "$(qemu-img measure -f raw -O qcow2 q.raw)" \
+       "raw create $sz: measured as qemu-img's"
+done
+"$CALF_IMG" create -q -f raw c.raw 0
+"$CALF_IMG" resize -q -f raw c.raw 1M
+qemu-img create -q -f raw q.raw 0
+qemu-img resize -q -f raw q.raw 1M
+is "$(qemu-img map --output=json -f raw c.raw)" "$(qemu-img map --output=json -f raw q.raw)" \
+   "raw resize from empty: first block allocated"
 done_testing
