@@ -832,8 +832,7 @@ int img_convert(int argc, char **argv)
             break;
         case 'o':
             have_options = true;
-            if (blkopts_parse(&opts, optarg) < 0) {
-                img_error("Invalid option list: %s", optarg);
+            if (img_parse_options(&opts, optarg) < 0) {
                 blkopts_free(&opts);
                 return 1;
             }

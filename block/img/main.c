@@ -1,4 +1,5 @@
 /* calf-img: the image tool, command-line compatible with qemu-img. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,6 +48,20 @@ int img_parse_output(const char *arg)
         return IMG_OUT_JSON;
     img_error("--output must be used with human or json as argument.");
     return -1;
+}
+
+int img_parse_options(BlockOptions *o, const char *arg)
+{
+    /* qemu-img refuses an empty list, a leading comma and an odd run of
+     * trailing commas (a dangling separator) before it parses anything */
+    size_t len = strlen(arg), i = len;
+    while (i > 0 && arg[i - 1] == ',')
+        i--;
+    if (!arg[0] || arg[0] == ',' || (len - i) % 2 || blkopts_parse(o, arg) < 0) {
+        img_error("Invalid option list: %s", arg);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 BlockDriverState *img_open(const char *filename, const char *fmt, int flags,
