@@ -64,6 +64,38 @@ int img_parse_options(BlockOptions *o, const char *arg)
     return 0;
 }
 
+/* -l snapshot.id=ID,snapshot.name=NAME: the keys qemu-img knows. */
+int img_parse_snapshot_opts(const char *arg, BlockOptions *o)
+{
+    if (blkopts_parse(o, arg) == 0) {
+        blkopts_get(o, "snapshot.id");
+        blkopts_get(o, "snapshot.name");
+        const char *bad = blkopts_first_unused(o);
+        if (!bad)
+            return 0;
+        img_error("Invalid parameter '%s'", bad);
+    }
+    img_error("Failed in parsing snapshot param '%s'", arg);
+    blkopts_free(o);
+    return -EINVAL;
+}
+
+/* The source then reads as the internal snapshot; its size stays the
+ * active image's, as in qemu-img. */
+int img_load_snapshot(BlockDriverState *bs, const char *arg, BlockOptions *o)
+{
+    int r;
+    if (o->n)
+        r = blk_snapshot_load_tmp(bs, blkopts_get(o, "snapshot.id"),
+                                  blkopts_get(o, "snapshot.name"));
+    else
+        r = blk_snapshot_load_tmp_by_id_or_name(bs, arg);
+    blkopts_free(o);
+    if (r < 0)
+        img_error("Failed to load snapshot: %s", blk_error());
+    return r;
+}
+
 BlockDriverState *img_open(const char *filename, const char *fmt, int flags,
                            bool force_share)
 {
