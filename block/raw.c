@@ -158,6 +158,14 @@ static int raw_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool 
         blk_set_error("%s: cannot resize: %s", bs->filename, strerror(e));
         return -e;
     }
+    if (size > old && old == 0 && prealloc == BLK_PREALLOC_OFF) {
+        /* QEMU writes zeros over the first block of a file it grows from
+         * empty (for its alignment probing), so that block reads as data
+         * in map and measure; best effort, as there. */
+        static const uint8_t first[4096];
+        (void)blk_file_pwrite(bs->fd, first, size < sizeof(first) ? BLK_SECTOR_SIZE
+                                                                    : sizeof(first), 0);
+    }
     if (size > old && prealloc != BLK_PREALLOC_OFF) {
         if (prealloc == BLK_PREALLOC_FULL) {
             static const uint8_t zero[65536];

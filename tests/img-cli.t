@@ -22,4 +22,10 @@ for c in check convert resize snapshot commit rebase amend measure bench; do
         fail "$c is known" "$out (exit $rc)"
     fi
 done
+# -o lists qemu-img refuses before parsing them (empty, leading comma,
+# a dangling trailing one)
+for o in "" , a=b, ,a; do
+    same_img "create -o '$o'" create -f qcow2 -o "$o" x.qcow2 1M
+    same_img "convert -o '$o'" convert -o "$o" x.raw y.raw
+done
 done_testing

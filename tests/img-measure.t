@@ -48,4 +48,41 @@ for e in "--size 1G -O qcow" "--size 1G -O qcow2 -o foo=bar" "--size 1G -O qcow2
          "--size 1G -O bogus" "nonexist -O qcow2" "--size 100T -O qcow2 -o cluster_size=512"; do
     same "error: $e" $e
 done
+
+# qemu-img's argument checks, in its order and words
+for e in "r.raw a" "--image-opts" "-f qcow2" "-l snap1" "-o ," "-o a=b," "-l snapshot.foo=bar" \
+         "-l snapshot.name=x" "--image-opts --size 1G" "-o , --size 1G r.raw a" \
+         "-l snapshot.foo=bar r.raw a" "--size 1G r.raw a"; do
+    same "error: $e" $e
+done
+
+# -l: the internal snapshot is measured, not the active image
+qemu-img create -q -f qcow2 s.qcow2 64M
+qemu-io -c 'write -P 1 0 1M' s.qcow2 >/dev/null
+qemu-img snapshot -c sn1 s.qcow2
+qemu-io -c 'write -P 2 8M 3M' s.qcow2 >/dev/null
+for l in sn1 1 snapshot.name=sn1 snapshot.id=1 snapshot.id=1,snapshot.name=sn1 nope \
+         snapshot.id=1,snapshot.name=x; do
+    same "-l $l -O qcow2" -l "$l" -O qcow2 s.qcow2
+    same "-l $l -O qcow2 json" -l "$l" -O qcow2 --output=json s.qcow2
+    same "-l $l -O raw" -l "$l" s.qcow2
+done
+same "-l on raw" -l sn1 -f raw -O qcow2 r.raw
+
+# A raw file calf creates (or grows from empty) has its first block
+# written, as QEMU's has, so measure and map see the same data there.
+for sz in 1G 1000; do
+    "$CALF_IMG" create -q -f raw c.raw $sz
+    qemu-img create -q -f raw q.raw $sz
+    is "$(qemu-img map --output=json -f raw c.raw)" "$(qemu-img map --output=json -f raw q.raw)" \
+       "raw create $sz: first block allocated"
+    is "$(qemu-img measure -f raw -O qcow2 c.raw)" "$(qemu-img measure -f raw -O qcow2 q.raw)" \
+       "raw create $sz: measured as qemu-img's"
+done
+"$CALF_IMG" create -q -f raw c.raw 0
+"$CALF_IMG" resize -q -f raw c.raw 1M
+qemu-img create -q -f raw q.raw 0
+qemu-img resize -q -f raw q.raw 1M
+is "$(qemu-img map --output=json -f raw c.raw)" "$(qemu-img map --output=json -f raw q.raw)" \
+   "raw resize from empty: first block allocated"
 done_testing

@@ -648,38 +648,6 @@ static void on_sigbus(int sig)
     _exit(1);
 }
 
-/* -l snapshot.id=ID,snapshot.name=NAME: the keys qemu-img knows. */
-static int parse_snapshot_opts(const char *arg, BlockOptions *o)
-{
-    if (blkopts_parse(o, arg) == 0) {
-        blkopts_get(o, "snapshot.id");
-        blkopts_get(o, "snapshot.name");
-        const char *bad = blkopts_first_unused(o);
-        if (!bad)
-            return 0;
-        img_error("Invalid parameter '%s'", bad);
-    }
-    img_error("Failed in parsing snapshot param '%s'", arg);
-    blkopts_free(o);
-    return -EINVAL;
-}
-
-/* The source then reads as the internal snapshot; its size stays the
- * active image's, as in qemu-img. */
-static int load_snapshot(BlockDriverState *bs, const char *arg, BlockOptions *o)
-{
-    int r;
-    if (o->n)
-        r = blk_snapshot_load_tmp(bs, blkopts_get(o, "snapshot.id"),
-                                  blkopts_get(o, "snapshot.name"));
-    else
-        r = blk_snapshot_load_tmp_by_id_or_name(bs, arg);
-    blkopts_free(o);
-    if (r < 0)
-        img_error("Failed to load snapshot: %s", blk_error());
-    return r;
-}
-
 static int parse_cache(const char *mode, int *flags)
 {
     if (!strcmp(mode, "unsafe"))
@@ -832,8 +800,7 @@ int img_convert(int argc, char **argv)
             break;
         case 'o':
             have_options = true;
-            if (blkopts_parse(&opts, optarg) < 0) {
-                img_error("Invalid option list: %s", optarg);
+            if (img_parse_options(&opts, optarg) < 0) {
                 blkopts_free(&opts);
                 return 1;
             }
@@ -957,7 +924,7 @@ int img_convert(int argc, char **argv)
     const char *out = argv[argc - 1];
     if (!out_fmt && !tgt_image_opts)
         out_fmt = "raw";
-    if (snap && !strncmp(snap, "snapshot.", 9) && parse_snapshot_opts(snap, &snap_opts) < 0)
+    if (snap && !strncmp(snap, "snapshot.", 9) && img_parse_snapshot_opts(snap, &snap_opts) < 0)
         goto out;
     int dst_flags = BLK_O_RDWR | BLK_O_FILL;
     if (parse_cache(cache, &dst_flags) < 0) {
@@ -1023,7 +990,7 @@ int img_convert(int argc, char **argv)
     }
     if (bitmaps && check_bitmaps(cv.src, nsrc, skip_broken) < 0)
         goto out;
-    if (snap && load_snapshot(cv.src[0], snap, &snap_opts) < 0)
+    if (snap && img_load_snapshot(cv.src[0], snap, &snap_opts) < 0)
         goto out;
     /* after the sources are open, as in qemu-img */
     if (nsrc > 1 && base) {

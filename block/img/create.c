@@ -463,10 +463,8 @@ int img_create(int argc, char **argv)
                 goto out;
             break;
         case 'o':
-            if (blkopts_parse(&a.opts, optarg) < 0) {
-                img_error("Invalid option list: %s", optarg);
+            if (img_parse_options(&a.opts, optarg) < 0)
                 goto out;
-            }
             break;
         default: img_bad_option(c, argv);
         }

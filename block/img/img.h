@@ -38,6 +38,17 @@ void img_help(void) __attribute__((noreturn));
 BlockDriverState *img_open(const char *filename, const char *fmt, int flags,
                            bool force_share);
 
+/* -o LIST of create, convert and measure, added to o; "Invalid option
+ * list" printed and -EINVAL for what qemu-img would not take. */
+int img_parse_options(BlockOptions *o, const char *arg);
+
+/* -l snapshot.id=ID,snapshot.name=NAME of convert and measure: parsed
+ * into o (error printed, -EINVAL, if a key is not one of those). */
+int img_parse_snapshot_opts(const char *arg, BlockOptions *o);
+/* bs then reads as the internal snapshot named by arg, or by o when
+ * img_parse_snapshot_opts() filled it; frees o, prints the error. */
+int img_load_snapshot(BlockDriverState *bs, const char *arg, BlockOptions *o);
+
 /* --object and --image-opts (object.c), the same in every subcommand:
  * add IMG_COMMON_LONG_OPTIONS to the long options and hand both option
  * codes to img_common_option() (-errno after printing the error). */

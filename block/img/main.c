@@ -1,4 +1,5 @@
 /* calf-img: the image tool, command-line compatible with qemu-img. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,6 +48,52 @@ int img_parse_output(const char *arg)
         return IMG_OUT_JSON;
     img_error("--output must be used with human or json as argument.");
     return -1;
+}
+
+int img_parse_options(BlockOptions *o, const char *arg)
+{
+    /* qemu-img refuses an empty list, a leading comma and an odd run of
+     * trailing commas (a dangling separator) before it parses anything */
+    size_t len = strlen(arg), i = len;
+    while (i > 0 && arg[i - 1] == ',')
+        i--;
+    if (!arg[0] || arg[0] == ',' || (len - i) % 2 || blkopts_parse(o, arg) < 0) {
+        img_error("Invalid option list: %s", arg);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* -l snapshot.id=ID,snapshot.name=NAME: the keys qemu-img knows. */
+int img_parse_snapshot_opts(const char *arg, BlockOptions *o)
+{
+    if (blkopts_parse(o, arg) == 0) {
+        blkopts_get(o, "snapshot.id");
+        blkopts_get(o, "snapshot.name");
+        const char *bad = blkopts_first_unused(o);
+        if (!bad)
+            return 0;
+        img_error("Invalid parameter '%s'", bad);
+    }
+    img_error("Failed in parsing snapshot param '%s'", arg);
+    blkopts_free(o);
+    return -EINVAL;
+}
+
+/* The source then reads as the internal snapshot; its size stays the
+ * active image's, as in qemu-img. */
+int img_load_snapshot(BlockDriverState *bs, const char *arg, BlockOptions *o)
+{
+    int r;
+    if (o->n)
+        r = blk_snapshot_load_tmp(bs, blkopts_get(o, "snapshot.id"),
+                                  blkopts_get(o, "snapshot.name"));
+    else
+        r = blk_snapshot_load_tmp_by_id_or_name(bs, arg);
+    blkopts_free(o);
+    if (r < 0)
+        img_error("Failed to load snapshot: %s", blk_error());
+    return r;
 }
 
 BlockDriverState *img_open(const char *filename, const char *fmt, int flags,

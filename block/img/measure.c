@@ -281,7 +281,7 @@ int img_measure(int argc, char **argv)
         {0, 0, 0, 0},
     };
     const char *fmt = NULL, *out_fmt = "raw", *snap = NULL;
-    BlockOptions opts = {0};
+    BlockOptions opts = {0}, snap_opts = {0};
     bool force_share = false, image_opts = false, have_size = false;
     int64_t size = 0;
     int output = IMG_OUT_HUMAN, c, ret = 1;
@@ -297,13 +297,18 @@ int img_measure(int argc, char **argv)
             out_fmt = optarg;
             break;
         case 'o':
-            if (blkopts_parse(&opts, optarg) < 0) {
-                img_error("Invalid options for file format '%s'", out_fmt);
+            if (img_parse_options(&opts, optarg) < 0)
                 goto out;
-            }
             break;
         case 'l':
+            /* snapshot.id=/snapshot.name= are checked as soon as given, and
+             * the last such -l wins over any plain name, as in qemu-img */
             snap = optarg;
+            if (!strncmp(snap, "snapshot.", 9)) {
+                blkopts_free(&snap_opts);
+                if (img_parse_snapshot_opts(snap, &snap_opts) < 0)
+                    goto out;
+            }
             break;
         case 'U':
             force_share = true;
@@ -327,9 +332,16 @@ int img_measure(int argc, char **argv)
             img_bad_option(c, argv);
         }
     }
-    if (argc - optind > 1)
-        img_usage_error("Expecting one image file name");
+    if (argc - optind > 1) {
+        img_error("At most one filename argument is allowed.");
+        goto out;
+    }
     const char *filename = optind < argc ? argv[optind] : NULL;
+    /* qemu-img's order: what needs a file name, then --size against it */
+    if (!filename && (image_opts || fmt || snap)) {
+        img_error("--image-opts, -f, and -l require a filename argument.");
+        goto out;
+    }
     if (filename && have_size) {
         img_error("--size N cannot be used together with a filename.");
         goto out;
@@ -338,18 +350,11 @@ int img_measure(int argc, char **argv)
         img_error("Either --size N or one filename must be specified.");
         goto out;
     }
-    if (!filename && (image_opts || fmt || snap)) {
-        img_error("--image-opts, -f, and -l require a filename argument.");
-        goto out;
-    }
     if (filename) {
         if (!(in = img_open(filename, fmt, 0, force_share)))
             goto out;
-        if (snap) {
-            img_error("Failed to load snapshot: measuring an internal snapshot (-l) is not "
-                      "supported yet");
+        if (snap && img_load_snapshot(in, snap, &snap_opts) < 0)
             goto out;
-        }
     }
     if (!blk_find_driver(out_fmt)) {
         img_error("Unknown file format '%s'", out_fmt);
@@ -393,5 +398,6 @@ out:
     if (in)
         blk_close(in);
     blkopts_free(&opts);
+    blkopts_free(&snap_opts);
     return ret;
 }
