@@ -787,6 +787,11 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
  * are only leaked; the write's own error is the one to report. */
 static void unalloc(Qcow2State *s, uint64_t host, uint64_t n)
 {
+    /* a data file's clusters sit at their guest offsets and have no
+     * refcount: host names a cluster of the data file, and the image's
+     * cluster at that offset (the header, a table) is not to be touched */
+    if (qcow2_has_data_file(s))
+        return;
     char msg[1024];
     snprintf(msg, sizeof(msg), "%s", blk_error());
     qcow2_update_refcount(s, host, n << s->cluster_bits, -1);

@@ -7,7 +7,7 @@
 # and the refusals (snapshots, compression, compat=0.10) behave alike.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 42
+plan 43
 
 W=(-c "write -P 0x11 0 64k" -c "write -P 0x22 100k 4k" -c "write -P 0x33 1M 3M"
    -c "write -z 1536k 512k" -c "write -P 0x44 5000 1000" -c "discard 3M 1M"
@@ -170,3 +170,17 @@ stress "threads: raw data file stays the guest's view" "data_file_raw=on"
 stress "threads: data file with extended L2" "extended_l2=on"
 stress "threads: data file over a backing file" "backing_file=$TMP/base.raw,backing_fmt=raw" \
     -i "$TMP/base.raw"
+
+# A data write that fails (the data file may not grow: EFBIG) gives its
+# new clusters back; a data file's clusters have no refcount, so nothing
+# of the image file may be freed for them (the L2 table there was once,
+# and a later allocation reused it: the data at 0 was lost).
+(cd "$TMP" && rm -f u.qcow2 u.data &&
+    qemu-img create -q -f qcow2 -o data_file=u.data u.qcow2 1G &&
+    "$CALF_IO" -c "write -P 1 0 64k" u.qcow2 >/dev/null)
+(trap '' XFSZ; ulimit -f 160; cd "$TMP" && "$CALF_IO" -c "write -P 2 256k 64k" u.qcow2 \
+    >/dev/null 2>&1)
+(cd "$TMP" && "$CALF_IO" -c "write -P 3 512M 64k" u.qcow2 >/dev/null)
+ok "a failed data file write frees nothing of the image file" \
+    bash -c "cd '$TMP' && qemu-io -c 'read -P 1 0 64k' -c 'read -P 3 512M 64k' u.qcow2 &&
+             qemu-img check u.qcow2"
