@@ -713,9 +713,8 @@ static int before_guest_write(BlockDriverState *bs, uint64_t off, uint64_t len)
         return 0;
     BlockBitmapReq req = {.op = BLK_BITMAP_GUEST_WRITE, .name = "", .offset = off,
                           .nbytes = len};
+    /* the driver sets bitmaps_marked, under its lock, once none records */
     int r = bs->drv->bitmap(bs, &req);
-    if (r == 0)
-        __atomic_store_n(&bs->bitmaps_marked, true, __ATOMIC_RELEASE);
     return r < 0 ? r : 0;
 }
 

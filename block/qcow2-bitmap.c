@@ -907,6 +907,11 @@ static int guest_write(Qcow2State *s, uint64_t off, uint64_t len)
                 r = set_range(s, bm, off, len);
         }
     }
+    /* none records writes: the block layer stops asking.  Set here,
+     * under the lock that adding or enabling a bitmap (which clears it)
+     * holds too, so a bitmap enabled meanwhile is never missed. */
+    if (r == 0 && !any)
+        __atomic_store_n(&s->bs->bitmaps_marked, true, __ATOMIC_RELEASE);
     return r < 0 ? r : any;
 }
 
