@@ -176,26 +176,31 @@ static int luks_fmt_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t 
     uint8_t *p = buf;
     if (!s->cipher)
         return no_key(bs);
-    while (len) {
+    /* Not while a sector of the range is read-modify-written: the file
+     * holds it half old, half new meanwhile, which decrypts to noise
+     * (with CBC, noise up to the sector's end). */
+    BlkRange held;
+    blk_range_lock(&s->rmw, &held, 0, off & ~(uint64_t)(SECTOR - 1),
+                   (off + len + SECTOR - 1) & ~(uint64_t)(SECTOR - 1), false);
+    int r = 0;
+    while (len && r == 0) {
         uint64_t in = off & (SECTOR - 1);
         size_t n;
-        int r;
         if (in || len < SECTOR) {
             uint8_t sec[SECTOR];
             n = SECTOR - in < len ? SECTOR - in : len;
-            if ((r = read_sectors(bs, off - in, sec, SECTOR)) < 0)
-                return r;
-            memcpy(p, sec + in, n);
+            if ((r = read_sectors(bs, off - in, sec, SECTOR)) == 0)
+                memcpy(p, sec + in, n);
         } else {
             n = len & ~(size_t)(SECTOR - 1);
-            if ((r = read_sectors(bs, off, p, n)) < 0)
-                return r;
+            r = read_sectors(bs, off, p, n);
         }
         off += n;
         p += n;
         len -= n;
     }
-    return 0;
+    blk_range_unlock(&s->rmw, &held);
+    return r;
 }
 
 /* Whole sectors from buf (NULL: zeros), encrypted through a bounce buffer. */

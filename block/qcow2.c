@@ -1465,12 +1465,29 @@ out:
     return r;
 }
 
+/* A read of an encrypted image waits for the read-modify-writes of the
+ * partial sectors it covers (qcow2_crypto_pwrite, exclusive): meanwhile
+ * the file holds such a sector half old, half new, which decrypts to
+ * noise.  Internal reads (the read-modify-write's own) go to qcow2_pread. */
+static int qcow2_driver_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
+{
+    Qcow2State *s = bs->opaque;
+    if (!s->crypt_method)
+        return qcow2_pread(bs, off, buf, len);
+    BlkRange held;
+    blk_range_lock(&s->crypt_rmw, &held, 0, off & ~(uint64_t)(BLK_SECTOR_SIZE - 1),
+                   qcow2_align_up(off + len, BLK_SECTOR_SIZE), false);
+    int r = qcow2_pread(bs, off, buf, len);
+    blk_range_unlock(&s->crypt_rmw, &held);
+    return r;
+}
+
 const BlockDriver blk_qcow2_driver = {
     .name = "qcow2",
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,
-    .pread = qcow2_pread,
+    .pread = qcow2_driver_pread,
     .pwrite = qcow2_pwrite,
     .copy_from_file = qcow2_copy_from_file,
     .pwrite_zeroes = qcow2_pwrite_zeroes,
