@@ -166,6 +166,7 @@ typedef struct BlockCheckResult {
     int64_t corruptions_fixed, leaks_fixed;
     int64_t total_clusters, allocated_clusters, fragmented_clusters, compressed_clusters;
     uint64_t image_end_offset;
+    bool error_msg; /* a failing check left its report in blk_error() */
 } BlockCheckResult;
 #define BLK_CHECK_FIX_LEAKS  0x1
 #define BLK_CHECK_FIX_ERRORS 0x2

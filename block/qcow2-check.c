@@ -368,6 +368,10 @@ static int count_refs(struct walk *w)
             end = pos + 40 + sn->extra_size + strlen(sn->id) + strlen(sn->name);
             pos = qcow2_align_up(end, 8);
         }
+        /* but it spans more on disk while extra data that check -r all
+         * dropped is still there */
+        if (end - s->snapshots_offset < s->snapshots_size)
+            end = s->snapshots_offset + s->snapshots_size;
         /* the padding after the last entry is not part of the table
          * (QEMU does not write it) */
         if ((r = map_inc(w, s->snapshots_offset, end - s->snapshots_offset)) < 0)
@@ -997,13 +1001,71 @@ out:
     return r;
 }
 
+/* A snapshot table that open could not read: read it again, in check
+ * -r all dropping what QEMU drops (entries past the count or size limit,
+ * extra data past its limit).  Dropped entries are cut off in the header
+ * now, leaking their clusters for the refcount check to free; dropped
+ * extra data is counted in *dropped, for the table to be rewritten once
+ * the refcounts are sound. */
+static int reread_snapshots(Qcow2State *s, BlockCheckResult *res, int fix, uint32_t *dropped)
+{
+    uint32_t reduced = 0;
+    s->sn_unread = false;
+    s->nb_snapshots = s->sn_hdr_nb;
+    s->snapshots_offset = s->sn_hdr_offset;
+    bool repair = fix & BLK_CHECK_FIX_ERRORS;
+    if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS && repair) {
+        fprintf(stderr, "Discarding %u overhanging snapshots\n",
+                s->nb_snapshots - QCOW2_MAX_SNAPSHOTS);
+        reduced = s->nb_snapshots - QCOW2_MAX_SNAPSHOTS;
+        s->nb_snapshots = QCOW2_MAX_SNAPSHOTS;
+    }
+    uint32_t nb = s->nb_snapshots;
+    int r = qcow2_read_snapshots(s, repair, &reduced, dropped);
+    if (r < 0) {
+        res->check_errors++;
+        res->error_msg = true;
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", blk_error());
+        if (nb > QCOW2_MAX_SNAPSHOTS)
+            blk_set_error("ERROR %s\nYou can force-remove all %u overhanging snapshots with %s "
+                          "check -r all", msg, nb - QCOW2_MAX_SNAPSHOTS, blk_img_tool);
+        else
+            blk_set_error("ERROR failed to read the snapshot table: %s", msg);
+        s->sn_unread = true;
+        s->nb_snapshots = 0;
+        s->snapshots_offset = 0;
+        return r;
+    }
+    if (!reduced)
+        return 0;
+    if ((r = qcow2_update_header(s)) < 0 || (r = qcow2_sync(s)) < 0) {
+        res->check_errors++;
+        fprintf(stderr, "ERROR failed to update the snapshot count in the image header: %s\n",
+                strerror(-r));
+        return r;
+    }
+    res->corruptions_fixed += reduced;
+    return 0;
+}
+
 int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
 {
     Qcow2State *s = bs->opaque;
     pthread_mutex_lock(&s->lock);
+    uint32_t dropped = 0;
+    BlockCheckResult sn_res = {0}; /* qcow2_check_locked() clears res */
+    if (s->sn_unread) {
+        int r = reread_snapshots(s, &sn_res, fix, &dropped);
+        if (r < 0) {
+            *res = sn_res;
+            pthread_mutex_unlock(&s->lock);
+            return r;
+        }
+    }
     /* the snapshot table first, as QEMU: version 3 entries need the
      * extra data of version 3; repaired after the refcounts are */
-    int64_t sn_bad = 0;
+    int64_t sn_bad = dropped;
     for (uint32_t i = 0; s->version >= 3 && i < s->nb_snapshots; i++) {
         if (!qcow2_snapshot_incomplete(s, i))
             continue;
@@ -1012,6 +1074,8 @@ int qcow2_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
         sn_bad++;
     }
     int r = qcow2_check_locked(s, res, fix);
+    res->corruptions_fixed += sn_res.corruptions_fixed;
+    res->check_errors += sn_res.check_errors;
     if (r == 0 && sn_bad && (fix & BLK_CHECK_FIX_ERRORS)) {
         if ((r = qcow2_snapshot_complete_table(s)) < 0) {
             fprintf(stderr, "ERROR failed to update snapshot table: %s\n", strerror(-r));

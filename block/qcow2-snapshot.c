@@ -283,6 +283,9 @@ static int write_table(Qcow2State *s, Qcow2Snapshot *list, uint32_t n)
     }
     uint64_t old_off = s->snapshots_offset;
     uint64_t old_bytes = s->nb_snapshots ? table_size(s->snapshots, s->nb_snapshots) : 0;
+    /* the old table may span more, with extra data check -r all drops */
+    if (s->nb_snapshots && old_bytes < s->snapshots_size)
+        old_bytes = s->snapshots_size;
     uint32_t old_n = s->nb_snapshots;
     uint64_t new_off = 0;
     int r = 0;
@@ -311,9 +314,12 @@ static int write_table(Qcow2State *s, Qcow2Snapshot *list, uint32_t n)
     }
     s->snapshots_offset = new_off;
     s->nb_snapshots = n;
+    uint64_t old_size = s->snapshots_size;
+    s->snapshots_size = 0;
     if ((r = qcow2_update_header(s)) < 0 || (r = qcow2_sync(s)) < 0) {
         s->snapshots_offset = old_off;
         s->nb_snapshots = old_n;
+        s->snapshots_size = old_size;
         return r;
     }
     free(s->snapshots);

@@ -145,8 +145,8 @@ static size_t header_serialize(Qcow2State *s, uint8_t *buf, size_t cap)
     qcow2_put64(buf + 40, s->l1_offset);
     qcow2_put64(buf + 48, s->rt_offset);
     qcow2_put32(buf + 56, s->rt_clusters);
-    qcow2_put32(buf + 60, s->nb_snapshots);
-    qcow2_put64(buf + 64, s->snapshots_offset);
+    qcow2_put32(buf + 60, s->sn_unread ? s->sn_hdr_nb : s->nb_snapshots);
+    qcow2_put64(buf + 64, s->sn_unread ? s->sn_hdr_offset : s->snapshots_offset);
     size_t pos = HEADER_V2_LEN;
     if (s->version >= 3) {
         qcow2_put64(buf + 72, s->incompat);
@@ -388,17 +388,33 @@ static int validate_table(Qcow2State *s, const char *name, uint64_t offset, uint
 
 #define SNAPSHOT_MAX_EXTRA 1024
 
-static int read_snapshots(Qcow2State *s)
+/* Reads len bytes at off; what lies past the end of the file reads as zeros */
+static int pread_zeros(Qcow2State *s, uint8_t *buf, size_t len, uint64_t off)
 {
+    memset(buf, 0, len);
+    if (off >= s->file_end)
+        return 0;
+    if (len > s->file_end - off)
+        len = s->file_end - off;
+    return blk_file_pread(s->fd, buf, len, off);
+}
+
+int qcow2_read_snapshots(Qcow2State *s, bool repair, uint32_t *reduced, uint32_t *dropped)
+{
+    free_snapshots(s);
+    s->snapshots_size = 0;
     if (!s->nb_snapshots)
         return 0;
-    /* check_tables() skips this in check mode.  Unlike QEMU, which reads
-     * zeros there, calf refuses a table that runs past the end of the file:
-     * a later write could grow the file over it. */
-    int r = validate_table(s, "Snapshot table", s->snapshots_offset, s->nb_snapshots, 40,
-                           40 * QCOW2_MAX_SNAPSHOTS);
-    if (r < 0)
+    /* Unlike QEMU, which reads zeros there, calf refuses a table that
+     * runs past the end of the file: a later write could grow the file
+     * over it. */
+    /* check's words are QEMU's check's */
+    int r = validate_table(s, reduced ? "snapshot table" : "Snapshot table", s->snapshots_offset,
+                           s->nb_snapshots, 40, 40 * QCOW2_MAX_SNAPSHOTS);
+    if (r < 0) {
+        s->sn_repairable = s->nb_snapshots > QCOW2_MAX_SNAPSHOTS;
         return r;
+    }
     s->snapshots = calloc(s->nb_snapshots, sizeof(*s->snapshots));
     /* room for the largest variable part: extra data, id and name */
     uint8_t *buf = malloc(SNAPSHOT_MAX_EXTRA + 2 * 65535);
@@ -406,7 +422,8 @@ static int read_snapshots(Qcow2State *s)
         free(buf);
         return -ENOMEM;
     }
-    uint64_t pos = s->snapshots_offset;
+    uint64_t pos = s->snapshots_offset, end = pos;
+    uint64_t table_len = 0; /* as it will be written: dropped extra data left out */
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         if (pos + 40 > s->file_end) {
             r = bad(s, -EINVAL, "snapshot table is beyond the end of the file");
@@ -425,20 +442,53 @@ static int read_snapshots(Qcow2State *s)
         sn->vm_state_size = qcow2_be32(h + 32);
         sn->extra_size = qcow2_be32(h + 36);
         sn->icount = UINT64_MAX;
+        uint64_t disk_extra = sn->extra_size; /* what the entry spans on disk */
         if (sn->extra_size > SNAPSHOT_MAX_EXTRA) {
-            r = bad(s, -EFBIG, "Too much extra metadata in snapshot table entry %u", i);
-            break;
+            if (!repair) {
+                s->sn_repairable = true;
+                r = bad(s, -EFBIG,
+                        "Too much extra metadata in snapshot table entry %u\n"
+                        "You can force-remove this extra metadata with %s check -r all",
+                        i, blk_img_tool);
+                break;
+            }
+            fprintf(stderr,
+                    "Discarding too much extra metadata in snapshot table entry %u (%u > %u)\n",
+                    i, sn->extra_size, SNAPSHOT_MAX_EXTRA);
+            (*dropped)++;
+            sn->extra_size = SNAPSHOT_MAX_EXTRA;
         }
         uint64_t vlen = (uint64_t)sn->extra_size + id_len + name_len;
-        if (pos + 40 + vlen - s->snapshots_offset > QCOW2_MAX_SNAPSHOT_TABLE) {
-            r = bad(s, -EFBIG, "Snapshot table is too big");
+        table_len = qcow2_align_up(table_len, 8) + 40 + vlen;
+        uint64_t next = pos + 40 + disk_extra + id_len + name_len;
+        if (table_len > QCOW2_MAX_SNAPSHOT_TABLE || next - s->snapshots_offset > INT32_MAX) {
+            uint32_t over = s->nb_snapshots - i;
+            if (!repair) {
+                s->sn_repairable = true;
+                r = bad(s, -EFBIG,
+                        "Snapshot table is too big\n"
+                        "You can force-remove all %u overhanging snapshots with %s check -r all",
+                        over, blk_img_tool);
+                break;
+            }
+            /* the entries left out leak their clusters: the check that
+             * follows frees them */
+            fprintf(stderr, "Discarding %u overhanging snapshots (snapshot table is too big)\n",
+                    over);
+            *reduced += over;
+            s->nb_snapshots = i;
             break;
         }
-        if (pos + 40 + vlen > s->file_end) {
+        /* Dropped extra data may run past the end of the file, and so
+         * what follows it: that reads as zeros, as in QEMU, since the
+         * table is rewritten whole after the repair. */
+        if (next > s->file_end && !(repair && *dropped)) {
             r = bad(s, -EINVAL, "snapshot %u is beyond the end of the file", i);
             break;
         }
-        if ((r = blk_file_pread(s->fd, buf, vlen, pos + 40)) < 0)
+        if ((r = pread_zeros(s, buf, sn->extra_size, pos + 40)) < 0 ||
+            (r = pread_zeros(s, buf + sn->extra_size, (size_t)id_len + name_len,
+                             pos + 40 + disk_extra)) < 0)
             break;
         sn->extra = malloc(sn->extra_size ? sn->extra_size : 1);
         sn->id = dup_field(buf + sn->extra_size, id_len);
@@ -468,10 +518,36 @@ static int read_snapshots(Qcow2State *s)
         }
         if ((r = check_table(s, "snapshot L1 table", sn->l1_offset, (uint64_t)sn->l1_size * 8)) < 0)
             break;
-        pos = qcow2_align_up(pos + 40 + vlen, 8);
+        end = next;
+        pos = qcow2_align_up(next, 8);
     }
     free(buf);
-    return r;
+    if (r < 0) {
+        free_snapshots(s);
+        return r;
+    }
+    s->snapshots_size = end - s->snapshots_offset;
+    return 0;
+}
+
+/* Check mode opens an image whose snapshot table check -r all can
+ * repair (too many entries, too big, too much extra data in an entry),
+ * as QEMU does, so that check can report it or, with -r all, repair it.
+ * Other damage still fails the open, naming the file.
+ * Until then the image has no snapshots in memory; the header keeps
+ * the table. */
+static int open_snapshots(Qcow2State *s)
+{
+    s->sn_repairable = false;
+    int r = qcow2_read_snapshots(s, false, NULL, NULL);
+    if (r >= 0 || !(s->bs->flags & BLK_O_CHECK) || !s->sn_repairable)
+        return r;
+    s->sn_unread = true;
+    s->sn_hdr_nb = s->nb_snapshots;
+    s->sn_hdr_offset = s->snapshots_offset;
+    s->nb_snapshots = 0;
+    s->snapshots_offset = 0;
+    return 0;
 }
 
 static int parse_header(Qcow2State *s, const uint8_t *h, uint64_t hdr_bytes)
@@ -903,7 +979,7 @@ static int qcow2_open(BlockDriverState *bs, BlockOptions *opts)
     if ((r = check_tables(s)) < 0 || (r = open_tables(s, opts)) < 0 ||
         (r = read_extensions(s, hdr, s->header_length, ext_end, false, NULL, NULL)) < 0 ||
         (r = open_data_file(s, opts)) < 0 || (r = qcow2_crypto_open(s, opts)) < 0 ||
-        (r = read_backing_name(s, hdr, s->cluster_size)) < 0 || (r = read_snapshots(s)) < 0)
+        (r = read_backing_name(s, hdr, s->cluster_size)) < 0 || (r = open_snapshots(s)) < 0)
         goto fail;
     /* QEMU's runtime option: lazy refcounts on or off for this open only */
     bool lazy;

@@ -166,6 +166,13 @@ typedef struct Qcow2State {
     uint32_t nb_snapshots;
     uint64_t snapshots_offset;
     Qcow2Snapshot *snapshots;
+    uint64_t snapshots_size;  /* bytes the table spans on disk as read; 0: measure */
+    /* check mode: the table could not be read at open (qcow2_check reads
+     * it again, and may repair it); the header keeps these values */
+    bool sn_unread;
+    bool sn_repairable;       /* the last failed table read is one check -r all repairs */
+    uint32_t sn_hdr_nb;
+    uint64_t sn_hdr_offset;
 
     /* allocation */
     uint64_t free_hint;       /* cluster index to start searching at */
@@ -354,6 +361,11 @@ static inline bool qcow2_snapshot_incomplete(const Qcow2State *s, uint32_t i)
     return s->snapshots[i].extra_size < QCOW2_SN_EXTRA_V3;
 }
 int qcow2_snapshot_complete_table(Qcow2State *s);
+/* Reads the snapshot table.  With repair (check -r all), drops the
+ * extra data past the limit of an entry (counted in *dropped) and the
+ * entries past the table's size limit (counted in *reduced) instead of
+ * failing. */
+int qcow2_read_snapshots(Qcow2State *s, bool repair, uint32_t *reduced, uint32_t *dropped);
 
 /* qcow2-amend.c */
 int qcow2_make_empty(BlockDriverState *bs);

@@ -146,6 +146,8 @@ int img_check(int argc, char **argv)
     }
     int ret;
     if (r < 0) {
+        if (res.error_msg)
+            img_error("%s", blk_error());
         img_error("Check failed: %s", strerror(-r));
         ret = 1;
     } else {
