@@ -229,3 +229,36 @@ int blk_random_bytes(uint8_t *buf, size_t len)
         return -ENOTSUP;
     return RAND_bytes(buf, (int)len) == 1 ? 0 : -EIO;
 }
+
+int blk_sector_pwrite(BlockDriverState *bs, BlkRangeLock *lock, const BlkSectorOps *ops,
+                      uint64_t off, const uint8_t *buf, uint64_t len, int zflags)
+{
+    const uint64_t ss = BLK_SECTOR_SIZE;
+    int r = 0;
+    while (len && r == 0) {
+        uint64_t in = off & (ss - 1), n;
+        BlkRange held;
+        if (in || len < ss) {
+            uint8_t sec[BLK_SECTOR_SIZE];
+            n = ss - in < len ? ss - in : len;
+            blk_range_lock(lock, &held, 0, off - in, off - in + ss, true);
+            if ((r = ops->read(bs, off - in, sec, ss)) == 0) {
+                if (buf)
+                    memcpy(sec + in, buf, n);
+                else
+                    memset(sec + in, 0, n);
+                r = ops->write(bs, off - in, sec, ss);
+            }
+        } else {
+            n = len & ~(ss - 1);
+            blk_range_lock(lock, &held, 0, off, off + n, false);
+            r = buf || !ops->zero ? ops->write(bs, off, buf, n) : ops->zero(bs, off, n, zflags);
+        }
+        blk_range_unlock(lock, &held);
+        off += n;
+        len -= n;
+        if (buf)
+            buf += n;
+    }
+    return r;
+}

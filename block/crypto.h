@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "block/block.h"
+
 #define BLK_CRYPTO_SECTOR 512
 #define BLK_CRYPTO_MAX_KEY 64
 
@@ -44,6 +46,21 @@ void blk_cipher_free(BlkCipher *c);
  * `sector`; len must be a multiple of 16 (a short last sector is allowed,
  * as LUKS key material needs).  Safe to call from several threads. */
 int blk_cipher_crypt(BlkCipher *c, uint64_t sector, uint8_t *buf, size_t len, bool encrypt);
+
+/* Writing to an image stored in encrypted 512-byte sectors: the partial
+ * sectors at either end of [off, off+len) are read, patched and written
+ * back whole under lock, exclusively per sector (a reader must hold the
+ * range shared: meanwhile the sector is half old, half new on disk);
+ * whole sectors go straight to ops->write under the range held shared.
+ * buf NULL writes zeros: ops->zero(zflags) for whole sectors where the
+ * format has it, else ops->write with buf NULL. */
+typedef struct BlkSectorOps {
+    int (*read)(BlockDriverState *bs, uint64_t off, uint8_t *buf, size_t len);
+    int (*write)(BlockDriverState *bs, uint64_t off, const uint8_t *buf, size_t len);
+    int (*zero)(BlockDriverState *bs, uint64_t off, uint64_t len, int flags); /* may be NULL */
+} BlkSectorOps;
+int blk_sector_pwrite(BlockDriverState *bs, BlkRangeLock *lock, const BlkSectorOps *ops,
+                      uint64_t off, const uint8_t *buf, uint64_t len, int zflags);
 
 /* PBKDF2-HMAC with the named hash; 0 or -errno. */
 int blk_pbkdf2(const char *hash, const void *pass, size_t passlen, const uint8_t *salt,

@@ -204,7 +204,7 @@ static int luks_fmt_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t 
 }
 
 /* Whole sectors from buf (NULL: zeros), encrypted through a bounce buffer. */
-static int write_sectors(BlockDriverState *bs, uint64_t off, const uint8_t *buf, uint64_t len)
+static int write_sectors(BlockDriverState *bs, uint64_t off, const uint8_t *buf, size_t len)
 {
     LuksFmtState *s = bs->opaque;
     size_t cap = len < CHUNK ? (size_t)len : CHUNK;
@@ -237,36 +237,11 @@ static int write_sectors(BlockDriverState *bs, uint64_t off, const uint8_t *buf,
  * them hold theirs shared, so they wait only for such a patch. */
 static int write_data(BlockDriverState *bs, uint64_t off, const uint8_t *buf, uint64_t len)
 {
+    static const BlkSectorOps ops = {read_sectors, write_sectors, NULL};
     LuksFmtState *s = bs->opaque;
-    int r = 0;
     if (!s->cipher)
         return no_key(bs);
-    while (len && r == 0) {
-        uint64_t in = off & (SECTOR - 1), n;
-        BlkRange held;
-        if (in || len < SECTOR) {
-            uint8_t sec[SECTOR];
-            n = SECTOR - in < len ? SECTOR - in : len;
-            blk_range_lock(&s->rmw, &held, 0, off - in, off - in + SECTOR, true);
-            if ((r = read_sectors(bs, off - in, sec, SECTOR)) == 0) {
-                if (buf)
-                    memcpy(sec + in, buf, n);
-                else
-                    memset(sec + in, 0, n);
-                r = write_sectors(bs, off - in, sec, SECTOR);
-            }
-        } else {
-            n = len & ~(uint64_t)(SECTOR - 1);
-            blk_range_lock(&s->rmw, &held, 0, off, off + n, false);
-            r = write_sectors(bs, off, buf, n);
-        }
-        blk_range_unlock(&s->rmw, &held);
-        off += n;
-        len -= n;
-        if (buf)
-            buf += n;
-    }
-    return r;
+    return blk_sector_pwrite(bs, &s->rmw, &ops, off, buf, len, 0);
 }
 
 static int luks_fmt_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)

@@ -193,41 +193,25 @@ int qcow2_crypt_read(Qcow2State *s, uint64_t guest, uint64_t host, uint8_t *buf,
     return r;
 }
 
+static int rmw_read(BlockDriverState *bs, uint64_t off, uint8_t *buf, size_t len)
+{
+    return qcow2_pread(bs, off, buf, len);
+}
+
+static int rmw_write(BlockDriverState *bs, uint64_t off, const uint8_t *buf, size_t len)
+{
+    return qcow2_pwrite_sectors(bs, off, buf, len);
+}
+
 /* Encrypted data is stored in whole sectors: the partial sectors at
  * either end of a request are read, patched and written back whole.
  * buf NULL writes zeros. */
 int qcow2_crypto_pwrite(BlockDriverState *bs, uint64_t off, const uint8_t *buf, uint64_t len,
                         int zflags)
 {
+    static const BlkSectorOps ops = {rmw_read, rmw_write, qcow2_pwrite_zeroes_sectors};
     Qcow2State *s = bs->opaque;
-    int r = 0;
-    while (len && r == 0) {
-        uint64_t in = off & (SECTOR - 1), n;
-        BlkRange held;
-        if (in || len < SECTOR) {
-            uint8_t sec[SECTOR];
-            n = SECTOR - in < len ? SECTOR - in : len;
-            blk_range_lock(&s->crypt_rmw, &held, 0, off - in, off - in + SECTOR, true);
-            if ((r = qcow2_pread(bs, off - in, sec, SECTOR)) == 0) {
-                if (buf)
-                    memcpy(sec + in, buf, n);
-                else
-                    memset(sec + in, 0, n);
-                r = qcow2_pwrite_sectors(bs, off - in, sec, SECTOR);
-            }
-        } else {
-            n = len & ~(uint64_t)(SECTOR - 1);
-            blk_range_lock(&s->crypt_rmw, &held, 0, off, off + n, false);
-            r = buf ? qcow2_pwrite_sectors(bs, off, buf, n)
-                    : qcow2_pwrite_zeroes_sectors(bs, off, n, zflags);
-        }
-        blk_range_unlock(&s->crypt_rmw, &held);
-        off += n;
-        len -= n;
-        if (buf)
-            buf += n;
-    }
-    return r;
+    return blk_sector_pwrite(bs, &s->crypt_rmw, &ops, off, buf, len, zflags);
 }
 
 /* ---- creation ---- */
