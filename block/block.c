@@ -2,6 +2,7 @@
  * chains, request bounds checks, chain-wide status and image creation. */
 #include "block/block.h"
 #include "block/blkdebug.h"
+#include "block/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -146,6 +147,8 @@ typedef struct NodeSpec {
     BlockOptions fopts;     /* the filter's own options ("file." taken off) */
     BlockOptions dopts;     /* the format driver's */
     BlockOptions bopts;     /* the backing file's ("backing." taken off) */
+    bool child;             /* the host file is a node ("file.driver=FORMAT") */
+    BlockOptions copts;     /* that node's options ("file." taken off) */
     bool no_backing;        /* "backing": null */
     bool read_only;         /* "read-only": on */
     int add_flags;          /* BLK_O_* the options ask for */
@@ -157,6 +160,7 @@ static void spec_free(NodeSpec *s)
     blkopts_free(&s->fopts);
     blkopts_free(&s->dopts);
     blkopts_free(&s->bopts);
+    blkopts_free(&s->copts);
     free(s->display);
 }
 
@@ -193,11 +197,23 @@ static int spec_file(NodeSpec *s)
     const char *fdrv = blkopts_get(t, "file.driver");
     const char *child = "file.";
     char cprefix[80], key[96];
+    if (fdrv && !is_file_protocol(fdrv) && blk_find_driver(fdrv)) {
+        /* a format (or null-co) node as the host file: every file.*
+         * option is that node's, opened as a node of its own */
+        for (int i = 0; i < t->n; i++) {
+            BlockOpt *o = &t->opt[i];
+            if (!has_prefix(o->key, "file."))
+                continue;
+            if (blkopts_set(&s->copts, o->key + 5, o->value ? o->value : "on") < 0)
+                return spec_error("out of memory%s", "");
+            o->used = true;
+        }
+        s->child = true;
+        return 0;
+    }
     if (fdrv && !is_file_protocol(fdrv)) {
         if (!(s->filter = blk_find_filter(fdrv)))
-            return spec_error(blk_find_driver(fdrv) ? "Driver '%s' as the file of another "
-                                                      "format is not supported"
-                                                    : "Unknown driver '%s'", fdrv);
+            return spec_error("Unknown driver '%s'", fdrv);
         /* file.CHILD: a node name, which calf has none of; file.CHILD.*: the host file */
         snprintf(key, sizeof(key), "file.%s", s->filter->child);
         const char *ref = blkopts_get(t, key);
@@ -408,7 +424,7 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
         int r = spec_file(s);
         if (r < 0)
             return r;
-        if (!s->host)
+        if (!s->host && !s->child)
             return spec_error(drv ? "A block device must be specified for \"file\"%s"
                                   : "Must specify either driver or file%s", "");
     }
@@ -461,6 +477,12 @@ static int open_host(const char *filename, int flags, int depth, struct chain_se
      * backing file must not be a FIFO or a device that never ends. */
     oflags |= O_NONBLOCK;
     int fd = open(filename, oflags);
+    if (fd >= BLK_VFD_BASE) {
+        /* the numbers of virtual fds (blk_file_is_node): never a file's */
+        close(fd);
+        fd = -1;
+        errno = EMFILE;
+    }
     if (fd < 0) {
         int e = errno;
         blk_set_error("Could not open '%s': %s", filename, strerror(e));
@@ -499,6 +521,71 @@ static int open_host(const char *filename, int flags, int depth, struct chain_se
     return fd;
 }
 
+/* s as a JSON string */
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* The node as a JSON object, as QEMU names a node over a node:
+ * {"driver": FMT, "file": CHILD}, and a host file {"driver": "file",
+ * "filename": PATH}. */
+static void node_json(FILE *f, BlockDriverState *bs)
+{
+    fprintf(f, "{\"driver\": ");
+    json_str(f, bs->drv->name);
+    if (bs->file) {
+        fprintf(f, ", \"file\": ");
+        node_json(f, bs->file);
+    } else if (!strncmp(bs->filename, "json:", 5)) {
+        /* named by json: already (a filter below): its tree as given */
+        fprintf(f, ", \"file\": %s", bs->filename + 5);
+    } else if (bs->fd >= 0) {
+        fprintf(f, ", \"file\": {\"driver\": \"file\", \"filename\": ");
+        json_str(f, bs->filename);
+        fputc('}', f);
+    }
+    fputc('}', f);
+}
+
+/* "json:{...}" for a node whose host file is a node; NULL on ENOMEM. */
+static char *nested_name(BlockDriverState *bs)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    fputs("json:", f);
+    node_json(f, bs);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Undoes what opened a node's host file: the file, or the node. */
+static void close_host(int fd, BlockDriverState *file)
+{
+    if (file) {
+        blk_vfd_release(fd);
+        blk_close(file);
+    } else if (fd >= 0) {
+        close(fd);
+    }
+}
+
 static BlockDriverState *open_chain(const char *filename, const char *format, bool format_wins,
                                     int flags, BlockOptions *opts, int depth,
                                     struct chain_seen *seen)
@@ -531,20 +618,36 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
     }
     bool rw = flags & BLK_O_RDWR;
     int fd = -1;
-    if (spec.host && (fd = open_host(spec.host, flags, depth, seen)) < 0) {
+    BlockDriverState *file = NULL;
+    if (spec.child) {
+        /* the host file is a node: opened as the image is, with its own
+         * backing chain; its writers are this node's */
+        int cflags = flags & (BLK_O_RDWR | BLK_O_SHARE | BLK_O_NOCACHE | BLK_O_UNSAFE |
+                              BLK_O_NO_REPAIR);
+        if (!(file = open_chain(NULL, NULL, false, cflags, &spec.copts, depth, seen))) {
+            spec_free(&spec);
+            return NULL;
+        }
+        if ((fd = blk_vfd_new(file)) < 0) {
+            blk_close(file);
+            spec_free(&spec);
+            return NULL;
+        }
+    } else if (spec.host && (fd = open_host(spec.host, flags, depth, seen)) < 0) {
         spec_free(&spec);
         return NULL;
     }
     if (!drv && !(drv = probe_driver(fd))) {
-        blk_set_error("%s: cannot read the file to probe its format", spec.host);
-        close(fd);
+        blk_set_error("%s: cannot read the file to probe its format",
+                      spec.host ? spec.host : file->filename);
+        close_host(fd, file);
         spec_free(&spec);
         return NULL;
     }
 
     BlockDriverState *bs = calloc(1, sizeof(*bs));
     if (!bs) {
-        close(fd);
+        close_host(fd, file);
         spec_free(&spec);
         blk_set_error("out of memory");
         return NULL;
@@ -553,6 +656,14 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
     spec.display = NULL;
     bs->drv = drv;
     bs->fd = fd;
+    bs->file = file;
+    if (file) {
+        char *n = nested_name(bs);
+        if (n) {
+            free(bs->filename);
+            bs->filename = n;
+        }
+    }
     bs->flags = flags;
     bs->read_only = !rw;
     bs->depth = depth;
@@ -581,8 +692,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
             bs->filter->close(bs);
         free(bs->filename);
         free(bs);
-        if (fd >= 0)
-            close(fd);
+        close_host(fd, file);
         spec_free(&spec);
         return NULL;
     }
@@ -601,7 +711,10 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
     }
     if (bs->backing_file[0]) {
         /* relative to the host file's directory, also under a filter */
-        bs->full_backing_filename = blk_backing_path(spec.filter ? spec.host : bs->filename,
+        BlockDriverState *bottom = bs;
+        while (bottom->file)
+            bottom = bottom->file; /* as QEMU: the directory of the file below */
+        bs->full_backing_filename = blk_backing_path(spec.filter ? spec.host : bottom->filename,
                                                      bs->backing_file);
         if (!bs->full_backing_filename) {
             blk_set_error("out of memory");
@@ -691,8 +804,7 @@ void blk_close(BlockDriverState *bs)
             bs->drv->close(bs);
         if (bs->filter && bs->filter->close)
             bs->filter->close(bs);
-        if (bs->fd >= 0)
-            close(bs->fd);
+        close_host(bs->fd, bs->file);
         free(bs->filename);
         free(bs->full_backing_filename);
         blkopts_free(&bs->options);
@@ -1217,7 +1329,8 @@ static const uint8_t *map_file(BlockDriverState *b)
         return m;
     pthread_mutex_lock(&lock);
     struct stat st;
-    if (!b->map && !fstat(b->fd, &st) && S_ISREG(st.st_mode) && st.st_size > 0) {
+    if (!b->map && !blk_file_is_node(b->fd) && !fstat(b->fd, &st) && S_ISREG(st.st_mode) &&
+        st.st_size > 0) {
         void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, b->fd, 0);
         if (p != MAP_FAILED) {
             b->map_size = (uint64_t)st.st_size;
@@ -1465,8 +1578,9 @@ int64_t blk_allocated_size(BlockDriverState *bs)
     if (bs->drv->allocated_size)
         return bs->drv->allocated_size(bs);
     struct stat st;
-    if (fstat(bs->fd, &st) < 0)
-        return -errno;
+    int r = blk_file_stat(bs->fd, &st);
+    if (r < 0)
+        return r;
     return (int64_t)st.st_blocks * 512;
 }
 

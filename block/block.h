@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -308,6 +309,10 @@ struct BlockDriverState {
     const BlockDriver *drv;
     char *filename;          /* as QEMU names it back ("file:" off; json: under a filter) */
     int fd;                  /* the host file; -1 for a driver without one */
+    /* The node that is this one's host file ("file.driver=qcow2"), owned
+     * here; fd is then its virtual fd (blk_file_is_node).  NULL: fd is a
+     * real file. */
+    BlockDriverState *file;
     const BlockFilter *filter; /* between the format and fd, or NULL */
     /* the filter was named as the top node (QEMU's "driver=NAME" over
      * "NAME.child.driver=FORMAT"): it sees the guest's requests, not the
@@ -550,6 +555,36 @@ int blk_file_fill(int fd, uint64_t off, uint64_t len);
 /* What a driver calls before writing the n bytes at off of its host file
  * into a range that holds nothing yet (a no-op unless bs->fill). */
 void blk_fill(BlockDriverState *bs, uint64_t off, uint64_t n);
+
+/* The raw calls a driver makes on its host file, through the same door
+ * (a node as host file answers them too); 0 or -errno, and the offset
+ * for blk_file_seek (SEEK_END, SEEK_DATA, SEEK_HOLE). */
+int blk_file_stat(int fd, struct stat *st);
+int blk_file_truncate(int fd, uint64_t size);
+int blk_file_allocate(int fd, uint64_t off, uint64_t len); /* posix_fallocate */
+int64_t blk_file_seek(int fd, uint64_t off, int whence);
+
+/* ---- a node as the host file of another (the protocol layer) ----
+ * A format's host file may be another node ("driver=raw,file.driver=
+ * qcow2,file.file.filename=X": a raw image stored inside a qcow2 one).
+ * The format drivers keep doing their host I/O on an int fd: the node's
+ * is a virtual fd, a number from a range no real fd reaches (open_host
+ * refuses real ones there), and every blk_file_* call on it goes to the
+ * node's blk_pread/blk_pwrite/blk_flush/blk_truncate/blk_pwrite_zeroes/
+ * blk_block_status.  A real fd pays one compare.  Reflinks, kernel
+ * copies and mappings of a node are -ENOTSUP (callers fall back to
+ * reads and writes).  Writes past the node's end grow it, as a file. */
+#define BLK_VFD_BASE 0x40000000
+#define BLK_VFD_MAX 256
+static inline bool blk_file_is_node(int fd)
+{
+    return __builtin_expect(fd >= BLK_VFD_BASE, 0);
+}
+/* The virtual fd of node (which the caller keeps open until
+ * blk_vfd_release), or -EMFILE with the error set. */
+int blk_vfd_new(BlockDriverState *node);
+void blk_vfd_release(int fd);
+BlockDriverState *blk_vfd_node(int fd);
 
 /* Range locks: a holder of [lo, hi) under key waits for every
  * overlapping holder under the same key when either of them is

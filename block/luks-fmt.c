@@ -46,12 +46,11 @@ static int luks_fmt_probe(const uint8_t *buf, size_t len)
 static int64_t file_size(int fd)
 {
     struct stat st;
-    if (fstat(fd, &st) < 0)
-        return -errno;
-    if (S_ISBLK(st.st_mode)) {
-        off_t end = lseek(fd, 0, SEEK_END);
-        return end < 0 ? -errno : end;
-    }
+    int r = blk_file_stat(fd, &st);
+    if (r < 0)
+        return r;
+    if (S_ISBLK(st.st_mode))
+        return blk_file_seek(fd, 0, SEEK_END);
     return st.st_size;
 }
 
@@ -261,10 +260,10 @@ static int luks_fmt_flush(BlockDriverState *bs)
 {
     if (bs->flags & BLK_O_UNSAFE)
         return 0;
-    if (fdatasync(bs->fd) < 0) {
-        int e = errno;
-        blk_set_error("%s: flush failed: %s", bs->filename, strerror(e));
-        return -e;
+    int e = blk_file_sync(bs->fd);
+    if (e < 0) {
+        blk_set_error("%s: flush failed: %s", bs->filename, strerror(-e));
+        return e;
     }
     return 0;
 }
@@ -277,19 +276,19 @@ static int file_resize(int fd, const char *filename, uint64_t end, int prealloc)
     int64_t old = blk_file_size(fd);
     if (old < 0)
         return (int)old;
-    if (ftruncate(fd, (off_t)end) < 0) {
-        int e = errno;
-        blk_set_error("%s: cannot resize: %s", filename, strerror(e));
-        return -e;
+    int e = blk_file_truncate(fd, end);
+    if (e < 0) {
+        blk_set_error("%s: cannot resize: %s", filename, strerror(-e));
+        return e;
     }
     if (end <= (uint64_t)old || prealloc == BLK_PREALLOC_OFF ||
         prealloc == BLK_PREALLOC_METADATA)
         return 0;
     if (prealloc == BLK_PREALLOC_FALLOC) {
-        int r = posix_fallocate(fd, old, (off_t)(end - old));
-        if (r) {
-            blk_set_error("%s: cannot preallocate: %s", filename, strerror(r));
-            return -r;
+        int r = blk_file_allocate(fd, (uint64_t)old, end - (uint64_t)old);
+        if (r < 0) {
+            blk_set_error("%s: cannot preallocate: %s", filename, strerror(-r));
+            return r;
         }
         return 0;
     }

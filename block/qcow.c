@@ -109,8 +109,9 @@ static int qcow_sync(QcowState *s)
     s->data_unsynced = false;
     if (s->bs->flags & BLK_O_UNSAFE)
         return 0;
-    if (fdatasync(s->fd) < 0)
-        return bad(s->bs, -errno, "flush failed: %s", strerror(errno));
+    int e = blk_file_sync(s->fd);
+    if (e < 0)
+        return bad(s->bs, e, "flush failed: %s", strerror(-e));
     return 0;
 }
 

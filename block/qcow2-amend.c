@@ -165,10 +165,10 @@ static int truncate_file_tail(Qcow2State *s)
     uint64_t end = c << s->cluster_bits;
     int64_t fsize = blk_file_size(s->fd);
     if (fsize >= 0 && (uint64_t)fsize > end) {
-        if (ftruncate(s->fd, end) < 0) {
-            int e = errno;
-            blk_set_error("%s: cannot truncate the file: %s", s->bs->filename, strerror(e));
-            return -e;
+        int e = blk_file_truncate(s->fd, end);
+        if (e < 0) {
+            blk_set_error("%s: cannot truncate the file: %s", s->bs->filename, strerror(-e));
+            return e;
         }
         s->file_end = end;
     }
@@ -296,8 +296,7 @@ static int make_completely_empty(Qcow2State *s, uint64_t l1_clusters)
     s->dirty_set = false;
     if ((r = qcow2_update_header(s)) < 0 || (r = qcow2_sync(s)) < 0)
         return r;
-    if (ftruncate(s->fd, (off_t)((3 + l1_clusters) * cs)) < 0) {
-        r = -errno;
+    if ((r = blk_file_truncate(s->fd, (3 + l1_clusters) * cs)) < 0) {
         blk_set_error("%s: cannot truncate the file: %s", s->bs->filename, strerror(-r));
         return r;
     }

@@ -491,6 +491,7 @@ static int read_extent(Qcow2State *s, const struct extent *e, uint64_t off, uint
         unsigned io = qcow2_io_begin(s);
         pthread_mutex_unlock(&s->lock);
         blkdebug_event(s->bs, BLKDBG_READ_AIO);
+        blkdebug_event(s->data_bs, BLKDBG_READ_AIO); /* raw data file */
         if (s->crypt_method) {
             r = qcow2_crypt_read(s, off, e->host, buf, n);
         } else {
@@ -531,6 +532,7 @@ int qcow2_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
             unsigned io = qcow2_io_begin(s);
             pthread_mutex_unlock(&s->lock);
             blkdebug_event(bs, BLKDBG_READ_AIO);
+            blkdebug_event(s->data_bs, BLKDBG_READ_AIO); /* raw data file */
             if ((r = blk_file_pread(s->data_fd, p, len, e.host)) < 0)
                 blk_set_error("%s: read error: %s", s->bs->filename, strerror(-r));
             qcow2_io_end(s, io);
@@ -644,7 +646,7 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
         /* Past the end of the file zeros need no writing: the data goes
          * in and the file is extended over the rest. */
         struct stat st;
-        if (fstat(s->data_fd, &st) == 0) {
+        if (blk_file_stat(s->data_fd, &st) == 0) {
             skip_zero_tail = tzero && tlen && (uint64_t)st.st_size <= host + in + n;
             skip_zero_head = hzero && hlen && (uint64_t)st.st_size <= host + lo;
         }
@@ -660,12 +662,13 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
     for (int i = 0; i < cnt; i++)
         total += iov[i].iov_len;
     blkdebug_event(s->bs, BLKDBG_WRITE_AIO);
+    blkdebug_event(s->data_bs, BLKDBG_WRITE_AIO); /* raw data file */
     /* the pwritev below goes around the host file helpers */
     if ((r = blkdebug_file_check(s->data_fd, BLKDBG_IO_WRITE, start, total)) < 0) {
         blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
         goto out;
     }
-    if ((s->bs->flags & BLK_O_NOCACHE) || s->crypt_method) {
+    if ((s->bs->flags & BLK_O_NOCACHE) || s->crypt_method || blk_file_is_node(s->data_fd)) {
         /* O_DIRECT: one buffer, aligned by blk_file_pwrite as needed;
          * encryption: one buffer encrypted for where it lands */
         uint8_t *flat = malloc(total);
@@ -848,6 +851,7 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
         if (s->crypt_method)
             r = qcow2_crypt_copy(s, off, host + in, buf, n, &enc);
         blkdebug_event(s->bs, BLKDBG_WRITE_AIO);
+        blkdebug_event(s->data_bs, BLKDBG_WRITE_AIO); /* raw data file */
         if (r == 0 && (r = blk_file_pwrite(s->data_fd, enc ? enc : buf, n, host + in)) < 0)
             blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
         qcow2_io_end(s, io);
@@ -982,6 +986,7 @@ static int write_owned_run(Qcow2State *s, uint64_t off, const uint8_t *buf, uint
     if (s->crypt_method)
         r = qcow2_crypt_copy(s, off, h0, buf, bytes, &enc);
     blkdebug_event(s->bs, BLKDBG_WRITE_AIO);
+    blkdebug_event(s->data_bs, BLKDBG_WRITE_AIO); /* raw data file */
     if (r == 0 && (r = blk_file_pwrite(s->data_fd, enc ? enc : buf, bytes, h0)) < 0)
         blk_set_error("%s: write error: %s", s->bs->filename, strerror(-r));
     qcow2_io_end(s, io);
@@ -1023,6 +1028,7 @@ struct clone_src {
 static int clone_or_copy(Qcow2State *s, struct clone_src *src, uint64_t host, uint64_t n)
 {
     blkdebug_event(s->bs, BLKDBG_WRITE_AIO);
+    blkdebug_event(s->data_bs, BLKDBG_WRITE_AIO); /* raw data file */
     /* an injected failure fails the write, not just the clone (the
      * copy below goes around the host file helpers) */
     int e = blkdebug_file_check(s->data_fd, BLKDBG_IO_WRITE, host, n);
@@ -1086,6 +1092,7 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     if (r == 0 && !src) {
         blk_fill(data_bs(s), (uint64_t)host, bytes);
         blkdebug_event(s->bs, BLKDBG_WRITE_AIO);
+        blkdebug_event(s->data_bs, BLKDBG_WRITE_AIO); /* raw data file */
         r = blk_file_pwrite(s->data_fd, enc ? enc : buf, bytes, host);
     }
     free(enc);
@@ -1156,7 +1163,8 @@ int qcow2_copy_from_file(BlockDriverState *bs, uint64_t off, int src_fd, uint64_
     Qcow2State *s = bs->opaque;
     /* O_DIRECT: the clone or kernel copy would bypass the range lock that
      * keeps read-modify-writes of shared 4 KiB blocks apart (util.c) */
-    if (s->crypt_method || (bs->flags & BLK_O_NOCACHE))
+    if (s->crypt_method || (bs->flags & BLK_O_NOCACHE) || blk_file_is_node(s->data_fd) ||
+        blk_file_is_node(src_fd))
         return -ENOTSUP;
     if (!len || ((off | len) & (s->cluster_size - 1)))
         return -EINVAL;
@@ -1496,7 +1504,7 @@ static bool looks_preallocated(Qcow2State *s)
         return s->prealloc_detected;
     s->prealloc_checked = true;
     struct stat st;
-    if (fstat(s->fd, &st) < 0)
+    if (blk_file_stat(s->fd, &st) < 0)
         return false;
     int64_t real = (int64_t)((uint64_t)st.st_blocks * 512 / s->cluster_size);
     int64_t threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
@@ -1519,19 +1527,19 @@ static bool looks_preallocated(Qcow2State *s)
 static int host_hole_status(Qcow2State *s, uint64_t host, uint64_t *pnum)
 {
     struct stat st;
-    if (fstat(s->data_fd, &st) < 0)
+    if (blk_file_stat(s->data_fd, &st) < 0)
         return 0;
     if (host >= (uint64_t)st.st_size)
         return BLK_STATUS_ZERO;
-    off_t d = lseek(s->data_fd, host, SEEK_DATA);
+    int64_t d = blk_file_seek(s->data_fd, host, SEEK_DATA);
     if (d < 0 || (uint64_t)d > host) {
         uint64_t hole = d < 0 ? (uint64_t)st.st_size - host : (uint64_t)d - host;
         if (hole < *pnum)
             *pnum = hole;
         return BLK_STATUS_ZERO;
     }
-    off_t h = lseek(s->data_fd, host, SEEK_HOLE);
-    if (h > (off_t)host && (uint64_t)h - host < *pnum)
+    int64_t h = blk_file_seek(s->data_fd, host, SEEK_HOLE);
+    if (h > (int64_t)host && (uint64_t)h - host < *pnum)
         *pnum = (uint64_t)h - host;
     return 0;
 }
@@ -1650,10 +1658,10 @@ static int size_data_file(Qcow2State *s, uint64_t start, uint64_t end, int mode)
         return (int)cur;
     int r = 0;
     if (mode == BLK_PREALLOC_FALLOC && end > start) {
-        int e = posix_fallocate(s->data_fd, start, end - start);
-        if (e) {
-            blk_set_error("%s: cannot preallocate: %s", fn, strerror(e));
-            return -e;
+        int e = blk_file_allocate(s->data_fd, start, end - start);
+        if (e < 0) {
+            blk_set_error("%s: cannot preallocate: %s", fn, strerror(-e));
+            return e;
         }
     } else if (mode == BLK_PREALLOC_FULL) {
         if ((r = zero_cluster_buf(s)) < 0)
@@ -1667,10 +1675,8 @@ static int size_data_file(Qcow2State *s, uint64_t start, uint64_t end, int mode)
             o += n;
         }
     }
-    if ((uint64_t)cur < end && ftruncate(s->data_fd, end) < 0) {
-        r = -errno;
-        blk_set_error("%s: cannot resize the data file: %s", fn, strerror(errno));
-    }
+    if ((uint64_t)cur < end && (r = blk_file_truncate(s->data_fd, end)) < 0)
+        blk_set_error("%s: cannot resize the data file: %s", fn, strerror(-r));
     return r;
 }
 
@@ -1711,10 +1717,10 @@ int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
         if (cur < 0)
             return (int)cur;
         if (mode == BLK_PREALLOC_FALLOC) {
-            int e = posix_fallocate(s->fd, 0, fend);
-            if (e) {
-                blk_set_error("%s: cannot preallocate: %s", s->bs->filename, strerror(e));
-                return -e;
+            int e = blk_file_allocate(s->fd, 0, fend);
+            if (e < 0) {
+                blk_set_error("%s: cannot preallocate: %s", s->bs->filename, strerror(-e));
+                return e;
             }
         } else {
             if ((r = zero_cluster_buf(s)) < 0)
@@ -1734,8 +1740,8 @@ int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
         }
     }
     int64_t cur = blk_file_size(s->fd);
-    if (cur >= 0 && (uint64_t)cur < fend && ftruncate(s->fd, fend) < 0)
-        return -errno;
+    if (cur >= 0 && (uint64_t)cur < fend)
+        return blk_file_truncate(s->fd, fend);
     return 0;
 }
 

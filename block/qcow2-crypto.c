@@ -287,8 +287,8 @@ int qcow2_crypto_create(Qcow2State *s, const struct qcow2_crypto_create *c)
     uint64_t end = (uint64_t)off + qcow2_align_up(len, s->cluster_size);
     r = blk_file_pwrite(s->fd, region, len, (uint64_t)off);
     free(region);
-    if (r == 0 && blk_file_size(s->fd) < (int64_t)end && ftruncate(s->fd, end) < 0)
-        r = -errno;
+    if (r == 0 && blk_file_size(s->fd) < (int64_t)end)
+        r = blk_file_truncate(s->fd, end);
     if (r < 0) {
         blk_set_error("%s: cannot write the LUKS header: %s", s->bs->filename, strerror(-r));
         return r;

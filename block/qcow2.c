@@ -832,14 +832,21 @@ static int open_data_file_opts(Qcow2State *s, BlockOptions *sub)
     BlockDriverState *bs = s->bs;
     const char *drv = blkopts_get(sub, "driver");
     const char *opt = blkopts_get(sub, "filename");
+    bool tree = false; /* raw over a filter or a node: the options say what */
     if (drv && !strcmp(drv, "file"))
         drv = NULL; /* a host file: opened as raw */
     else if (drv && !strcmp(drv, "raw") && !opt) {
-        /* raw over a host file; over any other protocol (blkdebug...),
-         * which calf's data files cannot sit on, the error names it */
+        /* raw over a host file, over a filter (blkdebug) or over another
+         * node: blk_open takes the tree */
         const char *fdrv = blkopts_get(sub, "file.driver");
         if (!fdrv || !strcmp(fdrv, "file")) {
             opt = blkopts_get(sub, "file.filename");
+            drv = NULL;
+        } else if (blk_find_filter(fdrv) || blk_find_driver(fdrv)) {
+            for (int i = 0; i < sub->n; i++)
+                if (!strcmp(sub->opt[i].key, "file.driver"))
+                    sub->opt[i].used = false;
+            tree = true;
             drv = NULL;
         } else {
             drv = fdrv;
@@ -851,7 +858,7 @@ static int open_data_file_opts(Qcow2State *s, BlockOptions *sub)
     }
     bool raw = s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
     if (!qcow2_has_data_file(s)) {
-        if (opt) {
+        if (opt || tree) {
             blk_set_error("'data-file' can only be set for images with an external data file");
             return -EINVAL;
         }
@@ -861,15 +868,15 @@ static int open_data_file_opts(Qcow2State *s, BlockOptions *sub)
         }
         return 0;
     }
-    if (!opt && !s->data_file_name && (bs->flags & BLK_O_NO_IO)) {
+    if (!opt && !tree && !s->data_file_name && (bs->flags & BLK_O_NO_IO)) {
         s->data_fd = -1; /* info: as below */
         return 0;
     }
-    if (!opt && !s->data_file_name) {
+    if (!opt && !tree && !s->data_file_name) {
         blk_set_error("'data-file' is required for this image");
         return -EINVAL;
     }
-    const char *path = opt ? opt : s->data_file_name;
+    const char *path = opt ? opt : tree ? NULL : s->data_file_name;
     int flags = bs->flags & (BLK_O_RDWR | BLK_O_SHARE | BLK_O_NOCACHE | BLK_O_UNSAFE | BLK_O_FILL);
     if (bs->read_only)
         flags &= ~BLK_O_RDWR;
@@ -893,9 +900,9 @@ static int open_data_file_opts(Qcow2State *s, BlockOptions *sub)
     /* the name comes from the image: never a FIFO or a device that
      * would block a read forever */
     struct stat st;
-    if (fstat(s->data_bs->fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
+    if (blk_file_stat(s->data_bs->fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
         blk_set_error("Could not open '%s': data file is not a regular file or block device",
-                      path);
+                      path ? path : s->data_bs->filename);
         blk_close(s->data_bs);
         s->data_bs = NULL;
         return -EINVAL;
@@ -1173,10 +1180,9 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
         if ((r = qcow2_shrink(bs, size)) < 0)
             return r;
         /* as QEMU: the data file follows the image's size */
-        if (qcow2_has_data_file(s) && ftruncate(s->data_fd, size) < 0) {
-            r = -errno;
+        if (qcow2_has_data_file(s) && (r = blk_file_truncate(s->data_fd, size)) < 0) {
             blk_set_error("%s: cannot resize the data file: %s", s->data_bs->filename,
-                          strerror(errno));
+                          strerror(-r));
             return r;
         }
         pthread_mutex_lock(&s->lock);

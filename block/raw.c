@@ -24,8 +24,8 @@ static int raw_open(BlockDriverState *bs, BlockOptions *opts)
         return size;
     }
     struct stat st;
-    if (fstat(bs->fd, &st) == 0 && S_ISBLK(st.st_mode)) {
-        off_t end = lseek(bs->fd, 0, SEEK_END);
+    if (blk_file_stat(bs->fd, &st) == 0 && S_ISBLK(st.st_mode)) {
+        int64_t end = blk_file_seek(bs->fd, 0, SEEK_END);
         if (end > 0)
             size = end;
     }
@@ -83,7 +83,7 @@ static int raw_copy_from_file(BlockDriverState *bs, uint64_t off, int src_fd, ui
     if (r == 0)
         return 0;
     if (r == -EINVAL) /* a block device target says so too: never, then */
-        return fstat(bs->fd, &st) == 0 && S_ISREG(st.st_mode) ? -EINVAL : -ENOTSUP;
+        return blk_file_stat(bs->fd, &st) == 0 && S_ISREG(st.st_mode) ? -EINVAL : -ENOTSUP;
     if (r == -EOPNOTSUPP || r == -EXDEV || r == -ENOTTY || r == -ENOSYS || r == -EBADF ||
         r == -EPERM || r == -ETXTBSY)
         return -ENOTSUP;
@@ -123,14 +123,16 @@ static int raw_flush(BlockDriverState *bs)
 static int raw_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                             uint64_t *host_offset)
 {
+    if (bs->file) /* over a node: what the node says, as QEMU's raw */
+        return blk_block_status(bs->file, off, len, pnum, host_offset);
     *host_offset = off;
     int64_t fsize = blk_file_size(bs->fd);
     if (fsize >= 0 && off >= (uint64_t)fsize) {
         *pnum = len;
         return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
     }
-    off_t data = lseek(bs->fd, off, SEEK_DATA);
-    if (data < 0 && errno == ENXIO) {
+    int64_t data = blk_file_seek(bs->fd, off, SEEK_DATA);
+    if (data == -ENXIO) {
         *pnum = len; /* only a hole up to the end */
         return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
     }
@@ -143,8 +145,8 @@ static int raw_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, ui
         *pnum = n < len ? n : len;
         return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
     }
-    off_t hole = lseek(bs->fd, off, SEEK_HOLE);
-    uint64_t n = hole > (off_t)off ? (uint64_t)(hole - off) : len;
+    int64_t hole = blk_file_seek(bs->fd, off, SEEK_HOLE);
+    uint64_t n = hole > (int64_t)off ? (uint64_t)(hole - off) : len;
     *pnum = n < len ? n : len;
     return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
 }
@@ -153,10 +155,10 @@ static int raw_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool 
 {
     (void)shrink;
     uint64_t old = bs->size;
-    if (ftruncate(bs->fd, size) < 0) {
-        int e = errno;
-        blk_set_error("%s: cannot resize: %s", bs->filename, strerror(e));
-        return -e;
+    int e = blk_file_truncate(bs->fd, size);
+    if (e < 0) {
+        blk_set_error("%s: cannot resize: %s", bs->filename, strerror(-e));
+        return e;
     }
     if (size > old && old == 0 && prealloc == BLK_PREALLOC_OFF) {
         /* QEMU writes zeros over the first block of a file it grows from
@@ -177,10 +179,10 @@ static int raw_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool 
                 o += n;
             }
         } else if (prealloc == BLK_PREALLOC_FALLOC) {
-            int r = posix_fallocate(bs->fd, old, size - old);
-            if (r) {
-                blk_set_error("%s: cannot preallocate: %s", bs->filename, strerror(r));
-                return -r;
+            int r = blk_file_allocate(bs->fd, old, size - old);
+            if (r < 0) {
+                blk_set_error("%s: cannot preallocate: %s", bs->filename, strerror(-r));
+                return r;
             }
         }
     }
@@ -219,10 +221,16 @@ static int raw_create(const char *filename, uint64_t size, BlockOptions *opts)
     return r;
 }
 
+/* Over a node, the node's cluster size is raw's, as QEMU reports it. */
 static int raw_get_info(BlockDriverState *bs, BlockInfo *info)
 {
-    (void)bs;
-    (void)info;
+    if (!bs->file)
+        return 0;
+    BlockInfo ci;
+    int r = blk_get_info(bs->file, &ci);
+    if (r == 0)
+        info->cluster_size = ci.cluster_size;
+    blk_info_free(&ci);
     return 0;
 }
 

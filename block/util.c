@@ -2,6 +2,7 @@
  * the error message slot, host file I/O and image locking. */
 #include "block/block.h"
 #include "block/blkdebug.h"
+#include "block/proto.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -511,6 +512,8 @@ static int file_rwv(int fd, const struct iovec *iov, int iovcnt, uint64_t off, b
 
 int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
+    if (blk_file_is_node(fd))
+        return vfd_preadv(fd, iov, iovcnt, off);
     int r = blkdebug_on() ? blkdebug_file_check_slow(fd, BLKDBG_IO_READ, off,
                                                      blk_iov_total(iov, iovcnt))
                           : 0;
@@ -519,6 +522,8 @@ int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 
 int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
+    if (blk_file_is_node(fd))
+        return vfd_pwritev(fd, iov, iovcnt, off);
     int r = blkdebug_on() ? blkdebug_file_check_slow(fd, BLKDBG_IO_WRITE, off,
                                                      blk_iov_total(iov, iovcnt))
                           : 0;
@@ -527,6 +532,8 @@ int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 
 int blk_file_sync(int fd)
 {
+    if (blk_file_is_node(fd))
+        return vfd_sync(fd);
     int r = blkdebug_file_check(fd, BLKDBG_IO_FLUSH, 0, 0);
     if (r)
         return r;
@@ -535,6 +542,8 @@ int blk_file_sync(int fd)
 
 int blk_file_clone(int fd, uint64_t off, int src_fd, uint64_t src_off, uint64_t len)
 {
+    if (blk_file_is_node(fd) || blk_file_is_node(src_fd))
+        return -EOPNOTSUPP;
     int e = blkdebug_file_check(fd, BLKDBG_IO_WRITE, off, len);
     if (e)
         return e;
@@ -545,6 +554,8 @@ int blk_file_clone(int fd, uint64_t off, int src_fd, uint64_t src_off, uint64_t 
 
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off)
 {
+    if (blk_file_is_node(fd))
+        return vfd_pread(fd, buf, len, off);
     int r = blkdebug_file_check(fd, BLKDBG_IO_READ, off, len);
     if (r)
         return r;
@@ -555,6 +566,8 @@ int blk_file_pread(int fd, void *buf, size_t len, uint64_t off)
 
 int blk_file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
+    if (blk_file_is_node(fd))
+        return vfd_pwrite(fd, buf, len, off);
     int e = blkdebug_file_check(fd, BLKDBG_IO_WRITE, off, len);
     if (e)
         return e;
@@ -588,6 +601,8 @@ int blk_file_extend(int fd, uint64_t off, uint64_t len)
 {
     if (!len)
         return 0;
+    if (blk_file_is_node(fd))
+        return vfd_extend(fd, off, len);
     int r = blkdebug_file_check(fd, BLKDBG_IO_WRITE_ZEROES, off, len);
     if (r)
         return r;
@@ -608,6 +623,8 @@ int blk_file_extend(int fd, uint64_t off, uint64_t len)
 
 int64_t blk_file_size(int fd)
 {
+    if (blk_file_is_node(fd))
+        return vfd_size(fd);
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -errno;
@@ -616,6 +633,8 @@ int64_t blk_file_size(int fd)
 
 int blk_file_punch(int fd, uint64_t off, uint64_t len)
 {
+    if (blk_file_is_node(fd))
+        return vfd_zero(fd, off, len);
     int r = blkdebug_file_check(fd, BLKDBG_IO_DISCARD, off, len);
     if (r)
         return r;
@@ -631,17 +650,23 @@ int blk_file_punch(int fd, uint64_t off, uint64_t len)
  * loses (it zeroes the pages it allocates), so ext4 only. */
 bool blk_file_fill_pays(int fd)
 {
+    if (blk_file_is_node(fd))
+        return false;
     struct statfs f;
     return fstatfs(fd, &f) == 0 && f.f_type == EXT4_SUPER_MAGIC;
 }
 
 int blk_file_fill(int fd, uint64_t off, uint64_t len)
 {
+    if (blk_file_is_node(fd))
+        return -EOPNOTSUPP;
     return fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0 ? 0 : -errno;
 }
 
 int blk_file_zero(int fd, uint64_t off, uint64_t len)
 {
+    if (blk_file_is_node(fd))
+        return vfd_zero(fd, off, len);
     int r = blkdebug_file_check(fd, BLKDBG_IO_WRITE_ZEROES, off, len);
     if (r)
         return r;
@@ -664,6 +689,35 @@ int blk_file_zero(int fd, uint64_t off, uint64_t len)
         len -= n;
     }
     return 0;
+}
+
+int blk_file_stat(int fd, struct stat *st)
+{
+    if (blk_file_is_node(fd))
+        return vfd_stat(fd, st);
+    return fstat(fd, st) < 0 ? -errno : 0;
+}
+
+int blk_file_truncate(int fd, uint64_t size)
+{
+    if (blk_file_is_node(fd))
+        return vfd_truncate(fd, size);
+    return ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
+}
+
+int blk_file_allocate(int fd, uint64_t off, uint64_t len)
+{
+    if (blk_file_is_node(fd))
+        return vfd_extend(fd, off, len);
+    return -posix_fallocate(fd, (off_t)off, (off_t)len);
+}
+
+int64_t blk_file_seek(int fd, uint64_t off, int whence)
+{
+    if (blk_file_is_node(fd))
+        return vfd_seek(fd, off, whence);
+    off_t r = lseek(fd, (off_t)off, whence);
+    return r < 0 ? -errno : r;
 }
 
 /* ---- locking ----
@@ -698,6 +752,8 @@ static bool byte_taken(int fd, int byte)
  * not share, then the question on a line of its own. */
 int blk_lock(int fd, bool write, const char *filename)
 {
+    if (blk_file_is_node(fd))
+        return 0; /* the files below the node hold their own */
     int held[4], nheld = 0, unshared[2] = {PERM_WRITE, PERM_RESIZE};
     held[nheld++] = PERM_READ;
     if (write) {

@@ -40,8 +40,10 @@ static int map_status(BlockDriverState *bs, int64_t off, int64_t len, MapEntry *
         .present = st & BLK_STATUS_ALLOCATED,
         .has_offset = st & BLK_STATUS_OFFSET,
     };
+    /* the offset is in the layer's file: over a node, the node's name
+     * (a raw layer over a node answered with the node's offsets) */
     if (file && e->has_offset)
-        e->filename = file->filename;
+        e->filename = file->file ? file->file->filename : file->filename;
     return 0;
 }
 

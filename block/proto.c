@@ -1,0 +1,315 @@
+/* A node as the host file of another node: the virtual fds of block.h
+ * (blk_file_is_node) and the host file calls on them.
+ *
+ * Each virtual fd is a slot: the node, and the end of the "file" the
+ * format above sees.  The end is the node's size except after a
+ * truncate to a size the node cannot take exactly (a qcow2 node grows in
+ * whole sectors): reads past it see zeros, as past the end of a file.
+ *
+ * Locking: the slot's rwlock is held shared by every request and
+ * exclusively by what changes the end (a write past it, a truncate), so
+ * a node's size never changes under a request through the slot.  A
+ * request never takes it twice: a node below is another slot. */
+#include "block/block.h"
+#include "block/proto.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct vfd {
+    BlockDriverState *node; /* NULL: free (set and cleared under vfd_mu) */
+    pthread_rwlock_t lock;
+    uint64_t end;           /* under lock */
+};
+
+static struct vfd vfds[BLK_VFD_MAX];
+static pthread_mutex_t vfd_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int blk_vfd_new(BlockDriverState *node)
+{
+    pthread_mutex_lock(&vfd_mu);
+    for (int i = 0; i < BLK_VFD_MAX; i++) {
+        struct vfd *v = &vfds[i];
+        if (v->node)
+            continue;
+        pthread_rwlock_init(&v->lock, NULL);
+        v->end = node->size;
+        __atomic_store_n(&v->node, node, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&vfd_mu);
+        return BLK_VFD_BASE + i;
+    }
+    pthread_mutex_unlock(&vfd_mu);
+    blk_set_error("too many nodes opened as host files (at most %d)", BLK_VFD_MAX);
+    return -EMFILE;
+}
+
+void blk_vfd_release(int fd)
+{
+    unsigned i = (unsigned)(fd - BLK_VFD_BASE);
+    if (i >= BLK_VFD_MAX)
+        return;
+    pthread_mutex_lock(&vfd_mu);
+    if (vfds[i].node) {
+        pthread_rwlock_destroy(&vfds[i].lock);
+        __atomic_store_n(&vfds[i].node, NULL, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&vfd_mu);
+}
+
+static struct vfd *slot(int fd)
+{
+    unsigned i = (unsigned)(fd - BLK_VFD_BASE);
+    if (i >= BLK_VFD_MAX || !__atomic_load_n(&vfds[i].node, __ATOMIC_ACQUIRE))
+        return NULL;
+    return &vfds[i];
+}
+
+BlockDriverState *blk_vfd_node(int fd)
+{
+    struct vfd *v = slot(fd);
+    return v ? v->node : NULL;
+}
+
+/* Sizes a node takes: whole sectors. */
+static uint64_t node_size(uint64_t end)
+{
+    return (end + BLK_SECTOR_SIZE - 1) & ~(uint64_t)(BLK_SECTOR_SIZE - 1);
+}
+
+/* The end moves to at least new_end; the node grows (reading as zeros
+ * where it grows) if it must.  Under the exclusive lock. */
+static int grow_locked(struct vfd *v, uint64_t new_end)
+{
+    if (new_end <= v->end)
+        return 0;
+    BlockDriverState *n = v->node;
+    if (new_end > n->size) {
+        int r = blk_truncate(n, node_size(new_end), BLK_PREALLOC_OFF, false);
+        if (r < 0)
+            return r;
+    } else if (n->size > v->end) {
+        /* bytes between the old end and the node's end were cut off by
+         * a truncate; they read as zeros again */
+        uint64_t zend = new_end < n->size ? new_end : n->size;
+        int r = blk_pwrite_zeroes(n, v->end, zend - v->end, 0);
+        if (r < 0)
+            return r;
+    }
+    v->end = new_end;
+    return 0;
+}
+
+static int grow(struct vfd *v, uint64_t new_end)
+{
+    pthread_rwlock_wrlock(&v->lock);
+    int r = grow_locked(v, new_end);
+    pthread_rwlock_unlock(&v->lock);
+    return r;
+}
+
+int vfd_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+    struct vfd *v = slot(fd);
+    if (!v)
+        return -EBADF;
+    pthread_rwlock_rdlock(&v->lock);
+    uint64_t n = off < v->end ? v->end - off : 0;
+    if (n > len)
+        n = len;
+    int r = n ? blk_pread(v->node, off, buf, n) : 0;
+    pthread_rwlock_unlock(&v->lock);
+    if (r == 0 && n < len)
+        memset((uint8_t *)buf + n, 0, len - n); /* past the end: zeros */
+    return r;
+}
+
+int vfd_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+    struct vfd *v = slot(fd);
+    if (!v)
+        return -EBADF;
+    if (!len)
+        return 0;
+    for (;;) {
+        pthread_rwlock_rdlock(&v->lock);
+        if (off + len <= v->end) {
+            int r = blk_pwrite(v->node, off, buf, len);
+            pthread_rwlock_unlock(&v->lock);
+            return r;
+        }
+        pthread_rwlock_unlock(&v->lock);
+        int r = grow(v, off + len);
+        if (r < 0)
+            return r;
+    }
+}
+
+int vfd_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    struct vfd *v = slot(fd);
+    if (!v)
+        return -EBADF;
+    size_t total = blk_iov_total(iov, iovcnt);
+    pthread_rwlock_rdlock(&v->lock);
+    bool inside = off + total <= v->end;
+    int r = inside ? blk_preadv(v->node, off, iov, iovcnt) : 0;
+    pthread_rwlock_unlock(&v->lock);
+    /* the end is in it: piece by piece, zeros past the end */
+    for (int i = 0; !inside && r == 0 && i < iovcnt; off += iov[i].iov_len, i++)
+        r = vfd_pread(fd, iov[i].iov_base, iov[i].iov_len, off);
+    return r;
+}
+
+int vfd_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    struct vfd *v = slot(fd);
+    if (!v)
+        return -EBADF;
+    size_t total = blk_iov_total(iov, iovcnt);
+    for (;;) {
+        pthread_rwlock_rdlock(&v->lock);
+        if (off + total <= v->end) {
+            int r = blk_pwritev(v->node, off, iov, iovcnt);
+            pthread_rwlock_unlock(&v->lock);
+            return r;
+        }
+        pthread_rwlock_unlock(&v->lock);
+        int r = grow(v, off + total);
+        if (r < 0)
+            return r;
+    }
+}
+
+int vfd_sync(int fd)
+{
+    struct vfd *v = slot(fd);
+    if (!v)
+        return -EBADF;
+    pthread_rwlock_rdlock(&v->lock);
+    int r = blk_flush(v->node);
+    pthread_rwlock_unlock(&v->lock);
+    return r;
+}
+
+int64_t vfd_size(int fd)
+{
+    struct vfd *v = slot(fd);
+    if (!v)
+        return -EBADF;
+    pthread_rwlock_rdlock(&v->lock);
+    int64_t end = (int64_t)v->end;
+    pthread_rwlock_unlock(&v->lock);
+    return end;
+}
+
+/* What fstat says of a node: a regular file of the node's end, using
+ * what the node's files use. */
+int vfd_stat(int fd, struct stat *st)
+{
+    struct vfd *v = slot(fd);
+    if (!v)
+        return -EBADF;
+    memset(st, 0, sizeof(*st));
+    int64_t used = blk_allocated_size(v->node);
+    pthread_rwlock_rdlock(&v->lock);
+    st->st_size = (off_t)v->end;
+    pthread_rwlock_unlock(&v->lock);
+    st->st_mode = S_IFREG | 0600;
+    st->st_nlink = 1;
+    st->st_blksize = 4096;
+    st->st_blocks = used > 0 ? used / 512 : 0;
+    /* no two nodes are the same file: a chain loop is caught by the
+     * files below them */
+    st->st_dev = (dev_t)-1;
+    st->st_ino = (ino_t)fd;
+    return 0;
+}
+
+int vfd_truncate(int fd, uint64_t size)
+{
+    struct vfd *v = slot(fd);
+    if (!v)
+        return -EBADF;
+    pthread_rwlock_wrlock(&v->lock);
+    int r = 0;
+    if (size > v->end) {
+        r = grow_locked(v, size);
+    } else if (size < v->end) {
+        BlockDriverState *n = v->node;
+        uint64_t ns = node_size(size);
+        if (ns < n->size)
+            r = blk_truncate(n, ns, BLK_PREALLOC_OFF, true);
+        if (r == 0)
+            v->end = size;
+    }
+    pthread_rwlock_unlock(&v->lock);
+    return r;
+}
+
+int vfd_extend(int fd, uint64_t off, uint64_t len)
+{
+    struct vfd *v = slot(fd);
+    if (!v)
+        return -EBADF;
+    return grow(v, off + len);
+}
+
+int vfd_zero(int fd, uint64_t off, uint64_t len)
+{
+    struct vfd *v = slot(fd);
+    if (!v)
+        return -EBADF;
+    pthread_rwlock_rdlock(&v->lock);
+    uint64_t n = off < v->end ? v->end - off : 0;
+    if (n > len)
+        n = len;
+    int r = n ? blk_pwrite_zeroes(v->node, off, n, BLK_ZERO_MAY_UNMAP) : 0;
+    pthread_rwlock_unlock(&v->lock);
+    return r;
+}
+
+/* lseek's SEEK_END, SEEK_DATA and SEEK_HOLE on the node: data is what
+ * the node (or a backing file below it) stores, a hole what reads as
+ * zeros from nowhere. */
+int64_t vfd_seek(int fd, uint64_t off, int whence)
+{
+    struct vfd *v = slot(fd);
+    if (!v)
+        return -EBADF;
+    if (whence != SEEK_END && whence != SEEK_DATA && whence != SEEK_HOLE)
+        return -EINVAL;
+    pthread_rwlock_rdlock(&v->lock);
+    uint64_t end = v->end;
+    int64_t r = (int64_t)end;
+    if (whence == SEEK_END)
+        goto out;
+    if (off >= end) {
+        r = -ENXIO;
+        goto out;
+    }
+    while (off < end) {
+        uint64_t pnum = 0, host;
+        int depth;
+        int st = blk_block_status_above(v->node, off, end - off, &pnum, &host, &depth, NULL);
+        if (st < 0) {
+            r = st;
+            goto out;
+        }
+        bool data = (st & BLK_STATUS_DATA) || !(st & BLK_STATUS_ZERO);
+        if (data == (whence == SEEK_DATA)) {
+            r = (int64_t)off;
+            goto out;
+        }
+        if (!pnum)
+            break;
+        off += pnum;
+    }
+    /* no data up to the end; the end is a hole */
+    r = whence == SEEK_DATA ? -ENXIO : (int64_t)end;
+out:
+    pthread_rwlock_unlock(&v->lock);
+    return r;
+}

@@ -1,0 +1,95 @@
+#!/bin/bash
+# A node as the host file of another (the protocol layer, block/proto.c):
+# a qcow2 image stored inside a qcow2 image ("driver=qcow2,file.driver=
+# qcow2,file.file.filename=X"), a raw view of an image's bytes ("driver=
+# raw,file.driver=qcow2"), a qcow2 image opened through a raw node.  What
+# calf-io writes through the nesting qemu-io reads back through the same
+# nesting, and the other way round; info, map, check, compare and convert
+# through it print what qemu-img prints.
+. "$(dirname "$0")/lib.sh"
+need_qemu qemu-img qemu-io
+plan 24
+
+# out.qcow2 holds, as its guest data, the bytes of a fresh 8 MiB qcow2
+# image: the outer image is 192 KiB and must grow as the inner one does
+in_both qemu-img create -f qcow2 in.qcow2 8M
+in_both qemu-img convert -f raw -O qcow2 in.qcow2 out.qcow2
+N=driver=qcow2,file.driver=qcow2,file.file.filename=out.qcow2
+J="json:{'driver': 'qcow2', 'file': {'driver': 'qcow2', 'file': {'driver': 'file', 'filename': 'out.qcow2'}}}"
+R=driver=raw,file.driver=qcow2,file.file.filename=out.qcow2
+
+out=$(cd "$CDIR" && "$CALF_IO" --image-opts -c "write -P 0x5a 0 64k" -c "write -P 0xa5 1M 192k" \
+      -c "write -P 0x3c 5M 4k" -c "write -z 2M 64k" "$N" 2>&1)
+is "$(echo "$out" | filter_io | grep -c '^wrote')" 4 "calf-io writes into a qcow2 stored in a qcow2"
+ok "qemu-io reads calf's writes through the same nesting (json:)" \
+    qemu-io -c "read -P 0x5a 0 64k" -c "read -P 0xa5 1M 192k" -c "read -P 0x3c 5M 4k" \
+    -c "read -P 0 2M 64k" -c "read -P 0 64k 64k" "$(echo "$J" | sed "s|'out|'$CDIR/out|")"
+ok "the outer image is consistent (qemu-img check)" qemu-img check "$CDIR/out.qcow2"
+ok "the inner image is consistent (qemu-img check through the nesting)" \
+    qemu-img check --image-opts "driver=qcow2,file.driver=qcow2,file.file.filename=$CDIR/out.qcow2"
+size=$(qemu-img info --output=json "$CDIR/out.qcow2" | sed -n 's/.*"virtual-size": \([0-9]*\).*/\1/p')
+ok "the outer image grew with the inner one ($size bytes)" test "${size:-0}" -gt 196608
+
+# From here on the outer image is larger than the inner one will ever
+# need (QEMU does not grow it: what its qcow2 writes past the end of a
+# node is gone once closed), and both directories hold what the same
+# commands wrote.  qemu-io writes, calf-io reads.
+in_both rm -f out.qcow2
+in_both qemu-img create -f qcow2 out.qcow2 16M
+in_both qemu-img convert -n -f raw -O qcow2 in.qcow2 out.qcow2
+in_both qemu-io --image-opts -c "write -P 0x5a 0 64k" -c "write -P 0xa5 1M 192k" \
+    -c "write -P 0x3c 5M 4k" "$N"
+ok "calf-io reads qemu-io's writes through the nesting" \
+    "$CALF_IO" --image-opts -c "read -P 0x5a 0 64k" -c "read -P 0xa5 1M 192k" \
+    -c "read -P 0x3c 5M 4k" -c "read -P 0 2M 4k" \
+    "driver=qcow2,file.driver=qcow2,file.file.filename=$QDIR/out.qcow2"
+
+same_img "info through a json: nesting" info "$J"
+same_img "info --image-opts through the nesting" info --image-opts "$N"
+same_img "info of raw over a qcow2 node (the inner image's bytes)" info --output=json \
+    --image-opts "$R"
+same_img "map through the nesting" map --image-opts "$N"
+same_img "map --output=json through the nesting" map --output=json --image-opts "$N"
+same_img "map of raw over a qcow2 node: the qcow2 node's offsets" map --output=json \
+    --image-opts "$R"
+same_img "check through the nesting" check --image-opts "$N"
+same_img "compare: the nesting against itself as a plain file" compare --image-opts \
+    "$N" "driver=qcow2,file.filename=out.qcow2"
+
+# raw over a node: the bytes of the inner image as a plain file
+in_both qemu-img convert -O raw out.qcow2 bytes.img
+same_img "compare raw over a qcow2 node with the outer image's data" compare \
+    --image-opts "$R" "driver=raw,file.filename=bytes.img"
+# a qcow2 image read through a raw node over its file
+same_io "qcow2 over a raw node over a file" --image-opts \
+    -c "read -P 0x5a 0 64k" -c "read -P 0x3c 5M 4k" \
+    "driver=qcow2,file.driver=raw,file.file.filename=bytes.img"
+
+cd "$CDIR" || exit 1
+convert_like_qemu "convert out of the nesting" qcow2 --image-opts "$N"
+"$CALF_IMG" convert -f qcow2 -O qcow2 c.out plain.qcow2
+in_both qemu-img create -f qcow2 target-in.qcow2 8M
+in_both qemu-img create -f qcow2 target.qcow2 16M
+in_both qemu-img convert -n -f raw -O qcow2 target-in.qcow2 target.qcow2
+T=driver=qcow2,file.driver=qcow2,file.file.filename=target.qcow2
+out=$("$CALF_IMG" convert -n -W -m 4 -f qcow2 plain.qcow2 --target-image-opts "$T" 2>&1)
+is "$out" "" "convert -n -W -m 4 into the nesting"
+ok "the nested target holds what was converted (qemu-img compare)" \
+    qemu-img compare --image-opts "$T" "driver=qcow2,file.filename=plain.qcow2"
+ok "the nested target is consistent (qemu-img check through the nesting)" \
+    qemu-img check --image-opts "$T"
+ok "the outer target is consistent (qemu-img check)" qemu-img check target.qcow2
+cd - >/dev/null || exit 1
+
+# three deep: qcow2 in qcow2 in qcow2
+in_both qemu-img create -f qcow2 out2.qcow2 32M
+in_both qemu-img convert -n -f raw -O qcow2 out.qcow2 out2.qcow2
+D=driver=qcow2,file.driver=qcow2,file.file.driver=qcow2,file.file.file.filename=out2.qcow2
+same_io "three deep: reads through two nodes" --image-opts \
+    -c "read -P 0xa5 1M 192k" -c "write -P 0x11 7M 64k" -c "read -P 0x11 7M 64k" "$D"
+
+# errors: what qemu-img says
+same_img "a missing file under the nesting" info --image-opts \
+    driver=qcow2,file.driver=qcow2,file.file.filename=nonexistent.qcow2
+same_io "a format over a node that is not that format" --image-opts -c "read 0 512" \
+    driver=qcow2,file.driver=raw,file.file.filename=in.qcow2.nonexistent
