@@ -268,6 +268,9 @@ bool blk_format_name_known(const char *name);
  *   file.filename=PATH    its name
  *   file.driver=FILTER, file.CHILD.filename=PATH: a filter between
  *                         the format and its host file (below)
+ *   file.driver=FORMAT, file.*: the host file is a node of that format
+ *                         (raw, qcow2, ...) with the file.* options,
+ *                         opened as a node of its own (see BLK_VFD_BASE)
  *   backing=null (json)   do not open the backing file: reads as zeros
  *   backing.KEY=V         options of the backing file's node (backing.driver,
  *                         backing.file.filename, backing.encrypt.key-secret)

@@ -6,7 +6,9 @@
 # 512 B to 2 MiB, extended L2, raw and qcow2 backing files (one ending
 # part-way through a cluster), compressed clusters, clusters shared with
 # an internal snapshot, lazy refcounts, version 2, encryption,
-# cache=writeback and cache=none, qcow v1 and raw.  After each run
+# cache=writeback and cache=none, qcow v1 and raw, a qcow2 image stored
+# in a qcow2 node that grows under the writers and raw over a qcow2 node
+# (block/proto.c).  After each run
 # qemu-img check judges the image and qemu-img compare reads back what
 # calf read at the end.  BLK_STRESS_RUNS=N runs each layout N times with
 # new seeds (the soak of `make test-slow`); BLK_STRESS_OPS sets the
@@ -54,6 +56,16 @@ layout() {
                  "driver=raw,file.filename=$TMP/final.raw"
                  "driver=qcow2,file.filename=$img,encrypt.key-secret=s0")
         fi
+        if [ -n "$NEST" ]; then
+            # the image is a node over a node: both are checked, and the
+            # data read through the same nesting
+            local node="driver=$fmt,file.driver=$NEST,file.file.filename=$img"
+            chk=(qemu-img check -q --image-opts "$node")
+            cmp=(qemu-img compare -q --image-opts "driver=raw,file.filename=$TMP/final.raw" "$node")
+            if ! out=$(qemu-img check -q "$img" 2>&1); then
+                fail "$name: qemu-img check of the outer image (seed $seed)" "$out"; return
+            fi
+        fi
         if [ "$fmt" = qcow2 ] && ! out=$("${chk[@]}" 2>&1); then
             fail "$name: qemu-img check (seed $seed)" "$out"; return
         fi
@@ -66,7 +78,7 @@ layout() {
 }
 
 Q="qemu-img create -q -f qcow2"
-KEY=
+KEY= NEST=
 for cs in 512 4k 64k 2M; do
     size=8M; [ $cs = 2M ] && size=16M
     layout "qcow2 cluster_size=$cs" qcow2 $size "$Q -o cluster_size=$cs \$img $size"
@@ -90,6 +102,15 @@ layout "qcow v1" qcow 4M "qemu-img create -q -f qcow \$img 4M"
 layout "qcow v1 over a backing file" qcow 4M \
     "qemu-img create -q -f qcow -b $TMP/base.raw -F raw \$img 4M; init=$TMP/base.raw"
 layout "raw" raw 4M "truncate -s 4M \$img"
+# format over format (block/proto.c): the inner image's host file is a
+# qcow2 node, which grows under the writers (it starts as small as the
+# inner image's bytes); and raw over a qcow2 node
+NEST=qcow2
+layout "qcow2 stored in a qcow2 node (driver=qcow2,file.driver=qcow2)" qcow2 4M \
+    "qemu-img create -q -f qcow2 -o cluster_size=4k $TMP/inner.qcow2 4M; qemu-img convert -q -f raw -O qcow2 -o cluster_size=4k $TMP/inner.qcow2 \$img" -F qcow2
+layout "raw over a qcow2 node (driver=raw,file.driver=qcow2)" raw 4M \
+    "$Q -o cluster_size=4k \$img 4M" -F qcow2
+NEST=
 if [ $direct = yes ]; then
     layout "cache=none, qcow2 cluster_size=512" qcow2 4M "$Q -o cluster_size=512 \$img 4M" -N
     layout "cache=none, qcow2 cluster_size=4k over a backing file" qcow2 4M \

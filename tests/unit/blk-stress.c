@@ -314,13 +314,21 @@ static void *run(void *arg)
     return NULL;
 }
 
+/* -F FMT: the image's host file is a node of format FMT over path
+ * (driver=FORMAT,file.driver=FMT,file.file.filename=PATH) */
+static const char *file_fmt;
+
 static BlockDriverState *open_image(const char *path, const char *fmt, int flags,
                                     const char *secret)
 {
     BlockOptions o = {0};
     if (secret)
         blkopts_set(&o, "encrypt.key-secret", secret);
-    BlockDriverState *b = blk_open(path, fmt, flags, secret ? &o : NULL);
+    if (file_fmt) {
+        blkopts_set(&o, "file.driver", file_fmt);
+        blkopts_set(&o, "file.file.filename", path);
+    }
+    BlockDriverState *b = blk_open(file_fmt ? NULL : path, fmt, flags, o.n ? &o : NULL);
     blkopts_free(&o);
     if (!b)
         fprintf(stderr, "blk-stress: %s\n", blk_error());
@@ -332,12 +340,13 @@ int main(int argc, char **argv)
     const char *fmt = NULL, *init = NULL, *out = NULL, *secret = NULL;
     uint64_t seed = 1;
     int flags = BLK_O_RDWR, opt;
-    while ((opt = getopt(argc, argv, "t:n:s:f:Nk:i:o:")) != -1) {
+    while ((opt = getopt(argc, argv, "t:n:s:f:F:Nk:i:o:")) != -1) {
         switch (opt) {
         case 't': nthreads = atoi(optarg); break;
         case 'n': nops = strtoull(optarg, NULL, 0); break;
         case 's': seed = strtoull(optarg, NULL, 0); break;
         case 'f': fmt = optarg; break;
+        case 'F': file_fmt = optarg; break;
         case 'N': flags |= BLK_O_NOCACHE; break;
         case 'k': secret = optarg; torn_noise = true; break;
         case 'i': init = optarg; break;
