@@ -149,7 +149,7 @@ test-tsan:
 	    CALF_BUILD=$(abspath build-tsan) prove -j$(PROVE_JOBS) $(TSAN_TESTS)
 
 # The block stress soak: every layout of tests/blk-stress.t SOAK_RUNS
-# times with new seeds (21 layouts x 50 = 1050 runs), part of test-slow.
+# times with new seeds (24 layouts x 50 = 1200 runs), part of test-slow.
 SOAK_RUNS ?= 50
 soak: test-progs
 	BLK_STRESS_RUNS=$(SOAK_RUNS) BLK_STRESS_OPS=$${BLK_STRESS_OPS:-400} \

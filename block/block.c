@@ -26,6 +26,7 @@ static const BlockDriver *const drivers[] = {
     &blk_luks_driver,
     &blk_raw_driver,
     &blk_null_driver,
+    &blk_quorum_driver,
 };
 
 const BlockDriver *blk_find_driver(const char *name)
@@ -696,6 +697,7 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
         spec_free(&spec);
         return NULL;
     }
+    const char *nodir = NULL; /* the driver below that has no directory */
     const char *unused = blkopts_first_unused(&spec.dopts);
     if (unused) {
         blk_set_error("Block format '%s' does not support the option '%s'", drv->name, unused);
@@ -714,12 +716,22 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
         BlockDriverState *bottom = bs;
         while (bottom->file)
             bottom = bottom->file; /* as QEMU: the directory of the file below */
-        bs->full_backing_filename = blk_backing_path(spec.filter ? spec.host : bottom->filename,
-                                                     bs->backing_file);
-        if (!bs->full_backing_filename) {
-            blk_set_error("out of memory");
-            goto fail;
+        if (bottom->fd < 0 && bottom != bs && bs->backing_file[0] != '/' &&
+            !has_protocol(bs->backing_file)) {
+            /* below is a node of several files (quorum): no directory */
+            nodir = bottom->drv->name;
+        } else {
+            bs->full_backing_filename = blk_backing_path(
+                spec.filter ? spec.host : bottom->filename, bs->backing_file);
+            if (!bs->full_backing_filename) {
+                blk_set_error("out of memory");
+                goto fail;
+            }
         }
+    }
+    if (nodir && !(flags & BLK_O_NO_BACKING) && !spec.no_backing) {
+        blk_set_error("Cannot generate a base directory for %s nodes", nodir);
+        goto fail;
     }
     if (bs->backing_file[0] && !(flags & BLK_O_NO_BACKING) && !spec.no_backing) {
         /* A backing file is only ever read: never opened for writing. */

@@ -249,6 +249,7 @@ extern const BlockDriver blk_qcow2_driver;
 extern const BlockDriver blk_qcow_driver;
 extern const BlockDriver blk_null_driver;
 extern const BlockDriver blk_luks_driver;
+extern const BlockDriver blk_quorum_driver;
 const BlockDriver *blk_find_driver(const char *name);
 /* A name qemu-img takes for a format (-F of rebase -u): a driver, one of
  * QEMU's host file drivers ("file", "host_device") or a filter. */

@@ -5,10 +5,11 @@
 # raw,file.driver=qcow2"), a qcow2 image opened through a raw node.  What
 # calf-io writes through the nesting qemu-io reads back through the same
 # nesting, and the other way round; info, map, check, compare and convert
-# through it print what qemu-img prints.
+# through it print what qemu-img prints.  Last, QEMU's quorum node under
+# a qcow2 image: writes reach every child, reads take the majority.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 24
+plan 31
 
 # out.qcow2 holds, as its guest data, the bytes of a fresh 8 MiB qcow2
 # image: the outer image is 192 KiB and must grow as the inner one does
@@ -93,3 +94,35 @@ same_img "a missing file under the nesting" info --image-opts \
     driver=qcow2,file.driver=qcow2,file.file.filename=nonexistent.qcow2
 same_io "a format over a node that is not that format" --image-opts -c "read 0 512" \
     driver=qcow2,file.driver=raw,file.file.filename=in.qcow2.nonexistent
+
+# --- quorum: a node of several files ---
+in_both qemu-img create -q -f qcow2 qa.qcow2 4M
+in_both cp qa.qcow2 qb.qcow2
+in_both cp qa.qcow2 qc.qcow2
+Q3() { # vote-threshold, read-pattern
+    echo "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':$1,$2'children':[{'driver':'file','filename':'qa.qcow2'},{'driver':'file','filename':'qb.qcow2'},{'driver':'file','filename':'qc.qcow2'}]}}"
+}
+out=$(cd "$CDIR" && "$CALF_IO" -c "write -P 0x61 0 64k" -c "write -P 0x62 1M 4k" "$(Q3 2)" 2>&1)
+is "$(echo "$out" | grep -c '^wrote')" 2 "calf-io writes through qcow2 over a quorum of three files"
+ok "every child holds the writes (qemu-io reads each file)" bash -c "
+    for f in qa qb qc; do qemu-io -c 'read -P 0x61 0 64k' -c 'read -P 0x62 1M 4k' $CDIR/\$f.qcow2 >/dev/null || exit 1
+    qemu-img check -q $CDIR/\$f.qcow2 || exit 1; done"
+in_both qemu-io -c "write -P 0x61 0 64k" -c "write -P 0x62 1M 4k" "$(Q3 2)"
+# the first child disagrees: the majority wins
+in_both qemu-io -c "write -P 0x99 0 4k" qa.qcow2
+same_io "a quorum read takes what two of three children agree on" \
+    -c "read -P 0x61 0 64k" "$(Q3 2)"
+# two children disagree with each other and the third: no quorum of 2
+in_both qemu-io -c "write -P 0x98 0 4k" qc.qcow2
+same_io "no two children agree: the read fails" -c "read -P 0x61 0 4k" "$(Q3 2)"
+same_io "read-pattern fifo reads the first child" -c "read -P 0x61 0 4k" \
+    "$(Q3 2 "'read-pattern':'fifo',")"
+# (the name QEMU makes of a quorum node's options aside, and the host
+# allocation, which here differs with the tool that wrote each child)
+QI=driver=qcow2,file.driver=quorum,file.vote-threshold=1,file.children.0.driver=file
+QI=$QI,file.children.0.filename=qa.qcow2,file.children.1.driver=file,file.children.1.filename=qb.qcow2
+is "$(cd "$CDIR" && "$CALF_IMG" info --image-opts "$QI" 2>&1 | grep -v '^image:\|^disk size:')" \
+    "$(cd "$QDIR" && qemu-img info --image-opts "$QI" 2>&1 | grep -v '^image:\|^disk size:')" \
+    "info through a quorum (--image-opts)"
+same_img "a vote-threshold above the children count" info \
+    "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':3,'children':[{'driver':'file','filename':'qa.qcow2'}]}}"

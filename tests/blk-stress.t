@@ -8,7 +8,8 @@
 # an internal snapshot, lazy refcounts, version 2, encryption,
 # cache=writeback and cache=none, qcow v1 and raw, a qcow2 image stored
 # in a qcow2 node that grows under the writers and raw over a qcow2 node
-# (block/proto.c).  After each run
+# (block/proto.c), and a qcow2 image over a quorum of three files.
+# After each run
 # qemu-img check judges the image and qemu-img compare reads back what
 # calf read at the end.  BLK_STRESS_RUNS=N runs each layout N times with
 # new seeds (the soak of `make test-slow`); BLK_STRESS_OPS sets the
@@ -111,6 +112,32 @@ layout "qcow2 stored in a qcow2 node (driver=qcow2,file.driver=qcow2)" qcow2 4M 
 layout "raw over a qcow2 node (driver=raw,file.driver=qcow2)" raw 4M \
     "$Q -o cluster_size=4k \$img 4M" -F qcow2
 NEST=
+# qcow2 over a quorum of three files (block/quorum.c): afterwards every
+# child is the same file, a clean qcow2 image of what calf read
+quorum_layout() {
+    local run seed out c j
+    for run in $(seq 1 "$RUNS"); do
+        seed=$((SEED0 + run))
+        for c in a b c; do
+            rm -f "$TMP/q$c.qcow2"; qemu-img create -q -f qcow2 -o cluster_size=4k "$TMP/q$c.qcow2" 4M
+        done
+        j="json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':2,'children':["
+        j+="{'driver':'file','filename':'$TMP/qa.qcow2'},{'driver':'file','filename':'$TMP/qb.qcow2'},"
+        j+="{'driver':'file','filename':'$TMP/qc.qcow2'}]}}"
+        if ! out=$("$STRESS" -s $seed -n "$OPS" -f qcow2 -o "$TMP/final.raw" "$j" 2>&1); then
+            fail "qcow2 over a quorum: a read the model does not allow (seed $seed)" "$out"; return
+        fi
+        for c in a b c; do
+            if ! out=$(qemu-img check -q "$TMP/q$c.qcow2" 2>&1 &&
+                       qemu-img compare -q -f raw -F qcow2 "$TMP/final.raw" "$TMP/q$c.qcow2" 2>&1 &&
+                       cmp "$TMP/qa.qcow2" "$TMP/q$c.qcow2" 2>&1); then
+                fail "qcow2 over a quorum: child $c (seed $seed)" "$out"; return
+            fi
+        done
+    done
+    pass "qcow2 over a quorum of three files: every read allowed, the children identical and clean"
+}
+quorum_layout
 if [ $direct = yes ]; then
     layout "cache=none, qcow2 cluster_size=512" qcow2 4M "$Q -o cluster_size=512 \$img 4M" -N
     layout "cache=none, qcow2 cluster_size=4k over a backing file" qcow2 4M \
