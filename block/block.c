@@ -576,6 +576,22 @@ static char *nested_name(BlockDriverState *bs)
     return buf;
 }
 
+/* Nodes opened inside the opening of another (a node as host file, a
+ * quorum's children) on this thread: bounded, so that a hostile option
+ * tree nesting them without end gets an error, not a stack overflow. */
+#define BLK_MAX_NEST 32
+static __thread int nest_depth;
+
+static bool nest_enter(void)
+{
+    if (nest_depth >= BLK_MAX_NEST) {
+        blk_set_error("nodes nested more than %d deep", BLK_MAX_NEST);
+        return false;
+    }
+    nest_depth++;
+    return true;
+}
+
 /* Undoes what opened a node's host file: the file, or the node. */
 static void close_host(int fd, BlockDriverState *file)
 {
@@ -625,7 +641,11 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
          * backing chain; its writers are this node's */
         int cflags = flags & (BLK_O_RDWR | BLK_O_SHARE | BLK_O_NOCACHE | BLK_O_UNSAFE |
                               BLK_O_NO_REPAIR);
-        if (!(file = open_chain(NULL, NULL, false, cflags, &spec.copts, depth, seen))) {
+        if (nest_enter()) {
+            file = open_chain(NULL, NULL, false, cflags, &spec.copts, depth, seen);
+            nest_depth--;
+        }
+        if (!file) {
             spec_free(&spec);
             return NULL;
         }
@@ -763,7 +783,11 @@ BlockDriverState *blk_open(const char *filename, const char *format, int flags,
         blk_set_error("out of memory");
         return NULL;
     }
-    BlockDriverState *bs = open_chain(filename, format, true, flags, opts, 0, seen);
+    BlockDriverState *bs = NULL;
+    if (nest_enter()) {
+        bs = open_chain(filename, format, true, flags, opts, 0, seen);
+        nest_depth--;
+    }
     free(seen);
     return bs;
 }

@@ -9,7 +9,7 @@
 # a qcow2 image: writes reach every child, reads take the majority.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 31
+plan 32
 
 # out.qcow2 holds, as its guest data, the bytes of a fresh 8 MiB qcow2
 # image: the outer image is 192 KiB and must grow as the inner one does
@@ -92,6 +92,11 @@ same_io "three deep: reads through two nodes" --image-opts \
 # errors: what qemu-img says
 same_img "a missing file under the nesting" info --image-opts \
     driver=qcow2,file.driver=qcow2,file.file.filename=nonexistent.qcow2
+o=driver=raw p=file.
+for i in $(seq 1 40); do o=$o,${p}driver=raw p=${p}file.; done
+out=$(cd "$CDIR" && "$CALF_IMG" info --image-opts "$o,${p}driver=file,${p}filename=in.qcow2" 2>&1); rc=$?
+is "$rc:$(echo "$out" | wc -l):${out##*: }" "1:1:nodes nested more than 32 deep" \
+    "hostile nesting, 41 nodes deep: one clear error"
 same_io "a format over a node that is not that format" --image-opts -c "read 0 512" \
     driver=qcow2,file.driver=raw,file.file.filename=in.qcow2.nonexistent
 
