@@ -833,6 +833,7 @@ static int open_data_file_opts(Qcow2State *s, BlockOptions *sub)
     const char *drv = blkopts_get(sub, "driver");
     const char *opt = blkopts_get(sub, "filename");
     bool tree = false; /* raw over a filter or a node: the options say what */
+    const char *data_fmt = "raw";
     if (drv && !strcmp(drv, "file"))
         drv = NULL; /* a host file: opened as raw */
     else if (drv && !strcmp(drv, "raw") && !opt) {
@@ -851,6 +852,14 @@ static int open_data_file_opts(Qcow2State *s, BlockOptions *sub)
         } else {
             drv = fdrv;
         }
+    } else if (drv && strcmp(drv, "raw") && blk_find_driver(drv)) {
+        /* any other node (null-co...): opened as the options say */
+        for (int i = 0; i < sub->n; i++)
+            if (!strcmp(sub->opt[i].key, "driver") || !strcmp(sub->opt[i].key, "filename"))
+                sub->opt[i].used = false;
+        data_fmt = NULL;
+        tree = true;
+        drv = NULL;
     }
     if (drv) {
         blk_set_error("Unknown driver '%s' for the data file", drv);
@@ -887,7 +896,15 @@ static int open_data_file_opts(Qcow2State *s, BlockOptions *sub)
             blkopts_free(&rest);
             return -ENOMEM;
         }
-    s->data_bs = blk_open(path, "raw", flags, rest.n ? &rest : NULL);
+    /* The name stored in the image is a host file's, whatever it looks
+     * like ("json:{...}" included), as QEMU opens it. */
+    if (!opt && !tree &&
+        (blkopts_set(&rest, "file.driver", "file") < 0 ||
+         blkopts_set(&rest, "file.filename", path) < 0)) {
+        blkopts_free(&rest);
+        return -ENOMEM;
+    }
+    s->data_bs = blk_open(opt ? path : NULL, data_fmt, flags, rest.n ? &rest : NULL);
     blkopts_free(&rest);
     if (!s->data_bs && (bs->flags & BLK_O_NO_IO)) {
         /* info reads no data: it shows the image without its data file,
@@ -899,15 +916,28 @@ static int open_data_file_opts(Qcow2State *s, BlockOptions *sub)
         return -EINVAL; /* blk_open said why */
     /* the name comes from the image: never a FIFO or a device that
      * would block a read forever */
+    int dfd = s->data_bs->fd;
+    if (dfd < 0) {
+        /* a node with no file of its own: the data goes to its requests */
+        if ((dfd = blk_vfd_new(s->data_bs)) < 0) {
+            blk_close(s->data_bs);
+            s->data_bs = NULL;
+            return dfd;
+        }
+        s->data_vfd = dfd;
+    }
     struct stat st;
-    if (blk_file_stat(s->data_bs->fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
+    if (blk_file_stat(dfd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
         blk_set_error("Could not open '%s': data file is not a regular file or block device",
                       path ? path : s->data_bs->filename);
+        if (blk_file_is_node(s->data_vfd))
+            blk_vfd_release(s->data_vfd);
+        s->data_vfd = 0;
         blk_close(s->data_bs);
         s->data_bs = NULL;
         return -EINVAL;
     }
-    s->data_fd = s->data_bs->fd;
+    s->data_fd = dfd;
     bs->data_file = s->data_bs;
     return 0;
 }
@@ -916,6 +946,8 @@ static void qcow2_free_state(Qcow2State *s)
 {
     if (s->data_bs) {
         s->bs->data_file = NULL;
+        if (blk_file_is_node(s->data_vfd))
+            blk_vfd_release(s->data_vfd);
         blk_close(s->data_bs);
     }
     free(s->data_file_name);

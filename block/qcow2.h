@@ -115,6 +115,8 @@ typedef struct Qcow2State {
      * refcount, or the image file itself (data_fd == fd, data_bs NULL).
      * data_bs is opened as a raw image, locked like the image. */
     int data_fd;
+    int data_vfd; /* the data file's node as host file (a node with no
+                     file of its own: null-co), released at close; else 0 */
     BlockDriverState *data_bs;
     char *data_file_name;     /* as stored in the header extension, or NULL */
 

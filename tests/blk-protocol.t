@@ -9,7 +9,7 @@
 # a qcow2 image: writes reach every child, reads take the majority.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 32
+plan 35
 
 # out.qcow2 holds, as its guest data, the bytes of a fresh 8 MiB qcow2
 # image: the outer image is 192 KiB and must grow as the inner one does
@@ -99,6 +99,17 @@ is "$rc:$(echo "$out" | wc -l):${out##*: }" "1:1:nodes nested more than 32 deep"
     "hostile nesting, 41 nodes deep: one clear error"
 same_io "a format over a node that is not that format" --image-opts -c "read 0 512" \
     driver=qcow2,file.driver=raw,file.file.filename=in.qcow2.nonexistent
+
+# --- a data file that is a node with no file of its own (null-co) ---
+in_both qemu-img create -q -f qcow2 -o data_file=nd.data nd.qcow2 64M
+ND="json:{'driver':'qcow2','file':{'driver':'file','filename':'nd.qcow2'},"
+ND+="'data-file':{'driver':'null-co','size':67108864,'read-zeroes':true}}"
+same_io "a qcow2 image whose data-file option is a null-co node: writes vanish" \
+    -c "write -P 0x21 768 64k" -c "read -P 0 768 64k" "$ND"
+same_img "and its check" check "$ND"
+# a json: name stored as the data file's name is a host file's name to QEMU
+in_both qemu-img amend -o "data_file=json:{'driver':'null-co',,'size':'67108864'}" nd.qcow2
+same_io "a json: data file name in the header names a file" -c "read 0 512" nd.qcow2
 
 # --- quorum: a node of several files ---
 in_both qemu-img create -q -f qcow2 qa.qcow2 4M
