@@ -80,7 +80,9 @@ static uint64_t node_size(uint64_t end)
 }
 
 /* The end moves to at least new_end; the node grows (reading as zeros
- * where it grows) if it must.  Under the exclusive lock. */
+ * where it grows) if it must.  The node reads as zeros from the end to
+ * its own size (a shrink zeroes what it leaves there), so moving the
+ * end up within the node writes nothing.  Under the exclusive lock. */
 static int grow_locked(struct vfd *v, uint64_t new_end)
 {
     if (new_end <= v->end)
@@ -88,13 +90,6 @@ static int grow_locked(struct vfd *v, uint64_t new_end)
     BlockDriverState *n = v->node;
     if (new_end > n->size) {
         int r = blk_truncate(n, node_size(new_end), BLK_PREALLOC_OFF, false);
-        if (r < 0)
-            return r;
-    } else if (n->size > v->end) {
-        /* bytes between the old end and the node's end were cut off by
-         * a truncate; they read as zeros again */
-        uint64_t zend = new_end < n->size ? new_end : n->size;
-        int r = blk_pwrite_zeroes(n, v->end, zend - v->end, 0);
         if (r < 0)
             return r;
     }
@@ -240,7 +235,14 @@ int vfd_truncate(int fd, uint64_t size)
     } else if (size < v->end) {
         BlockDriverState *n = v->node;
         uint64_t ns = node_size(size);
-        if (ns < n->size)
+        /* What is cut off reads as zeros, as past the end of a file,
+         * also once grown again or reopened: zeroed first, as a node
+         * that shrinks may keep the bytes of a partial cluster and show
+         * them again when it grows (a qcow2 image does, in QEMU too). */
+        uint64_t zend = v->end < n->size ? v->end : n->size;
+        if (zend > size)
+            r = blk_pwrite_zeroes(n, size, zend - size, BLK_ZERO_MAY_UNMAP);
+        if (r == 0 && ns < n->size)
             r = blk_truncate(n, ns, BLK_PREALLOC_OFF, true);
         if (r == 0)
             v->end = size;

@@ -9,7 +9,7 @@
 # a qcow2 image: writes reach every child, reads take the majority.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 35
+plan 37
 
 # out.qcow2 holds, as its guest data, the bytes of a fresh 8 MiB qcow2
 # image: the outer image is 192 KiB and must grow as the inner one does
@@ -88,6 +88,17 @@ in_both qemu-img convert -n -f raw -O qcow2 out.qcow2 out2.qcow2
 D=driver=qcow2,file.driver=qcow2,file.file.driver=qcow2,file.file.file.filename=out2.qcow2
 same_io "three deep: reads through two nodes" --image-opts \
     -c "read -P 0xa5 1M 192k" -c "write -P 0x11 7M 64k" -c "read -P 0x11 7M 64k" "$D"
+
+# a shrink to a size the node cannot take, then a grow: what was cut off
+# reads as zeros, as in a file, though a qcow2 node keeps the bytes of a
+# partial cluster past its end (qemu-io reads the node as an image)
+qemu-img create -q -f qcow2 "$CDIR/shr.qcow2" 4k
+out=$(cd "$CDIR" && "$CALF_IO" --image-opts -c "write -P 0xaa 0 4k" -c "truncate 1000" \
+      -c "truncate 8192" -c "read -P 0 1000 7192" -c "read -P 0xaa 0 1000" \
+      driver=raw,file.driver=qcow2,file.file.filename=shr.qcow2 2>&1)
+is "$(echo "$out" | grep -c '^read')" 2 "raw over a node: shrink to 1000, grow, the cut bytes read 0"
+ok "and the node holds zeros there (qemu-io reads it)" \
+    qemu-io -c "read -P 0xaa 0 1000" -c "read -P 0 1000 7192" "$CDIR/shr.qcow2"
 
 # errors: what qemu-img says
 same_img "a missing file under the nesting" info --image-opts \
