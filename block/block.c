@@ -1512,6 +1512,8 @@ int blk_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool shrink)
         blk_set_error("%s: the %s format cannot be resized", bs->filename, bs->drv->name);
         return -ENOTSUP;
     }
+    if (!bs->drv->truncate_no_sync)
+        prealloc &= ~BLK_PREALLOC_NO_SYNC;
     return bs->drv->truncate(bs, size, prealloc, shrink);
 }
 

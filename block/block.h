@@ -53,6 +53,11 @@ enum blk_prealloc {
     BLK_PREALLOC_FALLOC,
     BLK_PREALLOC_FULL,
 };
+/* or'ed into a truncate's mode: a grow whose new size the next flush
+ * makes durable rather than the grow itself (a node grown as a host file
+ * under a format whose flush reaches it); drivers that do not say they
+ * heed it never see it */
+#define BLK_PREALLOC_NO_SYNC 0x100
 int blk_prealloc_parse(const char *s); /* -EINVAL if unknown */
 const char *blk_prealloc_name(int mode);
 
@@ -194,7 +199,9 @@ struct BlockDriver {
      * *pnum bytes (0 < *pnum <= len), or a negative errno. */
     int (*block_status)(BlockDriverState *bs, uint64_t off, uint64_t len,
                         uint64_t *pnum, uint64_t *host_offset);
+    /* prealloc may carry BLK_PREALLOC_NO_SYNC where truncate_no_sync */
     int (*truncate)(BlockDriverState *bs, uint64_t size, int prealloc, bool shrink);
+    bool truncate_no_sync;
     int (*get_info)(BlockDriverState *bs, BlockInfo *info);
     /* Creates filename (which may exist: it is truncated).  opts holds
      * the -o options; every option it does not know is an error. */

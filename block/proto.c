@@ -23,10 +23,17 @@ struct vfd {
     BlockDriverState *node; /* NULL: free (set and cleared under vfd_mu) */
     pthread_rwlock_t lock;
     uint64_t end;           /* under lock */
+    bool ahead;             /* the node grew past the end ahead of writes */
 };
 
 static struct vfd vfds[BLK_VFD_MAX];
 static pthread_mutex_t vfd_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Sizes a node takes: whole sectors. */
+static uint64_t node_size(uint64_t end)
+{
+    return (end + BLK_SECTOR_SIZE - 1) & ~(uint64_t)(BLK_SECTOR_SIZE - 1);
+}
 
 int blk_vfd_new(BlockDriverState *node)
 {
@@ -37,6 +44,7 @@ int blk_vfd_new(BlockDriverState *node)
             continue;
         pthread_rwlock_init(&v->lock, NULL);
         v->end = node->size;
+        v->ahead = false;
         __atomic_store_n(&v->node, node, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&vfd_mu);
         return BLK_VFD_BASE + i;
@@ -52,6 +60,12 @@ void blk_vfd_release(int fd)
     if (i >= BLK_VFD_MAX)
         return;
     pthread_mutex_lock(&vfd_mu);
+    struct vfd *v = &vfds[i];
+    if (v->node && v->ahead && node_size(v->end) < v->node->size) {
+        /* the room grown ahead goes: the node is left the size a file
+         * would be (best effort: past the end it reads as zeros) */
+        (void)blk_truncate(v->node, node_size(v->end), BLK_PREALLOC_OFF, true);
+    }
     if (vfds[i].node) {
         pthread_rwlock_destroy(&vfds[i].lock);
         __atomic_store_n(&vfds[i].node, NULL, __ATOMIC_RELEASE);
@@ -73,24 +87,37 @@ BlockDriverState *blk_vfd_node(int fd)
     return v ? v->node : NULL;
 }
 
-/* Sizes a node takes: whole sectors. */
-static uint64_t node_size(uint64_t end)
-{
-    return (end + BLK_SECTOR_SIZE - 1) & ~(uint64_t)(BLK_SECTOR_SIZE - 1);
-}
+/* Room a write past the end grows the node by: an eighth of it, at
+ * least 1 MiB, so that a format allocating at its end (a cluster at a
+ * time) grows the node now and then rather than at every cluster. */
+#define GROW_MIN (1u << 20)
 
 /* The end moves to at least new_end; the node grows (reading as zeros
- * where it grows) if it must.  The node reads as zeros from the end to
- * its own size (a shrink zeroes what it leaves there), so moving the
- * end up within the node writes nothing.  Under the exclusive lock. */
-static int grow_locked(struct vfd *v, uint64_t new_end)
+ * where it grows) if it must: by what ahead allows (a write) or to the
+ * end (a truncate).  The node reads as zeros from the end to its own
+ * size (a shrink zeroes what it leaves there), so moving the end up
+ * within the node writes nothing.  A grow is not synced on its own: the
+ * flush of the format above reaches the node.  Under the exclusive lock. */
+static int grow_locked(struct vfd *v, uint64_t new_end, bool ahead)
 {
     if (new_end <= v->end)
         return 0;
     BlockDriverState *n = v->node;
     if (new_end > n->size) {
-        int r = blk_truncate(n, node_size(new_end), BLK_PREALLOC_OFF, false);
-        if (r < 0)
+        uint64_t want = node_size(new_end);
+        if (want < new_end)
+            return -EFBIG; /* within a sector of 2^64 */
+        uint64_t room = n->size / 8 > GROW_MIN ? n->size / 8 : GROW_MIN;
+        uint64_t more = n->size + room > n->size ? node_size(n->size + room) : 0;
+        int r = -1;
+        if (ahead && more > want) {
+            r = blk_truncate(n, more, BLK_PREALLOC_OFF | BLK_PREALLOC_NO_SYNC, false);
+            if (r == 0)
+                v->ahead = true;
+        }
+        /* not ahead, or a node that cannot take more: what is needed */
+        if (r < 0 && (r = blk_truncate(n, want, BLK_PREALLOC_OFF | BLK_PREALLOC_NO_SYNC,
+                                       false)) < 0)
             return r;
     }
     v->end = new_end;
@@ -100,7 +127,7 @@ static int grow_locked(struct vfd *v, uint64_t new_end)
 static int grow(struct vfd *v, uint64_t new_end)
 {
     pthread_rwlock_wrlock(&v->lock);
-    int r = grow_locked(v, new_end);
+    int r = grow_locked(v, new_end, true);
     pthread_rwlock_unlock(&v->lock);
     return r;
 }
@@ -231,7 +258,7 @@ int vfd_truncate(int fd, uint64_t size)
     pthread_rwlock_wrlock(&v->lock);
     int r = 0;
     if (size > v->end) {
-        r = grow_locked(v, size);
+        r = grow_locked(v, size, false);
     } else if (size < v->end) {
         BlockDriverState *n = v->node;
         uint64_t ns = node_size(size);

@@ -1185,6 +1185,8 @@ static int qcow2_get_info(BlockDriverState *bs, BlockInfo *info)
 static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool shrink)
 {
     Qcow2State *s = bs->opaque;
+    bool no_sync = prealloc & BLK_PREALLOC_NO_SYNC;
+    prealloc &= ~BLK_PREALLOC_NO_SYNC;
     if (size < bs->size && !shrink) {
         blk_set_error("Use the --shrink option to perform a shrink operation.");
         return -EINVAL;
@@ -1239,7 +1241,11 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
     if (r == 0) {
         bs->size = size;
         r = qcow2_update_header(s);
-        if (r == 0)
+        /* a moved L1 table was synced before the header named it; the
+         * size alone may wait for the next flush where the caller asks */
+        if (r == 0 && no_sync)
+            s->need_sync = true;
+        else if (r == 0)
             r = qcow2_sync(s);
         if (r < 0)
             bs->size = old;
@@ -1609,6 +1615,7 @@ const BlockDriver blk_qcow2_driver = {
     .flush = qcow2_flush,
     .block_status = qcow2_block_status,
     .truncate = qcow2_truncate,
+    .truncate_no_sync = true,
     .get_info = qcow2_get_info,
     .create = qcow2_create,
     .check = qcow2_check,

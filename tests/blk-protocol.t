@@ -9,7 +9,7 @@
 # a qcow2 image: writes reach every child, reads take the majority.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 37
+plan 40
 
 # out.qcow2 holds, as its guest data, the bytes of a fresh 8 MiB qcow2
 # image: the outer image is 192 KiB and must grow as the inner one does
@@ -99,6 +99,32 @@ out=$(cd "$CDIR" && "$CALF_IO" --image-opts -c "write -P 0xaa 0 4k" -c "truncate
 is "$(echo "$out" | grep -c '^read')" 2 "raw over a node: shrink to 1000, grow, the cut bytes read 0"
 ok "and the node holds zeros there (qemu-io reads it)" \
     qemu-io -c "read -P 0xaa 0 1000" -c "read -P 0 1000 7192" "$CDIR/shr.qcow2"
+
+# a qcow2 node grows ahead of a format allocating at its end, 64 KiB at a
+# time, not once per cluster with a sync each time (cache=writeback: only
+# flushes sync); closed, the node is as large as the inner image's file
+# would be (the same writes into a plain file)
+cmds=(); for i in $(seq 0 63); do cmds+=(-c "write -P $((i + 16)) $((i * 65536)) 64k"); done
+qemu-img create -q -f qcow2 "$CDIR/gi.qcow2" 8M
+cp "$CDIR/gi.qcow2" "$CDIR/gp.qcow2"
+qemu-img convert -q -f raw -O qcow2 "$CDIR/gi.qcow2" "$CDIR/go.qcow2"
+if command -v strace >/dev/null; then
+    (cd "$CDIR" && strace -f -e trace=fdatasync -o gp.st "$CALF_IO" -t writeback "${cmds[@]}" \
+        gp.qcow2 >/dev/null && strace -f -e trace=fdatasync -o go.st "$CALF_IO" -t writeback \
+        --image-opts "${cmds[@]}" driver=qcow2,file.driver=qcow2,file.file.filename=go.qcow2 >/dev/null)
+    p=$(grep -c 'fdatasync(' "$CDIR/gp.st") n=$(grep -c 'fdatasync(' "$CDIR/go.st")
+    ok "64 clusters at the end of a nested image: $n syncs, $p in a file" test "$n" -le $((2 * p + 2))
+else
+    skip "strace is not installed"
+    (cd "$CDIR" && "$CALF_IO" -t writeback "${cmds[@]}" gp.qcow2 >/dev/null &&
+        "$CALF_IO" -t writeback --image-opts "${cmds[@]}" \
+        driver=qcow2,file.driver=qcow2,file.file.filename=go.qcow2 >/dev/null)
+fi
+size=$(qemu-img info --output=json "$CDIR/go.qcow2" | sed -n 's/.*"virtual-size": \([0-9]*\).*/\1/p')
+is "$size" "$(( ($(stat -c %s "$CDIR/gp.qcow2") + 511) / 512 * 512 ))" \
+    "closed, the node is left the size of the inner image's file"
+ok "the 64 clusters read back through the nesting (qemu-io)" qemu-io -c "read -P 16 0 64k" \
+    -c "read -P 79 4032k 64k" --image-opts driver=qcow2,file.driver=qcow2,file.file.filename="$CDIR/go.qcow2"
 
 # errors: what qemu-img says
 same_img "a missing file under the nesting" info --image-opts \
