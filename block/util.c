@@ -752,8 +752,18 @@ static bool byte_taken(int fd, int byte)
  * not share, then the question on a line of its own. */
 int blk_lock(int fd, bool write, const char *filename)
 {
-    if (blk_file_is_node(fd))
-        return 0; /* the files below the node hold their own */
+    if (blk_file_is_node(fd)) {
+        /* a node opened without its locks (BLK_O_SHARE, as commit opens
+         * its top): the files at its bottom take them, as the file of a
+         * plain image would (a node with no file of its own has none) */
+        BlockDriverState *n = blk_vfd_node(fd);
+        if (!n)
+            return -EBADF;
+        int r = n->fd >= 0 ? blk_lock(n->fd, write, n->filename) : 0;
+        if (r == 0 && n->data_file && n->data_file->fd >= 0 && n->data_file->fd != n->fd)
+            r = blk_lock(n->data_file->fd, write, n->data_file->filename);
+        return r;
+    }
     int held[4], nheld = 0, unshared[2] = {PERM_WRITE, PERM_RESIZE};
     held[nheld++] = PERM_READ;
     if (write) {

@@ -9,7 +9,7 @@
 # a qcow2 image: writes reach every child, reads take the majority.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 40
+plan 41
 
 # out.qcow2 holds, as its guest data, the bytes of a fresh 8 MiB qcow2
 # image: the outer image is 192 KiB and must grow as the inner one does
@@ -125,6 +125,20 @@ is "$size" "$(( ($(stat -c %s "$CDIR/gp.qcow2") + 511) / 512 * 512 ))" \
     "closed, the node is left the size of the inner image's file"
 ok "the 64 clusters read back through the nesting (qemu-io)" qemu-io -c "read -P 16 0 64k" \
     -c "read -P 79 4032k 64k" --image-opts driver=qcow2,file.driver=qcow2,file.file.filename="$CDIR/go.qcow2"
+
+# a nested image another process writes is locked through the nesting:
+# commit (which opens its top unlocked, then locks it) is refused as
+# qemu-img is, naming the file at the bottom
+qemu-img create -q -f qcow2 "$CDIR/li.qcow2" 8M
+qemu-img convert -q -f raw -O qcow2 "$CDIR/li.qcow2" "$CDIR/lo.qcow2"
+(cd "$CDIR" && sleep 8 | qemu-io lo.qcow2 >/dev/null) &
+holder=$!
+sleep 1
+L=driver=qcow2,file.driver=qcow2,file.file.filename=lo.qcow2
+c=$(cd "$CDIR" && "$CALF_IMG" commit --image-opts "$L" 2>&1; echo "rc=$?")
+q=$(cd "$CDIR" && qemu-img commit --image-opts "$L" 2>&1; echo "rc=$?")
+is "$(echo "$c" | filter_names)" "$q" "commit through a nesting another process writes: refused"
+kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
 
 # errors: what qemu-img says
 same_img "a missing file under the nesting" info --image-opts \
