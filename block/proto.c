@@ -14,6 +14,7 @@
 #include "block/proto.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,13 @@ struct vfd {
     pthread_rwlock_t lock;
     uint64_t end;           /* under lock */
     bool ahead;             /* the node grew past the end ahead of writes */
+    unsigned gen;           /* of the fd number; changes at each release */
 };
+
+/* A virtual fd is BLK_VFD_BASE + gen * BLK_VFD_MAX + slot, so that a
+ * stale fd kept past its release finds no node rather than the next
+ * one given the slot (as long as fewer than GENS reuses come between). */
+#define GENS ((unsigned)((INT_MAX - BLK_VFD_BASE) / BLK_VFD_MAX))
 
 static struct vfd vfds[BLK_VFD_MAX];
 static pthread_mutex_t vfd_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -45,40 +52,53 @@ int blk_vfd_new(BlockDriverState *node)
         pthread_rwlock_init(&v->lock, NULL);
         v->end = node->size;
         v->ahead = false;
+        unsigned gen = __atomic_load_n(&v->gen, __ATOMIC_RELAXED);
         __atomic_store_n(&v->node, node, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&vfd_mu);
-        return BLK_VFD_BASE + i;
+        return BLK_VFD_BASE + (int)(gen * BLK_VFD_MAX) + i;
     }
     pthread_mutex_unlock(&vfd_mu);
     blk_set_error("too many nodes opened as host files (at most %d)", BLK_VFD_MAX);
     return -EMFILE;
 }
 
-void blk_vfd_release(int fd)
+static unsigned fd_slot(int fd)
 {
-    unsigned i = (unsigned)(fd - BLK_VFD_BASE);
-    if (i >= BLK_VFD_MAX)
-        return;
-    pthread_mutex_lock(&vfd_mu);
-    struct vfd *v = &vfds[i];
-    if (v->node && v->ahead && node_size(v->end) < v->node->size) {
-        /* the room grown ahead goes: the node is left the size a file
-         * would be (best effort: past the end it reads as zeros) */
-        (void)blk_truncate(v->node, node_size(v->end), BLK_PREALLOC_OFF, true);
-    }
-    if (vfds[i].node) {
-        pthread_rwlock_destroy(&vfds[i].lock);
-        __atomic_store_n(&vfds[i].node, NULL, __ATOMIC_RELEASE);
-    }
-    pthread_mutex_unlock(&vfd_mu);
+    return (unsigned)(fd - BLK_VFD_BASE) % BLK_VFD_MAX;
+}
+
+static unsigned fd_gen(int fd)
+{
+    return (unsigned)(fd - BLK_VFD_BASE) / BLK_VFD_MAX;
 }
 
 static struct vfd *slot(int fd)
 {
-    unsigned i = (unsigned)(fd - BLK_VFD_BASE);
-    if (i >= BLK_VFD_MAX || !__atomic_load_n(&vfds[i].node, __ATOMIC_ACQUIRE))
+    if (fd < BLK_VFD_BASE)
         return NULL;
-    return &vfds[i];
+    struct vfd *v = &vfds[fd_slot(fd)];
+    if (!__atomic_load_n(&v->node, __ATOMIC_ACQUIRE) ||
+        __atomic_load_n(&v->gen, __ATOMIC_RELAXED) != fd_gen(fd))
+        return NULL;
+    return v;
+}
+
+void blk_vfd_release(int fd)
+{
+    pthread_mutex_lock(&vfd_mu);
+    struct vfd *v = slot(fd);
+    if (v && v->ahead && node_size(v->end) < v->node->size) {
+        /* the room grown ahead goes: the node is left the size a file
+         * would be (best effort: past the end it reads as zeros) */
+        (void)blk_truncate(v->node, node_size(v->end), BLK_PREALLOC_OFF, true);
+    }
+    if (v) {
+        /* the fd stops naming the slot before its lock goes */
+        __atomic_store_n(&v->gen, (fd_gen(fd) + 1) % GENS, __ATOMIC_RELAXED);
+        __atomic_store_n(&v->node, NULL, __ATOMIC_RELEASE);
+        pthread_rwlock_destroy(&v->lock);
+    }
+    pthread_mutex_unlock(&vfd_mu);
 }
 
 BlockDriverState *blk_vfd_node(int fd)
@@ -191,6 +211,8 @@ int vfd_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
     if (!v)
         return -EBADF;
     size_t total = blk_iov_total(iov, iovcnt);
+    if (!total)
+        return 0; /* as pwritev: nothing written, the file as it was */
     for (;;) {
         pthread_rwlock_rdlock(&v->lock);
         if (off + total <= v->end) {

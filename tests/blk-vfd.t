@@ -1,0 +1,14 @@
+#!/bin/bash
+# The virtual fds of block/proto.c (tests/unit/blk-vfd.c): a stale fd
+# after its slot is reused, and a vector write of nothing past the end.
+. "$(dirname "$0")/tap.sh"
+need_cmd qemu-img
+[ -x "$CALF_BUILD/tests/blk-vfd" ] || skip_all "blk-vfd is not built"
+plan 5
+qemu-img create -q -f qcow2 "$TMP/a.qcow2" 1M
+while read -r line; do
+    case $line in
+        "ok "[0-9]*" - "*) pass "${line#* - }" ;;
+        "not ok "[0-9]*" - "*) fail "${line#* - }" ;;
+    esac
+done < <("$CALF_BUILD/tests/blk-vfd" "$TMP/a.qcow2")
