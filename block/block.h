@@ -596,6 +596,10 @@ static inline bool blk_file_is_node(int fd)
 int blk_vfd_new(BlockDriverState *node);
 void blk_vfd_release(int fd);
 BlockDriverState *blk_vfd_node(int fd);
+/* blk_block_status of fd's node within the end the format above sees,
+ * under the slot's lock (past the end: zeros, as past a file's) */
+int blk_vfd_block_status(int fd, uint64_t off, uint64_t len, uint64_t *pnum,
+                         uint64_t *host_offset);
 
 /* Range locks: a holder of [lo, hi) under key waits for every
  * overlapping holder under the same key when either of them is

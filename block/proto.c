@@ -364,3 +364,23 @@ out:
     pthread_rwlock_unlock(&v->lock);
     return r;
 }
+
+int blk_vfd_block_status(int fd, uint64_t off, uint64_t len, uint64_t *pnum,
+                         uint64_t *host_offset)
+{
+    struct vfd *v = slot(fd);
+    if (!v)
+        return -EBADF;
+    pthread_rwlock_rdlock(&v->lock);
+    int r;
+    if (off >= v->end) {
+        *pnum = len;
+        *host_offset = off;
+        r = BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
+    } else {
+        r = blk_block_status(v->node, off, len < v->end - off ? len : v->end - off, pnum,
+                             host_offset);
+    }
+    pthread_rwlock_unlock(&v->lock);
+    return r;
+}

@@ -124,7 +124,7 @@ static int raw_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, ui
                             uint64_t *host_offset)
 {
     if (bs->file) /* over a node: what the node says, as QEMU's raw */
-        return blk_block_status(bs->file, off, len, pnum, host_offset);
+        return blk_vfd_block_status(bs->fd, off, len, pnum, host_offset);
     *host_offset = off;
     int64_t fsize = blk_file_size(bs->fd);
     if (fsize >= 0 && off >= (uint64_t)fsize) {
