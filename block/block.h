@@ -572,6 +572,10 @@ void blk_fill(BlockDriverState *bs, uint64_t off, uint64_t n);
  * for blk_file_seek (SEEK_END, SEEK_DATA, SEEK_HOLE). */
 int blk_file_stat(int fd, struct stat *st);
 int blk_file_truncate(int fd, uint64_t size);
+/* A file at least size bytes long: ftruncate where it is shorter, never
+ * shorter than it is (a node's file: in one step, so a grow by another
+ * thread since the caller looked is never undone) */
+int blk_file_grow_to(int fd, uint64_t size);
 int blk_file_allocate(int fd, uint64_t off, uint64_t len); /* posix_fallocate */
 int64_t blk_file_seek(int fd, uint64_t off, int whence);
 

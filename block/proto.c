@@ -175,6 +175,8 @@ int vfd_pwrite(int fd, const void *buf, size_t len, uint64_t off)
         return -EBADF;
     if (!len)
         return 0;
+    if (off + len < off)
+        return -EFBIG;
     for (;;) {
         pthread_rwlock_rdlock(&v->lock);
         if (off + len <= v->end) {
@@ -213,6 +215,8 @@ int vfd_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
     size_t total = blk_iov_total(iov, iovcnt);
     if (!total)
         return 0; /* as pwritev: nothing written, the file as it was */
+    if (off + total < off)
+        return -EFBIG;
     for (;;) {
         pthread_rwlock_rdlock(&v->lock);
         if (off + total <= v->end) {
@@ -305,6 +309,8 @@ int vfd_extend(int fd, uint64_t off, uint64_t len)
     struct vfd *v = slot(fd);
     if (!v)
         return -EBADF;
+    if (off + len < off)
+        return -EFBIG;
     return grow(v, off + len);
 }
 

@@ -1675,7 +1675,7 @@ static int size_data_file(Qcow2State *s, uint64_t start, uint64_t end, int mode)
             o += n;
         }
     }
-    if ((uint64_t)cur < end && (r = blk_file_truncate(s->data_fd, end)) < 0)
+    if ((uint64_t)cur < end && (r = blk_file_grow_to(s->data_fd, end)) < 0)
         blk_set_error("%s: cannot resize the data file: %s", fn, strerror(-r));
     return r;
 }
@@ -1741,7 +1741,7 @@ int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
     }
     int64_t cur = blk_file_size(s->fd);
     if (cur >= 0 && (uint64_t)cur < fend)
-        return blk_file_truncate(s->fd, fend);
+        return blk_file_grow_to(s->fd, fend);
     return 0;
 }
 

@@ -288,7 +288,7 @@ int qcow2_crypto_create(Qcow2State *s, const struct qcow2_crypto_create *c)
     r = blk_file_pwrite(s->fd, region, len, (uint64_t)off);
     free(region);
     if (r == 0 && blk_file_size(s->fd) < (int64_t)end)
-        r = blk_file_truncate(s->fd, end);
+        r = blk_file_grow_to(s->fd, end);
     if (r < 0) {
         blk_set_error("%s: cannot write the LUKS header: %s", s->bs->filename, strerror(-r));
         return r;

@@ -705,6 +705,18 @@ int blk_file_truncate(int fd, uint64_t size)
     return ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
 }
 
+int blk_file_grow_to(int fd, uint64_t size)
+{
+    if (blk_file_is_node(fd))
+        return vfd_extend(fd, 0, size);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if ((uint64_t)st.st_size >= size)
+        return 0;
+    return ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
+}
+
 int blk_file_allocate(int fd, uint64_t off, uint64_t len)
 {
     if (blk_file_is_node(fd))
