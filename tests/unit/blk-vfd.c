@@ -44,13 +44,15 @@ int main(int argc, char **argv)
     int64_t size = blk_file_size(fb);
     struct iovec iov = {buf, 0};
     int r = blk_file_pwritev(fb, &iov, 1, (uint64_t)size + (1 << 20));
-    ok(r == 0 && blk_file_size(fb) == size, "a vector write of no bytes past the end grows nothing");
+    ok(r == 0 && blk_file_size(fb) == size,
+       "a vector write of no bytes past the end grows nothing");
 
     ok(blk_file_truncate(fb, UINT64_MAX - 10) == -EFBIG && blk_file_size(fb) == size,
        "a truncate to within a sector of 2^64: -EFBIG, the size as it was");
     ok(blk_file_extend(fb, UINT64_MAX - 100, 512) == -EFBIG && blk_file_size(fb) == size,
        "an extend whose end wraps past 2^64: -EFBIG");
-    ok(blk_file_pwrite(fb, buf, 512, UINT64_MAX - 100) == -EFBIG, "a write whose end wraps: -EFBIG");
+    ok(blk_file_pwrite(fb, buf, 512, UINT64_MAX - 100) == -EFBIG,
+       "a write whose end wraps: -EFBIG");
     ok(blk_file_grow_to(fb, (uint64_t)size - 512) == 0 && blk_file_size(fb) == size &&
            blk_file_grow_to(fb, (uint64_t)size + 4096) == 0 && blk_file_size(fb) == size + 4096,
        "grow_to a smaller size leaves the size, to a larger one grows");
