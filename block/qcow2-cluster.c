@@ -61,22 +61,39 @@ static int sc_type(const Qcow2State *s, uint64_t l2e, uint64_t bitmap, int sc)
         case QCOW2_COMPRESSED: return SC_COMPRESSED;
         }
     }
-    /* bit 0 of a compressed descriptor belongs to its host offset */
-    if ((l2e & QCOW_OFLAG_ZERO) && ct != QCOW2_COMPRESSED)
-        return SC_INVALID;
+    /* As QEMU: bit 0 (the zero flag of a standard descriptor) is unused
+     * with extended L2 and ignored, and so is the bitmap of a compressed
+     * cluster; a subcluster both allocated and zero anywhere in the entry
+     * (or allocated without a host cluster) makes the whole entry invalid. */
     bool alloc = (bitmap >> sc) & 1, zero = (bitmap >> (32 + sc)) & 1;
     switch (ct) {
     case QCOW2_COMPRESSED:
-        return bitmap ? SC_INVALID : SC_COMPRESSED;
+        return SC_COMPRESSED;
     case QCOW2_UNALLOCATED:
         if (bitmap & BITMAP_ALL_ALLOC)
             return SC_INVALID;
         return zero ? SC_ZERO_PLAIN : SC_UNALLOCATED_PLAIN;
     default:
-        if (alloc && zero)
+        if ((bitmap >> 32) & bitmap)
             return SC_INVALID;
         return zero ? SC_ZERO_ALLOC : alloc ? SC_NORMAL : SC_UNALLOCATED_ALLOC;
     }
+}
+
+/* The host offset of the L2 table of guest offset off (for messages). */
+static uint64_t l2_table_offset(const Qcow2State *s, uint64_t off)
+{
+    uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+    return l1i < s->l1_size ? s->l1[l1i] & L1E_OFFSET_MASK : 0;
+}
+
+/* QEMU's report of an invalid L2 entry; its read path words it with two
+ * spaces, its write path with one. */
+static int invalid_entry(Qcow2State *s, uint64_t off, bool write)
+{
+    return qcow2_mark_corrupt(s, "Invalid cluster entry found %s(L2 offset: %#" PRIx64
+                              ", L2 index: %#x)", write ? "" : " ", l2_table_offset(s, off),
+                              (unsigned)((off >> s->cluster_bits) & (s->l2_size - 1)));
 }
 
 static bool sc_has_host(int t)
@@ -325,12 +342,14 @@ static int get_extent(Qcow2State *s, uint64_t off, uint64_t maxlen, struct exten
         int sc = s->extl2 ? (int)((pos & (s->cluster_size - 1)) / scs) : 0;
         int t = sc_type(s, l2e, bitmap, sc);
         uint64_t host = (l2e & L2E_OFFSET_MASK) + (pos & (s->cluster_size - 1));
-        if (sc_has_host(t) && ((l2e & L2E_OFFSET_MASK) & (s->cluster_size - 1)))
-            return qcow2_mark_corrupt(s, "cluster offset 0x%" PRIx64 " is not aligned",
-                                      l2e & L2E_OFFSET_MASK);
         if (t == SC_INVALID)
-            return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64 " (bitmap 0x%016"
-                                      PRIx64 ") for guest offset 0x%" PRIx64, l2e, bitmap, pos);
+            return invalid_entry(s, pos, false);
+        if ((sc_has_host(t) || t == SC_UNALLOCATED_ALLOC) &&
+            ((l2e & L2E_OFFSET_MASK) & (s->cluster_size - 1)))
+            return qcow2_mark_corrupt(s, "Cluster allocation offset %#" PRIx64 " unaligned "
+                                      "(L2 offset: %#" PRIx64 ", L2 index: %#x)",
+                                      l2e & L2E_OFFSET_MASK, l2_table_offset(s, pos),
+                                      (unsigned)l2_index(s, pos));
         if ((r = check_data_host(s, pos, l2e)) < 0)
             return r;
         if (e->len == 0) {
@@ -563,7 +582,7 @@ static int read_old(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uint64_t 
         struct extent e = {.type = sc_type(s, l2e, bitmap, sc),
                            .host = (l2e & L2E_OFFSET_MASK) + from, .l2e = l2e};
         if (e.type == SC_INVALID)
-            return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64, l2e);
+            return invalid_entry(s, cluster_off, true);
         int r = read_extent(s, &e, cluster_off + from, dst, n);
         if (r == -EBADMSG)
             return qcow2_mark_corrupt(s, "cannot decompress the cluster for guest offset %#"
@@ -821,8 +840,7 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
     int ct = qcow2_cluster_type(s, l2e);
     for (int sc = (int)(in / scs); sc <= (int)((in + n - 1) / scs); sc++)
         if (sc_type(s, l2e, bitmap, s->extl2 ? sc : 0) == SC_INVALID)
-            return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64 " for guest offset "
-                                      "0x%" PRIx64, l2e, off);
+            return invalid_entry(s, off, true);
     uint64_t host = ct == QCOW2_COMPRESSED ? 0 : l2e & L2E_OFFSET_MASK;
     bool owned = (l2e & QCOW_OFLAG_COPIED) && (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
     bool dfile = qcow2_has_data_file(s);
@@ -868,7 +886,9 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
             uint64_t touched = sc_mask(sc0, sc1);
             new_bitmap = (bitmap | touched) & ~(touched << 32);
         }
-        new_l2e = host | QCOW_OFLAG_COPIED;
+        /* bit 0, unused with extended L2, stays as it is (QEMU leaves
+         * the descriptor alone) */
+        new_l2e = host | QCOW_OFLAG_COPIED | (s->extl2 ? l2e & QCOW_OFLAG_ZERO : 0);
     } else {
         int64_t nh = qcow2_alloc_data(s, cluster_off, 1);
         if (nh < 0)
@@ -1063,6 +1083,9 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
         l2_entry(s, table, idx + k, &l2e, &bitmap);
         if (l2e != 0 && !(!s->extl2 && l2e == QCOW_OFLAG_ZERO))
             break;
+        /* an invalid entry: the cluster path reports it */
+        if (s->extl2 && (bitmap & BITMAP_ALL_ALLOC))
+            break;
         k++;
     }
     if (k < 2 && !src)
@@ -1234,7 +1257,9 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
             return 1;
         uint64_t m = sc_mask((int)(in / scs), (int)((in + n - 1) / scs));
         if (whole && (discard || (flags & BLK_ZERO_MAY_UNMAP) || !owned)) {
-            if (discard && !has_backing && ct == QCOW2_UNALLOCATED && !(bitmap >> 32))
+            /* QEMU leaves an unallocated cluster alone (zero bits too)
+             * when nothing could show through it */
+            if (mode == DISCARD_ZERO && !has_backing && ct == QCOW2_UNALLOCATED)
                 return 0;
             new_l2e = 0;
             new_bitmap = mode == DISCARD_FULL ? 0 : BITMAP_ALL_ZERO;
