@@ -798,7 +798,8 @@ static void inflight_del(Qcow2State *s, uint64_t first)
     pthread_cond_broadcast(&s->alloc_cond);
 }
 
-static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n);
+static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n,
+                                int64_t *prealloc);
 
 /* A data write into n new clusters at host failed: nothing points to
  * them yet, so they are free again at once (a later write may well
@@ -823,10 +824,15 @@ static int write_cluster(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64
 {
     uint64_t c = off >> s->cluster_bits;
     inflight_wait(s, c, 1);
-    return write_cluster_locked(s, off, buf, n);
+    return write_cluster_locked(s, off, buf, n, NULL);
 }
 
-static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n)
+/* prealloc: NULL, or a host cluster allocated for this one beforehand
+ * (write_alloc_run); it is set to 0 once used (or freed here when the
+ * cluster turns out to need none after all); a non-zero one left on
+ * return is the caller's to free. */
+static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n,
+                                int64_t *prealloc)
 {
     uint8_t *table;
     int r = l2_get_writable(s, off, &table);
@@ -844,6 +850,11 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
     uint64_t host = ct == QCOW2_COMPRESSED ? 0 : l2e & L2E_OFFSET_MASK;
     bool owned = (l2e & QCOW_OFLAG_COPIED) && (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
     bool dfile = qcow2_has_data_file(s);
+    if (owned && prealloc && *prealloc) {
+        /* another writer allocated it while the lock was dropped */
+        unalloc(s, (uint64_t)*prealloc, 1);
+        *prealloc = 0;
+    }
     if (host && (host & (cs - 1)))
         return qcow2_mark_corrupt(s, "%s cluster offset %#" PRIx64 " unaligned (guest offset: %#"
                                   PRIx64 ")", ct == QCOW2_NORMAL ? "Data" : "Preallocated zero",
@@ -890,9 +901,11 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
          * the descriptor alone) */
         new_l2e = host | QCOW_OFLAG_COPIED | (s->extl2 ? l2e & QCOW_OFLAG_ZERO : 0);
     } else {
-        int64_t nh = qcow2_alloc_data(s, cluster_off, 1);
+        int64_t nh = prealloc && *prealloc ? *prealloc : qcow2_alloc_data(s, cluster_off, 1);
         if (nh < 0)
             return (int)nh;
+        if (prealloc)
+            *prealloc = 0; /* ours now: freed below if the write fails */
         fresh = true;
         if (s->extl2 && ct == QCOW2_UNALLOCATED) {
             uint64_t touched = sc_mask(sc0, sc1);
@@ -1129,6 +1142,114 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     return 0;
 }
 
+/* Whether the cluster of this L2 entry needs a new host cluster to be
+ * written (QEMU's cluster_needs_new_alloc): it has none, or one that is
+ * compressed or shared. */
+static bool needs_new_cluster(const Qcow2State *s, uint64_t l2e)
+{
+    int ct = qcow2_cluster_type(s, l2e);
+    return !((ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC) && (l2e & QCOW_OFLAG_COPIED));
+}
+
+/* A write over several clusters from off on (the first and last may be
+ * partial) that each need a new host cluster: QEMU allocates them as one
+ * contiguous run, then writes each with its copy-on-write, so does this
+ * (which is where QEMU's images put them).  *done: the bytes written, 0
+ * where fewer than two such clusters start at off (or some are in
+ * flight): the caller goes cluster by cluster then.  buf NULL: zeros.
+ * Lock held; each cluster's write drops it as write_cluster does, and a
+ * cluster another writer allocated meanwhile is written in place, its
+ * preallocated one freed at once (nothing ever pointed to it). */
+static int write_alloc_run(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t len,
+                           uint64_t *done)
+{
+    uint64_t cs = s->cluster_size, in = off & (cs - 1);
+    *done = 0;
+    /* a data file's clusters sit at their guest offsets: nothing to gather */
+    if (qcow2_has_data_file(s) || in + len <= cs)
+        return 0;
+    uint8_t *table;
+    /* the L2 table first, as QEMU allocates it before the data */
+    int r = l2_get_writable(s, off, &table);
+    if (r < 0)
+        return r;
+    uint64_t idx = l2_index(s, off), c = off >> s->cluster_bits;
+    uint64_t max = (in + len + cs - 1) >> s->cluster_bits, k = 0;
+    while (k < max && idx + k < s->l2_size) {
+        uint64_t l2e, bitmap;
+        l2_entry(s, table, idx + k, &l2e, &bitmap);
+        /* an invalid entry: the cluster path reports it */
+        if (!needs_new_cluster(s, l2e) ||
+            sc_type(s, l2e, bitmap, 0) == SC_INVALID)
+            break;
+        k++;
+    }
+    if (k < 2 || inflight_overlaps(s, c, k))
+        return 0;
+    if ((r = qcow2_mark_dirty(s)) < 0)
+        return r;
+    int64_t host = qcow2_alloc_clusters(s, k);
+    if (host < 0)
+        return (int)host;
+    if (!buf && (r = zero_cluster_buf(s)) < 0) {
+        unalloc(s, (uint64_t)host, k);
+        return r;
+    }
+    uint64_t i = 0;
+    for (; i < k && r == 0; i++) {
+        uint64_t n = cs - in < len ? cs - in : len;
+        int64_t pre = host + (int64_t)(i << s->cluster_bits);
+        inflight_wait(s, c + i, 1);
+        r = write_cluster_locked(s, off, buf ? buf : s->zero_cluster, n, &pre);
+        if (pre)
+            unalloc(s, (uint64_t)pre, 1);
+        if (r == 0) {
+            off += n;
+            len -= n;
+            if (buf)
+                buf += n;
+            *done += n;
+            in = 0;
+        }
+    }
+    /* after a failure, the clusters not reached yet */
+    if (i < k)
+        unalloc(s, (uint64_t)host + (i << s->cluster_bits), k - i);
+    return r;
+}
+
+/* Writes [off, off+len) from buf (NULL: zeros).  Lock held. */
+static int pwrite_locked(Qcow2State *s, uint64_t off, const uint8_t *p, uint64_t len)
+{
+    int r = 0;
+    while (len) {
+        uint64_t in = off & (s->cluster_size - 1);
+        uint64_t done = 0;
+        if (p && !in && len >= 2 * s->cluster_size) {
+            if ((r = write_owned_run(s, off, p, len, &done)) < 0)
+                break;
+            if (!done && (r = write_new_clusters(s, off, p, len, &done, NULL)) < 0)
+                break;
+        }
+        if (!done && (r = write_alloc_run(s, off, p, len, &done)) < 0)
+            break;
+        if (!done) {
+            done = s->cluster_size - in;
+            if (done > len)
+                done = len;
+            if (!p && (r = zero_cluster_buf(s)) < 0)
+                break;
+            if ((r = write_cluster(s, off, p ? p : s->zero_cluster, done)) < 0)
+                break;
+        }
+        off += done;
+        if (p)
+            p += done;
+        len -= done;
+    }
+    return r;
+}
+
 int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
 {
     Qcow2State *s = bs->opaque;
@@ -1140,29 +1261,8 @@ int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len
 int qcow2_pwrite_sectors(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
 {
     Qcow2State *s = bs->opaque;
-    const uint8_t *p = buf;
-    int r = 0;
     pthread_mutex_lock(&s->lock);
-    while (len) {
-        uint64_t in = off & (s->cluster_size - 1);
-        uint64_t done = 0;
-        if (!in && len >= 2 * s->cluster_size) {
-            if ((r = write_owned_run(s, off, p, len, &done)) < 0)
-                break;
-            if (!done && (r = write_new_clusters(s, off, p, len, &done, NULL)) < 0)
-                break;
-        }
-        if (!done) {
-            done = s->cluster_size - in;
-            if (done > len)
-                done = len;
-            if ((r = write_cluster(s, off, p, done)) < 0)
-                break;
-        }
-        off += done;
-        p += done;
-        len -= done;
-    }
+    int r = pwrite_locked(s, off, buf, len);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -1391,6 +1491,29 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
             end = scb;
         r = 0;
     }
+    if (explicit) {
+        /* QEMU sends the unaligned head and tail as requests of their
+         * own, which become data writes; the subcluster-aligned middle is
+         * zeroed from its start for as far as it goes (a whole compressed
+         * cluster is dropped, its host cluster freed) until a compressed
+         * cluster it cannot zero in part stops it, and then the whole
+         * middle is written as zeros: one write, whose new clusters are
+         * one allocation (write_alloc_run). */
+        if (off < xa && (r = zero_cluster_buf(s)) == 0)
+            r = write_cluster(s, off, s->zero_cluster, xa - off);
+        for (uint64_t pos = xa, n; r == 0 && pos < xb; pos += n) {
+            n = cs - (pos & (cs - 1)) < xb - pos ? cs - (pos & (cs - 1)) : xb - pos;
+            if ((r = zero_in_l2(s, pos, n, flags, DISCARD_NO, false)) == 1) {
+                r = 0;
+                break;
+            }
+        }
+        if (r == 0)
+            r = pwrite_locked(s, xa, NULL, xb - xa);
+        if (r == 0 && xb < end && (r = zero_cluster_buf(s)) == 0)
+            r = write_cluster(s, xb, s->zero_cluster, end - xb);
+        goto out;
+    }
     len = end - off;
     while (len) {
         uint64_t in = off & (s->cluster_size - 1);
@@ -1419,8 +1542,7 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
                 break;
         }
         if (b > a) {
-            bool in_x = explicit && off - in + a >= xa && off - in + b <= xb;
-            r = in_x ? 1 : zero_in_l2(s, off - in + a, b - a, flags, mode, false);
+            r = zero_in_l2(s, off - in + a, b - a, flags, mode, false);
             if (r == 1) {
                 if ((r = zero_cluster_buf(s)) < 0 ||
                     (r = write_cluster(s, off - in + a, s->zero_cluster, b - a)) < 0)
