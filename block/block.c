@@ -1319,6 +1319,10 @@ int blk_copy_mapped(BlockDriverState *bs, uint64_t off, BlockDriverState *src, c
                     uint64_t len)
 {
     uint64_t host;
+    /* a top compress filter or blkdebug sees each write: no shortcut
+     * under it (the caller writes the data the plain way) */
+    if (top_filtered(bs))
+        return -ENOTSUP;
     int fd = blk_map_source(src, p, &host);
     if (fd < 0 || !bs->drv->copy_from_file || bs->read_only)
         return -ENOTSUP;

@@ -12,7 +12,7 @@
 # format.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 16
+plan 19
 
 opts() { echo "driver=compress,file.driver=qcow2,file.file.driver=file,file.file.filename=$1"; }
 in_both qemu-img create -q -f qcow2 -o cluster_size=64k t.qcow2 1M
@@ -64,3 +64,16 @@ same_io "the filter straight over a host file" -c 'write 0 512' \
     "json:{'driver': 'compress', 'file': {'driver': 'file', 'filename': 't.qcow2'}}"
 same_io "the filter under a format" --image-opts -c 'write 0 512' \
     "driver=qcow2,file.driver=compress,file.file.driver=file,file.file.filename=t.qcow2"
+
+# convert -n into the filter: every data cluster compressed, as qemu-img
+# convert's (calf's mapped copy would bypass the filter)
+qemu-img create -q -f raw "$TMP/src.raw" 1M
+qemu-io -f raw -c 'write -P 0x5a 0 256k' -c 'write -P 0xa5 512k 64k' "$TMP/src.raw" >/dev/null
+in_both qemu-img create -q -f qcow2 -o cluster_size=64k cv.qcow2 1M
+(cd "$CDIR" && "$CALF_IMG" convert -n -f raw "$TMP/src.raw" --target-image-opts "$(opts cv.qcow2)")
+(cd "$QDIR" && qemu-img convert -n -f raw "$TMP/src.raw" --target-image-opts "$(opts cv.qcow2)")
+ok "convert -n into the filter: reads as the source" qemu-img compare -f raw -F qcow2 "$TMP/src.raw" "$CDIR/cv.qcow2"
+is "$(count "$CDIR/cv.qcow2")" "$(count "$QDIR/cv.qcow2")" "convert -n into the filter: as many compressed clusters as qemu-img's"
+is "$(qemu-img map --output=json "$CDIR/cv.qcow2")" "$(qemu-img map --output=json "$QDIR/cv.qcow2")" \
+    "convert -n into the filter: qemu-img map as qemu-img convert's (no host offsets)"
+
