@@ -885,6 +885,9 @@ int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
  * request through a per-thread buffer: one copy is far cheaper than a
  * syscall and a metadata lookup per segment. */
 #define GATHER_MAX (4u << 20)
+/* QEMU's largest request (BDRV_REQUEST_MAX_BYTES), for requests that a
+ * top filter keeps whole */
+#define BLK_FILTER_REQUEST_MAX ((uint64_t)INT32_MAX & ~(uint64_t)511)
 
 struct gather {
     uint8_t *buf;
@@ -1023,11 +1026,27 @@ int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int
     if (d != -ENOTSUP)
         return written(bs, d);
     uint8_t *g = iovcnt > 1 && total <= GATHER_MAX ? gather_buffer(total) : NULL;
+    /* Under a top filter a request stays one (QEMU's): segments written
+     * one by one would each be padded to the alignment and compressed
+     * alone, a second one into a cluster the first compressed failing. */
+    uint8_t *heap = NULL;
+    if (!g && iovcnt > 1 && top_filtered(bs)) {
+        /* its bounds first (blk_pwrite checks it all): no buffer larger
+         * than the image */
+        if (off > bs->size || total > bs->size - off)
+            return check_request(bs, off, total, true);
+        if (total > BLK_FILTER_REQUEST_MAX)
+            return -EIO; /* QEMU's limit of one request */
+        if (!(g = heap = malloc(total)))
+            return -ENOMEM;
+    }
     if (g) {
         uint8_t *p = g;
         for (int i = 0; i < iovcnt; p += iov[i].iov_len, i++)
             memcpy(p, iov[i].iov_base, iov[i].iov_len);
-        return blk_pwrite(bs, off, g, total);
+        int r = blk_pwrite(bs, off, g, total);
+        free(heap);
+        return r;
     }
     for (int i = 0; i < iovcnt; i++) {
         int r = blk_pwrite(bs, off, iov[i].iov_base, iov[i].iov_len);

@@ -12,7 +12,7 @@
 # format.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
-plan 19
+plan 21
 
 opts() { echo "driver=compress,file.driver=qcow2,file.file.driver=file,file.file.filename=$1"; }
 in_both qemu-img create -q -f qcow2 -o cluster_size=64k t.qcow2 1M
@@ -77,3 +77,11 @@ is "$(count "$CDIR/cv.qcow2")" "$(count "$QDIR/cv.qcow2")" "convert -n into the 
 is "$(qemu-img map --output=json "$CDIR/cv.qcow2")" "$(qemu-img map --output=json "$QDIR/cv.qcow2")" \
     "convert -n into the filter: qemu-img map as qemu-img convert's (no host offsets)"
 
+# a vectored write past the gather buffer (4 MiB) in one request: its
+# segments must not be compressed one by one (the second would land in
+# the first one's cluster)
+in_both qemu-img create -q -f qcow2 -o cluster_size=64k big.qcow2 8M
+same_io "writev of 4 MiB and more through the filter" --image-opts \
+    -c 'writev -P 0x11 0 1000 4193305' -c 'writev -P 0x22 4259840 3M 64k' \
+    -c 'read -P 0x11 0 4194305' -c 'read -P 0x22 4259840 3211264' "$(opts big.qcow2)"
+is "$(count "$CDIR/big.qcow2")" "$(count "$QDIR/big.qcow2")" "writev: as many compressed clusters as qemu-io's"
