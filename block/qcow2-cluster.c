@@ -936,18 +936,19 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
         host = nh;
     }
     uint64_t c = off >> s->cluster_bits;
-    if ((r = inflight_add(s, c, 1)) < 0)
-        return r;
-    r = write_with_cow(s, cluster_off, l2e, bitmap, host, lo, hi, in, n, buf, fresh);
-    inflight_del(s, c);
+    if ((r = inflight_add(s, c, 1)) == 0) {
+        r = write_with_cow(s, cluster_off, l2e, bitmap, host, lo, hi, in, n, buf, fresh);
+        inflight_del(s, c);
+    }
+    /* the table may have been evicted while the lock was dropped */
+    if (r == 0)
+        r = l2_get_writable(s, off, &table);
     if (r < 0) {
+        /* a fresh cluster nothing points to yet is ours to give back */
         if (fresh)
             unalloc(s, host, 1);
         return r;
     }
-    /* the table may have been evicted while the lock was dropped */
-    if ((r = l2_get_writable(s, off, &table)) < 0)
-        return r;
     l2_set(s, table, idx, new_l2e, new_bitmap);
     qcow2_cbuf_invalidate(s);
     if (!owned && !dfile) {
@@ -1111,8 +1112,10 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     if (host < 0)
         return (int)host;
     uint64_t bytes = k << s->cluster_bits;
-    if ((r = inflight_add(s, c, k)) < 0)
+    if ((r = inflight_add(s, c, k)) < 0) {
+        unalloc(s, (uint64_t)host, k);
         return r;
+    }
     pthread_mutex_unlock(&s->lock);
     uint8_t *enc = NULL;
     if (src)
@@ -1133,8 +1136,10 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
         return r;
     }
     s->need_sync = s->deps_unsynced = true;
-    if ((r = l2_get_writable(s, off, &table)) < 0)
+    if ((r = l2_get_writable(s, off, &table)) < 0) {
+        unalloc(s, (uint64_t)host, k); /* nothing points to them yet */
         return r;
+    }
     for (uint64_t i = 0; i < k; i++)
         l2_set(s, table, idx + i, ((uint64_t)host + (i << s->cluster_bits)) | QCOW_OFLAG_COPIED,
                s->extl2 ? BITMAP_ALL_ALLOC : 0);
