@@ -1165,6 +1165,8 @@ static bool needs_new_cluster(const Qcow2State *s, uint64_t l2e)
  * Lock held; each cluster's write drops it as write_cluster does, and a
  * cluster another writer allocated meanwhile is written in place, its
  * preallocated one freed at once (nothing ever pointed to it). */
+#define ALLOC_RUN_MAX (16u << 20)
+
 static int write_alloc_run(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t len,
                            uint64_t *done)
 {
@@ -1180,6 +1182,10 @@ static int write_alloc_run(Qcow2State *s, uint64_t off, const uint8_t *buf, uint
         return r;
     uint64_t idx = l2_index(s, off), c = off >> s->cluster_bits;
     uint64_t max = (in + len + cs - 1) >> s->cluster_bits, k = 0;
+    /* at most 16 MiB: QEMU's write-zeroes fallback hands the format no
+     * more at a time, and no run preallocates a whole L2 table's worth */
+    if (max > (ALLOC_RUN_MAX >> s->cluster_bits))
+        max = ALLOC_RUN_MAX >> s->cluster_bits;
     while (k < max && idx + k < s->l2_size) {
         uint64_t l2e, bitmap;
         l2_entry(s, table, idx + k, &l2e, &bitmap);
