@@ -1078,6 +1078,20 @@ static int clone_or_copy(Qcow2State *s, struct clone_src *src, uint64_t host, ui
     return 0;
 }
 
+/* An L2 entry write_new_clusters takes: nothing allocated, or only
+ * QEMU's zero flag (without subclusters). */
+static bool empty_entry(const Qcow2State *s, const uint8_t *table, uint64_t i)
+{
+    uint64_t l2e, bitmap;
+    l2_entry(s, table, i, &l2e, &bitmap);
+    if (s->extl2)
+        return l2e == 0 && !(bitmap & BITMAP_ALL_ALLOC);
+    return l2e == 0 || l2e == QCOW_OFLAG_ZERO;
+}
+
+static int write_fresh(Qcow2State *s, uint64_t off, const uint8_t *buf, int64_t host,
+                       uint64_t k, struct clone_src *src);
+
 /* Many whole clusters that hold nothing yet: one allocation, one write
  * (of buf, or from src where buf is NULL). */
 static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t len,
@@ -1093,12 +1107,8 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     if (inflight_overlaps(s, c, max))
         return 0; /* take the cluster-at-a-time path, which waits */
     while (k < max && idx + k < s->l2_size) {
-        uint64_t l2e, bitmap;
-        l2_entry(s, table, idx + k, &l2e, &bitmap);
-        if (l2e != 0 && !(!s->extl2 && l2e == QCOW_OFLAG_ZERO))
-            break;
-        /* an invalid entry: the cluster path reports it */
-        if (s->extl2 && (bitmap & BITMAP_ALL_ALLOC))
+        /* (an invalid entry: the cluster path reports it) */
+        if (!empty_entry(s, table, idx + k))
             break;
         k++;
     }
@@ -1111,7 +1121,21 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     int64_t host = qcow2_alloc_data(s, off, k);
     if (host < 0)
         return (int)host;
+    if ((r = write_fresh(s, off, buf, host, k, src)) == 0)
+        *done = k << s->cluster_bits;
+    return r;
+}
+
+/* Writes k whole clusters from off on (their L2 entries empty) into the
+ * new host clusters at host, with the lock dropped and the clusters in
+ * flight, then points the entries at them; on failure they are freed. */
+static int write_fresh(Qcow2State *s, uint64_t off, const uint8_t *buf, int64_t host,
+                       uint64_t k, struct clone_src *src)
+{
+    uint8_t *table;
+    uint64_t idx = l2_index(s, off), c = off >> s->cluster_bits;
     uint64_t bytes = k << s->cluster_bits;
+    int r;
     if ((r = inflight_add(s, c, k)) < 0) {
         unalloc(s, (uint64_t)host, k);
         return r;
@@ -1143,7 +1167,6 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     for (uint64_t i = 0; i < k; i++)
         l2_set(s, table, idx + i, ((uint64_t)host + (i << s->cluster_bits)) | QCOW_OFLAG_COPIED,
                s->extl2 ? BITMAP_ALL_ALLOC : 0);
-    *done = bytes;
     return 0;
 }
 
@@ -1166,6 +1189,23 @@ static bool needs_new_cluster(const Qcow2State *s, uint64_t l2e)
  * cluster another writer allocated meanwhile is written in place, its
  * preallocated one freed at once (nothing ever pointed to it). */
 #define ALLOC_RUN_MAX (16u << 20)
+
+/* How many whole clusters from off on (at most max, within len) have
+ * empty L2 entries and none in flight: 0 where off is not at a cluster's
+ * start or the table cannot be had (the cluster path reports why). */
+static uint64_t fresh_stretch(Qcow2State *s, uint64_t off, uint64_t in, uint64_t len,
+                              uint64_t max)
+{
+    uint8_t *table;
+    if (in || l2_get_writable(s, off, &table) < 0)
+        return 0;
+    uint64_t idx = l2_index(s, off), m = 0;
+    if (max > len >> s->cluster_bits)
+        max = len >> s->cluster_bits;
+    while (m < max && idx + m < s->l2_size && empty_entry(s, table, idx + m))
+        m++;
+    return inflight_overlaps(s, off >> s->cluster_bits, m) ? 0 : m;
+}
 
 static int write_alloc_run(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t len,
                            uint64_t *done)
@@ -1210,6 +1250,22 @@ static int write_alloc_run(Qcow2State *s, uint64_t off, const uint8_t *buf, uint
     for (; i < k && r == 0; i++) {
         uint64_t n = cs - in < len ? cs - in : len;
         int64_t pre = host + (int64_t)(i << s->cluster_bits);
+        /* Empty whole clusters, two or more: their preallocated ones are
+         * written at once with the lock dropped, as write_new_clusters
+         * does (each cluster below is written with it held) */
+        uint64_t m = buf ? fresh_stretch(s, off, in, len, k - i) : 0;
+        if (m >= 2) {
+            /* (on failure write_fresh frees those m, the rest below) */
+            r = write_fresh(s, off, buf, pre, m, NULL);
+            i += m - 1;
+            if (r == 0) {
+                off += m << s->cluster_bits;
+                len -= m << s->cluster_bits;
+                buf += m << s->cluster_bits;
+                *done += m << s->cluster_bits;
+            }
+            continue;
+        }
         inflight_wait(s, c + i, 1);
         r = write_cluster_locked(s, off, buf ? buf : s->zero_cluster, n, &pre);
         if (pre)
