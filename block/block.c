@@ -405,6 +405,8 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
             plain = NULL;
     const BlockDriver *d = drv ? blk_find_driver(drv) : NULL;
     if (drv && is_file_protocol(drv)) {
+        if (s->filter_top && top->over_host_file)
+            return spec_error(top->over_host_file, drv);
         /* the host file itself: calf reads it as raw */
         s->host = plain ? plain + (strncmp(plain, "file:", 5) ? 0 : 5)
                         : blkopts_get(t, "filename");
@@ -723,6 +725,8 @@ static BlockDriverState *open_chain(const char *filename, const char *format, bo
         blk_set_error("Block format '%s' does not support the option '%s'", drv->name, unused);
         goto fail;
     }
+    if (bs->filter && bs->filter->opened && bs->filter->opened(bs) < 0)
+        goto fail;
     /* kept for opening this layer again (commit writes to a base it
      * opened read-only): its own options, the key among them */
     for (int i = 0; opts && i < opts->n; i++) {
@@ -903,18 +907,33 @@ static int written(BlockDriverState *bs, int r)
  * serialises such requests).  A test tool's cost, nobody else's. */
 static pthread_mutex_t align_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static bool has_align(BlockDriverState *bs)
-{
-    const BlkdebugLimits *l = blkdebug_limits(bs);
-    return l && l->align > 1;
-}
-
-/* blkdebug's align (a power of two) when a write at [off, +len) is not
- * aligned to it; 0 otherwise, and always without blkdebug limits. */
-static uint64_t unaligned_by(BlockDriverState *bs, uint64_t off, uint64_t len)
+/* The request alignment of writes: blkdebug's align or a compress
+ * filter's cluster size (powers of two: the larger is a multiple of the
+ * smaller); 1 without either. */
+static uint64_t write_align(BlockDriverState *bs)
 {
     const BlkdebugLimits *l = bs->debug ? blkdebug_limits(bs) : NULL;
-    return l && l->align > 1 && ((off | len) & (l->align - 1)) ? l->align : 0;
+    uint64_t a = l && l->align > 1 ? l->align : 1;
+    return bs->compress_align > a ? bs->compress_align : a;
+}
+
+static bool has_align(BlockDriverState *bs)
+{
+    return write_align(bs) > 1;
+}
+
+/* The write alignment when a write at [off, +len) is not aligned to it;
+ * 0 otherwise, and always without one. */
+static uint64_t unaligned_by(BlockDriverState *bs, uint64_t off, uint64_t len)
+{
+    uint64_t a = write_align(bs);
+    return a > 1 && ((off | len) & (a - 1)) ? a : 0;
+}
+
+/* blkdebug or a compress filter on top: writes take block.c's slow path */
+static bool top_filtered(BlockDriverState *bs)
+{
+    return __builtin_expect(bs->debug != NULL || bs->compress_align != 0, 0);
 }
 
 /* Writes [off, +len) (buf, or zeros when NULL) as QEMU's block layer does
@@ -927,7 +946,10 @@ static int debug_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, uin
 {
     blkdebug_top_event(bs, BLKDBG_PWRITEV);
     int r = blkdebug_top_check(bs, BLKDBG_IO_WRITE, off, len);
-    return r < 0 ? r : bs->drv->pwrite(bs, off, buf, len);
+    if (r < 0)
+        return r;
+    return bs->compress_align ? blk_compress_pwrite(bs, off, buf, len)
+                              : bs->drv->pwrite(bs, off, buf, len);
 }
 
 /* The read of a padded write's head or tail block (both when it is one
@@ -991,8 +1013,9 @@ int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
     int r = check_request(bs, off, len, true);
     if (r < 0 || len == 0)
         return r;
-    if (__builtin_expect(bs->debug != NULL, 0)) {
-        /* QEMU's block layer events at a top blkdebug, and its rules */
+    if (top_filtered(bs)) {
+        /* QEMU's block layer events at a top blkdebug, and its rules;
+         * a compress filter's alignment */
         uint64_t a = unaligned_by(bs, off, len);
         bool serial = has_align(bs);
         if (serial)
@@ -1010,6 +1033,9 @@ int blk_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
  * request through a per-thread buffer: one copy is far cheaper than a
  * syscall and a metadata lookup per segment. */
 #define GATHER_MAX (4u << 20)
+/* QEMU's largest request (BDRV_REQUEST_MAX_BYTES), for requests that a
+ * top filter keeps whole */
+#define BLK_FILTER_REQUEST_MAX ((uint64_t)INT32_MAX & ~(uint64_t)511)
 
 struct gather {
     uint8_t *buf;
@@ -1144,15 +1170,31 @@ int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int
 {
     size_t total = blk_iov_total(iov, iovcnt);
     /* an unaligned request under blkdebug's align is padded whole */
-    int d = bs->debug ? -ENOTSUP : iov_no_copy(bs, off, iov, iovcnt, total, true);
+    int d = top_filtered(bs) ? -ENOTSUP : iov_no_copy(bs, off, iov, iovcnt, total, true);
     if (d != -ENOTSUP)
         return written(bs, d);
     uint8_t *g = iovcnt > 1 && total <= GATHER_MAX ? gather_buffer(total) : NULL;
+    /* Under a top filter a request stays one (QEMU's): segments written
+     * one by one would each be padded to the alignment and compressed
+     * alone, a second one into a cluster the first compressed failing. */
+    uint8_t *heap = NULL;
+    if (!g && iovcnt > 1 && top_filtered(bs)) {
+        /* its bounds first (blk_pwrite checks it all): no buffer larger
+         * than the image */
+        if (off > bs->size || total > bs->size - off)
+            return check_request(bs, off, total, true);
+        if (total > BLK_FILTER_REQUEST_MAX)
+            return -EIO; /* QEMU's limit of one request */
+        if (!(g = heap = malloc(total)))
+            return -ENOMEM;
+    }
     if (g) {
         uint8_t *p = g;
         for (int i = 0; i < iovcnt; p += iov[i].iov_len, i++)
             memcpy(p, iov[i].iov_base, iov[i].iov_len);
-        return blk_pwrite(bs, off, g, total);
+        int r = blk_pwrite(bs, off, g, total);
+        free(heap);
+        return r;
     }
     for (int i = 0; i < iovcnt; i++) {
         int r = blk_pwrite(bs, off, iov[i].iov_base, iov[i].iov_len);
@@ -1166,6 +1208,17 @@ int blk_pwritev(BlockDriverState *bs, uint64_t off, const struct iovec *iov, int
 static int write_zero_data(BlockDriverState *bs, uint64_t off, uint64_t len)
 {
     static const uint8_t zero[65536];
+    if (bs->compress_align) {
+        /* compressed, cluster by cluster (aligned: the ends were padded) */
+        uint8_t *z = calloc(1, bs->compress_align);
+        int r = z ? 0 : -ENOMEM;
+        for (uint64_t n; r == 0 && len; off += n, len -= n) {
+            n = len < bs->compress_align ? len : bs->compress_align;
+            r = blk_compress_pwrite(bs, off, z, n);
+        }
+        free(z);
+        return r;
+    }
     while (len) {
         size_t n = len < sizeof(zero) ? len : sizeof(zero);
         int r = bs->drv->pwrite(bs, off, zero, n);
@@ -1222,7 +1275,8 @@ static int padded_done(BlockDriverState *bs, int r)
     return r;
 }
 
-/* write-zeroes under a blkdebug: its partial align blocks at each end
+/* write-zeroes under a blkdebug or a compress filter: the partial align
+ * blocks at each end
  * written as data, in QEMU's order (head, middle, tail), the rest cut by
  * its limits, if it has any */
 static int zeroes_debug(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
@@ -1230,9 +1284,10 @@ static int zeroes_debug(BlockDriverState *bs, uint64_t off, uint64_t len, int fl
     int r;
     uint64_t tail_len = 0;
     const BlkdebugLimits *l = blkdebug_limits(bs);
-    if (l && l->align > 1) {
+    uint64_t a = write_align(bs);
+    if (a > 1) {
         /* partial align blocks at either end are written as data */
-        uint64_t a = l->align, head = off & (a - 1), end = off + len;
+        uint64_t head = off & (a - 1), end = off + len;
         uint64_t mid = head ? (off | (a - 1)) + 1 : off, mid_end = end & ~(a - 1);
         tail_len = mid_end < end ? end - mid_end : 0;
         if (mid >= end || mid_end <= mid)
@@ -1252,7 +1307,7 @@ static int zeroes_debug(BlockDriverState *bs, uint64_t off, uint64_t len, int fl
                                    : write_zero_data(bs, off, len);
     blkdebug_top_event(bs, BLKDBG_PWRITEV_DONE);
     if (r == 0 && tail_len)
-        r = padded_done(bs, pwrite_padded(bs, l->align, off + len, NULL, tail_len));
+        r = padded_done(bs, pwrite_padded(bs, a, off + len, NULL, tail_len));
     return r;
 }
 
@@ -1261,7 +1316,7 @@ int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flag
     int r = check_request(bs, off, len, true);
     if (r < 0 || len == 0)
         return r;
-    if (__builtin_expect(bs->debug != NULL, 0)) {
+    if (top_filtered(bs)) {
         bool serial = has_align(bs);
         if (serial)
             pthread_mutex_lock(&align_mu);
@@ -1432,6 +1487,10 @@ int blk_copy_mapped(BlockDriverState *bs, uint64_t off, BlockDriverState *src, c
                     uint64_t len)
 {
     uint64_t host;
+    /* a top compress filter or blkdebug sees each write: no shortcut
+     * under it (the caller writes the data the plain way) */
+    if (top_filtered(bs))
+        return -ENOTSUP;
     int fd = blk_map_source(src, p, &host);
     if (fd < 0 || !bs->drv->copy_from_file || bs->read_only)
         return -ENOTSUP;

@@ -311,6 +311,12 @@ typedef struct BlockFilter {
     /* Optional: a "NAME:..." file name into the filter's options
      * ("blkdebug:CONF:PATH" -> config=CONF, image.filename=PATH). */
     int (*parse_filename)(const char *filename, BlockOptions *opts);
+    /* Optional: called once the format under it is open (bs->size known);
+     * an error closes the image. */
+    int (*opened)(BlockDriverState *bs);
+    /* Optional: the error ("%s": the host file driver) when it is named
+     * as the top node straight over a host file, with no format between. */
+    const char *over_host_file;
 } BlockFilter;
 /* 0, or -ENOSPC when the table is full. */
 int blk_register_filter(const BlockFilter *f);
@@ -359,6 +365,10 @@ struct BlockDriverState {
     void *progress_opaque;
     /* Fault injection (block/blkdebug.h); NULL unless opened through it */
     struct BlkDebug *debug;
+    /* A top "compress" filter (block/filter-compress.c): its alignment,
+     * the format's cluster size; data writes become compressed whole
+     * clusters.  0 without it. */
+    uint64_t compress_align;
 };
 
 static inline void blk_progress(BlockDriverState *bs, uint64_t done, uint64_t total)
@@ -409,6 +419,8 @@ int blk_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
 int blk_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt);
 int blk_amend(BlockDriverState *bs, BlockOptions *opts, bool force);
 int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+/* block.c's: a data write under a top compress filter, aligned */
+int blk_compress_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, uint64_t len);
 /* Persistent dirty bitmaps, as `qemu-img bitmap` edits them.  A bitmap
  * has one bit per `granularity` bytes of the virtual disk; bit j of byte
  * i stands for chunk i * 8 + j (the on-disk order of qcow2).  Listing is

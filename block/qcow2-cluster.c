@@ -61,22 +61,39 @@ static int sc_type(const Qcow2State *s, uint64_t l2e, uint64_t bitmap, int sc)
         case QCOW2_COMPRESSED: return SC_COMPRESSED;
         }
     }
-    /* bit 0 of a compressed descriptor belongs to its host offset */
-    if ((l2e & QCOW_OFLAG_ZERO) && ct != QCOW2_COMPRESSED)
-        return SC_INVALID;
+    /* As QEMU: bit 0 (the zero flag of a standard descriptor) is unused
+     * with extended L2 and ignored, and so is the bitmap of a compressed
+     * cluster; a subcluster both allocated and zero anywhere in the entry
+     * (or allocated without a host cluster) makes the whole entry invalid. */
     bool alloc = (bitmap >> sc) & 1, zero = (bitmap >> (32 + sc)) & 1;
     switch (ct) {
     case QCOW2_COMPRESSED:
-        return bitmap ? SC_INVALID : SC_COMPRESSED;
+        return SC_COMPRESSED;
     case QCOW2_UNALLOCATED:
         if (bitmap & BITMAP_ALL_ALLOC)
             return SC_INVALID;
         return zero ? SC_ZERO_PLAIN : SC_UNALLOCATED_PLAIN;
     default:
-        if (alloc && zero)
+        if ((bitmap >> 32) & bitmap)
             return SC_INVALID;
         return zero ? SC_ZERO_ALLOC : alloc ? SC_NORMAL : SC_UNALLOCATED_ALLOC;
     }
+}
+
+/* The host offset of the L2 table of guest offset off (for messages). */
+static uint64_t l2_table_offset(const Qcow2State *s, uint64_t off)
+{
+    uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+    return l1i < s->l1_size ? s->l1[l1i] & L1E_OFFSET_MASK : 0;
+}
+
+/* QEMU's report of an invalid L2 entry; its read path words it with two
+ * spaces, its write path with one. */
+static int invalid_entry(Qcow2State *s, uint64_t off, bool write)
+{
+    return qcow2_mark_corrupt(s, "Invalid cluster entry found %s(L2 offset: %#" PRIx64
+                              ", L2 index: %#x)", write ? "" : " ", l2_table_offset(s, off),
+                              (unsigned)((off >> s->cluster_bits) & (s->l2_size - 1)));
 }
 
 static bool sc_has_host(int t)
@@ -325,12 +342,14 @@ static int get_extent(Qcow2State *s, uint64_t off, uint64_t maxlen, struct exten
         int sc = s->extl2 ? (int)((pos & (s->cluster_size - 1)) / scs) : 0;
         int t = sc_type(s, l2e, bitmap, sc);
         uint64_t host = (l2e & L2E_OFFSET_MASK) + (pos & (s->cluster_size - 1));
-        if (sc_has_host(t) && ((l2e & L2E_OFFSET_MASK) & (s->cluster_size - 1)))
-            return qcow2_mark_corrupt(s, "cluster offset 0x%" PRIx64 " is not aligned",
-                                      l2e & L2E_OFFSET_MASK);
         if (t == SC_INVALID)
-            return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64 " (bitmap 0x%016"
-                                      PRIx64 ") for guest offset 0x%" PRIx64, l2e, bitmap, pos);
+            return invalid_entry(s, pos, false);
+        if ((sc_has_host(t) || t == SC_UNALLOCATED_ALLOC) &&
+            ((l2e & L2E_OFFSET_MASK) & (s->cluster_size - 1)))
+            return qcow2_mark_corrupt(s, "Cluster allocation offset %#" PRIx64 " unaligned "
+                                      "(L2 offset: %#" PRIx64 ", L2 index: %#x)",
+                                      l2e & L2E_OFFSET_MASK, l2_table_offset(s, pos),
+                                      (unsigned)l2_index(s, pos));
         if ((r = check_data_host(s, pos, l2e)) < 0)
             return r;
         if (e->len == 0) {
@@ -565,7 +584,7 @@ static int read_old(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uint64_t 
         struct extent e = {.type = sc_type(s, l2e, bitmap, sc),
                            .host = (l2e & L2E_OFFSET_MASK) + from, .l2e = l2e};
         if (e.type == SC_INVALID)
-            return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64, l2e);
+            return invalid_entry(s, cluster_off, true);
         int r = read_extent(s, &e, cluster_off + from, dst, n);
         if (r == -EBADMSG)
             return qcow2_mark_corrupt(s, "cannot decompress the cluster for guest offset %#"
@@ -782,7 +801,8 @@ static void inflight_del(Qcow2State *s, uint64_t first)
     pthread_cond_broadcast(&s->alloc_cond);
 }
 
-static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n);
+static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n,
+                                int64_t *prealloc);
 
 /* A data write into n new clusters at host failed: nothing points to
  * them yet, so they are free again at once (a later write may well
@@ -807,10 +827,15 @@ static int write_cluster(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64
 {
     uint64_t c = off >> s->cluster_bits;
     inflight_wait(s, c, 1);
-    return write_cluster_locked(s, off, buf, n);
+    return write_cluster_locked(s, off, buf, n, NULL);
 }
 
-static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n)
+/* prealloc: NULL, or a host cluster allocated for this one beforehand
+ * (write_alloc_run); it is set to 0 once used (or freed here when the
+ * cluster turns out to need none after all); a non-zero one left on
+ * return is the caller's to free. */
+static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t n,
+                                int64_t *prealloc)
 {
     uint8_t *table;
     int r = l2_get_writable(s, off, &table);
@@ -824,11 +849,15 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
     int ct = qcow2_cluster_type(s, l2e);
     for (int sc = (int)(in / scs); sc <= (int)((in + n - 1) / scs); sc++)
         if (sc_type(s, l2e, bitmap, s->extl2 ? sc : 0) == SC_INVALID)
-            return qcow2_mark_corrupt(s, "invalid L2 entry 0x%016" PRIx64 " for guest offset "
-                                      "0x%" PRIx64, l2e, off);
+            return invalid_entry(s, off, true);
     uint64_t host = ct == QCOW2_COMPRESSED ? 0 : l2e & L2E_OFFSET_MASK;
     bool owned = (l2e & QCOW_OFLAG_COPIED) && (ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC);
     bool dfile = qcow2_has_data_file(s);
+    if (owned && prealloc && *prealloc) {
+        /* another writer allocated it while the lock was dropped */
+        unalloc(s, (uint64_t)*prealloc, 1);
+        *prealloc = 0;
+    }
     if (host && (host & (cs - 1)))
         return qcow2_mark_corrupt(s, "%s cluster offset %#" PRIx64 " unaligned (guest offset: %#"
                                   PRIx64 ")", ct == QCOW2_NORMAL ? "Data" : "Preallocated zero",
@@ -872,11 +901,15 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
             uint64_t touched = sc_mask(sc0, sc1);
             new_bitmap = (bitmap | touched) & ~(touched << 32);
         }
-        new_l2e = host | QCOW_OFLAG_COPIED;
+        /* bit 0, unused with extended L2, stays as it is (QEMU leaves
+         * the descriptor alone) */
+        new_l2e = host | QCOW_OFLAG_COPIED | (s->extl2 ? l2e & QCOW_OFLAG_ZERO : 0);
     } else {
-        int64_t nh = qcow2_alloc_data(s, cluster_off, 1);
+        int64_t nh = prealloc && *prealloc ? *prealloc : qcow2_alloc_data(s, cluster_off, 1);
         if (nh < 0)
             return (int)nh;
+        if (prealloc)
+            *prealloc = 0; /* ours now: freed below if the write fails */
         fresh = true;
         if (s->extl2 && ct == QCOW2_UNALLOCATED) {
             uint64_t touched = sc_mask(sc0, sc1);
@@ -907,18 +940,19 @@ static int write_cluster_locked(Qcow2State *s, uint64_t off, const uint8_t *buf,
         host = nh;
     }
     uint64_t c = off >> s->cluster_bits;
-    if ((r = inflight_add(s, c, 1)) < 0)
-        return r;
-    r = write_with_cow(s, cluster_off, l2e, bitmap, host, lo, hi, in, n, buf, fresh);
-    inflight_del(s, c);
+    if ((r = inflight_add(s, c, 1)) == 0) {
+        r = write_with_cow(s, cluster_off, l2e, bitmap, host, lo, hi, in, n, buf, fresh);
+        inflight_del(s, c);
+    }
+    /* the table may have been evicted while the lock was dropped */
+    if (r == 0)
+        r = l2_get_writable(s, off, &table);
     if (r < 0) {
+        /* a fresh cluster nothing points to yet is ours to give back */
         if (fresh)
             unalloc(s, host, 1);
         return r;
     }
-    /* the table may have been evicted while the lock was dropped */
-    if ((r = l2_get_writable(s, off, &table)) < 0)
-        return r;
     l2_set(s, table, idx, new_l2e, new_bitmap);
     qcow2_cbuf_invalidate(s);
     if (!owned && !dfile) {
@@ -1050,6 +1084,20 @@ static int clone_or_copy(Qcow2State *s, struct clone_src *src, uint64_t host, ui
     return 0;
 }
 
+/* An L2 entry write_new_clusters takes: nothing allocated, or only
+ * QEMU's zero flag (without subclusters). */
+static bool empty_entry(const Qcow2State *s, const uint8_t *table, uint64_t i)
+{
+    uint64_t l2e, bitmap;
+    l2_entry(s, table, i, &l2e, &bitmap);
+    if (s->extl2)
+        return l2e == 0 && !(bitmap & BITMAP_ALL_ALLOC);
+    return l2e == 0 || l2e == QCOW_OFLAG_ZERO;
+}
+
+static int write_fresh(Qcow2State *s, uint64_t off, const uint8_t *buf, int64_t host,
+                       uint64_t k, struct clone_src *src);
+
 /* Many whole clusters that hold nothing yet: one allocation, one write
  * (of buf, or from src where buf is NULL). */
 static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t len,
@@ -1065,9 +1113,8 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     if (inflight_overlaps(s, c, max))
         return 0; /* take the cluster-at-a-time path, which waits */
     while (k < max && idx + k < s->l2_size) {
-        uint64_t l2e, bitmap;
-        l2_entry(s, table, idx + k, &l2e, &bitmap);
-        if (l2e != 0 && !(!s->extl2 && l2e == QCOW_OFLAG_ZERO))
+        /* (an invalid entry: the cluster path reports it) */
+        if (!empty_entry(s, table, idx + k))
             break;
         k++;
     }
@@ -1080,9 +1127,25 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
     int64_t host = qcow2_alloc_data(s, off, k);
     if (host < 0)
         return (int)host;
+    if ((r = write_fresh(s, off, buf, host, k, src)) == 0)
+        *done = k << s->cluster_bits;
+    return r;
+}
+
+/* Writes k whole clusters from off on (their L2 entries empty) into the
+ * new host clusters at host, with the lock dropped and the clusters in
+ * flight, then points the entries at them; on failure they are freed. */
+static int write_fresh(Qcow2State *s, uint64_t off, const uint8_t *buf, int64_t host,
+                       uint64_t k, struct clone_src *src)
+{
+    uint8_t *table;
+    uint64_t idx = l2_index(s, off), c = off >> s->cluster_bits;
     uint64_t bytes = k << s->cluster_bits;
-    if ((r = inflight_add(s, c, k)) < 0)
+    int r;
+    if ((r = inflight_add(s, c, k)) < 0) {
+        unalloc(s, (uint64_t)host, k);
         return r;
+    }
     pthread_mutex_unlock(&s->lock);
     uint8_t *enc = NULL;
     if (src)
@@ -1104,13 +1167,161 @@ static int write_new_clusters(Qcow2State *s, uint64_t off, const uint8_t *buf, u
         return r;
     }
     s->need_sync = s->deps_unsynced = true;
-    if ((r = l2_get_writable(s, off, &table)) < 0)
+    if ((r = l2_get_writable(s, off, &table)) < 0) {
+        unalloc(s, (uint64_t)host, k); /* nothing points to them yet */
         return r;
+    }
     for (uint64_t i = 0; i < k; i++)
         l2_set(s, table, idx + i, ((uint64_t)host + (i << s->cluster_bits)) | QCOW_OFLAG_COPIED,
                s->extl2 ? BITMAP_ALL_ALLOC : 0);
-    *done = bytes;
     return 0;
+}
+
+/* Whether the cluster of this L2 entry needs a new host cluster to be
+ * written (QEMU's cluster_needs_new_alloc): it has none, or one that is
+ * compressed or shared. */
+static bool needs_new_cluster(const Qcow2State *s, uint64_t l2e)
+{
+    int ct = qcow2_cluster_type(s, l2e);
+    return !((ct == QCOW2_NORMAL || ct == QCOW2_ZERO_ALLOC) && (l2e & QCOW_OFLAG_COPIED));
+}
+
+/* A write over several clusters from off on (the first and last may be
+ * partial) that each need a new host cluster: QEMU allocates them as one
+ * contiguous run, then writes each with its copy-on-write, so does this
+ * (which is where QEMU's images put them).  *done: the bytes written, 0
+ * where fewer than two such clusters start at off (or some are in
+ * flight): the caller goes cluster by cluster then.  buf NULL: zeros.
+ * Lock held; each cluster's write drops it as write_cluster does, and a
+ * cluster another writer allocated meanwhile is written in place, its
+ * preallocated one freed at once (nothing ever pointed to it). */
+#define ALLOC_RUN_MAX (16u << 20)
+
+/* How many whole clusters from off on (at most max, within len) have
+ * empty L2 entries and none in flight: 0 where off is not at a cluster's
+ * start or the table cannot be had (the cluster path reports why). */
+static uint64_t fresh_stretch(Qcow2State *s, uint64_t off, uint64_t in, uint64_t len,
+                              uint64_t max)
+{
+    uint8_t *table;
+    if (in || l2_get_writable(s, off, &table) < 0)
+        return 0;
+    uint64_t idx = l2_index(s, off), m = 0;
+    if (max > len >> s->cluster_bits)
+        max = len >> s->cluster_bits;
+    while (m < max && idx + m < s->l2_size && empty_entry(s, table, idx + m))
+        m++;
+    return inflight_overlaps(s, off >> s->cluster_bits, m) ? 0 : m;
+}
+
+static int write_alloc_run(Qcow2State *s, uint64_t off, const uint8_t *buf, uint64_t len,
+                           uint64_t *done)
+{
+    uint64_t cs = s->cluster_size, in = off & (cs - 1);
+    *done = 0;
+    /* a data file's clusters sit at their guest offsets: nothing to gather */
+    if (qcow2_has_data_file(s) || in + len <= cs)
+        return 0;
+    uint8_t *table;
+    /* the L2 table first, as QEMU allocates it before the data */
+    int r = l2_get_writable(s, off, &table);
+    if (r < 0)
+        return r;
+    uint64_t idx = l2_index(s, off), c = off >> s->cluster_bits;
+    uint64_t max = (in + len + cs - 1) >> s->cluster_bits, k = 0;
+    /* at most 16 MiB: QEMU's write-zeroes fallback hands the format no
+     * more at a time, and no run preallocates a whole L2 table's worth */
+    if (max > (ALLOC_RUN_MAX >> s->cluster_bits))
+        max = ALLOC_RUN_MAX >> s->cluster_bits;
+    while (k < max && idx + k < s->l2_size) {
+        uint64_t l2e, bitmap;
+        l2_entry(s, table, idx + k, &l2e, &bitmap);
+        /* an invalid entry: the cluster path reports it */
+        if (!needs_new_cluster(s, l2e) ||
+            sc_type(s, l2e, bitmap, 0) == SC_INVALID)
+            break;
+        k++;
+    }
+    if (k < 2 || inflight_overlaps(s, c, k))
+        return 0;
+    if ((r = qcow2_mark_dirty(s)) < 0)
+        return r;
+    int64_t host = qcow2_alloc_clusters(s, k);
+    if (host < 0)
+        return (int)host;
+    if (!buf && (r = zero_cluster_buf(s)) < 0) {
+        unalloc(s, (uint64_t)host, k);
+        return r;
+    }
+    uint64_t i = 0;
+    for (; i < k && r == 0; i++) {
+        uint64_t n = cs - in < len ? cs - in : len;
+        int64_t pre = host + (int64_t)(i << s->cluster_bits);
+        /* Empty whole clusters, two or more: their preallocated ones are
+         * written at once with the lock dropped, as write_new_clusters
+         * does (each cluster below is written with it held) */
+        uint64_t m = buf ? fresh_stretch(s, off, in, len, k - i) : 0;
+        if (m >= 2) {
+            /* (on failure write_fresh frees those m, the rest below) */
+            r = write_fresh(s, off, buf, pre, m, NULL);
+            i += m - 1;
+            if (r == 0) {
+                off += m << s->cluster_bits;
+                len -= m << s->cluster_bits;
+                buf += m << s->cluster_bits;
+                *done += m << s->cluster_bits;
+            }
+            continue;
+        }
+        inflight_wait(s, c + i, 1);
+        r = write_cluster_locked(s, off, buf ? buf : s->zero_cluster, n, &pre);
+        if (pre)
+            unalloc(s, (uint64_t)pre, 1);
+        if (r == 0) {
+            off += n;
+            len -= n;
+            if (buf)
+                buf += n;
+            *done += n;
+            in = 0;
+        }
+    }
+    /* after a failure, the clusters not reached yet */
+    if (i < k)
+        unalloc(s, (uint64_t)host + (i << s->cluster_bits), k - i);
+    return r;
+}
+
+/* Writes [off, off+len) from buf (NULL: zeros).  Lock held. */
+static int pwrite_locked(Qcow2State *s, uint64_t off, const uint8_t *p, uint64_t len)
+{
+    int r = 0;
+    while (len) {
+        uint64_t in = off & (s->cluster_size - 1);
+        uint64_t done = 0;
+        if (p && !in && len >= 2 * s->cluster_size) {
+            if ((r = write_owned_run(s, off, p, len, &done)) < 0)
+                break;
+            if (!done && (r = write_new_clusters(s, off, p, len, &done, NULL)) < 0)
+                break;
+        }
+        if (!done && (r = write_alloc_run(s, off, p, len, &done)) < 0)
+            break;
+        if (!done) {
+            done = s->cluster_size - in;
+            if (done > len)
+                done = len;
+            if (!p && (r = zero_cluster_buf(s)) < 0)
+                break;
+            if ((r = write_cluster(s, off, p ? p : s->zero_cluster, done)) < 0)
+                break;
+        }
+        off += done;
+        if (p)
+            p += done;
+        len -= done;
+    }
+    return r;
 }
 
 int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
@@ -1124,29 +1335,8 @@ int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len
 int qcow2_pwrite_sectors(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
 {
     Qcow2State *s = bs->opaque;
-    const uint8_t *p = buf;
-    int r = 0;
     pthread_mutex_lock(&s->lock);
-    while (len) {
-        uint64_t in = off & (s->cluster_size - 1);
-        uint64_t done = 0;
-        if (!in && len >= 2 * s->cluster_size) {
-            if ((r = write_owned_run(s, off, p, len, &done)) < 0)
-                break;
-            if (!done && (r = write_new_clusters(s, off, p, len, &done, NULL)) < 0)
-                break;
-        }
-        if (!done) {
-            done = s->cluster_size - in;
-            if (done > len)
-                done = len;
-            if ((r = write_cluster(s, off, p, done)) < 0)
-                break;
-        }
-        off += done;
-        p += done;
-        len -= done;
-    }
+    int r = pwrite_locked(s, off, buf, len);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -1242,7 +1432,9 @@ static int zero_in_l2(Qcow2State *s, uint64_t off, uint64_t n, int flags, int mo
             return 1;
         uint64_t m = sc_mask((int)(in / scs), (int)((in + n - 1) / scs));
         if (whole && (discard || (flags & BLK_ZERO_MAY_UNMAP) || !owned)) {
-            if (discard && !has_backing && ct == QCOW2_UNALLOCATED && !(bitmap >> 32))
+            /* QEMU leaves an unallocated cluster alone (zero bits too)
+             * when nothing could show through it */
+            if (mode == DISCARD_ZERO && !has_backing && ct == QCOW2_UNALLOCATED)
                 return 0;
             new_l2e = 0;
             new_bitmap = mode == DISCARD_FULL ? 0 : BITMAP_ALL_ZERO;
@@ -1374,6 +1566,29 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
             end = scb;
         r = 0;
     }
+    if (explicit) {
+        /* QEMU sends the unaligned head and tail as requests of their
+         * own, which become data writes; the subcluster-aligned middle is
+         * zeroed from its start for as far as it goes (a whole compressed
+         * cluster is dropped, its host cluster freed) until a compressed
+         * cluster it cannot zero in part stops it, and then the whole
+         * middle is written as zeros: one write, whose new clusters are
+         * one allocation (write_alloc_run). */
+        if (off < xa && (r = zero_cluster_buf(s)) == 0)
+            r = write_cluster(s, off, s->zero_cluster, xa - off);
+        for (uint64_t pos = xa, n; r == 0 && pos < xb; pos += n) {
+            n = cs - (pos & (cs - 1)) < xb - pos ? cs - (pos & (cs - 1)) : xb - pos;
+            if ((r = zero_in_l2(s, pos, n, flags, DISCARD_NO, false)) == 1) {
+                r = 0;
+                break;
+            }
+        }
+        if (r == 0)
+            r = pwrite_locked(s, xa, NULL, xb - xa);
+        if (r == 0 && xb < end && (r = zero_cluster_buf(s)) == 0)
+            r = write_cluster(s, xb, s->zero_cluster, end - xb);
+        goto out;
+    }
     len = end - off;
     while (len) {
         uint64_t in = off & (s->cluster_size - 1);
@@ -1402,8 +1617,7 @@ static int zero_or_discard(BlockDriverState *bs, uint64_t off, uint64_t len, int
                 break;
         }
         if (b > a) {
-            bool in_x = explicit && off - in + a >= xa && off - in + b <= xb;
-            r = in_x ? 1 : zero_in_l2(s, off - in + a, b - a, flags, mode, false);
+            r = zero_in_l2(s, off - in + a, b - a, flags, mode, false);
             if (r == 1) {
                 if ((r = zero_cluster_buf(s)) < 0 ||
                     (r = write_cluster(s, off - in + a, s->zero_cluster, b - a)) < 0)

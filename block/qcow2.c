@@ -1228,7 +1228,9 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
      * 1:1 too, as at creation. */
     if ((s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW) && prealloc == BLK_PREALLOC_OFF)
         prealloc = BLK_PREALLOC_METADATA;
-    bool zero_new = prealloc == BLK_PREALLOC_OFF && bs->backing && bs->backing->size > bs->size;
+    /* the new area must not show a longer backing file (QEMU's block
+     * layer asks for zeros then), preallocated or not */
+    bool zero_new = bs->backing && bs->backing->size > bs->size;
     if (zero_new && s->version < 3) {
         /* no zero flag: QEMU refuses rather than write the zeros out */
         blk_set_error("Failed to zero out new clusters: Operation not supported");
@@ -1258,7 +1260,11 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t size, int prealloc, boo
     /* As QEMU does: the new area reads as zeros, not as whatever a longer
      * backing file holds there. */
     if (r == 0 && zero_new) {
-        uint64_t zend = bs->backing->size < size ? bs->backing->size : size;
+        /* preallocated clusters get their zero flags (and explicit
+         * zeros up to the first subcluster boundary) over all of it */
+        uint64_t zend = bs->backing->size < size && prealloc == BLK_PREALLOC_OFF
+                            ? bs->backing->size
+                            : size;
         r = qcow2_pwrite_zeroes(bs, old, zend - old, 0);
     }
     return r;

@@ -4,7 +4,9 @@
 # past another thread's new clusters, cache=none read-modify-writes of a
 # shared 4 KiB block (two sectors; data beside an L2 table and refcounts),
 # a write and a read stalled while their cluster is discarded, freed and
-# reused, and two sub-sector writes to one encrypted sector (qcow2, luks).
+# reused, two sub-sector writes to one encrypted sector (qcow2, luks), and
+# a two-cluster write whose second cluster another thread allocates while
+# the first one's copy-on-write is held.
 # Each scenario checks what reads back; qemu-img check judges the images
 # and qemu-io reads the data back another way.
 . "$(dirname "$0")/lib.sh"
@@ -61,4 +63,6 @@ scenario discard-read discard-read.qcow2 "0xb5 320k 64k"
 scenario discard-read2 discard-read2.qcow2 "0xb5 320k 64k"
 scenario crypt-sector crypt-sector.qcow2 "0xaa 0 100" "0x11 100 100" "0xbb 200 100" "0x11 300 65236"
 scenario luks-sector luks-sector.luks "0xaa 0 100" "0x11 100 100" "0xbb 200 100" "0x11 300 65236"
+scenario alloc-handoff alloc-handoff.qcow2 "0x5b 0 8k" "0xaa 8k 64k" "0x5b 72k 24k" "0xbb 96k 32k" \
+    "0x5b 128k 128k"
 done_testing

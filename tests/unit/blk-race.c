@@ -32,6 +32,10 @@
  *   crypt-sector two sub-sector writes to one sector of an encrypted image
  *                (both must stay)
  *   luks-sector  the same in a luks image
+ *   alloc-handoff  a write over two clusters, both allocated at once and
+ *                held in c0's copy-on-write, while another thread
+ *                allocates c1 (the first frees its c1 and writes into the
+ *                other's: both parts stay, nothing leaks)
  */
 #include "block/block.h"
 
@@ -581,6 +585,51 @@ static void crypt_sector(const char *dir, bool luks)
     blk_close(bs);
 }
 
+/* A write over c0..c1 (unaligned: both need copy-on-write from the
+ * backing file) gets both host clusters in one allocation
+ * (write_alloc_run) and is held in the backing read of c0's head; B
+ * writes c1's tail meanwhile and allocates c1 itself.  A then finds c1
+ * owned: its preallocated cluster is freed and it writes into B's (both
+ * parts of c1 stay, nothing leaks). */
+static void alloc_handoff(const char *dir)
+{
+    const uint64_t cs = 64 * KB;
+    char path[4096], opts[4200];
+    snprintf(path, sizeof(path), "%s/handoff-base.raw", dir);
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    static uint8_t base[256 * KB];
+    memset(base, 0x5b, sizeof(base));
+    if (fd < 0 || write(fd, base, sizeof(base)) != (ssize_t)sizeof(base))
+        die("backing file");
+    close(fd);
+    snprintf(opts, sizeof(opts), "cluster_size=65536,backing_file=%s,backing_fmt=raw", path);
+    BlockDriverState *bs = make(dir, "alloc-handoff.qcow2", "qcow2", 1024 * KB, opts, 0, NULL);
+    /* A: [8K, 72K): c0 from 8K on and c1's first 8K; held reading c0's
+     * head from the backing file */
+    struct hook *ha = hook_arm(1, bs->backing->fd, "r", 0, cs, 0, false);
+    pthread_t ta, tb;
+    struct op *a = op_start(&ta, 1, do_write, bs, 8 * KB, cs, 0xaa);
+    if (!hook_wait(ha, STALLED, 5000)) {
+        fail("A never read the backing file");
+        exit(1);
+    }
+    /* B: c1's second half */
+    struct op *b = op_start(&tb, 2, do_write, bs, cs + 32 * KB, 32 * KB, 0xbb);
+    race(ha, &ta, a, &tb, b);
+    if (blk_flush(bs) < 0)
+        die("flush");
+    uint64_t h1 = host_of(bs, cs);
+    printf("# c0 at host 0x%" PRIx64 ", c1 at 0x%" PRIx64 "\n", host_of(bs, 0), h1);
+    reads_as(bs, 0, 8 * KB, 0x5b);
+    reads_as(bs, 8 * KB, cs, 0xaa);
+    reads_as(bs, cs + 8 * KB, 24 * KB, 0x5b);
+    reads_as(bs, cs + 32 * KB, 32 * KB, 0xbb);
+    reads_as(bs, 2 * cs, cs, 0x5b);
+    op_free(a);
+    op_free(b);
+    blk_close(bs);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -605,6 +654,8 @@ int main(int argc, char **argv)
         crypt_sector(dir, false);
     else if (!strcmp(scenario, "luks-sector"))
         crypt_sector(dir, true);
+    else if (!strcmp(scenario, "alloc-handoff"))
+        alloc_handoff(dir);
     else {
         fprintf(stderr, "blk-race: unknown scenario %s\n", scenario);
         return 2;
