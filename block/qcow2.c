@@ -53,11 +53,26 @@ static int bad_io(Qcow2State *s, int err, const char *what)
 
 int qcow2_sync(Qcow2State *s)
 {
+    bool hooks = s->rt_hook_hi > s->rt_hook_lo;
     s->need_sync = s->deps_unsynced = false;
     if (s->bs->flags & BLK_O_UNSAFE)
-        return 0;
+        return hooks ? qcow2_write_hookups(s) : 0;
+    int e;
+    if (hooks) {
+        /* the new refcount blocks are on disk before the table entries
+         * that point to them, and those before anything that relies on
+         * the blocks (the sync below) */
+        if ((e = blk_file_sync(s->fd)) < 0)
+            blk_set_error("%s: flush failed: %s", s->bs->filename, strerror(-e));
+        else
+            e = qcow2_write_hookups(s);
+        if (e < 0) {
+            s->need_sync = s->deps_unsynced = true; /* still owed */
+            return e;
+        }
+    }
     /* data before the metadata that points to it */
-    int e = s->data_fd != s->fd && s->data_fd >= 0 ? blk_file_sync(s->data_fd) : 0;
+    e = s->data_fd != s->fd && s->data_fd >= 0 ? blk_file_sync(s->data_fd) : 0;
     if (e < 0) {
         blk_set_error("%s: flush failed: %s",
                       s->data_bs ? s->data_bs->filename : s->data_file_name, strerror(-e));
