@@ -1080,6 +1080,14 @@ static int qcow2_flush(BlockDriverState *bs)
     return r;
 }
 
+static void qcow2_start_writeback(BlockDriverState *bs)
+{
+    Qcow2State *s = bs->opaque;
+    blk_file_start_writeback(s->fd);
+    if (s->data_fd >= 0 && s->data_fd != s->fd)
+        blk_file_start_writeback(s->data_fd);
+}
+
 static void qcow2_close(BlockDriverState *bs)
 {
     Qcow2State *s = bs->opaque;
@@ -1584,6 +1592,7 @@ const BlockDriver blk_qcow2_driver = {
     .pwrite_zeroes = qcow2_pwrite_zeroes,
     .discard = qcow2_discard,
     .flush = qcow2_flush,
+    .start_writeback = qcow2_start_writeback,
     .block_status = qcow2_block_status,
     .truncate = qcow2_truncate,
     .get_info = qcow2_get_info,
