@@ -564,12 +564,24 @@ void qcow2_io_drain(Qcow2State *s)
     __atomic_sub_fetch(&s->io_waiters, 1, __ATOMIC_SEQ_CST);
 }
 
+static int cmp_free(const void *a, const void *b)
+{
+    uint64_t x = ((const Qcow2FreeRange *)a)->offset, y = ((const Qcow2FreeRange *)b)->offset;
+    return x < y ? -1 : x > y;
+}
+
 static int apply_frees(Qcow2State *s)
 {
     int ret = 0;
     /* no I/O that found these clusters before they were unreferenced is
      * still running when they become free */
     qcow2_io_drain(s);
+    /* in host order (frees commute): clusters freed together are mostly
+     * neighbours in the file, given back to it in one punch per run (a
+     * snapshot apply freed thousands of scattered 4 KiB clusters with a
+     * ~0.2 ms fallocate each) */
+    qsort(s->pending_free, s->npending, sizeof(*s->pending_free), cmp_free);
+    uint64_t punch = 0, punch_end = 0;
     for (size_t i = 0; i < s->npending; i++) {
         Qcow2FreeRange *f = &s->pending_free[i];
         uint64_t off = f->offset, len;
@@ -595,10 +607,17 @@ static int apply_frees(Qcow2State *s)
             uint64_t ref;
             if (qcow2_get_refcount(s, o >> s->cluster_bits, &ref) == 0 && ref == 0) {
                 qcow2_cache_discard(&s->l2_cache, o);
-                blk_file_punch(s->fd, o, s->cluster_size);
+                if (o != punch_end) {
+                    if (punch_end > punch)
+                        blk_file_punch(s->fd, punch, punch_end - punch);
+                    punch = o;
+                }
+                punch_end = o + s->cluster_size;
             }
         }
     }
+    if (punch_end > punch)
+        blk_file_punch(s->fd, punch, punch_end - punch);
     s->npending = 0;
     return ret;
 }
