@@ -78,6 +78,10 @@ typedef struct Qcow2Cache {
     uint8_t *data;
     uint64_t clock;
     int last;           /* the slot found last: looked at first */
+    /* slot + 1 of an offset by its hash, 0 = none: a hint, checked
+     * against offset[] (a miss falls back to the scan of every slot) */
+    int *index;
+    uint32_t index_mask;
 } Qcow2Cache;
 
 typedef struct Qcow2Ext {
