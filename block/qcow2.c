@@ -57,29 +57,26 @@ int qcow2_sync(Qcow2State *s)
     s->need_sync = s->deps_unsynced = false;
     if (s->bs->flags & BLK_O_UNSAFE)
         return hooks ? qcow2_write_hookups(s) : 0;
-    int e;
+    int e = 0;
+    const char *failed = s->bs->filename; /* the file whose sync failed */
     if (hooks) {
         /* the new refcount blocks are on disk before the table entries
          * that point to them, and those before anything that relies on
          * the blocks (the sync below) */
-        if ((e = blk_file_sync(s->fd)) < 0)
-            blk_set_error("%s: flush failed: %s", s->bs->filename, strerror(-e));
-        else
-            e = qcow2_write_hookups(s);
-        if (e < 0) {
-            s->need_sync = s->deps_unsynced = true; /* still owed */
-            return e;
-        }
+        if ((e = blk_file_sync(s->fd)) == 0 && (e = qcow2_write_hookups(s)) < 0)
+            failed = NULL; /* qcow2_write_hookups() said why */
     }
     /* data before the metadata that points to it */
-    e = s->data_fd != s->fd && s->data_fd >= 0 ? blk_file_sync(s->data_fd) : 0;
+    if (e == 0 && s->data_fd != s->fd && s->data_fd >= 0 && (e = blk_file_sync(s->data_fd)) < 0)
+        failed = s->data_bs ? s->data_bs->filename : s->data_file_name;
+    if (e == 0)
+        e = blk_file_sync(s->fd);
     if (e < 0) {
-        blk_set_error("%s: flush failed: %s",
-                      s->data_bs ? s->data_bs->filename : s->data_file_name, strerror(-e));
-        return e;
-    }
-    if ((e = blk_file_sync(s->fd)) < 0) {
-        blk_set_error("%s: flush failed: %s", s->bs->filename, strerror(-e));
+        if (failed)
+            blk_set_error("%s: flush failed: %s", failed, strerror(-e));
+        /* still owed, whichever step failed: the next write that relies
+         * on this sync is preceded by one that succeeds */
+        s->need_sync = s->deps_unsynced = true;
         return e;
     }
     return 0;

@@ -11,7 +11,8 @@
 #   setup-deps.sh bench   - plus the benchmark peers
 set -u
 need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev seabios"
-peers="qemu-utils perl qemu-system-x86 xvfb xdotool"
+# strace: tests/qcow2-refblocks.t injects a failed fdatasync with it
+peers="qemu-utils perl qemu-system-x86 xvfb xdotool strace"
 # tests/img-convert-offload.t: convert's reflinks, on a loop-mounted XFS
 reflink="xfsprogs"
 # guest-tests/firmware-grub.t (grub-mkrescue) and the IDE CD tests (xorriso)

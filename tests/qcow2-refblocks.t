@@ -59,4 +59,30 @@ cp "$CDIR/top.qcow2" "$QDIR/top.qcow2"
 if qemu-img check -q "$CDIR/base.qcow2" && qemu-img compare -q "$CDIR/base.qcow2" "$QDIR/base.qcow2"
 then pass "commit: base clean and the same as qemu-img's"
 else fail "commit: base clean and the same as qemu-img's"; fi
+# a failed sync is still owed (qcow2_sync()): the second write's data
+# cluster goes out, then the sync before its L2 table fails (strace
+# injects EIO into that fdatasync); the flush after it must sync again
+# before the L2 table that points at the data is written
+if command -v strace >/dev/null && strace -qq -e inject=fdatasync:error=EIO:when=1 true 2>/dev/null; then
+    fimg=$TMP/f.qcow2
+    ftrace() {
+        qemu-img create -q -f qcow2 "$fimg" 64M
+        strace -f -qq -e trace=pwrite64,pwritev,fdatasync "$@" "$CALF_IO" -c "write -q -P 1 0 64k" \
+            -c flush -c "write -q -P 2 64k 64k" -c flush "$fimg" 2>&1
+    }
+    # the first fdatasync after the second write's data
+    n=$(ftrace | awk '/iov_base="\\2\\2/ { d = 1 } /^fdatasync/ { n++; if (d) { print n; exit } }')
+    ftrace -e inject=fdatasync:error=EIO:when=${n:-1} > "$TMP/trace"
+    grep -q INJECTED "$TMP/trace" && grep -q "write failed" "$TMP/trace" &&
+        pass "the sync before the L2 table failed the write" ||
+        fail "the sync before the L2 table failed the write" "$(cat "$TMP/trace")"
+    after=$(awk '/INJECTED/ { f = 1; next } f && /^fdatasync.*= 0/ { print "sync"; exit }
+                 f && /^pwrite/ { print "write"; exit }' "$TMP/trace")
+    is "$after" sync "after the failed sync, a sync comes before the next metadata write"
+    ok "after the failed sync: qemu-img check is clean" qemu-img check -q "$fimg"
+    is "$(qemu-io -f qcow2 -c 'read -q -P 1 0 64k' -c 'read -q -P 2 64k 64k' "$fimg" 2>&1)" "" \
+        "after the failed sync: the flush wrote both writes"
+else
+    skip "strace with fault injection is not installed"
+fi
 done_testing
