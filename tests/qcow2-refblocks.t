@@ -85,4 +85,25 @@ if command -v strace >/dev/null && strace -qq -e inject=fdatasync:error=EIO:when
 else
     skip "strace with fault injection is not installed"
 fi
+# a LUKS region in 512-byte clusters needs 16 new refcount blocks: their
+# refcount table entries (the one write into the table, at 512) and a
+# sync come before the header that names the region is written
+if command -v strace >/dev/null; then
+    rm -f "$TMP/l.qcow2"
+    strace -f -qq -e trace=pwrite64,pwritev,fdatasync "$CALF_IMG" create -q -f qcow2 \
+        --object secret,id=s0,data=abc -o cluster_size=512,encrypt.format=luks,encrypt.key-secret=s0 \
+        "$TMP/l.qcow2" 1M > "$TMP/trace" 2>&1
+    order=$(awk '/^fdatasync/ { if (hook && !sync) sync = NR }
+                 /^pwrite/ { off = $(NF - 2); sub(/\)/, "", off); off += 0
+                             if (off == 0) hdr = NR
+                             if (off >= 512 && off < 1024) { hook = NR; sync = 0 } }
+                 END { print (hook && sync && sync < hdr) ? "ordered" : "hook " hook " sync " sync " header " hdr }' "$TMP/trace")
+    is "$order" ordered "luks, 512-byte clusters: table entries, sync, then the header"
+    ok "luks, 512-byte clusters: qemu-img check is clean" qemu-img check -q \
+        --object secret,id=s0,data=abc --image-opts driver=qcow2,file.filename="$TMP/l.qcow2",encrypt.key-secret=s0
+    is "$(qemu-img info --output=json "$TMP/l.qcow2" | grep -o '"format": "luks"')" '"format": "luks"' \
+        "luks, 512-byte clusters: qemu-img reads the encryption header"
+else
+    skip "strace is not installed"
+fi
 done_testing
