@@ -216,9 +216,18 @@ int qcow2_write_hookups(Qcow2State *s)
     /* entries between the new ones are as the file has them already (a
      * table written whole is written from s->rt), so the run is written
      * as one, into the table that is current now */
-    uint64_t lo = s->rt_hook_lo, hi = s->rt_hook_hi < s->rt_size ? s->rt_hook_hi : s->rt_size;
+    uint64_t lo = s->rt_hook_lo, hi = s->rt_hook_hi;
     if (s->broken)
         return 0; /* nothing more reaches the file */
+    if (hi > s->rt_size) {
+        /* a table that replaces s->rt whole clears the pending range
+         * (qcow2_rt_replaced()): entries past its end are a bug here,
+         * and are kept owed (every sync fails) rather than dropped */
+        blk_set_error("%s: internal error: refcount table entries %" PRIu64 "..%" PRIu64
+                      " are pending beyond the table's %" PRIu64, s->bs->filename, lo, hi - 1,
+                      s->rt_size);
+        return -EIO;
+    }
     if (lo < hi) {
         uint8_t *buf = malloc((hi - lo) * 8);
         if (!buf) {
@@ -238,6 +247,13 @@ int qcow2_write_hookups(Qcow2State *s)
     }
     s->rt_hook_lo = s->rt_hook_hi = 0;
     return 0;
+}
+
+void qcow2_rt_replaced(Qcow2State *s)
+{
+    /* the new table was written whole from what s->rt now holds: no
+     * entry of the old one is owed to the file any more */
+    s->rt_hook_lo = s->rt_hook_hi = 0;
 }
 
 static bool rt_missing(const Qcow2State *s, uint64_t rti)
@@ -343,6 +359,7 @@ static int grow_reftable(Qcow2State *s, uint64_t min_entries)
     s->rt_clusters = (uint32_t)tbl_clusters;
     free(s->rt);
     s->rt = nrt;
+    qcow2_rt_replaced(s);
     s->rt_size = entries;
     nrt = NULL;
     if (old_off)

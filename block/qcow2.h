@@ -308,6 +308,7 @@ int qcow2_sync(Qcow2State *s);
 /* qcow2_sync()'s part: with the image file synced, writes the refcount
  * table entries of new refcount blocks that wait for it */
 int qcow2_write_hookups(Qcow2State *s);
+void qcow2_rt_replaced(Qcow2State *s);
 
 /* qcow2-cache.c */
 int qcow2_cache_init(Qcow2Cache *c, int n, size_t table_size);
