@@ -55,9 +55,12 @@ int qcow2_sync(Qcow2State *s)
 {
     bool hooks = s->rt_hook_hi > s->rt_hook_lo;
     s->need_sync = s->deps_unsynced = false;
-    if (s->bs->flags & BLK_O_UNSAFE)
-        return hooks ? qcow2_write_hookups(s) : 0;
     int e = 0;
+    if (s->bs->flags & BLK_O_UNSAFE) {
+        if (hooks && (e = qcow2_write_hookups(s)) < 0)
+            s->need_sync = s->deps_unsynced = true; /* the entries are still owed */
+        return e;
+    }
     const char *failed = s->bs->filename; /* the file whose sync failed */
     if (hooks) {
         /* the new refcount blocks are on disk before the table entries
