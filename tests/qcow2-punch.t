@@ -25,7 +25,12 @@ for op in "-d s0" "-a s0"; do
     "$CALF_IMG" snapshot $op "$CDIR/p.qcow2"; qemu-img snapshot $op "$QDIR/p.qcow2"
     ok "snapshot $op: clean" qemu-img check -q "$CDIR/p.qcow2"
     ok "snapshot $op: reads as qemu-img's result" qemu-img compare -q "$CDIR/p.qcow2" "$QDIR/p.qcow2"
+    # ext4 counts its extent tree blocks too, and how many it needs
+    # depends on how the disk fragments under load: one 4 KiB block
+    # either way is noise; a cluster left unpunched per run is not
+    sync -f "$CDIR/p.qcow2" "$QDIR/p.qcow2" 2>/dev/null
     c=$(stat -c %b "$CDIR/p.qcow2"); q=$(stat -c %b "$QDIR/p.qcow2")
-    [ "$c" -eq "$q" ] && pass "snapshot $op: as many host blocks as qemu-img's ($c)" ||
+    [ "$c" -le $((q + 8)) ] && [ "$c" -ge $((q - 8)) ] &&
+        pass "snapshot $op: as many host blocks as qemu-img's ($c, $q)" ||
         fail "snapshot $op: as many host blocks as qemu-img's" "calf $c, qemu $q"
 done
