@@ -1383,6 +1383,16 @@ int blk_flush(BlockDriverState *bs)
     return r < 0 ? r : bs->drv->flush(bs);
 }
 
+void blk_start_writeback(BlockDriverState *bs)
+{
+    if (bs->read_only)
+        return;
+    if (bs->drv->start_writeback)
+        bs->drv->start_writeback(bs);
+    else if (bs->fd >= 0)
+        blk_file_start_writeback(bs->fd);
+}
+
 int blk_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                      uint64_t *host_offset)
 {

@@ -195,6 +195,9 @@ struct BlockDriver {
     int (*pwrite_zeroes)(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
     int (*discard)(BlockDriverState *bs, uint64_t off, uint64_t len);
     int (*flush)(BlockDriverState *bs);
+    /* Optional: blk_start_writeback() for a driver with more host files
+     * than bs->fd (NULL: bs->fd's). */
+    void (*start_writeback)(BlockDriverState *bs);
     /* Status of [off, off+len): returns BLK_STATUS_* bits for the first
      * *pnum bytes (0 < *pnum <= len), or a negative errno. */
     int (*block_status)(BlockDriverState *bs, uint64_t off, uint64_t len,
@@ -401,6 +404,11 @@ size_t blk_iov_total(const struct iovec *iov, int iovcnt); /* bytes in all segme
 int blk_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
 int blk_discard(BlockDriverState *bs, uint64_t off, uint64_t len);
 int blk_flush(BlockDriverState *bs);
+/* Starts writing back to the disk what was written to bs's host files,
+ * without waiting for it: a long run of writes that ends in a flush
+ * (commit, rebase) keeps the disk busy meanwhile, instead of leaving it
+ * all to the flush.  A hint: it cannot fail. */
+void blk_start_writeback(BlockDriverState *bs);
 int blk_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,
                      uint64_t *pnum, uint64_t *host_offset);
 int blk_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool shrink);
@@ -548,6 +556,7 @@ int blk_decompress_cluster(int type, const uint8_t *in, size_t in_len, uint8_t *
 
 /* ---- host file helpers (full transfers; EINTR and short I/O handled) ---- */
 int blk_file_sync(int fd); /* fdatasync */
+void blk_file_start_writeback(int fd); /* sync_file_range(WRITE), no wait */
 /* Reads past end of file return zeros. */
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off);
 int blk_file_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off);

@@ -263,7 +263,10 @@ static int make_completely_empty(Qcow2State *s, uint64_t l1_clusters)
     qcow2_put64(hdr, 3 * cs);
     qcow2_put64(hdr + 8, cs);
     qcow2_put32(hdr + 16, 1);
-    /* l1_table_offset, refcount_table_offset, refcount_table_clusters */
+    /* l1_table_offset, refcount_table_offset, refcount_table_clusters;
+     * nothing of the old table is owed to the file after this (the
+     * sync below would write it into the new one) */
+    qcow2_rt_replaced(s);
     if ((r = blk_file_pwrite(s->fd, hdr, sizeof(hdr), 40)) < 0 || (r = qcow2_sync(s)) < 0)
         goto io_err;
     uint64_t *rt = calloc(cs / 8, 8);

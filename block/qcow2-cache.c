@@ -17,7 +17,12 @@ int qcow2_cache_init(Qcow2Cache *c, int n, size_t table_size)
     c->lru = calloc(n, sizeof(*c->lru));
     c->dirty = calloc(n, sizeof(*c->dirty));
     c->data = malloc((size_t)n * table_size);
-    if (!c->offset || !c->lru || !c->dirty || !c->data) {
+    uint32_t isize = 16;
+    while (isize < 4u * (uint32_t)n && isize < (1u << 20))
+        isize *= 2;
+    c->index = calloc(isize, sizeof(*c->index));
+    c->index_mask = isize - 1;
+    if (!c->offset || !c->lru || !c->dirty || !c->data || !c->index) {
         qcow2_cache_destroy(c);
         return -ENOMEM;
     }
@@ -30,7 +35,20 @@ void qcow2_cache_destroy(Qcow2Cache *c)
     free(c->lru);
     free(c->dirty);
     free(c->data);
+    free(c->index);
     memset(c, 0, sizeof(*c));
+}
+
+static uint32_t index_of(const Qcow2Cache *c, uint64_t off)
+{
+    return (uint32_t)(((off / c->table_size) * 0x9E3779B97F4A7C15ULL) >> 40) & c->index_mask;
+}
+
+/* slot i now holds the table at off */
+static void index_set(Qcow2Cache *c, int i, uint64_t off)
+{
+    c->offset[i] = off;
+    c->index[index_of(c, off)] = i + 1;
 }
 
 static int slot_of(const Qcow2Cache *c, const uint8_t *table)
@@ -76,11 +94,21 @@ static int cache_find(Qcow2State *s, Qcow2Cache *c, uint64_t off, bool *hit, int
         *hit = true;
         return c->last;
     }
+    /* then where the index says: a cache of a whole 4 GiB image's 2048 L2
+     * tables of 4 KiB was scanned slot by slot on every other lookup */
+    int j = off ? c->index[index_of(c, off)] - 1 : -1;
+    if (j >= 0 && j < c->n && c->offset[j] == off) {
+        *hit = true;
+        c->lru[j] = ++c->clock;
+        return c->last = j;
+    }
     int victim = 0;
     for (int i = 0; i < c->n; i++) {
         if (c->offset[i] == off) {
             *hit = true;
             c->lru[i] = ++c->clock;
+            if (off)
+                index_set(c, i, off);
             return c->last = i;
         }
         if (c->lru[i] < c->lru[victim])
@@ -120,7 +148,7 @@ uint8_t *qcow2_cache_get(Qcow2State *s, Qcow2Cache *c, uint64_t off, int *err)
         *err = r;
         return NULL;
     }
-    c->offset[i] = off;
+    index_set(c, i, off);
     return t;
 }
 
@@ -132,7 +160,7 @@ uint8_t *qcow2_cache_get_empty(Qcow2State *s, Qcow2Cache *c, uint64_t off, int *
         return NULL;
     uint8_t *t = c->data + (size_t)i * c->table_size;
     memset(t, 0, c->table_size);
-    c->offset[i] = off;
+    index_set(c, i, off);
     return t;
 }
 

@@ -503,6 +503,7 @@ static int rebuild_structure(struct walk *w)
     free(tbl);
     free(s->rt);
     s->rt = nrt;
+    qcow2_rt_replaced(s);
     s->rt_size = tc * cs / 8;
     s->rt_offset = start << s->cluster_bits;
     s->rt_clusters = (uint32_t)tc;
@@ -706,6 +707,7 @@ static int rebuild_qemu_layout(struct walk *w)
     }
     free(s->rt);
     s->rt = q.rt;
+    qcow2_rt_replaced(s);
     s->rt_size = q.entries;
     s->rt_offset = (uint64_t)toff << s->cluster_bits;
     s->rt_clusters = (uint32_t)tclusters;

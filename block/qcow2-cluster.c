@@ -606,22 +606,29 @@ static int zero_cluster_buf(Qcow2State *s)
     return 0;
 }
 
+static bool reads_zero(BlockDriverState *bs, uint64_t off, uint64_t len);
+
 /* Does [from, to) of the cluster read as zeros before the write? True
- * for zero subclusters and for unallocated ones with nothing beneath. */
+ * for zero subclusters and for unallocated ones with nothing beneath:
+ * past the backing file's end, or where its whole chain holds nothing
+ * (from its status alone, as QEMU's is_zero_cow).  The backing file is
+ * asked under this image's lock, as read_old reads it. */
 static bool old_reads_zero(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uint64_t bitmap,
                            uint64_t from, uint64_t to)
 {
     uint64_t scs = s->subcluster_size;
+    bool backing = false;
     for (uint64_t p = from; p < to; p = (p / scs + 1) * scs) {
         int t = sc_type(s, l2e, bitmap, s->extl2 ? (int)(p / scs) : 0);
         if (t == SC_ZERO_PLAIN || t == SC_ZERO_ALLOC)
             continue;
-        if ((t == SC_UNALLOCATED_PLAIN || t == SC_UNALLOCATED_ALLOC) &&
-            (!s->bs->backing || cluster_off + p >= s->bs->backing->size))
+        if (t == SC_UNALLOCATED_PLAIN || t == SC_UNALLOCATED_ALLOC) {
+            backing |= s->bs->backing && cluster_off + p < s->bs->backing->size;
             continue;
+        }
         return false;
     }
-    return true;
+    return !backing || reads_zero(s->bs->backing, cluster_off + from, to - from);
 }
 
 /* Writes guest bytes [lo, hi) of a cluster (cluster-relative) to host
@@ -669,6 +676,17 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
             skip_zero_tail = tzero && tlen && (uint64_t)st.st_size <= host + in + n;
             skip_zero_head = hzero && hlen && (uint64_t)st.st_size <= host + lo;
         }
+    }
+    /* the skipped parts are allocated (as QEMU's zeroing of a whole new
+     * cluster does: no hole in the middle of the file), in one go with
+     * the data's blocks, which then need no allocation of their own.
+     * Never with ftruncate: another thread's allocation beyond this
+     * cluster may have been written since the fstat above, and cutting
+     * the file back would lose it (a write path never shrinks a file). */
+    if ((skip_zero_head || skip_zero_tail) &&
+        (r = blk_file_extend(s->data_fd, host + lo, hi - lo)) < 0) {
+        blk_set_error("%s: cannot extend the file: %s", s->bs->filename, strerror(-r));
+        goto out;
     }
     if (skip_zero_head)
         start = host + in;
@@ -732,14 +750,6 @@ static int write_with_cow(Qcow2State *s, uint64_t cluster_off, uint64_t l2e, uin
                 w = 0;
             }
         }
-    }
-    /* The file must cover the whole new cluster.  Never with ftruncate:
-     * another thread's allocation beyond this cluster may have been
-     * written since the fstat above, and cutting the file back to here
-     * would lose it (a write path never shrinks the file). */
-    if (skip_zero_tail && (r = blk_file_extend(s->data_fd, host + in + n, tlen)) < 0) {
-        blk_set_error("%s: cannot extend the file: %s", s->bs->filename, strerror(-r));
-        goto out;
     }
     s->need_sync = s->deps_unsynced = true;
     r = 0;

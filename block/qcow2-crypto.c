@@ -304,6 +304,11 @@ int qcow2_crypto_create(Qcow2State *s, const struct qcow2_crypto_create *c)
     qcow2_put64(n[s->nexts].data + 8, len);
     s->nexts++;
     s->crypt_physical = true;
+    /* the region, its refcounts and the table entries of any refcount
+     * blocks it needed (hooked up at a sync) are on disk before the
+     * header names it: 512-byte clusters need 16 new blocks for 2 MiB */
+    if ((r = qcow2_flush_metadata(s)) < 0 || (r = qcow2_sync(s)) < 0)
+        return r;
     return qcow2_update_header(s);
 }
 

@@ -53,18 +53,33 @@ static int bad_io(Qcow2State *s, int err, const char *what)
 
 int qcow2_sync(Qcow2State *s)
 {
+    bool hooks = s->rt_hook_hi > s->rt_hook_lo;
     s->need_sync = s->deps_unsynced = false;
-    if (s->bs->flags & BLK_O_UNSAFE)
-        return 0;
-    /* data before the metadata that points to it */
-    int e = s->data_fd != s->fd && s->data_fd >= 0 ? blk_file_sync(s->data_fd) : 0;
-    if (e < 0) {
-        blk_set_error("%s: flush failed: %s",
-                      s->data_bs ? s->data_bs->filename : s->data_file_name, strerror(-e));
+    int e = 0;
+    if (s->bs->flags & BLK_O_UNSAFE) {
+        if (hooks && (e = qcow2_write_hookups(s)) < 0)
+            s->need_sync = s->deps_unsynced = true; /* the entries are still owed */
         return e;
     }
-    if ((e = blk_file_sync(s->fd)) < 0) {
-        blk_set_error("%s: flush failed: %s", s->bs->filename, strerror(-e));
+    const char *failed = s->bs->filename; /* the file whose sync failed */
+    if (hooks) {
+        /* the new refcount blocks are on disk before the table entries
+         * that point to them, and those before anything that relies on
+         * the blocks (the sync below) */
+        if ((e = blk_file_sync(s->fd)) == 0 && (e = qcow2_write_hookups(s)) < 0)
+            failed = NULL; /* qcow2_write_hookups() said why */
+    }
+    /* data before the metadata that points to it */
+    if (e == 0 && s->data_fd != s->fd && s->data_fd >= 0 && (e = blk_file_sync(s->data_fd)) < 0)
+        failed = s->data_bs ? s->data_bs->filename : s->data_file_name;
+    if (e == 0)
+        e = blk_file_sync(s->fd);
+    if (e < 0) {
+        if (failed)
+            blk_set_error("%s: flush failed: %s", failed, strerror(-e));
+        /* still owed, whichever step failed: the next write that relies
+         * on this sync is preceded by one that succeeds */
+        s->need_sync = s->deps_unsynced = true;
         return e;
     }
     return 0;
@@ -1104,6 +1119,14 @@ static int qcow2_flush(BlockDriverState *bs)
     return r;
 }
 
+static void qcow2_start_writeback(BlockDriverState *bs)
+{
+    Qcow2State *s = bs->opaque;
+    blk_file_start_writeback(s->fd);
+    if (s->data_fd >= 0 && s->data_fd != s->fd)
+        blk_file_start_writeback(s->data_fd);
+}
+
 static void qcow2_close(BlockDriverState *bs)
 {
     Qcow2State *s = bs->opaque;
@@ -1619,6 +1642,7 @@ const BlockDriver blk_qcow2_driver = {
     .pwrite_zeroes = qcow2_pwrite_zeroes,
     .discard = qcow2_discard,
     .flush = qcow2_flush,
+    .start_writeback = qcow2_start_writeback,
     .block_status = qcow2_block_status,
     .truncate = qcow2_truncate,
     .truncate_no_sync = true,

@@ -78,6 +78,10 @@ typedef struct Qcow2Cache {
     uint8_t *data;
     uint64_t clock;
     int last;           /* the slot found last: looked at first */
+    /* slot + 1 of an offset by its hash, 0 = none: a hint, checked
+     * against offset[] (a miss falls back to the scan of every slot) */
+    int *index;
+    uint32_t index_mask;
 } Qcow2Cache;
 
 typedef struct Qcow2Ext {
@@ -186,6 +190,10 @@ typedef struct Qcow2State {
     bool need_sync;           /* anything written since the last sync */
     bool deps_unsynced;       /* data or refcounts that L2 entries may
                                  point to written since the last sync */
+    /* refcount table entries [lo, hi) that point at new refcount blocks
+     * in memory but not yet in the file: qcow2_sync() writes them once
+     * the blocks are on disk (see create_refblock()) */
+    uint64_t rt_hook_lo, rt_hook_hi;
     Qcow2FreeRange *pending_free;
     size_t npending, pending_cap;
 
@@ -299,6 +307,10 @@ static inline uint64_t qcow2_align_up(uint64_t v, uint64_t a)
 int qcow2_update_header(Qcow2State *s);
 int qcow2_mark_corrupt(Qcow2State *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int qcow2_sync(Qcow2State *s);
+/* qcow2_sync()'s part: with the image file synced, writes the refcount
+ * table entries of new refcount blocks that wait for it */
+int qcow2_write_hookups(Qcow2State *s);
+void qcow2_rt_replaced(Qcow2State *s);
 
 /* qcow2-cache.c */
 int qcow2_cache_init(Qcow2Cache *c, int n, size_t table_size);

@@ -540,6 +540,13 @@ int blk_file_sync(int fd)
     return fdatasync(fd) < 0 ? -errno : 0;
 }
 
+void blk_file_start_writeback(int fd)
+{
+    /* only what the kernel's flusher could write at any moment anyway:
+     * no ordering between writes is given or taken away */
+    sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 int blk_file_clone(int fd, uint64_t off, int src_fd, uint64_t src_off, uint64_t len)
 {
     if (blk_file_is_node(fd) || blk_file_is_node(src_fd))

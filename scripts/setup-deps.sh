@@ -11,10 +11,11 @@
 #   setup-deps.sh bench   - plus the benchmark peers
 set -u
 need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev seabios"
-peers="qemu-utils perl qemu-system-x86 xvfb xdotool"
-# tests/img-convert-offload.t: convert's reflinks, on a loop-mounted XFS;
+# strace: tests/qcow2-refblocks.t injects a failed fdatasync with it;
 # tests/blk-protocol.t counts the syncs of a node that grows
-reflink="xfsprogs strace"
+peers="qemu-utils perl qemu-system-x86 xvfb xdotool strace"
+# tests/img-convert-offload.t: convert's reflinks, on a loop-mounted XFS
+reflink="xfsprogs"
 # guest-tests/firmware-grub.t (grub-mkrescue) and the IDE CD tests (xorriso)
 bootloader="grub-pc-bin grub-common xorriso mtools"
 # guest-tests/linux/build-kernel.sh and make-initramfs.sh

@@ -306,7 +306,11 @@ static int load_chunk(Worker *w, uint64_t off, uint64_t len, uint64_t unit)
              * from the buffer (unless -S 0, -c or -B read it), so only the
              * ends that share a unit with data need the bytes. */
             uint64_t a = qround_up(pos - off, unit) + off, b = (pos - off + n) / unit * unit + off;
-            if (!c->min_sparse || c->compressed || c->target_backing || a >= b) {
+            if (st == 2) {
+                /* -B, the backing's part: its whole units are skipped,
+                 * never compared or written, so only the ends that share
+                 * a unit with other data need bytes (read below) */
+            } else if (!c->min_sparse || c->compressed || c->target_backing || a >= b) {
                 memset(p, 0, n);
                 touch(w, pos - off, n, unit);
             } else {

@@ -14,6 +14,8 @@
 #include "block/tool-util.h"
 
 #define REBASE_CHUNK (1u << 20)
+/* data written between two blk_start_writeback() calls */
+#define WRITEBACK_STEP (16u << 20)
 
 /* The new backing file's content, zeros past its end (or everywhere). */
 static int read_new(BlockDriverState *nb, uint64_t off, uint8_t *buf, uint64_t len)
@@ -30,11 +32,32 @@ static int read_new(BlockDriverState *nb, uint64_t off, uint8_t *buf, uint64_t l
     return 0;
 }
 
+/* Bytes from off (at most len) that read as zeros through both the old
+ * and the new backing chain, from their status alone (0: not known to):
+ * nothing there can differ, and nothing needs reading. */
+static uint64_t zero_in_both(BlockDriverState *old, BlockDriverState *nb, uint64_t off,
+                             uint64_t len)
+{
+    uint64_t n = len, m;
+    if (old && off < old->size) {
+        int st = blk_block_status_above(old, off, len, &n, NULL, NULL, NULL);
+        if (st < 0 || !(st & BLK_STATUS_ZERO) || !n)
+            return 0;
+    }
+    if (nb && off < nb->size) {
+        int st = blk_block_status_above(nb, off, n, &m, NULL, NULL, NULL);
+        if (st < 0 || !(st & BLK_STATUS_ZERO) || !m)
+            return 0;
+        n = m < n ? m : n;
+    }
+    return n;
+}
+
 static int copy_differences(BlockDriverState *bs, BlockDriverState *nb, ImgProgress *prog)
 {
     uint8_t *a = malloc(REBASE_CHUNK), *b = malloc(REBASE_CHUNK);
     int r = (a && b) ? 0 : -ENOMEM;
-    uint64_t size = bs->size;
+    uint64_t size = bs->size, unkicked = 0;
     for (uint64_t off = 0; off < size && r == 0;) {
         uint64_t len = size - off < REBASE_CHUNK ? size - off : REBASE_CHUNK, pnum, host;
         int st = blk_block_status(bs, off, len, &pnum, &host);
@@ -48,7 +71,10 @@ static int copy_differences(BlockDriverState *bs, BlockDriverState *nb, ImgProgr
         bool old_zero = off >= old_size;
         if (!old_zero && pnum > old_size - off)
             pnum = old_size - off;
-        if (!(st & BLK_STATUS_ALLOCATED)) {
+        uint64_t zeros = st & BLK_STATUS_ALLOCATED ? 0 : zero_in_both(bs->backing, nb, off, pnum);
+        if (zeros) {
+            pnum = zeros; /* the same zeros through both */
+        } else if (!(st & BLK_STATUS_ALLOCATED)) {
             if ((r = blk_read_backing(bs, off, a, pnum)) < 0 ||
                 (r = read_new(nb, off, b, pnum)) < 0)
                 break;
@@ -66,6 +92,12 @@ static int copy_differences(BlockDriverState *bs, BlockDriverState *nb, ImgProgr
                 if (differ)
                     r = old_zero ? blk_pwrite_zeroes(bs, off + i, j - i, 0)
                                  : blk_pwrite(bs, off + i, a + i, j - i);
+                /* the flush at the end writes it all to the disk: start
+                 * on it now, while the rest is compared */
+                if (differ && (unkicked += j - i) >= WRITEBACK_STEP) {
+                    blk_start_writeback(bs);
+                    unkicked = 0;
+                }
                 i = j;
             }
         }
