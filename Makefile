@@ -57,6 +57,7 @@ endif
 BLOCK_SRCS := $(sort $(wildcard block/*.c))
 IMG_SRCS   := $(sort $(wildcard block/img/*.c))
 IO_SRCS    := $(sort $(wildcard block/io/*.c))
+NBD_SRCS   := $(sort $(wildcard block/nbd/*.c))
 DEV_SRCS   := $(sort $(wildcard devices/*.c devices/*/*.c))
 VMM_SRCS   := $(sort $(wildcard vmm/*.c))
 UNIT_SRCS  := $(sort $(wildcard tests/unit/*.c))
@@ -67,7 +68,7 @@ DEV_OBJS   := $(call obj,$(DEV_SRCS))
 # The layers as libraries, linked in this order: vmm -> devices -> block.
 LAYER_LIBS := $(BUILD)/libcalfdevices.a $(BUILD)/libcalfblock.a
 
-PROGS := $(BUILD)/calf-img $(BUILD)/calf-io
+PROGS := $(BUILD)/calf-img $(BUILD)/calf-io $(BUILD)/calf-nbd
 ifneq ($(VMM_SRCS),)
 PROGS += $(BUILD)/calf
 endif
@@ -100,6 +101,9 @@ $(BUILD)/calf-img: $(call obj,$(IMG_SRCS)) $(BUILD)/libcalfblock.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/calf-io: $(call obj,$(IO_SRCS)) $(OBJ)/block/img/object.o $(BUILD)/libcalfblock.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/calf-nbd: $(call obj,$(NBD_SRCS)) $(OBJ)/block/img/object.o $(BUILD)/libcalfblock.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(OBJ)/vmm/display-sdl.o: CFLAGS += $(SDL_CFLAGS)
