@@ -36,8 +36,9 @@ static JsonNode *image_info(BlockDriverState *bs, const BlockInfo *bi)
 {
     JsonNode *o = json_new_object();
     json_add(o, "filename", json_str(bs->filename));
-    json_add(o, "format", json_str(bs->drv->name));
-    json_add(o, "dirty-flag", json_bool(bi->dirty));
+    json_add(o, "format", json_str(blk_format_shown(bs)));
+    if (!bs->drv->shown_as) /* a protocol (nbd) has no info to tell it */
+        json_add(o, "dirty-flag", json_bool(bi->dirty));
     int64_t actual = blk_allocated_size(bs);
     if (actual >= 0)
         json_add(o, "actual-size", json_int(actual));
@@ -89,7 +90,7 @@ static void print_human(FILE *out, BlockDriverState *bs, const BlockInfo *bi,
     else
         snprintf(dsize, sizeof(dsize), "unavailable");
     fprintf(out, "image: %s\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\n"
-           "disk size: %s\n", bs->filename, bs->drv->name, vsize, bs->size, dsize);
+           "disk size: %s\n", bs->filename, blk_format_shown(bs), vsize, bs->size, dsize);
     if (bi->encrypted)
         fprintf(out, "encrypted: yes\n");
     if (bi->cluster_size)

@@ -1,0 +1,100 @@
+#!/bin/bash
+# calf's nbd driver against other servers: qemu-nbd and nbdkit serve,
+# calf-img (info, map, convert, compare) and calf-io read and write
+# through nbd+unix://, nbd://, --image-opts driver=nbd and json:, a
+# qcow2 overlay whose backing file is nbd:// reads through to the export,
+# and what they print is what qemu-img and qemu-io print.  A server
+# killed in the middle of a convert is an I/O error and exit 1, never a
+# crash or a hang.  The kernel's nbd client reads calf-nbd's export where
+# the module can be loaded.
+. "$(dirname "$0")/nbd-lib.sh"
+need_qemu qemu-img qemu-io qemu-nbd nbdkit
+plan 21
+cd "$TMP" || exit 1
+
+qemu-img create -q -f raw base.raw 16M
+qemu-io -f raw -c "write -P 0x11 0 4M" base.raw >/dev/null
+qemu-img create -q -f qcow2 -b base.raw -F raw top.qcow2
+qemu-io -c "write -P 0x22 1M 1M" -c "write -z 6M 1M" -c "write -P 0x44 12M 512k" top.qcow2 >/dev/null
+cp top.qcow2 orig.qcow2
+
+S=$TMP/q
+U="nbd+unix:///exp?socket=$S"
+serve "$S" qemu-nbd -k "$S" -t -x exp -f qcow2 top.qcow2
+both() { # both ARGS...: calf-img and qemu-img print the same
+    is "$(run_capture . "$CALF_IMG" "$@")" "$(run_capture . qemu-img "$@")" "calf-img $*"
+}
+both info "$U"
+both info --output=json "$U"
+both map "$U"
+both map --output=json "$U"
+out=$("$CALF_IO" -f raw -c "read -P 0x11 0 1M" -c "read -P 0x22 1M 1M" -c "read -P 0 6M 1M" \
+    -c "read -P 0x44 12M 512k" -c "read -P 0 13M 3M" "$U" 2>&1)
+is "$(grep -c '^read' <<<"$out")/$(grep -ci 'fail\|error' <<<"$out")" "5/0" "calf-io reads qemu-nbd's export"
+"$CALF_IMG" convert -O qcow2 "$U" conv.qcow2
+is "$(qemu-img compare -U conv.qcow2 top.qcow2 2>&1)" "Images are identical." "calf-img convert from nbd+unix://"
+is "$("$CALF_IMG" compare "$U" conv.qcow2 2>&1)" "Images are identical." "calf-img compare of an export and a file"
+out=$("$CALF_IO" -f raw -c "write -P 0x55 2M 1M" -c "write -z 12M 64k" -c "read -P 0x55 2M 1M" "$U" 2>&1)
+is "$(grep -ci 'fail\|error' <<<"$out")" 0 "calf-io writes through qemu-nbd"
+both info "nbd+unix:///nope?socket=$S"
+stop_server
+out=$(qemu-io -c "read -P 0x55 2M 1M" -c "read -P 0 12M 64k" -c "read -P 0x44 12352k 448k" top.qcow2 2>&1)
+is "$(grep -c '^read' <<<"$out")/$(grep -ci 'fail\|error' <<<"$out")" "3/0" "calf-io's writes are in the image qemu-nbd served"
+both info "nbd+unix:///?socket=$TMP/none"
+
+# nbdkit over TCP: a raw file written by convert and calf-io, read back from the file
+P=$(free_port)
+qemu-img create -q -f raw kit.raw 16M
+serve "$P" nbdkit -f -i 127.0.0.1 -p "$P" file kit.raw
+head -c 16M /dev/urandom > rnd.raw
+ok "calf-img convert -n into nbd:// (nbdkit)" "$CALF_IMG" convert -n -f raw -O raw rnd.raw "nbd://127.0.0.1:$P"
+out=$("$CALF_IO" -f raw -c "write -P 0x66 100k 300k" -c "read -P 0x66 100k 300k" "nbd://127.0.0.1:$P" 2>&1)
+is "$(grep -ci 'fail\|error' <<<"$out")" 0 "calf-io writes and reads nbd:// (nbdkit)"
+stop_server
+qemu-io -f raw -c "write -P 0x66 100k 300k" rnd.raw >/dev/null
+is "$(qemu-img compare -f raw -F raw rnd.raw kit.raw 2>&1)" "Images are identical." "nbdkit's file holds what calf wrote"
+
+# the option forms
+serve "$S" qemu-nbd -k "$S" -t -r -x exp -f qcow2 top.qcow2
+name=$("$CALF_IMG" info --image-opts "driver=nbd,server.type=unix,server.path=$S,export=exp" | head -1)
+is "$name" "image: nbd+unix:///exp?socket=$S" "--image-opts driver=nbd,server.type=unix (QEMU's name for it)"
+out=$("$CALF_IO" -r -c "read -P 0x55 2M 1M" \
+    "json:{\"driver\":\"raw\",\"file\":{\"driver\":\"nbd\",\"server\":{\"type\":\"unix\",\"path\":\"$S\"},\"export\":\"exp\"}}" 2>&1)
+is "$(grep -ci 'fail\|error' <<<"$out")" 0 "json: with file.driver=nbd under raw"
+
+# a qcow2 overlay whose backing file is the export
+"$CALF_IMG" create -q -f qcow2 -b "$U" -F raw ov.qcow2
+out=$("$CALF_IO" -c "read -P 0x11 0 1M" -c "read -P 0x55 2M 1M" -c "write -P 0x77 0 64k" \
+    -c "read -P 0x11 64k 960k" ov.qcow2 2>&1)
+is "$(grep -c '^read' <<<"$out")/$(grep -ci 'fail\|error' <<<"$out")" "3/0" \
+    "an overlay over nbd+unix:// reads through to the export"
+out=$(qemu-io -r -c "read -P 0x77 0 64k" -c "read -P 0x55 2M 1M" ov.qcow2 2>&1)
+is "$(grep -c '^read' <<<"$out")/$(grep -ci 'fail\|error' <<<"$out")" "2/0" \
+    "qemu-io reads the same overlay and its nbd backing file"
+stop_server
+
+# a server killed in the middle of a transfer
+P=$(free_port)
+serve "$P" nbdkit -f -i 127.0.0.1 -p "$P" --filter=delay pattern 1G delay-read=2
+"$CALF_IMG" convert -O raw "nbd://127.0.0.1:$P" dead.raw >conv.out 2>&1 &
+cpid=$!
+sleep 1.5
+kill -9 "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
+timeout 20 tail --pid=$cpid -f /dev/null; wait $cpid; rc=$?
+is "$rc" 1 "convert from a server killed mid-transfer exits 1"
+ok "... saying so" grep -q "error while reading at byte 0: Input/output error" conv.out
+
+# the kernel's nbd client, where it can be had
+if ! command -v nbd-client >/dev/null; then
+    skip "nbd-client (Debian nbd-client) is not installed" "kernel nbd reads calf-nbd's export"
+elif ! modprobe nbd 2>/dev/null || [ ! -b /dev/nbd0 ]; then
+    skip "the nbd kernel module cannot be loaded here" "kernel nbd reads calf-nbd's export"
+else
+    serve "$TMP/k" "$CALF_NBD" -k "$TMP/k" -t -r top.qcow2
+    nbd-client -unix "$TMP/k" /dev/nbd0 >/dev/null 2>&1
+    cmp <(head -c 16M /dev/nbd0) <(qemu-img convert -U -O raw top.qcow2 /dev/stdout) >/dev/null
+    is $? 0 "kernel nbd reads calf-nbd's export"
+    nbd-client -d /dev/nbd0 >/dev/null 2>&1
+    stop_server
+fi
+done_testing
