@@ -537,7 +537,7 @@ static int run_request(Conn *c, NbdRequest *rq, uint8_t *data)
     if (writes && x->read_only)
         return error_reply(c, rq, -EPERM);
     if (t != NBD_CMD_FLUSH && (rq->offset > size || rq->length > size - rq->offset))
-        return error_reply(c, rq, t == NBD_CMD_WRITE ? -ENOSPC : -EINVAL);
+        return error_reply(c, rq, -EINVAL); /* qemu-nbd's answer, writes too */
     int r = 0;
     switch (t) {
     case NBD_CMD_READ: {

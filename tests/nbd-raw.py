@@ -9,13 +9,16 @@ saying what the server did.  MODE:
   bigread    a 64 MiB read: an error reply, then a 4 KiB read that works
   past-end   reads and writes past the end: the wire errors (EINVAL, ENOSPC)
   midwrite   a write request with half its payload, then a hang-up
-  storm      20000 pipelined reads without reading replies, then a hang-up
+  storm      20000 pipelined reads without reading replies, then a hang-up;
+             then up to 512 pipelined 1 MiB writes (of 0x5a at 0) pushed
+             until the server stops taking them for 2 s
   slow       connects and sends nothing (a handshake that never ends)
   badcmd     unknown command and flags: the wire errors, the session goes on"""
 import os
 import socket
 import struct
 import sys
+import time
 
 OPTS = 0x49484156454F5054
 
@@ -137,7 +140,24 @@ def main():
                 sent += 1000
         except (BlockingIOError, BrokenPipeError, ConnectionResetError):
             pass
-        print("sent %d+" % sent)
+        s.close()
+        s = connect(where)
+        go(s, name)
+        w = req(1, 0, 1 << 20) + b"\x5a" * (1 << 20)
+        s.setblocking(False)
+        buf, n, idle = b"", 0, 0
+        while idle < 400 and (n < 512 or buf):
+            if not buf and n < 512:
+                buf, n = w, n + 1
+            try:
+                k = s.send(buf)
+                buf, idle = buf[k:], 0
+            except BlockingIOError:
+                idle += 1
+                time.sleep(0.005)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        print("sent %d+ reads, %d MiB of writes" % (sent, n - (1 if buf else 0)))
         s.close()
     elif mode == "slow":
         recvall(s, 18)

@@ -43,6 +43,8 @@ static void usage(void)
            "  -v, --verbose             display extra debugging information\n"
            "  -x, --export-name=NAME    expose export by name (default is empty string)\n"
            "  -D, --description=TEXT    export a human-readable description\n"
+           "      --handshake-limit=N   a client gets N seconds to finish the handshake\n"
+           "                            (default 10; 0: forever)\n"
            "\n"
            "Exposing part of the image:\n"
            "  -A, --allocation-depth    expose the allocation depth\n"
@@ -196,6 +198,7 @@ enum {
     OPT_TLSCREDS,
     OPT_TLSAUTHZ,
     OPT_SELINUX,
+    OPT_HANDSHAKE_LIMIT,
 };
 
 int main(int argc, char **argv)
@@ -232,6 +235,7 @@ int main(int argc, char **argv)
         {"tls-authz", required_argument, 0, OPT_TLSAUTHZ},
         {"selinux-label", required_argument, 0, OPT_SELINUX},
         {"trace", required_argument, 0, 'T'},
+        {"handshake-limit", required_argument, 0, OPT_HANDSHAKE_LIMIT},
         IMG_COMMON_LONG_OPTIONS,
         {0, 0, 0, 0},
     };
@@ -239,7 +243,7 @@ int main(int argc, char **argv)
     const char *bindto = NULL, *port = NULL, *sockpath = NULL, *fmt = NULL;
     const char *snapshot_name = NULL, *pid_file = NULL;
     bool readonly = false, snapshot = false, persistent = false, do_fork = false;
-    int shared = 1, flags = 0;
+    int shared = 1, flags = 0, handshake_s = 10;
     const char *discard = "ignore", *detect = "off";
     int c;
     while ((c = getopt_long(argc, argv, "hVb:p:k:o:rAB:c:dLsl:nf:e:tvx:D:T:", long_options,
@@ -327,6 +331,14 @@ int main(int argc, char **argv)
                 die("export description '%s' too long", optarg);
             export.description = optarg;
             break;
+        case OPT_HANDSHAKE_LIMIT: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 0 || v > 86400)
+                die("Invalid handshake limit '%s'", optarg);
+            handshake_s = (int)v;
+            break;
+        }
         case OPT_FORK: do_fork = true; break;
         case OPT_PID_FILE: pid_file = optarg; break;
         case 'T': case OPT_SELINUX: break; /* nothing to trace or label */
@@ -388,7 +400,7 @@ int main(int argc, char **argv)
     export.discard = !strcmp(discard, "unmap");
     export.detect_zeroes = !strcmp(detect, "off") ? 0 : !strcmp(detect, "on") ? 1 : 2;
     export.workers = 4;
-    export.handshake_ms = 10000;
+    export.handshake_ms = handshake_s * 1000;
     export.multi_conn = readonly;
 
     int lfd = sockpath ? listen_unix(sockpath)
