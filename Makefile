@@ -141,12 +141,15 @@ test: test-progs
 
 # The tests whose code runs on several threads at once (the block layer's
 # stress, race and thread tests; the VMM's I/O threads behind virtio-blk
-# and IDE, and both at once in disk-stress), built with ThreadSanitizer in
+# and IDE, and both at once in disk-stress; calf-nbd's connection threads
+# and the nbd driver's reader thread), built with ThreadSanitizer in
 # build-tsan.  A report makes the program exit with 66, which fails its
 # test.
 TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/qcow2-threads.t tests/img-bench.t \
               guest-tests/virtio-blk.t guest-tests/ide.t guest-tests/disk-stress.t \
-              guest-tests/hostile.t tests/pci-teardown.t
+              guest-tests/hostile.t tests/pci-teardown.t \
+              tests/nbd-stress.t tests/nbd-hostile.t tests/nbd-server.t tests/nbd-client.t \
+              guest-tests/nbd.t
 test-tsan:
 	$(MAKE) BUILD=build-tsan SANITIZE=thread test-progs
 	TSAN_OPTIONS="exitcode=66 halt_on_error=1 second_deadlock_stack=1" \

@@ -54,7 +54,8 @@ typedef struct Conn {
     int pending;           /* queued or running */
     uint64_t pending_bytes;
     bool stop;
-    bool dead;             /* a reply could not be sent */
+    bool dead;             /* a reply could not be sent (atomic: set under
+                              send_lock, read under lock) */
 } Conn;
 
 static void say(Conn *c, const char *fmt, const char *a)
@@ -379,14 +380,14 @@ static int send_iov(Conn *c, struct iovec *iov, int n)
 {
     int r = 0;
     pthread_mutex_lock(&c->send_lock);
-    while (n > 0 && !c->dead) {
+    while (n > 0 && !__atomic_load_n(&c->dead, __ATOMIC_RELAXED)) {
         struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0) {
             r = -errno;
-            c->dead = true;
+            __atomic_store_n(&c->dead, true, __ATOMIC_RELAXED);
             /* wake the reader: nothing more can be answered */
             shutdown(c->fd, SHUT_RDWR);
             break;
@@ -401,7 +402,7 @@ static int send_iov(Conn *c, struct iovec *iov, int n)
             iov->iov_len -= (size_t)w;
         }
     }
-    if (c->dead && !r)
+    if (__atomic_load_n(&c->dead, __ATOMIC_RELAXED) && !r)
         r = -EPIPE;
     pthread_mutex_unlock(&c->send_lock);
     return r;
@@ -693,7 +694,7 @@ static int transmission(Conn *c)
         j->data = data;
         uint32_t bytes = rq.type == NBD_CMD_WRITE ? rq.length : 0;
         pthread_mutex_lock(&c->lock);
-        while (started && !c->dead &&
+        while (started && !__atomic_load_n(&c->dead, __ATOMIC_RELAXED) &&
                (c->pending >= NBD_QUEUE_MAX ||
                 (c->pending && c->pending_bytes + bytes > NBD_QUEUE_BYTES)))
             pthread_cond_wait(&c->cond, &c->lock);
@@ -707,7 +708,7 @@ static int transmission(Conn *c)
             c->tail = j;
             pthread_cond_signal(&c->cond);
         }
-        bool dead = c->dead;
+        bool dead = __atomic_load_n(&c->dead, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&c->lock);
         if (!started) {
             run_request(c, &j->req, j->data);
