@@ -33,6 +33,12 @@
 #define NBD_SLOTS 16
 #define NBD_HANDSHAKE_MS 60000
 #define NBD_ZERO_CHUNK (1u << 30) /* longest write-zeroes / trim request */
+#define NBD_EXTENTS 64 /* base:allocation extents kept from one reply */
+
+typedef struct NbdExtents {
+    int n;
+    uint32_t len[NBD_EXTENTS], flags[NBD_EXTENTS];
+} NbdExtents;
 
 typedef struct NbdSlot {
     bool busy, done;
@@ -42,8 +48,8 @@ typedef struct NbdSlot {
     uint32_t len;
     uint8_t *buf; /* a read's destination */
     int err;
-    bool got_status; /* block status: the first extent of our context */
-    uint32_t st_len, st_flags;
+    bool got_status; /* block status: the extents of our context */
+    NbdExtents ext;
     pthread_cond_t cond;
 } NbdSlot;
 
@@ -64,6 +70,13 @@ typedef struct NbdClient {
     bool dead;
     pthread_t reader;
     bool reader_running;
+    /* the extents of the last block status reply, from cache_off on;
+     * every write, zero and trim bumps cache_gen and empties it, before
+     * and after, so a reply that may predate one is never kept */
+    pthread_mutex_t cache_lock;
+    uint64_t cache_gen;
+    uint64_t cache_off;
+    NbdExtents cache;
 } NbdClient;
 
 /* ---- names ---- */
@@ -268,15 +281,23 @@ static int read_chunk(NbdClient *s, NbdSlot *sl, uint16_t type, uint32_t len)
     case NBD_REPLY_TYPE_BLOCK_STATUS:
         if (sl->type != NBD_CMD_BLOCK_STATUS || len < 12 || (len - 4) % 8)
             return -EPROTO;
-        if ((r = nbd_read_full(s->fd, b, 12, 0)) < 0)
+        if ((r = nbd_read_full(s->fd, b, 4, 0)) < 0)
             return r;
+        len -= 4;
         if (nbd_get32(b) == s->alloc_id && !sl->got_status) {
             sl->got_status = true;
-            sl->st_len = nbd_get32(b + 4);
-            sl->st_flags = nbd_get32(b + 8);
+            sl->ext.n = 0;
+            while (len && sl->ext.n < NBD_EXTENTS) {
+                if ((r = nbd_read_full(s->fd, b, 8, 0)) < 0)
+                    return r;
+                len -= 8;
+                sl->ext.len[sl->ext.n] = nbd_get32(b);
+                sl->ext.flags[sl->ext.n] = nbd_get32(b + 4);
+                sl->ext.n++;
+            }
         }
-        /* the rest of the descriptors: only the first one is used */
-        return nbd_skip(s->fd, len - 12, 0);
+        /* descriptors past what is kept */
+        return nbd_skip(s->fd, len, 0);
     default:
         if (!NBD_REPLY_TYPE_IS_ERR(type) || len < 6)
             return -EPROTO;
@@ -340,7 +361,7 @@ static int conn_dead(const char *what)
 /* One request, answered: 0 or -errno.  buf: a write's payload or a read's
  * destination.  sl_out, when given, gets the block status extent. */
 static int request(NbdClient *s, uint16_t type, uint16_t flags, uint64_t off, uint32_t len,
-                   void *buf, uint32_t *st_len, uint32_t *st_flags)
+                   void *buf, NbdExtents *ext)
 {
     pthread_mutex_lock(&s->lock);
     while (!s->dead && s->nbusy == NBD_SLOTS)
@@ -385,9 +406,10 @@ static int request(NbdClient *s, uint16_t type, uint16_t flags, uint64_t off, ui
     while (!sl->done)
         pthread_cond_wait(&sl->cond, &s->lock);
     r = sl->err;
-    if (st_len) {
-        *st_len = sl->got_status ? sl->st_len : 0;
-        *st_flags = sl->st_flags;
+    if (ext) {
+        ext->n = 0;
+        if (sl->got_status)
+            *ext = sl->ext;
     }
     bool dead = s->dead;
     sl->busy = false;
@@ -627,6 +649,7 @@ static void free_client(NbdClient *s)
     pthread_cond_destroy(&s->slot_free);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->send_lock);
+    pthread_mutex_destroy(&s->cache_lock);
     free(s->host);
     free(s->port);
     free(s->path);
@@ -651,6 +674,7 @@ static int nbd_open(BlockDriverState *bs, BlockOptions *opts)
     s->fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->send_lock, NULL);
+    pthread_mutex_init(&s->cache_lock, NULL);
     pthread_cond_init(&s->slot_free, NULL);
     for (int i = 0; i < NBD_SLOTS; i++)
         pthread_cond_init(&s->slot[i].cond, NULL);
@@ -745,13 +769,22 @@ static void nbd_close(BlockDriverState *bs)
     free_client(s);
 }
 
+/* The extent cache is stale: data is about to change, or has. */
+static void cache_drop(NbdClient *s)
+{
+    pthread_mutex_lock(&s->cache_lock);
+    s->cache_gen++;
+    s->cache.n = 0;
+    pthread_mutex_unlock(&s->cache_lock);
+}
+
 static int nbd_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
 {
     NbdClient *s = bs->opaque;
     uint8_t *p = buf;
     while (len) {
         uint32_t n = len > s->max_block ? s->max_block : (uint32_t)len;
-        int r = request(s, NBD_CMD_READ, 0, off, n, p, NULL, NULL);
+        int r = request(s, NBD_CMD_READ, 0, off, n, p, NULL);
         if (r < 0)
             return r;
         off += n;
@@ -765,16 +798,17 @@ static int nbd_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_
 {
     NbdClient *s = bs->opaque;
     const uint8_t *p = buf;
-    while (len) {
+    int r = 0;
+    cache_drop(s);
+    while (len && r == 0) {
         uint32_t n = len > s->max_block ? s->max_block : (uint32_t)len;
-        int r = request(s, NBD_CMD_WRITE, 0, off, n, (void *)p, NULL, NULL);
-        if (r < 0)
-            return r;
+        r = request(s, NBD_CMD_WRITE, 0, off, n, (void *)p, NULL);
         off += n;
         p += n;
         len -= n;
     }
-    return 0;
+    cache_drop(s);
+    return r;
 }
 
 static int nbd_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
@@ -797,15 +831,16 @@ static int nbd_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, i
         return r;
     }
     uint16_t f = flags & BLK_ZERO_MAY_UNMAP ? 0 : NBD_CMD_FLAG_NO_HOLE;
-    while (len) {
+    int r = 0;
+    cache_drop(s);
+    while (len && r == 0) {
         uint32_t n = len > NBD_ZERO_CHUNK ? NBD_ZERO_CHUNK : (uint32_t)len;
-        int r = request(s, NBD_CMD_WRITE_ZEROES, f, off, n, NULL, NULL, NULL);
-        if (r < 0)
-            return r;
+        r = request(s, NBD_CMD_WRITE_ZEROES, f, off, n, NULL, NULL);
         off += n;
         len -= n;
     }
-    return 0;
+    cache_drop(s);
+    return r;
 }
 
 static int nbd_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
@@ -813,15 +848,16 @@ static int nbd_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
     NbdClient *s = bs->opaque;
     if (!(s->tflags & NBD_FLAG_SEND_TRIM))
         return 0;
-    while (len) {
+    int r = 0;
+    cache_drop(s);
+    while (len && r == 0) {
         uint32_t n = len > NBD_ZERO_CHUNK ? NBD_ZERO_CHUNK : (uint32_t)len;
-        int r = request(s, NBD_CMD_TRIM, 0, off, n, NULL, NULL, NULL);
-        if (r < 0)
-            return r;
+        r = request(s, NBD_CMD_TRIM, 0, off, n, NULL, NULL);
         off += n;
         len -= n;
     }
-    return 0;
+    cache_drop(s);
+    return r;
 }
 
 static int nbd_flush(BlockDriverState *bs)
@@ -829,8 +865,15 @@ static int nbd_flush(BlockDriverState *bs)
     NbdClient *s = bs->opaque;
     if (!(s->tflags & NBD_FLAG_SEND_FLUSH) || (bs->flags & BLK_O_UNSAFE))
         return 0;
-    return request(s, NBD_CMD_FLUSH, 0, 0, 0, NULL, NULL, NULL);
+    return request(s, NBD_CMD_FLUSH, 0, 0, 0, NULL, NULL);
 }
+
+static int ext_status(uint32_t flags)
+{
+    return (flags & NBD_STATE_ZERO ? BLK_STATUS_ZERO : BLK_STATUS_DATA) | BLK_STATUS_ALLOCATED |
+           BLK_STATUS_OFFSET;
+}
+
 
 /* base:allocation as the block layer says it: a hole with zeros reads as
  * zeros, anything else as data; the export is the whole of this layer,
@@ -844,19 +887,38 @@ static int nbd_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, ui
         *pnum = len;
         return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
     }
-    uint32_t n = len > 0x80000000u ? 0x80000000u : (uint32_t)len, st_len = 0, st_flags = 0;
-    int r = request(s, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, off, n, NULL, &st_len,
-                    &st_flags);
+    /* from the extents of the last reply, when they cover off */
+    pthread_mutex_lock(&s->cache_lock);
+    uint64_t gen = s->cache_gen, e = s->cache_off;
+    for (int i = 0; i < s->cache.n; i++) {
+        uint64_t next = e + s->cache.len[i];
+        if (off >= e && off < next) {
+            uint32_t f = s->cache.flags[i];
+            pthread_mutex_unlock(&s->cache_lock);
+            *pnum = next - off < len ? next - off : len;
+            return ext_status(f);
+        }
+        e = next;
+    }
+    pthread_mutex_unlock(&s->cache_lock);
+    uint32_t n = len > 0x80000000u ? 0x80000000u : (uint32_t)len;
+    NbdExtents ext;
+    int r = request(s, NBD_CMD_BLOCK_STATUS, 0, off, n, NULL, &ext);
     if (r < 0)
         return r;
-    if (!st_len) {
+    if (!ext.n || !ext.len[0]) {
         blk_set_error("NBD server sent no block status for offset %llu",
                       (unsigned long long)off);
         return -EIO;
     }
-    *pnum = st_len < len ? st_len : len;
-    return (st_flags & NBD_STATE_ZERO ? BLK_STATUS_ZERO : BLK_STATUS_DATA) |
-           BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
+    pthread_mutex_lock(&s->cache_lock);
+    if (s->cache_gen == gen) {
+        s->cache = ext;
+        s->cache_off = off;
+    }
+    pthread_mutex_unlock(&s->cache_lock);
+    *pnum = ext.len[0] < len ? ext.len[0] : len;
+    return ext_status(ext.flags[0]);
 }
 
 static int64_t nbd_allocated_size(BlockDriverState *bs)
