@@ -13,7 +13,7 @@
  * the caller's buffer before waking it.  Whatever the server sends is
  * checked against the request it answers; a reply that does not fit,
  * or a server that goes away, ends the connection: every request
- * waiting, and every later one, fails with -EIO.  Nothing is retried. */
+ * waiting fails with -EIO; the next request connects again (reconnect()). */
 #include "block/block.h"
 #include "block/nbd-proto.h"
 
@@ -70,6 +70,11 @@ typedef struct NbdClient {
     bool dead;
     pthread_t reader;
     bool reader_running;
+    /* a lost connection is made again by the next request (reconnect()),
+     * trying for up to reconnect_ms (QEMU's reconnect-delay) */
+    bool rw;
+    uint64_t reconnect_ms;
+    pthread_mutex_t reconnect_lock;
     /* the extents of the last block status reply, from cache_off on;
      * every write, zero and trim bumps cache_gen and empties it, before
      * and after, so a reply that may predate one is never kept */
@@ -352,6 +357,8 @@ static void *reader_thread(void *opaque)
     return NULL;
 }
 
+static int reconnect(NbdClient *s);
+
 static int conn_dead(const char *what)
 {
     blk_set_error("NBD server connection lost (%s)", what);
@@ -367,8 +374,17 @@ static int request(NbdClient *s, uint16_t type, uint16_t flags, uint64_t off, ui
     while (!s->dead && s->nbusy == NBD_SLOTS)
         pthread_cond_wait(&s->slot_free, &s->lock);
     if (s->dead) {
+        /* what was in flight has failed; a new request connects again */
         pthread_mutex_unlock(&s->lock);
-        return conn_dead("server gone");
+        if (reconnect(s) < 0)
+            return conn_dead("server gone");
+        pthread_mutex_lock(&s->lock);
+        while (!s->dead && s->nbusy == NBD_SLOTS)
+            pthread_cond_wait(&s->slot_free, &s->lock);
+        if (s->dead) {
+            pthread_mutex_unlock(&s->lock);
+            return conn_dead("server gone");
+        }
     }
     int i = 0;
     while (s->slot[i].busy)
@@ -414,7 +430,7 @@ static int request(NbdClient *s, uint16_t type, uint16_t flags, uint64_t off, ui
     bool dead = s->dead;
     sl->busy = false;
     s->nbusy--;
-    pthread_cond_signal(&s->slot_free);
+    pthread_cond_broadcast(&s->slot_free);
     pthread_mutex_unlock(&s->lock);
     if (r == -EIO && dead)
         return conn_dead("server gone");
@@ -640,6 +656,81 @@ static int connect_server(NbdClient *s)
     return 0;
 }
 
+/* One new connection to the same export, swapped in for the dead one
+ * (whose reader has ended): the export must be what it was. */
+static int try_reconnect(NbdClient *s)
+{
+    NbdClient *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->fd = -1;
+    t->host = s->host;
+    t->port = s->port;
+    t->path = s->path;
+    t->export = s->export;
+    int r = connect_server(t);
+    if (r == 0)
+        r = handshake(t, s->rw);
+    if (r == 0 && (t->size != s->size || t->tflags != s->tflags ||
+                   t->structured != s->structured || t->has_alloc != s->has_alloc ||
+                   t->max_block != s->max_block)) {
+        blk_set_error("%s", "the NBD export changed while the connection was lost");
+        r = -EIO;
+    }
+    if (r < 0) {
+        if (t->fd >= 0)
+            close(t->fd);
+        free(t);
+        return r;
+    }
+    pthread_mutex_lock(&s->send_lock);
+    int old = s->fd;
+    s->fd = t->fd;
+    pthread_mutex_unlock(&s->send_lock);
+    close(old);
+    s->alloc_id = t->alloc_id; /* the reader's, and it is not running */
+    free(t);
+    if (pthread_create(&s->reader, NULL, reader_thread, s)) {
+        blk_set_error("cannot start the NBD reader thread");
+        shutdown(s->fd, SHUT_RDWR);
+        return -EAGAIN;
+    }
+    s->reader_running = true;
+    pthread_mutex_lock(&s->lock);
+    s->dead = false;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+static int reconnect(NbdClient *s)
+{
+    int64_t deadline = nbd_now_ms() + (int64_t)s->reconnect_ms;
+    int r;
+    pthread_mutex_lock(&s->reconnect_lock);
+    for (;;) {
+        /* every request of the old connection has let go of its slot */
+        pthread_mutex_lock(&s->lock);
+        bool dead = s->dead;
+        while (dead && s->nbusy)
+            pthread_cond_wait(&s->slot_free, &s->lock);
+        pthread_mutex_unlock(&s->lock);
+        if (!dead) {
+            r = 0; /* another caller made it again */
+            break;
+        }
+        if (s->reader_running) {
+            pthread_join(s->reader, NULL);
+            s->reader_running = false;
+        }
+        r = try_reconnect(s);
+        if (r == 0 || nbd_now_ms() >= deadline)
+            break;
+        usleep(100000);
+    }
+    pthread_mutex_unlock(&s->reconnect_lock);
+    return r;
+}
+
 /* ---- the driver ---- */
 
 static void free_client(NbdClient *s)
@@ -650,6 +741,7 @@ static void free_client(NbdClient *s)
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->send_lock);
     pthread_mutex_destroy(&s->cache_lock);
+    pthread_mutex_destroy(&s->reconnect_lock);
     free(s->host);
     free(s->port);
     free(s->path);
@@ -675,6 +767,7 @@ static int nbd_open(BlockDriverState *bs, BlockOptions *opts)
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->send_lock, NULL);
     pthread_mutex_init(&s->cache_lock, NULL);
+    pthread_mutex_init(&s->reconnect_lock, NULL);
     pthread_cond_init(&s->slot_free, NULL);
     for (int i = 0; i < NBD_SLOTS; i++)
         pthread_cond_init(&s->slot[i].cond, NULL);
@@ -684,12 +777,14 @@ static int nbd_open(BlockDriverState *bs, BlockOptions *opts)
     s->path = dup_opt(opts, "server.path", "path");
     s->export = dup_opt(opts, "export", NULL);
     /* QEMU's knobs that change nothing here */
-    blkopts_get(opts, "reconnect-delay");
+    uint64_t delay = 0;
     blkopts_get(opts, "open-timeout");
     blkopts_get(opts, "server.ipv4");
     blkopts_get(opts, "server.ipv6");
     int r = -EINVAL;
-    if (blkopts_get(opts, "tls-creds")) {
+    if (blkopts_get_uint(opts, "reconnect-delay", 0, &delay) < 0 || delay > 3600) {
+        blk_set_error("Parameter 'reconnect-delay' expects a number of seconds up to 3600");
+    } else if (blkopts_get(opts, "tls-creds")) {
         blk_set_error("TLS is not supported by calf's nbd driver");
     } else if (blkopts_get(opts, "x-dirty-bitmap")) {
         blk_set_error("x-dirty-bitmap is not supported by calf's nbd driver");
@@ -717,9 +812,11 @@ static int nbd_open(BlockDriverState *bs, BlockOptions *opts)
         blk_set_error("out of memory");
         r = -ENOMEM;
     }
+    s->rw = !bs->read_only;
+    s->reconnect_ms = delay * 1000;
     if (r == 0)
         r = connect_server(s);
-    if (r == 0 && (r = handshake(s, !bs->read_only)) == 0) {
+    if (r == 0 && (r = handshake(s, s->rw)) == 0) {
         if (pthread_create(&s->reader, NULL, reader_thread, s)) {
             blk_set_error("cannot start the NBD reader thread");
             r = -EAGAIN;

@@ -5,11 +5,12 @@
 # qcow2 overlay whose backing file is nbd:// reads through to the export,
 # and what they print is what qemu-img and qemu-io print.  A server
 # killed in the middle of a convert is an I/O error and exit 1, never a
-# crash or a hang.  The kernel's nbd client reads calf-nbd's export where
+# crash or a hang; one that comes back is connected to again by the next
+# request (or by the waiting one, with reconnect-delay).  The kernel's nbd client reads calf-nbd's export where
 # the module can be loaded.
 . "$(dirname "$0")/nbd-lib.sh"
 need_qemu qemu-img qemu-io qemu-nbd nbdkit
-plan 21
+plan 24
 cd "$TMP" || exit 1
 
 qemu-img create -q -f raw base.raw 16M
@@ -83,6 +84,33 @@ kill -9 "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
 timeout 20 tail --pid=$cpid -f /dev/null; wait $cpid; rc=$?
 is "$rc" 1 "convert from a server killed mid-transfer exits 1"
 ok "... saying so" grep -q "error while reading at byte 0: Input/output error" conv.out
+
+# the server goes away and comes back: a request while it is away fails,
+# the next one connects again; with reconnect-delay a request waits for it
+qemu-img create -q -f qcow2 rc.qcow2 16M
+qemu-io -c "write -P 0x11 0 1M" rc.qcow2 >/dev/null
+R=$TMP/r
+serve "$R" "$CALF_NBD" -k "$R" -t -f qcow2 rc.qcow2
+"$CALF_IO" -f raw -c "read -P 0x11 0 4k" -c "sleep 2000" -c "read -P 0x11 4k 4k" -c "sleep 3000" \
+    -c "read -P 0x11 8k 4k" -c "write -P 0x22 64k 4k" "nbd+unix:///?socket=$R" >rc.out 2>&1 &
+iopid=$!
+sleep 0.7; stop_server; sleep 2.3
+serve "$R" "$CALF_NBD" -k "$R" -t -f qcow2 rc.qcow2
+wait $iopid
+is "$(grep -v ops rc.out)" "read 4096/4096 bytes at offset 0
+read failed: Input/output error
+read 4096/4096 bytes at offset 8192
+wrote 4096/4096 bytes at offset 65536" "a read while the server is away fails; after it is back, the next one connects again"
+"$CALF_IO" -c "read -P 0x11 0 4k" -c "sleep 1000" -c "read -P 0x11 4k 4k" --image-opts \
+    "driver=nbd,server.type=unix,server.path=$R,reconnect-delay=10" >rc.out 2>&1 &
+iopid=$!
+sleep 0.5; stop_server; sleep 1.5
+serve "$R" "$CALF_NBD" -k "$R" -t -f qcow2 rc.qcow2
+wait $iopid
+is "$(grep -v ops rc.out)" "read 4096/4096 bytes at offset 0
+read 4096/4096 bytes at offset 4096" "reconnect-delay=10: a read waits for the server to come back"
+stop_server
+ok "the write after the reconnection is in the image" qemu-io -c "read -P 0x22 64k 4k" rc.qcow2
 
 # the kernel's nbd client, where it can be had
 if ! command -v nbd-client >/dev/null; then
