@@ -10,7 +10,7 @@
 # the module can be loaded.
 . "$(dirname "$0")/nbd-lib.sh"
 need_qemu qemu-img qemu-io qemu-nbd nbdkit
-plan 24
+plan 25
 cd "$TMP" || exit 1
 
 qemu-img create -q -f raw base.raw 16M
@@ -111,6 +111,15 @@ is "$(grep -v ops rc.out)" "read 4096/4096 bytes at offset 0
 read 4096/4096 bytes at offset 4096" "reconnect-delay=10: a read waits for the server to come back"
 stop_server
 ok "the write after the reconnection is in the image" qemu-io -c "read -P 0x22 64k 4k" rc.qcow2
+
+# block status follows writes, zero writes and trims on one connection
+# (the driver keeps the extents of its last reply): tests/unit/nbd-cache.c
+mkdir -p uc
+if [ -x "$CALF_BUILD/tests/nbd-cache" ]; then
+    ok "block status after a write on the same connection is fresh" "$CALF_BUILD/tests/nbd-cache" uc
+else
+    skip "tests/nbd-cache is not built (make test)" "block status after a write is fresh"
+fi
 
 # the kernel's nbd client, where it can be had
 if ! command -v nbd-client >/dev/null; then
