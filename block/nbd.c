@@ -47,6 +47,7 @@ typedef struct NbdSlot {
     uint64_t off;
     uint32_t len;
     uint8_t *buf; /* a read's destination */
+    uint64_t covered; /* bytes of a read the chunks have filled */
     int err;
     bool got_status; /* block status: the extents of our context */
     NbdExtents ext;
@@ -270,6 +271,7 @@ static int read_chunk(NbdClient *s, NbdSlot *sl, uint16_t type, uint32_t len)
         uint64_t off = nbd_get64(b), n = len - 8;
         if (off < sl->off || off - sl->off > sl->len - n)
             return -EPROTO;
+        sl->covered += n;
         return nbd_read_full(s->fd, sl->buf + (off - sl->off), n, 0);
     }
     case NBD_REPLY_TYPE_OFFSET_HOLE: {
@@ -280,6 +282,7 @@ static int read_chunk(NbdClient *s, NbdSlot *sl, uint16_t type, uint32_t len)
         uint64_t off = nbd_get64(b), n = nbd_get32(b + 8);
         if (off < sl->off || n > sl->len || off - sl->off > sl->len - n)
             return -EPROTO;
+        sl->covered += n;
         memset(sl->buf + (off - sl->off), 0, n);
         return 0;
     }
@@ -347,6 +350,11 @@ static void *reader_thread(void *opaque)
             NbdSlot *sl = find_slot(s, nbd_get64(h + 8));
             if (!sl || read_chunk(s, sl, type, len) < 0)
                 break;
+            /* a read answered without error covers its whole range: the
+             * chunks may not leave bytes of the buffer unwritten */
+            if ((flags & NBD_REPLY_FLAG_DONE) && sl->type == NBD_CMD_READ && !sl->err &&
+                sl->covered != sl->len)
+                break;
             if (flags & NBD_REPLY_FLAG_DONE)
                 complete(s, sl, 0);
         } else {
@@ -398,6 +406,7 @@ static int request(NbdClient *s, uint16_t type, uint16_t flags, uint64_t off, ui
     sl->len = len;
     sl->buf = buf;
     sl->err = 0;
+    sl->covered = 0;
     sl->got_status = false;
     s->nbusy++;
     uint64_t handle = (uint64_t)sl->gen << 8 | (uint64_t)i;

@@ -159,3 +159,24 @@ fuzz-nbd: $(FUZZ_DIR)/fuzz-nbd
 	  -artifact_prefix=$(abspath fuzz-out)/nbd- corpus-nbd $(abspath tests/fuzz/corpus-nbd)
 fuzz: fuzz-nbd
 .PHONY: fuzz-nbd
+
+# the client side: tests/fuzz/fuzz-nbd-client.c plays a server whose
+# bytes are the input to calf's nbd driver (corpus tests/fuzz/corpus-nbd-client)
+$(BUILD)/tests/fuzz-nbd-client: $(OBJ)/tests/fuzz/fuzz-nbd-client.o $(OBJ)/tests/fuzz/replay-main.o \
+                                $(BUILD)/libcalfblock.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+EXTRA_TEST += $(BUILD)/tests/fuzz-nbd-client
+$(FUZZ_DIR)/fuzz-nbd-client: $(FUZZ_OBJ)/tests/fuzz/fuzz-nbd-client.o $(FUZZ_DIR)/libcalfblock.a \
+                             | need-fuzz-cc
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -ldl
+fuzz-build: $(FUZZ_DIR)/fuzz-nbd-client
+fuzz-nbd-client: $(FUZZ_DIR)/fuzz-nbd-client
+	@mkdir -p $(FUZZ_DIR)/corpus-nbd-client $(FUZZ_DIR)/tmp fuzz-out
+	cd $(FUZZ_DIR) && TMPDIR=$(abspath $(FUZZ_DIR))/tmp ./fuzz-nbd-client $(NBDFUZZ_OPTS) \
+	  -max_total_time=$(FUZZ_SECONDS) \
+	  $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) \
+	  -artifact_prefix=$(abspath fuzz-out)/nbd-client- corpus-nbd-client \
+	  $(abspath tests/fuzz/corpus-nbd-client)
+fuzz: fuzz-nbd-client
+.PHONY: fuzz-nbd-client

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Seeds for tests/fuzz/fuzz-nbd.c: what well-behaved and badly behaved
-NBD clients send, from the client flags on.  The export is named "x" and
-is 1 MiB.  Usage: make-nbd-seeds.py DIR (tests/fuzz/corpus-nbd holds the
-committed output)."""
+NBD clients send, from the client flags on (the export is named "x" and
+is 1 MiB); and for tests/fuzz/fuzz-nbd-client.c: what servers send, from
+the greeting on, to the harness's open, read, block status, write, write
+zeroes, trim and flush of 16 KiB each (handles 0x100, 0x200, ...).
+Usage: make-nbd-seeds.py SERVER_DIR CLIENT_DIR (tests/fuzz/corpus-nbd and
+tests/fuzz/corpus-nbd-client hold the committed output)."""
 import os
 import struct
 import sys
@@ -53,8 +56,58 @@ seeds = {
     req(0, 0xfffffffffffffe00, 512, handle=2) + req(1, 0, 0x7fffffff, handle=3),
     "garbage": b"\x00\x00\x00\x03NBDMAGIC\xff" * 3,
 }
-out = sys.argv[1]
-os.makedirs(out, exist_ok=True)
-for k, v in seeds.items():
-    with open(os.path.join(out, k), "wb") as f:
-        f.write(v)
+REP = 0x3e889045565a9
+
+
+def rep(o, t, data=b""):
+    return struct.pack(">QIII", REP, o, t, len(data)) + data
+
+
+def chunk(flags, t, handle, data):
+    return struct.pack(">IHHQI", 0x668e33ef, flags, t, handle, len(data)) + data
+
+
+def simple(handle, err=0):
+    return struct.pack(">IIQ", 0x67446698, err, handle)
+
+
+def segs(*parts):
+    """The client harness's input: each part answers one client message
+    (the first is sent at once; the second answers the client flags)."""
+    return b"".join(struct.pack(">H", len(p)) + p for p in parts)
+
+
+SIZE = 1 << 20
+GREET = struct.pack(">QQH", 0x4E42444D41474943, OPTS, 3)
+# greeting; flags; STRUCTURED_REPLY; SET_META_CONTEXT; GO
+HS = [GREET, b"", rep(8, 1), rep(10, 4, struct.pack(">I", 7) + b"base:allocation") + rep(10, 1),
+      rep(7, 3, struct.pack(">HQH", 0, SIZE, 1 | 4 | 8 | 32 | 64)) +
+      rep(7, 3, struct.pack(">HIII", 3, 1, 4096, 32 << 20)) + rep(7, 1)]
+READ = chunk(0, 1, 0x100, struct.pack(">Q", 0) + b"\x5a" * 4096) + \
+    chunk(1, 2, 0x100, struct.pack(">QI", 4096, 12288))
+STATUS = chunk(0, 5, 0x200, struct.pack(">IIIII", 7, 65536, 0, SIZE - 65536, 3)) + \
+    chunk(1, 0, 0x200, b"")
+REST = [simple(0x300), simple(0x400), chunk(1, 0, 0x500, b""), simple(0x600)]
+client = {
+    "client-good": segs(*HS, READ, STATUS, *REST),
+    "client-errors": segs(*HS, chunk(1, 0x8001, 0x100, struct.pack(">IH", 5, 4) + b"oops"),
+                          chunk(1, 0x8002, 0x200, struct.pack(">IHQ", 22, 0, 0)),
+                          simple(0x300, 28), simple(0x400, 1), simple(0x500, 95),
+                          simple(0x600, 5)),
+    "client-unknown-export": segs(GREET, b"", rep(8, 1), rep(10, 1),
+                                  rep(7, (1 << 31) | 6, b"export 'x' not present")),
+    "client-no-go": segs(GREET[:-2] + struct.pack(">H", 0), b"",
+                         struct.pack(">QH", SIZE, 1 | 4) + bytes(124),
+                         simple(0x100) + b"\x5a" * 16384, simple(0x200), simple(0x300)),
+    "client-oldstyle": segs(struct.pack(">QQQI", 0x4E42444D41474943, 0x00420281861253, SIZE, 0) +
+                            bytes(124)),
+    "client-bad-reply": segs(*HS, chunk(1, 1, 0x100, struct.pack(">Q", 1 << 40) + b"x" * 16),
+                             chunk(1, 1, 0x999, b""), simple(0x300)),
+    "client-bad-hole": segs(*HS, chunk(1, 2, 0x100, struct.pack(">QI", 1 << 40, 4096))),
+    "client-short-read": segs(*HS, chunk(1, 1, 0x100, struct.pack(">Q", 0) + b"\x5a" * 100)),
+}
+for out, group in ((sys.argv[1], seeds), (sys.argv[2], client)):
+    os.makedirs(out, exist_ok=True)
+    for k, v in group.items():
+        with open(os.path.join(out, k), "wb") as f:
+            f.write(v)
