@@ -90,13 +90,13 @@ static int next_segment(Server *sv, const uint8_t **p, size_t *n)
 }
 
 /* Reads one whole message of the client: 0, or -1 at its end.  A client
- * that sends nothing for 250 ms waits for the server (the input promised
+ * that sends nothing for 30 ms waits for the server (the input promised
  * it more than it sent): the exchange ends there, as with a server that
  * hangs up. */
 static int client_message(int fd, bool first)
 {
     uint8_t h[NBD_REQUEST_SIZE];
-    int64_t dl = nbd_now_ms() + 250;
+    int64_t dl = nbd_now_ms() + 30;
     if (first)
         return nbd_read_full(fd, h, 4, dl) < 0 ? -1 : 0;
     if (nbd_read_full(fd, h, 8, dl) < 0)
