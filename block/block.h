@@ -34,6 +34,9 @@
                                     (see blk_bitmap()) */
 #define BLK_O_WRITETHROUGH 0x0400 /* each write flushes before it completes
                                      (cache=writethrough, qemu-io's default) */
+#define BLK_O_AS_BACKING   0x0800 /* opened by name as another image's backing
+                                     file (info --backing-chain): named as
+                                     QEMU names a backing node */
 
 /* blk_pwrite_zeroes() flags */
 #define BLK_ZERO_MAY_UNMAP 0x1 /* the range may be deallocated */

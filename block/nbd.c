@@ -839,8 +839,10 @@ static int nbd_open(BlockDriverState *bs, BlockOptions *opts)
         free_client(s);
         return r;
     }
-    /* the name QEMU gives the node when it was opened by options */
-    if (!strncmp(bs->filename, "json:", 5) || !nbd_is_filename(bs->filename)) {
+    /* the name QEMU gives the node when it was opened by options, or as a
+     * backing file (a name typed for the top image stays as typed) */
+    if (bs->depth > 0 || (bs->flags & BLK_O_AS_BACKING) || !strncmp(bs->filename, "json:", 5) ||
+        !nbd_is_filename(bs->filename)) {
         char *name = NULL;
         int n = s->path ? (s->export ? asprintf(&name, "nbd+unix:///%s?socket=%s", s->export,
                                                 s->path)

@@ -10,7 +10,7 @@
 # the module can be loaded.
 . "$(dirname "$0")/nbd-lib.sh"
 need_qemu qemu-img qemu-io qemu-nbd nbdkit
-plan 25
+plan 27
 cd "$TMP" || exit 1
 
 qemu-img create -q -f raw base.raw 16M
@@ -72,6 +72,10 @@ is "$(grep -c '^read' <<<"$out")/$(grep -ci 'fail\|error' <<<"$out")" "3/0" \
 out=$(qemu-io -r -c "read -P 0x77 0 64k" -c "read -P 0x55 2M 1M" ov.qcow2 2>&1)
 is "$(grep -c '^read' <<<"$out")/$(grep -ci 'fail\|error' <<<"$out")" "2/0" \
     "qemu-io reads the same overlay and its nbd backing file"
+# a backing file named the legacy way: QEMU names the node its own way
+qemu-img create -q -f qcow2 -b "nbd:unix:$S:exportname=exp" -F raw ov3.qcow2
+both info --backing-chain ov3.qcow2
+both map --output=json ov3.qcow2
 stop_server
 
 # a server killed in the middle of a transfer

@@ -132,9 +132,11 @@ typedef struct InfoArgs {
  * Human text goes to out: nothing is printed before the whole chain
  * could be opened, as with qemu-img. */
 static JsonNode *collect_one(FILE *out, const char *filename, const char *fmt,
-                             const InfoArgs *a, char **next, char **next_fmt)
+                             const InfoArgs *a, bool backing, char **next, char **next_fmt)
 {
-    BlockDriverState *bs = img_open(filename, fmt, BLK_O_NO_BACKING | BLK_O_NO_IO,
+    BlockDriverState *bs = img_open(filename, fmt,
+                                    BLK_O_NO_BACKING | BLK_O_NO_IO |
+                                        (backing ? BLK_O_AS_BACKING : 0),
                                     a->force_share);
     if (!bs)
         return NULL;
@@ -182,7 +184,7 @@ static int collect_chain(FILE *out, const char *filename, const InfoArgs *a, Jso
         /* --image-opts is for the image named: its backing files are file names */
         bool image_opts = img_image_opts;
         img_image_opts = image_opts && n == 0;
-        JsonNode *info = collect_one(out, name, fmt, a, &next, &next_fmt);
+        JsonNode *info = collect_one(out, name, fmt, a, n > 0, &next, &next_fmt);
         img_image_opts = image_opts;
         names[n++] = name;
         free(fmt);
