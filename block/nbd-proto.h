@@ -190,11 +190,13 @@ typedef struct NbdExport {
     bool multi_conn;         /* NBD_FLAG_CAN_MULTI_CONN */
 } NbdExport;
 
-/* Serves one client on fd (left open for the caller to close): the handshake, then
- * requests until the client disconnects or breaks the protocol.  0 when
- * the client ended the session properly, -errno otherwise; a line saying
- * why goes to stderr when verbose.  Never touches the image beyond what
- * requests ask, never writes a read-only export. */
-int nbd_serve(const NbdExport *exp, int fd, bool verbose);
+/* Serves one client on fd (left open for the caller to close): the
+ * handshake, then requests until the client disconnects or breaks the
+ * protocol.  0 when the client ended the session properly, -errno
+ * otherwise; a line saying why goes to stderr when verbose.  *negotiated
+ * (if not NULL): whether the handshake got as far as transmission.  The
+ * export is its image's whole sectors.  Never touches the image beyond
+ * what requests ask, never writes a read-only export. */
+int nbd_serve(const NbdExport *exp, int fd, bool verbose, bool *negotiated);
 
 #endif

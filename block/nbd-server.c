@@ -87,9 +87,10 @@ static int opt_error(Conn *c, uint32_t opt, uint32_t type, const char *msg)
     return opt_reply(c, opt, type, msg, (uint32_t)strlen(msg));
 }
 
+/* Whole sectors, as qemu-nbd exports them: a tail is not served. */
 static uint64_t export_size(Conn *c)
 {
-    return c->exp->bs->size;
+    return c->exp->bs->size & ~(uint64_t)(BLK_SECTOR_SIZE - 1);
 }
 
 static int send_info_export(Conn *c, uint32_t opt)
@@ -517,7 +518,7 @@ static int run_request(Conn *c, NbdRequest *rq, uint8_t *data)
 {
     const NbdExport *x = c->exp;
     BlockDriverState *bs = x->bs;
-    uint64_t size = bs->size;
+    uint64_t size = export_size(c);
     static const uint16_t allowed[] = {
         [NBD_CMD_READ] = NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_DF,
         [NBD_CMD_WRITE] = NBD_CMD_FLAG_FUA,
@@ -729,13 +730,15 @@ static int transmission(Conn *c)
     return r;
 }
 
-int nbd_serve(const NbdExport *exp, int fd, bool verbose)
+int nbd_serve(const NbdExport *exp, int fd, bool verbose, bool *negotiated)
 {
     Conn c = {.exp = exp, .fd = fd, .verbose = verbose};
     pthread_mutex_init(&c.send_lock, NULL);
     pthread_mutex_init(&c.lock, NULL);
     pthread_cond_init(&c.cond, NULL);
     int r = handshake(&c);
+    if (negotiated)
+        *negotiated = r == 1;
     if (r == 1)
         r = transmission(&c);
     if (r == 0 || r == 1)

@@ -10,7 +10,7 @@
 . "$(dirname "$0")/nbd-lib.sh"
 need_qemu qemu-img qemu-io qemu-nbd nbdinfo nbdcopy
 [ -x "$CALF_NBD" ] || skip_all "calf-nbd is not built"
-plan 25
+plan 28
 cd "$TMP" || exit 1
 
 # a qcow2 over a qcow2 over a raw file, each layer with data of its own
@@ -100,10 +100,15 @@ coproc HOLD { python3 "$NBD_RAW" "$S" hold; }
 read -r held <&"${HOLD[0]}"
 out=$(timeout 10 nbdinfo --size "nbd+unix:///?socket=$S" 2>&1)
 is "$held $out" "held 16777216" "-e 2: a second client is served while the first holds on"
+is "$(nbdinfo --json "nbd+unix:///?socket=$S" | grep -c '"can_multi_conn": true')" 1 \
+    "-e 2: multi-conn offered, as qemu-nbd offers it"
 hp=$HOLD_PID; eval "exec ${HOLD[1]}>&-"; wait "$hp" 2>/dev/null
 sleep 0.5
 kill -0 "$SERVER_PID" 2>/dev/null; is $? 1 "without -t the server ends with its last client"
 serve "$S" "$CALF_NBD" -k "$S" top.qcow2
+python3 "$NBD_RAW" "$S" garbage >/dev/null
+sleep 0.3
+kill -0 "$SERVER_PID" 2>/dev/null; is $? 0 "without -t, a client that never finished its handshake does not end the server"
 coproc HOLD { python3 "$NBD_RAW" "$S" hold; }
 read -r held <&"${HOLD[0]}"
 timeout 2 nbdinfo --size "nbd+unix:///?socket=$S" >/dev/null 2>&1; rc=$?
@@ -116,6 +121,14 @@ serve "$S" "$CALF_NBD" -k "$S" -t -x top top.qcow2
 out=$(nbdinfo "nbd+unix:///nope?socket=$S" 2>&1)
 ok "an unknown export is refused" grep -q "No such file or directory for export: nope" <<<"$out"
 stop_server
+
+# an image that ends inside a sector: whole sectors are exported, as by qemu-nbd
+head -c 1000 /dev/urandom > odd.raw
+serve "$S" "$CALF_NBD" -k "$S" -r -f raw odd.raw
+csize=$(nbdinfo --size "nbd+unix:///?socket=$S"); stop_server
+serve "$S" qemu-nbd -k "$S" -r -f raw odd.raw
+qsize=$(nbdinfo --size "nbd+unix:///?socket=$S"); stop_server
+is "$csize" "$qsize" "a 1000-byte image is exported as qemu-nbd exports it ($qsize bytes)"
 
 # command line errors, as qemu-nbd says them
 errs() {

@@ -108,10 +108,13 @@ static void wake(void)
     (void)r;
 }
 
+static bool finished; /* a client that got to transmission left the last */
+
 static void *client_thread(void *opaque)
 {
     int fd = (int)(intptr_t)opaque;
-    nbd_serve(&export, fd, verbose);
+    bool negotiated = false;
+    nbd_serve(&export, fd, verbose, &negotiated);
     pthread_mutex_lock(&lock);
     for (int i = 0; i < MAX_CLIENTS; i++)
         if (client_fds[i] == fd) {
@@ -120,6 +123,10 @@ static void *client_thread(void *opaque)
         }
     close(fd); /* under the lock: the number is not reused before it is off the list */
     nclients--;
+    /* as qemu-nbd: a client that never finished its handshake (a port
+     * probe) does not end a server without -t */
+    if (negotiated && nclients == 0)
+        finished = true;
     pthread_mutex_unlock(&lock);
     wake();
     return NULL;
@@ -401,7 +408,7 @@ int main(int argc, char **argv)
     export.detect_zeroes = !strcmp(detect, "off") ? 0 : !strcmp(detect, "on") ? 1 : 2;
     export.workers = 4;
     export.handshake_ms = handshake_s * 1000;
-    export.multi_conn = readonly;
+    export.multi_conn = shared != 1; /* as qemu-nbd 7.2, writable or not */
 
     int lfd = sockpath ? listen_unix(sockpath)
                        : listen_tcp(bindto ? bindto : "0.0.0.0",
@@ -442,13 +449,13 @@ int main(int argc, char **argv)
     for (int i = 0; i < MAX_CLIENTS; i++)
         client_fds[i] = -1;
 
-    bool served = false;
     int limit = shared > 0 && shared < MAX_CLIENTS ? shared : MAX_CLIENTS;
     while (!stopping) {
         pthread_mutex_lock(&lock);
         int n = nclients;
+        bool done = finished && n == 0;
         pthread_mutex_unlock(&lock);
-        if (served && n == 0 && !persistent)
+        if (done && !persistent)
             break;
         struct pollfd p[2] = {{.fd = wake_pipe[0], .events = POLLIN},
                               {.fd = lfd, .events = POLLIN}};
@@ -486,7 +493,6 @@ int main(int argc, char **argv)
             close(cfd);
         }
         pthread_attr_destroy(&attr);
-        served = true;
     }
     close(lfd);
     if (sockpath)

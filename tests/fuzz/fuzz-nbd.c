@@ -94,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pthread_t tf, td;
     if (pthread_create(&tf, NULL, feed, &f) || pthread_create(&td, NULL, drain, &f))
         abort();
-    nbd_serve(&exp, sv[0], false);
+    nbd_serve(&exp, sv[0], false, NULL);
     /* the server is done: its end closes, so the feeder and the drain end */
     close(sv[0]);
     pthread_join(tf, NULL);

@@ -27,7 +27,7 @@ static void *server(void *opaque)
         int fd = accept(lfd, NULL, NULL);
         if (fd < 0)
             return NULL;
-        nbd_serve(&exp, fd, false);
+        nbd_serve(&exp, fd, false, NULL);
         close(fd);
     }
 }
