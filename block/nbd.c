@@ -31,6 +31,9 @@
 #include <unistd.h>
 
 #define NBD_SLOTS 16
+/* A read's chunks may leave at most this many separate filled ranges
+ * at a time (in order, as servers send them, they make one). */
+#define NBD_READ_RANGES 64
 #define NBD_HANDSHAKE_MS 60000
 #define NBD_ZERO_CHUNK (1u << 30) /* longest write-zeroes / trim request */
 #define NBD_EXTENTS 64 /* base:allocation extents kept from one reply */
@@ -48,6 +51,10 @@ typedef struct NbdSlot {
     uint32_t len;
     uint8_t *buf; /* a read's destination */
     uint64_t covered; /* bytes of a read the chunks have filled */
+    /* the ranges those chunks filled, relative to off, disjoint (touching
+     * ones merged): chunks may come in any order but never overlap */
+    uint32_t nranges;
+    uint32_t rs[NBD_READ_RANGES], re[NBD_READ_RANGES];
     int err;
     bool got_status; /* block status: the extents of our context */
     NbdExtents ext;
@@ -215,6 +222,10 @@ int nbd_parse_filename(const char *name, BlockOptions *o)
 
 /* ---- the connection ---- */
 
+/* The reader thread's last act: every waiting request fails.  Only the
+ * reader may complete a slot, since only it knows it is done with the
+ * slot's buffer (a requester whose send failed marks the connection
+ * dead and shuts it down instead). */
 static void kill_conn(NbdClient *s)
 {
     pthread_mutex_lock(&s->lock);
@@ -255,6 +266,43 @@ static void complete(NbdClient *s, NbdSlot *sl, int err)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* A read chunk fills [a, a + n) of sl's buffer (a relative to sl->off,
+ * within sl->len): -EPROTO when bytes of it were filled already, or the
+ * filled ranges are too scattered to follow. */
+static int cover(NbdSlot *sl, uint32_t a, uint32_t n)
+{
+    uint32_t b = a + n;
+    int left = -1, right = -1;
+    if (!n)
+        return 0;
+    for (uint32_t i = 0; i < sl->nranges; i++) {
+        if (a < sl->re[i] && sl->rs[i] < b)
+            return -EPROTO;
+        if (sl->re[i] == a)
+            left = (int)i;
+        if (sl->rs[i] == b)
+            right = (int)i;
+    }
+    if (left >= 0 && right >= 0) {
+        sl->re[left] = sl->re[right];
+        sl->nranges--;
+        sl->rs[right] = sl->rs[sl->nranges];
+        sl->re[right] = sl->re[sl->nranges];
+    } else if (left >= 0) {
+        sl->re[left] = b;
+    } else if (right >= 0) {
+        sl->rs[right] = a;
+    } else {
+        if (sl->nranges == NBD_READ_RANGES)
+            return -EPROTO;
+        sl->rs[sl->nranges] = a;
+        sl->re[sl->nranges] = b;
+        sl->nranges++;
+    }
+    sl->covered += n;
+    return 0;
+}
+
 /* One structured chunk for sl: 0, or <0 when the server broke the protocol. */
 static int read_chunk(NbdClient *s, NbdSlot *sl, uint16_t type, uint32_t len)
 {
@@ -269,9 +317,9 @@ static int read_chunk(NbdClient *s, NbdSlot *sl, uint16_t type, uint32_t len)
         if ((r = nbd_read_full(s->fd, b, 8, 0)) < 0)
             return r;
         uint64_t off = nbd_get64(b), n = len - 8;
-        if (off < sl->off || off - sl->off > sl->len - n)
+        if (off < sl->off || off - sl->off > sl->len - n ||
+            cover(sl, (uint32_t)(off - sl->off), (uint32_t)n) < 0)
             return -EPROTO;
-        sl->covered += n;
         return nbd_read_full(s->fd, sl->buf + (off - sl->off), n, 0);
     }
     case NBD_REPLY_TYPE_OFFSET_HOLE: {
@@ -280,9 +328,9 @@ static int read_chunk(NbdClient *s, NbdSlot *sl, uint16_t type, uint32_t len)
         if ((r = nbd_read_full(s->fd, b, 12, 0)) < 0)
             return r;
         uint64_t off = nbd_get64(b), n = nbd_get32(b + 8);
-        if (off < sl->off || n > sl->len || off - sl->off > sl->len - n)
+        if (off < sl->off || n > sl->len || off - sl->off > sl->len - n ||
+            cover(sl, (uint32_t)(off - sl->off), (uint32_t)n) < 0)
             return -EPROTO;
-        sl->covered += n;
         memset(sl->buf + (off - sl->off), 0, n);
         return 0;
     }
@@ -407,6 +455,7 @@ static int request(NbdClient *s, uint16_t type, uint16_t flags, uint64_t off, ui
     sl->buf = buf;
     sl->err = 0;
     sl->covered = 0;
+    sl->nranges = 0;
     sl->got_status = false;
     s->nbusy++;
     uint64_t handle = (uint64_t)sl->gen << 8 | (uint64_t)i;
@@ -424,8 +473,15 @@ static int request(NbdClient *s, uint16_t type, uint16_t flags, uint64_t off, ui
     if (r == 0 && type == NBD_CMD_WRITE)
         r = nbd_write_full(s->fd, buf, len);
     pthread_mutex_unlock(&s->send_lock);
-    if (r < 0)
-        kill_conn(s);
+    if (r < 0) {
+        /* the connection is dead, but the reader thread may be inside
+         * some slot's buffer right now: it alone fails the slots, once
+         * the shutdown ends its last receive */
+        pthread_mutex_lock(&s->lock);
+        s->dead = true;
+        pthread_mutex_unlock(&s->lock);
+        shutdown(s->fd, SHUT_RDWR);
+    }
 
     pthread_mutex_lock(&s->lock);
     while (!sl->done)

@@ -10,7 +10,7 @@
 # the module can be loaded.
 . "$(dirname "$0")/nbd-lib.sh"
 need_qemu qemu-img qemu-io qemu-nbd nbdkit
-plan 27
+plan 29
 cd "$TMP" || exit 1
 
 qemu-img create -q -f raw base.raw 16M
@@ -123,6 +123,25 @@ if [ -x "$CALF_BUILD/tests/nbd-cache" ]; then
     ok "block status after a write on the same connection is fresh" "$CALF_BUILD/tests/nbd-cache" uc
 else
     skip "tests/nbd-cache is not built (make test)" "block status after a write is fresh"
+fi
+
+# hostile servers (tests/nbd-evil-server.py) against the driver's reader
+# thread and reply checks: tests/unit/nbd-evil.c
+evil() { # evil MODE NAME
+    local out rc
+    rm -f "$TMP/ev"
+    python3 "$NBD_EVIL" "$TMP/ev" "$1" >/dev/null 2>&1 &
+    local srv=$!
+    for _ in $(seq 50); do [ -S "$TMP/ev" ] && break; sleep 0.1; done
+    out=$(timeout -k 5 30 "$CALF_BUILD/tests/nbd-evil" "$TMP/ev" "$1" 2>&1); rc=$?
+    kill $srv 2>/dev/null; wait $srv 2>/dev/null
+    if [ $rc -eq 0 ]; then pass "$2"; else fail "$2" "exit $rc: $out"; fi
+}
+if [ -x "$CALF_BUILD/tests/nbd-evil" ]; then
+    evil killsend "a failed send leaves a read's buffer alone once it has returned"
+    evil overlap "a read answered by overlapping chunks fails"
+else
+    skip "tests/nbd-evil is not built (make test)" "failed send" "overlapping chunks"
 fi
 
 # the kernel's nbd client, where it can be had

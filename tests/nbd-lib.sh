@@ -4,6 +4,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CALF_NBD=$CALF_BUILD/calf-nbd
 NBD_RAW=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/nbd-raw.py
+NBD_EVIL=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/nbd-evil-server.py
 
 # wait_listen SOCK|PORT: until the Unix socket exists or the TCP port on
 # 127.0.0.1 accepts (5 s at most)

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""A hostile NBD server for the client tests (tests/nbd-client.t): it
+handshakes properly (structured replies, base:allocation, GO), then
+answers the first read badly.  nbd-evil-server.py SOCKET MODE; serves
+one connection on the Unix socket SOCKET.  MODE:
+  killsend  a read's data chunk, whole, then shutdown(SHUT_RD) (the
+            client's next send fails with EPIPE), a hang-up 2 s later
+  overlap   a read answered by two data chunks over the same first half
+            (their lengths add up to the request; the second half is
+            never sent)"""
+import socket
+import struct
+import sys
+import time
+
+OPTS, REP = 0x49484156454F5054, 0x3E889045565A9
+SIZE = 1 << 20
+
+
+def recvall(c, n):
+    b = b""
+    while len(b) < n:
+        d = c.recv(n - len(b))
+        if not d:
+            raise EOFError
+        b += d
+    return b
+
+
+def reply(c, opt, typ, data=b""):
+    c.sendall(struct.pack(">QIII", REP, opt, typ, len(data)) + data)
+
+
+def chunk(c, flags, typ, handle, data):
+    c.sendall(struct.pack(">IHHQI", 0x668E33EF, flags, typ, handle, len(data)) + data)
+
+
+def main():
+    path, mode = sys.argv[1], sys.argv[2]
+    ls = socket.socket(socket.AF_UNIX)
+    ls.bind(path)
+    ls.listen(1)
+    print("listening", flush=True)
+    c, _ = ls.accept()
+    c.sendall(b"NBDMAGIC" + struct.pack(">QH", OPTS, 3))
+    recvall(c, 4)
+    while True:
+        _, opt, ln = struct.unpack(">QII", recvall(c, 16))
+        recvall(c, ln)
+        if opt == 8:
+            reply(c, opt, 1)
+        elif opt == 10:
+            q = b"base:allocation"
+            reply(c, opt, 4, struct.pack(">I", 1) + q)
+            reply(c, opt, 1)
+        elif opt == 7:
+            reply(c, opt, 3, struct.pack(">HQH", 0, SIZE, 1 | 4))
+            reply(c, opt, 1)
+            break
+        else:
+            reply(c, opt, 0x80000001)
+    while True:
+        _, _, typ, handle, off, ln = struct.unpack(">IHHQQI", recvall(c, 28))
+        if typ == 1:
+            recvall(c, ln)
+            chunk(c, 1, 0, handle, b"")
+            continue
+        if typ != 0:
+            chunk(c, 1, 0, handle, b"")
+            continue
+        half = ln // 2
+        if mode == "killsend":
+            chunk(c, 1, 1, handle, struct.pack(">Q", off) + b"\x11" * ln)
+            c.shutdown(socket.SHUT_RD)
+            time.sleep(2)
+            c.close()
+            return
+        if mode == "overlap":
+            chunk(c, 0, 1, handle, struct.pack(">Q", off) + b"\x33" * half)
+            chunk(c, 1, 1, handle, struct.pack(">Q", off) + b"\x44" * (ln - half))
+            time.sleep(0.5)
+            c.close()
+            return
+
+
+main()

@@ -1,0 +1,99 @@
+/* The nbd driver against a hostile server (tests/nbd-evil-server.py
+ * listening on SOCKET):
+ *
+ *   nbd-evil SOCKET killsend   a 64 KiB read in flight while the server
+ *       stops taking data; a write from a second thread fails to send.
+ *       The read fails, or succeeds with the data the server sent (it
+ *       was all sent); once it has returned its buffer is the
+ *       caller's again: nothing may write into it afterwards (the
+ *       reader thread is held 1 s inside the read's data, which the
+ *       server has sent whole).
+ *   nbd-evil SOCKET overlap    a read answered by overlapping chunks
+ *       whose lengths add up: it must fail, not return bytes of the
+ *       buffer the server never wrote.
+ *
+ * Exit 0 when the checks held; the reason on stderr otherwise. */
+#include "block/block.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define LEN 65536
+
+/* The reader thread's first receive into a read's buffer (a large one)
+ * waits 1 s first, so that a request can fail meanwhile (killsend). */
+ssize_t __real_recv(int fd, void *buf, size_t len, int flags);
+ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags);
+static int held;
+ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
+{
+    if (len >= LEN / 2 && !__atomic_exchange_n(&held, 1, __ATOMIC_SEQ_CST))
+        usleep(1000000);
+    return __real_recv(fd, buf, len, flags);
+}
+
+static BlockDriverState *bs;
+
+static void *writer(void *opaque)
+{
+    (void)opaque;
+    static uint8_t w[4096];
+    usleep(300000);
+    memset(w, 0x77, sizeof(w));
+    blk_pwrite(bs, 0, w, sizeof(w));
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3)
+        return 2;
+    char uri[4200];
+    snprintf(uri, sizeof(uri), "nbd+unix:///?socket=%s", argv[1]);
+    bs = blk_open(uri, NULL, BLK_O_RDWR, NULL);
+    if (!bs) {
+        fprintf(stderr, "open: %s\n", blk_error());
+        return 1;
+    }
+    uint8_t *buf = malloc(LEN), *copy = malloc(LEN);
+    memset(buf, 0xee, LEN);
+    int fails = 0;
+    if (!strcmp(argv[2], "killsend")) {
+        pthread_t t;
+        pthread_create(&t, NULL, writer, NULL);
+        int r = blk_pread(bs, 0, buf, LEN);
+        memcpy(copy, buf, LEN);
+        for (int i = 0; r >= 0 && i < LEN; i++)
+            if (buf[i] != 0x11) {
+                fprintf(stderr, "the read succeeded without the server's data\n");
+                fails++;
+                break;
+            }
+        pthread_join(t, NULL);
+        sleep(2); /* the server has sent the rest and hung up */
+        if (memcmp(copy, buf, LEN)) {
+            fprintf(stderr, "the read's buffer was written after the read returned\n");
+            fails++;
+        }
+    } else if (!strcmp(argv[2], "overlap")) {
+        int r = blk_pread(bs, 0, buf, LEN);
+        if (r >= 0) {
+            fprintf(stderr, "a read with overlapping chunks succeeded\n");
+            fails++;
+        }
+        if (r >= 0 && memchr(buf, 0xee, LEN)) {
+            fprintf(stderr, "and returned bytes the server never sent\n");
+            fails++;
+        }
+    } else {
+        return 2;
+    }
+    blk_close(bs);
+    free(buf);
+    free(copy);
+    return fails ? 1 : 0;
+}
