@@ -103,10 +103,27 @@ int nbd_read_full(int fd, void *buf, size_t len, int64_t deadline_ms)
 
 int nbd_write_full(int fd, const void *buf, size_t len)
 {
+    return nbd_write_until(fd, buf, len, 0);
+}
+
+int nbd_write_until(int fd, const void *buf, size_t len, int64_t deadline_ms)
+{
     const uint8_t *p = buf;
     while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
+        if (deadline_ms) {
+            /* a peer that does not read may not hold us past the deadline */
+            int64_t left = deadline_ms - nbd_now_ms();
+            if (left <= 0)
+                return -ETIMEDOUT;
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            int r = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+            if (r < 0 && errno != EINTR)
+                return -errno;
+            if (r <= 0)
+                continue;
+        }
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | (deadline_ms ? MSG_DONTWAIT : 0));
+        if (n < 0 && (errno == EINTR || (deadline_ms && errno == EAGAIN)))
             continue;
         if (n < 0)
             return -errno;

@@ -169,6 +169,9 @@ int nbd_errno_in(uint32_t err);
  * CLOCK_MONOTONIC time in milliseconds past which a read gives -ETIMEDOUT. */
 int nbd_read_full(int fd, void *buf, size_t len, int64_t deadline_ms);
 int nbd_write_full(int fd, const void *buf, size_t len);
+/* nbd_write_full, failing with -ETIMEDOUT at deadline_ms (nbd_now_ms()'s
+ * clock; 0: none) */
+int nbd_write_until(int fd, const void *buf, size_t len, int64_t deadline_ms);
 /* Reads and drops len bytes, in small pieces (bounded memory). */
 int nbd_skip(int fd, uint64_t len, int64_t deadline_ms);
 int64_t nbd_now_ms(void);

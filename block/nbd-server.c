@@ -43,6 +43,7 @@ typedef struct Conn {
     const NbdExport *exp;
     int fd;
     bool verbose;
+    int64_t hs_deadline; /* the handshake's end (--handshake-limit), 0: none */
     bool no_zeroes;
     bool structured;
     bool ctx_alloc, ctx_depth;
@@ -76,9 +77,9 @@ static int opt_reply(Conn *c, uint32_t opt, uint32_t type, const void *data, uin
     nbd_put32(h + 8, opt);
     nbd_put32(h + 12, type);
     nbd_put32(h + 16, len);
-    int r = nbd_write_full(c->fd, h, sizeof(h));
+    int r = nbd_write_until(c->fd, h, sizeof(h), c->hs_deadline);
     if (r == 0 && len)
-        r = nbd_write_full(c->fd, data, len);
+        r = nbd_write_until(c->fd, data, len, c->hs_deadline);
     return r;
 }
 
@@ -253,11 +254,12 @@ static int opt_meta(Conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
 static int handshake(Conn *c)
 {
     int64_t deadline = c->exp->handshake_ms ? nbd_now_ms() + c->exp->handshake_ms : 0;
+    c->hs_deadline = deadline; /* for the replies too */
     uint8_t h[18];
     nbd_put64(h, NBD_MAGIC);
     nbd_put64(h + 8, NBD_OPTS_MAGIC);
     nbd_put16(h + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
-    int r = nbd_write_full(c->fd, h, sizeof(h));
+    int r = nbd_write_until(c->fd, h, sizeof(h), deadline);
     uint8_t cf[4];
     if (r == 0)
         r = nbd_read_full(c->fd, cf, 4, deadline);
@@ -303,7 +305,7 @@ static int handshake(Conn *c)
             uint8_t e[10 + 124] = {0};
             nbd_put64(e, export_size(c));
             nbd_put16(e + 8, c->tflags);
-            r = nbd_write_full(c->fd, e, c->no_zeroes ? 10 : sizeof(e));
+            r = nbd_write_until(c->fd, e, c->no_zeroes ? 10 : sizeof(e), deadline);
             if (r == 0)
                 r = 1;
             break;

@@ -11,7 +11,7 @@
 need_qemu qemu-img qemu-io qemu-nbd
 [ -x "$CALF_NBD" ] || skip_all "calf-nbd is not built"
 command -v python3 >/dev/null || skip_all "python3 is not installed"
-plan 15
+plan 16
 cd "$TMP" || exit 1
 qemu-img create -q -f qcow2 img.qcow2 16M
 qemu-io -c "write -P 0x5a 0 2M" img.qcow2 >/dev/null
@@ -64,5 +64,13 @@ out=$(timeout 10 qemu-io -f raw -c "read -P 0x5a 0 4k" "$U" 2>&1)
 is "$(grep -c '^read' <<<"$out")/$(grep -ci 'fail\|error' <<<"$out")" "1/0" \
     "-e 1: the next client gets in once the stalled handshake times out"
 sp=$SLOW_PID; eval "exec ${SLOW[1]}>&-"; wait "$sp" 2>/dev/null
+# nor does one that sends options and never reads the replies (the server
+# stuck sending them)
+coproc DEAF { python3 "$NBD_RAW" "$S" deaf; }
+read -r deaf <&"${DEAF[0]}"
+out=$(timeout 10 qemu-io -f raw -c "read -P 0x5a 0 4k" "$U" 2>&1)
+is "$(grep -c '^read' <<<"$out")/$(grep -ci 'fail\|error' <<<"$out")" "1/0" \
+    "-e 1: the next client gets in once a handshake whose replies go unread times out"
+sp=$DEAF_PID; eval "exec ${DEAF[1]}>&-"; wait "$sp" 2>/dev/null
 stop_server
 done_testing

@@ -13,6 +13,9 @@ saying what the server did.  MODE:
              then up to 512 pipelined 1 MiB writes (of 0x5a at 0) pushed
              until the server stops taking them for 2 s
   slow       connects and sends nothing (a handshake that never ends)
+  deaf       NBD_OPT_INFO for unknown 4 KiB names, sent until the server
+             stops taking them, replies never read; "connected", then
+             waits until stdin closes
   badcmd     unknown command and flags: the wire errors, the session goes on"""
 import os
 import socket
@@ -162,6 +165,27 @@ def main():
     elif mode == "slow":
         recvall(s, 18)
         print(closed(s) if len(sys.argv) > 4 else "connected", flush=True)
+        sys.stdin.read()
+    elif mode == "deaf":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        recvall(s, 18)
+        s.sendall(struct.pack(">I", 3))
+        nm = b"x" * 4096
+        o = opt(6, struct.pack(">I", len(nm)) + nm + struct.pack(">H", 0))
+        s.setblocking(False)
+        buf, n, idle = b"", 0, 0
+        while n < 2000 and idle < 200:
+            if not buf:
+                buf, n = o, n + 1
+            try:
+                buf = buf[s.send(buf):]
+                idle = 0
+            except BlockingIOError:
+                idle += 1
+                time.sleep(0.005)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        print("connected", flush=True)
         sys.stdin.read()
     elif mode == "badcmd":
         go(s, name)
