@@ -56,6 +56,7 @@ typedef struct NbdSlot {
     uint32_t nranges;
     uint32_t rs[NBD_READ_RANGES], re[NBD_READ_RANGES];
     int err;
+    uint64_t flush_covers; /* a flush: the writes acknowledged before it */
     bool got_status; /* block status: the extents of our context */
     NbdExtents ext;
     pthread_cond_t cond;
@@ -76,6 +77,11 @@ typedef struct NbdClient {
     NbdSlot slot[NBD_SLOTS];
     int nbusy;
     bool dead;
+    /* writes (zero writes, trims) this connection acknowledged that no
+     * flush has covered yet; when it dies with any, they may be lost,
+     * and the next flush says so (lost_writes), once */
+    uint64_t unflushed;
+    bool lost_writes;
     pthread_t reader;
     bool reader_running;
     /* a lost connection is made again by the next request (reconnect()),
@@ -230,6 +236,9 @@ static void kill_conn(NbdClient *s)
 {
     pthread_mutex_lock(&s->lock);
     s->dead = true;
+    if (s->unflushed)
+        s->lost_writes = true;
+    s->unflushed = 0;
     for (int i = 0; i < NBD_SLOTS; i++) {
         NbdSlot *sl = &s->slot[i];
         if (sl->busy && !sl->done) {
@@ -261,6 +270,11 @@ static void complete(NbdClient *s, NbdSlot *sl, int err)
     pthread_mutex_lock(&s->lock);
     if (err && !sl->err)
         sl->err = err;
+    if (!sl->err && (sl->type == NBD_CMD_WRITE || sl->type == NBD_CMD_WRITE_ZEROES ||
+                     sl->type == NBD_CMD_TRIM))
+        s->unflushed++;
+    if (!sl->err && sl->type == NBD_CMD_FLUSH)
+        s->unflushed -= sl->flush_covers < s->unflushed ? sl->flush_covers : s->unflushed;
     sl->done = true;
     pthread_cond_signal(&sl->cond);
     pthread_mutex_unlock(&s->lock);
@@ -456,6 +470,7 @@ static int request(NbdClient *s, uint16_t type, uint16_t flags, uint64_t off, ui
     sl->err = 0;
     sl->covered = 0;
     sl->nranges = 0;
+    sl->flush_covers = s->unflushed;
     sl->got_status = false;
     s->nbusy++;
     uint64_t handle = (uint64_t)sl->gen << 8 | (uint64_t)i;
@@ -1027,9 +1042,22 @@ static int nbd_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
 static int nbd_flush(BlockDriverState *bs)
 {
     NbdClient *s = bs->opaque;
-    if (!(s->tflags & NBD_FLAG_SEND_FLUSH) || (bs->flags & BLK_O_UNSAFE))
+    if (bs->flags & BLK_O_UNSAFE)
         return 0;
-    return request(s, NBD_CMD_FLUSH, 0, 0, 0, NULL, NULL);
+    /* writes acknowledged on a connection that died before a flush
+     * covered them may never reach the disk: this flush fails */
+    pthread_mutex_lock(&s->lock);
+    bool lost = s->lost_writes;
+    s->lost_writes = false;
+    pthread_mutex_unlock(&s->lock);
+    int r = 0;
+    if (s->tflags & NBD_FLAG_SEND_FLUSH)
+        r = request(s, NBD_CMD_FLUSH, 0, 0, 0, NULL, NULL);
+    if (r == 0 && lost) {
+        blk_set_error("%s", "NBD server connection lost with unflushed writes");
+        r = -EIO;
+    }
+    return r;
 }
 
 static int ext_status(uint32_t flags)

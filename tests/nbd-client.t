@@ -10,7 +10,7 @@
 # the module can be loaded.
 . "$(dirname "$0")/nbd-lib.sh"
 need_qemu qemu-img qemu-io qemu-nbd nbdkit
-plan 29
+plan 30
 cd "$TMP" || exit 1
 
 qemu-img create -q -f raw base.raw 16M
@@ -140,8 +140,10 @@ evil() { # evil MODE NAME
 if [ -x "$CALF_BUILD/tests/nbd-evil" ]; then
     evil killsend "a failed send leaves a read's buffer alone once it has returned"
     evil overlap "a read answered by overlapping chunks fails"
+    evil lostflush "the flush after a connection lost with an unflushed write fails, once"
 else
-    skip "tests/nbd-evil is not built (make test)" "failed send" "overlapping chunks"
+    skip "tests/nbd-evil is not built (make test)" "failed send" "overlapping chunks" \
+        "flush after a lost write"
 fi
 
 # the kernel's nbd client, where it can be had

@@ -7,7 +7,9 @@ one connection on the Unix socket SOCKET.  MODE:
             client's next send fails with EPIPE), a hang-up 2 s later
   overlap   a read answered by two data chunks over the same first half
             (their lengths add up to the request; the second half is
-            never sent)"""
+            never sent)
+  lostflush a write acknowledged, then a hang-up; the next connection
+            is served properly (writes and flushes acknowledged)"""
 import socket
 import struct
 import sys
@@ -41,7 +43,16 @@ def main():
     ls.bind(path)
     ls.listen(1)
     print("listening", flush=True)
-    c, _ = ls.accept()
+    first = True
+    while True:
+        c, _ = ls.accept()
+        serve(c, mode, first)
+        first = False
+        if mode != "lostflush":
+            return
+
+
+def serve(c, mode, first):
     c.sendall(b"NBDMAGIC" + struct.pack(">QH", OPTS, 3))
     recvall(c, 4)
     while True:
@@ -64,7 +75,14 @@ def main():
         if typ == 1:
             recvall(c, ln)
             chunk(c, 1, 0, handle, b"")
+            if mode == "lostflush" and first:
+                time.sleep(0.1)
+                c.close()
+                return
             continue
+        if typ == 2:
+            c.close()
+            return
         if typ != 0:
             chunk(c, 1, 0, handle, b"")
             continue

@@ -11,6 +11,9 @@
  *   nbd-evil SOCKET overlap    a read answered by overlapping chunks
  *       whose lengths add up: it must fail, not return bytes of the
  *       buffer the server never wrote.
+ *   nbd-evil SOCKET lostflush  a write the server acknowledges before it
+ *       hangs up (unflushed): after the reconnection the first flush
+ *       fails (the write may be lost), the next one succeeds.
  *
  * Exit 0 when the checks held; the reason on stderr otherwise. */
 #include "block/block.h"
@@ -87,6 +90,21 @@ int main(int argc, char **argv)
         }
         if (r >= 0 && memchr(buf, 0xee, LEN)) {
             fprintf(stderr, "and returned bytes the server never sent\n");
+            fails++;
+        }
+    } else if (!strcmp(argv[2], "lostflush")) {
+        memset(buf, 0x55, 4096);
+        if (blk_pwrite(bs, 0, buf, 4096) < 0) {
+            fprintf(stderr, "write: %s\n", blk_error());
+            fails++;
+        }
+        usleep(500000); /* the server has hung up */
+        if (blk_flush(bs) == 0) {
+            fprintf(stderr, "a flush after losing an unflushed write succeeded\n");
+            fails++;
+        }
+        if (blk_flush(bs) < 0) {
+            fprintf(stderr, "the second flush failed too: %s\n", blk_error());
             fails++;
         }
     } else {
