@@ -89,9 +89,10 @@ typedef struct NbdClient {
     bool rw;
     uint64_t reconnect_ms;
     pthread_mutex_t reconnect_lock;
-    /* the extents of the last block status reply, from cache_off on;
-     * every write, zero and trim bumps cache_gen and empties it, before
-     * and after, so a reply that may predate one is never kept */
+    /* the extents of the last block status reply, from cache_off on (only
+     * its data extents answer from here); every write, zero and trim
+     * bumps cache_gen and empties it, before and after, so a reply that
+     * may predate one is never kept */
     pthread_mutex_t cache_lock;
     uint64_t cache_gen;
     uint64_t cache_off;
@@ -1079,13 +1080,18 @@ static int nbd_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, ui
         *pnum = len;
         return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_OFFSET;
     }
-    /* from the extents of the last reply, when they cover off */
+    /* from the extents of the last reply, when they cover off with data:
+     * another client (multi-conn, calf-nbd -e) may write where this one
+     * was told zeros, which this connection cannot see; "data" for what
+     * another client has trimmed since is still a safe answer */
     pthread_mutex_lock(&s->cache_lock);
     uint64_t gen = s->cache_gen, e = s->cache_off;
     for (int i = 0; i < s->cache.n; i++) {
         uint64_t next = e + s->cache.len[i];
         if (off >= e && off < next) {
             uint32_t f = s->cache.flags[i];
+            if (f & (NBD_STATE_HOLE | NBD_STATE_ZERO))
+                break;
             pthread_mutex_unlock(&s->cache_lock);
             *pnum = next - off < len ? next - off : len;
             return ext_status(f);

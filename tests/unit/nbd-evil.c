@@ -14,6 +14,9 @@
  *   nbd-evil SOCKET lostflush  a write the server acknowledges before it
  *       hangs up (unflushed): after the reconnection the first flush
  *       fails (the write may be lost), the next one succeeds.
+ *   nbd-evil SOCKET multiconn  (SOCKET: calf-nbd -e 2 over 1 MiB of
+ *       zeros) block status at 0 says zero; a second connection writes
+ *       there; block status on the first connection then says data.
  *
  * Exit 0 when the checks held; the reason on stderr otherwise. */
 #include "block/block.h"
@@ -92,6 +95,26 @@ int main(int argc, char **argv)
             fprintf(stderr, "and returned bytes the server never sent\n");
             fails++;
         }
+    } else if (!strcmp(argv[2], "multiconn")) {
+        BlockDriverState *other = blk_open(uri, NULL, BLK_O_RDWR, NULL);
+        uint64_t pnum, host;
+        int st = blk_block_status(bs, 0, 1 << 20, &pnum, &host);
+        if (st < 0 || !(st & BLK_STATUS_ZERO)) {
+            fprintf(stderr, "block status at 0 before the write: %d, not zero\n", st);
+            fails++;
+        }
+        memset(buf, 0x66, LEN);
+        if (!other || blk_pwrite(other, 0, buf, LEN) < 0) {
+            fprintf(stderr, "the second connection's write: %s\n", blk_error());
+            fails++;
+        }
+        st = blk_block_status(bs, 0, 1 << 20, &pnum, &host);
+        if (st < 0 || (st & BLK_STATUS_ZERO)) {
+            fprintf(stderr, "block status after another connection wrote: %d, zero\n", st);
+            fails++;
+        }
+        if (other)
+            blk_close(other);
     } else if (!strcmp(argv[2], "lostflush")) {
         memset(buf, 0x55, 4096);
         if (blk_pwrite(bs, 0, buf, 4096) < 0) {
