@@ -660,8 +660,9 @@ static int handshake(NbdClient *s, bool rw)
         }
     }
     if (!go) {
-        s->structured = false;
-        s->has_alloc = false;
+        /* structured replies and the context, when the server took them
+         * before it refused GO, hold for the export EXPORT_NAME opens
+         * (as QEMU 7.2's client keeps them) */
         if ((r = send_option(s, NBD_OPT_EXPORT_NAME, ex, (uint32_t)el)) < 0 ||
             (r = nbd_read_full(s->fd, buf, no_zeroes ? 10 : 134, deadline)) < 0) {
             free(buf);

@@ -9,7 +9,10 @@ one connection on the Unix socket SOCKET.  MODE:
             (their lengths add up to the request; the second half is
             never sent)
   lostflush a write acknowledged, then a hang-up; the next connection
-            is served properly (writes and flushes acknowledged)"""
+            is served properly (writes and flushes acknowledged)
+  gounsup   structured replies acknowledged, GO refused as unsupported,
+            NBD_OPT_EXPORT_NAME then taken: the reads are answered with
+            structured replies (0x11), as negotiated"""
 import socket
 import struct
 import sys
@@ -64,6 +67,11 @@ def serve(c, mode, first):
             q = b"base:allocation"
             reply(c, opt, 4, struct.pack(">I", 1) + q)
             reply(c, opt, 1)
+        elif opt == 7 and mode == "gounsup":
+            reply(c, opt, 0x80000001)
+        elif opt == 1:
+            c.sendall(struct.pack(">QH", SIZE, 1 | 4))
+            break
         elif opt == 7:
             reply(c, opt, 3, struct.pack(">HQH", 0, SIZE, 1 | 4))
             reply(c, opt, 1)
@@ -87,6 +95,9 @@ def serve(c, mode, first):
             chunk(c, 1, 0, handle, b"")
             continue
         half = ln // 2
+        if mode == "gounsup":
+            chunk(c, 1, 1, handle, struct.pack(">Q", off) + b"\x11" * ln)
+            continue
         if mode == "killsend":
             chunk(c, 1, 1, handle, struct.pack(">Q", off) + b"\x11" * ln)
             c.shutdown(socket.SHUT_RD)

@@ -14,6 +14,9 @@
  *   nbd-evil SOCKET lostflush  a write the server acknowledges before it
  *       hangs up (unflushed): after the reconnection the first flush
  *       fails (the write may be lost), the next one succeeds.
+ *   nbd-evil SOCKET gounsup    a server that took structured replies
+ *       and then refused GO: the export (NBD_OPT_EXPORT_NAME) keeps
+ *       them, and a read returns the server's data.
  *   nbd-evil SOCKET multiconn  (SOCKET: calf-nbd -e 2 over 1 MiB of
  *       zeros) block status at 0 says zero; a second connection writes
  *       there; block status on the first connection then says data.
@@ -94,6 +97,18 @@ int main(int argc, char **argv)
         if (r >= 0 && memchr(buf, 0xee, LEN)) {
             fprintf(stderr, "and returned bytes the server never sent\n");
             fails++;
+        }
+    } else if (!strcmp(argv[2], "gounsup")) {
+        if (blk_pread(bs, 0, buf, LEN) < 0) {
+            fprintf(stderr, "read: %s\n", blk_error());
+            fails++;
+        } else {
+            for (int i = 0; i < LEN; i++)
+                if (buf[i] != 0x11) {
+                    fprintf(stderr, "the read did not return the server's data\n");
+                    fails++;
+                    break;
+                }
         }
     } else if (!strcmp(argv[2], "multiconn")) {
         BlockDriverState *other = blk_open(uri, NULL, BLK_O_RDWR, NULL);
