@@ -71,6 +71,11 @@ typedef struct NbdClient {
     bool has_alloc;
     uint32_t alloc_id;
     uint32_t max_block;
+    /* the server's minimum block size (1, or a power of two up to
+     * 64 KiB): requests are aligned to it, a partial block written by
+     * read-modify-write under rmw_lock */
+    uint32_t min_block;
+    pthread_mutex_t rmw_lock;
     pthread_mutex_t lock; /* slots, dead */
     pthread_mutex_t send_lock;
     pthread_cond_t slot_free;
@@ -581,6 +586,7 @@ static int handshake(NbdClient *s, bool rw)
     uint32_t type, len;
     bool go = fixed;
     s->max_block = NBD_MAX_BLOCK;
+    s->min_block = 1;
     if (fixed) {
         /* structured replies, then base:allocation, then GO */
         if ((r = send_option(s, NBD_OPT_STRUCTURED_REPLY, NULL, 0)) < 0 ||
@@ -630,7 +636,12 @@ static int handshake(NbdClient *s, bool rw)
                     s->tflags = nbd_get16(buf + 10);
                     got_export = true;
                 } else if (it == NBD_INFO_BLOCK_SIZE && len == 14) {
-                    uint32_t max = nbd_get32(buf + 10);
+                    uint32_t min = nbd_get32(buf + 2), max = nbd_get32(buf + 10);
+                    if (!min || min > 65536 || (min & (min - 1))) {
+                        free(buf);
+                        return hs_error("%s", "Server reported an invalid minimum block size");
+                    }
+                    s->min_block = min;
                     if (max >= 4096 && max < s->max_block)
                         s->max_block = max & ~511u;
                 }
@@ -638,6 +649,10 @@ static int handshake(NbdClient *s, bool rw)
             }
             break;
         }
+        /* whole minimum blocks in every request */
+        s->max_block &= ~(s->min_block - 1);
+        if (s->max_block < s->min_block)
+            s->max_block = s->min_block;
         if (type == NBD_REP_ERR_UNSUP) {
             go = false; /* an older server: EXPORT_NAME below */
         } else if (type != NBD_REP_ACK) {
@@ -755,7 +770,7 @@ static int try_reconnect(NbdClient *s)
         r = handshake(t, s->rw);
     if (r == 0 && (t->size != s->size || t->tflags != s->tflags ||
                    t->structured != s->structured || t->has_alloc != s->has_alloc ||
-                   t->max_block != s->max_block)) {
+                   t->max_block != s->max_block || t->min_block != s->min_block)) {
         blk_set_error("%s", "the NBD export changed while the connection was lost");
         r = -EIO;
     }
@@ -824,6 +839,7 @@ static void free_client(NbdClient *s)
     pthread_mutex_destroy(&s->send_lock);
     pthread_mutex_destroy(&s->cache_lock);
     pthread_mutex_destroy(&s->reconnect_lock);
+    pthread_mutex_destroy(&s->rmw_lock);
     free(s->host);
     free(s->port);
     free(s->path);
@@ -850,6 +866,7 @@ static int nbd_open(BlockDriverState *bs, BlockOptions *opts)
     pthread_mutex_init(&s->send_lock, NULL);
     pthread_mutex_init(&s->cache_lock, NULL);
     pthread_mutex_init(&s->reconnect_lock, NULL);
+    pthread_mutex_init(&s->rmw_lock, NULL);
     pthread_cond_init(&s->slot_free, NULL);
     for (int i = 0; i < NBD_SLOTS; i++)
         pthread_cond_init(&s->slot[i].cond, NULL);
@@ -959,9 +976,8 @@ static void cache_drop(NbdClient *s)
     pthread_mutex_unlock(&s->cache_lock);
 }
 
-static int nbd_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
+static int read_range(NbdClient *s, uint64_t off, void *buf, size_t len)
 {
-    NbdClient *s = bs->opaque;
     uint8_t *p = buf;
     while (len) {
         uint32_t n = len > s->max_block ? s->max_block : (uint32_t)len;
@@ -975,12 +991,10 @@ static int nbd_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
     return 0;
 }
 
-static int nbd_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
+static int write_range(NbdClient *s, uint64_t off, const void *buf, size_t len)
 {
-    NbdClient *s = bs->opaque;
     const uint8_t *p = buf;
     int r = 0;
-    cache_drop(s);
     while (len && r == 0) {
         uint32_t n = len > s->max_block ? s->max_block : (uint32_t)len;
         r = request(s, NBD_CMD_WRITE, 0, off, n, (void *)p, NULL);
@@ -988,6 +1002,70 @@ static int nbd_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_
         p += n;
         len -= n;
     }
+    return r;
+}
+
+/* Reads and writes in the server's minimum block size: whole blocks go
+ * as they are; a partial one at either end is read whole, and a write
+ * patches it and writes it back, under rmw_lock (two writes into the
+ * same block at once must not undo each other's bytes). */
+static int aligned_rw(NbdClient *s, uint64_t off, uint8_t *rp, const uint8_t *wp, size_t len)
+{
+    uint32_t m = s->min_block;
+    uint8_t *t = NULL;
+    int r = 0;
+    while (len && r == 0) {
+        uint64_t bo = off & ~(uint64_t)(m - 1);
+        size_t n;
+        if (off != bo || len < m) {
+            n = m - (size_t)(off - bo) < len ? m - (size_t)(off - bo) : len;
+            if (!t && !(t = malloc(m)))
+                return -ENOMEM;
+            if (wp)
+                pthread_mutex_lock(&s->rmw_lock);
+            r = read_range(s, bo, t, m);
+            if (r == 0 && wp) {
+                memcpy(t + (off - bo), wp, n);
+                r = write_range(s, bo, t, m);
+            } else if (r == 0) {
+                memcpy(rp, t + (off - bo), n);
+            }
+            if (wp)
+                pthread_mutex_unlock(&s->rmw_lock);
+        } else {
+            n = len & ~(size_t)(m - 1);
+            r = wp ? write_range(s, off, wp, n) : read_range(s, off, rp, n);
+        }
+        off += n;
+        len -= n;
+        if (rp)
+            rp += n;
+        if (wp)
+            wp += n;
+    }
+    free(t);
+    return r;
+}
+
+static bool unaligned(NbdClient *s, uint64_t off, uint64_t len)
+{
+    return s->min_block > 1 && ((off | len) & (s->min_block - 1));
+}
+
+static int nbd_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
+{
+    NbdClient *s = bs->opaque;
+    if (unaligned(s, off, len))
+        return aligned_rw(s, off, buf, NULL, len);
+    return read_range(s, off, buf, len);
+}
+
+static int nbd_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
+{
+    NbdClient *s = bs->opaque;
+    cache_drop(s);
+    int r = unaligned(s, off, len) ? aligned_rw(s, off, NULL, buf, len)
+                                   : write_range(s, off, buf, len);
     cache_drop(s);
     return r;
 }
@@ -1011,6 +1089,25 @@ static int nbd_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, i
         free(z);
         return r;
     }
+    if (unaligned(s, off, len)) {
+        /* the partial blocks at the ends as written zeros */
+        uint32_t m = s->min_block;
+        uint64_t head = (m - (off & (m - 1))) & (m - 1);
+        if (head > len)
+            head = len;
+        uint64_t tail = (len - head) & (m - 1);
+        uint8_t *z = calloc(1, m);
+        if (!z)
+            return -ENOMEM;
+        int r = head ? nbd_pwrite(bs, off, z, head) : 0;
+        if (r == 0 && tail)
+            r = nbd_pwrite(bs, off + len - tail, z, tail);
+        free(z);
+        if (r < 0 || len - head - tail == 0)
+            return r;
+        off += head;
+        len -= head + tail;
+    }
     uint16_t f = flags & BLK_ZERO_MAY_UNMAP ? 0 : NBD_CMD_FLAG_NO_HOLE;
     int r = 0;
     cache_drop(s);
@@ -1029,6 +1126,14 @@ static int nbd_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
     NbdClient *s = bs->opaque;
     if (!(s->tflags & NBD_FLAG_SEND_TRIM))
         return 0;
+    if (s->min_block > 1) {
+        /* a trim is advice: only the whole blocks inside the range */
+        uint64_t m = s->min_block, a = (off + m - 1) & ~(m - 1), e = (off + len) & ~(m - 1);
+        if (e <= a)
+            return 0;
+        off = a;
+        len = e - a;
+    }
     int r = 0;
     cache_drop(s);
     while (len && r == 0) {
@@ -1100,24 +1205,34 @@ static int nbd_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, ui
         e = next;
     }
     pthread_mutex_unlock(&s->cache_lock);
-    uint32_t n = len > 0x80000000u ? 0x80000000u : (uint32_t)len;
+    /* asked from the start of off's minimum block, for whole blocks */
+    uint64_t m = s->min_block, qoff = off & ~(m - 1), qlen = len + (off - qoff);
+    if (qlen > 0x80000000u)
+        qlen = 0x80000000u;
+    qlen = (qlen + m - 1) & ~(m - 1);
+    if (qlen > s->size - qoff)
+        qlen = s->size - qoff;
     NbdExtents ext;
-    int r = request(s, NBD_CMD_BLOCK_STATUS, 0, off, n, NULL, &ext);
+    int r = request(s, NBD_CMD_BLOCK_STATUS, 0, qoff, (uint32_t)qlen, NULL, &ext);
     if (r < 0)
         return r;
-    if (!ext.n || !ext.len[0]) {
-        blk_set_error("NBD server sent no block status for offset %llu",
-                      (unsigned long long)off);
-        return -EIO;
+    e = qoff;
+    for (int i = 0; i < ext.n; i++) {
+        uint64_t next = e + ext.len[i];
+        if (off >= e && off < next) {
+            pthread_mutex_lock(&s->cache_lock);
+            if (s->cache_gen == gen) {
+                s->cache = ext;
+                s->cache_off = qoff;
+            }
+            pthread_mutex_unlock(&s->cache_lock);
+            *pnum = next - off < len ? next - off : len;
+            return ext_status(ext.flags[i]);
+        }
+        e = next;
     }
-    pthread_mutex_lock(&s->cache_lock);
-    if (s->cache_gen == gen) {
-        s->cache = ext;
-        s->cache_off = off;
-    }
-    pthread_mutex_unlock(&s->cache_lock);
-    *pnum = ext.len[0] < len ? ext.len[0] : len;
-    return ext_status(ext.flags[0]);
+    blk_set_error("NBD server sent no block status for offset %llu", (unsigned long long)off);
+    return -EIO;
 }
 
 static int64_t nbd_allocated_size(BlockDriverState *bs)

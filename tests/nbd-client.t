@@ -10,7 +10,7 @@
 # the module can be loaded.
 . "$(dirname "$0")/nbd-lib.sh"
 need_qemu qemu-img qemu-io qemu-nbd nbdkit
-plan 33
+plan 35
 cd "$TMP" || exit 1
 
 qemu-img create -q -f raw base.raw 16M
@@ -124,6 +124,24 @@ if [ -x "$CALF_BUILD/tests/nbd-cache" ]; then
 else
     skip "tests/nbd-cache is not built (make test)" "block status after a write is fresh"
 fi
+
+# a server whose minimum block size is 4 KiB and which refuses anything
+# else (nbdkit's blocksize-policy filter): unaligned writes, zero writes
+# and reads go as whole blocks, read-modify-write at the ends
+truncate -s 1M bs.raw
+serve "$TMP/bs" nbdkit -U "$TMP/bs" -f --filter=blocksize-policy file bs.raw \
+    blocksize-minimum=4096 blocksize-preferred=4096 blocksize-error-policy=error
+out=$("$CALF_IO" -f raw -c "write -P 0x5a 512 1k" -c "write -P 0x11 6000 5000" \
+    -c "write -z 7000 1000" -c "write -z 12000 10000" -c "write -P 0x22 20000 300" \
+    -c "read -P 0x11 8000 100" "nbd+unix:///?socket=$TMP/bs" 2>&1)
+is "$(grep -c '^wrote\|^read' <<<"$out")/$(grep -ci 'fail\|error' <<<"$out")" "6/0" \
+    "minimum block 4 KiB: unaligned writes, zero writes and a read work" || diag "$out"
+stop_server
+out=$(qemu-io -f raw -c "read -P 0 0 512" -c "read -P 0x5a 512 1k" -c "read -P 0 1536 4464" \
+    -c "read -P 0x11 6000 1000" -c "read -P 0 7000 1000" -c "read -P 0x11 8000 3000" \
+    -c "read -P 0 11000 9000" -c "read -P 0x22 20000 300" -c "read -P 0 20300 8000" bs.raw)
+is "$(grep -c '^read' <<<"$out")/$(grep -ci 'fail' <<<"$out")" "9/0" \
+    "minimum block 4 KiB: the file holds those bytes and nothing around them changed"
 
 # hostile servers (tests/nbd-evil-server.py) against the driver's reader
 # thread and reply checks: tests/unit/nbd-evil.c
