@@ -9,9 +9,10 @@
  * Threads: the connection's own thread reads requests (and a write's
  * payload) and queues them; `workers` threads run them against the
  * image and send the replies, one at a time under send_lock.  At most
- * NBD_QUEUE_MAX requests and NBD_QUEUE_BYTES of payload wait, so a
- * request storm costs bounded memory: the reader stops reading until
- * there is room. */
+ * NBD_QUEUE_MAX requests wait or run, and NBD_QUEUE_BYTES of writes'
+ * payloads and reads' buffers (a read's buffer lives while its reply is
+ * sent) or one request of up to NBD_MAX_BLOCK alone, so a request storm
+ * costs bounded memory: the reader stops reading until there is room. */
 #include "block/block.h"
 #include "block/nbd-proto.h"
 
@@ -613,7 +614,7 @@ static void finish(Conn *c, Job *j)
 {
     pthread_mutex_lock(&c->lock);
     c->pending--;
-    if (j->req.type == NBD_CMD_WRITE)
+    if (j->req.type == NBD_CMD_WRITE || j->req.type == NBD_CMD_READ)
         c->pending_bytes -= j->req.length;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
@@ -695,7 +696,8 @@ static int transmission(Conn *c)
         }
         j->req = rq;
         j->data = data;
-        uint32_t bytes = rq.type == NBD_CMD_WRITE ? rq.length : 0;
+        /* a write's payload, or the buffer a read will fill */
+        uint32_t bytes = rq.type == NBD_CMD_WRITE || rq.type == NBD_CMD_READ ? rq.length : 0;
         pthread_mutex_lock(&c->lock);
         while (started && !__atomic_load_n(&c->dead, __ATOMIC_RELAXED) &&
                (c->pending >= NBD_QUEUE_MAX ||

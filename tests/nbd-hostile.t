@@ -11,7 +11,7 @@
 need_qemu qemu-img qemu-io qemu-nbd
 [ -x "$CALF_NBD" ] || skip_all "calf-nbd is not built"
 command -v python3 >/dev/null || skip_all "python3 is not installed"
-plan 16
+plan 17
 cd "$TMP" || exit 1
 qemu-img create -q -f qcow2 img.qcow2 16M
 qemu-io -c "write -P 0x5a 0 2M" img.qcow2 >/dev/null
@@ -54,6 +54,22 @@ out=$(qemu-io -c "read -P 0x5a 0 2M" -c "read -P 0 2M 14M" img.qcow2 2>&1)
 is "$(grep -c '^read' <<<"$out")/$(grep -ci 'fail\|error' <<<"$out")" "2/0" \
     "the image holds no byte of the hostile writes (half a payload, 2 GiB claims)"
 ok "qemu-img check: the image is clean" qemu-img check -q img.qcow2
+
+# reads count in the same byte budget as writes' payloads: 32 MiB reads
+# whose replies are never read hold at most NBD_QUEUE_BYTES of buffers
+# (not 32 MiB per worker on top of it); sanitizers' shadow memory would
+# count too, so only in a plain build
+if ldd "$CALF_NBD" 2>/dev/null | grep -q 'lib[at]san'; then
+    skip "a sanitizer's shadow memory counts in VmHWM" "read buffers count in the byte budget"
+else
+    qemu-img create -q -f raw big.raw 64M
+    serve "$S" "$CALF_NBD" -k "$S" -t -f raw big.raw
+    python3 "$NBD_RAW" "$S" readstorm >/dev/null 2>&1
+    hwm=$(vm_hwm "$SERVER_PID")
+    [ -n "$hwm" ] && [ "$hwm" -lt 106496 ] && pass "read buffers count in the byte budget ($hwm KiB)" \
+        || fail "read buffers count in the byte budget" "VmHWM: $hwm KiB (104 MiB at most)"
+    stop_server
+fi
 
 # -e 1 (the default): a client that never finishes its handshake does not
 # keep the next one out for longer than the limit

@@ -12,6 +12,8 @@ saying what the server did.  MODE:
   storm      20000 pipelined reads without reading replies, then a hang-up;
              then up to 512 pipelined 1 MiB writes (of 0x5a at 0) pushed
              until the server stops taking them for 2 s
+  readstorm  32 pipelined 32 MiB reads, replies never read, 3 s, a hang-up;
+             "sent"
   slow       connects and sends nothing (a handshake that never ends)
   deaf       NBD_OPT_INFO for unknown 4 KiB names, sent until the server
              stops taking them, replies never read; "connected", then
@@ -166,6 +168,14 @@ def main():
         recvall(s, 18)
         print(closed(s) if len(sys.argv) > 4 else "connected", flush=True)
         sys.stdin.read()
+    elif mode == "readstorm":
+        go(s, name)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        for i in range(32):
+            s.sendall(req(0, 0, 32 << 20, handle=i + 1))
+        time.sleep(3)
+        print("sent", flush=True)
+        s.close()
     elif mode == "deaf":
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         recvall(s, 18)
