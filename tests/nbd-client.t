@@ -10,7 +10,7 @@
 # the module can be loaded.
 . "$(dirname "$0")/nbd-lib.sh"
 need_qemu qemu-img qemu-io qemu-nbd nbdkit
-plan 35
+plan 37
 cd "$TMP" || exit 1
 
 qemu-img create -q -f raw base.raw 16M
@@ -142,6 +142,21 @@ out=$(qemu-io -f raw -c "read -P 0 0 512" -c "read -P 0x5a 512 1k" -c "read -P 0
     -c "read -P 0 11000 9000" -c "read -P 0x22 20000 300" -c "read -P 0 20300 8000" bs.raw)
 is "$(grep -c '^read' <<<"$out")/$(grep -ci 'fail' <<<"$out")" "9/0" \
     "minimum block 4 KiB: the file holds those bytes and nothing around them changed"
+
+truncate -s 1M rmw.raw
+serve "$TMP/rmw" nbdkit -U "$TMP/rmw" -f --filter=blocksize-policy file rmw.raw \
+    blocksize-minimum=4096 blocksize-preferred=4096 blocksize-error-policy=error
+if [ -x "$CALF_BUILD/tests/nbd-evil" ]; then
+    ok "minimum block 4 KiB: 4 threads writing quarters of the same blocks keep them all" \
+        "$CALF_BUILD/tests/nbd-evil" "$TMP/rmw" rmw
+else
+    skip "tests/nbd-evil is not built (make test)" "4 threads writing quarters of blocks"
+fi
+stop_server
+cmp -s <(head -c 16384 rmw.raw) <(python3 -c '
+import sys
+sys.stdout.buffer.write(b"".join(bytes([0x80 + q]) * 1024 for _ in range(4) for q in range(4)))')
+is $? 0 "minimum block 4 KiB: the file holds every thread's last quarter"
 
 # hostile servers (tests/nbd-evil-server.py) against the driver's reader
 # thread and reply checks: tests/unit/nbd-evil.c

@@ -17,6 +17,11 @@
  *   nbd-evil SOCKET gounsup    a server that took structured replies
  *       and then refused GO: the export (NBD_OPT_EXPORT_NAME) keeps
  *       them, and a read returns the server's data.
+ *   nbd-evil SOCKET rmw        (SOCKET: a server whose minimum block is
+ *       4 KiB) 4 threads write their own 1 KiB quarter of each of the
+ *       first 4 blocks, 64 rounds, at once: every quarter must read
+ *       back as its thread's last pattern (read-modify-writes of one
+ *       block must not undo each other).
  *   nbd-evil SOCKET multiconn  (SOCKET: calf-nbd -e 2 over 1 MiB of
  *       zeros) block status at 0 says zero; a second connection writes
  *       there; block status on the first connection then says data.
@@ -25,6 +30,7 @@
 #include "block/block.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +52,24 @@ ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
 }
 
 static BlockDriverState *bs;
+
+static pthread_barrier_t start;
+
+static void *quarter(void *opaque)
+{
+    int t = (int)(intptr_t)opaque;
+    uint8_t q[1024];
+    pthread_barrier_wait(&start);
+    for (int round = 0; round < 64; round++) {
+        memset(q, 0x10 * (round % 8 + 1) + t, sizeof(q));
+        for (int b = 0; b < 4; b++)
+            if (blk_pwrite(bs, (uint64_t)b * 4096 + (uint64_t)t * 1024, q, sizeof(q)) < 0) {
+                fprintf(stderr, "write: %s\n", blk_error());
+                return (void *)1;
+            }
+    }
+    return NULL;
+}
 
 static void *writer(void *opaque)
 {
@@ -110,6 +134,29 @@ int main(int argc, char **argv)
                     break;
                 }
         }
+    } else if (!strcmp(argv[2], "rmw")) {
+        pthread_t t[4];
+        pthread_barrier_init(&start, NULL, 4);
+        for (int i = 0; i < 4; i++)
+            pthread_create(&t[i], NULL, quarter, (void *)(intptr_t)i);
+        for (int i = 0; i < 4; i++) {
+            void *ret;
+            pthread_join(t[i], &ret);
+            fails += ret != NULL;
+        }
+        uint8_t *all = malloc(4 * 4096);
+        if (blk_pread(bs, 0, all, 4 * 4096) < 0) {
+            fprintf(stderr, "read: %s\n", blk_error());
+            fails++;
+        }
+        for (int i = 0; i < 4 * 4096; i++)
+            if (all[i] != 0x80 + (i % 4096) / 1024) {
+                fprintf(stderr, "byte %d reads 0x%02x, not its thread's last 0x%02x\n", i,
+                        all[i], 0x80 + (i % 4096) / 1024);
+                fails++;
+                break;
+            }
+        free(all);
     } else if (!strcmp(argv[2], "multiconn")) {
         BlockDriverState *other = blk_open(uri, NULL, BLK_O_RDWR, NULL);
         uint64_t pnum, host;
