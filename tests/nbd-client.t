@@ -10,7 +10,7 @@
 # the module can be loaded.
 . "$(dirname "$0")/nbd-lib.sh"
 need_qemu qemu-img qemu-io qemu-nbd nbdkit
-plan 37
+plan 38
 cd "$TMP" || exit 1
 
 qemu-img create -q -f raw base.raw 16M
@@ -175,6 +175,7 @@ if [ -x "$CALF_BUILD/tests/nbd-evil" ]; then
     evil overlap "a read answered by overlapping chunks fails"
     evil lostflush "the flush after a connection lost with an unflushed write fails, once"
     evil gounsup "GO refused after structured replies: the export keeps them, reads work"
+    evil chaos "4 threads against a server that hangs up mid-read again and again"
     # block status on one connection after another wrote (calf-nbd -e 2)
     truncate -s 1M mc.raw
     serve "$TMP/mc" "$CALF_NBD" -k "$TMP/mc" -t -e 2 -f raw mc.raw
@@ -184,7 +185,7 @@ if [ -x "$CALF_BUILD/tests/nbd-evil" ]; then
     ok "that write is in the file" qemu-io -f raw -c "read -P 0x66 0 64k" mc.raw
 else
     skip "tests/nbd-evil is not built (make test)" "failed send" "overlapping chunks" \
-        "flush after a lost write" "GO refused" "block status after another connection wrote" \
+        "flush after a lost write" "GO refused" "hang-ups mid-read" "block status after another connection wrote" \
         "that write is in the file"
 fi
 

@@ -12,7 +12,12 @@ one connection on the Unix socket SOCKET.  MODE:
             is served properly (writes and flushes acknowledged)
   gounsup   structured replies acknowledged, GO refused as unsupported,
             NBD_OPT_EXPORT_NAME then taken: the reads are answered with
-            structured replies (0x11), as negotiated"""
+            structured replies (0x11), as negotiated
+  chaos     connection after connection: reads answered with each 4 KiB
+            block's index as its bytes, writes and flushes acknowledged,
+            until a random read (1 to 12 requests in) gets half its data
+            before the server shuts its read side and hangs up"""
+import random
 import socket
 import struct
 import sys
@@ -51,11 +56,15 @@ def main():
         c, _ = ls.accept()
         serve(c, mode, first)
         first = False
-        if mode != "lostflush":
+        if mode not in ("lostflush", "chaos"):
             return
 
 
+RNG = random.Random(7)
+
+
 def serve(c, mode, first):
+    left = RNG.randint(1, 12)
     c.sendall(b"NBDMAGIC" + struct.pack(">QH", OPTS, 3))
     recvall(c, 4)
     while True:
@@ -95,6 +104,18 @@ def serve(c, mode, first):
             chunk(c, 1, 0, handle, b"")
             continue
         half = ln // 2
+        if mode == "chaos":
+            data = b"".join(bytes([((off >> 12) + k) & 0xFF]) * 4096 for k in range(ln // 4096))
+            left -= 1
+            if left > 0:
+                chunk(c, 1, 1, handle, struct.pack(">Q", off) + data)
+                continue
+            c.sendall(struct.pack(">IHHQI", 0x668E33EF, 1, 1, handle, 8 + ln) +
+                      struct.pack(">Q", off) + data[:half])
+            c.shutdown(socket.SHUT_RD)
+            time.sleep(0.02)
+            c.close()
+            return
         if mode == "gounsup":
             chunk(c, 1, 1, handle, struct.pack(">Q", off) + b"\x11" * ln)
             continue
