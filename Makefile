@@ -57,6 +57,7 @@ endif
 BLOCK_SRCS := $(sort $(wildcard block/*.c))
 IMG_SRCS   := $(sort $(wildcard block/img/*.c))
 IO_SRCS    := $(sort $(wildcard block/io/*.c))
+NBD_SRCS   := $(sort $(wildcard block/nbd/*.c))
 DEV_SRCS   := $(sort $(wildcard devices/*.c devices/*/*.c))
 VMM_SRCS   := $(sort $(wildcard vmm/*.c))
 UNIT_SRCS  := $(sort $(wildcard tests/unit/*.c))
@@ -67,7 +68,7 @@ DEV_OBJS   := $(call obj,$(DEV_SRCS))
 # The layers as libraries, linked in this order: vmm -> devices -> block.
 LAYER_LIBS := $(BUILD)/libcalfdevices.a $(BUILD)/libcalfblock.a
 
-PROGS := $(BUILD)/calf-img $(BUILD)/calf-io
+PROGS := $(BUILD)/calf-img $(BUILD)/calf-io $(BUILD)/calf-nbd
 ifneq ($(VMM_SRCS),)
 PROGS += $(BUILD)/calf
 endif
@@ -100,6 +101,9 @@ $(BUILD)/calf-img: $(call obj,$(IMG_SRCS)) $(BUILD)/libcalfblock.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/calf-io: $(call obj,$(IO_SRCS)) $(OBJ)/block/img/object.o $(BUILD)/libcalfblock.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/calf-nbd: $(call obj,$(NBD_SRCS)) $(OBJ)/block/img/object.o $(BUILD)/libcalfblock.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(OBJ)/vmm/display-sdl.o: CFLAGS += $(SDL_CFLAGS)
@@ -137,12 +141,15 @@ test: test-progs
 
 # The tests whose code runs on several threads at once (the block layer's
 # stress, race and thread tests; the VMM's I/O threads behind virtio-blk
-# and IDE, and both at once in disk-stress), built with ThreadSanitizer in
+# and IDE, and both at once in disk-stress; calf-nbd's connection threads
+# and the nbd driver's reader thread), built with ThreadSanitizer in
 # build-tsan.  A report makes the program exit with 66, which fails its
 # test.
 TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/qcow2-threads.t tests/img-bench.t \
               guest-tests/virtio-blk.t guest-tests/ide.t guest-tests/disk-stress.t \
-              guest-tests/hostile.t tests/pci-teardown.t
+              guest-tests/hostile.t tests/pci-teardown.t \
+              tests/nbd-stress.t tests/nbd-hostile.t tests/nbd-server.t tests/nbd-client.t \
+              guest-tests/nbd.t
 test-tsan:
 	$(MAKE) BUILD=build-tsan SANITIZE=thread test-progs
 	TSAN_OPTIONS="exitcode=66 halt_on_error=1 second_deadlock_stack=1" \

@@ -27,6 +27,7 @@ static const BlockDriver *const drivers[] = {
     &blk_raw_driver,
     &blk_null_driver,
     &blk_quorum_driver,
+    &blk_nbd_driver,
 };
 
 const BlockDriver *blk_find_driver(const char *name)
@@ -71,7 +72,7 @@ static int check_protocol(const char *name)
 {
     size_t n = strcspn(name, ":/");
     if (name[n] != ':' || !strncmp(name, "file:", 5) || !strncmp(name, "null-co:", 8) ||
-        blk_is_json_filename(name))
+        blk_is_json_filename(name) || nbd_is_filename(name))
         return 0;
     blk_set_error("Unknown protocol '%.*s'", (int)(n < 64 ? n : 64), name);
     return -EINVAL;
@@ -344,6 +345,37 @@ static int spec_top_filter(BlockOptions *t, const BlockFilter *f, const char **p
     return 0;
 }
 
+/* "driver=raw,file.driver=nbd,file.server.host=..." (or no driver): the
+ * nbd driver is the whole node, so its options come up a level. */
+static int hoist_nbd(BlockOptions *t)
+{
+    const char *fd = blkopts_get(t, "file.driver");
+    const char *d = blkopts_get(t, "driver");
+    if (!fd || strcmp(fd, "nbd"))
+        return 0;
+    if (d && strcmp(d, "raw") && strcmp(d, "nbd"))
+        return spec_error("An NBD export is opened as raw: format '%s' over it is not "
+                          "supported", d);
+    BlockOptions n = {0};
+    int r = blkopts_set(&n, "driver", "nbd");
+    for (int i = 0; r == 0 && i < t->n; i++) {
+        const char *k = t->opt[i].key;
+        if (!strcmp(k, "driver") || !strcmp(k, "file.driver"))
+            continue;
+        r = blkopts_set(&n, has_prefix(k, "file.") ? k + 5 : k,
+                        t->opt[i].value ? t->opt[i].value : "on");
+    }
+    if (r < 0) {
+        blkopts_free(&n);
+        return spec_error("out of memory%s", "");
+    }
+    blkopts_free(t);
+    *t = n;
+    for (int i = 0; i < t->n; i++)
+        t->opt[i].used = false;
+    return 0;
+}
+
 /* Fills s from filename (a path, "file:PATH", "json:{...}" or a filter's
  * "NAME:..." prefix) and opts (QEMU's dotted option tree, which wins over
  * what filename says).  format (-f) wins over a "driver" in the tree where
@@ -373,6 +405,16 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
             return r;
     } else if (filename && check_protocol(filename) < 0) {
         return -EINVAL;
+    } else if (filename && nbd_is_filename(filename)) {
+        /* the nbd driver's options; a format over it can only be raw */
+        if (nbd_parse_filename(filename, t) < 0)
+            return -EINVAL;
+        if (format && strcmp(format, "raw") && strcmp(format, "nbd"))
+            return spec_error("An NBD export is opened as raw: format '%s' over it is not "
+                              "supported", format);
+        format = "nbd";
+        if (blkopts_set(t, "driver", "nbd") < 0)
+            return spec_error("out of memory%s", "");
     } else if (filename && !strncmp(filename, "null-co:", 8)) {
         /* QEMU's "null-co://": the default null-co image */
         if (blkopts_set(t, "driver", "null-co") < 0)
@@ -390,6 +432,8 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
         return spec_error("out of memory%s", "");
     for (int i = 0; i < t->n; i++)
         t->opt[i].used = false;
+    if (hoist_nbd(t) < 0)
+        return -EINVAL;
     const char *drv = blkopts_get(t, "driver");
     const BlockFilter *top = drv ? blk_find_filter(drv) : NULL;
     if (top) {

@@ -35,6 +35,9 @@
                                     (see blk_bitmap()) */
 #define BLK_O_WRITETHROUGH 0x0400 /* each write flushes before it completes
                                      (cache=writethrough, qemu-io's default) */
+#define BLK_O_AS_BACKING   0x0800 /* opened by name as another image's backing
+                                     file (info --backing-chain): named as
+                                     QEMU names a backing node */
 
 /* blk_pwrite_zeroes() flags */
 #define BLK_ZERO_MAY_UNMAP 0x1 /* the range may be deallocated */
@@ -252,6 +255,9 @@ struct BlockDriver {
     /* A new image does not read as zeros (luks: the hole under its
      * payload decrypts to noise), so convert writes the zeros too. */
     bool no_zero_init;
+    /* The format `info` shows when not name: QEMU probes a format over a
+     * protocol (nbd) and shows "raw". */
+    const char *shown_as;
 };
 
 extern const BlockDriver blk_raw_driver;
@@ -260,6 +266,15 @@ extern const BlockDriver blk_qcow_driver;
 extern const BlockDriver blk_null_driver;
 extern const BlockDriver blk_luks_driver;
 extern const BlockDriver blk_quorum_driver;
+extern const BlockDriver blk_nbd_driver;
+/* The format info shows for bs (QEMU's name for it). */
+static inline const char *blk_format_shown(const BlockDriverState *bs);
+/* NBD names (block/nbd.c): "nbd://...", "nbd+unix://...", "nbd:...";
+ * nbd_parse_filename appends the nbd driver's options (server.type,
+ * server.host, server.port, server.path, export) to o, or is -EINVAL with
+ * the error set. */
+bool nbd_is_filename(const char *name);
+int nbd_parse_filename(const char *name, BlockOptions *o);
 const BlockDriver *blk_find_driver(const char *name);
 /* A name qemu-img takes for a format (-F of rebase -u): a driver, one of
  * QEMU's host file drivers ("file", "host_device") or a filter. */
@@ -373,6 +388,11 @@ struct BlockDriverState {
      * clusters.  0 without it. */
     uint64_t compress_align;
 };
+
+static inline const char *blk_format_shown(const BlockDriverState *bs)
+{
+    return bs->drv->shown_as ? bs->drv->shown_as : bs->drv->name;
+}
 
 static inline void blk_progress(BlockDriverState *bs, uint64_t done, uint64_t total)
 {

@@ -207,18 +207,22 @@ BlockDriverState *disk_open(const struct disk_opts *o)
     /* First a look that changes nothing (read-only, no locks, no repair,
      * no key): an encrypted chain is refused before a writable open could
      * touch its header.  Its format also serves where the block layer
-     * cannot probe one: through O_DIRECT (the probe buffer is unaligned). */
-    bs = blk_open(o->file, format,
-                  BLK_O_SHARE | BLK_O_NO_IO | BLK_O_NO_REPAIR, NULL);
-    if (!bs)
-        goto fail;
-    snprintf(probed, sizeof(probed), "%s", bs->drv->name);
-    bool refused = chain_encrypted(bs, o->file);
-    blk_close(bs);
-    if (refused)
-        return NULL;
-    if (!format)
-        format = probed;
+     * cannot probe one: through O_DIRECT (the probe buffer is unaligned).
+     * An NBD export is raw and never encrypted: no look (it would be a
+     * connection of its own, which a server without -t ends with). */
+    if (!nbd_is_filename(o->file)) {
+        bs = blk_open(o->file, format,
+                      BLK_O_SHARE | BLK_O_NO_IO | BLK_O_NO_REPAIR, NULL);
+        if (!bs)
+            goto fail;
+        snprintf(probed, sizeof(probed), "%s", bs->drv->name);
+        bool refused = chain_encrypted(bs, o->file);
+        blk_close(bs);
+        if (refused)
+            return NULL;
+        if (!format)
+            format = probed;
+    }
     if (o->snapshot)
         bs = blk_open_snapshot(o->file, format, flags);
     else

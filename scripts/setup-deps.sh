@@ -14,6 +14,8 @@ need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev seabios"
 # strace: tests/qcow2-refblocks.t injects a failed fdatasync with it;
 # tests/blk-protocol.t counts the syncs of a node that grows
 peers="qemu-utils perl qemu-system-x86 xvfb xdotool strace"
+# tests/nbd-*.t: libnbd's nbdinfo and nbdcopy, nbdkit as a peer server
+nbd="libnbd-bin nbdkit"
 # tests/img-convert-offload.t: convert's reflinks, on a loop-mounted XFS
 reflink="xfsprogs"
 # guest-tests/firmware-grub.t (grub-mkrescue) and the IDE CD tests (xorriso)
@@ -21,9 +23,9 @@ bootloader="grub-pc-bin grub-common xorriso mtools"
 # guest-tests/linux/build-kernel.sh and make-initramfs.sh
 linux="linux-source-6.1 bc flex bison libelf-dev cpio xz-utils busybox-static e2fsprogs"
 case "${1:-build}" in
-test)  need="$need $peers $bootloader $linux $reflink" ;;
+test)  need="$need $peers $bootloader $linux $reflink $nbd" ;;
 linux) need="$need $linux" ;;
-bench) need="$need $peers hyperfine" ;;
+bench) need="$need $peers $nbd hyperfine" ;;
 esac
 missing=""
 for p in $need; do

@@ -135,3 +135,48 @@ $(BUILD)/tests/fuzz-replay: $(OBJ)/tests/unit/fuzz-replay.o $(OBJ)/tests/fuzz/fu
                            $(LAYER_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# ---- the NBD server harness ----
+# tests/fuzz/fuzz-nbd.c feeds a client's bytes to nbd_serve()
+# (block/nbd-server.c): $(FUZZ_DIR)/fuzz-nbd under libFuzzer for `make
+# fuzz` (one alone: make fuzz-nbd), $(BUILD)/tests/fuzz-nbd with
+# tests/fuzz/replay-main.c for `make test` (tests/fuzz-nbd.t replays the
+# corpus tests/fuzz/corpus-nbd, made by tests/fuzz/make-nbd-seeds.py).
+$(BUILD)/tests/fuzz-nbd: $(OBJ)/tests/fuzz/fuzz-nbd.o $(OBJ)/tests/fuzz/replay-main.o \
+                         $(BUILD)/libcalfblock.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+EXTRA_TEST += $(BUILD)/tests/fuzz-nbd
+$(FUZZ_DIR)/fuzz-nbd: $(FUZZ_OBJ)/tests/fuzz/fuzz-nbd.o $(FUZZ_DIR)/libcalfblock.a | need-fuzz-cc
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -ldl
+fuzz-build: $(FUZZ_DIR)/fuzz-nbd
+NBDFUZZ_OPTS ?= -max_len=200000 -timeout=30 -rss_limit_mb=2048 -close_fd_mask=2
+fuzz-nbd: $(FUZZ_DIR)/fuzz-nbd
+	@mkdir -p $(FUZZ_DIR)/corpus-nbd $(FUZZ_DIR)/tmp fuzz-out
+	cd $(FUZZ_DIR) && TMPDIR=$(abspath $(FUZZ_DIR))/tmp ./fuzz-nbd $(NBDFUZZ_OPTS) \
+	  -max_total_time=$(FUZZ_SECONDS) \
+	  $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) \
+	  -artifact_prefix=$(abspath fuzz-out)/nbd- corpus-nbd $(abspath tests/fuzz/corpus-nbd)
+fuzz: fuzz-nbd
+.PHONY: fuzz-nbd
+
+# the client side: tests/fuzz/fuzz-nbd-client.c plays a server whose
+# bytes are the input to calf's nbd driver (corpus tests/fuzz/corpus-nbd-client)
+$(BUILD)/tests/fuzz-nbd-client: $(OBJ)/tests/fuzz/fuzz-nbd-client.o $(OBJ)/tests/fuzz/replay-main.o \
+                                $(BUILD)/libcalfblock.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+EXTRA_TEST += $(BUILD)/tests/fuzz-nbd-client
+$(FUZZ_DIR)/fuzz-nbd-client: $(FUZZ_OBJ)/tests/fuzz/fuzz-nbd-client.o $(FUZZ_DIR)/libcalfblock.a \
+                             | need-fuzz-cc
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -ldl
+fuzz-build: $(FUZZ_DIR)/fuzz-nbd-client
+fuzz-nbd-client: $(FUZZ_DIR)/fuzz-nbd-client
+	@mkdir -p $(FUZZ_DIR)/corpus-nbd-client $(FUZZ_DIR)/tmp fuzz-out
+	cd $(FUZZ_DIR) && TMPDIR=$(abspath $(FUZZ_DIR))/tmp ./fuzz-nbd-client $(NBDFUZZ_OPTS) \
+	  -max_total_time=$(FUZZ_SECONDS) \
+	  $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) \
+	  -artifact_prefix=$(abspath fuzz-out)/nbd-client- corpus-nbd-client \
+	  $(abspath tests/fuzz/corpus-nbd-client)
+fuzz: fuzz-nbd-client
+.PHONY: fuzz-nbd-client

@@ -36,8 +36,9 @@ static JsonNode *image_info(BlockDriverState *bs, const BlockInfo *bi)
 {
     JsonNode *o = json_new_object();
     json_add(o, "filename", json_str(bs->filename));
-    json_add(o, "format", json_str(bs->drv->name));
-    json_add(o, "dirty-flag", json_bool(bi->dirty));
+    json_add(o, "format", json_str(blk_format_shown(bs)));
+    if (!bs->drv->shown_as) /* a protocol (nbd) has no info to tell it */
+        json_add(o, "dirty-flag", json_bool(bi->dirty));
     int64_t actual = blk_allocated_size(bs);
     if (actual >= 0)
         json_add(o, "actual-size", json_int(actual));
@@ -89,7 +90,7 @@ static void print_human(FILE *out, BlockDriverState *bs, const BlockInfo *bi,
     else
         snprintf(dsize, sizeof(dsize), "unavailable");
     fprintf(out, "image: %s\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\n"
-           "disk size: %s\n", bs->filename, bs->drv->name, vsize, bs->size, dsize);
+           "disk size: %s\n", bs->filename, blk_format_shown(bs), vsize, bs->size, dsize);
     if (bi->encrypted)
         fprintf(out, "encrypted: yes\n");
     if (bi->cluster_size)
@@ -131,9 +132,11 @@ typedef struct InfoArgs {
  * Human text goes to out: nothing is printed before the whole chain
  * could be opened, as with qemu-img. */
 static JsonNode *collect_one(FILE *out, const char *filename, const char *fmt,
-                             const InfoArgs *a, char **next, char **next_fmt)
+                             const InfoArgs *a, bool backing, char **next, char **next_fmt)
 {
-    BlockDriverState *bs = img_open(filename, fmt, BLK_O_NO_BACKING | BLK_O_NO_IO,
+    BlockDriverState *bs = img_open(filename, fmt,
+                                    BLK_O_NO_BACKING | BLK_O_NO_IO |
+                                        (backing ? BLK_O_AS_BACKING : 0),
                                     a->force_share);
     if (!bs)
         return NULL;
@@ -181,7 +184,7 @@ static int collect_chain(FILE *out, const char *filename, const InfoArgs *a, Jso
         /* --image-opts is for the image named: its backing files are file names */
         bool image_opts = img_image_opts;
         img_image_opts = image_opts && n == 0;
-        JsonNode *info = collect_one(out, name, fmt, a, &next, &next_fmt);
+        JsonNode *info = collect_one(out, name, fmt, a, n > 0, &next, &next_fmt);
         img_image_opts = image_opts;
         names[n++] = name;
         free(fmt);
