@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Drives a running `calf run --qmp` with QEMU's own QMP client
+(qemu.qmp from QEMU 7.2's python/, on PYTHONPATH) for guest-tests/qmp.t
+and qmp-stress.t.  It prints one "key=value" line per fact it saw; the
+TAP script compares them with what they must be.
+
+  qmp-client.py session SOCKET SERIAL   the scripted session of qmp.t
+  qmp-client.py stress SOCKET SERIAL N  N rounds of stop/cont/query-status
+                                        checked against a model
+
+SERIAL is the file calf writes the guest's console to; the test guest
+runs with ct.tick=1 and prints "calf-test: tick N" about ten times a
+second while it runs.
+"""
+import asyncio
+import re
+import sys
+import time
+
+from qemu.qmp import QMPClient
+
+TICK = re.compile(rb"calf-test: tick (\d+)")
+
+
+def serial(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def ticks(path):
+    """how many tick lines the console holds so far"""
+    return len(TICK.findall(serial(path)))
+
+
+async def wait_for(pred, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if pred():
+            return True
+        await asyncio.sleep(0.05)
+    return pred()
+
+
+def say(key, value):
+    print(f"{key}={value}", flush=True)
+
+
+async def next_event(qmp, name, seconds=30):
+    """the next event called name (others are skipped), or None"""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            ev = await asyncio.wait_for(qmp.events.get(),
+                                        end - time.monotonic())
+        except asyncio.TimeoutError:
+            return None
+        if ev["event"] == name:
+            return ev
+    return None
+
+
+async def hang_up(qmp):
+    """after quit: calf closes the socket first, as QEMU does"""
+    try:
+        await qmp.disconnect()
+    except EOFError:
+        pass
+
+
+async def session(sock, ser):
+    qmp = QMPClient("calf-test")
+    await qmp.connect(sock)
+    ver = qmp.greeting.QMP.version["qemu"]
+    say("greeting", f"{ver['major']}.{ver['minor']}")
+    say("status", (await qmp.execute("query-status"))["status"])
+    say("name", (await qmp.execute("query-name")).get("name", ""))
+    say("kvm", (await qmp.execute("query-kvm"))["enabled"])
+    cpus = await qmp.execute("query-cpus-fast")
+    say("cpus", ",".join(str(c["cpu-index"]) for c in cpus))
+    say("cpu-threads", all(c["thread-id"] > 0 for c in cpus))
+    names = [c["name"] for c in await qmp.execute("query-commands")]
+    say("has-commands", all(n in names for n in
+                            ("stop", "cont", "quit", "system_reset")))
+    blocks = await qmp.execute("query-block")
+    say("block", ",".join(f"{b['device']}:{b['inserted']['drv']}:"
+                          f"{b['inserted']['ro']}:{b['removable']}"
+                          for b in blocks))
+    hmp = await qmp.execute("human-monitor-command",
+                            {"command-line": "info status"})
+    say("hmp-status", hmp.strip())
+
+    say("ticking", await wait_for(lambda: ticks(ser) >= 3, 60))
+
+    await qmp.execute("stop")
+    say("stop-event", (await next_event(qmp, "STOP")) is not None)
+    say("stopped-status", (await qmp.execute("query-status"))["status"])
+    t1 = ticks(ser)
+    await asyncio.sleep(2)
+    t2 = ticks(ser)
+    say("ticks-while-stopped", t2 - t1)
+    hmp = await qmp.execute("human-monitor-command",
+                            {"command-line": "info status"})
+    say("hmp-stopped", hmp.strip())
+
+    await qmp.execute("cont")
+    say("resume-event", (await next_event(qmp, "RESUME")) is not None)
+    say("ticks-after-cont",
+        await wait_for(lambda: ticks(ser) >= t2 + 3, 60))
+
+    boots = serial(ser).count(b"calf-test: booted via")
+    await qmp.execute("system_reset")
+    ev = await next_event(qmp, "RESET")
+    say("reset-event", ev and f"{ev['data']['guest']}:{ev['data']['reason']}")
+    say("rebooted", await wait_for(
+        lambda: serial(ser).count(b"calf-test: booted via") > boots, 60))
+    base = ticks(ser)
+    say("ticks-after-reset", await wait_for(lambda: ticks(ser) > base, 60))
+
+    await qmp.execute("quit")
+    ev = await next_event(qmp, "SHUTDOWN", 10)
+    say("shutdown-event",
+        ev and f"{ev['data']['guest']}:{ev['data']['reason']}")
+    await hang_up(qmp)
+
+
+async def stress(sock, ser, rounds):
+    """stop, cont and query-status in a random order while the guest
+    runs, each answer checked against the model of the run state; the
+    STOP and RESUME events counted against the transitions made."""
+    import random
+    rng = random.Random(17)
+    qmp = QMPClient("calf-stress")
+    await qmp.connect(sock)
+    paused = False
+    bad = 0
+    transitions = {"STOP": 0, "RESUME": 0}
+    t0 = time.monotonic()
+    for i in range(rounds):
+        op = rng.choice(("stop", "cont", "query-status", "query-status"))
+        if op == "query-status":
+            st = await qmp.execute("query-status")
+            want = "paused" if paused else "running"
+            if st["status"] != want or st["running"] == paused:
+                bad += 1
+                print(f"# round {i}: status {st} while {want}")
+            continue
+        await qmp.execute(op)
+        if op == "stop" and not paused:
+            transitions["STOP"] += 1
+        if op == "cont" and paused:
+            transitions["RESUME"] += 1
+        paused = op == "stop"
+    if paused:
+        await qmp.execute("cont")
+        transitions["RESUME"] += 1
+    say("rounds-per-s", int(rounds / (time.monotonic() - t0)))
+    say("model-mismatches", bad)
+    seen = {"STOP": 0, "RESUME": 0}
+    while not qmp.events.empty():
+        ev = qmp.events.get_nowait()
+        if ev["event"] in seen:
+            seen[ev["event"]] += 1
+    say("events-match", seen == transitions)
+    print(f"# transitions {transitions}, events {seen}")
+    base = ticks(ser)
+    say("ticks-after-stress", await wait_for(lambda: ticks(ser) > base, 60))
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+def main():
+    mode, sock, ser = sys.argv[1:4]
+    if mode == "session":
+        asyncio.run(session(sock, ser))
+    elif mode == "stress":
+        asyncio.run(stress(sock, ser, int(sys.argv[4])))
+    else:
+        sys.exit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+#!/bin/bash
+# calf run --qmp driven by QEMU 7.2's own Python QMP client (qemu.qmp,
+# unpacked from Debian's qemu source by scripts/qemu-python.sh): the
+# greeting and negotiation, the query commands, stop and cont on a
+# running test guest (ct.tick=1 prints a TSC-paced counter: it must not
+# advance while stopped and must advance again after cont),
+# system_reset (RESET event, the guest boots again, --report counts it)
+# and quit (SHUTDOWN event, calf exits 0).  guest-tests/qmp-client.py
+# does the talking and prints what it saw.
+. "$(dirname "$0")/lib.sh"
+need_kvm
+need_cmd python3
+QEMU_PY=$(CALF_BUILD=$CALF_BUILD "$(dirname "$0")/../scripts/qemu-python.sh" 2>"$TMP/py.err") ||
+    skip_all "no QEMU Python client: $(cat "$TMP/py.err")"
+CLIENT=$(cd "$(dirname "$0")" && pwd)/qmp-client.py
+
+# start NAME ARGS...: calf in the background with a QMP socket
+# $TMP/NAME.sock (wait=off) and the console in $TMP/NAME.out; sets pid
+start() {
+    local name=$1
+    shift
+    "$CALF" run --qmp "unix:$TMP/$name.sock,server=on,wait=off" "$@" \
+        >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
+    pid=$!
+    at_exit "kill -9 $pid 2>/dev/null"
+    for ((i = 0; i < 300; i++)); do
+        [ -S "$TMP/$name.sock" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# fact NAME KEY: what qmp-client.py printed as KEY=...
+fact() { sed -n "s/^$2=//p" "$TMP/$1.facts" | head -1; }
+
+truncate -s 4M "$TMP/disk.raw"
+truncate -s 1M "$TMP/cd.iso"
+start s --kernel "$GUEST" --cpus 2 --append "ct.tick=1" --name calf-qmp \
+    --disk "$TMP/disk.raw,format=raw" --cdrom "$TMP/cd.iso" \
+    --timeout 300 --report "$TMP/s.json"
+ok "calf made its QMP socket" [ -S "$TMP/s.sock" ]
+t0=$(date +%s)
+PYTHONPATH=$QEMU_PY timeout 280 python3 "$CLIENT" session "$TMP/s.sock" "$TMP/s.out" \
+    >"$TMP/s.facts" 2>"$TMP/s.pyerr"
+echo "# client: status $? after $(( $(date +%s) - t0 )) s"
+sed 's/^/#   /' "$TMP/s.pyerr"
+# calf ends with quit; a client that failed first leaves it running
+for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -9 "$pid" 2>/dev/null
+wait "$pid"
+status=$?
+is "$(fact s greeting)" 7.2 "the greeting names QEMU 7.2's protocol"
+is "$(fact s status)" running "query-status: running"
+is "$(fact s name)" calf-qmp "query-name: the --name"
+is "$(fact s kvm)" True "query-kvm: enabled"
+is "$(fact s cpus)" 0,1 "query-cpus-fast: both vCPUs"
+is "$(fact s cpu-threads)" True "each with its thread's ID"
+is "$(fact s has-commands)" True "query-commands lists stop, cont, quit, system_reset"
+is "$(fact s block)" "virtio0:raw:False:False,ide1-cd0:raw:True:True" \
+    "query-block: the disk and the CD, with QEMU's device names"
+is "$(fact s hmp-status)" "VM status: running" "human-monitor-command: info status"
+is "$(fact s ticking)" True "the guest's counter advances"
+is "$(fact s stop-event)" True "stop: STOP event"
+is "$(fact s stopped-status)" paused "query-status after stop: paused"
+is "$(fact s ticks-while-stopped)" 0 "no tick in 2 s while stopped"
+is "$(fact s hmp-stopped)" "VM status: paused" "info status: paused"
+is "$(fact s resume-event)" True "cont: RESUME event"
+is "$(fact s ticks-after-cont)" True "the counter advances again after cont"
+is "$(fact s reset-event)" "False:host-qmp-system-reset" "system_reset: RESET event from the host"
+is "$(fact s rebooted)" True "the guest boots again after system_reset"
+is "$(fact s ticks-after-reset)" True "and counts again"
+is "$(fact s shutdown-event)" "False:host-qmp-quit" "quit: SHUTDOWN event"
+is "$status" 0 "calf exits 0 after quit"
+is "$(grep -o '"resets": [0-9]*' "$TMP/s.json")" '"resets": 1' "--report counts the reset"
+ok "the socket is gone after the run" [ ! -e "$TMP/s.sock" ]
+[ "$t_fail" = 0 ] || { show s | grep -v "calf-test: tick" | tail -40; }
+done_testing
