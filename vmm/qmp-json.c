@@ -850,7 +850,8 @@ static struct json *parse_string(struct parser *ps, const char *tok)
             /* the token holds at least the closing quote: hex4 stops at
              * any non-hex byte, so it never reads past it */
             cp = hex4(p);
-            p += cp < 0 ? 0 : 4;
+            for (int i = 0; i < 4 && *p; i++) /* QEMU's error shows them */
+                p++;
             if (cp >= 0xD800 && cp <= 0xDBFF && p[0] == '\\' && p[1] == 'u') {
                 int t = hex4(p + 2);
 

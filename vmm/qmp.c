@@ -223,8 +223,38 @@ static bool arg_type_ok(const struct json *v, enum arg_type t)
     return false;
 }
 
+/* The order QEMU's input visitor finds members nobody asked for: it
+ * puts the keys, in QDict order, in a GLib hash table and reports the
+ * first it iterates to.  For up to 7 keys that table has 8 slots (GLib's
+ * g_str_hash, index (hash * 11) mod 7, quadratic probing); more, and the
+ * QDict order stands. */
+static void ghash_order(const struct json *args, size_t *idx)
+{
+    size_t slot[8], n = args->c.n;
+    bool used[8] = { false };
+
+    if (n > 7)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const signed char *k = (const signed char *)args->c.keys[idx[i]];
+        uint32_t h = 5381;
+        unsigned at, step = 0;
+
+        for (; *k; k++)
+            h = (h << 5) + h + (uint32_t)*k;
+        at = (h * 11) % 7;
+        while (used[at])
+            at = (at + ++step) & 7;
+        used[at] = true;
+        slot[at] = idx[i];
+    }
+    for (size_t at = 0, j = 0; at < 8; at++)
+        if (used[at])
+            idx[j++] = slot[at];
+}
+
 /* QEMU's input visitor: each declared member in order (missing, wrong
- * type), then the first member nobody asked for, in QDict order. */
+ * type), then the first member nobody asked for. */
 static bool args_check(const struct json *args, const struct arg_spec *spec,
                        struct qmp_error *err)
 {
@@ -253,6 +283,7 @@ static bool args_check(const struct json *args, const struct arg_spec *spec,
         return false;
     }
     qjson_order(args, idx);
+    ghash_order(args, idx);
     for (size_t i = 0; i < args->c.n; i++) {
         const char *k = args->c.keys[idx[i]];
         bool known = false;
