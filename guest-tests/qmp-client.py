@@ -6,7 +6,10 @@ TAP script compares them with what they must be.
 
   qmp-client.py session SOCKET SERIAL   the scripted session of qmp.t
   qmp-client.py stress SOCKET SERIAL N  N rounds of stop/cont/query-status
-                                        checked against a model
+                                        (and a few system_reset) checked
+                                        against a model
+  qmp-client.py churn SOCKET            stop and cont, a few ms apart,
+                                        until the guest ends the run
 
 SERIAL is the file calf writes the guest's console to; the test guest
 runs with ct.tick=1 and prints "calf-test: tick N" about ten times a
@@ -133,10 +136,18 @@ async def stress(sock, ser, rounds):
     await qmp.connect(sock)
     paused = False
     bad = 0
-    transitions = {"STOP": 0, "RESUME": 0}
+    transitions = {"STOP": 0, "RESUME": 0, "RESET": 0}
     t0 = time.monotonic()
     for i in range(rounds):
-        op = rng.choice(("stop", "cont", "query-status", "query-status"))
+        op = rng.choice(("stop", "cont", "query-status", "query-status",
+                         "stop", "cont", "query-status", "query-status",
+                         "stop", "cont", "query-status", "query-status",
+                         "system_reset"))
+        if op == "system_reset":
+            # a reset keeps a stopped VM stopped (as QEMU)
+            await qmp.execute(op)
+            transitions["RESET"] += 1
+            continue
         if op == "query-status":
             st = await qmp.execute("query-status")
             want = "paused" if paused else "running"
@@ -155,9 +166,12 @@ async def stress(sock, ser, rounds):
         transitions["RESUME"] += 1
     say("rounds-per-s", int(rounds / (time.monotonic() - t0)))
     say("model-mismatches", bad)
-    seen = {"STOP": 0, "RESUME": 0}
-    while not qmp.events.empty():
-        ev = qmp.events.get_nowait()
+    seen = {"STOP": 0, "RESUME": 0, "RESET": 0}
+    while True:
+        try:
+            ev = await asyncio.wait_for(qmp.events.get(), 1)
+        except asyncio.TimeoutError:
+            break
         if ev["event"] in seen:
             seen[ev["event"]] += 1
     say("events-match", seen == transitions)
@@ -168,9 +182,33 @@ async def stress(sock, ser, rounds):
     await hang_up(qmp)
 
 
+async def churn(sock):
+    """stop/cont while the guest does its I/O, until it ends the run"""
+    qmp = QMPClient("calf-churn")
+    await qmp.connect(sock)
+    cycles = 0
+    try:
+        while True:
+            await qmp.execute("stop")
+            await asyncio.sleep(0.002)
+            await qmp.execute("cont")
+            cycles += 1
+            await asyncio.sleep(0.002)
+    except Exception as e:  # the run ended: the socket went away
+        print(f"# churn ended by {type(e).__name__}")
+    say("cycles", cycles)
+    try:
+        await qmp.disconnect()
+    except Exception:
+        pass
+
+
 def main():
-    mode, sock, ser = sys.argv[1:4]
-    if mode == "session":
+    mode, sock = sys.argv[1:3]
+    ser = sys.argv[3] if len(sys.argv) > 3 else None
+    if mode == "churn":
+        asyncio.run(churn(sock))
+    elif mode == "session":
         asyncio.run(session(sock, ser))
     elif mode == "stress":
         asyncio.run(stress(sock, ser, int(sys.argv[4])))
