@@ -108,6 +108,9 @@ int debugcon_create(struct bus *bus, uint16_t port, FILE *out);
 struct acpi_pm;
 int acpi_pm_create(struct pci *pci, int slot, int fn, struct bus *bus,
                    bool firmware, struct acpi_pm **out);
+/* Presses the ACPI power button (PM1 PWRBTN_STS, then the SCI if the
+ * guest enabled it); any thread, takes the bus lock. */
+void acpi_pm_power_button(struct acpi_pm *pm);
 
 /* Ports decoded and ignored: POST code port 0x80 and friends. */
 int port80_create(struct bus *bus);

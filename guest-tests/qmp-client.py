@@ -8,6 +8,7 @@ TAP script compares them with what they must be.
   qmp-client.py stress SOCKET SERIAL N  N rounds of stop/cont/query-status
                                         (and a few system_reset) checked
                                         against a model
+  qmp-client.py powerdown SOCKET SERIAL system_powerdown, with ct.pwrbtn=1
   qmp-client.py churn SOCKET            stop and cont, a few ms apart,
                                         until the guest ends the run
 
@@ -182,6 +183,22 @@ async def stress(sock, ser, rounds):
     await hang_up(qmp)
 
 
+async def powerdown(sock, ser):
+    """system_powerdown to a guest waiting for the ACPI power button"""
+    qmp = QMPClient("calf-powerdown")
+    await qmp.connect(sock)
+    say("waiting", await wait_for(
+        lambda: b"waiting for the power button" in serial(ser), 60))
+    await qmp.execute("system_powerdown")
+    say("powerdown-event", (await next_event(qmp, "POWERDOWN")) is not None)
+    say("pressed", await wait_for(
+        lambda: b"power button pressed" in serial(ser), 60))
+    ev = await next_event(qmp, "SHUTDOWN", 60)
+    say("shutdown-event",
+        ev and f"{ev['data']['guest']}:{ev['data']['reason']}")
+    await hang_up(qmp)
+
+
 async def churn(sock):
     """stop/cont while the guest does its I/O, until it ends the run"""
     qmp = QMPClient("calf-churn")
@@ -208,6 +225,8 @@ def main():
     ser = sys.argv[3] if len(sys.argv) > 3 else None
     if mode == "churn":
         asyncio.run(churn(sock))
+    elif mode == "powerdown":
+        asyncio.run(powerdown(sock, ser))
     elif mode == "session":
         asyncio.run(session(sock, ser))
     elif mode == "stress":

@@ -5,7 +5,8 @@
 # running test guest (ct.tick=1 prints a TSC-paced counter: it must not
 # advance while stopped and must advance again after cont),
 # system_reset (RESET event, the guest boots again, --report counts it)
-# and quit (SHUTDOWN event, calf exits 0).  guest-tests/qmp-client.py
+# and quit (SHUTDOWN event, calf exits 0); system_powerdown (POWERDOWN
+# event, the guest sees the ACPI power button and powers off).  guest-tests/qmp-client.py
 # does the talking and prints what it saw.
 . "$(dirname "$0")/lib.sh"
 need_kvm
@@ -73,4 +74,21 @@ is "$status" 0 "calf exits 0 after quit"
 is "$(grep -o '"resets": [0-9]*' "$TMP/s.json")" '"resets": 1' "--report counts the reset"
 ok "the socket is gone after the run" [ ! -e "$TMP/s.sock" ]
 [ "$t_fail" = 0 ] || { show s | grep -v "calf-test: tick" | tail -40; }
+
+# system_powerdown: the ACPI power button of the PIIX4 PM function; the
+# test guest (ct.pwrbtn=1) waits for it, then powers off through S5
+start p --kernel "$GUEST" --append "ct.pwrbtn=1 ct.poweroff=1" --timeout 200
+PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" powerdown "$TMP/p.sock" "$TMP/p.out" \
+    >"$TMP/p.facts" 2>"$TMP/p.pyerr"
+sed 's/^/#   /' "$TMP/p.pyerr"
+for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -9 "$pid" 2>/dev/null
+wait "$pid"
+status=$?
+is "$(fact p waiting)" True "the guest enabled the power button's event"
+is "$(fact p powerdown-event)" True "system_powerdown: POWERDOWN event"
+is "$(fact p pressed)" True "the guest saw PWRBTN_STS"
+is "$(fact p shutdown-event)" "True:guest-shutdown" "it powered off: SHUTDOWN from the guest"
+is "$status" 0 "calf exits 0 (status $status)"
+[ "$t_fail" = 0 ] || show p | tail -20
 done_testing

@@ -27,6 +27,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "devices/devices.h"
 #include "devices/disk.h"
 #include "vmm/qmp-json.h"
 
@@ -563,6 +564,14 @@ static struct json *cmd_system_reset(struct qmp_ctx *x)
     return qjson_object();
 }
 
+/* The ACPI power button: what the guest makes of it is its business. */
+static struct json *cmd_system_powerdown(struct qmp_ctx *x)
+{
+    qmp_event(x->q, "POWERDOWN", NULL);
+    acpi_pm_power_button(x->q->vm->acpi_pm);
+    return qjson_object();
+}
+
 static struct json *cmd_quit(struct qmp_ctx *x)
 {
     send_shutdown(x->q, false, "host-qmp-quit");
@@ -646,6 +655,7 @@ static const struct qmp_cmd qmp_cmds[] = {
     { "stop", cmd_stop, NULL },
     { "cont", cmd_cont, NULL },
     { "system_reset", cmd_system_reset, NULL },
+    { "system_powerdown", cmd_system_powerdown, NULL },
     { "quit", cmd_quit, NULL },
     { "human-monitor-command", cmd_hmp, hmp_args },
     { NULL, NULL, NULL },

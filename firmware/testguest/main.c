@@ -23,6 +23,8 @@
  *                   ct.reset=loop: reset after every boot
  *   ct.poweroff=1   power off through the FADT's PM1a control (S5)
  *                   after the checks (acpi-pm.c)
+ *   ct.pwrbtn=1     before that, wait for a press of the ACPI power
+ *                   button (QMP system_powerdown; acpi-pm.c)
  *   ct.echo=1       echo COM1 input back until a line "end" (echo.c)
  *   ct.uart=1       check UART register semantics (echo.c)
  *   ct.cpuid=1      print CPUID leaves 1 and 7 (feature hiding tests)
@@ -354,6 +356,8 @@ static void finish(const struct boot_info *bi, int after_reset)
     if (how && after_reset)
         failures += reset_check();
 
+    if (has_key(cmdline, "ct.pwrbtn=") && !failures)
+        failures += acpi_wait_power_button(bi->rsdp);
     if (has_key(cmdline, "ct.poweroff=") && !failures)
         failures += acpi_poweroff(bi->rsdp);
     serial_puts(failures ? "calf-test: FAIL\n" : "calf-test: PASS\n");
