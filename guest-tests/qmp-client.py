@@ -9,6 +9,8 @@ TAP script compares them with what they must be.
                                         (and a few system_reset) checked
                                         against a model
   qmp-client.py powerdown SOCKET SERIAL system_powerdown, with ct.pwrbtn=1
+  qmp-client.py screen SOCKET SERIAL PNG PPM  screendump both ways
+  qmp-client.py keys SOCKET SERIAL      send-key to ct.vga=keys
   qmp-client.py churn SOCKET            stop and cont, a few ms apart,
                                         until the guest ends the run
 
@@ -199,6 +201,57 @@ async def powerdown(sock, ser):
     await hang_up(qmp)
 
 
+def png_rgb(path):
+    """the RGB rows of a PNG as calf writes them (8-bit RGB, filter 0)"""
+    import struct
+    import zlib
+    data = open(path, "rb").read()
+    pos, idat, w, h = 8, b"", 0, 0
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw = zlib.decompress(idat)
+    rows = [raw[y * (3 * w + 1):(y + 1) * (3 * w + 1)] for y in range(h)]
+    assert all(r[0] == 0 for r in rows)
+    return w, h, b"".join(r[1:] for r in rows)
+
+
+async def screen(sock, ser, png, ppm):
+    """screendump of the test guest's text screen, as PNG and as PPM"""
+    qmp = QMPClient("calf-screen")
+    await qmp.connect(sock)
+    say("drawn", await wait_for(lambda: b"calf-test: PASS" in serial(ser), 60))
+    await qmp.execute("screendump", {"filename": png, "format": "png"})
+    await qmp.execute("screendump", {"filename": ppm})
+    w, h, rgb = png_rgb(png)
+    data = open(ppm, "rb").read()
+    head = b"P6\n%d %d\n255\n" % (w, h)
+    say("ppm-header", data.startswith(head))
+    say("ppm-is-png", data[len(head):] == rgb)
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def keys(sock, ser):
+    """send-key: 'a', then Return, to the test guest's ct.vga=keys"""
+    qmp = QMPClient("calf-keys")
+    await qmp.connect(sock)
+    say("ready", await wait_for(
+        lambda: b"keyboard ready" in serial(ser), 60))
+    await qmp.execute("send-key", {"keys": [{"type": "qcode", "data": "a"}]})
+    await qmp.execute("send-key", {"keys": [{"type": "number", "data": 0x1c}],
+                                   "hold-time": 50})
+    await wait_for(lambda: serial(ser).count(b"calf-test: key ") >= 4, 60)
+    say("codes", b" ".join(re.findall(rb"calf-test: key (..)",
+                                     serial(ser))[:4]).decode())
+    await hang_up(qmp)
+
+
 async def churn(sock):
     """stop/cont while the guest does its I/O, until it ends the run"""
     qmp = QMPClient("calf-churn")
@@ -225,6 +278,10 @@ def main():
     ser = sys.argv[3] if len(sys.argv) > 3 else None
     if mode == "churn":
         asyncio.run(churn(sock))
+    elif mode == "screen":
+        asyncio.run(screen(sock, ser, sys.argv[4], sys.argv[5]))
+    elif mode == "keys":
+        asyncio.run(keys(sock, ser))
     elif mode == "powerdown":
         asyncio.run(powerdown(sock, ser))
     elif mode == "session":

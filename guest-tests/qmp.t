@@ -91,4 +91,34 @@ is "$(fact p pressed)" True "the guest saw PWRBTN_STS"
 is "$(fact p shutdown-event)" "True:guest-shutdown" "it powered off: SHUTDOWN from the guest"
 is "$status" 0 "calf exits 0 (status $status)"
 [ "$t_fail" = 0 ] || show p | tail -20
+
+# screendump: the test guest's text screen (guest-tests/vga.t's), as PNG
+# (checked by tests/unit/png-check.c) and as PPM (the same pixels)
+CHECK=$CALF_BUILD/tests/png-check
+start v --kernel "$GUEST" --vga std --append "ct.vga=text ct.hang=1" --timeout 200
+PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" screen "$TMP/v.sock" "$TMP/v.out" \
+    "$TMP/v.png" "$TMP/v.ppm" >"$TMP/v.facts" 2>"$TMP/v.pyerr"
+sed 's/^/#   /' "$TMP/v.pyerr"
+for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -9 "$pid" 2>/dev/null; wait "$pid"
+is "$(fact v drawn)" True "the guest drew its text screen"
+if [ -x "$CHECK" ]; then
+    "$CHECK" "$TMP/v.png" size 640x400 cell 4,2 48 ffff55 0000aa cell 5,2 65 ffff55 0000aa \
+        cell 0,0 db ff5555 000000 cell 0,4 db ff00ff 000000 2>"$TMP/v.check"
+    is $? 0 "screendump format=png: the guest's glyphs in their colours"
+    sed 's/^/#   /' "$TMP/v.check"
+else
+    skip "$CHECK not built (make test builds it)" "screendump format=png"
+fi
+is "$(fact v ppm-header)" True "screendump: a PPM, P6 640x400"
+is "$(fact v ppm-is-png)" True "with the same pixels as the PNG"
+
+# send-key: the test guest (ct.vga=keys) prints the set-1 codes it reads
+start k --kernel "$GUEST" --append "ct.vga=keys" --timeout 200
+PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" keys "$TMP/k.sock" "$TMP/k.out" \
+    >"$TMP/k.facts" 2>"$TMP/k.pyerr"
+sed 's/^/#   /' "$TMP/k.pyerr"
+for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -9 "$pid" 2>/dev/null; wait "$pid"
+is "$(fact k codes)" "1e 9e 1c 9c" "send-key qcode a, then number 0x1c: make and break of A and Return"
 done_testing

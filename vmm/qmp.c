@@ -29,6 +29,8 @@
 
 #include "devices/devices.h"
 #include "devices/disk.h"
+#include "devices/vga.h"
+#include "vmm/display.h"
 #include "vmm/qmp-json.h"
 
 #define QMP_READ_CHUNK 4096
@@ -564,6 +566,221 @@ static struct json *cmd_system_reset(struct qmp_ctx *x)
     return qjson_object();
 }
 
+/* PPM as QEMU writes it: P6, the size, 255, RGB rows */
+static int ppm_write(const char *path, const struct vga_image *img)
+{
+    FILE *f = fopen(path, "wb");
+    int ret = 0;
+
+    if (!f)
+        return -errno;
+    if (fprintf(f, "P6\n%u %u\n255\n", img->width, img->height) < 0 ||
+        fwrite(img->rgb, 3, (size_t)img->width * img->height, f) !=
+            (size_t)img->width * img->height)
+        ret = -EIO;
+    if (fclose(f) && !ret)
+        ret = -errno;
+    return ret;
+}
+
+static struct json *cmd_screendump(struct qmp_ctx *x)
+{
+    const char *path = qjson_get(x->args, "filename")->s;
+    const struct json *dev = qjson_get(x->args, "device");
+    const struct json *fmt = qjson_get(x->args, "format");
+    struct vga_image img = { 0 };
+    bool png = false;
+    int fd, ret;
+
+    if (fmt && !(png = !strcmp(fmt->s, "png")) && strcmp(fmt->s, "ppm")) {
+        set_error(x->err, "GenericError",
+                  "Parameter 'format' does not accept value '%s'", fmt->s);
+        return NULL;
+    }
+    if (dev) { /* calf's one VGA has no device ID */
+        set_error(x->err, "DeviceNotFound", "Device '%s' not found",
+                  dev->s);
+        return NULL;
+    }
+    if (qjson_get(x->args, "head")) {
+        set_error(x->err, "GenericError",
+                  "'head' must be specified together with 'device'");
+        return NULL;
+    }
+    if (!x->q->vm->vga) {
+        set_error(x->err, "GenericError",
+                  "There is no console to take a screendump from");
+        return NULL;
+    }
+    /* QEMU opens (and so creates) the file before it writes it */
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        set_error(x->err, "GenericError", "failed to open file '%s': %s",
+                  path, strerror(errno));
+        return NULL;
+    }
+    close(fd);
+    ret = vga_render(x->q->vm->vga, &img, 1);
+    if (!ret)
+        ret = png ? png_write(path, img.rgb, img.width, img.height)
+                  : ppm_write(path, &img);
+    free(img.rgb);
+    if (ret) {
+        unlink(path);
+        set_error(x->err, "GenericError", "failed to write '%s': %s", path,
+                  strerror(-ret));
+        return NULL;
+    }
+    return qjson_object();
+}
+
+/* ---- send-key ---- */
+
+/* QEMU's key names (QKeyCode) and their USB HID usages, which
+ * vmm/display-keymap.c turns into set 2 */
+static const struct { const char *qcode; unsigned hid; } qcodes[] = {
+    { "a", 4 }, { "b", 5 }, { "c", 6 }, { "d", 7 }, { "e", 8 }, { "f", 9 },
+    { "g", 10 }, { "h", 11 }, { "i", 12 }, { "j", 13 }, { "k", 14 },
+    { "l", 15 }, { "m", 16 }, { "n", 17 }, { "o", 18 }, { "p", 19 },
+    { "q", 20 }, { "r", 21 }, { "s", 22 }, { "t", 23 }, { "u", 24 },
+    { "v", 25 }, { "w", 26 }, { "x", 27 }, { "y", 28 }, { "z", 29 },
+    { "1", 30 }, { "2", 31 }, { "3", 32 }, { "4", 33 }, { "5", 34 },
+    { "6", 35 }, { "7", 36 }, { "8", 37 }, { "9", 38 }, { "0", 39 },
+    { "ret", 40 }, { "esc", 41 }, { "backspace", 42 }, { "tab", 43 },
+    { "spc", 44 }, { "minus", 45 }, { "equal", 46 }, { "bracket_left", 47 },
+    { "bracket_right", 48 }, { "backslash", 49 }, { "semicolon", 51 },
+    { "apostrophe", 52 }, { "grave_accent", 53 }, { "comma", 54 },
+    { "dot", 55 }, { "slash", 56 }, { "caps_lock", 57 }, { "f1", 58 },
+    { "f2", 59 }, { "f3", 60 }, { "f4", 61 }, { "f5", 62 }, { "f6", 63 },
+    { "f7", 64 }, { "f8", 65 }, { "f9", 66 }, { "f10", 67 }, { "f11", 68 },
+    { "f12", 69 }, { "print", 70 }, { "scroll_lock", 71 }, { "pause", 72 },
+    { "insert", 73 }, { "home", 74 }, { "pgup", 75 }, { "delete", 76 },
+    { "end", 77 }, { "pgdn", 78 }, { "right", 79 }, { "left", 80 },
+    { "down", 81 }, { "up", 82 }, { "num_lock", 83 }, { "kp_divide", 84 },
+    { "kp_multiply", 85 }, { "kp_subtract", 86 }, { "kp_add", 87 },
+    { "kp_enter", 88 }, { "kp_1", 89 }, { "kp_2", 90 }, { "kp_3", 91 },
+    { "kp_4", 92 }, { "kp_5", 93 }, { "kp_6", 94 }, { "kp_7", 95 },
+    { "kp_8", 96 }, { "kp_9", 97 }, { "kp_0", 98 }, { "kp_decimal", 99 },
+    { "less", 100 }, { "menu", 101 }, { "ctrl", 224 }, { "shift", 225 },
+    { "alt", 226 }, { "meta_l", 227 }, { "ctrl_r", 228 },
+    { "shift_r", 229 }, { "alt_r", 230 }, { "meta_r", 231 },
+};
+
+/* A QEMU key number (set 1, 0x80 for the E0 prefix) as set 2 bytes */
+static size_t number_to_set2(int64_t num, uint8_t *out)
+{
+    size_t n = 0;
+
+    if (num <= 0 || num > 0xff || (num & 0x7f) == 0)
+        return 0;
+    for (unsigned c = 1; c < 0x100; c++) {
+        if (i8042_set2_to_set1((uint8_t)c) == (num & 0x7f)) {
+            if (num & 0x80)
+                out[n++] = 0xe0;
+            out[n++] = (uint8_t)c;
+            return n;
+        }
+    }
+    return 0;
+}
+
+/* A key's make (or break) bytes in set 2; 0 when it has none */
+static size_t key_set2(const struct json *k, bool release, uint8_t *out)
+{
+    const struct json *type = qjson_get(k, "type");
+    const struct json *data = qjson_get(k, "data");
+    size_t n;
+
+    if (!strcmp(type->s, "number")) {
+        n = number_to_set2(data->i, out);
+        if (n && release) {
+            out[n] = out[n - 1];
+            out[n - 1] = 0xf0;
+            n++;
+        }
+        return n;
+    }
+    for (size_t i = 0; i < sizeof(qcodes) / sizeof(qcodes[0]); i++)
+        if (!strcmp(qcodes[i].qcode, data->s))
+            return keymap_hid_to_set2(qcodes[i].hid, release, out);
+    return 0;
+}
+
+/* QEMU's checks of one KeyValue, in its visitor's order */
+static bool key_check(const struct json *k, size_t i, struct qmp_error *err)
+{
+    const struct json *type, *data;
+    bool number;
+
+    if (k->type != JSON_OBJECT) {
+        set_error(err, "GenericError",
+                  "Invalid parameter type for 'keys[%zu]', expected: object",
+                  i);
+        return false;
+    }
+    type = qjson_get(k, "type");
+    if (!type) {
+        set_error(err, "GenericError", "Parameter 'keys[%zu].type' is missing",
+                  i);
+        return false;
+    }
+    if (type->type != JSON_STRING) {
+        set_error(err, "GenericError",
+                  "Invalid parameter type for 'keys[%zu].type', expected: "
+                  "string", i);
+        return false;
+    }
+    number = !strcmp(type->s, "number");
+    if (!number && strcmp(type->s, "qcode")) {
+        set_error(err, "GenericError",
+                  "Parameter 'type' does not accept value '%s'", type->s);
+        return false;
+    }
+    data = qjson_get(k, "data");
+    if (!data) {
+        set_error(err, "GenericError", "Parameter 'keys[%zu].data' is missing",
+                  i);
+        return false;
+    }
+    if (number ? data->type != JSON_INT : data->type != JSON_STRING) {
+        set_error(err, "GenericError",
+                  "Invalid parameter type for 'keys[%zu].data', expected: %s",
+                  i, number ? "integer" : "string");
+        return false;
+    }
+    if (!number) {
+        for (size_t j = 0; j < sizeof(qcodes) / sizeof(qcodes[0]); j++)
+            if (!strcmp(qcodes[j].qcode, data->s))
+                return true;
+        set_error(err, "GenericError",
+                  "Parameter 'data' does not accept value '%s'", data->s);
+        return false;
+    }
+    return true;
+}
+
+/* Presses the keys in order, then releases them in reverse.  hold-time
+ * is accepted; the releases follow at once (the guest sees the same
+ * codes, in the same order). */
+static struct json *cmd_send_key(struct qmp_ctx *x)
+{
+    const struct json *keys = qjson_get(x->args, "keys");
+    struct i8042 *kbd = x->q->vm->kbd;
+    uint8_t codes[8];
+    size_t n;
+
+    for (size_t i = 0; i < keys->c.n; i++)
+        if (!key_check(keys->c.v[i], i, x->err))
+            return NULL;
+    for (size_t i = 0; kbd && i < keys->c.n; i++)
+        if ((n = key_set2(keys->c.v[i], false, codes)))
+            i8042_key_event(kbd, codes, n);
+    for (size_t i = keys->c.n; kbd && i-- > 0;)
+        if ((n = key_set2(keys->c.v[i], true, codes)))
+            i8042_key_event(kbd, codes, n);
+    return qjson_object();
+}
+
 /* The ACPI power button: what the guest makes of it is its business. */
 static struct json *cmd_system_powerdown(struct qmp_ctx *x)
 {
@@ -643,6 +860,17 @@ static const struct arg_spec hmp_args[] = {
     { NULL, 0, false },
 };
 
+static const struct arg_spec screendump_args[] = {
+    { "filename", ARG_STR, false }, { "device", ARG_STR, true },
+    { "head", ARG_INT, true }, { "format", ARG_STR, true },
+    { NULL, 0, false },
+};
+
+static const struct arg_spec send_key_args[] = {
+    { "keys", ARG_ARRAY, false }, { "hold-time", ARG_INT, true },
+    { NULL, 0, false },
+};
+
 static const struct qmp_cmd qmp_cmds[] = {
     { "qmp_capabilities", cmd_capabilities, caps_args },
     { "query-version", cmd_query_version, NULL },
@@ -656,6 +884,8 @@ static const struct qmp_cmd qmp_cmds[] = {
     { "cont", cmd_cont, NULL },
     { "system_reset", cmd_system_reset, NULL },
     { "system_powerdown", cmd_system_powerdown, NULL },
+    { "screendump", cmd_screendump, screendump_args },
+    { "send-key", cmd_send_key, send_key_args },
     { "quit", cmd_quit, NULL },
     { "human-monitor-command", cmd_hmp, hmp_args },
     { NULL, NULL, NULL },
