@@ -10,6 +10,7 @@ TAP script compares them with what they must be.
                                         against a model
   qmp-client.py powerdown SOCKET SERIAL system_powerdown, with ct.pwrbtn=1
   qmp-client.py screen SOCKET SERIAL PNG PPM  screendump both ways
+  qmp-client.py regs SOCKET SERIAL      info registers once it counts
   qmp-client.py keys SOCKET SERIAL      send-key to ct.vga=keys
   qmp-client.py churn SOCKET            stop and cont, a few ms apart,
                                         until the guest ends the run
@@ -252,6 +253,19 @@ async def keys(sock, ser):
     await hang_up(qmp)
 
 
+async def regs(sock, ser):
+    """info registers of CPU 0, stopped once the guest counts"""
+    qmp = QMPClient("calf-regs")
+    await qmp.connect(sock)
+    await wait_for(lambda: ticks(ser) >= 1, 120)
+    await qmp.execute("stop")
+    text = await qmp.execute("human-monitor-command",
+                             {"command-line": "info registers"})
+    sys.stdout.write(text.replace("\r\n", "\n"))
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
 async def churn(sock):
     """stop/cont while the guest does its I/O, until it ends the run"""
     qmp = QMPClient("calf-churn")
@@ -280,6 +294,8 @@ def main():
         asyncio.run(churn(sock))
     elif mode == "screen":
         asyncio.run(screen(sock, ser, sys.argv[4], sys.argv[5]))
+    elif mode == "regs":
+        asyncio.run(regs(sock, ser))
     elif mode == "keys":
         asyncio.run(keys(sock, ser))
     elif mode == "powerdown":

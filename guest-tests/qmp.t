@@ -121,4 +121,38 @@ sed 's/^/#   /' "$TMP/k.pyerr"
 for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 kill -9 "$pid" 2>/dev/null; wait "$pid"
 is "$(fact k codes)" "1e 9e 1c 9c" "send-key qcode a, then number 0x1c: make and break of A and Return"
+
+# info registers: the test guest's ELF (PVH entry) counting, stopped, on
+# calf and on qemu-system-x86_64: the lines the guest itself decides
+# (its segments, GDT, paging, EFER) are the same text
+start r --kernel "$GUEST_ELF" --append "ct.tick=1" --timeout 200
+PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" regs "$TMP/r.sock" "$TMP/r.out" \
+    >"$TMP/r.regs" 2>"$TMP/r.pyerr"
+for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -9 "$pid" 2>/dev/null; wait "$pid"
+sed 's/^/#   /' "$TMP/r.pyerr"
+guest_lines() { grep -E '^(CS|SS|DS|ES) =|^GDT=|^CR0=|^EFER=' "$1"; }
+ok "info registers: the CPU dump, 64-bit" grep -q '^RIP=' "$TMP/r.regs"
+if command -v qemu-system-x86_64 >/dev/null; then
+    qemu-system-x86_64 -enable-kvm -m 256 -display none -nodefaults \
+        -serial "file:$TMP/q.out" -kernel "$GUEST_ELF" -append "ct.tick=1" \
+        -qmp "unix:$TMP/q.sock,server=on,wait=off" >"$TMP/q.err" 2>&1 &
+    qpid=$!
+    at_exit "kill -9 $qpid 2>/dev/null"
+    for ((i = 0; i < 100; i++)); do [ -S "$TMP/q.sock" ] && break; sleep 0.1; done
+    PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" regs "$TMP/q.sock" "$TMP/q.out" \
+        >"$TMP/q.regs" 2>>"$TMP/q.err"
+    kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
+    if grep -q '^RIP=' "$TMP/q.regs"; then
+        is "$(guest_lines "$TMP/r.regs")" "$(guest_lines "$TMP/q.regs")" \
+            "the guest's segments, GDT, CR0/CR3/CR4 and EFER read as on QEMU"
+        is "$(cut -c1-4 "$TMP/r.regs" | tr '\n' ' ')" "$(cut -c1-4 "$TMP/q.regs" | tr '\n' ' ')" \
+            "line for line the layout of QEMU's dump"
+    else
+        skip "qemu-system-x86_64 gave no dump: $(tail -2 "$TMP/q.err")" "as on QEMU" "QEMU's layout"
+    fi
+else
+    skip "qemu-system-x86_64 is not installed" "as on QEMU" "QEMU's layout"
+fi
+[ "$t_fail" = 0 ] || sed 's/^/#   /' "$TMP/r.regs"
 done_testing

@@ -31,6 +31,7 @@
 #include "devices/disk.h"
 #include "devices/vga.h"
 #include "vmm/display.h"
+#include "vmm/hmp.h"
 #include "vmm/qmp-json.h"
 
 #define QMP_READ_CHUNK 4096
@@ -809,13 +810,52 @@ static void hmp_info_cpus(struct qmp *q, struct qjson_buf *b)
     }
 }
 
+/* text with \n line ends, as the monitor sends it: \r\n */
+static void add_crlf(struct qjson_buf *b, const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '\n')
+            qjson_buf_add(b, "\r", 1);
+        qjson_buf_add(b, text + i, 1);
+    }
+}
+
+/* info registers [-a]: the monitor's CPU (cpu-index, default 0) or all;
+ * the vCPUs are parked meanwhile if they were running. */
+static void hmp_info_registers(struct qmp_ctx *x, bool all,
+                               struct qjson_buf *b)
+{
+    struct vm *vm = x->q->vm;
+    const struct json *ci = qjson_get(x->args, "cpu-index");
+    int first = ci ? (int)ci->i : 0;
+    bool was_running = !atomic_load(&vm->paused);
+    struct qjson_buf text = { 0 };
+
+    if (was_running)
+        vm_pause(vm);
+    for (int i = all ? 0 : first; i < (all ? vm->ncpus : first + 1); i++)
+        if (hmp_dump_vcpu(&vm->vcpus[i], &text))
+            qjson_buf_add(&text, "(registers not readable)\n", 26);
+    if (was_running)
+        vm_resume(vm);
+    add_crlf(b, text.p ? text.p : "", text.len);
+    free(text.p);
+}
+
 static struct json *cmd_hmp(struct qmp_ctx *x)
 {
     const char *line = qjson_get(x->args, "command-line")->s;
+    const struct json *ci = qjson_get(x->args, "cpu-index");
     struct qjson_buf b = { 0 };
     struct json *r;
     char cmd[64];
     size_t n;
+
+    if (ci && (ci->i < 0 || ci->i >= x->q->vm->ncpus)) {
+        set_error(x->err, "GenericError",
+                  "Parameter 'cpu-index' expects a CPU number");
+        return NULL;
+    }
 
     while (*line == ' ')
         line++;
@@ -831,6 +871,10 @@ static struct json *cmd_hmp(struct qmp_ctx *x)
             qjson_buf_add(&b, "\r\n", 2);
         } else if (!strcmp(cmd, "cpus")) {
             hmp_info_cpus(x->q, &b);
+        } else if (!strcmp(cmd, "registers")) {
+            const char *opt = what + n + strspn(what + n, " ");
+
+            hmp_info_registers(x, !strncmp(opt, "-a", 2), &b);
         } else {
             char *s;
 
