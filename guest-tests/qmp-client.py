@@ -95,6 +95,9 @@ async def session(sock, ser):
     hmp = await qmp.execute("human-monitor-command",
                             {"command-line": "info status"})
     say("hmp-status", hmp.strip())
+    hmp = await qmp.execute("human-monitor-command",
+                            {"command-line": "info block"})
+    say("hmp-block", hmp.replace("\r\n", "|"))
 
     say("ticking", await wait_for(lambda: ticks(ser) >= 3, 60))
 

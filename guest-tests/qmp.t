@@ -59,6 +59,8 @@ is "$(fact s has-commands)" True "query-commands lists stop, cont, quit, system_
 is "$(fact s block)" "virtio0:raw:False:False,ide1-cd0:raw:True:True" \
     "query-block: the disk and the CD, with QEMU's device names"
 is "$(fact s hmp-status)" "VM status: running" "human-monitor-command: info status"
+is "$(fact s hmp-block)" "virtio0: $TMP/disk.raw (raw)|    Cache mode:       writeback||ide1-cd0: $TMP/cd.iso (raw, read-only)|    Removable device: not locked, tray closed|    Cache mode:       writeback|" \
+    "info block: both drives, as QEMU words them"
 is "$(fact s ticking)" True "the guest's counter advances"
 is "$(fact s stop-event)" True "stop: STOP event"
 is "$(fact s stopped-status)" paused "query-status after stop: paused"

@@ -810,6 +810,31 @@ static void hmp_info_cpus(struct qmp *q, struct qjson_buf *b)
     }
 }
 
+/* info block, as QEMU prints its drives (calf's have no node names or
+ * QOM paths, so neither is shown) */
+static void hmp_info_block(struct qmp *q, struct qjson_buf *b)
+{
+    for (int i = 0; i < q->vm->ndisks; i++) {
+        const struct vm_disk *d = &q->vm->disks[i];
+        char *s = NULL;
+        int n = asprintf(&s,
+                         "%s%s: %s (%s%s)\n%s    Cache mode:       %s%s%s\n",
+                         i ? "\n" : "", d->name, d->file,
+                         d->format ? d->format : probe_format(d->file),
+                         d->readonly ? ", read-only" : "",
+                         d->cdrom ? "    Removable device: not locked, "
+                                    "tray closed\n" : "",
+                         "writeback",
+                         d->cache == DISK_CACHE_NONE ? ", direct" : "",
+                         d->cache == DISK_CACHE_UNSAFE ? ", ignore flushes"
+                                                       : "");
+
+        if (n > 0)
+            qjson_buf_add(b, s, (size_t)n);
+        free(s);
+    }
+}
+
 /* text with \n line ends, as the monitor sends it: \r\n */
 static void add_crlf(struct qjson_buf *b, const char *text, size_t len)
 {
@@ -871,6 +896,12 @@ static struct json *cmd_hmp(struct qmp_ctx *x)
             qjson_buf_add(&b, "\r\n", 2);
         } else if (!strcmp(cmd, "cpus")) {
             hmp_info_cpus(x->q, &b);
+        } else if (!strcmp(cmd, "block")) {
+            struct qjson_buf t = { 0 };
+
+            hmp_info_block(x->q, &t);
+            add_crlf(&b, t.p ? t.p : "", t.len);
+            free(t.p);
         } else if (!strcmp(cmd, "registers")) {
             const char *opt = what + n + strspn(what + n, " ");
 
