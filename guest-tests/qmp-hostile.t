@@ -100,5 +100,22 @@ is "$status" 2 "--qmp tcp on a non-loopback address is refused (status $status)"
 ok "and says why" has_err nonlocal "is not a loopback address"
 boot noserver --kernel "$GUEST" --qmp "unix:$TMP/x.sock" --timeout 20
 is "$status" 2 "--qmp without server=on is refused (calf only listens)"
+
+# 4. wait=on (QEMU's default for a server): the guest starts once a
+#    client is there
+"$CALF" run --kernel "$GUEST" --append "ct.tick=1" --timeout 60 \
+    --qmp "unix:$TMP/w.sock,server=on" >"$TMP/w.out" 2>"$TMP/w.err" </dev/null &
+pid=$!
+at_exit "kill -9 $pid 2>/dev/null"
+for ((i = 0; i < 100; i++)); do [ -S "$TMP/w.sock" ] && break; sleep 0.1; done
+sleep 1
+ok "wait=on: nothing runs before a client connects" [ ! -s "$TMP/w.out" ]
+ok "and calf says it waits" has_err w "waiting for a QMP client"
+printf '%s\n' '{"execute":"qmp_capabilities"}' >"$TMP/w.req"
+python3 "$RAW" transcript "$TMP/w.sock" "$TMP/w.req" >/dev/null 2>&1 &
+for ((i = 0; i < 100; i++)); do has w "calf-test: tick" && break; sleep 0.1; done
+ok "once one did, the guest runs" has w "calf-test: tick"
+kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+ok "calf run --help lists --qmp" bash -c "'$CALF' run --help | grep -q -- '--qmp unix:PATH'"
 [ "$t_fail" = 0 ] || { show h | grep -v "calf-test: tick" | tail -30; }
 done_testing
