@@ -12,6 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ---- values ---- */
 
@@ -907,11 +911,73 @@ static struct json *parse_number(const char *tok, int type)
 }
 
 /* An index of an object's keys while it is parsed, so that a hostile
- * object of many members costs no quadratic duplicate check. */
+ * object of many members costs no quadratic duplicate check.  Its hash
+ * is SipHash-1-3 over every byte of the key under a key drawn once per
+ * process: a client cannot pick keys that share a slot.  (qdict_hash,
+ * QEMU's, only orders output: it ignores which position a byte is at
+ * modulo 24, so colliding keys are easy to make.) */
 struct key_index {
     uint32_t *slot;            /* member index + 1, 0 = empty */
     size_t cap;
 };
+
+static uint64_t sip_k0, sip_k1;
+static pthread_once_t sip_once = PTHREAD_ONCE_INIT;
+
+static void sip_seed(void)
+{
+    uint64_t k[2];
+
+    if (getrandom(k, sizeof(k), 0) != (ssize_t)sizeof(k)) {
+        struct timespec ts;
+
+        /* no entropy source: still differ per process and run */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        k[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^
+               (uint64_t)getpid();
+        k[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&ts;
+    }
+    sip_k0 = k[0];
+    sip_k1 = k[1];
+}
+
+#define ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                        \
+    do {                                                                \
+        v0 += v1; v1 = ROTL64(v1, 13); v1 ^= v0; v0 = ROTL64(v0, 32);   \
+        v2 += v3; v3 = ROTL64(v3, 16); v3 ^= v2;                        \
+        v0 += v3; v3 = ROTL64(v3, 21); v3 ^= v0;                        \
+        v2 += v1; v1 = ROTL64(v1, 17); v1 ^= v2; v2 = ROTL64(v2, 32);   \
+    } while (0)
+
+static uint64_t key_hash(const char *key)
+{
+    const unsigned char *p = (const unsigned char *)key;
+    size_t len = strlen(key), i;
+    uint64_t v0, v1, v2, v3, m, b = (uint64_t)len << 56;
+
+    pthread_once(&sip_once, sip_seed);
+    v0 = sip_k0 ^ 0x736f6d6570736575ull;
+    v1 = sip_k1 ^ 0x646f72616e646f6dull;
+    v2 = sip_k0 ^ 0x6c7967656e657261ull;
+    v3 = sip_k1 ^ 0x7465646279746573ull;
+    for (i = 0; i + 8 <= len; i += 8) {
+        memcpy(&m, p + i, 8);
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    for (size_t j = 0; i + j < len; j++)
+        b |= (uint64_t)p[i + j] << (8 * j);
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
 
 static bool key_index_has(struct key_index *ki, const struct json *obj,
                           const char *key)
@@ -922,7 +988,7 @@ static bool key_index_has(struct key_index *ki, const struct json *obj,
                 return true;
         return false;
     }
-    for (size_t h = qdict_hash(key) & (ki->cap - 1); ki->slot[h];
+    for (size_t h = key_hash(key) & (ki->cap - 1); ki->slot[h];
          h = (h + 1) & (ki->cap - 1))
         if (!strcmp(obj->c.keys[ki->slot[h] - 1], key))
             return true;
@@ -946,14 +1012,14 @@ static int key_index_add(struct key_index *ki, const struct json *obj)
         ki->slot = s;
         ki->cap = cap;
         for (size_t i = 0; i + 1 < n; i++) {
-            size_t h = qdict_hash(obj->c.keys[i]) & (cap - 1);
+            size_t h = key_hash(obj->c.keys[i]) & (cap - 1);
 
             while (s[h])
                 h = (h + 1) & (cap - 1);
             s[h] = (uint32_t)i + 1;
         }
     }
-    size_t h = qdict_hash(obj->c.keys[n - 1]) & (ki->cap - 1);
+    size_t h = key_hash(obj->c.keys[n - 1]) & (ki->cap - 1);
 
     while (ki->slot[h])
         h = (h + 1) & (ki->cap - 1);
