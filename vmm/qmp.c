@@ -61,6 +61,18 @@ struct qmp_socket {
     struct qmp_client *client; /* one at a time, as QEMU's chardev */
 };
 
+/* send-key's key events wait here until they are due and the i8042's
+ * queue has room for them: presses at once, releases hold-time later. */
+#define QMP_KEYQ_MAX 1024
+#define QMP_HOLD_MS 100              /* QEMU's default hold-time */
+#define QMP_HOLD_MAX_MS 60000
+
+struct key_ev {
+    uint8_t code[8];
+    uint8_t n;
+    uint64_t due;              /* vm_now_ns() */
+};
+
 struct qmp {
     struct vm *vm;
     const struct qmp_host *host;
@@ -68,6 +80,8 @@ struct qmp {
     struct qmp_socket socks[QMP_MAX_SOCKETS];
     int nsocks;
     bool shutdown_sent;
+    struct key_ev keyq[QMP_KEYQ_MAX];
+    unsigned keyq_head, keyq_len;
 };
 
 struct qmp_error {
@@ -760,25 +774,77 @@ static bool key_check(const struct json *k, size_t i, struct qmp_error *err)
     return true;
 }
 
-/* Presses the keys in order, then releases them in reverse.  hold-time
- * is accepted; the releases follow at once (the guest sees the same
- * codes, in the same order). */
+static void keyq_push(struct qmp *q, const uint8_t *code, size_t n,
+                      uint64_t due)
+{
+    struct key_ev *e = &q->keyq[(q->keyq_head + q->keyq_len++) %
+                                QMP_KEYQ_MAX];
+
+    memcpy(e->code, code, n);
+    e->n = (uint8_t)n;
+    e->due = due;
+}
+
+/* Feeds the i8042 the key events that are due, as its queue drains
+ * (each main loop round). */
+static void keyq_pump(struct qmp *q)
+{
+    uint64_t now = q->keyq_len ? vm_now_ns() : 0;
+
+    while (q->keyq_len) {
+        struct key_ev *e = &q->keyq[q->keyq_head];
+
+        if (e->due > now || i8042_key_event(q->vm->kbd, e->code, e->n))
+            break;
+        q->keyq_head = (q->keyq_head + 1) % QMP_KEYQ_MAX;
+        q->keyq_len--;
+    }
+}
+
+/* Presses the keys in order, then hold-time (ms, QEMU's default 100)
+ * later releases them in reverse.  The events queue behind those of
+ * earlier send-keys and go to the i8042 as its queue has room; a
+ * send-key whose events do not all fit in the queue is dropped whole
+ * (as QEMU drops input past its queue's limit), so no press is taken
+ * without its release. */
 static struct json *cmd_send_key(struct qmp_ctx *x)
 {
     const struct json *keys = qjson_get(x->args, "keys");
-    struct i8042 *kbd = x->q->vm->kbd;
+    const struct json *hold = qjson_get(x->args, "hold-time");
+    struct qmp *q = x->q;
+    int64_t hold_ms = hold ? hold->i : QMP_HOLD_MS;
     uint8_t codes[8];
-    size_t n;
+    size_t n, events = 0;
+    uint64_t due;
 
     for (size_t i = 0; i < keys->c.n; i++)
         if (!key_check(keys->c.v[i], i, x->err))
             return NULL;
-    for (size_t i = 0; kbd && i < keys->c.n; i++)
+    if (!q->vm->kbd)
+        return qjson_object();
+    for (size_t i = 0; i < keys->c.n; i++)
+        if (key_set2(keys->c.v[i], false, codes))
+            events += 2;
+    if (q->keyq_len + events > QMP_KEYQ_MAX)
+        return qjson_object();
+    hold_ms = hold_ms < 0 ? 0 : hold_ms > QMP_HOLD_MAX_MS ? QMP_HOLD_MAX_MS
+                                                          : hold_ms;
+    due = vm_now_ns();
+    if (q->keyq_len) {
+        uint64_t last = q->keyq[(q->keyq_head + q->keyq_len - 1) %
+                                QMP_KEYQ_MAX].due;
+
+        if (last > due)
+            due = last;
+    }
+    for (size_t i = 0; i < keys->c.n; i++)
         if ((n = key_set2(keys->c.v[i], false, codes)))
-            i8042_key_event(kbd, codes, n);
-    for (size_t i = keys->c.n; kbd && i-- > 0;)
+            keyq_push(q, codes, n, due);
+    due += (uint64_t)hold_ms * 1000000u;
+    for (size_t i = keys->c.n; i-- > 0;)
         if ((n = key_set2(keys->c.v[i], true, codes)))
-            i8042_key_event(kbd, codes, n);
+            keyq_push(q, codes, n, due);
+    keyq_pump(q);
     return qjson_object();
 }
 
@@ -1202,6 +1268,8 @@ void qmp_dispatch(struct qmp *q, const struct pollfd *pfd, int n)
             client_read(c);
         k++;
     }
+    if (q)
+        keyq_pump(q);
     /* answers and events of this round (they may be for any client),
      * then the clients that went away */
     for (int i = 0; q && i < q->nsocks; i++) {
