@@ -43,6 +43,7 @@
 
 struct acpi_pm {
     struct bus *bus;
+    struct pci *pci;
     struct pci_dev *dev;
     uint16_t sts, en, cnt;
     bool sci;                 /* the level last set on the SCI */
@@ -71,15 +72,16 @@ static unsigned pm_base_of(struct acpi_pm *pm, uint16_t port)
 }
 
 /* The SCI follows the enabled status bits (PM1_EN has the same layout
- * as PM1_STS for them); bus lock held.  The line is driven only when
- * the level changes: PIRQ routes may put a PCI INTx on IRQ 9 too. */
+ * as PM1_STS for them); bus lock held.  PIRQ routes may put a PCI INTx
+ * on IRQ 9 too: the SCI is counted with them (pci_share_isa_irq), on
+ * its own level changes only. */
 static void pm_update_sci(struct acpi_pm *pm)
 {
     bool level = pm->sts & pm->en & (PM1_STS_TMR | PM1_STS_PWRBTN);
 
     if (level != pm->sci) {
         pm->sci = level;
-        bus_set_irq(pm->bus, ACPI_PM_SCI_IRQ, level);
+        pci_share_isa_irq(pm->pci, ACPI_PM_SCI_IRQ, level);
     }
 }
 
@@ -168,6 +170,7 @@ int acpi_pm_create(struct pci *pci, int slot, int fn, struct bus *bus,
         return ret;
     }
     pm->bus = bus;
+    pm->pci = pci;
     acpi_pm_reset(pm);
     ret = pci_add_fn(pci, slot, fn, &cfg, NULL, NULL, &pm->dev);
     if (ret)
