@@ -11,7 +11,7 @@ TAP script compares them with what they must be.
   qmp-client.py powerdown SOCKET SERIAL system_powerdown, with ct.pwrbtn=1
   qmp-client.py screen SOCKET SERIAL PNG PPM  screendump both ways
   qmp-client.py regs SOCKET SERIAL      info registers once it counts
-  qmp-client.py keys SOCKET SERIAL      send-key to ct.vga=keys22
+  qmp-client.py keys SOCKET SERIAL      send-key to ct.vga=keys26
   qmp-client.py churn SOCKET            stop and cont, a few ms apart,
                                         until the guest ends the run
 
@@ -243,7 +243,7 @@ async def screen(sock, ser, png, ppm):
 
 async def keys(sock, ser):
     """send-key: 'a', then Return, then shift+abcdefgh, to the test
-    guest's ct.vga=keys22"""
+    guest's ct.vga=keys26"""
     qmp = QMPClient("calf-keys")
     await qmp.connect(sock)
     say("ready", await wait_for(
@@ -265,7 +265,15 @@ async def keys(sock, ser):
     await qmp.execute("cont")
     await wait_for(lambda: serial(ser).count(b"calf-test: key ") >= 22, 60)
     say("chord", b" ".join(re.findall(rb"calf-test: key (..)",
-                                     serial(ser))[4:]).decode())
+                                     serial(ser))[4:22]).decode())
+    # QEMU's other names: sysrq and kp_equals have scancodes, 'again'
+    # none (taken, nothing sent)
+    await qmp.execute("send-key", {"keys": [
+        {"type": "qcode", "data": k} for k in
+        ("again", "sysrq", "kp_equals")], "hold-time": 10})
+    await wait_for(lambda: serial(ser).count(b"calf-test: key ") >= 26, 60)
+    say("more", b" ".join(re.findall(rb"calf-test: key (..)",
+                                    serial(ser))[22:]).decode())
     await hang_up(qmp)
 
 

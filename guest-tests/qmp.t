@@ -115,8 +115,8 @@ fi
 is "$(fact v ppm-header)" True "screendump: a PPM, P6 640x400"
 is "$(fact v ppm-is-png)" True "with the same pixels as the PNG"
 
-# send-key: the test guest (ct.vga=keys22) prints the set-1 codes it reads
-start k --kernel "$GUEST" --append "ct.vga=keys22" --timeout 200
+# send-key: the test guest (ct.vga=keys26) prints the set-1 codes it reads
+start k --kernel "$GUEST" --append "ct.vga=keys26" --timeout 200
 PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" keys "$TMP/k.sock" "$TMP/k.out" \
     >"$TMP/k.facts" 2>"$TMP/k.pyerr"
 sed 's/^/#   /' "$TMP/k.pyerr"
@@ -125,6 +125,8 @@ kill -9 "$pid" 2>/dev/null; wait "$pid"
 is "$(fact k codes)" "1e 9e 1c 9c" "send-key qcode a, then number 0x1c: make and break of A and Return"
 is "$(fact k chord)" "2a 1e 30 2e 20 12 21 22 23 a3 a2 a1 92 a0 ae b0 9e aa" \
     "send-key shift+abcdefgh to a stopped guest: all pressed in order, all released in reverse"
+is "$(fact k more)" "54 59 d9 d4" \
+    "send-key again (no scancode), sysrq, kp_equals: QEMU's names, sent as set 1 54 59 d9 d4"
 
 # info registers: the test guest's ELF (PVH entry) counting, stopped, on
 # calf and on qemu-system-x86_64: the lines the guest itself decides

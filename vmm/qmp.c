@@ -681,6 +681,40 @@ static const struct { const char *qcode; unsigned hid; } qcodes[] = {
     { "shift_r", 229 }, { "alt_r", 230 }, { "meta_r", 231 },
 };
 
+/* The rest of QEMU 7.2's QKeyCode names, with their set 2 codes (0xE0
+ * prefix in the high byte; 0: no scancode, the key is taken and sends
+ * nothing, as QEMU's PS/2 keyboard does) */
+static const struct { const char *qcode; uint16_t set2; } qcodes_more[] = {
+    { "unmapped", 0 }, { "asterisk", 0x7c }, { "sysrq", 0x7f },
+    { "stop", 0xe028 }, { "again", 0 }, { "props", 0 }, { "undo", 0 },
+    { "front", 0 }, { "copy", 0 }, { "open", 0 }, { "paste", 0 },
+    { "find", 0 }, { "cut", 0 }, { "lf", 0 }, { "help", 0 },
+    { "compose", 0xe02f }, { "ro", 0x51 }, { "hiragana", 0x62 },
+    { "henkan", 0x64 }, { "yen", 0x6a }, { "muhenkan", 0x67 },
+    { "katakanahiragana", 0x13 }, { "kp_comma", 0x6d },
+    { "kp_equals", 0x0f }, { "power", 0xe037 }, { "sleep", 0xe03f },
+    { "wake", 0xe05e }, { "audionext", 0xe04d }, { "audioprev", 0xe015 },
+    { "audiostop", 0xe03b }, { "audioplay", 0xe034 },
+    { "audiomute", 0xe023 }, { "volumeup", 0xe032 },
+    { "volumedown", 0xe021 }, { "mediaselect", 0xe050 }, { "mail", 0xe048 },
+    { "calculator", 0xe02b }, { "computer", 0xe040 }, { "ac_home", 0xe03a },
+    { "ac_back", 0xe038 }, { "ac_forward", 0xe030 },
+    { "ac_refresh", 0xe020 }, { "ac_bookmarks", 0xe018 }, { "lang1", 0 },
+    { "lang2", 0 },
+
+};
+
+static bool qcode_known(const char *name)
+{
+    for (size_t i = 0; i < sizeof(qcodes) / sizeof(qcodes[0]); i++)
+        if (!strcmp(qcodes[i].qcode, name))
+            return true;
+    for (size_t i = 0; i < sizeof(qcodes_more) / sizeof(qcodes_more[0]); i++)
+        if (!strcmp(qcodes_more[i].qcode, name))
+            return true;
+    return false;
+}
+
 /* A QEMU key number (set 1, 0x80 for the E0 prefix) as set 2 bytes */
 static size_t number_to_set2(int64_t num, uint8_t *out)
 {
@@ -718,6 +752,19 @@ static size_t key_set2(const struct json *k, bool release, uint8_t *out)
     for (size_t i = 0; i < sizeof(qcodes) / sizeof(qcodes[0]); i++)
         if (!strcmp(qcodes[i].qcode, data->s))
             return keymap_hid_to_set2(qcodes[i].hid, release, out);
+    for (size_t i = 0; i < sizeof(qcodes_more) / sizeof(qcodes_more[0]); i++) {
+        unsigned c = qcodes_more[i].set2;
+
+        if (strcmp(qcodes_more[i].qcode, data->s) || !c)
+            continue;
+        n = 0;
+        if (c >> 8)
+            out[n++] = 0xe0;
+        if (release)
+            out[n++] = 0xf0;
+        out[n++] = (uint8_t)c;
+        return n;
+    }
     return 0;
 }
 
@@ -764,9 +811,8 @@ static bool key_check(const struct json *k, size_t i, struct qmp_error *err)
         return false;
     }
     if (!number) {
-        for (size_t j = 0; j < sizeof(qcodes) / sizeof(qcodes[0]); j++)
-            if (!strcmp(qcodes[j].qcode, data->s))
-                return true;
+        if (qcode_known(data->s))
+            return true;
         set_error(err, "GenericError",
                   "Parameter 'data' does not accept value '%s'", data->s);
         return false;

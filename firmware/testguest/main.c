@@ -40,7 +40,7 @@
  *   ct.dstress=1    several virtio-blk queues and IDE DMA at once over
  *                   backed qcow2 images (dstress.c lists the keys)
  *   ct.vga=WHAT     drive the std VGA (text, lfb) or the i8042 (kbd, keys,
- *                   keys22): vga.c
+ *                   keys26): vga.c
  *   ct.hostile=1    garbage to fw_cfg, PCI configuration space, the UART,
  *                   the i8042 and the RTC, first of all (hostile.c)
  */

@@ -313,7 +313,7 @@ static int word_is(const char *s, size_t len, const char *word)
 
 /* Host keys through --display sdl or QMP send-key: prints the first
  * count bytes the keyboard sends (set 1, translated by the controller);
- * ct.vga=keys reads 4, ct.vga=keys22 22. */
+ * ct.vga=keys reads 4, ct.vga=keys26 26. */
 static void vga_keys(int count)
 {
     static const char hex[] = "0123456789abcdef";
@@ -345,8 +345,8 @@ int vga_test(const char *what, size_t len)
         vga_kbd();
     else if (word_is(what, len, "keys"))
         vga_keys(4);
-    else if (word_is(what, len, "keys22"))
-        vga_keys(22);
+    else if (word_is(what, len, "keys26"))
+        vga_keys(26);
     else if (word_is(what, len, "hdispi"))
         vga_hostile_dispi();
     else if (word_is(what, len, "htext"))
