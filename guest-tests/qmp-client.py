@@ -20,11 +20,12 @@ runs with ct.tick=1 and prints "calf-test: tick N" about ten times a
 second while it runs.
 """
 import asyncio
+import os
 import re
 import sys
 import time
 
-from qemu.qmp import QMPClient
+from qemu.qmp import ExecuteError, QMPClient
 
 TICK = re.compile(rb"calf-test: tick (\d+)")
 
@@ -237,6 +238,38 @@ async def screen(sock, ser, png, ppm):
     head = b"P6\n%d %d\n255\n" % (w, h)
     say("ppm-header", data.startswith(head))
     say("ppm-is-png", data[len(head):] == rgb)
+    # through a FIFO: the image must come through the one descriptor
+    # calf opened (a second open would find no reader left)
+    fifo = ppm + ".fifo"
+    os.mkfifo(fifo)
+
+    def read_fifo(limit):
+        with open(fifo, "rb") as f:
+            return f.read(limit) if limit else f.read()
+
+    loop = asyncio.get_running_loop()
+    got = loop.run_in_executor(None, read_fifo, 0)
+    try:
+        await asyncio.wait_for(
+            qmp.execute("screendump", {"filename": fifo}), 30)
+        say("fifo-same", (await asyncio.wait_for(got, 30)) == data)
+    except asyncio.TimeoutError:
+        say("fifo-same", "hung")
+        return
+    # a reader that goes away after 16 bytes: an error, and the path
+    # (maybe another file by now) is not removed
+    got = loop.run_in_executor(None, read_fifo, 16)
+    try:
+        await asyncio.wait_for(
+            qmp.execute("screendump", {"filename": fifo}), 30)
+        say("fifo-cut", "no error")
+    except ExecuteError as e:
+        say("fifo-cut", str(e).startswith("failed to write"))
+    except asyncio.TimeoutError:
+        say("fifo-cut", "hung")
+        return
+    await got
+    say("fifo-kept", os.path.exists(fifo))
     await qmp.execute("quit")
     await hang_up(qmp)
 

@@ -114,6 +114,9 @@ else
 fi
 is "$(fact v ppm-header)" True "screendump: a PPM, P6 640x400"
 is "$(fact v ppm-is-png)" True "with the same pixels as the PNG"
+echo "# screendump to a FIFO, read whole: same PPM as the file: $(fact v fifo-same)"
+is "$(fact v fifo-cut)" True "a FIFO reader gone after 16 bytes: failed to write"
+is "$(fact v fifo-kept)" True "and the path is not removed"
 
 # send-key: the test guest (ct.vga=keys26) prints the set-1 codes it reads
 start k --kernel "$GUEST" --append "ct.vga=keys26" --timeout 200

@@ -582,20 +582,13 @@ static struct json *cmd_system_reset(struct qmp_ctx *x)
 }
 
 /* PPM as QEMU writes it: P6, the size, 255, RGB rows */
-static int ppm_write(const char *path, const struct vga_image *img)
+static int ppm_fwrite(FILE *f, const struct vga_image *img)
 {
-    FILE *f = fopen(path, "wb");
-    int ret = 0;
-
-    if (!f)
-        return -errno;
     if (fprintf(f, "P6\n%u %u\n255\n", img->width, img->height) < 0 ||
         fwrite(img->rgb, 3, (size_t)img->width * img->height, f) !=
             (size_t)img->width * img->height)
-        ret = -EIO;
-    if (fclose(f) && !ret)
-        ret = -errno;
-    return ret;
+        return errno ? -errno : -EIO;
+    return fflush(f) ? -errno : 0;
 }
 
 static struct json *cmd_screendump(struct qmp_ctx *x)
@@ -606,6 +599,7 @@ static struct json *cmd_screendump(struct qmp_ctx *x)
     struct vga_image img = { 0 };
     bool png = false;
     int fd, ret;
+    FILE *f;
 
     if (fmt && !(png = !strcmp(fmt->s, "png")) && strcmp(fmt->s, "ppm")) {
         set_error(x->err, "GenericError",
@@ -627,21 +621,35 @@ static struct json *cmd_screendump(struct qmp_ctx *x)
                   "There is no console to take a screendump from");
         return NULL;
     }
-    /* QEMU opens (and so creates) the file before it writes it */
+    /* QEMU opens (and so creates) the file before it writes it; the
+     * image goes through that one descriptor, so whatever the path names
+     * by then is left alone */
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) {
         set_error(x->err, "GenericError", "failed to open file '%s': %s",
                   path, strerror(errno));
         return NULL;
     }
-    close(fd);
-    ret = vga_render(x->q->vm->vga, &img, 1);
-    if (!ret)
-        ret = png ? png_write(path, img.rgb, img.width, img.height)
-                  : ppm_write(path, &img);
-    free(img.rgb);
+    f = fdopen(fd, "wb");
+    if (!f) {
+        ret = -errno;
+        close(fd);
+    } else {
+        ret = vga_render(x->q->vm->vga, &img, 1);
+        errno = 0;
+        if (!ret)
+            ret = png ? png_fwrite(f, img.rgb, img.width, img.height)
+                      : ppm_fwrite(f, &img);
+        /* no half image: cut off through the descriptor, not by the
+         * path, which may name another file by now (a FIFO or a device
+         * has nothing to cut) */
+        if (ret)
+            (void)!ftruncate(fileno(f), 0);
+        if (fclose(f) && !ret)
+            ret = -EIO;
+        free(img.rgb);
+    }
     if (ret) {
-        unlink(path);
         set_error(x->err, "GenericError", "failed to write '%s': %s", path,
                   strerror(-ret));
         return NULL;
