@@ -5,6 +5,9 @@
  * guest with a hardware-reduced FADT assumes no legacy IRQs, and a legacy
  * IDE controller then cannot get IRQ 14.  Writing SLP_EN with the S5
  * sleep type (0, as the DSDT's _S5 says) powers the machine off.
+ * The fixed-feature power button (the FADT's PWR_BUTTON flag clear):
+ * acpi_pm_power_button() sets PWRBTN_STS, and the SCI (IRQ 9, level)
+ * is high while any status bit is set whose enable bit is too.
  *
  * The I/O block is decoded where PMBA points, as long as that is 0x600
  * (QEMU's place, used under direct boot) or 0xB000 (SeaBIOS's own
@@ -29,6 +32,7 @@
 #define PM_TMR          0x08
 
 #define PM1_STS_TMR     0x0001
+#define PM1_STS_PWRBTN  0x0100
 #define PM1_STS_WAK     0x8000
 #define PM1_CNT_SCI_EN  0x0001
 #define PM1_CNT_SLP_TYP 0x1c00
@@ -39,8 +43,10 @@
 
 struct acpi_pm {
     struct bus *bus;
+    struct pci *pci;
     struct pci_dev *dev;
     uint16_t sts, en, cnt;
+    bool sci;                 /* the level last set on the SCI */
 };
 
 static uint32_t pm_timer_now(void)
@@ -65,6 +71,28 @@ static unsigned pm_base_of(struct acpi_pm *pm, uint16_t port)
     return base;
 }
 
+/* The SCI follows the enabled status bits (PM1_EN has the same layout
+ * as PM1_STS for them); bus lock held.  PIRQ routes may put a PCI INTx
+ * on IRQ 9 too: the SCI is counted with them (pci_share_isa_irq), on
+ * its own level changes only. */
+static void pm_update_sci(struct acpi_pm *pm)
+{
+    bool level = pm->sts & pm->en & (PM1_STS_TMR | PM1_STS_PWRBTN);
+
+    if (level != pm->sci) {
+        pm->sci = level;
+        pci_share_isa_irq(pm->pci, ACPI_PM_SCI_IRQ, level);
+    }
+}
+
+void acpi_pm_power_button(struct acpi_pm *pm)
+{
+    bus_lock(pm->bus);
+    pm->sts |= PM1_STS_PWRBTN;
+    pm_update_sci(pm);
+    bus_unlock(pm->bus);
+}
+
 static void pm_write_cnt(struct acpi_pm *pm, uint16_t v)
 {
     /* SCI_EN stays set: there is no SMI handler to switch modes, and the
@@ -87,15 +115,19 @@ static void pm_pio(void *opaque, uint16_t port, uint8_t *data, unsigned size,
     for (unsigned i = 0; is_write && i < size; i++)
         v |= (uint32_t)data[i] << (8 * i);
     if (off == PM1_STS && size == 2) {
-        if (is_write)
+        if (is_write) {
             pm->sts &= (uint16_t)~v; /* write 1 to clear */
-        else
+            pm_update_sci(pm);
+        } else {
             v = pm->sts;
+        }
     } else if (off == PM1_EN && size == 2) {
-        if (is_write)
+        if (is_write) {
             pm->en = (uint16_t)v;
-        else
+            pm_update_sci(pm);
+        } else {
             v = pm->en;
+        }
     } else if (off == PM1_CNT && size == 2) {
         if (is_write)
             pm_write_cnt(pm, (uint16_t)v);
@@ -117,6 +149,7 @@ static void acpi_pm_reset(void *opaque)
     pm->sts = 0;
     pm->en = 0;
     pm->cnt = PM1_CNT_SCI_EN;
+    pm_update_sci(pm);
 }
 
 int acpi_pm_create(struct pci *pci, int slot, int fn, struct bus *bus,
@@ -137,6 +170,7 @@ int acpi_pm_create(struct pci *pci, int slot, int fn, struct bus *bus,
         return ret;
     }
     pm->bus = bus;
+    pm->pci = pci;
     acpi_pm_reset(pm);
     ret = pci_add_fn(pci, slot, fn, &cfg, NULL, NULL, &pm->dev);
     if (ret)

@@ -33,9 +33,11 @@ struct i8042;
 int i8042_create(struct bus *bus, struct i8042 **out);
 /* A key press or release from the host in scan code set 2 (the bytes of
  * one key); the keyboard converts them to the set the guest chose, the
- * controller translates when its command byte says so.  Dropped while
- * the guest disabled the keyboard.  Takes the bus lock. */
-void i8042_key_event(struct i8042 *k, const uint8_t *set2, size_t n);
+ * controller translates when its command byte says so.  Dropped (0)
+ * while the guest disabled the keyboard; -EAGAIN, nothing queued, when
+ * the keyboard's 15-byte queue lacks room for all of it.  Takes the bus
+ * lock. */
+int i8042_key_event(struct i8042 *k, const uint8_t *set2, size_t n);
 /* The controller's set 2 -> set 1 translation of one byte (i8042-keys.c);
  * an F0 break prefix is the caller's business. */
 uint8_t i8042_set2_to_set1(uint8_t code);
@@ -108,6 +110,9 @@ int debugcon_create(struct bus *bus, uint16_t port, FILE *out);
 struct acpi_pm;
 int acpi_pm_create(struct pci *pci, int slot, int fn, struct bus *bus,
                    bool firmware, struct acpi_pm **out);
+/* Presses the ACPI power button (PM1 PWRBTN_STS, then the SCI if the
+ * guest enabled it); any thread, takes the bus lock. */
+void acpi_pm_power_button(struct acpi_pm *pm);
 
 /* Ports decoded and ignored: POST code port 0x80 and friends. */
 int port80_create(struct bus *bus);

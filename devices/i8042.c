@@ -253,15 +253,18 @@ static void i8042_pio(void *opaque, uint16_t port, uint8_t *data,
     i8042_update_irq(k);
 }
 
-void i8042_key_event(struct i8042 *k, const uint8_t *set2, size_t n)
+int i8042_key_event(struct i8042 *k, const uint8_t *set2, size_t n)
 {
     bool brk = false;
+    int ret = 0;
     uint8_t b;
 
     bus_lock(k->bus);
     /* A key press takes room for the whole sequence or nothing. */
     if (k->scanning && !(k->ctr & CTR_KBDOFF) &&
-        k->out_count + n <= KBD_BUFFER) {
+        k->out_count + n > KBD_BUFFER) {
+        ret = -EAGAIN;
+    } else if (k->scanning && !(k->ctr & CTR_KBDOFF)) {
         for (size_t i = 0; i < n; i++) {
             if (k->kbd_set != 1)
                 kbd_send(k, set2[i]);
@@ -271,6 +274,7 @@ void i8042_key_event(struct i8042 *k, const uint8_t *set2, size_t n)
         i8042_update_irq(k);
     }
     bus_unlock(k->bus);
+    return ret;
 }
 
 /* Power-on state, also on a machine reset (bus lock held). */

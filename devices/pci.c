@@ -63,6 +63,16 @@ void intx_drive_locked(struct pci_dev *d, int level)
     }
 }
 
+void pci_share_isa_irq(struct pci *pci, unsigned irq, int level)
+{
+    if (irq >= PCI_ISA_IRQS)
+        return;
+    pthread_mutex_lock(&pci->irq_lock);
+    if (level ? pci->intx_count[irq]++ == 0 : --pci->intx_count[irq] == 0)
+        bus_set_irq(pci->bus, irq, level ? 1 : 0);
+    pthread_mutex_unlock(&pci->irq_lock);
+}
+
 void pci_set_intx(struct pci_dev *d, int level)
 {
     if (!d->intx)

@@ -152,6 +152,11 @@ bool pci_bus_master(struct pci_dev *d);
 /* Drives the function's INTx line (level-triggered, shared lines are
  * ORed); ignored while the command register disables INTx. */
 void pci_set_intx(struct pci_dev *d, int level);
+/* Another level-triggered source on ISA IRQ irq (the ACPI SCI) that
+ * PIRQ routes may share with INTx: counted with them, so the line is
+ * the OR of all.  The caller raises and lowers only on its own changes
+ * (each raise matched by one lower). */
+void pci_share_isa_irq(struct pci *pci, unsigned irq, int level);
 
 /* Host pointer for a DMA of len bytes at guest-physical gpa, or NULL
  * when any byte of it is not guest RAM or the guest has not set the

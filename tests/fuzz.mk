@@ -180,3 +180,29 @@ fuzz-nbd-client: $(FUZZ_DIR)/fuzz-nbd-client
 	  $(abspath tests/fuzz/corpus-nbd-client)
 fuzz: fuzz-nbd-client
 .PHONY: fuzz-nbd-client
+# ---- the QMP JSON reader ----
+# tests/fuzz/fuzz-qmp-json.c on vmm/qmp-json.c alone (no VM): `make fuzz`
+# runs it from tests/fuzz/corpus-qmp-json; the replay program
+# $(BUILD)/tests/fuzz-qmp-json keeps tests/fuzz-qmp-json.t on the corpus
+# and on tests/fuzz/regress-qmp-json.
+QMPFUZZ_OPTS ?= -max_len=65536 -timeout=30 -rss_limit_mb=2048 -close_fd_mask=2
+$(BUILD)/tests/fuzz-qmp-json: $(OBJ)/tests/fuzz/fuzz-qmp-json.o $(OBJ)/tests/fuzz/replay-main.o \
+                              $(OBJ)/vmm/qmp-json.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+EXTRA_TEST += $(BUILD)/tests/fuzz-qmp-json
+$(FUZZ_OBJ)/vmm/qmp-json.o: vmm/qmp-json.c vmm/qmp-json.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_OBJ_CFLAGS) -c $< -o $@
+$(FUZZ_DIR)/fuzz-qmp-json: $(FUZZ_OBJ)/tests/fuzz/fuzz-qmp-json.o $(FUZZ_OBJ)/vmm/qmp-json.o \
+                           | need-fuzz-cc
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ -lm
+fuzz-build: $(FUZZ_DIR)/fuzz-qmp-json
+fuzz-qmp-json: $(FUZZ_DIR)/fuzz-qmp-json
+	@mkdir -p $(FUZZ_DIR)/corpus-qmp-json fuzz-out
+	cd $(FUZZ_DIR) && ./fuzz-qmp-json $(QMPFUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) \
+	  $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) \
+	  -artifact_prefix=$(abspath fuzz-out)/qmp-json- corpus-qmp-json \
+	  $(abspath tests/fuzz/corpus-qmp-json)
+fuzz: fuzz-qmp-json
+.PHONY: fuzz-qmp-json

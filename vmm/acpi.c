@@ -144,8 +144,10 @@ static uint64_t acpi_fadt(struct acpi_area *a, uint64_t dsdt, uint64_t facs)
     const size_t len = 276;
     uint64_t gpa;
     uint8_t *t = acpi_alloc(a, len, &gpa);
-    uint32_t flags = FADT_WBINVD | FADT_PROC_C1 | FADT_PWR_BUTTON |
-                     FADT_SLP_BUTTON | FADT_RTC_S4;
+    /* PWR_BUTTON clear: the fixed-feature power button of PM1
+     * (devices/acpi-pm.c), what QMP's system_powerdown presses */
+    uint32_t flags = FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON |
+                     FADT_RTC_S4;
     uint32_t dsdt32 = (uint32_t)dsdt, facs32 = (uint32_t)facs;
     uint16_t iapc = IAPC_LEGACY_DEVICES | IAPC_8042;
     uint16_t sci = ACPI_PM_SCI_IRQ;

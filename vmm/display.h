@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct bus;
 struct vga;
@@ -26,6 +27,8 @@ void display_close(struct display *d);
 
 /* Writes rgb (w * h RGB triplets) as a PNG file; 0 or -errno. */
 int png_write(const char *path, const uint8_t *rgb, unsigned w, unsigned h);
+/* The same to an open stream (flushed, not closed) */
+int png_fwrite(FILE *f, const uint8_t *rgb, unsigned w, unsigned h);
 /* The current screen of vga as a PNG; prints what went wrong. */
 int screenshot_write(struct vga *vga, const char *path);
 

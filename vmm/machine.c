@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "devices/devices.h"
@@ -149,6 +150,31 @@ static int virtio_disk_add(struct machine_build *b, int index,
     return firmware_add_boot_device(b->vm, FIRMWARE_BOOT_DISK, index, path);
 }
 
+/* What the monitor shows of a --disk (vm->disks), named as QEMU names
+ * its drives: virtioN in virtio order, ideB-hdU / ideB-cdU by slot. */
+static int disk_record(struct machine_build *b, const struct disk_opts *o)
+{
+    struct vm_disk *d = &b->vm->disks[b->vm->ndisks];
+    int nvirtio = 0;
+
+    for (int i = 0; i < b->vm->ndisks; i++)
+        nvirtio += !strncmp(b->vm->disks[i].name, "virtio", 6);
+    d->file = strdup(o->file);
+    d->format = o->format ? strdup(o->format) : NULL;
+    if (!d->file || (o->format && !d->format)) {
+        free(d->file);
+        free(d->format);
+        return -ENOMEM;
+    }
+    d->cdrom = o->cdrom;
+    d->readonly = o->readonly || o->cdrom;
+    d->snapshot = o->snapshot;
+    d->cache = o->cache;
+    snprintf(d->name, sizeof(d->name), "virtio%d", nvirtio);
+    b->vm->ndisks++;
+    return 0;
+}
+
 /* Each --disk: virtio-blk functions at once, IDE drives into b->ide, for
  * one controller made afterwards. */
 static int disks_add(struct machine_build *b)
@@ -161,10 +187,20 @@ static int disks_add(struct machine_build *b)
         ret = disk_parse(b->mc->disks[i], &o);
         if (ret)
             break;
+        if (disk_record(b, &o)) {
+            disk_opts_free(&o);
+            ret = -ENOMEM;
+            break;
+        }
         if (o.iface == DISK_IF_IDE) {
+            struct vm_disk *d = &b->vm->disks[b->vm->ndisks - 1];
+
             ret = ide_config_add(&b->ide, &o);
-            if (ret >= 0)
+            if (ret >= 0) {
                 b->ide_arg[ret] = i;
+                snprintf(d->name, sizeof(d->name), "ide%d-%s%d", ret / 2,
+                         d->cdrom ? "cd" : "hd", ret % 2);
+            }
             ret = ret < 0 ? ret : 0;
             continue;
         }
@@ -248,4 +284,9 @@ void machine_destroy(struct vm *vm)
     vm->pci = NULL;
     fw_cfg_destroy(vm->fw_cfg);
     vm->fw_cfg = NULL;
+    for (int i = 0; i < vm->ndisks; i++) {
+        free(vm->disks[i].file);
+        free(vm->disks[i].format);
+    }
+    vm->ndisks = 0;
 }

@@ -8,7 +8,7 @@
 
 #include "vmm/vm.h"
 
-#define MACHINE_MAX_DISKS 16
+#define MACHINE_MAX_DISKS VM_MAX_DISKS
 
 struct machine_config {
     const char *const *disks; /* --disk specs, in command-line order */

@@ -18,6 +18,7 @@
 #include "vmm/machine.h"
 #include "vmm/console.h"
 #include "vmm/display.h"
+#include "vmm/qmp.h"
 #include "vmm/report.h"
 #include "vmm/vm.h"
 
@@ -41,6 +42,9 @@ struct run_opts {
     const char *display;   /* "none" or "sdl" */
     const char *vga;       /* "std", "none" or NULL: std with a display */
     const char *screenshot;
+    const char *qmp[QMP_MAX_SOCKETS]; /* --qmp specs */
+    int nqmp;
+    const char *name;
 };
 
 /* The window of a run with --display sdl. */
@@ -49,6 +53,7 @@ struct run_screen {
 };
 
 static uint64_t process_start_ns;
+static struct qmp *run_qmp;  /* the monitor, NULL without --qmp */
 static int signal_wake_fd = -1;
 static volatile sig_atomic_t signal_seen;
 
@@ -97,6 +102,13 @@ static const char usage_text[] =
     " by default\n"
     "                       there is one with --display sdl or --screenshot\n"
     "      --screenshot FILE.png  write the screen as PNG when the run ends\n"
+    "      --qmp unix:PATH,server=on[,wait=off] | tcp:HOST:PORT,server=on"
+    "[,wait=off]\n"
+    "                       a QMP monitor socket, as QEMU's -qmp (HOST on"
+    " loopback;\n"
+    "                       wait=on, the default, waits for a client)"
+    " (repeatable)\n"
+    "      --name NAME      the VM's name (QMP query-name)\n"
     "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
     "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
     "  text, 124 timeout, 128+n signal n\n"
@@ -155,6 +167,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         { "firmware", required_argument, NULL, 'F' },
         { "boot", required_argument, NULL, 'B' },
         { "bios-log", required_argument, NULL, 'L' },
+        { "qmp", required_argument, NULL, 'Q' },
+        { "name", required_argument, NULL, 'N' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -179,6 +193,16 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
             o->fw.boot = optarg;
             break;
         case 'L': o->fw.bios_log = optarg; break;
+        case 'N': o->name = optarg; break;
+        case 'Q':
+            if (o->nqmp == QMP_MAX_SOCKETS) {
+                vmm_error("too many --qmp (at most %d)", QMP_MAX_SOCKETS);
+                return -EINVAL;
+            }
+            if (qmp_check_spec(optarg))
+                return -EINVAL;
+            o->qmp[o->nqmp++] = optarg;
+            break;
         case 'D':
             if (o->ndisks == MACHINE_MAX_DISKS) {
                 vmm_error("too many --disk (at most %d)", MACHINE_MAX_DISKS);
@@ -310,6 +334,7 @@ static void stop_vcpus(struct vm *vm)
 {
     for (int i = 0; i < vm->ncpus; i++)
         vcpu_kick(&vm->vcpus[i]);
+    vm_pause_wake(vm); /* parked (stopped) vCPUs leave too */
     for (int i = 0; i < vm->ncpus; i++) {
         if (vm->vcpus[i].started)
             pthread_join(vm->vcpus[i].thread, NULL);
@@ -318,8 +343,9 @@ static void stop_vcpus(struct vm *vm)
 }
 
 /* A guest reset: same process, disks and console; the machine starts
- * over from its power-on state.  --timeout still bounds a reset loop. */
-static void restart_vm(struct vm *vm)
+ * over from its power-on state.  --timeout still bounds a reset loop.
+ * guest: the guest asked (QMP's RESET event says who). */
+static void restart_vm(struct vm *vm, bool guest)
 {
     stop_vcpus(vm);
     vm_coalesced_drain(vm);
@@ -330,9 +356,20 @@ static void restart_vm(struct vm *vm)
     }
     vm->resets++;
     atomic_store(&vm->reset_pending, false);
+    qmp_event_reset(run_qmp, guest);
     if (start_vcpus(vm))
         vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
 }
+
+/* QMP system_reset (struct qmp_host): a reset now, from the main loop */
+static void qmp_host_reset(struct vm *vm)
+{
+    vm_request_stop(vm, BUS_STOP_RESET, CALF_EXIT_OK);
+    if (atomic_load(&vm->reset_pending) && !atomic_load(&vm->stopping))
+        restart_vm(vm, false);
+}
+
+static const struct qmp_host qmp_host = { .reset = qmp_host_reset };
 
 /* Console input waiting for room in the UART's receive FIFO: stdin is
  * read again only once all of it went in, so a pipe never loses bytes. */
@@ -402,17 +439,19 @@ static void main_loop(struct vm *vm, const struct run_opts *o, int in_fd,
 
     while (!atomic_load(&vm->stopping)) {
         bool waiting = in.off < in.len; /* poll the FIFO, not stdin */
-        struct pollfd pfd[2] = {
+        struct pollfd pfd[2 + 2 * QMP_MAX_SOCKETS] = {
             { .fd = vm->wake_fd, .events = POLLIN },
             { .fd = waiting ? -1 : in_fd, .events = POLLIN },
         };
+        int nqmp = qmp_pollfds(run_qmp, pfd + 2);
         uint64_t drain, now;
 
-        if (poll(pfd, in_fd >= 0 ? 2 : 1, waiting ? in.wait_ms : TICK_MS) > 0 &&
+        if (poll(pfd, (nfds_t)(2 + nqmp), waiting ? in.wait_ms : TICK_MS) > 0 &&
             pfd[0].revents && read(vm->wake_fd, &drain, sizeof(drain)) < 0)
             drain = 0;
         if (in_fd >= 0 || waiting)
             handle_input(vm, &in_fd, &in, in_fd >= 0 && pfd[1].revents);
+        qmp_dispatch(run_qmp, pfd + 2, nqmp);
         if (signal_seen)
             vm_request_stop(vm, BUS_STOP_SIGNAL, 128 + signal_seen);
         now = vm_now_ns();
@@ -421,7 +460,7 @@ static void main_loop(struct vm *vm, const struct run_opts *o, int in_fd,
             vm_request_stop(vm, BUS_STOP_TIMEOUT, CALF_EXIT_TIMEOUT);
         }
         if (atomic_load(&vm->reset_pending) && !atomic_load(&vm->stopping))
-            restart_vm(vm);
+            restart_vm(vm, true);
         if (now >= next_probe) {
             next_probe = now + HALT_PROBE_MS * 1000000ULL;
             if (vm_all_dead(vm))
@@ -475,6 +514,11 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
         (!o->boot.kernel && firmware_finish(vm)) ||
         open_display(vm, o, scr) || vm->load(vm, vm->load_cfg))
         return CALF_EXIT_SETUP;
+    if (o->nqmp) {
+        run_qmp = qmp_open(vm, &qmp_host, o->qmp, o->nqmp, o->name);
+        if (!run_qmp)
+            return CALF_EXIT_SETUP;
+    }
     install_signals(vm);
     /* Raw mode before the guest runs: nothing typed early is flushed. */
     in_fd = console_input_start(vm->console, STDIN_FILENO) ? -1 : STDIN_FILENO;
@@ -489,6 +533,9 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
             vmm_error("vCPU %d was at RIP 0x%llx", i,
                       (unsigned long long)vm->vcpus[i].last_rip);
     status = final_status(vm, o);
+    qmp_event_shutdown(run_qmp, vm->stop_reason);
+    qmp_close(run_qmp);
+    run_qmp = NULL;
     if (o->screenshot && vm->vga && screenshot_write(vm->vga, o->screenshot))
         status = status ? status : CALF_EXIT_SETUP;
     if (o->report && report_write(o->report, vm, status, process_start_ns))

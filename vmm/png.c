@@ -56,14 +56,13 @@ static int png_deflate(const uint8_t *rgb, unsigned w, unsigned h,
     return 0;
 }
 
-int png_write(const char *path, const uint8_t *rgb, unsigned w, unsigned h)
+int png_fwrite(FILE *f, const uint8_t *rgb, unsigned w, unsigned h)
 {
     static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G',
                                     '\r', '\n', 0x1a, '\n' };
     uint8_t ihdr[13] = { 0 };
     uint8_t *z = NULL;
     uLongf zlen = 0;
-    FILE *f;
     int ret;
 
     if (!w || !h || w > 0x7fffffff / 3)
@@ -71,12 +70,6 @@ int png_write(const char *path, const uint8_t *rgb, unsigned w, unsigned h)
     ret = png_deflate(rgb, w, h, &z, &zlen);
     if (ret)
         return ret;
-    f = fopen(path, "wb");
-    if (!f) {
-        ret = -errno;
-        free(z);
-        return ret;
-    }
     put_be32(ihdr, w);
     put_be32(ihdr + 4, h);
     ihdr[8] = 8; /* bit depth */
@@ -88,9 +81,22 @@ int png_write(const char *path, const uint8_t *rgb, unsigned w, unsigned h)
         ret = png_chunk(f, "IDAT", z, (uint32_t)zlen);
     if (!ret)
         ret = png_chunk(f, "IEND", NULL, 0);
+    if (!ret && fflush(f))
+        ret = -errno;
+    free(z);
+    return ret;
+}
+
+int png_write(const char *path, const uint8_t *rgb, unsigned w, unsigned h)
+{
+    FILE *f = fopen(path, "wb");
+    int ret;
+
+    if (!f)
+        return -errno;
+    ret = png_fwrite(f, rgb, w, h);
     if (fclose(f) && !ret)
         ret = -EIO;
-    free(z);
     return ret;
 }
 

@@ -500,6 +500,23 @@ bool vm_all_dead(struct vm *vm)
     return dead;
 }
 
+/* Stopped by the monitor (vm_pause()): wait outside KVM_RUN until cont,
+ * a reset or the end of the run.  A kick meanwhile (halt probe) only
+ * leaves immediate_exit set: the next KVM_RUN returns at once. */
+static void vcpu_park(struct vcpu *v)
+{
+    struct vm *vm = v->vm;
+
+    pthread_mutex_lock(&vm->pause_lock);
+    v->parked = true;
+    pthread_cond_broadcast(&vm->pause_cond);
+    while (atomic_load(&vm->paused) && !atomic_load(&vm->stopping) &&
+           !atomic_load(&vm->reset_pending))
+        pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+    v->parked = false;
+    pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
@@ -507,10 +524,15 @@ static void *vcpu_thread(void *arg)
     struct kvm_regs regs;
     uint64_t zero = 0;
 
+    atomic_store(&v->tid, (int)gettid());
     if (v->id == 0)
         atomic_compare_exchange_strong(&vm->t_first_run_ns, &zero,
                                        vm_now_ns());
     while (!atomic_load(&vm->stopping) && !atomic_load(&vm->reset_pending)) {
+        /* A pause parks only after an interrupted KVM_RUN, which first
+         * completes the I/O of the exit handled last. */
+        if (atomic_load(&vm->paused))
+            __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 v->exits[VM_EXIT_INTR]++;
@@ -520,6 +542,8 @@ static void *vcpu_thread(void *arg)
                 __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
                 if (atomic_load(&v->probe))
                     vcpu_answer_probe(v);
+                if (atomic_load(&vm->paused))
+                    vcpu_park(v);
                 continue;
             }
             vmm_error("vCPU %d: KVM_RUN: %s", v->id, strerror(errno));
@@ -531,6 +555,10 @@ static void *vcpu_thread(void *arg)
     }
     if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
         v->last_rip = regs.rip;
+    pthread_mutex_lock(&vm->pause_lock);
+    v->exited = true;
+    pthread_cond_broadcast(&vm->pause_cond);
+    pthread_mutex_unlock(&vm->pause_lock);
     return NULL;
 }
 
@@ -553,6 +581,9 @@ int vcpu_start(struct vcpu *v)
         sigaction(VCPU_KICK_SIGNAL, &sa, NULL); /* no SA_RESTART */
         handler_installed = true;
     }
+    pthread_mutex_lock(&v->vm->pause_lock);
+    v->exited = false;
+    pthread_mutex_unlock(&v->vm->pause_lock);
     ret = pthread_create(&v->thread, NULL, vcpu_thread, v);
     if (ret)
         return -ret;

@@ -267,6 +267,8 @@ int vm_create(struct vm *vm, uint64_t ram_size, int ncpus)
     vm->ncpus = ncpus;
     pthread_mutex_init(&vm->stop_lock, NULL);
     pthread_mutex_init(&vm->coalesced_lock, NULL);
+    pthread_mutex_init(&vm->pause_lock, NULL);
+    pthread_cond_init(&vm->pause_cond, NULL);
     vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (vm->wake_fd < 0)
         return -errno;
@@ -347,6 +349,47 @@ void vm_destroy(struct vm *vm)
         close(vm->wake_fd);
     pthread_mutex_destroy(&vm->stop_lock);
     pthread_mutex_destroy(&vm->coalesced_lock);
+    pthread_mutex_destroy(&vm->pause_lock);
+    pthread_cond_destroy(&vm->pause_cond);
+}
+
+/* ---- stop and cont ---- */
+
+static bool vm_pause_done(struct vm *vm)
+{
+    for (int i = 0; i < vm->ncpus; i++) {
+        struct vcpu *v = &vm->vcpus[i];
+
+        if (v->started && !v->parked && !v->exited)
+            return false;
+    }
+    return true;
+}
+
+void vm_pause(struct vm *vm)
+{
+    atomic_store(&vm->paused, true);
+    for (int i = 0; i < vm->ncpus; i++)
+        vcpu_kick(&vm->vcpus[i]);
+    pthread_mutex_lock(&vm->pause_lock);
+    while (!vm_pause_done(vm))
+        pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+    pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vm_resume(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->pause_lock);
+    atomic_store(&vm->paused, false);
+    pthread_cond_broadcast(&vm->pause_cond);
+    pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vm_pause_wake(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->pause_lock);
+    pthread_cond_broadcast(&vm->pause_cond);
+    pthread_mutex_unlock(&vm->pause_lock);
 }
 
 static bool vm_is_reset(enum bus_stop_reason reason)

@@ -15,6 +15,17 @@
 #define VM_MAX_CPUS 64
 #define VM_FIRST_EXTRA_SLOT 2  /* 0: RAM below 4 GiB, 1: RAM above */
 #define VM_MAX_SLOTS 32
+#define VM_MAX_DISKS 16
+
+/* What the monitor (vmm/qmp.c) reports about a --disk: recorded by
+ * vmm/machine.c as it creates the drive. */
+struct vm_disk {
+    char name[32];            /* QEMU's: virtio0, ide1-cd0, ... */
+    char *file;
+    char *format;             /* NULL: probed */
+    bool cdrom, readonly, snapshot;
+    int cache;                /* enum disk_cache (devices/disk.h) */
+};
 
 /* Exit statuses of calf run.  Guest statuses from the debug-exit port are
  * always odd ((v << 1) | 1); the VMM's own are even so the two never mix. */
@@ -66,6 +77,8 @@ struct vcpu {
     atomic_bool probe;
     atomic_bool dead;
     uint64_t last_rip;        /* where the vCPU was when the run ended */
+    atomic_int tid;           /* its thread's Linux thread ID */
+    bool parked, exited;      /* under vm->pause_lock */
     struct vcpu_reset_state reset;
 };
 
@@ -105,6 +118,15 @@ struct vm {
     vm_load_fn load;
     const void *load_cfg;
     bool no_reboot;           /* a guest reset ends the run */
+    struct vm_disk disks[VM_MAX_DISKS];
+    int ndisks;
+
+    /* stop/cont (vm_pause(), vm_resume()): while paused is set every
+     * vCPU thread parks outside KVM_RUN; pause_lock guards the vCPUs'
+     * parked and exited flags and orders the wake-ups. */
+    atomic_bool paused;
+    pthread_mutex_t pause_lock;
+    pthread_cond_t pause_cond;
 
     pthread_mutex_t stop_lock;
     /* KVM's coalesced I/O ring (writes KVM buffers instead of exiting;
@@ -169,6 +191,15 @@ const char *vm_stop_reason_name(enum bus_stop_reason reason);
 const char *vm_exit_kind_name(enum vm_exit_kind kind);
 
 uint64_t vm_now_ns(void);
+
+/* Pauses every vCPU (main thread): returns once each vCPU thread is
+ * parked outside KVM_RUN (its last exit handled, any I/O it completed
+ * written back to KVM) or gone.  Device threads keep running: requests
+ * in flight complete and their interrupts wait in the irqchip. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+/* Wakes parked vCPUs so that they see stopping or reset_pending. */
+void vm_pause_wake(struct vm *vm);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, int id);

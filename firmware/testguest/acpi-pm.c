@@ -15,6 +15,36 @@ static int bad(const char *why)
     return 1;
 }
 
+/* ct.pwrbtn=1: enables the fixed power button's event (the FADT must
+ * not set PWR_BUTTON) and waits for it (QMP system_powerdown), then
+ * clears it; the S5 of ct.poweroff follows. */
+#define FADT_PWR_BUTTON (1u << 4)
+#define PM1_PWRBTN      0x0100
+
+int acpi_wait_power_button(uint64_t rsdp)
+{
+    const uint8_t *fadt = acpi_find_table(rsdp, "FACP");
+    uint16_t evt;
+
+    if (!fadt)
+        return bad("no FADT");
+    if (*(const uint32_t *)(fadt + 112) & FADT_PWR_BUTTON)
+        return bad("the FADT has no fixed power button");
+    evt = (uint16_t)*(const uint32_t *)(fadt + 56); /* PM1a_EVT_BLK */
+    if (!evt || fadt[88] != 4)
+        return bad("no PM1a event block");
+    outw(evt, PM1_PWRBTN);            /* a stale press goes */
+    outw((uint16_t)(evt + 2), PM1_PWRBTN);
+    serial_puts("calf-test: waiting for the power button\n");
+    while (!(inw(evt) & PM1_PWRBTN))
+        __asm__ volatile("pause");
+    serial_puts("calf-test: power button pressed\n");
+    outw(evt, PM1_PWRBTN);
+    if (inw(evt) & PM1_PWRBTN)
+        return bad("PWRBTN_STS does not clear");
+    return 0;
+}
+
 int acpi_poweroff(uint64_t rsdp)
 {
     const uint8_t *fadt = acpi_find_table(rsdp, "FACP");

@@ -71,6 +71,7 @@ const uint8_t *acpi_find_table(uint64_t rsdp, const char *sig);
 /* acpi-pm.c (ct.poweroff): checks the FADT's PM block and powers off
  * through S5; returns only on failure (the failure count). */
 int acpi_poweroff(uint64_t rsdp);
+int acpi_wait_power_button(uint64_t rsdp);
 int start_aps(int expected);
 /* ct.topo=1, after start_aps(): CPUID topology leaves of every CPU
  * against n and the APIC IDs of the MP table and MADT; failure count. */

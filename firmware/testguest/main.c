@@ -13,6 +13,9 @@
  *   ct.initrd=HEX   CRC-32 the initrd must have
  *   ct.exit=V       write V to the debug-exit port instead of the verdict
  *   ct.hang=1       spin forever after the checks (timeout tests)
+ *   ct.tick=1       after the checks, print "calf-test: tick N" each time
+ *                   the TSC has advanced 2^28 cycles since the last one
+ *                   (a counter a paused VM must not advance: QMP tests)
  *   ct.halt=1       cli; hlt after the checks
  *   ct.reset=1      reset after the checks (i8042 pulse; ct.reset=triple:
  *                   a triple fault), and on the boot after it check that
@@ -20,6 +23,8 @@
  *                   ct.reset=loop: reset after every boot
  *   ct.poweroff=1   power off through the FADT's PM1a control (S5)
  *                   after the checks (acpi-pm.c)
+ *   ct.pwrbtn=1     before that, wait for a press of the ACPI power
+ *                   button (QMP system_powerdown; acpi-pm.c)
  *   ct.echo=1       echo COM1 input back until a line "end" (echo.c)
  *   ct.uart=1       check UART register semantics (echo.c)
  *   ct.cpuid=1      print CPUID leaves 1 and 7 (feature hiding tests)
@@ -34,8 +39,8 @@
  *                   (ide.c lists the keys)
  *   ct.dstress=1    several virtio-blk queues and IDE DMA at once over
  *                   backed qcow2 images (dstress.c lists the keys)
- *   ct.vga=WHAT     drive the std VGA (text, lfb) or the i8042 (kbd, keys):
- *                   vga.c
+ *   ct.vga=WHAT     drive the std VGA (text, lfb) or the i8042 (kbd, keys,
+ *                   keys26): vga.c
  *   ct.hostile=1    garbage to fw_cfg, PCI configuration space, the UART,
  *                   the i8042 and the RTC, first of all (hostile.c)
  */
@@ -311,6 +316,35 @@ static void check_insns(const char *cmdline)
     }
 }
 
+static inline uint64_t rdtsc_now(void)
+{
+    uint32_t lo, hi;
+
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return lo | (uint64_t)hi << 32;
+}
+
+/* One line per 2^28 TSC cycles (a tenth of a second or so); the next
+ * tick counts from the line before, so a VM that was stopped resumes
+ * with one tick, not a burst. */
+static void __attribute__((noreturn)) tick_forever(void)
+{
+    uint64_t n = 0, next = rdtsc_now() + (1ull << 28);
+
+    for (;;) {
+        uint64_t now = rdtsc_now();
+
+        if ((int64_t)(now - next) < 0) {
+            __asm__ volatile("pause");
+            continue;
+        }
+        serial_puts("calf-test: tick ");
+        serial_put_dec(++n);
+        serial_puts("\n");
+        next = rdtsc_now() + (1ull << 28);
+    }
+}
+
 static void finish(const struct boot_info *bi, int after_reset)
 {
     const char *cmdline = bi->cmdline;
@@ -322,9 +356,13 @@ static void finish(const struct boot_info *bi, int after_reset)
     if (how && after_reset)
         failures += reset_check();
 
+    if (has_key(cmdline, "ct.pwrbtn=") && !failures)
+        failures += acpi_wait_power_button(bi->rsdp);
     if (has_key(cmdline, "ct.poweroff=") && !failures)
         failures += acpi_poweroff(bi->rsdp);
     serial_puts(failures ? "calf-test: FAIL\n" : "calf-test: PASS\n");
+    if (has_key(cmdline, "ct.tick="))
+        tick_forever();
     if (has_key(cmdline, "ct.hang="))
         for (;;)
             __asm__ volatile("pause");

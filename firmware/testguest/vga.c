@@ -311,9 +311,10 @@ static int word_is(const char *s, size_t len, const char *word)
     return len == strlen(word) && !memcmp_(s, word, len);
 }
 
-/* Host keys through --display sdl: prints the first four bytes the
- * keyboard sends (set 1, translated by the controller). */
-static void vga_keys(void)
+/* Host keys through --display sdl or QMP send-key: prints the first
+ * count bytes the keyboard sends (set 1, translated by the controller);
+ * ct.vga=keys reads 4, ct.vga=keys26 26. */
+static void vga_keys(int count)
 {
     static const char hex[] = "0123456789abcdef";
     char line[] = "calf-test: key xx\n";
@@ -321,7 +322,7 @@ static void vga_keys(void)
     ctr_write(0x45);
     kbd_drain();
     serial_puts("calf-test: keyboard ready\n");
-    for (int n = 0; n < 4;) {
+    for (int n = 0; n < count;) {
         int v;
 
         if (!(inb(0x64) & 0x01))
@@ -343,7 +344,9 @@ int vga_test(const char *what, size_t len)
     else if (word_is(what, len, "kbd"))
         vga_kbd();
     else if (word_is(what, len, "keys"))
-        vga_keys();
+        vga_keys(4);
+    else if (word_is(what, len, "keys26"))
+        vga_keys(26);
     else if (word_is(what, len, "hdispi"))
         vga_hostile_dispi();
     else if (word_is(what, len, "htext"))

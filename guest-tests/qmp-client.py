@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Drives a running `calf run --qmp` with QEMU's own QMP client
+(qemu.qmp from QEMU 7.2's python/, on PYTHONPATH) for guest-tests/qmp.t
+and qmp-stress.t.  It prints one "key=value" line per fact it saw; the
+TAP script compares them with what they must be.
+
+  qmp-client.py session SOCKET SERIAL   the scripted session of qmp.t
+  qmp-client.py stress SOCKET SERIAL N  N rounds of stop/cont/query-status
+                                        (and a few system_reset) checked
+                                        against a model
+  qmp-client.py powerdown SOCKET SERIAL system_powerdown, with ct.pwrbtn=1
+  qmp-client.py screen SOCKET SERIAL PNG PPM  screendump both ways
+  qmp-client.py regs SOCKET SERIAL      info registers once it counts
+  qmp-client.py keys SOCKET SERIAL      send-key to ct.vga=keys26
+  qmp-client.py churn SOCKET            stop and cont, a few ms apart,
+                                        until the guest ends the run
+
+SERIAL is the file calf writes the guest's console to; the test guest
+runs with ct.tick=1 and prints "calf-test: tick N" about ten times a
+second while it runs.
+"""
+import asyncio
+import os
+import re
+import sys
+import time
+
+from qemu.qmp import ExecuteError, QMPClient
+
+TICK = re.compile(rb"calf-test: tick (\d+)")
+
+
+def serial(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def ticks(path):
+    """how many tick lines the console holds so far"""
+    return len(TICK.findall(serial(path)))
+
+
+async def wait_for(pred, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if pred():
+            return True
+        await asyncio.sleep(0.05)
+    return pred()
+
+
+def say(key, value):
+    print(f"{key}={value}", flush=True)
+
+
+async def next_event(qmp, name, seconds=30):
+    """the next event called name (others are skipped), or None"""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            ev = await asyncio.wait_for(qmp.events.get(),
+                                        end - time.monotonic())
+        except asyncio.TimeoutError:
+            return None
+        if ev["event"] == name:
+            return ev
+    return None
+
+
+async def hang_up(qmp):
+    """after quit: calf closes the socket first, as QEMU does"""
+    try:
+        await qmp.disconnect()
+    except EOFError:
+        pass
+
+
+async def session(sock, ser):
+    qmp = QMPClient("calf-test")
+    await qmp.connect(sock)
+    ver = qmp.greeting.QMP.version["qemu"]
+    say("greeting", f"{ver['major']}.{ver['minor']}")
+    say("status", (await qmp.execute("query-status"))["status"])
+    say("name", (await qmp.execute("query-name")).get("name", ""))
+    say("kvm", (await qmp.execute("query-kvm"))["enabled"])
+    cpus = await qmp.execute("query-cpus-fast")
+    say("cpus", ",".join(str(c["cpu-index"]) for c in cpus))
+    say("cpu-threads", all(c["thread-id"] > 0 for c in cpus))
+    names = [c["name"] for c in await qmp.execute("query-commands")]
+    say("has-commands", all(n in names for n in
+                            ("stop", "cont", "quit", "system_reset")))
+    blocks = await qmp.execute("query-block")
+    say("block", ",".join(f"{b['device']}:{b['inserted']['drv']}:"
+                          f"{b['inserted']['ro']}:{b['removable']}"
+                          for b in blocks))
+    hmp = await qmp.execute("human-monitor-command",
+                            {"command-line": "info status"})
+    say("hmp-status", hmp.strip())
+    hmp = await qmp.execute("human-monitor-command",
+                            {"command-line": "info block"})
+    say("hmp-block", hmp.replace("\r\n", "|"))
+
+    say("ticking", await wait_for(lambda: ticks(ser) >= 3, 60))
+
+    await qmp.execute("stop")
+    say("stop-event", (await next_event(qmp, "STOP")) is not None)
+    say("stopped-status", (await qmp.execute("query-status"))["status"])
+    t1 = ticks(ser)
+    await asyncio.sleep(2)
+    t2 = ticks(ser)
+    say("ticks-while-stopped", t2 - t1)
+    hmp = await qmp.execute("human-monitor-command",
+                            {"command-line": "info status"})
+    say("hmp-stopped", hmp.strip())
+
+    await qmp.execute("cont")
+    say("resume-event", (await next_event(qmp, "RESUME")) is not None)
+    say("ticks-after-cont",
+        await wait_for(lambda: ticks(ser) >= t2 + 3, 60))
+
+    boots = serial(ser).count(b"calf-test: booted via")
+    await qmp.execute("system_reset")
+    ev = await next_event(qmp, "RESET")
+    say("reset-event", ev and f"{ev['data']['guest']}:{ev['data']['reason']}")
+    say("rebooted", await wait_for(
+        lambda: serial(ser).count(b"calf-test: booted via") > boots, 60))
+    base = ticks(ser)
+    say("ticks-after-reset", await wait_for(lambda: ticks(ser) > base, 60))
+
+    await qmp.execute("quit")
+    ev = await next_event(qmp, "SHUTDOWN", 10)
+    say("shutdown-event",
+        ev and f"{ev['data']['guest']}:{ev['data']['reason']}")
+    await hang_up(qmp)
+
+
+async def stress(sock, ser, rounds):
+    """stop, cont and query-status in a random order while the guest
+    runs, each answer checked against the model of the run state; the
+    STOP and RESUME events counted against the transitions made."""
+    import random
+    rng = random.Random(17)
+    qmp = QMPClient("calf-stress")
+    await qmp.connect(sock)
+    paused = False
+    bad = 0
+    transitions = {"STOP": 0, "RESUME": 0, "RESET": 0}
+    t0 = time.monotonic()
+    for i in range(rounds):
+        op = rng.choice(("stop", "cont", "query-status", "query-status",
+                         "stop", "cont", "query-status", "query-status",
+                         "stop", "cont", "query-status", "query-status",
+                         "system_reset"))
+        if op == "system_reset":
+            # a reset keeps a stopped VM stopped (as QEMU)
+            await qmp.execute(op)
+            transitions["RESET"] += 1
+            continue
+        if op == "query-status":
+            st = await qmp.execute("query-status")
+            want = "paused" if paused else "running"
+            if st["status"] != want or st["running"] == paused:
+                bad += 1
+                print(f"# round {i}: status {st} while {want}")
+            continue
+        await qmp.execute(op)
+        if op == "stop" and not paused:
+            transitions["STOP"] += 1
+        if op == "cont" and paused:
+            transitions["RESUME"] += 1
+        paused = op == "stop"
+    if paused:
+        await qmp.execute("cont")
+        transitions["RESUME"] += 1
+    say("rounds-per-s", int(rounds / (time.monotonic() - t0)))
+    say("model-mismatches", bad)
+    seen = {"STOP": 0, "RESUME": 0, "RESET": 0}
+    while True:
+        try:
+            ev = await asyncio.wait_for(qmp.events.get(), 1)
+        except asyncio.TimeoutError:
+            break
+        if ev["event"] in seen:
+            seen[ev["event"]] += 1
+    say("events-match", seen == transitions)
+    print(f"# transitions {transitions}, events {seen}")
+    base = ticks(ser)
+    say("ticks-after-stress", await wait_for(lambda: ticks(ser) > base, 60))
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def powerdown(sock, ser):
+    """system_powerdown to a guest waiting for the ACPI power button"""
+    qmp = QMPClient("calf-powerdown")
+    await qmp.connect(sock)
+    say("waiting", await wait_for(
+        lambda: b"waiting for the power button" in serial(ser), 60))
+    await qmp.execute("system_powerdown")
+    say("powerdown-event", (await next_event(qmp, "POWERDOWN")) is not None)
+    say("pressed", await wait_for(
+        lambda: b"power button pressed" in serial(ser), 60))
+    ev = await next_event(qmp, "SHUTDOWN", 60)
+    say("shutdown-event",
+        ev and f"{ev['data']['guest']}:{ev['data']['reason']}")
+    await hang_up(qmp)
+
+
+def png_rgb(path):
+    """the RGB rows of a PNG as calf writes them (8-bit RGB, filter 0)"""
+    import struct
+    import zlib
+    data = open(path, "rb").read()
+    pos, idat, w, h = 8, b"", 0, 0
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw = zlib.decompress(idat)
+    rows = [raw[y * (3 * w + 1):(y + 1) * (3 * w + 1)] for y in range(h)]
+    assert all(r[0] == 0 for r in rows)
+    return w, h, b"".join(r[1:] for r in rows)
+
+
+async def screen(sock, ser, png, ppm):
+    """screendump of the test guest's text screen, as PNG and as PPM"""
+    qmp = QMPClient("calf-screen")
+    await qmp.connect(sock)
+    say("drawn", await wait_for(lambda: b"calf-test: PASS" in serial(ser), 60))
+    await qmp.execute("screendump", {"filename": png, "format": "png"})
+    await qmp.execute("screendump", {"filename": ppm})
+    w, h, rgb = png_rgb(png)
+    data = open(ppm, "rb").read()
+    head = b"P6\n%d %d\n255\n" % (w, h)
+    say("ppm-header", data.startswith(head))
+    say("ppm-is-png", data[len(head):] == rgb)
+    # through a FIFO: the image must come through the one descriptor
+    # calf opened (a second open would find no reader left)
+    fifo = ppm + ".fifo"
+    os.mkfifo(fifo)
+
+    def read_fifo(limit):
+        with open(fifo, "rb") as f:
+            return f.read(limit) if limit else f.read()
+
+    loop = asyncio.get_running_loop()
+    got = loop.run_in_executor(None, read_fifo, 0)
+    try:
+        await asyncio.wait_for(
+            qmp.execute("screendump", {"filename": fifo}), 30)
+        say("fifo-same", (await asyncio.wait_for(got, 30)) == data)
+    except asyncio.TimeoutError:
+        say("fifo-same", "hung")
+        return
+    # a reader that goes away after 16 bytes: an error, and the path
+    # (maybe another file by now) is not removed
+    got = loop.run_in_executor(None, read_fifo, 16)
+    try:
+        await asyncio.wait_for(
+            qmp.execute("screendump", {"filename": fifo}), 30)
+        say("fifo-cut", "no error")
+    except ExecuteError as e:
+        say("fifo-cut", str(e).startswith("failed to write"))
+    except asyncio.TimeoutError:
+        say("fifo-cut", "hung")
+        return
+    await got
+    say("fifo-kept", os.path.exists(fifo))
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def keys(sock, ser):
+    """send-key: 'a', then Return, then shift+abcdefgh, to the test
+    guest's ct.vga=keys26"""
+    qmp = QMPClient("calf-keys")
+    await qmp.connect(sock)
+    say("ready", await wait_for(
+        lambda: b"keyboard ready" in serial(ser), 60))
+    await qmp.execute("send-key", {"keys": [{"type": "qcode", "data": "a"}]})
+    await qmp.execute("send-key", {"keys": [{"type": "number", "data": 0x1c}],
+                                   "hold-time": 50})
+    await wait_for(lambda: serial(ser).count(b"calf-test: key ") >= 4, 60)
+    say("codes", b" ".join(re.findall(rb"calf-test: key (..)",
+                                     serial(ser))[:4]).decode())
+    # 9 presses and 9 releases are 18 bytes once translated to set 1:
+    # more than the i8042's 15-byte queue holds, and the stopped guest
+    # reads none
+    await qmp.execute("stop")
+    await qmp.execute("send-key", {"keys": [
+        {"type": "qcode", "data": k} for k in
+        ("shift", "a", "b", "c", "d", "e", "f", "g", "h")]})
+    await asyncio.sleep(0.3)  # past hold-time: all of it due
+    await qmp.execute("cont")
+    await wait_for(lambda: serial(ser).count(b"calf-test: key ") >= 22, 60)
+    say("chord", b" ".join(re.findall(rb"calf-test: key (..)",
+                                     serial(ser))[4:22]).decode())
+    # QEMU's other names: sysrq and kp_equals have scancodes, 'again'
+    # none (taken, nothing sent)
+    await qmp.execute("send-key", {"keys": [
+        {"type": "qcode", "data": k} for k in
+        ("again", "sysrq", "kp_equals")], "hold-time": 10})
+    await wait_for(lambda: serial(ser).count(b"calf-test: key ") >= 26, 60)
+    say("more", b" ".join(re.findall(rb"calf-test: key (..)",
+                                    serial(ser))[22:]).decode())
+    await hang_up(qmp)
+
+
+async def regs(sock, ser):
+    """info registers of CPU 0, stopped once the guest counts"""
+    qmp = QMPClient("calf-regs")
+    await qmp.connect(sock)
+    await wait_for(lambda: ticks(ser) >= 1, 120)
+    await qmp.execute("stop")
+    text = await qmp.execute("human-monitor-command",
+                             {"command-line": "info registers"})
+    sys.stdout.write(text.replace("\r\n", "\n"))
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def churn(sock):
+    """stop/cont while the guest does its I/O, until it ends the run"""
+    qmp = QMPClient("calf-churn")
+    await qmp.connect(sock)
+    cycles = 0
+    try:
+        while True:
+            await qmp.execute("stop")
+            await asyncio.sleep(0.002)
+            await qmp.execute("cont")
+            cycles += 1
+            await asyncio.sleep(0.002)
+    except Exception as e:  # the run ended: the socket went away
+        print(f"# churn ended by {type(e).__name__}")
+    say("cycles", cycles)
+    try:
+        await qmp.disconnect()
+    except Exception:
+        pass
+
+
+def main():
+    mode, sock = sys.argv[1:3]
+    ser = sys.argv[3] if len(sys.argv) > 3 else None
+    if mode == "churn":
+        asyncio.run(churn(sock))
+    elif mode == "screen":
+        asyncio.run(screen(sock, ser, sys.argv[4], sys.argv[5]))
+    elif mode == "regs":
+        asyncio.run(regs(sock, ser))
+    elif mode == "keys":
+        asyncio.run(keys(sock, ser))
+    elif mode == "powerdown":
+        asyncio.run(powerdown(sock, ser))
+    elif mode == "session":
+        asyncio.run(session(sock, ser))
+    elif mode == "stress":
+        asyncio.run(stress(sock, ser, int(sys.argv[4])))
+    else:
+        sys.exit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main()
