@@ -45,7 +45,7 @@ fuzz: fuzz-build
 .PHONY: fuzz fuzz-build
 
 # ---- device harnesses ----
-# tests/fuzz/fuzz-{fwcfg,vga,pci,ide,virtio}.c drive device models on the
+# tests/fuzz/fuzz-{fwcfg,vga,pci,ide,virtio}.c (virtio also as vrng) drive device models on the
 # real bus against fake guest RAM (tests/fuzz/fuzz-dev.h).  Each is built
 # twice: with clang and libFuzzer for `make fuzz` ($(FUZZ_DIR)/fuzz-NAME),
 # and with $(CC) and tests/fuzz/replay-main.c for `make test`
@@ -54,11 +54,16 @@ fuzz: fuzz-build
 # them with the calls DEVFUZZ_HOOK_<source> names renamed, so that a
 # harness can wait for the devices' threads (tests/fuzz/fuzz-hooks.c); the
 # sources are the VMM's, unchanged.
-DEVFUZZ_NAMES  := fwcfg vga pci ide virtio
-DEVFUZZ_HOOKED := devices/ide/ide.c devices/virtio/blk.c
+DEVFUZZ_NAMES  := fwcfg vga pci ide virtio vrng
+DEVFUZZ_HOOKED := devices/ide/ide.c devices/virtio/blk.c devices/virtio/rng.c
 DEVFUZZ_HOOK_devices/ide/ide.c    := -Dbus_register_pio=fuzz_bus_register_pio
 DEVFUZZ_HOOK_devices/virtio/blk.c := -Dread=fuzz_vblk_read -Dvirtq_unlock=fuzz_virtq_unlock \
                                      -Dvirtio_pci_create=fuzz_virtio_pci_create
+DEVFUZZ_HOOK_devices/virtio/rng.c := $(DEVFUZZ_HOOK_devices/virtio/blk.c)
+# fuzz-vrng is fuzz-virtio.c built for virtio-rng (-DFZ_VIRTIO_RNG)
+$(OBJ)/tests/fuzz/fuzz-vrng.o: tests/fuzz/fuzz-virtio.c $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DFZ_VIRTIO_RNG -MMD -MP -c $< -o $@
 DEVFUZZ_SRCS  := $(filter-out $(DEVFUZZ_HOOKED),$(DEV_SRCS)) tests/fuzz/fuzz-hooks.c
 DEVFUZZ_HDRS  := tests/fuzz/fuzz-dev.h tests/fuzz/fuzz-hooks.h \
                  $(wildcard devices/*.h devices/*/*.h)
@@ -87,6 +92,9 @@ FUZZ_OBJ_CFLAGS := $(filter-out -fsanitize=fuzzer%,$(FUZZ_CFLAGS)) \
 $(FUZZ_OBJ)/hooked/%.o: %.c $(DEVFUZZ_HDRS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_OBJ_CFLAGS) $(DEVFUZZ_HOOK_$*.c) -c $< -o $@
+$(FUZZ_OBJ)/tests/fuzz/fuzz-vrng.o: tests/fuzz/fuzz-virtio.c $(DEVFUZZ_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_OBJ_CFLAGS) -DFZ_VIRTIO_RNG -c $< -o $@
 $(FUZZ_OBJ)/%.o: %.c $(DEVFUZZ_HDRS) $(wildcard block/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_OBJ_CFLAGS) -c $< -o $@

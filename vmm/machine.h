@@ -16,6 +16,7 @@ struct machine_config {
     bool firmware;            /* booted by firmware (SeaBIOS), not --kernel */
     FILE *bios_log;           /* the firmware's debug port output, or NULL */
     bool vga;                 /* a VGA function (std) */
+    const char *rng;          /* --rng; NULL: on without firmware */
 };
 
 /* Creates every device of the machine on vm->bus and fills the struct

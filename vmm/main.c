@@ -13,6 +13,7 @@
 #include "devices/devices.h"
 #include "devices/disk.h"
 #include "devices/vga.h"
+#include "devices/virtio/virtio.h"
 #include "vmm/boot.h"
 #include "vmm/firmware.h"
 #include "vmm/machine.h"
@@ -41,6 +42,7 @@ struct run_opts {
     const char *display;   /* "none" or "sdl" */
     const char *vga;       /* "std", "none" or NULL: std with a display */
     const char *screenshot;
+    const char *rng;       /* --rng, NULL: on with --kernel (vmm/machine.c) */
 };
 
 /* The window of a run with --display sdl. */
@@ -97,6 +99,10 @@ static const char usage_text[] =
     " by default\n"
     "                       there is one with --display sdl or --screenshot\n"
     "      --screenshot FILE.png  write the screen as PNG when the run ends\n"
+    "      --rng on|off[,max-bytes=N][,period=MS][,disable-legacy]\n"
+    "                       virtio-rng (1af4:1005) fed by getrandom(), at\n"
+    "                       most N bytes per MS milliseconds; on by default\n"
+    "                       with --kernel, off under firmware\n"
     "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
     "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
     "  text, 124 timeout, 128+n signal n\n"
@@ -155,6 +161,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         { "firmware", required_argument, NULL, 'F' },
         { "boot", required_argument, NULL, 'B' },
         { "bios-log", required_argument, NULL, 'L' },
+        { "rng", required_argument, NULL, 'G' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -198,6 +205,14 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
             o->disks[o->ndisks++] = o->cdrom_specs[o->ncdroms++];
             break;
         case 'h': usage(stdout); exit(0);
+        case 'G': {
+            struct rng_opts ro;
+
+            if (virtio_rng_parse(optarg, &ro))
+                return -1;
+            o->rng = optarg;
+            break;
+        }
         case 'H': cpu_model_list(); exit(0);
         case 'C':
             if (cpu_model_parse(optarg, &o->cpu))
@@ -470,6 +485,7 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
         (!o->boot.kernel && firmware_setup(vm, &o->fw)))
         return CALF_EXIT_SETUP;
     mc.firmware = !o->boot.kernel;
+    mc.rng = o->rng;
     mc.bios_log = firmware_log(vm);
     if (machine_create(vm, &mc) ||
         (!o->boot.kernel && firmware_finish(vm)) ||

@@ -1,10 +1,12 @@
 /* virtio 1.x over PCI (the modern transport, devices 1af4:1040+n; by
- * default transitional, 1af4:1000+n-1, with the legacy register block in
+ * default transitional, 1af4:1000-103f (1001 block, 1005
+ * entropy), with the legacy register block in
  * an I/O BAR 0 for drivers without VERSION_1) and the split virtqueue, as
- * a library for virtio device models; and the virtio-blk device.  This is
- * what device models and vmm/machine.c use; behind it, in devices/virtio/,
- * queue.c is the split virtqueue, pci.c the modern transport, pci-legacy.c
- * the legacy register block (sharing virtio-int.h), and blk.c virtio-blk.
+ * a library for virtio device models; and the virtio-blk and virtio-rng
+ * devices.  This is what device models and vmm/machine.c use; behind it,
+ * in devices/virtio/, queue.c is the split virtqueue, pci.c the modern
+ * transport, pci-legacy.c the legacy register block (sharing
+ * virtio-int.h), blk.c virtio-blk and rng.c virtio-rng.
  * Register names, feature and status bits are the Linux uapi ones
  * (<linux/virtio_config.h>, <linux/virtio_ring.h>, <linux/virtio_pci.h>).
  *
@@ -105,5 +107,23 @@ void virtq_notify(struct virtio_pci *vp, unsigned q);
 struct disk_opts;
 int virtio_blk_add(struct pci *pci, int slot, const struct disk_opts *o,
                    unsigned nqueues);
+
+/* virtio-rng (devices/virtio/rng.c): --rng [on|off][,max-bytes=N]
+ * [,period=MS][,disable-legacy].  QEMU's rng defaults: max-bytes
+ * 2^63 - 1 per period of 65536 ms (no limit in practice). */
+#define VIRTIO_RNG_MAX_BYTES 0x7fffffffffffffffULL
+#define VIRTIO_RNG_PERIOD_MS 65536u
+struct rng_opts {
+    bool on;
+    bool modern;          /* disable-legacy: 1af4:1044 only */
+    uint64_t max_bytes;   /* bytes per period */
+    uint64_t period_ms;
+};
+/* Parses an --rng value (on by default); prints what is wrong
+ * ("calf: --rng: ...") and returns -EINVAL. */
+int virtio_rng_parse(const char *spec, struct rng_opts *o);
+/* Adds a virtio-rng function (transitional 1af4:1005 as QEMU's default,
+ * or 1af4:1044) at function 0 of slot, with its own thread. */
+int virtio_rng_add(struct pci *pci, int slot, const struct rng_opts *o);
 
 #endif

@@ -252,7 +252,23 @@ virtio = {
               + bar(1, 4, 0x3000, 2, 5) + bar(1, 4, 0x3004, 4, 1),
 }
 
+# ---- virtio-rng (fuzz-virtio.c built as fuzz-vrng): the same program;
+# first byte bit 1 modern-only, bit 2 a rate limit from the second byte
+# (max-bytes 1 + b, period 1 + b >> 5 ms); function 1 is the device ----
+vrng = {
+    'fill': bytes([0, 0]) + vinit() + vqueue(0, 0) + vreq(0, 0, 0, 0, [64]) + vreq(0, 0, 0, 0, [4096, 4096])
+            + vreq(0, 0, 0, 0, [65535] * 4, indirect=True),
+    'legacy': bytes([0, 0]) + vinit(legacy=True, feat=0) + vqueue(0, 1, legacy=True)
+              + vreq(0, 1, 0, 0, [512, 16], legacy_notify=True),
+    'limited': bytes([4, 0x27]) + vinit() + vqueue(0, 0) + vreq(0, 0, 0, 0, [4096]) + vreq(0, 0, 0, 0, [30])
+               + vreq(0, 0, 0, 0, [30]) + mcommon(0x14, 1, 0) + vinit() + vqueue(0, 0) + vreq(0, 0, 0, 0, [8]),
+    'modern-only': bytes([2, 0]) + vinit() + vqueue(0, 2, size=64) + vreq(0, 2, 0, 0, [1, 2, 3]) + vreq(1, 2, 0, 0, [8]),
+    'bad-ring': bytes([0, 0]) + vinit() + vqueue(0, 0, size=16) + vreq(0, 0, 0, 0, [512], idx=0x1000)
+                + vinit() + vqueue(0, 0) + store(0x10000 + 14, 2, 0) + vreq(0, 0, 0, 0, [512]) + RESET
+                + vinit() + vqueue(0, 0) + vreq(0, 0, 0, 0, [512]),
+}
+
 if __name__ == '__main__':
-    which = sys.argv[1:] or ['fwcfg', 'vga', 'pci', 'ide', 'virtio']
+    which = sys.argv[1:] or ['fwcfg', 'vga', 'pci', 'ide', 'virtio', 'vrng']
     for name in which:
         write(name, globals()[name if name != 'fwcfg' else 'fw'])
