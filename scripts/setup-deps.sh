@@ -10,7 +10,7 @@
 #                           against (make test, make test-slow)
 #   setup-deps.sh bench   - plus the benchmark peers
 set -u
-need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev seabios"
+need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev libslirp-dev seabios"
 peers="qemu-utils perl qemu-system-x86 xvfb xdotool"
 # tests/img-convert-offload.t: convert's reflinks, on a loop-mounted XFS
 reflink="xfsprogs"

@@ -10,7 +10,7 @@
  * guests expect: the host bridge at 00:00.0, the PIIX3 at 00:01.0 with
  * IDE at 01.1 and PIIX4 power management at 01.3, then one virtio-blk
  * function per virtio --disk from slot 2 up, in --disk order, then the
- * VGA, then virtio-rng. */
+ * VGA, then one virtio-net function per --net, then virtio-rng. */
 #include "vmm/machine.h"
 
 #include <errno.h>
@@ -20,6 +20,7 @@
 #include "devices/devices.h"
 #include "devices/disk.h"
 #include "devices/ide/ide.h"
+#include "devices/net/net.h"
 #include "devices/pci.h"
 #include "devices/vga.h"
 #include "devices/virtio/virtio.h"
@@ -59,7 +60,7 @@ static const struct pc_slot {
 };
 
 /* PCI slots handed out in creation order: virtio disks, then the VGA,
- * then virtio-rng. */
+ * then virtio-net, then virtio-rng. */
 #define PC_FIRST_FREE_SLOT 2
 
 /* BARs go from 3 GiB up, where firmware would put them, even when RAM
@@ -184,6 +185,25 @@ static int disks_add(struct machine_build *b)
 
 /* ---- PCI ---- */
 
+/* Each --net: a virtio-net function at the next free slot, after the
+ * disks and the VGA. */
+static int nets_add(struct machine_build *b)
+{
+    int ret = 0;
+
+    for (int i = 0; i < b->mc->nnets && !ret; i++) {
+        struct net_opts o;
+        int slot;
+
+        ret = net_parse(b->mc->nets[i], (unsigned)i, &o);
+        if (ret)
+            break;
+        slot = next_pci_slot(b);
+        ret = slot < 0 ? slot : virtio_net_add(b->vm->pci, slot, &o);
+    }
+    return ret;
+}
+
 /* virtio-rng after everything else, so that it moves no other slot: by
  * default with a kernel boot (a Linux guest then need not wait for
  * entropy), not under firmware. */
@@ -228,7 +248,9 @@ static int pci_devices(struct machine_build *b)
             return ret;
         }
     }
-    ret = rng_add(b);
+    ret = nets_add(b);
+    if (!ret)
+        ret = rng_add(b);
     if (ret || !b->mc->firmware)
         return ret;
     /* Under firmware the chipset is the firmware's to program: the

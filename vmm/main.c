@@ -12,6 +12,7 @@
 
 #include "devices/devices.h"
 #include "devices/disk.h"
+#include "devices/net/net.h"
 #include "devices/vga.h"
 #include "devices/virtio/virtio.h"
 #include "vmm/boot.h"
@@ -43,6 +44,8 @@ struct run_opts {
     const char *vga;       /* "std", "none" or NULL: std with a display */
     const char *screenshot;
     const char *rng;       /* --rng, NULL: on with --kernel (vmm/machine.c) */
+    const char *nets[MACHINE_MAX_NETS]; /* --net specs, vmm/machine.c */
+    int nnets;
 };
 
 /* The window of a run with --display sdl. */
@@ -103,6 +106,14 @@ static const char usage_text[] =
     "                       virtio-rng (1af4:1005) fed by getrandom(), at\n"
     "                       most N bytes per MS milliseconds; on by default\n"
     "                       with --kernel, off under firmware\n"
+    "      --net user[,hostfwd=[tcp|udp]:[HADDR]:HPORT-[GADDR]:GPORT]\n"
+    "             [,restrict=on|off][,mac=M][,disable-legacy]\n"
+    "      --net tap,ifname=NAME[,mac=M][,disable-legacy]\n"
+    "                       a virtio-net function (1af4:1000) on user-mode\n"
+    "                       networking (libslirp: 10.0.2.0/24, DHCP gives\n"
+    "                       10.0.2.15, host 10.0.2.2, DNS 10.0.2.3; hostfwd\n"
+    "                       binds 127.0.0.1 by default) or a host tap; MAC\n"
+    "                       52:54:00:12:34:56 + n by default (repeatable)\n"
     "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
     "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
     "  text, 124 timeout, 128+n signal n\n"
@@ -162,6 +173,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         { "boot", required_argument, NULL, 'B' },
         { "bios-log", required_argument, NULL, 'L' },
         { "rng", required_argument, NULL, 'G' },
+        { "net", required_argument, NULL, 'N' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -211,6 +223,18 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
             if (virtio_rng_parse(optarg, &ro))
                 return -1;
             o->rng = optarg;
+            break;
+        }
+        case 'N': {
+            struct net_opts no;
+
+            if (o->nnets == MACHINE_MAX_NETS) {
+                vmm_error("too many --net (at most %d)", MACHINE_MAX_NETS);
+                return -1;
+            }
+            if (net_parse(optarg, (unsigned)o->nnets, &no))
+                return -1;
+            o->nets[o->nnets++] = optarg;
             break;
         }
         case 'H': cpu_model_list(); exit(0);
@@ -486,6 +510,8 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
         return CALF_EXIT_SETUP;
     mc.firmware = !o->boot.kernel;
     mc.rng = o->rng;
+    mc.nets = o->nets;
+    mc.nnets = o->nnets;
     mc.bios_log = firmware_log(vm);
     if (machine_create(vm, &mc) ||
         (!o->boot.kernel && firmware_finish(vm)) ||

@@ -92,6 +92,9 @@ bool virtq_ready(struct virtio_pci *vp, unsigned q);
 /* 1: a request, 0: queue empty, <0: the guest broke the rules (the
  * device is now NEEDS_RESET and the queue stops). */
 int virtq_pop(struct virtio_pci *vp, unsigned q, struct virtq_req *req);
+/* Gives the last n popped requests back to the ring, unserved (a
+ * device that found too few buffers for what it had to deliver). */
+void virtq_unpop(struct virtio_pci *vp, unsigned q, unsigned n);
 /* Hands a request back with len bytes written into its in-buffers. */
 void virtq_push(struct virtio_pci *vp, unsigned q, const struct virtq_req *req,
                 uint32_t len);
@@ -125,5 +128,11 @@ int virtio_rng_parse(const char *spec, struct rng_opts *o);
 /* Adds a virtio-rng function (transitional 1af4:1005 as QEMU's default,
  * or 1af4:1044) at function 0 of slot, with its own thread. */
 int virtio_rng_add(struct pci *pci, int slot, const struct rng_opts *o);
+
+/* virtio-net (devices/virtio/net.c) on a parsed --net (devices/net/net.h):
+ * transitional 1af4:1000 as QEMU's default, or 1af4:1041; receive and
+ * transmit queues and the backend served by one I/O thread. */
+struct net_opts;
+int virtio_net_add(struct pci *pci, int slot, const struct net_opts *o);
 
 #endif
