@@ -7,14 +7,27 @@
 # DNS 10.0.2.3 (restrict=off: with restrict=on slirp's DHCP gives
 # neither, as QEMU's), and the MAC calf gave the device.  The boot ends
 # in a panic for want of a root filesystem (--no-reboot).  Also: --net
-# tap without the privilege fails with one clear message, and bad --net
-# values are refused before anything starts.
+# tap without the privilege fails with one clear message, a hostfwd port
+# in use too, and bad --net values are refused before anything starts.
 . "$(dirname "$0")/lib.sh"
 need_kvm
 
 boot badnet --kernel "$GUEST" --net user,hostfwd=tcp::70000-:22 --timeout 30
 [ "$status" = 2 ] && has_err badnet "calf: --net: invalid host forwarding rule 'tcp::70000-:22'"
 is $? 0 "a bad hostfwd rule is refused with one message (status $status)" || show badnet
+
+# a hostfwd port someone else holds
+inuse=$TMP/inuse.port
+perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 1) or die;
+    open F, ">", $ARGV[0]; print F $s->sockport, "\n"; close F; sleep 60' "$inuse" &
+holder=$!
+for ((i = 0; i < 100; i++)); do [ -s "$inuse" ] && break; sleep 0.1; done
+p=$(cat "$inuse")
+boot busy --kernel "$GUEST" --net "user,hostfwd=tcp::$p-:22" --timeout 30
+kill $holder 2>/dev/null; wait $holder 2>/dev/null
+[ "$status" = 2 ] && has_err busy "calf: --net user: could not set up host forwarding rule 'tcp:127.0.0.1:$p-10.0.2.15:22': Address already in use" &&
+    [ "$(wc -l <"$TMP/busy.err")" = 1 ]
+is $? 0 "a hostfwd port in use: one message naming the rule (status $status)" || show busy
 
 # tap: as a user without CAP_NET_ADMIN (root drops it with setpriv)
 if command -v setpriv >/dev/null && [ -e /dev/net/tun ]; then
