@@ -35,7 +35,7 @@ if command -v setpriv >/dev/null && [ -e /dev/net/tun ]; then
     setpriv --inh-caps=-all --bounding-set=-all "$CALF" run --kernel "$GUEST" \
         --net tap,ifname=calftest0 --timeout 30 >"$TMP/tap.out" 2>"$TMP/tap.err" </dev/null
     status=$?
-    [ "$status" = 2 ] && grep -q "calf: --net tap,ifname=calftest0: cannot attach to the tap: Operation not permitted (creating a tap needs CAP_NET_ADMIN" "$TMP/tap.err" &&
+    [ "$status" = 2 ] && grep -q "calf: --net tap,ifname=calftest0: cannot attach to a tap: Operation not permitted (creating a tap needs CAP_NET_ADMIN" "$TMP/tap.err" &&
         [ "$(wc -l <"$TMP/tap.err")" -le 2 ]
     is $? 0 "--net tap without CAP_NET_ADMIN: one clear error (status $status)" || show tap
 else

@@ -108,7 +108,7 @@ static const char usage_text[] =
     "                       with --kernel, off under firmware\n"
     "      --net user[,hostfwd=[tcp|udp]:[HADDR]:HPORT-[GADDR]:GPORT]\n"
     "             [,restrict=on|off][,mac=M][,disable-legacy]\n"
-    "      --net tap,ifname=NAME[,mac=M][,disable-legacy]\n"
+    "      --net tap[,ifname=NAME][,mac=M][,disable-legacy]\n"
     "                       a virtio-net function (1af4:1000) on user-mode\n"
     "                       networking (libslirp: 10.0.2.0/24, DHCP gives\n"
     "                       10.0.2.15, host 10.0.2.2, DNS 10.0.2.3; hostfwd\n"

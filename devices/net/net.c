@@ -150,10 +150,6 @@ int net_parse(const char *spec, unsigned index, struct net_opts *o)
             ret = -EINVAL;
         }
     }
-    if (!ret && o->kind == NET_TAP && !o->ifname[0]) {
-        fprintf(stderr, "calf: --net tap: ifname=NAME is needed\n");
-        ret = -EINVAL;
-    }
     free(copy);
     return ret;
 }

@@ -12,7 +12,7 @@
  *
  *   --net user[,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
  *             [,restrict=on|off][,mac=52:54:00:12:34:56][,disable-legacy]
- *   --net tap,ifname=NAME[,mac=...][,disable-legacy]
+ *   --net tap[,ifname=NAME][,mac=...][,disable-legacy]
  *
  * User mode: network 10.0.2.0/24, host (gateway) 10.0.2.2, DNS 10.0.2.3,
  * DHCP from 10.0.2.15; IPv6 fec0::/64.  restrict=on (the default here)
@@ -47,7 +47,7 @@ struct net_opts {
     uint8_t mac[6];
     bool restricted;          /* user: restrict=on */
     bool modern;              /* disable-legacy: 1af4:1041 only */
-    char ifname[16];          /* tap */
+    char ifname[16];          /* tap; empty: the kernel picks tapN */
     unsigned nfwd;
     struct net_hostfwd fwd[NET_MAX_FWD];
 };

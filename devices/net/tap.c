@@ -1,8 +1,10 @@
 /* A host tap interface as a network backend (net.h): frames are read
  * from and written to /dev/net/tun, one per read or write, no virtio
- * header (IFF_NO_PI).  Opening one needs CAP_NET_ADMIN, or a persistent
- * tap owned by the user; without either it fails with one message that
- * says so. */
+ * header (IFF_NO_PI).  ifname= names an existing tap, or one made for
+ * the run (gone when calf exits); without it the kernel picks a name
+ * (tapN), which calf prints.  Creating a tap needs CAP_NET_ADMIN;
+ * attaching to a persistent one made for the user does not.  Without
+ * the privilege it fails with one message that says so. */
 #include "devices/net/net.h"
 
 #include <errno.h>
@@ -91,8 +93,9 @@ int net_tap_create(const struct net_opts *o, net_receive_fn *rx,
     t->fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (t->fd < 0) {
         err = errno;
-        fprintf(stderr, "calf: --net tap,ifname=%s: cannot open "
-                "/dev/net/tun: %s\n", o->ifname, strerror(err));
+        fprintf(stderr, "calf: --net tap%s%s: cannot open /dev/net/tun: "
+                "%s\n", o->ifname[0] ? ",ifname=" : "", o->ifname,
+                strerror(err));
         tap_destroy(&t->be);
         return -err;
     }
@@ -100,15 +103,20 @@ int net_tap_create(const struct net_opts *o, net_receive_fn *rx,
     ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
     memcpy(ifr.ifr_name, o->ifname, strlen(o->ifname));
     if (ioctl(t->fd, TUNSETIFF, &ifr) < 0) {
+
         err = errno;
-        fprintf(stderr, "calf: --net tap,ifname=%s: cannot attach to the "
-                "tap: %s%s\n", o->ifname, strerror(err),
+        fprintf(stderr, "calf: --net tap%s%s: cannot attach to a tap: "
+                "%s%s\n", o->ifname[0] ? ",ifname=" : "", o->ifname,
+                strerror(err),
                 err == EPERM ? " (creating a tap needs CAP_NET_ADMIN; or "
                                "make one for this user beforehand: ip tuntap "
                                "add NAME mode tap user USER)" : "");
         tap_destroy(&t->be);
         return -err;
     }
+    if (!o->ifname[0])
+        fprintf(stderr, "calf: --net tap: attached to %.*s\n",
+                (int)sizeof(ifr.ifr_name), ifr.ifr_name);
     *out = &t->be;
     return 0;
 }

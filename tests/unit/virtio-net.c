@@ -771,7 +771,8 @@ static void test_stress(void)
             usleep(500);
     }
     pthread_join(th, NULL);
-    printf("# stress: guest sent %u, host got %u (%u bad); host sent %u, guest got %u in order (%u bad)\n",
+    printf("# stress: guest sent %u, host got %u (%u bad); "
+           "host sent %u, guest got %u in order (%u bad)\n",
            next_out, got_out, bad_out, STRESS_N, got_in, bad_in);
     ok(got_out == STRESS_N && !bad_out,
        "stress: every datagram the guest sent reached the host intact");
@@ -804,7 +805,7 @@ static void test_parse(void)
     ok(net_parse("socket", 0, &o) && net_parse("user,hostfwd=tcp::99999-:22", 0, &o) &&
            net_parse("user,hostfwd=tcp:2222-22", 0, &o) &&
            net_parse("user,mac=01:00:00:00:00:00", 0, &o) &&
-           net_parse("user,mac=52:54:00", 0, &o) && net_parse("tap", 0, &o) &&
+           net_parse("user,mac=52:54:00", 0, &o) && net_parse("tap,ifname=", 0, &o) &&
            net_parse("user,ifname=x", 0, &o),
        "bad backends, rules, MACs and options are refused");
 }
