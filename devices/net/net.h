@@ -81,6 +81,10 @@ struct net_backend_ops {
 };
 struct net_backend {
     const struct net_backend_ops *ops;
+    /* The checksums of the frames it hands the guest were verified (or
+     * computed) on the way: slirp builds or checks every packet it
+     * delivers; a tap passes on whatever the host sent, unchecked. */
+    bool csum_checked;
 };
 
 /* Creates the backend o names (called on the thread that creates the

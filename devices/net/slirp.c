@@ -239,6 +239,7 @@ int net_user_create(const struct net_opts *o, net_receive_fn *rx,
     if (!u)
         return -ENOMEM;
     u->be.ops = &user_ops;
+    u->be.csum_checked = true; /* slirp checks what it forwards */
     u->rx = rx;
     u->rx_opaque = opaque;
     inet_pton(AF_INET, "10.0.2.0", &cfg.vnetwork);

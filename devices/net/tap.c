@@ -88,6 +88,7 @@ int net_tap_create(const struct net_opts *o, net_receive_fn *rx,
     if (!t)
         return -ENOMEM;
     t->be.ops = &tap_ops;
+    t->be.csum_checked = false; /* the host's frames, unchecked */
     t->rx = rx;
     t->rx_opaque = opaque;
     t->fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);

@@ -7,8 +7,9 @@
  *
  * Features: MAC, STATUS (link always up), MRG_RXBUF, CSUM (the guest may
  * leave a packet's checksum to the device, which computes it before the
- * backend sees the frame) and GUEST_CSUM (frames come with DATA_VALID:
- * the backends' checksums are complete).  No TSO, no control queue.
+ * backend sees the frame) and GUEST_CSUM (frames from a backend that
+ * checks checksums, slirp, come with DATA_VALID; a tap's do not, the
+ * guest checks them).  No TSO, no control queue.
  *
  * A guest must not be able to hold calf up or make it allocate without
  * bound: a transmitted frame longer than NET_MAX_FRAME, or with a GSO
@@ -174,7 +175,7 @@ static int vnet_rx_one(struct vnet *vn, const uint8_t *frame, size_t len)
         done += vn->rxlen[n - 1] - off;
     }
     memset(&h, 0, sizeof(h));
-    if (has(f, VIRTIO_NET_F_GUEST_CSUM))
+    if (has(f, VIRTIO_NET_F_GUEST_CSUM) && vn->be->csum_checked)
         h.hdr.flags = VIRTIO_NET_HDR_F_DATA_VALID;
     h.hdr.gso_type = VIRTIO_NET_HDR_GSO_NONE;
     put_le16((uint8_t *)&h.num_buffers, (uint16_t)n);
@@ -266,6 +267,11 @@ static bool vnet_tx_csum(uint64_t f, uint8_t *frame, size_t len,
     while (sum >> 16)
         sum = (sum & 0xffff) + (sum >> 16);
     sum = ~sum & 0xffff;
+    /* 0 in a UDP checksum means "none": a sum that folds to 0 is sent
+     * as 0xffff, its other form (Linux's skb_checksum_help does the same
+     * for every protocol; for TCP both forms are equal) */
+    if (!sum)
+        sum = 0xffff;
     frame[start + off] = (uint8_t)(sum >> 8);
     frame[start + off + 1] = (uint8_t)sum;
     return true;

@@ -29,10 +29,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_net.h>
 #include <linux/virtio_pci.h>
@@ -337,6 +341,9 @@ static int tx(struct dev *d, const uint8_t *frame, size_t len,
     return wait_used(d, 1, 5000, &ulen) < 0 ? -1 : 0;
 }
 
+/* The virtio header's flags of the last frame rx() took. */
+static unsigned rx_flags;
+
 /* The next received frame (virtio header stripped) into buf, within ms;
  * its length, or -1.  *nbuf: the header's num_buffers.  The buffer goes
  * back to the ring at once. */
@@ -348,6 +355,7 @@ static long rx(struct dev *d, uint8_t *buf, size_t cap, unsigned ms, unsigned *n
 
     if (id < 0)
         return -1;
+    rx_flags = ram[RXBUF + (unsigned)id * RXBUF_SIZE];
     if (nbuf)
         *nbuf = ram[RXBUF + (unsigned)id * RXBUF_SIZE + 10] |
                 ram[RXBUF + (unsigned)id * RXBUF_SIZE + 11] << 8;
@@ -489,6 +497,8 @@ static void test_basic(void)
     n = rx_udp(&d, 7777, got, sizeof(got), 5000);
     ok(n == 11 && !memcmp(got, "hello guest", 11),
        "hostfwd=udp::PORT-:7777: a host datagram reaches the guest's port 7777");
+    ok(n == 11 && rx_flags == VIRTIO_NET_HDR_F_DATA_VALID,
+       "and slirp's frame comes with DATA_VALID (slirp built its checksums)");
 
     /* bad frames: dropped, the device goes on */
     {
@@ -670,6 +680,99 @@ static void test_hostile(void)
     dev_destroy(&d);
 }
 
+/* ---- tap: the host's frames are not checked ---- */
+
+/* A tap made for the test, up, with a packet socket on it: what the host
+ * sends on the interface is the guest's to receive, what the guest sends
+ * the socket sees. */
+static void test_tap(void)
+{
+    struct dev d;
+    struct ifreq ifr;
+    struct sockaddr_ll sll;
+    char spec[64], name[IFNAMSIZ];
+    uint8_t f[2048], got[256];
+    int ctl, ps;
+    long n;
+
+    if (geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK)) {
+        printf("ok %d # skip a tap needs root and /dev/net/tun\n", ++t_num);
+        printf("ok %d # skip a tap needs root and /dev/net/tun\n", ++t_num);
+        return;
+    }
+    snprintf(name, sizeof(name), "cvn%u", (unsigned)getpid() % 1000000);
+    snprintf(spec, sizeof(spec), "tap,ifname=%s", name);
+    if (dev_create(&d, spec, WANT)) {
+        ok(0, "virtio-net with --net tap");
+        ok(0, "virtio-net with --net tap");
+        return;
+    }
+    ctl = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ps = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+    if (ctl < 0 || ps < 0 || ioctl(ctl, SIOCGIFFLAGS, &ifr) < 0 ||
+        (ifr.ifr_flags |= IFF_UP, ioctl(ctl, SIOCSIFFLAGS, &ifr) < 0) ||
+        ioctl(ctl, SIOCGIFINDEX, &ifr) < 0) {
+        printf("ok %d # skip cannot bring up tap %s: %s\n", ++t_num, name, strerror(errno));
+        printf("ok %d # skip cannot bring up tap %s: %s\n", ++t_num, name, strerror(errno));
+        goto out;
+    }
+    memset(&sll, 0, sizeof(sll));
+    sll.sll_family = AF_PACKET;
+    sll.sll_protocol = htons(ETH_P_ALL);
+    sll.sll_ifindex = ifr.ifr_ifindex;
+    bind(ps, (struct sockaddr *)&sll, sizeof(sll));
+    rx_post(&d, 32, RXBUF_SIZE);
+
+    /* host to guest, with a UDP checksum that is wrong: the guest must
+     * be left to check it */
+    n = (long)udp_frame(f, "10.0.2.2", 5555, 7777, "from tap", 8, false);
+    memcpy(f, guest_mac, 6);
+    memcpy(f + 6, "\x02\x00\x00\x00\x00\x09", 6);
+    f[40] ^= 0x5a;
+    send(ps, f, (size_t)n, 0);
+    n = rx_udp(&d, 7777, got, sizeof(got), 5000);
+    ok(n == 8 && !memcmp(got, "from tap", 8) && !(rx_flags & VIRTIO_NET_HDR_F_DATA_VALID),
+       "tap: a host frame reaches the guest without DATA_VALID (nobody checked it)");
+
+    /* guest to host, NEEDS_CSUM, with a payload whose checksum folds to
+     * 0: on the wire it is 0xffff (0 would mean no checksum) */
+    {
+        struct virtio_net_hdr h = { .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                    .csum_start = 34, .csum_offset = 6 };
+        uint8_t pl[4] = { 0, 0, 'o', 'k' };
+        uint16_t s16;
+        uint64_t end = ms_now() + 5000;
+        int sum = -1;
+
+        n = (long)udp_frame(f, "10.0.2.2", 5555, 6666, pl, 4, true);
+        s16 = csum_add(0, f + 34, 12);
+        put16(f + 42, (uint16_t)~s16);
+        tx(&d, f, (size_t)n, &h);
+        while (sum < 0 && ms_now() < end) {
+            struct pollfd pfd = { .fd = ps, .events = POLLIN };
+            long m;
+
+            if (poll(&pfd, 1, 200) <= 0)
+                continue;
+            m = recv(ps, got, sizeof(got), 0);
+            if (m == n && got[12] == 8 && got[13] == 0 && got[23] == 17 &&
+                (got[36] << 8 | got[37]) == 6666)
+                sum = got[40] << 8 | got[41];
+        }
+        ok(sum == 0xffff, "NEEDS_CSUM: a UDP checksum that folds to 0 is sent as 0xffff");
+        if (sum != 0xffff)
+            printf("# checksum on the wire: %#x\n", sum);
+    }
+out:
+    if (ctl >= 0)
+        close(ctl);
+    if (ps >= 0)
+        close(ps);
+    dev_destroy(&d);
+}
+
 /* ---- stress: both directions at once ---- */
 
 #define STRESS_N 3000
@@ -821,6 +924,7 @@ int main(void)
     test_mergeable();
     test_never_refilled();
     test_hostile();
+    test_tap();
     test_stress();
     printf("1..%d\n", t_num);
     free(ram);
