@@ -130,14 +130,22 @@ static size_t hdr_len(uint64_t f)
 static int vnet_rx_one(struct vnet *vn, const uint8_t *frame, size_t len)
 {
     struct virtio_pci *vp = vn->vp;
-    uint64_t f = virtio_features(vp);
-    bool mrg = has(f, VIRTIO_NET_F_MRG_RXBUF);
-    size_t hl = hdr_len(f), total = hl + len, done = 0;
-    unsigned n = 0, max = mrg ? VNET_MERGE_MAX : 1;
+    uint64_t f;
+    bool mrg;
+    size_t hl, total, done = 0;
+    unsigned n = 0, max;
     struct virtio_net_hdr_mrg_rxbuf h;
 
+    /* the features only once the driver is done with them (DRIVER_OK
+     * makes the queue ready; a vCPU writes them before, under the
+     * transport's lock) */
     if (!virtq_ready(vp, VNET_RX))
         return 0;
+    f = virtio_features(vp);
+    mrg = has(f, VIRTIO_NET_F_MRG_RXBUF);
+    hl = hdr_len(f);
+    total = hl + len;
+    max = mrg ? VNET_MERGE_MAX : 1;
     while (done < total) {
         struct virtq_req *r = &vn->rxreq[n];
         const struct iovec *in;
