@@ -21,6 +21,7 @@
 struct net_tap {
     struct net_backend be;
     int fd, idx;
+    bool dead;               /* POLLERR/POLLHUP/POLLNVAL: no longer polled */
     net_receive_fn *rx;
     void *rx_opaque;
     uint8_t buf[NET_MAX_FRAME];
@@ -32,7 +33,7 @@ static void tap_fill(struct net_backend *be, struct net_pollset *ps,
     struct net_tap *t = (struct net_tap *)be;
 
     (void)timeout_ms;
-    t->idx = net_pollset_add(ps, t->fd, POLLIN);
+    t->idx = t->dead ? -1 : net_pollset_add(ps, t->fd, POLLIN);
 }
 
 /* At most a bounded batch per round, so the guest's queues get their
@@ -43,7 +44,19 @@ static void tap_poll(struct net_backend *be, struct net_pollset *ps,
     struct net_tap *t = (struct net_tap *)be;
 
     (void)error;
-    if (t->idx < 0 || !(ps->fds[t->idx].revents & POLLIN))
+    if (t->idx < 0)
+        return;
+    /* the interface went away (deleted) or the fd broke: poll() would
+     * say so at once forever; stop listening, say it once */
+    if (ps->fds[t->idx].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+        t->dead = true;
+        fprintf(stderr, "calf: --net tap: the tap stopped working (%s); "
+                "nothing more is received from it\n",
+                ps->fds[t->idx].revents & POLLNVAL ? "invalid descriptor"
+                : ps->fds[t->idx].revents & POLLHUP ? "hang-up" : "error");
+        return;
+    }
+    if (!(ps->fds[t->idx].revents & POLLIN))
         return;
     for (int i = 0; i < 64; i++) {
         ssize_t n = read(t->fd, t->buf, sizeof(t->buf));
