@@ -336,6 +336,16 @@ static void drain(int fd)
     }
 }
 
+/* The I/O thread cannot go on: it says why and the device asks the
+ * guest for a reset (which does not start the thread again: the device
+ * stays off until calf restarts). */
+static void vnet_fail(struct vnet *vn, const char *what, int err)
+{
+    fprintf(stderr, "calf: virtio-net: I/O thread stops: %s: %s\n", what,
+            strerror(err));
+    virtio_set_needs_reset(vn->vp);
+}
+
 /* Locking: the thread holds one queue's lock at a time, only while it
  * moves frames in or out of that ring (bounded: one frame's buffers, or
  * one transmitted frame); the backend runs with no lock held.  A reset
@@ -355,14 +365,18 @@ static void *vnet_thread(void *opaque)
         net_pollset_add(ps, vn->stop_fd, POLLIN);
         net_pollset_add(ps, rx_fd, POLLIN);
         net_pollset_add(ps, tx_fd, POLLIN);
-        if (ps->n < 3)
-            break; /* out of memory for three pollfds */
+        if (ps->n < 3) {
+            vnet_fail(vn, "out of memory", ENOMEM);
+            break;
+        }
         vn->be->ops->fill(vn->be, ps, &timeout);
         r = poll(ps->fds, ps->n, timeout);
         if (atomic_load(&vn->stop))
             break;
-        if (r < 0 && errno != EINTR)
+        if (r < 0 && errno != EINTR) {
+            vnet_fail(vn, "poll", errno);
             break;
+        }
         if (r > 0 && (ps->fds[1].revents & POLLIN)) {
             drain(rx_fd);
             vnet_rx_flush(vn);

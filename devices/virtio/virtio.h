@@ -84,6 +84,10 @@ void virtq_lock(struct virtio_pci *vp, unsigned q);
 void virtq_unlock(struct virtio_pci *vp, unsigned q);
 /* Negotiated, and frozen from FEATURES_OK or DRIVER_OK until a reset. */
 uint64_t virtio_features(struct virtio_pci *vp);
+/* The device cannot go on (the guest broke the rules, or the device's
+ * own thread failed): NEEDS_RESET, and a configuration interrupt once
+ * the driver is up.  Any thread. */
+void virtio_set_needs_reset(struct virtio_pci *vp);
 /* DRIVER_OK, queue enabled, device not broken.  A reset makes it false
  * before it waits for the queue's lock: a device looks again between
  * bounded pieces of a long request and drops the request when it turned
