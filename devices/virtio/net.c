@@ -17,7 +17,8 @@
  * outside the frame, is dropped (and its buffers given back); a received
  * frame that finds no buffers waits in a backlog of at most VNET_BACKLOG
  * frames (a ring the guest never refills costs that much, then frames
- * are dropped); one frame spans at most VNET_MERGE_MAX buffers; the
+ * are dropped); one frame spans at most VNET_MERGE_MAX buffers, and one
+ * that does not fit all the buffers a full ring holds is dropped; the
  * thread sends at most VNET_TX_BATCH frames before it looks at the rest
  * of its work. */
 #include "devices/virtio/virtio.h"
@@ -161,7 +162,9 @@ static int vnet_rx_one(struct vnet *vn, const uint8_t *frame, size_t len)
             return -1; /* the device needs a reset now */
         if (ret == 0) {
             virtq_unpop(vp, VNET_RX, n);
-            return 0;
+            /* every buffer the ring can hold is in hand, and too small
+             * together: waiting would block receive for good */
+            return n && n >= virtq_size(vp, VNET_RX) ? -1 : 0;
         }
         in = r->iov + r->n_out;
         room = iov_size(in, r->n_in);

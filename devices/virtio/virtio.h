@@ -96,6 +96,9 @@ bool virtq_ready(struct virtio_pci *vp, unsigned q);
 /* 1: a request, 0: queue empty, <0: the guest broke the rules (the
  * device is now NEEDS_RESET and the queue stops). */
 int virtq_pop(struct virtio_pci *vp, unsigned q, struct virtq_req *req);
+/* The ring's size as the driver set it: at most that many requests can
+ * be popped and not yet pushed. */
+unsigned virtq_size(struct virtio_pci *vp, unsigned q);
 /* Gives the last n popped requests back to the ring, unserved (a
  * device that found too few buffers for what it had to deliver). */
 void virtq_unpop(struct virtio_pci *vp, unsigned q, unsigned n);
