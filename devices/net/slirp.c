@@ -260,6 +260,7 @@ int net_user_create(const struct net_opts *o, net_receive_fn *rx,
         const struct net_hostfwd *f = &o->fwd[i];
         char h[INET_ADDRSTRLEN], g[INET_ADDRSTRLEN];
 
+        errno = 0; /* what the listening socket's calls leave, if any */
         if (slirp_add_hostfwd(u->slirp, f->udp, f->haddr, f->hport,
                               f->gaddr, f->gport) < 0) {
             int err = errno ? errno : EADDRINUSE;
