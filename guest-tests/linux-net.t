@@ -4,8 +4,8 @@
 # the small kernel (CONFIG_VIRTIO_NET, CONFIG_IP_PNP_DHCP) boots with
 # ip=dhcp and its log must show "IP-Config: Complete" with the address
 # 10.0.2.15 from slirp's DHCP server at 10.0.2.2, gateway 10.0.2.2 and
-# DNS 10.0.2.3 (restrict=off: with restrict=on slirp's DHCP gives
-# neither, as QEMU's), and the MAC calf gave the device.  The boot ends
+# DNS 10.0.2.3 (the default restrict=off, as QEMU's: with restrict=on
+# slirp's DHCP gives neither), and the MAC calf gave the device.  The boot ends
 # in a panic for want of a root filesystem (--no-reboot).  Also: --net
 # tap without the privilege fails with one clear message, a hostfwd port
 # in use too, and bad --net values are refused before anything starts.
@@ -43,7 +43,7 @@ else
 fi
 
 need_linux
-boot dhcp --kernel "$LINUX_KERNEL" -m 256M --net user,restrict=off \
+boot dhcp --kernel "$LINUX_KERNEL" -m 256M --net user \
     --append "$LINUX_APPEND ip=dhcp" --no-reboot --expect "Kernel panic" --timeout 900
 tr -d '\r' <"$TMP/dhcp.out" | grep -aE "virtio-pci|IP-Config|device=|nameserver|bootserver" | sed 's/^/#   /'
 is "$status" 0 "the kernel boots with virtio-net and ip=dhcp to the end (status $status)"

@@ -5,7 +5,7 @@
 # sends that back prefixed with "echo:".  A host peer (perl, a UDP socket)
 # receives the first, sends its own, and must get the echo: payloads are
 # checked on both sides.
-#  - user mode (libslirp, restrict=off): the gateway 10.0.2.2 is the host's
+#  - user mode (libslirp, the default restrict=off): the gateway 10.0.2.2 is the host's
 #    127.0.0.1, and the host reaches the guest through hostfwd=udp;
 #  - tap: in a network namespace the test makes itself (root, unshare -n),
 #    a tap calf0 with 10.0.3.1/24 on the host side; the guest is
@@ -67,7 +67,7 @@ fport=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(LocalAddr => "12
 perl "$TMP/peer.pl" "$TMP/port" "$TMP/peer.out" 127.0.0.1 127.0.0.1 "$fport" &
 peer=$!
 wait_file "$TMP/port"
-boot user --kernel "$GUEST" --net "user,restrict=off,hostfwd=udp::$fport-:7777" \
+boot user --kernel "$GUEST" --net "user,hostfwd=udp::$fport-:7777" \
     --append "ct.vnet=$(cat "$TMP/port")" --timeout 300
 kill $peer 2>/dev/null; wait $peer 2>/dev/null
 checks user "$TMP/peer.out"

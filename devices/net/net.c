@@ -97,7 +97,7 @@ int net_parse(const char *spec, unsigned index, struct net_opts *o)
     int ret = 0;
 
     memset(o, 0, sizeof(*o));
-    o->restricted = true;
+    o->restricted = false; /* QEMU's default */
     memcpy(o->mac, (const uint8_t[6]){ 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 }, 6);
     o->mac[5] = (uint8_t)(0x56 + index);
     if (!copy)

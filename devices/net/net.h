@@ -15,10 +15,11 @@
  *   --net tap[,ifname=NAME][,mac=...][,disable-legacy]
  *
  * User mode: network 10.0.2.0/24, host (gateway) 10.0.2.2, DNS 10.0.2.3,
- * DHCP from 10.0.2.15; IPv6 fec0::/64.  restrict=on (the default here)
- * keeps the guest from reaching anything but the forwarded ports and
- * slirp's own services.  A hostfwd binds 127.0.0.1 unless HOSTADDR says
- * otherwise; GUESTADDR defaults to 10.0.2.15.  The default MAC is
+ * DHCP from 10.0.2.15; IPv6 fec0::/64.  restrict=off by default, as
+ * QEMU's; restrict=on keeps the guest from reaching anything but the
+ * forwarded ports and slirp's own services.  A hostfwd binds 127.0.0.1
+ * unless HOSTADDR says otherwise (QEMU: every address; deliberate);
+ * GUESTADDR defaults to 10.0.2.15.  The default MAC is
  * 52:54:00:12:34:56 plus the device's index. */
 #ifndef CALF_DEVICES_NET_NET_H
 #define CALF_DEVICES_NET_NET_H

@@ -7,7 +7,8 @@
  *
  * Checks: configuration space (MAC, link up) and features; ARP for the
  * gateway 10.0.2.2 answered by slirp with its MAC; UDP from the guest to
- * 10.0.2.2:PORT reaches a host socket on 127.0.0.1:PORT (restrict=off)
+ * 10.0.2.2:PORT reaches a host socket on 127.0.0.1:PORT (restrict=off,
+ * the default)
  * with its payload, also with the checksum left to the device
  * (NEEDS_CSUM: slirp drops a UDP datagram whose checksum is wrong); UDP
  * from a host socket to the hostfwd port reaches the guest as a frame to
@@ -454,7 +455,8 @@ static void test_basic(void)
     int s = udp_socket(&sport);
     long n;
 
-    snprintf(spec, sizeof(spec), "user,restrict=off,hostfwd=udp::%u-:7777", hport);
+    /* the default, restrict=off as QEMU's: the guest reaches the host */
+    snprintf(spec, sizeof(spec), "user,hostfwd=udp::%u-:7777", hport);
     if (s < 0 || dev_create(&d, spec, WANT)) {
         ok(0, "virtio-net with --net user is created and set up");
         return;
@@ -591,11 +593,12 @@ static void test_mergeable(void)
     }
     qsz = 64;
     dev_destroy(&d);
+    snprintf(spec, sizeof(spec), "user,restrict=on,hostfwd=udp::%u-:7777", hport);
     dev_create(&d, spec, WANT | 1ULL << VIRTIO_NET_F_MRG_RXBUF);
     rx_post(&d, 32, 256);
     learn_gw(&d);
 
-    /* restrict=on (the default here): the host is out of reach */
+    /* restrict=on: the host is out of reach */
     {
         uint8_t f[128];
         size_t l = udp_frame(f, "10.0.2.2", 5555, sport, "nope", 4, false);
@@ -945,18 +948,18 @@ static void test_parse(void)
 {
     struct net_opts o;
 
-    ok(net_parse("user", 1, &o) == 0 && o.kind == NET_USER && o.restricted &&
+    ok(net_parse("user", 1, &o) == 0 && o.kind == NET_USER && !o.restricted &&
            o.mac[5] == 0x57 && !o.nfwd,
-       "--net user: restrict=on, MAC 52:54:00:12:34:57 for the second device");
+       "--net user: restrict=off (QEMU's default), MAC 52:54:00:12:34:57 for the second device");
     ok(net_parse("user,hostfwd=tcp::2222-:22,hostfwd=udp:10.1.2.3:53-10.0.2.9:5353,"
-                 "mac=02:00:00:00:00:01,restrict=off", 0, &o) == 0 &&
+                 "mac=02:00:00:00:00:01,restrict=on", 0, &o) == 0 &&
            o.nfwd == 2 && !o.fwd[0].udp && o.fwd[0].hport == 2222 &&
            o.fwd[0].gport == 22 && o.fwd[0].haddr.s_addr == htonl(INADDR_LOOPBACK) &&
            o.fwd[0].gaddr.s_addr == inet_addr("10.0.2.15") && o.fwd[1].udp &&
            o.fwd[1].haddr.s_addr == inet_addr("10.1.2.3") &&
            o.fwd[1].gaddr.s_addr == inet_addr("10.0.2.9") && o.mac[0] == 2 &&
-           o.mac[5] == 1 && !o.restricted,
-       "hostfwd rules (127.0.0.1 and 10.0.2.15 by default), mac=, restrict=off");
+           o.mac[5] == 1 && o.restricted,
+       "hostfwd rules (127.0.0.1 and 10.0.2.15 by default), mac=, restrict=on");
     fprintf(stderr, "# the parser's messages for bad values follow:\n");
     ok(net_parse("socket", 0, &o) && net_parse("user,hostfwd=tcp::99999-:22", 0, &o) &&
            net_parse("user,hostfwd=tcp:2222-22", 0, &o) &&
