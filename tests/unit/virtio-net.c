@@ -17,7 +17,12 @@
  * the host; bad frames (oversized, a GSO type, a checksum offset outside
  * the frame, a header shorter than the virtio one) are dropped and the
  * device goes on; a receive ring the guest never refills holds a bounded
- * backlog and then drops; hostile chains make the device ask for a reset.
+ * backlog and then drops; a frame no full ring can hold is dropped;
+ * hostile chains make the device ask for a reset.  With root, a tap made
+ * for the test and a packet socket on it: the tap's frames come without
+ * DATA_VALID, a completed UDP checksum that folds to 0 goes out as
+ * 0xffff, and the tap deleted under the device does not make its thread
+ * spin.
  * Stress (the threads): N datagrams each way at once, host sender thread
  * against the device's I/O thread, checked against the model of what was
  * sent (every payload, in order, none twice; losses only where the
