@@ -35,6 +35,10 @@ PKG_LIBS   := $(shell pkg-config --libs $(filter-out libcrypto,$(PKGS)))
 # goes on and --display sdl says so; the library is dlopened at run time.
 SDL_LIBS   := $(shell pkg-config --libs sdl2 2>/dev/null)
 SDL_CFLAGS := $(if $(SDL_LIBS),$(shell pkg-config --cflags sdl2) -DCALF_HAVE_SDL2)
+# libslirp (--net user, devices/net/slirp.c): linked only where the
+# devices are (calf, the device tests and fuzzers), not the image tools.
+SLIRP_CFLAGS := $(shell pkg-config --cflags slirp)
+SLIRP_LIBS   := $(shell pkg-config --libs slirp)
 endif
 
 CFLAGS  := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE \
@@ -108,13 +112,15 @@ $(BUILD)/calf-nbd: $(call obj,$(NBD_SRCS)) $(OBJ)/block/img/object.o $(BUILD)/li
 
 $(OBJ)/vmm/display-sdl.o: CFLAGS += $(SDL_CFLAGS)
 
+$(OBJ)/devices/net/slirp.o: CFLAGS += $(SLIRP_CFLAGS)
+
 $(BUILD)/calf: $(call obj,$(VMM_SRCS)) $(LAYER_LIBS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SLIRP_LIBS)
 
 # Unit tests link the layers' libraries (only what they use comes in).
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(LAYER_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SLIRP_LIBS)
 
 # Fragments owned by their folders (firmware images, guest tests, fuzzing).
 -include $(sort $(wildcard */*.mk))
@@ -149,7 +155,8 @@ TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/qcow2-threads.t tests/im
               guest-tests/virtio-blk.t guest-tests/ide.t guest-tests/disk-stress.t \
               guest-tests/hostile.t tests/pci-teardown.t \
               tests/nbd-stress.t tests/nbd-hostile.t tests/nbd-server.t tests/nbd-client.t \
-              guest-tests/nbd.t guest-tests/qmp-stress.t guest-tests/qmp-hostile.t
+              guest-tests/nbd.t guest-tests/qmp-stress.t guest-tests/qmp-hostile.t \
+              tests/virtio-rng.t tests/virtio-net.t guest-tests/virtio-net.t
 test-tsan:
 	$(MAKE) BUILD=build-tsan SANITIZE=thread test-progs
 	TSAN_OPTIONS="exitcode=66 halt_on_error=1 second_deadlock_stack=1" \

@@ -10,7 +10,7 @@
 #                           against (make test, make test-slow)
 #   setup-deps.sh bench   - plus the benchmark peers
 set -u
-need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev seabios"
+need="gcc make pkg-config zlib1g-dev libzstd-dev libssl-dev libsdl2-dev libslirp-dev seabios"
 # strace: tests/qcow2-refblocks.t injects a failed fdatasync with it;
 # tests/blk-protocol.t counts the syncs of a node that grows
 peers="qemu-utils perl qemu-system-x86 xvfb xdotool strace"

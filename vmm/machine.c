@@ -10,7 +10,7 @@
  * guests expect: the host bridge at 00:00.0, the PIIX3 at 00:01.0 with
  * IDE at 01.1 and PIIX4 power management at 01.3, then one virtio-blk
  * function per virtio --disk from slot 2 up, in --disk order, then the
- * VGA. */
+ * VGA, then one virtio-net function per --net, then virtio-rng. */
 #include "vmm/machine.h"
 
 #include <errno.h>
@@ -21,6 +21,7 @@
 #include "devices/devices.h"
 #include "devices/disk.h"
 #include "devices/ide/ide.h"
+#include "devices/net/net.h"
 #include "devices/pci.h"
 #include "devices/vga.h"
 #include "devices/virtio/virtio.h"
@@ -59,7 +60,8 @@ static const struct pc_slot {
                         0x600, 9, 1, 3 },
 };
 
-/* PCI slots handed out in creation order: virtio disks, then the VGA. */
+/* PCI slots handed out in creation order: virtio disks, then the VGA,
+ * then virtio-net, then virtio-rng. */
 #define PC_FIRST_FREE_SLOT 2
 
 /* BARs go from 3 GiB up, where firmware would put them, even when RAM
@@ -219,6 +221,41 @@ static int disks_add(struct machine_build *b)
 
 /* ---- PCI ---- */
 
+/* Each --net: a virtio-net function at the next free slot, after the
+ * disks and the VGA. */
+static int nets_add(struct machine_build *b)
+{
+    int ret = 0;
+
+    for (int i = 0; i < b->mc->nnets && !ret; i++) {
+        struct net_opts o;
+        int slot;
+
+        ret = net_parse(b->mc->nets[i], (unsigned)i, &o);
+        if (ret)
+            break;
+        slot = next_pci_slot(b);
+        ret = slot < 0 ? slot : virtio_net_add(b->vm->pci, slot, &o);
+    }
+    return ret;
+}
+
+/* virtio-rng after everything else, so that it moves no other slot: by
+ * default with a kernel boot (a Linux guest then need not wait for
+ * entropy), not under firmware. */
+static int rng_add(struct machine_build *b)
+{
+    struct rng_opts o = { .on = !b->mc->firmware,
+                          .max_bytes = VIRTIO_RNG_MAX_BYTES,
+                          .period_ms = VIRTIO_RNG_PERIOD_MS };
+    int slot, ret = b->mc->rng ? virtio_rng_parse(b->mc->rng, &o) : 0;
+
+    if (ret || !o.on)
+        return ret;
+    slot = next_pci_slot(b);
+    return slot < 0 ? slot : virtio_rng_add(b->vm->pci, slot, &o);
+}
+
 static int pci_devices(struct machine_build *b)
 {
     struct vm *vm = b->vm;
@@ -247,8 +284,11 @@ static int pci_devices(struct machine_build *b)
             return ret;
         }
     }
-    if (!b->mc->firmware)
-        return 0;
+    ret = nets_add(b);
+    if (!ret)
+        ret = rng_add(b);
+    if (ret || !b->mc->firmware)
+        return ret;
     /* Under firmware the chipset is the firmware's to program: the
      * i440FX's PAM and SMRAM registers, and the PIIX3 PIRQ routes, which
      * SeaBIOS sets and tells the guest about (through its tables and the

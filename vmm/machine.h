@@ -9,6 +9,7 @@
 #include "vmm/vm.h"
 
 #define MACHINE_MAX_DISKS VM_MAX_DISKS
+#define MACHINE_MAX_NETS 4
 
 struct machine_config {
     const char *const *disks; /* --disk specs, in command-line order */
@@ -16,6 +17,9 @@ struct machine_config {
     bool firmware;            /* booted by firmware (SeaBIOS), not --kernel */
     FILE *bios_log;           /* the firmware's debug port output, or NULL */
     bool vga;                 /* a VGA function (std) */
+    const char *rng;          /* --rng; NULL: on without firmware */
+    const char *const *nets;  /* --net specs, in command-line order */
+    int nnets;
 };
 
 /* Creates every device of the machine on vm->bus and fills the struct

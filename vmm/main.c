@@ -12,7 +12,9 @@
 
 #include "devices/devices.h"
 #include "devices/disk.h"
+#include "devices/net/net.h"
 #include "devices/vga.h"
+#include "devices/virtio/virtio.h"
 #include "vmm/boot.h"
 #include "vmm/firmware.h"
 #include "vmm/machine.h"
@@ -45,6 +47,9 @@ struct run_opts {
     const char *qmp[QMP_MAX_SOCKETS]; /* --qmp specs */
     int nqmp;
     const char *name;
+    const char *rng;       /* --rng, NULL: on with --kernel (vmm/machine.c) */
+    const char *nets[MACHINE_MAX_NETS]; /* --net specs, vmm/machine.c */
+    int nnets;
 };
 
 /* The window of a run with --display sdl. */
@@ -109,6 +114,19 @@ static const char usage_text[] =
     "                       wait=on, the default, waits for a client)"
     " (repeatable)\n"
     "      --name NAME      the VM's name (QMP query-name)\n"
+    "      --rng on|off[,max-bytes=N][,period=MS][,disable-legacy]\n"
+    "                       virtio-rng (1af4:1005) fed by getrandom(), at\n"
+    "                       most N bytes per MS milliseconds; on by default\n"
+    "                       with --kernel, off under firmware\n"
+    "      --net user[,hostfwd=[tcp|udp]:[HADDR]:HPORT-[GADDR]:GPORT]\n"
+    "             [,restrict=on|off][,mac=M][,disable-legacy]\n"
+    "      --net tap[,ifname=NAME][,mac=M][,disable-legacy]\n"
+    "                       a virtio-net function (1af4:1000) on user-mode\n"
+    "                       networking (libslirp: 10.0.2.0/24, DHCP gives\n"
+    "                       10.0.2.15, host 10.0.2.2, DNS 10.0.2.3;\n"
+    "                       restrict=off by default as QEMU's; hostfwd\n"
+    "                       binds 127.0.0.1 by default) or a host tap; MAC\n"
+    "                       52:54:00:12:34:56 + n by default (repeatable)\n"
     "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
     "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
     "  text, 124 timeout, 128+n signal n\n"
@@ -169,6 +187,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         { "bios-log", required_argument, NULL, 'L' },
         { "qmp", required_argument, NULL, 'Q' },
         { "name", required_argument, NULL, 'N' },
+        { "rng", required_argument, NULL, 'G' },
+        { "net", required_argument, NULL, 0x101 },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -222,6 +242,26 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
             o->disks[o->ndisks++] = o->cdrom_specs[o->ncdroms++];
             break;
         case 'h': usage(stdout); exit(0);
+        case 'G': {
+            struct rng_opts ro;
+
+            if (virtio_rng_parse(optarg, &ro))
+                return -1;
+            o->rng = optarg;
+            break;
+        }
+        case 0x101: { /* --net */
+            struct net_opts no;
+
+            if (o->nnets == MACHINE_MAX_NETS) {
+                vmm_error("too many --net (at most %d)", MACHINE_MAX_NETS);
+                return -1;
+            }
+            if (net_parse(optarg, (unsigned)o->nnets, &no))
+                return -1;
+            o->nets[o->nnets++] = optarg;
+            break;
+        }
         case 'H': cpu_model_list(); exit(0);
         case 'C':
             if (cpu_model_parse(optarg, &o->cpu))
@@ -509,6 +549,9 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
         (!o->boot.kernel && firmware_setup(vm, &o->fw)))
         return CALF_EXIT_SETUP;
     mc.firmware = !o->boot.kernel;
+    mc.rng = o->rng;
+    mc.nets = o->nets;
+    mc.nnets = o->nnets;
     mc.bios_log = firmware_log(vm);
     if (machine_create(vm, &mc) ||
         (!o->boot.kernel && firmware_finish(vm)) ||

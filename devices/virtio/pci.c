@@ -8,7 +8,8 @@
  * of it through the PCI_CFG capability's window too (4.1.4.9).
  *
  * Modern-only (1af4:1040+n, revision 1): the modern BAR is BAR 0.
- * Transitional (1af4:1000+n-1, subsystem id n, revision 0; QEMU's default
+ * Transitional (1af4:1000-103f, the spec's table: 1000 network, 1001
+ * block, 1005 entropy; subsystem id n, revision 0; QEMU's default
  * on a PCI bus): BAR 0 is the legacy register block in I/O space (4.1.4.8)
  * and the modern BAR is BAR 4.  A driver that goes through the legacy
  * block negotiates without VERSION_1 and places the rings itself (one
@@ -487,6 +488,22 @@ static int add_caps(struct virtio_pci *vp)
     return 0;
 }
 
+/* The transitional device ID of a device type (virtio 1.2, 4.1.2.1):
+ * not 0x1000 + type - 1 beyond block, so a table. */
+static uint16_t transitional_id(uint16_t type)
+{
+    switch (type) {
+    case 1: return 0x1000; /* network */
+    case 2: return 0x1001; /* block */
+    case 3: return 0x1003; /* console */
+    case 4: return 0x1005; /* entropy */
+    case 5: return 0x1002; /* memory balloon */
+    case 8: return 0x1004; /* SCSI host */
+    case 9: return 0x1009; /* 9P transport */
+    default: return 0;
+    }
+}
+
 /* IDs and BARs: modern-only, or transitional as QEMU lays it out on a
  * PCI bus (legacy I/O BAR 0, MSI-X BAR 1, modern BAR 4). */
 static void pci_config_fill(const struct virtio_pci_config *cfg,
@@ -502,7 +519,7 @@ static void pci_config_fill(const struct virtio_pci_config *cfg,
     };
     if (!cfg->transitional)
         return;
-    pc->device = (uint16_t)(0x1000 + cfg->device_type - 1);
+    pc->device = transitional_id(cfg->device_type);
     pc->subsys_id = cfg->device_type; /* legacy drivers match on it */
     pc->revision = 0;
     pc->bar_size[0] = legacy_size;
@@ -522,7 +539,7 @@ int virtio_pci_create(struct pci *pci, const struct virtio_pci_config *cfg,
     if (!cfg->num_queues || cfg->num_queues > VIRTIO_MAX_QUEUES ||
         !cfg->queue_max || cfg->queue_max > VIRTQ_MAX_SIZE ||
         (cfg->queue_max & (cfg->queue_max - 1)) ||
-        (cfg->transitional && (!cfg->device_type ||
+        (cfg->transitional && (!transitional_id(cfg->device_type) ||
                                VIRTIO_PCI_CONFIG_OFF(true) +
                                    cfg->config_size > 256)))
         return -EINVAL;

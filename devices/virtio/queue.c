@@ -154,6 +154,16 @@ int virtq_pop(struct virtio_pci *vp, unsigned q, struct virtq_req *req)
     return 1;
 }
 
+unsigned virtq_size(struct virtio_pci *vp, unsigned q)
+{
+    return vp->vq[q].size;
+}
+
+void virtq_unpop(struct virtio_pci *vp, unsigned q, unsigned n)
+{
+    vp->vq[q].last_avail = (uint16_t)(vp->vq[q].last_avail - n);
+}
+
 void virtq_push(struct virtio_pci *vp, unsigned q, const struct virtq_req *req,
                 uint32_t len)
 {

@@ -103,7 +103,6 @@ static inline bool virtio_features_frozen(const struct virtio_pci *vp)
 void virtio_irq(struct virtio_pci *vp, uint16_t vector, uint8_t isr);
 /* Reads and clears the ISR byte, and lowers INTx. */
 uint8_t virtio_isr_read(struct virtio_pci *vp);
-void virtio_set_needs_reset(struct virtio_pci *vp);
 void virtio_reset(struct virtio_pci *vp);
 /* A device_status write, from either register block (vp->lock held). */
 void virtio_status_write(struct virtio_pci *vp, uint8_t v);

@@ -1,10 +1,12 @@
 /* virtio 1.x over PCI (the modern transport, devices 1af4:1040+n; by
- * default transitional, 1af4:1000+n-1, with the legacy register block in
+ * default transitional, 1af4:1000-103f (1001 block, 1005
+ * entropy), with the legacy register block in
  * an I/O BAR 0 for drivers without VERSION_1) and the split virtqueue, as
- * a library for virtio device models; and the virtio-blk device.  This is
- * what device models and vmm/machine.c use; behind it, in devices/virtio/,
- * queue.c is the split virtqueue, pci.c the modern transport, pci-legacy.c
- * the legacy register block (sharing virtio-int.h), and blk.c virtio-blk.
+ * a library for virtio device models; and the virtio-blk and virtio-rng
+ * devices.  This is what device models and vmm/machine.c use; behind it,
+ * in devices/virtio/, queue.c is the split virtqueue, pci.c the modern
+ * transport, pci-legacy.c the legacy register block (sharing
+ * virtio-int.h), blk.c virtio-blk and rng.c virtio-rng.
  * Register names, feature and status bits are the Linux uapi ones
  * (<linux/virtio_config.h>, <linux/virtio_ring.h>, <linux/virtio_pci.h>).
  *
@@ -82,6 +84,10 @@ void virtq_lock(struct virtio_pci *vp, unsigned q);
 void virtq_unlock(struct virtio_pci *vp, unsigned q);
 /* Negotiated, and frozen from FEATURES_OK or DRIVER_OK until a reset. */
 uint64_t virtio_features(struct virtio_pci *vp);
+/* The device cannot go on (the guest broke the rules, or the device's
+ * own thread failed): NEEDS_RESET, and a configuration interrupt once
+ * the driver is up.  Any thread. */
+void virtio_set_needs_reset(struct virtio_pci *vp);
 /* DRIVER_OK, queue enabled, device not broken.  A reset makes it false
  * before it waits for the queue's lock: a device looks again between
  * bounded pieces of a long request and drops the request when it turned
@@ -90,6 +96,12 @@ bool virtq_ready(struct virtio_pci *vp, unsigned q);
 /* 1: a request, 0: queue empty, <0: the guest broke the rules (the
  * device is now NEEDS_RESET and the queue stops). */
 int virtq_pop(struct virtio_pci *vp, unsigned q, struct virtq_req *req);
+/* The ring's size as the driver set it: at most that many requests can
+ * be popped and not yet pushed. */
+unsigned virtq_size(struct virtio_pci *vp, unsigned q);
+/* Gives the last n popped requests back to the ring, unserved (a
+ * device that found too few buffers for what it had to deliver). */
+void virtq_unpop(struct virtio_pci *vp, unsigned q, unsigned n);
 /* Hands a request back with len bytes written into its in-buffers. */
 void virtq_push(struct virtio_pci *vp, unsigned q, const struct virtq_req *req,
                 uint32_t len);
@@ -105,5 +117,29 @@ void virtq_notify(struct virtio_pci *vp, unsigned q);
 struct disk_opts;
 int virtio_blk_add(struct pci *pci, int slot, const struct disk_opts *o,
                    unsigned nqueues);
+
+/* virtio-rng (devices/virtio/rng.c): --rng [on|off][,max-bytes=N]
+ * [,period=MS][,disable-legacy].  QEMU's rng defaults: max-bytes
+ * 2^63 - 1 per period of 65536 ms (no limit in practice). */
+#define VIRTIO_RNG_MAX_BYTES 0x7fffffffffffffffULL
+#define VIRTIO_RNG_PERIOD_MS 65536u
+struct rng_opts {
+    bool on;
+    bool modern;          /* disable-legacy: 1af4:1044 only */
+    uint64_t max_bytes;   /* bytes per period */
+    uint64_t period_ms;
+};
+/* Parses an --rng value (on by default); prints what is wrong
+ * ("calf: --rng: ...") and returns -EINVAL. */
+int virtio_rng_parse(const char *spec, struct rng_opts *o);
+/* Adds a virtio-rng function (transitional 1af4:1005 as QEMU's default,
+ * or 1af4:1044) at function 0 of slot, with its own thread. */
+int virtio_rng_add(struct pci *pci, int slot, const struct rng_opts *o);
+
+/* virtio-net (devices/virtio/net.c) on a parsed --net (devices/net/net.h):
+ * transitional 1af4:1000 as QEMU's default, or 1af4:1041; receive and
+ * transmit queues and the backend served by one I/O thread. */
+struct net_opts;
+int virtio_net_add(struct pci *pci, int slot, const struct net_opts *o);
 
 #endif

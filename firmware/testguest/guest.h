@@ -112,6 +112,13 @@ int uart_check(void);
 #define VBLK_TEST_FLOOD  16 /* leave a full ring of large reads (first disk) */
 int virtio_blk_test(unsigned expected, unsigned flags);
 
+/* virtio-rng.c (ct.vrng=LEN): reads the virtio-rng function; failures. */
+int virtio_rng_test(uint64_t len);
+
+/* virtio-net.c (ct.vnet=PORT): ARP and UDP both ways through
+ * virtio-net; failures. */
+int virtio_net_test(const char *cmdline, uint64_t port);
+
 /* ide.c: drives the PIIX3 IDE function as the ct.ide* keys say.
  * Returns the failure count. */
 int ide_test(const char *cmdline);

@@ -35,6 +35,11 @@
  *   ct.vbench=1     time virtio-blk requests instead (bench/virtio-blk)
  *   ct.vlegacy=1    drive them through the legacy virtio interface
  *   ct.vflood=1     and leave a ring full of large reads (virtio-blk.c)
+ *   ct.vrng=LEN     read LEN random bytes twice from virtio-rng
+ *                   (virtio-rng.c)
+ *   ct.vnet=PORT    ARP, then UDP to the gateway's PORT and back from
+ *                   it through virtio-net (virtio-net.c; ct.vnetip=,
+ *                   ct.vnetgw= for other addresses than slirp's)
  *   ct.ide=1, ct.idecd=N, ct.idero=1, ... drive the IDE controller
  *                   (ide.c lists the keys)
  *   ct.dstress=1    several virtio-blk queues and IDE DMA at once over
@@ -416,6 +421,16 @@ void guest_main(uint32_t mode, uint64_t info)
                 (has_key(bi.cmdline, "ct.vbench=") ? VBLK_TEST_BENCH : 0) |
                 (has_key(bi.cmdline, "ct.vlegacy=") ? VBLK_TEST_LEGACY : 0) |
                 (has_key(bi.cmdline, "ct.vflood=") ? VBLK_TEST_FLOOD : 0));
+    }
+    {
+        int present;
+        uint64_t n = key_num(bi.cmdline, "ct.vrng=", 10, &present);
+
+        if (present)
+            failures += virtio_rng_test(n);
+        n = key_num(bi.cmdline, "ct.vnet=", 10, &present);
+        if (present)
+            failures += virtio_net_test(bi.cmdline, n);
     }
     if (has_key(bi.cmdline, "ct.ide"))
         failures += ide_test(bi.cmdline);

@@ -18,7 +18,21 @@
  * KVM takes notify writes through ioeventfds; the fake host here does
  * the same (fz_host.take_ioeventfds), and after every operation the
  * harness waits until the queue threads have served every kick
- * (fuzz_virtio_settle), so a replay does what the fuzzer did. */
+ * (fuzz_virtio_settle), so a replay does what the fuzzer did.
+ *
+ * Built with -DFZ_VIRTIO_RNG (tests/fuzz.mk) it is the virtio-rng harness
+ * (fuzz-vrng): the same program drives a virtio-rng function instead,
+ * whose single queue takes the same chains (the "requests" are buffers to
+ * fill, the header and status bytes just more of them); first byte bit 2
+ * turns on a rate limit (max-bytes 1..256 per 1..8 ms from the next
+ * byte), so requests also wait for the next period.
+ *
+ * Built with -DFZ_VIRTIO_NET it is the virtio-net harness (fuzz-vnet):
+ * a virtio-net function on user-mode networking (libslirp, restrict=on,
+ * so nothing leaves the process); queue 0 receives, queue 1 transmits,
+ * and the "requests" on queue 1 are frames (header and data as the
+ * program wrote them into RAM) that slirp answers (ARP, DHCP, ICMP...)
+ * into whatever receive buffers the program offered on queue 0. */
 #include "tests/fuzz/fuzz-dev.h"
 
 #include <fcntl.h>
@@ -30,6 +44,7 @@
 
 #include "block/block.h"
 #include "devices/disk.h"
+#include "devices/net/net.h"
 #include "devices/virtio/virtio.h"
 #include "tests/fuzz/fuzz-hooks.h"
 #include "devices/pci.h"
@@ -333,6 +348,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(vqs, 0, sizeof(vqs));
     modern_only = how & 2;
     bus = fz_bus_create(true);
+#if defined(FZ_VIRTIO_NET)
+    {
+        struct net_opts no;
+
+        if (net_parse("user", 0, &no) || pci_create(bus, 0xe0000000ULL, &pci)) {
+            fprintf(stderr, "fuzz-vnet: cannot create the devices\n");
+            abort();
+        }
+        no.modern = modern_only;
+        if (virtio_net_add(pci, VIO_DEVFN >> 3, &no)) {
+            fprintf(stderr, "fuzz-vnet: cannot create the devices\n");
+            abort();
+        }
+        (void)o, (void)spec;
+    }
+#elif defined(FZ_VIRTIO_RNG)
+    {
+        uint8_t lim = fz_u8(&f);
+        struct rng_opts ro = { .on = true, .modern = modern_only,
+                               .max_bytes = how & 4 ? 1u + lim : VIRTIO_RNG_MAX_BYTES,
+                               .period_ms = how & 4 ? 1u + (lim >> 5) : VIRTIO_RNG_PERIOD_MS };
+
+        if (pci_create(bus, 0xe0000000ULL, &pci) ||
+            virtio_rng_add(pci, VIO_DEVFN >> 3, &ro)) {
+            fprintf(stderr, "fuzz-vrng: cannot create the devices\n");
+            abort();
+        }
+        (void)o, (void)spec;
+    }
+#else
     snprintf(spec, sizeof(spec), "%s,format=%s,if=virtio%s", how & 1 ? path_qcow2 : path_raw,
              how & 1 ? "qcow2" : "raw", modern_only ? ",disable-legacy" : "");
     memset(&o, 0, sizeof(o));
@@ -342,6 +387,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     disk_opts_free(&o);
+#endif
     t.nbdfs = fz_pci_scan(bus, bdfs, 8);
     fz_pci_enable(bus, bdfs, t.nbdfs);
     fz_run(bus, &t, &f);

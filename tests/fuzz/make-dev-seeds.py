@@ -252,7 +252,52 @@ virtio = {
               + bar(1, 4, 0x3000, 2, 5) + bar(1, 4, 0x3004, 4, 1),
 }
 
+# ---- virtio-rng (fuzz-virtio.c built as fuzz-vrng): the same program;
+# first byte bit 1 modern-only, bit 2 a rate limit from the second byte
+# (max-bytes 1 + b, period 1 + b >> 5 ms); function 1 is the device ----
+vrng = {
+    'fill': bytes([0, 0]) + vinit() + vqueue(0, 0) + vreq(0, 0, 0, 0, [64]) + vreq(0, 0, 0, 0, [4096, 4096])
+            + vreq(0, 0, 0, 0, [65535] * 4, indirect=True),
+    'legacy': bytes([0, 0]) + vinit(legacy=True, feat=0) + vqueue(0, 1, legacy=True)
+              + vreq(0, 1, 0, 0, [512, 16], legacy_notify=True),
+    'limited': bytes([4, 0x27]) + vinit() + vqueue(0, 0) + vreq(0, 0, 0, 0, [4096]) + vreq(0, 0, 0, 0, [30])
+               + vreq(0, 0, 0, 0, [30]) + mcommon(0x14, 1, 0) + vinit() + vqueue(0, 0) + vreq(0, 0, 0, 0, [8]),
+    'modern-only': bytes([2, 0]) + vinit() + vqueue(0, 2, size=64) + vreq(0, 2, 0, 0, [1, 2, 3]) + vreq(1, 2, 0, 0, [8]),
+    'bad-ring': bytes([0, 0]) + vinit() + vqueue(0, 0, size=16) + vreq(0, 0, 0, 0, [512], idx=0x1000)
+                + vinit() + vqueue(0, 0) + store(0x10000 + 14, 2, 0) + vreq(0, 0, 0, 0, [512]) + RESET
+                + vinit() + vqueue(0, 0) + vreq(0, 0, 0, 0, [512]),
+}
+
+# ---- virtio-net (fuzz-virtio.c built as fuzz-vnet): queue 0 receives,
+# queue 1 transmits; the "request" header and data make the frame (type
+# 2, a flush, so that the header's first byte, the virtio flags, is 4:
+# DATA_VALID, not NEEDS_CSUM, and the data buffers are readable); an ARP
+# request gets slirp's answer into queue 0; the features must be net's
+# (a driver asking for more gets no FEATURES_OK) ----
+def arp_frame(at):
+    # The transmitted frame is the last 4 bytes of the 16-byte request
+    # header (the high half of its sector: 0x7fffffff -> ff ff ff 7f, a
+    # destination MAC slirp does not check) after the 12-byte virtio
+    # header, then the data buffer: here the rest of an ARP request for
+    # 10.0.2.2, written at `at` (the harness's first data buffer).
+    f = bytes([0xff, 0xff, 0x52, 0x54, 0, 0x12, 0x34, 0x56, 8, 6, 0, 1, 8, 0, 6, 4, 0, 1,
+               0x52, 0x54, 0, 0x12, 0x34, 0x56, 10, 0, 2, 15] + [0] * 6 + [10, 0, 2, 2])
+    return bytes([4]) + le(at, 4) + bytes([len(f)]) + f, len(f)
+
+NETF = (1 << 32) | (1 << 5) | (1 << 16) | (1 << 1)  # VERSION_1 MAC STATUS GUEST_CSUM
+vnet = {
+    'arp': bytes([0]) + vinit(feat=NETF) + vqueue(0, 0) + vqueue(1, 1) + vreq(0, 0, 0, 0, [1600, 1600])
+           + arp_frame(0x81000)[0] + vreq(1, 1, 2, 0x7fffffff00000000, [arp_frame(0)[1]]),
+    'mrg': bytes([0]) + vinit(feat=(1 << 32) | (1 << 15) | (1 << 5) | 3) + vqueue(0, 0) + vqueue(1, 1)
+           + vreq(0, 0, 0, 0, [16, 16, 16, 16]) + vreq(0, 0, 0, 0, [32]) + vreq(1, 1, 2, 0, [60, 60], indirect=True),
+    'legacy': bytes([0]) + vinit(legacy=True, feat=(1 << 5) | (1 << 15)) + vqueue(0, 2, legacy=True)
+              + vqueue(1, 3, legacy=True) + vreq(0, 2, 0, 0, [2048], legacy_notify=True)
+              + vreq(1, 3, 2, 0, [100], legacy_notify=True),
+    'no-rx': bytes([2]) + vinit(feat=NETF) + vqueue(1, 1) + vreq(1, 1, 2, 0, [64]) * 8 + RESET + vinit(feat=NETF) + vqueue(0, 0)
+             + vreq(0, 0, 0, 0, [1600]),
+}
+
 if __name__ == '__main__':
-    which = sys.argv[1:] or ['fwcfg', 'vga', 'pci', 'ide', 'virtio']
+    which = sys.argv[1:] or ['fwcfg', 'vga', 'pci', 'ide', 'virtio', 'vrng', 'vnet']
     for name in which:
         write(name, globals()[name if name != 'fwcfg' else 'fw'])
