@@ -236,6 +236,15 @@ struct BlockDriver {
      * NULL: the format has none (-ENOTSUP). */
     int (*save_vmstate)(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len);
     int (*load_vmstate)(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
+    /* Optional, with the VM state area: lay [pos, pos+len) out as one
+     * contiguous run of the image file; where such a run is (host_range);
+     * an internal snapshot that records vm_state_size bytes of VM state
+     * and then drops the active copy of them (QEMU's savevm). */
+    int (*vmstate_reserve)(BlockDriverState *bs, uint64_t pos, uint64_t len);
+    int (*vmstate_host_range)(BlockDriverState *bs, uint64_t pos, uint64_t len, int *fd,
+                              uint64_t *off);
+    int (*snapshot_create_vm)(BlockDriverState *bs, const char *name, uint64_t vm_state_size,
+                              uint64_t vm_clock_nsec);
     /* Persistent dirty bitmaps (blk_bitmap()); NULL: the format has none. */
     int (*bitmap)(BlockDriverState *bs, BlockBitmapReq *req);
     /* A new image does not read as zeros (luks: the hole under its
@@ -390,6 +399,23 @@ int blk_make_empty(BlockDriverState *bs);
 /* The VM state area (block/vmstate.c): -ENOTSUP where the format has none. */
 int blk_save_vmstate(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len);
 int blk_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
+/* Lays [pos, pos+len) of the VM state area out as one contiguous,
+ * cluster-aligned run of the image file (qcow2: its L2 tables first,
+ * then the data clusters), before the state is written there, so that
+ * blk_vmstate_host_range() can find it later.  -ENOTSUP where the format
+ * cannot; the state is still written and read as usual then. */
+int blk_vmstate_reserve(BlockDriverState *bs, uint64_t pos, uint64_t len);
+/* When [pos, pos+len) of the VM state area is one uncompressed,
+ * unencrypted run of one host file: that file's descriptor (owned by the
+ * image) and the offset of byte pos in it, for mmap(); -ENOTSUP
+ * otherwise (read it with blk_load_vmstate()). */
+int blk_vmstate_host_range(BlockDriverState *bs, uint64_t pos, uint64_t len, int *fd,
+                           uint64_t *off);
+/* An internal snapshot holding vm_state_size bytes of VM state from the
+ * area (written before with blk_save_vmstate()); the active image drops
+ * its copy of them afterwards, as QEMU's savevm does. */
+int blk_snapshot_create_vm(BlockDriverState *bs, const char *name, uint64_t vm_state_size,
+                           uint64_t vm_clock_nsec);
 int blk_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt);
 int blk_amend(BlockDriverState *bs, BlockOptions *opts, bool force);
 int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);

@@ -1739,6 +1739,24 @@ int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
     return 0;
 }
 
+int qcow2_host_run(Qcow2State *s, uint64_t off, uint64_t len, uint64_t *host)
+{
+    uint64_t first = 0, done = 0;
+    while (done < len) {
+        struct extent e;
+        int r = get_extent(s, off + done, len - done, &e);
+        if (r < 0)
+            return r;
+        if (e.type != SC_NORMAL || (done && e.host != first + done))
+            return -ENOTSUP;
+        if (!done)
+            first = e.host;
+        done += e.len;
+    }
+    *host = first;
+    return 0;
+}
+
 /* ---- for qcow2-compress.c ---- */
 
 int qcow2_l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table)

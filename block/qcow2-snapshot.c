@@ -425,7 +425,8 @@ static int end(Qcow2State *s, struct sn_op *op, int r)
     return r < 0 ? r : f;
 }
 
-static int snapshot_create_locked(Qcow2State *s, const char *name, struct sn_op *op)
+static int snapshot_create_locked(Qcow2State *s, const char *name, struct sn_op *op,
+                                  uint64_t vm_state_size, uint64_t vm_clock_nsec)
 {
     BlockDriverState *bs = s->bs;
     if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) {
@@ -502,6 +503,8 @@ static int snapshot_create_locked(Qcow2State *s, const char *name, struct sn_op 
     sn->date_nsec = (uint32_t)tv.tv_usec * 1000;
     sn->disk_size = bs->size;
     sn->icount = 0; /* what qemu-img snapshot -c records */
+    sn->vm_state_size = vm_state_size;
+    sn->vm_clock_nsec = vm_clock_nsec;
     r = ensure_extra(sn);
     if (!sn->id || !sn->name)
         r = -ENOMEM;
@@ -525,6 +528,15 @@ out:
 
 int qcow2_snapshot_create(BlockDriverState *bs, const char *name)
 {
+    return qcow2_snapshot_create_vm(bs, name, 0, 0);
+}
+
+/* With VM state: the snapshot's L1 keeps the VM state area as it is now;
+ * then the active image lets go of it (QEMU's qcow2_snapshot_create
+ * discards it the same way), so the snapshot alone holds those clusters. */
+int qcow2_snapshot_create_vm(BlockDriverState *bs, const char *name, uint64_t vm_state_size,
+                             uint64_t vm_clock_nsec)
+{
     Qcow2State *s = bs->opaque;
     struct sn_op op;
     /* data file clusters have no refcount to share with a snapshot
@@ -536,9 +548,14 @@ int qcow2_snapshot_create(BlockDriverState *bs, const char *name)
     pthread_mutex_lock(&s->lock);
     int r = begin(s, &op);
     if (r == 0)
-        r = snapshot_create_locked(s, name, &op);
+        r = snapshot_create_locked(s, name, &op, vm_state_size, vm_clock_nsec);
     r = end(s, &op, r);
     pthread_mutex_unlock(&s->lock);
+    if (r == 0 && vm_state_size) {
+        uint64_t span = per_l1_bytes(s);
+        uint64_t base = (bs->size / span + !!(bs->size % span)) * span;
+        r = qcow2_discard_tail(bs, base, qcow2_align_up(vm_state_size, s->cluster_size));
+    }
     return r;
 }
 

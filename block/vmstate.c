@@ -20,6 +20,40 @@ int blk_save_vmstate(BlockDriverState *bs, const void *buf, uint64_t pos, size_t
     return r;
 }
 
+int blk_vmstate_reserve(BlockDriverState *bs, uint64_t pos, uint64_t len)
+{
+    if (bs->read_only) {
+        blk_set_error("%s: image is opened read-only", bs->filename);
+        return -EACCES;
+    }
+    if (!bs->drv->vmstate_reserve)
+        return -ENOTSUP;
+    return bs->drv->vmstate_reserve(bs, pos, len);
+}
+
+int blk_vmstate_host_range(BlockDriverState *bs, uint64_t pos, uint64_t len, int *fd,
+                           uint64_t *off)
+{
+    if (!bs->drv->vmstate_host_range)
+        return -ENOTSUP;
+    return bs->drv->vmstate_host_range(bs, pos, len, fd, off);
+}
+
+int blk_snapshot_create_vm(BlockDriverState *bs, const char *name, uint64_t vm_state_size,
+                           uint64_t vm_clock_nsec)
+{
+    if (bs->read_only) {
+        blk_set_error("%s: image is opened read-only", bs->filename);
+        return -EACCES;
+    }
+    if (!bs->drv->snapshot_create_vm) {
+        blk_set_error("%s: the %s format cannot hold a VM state snapshot", bs->filename,
+                      bs->drv->name);
+        return -ENOTSUP;
+    }
+    return bs->drv->snapshot_create_vm(bs, name, vm_state_size, vm_clock_nsec);
+}
+
 int blk_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len)
 {
     if (!bs->drv->load_vmstate) {
