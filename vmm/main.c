@@ -19,6 +19,7 @@
 #include "vmm/console.h"
 #include "vmm/display.h"
 #include "vmm/report.h"
+#include "vmm/snapshot.h"
 #include "vmm/vm.h"
 
 #define TICK_MS 10
@@ -41,6 +42,8 @@ struct run_opts {
     const char *display;   /* "none" or "sdl" */
     const char *vga;       /* "std", "none" or NULL: std with a display */
     const char *screenshot;
+    const char *savevm;    /* --savevm NAME: vmm/snapshot.c */
+    const char *loadvm;
 };
 
 /* The window of a run with --display sdl. */
@@ -97,6 +100,9 @@ static const char usage_text[] =
     " by default\n"
     "                       there is one with --display sdl or --screenshot\n"
     "      --screenshot FILE.png  write the screen as PNG when the run ends\n"
+    "      --savevm NAME    once --expect TEXT shows, save the VM as internal\n"
+    "                       snapshot NAME of its writable qcow2 disks; end\n"
+    "      --loadvm NAME    start from snapshot NAME instead of booting\n"
     "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
     "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
     "  text, 124 timeout, 128+n signal n\n"
@@ -155,6 +161,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         { "firmware", required_argument, NULL, 'F' },
         { "boot", required_argument, NULL, 'B' },
         { "bios-log", required_argument, NULL, 'L' },
+        { "savevm", required_argument, NULL, 'W' },
+        { "loadvm", required_argument, NULL, 'O' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -179,6 +187,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
             o->fw.boot = optarg;
             break;
         case 'L': o->fw.bios_log = optarg; break;
+        case 'W': o->savevm = optarg; break;
+        case 'O': o->loadvm = optarg; break;
         case 'D':
             if (o->ndisks == MACHINE_MAX_DISKS) {
                 vmm_error("too many --disk (at most %d)", MACHINE_MAX_DISKS);
@@ -247,6 +257,11 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
     if (optind != argc) {
         vmm_error("unexpected argument '%s'", argv[optind]);
         usage(stderr);
+        return -EINVAL;
+    }
+    if (o->savevm && !(o->expect && *o->expect)) {
+        vmm_error("--savevm needs --expect TEXT: the VM is saved when TEXT "
+                  "shows");
         return -EINVAL;
     }
     if (o->boot.kernel && (o->fw.rom || o->fw.boot || o->fw.bios_log)) {
@@ -473,7 +488,8 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
     mc.bios_log = firmware_log(vm);
     if (machine_create(vm, &mc) ||
         (!o->boot.kernel && firmware_finish(vm)) ||
-        open_display(vm, o, scr) || vm->load(vm, vm->load_cfg))
+        open_display(vm, o, scr) ||
+        (o->loadvm ? snapshot_load(vm, o->loadvm) : vm->load(vm, vm->load_cfg)))
         return CALF_EXIT_SETUP;
     install_signals(vm);
     /* Raw mode before the guest runs: nothing typed early is flushed. */
@@ -489,6 +505,9 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
             vmm_error("vCPU %d was at RIP 0x%llx", i,
                       (unsigned long long)vm->vcpus[i].last_rip);
     status = final_status(vm, o);
+    if (o->savevm && vm->stop_reason == BUS_STOP_EXPECT &&
+        snapshot_save(vm, o->savevm))
+        status = CALF_EXIT_SETUP;
     if (o->screenshot && vm->vga && screenshot_write(vm->vga, o->screenshot))
         status = status ? status : CALF_EXIT_SETUP;
     if (o->report && report_write(o->report, vm, status, process_start_ns))

@@ -36,6 +36,8 @@
  *                   backed qcow2 images (dstress.c lists the keys)
  *   ct.vga=WHAT     drive the std VGA (text, lfb) or the i8042 (kbd, keys):
  *                   vga.c
+ *   ct.snap=N       a buffer, "snap ready", then N rounds that check
+ *                   it (snap.c: the host saves and restores the VM)
  *   ct.hostile=1    garbage to fw_cfg, PCI configuration space, the UART,
  *                   the i8042 and the RTC, first of all (hostile.c)
  */
@@ -378,6 +380,13 @@ void guest_main(uint32_t mode, uint64_t info)
                 (has_key(bi.cmdline, "ct.vbench=") ? VBLK_TEST_BENCH : 0) |
                 (has_key(bi.cmdline, "ct.vlegacy=") ? VBLK_TEST_LEGACY : 0) |
                 (has_key(bi.cmdline, "ct.vflood=") ? VBLK_TEST_FLOOD : 0));
+    }
+    {
+        int present;
+        uint64_t n = key_num(bi.cmdline, "ct.snap=", 10, &present);
+
+        if (present)
+            failures += snap_test((unsigned)n);
     }
     if (has_key(bi.cmdline, "ct.ide"))
         failures += ide_test(bi.cmdline);

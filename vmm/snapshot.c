@@ -1,0 +1,897 @@
+/* Save a running VM into its qcow2 disks and restore it (docs/VMSTATE.md).
+ *
+ * Saving: every vCPU finishes the port or MMIO access it exited for, then
+ * the state goes into one buffer of sections (the machine's shape, each
+ * vCPU, every device through its bus_state_ops, the in-kernel irqchips,
+ * PIT and clock) behind a header, written at the start of the first
+ * writable qcow2 disk's VM state area; guest RAM follows at a 2 MiB
+ * aligned offset, laid out as one contiguous run of the image file
+ * (blk_vmstate_reserve).  Then every writable qcow2 disk gets the
+ * internal snapshot, the first with vm_state_size set, as QEMU's savevm.
+ *
+ * Restoring: the machine is built from the same options, every writable
+ * qcow2 disk reverts to the snapshot, the header and sections are read
+ * and checked (they are untrusted: devices/vmstate.c parses them), and
+ * guest RAM is mapped copy-on-write from the image file when it is one
+ * plain run there, so pages the guest never touches are never read. */
+#include "vmm/snapshot.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "block/block.h"
+#include "devices/disk.h"
+#include "devices/vmstate.h"
+#include "vmm/vcpu-util.h"
+
+#define SNAP_MAX_DISKS 32
+#define RAM_CHUNK (64u << 20)
+
+#define T_REGS VMS_TAG('R', 'E', 'G', 'S')
+#define T_SREGS VMS_TAG('S', 'R', 'E', 'G')
+#define T_FPU VMS_TAG('F', 'P', 'U', ' ')
+#define T_XSAVE VMS_TAG('X', 'S', 'A', 'V')
+#define T_XCRS VMS_TAG('X', 'C', 'R', 'S')
+#define T_MSRS VMS_TAG('M', 'S', 'R', 'S')
+#define T_LAPIC VMS_TAG('L', 'A', 'P', 'I')
+#define T_EVENTS VMS_TAG('E', 'V', 'N', 'T')
+#define T_MP VMS_TAG('M', 'P', 'S', 'T')
+#define T_DEBUG VMS_TAG('D', 'B', 'G', 'R')
+#define T_CHIP VMS_TAG('C', 'H', 'I', 'P')
+#define T_PIT VMS_TAG('P', 'I', 'T', '2')
+#define T_CLOCK VMS_TAG('C', 'L', 'O', 'K')
+#define MAX_MSRS 4096
+
+/* ---- the build ---- */
+
+static int note_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+    char *out = data;
+
+    (void)size;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
+        size_t off = 0;
+
+        if (ph->p_type != PT_NOTE)
+            continue;
+        while (off + sizeof(ElfW(Nhdr)) <= ph->p_memsz) {
+            const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)(p + off);
+            size_t name = (n->n_namesz + 3) & ~3u, desc = (n->n_descsz + 3) & ~3u;
+            const uint8_t *d = p + off + sizeof(*n) + name;
+
+            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 &&
+                !memcmp(p + off + sizeof(*n), "GNU", 4)) {
+                for (unsigned k = 0; k < n->n_descsz && 2 * k + 2 <=
+                                         VMS_BUILD_ID_MAX; k++)
+                    snprintf(out + 2 * k, 3, "%02x", d[k]);
+                return 1;
+            }
+            off += sizeof(*n) + name + desc;
+        }
+    }
+    return 1; /* the program itself comes first: only it counts */
+}
+
+/* The GNU build ID of this calf binary (hex), or "unknown". */
+static void build_id(char *out)
+{
+    snprintf(out, VMS_BUILD_ID_MAX + 1, "unknown");
+    dl_iterate_phdr(note_cb, out);
+}
+
+/* ---- disks ---- */
+
+struct disks {
+    struct disk_opened d[SNAP_MAX_DISKS];
+    int n;
+    int target[SNAP_MAX_DISKS]; /* indices of the writable qcow2 ones */
+    int ntarget;
+};
+
+static void disks_get(struct disks *k)
+{
+    k->n = disk_opened_list(k->d, SNAP_MAX_DISKS);
+    if (k->n > SNAP_MAX_DISKS)
+        k->n = SNAP_MAX_DISKS;
+    k->ntarget = 0;
+    for (int i = 0; i < k->n; i++) {
+        BlockDriverState *bs = k->d[i].bs;
+
+        if (!k->d[i].overlay && !bs->read_only &&
+            !strcmp(bs->drv->name, "qcow2"))
+            k->target[k->ntarget++] = i;
+    }
+}
+
+/* The "machine" section: RAM, vCPUs and every disk's shape. */
+static void machine_put(struct vm *vm, const struct disks *k,
+                        struct vmstate_cursor *w)
+{
+    vms_put_u64(w, vm->ram_size);
+    vms_put_u32(w, (uint32_t)vm->ncpus);
+    vms_put_u32(w, (uint32_t)k->n);
+    for (int i = 0; i < k->n; i++) {
+        const BlockDriverState *bs = k->d[i].bs;
+        size_t fl = strlen(bs->drv->name);
+
+        vms_put_u64(w, bs->size);
+        vms_put_u8(w, (uint8_t)(bs->read_only | k->d[i].overlay << 1));
+        vms_put_u8(w, (uint8_t)fl);
+        vms_put(w, bs->drv->name, fl);
+    }
+}
+
+static int machine_check(struct vm *vm, const struct disks *k,
+                         const struct vmstate_section *s)
+{
+    struct vmstate_cursor r;
+    uint64_t ram;
+    uint32_t ncpus, n;
+
+    vms_reader_init(&r, s->data, s->len);
+    ram = vms_get_u64(&r);
+    ncpus = vms_get_u32(&r);
+    n = vms_get_u32(&r);
+    if (r.err)
+        goto bad;
+    if (ram != vm->ram_size) {
+        vmm_error("cannot restore: the VM was saved with -m %lluM, this run "
+                  "has -m %lluM", (unsigned long long)(ram >> 20),
+                  (unsigned long long)(vm->ram_size >> 20));
+        return -EINVAL;
+    }
+    if (ncpus != (uint32_t)vm->ncpus) {
+        vmm_error("cannot restore: the VM was saved with --cpus %u, this "
+                  "run has --cpus %d", ncpus, vm->ncpus);
+        return -EINVAL;
+    }
+    if (n != (uint32_t)k->n) {
+        vmm_error("cannot restore: the VM was saved with %u disks, this "
+                  "run has %d", n, k->n);
+        return -EINVAL;
+    }
+    for (int i = 0; i < k->n; i++) {
+        const BlockDriverState *bs = k->d[i].bs;
+        uint64_t size = vms_get_u64(&r);
+        uint8_t flags = vms_get_u8(&r), fl = vms_get_u8(&r);
+        char fmt[256];
+
+        vms_get(&r, fmt, fl);
+        fmt[fl] = 0;
+        if (r.err)
+            goto bad;
+        if (strcmp(fmt, bs->drv->name) ||
+            flags != (uint8_t)(bs->read_only | k->d[i].overlay << 1)) {
+            vmm_error("cannot restore: disk %d (%s) was a %s%s%s disk when "
+                      "saved, now it is a %s%s%s one", i, k->d[i].file, fmt,
+                      flags & 1 ? " read-only" : "",
+                      flags & 2 ? " snapshot" : "", bs->drv->name,
+                      bs->read_only ? " read-only" : "",
+                      k->d[i].overlay ? " snapshot" : "");
+            return -EINVAL;
+        }
+        if (size != bs->size) {
+            vmm_error("cannot restore: disk %d (%s) had %llu bytes when "
+                      "saved, now %llu", i, k->d[i].file,
+                      (unsigned long long)size, (unsigned long long)bs->size);
+            return -EINVAL;
+        }
+    }
+    if (!vms_finish(&r))
+        return 0;
+bad:
+    vmm_error("cannot restore: the VM state's machine section is invalid: "
+              "%s", r.msg);
+    return -EINVAL;
+}
+
+/* ---- vCPUs ---- */
+
+/* A vCPU that exited for port or MMIO I/O completes the instruction on
+ * its next KVM_RUN; with immediate_exit set that entry returns at once
+ * after it, so the state read next is between two instructions. */
+static void cpu_complete_io(struct vcpu *v)
+{
+    __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    if (ioctl(v->fd, KVM_RUN, 0) == 0)
+        vmm_error("vCPU %d: exit %u while completing its I/O", v->id,
+                  v->run->exit_reason);
+    __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+}
+
+static int cpu_get(struct vcpu *v, unsigned long req, const char *what,
+                   void *buf, uint32_t len, uint32_t tag, bool optional,
+                   struct vmstate_cursor *w)
+{
+    if (ioctl(v->fd, req, buf) < 0) {
+        if (optional)
+            return 0;
+        return vms_fail(w, -errno, "vCPU %d: %s: %s", v->id, what,
+                        strerror(errno));
+    }
+    vms_put_record(w, tag, buf, len);
+    return w->err;
+}
+
+static int cpu_save(struct vcpu *v, struct vmstate_cursor *w)
+{
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    struct kvm_fpu fpu;
+    struct kvm_xsave *xs = calloc(1, sizeof(*xs));
+    struct kvm_xcrs xcrs;
+    struct kvm_lapic_state lapic;
+    struct kvm_vcpu_events ev;
+    struct kvm_mp_state mp;
+    struct kvm_debugregs dr;
+    struct kvm_msrs *msrs;
+
+    if (!xs)
+        return vms_fail(w, -ENOMEM, "out of memory");
+    cpu_get(v, KVM_GET_REGS, "KVM_GET_REGS", &regs, sizeof(regs), T_REGS,
+            false, w);
+    cpu_get(v, KVM_GET_SREGS, "KVM_GET_SREGS", &sregs, sizeof(sregs),
+            T_SREGS, false, w);
+    cpu_get(v, KVM_GET_FPU, "KVM_GET_FPU", &fpu, sizeof(fpu), T_FPU, false,
+            w);
+    cpu_get(v, KVM_GET_XSAVE, "KVM_GET_XSAVE", xs, sizeof(*xs), T_XSAVE,
+            true, w);
+    cpu_get(v, KVM_GET_XCRS, "KVM_GET_XCRS", &xcrs, sizeof(xcrs), T_XCRS,
+            true, w);
+    free(xs);
+    msrs = vcpu_msrs_read(v, true);
+    if (!msrs)
+        return vms_fail(w, -EIO, "vCPU %d: cannot read its MSRs", v->id);
+    vms_put_record(w, T_MSRS, msrs->entries,
+                   msrs->nmsrs * (uint32_t)sizeof(msrs->entries[0]));
+    free(msrs);
+    cpu_get(v, KVM_GET_MP_STATE, "KVM_GET_MP_STATE", &mp, sizeof(mp), T_MP,
+            false, w);
+    cpu_get(v, KVM_GET_LAPIC, "KVM_GET_LAPIC", &lapic, sizeof(lapic),
+            T_LAPIC, false, w);
+    cpu_get(v, KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS", &ev, sizeof(ev),
+            T_EVENTS, true, w);
+    cpu_get(v, KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS", &dr, sizeof(dr),
+            T_DEBUG, true, w);
+    return w->err;
+}
+
+struct cpu_records {
+    const uint8_t *rec[16];
+    uint32_t len[16];
+};
+
+static const uint32_t cpu_tags[] = {
+    T_SREGS, T_REGS, T_FPU, T_XSAVE, T_XCRS, T_MSRS, T_MP, T_LAPIC,
+    T_EVENTS, T_DEBUG,
+};
+#define NCPU_TAGS (sizeof(cpu_tags) / sizeof(cpu_tags[0]))
+
+static int cpu_set(struct vcpu *v, unsigned long req, const char *what,
+                   const uint8_t *rec, uint32_t len, size_t want)
+{
+    void *buf;
+    int ret = 0;
+
+    if (len != want) {
+        vmm_error("cannot restore vCPU %d: its %s record has %u bytes, not "
+                  "%zu", v->id, what, len, want);
+        return -EINVAL;
+    }
+    buf = malloc(want);
+    if (!buf)
+        return -ENOMEM;
+    memcpy(buf, rec, want);
+    if (req == KVM_SET_VCPU_EVENTS) {
+        struct kvm_vcpu_events *ev = buf;
+
+        /* only what the KVM that wrote it said is valid */
+        ev->flags &= KVM_VCPUEVENT_VALID_NMI_PENDING |
+                     KVM_VCPUEVENT_VALID_SIPI_VECTOR |
+                     KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_SMM;
+    }
+    if (ioctl(v->fd, req, buf) < 0) {
+        ret = -errno;
+        vmm_error("cannot restore vCPU %d: %s: %s", v->id, what,
+                  strerror(errno));
+    }
+    free(buf);
+    return ret;
+}
+
+static int cpu_load(struct vcpu *v, const struct vmstate_section *s)
+{
+    struct vmstate_cursor r;
+    struct cpu_records c;
+    const uint8_t *data;
+    uint32_t tag, len;
+    int got, ret = 0;
+
+    memset(&c, 0, sizeof(c));
+    vms_reader_init(&r, s->data, s->len);
+    while ((got = vms_get_record(&r, &tag, &data, &len)) == 1) {
+        unsigned i;
+
+        for (i = 0; i < NCPU_TAGS && cpu_tags[i] != tag; i++)
+            ;
+        if (i == NCPU_TAGS || c.rec[i]) {
+            vmm_error("cannot restore vCPU %d: %s record 0x%08x", v->id,
+                      i == NCPU_TAGS ? "unknown" : "repeated", tag);
+            return -EINVAL;
+        }
+        c.rec[i] = data;
+        c.len[i] = len;
+    }
+    if (got < 0) {
+        vmm_error("cannot restore vCPU %d: %s", v->id, r.msg);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < NCPU_TAGS; i++) {
+        uint32_t t = cpu_tags[i];
+
+        if (!c.rec[i] && (t == T_SREGS || t == T_REGS || t == T_FPU ||
+                          t == T_MSRS || t == T_MP || t == T_LAPIC)) {
+            vmm_error("cannot restore vCPU %d: a record is missing", v->id);
+            return -EINVAL;
+        }
+    }
+    /* the order of vcpu_reset(): sregs (APIC base) before the LAPIC */
+    ret = cpu_set(v, KVM_SET_SREGS, "KVM_SET_SREGS", c.rec[0], c.len[0],
+                  sizeof(struct kvm_sregs));
+    if (!ret)
+        ret = cpu_set(v, KVM_SET_REGS, "KVM_SET_REGS", c.rec[1], c.len[1],
+                      sizeof(struct kvm_regs));
+    if (!ret)
+        ret = cpu_set(v, KVM_SET_FPU, "KVM_SET_FPU", c.rec[2], c.len[2],
+                      sizeof(struct kvm_fpu));
+    if (!ret && c.rec[3])
+        ret = cpu_set(v, KVM_SET_XSAVE, "KVM_SET_XSAVE", c.rec[3], c.len[3],
+                      sizeof(struct kvm_xsave));
+    if (!ret && c.rec[4])
+        ret = cpu_set(v, KVM_SET_XCRS, "KVM_SET_XCRS", c.rec[4], c.len[4],
+                      sizeof(struct kvm_xcrs));
+    if (!ret) {
+        uint32_t n = c.len[5] / (uint32_t)sizeof(struct kvm_msr_entry);
+        struct kvm_msrs *m;
+
+        if (c.len[5] % sizeof(struct kvm_msr_entry) || n > MAX_MSRS) {
+            vmm_error("cannot restore vCPU %d: its MSR record has %u bytes",
+                      v->id, c.len[5]);
+            return -EINVAL;
+        }
+        m = calloc(1, sizeof(*m) + n * sizeof(m->entries[0]));
+        if (!m)
+            return -ENOMEM;
+        m->nmsrs = n;
+        memcpy(m->entries, c.rec[5], c.len[5]);
+        vcpu_msrs_write(v, m);
+        free(m);
+    }
+    if (!ret)
+        ret = cpu_set(v, KVM_SET_MP_STATE, "KVM_SET_MP_STATE", c.rec[6],
+                      c.len[6], sizeof(struct kvm_mp_state));
+    if (!ret)
+        ret = cpu_set(v, KVM_SET_LAPIC, "KVM_SET_LAPIC", c.rec[7], c.len[7],
+                      sizeof(struct kvm_lapic_state));
+    if (!ret && c.rec[8])
+        ret = cpu_set(v, KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS",
+                      c.rec[8], c.len[8], sizeof(struct kvm_vcpu_events));
+    if (!ret && c.rec[9])
+        ret = cpu_set(v, KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", c.rec[9],
+                      c.len[9], sizeof(struct kvm_debugregs));
+    return ret;
+}
+
+/* ---- irqchips, PIT, clock ---- */
+
+static int vm_chips_save(struct vm *vm, struct vmstate_cursor *w)
+{
+    for (unsigned i = 0; i < 3; i++) {
+        struct kvm_irqchip chip = { .chip_id = i };
+
+        if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip) < 0)
+            return vms_fail(w, -errno, "KVM_GET_IRQCHIP %u: %s", i,
+                            strerror(errno));
+        vms_put_record(w, T_CHIP, &chip, sizeof(chip));
+    }
+    return w->err;
+}
+
+static int vm_pit_save(struct vm *vm, struct vmstate_cursor *w)
+{
+    struct kvm_pit_state2 pit;
+
+    if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0)
+        return vms_fail(w, -errno, "KVM_GET_PIT2: %s", strerror(errno));
+    vms_put_record(w, T_PIT, &pit, sizeof(pit));
+    return w->err;
+}
+
+static int vm_clock_save(struct vm *vm, struct vmstate_cursor *w)
+{
+    struct kvm_clock_data clock;
+
+    memset(&clock, 0, sizeof(clock));
+    if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
+        return vms_fail(w, -errno, "KVM_GET_CLOCK: %s", strerror(errno));
+    vms_put_record(w, T_CLOCK, &clock, sizeof(clock));
+    return w->err;
+}
+
+/* One record of tag and exactly len bytes per call, in order. */
+static int vm_records_load(struct vm *vm, const struct vmstate_section *s,
+                           uint32_t tag, size_t len, unsigned count)
+{
+    struct vmstate_cursor r;
+    const uint8_t *data;
+    uint32_t t, l;
+    unsigned n = 0;
+    int got;
+
+    vms_reader_init(&r, s->data, s->len);
+    while ((got = vms_get_record(&r, &t, &data, &l)) == 1) {
+        uint8_t buf[sizeof(struct kvm_pit_state2) > sizeof(struct kvm_irqchip)
+                        ? sizeof(struct kvm_pit_state2)
+                        : sizeof(struct kvm_irqchip)];
+        unsigned long req;
+        const char *what;
+
+        if (t != tag || l != len || n == count || len > sizeof(buf)) {
+            vmm_error("cannot restore: bad record in section '%s'", s->name);
+            return -EINVAL;
+        }
+        memcpy(buf, data, len);
+        if (tag == T_CHIP) {
+            ((struct kvm_irqchip *)buf)->chip_id = n;
+            req = KVM_SET_IRQCHIP;
+            what = "KVM_SET_IRQCHIP";
+        } else if (tag == T_PIT) {
+            req = KVM_SET_PIT2;
+            what = "KVM_SET_PIT2";
+        } else {
+            struct kvm_clock_data *c = (struct kvm_clock_data *)buf;
+
+            /* the guest's clock goes on from where it was saved */
+            c->flags = 0;
+            c->realtime = c->host_tsc = 0;
+            memset(c->pad, 0, sizeof(c->pad));
+            req = KVM_SET_CLOCK;
+            what = "KVM_SET_CLOCK";
+        }
+        if (ioctl(vm->vm_fd, req, buf) < 0) {
+            vmm_error("cannot restore: %s: %s", what, strerror(errno));
+            return -errno;
+        }
+        n++;
+    }
+    if (got < 0 || n != count) {
+        vmm_error("cannot restore: section '%s' is invalid%s%s", s->name,
+                  got < 0 ? ": " : "", got < 0 ? r.msg : "");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- save ---- */
+
+static void put_cursor(struct vmstate_cursor *all, const char *name,
+                       struct vmstate_cursor *sec, uint32_t *n)
+{
+    if (sec->err) {
+        vms_fail(all, sec->err, "%s", sec->msg);
+    } else {
+        vms_put_section(all, name, sec->buf, sec->len);
+        (*n)++;
+    }
+    vms_free(sec);
+}
+
+/* The sections into all; *n counts them. */
+static int collect(struct vm *vm, const struct disks *k,
+                   struct vmstate_cursor *all, uint32_t *n)
+{
+    struct vmstate_cursor sec;
+    char name[VMS_NAME_MAX + 1];
+
+    vms_writer_init(&sec);
+    machine_put(vm, k, &sec);
+    put_cursor(all, "machine", &sec, n);
+    for (int i = 0; i < vm->ncpus && !all->err; i++) {
+        vms_writer_init(&sec);
+        cpu_save(&vm->vcpus[i], &sec);
+        snprintf(name, sizeof(name), "cpu %d", i);
+        put_cursor(all, name, &sec, n);
+    }
+    for (unsigned i = 0; i < bus_state_count(vm->bus) && !all->err; i++) {
+        vms_writer_init(&sec);
+        if (bus_state_save(vm->bus, i, &sec) && !sec.err)
+            vms_fail(&sec, -EIO, "%s cannot be saved",
+                     bus_state_name(vm->bus, i));
+        put_cursor(all, bus_state_name(vm->bus, i), &sec, n);
+    }
+    vms_writer_init(&sec);
+    vm_chips_save(vm, &sec);
+    put_cursor(all, "irqchip", &sec, n);
+    vms_writer_init(&sec);
+    vm_pit_save(vm, &sec);
+    put_cursor(all, "pit", &sec, n);
+    vms_writer_init(&sec);
+    vm_clock_save(vm, &sec);
+    put_cursor(all, "clock", &sec, n);
+    return all->err;
+}
+
+static int snapshot_id_of(BlockDriverState *bs, const char *name, char *id,
+                          size_t len)
+{
+    BlockInfo info;
+    int found = 0;
+
+    memset(&info, 0, sizeof(info));
+    if (blk_get_info(bs, &info) < 0)
+        return -EIO;
+    for (int i = 0; i < info.nb_snapshots; i++)
+        if (!strcmp(info.snapshots[i].name, name)) {
+            snprintf(id, len, "%s", info.snapshots[i].id);
+            found = 1;
+        }
+    blk_info_free(&info);
+    return found;
+}
+
+int snapshot_save(struct vm *vm, const char *name)
+{
+    struct vmstate_cursor all;
+    struct vmstate_header h;
+    struct disks k;
+    BlockDriverState *bs;
+    uint8_t *buf = NULL;
+    char what[128];
+    uint32_t n = 0;
+    uint64_t t0 = vm_now_ns();
+    int ret;
+
+    disks_get(&k);
+    if (!k.ntarget) {
+        vmm_error("--savevm %s: no writable qcow2 disk to hold the VM state "
+                  "(read-only disks, ,snapshot overlays and other formats "
+                  "cannot)", name);
+        return -ENOTSUP;
+    }
+    if (bus_state_missing(vm->bus, what, sizeof(what))) {
+        vmm_error("--savevm %s: cannot save the VM: %s has no save/restore "
+                  "support", name, what);
+        return -ENOTSUP;
+    }
+    for (int i = 0; i < vm->ncpus; i++)
+        cpu_complete_io(&vm->vcpus[i]);
+    vm_coalesced_drain(vm);
+    vms_writer_init(&all);
+    if (collect(vm, &k, &all, &n)) {
+        vmm_error("--savevm %s: cannot save the VM: %s", name, all.msg);
+        vms_free(&all);
+        return all.err;
+    }
+    memset(&h, 0, sizeof(h));
+    h.version = VMS_VERSION;
+    build_id(h.build_id);
+    h.ram_size = vm->ram_size;
+    h.ncpus = (uint32_t)vm->ncpus;
+    h.nsections = n;
+    h.sections_len = all.len;
+    h.sections_crc = vms_crc32(0, all.buf, all.len);
+    h.ram_offset = (VMS_HEADER_SIZE + all.len + VMS_RAM_ALIGN - 1) /
+                   VMS_RAM_ALIGN * VMS_RAM_ALIGN;
+    h.total_len = h.ram_offset + vm->ram_size;
+    buf = calloc(1, VMS_HEADER_SIZE + all.len);
+    if (!buf) {
+        vms_free(&all);
+        return -ENOMEM;
+    }
+    vms_make_header(buf, &h);
+    memcpy(buf + VMS_HEADER_SIZE, all.buf, all.len);
+    bs = k.d[k.target[0]].bs;
+    /* RAM as one run of the file, for a restore that maps it */
+    ret = blk_vmstate_reserve(bs, h.ram_offset, vm->ram_size);
+    if (ret == -ENOTSUP)
+        ret = 0;
+    if (!ret)
+        ret = blk_save_vmstate(bs, buf, 0, VMS_HEADER_SIZE + all.len);
+    for (uint64_t off = 0; !ret && off < vm->ram_size; off += RAM_CHUNK) {
+        uint64_t len = vm->ram_size - off < RAM_CHUNK ? vm->ram_size - off
+                                                      : RAM_CHUNK;
+
+        ret = blk_save_vmstate(bs, vm->ram + off, h.ram_offset + off, len);
+    }
+    free(buf);
+    vms_free(&all);
+    if (ret) {
+        vmm_error("--savevm %s: cannot write the VM state to %s: %s", name,
+                  bs->filename, blk_error());
+        return ret;
+    }
+    /* every writable qcow2 disk: the new snapshot, then an older one of
+     * the same name goes (as QEMU's savevm replaces it) */
+    for (int t = 0; t < k.ntarget; t++) {
+        BlockDriverState *d = k.d[k.target[t]].bs;
+        uint64_t first = atomic_load(&vm->t_first_run_ns);
+        char old[128];
+        int had = snapshot_id_of(d, name, old, sizeof(old));
+
+        ret = blk_snapshot_create_vm(d, name, t ? 0 : h.total_len,
+                                     first ? vm_now_ns() - first : 0);
+        if (!ret && had == 1)
+            ret = blk_snapshot_delete(d, old);
+        if (!ret)
+            ret = blk_flush(d);
+        if (ret) {
+            vmm_error("--savevm %s: %s: %s", name, d->filename, blk_error());
+            return ret;
+        }
+    }
+    if (getenv("CALF_SNAPSHOT_TIMING"))
+        fprintf(stderr, "calf: saved '%s' (%llu bytes of state, %llu MiB "
+                "of RAM) in %.1f ms\n", name, (unsigned long long)
+                h.sections_len, (unsigned long long)(vm->ram_size >> 20),
+                (double)(vm_now_ns() - t0) / 1e6);
+    return 0;
+}
+
+/* ---- load ---- */
+
+static const struct vmstate_section *find(const struct vmstate_section *s,
+                                          uint32_t n, const char *name)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (!strcmp(s[i].name, name))
+            return &s[i];
+    return NULL;
+}
+
+static bool vm_section_name(const struct vm *vm, const char *name)
+{
+    int c;
+    char tail;
+
+    if (!strcmp(name, "machine") || !strcmp(name, "irqchip") ||
+        !strcmp(name, "pit") || !strcmp(name, "clock"))
+        return true;
+    return sscanf(name, "cpu %d%c", &c, &tail) == 1 && c >= 0 &&
+           c < vm->ncpus;
+}
+
+/* Every section the machine expects is there and nothing else. */
+static int names_check(struct vm *vm, const struct vmstate_section *s,
+                       uint32_t n)
+{
+    char name[VMS_NAME_MAX + 1];
+
+    for (int i = 0; i < vm->ncpus; i++) {
+        snprintf(name, sizeof(name), "cpu %d", i);
+        if (!find(s, n, name)) {
+            vmm_error("cannot restore: the saved VM has no vCPU %d", i);
+            return -EINVAL;
+        }
+    }
+    for (unsigned i = 0; i < bus_state_count(vm->bus); i++)
+        if (!find(s, n, bus_state_name(vm->bus, i))) {
+            vmm_error("cannot restore: this machine has device '%s', which "
+                      "the saved VM did not have", bus_state_name(vm->bus, i));
+            return -EINVAL;
+        }
+    for (uint32_t i = 0; i < n; i++) {
+        bool known = vm_section_name(vm, s[i].name);
+
+        for (unsigned d = 0; !known && d < bus_state_count(vm->bus); d++)
+            known = !strcmp(s[i].name, bus_state_name(vm->bus, d));
+        if (!known) {
+            vmm_error("cannot restore: the saved VM has '%s', which this "
+                      "machine does not have", s[i].name);
+            return -EINVAL;
+        }
+    }
+    if (!find(s, n, "machine") || !find(s, n, "irqchip") ||
+        !find(s, n, "pit") || !find(s, n, "clock")) {
+        vmm_error("cannot restore: the VM state lacks a section");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Guest RAM: mapped copy-on-write from the image file where it is one
+ * plain run there, else read. */
+static int ram_load(struct vm *vm, BlockDriverState *bs, uint64_t pos,
+                    bool *mapped)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t off;
+    int fd, ret;
+
+    *mapped = false;
+    if (!getenv("CALF_LOADVM_READ") &&
+        blk_vmstate_host_range(bs, pos, vm->ram_size, &fd, &off) == 0 &&
+        off % (uint64_t)page == 0) {
+        void *p = mmap(vm->ram, vm->ram_size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd,
+                       (off_t)off);
+
+        if (p == vm->ram) {
+            *mapped = true;
+            return 0;
+        }
+        /* MAP_FIXED failing leaves the range unmapped: put RAM back */
+        p = mmap(vm->ram, vm->ram_size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+                 0);
+        if (p != vm->ram) {
+            vmm_error("cannot restore: guest RAM is gone: %s",
+                      strerror(errno));
+            return -ENOMEM;
+        }
+    }
+    for (uint64_t o = 0; o < vm->ram_size; o += RAM_CHUNK) {
+        uint64_t len = vm->ram_size - o < RAM_CHUNK ? vm->ram_size - o
+                                                    : RAM_CHUNK;
+
+        ret = blk_load_vmstate(bs, vm->ram + o, pos + o, len);
+        if (ret) {
+            vmm_error("cannot restore: reading guest RAM from %s: %s",
+                      bs->filename, blk_error());
+            return ret;
+        }
+    }
+    return 0;
+}
+
+/* Reverts every target disk; the first one's VM state size in *size. */
+static int disks_revert(const struct disks *k, const char *name,
+                        uint64_t *size)
+{
+    for (int t = 0; t < k->ntarget; t++) {
+        BlockDriverState *bs = k->d[k->target[t]].bs;
+        BlockInfo info;
+        int idx = -1;
+
+        memset(&info, 0, sizeof(info));
+        if (blk_get_info(bs, &info) < 0) {
+            vmm_error("--loadvm %s: %s: %s", name, bs->filename, blk_error());
+            return -EIO;
+        }
+        for (int i = 0; i < info.nb_snapshots; i++)
+            if (!strcmp(info.snapshots[i].name, name))
+                idx = i;
+        if (idx < 0) {
+            blk_info_free(&info);
+            vmm_error("--loadvm %s: %s has no snapshot '%s'", name,
+                      bs->filename, name);
+            return -ENOENT;
+        }
+        if (!t)
+            *size = info.snapshots[idx].vm_state_size;
+        blk_info_free(&info);
+        if (!t && !*size) {
+            vmm_error("--loadvm %s: snapshot '%s' of %s holds no VM state "
+                      "(a disk-only snapshot)", name, name, bs->filename);
+            return -EINVAL;
+        }
+    }
+    for (int t = 0; t < k->ntarget; t++) {
+        BlockDriverState *bs = k->d[k->target[t]].bs;
+
+        if (blk_snapshot_apply(bs, name) < 0) {
+            vmm_error("--loadvm %s: %s: %s", name, bs->filename, blk_error());
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+int snapshot_load(struct vm *vm, const char *name)
+{
+    uint8_t hdr[VMS_HEADER_SIZE];
+    struct vmstate_header h;
+    struct vmstate_section *s = NULL;
+    char msg[256], bid[VMS_BUILD_ID_MAX + 1];
+    uint8_t *secbuf = NULL;
+    struct disks k;
+    BlockDriverState *bs;
+    uint64_t size = 0, t0 = vm_now_ns();
+    bool mapped = false;
+    int ret;
+
+    disks_get(&k);
+    if (!k.ntarget) {
+        vmm_error("--loadvm %s: no writable qcow2 disk holds a VM state "
+                  "(read-only disks, ,snapshot overlays and other formats "
+                  "cannot)", name);
+        return -ENOTSUP;
+    }
+    ret = disks_revert(&k, name, &size);
+    if (ret)
+        return ret;
+    bs = k.d[k.target[0]].bs;
+    ret = blk_load_vmstate(bs, hdr, 0, sizeof(hdr));
+    if (!ret && vms_parse_header(hdr, sizeof(hdr), size, &h, msg,
+                                 sizeof(msg)))
+        ret = -EINVAL;
+    else if (ret)
+        snprintf(msg, sizeof(msg), "%s", blk_error());
+    if (ret) {
+        vmm_error("--loadvm %s: %s: %s", name, bs->filename, msg);
+        return ret;
+    }
+    build_id(bid);
+    if (strcmp(bid, h.build_id)) {
+        vmm_error("--loadvm %s: the VM was saved by another build of calf "
+                  "(build id %s, this one is %s)", name, h.build_id, bid);
+        return -EINVAL;
+    }
+    secbuf = malloc(h.sections_len ? h.sections_len : 1);
+    if (!secbuf)
+        return -ENOMEM;
+    ret = blk_load_vmstate(bs, secbuf, VMS_HEADER_SIZE, h.sections_len);
+    if (ret)
+        snprintf(msg, sizeof(msg), "%s", blk_error());
+    else if (vms_parse_sections(&h, secbuf, h.sections_len, &s, msg,
+                                sizeof(msg)))
+        ret = -EINVAL;
+    if (ret) {
+        vmm_error("--loadvm %s: %s: %s", name, bs->filename, msg);
+        goto out;
+    }
+    if (!find(s, h.nsections, "machine")) {
+        vmm_error("--loadvm %s: the VM state has no machine section", name);
+        ret = -EINVAL;
+        goto out;
+    }
+    ret = machine_check(vm, &k, find(s, h.nsections, "machine"));
+    if (!ret)
+        ret = names_check(vm, s, h.nsections);
+    if (!ret)
+        ret = ram_load(vm, bs, h.ram_offset, &mapped);
+    for (unsigned i = 0; !ret && i < bus_state_count(vm->bus); i++) {
+        const struct vmstate_section *d = find(s, h.nsections,
+                                               bus_state_name(vm->bus, i));
+        struct vmstate_cursor r;
+
+        vms_reader_init(&r, d->data, d->len);
+        ret = bus_state_load(vm->bus, i, &r);
+        if (!ret)
+            ret = vms_finish(&r);
+        if (ret)
+            vmm_error("cannot restore %s: %s", d->name,
+                      r.msg[0] ? r.msg : strerror(-ret));
+    }
+    for (int i = 0; !ret && i < vm->ncpus; i++) {
+        char cname[VMS_NAME_MAX + 1];
+
+        snprintf(cname, sizeof(cname), "cpu %d", i);
+        ret = cpu_load(&vm->vcpus[i], find(s, h.nsections, cname));
+    }
+    if (!ret)
+        ret = vm_records_load(vm, find(s, h.nsections, "irqchip"), T_CHIP,
+                              sizeof(struct kvm_irqchip), 3);
+    if (!ret)
+        ret = vm_records_load(vm, find(s, h.nsections, "pit"), T_PIT,
+                              sizeof(struct kvm_pit_state2), 1);
+    if (!ret)
+        ret = vm_records_load(vm, find(s, h.nsections, "clock"), T_CLOCK,
+                              sizeof(struct kvm_clock_data), 1);
+    if (!ret && getenv("CALF_SNAPSHOT_TIMING"))
+        fprintf(stderr, "calf: restored '%s' in %.2f ms (guest RAM %s)\n",
+                name, (double)(vm_now_ns() - t0) / 1e6,
+                mapped ? "mapped from the image" : "read");
+out:
+    free(s);
+    free(secbuf);
+    return ret;
+}
