@@ -400,8 +400,9 @@ int blk_make_empty(BlockDriverState *bs);
 int blk_save_vmstate(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len);
 int blk_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
 /* Lays [pos, pos+len) of the VM state area out as one contiguous,
- * cluster-aligned run of the image file (qcow2: its L2 tables first,
- * then the data clusters), before the state is written there, so that
+ * cluster-aligned run of the image file (qcow2: what the active image
+ * mapped there is dropped, then its L2 tables come first, then the data
+ * clusters), before the state is written there, so that
  * blk_vmstate_host_range() can find it later.  -ENOTSUP where the format
  * cannot; the state is still written and read as usual then. */
 int blk_vmstate_reserve(BlockDriverState *bs, uint64_t pos, uint64_t len);

@@ -554,7 +554,13 @@ int qcow2_snapshot_create_vm(BlockDriverState *bs, const char *name, uint64_t vm
     if (r == 0 && vm_state_size) {
         uint64_t span = per_l1_bytes(s);
         uint64_t base = (bs->size / span + !!(bs->size % span)) * span;
-        r = qcow2_discard_tail(bs, base, qcow2_align_up(vm_state_size, s->cluster_size));
+        uint64_t len = qcow2_align_up(vm_state_size, s->cluster_size);
+        pthread_mutex_lock(&s->lock);
+        uint64_t covered = (uint64_t)s->l1_size * span;
+        pthread_mutex_unlock(&s->lock);
+        /* only what the active L1 reaches (saving the state grew it) */
+        if (base < covered)
+            r = qcow2_discard_tail(bs, base, covered - base < len ? covered - base : len);
     }
     return r;
 }

@@ -76,12 +76,19 @@ int qcow2_vmstate_reserve(BlockDriverState *bs, uint64_t pos, uint64_t len)
         return r;
     if (qcow2_has_data_file(s))
         return -ENOTSUP;
-    uint64_t end = off + len;
+    uint64_t end = off + len, cs = s->cluster_size, dstart = off & ~(cs - 1);
     pthread_mutex_lock(&s->lock);
     r = qcow2_grow_l1(s, end / span + !!(end % span));
-    /* L2 tables first, then every missing data cluster in one run */
+    pthread_mutex_unlock(&s->lock);
+    /* whatever the active image maps there goes first (a copy shared
+     * with a snapshot would be copied cluster by cluster on write) */
     if (r == 0)
-        r = qcow2_preallocate(s, off, end, BLK_PREALLOC_OFF);
+        r = qcow2_discard_tail(bs, dstart, qcow2_align_up(end, cs) - dstart);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&s->lock);
+    /* L2 tables first, then every missing data cluster in one run */
+    r = qcow2_preallocate(s, off, end, BLK_PREALLOC_OFF);
     pthread_mutex_unlock(&s->lock);
     return r;
 }

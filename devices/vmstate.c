@@ -281,7 +281,8 @@ void vms_make_header(uint8_t *hdr, const struct vmstate_header *h)
     put_le(hdr + H_HDR_CRC, 4, header_crc(hdr));
 }
 
-#define FAIL(...) do { snprintf(msg, msglen, __VA_ARGS__); return -EINVAL; } while (0)
+#define FAIL(...) \
+    do { snprintf(msg, msglen, __VA_ARGS__); return -EINVAL; } while (0)
 
 int vms_parse_header(const void *buf, size_t len, uint64_t total,
                      struct vmstate_header *h, char *msg, size_t msglen)

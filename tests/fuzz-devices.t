@@ -1,5 +1,5 @@
 #!/bin/bash
-# The device fuzz harnesses (tests/fuzz/fuzz-{fwcfg,vga,pci,ide,virtio}.c)
+# The device fuzz harnesses (tests/fuzz/fuzz-{fwcfg,vga,pci,ide,virtio,vmstate}.c)
 # replayed without libFuzzer by their replay programs
 # (build/tests/fuzz-NAME, tests/fuzz/replay-main.c) over the committed
 # corpora tests/fuzz/corpus-NAME and the saved crashes
@@ -11,8 +11,8 @@ S=$(cd "$(dirname "$0")" && pwd)
 . "$S/tap.sh"
 # the IDE and virtio harnesses keep their disk images in $TMPDIR
 export TMPDIR=$TMP
-NAMES="fwcfg vga pci ide virtio"
-plan 5
+NAMES="fwcfg vga pci ide virtio vmstate"
+plan 6
 for name in $NAMES; do
     prog=$CALF_BUILD/tests/fuzz-$name
     if [ ! -x "$prog" ]; then

@@ -18,6 +18,7 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +66,8 @@ static int note_cb(struct dl_phdr_info *info, size_t size, void *data)
             continue;
         while (off + sizeof(ElfW(Nhdr)) <= ph->p_memsz) {
             const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)(p + off);
-            size_t name = (n->n_namesz + 3) & ~3u, desc = (n->n_descsz + 3) & ~3u;
+            size_t name = (n->n_namesz + 3) & ~3u;
+            size_t desc = (n->n_descsz + 3) & ~3u;
             const uint8_t *d = p + off + sizeof(*n) + name;
 
             if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 &&
@@ -720,10 +722,21 @@ static int ram_load(struct vm *vm, BlockDriverState *bs, uint64_t pos,
     if (!getenv("CALF_LOADVM_READ") &&
         blk_vmstate_host_range(bs, pos, vm->ram_size, &fd, &off) == 0 &&
         off % (uint64_t)page == 0) {
-        void *p = mmap(vm->ram, vm->ram_size, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd,
-                       (off_t)off);
+        /* through a descriptor of its own: a mapping keeps its open file
+         * alive, and the image's (with its byte-range locks) must go at
+         * close, not when the VM's last page does (vm_teardown_detached) */
+        char path[64];
+        int rfd;
+        void *p = MAP_FAILED;
 
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        rfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (rfd >= 0) {
+            p = mmap(vm->ram, vm->ram_size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, rfd,
+                     (off_t)off);
+            close(rfd);
+        }
         if (p == vm->ram) {
             *mapped = true;
             return 0;

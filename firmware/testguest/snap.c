@@ -1,6 +1,8 @@
 /* ct.snap=N: the save/restore test (guest-tests/snapshot.t).  The guest
- * fills a 1 MiB buffer with a pattern, prints "calf-test: snap ready"
- * (the host saves the VM when it sees that line), then runs N rounds:
+ * fills a 1 MiB buffer with a pattern, prints "calf-test: snap ready!"
+ * (the host saves the VM when it sees that), reads fw_cfg's signature
+ * byte by byte (a port read the save lands on: it must complete exactly
+ * once), then runs N rounds:
  * each checks one slice of the buffer against the pattern, stamps the
  * round number into it and prints what it found.  The output is the same
  * on every run, so a run that was saved and restored must print exactly
@@ -24,10 +26,22 @@ int snap_test(unsigned rounds)
     volatile uint64_t *buf = (volatile uint64_t *)SNAP_BUF;
     unsigned per = SNAP_WORDS / SNAP_SLICES;
     int failures = 0;
+    char sig[4];
 
     for (uint64_t i = 0; i < SNAP_WORDS; i++)
         buf[i] = pattern(i);
-    serial_puts("calf-test: snap ready\n");
+    /* The host saves at the first exit after the '!': that is the first
+     * of these fw_cfg reads, each of which moves the item's offset on.
+     * Restored, the guest must see that read's byte, not read again. */
+    outw(0x510, 0); /* FW_CFG_SIGNATURE */
+    serial_puts("calf-test: snap ready!");
+    for (int i = 0; i < 4; i++)
+        sig[i] = inb(0x511);
+    if (sig[0] != 'Q' || sig[1] != 'E' || sig[2] != 'M' || sig[3] != 'U') {
+        serial_puts(" fw_cfg read lost or repeated");
+        failures++;
+    }
+    serial_puts("\n");
     for (unsigned r = 0; r < rounds; r++) {
         unsigned s = r % SNAP_SLICES, bad = 0;
         uint64_t sum = 0;

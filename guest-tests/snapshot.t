@@ -1,0 +1,174 @@
+#!/bin/bash
+# calf run --savevm / --loadvm (docs/VMSTATE.md): the test guest saved
+# mid-run into its qcow2 disk and restored ends with its own PASS, and
+# what it printed before the save plus what it printed after the restore
+# is byte for byte what an uninterrupted run prints (ct.snap: RAM, vCPU
+# and UART state all continue).  Then the image as qemu-img sees it, and
+# every refusal: another -m, --cpus or disk set, a corrupt or truncated
+# state, a state that is not calf's, no writable qcow2 disk, a device
+# without save support.
+. "$(dirname "$0")/lib.sh"
+need_kvm
+need_cmd qemu-img
+need_cmd perl
+
+ARGS="ct.snap=20"
+img() { rm -f "$TMP/$1" && qemu-img create -f qcow2 "$TMP/$1" 64M >/dev/null; }
+# straight NAME CPUS: the uninterrupted run
+straight() {
+    boot "$1" --kernel "$GUEST" --cpus "$2" --append "$ARGS ct.cpus=$2" --timeout 60
+}
+# save NAME IMG CPUS [ARGS...]
+save() {
+    local name=$1 image=$2 cpus=$3
+    shift 3
+    boot "$name" --kernel "$GUEST" --cpus "$cpus" --append "$ARGS ct.cpus=$cpus" \
+        --disk "$TMP/$image" --expect "snap ready!" --savevm s1 --timeout 60 "$@"
+}
+# load NAME IMG CPUS [ARGS...]
+load() {
+    local name=$1 image=$2 cpus=$3
+    shift 3
+    boot "$name" --kernel "$GUEST" --cpus "$cpus" --append "$ARGS ct.cpus=$cpus" \
+        --disk "$TMP/$image" --loadvm s1 --timeout 60 "$@"
+}
+# same SAVED LOADED STRAIGHT: the two halves make the whole
+same() { cat "$TMP/$1.out" "$TMP/$2.out" | cmp - "$TMP/$3.out"; }
+
+for cpus in 1 2; do
+    img "d$cpus.qcow2"
+    straight "straight$cpus" "$cpus"
+    is "$status" 1 "$cpus vCPU(s): the uninterrupted run passes"
+    save "save$cpus" "d$cpus.qcow2" "$cpus"
+    is "$status" 0 "$cpus vCPU(s): --savevm ends the run when the text shows"
+    [ "$status" = 0 ] || show "save$cpus"
+    ok "$cpus vCPU(s): the run stopped mid-test" \
+        bash -c "! grep -q 'calf-test: PASS' '$TMP/save$cpus.out'"
+    load "load$cpus" "d$cpus.qcow2" "$cpus"
+    is "$status" 1 "$cpus vCPU(s): the restored guest ends with its own PASS"
+    [ "$status" = 1 ] || show "load$cpus"
+    ok "$cpus vCPU(s): memory checked intact after the restore" \
+        has "load$cpus" "calf-test: snap: memory intact"
+    ok "$cpus vCPU(s): the port read the save landed on completed once" \
+        bash -c "! grep -q 'fw_cfg read lost' '$TMP/load$cpus.out'"
+    ok "$cpus vCPU(s): saved + restored output is the uninterrupted run's" \
+        same "save$cpus" "load$cpus" "straight$cpus"
+    ok "$cpus vCPU(s): the restore says nothing on stderr" \
+        bash -c "[ ! -s '$TMP/load$cpus.err' ]"
+done
+
+# RAM read instead of mapped, and a second restore of the same snapshot
+CALF_LOADVM_READ=1 load readpath d1.qcow2 1
+is "$status" 1 "restored with guest RAM read, not mapped: PASS"
+ok "and the same output" same save1 readpath straight1
+CALF_SNAPSHOT_TIMING=1 load again d1.qcow2 1
+is "$status" 1 "the snapshot restores again (a restore does not consume it)"
+ok "the restore maps guest RAM from the image" \
+    has_err again "guest RAM mapped from the image"
+
+# ---- the image, as qemu-img sees it ----
+out=$(qemu-img snapshot -l "$TMP/d1.qcow2")
+ok "qemu-img snapshot -l lists s1 with its VM state size (258 MiB)" \
+    grep -qE '^1 +s1 +258 MiB' <<<"$out"
+ok "qemu-img check is clean with a VM state snapshot" qemu-img check "$TMP/d1.qcow2"
+save resave d1.qcow2 1
+is "$status" 0 "saving s1 again replaces it"
+ok "one snapshot s1 afterwards" \
+    bash -c "[ \"\$(qemu-img snapshot -l '$TMP/d1.qcow2' | grep -c ' s1 ')\" = 1 ]"
+ok "qemu-img check is clean after the replacement" qemu-img check "$TMP/d1.qcow2"
+qemu-img snapshot -d s1 "$TMP/d1.qcow2"
+is $? 0 "qemu-img snapshot -d deletes it"
+ok "qemu-img check is clean after the delete" qemu-img check "$TMP/d1.qcow2"
+ok "no snapshot is left" bash -c "[ -z \"\$(qemu-img snapshot -l '$TMP/d1.qcow2')\" ]"
+size=$(stat -c %s "$TMP/d1.qcow2")
+ok "the freed VM state is reused by the next save (file stays $size bytes)" \
+    bash -c "'$CALF' run --kernel '$GUEST' --append '$ARGS' --disk '$TMP/d1.qcow2' \
+        --expect 'snap ready!' --savevm s1 --timeout 60 >/dev/null 2>&1 &&
+        [ \$(stat -c %s '$TMP/d1.qcow2') -le $((size + 1048576)) ]"
+
+# several disks: each gets the snapshot, the first holds the state
+img m1.qcow2
+img m2.qcow2
+save multi m1.qcow2 1 --disk "$TMP/m2.qcow2"
+is "$status" 0 "saving with two qcow2 disks"
+ok "the first disk holds the VM state" \
+    bash -c "qemu-img snapshot -l '$TMP/m1.qcow2' | grep -qE '^1 +s1 +258 MiB'"
+ok "the second has the snapshot without VM state" \
+    bash -c "qemu-img snapshot -l '$TMP/m2.qcow2' | grep -qE '^1 +s1 +0 B'"
+load multiload m1.qcow2 1 --disk "$TMP/m2.qcow2"
+is "$status" 1 "and both restore together: PASS"
+
+# ---- refusals ----
+load wrongmem d2.qcow2 2 -m 128M
+is "$status" 2 "another -m is refused"
+ok "naming -m" has_err wrongmem "saved with -m 256M, this run has -m 128M"
+load wrongcpus d2.qcow2 1
+is "$status" 2 "another --cpus is refused"
+ok "naming --cpus" has_err wrongcpus "saved with --cpus 2, this run has --cpus 1"
+img extra.qcow2
+load wrongdisks d2.qcow2 2 --disk "$TMP/extra.qcow2,readonly"
+is "$status" 2 "another disk set is refused"
+ok "naming the disks" has_err wrongdisks "saved with 1 disks, this run has 2"
+load nosnap extra.qcow2 2
+is "$status" 2 "a snapshot that is not there is refused"
+ok "naming it" has_err nosnap "has no snapshot 's1'"
+qemu-img snapshot -c disk-only "$TMP/extra.qcow2"
+boot diskonly --kernel "$GUEST" --disk "$TMP/extra.qcow2" --loadvm disk-only --timeout 60
+is "$status" 2 "a snapshot without VM state is refused"
+ok "saying so" has_err diskonly "holds no VM state"
+
+# corrupt and truncated states: patch the image file where the state's
+# header is (the first copy of calf's magic)
+img c.qcow2
+save csave c.qcow2 1
+is "$status" 0 "a state to damage"
+hdr=$(perl -e 'local $/; open my $f, "<", $ARGV[0] or die; my $d = <$f>;
+    print index($d, "CALFVMST")' "$TMP/c.qcow2")
+ok "the state's header is in the image file" bash -c "[ '$hdr' -gt 0 ]"
+damage() { # OFFSET PERL-STRING N: overwrites bytes of a copy, c-N.qcow2
+    cp "$TMP/c.qcow2" "$TMP/c-$3.qcow2"
+    perl -e 'open my $f, "+<", $ARGV[0] or die; seek $f, $ARGV[1], 0;
+        print $f eval $ARGV[2]' "$TMP/c-$3.qcow2" "$1" "$2"
+}
+damage $((hdr + 128 + 20)) '"\xff\xfe"' sect
+load corrupt c-sect.qcow2 1
+is "$status" 2 "a corrupt section is refused"
+ok "as corrupt" has_err corrupt "the VM state is corrupt (checksum mismatch)"
+# 64 MiB more RAM than the snapshot holds, with a valid header checksum
+cp "$TMP/c.qcow2" "$TMP/c-total.qcow2"
+perl -MCompress::Zlib -e 'open my $f, "+<", $ARGV[0] or die; seek $f, $ARGV[1], 0;
+    read $f, my $h, 128; my ($ram, $tot) = (unpack("Q<", substr($h, 64, 8)),
+    unpack("Q<", substr($h, 104, 8)));
+    substr($h, 64, 8) = pack("Q<", $ram + (64 << 20));
+    substr($h, 104, 8) = pack("Q<", $tot + (64 << 20));
+    substr($h, 92, 4) = "\0" x 4; substr($h, 92, 4) = pack("V", crc32($h));
+    seek $f, $ARGV[1], 0; print $f $h' "$TMP/c-total.qcow2" "$hdr"
+load truncated c-total.qcow2 1
+is "$status" 2 "a state longer than its snapshot is refused"
+ok "as truncated" has_err truncated "the VM state is truncated"
+damage "$hdr" '"QEVM\0\0\0\3"' qemu
+load qemustate c-qemu.qcow2 1
+is "$status" 2 "QEMU's vmstate is refused"
+ok "as QEMU's" has_err qemustate "saved by QEMU, not calf"
+load intact c.qcow2 1
+is "$status" 1 "the undamaged image still restores"
+
+qemu-img create -f raw "$TMP/r.raw" 64M >/dev/null
+boot noqcow --kernel "$GUEST" --append "$ARGS" --disk "$TMP/r.raw,format=raw" \
+    --expect "snap ready!" --savevm s1 --timeout 60
+is "$status" 2 "saving with no writable qcow2 disk is refused"
+ok "with a clear error" has_err noqcow "no writable qcow2 disk to hold the VM state"
+img ro.qcow2
+boot roqcow --kernel "$GUEST" --append "$ARGS" --disk "$TMP/ro.qcow2,readonly" \
+    --expect "snap ready!" --savevm s1 --timeout 60
+is "$status" 2 "a read-only qcow2 disk cannot hold it either"
+img v.qcow2
+boot vga --kernel "$GUEST" --append "$ARGS" --disk "$TMP/v.qcow2" --vga std \
+    --expect "snap ready!" --savevm s1 --timeout 60
+is "$status" 2 "a device without save support makes saving refuse"
+ok "naming where it sits" has_err vga "has no save/restore support"
+ok "and no snapshot is taken" bash -c "[ -z \"\$(qemu-img snapshot -l '$TMP/v.qcow2')\" ]"
+boot noexpect --kernel "$GUEST" --disk "$TMP/v.qcow2" --savevm s1 --timeout 60
+is "$status" 2 "--savevm without --expect is refused"
+
+done_testing
