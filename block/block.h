@@ -245,6 +245,12 @@ struct BlockDriver {
                               uint64_t *off);
     int (*snapshot_create_vm)(BlockDriverState *bs, const char *name, uint64_t vm_state_size,
                               uint64_t vm_clock_nsec);
+    /* Optional: snapshot_apply for the guest disk only; a snapshot's VM
+     * state read through its own tables (buf), or where it lies (buf
+     * NULL: *fd, *off of one plain run). */
+    int (*snapshot_apply_disk)(BlockDriverState *bs, const char *name_or_id);
+    int (*snapshot_vmstate)(BlockDriverState *bs, const char *name_or_id, uint64_t pos,
+                            uint64_t len, void *buf, int *fd, uint64_t *off);
     /* Persistent dirty bitmaps (blk_bitmap()); NULL: the format has none. */
     int (*bitmap)(BlockDriverState *bs, BlockBitmapReq *req);
     /* A new image does not read as zeros (luks: the hole under its
@@ -417,6 +423,17 @@ int blk_vmstate_host_range(BlockDriverState *bs, uint64_t pos, uint64_t len, int
  * its copy of them afterwards, as QEMU's savevm does. */
 int blk_snapshot_create_vm(BlockDriverState *bs, const char *name, uint64_t vm_state_size,
                            uint64_t vm_clock_nsec);
+/* Reverts the guest disk to an internal snapshot as blk_snapshot_apply()
+ * does, but leaves the active image's VM state area as it is: a restore
+ * then reads the snapshot's VM state with blk_snapshot_load_vmstate()
+ * and maps it with blk_snapshot_vmstate_host_range(), and costs nothing
+ * per cluster of that state.  -ENOTSUP where the format cannot (then use
+ * blk_snapshot_apply() and the active area); so do the other two. */
+int blk_snapshot_apply_disk(BlockDriverState *bs, const char *name_or_id);
+int blk_snapshot_load_vmstate(BlockDriverState *bs, const char *name_or_id, void *buf,
+                              uint64_t pos, size_t len);
+int blk_snapshot_vmstate_host_range(BlockDriverState *bs, const char *name_or_id, uint64_t pos,
+                                    uint64_t len, int *fd, uint64_t *off);
 int blk_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt);
 int blk_amend(BlockDriverState *bs, BlockOptions *opts, bool force);
 int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);

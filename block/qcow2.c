@@ -1587,5 +1587,7 @@ const BlockDriver blk_qcow2_driver = {
     .vmstate_reserve = qcow2_vmstate_reserve,
     .vmstate_host_range = qcow2_vmstate_host_range,
     .snapshot_create_vm = qcow2_snapshot_create_vm,
+    .snapshot_apply_disk = qcow2_snapshot_apply_disk,
+    .snapshot_vmstate = qcow2_snapshot_vmstate,
     .bitmap = qcow2_bitmap_op,
 };

@@ -450,6 +450,9 @@ int qcow2_host_run(Qcow2State *s, uint64_t off, uint64_t len, uint64_t *host);
 /* qcow2.c: a guest read as the driver's pread does it (encrypted images
  * wait for partial-sector rewrites: crypt_rmw). */
 int qcow2_guest_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
+int qcow2_snapshot_apply_disk(BlockDriverState *bs, const char *name_or_id);
+int qcow2_snapshot_vmstate(BlockDriverState *bs, const char *name_or_id, uint64_t pos,
+                           uint64_t len, void *buf, int *fd, uint64_t *host);
 int qcow2_snapshot_create_vm(BlockDriverState *bs, const char *name, uint64_t vm_state_size,
                              uint64_t vm_clock_nsec);
 /* The same without the encrypted images' sector lock (crypt_rmw): for

@@ -54,6 +54,33 @@ int blk_snapshot_create_vm(BlockDriverState *bs, const char *name, uint64_t vm_s
     return bs->drv->snapshot_create_vm(bs, name, vm_state_size, vm_clock_nsec);
 }
 
+int blk_snapshot_apply_disk(BlockDriverState *bs, const char *name_or_id)
+{
+    if (bs->read_only) {
+        blk_set_error("%s: image is opened read-only", bs->filename);
+        return -EACCES;
+    }
+    if (!bs->drv->snapshot_apply_disk)
+        return -ENOTSUP;
+    return bs->drv->snapshot_apply_disk(bs, name_or_id);
+}
+
+int blk_snapshot_load_vmstate(BlockDriverState *bs, const char *name_or_id, void *buf,
+                              uint64_t pos, size_t len)
+{
+    if (!bs->drv->snapshot_vmstate)
+        return -ENOTSUP;
+    return bs->drv->snapshot_vmstate(bs, name_or_id, pos, len, buf, NULL, NULL);
+}
+
+int blk_snapshot_vmstate_host_range(BlockDriverState *bs, const char *name_or_id, uint64_t pos,
+                                    uint64_t len, int *fd, uint64_t *off)
+{
+    if (!bs->drv->snapshot_vmstate)
+        return -ENOTSUP;
+    return bs->drv->snapshot_vmstate(bs, name_or_id, pos, len, NULL, fd, off);
+}
+
 int blk_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len)
 {
     if (!bs->drv->load_vmstate) {

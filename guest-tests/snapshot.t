@@ -63,8 +63,13 @@ is "$status" 1 "restored with guest RAM read, not mapped: PASS"
 ok "and the same output" same save1 readpath straight1
 CALF_SNAPSHOT_TIMING=1 load again d1.qcow2 1
 is "$status" 1 "the snapshot restores again (a restore does not consume it)"
-ok "the restore maps guest RAM from the image" \
-    has_err again "guest RAM mapped from the image"
+ok "the restore maps guest RAM from the image, read from the snapshot" \
+    has_err again "guest RAM mapped from the image, state from the snapshot"
+CALF_LOADVM_APPLY=1 CALF_SNAPSHOT_TIMING=1 load applied d1.qcow2 1
+is "$status" 1 "restored as QEMU does (whole snapshot applied, state read from the active image): PASS"
+ok "and the same output" same save1 applied straight1
+ok "from the active image" has_err applied "state from the active image"
+ok "qemu-img check is clean after both kinds of restore" qemu-img check "$TMP/d1.qcow2"
 
 # ---- the image, as qemu-img sees it ----
 out=$(qemu-img snapshot -l "$TMP/d1.qcow2")
@@ -99,9 +104,11 @@ load multiload m1.qcow2 1 --disk "$TMP/m2.qcow2"
 is "$status" 1 "and both restore together: PASS"
 
 # ---- refusals ----
+sum=$(md5sum <"$TMP/d2.qcow2")
 load wrongmem d2.qcow2 2 -m 128M
 is "$status" 2 "another -m is refused"
 ok "naming -m" has_err wrongmem "saved with -m 256M, this run has -m 128M"
+is "$(md5sum <"$TMP/d2.qcow2")" "$sum" "a refused restore leaves the image as it was"
 load wrongcpus d2.qcow2 1
 is "$status" 2 "another --cpus is refused"
 ok "naming --cpus" has_err wrongcpus "saved with --cpus 2, this run has --cpus 1"

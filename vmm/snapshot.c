@@ -711,8 +711,8 @@ static int names_check(struct vm *vm, const struct vmstate_section *s,
 
 /* Guest RAM: mapped copy-on-write from the image file where it is one
  * plain run there, else read. */
-static int ram_load(struct vm *vm, BlockDriverState *bs, uint64_t pos,
-                    bool *mapped)
+static int ram_load(struct vm *vm, BlockDriverState *bs, const char *name,
+                    bool direct, uint64_t pos, bool *mapped)
 {
     long page = sysconf(_SC_PAGESIZE);
     uint64_t off;
@@ -720,7 +720,10 @@ static int ram_load(struct vm *vm, BlockDriverState *bs, uint64_t pos,
 
     *mapped = false;
     if (!getenv("CALF_LOADVM_READ") &&
-        blk_vmstate_host_range(bs, pos, vm->ram_size, &fd, &off) == 0 &&
+        (direct ? blk_snapshot_vmstate_host_range(bs, name, pos,
+                                                  vm->ram_size, &fd, &off)
+                : blk_vmstate_host_range(bs, pos, vm->ram_size, &fd,
+                                         &off)) == 0 &&
         off % (uint64_t)page == 0) {
         /* through a descriptor of its own: a mapping keeps its open file
          * alive, and the image's (with its byte-range locks) must go at
@@ -755,7 +758,9 @@ static int ram_load(struct vm *vm, BlockDriverState *bs, uint64_t pos,
         uint64_t len = vm->ram_size - o < RAM_CHUNK ? vm->ram_size - o
                                                     : RAM_CHUNK;
 
-        ret = blk_load_vmstate(bs, vm->ram + o, pos + o, len);
+        ret = direct ? blk_snapshot_load_vmstate(bs, name, vm->ram + o,
+                                                 pos + o, len)
+                     : blk_load_vmstate(bs, vm->ram + o, pos + o, len);
         if (ret) {
             vmm_error("cannot restore: reading guest RAM from %s: %s",
                       bs->filename, blk_error());
@@ -765,9 +770,10 @@ static int ram_load(struct vm *vm, BlockDriverState *bs, uint64_t pos,
     return 0;
 }
 
-/* Reverts every target disk; the first one's VM state size in *size. */
-static int disks_revert(const struct disks *k, const char *name,
-                        uint64_t *size)
+/* Every target disk has snapshot name; the first one's VM state size
+ * in *size. */
+static int disks_find(const struct disks *k, const char *name,
+                      uint64_t *size)
 {
     for (int t = 0; t < k->ntarget; t++) {
         BlockDriverState *bs = k->d[k->target[t]].bs;
@@ -797,15 +803,34 @@ static int disks_revert(const struct disks *k, const char *name,
             return -EINVAL;
         }
     }
+    return 0;
+}
+
+/* Reverts every target disk.  direct: the state is read through the
+ * snapshot's own tables, so the disks revert without their VM state
+ * area where the format allows (no refcount update per RAM cluster). */
+static int disks_revert(const struct disks *k, const char *name, bool direct)
+{
     for (int t = 0; t < k->ntarget; t++) {
         BlockDriverState *bs = k->d[k->target[t]].bs;
+        int r = direct ? blk_snapshot_apply_disk(bs, name) : -ENOTSUP;
 
-        if (blk_snapshot_apply(bs, name) < 0) {
+        if (r == -ENOTSUP)
+            r = blk_snapshot_apply(bs, name);
+        if (r < 0) {
             vmm_error("--loadvm %s: %s: %s", name, bs->filename, blk_error());
             return -EIO;
         }
     }
     return 0;
+}
+
+/* The VM state's bytes, from the snapshot (direct) or the active area. */
+static int state_read(BlockDriverState *bs, const char *name, bool direct,
+                      void *buf, uint64_t pos, size_t len)
+{
+    return direct ? blk_snapshot_load_vmstate(bs, name, buf, pos, len)
+                  : blk_load_vmstate(bs, buf, pos, len);
 }
 
 int snapshot_load(struct vm *vm, const char *name)
@@ -818,7 +843,7 @@ int snapshot_load(struct vm *vm, const char *name)
     struct disks k;
     BlockDriverState *bs;
     uint64_t size = 0, t0 = vm_now_ns();
-    bool mapped = false;
+    bool mapped = false, direct;
     int ret;
 
     disks_get(&k);
@@ -828,11 +853,22 @@ int snapshot_load(struct vm *vm, const char *name)
                   "cannot)", name);
         return -ENOTSUP;
     }
-    ret = disks_revert(&k, name, &size);
+    ret = disks_find(&k, name, &size);
     if (ret)
         return ret;
     bs = k.d[k.target[0]].bs;
-    ret = blk_load_vmstate(bs, hdr, 0, sizeof(hdr));
+    /* The state straight from the snapshot where the format allows:
+     * then everything is checked before any disk reverts.  Else the
+     * disks revert first and the state is read from the active area,
+     * as QEMU's loadvm does. */
+    direct = !getenv("CALF_LOADVM_APPLY") &&
+             blk_snapshot_load_vmstate(bs, name, hdr, 0, sizeof(hdr)) == 0;
+    if (!direct) {
+        ret = disks_revert(&k, name, false);
+        if (ret)
+            return ret;
+        ret = blk_load_vmstate(bs, hdr, 0, sizeof(hdr));
+    }
     if (!ret && vms_parse_header(hdr, sizeof(hdr), size, &h, msg,
                                  sizeof(msg)))
         ret = -EINVAL;
@@ -851,7 +887,8 @@ int snapshot_load(struct vm *vm, const char *name)
     secbuf = malloc(h.sections_len ? h.sections_len : 1);
     if (!secbuf)
         return -ENOMEM;
-    ret = blk_load_vmstate(bs, secbuf, VMS_HEADER_SIZE, h.sections_len);
+    ret = state_read(bs, name, direct, secbuf, VMS_HEADER_SIZE,
+                     h.sections_len);
     if (ret)
         snprintf(msg, sizeof(msg), "%s", blk_error());
     else if (vms_parse_sections(&h, secbuf, h.sections_len, &s, msg,
@@ -869,8 +906,10 @@ int snapshot_load(struct vm *vm, const char *name)
     ret = machine_check(vm, &k, find(s, h.nsections, "machine"));
     if (!ret)
         ret = names_check(vm, s, h.nsections);
+    if (!ret && direct)
+        ret = disks_revert(&k, name, true);
     if (!ret)
-        ret = ram_load(vm, bs, h.ram_offset, &mapped);
+        ret = ram_load(vm, bs, name, direct, h.ram_offset, &mapped);
     for (unsigned i = 0; !ret && i < bus_state_count(vm->bus); i++) {
         const struct vmstate_section *d = find(s, h.nsections,
                                                bus_state_name(vm->bus, i));
@@ -900,9 +939,10 @@ int snapshot_load(struct vm *vm, const char *name)
         ret = vm_records_load(vm, find(s, h.nsections, "clock"), T_CLOCK,
                               sizeof(struct kvm_clock_data), 1);
     if (!ret && getenv("CALF_SNAPSHOT_TIMING"))
-        fprintf(stderr, "calf: restored '%s' in %.2f ms (guest RAM %s)\n",
-                name, (double)(vm_now_ns() - t0) / 1e6,
-                mapped ? "mapped from the image" : "read");
+        fprintf(stderr, "calf: restored '%s' in %.2f ms (guest RAM %s, "
+                "state %s)\n", name, (double)(vm_now_ns() - t0) / 1e6,
+                mapped ? "mapped from the image" : "read",
+                direct ? "from the snapshot" : "from the active image");
 out:
     free(s);
     free(secbuf);
