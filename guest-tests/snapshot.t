@@ -71,6 +71,24 @@ ok "and the same output" same save1 applied straight1
 ok "from the active image" has_err applied "state from the active image"
 ok "qemu-img check is clean after both kinds of restore" qemu-img check "$TMP/d1.qcow2"
 
+# disposable VMs: restored over a throw-away overlay, the base is never
+# written, and one restore does not see another's
+img base.qcow2
+save basesave base.qcow2 1
+is "$status" 0 "a base image with a saved VM"
+sum=$(md5sum <"$TMP/base.qcow2")
+for i in 1 2 3; do
+    boot "overlay$i" --kernel "$GUEST" --append "$ARGS ct.cpus=1" \
+        --disk "$TMP/base.qcow2,snapshot" --loadvm s1 --timeout 60
+    is "$status" 1 "restore $i over a ,snapshot overlay: PASS"
+    ok "restore $i: the same output" same basesave "overlay$i" straight1
+done
+is "$(md5sum <"$TMP/base.qcow2")" "$sum" "the base image was never written"
+ok "qemu-img check is clean on the base" qemu-img check "$TMP/base.qcow2"
+boot oversave --kernel "$GUEST" --append "$ARGS" --disk "$TMP/base.qcow2,snapshot" \
+    --expect "snap ready!" --savevm s2 --timeout 60
+is "$status" 2 "saving into a throw-away overlay is refused"
+
 # ---- the image, as qemu-img sees it ----
 out=$(qemu-img snapshot -l "$TMP/d1.qcow2")
 ok "qemu-img snapshot -l lists s1 with its VM state size (258 MiB)" \

@@ -97,7 +97,19 @@ struct disks {
     int n;
     int target[SNAP_MAX_DISKS]; /* indices of the writable qcow2 ones */
     int ntarget;
+    /* For a restore: where disk i's snapshot is, the disk itself (a
+     * target) or, for a ,snapshot overlay, its qcow2 base (read-only:
+     * the overlay then reads the base as the snapshot has it); NULL. */
+    BlockDriverState *src[SNAP_MAX_DISKS];
+    int holder;               /* the first disk with a src, -1: none */
 };
+
+/* What a disk is for the machine section: an overlay counts as its base,
+ * whose contents it shows. */
+static const BlockDriverState *disk_face(const struct disk_opened *d)
+{
+    return d->overlay && d->bs->backing ? d->bs->backing : d->bs;
+}
 
 static void disks_get(struct disks *k)
 {
@@ -108,10 +120,20 @@ static void disks_get(struct disks *k)
     for (int i = 0; i < k->n; i++) {
         BlockDriverState *bs = k->d[i].bs;
 
+        k->src[i] = NULL;
         if (!k->d[i].overlay && !bs->read_only &&
-            !strcmp(bs->drv->name, "qcow2"))
+            !strcmp(bs->drv->name, "qcow2")) {
             k->target[k->ntarget++] = i;
+            k->src[i] = bs;
+        } else if (k->d[i].overlay && bs->backing &&
+                   !strcmp(bs->backing->drv->name, "qcow2")) {
+            k->src[i] = bs->backing;
+        }
     }
+    k->holder = -1;
+    for (int i = k->n - 1; i >= 0; i--)
+        if (k->src[i])
+            k->holder = i;
 }
 
 /* The "machine" section: RAM, vCPUs and every disk's shape. */
@@ -122,11 +144,11 @@ static void machine_put(struct vm *vm, const struct disks *k,
     vms_put_u32(w, (uint32_t)vm->ncpus);
     vms_put_u32(w, (uint32_t)k->n);
     for (int i = 0; i < k->n; i++) {
-        const BlockDriverState *bs = k->d[i].bs;
+        const BlockDriverState *bs = disk_face(&k->d[i]);
         size_t fl = strlen(bs->drv->name);
 
         vms_put_u64(w, bs->size);
-        vms_put_u8(w, (uint8_t)(bs->read_only | k->d[i].overlay << 1));
+        vms_put_u8(w, (uint8_t)(k->d[i].bs->read_only && !k->d[i].overlay));
         vms_put_u8(w, (uint8_t)fl);
         vms_put(w, bs->drv->name, fl);
     }
@@ -162,7 +184,8 @@ static int machine_check(struct vm *vm, const struct disks *k,
         return -EINVAL;
     }
     for (int i = 0; i < k->n; i++) {
-        const BlockDriverState *bs = k->d[i].bs;
+        const BlockDriverState *bs = disk_face(&k->d[i]);
+        bool ro = k->d[i].bs->read_only && !k->d[i].overlay;
         uint64_t size = vms_get_u64(&r);
         uint8_t flags = vms_get_u8(&r), fl = vms_get_u8(&r);
         char fmt[256];
@@ -171,14 +194,11 @@ static int machine_check(struct vm *vm, const struct disks *k,
         fmt[fl] = 0;
         if (r.err)
             goto bad;
-        if (strcmp(fmt, bs->drv->name) ||
-            flags != (uint8_t)(bs->read_only | k->d[i].overlay << 1)) {
-            vmm_error("cannot restore: disk %d (%s) was a %s%s%s disk when "
-                      "saved, now it is a %s%s%s one", i, k->d[i].file, fmt,
-                      flags & 1 ? " read-only" : "",
-                      flags & 2 ? " snapshot" : "", bs->drv->name,
-                      bs->read_only ? " read-only" : "",
-                      k->d[i].overlay ? " snapshot" : "");
+        if (strcmp(fmt, bs->drv->name) || flags != ro) {
+            vmm_error("cannot restore: disk %d (%s) was a %s%s disk when "
+                      "saved, now it is a %s%s one", i, k->d[i].file, fmt,
+                      flags & 1 ? " read-only" : "", bs->drv->name,
+                      ro ? " read-only" : "");
             return -EINVAL;
         }
         if (size != bs->size) {
@@ -775,11 +795,14 @@ static int ram_load(struct vm *vm, BlockDriverState *bs, const char *name,
 static int disks_find(const struct disks *k, const char *name,
                       uint64_t *size)
 {
-    for (int t = 0; t < k->ntarget; t++) {
-        BlockDriverState *bs = k->d[k->target[t]].bs;
+    for (int i = k->holder; i >= 0 && i < k->n; i++) {
+        BlockDriverState *bs = k->src[i];
+        bool t = i != k->holder;
         BlockInfo info;
         int idx = -1;
 
+        if (!bs)
+            continue;
         memset(&info, 0, sizeof(info));
         if (blk_get_info(bs, &info) < 0) {
             vmm_error("--loadvm %s: %s: %s", name, bs->filename, blk_error());
@@ -811,12 +834,19 @@ static int disks_find(const struct disks *k, const char *name,
  * area where the format allows (no refcount update per RAM cluster). */
 static int disks_revert(const struct disks *k, const char *name, bool direct)
 {
-    for (int t = 0; t < k->ntarget; t++) {
-        BlockDriverState *bs = k->d[k->target[t]].bs;
-        int r = direct ? blk_snapshot_apply_disk(bs, name) : -ENOTSUP;
+    for (int i = 0; i < k->n; i++) {
+        BlockDriverState *bs = k->src[i];
+        int r;
 
-        if (r == -ENOTSUP)
-            r = blk_snapshot_apply(bs, name);
+        if (!bs)
+            continue;
+        if (k->d[i].overlay) { /* the base, read as the snapshot has it */
+            r = blk_snapshot_load_tmp_by_id_or_name(bs, name);
+        } else {
+            r = direct ? blk_snapshot_apply_disk(bs, name) : -ENOTSUP;
+            if (r == -ENOTSUP)
+                r = blk_snapshot_apply(bs, name);
+        }
         if (r < 0) {
             vmm_error("--loadvm %s: %s: %s", name, bs->filename, blk_error());
             return -EIO;
@@ -847,22 +877,27 @@ int snapshot_load(struct vm *vm, const char *name)
     int ret;
 
     disks_get(&k);
-    if (!k.ntarget) {
-        vmm_error("--loadvm %s: no writable qcow2 disk holds a VM state "
-                  "(read-only disks, ,snapshot overlays and other formats "
-                  "cannot)", name);
+    if (k.holder < 0) {
+        vmm_error("--loadvm %s: no qcow2 disk to restore from (a writable "
+                  "one, or the base of a ,snapshot overlay)", name);
         return -ENOTSUP;
     }
     ret = disks_find(&k, name, &size);
     if (ret)
         return ret;
-    bs = k.d[k.target[0]].bs;
+    bs = k.src[k.holder];
     /* The state straight from the snapshot where the format allows:
      * then everything is checked before any disk reverts.  Else the
      * disks revert first and the state is read from the active area,
      * as QEMU's loadvm does. */
-    direct = !getenv("CALF_LOADVM_APPLY") &&
+    direct = (!getenv("CALF_LOADVM_APPLY") || k.d[k.holder].overlay) &&
              blk_snapshot_load_vmstate(bs, name, hdr, 0, sizeof(hdr)) == 0;
+    if (!direct && k.d[k.holder].overlay) {
+        vmm_error("--loadvm %s: %s: the VM state cannot be read from this "
+                  "base image in place (%s)", name, bs->filename,
+                  blk_error());
+        return -ENOTSUP;
+    }
     if (!direct) {
         ret = disks_revert(&k, name, false);
         if (ret)
