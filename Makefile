@@ -142,7 +142,7 @@ test: test-progs
 # test.
 TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/qcow2-threads.t tests/img-bench.t \
               guest-tests/virtio-blk.t guest-tests/ide.t guest-tests/disk-stress.t \
-              guest-tests/hostile.t tests/pci-teardown.t
+              guest-tests/hostile.t tests/pci-teardown.t guest-tests/snapshot.t
 test-tsan:
 	$(MAKE) BUILD=build-tsan SANITIZE=thread test-progs
 	TSAN_OPTIONS="exitcode=66 halt_on_error=1 second_deadlock_stack=1" \

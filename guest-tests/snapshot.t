@@ -134,6 +134,9 @@ img extra.qcow2
 load wrongdisks d2.qcow2 2 --disk "$TMP/extra.qcow2,readonly"
 is "$status" 2 "another disk set is refused"
 ok "naming the disks" has_err wrongdisks "saved with 1 disks, this run has 2"
+boot wrongdevs --kernel "$GUEST" --cpus 2 --disk "$TMP/d2.qcow2,if=ide" --loadvm s1 --timeout 60
+is "$status" 2 "another device set (the disk on IDE, not virtio) is refused"
+ok "naming the device" has_err wrongdevs "device 'pci 00:01.1 8086:7010', which the saved VM did not have"
 load nosnap extra.qcow2 2
 is "$status" 2 "a snapshot that is not there is refused"
 ok "naming it" has_err nosnap "has no snapshot 's1'"
@@ -177,6 +180,15 @@ is "$status" 2 "QEMU's vmstate is refused"
 ok "as QEMU's" has_err qemustate "saved by QEMU, not calf"
 load intact c.qcow2 1
 is "$status" 1 "the undamaged image still restores"
+if command -v qemu-system-x86_64 >/dev/null; then
+    out=$(timeout -s KILL 60 qemu-system-x86_64 -enable-kvm -m 256 -nographic \
+        -display none -kernel "$GUEST" -drive "file=$TMP/c.qcow2,if=virtio" \
+        -loadvm s1 2>&1)
+    ok "QEMU refuses calf's state with its own clear error" \
+        grep -q "Not a migration stream" <<<"$out"
+else
+    skip "qemu-system-x86_64 is not installed" "QEMU refuses calf's state"
+fi
 
 qemu-img create -f raw "$TMP/r.raw" 64M >/dev/null
 boot noqcow --kernel "$GUEST" --append "$ARGS" --disk "$TMP/r.raw,format=raw" \
