@@ -241,6 +241,7 @@ struct BlockDriver {
      * an internal snapshot that records vm_state_size bytes of VM state
      * and then drops the active copy of them (QEMU's savevm). */
     int (*vmstate_reserve)(BlockDriverState *bs, uint64_t pos, uint64_t len);
+    int (*vmstate_zero)(BlockDriverState *bs, uint64_t pos, uint64_t len);
     int (*vmstate_host_range)(BlockDriverState *bs, uint64_t pos, uint64_t len, int *fd,
                               uint64_t *off);
     int (*snapshot_create_vm)(BlockDriverState *bs, const char *name, uint64_t vm_state_size,
@@ -412,6 +413,11 @@ int blk_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
  * blk_vmstate_host_range() can find it later.  -ENOTSUP where the format
  * cannot; the state is still written and read as usual then. */
 int blk_vmstate_reserve(BlockDriverState *bs, uint64_t pos, uint64_t len);
+/* Makes [pos, pos+len) of the VM state area read as zeros: in place,
+ * a hole where the file system can, where the range lies in plain
+ * clusters the active image owns alone (blk_vmstate_reserve() made
+ * them), else by writing zeros (blk_save_vmstate()). */
+int blk_save_vmstate_zero(BlockDriverState *bs, uint64_t pos, uint64_t len);
 /* When [pos, pos+len) of the VM state area is one uncompressed,
  * unencrypted run of one host file: that file's descriptor (owned by the
  * image) and the offset of byte pos in it, for mmap(); -ENOTSUP

@@ -113,3 +113,39 @@ int qcow2_vmstate_host_range(BlockDriverState *bs, uint64_t pos, uint64_t len, i
     *off = host;
     return 0;
 }
+
+int qcow2_vmstate_zero(BlockDriverState *bs, uint64_t pos, uint64_t len)
+{
+    Qcow2State *s = bs->opaque;
+    uint64_t off, host;
+    int r = vmstate_offset(s, pos, len, &off);
+    if (r < 0 || !len)
+        return r;
+    pthread_mutex_lock(&s->lock);
+    uint64_t covered = (uint64_t)s->l1_size * l1_span(s);
+    r = off + len > covered ? -ENOTSUP : qcow2_host_run_owned(s, off, len, &host);
+    if (r == 0) {
+        /* clusters of the active image alone, allocated: zeros in place
+         * (a hole where the file system can), counted as I/O so that
+         * nothing frees them meanwhile */
+        unsigned io = qcow2_io_begin(s);
+        pthread_mutex_unlock(&s->lock);
+        r = blk_file_zero(s->fd, host, len);
+        qcow2_io_end(s, io);
+        if (r < 0)
+            blk_set_error("%s: write error: %s", bs->filename, strerror(-r));
+        return r;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (r != -ENOTSUP)
+        return r;
+    /* else written out as zeros */
+    static const uint8_t zero[65536];
+    for (uint64_t done = 0; done < len;) {
+        size_t n = len - done < sizeof(zero) ? (size_t)(len - done) : sizeof(zero);
+        if ((r = qcow2_save_vmstate(bs, zero, pos + done, n)) < 0)
+            return r;
+        done += n;
+    }
+    return 0;
+}

@@ -1585,6 +1585,7 @@ const BlockDriver blk_qcow2_driver = {
     .save_vmstate = qcow2_save_vmstate,
     .load_vmstate = qcow2_load_vmstate,
     .vmstate_reserve = qcow2_vmstate_reserve,
+    .vmstate_zero = qcow2_vmstate_zero,
     .vmstate_host_range = qcow2_vmstate_host_range,
     .snapshot_create_vm = qcow2_snapshot_create_vm,
     .snapshot_apply_disk = qcow2_snapshot_apply_disk,

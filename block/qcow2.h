@@ -447,6 +447,10 @@ int qcow2_vmstate_host_range(BlockDriverState *bs, uint64_t pos, uint64_t len, i
  * they are one run of plain data clusters in the image file; image lock
  * held. */
 int qcow2_host_run(Qcow2State *s, uint64_t off, uint64_t len, uint64_t *host);
+/* The same, and every cluster the active image's alone (COPIED): bytes
+ * that may be changed in place.  Plain images only. */
+int qcow2_host_run_owned(Qcow2State *s, uint64_t off, uint64_t len, uint64_t *host);
+int qcow2_vmstate_zero(BlockDriverState *bs, uint64_t pos, uint64_t len);
 /* qcow2.c: a guest read as the driver's pread does it (encrypted images
  * wait for partial-sector rewrites: crypt_rmw). */
 int qcow2_guest_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);

@@ -31,6 +31,29 @@ int blk_vmstate_reserve(BlockDriverState *bs, uint64_t pos, uint64_t len)
     return bs->drv->vmstate_reserve(bs, pos, len);
 }
 
+int blk_save_vmstate_zero(BlockDriverState *bs, uint64_t pos, uint64_t len)
+{
+    static const uint8_t zero[65536];
+    int r = 0;
+    if (bs->read_only) {
+        blk_set_error("%s: image is opened read-only", bs->filename);
+        return -EACCES;
+    }
+    if (bs->drv->vmstate_zero) {
+        r = bs->drv->vmstate_zero(bs, pos, len);
+    } else {
+        for (uint64_t done = 0; r == 0 && done < len;) {
+            size_t n = len - done < sizeof(zero) ? (size_t)(len - done) : sizeof(zero);
+            r = blk_save_vmstate(bs, zero, pos + done, n);
+            done += n;
+        }
+        return r;
+    }
+    if (r == 0 && len && (bs->flags & BLK_O_WRITETHROUGH))
+        r = blk_flush(bs);
+    return r;
+}
+
 int blk_vmstate_host_range(BlockDriverState *bs, uint64_t pos, uint64_t len, int *fd,
                            uint64_t *off)
 {

@@ -42,6 +42,8 @@ for cpus in 1 2; do
     save "save$cpus" "d$cpus.qcow2" "$cpus"
     is "$status" 0 "$cpus vCPU(s): --savevm ends the run when the text shows"
     [ "$status" = 0 ] || show "save$cpus"
+    ok "$cpus vCPU(s): RAM's zero pages are holes in the image, not written (under 64 MiB allocated)" \
+        bash -c "[ \$((\$(stat -c '%b * %B' '$TMP/d$cpus.qcow2'))) -lt $((64 << 20)) ]"
     ok "$cpus vCPU(s): the run stopped mid-test" \
         bash -c "! grep -q 'calf-test: PASS' '$TMP/save$cpus.out'"
     load "load$cpus" "d$cpus.qcow2" "$cpus"
@@ -106,8 +108,10 @@ ok "no snapshot is left" bash -c "[ -z \"\$(qemu-img snapshot -l '$TMP/d1.qcow2'
 size=$(stat -c %s "$TMP/d1.qcow2")
 ok "the freed VM state is reused by the next save (file stays $size bytes)" \
     bash -c "'$CALF' run --kernel '$GUEST' --append '$ARGS' --disk '$TMP/d1.qcow2' \
-        --expect 'snap ready!' --savevm s1 --timeout 60 >/dev/null 2>&1 &&
+        --expect 'snap ready!' --savevm s1 --timeout 60 >'$TMP/reuse.out' 2>&1 &&
         [ \$(stat -c %s '$TMP/d1.qcow2') -le $((size + 1048576)) ]"
+load reload d1.qcow2 1
+is "$status" 1 "restored from reused clusters: PASS (RAM that was zero reads zero)"
 
 # several disks: each gets the snapshot, the first holds the state
 img m1.qcow2

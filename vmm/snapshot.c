@@ -552,6 +552,47 @@ static int collect(struct vm *vm, const struct disks *k,
     return all->err;
 }
 
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    static const uint8_t zero[4096];
+
+    for (size_t o = 0; o < n; o += sizeof(zero))
+        if (memcmp(p + o, zero, n - o < sizeof(zero) ? n - o : sizeof(zero)))
+            return false;
+    return true;
+}
+
+/* Guest RAM at pos of the state, in runs of ZERO_UNIT pieces: the runs
+ * that are all zeros become zeros in the image without being written
+ * (holes, where the reserved clusters allow), the others are written. */
+#define ZERO_UNIT (2u << 20)
+static int ram_save(struct vm *vm, BlockDriverState *bs, uint64_t pos)
+{
+    uint64_t off = 0;
+    int ret = 0;
+
+    while (!ret && off < vm->ram_size) {
+        uint64_t end = off;
+        bool zero = all_zero(vm->ram + off, vm->ram_size - off < ZERO_UNIT
+                                                ? vm->ram_size - off
+                                                : ZERO_UNIT);
+
+        /* the run: pieces of the same kind, at most RAM_CHUNK bytes */
+        while (end < vm->ram_size && end - off < RAM_CHUNK) {
+            uint64_t n = vm->ram_size - end < ZERO_UNIT ? vm->ram_size - end
+                                                        : ZERO_UNIT;
+
+            if (end != off && all_zero(vm->ram + end, n) != zero)
+                break;
+            end += n;
+        }
+        ret = zero ? blk_save_vmstate_zero(bs, pos + off, end - off)
+                   : blk_save_vmstate(bs, vm->ram + off, pos + off, end - off);
+        off = end;
+    }
+    return ret;
+}
+
 static int snapshot_id_of(BlockDriverState *bs, const char *name, char *id,
                           size_t len)
 {
@@ -628,12 +669,8 @@ int snapshot_save(struct vm *vm, const char *name)
         ret = 0;
     if (!ret)
         ret = blk_save_vmstate(bs, buf, 0, VMS_HEADER_SIZE + all.len);
-    for (uint64_t off = 0; !ret && off < vm->ram_size; off += RAM_CHUNK) {
-        uint64_t len = vm->ram_size - off < RAM_CHUNK ? vm->ram_size - off
-                                                      : RAM_CHUNK;
-
-        ret = blk_save_vmstate(bs, vm->ram + off, h.ram_offset + off, len);
-    }
+    if (!ret)
+        ret = ram_save(vm, bs, h.ram_offset);
     free(buf);
     vms_free(&all);
     if (ret) {

@@ -2,7 +2,8 @@
  * fills a 1 MiB buffer with a pattern, prints "calf-test: snap ready!"
  * (the host saves the VM when it sees that), reads fw_cfg's signature
  * byte by byte (a port read the save lands on: it must complete exactly
- * once), then runs N rounds:
+ * once), then runs N rounds (each also checks that a slice of RAM the
+ * guest never wrote still reads zero):
  * each checks one slice of the buffer against the pattern, stamps the
  * round number into it and prints what it found.  The output is the same
  * on every run, so a run that was saved and restored must print exactly
@@ -11,6 +12,7 @@
 #include "guest.h"
 
 #define SNAP_BUF 0x2000000ULL /* 32 MiB: clear of the guest and its data */
+#define SNAP_ZERO 0x3000000ULL /* 48 MiB: never written, must read zero */
 #define SNAP_WORDS (128 * 1024)
 #define SNAP_SLICES 16
 
@@ -49,6 +51,8 @@ int snap_test(unsigned rounds)
         for (unsigned k = 0; k < per; k++) {
             uint64_t i = (uint64_t)s * per + k, v = buf[i];
 
+            if (((volatile uint64_t *)SNAP_ZERO)[i])
+                bad++;
             /* a stamped word came from an earlier round */
             if (v != pattern(i) && v != (pattern(i) ^ (r - SNAP_SLICES + 1)))
                 bad++;
