@@ -451,6 +451,17 @@ int64_t qcow2_alloc_clusters(Qcow2State *s, uint64_t n)
 
 int qcow2_free_later(Qcow2State *s, uint64_t offset, uint64_t clusters, int kind)
 {
+    /* a run right after the last one joins it: one refcount update and
+     * one hole for a snapshot's contiguous VM state, not one per cluster
+     * (a failure then leaks the rest of the run, as it leaks a range) */
+    if (kind == FREE_NORMAL && s->npending) {
+        Qcow2FreeRange *l = &s->pending_free[s->npending - 1];
+        if (l->kind == FREE_NORMAL && l->offset + (l->clusters << s->cluster_bits) == offset &&
+            l->clusters + clusters >= clusters) {
+            l->clusters += clusters;
+            return 0;
+        }
+    }
     if (s->npending == s->pending_cap) {
         size_t cap = s->pending_cap ? s->pending_cap * 2 : 64;
         Qcow2FreeRange *p = realloc(s->pending_free, cap * sizeof(*p));
@@ -537,14 +548,25 @@ static int apply_frees(Qcow2State *s)
             fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-r));
             continue;
         }
-        /* give fully freed clusters back to the host file system */
+        /* give fully freed clusters back to the host file system, a
+         * run of them at a time */
+        uint64_t hole = 0, hole_len = 0;
         for (uint64_t o = off; o < off + len; o += s->cluster_size) {
             uint64_t ref;
             if (qcow2_get_refcount(s, o >> s->cluster_bits, &ref) == 0 && ref == 0) {
                 qcow2_cache_discard(&s->l2_cache, o);
-                blk_file_punch(s->fd, o, s->cluster_size);
+                if (hole_len && hole + hole_len == o) {
+                    hole_len += s->cluster_size;
+                    continue;
+                }
+                if (hole_len)
+                    blk_file_punch(s->fd, hole, hole_len);
+                hole = o;
+                hole_len = s->cluster_size;
             }
         }
+        if (hole_len)
+            blk_file_punch(s->fd, hole, hole_len);
     }
     s->npending = 0;
     return ret;
