@@ -209,6 +209,21 @@ boot vga --kernel "$GUEST" --append "$ARGS" --disk "$TMP/v.qcow2" --vga std \
 is "$status" 2 "a device without save support makes saving refuse"
 ok "naming where it sits" has_err vga "has no save/restore support"
 ok "and no snapshot is taken" bash -c "[ -z \"\$(qemu-img snapshot -l '$TMP/v.qcow2')\" ]"
+img vio.qcow2
+boot virtio --kernel "$GUEST" --append "$ARGS ct.virtio=1 ct.vflood=1" \
+    --disk "$TMP/vio.qcow2" --expect "snap ready!" --savevm s1 --timeout 60
+is "$status" 2 "a virtio disk the guest still drives cannot be saved yet: refused"
+ok "naming it" has_err virtio "virtio device at 00:02.0 is in use by the guest"
+# the guest's virtio-blk test first (it resets the device when done):
+# configuration space, BARs and MSI-X as the guest left them come back
+img vio2.qcow2
+boot vstraight --kernel "$GUEST" --append "$ARGS ct.virtio=1" --disk "$TMP/vio.qcow2" --timeout 60
+boot vsave --kernel "$GUEST" --append "$ARGS ct.virtio=1" --disk "$TMP/vio2.qcow2" \
+    --expect "snap ready!" --savevm s1 --timeout 60
+is "$status" 0 "a virtio disk the guest used and reset: saved"
+load vload vio2.qcow2 1
+is "$status" 1 "and restored: PASS"
+ok "the same output as the uninterrupted run" same vsave vload vstraight
 boot noexpect --kernel "$GUEST" --disk "$TMP/v.qcow2" --savevm s1 --timeout 60
 is "$status" 2 "--savevm without --expect is refused"
 
