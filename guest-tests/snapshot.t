@@ -59,6 +59,19 @@ for cpus in 1 2; do
         bash -c "[ ! -s '$TMP/load$cpus.err' ]"
 done
 
+# a restored VM (RAM mapped from the image) saved again, then restored:
+# the three pieces of output make the uninterrupted run's
+img chain.qcow2
+save chain1 chain.qcow2 1
+boot chain2 --kernel "$GUEST" --disk "$TMP/chain.qcow2" --loadvm s1 \
+    --expect "snap round 5 " --savevm s2 --timeout 60
+is "$status" 0 "a restored VM saves again (s2)"
+boot chain3 --kernel "$GUEST" --disk "$TMP/chain.qcow2" --loadvm s2 --timeout 60
+is "$status" 1 "and s2 restores: PASS"
+ok "save, restore + save, restore: the uninterrupted run's output" \
+    bash -c "cat '$TMP/chain1.out' '$TMP/chain2.out' '$TMP/chain3.out' | cmp - '$TMP/straight1.out'"
+ok "qemu-img check is clean with both" qemu-img check "$TMP/chain.qcow2"
+
 # RAM read instead of mapped, and a second restore of the same snapshot
 CALF_LOADVM_READ=1 load readpath d1.qcow2 1
 is "$status" 1 "restored with guest RAM read, not mapped: PASS"
