@@ -552,6 +552,16 @@ static int collect(struct vm *vm, const struct disks *k,
     return all->err;
 }
 
+/* The guest's clock (KVM's, which a restore carries on), for the
+ * snapshot table's VM CLOCK column. */
+static uint64_t vm_clock_ns(struct vm *vm)
+{
+    struct kvm_clock_data clock;
+
+    memset(&clock, 0, sizeof(clock));
+    return ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) == 0 ? clock.clock : 0;
+}
+
 static bool all_zero(const uint8_t *p, size_t n)
 {
     static const uint8_t zero[4096];
@@ -682,12 +692,11 @@ int snapshot_save(struct vm *vm, const char *name)
      * the same name goes (as QEMU's savevm replaces it) */
     for (int t = 0; t < k.ntarget; t++) {
         BlockDriverState *d = k.d[k.target[t]].bs;
-        uint64_t first = atomic_load(&vm->t_first_run_ns);
         char old[128];
         int had = snapshot_id_of(d, name, old, sizeof(old));
 
         ret = blk_snapshot_create_vm(d, name, t ? 0 : h.total_len,
-                                     first ? vm_now_ns() - first : 0);
+                                     vm_clock_ns(vm));
         if (!ret && had == 1)
             ret = blk_snapshot_delete(d, old);
         if (!ret)
