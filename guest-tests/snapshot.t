@@ -138,6 +138,29 @@ ok "the second has the snapshot without VM state" \
 load multiload m1.qcow2 1 --disk "$TMP/m2.qcow2"
 is "$status" 1 "and both restore together: PASS"
 
+# a name that several snapshots share (qemu-img allows it): --loadvm
+# refuses it rather than check one and revert to another, its ID names
+# one, and --savevm replaces every older one
+img dup.qcow2
+save dupsave dup.qcow2 1
+qemu-img snapshot -c s1 "$TMP/dup.qcow2"
+sum=$(md5sum <"$TMP/dup.qcow2")
+load dupload dup.qcow2 1
+is "$status" 2 "a name two snapshots share is refused"
+ok "as ambiguous" has_err dupload "has 2 snapshots named 's1': name one by its ID"
+is "$(md5sum <"$TMP/dup.qcow2")" "$sum" "and the image is left as it was"
+boot dupid --kernel "$GUEST" --append "$ARGS ct.cpus=1" --disk "$TMP/dup.qcow2" \
+    --loadvm 1 --timeout 60
+is "$status" 1 "the one with the VM state, named by its ID, restores: PASS"
+ok "the same output" same dupsave dupid straight1
+save dupresave dup.qcow2 1
+is "$status" 0 "saving s1 again"
+ok "replaces both older ones: one s1 left" \
+    bash -c "[ \"\$(qemu-img snapshot -l '$TMP/dup.qcow2' | grep -c ' s1 ')\" = 1 ]"
+load dupreload dup.qcow2 1
+is "$status" 1 "and it restores: PASS"
+ok "qemu-img check is clean" qemu-img check "$TMP/dup.qcow2"
+
 # ---- refusals ----
 sum=$(md5sum <"$TMP/d2.qcow2")
 load wrongmem d2.qcow2 2 -m 128M

@@ -102,6 +102,7 @@ struct disks {
      * the overlay then reads the base as the snapshot has it); NULL. */
     BlockDriverState *src[SNAP_MAX_DISKS];
     int holder;               /* the first disk with a src, -1: none */
+    char id[SNAP_MAX_DISKS][128]; /* the snapshot's ID on src[i] */
 };
 
 /* What a disk is for the machine section: an overlay counts as its base,
@@ -603,22 +604,73 @@ static int ram_save(struct vm *vm, BlockDriverState *bs, uint64_t pos)
     return ret;
 }
 
-static int snapshot_id_of(BlockDriverState *bs, const char *name, char *id,
-                          size_t len)
+/* The one snapshot of bs that name means, by the rule of the qcow2
+ * driver (block/qcow2-snapshot.c find_snapshot, as QEMU): an ID first,
+ * then a name.  Its ID into id, its VM state size into *vmsize.  A name
+ * that several snapshots share is refused (naming one of them by ID
+ * works): the table's checks and the revert must mean the same one.
+ * 0, -ENOENT (none), -EINVAL (ambiguous), -EIO; the error is printed
+ * after what. */
+static int snap_resolve(BlockDriverState *bs, const char *what,
+                        const char *name, char *id, size_t len,
+                        uint64_t *vmsize)
 {
     BlockInfo info;
-    int found = 0;
+    int idx = -1, n = 0;
 
+    memset(&info, 0, sizeof(info));
+    if (blk_get_info(bs, &info) < 0) {
+        vmm_error("%s: %s: %s", what, bs->filename, blk_error());
+        return -EIO;
+    }
+    for (int i = 0; idx < 0 && i < info.nb_snapshots; i++)
+        if (!strcmp(info.snapshots[i].id, name))
+            idx = i;
+    for (int i = 0; idx < 0 && i < info.nb_snapshots; i++)
+        if (!strcmp(info.snapshots[i].name, name) && !n++) {
+            for (int j = i + 1; j < info.nb_snapshots; j++)
+                n += !strcmp(info.snapshots[j].name, name);
+            idx = i;
+        }
+    if (n > 1) {
+        vmm_error("%s: %s has %d snapshots named '%s': name one by its ID",
+                  what, bs->filename, n, name);
+        blk_info_free(&info);
+        return -EINVAL;
+    }
+    if (idx < 0) {
+        vmm_error("%s: %s has no snapshot '%s'", what, bs->filename, name);
+        blk_info_free(&info);
+        return -ENOENT;
+    }
+    snprintf(id, len, "%s", info.snapshots[idx].id);
+    if (vmsize)
+        *vmsize = info.snapshots[idx].vm_state_size;
+    blk_info_free(&info);
+    return 0;
+}
+
+/* The IDs of every snapshot of bs named name (at most max): *n. */
+static int snap_ids_named(BlockDriverState *bs, const char *name,
+                          char (*ids)[128], int max, int *n)
+{
+    BlockInfo info;
+
+    *n = 0;
     memset(&info, 0, sizeof(info));
     if (blk_get_info(bs, &info) < 0)
         return -EIO;
     for (int i = 0; i < info.nb_snapshots; i++)
         if (!strcmp(info.snapshots[i].name, name)) {
-            snprintf(id, len, "%s", info.snapshots[i].id);
-            found = 1;
+            if (*n == max) {
+                blk_info_free(&info);
+                blk_set_error("more than %d snapshots named '%s'", max, name);
+                return -E2BIG;
+            }
+            snprintf(ids[(*n)++], 128, "%s", info.snapshots[i].id);
         }
     blk_info_free(&info);
-    return found;
+    return 0;
 }
 
 int snapshot_save(struct vm *vm, const char *name)
@@ -688,17 +740,19 @@ int snapshot_save(struct vm *vm, const char *name)
                   bs->filename, blk_error());
         return ret;
     }
-    /* every writable qcow2 disk: the new snapshot, then an older one of
-     * the same name goes (as QEMU's savevm replaces it) */
+    /* every writable qcow2 disk: the new snapshot, then every older one
+     * of the same name goes, by its ID (as QEMU's savevm replaces it) */
     for (int t = 0; t < k.ntarget; t++) {
         BlockDriverState *d = k.d[k.target[t]].bs;
-        char old[128];
-        int had = snapshot_id_of(d, name, old, sizeof(old));
+        char old[16][128];
+        int nold = 0;
 
-        ret = blk_snapshot_create_vm(d, name, t ? 0 : h.total_len,
-                                     vm_clock_ns(vm));
-        if (!ret && had == 1)
-            ret = blk_snapshot_delete(d, old);
+        ret = snap_ids_named(d, name, old, 16, &nold);
+        if (!ret)
+            ret = blk_snapshot_create_vm(d, name, t ? 0 : h.total_len,
+                                         vm_clock_ns(vm));
+        for (int o = 0; !ret && o < nold; o++)
+            ret = blk_snapshot_delete(d, old[o]);
         if (!ret)
             ret = blk_flush(d);
         if (ret) {
@@ -836,40 +890,31 @@ static int ram_load(struct vm *vm, BlockDriverState *bs, const char *name,
     return 0;
 }
 
-/* Every target disk has snapshot name; the first one's VM state size
- * in *size. */
-static int disks_find(const struct disks *k, const char *name,
-                      uint64_t *size)
+/* Every disk with a src has snapshot name: its ID into k->id[i]; the
+ * holder's VM state size in *size. */
+static int disks_find(struct disks *k, const char *name, uint64_t *size)
 {
+    char what[300];
+
+    snprintf(what, sizeof(what), "--loadvm %s", name);
     for (int i = k->holder; i >= 0 && i < k->n; i++) {
         BlockDriverState *bs = k->src[i];
-        bool t = i != k->holder;
-        BlockInfo info;
-        int idx = -1;
+        uint64_t vms = 0;
+        int ret;
 
         if (!bs)
             continue;
-        memset(&info, 0, sizeof(info));
-        if (blk_get_info(bs, &info) < 0) {
-            vmm_error("--loadvm %s: %s: %s", name, bs->filename, blk_error());
-            return -EIO;
-        }
-        for (int i = 0; i < info.nb_snapshots; i++)
-            if (!strcmp(info.snapshots[i].name, name))
-                idx = i;
-        if (idx < 0) {
-            blk_info_free(&info);
-            vmm_error("--loadvm %s: %s has no snapshot '%s'", name,
-                      bs->filename, name);
-            return -ENOENT;
-        }
-        if (!t)
-            *size = info.snapshots[idx].vm_state_size;
-        blk_info_free(&info);
-        if (!t && !*size) {
-            vmm_error("--loadvm %s: snapshot '%s' of %s holds no VM state "
-                      "(a disk-only snapshot)", name, name, bs->filename);
-            return -EINVAL;
+        ret = snap_resolve(bs, what, name, k->id[i], sizeof(k->id[i]), &vms);
+        if (ret)
+            return ret;
+        if (i == k->holder) {
+            *size = vms;
+            if (!vms) {
+                vmm_error("--loadvm %s: snapshot '%s' of %s holds no VM "
+                          "state (a disk-only snapshot)", name, name,
+                          bs->filename);
+                return -EINVAL;
+            }
         }
     }
     return 0;
@@ -880,6 +925,7 @@ static int disks_find(const struct disks *k, const char *name,
  * area where the format allows (no refcount update per RAM cluster). */
 static int disks_revert(const struct disks *k, const char *name, bool direct)
 {
+    /* each disk by the ID its snapshot resolved to (disks_find) */
     for (int i = 0; i < k->n; i++) {
         BlockDriverState *bs = k->src[i];
         int r;
@@ -887,11 +933,11 @@ static int disks_revert(const struct disks *k, const char *name, bool direct)
         if (!bs)
             continue;
         if (k->d[i].overlay) { /* the base, read as the snapshot has it */
-            r = blk_snapshot_load_tmp_by_id_or_name(bs, name);
+            r = blk_snapshot_load_tmp_by_id_or_name(bs, k->id[i]);
         } else {
-            r = direct ? blk_snapshot_apply_disk(bs, name) : -ENOTSUP;
+            r = direct ? blk_snapshot_apply_disk(bs, k->id[i]) : -ENOTSUP;
             if (r == -ENOTSUP)
-                r = blk_snapshot_apply(bs, name);
+                r = blk_snapshot_apply(bs, k->id[i]);
         }
         if (r < 0) {
             vmm_error("--loadvm %s: %s: %s", name, bs->filename, blk_error());
@@ -920,6 +966,7 @@ int snapshot_load(struct vm *vm, const char *name)
     BlockDriverState *bs;
     uint64_t size = 0, t0 = vm_now_ns();
     bool mapped = false, direct;
+    const char *sid;
     int ret;
 
     disks_get(&k);
@@ -932,12 +979,13 @@ int snapshot_load(struct vm *vm, const char *name)
     if (ret)
         return ret;
     bs = k.src[k.holder];
+    sid = k.id[k.holder];
     /* The state straight from the snapshot where the format allows:
      * then everything is checked before any disk reverts.  Else the
      * disks revert first and the state is read from the active area,
      * as QEMU's loadvm does. */
     direct = (!getenv("CALF_LOADVM_APPLY") || k.d[k.holder].overlay) &&
-             blk_snapshot_load_vmstate(bs, name, hdr, 0, sizeof(hdr)) == 0;
+             blk_snapshot_load_vmstate(bs, sid, hdr, 0, sizeof(hdr)) == 0;
     if (!direct && k.d[k.holder].overlay) {
         vmm_error("--loadvm %s: %s: the VM state cannot be read from this "
                   "base image in place (%s)", name, bs->filename,
@@ -968,7 +1016,7 @@ int snapshot_load(struct vm *vm, const char *name)
     secbuf = malloc(h.sections_len ? h.sections_len : 1);
     if (!secbuf)
         return -ENOMEM;
-    ret = state_read(bs, name, direct, secbuf, VMS_HEADER_SIZE,
+    ret = state_read(bs, sid, direct, secbuf, VMS_HEADER_SIZE,
                      h.sections_len);
     if (ret)
         snprintf(msg, sizeof(msg), "%s", blk_error());
@@ -990,7 +1038,7 @@ int snapshot_load(struct vm *vm, const char *name)
     if (!ret && direct)
         ret = disks_revert(&k, name, true);
     if (!ret)
-        ret = ram_load(vm, bs, name, direct, h.ram_offset, &mapped);
+        ret = ram_load(vm, bs, sid, direct, h.ram_offset, &mapped);
     for (unsigned i = 0; !ret && i < bus_state_count(vm->bus); i++) {
         const struct vmstate_section *d = find(s, h.nsections,
                                                bus_state_name(vm->bus, i));
