@@ -398,6 +398,9 @@ int blk_get_info(BlockDriverState *bs, BlockInfo *info);
 int64_t blk_allocated_size(BlockDriverState *bs);
 int blk_snapshot_create(BlockDriverState *bs, const char *name);
 int blk_snapshot_apply(BlockDriverState *bs, const char *name_or_id);
+/* 0, or -EBUSY where reverting bs to a snapshot is refused (persistent
+ * dirty bitmaps, as QEMU): every revert path asks it first. */
+int blk_snapshot_revert_check(BlockDriverState *bs);
 int blk_snapshot_delete(BlockDriverState *bs, const char *name_or_id);
 /* qemu-img convert -l: id and/or name, or name_or_id (id first). */
 int blk_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name);

@@ -85,6 +85,9 @@ int blk_snapshot_apply_disk(BlockDriverState *bs, const char *name_or_id)
     }
     if (!bs->drv->snapshot_apply_disk)
         return -ENOTSUP;
+    int r = blk_snapshot_revert_check(bs);
+    if (r < 0)
+        return r;
     return bs->drv->snapshot_apply_disk(bs, name_or_id);
 }
 

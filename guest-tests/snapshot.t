@@ -185,6 +185,15 @@ boot diskonly --kernel "$GUEST" --disk "$TMP/extra.qcow2" --loadvm disk-only --t
 is "$status" 2 "a snapshot without VM state is refused"
 ok "saying so" has_err diskonly "holds no VM state"
 
+# a persistent dirty bitmap: reverting is refused, as QEMU's loadvm does
+cp "$TMP/d1.qcow2" "$TMP/bm.qcow2"
+qemu-img bitmap --add "$TMP/bm.qcow2" b0
+sum=$(md5sum <"$TMP/bm.qcow2")
+load bitmap bm.qcow2 1
+is "$status" 2 "a disk with a dirty bitmap is refused"
+ok "naming the bitmaps" has_err bitmap "Device has active dirty bitmaps"
+is "$(md5sum <"$TMP/bm.qcow2")" "$sum" "and the image is left as it was"
+
 # corrupt and truncated states: patch the image file where the state's
 # header is (the first copy of calf's magic)
 img c.qcow2
