@@ -925,6 +925,14 @@ static int disks_find(struct disks *k, const char *name, uint64_t *size)
  * area where the format allows (no refcount update per RAM cluster). */
 static int disks_revert(const struct disks *k, const char *name, bool direct)
 {
+    /* what would refuse a revert refuses before any disk reverts */
+    for (int i = 0; i < k->n; i++)
+        if (k->src[i] && !k->d[i].overlay &&
+            blk_snapshot_revert_check(k->src[i]) < 0) {
+            vmm_error("--loadvm %s: %s: %s", name, k->src[i]->filename,
+                      blk_error());
+            return -EBUSY;
+        }
     /* each disk by the ID its snapshot resolved to (disks_find) */
     for (int i = 0; i < k->n; i++) {
         BlockDriverState *bs = k->src[i];
@@ -963,7 +971,7 @@ int snapshot_load(struct vm *vm, const char *name)
     char msg[256], bid[VMS_BUILD_ID_MAX + 1];
     uint8_t *secbuf = NULL;
     struct disks k;
-    BlockDriverState *bs;
+    BlockDriverState *bs, *view = NULL;
     uint64_t size = 0, t0 = vm_now_ns();
     bool mapped = false, direct;
     const char *sid;
@@ -980,10 +988,11 @@ int snapshot_load(struct vm *vm, const char *name)
         return ret;
     bs = k.src[k.holder];
     sid = k.id[k.holder];
-    /* The state straight from the snapshot where the format allows:
-     * then everything is checked before any disk reverts.  Else the
-     * disks revert first and the state is read from the active area,
-     * as QEMU's loadvm does. */
+    /* The state straight from the snapshot's own tables where the format
+     * allows; else (extended L2, an external data file) through a second,
+     * read-only view of the image showing the snapshot.  Either way the
+     * disks revert last, after everything was read, checked and loaded:
+     * a refused restore leaves every disk as it was. */
     direct = (!getenv("CALF_LOADVM_APPLY") || k.d[k.holder].overlay) &&
              blk_snapshot_load_vmstate(bs, sid, hdr, 0, sizeof(hdr)) == 0;
     if (!direct && k.d[k.holder].overlay) {
@@ -993,9 +1002,15 @@ int snapshot_load(struct vm *vm, const char *name)
         return -ENOTSUP;
     }
     if (!direct) {
-        ret = disks_revert(&k, name, false);
-        if (ret)
-            return ret;
+        view = blk_open(bs->filename, bs->drv->name,
+                        BLK_O_SHARE | BLK_O_NO_REPAIR, NULL);
+        if (!view || blk_snapshot_load_tmp(view, sid, NULL) < 0) {
+            vmm_error("--loadvm %s: %s: cannot read the snapshot's VM "
+                      "state: %s", name, bs->filename, blk_error());
+            ret = -EIO;
+            goto out;
+        }
+        bs = view;
         ret = blk_load_vmstate(bs, hdr, 0, sizeof(hdr));
     }
     if (!ret && vms_parse_header(hdr, sizeof(hdr), size, &h, msg,
@@ -1005,17 +1020,20 @@ int snapshot_load(struct vm *vm, const char *name)
         snprintf(msg, sizeof(msg), "%s", blk_error());
     if (ret) {
         vmm_error("--loadvm %s: %s: %s", name, bs->filename, msg);
-        return ret;
+        goto out;
     }
     build_id(bid);
     if (strcmp(bid, h.build_id)) {
         vmm_error("--loadvm %s: the VM was saved by another build of calf "
                   "(build id %s, this one is %s)", name, h.build_id, bid);
-        return -EINVAL;
+        ret = -EINVAL;
+        goto out;
     }
     secbuf = malloc(h.sections_len ? h.sections_len : 1);
-    if (!secbuf)
-        return -ENOMEM;
+    if (!secbuf) {
+        ret = -ENOMEM;
+        goto out;
+    }
     ret = state_read(bs, sid, direct, secbuf, VMS_HEADER_SIZE,
                      h.sections_len);
     if (ret)
@@ -1035,8 +1053,6 @@ int snapshot_load(struct vm *vm, const char *name)
     ret = machine_check(vm, &k, find(s, h.nsections, "machine"));
     if (!ret)
         ret = names_check(vm, s, h.nsections);
-    if (!ret && direct)
-        ret = disks_revert(&k, name, true);
     if (!ret)
         ret = ram_load(vm, bs, sid, direct, h.ram_offset, &mapped);
     for (unsigned i = 0; !ret && i < bus_state_count(vm->bus); i++) {
@@ -1067,12 +1083,18 @@ int snapshot_load(struct vm *vm, const char *name)
     if (!ret)
         ret = vm_records_load(vm, find(s, h.nsections, "clock"), T_CLOCK,
                               sizeof(struct kvm_clock_data), 1);
+    if (!ret)
+        ret = disks_revert(&k, name, direct);
     if (!ret && getenv("CALF_SNAPSHOT_TIMING"))
         fprintf(stderr, "calf: restored '%s' in %.2f ms (guest RAM %s, "
                 "state %s)\n", name, (double)(vm_now_ns() - t0) / 1e6,
                 mapped ? "mapped from the image" : "read",
-                direct ? "from the snapshot" : "from the active image");
+                direct ? "from the snapshot"
+                       : "from a read-only view of the snapshot, whole "
+                         "snapshot applied");
 out:
+    if (view)
+        blk_close(view);
     free(s);
     free(secbuf);
     return ret;
