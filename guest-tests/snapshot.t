@@ -137,6 +137,18 @@ ok "the second has the snapshot without VM state" \
     bash -c "qemu-img snapshot -l '$TMP/m2.qcow2' | grep -qE '^1 +s1 +0 B'"
 load multiload m1.qcow2 1 --disk "$TMP/m2.qcow2"
 is "$status" 1 "and both restore together: PASS"
+# a save that failed part-way leaves disks from two saves: the second
+# disk here keeps the first save's s1, the first has the second's
+cp "$TMP/m2.qcow2" "$TMP/m2-first.qcow2"
+save multi2 m1.qcow2 1 --disk "$TMP/m2.qcow2"
+is "$status" 0 "saving s1 again on both"
+sum=$(cat "$TMP/m1.qcow2" "$TMP/m2-first.qcow2" | md5sum)
+load mixed m1.qcow2 1 --disk "$TMP/m2-first.qcow2"
+is "$status" 2 "a disk whose s1 comes from another save is refused"
+ok "naming it" has_err mixed "disk 1 ($TMP/m2-first.qcow2): its snapshot is not the one saved with the VM state"
+is "$(cat "$TMP/m1.qcow2" "$TMP/m2-first.qcow2" | md5sum)" "$sum" "and both disks are left as they were"
+load multiload2 m1.qcow2 1 --disk "$TMP/m2.qcow2"
+is "$status" 1 "the matching pair restores: PASS"
 
 # a name that several snapshots share (qemu-img allows it): --loadvm
 # refuses it rather than check one and revert to another, its ID names

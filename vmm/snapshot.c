@@ -103,6 +103,7 @@ struct disks {
     BlockDriverState *src[SNAP_MAX_DISKS];
     int holder;               /* the first disk with a src, -1: none */
     char id[SNAP_MAX_DISKS][128]; /* the snapshot's ID on src[i] */
+    uint64_t clock[SNAP_MAX_DISKS]; /* and its VM clock: the save's stamp */
 };
 
 /* What a disk is for the machine section: an overlay counts as its base,
@@ -137,8 +138,12 @@ static void disks_get(struct disks *k)
             k->holder = i;
 }
 
-/* The "machine" section: RAM, vCPUs and every disk's shape. */
-static void machine_put(struct vm *vm, const struct disks *k,
+/* The "machine" section: RAM, vCPUs and every disk's shape, and the
+ * stamp (VM clock) of this save, which every disk that gets the
+ * snapshot records (0 for the others): a restore refuses a disk whose
+ * snapshot of that name comes from another save (one that failed after
+ * some disks had the new snapshot). */
+static void machine_put(struct vm *vm, const struct disks *k, uint64_t stamp,
                         struct vmstate_cursor *w)
 {
     vms_put_u64(w, vm->ram_size);
@@ -152,6 +157,7 @@ static void machine_put(struct vm *vm, const struct disks *k,
         vms_put_u8(w, (uint8_t)(k->d[i].bs->read_only && !k->d[i].overlay));
         vms_put_u8(w, (uint8_t)fl);
         vms_put(w, bs->drv->name, fl);
+        vms_put_u64(w, k->src[i] && !k->d[i].overlay ? stamp : 0);
     }
 }
 
@@ -190,11 +196,19 @@ static int machine_check(struct vm *vm, const struct disks *k,
         uint64_t size = vms_get_u64(&r);
         uint8_t flags = vms_get_u8(&r), fl = vms_get_u8(&r);
         char fmt[256];
+        uint64_t stamp;
 
         vms_get(&r, fmt, fl);
         fmt[fl] = 0;
+        stamp = vms_get_u64(&r);
         if (r.err)
             goto bad;
+        if (stamp && (!k->src[i] || k->clock[i] != stamp)) {
+            vmm_error("cannot restore: disk %d (%s): its snapshot is not "
+                      "the one saved with the VM state (from another save, "
+                      "or one that failed part-way)", i, k->d[i].file);
+            return -EINVAL;
+        }
         if (strcmp(fmt, bs->drv->name) || flags != ro) {
             vmm_error("cannot restore: disk %d (%s) was a %s%s disk when "
                       "saved, now it is a %s%s one", i, k->d[i].file, fmt,
@@ -519,14 +533,14 @@ static void put_cursor(struct vmstate_cursor *all, const char *name,
 }
 
 /* The sections into all; *n counts them. */
-static int collect(struct vm *vm, const struct disks *k,
+static int collect(struct vm *vm, const struct disks *k, uint64_t stamp,
                    struct vmstate_cursor *all, uint32_t *n)
 {
     struct vmstate_cursor sec;
     char name[VMS_NAME_MAX + 1];
 
     vms_writer_init(&sec);
-    machine_put(vm, k, &sec);
+    machine_put(vm, k, stamp, &sec);
     put_cursor(all, "machine", &sec, n);
     for (int i = 0; i < vm->ncpus && !all->err; i++) {
         vms_writer_init(&sec);
@@ -613,7 +627,7 @@ static int ram_save(struct vm *vm, BlockDriverState *bs, uint64_t pos)
  * after what. */
 static int snap_resolve(BlockDriverState *bs, const char *what,
                         const char *name, char *id, size_t len,
-                        uint64_t *vmsize)
+                        uint64_t *vmsize, uint64_t *clock)
 {
     BlockInfo info;
     int idx = -1, n = 0;
@@ -646,6 +660,8 @@ static int snap_resolve(BlockDriverState *bs, const char *what,
     snprintf(id, len, "%s", info.snapshots[idx].id);
     if (vmsize)
         *vmsize = info.snapshots[idx].vm_state_size;
+    if (clock)
+        *clock = info.snapshots[idx].vm_clock_nsec;
     blk_info_free(&info);
     return 0;
 }
@@ -682,7 +698,7 @@ int snapshot_save(struct vm *vm, const char *name)
     uint8_t *buf = NULL;
     char what[128];
     uint32_t n = 0;
-    uint64_t t0 = vm_now_ns();
+    uint64_t t0 = vm_now_ns(), stamp;
     int ret;
 
     disks_get(&k);
@@ -700,8 +716,12 @@ int snapshot_save(struct vm *vm, const char *name)
     for (int i = 0; i < vm->ncpus; i++)
         cpu_complete_io(&vm->vcpus[i]);
     vm_coalesced_drain(vm);
+    /* one VM clock for every disk's snapshot: the save's stamp */
+    stamp = vm_clock_ns(vm);
+    if (!stamp)
+        stamp = vm_now_ns();
     vms_writer_init(&all);
-    if (collect(vm, &k, &all, &n)) {
+    if (collect(vm, &k, stamp, &all, &n)) {
         vmm_error("--savevm %s: cannot save the VM: %s", name, all.msg);
         vms_free(&all);
         return all.err;
@@ -750,7 +770,7 @@ int snapshot_save(struct vm *vm, const char *name)
         ret = snap_ids_named(d, name, old, 16, &nold);
         if (!ret)
             ret = blk_snapshot_create_vm(d, name, t ? 0 : h.total_len,
-                                         vm_clock_ns(vm));
+                                         stamp);
         for (int o = 0; !ret && o < nold; o++)
             ret = blk_snapshot_delete(d, old[o]);
         if (!ret)
@@ -904,7 +924,8 @@ static int disks_find(struct disks *k, const char *name, uint64_t *size)
 
         if (!bs)
             continue;
-        ret = snap_resolve(bs, what, name, k->id[i], sizeof(k->id[i]), &vms);
+        ret = snap_resolve(bs, what, name, k->id[i], sizeof(k->id[i]), &vms,
+                           &k->clock[i]);
         if (ret)
             return ret;
         if (i == k->holder) {
