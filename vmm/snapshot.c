@@ -235,14 +235,36 @@ bad:
 
 /* A vCPU that exited for port or MMIO I/O completes the instruction on
  * its next KVM_RUN; with immediate_exit set that entry returns at once
- * after it, so the state read next is between two instructions. */
-static void cpu_complete_io(struct vcpu *v)
+ * after it, so the state read next is between two instructions.  Where
+ * completing it exits again (a string instruction's next page, say),
+ * that exit is handled as the run loop would and the vCPU enters again,
+ * a bounded number of times: KVM's pending I/O is never left behind in
+ * a saved state.  0, or -EIO: the save must refuse. */
+#define COMPLETE_IO_TRIES 64
+static int cpu_complete_io(struct vcpu *v)
 {
+    int ret = -EIO;
+
     __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-    if (ioctl(v->fd, KVM_RUN, 0) == 0)
-        vmm_error("vCPU %d: exit %u while completing its I/O", v->id,
-                  v->run->exit_reason);
+    for (int i = 0; i < COMPLETE_IO_TRIES; i++) {
+        if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                ret = 0; /* back between two instructions */
+            else
+                vmm_error("vCPU %d: KVM_RUN: %s", v->id, strerror(errno));
+            break;
+        }
+        if (v->run->exit_reason != KVM_EXIT_IO &&
+            v->run->exit_reason != KVM_EXIT_MMIO) {
+            vmm_error("vCPU %d: exit %u while completing its I/O", v->id,
+                      v->run->exit_reason);
+            break;
+        }
+        vm_coalesced_drain(v->vm);
+        vcpu_handle_exit(v);
+    }
     __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+    return ret;
 }
 
 static int cpu_get(struct vcpu *v, unsigned long req, const char *what,
@@ -714,7 +736,11 @@ int snapshot_save(struct vm *vm, const char *name)
         return -ENOTSUP;
     }
     for (int i = 0; i < vm->ncpus; i++)
-        cpu_complete_io(&vm->vcpus[i]);
+        if (cpu_complete_io(&vm->vcpus[i])) {
+            vmm_error("--savevm %s: cannot save the VM: vCPU %d's I/O does "
+                      "not complete", name, i);
+            return -EIO;
+        }
     vm_coalesced_drain(vm);
     /* one VM clock for every disk's snapshot: the save's stamp */
     stamp = vm_clock_ns(vm);

@@ -20,4 +20,9 @@ struct kvm_msrs *vcpu_msrs_read(struct vcpu *v, bool all);
 /* Writes them back, skipping any the backend refuses. */
 void vcpu_msrs_write(struct vcpu *v, const struct kvm_msrs *m);
 
+/* Handles the exit KVM_RUN just returned for (v->run), as the run loop
+ * does: port and MMIO I/O reach the devices, a stop is requested where
+ * the exit means one. */
+void vcpu_handle_exit(struct vcpu *v);
+
 #endif

@@ -414,7 +414,7 @@ static void vcpu_halt(struct vcpu *v)
         vm_request_stop(v->vm, BUS_STOP_HALT, CALF_EXIT_OK);
 }
 
-static void vcpu_handle_exit(struct vcpu *v)
+void vcpu_handle_exit(struct vcpu *v)
 {
     struct kvm_run *run = v->run;
     char what[64];

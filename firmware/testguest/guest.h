@@ -134,6 +134,6 @@ int hostile_test(void);
  * failure count. */
 int vga_test(const char *what, size_t len);
 /* snap.c (ct.snap=N): the save/restore test; returns the failure count. */
-int snap_test(unsigned rounds);
+int snap_test(unsigned rounds, int rep);
 
 #endif
