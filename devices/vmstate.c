@@ -330,7 +330,10 @@ int vms_parse_header(const void *buf, size_t len, uint64_t total,
         h->ram_offset < VMS_HEADER_SIZE + h->sections_len)
         FAIL("the VM state's RAM offset 0x%llx is invalid",
              (unsigned long long)h->ram_offset);
+    /* no sum may wrap: RAM ends inside the state and the state inside
+     * the snapshot (ram_offset <= total - ram_size) */
     if (h->ram_size > (1ULL << 46) || h->ram_size % 4096 ||
+        h->ram_offset > UINT64_MAX - h->ram_size ||
         h->total_len != h->ram_offset + h->ram_size)
         FAIL("the VM state's sizes are inconsistent (RAM %llu bytes at "
              "0x%llx, total %llu)", (unsigned long long)h->ram_size,

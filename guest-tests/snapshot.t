@@ -249,6 +249,28 @@ perl -MCompress::Zlib -e 'open my $f, "+<", $ARGV[0] or die; seek $f, $ARGV[1], 
 load truncated c-total.qcow2 1
 is "$status" 2 "a state longer than its snapshot is refused"
 ok "as truncated" has_err truncated "the VM state is truncated"
+# header fields patched with valid checksums: FIELD=VALUE... (perl)
+patch_hdr() { # NAME PERL: c-NAME.qcow2, $ram $off $tot to change
+    cp "$TMP/c.qcow2" "$TMP/c-$1.qcow2"
+    perl -MCompress::Zlib -e 'open my $f, "+<", $ARGV[0] or die; seek $f, $ARGV[1], 0;
+        read $f, my $h, 128; my ($ram, $off, $tot) = (unpack("Q<", substr($h, 64, 8)),
+        unpack("Q<", substr($h, 96, 8)), unpack("Q<", substr($h, 104, 8)));
+        eval $ARGV[2]; die $@ if $@;
+        substr($h, 64, 8) = pack("Q<", $ram); substr($h, 96, 8) = pack("Q<", $off);
+        substr($h, 104, 8) = pack("Q<", $tot);
+        substr($h, 92, 4) = "\0" x 4; substr($h, 92, 4) = pack("V", crc32($h));
+        seek $f, $ARGV[1], 0; print $f $h' "$TMP/c-$1.qcow2" "$hdr" "$2"
+}
+# RAM at 2 MiB below 2^64: offset + size wraps to a total that fits
+patch_hdr wrap '$off = 0xFFFFFFFFFFE00000; $tot = $ram - 0x200000'
+load wrap c-wrap.qcow2 1
+is "$status" 2 "a RAM offset whose end wraps is refused"
+ok "as inconsistent" has_err wrap "the VM state's sizes are inconsistent"
+# the header says 64 MiB less RAM than the machine section and this VM
+patch_hdr hram '$ram -= 64 << 20; $tot -= 64 << 20'
+load hram c-hram.qcow2 1
+is "$status" 2 "a header whose RAM size is not this VM's is refused"
+ok "naming -m" has_err hram "saved with -m 192M, this run has -m 256M"
 damage "$hdr" '"QEVM\0\0\0\3"' qemu
 load qemustate c-qemu.qcow2 1
 is "$status" 2 "QEMU's vmstate is refused"

@@ -1076,6 +1076,20 @@ int snapshot_load(struct vm *vm, const char *name)
         ret = -EINVAL;
         goto out;
     }
+    /* the header's shape, before anything reads RAM for it */
+    if (h.ram_size != vm->ram_size) {
+        vmm_error("cannot restore: the VM was saved with -m %lluM, this run "
+                  "has -m %lluM", (unsigned long long)(h.ram_size >> 20),
+                  (unsigned long long)(vm->ram_size >> 20));
+        ret = -EINVAL;
+        goto out;
+    }
+    if (h.ncpus != (uint32_t)vm->ncpus) {
+        vmm_error("cannot restore: the VM was saved with --cpus %u, this "
+                  "run has --cpus %d", h.ncpus, vm->ncpus);
+        ret = -EINVAL;
+        goto out;
+    }
     secbuf = malloc(h.sections_len ? h.sections_len : 1);
     if (!secbuf) {
         ret = -ENOMEM;
