@@ -741,6 +741,24 @@ int qcow2_snapshot_vmstate(BlockDriverState *bs, const char *name_or_id, uint64_
         }
         done += n;
     }
+    /* a range to map: inside the file as it is (a mapping past its end
+     * faults when the guest touches it) and every cluster of it still
+     * referenced (else it is not the snapshot's any more); otherwise the
+     * caller reads, through the checks a read has */
+    if (r == 0 && !buf && len) {
+        int64_t fsize = blk_file_size(s->fd);
+        uint64_t c0 = first & ~(cs - 1), end = first + len;
+        if (fsize < 0 || end < first || end > (uint64_t)fsize)
+            r = -ENOTSUP;
+        for (uint64_t c = c0; r == 0 && c < end; c += cs) {
+            uint64_t ref = 0;
+            if (qcow2_get_refcount(s, c / cs, &ref) < 0 || ref < 1)
+                r = -ENOTSUP;
+        }
+        if (r == -ENOTSUP)
+            blk_set_error("%s: the VM state is not one referenced run inside the file",
+                          bs->filename);
+    }
     free(l1);
     pthread_mutex_unlock(&s->lock);
     if (r == 0 && !buf) {

@@ -304,6 +304,27 @@ for how in direct apply; do
 done
 ok "the guest's write since the save is still there" \
     bash -c "qemu-io -c 'read -P 0xa5 0 64k' '$TMP/c-cpu.qcow2' >/dev/null"
+# the first cluster of saved RAM with refcount 0 (a damaged image): RAM
+# is read through the checks a read has, never mapped from the file
+cp "$TMP/c.qcow2" "$TMP/c-ref.qcow2"
+perl -e 'open my $f, "+<", $ARGV[0] or die; binmode $f; local $/;
+    my $d = <$f>; my $st = index($d, "CALFVMST"); die "no state" if $st < 0;
+    my $roff = unpack("Q<", substr($d, $st + 96, 8));
+    my $cb = unpack("N", substr($d, 20, 4)); my $cs = 1 << $cb;
+    my $span = $cs << ($cb - 3); my $size = unpack("Q>", substr($d, 24, 8));
+    my $base = int(($size + $span - 1) / $span) * $span; my $g = $base + $roff;
+    my $sn = unpack("Q>", substr($d, 64, 8)); my $snl1 = unpack("Q>", substr($d, $sn, 8));
+    my $m = 0x00fffffffffffe00;
+    my $l2 = unpack("Q>", substr($d, $snl1 + 8 * int($g / $span), 8)) & $m;
+    my $host = unpack("Q>", substr($d, $l2 + 8 * (int($g / $cs) % ($cs / 8)), 8)) & $m;
+    my $c = int($host / $cs); my $per = $cs / 2;
+    my $rt = unpack("Q>", substr($d, 48, 8));
+    my $rb = unpack("Q>", substr($d, $rt + 8 * int($c / $per), 8));
+    die "refcount order" if unpack("N", substr($d, 96, 4)) != 4;
+    seek $f, $rb + 2 * ($c % $per), 0; print $f "\0\0"' "$TMP/c-ref.qcow2"
+CALF_SNAPSHOT_TIMING=1 load refzero c-ref.qcow2 1
+is "$status" 1 "RAM with an unreferenced cluster restores: PASS"
+ok "read, not mapped" has_err refzero "guest RAM read, state from the snapshot"
 load intact c.qcow2 1
 is "$status" 1 "the undamaged image still restores"
 if command -v qemu-system-x86_64 >/dev/null; then
