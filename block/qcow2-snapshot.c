@@ -612,8 +612,11 @@ static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id, struct s
     }
     for (uint32_t i = 0; i < take; i++)
         nl1[i] = snl1[i] & ~QCOW_OFLAG_COPIED;
-    /* disk_only: the entries past the disk stay the active image's own */
-    for (uint32_t i = take; disk_only && i < s->l1_size; i++)
+    /* disk_only: the entries past the disk stay the active image's own;
+     * those of the disk the snapshot's L1 does not reach stay zero (the
+     * snapshot has nothing there) and lose their reference below */
+    uint64_t keep = disk_l1 > take ? disk_l1 : take;
+    for (uint64_t i = keep; disk_only && i < s->l1_size; i++)
         nl1[i] = s->l1[i];
     if ((r = write_l1(s, s->l1_offset, nl1, s->l1_size)) < 0 || (r = qcow2_sync(s)) < 0) {
         free(nl1);
@@ -633,7 +636,7 @@ static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id, struct s
     }
     /* the old active tree loses its reference now that nothing points to it */
     uint64_t done;
-    r = tree_refcounts(s, old, disk_only ? take : s->l1_size, -1, UINT64_MAX, &done);
+    r = tree_refcounts(s, old, disk_only ? (uint32_t)keep : s->l1_size, -1, UINT64_MAX, &done);
     free(old);
     if (r == 0)
         r = qcow2_flush_metadata(s);
