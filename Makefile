@@ -156,7 +156,8 @@ TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/qcow2-threads.t tests/im
               guest-tests/hostile.t tests/pci-teardown.t \
               tests/nbd-stress.t tests/nbd-hostile.t tests/nbd-server.t tests/nbd-client.t \
               guest-tests/nbd.t guest-tests/qmp-stress.t guest-tests/qmp-hostile.t \
-              tests/virtio-rng.t tests/virtio-net.t guest-tests/virtio-net.t
+              tests/virtio-rng.t tests/virtio-net.t guest-tests/virtio-net.t \
+              guest-tests/snapshot.t
 test-tsan:
 	$(MAKE) BUILD=build-tsan SANITIZE=thread test-progs
 	TSAN_OPTIONS="exitcode=66 halt_on_error=1 second_deadlock_stack=1" \

@@ -1798,7 +1798,7 @@ int blk_snapshot_create(BlockDriverState *bs, const char *name)
     OPTIONAL_OP(snapshot_create, "internal snapshots", name);
 }
 
-int blk_snapshot_apply(BlockDriverState *bs, const char *name_or_id)
+int blk_snapshot_revert_check(BlockDriverState *bs)
 {
     /* QEMU refuses to revert under bitmaps, which it holds for every
      * bitmap of the image, valid or not */
@@ -1810,6 +1810,14 @@ int blk_snapshot_apply(BlockDriverState *bs, const char *name_or_id)
         blk_set_error("Device has active dirty bitmaps");
         return -EBUSY;
     }
+    return 0;
+}
+
+int blk_snapshot_apply(BlockDriverState *bs, const char *name_or_id)
+{
+    int r = blk_snapshot_revert_check(bs);
+    if (r < 0)
+        return r;
     OPTIONAL_OP(snapshot_apply, "internal snapshots", name_or_id);
 }
 

@@ -250,6 +250,22 @@ struct BlockDriver {
      * NULL: the format has none (-ENOTSUP). */
     int (*save_vmstate)(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len);
     int (*load_vmstate)(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
+    /* Optional, with the VM state area: lay [pos, pos+len) out as one
+     * contiguous run of the image file; where such a run is (host_range);
+     * an internal snapshot that records vm_state_size bytes of VM state
+     * and then drops the active copy of them (QEMU's savevm). */
+    int (*vmstate_reserve)(BlockDriverState *bs, uint64_t pos, uint64_t len);
+    int (*vmstate_zero)(BlockDriverState *bs, uint64_t pos, uint64_t len);
+    int (*vmstate_host_range)(BlockDriverState *bs, uint64_t pos, uint64_t len, int *fd,
+                              uint64_t *off);
+    int (*snapshot_create_vm)(BlockDriverState *bs, const char *name, uint64_t vm_state_size,
+                              uint64_t vm_clock_nsec);
+    /* Optional: snapshot_apply for the guest disk only; a snapshot's VM
+     * state read through its own tables (buf), or where it lies (buf
+     * NULL: *fd, *off of one plain run). */
+    int (*snapshot_apply_disk)(BlockDriverState *bs, const char *name_or_id);
+    int (*snapshot_vmstate)(BlockDriverState *bs, const char *name_or_id, uint64_t pos,
+                            uint64_t len, void *buf, int *fd, uint64_t *off);
     /* Persistent dirty bitmaps (blk_bitmap()); NULL: the format has none. */
     int (*bitmap)(BlockDriverState *bs, BlockBitmapReq *req);
     /* A new image does not read as zeros (luks: the hole under its
@@ -436,6 +452,9 @@ int blk_get_info(BlockDriverState *bs, BlockInfo *info);
 int64_t blk_allocated_size(BlockDriverState *bs);
 int blk_snapshot_create(BlockDriverState *bs, const char *name);
 int blk_snapshot_apply(BlockDriverState *bs, const char *name_or_id);
+/* 0, or -EBUSY where reverting bs to a snapshot is refused (persistent
+ * dirty bitmaps, as QEMU): every revert path asks it first. */
+int blk_snapshot_revert_check(BlockDriverState *bs);
 int blk_snapshot_delete(BlockDriverState *bs, const char *name_or_id);
 /* qemu-img convert -l: id and/or name, or name_or_id (id first). */
 int blk_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name);
@@ -444,6 +463,40 @@ int blk_make_empty(BlockDriverState *bs);
 /* The VM state area (block/vmstate.c): -ENOTSUP where the format has none. */
 int blk_save_vmstate(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len);
 int blk_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
+/* Lays [pos, pos+len) of the VM state area out as one contiguous,
+ * cluster-aligned run of the image file (qcow2: what the active image
+ * mapped there is dropped, then its L2 tables come first, then the data
+ * clusters), before the state is written there, so that
+ * blk_vmstate_host_range() can find it later.  -ENOTSUP where the format
+ * cannot; the state is still written and read as usual then. */
+int blk_vmstate_reserve(BlockDriverState *bs, uint64_t pos, uint64_t len);
+/* Makes [pos, pos+len) of the VM state area read as zeros: in place,
+ * a hole where the file system can, where the range lies in plain
+ * clusters the active image owns alone (blk_vmstate_reserve() made
+ * them), else by writing zeros (blk_save_vmstate()). */
+int blk_save_vmstate_zero(BlockDriverState *bs, uint64_t pos, uint64_t len);
+/* When [pos, pos+len) of the VM state area is one uncompressed,
+ * unencrypted run of one host file: that file's descriptor (owned by the
+ * image) and the offset of byte pos in it, for mmap(); -ENOTSUP
+ * otherwise (read it with blk_load_vmstate()). */
+int blk_vmstate_host_range(BlockDriverState *bs, uint64_t pos, uint64_t len, int *fd,
+                           uint64_t *off);
+/* An internal snapshot holding vm_state_size bytes of VM state from the
+ * area (written before with blk_save_vmstate()); the active image drops
+ * its copy of them afterwards, as QEMU's savevm does. */
+int blk_snapshot_create_vm(BlockDriverState *bs, const char *name, uint64_t vm_state_size,
+                           uint64_t vm_clock_nsec);
+/* Reverts the guest disk to an internal snapshot as blk_snapshot_apply()
+ * does, but leaves the active image's VM state area as it is: a restore
+ * then reads the snapshot's VM state with blk_snapshot_load_vmstate()
+ * and maps it with blk_snapshot_vmstate_host_range(), and costs nothing
+ * per cluster of that state.  -ENOTSUP where the format cannot (then use
+ * blk_snapshot_apply() and the active area); so do the other two. */
+int blk_snapshot_apply_disk(BlockDriverState *bs, const char *name_or_id);
+int blk_snapshot_load_vmstate(BlockDriverState *bs, const char *name_or_id, void *buf,
+                              uint64_t pos, size_t len);
+int blk_snapshot_vmstate_host_range(BlockDriverState *bs, const char *name_or_id, uint64_t pos,
+                                    uint64_t len, int *fd, uint64_t *off);
 int blk_change_backing_file(BlockDriverState *bs, const char *file, const char *fmt);
 int blk_amend(BlockDriverState *bs, BlockOptions *opts, bool force);
 int blk_pwrite_compressed(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);

@@ -1969,6 +1969,49 @@ int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
     return 0;
 }
 
+int qcow2_host_run(Qcow2State *s, uint64_t off, uint64_t len, uint64_t *host)
+{
+    uint64_t first = 0, done = 0;
+    while (done < len) {
+        struct extent e;
+        int r = get_extent(s, off + done, len - done, &e);
+        if (r < 0)
+            return r;
+        if (e.type != SC_NORMAL || (done && e.host != first + done))
+            return -ENOTSUP;
+        if (!done)
+            first = e.host;
+        done += e.len;
+    }
+    *host = first;
+    return 0;
+}
+
+int qcow2_host_run_owned(Qcow2State *s, uint64_t off, uint64_t len, uint64_t *host)
+{
+    uint64_t cs = s->cluster_size, start = off & ~(cs - 1), first = 0;
+    if (s->extl2 || s->crypt_method || qcow2_has_data_file(s))
+        return -ENOTSUP;
+    for (uint64_t o = start; o < off + len; o += cs) {
+        uint8_t *t;
+        int r = l2_load(s, o, &t);
+        if (r < 0)
+            return r;
+        if (!t)
+            return -ENOTSUP;
+        uint64_t l2e, bm;
+        l2_entry(s, t, l2_index(s, o), &l2e, &bm);
+        uint64_t h = l2e & L2E_OFFSET_MASK;
+        if (qcow2_cluster_type(s, l2e) != QCOW2_NORMAL || !(l2e & QCOW_OFLAG_COPIED) ||
+            (o != start && h != first + (o - start)))
+            return -ENOTSUP;
+        if (o == start)
+            first = h;
+    }
+    *host = first + (off - start);
+    return 0;
+}
+
 /* ---- for qcow2-compress.c ---- */
 
 int qcow2_l2_get_writable(Qcow2State *s, uint64_t off, uint8_t **table)

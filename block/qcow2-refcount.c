@@ -521,6 +521,17 @@ int64_t qcow2_alloc_clusters(Qcow2State *s, uint64_t n)
 
 int qcow2_free_later(Qcow2State *s, uint64_t offset, uint64_t clusters, int kind)
 {
+    /* a run right after the last one joins it: one refcount update and
+     * one hole for a snapshot's contiguous VM state, not one per cluster
+     * (a failure then leaks the rest of the run, as it leaks a range) */
+    if (kind == FREE_NORMAL && s->npending) {
+        Qcow2FreeRange *l = &s->pending_free[s->npending - 1];
+        if (l->kind == FREE_NORMAL && l->offset + (l->clusters << s->cluster_bits) == offset &&
+            l->clusters + clusters >= clusters) {
+            l->clusters += clusters;
+            return 0;
+        }
+    }
     if (s->npending == s->pending_cap) {
         size_t cap = s->pending_cap ? s->pending_cap * 2 : 64;
         Qcow2FreeRange *p = realloc(s->pending_free, cap * sizeof(*p));

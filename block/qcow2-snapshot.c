@@ -425,7 +425,8 @@ static int end(Qcow2State *s, struct sn_op *op, int r)
     return r < 0 ? r : f;
 }
 
-static int snapshot_create_locked(Qcow2State *s, const char *name, struct sn_op *op)
+static int snapshot_create_locked(Qcow2State *s, const char *name, struct sn_op *op,
+                                  uint64_t vm_state_size, uint64_t vm_clock_nsec)
 {
     BlockDriverState *bs = s->bs;
     if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) {
@@ -502,6 +503,8 @@ static int snapshot_create_locked(Qcow2State *s, const char *name, struct sn_op 
     sn->date_nsec = (uint32_t)tv.tv_usec * 1000;
     sn->disk_size = bs->size;
     sn->icount = 0; /* what qemu-img snapshot -c records */
+    sn->vm_state_size = vm_state_size;
+    sn->vm_clock_nsec = vm_clock_nsec;
     r = ensure_extra(sn);
     if (!sn->id || !sn->name)
         r = -ENOMEM;
@@ -525,6 +528,15 @@ out:
 
 int qcow2_snapshot_create(BlockDriverState *bs, const char *name)
 {
+    return qcow2_snapshot_create_vm(bs, name, 0, 0);
+}
+
+/* With VM state: the snapshot's L1 keeps the VM state area as it is now;
+ * then the active image lets go of it (QEMU's qcow2_snapshot_create
+ * discards it the same way), so the snapshot alone holds those clusters. */
+int qcow2_snapshot_create_vm(BlockDriverState *bs, const char *name, uint64_t vm_state_size,
+                             uint64_t vm_clock_nsec)
+{
     Qcow2State *s = bs->opaque;
     struct sn_op op;
     /* data file clusters have no refcount to share with a snapshot
@@ -536,13 +548,30 @@ int qcow2_snapshot_create(BlockDriverState *bs, const char *name)
     pthread_mutex_lock(&s->lock);
     int r = begin(s, &op);
     if (r == 0)
-        r = snapshot_create_locked(s, name, &op);
+        r = snapshot_create_locked(s, name, &op, vm_state_size, vm_clock_nsec);
     r = end(s, &op, r);
     pthread_mutex_unlock(&s->lock);
+    if (r == 0 && vm_state_size) {
+        uint64_t span = per_l1_bytes(s);
+        uint64_t base = (bs->size / span + !!(bs->size % span)) * span;
+        uint64_t len = qcow2_align_up(vm_state_size, s->cluster_size);
+        pthread_mutex_lock(&s->lock);
+        uint64_t covered = (uint64_t)s->l1_size * span;
+        pthread_mutex_unlock(&s->lock);
+        /* only what the active L1 reaches (saving the state grew it) */
+        if (base < covered)
+            r = qcow2_discard_tail(bs, base, covered - base < len ? covered - base : len);
+    }
     return r;
 }
 
-static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id, struct sn_op *op)
+/* disk_only: only the L1 entries of the guest disk are taken from the
+ * snapshot; the active image keeps its own VM state area (calf run
+ * --loadvm reads the state through the snapshot's L1 instead, so that a
+ * restore costs no refcount update per cluster of saved RAM).  Only for
+ * a snapshot of the same disk size (-ENOTSUP otherwise). */
+static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id, struct sn_op *op,
+                                 bool disk_only)
 {
     BlockDriverState *bs = s->bs;
     int idx = find_snapshot(s, name_or_id);
@@ -556,19 +585,23 @@ static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id, struct s
         return qcow2_mark_corrupt(s, "snapshot '%s' has an invalid disk size %" PRIu64,
                                   sn->name, new_size);
     }
+    uint64_t disk_l1 = (new_size + per_l1_bytes(s) - 1) / per_l1_bytes(s);
+    if (disk_only && new_size != bs->size)
+        return -ENOTSUP;
     uint64_t *snl1;
     int r = read_l1(s, sn->l1_offset, sn->l1_size, &snl1);
     if (r < 0)
         return r;
-    uint64_t need = (new_size + per_l1_bytes(s) - 1) / per_l1_bytes(s);
-    if (need < sn->l1_size)
-        need = sn->l1_size;
+    uint32_t take = disk_only && disk_l1 < sn->l1_size ? (uint32_t)disk_l1 : sn->l1_size;
+    uint64_t need = disk_l1;
+    if (need < take)
+        need = take;
     if ((r = qcow2_grow_l1(s, need)) < 0)
         goto out;
     /* the snapshot's tree gains its reference from the active L1 first */
     if ((r = mark_busy(s, op)) < 0)
         goto out;
-    if ((r = tree_ref(s, snl1, sn->l1_size)) < 0) {
+    if ((r = tree_ref(s, snl1, take)) < 0) {
         op->undone = true;
         goto out;
     }
@@ -577,8 +610,14 @@ static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id, struct s
         r = -ENOMEM;
         goto out;
     }
-    for (uint32_t i = 0; i < sn->l1_size; i++)
+    for (uint32_t i = 0; i < take; i++)
         nl1[i] = snl1[i] & ~QCOW_OFLAG_COPIED;
+    /* disk_only: the entries past the disk stay the active image's own;
+     * those of the disk the snapshot's L1 does not reach stay zero (the
+     * snapshot has nothing there) and lose their reference below */
+    uint64_t keep = disk_l1 > take ? disk_l1 : take;
+    for (uint64_t i = keep; disk_only && i < s->l1_size; i++)
+        nl1[i] = s->l1[i];
     if ((r = write_l1(s, s->l1_offset, nl1, s->l1_size)) < 0 || (r = qcow2_sync(s)) < 0) {
         free(nl1);
         goto out; /* leaks only: both trees are counted */
@@ -597,7 +636,7 @@ static int snapshot_apply_locked(Qcow2State *s, const char *name_or_id, struct s
     }
     /* the old active tree loses its reference now that nothing points to it */
     uint64_t done;
-    r = tree_refcounts(s, old, s->l1_size, -1, UINT64_MAX, &done);
+    r = tree_refcounts(s, old, disk_only ? (uint32_t)keep : s->l1_size, -1, UINT64_MAX, &done);
     free(old);
     if (r == 0)
         r = qcow2_flush_metadata(s);
@@ -608,7 +647,7 @@ out:
     return r;
 }
 
-int qcow2_snapshot_apply(BlockDriverState *bs, const char *name_or_id)
+static int snapshot_apply(BlockDriverState *bs, const char *name_or_id, bool disk_only)
 {
     Qcow2State *s = bs->opaque;
     struct sn_op op;
@@ -621,9 +660,114 @@ int qcow2_snapshot_apply(BlockDriverState *bs, const char *name_or_id)
     pthread_mutex_lock(&s->lock);
     int r = begin(s, &op);
     if (r == 0)
-        r = snapshot_apply_locked(s, name_or_id, &op);
+        r = snapshot_apply_locked(s, name_or_id, &op, disk_only);
     r = end(s, &op, r);
     pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int qcow2_snapshot_apply(BlockDriverState *bs, const char *name_or_id)
+{
+    return snapshot_apply(bs, name_or_id, false);
+}
+
+int qcow2_snapshot_apply_disk(BlockDriverState *bs, const char *name_or_id)
+{
+    return snapshot_apply(bs, name_or_id, true);
+}
+
+/* The snapshot's VM state through its own L1 table: read into buf, or
+ * (buf NULL) the host offset of [pos, pos+len) when it is one run of
+ * plain clusters.  Images whose clusters are not plain bytes of the
+ * file (encryption, extended L2, a data file) answer -ENOTSUP. */
+int qcow2_snapshot_vmstate(BlockDriverState *bs, const char *name_or_id, uint64_t pos,
+                           uint64_t len, void *buf, int *fd, uint64_t *host)
+{
+    Qcow2State *s = bs->opaque;
+    if (s->crypt_method || s->extl2 || qcow2_has_data_file(s))
+        return -ENOTSUP;
+    pthread_mutex_lock(&s->lock);
+    int idx = find_snapshot(s, name_or_id), r = 0;
+    if (idx < 0) {
+        pthread_mutex_unlock(&s->lock);
+        blk_set_error("%s: Can't find snapshot '%s'", bs->filename, name_or_id);
+        return -ENOENT;
+    }
+    Qcow2Snapshot *sn = &s->snapshots[idx];
+    uint64_t span = per_l1_bytes(s), cs = s->cluster_size;
+    uint64_t base = (sn->disk_size / span + !!(sn->disk_size % span)) * span;
+    if (sn->disk_size > INT64_MAX || pos > sn->vm_state_size ||
+        len > sn->vm_state_size - pos || base > (uint64_t)INT64_MAX - sn->vm_state_size) {
+        pthread_mutex_unlock(&s->lock);
+        blk_set_error("%s: VM state range out of the snapshot's", bs->filename);
+        return -EINVAL;
+    }
+    uint64_t *l1;
+    if ((r = read_l1(s, sn->l1_offset, sn->l1_size, &l1)) < 0) {
+        pthread_mutex_unlock(&s->lock);
+        return r;
+    }
+    uint64_t first = 0;
+    uint8_t *out = buf;
+    for (uint64_t done = 0; r == 0 && done < len;) {
+        uint64_t g = base + pos + done, in = g & (cs - 1);
+        uint64_t n = cs - in < len - done ? cs - in : len - done;
+        uint64_t l1i = g / span, l2e = 0;
+        if (l1i < sn->l1_size && (l1[l1i] & L1E_OFFSET_MASK)) {
+            uint64_t l2_off = l1[l1i] & L1E_OFFSET_MASK;
+            if ((r = check_ref(s, l2_off, "an L2 table")) < 0)
+                break;
+            int err = 0;
+            uint8_t *t = qcow2_cache_get(s, &s->l2_cache, l2_off, &err);
+            if (!t) {
+                r = err;
+                break;
+            }
+            l2e = qcow2_be64(t + ((g / cs) & (s->l2_size - 1)) * s->l2_entry_bytes);
+        }
+        int ct = qcow2_cluster_type(s, l2e);
+        uint64_t h = (l2e & L2E_OFFSET_MASK) + in;
+        if (ct == QCOW2_NORMAL && (r = check_ref(s, l2e & L2E_OFFSET_MASK, "a data cluster")) < 0)
+            break;
+        if (!buf) {
+            if (ct != QCOW2_NORMAL || (done && h != first + done))
+                r = -ENOTSUP;
+            if (!done)
+                first = h;
+        } else if (ct == QCOW2_NORMAL) {
+            if ((r = blk_file_pread(s->fd, out + done, n, h)) < 0)
+                blk_set_error("%s: read error: %s", bs->filename, strerror(-r));
+        } else if (ct == QCOW2_COMPRESSED) {
+            r = -ENOTSUP;
+        } else {
+            memset(out + done, 0, n); /* never written, or zeros */
+        }
+        done += n;
+    }
+    /* a range to map: inside the file as it is (a mapping past its end
+     * faults when the guest touches it) and every cluster of it still
+     * referenced (else it is not the snapshot's any more); otherwise the
+     * caller reads, through the checks a read has */
+    if (r == 0 && !buf && len) {
+        int64_t fsize = blk_file_size(s->fd);
+        uint64_t c0 = first & ~(cs - 1), end = first + len;
+        if (fsize < 0 || end < first || end > (uint64_t)fsize)
+            r = -ENOTSUP;
+        for (uint64_t c = c0; r == 0 && c < end; c += cs) {
+            uint64_t ref = 0;
+            if (qcow2_get_refcount(s, c / cs, &ref) < 0 || ref < 1)
+                r = -ENOTSUP;
+        }
+        if (r == -ENOTSUP)
+            blk_set_error("%s: the VM state is not one referenced run inside the file",
+                          bs->filename);
+    }
+    free(l1);
+    pthread_mutex_unlock(&s->lock);
+    if (r == 0 && !buf) {
+        *fd = s->fd;
+        *host = first;
+    }
     return r;
 }
 

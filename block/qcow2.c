@@ -1618,7 +1618,7 @@ out:
  * partial sectors it covers (qcow2_crypto_pwrite, exclusive): meanwhile
  * the file holds such a sector half old, half new, which decrypts to
  * noise.  Internal reads (the read-modify-write's own) go to qcow2_pread. */
-static int qcow2_driver_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
+int qcow2_guest_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
 {
     Qcow2State *s = bs->opaque;
     if (!s->crypt_method)
@@ -1636,7 +1636,7 @@ const BlockDriver blk_qcow2_driver = {
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,
-    .pread = qcow2_driver_pread,
+    .pread = qcow2_guest_pread,
     .pwrite = qcow2_pwrite,
     .copy_from_file = qcow2_copy_from_file,
     .pwrite_zeroes = qcow2_pwrite_zeroes,
@@ -1659,5 +1659,11 @@ const BlockDriver blk_qcow2_driver = {
     .pwrite_compressed = qcow2_pwrite_compressed,
     .save_vmstate = qcow2_save_vmstate,
     .load_vmstate = qcow2_load_vmstate,
+    .vmstate_reserve = qcow2_vmstate_reserve,
+    .vmstate_zero = qcow2_vmstate_zero,
+    .vmstate_host_range = qcow2_vmstate_host_range,
+    .snapshot_create_vm = qcow2_snapshot_create_vm,
+    .snapshot_apply_disk = qcow2_snapshot_apply_disk,
+    .snapshot_vmstate = qcow2_snapshot_vmstate,
     .bitmap = qcow2_bitmap_op,
 };

@@ -454,6 +454,25 @@ int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len
 /* qcow2-vmstate.c */
 int qcow2_save_vmstate(BlockDriverState *bs, const void *buf, uint64_t pos, size_t len);
 int qcow2_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, size_t len);
+int qcow2_vmstate_reserve(BlockDriverState *bs, uint64_t pos, uint64_t len);
+int qcow2_vmstate_host_range(BlockDriverState *bs, uint64_t pos, uint64_t len, int *fd,
+                             uint64_t *off);
+/* qcow2-cluster.c: the host offset of guest bytes [off, off+len) when
+ * they are one run of plain data clusters in the image file; image lock
+ * held. */
+int qcow2_host_run(Qcow2State *s, uint64_t off, uint64_t len, uint64_t *host);
+/* The same, and every cluster the active image's alone (COPIED): bytes
+ * that may be changed in place.  Plain images only. */
+int qcow2_host_run_owned(Qcow2State *s, uint64_t off, uint64_t len, uint64_t *host);
+int qcow2_vmstate_zero(BlockDriverState *bs, uint64_t pos, uint64_t len);
+/* qcow2.c: a guest read as the driver's pread does it (encrypted images
+ * wait for partial-sector rewrites: crypt_rmw). */
+int qcow2_guest_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
+int qcow2_snapshot_apply_disk(BlockDriverState *bs, const char *name_or_id);
+int qcow2_snapshot_vmstate(BlockDriverState *bs, const char *name_or_id, uint64_t pos,
+                           uint64_t len, void *buf, int *fd, uint64_t *host);
+int qcow2_snapshot_create_vm(BlockDriverState *bs, const char *name, uint64_t vm_state_size,
+                             uint64_t vm_clock_nsec);
 /* The same without the encrypted images' sector lock (crypt_rmw): for
  * qcow2_crypto_pwrite, which holds it.  Whole sectors when encrypted. */
 int qcow2_pwrite_sectors(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "devices/devices.h"
+#include "devices/vmstate.h"
 #include "devices/pci.h"
 
 #define PM_CFG_PMBA     0x40    /* I/O base, bit 0 reads as 1 */
@@ -152,6 +153,35 @@ static void acpi_pm_reset(void *opaque)
     pm_update_sci(pm);
 }
 
+/* Saved state (devices/vmstate.h): PM1 status, enable and control; the
+ * base and enable bits live in configuration space (devices/pci.c). */
+static int acpi_pm_save(void *opaque, struct vmstate_cursor *w)
+{
+    struct acpi_pm *pm = opaque;
+
+    vms_put_u16(w, pm->sts);
+    vms_put_u16(w, pm->en);
+    vms_put_u16(w, pm->cnt);
+    return w->err;
+}
+
+static int acpi_pm_load(void *opaque, struct vmstate_cursor *r)
+{
+    struct acpi_pm *pm = opaque;
+    uint16_t sts = vms_get_u16(r), en = vms_get_u16(r), cnt = vms_get_u16(r);
+
+    if (vms_finish(r))
+        return r->err;
+    pm->sts = sts;
+    pm->en = en;
+    pm->cnt = cnt & (uint16_t)~0x2000; /* never SLP_EN: no sleep on load */
+    return 0;
+}
+
+static const struct bus_state_ops acpi_pm_state = {
+    .save = acpi_pm_save, .load = acpi_pm_load,
+};
+
 int acpi_pm_create(struct pci *pci, int slot, int fn, struct bus *bus,
                    bool firmware, struct acpi_pm **out)
 {
@@ -189,6 +219,8 @@ int acpi_pm_create(struct pci *pci, int slot, int fn, struct bus *bus,
         ret = bus_register_pio(bus, PM_SEABIOS_BASE, PM_LEN, pm_pio, pm);
     if (!ret)
         ret = bus_register_reset(bus, acpi_pm_reset, pm);
+    if (!ret)
+        ret = bus_register_state(bus, "acpi-pm", &acpi_pm_state, pm);
     if (!ret && out)
         *out = pm;
     return ret;

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,8 @@
 #define BUS_MAX_OWNED 32
 #define BUS_MAX_MMIO 8
 #define BUS_MAX_RESETS 32
+#define BUS_MAX_STATES 96
+#define BUS_STATE_NAME 64
 
 struct pio_range {
     uint16_t base;
@@ -43,6 +46,12 @@ struct bus {
     unsigned nr_mmio;
     struct mmio_range mmio[BUS_MAX_MMIO];
     struct hooks resets, shutdowns;
+    unsigned nr_states;
+    struct {
+        char name[BUS_STATE_NAME + 1];
+        const struct bus_state_ops *ops;
+        void *opaque;
+    } states[BUS_MAX_STATES];
 };
 
 static int hooks_add(struct hooks *h, void (*fn)(void *), void *opaque)
@@ -291,4 +300,102 @@ void bus_unmap_ram(struct bus *bus, int handle)
 {
     if (bus->ops->unmap_ram && handle >= 0)
         bus->ops->unmap_ram(bus->host, handle);
+}
+
+/* ---- saved state ---- */
+
+static int state_none_save(void *opaque, struct vmstate_cursor *w)
+{
+    (void)opaque, (void)w;
+    return 0;
+}
+
+static int state_none_load(void *opaque, struct vmstate_cursor *r)
+{
+    (void)opaque, (void)r;
+    return 0;
+}
+
+const struct bus_state_ops bus_state_none = {
+    .save = state_none_save, .load = state_none_load,
+};
+
+int bus_register_state(struct bus *bus, const char *name,
+                       const struct bus_state_ops *ops, void *opaque)
+{
+    if (!ops || !ops->save || !ops->load || strlen(name) > BUS_STATE_NAME)
+        return -EINVAL;
+    if (bus->nr_states == BUS_MAX_STATES)
+        return -ENOSPC;
+    for (unsigned i = 0; i < bus->nr_states; i++)
+        if (!strcmp(bus->states[i].name, name))
+            return -EEXIST;
+    snprintf(bus->states[bus->nr_states].name, BUS_STATE_NAME + 1, "%s",
+             name);
+    bus->states[bus->nr_states].ops = ops;
+    bus->states[bus->nr_states].opaque = opaque;
+    bus->nr_states++;
+    return 0;
+}
+
+unsigned bus_state_count(struct bus *bus)
+{
+    return bus->nr_states;
+}
+
+const char *bus_state_name(struct bus *bus, unsigned i)
+{
+    return i < bus->nr_states ? bus->states[i].name : NULL;
+}
+
+int bus_state_save(struct bus *bus, unsigned i, struct vmstate_cursor *w)
+{
+    int r;
+
+    if (i >= bus->nr_states)
+        return -EINVAL;
+    pthread_mutex_lock(&bus->lock);
+    r = bus->states[i].ops->save(bus->states[i].opaque, w);
+    pthread_mutex_unlock(&bus->lock);
+    return r;
+}
+
+int bus_state_load(struct bus *bus, unsigned i, struct vmstate_cursor *r)
+{
+    int ret;
+
+    if (i >= bus->nr_states)
+        return -EINVAL;
+    pthread_mutex_lock(&bus->lock);
+    ret = bus->states[i].ops->load(bus->states[i].opaque, r);
+    pthread_mutex_unlock(&bus->lock);
+    return ret;
+}
+
+static bool has_state(const struct bus *bus, const void *opaque)
+{
+    for (unsigned i = 0; i < bus->nr_states; i++)
+        if (bus->states[i].opaque == opaque)
+            return true;
+    return false;
+}
+
+const char *bus_state_missing(struct bus *bus, char *buf, size_t len)
+{
+    for (unsigned i = 0; i < bus->nr; i++)
+        if (!has_state(bus, bus->ranges[i].opaque)) {
+            snprintf(buf, len, "the device at I/O ports 0x%x-0x%x",
+                     bus->ranges[i].base,
+                     bus->ranges[i].base + bus->ranges[i].len - 1);
+            return buf;
+        }
+    for (unsigned i = 0; i < bus->nr_mmio; i++)
+        if (!has_state(bus, bus->mmio[i].opaque)) {
+            snprintf(buf, len, "the device at MMIO 0x%llx-0x%llx",
+                     (unsigned long long)bus->mmio[i].base,
+                     (unsigned long long)(bus->mmio[i].base +
+                                          bus->mmio[i].len - 1));
+            return buf;
+        }
+    return NULL;
 }

@@ -130,6 +130,34 @@ void bus_shutdown(struct bus *bus);
 void bus_lock(struct bus *bus);
 void bus_unlock(struct bus *bus);
 
+/* Saving and restoring the machine (docs/VMSTATE.md).  Every device
+ * registers its state under a name unique on the bus ("serial 0x3f8"),
+ * with the same opaque it gave bus_register_pio/mmio: a port or MMIO
+ * range whose opaque has no state registered makes saving refuse, naming
+ * those ports.  save appends the device's state to w; load reads it back
+ * from r (untrusted bytes: check every value) and leaves the device as it
+ * was saved.  Both run on the main thread with the bus lock held and the
+ * vCPUs stopped; load runs before the guest ever ran on this machine.
+ * Return 0, or a negative errno with vms_fail()'s message on the cursor
+ * (save may refuse: a device busy in a way it cannot record). */
+struct vmstate_cursor;
+struct bus_state_ops {
+    int (*save)(void *opaque, struct vmstate_cursor *w);
+    int (*load)(void *opaque, struct vmstate_cursor *r);
+};
+/* For devices without state (or whose state the machine rebuilds). */
+extern const struct bus_state_ops bus_state_none;
+int bus_register_state(struct bus *bus, const char *name,
+                       const struct bus_state_ops *ops, void *opaque);
+unsigned bus_state_count(struct bus *bus);
+const char *bus_state_name(struct bus *bus, unsigned i);
+/* Bus lock taken inside. */
+int bus_state_save(struct bus *bus, unsigned i, struct vmstate_cursor *w);
+int bus_state_load(struct bus *bus, unsigned i, struct vmstate_cursor *r);
+/* NULL when every port and MMIO range has state hooks; else buf, naming
+ * the first range that has none. */
+const char *bus_state_missing(struct bus *bus, char *buf, size_t len);
+
 int bus_set_irq(struct bus *bus, unsigned irq, int level);
 void bus_console_write(struct bus *bus, const uint8_t *buf, size_t len);
 void bus_request_stop(struct bus *bus, enum bus_stop_reason reason,

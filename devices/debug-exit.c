@@ -4,6 +4,7 @@
 #include "devices/devices.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 static void debug_exit_pio(void *opaque, uint16_t port, uint8_t *data,
@@ -23,5 +24,10 @@ static void debug_exit_pio(void *opaque, uint16_t port, uint8_t *data,
 int debug_exit_create(struct bus *bus, uint16_t port)
 {
     /* QEMU decodes two ports (iosize 2) so a 16-bit write lands too. */
-    return bus_register_pio(bus, port, 2, debug_exit_pio, bus);
+    char name[32];
+    int ret;
+
+    snprintf(name, sizeof(name), "debug-exit 0x%x", port);
+    ret = bus_register_state(bus, name, &bus_state_none, bus);
+    return ret ? ret : bus_register_pio(bus, port, 2, debug_exit_pio, bus);
 }

@@ -41,5 +41,6 @@ int debugcon_create(struct bus *bus, uint16_t port, FILE *out)
         free(d);
         return ret;
     }
-    return bus_register_pio(bus, port, 1, debugcon_pio, d);
+    ret = bus_register_state(bus, "debugcon", &bus_state_none, d);
+    return ret ? ret : bus_register_pio(bus, port, 1, debugcon_pio, d);
 }

@@ -2,6 +2,7 @@
 #include "devices/disk.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,33 @@ static bool chain_encrypted(BlockDriverState *bs, const char *file)
     return false;
 }
 
+#define DISK_OPENED_MAX 32
+static struct disk_opened opened[DISK_OPENED_MAX];
+static int nopened;
+static pthread_mutex_t opened_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void disk_note_opened(BlockDriverState *bs, const struct disk_opts *o)
+{
+    pthread_mutex_lock(&opened_lock);
+    if (nopened < DISK_OPENED_MAX)
+        opened[nopened++] = (struct disk_opened){
+            .bs = bs, .file = bs->filename, .overlay = o->snapshot,
+        };
+    pthread_mutex_unlock(&opened_lock);
+}
+
+int disk_opened_list(struct disk_opened *out, int max)
+{
+    int n;
+
+    pthread_mutex_lock(&opened_lock);
+    n = nopened;
+    for (int i = 0; i < n && i < max; i++)
+        out[i] = opened[i];
+    pthread_mutex_unlock(&opened_lock);
+    return n;
+}
+
 BlockDriverState *disk_open(const struct disk_opts *o)
 {
     int flags = o->cache == DISK_CACHE_NONE ? BLK_O_NOCACHE
@@ -228,8 +256,10 @@ BlockDriverState *disk_open(const struct disk_opts *o)
     else
         bs = blk_open(o->file, format, flags | (o->readonly ? 0 : BLK_O_RDWR),
                       NULL);
-    if (bs)
+    if (bs) {
+        disk_note_opened(bs, o);
         return bs;
+    }
 fail:
     fprintf(stderr, "calf: --disk %s: %s\n", o->file, blk_error());
     return NULL;

@@ -39,6 +39,17 @@ void disk_opts_free(struct disk_opts *o);
  * snapshot overlay); prints what went wrong and returns NULL on failure. */
 BlockDriverState *disk_open(const struct disk_opts *o);
 
+/* The images disk_open() opened, in opening order (the machine opens
+ * them in --disk order): for saving and restoring the VM into them
+ * (vmm/snapshot.c).  Valid until the disk models close them
+ * (machine_destroy()).  Returns how many; fills at most max. */
+struct disk_opened {
+    BlockDriverState *bs;
+    const char *file;      /* as given to --disk */
+    bool overlay;          /* ,snapshot: a throw-away overlay */
+};
+int disk_opened_list(struct disk_opened *out, int max);
+
 /* The spec of a --cdrom FILE: FILE with its commas doubled, as an IDE
  * cdrom.  malloc'd; NULL on ENOMEM. */
 char *disk_cdrom_spec(const char *file);

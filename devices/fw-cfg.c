@@ -9,6 +9,7 @@
  * read is a VM exit, and SeaBIOS reads kilobytes through this device. */
 #include "devices/byteorder.h"
 #include "devices/devices.h"
+#include "devices/vmstate.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -318,6 +319,37 @@ static void fw_cfg_reset(void *opaque)
     f->dma_high = 0;
 }
 
+/* Saved state (devices/vmstate.h): the selected item and the read
+ * position; the items themselves describe the machine, which a restore
+ * builds again from the same options. */
+static int fw_cfg_save(void *opaque, struct vmstate_cursor *w)
+{
+    struct fw_cfg *f = opaque;
+
+    vms_put_u16(w, f->sel);
+    vms_put_u32(w, f->off);
+    vms_put_u32(w, f->dma_high);
+    return w->err;
+}
+
+static int fw_cfg_load(void *opaque, struct vmstate_cursor *r)
+{
+    struct fw_cfg *f = opaque;
+    uint16_t sel = vms_get_u16(r);
+    uint32_t off = vms_get_u32(r), high = vms_get_u32(r);
+
+    if (vms_finish(r))
+        return r->err;
+    fw_cfg_select(f, sel);
+    f->off = off; /* reads past an item's end give zeros */
+    f->dma_high = high;
+    return 0;
+}
+
+static const struct bus_state_ops fw_cfg_state = {
+    .save = fw_cfg_save, .load = fw_cfg_load,
+};
+
 int fw_cfg_create(struct bus *bus, struct fw_cfg **out)
 {
     struct fw_cfg *f = calloc(1, sizeof(*f));
@@ -339,6 +371,8 @@ int fw_cfg_create(struct bus *bus, struct fw_cfg **out)
         ret = bus_register_pio(bus, FW_CFG_PORT_DMA, 8, fw_cfg_pio, f);
     if (!ret)
         ret = bus_register_reset(bus, fw_cfg_reset, f);
+    if (!ret)
+        ret = bus_register_state(bus, "fw_cfg", &fw_cfg_state, f);
     if (ret) {
         fw_cfg_destroy(f);
         return ret;

@@ -8,6 +8,7 @@
  * the aux port takes commands and never answers, which guests read as
  * "no mouse". */
 #include "devices/devices.h"
+#include "devices/vmstate.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -292,6 +293,66 @@ static void i8042_reset(void *opaque)
     kbd_defaults(k);
 }
 
+/* Saved state (devices/vmstate.h): controller, output queue, keyboard. */
+static int i8042_save(void *opaque, struct vmstate_cursor *w)
+{
+    struct i8042 *k = opaque;
+
+    vms_put_u8(w, k->ctr);
+    vms_put_u8(w, k->pending);
+    vms_put_u8(w, k->cmd_last);
+    vms_put_u8(w, k->xlate_break);
+    vms_put_u8(w, k->kbd_pending);
+    vms_put_u8(w, k->kbd_set);
+    vms_put_u8(w, k->kbd_last);
+    vms_put_u8(w, k->leds);
+    vms_put_u8(w, k->scanning);
+    vms_put_u8(w, (uint8_t)k->out_count);
+    for (unsigned i = 0; i < k->out_count; i++)
+        vms_put_u8(w, k->outq[(k->out_head + i) % OUTQ_SIZE]);
+    return w->err;
+}
+
+static int i8042_load(void *opaque, struct vmstate_cursor *r)
+{
+    struct i8042 *k = opaque;
+    uint8_t q[OUTQ_SIZE];
+    uint8_t ctr = vms_get_u8(r), pending = vms_get_u8(r);
+    bool cmd_last = vms_get_bool(r), xbrk = vms_get_bool(r);
+    uint8_t kpend = vms_get_u8(r), set = vms_get_u8(r);
+    uint8_t last = vms_get_u8(r), leds = vms_get_u8(r);
+    bool scanning = vms_get_bool(r);
+    uint8_t n = vms_get_u8(r);
+
+    if (n > OUTQ_SIZE)
+        return vms_fail(r, -EINVAL, "output queue holds %u bytes (at most "
+                        "%u)", n, OUTQ_SIZE);
+    vms_get(r, q, n);
+    if (vms_finish(r))
+        return r->err;
+    if (set < 1 || set > 3)
+        return vms_fail(r, -EINVAL, "scan code set %u", set);
+    k->ctr = ctr;
+    k->pending = pending;
+    k->cmd_last = cmd_last;
+    k->xlate_break = xbrk;
+    k->kbd_pending = kpend;
+    k->kbd_set = set;
+    k->kbd_last = last;
+    k->leds = leds;
+    k->scanning = scanning;
+    memcpy(k->outq, q, n);
+    k->out_head = 0;
+    k->out_count = n;
+    k->irq_level = -1;
+    i8042_update_irq(k);
+    return 0;
+}
+
+static const struct bus_state_ops i8042_state = {
+    .save = i8042_save, .load = i8042_load,
+};
+
 int i8042_create(struct bus *bus, struct i8042 **out)
 {
     struct i8042 *k = calloc(1, sizeof(*k));
@@ -311,6 +372,8 @@ int i8042_create(struct bus *bus, struct i8042 **out)
         ret = bus_register_pio(bus, I8042_CMD, 1, i8042_pio, k);
     if (!ret)
         ret = bus_register_reset(bus, i8042_reset, k);
+    if (!ret)
+        ret = bus_register_state(bus, "i8042", &i8042_state, k);
     if (!ret && out)
         *out = k;
     return ret;

@@ -119,6 +119,13 @@ static inline void cfg_copy_in(struct pci_dev *d, unsigned off,
         cfg_byte_set(d, off + i, src[i]);
 }
 
+/* pci-state.c: registers the saved state of function d ("pci 00:02.0
+ * VVVV:DDDD") and of the bus itself. */
+int pci_state_register_fn(struct pci_dev *d);
+int pci_state_register_bus(struct pci *pci);
+/* pci.c, for pci-state.c */
+void pci_bars_update(struct pci_dev *d);
+
 /* pci.c */
 /* Drives d's INTx line to level; irq_lock held. */
 void intx_drive_locked(struct pci_dev *d, int level);

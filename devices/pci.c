@@ -91,6 +91,13 @@ static bool bar_is_io(const struct pci_dev *d, int bar)
 
 /* Recomputes where each BAR decodes after a BAR or command write and
  * tells the function about moves. */
+static void bars_update(struct pci_dev *d);
+
+void pci_bars_update(struct pci_dev *d)
+{
+    bars_update(d);
+}
+
 static void bars_update(struct pci_dev *d)
 {
     uint16_t cmd = (uint16_t)cfg_get_le(d, PCI_COMMAND, 2);
@@ -399,6 +406,11 @@ int pci_add_fn(struct pci *pci, int slot, int fn,
     }
     if (cfg->multifunction)
         d->cfg[PCI_HEADER_TYPE] |= 0x80;
+    ret = pci_state_register_fn(d);
+    if (ret) {
+        free(d);
+        return ret;
+    }
     pci->devs[slot << 3 | fn] = d;
     pci->present[pci->npresent++] = d;
     if (fn)
@@ -434,6 +446,8 @@ int pci_create(struct bus *bus, uint64_t mmio_base, struct pci **out)
         ret = bus_register_pio(bus, 0xcf8, 8, pci_cfg_pio, pci);
     if (!ret)
         ret = bus_register_reset(bus, pci_reset, pci);
+    if (!ret)
+        ret = pci_state_register_bus(pci);
     if (!ret)
         ret = bus_register_pio(bus, PCI_IO_BAR_BASE,
                                (uint16_t)(0x10000 - PCI_IO_BAR_BASE),

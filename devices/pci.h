@@ -73,6 +73,14 @@ struct pci_func_ops {
     /* Teardown, second pass: frees what the function holds (stopping
      * its threads first if stop did not). */
     void (*destroy)(void *opaque);
+    /* Saving and restoring (devices/bus.h, docs/VMSTATE.md): the
+     * function's own state beyond configuration space, BARs and MSI-X
+     * (which devices/pci-state.c keeps).  Called under the bus lock with
+     * the vCPUs stopped; load comes after configuration space and BARs
+     * are back (bar_moved called).  A function with ops but no state
+     * makes saving refuse; one added without ops has only its
+     * configuration space. */
+    const struct bus_state_ops *state;
 };
 
 struct pci_dev_config {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "devices/devices.h"
+#include "devices/vmstate.h"
 #include "devices/pci.h"
 
 #define PIIX3_PIRQC 0x60       /* PIRQA..D route control, one byte each */
@@ -92,6 +93,30 @@ static void port92_pio(void *opaque, uint16_t port, uint8_t *data,
         bus_request_stop(p->bus, BUS_STOP_RESET, 0);
 }
 
+/* Saved state (devices/vmstate.h): the A20 bit. */
+static int port92_save(void *opaque, struct vmstate_cursor *w)
+{
+    struct port92 *p = opaque;
+
+    vms_put_u8(w, p->value);
+    return w->err;
+}
+
+static int port92_load(void *opaque, struct vmstate_cursor *r)
+{
+    struct port92 *p = opaque;
+    uint8_t v = vms_get_u8(r);
+
+    if (vms_finish(r))
+        return r->err;
+    p->value = v & PORT92_A20;
+    return 0;
+}
+
+static const struct bus_state_ops port92_state = {
+    .save = port92_save, .load = port92_load,
+};
+
 int piix3_port92_create(struct bus *bus)
 {
     struct port92 *p = calloc(1, sizeof(*p));
@@ -106,5 +131,6 @@ int piix3_port92_create(struct bus *bus)
         free(p);
         return ret;
     }
-    return bus_register_pio(bus, 0x92, 1, port92_pio, p);
+    ret = bus_register_state(bus, "port92", &port92_state, p);
+    return ret ? ret : bus_register_pio(bus, 0x92, 1, port92_pio, p);
 }

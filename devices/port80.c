@@ -14,7 +14,10 @@ static void port80_pio(void *opaque, uint16_t port, uint8_t *data,
 
 int port80_create(struct bus *bus)
 {
-    int ret = bus_register_pio(bus, 0x80, 1, port80_pio, NULL);
+    int ret = bus_register_state(bus, "port80", &bus_state_none, NULL);
+
+    if (!ret)
+        ret = bus_register_pio(bus, 0x80, 1, port80_pio, NULL);
 
     return ret ? ret : bus_register_pio(bus, 0xed, 1, port80_pio, NULL);
 }

@@ -9,10 +9,12 @@
  * The other CMOS bytes hold the memory sizes that SeaBIOS and older
  * loaders read. */
 #include "devices/devices.h"
+#include "devices/vmstate.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define CMOS_SIZE 128
@@ -364,6 +366,48 @@ static void rtc_reset(void *opaque)
     rtc_update_timer(rtc);
 }
 
+/* Saved state (devices/vmstate.h): the index, every CMOS byte and the
+ * guest's offset from host time; the periodic timer follows register B. */
+static int rtc_save(void *opaque, struct vmstate_cursor *w)
+{
+    struct rtc *rtc = opaque;
+
+    vms_put_u8(w, rtc->index);
+    vms_put(w, rtc->cmos, CMOS_SIZE);
+    vms_put_u64(w, (uint64_t)(int64_t)rtc->offset);
+    vms_put_u8(w, rtc->irq_high);
+    return w->err;
+}
+
+static int rtc_load(void *opaque, struct vmstate_cursor *r)
+{
+    struct rtc *rtc = opaque;
+    uint8_t index = vms_get_u8(r), cmos[CMOS_SIZE];
+    int64_t offset;
+    bool irq;
+
+    vms_get(r, cmos, CMOS_SIZE);
+    offset = (int64_t)vms_get_u64(r);
+    irq = vms_get_bool(r);
+    if (vms_finish(r))
+        return r->err;
+    if (offset < RTC_TIME_MIN - RTC_TIME_MAX ||
+        offset > RTC_TIME_MAX - RTC_TIME_MIN)
+        return vms_fail(r, -EINVAL, "clock offset %lld is out of range",
+                        (long long)offset);
+    rtc->index = index & 0x7f;
+    memcpy(rtc->cmos, cmos, CMOS_SIZE);
+    rtc->offset = (time_t)offset;
+    rtc->irq_high = !irq;
+    rtc_set_irq(rtc, irq);
+    rtc_update_timer(rtc);
+    return 0;
+}
+
+static const struct bus_state_ops rtc_state = {
+    .save = rtc_save, .load = rtc_load,
+};
+
 int rtc_create(struct bus *bus, uint64_t low_ram, uint64_t high_ram)
 {
     struct rtc *rtc = calloc(1, sizeof(*rtc));
@@ -393,5 +437,7 @@ int rtc_create(struct bus *bus, uint64_t low_ram, uint64_t high_ram)
     ret = bus_register_reset(bus, rtc_reset, rtc);
     if (!ret)
         ret = bus_register_shutdown(bus, rtc_shutdown, rtc);
+    if (!ret)
+        ret = bus_register_state(bus, "rtc", &rtc_state, rtc);
     return ret ? ret : bus_register_pio(bus, 0x70, 2, rtc_pio, rtc);
 }

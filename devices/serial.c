@@ -6,9 +6,12 @@
  * cleared by a THR write or by reading IIR while it is the reported
  * source), because Linux's driver depends on them. */
 #include "devices/devices.h"
+#include "devices/vmstate.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define UART_RX_FIFO 16
 
@@ -251,6 +254,64 @@ static void serial_reset(void *opaque)
     serial_coalesce(s);
 }
 
+/* Saved state (devices/vmstate.h): the registers and the receive FIFO. */
+static int serial_save(void *opaque, struct vmstate_cursor *w)
+{
+    struct serial *s = opaque;
+
+    vms_put_u8(w, s->ier);
+    vms_put_u8(w, s->lcr);
+    vms_put_u8(w, s->mcr);
+    vms_put_u8(w, s->msr);
+    vms_put_u8(w, s->scr);
+    vms_put_u8(w, s->fcr);
+    vms_put_u8(w, s->dll);
+    vms_put_u8(w, s->dlm);
+    vms_put_u8(w, s->thri_pending);
+    vms_put_u8(w, (uint8_t)s->rx_count);
+    for (unsigned i = 0; i < s->rx_count; i++)
+        vms_put_u8(w, s->rx[(s->rx_head + i) % UART_RX_FIFO]);
+    return w->err;
+}
+
+static int serial_load(void *opaque, struct vmstate_cursor *r)
+{
+    struct serial *s = opaque;
+    uint8_t rx[UART_RX_FIFO];
+    uint8_t ier = vms_get_u8(r), lcr = vms_get_u8(r), mcr = vms_get_u8(r);
+    uint8_t msr = vms_get_u8(r), scr = vms_get_u8(r), fcr = vms_get_u8(r);
+    uint8_t dll = vms_get_u8(r), dlm = vms_get_u8(r);
+    bool thri = vms_get_bool(r);
+    uint8_t n = vms_get_u8(r);
+
+    if (n > UART_RX_FIFO)
+        return vms_fail(r, -EINVAL, "receive FIFO holds %u bytes (at most "
+                        "%u)", n, UART_RX_FIFO);
+    vms_get(r, rx, n);
+    if (vms_finish(r))
+        return r->err;
+    s->ier = ier & 0x0f;
+    s->lcr = lcr;
+    s->mcr = mcr & 0x1f;
+    s->msr = msr;
+    s->scr = scr;
+    s->fcr = fcr;
+    s->dll = dll;
+    s->dlm = dlm;
+    s->thri_pending = thri;
+    s->rx_head = 0;
+    s->rx_count = n;
+    memcpy(s->rx, rx, n);
+    s->irq_level = -1; /* drive the line as saved */
+    serial_update_irq(s);
+    serial_coalesce(s);
+    return 0;
+}
+
+static const struct bus_state_ops serial_state = {
+    .save = serial_save, .load = serial_load,
+};
+
 int serial_create(struct bus *bus, uint16_t base, unsigned irq,
                   struct serial **out)
 {
@@ -270,5 +331,11 @@ int serial_create(struct bus *bus, uint16_t base, unsigned irq,
     }
     *out = s;
     ret = bus_register_reset(bus, serial_reset, s);
+    if (!ret) {
+        char name[32];
+
+        snprintf(name, sizeof(name), "serial 0x%x", base);
+        ret = bus_register_state(bus, name, &serial_state, s);
+    }
     return ret ? ret : bus_register_pio(bus, base, 8, serial_pio, s);
 }

@@ -1,6 +1,6 @@
 #!/bin/bash
-# The device fuzz harnesses (tests/fuzz/fuzz-{fwcfg,vga,pci,ide,virtio}.c,
-# the last also built for virtio-rng and virtio-net as fuzz-vrng and
+# The device fuzz harnesses (tests/fuzz/fuzz-{fwcfg,vga,pci,ide,virtio,vmstate}.c,
+# virtio's also built for virtio-rng and virtio-net as fuzz-vrng and
 # fuzz-vnet)
 # replayed without libFuzzer by their replay programs
 # (build/tests/fuzz-NAME, tests/fuzz/replay-main.c) over the committed
@@ -13,8 +13,8 @@ S=$(cd "$(dirname "$0")" && pwd)
 . "$S/tap.sh"
 # the IDE and virtio harnesses keep their disk images in $TMPDIR
 export TMPDIR=$TMP
-NAMES="fwcfg vga pci ide virtio vrng vnet"
-plan 7
+NAMES="fwcfg vga pci ide virtio vrng vnet vmstate"
+plan 8
 for name in $NAMES; do
     prog=$CALF_BUILD/tests/fuzz-$name
     if [ ! -x "$prog" ]; then

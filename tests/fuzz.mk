@@ -55,7 +55,7 @@ fuzz: fuzz-build
 # them with the calls DEVFUZZ_HOOK_<source> names renamed, so that a
 # harness can wait for the devices' threads (tests/fuzz/fuzz-hooks.c); the
 # sources are the VMM's, unchanged.
-DEVFUZZ_NAMES  := fwcfg vga pci ide virtio vrng vnet
+DEVFUZZ_NAMES  := fwcfg vga pci ide virtio vrng vnet vmstate
 DEVFUZZ_HOOKED := devices/ide/ide.c devices/virtio/blk.c devices/virtio/rng.c \
                   devices/virtio/net.c
 DEVFUZZ_HOOK_devices/ide/ide.c    := -Dbus_register_pio=fuzz_bus_register_pio

@@ -22,6 +22,7 @@
 #include "vmm/display.h"
 #include "vmm/qmp.h"
 #include "vmm/report.h"
+#include "vmm/snapshot.h"
 #include "vmm/vm.h"
 
 #define TICK_MS 10
@@ -50,6 +51,8 @@ struct run_opts {
     const char *rng;       /* --rng, NULL: on with --kernel (vmm/machine.c) */
     const char *nets[MACHINE_MAX_NETS]; /* --net specs, vmm/machine.c */
     int nnets;
+    const char *savevm;    /* --savevm NAME: vmm/snapshot.c */
+    const char *loadvm;
 };
 
 /* The window of a run with --display sdl. */
@@ -127,6 +130,9 @@ static const char usage_text[] =
     "                       restrict=off by default as QEMU's; hostfwd\n"
     "                       binds 127.0.0.1 by default) or a host tap; MAC\n"
     "                       52:54:00:12:34:56 + n by default (repeatable)\n"
+    "      --savevm NAME    once --expect TEXT shows, save the VM as internal\n"
+    "                       snapshot NAME of its writable qcow2 disks; end\n"
+    "      --loadvm NAME    start from snapshot NAME instead of booting\n"
     "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
     "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
     "  text, 124 timeout, 128+n signal n\n"
@@ -189,6 +195,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         { "name", required_argument, NULL, 'N' },
         { "rng", required_argument, NULL, 'G' },
         { "net", required_argument, NULL, 0x101 },
+        { "savevm", required_argument, NULL, 'W' },
+        { "loadvm", required_argument, NULL, 'O' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -223,6 +231,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
                 return -EINVAL;
             o->qmp[o->nqmp++] = optarg;
             break;
+        case 'W': o->savevm = optarg; break;
+        case 'O': o->loadvm = optarg; break;
         case 'D':
             if (o->ndisks == MACHINE_MAX_DISKS) {
                 vmm_error("too many --disk (at most %d)", MACHINE_MAX_DISKS);
@@ -311,6 +321,11 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
     if (optind != argc) {
         vmm_error("unexpected argument '%s'", argv[optind]);
         usage(stderr);
+        return -EINVAL;
+    }
+    if (o->savevm && !(o->expect && *o->expect)) {
+        vmm_error("--savevm needs --expect TEXT: the VM is saved when TEXT "
+                  "shows");
         return -EINVAL;
     }
     if (o->boot.kernel && (o->fw.rom || o->fw.boot || o->fw.bios_log)) {
@@ -555,7 +570,8 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
     mc.bios_log = firmware_log(vm);
     if (machine_create(vm, &mc) ||
         (!o->boot.kernel && firmware_finish(vm)) ||
-        open_display(vm, o, scr) || vm->load(vm, vm->load_cfg))
+        open_display(vm, o, scr) ||
+        (o->loadvm ? snapshot_load(vm, o->loadvm) : vm->load(vm, vm->load_cfg)))
         return CALF_EXIT_SETUP;
     if (o->nqmp) {
         run_qmp = qmp_open(vm, &qmp_host, o->qmp, o->nqmp, o->name);
@@ -576,6 +592,9 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
             vmm_error("vCPU %d was at RIP 0x%llx", i,
                       (unsigned long long)vm->vcpus[i].last_rip);
     status = final_status(vm, o);
+    if (o->savevm && vm->stop_reason == BUS_STOP_EXPECT &&
+        snapshot_save(vm, o->savevm))
+        status = CALF_EXIT_SETUP;
     qmp_event_shutdown(run_qmp, vm->stop_reason);
     qmp_close(run_qmp);
     run_qmp = NULL;

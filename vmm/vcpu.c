@@ -161,7 +161,7 @@ static struct kvm_msr_list *msr_index_list(int kvm_fd)
 
 /* Reads every listed MSR the vCPU answers for: KVM_GET_MSRS stops at the
  * first it cannot read, so that one is dropped and the rest retried. */
-static struct kvm_msrs *msrs_save(struct vcpu *v)
+struct kvm_msrs *vcpu_msrs_read(struct vcpu *v, bool all)
 {
     struct kvm_msr_list *list = msr_index_list(v->vm->kvm_fd);
     struct kvm_msrs *m = NULL, *tmp = NULL;
@@ -178,7 +178,7 @@ static struct kvm_msrs *msrs_save(struct vcpu *v)
 
         tmp->nmsrs = 0;
         for (uint32_t j = i; j < list->nmsrs; j++)
-            if (!msr_reset_skipped(list->indices[j]))
+            if (all || !msr_reset_skipped(list->indices[j]))
                 tmp->entries[tmp->nmsrs++].index = list->indices[j];
         if (!tmp->nmsrs)
             break;
@@ -189,7 +189,7 @@ static struct kvm_msrs *msrs_save(struct vcpu *v)
         n += (uint32_t)got;
         /* past what was read and the one that failed */
         for (uint32_t seen = 0; i < list->nmsrs && seen <= (uint32_t)got; i++)
-            seen += !msr_reset_skipped(list->indices[i]);
+            seen += all || !msr_reset_skipped(list->indices[i]);
     }
     if (m)
         m->nmsrs = n;
@@ -214,12 +214,12 @@ static int vcpu_save_reset_state(struct vcpu *v)
     r->has_events = ioctl(v->fd, KVM_GET_VCPU_EVENTS, &r->events) == 0;
     r->has_debugregs = ioctl(v->fd, KVM_GET_DEBUGREGS, &r->debugregs) == 0;
     r->has_xcrs = ioctl(v->fd, KVM_GET_XCRS, &r->xcrs) == 0;
-    r->msrs = msrs_save(v);
+    r->msrs = vcpu_msrs_read(v, false);
     return 0;
 }
 
 /* Writes back up to n MSRs, skipping any the backend refuses. */
-static void msrs_restore(struct vcpu *v, const struct kvm_msrs *m)
+void vcpu_msrs_write(struct vcpu *v, const struct kvm_msrs *m)
 {
     uint32_t done = 0;
     size_t sz = sizeof(*m) + m->nmsrs * sizeof(m->entries[0]);
@@ -249,7 +249,7 @@ int vcpu_reset(struct vcpu *v)
     if (r->has_xcrs && ioctl(v->fd, KVM_SET_XCRS, &r->xcrs) < 0)
         goto fail;
     if (r->msrs)
-        msrs_restore(v, r->msrs);
+        vcpu_msrs_write(v, r->msrs);
     if (ioctl(v->fd, KVM_SET_MP_STATE, &r->mp) < 0 ||
         ioctl(v->fd, KVM_SET_LAPIC, &r->lapic) < 0)
         goto fail;
@@ -414,7 +414,7 @@ static void vcpu_halt(struct vcpu *v)
         vm_request_stop(v->vm, BUS_STOP_HALT, CALF_EXIT_OK);
 }
 
-static void vcpu_handle_exit(struct vcpu *v)
+void vcpu_handle_exit(struct vcpu *v)
 {
     struct kvm_run *run = v->run;
     char what[64];

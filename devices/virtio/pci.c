@@ -430,6 +430,7 @@ static const struct pci_func_ops virtio_pci_ops = {
     .reset = virtio_machine_reset,
     .stop = virtio_stop,
     .destroy = virtio_destroy,
+    .state = &virtio_pci_state, /* devices/virtio/state.c */
 };
 
 /* ---- setup ---- */

@@ -69,6 +69,9 @@ struct virtio_pci {
     struct virtq vq[VIRTIO_MAX_QUEUES];
 };
 
+/* state.c: saving and restoring the transport (pci_func_ops.state) */
+extern const struct bus_state_ops virtio_pci_state;
+
 /* The bytes of a split virtqueue's three parts for a queue of n entries
  * (2.7): the descriptor table; the available ring (flags, idx, ring[n],
  * used_event); the used ring (flags, idx, {id, len}[n], avail_event). */

@@ -141,5 +141,7 @@ int hostile_test(void);
 /* vga.c: ct.vga=text|lfb|kbd|keys (what is the value of ct.vga); returns the
  * failure count. */
 int vga_test(const char *what, size_t len);
+/* snap.c (ct.snap=N): the save/restore test; returns the failure count. */
+int snap_test(unsigned rounds, int rep);
 
 #endif

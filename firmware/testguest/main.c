@@ -46,6 +46,10 @@
  *                   backed qcow2 images (dstress.c lists the keys)
  *   ct.vga=WHAT     drive the std VGA (text, lfb) or the i8042 (kbd, keys,
  *                   keys26): vga.c
+ *   ct.snap=N       a buffer, "snap ready", then N rounds that check
+ *                   it (snap.c: the host saves and restores the VM)
+ *   ct.snaprep=1    with ct.snap: the port read the save lands on is a
+ *                   rep insb that crosses a page (two exits)
  *   ct.hostile=1    garbage to fw_cfg, PCI configuration space, the UART,
  *                   the i8042 and the RTC, first of all (hostile.c)
  */
@@ -431,6 +435,11 @@ void guest_main(uint32_t mode, uint64_t info)
         n = key_num(bi.cmdline, "ct.vnet=", 10, &present);
         if (present)
             failures += virtio_net_test(bi.cmdline, n);
+        n = key_num(bi.cmdline, "ct.snap=", 10, &present);
+        if (present)
+            failures += snap_test((unsigned)n,
+                                  key_num(bi.cmdline, "ct.snaprep=", 10,
+                                          &present) == 1);
     }
     if (has_key(bi.cmdline, "ct.ide"))
         failures += ide_test(bi.cmdline);

@@ -1,0 +1,131 @@
+/* libFuzzer harness: a saved VM state (docs/VMSTATE.md) as `calf run
+ * --loadvm` would read it from an image, untrusted: the container parser
+ * (devices/vmstate.c) and every device's load hook, on the real bus with
+ * the devices a PC has, against fake guest RAM.  The first input byte
+ * picks what the rest is:
+ *   even  a whole state: header, then sections; each section named like
+ *         a device on the bus is loaded into it
+ *   odd   one section's payload for device (byte / 2) % devices, raw
+ * After loading, the guest side of each device is read once (a loaded
+ * state must leave every device usable), and the machine is reset. */
+#include "tests/fuzz/fuzz-dev.h"
+
+#include "devices/devices.h"
+#include "devices/pci.h"
+#include "devices/vmstate.h"
+
+static const uint16_t vmst_ports[][2] = {
+    { 0x3f8, 8 }, { 0x70, 2 }, { 0x60, 1 }, { 0x64, 1 }, { 0x510, 2 },
+    { 0x600, 64 }, { 0x92, 1 },
+};
+
+static const struct fz_target vmst_target = {
+    .ports = vmst_ports,
+    .nports = sizeof(vmst_ports) / sizeof(vmst_ports[0]),
+};
+
+static void fz_settle(struct bus *bus)
+{
+    (void)bus;
+}
+
+static int fz_harness_op(struct bus *bus, unsigned op, struct fz *f)
+{
+    (void)bus, (void)op, (void)f;
+    return 0;
+}
+
+static int load_one(struct bus *bus, unsigned i, const uint8_t *p, size_t n)
+{
+    struct vmstate_cursor r;
+    int ret;
+
+    vms_reader_init(&r, p, n);
+    ret = bus_state_load(bus, i, &r);
+    if (!ret)
+        ret = vms_finish(&r);
+    /* records, as the VMM walks vCPU and irqchip sections */
+    {
+        struct vmstate_cursor rr;
+        const uint8_t *d;
+        uint32_t tag, len;
+
+        vms_reader_init(&rr, p, n);
+        while (vms_get_record(&rr, &tag, &d, &len) == 1)
+            if (len && d[0] == 0xff && d[len - 1] == 0xfe)
+                (void)tag;
+    }
+    return ret;
+}
+
+static void poke(struct bus *bus)
+{
+    uint8_t v[4];
+
+    for (unsigned i = 0; i < 8; i++) {
+        memset(v, 0xff, sizeof(v));
+        bus_pio(bus, (uint16_t)(0x3f8 + i), v, 1, false);
+    }
+    bus_pio(bus, 0x60, v, 1, false);
+    bus_pio(bus, 0x64, v, 1, false);
+    bus_pio(bus, 0x71, v, 1, false);
+    for (unsigned i = 0; i < 8; i++)
+        bus_pio(bus, 0x511, v, 1, false);
+    bus_pio(bus, 0x600, v, 2, false);
+    bus_pio(bus, 0x92, v, 1, false);
+    v[0] = 0x80;
+    bus_pio(bus, 0x514, v, 4, false);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct bus *bus = fz_bus_create(false);
+    struct fw_cfg *fw = NULL;
+    struct serial *ser = NULL;
+    struct pci *pci = NULL;
+    char msg[256];
+
+    if (fw_cfg_create(bus, &fw) || serial_create(bus, 0x3f8, 4, &ser) ||
+        rtc_create(bus, FZ_RAM_SIZE, 0) || i8042_create(bus, NULL) ||
+        debug_exit_create(bus, 0x501) || port80_create(bus) ||
+        piix3_port92_create(bus) || pci_create(bus, 0xc0000000, &pci) ||
+        piix3_create(pci, 1, bus, NULL) ||
+        acpi_pm_create(pci, 1, 3, bus, false, NULL)) {
+        fprintf(stderr, "fuzz-vmstate: cannot create the devices\n");
+        abort();
+    }
+    if (size && !(data[0] & 1)) {
+        struct vmstate_header h;
+        struct vmstate_section *s = NULL;
+
+        data++, size--;
+        if (!vms_parse_header(data, size, size, &h, msg, sizeof(msg)) &&
+            size - VMS_HEADER_SIZE >= h.sections_len &&
+            !vms_parse_sections(&h, data + VMS_HEADER_SIZE, h.sections_len,
+                                &s, msg, sizeof(msg))) {
+            for (uint32_t k = 0; k < h.nsections; k++)
+                for (unsigned i = 0; i < bus_state_count(bus); i++)
+                    if (!strcmp(s[k].name, bus_state_name(bus, i)))
+                        load_one(bus, i, s[k].data, s[k].len);
+            free(s);
+        }
+    } else if (size) {
+        unsigned i = (data[0] / 2) % bus_state_count(bus);
+
+        load_one(bus, i, data + 1, size - 1);
+    }
+    poke(bus);
+    {
+        /* the input again, as a guest program on the loaded devices */
+        struct fz f = { data, size < 512 ? size : 512, 0 };
+
+        fz_run(bus, &vmst_target, &f);
+    }
+    bus_reset(bus);
+    poke(bus);
+    bus_shutdown(bus);
+    pci_destroy(pci);
+    fw_cfg_destroy(fw);
+    bus_destroy(bus);
+    return 0;
+}

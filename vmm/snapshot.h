@@ -1,0 +1,19 @@
+/* Saving a running VM into its qcow2 disks and starting from there
+ * (`calf run --savevm NAME`, `--loadvm NAME`; docs/VMSTATE.md). */
+#ifndef CALF_VMM_SNAPSHOT_H
+#define CALF_VMM_SNAPSHOT_H
+
+#include "vmm/vm.h"
+
+/* The vCPU threads are joined and the coalesced ring drained: saves the
+ * whole machine as internal snapshot name of every writable qcow2 disk,
+ * the VM state in the first.  Prints what went wrong; 0 or -errno. */
+int snapshot_save(struct vm *vm, const char *name);
+
+/* Instead of the boot method, on a machine built with the same options
+ * and not yet run: reverts every writable qcow2 disk to snapshot name
+ * and puts the VM back as it was saved.  Prints what went wrong (what
+ * differs, for another -m, --cpus or device set); 0 or -errno. */
+int snapshot_load(struct vm *vm, const char *name);
+
+#endif
