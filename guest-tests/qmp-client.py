@@ -12,7 +12,7 @@ TAP script compares them with what they must be.
   qmp-client.py screen SOCKET SERIAL PNG PPM  screendump both ways
   qmp-client.py regs SOCKET SERIAL      info registers once it counts
   qmp-client.py keys SOCKET SERIAL      send-key to ct.vga=keys26
-  qmp-client.py churn SOCKET            stop and cont, a few ms apart,
+  qmp-client.py churn SOCKET SERIAL     stop and cont, a few ms apart,
                                         until the guest ends the run
 
 SERIAL is the file calf writes the guest's console to; the test guest
@@ -323,10 +323,19 @@ async def regs(sock, ser):
     await hang_up(qmp)
 
 
-async def churn(sock):
-    """stop/cont while the guest does its I/O, until it ends the run"""
+async def churn(sock, ser):
+    """stop/cont while the guest does its I/O, until it ends the run.
+    calf was started --paused: the first cont starts the guest, so the
+    churn covers its I/O from the first instruction however fast it is."""
     qmp = QMPClient("calf-churn")
     await qmp.connect(sock)
+    st = await qmp.execute("query-status")
+    say("start-status", st["status"])
+    hmp = await qmp.execute("human-monitor-command",
+                            {"command-line": "info status"})
+    say("start-hmp", hmp.strip())
+    await asyncio.sleep(0.2)
+    say("serial-before-cont", len(serial(ser)))
     cycles = 0
     try:
         while True:
@@ -348,7 +357,7 @@ def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
     if mode == "churn":
-        asyncio.run(churn(sock))
+        asyncio.run(churn(sock, ser))
     elif mode == "screen":
         asyncio.run(screen(sock, ser, sys.argv[4], sys.argv[5]))
     elif mode == "regs":

@@ -37,6 +37,7 @@ struct run_opts {
     double timeout;
     const char *report;
     bool no_reboot;
+    bool paused;           /* --paused: vCPUs wait for QMP cont */
     struct cpu_model cpu;
     const char *disks[MACHINE_MAX_DISKS]; /* --disk specs, vmm/machine.c */
     int ndisks;
@@ -117,6 +118,8 @@ static const char usage_text[] =
     "                       wait=on, the default, waits for a client)"
     " (repeatable)\n"
     "      --name NAME      the VM's name (QMP query-name)\n"
+    "      --paused         start with the vCPUs stopped, as QEMU's -S:\n"
+    "                       QMP cont starts them (needs --qmp)\n"
     "      --rng on|off[,max-bytes=N][,period=MS][,disable-legacy]\n"
     "                       virtio-rng (1af4:1005) fed by getrandom(), at\n"
     "                       most N bytes per MS milliseconds; on by default\n"
@@ -195,6 +198,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
         { "name", required_argument, NULL, 'N' },
         { "rng", required_argument, NULL, 'G' },
         { "net", required_argument, NULL, 0x101 },
+        { "paused", no_argument, NULL, 0x102 },
         { "savevm", required_argument, NULL, 'W' },
         { "loadvm", required_argument, NULL, 'O' },
         { "help", no_argument, NULL, 'h' },
@@ -272,6 +276,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
             o->nets[o->nnets++] = optarg;
             break;
         }
+        case 0x102: o->paused = true; break;
         case 'H': cpu_model_list(); exit(0);
         case 'C':
             if (cpu_model_parse(optarg, &o->cpu))
@@ -326,6 +331,10 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
     if (o->savevm && !(o->expect && *o->expect)) {
         vmm_error("--savevm needs --expect TEXT: the VM is saved when TEXT "
                   "shows");
+        return -EINVAL;
+    }
+    if (o->paused && !o->nqmp) {
+        vmm_error("--paused needs --qmp: only QMP cont starts the vCPUs");
         return -EINVAL;
     }
     if (o->boot.kernel && (o->fw.rom || o->fw.boot || o->fw.bios_log)) {
@@ -581,6 +590,10 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
     install_signals(vm);
     /* Raw mode before the guest runs: nothing typed early is flushed. */
     in_fd = console_input_start(vm->console, STDIN_FILENO) ? -1 : STDIN_FILENO;
+    if (o->paused) { /* each vCPU parks before its first instruction */
+        atomic_store(&vm->prelaunch, true);
+        atomic_store(&vm->paused, true);
+    }
     if (start_vcpus(vm))
         vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
     main_loop(vm, o, in_fd, scr);

@@ -410,7 +410,9 @@ static struct json *cmd_query_version(struct qmp_ctx *x)
 
 static const char *run_state(struct qmp *q)
 {
-    return atomic_load(&q->vm->paused) ? "paused" : "running";
+    if (!atomic_load(&q->vm->paused))
+        return "running";
+    return atomic_load(&q->vm->prelaunch) ? "prelaunch" : "paused";
 }
 
 static struct json *cmd_query_status(struct qmp_ctx *x)
@@ -562,6 +564,7 @@ static struct json *cmd_stop(struct qmp_ctx *x)
 static struct json *cmd_cont(struct qmp_ctx *x)
 {
     if (atomic_load(&x->q->vm->paused)) {
+        atomic_store(&x->q->vm->prelaunch, false);
         qmp_event(x->q, "RESUME", NULL);
         vm_resume(x->q->vm);
     }
@@ -1011,8 +1014,13 @@ static struct json *cmd_hmp(struct qmp_ctx *x)
         n = strcspn(what, " ");
         snprintf(cmd, sizeof(cmd), "%.*s", (int)n, what);
         if (!strcmp(cmd, "status")) {
+            const char *st = run_state(x->q);
+
+            /* QEMU's HMP: "paused (why)" for a stop not by stop */
+            if (!strcmp(st, "prelaunch"))
+                st = "paused (prelaunch)";
             qjson_buf_add(&b, "VM status: ", 11);
-            qjson_buf_add(&b, run_state(x->q), strlen(run_state(x->q)));
+            qjson_buf_add(&b, st, strlen(st));
             qjson_buf_add(&b, "\r\n", 2);
         } else if (!strcmp(cmd, "cpus")) {
             hmp_info_cpus(x->q, &b);
