@@ -787,15 +787,20 @@ static int try_reconnect(NbdClient *s)
     close(old);
     s->alloc_id = t->alloc_id; /* the reader's, and it is not running */
     free(t);
-    if (pthread_create(&s->reader, NULL, reader_thread, s)) {
-        blk_set_error("cannot start the NBD reader thread");
-        shutdown(s->fd, SHUT_RDWR);
-        return -EAGAIN;
-    }
-    s->reader_running = true;
+    /* alive before the reader starts: a reader that meets the end of the
+     * connection at once says so (dead = true), and nothing after it may
+     * say otherwise, or requests would wait on a connection no reader
+     * follows */
     pthread_mutex_lock(&s->lock);
     s->dead = false;
     pthread_mutex_unlock(&s->lock);
+    if (pthread_create(&s->reader, NULL, reader_thread, s)) {
+        blk_set_error("cannot start the NBD reader thread");
+        /* no reader: what took a slot meanwhile fails here */
+        kill_conn(s);
+        return -EAGAIN;
+    }
+    s->reader_running = true;
     return 0;
 }
 

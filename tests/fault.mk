@@ -9,3 +9,6 @@ $(BUILD)/tests/blk-race: private LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64,-
 # nbd-evil holds the nbd driver's reader thread inside a read's data
 # (tests/unit/nbd-evil.c).
 $(BUILD)/tests/nbd-evil: private LDFLAGS += -Wl,--wrap=recv
+# nbd-races holds the thread that starts the nbd driver's reader thread
+# (tests/unit/nbd-races.c).
+$(BUILD)/tests/nbd-races: private LDFLAGS += -Wl,--wrap=pthread_create

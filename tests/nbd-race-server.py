@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""NBD servers that time their hang-ups against the nbd driver's races
+(tests/nbd-races.t, tests/unit/nbd-races.c).  nbd-race-server.py SOCKET MODE
+Every connection: the fixed newstyle handshake, GO with a 1 MiB export
+(flush supported), simple replies only.  Reads answer byte (off + i) % 251.
+MODE:
+  flap   conn 1 hangs up at its first request; conn 2 hangs up right
+         after its handshake; conn 3 and later serve."""
+import socket
+import struct
+import sys
+
+OPTS, REP = 0x49484156454F5054, 0x3E889045565A9
+SIZE = 1 << 20
+
+
+def recvall(c, n):
+    b = b""
+    while len(b) < n:
+        d = c.recv(n - len(b))
+        if not d:
+            raise EOFError
+        b += d
+    return b
+
+
+def reply(c, opt, typ, data=b""):
+    c.sendall(struct.pack(">QIII", REP, opt, typ, len(data)) + data)
+
+
+def simple(c, handle, data=b""):
+    c.sendall(struct.pack(">IIQ", 0x67446698, 0, handle) + data)
+
+
+def handshake(c):
+    c.sendall(b"NBDMAGIC" + struct.pack(">QH", OPTS, 3))
+    recvall(c, 4)
+    while True:
+        _, opt, ln = struct.unpack(">QII", recvall(c, 16))
+        recvall(c, ln)
+        if opt == 7:  # GO: HAS_FLAGS | SEND_FLUSH
+            reply(c, opt, 3, struct.pack(">HQH", 0, SIZE, 1 | 4))
+            reply(c, opt, 1)
+            return
+        reply(c, opt, 0x80000001)  # unsupported: no structured replies
+
+
+def pattern(off, n):
+    return bytes((off + i) % 251 for i in range(n))
+
+
+def serve(c):
+    while True:
+        _, _, typ, handle, off, ln = struct.unpack(">IHHQQI", recvall(c, 28))
+        if typ == 0:
+            simple(c, handle, pattern(off, ln))
+        elif typ == 1:
+            recvall(c, ln)
+            simple(c, handle)
+        elif typ == 2:
+            return
+        else:
+            simple(c, handle)
+
+
+def main():
+    mode = sys.argv[2]
+    ls = socket.socket(socket.AF_UNIX)
+    ls.bind(sys.argv[1])
+    ls.listen(4)
+    n = 0
+    while True:
+        c, _ = ls.accept()
+        n += 1
+        try:
+            handshake(c)
+            if mode == "flap" and n == 1:
+                recvall(c, 28)
+            elif mode == "flap" and n == 2:
+                pass
+            else:
+                serve(c)
+        except (EOFError, ConnectionError):
+            pass
+        c.close()
+        print("conn", n, "closed", flush=True)
+
+
+main()

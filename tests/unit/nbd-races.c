@@ -1,0 +1,82 @@
+/* The nbd driver's races against servers that hang up at chosen moments
+ * (tests/nbd-race-server.py listening on SOCKET):
+ *
+ *   nbd-races SOCKET reconnect   (server mode flap) a read fails with the
+ *       connection; the next read connects again to a server that hangs
+ *       up right after the handshake, while the thread that started the
+ *       new reader is held 200 ms (the reader sees the end first): that
+ *       read must fail, not wait forever; the third read connects again
+ *       and returns the server's bytes.
+ *
+ * Exit 0 when the checks held; the reason on stderr otherwise. */
+#include "block/block.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* pthread_create, wrapped: the creator sleeps after the new thread
+ * started, when hold_creator is set (a legal schedule: preempted). */
+int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
+static int hold_creator;
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
+{
+    int r = __real_pthread_create(t, a, fn, arg);
+    if (__atomic_load_n(&hold_creator, __ATOMIC_SEQ_CST))
+        usleep(200000);
+    return r;
+}
+
+static BlockDriverState *bs;
+
+/* a read of len bytes at off holds the server's pattern */
+static int pattern_ok(const uint8_t *b, uint64_t off, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (b[i] != (uint8_t)((off + i) % 251))
+            return 0;
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3)
+        return 2;
+    char uri[4200];
+    snprintf(uri, sizeof(uri), "nbd+unix:///?socket=%s", argv[1]);
+    bs = blk_open(uri, "raw", BLK_O_RDWR, NULL);
+    if (!bs) {
+        fprintf(stderr, "open: %s\n", blk_error());
+        return 1;
+    }
+    static uint8_t buf[65536];
+    int fails = 0;
+    if (!strcmp(argv[2], "reconnect")) {
+        __atomic_store_n(&hold_creator, 1, __ATOMIC_SEQ_CST);
+        if (blk_pread(bs, 0, buf, 4096) >= 0) {
+            fprintf(stderr, "a read the server hung up on succeeded\n");
+            fails++;
+        }
+        if (blk_pread(bs, 0, buf, 4096) >= 0) {
+            fprintf(stderr, "a read on a connection that ended at once succeeded\n");
+            fails++;
+        }
+        memset(buf, 0xee, 4096);
+        if (blk_pread(bs, 8192, buf, 4096) < 0) {
+            fprintf(stderr, "the read after the server came back: %s\n", blk_error());
+            fails++;
+        } else if (!pattern_ok(buf, 8192, 4096)) {
+            fprintf(stderr, "the read after the server came back has the wrong bytes\n");
+            fails++;
+        }
+    } else {
+        fprintf(stderr, "unknown mode %s\n", argv[2]);
+        fails++;
+    }
+    blk_close(bs);
+    return fails ? 1 : 0;
+}
