@@ -56,7 +56,7 @@ typedef struct NbdSlot {
     uint32_t nranges;
     uint32_t rs[NBD_READ_RANGES], re[NBD_READ_RANGES];
     int err;
-    uint64_t flush_covers; /* a flush: the writes acknowledged before it */
+    uint64_t flush_covers; /* a flush: acked_seq when it was sent */
     bool got_status; /* block status: the extents of our context */
     NbdExtents ext;
     pthread_cond_t cond;
@@ -82,10 +82,13 @@ typedef struct NbdClient {
     NbdSlot slot[NBD_SLOTS];
     int nbusy;
     bool dead;
-    /* writes (zero writes, trims) this connection acknowledged that no
-     * flush has covered yet; when it dies with any, they may be lost,
-     * and the next flush says so (lost_writes), once */
-    uint64_t unflushed;
+    /* writes (zero writes, trims) acknowledged, numbered in the order of
+     * their acknowledgements (acked_seq: the last one's number); a
+     * flush covers those acknowledged before it was sent, and flushed_seq
+     * is the highest number a completed flush covered.  A connection
+     * that dies with acked_seq past flushed_seq may have lost writes;
+     * the next flush says so (lost_writes), once */
+    uint64_t acked_seq, flushed_seq;
     bool lost_writes;
     pthread_t reader;
     bool reader_running;
@@ -242,9 +245,9 @@ static void kill_conn(NbdClient *s)
 {
     pthread_mutex_lock(&s->lock);
     s->dead = true;
-    if (s->unflushed)
+    if (s->acked_seq != s->flushed_seq)
         s->lost_writes = true;
-    s->unflushed = 0;
+    s->flushed_seq = s->acked_seq;
     for (int i = 0; i < NBD_SLOTS; i++) {
         NbdSlot *sl = &s->slot[i];
         if (sl->busy && !sl->done) {
@@ -278,9 +281,10 @@ static void complete(NbdClient *s, NbdSlot *sl, int err)
         sl->err = err;
     if (!sl->err && (sl->type == NBD_CMD_WRITE || sl->type == NBD_CMD_WRITE_ZEROES ||
                      sl->type == NBD_CMD_TRIM))
-        s->unflushed++;
-    if (!sl->err && sl->type == NBD_CMD_FLUSH)
-        s->unflushed -= sl->flush_covers < s->unflushed ? sl->flush_covers : s->unflushed;
+        s->acked_seq++;
+    /* flushes may complete in any order: the highest one counts */
+    if (!sl->err && sl->type == NBD_CMD_FLUSH && sl->flush_covers > s->flushed_seq)
+        s->flushed_seq = sl->flush_covers;
     sl->done = true;
     pthread_cond_signal(&sl->cond);
     pthread_mutex_unlock(&s->lock);
@@ -476,7 +480,7 @@ static int request(NbdClient *s, uint16_t type, uint16_t flags, uint64_t off, ui
     sl->err = 0;
     sl->covered = 0;
     sl->nranges = 0;
-    sl->flush_covers = s->unflushed;
+    sl->flush_covers = s->acked_seq;
     sl->got_status = false;
     s->nbusy++;
     uint64_t handle = (uint64_t)sl->gen << 8 | (uint64_t)i;

@@ -5,7 +5,12 @@ Every connection: the fixed newstyle handshake, GO with a 1 MiB export
 (flush supported), simple replies only.  Reads answer byte (off + i) % 251.
 MODE:
   flap   conn 1 hangs up at its first request; conn 2 hangs up right
-         after its handshake; conn 3 and later serve."""
+         after its handshake; conn 3 and later serve.
+  flush2 conn 1 acks writes at once but holds flushes until it has two
+         and has acked a write sent after both; then it acks both
+         flushes, waits 0.3 s and hangs up (that write was never
+         flushed).  Conn 2 and later serve."""
+import time
 import socket
 import struct
 import sys
@@ -63,6 +68,27 @@ def serve(c):
             simple(c, handle)
 
 
+def hold_flushes(c):
+    held, after = [], 0
+    while True:
+        _, _, typ, handle, off, ln = struct.unpack(">IHHQQI", recvall(c, 28))
+        if typ == 1:
+            recvall(c, ln)
+            simple(c, handle)
+            after += len(held) == 2
+        elif typ == 3:
+            held.append(handle)
+        elif typ == 2:
+            return
+        else:
+            simple(c, handle, pattern(off, ln) if typ == 0 else b"")
+        if len(held) == 2 and after:
+            for h in held:
+                simple(c, h)
+            time.sleep(0.3)
+            return
+
+
 def main():
     mode = sys.argv[2]
     ls = socket.socket(socket.AF_UNIX)
@@ -78,6 +104,8 @@ def main():
                 recvall(c, 28)
             elif mode == "flap" and n == 2:
                 pass
+            elif mode == "flush2" and n == 1:
+                hold_flushes(c)
             else:
                 serve(c)
         except (EOFError, ConnectionError):

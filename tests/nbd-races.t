@@ -9,7 +9,7 @@ RACES=$CALF_BUILD/tests/nbd-races
 SERVER=$(cd "$(dirname "$0")" && pwd)/nbd-race-server.py
 need_cmd python3
 [ -x "$RACES" ] || skip_all "tests/nbd-races is not built (make test-progs)"
-plan 3
+plan 5
 cd "$TMP" || exit 1
 
 # race SERVERMODE MODE DESC: nbd-races MODE against a new server in
@@ -32,3 +32,9 @@ $out"
 race flap reconnect "a reconnection that ends at once fails the request, then the next one reads"
 race flap reconnect "the same, again"
 race flap reconnect "the same, a third time"
+
+# Two flushes in flight at once, and a write acknowledged after both were
+# sent: neither covers it.  When the connection then ends, the next flush
+# must say the write may be lost.
+race flush2 flush2 "two flushes in flight do not cover a write acked after both were sent"
+race flush2 flush2 "the same, again"

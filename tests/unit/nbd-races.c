@@ -7,6 +7,13 @@
  *       new reader is held 200 ms (the reader sees the end first): that
  *       read must fail, not wait forever; the third read connects again
  *       and returns the server's bytes.
+ *   nbd-races SOCKET flush2      (server mode flush2) a write W1; two
+ *       flushes at once, both sent while W1 was the only write acked;
+ *       the main thread writes W2 (again, every 50 ms, until the server
+ *       has taken one after both flushes, and acked them); then the
+ *       connection ends.  W2 was never flushed: after a read that meets
+ *       the end, the next flush must fail, the one after succeed, and a
+ *       read return the server's bytes.
  *
  * Exit 0 when the checks held; the reason on stderr otherwise. */
 #include "block/block.h"
@@ -42,6 +49,18 @@ static int pattern_ok(const uint8_t *b, uint64_t off, size_t len)
     return 1;
 }
 
+static int flushes_done;
+
+static void *flusher(void *opaque)
+{
+    (void)opaque;
+    int r = blk_flush(bs);
+    if (r < 0)
+        fprintf(stderr, "a flush the server acked failed: %s\n", blk_error());
+    __atomic_fetch_add(&flushes_done, 1, __ATOMIC_SEQ_CST);
+    return (void *)(intptr_t)(r < 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3)
@@ -71,6 +90,49 @@ int main(int argc, char **argv)
             fails++;
         } else if (!pattern_ok(buf, 8192, 4096)) {
             fprintf(stderr, "the read after the server came back has the wrong bytes\n");
+            fails++;
+        }
+    } else if (!strcmp(argv[2], "flush2")) {
+        memset(buf, 0x5a, 4096);
+        if (blk_pwrite(bs, 0, buf, 4096) < 0) {
+            fprintf(stderr, "W1: %s\n", blk_error());
+            fails++;
+        }
+        pthread_t f[2];
+        for (int i = 0; i < 2; i++)
+            pthread_create(&f[i], NULL, flusher, NULL);
+        while (__atomic_load_n(&flushes_done, __ATOMIC_SEQ_CST) < 2) {
+            usleep(50000);
+            if (__atomic_load_n(&flushes_done, __ATOMIC_SEQ_CST) < 2 &&
+                blk_pwrite(bs, 4096, buf, 4096) < 0) {
+                fprintf(stderr, "W2: %s\n", blk_error());
+                fails++;
+                break;
+            }
+        }
+        for (int i = 0; i < 2; i++) {
+            void *ret;
+            pthread_join(f[i], &ret);
+            fails += ret != NULL;
+        }
+        /* the server hangs up: a read meets the end (kill_conn has run
+         * once it fails) */
+        if (blk_pread(bs, 0, buf, 4096) >= 0) {
+            fprintf(stderr, "a read the server hung up on succeeded\n");
+            fails++;
+        }
+        if (blk_flush(bs) == 0) {
+            fprintf(stderr, "a flush after the connection ended with W2 unflushed "
+                            "succeeded (W2 may be lost)\n");
+            fails++;
+        }
+        if (blk_flush(bs) < 0) {
+            fprintf(stderr, "the second flush after reconnecting: %s\n", blk_error());
+            fails++;
+        }
+        memset(buf, 0xee, 4096);
+        if (blk_pread(bs, 4096, buf, 4096) < 0 || !pattern_ok(buf, 4096, 4096)) {
+            fprintf(stderr, "the read after reconnecting failed or has the wrong bytes\n");
             fails++;
         }
     } else {
