@@ -73,9 +73,12 @@ typedef struct NbdClient {
     uint32_t max_block;
     /* the server's minimum block size (1, or a power of two up to
      * 64 KiB): requests are aligned to it, a partial block written by
-     * read-modify-write under rmw_lock */
+     * read-modify-write with rmw_lock held exclusive; when it is over 1,
+     * every other write, zero write and trim holds rmw_lock shared, so
+     * none can land between an RMW's read and its write-back (and be
+     * undone by it), while they still run side by side */
     uint32_t min_block;
-    pthread_mutex_t rmw_lock;
+    pthread_rwlock_t rmw_lock;
     pthread_mutex_t lock; /* slots, dead */
     pthread_mutex_t send_lock;
     pthread_cond_t slot_free;
@@ -848,7 +851,7 @@ static void free_client(NbdClient *s)
     pthread_mutex_destroy(&s->send_lock);
     pthread_mutex_destroy(&s->cache_lock);
     pthread_mutex_destroy(&s->reconnect_lock);
-    pthread_mutex_destroy(&s->rmw_lock);
+    pthread_rwlock_destroy(&s->rmw_lock);
     free(s->host);
     free(s->port);
     free(s->path);
@@ -875,7 +878,13 @@ static int nbd_open(BlockDriverState *bs, BlockOptions *opts)
     pthread_mutex_init(&s->send_lock, NULL);
     pthread_mutex_init(&s->cache_lock, NULL);
     pthread_mutex_init(&s->reconnect_lock, NULL);
-    pthread_mutex_init(&s->rmw_lock, NULL);
+    /* an RMW waiting is not starved by a stream of whole-block writes
+     * (no thread takes rmw_lock twice) */
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->rmw_lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
     pthread_cond_init(&s->slot_free, NULL);
     for (int i = 0; i < NBD_SLOTS; i++)
         pthread_cond_init(&s->slot[i].cond, NULL);
@@ -1014,10 +1023,25 @@ static int write_range(NbdClient *s, uint64_t off, const void *buf, size_t len)
     return r;
 }
 
+/* Writes, zero writes and trims of whole blocks hold rmw_lock shared
+ * while they run, when there are read-modify-writes to wait for. */
+static void whole_begin(NbdClient *s)
+{
+    if (s->min_block > 1)
+        pthread_rwlock_rdlock(&s->rmw_lock);
+}
+
+static void whole_end(NbdClient *s)
+{
+    if (s->min_block > 1)
+        pthread_rwlock_unlock(&s->rmw_lock);
+}
+
 /* Reads and writes in the server's minimum block size: whole blocks go
  * as they are; a partial one at either end is read whole, and a write
- * patches it and writes it back, under rmw_lock (two writes into the
- * same block at once must not undo each other's bytes). */
+ * patches it and writes it back, holding rmw_lock exclusive (no other
+ * write into the same block may land between the read and the write-back,
+ * or the write-back would undo its bytes). */
 static int aligned_rw(NbdClient *s, uint64_t off, uint8_t *rp, const uint8_t *wp, size_t len)
 {
     uint32_t m = s->min_block;
@@ -1031,7 +1055,7 @@ static int aligned_rw(NbdClient *s, uint64_t off, uint8_t *rp, const uint8_t *wp
             if (!t && !(t = malloc(m)))
                 return -ENOMEM;
             if (wp)
-                pthread_mutex_lock(&s->rmw_lock);
+                pthread_rwlock_wrlock(&s->rmw_lock);
             r = read_range(s, bo, t, m);
             if (r == 0 && wp) {
                 memcpy(t + (off - bo), wp, n);
@@ -1040,10 +1064,15 @@ static int aligned_rw(NbdClient *s, uint64_t off, uint8_t *rp, const uint8_t *wp
                 memcpy(rp, t + (off - bo), n);
             }
             if (wp)
-                pthread_mutex_unlock(&s->rmw_lock);
+                pthread_rwlock_unlock(&s->rmw_lock);
+        } else if (wp) {
+            n = len & ~(size_t)(m - 1);
+            whole_begin(s);
+            r = write_range(s, off, wp, n);
+            whole_end(s);
         } else {
             n = len & ~(size_t)(m - 1);
-            r = wp ? write_range(s, off, wp, n) : read_range(s, off, rp, n);
+            r = read_range(s, off, rp, n);
         }
         off += n;
         len -= n;
@@ -1073,8 +1102,14 @@ static int nbd_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_
 {
     NbdClient *s = bs->opaque;
     cache_drop(s);
-    int r = unaligned(s, off, len) ? aligned_rw(s, off, NULL, buf, len)
-                                   : write_range(s, off, buf, len);
+    int r;
+    if (unaligned(s, off, len)) {
+        r = aligned_rw(s, off, NULL, buf, len);
+    } else {
+        whole_begin(s);
+        r = write_range(s, off, buf, len);
+        whole_end(s);
+    }
     cache_drop(s);
     return r;
 }
@@ -1120,12 +1155,14 @@ static int nbd_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, i
     uint16_t f = flags & BLK_ZERO_MAY_UNMAP ? 0 : NBD_CMD_FLAG_NO_HOLE;
     int r = 0;
     cache_drop(s);
+    whole_begin(s);
     while (len && r == 0) {
         uint32_t n = len > NBD_ZERO_CHUNK ? NBD_ZERO_CHUNK : (uint32_t)len;
         r = request(s, NBD_CMD_WRITE_ZEROES, f, off, n, NULL, NULL);
         off += n;
         len -= n;
     }
+    whole_end(s);
     cache_drop(s);
     return r;
 }
@@ -1145,12 +1182,14 @@ static int nbd_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
     }
     int r = 0;
     cache_drop(s);
+    whole_begin(s);
     while (len && r == 0) {
         uint32_t n = len > NBD_ZERO_CHUNK ? NBD_ZERO_CHUNK : (uint32_t)len;
         r = request(s, NBD_CMD_TRIM, 0, off, n, NULL, NULL);
         off += n;
         len -= n;
     }
+    whole_end(s);
     cache_drop(s);
     return r;
 }

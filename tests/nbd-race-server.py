@@ -9,7 +9,10 @@ MODE:
   flush2 conn 1 acks writes at once but holds flushes until it has two
          and has acked a write sent after both; then it acks both
          flushes, waits 0.3 s and hangs up (that write was never
-         flushed).  Conn 2 and later serve."""
+         flushed).  Conn 2 and later serve.
+  mem4k  a 1 MiB export in memory (zeros at the start) whose minimum
+         block is 4 KiB; it takes write zeroes and trim (both leave
+         zeros) and fails with EINVAL any request not in whole blocks."""
 import time
 import socket
 import struct
@@ -37,14 +40,21 @@ def simple(c, handle, data=b""):
     c.sendall(struct.pack(">IIQ", 0x67446698, 0, handle) + data)
 
 
-def handshake(c):
+MEM = bytearray(SIZE)
+
+
+def handshake(c, mode):
     c.sendall(b"NBDMAGIC" + struct.pack(">QH", OPTS, 3))
     recvall(c, 4)
     while True:
         _, opt, ln = struct.unpack(">QII", recvall(c, 16))
         recvall(c, ln)
-        if opt == 7:  # GO: HAS_FLAGS | SEND_FLUSH
-            reply(c, opt, 3, struct.pack(">HQH", 0, SIZE, 1 | 4))
+        if opt == 7:  # GO: HAS_FLAGS | SEND_FLUSH (| SEND_TRIM | SEND_WRITE_ZEROES)
+            if mode == "mem4k":
+                reply(c, opt, 3, struct.pack(">HQH", 0, SIZE, 1 | 4 | 0x20 | 0x40))
+                reply(c, opt, 3, struct.pack(">HIII", 3, 4096, 4096, 1 << 20))
+            else:
+                reply(c, opt, 3, struct.pack(">HQH", 0, SIZE, 1 | 4))
             reply(c, opt, 1)
             return
         reply(c, opt, 0x80000001)  # unsupported: no structured replies
@@ -52,6 +62,26 @@ def handshake(c):
 
 def pattern(off, n):
     return bytes((off + i) % 251 for i in range(n))
+
+
+def serve_mem(c):
+    while True:
+        _, _, typ, handle, off, ln = struct.unpack(">IHHQQI", recvall(c, 28))
+        data = recvall(c, ln) if typ == 1 else b""
+        if typ == 2:
+            return
+        if (off | ln) % 4096 or off + ln > SIZE:
+            c.sendall(struct.pack(">IIQ", 0x67446698, 22, handle))
+        elif typ == 0:
+            simple(c, handle, bytes(MEM[off:off + ln]))
+        elif typ == 1:
+            MEM[off:off + ln] = data
+            simple(c, handle)
+        elif typ in (4, 6):
+            MEM[off:off + ln] = bytes(ln)
+            simple(c, handle)
+        else:
+            simple(c, handle)
 
 
 def serve(c):
@@ -99,8 +129,10 @@ def main():
         c, _ = ls.accept()
         n += 1
         try:
-            handshake(c)
-            if mode == "flap" and n == 1:
+            handshake(c, mode)
+            if mode == "mem4k":
+                serve_mem(c)
+            elif mode == "flap" and n == 1:
                 recvall(c, 28)
             elif mode == "flap" and n == 2:
                 pass

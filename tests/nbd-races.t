@@ -9,7 +9,7 @@ RACES=$CALF_BUILD/tests/nbd-races
 SERVER=$(cd "$(dirname "$0")" && pwd)/nbd-race-server.py
 need_cmd python3
 [ -x "$RACES" ] || skip_all "tests/nbd-races is not built (make test-progs)"
-plan 5
+plan 7
 cd "$TMP" || exit 1
 
 # race SERVERMODE MODE DESC: nbd-races MODE against a new server in
@@ -38,3 +38,9 @@ race flap reconnect "the same, a third time"
 # must say the write may be lost.
 race flush2 flush2 "two flushes in flight do not cover a write acked after both were sent"
 race flush2 flush2 "the same, again"
+
+# A server whose minimum block is 4 KiB: a 1 KiB write is a read-modify-
+# write of its block; a whole-block write, zero write or trim of the same
+# block at the same time must not be undone by the RMW's write-back.
+race mem4k rmw "a whole-block write, zero or trim racing an RMW of its block stays"
+race mem4k rmw "the same, again"

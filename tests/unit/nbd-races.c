@@ -14,6 +14,13 @@
  *       connection ends.  W2 was never flushed: after a read that meets
  *       the end, the next flush must fail, the one after succeed, and a
  *       read return the server's bytes.
+ *   nbd-races SOCKET rmw         (server mode mem4k: minimum block
+ *       4 KiB) 300 rounds; in each, thread A writes 1 KiB at 0 (a
+ *       read-modify-write of block 0) while thread B, at once, writes
+ *       all of block 0 with the round's pattern, or zeroes it, or trims
+ *       it (rounds take turns).  Whatever the order, bytes 1 KiB..4 KiB
+ *       must then hold what B left (the RMW must not write back the
+ *       block as it was before B's request).
  *
  * Exit 0 when the checks held; the reason on stderr otherwise. */
 #include "block/block.h"
@@ -59,6 +66,48 @@ static void *flusher(void *opaque)
         fprintf(stderr, "a flush the server acked failed: %s\n", blk_error());
     __atomic_fetch_add(&flushes_done, 1, __ATOMIC_SEQ_CST);
     return (void *)(intptr_t)(r < 0);
+}
+
+#define RMW_ROUNDS 300
+static pthread_barrier_t bar;
+
+static void *rmw_a(void *opaque)
+{
+    (void)opaque;
+    uint8_t w[1024];
+    memset(w, 0xa0, sizeof(w));
+    for (int r = 0; r < RMW_ROUNDS; r++) {
+        pthread_barrier_wait(&bar);
+        if (blk_pwrite(bs, 0, w, sizeof(w)) < 0)
+            fprintf(stderr, "A's write: %s\n", blk_error());
+        pthread_barrier_wait(&bar);
+        pthread_barrier_wait(&bar); /* the main thread checks */
+    }
+    return NULL;
+}
+
+/* what B leaves in block 0 in round r: a pattern, or zeros */
+static uint8_t rmw_b_byte(int r)
+{
+    return r % 3 ? 0 : (uint8_t)(0x10 + r % 0x80);
+}
+
+static void *rmw_b(void *opaque)
+{
+    (void)opaque;
+    uint8_t w[4096];
+    for (int r = 0; r < RMW_ROUNDS; r++) {
+        memset(w, rmw_b_byte(r), sizeof(w));
+        pthread_barrier_wait(&bar);
+        int e = r % 3 == 0   ? blk_pwrite(bs, 0, w, sizeof(w))
+                : r % 3 == 1 ? blk_pwrite_zeroes(bs, 0, 4096, 0)
+                             : blk_discard(bs, 0, 4096);
+        if (e < 0)
+            fprintf(stderr, "B's request: %s\n", blk_error());
+        pthread_barrier_wait(&bar);
+        pthread_barrier_wait(&bar);
+    }
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -135,6 +184,42 @@ int main(int argc, char **argv)
             fprintf(stderr, "the read after reconnecting failed or has the wrong bytes\n");
             fails++;
         }
+    } else if (!strcmp(argv[2], "rmw")) {
+        pthread_barrier_init(&bar, NULL, 3);
+        pthread_t a, b;
+        pthread_create(&a, NULL, rmw_a, NULL);
+        pthread_create(&b, NULL, rmw_b, NULL);
+        int bad = 0, lost[3] = {0};
+        for (int r = 0; r < RMW_ROUNDS; r++) {
+            pthread_barrier_wait(&bar);
+            pthread_barrier_wait(&bar);
+            uint8_t want = rmw_b_byte(r);
+            if (blk_pread(bs, 0, buf, 4096) < 0) {
+                fprintf(stderr, "read: %s\n", blk_error());
+                bad++;
+            } else if (buf[0] != 0xa0 && buf[0] != want) {
+                fprintf(stderr, "round %d: byte 0 is 0x%02x, neither A's nor B's\n", r, buf[0]);
+                bad++;
+            } else {
+                for (int i = 1024; i < 4096; i++)
+                    if (buf[i] != want) {
+                        if (!bad)
+                            fprintf(stderr, "round %d (B: %s): byte %d is 0x%02x, not B's "
+                                            "0x%02x (an older block written back)\n",
+                                    r, r % 3 == 0 ? "write" : r % 3 == 1 ? "zero" : "trim",
+                                    i, buf[i], want);
+                        bad++;
+                        lost[r % 3]++;
+                        break;
+                    }
+            }
+            pthread_barrier_wait(&bar);
+        }
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+        printf("%d of %d rounds lost B's bytes (writes %d, zeroes %d, trims %d)\n", bad,
+               RMW_ROUNDS, lost[0], lost[1], lost[2]);
+        fails += bad;
     } else {
         fprintf(stderr, "unknown mode %s\n", argv[2]);
         fails++;
