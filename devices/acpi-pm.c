@@ -154,7 +154,9 @@ static void acpi_pm_reset(void *opaque)
 }
 
 /* Saved state (devices/vmstate.h): PM1 status, enable and control; the
- * base and enable bits live in configuration space (devices/pci.c). */
+ * base and enable bits live in configuration space (devices/pci.c).  The
+ * SCI's level follows from status and enable, so it is not saved: the
+ * load sets the line from them. */
 static int acpi_pm_save(void *opaque, struct vmstate_cursor *w)
 {
     struct acpi_pm *pm = opaque;
@@ -175,6 +177,9 @@ static int acpi_pm_load(void *opaque, struct vmstate_cursor *r)
     pm->sts = sts;
     pm->en = en;
     pm->cnt = cnt & (uint16_t)~0x2000; /* never SLP_EN: no sleep on load */
+    /* the SCI as the loaded bits say (pm->sci is this machine's level:
+     * the shared count on IRQ 9 moves from it, as PCI INTx restores) */
+    pm_update_sci(pm);
     return 0;
 }
 

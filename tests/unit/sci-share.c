@@ -4,13 +4,17 @@
  * other's.  A fake bus records the level of IRQ 9; a fake function at
  * 2.0 has its INTx routed to 9; the PIIX4 PM function (at 1.0 here) raises the
  * SCI for an enabled power button (PM1_EN, PM1_STS at ACPI_PM_BASE).
+ * Loading the PM function's saved state sets the SCI to what the loaded
+ * status and enable bits say.
  * TAP. */
 #include <stdio.h>
+#include <string.h>
 
 #include "devices/bus.h"
 #include "tests/unit/unit-dev.h"
 #include "devices/devices.h"
 #include "devices/pci.h"
+#include "devices/vmstate.h"
 
 static int line9 = -1, writes9;
 
@@ -41,6 +45,29 @@ static void pm_write16(struct bus *bus, uint16_t off, uint16_t v)
     uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
 
     bus_pio(bus, (uint16_t)(ACPI_PM_BASE + off), b, 2, true);
+}
+
+/* The PM function's state section saved into *w (a new writer). */
+static int pm_save(struct bus *bus, struct vmstate_cursor *w)
+{
+    for (unsigned i = 0; i < bus_state_count(bus); i++)
+        if (!strcmp(bus_state_name(bus, i), "acpi-pm")) {
+            vms_writer_init(w);
+            return bus_state_save(bus, i, w);
+        }
+    return -1;
+}
+
+static int pm_load(struct bus *bus, const struct vmstate_cursor *w)
+{
+    struct vmstate_cursor r;
+
+    for (unsigned i = 0; i < bus_state_count(bus); i++)
+        if (!strcmp(bus_state_name(bus, i), "acpi-pm")) {
+            vms_reader_init(&r, w->buf, w->len);
+            return bus_state_load(bus, i, &r);
+        }
+    return -1;
 }
 
 int main(void)
@@ -83,6 +110,29 @@ int main(void)
     acpi_pm_power_button(pm);
     bus_reset(bus);
     ok(line9 == 0, "a machine reset lowers the SCI");
+
+    /* saved states: one quiet, one with the power button pending */
+    struct vmstate_cursor quiet, pending;
+    int e = pm_save(bus, &quiet);
+    pm_write16(bus, 0x02, 0x0100);
+    acpi_pm_power_button(pm);
+    e |= pm_save(bus, &pending);
+    ok(!e && line9 == 1, "states saved, quiet and with the power button pending");
+    e = pm_load(bus, &quiet);
+    ok(!e && line9 == 0, "loading the quiet state lowers the pending SCI");
+    bus_reset(bus);
+    e = pm_load(bus, &pending);
+    ok(!e && line9 == 1, "loading the state with the button pending raises the SCI");
+    pm_write16(bus, 0x00, 0x0100);
+    ok(line9 == 0, "the loaded SCI acknowledged: IRQ 9 falls");
+    pci_set_intx(dev, 1);
+    e = pm_load(bus, &pending);
+    e |= pm_load(bus, &quiet);
+    ok(!e && line9 == 1, "INTx up: loading the SCI up, then down, leaves IRQ 9 up");
+    pci_set_intx(dev, 0);
+    ok(line9 == 0, "INTx lowered too: IRQ 9 falls");
+    vms_free(&quiet);
+    vms_free(&pending);
     printf("# IRQ 9 written %d times\n", writes9);
     pci_destroy(pci);
     bus_shutdown(bus);
