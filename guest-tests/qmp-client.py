@@ -142,7 +142,7 @@ async def stress(sock, ser, rounds):
     rng = random.Random(17)
     qmp = QMPClient("calf-stress")
     await qmp.connect(sock)
-    paused = False
+    paused = prelaunch = False
     bad = 0
     transitions = {"STOP": 0, "RESUME": 0, "RESET": 0}
     t0 = time.monotonic()
@@ -152,13 +152,15 @@ async def stress(sock, ser, rounds):
                          "stop", "cont", "query-status", "query-status",
                          "system_reset"))
         if op == "system_reset":
-            # a reset keeps a stopped VM stopped (as QEMU)
+            # a reset keeps a stopped VM stopped, and then QEMU says
+            # "prelaunch" until the next cont
             await qmp.execute(op)
             transitions["RESET"] += 1
+            prelaunch = prelaunch or paused
             continue
         if op == "query-status":
             st = await qmp.execute("query-status")
-            want = "paused" if paused else "running"
+            want = ("prelaunch" if prelaunch else "paused") if paused else "running"
             if st["status"] != want or st["running"] == paused:
                 bad += 1
                 print(f"# round {i}: status {st} while {want}")
@@ -169,6 +171,7 @@ async def stress(sock, ser, rounds):
         if op == "cont" and paused:
             transitions["RESUME"] += 1
         paused = op == "stop"
+        prelaunch = prelaunch and paused
     if paused:
         await qmp.execute("cont")
         transitions["RESUME"] += 1

@@ -4,7 +4,8 @@
 # model:
 # 1. 3000 random stop / cont / query-status / system_reset through QEMU's
 #    Python client while the test guest counts (ct.tick=1): every
-#    query-status agrees with the model's run state, the STOP, RESUME
+#    query-status agrees with the model's run state (a reset while
+#    stopped says "prelaunch" until cont, as QEMU), the STOP, RESUME
 #    and RESET events match the transitions made, the guest counts on.
 # 2. stop and cont a few ms apart for the whole of the test guest's
 #    virtio-blk checks (ct.virtio=1 on a qcow2 disk), started --paused

@@ -580,6 +580,10 @@ static struct json *cmd_system_reset(struct qmp_ctx *x)
         vm_request_stop(vm, BUS_STOP_RESET, CALF_EXIT_OK);
     } else {
         x->q->host->reset(vm);
+        /* a stopped machine reset waits as if never started, as QEMU's
+         * main loop says after any reset while not running */
+        if (atomic_load(&vm->paused))
+            atomic_store(&vm->prelaunch, true);
     }
     return qjson_object();
 }

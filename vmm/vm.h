@@ -125,7 +125,8 @@ struct vm {
      * vCPU thread parks outside KVM_RUN; pause_lock guards the vCPUs'
      * parked and exited flags and orders the wake-ups. */
     atomic_bool paused;
-    atomic_bool prelaunch;    /* paused since start (--paused), no cont yet */
+    atomic_bool prelaunch;    /* paused since start (--paused) or a reset
+                                 while stopped, no cont yet */
     pthread_mutex_t pause_lock;
     pthread_cond_t pause_cond;
 
