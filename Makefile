@@ -155,6 +155,7 @@ TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/qcow2-threads.t tests/im
               guest-tests/virtio-blk.t guest-tests/ide.t guest-tests/disk-stress.t \
               guest-tests/hostile.t tests/pci-teardown.t \
               tests/nbd-stress.t tests/nbd-hostile.t tests/nbd-server.t tests/nbd-client.t \
+              tests/nbd-reconnect.t tests/nbd-qcow2.t tests/nbd-options.t \
               guest-tests/nbd.t guest-tests/qmp-stress.t guest-tests/qmp-hostile.t \
               tests/virtio-rng.t tests/virtio-net.t guest-tests/virtio-net.t \
               guest-tests/snapshot.t
