@@ -18,7 +18,7 @@
 . "$(dirname "$0")/nbd-lib.sh"
 need_qemu qemu-img qemu-io qemu-nbd nbdinfo nbdkit
 [ -x "$CALF_NBD" ] || skip_all "calf-nbd is not built"
-plan 30
+plan 31
 cd "$TMP" || exit 1
 C=$TMP/c Q=$TMP/q
 
@@ -104,6 +104,7 @@ is "$(nbdinfo --map "nbd+unix:///?socket=$C")" "$(nbdinfo --map "nbd+unix:///?so
     "-o over qcow2: base:allocation is qemu-nbd's"
 stop_both
 same_out "-o with a bad number" -o 2M -k "$TMP/x" o.raw
+same_out "-o past the end of the image" -f raw -o 4194304 -k "$TMP/x" o.raw
 
 # ---- -s ----
 sum=$(sha256sum <o.raw)

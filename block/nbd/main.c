@@ -564,10 +564,10 @@ int main(int argc, char **argv)
         blk_close(bs);
         die("%s", msg);
     }
-    if (offset > (bs->size & ~(uint64_t)(BLK_SECTOR_SIZE - 1))) {
+    if (offset > bs->size) {
         char msg[256];
-        snprintf(msg, sizeof(msg), "The offset %" PRIu64 " is past the end of the image (%"
-                 PRIu64 " bytes)", offset, bs->size);
+        snprintf(msg, sizeof(msg), "Offset (%" PRIu64 ") cannot be greater than size of the "
+                 "containing file (%" PRIu64 ")", offset, bs->size);
         blk_close(bs);
         die("%s", msg);
     }
