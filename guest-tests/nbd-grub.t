@@ -85,7 +85,7 @@ for s in c q; do
     # the guest's write is in the overlay ...
     qemu-img convert -O raw "$TMP/ov-$s.qcow2" "$TMP/guest-$s.raw"
     ok "$srv: GRUB's environment write is in the overlay" \
-        grep -q "calfmark=overlay-got-this" "$TMP/guest-$s.raw"
+        grep -qa "^calfmark=overlay-got-this$" "$TMP/guest-$s.raw"  # grubenv's line
     qemu-img compare -f qcow2 -F raw "$TMP/ov-$s.qcow2" "$TMP/orig.img" >"$TMP/cmp-$s" 2>&1
     is "$?:$(grep -c "^Content mismatch at offset [0-9]*!$" "$TMP/cmp-$s")" "1:1" \
         "$srv: qemu-img compare: the overlay (over the export) differs from the base"
