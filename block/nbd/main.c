@@ -1,6 +1,9 @@
 /* calf-nbd: serves an image over NBD, with qemu-nbd's command line:
  *   calf-nbd [-r] [-x NAME] [-p PORT] [-b ADDR] [-k SOCKET] [-t] [-e N]
- *            [-f FMT] [--cache=M] [--discard=M] [--detect-zeroes=M] FILE
+ *            [-f FMT] [--cache=M] [--discard=M] [--detect-zeroes=M]
+ *            [-o OFFSET] [-B BITMAP] [-A] [-D TEXT] [-s] [-l SNAP] FILE
+ *   calf-nbd -L [-k SOCKET | -b ADDR -p PORT]     (list a server's exports)
+ *   calf-nbd -d DEV                               (kernel client disconnect)
  * Each client runs on a thread of its own (block/nbd-server.c); at most
  * -e clients at once (default 1; 0: any number), and without -t the
  * server ends when its last client leaves. */
@@ -60,6 +63,10 @@ static void usage(void)
            "  --fork                    fork off the server process and exit the parent\n"
            "                            once the server is running\n"
            "  --pid-file=PATH           store the server's process ID in the given file\n"
+           "\n"
+           "Kernel NBD client support:\n"
+           "  -c, --connect=DEV         (not supported: serve with -k or -p, run nbd-client)\n"
+           "  -d, --disconnect          disconnect the specified device\n"
            "\n"
            "Block device options:\n"
            "  -f, --format=FORMAT       set image format (raw, qcow2, ...)\n"
