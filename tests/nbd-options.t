@@ -18,7 +18,7 @@
 . "$(dirname "$0")/nbd-lib.sh"
 need_qemu qemu-img qemu-io qemu-nbd nbdinfo nbdkit
 [ -x "$CALF_NBD" ] || skip_all "calf-nbd is not built"
-plan 31
+plan 32
 cd "$TMP" || exit 1
 C=$TMP/c Q=$TMP/q
 
@@ -75,6 +75,10 @@ P=$(free_port)
 serve "$P" nbdkit -f -i 127.0.0.1 -p "$P" memory 1M
 is "$("$CALF_NBD" -L -b 127.0.0.1 -p "$P")" "$(qemu-nbd -L -b 127.0.0.1 -p "$P")" \
     "-L of nbdkit over TCP prints what qemu-nbd -L prints"
+stop_server
+serve "$TMP/k" nbdkit -f -o -U "$TMP/k" memory 1M  # an old-style server
+is "$("$CALF_NBD" -L -k "$TMP/k" 2>&1)" "$(qemu-nbd -L -k "$TMP/k" 2>&1)" \
+    "-L of nbdkit --oldstyle prints what qemu-nbd -L prints"
 stop_server
 same_out "-L with a file name" -L w.raw
 same_out "-L with per-device options" -L -x foo
