@@ -156,6 +156,7 @@ TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/qcow2-threads.t tests/im
               guest-tests/hostile.t tests/pci-teardown.t \
               tests/nbd-stress.t tests/nbd-hostile.t tests/nbd-server.t tests/nbd-client.t \
               tests/nbd-races.t \
+              tests/nbd-reconnect.t tests/nbd-qcow2.t tests/nbd-options.t \
               guest-tests/nbd.t guest-tests/qmp-stress.t guest-tests/qmp-hostile.t \
               tests/virtio-rng.t tests/virtio-net.t guest-tests/virtio-net.t \
               guest-tests/snapshot.t

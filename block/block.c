@@ -354,8 +354,7 @@ static int hoist_nbd(BlockOptions *t)
     if (!fd || strcmp(fd, "nbd"))
         return 0;
     if (d && strcmp(d, "raw") && strcmp(d, "nbd"))
-        return spec_error("An NBD export is opened as raw: format '%s' over it is not "
-                          "supported", d);
+        return 0; /* a format over the export: the nbd node is its host file */
     BlockOptions n = {0};
     int r = blkopts_set(&n, "driver", "nbd");
     for (int i = 0; r == 0 && i < t->n; i++) {
@@ -406,15 +405,29 @@ static int spec_parse(NodeSpec *s, const char *filename, const char *format, boo
     } else if (filename && check_protocol(filename) < 0) {
         return -EINVAL;
     } else if (filename && nbd_is_filename(filename)) {
-        /* the nbd driver's options; a format over it can only be raw */
+        /* the nbd driver's options: the whole node (raw), or the host
+         * file of the format named (-f qcow2 nbd://...) */
         if (nbd_parse_filename(filename, t) < 0)
             return -EINVAL;
-        if (format && strcmp(format, "raw") && strcmp(format, "nbd"))
-            return spec_error("An NBD export is opened as raw: format '%s' over it is not "
-                              "supported", format);
-        format = "nbd";
-        if (blkopts_set(t, "driver", "nbd") < 0)
-            return spec_error("out of memory%s", "");
+        if (format && strcmp(format, "raw") && strcmp(format, "nbd")) {
+            BlockOptions f = {0};
+            int r = 0;
+            for (int i = 0; r == 0 && i < t->n; i++) {
+                char key[256];
+                snprintf(key, sizeof(key), "file.%s", t->opt[i].key);
+                r = blkopts_set(&f, key, t->opt[i].value ? t->opt[i].value : "on");
+            }
+            if (r == 0)
+                r = blkopts_set(&f, "file.driver", "nbd");
+            blkopts_free(t);
+            *t = f;
+            if (r < 0)
+                return spec_error("out of memory%s", "");
+        } else {
+            format = "nbd";
+            if (blkopts_set(t, "driver", "nbd") < 0)
+                return spec_error("out of memory%s", "");
+        }
     } else if (filename && !strncmp(filename, "null-co:", 8)) {
         /* QEMU's "null-co://": the default null-co image */
         if (blkopts_set(t, "driver", "null-co") < 0)

@@ -98,6 +98,7 @@
 /* base:allocation flags */
 #define NBD_STATE_HOLE 1u
 #define NBD_STATE_ZERO 2u
+#define NBD_STATE_DIRTY 1u /* qemu:dirty-bitmap: */
 
 /* errors on the wire */
 #define NBD_EPERM     1
@@ -191,6 +192,14 @@ typedef struct NbdExport {
     int workers;             /* threads per connection (0: on its own thread) */
     int handshake_ms;        /* a client gets this long to finish the handshake (0: forever) */
     bool multi_conn;         /* NBD_FLAG_CAN_MULTI_CONN */
+    uint64_t offset;         /* -o: the export starts this far into the image */
+    /* -B: a persistent dirty bitmap as qemu:dirty-bitmap:NAME, its bits
+     * read once at the start (the export cannot change them: it is
+     * read-only or the bitmap disabled); bit i: [i, i+1) * granularity */
+    const char *bitmap;      /* NULL: none */
+    const uint8_t *bitmap_bits;
+    uint64_t bitmap_nbytes;
+    uint32_t bitmap_gran;
 } NbdExport;
 
 /* Serves one client on fd (left open for the caller to close): the
@@ -198,8 +207,16 @@ typedef struct NbdExport {
  * protocol.  0 when the client ended the session properly, -errno
  * otherwise; a line saying why goes to stderr when verbose.  *negotiated
  * (if not NULL): whether the handshake got as far as transmission.  The
- * export is its image's whole sectors.  Never touches the image beyond
+ * export is its image's whole sectors from offset on.  Never touches the image beyond
  * what requests ask, never writes a read-only export. */
 int nbd_serve(const NbdExport *exp, int fd, bool verbose, bool *negotiated);
+
+/* ---- listing a server's exports (block/nbd-list.c, calf-nbd -L) ---- */
+
+/* On fd, a connection to a server: asks for its exports as qemu-nbd -L
+ * does and prints them to out in qemu-nbd's format.  0, or -1 with a
+ * one-line message in err (nothing printed). */
+#include <stdio.h>
+int nbd_list_exports(int fd, FILE *out, char *err, size_t errlen);
 
 #endif

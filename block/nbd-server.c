@@ -33,6 +33,7 @@
 
 #define CTX_ALLOC 1u /* meta context ids */
 #define CTX_DEPTH 2u
+#define CTX_BITMAP 3u
 
 typedef struct Job {
     NbdRequest req;
@@ -47,7 +48,7 @@ typedef struct Conn {
     int64_t hs_deadline; /* the handshake's end (--handshake-limit), 0: none */
     bool no_zeroes;
     bool structured;
-    bool ctx_alloc, ctx_depth;
+    bool ctx_alloc, ctx_depth, ctx_bitmap;
     uint16_t tflags;
     pthread_mutex_t send_lock;
     pthread_mutex_t lock; /* the queue */
@@ -92,7 +93,8 @@ static int opt_error(Conn *c, uint32_t opt, uint32_t type, const char *msg)
 /* Whole sectors, as qemu-nbd exports them: a tail is not served. */
 static uint64_t export_size(Conn *c)
 {
-    return c->exp->bs->size & ~(uint64_t)(BLK_SECTOR_SIZE - 1);
+    uint64_t size = c->exp->bs->size & ~(uint64_t)(BLK_SECTOR_SIZE - 1);
+    return size > c->exp->offset ? size - c->exp->offset : 0;
 }
 
 static int send_info_export(Conn *c, uint32_t opt)
@@ -131,7 +133,7 @@ static void set_tflags(Conn *c)
     if (c->exp->read_only)
         f |= NBD_FLAG_READ_ONLY;
     else
-        f |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES;
+        f |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
     if (c->structured)
         f |= NBD_FLAG_SEND_DF;
     if (c->exp->multi_conn)
@@ -187,8 +189,8 @@ static int opt_info(Conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
 
 static int send_context(Conn *c, uint32_t opt, uint32_t id, const char *name)
 {
-    uint8_t d[64];
-    size_t n = strlen(name);
+    uint8_t d[NBD_MAX_STRING + 40];
+    size_t n = strnlen(name, sizeof(d) - 4);
     nbd_put32(d, id);
     memcpy(d + 4, name, n);
     return opt_reply(c, opt, NBD_REP_META_CONTEXT, d, (uint32_t)(4 + n));
@@ -221,11 +223,15 @@ static int opt_meta(Conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
         return opt_error(c, opt, NBD_REP_ERR_UNKNOWN, msg);
     }
     bool set = opt == NBD_OPT_SET_META_CONTEXT;
-    bool alloc = false, depth = false;
-    bool depth_ok = c->exp->allocation_depth;
+    bool alloc = false, depth = false, bitmap = false;
+    bool depth_ok = c->exp->allocation_depth, bitmap_ok = c->exp->bitmap != NULL;
+    char bmctx[NBD_MAX_STRING + 32] = "";
+    if (bitmap_ok)
+        snprintf(bmctx, sizeof(bmctx), "qemu:dirty-bitmap:%s", c->exp->bitmap);
     if (!nq && !set) {
         alloc = true;
         depth = depth_ok;
+        bitmap = bitmap_ok;
     }
     pos = 8 + nlen;
     for (uint32_t i = 0; i < nq; i++) {
@@ -237,15 +243,22 @@ static int opt_meta(Conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
         else if (depth_ok &&
                  (name_is(q, ql, "qemu:allocation-depth") || (!set && name_is(q, ql, "qemu:"))))
             depth = true;
+        if (bitmap_ok && (name_is(q, ql, bmctx) ||
+                          (!set && (name_is(q, ql, "qemu:") ||
+                                    name_is(q, ql, "qemu:dirty-bitmap:")))))
+            bitmap = true;
     }
     int r = 0;
     if (alloc)
         r = send_context(c, opt, set ? CTX_ALLOC : 0, "base:allocation");
     if (r == 0 && depth)
         r = send_context(c, opt, set ? CTX_DEPTH : 0, "qemu:allocation-depth");
+    if (r == 0 && bitmap)
+        r = send_context(c, opt, set ? CTX_BITMAP : 0, bmctx);
     if (set) {
         c->ctx_alloc = alloc;
         c->ctx_depth = depth;
+        c->ctx_bitmap = bitmap;
     }
     return r < 0 ? r : opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
 }
@@ -460,6 +473,21 @@ static bool all_zero(const uint8_t *p, size_t n)
     return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
 }
 
+/* The dirty bitmap's run from image offset off: 1 (dirty) or 0 and in
+ * *pnum its length within len. */
+static int bitmap_status(const NbdExport *x, uint64_t off, uint64_t len, uint64_t *pnum)
+{
+    uint64_t g = x->bitmap_gran, i = off / g, nbits = x->bitmap_nbytes * 8;
+#define BIT(k) ((k) < nbits && (x->bitmap_bits[(k) / 8] >> ((k) % 8) & 1))
+    int v = BIT(i);
+    uint64_t j = i + 1, end = off + len;
+    while (j * g < end && BIT(j) == v)
+        j++;
+#undef BIT
+    *pnum = (j * g < end ? j * g : end) - off;
+    return v ? NBD_STATE_DIRTY : 0;
+}
+
 /* One status context over [off, off+len): a chunk of extents (length,
  * flags), without DONE.  1 when an error reply ended the request instead. */
 static int block_status(Conn *c, const NbdRequest *rq, uint32_t id)
@@ -471,11 +499,15 @@ static int block_status(Conn *c, const NbdRequest *rq, uint32_t id)
         return error_reply(c, rq, -ENOMEM);
     nbd_put32(d, id);
     uint32_t n = 0;
+    uint64_t base = c->exp->offset;
     uint64_t off = rq->offset, end = rq->offset + rq->length;
     while (off < end) {
         uint64_t pnum = 0, host;
         int depth = 0;
-        int st = blk_block_status_above(bs, off, end - off, &pnum, &host, &depth, NULL);
+        int st = id == CTX_BITMAP
+                     ? bitmap_status(c->exp, base + off, end - off, &pnum)
+                     : blk_block_status_above(bs, base + off, end - off, &pnum, &host, &depth,
+                                              NULL);
         if (st < 0) {
             if (n)
                 break; /* what is known so far */
@@ -486,7 +518,9 @@ static int block_status(Conn *c, const NbdRequest *rq, uint32_t id)
         if (pnum == 0 || pnum > end - off)
             pnum = end - off;
         uint32_t f;
-        if (id == CTX_ALLOC)
+        if (id == CTX_BITMAP)
+            f = (uint32_t)st; /* NBD_STATE_DIRTY or 0 */
+        else if (id == CTX_ALLOC)
             f = (st & BLK_STATUS_DATA ? 0 : NBD_STATE_HOLE) |
                 (st & BLK_STATUS_ZERO ? NBD_STATE_ZERO : 0);
         else
@@ -528,7 +562,8 @@ static int run_request(Conn *c, NbdRequest *rq, uint8_t *data)
         [NBD_CMD_FLUSH] = 0,
         [NBD_CMD_TRIM] = NBD_CMD_FLAG_FUA,
         [NBD_CMD_CACHE] = 0,
-        [NBD_CMD_WRITE_ZEROES] = NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE,
+        [NBD_CMD_WRITE_ZEROES] = NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE |
+                                 NBD_CMD_FLAG_FAST_ZERO,
         [NBD_CMD_BLOCK_STATUS] = NBD_CMD_FLAG_REQ_ONE,
     };
     int t = rq->type;
@@ -543,6 +578,7 @@ static int run_request(Conn *c, NbdRequest *rq, uint8_t *data)
         return error_reply(c, rq, -EPERM);
     if (t != NBD_CMD_FLUSH && (rq->offset > size || rq->length > size - rq->offset))
         return error_reply(c, rq, -EINVAL); /* qemu-nbd's answer, writes too */
+    uint64_t at = x->offset + rq->offset; /* in the image */
     int r = 0;
     switch (t) {
     case NBD_CMD_READ: {
@@ -553,7 +589,7 @@ static int run_request(Conn *c, NbdRequest *rq, uint8_t *data)
         uint8_t *buf = malloc(rq->length);
         if (!buf)
             return error_reply(c, rq, -ENOMEM);
-        r = blk_pread(bs, rq->offset, buf, rq->length);
+        r = blk_pread(bs, at, buf, rq->length);
         if (r < 0) {
             free(buf);
             return error_reply(c, rq, r);
@@ -571,18 +607,23 @@ static int run_request(Conn *c, NbdRequest *rq, uint8_t *data)
     }
     case NBD_CMD_WRITE:
         if (x->detect_zeroes && all_zero(data, rq->length))
-            r = blk_pwrite_zeroes(bs, rq->offset, rq->length,
+            r = blk_pwrite_zeroes(bs, at, rq->length,
                                   x->detect_zeroes == 2 && x->discard ? BLK_ZERO_MAY_UNMAP : 0);
         else
-            r = blk_pwrite(bs, rq->offset, data, rq->length);
+            r = blk_pwrite(bs, at, data, rq->length);
         break;
     case NBD_CMD_TRIM:
         if (x->discard && rq->length)
-            r = blk_discard(bs, rq->offset, rq->length);
+            r = blk_discard(bs, at, rq->length);
         break;
     case NBD_CMD_WRITE_ZEROES:
+        /* as qemu-nbd, fast zeroes are offered; calf's block layer cannot
+         * promise one never falls back to writing, so each is refused at
+         * once with ENOTSUP (the spec's answer: the client zeroes its way) */
+        if (rq->flags & NBD_CMD_FLAG_FAST_ZERO)
+            return error_reply(c, rq, -ENOTSUP);
         if (rq->length)
-            r = blk_pwrite_zeroes(bs, rq->offset, rq->length,
+            r = blk_pwrite_zeroes(bs, at, rq->length,
                                   !(rq->flags & NBD_CMD_FLAG_NO_HOLE) && x->discard
                                       ? BLK_ZERO_MAY_UNMAP
                                       : 0);
@@ -593,16 +634,16 @@ static int run_request(Conn *c, NbdRequest *rq, uint8_t *data)
     case NBD_CMD_CACHE:
         break;
     case NBD_CMD_BLOCK_STATUS:
-        if (!c->structured || (!c->ctx_alloc && !c->ctx_depth) || !rq->length)
+        if (!c->structured || (!c->ctx_alloc && !c->ctx_depth && !c->ctx_bitmap) ||
+            !rq->length)
             return error_reply(c, rq, -EINVAL);
-        if (c->ctx_alloc && c->ctx_depth) {
-            /* every chunk but the last without DONE; then an empty DONE */
+        /* a chunk per context, without DONE; then an empty DONE */
+        if (c->ctx_alloc)
             r = block_status(c, rq, CTX_ALLOC);
-            if (r == 0)
-                r = block_status(c, rq, CTX_DEPTH);
-        } else {
-            r = block_status(c, rq, c->ctx_alloc ? CTX_ALLOC : CTX_DEPTH);
-        }
+        if (r == 0 && c->ctx_depth)
+            r = block_status(c, rq, CTX_DEPTH);
+        if (r == 0 && c->ctx_bitmap)
+            r = block_status(c, rq, CTX_BITMAP);
         return r != 0 ? (r < 0 ? r : 0) : ok_reply(c, rq);
     }
     if (r == 0 && writes && (rq->flags & NBD_CMD_FLAG_FUA))

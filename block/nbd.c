@@ -1289,6 +1289,24 @@ static int64_t nbd_allocated_size(BlockDriverState *bs)
     return -ENOTSUP; /* "disk size: unavailable" */
 }
 
+/* An export has the size the server gives it, as with QEMU's driver: a
+ * resize to any other size fails ("Cannot resize", ENOTSUP), and a format
+ * above whose host file must grow (a qcow2 allocating at its end: the
+ * protocol layer's grow, which passes BLK_PREALLOC_NO_SYNC) gets the
+ * EINVAL that QEMU's write past the export's end gets. */
+static int nbd_truncate(BlockDriverState *bs, uint64_t size, int prealloc, bool shrink)
+{
+    (void)shrink;
+    if (size == bs->size)
+        return 0;
+    if (size > bs->size && (prealloc & BLK_PREALLOC_NO_SYNC)) {
+        blk_set_error("Cannot grow NBD nodes");
+        return -EINVAL;
+    }
+    blk_set_error("Cannot resize NBD nodes");
+    return -ENOTSUP;
+}
+
 static int nbd_get_info(BlockDriverState *bs, BlockInfo *info)
 {
     (void)bs;
@@ -1309,5 +1327,7 @@ const BlockDriver blk_nbd_driver = {
     .flush = nbd_flush,
     .block_status = nbd_block_status,
     .allocated_size = nbd_allocated_size,
+    .truncate = nbd_truncate,
+    .truncate_no_sync = true,
     .get_info = nbd_get_info,
 };

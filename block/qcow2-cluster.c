@@ -1724,26 +1724,31 @@ int qcow2_discard_tail(BlockDriverState *bs, uint64_t off, uint64_t len)
  * keeps map output identical to qemu-img's. */
 static bool looks_preallocated(Qcow2State *s)
 {
-    if (s->prealloc_checked)
-        return s->prealloc_detected;
-    s->prealloc_checked = true;
-    struct stat st;
-    if (blk_file_stat(s->fd, &st) < 0)
-        return false;
-    int64_t real = (int64_t)((uint64_t)st.st_blocks * 512 / s->cluster_size);
-    int64_t threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
-    uint64_t end = (st.st_size + s->cluster_size - 1) >> s->cluster_bits;
-    int64_t count = 0;
+    /* under s->lock, the answer too: threads asking at once (a convert's
+     * workers) must not see "checked" before the answer is there */
     pthread_mutex_lock(&s->lock);
-    for (uint64_t c = 0; c < end && count < threshold; c++) {
-        uint64_t ref;
-        if (qcow2_get_refcount(s, c, &ref) < 0)
-            break;
-        count += ref != 0;
+    if (!s->prealloc_checked) {
+        bool detected = false;
+        struct stat st;
+        if (blk_file_stat(s->fd, &st) == 0) {
+            int64_t real = (int64_t)((uint64_t)st.st_blocks * 512 / s->cluster_size);
+            int64_t threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
+            uint64_t end = (st.st_size + s->cluster_size - 1) >> s->cluster_bits;
+            int64_t count = 0;
+            for (uint64_t c = 0; c < end && count < threshold; c++) {
+                uint64_t ref;
+                if (qcow2_get_refcount(s, c, &ref) < 0)
+                    break;
+                count += ref != 0;
+            }
+            detected = count >= threshold;
+        }
+        s->prealloc_detected = detected;
+        s->prealloc_checked = true;
     }
+    bool r = s->prealloc_detected;
     pthread_mutex_unlock(&s->lock);
-    s->prealloc_detected = count >= threshold;
-    return s->prealloc_detected;
+    return r;
 }
 
 /* BLK_STATUS_ZERO if host bytes [host, host+*pnum) start in a hole of the

@@ -6,7 +6,10 @@
 #    writes land in it (qemu-io reads them from the file afterwards);
 #  - a local qcow2 overlay whose backing file is the NBD export, served
 #    read-only: the guest reads the base through it, its writes stay in
-#    the overlay and the base never changes.
+#    the overlay and the base never changes;
+#  - a qcow2 image inside the export: calf-nbd serves the qcow2 file as
+#    raw bytes and calf opens json:{"driver":"qcow2","file":{"driver":
+#    "nbd",...}} (metadata-preallocated: an export cannot grow).
 . "$(dirname "$0")/lib.sh"
 need_kvm
 need_cmd qemu-img qemu-io
@@ -60,4 +63,17 @@ passed overlay; r=$?; is $r 0 "overlay over nbd+unix://: the guest's checks pass
 guest_data_ok "$TMP/ov.qcow2" qcow2; is $? 0 "the overlay (read with its NBD backing file) holds the guest's writes"
 kill $NBD_PID; wait $NBD_PID 2>/dev/null
 is "$(sha256sum <"$TMP/base.raw")" "$sum" "the exported base is unchanged"
+
+# ---- a qcow2 inside the export, opened over NBD by calf ----
+qemu-img create -q -f qcow2 -o preallocation=metadata "$TMP/in.qcow2" 64M
+qemu-io -f qcow2 -c 'write -P 0x11 0 4K' "$TMP/in.qcow2" >/dev/null
+serve "$TMP/q" -t -f raw "$TMP/in.qcow2"  # calf run connects twice: it probes first
+j='json:{"driver":"qcow2",,"file":{"driver":"nbd",,"server":{"type":"unix",,"path":"'$TMP/q'"}}}'
+boot inner --kernel "$GUEST" --disk "$j,serial=calf-disk-0" --append "ct.virtio=1" --timeout 120
+passed inner; r=$?; is $r 0 "--disk json:{qcow2 over nbd}: the guest's checks pass (status $status)"
+[ $r = 0 ] || { tail -5 "$TMP/inner.out"; tail -5 "$TMP/inner.err"; } | sed 's/^/# /'
+ok "the guest reads sector 0 through the qcow2 over NBD" has inner "sector 0 byte 0x11"
+kill $NBD_PID; wait $NBD_PID 2>/dev/null
+guest_data_ok "$TMP/in.qcow2" qcow2; is $? 0 "the guest's writes are in the qcow2 file served raw"
+ok "qemu-img check: that qcow2 is clean" qemu-img check -q "$TMP/in.qcow2"
 done_testing

@@ -3,7 +3,8 @@
 # the server's (tests/fuzz/fuzz-nbd.c, build/tests/fuzz-nbd) over
 # tests/fuzz/corpus-nbd and the client driver's (fuzz-nbd-client.c,
 # build/tests/fuzz-nbd-client) over tests/fuzz/corpus-nbd-client (both
-# from tests/fuzz/make-nbd-seeds.py: well-formed sessions, errors, bad
+# from tests/fuzz/make-nbd-seeds.py; calf-nbd -L's lister, fuzz-nbd-list.c,
+# over tests/fuzz/corpus-nbd-list from make-nbd-list-seeds.py: well-formed sessions, errors, bad
 # lengths, oversized requests and replies, garbage), and deterministic
 # mutants of each.  Passing means no crash, no abort, no sanitizer
 # report, no hang and bounded memory.  New inputs: make fuzz-nbd,
@@ -11,7 +12,7 @@
 S=$(cd "$(dirname "$0")" && pwd)
 . "$S/tap.sh"
 export TMPDIR=$TMP
-plan 4
+plan 6
 run() {
     local out rc
     out=$( (ulimit -v $aslimit; REPLAY_RSS_MAX_MB=512 timeout -k 5 120 "$prog" "$@") 2>&1); rc=$?
@@ -22,9 +23,10 @@ run() {
     echo "exit $rc: $(tail -20 <<<"$out")"
     return 1
 }
-for side in server client; do
+for side in server client list; do
 prog=$CALF_BUILD/tests/fuzz-nbd; corpus=$S/fuzz/corpus-nbd
 [ $side = client ] && prog=$CALF_BUILD/tests/fuzz-nbd-client corpus=$S/fuzz/corpus-nbd-client
+[ $side = list ] && prog=$CALF_BUILD/tests/fuzz-nbd-list corpus=$S/fuzz/corpus-nbd-list
 if [ ! -x "$prog" ]; then
     skip "$prog is not built (run make test)" "$side corpus" "$side mutants"; continue
 fi

@@ -199,6 +199,27 @@ fuzz-nbd-client: $(FUZZ_DIR)/fuzz-nbd-client
 	  $(abspath tests/fuzz/corpus-nbd-client)
 fuzz: fuzz-nbd-client
 .PHONY: fuzz-nbd-client
+# calf-nbd -L's client: tests/fuzz/fuzz-nbd-list.c plays a server whose
+# bytes are the input to nbd_list_exports() (block/nbd-list.c; corpus
+# tests/fuzz/corpus-nbd-list from tests/fuzz/make-nbd-list-seeds.py)
+$(BUILD)/tests/fuzz-nbd-list: $(OBJ)/tests/fuzz/fuzz-nbd-list.o $(OBJ)/tests/fuzz/replay-main.o \
+                              $(BUILD)/libcalfblock.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+EXTRA_TEST += $(BUILD)/tests/fuzz-nbd-list
+$(FUZZ_DIR)/fuzz-nbd-list: $(FUZZ_OBJ)/tests/fuzz/fuzz-nbd-list.o $(FUZZ_DIR)/libcalfblock.a \
+                           | need-fuzz-cc
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -ldl
+fuzz-build: $(FUZZ_DIR)/fuzz-nbd-list
+fuzz-nbd-list: $(FUZZ_DIR)/fuzz-nbd-list
+	@mkdir -p $(FUZZ_DIR)/corpus-nbd-list $(FUZZ_DIR)/tmp fuzz-out
+	cd $(FUZZ_DIR) && TMPDIR=$(abspath $(FUZZ_DIR))/tmp ./fuzz-nbd-list $(NBDFUZZ_OPTS) \
+	  -max_total_time=$(FUZZ_SECONDS) \
+	  $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) \
+	  -artifact_prefix=$(abspath fuzz-out)/nbd-list- corpus-nbd-list \
+	  $(abspath tests/fuzz/corpus-nbd-list)
+fuzz: fuzz-nbd-list
+.PHONY: fuzz-nbd-list
 # ---- the QMP JSON reader ----
 # tests/fuzz/fuzz-qmp-json.c on vmm/qmp-json.c alone (no VM): `make fuzz`
 # runs it from tests/fuzz/corpus-qmp-json; the replay program

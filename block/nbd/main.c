@@ -1,6 +1,9 @@
 /* calf-nbd: serves an image over NBD, with qemu-nbd's command line:
  *   calf-nbd [-r] [-x NAME] [-p PORT] [-b ADDR] [-k SOCKET] [-t] [-e N]
- *            [-f FMT] [--cache=M] [--discard=M] [--detect-zeroes=M] FILE
+ *            [-f FMT] [--cache=M] [--discard=M] [--detect-zeroes=M]
+ *            [-o OFFSET] [-B BITMAP] [-A] [-D TEXT] [-s] [-l SNAP] FILE
+ *   calf-nbd -L [-k SOCKET | -b ADDR -p PORT]     (list a server's exports)
+ *   calf-nbd -d DEV                               (kernel client disconnect)
  * Each client runs on a thread of its own (block/nbd-server.c); at most
  * -e clients at once (default 1; 0: any number), and without -t the
  * server ends when its last client leaves. */
@@ -10,10 +13,12 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -47,14 +52,21 @@ static void usage(void)
            "                            (default 10; 0: forever)\n"
            "\n"
            "Exposing part of the image:\n"
+           "  -o, --offset=OFFSET       offset into the image\n"
            "  -A, --allocation-depth    expose the allocation depth\n"
+           "  -B, --bitmap=NAME         expose a persistent dirty bitmap\n"
            "\n"
            "General purpose options:\n"
+           "  -L, --list                list exports available from another NBD server\n"
            "  --object type,id=ID,...   define an object such as 'secret' for providing\n"
            "                            passwords and/or encryption keys\n"
            "  --fork                    fork off the server process and exit the parent\n"
            "                            once the server is running\n"
            "  --pid-file=PATH           store the server's process ID in the given file\n"
+           "\n"
+           "Kernel NBD client support:\n"
+           "  -c, --connect=DEV         (not supported: serve with -k or -p, run nbd-client)\n"
+           "  -d, --disconnect          disconnect the specified device\n"
            "\n"
            "Block device options:\n"
            "  -f, --format=FORMAT       set image format (raw, qcow2, ...)\n"
@@ -193,6 +205,132 @@ static int listen_tcp(const char *addr, const char *port)
     return fd;
 }
 
+/* ---- -B: a persistent dirty bitmap as qemu:dirty-bitmap:NAME ---- */
+
+static int load_bitmap(BlockDriverState *bs, const char *name, bool readonly)
+{
+    BlockInfo info;
+    const BlockBitmapInfo *bi = NULL;
+    if (blk_get_info(bs, &info) == 0)
+        for (int i = 0; i < info.nb_bitmaps; i++)
+            if (!strcmp(info.bitmaps[i].name, name))
+                bi = &info.bitmaps[i];
+    int r = -1;
+    if (!bi) {
+        fprintf(stderr, "%s: Bitmap '%s' is not found\n", tool_progname, name);
+    } else if (bi->in_use) {
+        fprintf(stderr, "%s: Bitmap '%s' is inconsistent and cannot be used\n"
+                "Try block-dirty-bitmap-remove to delete this bitmap from disk\n",
+                tool_progname, name);
+    } else if (bi->enabled && !readonly) {
+        /* it would change under the export's own writes: calf reads it once */
+        fprintf(stderr, "%s: Bitmap '%s' is enabled: %s exports it only read-only (-r) or "
+                "disabled\n", tool_progname, name, tool_progname);
+    } else {
+        BlockBitmapReq req = {.op = BLK_BITMAP_READ, .name = name};
+        if (blk_bitmap(bs, &req) < 0) {
+            fprintf(stderr, "%s: Bitmap '%s': %s\n", tool_progname, name, blk_error());
+        } else {
+            export.bitmap = name;
+            export.bitmap_bits = req.bits;
+            export.bitmap_nbytes = req.nbytes;
+            export.bitmap_gran = req.granularity;
+            r = 0;
+        }
+    }
+    blk_info_free(&info);
+    return r;
+}
+
+/* ---- -L: list another server's exports ---- */
+
+static int list_exports(const char *sockpath, const char *host, const char *port)
+{
+    char where[4200], err[512];
+    int fd = -1, e = 0;
+    if (sockpath) {
+        snprintf(where, sizeof(where), "%s", sockpath);
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(sockpath) >= sizeof(sa.sun_path))
+            die("UNIX socket path '%s' is too long", sockpath);
+        strcpy(sa.sun_path, sockpath);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            e = errno;
+            close(fd);
+            fd = -1;
+        }
+    } else {
+        snprintf(where, sizeof(where), "%s:%s", host, port);
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *a;
+        int g = getaddrinfo(host, port, &hints, &res);
+        if (g) {
+            char msg[512];
+            snprintf(msg, sizeof(msg), "address resolution failed for %s:%s: %s", host, port,
+                     gai_strerror(g));
+            die("%s", msg);
+        }
+        for (a = res; a && fd < 0; a = a->ai_next) {
+            fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+            if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+                e = errno;
+                close(fd);
+                fd = -1;
+            }
+        }
+        freeaddrinfo(res);
+    }
+    if (fd < 0) {
+        char msg[4400];
+        snprintf(msg, sizeof(msg), "Failed to connect to '%s': %s", where, strerror(e));
+        die("%s", msg);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    int r = nbd_list_exports(fd, stdout, err, sizeof(err));
+    close(fd);
+    if (r < 0)
+        die("%s", err);
+    return 0;
+}
+
+/* ---- -c/-d: the kernel's NBD client ---- */
+
+#define NBD_IOC_DISCONNECT 0xab08 /* linux/nbd.h's _IO(0xab, 8) */
+#define NBD_IOC_CLEAR_SOCK 0xab04 /* _IO(0xab, 4) */
+#define NBD_IOC_CLEAR_QUE  0xab05 /* _IO(0xab, 5) */
+
+/* -d DEV: as qemu-nbd, asks the kernel to drop DEV's connection */
+static int kernel_disconnect(const char *dev)
+{
+    int fd = open(dev, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        char msg[4200];
+        snprintf(msg, sizeof(msg), "Cannot open %s: %s", dev, strerror(errno));
+        die("%s", msg);
+    }
+    ioctl(fd, NBD_IOC_CLEAR_QUE);
+    ioctl(fd, NBD_IOC_DISCONNECT);
+    ioctl(fd, NBD_IOC_CLEAR_SOCK);
+    close(fd);
+    printf("%s disconnected\n", dev);
+    return 0;
+}
+
+/* -c DEV: the device must open, as with qemu-nbd; calf-nbd then says it
+ * cannot drive it (the kernel's own nbd-client can, against calf-nbd). */
+static void kernel_connect_unsupported(const char *dev)
+{
+    int fd = open(dev, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        char msg[4200];
+        snprintf(msg, sizeof(msg), "Failed to open %s: %s", dev, strerror(errno));
+        die("%s", msg);
+    }
+    close(fd);
+    die("connecting %s to the kernel's NBD client (-c) is not supported; serve with -k or "
+        "-p and run nbd-client", dev);
+}
+
 /* ---- options ---- */
 
 enum {
@@ -248,7 +386,10 @@ int main(int argc, char **argv)
     };
     tool_set_progname(argv[0]);
     const char *bindto = NULL, *port = NULL, *sockpath = NULL, *fmt = NULL;
-    const char *snapshot_name = NULL, *pid_file = NULL;
+    const char *snapshot_name = NULL, *pid_file = NULL, *bitmap = NULL;
+    uint64_t offset = 0;
+    bool list = false, seen_dev_opt = false, disconnect = false;
+    const char *device = NULL;
     bool readonly = false, snapshot = false, persistent = false, do_fork = false;
     int shared = 1, flags = 0, handshake_s = 10;
     const char *discard = "ignore", *detect = "off";
@@ -277,16 +418,19 @@ int main(int argc, char **argv)
                 die("socket path must be absolute%s", "");
             break;
         case 'r': readonly = true; break;
-        case 'A': export.allocation_depth = true; break;
+        case 'A': export.allocation_depth = true; seen_dev_opt = true; break;
         case 's': snapshot = true; break;
         case 'l':
+            seen_dev_opt = true;
             snapshot_name = optarg;
             readonly = true;
             break;
         case 'n':
+            seen_dev_opt = true;
             flags |= BLK_O_NOCACHE;
             break;
         case OPT_CACHE:
+            seen_dev_opt = true;
             flags &= ~(BLK_O_NOCACHE | BLK_O_UNSAFE | BLK_O_WRITETHROUGH);
             if (!strcmp(optarg, "none") || !strcmp(optarg, "off"))
                 flags |= BLK_O_NOCACHE;
@@ -300,11 +444,13 @@ int main(int argc, char **argv)
                 die("Invalid cache mode `%s'", optarg);
             break;
         case OPT_AIO:
+            seen_dev_opt = true;
             if (strcmp(optarg, "threads") && strcmp(optarg, "native") &&
                 strcmp(optarg, "io_uring"))
                 die("invalid aio mode '%s'", optarg);
             break;
         case OPT_DISCARD:
+            seen_dev_opt = true;
             if (!strcmp(optarg, "ignore") || !strcmp(optarg, "off"))
                 discard = "ignore";
             else if (!strcmp(optarg, "unmap") || !strcmp(optarg, "on"))
@@ -325,7 +471,7 @@ int main(int argc, char **argv)
             shared = (int)v;
             break;
         }
-        case 'f': fmt = optarg; break;
+        case 'f': fmt = optarg; seen_dev_opt = true; break;
         case 't': persistent = true; break;
         case 'v': verbose = true; break;
         case 'x':
@@ -354,13 +500,23 @@ int main(int argc, char **argv)
             if (img_common_option(c, optarg) < 0)
                 return 1;
             break;
-        case 'o': die("--offset is not supported by %s", tool_progname); break;
-        case 'B': die("--bitmap is not supported by %s", tool_progname); break;
-        case 'c': case 'd':
-            die("the kernel NBD client (-c/-d) is not supported by %s; use nbd-client",
-                tool_progname);
+        case 'o': {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &end, 0);
+            if (!*optarg || *end || errno || optarg[0] == '-')
+                die("Invalid offset '%s'", optarg);
+            offset = v;
             break;
-        case 'L': die("--list is not supported by %s; use nbdinfo --list", tool_progname); break;
+        }
+        case 'B':
+            if (bitmap)
+                die("only one --bitmap is supported by %s", tool_progname);
+            bitmap = optarg;
+            break;
+        case 'c': device = optarg; seen_dev_opt = true; break;
+        case 'd': disconnect = true; seen_dev_opt = true; break;
+        case 'L': list = true; break;
         case OPT_TLSCREDS: case OPT_TLSAUTHZ:
             die("TLS is not supported by %s", tool_progname);
             break;
@@ -369,8 +525,21 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    if (list) {
+        if (argc != optind)
+            die("List mode is incompatible with a file name%s", "");
+        if (export.name || export.description || offset || seen_dev_opt || bitmap)
+            die("List mode is incompatible with per-device settings%s", "");
+        if (do_fork)
+            die("List mode is incompatible with forking%s", "");
+        return list_exports(sockpath, bindto ? bindto : "0.0.0.0", port ? port : "10809");
+    }
     if (argc - optind != 1)
         usage_error("Invalid number of arguments%s", "");
+    if (disconnect)
+        return kernel_disconnect(argv[optind]);
+    if (device)
+        kernel_connect_unsupported(device);
     if (!strcmp(detect, "unmap") && strcmp(discard, "unmap"))
         die("setting detect-zeroes to unmap is not allowed without setting discard operation "
             "to unmap%s", "");
@@ -401,6 +570,18 @@ int main(int argc, char **argv)
         snprintf(msg, sizeof(msg), "Failed to load snapshot: %s", blk_error());
         blk_close(bs);
         die("%s", msg);
+    }
+    if (offset > bs->size) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "Offset (%" PRIu64 ") cannot be greater than size of the "
+                 "containing file (%" PRIu64 ")", offset, bs->size);
+        blk_close(bs);
+        die("%s", msg);
+    }
+    export.offset = offset;
+    if (bitmap && load_bitmap(bs, bitmap, readonly) < 0) {
+        blk_close(bs);
+        return 1;
     }
     export.bs = bs;
     export.read_only = readonly;
