@@ -302,6 +302,21 @@ static bool is_node_opt(const char *key)
     return has_prefix(key, "cache.");
 }
 
+/* n, the tree rebuilt from t (r: how building it went), takes t's
+ * place with every option unused again; on a failure n goes. */
+static int blkopts_replace(BlockOptions *t, BlockOptions *n, int r)
+{
+    if (r < 0) {
+        blkopts_free(n);
+        return spec_error("out of memory%s", "");
+    }
+    blkopts_free(t);
+    *t = *n;
+    for (int i = 0; i < t->n; i++)
+        t->opt[i].used = false;
+    return 0;
+}
+
 /* A filter named as the top node ("driver=blkdebug,image.driver=qcow2"):
  * calf's filters sit between a format and its host file, so the tree is
  * turned into that: the child's options become the node's, the filter's
@@ -334,15 +349,7 @@ static int spec_top_filter(BlockOptions *t, const BlockFilter *f, const char **p
             r = blkopts_set(&n, key, *plain);
         *plain = NULL;
     }
-    if (r < 0) {
-        blkopts_free(&n);
-        return spec_error("out of memory%s", "");
-    }
-    blkopts_free(t);
-    *t = n;
-    for (int i = 0; i < t->n; i++)
-        t->opt[i].used = false;
-    return 0;
+    return blkopts_replace(t, &n, r);
 }
 
 /* "driver=raw,file.driver=nbd,file.server.host=..." (or no driver): the
@@ -364,15 +371,7 @@ static int hoist_nbd(BlockOptions *t)
         r = blkopts_set(&n, has_prefix(k, "file.") ? k + 5 : k,
                         t->opt[i].value ? t->opt[i].value : "on");
     }
-    if (r < 0) {
-        blkopts_free(&n);
-        return spec_error("out of memory%s", "");
-    }
-    blkopts_free(t);
-    *t = n;
-    for (int i = 0; i < t->n; i++)
-        t->opt[i].used = false;
-    return 0;
+    return blkopts_replace(t, &n, r);
 }
 
 /* Fills s from filename (a path, "file:PATH", "json:{...}" or a filter's

@@ -170,25 +170,9 @@ int vfd_pread(int fd, void *buf, size_t len, uint64_t off)
 
 int vfd_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
-    struct vfd *v = slot(fd);
-    if (!v)
-        return -EBADF;
-    if (!len)
-        return 0;
-    if (off + len < off)
-        return -EFBIG;
-    for (;;) {
-        pthread_rwlock_rdlock(&v->lock);
-        if (off + len <= v->end) {
-            int r = blk_pwrite(v->node, off, buf, len);
-            pthread_rwlock_unlock(&v->lock);
-            return r;
-        }
-        pthread_rwlock_unlock(&v->lock);
-        int r = grow(v, off + len);
-        if (r < 0)
-            return r;
-    }
+    /* one segment: blk_pwritev hands it to blk_pwrite as it is */
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return vfd_pwritev(fd, &iov, 1, off);
 }
 
 int vfd_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)

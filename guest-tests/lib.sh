@@ -66,6 +66,57 @@ show() {
     { cat "$TMP/$1.out"; echo; cat "$TMP/$1.err"; } | tr -d '\r' | sed 's/^/#   /'
 }
 
+# need_qemu_py: QEMU_PY, the directory of QEMU 7.2's Python QMP client
+# (qemu.qmp, unpacked by scripts/qemu-python.sh) to put on PYTHONPATH;
+# skips the file without python3 or the client
+need_qemu_py() {
+    need_cmd python3
+    QEMU_PY=$(CALF_BUILD=$CALF_BUILD "$(dirname "${BASH_SOURCE[0]}")/../scripts/qemu-python.sh" 2>"$TMP/py.err") ||
+        skip_all "no QEMU Python client: $(cat "$TMP/py.err")"
+}
+
+# wait_sock PATH [SECONDS]: waits until the socket PATH is there, at
+# most SECONDS (default 30); returns 1 if it never came
+wait_sock() {
+    local i
+    for ((i = 0; i < ${2:-30} * 10; i++)); do
+        [ -S "$1" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# start NAME ARGS...: calf run ARGS in the background with a QMP socket
+# $TMP/NAME.sock (wait=off), the console in $TMP/NAME.out and stderr in
+# $TMP/NAME.err; sets pid (killed at exit if still running) and waits
+# for the socket (returns 1 if it never came)
+start() {
+    local name=$1
+    shift
+    "$CALF" run --qmp "unix:$TMP/$name.sock,server=on,wait=off" "$@" \
+        >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
+    pid=$!
+    at_exit "kill -9 $pid 2>/dev/null"
+    wait_sock "$TMP/$name.sock"
+}
+
+# finish PID [SECONDS]: waits for calf PID to end by itself (after quit)
+# at most SECONDS (default 10), then kills it; sets status
+finish() {
+    local i
+    for ((i = 0; i < ${2:-10} * 10; i++)); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$1" 2>/dev/null
+    wait "$1"
+    status=$?
+}
+
+# fact NAME KEY: the first KEY=... line a QMP client script printed to
+# $TMP/NAME.facts, less the KEY=
+fact() { sed -n "s/^$2=//p" "$TMP/$1.facts" | head -1; }
+
 crc32_of() {
     perl -MCompress::Zlib -e 'local $/; open my $f, "<", $ARGV[0] or die; printf "%08x", crc32(<$f>)' "$1"
 }

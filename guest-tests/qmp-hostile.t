@@ -20,31 +20,8 @@ need_cmd python3
 RAW=$(cd "$(dirname "$0")" && pwd)/qmp-raw.py
 REQ=$(cd "$(dirname "$0")" && pwd)/qmp/requests.txt
 
-# start NAME ARGS...: calf in the background, its console in $TMP/NAME.out
-start() {
-    local name=$1
-    shift
-    "$CALF" run --kernel "$GUEST" --append "ct.tick=1" \
-        --qmp "unix:$TMP/$name.sock,server=on,wait=off" "$@" \
-        >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
-    pid=$!
-    at_exit "kill -9 $pid 2>/dev/null"
-    for ((i = 0; i < 300; i++)); do
-        [ -S "$TMP/$name.sock" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-finish() {  # PID: waits for calf (after quit), at most 10 s; sets status
-    for ((i = 0; i < 100; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$1" 2>/dev/null
-    wait "$1"
-    status=$?
-}
-fact() { sed -n "s/^$2=//p" "$TMP/$1.facts" | head -1; }
-
 # 1. the same bytes as QEMU
-start t --timeout 120
+start t --kernel "$GUEST" --append "ct.tick=1" --timeout 120
 python3 "$RAW" transcript "$TMP/t.sock" "$REQ" >"$TMP/calf.txt" 2>"$TMP/t.pyerr"
 kill "$pid"; finish "$pid"
 ok "calf answered all of requests.txt" grep -q '"id": "last"' "$TMP/calf.txt"
@@ -53,7 +30,7 @@ if command -v qemu-system-x86_64 >/dev/null; then
         -qmp "unix:$TMP/q.sock,server=on,wait=off" >"$TMP/q.err" 2>&1 &
     qpid=$!
     at_exit "kill -9 $qpid 2>/dev/null"
-    for ((i = 0; i < 100; i++)); do [ -S "$TMP/q.sock" ] && break; sleep 0.1; done
+    wait_sock "$TMP/q.sock" 10
     python3 "$RAW" transcript "$TMP/q.sock" "$REQ" >"$TMP/qemu.txt" 2>>"$TMP/q.err"
     kill "$qpid"; wait "$qpid" 2>/dev/null
     if grep -q '"id": "last"' "$TMP/qemu.txt"; then
@@ -67,7 +44,7 @@ else
 fi
 
 # 2. the hostile client, with a 2-vCPU guest running
-start h --cpus 2 --timeout 280
+start h --kernel "$GUEST" --append "ct.tick=1" --cpus 2 --timeout 280
 python3 "$RAW" hostile "$TMP/h.sock" "$TMP/h.out" "$pid" >"$TMP/h.facts" 2>"$TMP/h.pyerr"
 sed 's/^/#   /' "$TMP/h.pyerr"
 grep -v '^flood-rate\|^rss' "$TMP/h.facts" >/dev/null
@@ -107,7 +84,7 @@ is "$status" 2 "--qmp without server=on is refused (calf only listens)"
     --qmp "unix:$TMP/w.sock,server=on" >"$TMP/w.out" 2>"$TMP/w.err" </dev/null &
 pid=$!
 at_exit "kill -9 $pid 2>/dev/null"
-for ((i = 0; i < 100; i++)); do [ -S "$TMP/w.sock" ] && break; sleep 0.1; done
+wait_sock "$TMP/w.sock" 10
 sleep 1
 ok "wait=on: nothing runs before a client connects" [ ! -s "$TMP/w.out" ]
 ok "and calf says it waits" has_err w "waiting for a QMP client"

@@ -15,38 +15,15 @@
 # In TSAN_TESTS: make test-tsan runs both under ThreadSanitizer.
 . "$(dirname "$0")/lib.sh"
 need_kvm
-need_cmd python3
-QEMU_PY=$(CALF_BUILD=$CALF_BUILD "$(dirname "$0")/../scripts/qemu-python.sh" 2>"$TMP/py.err") ||
-    skip_all "no QEMU Python client: $(cat "$TMP/py.err")"
+need_qemu_py
 CLIENT=$(cd "$(dirname "$0")" && pwd)/qmp-client.py
-
-start() {
-    local name=$1
-    shift
-    "$CALF" run --qmp "unix:$TMP/$name.sock,server=on,wait=off" "$@" \
-        >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
-    pid=$!
-    at_exit "kill -9 $pid 2>/dev/null"
-    for ((i = 0; i < 300; i++)); do
-        [ -S "$TMP/$name.sock" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-finish() {
-    for ((i = 0; i < 600; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$1" 2>/dev/null
-    wait "$1"
-    status=$?
-}
-fact() { sed -n "s/^$2=//p" "$TMP/$1.facts" | head -1; }
 
 start m --kernel "$GUEST" --cpus 2 --append "ct.tick=1" --timeout 280
 PYTHONPATH=$QEMU_PY timeout 270 python3 "$CLIENT" stress "$TMP/m.sock" "$TMP/m.out" 3000 \
     >"$TMP/m.facts" 2>"$TMP/m.pyerr"
 sed 's/^/#   /' "$TMP/m.pyerr"
 grep '^#' "$TMP/m.facts"
-finish "$pid"
+finish "$pid" 60
 echo "# $(grep -c 'booted via' "$TMP/m.out") boots, $(fact m rounds-per-s) rounds/s"
 is "$(fact m model-mismatches)" 0 "3000 rounds: every query-status as the model says"
 is "$(fact m events-match)" True "STOP, RESUME and RESET events match the transitions"
@@ -63,7 +40,7 @@ start io --kernel "$GUEST" --cpus 2 --disk "$TMP/io.qcow2,format=qcow2,serial=ca
 PYTHONPATH=$QEMU_PY timeout 285 python3 "$CLIENT" churn "$TMP/io.sock" "$TMP/io.out" \
     >"$TMP/io.facts" 2>"$TMP/io.pyerr"
 grep '^#' "$TMP/io.facts"
-finish "$pid"
+finish "$pid" 60
 is "$(fact io start-status)" prelaunch "--paused: query-status says prelaunch"
 is "$(fact io start-hmp)" "VM status: paused (prelaunch)" "--paused: info status as QEMU's"
 is "$(fact io serial-before-cont)" 0 "--paused: the guest printed nothing before cont"

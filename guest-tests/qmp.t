@@ -10,28 +10,8 @@
 # does the talking and prints what it saw.
 . "$(dirname "$0")/lib.sh"
 need_kvm
-need_cmd python3
-QEMU_PY=$(CALF_BUILD=$CALF_BUILD "$(dirname "$0")/../scripts/qemu-python.sh" 2>"$TMP/py.err") ||
-    skip_all "no QEMU Python client: $(cat "$TMP/py.err")"
+need_qemu_py
 CLIENT=$(cd "$(dirname "$0")" && pwd)/qmp-client.py
-
-# start NAME ARGS...: calf in the background with a QMP socket
-# $TMP/NAME.sock (wait=off) and the console in $TMP/NAME.out; sets pid
-start() {
-    local name=$1
-    shift
-    "$CALF" run --qmp "unix:$TMP/$name.sock,server=on,wait=off" "$@" \
-        >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
-    pid=$!
-    at_exit "kill -9 $pid 2>/dev/null"
-    for ((i = 0; i < 300; i++)); do
-        [ -S "$TMP/$name.sock" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-# fact NAME KEY: what qmp-client.py printed as KEY=...
-fact() { sed -n "s/^$2=//p" "$TMP/$1.facts" | head -1; }
 
 truncate -s 4M "$TMP/disk.raw"
 truncate -s 1M "$TMP/cd.iso"
@@ -45,10 +25,7 @@ PYTHONPATH=$QEMU_PY timeout 280 python3 "$CLIENT" session "$TMP/s.sock" "$TMP/s.
 echo "# client: status $? after $(( $(date +%s) - t0 )) s"
 sed 's/^/#   /' "$TMP/s.pyerr"
 # calf ends with quit; a client that failed first leaves it running
-for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -9 "$pid" 2>/dev/null
-wait "$pid"
-status=$?
+finish "$pid"
 is "$(fact s greeting)" 7.2 "the greeting names QEMU 7.2's protocol"
 is "$(fact s status)" running "query-status: running"
 is "$(fact s name)" calf-qmp "query-name: the --name"
@@ -83,10 +60,7 @@ start p --kernel "$GUEST" --append "ct.pwrbtn=1 ct.poweroff=1" --timeout 200
 PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" powerdown "$TMP/p.sock" "$TMP/p.out" \
     >"$TMP/p.facts" 2>"$TMP/p.pyerr"
 sed 's/^/#   /' "$TMP/p.pyerr"
-for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -9 "$pid" 2>/dev/null
-wait "$pid"
-status=$?
+finish "$pid"
 is "$(fact p waiting)" True "the guest enabled the power button's event"
 is "$(fact p powerdown-event)" True "system_powerdown: POWERDOWN event"
 is "$(fact p pressed)" True "the guest saw PWRBTN_STS"
@@ -101,8 +75,7 @@ start v --kernel "$GUEST" --vga std --append "ct.vga=text ct.hang=1" --timeout 2
 PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" screen "$TMP/v.sock" "$TMP/v.out" \
     "$TMP/v.png" "$TMP/v.ppm" >"$TMP/v.facts" 2>"$TMP/v.pyerr"
 sed 's/^/#   /' "$TMP/v.pyerr"
-for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -9 "$pid" 2>/dev/null; wait "$pid"
+finish "$pid"
 is "$(fact v drawn)" True "the guest drew its text screen"
 if [ -x "$CHECK" ]; then
     "$CHECK" "$TMP/v.png" size 640x400 cell 4,2 48 ffff55 0000aa cell 5,2 65 ffff55 0000aa \
@@ -123,8 +96,7 @@ start k --kernel "$GUEST" --append "ct.vga=keys26" --timeout 200
 PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" keys "$TMP/k.sock" "$TMP/k.out" \
     >"$TMP/k.facts" 2>"$TMP/k.pyerr"
 sed 's/^/#   /' "$TMP/k.pyerr"
-for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -9 "$pid" 2>/dev/null; wait "$pid"
+finish "$pid"
 is "$(fact k codes)" "1e 9e 1c 9c" "send-key qcode a, then number 0x1c: make and break of A and Return"
 is "$(fact k chord)" "2a 1e 30 2e 20 12 21 22 23 a3 a2 a1 92 a0 ae b0 9e aa" \
     "send-key shift+abcdefgh to a stopped guest: all pressed in order, all released in reverse"
@@ -137,8 +109,7 @@ is "$(fact k more)" "54 59 d9 d4" \
 start r --kernel "$GUEST_ELF" --append "ct.tick=1" --timeout 200
 PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" regs "$TMP/r.sock" "$TMP/r.out" \
     >"$TMP/r.regs" 2>"$TMP/r.pyerr"
-for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -9 "$pid" 2>/dev/null; wait "$pid"
+finish "$pid"
 sed 's/^/#   /' "$TMP/r.pyerr"
 guest_lines() { grep -E '^(CS|SS|DS|ES) =|^GDT=|^CR0=|^EFER=' "$1"; }
 ok "info registers: the CPU dump, 64-bit" grep -q '^RIP=' "$TMP/r.regs"
@@ -148,7 +119,7 @@ if command -v qemu-system-x86_64 >/dev/null; then
         -qmp "unix:$TMP/q.sock,server=on,wait=off" >"$TMP/q.err" 2>&1 &
     qpid=$!
     at_exit "kill -9 $qpid 2>/dev/null"
-    for ((i = 0; i < 100; i++)); do [ -S "$TMP/q.sock" ] && break; sleep 0.1; done
+    wait_sock "$TMP/q.sock" 10
     PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" regs "$TMP/q.sock" "$TMP/q.out" \
         >"$TMP/q.regs" 2>>"$TMP/q.err"
     kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null

@@ -28,12 +28,13 @@ filter_names() { sed -e 's/calf-img/qemu-img/g' -e 's/calf-io/qemu-io/g'; }
 
 # run_capture DIR CMD...: runs CMD inside DIR and prints stdout, stderr
 # and the exit status as one comparable text.
-run_capture() {
+run_capture() { _capture "$@" | filter_io | filter_names; }
+_capture() {  # DIR CMD...: that text, unfiltered
     local dir=$1; shift
     local out err rc
     out=$(cd "$dir" && "$@" 2>"$TMP/.stderr"); rc=$?
     err=$(cat "$TMP/.stderr")
-    printf 'stdout:\n%s\nstderr:\n%s\nexit: %s\n' "$out" "$err" "$rc" | filter_io | filter_names
+    printf 'stdout:\n%s\nstderr:\n%s\nexit: %s\n' "$out" "$err" "$rc"
 }
 
 # Two directories with the same file names, one for each tool.
@@ -132,11 +133,9 @@ qemu_names() {
     CPATH=$TMP/bin:$PATH
 }
 run_named() {
-    local dir=$1 path=$2 out err rc
+    local dir=$1 path=$2
     shift 2
-    out=$(cd "$dir" && export PATH="$path" && "$@" 2>"$TMP/.stderr"); rc=$?
-    err=$(cat "$TMP/.stderr")
-    printf 'stdout:\n%s\nstderr:\n%s\nexit: %s\n' "$out" "$err" "$rc" | filter_io
+    PATH=$path _capture "$dir" "$@" | filter_io
 }
 same_named() {
     local desc=$1; shift

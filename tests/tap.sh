@@ -87,6 +87,20 @@ is() {
     fi
 }
 
+# relay PREFIX CMD...: the results CMD prints as TAP ("ok N - DESC",
+# "not ok N - DESC": a C test program's) as tests of this file, named
+# PREFIX DESC; its other lines are dropped
+relay() {
+    local prefix=$1 line
+    shift
+    while read -r line; do
+        case $line in
+            "ok "[0-9]*" - "*) pass "$prefix${line#* - }" ;;
+            "not ok "[0-9]*" - "*) fail "$prefix${line#* - }" ;;
+        esac
+    done < <("$@")
+}
+
 # skip REASON [DESC...]: a test not run, "ok N # skip REASON"; with
 # DESCs, one skipped test for each, "ok N # skip DESC: REASON"
 skip() {

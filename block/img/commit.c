@@ -14,8 +14,6 @@
 #include "block/tool-util.h"
 
 #define COMMIT_CHUNK (1u << 20)
-/* data written between two blk_start_writeback() calls */
-#define WRITEBACK_STEP (16u << 20)
 
 static bool same_file(const char *a, const char *b)
 {
@@ -107,12 +105,7 @@ static int copy_to_base(BlockDriverState *top, int base_depth, BlockDriverState 
                 r = zero_base(base, cluster, zeros, off, pnum);
             else if ((r = blk_pread(top, off, buf, pnum)) == 0)
                 r = blk_pwrite(base, off, buf, pnum);
-            /* the flush at the end writes it all to the disk: start on
-             * it now, while the rest is copied */
-            if ((unkicked += pnum) >= WRITEBACK_STEP) {
-                blk_start_writeback(base);
-                unkicked = 0;
-            }
+            img_wrote(base, &unkicked, pnum);
         }
         off += pnum;
         img_progress_set(prog, (double)off, (double)size);

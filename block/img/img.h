@@ -49,6 +49,18 @@ int img_parse_snapshot_opts(const char *arg, BlockOptions *o);
  * img_parse_snapshot_opts() filled it; frees o, prints the error. */
 int img_load_snapshot(BlockDriverState *bs, const char *arg, BlockOptions *o);
 
+/* A long copy that ends in a flush (commit, rebase) calls this after
+ * each n bytes it writes to bs (*pending: 0 at the start): every 16 MiB
+ * it starts their writeback, so the disk is busy while the copy goes on
+ * instead of all of it waiting for the flush. */
+static inline void img_wrote(BlockDriverState *bs, uint64_t *pending, uint64_t n)
+{
+    if ((*pending += n) >= (16u << 20)) {
+        blk_start_writeback(bs);
+        *pending = 0;
+    }
+}
+
 /* --object and --image-opts (object.c), the same in every subcommand:
  * add IMG_COMMON_LONG_OPTIONS to the long options and hand both option
  * codes to img_common_option() (-errno after printing the error). */

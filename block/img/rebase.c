@@ -14,8 +14,6 @@
 #include "block/tool-util.h"
 
 #define REBASE_CHUNK (1u << 20)
-/* data written between two blk_start_writeback() calls */
-#define WRITEBACK_STEP (16u << 20)
 
 /* The new backing file's content, zeros past its end (or everywhere). */
 static int read_new(BlockDriverState *nb, uint64_t off, uint8_t *buf, uint64_t len)
@@ -92,12 +90,8 @@ static int copy_differences(BlockDriverState *bs, BlockDriverState *nb, ImgProgr
                 if (differ)
                     r = old_zero ? blk_pwrite_zeroes(bs, off + i, j - i, 0)
                                  : blk_pwrite(bs, off + i, a + i, j - i);
-                /* the flush at the end writes it all to the disk: start
-                 * on it now, while the rest is compared */
-                if (differ && (unkicked += j - i) >= WRITEBACK_STEP) {
-                    blk_start_writeback(bs);
-                    unkicked = 0;
-                }
+                if (differ)
+                    img_wrote(bs, &unkicked, j - i);
                 i = j;
             }
         }

@@ -104,6 +104,62 @@ static void usage_error(const char *fmt, const char *a)
     exit(1);
 }
 
+/* ---- the command line ---- */
+
+/* arg as a whole number in [0, max] (strtol's base), or -1 */
+static long opt_number(const char *arg, int base, long max)
+{
+    char *end;
+    long v = strtol(arg, &end, base);
+    return *arg && !*end && v >= 0 && v <= max ? v : -1;
+}
+
+/* arg if it fits an NBD string, else the error fmt (with arg) */
+static const char *opt_string(const char *arg, const char *fmt)
+{
+    if (strlen(arg) > NBD_MAX_STRING)
+        die(fmt, arg);
+    return arg;
+}
+
+/* The words an option takes, each with its value; NULL ends a table. */
+struct opt_word {
+    const char *word;
+    int value;
+};
+
+static const struct opt_word cache_modes[] = {
+    {"writeback", 0},
+    {"none", BLK_O_NOCACHE},
+    {"off", BLK_O_NOCACHE},
+    {"directsync", BLK_O_NOCACHE | BLK_O_WRITETHROUGH},
+    {"writethrough", BLK_O_WRITETHROUGH},
+    {"unsafe", BLK_O_UNSAFE},
+    {NULL, 0},
+};
+static const struct opt_word aio_modes[] = {
+    {"threads", 0}, {"native", 0}, {"io_uring", 0}, {NULL, 0},
+};
+/* 1: unmap */
+static const struct opt_word discard_modes[] = {
+    {"ignore", 0}, {"off", 0}, {"unmap", 1}, {"on", 1}, {NULL, 0},
+};
+/* NbdExport.detect_zeroes */
+static const struct opt_word detect_modes[] = {
+    {"off", 0}, {"on", 1}, {"unmap", 2}, {NULL, 0},
+};
+
+/* arg's value in the table t, or the error fmt (with arg) */
+static int opt_word(const struct opt_word *t, const char *arg, const char *fmt)
+{
+    for (; t->word; t++) {
+        if (!strcmp(t->word, arg))
+            return t->value;
+    }
+    die(fmt, arg);
+    return -1;
+}
+
 /* ---- the clients ---- */
 
 static NbdExport export;
@@ -391,8 +447,7 @@ int main(int argc, char **argv)
     bool list = false, seen_dev_opt = false, disconnect = false;
     const char *device = NULL;
     bool readonly = false, snapshot = false, persistent = false, do_fork = false;
-    int shared = 1, flags = 0, handshake_s = 10;
-    const char *discard = "ignore", *detect = "off";
+    int shared = 1, flags = 0, handshake_s = 10, discard = 0, detect = 0;
     int c;
     while ((c = getopt_long(argc, argv, "hVb:p:k:o:rAB:c:dLsl:nf:e:tvx:D:T:", long_options,
                             NULL)) != -1) {
@@ -404,14 +459,11 @@ int main(int argc, char **argv)
             printf("%s " CALF_VERSION "\n", tool_progname);
             return 0;
         case 'b': bindto = optarg; break;
-        case 'p': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (!*optarg || *end || v < 0 || v > 65535)
+        case 'p':
+            if (opt_number(optarg, 10, 65535) < 0)
                 usage_error("Invalid port number `%s'", optarg);
             port = optarg;
             break;
-        }
         case 'k':
             sockpath = optarg;
             if (sockpath[0] != '/')
@@ -432,66 +484,35 @@ int main(int argc, char **argv)
         case OPT_CACHE:
             seen_dev_opt = true;
             flags &= ~(BLK_O_NOCACHE | BLK_O_UNSAFE | BLK_O_WRITETHROUGH);
-            if (!strcmp(optarg, "none") || !strcmp(optarg, "off"))
-                flags |= BLK_O_NOCACHE;
-            else if (!strcmp(optarg, "directsync"))
-                flags |= BLK_O_NOCACHE | BLK_O_WRITETHROUGH;
-            else if (!strcmp(optarg, "writethrough"))
-                flags |= BLK_O_WRITETHROUGH;
-            else if (!strcmp(optarg, "unsafe"))
-                flags |= BLK_O_UNSAFE;
-            else if (strcmp(optarg, "writeback"))
-                die("Invalid cache mode `%s'", optarg);
+            flags |= opt_word(cache_modes, optarg, "Invalid cache mode `%s'");
             break;
         case OPT_AIO:
             seen_dev_opt = true;
-            if (strcmp(optarg, "threads") && strcmp(optarg, "native") &&
-                strcmp(optarg, "io_uring"))
-                die("invalid aio mode '%s'", optarg);
+            opt_word(aio_modes, optarg, "invalid aio mode '%s'");
             break;
         case OPT_DISCARD:
             seen_dev_opt = true;
-            if (!strcmp(optarg, "ignore") || !strcmp(optarg, "off"))
-                discard = "ignore";
-            else if (!strcmp(optarg, "unmap") || !strcmp(optarg, "on"))
-                discard = "unmap";
-            else
-                die("Invalid discard mode `%s'", optarg);
+            discard = opt_word(discard_modes, optarg, "Invalid discard mode `%s'");
             break;
         case OPT_DETECT_ZEROES:
-            if (strcmp(optarg, "off") && strcmp(optarg, "on") && strcmp(optarg, "unmap"))
-                die("Failed to parse detect_zeroes mode: invalid parameter value: %s", optarg);
-            detect = optarg;
+            detect = opt_word(detect_modes, optarg,
+                              "Failed to parse detect_zeroes mode: invalid parameter value: %s");
             break;
-        case 'e': {
-            char *end;
-            long v = strtol(optarg, &end, 0);
-            if (!*optarg || *end || v < 0 || v > 0x7fffffff)
+        case 'e':
+            if ((shared = opt_number(optarg, 0, 0x7fffffff)) < 0)
                 die("Invalid shared device number '%s'", optarg);
-            shared = (int)v;
             break;
-        }
         case 'f': fmt = optarg; seen_dev_opt = true; break;
         case 't': persistent = true; break;
         case 'v': verbose = true; break;
-        case 'x':
-            if (strlen(optarg) > NBD_MAX_STRING)
-                die("export name '%s' too long", optarg);
-            export.name = optarg;
-            break;
+        case 'x': export.name = opt_string(optarg, "export name '%s' too long"); break;
         case 'D':
-            if (strlen(optarg) > NBD_MAX_STRING)
-                die("export description '%s' too long", optarg);
-            export.description = optarg;
+            export.description = opt_string(optarg, "export description '%s' too long");
             break;
-        case OPT_HANDSHAKE_LIMIT: {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (!*optarg || *end || v < 0 || v > 86400)
+        case OPT_HANDSHAKE_LIMIT:
+            if ((handshake_s = opt_number(optarg, 10, 86400)) < 0)
                 die("Invalid handshake limit '%s'", optarg);
-            handshake_s = (int)v;
             break;
-        }
         case OPT_FORK: do_fork = true; break;
         case OPT_PID_FILE: pid_file = optarg; break;
         case 'T': case OPT_SELINUX: break; /* nothing to trace or label */
@@ -540,7 +561,7 @@ int main(int argc, char **argv)
         return kernel_disconnect(argv[optind]);
     if (device)
         kernel_connect_unsupported(device);
-    if (!strcmp(detect, "unmap") && strcmp(discard, "unmap"))
+    if (detect == 2 && !discard)
         die("setting detect-zeroes to unmap is not allowed without setting discard operation "
             "to unmap%s", "");
     if (fmt && img_image_opts)
@@ -585,8 +606,8 @@ int main(int argc, char **argv)
     }
     export.bs = bs;
     export.read_only = readonly;
-    export.discard = !strcmp(discard, "unmap");
-    export.detect_zeroes = !strcmp(detect, "off") ? 0 : !strcmp(detect, "on") ? 1 : 2;
+    export.discard = discard;
+    export.detect_zeroes = detect;
     export.workers = 4;
     export.handshake_ms = handshake_s * 1000;
     export.multi_conn = shared != 1; /* as qemu-nbd 7.2, writable or not */

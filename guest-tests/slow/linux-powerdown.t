@@ -9,20 +9,15 @@
 . "$(dirname "$0")/../lib.sh"
 need_kvm
 need_linux
-need_cmd python3
-QEMU_PY=$(CALF_BUILD=$CALF_BUILD "$(dirname "$0")/../../scripts/qemu-python.sh" 2>"$TMP/py.err") ||
-    skip_all "no QEMU Python client: $(cat "$TMP/py.err")"
+need_qemu_py
 
 log=$TMP/pwrbtn-build.log
 "$LINUX_DIR/build-kernel.sh" "$CALF_BUILD/linux-pwrbtn" "$LINUX_DIR/powerbutton.config" 2>"$log"
 r=$?; is $r 0 "the power button variant of the kernel builds"
 [ $r = 0 ] || { tail -20 "$log" | sed 's/^/#   /'; done_testing; }
 
-"$CALF" run --kernel "$CALF_BUILD/linux-pwrbtn/vmlinux" --no-reboot --timeout 600 \
-    --append "$LINUX_APPEND ignore_loglevel root=/dev/vda rootwait" \
-    --qmp "unix:$TMP/l.sock,server=on,wait=off" >"$TMP/l.out" 2>"$TMP/l.err" </dev/null &
-pid=$!
-at_exit "kill -9 $pid 2>/dev/null"
+start l --kernel "$CALF_BUILD/linux-pwrbtn/vmlinux" --no-reboot --timeout 600 \
+    --append "$LINUX_APPEND ignore_loglevel root=/dev/vda rootwait"
 t0=$(date +%s)
 PYTHONPATH=$QEMU_PY python3 - "$TMP/l.sock" "$TMP/l.out" >"$TMP/l.facts" 2>"$TMP/l.pyerr" <<'PY'
 import asyncio, sys, time

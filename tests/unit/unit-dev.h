@@ -1,6 +1,7 @@
 /* Shared by the C unit tests that drive devices on the real bus without
- * a VM (dev-hostile.c, pci-teardown.c): TAP output and the host
- * callbacks such a test has no use for. */
+ * a VM (dev-hostile.c, pci-teardown.c; the virtio ones through
+ * unit-virtio.h): TAP output and the host callbacks such a test has no
+ * use for. */
 #ifndef CALF_TESTS_UNIT_DEV_H
 #define CALF_TESTS_UNIT_DEV_H
 

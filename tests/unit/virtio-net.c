@@ -53,11 +53,8 @@
 #include "devices/net/net.h"
 #include "devices/pci.h"
 #include "devices/virtio/virtio.h"
-#include "tests/unit/unit-dev.h"
 
 #define RAM_SIZE (8u << 20)
-#define SLOT 3
-#define DEVFN (SLOT << 3)
 /* the rings' size (the driver's choice; 64 but in one test) */
 #define QSZ qsz
 static unsigned qsz = 64;
@@ -68,23 +65,6 @@ static unsigned qsz = 64;
 #define RXBUF_SIZE 2048u
 #define TXBUF 0x400000u
 #define TXBUF_SIZE 0x11000u
-
-static uint8_t *ram;
-
-static void *fake_guest_ram(void *host, uint64_t gpa, uint64_t len)
-{
-    (void)host;
-    if (gpa > RAM_SIZE || len > RAM_SIZE - gpa)
-        return NULL;
-    return ram + gpa;
-}
-
-static const struct bus_host_ops fake_ops = {
-    .set_irq = fake_set_irq,
-    .console_write = fake_console,
-    .request_stop = fake_stop,
-    .guest_ram = fake_guest_ram,
-};
 
 struct q {
     uint16_t next_avail, last_used;
@@ -99,41 +79,7 @@ struct dev {
     unsigned hl;
 };
 
-static uint32_t cfg_rw(struct bus *bus, unsigned reg, unsigned size,
-                       uint32_t v, bool write)
-{
-    uint32_t addr = 0x80000000u | DEVFN << 8 | (reg & 0xfc);
-    uint8_t d[4];
-
-    bus_pio(bus, 0xcf8, (uint8_t *)&addr, 4, true);
-    memcpy(d, &v, 4);
-    bus_pio(bus, (uint16_t)(0xcfc + (reg & 3)), d, size, write);
-    memcpy(&v, d, 4);
-    return v;
-}
-
-static void mw(struct dev *d, unsigned off, unsigned size, uint64_t v)
-{
-    uint8_t b[8];
-
-    memcpy(b, &v, 8);
-    bus_mmio(d->bus, d->bar + off, b, size, true);
-}
-
-static uint64_t mr(struct dev *d, unsigned off, unsigned size)
-{
-    uint8_t b[8] = { 0 };
-    uint64_t v;
-
-    bus_mmio(d->bus, d->bar + off, b, size, false);
-    memcpy(&v, b, 8);
-    return v;
-}
-
-static uint8_t status(struct dev *d)
-{
-    return (uint8_t)mr(d, VIRTIO_PCI_COMMON_STATUS, 1);
-}
+#include "tests/unit/unit-virtio.h"
 
 static uint16_t *avail(unsigned q) { return (uint16_t *)(ram + QBASE(q) + 0x1000); }
 static uint16_t *used(unsigned q) { return (uint16_t *)(ram + QBASE(q) + 0x2000); }
@@ -215,25 +161,8 @@ static int dev_create(struct dev *d, const char *spec, uint64_t want)
     o.modern = true; /* the virtio structures in memory BAR 0 */
     if (virtio_net_add(d->pci, SLOT, &o))
         return -1;
-    cfg_rw(d->bus, 0x10, 4, 0xe1000000u, true);
-    d->bar = cfg_rw(d->bus, 0x10, 4, 0, false) & ~0xfu;
-    cfg_rw(d->bus, 0x04, 2, 0x0006, true);
+    map_bar0(d);
     return driver_init(d, want);
-}
-
-static void dev_destroy(struct dev *d)
-{
-    bus_shutdown(d->bus);
-    pci_destroy(d->pci);
-    bus_destroy(d->bus);
-}
-
-static uint64_t ms_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* The next used element of queue q within ms: its id (len in *len), -1. */

@@ -28,33 +28,13 @@
 #include "devices/bus.h"
 #include "devices/pci.h"
 #include "devices/virtio/virtio.h"
-#include "tests/unit/unit-dev.h"
 
 #define RAM_SIZE (4u << 20)
-#define SLOT 3
-#define DEVFN (SLOT << 3)
 #define QSZ 16
 #define DESC 0x10000u
 #define AVAIL 0x11000u
 #define USED 0x12000u
 #define DATA 0x100000u
-
-static uint8_t *ram;
-
-static void *fake_guest_ram(void *host, uint64_t gpa, uint64_t len)
-{
-    (void)host;
-    if (gpa > RAM_SIZE || len > RAM_SIZE - gpa)
-        return NULL;
-    return ram + gpa;
-}
-
-static const struct bus_host_ops fake_ops = {
-    .set_irq = fake_set_irq,
-    .console_write = fake_console,
-    .request_stop = fake_stop,
-    .guest_ram = fake_guest_ram,
-};
 
 struct dev {
     struct bus *bus;
@@ -64,41 +44,7 @@ struct dev {
     unsigned next_desc;
 };
 
-static uint32_t cfg_rw(struct bus *bus, unsigned reg, unsigned size,
-                       uint32_t v, bool write)
-{
-    uint32_t addr = 0x80000000u | DEVFN << 8 | (reg & 0xfc);
-    uint8_t d[4];
-
-    bus_pio(bus, 0xcf8, (uint8_t *)&addr, 4, true);
-    memcpy(d, &v, 4);
-    bus_pio(bus, (uint16_t)(0xcfc + (reg & 3)), d, size, write);
-    memcpy(&v, d, 4);
-    return v;
-}
-
-static void mw(struct dev *d, unsigned off, unsigned size, uint64_t v)
-{
-    uint8_t b[8];
-
-    memcpy(b, &v, 8);
-    bus_mmio(d->bus, d->bar + off, b, size, true);
-}
-
-static uint64_t mr(struct dev *d, unsigned off, unsigned size)
-{
-    uint8_t b[8] = { 0 };
-    uint64_t v;
-
-    bus_mmio(d->bus, d->bar + off, b, size, false);
-    memcpy(&v, b, 8);
-    return v;
-}
-
-static uint8_t status(struct dev *d)
-{
-    return (uint8_t)mr(d, VIRTIO_PCI_COMMON_STATUS, 1);
-}
+#include "tests/unit/unit-virtio.h"
 
 /* The driver's side of initialization, one queue of QSZ entries. */
 static int driver_init(struct dev *d)
@@ -127,7 +73,6 @@ static int driver_init(struct dev *d)
 static int dev_create(struct dev *d, const char *spec)
 {
     struct rng_opts o;
-    uint32_t bar;
 
     memset(d, 0, sizeof(*d));
     d->bus = bus_create(&fake_ops, NULL);
@@ -136,18 +81,8 @@ static int dev_create(struct dev *d, const char *spec)
         pci_create(d->bus, 0xe0000000ULL, &d->pci) ||
         virtio_rng_add(d->pci, SLOT, &o))
         return -1;
-    cfg_rw(d->bus, 0x10, 4, 0xe1000000u, true);
-    bar = cfg_rw(d->bus, 0x10, 4, 0, false);
-    d->bar = bar & ~0xfu;
-    cfg_rw(d->bus, 0x04, 2, 0x0006, true); /* memory, bus master */
+    map_bar0(d);
     return driver_init(d);
-}
-
-static void dev_destroy(struct dev *d)
-{
-    bus_shutdown(d->bus);
-    pci_destroy(d->pci);
-    bus_destroy(d->bus);
 }
 
 static void put_desc(unsigned i, uint64_t addr, uint32_t len, uint16_t flags,
@@ -168,14 +103,6 @@ static void offer(struct dev *d, unsigned head)
     d->next_avail++;
     __atomic_store_n(&avail[1], d->next_avail, __ATOMIC_RELEASE);
     mw(d, 0x3000, 2, 0);
-}
-
-static uint64_t ms_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* Waits up to ms for the next used element; its length, or -1. */
