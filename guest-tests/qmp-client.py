@@ -14,6 +14,9 @@ TAP script compares them with what they must be.
   qmp-client.py keys SOCKET SERIAL      send-key to ct.vga=keys26
   qmp-client.py churn SOCKET SERIAL     stop and cont, a few ms apart,
                                         until the guest ends the run
+  qmp-client.py blockstats SOCKET SERIAL  query-blockstats once the test
+                                        guest (ct.virtio=1) printed what
+                                        its requests must count
 
 SERIAL is the file calf writes the guest's console to; the test guest
 runs with ct.tick=1 and prints "calf-test: tick N" about ten times a
@@ -353,11 +356,57 @@ async def churn(sock, ser):
         pass
 
 
+ACCT = re.compile(rb"virtio-blk \d+: acct rd=(\d+)/(\d+) wr=(\d+)/(\d+) "
+                  rb"flush=(\d+) invalid=(\d+)/(\d+) failed_wr=(\d+) high=(\d+)")
+
+
+def stats_line(st):
+    """a drive's counters in the order of the guest's acct line"""
+    return " ".join(str(st[k]) for k in (
+        "rd_operations", "rd_bytes", "wr_operations", "wr_bytes",
+        "flush_operations", "invalid_rd_operations", "invalid_wr_operations",
+        "failed_wr_operations", "wr_highest_offset"))
+
+
+async def blockstats(sock, ser):
+    qmp = QMPClient("calf-test")
+    await qmp.connect(sock)
+    ok = await wait_for(lambda: b"virtio-blk disks:" in serial(ser), 120)
+    m = ACCT.search(serial(ser))
+    say("guest-done", ok and m is not None)
+    if m:
+        say("guest-acct", " ".join(x.decode() for x in m.groups()))
+    r = await qmp.execute("query-blockstats")
+    byname = {e["device"]: e for e in r}
+    v = byname.get("virtio0", {})
+    st = v.get("stats", {})
+    if st:
+        say("host-acct", stats_line(st))
+        say("timed", all(st[t + "_total_time_ns"] > 0 for t in ("rd", "wr", "flush")))
+        say("idle", 0 <= st.get("idle_time_ns", -1) < 120 * 10**9)
+        say("unmap", f'{st["unmap_operations"]} {st["unmap_bytes"]} {st["failed_rd_operations"]}')
+        par = v.get("parent", {})
+        say("parent", f'{par.get("driver-specific", {}).get("driver")} '
+                      f'{par.get("stats", {}).get("wr_highest_offset")} '
+                      f'{par.get("stats", {}).get("wr_operations")}')
+        say("qdev", v.get("qdev"))
+    cd = byname.get("ide1-cd0", {}).get("stats", {})
+    if cd:
+        say("cd-idle", stats_line(cd))
+    nodes = await qmp.execute("query-blockstats", {"query-nodes": True})
+    say("nodes", " ".join(sorted(n["node-name"][:6] for n in nodes)) +
+        f' {sum("device" in n for n in nodes)}')
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
 def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
     if mode == "churn":
         asyncio.run(churn(sock, ser))
+    elif mode == "blockstats":
+        asyncio.run(blockstats(sock, ser))
     elif mode == "screen":
         asyncio.run(screen(sock, ser, sys.argv[4], sys.argv[5]))
     elif mode == "regs":

@@ -32,6 +32,7 @@
 #include "devices/vga.h"
 #include "vmm/display.h"
 #include "vmm/hmp.h"
+#include "vmm/qmp-block.h"
 #include "vmm/qmp-json.h"
 
 #define QMP_READ_CHUNK 4096
@@ -550,6 +551,25 @@ static struct json *cmd_query_block(struct qmp_ctx *x)
         if (qjson_append(r, block_entry(&x->q->vm->disks[i])))
             return obj_or_null(r, true);
     return r;
+}
+
+/* ---- query-blockstats (vmm/qmp-block.c) ---- */
+
+static struct json *cmd_query_blockstats(struct qmp_ctx *x)
+{
+    const struct json *n = qjson_get(x->args, "query-nodes");
+
+    return qmp_blockstats(x->q->vm, n && n->b);
+}
+
+/* BLOCK_IO_ERROR: what the drives' I/O threads reported since the last
+ * round, a bounded number per round. */
+static void block_events_pump(struct qmp *q)
+{
+    struct json *data;
+
+    for (int i = 0; i < 64 && (data = qmp_block_io_error_next(q->vm)); i++)
+        qmp_event(q, "BLOCK_IO_ERROR", data);
 }
 
 static struct json *cmd_stop(struct qmp_ctx *x)
@@ -1074,6 +1094,10 @@ static const struct arg_spec send_key_args[] = {
     { NULL, 0, false },
 };
 
+static const struct arg_spec blockstats_args[] = {
+    { "query-nodes", ARG_BOOL, true }, { NULL, 0, false },
+};
+
 static const struct qmp_cmd qmp_cmds[] = {
     { "qmp_capabilities", cmd_capabilities, caps_args },
     { "query-version", cmd_query_version, NULL },
@@ -1083,6 +1107,7 @@ static const struct qmp_cmd qmp_cmds[] = {
     { "query-kvm", cmd_query_kvm, NULL },
     { "query-cpus-fast", cmd_query_cpus_fast, NULL },
     { "query-block", cmd_query_block, NULL },
+    { "query-blockstats", cmd_query_blockstats, blockstats_args },
     { "stop", cmd_stop, NULL },
     { "cont", cmd_cont, NULL },
     { "system_reset", cmd_system_reset, NULL },
@@ -1330,8 +1355,10 @@ void qmp_dispatch(struct qmp *q, const struct pollfd *pfd, int n)
             client_read(c);
         k++;
     }
-    if (q)
+    if (q) {
         keyq_pump(q);
+        block_events_pump(q);
+    }
     /* answers and events of this round (they may be for any client),
      * then the clients that went away */
     for (int i = 0; q && i < q->nsocks; i++) {

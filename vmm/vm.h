@@ -10,6 +10,7 @@
 #include <linux/kvm.h>
 
 #include "devices/bus.h"
+#include "devices/disk.h"
 #include "vmm/cpu-model.h"
 
 #define VM_MAX_CPUS 64
@@ -25,6 +26,9 @@ struct vm_disk {
     char *format;             /* NULL: probed */
     bool cdrom, readonly, snapshot;
     int cache;                /* enum disk_cache (devices/disk.h) */
+    /* What the drive counted (query-blockstats) and the errors it
+     * reported (BLOCK_IO_ERROR); its I/O threads write, qmp.c reads */
+    struct disk_stats stats;
 };
 
 /* Exit statuses of calf run.  Guest statuses from the debug-exit port are

@@ -105,9 +105,21 @@ void atapi_next_chunk(struct ide_drive *d)
     }
     n = atapi_chunk(d);
     if (d->from_disk) {
+        int64_t t0 = disk_acct_now();
+        int ret;
+
         if (n > IDE_BUF_SIZE)
             n = IDE_BUF_SIZE;
-        if (blk_pread(d->bs, d->lba, d->buf, n) < 0) {
+        ret = blk_pread(d->bs, d->lba, d->buf, n);
+        /* QEMU reads (and counts) a PIO transfer a 2048-byte block at a
+         * time: so many requests */
+        for (unsigned at = 0; ret >= 0 && at < n; at += CD_BLOCK)
+            disk_acct_done(d->stats, DISK_ACCT_READ,
+                           n - at < CD_BLOCK ? n - at : CD_BLOCK,
+                           at ? disk_acct_now() : t0, false);
+        if (ret < 0) {
+            disk_acct_done(d->stats, DISK_ACCT_READ, 0, t0, true);
+            disk_io_error(d->stats, false, -ret);
             atapi_fail(d, SK_MEDIUM_ERROR, ASC_READ_ERROR);
             return;
         }
@@ -218,6 +230,7 @@ static void cmd_read_capacity(struct ide_drive *d)
 static void cmd_read(struct ide_drive *d, uint64_t lba, uint64_t n)
 {
     if (lba > d->sectors || n > d->sectors - lba) {
+        disk_acct_invalid(d->stats, DISK_ACCT_READ);
         atapi_fail(d, SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
         return;
     }

@@ -17,6 +17,7 @@
 
 #include "block/block.h"
 #include "devices/byteorder.h"
+#include "devices/disk.h"
 
 /* status register */
 #define ST_ERR  0x01
@@ -92,6 +93,7 @@ struct ide_drive {
     uint8_t cdb[12];
     uint8_t sense_key, asc, ascq;
     bool ejected, locked;
+    struct disk_stats *stats; /* query-blockstats, BLOCK_IO_ERROR; or NULL */
 };
 
 struct ide_dma_req {
@@ -100,6 +102,7 @@ struct ide_dma_req {
     uint64_t off, bytes;      /* in the image, or in d->buf if !from_disk */
     bool from_disk;
     unsigned gen;             /* d->dma_gen when it was made */
+    int64_t t0;               /* disk_acct_now() when it was made */
 };
 
 struct ide_channel {

@@ -1,0 +1,94 @@
+#!/bin/bash
+# The monitor's block commands (vmm/qmp-block.c), driven by QEMU 7.2's
+# own Python client (guest-tests/qmp-client.py) and compared with
+# qemu-system-x86_64's answers byte for byte:
+# 1. query-blockstats: the test guest (ct.virtio=1) does its virtio-blk
+#    requests and prints what they must count by QEMU's rules (its own
+#    model); calf's counters for virtio0 must be exactly that.
+# 2. query-blockstats of idle drives (calf --paused, QEMU -S, the same
+#    -drive layout): the same bytes, automatic node names masked.
+. "$(dirname "$0")/lib.sh"
+need_kvm
+need_cmd python3
+QEMU_PY=$(CALF_BUILD=$CALF_BUILD "$(dirname "$0")/../scripts/qemu-python.sh" 2>"$TMP/py.err") ||
+    skip_all "no QEMU Python client: $(cat "$TMP/py.err")"
+CLIENT=$(cd "$(dirname "$0")" && pwd)/qmp-client.py
+RAW=$(cd "$(dirname "$0")" && pwd)/qmp-raw.py
+REQ=$(cd "$(dirname "$0")" && pwd)/qmp/blockstats.txt
+
+# start NAME ARGS...: calf in the background with a QMP socket
+# $TMP/NAME.sock (wait=off) and the console in $TMP/NAME.out; sets pid
+start() {
+    local name=$1
+    shift
+    "$CALF" run --qmp "unix:$TMP/$name.sock,server=on,wait=off" "$@" \
+        >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
+    pid=$!
+    at_exit "kill -9 $pid 2>/dev/null"
+    for ((i = 0; i < 300; i++)); do
+        [ -S "$TMP/$name.sock" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+finish() {  # PID: waits for calf (after quit), at most 10 s; sets status
+    for ((i = 0; i < 100; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null
+    wait "$1"
+    status=$?
+}
+fact() { sed -n "s/^$2=//p" "$TMP/$1.facts" | head -1; }
+
+# 1. counters against the guest's own model
+truncate -s 4M "$TMP/disk.raw"
+truncate -s 1M "$TMP/cd.iso"
+start b --kernel "$GUEST" --cpus 2 --append "ct.virtio=1 ct.hang=1" \
+    --disk "$TMP/disk.raw,format=raw" --cdrom "$TMP/cd.iso" --timeout 200
+PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" blockstats "$TMP/b.sock" "$TMP/b.out" \
+    >"$TMP/b.facts" 2>"$TMP/b.pyerr"
+sed 's/^/#   /' "$TMP/b.pyerr"
+finish "$pid"
+is "$(fact b guest-done)" True "the guest did its virtio-blk requests"
+guest=$(fact b guest-acct)
+echo "# guest model: rd ops/bytes, wr ops/bytes, flush, invalid rd/wr, failed wr, highest write: $guest"
+ok "the guest's requests count something" [ -n "$guest" ] && [ "${guest%% *}" -gt 0 ]
+is "$(fact b host-acct)" "$guest" \
+    "query-blockstats: reads, writes (write-zeroes too), flushes, invalid, failed, wr_highest_offset as the guest counted"
+is "$(fact b timed)" True "rd/wr/flush_total_time_ns are counted"
+is "$(fact b idle)" True "idle_time_ns once the drive was used"
+is "$(fact b unmap)" "0 0 0" "a discard counts nothing (discard=ignore), no failed read"
+is "$(fact b parent)" "file $(echo "$guest" | awk '{print $NF}') 0" \
+    "parent: the file node, its highest write as the raw image's, no counters of its own"
+is "$(fact b qdev)" "/machine/peripheral-anon/device[0]/virtio-backend" "qdev: QEMU's path"
+is "$(fact b cd-idle)" "0 0 0 0 0 0 0 0 0" "the CD nobody read counts nothing"
+is "$(fact b nodes)" "#block #block #block #block 0" "query-nodes: four nodes, no device"
+is "$status" 0 "calf exits 0 after quit"
+
+# 2. idle drives, byte for byte as QEMU
+truncate -s 4M "$TMP/q.raw"
+truncate -s 1M "$TMP/q.iso"
+mask() { sed 's/#block[0-9]*/#blockN/g'; }
+start i --kernel "$GUEST" --paused --disk "$TMP/disk.raw,format=raw" --cdrom "$TMP/cd.iso" --timeout 60
+python3 "$RAW" transcript "$TMP/i.sock" "$REQ" 2>"$TMP/i.pyerr" | mask >"$TMP/calf.txt"
+kill "$pid"; finish "$pid"
+ok "calf answered the requests" grep -q '"id": 5' "$TMP/calf.txt"
+if command -v qemu-system-x86_64 >/dev/null; then
+    qemu-system-x86_64 -M pc -accel kvm -S -display none -nodefaults \
+        -drive "file=$TMP/q.raw,format=raw,if=virtio" -cdrom "$TMP/q.iso" \
+        -qmp "unix:$TMP/q.sock,server=on,wait=off" >"$TMP/q.err" 2>&1 &
+    qpid=$!
+    at_exit "kill -9 $qpid 2>/dev/null"
+    for ((i = 0; i < 100; i++)); do [ -S "$TMP/q.sock" ] && break; sleep 0.1; done
+    python3 "$RAW" transcript "$TMP/q.sock" "$REQ" 2>>"$TMP/q.err" | mask >"$TMP/qemu.txt"
+    kill "$qpid"; wait "$qpid" 2>/dev/null
+    if grep -q '"id": 5' "$TMP/qemu.txt"; then
+        d=$(diff "$TMP/qemu.txt" "$TMP/calf.txt" | head -c 2000)
+        is "$d" "" "query-blockstats (and query-nodes, and its argument errors) as QEMU 7.2's, byte for byte"
+    else
+        skip "qemu-system-x86_64 did not answer: $(tail -3 "$TMP/q.err")" "as QEMU's"
+    fi
+else
+    skip "qemu-system-x86_64 is not installed" "as QEMU's"
+fi
+[ "$t_fail" = 0 ] || { tail -20 "$TMP/b.out"; cat "$TMP/b.facts"; }
+done_testing

@@ -1,0 +1,212 @@
+/* query-blockstats and BLOCK_IO_ERROR: see vmm/qmp-block.h.
+ *
+ * QEMU shows a drive as a BlockBackend over a graph of nodes: calf's
+ * drive is the BlockBackend and its format node (what the guest's
+ * requests count at), its host file the "file" node under it (QEMU's
+ * "parent" member).  Node names are QEMU's automatic ones (#blockNNN:
+ * a counter and two random digits), qdev paths the ones QEMU gives a
+ * -drive of the same kind on a PC. */
+#include "vmm/qmp-block.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* #blockNDD: node n (file nodes even, format nodes odd, as QEMU opens
+ * the file first), DD per process. */
+static struct json *node_name(int disk, bool file)
+{
+    return qjson_strf("#block%d%02d", disk * 2 + !file,
+                      (int)((unsigned)getpid() * 7u + (unsigned)disk * 13u) % 100);
+}
+
+/* The qdev path QEMU gives the device: a -drive if=virtio becomes an
+ * anonymous virtio-blk-pci, an IDE drive an unattached device numbered
+ * after the PC's own 19, in slot order. */
+static struct json *qdev_path(const struct vm *vm, const struct vm_disk *d)
+{
+    int b, u, rank = 0;
+    char kind[3];
+
+    if (!strncmp(d->name, "virtio", 6))
+        return qjson_strf("/machine/peripheral-anon/device[%s]/virtio-backend",
+                          d->name + 6);
+    if (sscanf(d->name, "ide%d-%2[a-z]%d", &b, kind, &u) != 3)
+        return qjson_str("");
+    for (int i = 0; i < vm->ndisks; i++) {
+        int b2, u2;
+        char k2[3];
+
+        if (sscanf(vm->disks[i].name, "ide%d-%2[a-z]%d", &b2, k2, &u2) == 3 &&
+            b2 * 2 + u2 < b * 2 + u)
+            rank++;
+    }
+    return qjson_strf("/machine/unattached/device[%d]", 19 + rank);
+}
+
+static uint64_t ld(_Atomic uint64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* BlockDeviceStats: s NULL for a node that counts nothing but its
+ * highest write (QEMU's nodes below the BlockBackend). */
+static struct json *device_stats(struct disk_stats *s, uint64_t wr_highest)
+{
+    static const char *const name[DISK_ACCT_TYPES] = { "rd", "wr", "flush",
+                                                       "unmap" };
+    struct json *o = qjson_object(), *timed = qjson_array();
+    bool bad = !o || !timed;
+    char key[64];
+
+    for (int t = 0; !bad && t < DISK_ACCT_TYPES; t++) {
+        if (t != DISK_ACCT_FLUSH) {
+            snprintf(key, sizeof(key), "%s_bytes", name[t]);
+            bad = bad || qjson_put(o, key, qjson_uint(s ? ld(&s->bytes[t]) : 0));
+            snprintf(key, sizeof(key), "%s_merged", name[t]);
+            bad = bad || qjson_put(o, key, qjson_int(0));
+        }
+        snprintf(key, sizeof(key), "%s_operations", name[t]);
+        bad = bad || qjson_put(o, key, qjson_uint(s ? ld(&s->ops[t]) : 0));
+        snprintf(key, sizeof(key), "%s_total_time_ns", name[t]);
+        bad = bad || qjson_put(o, key, qjson_uint(s ? ld(&s->time_ns[t]) : 0));
+        snprintf(key, sizeof(key), "failed_%s_operations", name[t]);
+        bad = bad || qjson_put(o, key, qjson_uint(s ? ld(&s->failed[t]) : 0));
+        snprintf(key, sizeof(key), "invalid_%s_operations", name[t]);
+        bad = bad || qjson_put(o, key, qjson_uint(s ? ld(&s->invalid[t]) : 0));
+    }
+    bad = bad || qjson_put(o, "wr_highest_offset", qjson_uint(wr_highest));
+    if (!bad && s) {
+        int64_t last = atomic_load_explicit(&s->last_ns, memory_order_relaxed);
+
+        if (last > 0) {
+            int64_t idle = disk_acct_now() - last;
+
+            bad = qjson_put(o, "idle_time_ns", qjson_int(idle > 0 ? idle : 0));
+        }
+    }
+    bad = bad || qjson_put(o, "account_invalid", qjson_bool(s != NULL)) ||
+          qjson_put(o, "account_failed", qjson_bool(s != NULL));
+    if (!bad) {
+        bad = qjson_put(o, "timed_stats", timed) != 0; /* takes it */
+        timed = NULL;
+    }
+    if (bad) {
+        qjson_free(timed);
+        qjson_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Whether the image is raw: given as such, or nothing else found in its
+ * first bytes (the block layer's probe: qcow, qcow2, LUKS magics). */
+static bool is_raw(const struct vm_disk *d)
+{
+    unsigned char h[6];
+    int fd;
+    ssize_t n;
+
+    if (d->format)
+        return !strcmp(d->format, "raw");
+    fd = open(d->file, O_RDONLY | O_CLOEXEC);
+    n = fd < 0 ? -1 : pread(fd, h, sizeof(h), 0);
+    if (fd >= 0)
+        close(fd);
+    return !(n >= 4 && !memcmp(h, "QFI\xfb", 4)) &&
+           !(n == 6 && !memcmp(h, "LUKS\xba\xbe", 6));
+}
+
+/* The host file's node: QEMU's file-posix, with its discard counters. */
+static struct json *file_node(struct vm_disk *d, int i)
+{
+    struct json *o = qjson_object(), *ds = qjson_object();
+    bool raw = is_raw(d);
+    struct disk_stats *s = &d->stats;
+    bool bad = !o || !ds;
+
+    bad = bad || qjson_put(ds, "driver", qjson_str("file")) ||
+          qjson_put(ds, "discard-nb-ok", qjson_uint(ld(&s->discard_ok))) ||
+          qjson_put(ds, "discard-nb-failed", qjson_uint(ld(&s->discard_failed))) ||
+          qjson_put(ds, "discard-bytes-ok", qjson_uint(ld(&s->discard_bytes_ok)));
+    /* A raw image's writes land where the guest put them; a format's
+     * host offsets are not followed (0). */
+    bad = bad || qjson_put(o, "stats", device_stats(NULL, raw ? ld(&s->wr_highest) : 0)) ||
+          qjson_put(o, "node-name", node_name(i, true));
+    if (!bad) {
+        bad = qjson_put(o, "driver-specific", ds) != 0; /* takes it */
+        ds = NULL;
+    }
+    if (bad) {
+        qjson_free(ds);
+        qjson_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The format node: blk says whether as the drive (with the BlockBackend's
+ * counters, device and qdev) or as a node of the graph. */
+static struct json *drive_entry(struct vm *vm, int i, bool blk)
+{
+    struct vm_disk *d = &vm->disks[i];
+    struct json *o = qjson_object();
+    uint64_t high = ld(&d->stats.wr_highest);
+    bool bad = !o;
+
+    bad = bad || (blk && qjson_put(o, "device", qjson_str(d->name))) ||
+          qjson_put(o, "parent", file_node(d, i)) ||
+          qjson_put(o, "stats", device_stats(blk ? &d->stats : NULL, high)) ||
+          qjson_put(o, "node-name", node_name(i, false)) ||
+          (blk && qjson_put(o, "qdev", qdev_path(vm, d)));
+    if (bad) {
+        qjson_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+struct json *qmp_blockstats(struct vm *vm, bool query_nodes)
+{
+    struct json *r = qjson_array();
+
+    for (int i = 0; r && i < vm->ndisks; i++) {
+        if (query_nodes) {
+            /* bdrv_next_node() order: each file node, then its format */
+            if (qjson_append(r, file_node(&vm->disks[i], i)) ||
+                qjson_append(r, drive_entry(vm, i, false)))
+                goto fail;
+        } else if (qjson_append(r, drive_entry(vm, i, true))) {
+            goto fail;
+        }
+    }
+    return r;
+fail:
+    qjson_free(r);
+    return NULL;
+}
+
+struct json *qmp_block_io_error_next(struct vm *vm)
+{
+    for (int i = 0; i < vm->ndisks; i++) {
+        struct disk_io_error e;
+        struct json *o;
+
+        if (!disk_io_error_pop(&vm->disks[i].stats, &e))
+            continue;
+        o = qjson_object();
+        if (o && (qjson_put(o, "device", qjson_str(vm->disks[i].name)) ||
+                  qjson_put(o, "node-name", node_name(i, false)) ||
+                  qjson_put(o, "operation", qjson_str(e.write ? "write" : "read")) ||
+                  qjson_put(o, "action", qjson_str("report")) ||
+                  qjson_put(o, "nospace", qjson_bool(e.err == ENOSPC)) ||
+                  qjson_put(o, "reason", qjson_str(strerror(e.err))))) {
+            qjson_free(o);
+            o = NULL;
+        }
+        return o;
+    }
+    return NULL;
+}
