@@ -96,7 +96,7 @@ void disk_acct_discard(struct disk_stats *s, uint64_t len, bool ok)
     }
 }
 
-void disk_io_error(struct disk_stats *s, bool write, int err)
+static void event_push(struct disk_stats *s, const struct disk_event *e)
 {
     if (!s || !s->err_lock_init)
         return;
@@ -106,13 +106,27 @@ void disk_io_error(struct disk_stats *s, bool write, int err)
         s->err_count--;
         s->err_dropped++;
     }
-    s->err[(s->err_head + s->err_count) % DISK_ERR_RING] =
-        (struct disk_io_error){ .write = write, .err = err };
+    s->err[(s->err_head + s->err_count) % DISK_ERR_RING] = *e;
     s->err_count++;
     pthread_mutex_unlock(&s->err_lock);
 }
 
-bool disk_io_error_pop(struct disk_stats *s, struct disk_io_error *e)
+void disk_io_error(struct disk_stats *s, bool write, int err)
+{
+    struct disk_event e = { .kind = DISK_EV_IO_ERROR, .write = write,
+                            .err = err };
+
+    event_push(s, &e);
+}
+
+void disk_tray_moved(struct disk_stats *s, bool open)
+{
+    struct disk_event e = { .kind = DISK_EV_TRAY, .tray_open = open };
+
+    event_push(s, &e);
+}
+
+bool disk_event_pop(struct disk_stats *s, struct disk_event *e)
 {
     bool got = false;
 

@@ -75,13 +75,17 @@ char *disk_cdrom_spec(const char *file);
 enum disk_acct { DISK_ACCT_READ, DISK_ACCT_WRITE, DISK_ACCT_FLUSH,
                  DISK_ACCT_UNMAP, DISK_ACCT_TYPES };
 
-/* BLOCK_IO_ERROR events waiting for the monitor (a request that failed
- * and whose error went to the guest).  A small ring: when the monitor
- * falls behind, the oldest are dropped and counted. */
+/* Events waiting for the monitor: BLOCK_IO_ERROR (a request failed and
+ * the error went to the guest) and DEVICE_TRAY_MOVED (the guest opened
+ * or closed a CD's tray).  A small ring: when the monitor falls behind,
+ * the oldest are dropped and counted. */
 #define DISK_ERR_RING 32
-struct disk_io_error {
+enum disk_event_kind { DISK_EV_IO_ERROR, DISK_EV_TRAY };
+struct disk_event {
+    int kind;        /* enum disk_event_kind */
     bool write;      /* "operation": read or write (flush, discard: write) */
     int err;         /* positive errno */
+    bool tray_open;  /* DISK_EV_TRAY: where the tray is now */
 };
 
 struct disk_stats {
@@ -97,7 +101,7 @@ struct disk_stats {
     /* BLOCK_IO_ERROR: filled by I/O threads, drained by the monitor */
     pthread_mutex_t err_lock;
     bool err_lock_init;
-    struct disk_io_error err[DISK_ERR_RING];
+    struct disk_event err[DISK_ERR_RING];
     unsigned err_head, err_count;
     uint64_t err_dropped;
 };
@@ -119,7 +123,9 @@ void disk_acct_wr_end(struct disk_stats *s, uint64_t off, uint64_t len);
 void disk_acct_discard(struct disk_stats *s, uint64_t len, bool ok);
 /* A request failed and the guest was told (BLOCK_IO_ERROR). */
 void disk_io_error(struct disk_stats *s, bool write, int err);
-/* Takes the oldest waiting error into *e: true if there was one. */
-bool disk_io_error_pop(struct disk_stats *s, struct disk_io_error *e);
+/* The tray moved (DEVICE_TRAY_MOVED). */
+void disk_tray_moved(struct disk_stats *s, bool open);
+/* Takes the oldest waiting event into *e: true if there was one. */
+bool disk_event_pop(struct disk_stats *s, struct disk_event *e);
 
 #endif

@@ -7,6 +7,16 @@
 #    model); calf's counters for virtio0 must be exactly that.
 # 2. query-blockstats of idle drives (calf --paused, QEMU -S, the same
 #    -drive layout): the same bytes, automatic node names masked.
+# 3. eject and blockdev-change-medium on the test guest's CD
+#    (ct.idewatch=lock: it locks the tray, then polls GET EVENT STATUS
+#    NOTIFICATION and reads every new disc): a locked tray refuses a
+#    plain eject and the guest sees the eject request; force opens it
+#    (DEVICE_TRAY_MOVED), the guest sees the tray open and no medium; a
+#    new image goes in, the tray closes, the guest sees new media, NOT
+#    READY then UNIT ATTENTION, and reads the new image's capacity and
+#    pattern; a change with the tray closed (by qdev ID) moves it twice.
+# 4. The same commands, their errors and events on a paused machine,
+#    byte for byte as QEMU's (timestamps masked).
 . "$(dirname "$0")/lib.sh"
 need_kvm
 need_cmd python3
@@ -91,4 +101,75 @@ else
     skip "qemu-system-x86_64 is not installed" "as QEMU's"
 fi
 [ "$t_fail" = 0 ] || { tail -20 "$TMP/b.out"; cat "$TMP/b.facts"; }
+
+# 3. media changes the guest sees
+python3 -c "
+open('$TMP/a.iso', 'wb').write(b'\xa1' * 2048 * 512)
+open('$TMP/b.iso', 'wb').write(b'\xb2' * 2048 * 1024)
+open('$TMP/c.iso', 'wb').write(b'\xc3' * 2048 * 300)"
+start m --kernel "$GUEST" --append "ct.idewatch=lock" --disk "$TMP/disk.raw,format=raw" \
+    --cdrom "$TMP/a.iso" --timeout 200
+PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" media "$TMP/m.sock" "$TMP/m.out" \
+    "$TMP/b.iso" "$TMP/c.iso" >"$TMP/m.facts" 2>"$TMP/m.pyerr"
+sed 's/^/#   /' "$TMP/m.pyerr"
+finish "$pid"
+is "$(fact m watching)" "['watching: capacity 512 byte 0xa1']" "the guest reads the first disc"
+is "$(fact m locked)" True "the guest locked the tray"
+is "$(fact m block-locked)" "False:True:$TMP/a.iso" "query-block: locked, tray closed, the disc in"
+is "$(fact m eject-locked)" \
+    "Device 'ide1-cd0' is locked and force was not specified, wait for tray to open and try again" \
+    "eject of a locked tray: QEMU's error"
+is "$(fact m eject-request)" "media 2 event 1" "and the guest gets an eject request (media event 1)"
+is "$(fact m eject-event)" "ide1-cd0:True" "eject force: DEVICE_TRAY_MOVED, tray open"
+is "$(fact m ejected)" "media 1 event 0 tur 0x2/0x3a" \
+    "the guest sees the tray open; TEST UNIT READY: NOT READY, medium not present"
+is "$(fact m block-ejected)" "True:False:-" "query-block: tray open, unlocked, nothing inserted"
+is "$(fact m change-event)" "ide1-cd0:False" "blockdev-change-medium: the tray closes"
+is "$(fact m changed)" "media 2 event 2" "the guest sees new media"
+is "$(fact m changed-read)" "ready after 0x2/0x3a 0x6/0x28 ok: capacity 1024 byte 0xb2" \
+    "NOT READY, UNIT ATTENTION (medium changed), then ready: the new image's capacity and data"
+is "$(fact m block-changed)" "False:False:$TMP/b.iso" "query-block: the new image"
+is "$(fact m change2-events)" "True,False" "a change with the tray closed opens and closes it"
+is "$(fact m change2-read)" "ready after 0x2/0x3a 0x6/0x28 ok: capacity 300 byte 0xc3" \
+    "and the guest reads the third image"
+is "$(fact m eject-virtio)" "Device 'virtio0' is not removable" "a virtio disk cannot be ejected"
+is "$status" 0 "calf exits 0 after quit"
+[ "$t_fail" = 0 ] || grep 'cd:' "$TMP/m.out" | tail -20
+
+# 4. the same on a paused machine, as QEMU answers
+cp "$TMP/a.iso" "$TMP/qa.iso"
+mkdir -p "$TMP/c" "$TMP/q"
+cp "$TMP/b.iso" "$TMP/c/cd2.iso"
+cp "$TMP/b.iso" "$TMP/q/cd2.iso"
+cp "$TMP/a.iso" "$TMP/c/cd.iso"
+cp "$TMP/a.iso" "$TMP/q/cd.iso"
+MED=$(cd "$(dirname "$0")" && pwd)/qmp/media.txt
+tsmask() { sed 's/"seconds": [0-9]*, "microseconds": [0-9]*/TIME/'; }
+(cd "$TMP/c" && exec "$CALF" run --kernel "$GUEST" --paused --disk "$TMP/disk.raw,format=raw" \
+    --cdrom cd.iso --qmp "unix:$TMP/p.sock,server=on,wait=off" --timeout 60) \
+    >"$TMP/p.out" 2>"$TMP/p.err" </dev/null &
+pid=$!
+at_exit "kill -9 $pid 2>/dev/null"
+for ((i = 0; i < 300; i++)); do [ -S "$TMP/p.sock" ] && break; sleep 0.1; done
+python3 "$RAW" transcript "$TMP/p.sock" "$MED" 2>>"$TMP/p.err" | tsmask >"$TMP/calf-m.txt"
+kill "$pid"; finish "$pid"
+ok "calf answered the media requests" grep -q '"id": 20' "$TMP/calf-m.txt"
+if command -v qemu-system-x86_64 >/dev/null; then
+    (cd "$TMP/q" && exec qemu-system-x86_64 -M pc -accel kvm -S -display none -nodefaults \
+        -drive "file=$TMP/q.raw,format=raw,if=virtio" -cdrom cd.iso \
+        -qmp "unix:$TMP/qm.sock,server=on,wait=off") >"$TMP/qm.err" 2>&1 &
+    qpid=$!
+    at_exit "kill -9 $qpid 2>/dev/null"
+    for ((i = 0; i < 100; i++)); do [ -S "$TMP/qm.sock" ] && break; sleep 0.1; done
+    python3 "$RAW" transcript "$TMP/qm.sock" "$MED" 2>>"$TMP/qm.err" | tsmask >"$TMP/qemu-m.txt"
+    kill "$qpid"; wait "$qpid" 2>/dev/null
+    if grep -q '"id": 20' "$TMP/qemu-m.txt"; then
+        d=$(diff "$TMP/qemu-m.txt" "$TMP/calf-m.txt" | head -c 2000)
+        is "$d" "" "eject, blockdev-change-medium, DEVICE_TRAY_MOVED and the errors as QEMU 7.2's ($(wc -l <"$TMP/calf-m.txt") lines)"
+    else
+        skip "qemu-system-x86_64 did not answer: $(tail -3 "$TMP/qm.err")" "media as QEMU's"
+    fi
+else
+    skip "qemu-system-x86_64 is not installed" "media as QEMU's"
+fi
 done_testing

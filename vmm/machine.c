@@ -215,7 +215,7 @@ static int disks_add(struct machine_build *b)
      * costs a guest's driver probe time (slow where ring 0 is emulated). */
     if (!ret && ide_config_any(&b->ide))
         ret = ide_create(b->vm->pci, pc_map[PC_IDE].slot, pc_map[PC_IDE].fn,
-                         b->vm->bus, &b->ide);
+                         b->vm->bus, &b->ide, &b->vm->ide);
     if (!ret)
         ret = ide_boot_devices(b);
     return ret;
@@ -324,6 +324,7 @@ void machine_destroy(struct vm *vm)
 {
     pci_destroy(vm->pci);
     vm->pci = NULL;
+    vm->ide = NULL;
     fw_cfg_destroy(vm->fw_cfg);
     vm->fw_cfg = NULL;
     for (int i = 0; i < vm->ndisks; i++) {

@@ -11,15 +11,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "devices/ide/ide.h"
 
 /* #blockNDD: node n (file nodes even, format nodes odd, as QEMU opens
  * the file first), DD per process. */
 static struct json *node_name(int disk, bool file)
 {
     return qjson_strf("#block%d%02d", disk * 2 + !file,
-                      (int)((unsigned)getpid() * 7u + (unsigned)disk * 13u) % 100);
+                      (int)(((unsigned)getpid() * 7u + (unsigned)disk * 13u) %
+                            100u));
 }
 
 /* The qdev path QEMU gives the device: a -drive if=virtio becomes an
@@ -64,7 +68,8 @@ static struct json *device_stats(struct disk_stats *s, uint64_t wr_highest)
     for (int t = 0; !bad && t < DISK_ACCT_TYPES; t++) {
         if (t != DISK_ACCT_FLUSH) {
             snprintf(key, sizeof(key), "%s_bytes", name[t]);
-            bad = bad || qjson_put(o, key, qjson_uint(s ? ld(&s->bytes[t]) : 0));
+            bad = bad ||
+                  qjson_put(o, key, qjson_uint(s ? ld(&s->bytes[t]) : 0));
             snprintf(key, sizeof(key), "%s_merged", name[t]);
             bad = bad || qjson_put(o, key, qjson_int(0));
         }
@@ -129,11 +134,14 @@ static struct json *file_node(struct vm_disk *d, int i)
 
     bad = bad || qjson_put(ds, "driver", qjson_str("file")) ||
           qjson_put(ds, "discard-nb-ok", qjson_uint(ld(&s->discard_ok))) ||
-          qjson_put(ds, "discard-nb-failed", qjson_uint(ld(&s->discard_failed))) ||
-          qjson_put(ds, "discard-bytes-ok", qjson_uint(ld(&s->discard_bytes_ok)));
+          qjson_put(ds, "discard-nb-failed",
+                    qjson_uint(ld(&s->discard_failed))) ||
+          qjson_put(ds, "discard-bytes-ok",
+                    qjson_uint(ld(&s->discard_bytes_ok)));
     /* A raw image's writes land where the guest put them; a format's
      * host offsets are not followed (0). */
-    bad = bad || qjson_put(o, "stats", device_stats(NULL, raw ? ld(&s->wr_highest) : 0)) ||
+    bad = bad || qjson_put(o, "stats",
+                           device_stats(NULL, raw ? ld(&s->wr_highest) : 0)) ||
           qjson_put(o, "node-name", node_name(i, true));
     if (!bad) {
         bad = qjson_put(o, "driver-specific", ds) != 0; /* takes it */
@@ -188,25 +196,228 @@ fail:
     return NULL;
 }
 
-struct json *qmp_block_io_error_next(struct vm *vm)
+/* BLOCK_IO_ERROR's data: QEMU's for an error reported to the guest
+ * (werror/rerror=report, the default) on a drive with I/O status on. */
+static struct json *io_error_data(struct vm *vm, int i,
+                                  const struct disk_event *e)
+{
+    struct json *o = qjson_object();
+
+    if (o && (qjson_put(o, "device", qjson_str(vm->disks[i].name)) ||
+              qjson_put(o, "node-name", node_name(i, false)) ||
+              qjson_put(o, "operation",
+                        qjson_str(e->write ? "write" : "read")) ||
+              qjson_put(o, "action", qjson_str("report")) ||
+              qjson_put(o, "nospace", qjson_bool(e->err == ENOSPC)) ||
+              qjson_put(o, "reason", qjson_str(strerror(e->err))))) {
+        qjson_free(o);
+        o = NULL;
+    }
+    return o;
+}
+
+static struct json *tray_data(struct vm *vm, int i, bool open)
+{
+    struct json *o = qjson_object();
+
+    if (o && (qjson_put(o, "device", qjson_str(vm->disks[i].name)) ||
+              qjson_put(o, "tray-open", qjson_bool(open)) ||
+              qjson_put(o, "id", qdev_path(vm, &vm->disks[i])))) {
+        qjson_free(o);
+        o = NULL;
+    }
+    return o;
+}
+
+struct json *qmp_block_event_next(struct vm *vm, const char **name)
 {
     for (int i = 0; i < vm->ndisks; i++) {
-        struct disk_io_error e;
-        struct json *o;
+        struct disk_event e;
 
-        if (!disk_io_error_pop(&vm->disks[i].stats, &e))
+        if (!disk_event_pop(&vm->disks[i].stats, &e))
             continue;
-        o = qjson_object();
-        if (o && (qjson_put(o, "device", qjson_str(vm->disks[i].name)) ||
-                  qjson_put(o, "node-name", node_name(i, false)) ||
-                  qjson_put(o, "operation", qjson_str(e.write ? "write" : "read")) ||
-                  qjson_put(o, "action", qjson_str("report")) ||
-                  qjson_put(o, "nospace", qjson_bool(e.err == ENOSPC)) ||
-                  qjson_put(o, "reason", qjson_str(strerror(e.err))))) {
-            qjson_free(o);
-            o = NULL;
+        if (e.kind == DISK_EV_TRAY) {
+            *name = "DEVICE_TRAY_MOVED";
+            return tray_data(vm, i, e.tray_open);
         }
-        return o;
+        *name = "BLOCK_IO_ERROR";
+        return io_error_data(vm, i, &e);
     }
     return NULL;
+}
+
+/* ---- eject, blockdev-change-medium ---- */
+
+/* QEMU's qmp_get_blk(): by device name or by qdev ID (calf's devices
+ * have none but their path).  NULL with the error set. */
+static struct vm_disk *find_drive(struct vm *vm, const char *device,
+                                  const char *id, struct qmp_block_err *err)
+{
+    if (!device == !id) {
+        snprintf(err->desc, sizeof(err->desc),
+                 "Need exactly one of 'device' and 'id'");
+        return NULL;
+    }
+    for (int i = 0; i < vm->ndisks; i++) {
+        struct vm_disk *d = &vm->disks[i];
+        bool match = device && !strcmp(d->name, device);
+
+        if (id) {
+            struct json *q = qdev_path(vm, d);
+
+            match = q && q->type == JSON_STRING && !strcmp(q->s, id);
+            qjson_free(q);
+        }
+        if (match)
+            return d;
+    }
+    err->device_not_found = true;
+    snprintf(err->desc, sizeof(err->desc), "Device '%s' not found",
+             device ? device : id);
+    return NULL;
+}
+
+/* The IDE slot of a CD drive (ideB-cdU), or -1. */
+static int cd_slot(const struct vm_disk *d)
+{
+    int b, u;
+
+    if (!d->cdrom || sscanf(d->name, "ide%d-cd%d", &b, &u) != 2)
+        return -1;
+    return b * 2 + u;
+}
+
+/* QEMU's do_open_tray(): 0, or -1 with the error set. */
+static int open_tray(struct vm *vm, struct vm_disk *d, const char *what,
+                     bool force, struct qmp_block_err *err)
+{
+    int slot = cd_slot(d), ret;
+
+    if (slot < 0 || !vm->ide) {
+        snprintf(err->desc, sizeof(err->desc), "Device '%s' is not removable",
+                 what);
+        return -1;
+    }
+    ret = ide_tray_open(vm->ide, slot, force);
+    if (ret == -EBUSY) {
+        snprintf(err->desc, sizeof(err->desc),
+                 "Device '%s' is locked and force was not specified, "
+                 "wait for tray to open and try again", what);
+        return -1;
+    }
+    if (ret) {
+        snprintf(err->desc, sizeof(err->desc), "%s", strerror(-ret));
+        return -1;
+    }
+    return 0;
+}
+
+int qmp_eject(struct vm *vm, const char *device, const char *id, bool force,
+              struct qmp_block_err *err)
+{
+    struct vm_disk *d = find_drive(vm, device, id, err);
+
+    if (!d || open_tray(vm, d, device ? device : id, force, err))
+        return -1;
+    return ide_medium_set(vm->ide, cd_slot(d), NULL, NULL) ? -1 : 0;
+}
+
+int qmp_change_medium(struct vm *vm, const char *device, const char *id,
+                      const char *filename, const char *format, bool force,
+                      const char *ro_mode, struct qmp_block_err *err)
+{
+    struct vm_disk *d;
+    struct disk_opts o;
+    BlockDriverState *bs;
+    char *spec, *file = NULL, *fmt = NULL;
+    int ret;
+
+    if (ro_mode && strcmp(ro_mode, "retain") && strcmp(ro_mode, "read-only") &&
+        strcmp(ro_mode, "read-write")) {
+        snprintf(err->desc, sizeof(err->desc),
+                 "Parameter 'read-only-mode' does not accept value '%s'",
+                 ro_mode);
+        return -1;
+    }
+    d = find_drive(vm, device, id, err);
+    if (!d)
+        return -1;
+    /* The image first, as QEMU; a CD reads it read-only whatever the
+     * mode (the drive never writes). */
+    spec = disk_cdrom_spec(filename);
+    if (spec && format) {
+        char *s2 = malloc(strlen(spec) + strlen(format) * 2 + 16);
+
+        if (s2) {
+            char *w = s2 + sprintf(s2, "%s,format=", spec);
+
+            for (const char *f = format; *f; f++) {
+                *w++ = *f;
+                if (*f == ',')
+                    *w++ = ',';
+            }
+            *w = 0;
+        }
+        free(spec);
+        spec = s2;
+    }
+    if (!spec || disk_parse(spec, &o)) {
+        free(spec);
+        snprintf(err->desc, sizeof(err->desc), "Could not open '%s'", filename);
+        return -1;
+    }
+    free(spec);
+    o.stats = &d->stats;
+    blk_set_error("%s", "");
+    bs = disk_open(&o);
+    disk_opts_free(&o);
+    if (!bs) {
+        const char *why = blk_error();
+
+        if (!strcmp(why, "unknown error"))
+            snprintf(err->desc, sizeof(err->desc), "Could not open '%s'",
+                     filename);
+        else
+            snprintf(err->desc, sizeof(err->desc), "%s", why);
+        return -1;
+    }
+    file = strdup(filename);
+    fmt = format ? strdup(format) : NULL;
+    if (!file || (format && !fmt) ||
+        open_tray(vm, d, device ? device : id, force, err)) {
+        if (!file || (format && !fmt))
+            snprintf(err->desc, sizeof(err->desc), "out of memory");
+        free(file);
+        free(fmt);
+        blk_close(bs);
+        return -1;
+    }
+    ret = ide_medium_set(vm->ide, cd_slot(d), bs, filename);
+    if (ret) {
+        snprintf(err->desc, sizeof(err->desc), "%s", strerror(-ret));
+        free(file);
+        free(fmt);
+        blk_close(bs);
+        return -1;
+    }
+    free(d->file);
+    free(d->format);
+    d->file = file;
+    d->format = fmt;
+    ide_tray_close(vm->ide, cd_slot(d));
+    return 0;
+}
+
+int qmp_cd_state(struct vm *vm, const struct vm_disk *d, bool *tray_open,
+                 bool *locked, bool *inserted)
+{
+    struct ide_media m;
+    int slot = cd_slot(d);
+
+    if (slot < 0 || !vm->ide || ide_media_get(vm->ide, slot, &m))
+        return -1;
+    *tray_open = m.tray_open;
+    *locked = m.locked;
+    *inserted = m.inserted;
+    return 0;
 }

@@ -50,6 +50,7 @@ enum vm_exit_kind {
 };
 
 struct vm;
+struct ide;
 
 /* A vCPU's architectural state right after creation and setup: what a
  * machine reset puts back before the boot method runs again.  The
@@ -115,6 +116,7 @@ struct vm {
     struct fw_cfg *fw_cfg;
     struct i8042 *kbd;
     struct vga *vga;          /* NULL without one */
+    struct ide *ide;          /* the IDE function, NULL without one */
     struct firmware *firmware; /* vmm/firmware.c, NULL under --kernel */
     struct serial *serial;
     struct console *console;

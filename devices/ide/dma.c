@@ -105,7 +105,8 @@ void ide_dma_submit(struct ide_drive *d, bool to_mem, uint64_t off,
 {
     struct ide_channel *ch = d->ch;
 
-    ch->req = (struct ide_dma_req){ .d = d, .to_mem = to_mem, .off = off,
+    ch->req = (struct ide_dma_req){ .d = d, .bs = d->bs, .to_mem = to_mem,
+                                    .off = off,
                                     .bytes = bytes, .from_disk = from_disk,
                                     .gen = d->dma_gen,
                                     .t0 = disk_acct_now() };
@@ -167,8 +168,8 @@ static int dma_move(const struct ide_dma_req *r, struct iovec *iov, unsigned n,
                     uint64_t off)
 {
     if (r->from_disk)
-        return r->to_mem ? blk_preadv(r->d->bs, off, iov, (int)n)
-                         : blk_pwritev(r->d->bs, off, iov, (int)n);
+        return r->to_mem ? blk_preadv(r->bs, off, iov, (int)n)
+                         : blk_pwritev(r->bs, off, iov, (int)n);
     for (unsigned i = 0; i < n; i++) {
         memcpy(iov[i].iov_base, r->d->buf + off, iov[i].iov_len);
         off += iov[i].iov_len;

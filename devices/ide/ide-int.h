@@ -92,12 +92,19 @@ struct ide_drive {
     /* ATAPI */
     uint8_t cdb[12];
     uint8_t sense_key, asc, ascq;
-    bool ejected, locked;
+    bool ejected, locked;     /* ejected: the tray is open */
+    /* A medium change by the monitor (QEMU's): the next commands report
+     * it, NOT READY (1), then UNIT ATTENTION (2), so that a guest that
+     * only polls TEST UNIT READY sees the disc go and come; and GET
+     * EVENT STATUS NOTIFICATION's media events, each reported once. */
+    uint8_t cdrom_changed;
+    bool ev_new_media, ev_eject_request;
     struct disk_stats *stats; /* query-blockstats, BLOCK_IO_ERROR; or NULL */
 };
 
 struct ide_dma_req {
     struct ide_drive *d;
+    BlockDriverState *bs;     /* d->bs when it was made (a CD's may change) */
     bool to_mem;              /* device to memory (a read) */
     uint64_t off, bytes;      /* in the image, or in d->buf if !from_disk */
     bool from_disk;

@@ -653,6 +653,8 @@ static void drive_power_on(struct ide_drive *d)
     d->xfer_mode = 0;
     d->sense_key = d->asc = d->ascq = 0;
     d->ejected = d->locked = false;
+    d->cdrom_changed = 0;
+    d->ev_new_media = d->ev_eject_request = false;
     d->dma = false;
     drive_reset(d);
 }
@@ -749,7 +751,7 @@ static int channel_setup(struct ide *ide, int c, const struct ide_config *cfg)
 }
 
 int ide_create(struct pci *pci, int slot, int fn, struct bus *bus,
-               const struct ide_config *c)
+               const struct ide_config *c, struct ide **out)
 {
     static const struct pci_dev_config cfg = {
         .vendor = 0x8086, .device = 0x7010,
@@ -784,6 +786,8 @@ int ide_create(struct pci *pci, int slot, int fn, struct bus *bus,
     pci_cfg_init(ide->dev, IDE_TIMING_PRI, 2, IDETIM_DECODE, 0xffff);
     pci_cfg_init(ide->dev, IDE_TIMING_SEC, 2, IDETIM_DECODE, 0xffff);
     pci_cfg_init(ide->dev, IDE_SIDETIM, 1, 0, 0xff);
+    if (out)
+        *out = ide;
     return 0;
 }
 

@@ -92,7 +92,7 @@ int main(void)
     pthread_t t[THREADS], rd;
     uint64_t backwards = 0, rd_bytes = 0, flush = 0, inv = 0, failed = 0;
     int last_seen[THREADS], popped = 0, order_bad = 0;
-    struct disk_io_error e;
+    struct disk_event e;
 
     disk_stats_init(&st);
     pthread_create(&rd, NULL, reader, &backwards);
@@ -131,10 +131,11 @@ int main(void)
         pthread_create(&t[k], NULL, err_thread, (void *)(intptr_t)k);
     }
     for (int joined = 0; joined < THREADS;) {
-        while (disk_io_error_pop(&st, &e)) {
+        while (disk_event_pop(&st, &e)) {
             int k = (e.err - 1) / ERRORS, i = (e.err - 1) % ERRORS;
 
-            if (k < 0 || k >= THREADS || i < last_seen[k] || (e.write != (i & 1)))
+            if (k < 0 || k >= THREADS || i < last_seen[k] ||
+                e.write != (i & 1) || e.kind != DISK_EV_IO_ERROR)
                 order_bad++;
             else
                 last_seen[k] = i + 1;
@@ -142,12 +143,12 @@ int main(void)
         }
         pthread_join(t[joined++], NULL);
     }
-    while (disk_io_error_pop(&st, &e))
+    while (disk_event_pop(&st, &e))
         popped++;
     ok(popped > 0 && (uint64_t)popped + st.err_dropped == (uint64_t)THREADS * ERRORS,
        "every error popped or counted as dropped");
     ok(order_bad == 0, "each thread's errors come out in order, intact");
-    ok(!disk_io_error_pop(&st, &e) && st.err_count == 0, "the ring ends empty");
+    ok(!disk_event_pop(&st, &e) && st.err_count == 0, "the ring ends empty");
     disk_stats_fini(&st);
     return t_fail ? 1 : 0;
 }
