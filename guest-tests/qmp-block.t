@@ -17,6 +17,12 @@
 #    pattern; a change with the tray closed (by qdev ID) moves it twice.
 # 4. The same commands, their errors and events on a paused machine,
 #    byte for byte as QEMU's (timestamps masked).
+# 5. BLOCK_IO_ERROR: the test guest's disk is a qcow2 under blkdebug
+#    rules that fail, once each, the read of guest offset 1 MiB (EIO) and
+#    the write at 2 MiB - 4 KiB (ENOSPC); the guest sees both requests
+#    fail, the client gets one event each with QEMU's fields, and
+#    query-blockstats counts them as failed.  The read's event is the
+#    one qemu-system-x86_64 sends for the same guest, disk and rules.
 . "$(dirname "$0")/lib.sh"
 need_kvm
 need_cmd python3
@@ -171,5 +177,56 @@ if command -v qemu-system-x86_64 >/dev/null; then
     fi
 else
     skip "qemu-system-x86_64 is not installed" "media as QEMU's"
+fi
+
+# 5. I/O errors the guest is told of
+"$CALF_BUILD/calf-img" create -q -f qcow2 "$TMP/e.qcow2" 4M
+"$CALF_BUILD/calf-io" -c 'write -P 0x11 0 4M' "$TMP/e.qcow2" >/dev/null
+cp "$TMP/e.qcow2" "$TMP/eq.qcow2"
+# the host sectors of guest offsets 1 MiB and 2 MiB - 4 KiB
+host=$("$CALF_BUILD/calf-img" map --output=json "$TMP/e.qcow2" |
+    python3 -c 'import json, sys; m = json.load(sys.stdin)[0]
+print((m["offset"] + (1 << 20)) // 512, (m["offset"] + (2 << 20) - 4096) // 512)')
+printf '[inject-error]\nevent = "read_aio"\niotype = "read"\nerrno = "5"\nsector = "%s"\nonce = "on"\n\n[inject-error]\nevent = "write_aio"\niotype = "write"\nerrno = "28"\nsector = "%s"\nonce = "on"\n' \
+    $host >"$TMP/e.conf"
+# QEMU's default werror=enospc would stop the VM at the write: it gets
+# the read's rule only (calf reports every error to the guest)
+sed '/^$/,$d' "$TMP/e.conf" >"$TMP/eq.conf"
+start e --kernel "$GUEST" --paused --append "ct.virtio=1 ct.hang=1" \
+    --disk "blkdebug:$TMP/e.conf:$TMP/e.qcow2" --timeout 200
+PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" ioerror "$TMP/e.sock" "$TMP/e.out" \
+    >"$TMP/e.facts" 2>"$TMP/e.pyerr"
+sed 's/^/#   /' "$TMP/e.pyerr"
+finish "$pid"
+is "$(fact e event0)" \
+    "action=report device=virtio0 node-name=#blockN nospace=False operation=read reason=Input/output error" \
+    "a failed read: BLOCK_IO_ERROR, operation read, reason EIO's"
+is "$(fact e event1)" \
+    "action=report device=virtio0 node-name=#blockN nospace=True operation=write reason=No space left on device" \
+    "a write failing with ENOSPC: operation write, nospace"
+is "$(fact e guest-done)" True "the guest ran on"
+is "$(fact e guest-saw)" 2 "and saw both requests fail"
+is "$(fact e failed)" "1 1" "query-blockstats: one failed read, one failed write"
+is "$status" 0 "calf exits 0 after quit"
+if command -v qemu-system-x86_64 >/dev/null; then
+    qemu-system-x86_64 -M pc -accel kvm -m 256 -S -display none -nodefaults \
+        -kernel "$GUEST" -append "ct.virtio=1 ct.hang=1" \
+        -drive "file=blkdebug:$TMP/eq.conf:$TMP/eq.qcow2,if=virtio,format=qcow2" \
+        -serial "file:$TMP/eq.out" -qmp "unix:$TMP/eq.sock,server=on,wait=off" \
+        >"$TMP/eq.err" 2>&1 &
+    qpid=$!
+    at_exit "kill -9 $qpid 2>/dev/null"
+    for ((i = 0; i < 100; i++)); do [ -S "$TMP/eq.sock" ] && break; sleep 0.1; done
+    PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" ioerror "$TMP/eq.sock" "$TMP/eq.out" 1 \
+        >"$TMP/eq.facts" 2>>"$TMP/eq.err"
+    kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
+    if [ -n "$(fact eq event0)" ]; then
+        is "$(fact e event0) $(fact e event0-keys)" "$(fact eq event0) $(fact eq event0-keys)" \
+            "the read's event is QEMU's: the same fields, values and order"
+    else
+        skip "qemu-system-x86_64 sent no event: $(tail -3 "$TMP/eq.err")" "as QEMU's event"
+    fi
+else
+    skip "qemu-system-x86_64 is not installed" "as QEMU's event"
 fi
 done_testing

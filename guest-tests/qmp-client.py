@@ -18,6 +18,9 @@ TAP script compares them with what they must be.
                                         on the test guest's CD (ct.idewatch
                                         =lock): what the guest and the
                                         client saw at each step
+  qmp-client.py ioerror SOCKET SERIAL [N]  N (2) BLOCK_IO_ERROR events
+                                        while the test guest (ct.virtio=1)
+                                        runs on a disk with blkdebug rules
   qmp-client.py blockstats SOCKET SERIAL  query-blockstats once the test
                                         guest (ct.virtio=1) printed what
                                         its requests must count
@@ -485,6 +488,31 @@ async def media(sock, ser, cd2, cd3):
     await hang_up(qmp)
 
 
+async def ioerror(sock, ser, nevents):
+    """the VM starts paused (--paused, -S): no event is sent before the
+    client is there"""
+    qmp = QMPClient("calf-test")
+    await qmp.connect(sock)
+    await qmp.execute("cont")
+    for i in range(nevents):
+        ev = await next_event(qmp, "BLOCK_IO_ERROR", 60)
+        if ev:
+            d = dict(ev["data"])
+            d["node-name"] = re.sub(r"[0-9]+", "N", d.get("node-name", ""))
+            say(f"event{i}", " ".join(f"{k}={d[k]}" for k in sorted(d)))
+            say(f"event{i}-keys", ",".join(ev["data"]))
+    ok = await wait_for(lambda: b"virtio-blk disks:" in serial(ser), 60)
+    say("guest-done", ok)
+    say("guest-saw", len(re.findall(
+        rb"check failed: (32 KiB read in 4 segments|write before a discard)",
+        serial(ser))))
+    st = [e for e in await qmp.execute("query-blockstats")
+          if e["device"] == "virtio0"][0]["stats"]
+    say("failed", f'{st["failed_rd_operations"]} {st["failed_wr_operations"]}')
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
 def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
@@ -492,6 +520,8 @@ def main():
         asyncio.run(churn(sock, ser))
     elif mode == "media":
         asyncio.run(media(sock, ser, sys.argv[4], sys.argv[5]))
+    elif mode == "ioerror":
+        asyncio.run(ioerror(sock, ser, int(sys.argv[4]) if len(sys.argv) > 4 else 2))
     elif mode == "blockstats":
         asyncio.run(blockstats(sock, ser))
     elif mode == "screen":
