@@ -58,6 +58,9 @@ struct disk_opened {
     bool overlay;          /* ,snapshot: a throw-away overlay */
 };
 int disk_opened_list(struct disk_opened *out, int max);
+/* bs is about to be closed before the machine ends (a CD's medium the
+ * monitor changed): it leaves that list. */
+void disk_forget(BlockDriverState *bs);
 
 /* The spec of a --cdrom FILE: FILE with its commas doubled, as an IDE
  * cdrom.  malloc'd; NULL on ENOMEM. */

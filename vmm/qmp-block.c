@@ -389,6 +389,7 @@ int qmp_change_medium(struct vm *vm, const char *device, const char *id,
             snprintf(err->desc, sizeof(err->desc), "out of memory");
         free(file);
         free(fmt);
+        disk_forget(bs);
         blk_close(bs);
         return -1;
     }
@@ -397,6 +398,7 @@ int qmp_change_medium(struct vm *vm, const char *device, const char *id,
         snprintf(err->desc, sizeof(err->desc), "%s", strerror(-ret));
         free(file);
         free(fmt);
+        disk_forget(bs);
         blk_close(bs);
         return -1;
     }

@@ -126,7 +126,9 @@ int ide_medium_set(struct ide *ide, int slot, BlockDriverState *bs,
         d->name = n;
     }
     pthread_mutex_unlock(&ch->lock);
-    if (old)
+    if (old) {
+        disk_forget(old);
         blk_close(old);
+    }
     return 0;
 }
