@@ -14,6 +14,7 @@ void disk_stats_init(struct disk_stats *s)
         atomic_init(&s->time_ns[t], 0);
     }
     atomic_init(&s->wr_highest, 0);
+    atomic_init(&s->backing_depth, 0);
     atomic_init(&s->last_ns, 0);
     atomic_init(&s->discard_ok, 0);
     atomic_init(&s->discard_failed, 0);
@@ -21,6 +22,16 @@ void disk_stats_init(struct disk_stats *s)
     s->err_lock_init = !pthread_mutex_init(&s->err_lock, NULL);
     s->err_head = s->err_count = 0;
     s->err_dropped = 0;
+}
+
+int disk_backing_depth(const BlockDriverState *bs)
+{
+    int n = 0;
+
+    for (const BlockDriverState *b = bs ? bs->backing : NULL; b;
+         b = b->backing)
+        n++;
+    return n;
 }
 
 void disk_stats_fini(struct disk_stats *s)

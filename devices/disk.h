@@ -99,6 +99,9 @@ struct disk_stats {
     _Atomic uint64_t time_ns[DISK_ACCT_TYPES];
     _Atomic uint64_t wr_highest;     /* end of the furthest write, bytes */
     _Atomic int64_t last_ns;   /* the last access (disk_acct_now), 0: none */
+    /* images under the drive's own (backing files): QEMU's "backing"
+     * nodes; set when the drive opens (or changes) its image */
+    atomic_int backing_depth;
     /* the host file's own (QEMU's "file" node driver-specific stats) */
     _Atomic uint64_t discard_ok, discard_failed, discard_bytes_ok;
     /* BLOCK_IO_ERROR: filled by I/O threads, drained by the monitor */
@@ -108,6 +111,9 @@ struct disk_stats {
     unsigned err_head, err_count;
     uint64_t err_dropped;
 };
+
+/* How many backing images bs stands on (0: none). */
+int disk_backing_depth(const BlockDriverState *bs);
 
 /* Makes s ready (zero counters); disk_stats_fini() after. */
 void disk_stats_init(struct disk_stats *s);

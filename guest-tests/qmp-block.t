@@ -6,7 +6,8 @@
 #    requests and prints what they must count by QEMU's rules (its own
 #    model); calf's counters for virtio0 must be exactly that.
 # 2. query-blockstats of idle drives (calf --paused, QEMU -S, the same
-#    -drive layout): the same bytes, automatic node names masked.
+#    -drive layout): the same bytes, automatic node names masked; a raw
+#    disk and the CD, then a qcow2 overlay on a qcow2 (its "backing").
 # 3. eject and blockdev-change-medium on the test guest's CD
 #    (ct.idewatch=lock: it locks the tray, then polls GET EVENT STATUS
 #    NOTIFICATION and reads every new disc): a locked tray refuses a
@@ -105,6 +106,33 @@ if command -v qemu-system-x86_64 >/dev/null; then
     fi
 else
     skip "qemu-system-x86_64 is not installed" "as QEMU's"
+fi
+for x in c q; do
+    "$CALF_BUILD/calf-img" create -q -f qcow2 "$TMP/$x-base.qcow2" 4M
+    "$CALF_BUILD/calf-img" create -q -f qcow2 -b "$TMP/$x-base.qcow2" -F qcow2 \
+        "$TMP/$x-top.qcow2"
+done
+start o --kernel "$GUEST" --paused --disk "$TMP/c-top.qcow2" --timeout 60
+python3 "$RAW" transcript "$TMP/o.sock" "$REQ" 2>"$TMP/o.pyerr" | mask >"$TMP/calf-o.txt"
+kill "$pid"; finish "$pid"
+ok "calf answered for the overlay" grep -q '"backing"' "$TMP/calf-o.txt"
+if command -v qemu-system-x86_64 >/dev/null; then
+    qemu-system-x86_64 -M pc -accel kvm -S -display none -nodefaults \
+        -drive "file=$TMP/q-top.qcow2,if=virtio" \
+        -qmp "unix:$TMP/qo.sock,server=on,wait=off" >"$TMP/qo.err" 2>&1 &
+    qpid=$!
+    at_exit "kill -9 $qpid 2>/dev/null"
+    for ((i = 0; i < 100; i++)); do [ -S "$TMP/qo.sock" ] && break; sleep 0.1; done
+    python3 "$RAW" transcript "$TMP/qo.sock" "$REQ" 2>>"$TMP/qo.err" | mask >"$TMP/qemu-o.txt"
+    kill "$qpid"; wait "$qpid" 2>/dev/null
+    if grep -q '"id": 5' "$TMP/qemu-o.txt"; then
+        d=$(diff "$TMP/qemu-o.txt" "$TMP/calf-o.txt" | head -c 2000)
+        is "$d" "" "a qcow2 overlay: its backing nodes (and query-nodes' list) as QEMU's, byte for byte"
+    else
+        skip "qemu-system-x86_64 did not answer: $(tail -3 "$TMP/qo.err")" "overlay as QEMU's"
+    fi
+else
+    skip "qemu-system-x86_64 is not installed" "overlay as QEMU's"
 fi
 [ "$t_fail" = 0 ] || { tail -20 "$TMP/b.out"; cat "$TMP/b.facts"; }
 

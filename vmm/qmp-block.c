@@ -125,30 +125,52 @@ static bool is_raw(const struct vm_disk *d)
 }
 
 /* The host file's node: QEMU's file-posix, with its discard counters. */
-static struct json *file_node(struct vm_disk *d, int i)
+static struct json *file_node(struct vm_disk *d, int i, int level)
 {
     struct json *o = qjson_object(), *ds = qjson_object();
-    bool raw = is_raw(d);
     struct disk_stats *s = &d->stats;
-    bool bad = !o || !ds;
+    bool raw = !level && is_raw(d), bad = !o || !ds;
+    uint64_t ok = level ? 0 : ld(&s->discard_ok),
+             failed = level ? 0 : ld(&s->discard_failed),
+             bytes = level ? 0 : ld(&s->discard_bytes_ok);
 
+    /* a backing file (level > 0) is only read: nothing to count */
     bad = bad || qjson_put(ds, "driver", qjson_str("file")) ||
-          qjson_put(ds, "discard-nb-ok", qjson_uint(ld(&s->discard_ok))) ||
-          qjson_put(ds, "discard-nb-failed",
-                    qjson_uint(ld(&s->discard_failed))) ||
-          qjson_put(ds, "discard-bytes-ok",
-                    qjson_uint(ld(&s->discard_bytes_ok)));
+          qjson_put(ds, "discard-nb-ok", qjson_uint(ok)) ||
+          qjson_put(ds, "discard-nb-failed", qjson_uint(failed)) ||
+          qjson_put(ds, "discard-bytes-ok", qjson_uint(bytes));
     /* A raw image's writes land where the guest put them; a format's
      * host offsets are not followed (0). */
     bad = bad || qjson_put(o, "stats",
                            device_stats(NULL, raw ? ld(&s->wr_highest) : 0)) ||
-          qjson_put(o, "node-name", node_name(i, true));
+          qjson_put(o, "node-name", node_name(i + 100 * level, true));
     if (!bad) {
         bad = qjson_put(o, "driver-specific", ds) != 0; /* takes it */
         ds = NULL;
     }
     if (bad) {
         qjson_free(ds);
+        qjson_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The backing image `level` (1: the first) under drive i, and (up to
+ * depth; 0: not) the ones under it: QEMU's "backing" member, nodes that
+ * count nothing. */
+static struct json *backing_node(struct vm_disk *d, int i, int level,
+                                 int depth)
+{
+    struct json *o = qjson_object();
+    bool bad = !o;
+
+    bad = bad || qjson_put(o, "parent", file_node(d, i, level)) ||
+          qjson_put(o, "stats", device_stats(NULL, 0)) ||
+          qjson_put(o, "node-name", node_name(i + 100 * level, false)) ||
+          (level < depth && depth &&
+           qjson_put(o, "backing", backing_node(d, i, level + 1, depth)));
+    if (bad) {
         qjson_free(o);
         return NULL;
     }
@@ -162,12 +184,15 @@ static struct json *drive_entry(struct vm *vm, int i, bool blk)
     struct vm_disk *d = &vm->disks[i];
     struct json *o = qjson_object();
     uint64_t high = ld(&d->stats.wr_highest);
+    int depth = atomic_load(&d->stats.backing_depth);
     bool bad = !o;
 
     bad = bad || (blk && qjson_put(o, "device", qjson_str(d->name))) ||
-          qjson_put(o, "parent", file_node(d, i)) ||
+          qjson_put(o, "parent", file_node(d, i, 0)) ||
           qjson_put(o, "stats", device_stats(blk ? &d->stats : NULL, high)) ||
           qjson_put(o, "node-name", node_name(i, false)) ||
+          (blk && depth > 0 &&
+           qjson_put(o, "backing", backing_node(d, i, 1, depth))) ||
           (blk && qjson_put(o, "qdev", qdev_path(vm, d)));
     if (bad) {
         qjson_free(o);
@@ -183,9 +208,15 @@ struct json *qmp_blockstats(struct vm *vm, bool query_nodes)
     for (int i = 0; r && i < vm->ndisks; i++) {
         if (query_nodes) {
             /* bdrv_next_node() order: each file node, then its format */
-            if (qjson_append(r, file_node(&vm->disks[i], i)) ||
+            int depth = atomic_load(&vm->disks[i].stats.backing_depth);
+
+            if (qjson_append(r, file_node(&vm->disks[i], i, 0)) ||
                 qjson_append(r, drive_entry(vm, i, false)))
                 goto fail;
+            for (int l = 1; l <= depth; l++)
+                if (qjson_append(r, file_node(&vm->disks[i], i, l)) ||
+                    qjson_append(r, backing_node(&vm->disks[i], i, l, 0)))
+                    goto fail;
         } else if (qjson_append(r, drive_entry(vm, i, true))) {
             goto fail;
         }

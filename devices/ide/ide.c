@@ -710,6 +710,8 @@ static int drive_open(struct ide_drive *d, const struct disk_opts *o, int slot)
         return -EIO;
     d->present = true;
     d->stats = o->stats;
+    if (d->stats)
+        atomic_store(&d->stats->backing_depth, disk_backing_depth(d->bs));
     d->atapi = o->cdrom;
     d->readonly = o->readonly || d->bs->read_only;
     if (o->serial[0])

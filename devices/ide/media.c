@@ -120,6 +120,8 @@ int ide_medium_set(struct ide *ide, int slot, BlockDriverState *bs,
     }
     old = d->bs;
     d->bs = bs;
+    if (d->stats)
+        atomic_store(&d->stats->backing_depth, disk_backing_depth(bs));
     d->sectors = bs ? bs->size / CD_BLOCK : 0;
     if (n) {
         free(d->name);

@@ -529,6 +529,8 @@ int virtio_blk_add(struct pci *pci, int slot, const struct disk_opts *o,
     vb->readonly = o->readonly || vb->bs->read_only;
     vb->unmap = o->unmap;
     vb->stats = o->stats;
+    if (vb->stats)
+        atomic_store(&vb->stats->backing_depth, disk_backing_depth(vb->bs));
     vb->nq = nqueues < 1 ? 1 : nqueues > VIRTIO_MAX_QUEUES ? VIRTIO_MAX_QUEUES
                                                            : nqueues;
     memcpy(vb->serial, o->serial, VIRTIO_BLK_ID_BYTES);
