@@ -23,7 +23,8 @@
 #    the write at 2 MiB - 4 KiB (ENOSPC); the guest sees both requests
 #    fail, the client gets one event each with QEMU's fields, and
 #    query-blockstats counts them as failed.  The read's event is the
-#    one qemu-system-x86_64 sends for the same guest, disk and rules.
+#    one qemu-system-x86_64 sends for the same guest, disk and rules;
+#    so is the one for the guest's write to a read-only disk (EPERM).
 . "$(dirname "$0")/lib.sh"
 need_kvm
 need_cmd python3
@@ -256,5 +257,35 @@ if command -v qemu-system-x86_64 >/dev/null; then
     fi
 else
     skip "qemu-system-x86_64 is not installed" "as QEMU's event"
+fi
+truncate -s 4M "$TMP/ro.raw" "$TMP/qro.raw"
+start r --kernel "$GUEST" --paused --append "ct.virtio=1 ct.hang=1" \
+    --disk "$TMP/ro.raw,format=raw,readonly" --timeout 200
+PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" ioerror "$TMP/r.sock" "$TMP/r.out" 1 \
+    >"$TMP/r.facts" 2>"$TMP/r.pyerr"
+finish "$pid"
+is "$(fact r event0)" \
+    "action=report device=virtio0 node-name=#blockN nospace=False operation=write reason=Operation not permitted" \
+    "a write to a read-only disk: BLOCK_IO_ERROR, EPERM"
+if command -v qemu-system-x86_64 >/dev/null; then
+    qemu-system-x86_64 -M pc -accel kvm -m 256 -S -display none -nodefaults \
+        -kernel "$GUEST" -append "ct.virtio=1 ct.hang=1" \
+        -drive "file=$TMP/qro.raw,format=raw,if=virtio,readonly=on" \
+        -serial "file:$TMP/qr.out" -qmp "unix:$TMP/qr.sock,server=on,wait=off" \
+        >"$TMP/qr.err" 2>&1 &
+    qpid=$!
+    at_exit "kill -9 $qpid 2>/dev/null"
+    for ((i = 0; i < 100; i++)); do [ -S "$TMP/qr.sock" ] && break; sleep 0.1; done
+    PYTHONPATH=$QEMU_PY timeout 190 python3 "$CLIENT" ioerror "$TMP/qr.sock" "$TMP/qr.out" 1 \
+        >"$TMP/qr.facts" 2>>"$TMP/qr.err"
+    kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
+    if [ -n "$(fact qr event0)" ]; then
+        is "$(fact r event0) $(fact r event0-keys)" "$(fact qr event0) $(fact qr event0-keys)" \
+            "and it is QEMU's"
+    else
+        skip "qemu-system-x86_64 sent no event: $(tail -3 "$TMP/qr.err")" "read-only as QEMU's"
+    fi
+else
+    skip "qemu-system-x86_64 is not installed" "read-only as QEMU's"
 fi
 done_testing
