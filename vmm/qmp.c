@@ -32,7 +32,7 @@
 #include "devices/vga.h"
 #include "vmm/display.h"
 #include "vmm/hmp.h"
-#include "vmm/qmp-block.h"
+#include "vmm/qmp-drive.h"
 #include "vmm/qmp-json.h"
 
 #define QMP_READ_CHUNK 4096
@@ -560,7 +560,7 @@ static struct json *cmd_query_block(struct qmp_ctx *x)
     return r;
 }
 
-/* ---- query-blockstats (vmm/qmp-block.c) ---- */
+/* ---- query-blockstats (vmm/qmp-drive.c) ---- */
 
 static struct json *cmd_query_blockstats(struct qmp_ctx *x)
 {
@@ -581,7 +581,7 @@ static void block_events_pump(struct qmp *q)
         qmp_event(q, name, data);
 }
 
-/* ---- eject, blockdev-change-medium (vmm/qmp-block.c) ---- */
+/* ---- eject, blockdev-change-medium (vmm/qmp-drive.c) ---- */
 
 static const char *arg_str(const struct json *args, const char *key)
 {

@@ -1,4 +1,4 @@
-/* query-blockstats and BLOCK_IO_ERROR: see vmm/qmp-block.h.
+/* query-blockstats and BLOCK_IO_ERROR: see vmm/qmp-drive.h.
  *
  * QEMU shows a drive as a BlockBackend over a graph of nodes: calf's
  * drive is the BlockBackend and its format node (what the guest's
@@ -6,7 +6,7 @@
  * "parent" member).  Node names are QEMU's automatic ones (#blockNNN:
  * a counter and two random digits), qdev paths the ones QEMU gives a
  * -drive of the same kind on a PC. */
-#include "vmm/qmp-block.h"
+#include "vmm/qmp-drive.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,8 +2,8 @@
  * (query-blockstats, eject, blockdev-change-medium) and the
  * BLOCK_IO_ERROR event: kept apart from vmm/qmp.c, which dispatches to
  * them and sends what they return. */
-#ifndef CALF_VMM_QMP_BLOCK_H
-#define CALF_VMM_QMP_BLOCK_H
+#ifndef CALF_VMM_QMP_DRIVE_H
+#define CALF_VMM_QMP_DRIVE_H
 
 #include <stdbool.h>
 
