@@ -212,6 +212,19 @@ static void disk_note_opened(BlockDriverState *bs, const struct disk_opts *o)
     pthread_mutex_unlock(&opened_lock);
 }
 
+void disk_forget(BlockDriverState *bs)
+{
+    pthread_mutex_lock(&opened_lock);
+    for (int i = 0; i < nopened; i++)
+        if (opened[i].bs == bs) {
+            memmove(&opened[i], &opened[i + 1],
+                    (size_t)(nopened - i - 1) * sizeof(opened[0]));
+            nopened--;
+            break;
+        }
+    pthread_mutex_unlock(&opened_lock);
+}
+
 int disk_opened_list(struct disk_opened *out, int max)
 {
     int n;

@@ -5,7 +5,10 @@
 #ifndef CALF_DEVICES_DISK_H
 #define CALF_DEVICES_DISK_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "block/block.h"
 
@@ -13,6 +16,8 @@
 
 enum disk_if { DISK_IF_VIRTIO, DISK_IF_IDE };
 enum disk_cache { DISK_CACHE_WRITEBACK, DISK_CACHE_NONE, DISK_CACHE_UNSAFE };
+
+struct disk_stats;
 
 struct disk_opts {
     char *spec;            /* the parsed copy: file points into it */
@@ -25,6 +30,10 @@ struct disk_opts {
     bool modern;           /* disable-legacy: virtio 1af4:1042 only */
     int cache;             /* enum disk_cache */
     char serial[DISK_SERIAL_MAX + 1];
+    /* Where the drive counts its requests (the monitor's
+     * query-blockstats, vmm/qmp.c); NULL: not counted.  Set by the
+     * machine, owned by it, outlives the drive. */
+    struct disk_stats *stats;
 };
 
 /* FILE[,format=F][,if=virtio|ide][,index=N][,media=disk|cdrom][,readonly]
@@ -49,9 +58,83 @@ struct disk_opened {
     bool overlay;          /* ,snapshot: a throw-away overlay */
 };
 int disk_opened_list(struct disk_opened *out, int max);
+/* bs is about to be closed before the machine ends (a CD's medium the
+ * monitor changed): it leaves that list. */
+void disk_forget(BlockDriverState *bs);
 
 /* The spec of a --cdrom FILE: FILE with its commas doubled, as an IDE
  * cdrom.  malloc'd; NULL on ENOMEM. */
 char *disk_cdrom_spec(const char *file);
+
+/* ---- Request accounting (QEMU's BlockAcctStats, as query-blockstats
+ * shows it).  The drives' I/O threads and vCPUs count, the monitor reads
+ * on the main thread: every counter is an atomic of its own (a reader
+ * may see one request's ops before its bytes, never a torn value).
+ * What counts where follows QEMU 7.2's virtio-blk and IDE: a request
+ * refused before any I/O (out of range, bad length) is "invalid", one
+ * the image failed is "failed", the rest count their operation and
+ * bytes when they complete; write-zeroes counts as a write, a discard
+ * as nothing (virtio-blk) or an unmap (IDE TRIM). */
+enum disk_acct { DISK_ACCT_READ, DISK_ACCT_WRITE, DISK_ACCT_FLUSH,
+                 DISK_ACCT_UNMAP, DISK_ACCT_TYPES };
+
+/* Events waiting for the monitor: BLOCK_IO_ERROR (a request failed and
+ * the error went to the guest) and DEVICE_TRAY_MOVED (the guest opened
+ * or closed a CD's tray).  A small ring: when the monitor falls behind,
+ * the oldest are dropped and counted. */
+#define DISK_ERR_RING 32
+enum disk_event_kind { DISK_EV_IO_ERROR, DISK_EV_TRAY };
+struct disk_event {
+    int kind;        /* enum disk_event_kind */
+    bool write;      /* "operation": read or write (flush, discard: write) */
+    int err;         /* positive errno */
+    bool tray_open;  /* DISK_EV_TRAY: where the tray is now */
+};
+
+struct disk_stats {
+    _Atomic uint64_t bytes[DISK_ACCT_TYPES];
+    _Atomic uint64_t ops[DISK_ACCT_TYPES];
+    _Atomic uint64_t failed[DISK_ACCT_TYPES];
+    _Atomic uint64_t invalid[DISK_ACCT_TYPES];
+    _Atomic uint64_t time_ns[DISK_ACCT_TYPES];
+    _Atomic uint64_t wr_highest;     /* end of the furthest write, bytes */
+    _Atomic int64_t last_ns;   /* the last access (disk_acct_now), 0: none */
+    /* images under the drive's own (backing files): QEMU's "backing"
+     * nodes; set when the drive opens (or changes) its image */
+    atomic_int backing_depth;
+    /* the host file's own (QEMU's "file" node driver-specific stats) */
+    _Atomic uint64_t discard_ok, discard_failed, discard_bytes_ok;
+    /* BLOCK_IO_ERROR: filled by I/O threads, drained by the monitor */
+    pthread_mutex_t err_lock;
+    bool err_lock_init;
+    struct disk_event err[DISK_ERR_RING];
+    unsigned err_head, err_count;
+    uint64_t err_dropped;
+};
+
+/* How many backing images bs stands on (0: none). */
+int disk_backing_depth(const BlockDriverState *bs);
+
+/* Makes s ready (zero counters); disk_stats_fini() after. */
+void disk_stats_init(struct disk_stats *s);
+void disk_stats_fini(struct disk_stats *s);
+/* The clock requests are timed with (CLOCK_MONOTONIC, ns). */
+int64_t disk_acct_now(void);
+/* A request of type t started at start_ns (disk_acct_now()) completed:
+ * counted with its bytes, or as failed.  s may be NULL. */
+void disk_acct_done(struct disk_stats *s, enum disk_acct t, uint64_t bytes,
+                    int64_t start_ns, bool failed);
+/* A request refused before any I/O. */
+void disk_acct_invalid(struct disk_stats *s, enum disk_acct t);
+/* A write (or write-zeroes) to [off, off+len) succeeded. */
+void disk_acct_wr_end(struct disk_stats *s, uint64_t off, uint64_t len);
+/* The host file's discard of len bytes: done or failed. */
+void disk_acct_discard(struct disk_stats *s, uint64_t len, bool ok);
+/* A request failed and the guest was told (BLOCK_IO_ERROR). */
+void disk_io_error(struct disk_stats *s, bool write, int err);
+/* The tray moved (DEVICE_TRAY_MOVED). */
+void disk_tray_moved(struct disk_stats *s, bool open);
+/* Takes the oldest waiting event into *e: true if there was one. */
+bool disk_event_pop(struct disk_stats *s, struct disk_event *e);
 
 #endif

@@ -14,6 +14,16 @@ TAP script compares them with what they must be.
   qmp-client.py keys SOCKET SERIAL      send-key to ct.vga=keys26
   qmp-client.py churn SOCKET SERIAL     stop and cont, a few ms apart,
                                         until the guest ends the run
+  qmp-client.py media SOCKET SERIAL CD2 CD3  eject and blockdev-change-medium
+                                        on the test guest's CD (ct.idewatch
+                                        =lock): what the guest and the
+                                        client saw at each step
+  qmp-client.py ioerror SOCKET SERIAL [N]  N (2) BLOCK_IO_ERROR events
+                                        while the test guest (ct.virtio=1)
+                                        runs on a disk with blkdebug rules
+  qmp-client.py blockstats SOCKET SERIAL  query-blockstats once the test
+                                        guest (ct.virtio=1) printed what
+                                        its requests must count
 
 SERIAL is the file calf writes the guest's console to; the test guest
 runs with ct.tick=1 and prints "calf-test: tick N" about ten times a
@@ -356,11 +366,167 @@ async def churn(sock, ser):
         pass
 
 
+ACCT = re.compile(rb"virtio-blk \d+: acct rd=(\d+)/(\d+) wr=(\d+)/(\d+) "
+                  rb"flush=(\d+) invalid=(\d+)/(\d+) failed_wr=(\d+) high=(\d+)")
+
+
+def stats_line(st):
+    """a drive's counters in the order of the guest's acct line"""
+    return " ".join(str(st[k]) for k in (
+        "rd_operations", "rd_bytes", "wr_operations", "wr_bytes",
+        "flush_operations", "invalid_rd_operations", "invalid_wr_operations",
+        "failed_wr_operations", "wr_highest_offset"))
+
+
+async def blockstats(sock, ser):
+    qmp = QMPClient("calf-test")
+    await qmp.connect(sock)
+    ok = await wait_for(lambda: b"virtio-blk disks:" in serial(ser), 120)
+    m = ACCT.search(serial(ser))
+    say("guest-done", ok and m is not None)
+    if m:
+        say("guest-acct", " ".join(x.decode() for x in m.groups()))
+    r = await qmp.execute("query-blockstats")
+    byname = {e["device"]: e for e in r}
+    v = byname.get("virtio0", {})
+    st = v.get("stats", {})
+    if st:
+        say("host-acct", stats_line(st))
+        say("timed", all(st[t + "_total_time_ns"] > 0 for t in ("rd", "wr", "flush")))
+        say("idle", 0 <= st.get("idle_time_ns", -1) < 120 * 10**9)
+        say("unmap", f'{st["unmap_operations"]} {st["unmap_bytes"]} {st["failed_rd_operations"]}')
+        par = v.get("parent", {})
+        say("parent", f'{par.get("driver-specific", {}).get("driver")} '
+                      f'{par.get("stats", {}).get("wr_highest_offset")} '
+                      f'{par.get("stats", {}).get("wr_operations")}')
+        say("qdev", v.get("qdev"))
+    cd = byname.get("ide1-cd0", {}).get("stats", {})
+    if cd:
+        say("cd-idle", stats_line(cd))
+    nodes = await qmp.execute("query-blockstats", {"query-nodes": True})
+    say("nodes", " ".join(sorted(n["node-name"][:6] for n in nodes)) +
+        f' {sum("device" in n for n in nodes)}')
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+def cd_lines(ser):
+    return [ln.decode(errors="replace")
+            for ln in re.findall(rb"calf-test: cd: ([^\r\n]*)\r?\n", serial(ser))]
+
+
+async def cd_wait(ser, pred, seen, seconds=60):
+    """waits for a CD line after the first seen that the predicate likes;
+    returns it (or None)"""
+    got = []
+
+    def look():
+        for ln in cd_lines(ser)[seen:]:
+            if pred(ln):
+                got.append(ln)
+                return True
+        return False
+    await wait_for(look, seconds)
+    return got[0] if got else None
+
+
+def cd_block(info):
+    cd = [b for b in info if b["device"] == "ide1-cd0"][0]
+    ins = cd.get("inserted")
+    return (f'{cd["tray_open"]}:{cd["locked"]}:'
+            f'{ins["file"] if ins else "-"}')
+
+
+async def media(sock, ser, cd2, cd3):
+    qmp = QMPClient("calf-test")
+    await qmp.connect(sock)
+    ok = await wait_for(lambda: any(ln.startswith("tray locked")
+                                    for ln in cd_lines(ser)), 60)
+    say("watching", [ln for ln in cd_lines(ser) if ln.startswith("watching")][:1])
+    say("locked", ok)
+    say("block-locked", cd_block(await qmp.execute("query-block")))
+    # a locked tray: the guest is asked, the client told to wait
+    seen = len(cd_lines(ser))
+    try:
+        await qmp.execute("eject", {"device": "ide1-cd0"})
+        say("eject-locked", "no error")
+    except ExecuteError as e:
+        say("eject-locked", str(e))
+    say("eject-request", await cd_wait(ser, lambda ln: ln.startswith("media"), seen))
+    # force: the tray opens, the disc goes
+    seen = len(cd_lines(ser))
+    await qmp.execute("eject", {"device": "ide1-cd0", "force": True})
+    ev = await next_event(qmp, "DEVICE_TRAY_MOVED", 10)
+    say("eject-event", ev and f'{ev["data"]["device"]}:{ev["data"]["tray-open"]}')
+    say("ejected", await cd_wait(ser, lambda ln: ln.startswith("media"), seen))
+    say("block-ejected", cd_block(await qmp.execute("query-block")))
+    # a new disc into the open tray: it closes, the guest reads it
+    seen = len(cd_lines(ser))
+    await qmp.execute("blockdev-change-medium",
+                      {"device": "ide1-cd0", "filename": cd2, "format": "raw"})
+    ev = await next_event(qmp, "DEVICE_TRAY_MOVED", 10)
+    say("change-event", ev and f'{ev["data"]["device"]}:{ev["data"]["tray-open"]}')
+    say("changed", await cd_wait(ser, lambda ln: ln.startswith("media"), seen))
+    say("changed-read", await cd_wait(ser, lambda ln: ln.startswith("ready"), seen))
+    say("block-changed", cd_block(await qmp.execute("query-block")))
+    # and again with the tray closed (by qdev ID, format probed): it
+    # opens and closes, the guest sees the disc go and come
+    seen = len(cd_lines(ser))
+    await qmp.execute("blockdev-change-medium",
+                      {"id": "/machine/unattached/device[19]", "filename": cd3})
+    evs = []
+    for _ in range(2):
+        ev = await next_event(qmp, "DEVICE_TRAY_MOVED", 10)
+        evs.append(str(ev and ev["data"]["tray-open"]))
+    say("change2-events", ",".join(evs))
+    say("change2-read", await cd_wait(ser, lambda ln: ln.startswith("ready"), seen))
+    hmp = await qmp.execute("human-monitor-command", {"command-line": "info block"})
+    say("hmp-block", hmp.replace("\r\n", "|"))
+    try:
+        await qmp.execute("eject", {"device": "virtio0"})
+        say("eject-virtio", "no error")
+    except ExecuteError as e:
+        say("eject-virtio", str(e))
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def ioerror(sock, ser, nevents):
+    """the VM starts paused (--paused, -S): no event is sent before the
+    client is there"""
+    qmp = QMPClient("calf-test")
+    await qmp.connect(sock)
+    await qmp.execute("cont")
+    for i in range(nevents):
+        ev = await next_event(qmp, "BLOCK_IO_ERROR", 60)
+        if ev:
+            d = dict(ev["data"])
+            d["node-name"] = re.sub(r"[0-9]+", "N", d.get("node-name", ""))
+            say(f"event{i}", " ".join(f"{k}={d[k]}" for k in sorted(d)))
+            say(f"event{i}-keys", ",".join(ev["data"]))
+    ok = await wait_for(lambda: b"virtio-blk disks:" in serial(ser), 60)
+    say("guest-done", ok)
+    say("guest-saw", len(re.findall(
+        rb"check failed: (32 KiB read in 4 segments|write before a discard)",
+        serial(ser))))
+    st = [e for e in await qmp.execute("query-blockstats")
+          if e["device"] == "virtio0"][0]["stats"]
+    say("failed", f'{st["failed_rd_operations"]} {st["failed_wr_operations"]}')
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
 def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
     if mode == "churn":
         asyncio.run(churn(sock, ser))
+    elif mode == "media":
+        asyncio.run(media(sock, ser, sys.argv[4], sys.argv[5]))
+    elif mode == "ioerror":
+        asyncio.run(ioerror(sock, ser, int(sys.argv[4]) if len(sys.argv) > 4 else 2))
+    elif mode == "blockstats":
+        asyncio.run(blockstats(sock, ser))
     elif mode == "screen":
         asyncio.run(screen(sock, ser, sys.argv[4], sys.argv[5]))
     elif mode == "regs":

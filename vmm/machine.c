@@ -172,6 +172,7 @@ static int disk_record(struct machine_build *b, const struct disk_opts *o)
     d->readonly = o->readonly || o->cdrom;
     d->snapshot = o->snapshot;
     d->cache = o->cache;
+    disk_stats_init(&d->stats);
     snprintf(d->name, sizeof(d->name), "virtio%d", nvirtio);
     b->vm->ndisks++;
     return 0;
@@ -194,6 +195,7 @@ static int disks_add(struct machine_build *b)
             ret = -ENOMEM;
             break;
         }
+        o.stats = &b->vm->disks[b->vm->ndisks - 1].stats;
         if (o.iface == DISK_IF_IDE) {
             struct vm_disk *d = &b->vm->disks[b->vm->ndisks - 1];
 
@@ -213,7 +215,7 @@ static int disks_add(struct machine_build *b)
      * costs a guest's driver probe time (slow where ring 0 is emulated). */
     if (!ret && ide_config_any(&b->ide))
         ret = ide_create(b->vm->pci, pc_map[PC_IDE].slot, pc_map[PC_IDE].fn,
-                         b->vm->bus, &b->ide);
+                         b->vm->bus, &b->ide, &b->vm->ide);
     if (!ret)
         ret = ide_boot_devices(b);
     return ret;
@@ -322,11 +324,13 @@ void machine_destroy(struct vm *vm)
 {
     pci_destroy(vm->pci);
     vm->pci = NULL;
+    vm->ide = NULL;
     fw_cfg_destroy(vm->fw_cfg);
     vm->fw_cfg = NULL;
     for (int i = 0; i < vm->ndisks; i++) {
         free(vm->disks[i].file);
         free(vm->disks[i].format);
+        disk_stats_fini(&vm->disks[i].stats);
     }
     vm->ndisks = 0;
 }

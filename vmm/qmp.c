@@ -32,6 +32,7 @@
 #include "devices/vga.h"
 #include "vmm/display.h"
 #include "vmm/hmp.h"
+#include "vmm/qmp-drive.h"
 #include "vmm/qmp-json.h"
 
 #define QMP_READ_CHUNK 4096
@@ -507,12 +508,17 @@ static const char *probe_format(const char *file)
     return "raw";
 }
 
-static struct json *block_entry(const struct vm_disk *d)
+static struct json *block_entry(struct vm *vm, const struct vm_disk *d)
 {
     struct json *e = qjson_object(), *ins = qjson_object(),
                 *cache = qjson_object(), *img = qjson_object();
     const char *fmt = d->format ? d->format : probe_format(d->file);
     bool bad = !e || !ins || !cache || !img;
+    bool tray = false, locked = false, inserted = true;
+
+    /* a CD's tray and medium (eject, blockdev-change-medium) */
+    if (d->cdrom)
+        qmp_cd_state(vm, d, &tray, &locked, &inserted);
 
     bad = bad || qjson_put(cache, "no-flush", qjson_bool(d->cache ==
                                                       DISK_CACHE_UNSAFE)) ||
@@ -528,12 +534,14 @@ static struct json *block_entry(const struct vm_disk *d)
           qjson_put(ins, "cache", cache) || (cache = NULL) ||
           qjson_put(ins, "image", img) || (img = NULL);
     bad = bad || qjson_put(e, "device", qjson_str(d->name)) ||
-          qjson_put(e, "locked", qjson_bool(false)) ||
+          qjson_put(e, "locked", qjson_bool(locked)) ||
           qjson_put(e, "removable", qjson_bool(d->cdrom)) ||
           qjson_put(e, "type", qjson_str("unknown")) ||
           qjson_put(e, "io-status", qjson_str("ok")) ||
-          (d->cdrom && qjson_put(e, "tray_open", qjson_bool(false))) ||
-          qjson_put(e, "inserted", ins) || (ins = NULL);
+          (d->cdrom && qjson_put(e, "tray_open", qjson_bool(tray))) ||
+          (inserted && (qjson_put(e, "inserted", ins) || (ins = NULL)));
+    if (!bad && !inserted)
+        qjson_free(ins); /* an empty drive: no "inserted" */
     if (bad) {
         qjson_free(cache);
         qjson_free(img);
@@ -547,9 +555,76 @@ static struct json *cmd_query_block(struct qmp_ctx *x)
     struct json *r = qjson_array();
 
     for (int i = 0; r && i < x->q->vm->ndisks; i++)
-        if (qjson_append(r, block_entry(&x->q->vm->disks[i])))
+        if (qjson_append(r, block_entry(x->q->vm, &x->q->vm->disks[i])))
             return obj_or_null(r, true);
     return r;
+}
+
+/* ---- query-blockstats (vmm/qmp-drive.c) ---- */
+
+static struct json *cmd_query_blockstats(struct qmp_ctx *x)
+{
+    const struct json *n = qjson_get(x->args, "query-nodes");
+
+    return qmp_blockstats(x->q->vm, n && n->b);
+}
+
+/* BLOCK_IO_ERROR and DEVICE_TRAY_MOVED: what the drives reported since
+ * the last round, a bounded number per round. */
+static void block_events_pump(struct qmp *q)
+{
+    const char *name;
+    struct json *data;
+
+    for (int i = 0; i < 64 && (data = qmp_block_event_next(q->vm, &name));
+         i++)
+        qmp_event(q, name, data);
+}
+
+/* ---- eject, blockdev-change-medium (vmm/qmp-drive.c) ---- */
+
+static const char *arg_str(const struct json *args, const char *key)
+{
+    const struct json *v = qjson_get(args, key);
+
+    return v ? v->s : NULL;
+}
+
+static struct json *block_cmd_done(struct qmp_ctx *x, int ret,
+                                   const struct qmp_block_err *e)
+{
+    /* the tray's events go before the answer, as QEMU sends them */
+    block_events_pump(x->q);
+    if (ret) {
+        set_error(x->err, e->device_not_found ? "DeviceNotFound"
+                                              : "GenericError",
+                  "%s", e->desc);
+        return NULL;
+    }
+    return qjson_object();
+}
+
+static struct json *cmd_eject(struct qmp_ctx *x)
+{
+    const struct json *f = qjson_get(x->args, "force");
+    struct qmp_block_err e = { 0 };
+    int ret = qmp_eject(x->q->vm, arg_str(x->args, "device"),
+                        arg_str(x->args, "id"), f && f->b, &e);
+
+    return block_cmd_done(x, ret, &e);
+}
+
+static struct json *cmd_change_medium(struct qmp_ctx *x)
+{
+    const struct json *f = qjson_get(x->args, "force");
+    struct qmp_block_err e = { 0 };
+    int ret = qmp_change_medium(x->q->vm, arg_str(x->args, "device"),
+                                arg_str(x->args, "id"),
+                                arg_str(x->args, "filename"),
+                                arg_str(x->args, "format"), f && f->b,
+                                arg_str(x->args, "read-only-mode"), &e);
+
+    return block_cmd_done(x, ret, &e);
 }
 
 static struct json *cmd_stop(struct qmp_ctx *x)
@@ -943,14 +1018,26 @@ static void hmp_info_block(struct qmp *q, struct qjson_buf *b)
 {
     for (int i = 0; i < q->vm->ndisks; i++) {
         const struct vm_disk *d = &q->vm->disks[i];
-        char *s = NULL;
-        int n = asprintf(&s,
+        bool tray = false, locked = false, inserted = true;
+        char *s = NULL, rem[64] = "";
+        int n;
+
+        if (d->cdrom) {
+            qmp_cd_state(q->vm, d, &tray, &locked, &inserted);
+            snprintf(rem, sizeof(rem), "    Removable device: %slocked, "
+                     "tray %s\n", locked ? "" : "not ",
+                     tray ? "open" : "closed");
+        }
+        if (!inserted)
+            n = asprintf(&s, "%s%s: [not inserted]\n%s", i ? "\n" : "",
+                         d->name, rem);
+        else
+            n = asprintf(&s,
                          "%s%s: %s (%s%s)\n%s    Cache mode:       %s%s%s\n",
                          i ? "\n" : "", d->name, d->file,
                          d->format ? d->format : probe_format(d->file),
                          d->readonly ? ", read-only" : "",
-                         d->cdrom ? "    Removable device: not locked, "
-                                    "tray closed\n" : "",
+                         rem,
                          "writeback",
                          d->cache == DISK_CACHE_NONE ? ", direct" : "",
                          d->cache == DISK_CACHE_UNSAFE ? ", ignore flushes"
@@ -1078,6 +1165,22 @@ static const struct arg_spec send_key_args[] = {
     { NULL, 0, false },
 };
 
+static const struct arg_spec blockstats_args[] = {
+    { "query-nodes", ARG_BOOL, true }, { NULL, 0, false },
+};
+
+static const struct arg_spec eject_args[] = {
+    { "device", ARG_STR, true }, { "id", ARG_STR, true },
+    { "force", ARG_BOOL, true }, { NULL, 0, false },
+};
+
+static const struct arg_spec change_medium_args[] = {
+    { "device", ARG_STR, true }, { "id", ARG_STR, true },
+    { "filename", ARG_STR, false }, { "format", ARG_STR, true },
+    { "force", ARG_BOOL, true }, { "read-only-mode", ARG_STR, true },
+    { NULL, 0, false },
+};
+
 static const struct qmp_cmd qmp_cmds[] = {
     { "qmp_capabilities", cmd_capabilities, caps_args },
     { "query-version", cmd_query_version, NULL },
@@ -1087,6 +1190,9 @@ static const struct qmp_cmd qmp_cmds[] = {
     { "query-kvm", cmd_query_kvm, NULL },
     { "query-cpus-fast", cmd_query_cpus_fast, NULL },
     { "query-block", cmd_query_block, NULL },
+    { "query-blockstats", cmd_query_blockstats, blockstats_args },
+    { "eject", cmd_eject, eject_args },
+    { "blockdev-change-medium", cmd_change_medium, change_medium_args },
     { "stop", cmd_stop, NULL },
     { "cont", cmd_cont, NULL },
     { "system_reset", cmd_system_reset, NULL },
@@ -1334,8 +1440,10 @@ void qmp_dispatch(struct qmp *q, const struct pollfd *pfd, int n)
             client_read(c);
         k++;
     }
-    if (q)
+    if (q) {
         keyq_pump(q);
+        block_events_pump(q);
+    }
     /* answers and events of this round (they may be for any client),
      * then the clients that went away */
     for (int i = 0; q && i < q->nsocks; i++) {

@@ -10,6 +10,7 @@
 #include <linux/kvm.h>
 
 #include "devices/bus.h"
+#include "devices/disk.h"
 #include "vmm/cpu-model.h"
 
 #define VM_MAX_CPUS 64
@@ -25,6 +26,9 @@ struct vm_disk {
     char *format;             /* NULL: probed */
     bool cdrom, readonly, snapshot;
     int cache;                /* enum disk_cache (devices/disk.h) */
+    /* What the drive counted (query-blockstats) and the errors it
+     * reported (BLOCK_IO_ERROR); its I/O threads write, qmp.c reads */
+    struct disk_stats stats;
 };
 
 /* Exit statuses of calf run.  Guest statuses from the debug-exit port are
@@ -46,6 +50,7 @@ enum vm_exit_kind {
 };
 
 struct vm;
+struct ide;
 
 /* A vCPU's architectural state right after creation and setup: what a
  * machine reset puts back before the boot method runs again.  The
@@ -111,6 +116,7 @@ struct vm {
     struct fw_cfg *fw_cfg;
     struct i8042 *kbd;
     struct vga *vga;          /* NULL without one */
+    struct ide *ide;          /* the IDE function, NULL without one */
     struct firmware *firmware; /* vmm/firmware.c, NULL under --kernel */
     struct serial *serial;
     struct console *console;

@@ -11,10 +11,12 @@
 #define SK_NOT_READY       0x2
 #define SK_MEDIUM_ERROR    0x3
 #define SK_ILLEGAL_REQUEST 0x5
+#define SK_UNIT_ATTENTION  0x6
 #define ASC_READ_ERROR        0x11
 #define ASC_INVALID_OPCODE    0x20
 #define ASC_LBA_OUT_OF_RANGE  0x21
 #define ASC_INVALID_FIELD     0x24
+#define ASC_MEDIUM_CHANGED    0x28
 #define ASC_SAVING_PARAMS     0x39
 #define ASC_NO_MEDIUM         0x3a
 #define ASC_REMOVAL_PREVENTED 0x53
@@ -104,10 +106,26 @@ void atapi_next_chunk(struct ide_drive *d)
         return;
     }
     n = atapi_chunk(d);
+    if (d->from_disk && !d->bs) { /* the monitor took the disc out */
+        atapi_fail(d, SK_NOT_READY, ASC_NO_MEDIUM);
+        return;
+    }
     if (d->from_disk) {
+        int64_t t0 = disk_acct_now();
+        int ret;
+
         if (n > IDE_BUF_SIZE)
             n = IDE_BUF_SIZE;
-        if (blk_pread(d->bs, d->lba, d->buf, n) < 0) {
+        ret = blk_pread(d->bs, d->lba, d->buf, n);
+        /* QEMU reads (and counts) a PIO transfer a 2048-byte block at a
+         * time: so many requests */
+        for (unsigned at = 0; ret >= 0 && at < n; at += CD_BLOCK)
+            disk_acct_done(d->stats, DISK_ACCT_READ,
+                           n - at < CD_BLOCK ? n - at : CD_BLOCK,
+                           at ? disk_acct_now() : t0, false);
+        if (ret < 0) {
+            disk_acct_done(d->stats, DISK_ACCT_READ, 0, t0, true);
+            disk_io_error(d->stats, false, -ret);
             atapi_fail(d, SK_MEDIUM_ERROR, ASC_READ_ERROR);
             return;
         }
@@ -165,6 +183,8 @@ void atapi_dma_done(struct ide_drive *d, int error)
 {
     if (error == -EIO)
         atapi_fail(d, SK_MEDIUM_ERROR, ASC_READ_ERROR);
+    else if (error == -ENOMEDIUM)
+        atapi_fail(d, SK_NOT_READY, ASC_NO_MEDIUM);
     else if (error)
         atapi_fail(d, SK_ILLEGAL_REQUEST, 0);
     else
@@ -218,6 +238,7 @@ static void cmd_read_capacity(struct ide_drive *d)
 static void cmd_read(struct ide_drive *d, uint64_t lba, uint64_t n)
 {
     if (lba > d->sectors || n > d->sectors - lba) {
+        disk_acct_invalid(d->stats, DISK_ACCT_READ);
         atapi_fail(d, SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
         return;
     }
@@ -390,7 +411,16 @@ static void cmd_event_status(struct ide_drive *d)
     b[3] = 0x10; /* media events are supported */
     if (d->cdb[4] & 0x10) {
         b[2] = 0x04; /* media class */
-        b[5] = d->ejected ? 0 : 0x02; /* media present, door closed */
+        /* tray open (1), or a disc present (2); an event is reported
+         * once, and not while the tray is open (as QEMU) */
+        b[5] = d->ejected ? 0x01 : d->bs ? 0x02 : 0;
+        if (!d->ejected && d->ev_new_media) {
+            b[4] = 0x02; /* new media */
+            d->ev_new_media = false;
+        } else if (!d->ejected && d->ev_eject_request) {
+            b[4] = 0x01; /* eject requested */
+            d->ev_eject_request = false;
+        }
         len = 8;
     } else {
         b[2] = 0x80; /* no event available */
@@ -403,26 +433,59 @@ static void cmd_start_stop(struct ide_drive *d)
 {
     bool loej = d->cdb[4] & 2, start = d->cdb[4] & 1;
 
-    if (loej && !start && d->locked) {
-        atapi_fail(d, SK_ILLEGAL_REQUEST, ASC_REMOVAL_PREVENTED);
+    if (d->cdb[4] & 0xf0) { /* a power condition: no tray movement */
+        atapi_done(d);
         return;
     }
-    if (loej)
+    if (loej && !start && !d->ejected && d->locked) {
+        atapi_fail(d, d->bs ? SK_NOT_READY : SK_ILLEGAL_REQUEST,
+                   ASC_REMOVAL_PREVENTED);
+        return;
+    }
+    if (loej && d->ejected != !start) {
         d->ejected = !start; /* the same disc comes back on load */
+        disk_tray_moved(d->stats, d->ejected);
+    }
     atapi_done(d);
 }
 
 /* Commands that need a disc in the drive. */
 static bool needs_medium(uint8_t op)
 {
-    return op == 0x00 || op == 0x25 || op == 0x28 || op == 0xa8 || op == 0x43;
+    return op == 0x00 || op == 0x25 || op == 0x28 || op == 0xa8 ||
+           op == 0x43 || op == 0x2b;
+}
+
+/* Commands that run while a UNIT ATTENTION is pending (MMC; QEMU's). */
+static bool allow_ua(uint8_t op)
+{
+    return op == 0x03 || op == 0x12 || op == 0x46 || op == 0x4a;
 }
 
 void atapi_cdb_received(struct ide_drive *d)
 {
     const uint8_t *c = d->cdb;
 
-    if (d->ejected && needs_medium(c[0])) {
+    /* A pending UNIT ATTENTION fails every other command, keeping its
+     * sense for REQUEST SENSE. */
+    if (d->sense_key == SK_UNIT_ATTENTION && !allow_ua(c[0])) {
+        d->ch->count = IR_CD | IR_IO;
+        ide_abort(d, (uint8_t)(SK_UNIT_ATTENTION << 4 | ER_ABRT));
+        return;
+    }
+    /* The monitor changed the disc: first "no disc", then "it may have
+     * changed", for guests that do not ask GET EVENT STATUS. */
+    if (!allow_ua(c[0]) && !d->ejected && d->bs && d->cdrom_changed) {
+        if (d->cdrom_changed == 1) {
+            atapi_fail(d, SK_NOT_READY, ASC_NO_MEDIUM);
+            d->cdrom_changed = 2;
+        } else {
+            atapi_fail(d, SK_UNIT_ATTENTION, ASC_MEDIUM_CHANGED);
+            d->cdrom_changed = 0;
+        }
+        return;
+    }
+    if ((d->ejected || !d->bs) && needs_medium(c[0])) {
         atapi_fail(d, SK_NOT_READY, ASC_NO_MEDIUM);
         return;
     }

@@ -105,9 +105,11 @@ void ide_dma_submit(struct ide_drive *d, bool to_mem, uint64_t off,
 {
     struct ide_channel *ch = d->ch;
 
-    ch->req = (struct ide_dma_req){ .d = d, .to_mem = to_mem, .off = off,
+    ch->req = (struct ide_dma_req){ .d = d, .bs = d->bs, .to_mem = to_mem,
+                                    .off = off,
                                     .bytes = bytes, .from_disk = from_disk,
-                                    .gen = d->dma_gen };
+                                    .gen = d->dma_gen,
+                                    .t0 = disk_acct_now() };
     ch->dma_pending = true;
     d->pio = PIO_NONE;
     d->status = ST_BSY | ST_DRDY;
@@ -166,8 +168,8 @@ static int dma_move(const struct ide_dma_req *r, struct iovec *iov, unsigned n,
                     uint64_t off)
 {
     if (r->from_disk)
-        return r->to_mem ? blk_preadv(r->d->bs, off, iov, (int)n)
-                         : blk_pwritev(r->d->bs, off, iov, (int)n);
+        return r->to_mem ? blk_preadv(r->bs, off, iov, (int)n)
+                         : blk_pwritev(r->bs, off, iov, (int)n);
     for (unsigned i = 0; i < n; i++) {
         memcpy(iov[i].iov_base, r->d->buf + off, iov[i].iov_len);
         off += iov[i].iov_len;
@@ -179,7 +181,7 @@ static int dma_move(const struct ide_dma_req *r, struct iovec *iov, unsigned n,
  * -ENOSPC for a table shorter than the transfer, -EIO from the image,
  * -ECANCELED once a reset dropped the request. */
 static int dma_transfer(struct ide_channel *ch, const struct ide_dma_req *r,
-                        uint32_t prd)
+                        uint32_t prd, int *img_err)
 {
     struct pci_dev *dev = ch->ide->dev;
     uint64_t done = 0, pending = 0;
@@ -206,6 +208,8 @@ static int dma_transfer(struct ide_channel *ch, const struct ide_dma_req *r,
         ch->iov[n++] = (struct iovec){ p, len };
         pending += len;
         if (n == DMA_IOV || done + pending == r->bytes) {
+            int ret;
+
             /* A reset of the drive, or calf's exit, waits for this
              * thread: stop at the next request, so either waits for
              * one request of DMA_IOV entries, not a whole transfer
@@ -213,8 +217,12 @@ static int dma_transfer(struct ide_channel *ch, const struct ide_dma_req *r,
             if (__atomic_load_n(&r->d->dma_gen, __ATOMIC_ACQUIRE) != r->gen ||
                 __atomic_load_n(&ch->stop, __ATOMIC_ACQUIRE))
                 return -ECANCELED;
-            if (dma_move(r, ch->iov, n, r->off + done) < 0)
+            ret = dma_move(r, ch->iov, n, r->off + done);
+
+            if (ret < 0) {
+                *img_err = -ret;
                 return -EIO;
+            }
             done += pending;
             pending = 0;
             n = 0;
@@ -226,8 +234,19 @@ static int dma_transfer(struct ide_channel *ch, const struct ide_dma_req *r,
 }
 
 static void dma_complete(struct ide_channel *ch, const struct ide_dma_req *r,
-                         int err)
+                         int err, int img_err)
 {
+    /* One request per command (QEMU counts the pieces of an ATAPI DMA
+     * read apart); a bad PRD table is the guest's, not the image's. */
+    if (r->from_disk && (!err || err == -EIO)) {
+        enum disk_acct t = r->to_mem ? DISK_ACCT_READ : DISK_ACCT_WRITE;
+
+        disk_acct_done(r->d->stats, t, r->bytes, r->t0, err != 0);
+        if (err)
+            disk_io_error(r->d->stats, !r->to_mem, img_err);
+        else if (!r->to_mem)
+            disk_acct_wr_end(r->d->stats, r->off, r->bytes);
+    }
     ch->bm_status &= (uint8_t)~BM_ST_ACTIVE;
     if (err == -EFAULT || err == -ENOSPC)
         ch->bm_status |= BM_ST_ERR;
@@ -245,7 +264,7 @@ static void *dma_thread(void *opaque)
     for (;;) {
         struct ide_dma_req r;
         uint32_t prd;
-        int err;
+        int err, img_err = EIO;
 
         while (!ch->stop && !ch->dma_running)
             pthread_cond_wait(&ch->cond, &ch->lock);
@@ -254,13 +273,13 @@ static void *dma_thread(void *opaque)
         r = ch->active;
         prd = ch->prd_addr;
         pthread_mutex_unlock(&ch->lock);
-        err = dma_transfer(ch, &r, prd);
+        err = dma_transfer(ch, &r, prd, &img_err);
         pthread_mutex_lock(&ch->lock);
         ch->dma_running = false;
         /* Else a reset of the drive came in between, or calf is
          * exiting: no completion, no interrupt. */
         if (r.gen == r.d->dma_gen && !ch->stop)
-            dma_complete(ch, &r, err);
+            dma_complete(ch, &r, err, img_err);
         pthread_cond_broadcast(&ch->cond); /* ide_dma_stop() waits */
         dma_kick(ch);
     }

@@ -17,6 +17,7 @@
 
 #include "block/block.h"
 #include "devices/byteorder.h"
+#include "devices/disk.h"
 
 /* status register */
 #define ST_ERR  0x01
@@ -91,15 +92,24 @@ struct ide_drive {
     /* ATAPI */
     uint8_t cdb[12];
     uint8_t sense_key, asc, ascq;
-    bool ejected, locked;
+    bool ejected, locked;     /* ejected: the tray is open */
+    /* A medium change by the monitor (QEMU's): the next commands report
+     * it, NOT READY (1), then UNIT ATTENTION (2), so that a guest that
+     * only polls TEST UNIT READY sees the disc go and come; and GET
+     * EVENT STATUS NOTIFICATION's media events, each reported once. */
+    uint8_t cdrom_changed;
+    bool ev_new_media, ev_eject_request;
+    struct disk_stats *stats; /* query-blockstats, BLOCK_IO_ERROR; or NULL */
 };
 
 struct ide_dma_req {
     struct ide_drive *d;
+    BlockDriverState *bs;     /* d->bs when it was made (a CD's may change) */
     bool to_mem;              /* device to memory (a read) */
     uint64_t off, bytes;      /* in the image, or in d->buf if !from_disk */
     bool from_disk;
     unsigned gen;             /* d->dma_gen when it was made */
+    int64_t t0;               /* disk_acct_now() when it was made */
 };
 
 struct ide_channel {

@@ -132,9 +132,15 @@ static bool range_ok(struct ide_drive *d, uint64_t lba, uint64_t n)
 static void ata_read_block(struct ide_drive *d, bool irq)
 {
     unsigned n = d->left < d->block ? (unsigned)d->left : d->block;
+    int64_t t0 = disk_acct_now();
+    int ret = blk_pread(d->bs, d->lba * BLK_SECTOR_SIZE, d->buf,
+                        (size_t)n * BLK_SECTOR_SIZE);
 
-    if (blk_pread(d->bs, d->lba * BLK_SECTOR_SIZE, d->buf,
-                  (size_t)n * BLK_SECTOR_SIZE) < 0) {
+    /* As QEMU: each DRQ block is one request. */
+    disk_acct_done(d->stats, DISK_ACCT_READ, (uint64_t)n * BLK_SECTOR_SIZE,
+                   t0, ret < 0);
+    if (ret < 0) {
+        disk_io_error(d->stats, false, -ret);
         ide_abort(d, ER_UNC | ER_ABRT);
         return;
     }
@@ -155,11 +161,16 @@ static void ata_write_next(struct ide_drive *d, bool irq)
 static void ata_write_block(struct ide_drive *d)
 {
     unsigned n = d->end / BLK_SECTOR_SIZE;
+    int64_t t0 = disk_acct_now();
+    int ret = blk_pwrite(d->bs, d->lba * BLK_SECTOR_SIZE, d->buf, d->end);
 
-    if (blk_pwrite(d->bs, d->lba * BLK_SECTOR_SIZE, d->buf, d->end) < 0) {
+    disk_acct_done(d->stats, DISK_ACCT_WRITE, d->end, t0, ret < 0);
+    if (ret < 0) {
+        disk_io_error(d->stats, true, -ret);
         ide_abort(d, ER_ABRT);
         return;
     }
+    disk_acct_wr_end(d->stats, d->lba * BLK_SECTOR_SIZE, d->end);
     d->lba += n;
     d->left -= n;
     if (d->left)
@@ -180,6 +191,7 @@ static bool ata_rw_setup(struct ide_drive *d, uint8_t cmd, bool write,
         return false;
     }
     if (!range_ok(d, lba, n)) {
+        disk_acct_invalid(d->stats, write ? DISK_ACCT_WRITE : DISK_ACCT_READ);
         ide_abort(d, ER_IDNF | ER_ABRT);
         return false;
     }
@@ -275,10 +287,16 @@ static void ata_flush(struct ide_drive *d)
         ide_complete(d);
         return;
     }
-    if (!d->readonly && blk_flush(d->bs) < 0)
+    int64_t t0 = disk_acct_now();
+    int ret = d->readonly ? 0 : blk_flush(d->bs);
+
+    disk_acct_done(d->stats, DISK_ACCT_FLUSH, 0, t0, ret < 0);
+    if (ret < 0) {
+        disk_io_error(d->stats, true, -ret);
         ide_abort(d, ER_ABRT);
-    else
+    } else {
         ide_complete(d);
+    }
 }
 
 /* The signature after a reset or diagnostic: 1/1 and 0xEB14 for ATAPI. */
@@ -635,6 +653,8 @@ static void drive_power_on(struct ide_drive *d)
     d->xfer_mode = 0;
     d->sense_key = d->asc = d->ascq = 0;
     d->ejected = d->locked = false;
+    d->cdrom_changed = 0;
+    d->ev_new_media = d->ev_eject_request = false;
     d->dma = false;
     drive_reset(d);
 }
@@ -689,6 +709,9 @@ static int drive_open(struct ide_drive *d, const struct disk_opts *o, int slot)
     if (!d->bs)
         return -EIO;
     d->present = true;
+    d->stats = o->stats;
+    if (d->stats)
+        atomic_store(&d->stats->backing_depth, disk_backing_depth(d->bs));
     d->atapi = o->cdrom;
     d->readonly = o->readonly || d->bs->read_only;
     if (o->serial[0])
@@ -730,7 +753,7 @@ static int channel_setup(struct ide *ide, int c, const struct ide_config *cfg)
 }
 
 int ide_create(struct pci *pci, int slot, int fn, struct bus *bus,
-               const struct ide_config *c)
+               const struct ide_config *c, struct ide **out)
 {
     static const struct pci_dev_config cfg = {
         .vendor = 0x8086, .device = 0x7010,
@@ -765,6 +788,8 @@ int ide_create(struct pci *pci, int slot, int fn, struct bus *bus,
     pci_cfg_init(ide->dev, IDE_TIMING_PRI, 2, IDETIM_DECODE, 0xffff);
     pci_cfg_init(ide->dev, IDE_TIMING_SEC, 2, IDETIM_DECODE, 0xffff);
     pci_cfg_init(ide->dev, IDE_SIDETIM, 1, 0, 0xff);
+    if (out)
+        *out = ide;
     return 0;
 }
 

@@ -13,6 +13,7 @@
 
 struct pci;
 struct bus;
+struct ide;
 
 /* The drives the command line asked for, by slot. */
 struct ide_config {
@@ -29,8 +30,27 @@ bool ide_config_any(const struct ide_config *c);
 void ide_config_free(struct ide_config *c);
 
 /* Opens the drives' images and adds the function at slot.fn (00:01.1 on
- * a PC, where the PIIX3 ISA bridge is function 0).  Messages go to stderr. */
+ * a PC, where the PIIX3 ISA bridge is function 0).  Messages go to stderr.
+ * *out (if out): the controller, owned by the PCI bus. */
 int ide_create(struct pci *pci, int slot, int fn, struct bus *bus,
-               const struct ide_config *c);
+               const struct ide_config *c, struct ide **out);
+
+/* ---- The removable medium of the ATAPI drive in slot (0-3), for the
+ * monitor (QEMU's eject, blockdev-change-medium and query-block).  They
+ * take the channel's lock; not on a vCPU.  -ENODEV: no CD there. */
+struct ide_media {
+    bool tray_open, locked, inserted;
+};
+int ide_media_get(struct ide *ide, int slot, struct ide_media *m);
+/* Opens the tray, as QEMU's do_open_tray(): a tray the guest locked
+ * only gets an eject request (a media event) and -EBUSY, unless force,
+ * which unlocks it first.  0 when open (or already). */
+int ide_tray_open(struct ide *ide, int slot, bool force);
+int ide_tray_close(struct ide *ide, int slot);
+/* With the tray open: bs (NULL: none) becomes the medium, the drive owns
+ * it; the old one is closed.  name: the image, for messages.  -EBUSY
+ * when the tray is closed. */
+int ide_medium_set(struct ide *ide, int slot, BlockDriverState *bs,
+                   const char *name);
 
 #endif

@@ -77,6 +77,7 @@ struct vblk {
     unsigned nq;
     struct vblk_queue q[VIRTIO_MAX_QUEUES];
     char *name; /* the image, for messages */
+    struct disk_stats *stats; /* query-blockstats, BLOCK_IO_ERROR; or NULL */
 };
 
 /* ---- iovec helpers ---- */
@@ -169,19 +170,31 @@ static uint8_t vblk_rw(struct vblk_queue *vq, const struct virtio_blk_outhdr *h,
 {
     struct vblk *vb = vq->vb;
     uint64_t start = h->sector * BLK_SECTOR_SIZE;
+    enum disk_acct t = write ? DISK_ACCT_WRITE : DISK_ACCT_READ;
+    int64_t t0 = disk_acct_now();
     unsigned k;
 
-    if (write && vb->readonly)
+    if (write && vb->readonly) {
+        /* QEMU's block layer refuses it (EPERM): a failed request */
+        disk_acct_done(vb->stats, t, 0, t0, true);
+        disk_io_error(vb->stats, true, EPERM);
         return VIRTIO_BLK_S_IOERR;
-    if (len % BLK_SECTOR_SIZE || !vblk_range_ok(vb, h->sector, len))
+    }
+    if (len % BLK_SECTOR_SIZE || !vblk_range_ok(vb, h->sector, len)) {
+        disk_acct_invalid(vb->stats, t);
         return VIRTIO_BLK_S_IOERR;
+    }
     k = iov_slice(buf, n, write ? sizeof(*h) : 0, len, vq->data);
     /* What configuration space promises the driver is what holds. */
-    if (k > VBLK_SEG_MAX)
+    if (k > VBLK_SEG_MAX) {
+        disk_acct_invalid(vb->stats, t);
         return VIRTIO_BLK_S_IOERR;
+    }
     for (unsigned i = 0; i < k; i++)
-        if (vq->data[i].iov_len > VBLK_SIZE_MAX)
+        if (vq->data[i].iov_len > VBLK_SIZE_MAX) {
+            disk_acct_invalid(vb->stats, t);
             return VIRTIO_BLK_S_IOERR;
+        }
     for (size_t done = 0; done < len;) {
         size_t piece = vblk_piece_len(start + done, len - done, VBLK_PIECE);
         unsigned m;
@@ -194,10 +207,16 @@ static uint8_t vblk_rw(struct vblk_queue *vq, const struct virtio_blk_outhdr *h,
         ret = write ? blk_pwritev(vb->bs, start + done, vq->piece, (int)m)
                     : blk_preadv(vb->bs, start + done, vq->piece, (int)m);
         guest_mem_release(vq->piece, m);
-        if (ret < 0)
+        if (ret < 0) {
+            disk_acct_done(vb->stats, t, 0, t0, true);
+            disk_io_error(vb->stats, write, -ret);
             return VIRTIO_BLK_S_IOERR;
+        }
         done += piece;
     }
+    disk_acct_done(vb->stats, t, len, t0, false);
+    if (write)
+        disk_acct_wr_end(vb->stats, start, len);
     return VIRTIO_BLK_S_OK;
 }
 
@@ -206,14 +225,25 @@ static uint8_t vblk_seg(struct vblk_queue *vq, uint32_t type,
 {
     struct vblk *vb = vq->vb;
     uint64_t off = s->sector * BLK_SECTOR_SIZE, len;
+    bool zero = type == VIRTIO_BLK_T_WRITE_ZEROES;
+    int64_t t0 = disk_acct_now();
     int flags = 0;
 
+    /* As QEMU's virtio-blk: write-zeroes counts as a write (refused
+     * ones as invalid), a discard is not counted. */
     len = (uint64_t)s->num_sectors * BLK_SECTOR_SIZE;
-    if (vb->readonly)
+    if (vb->readonly) {
+        if (zero)
+            disk_acct_done(vb->stats, DISK_ACCT_WRITE, 0, t0, true);
+        disk_io_error(vb->stats, true, EPERM);
         return VIRTIO_BLK_S_IOERR;
+    }
     if (s->num_sectors > VBLK_MAX_ZERO_SECTORS ||
-        !vblk_range_ok(vb, s->sector, len))
+        !vblk_range_ok(vb, s->sector, len)) {
+        if (zero)
+            disk_acct_invalid(vb->stats, DISK_ACCT_WRITE);
         return VIRTIO_BLK_S_IOERR;
+    }
     if (type == VIRTIO_BLK_T_DISCARD) {
         if (s->flags)
             return VIRTIO_BLK_S_UNSUPP;
@@ -221,8 +251,10 @@ static uint8_t vblk_seg(struct vblk_queue *vq, uint32_t type,
         if (!vb->unmap)
             return VIRTIO_BLK_S_OK;
     } else {
-        if (s->flags & ~(uint32_t)VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
+        if (s->flags & ~(uint32_t)VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) {
+            disk_acct_invalid(vb->stats, DISK_ACCT_WRITE);
             return VIRTIO_BLK_S_UNSUPP;
+        }
         if ((s->flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) && vb->unmap)
             flags = BLK_ZERO_MAY_UNMAP;
     }
@@ -236,9 +268,21 @@ static uint8_t vblk_seg(struct vblk_queue *vq, uint32_t type,
         ret = type == VIRTIO_BLK_T_DISCARD
                   ? blk_discard(vb->bs, off + done, piece)
                   : blk_pwrite_zeroes(vb->bs, off + done, piece, flags);
-        if (ret < 0)
+        if (ret < 0) {
+            if (zero)
+                disk_acct_done(vb->stats, DISK_ACCT_WRITE, 0, t0, true);
+            else
+                disk_acct_discard(vb->stats, 0, false);
+            disk_io_error(vb->stats, true, -ret);
             return VIRTIO_BLK_S_IOERR;
+        }
         done += piece;
+    }
+    if (zero) {
+        disk_acct_done(vb->stats, DISK_ACCT_WRITE, len, t0, false);
+        disk_acct_wr_end(vb->stats, off, len);
+    } else {
+        disk_acct_discard(vb->stats, len, true);
     }
     return VIRTIO_BLK_S_OK;
 }
@@ -261,6 +305,19 @@ static uint8_t vblk_segments(struct vblk_queue *vq, uint32_t type,
         st = vblk_seg(vq, type, &s);
     }
     return st;
+}
+
+static uint8_t vblk_flush(struct vblk *vb)
+{
+    int64_t t0 = disk_acct_now();
+    int ret = vb->readonly ? 0 : blk_flush(vb->bs);
+
+    disk_acct_done(vb->stats, DISK_ACCT_FLUSH, 0, t0, ret < 0);
+    if (ret < 0) {
+        disk_io_error(vb->stats, true, -ret);
+        return VIRTIO_BLK_S_IOERR;
+    }
+    return VIRTIO_BLK_S_OK;
 }
 
 /* Serves one request; *used: the bytes written into its in-buffers.
@@ -295,8 +352,7 @@ static int vblk_handle(struct vblk_queue *vq, struct virtq_req *r,
             st = vblk_rw(vq, &h, true, out, r->n_out, out_len - sizeof(h));
             break;
         case VIRTIO_BLK_T_FLUSH:
-            st = vb->readonly || blk_flush(vb->bs) == 0 ? VIRTIO_BLK_S_OK
-                                                        : VIRTIO_BLK_S_IOERR;
+            st = vblk_flush(vb);
             break;
         case VIRTIO_BLK_T_GET_ID:
             *used += (uint32_t)iov_copy(in, r->n_in, 0, vb->serial,
@@ -472,6 +528,9 @@ int virtio_blk_add(struct pci *pci, int slot, const struct disk_opts *o,
     }
     vb->readonly = o->readonly || vb->bs->read_only;
     vb->unmap = o->unmap;
+    vb->stats = o->stats;
+    if (vb->stats)
+        atomic_store(&vb->stats->backing_depth, disk_backing_depth(vb->bs));
     vb->nq = nqueues < 1 ? 1 : nqueues > VIRTIO_MAX_QUEUES ? VIRTIO_MAX_QUEUES
                                                            : nqueues;
     memcpy(vb->serial, o->serial, VIRTIO_BLK_ID_BYTES);

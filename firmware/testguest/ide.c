@@ -23,6 +23,14 @@
  *                    runs and the other waits, leaves the master's alone
  *                    (the master's sector 0 must hold 0x11)
  *   ct.idepeer=1     another IDE model (QEMU's): skip what ATA leaves open
+ *   ct.idewatch=1    last, for ever: watch the secondary master CD's media
+ *                    as a desktop does (GET EVENT STATUS NOTIFICATION,
+ *                    polled) while the host ejects and changes it (QMP);
+ *                    prints every media status change and event, TEST
+ *                    UNIT READY's answer without a disc, and after a new
+ *                    disc the answers TEST UNIT READY gave until ready,
+ *                    the capacity and block 0's first byte (cd_watch);
+ *                    ct.idewatch=lock: lock the tray first (PREVENT)
  *
  * What it writes on the master, for the host to check:
  *   0x5a at [1 MiB, +4 KiB), 0x6b at [1 MiB + 4 KiB, +16 KiB) (MULTIPLE),
@@ -781,6 +789,102 @@ static void cdrom_test(uint32_t blocks)
     say("ATAPI CD-ROM ok");
 }
 
+/* ---- ct.idewatch: media changes by the host ---- */
+
+static void print_sense(void)
+{
+    serial_put_hex(cd_sense[0]);
+    serial_puts("/");
+    serial_put_hex(cd_sense[1]);
+}
+
+/* READ CAPACITY and block 0: "capacity N byte B" */
+static void cd_print_disc(void)
+{
+    uint32_t last;
+
+    cdb_set(0x25, 0, 0, 0, 0);
+    if (packet_pio(cdb, buf, 8, 8, 0) != 8) {
+        serial_puts("no capacity\n");
+        return;
+    }
+    last = (uint32_t)buf[0] << 24 | buf[1] << 16 | buf[2] << 8 | buf[3];
+    cdb_set(0x28, 0, 1, 7, 2);
+    buf[0] = 0;
+    if (packet_pio(cdb, buf, 2048, 2048, 0) != 2048) {
+        serial_puts("no block 0\n");
+        return;
+    }
+    serial_puts("capacity ");
+    serial_put_dec((uint64_t)last + 1);
+    serial_puts(" byte ");
+    serial_put_hex(buf[0]);
+    serial_puts("\n");
+}
+
+/* TEST UNIT READY until it passes (at most 8): "ready after S S ok: " */
+static void cd_until_ready(void)
+{
+    serial_puts("calf-test: cd: ready after");
+    for (int i = 0; i < 8; i++) {
+        memset(cdb, 0, sizeof(cdb));
+        if (packet_pio(cdb, buf, 0, 2, 0) == 0) {
+            serial_puts(" ok: ");
+            cd_print_disc();
+            return;
+        }
+        serial_puts(" ");
+        print_sense();
+    }
+    serial_puts(" never\n");
+}
+
+static void cd_watch(int lock)
+{
+    int last = -1;
+
+    channel_reset(&sec, 0x14, 0xeb);
+    serial_puts("calf-test: cd: watching: ");
+    cd_print_disc();
+    if (lock) {
+        cdb_set(0x1e, 0, 0, 0, 0);
+        cdb[4] = 1;
+        if (packet_pio(cdb, buf, 0, 2, 0) == 0)
+            serial_puts("calf-test: cd: tray locked\n");
+    }
+    for (;;) {
+        int status, event;
+
+        cdb_set(0x4a, 0, 8, 7, 2);
+        cdb[1] = 1;
+        cdb[4] = 0x10;
+        if (packet_pio(cdb, buf, 8, 8, 0) != 8)
+            continue;
+        status = buf[5] & 3;
+        event = buf[4] & 0x0f;
+        if (status != last || event) {
+            serial_puts("calf-test: cd: media ");
+            serial_put_dec((uint64_t)status);
+            serial_puts(" event ");
+            serial_put_dec((uint64_t)event);
+            if (status != 2) {
+                memset(cdb, 0, sizeof(cdb));
+                serial_puts(" tur ");
+                if (packet_pio(cdb, buf, 0, 2, 0) == 0)
+                    serial_puts("ok");
+                else
+                    print_sense();
+            }
+            serial_puts("\n");
+            if (status == 2 && event == 2)
+                cd_until_ready();
+        }
+        last = status;
+        for (volatile int i = 0; i < 20000; i++)
+            ;
+    }
+}
+
 /* ---- a hostile guest ---- */
 
 static void hostile_dma(void)
@@ -1223,5 +1327,7 @@ int ide_test(const char *cmdline)
         say("hostile guest done");
     }
     serial_puts(failures ? "calf-test: ide: FAILED\n" : "calf-test: ide: ok\n");
+    if ((v = cmdline_get(cmdline, "ct.idewatch=", &len)))
+        cd_watch(len == 4 && v[0] == 'l' && v[1] == 'o');
     return failures;
 }

@@ -433,12 +433,81 @@ static int post(struct vdev *d)
     return status;
 }
 
+/* What the requests made through request() must count on the host, by
+ * QEMU 7.2's virtio-blk rules: a served read or write (write-zeroes
+ * too) counts its bytes, one refused before any I/O (out of range) is
+ * invalid, a write to a read-only disk failed; a discard counts nothing.
+ * Printed per disk ("acct"); guest-tests/qmp.t compares it with
+ * query-blockstats. */
+static struct {
+    uint64_t rd, rd_bytes, wr, wr_bytes, flush, inv_rd, inv_wr, failed_wr;
+    uint64_t high;
+} acct;
+
+static void acct_count(struct vdev *d, uint32_t type, uint64_t sector,
+                       uint32_t len, int st)
+{
+    uint64_t end = sector * 512 + len;
+
+    if (type == T_WRITE_ZEROES) {
+        end = seg.sector * 512 + (uint64_t)seg.num * 512;
+        len = seg.num * 512;
+    }
+    if (type == T_IN) {
+        if (st == 0) {
+            acct.rd++;
+            acct.rd_bytes += len;
+        } else if (st == 1) {
+            acct.inv_rd++;
+        }
+    } else if (type == T_OUT || type == T_WRITE_ZEROES) {
+        if (st == 0) {
+            acct.wr++;
+            acct.wr_bytes += len;
+            if (end > acct.high)
+                acct.high = end;
+        } else if (st == 1 && (d->features >> F_RO & 1)) {
+            acct.failed_wr++;
+        } else if (st == 1) {
+            acct.inv_wr++;
+        }
+    } else if (type == T_FLUSH && st == 0) {
+        acct.flush++;
+    }
+}
+
+static void acct_print(unsigned slot)
+{
+    serial_puts("calf-test: virtio-blk ");
+    serial_put_dec(slot);
+    serial_puts(": acct rd=");
+    serial_put_dec(acct.rd);
+    serial_puts("/");
+    serial_put_dec(acct.rd_bytes);
+    serial_puts(" wr=");
+    serial_put_dec(acct.wr);
+    serial_puts("/");
+    serial_put_dec(acct.wr_bytes);
+    serial_puts(" flush=");
+    serial_put_dec(acct.flush);
+    serial_puts(" invalid=");
+    serial_put_dec(acct.inv_rd);
+    serial_puts("/");
+    serial_put_dec(acct.inv_wr);
+    serial_puts(" failed_wr=");
+    serial_put_dec(acct.failed_wr);
+    serial_puts(" high=");
+    serial_put_dec(acct.high);
+    serial_puts("\n");
+}
+
 /* One request: header, the data in nseg equal descriptors, status.
  * Returns the status byte, or -1 when the device never answered. */
 static int request(struct vdev *d, uint32_t type, uint64_t sector,
                    void *data, uint32_t len, int nseg, int to_device)
 {
     unsigned n = 0;
+    int st;
 
     hdr.type = type;
     hdr.sector = sector;
@@ -449,7 +518,9 @@ static int request(struct vdev *d, uint32_t type, uint64_t sector,
                                     (uint16_t)(n + 1) };
     status = 0xff;
     d->desc[n++] = (struct desc){ (uint64_t)&status, 1, D_WRITE, 0 };
-    return post(d);
+    st = post(d);
+    acct_count(d, type, sector, len, st);
+    return st;
 }
 
 static int expect(struct vdev *d, int got, int want, const char *what)
@@ -1506,6 +1577,7 @@ int virtio_blk_test(unsigned expected, unsigned flags)
 
         /* Hostile requests on the first disk only: the others must keep
          * working regardless. */
+        memset(&acct, 0, sizeof(acct));
         if (flags & VBLK_TEST_BENCH) {
             if (!found)
                 test_disk(&d, -2);
@@ -1522,6 +1594,8 @@ int virtio_blk_test(unsigned expected, unsigned flags)
                 serial_puts("\n");
             }
         }
+        if (!(flags & VBLK_TEST_BENCH) && !(hostile && !found))
+            acct_print(d.slot);
         if (failures == before) {
             serial_puts("calf-test: virtio-blk ");
             serial_put_dec(d.slot);

@@ -220,7 +220,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(spec, sizeof(spec), "%s,format=raw,if=ide,index=2,media=cdrom", path_cd);
     add_drive(&c, spec);
     if (pci_create(bus, 0xe0000000ULL, &pci) || piix3_create(pci, 1, bus, NULL) ||
-        ide_create(pci, 1, 1, bus, &c)) {
+        ide_create(pci, 1, 1, bus, &c, NULL)) {
         fprintf(stderr, "fuzz-ide: cannot create the devices\n");
         abort();
     }
