@@ -151,7 +151,8 @@ test: test-progs
 # and the nbd driver's reader thread), built with ThreadSanitizer in
 # build-tsan.  A report makes the program exit with 66, which fails its
 # test.
-TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/qcow2-threads.t tests/img-bench.t \
+TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/blk-vfd.t tests/qcow2-threads.t \
+              tests/img-bench.t \
               guest-tests/virtio-blk.t guest-tests/ide.t guest-tests/disk-stress.t \
               guest-tests/hostile.t tests/pci-teardown.t \
               tests/nbd-stress.t tests/nbd-hostile.t tests/nbd-server.t tests/nbd-client.t \

@@ -657,6 +657,7 @@ static void close_host(int fd, BlockDriverState *file)
         blk_vfd_release(fd);
         blk_close(file);
     } else if (fd >= 0) {
+        blk_file_forget_sync_error(fd);
         close(fd);
     }
 }

@@ -628,7 +628,11 @@ ssize_t blk_compress_cluster(int type, uint8_t *dst, size_t dst_len, const uint8
 int blk_decompress_cluster(int type, const uint8_t *in, size_t in_len, uint8_t *out, size_t cs);
 
 /* ---- host file helpers (full transfers; EINTR and short I/O handled) ---- */
-int blk_file_sync(int fd); /* fdatasync */
+/* fdatasync; once it failed on an open file, every later call on that
+ * file fails with the same error without trying (util.c) */
+int blk_file_sync(int fd);
+/* fd is being closed: a failed sync on it is forgotten */
+void blk_file_forget_sync_error(int fd);
 void blk_file_start_writeback(int fd); /* sync_file_range(WRITE), no wait */
 /* Reads past end of file return zeros. */
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off);

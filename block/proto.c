@@ -9,7 +9,13 @@
  * Locking: the slot's rwlock is held shared by every request and
  * exclusively by what changes the end (a write past it, a truncate), so
  * a node's size never changes under a request through the slot.  A
- * request never takes it twice: a node below is another slot. */
+ * request never takes it twice: a node below is another slot.  The lock
+ * is set up the first time its slot is given and never destroyed.  A
+ * release holds it exclusively while it ends the generation, and every
+ * request checks node and generation again once it holds the lock: a
+ * request through a released fd gets EBADF, never the node the slot
+ * names next.  vfd_mu guards the choice of a free slot; the order is
+ * the slot's lock, then vfd_mu (blk_vfd_new takes no slot lock). */
 #include "block/block.h"
 #include "block/proto.h"
 
@@ -22,7 +28,8 @@
 
 struct vfd {
     BlockDriverState *node; /* NULL: free (set and cleared under vfd_mu) */
-    pthread_rwlock_t lock;
+    pthread_rwlock_t lock;  /* set up once (ready), never destroyed */
+    bool ready;             /* under vfd_mu */
     uint64_t end;           /* under lock */
     bool ahead;             /* the node grew past the end ahead of writes */
     unsigned gen;           /* of the fd number; changes at each release */
@@ -49,7 +56,14 @@ int blk_vfd_new(BlockDriverState *node)
         struct vfd *v = &vfds[i];
         if (v->node)
             continue;
-        pthread_rwlock_init(&v->lock, NULL);
+        if (!v->ready) {
+            pthread_rwlock_init(&v->lock, NULL);
+            v->ready = true;
+        }
+        /* Not under the slot's lock (vfd_mu comes after it): a request
+         * through a stale fd of this slot may hold it, but reads nothing
+         * past the node and generation, and a request through the new
+         * fd sees these through the store of the node. */
         v->end = node->size;
         v->ahead = false;
         unsigned gen = __atomic_load_n(&v->gen, __ATOMIC_RELAXED);
@@ -72,39 +86,74 @@ static unsigned fd_gen(int fd)
     return (unsigned)(fd - BLK_VFD_BASE) / BLK_VFD_MAX;
 }
 
-static struct vfd *slot(int fd)
+/* Whether fd names v's node now: a first look without the lock, or the
+ * answer with it held (node and gen change only under it, exclusively). */
+static bool names(struct vfd *v, int fd)
+{
+    return __atomic_load_n(&v->node, __ATOMIC_ACQUIRE) &&
+           __atomic_load_n(&v->gen, __ATOMIC_RELAXED) == fd_gen(fd);
+}
+
+/* The slot fd names, with its lock held (exclusively if excl), or NULL
+ * for an fd that names none: a released one, whose slot may name
+ * another node by the time the lock is ours.  A slot that ever had a
+ * node has its lock ready (the node's store releases its setup). */
+static struct vfd *slot_lock(int fd, bool excl)
 {
     if (fd < BLK_VFD_BASE)
         return NULL;
     struct vfd *v = &vfds[fd_slot(fd)];
-    if (!__atomic_load_n(&v->node, __ATOMIC_ACQUIRE) ||
-        __atomic_load_n(&v->gen, __ATOMIC_RELAXED) != fd_gen(fd))
+    if (!names(v, fd))
         return NULL;
-    return v;
+    if (excl)
+        pthread_rwlock_wrlock(&v->lock);
+    else
+        pthread_rwlock_rdlock(&v->lock);
+    if (names(v, fd))
+        return v;
+    pthread_rwlock_unlock(&v->lock);
+    return NULL;
+}
+
+/* r for a request that does nothing (no bytes, a bad argument), or
+ * -EBADF if fd names no node. */
+static int or_badf(int fd, int r)
+{
+    struct vfd *v = slot_lock(fd, false);
+    if (!v)
+        return -EBADF;
+    pthread_rwlock_unlock(&v->lock);
+    return r;
 }
 
 void blk_vfd_release(int fd)
 {
-    pthread_mutex_lock(&vfd_mu);
-    struct vfd *v = slot(fd);
-    if (v && v->ahead && node_size(v->end) < v->node->size) {
+    /* Exclusively: requests through the fd end first, and those that
+     * come after see it released.  The shrink runs under the slot's lock
+     * only, not vfd_mu: nothing else waits for it. */
+    struct vfd *v = slot_lock(fd, true);
+    if (!v)
+        return;
+    if (v->ahead && node_size(v->end) < v->node->size) {
         /* the room grown ahead goes: the node is left the size a file
          * would be (best effort: past the end it reads as zeros) */
         (void)blk_truncate(v->node, node_size(v->end), BLK_PREALLOC_OFF, true);
     }
-    if (v) {
-        /* the fd stops naming the slot before its lock goes */
-        __atomic_store_n(&v->gen, (fd_gen(fd) + 1) % GENS, __ATOMIC_RELAXED);
-        __atomic_store_n(&v->node, NULL, __ATOMIC_RELEASE);
-        pthread_rwlock_destroy(&v->lock);
-    }
+    pthread_mutex_lock(&vfd_mu);
+    __atomic_store_n(&v->gen, (fd_gen(fd) + 1) % GENS, __ATOMIC_RELAXED);
+    __atomic_store_n(&v->node, NULL, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&vfd_mu);
+    pthread_rwlock_unlock(&v->lock);
 }
 
 BlockDriverState *blk_vfd_node(int fd)
 {
-    struct vfd *v = slot(fd);
-    return v ? v->node : NULL;
+    struct vfd *v = slot_lock(fd, false);
+    if (!v)
+        return NULL;
+    BlockDriverState *n = v->node;
+    pthread_rwlock_unlock(&v->lock);
+    return n;
 }
 
 /* Room a write past the end grows the node by: an eighth of it, at
@@ -144,9 +193,11 @@ static int grow_locked(struct vfd *v, uint64_t new_end, bool ahead)
     return 0;
 }
 
-static int grow(struct vfd *v, uint64_t new_end)
+static int grow(int fd, uint64_t new_end)
 {
-    pthread_rwlock_wrlock(&v->lock);
+    struct vfd *v = slot_lock(fd, true);
+    if (!v)
+        return -EBADF;
     int r = grow_locked(v, new_end, true);
     pthread_rwlock_unlock(&v->lock);
     return r;
@@ -154,10 +205,9 @@ static int grow(struct vfd *v, uint64_t new_end)
 
 int vfd_pread(int fd, void *buf, size_t len, uint64_t off)
 {
-    struct vfd *v = slot(fd);
+    struct vfd *v = slot_lock(fd, false);
     if (!v)
         return -EBADF;
-    pthread_rwlock_rdlock(&v->lock);
     uint64_t n = off < v->end ? v->end - off : 0;
     if (n > len)
         n = len;
@@ -177,11 +227,10 @@ int vfd_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 
 int vfd_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
-    struct vfd *v = slot(fd);
+    size_t total = blk_iov_total(iov, iovcnt);
+    struct vfd *v = slot_lock(fd, false);
     if (!v)
         return -EBADF;
-    size_t total = blk_iov_total(iov, iovcnt);
-    pthread_rwlock_rdlock(&v->lock);
     bool inside = off + total <= v->end;
     int r = inside ? blk_preadv(v->node, off, iov, iovcnt) : 0;
     pthread_rwlock_unlock(&v->lock);
@@ -193,23 +242,20 @@ int vfd_preadv(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 
 int vfd_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
-    struct vfd *v = slot(fd);
-    if (!v)
-        return -EBADF;
     size_t total = blk_iov_total(iov, iovcnt);
-    if (!total)
-        return 0; /* as pwritev: nothing written, the file as it was */
-    if (off + total < off)
-        return -EFBIG;
+    if (!total || off + total < off) /* no bytes: as pwritev, the file as it was */
+        return or_badf(fd, total ? -EFBIG : 0);
     for (;;) {
-        pthread_rwlock_rdlock(&v->lock);
+        struct vfd *v = slot_lock(fd, false);
+        if (!v)
+            return -EBADF;
         if (off + total <= v->end) {
             int r = blk_pwritev(v->node, off, iov, iovcnt);
             pthread_rwlock_unlock(&v->lock);
             return r;
         }
         pthread_rwlock_unlock(&v->lock);
-        int r = grow(v, off + total);
+        int r = grow(fd, off + total);
         if (r < 0)
             return r;
     }
@@ -217,10 +263,9 @@ int vfd_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 
 int vfd_sync(int fd)
 {
-    struct vfd *v = slot(fd);
+    struct vfd *v = slot_lock(fd, false);
     if (!v)
         return -EBADF;
-    pthread_rwlock_rdlock(&v->lock);
     int r = blk_flush(v->node);
     pthread_rwlock_unlock(&v->lock);
     return r;
@@ -228,10 +273,9 @@ int vfd_sync(int fd)
 
 int64_t vfd_size(int fd)
 {
-    struct vfd *v = slot(fd);
+    struct vfd *v = slot_lock(fd, false);
     if (!v)
         return -EBADF;
-    pthread_rwlock_rdlock(&v->lock);
     int64_t end = (int64_t)v->end;
     pthread_rwlock_unlock(&v->lock);
     return end;
@@ -241,12 +285,11 @@ int64_t vfd_size(int fd)
  * what the node's files use. */
 int vfd_stat(int fd, struct stat *st)
 {
-    struct vfd *v = slot(fd);
+    struct vfd *v = slot_lock(fd, false);
     if (!v)
         return -EBADF;
     memset(st, 0, sizeof(*st));
     int64_t used = blk_allocated_size(v->node);
-    pthread_rwlock_rdlock(&v->lock);
     st->st_size = (off_t)v->end;
     pthread_rwlock_unlock(&v->lock);
     st->st_mode = S_IFREG | 0600;
@@ -262,10 +305,9 @@ int vfd_stat(int fd, struct stat *st)
 
 int vfd_truncate(int fd, uint64_t size)
 {
-    struct vfd *v = slot(fd);
+    struct vfd *v = slot_lock(fd, true);
     if (!v)
         return -EBADF;
-    pthread_rwlock_wrlock(&v->lock);
     int r = 0;
     if (size > v->end) {
         r = grow_locked(v, size, false);
@@ -290,20 +332,16 @@ int vfd_truncate(int fd, uint64_t size)
 
 int vfd_extend(int fd, uint64_t off, uint64_t len)
 {
-    struct vfd *v = slot(fd);
-    if (!v)
-        return -EBADF;
     if (off + len < off)
-        return -EFBIG;
-    return grow(v, off + len);
+        return or_badf(fd, -EFBIG);
+    return grow(fd, off + len);
 }
 
 int vfd_zero(int fd, uint64_t off, uint64_t len)
 {
-    struct vfd *v = slot(fd);
+    struct vfd *v = slot_lock(fd, false);
     if (!v)
         return -EBADF;
-    pthread_rwlock_rdlock(&v->lock);
     uint64_t n = off < v->end ? v->end - off : 0;
     if (n > len)
         n = len;
@@ -317,12 +355,11 @@ int vfd_zero(int fd, uint64_t off, uint64_t len)
  * zeros from nowhere. */
 int64_t vfd_seek(int fd, uint64_t off, int whence)
 {
-    struct vfd *v = slot(fd);
+    if (whence != SEEK_END && whence != SEEK_DATA && whence != SEEK_HOLE)
+        return or_badf(fd, -EINVAL);
+    struct vfd *v = slot_lock(fd, false);
     if (!v)
         return -EBADF;
-    if (whence != SEEK_END && whence != SEEK_DATA && whence != SEEK_HOLE)
-        return -EINVAL;
-    pthread_rwlock_rdlock(&v->lock);
     uint64_t end = v->end;
     int64_t r = (int64_t)end;
     if (whence == SEEK_END)
@@ -358,10 +395,9 @@ out:
 int blk_vfd_block_status(int fd, uint64_t off, uint64_t len, uint64_t *pnum,
                          uint64_t *host_offset)
 {
-    struct vfd *v = slot(fd);
+    struct vfd *v = slot_lock(fd, false);
     if (!v)
         return -EBADF;
-    pthread_rwlock_rdlock(&v->lock);
     int r;
     if (off >= v->end) {
         *pnum = len;

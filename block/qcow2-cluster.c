@@ -1912,6 +1912,10 @@ static int size_data_file(Qcow2State *s, uint64_t start, uint64_t end, int mode)
 int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
 {
     uint64_t cs = s->cluster_size, next = 0, run = 0, run_bytes = 0;
+    /* what lies past here was allocated by this call (the lock is held
+     * throughout); below it, clusters past the end of the file may be a
+     * writer's, allocated before and waiting for their data */
+    uint64_t own_from = qcow2_align_up(s->file_end, cs);
     int r = 0;
     if (qcow2_has_data_file(s)) {
         /* the metadata maps the data file 1:1; the data file gets what
@@ -1954,14 +1958,25 @@ int qcow2_preallocate(Qcow2State *s, uint64_t start, uint64_t end, int mode)
         } else {
             if ((r = zero_cluster_buf(s)) < 0)
                 return r;
-            /* the data run, which refcount blocks allocated after it
-             * may have put below the end of the file, then the rest */
-            for (uint64_t o = run; o < run + run_bytes && o < (uint64_t)cur; o += cs) {
-                uint64_t n = run + run_bytes - o < cs ? run + run_bytes - o : cs;
+            /* Zeros go only where this call owns the bytes: its data
+             * run (wherever it was allocated), then what it allocated
+             * past the end of the file.  A file shorter than file_end
+             * may end below clusters another writer allocated before
+             * this call and is writing with the lock dropped: zeros
+             * there would land after its data, under its L2 entries.
+             * Those, and unwritten tables, are left to their writers. */
+            uint64_t run_end = run + run_bytes;
+            for (uint64_t o = run; o < run_end; o += cs) {
+                uint64_t n = run_end - o < cs ? run_end - o : cs;
                 if ((r = blk_file_pwrite(s->fd, s->zero_cluster, n, o)) < 0)
                     return r;
             }
-            for (uint64_t o = (uint64_t)cur; o < fend; o += cs) {
+            uint64_t from = (uint64_t)cur > own_from ? (uint64_t)cur : own_from;
+            for (uint64_t o = from; o < fend; o += cs) {
+                if (o >= run && o < run_end) {
+                    o = run_end - cs;
+                    continue;
+                }
                 uint64_t n = fend - o < cs ? fend - o : cs;
                 if ((r = blk_file_pwrite(s->fd, s->zero_cluster, n, o)) < 0)
                     return r;

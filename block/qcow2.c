@@ -78,7 +78,9 @@ int qcow2_sync(Qcow2State *s)
         if (failed)
             blk_set_error("%s: flush failed: %s", failed, strerror(-e));
         /* still owed, whichever step failed: the next write that relies
-         * on this sync is preceded by one that succeeds */
+         * on this sync is preceded by one that succeeds (after a failed
+         * fdatasync none does: blk_file_sync fails every later sync of
+         * that file, see util.c) */
         s->need_sync = s->deps_unsynced = true;
         return e;
     }

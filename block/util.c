@@ -530,14 +530,110 @@ int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
     return r ? r : file_rwv(fd, iov, iovcnt, off, true);
 }
 
+/* ---- files whose fdatasync failed ----
+ * Linux marks the pages whose writeback failed clean: a second fdatasync
+ * returns 0 without writing them, and what the caller then writes on the
+ * strength of it (a qcow2 L2 entry) points at data that never reached
+ * the disk.  As QEMU's file-posix (page_cache_inconsistent): after one
+ * failure, every later sync of that open file fails with the same error
+ * and tries nothing, so the image above never acknowledges a flush
+ * again.  A file opened with O_DIRECT has no page cache in the way and
+ * is exempt.  blk_file_forget_sync_error() ends it when the file is
+ * closed; device and inode also guard an fd number closed elsewhere and
+ * given to another file. */
+struct sync_err {
+    int fd, err;
+    dev_t dev;
+    ino_t ino;
+};
+static pthread_mutex_t sync_err_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sync_err *sync_errs; /* under sync_err_mu */
+static int nsync_errs;             /* written under sync_err_mu, read atomically */
+static int sync_errs_cap;
+
+static void sync_err_drop(int i)
+{
+    sync_errs[i] = sync_errs[nsync_errs - 1];
+    __atomic_store_n(&nsync_errs, nsync_errs - 1, __ATOMIC_RELAXED);
+}
+
+/* The error fd's earlier sync failed with (a positive errno), or 0. */
+static int sync_err_of(int fd)
+{
+    if (!__atomic_load_n(&nsync_errs, __ATOMIC_RELAXED))
+        return 0;
+    int err = 0;
+    pthread_mutex_lock(&sync_err_mu);
+    for (int i = 0; i < nsync_errs; i++) {
+        if (sync_errs[i].fd != fd)
+            continue;
+        struct stat st;
+        if (fstat(fd, &st) == 0 && st.st_dev == sync_errs[i].dev &&
+            st.st_ino == sync_errs[i].ino)
+            err = sync_errs[i].err;
+        else
+            sync_err_drop(i); /* the number names another file now */
+        break;
+    }
+    pthread_mutex_unlock(&sync_err_mu);
+    return err;
+}
+
+static void sync_err_set(int fd, int err)
+{
+    struct stat st;
+    if (is_direct(fd) || fstat(fd, &st) < 0)
+        return;
+    pthread_mutex_lock(&sync_err_mu);
+    int i = 0;
+    while (i < nsync_errs && sync_errs[i].fd != fd)
+        i++;
+    if (i == nsync_errs && nsync_errs == sync_errs_cap) {
+        int cap = sync_errs_cap ? sync_errs_cap * 2 : 8;
+        struct sync_err *p = realloc(sync_errs, (size_t)cap * sizeof(*p));
+        if (!p) {
+            /* the failure itself is reported; only its memory is lost */
+            pthread_mutex_unlock(&sync_err_mu);
+            return;
+        }
+        sync_errs = p;
+        sync_errs_cap = cap;
+    }
+    sync_errs[i] = (struct sync_err){fd, err, st.st_dev, st.st_ino};
+    if (i == nsync_errs)
+        __atomic_store_n(&nsync_errs, nsync_errs + 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&sync_err_mu);
+}
+
+void blk_file_forget_sync_error(int fd)
+{
+    if (!__atomic_load_n(&nsync_errs, __ATOMIC_RELAXED))
+        return;
+    pthread_mutex_lock(&sync_err_mu);
+    for (int i = 0; i < nsync_errs; i++) {
+        if (sync_errs[i].fd == fd) {
+            sync_err_drop(i);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sync_err_mu);
+}
+
 int blk_file_sync(int fd)
 {
     if (blk_file_is_node(fd))
         return vfd_sync(fd);
-    int r = blkdebug_file_check(fd, BLKDBG_IO_FLUSH, 0, 0);
+    int r = sync_err_of(fd);
     if (r)
+        return -r;
+    /* an injected error is blkdebug's, above the file: not sticky */
+    if ((r = blkdebug_file_check(fd, BLKDBG_IO_FLUSH, 0, 0)))
         return r;
-    return fdatasync(fd) < 0 ? -errno : 0;
+    if (fdatasync(fd) == 0)
+        return 0;
+    r = errno;
+    sync_err_set(fd, r);
+    return -r;
 }
 
 void blk_file_start_writeback(int fd)

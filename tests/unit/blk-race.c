@@ -36,6 +36,9 @@
  *                held in c0's copy-on-write, while another thread
  *                allocates c1 (the first frees its c1 and writes into the
  *                other's: both parts stay, nothing leaks)
+ *   prealloc-full  a resize with preallocation=full while another
+ *                thread's new clusters past the end of the file wait for
+ *                their data (the zero fill must not land on them)
  */
 #include "block/block.h"
 
@@ -70,6 +73,7 @@ struct hook {
     uint64_t minlen;
     bool after;       /* stall once the real call returned, not before */
     int state;
+    uint64_t at, len; /* the call it matched */
 };
 
 static pthread_mutex_t hmu = PTHREAD_MUTEX_INITIALIZER;
@@ -85,7 +89,7 @@ static struct hook *hook_arm(int who, int fd, const char *ops, uint64_t lo, uint
     for (int i = 0; i < 4 && !h; i++)
         if (!hooks[i].used)
             h = &hooks[i];
-    *h = (struct hook){true, who, fd, ops, lo, hi, minlen, after, ARMED};
+    *h = (struct hook){true, who, fd, ops, lo, hi, minlen, after, ARMED, 0, 0};
     pthread_mutex_unlock(&hmu);
     return h;
 }
@@ -109,6 +113,8 @@ static struct hook *hook_before(char op, int fd, uint64_t off, uint64_t len)
             m = h;
     }
     if (m) {
+        m->at = off;
+        m->len = len;
         if (m->after)
             m->state = RUNNING;
         else
@@ -630,6 +636,55 @@ static void alloc_handoff(const char *dir)
     blk_close(bs);
 }
 
+static int do_truncate_full(struct op *o)
+{
+    return blk_truncate(o->bs, o->off, BLK_PREALLOC_FULL, false);
+}
+
+/* A writes two new clusters (write_fresh: allocated under the lock, data
+ * written with it dropped) and is held just before its data pwrite, past
+ * the end of the file; B grows the image with preallocation=full.  B's
+ * zero fill of the file's new end must not cover A's clusters: if it
+ * holds B at a write over them, A's data lands first and B's zeros
+ * would then replace it under A's L2 entries. */
+static void prealloc_full(const char *dir)
+{
+    BlockDriverState *bs = make(dir, "prealloc-full.qcow2", "qcow2", 1024 * KB,
+                                "cluster_size=65536", 0, NULL);
+    struct hook *ha = hook_arm(1, bs->fd, "w", 0, UINT64_MAX, 128 * KB, false);
+    pthread_t ta, tb;
+    struct op *a = op_start(&ta, 1, do_write, bs, 0, 128 * KB, 0xaa);
+    if (!hook_wait(ha, STALLED, 5000)) {
+        fail("A never wrote its data");
+        exit(1);
+    }
+    printf("# A held before its data write at 0x%" PRIx64 "\n", ha->at);
+    struct hook *hb = hook_arm(2, bs->fd, "w", ha->at, ha->at + ha->len, 0, false);
+    struct op *b = op_start(&tb, 2, do_truncate_full, bs, 2048 * KB, 0, 0);
+    bool b_done = op_wait(b, HOLD_MS);
+    bool b_over = hook_wait(hb, STALLED, 0);
+    printf("# B %s\n", b_done ? "finished while A was held"
+                              : b_over ? "writes over A's clusters" : "waited");
+    hook_release(ha);
+    if (!hook_wait(ha, DONE, 5000))
+        fail("A's data write did not end");
+    usleep(100 * 1000); /* A takes the lock again, or waits for it */
+    hook_release(hb);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    if (a->ret < 0)
+        fail("thread A failed: %s", a->err);
+    if (b->ret < 0)
+        fail("thread B failed: %s", b->err);
+    if (blk_flush(bs) < 0)
+        die("flush");
+    reads_as(bs, 0, 128 * KB, 0xaa);
+    reads_as(bs, 128 * KB, 1920 * KB, 0);
+    op_free(a);
+    op_free(b);
+    blk_close(bs);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -656,6 +711,8 @@ int main(int argc, char **argv)
         crypt_sector(dir, true);
     else if (!strcmp(scenario, "alloc-handoff"))
         alloc_handoff(dir);
+    else if (!strcmp(scenario, "prealloc-full"))
+        prealloc_full(dir);
     else {
         fprintf(stderr, "blk-race: unknown scenario %s\n", scenario);
         return 2;

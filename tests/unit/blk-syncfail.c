@@ -1,0 +1,99 @@
+/* A failed fdatasync is not retried into a success (QEMU's file-posix
+ * page_cache_inconsistent): Linux marks the pages whose writeback failed
+ * clean, so a second fdatasync returns 0 without writing them.  Linked
+ * with --wrap=fdatasync (tests/fault.mk), which fails one chosen call.
+ *
+ *   blk-syncfail FORMAT IMAGE
+ *
+ * IMAGE (raw or qcow2, at least 256 KiB, empty) is opened read-write:
+ * 64 KiB of 0x01 at 0 are written and flushed; 64 KiB of 0x02 at 64 KiB
+ * are written and the flush's first fdatasync fails with EIO.  Every
+ * later flush of that open image must fail too, with EIO, without
+ * another fdatasync (it would return 0); a qcow2 image must never write
+ * the L2 entry of the data whose sync failed, so once the image is
+ * closed and opened again (a new open starts clean: its flush works)
+ * [64K, 128K) reads as zeros, and [0, 64K) as 0x01.  TAP on stdout. */
+#include "block/block.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int n_test, failed;
+
+static void ok(int cond, const char *what)
+{
+    printf("%sok %d - %s\n", cond ? "" : "not ", ++n_test, what);
+    failed |= !cond;
+}
+
+int __real_fdatasync(int fd);
+static int fail_next; /* the next fdatasync fails with EIO */
+static int syncs;     /* fdatasync calls made */
+
+int __wrap_fdatasync(int fd)
+{
+    syncs++;
+    if (fail_next) {
+        fail_next = 0;
+        errno = EIO;
+        return -1;
+    }
+    return __real_fdatasync(fd);
+}
+
+static int reads_as(BlockDriverState *bs, uint64_t off, size_t len, int v)
+{
+    static uint8_t b[64 * 1024];
+    if (blk_pread(bs, off, b, len) < 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (b[i] != v)
+            return 0;
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: blk-syncfail FORMAT IMAGE\n");
+        return 2;
+    }
+    const char *fmt = argv[1], *path = argv[2];
+    bool qcow2 = !strcmp(fmt, "qcow2");
+    BlockDriverState *bs = blk_open(path, fmt, BLK_O_RDWR, NULL);
+    if (!bs) {
+        fprintf(stderr, "blk-syncfail: %s\n", blk_error());
+        return 2;
+    }
+    printf("1..%d\n", qcow2 ? 8 : 6);
+    static uint8_t b[64 * 1024];
+    memset(b, 0x01, sizeof(b));
+    ok(blk_pwrite(bs, 0, b, sizeof(b)) == 0 && blk_flush(bs) == 0,
+       "a write and its flush succeed");
+    memset(b, 0x02, sizeof(b));
+    int w = blk_pwrite(bs, 64 * 1024, b, sizeof(b));
+    fail_next = 1;
+    int f1 = blk_flush(bs);
+    ok(w == 0 && f1 == -EIO, "the flush whose fdatasync fails returns EIO");
+    int before = syncs;
+    int f2 = blk_flush(bs);
+    printf("# the flush after it: %d (%s), %d fdatasync call(s)\n", f2,
+           f2 ? strerror(-f2) : "ok", syncs - before);
+    ok(f2 == -EIO, "the next flush fails too, with EIO");
+    ok(syncs == before, "it does not try fdatasync again (it would return 0)");
+    ok(blk_flush(bs) == -EIO, "and so does every later flush");
+    blk_close(bs);
+    bs = blk_open(path, fmt, BLK_O_RDWR, NULL);
+    ok(bs && blk_flush(bs) == 0, "opened again, the image's flush works");
+    if (qcow2) {
+        ok(bs && reads_as(bs, 0, 64 * 1024, 0x01), "the flushed write reads back");
+        ok(bs && reads_as(bs, 64 * 1024, 64 * 1024, 0),
+           "no L2 entry points at the data whose sync failed");
+    }
+    if (bs)
+        blk_close(bs);
+    return failed;
+}
