@@ -139,7 +139,8 @@ int disk_parse(const char *spec, struct disk_opts *o)
 {
     int ret;
 
-    *o = (struct disk_opts){ .index = -1, .cache = DISK_CACHE_WRITEBACK };
+    *o = (struct disk_opts){ .index = -1, .cache = DISK_CACHE_WRITEBACK,
+                             .arg = -1 };
     o->spec = strdup(spec);
     if (!o->spec)
         return -ENOMEM;
@@ -198,17 +199,40 @@ static bool chain_encrypted(BlockDriverState *bs, const char *file)
 }
 
 #define DISK_OPENED_MAX 32
-static struct disk_opened opened[DISK_OPENED_MAX];
+
+/* Locking: l->lock guards bs, inflight, held and the dirty bitmap; a
+ * model's request holds none of it while it does I/O.  held is set by
+ * the one holder (holders queue on it); enter waits while it is set. */
+struct disk_live {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    BlockDriverState *bs;
+    BlockDriverState *first;  /* what disk_open() gave the model */
+    int arg;
+    bool overlay;             /* ,snapshot */
+    unsigned inflight;
+    bool held;
+    uint64_t *dirty;          /* NULL: not tracking */
+    uint64_t gran, units;
+};
+
+static struct disk_live lives[DISK_OPENED_MAX];
 static int nopened;
 static pthread_mutex_t opened_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void disk_note_opened(BlockDriverState *bs, const struct disk_opts *o)
 {
     pthread_mutex_lock(&opened_lock);
-    if (nopened < DISK_OPENED_MAX)
-        opened[nopened++] = (struct disk_opened){
-            .bs = bs, .file = bs->filename, .overlay = o->snapshot,
-        };
+    if (nopened < DISK_OPENED_MAX) {
+        struct disk_live *l = &lives[nopened];
+
+        pthread_mutex_init(&l->lock, NULL);
+        pthread_cond_init(&l->cond, NULL);
+        l->bs = l->first = bs;
+        l->arg = o->arg;
+        l->overlay = o->snapshot;
+        nopened++;
+    }
     pthread_mutex_unlock(&opened_lock);
 }
 
@@ -218,9 +242,196 @@ int disk_opened_list(struct disk_opened *out, int max)
 
     pthread_mutex_lock(&opened_lock);
     n = nopened;
-    for (int i = 0; i < n && i < max; i++)
-        out[i] = opened[i];
+    for (int i = 0; i < n && i < max; i++) {
+        BlockDriverState *bs = disk_live_bs(&lives[i]);
+
+        out[i] = (struct disk_opened){
+            .bs = bs, .file = bs ? bs->filename : "",
+            .overlay = lives[i].overlay,
+        };
+    }
     pthread_mutex_unlock(&opened_lock);
+    return n;
+}
+
+/* ---- live images ---- */
+
+struct disk_live *disk_live_get(int arg)
+{
+    struct disk_live *l = NULL;
+
+    pthread_mutex_lock(&opened_lock);
+    for (int i = 0; i < nopened && !l && arg >= 0; i++)
+        if (lives[i].arg == arg && lives[i].first)
+            l = &lives[i];
+    pthread_mutex_unlock(&opened_lock);
+    return l;
+}
+
+struct disk_live *disk_live_of(BlockDriverState *bs)
+{
+    struct disk_live *l = NULL;
+
+    pthread_mutex_lock(&opened_lock);
+    for (int i = 0; i < nopened && !l && bs; i++)
+        if (lives[i].first == bs)
+            l = &lives[i];
+    pthread_mutex_unlock(&opened_lock);
+    return l;
+}
+
+BlockDriverState *disk_live_enter(struct disk_live *l)
+{
+    BlockDriverState *bs;
+
+    pthread_mutex_lock(&l->lock);
+    while (l->held)
+        pthread_cond_wait(&l->cond, &l->lock);
+    l->inflight++;
+    bs = l->bs;
+    pthread_mutex_unlock(&l->lock);
+    return bs;
+}
+
+static void mark_locked(struct disk_live *l, uint64_t off, uint64_t len)
+{
+    if (!l->dirty || !len)
+        return;
+    for (uint64_t u = off / l->gran; u <= (off + len - 1) / l->gran &&
+                                     u < l->units; u++)
+        l->dirty[u / 64] |= 1ULL << (u % 64);
+}
+
+void disk_live_leave(struct disk_live *l, uint64_t off, uint64_t len,
+                     bool write)
+{
+    pthread_mutex_lock(&l->lock);
+    if (write)
+        mark_locked(l, off, len);
+    if (--l->inflight == 0 && l->held)
+        pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+}
+
+BlockDriverState *disk_live_bs(struct disk_live *l)
+{
+    BlockDriverState *bs;
+
+    pthread_mutex_lock(&l->lock);
+    bs = l->bs;
+    pthread_mutex_unlock(&l->lock);
+    return bs;
+}
+
+void disk_live_close(struct disk_live *l)
+{
+    BlockDriverState *bs;
+
+    pthread_mutex_lock(&l->lock);
+    bs = l->bs;
+    l->bs = NULL;
+    free(l->dirty);
+    l->dirty = NULL;
+    pthread_mutex_unlock(&l->lock);
+    blk_close(bs);
+}
+
+/* A second holder waits for the first to release; then every request
+ * that entered before is waited for. */
+void disk_live_hold(struct disk_live *l)
+{
+    pthread_mutex_lock(&l->lock);
+    while (l->held)
+        pthread_cond_wait(&l->cond, &l->lock);
+    l->held = true;
+    while (l->inflight)
+        pthread_cond_wait(&l->cond, &l->lock);
+    pthread_mutex_unlock(&l->lock);
+}
+
+void disk_live_release(struct disk_live *l)
+{
+    pthread_mutex_lock(&l->lock);
+    l->held = false;
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+}
+
+void disk_live_set_bs(struct disk_live *l, BlockDriverState *bs)
+{
+    pthread_mutex_lock(&l->lock);
+    l->bs = bs;
+    pthread_mutex_unlock(&l->lock);
+}
+
+int disk_live_track_start(struct disk_live *l, uint64_t gran)
+{
+    int ret = 0;
+
+    pthread_mutex_lock(&l->lock);
+    if (l->dirty) {
+        ret = -EBUSY;
+    } else if (!gran || (gran & (gran - 1)) || !l->bs) {
+        ret = -EINVAL;
+    } else {
+        l->gran = gran;
+        l->units = (l->bs->size + gran - 1) / gran;
+        l->dirty = calloc((size_t)(l->units / 64 + 1), sizeof(uint64_t));
+        ret = l->dirty ? 0 : -ENOMEM;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return ret;
+}
+
+void disk_live_track_stop(struct disk_live *l)
+{
+    pthread_mutex_lock(&l->lock);
+    free(l->dirty);
+    l->dirty = NULL;
+    pthread_mutex_unlock(&l->lock);
+}
+
+void disk_live_mark(struct disk_live *l, uint64_t off, uint64_t len)
+{
+    pthread_mutex_lock(&l->lock);
+    mark_locked(l, off, len);
+    pthread_mutex_unlock(&l->lock);
+}
+
+bool disk_live_take_dirty(struct disk_live *l, uint64_t *pos)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&l->lock);
+    if (l->dirty && l->units) {
+        uint64_t start = *pos / l->gran % l->units;
+
+        for (uint64_t i = 0; i < l->units && !found; i++) {
+            uint64_t u = (start + i) % l->units;
+
+            if (!(u % 64) && !l->dirty[u / 64] && l->units - u >= 64) {
+                i += 63; /* a clean word */
+                continue;
+            }
+            if (l->dirty[u / 64] & (1ULL << (u % 64))) {
+                l->dirty[u / 64] &= ~(1ULL << (u % 64));
+                *pos = u * l->gran;
+                found = true;
+            }
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    return found;
+}
+
+uint64_t disk_live_dirty_count(struct disk_live *l)
+{
+    uint64_t n = 0;
+
+    pthread_mutex_lock(&l->lock);
+    for (uint64_t w = 0; l->dirty && w < l->units / 64 + 1; w++)
+        n += (uint64_t)__builtin_popcountll(l->dirty[w]);
+    pthread_mutex_unlock(&l->lock);
     return n;
 }
 

@@ -14,6 +14,12 @@ TAP script compares them with what they must be.
   qmp-client.py keys SOCKET SERIAL      send-key to ct.vga=keys26
   qmp-client.py churn SOCKET SERIAL     stop and cont, a few ms apart,
                                         until the guest ends the run
+  qmp-client.py snapcommit SOCKET SERIAL BASE OVERLAY DUMP
+                                        blockdev-snapshot-sync, then
+                                        block-commit, under ct.vpat writes
+  qmp-client.py idesnap SOCKET SERIAL OVERLAY   the same on IDE
+  qmp-client.py snapstress SOCKET SERIAL BASE OVERLAYS N
+                                        N snapshot + commit cycles
 
 SERIAL is the file calf writes the guest's console to; the test guest
 runs with ct.tick=1 and prints "calf-test: tick N" about ten times a
@@ -353,10 +359,188 @@ async def churn(sock, ser):
         pass
 
 
+VPAT = re.compile(rb"calf-test: vpat pass (\d+)")
+
+
+def passes(path):
+    """the last pass the guest's ct.vpat finished"""
+    got = VPAT.findall(serial(path))
+    return int(got[-1]) if got else 0
+
+
+async def until_event(qmp, seen, name, seconds=120):
+    """job events (appended to seen) up to and with name"""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            ev = await asyncio.wait_for(qmp.events.get(),
+                                        end - time.monotonic())
+        except asyncio.TimeoutError:
+            return False
+        d = ev.get("data", {})
+        if ev["event"] == "JOB_STATUS_CHANGE":
+            seen.append(d["status"])
+            if d["status"] == name:
+                return True
+        elif ev["event"].startswith("BLOCK_JOB"):
+            seen.append(ev["event"])
+            if ev["event"] == name:
+                return True
+    return False
+
+
+async def snapcommit(sock, ser, base, overlay, base_dump):
+    """blockdev-snapshot-sync of virtio0 while the guest writes its
+    pattern (ct.vpat), the base read (shared) while the overlay takes the
+    writes, then block-commit of the overlay back down, its job driven
+    through READY and job-complete; calf started --paused."""
+    qmp = QMPClient("calf-snap")
+    await qmp.connect(sock)
+    await qmp.execute("cont")
+    say("writing", await wait_for(lambda: passes(ser) >= 2, 120))
+    await qmp.execute("blockdev-snapshot-sync",
+                      {"device": "virtio0", "snapshot-file": overlay,
+                       "format": "qcow2"})
+    at = passes(ser)
+    blk = (await qmp.execute("query-block"))[0]["inserted"]
+    say("block-after-snapshot", f"{blk['file']}:{blk['drv']}")
+    # nobody writes the old image any more: a shared read of it now is
+    # what it holds at the end of the run, before the commit
+    proc = await asyncio.create_subprocess_exec(
+        "qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", base,
+        base_dump)
+    say("base-dump", await proc.wait())
+    say("written-after", await wait_for(lambda: passes(ser) >= at + 2, 120))
+    # a snapshot while the commit runs is refused
+    await qmp.execute("block-commit", {"device": "virtio0",
+                                       "job-id": "c1"})
+    try:
+        await qmp.execute("blockdev-snapshot-sync",
+                          {"device": "virtio0",
+                           "snapshot-file": overlay + ".2"})
+        say("busy", "accepted")
+    except ExecuteError as e:
+        say("busy", str(e))
+    seen = []
+    say("ready", await until_event(qmp, seen, "BLOCK_JOB_READY"))
+    jobs = await qmp.execute("query-jobs")
+    say("query-jobs", ",".join(f"{j['id']}:{j['type']}:{j['status']}"
+                               for j in jobs))
+    bj = await qmp.execute("query-block-jobs")
+    say("query-block-jobs", ",".join(
+        f"{j['device']}:{j['ready']}:{j['len'] == j['offset']}" for j in bj))
+    # the guest goes on writing into the overlay, mirrored to the base
+    at = passes(ser)
+    await wait_for(lambda: passes(ser) >= at + 1, 120)
+    await qmp.execute("job-complete", {"id": "c1"})
+    await until_event(qmp, seen, "null")
+    say("events", ",".join(seen))
+    say("jobs-after", len(await qmp.execute("query-jobs")))
+    blk = (await qmp.execute("query-block"))[0]["inserted"]
+    say("block-after-commit", f"{blk['file']}:{blk['drv']}")
+    at = passes(ser)
+    say("written-after-commit",
+        await wait_for(lambda: passes(ser) >= at + 2, 120))
+    await qmp.execute("stop")
+    say("bad", serial(ser).count(b"vpat: bad"))
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def idesnap(sock, ser, overlay):
+    """blockdev-snapshot-sync of the IDE disk ide0-hd0 before the guest
+    runs (calf --paused), a block-commit of it at once; the guest's IDE
+    checks (ct.ide=1, PIO and DMA) run over the overlay while the job
+    mirrors them; job-complete once they passed (ct.hang=1 keeps the
+    guest there)."""
+    qmp = QMPClient("calf-idesnap")
+    await qmp.connect(sock)
+    await qmp.execute("blockdev-snapshot-sync",
+                      {"device": "ide0-hd0", "snapshot-file": overlay})
+    blk = [b for b in await qmp.execute("query-block")
+           if b["device"] == "ide0-hd0"][0]["inserted"]
+    say("block-after-snapshot", blk["file"])
+    await qmp.execute("block-commit", {"device": "ide0-hd0",
+                                       "auto-dismiss": False})
+    seen = []
+    await until_event(qmp, seen, "BLOCK_JOB_READY")
+    await qmp.execute("cont")
+    say("ide-ok", await wait_for(lambda: b"calf-test: ide: ok" in
+                                 serial(ser), 120))
+    await qmp.execute("block-job-complete", {"device": "ide0-hd0"})
+    await until_event(qmp, seen, "concluded")
+    jobs = await qmp.execute("query-jobs")
+    say("concluded", ",".join(f"{j['id']}:{j['status']}" for j in jobs))
+    await qmp.execute("job-dismiss", {"id": "ide0-hd0"})
+    await until_event(qmp, seen, "null")
+    say("events", ",".join(seen))
+    blk = [b for b in await qmp.execute("query-block")
+           if b["device"] == "ide0-hd0"][0]["inserted"]
+    say("block-after-commit", blk["file"])
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def snapstress(sock, ser, base, overlays, cycles):
+    """cycles of snapshot-sync then active commit of the new overlay
+    back into base, under the guest's writes; every job's events
+    checked against QEMU's order, and the disk's file after each step"""
+    qmp = QMPClient("calf-snapstress")
+    await qmp.connect(sock)
+    await qmp.execute("cont")
+    await wait_for(lambda: passes(ser) >= 1, 120)
+    want = ["created", "running", "ready", "BLOCK_JOB_READY", "waiting",
+            "pending", "BLOCK_JOB_COMPLETED", "concluded", "null"]
+    bad_events = bad_file = 0
+    for i in range(cycles):
+        ov = f"{overlays}.{i}"
+        await qmp.execute("blockdev-snapshot-sync",
+                          {"device": "virtio0", "snapshot-file": ov,
+                           "snapshot-node-name": f"ov{i}"})
+        f = (await qmp.execute("query-block"))[0]["inserted"]["file"]
+        bad_file += f != ov
+        if i % 3 == 1:  # let a pass land in the overlay
+            at = passes(ser)
+            await wait_for(lambda: passes(ser) > at, 60)
+        args = {"device": "virtio0", "job-id": f"j{i}"}
+        if i % 2:
+            args["top-node"] = f"ov{i}"
+        await qmp.execute("block-commit", args)
+        seen = []
+        await until_event(qmp, seen, "BLOCK_JOB_READY")
+        if i % 4 == 2:
+            await asyncio.sleep(0.05)
+        await qmp.execute("block-job-complete" if i % 2 else "job-complete",
+                          {"device": f"j{i}"} if i % 2 else {"id": f"j{i}"})
+        await until_event(qmp, seen, "null")
+        if seen != want:
+            bad_events += 1
+            print(f"# cycle {i}: events {seen}")
+        f = (await qmp.execute("query-block"))[0]["inserted"]["file"]
+        bad_file += f != base
+    say("cycles", cycles)
+    say("bad-events", bad_events)
+    say("bad-file", bad_file)
+    at = passes(ser)
+    say("writing-after", await wait_for(lambda: passes(ser) > at, 120))
+    await qmp.execute("stop")
+    say("passes", passes(ser))
+    say("bad", serial(ser).count(b"vpat: bad"))
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
 def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
-    if mode == "churn":
+    if mode == "snapcommit":
+        asyncio.run(snapcommit(sock, ser, *sys.argv[4:7]))
+    elif mode == "idesnap":
+        asyncio.run(idesnap(sock, ser, sys.argv[4]))
+    elif mode == "snapstress":
+        asyncio.run(snapstress(sock, ser, sys.argv[4], sys.argv[5],
+                               int(sys.argv[6])))
+    elif mode == "churn":
         asyncio.run(churn(sock, ser))
     elif mode == "screen":
         asyncio.run(screen(sock, ser, sys.argv[4], sys.argv[5]))

@@ -132,9 +132,12 @@ static bool range_ok(struct ide_drive *d, uint64_t lba, uint64_t n)
 static void ata_read_block(struct ide_drive *d, bool irq)
 {
     unsigned n = d->left < d->block ? (unsigned)d->left : d->block;
+    uint64_t off = d->lba * BLK_SECTOR_SIZE;
+    int ret = blk_pread(ide_disk_enter(d), off, d->buf,
+                        (size_t)n * BLK_SECTOR_SIZE);
 
-    if (blk_pread(d->bs, d->lba * BLK_SECTOR_SIZE, d->buf,
-                  (size_t)n * BLK_SECTOR_SIZE) < 0) {
+    ide_disk_leave(d, off, (uint64_t)n * BLK_SECTOR_SIZE, false);
+    if (ret < 0) {
         ide_abort(d, ER_UNC | ER_ABRT);
         return;
     }
@@ -155,8 +158,11 @@ static void ata_write_next(struct ide_drive *d, bool irq)
 static void ata_write_block(struct ide_drive *d)
 {
     unsigned n = d->end / BLK_SECTOR_SIZE;
+    uint64_t off = d->lba * BLK_SECTOR_SIZE;
+    int ret = blk_pwrite(ide_disk_enter(d), off, d->buf, d->end);
 
-    if (blk_pwrite(d->bs, d->lba * BLK_SECTOR_SIZE, d->buf, d->end) < 0) {
+    ide_disk_leave(d, off, d->end, true);
+    if (ret < 0) {
         ide_abort(d, ER_ABRT);
         return;
     }
@@ -275,7 +281,11 @@ static void ata_flush(struct ide_drive *d)
         ide_complete(d);
         return;
     }
-    if (!d->readonly && blk_flush(d->bs) < 0)
+    int ret = d->readonly ? 0 : blk_flush(ide_disk_enter(d));
+
+    if (!d->readonly)
+        ide_disk_leave(d, 0, 0, false);
+    if (ret < 0)
         ide_abort(d, ER_ABRT);
     else
         ide_complete(d);
@@ -595,7 +605,9 @@ static void ide_bar_rw(void *opaque, int bar, uint64_t off, uint8_t *data,
 
 static void drive_close(struct ide_drive *d)
 {
-    if (d->bs)
+    if (d->live)
+        disk_live_close(d->live);
+    else if (d->bs)
         blk_close(d->bs);
     free(d->buf);
     free(d->name);
@@ -691,11 +703,21 @@ static int drive_open(struct ide_drive *d, const struct disk_opts *o, int slot)
     d->present = true;
     d->atapi = o->cdrom;
     d->readonly = o->readonly || d->bs->read_only;
+    if (!d->atapi) { /* a disk: its image goes through d->live only */
+        d->live = disk_live_of(d->bs);
+        if (!d->live) {
+            fprintf(stderr, "calf: --disk %s: too many disks\n", o->file);
+            return -EMFILE;
+        }
+        d->sectors = d->bs->size / BLK_SECTOR_SIZE;
+        d->bs = NULL;
+    }
     if (o->serial[0])
         snprintf(d->serial, sizeof(d->serial), "%s", o->serial);
     else
         snprintf(d->serial, sizeof(d->serial), "CALF%04d", slot);
-    d->sectors = d->bs->size / (d->atapi ? CD_BLOCK : BLK_SECTOR_SIZE);
+    if (d->atapi)
+        d->sectors = d->bs->size / CD_BLOCK;
     drive_geometry(d);
     drive_power_on(d);
     return 0;

@@ -1,0 +1,136 @@
+#!/bin/bash
+# Live external snapshot and commit through QMP (vmm/qmp-block.c), driven
+# by QEMU 7.2's Python client (guest-tests/qmp-client.py) while the test
+# guest writes: with ct.vpat=128 it writes pass after pass over its
+# virtio-blk disk's first 128 sectors, 4 KiB per request, each read back
+# (firmware/testguest/virtio-blk.c), so whatever the disk holds at any
+# moment is a prefix of that sequence of writes: pass P up to sector C,
+# pass P-1 after (guest-tests/vpat-check.py finds P and C, or says the
+# image is no such prefix: a write lost, torn or reordered).
+# 1. blockdev-snapshot-sync mid-run: the disk switches to a new qcow2
+#    overlay; the old image, read (shared) at once, is such a prefix
+#    (P1, C1) and is no longer written (the same bytes after the run);
+#    the overlay holds the writes made since (qemu-img map: its own
+#    cluster), its view a later prefix (P2, C2) at the commit.  Then
+#    block-commit as a job (JOB_STATUS_CHANGE created, running, ready,
+#    BLOCK_JOB_READY, job-complete, waiting, pending,
+#    BLOCK_JOB_COMPLETED, concluded, null, as QEMU 7.2 orders them): the
+#    base alone then holds the final data, equal (qemu-img compare) to
+#    the model of the last prefix (P3, C3) the guest wrote.  Both images
+#    pass qemu-img check; the guest's own read-back checks pass.
+# 2. The same on an IDE disk (PIO and DMA): snapshot and commit before
+#    the guest runs, its IDE checks over the overlay while the job
+#    mirrors them, auto-dismiss=false then job-dismiss; the base then
+#    holds what the guest wrote.
+. "$(dirname "$0")/lib.sh"
+need_kvm
+need_cmd python3 qemu-img qemu-io sha256sum
+QEMU_PY=$(CALF_BUILD=$CALF_BUILD "$(dirname "$0")/../scripts/qemu-python.sh" 2>"$TMP/py.err") ||
+    skip_all "no QEMU Python client: $(cat "$TMP/py.err")"
+HERE=$(cd "$(dirname "$0")" && pwd)
+CLIENT=$HERE/qmp-client.py
+VPAT=$HERE/vpat-check.py
+
+start() {
+    local name=$1
+    shift
+    "$CALF" run --qmp "unix:$TMP/$name.sock,server=on,wait=off" "$@" \
+        >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
+    pid=$!
+    at_exit "kill -9 $pid 2>/dev/null"
+    for ((i = 0; i < 300; i++)); do
+        [ -S "$TMP/$name.sock" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+finish() {
+    for ((i = 0; i < 600; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null
+    wait "$1"
+    status=$?
+}
+fact() { sed -n "s/^$2=//p" "$TMP/$1.facts" | head -1; }
+# later P1 C1 P2 C2: whether (P2, C2) comes after (P1, C1) in the writes
+later() { [ "$3" -gt "$1" ] || { [ "$3" = "$1" ] && [ "$4" -gt "$2" ]; }; }
+
+N=128
+qemu-img create -q -f qcow2 "$TMP/base.qcow2" 1M
+start s --paused --kernel "$GUEST" --append "ct.vpat=$N" \
+    --disk "$TMP/base.qcow2,format=qcow2" --timeout 280
+PYTHONPATH=$QEMU_PY timeout 270 python3 "$CLIENT" snapcommit "$TMP/s.sock" "$TMP/s.out" \
+    "$TMP/base.qcow2" "$TMP/ov.qcow2" "$TMP/dump.raw" >"$TMP/s.facts" 2>"$TMP/s.pyerr"
+sed 's/^/#   /' "$TMP/s.pyerr"
+finish "$pid"
+is "$status" 0 "calf exits 0 after quit"
+is "$(fact s writing)" True "the guest writes its pattern"
+is "$(fact s block-after-snapshot)" "$TMP/ov.qcow2:qcow2" \
+    "blockdev-snapshot-sync: query-block shows the overlay"
+is "$(fact s base-dump)" 0 "the old image read (shared) right after the switch"
+read -r p1 c1 < <(python3 "$VPAT" "$TMP/dump.raw" $N)
+ok "it holds a prefix of the guest's writes (pass $p1 to sector $c1)" \
+    later 1 "$N" "${p1:-0}" "${c1:-0}"
+is "$(fact s written-after)" True "the guest writes on, into the overlay"
+is "$(fact s busy)" "Node 'virtio0' is busy: block device is in use by block job: commit" \
+    "a snapshot while a commit runs is refused"
+is "$(fact s ready)" True "block-commit: BLOCK_JOB_READY"
+is "$(fact s query-jobs)" "c1:commit:ready" "query-jobs: the job, ready"
+is "$(fact s query-block-jobs)" "c1:True:True" "query-block-jobs: ready, offset = len"
+is "$(fact s events)" \
+    "created,running,ready,BLOCK_JOB_READY,waiting,pending,BLOCK_JOB_COMPLETED,concluded,null" \
+    "job events in QEMU 7.2's order"
+is "$(fact s jobs-after)" 0 "query-jobs: none once dismissed"
+is "$(fact s block-after-commit)" "$TMP/base.qcow2:qcow2" "query-block: the base again"
+is "$(fact s written-after-commit)" True "the guest writes on, into the base"
+is "$(fact s bad)" 0 "the guest's read-back checks all passed"
+qemu-img check -q "$TMP/base.qcow2"; is $? 0 "qemu-img check: the base is clean"
+qemu-img check -q "$TMP/ov.qcow2"; is $? 0 "qemu-img check: the overlay is clean"
+is "$(qemu-img info "$TMP/ov.qcow2" | sed -n 's/^backing file: //p')" "$TMP/base.qcow2" \
+    "the overlay's backing file is the old image"
+qemu-img map --output=json "$TMP/ov.qcow2" >"$TMP/map.json"
+ok "the overlay has the pattern's cluster itself (the writes after the switch)" \
+    grep -q '"start": 0, "length": 65536, "depth": 0, "present": true, "zero": false, "data": true' "$TMP/map.json"
+qemu-img convert -f qcow2 -O raw "$TMP/ov.qcow2" "$TMP/ov.raw"
+read -r p2 c2 < <(python3 "$VPAT" "$TMP/ov.raw" $N)
+ok "the overlay's view is a later prefix (pass $p2 to sector $c2)" later "${p1:-0}" "${c1:-0}" "${p2:-0}" "${c2:-0}"
+qemu-img convert -f qcow2 -O raw "$TMP/base.qcow2" "$TMP/final.raw"
+read -r p3 c3 < <(python3 "$VPAT" "$TMP/final.raw" $N)
+ok "after the commit the base alone holds a later prefix still (pass $p3 to sector $c3)" \
+    later "${p2:-0}" "${c2:-0}" "${p3:-0}" "${c3:-0}"
+python3 "$VPAT" --make "$TMP/model.raw" $N "${p3:-0}" "${c3:-0}" 1048576
+qemu-img compare -q -f qcow2 -F raw "$TMP/base.qcow2" "$TMP/model.raw"
+is $? 0 "qemu-img compare: the base equals the model of the guest's writes"
+! grep -qE "Sanitizer|runtime error|calf: " "$TMP/s.err"; is $? 0 "nothing on stderr"
+[ "$t_fail" = 0 ] || { show s | tail -20; sed 's/^/#   /' "$TMP/s.facts" "$TMP/s.err"; }
+
+# IDE: the master with the sectors ide.c reads first, an 8 MiB qcow2
+qemu-img create -q -f qcow2 "$TMP/ide.qcow2" 8M
+qemu-io -f qcow2 -c 'write -P 0x11 0 512' -c 'write -P 0x22 581632 512' \
+    -c 'write -P 0x33 53248 512' "$TMP/ide.qcow2" >/dev/null
+start i --paused --kernel "$GUEST" --append "ct.ide=1 ct.idesize=16384 ct.hang=1" \
+    --disk "$TMP/ide.qcow2,format=qcow2,if=ide" --timeout 280
+PYTHONPATH=$QEMU_PY timeout 270 python3 "$CLIENT" idesnap "$TMP/i.sock" "$TMP/i.out" \
+    "$TMP/ide-ov.qcow2" >"$TMP/i.facts" 2>"$TMP/i.pyerr"
+sed 's/^/#   /' "$TMP/i.pyerr"
+finish "$pid"
+is "$status" 0 "IDE: calf exits 0 after quit"
+is "$(fact i block-after-snapshot)" "$TMP/ide-ov.qcow2" "IDE: query-block shows the overlay"
+is "$(fact i ide-ok)" True "IDE: the guest's IDE checks pass over the overlay"
+is "$(fact i concluded)" "ide0-hd0:concluded" "auto-dismiss=false: the job stays, concluded"
+is "$(fact i events)" \
+    "created,running,ready,BLOCK_JOB_READY,waiting,pending,BLOCK_JOB_COMPLETED,concluded,null" \
+    "IDE: the job's events, null at job-dismiss"
+is "$(fact i block-after-commit)" "$TMP/ide.qcow2" "IDE: query-block shows the base again"
+qemu-img check -q "$TMP/ide.qcow2"; is $? 0 "IDE: qemu-img check: the base is clean"
+qemu-img check -q "$TMP/ide-ov.qcow2"; is $? 0 "IDE: qemu-img check: the overlay is clean"
+ok "IDE: the guest's writes (PIO, MULTIPLE, DMA) went to the overlay" \
+    qemu-io -f qcow2 -c 'read -P 0x5a 1M 4K' -c 'read -P 0x6b 1052672 16K' \
+    -c 'read -P 0x7c 2M 64K' "$TMP/ide-ov.qcow2"
+ok "IDE: and the commit put them in the base" \
+    qemu-io -f qcow2 -c 'read -P 0x5a 1M 4K' -c 'read -P 0x6b 1052672 16K' \
+    -c 'read -P 0x7c 2M 64K' -c 'read -P 0x11 0 512' -c 'read -P 0x22 581632 512' \
+    "$TMP/ide.qcow2"
+qemu-img compare -q "$TMP/ide.qcow2" "$TMP/ide-ov.qcow2"
+is $? 0 "IDE: the base alone reads as the overlay over it"
+[ "$t_fail" = 0 ] || { show i | tail -20; sed 's/^/#   /' "$TMP/i.facts" "$TMP/i.err"; }
+done_testing
