@@ -482,43 +482,96 @@ async def idesnap(sock, ser, overlay):
 
 
 async def snapstress(sock, ser, base, overlays, cycles):
-    """cycles of snapshot-sync then active commit of the new overlay
-    back into base, under the guest's writes; every job's events
-    checked against QEMU's order, and the disk's file after each step"""
+    """cycles of blockdev-snapshot-sync and block-commit under the
+    guest's writes, checked against a model of the disk's chain: active
+    commits (job-complete, block-job-complete), commits of an image below
+    the active layer (top-node), soft cancels (block-job-cancel after
+    READY: the overlay stays) and forced ones (job-cancel); each job's
+    events against QEMU's order, query-block's file against the model;
+    at the end everything committed into base."""
     qmp = QMPClient("calf-snapstress")
     await qmp.connect(sock)
     await qmp.execute("cont")
     await wait_for(lambda: passes(ser) >= 1, 120)
-    want = ["created", "running", "ready", "BLOCK_JOB_READY", "waiting",
-            "pending", "BLOCK_JOB_COMPLETED", "concluded", "null"]
+    done = ["waiting", "pending", "BLOCK_JOB_COMPLETED", "concluded", "null"]
+    want_active = ["created", "running", "ready", "BLOCK_JOB_READY"] + done
+    want_below = ["created", "running"] + done
+    want_forced = ["created", "running", "ready", "BLOCK_JOB_READY",
+                   "aborting", "BLOCK_JOB_CANCELLED", "concluded", "null"]
+    chain = [base]
+    node = {}
     bad_events = bad_file = 0
-    for i in range(cycles):
-        ov = f"{overlays}.{i}"
+    made = 0
+
+    async def check_file(what):
+        nonlocal bad_file
+        f = (await qmp.execute("query-block"))[0]["inserted"]["file"]
+        if f != chain[-1]:
+            bad_file += 1
+            print(f"# {what}: file {f}, model {chain[-1]}")
+
+    async def snapshot():
+        nonlocal made
+        ov = f"{overlays}.{made}"
+        node[ov] = f"ov{made}"
+        made += 1
         await qmp.execute("blockdev-snapshot-sync",
                           {"device": "virtio0", "snapshot-file": ov,
-                           "snapshot-node-name": f"ov{i}"})
-        f = (await qmp.execute("query-block"))[0]["inserted"]["file"]
-        bad_file += f != ov
-        if i % 3 == 1:  # let a pass land in the overlay
-            at = passes(ser)
-            await wait_for(lambda: passes(ser) > at, 60)
-        args = {"device": "virtio0", "job-id": f"j{i}"}
-        if i % 2:
-            args["top-node"] = f"ov{i}"
-        await qmp.execute("block-commit", args)
+                           "snapshot-node-name": node[ov]})
+        chain.append(ov)
+        await check_file("snapshot")
+
+    async def job(i, args, want, finish):
+        nonlocal bad_events
+        await qmp.execute("block-commit", {**args, "job-id": f"j{i}"})
         seen = []
-        await until_event(qmp, seen, "BLOCK_JOB_READY")
-        if i % 4 == 2:
-            await asyncio.sleep(0.05)
-        await qmp.execute("block-job-complete" if i % 2 else "job-complete",
-                          {"device": f"j{i}"} if i % 2 else {"id": f"j{i}"})
+        if "ready" in want:
+            await until_event(qmp, seen, "BLOCK_JOB_READY")
+            if i % 4 == 2:
+                await asyncio.sleep(0.05)
+            await finish()
         await until_event(qmp, seen, "null")
         if seen != want:
             bad_events += 1
             print(f"# cycle {i}: events {seen}")
-        f = (await qmp.execute("query-block"))[0]["inserted"]["file"]
-        bad_file += f != base
+
+    for i in range(cycles):
+        await snapshot()
+        if i % 3 == 1:  # let a pass land in the overlay
+            at = passes(ser)
+            await wait_for(lambda: passes(ser) > at, 60)
+        kind = i % 6
+        if kind == 4 and len(chain) >= 3:
+            # the image under the active one, into the bottom
+            below = chain[-2]
+            await job(i, {"device": "virtio0", "top-node": node[below]},
+                      want_below, None)
+            chain[1:-1] = []
+        elif kind == 3:
+            await job(i, {"device": "virtio0"}, want_active,
+                      lambda: qmp.execute("block-job-cancel",
+                                          {"device": f"j{i}"}))
+        elif kind == 5:
+            await job(i, {"device": "virtio0"}, want_forced,
+                      lambda: qmp.execute("job-cancel", {"id": f"j{i}"}))
+        else:
+            args = {"device": "virtio0"}
+            if i % 2:
+                args["top-node"] = node[chain[-1]]
+            await job(i, args, want_active,
+                      (lambda: qmp.execute("block-job-complete",
+                                           {"device": f"j{i}"})) if i % 2
+                      else (lambda: qmp.execute("job-complete",
+                                                {"id": f"j{i}"})))
+            chain[1:] = []
+        await check_file(f"cycle {i}")
+    if len(chain) > 1:
+        await job(cycles, {"device": "virtio0"}, want_active,
+                  lambda: qmp.execute("job-complete", {"id": f"j{cycles}"}))
+        chain[1:] = []
+        await check_file("last commit")
     say("cycles", cycles)
+    say("overlays", made)
     say("bad-events", bad_events)
     say("bad-file", bad_file)
     at = passes(ser)
