@@ -18,6 +18,7 @@ TAP script compares them with what they must be.
                                         blockdev-snapshot-sync, then
                                         block-commit, under ct.vpat writes
   qmp-client.py idesnap SOCKET SERIAL OVERLAY   the same on IDE
+  qmp-client.py errors SOCKET OVERLAY   bad block commands' answers
   qmp-client.py snapstress SOCKET SERIAL BASE OVERLAYS N
                                         N snapshot + commit cycles
 
@@ -428,7 +429,8 @@ async def snapcommit(sock, ser, base, overlay, base_dump):
                                for j in jobs))
     bj = await qmp.execute("query-block-jobs")
     say("query-block-jobs", ",".join(
-        f"{j['device']}:{j['ready']}:{j['len'] == j['offset']}" for j in bj))
+        f"{j['device']}:{j['ready']}:{0 < j['offset'] <= j['len']}"
+        for j in bj))
     # the guest goes on writing into the overlay, mirrored to the base
     at = passes(ser)
     await wait_for(lambda: passes(ser) >= at + 1, 120)
@@ -583,10 +585,67 @@ async def snapstress(sock, ser, base, overlays, cycles):
     await hang_up(qmp)
 
 
+async def errors(sock, overlay):
+    """the answers to bad block commands, one line each ("ok" or CLASS:
+    DESC), for comparison with QEMU's on the same machine state: a
+    virtio0 disk without backing file, then with one overlay"""
+    qmp = QMPClient("calf-errors")
+    await qmp.connect(sock)
+    cmds = [
+        ("blockdev-snapshot-sync", {"device": "nosuch", "snapshot-file": "x"}),
+        ("blockdev-snapshot-sync", {"node-name": "nosuch",
+                                    "snapshot-file": "x"}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": "x", "mode": "bogus"}),
+        ("blockdev-snapshot-sync", {"device": "virtio0"}),
+        ("blockdev-snapshot-sync", {"device": "virtio0", "snapshot-file": 7}),
+        ("block-commit", {"device": "nosuch"}),
+        ("block-commit", {"device": "virtio0"}),
+        ("block-commit", {}),
+        ("job-dismiss", {"id": "nosuch"}),
+        ("job-complete", {"id": "nosuch"}),
+        ("job-cancel", {"id": "nosuch"}),
+        ("job-finalize", {"id": "nosuch"}),
+        ("block-job-cancel", {"device": "nosuch"}),
+        ("block-job-complete", {"device": "nosuch"}),
+        ("block-job-dismiss", {"id": "nosuch"}),
+        ("block-job-finalize", {"id": "nosuch"}),
+        ("query-jobs", {}),
+        ("query-block-jobs", {}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": overlay,
+                                    "snapshot-node-name": "snap0"}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": overlay + ".2",
+                                    "snapshot-node-name": "snap0"}),
+        ("block-commit", {"device": "virtio0", "job-id": "1bad"}),
+        ("block-commit", {"device": "virtio0", "top": "nosuch.qcow2"}),
+        ("block-commit", {"device": "virtio0", "base": "nosuch.qcow2"}),
+        ("block-commit", {"device": "virtio0", "top": "a", "top-node": "b"}),
+        ("block-commit", {"device": "virtio0", "base": "a",
+                          "base-node": "b"}),
+        ("block-commit", {"device": "virtio0", "top-node": "nosuch"}),
+        ("block-commit", {"device": "virtio0", "top-node": "snap0",
+                          "base-node": "snap0"}),
+        ("block-commit", {"device": "virtio0", "backing-file": "x"}),
+        ("block-commit", {"device": "virtio0", "bogus": 1}),
+    ]
+    for name, args in cmds:
+        try:
+            await qmp.execute(name, args)
+            print("ok")
+        except ExecuteError as e:
+            print(f"{e.error_class}: {e.error.error.desc}")
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
 def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
-    if mode == "snapcommit":
+    if mode == "errors":
+        asyncio.run(errors(sock, ser))
+    elif mode == "snapcommit":
         asyncio.run(snapcommit(sock, ser, *sys.argv[4:7]))
     elif mode == "idesnap":
         asyncio.run(idesnap(sock, ser, sys.argv[4]))

@@ -22,6 +22,10 @@
 #    the guest runs, its IDE checks over the overlay while the job
 #    mirrors them, auto-dismiss=false then job-dismiss; the base then
 #    holds what the guest wrote.
+# 3. Bad block commands (unknown devices, nodes and jobs, bad modes,
+#    mutually exclusive arguments, a bad job ID, a commit into itself):
+#    the answers, class and words, are QEMU 7.2's, recorded below and
+#    compared with qemu-system-x86_64's live where it runs here.
 . "$(dirname "$0")/lib.sh"
 need_kvm
 need_cmd python3 qemu-img qemu-io sha256sum
@@ -75,7 +79,8 @@ is "$(fact s busy)" "Node 'virtio0' is busy: block device is in use by block job
     "a snapshot while a commit runs is refused"
 is "$(fact s ready)" True "block-commit: BLOCK_JOB_READY"
 is "$(fact s query-jobs)" "c1:commit:ready" "query-jobs: the job, ready"
-is "$(fact s query-block-jobs)" "c1:True:True" "query-block-jobs: ready, offset = len"
+is "$(fact s query-block-jobs)" "c1:True:True" \
+    "query-block-jobs: ready, 0 < offset <= len (the guest's new writes in len)"
 is "$(fact s events)" \
     "created,running,ready,BLOCK_JOB_READY,waiting,pending,BLOCK_JOB_COMPLETED,concluded,null" \
     "job events in QEMU 7.2's order"
@@ -133,4 +138,64 @@ ok "IDE: and the commit put them in the base" \
 qemu-img compare -q "$TMP/ide.qcow2" "$TMP/ide-ov.qcow2"
 is $? 0 "IDE: the base alone reads as the overlay over it"
 [ "$t_fail" = 0 ] || { show i | tail -20; sed 's/^/#   /' "$TMP/i.facts" "$TMP/i.err"; }
+
+# Bad commands: what QEMU 7.2 answers (qmp-client.py errors), line for line
+cat >"$TMP/errors.want" <<'WANT'
+GenericError: Cannot find device='nosuch' nor node-name=''
+GenericError: Cannot find device='' nor node-name='nosuch'
+GenericError: Parameter 'mode' does not accept value 'bogus'
+GenericError: Parameter 'snapshot-file' is missing
+GenericError: Invalid parameter type for 'snapshot-file', expected: string
+DeviceNotFound: Device 'nosuch' not found
+GenericError: cannot commit an image into itself
+GenericError: Parameter 'device' is missing
+GenericError: Job not found
+GenericError: Job not found
+GenericError: Job not found
+GenericError: Job not found
+DeviceNotActive: Block job 'nosuch' not found
+DeviceNotActive: Block job 'nosuch' not found
+DeviceNotActive: Block job 'nosuch' not found
+DeviceNotActive: Block job 'nosuch' not found
+ok
+ok
+ok
+GenericError: New overlay node-name already in use
+GenericError: Invalid job ID '1bad'
+GenericError: Top image file nosuch.qcow2 not found
+GenericError: Can't find 'nosuch.qcow2' in the backing chain
+GenericError: 'top-node' and 'top' are mutually exclusive
+GenericError: 'base-node' and 'base' are mutually exclusive
+GenericError: Cannot find device='' nor node-name='nosuch'
+GenericError: cannot commit an image into itself
+GenericError: 'backing-file' specified, but 'top' is the active layer
+GenericError: Parameter 'bogus' is unexpected
+WANT
+qemu-img create -q -f qcow2 "$TMP/e.qcow2" 1M
+start e --paused --kernel "$GUEST" --disk "$TMP/e.qcow2,format=qcow2" --timeout 120
+PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" errors "$TMP/e.sock" "$TMP/e-ov.qcow2" \
+    >"$TMP/e.txt" 2>"$TMP/e.pyerr"
+finish "$pid"
+is "$(cat "$TMP/e.txt")" "$(cat "$TMP/errors.want")" "bad block commands: QEMU 7.2's answers"
+is "$status" 0 "calf exits 0 after them"
+if command -v qemu-system-x86_64 >/dev/null; then
+    qemu-img create -q -f qcow2 "$TMP/q.qcow2" 1M
+    qemu-system-x86_64 -enable-kvm -S -display none -nodefaults \
+        -drive "if=virtio,file=$TMP/q.qcow2,format=qcow2" \
+        -qmp "unix:$TMP/q.sock,server=on,wait=off" >"$TMP/q.err" 2>&1 &
+    qpid=$!
+    at_exit "kill -9 $qpid 2>/dev/null"
+    for ((i = 0; i < 100; i++)); do [ -S "$TMP/q.sock" ] && break; sleep 0.1; done
+    PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" errors "$TMP/q.sock" "$TMP/q-ov.qcow2" \
+        >"$TMP/q.txt" 2>>"$TMP/q.err"
+    kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
+    if grep -q '^ok' "$TMP/q.txt"; then
+        is "$(cat "$TMP/q.txt")" "$(cat "$TMP/errors.want")" \
+            "qemu-system-x86_64 answers them so too"
+    else
+        skip "qemu-system-x86_64 gave no answers: $(tail -2 "$TMP/q.err")" "as on QEMU"
+    fi
+else
+    skip "qemu-system-x86_64 is not installed" "as on QEMU"
+fi
 done_testing

@@ -846,13 +846,9 @@ static struct json *block_commit(struct qmp_block *b, const struct json *a,
             return NULL;
         }
     } else {
-        base = top;
+        base = top; /* the bottom of the chain (QEMU's bdrv_find_base) */
         while (base->backing)
             base = base->backing;
-        if (base == top) {
-            fail(e, "GenericError", "There is no backimg image");
-            return NULL;
-        }
     }
     if (top == base) {
         fail(e, "GenericError", "cannot commit an image into itself");
