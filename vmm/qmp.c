@@ -1068,8 +1068,13 @@ static struct json *block_call(struct qmp_ctx *x, const char *name)
 {
     const char *cls = NULL;
     char desc[sizeof(x->err->desc)];
-    struct json *r = qmp_block_cmd(x->q->blk, name, x->args, &cls, desc,
-                                   sizeof(desc));
+    struct json *r;
+
+    if (!x->q->blk) { /* the run is ending */
+        set_error(x->err, "GenericError", "The VM is shutting down");
+        return NULL;
+    }
+    r = qmp_block_cmd(x->q->blk, name, x->args, &cls, desc, sizeof(desc));
 
     if (cls)
         set_error(x->err, cls, "%s", desc);
@@ -1620,14 +1625,21 @@ fail:
     return NULL;
 }
 
+void qmp_end_jobs(struct qmp *q)
+{
+    if (!q)
+        return;
+    qmp_block_free(q->blk);
+    q->blk = NULL;
+}
+
 void qmp_close(struct qmp *q)
 {
     uint64_t end = vm_now_ns() + QMP_FLUSH_MS * 1000000ULL;
 
     if (!q)
         return;
-    qmp_block_free(q->blk); /* jobs cancelled: their events go out too */
-    q->blk = NULL;
+    qmp_end_jobs(q); /* their events go out too */
     /* the last answers and events (SHUTDOWN) reach clients that read */
     for (;;) {
         struct pollfd pfd[QMP_MAX_SOCKETS];
