@@ -463,13 +463,18 @@ async def idesnap(sock, ser, overlay):
            if b["device"] == "ide0-hd0"][0]["inserted"]
     say("block-after-snapshot", blk["file"])
     await qmp.execute("block-commit", {"device": "ide0-hd0",
-                                       "auto-dismiss": False})
+                                       "auto-dismiss": False,
+                                       "auto-finalize": False})
     seen = []
     await until_event(qmp, seen, "BLOCK_JOB_READY")
     await qmp.execute("cont")
     say("ide-ok", await wait_for(lambda: b"calf-test: ide: ok" in
                                  serial(ser), 120))
     await qmp.execute("block-job-complete", {"device": "ide0-hd0"})
+    await until_event(qmp, seen, "BLOCK_JOB_PENDING")
+    jobs = await qmp.execute("query-jobs")
+    say("pending", ",".join(f"{j['id']}:{j['status']}" for j in jobs))
+    await qmp.execute("job-finalize", {"id": "ide0-hd0"})
     await until_event(qmp, seen, "concluded")
     jobs = await qmp.execute("query-jobs")
     say("concluded", ",".join(f"{j['id']}:{j['status']}" for j in jobs))
@@ -498,6 +503,9 @@ async def snapstress(sock, ser, base, overlays, cycles):
     done = ["waiting", "pending", "BLOCK_JOB_COMPLETED", "concluded", "null"]
     want_active = ["created", "running", "ready", "BLOCK_JOB_READY"] + done
     want_below = ["created", "running"] + done
+    want_manual = ["created", "running", "ready", "BLOCK_JOB_READY",
+                   "waiting", "pending", "BLOCK_JOB_PENDING",
+                   "BLOCK_JOB_COMPLETED", "concluded", "null"]
     want_forced = ["created", "running", "ready", "BLOCK_JOB_READY",
                    "aborting", "BLOCK_JOB_CANCELLED", "concluded", "null"]
     chain = [base]
@@ -525,13 +533,20 @@ async def snapstress(sock, ser, base, overlays, cycles):
 
     async def job(i, args, want, finish):
         nonlocal bad_events
-        await qmp.execute("block-commit", {**args, "job-id": f"j{i}"})
+        manual = "BLOCK_JOB_PENDING" in want
+        await qmp.execute("block-commit", {**args, "job-id": f"j{i}",
+                                           "auto-finalize": not manual})
         seen = []
         if "ready" in want:
             await until_event(qmp, seen, "BLOCK_JOB_READY")
             if i % 4 == 2:
                 await asyncio.sleep(0.05)
             await finish()
+        if manual:  # the guest writes on before job-finalize
+            await until_event(qmp, seen, "BLOCK_JOB_PENDING")
+            at = passes(ser)
+            await wait_for(lambda: passes(ser) > at, 60)
+            await qmp.execute("job-finalize", {"id": f"j{i}"})
         await until_event(qmp, seen, "null")
         if seen != want:
             bad_events += 1
@@ -560,7 +575,7 @@ async def snapstress(sock, ser, base, overlays, cycles):
             args = {"device": "virtio0"}
             if i % 2:
                 args["top-node"] = node[chain[-1]]
-            await job(i, args, want_active,
+            await job(i, args, want_manual if kind == 0 else want_active,
                       (lambda: qmp.execute("block-job-complete",
                                            {"device": f"j{i}"})) if i % 2
                       else (lambda: qmp.execute("job-complete",

@@ -20,7 +20,8 @@
 #    pass qemu-img check; the guest's own read-back checks pass.
 # 2. The same on an IDE disk (PIO and DMA): snapshot and commit before
 #    the guest runs, its IDE checks over the overlay while the job
-#    mirrors them, auto-dismiss=false then job-dismiss; the base then
+#    mirrors them, auto-finalize=false then job-finalize, auto-dismiss=
+#    false then job-dismiss; the base then
 #    holds what the guest wrote.
 # 3. Bad block commands (unknown devices, nodes and jobs, bad modes,
 #    mutually exclusive arguments, a bad job ID, a commit into itself):
@@ -121,10 +122,11 @@ finish "$pid"
 is "$status" 0 "IDE: calf exits 0 after quit"
 is "$(fact i block-after-snapshot)" "$TMP/ide-ov.qcow2" "IDE: query-block shows the overlay"
 is "$(fact i ide-ok)" True "IDE: the guest's IDE checks pass over the overlay"
-is "$(fact i concluded)" "ide0-hd0:concluded" "auto-dismiss=false: the job stays, concluded"
+is "$(fact i pending)" "ide0-hd0:pending" "auto-finalize=false: the job waits, pending"
+is "$(fact i concluded)" "ide0-hd0:concluded" "auto-dismiss=false: after job-finalize it stays, concluded"
 is "$(fact i events)" \
-    "created,running,ready,BLOCK_JOB_READY,waiting,pending,BLOCK_JOB_COMPLETED,concluded,null" \
-    "IDE: the job's events, null at job-dismiss"
+    "created,running,ready,BLOCK_JOB_READY,waiting,pending,BLOCK_JOB_PENDING,BLOCK_JOB_COMPLETED,concluded,null" \
+    "IDE: the job's events, BLOCK_JOB_PENDING, null at job-dismiss"
 is "$(fact i block-after-commit)" "$TMP/ide.qcow2" "IDE: query-block shows the base again"
 qemu-img check -q "$TMP/ide.qcow2"; is $? 0 "IDE: qemu-img check: the base is clean"
 qemu-img check -q "$TMP/ide-ov.qcow2"; is $? 0 "IDE: qemu-img check: the overlay is clean"

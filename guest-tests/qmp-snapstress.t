@@ -7,7 +7,8 @@
 # queue threads), checked against models (guest-tests/qmp-client.py
 # snapstress): the disk's chain after every step (query-block's file),
 # each job's events in QEMU 7.2's order, across active commits, commits
-# of an image below the active one, soft and forced cancels.  Then the
+# of an image below the active one, soft and forced cancels,
+# auto-finalize=false with the guest writing before job-finalize.  Then the
 # images: every overlay and the base pass qemu-img check, and the base
 # alone holds a prefix of the guest's writes (guest-tests/vpat-check.py),
 # equal to its model (qemu-img compare).  In TSAN_TESTS: make test-tsan

@@ -14,13 +14,16 @@
  * (devices/disk.h) marks what the guest writes meanwhile, and the thread
  * copies that again.  Once nothing is left dirty the job is READY (the
  * base then lags the guest by the writes not yet copied).  job-complete
- * (or a soft block-job-cancel) holds the disk, copies what is still
- * dirty, flushes the base and keeps the disk held until the job is
- * finalized: then (complete) the base becomes the disk's image and the
- * images above it are closed, or (cancel) top stays; the disk is
- * released.  So the guest's I/O pauses for that last copy and, with
- * auto-finalize=false, until job-finalize, as QEMU's mirror keeps its
- * source drained from convergence to finalization.
+ * (or a soft block-job-cancel) makes the thread hold the disk, copy what
+ * is still dirty, flush the base and let go; the finalization (main
+ * thread) holds the disk again, copies what the guest wrote since
+ * (nothing much with auto-finalize), and then (complete) the base
+ * becomes the disk's image and the images above it are closed, or
+ * (cancel) top stays and the base is read-only again.  So the guest's
+ * I/O pauses for those last copies.  (QEMU's mirror keeps its source
+ * drained from convergence to finalization; calf does not hold the disk
+ * across a wait for the client: a vCPU waiting for the disk may hold the
+ * bus lock, which the main loop needs.)
  * block-commit of images below the disk's image: the thread copies what
  * they have allocated above the base (nobody writes them); at
  * finalization, with the disk held, the image above top is rewritten to
@@ -88,7 +91,7 @@ struct job {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool req_complete, req_cancel, req_force;
-    bool th_ready, th_done, holding;
+    bool th_ready, th_done;
     int th_ret;
     uint64_t offset, len;
     struct job *next;
@@ -473,15 +476,15 @@ static int mirror(struct job *j, uint8_t *buf)
         if (cancel && (force || !ready))
             return -ECANCELED;
         if (complete || cancel) {
-            /* converge with the guest's I/O held: the main thread
-             * releases the disk when it finalizes the job */
+            /* converge with the guest's I/O held for the copy; what
+             * the guest writes after it the finalization copies */
             disk_live_hold(j->live);
-            pthread_mutex_lock(&j->lock);
-            j->holding = true;
-            pthread_mutex_unlock(&j->lock);
             while (r == 0 && disk_live_take_dirty(j->live, &pos))
                 r = copy_range(j, pos, unit_len(j, pos), buf);
-            return r ? r : blk_flush(j->base);
+            if (r == 0)
+                r = blk_flush(j->base);
+            disk_live_release(j->live);
+            return r;
         }
         if (disk_live_take_dirty(j->live, &pos)) {
             r = copy_range(j, pos, unit_len(j, pos), buf);
@@ -607,8 +610,10 @@ static void close_above_base(struct qmp_block *b, BlockDriverState *top,
     blk_close(top);
 }
 
-/* The end of the job's work: the graph change or its undoing, the disk
- * released, the events, concluded (and null). */
+/* The end of the job's work, on the main thread (never while a device
+ * thread could wait for it: the disk is held only for the last copy and
+ * the graph change): the change or its undoing, the events, concluded
+ * (and null). */
 static void job_finalize(struct job *j)
 {
     struct qmp_block *b = j->b;
@@ -617,8 +622,27 @@ static void job_finalize(struct job *j)
 
     job_join(j);
     if (j->active) {
-        if (!job_flag(j, &j->holding))
-            disk_live_hold(j->live); /* it never held it */
+        /* The last copy, with the guest's I/O held: what it wrote since
+         * the thread converged (auto-finalize: next to nothing). */
+        int r = 0;
+
+        disk_live_hold(j->live);
+        if (!j->cancelled && !j->err[0]) {
+            uint8_t *buf = malloc(JOB_GRAN);
+            uint64_t pos = 0;
+
+            r = buf ? 0 : -ENOMEM;
+            while (r == 0 && disk_live_take_dirty(j->live, &pos))
+                r = copy_range(j, pos, unit_len(j, pos), buf);
+            if (r == 0)
+                r = blk_flush(j->base);
+            free(buf);
+            if (r < 0) {
+                snprintf(j->err, sizeof(j->err), "%s", strerror(-r));
+                set_status(j, J_ABORTING);
+                pivot = false;
+            }
+        }
         if (pivot) {
             disk_live_set_bs(j->live, j->base);
             renumber(j->base);
