@@ -18,7 +18,8 @@ TAP script compares them with what they must be.
                                         blockdev-snapshot-sync, then
                                         block-commit, under ct.vpat writes
   qmp-client.py idesnap SOCKET SERIAL OVERLAY   the same on IDE
-  qmp-client.py errors SOCKET OVERLAY   bad block commands' answers
+  qmp-client.py errors SOCKET OVERLAY BASE OTHER DIR
+                                        bad block commands' answers
   qmp-client.py snapstress SOCKET SERIAL BASE OVERLAYS N
                                         N snapshot + commit cycles
 
@@ -600,7 +601,7 @@ async def snapstress(sock, ser, base, overlays, cycles):
     await hang_up(qmp)
 
 
-async def errors(sock, overlay):
+async def errors(sock, overlay, base, other, tmpdir):
     """the answers to bad block commands, one line each ("ok" or CLASS:
     DESC), for comparison with QEMU's on the same machine state: a
     virtio0 disk without backing file, then with one overlay"""
@@ -627,6 +628,14 @@ async def errors(sock, overlay):
         ("block-job-finalize", {"id": "nosuch"}),
         ("query-jobs", {}),
         ("query-block-jobs", {}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": base}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": other}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": "/nonexistent/x.qcow2"}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": tmpdir}),
         ("blockdev-snapshot-sync", {"device": "virtio0",
                                     "snapshot-file": overlay,
                                     "snapshot-node-name": "snap0"}),
@@ -659,7 +668,7 @@ def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
     if mode == "errors":
-        asyncio.run(errors(sock, ser))
+        asyncio.run(errors(sock, *sys.argv[3:7]))
     elif mode == "snapcommit":
         asyncio.run(snapcommit(sock, ser, *sys.argv[4:7]))
     elif mode == "idesnap":

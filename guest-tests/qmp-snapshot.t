@@ -142,7 +142,8 @@ is $? 0 "IDE: the base alone reads as the overlay over it"
 [ "$t_fail" = 0 ] || { show i | tail -20; sed 's/^/#   /' "$TMP/i.facts" "$TMP/i.err"; }
 
 # Bad commands: what QEMU 7.2 answers (qmp-client.py errors), line for line
-cat >"$TMP/errors.want" <<'WANT'
+mkdir "$TMP/dir"
+cat >"$TMP/errors.want" <<WANT
 GenericError: Cannot find device='nosuch' nor node-name=''
 GenericError: Cannot find device='' nor node-name='nosuch'
 GenericError: Parameter 'mode' does not accept value 'bogus'
@@ -161,6 +162,10 @@ DeviceNotActive: Block job 'nosuch' not found
 DeviceNotActive: Block job 'nosuch' not found
 ok
 ok
+GenericError: Error: Trying to create an image with the same filename as the backing file
+GenericError: Failed to get "write" lock
+GenericError: Could not create '/nonexistent/x.qcow2': No such file or directory
+GenericError: Could not create '$TMP/dir': Is a directory
 ok
 GenericError: New overlay node-name already in use
 GenericError: Invalid job ID '1bad'
@@ -174,22 +179,29 @@ GenericError: 'backing-file' specified, but 'top' is the active layer
 GenericError: Parameter 'bogus' is unexpected
 WANT
 qemu-img create -q -f qcow2 "$TMP/e.qcow2" 1M
-start e --paused --kernel "$GUEST" --disk "$TMP/e.qcow2,format=qcow2" --timeout 120
+qemu-img create -q -f qcow2 "$TMP/e1.qcow2" 1M
+sum_other=$(sha256sum <"$TMP/e1.qcow2")
+start e --paused --kernel "$GUEST" --disk "$TMP/e.qcow2,format=qcow2" \
+    --disk "$TMP/e1.qcow2,format=qcow2" --timeout 120
 PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" errors "$TMP/e.sock" "$TMP/e-ov.qcow2" \
-    >"$TMP/e.txt" 2>"$TMP/e.pyerr"
+    "$TMP/e.qcow2" "$TMP/e1.qcow2" "$TMP/dir" >"$TMP/e.txt" 2>"$TMP/e.pyerr"
 finish "$pid"
 is "$(cat "$TMP/e.txt")" "$(cat "$TMP/errors.want")" "bad block commands: QEMU 7.2's answers"
 is "$status" 0 "calf exits 0 after them"
+qemu-img check -q "$TMP/e.qcow2"; is $? 0 "the disk's image is intact (not made its own overlay)"
+is "$(sha256sum <"$TMP/e1.qcow2")" "$sum_other" "the other disk's image is untouched"
 if command -v qemu-system-x86_64 >/dev/null; then
     qemu-img create -q -f qcow2 "$TMP/q.qcow2" 1M
+    qemu-img create -q -f qcow2 "$TMP/q1.qcow2" 1M
     qemu-system-x86_64 -enable-kvm -S -display none -nodefaults \
         -drive "if=virtio,file=$TMP/q.qcow2,format=qcow2" \
+        -drive "if=virtio,file=$TMP/q1.qcow2,format=qcow2" \
         -qmp "unix:$TMP/q.sock,server=on,wait=off" >"$TMP/q.err" 2>&1 &
     qpid=$!
     at_exit "kill -9 $qpid 2>/dev/null"
     for ((i = 0; i < 100; i++)); do [ -S "$TMP/q.sock" ] && break; sleep 0.1; done
     PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" errors "$TMP/q.sock" "$TMP/q-ov.qcow2" \
-        >"$TMP/q.txt" 2>>"$TMP/q.err"
+        "$TMP/q.qcow2" "$TMP/q1.qcow2" "$TMP/dir" >"$TMP/q.txt" 2>>"$TMP/q.err"
     kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
     if grep -q '^ok' "$TMP/q.txt"; then
         is "$(cat "$TMP/q.txt")" "$(cat "$TMP/errors.want")" \

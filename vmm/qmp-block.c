@@ -44,6 +44,7 @@
 #include "vmm/qmp-block.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -51,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -242,6 +244,48 @@ static void set_disk_file(struct vm_disk *d, const char *file,
 
 /* ---- blockdev-snapshot-sync ---- */
 
+/* Whether the overlay's file may be made (or opened): a plain path, a
+ * regular file or nothing yet (a FIFO or a device could hold the main
+ * loop for ever), and no image in use, by calf itself included (calf's
+ * image creation truncates without taking locks first). */
+static bool target_ok(const char *file, const BlockDriverState *old,
+                      struct cmd_err *e)
+{
+    struct stat st;
+    int fd;
+
+    if (!strcmp(file, old->filename)) {
+        fail(e, "GenericError", "Error: Trying to create an image with the "
+             "same filename as the backing file");
+        return false;
+    }
+    if (blk_create_name_check(file) < 0) {
+        fail(e, "GenericError", "%s", blk_error());
+        return false;
+    }
+    if (stat(file, &st) < 0)
+        return true; /* blk_create() says why it cannot make it */
+    if (!S_ISREG(st.st_mode)) {
+        fail(e, "GenericError", "Could not create '%s': %s", file,
+             S_ISDIR(st.st_mode) ? strerror(EISDIR)
+                                 : "Not a regular file");
+        return false;
+    }
+    fd = open(file, O_RDWR | O_CLOEXEC);
+    if (fd >= 0 && blk_lock(fd, true, file) < 0) {
+        char msg[256];
+
+        snprintf(msg, sizeof(msg), "%s", blk_error());
+        msg[strcspn(msg, "\n")] = 0;
+        fail(e, "GenericError", "%s", msg);
+        close(fd);
+        return false;
+    }
+    if (fd >= 0)
+        close(fd);
+    return true;
+}
+
 static struct json *snapshot_sync(struct qmp_block *b, const struct json *a,
                                   struct cmd_err *e)
 {
@@ -307,13 +351,13 @@ static struct json *snapshot_sync(struct qmp_block *b, const struct json *a,
              "'%s'", format);
         return NULL;
     }
+    if (!target_ok(file, old, e))
+        return NULL;
     if (!existing) {
         BlockOptions o = { 0 };
         char *abs = realpath(old->filename, NULL);
-        int r = blk_create_name_check(file);
+        int r = blkopts_set(&o, "backing_file", abs ? abs : old->filename);
 
-        if (!r)
-            r = blkopts_set(&o, "backing_file", abs ? abs : old->filename);
         if (!r)
             r = blkopts_set(&o, "backing_fmt", old->drv->name);
         if (!r)
