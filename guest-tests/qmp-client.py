@@ -18,6 +18,7 @@ TAP script compares them with what they must be.
                                         blockdev-snapshot-sync, then
                                         block-commit, under ct.vpat writes
   qmp-client.py idesnap SOCKET SERIAL OVERLAY   the same on IDE
+  qmp-client.py limits SOCKET OVERLAYS   overlays and kept jobs, to the caps
   qmp-client.py errors SOCKET OVERLAY BASE OTHER DIR
                                         bad block commands' answers
   qmp-client.py snapstress SOCKET SERIAL BASE OVERLAYS N
@@ -664,10 +665,67 @@ async def errors(sock, overlay, base, other, tmpdir):
     await hang_up(qmp)
 
 
+async def limits(sock, overlays):
+    """a client growing calf: overlays until refused, one commit of the
+    whole chain; then commits kept concluded (auto-dismiss=false) until
+    refused, all dismissed"""
+    qmp = QMPClient("calf-limits")
+    await qmp.connect(sock)
+    made = refused = 0
+    for i in range(70):
+        try:
+            await qmp.execute("blockdev-snapshot-sync",
+                              {"device": "virtio0",
+                               "snapshot-file": f"{overlays}.{i}"})
+            made += 1
+        except ExecuteError as e:
+            refused += 1
+            last = e.error.error.desc
+    say("overlays", made)
+    say("refused", f"{refused}:{last}")
+    seen = []
+    await qmp.execute("block-commit", {"device": "virtio0"})
+    await until_event(qmp, seen, "BLOCK_JOB_READY")
+    await qmp.execute("job-complete", {"id": "virtio0"})
+    say("deep-commit", await until_event(qmp, seen, "null"))
+    kept = 0
+    for i in range(70):
+        try:
+            await qmp.execute("blockdev-snapshot-sync",
+                              {"device": "virtio0",
+                               "snapshot-file": f"{overlays}.k{i}"})
+            await qmp.execute("block-commit", {"device": "virtio0",
+                                               "job-id": f"k{i}",
+                                               "auto-dismiss": False})
+        except ExecuteError as e:
+            last = e.error.error.desc
+            break
+        seen = []
+        await until_event(qmp, seen, "BLOCK_JOB_READY")
+        await qmp.execute("job-complete", {"id": f"k{i}"})
+        await until_event(qmp, seen, "concluded")
+        kept += 1
+    say("kept", f"{kept}:{last}")
+    for j in await qmp.execute("query-jobs"):
+        await qmp.execute("job-dismiss", {"id": j["id"]})
+    say("after-dismiss", len(await qmp.execute("query-jobs")))
+    seen = []  # the last overlay (its commit was refused), committed now
+    await qmp.execute("block-commit", {"device": "virtio0"})
+    await until_event(qmp, seen, "BLOCK_JOB_READY")
+    await qmp.execute("job-complete", {"id": "virtio0"})
+    await until_event(qmp, seen, "null")
+    blk = (await qmp.execute("query-block"))[0]["inserted"]["file"]
+    say("file", blk)
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
 def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
-    if mode == "errors":
+    if mode == "limits":
+        asyncio.run(limits(sock, ser))
+    elif mode == "errors":
         asyncio.run(errors(sock, *sys.argv[3:7]))
     elif mode == "snapcommit":
         asyncio.run(snapcommit(sock, ser, *sys.argv[4:7]))

@@ -26,7 +26,9 @@
 # 3. Bad block commands (unknown devices, nodes and jobs, bad modes,
 #    mutually exclusive arguments, a bad job ID, a commit into itself):
 #    the answers, class and words, are QEMU 7.2's, recorded below and
-#    compared with qemu-system-x86_64's live where it runs here.
+#    compared with qemu-system-x86_64's live where it runs here.  A
+#    client growing calf: overlays are capped at 64 images a chain, kept
+#    (concluded) jobs at 64; a 64-image chain commits.
 . "$(dirname "$0")/lib.sh"
 need_kvm
 need_cmd python3 qemu-img qemu-io sha256sum
@@ -190,6 +192,26 @@ is "$(cat "$TMP/e.txt")" "$(cat "$TMP/errors.want")" "bad block commands: QEMU 7
 is "$status" 0 "calf exits 0 after them"
 qemu-img check -q "$TMP/e.qcow2"; is $? 0 "the disk's image is intact (not made its own overlay)"
 is "$(sha256sum <"$TMP/e1.qcow2")" "$sum_other" "the other disk's image is untouched"
+# A client that grows calf: the chain and the kept jobs are capped
+qemu-img create -q -f qcow2 "$TMP/l.qcow2" 1M
+qemu-io -f qcow2 -c 'write -P 0x42 0 64K' "$TMP/l.qcow2" >/dev/null
+start l --paused --kernel "$GUEST" --disk "$TMP/l.qcow2,format=qcow2" --timeout 280
+PYTHONPATH=$QEMU_PY timeout 270 python3 "$CLIENT" limits "$TMP/l.sock" "$TMP/l-ov" \
+    >"$TMP/l.facts" 2>"$TMP/l.pyerr"
+sed 's/^/#   /' "$TMP/l.pyerr"
+finish "$pid"
+is "$(fact l overlays)" 63 "63 overlays over the disk's image"
+is "$(fact l refused)" "7:calf: the chain of 'virtio0' has 64 images already (at most 64): commit first" \
+    "then snapshots are refused"
+is "$(fact l deep-commit)" True "one commit of the 64-image chain"
+is "$(fact l kept)" "64:calf: 64 jobs kept already: dismiss the concluded ones (job-dismiss)" \
+    "64 concluded jobs kept, then commits are refused"
+is "$(fact l after-dismiss)" 0 "job-dismiss frees them"
+is "$(fact l file)" "$TMP/l.qcow2" "a commit goes again: the disk is on its image again"
+is "$status" 0 "calf exits 0"
+qemu-img check -q "$TMP/l.qcow2"; is $? 0 "qemu-img check: the image is clean"
+ok "its data is intact" qemu-io -f qcow2 -c 'read -P 0x42 0 64K' "$TMP/l.qcow2"
+
 if command -v qemu-system-x86_64 >/dev/null; then
     qemu-img create -q -f qcow2 "$TMP/q.qcow2" 1M
     qemu-img create -q -f qcow2 "$TMP/q1.qcow2" 1M

@@ -63,6 +63,11 @@
 #define JOB_IDLE_NS (20u * 1000000) /* a READY job looks again */
 #define NODE_NAME_MAX 128
 #define MAX_NODES 64
+/* A client must not grow calf without end: overlays per disk (each read
+ * through all below it, recursively, on a device thread's stack) and
+ * jobs kept (concluded ones wait for job-dismiss). */
+#define MAX_CHAIN 64
+#define MAX_JOBS 64
 
 enum job_status {
     J_CREATED, J_RUNNING, J_READY, J_WAITING, J_PENDING, J_ABORTING,
@@ -350,6 +355,18 @@ static struct json *snapshot_sync(struct qmp_block *b, const struct json *a,
         fail(e, "GenericError", "Backing file not supported for file format "
              "'%s'", format);
         return NULL;
+    }
+    {
+        int depth = 0;
+
+        for (const BlockDriverState *p = old; p; p = p->backing)
+            depth++;
+        if (depth >= MAX_CHAIN) {
+            fail(e, "GenericError", "calf: the chain of '%s' has %d images "
+                 "already (at most %d): commit first",
+                 b->vm->disks[disk].name, depth, MAX_CHAIN);
+            return NULL;
+        }
     }
     if (!target_ok(file, old, e))
         return NULL;
@@ -946,6 +963,17 @@ static struct json *block_commit(struct qmp_block *b, const struct json *a,
     if (find_job(b, job_id)) {
         fail(e, "GenericError", "Job ID '%s' already in use", job_id);
         return NULL;
+    }
+    {
+        int njobs = 0;
+
+        for (struct job *k = b->jobs; k; k = k->next)
+            njobs++;
+        if (njobs >= MAX_JOBS) {
+            fail(e, "GenericError", "calf: %d jobs kept already: dismiss "
+                 "the concluded ones (job-dismiss)", njobs);
+            return NULL;
+        }
     }
     j = calloc(1, sizeof(*j));
     if (!j) {
