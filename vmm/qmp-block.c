@@ -581,7 +581,7 @@ static int mirror(struct job *j, uint8_t *buf)
 static void *job_thread(void *opaque)
 {
     struct job *j = opaque;
-    uint8_t *buf = malloc(JOB_GRAN);
+    uint8_t *buf = aligned_alloc(4096, JOB_GRAN);
     int r = buf ? 0 : -ENOMEM;
 
     if (!r && j->active)
@@ -689,7 +689,7 @@ static void job_finalize(struct job *j)
 
         disk_live_hold(j->live);
         if (!j->cancelled && !j->err[0]) {
-            uint8_t *buf = malloc(JOB_GRAN);
+            uint8_t *buf = aligned_alloc(4096, JOB_GRAN);
             uint64_t pos = 0;
 
             r = buf ? 0 : -ENOMEM;
