@@ -19,6 +19,7 @@ TAP script compares them with what they must be.
                                         block-commit, under ct.vpat writes
   qmp-client.py idesnap SOCKET SERIAL OVERLAY   the same on IDE
   qmp-client.py limits SOCKET OVERLAYS   overlays and kept jobs, to the caps
+  qmp-client.py jobevents SOCKET OVERLAY  three commits' events, in order
   qmp-client.py errors SOCKET OVERLAY BASE OTHER DIR
                                         bad block commands' answers
   qmp-client.py snapstress SOCKET SERIAL BASE OVERLAYS N
@@ -665,6 +666,56 @@ async def errors(sock, overlay, base, other, tmpdir):
     await hang_up(qmp)
 
 
+async def jobevents(sock, overlay):
+    """the job events, in order, of three commits of an idle disk: one
+    completed, one soft-cancelled after READY with auto-finalize and
+    auto-dismiss off (query-jobs between), one forced off; one line each,
+    for comparison with QEMU's"""
+    qmp = QMPClient("calf-jobevents")
+    await qmp.connect(sock)
+
+    def show(seen):
+        print(" ".join(seen))
+
+    async def status():
+        return ",".join(f"{j['id']}:{j['status']}"
+                        for j in await qmp.execute("query-jobs"))
+
+    seen = []
+    await qmp.execute("blockdev-snapshot-sync",
+                      {"device": "virtio0", "snapshot-file": overlay + ".1"})
+    await qmp.execute("block-commit", {"device": "virtio0", "job-id": "a"})
+    await until_event(qmp, seen, "BLOCK_JOB_READY")
+    await qmp.execute("job-complete", {"id": "a"})
+    await until_event(qmp, seen, "null")
+    show(seen)
+    seen = []
+    await qmp.execute("blockdev-snapshot-sync",
+                      {"device": "virtio0", "snapshot-file": overlay + ".2"})
+    await qmp.execute("block-commit", {"device": "virtio0", "job-id": "b",
+                                       "auto-finalize": False,
+                                       "auto-dismiss": False})
+    await until_event(qmp, seen, "BLOCK_JOB_READY")
+    await qmp.execute("block-job-cancel", {"device": "b"})
+    await until_event(qmp, seen, "BLOCK_JOB_PENDING")
+    seen.append(await status())
+    await qmp.execute("block-job-finalize", {"id": "b"})
+    await until_event(qmp, seen, "concluded")
+    seen.append(await status())
+    await qmp.execute("block-job-dismiss", {"id": "b"})
+    await until_event(qmp, seen, "null")
+    show(seen)
+    seen = []
+    await qmp.execute("block-commit", {"device": "virtio0", "job-id": "c"})
+    await until_event(qmp, seen, "BLOCK_JOB_READY")
+    await qmp.execute("job-cancel", {"id": "c"})
+    await until_event(qmp, seen, "null")
+    show(seen)
+    print((await qmp.execute("query-block"))[0]["inserted"]["file"])
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
 async def limits(sock, overlays):
     """a client growing calf: overlays until refused, one commit of the
     whole chain; then commits kept concluded (auto-dismiss=false) until
@@ -723,7 +774,9 @@ async def limits(sock, overlays):
 def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
-    if mode == "limits":
+    if mode == "jobevents":
+        asyncio.run(jobevents(sock, ser))
+    elif mode == "limits":
         asyncio.run(limits(sock, ser))
     elif mode == "errors":
         asyncio.run(errors(sock, *sys.argv[3:7]))

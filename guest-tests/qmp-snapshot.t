@@ -26,7 +26,9 @@
 # 3. Bad block commands (unknown devices, nodes and jobs, bad modes,
 #    mutually exclusive arguments, a bad job ID, a commit into itself):
 #    the answers, class and words, are QEMU 7.2's, recorded below and
-#    compared with qemu-system-x86_64's live where it runs here.  A
+#    compared with qemu-system-x86_64's live where it runs here; so are
+#    the job events of a completed, a soft-cancelled (auto-finalize and
+#    auto-dismiss off) and a force-cancelled commit.  A
 #    client growing calf: overlays are capped at 64 images a chain, kept
 #    (concluded) jobs at 64; a 64-image chain commits.
 . "$(dirname "$0")/lib.sh"
@@ -192,6 +194,23 @@ is "$(cat "$TMP/e.txt")" "$(cat "$TMP/errors.want")" "bad block commands: QEMU 7
 is "$status" 0 "calf exits 0 after them"
 qemu-img check -q "$TMP/e.qcow2"; is $? 0 "the disk's image is intact (not made its own overlay)"
 is "$(sha256sum <"$TMP/e1.qcow2")" "$sum_other" "the other disk's image is untouched"
+# Job events of three commits of an idle disk (completed; soft-cancelled
+# with auto-finalize and auto-dismiss off; forced off), as QEMU 7.2 sends
+# them: recorded here, and compared with qemu-system-x86_64's live below
+cat >"$TMP/jobs.want" <<WANT
+created running ready BLOCK_JOB_READY waiting pending BLOCK_JOB_COMPLETED concluded null
+created running ready BLOCK_JOB_READY waiting pending BLOCK_JOB_PENDING b:pending BLOCK_JOB_COMPLETED concluded b:concluded null
+created running ready BLOCK_JOB_READY aborting BLOCK_JOB_CANCELLED concluded null
+$TMP/jov.2
+WANT
+qemu-img create -q -f qcow2 "$TMP/j.qcow2" 1M
+start j --paused --kernel "$GUEST" --disk "$TMP/j.qcow2,format=qcow2" --timeout 120
+PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" jobevents "$TMP/j.sock" "$TMP/jov" \
+    >"$TMP/j.txt" 2>"$TMP/j.pyerr"
+finish "$pid"
+is "$(cat "$TMP/j.txt")" "$(cat "$TMP/jobs.want")" \
+    "job events: complete, soft cancel (manual finalize, dismiss), forced cancel as QEMU 7.2"
+
 # A client that grows calf: the chain and the kept jobs are capped
 qemu-img create -q -f qcow2 "$TMP/l.qcow2" 1M
 qemu-io -f qcow2 -c 'write -P 0x42 0 64K' "$TMP/l.qcow2" >/dev/null
@@ -231,7 +250,24 @@ if command -v qemu-system-x86_64 >/dev/null; then
     else
         skip "qemu-system-x86_64 gave no answers: $(tail -2 "$TMP/q.err")" "as on QEMU"
     fi
+    rm -f "$TMP"/jov.*
+    qemu-img create -q -f qcow2 "$TMP/qj.qcow2" 1M
+    qemu-system-x86_64 -enable-kvm -S -display none -nodefaults \
+        -drive "if=virtio,file=$TMP/qj.qcow2,format=qcow2" \
+        -qmp "unix:$TMP/qj.sock,server=on,wait=off" >"$TMP/qj.err" 2>&1 &
+    qpid=$!
+    at_exit "kill -9 $qpid 2>/dev/null"
+    for ((i = 0; i < 100; i++)); do [ -S "$TMP/qj.sock" ] && break; sleep 0.1; done
+    PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" jobevents "$TMP/qj.sock" "$TMP/jov" \
+        >"$TMP/qj.txt" 2>>"$TMP/qj.err"
+    kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
+    if grep -q '^created' "$TMP/qj.txt"; then
+        is "$(cat "$TMP/qj.txt")" "$(cat "$TMP/jobs.want")" \
+            "qemu-system-x86_64 sends the same job events"
+    else
+        skip "qemu-system-x86_64 ran no job: $(tail -2 "$TMP/qj.err")" "job events as on QEMU"
+    fi
 else
-    skip "qemu-system-x86_64 is not installed" "as on QEMU"
+    skip "qemu-system-x86_64 is not installed" "as on QEMU" "job events as on QEMU"
 fi
 done_testing
