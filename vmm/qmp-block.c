@@ -768,13 +768,16 @@ static void job_free(struct qmp_block *b, struct job *j)
 /* The thread ended: on to pending (success) or aborting. */
 static void job_ended(struct job *j)
 {
+    bool forced;
     int r;
 
     pthread_mutex_lock(&j->lock);
     r = j->th_ret;
+    forced = j->req_cancel && j->req_force;
     pthread_mutex_unlock(&j->lock);
     job_join(j);
-    if (r == -ECANCELED)
+    /* a forced cancel that came while the thread was ending wins */
+    if (r == -ECANCELED || (forced && r == 0))
         j->cancelled = true;
     else if (r < 0)
         snprintf(j->err, sizeof(j->err), "%s", strerror(-r));
