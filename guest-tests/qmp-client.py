@@ -654,6 +654,7 @@ async def errors(sock, overlay, base, other, tmpdir):
         ("block-commit", {"device": "virtio0", "top-node": "snap0",
                           "base-node": "snap0"}),
         ("block-commit", {"device": "virtio0", "backing-file": "x"}),
+        ("block-commit", {"device": "virtio0", "speed": -1}),
         ("block-commit", {"device": "virtio0", "bogus": 1}),
     ]
     for name, args in cmds:

@@ -180,6 +180,7 @@ GenericError: 'base-node' and 'base' are mutually exclusive
 GenericError: Cannot find device='' nor node-name='nosuch'
 GenericError: cannot commit an image into itself
 GenericError: 'backing-file' specified, but 'top' is the active layer
+GenericError: Parameter 'speed' expects a non-negative value
 GenericError: Parameter 'bogus' is unexpected
 WANT
 qemu-img create -q -f qcow2 "$TMP/e.qcow2" 1M

@@ -968,6 +968,16 @@ static struct json *block_commit(struct qmp_block *b, const struct json *a,
         return NULL;
     }
     {
+        const struct json *sp = qjson_get(a, "speed");
+
+        /* QEMU's block_job_set_speed(), when it makes the job */
+        if (sp && sp->type == JSON_INT && sp->i < 0) {
+            fail(e, "GenericError", "Parameter 'speed' expects a "
+                 "non-negative value");
+            return NULL;
+        }
+    }
+    {
         int njobs = 0;
 
         for (struct job *k = b->jobs; k; k = k->next)
