@@ -772,6 +772,32 @@ async def limits(sock, overlays):
     await hang_up(qmp)
 
 
+async def below(sock, subdir, backing_file):
+    """a commit of the image below the active one (SUBDIR/o1 under
+    SUBDIR/o2), with backing-file when given: its final progress and the
+    events' order; auto-dismiss off to read query-jobs once concluded"""
+    qmp = QMPClient("calf-below")
+    await qmp.connect(sock)
+    for name in ("o1", "o2"):
+        await qmp.execute("blockdev-snapshot-sync",
+                          {"device": "virtio0",
+                           "snapshot-file": f"{subdir}/{name}.qcow2"})
+    args = {"device": "virtio0", "job-id": "below", "auto-dismiss": False,
+            "top": f"{subdir}/o1.qcow2"}
+    if backing_file:
+        args["backing-file"] = backing_file
+    await qmp.execute("block-commit", args)
+    seen = []
+    await until_event(qmp, seen, "concluded")
+    j = (await qmp.execute("query-jobs"))[0]
+    say("progress", f"{j['current-progress']}/{j['total-progress']}")
+    say("events", ",".join(seen))
+    await qmp.execute("job-dismiss", {"id": "below"})
+    say("file", (await qmp.execute("query-block"))[0]["inserted"]["file"])
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
 def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
@@ -779,6 +805,8 @@ def main():
         asyncio.run(jobevents(sock, ser))
     elif mode == "limits":
         asyncio.run(limits(sock, ser))
+    elif mode == "below":
+        asyncio.run(below(sock, ser, sys.argv[4]))
     elif mode == "errors":
         asyncio.run(errors(sock, *sys.argv[3:7]))
     elif mode == "snapcommit":

@@ -232,6 +232,52 @@ is "$status" 0 "calf exits 0"
 qemu-img check -q "$TMP/l.qcow2"; is $? 0 "qemu-img check: the image is clean"
 ok "its data is intact" qemu-io -f qcow2 -c 'read -P 0x42 0 64K' "$TMP/l.qcow2"
 
+# A commit below the active image, in a chain in a subdirectory of the
+# directory calf runs in, its base named relatively: backing-file is what
+# the image above top then names (QEMU writes it as given).  Then the same
+# with qemu-system-x86_64.
+below() { # NAME DIR CMD...: facts in $TMP/NAME.facts
+    local n=$1 d=$2
+    shift 2
+    mkdir -p "$d/sub"
+    qemu-img create -q -f qcow2 "$d/base.qcow2" 1M
+    qemu-io -f qcow2 -c 'write -P 0x5c 0 64K' "$d/base.qcow2" >/dev/null
+    (cd "$d" && exec "$@" >"$TMP/$n.out" 2>"$TMP/$n.err" </dev/null) &
+    pid=$!
+    at_exit "kill -9 $pid 2>/dev/null"
+    for ((i = 0; i < 300; i++)); do [ -S "$d/s.sock" ] && break; sleep 0.1; done
+    PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" below "$d/s.sock" "$d/sub" \
+        ../base.qcow2 >"$TMP/$n.facts" 2>"$TMP/$n.pyerr"
+    sed 's/^/#   /' "$TMP/$n.pyerr"
+    finish "$pid"
+}
+below_facts() { # NAME DIR: one line to compare
+    echo "$(fact "$1" events)" \
+        "$(qemu-img info "$2/sub/o2.qcow2" | sed -n 's/^backing file: \([^ ]*\).*/\1/p')"
+}
+below bf "$TMP/bf" "$CALF" run --qmp "unix:$TMP/bf/s.sock,server=on,wait=off" --paused \
+    --kernel "$GUEST" --disk base.qcow2,format=qcow2 --timeout 120
+is "$status" 0 "below the active image: calf exits 0"
+is "$(fact bf file)" "$TMP/bf/sub/o2.qcow2" "the disk stays on its image"
+ok "backing-file: the image above top names the base as given (../base.qcow2)" \
+    [ "$(qemu-img info "$TMP/bf/sub/o2.qcow2" | sed -n 's/^backing file: \([^ ]*\).*/\1/p')" = ../base.qcow2 ]
+ok "and the chain opens: the base's data through the overlay" \
+    qemu-io -r -f qcow2 -c 'read -P 0x5c 0 64K' "$TMP/bf/sub/o2.qcow2"
+qemu-img check -q "$TMP/bf/sub/o2.qcow2"; is $? 0 "qemu-img check: the overlay is clean"
+if command -v qemu-system-x86_64 >/dev/null; then
+    below qbf "$TMP/qbf" qemu-system-x86_64 -enable-kvm -S -display none -nodefaults \
+        -drive if=virtio,file=base.qcow2,format=qcow2 \
+        -qmp "unix:$TMP/qbf/s.sock,server=on,wait=off"
+    if [ -n "$(fact qbf progress)" ]; then
+        is "$(below_facts bf "$TMP/bf")" "$(below_facts qbf "$TMP/qbf")" \
+            "below the active image: events, backing file as qemu-system-x86_64"
+    else
+        skip "qemu-system-x86_64 ran no job: $(tail -2 "$TMP/qbf.err")" "below as on QEMU"
+    fi
+else
+    skip "qemu-system-x86_64 is not installed" "below as on QEMU"
+fi
+
 if command -v qemu-system-x86_64 >/dev/null; then
     qemu-img create -q -f qcow2 "$TMP/q.qcow2" 1M
     qemu-img create -q -f qcow2 "$TMP/q1.qcow2" 1M

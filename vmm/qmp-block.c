@@ -86,6 +86,7 @@ struct job {
     struct disk_live *live;
     BlockDriverState *top, *base;
     BlockDriverState *overlay; /* below the disk's image: the one over top */
+    char *backing_file;        /* what overlay names then (NULL: the base) */
     int base_depth;            /* hops from top down to base */
     bool active;
     bool auto_finalize, auto_dismiss;
@@ -726,7 +727,9 @@ static void job_finalize(struct job *j)
             bool ro = o->read_only;
 
             o->read_only = false;
-            r = blk_change_backing_file(o, j->base->filename,
+            /* QEMU writes backing-file as given, unchecked */
+            r = blk_change_backing_file(o, j->backing_file ? j->backing_file
+                                                           : j->base->filename,
                                         j->base->drv->name);
             if (r == 0)
                 r = blk_flush(o);
@@ -760,6 +763,7 @@ static void job_free(struct qmp_block *b, struct job *j)
             break;
         }
     job_join(j);
+    free(j->backing_file);
     pthread_mutex_destroy(&j->lock);
     pthread_cond_destroy(&j->cond);
     free(j);
@@ -1000,6 +1004,12 @@ static struct json *block_commit(struct qmp_block *b, const struct json *a,
     j->top = top;
     j->base = base;
     j->active = top == live_bs;
+    if (arg_str(a, "backing-file") &&
+        !(j->backing_file = strdup(arg_str(a, "backing-file")))) {
+        free(j);
+        fail(e, "GenericError", "out of memory");
+        return NULL;
+    }
     for (BlockDriverState *p = live_bs; !j->active && p; p = p->backing)
         if (p->backing == top)
             j->overlay = p;
