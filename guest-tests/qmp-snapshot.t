@@ -234,8 +234,9 @@ ok "its data is intact" qemu-io -f qcow2 -c 'read -P 0x42 0 64K' "$TMP/l.qcow2"
 
 # A commit below the active image, in a chain in a subdirectory of the
 # directory calf runs in, its base named relatively: backing-file is what
-# the image above top then names (QEMU writes it as given).  Then the same
-# with qemu-system-x86_64.
+# the image above top then names (QEMU writes it as given), and the job's
+# progress counts the whole disk (QEMU's commit_run: 1 MiB of 1 MiB, even
+# with nothing allocated in top).  Then the same with qemu-system-x86_64.
 below() { # NAME DIR CMD...: facts in $TMP/NAME.facts
     local n=$1 d=$2
     shift 2
@@ -252,7 +253,7 @@ below() { # NAME DIR CMD...: facts in $TMP/NAME.facts
     finish "$pid"
 }
 below_facts() { # NAME DIR: one line to compare
-    echo "$(fact "$1" events)" \
+    echo "$(fact "$1" progress) $(fact "$1" events)" \
         "$(qemu-img info "$2/sub/o2.qcow2" | sed -n 's/^backing file: \([^ ]*\).*/\1/p')"
 }
 below bf "$TMP/bf" "$CALF" run --qmp "unix:$TMP/bf/s.sock,server=on,wait=off" --paused \
@@ -263,6 +264,7 @@ ok "backing-file: the image above top names the base as given (../base.qcow2)" \
     [ "$(qemu-img info "$TMP/bf/sub/o2.qcow2" | sed -n 's/^backing file: \([^ ]*\).*/\1/p')" = ../base.qcow2 ]
 ok "and the chain opens: the base's data through the overlay" \
     qemu-io -r -f qcow2 -c 'read -P 0x5c 0 64K' "$TMP/bf/sub/o2.qcow2"
+is "$(fact bf progress)" 1048576/1048576 "progress: the whole disk, as QEMU's commit counts it"
 qemu-img check -q "$TMP/bf/sub/o2.qcow2"; is $? 0 "qemu-img check: the overlay is clean"
 if command -v qemu-system-x86_64 >/dev/null; then
     below qbf "$TMP/qbf" qemu-system-x86_64 -enable-kvm -S -display none -nodefaults \
@@ -270,7 +272,7 @@ if command -v qemu-system-x86_64 >/dev/null; then
         -qmp "unix:$TMP/qbf/s.sock,server=on,wait=off"
     if [ -n "$(fact qbf progress)" ]; then
         is "$(below_facts bf "$TMP/bf")" "$(below_facts qbf "$TMP/qbf")" \
-            "below the active image: events, backing file as qemu-system-x86_64"
+            "below the active image: progress, events, backing file as qemu-system-x86_64"
     else
         skip "qemu-system-x86_64 ran no job: $(tail -2 "$TMP/qbf.err")" "below as on QEMU"
     fi

@@ -88,6 +88,7 @@ struct job {
     BlockDriverState *overlay; /* below the disk's image: the one over top */
     char *backing_file;        /* what overlay names then (NULL: the base) */
     int base_depth;            /* hops from top down to base */
+    uint64_t size;             /* what is copied */
     bool active;
     bool auto_finalize, auto_dismiss;
     int status;                /* main thread only */
@@ -452,18 +453,20 @@ static int copy_range(struct job *j, uint64_t off, uint64_t len, uint8_t *buf)
 
 static uint64_t unit_len(const struct job *j, uint64_t pos)
 {
-    uint64_t size = j->top->size;
+    uint64_t size = j->size;
 
     return size - pos < JOB_GRAN ? size - pos : JOB_GRAN;
 }
 
-/* Calls fn for every range of top's chain allocated above the base. */
+/* Calls fn for every range of top's chain allocated above the base;
+ * with count, the ranges between count as done (QEMU's commit_run
+ * counts the whole disk). */
 static int scan_above_base(struct job *j,
                            int (*fn)(struct job *, uint64_t, uint64_t,
                                      uint8_t *),
-                           uint8_t *buf)
+                           uint8_t *buf, bool count)
 {
-    uint64_t size = j->top->size;
+    uint64_t size = j->size;
 
     for (uint64_t off = 0; off < size;) {
         uint64_t pnum = 0;
@@ -480,6 +483,10 @@ static int scan_above_base(struct job *j,
 
             if (r < 0)
                 return r;
+        } else if (count) {
+            pthread_mutex_lock(&j->lock);
+            j->offset += pnum;
+            pthread_mutex_unlock(&j->lock);
         }
         off += pnum;
     }
@@ -510,21 +517,11 @@ static int copy_fn(struct job *j, uint64_t off, uint64_t len, uint8_t *buf)
     return 0;
 }
 
-static int count_fn(struct job *j, uint64_t off, uint64_t len, uint8_t *buf)
-{
-    (void)off;
-    (void)buf;
-    pthread_mutex_lock(&j->lock);
-    j->len += len;
-    pthread_mutex_unlock(&j->lock);
-    return 0;
-}
-
 /* The mirror of an active commit: see the top of the file. */
 static int mirror(struct job *j, uint8_t *buf)
 {
     uint64_t pos = 0;
-    int r = scan_above_base(j, mark_fn, buf);
+    int r = scan_above_base(j, mark_fn, buf, false);
 
     while (r == 0) {
         bool cancel, force, complete, ready;
@@ -588,7 +585,7 @@ static void *job_thread(void *opaque)
     if (!r && j->active)
         r = mirror(j, buf);
     else if (!r)
-        r = scan_above_base(j, copy_fn, buf);
+        r = scan_above_base(j, copy_fn, buf, true);
     if (!r && !j->active)
         r = blk_flush(j->base);
     free(buf);
@@ -1015,6 +1012,7 @@ static struct json *block_commit(struct qmp_block *b, const struct json *a,
             j->overlay = p;
     for (BlockDriverState *p = top; p != base; p = p->backing)
         j->base_depth++;
+    j->size = top->size;
     j->auto_finalize = arg_bool(a, "auto-finalize", true);
     j->auto_dismiss = arg_bool(a, "auto-dismiss", true);
     pthread_mutex_init(&j->lock, NULL);
@@ -1037,7 +1035,7 @@ static struct json *block_commit(struct qmp_block *b, const struct json *a,
         return NULL;
     }
     if (!j->active)
-        scan_above_base(j, count_fn, NULL);
+        j->len = j->size; /* QEMU's commit: the whole disk */
     j->next = b->jobs;
     b->jobs = j;
     set_status(j, J_CREATED);
