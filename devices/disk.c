@@ -375,12 +375,22 @@ int disk_live_track_start(struct disk_live *l, uint64_t gran)
         ret = -EINVAL;
     } else {
         l->gran = gran;
-        l->units = (l->bs->size + gran - 1) / gran;
+        l->units = (l->first->size + gran - 1) / gran; /* the disk's */
         l->dirty = calloc((size_t)(l->units / 64 + 1), sizeof(uint64_t));
         ret = l->dirty ? 0 : -ENOMEM;
     }
     pthread_mutex_unlock(&l->lock);
     return ret;
+}
+
+uint64_t disk_live_size(struct disk_live *l)
+{
+    uint64_t size;
+
+    pthread_mutex_lock(&l->lock);
+    size = l->first ? l->first->size : 0;
+    pthread_mutex_unlock(&l->lock);
+    return size;
 }
 
 void disk_live_track_stop(struct disk_live *l)

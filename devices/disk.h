@@ -95,6 +95,8 @@ void disk_live_set_bs(struct disk_live *l, BlockDriverState *bs);
  * -ENOMEM, -EBUSY if already on. */
 int disk_live_track_start(struct disk_live *l, uint64_t gran);
 void disk_live_track_stop(struct disk_live *l);
+/* the disk's size: its first image's, what the model shows the guest */
+uint64_t disk_live_size(struct disk_live *l);
 void disk_live_mark(struct disk_live *l, uint64_t off, uint64_t len);
 /* The first dirty unit at or after *pos (wrapping around), made clean:
  * true and *pos its offset, false when none is dirty. */

@@ -798,6 +798,26 @@ async def below(sock, subdir, backing_file):
     await hang_up(qmp)
 
 
+async def bigger(sock, overlay):
+    """a mode=existing overlay larger than the disk, committed (active):
+    the job's events, its error if any, the disk's file after"""
+    qmp = QMPClient("calf-bigger")
+    await qmp.connect(sock)
+    await qmp.execute("blockdev-snapshot-sync",
+                      {"device": "virtio0", "snapshot-file": overlay,
+                       "mode": "existing"})
+    seen = []
+    await qmp.execute("block-commit", {"device": "virtio0"})
+    await until_event(qmp, seen, "BLOCK_JOB_READY", 30)
+    if "BLOCK_JOB_READY" in seen:
+        await qmp.execute("job-complete", {"id": "virtio0"})
+    await until_event(qmp, seen, "null", 30)
+    say("events", ",".join(seen))
+    say("file", (await qmp.execute("query-block"))[0]["inserted"]["file"])
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
 def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
@@ -807,6 +827,8 @@ def main():
         asyncio.run(limits(sock, ser))
     elif mode == "below":
         asyncio.run(below(sock, ser, sys.argv[4]))
+    elif mode == "bigger":
+        asyncio.run(bigger(sock, ser))
     elif mode == "errors":
         asyncio.run(errors(sock, *sys.argv[3:7]))
     elif mode == "snapcommit":

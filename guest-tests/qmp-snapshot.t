@@ -232,6 +232,30 @@ is "$status" 0 "calf exits 0"
 qemu-img check -q "$TMP/l.qcow2"; is $? 0 "qemu-img check: the image is clean"
 ok "its data is intact" qemu-io -f qcow2 -c 'read -P 0x42 0 64K' "$TMP/l.qcow2"
 
+# A mode=existing overlay larger than the disk, with data past the disk's
+# end: an active commit copies up to the disk's end only; the base keeps
+# its size and the data the guest sees.
+qemu-img create -q -f qcow2 "$TMP/g.qcow2" 1M
+qemu-img create -q -f qcow2 -b "$TMP/g.qcow2" -F qcow2 "$TMP/g-ov.qcow2" 2M
+qemu-io -f qcow2 -c 'write -P 0x66 960K 64K' -c 'write -P 0x77 1M 512K' \
+    "$TMP/g-ov.qcow2" >/dev/null
+start g --paused --kernel "$GUEST" --disk "$TMP/g.qcow2,format=qcow2" --timeout 120
+PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" bigger "$TMP/g.sock" "$TMP/g-ov.qcow2" \
+    >"$TMP/g.facts" 2>"$TMP/g.pyerr"
+sed 's/^/#   /' "$TMP/g.pyerr"
+finish "$pid"
+is "$status" 0 "larger overlay: calf exits 0"
+is "$(fact g events)" \
+    "created,running,ready,BLOCK_JOB_READY,waiting,pending,BLOCK_JOB_COMPLETED,concluded,null" \
+    "larger overlay: the commit completes"
+is "$(fact g file)" "$TMP/g.qcow2" "larger overlay: the disk is on its base again"
+is "$(qemu-img info --output=json "$TMP/g.qcow2" | sed -n 's/.*"virtual-size": \([0-9]*\).*/\1/p')" \
+    1048576 "larger overlay: the base keeps the disk's size"
+qemu-img check -q "$TMP/g.qcow2"; is $? 0 "larger overlay: qemu-img check: the base is clean"
+ok "larger overlay: the base holds the overlay's data up to the disk's end" \
+    qemu-io -f qcow2 -c 'read -P 0x66 960K 64K' "$TMP/g.qcow2"
+! grep -qE "Sanitizer|runtime error|calf: " "$TMP/g.err"; is $? 0 "larger overlay: nothing on stderr"
+
 # A commit below the active image, in a chain in a subdirectory of the
 # directory calf runs in, its base named relatively: backing-file is what
 # the image above top then names (QEMU writes it as given), and the job's

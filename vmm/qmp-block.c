@@ -88,7 +88,7 @@ struct job {
     BlockDriverState *overlay; /* below the disk's image: the one over top */
     char *backing_file;        /* what overlay names then (NULL: the base) */
     int base_depth;            /* hops from top down to base */
-    uint64_t size;             /* what is copied */
+    uint64_t size;             /* what is copied: the disk's size at most */
     bool active;
     bool auto_finalize, auto_dismiss;
     int status;                /* main thread only */
@@ -1012,7 +1012,9 @@ static struct json *block_commit(struct qmp_block *b, const struct json *a,
             j->overlay = p;
     for (BlockDriverState *p = top; p != base; p = p->backing)
         j->base_depth++;
-    j->size = top->size;
+    /* a mode=existing overlay may be larger than the disk: what lies
+     * past the disk's end the guest never sees, and the base ends there */
+    j->size = top->size < disk_live_size(l) ? top->size : disk_live_size(l);
     j->auto_finalize = arg_bool(a, "auto-finalize", true);
     j->auto_dismiss = arg_bool(a, "auto-dismiss", true);
     pthread_mutex_init(&j->lock, NULL);
