@@ -156,7 +156,7 @@ TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/qcow2-threads.t tests/im
               guest-tests/hostile.t tests/pci-teardown.t \
               tests/nbd-stress.t tests/nbd-hostile.t tests/nbd-server.t tests/nbd-client.t \
               guest-tests/nbd.t guest-tests/qmp-stress.t guest-tests/qmp-hostile.t \
-              tests/virtio-rng.t tests/virtio-net.t guest-tests/virtio-net.t \
+              tests/virtio-rng.t tests/virtio-net.t guest-tests/virtio-net.t tests/disk-dirty.t \
               guest-tests/snapshot.t guest-tests/qmp-snapstress.t
 test-tsan:
 	$(MAKE) BUILD=build-tsan SANITIZE=thread test-progs

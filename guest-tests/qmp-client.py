@@ -818,6 +818,33 @@ async def bigger(sock, overlay):
     await hang_up(qmp)
 
 
+async def bigidle(sock, pid, overlay):
+    """an active commit READY on a large sparse disk, the guest idle:
+    the CPU time calf spends in 3 s (in ticks of /proc), then the
+    commit completes"""
+    qmp = QMPClient("calf-bigidle")
+    await qmp.connect(sock)
+
+    def cpu():
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read().rsplit(")", 1)[1].split()
+        return int(st[11]) + int(st[12])
+
+    seen = []
+    await qmp.execute("blockdev-snapshot-sync",
+                      {"device": "virtio0", "snapshot-file": overlay})
+    await qmp.execute("block-commit", {"device": "virtio0"})
+    await until_event(qmp, seen, "BLOCK_JOB_READY", 60)
+    c0 = cpu()
+    await asyncio.sleep(3)
+    say("ready-ticks", cpu() - c0)
+    await qmp.execute("job-complete", {"id": "virtio0"})
+    await until_event(qmp, seen, "null", 60)
+    say("events", ",".join(seen))
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
 def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
@@ -829,6 +856,8 @@ def main():
         asyncio.run(below(sock, ser, sys.argv[4]))
     elif mode == "bigger":
         asyncio.run(bigger(sock, ser))
+    elif mode == "bigidle":
+        asyncio.run(bigidle(sock, sys.argv[3], sys.argv[4]))
     elif mode == "errors":
         asyncio.run(errors(sock, *sys.argv[3:7]))
     elif mode == "snapcommit":

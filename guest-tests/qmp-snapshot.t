@@ -256,6 +256,22 @@ ok "larger overlay: the base holds the overlay's data up to the disk's end" \
     qemu-io -f qcow2 -c 'read -P 0x66 960K 64K' "$TMP/g.qcow2"
 ! grep -qE "Sanitizer|runtime error|calf: " "$TMP/g.err"; is $? 0 "larger overlay: nothing on stderr"
 
+# A READY commit on a 64 TiB sparse disk, the guest idle: the job's
+# write tracking (1 Gi units) is looked at every 20 ms and counted by
+# query-block-jobs; neither may walk it (once 1.4 s of CPU per 5 s).
+qemu-img create -q -f qcow2 "$TMP/h.qcow2" 64T
+start h --paused --kernel "$GUEST" --disk "$TMP/h.qcow2,format=qcow2" --timeout 120
+PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" bigidle "$TMP/h.sock" "$pid" \
+    "$TMP/h-ov.qcow2" >"$TMP/h.facts" 2>"$TMP/h.pyerr"
+sed 's/^/#   /' "$TMP/h.pyerr"
+finish "$pid"
+is "$(fact h events)" \
+    "created,running,ready,BLOCK_JOB_READY,waiting,pending,BLOCK_JOB_COMPLETED,concluded,null" \
+    "64 TiB disk: the commit completes"
+ticks=$(fact h ready-ticks)
+echo "# 64 TiB disk: $ticks ticks of CPU (1/100 s) in 3 s READY"
+ok "64 TiB disk: READY and idle, calf takes under 0.3 s of CPU in 3 s" [ "${ticks:-999}" -lt 30 ]
+
 # A commit below the active image, in a chain in a subdirectory of the
 # directory calf runs in, its base named relatively: backing-file is what
 # the image above top then names (QEMU writes it as given), and the job's
