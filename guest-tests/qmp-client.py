@@ -515,6 +515,7 @@ async def snapstress(sock, ser, base, overlays, cycles):
     node = {}
     bad_events = bad_file = 0
     made = 0
+    manual_jobs = pending_copied = pending_left = 0
 
     async def check_file(what):
         nonlocal bad_file
@@ -534,9 +535,16 @@ async def snapstress(sock, ser, base, overlays, cycles):
         chain.append(ov)
         await check_file("snapshot")
 
+    async def progress(job_id):
+        for j in await qmp.execute("query-jobs"):
+            if j["id"] == job_id:
+                return (j["current-progress"], j["total-progress"])
+        return (0, 0)
+
     async def job(i, args, want, finish):
-        nonlocal bad_events
+        nonlocal bad_events, manual_jobs
         manual = "BLOCK_JOB_PENDING" in want
+        manual_jobs += manual
         await qmp.execute("block-commit", {**args, "job-id": f"j{i}",
                                            "auto-finalize": not manual})
         seen = []
@@ -547,8 +555,18 @@ async def snapstress(sock, ser, base, overlays, cycles):
             await finish()
         if manual:  # the guest writes on before job-finalize
             await until_event(qmp, seen, "BLOCK_JOB_PENDING")
+            p0 = await progress(f"j{i}")
             at = passes(ser)
             await wait_for(lambda: passes(ser) > at, 60)
+            # the copy goes on while pending: what the guest wrote since
+            # is in the base before job-finalize holds the disk
+            end = time.monotonic() + 10
+            while (p1 := await progress(f"j{i}"))[0] <= p0[0] and \
+                    time.monotonic() < end:
+                await asyncio.sleep(0.05)
+            nonlocal pending_copied, pending_left
+            pending_copied += p1[0] > p0[0]
+            pending_left = max(pending_left, p1[1] - p1[0])
             await qmp.execute("job-finalize", {"id": f"j{i}"})
         await until_event(qmp, seen, "null")
         if seen != want:
@@ -594,6 +612,9 @@ async def snapstress(sock, ser, base, overlays, cycles):
     say("overlays", made)
     say("bad-events", bad_events)
     say("bad-file", bad_file)
+    say("manual", manual_jobs)
+    say("pending-copied", pending_copied)
+    say("pending-left", pending_left)
     at = passes(ser)
     say("writing-after", await wait_for(lambda: passes(ser) > at, 120))
     await qmp.execute("stop")

@@ -8,7 +8,9 @@
 # snapstress): the disk's chain after every step (query-block's file),
 # each job's events in QEMU 7.2's order, across active commits, commits
 # of an image below the active one, soft and forced cancels,
-# auto-finalize=false with the guest writing before job-finalize.
+# auto-finalize=false with the guest writing before job-finalize (the
+# copy goes on while the job is pending: its progress grows, so that
+# job-finalize copies under hold only what the guest wrote last).
 # Twice: cache=writeback on 4 vCPUs, cache=none (O_DIRECT) on 2.  Then the
 # images: every overlay and the base pass qemu-img check, and the base
 # alone holds a prefix of the guest's writes (guest-tests/vpat-check.py),
@@ -50,6 +52,9 @@ run() {
     is "$(fact cycles)" "$cycles" "$n: $cycles cycles of snapshot and commit"
     is "$(fact bad-events)" 0 "$n: every job's events in QEMU 7.2's order"
     is "$(fact bad-file)" 0 "$n: query-block's file as the model of the chain after every step"
+    is "$(fact pending-copied)" "$(fact manual)" \
+        "$n: auto-finalize=false: the copy goes on while pending (progress grows)"
+    echo "# $n: at most $(fact pending-left) bytes left to copy at a job-finalize"
     is "$(fact writing-after)" True "$n: the guest writes on afterwards"
     is "$(fact bad)" 0 "$n: the guest's read-back checks all passed"
     ! grep -qE "ThreadSanitizer|Sanitizer|runtime error|calf: " "$TMP/$n.err"

@@ -15,9 +15,11 @@
  * copies that again.  Once nothing is left dirty the job is READY (the
  * base then lags the guest by the writes not yet copied).  job-complete
  * (or a soft block-job-cancel) makes the thread hold the disk, copy what
- * is still dirty, flush the base and let go; the finalization (main
- * thread) holds the disk again, copies what the guest wrote since
- * (nothing much with auto-finalize), and then (complete) the base
+ * is still dirty, flush the base and let go; with auto-finalize=false
+ * it then goes on copying what the guest writes while the job is
+ * pending, until job-finalize stops it.  The finalization (main thread)
+ * holds the disk again, copies what the guest wrote since the thread's
+ * last copy (nothing much either way), and then (complete) the base
  * becomes the disk's image and the images above it are closed, or
  * (cancel) top stays and the base is read-only again.  So the guest's
  * I/O pauses for those last copies.  (QEMU's mirror keeps its source
@@ -100,6 +102,7 @@ struct job {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool req_complete, req_cancel, req_force;
+    bool req_stop;             /* job_join(): a following thread ends */
     bool th_ready, th_done;
     int th_ret;
     uint64_t offset, len;
@@ -517,6 +520,49 @@ static int copy_fn(struct job *j, uint64_t off, uint64_t len, uint8_t *buf)
     return 0;
 }
 
+/* Converged, with auto-finalize=false: the job is done (the main thread
+ * takes it to pending), and the thread goes on copying what the guest
+ * writes until job_join(), so that the finalization's copy under hold is
+ * what the guest wrote in the last moments, not all of pending's.  Its
+ * result (th_ret again) is read by job_finalize(). */
+static int follow(struct job *j, uint8_t *buf, uint64_t pos)
+{
+    int r = 0;
+
+    pthread_mutex_lock(&j->lock);
+    j->th_ret = 0;
+    j->th_done = true;
+    pthread_mutex_unlock(&j->lock);
+    wake_main(j->b->vm);
+    while (r == 0) {
+        if (disk_live_take_dirty(j->live, &pos)) {
+            r = copy_range(j, pos, unit_len(j, pos), buf);
+            pos += JOB_GRAN;
+            if (job_flag(j, &j->req_stop))
+                break;
+            continue;
+        }
+        pthread_mutex_lock(&j->lock);
+        if (!j->req_stop) {
+            struct timespec ts;
+
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += JOB_IDLE_NS;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&j->cond, &j->lock, &ts);
+        }
+        if (j->req_stop) {
+            pthread_mutex_unlock(&j->lock);
+            break;
+        }
+        pthread_mutex_unlock(&j->lock);
+    }
+    return r;
+}
+
 /* The mirror of an active commit: see the top of the file. */
 static int mirror(struct job *j, uint8_t *buf)
 {
@@ -543,6 +589,8 @@ static int mirror(struct job *j, uint8_t *buf)
             if (r == 0)
                 r = blk_flush(j->base);
             disk_live_release(j->live);
+            if (r == 0 && !j->auto_finalize)
+                r = follow(j, buf, pos);
             return r;
         }
         if (disk_live_take_dirty(j->live, &pos)) {
@@ -647,9 +695,18 @@ static void block_event(struct job *j, const char *name)
         j->b->event(j->b->opaque, name, d);
 }
 
+static void job_request(struct job *j, bool *flag)
+{
+    pthread_mutex_lock(&j->lock);
+    *flag = true;
+    pthread_cond_broadcast(&j->cond);
+    pthread_mutex_unlock(&j->lock);
+}
+
 static void job_join(struct job *j)
 {
     if (j->started) {
+        job_request(j, &j->req_stop);
         pthread_join(j->thread, NULL);
         j->started = false;
     }
@@ -676,10 +733,16 @@ static void close_above_base(struct qmp_block *b, BlockDriverState *top,
 static void job_finalize(struct job *j)
 {
     struct qmp_block *b = j->b;
-    bool pivot = !j->cancelled && !j->err[0] &&
-                 (!j->active || job_flag(j, &j->req_complete));
+    bool pivot;
 
     job_join(j);
+    if (j->active && !j->cancelled && !j->err[0] && j->th_ret < 0) {
+        /* a copy while pending failed (follow()) */
+        snprintf(j->err, sizeof(j->err), "%s", strerror(-j->th_ret));
+        set_status(j, J_ABORTING);
+    }
+    pivot = !j->cancelled && !j->err[0] &&
+            (!j->active || job_flag(j, &j->req_complete));
     if (j->active) {
         /* The last copy, with the guest's I/O held: what it wrote since
          * the thread converged (auto-finalize: next to nothing). */
@@ -776,7 +839,8 @@ static void job_ended(struct job *j)
     r = j->th_ret;
     forced = j->req_cancel && j->req_force;
     pthread_mutex_unlock(&j->lock);
-    job_join(j);
+    /* with auto-finalize=false an active commit's thread follows the
+     * guest while pending (follow()): job_finalize() joins it */
     /* a forced cancel that came while the thread was ending wins */
     if (r == -ECANCELED || (forced && r == 0))
         j->cancelled = true;
@@ -823,14 +887,6 @@ void qmp_block_poll(struct qmp_block *b)
         if (j->status == J_NULL)
             job_free(b, j);
     }
-}
-
-static void job_request(struct job *j, bool *flag)
-{
-    pthread_mutex_lock(&j->lock);
-    *flag = true;
-    pthread_cond_broadcast(&j->cond);
-    pthread_mutex_unlock(&j->lock);
 }
 
 /* ---- block-commit ---- */
