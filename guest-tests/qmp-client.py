@@ -491,7 +491,7 @@ async def idesnap(sock, ser, overlay):
     await hang_up(qmp)
 
 
-async def snapstress(sock, ser, base, overlays, cycles):
+async def snapstress(sock, ser, base, overlays, cycles, dev="virtio0"):
     """cycles of blockdev-snapshot-sync and block-commit under the
     guest's writes, checked against a model of the disk's chain: active
     commits (job-complete, block-job-complete), commits of an image below
@@ -530,7 +530,7 @@ async def snapstress(sock, ser, base, overlays, cycles):
         node[ov] = f"ov{made}"
         made += 1
         await qmp.execute("blockdev-snapshot-sync",
-                          {"device": "virtio0", "snapshot-file": ov,
+                          {"device": dev, "snapshot-file": ov,
                            "snapshot-node-name": node[ov]})
         chain.append(ov)
         await check_file("snapshot")
@@ -582,18 +582,18 @@ async def snapstress(sock, ser, base, overlays, cycles):
         if kind == 4 and len(chain) >= 3:
             # the image under the active one, into the bottom
             below = chain[-2]
-            await job(i, {"device": "virtio0", "top-node": node[below]},
+            await job(i, {"device": dev, "top-node": node[below]},
                       want_below, None)
             chain[1:-1] = []
         elif kind == 3:
-            await job(i, {"device": "virtio0"}, want_active,
+            await job(i, {"device": dev}, want_active,
                       lambda: qmp.execute("block-job-cancel",
                                           {"device": f"j{i}"}))
         elif kind == 5:
-            await job(i, {"device": "virtio0"}, want_forced,
+            await job(i, {"device": dev}, want_forced,
                       lambda: qmp.execute("job-cancel", {"id": f"j{i}"}))
         else:
-            args = {"device": "virtio0"}
+            args = {"device": dev}
             if i % 2:
                 args["top-node"] = node[chain[-1]]
             await job(i, args, want_manual if kind == 0 else want_active,
@@ -604,7 +604,7 @@ async def snapstress(sock, ser, base, overlays, cycles):
             chain[1:] = []
         await check_file(f"cycle {i}")
     if len(chain) > 1:
-        await job(cycles, {"device": "virtio0"}, want_active,
+        await job(cycles, {"device": dev}, want_active,
                   lambda: qmp.execute("job-complete", {"id": f"j{cycles}"}))
         chain[1:] = []
         await check_file("last commit")
@@ -887,7 +887,7 @@ def main():
         asyncio.run(idesnap(sock, ser, sys.argv[4]))
     elif mode == "snapstress":
         asyncio.run(snapstress(sock, ser, sys.argv[4], sys.argv[5],
-                               int(sys.argv[6])))
+                               int(sys.argv[6]), *sys.argv[7:8]))
     elif mode == "churn":
         asyncio.run(churn(sock, ser))
     elif mode == "screen":

@@ -11,7 +11,10 @@
 # auto-finalize=false with the guest writing before job-finalize (the
 # copy goes on while the job is pending: its progress grows, so that
 # job-finalize copies under hold only what the guest wrote last).
-# Twice: cache=writeback on 4 vCPUs, cache=none (O_DIRECT) on 2.  Then the
+# Three times: cache=writeback on 4 vCPUs, cache=none (O_DIRECT) on 2,
+# and an IDE disk the guest writes through PIO (ct.idepat: READ/WRITE
+# SECTORS and MULTIPLE, the disk switched between and under its data
+# transfers) on 2.  Then the
 # images: every overlay and the base pass qemu-img check, and the base
 # alone holds a prefix of the guest's writes (guest-tests/vpat-check.py),
 # equal to its model (qemu-img compare).  In TSAN_TESTS: make test-tsan
@@ -27,19 +30,23 @@ VPAT=$HERE/vpat-check.py
 CYCLES=${QMP_SNAP_CYCLES:-24}
 N=16
 
-# run NAME CACHE CPUS CYCLES: one run, its checks named after NAME
+# run NAME CACHE CPUS CYCLES [ide]: one run, its checks named after NAME;
+# ide: the disk on IDE, the guest's pattern through PIO (ct.idepat)
 run() {
     local n=$1 cache=$2 cpus=$3 cycles=$4 t0 bad p c
+    local pat=ct.vpat iface=virtio dev=virtio0
+    [ "$5" = ide ] && pat=ct.idepat iface=ide dev=ide0-hd0
     qemu-img create -q -f qcow2 "$TMP/$n.qcow2" 1M
     t0=$(date +%s)
     "$CALF" run --qmp "unix:$TMP/$n.sock,server=on,wait=off" --paused --cpus "$cpus" \
-        --kernel "$GUEST" --append "ct.vpat=$N" --disk "$TMP/$n.qcow2,format=qcow2,cache=$cache" \
+        --kernel "$GUEST" --append "$pat=$N" \
+        --disk "$TMP/$n.qcow2,format=qcow2,cache=$cache,if=$iface" \
         --timeout 280 >"$TMP/$n.out" 2>"$TMP/$n.err" </dev/null &
     pid=$!
     at_exit "kill -9 $pid 2>/dev/null"
     for ((i = 0; i < 300; i++)); do [ -S "$TMP/$n.sock" ] && break; sleep 0.1; done
     PYTHONPATH=$QEMU_PY timeout 270 python3 "$CLIENT" snapstress "$TMP/$n.sock" "$TMP/$n.out" \
-        "$TMP/$n.qcow2" "$TMP/$n-ov" "$cycles" >"$TMP/$n.facts" 2>"$TMP/$n.pyerr"
+        "$TMP/$n.qcow2" "$TMP/$n-ov" "$cycles" "$dev" >"$TMP/$n.facts" 2>"$TMP/$n.pyerr"
     sed 's/^/#   /' "$TMP/$n.pyerr"
     grep '^#' "$TMP/$n.facts"
     for ((i = 0; i < 600; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -77,4 +84,5 @@ run() {
 
 run writeback writeback 4 "$CYCLES"
 run direct none 2 $(( (CYCLES + 1) / 2 ))
+run ide-pio writeback 2 $(( (CYCLES + 1) / 2 )) ide
 done_testing
