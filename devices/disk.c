@@ -448,11 +448,22 @@ void disk_live_track_stop(struct disk_live *l)
     pthread_mutex_unlock(&l->lock);
 }
 
+/* A long range (a commit marking what lies above its base) in pieces,
+ * the lock let go between them: a guest request's leave waits for one
+ * piece at most. */
 void disk_live_mark(struct disk_live *l, uint64_t off, uint64_t len)
 {
-    pthread_mutex_lock(&l->lock);
-    mark_locked(l, off, len);
-    pthread_mutex_unlock(&l->lock);
+    const uint64_t piece = 65536ULL * (64u << 10);
+
+    while (len) {
+        uint64_t n = len < piece ? len : piece;
+
+        pthread_mutex_lock(&l->lock);
+        mark_locked(l, off, n);
+        pthread_mutex_unlock(&l->lock);
+        off += n;
+        len -= n;
+    }
 }
 
 bool disk_live_take_dirty(struct disk_live *l, uint64_t *pos)

@@ -96,6 +96,11 @@ int main(void)
     unlink(path);
     model = calloc(UNITS, 1);
     ok(disk_live_dirty_count(l) == 0, "nothing dirty at the start");
+    /* one long range: marked in pieces of 64 Ki units, the lock let go */
+    disk_live_mark(l, 3ULL * GRAN + 7, 140000ULL * GRAN);
+    for (uint64_t i = 3; i <= 140003; i++)
+        model[i] = 1, count++;
+    ok(disk_live_dirty_count(l) == count, "a long range: every unit of it");
     for (int round = 0; round < 4000; round++) {
         uint64_t r = rnd(&seed) % 10, u = rnd(&seed) % UNITS, n, pos, got;
 
