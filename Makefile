@@ -159,8 +159,9 @@ TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/blk-vfd.t tests/qcow2-th
               tests/nbd-races.t \
               tests/nbd-reconnect.t tests/nbd-qcow2.t tests/nbd-options.t \
               guest-tests/nbd.t guest-tests/qmp-stress.t guest-tests/qmp-hostile.t \
-              tests/virtio-rng.t tests/virtio-net.t guest-tests/virtio-net.t \
-              guest-tests/snapshot.t tests/disk-stats.t guest-tests/qmp-block.t
+              tests/virtio-rng.t tests/virtio-net.t guest-tests/virtio-net.t tests/disk-dirty.t \
+              guest-tests/snapshot.t tests/disk-stats.t guest-tests/qmp-block.t \
+              guest-tests/qmp-snapstress.t
 test-tsan:
 	$(MAKE) BUILD=build-tsan SANITIZE=thread test-progs
 	TSAN_OPTIONS="exitcode=66 halt_on_error=1 second_deadlock_stack=1" \

@@ -139,7 +139,8 @@ int disk_parse(const char *spec, struct disk_opts *o)
 {
     int ret;
 
-    *o = (struct disk_opts){ .index = -1, .cache = DISK_CACHE_WRITEBACK };
+    *o = (struct disk_opts){ .index = -1, .cache = DISK_CACHE_WRITEBACK,
+                             .arg = -1 };
     o->spec = strdup(spec);
     if (!o->spec)
         return -ENOMEM;
@@ -198,42 +199,333 @@ static bool chain_encrypted(BlockDriverState *bs, const char *file)
 }
 
 #define DISK_OPENED_MAX 32
-static struct disk_opened opened[DISK_OPENED_MAX];
+
+/* Locking: l->lock guards bs, inflight, held and the dirty bitmap; a
+ * model's request holds none of it while it does I/O.  held is set by
+ * the one holder (holders queue on it); enter waits while it is set. */
+struct disk_live {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    BlockDriverState *bs;
+    BlockDriverState *first;  /* what disk_open() gave the model */
+    int arg;
+    bool overlay;             /* ,snapshot */
+    unsigned inflight;
+    bool held;
+    bool forgotten;           /* disk_forget(): free for the next open */
+    /* Write tracking: a bit per unit of gran bytes (dirty), a bit per
+     * word of it that is not zero (sum), and the count of units set
+     * (ndirty): marking, taking and counting never walk the whole disk
+     * (1 Gi units on a 64 TiB disk). */
+    uint64_t *dirty;          /* NULL: not tracking */
+    uint64_t *sum;
+    uint64_t gran, units, ndirty;
+};
+
+static struct disk_live lives[DISK_OPENED_MAX];
 static int nopened;
 static pthread_mutex_t opened_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void disk_note_opened(BlockDriverState *bs, const struct disk_opts *o)
 {
+    struct disk_live *l = NULL;
+
     pthread_mutex_lock(&opened_lock);
-    if (nopened < DISK_OPENED_MAX)
-        opened[nopened++] = (struct disk_opened){
-            .bs = bs, .file = bs->filename, .overlay = o->snapshot,
-        };
+    /* a slot a changed CD's medium left (disk_forget) serves again: no
+     * model holds a CD's slot, it only lists the image for snapshots */
+    for (int i = 0; i < nopened && !l; i++)
+        if (lives[i].forgotten)
+            l = &lives[i];
+    if (!l && nopened < DISK_OPENED_MAX) {
+        l = &lives[nopened++];
+        pthread_mutex_init(&l->lock, NULL);
+        pthread_cond_init(&l->cond, NULL);
+    }
+    if (l) {
+        pthread_mutex_lock(&l->lock);
+        l->bs = l->first = bs;
+        l->arg = o->arg;
+        l->overlay = o->snapshot;
+        l->forgotten = false;
+        pthread_mutex_unlock(&l->lock);
+    }
     pthread_mutex_unlock(&opened_lock);
 }
 
 void disk_forget(BlockDriverState *bs)
 {
     pthread_mutex_lock(&opened_lock);
-    for (int i = 0; i < nopened; i++)
-        if (opened[i].bs == bs) {
-            memmove(&opened[i], &opened[i + 1],
-                    (size_t)(nopened - i - 1) * sizeof(opened[0]));
-            nopened--;
-            break;
+    for (int i = 0; i < nopened; i++) {
+        struct disk_live *l = &lives[i];
+
+        pthread_mutex_lock(&l->lock);
+        if (!l->forgotten && l->bs == bs) {
+            l->bs = l->first = NULL;
+            l->arg = -1;
+            l->forgotten = true;
         }
+        pthread_mutex_unlock(&l->lock);
+    }
     pthread_mutex_unlock(&opened_lock);
 }
 
 int disk_opened_list(struct disk_opened *out, int max)
 {
-    int n;
+    int n = 0;
 
     pthread_mutex_lock(&opened_lock);
-    n = nopened;
-    for (int i = 0; i < n && i < max; i++)
-        out[i] = opened[i];
+    for (int i = 0; i < nopened; i++) {
+        BlockDriverState *bs = disk_live_bs(&lives[i]);
+
+        if (!bs) /* a CD's medium the monitor took out */
+            continue;
+        if (n < max)
+            out[n] = (struct disk_opened){
+                .bs = bs, .file = bs->filename, .overlay = lives[i].overlay,
+            };
+        n++;
+    }
     pthread_mutex_unlock(&opened_lock);
+    return n;
+}
+
+/* ---- live images ---- */
+
+struct disk_live *disk_live_get(int arg)
+{
+    struct disk_live *l = NULL;
+
+    pthread_mutex_lock(&opened_lock);
+    for (int i = 0; i < nopened && !l && arg >= 0; i++)
+        if (lives[i].arg == arg && lives[i].first)
+            l = &lives[i];
+    pthread_mutex_unlock(&opened_lock);
+    return l;
+}
+
+struct disk_live *disk_live_of(BlockDriverState *bs)
+{
+    struct disk_live *l = NULL;
+
+    pthread_mutex_lock(&opened_lock);
+    for (int i = 0; i < nopened && !l && bs; i++)
+        if (lives[i].first == bs)
+            l = &lives[i];
+    pthread_mutex_unlock(&opened_lock);
+    return l;
+}
+
+BlockDriverState *disk_live_enter(struct disk_live *l)
+{
+    BlockDriverState *bs;
+
+    pthread_mutex_lock(&l->lock);
+    while (l->held)
+        pthread_cond_wait(&l->cond, &l->lock);
+    l->inflight++;
+    bs = l->bs;
+    pthread_mutex_unlock(&l->lock);
+    return bs;
+}
+
+static void mark_locked(struct disk_live *l, uint64_t off, uint64_t len)
+{
+    if (!l->dirty || !len)
+        return;
+    for (uint64_t u = off / l->gran; u <= (off + len - 1) / l->gran &&
+                                     u < l->units; u++) {
+        uint64_t bit = 1ULL << (u % 64);
+
+        if (!(l->dirty[u / 64] & bit)) {
+            l->dirty[u / 64] |= bit;
+            l->sum[u / 4096] |= 1ULL << (u / 64 % 64);
+            l->ndirty++;
+        }
+    }
+}
+
+/* The first dirty unit at or after u, or l->units: within u's word,
+ * then through the summary. */
+static uint64_t next_dirty(const struct disk_live *l, uint64_t u)
+{
+    uint64_t w = u / 64, nwords = l->units / 64 + 1, bits, sw;
+
+    if (u >= l->units)
+        return l->units;
+    bits = l->dirty[w] & (~0ULL << (u % 64));
+    if (bits)
+        return w * 64 + (uint64_t)__builtin_ctzll(bits);
+    if (++w >= nwords)
+        return l->units;
+    sw = w / 64;
+    bits = l->sum[sw] & (~0ULL << (w % 64));
+    while (!bits && ++sw < nwords / 64 + 1)
+        bits = l->sum[sw];
+    if (!bits)
+        return l->units;
+    w = sw * 64 + (uint64_t)__builtin_ctzll(bits);
+    return w * 64 + (uint64_t)__builtin_ctzll(l->dirty[w]);
+}
+
+void disk_live_leave(struct disk_live *l, uint64_t off, uint64_t len,
+                     bool write)
+{
+    pthread_mutex_lock(&l->lock);
+    if (write)
+        mark_locked(l, off, len);
+    if (--l->inflight == 0 && l->held)
+        pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+}
+
+BlockDriverState *disk_live_bs(struct disk_live *l)
+{
+    BlockDriverState *bs;
+
+    pthread_mutex_lock(&l->lock);
+    bs = l->bs;
+    pthread_mutex_unlock(&l->lock);
+    return bs;
+}
+
+void disk_live_close(struct disk_live *l)
+{
+    BlockDriverState *bs;
+
+    pthread_mutex_lock(&l->lock);
+    bs = l->bs;
+    l->bs = NULL;
+    free(l->dirty);
+    free(l->sum);
+    l->dirty = l->sum = NULL;
+    l->ndirty = 0;
+    pthread_mutex_unlock(&l->lock);
+    blk_close(bs);
+}
+
+/* A second holder waits for the first to release; then every request
+ * that entered before is waited for. */
+void disk_live_hold(struct disk_live *l)
+{
+    pthread_mutex_lock(&l->lock);
+    while (l->held)
+        pthread_cond_wait(&l->cond, &l->lock);
+    l->held = true;
+    while (l->inflight)
+        pthread_cond_wait(&l->cond, &l->lock);
+    pthread_mutex_unlock(&l->lock);
+}
+
+void disk_live_release(struct disk_live *l)
+{
+    pthread_mutex_lock(&l->lock);
+    l->held = false;
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+}
+
+void disk_live_set_bs(struct disk_live *l, BlockDriverState *bs)
+{
+    pthread_mutex_lock(&l->lock);
+    l->bs = bs;
+    pthread_mutex_unlock(&l->lock);
+}
+
+int disk_live_track_start(struct disk_live *l, uint64_t gran)
+{
+    int ret = 0;
+
+    pthread_mutex_lock(&l->lock);
+    if (l->dirty) {
+        ret = -EBUSY;
+    } else if (!gran || (gran & (gran - 1)) || !l->bs) {
+        ret = -EINVAL;
+    } else {
+        l->gran = gran;
+        l->units = (l->first->size + gran - 1) / gran; /* the disk's */
+        l->dirty = calloc((size_t)(l->units / 64 + 1), sizeof(uint64_t));
+        l->sum = calloc((size_t)((l->units / 64 + 1) / 64 + 1),
+                        sizeof(uint64_t));
+        l->ndirty = 0;
+        ret = l->dirty && l->sum ? 0 : -ENOMEM;
+        if (ret) {
+            free(l->dirty);
+            free(l->sum);
+            l->dirty = l->sum = NULL;
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    return ret;
+}
+
+uint64_t disk_live_size(struct disk_live *l)
+{
+    uint64_t size;
+
+    pthread_mutex_lock(&l->lock);
+    size = l->first ? l->first->size : 0;
+    pthread_mutex_unlock(&l->lock);
+    return size;
+}
+
+void disk_live_track_stop(struct disk_live *l)
+{
+    pthread_mutex_lock(&l->lock);
+    free(l->dirty);
+    free(l->sum);
+    l->dirty = l->sum = NULL;
+    l->ndirty = 0;
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* A long range (a commit marking what lies above its base) in pieces,
+ * the lock let go between them: a guest request's leave waits for one
+ * piece at most. */
+void disk_live_mark(struct disk_live *l, uint64_t off, uint64_t len)
+{
+    const uint64_t piece = 65536ULL * (64u << 10);
+
+    while (len) {
+        uint64_t n = len < piece ? len : piece;
+
+        pthread_mutex_lock(&l->lock);
+        mark_locked(l, off, n);
+        pthread_mutex_unlock(&l->lock);
+        off += n;
+        len -= n;
+    }
+}
+
+bool disk_live_take_dirty(struct disk_live *l, uint64_t *pos)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&l->lock);
+    if (l->dirty && l->ndirty) {
+        uint64_t u = next_dirty(l, *pos / l->gran % l->units);
+
+        if (u == l->units) /* round again from the start */
+            u = next_dirty(l, 0);
+        if (u < l->units) {
+            l->dirty[u / 64] &= ~(1ULL << (u % 64));
+            if (!l->dirty[u / 64])
+                l->sum[u / 4096] &= ~(1ULL << (u / 64 % 64));
+            l->ndirty--;
+            *pos = u * l->gran;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    return found;
+}
+
+uint64_t disk_live_dirty_count(struct disk_live *l)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&l->lock);
+    n = l->dirty ? l->ndirty : 0;
+    pthread_mutex_unlock(&l->lock);
     return n;
 }
 

@@ -34,6 +34,7 @@ struct disk_opts {
      * query-blockstats, vmm/qmp.c); NULL: not counted.  Set by the
      * machine, owned by it, outlives the drive. */
     struct disk_stats *stats;
+    int arg;               /* its place among the --disk options, -1: none */
 };
 
 /* FILE[,format=F][,if=virtio|ide][,index=N][,media=disk|cdrom][,readonly]
@@ -61,6 +62,58 @@ int disk_opened_list(struct disk_opened *out, int max);
 /* bs is about to be closed before the machine ends (a CD's medium the
  * monitor changed): it leaves that list. */
 void disk_forget(BlockDriverState *bs);
+
+/* ---- A disk's live image (the monitor's live snapshot and commit) ----
+ *
+ * A disk model does its block-layer requests on the image that
+ * disk_live_enter() gives and says disk_live_leave() when the request is
+ * done.  The monitor (vmm) quiesces a disk with disk_live_hold(): it
+ * waits until no request is between enter and leave, and from then on
+ * enter waits, so that no request is lost or reordered while the image
+ * changes under the disk (disk_live_set_bs()); disk_live_release() lets
+ * the waiting requests go on, on the new image.  A request that is split
+ * in pieces (virtio-blk's VBLK_PIECE, IDE's DMA_IOV) enters once per
+ * piece: its pieces before the switch land in the old image, those after
+ * in the new one, which reads the old as its backing file, so the guest
+ * sees one disk throughout.
+ *
+ * Enter may wait (for the length of a hold); a model calls it where it
+ * may block on I/O anyway (its I/O thread, or a vCPU in a PIO access).
+ * Holds are taken by one thread at a time per disk (others wait).
+ *
+ * Write tracking (an active commit's mirror): between
+ * disk_live_track_start() and _stop(), every write a model reports at
+ * leave marks its range dirty (at leave, after the data is in the image,
+ * so a copier that takes a range clean and then reads it either sees
+ * the write or finds the range dirty again). */
+struct disk_live;
+
+/* The live image of the disk that disk_open(o) opened (o->arg), NULL if
+ * none.  Valid until the process ends. */
+struct disk_live *disk_live_get(int arg);
+struct disk_live *disk_live_of(BlockDriverState *bs); /* by its first image */
+BlockDriverState *disk_live_enter(struct disk_live *l);
+void disk_live_leave(struct disk_live *l, uint64_t off, uint64_t len,
+                     bool write);
+/* The image, for a model's setup and teardown, or the holder. */
+BlockDriverState *disk_live_bs(struct disk_live *l);
+/* Teardown (the model's threads stopped): closes the image's chain. */
+void disk_live_close(struct disk_live *l);
+void disk_live_hold(struct disk_live *l);
+void disk_live_release(struct disk_live *l);
+/* Held: the image the disk serves from now on. */
+void disk_live_set_bs(struct disk_live *l, BlockDriverState *bs);
+/* Tracking in units of gran bytes (a power of two), all clean at first;
+ * -ENOMEM, -EBUSY if already on. */
+int disk_live_track_start(struct disk_live *l, uint64_t gran);
+void disk_live_track_stop(struct disk_live *l);
+/* the disk's size: its first image's, what the model shows the guest */
+uint64_t disk_live_size(struct disk_live *l);
+void disk_live_mark(struct disk_live *l, uint64_t off, uint64_t len);
+/* The first dirty unit at or after *pos (wrapping around), made clean:
+ * true and *pos its offset, false when none is dirty. */
+bool disk_live_take_dirty(struct disk_live *l, uint64_t *pos);
+uint64_t disk_live_dirty_count(struct disk_live *l); /* in units */
 
 /* The spec of a --cdrom FILE: FILE with its commas doubled, as an IDE
  * cdrom.  malloc'd; NULL on ENOMEM. */

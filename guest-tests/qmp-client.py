@@ -24,6 +24,16 @@ TAP script compares them with what they must be.
   qmp-client.py blockstats SOCKET SERIAL  query-blockstats once the test
                                         guest (ct.virtio=1) printed what
                                         its requests must count
+  qmp-client.py snapcommit SOCKET SERIAL BASE OVERLAY DUMP
+                                        blockdev-snapshot-sync, then
+                                        block-commit, under ct.vpat writes
+  qmp-client.py idesnap SOCKET SERIAL OVERLAY   the same on IDE
+  qmp-client.py limits SOCKET OVERLAYS   overlays and kept jobs, to the caps
+  qmp-client.py jobevents SOCKET OVERLAY  three commits' events, in order
+  qmp-client.py errors SOCKET OVERLAY BASE OTHER DIR
+                                        bad block commands' answers
+  qmp-client.py snapstress SOCKET SERIAL BASE OVERLAYS N
+                                        N snapshot + commit cycles
 
 SERIAL is the file calf writes the guest's console to; the test guest
 runs with ct.tick=1 and prints "calf-test: tick N" about ten times a
@@ -512,6 +522,505 @@ async def ioerror(sock, ser, nevents):
     st = [e for e in await qmp.execute("query-blockstats")
           if e["device"] == "virtio0"][0]["stats"]
     say("failed", f'{st["failed_rd_operations"]} {st["failed_wr_operations"]}')
+VPAT = re.compile(rb"calf-test: vpat pass (\d+)")
+
+
+def passes(path):
+    """the last pass the guest's ct.vpat finished"""
+    got = VPAT.findall(serial(path))
+    return int(got[-1]) if got else 0
+
+
+async def until_event(qmp, seen, name, seconds=120):
+    """job events (appended to seen) up to and with name"""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            ev = await asyncio.wait_for(qmp.events.get(),
+                                        end - time.monotonic())
+        except asyncio.TimeoutError:
+            return False
+        d = ev.get("data", {})
+        if ev["event"] == "JOB_STATUS_CHANGE":
+            seen.append(d["status"])
+            if d["status"] == name:
+                return True
+        elif ev["event"].startswith("BLOCK_JOB"):
+            seen.append(ev["event"])
+            if ev["event"] == name:
+                return True
+    return False
+
+
+async def snapcommit(sock, ser, base, overlay, base_dump):
+    """blockdev-snapshot-sync of virtio0 while the guest writes its
+    pattern (ct.vpat), the base read (shared) while the overlay takes the
+    writes, then block-commit of the overlay back down, its job driven
+    through READY and job-complete; calf started --paused."""
+    qmp = QMPClient("calf-snap")
+    await qmp.connect(sock)
+    await qmp.execute("cont")
+    say("writing", await wait_for(lambda: passes(ser) >= 2, 120))
+    await qmp.execute("blockdev-snapshot-sync",
+                      {"device": "virtio0", "snapshot-file": overlay,
+                       "format": "qcow2"})
+    at = passes(ser)
+    blk = (await qmp.execute("query-block"))[0]["inserted"]
+    say("block-after-snapshot", f"{blk['file']}:{blk['drv']}")
+    # nobody writes the old image any more: a shared read of it now is
+    # what it holds at the end of the run, before the commit
+    proc = await asyncio.create_subprocess_exec(
+        "qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", base,
+        base_dump)
+    say("base-dump", await proc.wait())
+    say("written-after", await wait_for(lambda: passes(ser) >= at + 2, 120))
+    # a snapshot while the commit runs is refused
+    await qmp.execute("block-commit", {"device": "virtio0",
+                                       "job-id": "c1"})
+    try:
+        await qmp.execute("blockdev-snapshot-sync",
+                          {"device": "virtio0",
+                           "snapshot-file": overlay + ".2"})
+        say("busy", "accepted")
+    except ExecuteError as e:
+        say("busy", str(e))
+    seen = []
+    say("ready", await until_event(qmp, seen, "BLOCK_JOB_READY"))
+    jobs = await qmp.execute("query-jobs")
+    say("query-jobs", ",".join(f"{j['id']}:{j['type']}:{j['status']}"
+                               for j in jobs))
+    bj = await qmp.execute("query-block-jobs")
+    say("query-block-jobs", ",".join(
+        f"{j['device']}:{j['ready']}:{0 < j['offset'] <= j['len']}"
+        for j in bj))
+    # the guest goes on writing into the overlay, mirrored to the base
+    at = passes(ser)
+    await wait_for(lambda: passes(ser) >= at + 1, 120)
+    await qmp.execute("job-complete", {"id": "c1"})
+    await until_event(qmp, seen, "null")
+    say("events", ",".join(seen))
+    say("jobs-after", len(await qmp.execute("query-jobs")))
+    blk = (await qmp.execute("query-block"))[0]["inserted"]
+    say("block-after-commit", f"{blk['file']}:{blk['drv']}")
+    at = passes(ser)
+    say("written-after-commit",
+        await wait_for(lambda: passes(ser) >= at + 2, 120))
+    await qmp.execute("stop")
+    say("bad", serial(ser).count(b"vpat: bad"))
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def idesnap(sock, ser, overlay):
+    """blockdev-snapshot-sync of the IDE disk ide0-hd0 before the guest
+    runs (calf --paused), a block-commit of it at once; the guest's IDE
+    checks (ct.ide=1, PIO and DMA) run over the overlay while the job
+    mirrors them; job-complete once they passed (ct.hang=1 keeps the
+    guest there)."""
+    qmp = QMPClient("calf-idesnap")
+    await qmp.connect(sock)
+    await qmp.execute("blockdev-snapshot-sync",
+                      {"device": "ide0-hd0", "snapshot-file": overlay})
+    blk = [b for b in await qmp.execute("query-block")
+           if b["device"] == "ide0-hd0"][0]["inserted"]
+    say("block-after-snapshot", blk["file"])
+    await qmp.execute("block-commit", {"device": "ide0-hd0",
+                                       "auto-dismiss": False,
+                                       "auto-finalize": False})
+    seen = []
+    await until_event(qmp, seen, "BLOCK_JOB_READY")
+    await qmp.execute("cont")
+    say("ide-ok", await wait_for(lambda: b"calf-test: ide: ok" in
+                                 serial(ser), 120))
+    await qmp.execute("block-job-complete", {"device": "ide0-hd0"})
+    await until_event(qmp, seen, "BLOCK_JOB_PENDING")
+    jobs = await qmp.execute("query-jobs")
+    say("pending", ",".join(f"{j['id']}:{j['status']}" for j in jobs))
+    await qmp.execute("job-finalize", {"id": "ide0-hd0"})
+    await until_event(qmp, seen, "concluded")
+    jobs = await qmp.execute("query-jobs")
+    say("concluded", ",".join(f"{j['id']}:{j['status']}" for j in jobs))
+    await qmp.execute("job-dismiss", {"id": "ide0-hd0"})
+    await until_event(qmp, seen, "null")
+    say("events", ",".join(seen))
+    blk = [b for b in await qmp.execute("query-block")
+           if b["device"] == "ide0-hd0"][0]["inserted"]
+    say("block-after-commit", blk["file"])
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def snapstress(sock, ser, base, overlays, cycles, dev="virtio0"):
+    """cycles of blockdev-snapshot-sync and block-commit under the
+    guest's writes, checked against a model of the disk's chain: active
+    commits (job-complete, block-job-complete), commits of an image below
+    the active layer (top-node), soft cancels (block-job-cancel after
+    READY: the overlay stays) and forced ones (job-cancel); each job's
+    events against QEMU's order, query-block's file against the model;
+    at the end everything committed into base."""
+    qmp = QMPClient("calf-snapstress")
+    await qmp.connect(sock)
+    await qmp.execute("cont")
+    await wait_for(lambda: passes(ser) >= 1, 120)
+    done = ["waiting", "pending", "BLOCK_JOB_COMPLETED", "concluded", "null"]
+    want_active = ["created", "running", "ready", "BLOCK_JOB_READY"] + done
+    want_below = ["created", "running"] + done
+    want_manual = ["created", "running", "ready", "BLOCK_JOB_READY",
+                   "waiting", "pending", "BLOCK_JOB_PENDING",
+                   "BLOCK_JOB_COMPLETED", "concluded", "null"]
+    want_forced = ["created", "running", "ready", "BLOCK_JOB_READY",
+                   "aborting", "BLOCK_JOB_CANCELLED", "concluded", "null"]
+    chain = [base]
+    node = {}
+    bad_events = bad_file = 0
+    made = 0
+    manual_jobs = pending_copied = pending_left = 0
+
+    async def check_file(what):
+        nonlocal bad_file
+        f = (await qmp.execute("query-block"))[0]["inserted"]["file"]
+        if f != chain[-1]:
+            bad_file += 1
+            print(f"# {what}: file {f}, model {chain[-1]}")
+
+    async def snapshot():
+        nonlocal made
+        ov = f"{overlays}.{made}"
+        node[ov] = f"ov{made}"
+        made += 1
+        await qmp.execute("blockdev-snapshot-sync",
+                          {"device": dev, "snapshot-file": ov,
+                           "snapshot-node-name": node[ov]})
+        chain.append(ov)
+        await check_file("snapshot")
+
+    async def progress(job_id):
+        for j in await qmp.execute("query-jobs"):
+            if j["id"] == job_id:
+                return (j["current-progress"], j["total-progress"])
+        return (0, 0)
+
+    async def job(i, args, want, finish):
+        nonlocal bad_events, manual_jobs
+        manual = "BLOCK_JOB_PENDING" in want
+        manual_jobs += manual
+        await qmp.execute("block-commit", {**args, "job-id": f"j{i}",
+                                           "auto-finalize": not manual})
+        seen = []
+        if "ready" in want:
+            await until_event(qmp, seen, "BLOCK_JOB_READY")
+            if i % 4 == 2:
+                await asyncio.sleep(0.05)
+            await finish()
+        if manual:  # the guest writes on before job-finalize
+            await until_event(qmp, seen, "BLOCK_JOB_PENDING")
+            p0 = await progress(f"j{i}")
+            at = passes(ser)
+            await wait_for(lambda: passes(ser) > at, 60)
+            # the copy goes on while pending: what the guest wrote since
+            # is in the base before job-finalize holds the disk
+            end = time.monotonic() + 10
+            while (p1 := await progress(f"j{i}"))[0] <= p0[0] and \
+                    time.monotonic() < end:
+                await asyncio.sleep(0.05)
+            nonlocal pending_copied, pending_left
+            pending_copied += p1[0] > p0[0]
+            pending_left = max(pending_left, p1[1] - p1[0])
+            await qmp.execute("job-finalize", {"id": f"j{i}"})
+        await until_event(qmp, seen, "null")
+        if seen != want:
+            bad_events += 1
+            print(f"# cycle {i}: events {seen}")
+
+    for i in range(cycles):
+        await snapshot()
+        if i % 3 == 1:  # let a pass land in the overlay
+            at = passes(ser)
+            await wait_for(lambda: passes(ser) > at, 60)
+        kind = i % 6
+        if kind == 4 and len(chain) >= 3:
+            # the image under the active one, into the bottom
+            below = chain[-2]
+            await job(i, {"device": dev, "top-node": node[below]},
+                      want_below, None)
+            chain[1:-1] = []
+        elif kind == 3:
+            await job(i, {"device": dev}, want_active,
+                      lambda: qmp.execute("block-job-cancel",
+                                          {"device": f"j{i}"}))
+        elif kind == 5:
+            await job(i, {"device": dev}, want_forced,
+                      lambda: qmp.execute("job-cancel", {"id": f"j{i}"}))
+        else:
+            args = {"device": dev}
+            if i % 2:
+                args["top-node"] = node[chain[-1]]
+            await job(i, args, want_manual if kind == 0 else want_active,
+                      (lambda: qmp.execute("block-job-complete",
+                                           {"device": f"j{i}"})) if i % 2
+                      else (lambda: qmp.execute("job-complete",
+                                                {"id": f"j{i}"})))
+            chain[1:] = []
+        await check_file(f"cycle {i}")
+    if len(chain) > 1:
+        await job(cycles, {"device": dev}, want_active,
+                  lambda: qmp.execute("job-complete", {"id": f"j{cycles}"}))
+        chain[1:] = []
+        await check_file("last commit")
+    say("cycles", cycles)
+    say("overlays", made)
+    say("bad-events", bad_events)
+    say("bad-file", bad_file)
+    say("manual", manual_jobs)
+    say("pending-copied", pending_copied)
+    say("pending-left", pending_left)
+    at = passes(ser)
+    say("writing-after", await wait_for(lambda: passes(ser) > at, 120))
+    await qmp.execute("stop")
+    say("passes", passes(ser))
+    say("bad", serial(ser).count(b"vpat: bad"))
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def errors(sock, overlay, base, other, tmpdir):
+    """the answers to bad block commands, one line each ("ok" or CLASS:
+    DESC), for comparison with QEMU's on the same machine state: a
+    virtio0 disk without backing file, then with one overlay"""
+    qmp = QMPClient("calf-errors")
+    await qmp.connect(sock)
+    cmds = [
+        ("blockdev-snapshot-sync", {"device": "nosuch", "snapshot-file": "x"}),
+        ("blockdev-snapshot-sync", {"node-name": "nosuch",
+                                    "snapshot-file": "x"}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": "x", "mode": "bogus"}),
+        ("blockdev-snapshot-sync", {"device": "virtio0"}),
+        ("blockdev-snapshot-sync", {"device": "virtio0", "snapshot-file": 7}),
+        ("block-commit", {"device": "nosuch"}),
+        ("block-commit", {"device": "virtio0"}),
+        ("block-commit", {}),
+        ("job-dismiss", {"id": "nosuch"}),
+        ("job-complete", {"id": "nosuch"}),
+        ("job-cancel", {"id": "nosuch"}),
+        ("job-finalize", {"id": "nosuch"}),
+        ("block-job-cancel", {"device": "nosuch"}),
+        ("block-job-complete", {"device": "nosuch"}),
+        ("block-job-dismiss", {"id": "nosuch"}),
+        ("block-job-finalize", {"id": "nosuch"}),
+        ("query-jobs", {}),
+        ("query-block-jobs", {}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": base}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": other}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": "/nonexistent/x.qcow2"}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": tmpdir}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": overlay,
+                                    "snapshot-node-name": "snap0"}),
+        ("blockdev-snapshot-sync", {"device": "virtio0",
+                                    "snapshot-file": overlay + ".2",
+                                    "snapshot-node-name": "snap0"}),
+        ("block-commit", {"device": "virtio0", "job-id": "1bad"}),
+        ("block-commit", {"device": "virtio0", "top": "nosuch.qcow2"}),
+        ("block-commit", {"device": "virtio0", "base": "nosuch.qcow2"}),
+        ("block-commit", {"device": "virtio0", "top": "a", "top-node": "b"}),
+        ("block-commit", {"device": "virtio0", "base": "a",
+                          "base-node": "b"}),
+        ("block-commit", {"device": "virtio0", "top-node": "nosuch"}),
+        ("block-commit", {"device": "virtio0", "top-node": "snap0",
+                          "base-node": "snap0"}),
+        ("block-commit", {"device": "virtio0", "backing-file": "x"}),
+        ("block-commit", {"device": "virtio0", "speed": -1}),
+        ("block-commit", {"device": "virtio0", "bogus": 1}),
+    ]
+    for name, args in cmds:
+        try:
+            await qmp.execute(name, args)
+            print("ok")
+        except ExecuteError as e:
+            print(f"{e.error_class}: {e.error.error.desc}")
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def jobevents(sock, overlay):
+    """the job events, in order, of three commits of an idle disk: one
+    completed, one soft-cancelled after READY with auto-finalize and
+    auto-dismiss off (query-jobs between), one forced off; one line each,
+    for comparison with QEMU's"""
+    qmp = QMPClient("calf-jobevents")
+    await qmp.connect(sock)
+
+    def show(seen):
+        print(" ".join(seen))
+
+    async def status():
+        return ",".join(f"{j['id']}:{j['status']}"
+                        for j in await qmp.execute("query-jobs"))
+
+    seen = []
+    await qmp.execute("blockdev-snapshot-sync",
+                      {"device": "virtio0", "snapshot-file": overlay + ".1"})
+    await qmp.execute("block-commit", {"device": "virtio0", "job-id": "a"})
+    await until_event(qmp, seen, "BLOCK_JOB_READY")
+    await qmp.execute("job-complete", {"id": "a"})
+    await until_event(qmp, seen, "null")
+    show(seen)
+    seen = []
+    await qmp.execute("blockdev-snapshot-sync",
+                      {"device": "virtio0", "snapshot-file": overlay + ".2"})
+    await qmp.execute("block-commit", {"device": "virtio0", "job-id": "b",
+                                       "auto-finalize": False,
+                                       "auto-dismiss": False})
+    await until_event(qmp, seen, "BLOCK_JOB_READY")
+    await qmp.execute("block-job-cancel", {"device": "b"})
+    await until_event(qmp, seen, "BLOCK_JOB_PENDING")
+    seen.append(await status())
+    await qmp.execute("block-job-finalize", {"id": "b"})
+    await until_event(qmp, seen, "concluded")
+    seen.append(await status())
+    await qmp.execute("block-job-dismiss", {"id": "b"})
+    await until_event(qmp, seen, "null")
+    show(seen)
+    seen = []
+    await qmp.execute("block-commit", {"device": "virtio0", "job-id": "c"})
+    await until_event(qmp, seen, "BLOCK_JOB_READY")
+    await qmp.execute("job-cancel", {"id": "c"})
+    await until_event(qmp, seen, "null")
+    show(seen)
+    print((await qmp.execute("query-block"))[0]["inserted"]["file"])
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def limits(sock, overlays):
+    """a client growing calf: overlays until refused, one commit of the
+    whole chain; then commits kept concluded (auto-dismiss=false) until
+    refused, all dismissed"""
+    qmp = QMPClient("calf-limits")
+    await qmp.connect(sock)
+    made = refused = 0
+    for i in range(70):
+        try:
+            await qmp.execute("blockdev-snapshot-sync",
+                              {"device": "virtio0",
+                               "snapshot-file": f"{overlays}.{i}"})
+            made += 1
+        except ExecuteError as e:
+            refused += 1
+            last = e.error.error.desc
+    say("overlays", made)
+    say("refused", f"{refused}:{last}")
+    seen = []
+    await qmp.execute("block-commit", {"device": "virtio0"})
+    await until_event(qmp, seen, "BLOCK_JOB_READY")
+    await qmp.execute("job-complete", {"id": "virtio0"})
+    say("deep-commit", await until_event(qmp, seen, "null"))
+    kept = 0
+    for i in range(70):
+        try:
+            await qmp.execute("blockdev-snapshot-sync",
+                              {"device": "virtio0",
+                               "snapshot-file": f"{overlays}.k{i}"})
+            await qmp.execute("block-commit", {"device": "virtio0",
+                                               "job-id": f"k{i}",
+                                               "auto-dismiss": False})
+        except ExecuteError as e:
+            last = e.error.error.desc
+            break
+        seen = []
+        await until_event(qmp, seen, "BLOCK_JOB_READY")
+        await qmp.execute("job-complete", {"id": f"k{i}"})
+        await until_event(qmp, seen, "concluded")
+        kept += 1
+    say("kept", f"{kept}:{last}")
+    for j in await qmp.execute("query-jobs"):
+        await qmp.execute("job-dismiss", {"id": j["id"]})
+    say("after-dismiss", len(await qmp.execute("query-jobs")))
+    seen = []  # the last overlay (its commit was refused), committed now
+    await qmp.execute("block-commit", {"device": "virtio0"})
+    await until_event(qmp, seen, "BLOCK_JOB_READY")
+    await qmp.execute("job-complete", {"id": "virtio0"})
+    await until_event(qmp, seen, "null")
+    blk = (await qmp.execute("query-block"))[0]["inserted"]["file"]
+    say("file", blk)
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def below(sock, subdir, backing_file):
+    """a commit of the image below the active one (SUBDIR/o1 under
+    SUBDIR/o2), with backing-file when given: its final progress and the
+    events' order; auto-dismiss off to read query-jobs once concluded"""
+    qmp = QMPClient("calf-below")
+    await qmp.connect(sock)
+    for name in ("o1", "o2"):
+        await qmp.execute("blockdev-snapshot-sync",
+                          {"device": "virtio0",
+                           "snapshot-file": f"{subdir}/{name}.qcow2"})
+    args = {"device": "virtio0", "job-id": "below", "auto-dismiss": False,
+            "top": f"{subdir}/o1.qcow2"}
+    if backing_file:
+        args["backing-file"] = backing_file
+    await qmp.execute("block-commit", args)
+    seen = []
+    await until_event(qmp, seen, "concluded")
+    j = (await qmp.execute("query-jobs"))[0]
+    say("progress", f"{j['current-progress']}/{j['total-progress']}")
+    say("events", ",".join(seen))
+    await qmp.execute("job-dismiss", {"id": "below"})
+    say("file", (await qmp.execute("query-block"))[0]["inserted"]["file"])
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def bigger(sock, overlay):
+    """a mode=existing overlay larger than the disk, committed (active):
+    the job's events, its error if any, the disk's file after"""
+    qmp = QMPClient("calf-bigger")
+    await qmp.connect(sock)
+    await qmp.execute("blockdev-snapshot-sync",
+                      {"device": "virtio0", "snapshot-file": overlay,
+                       "mode": "existing"})
+    seen = []
+    await qmp.execute("block-commit", {"device": "virtio0"})
+    await until_event(qmp, seen, "BLOCK_JOB_READY", 30)
+    if "BLOCK_JOB_READY" in seen:
+        await qmp.execute("job-complete", {"id": "virtio0"})
+    await until_event(qmp, seen, "null", 30)
+    say("events", ",".join(seen))
+    say("file", (await qmp.execute("query-block"))[0]["inserted"]["file"])
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
+async def bigidle(sock, pid, overlay):
+    """an active commit READY on a large sparse disk, the guest idle:
+    the CPU time calf spends in 3 s (in ticks of /proc), then the
+    commit completes"""
+    qmp = QMPClient("calf-bigidle")
+    await qmp.connect(sock)
+
+    def cpu():
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read().rsplit(")", 1)[1].split()
+        return int(st[11]) + int(st[12])
+
+    seen = []
+    await qmp.execute("blockdev-snapshot-sync",
+                      {"device": "virtio0", "snapshot-file": overlay})
+    await qmp.execute("block-commit", {"device": "virtio0"})
+    await until_event(qmp, seen, "BLOCK_JOB_READY", 60)
+    c0 = cpu()
+    await asyncio.sleep(3)
+    say("ready-ticks", cpu() - c0)
+    await qmp.execute("job-complete", {"id": "virtio0"})
+    await until_event(qmp, seen, "null", 60)
+    say("events", ",".join(seen))
     await qmp.execute("quit")
     await hang_up(qmp)
 
@@ -519,7 +1028,26 @@ async def ioerror(sock, ser, nevents):
 def main():
     mode, sock = sys.argv[1:3]
     ser = sys.argv[3] if len(sys.argv) > 3 else None
-    if mode == "churn":
+    if mode == "jobevents":
+        asyncio.run(jobevents(sock, ser))
+    elif mode == "limits":
+        asyncio.run(limits(sock, ser))
+    elif mode == "below":
+        asyncio.run(below(sock, ser, sys.argv[4]))
+    elif mode == "bigger":
+        asyncio.run(bigger(sock, ser))
+    elif mode == "bigidle":
+        asyncio.run(bigidle(sock, sys.argv[3], sys.argv[4]))
+    elif mode == "errors":
+        asyncio.run(errors(sock, *sys.argv[3:7]))
+    elif mode == "snapcommit":
+        asyncio.run(snapcommit(sock, ser, *sys.argv[4:7]))
+    elif mode == "idesnap":
+        asyncio.run(idesnap(sock, ser, sys.argv[4]))
+    elif mode == "snapstress":
+        asyncio.run(snapstress(sock, ser, sys.argv[4], sys.argv[5],
+                               int(sys.argv[6]), *sys.argv[7:8]))
+    elif mode == "churn":
         asyncio.run(churn(sock, ser))
     elif mode == "media":
         asyncio.run(media(sock, ser, sys.argv[4], sys.argv[5]))

@@ -190,6 +190,7 @@ static int disks_add(struct machine_build *b)
         ret = disk_parse(b->mc->disks[i], &o);
         if (ret)
             break;
+        o.arg = i; /* vm->disks[i]: the monitor finds its live image so */
         if (disk_record(b, &o)) {
             disk_opts_free(&o);
             ret = -ENOMEM;

@@ -598,6 +598,7 @@ static int run_vm(struct vm *vm, const struct run_opts *o,
         vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);
     main_loop(vm, o, in_fd, scr);
     stop_vcpus(vm);
+    qmp_end_jobs(run_qmp); /* before --savevm writes the disks */
     vm_coalesced_drain(vm);
     console_flush(vm->console);
     if (vm->stop_reason == BUS_STOP_TIMEOUT)

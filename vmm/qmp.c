@@ -33,6 +33,7 @@
 #include "vmm/display.h"
 #include "vmm/hmp.h"
 #include "vmm/qmp-drive.h"
+#include "vmm/qmp-block.h"
 #include "vmm/qmp-json.h"
 
 #define QMP_READ_CHUNK 4096
@@ -83,6 +84,7 @@ struct qmp {
     bool shutdown_sent;
     struct key_ev keyq[QMP_KEYQ_MAX];
     unsigned keyq_head, keyq_len;
+    struct qmp_block *blk;     /* live snapshots, commit jobs */
 };
 
 struct qmp_error {
@@ -1146,6 +1148,71 @@ static struct json *cmd_hmp(struct qmp_ctx *x)
     return r;
 }
 
+/* ---- live block operations and jobs (vmm/qmp-block.c) ---- */
+
+static void block_event(void *opaque, const char *name, struct json *data)
+{
+    qmp_event(opaque, name, data);
+}
+
+static struct json *block_call(struct qmp_ctx *x, const char *name)
+{
+    const char *cls = NULL;
+    char desc[sizeof(x->err->desc)];
+    struct json *r;
+
+    if (!x->q->blk) { /* the run is ending */
+        set_error(x->err, "GenericError", "The VM is shutting down");
+        return NULL;
+    }
+    r = qmp_block_cmd(x->q->blk, name, x->args, &cls, desc, sizeof(desc));
+
+    if (cls)
+        set_error(x->err, cls, "%s", desc);
+    return r;
+}
+
+#define BLOCK_CMD(fn, name) \
+    static struct json *fn(struct qmp_ctx *x) { return block_call(x, name); }
+BLOCK_CMD(cmd_snapshot_sync, "blockdev-snapshot-sync")
+BLOCK_CMD(cmd_block_commit, "block-commit")
+BLOCK_CMD(cmd_query_jobs, "query-jobs")
+BLOCK_CMD(cmd_query_block_jobs, "query-block-jobs")
+BLOCK_CMD(cmd_job_cancel, "job-cancel")
+BLOCK_CMD(cmd_job_complete, "job-complete")
+BLOCK_CMD(cmd_job_finalize, "job-finalize")
+BLOCK_CMD(cmd_job_dismiss, "job-dismiss")
+BLOCK_CMD(cmd_bjob_cancel, "block-job-cancel")
+BLOCK_CMD(cmd_bjob_complete, "block-job-complete")
+BLOCK_CMD(cmd_bjob_finalize, "block-job-finalize")
+BLOCK_CMD(cmd_bjob_dismiss, "block-job-dismiss")
+
+static const struct arg_spec snapshot_sync_args[] = {
+    { "device", ARG_STR, true }, { "node-name", ARG_STR, true },
+    { "snapshot-file", ARG_STR, false },
+    { "snapshot-node-name", ARG_STR, true }, { "format", ARG_STR, true },
+    { "mode", ARG_STR, true }, { NULL, 0, false },
+};
+static const struct arg_spec block_commit_args[] = {
+    { "job-id", ARG_STR, true }, { "device", ARG_STR, false },
+    { "base-node", ARG_STR, true }, { "base", ARG_STR, true },
+    { "top-node", ARG_STR, true }, { "top", ARG_STR, true },
+    { "backing-file", ARG_STR, true }, { "speed", ARG_INT, true },
+    { "on-error", ARG_STR, true }, { "filter-node-name", ARG_STR, true },
+    { "auto-finalize", ARG_BOOL, true }, { "auto-dismiss", ARG_BOOL, true },
+    { NULL, 0, false },
+};
+static const struct arg_spec job_id_args[] = {
+    { "id", ARG_STR, false }, { NULL, 0, false },
+};
+static const struct arg_spec bjob_device_args[] = {
+    { "device", ARG_STR, false }, { NULL, 0, false },
+};
+static const struct arg_spec bjob_cancel_args[] = {
+    { "device", ARG_STR, false }, { "force", ARG_BOOL, true },
+    { NULL, 0, false },
+};
+
 static const struct arg_spec caps_args[] = {
     { "enable", ARG_ARRAY, true }, { NULL, 0, false },
 };
@@ -1201,6 +1268,18 @@ static const struct qmp_cmd qmp_cmds[] = {
     { "send-key", cmd_send_key, send_key_args },
     { "quit", cmd_quit, NULL },
     { "human-monitor-command", cmd_hmp, hmp_args },
+    { "blockdev-snapshot-sync", cmd_snapshot_sync, snapshot_sync_args },
+    { "block-commit", cmd_block_commit, block_commit_args },
+    { "query-jobs", cmd_query_jobs, NULL },
+    { "query-block-jobs", cmd_query_block_jobs, NULL },
+    { "job-cancel", cmd_job_cancel, job_id_args },
+    { "job-complete", cmd_job_complete, job_id_args },
+    { "job-finalize", cmd_job_finalize, job_id_args },
+    { "job-dismiss", cmd_job_dismiss, job_id_args },
+    { "block-job-cancel", cmd_bjob_cancel, bjob_cancel_args },
+    { "block-job-complete", cmd_bjob_complete, bjob_device_args },
+    { "block-job-finalize", cmd_bjob_finalize, job_id_args },
+    { "block-job-dismiss", cmd_bjob_dismiss, job_id_args },
     { NULL, NULL, NULL },
 };
 
@@ -1443,6 +1522,7 @@ void qmp_dispatch(struct qmp *q, const struct pollfd *pfd, int n)
     if (q) {
         keyq_pump(q);
         block_events_pump(q);
+        qmp_block_poll(q->blk);
     }
     /* answers and events of this round (they may be for any client),
      * then the clients that went away */
@@ -1629,6 +1709,9 @@ struct qmp *qmp_open(struct vm *vm, const struct qmp_host *host,
     q->vm = vm;
     q->host = host;
     q->name = name;
+    q->blk = qmp_block_new(vm, block_event, q);
+    if (!q->blk)
+        goto fail;
     for (int i = 0; i < nspecs && i < QMP_MAX_SOCKETS; i++) {
         struct qmp_socket *s = &q->socks[q->nsocks];
         struct spec sp;
@@ -1653,12 +1736,21 @@ fail:
     return NULL;
 }
 
+void qmp_end_jobs(struct qmp *q)
+{
+    if (!q)
+        return;
+    qmp_block_free(q->blk);
+    q->blk = NULL;
+}
+
 void qmp_close(struct qmp *q)
 {
     uint64_t end = vm_now_ns() + QMP_FLUSH_MS * 1000000ULL;
 
     if (!q)
         return;
+    qmp_end_jobs(q); /* their events go out too */
     /* the last answers and events (SHUTDOWN) reach clients that read */
     for (;;) {
         struct pollfd pfd[QMP_MAX_SOCKETS];

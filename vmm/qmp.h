@@ -28,6 +28,10 @@ int qmp_check_spec(const char *spec);
 /* Opens every listener; NULL with a message when one cannot be. */
 struct qmp *qmp_open(struct vm *vm, const struct qmp_host *host,
                      const char *const *specs, int nspecs, const char *name);
+/* The run ended (vCPUs stopped): block jobs are cancelled (their
+ * events queued), so that nothing but the caller touches the disks
+ * from here on (--savevm); qmp_close() does it too. */
+void qmp_end_jobs(struct qmp *q);
 /* Flushes what clients still have to read (at most a second), closes
  * everything, removes the unix sockets it made. */
 void qmp_close(struct qmp *q);

@@ -167,9 +167,19 @@ void ide_dma_drain(struct ide_channel *ch)
 static int dma_move(const struct ide_dma_req *r, struct iovec *iov, unsigned n,
                     uint64_t off)
 {
-    if (r->from_disk)
-        return r->to_mem ? blk_preadv(r->bs, off, iov, (int)n)
-                         : blk_pwritev(r->bs, off, iov, (int)n);
+    if (r->from_disk) {
+        /* a disk through its live image; a CD's medium as the request
+         * found it (a change of medium waits for or fails the request) */
+        BlockDriverState *bs = r->d->live ? ide_disk_enter(r->d) : r->bs;
+        uint64_t len = 0;
+        int ret = r->to_mem ? blk_preadv(bs, off, iov, (int)n)
+                            : blk_pwritev(bs, off, iov, (int)n);
+
+        for (unsigned i = 0; i < n; i++)
+            len += iov[i].iov_len;
+        ide_disk_leave(r->d, off, len, !r->to_mem);
+        return ret;
+    }
     for (unsigned i = 0; i < n; i++) {
         memcpy(iov[i].iov_base, r->d->buf + off, iov[i].iov_len);
         off += iov[i].iov_len;

@@ -63,7 +63,11 @@ struct ide_drive {
     struct ide_channel *ch;
     int unit;                 /* 0 master, 1 slave */
     bool present, atapi, readonly;
+    /* A CD's image (ATAPI); a disk's goes through live, which the
+     * monitor may switch (devices/disk.h): a disk's block-layer requests
+     * are between ide_disk_enter() and ide_disk_leave(). */
     BlockDriverState *bs;
+    struct disk_live *live;
     char *name;               /* the image, for messages */
     /* 512-byte sectors (ATA), 2048-byte blocks (ATAPI) */
     uint64_t sectors;
@@ -146,6 +150,18 @@ struct ide {
     struct bus *bus;
     struct ide_channel ch[2];
 };
+
+static inline BlockDriverState *ide_disk_enter(struct ide_drive *d)
+{
+    return d->live ? disk_live_enter(d->live) : d->bs;
+}
+
+static inline void ide_disk_leave(struct ide_drive *d, uint64_t off,
+                                  uint64_t len, bool write)
+{
+    if (d->live)
+        disk_live_leave(d->live, off, len, write);
+}
 
 static inline struct ide_drive *ide_selected(struct ide_channel *ch)
 {

@@ -132,10 +132,12 @@ static bool range_ok(struct ide_drive *d, uint64_t lba, uint64_t n)
 static void ata_read_block(struct ide_drive *d, bool irq)
 {
     unsigned n = d->left < d->block ? (unsigned)d->left : d->block;
+    uint64_t off = d->lba * BLK_SECTOR_SIZE;
     int64_t t0 = disk_acct_now();
-    int ret = blk_pread(d->bs, d->lba * BLK_SECTOR_SIZE, d->buf,
+    int ret = blk_pread(ide_disk_enter(d), off, d->buf,
                         (size_t)n * BLK_SECTOR_SIZE);
 
+    ide_disk_leave(d, off, (uint64_t)n * BLK_SECTOR_SIZE, false);
     /* As QEMU: each DRQ block is one request. */
     disk_acct_done(d->stats, DISK_ACCT_READ, (uint64_t)n * BLK_SECTOR_SIZE,
                    t0, ret < 0);
@@ -161,9 +163,11 @@ static void ata_write_next(struct ide_drive *d, bool irq)
 static void ata_write_block(struct ide_drive *d)
 {
     unsigned n = d->end / BLK_SECTOR_SIZE;
+    uint64_t off = d->lba * BLK_SECTOR_SIZE;
     int64_t t0 = disk_acct_now();
-    int ret = blk_pwrite(d->bs, d->lba * BLK_SECTOR_SIZE, d->buf, d->end);
+    int ret = blk_pwrite(ide_disk_enter(d), off, d->buf, d->end);
 
+    ide_disk_leave(d, off, d->end, true);
     disk_acct_done(d->stats, DISK_ACCT_WRITE, d->end, t0, ret < 0);
     if (ret < 0) {
         disk_io_error(d->stats, true, -ret);
@@ -288,8 +292,10 @@ static void ata_flush(struct ide_drive *d)
         return;
     }
     int64_t t0 = disk_acct_now();
-    int ret = d->readonly ? 0 : blk_flush(d->bs);
+    int ret = d->readonly ? 0 : blk_flush(ide_disk_enter(d));
 
+    if (!d->readonly)
+        ide_disk_leave(d, 0, 0, false);
     disk_acct_done(d->stats, DISK_ACCT_FLUSH, 0, t0, ret < 0);
     if (ret < 0) {
         disk_io_error(d->stats, true, -ret);
@@ -613,7 +619,9 @@ static void ide_bar_rw(void *opaque, int bar, uint64_t off, uint8_t *data,
 
 static void drive_close(struct ide_drive *d)
 {
-    if (d->bs)
+    if (d->live)
+        disk_live_close(d->live);
+    else if (d->bs)
         blk_close(d->bs);
     free(d->buf);
     free(d->name);
@@ -714,11 +722,21 @@ static int drive_open(struct ide_drive *d, const struct disk_opts *o, int slot)
         atomic_store(&d->stats->backing_depth, disk_backing_depth(d->bs));
     d->atapi = o->cdrom;
     d->readonly = o->readonly || d->bs->read_only;
+    if (!d->atapi) { /* a disk: its image goes through d->live only */
+        d->live = disk_live_of(d->bs);
+        if (!d->live) {
+            fprintf(stderr, "calf: --disk %s: too many disks\n", o->file);
+            return -EMFILE;
+        }
+        d->sectors = d->bs->size / BLK_SECTOR_SIZE;
+        d->bs = NULL;
+    }
     if (o->serial[0])
         snprintf(d->serial, sizeof(d->serial), "%s", o->serial);
     else
         snprintf(d->serial, sizeof(d->serial), "CALF%04d", slot);
-    d->sectors = d->bs->size / (d->atapi ? CD_BLOCK : BLK_SECTOR_SIZE);
+    if (d->atapi)
+        d->sectors = d->bs->size / CD_BLOCK;
     drive_geometry(d);
     drive_power_on(d);
     return 0;

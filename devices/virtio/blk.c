@@ -69,7 +69,11 @@ struct vblk_queue {
 
 struct vblk {
     struct virtio_pci *vp;
-    BlockDriverState *bs; /* thread-safe: the queues share it */
+    /* The image, thread-safe (the queues share it), through the live
+     * handle the monitor switches it with (devices/disk.h): every
+     * block-layer request is between disk_live_enter() and _leave(). */
+    struct disk_live *live;
+    uint64_t size;        /* bytes; a switch keeps it */
     bool readonly, unmap;
     char serial[VIRTIO_BLK_ID_BYTES];
     uint8_t config[VBLK_CONFIG_SIZE];
@@ -140,7 +144,7 @@ static size_t iov_copy(const struct iovec *iov, unsigned n, size_t skip,
 
 static bool vblk_range_ok(struct vblk *vb, uint64_t sector, uint64_t bytes)
 {
-    uint64_t size = vb->bs->size;
+    uint64_t size = vb->size;
 
     return sector <= size / BLK_SECTOR_SIZE &&
            bytes <= size - sector * BLK_SECTOR_SIZE;
@@ -202,10 +206,14 @@ static uint8_t vblk_rw(struct vblk_queue *vq, const struct virtio_blk_outhdr *h,
 
         if (vblk_dropping(vq))
             return VBLK_S_DROPPED;
+        BlockDriverState *bs;
+
         m = iov_slice(vq->data, k, done, piece, vq->piece);
         guest_mem_acquire(vq->piece, m); /* devices/guest-mem.h */
-        ret = write ? blk_pwritev(vb->bs, start + done, vq->piece, (int)m)
-                    : blk_preadv(vb->bs, start + done, vq->piece, (int)m);
+        bs = disk_live_enter(vb->live);
+        ret = write ? blk_pwritev(bs, start + done, vq->piece, (int)m)
+                    : blk_preadv(bs, start + done, vq->piece, (int)m);
+        disk_live_leave(vb->live, start + done, piece, write);
         guest_mem_release(vq->piece, m);
         if (ret < 0) {
             disk_acct_done(vb->stats, t, 0, t0, true);
@@ -261,13 +269,16 @@ static uint8_t vblk_seg(struct vblk_queue *vq, uint32_t type,
     for (uint64_t done = 0; done < len;) {
         uint64_t piece = vblk_piece_len(off + done, len - done,
                                         VBLK_ZERO_PIECE);
+        BlockDriverState *bs;
         int ret;
 
         if (vblk_dropping(vq))
             return VBLK_S_DROPPED;
+        bs = disk_live_enter(vb->live);
         ret = type == VIRTIO_BLK_T_DISCARD
-                  ? blk_discard(vb->bs, off + done, piece)
-                  : blk_pwrite_zeroes(vb->bs, off + done, piece, flags);
+                  ? blk_discard(bs, off + done, piece)
+                  : blk_pwrite_zeroes(bs, off + done, piece, flags);
+        disk_live_leave(vb->live, off + done, piece, true);
         if (ret < 0) {
             if (zero)
                 disk_acct_done(vb->stats, DISK_ACCT_WRITE, 0, t0, true);
@@ -310,8 +321,12 @@ static uint8_t vblk_segments(struct vblk_queue *vq, uint32_t type,
 static uint8_t vblk_flush(struct vblk *vb)
 {
     int64_t t0 = disk_acct_now();
-    int ret = vb->readonly ? 0 : blk_flush(vb->bs);
+    int ret = 0;
 
+    if (!vb->readonly) {
+        ret = blk_flush(disk_live_enter(vb->live));
+        disk_live_leave(vb->live, 0, 0, false);
+    }
     disk_acct_done(vb->stats, DISK_ACCT_FLUSH, 0, t0, ret < 0);
     if (ret < 0) {
         disk_io_error(vb->stats, true, -ret);
@@ -449,7 +464,8 @@ static void vblk_destroy(void *opaque)
     struct vblk *vb = opaque;
 
     vblk_stop(vb);
-    blk_close(vb->bs);
+    if (vb->live)
+        disk_live_close(vb->live);
     free(vb->name);
     free(vb);
 }
@@ -462,7 +478,7 @@ static const struct virtio_dev_ops vblk_ops = {
 
 static void vblk_fill_config(struct vblk *vb)
 {
-    uint64_t sectors = vb->bs->size / BLK_SECTOR_SIZE;
+    uint64_t sectors = vb->size / BLK_SECTOR_SIZE;
     uint8_t *c = vb->config;
 
     put_le64(c + VBLK_CFG(capacity), sectors);
@@ -514,23 +530,29 @@ int virtio_blk_add(struct pci *pci, int slot, const struct disk_opts *o,
                    unsigned nqueues)
 {
     struct vblk *vb = calloc(1, sizeof(*vb));
+    BlockDriverState *bs;
     int ret;
 
     if (!vb)
         return -ENOMEM;
     vb->name = strdup(o->file);
-    vb->bs = vb->name ? disk_open(o) : NULL;
-    if (!vb->bs) {
-        ret = vb->name ? -EIO : -ENOMEM;
+    bs = vb->name ? disk_open(o) : NULL;
+    vb->live = disk_live_of(bs);
+    if (!vb->live) {
+        ret = !vb->name ? -ENOMEM : bs ? -EMFILE : -EIO;
+        if (bs)
+            fprintf(stderr, "calf: --disk %s: too many disks\n", o->file);
+        blk_close(bs);
         free(vb->name);
         free(vb);
         return ret;
     }
-    vb->readonly = o->readonly || vb->bs->read_only;
+    vb->size = bs->size;
+    vb->readonly = o->readonly || bs->read_only;
     vb->unmap = o->unmap;
     vb->stats = o->stats;
     if (vb->stats)
-        atomic_store(&vb->stats->backing_depth, disk_backing_depth(vb->bs));
+        atomic_store(&vb->stats->backing_depth, disk_backing_depth(bs));
     vb->nq = nqueues < 1 ? 1 : nqueues > VIRTIO_MAX_QUEUES ? VIRTIO_MAX_QUEUES
                                                            : nqueues;
     memcpy(vb->serial, o->serial, VIRTIO_BLK_ID_BYTES);

@@ -111,6 +111,8 @@ int uart_check(void);
 #define VBLK_TEST_LEGACY  8 /* through the legacy interface (I/O BAR 0) */
 #define VBLK_TEST_FLOOD  16 /* leave a full ring of large reads (first disk) */
 int virtio_blk_test(unsigned expected, unsigned flags);
+/* ct.vpat=SECTORS: the pattern passes for ever (virtio-blk.c). */
+int virtio_blk_pattern(uint64_t sectors);
 
 /* virtio-rng.c (ct.vrng=LEN): reads the virtio-rng function; failures. */
 int virtio_rng_test(uint64_t len);

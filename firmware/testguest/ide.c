@@ -31,6 +31,8 @@
  *                    disc the answers TEST UNIT READY gave until ready,
  *                    the capacity and block 0's first byte (cd_watch);
  *                    ct.idewatch=lock: lock the tray first (PREVENT)
+ *   ct.idepat=N      ct.vpat's pattern over the master's first N sectors
+ *                    through PIO, pass after pass, for ever (pio_pattern)
  *
  * What it writes on the master, for the host to check:
  *   0x5a at [1 MiB, +4 KiB), 0x6b at [1 MiB + 4 KiB, +16 KiB) (MULTIPLE),
@@ -1276,6 +1278,65 @@ static int find_controller(void)
     return 0;
 }
 
+/* ct.idepat=SECTORS: ct.vpat's pattern (virtio-blk.c, read by
+ * guest-tests/vpat-check.py) on the primary master through PIO, pass
+ * after pass for ever: each 4 KiB read (READ SECTORS), checked to be
+ * the previous pass, written (WRITE SECTORS, or WRITE MULTIPLE in even
+ * passes), read back (READ MULTIPLE) and checked; the same serial lines
+ * as ct.vpat ("calf-test: vpat pass P", "calf-test: vpat: bad ..."). */
+static uint64_t pat_word(uint64_t pass, uint64_t s)
+{
+    return pass ? 0xC5ULL << 56 | pass << 24 | s : 0;
+}
+
+static int pat_is(uint64_t pass, uint64_t s)
+{
+    for (uint32_t i = 0; i < 4096; i += 8)
+        if (*(uint64_t *)(buf + i) != pat_word(pass, s + i / 512))
+            return 0;
+    return 1;
+}
+
+static void pat_bad(const char *what, uint64_t pass, uint64_t s)
+{
+    serial_puts("calf-test: vpat: bad ");
+    serial_puts(what);
+    serial_puts(" in pass ");
+    serial_put_dec(pass);
+    serial_puts(" at sector ");
+    serial_put_dec(s);
+    serial_puts("\n");
+}
+
+static void __attribute__((noreturn)) pio_pattern(uint64_t sectors)
+{
+    channel_reset(&pri, 0, 0);
+    if (nodata(&pri, 0, 0, 8, 0, 0, 0xc6) & ST_ERR)
+        pat_bad("SET MULTIPLE", 0, 0);
+    serial_puts("calf-test: vpat start\n");
+    for (uint64_t pass = 1;; pass++) {
+        for (uint64_t s = 0; s + 8 <= sectors; s += 8) {
+            if (pio_in(&pri, 0, 0x20, s, 8, 0, 1, buf))
+                pat_bad("read", pass, s);
+            else if (!pat_is(pass - 1, s))
+                pat_bad("old data", pass, s);
+            for (uint32_t i = 0; i < 4096; i += 8)
+                *(uint64_t *)(buf + i) = pat_word(pass, s + i / 512);
+            if (pass % 2 ? pio_out(&pri, 0, 0x30, s, 8, 0, 1, buf)
+                         : pio_out(&pri, 0, 0xc5, s, 8, 0, 8, buf))
+                pat_bad("write", pass, s);
+            fill(buf, 0xee, 4096);
+            if (pio_in(&pri, 0, 0xc4, s, 8, 0, 8, buf))
+                pat_bad("read back", pass, s);
+            else if (!pat_is(pass, s))
+                pat_bad("data read back", pass, s);
+        }
+        serial_puts("calf-test: vpat pass ");
+        serial_put_dec(pass);
+        serial_puts("\n");
+    }
+}
+
 int ide_test(const char *cmdline)
 {
     size_t len;
@@ -1285,6 +1346,8 @@ int ide_test(const char *cmdline)
     iobss_zero();
     if (find_controller())
         return failures;
+    if ((v = cmdline_get(cmdline, "ct.idepat=", &len)))
+        pio_pattern(parse_num(v, len, 10));
     peer = cmdline_get(cmdline, "ct.idepeer=", &len) != 0;
     if ((v = cmdline_get(cmdline, "ct.idesize=", &len)))
         size = parse_num(v, len, 10);

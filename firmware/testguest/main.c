@@ -35,6 +35,8 @@
  *   ct.vbench=1     time virtio-blk requests instead (bench/virtio-blk)
  *   ct.vlegacy=1    drive them through the legacy virtio interface
  *   ct.vflood=1     and leave a ring full of large reads (virtio-blk.c)
+ *   ct.vpat=SECTORS a pattern over the first virtio-blk disk, pass after
+ *                   pass, for ever (virtio-blk.c: live snapshot tests)
  *   ct.vrng=LEN     read LEN random bytes twice from virtio-rng
  *                   (virtio-rng.c)
  *   ct.vnet=PORT    ARP, then UDP to the gateway's PORT and back from
@@ -416,8 +418,11 @@ void guest_main(uint32_t mode, uint64_t info)
         failures += hostile_test();
     {
         int present;
-        uint64_t n = key_num(bi.cmdline, "ct.virtio=", 10, &present);
+        uint64_t n = key_num(bi.cmdline, "ct.vpat=", 10, &present);
 
+        if (present)
+            failures += virtio_blk_pattern(n);
+        n = key_num(bi.cmdline, "ct.virtio=", 10, &present);
         if (present)
             failures += virtio_blk_test((unsigned)n,
                 (has_key(bi.cmdline, "ct.vhostile=") ? VBLK_TEST_HOSTILE : 0) |

@@ -23,6 +23,18 @@
  * ct.vflood=1 leaves 256 requests of 254 MiB queued on the first disk
  * at the end (with ct.hang=1: calf must still exit on --timeout at once).
  *
+ * ct.vpat=SECTORS writes a pattern over the first disk's first SECTORS
+ * sectors, pass after pass, for ever (the host ends the run): in pass p
+ * (from 1) every 64-bit word of sector s is 0xC5 << 56 | p << 24 | s,
+ * written 8 sectors per request in ascending order, one request at a
+ * time; each 4 KiB is read before it is written (it must hold pass p-1,
+ * zeros before pass 1) and after (pass p).  "calf-test: vpat pass P"
+ * after each pass, "calf-test: vpat: bad ..." on a mismatch.  Whatever
+ * the host did to the disk in between (a live snapshot, a commit), the
+ * image the guest sees thus always holds a prefix of this sequence of
+ * writes: pass P up to some sector, pass P-1 after it.  A request may
+ * wait (a disk being switched): up to 2^38 TSC cycles, not a spin count.
+ *
  * What it writes, for the host to check (ct.virtio=N expects N disks):
  *   bytes 0x5a at [1 MiB, 1 MiB + 32 KiB), except zeros at
  *   [1 MiB + 8 KiB, 1 MiB + 12 KiB) (write-zeroes); 0x5a at
@@ -138,6 +150,7 @@ static struct { uint32_t type, reserved; uint64_t sector; } hdr;
 static struct { uint64_t sector; uint32_t num, flags; } seg;
 static volatile uint8_t status;
 static int failures;
+static int patient; /* ct.vpat: requests may wait for a disk switch */
 
 static void vfail(struct vdev *d, const char *what)
 {
@@ -426,8 +439,9 @@ static int post(struct vdev *d)
     avail[1]++;
     __asm__ volatile("mfence" ::: "memory");
     kick(d);
+    uint64_t t0 = rdtsc();
     for (uint32_t spin = 0; d->used[1] == d->last_used; spin++)
-        if (spin > 4000000)
+        if (patient ? rdtsc() - t0 > (1ULL << 38) : spin > 4000000)
             return -1;
     d->last_used++;
     return status;
@@ -1553,6 +1567,77 @@ static int find_vblk(int from)
             return slot;
     }
     return -1;
+}
+
+static uint64_t vpat_word(uint64_t pass, uint64_t s)
+{
+    return pass ? 0xC5ULL << 56 | pass << 24 | s : 0;
+}
+
+/* buf[0, 4 KiB) holds pass p of sectors [s, s+8): 1 if so. */
+static int vpat_is(uint64_t pass, uint64_t s)
+{
+    for (uint32_t i = 0; i < 4096; i += 8)
+        if (*(uint64_t *)(buf + i) != vpat_word(pass, s + i / 512))
+            return 0;
+    return 1;
+}
+
+static void vpat_bad(const char *what, uint64_t pass, uint64_t s)
+{
+    serial_puts("calf-test: vpat: bad ");
+    serial_puts(what);
+    serial_puts(" in pass ");
+    serial_put_dec(pass);
+    serial_puts(" at sector ");
+    serial_put_dec(s);
+    serial_puts("\n");
+}
+
+static void __attribute__((noreturn)) vpat_run(struct vdev *d, uint64_t sectors)
+{
+    patient = 1;
+    if (find_bar(d) || (d->base = setup_bar(d), find_caps(d, d->base)) ||
+        negotiate(d)) {
+        serial_puts("calf-test: vpat: bad setup\n");
+        for (;;)
+            __asm__ volatile("hlt");
+    }
+    serial_puts("calf-test: vpat start\n");
+    for (uint64_t pass = 1;; pass++) {
+        for (uint64_t s = 0; s + 8 <= sectors; s += 8) {
+            if (request(d, T_IN, s, buf, 4096, 1, 0) != 0)
+                vpat_bad("read", pass, s);
+            else if (!vpat_is(pass - 1, s))
+                vpat_bad("old data", pass, s);
+            for (uint32_t i = 0; i < 4096; i += 8)
+                *(uint64_t *)(buf + i) = vpat_word(pass, s + i / 512);
+            if (request(d, T_OUT, s, buf, 4096, 1, 1) != 0)
+                vpat_bad("write", pass, s);
+            memset(buf, 0xee, 4096);
+            if (request(d, T_IN, s, buf, 4096, 1, 0) != 0)
+                vpat_bad("read back", pass, s);
+            else if (!vpat_is(pass, s))
+                vpat_bad("data read back", pass, s);
+        }
+        serial_puts("calf-test: vpat pass ");
+        serial_put_dec(pass);
+        serial_puts("\n");
+    }
+}
+
+int virtio_blk_pattern(uint64_t sectors)
+{
+    int slot;
+
+    iobss_zero();
+    slot = find_vblk(0);
+    if (slot < 0) {
+        serial_puts("calf-test: check failed: no virtio-blk disk\n");
+        return 1;
+    }
+    struct vdev d = { .slot = (unsigned)slot };
+    vpat_run(&d, sectors);
 }
 
 int virtio_blk_test(unsigned expected, unsigned flags)
