@@ -394,7 +394,11 @@ void disk_live_close(struct disk_live *l)
 
     pthread_mutex_lock(&l->lock);
     bs = l->bs;
-    l->bs = NULL;
+    /* the slot is free for the next open: a later image at the same
+     * address must not find it (disk_live_of) */
+    l->bs = l->first = NULL;
+    l->arg = -1;
+    l->forgotten = true;
     free(l->dirty);
     free(l->sum);
     l->dirty = l->sum = NULL;

@@ -522,6 +522,10 @@ async def ioerror(sock, ser, nevents):
     st = [e for e in await qmp.execute("query-blockstats")
           if e["device"] == "virtio0"][0]["stats"]
     say("failed", f'{st["failed_rd_operations"]} {st["failed_wr_operations"]}')
+    await qmp.execute("quit")
+    await hang_up(qmp)
+
+
 VPAT = re.compile(rb"calf-test: vpat pass (\d+)")
 
 

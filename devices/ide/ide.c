@@ -619,10 +619,12 @@ static void ide_bar_rw(void *opaque, int bar, uint64_t off, uint8_t *data,
 
 static void drive_close(struct ide_drive *d)
 {
-    if (d->live)
+    if (d->live) {
         disk_live_close(d->live);
-    else if (d->bs)
+    } else if (d->bs) {
+        disk_forget(d->bs);
         blk_close(d->bs);
+    }
     free(d->buf);
     free(d->name);
 }

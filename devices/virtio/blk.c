@@ -542,6 +542,7 @@ int virtio_blk_add(struct pci *pci, int slot, const struct disk_opts *o,
         ret = !vb->name ? -ENOMEM : bs ? -EMFILE : -EIO;
         if (bs)
             fprintf(stderr, "calf: --disk %s: too many disks\n", o->file);
+        disk_forget(bs);
         blk_close(bs);
         free(vb->name);
         free(vb);
