@@ -177,6 +177,16 @@ static struct json *backing_node(struct vm_disk *d, int i, int level,
     return o;
 }
 
+/* Whether drive i has no medium (a CD whose disc the monitor took out):
+ * QEMU then shows the BlockBackend alone, with no node under it. */
+static bool drive_empty(struct vm *vm, int i)
+{
+    bool open, locked, inserted;
+
+    return !qmp_cd_state(vm, &vm->disks[i], &open, &locked, &inserted) &&
+           !inserted;
+}
+
 /* The format node: blk says whether as the drive (with the BlockBackend's
  * counters, device and qdev) or as a node of the graph. */
 static struct json *drive_entry(struct vm *vm, int i, bool blk)
@@ -187,6 +197,15 @@ static struct json *drive_entry(struct vm *vm, int i, bool blk)
     int depth = atomic_load(&d->stats.backing_depth);
     bool bad = !o;
 
+    if (blk && drive_empty(vm, i)) {
+        if (bad || qjson_put(o, "device", qjson_str(d->name)) ||
+            qjson_put(o, "stats", device_stats(&d->stats, high)) ||
+            qjson_put(o, "qdev", qdev_path(vm, d))) {
+            qjson_free(o);
+            return NULL;
+        }
+        return o;
+    }
     bad = bad || (blk && qjson_put(o, "device", qjson_str(d->name))) ||
           qjson_put(o, "parent", file_node(d, i, 0)) ||
           qjson_put(o, "stats", device_stats(blk ? &d->stats : NULL, high)) ||
@@ -210,6 +229,8 @@ struct json *qmp_blockstats(struct vm *vm, bool query_nodes)
             /* bdrv_next_node() order: each file node, then its format */
             int depth = atomic_load(&vm->disks[i].stats.backing_depth);
 
+            if (drive_empty(vm, i))
+                continue; /* no node */
             if (qjson_append(r, file_node(&vm->disks[i], i, 0)) ||
                 qjson_append(r, drive_entry(vm, i, false)))
                 goto fail;
