@@ -118,11 +118,12 @@ void atapi_next_chunk(struct ide_drive *d)
             n = IDE_BUF_SIZE;
         ret = blk_pread(d->bs, d->lba, d->buf, n);
         /* QEMU reads (and counts) a PIO transfer a 2048-byte block at a
-         * time: so many requests */
-        for (unsigned at = 0; ret >= 0 && at < n; at += CD_BLOCK)
-            disk_acct_done(d->stats, DISK_ACCT_READ,
-                           n - at < CD_BLOCK ? n - at : CD_BLOCK,
-                           at ? disk_acct_now() : t0, false);
+         * time: one request for each block that starts in this chunk (a
+         * block split over two chunks is read once) */
+        for (uint64_t at = (d->lba + CD_BLOCK - 1) / CD_BLOCK * CD_BLOCK;
+             ret >= 0 && at < d->lba + n; at += CD_BLOCK)
+            disk_acct_done(d->stats, DISK_ACCT_READ, CD_BLOCK,
+                           at > d->lba ? disk_acct_now() : t0, false);
         if (ret < 0) {
             disk_acct_done(d->stats, DISK_ACCT_READ, 0, t0, true);
             disk_io_error(d->stats, false, -ret);

@@ -1,0 +1,180 @@
+/* The ATAPI CD's request accounting and sense, against QEMU 7.2's
+ * (hw/ide/atapi.c), on the real bus without a VM: a guest's PIO and
+ * DMA READs of a patterned image counted as QEMU counts them, errors
+ * and UNIT ATTENTION as QEMU reports them.  TAP on stdout. */
+#include "tests/fuzz/fuzz-dev.h"
+
+#include "devices/devices.h"
+#include "devices/disk.h"
+#include "devices/ide/ide.h"
+#include "devices/pci.h"
+
+static int fz_harness_op(struct bus *b, unsigned op, struct fz *f)
+{
+    (void)b; (void)op; (void)f;
+    return 0;
+}
+static void fz_settle(struct bus *b) { (void)b; }
+
+#define BLOCKS 96
+#define BAD_LBA 40 /* blkdebug fails its reads */
+#define SLOT 2     /* secondary master */
+
+static struct bus *bus;
+static struct ide *ide;
+static struct disk_stats st;
+static int t_n, t_fail;
+static uint8_t data[65536];
+static unsigned got;
+
+static void ok(int cond, const char *what)
+{
+    t_n++;
+    if (!cond)
+        t_fail++;
+    printf("%sok %d - %s\n", cond ? "" : "not ", t_n, what);
+}
+
+static void outb(uint16_t port, uint8_t v)
+{
+    uint32_t w = v;
+    fz_pio(bus, port, 1, &w, true);
+}
+static uint8_t inb(uint16_t port)
+{
+    uint32_t w = 0;
+    fz_pio(bus, port, 1, &w, false);
+    return (uint8_t)w;
+}
+
+static uint8_t wait_not_busy(void)
+{
+    for (long i = 0; i < 10000000; i++) {
+        uint8_t s = inb(0x376);
+        if (!(s & 0x80))
+            return s;
+    }
+    printf("Bail out! the drive stays busy\n");
+    exit(1);
+}
+
+/* One PACKET command by PIO with byte count limit `limit`: its data in
+ * data[] (got bytes); returns the final status, *err the error register. */
+static uint8_t packet(uint16_t limit, const uint8_t *cdb, uint8_t *err)
+{
+    uint8_t s;
+
+    got = 0;
+    outb(0x176, 0x00);
+    outb(0x171, 0);
+    outb(0x174, (uint8_t)limit);
+    outb(0x175, (uint8_t)(limit >> 8));
+    outb(0x177, 0xa0);
+    wait_not_busy();
+    for (int i = 0; i < 12; i += 2) {
+        uint32_t w = (uint32_t)(cdb[i] | cdb[i + 1] << 8);
+        fz_pio(bus, 0x170, 2, &w, true);
+    }
+    for (;;) {
+        s = wait_not_busy();
+        if (!(s & 0x08))
+            break;
+        unsigned n = inb(0x174) | inb(0x175) << 8;
+        for (unsigned i = 0; i < (n + 1) / 2; i++) {
+            uint32_t w = 0;
+            fz_pio(bus, 0x170, 2, &w, false);
+            if (got + 2 <= sizeof(data)) {
+                data[got] = (uint8_t)w;
+                data[got + 1] = (uint8_t)(w >> 8);
+            }
+            got += 2;
+        }
+    }
+    *err = inb(0x171);
+    inb(0x177);
+    return s;
+}
+
+static void read10(uint8_t *cdb, uint32_t lba, uint16_t n)
+{
+    memset(cdb, 0, 12);
+    cdb[0] = 0x28;
+    cdb[2] = (uint8_t)(lba >> 24);
+    cdb[3] = (uint8_t)(lba >> 16);
+    cdb[4] = (uint8_t)(lba >> 8);
+    cdb[5] = (uint8_t)lba;
+    cdb[7] = (uint8_t)(n >> 8);
+    cdb[8] = (uint8_t)n;
+}
+
+static uint64_t ld(_Atomic uint64_t *v) { return atomic_load(v); }
+
+int main(void)
+{
+    char img[64], conf[64], other[64], spec[400];
+    struct ide_config c;
+    struct disk_opts o;
+    struct pci *pci = NULL;
+    unsigned bdfs[8], nb;
+    uint8_t blk[2048], cdb[12], s, e;
+    int fd;
+    bool pattern = true;
+
+    snprintf(img, sizeof(img), "/tmp/cd-acct-%d.iso", (int)getpid());
+    snprintf(conf, sizeof(conf), "/tmp/cd-acct-%d.conf", (int)getpid());
+    snprintf(other, sizeof(other), "/tmp/cd-acct-%d-2.iso", (int)getpid());
+    fd = open(img, O_CREAT | O_TRUNC | O_RDWR, 0600);
+    for (int b = 0; fd >= 0 && b < BLOCKS; b++) {
+        memset(blk, b + 1, sizeof(blk));
+        if (pwrite(fd, blk, sizeof(blk), (off_t)b * 2048) != 2048)
+            abort();
+    }
+    close(fd);
+    fd = open(conf, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    dprintf(fd, "[inject-error]\nevent = \"read_aio\"\niotype = \"read\"\n"
+                "errno = \"5\"\nsector = \"%d\"\n", BAD_LBA * 4);
+    close(fd);
+    fd = open(other, O_CREAT | O_TRUNC | O_RDWR, 0600);
+    if (fd < 0 || ftruncate(fd, BLOCKS * 2048))
+        abort();
+    close(fd);
+
+    disk_stats_init(&st);
+    bus = fz_bus_create(false);
+    memset(&c, 0, sizeof(c));
+    snprintf(spec, sizeof(spec),
+             "blkdebug:%s:%s,format=raw,if=ide,index=2,media=cdrom", conf, img);
+    memset(&o, 0, sizeof(o));
+    if (disk_parse(spec, &o))
+        abort();
+    o.stats = &st;
+    if (ide_config_add(&c, &o) < 0)
+        abort();
+    if (pci_create(bus, 0xe0000000ULL, &pci) || piix3_create(pci, 1, bus, NULL) ||
+        ide_create(pci, 1, 1, bus, &c, &ide))
+        abort();
+    ide_config_free(&c);
+    nb = fz_pci_scan(bus, bdfs, 8);
+    fz_pci_enable(bus, bdfs, nb);
+
+    /* 1. 16 blocks in chunks of 32766 bytes: block 16 straddles two */
+    read10(cdb, 0, 16);
+    s = packet(0x7ffe, cdb, &e);
+    for (unsigned i = 0; i < 16 * 2048; i++)
+        pattern = pattern && data[i] == i / 2048 + 1;
+    ok(!(s & 1) && got == 16 * 2048 && pattern,
+       "PIO READ(10) of 16 blocks in odd chunks reads the image");
+    ok(ld(&st.ops[DISK_ACCT_READ]) == 16 && ld(&st.bytes[DISK_ACCT_READ]) == 32768,
+       "counted as QEMU: 16 reads, 32768 bytes");
+    printf("# rd_operations %llu rd_bytes %llu\n",
+           (unsigned long long)ld(&st.ops[DISK_ACCT_READ]),
+           (unsigned long long)ld(&st.bytes[DISK_ACCT_READ]));
+
+    /* SECTIONS */
+
+    printf("1..%d\n", t_n);
+    unlink(img);
+    unlink(conf);
+    unlink(other);
+    return t_fail != 0;
+}
