@@ -125,8 +125,9 @@ void atapi_next_chunk(struct ide_drive *d)
             disk_acct_done(d->stats, DISK_ACCT_READ, CD_BLOCK,
                            at > d->lba ? disk_acct_now() : t0, false);
         if (ret < 0) {
+            /* counted failed; QEMU's PIO path tells only the guest, no
+             * BLOCK_IO_ERROR (its DMA path sends one) */
             disk_acct_done(d->stats, DISK_ACCT_READ, 0, t0, true);
-            disk_io_error(d->stats, false, -ret);
             atapi_fail(d, SK_MEDIUM_ERROR, ASC_READ_ERROR);
             return;
         }
