@@ -237,10 +237,15 @@ static void cmd_read_capacity(struct ide_drive *d)
     atapi_reply(d, 8, 8);
 }
 
+/* As QEMU's cmd_read(): 0 blocks is done wherever, before the range
+ * check; a READ out of range is refused, not counted (not "invalid"). */
 static void cmd_read(struct ide_drive *d, uint64_t lba, uint64_t n)
 {
+    if (!n) {
+        atapi_done(d);
+        return;
+    }
     if (lba > d->sectors || n > d->sectors - lba) {
-        disk_acct_invalid(d->stats, DISK_ACCT_READ);
         atapi_fail(d, SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
         return;
     }

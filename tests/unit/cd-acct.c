@@ -174,6 +174,16 @@ int main(int argc, char **argv)
         ok(!disk_event_pop(&st, &ev), "no BLOCK_IO_ERROR for a PIO read");
     }
 
+    /* 3. READ past the end: refused, not counted invalid; of 0 blocks
+     * anywhere: done, before the range check (QEMU's cmd_read) */
+    read10(cdb, BLOCKS, 1);
+    s = packet(0xfffe, cdb, &e);
+    ok((s & 1) && e >> 4 == 5, "READ(10) past the end: ILLEGAL REQUEST");
+    read10(cdb, BLOCKS + 100, 0);
+    s = packet(0xfffe, cdb, &e);
+    ok(!(s & 1) && got == 0, "READ(10) of 0 blocks past the end: done");
+    ok(ld(&st.invalid[DISK_ACCT_READ]) == 0, "neither counted invalid");
+
     /* SECTIONS */
 
     printf("1..%d\n", t_n);
