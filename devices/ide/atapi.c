@@ -496,8 +496,10 @@ void atapi_cdb_received(struct ide_drive *d)
         atapi_fail(d, SK_NOT_READY, ASC_NO_MEDIUM);
         return;
     }
-    /* Any command but REQUEST SENSE starts with a clean sense. */
-    if (c[0] != 0x03)
+    /* Any command but REQUEST SENSE starts with a clean sense, but for
+     * a pending UNIT ATTENTION: only REQUEST SENSE takes that (QEMU's;
+     * a guest polling GET EVENT STATUS NOTIFICATION leaves it). */
+    if (c[0] != 0x03 && d->sense_key != SK_UNIT_ATTENTION)
         d->sense_key = d->asc = d->ascq = 0;
     switch (c[0]) {
     case 0x00: atapi_done(d); break;                      /* TEST UNIT READY */

@@ -127,7 +127,6 @@ int main(int argc, char **argv)
     img = argv[1];
     conf = argv[2];
     other = argv[3];
-    (void)other; /* the disc swapped in, below */
     disk_stats_init(&st);
     bus = fz_bus_create(false);
     memset(&c, 0, sizeof(c));
@@ -183,6 +182,49 @@ int main(int argc, char **argv)
     s = packet(0xfffe, cdb, &e);
     ok(!(s & 1) && got == 0, "READ(10) of 0 blocks past the end: done");
     ok(ld(&st.invalid[DISK_ACCT_READ]) == 0, "neither counted invalid");
+
+    /* 4. the monitor swaps the disc: TEST UNIT READY says "no disc",
+     * then UNIT ATTENTION; the commands allowed under it (GET EVENT
+     * STATUS NOTIFICATION, INQUIRY, GET CONFIGURATION) leave it pending,
+     * only REQUEST SENSE takes it (QEMU's ALLOW_UA commands) */
+    {
+        static const uint8_t tur[12] = { 0x00 };
+        static const uint8_t gesn[12] = { 0x4a, 1, 0, 0, 0x10, 0, 0, 0, 8 };
+        static const uint8_t inq[12] = { 0x12, 0, 0, 0, 36 };
+        static const uint8_t gc[12] = { 0x46, 0, 0, 0, 0, 0, 0, 0, 8 };
+        static const uint8_t rs[12] = { 0x03, 0, 0, 0, 18 };
+        char *ospec = disk_cdrom_spec(other);
+        struct disk_opts oo;
+        BlockDriverState *bs;
+        uint8_t e2, e3;
+
+        if (!ospec || disk_parse(ospec, &oo))
+            abort();
+        oo.stats = &st;
+        bs = disk_open(&oo);
+        disk_opts_free(&oo);
+        free(ospec);
+        if (!bs || ide_tray_open(ide, SLOT, true) ||
+            ide_medium_set(ide, SLOT, bs, other) || ide_tray_close(ide, SLOT))
+            abort();
+        s = packet(0xfffe, tur, &e);
+        ok((s & 1) && e >> 4 == 2, "after the swap: NOT READY");
+        s = packet(0xfffe, tur, &e);
+        ok((s & 1) && e >> 4 == 6, "then UNIT ATTENTION");
+        s = packet(0xfffe, gesn, &e);
+        ok(!(s & 1) && got >= 8 && data[4] == 0x02,
+           "GET EVENT STATUS NOTIFICATION runs under it: new media");
+        s = packet(0xfffe, inq, &e2);
+        s |= packet(0xfffe, gc, &e3);
+        ok(!(s & 1), "INQUIRY and GET CONFIGURATION run under it");
+        s = packet(0xfffe, tur, &e);
+        ok((s & 1) && e >> 4 == 6, "UNIT ATTENTION still pending after them");
+        s = packet(0xfffe, rs, &e);
+        ok(!(s & 1) && got >= 14 && data[2] == 6 && data[12] == 0x28,
+           "REQUEST SENSE: UNIT ATTENTION, medium may have changed");
+        s = packet(0xfffe, tur, &e);
+        ok(!(s & 1), "then the drive is ready");
+    }
 
     /* SECTIONS */
 
