@@ -339,9 +339,13 @@ static int cd_slot(const struct vm_disk *d)
     return b * 2 + u;
 }
 
-/* QEMU's do_open_tray(): 0, or -1 with the error set. */
-static int open_tray(struct vm *vm, struct vm_disk *d, const char *what,
-                     bool force, struct qmp_block_err *err)
+/* QEMU's do_open_tray(), its medium taken out (bs NULL) or bs put in,
+ * and with close its tray closed: one step (ide_medium_change()), so a
+ * guest closing the tray meanwhile cannot fail it.  0, or -1 with the
+ * error set. */
+static int change(struct vm *vm, struct vm_disk *d, const char *what,
+                  bool force, BlockDriverState *bs, const char *name,
+                  bool close, struct qmp_block_err *err)
 {
     int slot = cd_slot(d), ret;
 
@@ -350,7 +354,7 @@ static int open_tray(struct vm *vm, struct vm_disk *d, const char *what,
                  what);
         return -1;
     }
-    ret = ide_tray_open(vm->ide, slot, force);
+    ret = ide_medium_change(vm->ide, slot, force, bs, name, close);
     if (ret == -EBUSY) {
         snprintf(err->desc, sizeof(err->desc),
                  "Device '%s' is locked and force was not specified, "
@@ -369,9 +373,9 @@ int qmp_eject(struct vm *vm, const char *device, const char *id, bool force,
 {
     struct vm_disk *d = find_drive(vm, device, id, err);
 
-    if (!d || open_tray(vm, d, device ? device : id, force, err))
+    if (!d)
         return -1;
-    return ide_medium_set(vm->ide, cd_slot(d), NULL, NULL) ? -1 : 0;
+    return change(vm, d, device ? device : id, force, NULL, NULL, false, err);
 }
 
 int qmp_change_medium(struct vm *vm, const char *device, const char *id,
@@ -382,7 +386,6 @@ int qmp_change_medium(struct vm *vm, const char *device, const char *id,
     struct disk_opts o;
     BlockDriverState *bs;
     char *spec, *file = NULL, *fmt = NULL;
-    int ret;
 
     if (ro_mode && strcmp(ro_mode, "retain") && strcmp(ro_mode, "read-only") &&
         strcmp(ro_mode, "read-write")) {
@@ -436,18 +439,9 @@ int qmp_change_medium(struct vm *vm, const char *device, const char *id,
     file = strdup(filename);
     fmt = format ? strdup(format) : NULL;
     if (!file || (format && !fmt) ||
-        open_tray(vm, d, device ? device : id, force, err)) {
+        change(vm, d, device ? device : id, force, bs, filename, true, err)) {
         if (!file || (format && !fmt))
             snprintf(err->desc, sizeof(err->desc), "out of memory");
-        free(file);
-        free(fmt);
-        disk_forget(bs);
-        blk_close(bs);
-        return -1;
-    }
-    ret = ide_medium_set(vm->ide, cd_slot(d), bs, filename);
-    if (ret) {
-        snprintf(err->desc, sizeof(err->desc), "%s", strerror(-ret));
         free(file);
         free(fmt);
         disk_forget(bs);
@@ -458,7 +452,6 @@ int qmp_change_medium(struct vm *vm, const char *device, const char *id,
     free(d->format);
     d->file = file;
     d->format = fmt;
-    ide_tray_close(vm->ide, cd_slot(d));
     return 0;
 }
 

@@ -4,6 +4,9 @@
  * and UNIT ATTENTION as QEMU reports them.  TAP on stdout. */
 #include "tests/fuzz/fuzz-dev.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "devices/devices.h"
 #include "devices/disk.h"
 #include "devices/ide/ide.h"
@@ -105,6 +108,26 @@ static void read10(uint8_t *cdb, uint32_t lba, uint16_t n)
     cdb[5] = (uint8_t)lba;
     cdb[7] = (uint8_t)(n >> 8);
     cdb[8] = (uint8_t)n;
+}
+
+/* The guest closes the tray (START STOP UNIT, load) as fast as it can. */
+static atomic_bool stop;
+static void *closer(void *arg)
+{
+    static const uint8_t load[12] = { 0x1b, 0, 0, 0, 0x03 };
+    uint8_t e;
+
+    (void)arg;
+    while (!atomic_load(&stop))
+        packet(0xfffe, load, &e);
+    return NULL;
+}
+
+/* What QMP eject does (vmm/qmp-drive.c): the tray open and the disc out
+ * in one step, whatever the guest does meanwhile. */
+static int eject_now(void)
+{
+    return ide_medium_change(ide, SLOT, true, NULL, NULL, false);
 }
 
 static uint64_t ld(_Atomic uint64_t *v) { return atomic_load(v); }
@@ -224,6 +247,21 @@ int main(int argc, char **argv)
            "REQUEST SENSE: UNIT ATTENTION, medium may have changed");
         s = packet(0xfffe, tur, &e);
         ok(!(s & 1), "then the drive is ready");
+    }
+
+    /* 5. eject while the guest keeps closing the tray: every one works
+     * (QEMU's is one step under its big lock) */
+    {
+        pthread_t t;
+        int bad = 0, n;
+
+        pthread_create(&t, NULL, closer, NULL);
+        for (n = 0; n < 3000 && !bad; n++)
+            bad = eject_now();
+        atomic_store(&stop, true);
+        pthread_join(t, NULL);
+        printf("# %d ejects, the last %d\n", n, bad);
+        ok(!bad, "eject while the guest closes the tray: never EBUSY");
     }
 
     /* SECTIONS */
