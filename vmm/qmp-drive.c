@@ -281,13 +281,19 @@ static struct json *tray_data(struct vm *vm, int i, bool open)
     return o;
 }
 
+/* The drives take turns (the monitor's thread only): one flooding
+ * errors cannot hold back another's events past a round's budget. */
+static int event_turn;
+
 struct json *qmp_block_event_next(struct vm *vm, const char **name)
 {
-    for (int i = 0; i < vm->ndisks; i++) {
+    for (int k = 0; k < vm->ndisks; k++) {
+        int i = (event_turn + k) % vm->ndisks;
         struct disk_event e;
 
         if (!disk_event_pop(&vm->disks[i].stats, &e))
             continue;
+        event_turn = (i + 1) % vm->ndisks;
         if (e.kind == DISK_EV_TRAY) {
             *name = "DEVICE_TRAY_MOVED";
             return tray_data(vm, i, e.tray_open);
