@@ -121,7 +121,8 @@ static void event_push(struct disk_stats *s, const struct disk_event *e)
         unsigned k = 0;
 
         while (k < s->err_count &&
-               s->err[(s->err_head + k) % DISK_ERR_RING].kind != DISK_EV_IO_ERROR)
+               s->err[(s->err_head + k) % DISK_ERR_RING].kind !=
+                   DISK_EV_IO_ERROR)
             k++;
         if (k == s->err_count)
             k = 0;
