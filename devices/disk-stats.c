@@ -107,13 +107,28 @@ void disk_acct_discard(struct disk_stats *s, uint64_t len, bool ok)
     }
 }
 
+/* Queues e; with the ring full an I/O error makes room, never a tray
+ * event while there is an error to drop (a guest flooding errors cannot
+ * hide a tray move). */
 static void event_push(struct disk_stats *s, const struct disk_event *e)
 {
     if (!s || !s->err_lock_init)
         return;
     pthread_mutex_lock(&s->err_lock);
     if (s->err_count == DISK_ERR_RING) {
-        s->err_head = (s->err_head + 1) % DISK_ERR_RING;
+        /* Full: the oldest I/O error goes (counted), the ones after it
+         * move up; tray events stay, unless there is nothing else. */
+        unsigned k = 0;
+
+        while (k < s->err_count &&
+               s->err[(s->err_head + k) % DISK_ERR_RING].kind !=
+                   DISK_EV_IO_ERROR)
+            k++;
+        if (k == s->err_count)
+            k = 0;
+        for (; k + 1 < s->err_count; k++)
+            s->err[(s->err_head + k) % DISK_ERR_RING] =
+                s->err[(s->err_head + k + 1) % DISK_ERR_RING];
         s->err_count--;
         s->err_dropped++;
     }

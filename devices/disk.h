@@ -134,7 +134,8 @@ enum disk_acct { DISK_ACCT_READ, DISK_ACCT_WRITE, DISK_ACCT_FLUSH,
 /* Events waiting for the monitor: BLOCK_IO_ERROR (a request failed and
  * the error went to the guest) and DEVICE_TRAY_MOVED (the guest opened
  * or closed a CD's tray).  A small ring: when the monitor falls behind,
- * the oldest are dropped and counted. */
+ * the oldest I/O errors are dropped and counted (tray events stay
+ * while there is an error to drop). */
 #define DISK_ERR_RING 32
 enum disk_event_kind { DISK_EV_IO_ERROR, DISK_EV_TRAY };
 struct disk_event {

@@ -179,7 +179,7 @@ cp "$TMP/b.iso" "$TMP/q/cd2.iso"
 cp "$TMP/a.iso" "$TMP/c/cd.iso"
 cp "$TMP/a.iso" "$TMP/q/cd.iso"
 MED=$(cd "$(dirname "$0")" && pwd)/qmp/media.txt
-tsmask() { sed 's/"seconds": [0-9]*, "microseconds": [0-9]*/TIME/'; }
+tsmask() { sed 's/"seconds": [0-9]*, "microseconds": [0-9]*/TIME/; s/#block[0-9]*/#blockN/g'; }
 (cd "$TMP/c" && exec "$CALF" run --kernel "$GUEST" --paused --disk "$TMP/disk.raw,format=raw" \
     --cdrom cd.iso --qmp "unix:$TMP/p.sock,server=on,wait=off" --timeout 60) \
     >"$TMP/p.out" 2>"$TMP/p.err" </dev/null &

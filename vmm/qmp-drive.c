@@ -177,6 +177,16 @@ static struct json *backing_node(struct vm_disk *d, int i, int level,
     return o;
 }
 
+/* Whether drive i has no medium (a CD whose disc the monitor took out):
+ * QEMU then shows the BlockBackend alone, with no node under it. */
+static bool drive_empty(struct vm *vm, int i)
+{
+    bool open, locked, inserted;
+
+    return !qmp_cd_state(vm, &vm->disks[i], &open, &locked, &inserted) &&
+           !inserted;
+}
+
 /* The format node: blk says whether as the drive (with the BlockBackend's
  * counters, device and qdev) or as a node of the graph. */
 static struct json *drive_entry(struct vm *vm, int i, bool blk)
@@ -187,6 +197,15 @@ static struct json *drive_entry(struct vm *vm, int i, bool blk)
     int depth = atomic_load(&d->stats.backing_depth);
     bool bad = !o;
 
+    if (blk && drive_empty(vm, i)) {
+        if (bad || qjson_put(o, "device", qjson_str(d->name)) ||
+            qjson_put(o, "stats", device_stats(&d->stats, high)) ||
+            qjson_put(o, "qdev", qdev_path(vm, d))) {
+            qjson_free(o);
+            return NULL;
+        }
+        return o;
+    }
     bad = bad || (blk && qjson_put(o, "device", qjson_str(d->name))) ||
           qjson_put(o, "parent", file_node(d, i, 0)) ||
           qjson_put(o, "stats", device_stats(blk ? &d->stats : NULL, high)) ||
@@ -210,6 +229,8 @@ struct json *qmp_blockstats(struct vm *vm, bool query_nodes)
             /* bdrv_next_node() order: each file node, then its format */
             int depth = atomic_load(&vm->disks[i].stats.backing_depth);
 
+            if (drive_empty(vm, i))
+                continue; /* no node */
             if (qjson_append(r, file_node(&vm->disks[i], i, 0)) ||
                 qjson_append(r, drive_entry(vm, i, false)))
                 goto fail;
@@ -260,13 +281,19 @@ static struct json *tray_data(struct vm *vm, int i, bool open)
     return o;
 }
 
+/* The drives take turns (the monitor's thread only): one flooding
+ * errors cannot hold back another's events past a round's budget. */
+static int event_turn;
+
 struct json *qmp_block_event_next(struct vm *vm, const char **name)
 {
-    for (int i = 0; i < vm->ndisks; i++) {
+    for (int k = 0; k < vm->ndisks; k++) {
+        int i = (event_turn + k) % vm->ndisks;
         struct disk_event e;
 
         if (!disk_event_pop(&vm->disks[i].stats, &e))
             continue;
+        event_turn = (i + 1) % vm->ndisks;
         if (e.kind == DISK_EV_TRAY) {
             *name = "DEVICE_TRAY_MOVED";
             return tray_data(vm, i, e.tray_open);
@@ -318,9 +345,13 @@ static int cd_slot(const struct vm_disk *d)
     return b * 2 + u;
 }
 
-/* QEMU's do_open_tray(): 0, or -1 with the error set. */
-static int open_tray(struct vm *vm, struct vm_disk *d, const char *what,
-                     bool force, struct qmp_block_err *err)
+/* QEMU's do_open_tray(), its medium taken out (bs NULL) or bs put in,
+ * and with close its tray closed: one step (ide_medium_change()), so a
+ * guest closing the tray meanwhile cannot fail it.  0, or -1 with the
+ * error set. */
+static int change(struct vm *vm, struct vm_disk *d, const char *what,
+                  bool force, BlockDriverState *bs, const char *name,
+                  bool close, struct qmp_block_err *err)
 {
     int slot = cd_slot(d), ret;
 
@@ -329,7 +360,7 @@ static int open_tray(struct vm *vm, struct vm_disk *d, const char *what,
                  what);
         return -1;
     }
-    ret = ide_tray_open(vm->ide, slot, force);
+    ret = ide_medium_change(vm->ide, slot, force, bs, name, close);
     if (ret == -EBUSY) {
         snprintf(err->desc, sizeof(err->desc),
                  "Device '%s' is locked and force was not specified, "
@@ -348,9 +379,9 @@ int qmp_eject(struct vm *vm, const char *device, const char *id, bool force,
 {
     struct vm_disk *d = find_drive(vm, device, id, err);
 
-    if (!d || open_tray(vm, d, device ? device : id, force, err))
+    if (!d)
         return -1;
-    return ide_medium_set(vm->ide, cd_slot(d), NULL, NULL) ? -1 : 0;
+    return change(vm, d, device ? device : id, force, NULL, NULL, false, err);
 }
 
 int qmp_change_medium(struct vm *vm, const char *device, const char *id,
@@ -361,7 +392,6 @@ int qmp_change_medium(struct vm *vm, const char *device, const char *id,
     struct disk_opts o;
     BlockDriverState *bs;
     char *spec, *file = NULL, *fmt = NULL;
-    int ret;
 
     if (ro_mode && strcmp(ro_mode, "retain") && strcmp(ro_mode, "read-only") &&
         strcmp(ro_mode, "read-write")) {
@@ -415,18 +445,9 @@ int qmp_change_medium(struct vm *vm, const char *device, const char *id,
     file = strdup(filename);
     fmt = format ? strdup(format) : NULL;
     if (!file || (format && !fmt) ||
-        open_tray(vm, d, device ? device : id, force, err)) {
+        change(vm, d, device ? device : id, force, bs, filename, true, err)) {
         if (!file || (format && !fmt))
             snprintf(err->desc, sizeof(err->desc), "out of memory");
-        free(file);
-        free(fmt);
-        disk_forget(bs);
-        blk_close(bs);
-        return -1;
-    }
-    ret = ide_medium_set(vm->ide, cd_slot(d), bs, filename);
-    if (ret) {
-        snprintf(err->desc, sizeof(err->desc), "%s", strerror(-ret));
         free(file);
         free(fmt);
         disk_forget(bs);
@@ -437,7 +458,6 @@ int qmp_change_medium(struct vm *vm, const char *device, const char *id,
     free(d->format);
     d->file = file;
     d->format = fmt;
-    ide_tray_close(vm->ide, cd_slot(d));
     return 0;
 }
 

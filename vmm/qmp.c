@@ -191,8 +191,22 @@ static struct json *guest_reason(bool guest, const char *reason)
     return d;
 }
 
+/* Every drive event waiting, before an event that ends or restarts the
+ * machine (QEMU sends them first).  Bounded: the drives' queues are. */
+static void block_events_flush(struct qmp *q)
+{
+    const char *name;
+    struct json *data;
+
+    for (int i = 0; i < 65536 && (data = qmp_block_event_next(q->vm, &name));
+         i++)
+        qmp_event(q, name, data);
+}
+
 void qmp_event_reset(struct qmp *q, bool guest)
 {
+    if (q)
+        block_events_flush(q);
     if (q)
         qmp_event(q, "RESET",
                   guest_reason(guest, guest ? "guest-reset"
@@ -211,6 +225,7 @@ void qmp_event_shutdown(struct qmp *q, enum bus_stop_reason reason)
 {
     if (!q)
         return;
+    block_events_flush(q);
     /* Where QEMU exits without an event (isa-debug-exit, Ctrl-A x) or
      * has no such end (--expect, --timeout, a halted guest), none. */
     switch (reason) {

@@ -118,14 +118,16 @@ void atapi_next_chunk(struct ide_drive *d)
             n = IDE_BUF_SIZE;
         ret = blk_pread(d->bs, d->lba, d->buf, n);
         /* QEMU reads (and counts) a PIO transfer a 2048-byte block at a
-         * time: so many requests */
-        for (unsigned at = 0; ret >= 0 && at < n; at += CD_BLOCK)
-            disk_acct_done(d->stats, DISK_ACCT_READ,
-                           n - at < CD_BLOCK ? n - at : CD_BLOCK,
-                           at ? disk_acct_now() : t0, false);
+         * time: one request for each block that starts in this chunk (a
+         * block split over two chunks is read once) */
+        for (uint64_t at = (d->lba + CD_BLOCK - 1) / CD_BLOCK * CD_BLOCK;
+             ret >= 0 && at < d->lba + n; at += CD_BLOCK)
+            disk_acct_done(d->stats, DISK_ACCT_READ, CD_BLOCK,
+                           at > d->lba ? disk_acct_now() : t0, false);
         if (ret < 0) {
+            /* counted failed; QEMU's PIO path tells only the guest, no
+             * BLOCK_IO_ERROR (its DMA path sends one) */
             disk_acct_done(d->stats, DISK_ACCT_READ, 0, t0, true);
-            disk_io_error(d->stats, false, -ret);
             atapi_fail(d, SK_MEDIUM_ERROR, ASC_READ_ERROR);
             return;
         }
@@ -235,10 +237,15 @@ static void cmd_read_capacity(struct ide_drive *d)
     atapi_reply(d, 8, 8);
 }
 
+/* As QEMU's cmd_read(): 0 blocks is done wherever, before the range
+ * check; a READ out of range is refused, not counted (not "invalid"). */
 static void cmd_read(struct ide_drive *d, uint64_t lba, uint64_t n)
 {
+    if (!n) {
+        atapi_done(d);
+        return;
+    }
     if (lba > d->sectors || n > d->sectors - lba) {
-        disk_acct_invalid(d->stats, DISK_ACCT_READ);
         atapi_fail(d, SK_ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
         return;
     }
@@ -489,8 +496,10 @@ void atapi_cdb_received(struct ide_drive *d)
         atapi_fail(d, SK_NOT_READY, ASC_NO_MEDIUM);
         return;
     }
-    /* Any command but REQUEST SENSE starts with a clean sense. */
-    if (c[0] != 0x03)
+    /* Any command but REQUEST SENSE starts with a clean sense, but for
+     * a pending UNIT ATTENTION: only REQUEST SENSE takes that (QEMU's;
+     * a guest polling GET EVENT STATUS NOTIFICATION leaves it). */
+    if (c[0] != 0x03 && d->sense_key != SK_UNIT_ATTENTION)
         d->sense_key = d->asc = d->ascq = 0;
     switch (c[0]) {
     case 0x00: atapi_done(d); break;                      /* TEST UNIT READY */

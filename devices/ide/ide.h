@@ -52,5 +52,13 @@ int ide_tray_close(struct ide *ide, int slot);
  * when the tray is closed. */
 int ide_medium_set(struct ide *ide, int slot, BlockDriverState *bs,
                    const char *name);
+/* The tray opened (as ide_tray_open(), -EBUSY when locked and not
+ * force), bs (NULL: none) put in as ide_medium_set(), and the tray
+ * closed if close: one step under the channel's lock, so the guest
+ * cannot close the tray in between (QMP eject, blockdev-change-medium;
+ * QEMU's are one step under its big lock).  On an error nothing of bs
+ * is taken. */
+int ide_medium_change(struct ide *ide, int slot, bool force,
+                      BlockDriverState *bs, const char *name, bool close);
 
 #endif

@@ -92,33 +92,31 @@ int ide_tray_close(struct ide *ide, int slot)
     return 0;
 }
 
-int ide_medium_set(struct ide *ide, int slot, BlockDriverState *bs,
-                   const char *name)
+/* Takes bs (NULL: none) in as the medium, ch->lock held and the tray
+ * open; n (or NULL) its name.  The lock is dropped while the drive's DMA
+ * transfer ends, so the guest may close the tray meanwhile: reopen is
+ * set to open it again (QEMU's change is one step), else that is -EBUSY.
+ * *old: the medium taken out, for the caller to close unlocked. */
+static int swap_locked(struct ide_drive *d, BlockDriverState *bs, char *n,
+                       bool reopen, BlockDriverState **old)
 {
-    struct ide_drive *d = cd_drive(ide, slot);
-    struct ide_channel *ch;
-    BlockDriverState *old;
-    char *n = NULL;
+    struct ide_channel *ch = d->ch;
 
-    if (!d)
-        return -ENODEV;
-    if (name && !(n = strdup(name)))
-        return -ENOMEM;
-    ch = d->ch;
-    pthread_mutex_lock(&ch->lock);
-    if (!d->ejected) {
-        pthread_mutex_unlock(&ch->lock);
-        free(n);
-        return -EBUSY;
-    }
     /* the drive's transfer on the engine ends with the old image */
     while (ch->dma_running && ch->active.d == d)
         pthread_cond_wait(&ch->cond, &ch->lock);
+    if (!d->ejected) {
+        if (!reopen)
+            return -EBUSY;
+        d->ejected = true;
+        media_changed(d);
+        disk_tray_moved(d->stats, true);
+    }
     if (ch->dma_pending && ch->req.d == d) {
         ide_dma_stop(ch, d);
         atapi_dma_done(d, -ENOMEDIUM);
     }
-    old = d->bs;
+    *old = d->bs;
     d->bs = bs;
     if (d->stats)
         atomic_store(&d->stats->backing_depth, disk_backing_depth(bs));
@@ -127,10 +125,72 @@ int ide_medium_set(struct ide *ide, int slot, BlockDriverState *bs,
         free(d->name);
         d->name = n;
     }
-    pthread_mutex_unlock(&ch->lock);
+    return 0;
+}
+
+int ide_medium_set(struct ide *ide, int slot, BlockDriverState *bs,
+                   const char *name)
+{
+    struct ide_drive *d = cd_drive(ide, slot);
+    BlockDriverState *old = NULL;
+    char *n = NULL;
+    int ret;
+
+    if (!d)
+        return -ENODEV;
+    if (name && !(n = strdup(name)))
+        return -ENOMEM;
+    pthread_mutex_lock(&d->ch->lock);
+    ret = d->ejected ? swap_locked(d, bs, n, false, &old) : -EBUSY;
+    pthread_mutex_unlock(&d->ch->lock);
+    if (ret)
+        free(n);
     if (old) {
         disk_forget(old);
         blk_close(old);
     }
-    return 0;
+    return ret;
+}
+
+int ide_medium_change(struct ide *ide, int slot, bool force,
+                      BlockDriverState *bs, const char *name, bool close)
+{
+    struct ide_drive *d = cd_drive(ide, slot);
+    BlockDriverState *old = NULL;
+    char *n = NULL;
+    int ret = 0;
+
+    if (!d)
+        return -ENODEV;
+    if (name && !(n = strdup(name)))
+        return -ENOMEM;
+    pthread_mutex_lock(&d->ch->lock);
+    if (!d->ejected && d->locked) {
+        /* as ide_tray_open(): the guest is asked, force unlocks */
+        d->ev_eject_request = true;
+        if (force)
+            d->locked = false;
+        else
+            ret = -EBUSY;
+    }
+    if (!ret && !d->ejected) {
+        d->ejected = true;
+        media_changed(d);
+        disk_tray_moved(d->stats, true);
+    }
+    if (!ret)
+        ret = swap_locked(d, bs, n, true, &old);
+    if (!ret && close) {
+        d->ejected = false;
+        media_changed(d);
+        disk_tray_moved(d->stats, false);
+    }
+    pthread_mutex_unlock(&d->ch->lock);
+    if (ret)
+        free(n);
+    if (old) {
+        disk_forget(old);
+        blk_close(old);
+    }
+    return ret;
 }

@@ -13,6 +13,11 @@
  *       EOT), then the bus-master start bit with a direction: a doorbell
  *   12  an ATAPI packet: channel/drive, DMA bit, byte count limit, the
  *       12 CDB bytes through the data port
+ *   13  the monitor at the CD's tray (QMP eject, blockdev-change-medium):
+ *       a byte: bits 0-1 open the tray / take the disc out / put in a
+ *       second image / close the tray, 2 force, 3 close after, 4 start
+ *       the secondary bus master (read) first and change at once, while
+ *       its transfer runs
  * DMA runs on the channel's own thread: after every operation the
  * harness waits until no transfer is running (fz_settle), so a replay
  * does what the fuzzer did. */
@@ -36,7 +41,8 @@ static const uint16_t ide_ports[][2] = {
     { 0x1f0, 8 }, { 0x3f6, 1 }, { 0x170, 8 }, { 0x376, 1 },
 };
 
-static char dir[256], path_raw[300], path_qcow2[300], path_cd[300];
+static char dir[256], path_raw[300], path_qcow2[300], path_cd[300], path_cd2[300];
+static struct ide *fz_ide;
 static uint8_t *pristine_qcow2;
 static size_t pristine_qcow2_len;
 
@@ -48,6 +54,7 @@ static void images_cleanup(void)
     unlink(path_raw);
     unlink(path_qcow2);
     unlink(path_cd);
+    unlink(path_cd2);
     rmdir(dir);
 }
 
@@ -60,6 +67,7 @@ static void images_init(void)
     snprintf(path_raw, sizeof(path_raw), "%s/disk.raw", dir);
     snprintf(path_qcow2, sizeof(path_qcow2), "%s/disk.qcow2", dir);
     snprintf(path_cd, sizeof(path_cd), "%s/cd.iso", dir);
+    snprintf(path_cd2, sizeof(path_cd2), "%s/cd2.iso", dir);
     fz_pristine_qcow2(path_qcow2, 1 << 20, 128 << 10, 3, &pristine_qcow2, &pristine_qcow2_len);
 }
 
@@ -73,6 +81,7 @@ static void images_reset(void)
     }
     write_file(path_raw, raw, sizeof(raw));
     write_file(path_cd, cd, sizeof(cd));
+    write_file(path_cd2, cd, sizeof(cd) / 2);
     write_file(path_qcow2, pristine_qcow2, pristine_qcow2_len);
 }
 
@@ -96,6 +105,40 @@ static void outb(struct bus *bus, uint16_t port, uint8_t v)
     uint32_t w = v;
 
     fz_pio(bus, port, 1, &w, true);
+}
+
+/* Operation 13: what the monitor's commands do to the CD (slot 2). */
+static void media_op(uint8_t how)
+{
+    bool force = how & 4, close = how & 8;
+    BlockDriverState *bs = NULL;
+
+    switch (how & 3) {
+    case 0:
+        ide_tray_open(fz_ide, 2, force);
+        break;
+    case 1:
+        ide_medium_change(fz_ide, 2, force, NULL, NULL, close);
+        break;
+    case 2: {
+        char *spec = disk_cdrom_spec(path_cd2);
+        struct disk_opts o;
+
+        if (spec && !disk_parse(spec, &o)) {
+            bs = disk_open(&o);
+            disk_opts_free(&o);
+        }
+        free(spec);
+        if (bs && ide_medium_change(fz_ide, 2, force, bs, path_cd2, close)) {
+            disk_forget(bs);
+            blk_close(bs);
+        }
+        break;
+    }
+    default:
+        ide_tray_close(fz_ide, 2);
+        break;
+    }
 }
 
 static int fz_harness_op(struct bus *bus, unsigned op, struct fz *f)
@@ -180,6 +223,19 @@ static int fz_harness_op(struct bus *bus, unsigned op, struct fz *f)
         }
         break;
     }
+    case 13: {
+        uint8_t how = fz_u8(f);
+
+        if (how & 0x10) {
+            bool io;
+            uint64_t bm = fz_bar_addr(bus, IDE_DEVFN, 4, &io);
+
+            if (io && bm)
+                outb(bus, (uint16_t)(bm + 8), 0x09);
+        }
+        media_op(how);
+        break;
+    }
     default:
         break;
     }
@@ -220,7 +276,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(spec, sizeof(spec), "%s,format=raw,if=ide,index=2,media=cdrom", path_cd);
     add_drive(&c, spec);
     if (pci_create(bus, 0xe0000000ULL, &pci) || piix3_create(pci, 1, bus, NULL) ||
-        ide_create(pci, 1, 1, bus, &c, NULL)) {
+        ide_create(pci, 1, 1, bus, &c, &fz_ide)) {
         fprintf(stderr, "fuzz-ide: cannot create the devices\n");
         abort();
     }

@@ -168,6 +168,12 @@ def packet(sel, cdb, dma=False, limit=0xfffe):
     cdb = bytes(cdb) + bytes(12 - len(cdb))
     return bytes([12, sel, 1 if dma else 0]) + le(limit, 2) + cdb
 
+def media(how):
+    return bytes([13, how])
+
+# after a disc change: "no disc", UNIT ATTENTION, REQUEST SENSE takes it
+ua_taken = packet(1, [0]) + packet(1, [0]) + packet(1, [0x03, 0, 0, 0, 18]) + data_io(1, 9)
+
 LBA = 4
 ide = {
     'identify': ata(0, 0xec) + data_io(0, 256) + ata(2, 0xec) + data_io(0, 256) + ata(1, 0xa1) + data_io(1, 256)
@@ -199,6 +205,19 @@ ide = {
                   + packet(1, [0x1e, 0, 0, 0, 1]) + packet(1, [0x1b, 0, 0, 0, 2]) + packet(1, [0x25])
                   + packet(1, [0x1e, 0, 0, 0, 0]) + packet(1, [0x1b, 0, 0, 0, 2]) + packet(1, [0x00])
                   + packet(1, [0x03, 0, 0, 0, 18]) + data_io(1, 9) + packet(1, [0xbb]) + ata(1, 0x08),
+    # the monitor at the tray (op 13): open, empty, swap, close; locked;
+    # during a DMA transfer
+    'media-swap': packet(1, [0]) + media(0) + media(1) + packet(1, [0x28, 0, 0, 0, 0, 0, 0, 0, 1]) + data_io(1, 1024)
+                  + media(2 | 8) + packet(1, [0]) + packet(1, [0]) + packet(1, [0x4a, 1, 0, 0, 0x10, 0, 0, 0, 8])
+                  + data_io(1, 4) + packet(1, [0]) + packet(1, [0x03, 0, 0, 0, 18]) + data_io(1, 9)
+                  + packet(1, [0x28, 0, 0, 0, 0, 0, 0, 0, 2]) + data_io(1, 2048) + media(3),
+    'media-locked': packet(1, [0x1e, 0, 0, 0, 1]) + media(1) + packet(1, [0x4a, 1, 0, 0, 0x10, 0, 0, 0, 8])
+                    + data_io(1, 4) + media(1 | 4 | 8) + packet(1, [0x25]) + data_io(1, 4),
+    'media-dma': packet(1, [0x28, 0, 0, 0, 0, 0, 0, 0, 16], dma=True) + media(0x10 | 1 | 4)
+                 + packet(1, [0x03, 0, 0, 0, 18]) + data_io(1, 9) + media(2 | 8) + ua_taken
+                 + packet(1, [0x28, 0, 0, 0, 0, 0, 0, 0, 8], dma=True) + media(0x10 | 2 | 4 | 8) + ua_taken
+                 + packet(1, [0x28, 0, 0, 0, 0, 0, 0, 0, 4], dma=True) + media(2 | 4 | 8)
+                 + packet(1, [0x03, 0, 0, 0, 18]) + data_io(1, 9),
     'reset-mid': ata(LBA, 0xc8, 128, 0) + prd(0, 0x1000, [(0x20000, 0)]) + ata(LBA, 0x20, 8, 0) + data_io(0, 300)
                  + pio(1, 0, 1, 4) + pio(1, 0, 1, 0) + ata(LBA, 0x20, 1, 0) + RESET + data_io(0, 256),
 }

@@ -109,7 +109,7 @@ int main(void)
         inv += r % 5 == 0;
         failed += r % 7 == 0;
     }
-    printf("1..9\n");
+    printf("1..11\n");
     ok(st.ops[DISK_ACCT_READ] == (uint64_t)THREADS * ROUNDS &&
        st.bytes[DISK_ACCT_READ] == rd_bytes, "reads: every op and byte counted");
     ok(st.ops[DISK_ACCT_WRITE] == (uint64_t)THREADS * ROUNDS &&
@@ -149,6 +149,35 @@ int main(void)
        "every error popped or counted as dropped");
     ok(order_bad == 0, "each thread's errors come out in order, intact");
     ok(!disk_event_pop(&st, &e) && st.err_count == 0, "the ring ends empty");
+
+    /* a flood of I/O errors never pushes a tray event out: 2 tray
+     * events among 3 ring-fulls of errors, all kept, in order */
+    {
+        uint64_t dropped = st.err_dropped;
+        int trays = 0, errs = 0, first = 0, tray_order_bad = 0;
+
+        for (int i = 0; i < 3 * DISK_ERR_RING; i++) {
+            if (i == 5 || i == 40)
+                disk_tray_moved(&st, i == 5);
+            disk_io_error(&st, false, i + 1);
+        }
+        while (disk_event_pop(&st, &e)) {
+            if (e.kind == DISK_EV_TRAY) {
+                tray_order_bad += e.tray_open != (trays == 0);
+                trays++;
+            } else if (!errs++) {
+                first = e.err;
+            }
+        }
+        printf("# %d tray, %d errors kept (the first %d), %llu dropped\n",
+               trays, errs, first,
+               (unsigned long long)(st.err_dropped - dropped));
+        ok(trays == 2 && !tray_order_bad,
+           "tray events survive an I/O error flood, in order");
+        ok(errs == DISK_ERR_RING - 2 && first == 3 * DISK_ERR_RING - errs + 1 &&
+               st.err_dropped - dropped == 3 * DISK_ERR_RING - (uint64_t)errs,
+           "the newest errors kept, the rest counted dropped");
+    }
     disk_stats_fini(&st);
     return t_fail ? 1 : 0;
 }
