@@ -6,7 +6,8 @@
 # a write and a read stalled while their cluster is discarded, freed and
 # reused, two sub-sector writes to one encrypted sector (qcow2, luks), and
 # a two-cluster write whose second cluster another thread allocates while
-# the first one's copy-on-write is held.
+# the first one's copy-on-write is held, and a block status asked while
+# another thread is held making the once-per-open preallocation guess.
 # Each scenario checks what reads back; qemu-img check judges the images
 # and qemu-io reads the data back another way.
 . "$(dirname "$0")/lib.sh"
@@ -65,4 +66,5 @@ scenario crypt-sector crypt-sector.qcow2 "0xaa 0 100" "0x11 100 100" "0xbb 200 1
 scenario luks-sector luks-sector.luks "0xaa 0 100" "0x11 100 100" "0xbb 200 100" "0x11 300 65236"
 scenario alloc-handoff alloc-handoff.qcow2 "0x5b 0 8k" "0xaa 8k 64k" "0x5b 72k 24k" "0xbb 96k 32k" \
     "0x5b 128k 128k"
+scenario prealloc-status prealloc-status.qcow2 "0 0 512k"
 done_testing

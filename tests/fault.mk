@@ -5,7 +5,7 @@
 $(BUILD)/tests/blk-fault: private LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64,--wrap=pwritev64,--wrap=fdatasync
 $(BUILD)/tests/luks-fault: private LDFLAGS += -Wl,--wrap=pwrite64,--wrap=pwritev64,--wrap=fdatasync
 # blk-race holds chosen libc calls of chosen threads (tests/unit/blk-race.c).
-$(BUILD)/tests/blk-race: private LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64,--wrap=pwritev64,--wrap=fallocate64,--wrap=ftruncate64
+$(BUILD)/tests/blk-race: private LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64,--wrap=pwritev64,--wrap=fallocate64,--wrap=ftruncate64,--wrap=fstat64
 # nbd-evil holds the nbd driver's reader thread inside a read's data
 # (tests/unit/nbd-evil.c).
 $(BUILD)/tests/nbd-evil: private LDFLAGS += -Wl,--wrap=recv
