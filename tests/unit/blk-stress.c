@@ -168,27 +168,37 @@ static bool allowed(uint64_t s, const uint8_t *p, uint64_t rs, uint64_t re, char
     if (overlapped && torn_noise)
         return true;
     if (overlapped) {
-        uint8_t cand[8][SEC];
-        int nc = 0;
-        if (m == 0)
-            memcpy(cand[nc++], init_data ? init_data + s * SEC : (uint8_t[SEC]){0}, SEC);
-        for (uint32_t i = 0; i < h->n && nc < 8; i++) {
+        /* every candidate: a read held up while the other threads write
+         * the sector again and again may have many */
+        uint32_t cap = h->n + 1, nc = 0;
+        uint8_t *cand = malloc((size_t)cap * SEC);
+        if (!cand)
+            abort();
+        if (m == 0) {
+            if (init_data)
+                memcpy(cand, init_data + s * SEC, SEC);
+            else
+                memset(cand, 0, SEC);
+            nc++;
+        }
+        for (uint32_t i = 0; i < h->n; i++) {
             const struct ent *e = &h->e[i];
             if (e->start >= re || e->end < m)
                 continue;
             if (e->kind == K_DATA)
-                gen(e->id, s, cand[nc++]);
+                gen(e->id, s, cand + (size_t)nc++ * SEC);
             else
-                memset(cand[nc++], 0, SEC);
+                memset(cand + (size_t)nc++ * SEC, 0, SEC);
         }
         unsigned b = 0;
         for (; b < SEC; b++) {
-            int c = 0;
-            while (c < nc && cand[c][b] != p[b])
+            uint32_t c = 0;
+            while (c < nc && cand[(size_t)c * SEC + b] != p[b])
                 c++;
             if (c == nc)
                 break;
         }
+        free(cand);
         if (b == SEC)
             return true;
     }
