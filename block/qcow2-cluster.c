@@ -1721,34 +1721,32 @@ int qcow2_discard_tail(BlockDriverState *bs, uint64_t off, uint64_t len)
 /* QEMU's heuristic (qcow2_detect_metadata_preallocation): an image with
  * clearly more clusters in use than the file has blocks was preallocated,
  * and only then are holes in the file reported as zeros.  Doing the same
- * keeps map output identical to qemu-img's. */
+ * keeps map output identical to qemu-img's.  Made once per open, under
+ * s->lock (held on entry): threads asking for block status at once all
+ * get the answer of the one that makes it, never the flag before it is
+ * made (a thread took "checked" and the default "not preallocated"
+ * while another was still counting, and ThreadSanitizer saw the race). */
 static bool looks_preallocated(Qcow2State *s)
 {
-    /* under s->lock, the answer too: threads asking at once (a convert's
-     * workers) must not see "checked" before the answer is there */
-    pthread_mutex_lock(&s->lock);
-    if (!s->prealloc_checked) {
-        bool detected = false;
-        struct stat st;
-        if (blk_file_stat(s->fd, &st) == 0) {
-            int64_t real = (int64_t)((uint64_t)st.st_blocks * 512 / s->cluster_size);
-            int64_t threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
-            uint64_t end = (st.st_size + s->cluster_size - 1) >> s->cluster_bits;
-            int64_t count = 0;
-            for (uint64_t c = 0; c < end && count < threshold; c++) {
-                uint64_t ref;
-                if (qcow2_get_refcount(s, c, &ref) < 0)
-                    break;
-                count += ref != 0;
-            }
-            detected = count >= threshold;
-        }
-        s->prealloc_detected = detected;
-        s->prealloc_checked = true;
+    if (s->prealloc_checked)
+        return s->prealloc_detected;
+    s->prealloc_checked = true;
+    s->prealloc_detected = false;
+    struct stat st;
+    if (blk_file_stat(s->fd, &st) < 0)
+        return false;
+    int64_t real = (int64_t)((uint64_t)st.st_blocks * 512 / s->cluster_size);
+    int64_t threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
+    uint64_t end = (st.st_size + s->cluster_size - 1) >> s->cluster_bits;
+    int64_t count = 0;
+    for (uint64_t c = 0; c < end && count < threshold; c++) {
+        uint64_t ref;
+        if (qcow2_get_refcount(s, c, &ref) < 0)
+            break;
+        count += ref != 0;
     }
-    bool r = s->prealloc_detected;
-    pthread_mutex_unlock(&s->lock);
-    return r;
+    s->prealloc_detected = count >= threshold;
+    return s->prealloc_detected;
 }
 
 /* BLK_STATUS_ZERO if host bytes [host, host+*pnum) start in a hole of the
@@ -1780,6 +1778,8 @@ int qcow2_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_
     struct extent e;
     pthread_mutex_lock(&s->lock);
     int r = get_extent(s, off, len, &e);
+    /* a hole under encrypted data does not read as zeros */
+    bool holes = r == 0 && e.type == SC_NORMAL && !s->crypt_method && looks_preallocated(s);
     pthread_mutex_unlock(&s->lock);
     if (r < 0)
         return r;
@@ -1797,8 +1797,7 @@ int qcow2_block_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_
         return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | BLK_STATUS_COMPRESSED;
     case SC_NORMAL: {
         int st = BLK_STATUS_DATA | BLK_STATUS_ALLOCATED | offset_valid;
-        /* a hole under encrypted data does not read as zeros */
-        if (!s->crypt_method && looks_preallocated(s))
+        if (holes)
             st |= host_hole_status(s, e.host, pnum);
         return st;
     }

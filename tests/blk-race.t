@@ -6,8 +6,10 @@
 # a write and a read stalled while their cluster is discarded, freed and
 # reused, two sub-sector writes to one encrypted sector (qcow2, luks), and
 # a two-cluster write whose second cluster another thread allocates while
-# the first one's copy-on-write is held, and a preallocation=full resize
-# while another thread's new clusters wait for their data.
+# the first one's copy-on-write is held, a preallocation=full resize
+# while another thread's new clusters wait for their data, and a block
+# status asked while another thread is held making the once-per-open
+# preallocation guess.
 # Each scenario checks what reads back; qemu-img check judges the images
 # and qemu-io reads the data back another way.
 . "$(dirname "$0")/lib.sh"
@@ -67,4 +69,5 @@ scenario luks-sector luks-sector.luks "0xaa 0 100" "0x11 100 100" "0xbb 200 100"
 scenario alloc-handoff alloc-handoff.qcow2 "0x5b 0 8k" "0xaa 8k 64k" "0x5b 72k 24k" "0xbb 96k 32k" \
     "0x5b 128k 128k"
 scenario prealloc-full prealloc-full.qcow2 "0xaa 0 128k" "0 128k 1920k"
+scenario prealloc-status prealloc-status.qcow2 "0 0 512k"
 done_testing

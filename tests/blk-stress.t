@@ -13,7 +13,11 @@
 # qemu-img check judges the image and qemu-img compare reads back what
 # calf read at the end.  BLK_STRESS_RUNS=N runs each layout N times with
 # new seeds (the soak of `make test-slow`); BLK_STRESS_OPS sets the
-# requests per thread.
+# requests per thread.  A failure keeps its evidence: the seed, the
+# command and the first lines of what went wrong go to stderr too (prove
+# shows them without -v), and the image, its starting content and the
+# whole output are kept in a blk-stress-fail.* directory under
+# $BLK_STRESS_KEEP (default: $TMPDIR or /tmp), named on stderr.
 . "$(dirname "$0")/lib.sh"
 need_qemu qemu-img qemu-io
 STRESS=$CALF_BUILD/tests/blk-stress
@@ -31,11 +35,30 @@ head -c 4M /dev/urandom > "$TMP/base.raw"
 head -c 1052672 /dev/urandom > "$TMP/short.raw"   # 1 MiB + 4 KiB: ends inside a cluster
 qemu-img convert -q -f raw -O qcow2 "$TMP/short.raw" "$TMP/short.qcow2"
 
+# stress_fail DESC SEED OUT [FILE...]: one failed test, DESC, with the
+# command that ran and OUT as diagnostics; the first lines of it on
+# stderr as well, and FILE... and OUT kept out of $TMP
+stress_fail() {
+    local desc=$1 seed=$2 out=$3 keep f; shift 3
+    keep=$(mktemp -d "${BLK_STRESS_KEEP:-${TMPDIR:-/tmp}}/blk-stress-fail.XXXXXX" 2>/dev/null)
+    if [ -n "$keep" ]; then
+        for f in "$@"; do [ -f "$f" ] && cp "$f" "$keep/"; done
+        printf '%s\n%s\n' "$cmd" "$out" > "$keep/output"
+    fi
+    fail "$desc" "$(printf 'command: %s\n%s' "$cmd" "$out")"
+    {
+        echo "# blk-stress.t: $desc"
+        echo "#   seed $seed, $OPS requests per thread; command: $cmd"
+        head -n 40 <<<"$out" | sed 's/^/#   /'
+        [ -n "$keep" ] && echo "#   image, starting content and whole output kept in $keep"
+    } >&2
+}
+
 # layout NAME FORMAT SIZE SETUP [blk-stress options]: SETUP makes $img
 # and sets $init (what the disk holds at the start, "" for zeros)
 layout() {
     local name=$1 fmt=$2 size=$3 setup=$4; shift 4
-    local run seed out
+    local run seed out cmd
     for run in $(seq 1 "$RUNS"); do
         seed=$((SEED0 + run))
         img=$TMP/img.$fmt init=
@@ -43,10 +66,12 @@ layout() {
         eval "$setup"
         local iopt=()
         [ -n "$init" ] && iopt=(-i "$init")
+        cmd="$STRESS -s $seed -n $OPS -f $fmt ${iopt[*]} -o $TMP/final.raw $* $img"
         if out=$("$STRESS" -s $seed -n "$OPS" -f "$fmt" "${iopt[@]}" -o "$TMP/final.raw" "$@" "$img" 2>&1); then
             [ "$RUNS" = 1 ] && pass "$name: every read allowed by the model (seed $seed)"
         else
-            fail "$name: a read the model does not allow (seed $seed)" "$out"
+            stress_fail "$name: a read the model does not allow (seed $seed)" $seed "$out" \
+                "$img" "$init"
             return
         fi
         local chk=(qemu-img check -q "$img") cmp=(qemu-img compare -q -f raw -F "$fmt" "$TMP/final.raw" "$img")
@@ -64,14 +89,18 @@ layout() {
             chk=(qemu-img check -q --image-opts "$node")
             cmp=(qemu-img compare -q --image-opts "driver=raw,file.filename=$TMP/final.raw" "$node")
             if ! out=$(qemu-img check -q "$img" 2>&1); then
-                fail "$name: qemu-img check of the outer image (seed $seed)" "$out"; return
+                stress_fail "$name: qemu-img check of the outer image (seed $seed)" $seed "$out" \
+                    "$img" "$init"
+                return
             fi
         fi
         if [ "$fmt" = qcow2 ] && ! out=$("${chk[@]}" 2>&1); then
-            fail "$name: qemu-img check (seed $seed)" "$out"; return
+            stress_fail "$name: qemu-img check (seed $seed)" $seed "$out" "$img" "$init"; return
         fi
         if ! out=$("${cmp[@]}" 2>&1); then
-            fail "$name: qemu-img reads what calf read (seed $seed)" "$out"; return
+            stress_fail "$name: qemu-img reads what calf read (seed $seed)" $seed "$out" \
+                "$img" "$init" "$TMP/final.raw"
+            return
         fi
     done
     if [ "$RUNS" = 1 ]; then pass "$name: qemu-img check clean, qemu-img compare agrees"
@@ -115,7 +144,7 @@ NEST=
 # qcow2 over a quorum of three files (block/quorum.c): afterwards every
 # child is the same file, a clean qcow2 image of what calf read
 quorum_layout() {
-    local run seed out c j
+    local run seed out c j cmd
     for run in $(seq 1 "$RUNS"); do
         seed=$((SEED0 + run))
         for c in a b c; do
@@ -124,14 +153,19 @@ quorum_layout() {
         j="json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':2,'children':["
         j+="{'driver':'file','filename':'$TMP/qa.qcow2'},{'driver':'file','filename':'$TMP/qb.qcow2'},"
         j+="{'driver':'file','filename':'$TMP/qc.qcow2'}]}}"
+        cmd="$STRESS -s $seed -n $OPS -f qcow2 -o $TMP/final.raw $j"
         if ! out=$("$STRESS" -s $seed -n "$OPS" -f qcow2 -o "$TMP/final.raw" "$j" 2>&1); then
-            fail "qcow2 over a quorum: a read the model does not allow (seed $seed)" "$out"; return
+            stress_fail "qcow2 over a quorum: a read the model does not allow (seed $seed)" $seed \
+                "$out" "$TMP"/q[abc].qcow2
+            return
         fi
         for c in a b c; do
             if ! out=$(qemu-img check -q "$TMP/q$c.qcow2" 2>&1 &&
                        qemu-img compare -q -f raw -F qcow2 "$TMP/final.raw" "$TMP/q$c.qcow2" 2>&1 &&
                        cmp "$TMP/qa.qcow2" "$TMP/q$c.qcow2" 2>&1); then
-                fail "qcow2 over a quorum: child $c (seed $seed)" "$out"; return
+                stress_fail "qcow2 over a quorum: child $c (seed $seed)" $seed "$out" \
+                    "$TMP"/q[abc].qcow2 "$TMP/final.raw"
+                return
             fi
         done
     done

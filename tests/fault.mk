@@ -5,7 +5,7 @@
 $(BUILD)/tests/blk-fault: private LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64,--wrap=pwritev64,--wrap=fdatasync
 $(BUILD)/tests/luks-fault: private LDFLAGS += -Wl,--wrap=pwrite64,--wrap=pwritev64,--wrap=fdatasync
 # blk-race holds chosen libc calls of chosen threads (tests/unit/blk-race.c).
-$(BUILD)/tests/blk-race: private LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64,--wrap=pwritev64,--wrap=fallocate64,--wrap=ftruncate64
+$(BUILD)/tests/blk-race: private LDFLAGS += -Wl,--wrap=pread64,--wrap=pwrite64,--wrap=pwritev64,--wrap=fallocate64,--wrap=ftruncate64,--wrap=fstat64
 # blk-syncfail fails one fdatasync (tests/unit/blk-syncfail.c).
 $(BUILD)/tests/blk-syncfail: private LDFLAGS += -Wl,--wrap=fdatasync
 # blk-vfd holds a thread before a virtual fd's lock (tests/unit/blk-vfd.c).

@@ -1,6 +1,6 @@
 /* Races in the block layer, made to happen every time.  The libc calls
  * the block layer makes on its files (pread, pwrite, pwritev, fallocate,
- * ftruncate: linked with --wrap, see tests/fault.mk) can be held at a
+ * ftruncate, fstat: linked with --wrap, see tests/fault.mk) can be held at a
  * chosen point by a chosen thread while another thread runs, so an
  * interleaving that a real disk produces once in a blue moon (a write
  * stalled in the kernel) is produced on demand.
@@ -39,6 +39,11 @@
  *   prealloc-full  a resize with preallocation=full while another
  *                thread's new clusters past the end of the file wait for
  *                their data (the zero fill must not land on them)
+ *   prealloc-status  two threads ask a freshly opened preallocated qcow2
+ *                image for the status of a cluster with no data blocks:
+ *                the first is held in the once-per-open preallocation
+ *                guess (its fstat); the second must get the same answer
+ *                (zeros), not the guess's default before it is made
  */
 #include "block/block.h"
 
@@ -50,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,7 +74,7 @@ struct hook {
     bool used;
     int who;          /* thread id (tid below) */
     int fd;
-    const char *ops;  /* r pread, w pwrite(v), f fallocate, t ftruncate */
+    const char *ops;  /* r pread, w pwrite(v), f fallocate, t ftruncate, s fstat */
     uint64_t lo, hi;  /* the call touches these bytes */
     uint64_t minlen;
     bool after;       /* stall once the real call returned, not before */
@@ -221,6 +227,16 @@ int __wrap_ftruncate64(int fd, off_t len)
     return r;
 }
 
+int __real_fstat64(int fd, struct stat *st);
+
+int __wrap_fstat64(int fd, struct stat *st)
+{
+    struct hook *h = hook_before('s', fd, 0, UINT64_MAX);
+    int r = __real_fstat64(fd, st);
+    hook_after(h);
+    return r;
+}
+
 /* ---- threads ---- */
 
 struct op {
@@ -261,6 +277,14 @@ static bool op_wait(struct op *o, int ms)
 }
 
 static int do_write(struct op *o) { return blk_pwrite(o->bs, o->off, o->buf, o->len); }
+/* the status of [off, off+len): into ret (the flags) and buf[0..7] (pnum) */
+static int do_status(struct op *o)
+{
+    uint64_t pnum = 0, host;
+    int st = blk_block_status(o->bs, o->off, o->len, &pnum, &host);
+    memcpy(o->buf, &pnum, sizeof(pnum));
+    return st;
+}
 static int do_read(struct op *o) { return blk_pread(o->bs, o->off, o->buf, o->len); }
 
 static int do_write_flush(struct op *o)
@@ -685,6 +709,36 @@ static void prealloc_full(const char *dir)
     blk_close(bs);
 }
 
+/* A preallocated image (every cluster mapped, no data blocks under
+ * them) reads as zeros in the status, as in QEMU, once the image is
+ * guessed to be preallocated: the first status request of an open makes
+ * the guess.  A is held in it (at its fstat of the image file); B asks
+ * meanwhile and must get the guess's answer, not the default it had
+ * before the guess was made. */
+static void prealloc_status(const char *dir)
+{
+    const uint64_t cs = 64 * KB;
+    BlockDriverState *bs = make(dir, "prealloc-status.qcow2", "qcow2", 8 * cs,
+                                "preallocation=metadata", 0, NULL);
+    struct hook *ha = hook_arm(1, bs->fd, "s", 0, UINT64_MAX, 0, false);
+    pthread_t ta, tb;
+    struct op *a = op_start(&ta, 1, do_status, bs, 2 * cs, cs, 0);
+    if (!hook_wait(ha, STALLED, 5000)) {
+        fail("A never looked at the image file");
+        exit(1);
+    }
+    struct op *b = op_start(&tb, 2, do_status, bs, 3 * cs, cs, 0);
+    race(ha, &ta, a, &tb, b);
+    const int want = BLK_STATUS_DATA | BLK_STATUS_ZERO;
+    if ((a->ret & want) != want)
+        fail("A: status %#x, not data and zeros", a->ret);
+    if (b->ret != a->ret)
+        fail("B: status %#x while A held the guess, A's %#x", b->ret, a->ret);
+    op_free(a);
+    op_free(b);
+    blk_close(bs);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -713,6 +767,8 @@ int main(int argc, char **argv)
         alloc_handoff(dir);
     else if (!strcmp(scenario, "prealloc-full"))
         prealloc_full(dir);
+    else if (!strcmp(scenario, "prealloc-status"))
+        prealloc_status(dir);
     else {
         fprintf(stderr, "blk-race: unknown scenario %s\n", scenario);
         return 2;

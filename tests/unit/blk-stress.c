@@ -23,7 +23,9 @@
  * At the end the image is flushed, closed, reopened and read whole: each
  * sector must be a value the model allows after every request ended, and
  * what was read goes to FINAL.raw, for qemu-img compare to read back
- * another way.  Exit status 0: every read was allowed. */
+ * another way.  Exit status 0: every read was allowed.  A read that was
+ * not is reported with the last requests the model holds for its sector,
+ * where the image maps the sector now, and the seed. */
 #include "block/block.h"
 
 #include <errno.h>
@@ -168,39 +170,75 @@ static bool allowed(uint64_t s, const uint8_t *p, uint64_t rs, uint64_t re, char
     if (overlapped && torn_noise)
         return true;
     if (overlapped) {
-        uint8_t cand[8][SEC];
-        int nc = 0;
-        if (m == 0)
-            memcpy(cand[nc++], init_data ? init_data + s * SEC : (uint8_t[SEC]){0}, SEC);
-        for (uint32_t i = 0; i < h->n && nc < 8; i++) {
+        /* every candidate: a read held up while the other threads write
+         * the sector again and again may have many */
+        uint32_t cap = h->n + 1, nc = 0;
+        uint8_t *cand = malloc((size_t)cap * SEC);
+        if (!cand)
+            abort();
+        if (m == 0) {
+            if (init_data)
+                memcpy(cand, init_data + s * SEC, SEC);
+            else
+                memset(cand, 0, SEC);
+            nc++;
+        }
+        for (uint32_t i = 0; i < h->n; i++) {
             const struct ent *e = &h->e[i];
             if (e->start >= re || e->end < m)
                 continue;
             if (e->kind == K_DATA)
-                gen(e->id, s, cand[nc++]);
+                gen(e->id, s, cand + (size_t)nc++ * SEC);
             else
-                memset(cand[nc++], 0, SEC);
+                memset(cand + (size_t)nc++ * SEC, 0, SEC);
         }
         unsigned b = 0;
         for (; b < SEC; b++) {
-            int c = 0;
-            while (c < nc && cand[c][b] != p[b])
+            uint32_t c = 0;
+            while (c < nc && cand[(size_t)c * SEC + b] != p[b])
                 c++;
             if (c == nc)
                 break;
         }
+        free(cand);
         if (b == SEC)
             return true;
     }
-    if (getenv("BLK_STRESS_DEBUG"))
-        for (uint32_t i = 0; i < h->n; i++)
-            fprintf(stderr, "  id %u kind %d [%" PRIu64 ", %" PRId64 "]\n", h->e[i].id,
-                    h->e[i].kind, h->e[i].start, (int64_t)h->e[i].end);
-    snprintf(why, wl, "sector %" PRIu64 " (byte 0x%" PRIx64 ") reads %s%s (id %u) during "
-             "[%" PRIu64 ", %" PRIu64 "], %u writes on it, last certain at %" PRIu64,
-             s, s * SEC, zero ? "zeros" : "data", matches_init(s, p) ? " = initial" : "", id,
-             rs, re, h->n, m);
+    uint64_t of;
+    memcpy(&of, p + 4, 8);
+    snprintf(why, wl, "sector %" PRIu64 " (byte 0x%" PRIx64 ") reads %s%s (id %u, for sector %"
+             PRIu64 ") during [%" PRIu64 ", %" PRIu64 "], %u writes on it, last certain at %"
+             PRIu64, s, s * SEC, zero ? "zeros" : "data", matches_init(s, p) ? " = initial" : "",
+             id, of, rs, re, h->n, m);
     return false;
+}
+
+/* After a sector read wrong (why): what the model holds for it, and where
+ * the image has it now, for the report (the model's lock held). */
+static void explain(uint64_t s, const char *why)
+{
+    static const char *const kinds[] = {"write", "zero write", "discard"};
+    const struct hist *h = &hist[s];
+    fprintf(stderr, "blk-stress: %s\n", why);
+    uint32_t from = h->n > 16 ? h->n - 16 : 0;
+    if (from)
+        fprintf(stderr, "blk-stress:   (%u earlier requests on it)\n", from);
+    for (uint32_t i = from; i < h->n; i++) {
+        const struct ent *e = &h->e[i];
+        if (e->end == UINT64_MAX)
+            fprintf(stderr, "blk-stress:   %s id %u [%" PRIu64 ", in flight]\n", kinds[e->kind],
+                    e->id, e->start);
+        else
+            fprintf(stderr, "blk-stress:   %s id %u [%" PRIu64 ", %" PRIu64 "]\n", kinds[e->kind],
+                    e->id, e->start, e->end);
+    }
+    uint64_t pnum = 0, host = 0;
+    int st = blk_block_status(bs, s * SEC, SEC, &pnum, &host);
+    if (st < 0)
+        fprintf(stderr, "blk-stress:   block status now: error %d\n", st);
+    else
+        fprintf(stderr, "blk-stress:   block status now: %#x, host offset 0x%" PRIx64 "\n", st,
+                (st & BLK_STATUS_OFFSET) ? host : 0);
 }
 
 /* ---- workers ---- */
@@ -266,7 +304,9 @@ static void *run(void *arg)
             pthread_mutex_lock(&model_mu);
             for (uint64_t i = 0; i < n; i++) {
                 if (!allowed(s0 + i, w->buf + i * SEC, rs, re, why, sizeof(why))) {
-                    fprintf(stderr, "blk-stress: thread %d read: %s\n", w->id, why);
+                    fprintf(stderr, "blk-stress: thread %d read of sectors %" PRIu64 "+%" PRIu64
+                            " went wrong:\n", w->id, s0, n);
+                    explain(s0 + i, why);
                     __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
                     break;
                 }
@@ -390,8 +430,11 @@ int main(int argc, char **argv)
     if (r < 0)
         report("final flush", r);
     blk_close(bs);
-    if (failed)
+    if (failed) {
+        fprintf(stderr, "blk-stress: failed: seed %" PRIu64 ", %d threads, %" PRIu64
+                " requests each\n", seed, nthreads, nops);
         return 1;
+    }
     /* what every request left, read from a fresh open */
     if (!(bs = open_image(path, fmt, flags & ~BLK_O_RDWR, secret)))
         return 1;
@@ -404,12 +447,15 @@ int main(int argc, char **argv)
     uint64_t t = tick(), bad = 0;
     for (uint64_t s = 0; s < nsec; s++) {
         if (!allowed(s, all + s * SEC, t, t, why, sizeof(why))) {
-            if (bad++ < 5)
-                fprintf(stderr, "blk-stress: after reopen: %s\n", why);
+            if (bad++ < 3) {
+                fprintf(stderr, "blk-stress: after reopen:\n");
+                explain(s, why);
+            }
         }
     }
     if (bad) {
-        fprintf(stderr, "blk-stress: %" PRIu64 " sectors wrong after reopen\n", bad);
+        fprintf(stderr, "blk-stress: %" PRIu64 " sectors wrong after reopen (seed %" PRIu64
+                ", %d threads, %" PRIu64 " requests each)\n", bad, seed, nthreads, nops);
         return 1;
     }
     if (out) {
