@@ -564,18 +564,20 @@ static int collect(struct vm *vm, const struct disks *k, uint64_t stamp,
     vms_writer_init(&sec);
     machine_put(vm, k, stamp, &sec);
     put_cursor(all, "machine", &sec, n);
-    for (int i = 0; i < vm->ncpus && !all->err; i++) {
-        vms_writer_init(&sec);
-        cpu_save(&vm->vcpus[i], &sec);
-        snprintf(name, sizeof(name), "cpu %d", i);
-        put_cursor(all, name, &sec, n);
-    }
+    /* devices first: they finish (or hold) their work in flight, and
+     * every interrupt they raised is then in the vCPU and irqchip state */
     for (unsigned i = 0; i < bus_state_count(vm->bus) && !all->err; i++) {
         vms_writer_init(&sec);
         if (bus_state_save(vm->bus, i, &sec) && !sec.err)
             vms_fail(&sec, -EIO, "%s cannot be saved",
                      bus_state_name(vm->bus, i));
         put_cursor(all, bus_state_name(vm->bus, i), &sec, n);
+    }
+    for (int i = 0; i < vm->ncpus && !all->err; i++) {
+        vms_writer_init(&sec);
+        cpu_save(&vm->vcpus[i], &sec);
+        snprintf(name, sizeof(name), "cpu %d", i);
+        put_cursor(all, name, &sec, n);
     }
     vms_writer_init(&sec);
     vm_chips_save(vm, &sec);
@@ -711,7 +713,7 @@ static int snap_ids_named(BlockDriverState *bs, const char *name,
     return 0;
 }
 
-int snapshot_save(struct vm *vm, const char *name)
+static int save_machine(struct vm *vm, const char *name)
 {
     struct vmstate_cursor all;
     struct vmstate_header h;
@@ -812,6 +814,15 @@ int snapshot_save(struct vm *vm, const char *name)
                 h.sections_len, (unsigned long long)(vm->ram_size >> 20),
                 (double)(vm_now_ns() - t0) / 1e6);
     return 0;
+}
+
+int snapshot_save(struct vm *vm, const char *name)
+{
+    int ret = save_machine(vm, name);
+
+    /* devices with threads of their own go on (the machine may run on) */
+    bus_state_resume(vm->bus);
+    return ret;
 }
 
 /* ---- load ---- */
@@ -1146,6 +1157,8 @@ int snapshot_load(struct vm *vm, const char *name)
                               sizeof(struct kvm_clock_data), 1);
     if (!ret)
         ret = disks_revert(&k, name, direct);
+    if (!ret)
+        bus_state_resume(vm->bus); /* the disks are as saved: I/O may go */
     if (!ret && getenv("CALF_SNAPSHOT_TIMING"))
         fprintf(stderr, "calf: restored '%s' in %.2f ms (guest RAM %s, "
                 "state %s)\n", name, (double)(vm_now_ns() - t0) / 1e6,
