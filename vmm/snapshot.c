@@ -713,6 +713,20 @@ static int snap_ids_named(BlockDriverState *bs, const char *name,
     return 0;
 }
 
+/* CALF_VMSTATE_DUMP=FILE: the header and sections also go to FILE (to
+ * seed tests/fuzz/corpus-vmstate from a real machine). */
+static void dump_state(const uint8_t *buf, size_t len)
+{
+    const char *path = getenv("CALF_VMSTATE_DUMP");
+    FILE *f = path && *path ? fopen(path, "wb") : NULL;
+
+    if (!f)
+        return;
+    if (fwrite(buf, 1, len, f) != len)
+        vmm_error("CALF_VMSTATE_DUMP=%s: short write", path);
+    fclose(f);
+}
+
 static int save_machine(struct vm *vm, const char *name)
 {
     struct vmstate_cursor all;
@@ -772,6 +786,7 @@ static int save_machine(struct vm *vm, const char *name)
     }
     vms_make_header(buf, &h);
     memcpy(buf + VMS_HEADER_SIZE, all.buf, all.len);
+    dump_state(buf, VMS_HEADER_SIZE + all.len);
     bs = k.d[k.target[0]].bs;
     /* RAM as one run of the file, for a restore that maps it */
     ret = blk_vmstate_reserve(bs, h.ram_offset, vm->ram_size);
