@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,31 @@
 #include "devices/disk.h"
 #include "devices/vmstate.h"
 #include "vmm/vcpu-util.h"
+
+/* Every message also goes to last_error, for the monitor's savevm,
+ * loadvm and delvm (vmm/hmp-snapshot.c), which answer with it. */
+static char last_error[512];
+
+static void __attribute__((format(printf, 1, 2)))
+snap_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "calf: %s\n", last_error);
+}
+#define vmm_error snap_error
+
+const char *snapshot_error(void)
+{
+    return last_error;
+}
+
+/* Guest RAM is mapped copy-on-write from an image file (a restore):
+ * its pages the guest has not written are still the file's clusters. */
+static bool ram_mapped;
 
 #define SNAP_MAX_DISKS 32
 #define RAM_CHUNK (64u << 20)
@@ -713,6 +739,39 @@ static int snap_ids_named(BlockDriverState *bs, const char *name,
     return 0;
 }
 
+/* Before a snapshot is deleted: the clusters it frees may back guest
+ * RAM (mapped by a restore), and whatever reuses them would change the
+ * guest's memory under it.  RAM becomes anonymous memory again, with the
+ * same contents (all-zero pieces are left unwritten).  vCPUs stopped and
+ * devices quiet: nothing writes RAM meanwhile. */
+static int ram_detach(struct vm *vm)
+{
+    uint8_t *p;
+
+    if (!ram_mapped)
+        return 0;
+    p = mmap(NULL, vm->ram_size, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    for (uint64_t o = 0; o < vm->ram_size; o += ZERO_UNIT) {
+        uint64_t n = vm->ram_size - o < ZERO_UNIT ? vm->ram_size - o
+                                                   : ZERO_UNIT;
+
+        if (!all_zero(vm->ram + o, n))
+            memcpy(p + o, vm->ram + o, n);
+    }
+    if (mremap(p, vm->ram_size, vm->ram_size, MREMAP_MAYMOVE | MREMAP_FIXED,
+               vm->ram) == MAP_FAILED) {
+        int err = errno;
+
+        munmap(p, vm->ram_size);
+        return -err;
+    }
+    ram_mapped = false;
+    return 0;
+}
+
 /* CALF_VMSTATE_DUMP=FILE: the header and sections also go to FILE (to
  * seed tests/fuzz/corpus-vmstate from a real machine). */
 static void dump_state(const uint8_t *buf, size_t len)
@@ -814,6 +873,9 @@ static int save_machine(struct vm *vm, const char *name)
         if (!ret)
             ret = blk_snapshot_create_vm(d, name, t ? 0 : h.total_len,
                                          stamp);
+        if (!ret && nold && (ret = ram_detach(vm)))
+            blk_set_error("cannot copy guest RAM off the image: %s",
+                          strerror(-ret));
         for (int o = 0; !ret && o < nold; o++)
             ret = blk_snapshot_delete(d, old[o]);
         if (!ret)
@@ -833,7 +895,10 @@ static int save_machine(struct vm *vm, const char *name)
 
 int snapshot_save(struct vm *vm, const char *name)
 {
-    int ret = save_machine(vm, name);
+    int ret;
+
+    last_error[0] = 0;
+    ret = save_machine(vm, name);
 
     /* devices with threads of their own go on (the machine may run on) */
     bus_state_resume(vm->bus);
@@ -934,6 +999,7 @@ static int ram_load(struct vm *vm, BlockDriverState *bs, const char *name,
         }
         if (p == vm->ram) {
             *mapped = true;
+            ram_mapped = true;
             return 0;
         }
         /* MAP_FIXED failing leaves the range unmapped: put RAM back */
@@ -1050,6 +1116,7 @@ int snapshot_load(struct vm *vm, const char *name)
     const char *sid;
     int ret;
 
+    last_error[0] = 0;
     disks_get(&k);
     if (k.holder < 0) {
         vmm_error("--loadvm %s: no qcow2 disk to restore from (a writable "
@@ -1187,4 +1254,52 @@ out:
     free(s);
     free(secbuf);
     return ret;
+}
+
+void snapshot_quiesce(struct vm *vm)
+{
+    struct vmstate_cursor scratch;
+
+    /* a save into nowhere: every device finishes or holds its work */
+    for (unsigned i = 0; i < bus_state_count(vm->bus); i++) {
+        vms_writer_init(&scratch);
+        bus_state_save(vm->bus, i, &scratch);
+        vms_free(&scratch);
+    }
+}
+
+int snapshot_delete(struct vm *vm, const char *name)
+{
+    struct disks k;
+    int ret = 0;
+
+    last_error[0] = 0;
+    disks_get(&k);
+    if (ram_mapped) {
+        /* devices quiet, then RAM off the clusters the delete may free */
+        snapshot_quiesce(vm);
+        ret = ram_detach(vm);
+        bus_state_resume(vm->bus);
+        if (ret) {
+            vmm_error("delvm %s: cannot copy guest RAM off the image: %s",
+                      name, strerror(-ret));
+            return ret;
+        }
+    }
+    for (int t = 0; t < k.ntarget; t++) {
+        BlockDriverState *d = k.d[k.target[t]].bs;
+        char old[16][128];
+        int nold = 0;
+
+        ret = snap_ids_named(d, name, old, 16, &nold);
+        for (int o = 0; !ret && o < nold; o++)
+            ret = blk_snapshot_delete(d, old[o]);
+        if (!ret)
+            ret = blk_flush(d);
+        if (ret) {
+            vmm_error("delvm %s: %s: %s", name, d->filename, blk_error());
+            return ret;
+        }
+    }
+    return 0;
 }
