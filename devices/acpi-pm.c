@@ -175,6 +175,9 @@ static int acpi_pm_load(void *opaque, struct vmstate_cursor *r)
     pm->sts = sts;
     pm->en = en;
     pm->cnt = cnt & (uint16_t)~0x2000; /* never SLP_EN: no sleep on load */
+    /* a pending power button or timer event drives the SCI again (on a
+     * running machine's loadvm, it may also have to drop it) */
+    pm_update_sci(pm);
     return 0;
 }
 

@@ -3,7 +3,10 @@
 QEMU 7.2's own QMP client (qemu.qmp on PYTHONPATH), for
 guest-tests/qmp-snapshot.t.  Prints one "key=value" line per fact.
 
-  qmp-snapshot.py SOCKET SERIAL
+  qmp-snapshot.py SOCKET SERIAL            the session below
+  qmp-snapshot.py SOCKET SERIAL powerdown  system_powerdown to a guest
+                                           restored while it waited for
+                                           the ACPI power button
 
 SERIAL is the guest's console: the test guest with ct.tick=1, which
 prints "calf-test: tick N" about ten times a second.  The session: let
@@ -86,4 +89,31 @@ async def session(sock, ser):
         pass
 
 
-asyncio.run(session(sys.argv[1], sys.argv[2]))
+async def powerdown(sock, ser):
+    qmp = QMPClient("calf-test")
+    await qmp.connect(sock)
+    await qmp.execute("system_powerdown")
+    with_text = lambda t: lambda: t in open(ser, "rb").read()
+    say("pressed", await wait_for(with_text(b"power button pressed"), 60))
+    end = time.monotonic() + 60
+    ev = None
+    while time.monotonic() < end:
+        try:
+            ev = await asyncio.wait_for(qmp.events.get(),
+                                        end - time.monotonic())
+        except asyncio.TimeoutError:
+            break
+        if ev["event"] == "SHUTDOWN":
+            break
+    say("shutdown-event",
+        ev and f"{ev['data']['guest']}:{ev['data']['reason']}")
+    try:
+        await qmp.disconnect()
+    except EOFError:
+        pass
+
+
+if len(sys.argv) > 3 and sys.argv[3] == "powerdown":
+    asyncio.run(powerdown(sys.argv[1], sys.argv[2]))
+else:
+    asyncio.run(session(sys.argv[1], sys.argv[2]))

@@ -58,6 +58,31 @@ qemu-img check -q "$TMP/d.qcow2"; is $? 0 "qemu-img check: clean"
 boot again --kernel "$GUEST" --append "ct.tick=1" --cpus 2 --disk "$TMP/d.qcow2" \
     --loadvm s2 --expect "calf-test: tick" --timeout 60
 is "$status" 0 "s2 restores with --loadvm and the guest counts on"
+
+# the ACPI power button's enable bit survives a save: the test guest
+# (ct.pwrbtn=1) saved while it waits for the button, restored with a
+# QMP socket, gets system_powerdown and powers off
+qemu-img create -q -f qcow2 "$TMP/p.qcow2" 64M
+boot psave --kernel "$GUEST" --append "ct.pwrbtn=1 ct.poweroff=1" --disk "$TMP/p.qcow2" \
+    --expect "waiting for the power button" --savevm pb --timeout 60
+is "$status" 0 "saved while the guest waits for the power button"
+"$CALF" run --qmp "unix:$TMP/p.sock,server=on,wait=off" --kernel "$GUEST" \
+    --append "ct.pwrbtn=1 ct.poweroff=1" --disk "$TMP/p.qcow2" --loadvm pb \
+    --timeout 100 >"$TMP/p.out" 2>"$TMP/p.err" </dev/null &
+pid=$!
+at_exit "kill -9 $pid 2>/dev/null"
+for ((i = 0; i < 300; i++)); do [ -S "$TMP/p.sock" ] && break; sleep 0.1; done
+PYTHONPATH=$QEMU_PY timeout 90 python3 "$CLIENT" "$TMP/p.sock" "$TMP/p.out" powerdown \
+    >"$TMP/p.facts" 2>"$TMP/p.pyerr"
+sed 's/^/#   /' "$TMP/p.pyerr"
+for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -9 "$pid" 2>/dev/null
+wait "$pid"
+status=$?
+pfact() { sed -n "s/^$1=//p" "$TMP/p.facts" | head -1; }
+is "$(pfact pressed)" True "restored, system_powerdown: the guest sees the power button"
+is "$(pfact shutdown-event)" "True:guest-shutdown" "and powers off"
+is "$status" 0 "calf exits 0 (status $status)"
 [ "$t_fail" = 0 ] || { sed 's/^/#   /' "$TMP/s.err"; tail -5 "$TMP/s.out" | sed 's/^/#   /'; }
 
 done_testing
