@@ -130,10 +130,11 @@ extra-all: $(EXTRA_ALL)
 # The Linux guest tests come first and last: linux.t builds the kernel
 # (minutes, once) while the other prove job works through the rest, and
 # linux-virtio.t, which needs that kernel too, starts when it is there.
-LINUX_TESTS  := guest-tests/linux.t guest-tests/linux-virtio.t
+LINUX_TESTS  := guest-tests/linux.t guest-tests/linux-virtio.t \
+                guest-tests/snapshot-linux.t
 TEST_SCRIPTS = guest-tests/linux.t \
     $(filter-out $(LINUX_TESTS),$(sort $(wildcard tests/*.t guest-tests/*.t))) \
-    guest-tests/linux-virtio.t
+    guest-tests/linux-virtio.t guest-tests/snapshot-linux.t
 PROVE_JOBS ?= 2
 
 # A sanitizer report must never pass for a guest's own status 1 (the
