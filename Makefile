@@ -158,7 +158,7 @@ TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/qcow2-threads.t tests/im
               tests/nbd-stress.t tests/nbd-hostile.t tests/nbd-server.t tests/nbd-client.t \
               guest-tests/nbd.t guest-tests/qmp-stress.t guest-tests/qmp-hostile.t \
               tests/virtio-rng.t tests/virtio-net.t guest-tests/virtio-net.t \
-              guest-tests/snapshot.t
+              guest-tests/snapshot.t guest-tests/qmp-snapshot.t
 test-tsan:
 	$(MAKE) BUILD=build-tsan SANITIZE=thread test-progs
 	TSAN_OPTIONS="exitcode=66 halt_on_error=1 second_deadlock_stack=1" \
