@@ -107,6 +107,9 @@ struct drive_state {
     uint8_t cdb[12];
 };
 
+_Static_assert(IDE_MAX_MULT * BLK_SECTOR_SIZE <= IDE_BUF_SIZE,
+               "a DRQ block fits the buffer");
+
 static int drive_read(struct ide_channel *ch, struct ide_drive *d,
                       struct drive_state *s, uint8_t *buf,
                       struct vmstate_cursor *r)
@@ -156,8 +159,9 @@ static int drive_read(struct ide_channel *ch, struct ide_drive *d,
               s->pos <= s->end && (s->pio == PIO_NONE || s->has_buf);
     switch (s->pio) {
     case PIO_ATA_READ: case PIO_ATA_WRITE:
-        ok = ok && !d->atapi && s->block >= 1 &&
-             s->block * BLK_SECTOR_SIZE <= IDE_BUF_SIZE &&
+        /* block is 1 or the READ/WRITE MULTIPLE count: bounded before
+         * any product, which would wrap in 32 bits */
+        ok = ok && !d->atapi && s->block >= 1 && s->block <= IDE_MAX_MULT &&
              s->lba <= bytes && s->left <= bytes - s->lba &&
              s->end % BLK_SECTOR_SIZE == 0 &&
              (s->pio == PIO_ATA_READ || s->end / BLK_SECTOR_SIZE <= s->left);

@@ -43,7 +43,7 @@ static void images_cleanup(void)
  * may write to the disk) */
 static void images_reset(void)
 {
-    static uint8_t raw[64 << 10], cd[32 * 2048];
+    static uint8_t raw[1 << 20], cd[32 * 2048];
 
     if (!dir[0]) {
         fz_scratch_dir(dir, sizeof(dir), "fuzz-vmstate");
@@ -206,6 +206,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         unsigned i = (data[0] / 2) % bus_state_count(bus);
 
         load_one(bus, i, data + 1, size - 1);
+    }
+    {
+        /* I/O decode on for the IDE function 00:01.1, whatever the state
+         * said, so that the loaded drives' ports answer */
+        uint32_t a = 0x80000904;
+        uint16_t c = 5;
+
+        bus_pio(bus, 0xcf8, (uint8_t *)&a, 4, true);
+        bus_pio(bus, 0xcfc, (uint8_t *)&c, 2, true);
     }
     bus_state_resume(bus);
     fuzz_virtio_settle();
