@@ -2,9 +2,9 @@
  * through QMP's human-monitor-command; vmm/qmp.c): the running VM is
  * paused (vm_pause(): every vCPU parked outside KVM_RUN), saved into or
  * restored from its qcow2 disks by vmm/snapshot.c, and resumed if it
- * was running.  As QEMU: success prints nothing, a failure prints
- * "Error: " and why, a failed loadvm leaves the VM paused, and savevm
- * without a name names the snapshot after the time, vm-YYYYMMDDhhmmss. */
+ * was running (delvm too: it may copy guest RAM off the image).  As
+ * QEMU: success prints nothing, a failure prints "Error: " and why, a
+ * failed loadvm leaves the VM paused, and savevm without a name names the snapshot after the time, vm-YYYYMMDDhhmmss. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -44,13 +44,18 @@ bool hmp_snapshot(struct vm *vm, const char *line, struct qjson_buf *b)
         localtime_r(&t, &tm);
         strftime(name, sizeof(name), "vm-%Y%m%d%H%M%S", &tm);
     }
+    /* delvm too: a restore may have mapped guest RAM from the image, and
+     * the delete copies it off first - a vCPU write meanwhile would be
+     * lost.  The pause lasts the delete (QEMU's holds its big lock). */
+    if (running)
+        vm_pause(vm);
     if (line[0] == 'd') {
         if (snapshot_delete(vm, name))
             error_line(b, snapshot_error());
+        if (running)
+            vm_resume(vm);
         return true;
     }
-    if (running)
-        vm_pause(vm);
     if (line[0] == 's') {
         ret = snapshot_save(vm, name);
     } else {

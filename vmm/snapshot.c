@@ -1275,6 +1275,12 @@ int snapshot_delete(struct vm *vm, const char *name)
 
     last_error[0] = 0;
     disks_get(&k);
+    if (ram_mapped && !atomic_load(&vm->paused)) {
+        /* a vCPU write to a page already copied would be lost */
+        vmm_error("delvm %s: guest RAM is mapped from the image and the "
+                  "VM is running", name);
+        return -EBUSY;
+    }
     if (ram_mapped) {
         /* devices quiet, then RAM off the clusters the delete may free */
         snapshot_quiesce(vm);

@@ -17,7 +17,9 @@ int snapshot_save(struct vm *vm, const char *name);
 int snapshot_load(struct vm *vm, const char *name);
 
 /* Deletes every snapshot named name on every writable qcow2 disk (the
- * monitor's delvm; none is not an error, as in QEMU).  0 or -errno. */
+ * monitor's delvm; none is not an error, as in QEMU).  vCPUs paused
+ * (vm_pause()) if a restore mapped guest RAM from the image: -EBUSY
+ * otherwise.  0 or -errno. */
 int snapshot_delete(struct vm *vm, const char *name);
 
 /* Every device finishes or holds its work in flight and its threads
