@@ -130,10 +130,11 @@ extra-all: $(EXTRA_ALL)
 # The Linux guest tests come first and last: linux.t builds the kernel
 # (minutes, once) while the other prove job works through the rest, and
 # linux-virtio.t, which needs that kernel too, starts when it is there.
-LINUX_TESTS  := guest-tests/linux.t guest-tests/linux-virtio.t
+LINUX_TESTS  := guest-tests/linux.t guest-tests/linux-virtio.t \
+                guest-tests/snapshot-linux.t
 TEST_SCRIPTS = guest-tests/linux.t \
     $(filter-out $(LINUX_TESTS),$(sort $(wildcard tests/*.t guest-tests/*.t))) \
-    guest-tests/linux-virtio.t
+    guest-tests/linux-virtio.t guest-tests/snapshot-linux.t
 PROVE_JOBS ?= 2
 
 # A sanitizer report must never pass for a guest's own status 1 (the
@@ -161,7 +162,8 @@ TSAN_TESTS := tests/blk-stress.t tests/blk-race.t tests/blk-vfd.t tests/qcow2-th
               guest-tests/nbd.t guest-tests/qmp-stress.t guest-tests/qmp-hostile.t \
               tests/virtio-rng.t tests/virtio-net.t guest-tests/virtio-net.t tests/disk-dirty.t \
               guest-tests/snapshot.t tests/disk-stats.t guest-tests/qmp-block.t \
-              guest-tests/qmp-snapstress.t
+              guest-tests/qmp-snapstress.t \
+              guest-tests/qmp-savevm.t
 test-tsan:
 	$(MAKE) BUILD=build-tsan SANITIZE=thread test-progs
 	TSAN_OPTIONS="exitcode=66 halt_on_error=1 second_deadlock_stack=1" \

@@ -372,6 +372,15 @@ int bus_state_load(struct bus *bus, unsigned i, struct vmstate_cursor *r)
     return ret;
 }
 
+void bus_state_resume(struct bus *bus)
+{
+    pthread_mutex_lock(&bus->lock);
+    for (unsigned i = 0; i < bus->nr_states; i++)
+        if (bus->states[i].ops->resume)
+            bus->states[i].ops->resume(bus->states[i].opaque);
+    pthread_mutex_unlock(&bus->lock);
+}
+
 static bool has_state(const struct bus *bus, const void *opaque)
 {
     for (unsigned i = 0; i < bus->nr_states; i++)

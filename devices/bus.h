@@ -144,6 +144,14 @@ struct vmstate_cursor;
 struct bus_state_ops {
     int (*save)(void *opaque, struct vmstate_cursor *w);
     int (*load)(void *opaque, struct vmstate_cursor *r);
+    /* Optional.  A device with threads of its own keeps them from
+     * touching guest RAM or raising interrupts from its save (or load)
+     * on, so that what it saved still holds when RAM is written (and a
+     * restored device does no I/O before the disks are reverted);
+     * resume lets them go on: after a save, whether it worked or not
+     * (the machine may run on), and after a whole load worked, before
+     * the vCPUs run.  Bus lock held, vCPUs stopped. */
+    void (*resume)(void *opaque);
 };
 /* For devices without state (or whose state the machine rebuilds). */
 extern const struct bus_state_ops bus_state_none;
@@ -154,6 +162,8 @@ const char *bus_state_name(struct bus *bus, unsigned i);
 /* Bus lock taken inside. */
 int bus_state_save(struct bus *bus, unsigned i, struct vmstate_cursor *w);
 int bus_state_load(struct bus *bus, unsigned i, struct vmstate_cursor *r);
+/* Every device's resume hook, in registration order. */
+void bus_state_resume(struct bus *bus);
 /* NULL when every port and MMIO range has state hooks; else buf, naming
  * the first range that has none. */
 const char *bus_state_missing(struct bus *bus, char *buf, size_t len);

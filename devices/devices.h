@@ -21,6 +21,9 @@ int serial_create(struct bus *bus, uint16_t base, unsigned irq,
 /* Bytes typed on the host console; returns how many the receive FIFO took
  * (the rest should be offered again later).  Takes the bus lock. */
 size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
+/* A break on the line (a 0 byte with the LSR's break bit); false when
+ * the receive FIFO is full.  Takes the bus lock. */
+bool serial_break(struct serial *s);
 
 /* MC146818 CMOS/RTC at 0x70/0x71: host time (UTC) and the memory-size
  * bytes firmware reads.  low_ram counts RAM below 4 GiB, high_ram above. */

@@ -130,8 +130,16 @@ static int pci_fn_load(void *opaque, struct vmstate_cursor *r)
     return d->ops->state->load(d->opaque, r);
 }
 
+static void pci_fn_resume(void *opaque)
+{
+    struct pci_dev *d = opaque;
+
+    if (d->ops && d->ops->state && d->ops->state->resume)
+        d->ops->state->resume(d->opaque);
+}
+
 static const struct bus_state_ops pci_fn_state = {
-    .save = pci_fn_save, .load = pci_fn_load,
+    .save = pci_fn_save, .load = pci_fn_load, .resume = pci_fn_resume,
 };
 
 int pci_state_register_fn(struct pci_dev *d)

@@ -28,6 +28,7 @@ enum {
 #define IIR_MSI    0x00
 #define IIR_THRI   0x02
 #define IIR_RDI    0x04
+#define IIR_RLS    0x06
 #define IIR_FIFO   0xc0
 #define FCR_ENABLE 0x01
 #define FCR_CLR_RX 0x02
@@ -38,6 +39,7 @@ enum {
 #define MCR_OUT2   0x08
 #define MCR_LOOP   0x10
 #define LSR_DR     0x01
+#define LSR_BI     0x10
 #define LSR_THRE   0x20
 #define LSR_TEMT   0x40
 #define MSR_DCTS   0x01
@@ -58,6 +60,7 @@ struct serial {
     uint8_t ier, lcr, mcr, msr, scr, fcr;
     uint8_t dll, dlm;
     bool thri_pending;
+    bool lsr_bi;        /* a break came in; the next LSR read clears it */
     uint8_t rx[UART_RX_FIFO];
     unsigned rx_head, rx_count;
 };
@@ -66,6 +69,8 @@ static uint8_t serial_iir(struct serial *s)
 {
     uint8_t fifo = (s->fcr & FCR_ENABLE) ? IIR_FIFO : 0;
 
+    if ((s->ier & IER_RLSI) && s->lsr_bi)
+        return IIR_RLS | fifo;
     if ((s->ier & IER_RDI) && s->rx_count)
         return IIR_RDI | fifo;
     if ((s->ier & IER_THRI) && s->thri_pending)
@@ -202,7 +207,10 @@ static uint8_t serial_read(struct serial *s, unsigned reg)
     case REG_MCR:
         return s->mcr;
     case REG_LSR:
-        return LSR_THRE | LSR_TEMT | (s->rx_count ? LSR_DR : 0);
+        v = LSR_THRE | LSR_TEMT | (s->rx_count ? LSR_DR : 0) |
+            (s->lsr_bi ? LSR_BI : 0);
+        s->lsr_bi = false;
+        return v;
     case REG_MSR:
         v = serial_msr(s);
         s->msr &= 0xf0; /* reading clears the delta bits */
@@ -238,6 +246,24 @@ size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
     return n;
 }
 
+/* A break on the line: a 0 byte in the FIFO with break-interrupt set in
+ * the LSR, as a 16550 reports one (Linux's magic SysRq on a serial
+ * console).  False when the FIFO is full (offer it again later). */
+bool serial_break(struct serial *s)
+{
+    bool took = false;
+
+    bus_lock(s->bus);
+    if (s->rx_count < UART_RX_FIFO) {
+        serial_rx_push(s, 0);
+        s->lsr_bi = true;
+        serial_update_irq(s);
+        took = true;
+    }
+    bus_unlock(s->bus);
+    return took;
+}
+
 /* Power-on state, also after a machine reset: bytes still in the
  * receive FIFO are dropped with the rest. */
 static void serial_reset(void *opaque)
@@ -246,6 +272,7 @@ static void serial_reset(void *opaque)
 
     s->ier = s->lcr = s->scr = s->fcr = s->dlm = 0;
     s->thri_pending = false;
+    s->lsr_bi = false;
     s->rx_head = s->rx_count = 0;
     s->msr = MSR_DCD | MSR_DSR | MSR_CTS;
     s->mcr = MCR_OUT2;
@@ -271,6 +298,7 @@ static int serial_save(void *opaque, struct vmstate_cursor *w)
     vms_put_u8(w, (uint8_t)s->rx_count);
     for (unsigned i = 0; i < s->rx_count; i++)
         vms_put_u8(w, s->rx[(s->rx_head + i) % UART_RX_FIFO]);
+    vms_put_u8(w, s->lsr_bi);
     return w->err;
 }
 
@@ -288,6 +316,7 @@ static int serial_load(void *opaque, struct vmstate_cursor *r)
         return vms_fail(r, -EINVAL, "receive FIFO holds %u bytes (at most "
                         "%u)", n, UART_RX_FIFO);
     vms_get(r, rx, n);
+    bool bi = vms_get_bool(r);
     if (vms_finish(r))
         return r->err;
     s->ier = ier & 0x0f;
@@ -299,6 +328,7 @@ static int serial_load(void *opaque, struct vmstate_cursor *r)
     s->dll = dll;
     s->dlm = dlm;
     s->thri_pending = thri;
+    s->lsr_bi = bi;
     s->rx_head = 0;
     s->rx_count = n;
     memcpy(s->rx, rx, n);

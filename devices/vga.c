@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "devices/pci.h"
+#include "devices/vmstate.h"
 
 #define DISPI_INDEX_PORT 0x1ce
 #define DISPI_ID           0
@@ -396,11 +397,177 @@ static void vga_destroy(void *opaque)
     free(v);
 }
 
+/* ---- saved state (docs/VMSTATE.md) ----
+ *
+ * "vga": the registers; "vga vram 0" and "vga vram 1": each half of the
+ * framebuffer as a bitmap of its 4 KiB pages that are not all zero, then
+ * those pages (a text-mode guest leaves it nearly empty; a full one
+ * still fits the section limit).  The legacy window is guest RAM, saved
+ * with it.  Saved and loaded under the bus lock, vCPUs stopped: nothing
+ * writes the framebuffer then (the display thread only reads it). */
+
+#define VRAM_PAGE 4096u
+#define VRAM_HALF (VGA_VRAM_SIZE / 2)
+#define VRAM_HALF_PAGES (VRAM_HALF / VRAM_PAGE)
+
+static int vga_state_save(void *opaque, struct vmstate_cursor *w)
+{
+    const struct vga_regs *r = &((struct vga *)opaque)->r;
+
+    vms_put_u8(w, r->misc);
+    vms_put_u8(w, r->seq_idx);
+    vms_put(w, r->seq, sizeof(r->seq));
+    vms_put_u8(w, r->gr_idx);
+    vms_put(w, r->gr, sizeof(r->gr));
+    vms_put_u8(w, r->ac_idx);
+    vms_put(w, r->ac, sizeof(r->ac));
+    vms_put_u8(w, r->ac_data_next);
+    vms_put_u8(w, r->crtc_idx);
+    vms_put(w, r->crtc, sizeof(r->crtc));
+    vms_put(w, r->dac, sizeof(r->dac));
+    vms_put_u8(w, r->dac_widx);
+    vms_put_u8(w, r->dac_ridx);
+    vms_put_u8(w, r->dac_sub);
+    vms_put_u8(w, r->dac_state);
+    vms_put_u8(w, r->pel_mask);
+    vms_put_u8(w, r->st1);
+    vms_put_u8(w, r->feature);
+    vms_put_u8(w, r->vga_enable);
+    vms_put_u16(w, r->dispi_idx);
+    for (unsigned i = 0; i < DISPI_REGS; i++)
+        vms_put_u16(w, r->dispi[i]);
+    return w->err;
+}
+
+static int vga_state_load(void *opaque, struct vmstate_cursor *c)
+{
+    struct vga *v = opaque;
+    struct vga_regs r;
+
+    memset(&r, 0, sizeof(r));
+    r.misc = vms_get_u8(c);
+    r.seq_idx = vms_get_u8(c);
+    vms_get(c, r.seq, sizeof(r.seq));
+    r.gr_idx = vms_get_u8(c);
+    vms_get(c, r.gr, sizeof(r.gr));
+    r.ac_idx = vms_get_u8(c);
+    vms_get(c, r.ac, sizeof(r.ac));
+    r.ac_data_next = vms_get_bool(c);
+    r.crtc_idx = vms_get_u8(c);
+    vms_get(c, r.crtc, sizeof(r.crtc));
+    vms_get(c, r.dac, sizeof(r.dac));
+    r.dac_widx = vms_get_u8(c);
+    r.dac_ridx = vms_get_u8(c);
+    r.dac_sub = vms_get_u8(c);
+    r.dac_state = vms_get_u8(c);
+    r.pel_mask = vms_get_u8(c);
+    r.st1 = vms_get_u8(c);
+    r.feature = vms_get_u8(c);
+    r.vga_enable = vms_get_u8(c);
+    r.dispi_idx = vms_get_u16(c);
+    for (unsigned i = 0; i < DISPI_REGS; i++)
+        r.dispi[i] = vms_get_u16(c);
+    if (vms_finish(c))
+        return c->err;
+    /* what the registers' own writes could never leave */
+    if (r.seq_idx > 7 || r.gr_idx > 15 || r.ac_idx > 0x3f ||
+        r.crtc_idx > 0x3f || r.dac_sub > 2 || r.vga_enable > 1 ||
+        !dispi_bytes_pp(r.dispi[DISPI_BPP]) ||
+        r.dispi[DISPI_ID] < DISPI_ID0 || r.dispi[DISPI_ID] > DISPI_ID5 ||
+        r.dispi[DISPI_VIDEO_MEM_64K] != VGA_VRAM_SIZE >> 16)
+        return vms_fail(c, -EINVAL, "VGA registers out of range (index "
+                        "%u/%u/%u/%u, DAC step %u, %u bpp, VBE id 0x%04x)",
+                        r.seq_idx, r.gr_idx, r.ac_idx, r.crtc_idx, r.dac_sub,
+                        r.dispi[DISPI_BPP], r.dispi[DISPI_ID]);
+    dispi_set_virt_height(&r);
+    v->r = r;
+    return 0;
+}
+
+static bool page_zero(const uint8_t *p)
+{
+    for (unsigned i = 0; i < VRAM_PAGE; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+static int vram_save(struct vga *v, unsigned half, struct vmstate_cursor *w)
+{
+    const uint8_t *base = v->vram + (size_t)half * VRAM_HALF;
+    uint8_t map[VRAM_HALF_PAGES / 8];
+
+    memset(map, 0, sizeof(map));
+    for (unsigned p = 0; p < VRAM_HALF_PAGES; p++)
+        if (!page_zero(base + (size_t)p * VRAM_PAGE))
+            map[p / 8] |= (uint8_t)(1u << (p % 8));
+    vms_put(w, map, sizeof(map));
+    for (unsigned p = 0; p < VRAM_HALF_PAGES; p++)
+        if (map[p / 8] >> (p % 8) & 1)
+            vms_put(w, base + (size_t)p * VRAM_PAGE, VRAM_PAGE);
+    return w->err;
+}
+
+static int vram_load(struct vga *v, unsigned half, struct vmstate_cursor *c)
+{
+    uint8_t *base = v->vram + (size_t)half * VRAM_HALF;
+    uint8_t map[VRAM_HALF_PAGES / 8];
+    size_t pages = 0;
+
+    vms_get(c, map, sizeof(map));
+    if (c->err)
+        return c->err;
+    for (unsigned p = 0; p < VRAM_HALF_PAGES; p++)
+        pages += map[p / 8] >> (p % 8) & 1;
+    if (c->len - c->pos != pages * VRAM_PAGE)
+        return vms_fail(c, -EINVAL, "VGA memory: %zu pages marked, %zu "
+                        "bytes follow", pages, c->len - c->pos);
+    for (unsigned p = 0; p < VRAM_HALF_PAGES; p++) {
+        uint8_t *dst = base + (size_t)p * VRAM_PAGE;
+
+        if (map[p / 8] >> (p % 8) & 1)
+            vms_get(c, dst, VRAM_PAGE);
+        else if (!page_zero(dst))
+            memset(dst, 0, VRAM_PAGE);
+    }
+    return vms_finish(c);
+}
+
+static int vram0_save(void *o, struct vmstate_cursor *w)
+{
+    return vram_save(o, 0, w);
+}
+
+static int vram1_save(void *o, struct vmstate_cursor *w)
+{
+    return vram_save(o, 1, w);
+}
+
+static int vram0_load(void *o, struct vmstate_cursor *c)
+{
+    return vram_load(o, 0, c);
+}
+
+static int vram1_load(void *o, struct vmstate_cursor *c)
+{
+    return vram_load(o, 1, c);
+}
+
+static const struct bus_state_ops vga_state = {
+    .save = vga_state_save, .load = vga_state_load,
+};
+static const struct bus_state_ops vram_state[2] = {
+    { .save = vram0_save, .load = vram0_load },
+    { .save = vram1_save, .load = vram1_load },
+};
+
 static const struct pci_func_ops vga_pci_ops = {
     .bar_rw = vga_bar_rw,
     .bar_moved = vga_bar_moved,
     .reset = vga_reset,
     .destroy = vga_destroy,
+    /* configuration space and BARs only: the rest is in "vga" */
+    .state = &bus_state_none,
 };
 
 static int vga_register_ports(struct vga *v)
@@ -445,6 +612,12 @@ int vga_create(struct pci *pci, int slot, struct bus *bus, struct vga **out)
     }
     /* From here pci_destroy() frees v. */
     ret = vga_register_ports(v);
+    if (!ret)
+        ret = bus_register_state(bus, "vga", &vga_state, v);
+    if (!ret)
+        ret = bus_register_state(bus, "vga vram 0", &vram_state[0], v);
+    if (!ret)
+        ret = bus_register_state(bus, "vga vram 1", &vram_state[1], v);
     if (!ret && out)
         *out = v;
     return ret;

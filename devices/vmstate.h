@@ -69,7 +69,7 @@ int vms_finish(struct vmstate_cursor *c);
 /* ---- the container ---- */
 
 #define VMS_MAGIC "CALFVMST"
-#define VMS_VERSION 1
+#define VMS_VERSION 2  /* 2: virtio queues, IDE, VGA, UART break */
 #define VMS_HEADER_SIZE 128
 #define VMS_BUILD_ID_MAX 48
 #define VMS_NAME_MAX 64

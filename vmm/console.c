@@ -30,7 +30,11 @@ struct console {
 
     int in_fd;
     bool raw;
+    bool escapes; /* Ctrl-A commands: on a terminal, or asked for */
     bool escape;
+    /* what was read and not handed out yet (a break stops a read) */
+    uint8_t in[64];
+    size_t in_off, in_len;
     struct termios saved;
 };
 
@@ -166,6 +170,9 @@ int console_input_start(struct console *c, int in_fd)
     if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY)
         return -EBADF;
     c->in_fd = in_fd;
+    /* piped input takes the escapes too when asked (scripted tests) */
+    c->escapes = getenv("CALF_CONSOLE_ESCAPES") &&
+                 !strcmp(getenv("CALF_CONSOLE_ESCAPES"), "1");
     if (!isatty(in_fd) || tcgetattr(in_fd, &c->saved) < 0)
         return 0; /* a pipe or a file: bytes go through as they are */
     raw = c->saved;
@@ -179,42 +186,59 @@ int console_input_start(struct console *c, int in_fd)
     if (tcsetattr(in_fd, TCSAFLUSH, &raw) < 0)
         return -errno;
     c->raw = true;
+    c->escapes = true;
     return 0;
 }
 
 long console_input_read(struct console *c, uint8_t *buf, size_t len,
-                        bool *quit)
+                        bool *quit, bool *brk)
 {
-    uint8_t in[64];
-    ssize_t n = read(c->in_fd, in, len < sizeof(in) ? len : sizeof(in));
     size_t out = 0;
 
     *quit = false;
-    if (n < 0)
-        return errno == EINTR || errno == EAGAIN ? 0 : -errno;
-    if (n == 0)
-        return -ENODATA;
-    if (!c->raw) { /* not a terminal: no escape key */
-        memcpy(buf, in, (size_t)n);
-        return (long)n;
+    *brk = false;
+    if (c->in_off == c->in_len) {
+        ssize_t n = read(c->in_fd, c->in, sizeof(c->in));
+
+        if (n < 0)
+            return errno == EINTR || errno == EAGAIN ? 0 : -errno;
+        if (n == 0)
+            return -ENODATA;
+        c->in_off = 0;
+        c->in_len = (size_t)n;
     }
-    for (ssize_t i = 0; i < n; i++) {
+    while (c->in_off < c->in_len && out < len) {
+        uint8_t ch = c->in[c->in_off++];
+
+        if (!c->escapes) { /* a pipe or a file: no escape key */
+            buf[out++] = ch;
+            continue;
+        }
         if (c->escape) {
             c->escape = false;
-            if (in[i] == 'x') {
+            if (ch == 'x') {
                 *quit = true;
                 return (long)out;
             }
-            if (in[i] == ESCAPE_KEY)
+            if (ch == 'b') {
+                *brk = true; /* after the bytes before it */
+                return (long)out;
+            }
+            if (ch == ESCAPE_KEY)
                 buf[out++] = ESCAPE_KEY; /* Ctrl-A Ctrl-A sends one */
             continue;
         }
-        if (in[i] == ESCAPE_KEY)
+        if (ch == ESCAPE_KEY)
             c->escape = true;
         else
-            buf[out++] = in[i];
+            buf[out++] = ch;
     }
     return (long)out;
+}
+
+bool console_input_more(struct console *c)
+{
+    return c->in_off < c->in_len;
 }
 
 uint64_t console_bytes(struct console *c)

@@ -23,17 +23,23 @@ void console_flush(struct console *c);
 bool console_pending(struct console *c);
 
 /* Input from in_fd: a terminal is put in raw mode (restored by
- * console_destroy) and Ctrl-A x quits; anything else (a pipe, a file)
- * is read as it is, every byte for the guest.  Returns -EBADF when in_fd
- * is not open for reading. */
+ * console_destroy) and takes QEMU's Ctrl-A commands: x quits, b sends a
+ * BREAK, Ctrl-A Ctrl-A sends one Ctrl-A; anything else (a pipe, a file)
+ * is read as it is, every byte for the guest, unless the environment
+ * has CALF_CONSOLE_ESCAPES=1 (then it takes the commands too: scripted
+ * tests).  Returns -EBADF when in_fd is not open for reading. */
 int console_input_start(struct console *c, int in_fd);
 /* Reads what is there; copies guest-bound bytes into buf.  Sets *quit on
- * Ctrl-A x (terminal only).  Returns the byte count (0 when nothing was
- * for the guest), -ENODATA at end of input (the VM keeps running), or
- * another -errno. */
+ * Ctrl-A x, *brk on Ctrl-A b (a BREAK goes to the guest after the bytes
+ * returned; what followed it comes with the next call, which then reads
+ * nothing new).  Returns the byte count (0 when nothing was for the
+ * guest), -ENODATA at end of input (the VM keeps running), or another
+ * -errno. */
 long console_input_read(struct console *c, uint8_t *buf, size_t len,
-                        bool *quit);
+                        bool *quit, bool *brk);
 
+/* Bytes read from the input and not handed out yet (after a break). */
+bool console_input_more(struct console *c);
 uint64_t console_bytes(struct console *c);
 uint64_t console_host_writes(struct console *c);
 

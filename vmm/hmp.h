@@ -11,4 +11,8 @@
  * when KVM would not say. */
 int hmp_dump_vcpu(struct vcpu *v, struct qjson_buf *b);
 
+/* savevm [NAME], loadvm NAME, delvm NAME (vmm/hmp-snapshot.c): false
+ * when line is none of them; else the monitor's output goes to b. */
+bool hmp_snapshot(struct vm *vm, const char *line, struct qjson_buf *b);
+
 #endif

@@ -139,7 +139,8 @@ static const char usage_text[] =
     "exit status: 0 ok/expect seen, (v<<1)|1 guest wrote v to port 0x501,\n"
     "  2 setup error, 4 guest error, 6 guest ended without the expected\n"
     "  text, 124 timeout, 128+n signal n\n"
-    "console: the serial port; Ctrl-A x quits (on a terminal; input\n"
+    "console: the serial port; Ctrl-A x quits, Ctrl-A b sends a BREAK (on\n"
+    "  a terminal, or with CALF_CONSOLE_ESCAPES=1; other input\n"
     "  from a pipe or file goes to the guest as it is)\n";
 
 static void usage(FILE *f)
@@ -440,6 +441,7 @@ static const struct qmp_host qmp_host = { .reset = qmp_host_reset };
 struct input_pending {
     uint8_t buf[64];
     size_t off, len;
+    bool brk; /* a BREAK goes to the UART once buf went in (Ctrl-A b) */
     int wait_ms; /* 1 ms while the guest drains the FIFO, backing off to
                     TICK_MS while it does not read */
 };
@@ -447,14 +449,16 @@ struct input_pending {
 static void handle_input(struct vm *vm, int *in_fd, struct input_pending *in,
                          bool readable)
 {
-    bool quit = false;
+    bool quit = false, brk = false;
 
-    if (in->off == in->len && readable) {
+    if (in->off == in->len && !in->brk &&
+        (readable || console_input_more(vm->console))) {
         long n = console_input_read(vm->console, in->buf, sizeof(in->buf),
-                                    &quit);
+                                    &quit, &brk);
 
         in->off = 0;
         in->len = n > 0 ? (size_t)n : 0;
+        in->brk = brk;
         if (n < 0)
             *in_fd = -1; /* end of input: the guest keeps running */
     }
@@ -465,6 +469,13 @@ static void handle_input(struct vm *vm, int *in_fd, struct input_pending *in,
         in->off += took;
         in->wait_ms = took ? 1 : in->wait_ms * 2 > TICK_MS ? TICK_MS
                                                             : in->wait_ms * 2;
+    }
+    if (in->off == in->len && in->brk) {
+        bool sent = serial_break(vm->serial);
+
+        in->brk = !sent;
+        in->wait_ms = sent ? 1 : in->wait_ms * 2 > TICK_MS ? TICK_MS
+                                                           : in->wait_ms * 2;
     }
     if (quit)
         vm_request_stop(vm, BUS_STOP_QUIT, CALF_EXIT_OK);
@@ -502,7 +513,9 @@ static void main_loop(struct vm *vm, const struct run_opts *o, int in_fd,
     uint64_t next_probe = vm_now_ns() + HALT_PROBE_MS * 1000000ULL;
 
     while (!atomic_load(&vm->stopping)) {
-        bool waiting = in.off < in.len; /* poll the FIFO, not stdin */
+        /* poll the FIFO, not stdin */
+        bool waiting = in.off < in.len || in.brk ||
+                       console_input_more(vm->console);
         struct pollfd pfd[2 + 2 * QMP_MAX_SOCKETS] = {
             { .fd = vm->wake_fd, .events = POLLIN },
             { .fd = waiting ? -1 : in_fd, .events = POLLIN },

@@ -1150,6 +1150,8 @@ static struct json *cmd_hmp(struct qmp_ctx *x)
                 free(s);
             }
         }
+    } else if (hmp_snapshot(x->q->vm, line, &b)) {
+        /* savevm, loadvm, delvm: vmm/hmp-snapshot.c */
     } else if (n) {
         char *s;
 

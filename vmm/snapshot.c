@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,31 @@
 #include "devices/disk.h"
 #include "devices/vmstate.h"
 #include "vmm/vcpu-util.h"
+
+/* Every message also goes to last_error, for the monitor's savevm,
+ * loadvm and delvm (vmm/hmp-snapshot.c), which answer with it. */
+static char last_error[512];
+
+static void __attribute__((format(printf, 1, 2)))
+snap_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "calf: %s\n", last_error);
+}
+#define vmm_error snap_error
+
+const char *snapshot_error(void)
+{
+    return last_error;
+}
+
+/* Guest RAM is mapped copy-on-write from an image file (a restore):
+ * its pages the guest has not written are still the file's clusters. */
+static bool ram_mapped;
 
 #define SNAP_MAX_DISKS 32
 #define RAM_CHUNK (64u << 20)
@@ -564,18 +590,20 @@ static int collect(struct vm *vm, const struct disks *k, uint64_t stamp,
     vms_writer_init(&sec);
     machine_put(vm, k, stamp, &sec);
     put_cursor(all, "machine", &sec, n);
-    for (int i = 0; i < vm->ncpus && !all->err; i++) {
-        vms_writer_init(&sec);
-        cpu_save(&vm->vcpus[i], &sec);
-        snprintf(name, sizeof(name), "cpu %d", i);
-        put_cursor(all, name, &sec, n);
-    }
+    /* devices first: they finish (or hold) their work in flight, and
+     * every interrupt they raised is then in the vCPU and irqchip state */
     for (unsigned i = 0; i < bus_state_count(vm->bus) && !all->err; i++) {
         vms_writer_init(&sec);
         if (bus_state_save(vm->bus, i, &sec) && !sec.err)
             vms_fail(&sec, -EIO, "%s cannot be saved",
                      bus_state_name(vm->bus, i));
         put_cursor(all, bus_state_name(vm->bus, i), &sec, n);
+    }
+    for (int i = 0; i < vm->ncpus && !all->err; i++) {
+        vms_writer_init(&sec);
+        cpu_save(&vm->vcpus[i], &sec);
+        snprintf(name, sizeof(name), "cpu %d", i);
+        put_cursor(all, name, &sec, n);
     }
     vms_writer_init(&sec);
     vm_chips_save(vm, &sec);
@@ -711,7 +739,54 @@ static int snap_ids_named(BlockDriverState *bs, const char *name,
     return 0;
 }
 
-int snapshot_save(struct vm *vm, const char *name)
+/* Before a snapshot is deleted: the clusters it frees may back guest
+ * RAM (mapped by a restore), and whatever reuses them would change the
+ * guest's memory under it.  RAM becomes anonymous memory again, with the
+ * same contents (all-zero pieces are left unwritten).  vCPUs stopped and
+ * devices quiet: nothing writes RAM meanwhile. */
+static int ram_detach(struct vm *vm)
+{
+    uint8_t *p;
+
+    if (!ram_mapped)
+        return 0;
+    p = mmap(NULL, vm->ram_size, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    for (uint64_t o = 0; o < vm->ram_size; o += ZERO_UNIT) {
+        uint64_t n = vm->ram_size - o < ZERO_UNIT ? vm->ram_size - o
+                                                   : ZERO_UNIT;
+
+        if (!all_zero(vm->ram + o, n))
+            memcpy(p + o, vm->ram + o, n);
+    }
+    if (mremap(p, vm->ram_size, vm->ram_size, MREMAP_MAYMOVE | MREMAP_FIXED,
+               vm->ram) == MAP_FAILED) {
+        int err = errno;
+
+        munmap(p, vm->ram_size);
+        return -err;
+    }
+    ram_mapped = false;
+    return 0;
+}
+
+/* CALF_VMSTATE_DUMP=FILE: the header and sections also go to FILE (to
+ * seed tests/fuzz/corpus-vmstate from a real machine). */
+static void dump_state(const uint8_t *buf, size_t len)
+{
+    const char *path = getenv("CALF_VMSTATE_DUMP");
+    FILE *f = path && *path ? fopen(path, "wb") : NULL;
+
+    if (!f)
+        return;
+    if (fwrite(buf, 1, len, f) != len)
+        vmm_error("CALF_VMSTATE_DUMP=%s: short write", path);
+    fclose(f);
+}
+
+static int save_machine(struct vm *vm, const char *name)
 {
     struct vmstate_cursor all;
     struct vmstate_header h;
@@ -770,6 +845,7 @@ int snapshot_save(struct vm *vm, const char *name)
     }
     vms_make_header(buf, &h);
     memcpy(buf + VMS_HEADER_SIZE, all.buf, all.len);
+    dump_state(buf, VMS_HEADER_SIZE + all.len);
     bs = k.d[k.target[0]].bs;
     /* RAM as one run of the file, for a restore that maps it */
     ret = blk_vmstate_reserve(bs, h.ram_offset, vm->ram_size);
@@ -797,6 +873,9 @@ int snapshot_save(struct vm *vm, const char *name)
         if (!ret)
             ret = blk_snapshot_create_vm(d, name, t ? 0 : h.total_len,
                                          stamp);
+        if (!ret && nold && (ret = ram_detach(vm)))
+            blk_set_error("cannot copy guest RAM off the image: %s",
+                          strerror(-ret));
         for (int o = 0; !ret && o < nold; o++)
             ret = blk_snapshot_delete(d, old[o]);
         if (!ret)
@@ -812,6 +891,18 @@ int snapshot_save(struct vm *vm, const char *name)
                 h.sections_len, (unsigned long long)(vm->ram_size >> 20),
                 (double)(vm_now_ns() - t0) / 1e6);
     return 0;
+}
+
+int snapshot_save(struct vm *vm, const char *name)
+{
+    int ret;
+
+    last_error[0] = 0;
+    ret = save_machine(vm, name);
+
+    /* devices with threads of their own go on (the machine may run on) */
+    bus_state_resume(vm->bus);
+    return ret;
 }
 
 /* ---- load ---- */
@@ -908,6 +999,7 @@ static int ram_load(struct vm *vm, BlockDriverState *bs, const char *name,
         }
         if (p == vm->ram) {
             *mapped = true;
+            ram_mapped = true;
             return 0;
         }
         /* MAP_FIXED failing leaves the range unmapped: put RAM back */
@@ -1024,6 +1116,7 @@ int snapshot_load(struct vm *vm, const char *name)
     const char *sid;
     int ret;
 
+    last_error[0] = 0;
     disks_get(&k);
     if (k.holder < 0) {
         vmm_error("--loadvm %s: no qcow2 disk to restore from (a writable "
@@ -1146,6 +1239,8 @@ int snapshot_load(struct vm *vm, const char *name)
                               sizeof(struct kvm_clock_data), 1);
     if (!ret)
         ret = disks_revert(&k, name, direct);
+    if (!ret)
+        bus_state_resume(vm->bus); /* the disks are as saved: I/O may go */
     if (!ret && getenv("CALF_SNAPSHOT_TIMING"))
         fprintf(stderr, "calf: restored '%s' in %.2f ms (guest RAM %s, "
                 "state %s)\n", name, (double)(vm_now_ns() - t0) / 1e6,
@@ -1159,4 +1254,58 @@ out:
     free(s);
     free(secbuf);
     return ret;
+}
+
+void snapshot_quiesce(struct vm *vm)
+{
+    struct vmstate_cursor scratch;
+
+    /* a save into nowhere: every device finishes or holds its work */
+    for (unsigned i = 0; i < bus_state_count(vm->bus); i++) {
+        vms_writer_init(&scratch);
+        bus_state_save(vm->bus, i, &scratch);
+        vms_free(&scratch);
+    }
+}
+
+int snapshot_delete(struct vm *vm, const char *name)
+{
+    struct disks k;
+    int ret = 0;
+
+    last_error[0] = 0;
+    disks_get(&k);
+    if (ram_mapped && !atomic_load(&vm->paused)) {
+        /* a vCPU write to a page already copied would be lost */
+        vmm_error("delvm %s: guest RAM is mapped from the image and the "
+                  "VM is running", name);
+        return -EBUSY;
+    }
+    if (ram_mapped) {
+        /* devices quiet, then RAM off the clusters the delete may free */
+        snapshot_quiesce(vm);
+        ret = ram_detach(vm);
+        bus_state_resume(vm->bus);
+        if (ret) {
+            vmm_error("delvm %s: cannot copy guest RAM off the image: %s",
+                      name, strerror(-ret));
+            return ret;
+        }
+    }
+    for (int t = 0; t < k.ntarget; t++) {
+        BlockDriverState *d = k.d[k.target[t]].bs;
+        char old[16][128];
+        int nold = 0;
+
+        ret = snap_ids_named(d, name, old, 16, &nold);
+        for (int o = 0; !ret && o < nold; o++)
+            ret = blk_snapshot_delete(d, old[o]);
+        if (!ret)
+            ret = blk_flush(d);
+        if (ret) {
+            vmm_error("delvm %s: %s: %s", name, d->filename, blk_error());
+            return ret;
+        }
+    }
+    return 0;
 }

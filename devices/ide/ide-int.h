@@ -170,6 +170,8 @@ static inline struct ide_drive *ide_selected(struct ide_channel *ch)
 
 /* ide.c */
 void ide_raise_irq(struct ide_channel *ch);
+/* Drives the IRQ line as INTRQ and nIEN say (a loaded state). */
+void ide_sync_irq(struct ide_channel *ch);
 void ide_lower_irq(struct ide_channel *ch);
 void ide_abort(struct ide_drive *d, uint8_t error);
 /* Starts a DRQ data phase of [0, len) of d->buf; next says what ends it. */
@@ -203,6 +205,9 @@ int ide_dma_start_thread(struct ide_channel *ch);
 void ide_dma_stop_thread(struct ide_channel *ch);
 /* The ATA side of a finished DMA command (ide.c). */
 void ide_ata_dma_done(struct ide_drive *d, int error);
+
+/* state.c: saving and restoring a channel (docs/VMSTATE.md) */
+int ide_state_register(struct ide_channel *ch);
 
 /* identify.c: the 256 words of IDENTIFY DEVICE for a disk. */
 void ata_identify(struct ide_drive *d, uint16_t *w);

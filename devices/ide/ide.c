@@ -32,6 +32,12 @@ static void ide_update_irq(struct ide_channel *ch)
     bus_set_irq(ch->ide->bus, ch->irq, level);
 }
 
+void ide_sync_irq(struct ide_channel *ch)
+{
+    ch->irq_level = -1;
+    ide_update_irq(ch);
+}
+
 void ide_raise_irq(struct ide_channel *ch)
 {
     /* The bus-master interrupt bit follows the INTRQ pin, which nIEN
@@ -696,6 +702,9 @@ static const struct pci_func_ops ide_ops = {
     .reset = ide_machine_reset,
     .stop = ide_stop,
     .destroy = ide_destroy,
+    /* configuration space and BARs only: each channel, bus master
+     * registers included, saves itself (state.c) */
+    .state = &bus_state_none,
 };
 
 static void drive_geometry(struct ide_drive *d)
@@ -767,6 +776,8 @@ static int channel_setup(struct ide *ide, int c, const struct ide_config *cfg)
     ret = bus_register_pio(ide->bus, ch->cmd_base, 8, ide_cmd_pio, ch);
     if (!ret)
         ret = bus_register_pio(ide->bus, ch->ctl_port, 1, ide_ctl_pio, ch);
+    if (!ret)
+        ret = ide_state_register(ch);
     if (!ret)
         ret = ide_dma_start_thread(ch);
     return ret;

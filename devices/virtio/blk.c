@@ -474,6 +474,7 @@ static const struct virtio_dev_ops vblk_ops = {
     .config_rw = vblk_config_rw,
     .stop = vblk_stop,
     .destroy = vblk_destroy,
+    .saveable = true,
 };
 
 static void vblk_fill_config(struct vblk *vb)

@@ -9,6 +9,7 @@
 #include "devices/virtio/virtio-int.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -121,7 +122,8 @@ int virtq_pop(struct virtio_pci *vp, unsigned q, struct virtq_req *req)
     uint16_t avail_idx, head;
     int ret;
 
-    if (!virtq_ready(vp, q))
+    /* frozen: a save or load holds the rings still (state.c) */
+    if (!virtq_ready(vp, q) || atomic_load(&vp->frozen))
         return 0;
     /* Without bus mastering the device may not even read the ring: a
      * device error the driver sees as NEEDS_RESET. */

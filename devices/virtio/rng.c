@@ -241,6 +241,7 @@ static const struct virtio_dev_ops vrng_ops = {
     .config_rw = vrng_config_rw,
     .stop = vrng_stop,
     .destroy = vrng_destroy,
+    .saveable = true,
 };
 
 int virtio_rng_add(struct pci *pci, int slot, const struct rng_opts *o)

@@ -54,6 +54,8 @@ struct virtio_pci {
     uint64_t dev_features, drv_features;
     uint32_t dfsel, gfsel;
     _Atomic uint8_t status;    /* also read and set by I/O threads */
+    /* Saved or loaded, not resumed yet (state.c): no queue is served. */
+    _Atomic bool frozen;
     uint8_t config_gen, isr;
     uint16_t qsel, queue_max;
     _Atomic uint16_t config_vector; /* also read by I/O threads */

@@ -53,6 +53,11 @@ struct virtio_dev_ops {
      * them too if stop was not called). */
     void (*stop)(void *opaque);
     void (*destroy)(void *opaque);
+    /* The device keeps nothing of its own between requests beyond what
+     * the transport and the rings hold (its threads serve a request
+     * whole under the queue's lock): a save of the VM may record it
+     * while the guest drives it (devices/virtio/state.c). */
+    bool saveable;
 };
 
 struct virtio_pci_config {
