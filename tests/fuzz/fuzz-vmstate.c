@@ -75,7 +75,7 @@ static int ide_add(struct pci *pci, struct bus *bus)
     if (!ret && (disk_parse(spec, &o) || ide_config_add(&c, &o) < 0))
         ret = -1;
     if (!ret)
-        ret = ide_create(pci, 1, 1, bus, &c);
+        ret = ide_create(pci, 1, 1, bus, &c, NULL);
     ide_config_free(&c);
     return ret;
 }
