@@ -538,9 +538,11 @@ int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
  * failure, every later sync of that open file fails with the same error
  * and tries nothing, so the image above never acknowledges a flush
  * again.  A file opened with O_DIRECT has no page cache in the way and
- * is exempt.  blk_file_forget_sync_error() ends it when the file is
- * closed; device and inode also guard an fd number closed elsewhere and
- * given to another file. */
+ * is exempt.  blk_file_close() ends it when the file is closed (every
+ * close of an image file in block/ goes through it: a record left
+ * behind would hold the next open that gets the same fd number and
+ * inode); device and inode also guard an fd number closed elsewhere
+ * and given to another file. */
 struct sync_err {
     int fd, err;
     dev_t dev;
@@ -605,7 +607,7 @@ static void sync_err_set(int fd, int err)
     pthread_mutex_unlock(&sync_err_mu);
 }
 
-void blk_file_forget_sync_error(int fd)
+static void forget_sync_error(int fd)
 {
     if (!__atomic_load_n(&nsync_errs, __ATOMIC_RELAXED))
         return;
@@ -617,6 +619,14 @@ void blk_file_forget_sync_error(int fd)
         }
     }
     pthread_mutex_unlock(&sync_err_mu);
+}
+
+void blk_file_close(int fd)
+{
+    if (fd < 0)
+        return;
+    forget_sync_error(fd);
+    close(fd);
 }
 
 int blk_file_sync(int fd)

@@ -12,10 +12,19 @@
  * another fdatasync (it would return 0); a qcow2 image must never write
  * the L2 entry of the data whose sync failed, so once the image is
  * closed and opened again (a new open starts clean: its flush works)
- * [64K, 128K) reads as zeros, and [0, 64K) as 0x01.  TAP on stdout. */
+ * [64K, 128K) reads as zeros, and [0, 64K) as 0x01.  TAP on stdout.
+ *
+ *   blk-syncfail create IMAGE LINK
+ *
+ * A qcow2 create of IMAGE whose fdatasync fails must fail, and must not
+ * leave the failure attached to the file: LINK (a hard link made to
+ * IMAGE first, so the inode outlives the failed create's unlink), opened
+ * next (it gets the create's fd number and inode), must flush with a
+ * real fdatasync. */
 #include "block/block.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,10 +64,40 @@ static int reads_as(BlockDriverState *bs, uint64_t off, size_t len, int v)
     return 1;
 }
 
+static int create_then_open(const char *path, const char *link_path)
+{
+    printf("1..3\n");
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || close(fd) < 0 || link(path, link_path) < 0) {
+        perror("blk-syncfail: link");
+        return 2;
+    }
+    BlockOptions o = {0};
+    fail_next = 1;
+    int r = blk_create("qcow2", path, 1 << 20, &o);
+    fail_next = 0;
+    ok(r == -EIO, "a qcow2 create whose fdatasync fails returns EIO");
+    BlockDriverState *bs = blk_open(link_path, "raw", BLK_O_RDWR, NULL);
+    if (!bs) {
+        fprintf(stderr, "blk-syncfail: %s\n", blk_error());
+        return 2;
+    }
+    int before = syncs;
+    r = blk_flush(bs);
+    printf("# the next open's flush (fd %d): %d (%s), %d fdatasync call(s)\n", bs->fd, r,
+           r ? strerror(-r) : "ok", syncs - before);
+    ok(r == 0, "the file opened next flushes: the failed create's error is not its");
+    ok(syncs > before, "and its flush calls fdatasync");
+    blk_close(bs);
+    return failed;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && !strcmp(argv[1], "create"))
+        return create_then_open(argv[2], argv[3]);
     if (argc != 3) {
-        fprintf(stderr, "usage: blk-syncfail FORMAT IMAGE\n");
+        fprintf(stderr, "usage: blk-syncfail FORMAT IMAGE | create IMAGE LINK\n");
         return 2;
     }
     const char *fmt = argv[1], *path = argv[2];
