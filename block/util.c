@@ -629,6 +629,18 @@ void blk_file_close(int fd)
     close(fd);
 }
 
+/* One sync of a file at a time (QEMU runs one flush per node at once).
+ * Linux reports a writeback error to one fdatasync of an open file: one
+ * running beside it returns 0, and would acknowledge a flush whose data
+ * is lost before the first has recorded its failure.  A sync that
+ * starts while another of the same fd is in flight waits for it, then
+ * finds its error recorded.  Keyed by fd number; numbers are handed out
+ * lowest first, so two open files share a lock only past 256 fds (they
+ * then sync one after the other, which is only slower). */
+#define SYNC_LOCKS 256
+static pthread_mutex_t sync_locks[SYNC_LOCKS] = {[0 ... SYNC_LOCKS - 1] =
+                                                     PTHREAD_MUTEX_INITIALIZER};
+
 int blk_file_sync(int fd)
 {
     if (blk_file_is_node(fd))
@@ -639,10 +651,14 @@ int blk_file_sync(int fd)
     /* an injected error is blkdebug's, above the file: not sticky */
     if ((r = blkdebug_file_check(fd, BLKDBG_IO_FLUSH, 0, 0)))
         return r;
-    if (fdatasync(fd) == 0)
-        return 0;
-    r = errno;
-    sync_err_set(fd, r);
+    pthread_mutex_t *mu = &sync_locks[(unsigned)fd % SYNC_LOCKS];
+    pthread_mutex_lock(mu);
+    r = sync_err_of(fd); /* one that ran meanwhile failed */
+    if (!r && fdatasync(fd) < 0) {
+        r = errno;
+        sync_err_set(fd, r);
+    }
+    pthread_mutex_unlock(mu);
     return -r;
 }
 

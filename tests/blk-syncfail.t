@@ -6,7 +6,7 @@
 . "$(dirname "$0")/tap.sh"
 need_cmd qemu-img qemu-io
 [ -x "$CALF_BUILD/tests/blk-syncfail" ] || skip_all "blk-syncfail is not built"
-plan 19
+plan 23
 run() {  # run LABEL ARGS...
     local label=$1
     shift
@@ -33,3 +33,6 @@ if echo "$out" | grep -q "Pattern verification failed\|Could not\|error"; then
 else pass "qcow2: qemu-io reads the flushed write, and zeros where the sync failed"; fi
 # a create whose sync failed leaves nothing behind for the next open
 run create create "$TMP/c.qcow2" "$TMP/c.link"
+# a flush that starts while another's fdatasync is in flight gets its error
+qemu-img create -q -f raw "$TMP/t.raw" 256K
+run concurrent concurrent "$TMP/t.raw"
