@@ -538,7 +538,7 @@ static int open_host(const char *filename, int flags, int depth, struct chain_se
     int fd = open(filename, oflags);
     if (fd >= BLK_VFD_BASE) {
         /* the numbers of virtual fds (blk_file_is_node): never a file's */
-        close(fd);
+        blk_file_close(fd);
         fd = -1;
         errno = EMFILE;
     }
@@ -557,7 +557,7 @@ static int open_host(const char *filename, int flags, int depth, struct chain_se
         why = "backing file is not a regular file or block device";
     if (why) {
         blk_set_error("Could not open '%s': %s", filename, why);
-        close(fd);
+        blk_file_close(fd);
         return -1;
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -565,7 +565,7 @@ static int open_host(const char *filename, int flags, int depth, struct chain_se
         if (seen->dev[i] == st.st_dev && seen->ino[i] == st.st_ino) {
             blk_set_error("%s: backing chain loops back to an image already in the chain",
                           filename);
-            close(fd);
+            blk_file_close(fd);
             return -1;
         }
     }
@@ -574,7 +574,7 @@ static int open_host(const char *filename, int flags, int depth, struct chain_se
     seen->n++;
 
     if (!(flags & BLK_O_SHARE) && blk_lock(fd, rw, filename) < 0) {
-        close(fd);
+        blk_file_close(fd);
         return -1;
     }
     return fd;
@@ -656,9 +656,8 @@ static void close_host(int fd, BlockDriverState *file)
     if (file) {
         blk_vfd_release(fd);
         blk_close(file);
-    } else if (fd >= 0) {
-        blk_file_forget_sync_error(fd);
-        close(fd);
+    } else {
+        blk_file_close(fd);
     }
 }
 

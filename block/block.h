@@ -631,8 +631,11 @@ int blk_decompress_cluster(int type, const uint8_t *in, size_t in_len, uint8_t *
 /* fdatasync; once it failed on an open file, every later call on that
  * file fails with the same error without trying (util.c) */
 int blk_file_sync(int fd);
-/* fd is being closed: a failed sync on it is forgotten */
-void blk_file_forget_sync_error(int fd);
+/* Closes a host file that blk_file_sync may have seen, forgetting its
+ * failed sync first (else the record outlives the fd and can hold a
+ * later open that gets the same number and inode); -1 does nothing.
+ * Every close of an image file in block/ goes through it. */
+void blk_file_close(int fd);
 void blk_file_start_writeback(int fd); /* sync_file_range(WRITE), no wait */
 /* Reads past end of file return zeros. */
 int blk_file_pread(int fd, void *buf, size_t len, uint64_t off);

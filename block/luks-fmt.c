@@ -413,7 +413,7 @@ static int luks_fmt_create(const char *filename, uint64_t size, BlockOptions *op
         OPENSSL_cleanse(region, len);
         free(region);
     }
-    close(fd);
+    blk_file_close(fd);
     if (r < 0)
         unlink(filename); /* as QEMU: what was there is gone anyway */
     return r;

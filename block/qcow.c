@@ -702,7 +702,7 @@ static int qcow_create(const char *filename, uint64_t size, BlockOptions *opts)
             blk_set_error("Could not write '%s': %s", filename, strerror(-r));
     }
     free(buf);
-    close(fd);
+    blk_file_close(fd);
     if (r < 0)
         unlink(filename);
     return r;

@@ -1494,7 +1494,7 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
         int e = errno;
         blk_set_error("Could not create '%s': %s", filename, strerror(e));
         if (dfd >= 0)
-            close(dfd);
+            blk_file_close(dfd);
         return -e;
     }
     struct stat ist, dst;
@@ -1503,8 +1503,8 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
         /* the image as its own data file: QEMU's lock conflict */
         blk_set_error("Failed to get shared \"resize\" lock\nIs another process using the "
                       "image [%s]?", c.data_file);
-        close(fd);
-        close(dfd);
+        blk_file_close(fd);
+        blk_file_close(dfd);
         unlink(filename);
         return -EBUSY;
     }
@@ -1514,9 +1514,9 @@ static int qcow2_create(const char *filename, uint64_t size, BlockOptions *opts)
     BlockDriverState bs = {.fd = fd, .filename = (char *)filename, .flags = BLK_O_RDWR};
     Qcow2State *s = calloc(1, sizeof(*s));
     if (!s) {
-        close(fd);
+        blk_file_close(fd);
         if (dfd >= 0)
-            close(dfd);
+            blk_file_close(dfd);
         return -ENOMEM;
     }
     pthread_mutex_init(&s->lock, NULL);
@@ -1608,9 +1608,9 @@ io_err:
 out:
     free(blk);
     qcow2_free_state(s);
-    close(fd);
+    blk_file_close(fd);
     if (dfd >= 0)
-        close(dfd);
+        blk_file_close(dfd);
     if (r < 0)
         unlink(filename);
     return r;

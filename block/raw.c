@@ -217,7 +217,7 @@ static int raw_create(const char *filename, uint64_t size, BlockOptions *opts)
     BlockDriverState bs = {.fd = fd, .filename = (char *)filename};
     int r = raw_truncate(&bs, size, prealloc == BLK_PREALLOC_METADATA ? BLK_PREALLOC_OFF : prealloc,
                          false);
-    close(fd);
+    blk_file_close(fd);
     return r;
 }
 

@@ -538,9 +538,11 @@ int blk_file_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
  * failure, every later sync of that open file fails with the same error
  * and tries nothing, so the image above never acknowledges a flush
  * again.  A file opened with O_DIRECT has no page cache in the way and
- * is exempt.  blk_file_forget_sync_error() ends it when the file is
- * closed; device and inode also guard an fd number closed elsewhere and
- * given to another file. */
+ * is exempt.  blk_file_close() ends it when the file is closed (every
+ * close of an image file in block/ goes through it: a record left
+ * behind would hold the next open that gets the same fd number and
+ * inode); device and inode also guard an fd number closed elsewhere
+ * and given to another file. */
 struct sync_err {
     int fd, err;
     dev_t dev;
@@ -605,7 +607,7 @@ static void sync_err_set(int fd, int err)
     pthread_mutex_unlock(&sync_err_mu);
 }
 
-void blk_file_forget_sync_error(int fd)
+static void forget_sync_error(int fd)
 {
     if (!__atomic_load_n(&nsync_errs, __ATOMIC_RELAXED))
         return;
@@ -619,6 +621,26 @@ void blk_file_forget_sync_error(int fd)
     pthread_mutex_unlock(&sync_err_mu);
 }
 
+void blk_file_close(int fd)
+{
+    if (fd < 0)
+        return;
+    forget_sync_error(fd);
+    close(fd);
+}
+
+/* One sync of a file at a time (QEMU runs one flush per node at once).
+ * Linux reports a writeback error to one fdatasync of an open file: one
+ * running beside it returns 0, and would acknowledge a flush whose data
+ * is lost before the first has recorded its failure.  A sync that
+ * starts while another of the same fd is in flight waits for it, then
+ * finds its error recorded.  Keyed by fd number; numbers are handed out
+ * lowest first, so two open files share a lock only past 256 fds (they
+ * then sync one after the other, which is only slower). */
+#define SYNC_LOCKS 256
+static pthread_mutex_t sync_locks[SYNC_LOCKS] = {[0 ... SYNC_LOCKS - 1] =
+                                                     PTHREAD_MUTEX_INITIALIZER};
+
 int blk_file_sync(int fd)
 {
     if (blk_file_is_node(fd))
@@ -629,10 +651,14 @@ int blk_file_sync(int fd)
     /* an injected error is blkdebug's, above the file: not sticky */
     if ((r = blkdebug_file_check(fd, BLKDBG_IO_FLUSH, 0, 0)))
         return r;
-    if (fdatasync(fd) == 0)
-        return 0;
-    r = errno;
-    sync_err_set(fd, r);
+    pthread_mutex_t *mu = &sync_locks[(unsigned)fd % SYNC_LOCKS];
+    pthread_mutex_lock(mu);
+    r = sync_err_of(fd); /* one that ran meanwhile failed */
+    if (!r && fdatasync(fd) < 0) {
+        r = errno;
+        sync_err_set(fd, r);
+    }
+    pthread_mutex_unlock(mu);
     return -r;
 }
 

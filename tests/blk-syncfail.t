@@ -6,21 +6,23 @@
 . "$(dirname "$0")/tap.sh"
 need_cmd qemu-img qemu-io
 [ -x "$CALF_BUILD/tests/blk-syncfail" ] || skip_all "blk-syncfail is not built"
-plan 16
-run() {  # run FORMAT IMAGE
+plan 23
+run() {  # run LABEL ARGS...
+    local label=$1
+    shift
     local line
     while read -r line; do
         case $line in
-            "ok "[0-9]*" - "*) pass "$1: ${line#* - }" ;;
-            "not ok "[0-9]*" - "*) fail "$1: ${line#* - }" ;;
+            "ok "[0-9]*" - "*) pass "$label: ${line#* - }" ;;
+            "not ok "[0-9]*" - "*) fail "$label: ${line#* - }" ;;
             "#"*) echo "$line" ;;
         esac
-    done < <("$CALF_BUILD/tests/blk-syncfail" "$1" "$2" 2>&1)
+    done < <("$CALF_BUILD/tests/blk-syncfail" "$@" 2>&1)
 }
 qemu-img create -q -f raw "$TMP/s.raw" 256K
-run raw "$TMP/s.raw"
+run raw raw "$TMP/s.raw"
 qemu-img create -q -f qcow2 "$TMP/s.qcow2" 256K
-run qcow2 "$TMP/s.qcow2"
+run qcow2 qcow2 "$TMP/s.qcow2"
 # exit 3: leaks only (the data cluster whose L2 entry never went out)
 qemu-img check -q "$TMP/s.qcow2" >/dev/null 2>&1; st=$?
 if [ $st = 0 ] || [ $st = 3 ]; then pass "qcow2: qemu-img check finds no corruption (leaks allowed)"
@@ -29,3 +31,8 @@ out=$(qemu-io -f qcow2 -c "read -P 1 0 64k" -c "read -P 0 64k 64k" "$TMP/s.qcow2
 if echo "$out" | grep -q "Pattern verification failed\|Could not\|error"; then
     fail "qcow2: qemu-io reads the flushed write, and zeros where the sync failed" "$out"
 else pass "qcow2: qemu-io reads the flushed write, and zeros where the sync failed"; fi
+# a create whose sync failed leaves nothing behind for the next open
+run create create "$TMP/c.qcow2" "$TMP/c.link"
+# a flush that starts while another's fdatasync is in flight gets its error
+qemu-img create -q -f raw "$TMP/t.raw" 256K
+run concurrent concurrent "$TMP/t.raw"
