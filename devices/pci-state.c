@@ -50,11 +50,26 @@ static int pci_fn_save(void *opaque, struct vmstate_cursor *w)
 {
     struct pci_dev *d = opaque;
     uint8_t cfg[PCI_CFG_SPACE_SIZE];
+    struct vmstate_cursor own;
 
     if (d->ops && !d->ops->state)
         return vms_fail(w, -ENOTSUP, "PCI function %s (%04x:%04x) cannot "
                         "be saved", d->name, cfg_get_le(d, PCI_VENDOR_ID, 2),
                         cfg_get_le(d, PCI_DEVICE_ID, 2));
+    /* The function's own state first, into a buffer: its save quiesces
+     * it (virtio waits for the request in flight, whose completion may
+     * raise INTx or set a pending bit), so the interrupt state recorded
+     * next is final.  The stream keeps its order: PCI, then the
+     * function's own bytes. */
+    vms_writer_init(&own);
+    if (d->ops && d->ops->state->save(d->opaque, &own) && !own.err)
+        own.err = -EIO;
+    if (own.err) {
+        vms_fail(w, own.err, "%s", own.msg[0] ? own.msg
+                                               : "the function's state");
+        vms_free(&own);
+        return w->err;
+    }
     cfg_copy_out(d, cfg, 0, PCI_CFG_SPACE_SIZE);
     vms_put(w, cfg, sizeof(cfg));
     pthread_mutex_lock(&d->pci->irq_lock);
@@ -68,9 +83,10 @@ static int pci_fn_save(void *opaque, struct vmstate_cursor *w)
     vms_put_u64(w, d->msix_pending);
     vms_put_u8(w, d->intx_level ? 1 : 0);
     pthread_mutex_unlock(&d->pci->irq_lock);
-    if (w->err || !d->ops)
-        return w->err;
-    return d->ops->state->save(d->opaque, w);
+    if (own.len)
+        vms_put(w, own.buf, own.len);
+    vms_free(&own);
+    return w->err;
 }
 
 static int pci_fn_load(void *opaque, struct vmstate_cursor *r)

@@ -12,8 +12,9 @@ SERIAL is the guest's console: the test guest with ct.tick=1, which
 prints "calf-test: tick N" about ten times a second.  The session: let
 it count, savevm s1, let it count on, loadvm s1 (the counter goes back
 to where it was saved and counts on from there), a loadvm of a snapshot
-that does not exist (an error, the VM left paused, as QEMU), cont,
-delvm s1, savevm s2, quit.
+that does not exist (an error, the VM left paused, as QEMU), cont, a
+loadvm of snapshot "bad" the test made refusable late (paused; cont and
+savevm refused), loadvm s1 again, delvm s1, savevm s2, quit.
 """
 import asyncio
 import re
@@ -80,6 +81,26 @@ async def session(sock, ser):
     say("after-missing", await status(qmp))
     await qmp.execute("cont")
     say("after-cont", await status(qmp))
+    # a state refused after it changed the machine: devices stay frozen,
+    # cont and savevm are refused; a loadvm that works runs it again
+    out = await hmp(qmp, "loadvm bad")
+    say("late-output", out.startswith("Error: "))
+    say("after-late", await status(qmp))
+    try:
+        await qmp.execute("cont")
+        say("late-cont", "accepted")
+    except Exception as e:
+        say("late-cont", getattr(e, "error_message", str(e)))
+    out = await hmp(qmp, "savevm s3")
+    say("late-savevm", out.startswith("Error: "))
+    say("after-late-cont", await status(qmp))
+    n = len(ticks(ser))
+    out = await hmp(qmp, "loadvm s1")
+    say("reload-output", repr(out))
+    await qmp.execute("cont")  # loadvm left a paused VM paused
+    say("after-reload", await status(qmp))
+    say("counts-after-reload",
+        await wait_for(lambda: len(ticks(ser)) >= n + 3, 60))
     say("delvm-output", repr(await hmp(qmp, "delvm s1")))
     say("savevm2-output", repr(await hmp(qmp, "savevm s2")))
     await qmp.execute("quit")

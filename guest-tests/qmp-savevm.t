@@ -16,6 +16,19 @@ QEMU_PY=$(CALF_BUILD=$CALF_BUILD "$(dirname "$0")/../scripts/qemu-python.sh" 2>"
 CLIENT=$(cd "$(dirname "$0")" && pwd)/qmp-savevm.py
 
 qemu-img create -q -f qcow2 "$TMP/d.qcow2" 64M
+# snapshot "bad": a state refused late (a vCPU record this calf does not
+# know, checksums valid: after RAM and the devices were loaded)
+boot badsave --kernel "$GUEST" --append "ct.tick=1" --cpus 2 \
+    --disk "$TMP/d.qcow2" --expect "calf-test: tick" --savevm bad --timeout 60
+is "$status" 0 "snapshot bad saved"
+hdr=$(perl -e 'local $/; open my $f, "<", $ARGV[0] or die; my $d = <$f>;
+    print index($d, "CALFVMST")' "$TMP/d.qcow2")
+perl -MCompress::Zlib -e 'open my $f, "+<", $ARGV[0] or die; my $o = $ARGV[1];
+    seek $f, $o, 0; read $f, my $h, 128; read $f, my $sec, unpack("Q<", substr($h, 80, 8));
+    my $i = index($sec, "\x05\x00cpu 0"); die "no cpu 0" if $i < 0;
+    substr($sec, $i + 11, 4) = "ZZZZ"; substr($h, 88, 4) = pack("V", crc32($sec));
+    substr($h, 92, 4) = "\0" x 4; substr($h, 92, 4) = pack("V", crc32($h));
+    seek $f, $o, 0; print $f $h, $sec' "$TMP/d.qcow2" "$hdr"
 "$CALF" run --qmp "unix:$TMP/s.sock,server=on,wait=off" --kernel "$GUEST" \
     --append "ct.tick=1" --cpus 2 --disk "$TMP/d.qcow2" --timeout 300 \
     >"$TMP/s.out" 2>"$TMP/s.err" </dev/null &
@@ -44,6 +57,15 @@ is "$(fact in-order)" True "one by one"
 is "$(fact missing-output)" True "loadvm of a missing snapshot: an Error: line naming it"
 is "$(fact after-missing)" paused "which leaves the VM paused, as QEMU"
 is "$(fact after-cont)" running "cont runs it again"
+is "$(fact late-output)" True "loadvm of a state refused late: an Error: line"
+is "$(fact after-late)" paused "which leaves the VM paused"
+is "$(fact late-cont)" "Resetting the Virtual Machine is required" \
+    "cont on the half-restored machine is refused"
+is "$(fact late-savevm)" True "and so is savevm"
+is "$(fact after-late-cont)" paused "the VM stays paused"
+is "$(fact reload-output)" "''" "loadvm s1 after it: no output"
+is "$(fact after-reload)" running "cont runs it again"
+is "$(fact counts-after-reload)" True "and the guest counts"
 is "$(fact delvm-output)" "''" "delvm s1: no output"
 is "$(fact savevm2-output)" "''" "savevm s2: no output"
 is "$status" 0 "calf exits 0 after quit"

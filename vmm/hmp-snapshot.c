@@ -4,7 +4,10 @@
  * restored from its qcow2 disks by vmm/snapshot.c, and resumed if it
  * was running (delvm too: it may copy guest RAM off the image).  As
  * QEMU: success prints nothing, a failure prints "Error: " and why, a
- * failed loadvm leaves the VM paused, and savevm without a name names the snapshot after the time, vm-YYYYMMDDhhmmss. */
+ * failed loadvm leaves the VM paused (and, if it got as far as changing
+ * the machine, its devices frozen and cont refused until system_reset
+ * or a loadvm that works), and savevm without a name names the snapshot
+ * after the time, vm-YYYYMMDDhhmmss. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -50,20 +53,34 @@ bool hmp_snapshot(struct vm *vm, const char *line, struct qjson_buf *b)
     if (running)
         vm_pause(vm);
     if (line[0] == 'd') {
-        if (snapshot_delete(vm, name))
+        if (snapshot_delete(vm, name)) /* keeps frozen devices frozen */
             error_line(b, snapshot_error());
         if (running)
             vm_resume(vm);
+        return true;
+    }
+    if (line[0] == 's' && atomic_load(&vm->needs_reset)) {
+        /* a half-restored machine is nothing to save */
+        error_line(b, "Resetting the Virtual Machine is required");
         return true;
     }
     if (line[0] == 's') {
         ret = snapshot_save(vm, name);
     } else {
         /* no device thread writes RAM while it is replaced; a load
-         * that worked resumes them itself */
+         * that worked resumes them itself.  One that failed after it
+         * changed the machine (or after an earlier one did) leaves them
+         * frozen: their restored rings would meet disks not reverted.
+         * QEMU 7.2 lets cont run such a machine; calf refuses cont (as
+         * QEMU does where a reset is needed) until system_reset or a
+         * loadvm that works. */
         snapshot_quiesce(vm);
         ret = snapshot_load(vm, name);
-        if (ret)
+        if (!ret)
+            atomic_store(&vm->needs_reset, false);
+        else if (snapshot_load_changed() || atomic_load(&vm->needs_reset))
+            atomic_store(&vm->needs_reset, true);
+        else
             bus_state_resume(vm->bus);
     }
     if (ret)

@@ -421,6 +421,9 @@ static void restart_vm(struct vm *vm, bool guest)
     }
     vm->resets++;
     atomic_store(&vm->reset_pending, false);
+    /* the devices a failed loadvm left frozen are reset: they may run */
+    if (atomic_exchange(&vm->needs_reset, false))
+        bus_state_resume(vm->bus);
     qmp_event_reset(run_qmp, guest);
     if (start_vcpus(vm))
         vm_request_stop(vm, BUS_STOP_ERROR, CALF_EXIT_SETUP);

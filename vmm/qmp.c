@@ -655,6 +655,13 @@ static struct json *cmd_stop(struct qmp_ctx *x)
 
 static struct json *cmd_cont(struct qmp_ctx *x)
 {
+    if (atomic_load(&x->q->vm->needs_reset)) {
+        /* a loadvm failed half way (vmm/hmp-snapshot.c); QEMU's words
+         * for a machine that must be reset first */
+        set_error(x->err, "GenericError",
+                  "Resetting the Virtual Machine is required");
+        return NULL;
+    }
     if (atomic_load(&x->q->vm->paused)) {
         atomic_store(&x->q->vm->prelaunch, false);
         qmp_event(x->q, "RESUME", NULL);

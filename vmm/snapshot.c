@@ -1102,6 +1102,13 @@ static int state_read(BlockDriverState *bs, const char *name, bool direct,
                   : blk_load_vmstate(bs, buf, pos, len);
 }
 
+static bool load_changed;
+
+bool snapshot_load_changed(void)
+{
+    return load_changed;
+}
+
 int snapshot_load(struct vm *vm, const char *name)
 {
     uint8_t hdr[VMS_HEADER_SIZE];
@@ -1117,6 +1124,7 @@ int snapshot_load(struct vm *vm, const char *name)
     int ret;
 
     last_error[0] = 0;
+    load_changed = false;
     disks_get(&k);
     if (k.holder < 0) {
         vmm_error("--loadvm %s: no qcow2 disk to restore from (a writable "
@@ -1207,8 +1215,10 @@ int snapshot_load(struct vm *vm, const char *name)
     ret = machine_check(vm, &k, find(s, h.nsections, "machine"));
     if (!ret)
         ret = names_check(vm, s, h.nsections);
-    if (!ret)
+    if (!ret) {
+        load_changed = true; /* from here on, a failure is half done */
         ret = ram_load(vm, bs, sid, direct, h.ram_offset, &mapped);
+    }
     for (unsigned i = 0; !ret && i < bus_state_count(vm->bus); i++) {
         const struct vmstate_section *d = find(s, h.nsections,
                                                bus_state_name(vm->bus, i));
@@ -1285,7 +1295,8 @@ int snapshot_delete(struct vm *vm, const char *name)
         /* devices quiet, then RAM off the clusters the delete may free */
         snapshot_quiesce(vm);
         ret = ram_detach(vm);
-        bus_state_resume(vm->bus);
+        if (!atomic_load(&vm->needs_reset)) /* else they stay frozen */
+            bus_state_resume(vm->bus);
         if (ret) {
             vmm_error("delvm %s: cannot copy guest RAM off the image: %s",
                       name, strerror(-ret));

@@ -22,6 +22,11 @@ int snapshot_load(struct vm *vm, const char *name);
  * otherwise.  0 or -errno. */
 int snapshot_delete(struct vm *vm, const char *name);
 
+/* Whether the last snapshot_load() got as far as changing the machine
+ * (guest RAM, devices, vCPUs): a failure after that leaves it half
+ * restored; one before, as it was. */
+bool snapshot_load_changed(void);
+
 /* Every device finishes or holds its work in flight and its threads
  * touch no guest RAM until bus_state_resume() (vCPUs stopped): before
  * a running machine's RAM is replaced (the monitor's loadvm). */

@@ -133,6 +133,10 @@ struct vm {
     atomic_bool paused;
     atomic_bool prelaunch;    /* paused since start (--paused) or a reset
                                  while stopped, no cont yet */
+    /* a monitor loadvm failed after it changed the machine: the devices
+     * stay frozen and cont is refused until a reset or a loadvm that
+     * works (vmm/hmp-snapshot.c) */
+    atomic_bool needs_reset;
     pthread_mutex_t pause_lock;
     pthread_cond_t pause_cond;
 

@@ -170,7 +170,10 @@ static int drive_read(struct ide_channel *ch, struct ide_drive *d,
         ok = ok && d->atapi && s->end == sizeof(s->cdb);
         break;
     case PIO_ATAPI_DATA:
-        ok = ok && d->atapi &&
+        /* a limit that offers no chunk (0, or 1 with more to send)
+         * would stall the transfer: atapi_data_in() refuses it too */
+        ok = ok && d->atapi && s->limit <= 0xfffe &&
+             (s->limit >= 2 || s->left <= s->limit) &&
              (s->from_disk ? s->lba <= bytes && s->left <= bytes - s->lba
                            : s->left <= IDE_BUF_SIZE - s->end);
         break;
