@@ -20,7 +20,7 @@ endif
 ifneq ($(filter bench,$(MAKECMDGOALS)),)
 SETUP_KIND := bench
 endif
-ifneq ($(filter test-slow soak test-tsan test-iotests,$(MAKECMDGOALS)),)
+ifneq ($(filter test-slow test-slow-guests soak test-tsan test-iotests,$(MAKECMDGOALS)),)
 SETUP_KIND := test
 endif
 $(shell scripts/setup-deps.sh $(SETUP_KIND) >&2)
@@ -130,11 +130,10 @@ extra-all: $(EXTRA_ALL)
 # The Linux guest tests come first and last: linux.t builds the kernel
 # (minutes, once) while the other prove job works through the rest, and
 # linux-virtio.t, which needs that kernel too, starts when it is there.
-LINUX_TESTS  := guest-tests/linux.t guest-tests/linux-virtio.t \
-                guest-tests/snapshot-linux.t
+LINUX_TESTS  := guest-tests/linux.t guest-tests/linux-virtio.t
 TEST_SCRIPTS = guest-tests/linux.t \
     $(filter-out $(LINUX_TESTS),$(sort $(wildcard tests/*.t guest-tests/*.t))) \
-    guest-tests/linux-virtio.t guest-tests/snapshot-linux.t
+    guest-tests/linux-virtio.t
 PROVE_JOBS ?= 2
 
 # A sanitizer report must never pass for a guest's own status 1 (the
@@ -175,7 +174,13 @@ SOAK_RUNS ?= 50
 soak: test-progs
 	BLK_STRESS_RUNS=$(SOAK_RUNS) BLK_STRESS_OPS=$${BLK_STRESS_OPS:-400} \
 	    CALF_BUILD=$(abspath $(BUILD)) prove -v tests/blk-stress.t
-test-slow: soak test-iotests
+test-slow: soak test-iotests test-slow-guests
+
+# Guest tests too slow for make test (Linux SMP and Linux under other
+# disks, snapshots of Linux and GRUB, GRUB over NBD): minutes each here.
+test-slow-guests: test-progs
+	$(SAN_ENV) CALF_BUILD=$(abspath $(BUILD)) prove -j$(PROVE_JOBS) \
+	    $(sort $(wildcard guest-tests/slow/*.t))
 
 # QEMU 7.2's own iotests (the bash ones for qcow2 that start no QEMU),
 # with calf-img and calf-io linked in as qemu-img and qemu-io, beside the
@@ -192,6 +197,6 @@ clean:
 FORCE:
 # Keep intermediate objects (unit-test .o files) so nothing rebuilds twice.
 .SECONDARY:
-.PHONY: all extra-all test test-progs test-tsan soak test-iotests bench clean run FORCE
+.PHONY: all extra-all test test-progs test-tsan soak test-iotests test-slow test-slow-guests bench clean run FORCE
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

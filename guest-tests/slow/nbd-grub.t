@@ -8,7 +8,7 @@
 # the host's, and writes the environment block (save_env): that write
 # lands in the local overlay, the export stays unchanged (qemu-img
 # compare reads the export through NBD against the original image).
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../lib.sh"
 need_kvm
 [ -e /usr/share/seabios/bios-256k.bin ] ||
     skip_all "seabios not installed"

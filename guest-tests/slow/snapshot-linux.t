@@ -10,7 +10,7 @@
 # its SysRq help, which proves interrupts, the UART and the kernel's
 # work after a restore with no userspace.  The same `h` without the
 # BREAK prints no help.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../lib.sh"
 need_kvm
 need_linux
 need_initramfs
