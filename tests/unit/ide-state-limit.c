@@ -104,7 +104,7 @@ int main(void)
     if (!bus || pci_create(bus, 0xe0000000ULL, &pci) ||
         pci_add_fn(pci, 1, 0, &isa_cfg, NULL, NULL, &isa) ||
         disk_parse(spec, &o) || ide_config_add(&c, &o) < 0 ||
-        ide_create(pci, 1, 1, bus, &c)) {
+        ide_create(pci, 1, 1, bus, &c, NULL)) {
         printf("not ok 1 - IDE with a CD-ROM created\n1..1\n");
         return 1;
     }
