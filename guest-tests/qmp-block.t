@@ -34,28 +34,7 @@ CLIENT=$(cd "$(dirname "$0")" && pwd)/qmp-client.py
 RAW=$(cd "$(dirname "$0")" && pwd)/qmp-raw.py
 REQ=$(cd "$(dirname "$0")" && pwd)/qmp/blockstats.txt
 
-# start NAME ARGS...: calf in the background with a QMP socket
-# $TMP/NAME.sock (wait=off) and the console in $TMP/NAME.out; sets pid
-start() {
-    local name=$1
-    shift
-    "$CALF" run --qmp "unix:$TMP/$name.sock,server=on,wait=off" "$@" \
-        >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
-    pid=$!
-    at_exit "kill -9 $pid 2>/dev/null"
-    for ((i = 0; i < 300; i++)); do
-        [ -S "$TMP/$name.sock" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-finish() {  # PID: waits for calf (after quit), at most 10 s; sets status
-    for ((i = 0; i < 100; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$1" 2>/dev/null
-    wait "$1"
-    status=$?
-}
-fact() { sed -n "s/^$2=//p" "$TMP/$1.facts" | head -1; }
+# start, finish (10 s) and fact: guest-tests/lib.sh
 
 # 1. counters against the guest's own model
 truncate -s 4M "$TMP/disk.raw"

@@ -40,26 +40,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CLIENT=$HERE/qmp-client.py
 VPAT=$HERE/vpat-check.py
 
-start() {
-    local name=$1
-    shift
-    "$CALF" run --qmp "unix:$TMP/$name.sock,server=on,wait=off" "$@" \
-        >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
-    pid=$!
-    at_exit "kill -9 $pid 2>/dev/null"
-    for ((i = 0; i < 300; i++)); do
-        [ -S "$TMP/$name.sock" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-finish() {
-    for ((i = 0; i < 600; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$1" 2>/dev/null
-    wait "$1"
-    status=$?
-}
-fact() { sed -n "s/^$2=//p" "$TMP/$1.facts" | head -1; }
+# start, finish and fact: guest-tests/lib.sh (finish waits up to 60 s here)
 # later P1 C1 P2 C2: whether (P2, C2) comes after (P1, C1) in the writes
 later() { [ "$3" -gt "$1" ] || { [ "$3" = "$1" ] && [ "$4" -gt "$2" ]; }; }
 
@@ -70,7 +51,7 @@ start s --paused --kernel "$GUEST" --append "ct.vpat=$N" \
 PYTHONPATH=$QEMU_PY timeout 270 python3 "$CLIENT" snapcommit "$TMP/s.sock" "$TMP/s.out" \
     "$TMP/base.qcow2" "$TMP/ov.qcow2" "$TMP/dump.raw" >"$TMP/s.facts" 2>"$TMP/s.pyerr"
 sed 's/^/#   /' "$TMP/s.pyerr"
-finish "$pid"
+finish "$pid" 60
 is "$status" 0 "calf exits 0 after quit"
 is "$(fact s writing)" True "the guest writes its pattern"
 is "$(fact s block-after-snapshot)" "$TMP/ov.qcow2:qcow2" \
@@ -122,7 +103,7 @@ start i --paused --kernel "$GUEST" --append "ct.ide=1 ct.idesize=16384 ct.hang=1
 PYTHONPATH=$QEMU_PY timeout 270 python3 "$CLIENT" idesnap "$TMP/i.sock" "$TMP/i.out" \
     "$TMP/ide-ov.qcow2" >"$TMP/i.facts" 2>"$TMP/i.pyerr"
 sed 's/^/#   /' "$TMP/i.pyerr"
-finish "$pid"
+finish "$pid" 60
 is "$status" 0 "IDE: calf exits 0 after quit"
 is "$(fact i block-after-snapshot)" "$TMP/ide-ov.qcow2" "IDE: query-block shows the overlay"
 is "$(fact i ide-ok)" True "IDE: the guest's IDE checks pass over the overlay"
@@ -190,7 +171,7 @@ start e --paused --kernel "$GUEST" --disk "$TMP/e.qcow2,format=qcow2" \
     --disk "$TMP/e1.qcow2,format=qcow2" --timeout 120
 PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" errors "$TMP/e.sock" "$TMP/e-ov.qcow2" \
     "$TMP/e.qcow2" "$TMP/e1.qcow2" "$TMP/dir" >"$TMP/e.txt" 2>"$TMP/e.pyerr"
-finish "$pid"
+finish "$pid" 60
 is "$(cat "$TMP/e.txt")" "$(cat "$TMP/errors.want")" "bad block commands: QEMU 7.2's answers"
 is "$status" 0 "calf exits 0 after them"
 qemu-img check -q "$TMP/e.qcow2"; is $? 0 "the disk's image is intact (not made its own overlay)"
@@ -208,7 +189,7 @@ qemu-img create -q -f qcow2 "$TMP/j.qcow2" 1M
 start j --paused --kernel "$GUEST" --disk "$TMP/j.qcow2,format=qcow2" --timeout 120
 PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" jobevents "$TMP/j.sock" "$TMP/jov" \
     >"$TMP/j.txt" 2>"$TMP/j.pyerr"
-finish "$pid"
+finish "$pid" 60
 is "$(cat "$TMP/j.txt")" "$(cat "$TMP/jobs.want")" \
     "job events: complete, soft cancel (manual finalize, dismiss), forced cancel as QEMU 7.2"
 
@@ -219,7 +200,7 @@ start l --paused --kernel "$GUEST" --disk "$TMP/l.qcow2,format=qcow2" --timeout 
 PYTHONPATH=$QEMU_PY timeout 270 python3 "$CLIENT" limits "$TMP/l.sock" "$TMP/l-ov" \
     >"$TMP/l.facts" 2>"$TMP/l.pyerr"
 sed 's/^/#   /' "$TMP/l.pyerr"
-finish "$pid"
+finish "$pid" 60
 is "$(fact l overlays)" 63 "63 overlays over the disk's image"
 is "$(fact l refused)" "7:calf: the chain of 'virtio0' has 64 images already (at most 64): commit first" \
     "then snapshots are refused"
@@ -243,7 +224,7 @@ start g --paused --kernel "$GUEST" --disk "$TMP/g.qcow2,format=qcow2" --timeout 
 PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" bigger "$TMP/g.sock" "$TMP/g-ov.qcow2" \
     >"$TMP/g.facts" 2>"$TMP/g.pyerr"
 sed 's/^/#   /' "$TMP/g.pyerr"
-finish "$pid"
+finish "$pid" 60
 is "$status" 0 "larger overlay: calf exits 0"
 is "$(fact g events)" \
     "created,running,ready,BLOCK_JOB_READY,waiting,pending,BLOCK_JOB_COMPLETED,concluded,null" \
@@ -264,7 +245,7 @@ start h --paused --kernel "$GUEST" --disk "$TMP/h.qcow2,format=qcow2" --timeout 
 PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" bigidle "$TMP/h.sock" "$pid" \
     "$TMP/h-ov.qcow2" >"$TMP/h.facts" 2>"$TMP/h.pyerr"
 sed 's/^/#   /' "$TMP/h.pyerr"
-finish "$pid"
+finish "$pid" 60
 is "$(fact h events)" \
     "created,running,ready,BLOCK_JOB_READY,waiting,pending,BLOCK_JOB_COMPLETED,concluded,null" \
     "64 TiB disk: the commit completes"
@@ -290,7 +271,7 @@ below() { # NAME DIR CMD...: facts in $TMP/NAME.facts
     PYTHONPATH=$QEMU_PY timeout 110 python3 "$CLIENT" below "$d/s.sock" "$d/sub" \
         ../base.qcow2 >"$TMP/$n.facts" 2>"$TMP/$n.pyerr"
     sed 's/^/#   /' "$TMP/$n.pyerr"
-    finish "$pid"
+    finish "$pid" 60
 }
 below_facts() { # NAME DIR: one line to compare
     echo "$(fact "$1" progress) $(fact "$1" events)" \
