@@ -9,7 +9,9 @@
 #ifndef CALF_TESTS_UNIT_VIRTIO_H
 #define CALF_TESTS_UNIT_VIRTIO_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -27,6 +29,16 @@
 #define DEVFN (SLOT << 3)
 
 static uint8_t *ram;
+
+/* The zeroed, page-aligned guest RAM the tests' rings live in: false
+ * when it cannot be had. */
+static inline bool unit_ram_alloc(void)
+{
+    ram = aligned_alloc(4096, RAM_SIZE);
+    if (ram)
+        memset(ram, 0, RAM_SIZE);
+    return ram != NULL;
+}
 
 /* As the VMM's: all of [gpa, gpa + len) inside RAM, or NULL. */
 static inline void *fake_guest_ram(void *host, uint64_t gpa, uint64_t len)

@@ -905,10 +905,8 @@ static void test_parse(void)
 
 int main(void)
 {
-    ram = aligned_alloc(4096, RAM_SIZE);
-    if (!ram)
+    if (!unit_ram_alloc())
         return 1;
-    memset(ram, 0, RAM_SIZE);
     test_parse();
     test_basic();
     test_mergeable();
